@@ -1,0 +1,81 @@
+public import Prometheus
+
+import Metrics
+
+/// The process-wide metrics registry and the names of every metric Weft emits.
+///
+/// Metrics are created directly on the Prometheus registry so each carries HELP
+/// text (what `promtool check metrics` expects); swift-metrics is bootstrapped
+/// on the same registry so libraries that use the swift-metrics API land in the
+/// same `/metrics` output.
+public final class WeftMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    /// Makes swift-metrics report into this registry. Call once, at start-up.
+    public func bootstrapSwiftMetrics() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    public func exposition() -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 * 1024)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+
+    public func counter(_ name: String, help: String, labels: [(String, String)] = []) -> Prometheus.Counter {
+        registry.makeCounter(descriptor: Self.descriptor(name, help: help), labels: labels)
+    }
+
+    public func gauge(_ name: String, help: String, labels: [(String, String)] = []) -> Prometheus.Gauge {
+        registry.makeGauge(descriptor: Self.descriptor(name, help: help), labels: labels)
+    }
+
+    public func durationHistogram(
+        _ name: String,
+        help: String,
+        labels: [(String, String)] = [],
+        buckets: [Duration] = WeftMetrics.latencyBuckets
+    ) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: Self.descriptor(name, help: help), labels: labels, buckets: buckets)
+    }
+
+    private static func descriptor(_ name: String, help: String) -> MetricNameDescriptor {
+        // The full name is passed as `metricName` with an empty unit so the
+        // names stay exactly those of `MetricNames` (no prefix juggling).
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    /// Buckets that resolve p50/p95/p99 from 50 µs to a minute: a sub-millisecond
+    /// in-memory call and a slow store call both land between two bounds.
+    public static let latencyBuckets: [Duration] = [
+        .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        .seconds(30), .seconds(60),
+    ]
+}
+
+/// Every metric name in one place (Prometheus conventions: base units, `_total`
+/// for counters). gRPC names and labels are those of go-grpc-prometheus so
+/// existing dashboards and alerts work unchanged.
+public enum MetricNames {
+    public static let grpcStarted = "grpc_server_started_total"
+    public static let grpcHandled = "grpc_server_handled_total"
+    public static let grpcHandlingSeconds = "grpc_server_handling_seconds"
+    public static let grpcMsgReceived = "grpc_server_msg_received_total"
+    public static let grpcMsgSent = "grpc_server_msg_sent_total"
+    public static let grpcReceivedBytes = "weft_grpc_server_received_bytes_total"
+    public static let grpcSentBytes = "weft_grpc_server_sent_bytes_total"
+    public static let httpRequestDuration = "http_server_request_duration_seconds"
+    public static let connectionsOpen = "weft_http_server_connections"
+    public static let connectionsAccepted = "weft_http_server_connections_accepted_total"
+    public static let connectionErrors = "weft_http_server_connection_errors_total"
+    public static let http2StreamsActive = "weft_http2_server_streams_active"
+}

@@ -1,0 +1,132 @@
+public import NIOCore
+import Foundation
+
+/// A non-gRPC HTTP request, the same whether it came over HTTP/1.1 or HTTP/2.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// The path without the query string.
+    public var path: String
+    public var query: String?
+    public var headers: [(name: String, value: String)]
+    public var body: ByteBuffer
+    /// Values of `{name}` segments of the matched route template.
+    public var pathParameters: [String: String] = [:]
+
+    public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
+        self.method = method
+        if let q = target.firstIndex(of: "?") {
+            self.path = String(target[..<q])
+            self.query = String(target[target.index(after: q)...])
+        } else {
+            self.path = target
+            self.query = nil
+        }
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name }?.value
+    }
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func json(_ status: Int, _ object: Any) -> HTTPResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return HTTPResponse(status: status, headers: [("content-type", "application/json")], body: Array(data))
+    }
+
+    /// The JSON error body of the REST bridge: google.rpc.Status-shaped
+    /// (`code` is the numeric gRPC code), with the HTTP status of that code.
+    public static func error(_ error: RPCError) -> HTTPResponse {
+        json(error.code.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
+    }
+
+    public static func error(status: Int, code: RPCError.Code, message: String) -> HTTPResponse {
+        json(status, ["code": code.rawValue, "message": message, "details": [Any]()])
+    }
+}
+
+/// Routes non-gRPC HTTP requests by method and path template
+/// (`/workflows/{workflowId}`); literal segments win over `{params}`.
+/// Built once at start-up, then read-only.
+public struct HTTPRouter: Sendable {
+    public typealias Handler = @Sendable (HTTPRequest) async throws -> HTTPResponse
+
+    struct Route: Sendable {
+        let method: String
+        let template: String
+        let segments: [Segment]
+        let handler: Handler
+    }
+
+    enum Segment: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    private var routes: [Route] = []
+
+    public init() {}
+
+    public mutating func add(_ method: String, _ template: String, _ handler: @escaping Handler) {
+        let segments = Self.split(template).map { part -> Segment in
+            part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part)
+        }
+        routes.append(Route(method: method, template: template, segments: segments, handler: handler))
+        // More literal segments first, so `/workflows/search` beats `/workflows/{id}`.
+        routes.sort { lhs, rhs in
+            for (l, r) in zip(lhs.segments, rhs.segments) {
+                switch (l, r) {
+                case (.literal, .parameter): return true
+                case (.parameter, .literal): return false
+                default: continue
+                }
+            }
+            return lhs.segments.count > rhs.segments.count
+        }
+    }
+
+    public enum Match: Sendable {
+        case found(route: String, handler: Handler, parameters: [String: String])
+        /// The path exists with other methods: 405 with `Allow`.
+        case methodNotAllowed(allowed: [String])
+        case notFound
+    }
+
+    public func match(method: String, path: String) -> Match {
+        let parts = Self.split(path)
+        var allowed: [String] = []
+        for route in routes where route.segments.count == parts.count {
+            var parameters: [String: String] = [:]
+            var ok = true
+            for (segment, part) in zip(route.segments, parts) {
+                switch segment {
+                case .literal(let literal): ok = literal == part
+                case .parameter(let name): parameters[name] = part.removingPercentEncoding ?? part
+                }
+                if !ok { break }
+            }
+            guard ok else { continue }
+            if route.method == method || (method == "HEAD" && route.method == "GET") {
+                return .found(route: route.template, handler: route.handler, parameters: parameters)
+            }
+            allowed.append(route.method)
+        }
+        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+
+    private static func split(_ path: String) -> [String] {
+        path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+    }
+}

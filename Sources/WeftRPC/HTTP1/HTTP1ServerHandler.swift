@@ -1,0 +1,159 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// HTTP/1.1 requests (after NIOHTTP1's decoder and pipelining handler, which
+/// hands us one request at a time): routed by the shared `HTTPRouter`, with
+/// keep-alive.
+final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let environment: ServerEnvironment
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var rejected = false
+    private var inFlight = false
+    private var draining = false
+    private var context: ChannelHandlerContext?
+    private let logger: Logger
+
+    init(environment: ServerEnvironment, peer: String) {
+        self.environment = environment
+        var logger = environment.logger
+        logger[metadataKey: "peer"] = "\(peer)"
+        logger[metadataKey: "protocol"] = "http/1.1"
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        environment.metrics.connectionsOpenH1.increment()
+        environment.metrics.connectionsAcceptedH1.increment()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        environment.metrics.connectionsOpenH1.decrement()
+        self.context = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // NIOHTTP1's error handler has already answered 400 for parse errors.
+        logger.info("closing connection: \(error)")
+        environment.metrics.connectionError(error is HTTPParserError ? "http1_parse" : "io")
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            self.body = context.channel.allocator.buffer(capacity: 0)
+            self.rejected = false
+            self.inFlight = true
+        case .body(var chunk):
+            guard !rejected else { return }
+            if body!.readableBytes + chunk.readableBytes > environment.config.maxReceiveMessageSize {
+                rejected = true
+                write(
+                    context: context,
+                    .error(
+                        status: 413, code: .resourceExhausted,
+                        message: "request body exceeds the limit of \(environment.config.maxReceiveMessageSize) bytes"),
+                    head: head!, route: "unmatched", start: .now(), forceClose: true)
+                return
+            }
+            body!.writeBuffer(&chunk)
+        case .end:
+            guard !rejected, let head else { return }
+            dispatch(context: context, head: head, body: body!)
+            self.body = nil
+        }
+    }
+
+    private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
+        let start = NIODeadline.now()
+        let method = head.method.rawValue
+        var request = HTTPRequest(
+            method: method, target: head.uri, headers: head.headers.map { ($0.name.lowercased(), $0.value) }, body: body)
+        if head.headers.first(name: "content-type")?.hasPrefix("application/grpc") == true {
+            write(
+                context: context,
+                .error(status: 415, code: .invalidArgument, message: "gRPC requires HTTP/2; this is HTTP/1.1"),
+                head: head, route: "grpc", start: start)
+            return
+        }
+        switch environment.httpRouter.match(method: method, path: request.path) {
+        case .notFound:
+            write(
+                context: context, .error(status: 404, code: .notFound, message: "no route for \(method) \(request.path)"),
+                head: head, route: "unmatched", start: start)
+        case .methodNotAllowed(let allowed):
+            var response = HTTPResponse.error(
+                status: 405, code: .unimplemented, message: "\(method) is not allowed on \(request.path)")
+            response.headers.append(("allow", allowed.joined(separator: ", ")))
+            write(context: context, response, head: head, route: "unmatched", start: start)
+        case .found(let route, let handler, let parameters):
+            request.pathParameters = parameters
+            let captured = request
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let environment = self.environment
+            Task {
+                let response: HTTPResponse
+                do {
+                    response = try await handler(captured)
+                } catch {
+                    let rpc = RPCError(from: error)
+                    if let cause = rpc.cause { environment.logger.error("\(route) failed: \(cause)") }
+                    response = .error(rpc)
+                }
+                loopBound.eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.write(context: context, response, head: head, route: route, start: start)
+                }
+            }
+        }
+    }
+
+    private func write(
+        context: ChannelHandlerContext, _ response: HTTPResponse, head: HTTPRequestHead, route: String,
+        start: NIODeadline, forceClose: Bool = false
+    ) {
+        guard context.channel.isActive else { return }
+        let keepAlive = head.isKeepAlive && !draining && !forceClose
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        headers.replaceOrAdd(name: "content-length", value: String(response.body.count))
+        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+        var responseHead = HTTPResponseHead(
+            version: head.version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+        responseHead.headers = headers
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        if head.method != .HEAD && !response.body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
+        }
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        inFlight = false
+        if !keepAlive {
+            done.futureResult.whenComplete { _ in context.close(promise: nil) }
+        }
+        environment.metrics.recordHTTP(
+            method: head.method.rawValue, route: route, status: response.status,
+            duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)))
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            if !inFlight { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Graceful shutdown: close now if idle, else after the current response.
+    func initiateGracefulShutdown() {
+        draining = true
+        if !inFlight { context?.close(promise: nil) }
+    }
+}

@@ -1,0 +1,340 @@
+import CNghttp2
+import Logging
+import NIOCore
+
+/// One HTTP/2 connection: a NIO handler that owns an nghttp2 server session.
+/// Bytes read go into `nghttp2_session_mem_recv`; after each read burst,
+/// `nghttp2_session_mem_send` output is gathered into as few buffers as
+/// possible and flushed once. Everything here runs on the channel's event
+/// loop; nghttp2 calls back into it through `user_data`.
+final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let environment: ServerEnvironment
+    let logger: Logger
+    private(set) var session: OpaquePointer?
+    private(set) var context: ChannelHandlerContext?
+    var streams: [Int32: HTTP2Stream] = [:]
+    let peer: String
+
+    private var inReadBurst = false
+    private var flushScheduled = false
+    private var readHeld = false
+    private var draining = false
+    private var goawaySent = false
+    private var closing = false
+    private var fatalError: String?
+
+    init(environment: ServerEnvironment, peer: String) {
+        self.environment = environment
+        self.peer = peer
+        var logger = environment.logger
+        logger[metadataKey: "peer"] = "\(peer)"
+        logger[metadataKey: "protocol"] = "h2"
+        self.logger = logger
+    }
+
+    var eventLoop: any EventLoop { context!.eventLoop }
+    var allocator: ByteBufferAllocator { context!.channel.allocator }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        environment.metrics.connectionsOpenH2.increment()
+        environment.metrics.connectionsAcceptedH2.increment()
+        let config = environment.config
+        let options = NGHTTP2Callbacks.makeOptions(config)
+        defer { nghttp2_option_del(options) }
+        var session: OpaquePointer?
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        let rc = nghttp2_session_server_new2(&session, NGHTTP2Callbacks.shared.pointer, userData, options)
+        precondition(rc == 0, "nghttp2_session_server_new2 failed: \(rc)")
+        self.session = session
+        let settings: [nghttp2_settings_entry] = [
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(config.maxConcurrentStreams)),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(config.initialWindowSize)),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(config.maxHeaderListSize)),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
+        ]
+        _ = settings.withUnsafeBufferPointer {
+            nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
+        }
+        // A connection window for many streams at once (each stream has its own).
+        _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 16 * 1024 * 1024)
+        if context.channel.isActive { flushOutput() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flushOutput()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        tearDown()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        tearDown()
+        self.context = nil
+    }
+
+    private func tearDown() {
+        guard let session else { return }
+        // nghttp2 does not call on_stream_close when a session is deleted:
+        // close every stream ourselves so handlers are cancelled.
+        for (_, stream) in streams { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
+        environment.metrics.streamsActive.decrement(by: Double(streams.count))
+        streams.removeAll()
+        nghttp2_session_del(session)
+        self.session = nil
+        environment.metrics.connectionsOpenH2.decrement()
+    }
+
+    // MARK: Input
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session, !closing else { return }
+        inReadBurst = true
+        let buffer = unwrapInboundIn(data)
+        let rv = buffer.withUnsafeReadableBytes { raw in
+            nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
+        }
+        if rv < 0 {
+            let reason = String(cString: nghttp2_strerror(Int32(rv)))
+            fail(reason: rv == Int(NGHTTP2_ERR_FLOODED.rawValue) ? "flood" : "protocol",
+                 message: "closing connection: \(reason)")
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
+        flushOutput()
+        context.fireChannelReadComplete()
+    }
+
+    /// Reading pauses while the socket cannot take more output, so a client
+    /// that does not read cannot make the server buffer without bound.
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            flushOutput()
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            if streams.isEmpty {
+                logger.debug("closing idle connection")
+                goAway(errorCode: UInt32(NGHTTP2_NO_ERROR.rawValue), lastStreamID: lastProcessedStreamID)
+                closeWhenFlushed()
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    // MARK: Output
+
+    /// Moves everything nghttp2 has queued onto the socket: one write per
+    /// ~64 KiB and one flush for the lot.
+    func flushOutput() {
+        guard let session, let context, context.channel.isActive else { return }
+        var out: ByteBuffer? = nil
+        var wrote = false
+        while context.channel.isWritable {
+            var pointer: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &pointer)
+            if n < 0 {
+                fail(reason: "internal", message: "nghttp2_session_mem_send: \(String(cString: nghttp2_strerror(Int32(n))))")
+                return
+            }
+            if n == 0 { break }
+            if out == nil { out = context.channel.allocator.buffer(capacity: max(n, 4096)) }
+            out!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: n))
+            if out!.readableBytes >= 64 * 1024 {
+                context.write(wrapOutboundOut(out!), promise: nil)
+                out = nil
+                wrote = true
+            }
+        }
+        if let out, out.readableBytes > 0 {
+            context.write(wrapOutboundOut(out), promise: nil)
+            wrote = true
+        }
+        if wrote { context.flush() }
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+            // GOAWAY exchanged and no stream left, or a fatal error: done.
+            closing = true
+            context.close(promise: nil)
+        } else if draining && goawaySent && streams.isEmpty {
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    /// Called after work done outside a read burst (a handler finished on
+    /// another thread): flushes once after all work already queued on the loop.
+    func scheduleFlush() {
+        guard !inReadBurst, !flushScheduled, let context else { return }
+        flushScheduled = true
+        context.eventLoop.execute {
+            self.flushScheduled = false
+            self.flushOutput()
+        }
+    }
+
+    private func closeWhenFlushed() {
+        flushOutput()
+        closing = true
+        context?.close(promise: nil)
+    }
+
+    private func fail(reason: String, message: String) {
+        guard fatalError == nil else { return }
+        fatalError = message
+        logger.warning("\(message)")
+        environment.metrics.connectionError(reason)
+        // Let nghttp2 send the GOAWAY it queued for the error, then close.
+        flushOutput()
+        closing = true
+        context?.close(promise: nil)
+    }
+
+    var lastProcessedStreamID: Int32 {
+        guard let session else { return 0 }
+        return nghttp2_session_get_last_proc_stream_id(session)
+    }
+
+    private func goAway(errorCode: UInt32, lastStreamID: Int32) {
+        guard let session, !goawaySent else { return }
+        goawaySent = true
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID, errorCode, nil, 0)
+    }
+
+    /// Graceful shutdown: a GOAWAY announcing shutdown now, the final GOAWAY
+    /// (with the last stream we will process) a round trip later, then close
+    /// once in-flight streams finish. The server closes whatever is left at
+    /// its drain deadline.
+    func initiateGracefulShutdown() {
+        guard let session, !draining else { return }
+        draining = true
+        _ = nghttp2_submit_shutdown_notice(session)
+        flushOutput()
+        context?.eventLoop.scheduleTask(in: .milliseconds(100)) { [self] in
+            goAway(errorCode: UInt32(NGHTTP2_NO_ERROR.rawValue), lastStreamID: lastProcessedStreamID)
+            flushOutput()
+        }
+    }
+
+    // MARK: nghttp2 callbacks (event loop, inside mem_recv / mem_send)
+
+    func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        guard frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+            frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+        else { return 0 }
+        let id = frame.pointee.hd.stream_id
+        streams[id] = HTTP2Stream(id: id, connection: self)
+        environment.metrics.streamsActive.increment()
+        return 0
+    }
+
+    func onHeader(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Int32 {
+        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+            stream.receiveHeader(name: name, value: value)
+        }
+        // Request trailers (client-streaming calls may send them) are ignored.
+        return 0
+    }
+
+    func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let id = frame.pointee.hd.stream_id
+        let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch UInt32(frame.pointee.hd.type) {
+        case NGHTTP2_HEADERS.rawValue:
+            guard let stream = streams[id] else { return 0 }
+            if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                stream.headersComplete()
+            }
+            if endStream { stream.endOfRequest() }
+        case NGHTTP2_DATA.rawValue:
+            if endStream, let stream = streams[id] { stream.endOfRequest() }
+        default:
+            break
+        }
+        return 0
+    }
+
+    func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
+        guard let stream = streams[streamID] else {
+            // A stream we already finished: give the window back at once.
+            consumeConnection(data.count)
+            return 0
+        }
+        stream.receiveData(data)
+        return 0
+    }
+
+    func onStreamClosed(streamID: Int32, errorCode: UInt32) -> Int32 {
+        guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        environment.metrics.streamsActive.decrement()
+        stream.closed(errorCode: errorCode)
+        return 0
+    }
+
+    func onInvalidFrame(_ frame: UnsafePointer<nghttp2_frame>, libraryError: Int32) -> Int32 {
+        logger.debug(
+            "invalid frame: \(String(cString: nghttp2_strerror(libraryError)))",
+            metadata: ["stream": "\(frame.pointee.hd.stream_id)"])
+        return 0
+    }
+
+    func onLibraryError(_ code: Int32, message: String) -> Int32 {
+        // nghttp2 reports the connection errors it answers with GOAWAY here.
+        logger.info("HTTP/2 protocol error: \(message)")
+        environment.metrics.connectionError("protocol")
+        return 0
+    }
+
+    func readResponseData(
+        streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
+        guard let stream = streams[streamID] else {
+            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        }
+        return stream.readResponseData(into: buffer, length: length, flags: flags)
+    }
+
+    // MARK: Used by streams
+
+    func consumeConnection(_ count: Int) {
+        guard count > 0, let session else { return }
+        _ = nghttp2_session_consume_connection(session, count)
+    }
+
+    func consume(streamID: Int32, _ count: Int) {
+        guard count > 0, let session else { return }
+        _ = nghttp2_session_consume(session, streamID, count)
+    }
+}

@@ -1,0 +1,699 @@
+import CNghttp2
+import Logging
+import NIOCore
+
+/// One HTTP/2 stream: a gRPC call or a plain HTTP exchange. All mutable state
+/// is touched only on the connection's event loop (nghttp2 callbacks, or work
+/// hopped there with `eventLoop.execute`); handler tasks reach it only through
+/// such hops, which is why the class may be captured by them.
+final class HTTP2Stream: @unchecked Sendable {
+    let id: Int32
+    let connection: HTTP2ServerConnectionHandler
+    private var environment: ServerEnvironment { connection.environment }
+
+    // Request head.
+    private var method: String?
+    private var path: String?
+    private var contentType: String?
+    private var rawTimeout: String?
+    private var requestEncodingName: String?
+    private var acceptEncoding: String?
+    private var headers: [(name: String, value: String)] = []
+    private var headerListSize = 0
+    private var headersTooLarge = false
+
+    private enum Mode {
+        case head
+        case grpc
+        case http
+        /// Answered already; whatever else arrives is dropped.
+        case done
+    }
+    private var mode: Mode = .head
+    /// Bytes received that have not been returned to the flow-control window.
+    private var unconsumed = 0
+    private var isClosed = false
+
+    // gRPC call.
+    private var handler: RPCHandler?
+    private var methodMetrics: RPCMethodMetrics?
+    private var context: ServerContext?
+    private var startNanos: UInt64 = 0
+    private var deframer: GRPCMessageDeframer?
+    private var requestAlgorithm: GRPCCompression.Algorithm?
+    private var responseAlgorithm: GRPCCompression.Algorithm?
+    private var machine = GRPCServerStreamStateMachine()
+    private var singleRequest: ByteBuffer?
+    private var pendingRequests = CircularBuffer<(message: ByteBuffer, framedSize: Int)>()
+    private var requestWaiter: CheckedContinuation<ByteBuffer?, any Error>?
+    private var requestEnded = false
+    private var statusSent = false
+    private var task: Task<Void, Never>?
+    private var deadlineTask: Scheduled<Void>?
+
+    // Plain HTTP exchange.
+    private var httpBody: ByteBuffer?
+
+    // Response.
+    private var outbound: ByteBuffer?
+    private var outboundEnded = false
+    private var pendingTrailers: HeaderBlock?
+    private var dataDeferred = false
+    private var writeWaiters = CircularBuffer<CheckedContinuation<Void, any Error>>()
+
+    init(id: Int32, connection: HTTP2ServerConnectionHandler) {
+        self.id = id
+        self.connection = connection
+    }
+
+    // MARK: Request head
+
+    func receiveHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        // SETTINGS_MAX_HEADER_LIST_SIZE accounting (RFC 9113 6.5.2): name +
+        // value + 32 per field. Past the limit, further fields are dropped and
+        // the call is refused once the head is complete.
+        headerListSize += name.count + value.count + 32
+        if headerListSize > environment.config.maxHeaderListSize {
+            headersTooLarge = true
+            return
+        }
+        let value = String(decoding: value, as: UTF8.self)
+        if name.first == UInt8(ascii: ":") {
+            switch name.count {
+            case 5 where name.elementsEqual(":path".utf8): path = value
+            case 7 where name.elementsEqual(":method".utf8): method = value
+            default: break
+            }
+            return
+        }
+        let name = String(decoding: name, as: UTF8.self)
+        switch name {
+        case "content-type": contentType = value
+        case "grpc-timeout": rawTimeout = value
+        case "grpc-encoding": requestEncodingName = value
+        case "grpc-accept-encoding": acceptEncoding = value
+        default: break
+        }
+        headers.append((name, value))
+    }
+
+    func headersComplete() {
+        guard mode == .head else { return }
+        machine.receiveHeaders()
+        if let contentType, contentType.hasPrefix("application/grpc") {
+            startGRPC(contentType: contentType)
+        } else {
+            startHTTP()
+        }
+    }
+
+    // MARK: gRPC
+
+    private func startGRPC(contentType: String) {
+        mode = .grpc
+        startNanos = NIODeadline.now().uptimeNanoseconds
+        let path = self.path ?? ""
+        let registered = environment.router.lookup(path: path)
+        let metrics = registered?.metrics ?? environment.metrics.unknownMethod
+        methodMetrics = metrics
+        metrics.started.increment()
+
+        guard method == "POST" else {
+            finish(RPCError(code: .unimplemented, message: "gRPC requires POST, got \(method ?? "no method")"))
+            return
+        }
+        let subtype = contentType.dropFirst("application/grpc".count)
+        guard subtype.isEmpty || subtype.hasPrefix("+proto") || subtype.hasPrefix(";") else {
+            finish(RPCError(code: .unimplemented, message: "content-type \(contentType) is not supported; use application/grpc+proto"))
+            return
+        }
+        guard !headersTooLarge else {
+            finish(RPCError(
+                code: .resourceExhausted,
+                message: "request headers exceed the limit of \(environment.config.maxHeaderListSize) bytes"))
+            return
+        }
+        guard let registered else {
+            let message =
+                environment.router.hasService(forPath: path)
+                ? "unknown method \(path)"
+                : "unknown service \(Self.serviceName(of: path)) (method \(path))"
+            finish(RPCError(code: .unimplemented, message: message))
+            return
+        }
+        handler = registered.handler
+
+        if let name = requestEncodingName, name != "identity" {
+            guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
+                var error = RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported")
+                error.metadata.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
+                finish(error)
+                return
+            }
+            requestAlgorithm = algorithm
+            // Mirror the request's compression when the client accepts it.
+            if let accept = acceptEncoding,
+                accept.split(separator: ",").contains(where: { $0.filter { $0 != " " } == name })
+            {
+                responseAlgorithm = algorithm
+            }
+        }
+
+        var deadline: NIODeadline?
+        if let rawTimeout {
+            guard let timeout = GRPCTimeout.parse(rawTimeout) else {
+                finish(RPCError(code: .invalidArgument, message: "malformed grpc-timeout \(rawTimeout)"))
+                return
+            }
+            let (seconds, attoseconds) = timeout.components
+            deadline = .now() + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        }
+
+        var metadata = Metadata()
+        for (name, value) in headers where !Metadata.isReserved(name) {
+            if name.hasSuffix("-bin") {
+                guard let bytes = Base64.decode(value.utf8) else {
+                    finish(RPCError(code: .invalidArgument, message: "metadata \(name) is not valid base64"))
+                    return
+                }
+                metadata.add(key: name, value: .binary(bytes))
+            } else {
+                metadata.add(key: name, value: .string(value))
+            }
+        }
+        context = ServerContext(
+            descriptor: registered.handler.descriptor,
+            requestMetadata: metadata,
+            deadline: deadline,
+            peer: connection.peer,
+            requestEncoding: requestAlgorithm?.rawValue ?? "identity",
+            responseEncoding: responseAlgorithm?.rawValue ?? "identity")
+        deframer = GRPCMessageDeframer(
+            maxMessageSize: environment.config.maxReceiveMessageSize, allocator: connection.allocator)
+        if let deadline {
+            deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in
+                deadlineExpired()
+            }
+        }
+        // Streaming requests start the handler at once; single-request calls
+        // wait for their message (and END_STREAM).
+        if case .task = registered.handler.body, !registered.handler.descriptor.kind.isSingleRequest {
+            startTask(requests: RPCRequestStream(source: StreamRequestSource(stream: self)))
+        }
+    }
+
+    private static func serviceName(of path: String) -> String {
+        let parts = path.split(separator: "/")
+        return parts.first.map(String.init) ?? path
+    }
+
+    func receiveData(_ data: UnsafeRawBufferPointer) {
+        unconsumed += data.count
+        switch mode {
+        case .grpc where !statusSent:
+            deframer!.append(data)
+            if handler!.descriptor.kind.isSingleRequest {
+                // Bounded by the message size limit: return the window at once.
+                consume(data.count)
+            }
+            drainRequestMessages()
+        case .http:
+            consume(data.count)
+            if httpBody!.readableBytes + data.count > environment.config.maxReceiveMessageSize {
+                respondHTTP(
+                    .error(
+                        status: 413, code: .resourceExhausted,
+                        message: "request body exceeds the limit of \(environment.config.maxReceiveMessageSize) bytes"),
+                    route: "unmatched", method: method ?? "")
+                return
+            }
+            httpBody!.writeBytes(data)
+        default:
+            consume(data.count)
+        }
+    }
+
+    private func drainRequestMessages() {
+        while !statusSent {
+            let message: GRPCMessageDeframer.Message
+            do {
+                guard let next = try deframer!.next() else { return }
+                message = next
+            } catch .messageTooLarge(let announced, let limit) {
+                finish(RPCError(
+                    code: .resourceExhausted,
+                    message: "request message of \(announced) bytes exceeds the limit of \(limit) bytes"))
+                return
+            } catch {
+                finish(RPCError(code: .internal, message: "malformed gRPC message frame: \(error)"))
+                return
+            }
+            let framedSize = 5 + message.bytes.readableBytes
+            methodMetrics!.messagesReceived.increment()
+            methodMetrics!.bytesReceived.increment(by: Int64(framedSize))
+            var payload = message.bytes
+            if message.compressed {
+                guard let algorithm = requestAlgorithm else {
+                    finish(RPCError(code: .internal, message: "compressed message without grpc-encoding"))
+                    return
+                }
+                do {
+                    let bytes = try message.bytes.withUnsafeReadableBytes {
+                        try GRPCCompression.decompress(
+                            $0, algorithm: algorithm, limit: environment.config.maxReceiveMessageSize)
+                    }
+                    payload = connection.allocator.buffer(bytes: bytes)
+                } catch GRPCCompression.CompressionError.tooLarge(let limit) {
+                    finish(RPCError(
+                        code: .resourceExhausted,
+                        message: "decompressed request message exceeds the limit of \(limit) bytes"))
+                    return
+                } catch {
+                    finish(RPCError(code: .internal, message: "cannot decompress request message (\(algorithm.rawValue))"))
+                    return
+                }
+            }
+            if handler!.descriptor.kind.isSingleRequest {
+                guard singleRequest == nil else {
+                    finish(RPCError(code: .internal, message: "more than one request message for a \(handler!.descriptor.kind.rawValue) call"))
+                    return
+                }
+                singleRequest = payload
+            } else if let waiter = requestWaiter {
+                requestWaiter = nil
+                consume(framedSize)
+                waiter.resume(returning: payload)
+            } else {
+                pendingRequests.append((payload, framedSize))
+            }
+        }
+    }
+
+    func endOfRequest() {
+        switch mode {
+        case .grpc:
+            guard !statusSent else { return }
+            do {
+                try machine.receiveEnd()
+                try deframer!.finish()
+            } catch let error as GRPCMessageDeframer.DeframeError {
+                finish(RPCError(code: .internal, message: "request ended inside a gRPC message frame (\(error))"))
+                return
+            } catch {
+                return
+            }
+            requestEnded = true
+            if handler!.descriptor.kind.isSingleRequest {
+                guard let request = singleRequest else {
+                    finish(RPCError(code: .internal, message: "the call ended without a request message"))
+                    return
+                }
+                singleRequest = nil
+                switch handler!.body {
+                case .inline(let body):
+                    runInline(body, request: request)
+                case .task:
+                    startTask(requests: RPCRequestStream(source: SingleRequestSource(message: request)))
+                }
+            } else if let waiter = requestWaiter, pendingRequests.isEmpty {
+                requestWaiter = nil
+                waiter.resume(returning: nil)
+            }
+        case .http:
+            dispatchHTTP()
+        case .head, .done:
+            break
+        }
+    }
+
+    private func runInline(_ body: @Sendable (ByteBuffer, ServerContext) throws -> [UInt8], request: ByteBuffer) {
+        do {
+            let response = try body(request, context!)
+            var framed = connection.allocator.buffer(capacity: response.count + 5)
+            try response.withUnsafeBytes {
+                try GRPCMessageFramer.frame($0, compressor: responseAlgorithm, into: &framed)
+            }
+            try sendResponseMessage(framed)
+            finish(nil)
+        } catch {
+            finish(RPCError(from: error))
+        }
+    }
+
+    private func startTask(requests: RPCRequestStream) {
+        guard case .task(let body) = handler!.body, let context else { return }
+        let writer = RPCResponseWriter(
+            sink: StreamResponseSink(stream: self, eventLoop: connection.eventLoop, compressor: responseAlgorithm))
+        let eventLoop = connection.eventLoop
+        task = Task {
+            var failure: RPCError?
+            do {
+                try await body(requests, writer, context)
+            } catch {
+                failure = RPCError(from: error)
+            }
+            eventLoop.execute {
+                self.finish(failure)
+                self.connection.scheduleFlush()
+            }
+        }
+    }
+
+    private func deadlineExpired() {
+        guard !statusSent else { return }
+        context?.markCancelled()
+        finish(RPCError(code: .deadlineExceeded, message: "deadline exceeded (grpc-timeout \(rawTimeout ?? ""))"))
+        connection.scheduleFlush()
+    }
+
+    /// Sends the status (once). Any error ends a still-running handler.
+    private func finish(_ error: RPCError?) {
+        guard !statusSent, !isClosed else { return }
+        statusSent = true
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        let code = error?.code ?? .ok
+        if let methodMetrics {
+            methodMetrics.handled(code)
+            methodMetrics.handlingSeconds.recordNanoseconds(
+                Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
+        }
+        if let error, code != .ok {
+            if let cause = error.cause {
+                connection.logger.error(
+                    "call failed: \(error.message)",
+                    metadata: ["grpc.method": "\(path ?? "")", "cause": "\(String(reflecting: cause))"])
+            }
+            if let task {
+                context?.markCancelled()
+                task.cancel()
+            }
+        }
+        var trailers = HeaderBlock()
+        let framing: GRPCServerStreamStateMachine.StatusFraming
+        do {
+            framing = try machine.sendStatus()
+        } catch {
+            return
+        }
+        if framing == .trailersOnly {
+            trailers.add(":status", "200")
+            trailers.add("content-type", "application/grpc")
+        }
+        trailers.add("grpc-status", String(code.rawValue))
+        if let error, !error.message.isEmpty {
+            trailers.add("grpc-message", GRPCStatusMessage.encode(error.message))
+        }
+        if let error { trailers.add(error.metadata) }
+        if let context { trailers.add(context.takeResponseTrailers()) }
+        failWaiters(RPCError(code: .cancelled, message: "the call has ended"))
+        if framing == .trailersOnly {
+            submit(headers: trailers, withBody: false)
+        } else {
+            pendingTrailers = trailers
+            outboundEnded = true
+            resumeData()
+        }
+    }
+
+    // MARK: Response
+
+    /// Appends one framed message, sending the response headers first.
+    func sendResponseMessage(_ framed: ByteBuffer) throws {
+        if try machine.sendMessage() {
+            var headers = HeaderBlock()
+            headers.add(":status", "200")
+            headers.add("content-type", "application/grpc")
+            if let responseAlgorithm { headers.add("grpc-encoding", responseAlgorithm.rawValue) }
+            headers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
+            if let context { headers.add(context.takeResponseHeaders()) }
+            submit(headers: headers, withBody: true)
+        }
+        methodMetrics!.messagesSent.increment()
+        methodMetrics!.bytesSent.increment(by: Int64(framed.readableBytes))
+        if outbound == nil {
+            outbound = framed
+        } else {
+            var framed = framed
+            outbound!.writeBuffer(&framed)
+        }
+        resumeData()
+    }
+
+    private func submit(headers: HeaderBlock, withBody: Bool) {
+        guard let session = connection.session else { return }
+        let rv: Int32 = headers.withNVs { nva, count in
+            if withBody {
+                var provider = nghttp2_data_provider(
+                    source: nghttp2_data_source(ptr: nil), read_callback: NGHTTP2Callbacks.readCallback)
+                return nghttp2_submit_response(session, id, nva, count, &provider)
+            } else {
+                return nghttp2_submit_response(session, id, nva, count, nil)
+            }
+        }
+        if rv != 0 {
+            connection.logger.debug("nghttp2_submit_response: \(String(cString: nghttp2_strerror(rv)))")
+        }
+    }
+
+    private func resumeData() {
+        guard dataDeferred, let session = connection.session else { return }
+        dataDeferred = false
+        _ = nghttp2_session_resume_data(session, id)
+    }
+
+    func readResponseData(into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        var n = 0
+        if var out = outbound, out.readableBytes > 0 {
+            n = min(length, out.readableBytes)
+            out.readWithUnsafeReadableBytes { raw in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: raw.baseAddress!, byteCount: n)
+                return n
+            }
+            outbound = out.readableBytes == 0 ? nil : out
+        }
+        let remaining = outbound?.readableBytes ?? 0
+        if remaining == 0 {
+            if outboundEnded {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                if let trailers = pendingTrailers, let session = connection.session {
+                    pendingTrailers = nil
+                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                    _ = trailers.withNVs { nva, count in nghttp2_submit_trailer(session, id, nva, count) }
+                }
+            } else if n == 0 {
+                dataDeferred = true
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+        }
+        if !writeWaiters.isEmpty && remaining <= environment.config.streamWriteBufferHighWater / 2 {
+            let waiters = writeWaiters
+            writeWaiters.removeAll()
+            for waiter in waiters { waiter.resume() }
+        }
+        return n
+    }
+
+    /// From a handler task, on the event loop: queue a message or wait.
+    func enqueueResponse(_ framed: ByteBuffer, continuation: CheckedContinuation<Void, any Error>) {
+        guard !statusSent, !isClosed else {
+            continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
+            return
+        }
+        do {
+            try sendResponseMessage(framed)
+        } catch {
+            continuation.resume(throwing: RPCError(code: .internal, message: "response after status"))
+            return
+        }
+        connection.scheduleFlush()
+        if (outbound?.readableBytes ?? 0) > environment.config.streamWriteBufferHighWater {
+            writeWaiters.append(continuation)
+        } else {
+            continuation.resume()
+        }
+    }
+
+    /// From a handler task, on the event loop: the next request message.
+    func takeRequest(_ continuation: CheckedContinuation<ByteBuffer?, any Error>) {
+        if let (message, size) = pendingRequests.popFirst() {
+            consume(size)
+            continuation.resume(returning: message)
+        } else if isClosed || statusSent {
+            continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
+        } else if requestEnded {
+            continuation.resume(returning: nil)
+        } else {
+            requestWaiter = continuation
+        }
+    }
+
+    func cancelRequestWait() {
+        requestWaiter?.resume(throwing: CancellationError())
+        requestWaiter = nil
+    }
+
+    private func failWaiters(_ error: any Error) {
+        requestWaiter?.resume(throwing: error)
+        requestWaiter = nil
+        let waiters = writeWaiters
+        writeWaiters.removeAll()
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+
+    private func consume(_ count: Int) {
+        guard count > 0 else { return }
+        unconsumed -= count
+        connection.consume(streamID: id, count)
+    }
+
+    /// The stream is gone (finished, reset by the client, or the connection
+    /// closed). A call still running is cancelled and counted as such.
+    func closed(errorCode: UInt32) {
+        guard !isClosed else { return }
+        if mode == .grpc && !statusSent {
+            statusSent = true
+            deadlineTask?.cancel()
+            if let methodMetrics {
+                methodMetrics.handled(.cancelled)
+                methodMetrics.handlingSeconds.recordNanoseconds(
+                    Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
+            }
+        }
+        isClosed = true
+        context?.markCancelled()
+        task?.cancel()
+        failWaiters(CancellationError())
+        pendingRequests.removeAll()
+        if unconsumed > 0 {
+            connection.consumeConnection(unconsumed)
+            unconsumed = 0
+        }
+    }
+
+    // MARK: Plain HTTP
+
+    private func startHTTP() {
+        mode = .http
+        httpBody = connection.allocator.buffer(capacity: 0)
+        let path = self.path ?? "/"
+        if method == "POST", environment.router.hasService(forPath: path) {
+            respondHTTP(
+                .error(
+                    status: 415, code: .invalidArgument,
+                    message: "content-type must be application/grpc for gRPC method \(path), got \(contentType ?? "none")"),
+                route: "grpc", method: "POST")
+        }
+    }
+
+    private func dispatchHTTP() {
+        guard let httpBody else { return }
+        let method = self.method ?? "GET"
+        let request = HTTPRequest(method: method, target: path ?? "/", headers: headers, body: httpBody)
+        self.httpBody = nil
+        let start = NIODeadline.now()
+        let eventLoop = connection.eventLoop
+        let environment = self.environment
+        switch environment.httpRouter.match(method: method, path: request.path) {
+        case .notFound:
+            respondHTTP(.error(status: 404, code: .notFound, message: "no route for \(method) \(request.path)"),
+                route: "unmatched", method: method, start: start)
+        case .methodNotAllowed(let allowed):
+            var response = HTTPResponse.error(
+                status: 405, code: .unimplemented, message: "\(method) is not allowed on \(request.path)")
+            response.headers.append(("allow", allowed.joined(separator: ", ")))
+            respondHTTP(response, route: "unmatched", method: method, start: start)
+        case .found(let route, let handler, let parameters):
+            var request = request
+            request.pathParameters = parameters
+            let captured = request
+            task = Task {
+                let response: HTTPResponse
+                do {
+                    response = try await handler(captured)
+                } catch {
+                    let rpc = RPCError(from: error)
+                    if let cause = rpc.cause { environment.logger.error("\(route) failed: \(cause)") }
+                    response = .error(rpc)
+                }
+                eventLoop.execute {
+                    self.respondHTTP(response, route: route, method: method, start: start)
+                    self.connection.scheduleFlush()
+                }
+            }
+        }
+    }
+
+    private func respondHTTP(_ response: HTTPResponse, route: String, method: String, start: NIODeadline = .now()) {
+        guard mode == .http, !isClosed else { return }
+        mode = .done
+        httpBody = nil
+        var headers = HeaderBlock()
+        headers.add(":status", String(response.status))
+        for (name, value) in response.headers { headers.add(name.lowercased(), value) }
+        let body = method == "HEAD" ? [] : response.body
+        headers.add("content-length", String(response.body.count))
+        if body.isEmpty {
+            submit(headers: headers, withBody: false)
+        } else {
+            outbound = connection.allocator.buffer(bytes: body)
+            outboundEnded = true
+            submit(headers: headers, withBody: true)
+        }
+        environment.metrics.recordHTTP(
+            method: method, route: route, status: response.status,
+            duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)))
+    }
+}
+
+/// The one request message of a unary or server-streaming call, already in hand.
+private final class SingleRequestSource: RPCRequestSource, @unchecked Sendable {
+    // Read once by the handler task that owns it.
+    private var message: ByteBuffer?
+
+    init(message: ByteBuffer) { self.message = message }
+
+    func next() async throws -> ByteBuffer? {
+        defer { message = nil }
+        return message
+    }
+}
+
+/// Request messages of a client- or bidi-streaming call, taken from the
+/// stream on its event loop; taking one returns its bytes to the flow-control
+/// window, so a handler that stops reading stops the client.
+private struct StreamRequestSource: RPCRequestSource {
+    let stream: HTTP2Stream
+
+    func next() async throws -> ByteBuffer? {
+        let eventLoop = stream.connection.eventLoop
+        let stream = self.stream
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                eventLoop.execute { stream.takeRequest(continuation) }
+            }
+        } onCancel: {
+            eventLoop.execute { stream.cancelRequestWait() }
+        }
+    }
+}
+
+/// Response messages of a call: framed (and compressed) on the handler's
+/// task, queued on the event loop; `write` returns once the stream's buffer is
+/// below its high-water mark.
+private struct StreamResponseSink: RPCResponseSink {
+    let stream: HTTP2Stream
+    let eventLoop: any EventLoop
+    let compressor: GRPCCompression.Algorithm?
+
+    func write(_ payload: [UInt8]) async throws {
+        try Task.checkCancellation()
+        var framed = ByteBuffer()
+        framed.reserveCapacity(payload.count + 5)
+        try payload.withUnsafeBytes { try GRPCMessageFramer.frame($0, compressor: compressor, into: &framed) }
+        let stream = self.stream
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            eventLoop.execute { stream.enqueueResponse(framed, continuation: continuation) }
+        }
+    }
+}

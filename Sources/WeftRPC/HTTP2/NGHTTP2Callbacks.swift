@@ -1,0 +1,79 @@
+import CNghttp2
+
+/// The C callbacks nghttp2 calls while `mem_recv`/`mem_send` run. They run on
+/// the connection's event loop (inside the handler's own calls into nghttp2)
+/// and reach the handler only through `user_data`, never through globals.
+enum NGHTTP2Callbacks {
+    /// One immutable callbacks object for every session (nghttp2 copies it).
+    static let shared = SharedCallbacks()
+
+    final class SharedCallbacks: @unchecked Sendable {
+        let pointer: OpaquePointer
+
+        init() {
+            var cbs: OpaquePointer?
+            precondition(nghttp2_session_callbacks_new(&cbs) == 0, "nghttp2_session_callbacks_new failed")
+            let pointer = cbs!
+            // Output goes through mem_send; this is never expected to be called.
+            nghttp2_session_callbacks_set_send_callback(pointer) { _, _, _, _, _ in
+                Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
+            }
+            nghttp2_session_callbacks_set_on_begin_headers_callback(pointer) { _, frame, userData in
+                handler(userData).onBeginHeaders(frame!)
+            }
+            nghttp2_session_callbacks_set_on_header_callback(pointer) { _, frame, name, nameLength, value, valueLength, _, userData in
+                handler(userData).onHeader(
+                    frame!, name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                    value: UnsafeRawBufferPointer(start: value, count: valueLength))
+            }
+            nghttp2_session_callbacks_set_on_frame_recv_callback(pointer) { _, frame, userData in
+                handler(userData).onFrameReceived(frame!)
+            }
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(pointer) { _, _, streamID, data, length, userData in
+                handler(userData).onDataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length))
+            }
+            nghttp2_session_callbacks_set_on_stream_close_callback(pointer) { _, streamID, errorCode, userData in
+                handler(userData).onStreamClosed(streamID: streamID, errorCode: errorCode)
+            }
+            nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(pointer) { _, frame, errorCode, userData in
+                handler(userData).onInvalidFrame(frame!, libraryError: errorCode)
+            }
+            nghttp2_session_callbacks_set_error_callback2(pointer) { _, code, message, length, userData in
+                handler(userData).onLibraryError(
+                    code, message: String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self))
+            }
+            self.pointer = pointer
+        }
+    }
+
+    /// Session options: the protections the user card asks for.
+    static func makeOptions(_ config: RPCServerConfig) -> OpaquePointer {
+        var option: OpaquePointer?
+        precondition(nghttp2_option_new(&option) == 0, "nghttp2_option_new failed")
+        let o = option!
+        // Flow control follows what handlers consume (backpressure), not what arrives.
+        nghttp2_option_set_no_auto_window_update(o, 1)
+        // Rapid reset (CVE-2023-44487): a token bucket on incoming RST_STREAM; GOAWAY when empty.
+        nghttp2_option_set_stream_reset_rate_limit(o, UInt64(config.streamResetBurst), UInt64(config.streamResetRatePerSecond))
+        // CONTINUATION flood (CVE-2024-27316 family).
+        nghttp2_option_set_max_continuations(o, 8)
+        // PING / SETTINGS flood: queued ACKs beyond this tear the session down.
+        nghttp2_option_set_max_outbound_ack(o, 1000)
+        nghttp2_option_set_max_settings(o, 32)
+        // Closed streams are forgotten at once (no RFC 7540 priority tree to keep).
+        nghttp2_option_set_no_closed_streams(o, 1)
+        return o
+    }
+
+    @inline(__always)
+    static func handler(_ userData: UnsafeMutableRawPointer?) -> HTTP2ServerConnectionHandler {
+        Unmanaged<HTTP2ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+    }
+
+    /// The DATA source of every response: copies from the stream's outbound
+    /// buffer; defers when it is empty; at the end sends trailers (gRPC) or
+    /// END_STREAM (plain HTTP).
+    static let readCallback: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, userData in
+        handler(userData).readResponseData(streamID: streamID, into: buf!, length: length, flags: flags!)
+    }
+}

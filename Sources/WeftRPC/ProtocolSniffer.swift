@@ -1,0 +1,76 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Tells HTTP/2 with prior knowledge from HTTP/1.1 on a shared port: the
+/// HTTP/2 connection preface is a fixed 24-byte string. Once decided, the
+/// sniffer installs that protocol's handlers, replays what it buffered and
+/// removes itself.
+final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private let environment: ServerEnvironment
+    private let registry: ConnectionRegistry
+    private var buffered: ByteBuffer?
+
+    init(environment: ServerEnvironment, registry: ConnectionRegistry) {
+        self.environment = environment
+        self.registry = registry
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if buffered == nil {
+            buffered = incoming
+        } else {
+            buffered!.writeBuffer(&incoming)
+        }
+        let bytes = buffered!.readableBytesView
+        let compared = min(bytes.count, Self.preface.count)
+        let matches = bytes.prefix(compared).elementsEqual(Self.preface.prefix(compared))
+        if matches && compared < Self.preface.count { return }  // need more bytes
+        do {
+            try configure(context: context, http2: matches)
+        } catch {
+            environment.logger.error("cannot set up connection: \(error)")
+            context.close(promise: nil)
+            return
+        }
+        let replay = buffered!
+        buffered = nil
+        context.fireChannelRead(wrapInboundOut(replay))
+        context.fireChannelReadComplete()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    private func configure(context: ChannelHandlerContext, http2: Bool) throws {
+        let channel = context.channel
+        let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        let operations = context.pipeline.syncOperations
+        if http2 {
+            let handler = HTTP2ServerConnectionHandler(environment: environment, peer: peer)
+            try operations.addHandler(handler, position: .after(self))
+            let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+            registry.register(channel) { bound.value.initiateGracefulShutdown() }
+        } else {
+            let handler = HTTP1ServerHandler(environment: environment, peer: peer)
+            try operations.addHandler(handler)
+            try operations.configureHTTPServerPipeline(
+                position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+            let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+            registry.register(channel) { bound.value.initiateGracefulShutdown() }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Connected but never said anything: close when the idle timer fires.
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

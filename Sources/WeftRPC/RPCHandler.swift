@@ -1,0 +1,192 @@
+public import NIOCore
+public import SwiftProtobuf
+
+/// One method of a service: its descriptor and how to run it. Services declare
+/// their methods once with the typed constructors below; the router and the
+/// transports only see this type-erased form.
+public struct RPCHandler: Sendable {
+    public let descriptor: RPCMethodDescriptor
+    let body: Body
+
+    enum Body: Sendable {
+        /// Runs inline on the connection's event loop: decode, handle, encode,
+        /// with no task and no thread hop. Only for handlers that touch
+        /// in-memory state and never block or wait (health checks and the like).
+        case inline(@Sendable (ByteBuffer, ServerContext) throws -> [UInt8])
+        /// Runs as a Swift task; the transport feeds requests and takes responses.
+        case task(@Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
+    }
+}
+
+extension RPCHandler {
+    /// A unary method whose handler runs synchronously on the event loop. Use
+    /// only for handlers that never block: no I/O, no waiting, no heavy work.
+    public static func unaryInline<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (Request, ServerContext) throws -> Response
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            body: .inline { bytes, context in
+                let request: Request = try ProtobufCoding.decode(bytes)
+                return try ProtobufCoding.encode(try handler(request, context))
+            })
+    }
+
+    public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            body: .task { requests, writer, context in
+                let request: Request = try await requests.single()
+                let response = try await handler(request, context)
+                try await writer.write(try ProtobufCoding.encode(response))
+            })
+    }
+
+    public static func serverStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (Request, ResponseStream<Response>, ServerContext) async throws -> Void
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .serverStreaming),
+            body: .task { requests, writer, context in
+                let request: Request = try await requests.single()
+                try await handler(request, ResponseStream(writer: writer), context)
+            })
+    }
+
+    public static func clientStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .clientStreaming),
+            body: .task { requests, writer, context in
+                let response = try await handler(RequestStream(raw: requests), context)
+                try await writer.write(try ProtobufCoding.encode(response))
+            })
+    }
+
+    public static func bidiStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (RequestStream<Request>, ResponseStream<Response>, ServerContext) async throws
+            -> Void
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .bidiStreaming),
+            body: .task { requests, writer, context in
+                try await handler(RequestStream(raw: requests), ResponseStream(writer: writer), context)
+            })
+    }
+}
+
+/// A service: a name and its methods, declared once.
+public protocol RPCService: Sendable {
+    var handlers: [RPCHandler] { get }
+}
+
+enum ProtobufCoding {
+    static func decode<M: SwiftProtobuf.Message>(_ bytes: ByteBuffer) throws -> M {
+        do {
+            return try bytes.withUnsafeReadableBytes { raw in
+                try M(serializedBytes: Array(raw))
+            }
+        } catch {
+            throw RPCError(
+                code: .invalidArgument,
+                message: "cannot decode \(M.protoMessageName): \(error)",
+                cause: error)
+        }
+    }
+
+    static func encode<M: SwiftProtobuf.Message>(_ message: M) throws -> [UInt8] {
+        do {
+            return try message.serializedBytes()
+        } catch {
+            throw RPCError(code: .internal, message: "cannot encode response", cause: error)
+        }
+    }
+}
+
+// MARK: - Streams seen by handlers
+
+/// The transport side of a call's request messages (payloads, decompressed).
+public protocol RPCRequestSource: Sendable {
+    /// The next request message, or nil at end of stream.
+    func next() async throws -> ByteBuffer?
+}
+
+/// The transport side of a call's response messages.
+public protocol RPCResponseSink: Sendable {
+    /// Sends one response message (sending response headers first if needed),
+    /// suspending while the peer is not reading (backpressure).
+    func write(_ payload: [UInt8]) async throws
+}
+
+public struct RPCRequestStream: Sendable {
+    let source: any RPCRequestSource
+
+    public init(source: any RPCRequestSource) { self.source = source }
+
+    public func next() async throws -> ByteBuffer? { try await source.next() }
+
+    /// Exactly one message, as unary and server-streaming calls require.
+    func single<M: SwiftProtobuf.Message>() async throws -> M {
+        guard let first = try await source.next() else {
+            throw RPCError(code: .internal, message: "the call ended without a request message")
+        }
+        return try ProtobufCoding.decode(first)
+    }
+}
+
+public struct RPCResponseWriter: Sendable {
+    let sink: any RPCResponseSink
+
+    public init(sink: any RPCResponseSink) { self.sink = sink }
+
+    public func write(_ payload: [UInt8]) async throws { try await sink.write(payload) }
+}
+
+/// Typed request messages of a client- or bidi-streaming call.
+public struct RequestStream<Message: SwiftProtobuf.Message>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    let raw: RPCRequestStream
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let raw: RPCRequestStream
+        public mutating func next() async throws -> Message? {
+            guard let bytes = try await raw.next() else { return nil }
+            return try ProtobufCoding.decode(bytes)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(raw: raw) }
+}
+
+/// Typed response messages of a server- or bidi-streaming call.
+public struct ResponseStream<Message: SwiftProtobuf.Message>: Sendable {
+    let writer: RPCResponseWriter
+
+    /// Sends one message; suspends while the client is not reading.
+    public func write(_ message: Message) async throws {
+        try await writer.write(try ProtobufCoding.encode(message))
+    }
+}

@@ -1,0 +1,139 @@
+import Synchronization
+public import WeftObservability
+import Prometheus
+
+/// The transport's metrics. Per-method handles are created once at
+/// registration, so the hot path only increments counters and records into a
+/// histogram, with no name or label lookups.
+public final class RPCMetrics: Sendable {
+    let metrics: WeftMetrics
+    let connectionsOpenH2: Gauge
+    let connectionsOpenH1: Gauge
+    let connectionsAcceptedH2: Counter
+    let connectionsAcceptedH1: Counter
+    let streamsActive: Gauge
+    let unknownMethod: RPCMethodMetrics
+    private let connectionErrors = Mutex<[String: Counter]>([:])
+    private let httpHistograms = Mutex<[HTTPKey: DurationHistogram]>([:])
+
+    private struct HTTPKey: Hashable {
+        let method: String
+        let route: String
+        let status: Int
+    }
+
+    public init(metrics: WeftMetrics) {
+        self.metrics = metrics
+        let open = "Open client connections, by protocol."
+        let accepted = "Accepted client connections, by protocol."
+        connectionsOpenH2 = metrics.gauge(MetricNames.connectionsOpen, help: open, labels: [("protocol", "h2")])
+        connectionsOpenH1 = metrics.gauge(MetricNames.connectionsOpen, help: open, labels: [("protocol", "http/1.1")])
+        connectionsAcceptedH2 = metrics.counter(
+            MetricNames.connectionsAccepted, help: accepted, labels: [("protocol", "h2")])
+        connectionsAcceptedH1 = metrics.counter(
+            MetricNames.connectionsAccepted, help: accepted, labels: [("protocol", "http/1.1")])
+        streamsActive = metrics.gauge(MetricNames.http2StreamsActive, help: "HTTP/2 streams open right now.")
+        // Calls to paths no service serves. Their labels are fixed so a client
+        // cannot create series by inventing paths.
+        unknownMethod = RPCMethodMetrics(
+            metrics: metrics,
+            descriptor: RPCMethodDescriptor(service: "unknown", method: "unknown", kind: .unary))
+    }
+
+    func method(_ descriptor: RPCMethodDescriptor) -> RPCMethodMetrics {
+        RPCMethodMetrics(metrics: metrics, descriptor: descriptor)
+    }
+
+    /// Counts a connection closed for a protocol error, by reason (a small fixed set).
+    func connectionError(_ reason: String) {
+        let counter = connectionErrors.withLock { counters in
+            if let c = counters[reason] { return c }
+            let c = metrics.counter(
+                MetricNames.connectionErrors, help: "Connections closed because of a protocol error or abuse, by reason.",
+                labels: [("reason", reason)])
+            counters[reason] = c
+            return c
+        }
+        counter.increment()
+    }
+
+    /// Records one non-gRPC HTTP request. `route` is the route template (never
+    /// the raw path), so the label set stays bounded.
+    func recordHTTP(method: String, route: String, status: Int, duration: Duration) {
+        let method = Self.knownMethods.contains(method) ? method : "_OTHER"
+        let key = HTTPKey(method: method, route: route, status: status)
+        let histogram = httpHistograms.withLock { histograms in
+            if let h = histograms[key] { return h }
+            let h = metrics.durationHistogram(
+                MetricNames.httpRequestDuration, help: "Duration of HTTP (non-gRPC) requests.",
+                labels: [
+                    ("http_request_method", method), ("http_route", route),
+                    ("http_response_status_code", String(status)),
+                ])
+            histograms[key] = h
+            return h
+        }
+        histogram.record(duration)
+    }
+
+    private static let knownMethods: Set<String> = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ]
+}
+
+/// Handles for one method (go-grpc-prometheus names and labels).
+final class RPCMethodMetrics: Sendable {
+    let started: Counter
+    let handlingSeconds: DurationHistogram
+    let messagesReceived: Counter
+    let messagesSent: Counter
+    let bytesReceived: Counter
+    let bytesSent: Counter
+    private let handledOK: Counter
+    private let handled = Mutex<[Counter?]>(Array(repeating: nil, count: 17))
+    private let metrics: WeftMetrics
+    private let labels: [(String, String)]
+
+    init(metrics: WeftMetrics, descriptor: RPCMethodDescriptor) {
+        self.metrics = metrics
+        let labels = [
+            ("grpc_type", descriptor.kind.rawValue), ("grpc_service", descriptor.service),
+            ("grpc_method", descriptor.method),
+        ]
+        self.labels = labels
+        let nameLabels = [("grpc_service", descriptor.service), ("grpc_method", descriptor.method)]
+        started = metrics.counter(MetricNames.grpcStarted, help: "RPCs started on the server.", labels: labels)
+        handlingSeconds = metrics.durationHistogram(
+            MetricNames.grpcHandlingSeconds,
+            help: "Time from receiving the request headers to sending the status, by method.", labels: labels)
+        messagesReceived = metrics.counter(
+            MetricNames.grpcMsgReceived, help: "gRPC messages received from clients.", labels: labels)
+        messagesSent = metrics.counter(MetricNames.grpcMsgSent, help: "gRPC messages sent to clients.", labels: labels)
+        bytesReceived = metrics.counter(
+            MetricNames.grpcReceivedBytes, help: "gRPC message bytes received (as framed on the wire).",
+            labels: nameLabels)
+        bytesSent = metrics.counter(
+            MetricNames.grpcSentBytes, help: "gRPC message bytes sent (as framed on the wire).", labels: nameLabels)
+        handledOK = Self.makeHandled(metrics: metrics, labels: labels, code: .ok)
+    }
+
+    private static func makeHandled(metrics: WeftMetrics, labels: [(String, String)], code: RPCError.Code) -> Counter {
+        metrics.counter(
+            MetricNames.grpcHandled, help: "RPCs completed on the server, by status code.",
+            labels: labels + [("grpc_code", code.name)])
+    }
+
+    func handled(_ code: RPCError.Code) {
+        if code == .ok {
+            handledOK.increment()
+            return
+        }
+        let counter = handled.withLock { counters in
+            if let c = counters[code.rawValue] { return c }
+            let c = Self.makeHandled(metrics: metrics, labels: labels, code: code)
+            counters[code.rawValue] = c
+            return c
+        }
+        counter.increment()
+    }
+}

@@ -1,0 +1,79 @@
+import Synchronization
+public import NIOCore
+
+/// What a handler knows about its call, and where it puts response metadata.
+/// One per call; handlers may use it from any task.
+public final class ServerContext: Sendable {
+    public let descriptor: RPCMethodDescriptor
+    /// Application metadata of the request (reserved gRPC/HTTP headers removed).
+    public let requestMetadata: Metadata
+    /// When the caller gives up (`grpc-timeout`), if it said.
+    public let deadline: NIODeadline?
+    /// The peer's address, for logs.
+    public let peer: String
+    /// `grpc-encoding` of the request messages ("identity" if none).
+    public let requestEncoding: String
+    /// The encoding the server uses for response messages ("identity" if none).
+    public let responseEncoding: String
+
+    private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
+    private let cancelled = Atomic<Bool>(false)
+
+    public init(
+        descriptor: RPCMethodDescriptor,
+        requestMetadata: Metadata,
+        deadline: NIODeadline?,
+        peer: String,
+        requestEncoding: String,
+        responseEncoding: String
+    ) {
+        self.descriptor = descriptor
+        self.requestMetadata = requestMetadata
+        self.deadline = deadline
+        self.peer = peer
+        self.requestEncoding = requestEncoding
+        self.responseEncoding = responseEncoding
+    }
+
+    /// Adds response header metadata. Takes effect if called before the first
+    /// response message is written (or before a unary handler returns).
+    public func addResponseHeader(_ key: String, _ value: String) {
+        responseMetadata.withLock { $0.headers.add(key, value) }
+    }
+
+    public func addResponseHeader(_ key: String, binary: [UInt8]) {
+        responseMetadata.withLock { $0.headers.add(key, binary: binary) }
+    }
+
+    /// Adds trailing metadata, sent with the status.
+    public func addResponseTrailer(_ key: String, _ value: String) {
+        responseMetadata.withLock { $0.trailers.add(key, value) }
+    }
+
+    public func addResponseTrailer(_ key: String, binary: [UInt8]) {
+        responseMetadata.withLock { $0.trailers.add(key, binary: binary) }
+    }
+
+    /// True once the call is over from the caller's side: cancelled, reset,
+    /// deadline passed or connection lost. Async handlers are also cancelled
+    /// as Swift tasks; this flag serves code that polls.
+    public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+
+    func markCancelled() { cancelled.store(true, ordering: .relaxed) }
+
+    func takeResponseHeaders() -> Metadata {
+        responseMetadata.withLock { state in
+            let headers = state.headers
+            state.headers = Metadata()
+            return headers
+        }
+    }
+
+    func takeResponseTrailers() -> Metadata {
+        responseMetadata.withLock { state in
+            let trailers = state.trailers
+            state.trailers = Metadata()
+            return trailers
+        }
+    }
+}

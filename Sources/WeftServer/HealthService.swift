@@ -1,0 +1,108 @@
+import Synchronization
+public import WeftProto
+public import WeftRPC
+
+/// Serving status per service name ("" is the whole server), with
+/// subscribers for Watch. During a drain every status is NOT_SERVING and
+/// stays so.
+public final class HealthStatusStore: Sendable {
+    public typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
+
+    private struct State {
+        var statuses: [String: Status] = [:]
+        var watchers: [Int: (service: String, continuation: AsyncStream<Status>.Continuation)] = [:]
+        var nextWatcher = 0
+        var draining = false
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func set(_ service: String, _ status: Status) {
+        state.withLock { state in
+            guard !state.draining else { return }
+            Self.update(&state, service, status)
+        }
+    }
+
+    public func status(of service: String) -> Status? {
+        state.withLock { $0.statuses[service] }
+    }
+
+    public var isDraining: Bool { state.withLock { $0.draining } }
+
+    public var all: [String: Status] { state.withLock { $0.statuses } }
+
+    /// Everything NOT_SERVING from now on; watchers see it, then their streams end.
+    public func enterDrain() {
+        state.withLock { state in
+            state.draining = true
+            for service in state.statuses.keys { Self.update(&state, service, .notServing) }
+            for (_, watcher) in state.watchers { watcher.continuation.finish() }
+            state.watchers.removeAll()
+        }
+    }
+
+    /// The current status (SERVICE_UNKNOWN if unknown) and then every change.
+    public func watch(_ service: String) -> AsyncStream<Status> {
+        let (stream, continuation) = AsyncStream<Status>.makeStream(bufferingPolicy: .bufferingNewest(8))
+        state.withLock { state in
+            continuation.yield(state.statuses[service] ?? .serviceUnknown)
+            if state.draining {
+                continuation.finish()
+                return
+            }
+            let id = state.nextWatcher
+            state.nextWatcher += 1
+            state.watchers[id] = (service, continuation)
+            continuation.onTermination = { [weak self] _ in
+                _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
+            }
+        }
+        return stream
+    }
+
+    private static func update(_ state: inout State, _ service: String, _ status: Status) {
+        guard state.statuses[service] != status else { return }
+        state.statuses[service] = status
+        for (_, watcher) in state.watchers where watcher.service == service {
+            watcher.continuation.yield(status)
+        }
+    }
+}
+
+/// `grpc.health.v1.Health`, wire-compatible with the standard service.
+public struct HealthService: RPCService {
+    public let store: HealthStatusStore
+    static let name = "grpc.health.v1.Health"
+
+    public init(store: HealthStatusStore) { self.store = store }
+
+    public var handlers: [RPCHandler] {
+        [
+            // Inline: a lock and a dictionary lookup, no reason to leave the event loop.
+            .unaryInline(
+                service: Self.name, method: "Check",
+                request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self
+            ) { [store] request, _ in
+                guard let status = store.status(of: request.service) else {
+                    throw RPCError(code: .notFound, message: "unknown service \(request.service)")
+                }
+                return .with { $0.status = status }
+            },
+            .serverStreaming(
+                service: Self.name, method: "Watch",
+                request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self
+            ) { [store] request, responses, _ in
+                for await status in store.watch(request.service) {
+                    try await responses.write(.with { $0.status = status })
+                }
+                try Task.checkCancellation()
+                if store.isDraining {
+                    throw RPCError(code: .unavailable, message: "server is shutting down")
+                }
+            },
+        ]
+    }
+}

@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WeftObservability
+import WeftRPC
+import WeftServer
+
+// The entry point is an @main type, not main.swift: top-level variables in
+// main.swift are main-actor isolated, and nghttp2 callbacks run on event-loop
+// threads (see ARCHITECTURE.md, known pitfalls).
+@main
+struct Weft: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "weft",
+        abstract: "Weft: workflows as a service — gRPC and REST on one port, durable execution, observability.",
+        discussion: """
+            Every `serve` option can also be set by the environment variable shown
+            in its help (a flag wins over the variable).
+            """,
+        subcommands: [Serve.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server: gRPC (HTTP/2) and HTTP/1.1 on one port.",
+        discussion: """
+            Logs `listening on HOST:PORT` once ready. SIGTERM or SIGINT drains:
+            health turns NOT_SERVING, connections get GOAWAY, in-flight calls
+            finish (up to --drain-timeout), then the process exits 0.
+            """)
+
+    @Option(help: "Address to bind. [env: WEFT_HOST] (default: 127.0.0.1)")
+    var host: String?
+
+    @Option(help: "Port to bind; 0 picks a free one. [env: WEFT_PORT] (default: 8080)")
+    var port: Int?
+
+    @Option(help: "Directory for data files, created if missing. [env: WEFT_DATA_DIR] (default: ./weft-data)")
+    var dataDir: String?
+
+    @Option(help: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. [env: WEFT_MAX_CONCURRENT_STREAMS] (default: 100)")
+    var maxConcurrentStreams: Int?
+
+    @Option(help: "Largest request message in bytes (also the HTTP body limit). [env: WEFT_MAX_RECEIVE_MESSAGE_SIZE] (default: 4194304)")
+    var maxReceiveMessageSize: Int?
+
+    @Option(help: "Largest request header list in bytes. [env: WEFT_MAX_HEADER_LIST_SIZE] (default: 16384)")
+    var maxHeaderListSize: Int?
+
+    @Option(help: "Seconds before an idle connection is closed. [env: WEFT_IDLE_TIMEOUT] (default: 300)")
+    var idleTimeout: Int?
+
+    @Option(help: "Seconds a graceful shutdown waits for in-flight calls. [env: WEFT_DRAIN_TIMEOUT] (default: 30)")
+    var drainTimeout: Int?
+
+    @Option(help: "Event-loop threads; 0 means one per core. [env: WEFT_EVENT_LOOP_THREADS] (default: 0)")
+    var eventLoopThreads: Int?
+
+    @Option(help: "Log format: text or json. [env: WEFT_LOG_FORMAT] (default: text)")
+    var logFormat: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: WEFT_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    @Flag(help: "Register weft.testing.v1.EchoService, for tests and benchmarks only. [env: WEFT_ENABLE_TEST_SERVICES=1]")
+    var enableTestServices = false
+
+    func run() async throws {
+        let env = Environment()
+        let format = try env.choice(logFormat, "WEFT_LOG_FORMAT", default: WeftLogHandler.Format.text)
+        let level = try env.choice(logLevel, "WEFT_LOG_LEVEL", default: Logger.Level.info)
+        LoggingSystem.bootstrap { WeftLogHandler(label: $0, format: format, level: level) }
+        let logger = Logger(label: "weft")
+
+        var config = WeftServerConfig()
+        config.rpc.host = env.string(host, "WEFT_HOST", default: config.rpc.host)
+        config.rpc.port = try env.int(port, "WEFT_PORT", default: config.rpc.port, range: 0...65535)
+        config.dataDirectory = env.string(dataDir, "WEFT_DATA_DIR", default: config.dataDirectory)
+        config.rpc.maxConcurrentStreams = try env.int(
+            maxConcurrentStreams, "WEFT_MAX_CONCURRENT_STREAMS", default: config.rpc.maxConcurrentStreams, range: 1...100_000)
+        config.rpc.maxReceiveMessageSize = try env.int(
+            maxReceiveMessageSize, "WEFT_MAX_RECEIVE_MESSAGE_SIZE", default: config.rpc.maxReceiveMessageSize,
+            range: 1024...(1 << 30))
+        config.rpc.maxHeaderListSize = try env.int(
+            maxHeaderListSize, "WEFT_MAX_HEADER_LIST_SIZE", default: config.rpc.maxHeaderListSize, range: 1024...(1 << 20))
+        config.rpc.idleTimeout = .seconds(
+            try env.int(idleTimeout, "WEFT_IDLE_TIMEOUT", default: 300, range: 1...86_400))
+        config.rpc.drainTimeout = .seconds(
+            try env.int(drainTimeout, "WEFT_DRAIN_TIMEOUT", default: 30, range: 0...3600))
+        config.rpc.eventLoopThreads = try env.int(
+            eventLoopThreads, "WEFT_EVENT_LOOP_THREADS", default: 0, range: 0...256)
+        config.enableTestServices = enableTestServices || env.flag("WEFT_ENABLE_TEST_SERVICES")
+
+        let metrics = WeftMetrics()
+        metrics.bootstrapSwiftMetrics()
+        do {
+            try await WeftServer(config: config, logger: logger, metrics: metrics).run()
+        } catch let error as WeftStartupError {
+            logger.critical("\(error.description)")
+            throw ExitCode(2)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Resolves an option from its flag, else its `WEFT_*` variable, else the
+/// default, with a clear error for values that do not parse.
+struct Environment {
+    let values = ProcessInfo.processInfo.environment
+
+    func string(_ flag: String?, _ name: String, default value: String) -> String {
+        flag ?? values[name] ?? value
+    }
+
+    func int(_ flag: Int?, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        let resolved: Int
+        if let flag {
+            resolved = flag
+        } else if let raw = values[name] {
+            guard let parsed = Int(raw) else { throw ValidationError("\(name)=\(raw) is not a whole number") }
+            resolved = parsed
+        } else {
+            resolved = value
+        }
+        guard range.contains(resolved) else {
+            throw ValidationError("\(name.lowercased().replacingOccurrences(of: "weft_", with: "").replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound), got \(resolved)")
+        }
+        return resolved
+    }
+
+    func flag(_ name: String) -> Bool {
+        guard let raw = values[name]?.lowercased() else { return false }
+        return ["1", "true", "yes", "on"].contains(raw)
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ flag: String?, _ name: String, default value: T) throws -> T
+    where T.RawValue == String {
+        guard let raw = flag ?? values[name] else { return value }
+        guard let parsed = T(rawValue: raw.lowercased()) else {
+            throw ValidationError("\(name)=\(raw): expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return parsed
+    }
+}
+
+extension Logger.Level: @retroactive CaseIterable {}
