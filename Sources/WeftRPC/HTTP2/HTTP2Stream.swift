@@ -145,9 +145,7 @@ final class HTTP2Stream: @unchecked Sendable {
 
         if let name = requestEncodingName, name != "identity" {
             guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
-                var error = RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported")
-                error.metadata.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
-                finish(error)
+                finish(RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported"))
                 return
             }
             requestAlgorithm = algorithm
@@ -399,6 +397,7 @@ final class HTTP2Stream: @unchecked Sendable {
         if framing == .trailersOnly {
             trailers.add(":status", "200")
             trailers.add("content-type", "application/grpc")
+            trailers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
         }
         trailers.add("grpc-status", String(code.rawValue))
         if let error, !error.message.isEmpty {

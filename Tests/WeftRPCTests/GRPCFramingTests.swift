@@ -1,0 +1,248 @@
+import NIOCore
+import Testing
+
+@testable import WeftRPC
+
+@Suite("gRPC framing")
+struct GRPCFramingTests {
+    private func framed(_ payloads: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for p in payloads {
+            out.append(0)
+            withUnsafeBytes(of: UInt32(p.count).bigEndian) { out.append(contentsOf: $0) }
+            out.append(contentsOf: p)
+        }
+        return out
+    }
+
+    @Test("messages split at every possible byte boundary come out whole")
+    func splitsAnywhere() throws {
+        let payloads: [[UInt8]] = [[], Array("hello".utf8), [UInt8](repeating: 7, count: 300)]
+        let wire = framed(payloads)
+        for cut in 0...wire.count {
+            var deframer = GRPCMessageDeframer(maxMessageSize: 1024)
+            var got: [[UInt8]] = []
+            for part in [wire[0..<cut], wire[cut...]] {
+                Array(part).withUnsafeBytes { deframer.append($0) }
+                while let m = try deframer.next() { got.append(Array(m.bytes.readableBytesView)) }
+            }
+            #expect(got == payloads, "cut at \(cut)")
+            try deframer.finish()
+        }
+    }
+
+    @Test("one byte at a time")
+    func byteByByte() throws {
+        let wire = framed([Array("abc".utf8), Array("defgh".utf8)])
+        var deframer = GRPCMessageDeframer(maxMessageSize: 1024)
+        var got: [String] = []
+        for b in wire {
+            [b].withUnsafeBytes { deframer.append($0) }
+            while let m = try deframer.next() { got.append(String(buffer: m.bytes)) }
+        }
+        #expect(got == ["abc", "defgh"])
+    }
+
+    @Test("an oversize length prefix is refused before the body arrives")
+    func tooLargeAtPrefix() {
+        var deframer = GRPCMessageDeframer(maxMessageSize: 4 * 1024 * 1024)
+        let prefix: [UInt8] = [0, 0x06, 0x40, 0x00, 0x00]  // 100 MiB
+        prefix.withUnsafeBytes { deframer.append($0) }
+        #expect(throws: GRPCMessageDeframer.DeframeError.messageTooLarge(announced: 100 * 1024 * 1024, limit: 4 * 1024 * 1024)) {
+            _ = try deframer.next()
+        }
+    }
+
+    @Test("a message exactly at the limit is accepted")
+    func atLimit() throws {
+        var deframer = GRPCMessageDeframer(maxMessageSize: 10)
+        framed([[UInt8](repeating: 1, count: 10)]).withUnsafeBytes { deframer.append($0) }
+        #expect(try deframer.next()?.bytes.readableBytes == 10)
+    }
+
+    @Test("a bad compressed flag and a truncated frame are errors")
+    func malformed() throws {
+        var deframer = GRPCMessageDeframer(maxMessageSize: 100)
+        [UInt8]([2, 0, 0, 0, 0]).withUnsafeBytes { deframer.append($0) }
+        #expect(throws: GRPCMessageDeframer.DeframeError.invalidCompressedFlag(2)) { _ = try deframer.next() }
+
+        var truncated = GRPCMessageDeframer(maxMessageSize: 100)
+        [UInt8]([0, 0, 0, 0, 9, 1, 2]).withUnsafeBytes { truncated.append($0) }
+        #expect(try truncated.next() == nil)
+        #expect(throws: GRPCMessageDeframer.DeframeError.truncated(bufferedBytes: 7)) { try truncated.finish() }
+    }
+
+    @Test("framer writes the prefix and compresses when asked")
+    func framer() throws {
+        var out = ByteBuffer()
+        let payload = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
+        try payload.withUnsafeBytes { try GRPCMessageFramer.frame($0, compressor: nil, into: &out) }
+        #expect(out.readableBytes == 1005)
+        #expect(out.getInteger(at: 0, as: UInt8.self) == 0)
+        #expect(out.getInteger(at: 1, as: UInt32.self) == 1000)
+
+        var compressed = ByteBuffer()
+        try payload.withUnsafeBytes { try GRPCMessageFramer.frame($0, compressor: .gzip, into: &compressed) }
+        #expect(compressed.getInteger(at: 0, as: UInt8.self) == 1)
+        let length = Int(compressed.getInteger(at: 1, as: UInt32.self)!)
+        #expect(length < 100)
+        let body = compressed.getBytes(at: 5, length: length)!
+        let restored = try body.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 10_000) }
+        #expect(restored == payload)
+    }
+}
+
+@Suite("gRPC compression")
+struct GRPCCompressionTests {
+    @Test("gzip and deflate round trip", arguments: GRPCCompression.Algorithm.allCases)
+    func roundTrip(algorithm: GRPCCompression.Algorithm) throws {
+        let input = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let compressed = try input.withUnsafeBytes { try GRPCCompression.compress($0, algorithm: algorithm) }
+        let output = try compressed.withUnsafeBytes {
+            try GRPCCompression.decompress($0, algorithm: algorithm, limit: input.count)
+        }
+        #expect(output == input)
+    }
+
+    @Test("a compression bomb stops at the limit")
+    func bomb() throws {
+        let input = [UInt8](repeating: 0, count: 10 * 1024 * 1024)
+        let compressed = try input.withUnsafeBytes { try GRPCCompression.compress($0, algorithm: .gzip) }
+        #expect(compressed.count < 20_000)
+        #expect(throws: GRPCCompression.CompressionError.tooLarge(limit: 1024 * 1024)) {
+            _ = try compressed.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 1024 * 1024) }
+        }
+    }
+
+    @Test("corrupt input is an error, not a crash")
+    func corrupt() {
+        let junk: [UInt8] = [0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        #expect(throws: (any Error).self) {
+            _ = try junk.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 1000) }
+        }
+    }
+}
+
+@Suite("gRPC headers")
+struct GRPCHeaderTests {
+    @Test("grpc-timeout units")
+    func timeouts() {
+        #expect(GRPCTimeout.parse("1S") == .seconds(1))
+        #expect(GRPCTimeout.parse("100m") == .milliseconds(100))
+        #expect(GRPCTimeout.parse("5u") == .microseconds(5))
+        #expect(GRPCTimeout.parse("7n") == .nanoseconds(7))
+        #expect(GRPCTimeout.parse("2M") == .seconds(120))
+        #expect(GRPCTimeout.parse("1H") == .seconds(3600))
+        #expect(GRPCTimeout.parse("99999999S") == .seconds(99_999_999))
+    }
+
+    @Test("malformed grpc-timeout values are rejected", arguments: ["", "S", "1", "123456789S", "1x", "-1S", "1.5S", " 1S"])
+    func badTimeouts(_ value: String) {
+        #expect(GRPCTimeout.parse(value) == nil)
+    }
+
+    @Test("grpc-message percent-encoding round trips")
+    func statusMessage() {
+        #expect(GRPCStatusMessage.encode("plain text") == "plain text")
+        #expect(GRPCStatusMessage.encode("100% done") == "100%25 done")
+        #expect(GRPCStatusMessage.encode("line\nbreak") == "line%0Abreak")
+        #expect(GRPCStatusMessage.encode("café") == "caf%C3%A9")
+        for s in ["héllo wörld ✓", "%%%", "a\tb", ""] {
+            #expect(GRPCStatusMessage.decode(GRPCStatusMessage.encode(s)) == s)
+        }
+        #expect(GRPCStatusMessage.decode("bad %zz escape %4") == "bad %zz escape %4")
+    }
+
+    @Test("base64 for -bin metadata: unpadded out, padded or not in")
+    func base64() {
+        for bytes in [[], [0], [0, 1], [0, 1, 0xff], Array(0...255)] as [[UInt8]] {
+            let encoded = Base64.encode(bytes)
+            #expect(!encoded.contains("="))
+            #expect(Base64.decode(encoded.utf8) == bytes)
+            #expect(Base64.decode(Base64.encode(bytes, padded: true).utf8) == bytes)
+        }
+        #expect(Base64.decode("not base64!".utf8) == nil)
+    }
+
+    @Test("status codes map to HTTP statuses and Go names")
+    func codes() {
+        #expect(RPCError.Code.notFound.httpStatus == 404)
+        #expect(RPCError.Code.unauthenticated.httpStatus == 401)
+        #expect(RPCError.Code.cancelled.httpStatus == 499)
+        #expect(RPCError.Code.unavailable.httpStatus == 503)
+        #expect(RPCError.Code.deadlineExceeded.httpStatus == 504)
+        #expect(RPCError.Code.cancelled.name == "Canceled")
+        #expect(RPCError.Code.resourceExhausted.canonicalName == "RESOURCE_EXHAUSTED")
+        #expect(RPCError.Code(rawValue: 17) == nil)
+    }
+
+    @Test("unknown errors become INTERNAL without their details")
+    func internalErrors() {
+        struct Secret: Error { let path = "/etc/secret" }
+        let error = RPCError(from: Secret())
+        #expect(error.code == .internal)
+        #expect(!error.message.contains("secret"))
+    }
+}
+
+@Suite("gRPC stream state machine")
+struct GRPCServerStreamStateMachineTests {
+    @Test("status without headers is trailers-only; after a message it is trailers")
+    func framing() throws {
+        var a = GRPCServerStreamStateMachine()
+        a.receiveHeaders()
+        #expect(try a.sendStatus() == .trailersOnly)
+
+        var b = GRPCServerStreamStateMachine()
+        b.receiveHeaders()
+        #expect(try b.sendMessage() == true)
+        #expect(try b.sendMessage() == false)
+        #expect(try b.sendStatus() == .trailers)
+    }
+
+    @Test("illegal transitions are reported")
+    func violations() throws {
+        var m = GRPCServerStreamStateMachine()
+        #expect(throws: GRPCServerStreamStateMachine.Violation.messageBeforeHeaders) { try m.receiveMessage() }
+        m.receiveHeaders()
+        try m.receiveMessage()
+        try m.receiveEnd()
+        #expect(throws: GRPCServerStreamStateMachine.Violation.messageAfterEndOfRequest) { try m.receiveMessage() }
+        #expect(throws: GRPCServerStreamStateMachine.Violation.duplicateEndOfRequest) { try m.receiveEnd() }
+        _ = try m.sendStatus()
+        #expect(throws: GRPCServerStreamStateMachine.Violation.sendAfterStatus) { _ = try m.sendMessage() }
+        #expect(throws: GRPCServerStreamStateMachine.Violation.secondStatus) { _ = try m.sendStatus() }
+    }
+}
+
+@Suite("HTTP router")
+struct HTTPRouterTests {
+    @Test("literal segments win over parameters; 405 lists allowed methods")
+    func matching() {
+        var router = HTTPRouter()
+        router.add("GET", "/workflows/{workflowId}") { _ in HTTPResponse(status: 200) }
+        router.add("GET", "/workflows/search") { _ in HTTPResponse(status: 201) }
+        router.add("DELETE", "/workflows/{workflowId}") { _ in HTTPResponse(status: 204) }
+        guard case .found(let route, _, let params) = router.match(method: "GET", path: "/workflows/search") else {
+            Issue.record("no match")
+            return
+        }
+        #expect(route == "/workflows/search")
+        #expect(params.isEmpty)
+        guard case .found(let route2, _, let params2) = router.match(method: "GET", path: "/workflows/wf%20x") else {
+            Issue.record("no match")
+            return
+        }
+        #expect(route2 == "/workflows/{workflowId}")
+        #expect(params2 == ["workflowId": "wf x"])
+        guard case .methodNotAllowed(let allowed) = router.match(method: "POST", path: "/workflows/abc") else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(Set(allowed) == ["GET", "DELETE"])
+        guard case .notFound = router.match(method: "GET", path: "/nope") else {
+            Issue.record("expected 404")
+            return
+        }
+    }
+}

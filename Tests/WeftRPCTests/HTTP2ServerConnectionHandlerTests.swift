@@ -1,0 +1,271 @@
+import CNghttp2
+import Logging
+import NIOCore
+import NIOEmbedded
+import SwiftProtobuf
+import Testing
+import WeftObservability
+import WeftProto
+
+@testable import WeftRPC
+@testable import WeftServer
+
+/// The nghttp2 handler driven byte for byte through an EmbeddedChannel, with
+/// nghttp2's own client session on the other side. Only inline handlers run
+/// here (EmbeddedEventLoop is single-threaded); task handlers are covered by
+/// the interop tests against a real server.
+@Suite("HTTP/2 connection handler")
+struct HTTP2ServerConnectionHandlerTests {
+    final class Harness {
+        let channel = EmbeddedChannel()
+        let client = NGHTTP2TestClient()
+        let metrics = WeftMetrics()
+        let health = HealthStatusStore()
+
+        init(config: RPCServerConfig = RPCServerConfig()) throws {
+            let rpcMetrics = RPCMetrics(metrics: metrics)
+            var router = RPCRouter()
+            router.register(HealthService(store: health), metrics: rpcMetrics)
+            health.set("", .serving)
+            var http = HTTPRouter()
+            http.add("GET", "/healthz") { _ in .json(200, ["status": "SERVING"]) }
+            let environment = ServerEnvironment(
+                config: config, router: router, httpRouter: http, metrics: rpcMetrics,
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            try channel.pipeline.syncOperations.addHandler(
+                ProtocolSniffer(environment: environment, registry: ConnectionRegistry()))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        }
+
+        /// Moves bytes both ways until neither side has anything to say.
+        func exchange(clientBytes: [UInt8]? = nil, chunkSize: Int = .max) throws {
+            var first = clientBytes ?? client.output()
+            for _ in 0..<50 {
+                var offset = 0
+                while offset < first.count {
+                    let end = min(first.count, offset + chunkSize)
+                    try channel.writeInbound(channel.allocator.buffer(bytes: first[offset..<end]))
+                    offset = end
+                }
+                var fromServer: [UInt8] = []
+                while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+                    fromServer.append(contentsOf: buffer.readableBytesView)
+                }
+                if fromServer.isEmpty && first.isEmpty { return }
+                client.receive(fromServer)
+                first = client.output()
+            }
+        }
+    }
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private func checkRequest() throws -> [UInt8] {
+        try Grpc_Health_V1_HealthCheckRequest().serializedBytes()
+    }
+
+    @Test("Health/Check answers SERVING with headers, one message and grpc-status 0")
+    func healthCheck() throws {
+        let h = try Harness()
+        let id = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"),
+                                  body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+        try h.exchange()
+        let r = try #require(h.client.responses[id])
+        #expect(r.header(":status") == "200")
+        #expect(r.header("content-type") == "application/grpc")
+        #expect(r.grpcStatus == 0)
+        #expect(r.closed)
+        #expect(r.data.count >= 5)
+        let response = try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...]))
+        #expect(response.status == .serving)
+        let exposition = String(decoding: h.metrics.exposition(), as: UTF8.self)
+        #expect(exposition.contains(#"grpc_server_handled_total{grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="OK"} 1"#))
+    }
+
+    @Test("the request arriving one byte per read still works (frames split anywhere)")
+    func byteByByte() throws {
+        let h = try Harness()
+        let id = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"),
+                                  body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+        try h.exchange(chunkSize: 1)
+        #expect(h.client.responses[id]?.grpcStatus == 0)
+    }
+
+    @Test("many calls on one connection in one read burst")
+    func manyStreams() throws {
+        let h = try Harness()
+        let ids = try (0..<50).map { _ in
+            h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"),
+                             body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+        }
+        try h.exchange()
+        for id in ids { #expect(h.client.responses[id]?.grpcStatus == 0) }
+    }
+
+    @Test("unknown service and method are trailers-only UNIMPLEMENTED")
+    func unimplemented() throws {
+        let h = try Harness()
+        let a = h.client.request(NGHTTP2TestClient.grpcHeaders("/no.Such/Method"), body: NGHTTP2TestClient.grpcFrame([]))
+        let b = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Nope"), body: NGHTTP2TestClient.grpcFrame([]))
+        try h.exchange()
+        for id in [a, b] {
+            let r = try #require(h.client.responses[id])
+            #expect(r.header(":status") == "200")
+            #expect(r.header("grpc-status") == "12")
+            #expect(r.data.isEmpty)
+            #expect(r.trailers.isEmpty)
+        }
+        #expect(h.client.responses[a]?.header("grpc-message")?.contains("unknown service") == true)
+        #expect(h.client.responses[b]?.header("grpc-message")?.contains("unknown method") == true)
+    }
+
+    @Test("an unknown service in Check is NOT_FOUND with a percent-encoded message")
+    func notFound() throws {
+        let h = try Harness()
+        var request = Grpc_Health_V1_HealthCheckRequest()
+        request.service = "nö such"
+        let id = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"),
+                                  body: NGHTTP2TestClient.grpcFrame(try request.serializedBytes()))
+        try h.exchange()
+        let r = try #require(h.client.responses[id])
+        #expect(r.grpcStatus == 5)
+        #expect(r.header("grpc-message") == "unknown service n%C3%B6 such")
+    }
+
+    @Test("a gRPC path with a non-gRPC content-type is HTTP 415")
+    func wrongContentType() throws {
+        let h = try Harness()
+        let id = h.client.request(
+            [(":method", "POST"), (":scheme", "http"), (":path", "/grpc.health.v1.Health/Check"),
+             (":authority", "x"), ("content-type", "application/json")], body: Array("{}".utf8))
+        try h.exchange()
+        #expect(h.client.responses[id]?.header(":status") == "415")
+    }
+
+    @Test("HTTP routes work over HTTP/2; unknown paths are a 404 JSON body")
+    func httpOverH2() throws {
+        let h = try Harness()
+        let ok = h.client.request([(":method", "GET"), (":scheme", "http"), (":path", "/healthz"), (":authority", "x")], body: nil)
+        let missing = h.client.request([(":method", "GET"), (":scheme", "http"), (":path", "/nope"), (":authority", "x")], body: nil)
+        try h.exchange()
+        // /healthz runs as a task; the 404 is answered inline.
+        #expect(h.client.responses[missing]?.header(":status") == "404")
+        let body = String(decoding: h.client.responses[missing]?.data ?? [], as: UTF8.self)
+        #expect(body.contains("\"code\":5"))
+        _ = ok
+    }
+
+    @Test("a length prefix over the limit is RESOURCE_EXHAUSTED without the body")
+    func tooLarge() throws {
+        var config = RPCServerConfig()
+        config.maxReceiveMessageSize = 1024
+        let h = try Harness(config: config)
+        let id = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"),
+                                  body: [0, 0x06, 0x40, 0, 0, 1, 2, 3])
+        try h.exchange()
+        let r = try #require(h.client.responses[id])
+        #expect(r.grpcStatus == 8)
+        #expect(r.header("grpc-message")?.contains("exceeds the limit of 1024 bytes") == true)
+    }
+
+    @Test("a request ending inside a frame is INTERNAL")
+    func truncated() throws {
+        let h = try Harness()
+        let id = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"), body: [0, 0, 0, 0, 100, 1, 2])
+        try h.exchange()
+        #expect(h.client.responses[id]?.grpcStatus == 13)
+    }
+
+    @Test("gzip: a compressed request is accepted and the response mirrors it")
+    func gzip() throws {
+        let h = try Harness()
+        var request = Grpc_Health_V1_HealthCheckRequest()
+        request.service = String(repeating: "", count: 0)
+        let payload: [UInt8] = try request.serializedBytes() + Array(repeating: 0, count: 0)
+        let compressed = try Array("".utf8).withUnsafeBytes { _ in
+            try payload.withUnsafeBytes { try GRPCCompression.compress($0, algorithm: .gzip) }
+        }
+        let id = h.client.request(
+            NGHTTP2TestClient.grpcHeaders(
+                "/grpc.health.v1.Health/Check", extra: [("grpc-encoding", "gzip"), ("grpc-accept-encoding", "identity, gzip")]),
+            body: NGHTTP2TestClient.grpcFrame(compressed, compressed: true))
+        try h.exchange()
+        let r = try #require(h.client.responses[id])
+        #expect(r.grpcStatus == 0)
+        #expect(r.header("grpc-encoding") == "gzip")
+        #expect(r.data.first == 1)
+        let body = Array(r.data[5...])
+        let plain = try body.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 1000) }
+        #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: plain).status == .serving)
+    }
+
+    @Test("an unsupported grpc-encoding is UNIMPLEMENTED and lists what is accepted")
+    func unsupportedEncoding() throws {
+        let h = try Harness()
+        let id = h.client.request(
+            NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check", extra: [("grpc-encoding", "snappy")]),
+            body: NGHTTP2TestClient.grpcFrame([], compressed: false))
+        try h.exchange()
+        let r = try #require(h.client.responses[id])
+        #expect(r.grpcStatus == 12)
+        #expect(r.header("grpc-accept-encoding") == GRPCCompression.acceptEncodingHeader)
+    }
+
+    @Test("headers over the size limit are RESOURCE_EXHAUSTED")
+    func headerListTooLarge() throws {
+        var config = RPCServerConfig()
+        config.maxHeaderListSize = 1024
+        let h = try Harness(config: config)
+        let id = h.client.request(
+            NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check", extra: [("x-big", String(repeating: "a", count: 2000))]),
+            body: NGHTTP2TestClient.grpcFrame([]))
+        try h.exchange()
+        #expect(h.client.responses[id]?.grpcStatus == 8)
+    }
+
+    @Test("invalid HPACK closes the connection with GOAWAY COMPRESSION_ERROR")
+    func invalidHPACK() throws {
+        let h = try Harness()
+        var bytes = Self.preface
+        bytes += [0, 0, 0, 4, 0, 0, 0, 0, 0]  // empty SETTINGS
+        bytes += [0, 0, 5, 1, 5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff]  // HEADERS, END_STREAM|END_HEADERS
+        try h.channel.writeInbound(h.channel.allocator.buffer(bytes: bytes))
+        var fromServer: [UInt8] = []
+        while let buffer = try h.channel.readOutbound(as: ByteBuffer.self) { fromServer += buffer.readableBytesView }
+        // Find the GOAWAY frame (type 7) and its error code.
+        var i = 0
+        var goaway: UInt32?
+        while i + 9 <= fromServer.count {
+            let length = Int(fromServer[i]) << 16 | Int(fromServer[i + 1]) << 8 | Int(fromServer[i + 2])
+            if fromServer[i + 3] == 7, i + 9 + 8 <= fromServer.count {
+                goaway = fromServer[(i + 13)..<(i + 17)].reduce(0) { $0 << 8 | UInt32($1) }
+            }
+            i += 9 + length
+        }
+        #expect(goaway == NGHTTP2_COMPRESSION_ERROR.rawValue)
+        #expect(!h.channel.isActive)
+    }
+
+    @Test("bytes that are not the HTTP/2 preface go to HTTP/1.1, which answers garbage with 400 and closes")
+    func garbagePreface() throws {
+        let h = try Harness()
+        try h.channel.writeInbound(h.channel.allocator.buffer(bytes: Array("\u{16}\u{03}\u{01}garbage\r\n\r\n".utf8)))
+        var fromServer: [UInt8] = []
+        while let buffer = try h.channel.readOutbound(as: ByteBuffer.self) { fromServer += buffer.readableBytesView }
+        let text = String(decoding: fromServer, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 400"))
+        #expect(!h.channel.isActive)
+    }
+
+    @Test("graceful shutdown sends GOAWAY and closes once no stream is open")
+    func gracefulShutdown() throws {
+        let h = try Harness()
+        try h.exchange()
+        let handler = try h.channel.pipeline.syncOperations.handler(type: HTTP2ServerConnectionHandler.self)
+        handler.initiateGracefulShutdown()
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        try h.exchange()
+        #expect(h.client.goawayErrorCode == NGHTTP2_NO_ERROR.rawValue)
+        #expect(!h.channel.isActive)
+    }
+}
