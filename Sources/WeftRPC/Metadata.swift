@@ -64,14 +64,7 @@ public struct Metadata: Sendable, Hashable, Sequence {
     /// Headers that are part of the gRPC/HTTP2 protocol and never surface as
     /// application metadata.
     static func isReserved(_ key: String) -> Bool {
-        if key.hasPrefix(":") || key.hasPrefix("grpc-") { return true }
-        switch key {
-        case "content-type", "te", "content-length", "connection", "host", "user-agent",
-            "accept-encoding", "transfer-encoding":
-            return true
-        default:
-            return false
-        }
+        key.hasPrefix(":") || HeaderName.isReserved(ArraySlice(key.utf8))
     }
 
     /// Whether `key` may be sent: lower-case `[0-9a-z_.-]`, not reserved.

@@ -106,8 +106,9 @@ public protocol RPCService: Sendable {
 enum ProtobufCoding {
     static func decode<M: SwiftProtobuf.Message>(_ bytes: ByteBuffer) throws -> M {
         do {
+            // Decodes from the buffer in place (RawSpan), without a copy.
             return try bytes.withUnsafeReadableBytes { raw in
-                try M(serializedBytes: Array(raw))
+                try M(serializedBytes: raw.bytes)
             }
         } catch {
             throw RPCError(

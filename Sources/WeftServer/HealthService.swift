@@ -36,30 +36,32 @@ public final class HealthStatusStore: Sendable {
 
     /// Everything NOT_SERVING from now on; watchers see it, then their streams end.
     public func enterDrain() {
-        state.withLock { state in
+        let watchers = state.withLock { state in
             state.draining = true
             for service in state.statuses.keys { Self.update(&state, service, .notServing) }
-            for (_, watcher) in state.watchers { watcher.continuation.finish() }
-            state.watchers.removeAll()
+            defer { state.watchers.removeAll() }
+            return state.watchers.values.map(\.continuation)
         }
+        // Outside the lock: finish() runs onTermination, which takes it.
+        for continuation in watchers { continuation.finish() }
     }
 
     /// The current status (SERVICE_UNKNOWN if unknown) and then every change.
     public func watch(_ service: String) -> AsyncStream<Status> {
         let (stream, continuation) = AsyncStream<Status>.makeStream(bufferingPolicy: .bufferingNewest(8))
-        state.withLock { state in
+        let registered = state.withLock { state -> Bool in
             continuation.yield(state.statuses[service] ?? .serviceUnknown)
-            if state.draining {
-                continuation.finish()
-                return
-            }
+            guard !state.draining else { return false }
             let id = state.nextWatcher
             state.nextWatcher += 1
             state.watchers[id] = (service, continuation)
+            // Runs when the stream ends (client gone or drain), never under the lock.
             continuation.onTermination = { [weak self] _ in
                 _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
             }
+            return true
         }
+        if !registered { continuation.finish() }
         return stream
     }
 

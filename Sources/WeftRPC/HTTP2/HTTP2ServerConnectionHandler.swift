@@ -198,7 +198,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     func scheduleFlush() {
         guard !inReadBurst, !flushScheduled, let context else { return }
         flushScheduled = true
-        context.eventLoop.execute {
+        context.eventLoop.assumeIsolated().execute {
             self.flushScheduled = false
             self.flushOutput()
         }
@@ -241,7 +241,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         draining = true
         _ = nghttp2_submit_shutdown_notice(session)
         flushOutput()
-        context?.eventLoop.scheduleTask(in: .milliseconds(100)) { [self] in
+        context?.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(100)) { [self] in
             goAway(errorCode: UInt32(NGHTTP2_NO_ERROR.rawValue), lastStreamID: lastProcessedStreamID)
             flushOutput()
         }

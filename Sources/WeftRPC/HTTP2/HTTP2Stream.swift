@@ -11,14 +11,16 @@ final class HTTP2Stream: @unchecked Sendable {
     let connection: HTTP2ServerConnectionHandler
     private var environment: ServerEnvironment { connection.environment }
 
-    // Request head.
+    // Request head. Regular header fields are kept as bytes and turned into
+    // Strings only when needed (metadata, plain HTTP), so a typical gRPC call
+    // allocates nothing per header.
     private var method: String?
     private var path: String?
-    private var contentType: String?
-    private var rawTimeout: String?
-    private var requestEncodingName: String?
-    private var acceptEncoding: String?
-    private var headers: [(name: String, value: String)] = []
+    private var fields = HeaderFields()
+    private var contentType: HeaderFields.Index?
+    private var timeoutField: HeaderFields.Index?
+    private var encodingField: HeaderFields.Index?
+    private var acceptEncodingField: HeaderFields.Index?
     private var headerListSize = 0
     private var headersTooLarge = false
 
@@ -44,7 +46,7 @@ final class HTTP2Stream: @unchecked Sendable {
     private var responseAlgorithm: GRPCCompression.Algorithm?
     private var machine = GRPCServerStreamStateMachine()
     private var singleRequest: ByteBuffer?
-    private var pendingRequests = CircularBuffer<(message: ByteBuffer, framedSize: Int)>()
+    private var pendingRequests: [(message: ByteBuffer, framedSize: Int)] = []
     private var requestWaiter: CheckedContinuation<ByteBuffer?, any Error>?
     private var requestEnded = false
     private var statusSent = false
@@ -57,9 +59,16 @@ final class HTTP2Stream: @unchecked Sendable {
     // Response.
     private var outbound: ByteBuffer?
     private var outboundEnded = false
-    private var pendingTrailers: HeaderBlock?
+    private var pendingTrailers: Trailers = .none
     private var dataDeferred = false
-    private var writeWaiters = CircularBuffer<CheckedContinuation<Void, any Error>>()
+    private var writeWaiters: [CheckedContinuation<Void, any Error>] = []
+
+    private enum Trailers {
+        case none
+        /// grpc-status 0 and nothing else: the static set.
+        case ok
+        case block(HeaderBlock)
+    }
 
     init(id: Int32, connection: HTTP2ServerConnectionHandler) {
         self.id = id
@@ -77,30 +86,28 @@ final class HTTP2Stream: @unchecked Sendable {
             headersTooLarge = true
             return
         }
-        let value = String(decoding: value, as: UTF8.self)
         if name.first == UInt8(ascii: ":") {
-            switch name.count {
-            case 5 where name.elementsEqual(":path".utf8): path = value
-            case 7 where name.elementsEqual(":method".utf8): method = value
-            default: break
+            if name.elementsEqual(HeaderName.path) {
+                path = String(decoding: value, as: UTF8.self)
+            } else if name.elementsEqual(HeaderName.method) {
+                method = String(decoding: value, as: UTF8.self)
             }
             return
         }
-        let name = String(decoding: name, as: UTF8.self)
-        switch name {
-        case "content-type": contentType = value
-        case "grpc-timeout": rawTimeout = value
-        case "grpc-encoding": requestEncodingName = value
-        case "grpc-accept-encoding": acceptEncoding = value
+        let index = fields.append(name: name, value: value)
+        switch name.count {
+        case 12 where name.elementsEqual(HeaderName.contentType): contentType = index
+        case 12 where name.elementsEqual(HeaderName.grpcTimeout): timeoutField = index
+        case 13 where name.elementsEqual(HeaderName.grpcEncoding): encodingField = index
+        case 20 where name.elementsEqual(HeaderName.grpcAcceptEncoding): acceptEncodingField = index
         default: break
         }
-        headers.append((name, value))
     }
 
     func headersComplete() {
         guard mode == .head else { return }
         machine.receiveHeaders()
-        if let contentType, contentType.hasPrefix("application/grpc") {
+        if let contentType, fields.value(contentType).starts(with: HeaderName.applicationGRPC) {
             startGRPC(contentType: contentType)
         } else {
             startHTTP()
@@ -109,7 +116,7 @@ final class HTTP2Stream: @unchecked Sendable {
 
     // MARK: gRPC
 
-    private func startGRPC(contentType: String) {
+    private func startGRPC(contentType: HeaderFields.Index) {
         mode = .grpc
         startNanos = NIODeadline.now().uptimeNanoseconds
         let path = self.path ?? ""
@@ -122,9 +129,11 @@ final class HTTP2Stream: @unchecked Sendable {
             finish(RPCError(code: .unimplemented, message: "gRPC requires POST, got \(method ?? "no method")"))
             return
         }
-        let subtype = contentType.dropFirst("application/grpc".count)
-        guard subtype.isEmpty || subtype.hasPrefix("+proto") || subtype.hasPrefix(";") else {
-            finish(RPCError(code: .unimplemented, message: "content-type \(contentType) is not supported; use application/grpc+proto"))
+        let subtype = fields.value(contentType).dropFirst(HeaderName.applicationGRPC.count)
+        guard subtype.isEmpty || subtype.starts(with: "+proto".utf8) || subtype.first == UInt8(ascii: ";") else {
+            finish(RPCError(
+                code: .unimplemented,
+                message: "content-type \(fields.string(contentType)) is not supported; use application/grpc+proto"))
             return
         }
         guard !headersTooLarge else {
@@ -143,24 +152,25 @@ final class HTTP2Stream: @unchecked Sendable {
         }
         handler = registered.handler
 
-        if let name = requestEncodingName, name != "identity" {
+        if let encodingField, !fields.value(encodingField).elementsEqual("identity".utf8) {
+            let name = fields.string(encodingField)
             guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
                 finish(RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported"))
                 return
             }
             requestAlgorithm = algorithm
             // Mirror the request's compression when the client accepts it.
-            if let accept = acceptEncoding,
-                accept.split(separator: ",").contains(where: { $0.filter { $0 != " " } == name })
+            if let acceptEncodingField,
+                fields.string(acceptEncodingField).split(separator: ",").contains(where: { $0.filter { $0 != " " } == name })
             {
                 responseAlgorithm = algorithm
             }
         }
 
         var deadline: NIODeadline?
-        if let rawTimeout {
-            guard let timeout = GRPCTimeout.parse(rawTimeout) else {
-                finish(RPCError(code: .invalidArgument, message: "malformed grpc-timeout \(rawTimeout)"))
+        if let timeoutField {
+            guard let timeout = GRPCTimeout.parse(fields.value(timeoutField)) else {
+                finish(RPCError(code: .invalidArgument, message: "malformed grpc-timeout \(fields.string(timeoutField))"))
                 return
             }
             let (seconds, attoseconds) = timeout.components
@@ -168,15 +178,16 @@ final class HTTP2Stream: @unchecked Sendable {
         }
 
         var metadata = Metadata()
-        for (name, value) in headers where !Metadata.isReserved(name) {
+        for index in fields.indices where !HeaderName.isReserved(fields.name(index)) {
+            let name = String(decoding: fields.name(index), as: UTF8.self)
             if name.hasSuffix("-bin") {
-                guard let bytes = Base64.decode(value.utf8) else {
+                guard let bytes = Base64.decode(fields.value(index)) else {
                     finish(RPCError(code: .invalidArgument, message: "metadata \(name) is not valid base64"))
                     return
                 }
                 metadata.add(key: name, value: .binary(bytes))
             } else {
-                metadata.add(key: name, value: .string(value))
+                metadata.add(key: name, value: .string(fields.string(index)))
             }
         }
         context = ServerContext(
@@ -360,7 +371,8 @@ final class HTTP2Stream: @unchecked Sendable {
     private func deadlineExpired() {
         guard !statusSent else { return }
         context?.markCancelled()
-        finish(RPCError(code: .deadlineExceeded, message: "deadline exceeded (grpc-timeout \(rawTimeout ?? ""))"))
+        finish(RPCError(
+            code: .deadlineExceeded, message: "deadline exceeded (grpc-timeout \(timeoutField.map { fields.string($0) } ?? ""))"))
         connection.scheduleFlush()
     }
 
@@ -387,13 +399,21 @@ final class HTTP2Stream: @unchecked Sendable {
                 task.cancel()
             }
         }
-        var trailers = HeaderBlock()
         let framing: GRPCServerStreamStateMachine.StatusFraming
         do {
             framing = try machine.sendStatus()
         } catch {
             return
         }
+        failWaiters(RPCError(code: .cancelled, message: "the call has ended"))
+        let trailingMetadata = context?.takeResponseTrailers() ?? Metadata()
+        if framing == .trailers && error == nil && trailingMetadata.isEmpty {
+            pendingTrailers = .ok
+            outboundEnded = true
+            resumeData()
+            return
+        }
+        var trailers = HeaderBlock()
         if framing == .trailersOnly {
             trailers.add(":status", "200")
             trailers.add("content-type", "application/grpc")
@@ -404,12 +424,11 @@ final class HTTP2Stream: @unchecked Sendable {
             trailers.add("grpc-message", GRPCStatusMessage.encode(error.message))
         }
         if let error { trailers.add(error.metadata) }
-        if let context { trailers.add(context.takeResponseTrailers()) }
-        failWaiters(RPCError(code: .cancelled, message: "the call has ended"))
+        trailers.add(trailingMetadata)
         if framing == .trailersOnly {
             submit(headers: trailers, withBody: false)
         } else {
-            pendingTrailers = trailers
+            pendingTrailers = .block(trailers)
             outboundEnded = true
             resumeData()
         }
@@ -420,13 +439,18 @@ final class HTTP2Stream: @unchecked Sendable {
     /// Appends one framed message, sending the response headers first.
     func sendResponseMessage(_ framed: ByteBuffer) throws {
         if try machine.sendMessage() {
-            var headers = HeaderBlock()
-            headers.add(":status", "200")
-            headers.add("content-type", "application/grpc")
-            if let responseAlgorithm { headers.add("grpc-encoding", responseAlgorithm.rawValue) }
-            headers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
-            if let context { headers.add(context.takeResponseHeaders()) }
-            submit(headers: headers, withBody: true)
+            let metadata = context?.takeResponseHeaders() ?? Metadata()
+            if responseAlgorithm == nil && metadata.isEmpty {
+                submit(StaticHeaders.grpcResponse)
+            } else {
+                var headers = HeaderBlock()
+                headers.add(":status", "200")
+                headers.add("content-type", "application/grpc")
+                if let responseAlgorithm { headers.add("grpc-encoding", responseAlgorithm.rawValue) }
+                headers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
+                headers.add(metadata)
+                submit(headers: headers, withBody: true)
+            }
         }
         methodMetrics!.messagesSent.increment()
         methodMetrics!.bytesSent.increment(by: Int64(framed.readableBytes))
@@ -455,6 +479,16 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
+    private func submit(_ headers: StaticHeaders) {
+        guard let session = connection.session else { return }
+        var provider = nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: nil), read_callback: NGHTTP2Callbacks.readCallback)
+        let rv = nghttp2_submit_response(session, id, headers.pointer, headers.count, &provider)
+        if rv != 0 {
+            connection.logger.debug("nghttp2_submit_response: \(String(cString: nghttp2_strerror(rv)))")
+        }
+    }
+
     private func resumeData() {
         guard dataDeferred, let session = connection.session else { return }
         dataDeferred = false
@@ -475,10 +509,18 @@ final class HTTP2Stream: @unchecked Sendable {
         if remaining == 0 {
             if outboundEnded {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-                if let trailers = pendingTrailers, let session = connection.session {
-                    pendingTrailers = nil
-                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                    _ = trailers.withNVs { nva, count in nghttp2_submit_trailer(session, id, nva, count) }
+                if let session = connection.session {
+                    switch pendingTrailers {
+                    case .none:
+                        break
+                    case .ok:
+                        flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                        _ = nghttp2_submit_trailer(session, id, StaticHeaders.grpcOK.pointer, StaticHeaders.grpcOK.count)
+                    case .block(let trailers):
+                        flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                        _ = trailers.withNVs { nva, count in nghttp2_submit_trailer(session, id, nva, count) }
+                    }
+                    pendingTrailers = .none
                 }
             } else if n == 0 {
                 dataDeferred = true
@@ -515,7 +557,8 @@ final class HTTP2Stream: @unchecked Sendable {
 
     /// From a handler task, on the event loop: the next request message.
     func takeRequest(_ continuation: CheckedContinuation<ByteBuffer?, any Error>) {
-        if let (message, size) = pendingRequests.popFirst() {
+        if !pendingRequests.isEmpty {
+            let (message, size) = pendingRequests.removeFirst()
             consume(size)
             continuation.resume(returning: message)
         } else if isClosed || statusSent {
@@ -580,7 +623,8 @@ final class HTTP2Stream: @unchecked Sendable {
             respondHTTP(
                 .error(
                     status: 415, code: .invalidArgument,
-                    message: "content-type must be application/grpc for gRPC method \(path), got \(contentType ?? "none")"),
+                    message:
+                        "content-type must be application/grpc for gRPC method \(path), got \(contentType.map { fields.string($0) } ?? "none")"),
                 route: "grpc", method: "POST")
         }
     }
@@ -588,7 +632,9 @@ final class HTTP2Stream: @unchecked Sendable {
     private func dispatchHTTP() {
         guard let httpBody else { return }
         let method = self.method ?? "GET"
-        let request = HTTPRequest(method: method, target: path ?? "/", headers: headers, body: httpBody)
+        let request = HTTPRequest(
+            method: method, target: path ?? "/",
+            headers: fields.indices.map { (fields.string(name: $0).lowercased(), fields.string($0)) }, body: httpBody)
         self.httpBody = nil
         let start = NIODeadline.now()
         let eventLoop = connection.eventLoop

@@ -1,0 +1,130 @@
+"""Fixtures for the Weft interop suite.
+
+* `protos`         (session)  generated stubs, see weft_helpers.generate_protos
+* `server`         (module)   one `weft serve` per test module
+* `server_factory` (function) start servers with extra flags; stopped after the test
+* `channel`, `echo`, `health` per-test gRPC channel and stubs against `server`
+
+The server binary comes from $WEFT_BIN (default .build/debug/weft); it is never
+built here.  When a test fails, the tail of the stderr of every server that was
+alive during the test is attached to the report.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import weft_helpers as wh  # noqa: E402
+
+
+def _start(tmp_path_factory, name: str, args=()) -> wh.WeftServer:
+    binary = wh.weft_bin()
+    if not binary.exists():
+        pytest.fail(
+            f"weft binary not found at {binary}; build it (swift build) or set WEFT_BIN",
+            pytrace=False,
+        )
+    base = tmp_path_factory.mktemp(name)
+    srv = wh.WeftServer(binary, base / "data", base / "logs", args=args, name=name)
+    try:
+        srv.start(timeout=30)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return srv
+
+
+def _teardown(srv: wh.WeftServer) -> None:
+    try:
+        srv.stop(signal.SIGTERM, timeout=20)  # SIGKILL after 20 s
+    finally:
+        srv.close_files()
+
+
+@pytest.fixture(scope="session")
+def protos():
+    return wh.generate_protos()
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory, protos):
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    srv = _start(tmp_path_factory, name)
+    yield srv
+    _teardown(srv)
+
+
+@pytest.fixture
+def server_factory(request, tmp_path_factory, protos):
+    started: list[wh.WeftServer] = []
+
+    def start(*args: str) -> wh.WeftServer:
+        name = f"{request.node.name}-{len(started)}"
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
+        srv = _start(tmp_path_factory, name, args)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        _teardown(srv)
+
+
+@pytest.fixture
+def channel(server):
+    ch = wh.new_channel(server.target, isolated=False)
+    yield ch
+    ch.close()
+
+
+@pytest.fixture
+def echo(channel, protos):
+    return protos.echo_pb2_grpc.EchoServiceStub(channel)
+
+
+@pytest.fixture
+def health(channel, protos):
+    return protos.health_pb2_grpc.HealthStub(channel)
+
+
+# ---------------------------------------------------------------------------
+# Attach server logs to failing tests
+# ---------------------------------------------------------------------------
+
+_T0 = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[_T0] = time.monotonic()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    t0 = item.stash.get(_T0, 0.0)
+    for srv in wh.ALL_SERVERS:
+        if srv.stopped_at is not None and srv.stopped_at < t0:
+            continue
+        rc = srv.proc.poll() if srv.proc is not None else None
+        state = "running" if rc is None else f"exited rc={rc}"
+        if srv.killed:
+            state += " (SIGKILLed)"
+        crash = srv.crash_line()
+        if crash:
+            state += f" CRASHED: {crash[:120]}"
+        rep.sections.append(
+            (f"weft server '{srv.name}' port={srv.port} [{state}] stderr (tail)", srv.stderr_tail())
+        )
+        out = srv.stdout_tail()
+        if out.strip():
+            rep.sections.append((f"weft server '{srv.name}' stdout (tail)", out))

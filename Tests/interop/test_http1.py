@@ -1,0 +1,221 @@
+"""Plain-HTTP routes on the gRPC port: /healthz, /metrics, 404s, 415s."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+import shutil
+import subprocess
+
+import grpc
+import pytest
+
+import weft_helpers as wh
+
+
+def _curl(*args, timeout=10):
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed")
+    return subprocess.run(["curl", "-sS", "--max-time", "5", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_healthz_json(server):
+    status, headers, body = wh.http_get(server, "/healthz")
+    assert status == 200, body
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    doc = json.loads(body)
+    assert doc["status"] == "SERVING", doc
+
+
+def test_healthz_over_http2_prior_knowledge(server):
+    res = _curl("--http2-prior-knowledge", "-w", "\n%{http_code} %{http_version}", f"{server.base_url}/healthz")
+    assert res.returncode == 0, res.stderr
+    body, _, tail = res.stdout.rpartition("\n")
+    assert tail == "200 2", res.stdout
+    assert json.loads(body)["status"] == "SERVING"
+
+
+def test_http1_keep_alive(server):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        socks = []
+        for path, expected in [("/healthz", 200), ("/metrics", 200), ("/healthz", 200)]:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == expected, (path, resp.status)
+            assert (resp.getheader("connection") or "").lower() != "close", resp.getheaders()
+            assert conn.sock is not None, "server closed the keep-alive connection"
+            socks.append(conn.sock)
+        # http.client silently reconnects if the server closed; same socket
+        # object means one TCP connection served all three requests.
+        assert socks[0] is socks[1] is socks[2]
+    finally:
+        conn.close()
+
+
+def test_unknown_path_404_json(server):
+    status, headers, body = wh.http_get(server, "/definitely/not/here")
+    assert status == 404
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    doc = json.loads(body)
+    assert "code" in doc and "message" in doc, doc
+    assert isinstance(doc["message"], str) and doc["message"], doc
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_non_grpc_request_to_grpc_path_is_415(server, content_type):
+    res = _curl(
+        "-o", "/dev/null", "-w", "%{http_code}", "--http2-prior-knowledge",
+        "-X", "POST", "-H", f"content-type: {content_type}", "--data", "{}",
+        f"{server.base_url}/grpc.health.v1.Health/Check",
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "415", res.stdout
+
+
+def test_grpc_proto_content_type_accepted(server, protos):
+    """`application/grpc+proto` is a valid gRPC content-type."""
+    body = wh.grpc_message(protos.health_pb2.HealthCheckRequest(service="").SerializeToString())
+    with wh.H2Client(server) as c:
+        hdrs = [(k, "application/grpc+proto" if k == "content-type" else v)
+                for k, v in c.grpc_headers("/grpc.health.v1.Health/Check")]
+        sid = c.start_call("", body, headers=hdrs)
+        r = c.wait_stream(sid)
+    assert r.header(":status") == "200", r
+    assert r.grpc_status() == 0, r
+    (flag, msg), = wh.parse_grpc_messages(r.data)
+    assert protos.health_pb2.HealthCheckResponse.FromString(msg).status == protos.health_pb2.HealthCheckResponse.SERVING
+
+
+# ---------------------------------------------------------------------------
+# /metrics
+# ---------------------------------------------------------------------------
+
+EXPECTED_TYPES = {
+    "grpc_server_started_total": "counter",
+    "grpc_server_handled_total": "counter",
+    "grpc_server_handling_seconds": "histogram",
+    "grpc_server_msg_received_total": "counter",
+    "grpc_server_msg_sent_total": "counter",
+    "weft_grpc_server_received_bytes_total": "counter",
+    "weft_grpc_server_sent_bytes_total": "counter",
+    "weft_http_server_connections": "gauge",
+    "weft_http_server_connections_accepted_total": "counter",
+    "weft_http2_server_streams_active": "gauge",
+    "http_server_request_duration_seconds": "histogram",
+}
+
+HEALTH = wh.HEALTH_SERVICE
+ECHO = wh.ECHO_SERVICE
+
+
+def _grpc_traffic(server, protos):
+    ch = wh.new_channel(server.target)
+    try:
+        h = protos.health_pb2_grpc.HealthStub(ch)
+        e = protos.echo_pb2_grpc.EchoServiceStub(ch)
+        for _ in range(3):
+            h.Check(protos.health_pb2.HealthCheckRequest(service=""), timeout=5)
+        with pytest.raises(grpc.RpcError):
+            h.Check(protos.health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        assert len(list(e.Stream(protos.echo_pb2.StreamRequest(count=3), timeout=5))) == 3
+        e.Collect(iter([protos.echo_pb2.EchoRequest(message=m) for m in "abcd"]), timeout=5)
+        assert len(list(e.Chat(iter([protos.echo_pb2.EchoRequest(message="x")] * 2), timeout=5))) == 2
+        with pytest.raises(grpc.RpcError):
+            e.Echo(protos.echo_pb2.EchoRequest(fail_with_code=5), timeout=5)
+    finally:
+        ch.close()
+    # Let the server record the last calls (metrics may be updated after the
+    # trailers are written).
+    wh.wait_until(lambda: wh.fetch_metrics(server).total(
+        "grpc_server_handled_total", grpc_method="Echo", grpc_code="NotFound") >= 1, 3,
+        message="Echo NotFound to be counted")
+
+
+def test_metrics_content(server, protos):
+    before = wh.fetch_metrics(server)
+    _grpc_traffic(server, protos)
+    assert wh.http_get(server, "/healthz")[0] == 200
+    healthz = dict(http_request_method="GET", http_route="/healthz", http_response_status_code="200")
+    healthz_before = before.total("http_server_request_duration_seconds_count", **healthz)
+    got = {}
+
+    def scrape():
+        status, headers, body = wh.http_get(server, "/metrics")
+        assert status == 200
+        got["headers"], got["m"] = headers, wh.parse_metrics(body.decode())
+        # Metrics may be recorded just after a response is written; wait for
+        # the last /healthz GET to show up before comparing exact deltas.
+        return got["m"].total("http_server_request_duration_seconds_count", **healthz) > healthz_before
+
+    try:
+        wh.wait_until(scrape, 3, message="the /healthz GET in http_server_request_duration_seconds")
+    except AssertionError as exc:
+        series = [s.labels for s in got["m"].select("http_server_request_duration_seconds_count")] if got else None
+        raise AssertionError(f"{exc}; series present: {series}") from None
+    m = got["m"]
+    ctype = got["headers"].get("content-type", "")
+    assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
+
+    for name, typ in EXPECTED_TYPES.items():
+        assert m.type_of(name) == typ, f"{name}: TYPE {m.type_of(name)!r}, expected {typ}"
+
+    def delta(name, **labels):
+        return m.total(name, **labels) - before.total(name, **labels)
+
+    check = dict(grpc_type="unary", grpc_service=HEALTH, grpc_method="Check")
+    assert delta("grpc_server_started_total", **check) == 4
+    assert delta("grpc_server_handled_total", grpc_code="OK", **check) == 3
+    assert delta("grpc_server_handled_total", grpc_code="NotFound", **check) == 1
+    assert delta("grpc_server_handling_seconds_count", **check) == 4
+    assert delta("grpc_server_msg_received_total", **check) == 4
+    assert delta("grpc_server_msg_sent_total", **check) == 3
+    assert delta("grpc_server_handled_total", grpc_type="unary", grpc_service=ECHO, grpc_method="Echo",
+                 grpc_code="NotFound") == 1
+    assert delta("grpc_server_handled_total", grpc_type="server_stream", grpc_service=ECHO,
+                 grpc_method="Stream", grpc_code="OK") == 1
+    assert delta("grpc_server_msg_sent_total", grpc_method="Stream") == 3
+    assert delta("grpc_server_handled_total", grpc_type="client_stream", grpc_service=ECHO,
+                 grpc_method="Collect", grpc_code="OK") == 1
+    assert delta("grpc_server_msg_received_total", grpc_method="Collect") == 4
+    assert delta("grpc_server_handled_total", grpc_type="bidi_stream", grpc_service=ECHO,
+                 grpc_method="Chat", grpc_code="OK") == 1
+    assert delta("weft_grpc_server_received_bytes_total") > 0
+    assert delta("weft_grpc_server_sent_bytes_total") > 0
+
+    # Histogram sanity: the +Inf bucket equals _count for every Check series.
+    for s in m.select("grpc_server_handling_seconds_count", grpc_method="Check"):
+        inf = [b for b in m.select("grpc_server_handling_seconds_bucket", **s.labels) if b.labels.get("le") == "+Inf"]
+        assert len(inf) == 1 and inf[0].value == s.value, (s, inf)
+
+    # This very connection is open.
+    assert m.total("weft_http_server_connections") >= 1
+    assert m.total("weft_http_server_connections_accepted_total") >= 1
+
+
+def test_metrics_promtool(server, protos):
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool is not installed")
+    _grpc_traffic(server, protos)
+    status, _, body = wh.http_get(server, "/metrics")
+    assert status == 200
+    text = body.decode()
+    res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, f"promtool rc={res.returncode}\n{res.stdout}\n{res.stderr}"
+    assert any(
+        s.labels.get("grpc_code") == "OK" and s.labels.get("grpc_method") == "Check"
+        for s in wh.parse_metrics(text).select("grpc_server_handled_total")
+    )
+
+
+def test_metrics_no_unbounded_route_labels(server):
+    """Unknown paths must not become label values (cardinality explosion)."""
+    token = secrets.token_hex(8)
+    for i in range(20):
+        status, _, _ = wh.http_get(server, f"/nope-{token}-{i}")
+        assert status == 404
+    m = wh.fetch_metrics(server)
+    leaked = [v for v in m.label_values() if token in v]
+    assert not leaked, leaked

@@ -1,0 +1,858 @@
+"""Shared helpers for the Weft interop suite.
+
+Nothing in here talks to pytest; fixtures live in conftest.py.  Everything
+that touches the network has a timeout so that a misbehaving server can make
+a test fail but never make it hang.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gzip
+import http.client
+import importlib
+import json
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INTEROP_DIR = Path(__file__).resolve().parent
+REPO_ROOT = INTEROP_DIR.parents[1]
+PROTO_DIR = REPO_ROOT / "proto"
+GEN_DIR = INTEROP_DIR / "gen"
+DEFAULT_BIN = REPO_ROOT / ".build" / "debug" / "weft"
+LISTEN_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
+_CRASH_RE = re.compile(r"Fatal error|Program crashed|Assertion failed|Precondition failed|panic", re.I)
+
+ECHO_SERVICE = "weft.testing.v1.EchoService"
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+def weft_bin() -> Path:
+    return Path(os.environ.get("WEFT_BIN", str(DEFAULT_BIN)))
+
+
+# ---------------------------------------------------------------------------
+# Polling
+# ---------------------------------------------------------------------------
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, message=""):
+    """Call predicate() until it returns a truthy value; return that value.
+
+    Raises AssertionError (with the last value / exception) on timeout;
+    `message` may be a string or a callable evaluated only on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    last_exc = None
+    while True:
+        try:
+            last = predicate()
+            last_exc = None
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - reported below
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            detail = f"last value={last!r}" if last_exc is None else f"last error={last_exc!r}"
+            if callable(message):
+                try:
+                    message = message()
+                except Exception as exc:  # noqa: BLE001
+                    message = f"<message failed: {exc!r}>"
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}: {detail}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Server process
+# ---------------------------------------------------------------------------
+
+ALL_SERVERS: list["WeftServer"] = []
+
+
+class WeftServer:
+    """One `weft serve` process on an ephemeral port."""
+
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, args=(), name: str = "weft"):
+        self.binary = Path(binary)
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir)
+        self.args = [str(a) for a in args]
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.stderr_path = self.log_dir / f"{name}.stderr.log"
+        self.stdout_path = self.log_dir / f"{name}.stdout.log"
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self.returncode: int | None = None
+        self.killed = False
+        self._files = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            str(self.binary), "serve",
+            "--host", "127.0.0.1",
+            "--port", "0",
+            "--data-dir", str(self.data_dir),
+            "--enable-test-services",
+            *self.args,
+        ]
+
+    def start(self, timeout: float = 30.0) -> "WeftServer":
+        if not self.binary.exists():
+            raise RuntimeError(
+                f"weft binary not found at {self.binary} (set WEFT_BIN or build the package first)"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        err = open(self.stderr_path, "wb")
+        out = open(self.stdout_path, "wb")
+        self._files = [err, out]
+        self.proc = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=str(self.data_dir),
+            start_new_session=True,  # Ctrl-C on pytest must not signal the server directly
+        )
+        self.started_at = time.monotonic()
+        ALL_SERVERS.append(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = LISTEN_RE.search(self.stderr_text())
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                return self
+            rc = self.proc.poll()
+            if rc is not None:
+                self._mark_stopped(rc)
+                raise RuntimeError(
+                    f"weft exited with code {rc} before listening.\ncommand: {' '.join(self.command)}\n"
+                    f"stderr:\n{self.stderr_tail()}\nstdout:\n{self.stdout_tail()}"
+                )
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"weft did not print 'listening on' within {timeout}s.\ncommand: {' '.join(self.command)}\n"
+                    f"stderr:\n{self.stderr_tail()}"
+                )
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait for exit; return the exit code or None on timeout."""
+        assert self.proc is not None
+        try:
+            rc = self.proc.wait(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return None
+        self._mark_stopped(rc)
+        return rc
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Graceful stop; SIGKILL after `timeout`. Returns the exit code (None if killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+            rc = self.wait(timeout)
+            if rc is None:
+                self.kill()
+                return None
+            return rc
+        self._mark_stopped(self.proc.returncode)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.killed = True
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc is not None and self.proc.poll() is not None:
+            self._mark_stopped(self.proc.returncode)
+
+    def _mark_stopped(self, rc):
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        self.returncode = rc
+        for f in self._files:
+            try:
+                f.flush()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def close_files(self):
+        for f in self._files:
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._files = []
+
+    # -- introspection -----------------------------------------------------
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stderr_tail(self, limit: int = 12000) -> str:
+        text = self.stderr_text()
+        if len(text) <= limit:
+            return text
+        # A Swift crash puts the reason first and pages of backtrace after
+        # it; keep the reason visible even when the tail is cut.
+        m = _CRASH_RE.search(text)
+        if m and m.start() < len(text) - limit // 2:
+            start = text.rfind("\n", 0, max(0, m.start() - 200)) + 1
+            excerpt = text[start : start + limit // 3]
+            return f"[crash excerpt]\n{excerpt}\n...\n[tail]\n{text[-(limit * 2 // 3):]}"
+        return "...\n" + text[-limit:]
+
+    def crash_line(self):
+        """The first line of stderr that looks like a crash report, if any."""
+        for line in self.stderr_text().splitlines():
+            if _CRASH_RE.search(line):
+                return line.strip()
+        return None
+
+    def stdout_tail(self, limit: int = 4000) -> str:
+        try:
+            text = self.stdout_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text if len(text) <= limit else "...\n" + text[-limit:]
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("VmRSS not found")
+
+
+@atexit.register
+def _kill_leftover_servers():
+    for srv in ALL_SERVERS:
+        try:
+            srv.kill()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Generated protobuf / gRPC stubs
+# ---------------------------------------------------------------------------
+
+
+def _exec_module(name: str, path: Path, replacements: dict[str, str]) -> types.ModuleType:
+    src = path.read_text()
+    for old, new in replacements.items():
+        if old not in src:
+            raise RuntimeError(f"expected {old!r} in generated {path}")
+        src = src.replace(old, new)
+    mod = types.ModuleType(name)
+    mod.__file__ = str(path)
+    sys.modules[name] = mod
+    exec(compile(src, str(path), "exec"), mod.__dict__)  # noqa: S102 - our own generated code
+    return mod
+
+
+def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
+    """Run grpc_tools.protoc over the repo protos and import the result.
+
+    The echo stubs are imported normally (package weft.testing.v1 from
+    gen_dir).  The health stubs are a special case: their Python module path
+    would be grpc.health.v1, which is shadowed by the grpcio package, and
+    their messages (grpc.health.v1.HealthCheckRequest, ...) are already
+    registered in protobuf's default descriptor pool by grpcio-health-checking
+    with a slightly different file descriptor (options), which makes a second
+    registration fail with "duplicate symbol".  So the generated health_pb2 is
+    loaded under a private module name into a private descriptor pool.  The
+    wire format is identical, which is the point of testing both.
+    """
+    import shutil
+
+    if gen_dir.exists():
+        shutil.rmtree(gen_dir)
+    gen_dir.mkdir(parents=True)
+    cmd = [
+        sys.executable, "-m", "grpc_tools.protoc",
+        "-I", str(PROTO_DIR),
+        f"--python_out={gen_dir}",
+        f"--grpc_python_out={gen_dir}",
+        "weft/testing/v1/echo.proto",
+        "grpc/health/v1/health.proto",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeError(f"protoc failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    if str(gen_dir) not in sys.path:
+        sys.path.insert(0, str(gen_dir))
+    importlib.invalidate_caches()
+    echo_pb2 = importlib.import_module("weft.testing.v1.echo_pb2")
+    echo_pb2_grpc = importlib.import_module("weft.testing.v1.echo_pb2_grpc")
+
+    hdir = gen_dir / "grpc" / "health" / "v1"
+    health_pb2 = _exec_module(
+        "weft_gen_health_pb2",
+        hdir / "health_pb2.py",
+        {"_descriptor_pool.Default()": "_descriptor_pool.DescriptorPool()"},
+    )
+    health_pb2_grpc = _exec_module(
+        "weft_gen_health_pb2_grpc",
+        hdir / "health_pb2_grpc.py",
+        {"from grpc.health.v1 import health_pb2 as": "import weft_gen_health_pb2 as"},
+    )
+    return types.SimpleNamespace(
+        echo_pb2=echo_pb2,
+        echo_pb2_grpc=echo_pb2_grpc,
+        health_pb2=health_pb2,
+        health_pb2_grpc=health_pb2_grpc,
+    )
+
+
+# ---------------------------------------------------------------------------
+# gRPC conveniences
+# ---------------------------------------------------------------------------
+
+
+def new_channel(target: str, options=(), compression=None, isolated: bool = True):
+    """A grpc channel.  isolated=True forces its own TCP connection.
+
+    grpcio shares subchannels (and therefore connections) between channels
+    with identical arguments through a global pool; a local pool guarantees a
+    fresh connection, which is what "a fresh channel" means in these tests.
+    """
+    import grpc
+
+    opts = list(options)
+    if isolated:
+        opts.append(("grpc.use_local_subchannel_pool", 1))
+    return grpc.insecure_channel(target, options=opts, compression=compression)
+
+
+def assert_still_serving(server: WeftServer, protos, timeout: float = 5.0) -> None:
+    """A Health Check on a brand-new connection must answer SERVING."""
+    ch = new_channel(server.target)
+    try:
+        stub = protos.health_pb2_grpc.HealthStub(ch)
+        resp = stub.Check(protos.health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        assert resp.status == protos.health_pb2.HealthCheckResponse.SERVING, resp
+    finally:
+        ch.close()
+    assert server.running(), f"server process died (rc={server.proc.poll()})"
+
+
+def get_stats(echo_stub, protos, timeout: float = 5.0):
+    return echo_stub.Stats(protos.echo_pb2.StatsRequest(), timeout=timeout)
+
+
+# ---------------------------------------------------------------------------
+# HTTP/1.1 + Prometheus text format
+# ---------------------------------------------------------------------------
+
+
+def http_get(server: WeftServer, path: str, timeout: float = 5.0):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+@dataclass
+class Sample:
+    name: str
+    labels: dict
+    value: float
+
+
+@dataclass
+class Metrics:
+    samples: list = field(default_factory=list)
+    types: dict = field(default_factory=dict)
+    helps: dict = field(default_factory=dict)
+
+    def select(self, name: str, **labels) -> list:
+        return [
+            s for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def total(self, name: str, **labels) -> float:
+        """Sum over all series of `name` whose labels include `labels` (0 if none)."""
+        return sum(s.value for s in self.select(name, **labels))
+
+    def type_of(self, name: str):
+        if name in self.types:
+            return self.types[name]
+        if name.endswith("_total"):
+            return self.types.get(name[: -len("_total")])
+        return None
+
+    def label_values(self) -> set:
+        return {v for s in self.samples for v in s.labels.values()}
+
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+def _unescape(v: str) -> str:
+    return v.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+
+
+def parse_metrics(text: str) -> Metrics:
+    """Minimal Prometheus text-format (0.0.4) parser; raises ValueError on junk."""
+    m = Metrics()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 4 and parts[1] == "TYPE":
+                m.types[parts[2]] = parts[3].strip()
+            elif len(parts) >= 3 and parts[1] == "HELP":
+                m.helps[parts[2]] = parts[3] if len(parts) > 3 else ""
+            continue
+        sm = _SAMPLE_RE.match(line)
+        if not sm:
+            raise ValueError(f"line {lineno}: cannot parse sample: {line!r}")
+        name, label_text, value = sm.group(1), sm.group(2) or "", sm.group(3)
+        labels = {}
+        pos = 0
+        label_text = label_text.strip()
+        while pos < len(label_text):
+            lm = _LABEL_RE.match(label_text, pos)
+            if not lm:
+                raise ValueError(f"line {lineno}: cannot parse labels: {label_text!r}")
+            labels[lm.group(1)] = _unescape(lm.group(2))
+            pos = lm.end()
+        m.samples.append(Sample(name, labels, float(value)))
+    return m
+
+
+def fetch_metrics(server: WeftServer) -> Metrics:
+    status, headers, body = http_get(server, "/metrics")
+    assert status == 200, (status, body[:500])
+    return parse_metrics(body.decode())
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP/2
+# ---------------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+FRAME_DATA, FRAME_HEADERS, FRAME_PRIORITY, FRAME_RST_STREAM = 0x0, 0x1, 0x2, 0x3
+FRAME_SETTINGS, FRAME_PUSH_PROMISE, FRAME_PING, FRAME_GOAWAY = 0x4, 0x5, 0x6, 0x7
+FRAME_WINDOW_UPDATE, FRAME_CONTINUATION = 0x8, 0x9
+FLAG_END_STREAM, FLAG_ACK, FLAG_END_HEADERS = 0x1, 0x1, 0x4
+
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
+REFUSED_STREAM, CANCEL, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x7, 0x8, 0x9, 0xB
+
+
+def raw_frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream_id & 0x7FFFFFFF) + payload
+
+
+def grpc_message(msg: bytes, compressed: bool = False) -> bytes:
+    """Length-prefixed gRPC message."""
+    return bytes([1 if compressed else 0]) + struct.pack(">I", len(msg)) + msg
+
+
+def parse_grpc_messages(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 5:
+            raise ValueError(f"truncated gRPC prefix: {data[pos:]!r}")
+        flag = data[pos]
+        (n,) = struct.unpack(">I", data[pos + 1 : pos + 5])
+        if len(data) - pos - 5 < n:
+            raise ValueError("truncated gRPC message")
+        payload = data[pos + 5 : pos + 5 + n]
+        if flag == 1:
+            payload = gzip.decompress(payload)
+        out.append((flag, payload))
+        pos += 5 + n
+    return out
+
+
+class FrameReader:
+    """Reads raw HTTP/2 frames from a socket (no HPACK decoding)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def next_frame(self, timeout: float):
+        """Return (type, flags, stream_id, payload), or None on EOF/reset.
+
+        Raises socket.timeout if nothing complete arrives in `timeout`.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 9:
+                length = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) >= 9 + length:
+                    ftype, flags = self.buf[3], self.buf[4]
+                    sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
+                    payload = self.buf[9 : 9 + length]
+                    self.buf = self.buf[9 + length :]
+                    return ftype, flags, sid, payload
+            if self.eof:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("no complete frame")
+            # select() instead of settimeout(): another thread may be blocked
+            # in sendall() on the same socket and must keep its own timeout.
+            readable, _, _ = select.select([self.sock], [], [], remaining)
+            if not readable:
+                continue
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                continue
+            self.buf += chunk
+
+
+def goaway_info(payload: bytes) -> tuple[int, int, bytes]:
+    last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+    code = int.from_bytes(payload[4:8], "big")
+    return last, code, payload[8:]
+
+
+def raw_handshake(sock: socket.socket, reader: FrameReader, settings: bytes = b"", timeout: float = 5.0):
+    """Send preface + SETTINGS, wait for the server SETTINGS and ACK it.
+
+    Returns the server's SETTINGS as a dict {id: value}.
+    """
+    sock.sendall(PREFACE + raw_frame(FRAME_SETTINGS, 0, 0, settings))
+    deadline = time.monotonic() + timeout
+    while True:
+        fr = reader.next_frame(max(0.01, deadline - time.monotonic()))
+        if fr is None:
+            raise AssertionError("server closed the connection during the HTTP/2 handshake")
+        ftype, flags, sid, payload = fr
+        if ftype == FRAME_SETTINGS and not flags & FLAG_ACK:
+            sock.sendall(raw_frame(FRAME_SETTINGS, FLAG_ACK, 0))
+            return {
+                int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(payload[i + 2 : i + 6], "big")
+                for i in range(0, len(payload), 6)
+            }
+
+
+@dataclass
+class StreamResult:
+    headers: list | None = None
+    trailers: list | None = None
+    data: bytes = b""
+    ended: bool = False
+    reset_code: int | None = None
+    goaway_code: int | None = None
+    closed: bool = False
+    timed_out: bool = False
+
+    def header(self, name: str):
+        for k, v in (self.headers or []):
+            if k == name:
+                return v
+        return None
+
+    def grpc_status(self):
+        """grpc-status from the trailers, or from a trailers-only response."""
+        for block in (self.trailers, self.headers):
+            for k, v in (block or []):
+                if k == "grpc-status":
+                    return int(v)
+        return None
+
+    def grpc_message_text(self):
+        for block in (self.trailers, self.headers):
+            for k, v in (block or []):
+                if k == "grpc-message":
+                    return v
+        return None
+
+
+class H2Client:
+    """A raw-socket HTTP/2 client driven by the `h2` state machine."""
+
+    def __init__(self, server: WeftServer, timeout: float = 5.0, local_settings: dict | None = None,
+                 rcvbuf: int | None = None, connection_window: int | None = None):
+        import h2.config
+        import h2.connection
+
+        self.server = server
+        self.authority = server.target
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect((server.host, server.port))
+        self.sock = sock
+        self.conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.conn.initiate_connection()
+        if local_settings:
+            self.conn.update_settings(local_settings)
+        if connection_window:
+            self.conn.increment_flow_control_window(connection_window)
+        self.flush()
+        self.results: dict[int, StreamResult] = {}
+        self.goaway = None  # (error_code, last_stream_id)
+        self.closed = False
+        self.settings_seen = False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def grpc_headers(self, path: str, extra=()):
+        return [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", self.authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            *extra,
+        ]
+
+    def start_call(self, path: str, body: bytes | None = None, end_stream: bool = True, extra_headers=(),
+                   headers=None) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = headers if headers is not None else self.grpc_headers(path, extra_headers)
+        self.conn.send_headers(sid, hdrs, end_stream=(body is None and end_stream))
+        if body is not None:
+            self.send_data(sid, body, end_stream=end_stream)
+        self.flush()
+        self.results[sid] = StreamResult()
+        return sid
+
+    def send_data(self, sid: int, body: bytes, end_stream: bool):
+        # Respect flow control / frame size for well-formed bodies.
+        max_frame = self.conn.max_outbound_frame_size
+        view = memoryview(body)
+        if not body:
+            self.conn.send_data(sid, b"", end_stream=end_stream)
+        while view:
+            chunk = bytes(view[:max_frame])
+            view = view[max_frame:]
+            self.conn.send_data(sid, chunk, end_stream=end_stream and not view)
+        self.flush()
+
+    def pump(self, timeout: float) -> bool:
+        """Receive once and process events. Returns False on EOF."""
+        import h2.events
+
+        if self.closed:
+            return False
+        readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if not readable:
+            return True
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, ConnectionAbortedError):
+            data = b""
+        if not data:
+            self.closed = True
+            for r in self.results.values():
+                r.closed = True
+            return False
+        events = self.conn.receive_data(data)
+        for ev in events:
+            r = self.results.get(getattr(ev, "stream_id", None) or -1)
+            if isinstance(ev, h2.events.ResponseReceived) and r:
+                r.headers = list(ev.headers)
+            elif isinstance(ev, h2.events.TrailersReceived) and r:
+                r.trailers = list(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                if r:
+                    r.data += ev.data
+                if ev.flow_controlled_length:
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded) and r:
+                r.ended = True
+            elif isinstance(ev, h2.events.StreamReset) and r:
+                r.reset_code = int(ev.error_code)
+            elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                self.settings_seen = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway = (int(ev.error_code), ev.last_stream_id)
+                for rr in self.results.values():
+                    rr.goaway_code = int(ev.error_code)
+        try:
+            self.flush()
+        except OSError:
+            self.closed = True
+        return True
+
+    def wait_stream(self, sid: int, timeout: float = 5.0) -> StreamResult:
+        """Pump until stream `sid` ends, is reset, or the connection goes away."""
+        r = self.results[sid]
+        deadline = time.monotonic() + timeout
+        while not (r.ended or r.reset_code is not None or self.closed
+                   or (self.goaway is not None and sid > self.goaway[1])):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                r.timed_out = True
+                break
+            if not self.pump(min(remaining, 0.5)):
+                break
+        return r
+
+    def handshake(self, timeout: float = 5.0):
+        """Pump until the server's SETTINGS arrived (h2 ACKs it for us)."""
+        deadline = time.monotonic() + timeout
+        while not self.settings_seen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed:
+                raise AssertionError("no SETTINGS from the server")
+            self.pump(min(remaining, 0.2))
+
+
+def h2_settings_of_server(server: WeftServer, timeout: float = 5.0) -> dict:
+    """The SETTINGS the server sends first on a new HTTP/2 connection."""
+    sock = socket.create_connection((server.host, server.port), timeout=timeout)
+    try:
+        return raw_handshake(sock, FrameReader(sock), timeout=timeout)
+    finally:
+        sock.close()
+
+
+def recv_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
+    """Read until EOF or timeout. Returns (data, closed)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return data, False
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except (ConnectionResetError, ConnectionAbortedError):
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+class BackgroundFrameReader(threading.Thread):
+    """Drains a socket in the background, recording RST_STREAM / GOAWAY frames."""
+
+    def __init__(self, sock: socket.socket, reader: FrameReader | None = None):
+        super().__init__(daemon=True)
+        self.reader = reader or FrameReader(sock)
+        self.rst_codes: dict[int, int] = {}
+        self.goaways: list[tuple[int, int]] = []  # (last_stream_id, code)
+        self.frame_counts: dict[int, int] = {}
+        self.closed = threading.Event()
+        self.stop_flag = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                fr = self.reader.next_frame(0.2)
+            except socket.timeout:
+                continue
+            except (OSError, ValueError):  # socket closed under us
+                fr = None
+            if fr is None:
+                self.closed.set()
+                return
+            ftype, flags, sid, payload = fr
+            with self.lock:
+                self.frame_counts[ftype] = self.frame_counts.get(ftype, 0) + 1
+                if ftype == FRAME_RST_STREAM:
+                    self.rst_codes[sid] = int.from_bytes(payload[:4], "big")
+                elif ftype == FRAME_GOAWAY:
+                    last, code, _ = goaway_info(payload)
+                    self.goaways.append((last, code))
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(2)
+
+    def summary(self) -> str:
+        with self.lock:
+            codes = {}
+            for c in self.rst_codes.values():
+                codes[c] = codes.get(c, 0) + 1
+            return (f"frames={self.frame_counts} rst_codes={codes} goaways={self.goaways} "
+                    f"closed={self.closed.is_set()}")
+
+
+def json_body(body: bytes):
+    return json.loads(body.decode())
