@@ -17,6 +17,17 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     private(set) var session: OpaquePointer?
     private(set) var context: ChannelHandlerContext?
     var streams: [Int32: HTTP2Stream] = [:]
+    /// nghttp2 calls back several times in a row for one stream (each header,
+    /// then the frame); remembering the last one saves most dictionary lookups.
+    private var lastStream: HTTP2Stream?
+
+    @inline(__always)
+    private func stream(_ id: Int32) -> HTTP2Stream? {
+        if let lastStream, lastStream.id == id { return lastStream }
+        let found = streams[id]
+        if found != nil { lastStream = found }
+        return found
+    }
     let peer: String
 
     private var inReadBurst = false
@@ -89,6 +100,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         for (_, stream) in streams { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
         environment.metrics.streamsActive.decrement(by: Double(streams.count))
         streams.removeAll()
+        lastStream = nil
         nghttp2_session_del(session)
         self.session = nil
         environment.metrics.connectionsOpenH2.decrement()
@@ -254,13 +266,15 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
             frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
         else { return 0 }
         let id = frame.pointee.hd.stream_id
-        streams[id] = HTTP2Stream(id: id, connection: self)
+        let stream = HTTP2Stream(id: id, connection: self)
+        streams[id] = stream
+        lastStream = stream
         environment.metrics.streamsActive.increment()
         return 0
     }
 
     func onHeader(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Int32 {
-        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        guard let stream = stream(frame.pointee.hd.stream_id) else { return 0 }
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
             stream.receiveHeader(name: name, value: value)
         }
@@ -273,13 +287,13 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(frame.pointee.hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            guard let stream = streams[id] else { return 0 }
+            guard let stream = stream(id) else { return 0 }
             if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
                 stream.headersComplete()
             }
             if endStream { stream.endOfRequest() }
         case NGHTTP2_DATA.rawValue:
-            if endStream, let stream = streams[id] { stream.endOfRequest() }
+            if endStream, let stream = stream(id) { stream.endOfRequest() }
         default:
             break
         }
@@ -287,7 +301,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     }
 
     func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
-        guard let stream = streams[streamID] else {
+        guard let stream = stream(streamID) else {
             // A stream we already finished: give the window back at once.
             consumeConnection(data.count)
             return 0
@@ -297,6 +311,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     }
 
     func onStreamClosed(streamID: Int32, errorCode: UInt32) -> Int32 {
+        if lastStream?.id == streamID { lastStream = nil }
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         environment.metrics.streamsActive.decrement()
         stream.closed(errorCode: errorCode)
@@ -320,7 +335,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     func readResponseData(
         streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let stream = streams[streamID] else {
+        guard let stream = stream(streamID) else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         return stream.readResponseData(into: buffer, length: length, flags: flags)

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Check Weft's Grafana dashboards and extract their PromQL.
+
+Usage:
+  check_dashboards.py [--dir DIR | FILE.json ...] [--exprs] [--promtool [PATH]]
+                      [--query URL]
+
+Without options it validates the structure of every dashboards/*.json
+(uid, title, panels, targets with expr, template variables) and prints a
+one-line summary per file.
+
+  --exprs        print every PromQL expression, one per line, with Grafana
+                 variables substituted so a plain Prometheus accepts it:
+                 $__rate_interval / $__interval / $__range -> 1m, and any
+                 dashboard variable ($var, ${var}, ${var:fmt}, [[var]]) -> .*
+                 with its matcher turned into a regex matcher (= -> =~,
+                 != -> !~).
+  --promtool     write the expressions into a temporary rules file as
+                 recording rules (record: check:expr_N) and run
+                 `promtool check rules` on it, so each expression is parsed
+                 by Prometheus' own parser. Optional PATH of promtool.
+  --query URL    evaluate every expression against a running Prometheus
+                 (e.g. http://127.0.0.1:9090) via /api/v1/query and fail if
+                 any query returns an error (an empty result is fine).
+
+Exit status: 0 when everything passed, 1 on a validation, parse or query
+failure, 2 on a usage error. Only the standard library is used.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+BUILTIN_INTERVALS = ("__rate_interval", "__interval", "__range")
+# Other Grafana built-ins that might appear in an expression.
+BUILTIN_SCALARS = {
+    "__interval_ms": "60000",
+    "__range_ms": "60000",
+    "__range_s": "60",
+}
+
+_VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# $var, ${var}, ${var:format}, [[var]], [[var:format]]
+_VAR_RE = re.compile(
+    r"\$\{(?P<b>" + _VAR_NAME + r")(?::[^}]*)?\}"
+    r"|\[\[(?P<k>" + _VAR_NAME + r")(?::[^\]]*)?\]\]"
+    r"|\$(?P<p>" + _VAR_NAME + r")"
+)
+# label="...$var..." or label!="...$var..." (a plain matcher holding a variable)
+_MATCHER_RE = re.compile(
+    r"(?P<label>" + _VAR_NAME + r")\s*(?P<op>!=|=)(?![=~])\s*\"(?P<val>[^\"]*)\""
+)
+
+
+def _var_name(m):
+    return m.group("b") or m.group("k") or m.group("p")
+
+
+def substitute(expr):
+    """Turn a Grafana PromQL template into plain PromQL."""
+
+    def fix_matcher(m):
+        val = m.group("val")
+        if not _VAR_RE.search(val):
+            return m.group(0)
+        op = "=~" if m.group("op") == "=" else "!~"
+        return '%s%s"%s"' % (m.group("label"), op, val)
+
+    expr = _MATCHER_RE.sub(fix_matcher, expr)
+
+    def repl(m):
+        name = _var_name(m)
+        if name in BUILTIN_INTERVALS:
+            return "1m"
+        if name in BUILTIN_SCALARS:
+            return BUILTIN_SCALARS[name]
+        return ".*"
+
+    return _VAR_RE.sub(repl, expr)
+
+
+def iter_panels(panels):
+    for p in panels or []:
+        yield p
+        # Collapsed rows keep their children in "panels".
+        if p.get("type") == "row":
+            yield from iter_panels(p.get("panels"))
+
+
+def check_dashboard(path, seen_uids):
+    """Return (errors, [(panel title, raw expr)])."""
+    errors = []
+    exprs = []
+
+    def err(msg):
+        errors.append("%s: %s" % (path, msg))
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            dash = json.load(f)
+    except (OSError, ValueError) as e:
+        err("cannot load JSON: %s" % e)
+        return errors, exprs
+    if not isinstance(dash, dict):
+        err("top level is not an object")
+        return errors, exprs
+
+    uid = dash.get("uid")
+    if not isinstance(uid, str) or not uid:
+        err("missing or empty uid")
+    elif len(uid) > 40:
+        err("uid %r is longer than 40 characters" % uid)
+    elif uid in seen_uids:
+        err("uid %r also used by %s" % (uid, seen_uids[uid]))
+    else:
+        seen_uids[uid] = path
+    if not isinstance(dash.get("title"), str) or not dash["title"].strip():
+        err("missing or empty title")
+    if not isinstance(dash.get("schemaVersion"), int):
+        err("missing integer schemaVersion")
+
+    variables = {}
+    templating = dash.get("templating", {})
+    tlist = templating.get("list", []) if isinstance(templating, dict) else None
+    if not isinstance(tlist, list):
+        err("templating.list is not a list")
+        tlist = []
+    for v in tlist:
+        name = v.get("name") if isinstance(v, dict) else None
+        if not isinstance(name, str) or not name:
+            err("template variable without a name")
+            continue
+        if name in variables:
+            err("template variable %r defined twice" % name)
+        variables[name] = v
+        if v.get("type") == "query":
+            q = v.get("query")
+            qs = q.get("query") if isinstance(q, dict) else q
+            if not isinstance(qs, str) or not qs.strip():
+                err("query variable %r has no query" % name)
+
+    def check_refs(where, text):
+        for m in _VAR_RE.finditer(text):
+            name = _var_name(m)
+            if name.startswith("__"):
+                continue
+            if name not in variables:
+                err("%s references undefined variable $%s" % (where, name))
+
+    def check_ds(where, ds):
+        if isinstance(ds, dict) and isinstance(ds.get("uid"), str):
+            check_refs(where + " datasource", ds["uid"])
+        elif isinstance(ds, str):
+            check_refs(where + " datasource", ds)
+
+    panels = dash.get("panels")
+    if not isinstance(panels, list) or not panels:
+        err("no panels")
+        return errors, exprs
+
+    ids = {}
+    for p in iter_panels(panels):
+        if not isinstance(p, dict):
+            err("panel is not an object")
+            continue
+        title = p.get("title") or "<untitled>"
+        where = "panel %r" % title
+        pid = p.get("id")
+        if not isinstance(pid, int):
+            err("%s has no integer id" % where)
+        elif pid in ids:
+            err("%s reuses id %d of panel %r" % (where, pid, ids[pid]))
+        else:
+            ids[pid] = title
+        gp = p.get("gridPos")
+        if not (isinstance(gp, dict) and all(isinstance(gp.get(k), int) for k in ("h", "w", "x", "y"))):
+            err("%s has no complete gridPos" % where)
+        elif gp["x"] + gp["w"] > 24:
+            err("%s is wider than the 24-column grid" % where)
+        if p.get("type") == "row":
+            continue
+        if not p.get("title"):
+            err("panel id %s has no title" % pid)
+        check_ds(where, p.get("datasource"))
+        targets = p.get("targets")
+        if not isinstance(targets, list) or not targets:
+            err("%s has no targets" % where)
+            continue
+        refids = set()
+        for t in targets:
+            if not isinstance(t, dict):
+                err("%s has a target that is not an object" % where)
+                continue
+            ref = t.get("refId")
+            if ref in refids:
+                err("%s has duplicate refId %r" % (where, ref))
+            refids.add(ref)
+            check_ds(where, t.get("datasource"))
+            expr = t.get("expr")
+            if not isinstance(expr, str) or not expr.strip():
+                err("%s target %r has no expr" % (where, ref))
+                continue
+            check_refs(where, expr)
+            exprs.append((title, expr))
+    return errors, exprs
+
+
+def run_promtool(exprs, promtool):
+    """Parse each expression with promtool via a rules file. Returns bool."""
+    fd, path = tempfile.mkstemp(prefix="weft-dash-", suffix=".rules.yml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("groups:\n  - name: weft_dashboard_exprs\n    rules:\n")
+            for i, e in enumerate(exprs):
+                # A JSON string is a valid YAML double-quoted scalar.
+                f.write("      - record: check:expr_%d\n" % i)
+                f.write("        expr: %s\n" % json.dumps(e))
+        proc = subprocess.run([promtool, "check", "rules", path],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=60)
+        out = proc.stdout.strip()
+        if proc.returncode != 0:
+            print("promtool check rules failed:\n" + out, file=sys.stderr)
+            # Point at the offending expressions when promtool names them.
+            for m in re.finditer(r"check:expr_(\d+)", out):
+                i = int(m.group(1))
+                if i < len(exprs):
+                    print("  check:expr_%d = %s" % (i, exprs[i]), file=sys.stderr)
+            return False
+        print("promtool: %d expressions parsed (%s)" % (len(exprs), out.splitlines()[-1] if out else "ok"),
+              file=sys.stderr)
+        return True
+    finally:
+        os.unlink(path)
+
+
+def run_queries(exprs, base_url):
+    ok = True
+    url = base_url.rstrip("/") + "/api/v1/query"
+    for i, e in enumerate(exprs):
+        data = urllib.parse.urlencode({"query": e}).encode()
+        try:
+            with urllib.request.urlopen(url, data=data, timeout=30) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as he:
+            try:
+                body = json.load(he)
+            except ValueError:
+                body = {"status": "error", "error": str(he)}
+        except (urllib.error.URLError, OSError, ValueError) as ue:
+            print("query %d: cannot reach %s: %s" % (i, url, ue), file=sys.stderr)
+            return False
+        if body.get("status") != "success":
+            ok = False
+            print("query %d failed: %s\n  %s" % (i, body.get("error"), e), file=sys.stderr)
+    if ok:
+        print("query: %d expressions evaluated without error at %s" % (len(exprs), base_url), file=sys.stderr)
+    return ok
+
+
+def main(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", help="dashboard JSON files (default: DIR/*.json)")
+    ap.add_argument("--dir", default=here, help="directory of dashboards (default: this script's)")
+    ap.add_argument("--exprs", action="store_true", help="print substituted PromQL, one per line")
+    ap.add_argument("--promtool", nargs="?", const="promtool", default=None, metavar="PATH",
+                    help="parse every expression with `promtool check rules`")
+    ap.add_argument("--query", metavar="URL", help="evaluate every expression against a Prometheus")
+    args = ap.parse_args(argv)
+
+    files = args.files or sorted(glob.glob(os.path.join(args.dir, "*.json")))
+    if not files:
+        print("no dashboards found in %s" % args.dir, file=sys.stderr)
+        return 1
+
+    failed = False
+    seen_uids = {}
+    all_exprs = []
+    for path in files:
+        errors, exprs = check_dashboard(path, seen_uids)
+        for e in errors:
+            print(e, file=sys.stderr)
+        failed = failed or bool(errors)
+        print("%s: %s, %d expressions" % (path, "FAIL" if errors else "ok", len(exprs)), file=sys.stderr)
+        all_exprs.extend(substitute(e) for _, e in exprs)
+
+    # De-duplicate, keeping order.
+    uniq = list(dict.fromkeys(all_exprs))
+    if args.exprs:
+        for e in uniq:
+            print(e)
+    if args.promtool and uniq:
+        promtool = shutil.which(args.promtool) or args.promtool
+        if not os.path.exists(promtool):
+            print("promtool not found: %s" % args.promtool, file=sys.stderr)
+            return 1
+        failed = (not run_promtool(uniq, promtool)) or failed
+    if args.query and uniq:
+        failed = (not run_queries(uniq, args.query)) or failed
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
