@@ -12,7 +12,7 @@ public struct RPCHandler: Sendable {
         /// Runs inline on the connection's event loop: decode, handle, encode,
         /// with no task and no thread hop. Only for handlers that touch
         /// in-memory state and never block or wait (health checks and the like).
-        case inline(@Sendable (ByteBuffer, ServerContext) throws -> [UInt8])
+        case inline(@Sendable (ByteBuffer, ServerContext) throws -> GRPCFramedMessage)
         /// Runs as a Swift task; the transport feeds requests and takes responses.
         case task(@Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
     }
@@ -48,7 +48,7 @@ extension RPCHandler {
             body: .task { requests, writer, context in
                 let request: Request = try await requests.single()
                 let response = try await handler(request, context)
-                try await writer.write(try ProtobufCoding.encode(response))
+                try await writer.write(framed: try ProtobufCoding.encode(response))
             })
     }
 
@@ -78,7 +78,7 @@ extension RPCHandler {
             descriptor: RPCMethodDescriptor(service: service, method: method, kind: .clientStreaming),
             body: .task { requests, writer, context in
                 let response = try await handler(RequestStream(raw: requests), context)
-                try await writer.write(try ProtobufCoding.encode(response))
+                try await writer.write(framed: try ProtobufCoding.encode(response))
             })
     }
 
@@ -118,7 +118,8 @@ enum ProtobufCoding {
         }
     }
 
-    static func encode<M: SwiftProtobuf.Message>(_ message: M) throws -> [UInt8] {
+    /// Serializes behind room for the gRPC prefix (see `GRPCFramedMessage`).
+    static func encode<M: SwiftProtobuf.Message>(_ message: M) throws -> GRPCFramedMessage {
         do {
             return try message.serializedBytes()
         } catch {
@@ -139,7 +140,7 @@ public protocol RPCRequestSource: Sendable {
 public protocol RPCResponseSink: Sendable {
     /// Sends one response message (sending response headers first if needed),
     /// suspending while the peer is not reading (backpressure).
-    func write(_ payload: [UInt8]) async throws
+    func write(_ message: GRPCFramedMessage) async throws
 }
 
 public struct RPCRequestStream: Sendable {
@@ -163,7 +164,10 @@ public struct RPCResponseWriter: Sendable {
 
     public init(sink: any RPCResponseSink) { self.sink = sink }
 
-    public func write(_ payload: [UInt8]) async throws { try await sink.write(payload) }
+    /// Sends one serialized message.
+    public func write(_ payload: [UInt8]) async throws { try await sink.write(GRPCFramedMessage(payload)) }
+
+    func write(framed message: GRPCFramedMessage) async throws { try await sink.write(message) }
 }
 
 /// Typed request messages of a client- or bidi-streaming call.
@@ -188,6 +192,6 @@ public struct ResponseStream<Message: SwiftProtobuf.Message>: Sendable {
 
     /// Sends one message; suspends while the client is not reading.
     public func write(_ message: Message) async throws {
-        try await writer.write(try ProtobufCoding.encode(message))
+        try await writer.write(framed: try ProtobufCoding.encode(message))
     }
 }

@@ -4,9 +4,17 @@ public struct RPCRouter: Sendable {
     private var handlers: [String: RegisteredMethod] = [:]
     public private(set) var serviceNames: [String] = []
 
-    struct RegisteredMethod: Sendable {
+    /// A class so a call holds one reference to all of it.
+    final class RegisteredMethod: Sendable {
         let handler: RPCHandler
         let metrics: RPCMethodMetrics
+        let isSingleRequest: Bool
+
+        init(handler: RPCHandler, metrics: RPCMethodMetrics) {
+            self.handler = handler
+            self.metrics = metrics
+            self.isSingleRequest = handler.descriptor.kind.isSingleRequest
+        }
     }
 
     public init() {}

@@ -1,5 +1,7 @@
 import NIOCore
+import SwiftProtobuf
 import Testing
+import WeftProto
 
 @testable import WeftRPC
 
@@ -72,23 +74,36 @@ struct GRPCFramingTests {
         #expect(throws: GRPCMessageDeframer.DeframeError.truncated(bufferedBytes: 7)) { try truncated.finish() }
     }
 
-    @Test("framer writes the prefix and compresses when asked")
+    @Test("framed messages carry the prefix and compress when asked")
     func framer() throws {
-        var out = ByteBuffer()
         let payload = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
-        try payload.withUnsafeBytes { try GRPCMessageFramer.frame($0, compressor: nil, into: &out) }
-        #expect(out.readableBytes == 1005)
-        #expect(out.getInteger(at: 0, as: UInt8.self) == 0)
-        #expect(out.getInteger(at: 1, as: UInt32.self) == 1000)
+        let plain = try GRPCFramedMessage(payload).wireBytes(compressor: nil)
+        #expect(plain.count == 1005)
+        #expect(plain[0] == 0)
+        #expect(Array(plain[1..<5]) == [0, 0, 0x03, 0xE8])
+        #expect(Array(plain[5...]) == payload)
 
-        var compressed = ByteBuffer()
-        try payload.withUnsafeBytes { try GRPCMessageFramer.frame($0, compressor: .gzip, into: &compressed) }
-        #expect(compressed.getInteger(at: 0, as: UInt8.self) == 1)
-        let length = Int(compressed.getInteger(at: 1, as: UInt32.self)!)
+        let compressed = try GRPCFramedMessage(payload).wireBytes(compressor: .gzip)
+        #expect(compressed[0] == 1)
+        let length = compressed[1..<5].reduce(0) { $0 << 8 | Int($1) }
+        #expect(length == compressed.count - 5)
         #expect(length < 100)
-        let body = compressed.getBytes(at: 5, length: length)!
-        let restored = try body.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 10_000) }
+        let restored = try Array(compressed[5...]).withUnsafeBytes {
+            try GRPCCompression.decompress($0, algorithm: .gzip, limit: 10_000)
+        }
         #expect(restored == payload)
+
+        // An empty message is never compressed (the flag is per message).
+        #expect(try GRPCFramedMessage([]).wireBytes(compressor: .gzip) == [0, 0, 0, 0, 0])
+    }
+
+    @Test("swift-protobuf serializes straight behind the prefix")
+    func serializesInPlace() throws {
+        var message = Grpc_Health_V1_HealthCheckResponse()
+        message.status = .serving
+        let framed: GRPCFramedMessage = try message.serializedBytes()
+        #expect(framed.count == 2)
+        #expect(try framed.wireBytes(compressor: nil) == [0, 0, 0, 0, 2, 0x08, 0x01])
     }
 }
 

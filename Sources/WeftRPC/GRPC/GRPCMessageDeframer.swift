@@ -59,27 +59,3 @@ public struct GRPCMessageDeframer: Sendable {
         if buffer.readableBytes > 0 { throw .truncated(bufferedBytes: buffer.readableBytes) }
     }
 }
-
-/// Writes length-prefixed gRPC messages, compressing them when asked.
-public enum GRPCMessageFramer {
-    /// Appends one framed message to `out`. When `compressor` is given the
-    /// message is compressed and the flag set, unless compression would not
-    /// shrink it (an empty message), in which case it goes out uncompressed
-    /// (allowed: the flag is per message).
-    public static func frame(
-        _ payload: UnsafeRawBufferPointer,
-        compressor: GRPCCompression.Algorithm?,
-        into out: inout ByteBuffer
-    ) throws {
-        if let compressor, payload.count > 0 {
-            let compressed = try GRPCCompression.compress(payload, algorithm: compressor)
-            out.writeInteger(UInt8(1))
-            out.writeInteger(UInt32(compressed.count))
-            out.writeBytes(compressed)
-        } else {
-            out.writeInteger(UInt8(0))
-            out.writeInteger(UInt32(payload.count))
-            out.writeBytes(payload)
-        }
-    }
-}

@@ -37,7 +37,7 @@ final class HTTP2Stream: @unchecked Sendable {
     private var isClosed = false
 
     // gRPC call.
-    private var handler: RPCHandler?
+    private var registered: RPCRouter.RegisteredMethod?
     private var methodMetrics: RPCMethodMetrics?
     private var context: ServerContext?
     private var startNanos: UInt64 = 0
@@ -57,7 +57,11 @@ final class HTTP2Stream: @unchecked Sendable {
     private var httpBody: ByteBuffer?
 
     // Response.
-    private var outbound: ByteBuffer?
+    /// Response bytes not yet taken by nghttp2: `outbound[outboundOffset...]`.
+    /// A plain array (not a ByteBuffer): one allocation, usually the very
+    /// array the response was serialized into.
+    private var outbound: [UInt8] = []
+    private var outboundOffset = 0
     private var outboundEnded = false
     private var pendingTrailers: Trailers = .none
     private var dataDeferred = false
@@ -150,7 +154,7 @@ final class HTTP2Stream: @unchecked Sendable {
             finish(RPCError(code: .unimplemented, message: message))
             return
         }
-        handler = registered.handler
+        self.registered = registered
 
         if let encodingField, !fields.value(encodingField).elementsEqual("identity".utf8) {
             let name = fields.string(encodingField)
@@ -221,7 +225,7 @@ final class HTTP2Stream: @unchecked Sendable {
         switch mode {
         case .grpc where !statusSent:
             deframer!.append(data)
-            if handler!.descriptor.kind.isSingleRequest {
+            if registered!.isSingleRequest {
                 // Bounded by the message size limit: return the window at once.
                 consume(data.count)
             }
@@ -282,9 +286,9 @@ final class HTTP2Stream: @unchecked Sendable {
                     return
                 }
             }
-            if handler!.descriptor.kind.isSingleRequest {
+            if registered!.isSingleRequest {
                 guard singleRequest == nil else {
-                    finish(RPCError(code: .internal, message: "more than one request message for a \(handler!.descriptor.kind.rawValue) call"))
+                    finish(RPCError(code: .internal, message: "more than one request message for a \(registered!.handler.descriptor.kind.rawValue) call"))
                     return
                 }
                 singleRequest = payload
@@ -312,13 +316,13 @@ final class HTTP2Stream: @unchecked Sendable {
                 return
             }
             requestEnded = true
-            if handler!.descriptor.kind.isSingleRequest {
+            if registered!.isSingleRequest {
                 guard let request = singleRequest else {
                     finish(RPCError(code: .internal, message: "the call ended without a request message"))
                     return
                 }
                 singleRequest = nil
-                switch handler!.body {
+                switch registered!.handler.body {
                 case .inline(let body):
                     runInline(body, request: request)
                 case .task:
@@ -335,14 +339,10 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
-    private func runInline(_ body: @Sendable (ByteBuffer, ServerContext) throws -> [UInt8], request: ByteBuffer) {
+    private func runInline(_ body: @Sendable (ByteBuffer, ServerContext) throws -> GRPCFramedMessage, request: ByteBuffer) {
         do {
             let response = try body(request, context!)
-            var framed = connection.allocator.buffer(capacity: response.count + 5)
-            try response.withUnsafeBytes {
-                try GRPCMessageFramer.frame($0, compressor: responseAlgorithm, into: &framed)
-            }
-            try sendResponseMessage(framed)
+            try sendResponseMessage(try response.wireBytes(compressor: responseAlgorithm))
             finish(nil)
         } catch {
             finish(RPCError(from: error))
@@ -350,7 +350,7 @@ final class HTTP2Stream: @unchecked Sendable {
     }
 
     private func startTask(requests: RPCRequestStream) {
-        guard case .task(let body) = handler!.body, let context else { return }
+        guard case .task(let body) = registered!.handler.body, let context else { return }
         let writer = RPCResponseWriter(
             sink: StreamResponseSink(stream: self, eventLoop: connection.eventLoop, compressor: responseAlgorithm))
         let eventLoop = connection.eventLoop
@@ -437,7 +437,7 @@ final class HTTP2Stream: @unchecked Sendable {
     // MARK: Response
 
     /// Appends one framed message, sending the response headers first.
-    func sendResponseMessage(_ framed: ByteBuffer) throws {
+    func sendResponseMessage(_ framed: [UInt8]) throws {
         if try machine.sendMessage() {
             let metadata = context?.takeResponseHeaders() ?? Metadata()
             if responseAlgorithm == nil && metadata.isEmpty {
@@ -453,12 +453,16 @@ final class HTTP2Stream: @unchecked Sendable {
             }
         }
         methodMetrics!.messagesSent.increment()
-        methodMetrics!.bytesSent.increment(by: Int64(framed.readableBytes))
-        if outbound == nil {
+        methodMetrics!.bytesSent.increment(by: Int64(framed.count))
+        if outboundOffset == outbound.count {
             outbound = framed
+            outboundOffset = 0
         } else {
-            var framed = framed
-            outbound!.writeBuffer(&framed)
+            if outboundOffset > outbound.count / 2 {
+                outbound.removeFirst(outboundOffset)
+                outboundOffset = 0
+            }
+            outbound.append(contentsOf: framed)
         }
         resumeData()
     }
@@ -496,16 +500,18 @@ final class HTTP2Stream: @unchecked Sendable {
     }
 
     func readResponseData(into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        var n = 0
-        if var out = outbound, out.readableBytes > 0 {
-            n = min(length, out.readableBytes)
-            out.readWithUnsafeReadableBytes { raw in
-                UnsafeMutableRawPointer(buffer).copyMemory(from: raw.baseAddress!, byteCount: n)
-                return n
+        let n = min(length, outbound.count - outboundOffset)
+        if n > 0 {
+            outbound.withUnsafeBytes { raw in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: raw.baseAddress! + outboundOffset, byteCount: n)
             }
-            outbound = out.readableBytes == 0 ? nil : out
+            outboundOffset += n
+            if outboundOffset == outbound.count {
+                outbound.removeAll(keepingCapacity: true)
+                outboundOffset = 0
+            }
         }
-        let remaining = outbound?.readableBytes ?? 0
+        let remaining = outbound.count - outboundOffset
         if remaining == 0 {
             if outboundEnded {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
@@ -536,7 +542,7 @@ final class HTTP2Stream: @unchecked Sendable {
     }
 
     /// From a handler task, on the event loop: queue a message or wait.
-    func enqueueResponse(_ framed: ByteBuffer, continuation: CheckedContinuation<Void, any Error>) {
+    func enqueueResponse(_ framed: [UInt8], continuation: CheckedContinuation<Void, any Error>) {
         guard !statusSent, !isClosed else {
             continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
             return
@@ -548,7 +554,7 @@ final class HTTP2Stream: @unchecked Sendable {
             return
         }
         connection.scheduleFlush()
-        if (outbound?.readableBytes ?? 0) > environment.config.streamWriteBufferHighWater {
+        if outbound.count - outboundOffset > environment.config.streamWriteBufferHighWater {
             writeWaiters.append(continuation)
         } else {
             continuation.resume()
@@ -681,7 +687,8 @@ final class HTTP2Stream: @unchecked Sendable {
         if body.isEmpty {
             submit(headers: headers, withBody: false)
         } else {
-            outbound = connection.allocator.buffer(bytes: body)
+            outbound = body
+            outboundOffset = 0
             outboundEnded = true
             submit(headers: headers, withBody: true)
         }
@@ -731,11 +738,9 @@ private struct StreamResponseSink: RPCResponseSink {
     let eventLoop: any EventLoop
     let compressor: GRPCCompression.Algorithm?
 
-    func write(_ payload: [UInt8]) async throws {
+    func write(_ message: GRPCFramedMessage) async throws {
         try Task.checkCancellation()
-        var framed = ByteBuffer()
-        framed.reserveCapacity(payload.count + 5)
-        try payload.withUnsafeBytes { try GRPCMessageFramer.frame($0, compressor: compressor, into: &framed) }
+        let framed = try message.wireBytes(compressor: compressor)
         let stream = self.stream
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             eventLoop.execute { stream.enqueueResponse(framed, continuation: continuation) }
