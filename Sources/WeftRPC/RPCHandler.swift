@@ -1,4 +1,3 @@
-public import NIOCore
 public import SwiftProtobuf
 
 /// One method of a service: its descriptor and how to run it. Services declare
@@ -12,7 +11,7 @@ public struct RPCHandler: Sendable {
         /// Runs inline on the connection's event loop: decode, handle, encode,
         /// with no task and no thread hop. Only for handlers that touch
         /// in-memory state and never block or wait (health checks and the like).
-        case inline(@Sendable (ByteBuffer, ServerContext) throws -> GRPCFramedMessage)
+        case inline(@Sendable (ArraySlice<UInt8>, ServerContext) throws -> GRPCFramedMessage)
         /// Runs as a Swift task; the transport feeds requests and takes responses.
         case task(@Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
     }
@@ -104,10 +103,10 @@ public protocol RPCService: Sendable {
 }
 
 enum ProtobufCoding {
-    static func decode<M: SwiftProtobuf.Message>(_ bytes: ByteBuffer) throws -> M {
+    static func decode<M: SwiftProtobuf.Message>(_ bytes: ArraySlice<UInt8>) throws -> M {
         do {
-            // Decodes from the buffer in place (RawSpan), without a copy.
-            return try bytes.withUnsafeReadableBytes { raw in
+            // Decodes in place (RawSpan), without a copy.
+            return try bytes.withUnsafeBytes { raw in
                 try M(serializedBytes: raw.bytes)
             }
         } catch {
@@ -133,7 +132,7 @@ enum ProtobufCoding {
 /// The transport side of a call's request messages (payloads, decompressed).
 public protocol RPCRequestSource: Sendable {
     /// The next request message, or nil at end of stream.
-    func next() async throws -> ByteBuffer?
+    func next() async throws -> ArraySlice<UInt8>?
 }
 
 /// The transport side of a call's response messages.
@@ -148,7 +147,7 @@ public struct RPCRequestStream: Sendable {
 
     public init(source: any RPCRequestSource) { self.source = source }
 
-    public func next() async throws -> ByteBuffer? { try await source.next() }
+    public func next() async throws -> ArraySlice<UInt8>? { try await source.next() }
 
     /// Exactly one message, as unary and server-streaming calls require.
     func single<M: SwiftProtobuf.Message>() async throws -> M {

@@ -1,7 +1,28 @@
+import Glibc
+
 /// Finds the handler for a `:path`. Built once at start-up, then read-only,
 /// so lookups take no lock.
 public struct RPCRouter: Sendable {
     private var handlers: [String: RegisteredMethod] = [:]
+    /// The same methods keyed by the bytes of their path, so the transport
+    /// looks a call up without building a String.
+    private var handlersByPath: [PathKey: RegisteredMethod] = [:]
+
+    /// Path bytes as a dictionary key: hashed in one `combine(bytes:)` call
+    /// and compared with memcmp, where `[UInt8]` would go byte by byte.
+    struct PathKey: Hashable, Sendable {
+        let bytes: ArraySlice<UInt8>
+
+        func hash(into hasher: inout Hasher) {
+            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+
+        static func == (lhs: PathKey, rhs: PathKey) -> Bool {
+            guard lhs.bytes.count == rhs.bytes.count else { return false }
+            guard !lhs.bytes.isEmpty else { return true }
+            return lhs.bytes.withUnsafeBytes { l in rhs.bytes.withUnsafeBytes { r in memcmp(l.baseAddress!, r.baseAddress!, l.count) == 0 } }
+        }
+    }
     public private(set) var serviceNames: [String] = []
 
     /// A class so a call holds one reference to all of it.
@@ -23,12 +44,16 @@ public struct RPCRouter: Sendable {
         for handler in service.handlers {
             let descriptor = handler.descriptor
             precondition(handlers[descriptor.path] == nil, "\(descriptor.path) registered twice")
-            handlers[descriptor.path] = RegisteredMethod(handler: handler, metrics: metrics.method(descriptor))
+            let method = RegisteredMethod(handler: handler, metrics: metrics.method(descriptor))
+            handlers[descriptor.path] = method
+            handlersByPath[PathKey(bytes: Array(descriptor.path.utf8)[...])] = method
             if !serviceNames.contains(descriptor.service) { serviceNames.append(descriptor.service) }
         }
     }
 
     func lookup(path: String) -> RegisteredMethod? { handlers[path] }
+
+    func lookup(path: ArraySlice<UInt8>) -> RegisteredMethod? { handlersByPath[PathKey(bytes: path)] }
 
     /// Whether `path` names a registered service (for UNIMPLEMENTED messages
     /// and for telling gRPC paths from REST paths).

@@ -15,7 +15,10 @@ final class HTTP2Stream: @unchecked Sendable {
     // Strings only when needed (metadata, plain HTTP), so a typical gRPC call
     // allocates nothing per header.
     private var method: String?
-    private var path: String?
+    /// `:path`, kept with the other fields as bytes: the method lookup needs
+    /// no String.
+    private var pathField: HeaderFields.Index?
+    private var path: String? { pathField.map { fields.string($0) } }
     private var fields = HeaderFields()
     private var contentType: HeaderFields.Index?
     private var timeoutField: HeaderFields.Index?
@@ -45,9 +48,9 @@ final class HTTP2Stream: @unchecked Sendable {
     private var requestAlgorithm: GRPCCompression.Algorithm?
     private var responseAlgorithm: GRPCCompression.Algorithm?
     private var machine = GRPCServerStreamStateMachine()
-    private var singleRequest: ByteBuffer?
-    private var pendingRequests: [(message: ByteBuffer, framedSize: Int)] = []
-    private var requestWaiter: CheckedContinuation<ByteBuffer?, any Error>?
+    private var singleRequest: ArraySlice<UInt8>?
+    private var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int)] = []
+    private var requestWaiter: CheckedContinuation<ArraySlice<UInt8>?, any Error>?
     private var requestEnded = false
     private var statusSent = false
     private var task: Task<Void, Never>?
@@ -91,19 +94,19 @@ final class HTTP2Stream: @unchecked Sendable {
             return
         }
         if name.first == UInt8(ascii: ":") {
-            if name.elementsEqual(HeaderName.path) {
-                path = String(decoding: value, as: UTF8.self)
-            } else if name.elementsEqual(HeaderName.method) {
+            if bytesEqual(name, HeaderName.path) {
+                pathField = fields.append(name: name, value: value)
+            } else if bytesEqual(name, HeaderName.method) {
                 method = String(decoding: value, as: UTF8.self)
             }
             return
         }
         let index = fields.append(name: name, value: value)
         switch name.count {
-        case 12 where name.elementsEqual(HeaderName.contentType): contentType = index
-        case 12 where name.elementsEqual(HeaderName.grpcTimeout): timeoutField = index
-        case 13 where name.elementsEqual(HeaderName.grpcEncoding): encodingField = index
-        case 20 where name.elementsEqual(HeaderName.grpcAcceptEncoding): acceptEncodingField = index
+        case 12 where bytesEqual(name, HeaderName.contentType): contentType = index
+        case 12 where bytesEqual(name, HeaderName.grpcTimeout): timeoutField = index
+        case 13 where bytesEqual(name, HeaderName.grpcEncoding): encodingField = index
+        case 20 where bytesEqual(name, HeaderName.grpcAcceptEncoding): acceptEncodingField = index
         default: break
         }
     }
@@ -111,7 +114,7 @@ final class HTTP2Stream: @unchecked Sendable {
     func headersComplete() {
         guard mode == .head else { return }
         machine.receiveHeaders()
-        if let contentType, fields.value(contentType).starts(with: HeaderName.applicationGRPC) {
+        if let contentType, bytesHavePrefix(fields.value(contentType), HeaderName.applicationGRPC) {
             startGRPC(contentType: contentType)
         } else {
             startHTTP()
@@ -123,8 +126,7 @@ final class HTTP2Stream: @unchecked Sendable {
     private func startGRPC(contentType: HeaderFields.Index) {
         mode = .grpc
         startNanos = NIODeadline.now().uptimeNanoseconds
-        let path = self.path ?? ""
-        let registered = environment.router.lookup(path: path)
+        let registered = pathField.flatMap { environment.router.lookup(path: fields.value($0)) }
         let metrics = registered?.metrics ?? environment.metrics.unknownMethod
         methodMetrics = metrics
         metrics.started.increment()
@@ -147,6 +149,7 @@ final class HTTP2Stream: @unchecked Sendable {
             return
         }
         guard let registered else {
+            let path = self.path ?? ""
             let message =
                 environment.router.hasService(forPath: path)
                 ? "unknown method \(path)"
@@ -156,7 +159,7 @@ final class HTTP2Stream: @unchecked Sendable {
         }
         self.registered = registered
 
-        if let encodingField, !fields.value(encodingField).elementsEqual("identity".utf8) {
+        if let encodingField, !bytesEqual(fields.value(encodingField), HeaderName.identity) {
             let name = fields.string(encodingField)
             guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
                 finish(RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported"))
@@ -201,8 +204,7 @@ final class HTTP2Stream: @unchecked Sendable {
             peer: connection.peer,
             requestEncoding: requestAlgorithm?.rawValue ?? "identity",
             responseEncoding: responseAlgorithm?.rawValue ?? "identity")
-        deframer = GRPCMessageDeframer(
-            maxMessageSize: environment.config.maxReceiveMessageSize, allocator: connection.allocator)
+        deframer = GRPCMessageDeframer(maxMessageSize: environment.config.maxReceiveMessageSize)
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in
                 deadlineExpired()
@@ -261,7 +263,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 finish(RPCError(code: .internal, message: "malformed gRPC message frame: \(error)"))
                 return
             }
-            let framedSize = 5 + message.bytes.readableBytes
+            let framedSize = 5 + message.bytes.count
             methodMetrics!.messagesReceived.increment()
             methodMetrics!.bytesReceived.increment(by: Int64(framedSize))
             var payload = message.bytes
@@ -271,11 +273,10 @@ final class HTTP2Stream: @unchecked Sendable {
                     return
                 }
                 do {
-                    let bytes = try message.bytes.withUnsafeReadableBytes {
+                    payload = try message.bytes.withUnsafeBytes {
                         try GRPCCompression.decompress(
                             $0, algorithm: algorithm, limit: environment.config.maxReceiveMessageSize)
-                    }
-                    payload = connection.allocator.buffer(bytes: bytes)
+                    }[...]
                 } catch GRPCCompression.CompressionError.tooLarge(let limit) {
                     finish(RPCError(
                         code: .resourceExhausted,
@@ -339,7 +340,7 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
-    private func runInline(_ body: @Sendable (ByteBuffer, ServerContext) throws -> GRPCFramedMessage, request: ByteBuffer) {
+    private func runInline(_ body: @Sendable (ArraySlice<UInt8>, ServerContext) throws -> GRPCFramedMessage, request: ArraySlice<UInt8>) {
         do {
             let response = try body(request, context!)
             try sendResponseMessage(try response.wireBytes(compressor: responseAlgorithm))
@@ -562,7 +563,7 @@ final class HTTP2Stream: @unchecked Sendable {
     }
 
     /// From a handler task, on the event loop: the next request message.
-    func takeRequest(_ continuation: CheckedContinuation<ByteBuffer?, any Error>) {
+    func takeRequest(_ continuation: CheckedContinuation<ArraySlice<UInt8>?, any Error>) {
         if !pendingRequests.isEmpty {
             let (message, size) = pendingRequests.removeFirst()
             consume(size)
@@ -640,7 +641,10 @@ final class HTTP2Stream: @unchecked Sendable {
         let method = self.method ?? "GET"
         let request = HTTPRequest(
             method: method, target: path ?? "/",
-            headers: fields.indices.map { (fields.string(name: $0).lowercased(), fields.string($0)) }, body: httpBody)
+            headers: fields.indices.filter { fields.name($0).first != UInt8(ascii: ":") }.map {
+                (fields.string(name: $0).lowercased(), fields.string($0))
+            },
+            body: httpBody)
         self.httpBody = nil
         let start = NIODeadline.now()
         let eventLoop = connection.eventLoop
@@ -701,11 +705,11 @@ final class HTTP2Stream: @unchecked Sendable {
 /// The one request message of a unary or server-streaming call, already in hand.
 private final class SingleRequestSource: RPCRequestSource, @unchecked Sendable {
     // Read once by the handler task that owns it.
-    private var message: ByteBuffer?
+    private var message: ArraySlice<UInt8>?
 
-    init(message: ByteBuffer) { self.message = message }
+    init(message: ArraySlice<UInt8>) { self.message = message }
 
-    func next() async throws -> ByteBuffer? {
+    func next() async throws -> ArraySlice<UInt8>? {
         defer { message = nil }
         return message
     }
@@ -717,7 +721,7 @@ private final class SingleRequestSource: RPCRequestSource, @unchecked Sendable {
 private struct StreamRequestSource: RPCRequestSource {
     let stream: HTTP2Stream
 
-    func next() async throws -> ByteBuffer? {
+    func next() async throws -> ArraySlice<UInt8>? {
         let eventLoop = stream.connection.eventLoop
         let stream = self.stream
         return try await withTaskCancellationHandler {

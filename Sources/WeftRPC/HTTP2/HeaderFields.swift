@@ -1,3 +1,5 @@
+import Glibc
+
 /// Request header fields as received, packed into one byte array
 /// (`nameLength:UInt16 valueLength:UInt32 name value`, repeated): one
 /// allocation per request however many fields it has, and no String per
@@ -20,8 +22,9 @@ struct HeaderFields {
         storage.append(UInt8(truncatingIfNeeded: v >> 8))
         storage.append(UInt8(truncatingIfNeeded: v >> 16))
         storage.append(UInt8(truncatingIfNeeded: v >> 24))
-        storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: name[...]))
-        storage.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[...]))
+        // Typed buffer pointers take Array's memcpy path; raw ones go byte by byte.
+        storage.append(contentsOf: name.assumingMemoryBound(to: UInt8.self))
+        storage.append(contentsOf: value.assumingMemoryBound(to: UInt8.self))
         return index
     }
 
@@ -58,6 +61,27 @@ struct HeaderFields {
     }
 }
 
+/// Byte comparisons by memcmp: the generic `elementsEqual` walks element by
+/// element and showed up in profiles of the request path.
+@inline(__always)
+func bytesEqual(_ lhs: UnsafeRawBufferPointer, _ rhs: [UInt8]) -> Bool {
+    guard lhs.count == rhs.count else { return false }
+    guard let base = lhs.baseAddress else { return rhs.isEmpty }
+    return rhs.withUnsafeBytes { memcmp(base, $0.baseAddress!, lhs.count) == 0 }
+}
+
+@inline(__always)
+func bytesEqual(_ lhs: ArraySlice<UInt8>, _ rhs: [UInt8]) -> Bool {
+    guard lhs.count == rhs.count else { return false }
+    return lhs.withUnsafeBytes { bytesEqual($0, rhs) }
+}
+
+@inline(__always)
+func bytesHavePrefix(_ bytes: ArraySlice<UInt8>, _ prefix: [UInt8]) -> Bool {
+    guard bytes.count >= prefix.count else { return false }
+    return bytes.withUnsafeBytes { bytesEqual(UnsafeRawBufferPointer(rebasing: $0[..<prefix.count]), prefix) }
+}
+
 /// Header names compared as bytes.
 enum HeaderName {
     static let path = Array(":path".utf8)
@@ -67,6 +91,7 @@ enum HeaderName {
     static let grpcEncoding = Array("grpc-encoding".utf8)
     static let grpcAcceptEncoding = Array("grpc-accept-encoding".utf8)
     static let applicationGRPC = Array("application/grpc".utf8)
+    static let identity = Array("identity".utf8)
     private static let grpcPrefix = Array("grpc-".utf8)
     private static let te = Array("te".utf8)
     private static let host = Array("host".utf8)
@@ -79,15 +104,16 @@ enum HeaderName {
     /// Headers that belong to the protocol and never surface as metadata
     /// (the rule `Metadata.isReserved` applies to keys).
     static func isReserved(_ name: ArraySlice<UInt8>) -> Bool {
+        if name.first == UInt8(ascii: ":") || bytesHavePrefix(name, grpcPrefix) { return true }
         switch name.count {
-        case 2: return name.elementsEqual(te)
-        case 4: return name.elementsEqual(host)
-        case 10: return name.elementsEqual(connection) || name.elementsEqual(userAgent)
-        case 12: return name.elementsEqual(contentType) || name.starts(with: grpcPrefix)
-        case 14: return name.elementsEqual(contentLength) || name.starts(with: grpcPrefix)
-        case 15: return name.elementsEqual(acceptEncoding) || name.starts(with: grpcPrefix)
-        case 17: return name.elementsEqual(transferEncoding) || name.starts(with: grpcPrefix)
-        default: return name.count >= 5 && name.starts(with: grpcPrefix)
+        case 2: return bytesEqual(name, te)
+        case 4: return bytesEqual(name, host)
+        case 10: return bytesEqual(name, connection) || bytesEqual(name, userAgent)
+        case 12: return bytesEqual(name, contentType)
+        case 14: return bytesEqual(name, contentLength)
+        case 15: return bytesEqual(name, acceptEncoding)
+        case 17: return bytesEqual(name, transferEncoding)
+        default: return false
         }
     }
 }
