@@ -1,4 +1,4 @@
-public import Logging
+import Logging
 public import NIOCore
 import NIOPosix
 public import ServiceLifecycle
@@ -29,10 +29,19 @@ public final class RPCServer: Service {
 
     public func run() async throws {
         let config = environment.config
-        let group: any EventLoopGroup =
-            config.eventLoopThreads > 0
-            ? MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoopThreads)
-            : MultiThreadedEventLoopGroup.singleton
+        let threads = config.eventLoopThreads > 0 ? config.eventLoopThreads : max(1, System.coreCount / 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        do {
+            try await serve(on: group)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    private func serve(on group: MultiThreadedEventLoopGroup) async throws {
+        let config = environment.config
         let environment = self.environment
         let registry = self.registry
         let idle = TimeAmount.nanoseconds(Int64(config.idleTimeout.components.seconds) * 1_000_000_000)

@@ -26,7 +26,10 @@ public struct RPCServerConfig: Sendable {
     /// Bytes of response data buffered per stream before a streaming handler's
     /// `write` suspends until the client reads.
     public var streamWriteBufferHighWater: Int = 256 * 1024
-    /// Event-loop threads; 0 means one per core.
+    /// Event-loop threads; 0 means half the cores (at least one). The other
+    /// half is left to Swift concurrency, where handlers, the engine and the
+    /// store run: on a 2-core machine one loop measured faster than two, which
+    /// fought the handler pool (and any load generator) for the cores.
     public var eventLoopThreads: Int = 0
 
     public init() {}

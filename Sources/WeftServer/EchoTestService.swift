@@ -1,5 +1,5 @@
 import Synchronization
-public import WeftProto
+import WeftProto
 public import WeftRPC
 
 /// `weft.testing.v1.EchoService`: exercises the transport in tests and

@@ -53,7 +53,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a graceful shutdown waits for in-flight calls. [env: WEFT_DRAIN_TIMEOUT] (default: 30)")
     var drainTimeout: Int?
 
-    @Option(help: "Event-loop threads; 0 means one per core. [env: WEFT_EVENT_LOOP_THREADS] (default: 0)")
+    @Option(help: "Event-loop threads; 0 means half the cores, at least one. [env: WEFT_EVENT_LOOP_THREADS] (default: 0)")
     var eventLoopThreads: Int?
 
     @Option(help: "Log format: text or json. [env: WEFT_LOG_FORMAT] (default: text)")
