@@ -4,7 +4,7 @@ import NIOCore
 import ServiceLifecycle
 public import WeftObservability
 import WeftProto
-public import WeftRPC
+import WeftRPC
 
 /// Wires the services, routes and observability into one `RPCServer` and runs
 /// it under a `ServiceGroup` that drains on SIGTERM/SIGINT.

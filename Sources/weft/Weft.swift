@@ -145,4 +145,4 @@ struct Environment {
     }
 }
 
-extension Logger.Level: @retroactive CaseIterable {}
+
