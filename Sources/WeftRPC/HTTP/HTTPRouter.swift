@@ -1,5 +1,6 @@
 public import NIOCore
 import Foundation
+public import Logging
 
 /// A non-gRPC HTTP request, the same whether it came over HTTP/1.1 or HTTP/2.
 public struct HTTPRequest: Sendable {
@@ -124,6 +125,44 @@ public struct HTTPRouter: Sendable {
             allowed.append(route.method)
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+
+    /// What to do with a request: answer at once (404, 405) or run a route.
+    public enum Routing: Sendable {
+        case respond(route: String, HTTPResponse)
+        case run(route: String, request: HTTPRequest, handler: Handler)
+    }
+
+    /// Routes a request for either transport (HTTP/1.1 or HTTP/2). `route`
+    /// is the metric label: the template, or `unmatched`.
+    public func route(_ request: HTTPRequest) -> Routing {
+        switch match(method: request.method, path: request.path) {
+        case .notFound:
+            return .respond(
+                route: "unmatched",
+                .error(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)"))
+        case .methodNotAllowed(let allowed):
+            var response = HTTPResponse.error(
+                status: 405, code: .unimplemented, message: "\(request.method) is not allowed on \(request.path)")
+            response.headers.append(("allow", allowed.joined(separator: ", ")))
+            return .respond(route: "unmatched", response)
+        case .found(let route, let handler, let parameters):
+            var request = request
+            request.pathParameters = parameters
+            return .run(route: route, request: request, handler: handler)
+        }
+    }
+
+    /// Runs a route's handler; a thrown error becomes its JSON error body
+    /// (internals logged, never sent).
+    public static func run(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
+        do {
+            return try await handler(request)
+        } catch {
+            let rpc = RPCError(from: error)
+            if let cause = rpc.cause { logger.error("\(route) failed: \(cause)") }
+            return .error(rpc)
+        }
     }
 
     private static func split(_ path: String) -> [String] {

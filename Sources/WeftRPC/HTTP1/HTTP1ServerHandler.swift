@@ -74,7 +74,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
         let start = NIODeadline.now()
         let method = head.method.rawValue
-        var request = HTTPRequest(
+        let request = HTTPRequest(
             method: method, target: head.uri, headers: head.headers.map { ($0.name.lowercased(), $0.value) }, body: body)
         if head.headers.first(name: "content-type")?.hasPrefix("application/grpc") == true {
             write(
@@ -83,30 +83,14 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                 head: head, route: "grpc", start: start)
             return
         }
-        switch environment.httpRouter.match(method: method, path: request.path) {
-        case .notFound:
-            write(
-                context: context, .error(status: 404, code: .notFound, message: "no route for \(method) \(request.path)"),
-                head: head, route: "unmatched", start: start)
-        case .methodNotAllowed(let allowed):
-            var response = HTTPResponse.error(
-                status: 405, code: .unimplemented, message: "\(method) is not allowed on \(request.path)")
-            response.headers.append(("allow", allowed.joined(separator: ", ")))
-            write(context: context, response, head: head, route: "unmatched", start: start)
-        case .found(let route, let handler, let parameters):
-            request.pathParameters = parameters
-            let captured = request
+        switch environment.httpRouter.route(request) {
+        case .respond(let route, let response):
+            write(context: context, response, head: head, route: route, start: start)
+        case .run(let route, let request, let handler):
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let environment = self.environment
+            let logger = self.logger
             Task {
-                let response: HTTPResponse
-                do {
-                    response = try await handler(captured)
-                } catch {
-                    let rpc = RPCError(from: error)
-                    if let cause = rpc.cause { environment.logger.error("\(route) failed: \(cause)") }
-                    response = .error(rpc)
-                }
+                let response = await HTTPRouter.run(handler, request, route: route, logger: logger)
                 loopBound.eventLoop.execute {
                     let (handler, context) = loopBound.value
                     handler.write(context: context, response, head: head, route: route, start: start)
@@ -136,7 +120,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
         inFlight = false
         if !keepAlive {
-            done.futureResult.whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            done.futureResult.whenComplete { _ in channel.close(promise: nil) }
         }
         environment.metrics.recordHTTP(
             method: head.method.rawValue, route: route, status: response.status,

@@ -356,9 +356,10 @@ final class HTTP2Stream: @unchecked Sendable {
             sink: StreamResponseSink(stream: self, eventLoop: connection.eventLoop, compressor: responseAlgorithm))
         let eventLoop = connection.eventLoop
         task = Task {
-            var failure: RPCError?
+            let failure: RPCError?
             do {
                 try await body(requests, writer, context)
+                failure = nil
             } catch {
                 failure = RPCError(from: error)
             }
@@ -648,29 +649,13 @@ final class HTTP2Stream: @unchecked Sendable {
         self.httpBody = nil
         let start = NIODeadline.now()
         let eventLoop = connection.eventLoop
-        let environment = self.environment
-        switch environment.httpRouter.match(method: method, path: request.path) {
-        case .notFound:
-            respondHTTP(.error(status: 404, code: .notFound, message: "no route for \(method) \(request.path)"),
-                route: "unmatched", method: method, start: start)
-        case .methodNotAllowed(let allowed):
-            var response = HTTPResponse.error(
-                status: 405, code: .unimplemented, message: "\(method) is not allowed on \(request.path)")
-            response.headers.append(("allow", allowed.joined(separator: ", ")))
-            respondHTTP(response, route: "unmatched", method: method, start: start)
-        case .found(let route, let handler, let parameters):
-            var request = request
-            request.pathParameters = parameters
-            let captured = request
+        switch environment.httpRouter.route(request) {
+        case .respond(let route, let response):
+            respondHTTP(response, route: route, method: method, start: start)
+        case .run(let route, let request, let handler):
+            let logger = connection.logger
             task = Task {
-                let response: HTTPResponse
-                do {
-                    response = try await handler(captured)
-                } catch {
-                    let rpc = RPCError(from: error)
-                    if let cause = rpc.cause { environment.logger.error("\(route) failed: \(cause)") }
-                    response = .error(rpc)
-                }
+                let response = await HTTPRouter.run(handler, request, route: route, logger: logger)
                 eventLoop.execute {
                     self.respondHTTP(response, route: route, method: method, start: start)
                     self.connection.scheduleFlush()
