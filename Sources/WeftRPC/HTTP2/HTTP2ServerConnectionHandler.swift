@@ -16,18 +16,9 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     let logger: Logger
     private(set) var session: OpaquePointer?
     private(set) var context: ChannelHandlerContext?
+    /// Owns the streams; nghttp2 holds each one's pointer as its stream user
+    /// data, which is how callbacks reach a stream without a lookup here.
     var streams: [Int32: HTTP2Stream] = [:]
-    /// nghttp2 calls back several times in a row for one stream (each header,
-    /// then the frame); remembering the last one saves most dictionary lookups.
-    private var lastStream: HTTP2Stream?
-
-    @inline(__always)
-    private func stream(_ id: Int32) -> HTTP2Stream? {
-        if let lastStream, lastStream.id == id { return lastStream }
-        let found = streams[id]
-        if found != nil { lastStream = found }
-        return found
-    }
     let peer: String
 
     private var inReadBurst = false
@@ -100,7 +91,6 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         for (_, stream) in streams { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
         environment.metrics.streamsActive.decrement(by: Double(streams.count))
         streams.removeAll()
-        lastStream = nil
         nghttp2_session_del(session)
         self.session = nil
         environment.metrics.connectionsOpenH2.decrement()
@@ -261,57 +251,33 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     // MARK: nghttp2 callbacks (event loop, inside mem_recv / mem_send)
 
-    func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+    func onBeginHeaders(_ session: OpaquePointer, _ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         guard frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
             frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
         else { return 0 }
         let id = frame.pointee.hd.stream_id
         let stream = HTTP2Stream(id: id, connection: self)
         streams[id] = stream
-        lastStream = stream
+        _ = nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
         environment.metrics.streamsActive.increment()
         return 0
     }
 
-    func onHeader(_ frame: UnsafePointer<nghttp2_frame>, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Int32 {
-        guard let stream = stream(frame.pointee.hd.stream_id) else { return 0 }
-        if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-            stream.receiveHeader(name: name, value: value)
-        }
-        // Request trailers (client-streaming calls may send them) are ignored.
-        return 0
-    }
-
-    func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
-        let id = frame.pointee.hd.stream_id
+    func onFrameReceived(_ session: OpaquePointer, _ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let type = UInt32(frame.pointee.hd.type)
+        guard type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue,
+            let pointer = nghttp2_session_get_stream_user_data(session, frame.pointee.hd.stream_id)
+        else { return 0 }
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-        switch UInt32(frame.pointee.hd.type) {
-        case NGHTTP2_HEADERS.rawValue:
-            guard let stream = stream(id) else { return 0 }
-            if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                stream.headersComplete()
-            }
+        let isRequestHead = type == NGHTTP2_HEADERS.rawValue && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+        Unmanaged<HTTP2Stream>.fromOpaque(pointer)._withUnsafeGuaranteedRef { stream in
+            if isRequestHead { stream.headersComplete() }
             if endStream { stream.endOfRequest() }
-        case NGHTTP2_DATA.rawValue:
-            if endStream, let stream = stream(id) { stream.endOfRequest() }
-        default:
-            break
         }
-        return 0
-    }
-
-    func onDataChunk(streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
-        guard let stream = stream(streamID) else {
-            // A stream we already finished: give the window back at once.
-            consumeConnection(data.count)
-            return 0
-        }
-        stream.receiveData(data)
         return 0
     }
 
     func onStreamClosed(streamID: Int32, errorCode: UInt32) -> Int32 {
-        if lastStream?.id == streamID { lastStream = nil }
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         environment.metrics.streamsActive.decrement()
         stream.closed(errorCode: errorCode)
@@ -330,15 +296,6 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         logger.info("HTTP/2 protocol error: \(message)")
         environment.metrics.connectionError("protocol")
         return 0
-    }
-
-    func readResponseData(
-        streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>
-    ) -> Int {
-        guard let stream = stream(streamID) else {
-            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
-        }
-        return stream.readResponseData(into: buffer, length: length, flags: flags)
     }
 
     // MARK: Used by streams

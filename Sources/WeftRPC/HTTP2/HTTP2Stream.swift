@@ -9,7 +9,7 @@ import NIOCore
 final class HTTP2Stream: @unchecked Sendable {
     let id: Int32
     let connection: HTTP2ServerConnectionHandler
-    private var environment: ServerEnvironment { connection.environment }
+    private let environment: ServerEnvironment
 
     // Request head. Regular header fields are kept as bytes and turned into
     // Strings only when needed (metadata, plain HTTP), so a typical gRPC call
@@ -80,6 +80,7 @@ final class HTTP2Stream: @unchecked Sendable {
     init(id: Int32, connection: HTTP2ServerConnectionHandler) {
         self.id = id
         self.connection = connection
+        self.environment = connection.environment
     }
 
     // MARK: Request head
@@ -473,8 +474,7 @@ final class HTTP2Stream: @unchecked Sendable {
         guard let session = connection.session else { return }
         let rv: Int32 = headers.withNVs { nva, count in
             if withBody {
-                var provider = nghttp2_data_provider(
-                    source: nghttp2_data_source(ptr: nil), read_callback: NGHTTP2Callbacks.readCallback)
+                var provider = dataProvider
                 return nghttp2_submit_response(session, id, nva, count, &provider)
             } else {
                 return nghttp2_submit_response(session, id, nva, count, nil)
@@ -487,12 +487,19 @@ final class HTTP2Stream: @unchecked Sendable {
 
     private func submit(_ headers: StaticHeaders) {
         guard let session = connection.session else { return }
-        var provider = nghttp2_data_provider(
-            source: nghttp2_data_source(ptr: nil), read_callback: NGHTTP2Callbacks.readCallback)
+        var provider = dataProvider
         let rv = nghttp2_submit_response(session, id, headers.pointer, headers.count, &provider)
         if rv != 0 {
             connection.logger.debug("nghttp2_submit_response: \(String(cString: nghttp2_strerror(rv)))")
         }
+    }
+
+    /// The response body source: this stream, unretained (the connection's
+    /// stream table keeps it alive until nghttp2 closes the stream).
+    private var dataProvider: nghttp2_data_provider {
+        nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
+            read_callback: NGHTTP2Callbacks.readCallback)
     }
 
     private func resumeData() {

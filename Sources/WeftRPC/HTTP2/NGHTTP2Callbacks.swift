@@ -18,29 +18,47 @@ enum NGHTTP2Callbacks {
             nghttp2_session_callbacks_set_send_callback(pointer) { _, _, _, _, _ in
                 Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
             }
-            nghttp2_session_callbacks_set_on_begin_headers_callback(pointer) { _, frame, userData in
-                handler(userData).onBeginHeaders(frame!)
+            nghttp2_session_callbacks_set_on_begin_headers_callback(pointer) { session, frame, userData in
+                withHandler(userData) { $0.onBeginHeaders(session!, frame!) }
             }
-            nghttp2_session_callbacks_set_on_header_callback(pointer) { _, frame, name, nameLength, value, valueLength, _, userData in
-                handler(userData).onHeader(
-                    frame!, name: UnsafeRawBufferPointer(start: name, count: nameLength),
-                    value: UnsafeRawBufferPointer(start: value, count: valueLength))
+            nghttp2_session_callbacks_set_on_header_callback(pointer) { session, frame, name, nameLength, value, valueLength, _, userData in
+                // Straight to the stream (its pointer is the nghttp2 stream's
+                // user data): no handler, no dictionary, no retain.
+                let frame = frame!
+                guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST,
+                    let stream = nghttp2_session_get_stream_user_data(session, frame.pointee.hd.stream_id)
+                else { return 0 }
+                Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef {
+                    $0.receiveHeader(
+                        name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                        value: UnsafeRawBufferPointer(start: value, count: valueLength))
+                }
+                return 0
             }
-            nghttp2_session_callbacks_set_on_frame_recv_callback(pointer) { _, frame, userData in
-                handler(userData).onFrameReceived(frame!)
+            nghttp2_session_callbacks_set_on_frame_recv_callback(pointer) { session, frame, userData in
+                withHandler(userData) { $0.onFrameReceived(session!, frame!) }
             }
-            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(pointer) { _, _, streamID, data, length, userData in
-                handler(userData).onDataChunk(streamID: streamID, UnsafeRawBufferPointer(start: data, count: length))
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(pointer) { session, _, streamID, data, length, userData in
+                let bytes = UnsafeRawBufferPointer(start: data, count: length)
+                if let stream = nghttp2_session_get_stream_user_data(session, streamID) {
+                    Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef { $0.receiveData(bytes) }
+                } else {
+                    // A stream we already finished: give the window back at once.
+                    withHandler(userData) { $0.consumeConnection(bytes.count) }
+                }
+                return 0
             }
             nghttp2_session_callbacks_set_on_stream_close_callback(pointer) { _, streamID, errorCode, userData in
-                handler(userData).onStreamClosed(streamID: streamID, errorCode: errorCode)
+                withHandler(userData) { $0.onStreamClosed(streamID: streamID, errorCode: errorCode) }
             }
             nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(pointer) { _, frame, errorCode, userData in
-                handler(userData).onInvalidFrame(frame!, libraryError: errorCode)
+                withHandler(userData) { $0.onInvalidFrame(frame!, libraryError: errorCode) }
             }
             nghttp2_session_callbacks_set_error_callback2(pointer) { _, code, message, length, userData in
-                handler(userData).onLibraryError(
-                    code, message: String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self))
+                withHandler(userData) {
+                    $0.onLibraryError(
+                        code, message: String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self))
+                }
             }
             self.pointer = pointer
         }
@@ -65,15 +83,20 @@ enum NGHTTP2Callbacks {
         return o
     }
 
+    /// The handler is alive for as long as its session (it deletes the
+    /// session before it goes), so callbacks borrow it without a retain.
     @inline(__always)
-    static func handler(_ userData: UnsafeMutableRawPointer?) -> HTTP2ServerConnectionHandler {
-        Unmanaged<HTTP2ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+    static func withHandler<R>(_ userData: UnsafeMutableRawPointer?, _ body: (HTTP2ServerConnectionHandler) -> R) -> R {
+        Unmanaged<HTTP2ServerConnectionHandler>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
     }
 
     /// The DATA source of every response: copies from the stream's outbound
     /// buffer; defers when it is empty; at the end sends trailers (gRPC) or
-    /// END_STREAM (plain HTTP).
-    static let readCallback: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, userData in
-        handler(userData).readResponseData(streamID: streamID, into: buf!, length: length, flags: flags!)
+    /// END_STREAM (plain HTTP). The source pointer is the stream (kept alive
+    /// by the connection's stream table until nghttp2 closes the stream).
+    static let readCallback: nghttp2_data_source_read_callback = { _, _, buf, length, flags, source, _ in
+        Unmanaged<HTTP2Stream>.fromOpaque(source!.pointee.ptr)._withUnsafeGuaranteedRef {
+            $0.readResponseData(into: buf!, length: length, flags: flags!)
+        }
     }
 }
