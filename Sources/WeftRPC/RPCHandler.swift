@@ -11,7 +11,7 @@ public struct RPCHandler: Sendable {
         /// Runs inline on the connection's event loop: decode, handle, encode,
         /// with no task and no thread hop. Only for handlers that touch
         /// in-memory state and never block or wait (health checks and the like).
-        case inline(@Sendable (ArraySlice<UInt8>, ServerContext) throws -> GRPCFramedMessage)
+        case inline(@Sendable (UnsafeRawBufferPointer, ServerContext) throws -> GRPCFramedMessage)
         /// Runs as a Swift task; the transport feeds requests and takes responses.
         case task(@Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
     }
@@ -104,11 +104,13 @@ public protocol RPCService: Sendable {
 
 enum ProtobufCoding {
     static func decode<M: SwiftProtobuf.Message>(_ bytes: ArraySlice<UInt8>) throws -> M {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+
+    /// Decodes in place (RawSpan), without a copy.
+    static func decode<M: SwiftProtobuf.Message>(_ bytes: UnsafeRawBufferPointer) throws -> M {
         do {
-            // Decodes in place (RawSpan), without a copy.
-            return try bytes.withUnsafeBytes { raw in
-                try M(serializedBytes: raw.bytes)
-            }
+            return try M(serializedBytes: bytes.bytes)
         } catch {
             throw RPCError(
                 code: .invalidArgument,

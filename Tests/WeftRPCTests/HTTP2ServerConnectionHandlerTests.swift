@@ -269,3 +269,17 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(!h.channel.isActive)
     }
 }
+
+extension HTTP2ServerConnectionHandlerTests {
+    @Test("plain HTTP requests with oversize headers get 431")
+    func httpHeadersTooLarge() throws {
+        var config = RPCServerConfig()
+        config.maxHeaderListSize = 1024
+        let h = try Harness(config: config)
+        let id = h.client.request(
+            [(":method", "GET"), (":scheme", "http"), (":path", "/healthz"), (":authority", "x"),
+             ("x-big", String(repeating: "a", count: 2000))], body: nil)
+        try h.exchange()
+        #expect(h.client.responses[id]?.header(":status") == "431")
+    }
+}

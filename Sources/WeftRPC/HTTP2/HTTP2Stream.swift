@@ -223,8 +223,11 @@ final class HTTP2Stream: @unchecked Sendable {
         return parts.first.map(String.init) ?? path
     }
 
-    func receiveData(_ data: UnsafeRawBufferPointer) {
+    /// - Parameter endStream: the DATA frame ends the request (its
+    ///   END_STREAM flag; `endOfRequest` still follows from the frame callback).
+    func receiveData(_ data: UnsafeRawBufferPointer, endStream: Bool) {
         unconsumed += data.count
+        if endStream, mode == .grpc, !statusSent, runInlineInPlace(data) { return }
         switch mode {
         case .grpc where !statusSent:
             deframer!.append(data)
@@ -247,6 +250,25 @@ final class HTTP2Stream: @unchecked Sendable {
         default:
             consume(data.count)
         }
+    }
+
+    /// The common unary call: the whole request is one uncompressed message
+    /// in the last DATA frame and the handler is inline. It runs on nghttp2's
+    /// own buffer, without copying the message into the deframer. Returns
+    /// false when the call does not qualify (it then takes the usual path).
+    private func runInlineInPlace(_ data: UnsafeRawBufferPointer) -> Bool {
+        guard let registered, case .inline(let body) = registered.handler.body,
+            deframer?.bufferedBytes == 0, singleRequest == nil, data.count >= 5, data[0] == 0
+        else { return false }
+        let length = Int(data[1]) << 24 | Int(data[2]) << 16 | Int(data[3]) << 8 | Int(data[4])
+        guard length == data.count - 5, length <= environment.config.maxReceiveMessageSize else { return false }
+        consume(data.count)
+        methodMetrics!.messagesReceived.increment()
+        methodMetrics!.bytesReceived.increment(by: Int64(data.count))
+        try? machine.receiveEnd()
+        requestEnded = true
+        runInline(body, request: UnsafeRawBufferPointer(rebasing: data[5...]))
+        return true
     }
 
     private func drainRequestMessages() {
@@ -326,7 +348,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 singleRequest = nil
                 switch registered!.handler.body {
                 case .inline(let body):
-                    runInline(body, request: request)
+                    request.withUnsafeBytes { runInline(body, request: $0) }
                 case .task:
                     startTask(requests: RPCRequestStream(source: SingleRequestSource(message: request)))
                 }
@@ -341,7 +363,10 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
-    private func runInline(_ body: @Sendable (ArraySlice<UInt8>, ServerContext) throws -> GRPCFramedMessage, request: ArraySlice<UInt8>) {
+    private func runInline(
+        _ body: @Sendable (UnsafeRawBufferPointer, ServerContext) throws -> GRPCFramedMessage,
+        request: UnsafeRawBufferPointer
+    ) {
         do {
             let response = try body(request, context!)
             try sendResponseMessage(try response.wireBytes(compressor: responseAlgorithm))
@@ -634,7 +659,13 @@ final class HTTP2Stream: @unchecked Sendable {
         mode = .http
         httpBody = connection.allocator.buffer(capacity: 0)
         let path = self.path ?? "/"
-        if method == "POST", environment.router.hasService(forPath: path) {
+        if headersTooLarge {
+            respondHTTP(
+                .error(
+                    status: 431, code: .resourceExhausted,
+                    message: "request headers exceed the limit of \(environment.config.maxHeaderListSize) bytes"),
+                route: "unmatched", method: method ?? "GET")
+        } else if method == "POST", environment.router.hasService(forPath: path) {
             respondHTTP(
                 .error(
                     status: 415, code: .invalidArgument,

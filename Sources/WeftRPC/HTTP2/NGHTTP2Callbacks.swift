@@ -38,10 +38,13 @@ enum NGHTTP2Callbacks {
             nghttp2_session_callbacks_set_on_frame_recv_callback(pointer) { session, frame, userData in
                 withHandler(userData) { $0.onFrameReceived(session!, frame!) }
             }
-            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(pointer) { session, _, streamID, data, length, userData in
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(pointer) { session, flags, streamID, data, length, userData in
                 let bytes = UnsafeRawBufferPointer(start: data, count: length)
                 if let stream = nghttp2_session_get_stream_user_data(session, streamID) {
-                    Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef { $0.receiveData(bytes) }
+                    let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                    Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef {
+                        $0.receiveData(bytes, endStream: endStream)
+                    }
                 } else {
                     // A stream we already finished: give the window back at once.
                     withHandler(userData) { $0.consumeConnection(bytes.count) }
