@@ -366,3 +366,42 @@ def test_slow_reader_does_not_balloon_memory(server, protos):
         wh.wait_until(settled, 10, message=lambda: f"handlers cancelled after close: {wh.get_stats(echo, protos)}")
     finally:
         ch.close()
+
+
+# ---------------------------------------------------------------------------
+# PING flood (CVE-2019-9512): PINGs sent without ever reading the ACKs
+# ---------------------------------------------------------------------------
+
+
+def test_ping_flood_is_bounded(server):
+    rss0 = server.rss_kb()
+    s = socket.create_connection((server.host, server.port), timeout=5)
+    try:
+        reader = wh.FrameReader(s)
+        wh.raw_handshake(s, reader)
+        ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"\x01" * 8  # PING, stream 0
+        burst = ping * 1000
+        s.settimeout(2.0)
+        sent = 0
+        stopped = None  # how the server defended itself
+        deadline = time.monotonic() + 20
+        peak = rss0
+        while time.monotonic() < deadline and sent < 500_000:
+            try:
+                s.sendall(burst)
+                sent += 1000
+            except socket.timeout:
+                stopped = "server stopped reading"  # backpressure: it will not queue more ACKs
+                break
+            except OSError:
+                stopped = "server closed the connection"
+                break
+            if sent % 50_000 == 0:
+                peak = max(peak, server.rss_kb())
+        peak = max(peak, server.rss_kb())
+        # 500,000 unread PING ACKs would be ~8.5 MB of frames queued by a naive
+        # server; either defence (close, or no more reading) must come first.
+        assert stopped is not None, f"server read and acknowledged {sent} PINGs nobody read"
+        assert peak - rss0 < 100 * 1024, f"RSS grew by {(peak - rss0) / 1024:.1f} MiB during a PING flood"
+    finally:
+        s.close()

@@ -28,6 +28,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     private var goawaySent = false
     private var closing = false
     private var fatalError: String?
+    /// A GOAWAY with an error was logged: the connection's one line is out.
+    private var loggedGoAway = false
 
     init(environment: ServerEnvironment, peer: String) {
         self.environment = environment
@@ -215,8 +217,11 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     private func fail(reason: String, message: String) {
         guard fatalError == nil else { return }
         fatalError = message
-        logger.warning("\(message)")
-        environment.metrics.connectionError(reason)
+        if !loggedGoAway {
+            logger.warning("\(message)")
+            environment.metrics.connectionError(reason)
+            loggedGoAway = true  // the GOAWAY flushed below needs no second line
+        }
         // Let nghttp2 send the GOAWAY it queued for the error, then close.
         flushOutput()
         closing = true
@@ -284,6 +289,15 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         return 0
     }
 
+    /// nghttp2 sent a GOAWAY with an error: one log line per connection.
+    func onGoAwaySent(errorCode: UInt32, debug: String) {
+        let name = String(cString: nghttp2_http2_strerror(errorCode))
+        guard !loggedGoAway else { return }
+        loggedGoAway = true
+        logger.warning("closing connection: GOAWAY \(name)\(debug.isEmpty ? "" : " (\(debug))")")
+        environment.metrics.connectionError(errorCode == UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue) ? "flood" : "protocol")
+    }
+
     func onInvalidFrame(_ frame: UnsafePointer<nghttp2_frame>, libraryError: Int32) -> Int32 {
         logger.debug(
             "invalid frame: \(String(cString: nghttp2_strerror(libraryError)))",
@@ -292,9 +306,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     }
 
     func onLibraryError(_ code: Int32, message: String) -> Int32 {
-        // nghttp2 reports the connection errors it answers with GOAWAY here.
-        logger.info("HTTP/2 protocol error: \(message)")
-        environment.metrics.connectionError("protocol")
+        // Details of what the GOAWAY (logged on send) was about.
+        logger.debug("nghttp2: \(message)")
         return 0
     }
 

@@ -133,18 +133,18 @@ final class HTTP2Stream: @unchecked Sendable {
         metrics.started.increment()
 
         guard method == "POST" else {
-            finish(RPCError(code: .unimplemented, message: "gRPC requires POST, got \(method ?? "no method")"))
+            reject(RPCError(code: .unimplemented, message: "gRPC requires POST, got \(method ?? "no method")"))
             return
         }
         let subtype = fields.value(contentType).dropFirst(HeaderName.applicationGRPC.count)
         guard subtype.isEmpty || subtype.starts(with: "+proto".utf8) || subtype.first == UInt8(ascii: ";") else {
-            finish(RPCError(
+            reject(RPCError(
                 code: .unimplemented,
                 message: "content-type \(fields.string(contentType)) is not supported; use application/grpc+proto"))
             return
         }
         guard !headersTooLarge else {
-            finish(RPCError(
+            reject(RPCError(
                 code: .resourceExhausted,
                 message: "request headers exceed the limit of \(environment.config.maxHeaderListSize) bytes"))
             return
@@ -163,7 +163,7 @@ final class HTTP2Stream: @unchecked Sendable {
         if let encodingField, !bytesEqual(fields.value(encodingField), HeaderName.identity) {
             let name = fields.string(encodingField)
             guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
-                finish(RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported"))
+                reject(RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported"))
                 return
             }
             requestAlgorithm = algorithm
@@ -178,7 +178,7 @@ final class HTTP2Stream: @unchecked Sendable {
         var deadline: NIODeadline?
         if let timeoutField {
             guard let timeout = GRPCTimeout.parse(fields.value(timeoutField)) else {
-                finish(RPCError(code: .invalidArgument, message: "malformed grpc-timeout \(fields.string(timeoutField))"))
+                reject(RPCError(code: .invalidArgument, message: "malformed grpc-timeout \(fields.string(timeoutField))"))
                 return
             }
             let (seconds, attoseconds) = timeout.components
@@ -190,7 +190,7 @@ final class HTTP2Stream: @unchecked Sendable {
             let name = String(decoding: fields.name(index), as: UTF8.self)
             if name.hasSuffix("-bin") {
                 guard let bytes = Base64.decode(fields.value(index)) else {
-                    finish(RPCError(code: .invalidArgument, message: "metadata \(name) is not valid base64"))
+                    reject(RPCError(code: .invalidArgument, message: "metadata \(name) is not valid base64"))
                     return
                 }
                 metadata.add(key: name, value: .binary(bytes))
@@ -278,12 +278,12 @@ final class HTTP2Stream: @unchecked Sendable {
                 guard let next = try deframer!.next() else { return }
                 message = next
             } catch .messageTooLarge(let announced, let limit) {
-                finish(RPCError(
+                reject(RPCError(
                     code: .resourceExhausted,
                     message: "request message of \(announced) bytes exceeds the limit of \(limit) bytes"))
                 return
             } catch {
-                finish(RPCError(code: .internal, message: "malformed gRPC message frame: \(error)"))
+                reject(RPCError(code: .internal, message: "malformed gRPC message frame: \(error)"))
                 return
             }
             let framedSize = 5 + message.bytes.count
@@ -292,7 +292,7 @@ final class HTTP2Stream: @unchecked Sendable {
             var payload = message.bytes
             if message.compressed {
                 guard let algorithm = requestAlgorithm else {
-                    finish(RPCError(code: .internal, message: "compressed message without grpc-encoding"))
+                    reject(RPCError(code: .internal, message: "compressed message without grpc-encoding"))
                     return
                 }
                 do {
@@ -301,18 +301,18 @@ final class HTTP2Stream: @unchecked Sendable {
                             $0, algorithm: algorithm, limit: environment.config.maxReceiveMessageSize)
                     }[...]
                 } catch GRPCCompression.CompressionError.tooLarge(let limit) {
-                    finish(RPCError(
+                    reject(RPCError(
                         code: .resourceExhausted,
                         message: "decompressed request message exceeds the limit of \(limit) bytes"))
                     return
                 } catch {
-                    finish(RPCError(code: .internal, message: "cannot decompress request message (\(algorithm.rawValue))"))
+                    reject(RPCError(code: .internal, message: "cannot decompress request message (\(algorithm.rawValue))"))
                     return
                 }
             }
             if registered!.isSingleRequest {
                 guard singleRequest == nil else {
-                    finish(RPCError(code: .internal, message: "more than one request message for a \(registered!.handler.descriptor.kind.rawValue) call"))
+                    reject(RPCError(code: .internal, message: "more than one request message for a \(registered!.handler.descriptor.kind.rawValue) call"))
                     return
                 }
                 singleRequest = payload
@@ -334,7 +334,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 try machine.receiveEnd()
                 try deframer!.finish()
             } catch let error as GRPCMessageDeframer.DeframeError {
-                finish(RPCError(code: .internal, message: "request ended inside a gRPC message frame (\(error))"))
+                reject(RPCError(code: .internal, message: "request ended inside a gRPC message frame (\(error))"))
                 return
             } catch {
                 return
@@ -342,7 +342,7 @@ final class HTTP2Stream: @unchecked Sendable {
             requestEnded = true
             if registered!.isSingleRequest {
                 guard let request = singleRequest else {
-                    finish(RPCError(code: .internal, message: "the call ended without a request message"))
+                    reject(RPCError(code: .internal, message: "the call ended without a request message"))
                     return
                 }
                 singleRequest = nil
@@ -404,6 +404,14 @@ final class HTTP2Stream: @unchecked Sendable {
         connection.scheduleFlush()
     }
 
+    /// The transport refuses a malformed or over-limit call: one log line
+    /// (the client's mistake, so info, not error), then the status.
+    private func reject(_ error: RPCError) {
+        connection.logger.info(
+            "rejected call: \(error.code) \(error.message)", metadata: ["grpc.method": "\(path ?? "")"])
+        finish(error)
+    }
+
     /// Sends the status (once). Any error ends a still-running handler.
     private func finish(_ error: RPCError?) {
         guard !statusSent, !isClosed else { return }
@@ -418,8 +426,11 @@ final class HTTP2Stream: @unchecked Sendable {
         }
         if let error, code != .ok {
             if let cause = error.cause {
-                connection.logger.error(
-                    "call failed: \(error.message)",
+                // Server faults are errors; a client's bad input is information.
+                let serverFault = code == .internal || code == .unknown || code == .dataLoss
+                connection.logger.log(
+                    level: serverFault ? .error : .info,
+                    "call failed: \(error.code) \(error.message)",
                     metadata: ["grpc.method": "\(path ?? "")", "cause": "\(String(reflecting: cause))"])
             }
             if let task {

@@ -54,6 +54,18 @@ enum NGHTTP2Callbacks {
             nghttp2_session_callbacks_set_on_stream_close_callback(pointer) { _, streamID, errorCode, userData in
                 withHandler(userData) { $0.onStreamClosed(streamID: streamID, errorCode: errorCode) }
             }
+            nghttp2_session_callbacks_set_on_frame_send_callback(pointer) { _, frame, userData in
+                // Only GOAWAY matters here: it is how nghttp2 ends a connection
+                // for a protocol error or abuse (invalid HPACK, floods, rapid reset).
+                guard UInt32(frame!.pointee.hd.type) == NGHTTP2_GOAWAY.rawValue,
+                    frame!.pointee.goaway.error_code != NGHTTP2_NO_ERROR.rawValue
+                else { return 0 }
+                let goaway = frame!.pointee.goaway
+                let debug = String(
+                    decoding: UnsafeRawBufferPointer(start: goaway.opaque_data, count: goaway.opaque_data_len), as: UTF8.self)
+                withHandler(userData) { $0.onGoAwaySent(errorCode: goaway.error_code, debug: debug) }
+                return 0
+            }
             nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(pointer) { _, frame, errorCode, userData in
                 withHandler(userData) { $0.onInvalidFrame(frame!, libraryError: errorCode) }
             }
