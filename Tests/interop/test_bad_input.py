@@ -151,19 +151,7 @@ def test_invalid_hpack_is_connection_error(server):
         wh.raw_handshake(s, reader)
         # 0xff...: an indexed field whose integer never terminates.
         s.sendall(wh.raw_frame(wh.FRAME_HEADERS, wh.FLAG_END_HEADERS | wh.FLAG_END_STREAM, 1, b"\xff" * 5))
-        goaway = None
-        deadline = time.monotonic() + 5
-        closed = False
-        while time.monotonic() < deadline:
-            try:
-                fr = reader.next_frame(deadline - time.monotonic())
-            except socket.timeout:
-                break
-            if fr is None:
-                closed = True
-                break
-            if fr[0] == wh.FRAME_GOAWAY:
-                goaway = wh.goaway_info(fr[3])
+        goaway, closed = wh.await_goaway_or_close(reader, 5)
     # RFC 9113 4.3: a field block decoding error is a connection error of
     # type COMPRESSION_ERROR.  A bare close is tolerated (the brief allows it).
     if goaway is not None:

@@ -52,17 +52,7 @@ def test_idle_timeout_closes_idle_http2_connection(server_factory):
         reader = wh.FrameReader(s)
         wh.raw_handshake(s, reader)
         t0 = time.monotonic()
-        goaway, closed = None, False
-        while time.monotonic() - t0 < 5:
-            try:
-                fr = reader.next_frame(5 - (time.monotonic() - t0))
-            except socket.timeout:
-                break
-            if fr is None:
-                closed = True
-                break
-            if fr[0] == wh.FRAME_GOAWAY:
-                goaway = wh.goaway_info(fr[3])
+        goaway, closed = wh.await_goaway_or_close(reader, 5)
         elapsed = time.monotonic() - t0
     assert goaway is not None or closed, "idle HTTP/2 connection neither GOAWAYed nor closed within 5 s"
     assert elapsed >= 0.8, f"closed after {elapsed:.2f}s, before the 1 s idle timeout"

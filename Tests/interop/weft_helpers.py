@@ -575,6 +575,24 @@ def goaway_info(payload: bytes) -> tuple[int, int, bytes]:
     return last, code, payload[8:]
 
 
+def await_goaway_or_close(reader: "FrameReader", timeout: float):
+    """Read frames until the server sends GOAWAY (returned as goaway_info) or
+    closes the connection, for at most `timeout` seconds.
+
+    Returns (goaway or None, closed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fr = reader.next_frame(deadline - time.monotonic())
+        except socket.timeout:
+            break
+        if fr is None:
+            return None, True
+        if fr[0] == FRAME_GOAWAY:
+            return goaway_info(fr[3]), False
+    return None, False
+
+
 def raw_handshake(sock: socket.socket, reader: FrameReader, settings: bytes = b"", timeout: float = 5.0):
     """Send preface + SETTINGS, wait for the server SETTINGS and ACK it.
 
