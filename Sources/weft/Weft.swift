@@ -116,18 +116,27 @@ struct Environment {
 
     func int(_ flag: Int?, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
         let resolved: Int
+        let source: String
         if let flag {
             resolved = flag
+            source = Self.flagName(name)
         } else if let raw = values[name] {
             guard let parsed = Int(raw) else { throw ValidationError("\(name)=\(raw) is not a whole number") }
             resolved = parsed
+            source = name
         } else {
             resolved = value
+            source = Self.flagName(name)
         }
         guard range.contains(resolved) else {
-            throw ValidationError("\(name.lowercased().replacingOccurrences(of: "weft_", with: "").replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound), got \(resolved)")
+            throw ValidationError("\(source) must be in \(range.lowerBound)...\(range.upperBound), got \(resolved)")
         }
         return resolved
+    }
+
+    /// `WEFT_MAX_HEADER_LIST_SIZE` -> `--max-header-list-size`.
+    static func flagName(_ variable: String) -> String {
+        "--" + variable.dropFirst("WEFT_".count).lowercased().replacingOccurrences(of: "_", with: "-")
     }
 
     func flag(_ name: String) -> Bool {
@@ -139,7 +148,8 @@ struct Environment {
     where T.RawValue == String {
         guard let raw = flag ?? values[name] else { return value }
         guard let parsed = T(rawValue: raw.lowercased()) else {
-            throw ValidationError("\(name)=\(raw): expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            let source = flag != nil ? "\(Self.flagName(name)) \(raw)" : "\(name)=\(raw)"
+            throw ValidationError("\(source): expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return parsed
     }
