@@ -27,7 +27,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     private var draining = false
     private var goawaySent = false
     private var closing = false
-    private var fatalError: String?
+    private var fatalReason: String?
     /// A GOAWAY with an error was logged: the connection's one line is out.
     private var loggedGoAway = false
 
@@ -215,8 +215,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     }
 
     private func fail(reason: String, message: String) {
-        guard fatalError == nil else { return }
-        fatalError = message
+        guard fatalReason == nil else { return }
+        fatalReason = message
         if !loggedGoAway {
             logger.warning("\(message)")
             environment.metrics.connectionError(reason)
