@@ -1,11 +1,8 @@
-import Glibc
-
 /// Finds the handler for a `:path`. Built once at start-up, then read-only,
 /// so lookups take no lock.
 public struct RPCRouter: Sendable {
-    private var handlers: [String: RegisteredMethod] = [:]
-    /// The same methods keyed by the bytes of their path, so the transport
-    /// looks a call up without building a String.
+    /// Methods keyed by the bytes of their path, so the transport looks a
+    /// call up without building a String.
     private var handlersByPath: [PathKey: RegisteredMethod] = [:]
 
     /// Path bytes as a dictionary key: hashed in one `combine(bytes:)` call
@@ -17,12 +14,9 @@ public struct RPCRouter: Sendable {
             bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
         }
 
-        static func == (lhs: PathKey, rhs: PathKey) -> Bool {
-            guard lhs.bytes.count == rhs.bytes.count else { return false }
-            guard !lhs.bytes.isEmpty else { return true }
-            return lhs.bytes.withUnsafeBytes { l in rhs.bytes.withUnsafeBytes { r in memcmp(l.baseAddress!, r.baseAddress!, l.count) == 0 } }
-        }
+        static func == (lhs: PathKey, rhs: PathKey) -> Bool { bytesEqual(lhs.bytes, rhs.bytes) }
     }
+
     public private(set) var serviceNames: [String] = []
 
     /// A class so a call holds one reference to all of it.
@@ -43,15 +37,12 @@ public struct RPCRouter: Sendable {
     public mutating func register(_ service: any RPCService, metrics: RPCMetrics) {
         for handler in service.handlers {
             let descriptor = handler.descriptor
-            precondition(handlers[descriptor.path] == nil, "\(descriptor.path) registered twice")
-            let method = RegisteredMethod(handler: handler, metrics: metrics.method(descriptor))
-            handlers[descriptor.path] = method
-            handlersByPath[PathKey(bytes: Array(descriptor.path.utf8)[...])] = method
+            let key = PathKey(bytes: Array(descriptor.path.utf8)[...])
+            precondition(handlersByPath[key] == nil, "\(descriptor.path) registered twice")
+            handlersByPath[key] = RegisteredMethod(handler: handler, metrics: metrics.method(descriptor))
             if !serviceNames.contains(descriptor.service) { serviceNames.append(descriptor.service) }
         }
     }
-
-    func lookup(path: String) -> RegisteredMethod? { handlers[path] }
 
     func lookup(path: ArraySlice<UInt8>) -> RegisteredMethod? { handlersByPath[PathKey(bytes: path)] }
 
@@ -62,6 +53,4 @@ public struct RPCRouter: Sendable {
         let service = path[path.index(after: path.startIndex)..<slash]
         return serviceNames.contains { $0 == service }
     }
-
-    public var paths: [String] { handlers.keys.sorted() }
 }

@@ -12,8 +12,6 @@ struct HeaderBlock {
         fields.reserveCapacity(6)
     }
 
-    var isEmpty: Bool { fields.isEmpty }
-
     mutating func add(_ name: String, _ value: String) {
         let nameStart = storage.count
         storage.append(contentsOf: name.utf8)

@@ -77,6 +77,13 @@ func bytesEqual(_ lhs: ArraySlice<UInt8>, _ rhs: [UInt8]) -> Bool {
 }
 
 @inline(__always)
+func bytesEqual(_ lhs: ArraySlice<UInt8>, _ rhs: ArraySlice<UInt8>) -> Bool {
+    guard lhs.count == rhs.count else { return false }
+    guard !lhs.isEmpty else { return true }
+    return lhs.withUnsafeBytes { l in rhs.withUnsafeBytes { r in memcmp(l.baseAddress!, r.baseAddress!, l.count) == 0 } }
+}
+
+@inline(__always)
 func bytesHavePrefix(_ bytes: ArraySlice<UInt8>, _ prefix: [UInt8]) -> Bool {
     guard bytes.count >= prefix.count else { return false }
     return bytes.withUnsafeBytes { bytesEqual(UnsafeRawBufferPointer(rebasing: $0[..<prefix.count]), prefix) }
