@@ -219,3 +219,44 @@ def test_metrics_no_unbounded_route_labels(server):
     m = wh.fetch_metrics(server)
     leaked = [v for v in m.label_values() if token in v]
     assert not leaked, leaked
+
+
+def test_http1_pipelining_answers_in_order(server):
+    """Three requests written back to back before reading anything: the
+    responses come back complete and in request order on the same connection."""
+    import socket
+    import time
+
+    reqs = b"".join(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for path in ("/healthz", "/nope", "/healthz")
+    )
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.sendall(reqs)
+        data = b""
+        deadline = time.monotonic() + 5
+        while len(_responses(data)) < 3:
+            assert time.monotonic() < deadline, f"incomplete pipelined responses: {data!r}"
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed early: {data!r}"
+            data += chunk
+    assert [status for status, _ in _responses(data)] == [200, 404, 200], data
+
+
+def _responses(data: bytes) -> list[tuple[int, bytes]]:
+    """The complete responses at the start of `data` (framed by content-length)."""
+    out, pos = [], 0
+    while True:
+        head_end = data.find(b"\r\n\r\n", pos)
+        if head_end < 0:
+            return out
+        lines = data[pos:head_end].decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        length = 0
+        for line in lines[1:]:
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        end = head_end + 4 + length
+        if end > len(data):
+            return out
+        out.append((status, data[head_end + 4:end]))
+        pos = end
