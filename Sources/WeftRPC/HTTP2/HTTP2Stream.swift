@@ -444,7 +444,7 @@ final class HTTP2Stream: @unchecked Sendable {
         } catch {
             return
         }
-        failWaiters(RPCError(code: .cancelled, message: "the call has ended"))
+        failWaiters { RPCError(code: .cancelled, message: "the call has ended") }
         let trailingMetadata = context?.takeResponseTrailers() ?? Metadata()
         if framing == .trailers && error == nil && trailingMetadata.isEmpty {
             pendingTrailers = .ok
@@ -626,7 +626,11 @@ final class HTTP2Stream: @unchecked Sendable {
         requestWaiter = nil
     }
 
-    private func failWaiters(_ error: any Error) {
+    /// Resumes a waiting handler with an error; the error is only built when
+    /// someone waits (almost never on the unary path).
+    private func failWaiters(_ error: () -> any Error) {
+        guard requestWaiter != nil || !writeWaiters.isEmpty else { return }
+        let error = error()
         requestWaiter?.resume(throwing: error)
         requestWaiter = nil
         let waiters = writeWaiters
@@ -656,7 +660,7 @@ final class HTTP2Stream: @unchecked Sendable {
         isClosed = true
         context?.markCancelled()
         task?.cancel()
-        failWaiters(CancellationError())
+        failWaiters { CancellationError() }
         pendingRequests.removeAll()
         if unconsumed > 0 {
             connection.consumeConnection(unconsumed)
