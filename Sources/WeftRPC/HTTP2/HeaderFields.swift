@@ -48,16 +48,21 @@ struct HeaderFields {
     func string(_ i: Index) -> String { String(decoding: value(i), as: UTF8.self) }
     func string(name i: Index) -> String { String(decoding: name(i), as: UTF8.self) }
 
-    /// Every field's index, in arrival order.
-    var indices: [Index] {
-        var result: [Index] = []
-        var i = 0
-        while i < storage.count {
-            result.append(i)
-            let (n, v) = lengths(i)
-            i += Self.recordHeader + n + v
+    /// Every field's index, in arrival order. A lazy sequence: walking the
+    /// fields (done for every gRPC call, to collect metadata) allocates nothing.
+    var indices: Indices { Indices(fields: self) }
+
+    struct Indices: Sequence, IteratorProtocol {
+        let fields: HeaderFields
+        var offset = 0
+
+        mutating func next() -> Index? {
+            guard offset < fields.storage.count else { return nil }
+            let index = offset
+            let (n, v) = fields.lengths(index)
+            offset += HeaderFields.recordHeader + n + v
+            return index
         }
-        return result
     }
 }
 
