@@ -78,4 +78,11 @@ public enum MetricNames {
     public static let connectionsAccepted = "weft_http_server_connections_accepted_total"
     public static let connectionErrors = "weft_http_server_connection_errors_total"
     public static let http2StreamsActive = "weft_http2_server_streams_active"
+    public static let storeTransactionDuration = "weft_store_transaction_duration_seconds"
+    public static let storeErrors = "weft_store_errors_total"
+    public static let logEntriesPurged = "weft_log_entries_purged_total"
+    public static let authFailures = "weft_auth_failures_total"
+    public static let accountsRegistered = "weft_users_registered_total"
+    public static let workflowWrites = "weft_workflow_writes_total"
+    public static let restDecodeErrors = "weft_rest_request_decode_errors_total"
 }

@@ -1,0 +1,8 @@
+#ifndef WEFT_COPENSSL_SHIM_H
+#define WEFT_COPENSSL_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/crypto.h>
+#endif

@@ -1,0 +1,112 @@
+public import Foundation
+public import GRDB
+
+/// Execution logs in their own SQLite file (the design's "NoSQL" log store):
+/// append-only rows keyed by (execution, sequence), so heavy log traffic never
+/// contends with the main database's writer, and retention is one range delete.
+public final class SQLiteLogStore: LogStore, Sendable {
+    public let pool: DatabasePool
+    let metrics: StoreMetrics
+
+    public init(path: String, synchronous: SQLiteStore.Configuration.Synchronous = .normal, metrics: StoreMetrics = .none) throws {
+        var config = GRDB.Configuration()
+        config.busyMode = .timeout(10)
+        let synchronous = synchronous.rawValue
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        self.metrics = metrics
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-logs") { db in
+            // The seed's `logs` table, keyed for append and per-execution reads.
+            try db.execute(sql: """
+                CREATE TABLE logs (
+                    log_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+                    execution_id TEXT NOT NULL,
+                    sequence     INTEGER NOT NULL,
+                    task_id      TEXT,
+                    log_level    INTEGER NOT NULL CHECK (log_level IN (1, 2, 3)),
+                    message      TEXT NOT NULL,
+                    created_at   DATETIME NOT NULL,
+                    UNIQUE (execution_id, sequence)
+                );
+                CREATE INDEX logs_by_time ON logs(created_at);
+                """)
+        }
+        return migrator
+    }
+
+    @discardableResult
+    public func append(_ entries: [LogRecord]) async throws -> [LogRecord] {
+        guard !entries.isEmpty else { return [] }
+        let start = ContinuousClock.now
+        do {
+            let stored = try await pool.write { db -> [LogRecord] in
+                var next: [String: Int64] = [:]
+                var stored = entries
+                for index in stored.indices {
+                    let execution = stored[index].executionId
+                    if next[execution] == nil {
+                        let last = try Int64.fetchOne(
+                            db, sql: "SELECT MAX(sequence) FROM logs WHERE execution_id = ?", arguments: [execution]) ?? 0
+                        next[execution] = last + 1
+                    }
+                    stored[index].sequence = next[execution]!
+                    next[execution]! += 1
+                    let entry = stored[index]
+                    try db.execute(
+                        sql: """
+                            INSERT INTO logs (execution_id, sequence, task_id, log_level, message, created_at)
+                            VALUES (?, ?, ?, ?, ?, ?)
+                            """,
+                        arguments: [entry.executionId, entry.sequence, entry.taskId, entry.level.rawValue, entry.message, entry.createdAt])
+                }
+                return stored
+            }
+            metrics.record(operation: "append_logs", kind: "write", start: start, failed: false)
+            return stored
+        } catch {
+            metrics.record(operation: "append_logs", kind: "write", start: start, failed: true)
+            throw error
+        }
+    }
+
+    public func entries(_ query: LogQuery) async throws -> [LogRecord] {
+        let start = ContinuousClock.now
+        let rows = try await pool.read { db -> [LogRecord] in
+            var sql = "SELECT * FROM logs WHERE execution_id = ? AND sequence > ?"
+            var arguments: StatementArguments = [query.executionId, query.afterSequence]
+            if let task = query.taskId {
+                sql += " AND task_id = ?"
+                arguments += [task]
+            }
+            if let level = query.minLevel {
+                sql += " AND log_level >= ?"
+                arguments += [level.rawValue]
+            }
+            sql += " ORDER BY sequence LIMIT ?"
+            arguments += [query.limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                LogRecord(
+                    executionId: row["execution_id"], sequence: row["sequence"], taskId: row["task_id"],
+                    level: LogRecord.Level(rawValue: row["log_level"]) ?? .info, message: row["message"],
+                    createdAt: row["created_at"])
+            }
+        }
+        metrics.record(operation: "read_logs", kind: "read", start: start, failed: false)
+        return rows
+    }
+
+    @discardableResult
+    public func purge(olderThan date: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM logs WHERE created_at < ?", arguments: [date])
+            return db.changesCount
+        }
+    }
+}

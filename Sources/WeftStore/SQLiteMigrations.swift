@@ -1,0 +1,183 @@
+import GRDB
+
+/// The schema of the main database, as named migrations (GRDB records which
+/// ran in `grdb_migrations`). Never edit a migration that has shipped: add one.
+///
+/// The first migration is the seed's relational schema (users, workflows,
+/// tasks, workflow_executions, task_executions, workflow_collaborators) with
+/// opaque text ids and UTC timestamps, plus the tables later features need.
+/// Logs live in the separate log database (SQLiteLogStore).
+enum SQLiteMigrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-seed-schema") { db in
+            try db.execute(sql: """
+                CREATE TABLE users (
+                    id            TEXT PRIMARY KEY NOT NULL,
+                    email         TEXT NOT NULL COLLATE NOCASE UNIQUE,
+                    password_hash TEXT NOT NULL,
+                    name          TEXT NOT NULL,
+                    created_at    DATETIME NOT NULL,
+                    updated_at    DATETIME NOT NULL
+                );
+                CREATE TABLE workflows (
+                    id          TEXT PRIMARY KEY NOT NULL,
+                    user_id     TEXT NOT NULL REFERENCES users(id),
+                    name        TEXT NOT NULL,
+                    description TEXT NOT NULL DEFAULT '',
+                    version     INTEGER NOT NULL CHECK (version >= 1),
+                    created_at  DATETIME NOT NULL,
+                    updated_at  DATETIME NOT NULL,
+                    deleted_at  DATETIME
+                );
+                CREATE INDEX workflows_by_owner ON workflows(user_id, id);
+                CREATE TABLE tasks (
+                    id          TEXT PRIMARY KEY NOT NULL,
+                    workflow_id TEXT NOT NULL REFERENCES workflows(id),
+                    key         TEXT NOT NULL,
+                    name        TEXT NOT NULL,
+                    description TEXT NOT NULL DEFAULT '',
+                    action      TEXT NOT NULL,
+                    config      TEXT NOT NULL DEFAULT '{}',
+                    depends_on  TEXT NOT NULL DEFAULT '[]',
+                    retry       TEXT,
+                    timeout_ms  INTEGER CHECK (timeout_ms IS NULL OR timeout_ms > 0),
+                    position    INTEGER NOT NULL,
+                    created_at  DATETIME NOT NULL,
+                    updated_at  DATETIME NOT NULL,
+                    -- Tasks removed from a definition stay for the executions that ran them.
+                    deleted_at  DATETIME
+                );
+                CREATE INDEX tasks_by_workflow ON tasks(workflow_id, position) WHERE deleted_at IS NULL;
+                CREATE UNIQUE INDEX tasks_unique_key ON tasks(workflow_id, key) WHERE deleted_at IS NULL;
+                CREATE TABLE workflow_executions (
+                    execution_id     TEXT PRIMARY KEY NOT NULL,
+                    workflow_id      TEXT NOT NULL REFERENCES workflows(id),
+                    workflow_version INTEGER NOT NULL,
+                    status           TEXT NOT NULL CHECK (status IN
+                        ('Pending', 'Running', 'Completed', 'Failed', 'Cancelled', 'TimedOut')),
+                    input            TEXT NOT NULL DEFAULT '{}',
+                    output           TEXT,
+                    error            TEXT,
+                    idempotency_key  TEXT,
+                    trigger          TEXT NOT NULL DEFAULT 'api',
+                    cost             REAL NOT NULL DEFAULT 0,
+                    created_by       TEXT REFERENCES users(id),
+                    created_at       DATETIME NOT NULL,
+                    started_at       DATETIME,
+                    completed_at     DATETIME
+                );
+                CREATE INDEX executions_by_workflow ON workflow_executions(workflow_id, execution_id);
+                CREATE INDEX executions_by_status ON workflow_executions(status, execution_id);
+                CREATE UNIQUE INDEX executions_idempotency
+                    ON workflow_executions(workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+                CREATE TABLE task_executions (
+                    task_execution_id TEXT PRIMARY KEY NOT NULL,
+                    task_id           TEXT NOT NULL REFERENCES tasks(id),
+                    execution_id      TEXT NOT NULL REFERENCES workflow_executions(execution_id),
+                    status            TEXT NOT NULL CHECK (status IN ('Pending', 'Queued', 'Running',
+                        'Completed', 'Failed', 'Retrying', 'Skipped', 'Cancelled')),
+                    attempt           INTEGER NOT NULL DEFAULT 0,
+                    output            TEXT,
+                    error             TEXT,
+                    started_at        DATETIME,
+                    completed_at      DATETIME,
+                    UNIQUE (execution_id, task_id)
+                );
+                CREATE TABLE workflow_collaborators (
+                    workflow_id TEXT NOT NULL REFERENCES workflows(id),
+                    user_id     TEXT NOT NULL REFERENCES users(id),
+                    role        TEXT NOT NULL CHECK (role IN ('viewer', 'editor')),
+                    added_at    DATETIME NOT NULL,
+                    PRIMARY KEY (workflow_id, user_id)
+                );
+                CREATE INDEX collaborators_by_user ON workflow_collaborators(user_id, workflow_id);
+                """)
+        }
+        migrator.registerMigration("v2-feature-tables") { db in
+            try db.execute(sql: """
+                CREATE TABLE workflow_versions (
+                    id          TEXT PRIMARY KEY NOT NULL,
+                    workflow_id TEXT NOT NULL REFERENCES workflows(id),
+                    version     INTEGER NOT NULL,
+                    name        TEXT NOT NULL,
+                    description TEXT NOT NULL,
+                    definition  TEXT NOT NULL,
+                    label       TEXT NOT NULL DEFAULT '',
+                    created_by  TEXT NOT NULL,
+                    created_at  DATETIME NOT NULL,
+                    UNIQUE (workflow_id, version)
+                );
+                CREATE TABLE schedules (
+                    id          TEXT PRIMARY KEY NOT NULL,
+                    workflow_id TEXT NOT NULL REFERENCES workflows(id),
+                    cron        TEXT NOT NULL,
+                    timezone    TEXT NOT NULL,
+                    input       TEXT NOT NULL DEFAULT '{}',
+                    paused      INTEGER NOT NULL DEFAULT 0,
+                    next_run_at DATETIME,
+                    created_by  TEXT NOT NULL,
+                    created_at  DATETIME NOT NULL
+                );
+                CREATE INDEX schedules_due ON schedules(next_run_at) WHERE paused = 0;
+                CREATE TABLE subscriptions (
+                    id          TEXT PRIMARY KEY NOT NULL,
+                    workflow_id TEXT NOT NULL REFERENCES workflows(id),
+                    user_id     TEXT NOT NULL REFERENCES users(id),
+                    event_type  TEXT NOT NULL,
+                    notify_via  TEXT NOT NULL,
+                    destination TEXT NOT NULL,
+                    created_at  DATETIME NOT NULL
+                );
+                CREATE INDEX subscriptions_by_workflow ON subscriptions(workflow_id);
+                CREATE TABLE integrations (
+                    id          TEXT PRIMARY KEY NOT NULL,
+                    workflow_id TEXT NOT NULL REFERENCES workflows(id),
+                    type        TEXT NOT NULL,
+                    -- AES-256-GCM sealed; never stored in clear.
+                    secret      BLOB,
+                    config      TEXT NOT NULL DEFAULT '{}',
+                    created_at  DATETIME NOT NULL,
+                    updated_at  DATETIME NOT NULL
+                );
+                CREATE INDEX integrations_by_workflow ON integrations(workflow_id);
+                -- Who did what and when (seed, section 6).
+                CREATE TABLE audit_log (
+                    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at            DATETIME NOT NULL,
+                    actor_id      TEXT NOT NULL,
+                    action        TEXT NOT NULL,
+                    resource_type TEXT NOT NULL,
+                    resource_id   TEXT NOT NULL,
+                    detail        TEXT NOT NULL DEFAULT '{}'
+                );
+                CREATE INDEX audit_by_resource ON audit_log(resource_type, resource_id, id);
+                -- Side effects (notifications, webhooks) written in the same
+                -- transaction as the change that causes them, delivered later.
+                CREATE TABLE outbox (
+                    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+                    topic           TEXT NOT NULL,
+                    payload         TEXT NOT NULL,
+                    created_at      DATETIME NOT NULL,
+                    attempts        INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at DATETIME NOT NULL,
+                    delivered_at    DATETIME,
+                    last_error      TEXT
+                );
+                CREATE INDEX outbox_pending ON outbox(next_attempt_at) WHERE delivered_at IS NULL;
+                """)
+        }
+        migrator.registerMigration("v3-workflow-search") { db in
+            // One row per live workflow; written in the same transaction as
+            // the workflow. bm25 weights: name 10, description 4, task names 2.
+            try db.execute(sql: """
+                CREATE VIRTUAL TABLE workflow_search USING fts5(
+                    workflow_id UNINDEXED, name, description, task_names,
+                    tokenize = 'unicode61 remove_diacritics 2'
+                );
+                INSERT INTO workflow_search(workflow_search, rank) VALUES ('rank', 'bm25(0.0, 10.0, 4.0, 2.0)');
+                """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,406 @@
+import Foundation
+import GRDB
+
+extension SQLiteStore: WorkflowStore {
+    public func createWorkflow(_ workflow: WorkflowRecord, actor: String) async throws -> WorkflowRecord {
+        var stored = workflow
+        stored.version = 1
+        stored.deletedAt = nil
+        let record = stored
+        try await write("create_workflow") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO workflows (id, user_id, name, description, version, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, 1, ?, ?)
+                    """,
+                arguments: [record.id, record.ownerId, record.name, record.description, record.createdAt, record.updatedAt])
+            for (position, task) in record.tasks.enumerated() {
+                try Self.insertTask(db, task, workflowId: record.id, position: position)
+            }
+            try Self.snapshot(db, record, actor: actor, label: "")
+            try Self.index(db, record)
+            try Self.audit(db, actor: actor, action: "create", resourceType: "workflow", resourceId: record.id, at: record.createdAt)
+        }
+        return stored
+    }
+
+    public func workflow(id: String, includeDeleted: Bool) async throws -> WorkflowRecord? {
+        try await read("get_workflow") { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM workflows WHERE id = ?", arguments: [id]) else {
+                return nil
+            }
+            var workflow = Self.workflowRecord(row)
+            if workflow.deletedAt != nil && !includeDeleted { return nil }
+            workflow.tasks = try Self.liveTasks(db, workflowIds: [id])[id] ?? []
+            return workflow
+        }
+    }
+
+    public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
+        -> WorkflowRecord
+    {
+        try await write("replace_workflow") { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT * FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [workflow.id])
+            else { throw StoreError.notFound("workflow \(workflow.id) not found") }
+            let current = Self.workflowRecord(row)
+            if let expectedVersion, expectedVersion != current.version {
+                throw StoreError.conflict(
+                    "workflow \(workflow.id) changed since it was read (etag \"\(expectedVersion)\", now \"\(current.version)\"); fetch it again and reapply your change")
+            }
+            var next = workflow
+            next.ownerId = current.ownerId
+            next.createdAt = current.createdAt
+            next.version = current.version + 1
+            next.deletedAt = nil
+            try db.execute(
+                sql: "UPDATE workflows SET name = ?, description = ?, version = ?, updated_at = ? WHERE id = ?",
+                arguments: [next.name, next.description, next.version, next.updatedAt, next.id])
+            // Retire every live task, then revive (update) the kept ones and
+            // insert the new ones, so swapping keys between tasks never trips
+            // the unique (workflow, key) index midway.
+            try db.execute(
+                sql: "UPDATE tasks SET deleted_at = ? WHERE workflow_id = ? AND deleted_at IS NULL",
+                arguments: [next.updatedAt, next.id])
+            for (position, task) in next.tasks.enumerated() {
+                try db.execute(
+                    sql: """
+                        UPDATE tasks SET key = ?, name = ?, description = ?, action = ?, config = ?, depends_on = ?,
+                            retry = ?, timeout_ms = ?, position = ?, updated_at = ?, deleted_at = NULL
+                        WHERE id = ? AND workflow_id = ?
+                        """,
+                    arguments: [
+                        task.key, task.name, task.description, task.action, task.config.jsonText(),
+                        Self.encodeJSON(task.dependsOn), task.retry.map(Self.encodeJSON), task.timeoutMs, position,
+                        task.updatedAt, task.id, next.id,
+                    ])
+                if db.changesCount == 0 {
+                    try Self.insertTask(db, task, workflowId: next.id, position: position)
+                }
+            }
+            next.tasks = try Self.liveTasks(db, workflowIds: [next.id])[next.id] ?? []
+            try Self.snapshot(db, next, actor: actor, label: "")
+            try Self.index(db, next)
+            try Self.audit(db, actor: actor, action: "update", resourceType: "workflow", resourceId: next.id, at: next.updatedAt,
+                           detail: .object(["version": .number(Double(next.version))]))
+            return next
+        }
+    }
+
+    public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws {
+        try await write("delete_workflow") { db in
+            guard let version = try Int.fetchOne(
+                db, sql: "SELECT version FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [id])
+            else { throw StoreError.notFound("workflow \(id) not found") }
+            if let expectedVersion, expectedVersion != version {
+                throw StoreError.conflict(
+                    "workflow \(id) changed since it was read (etag \"\(expectedVersion)\", now \"\(version)\")")
+            }
+            let now = Date()
+            try db.execute(sql: "UPDATE workflows SET deleted_at = ?, updated_at = ? WHERE id = ?", arguments: [now, now, id])
+            try db.execute(sql: "DELETE FROM workflow_search WHERE workflow_id = ?", arguments: [id])
+            try Self.audit(db, actor: actor, action: "delete", resourceType: "workflow", resourceId: id, at: now)
+        }
+    }
+
+    public func listWorkflows(_ query: WorkflowQuery) async throws -> Page<WorkflowRecord> {
+        try await read("list_workflows") { db in
+            var sql = "SELECT * FROM workflows w WHERE w.deleted_at IS NULL"
+            var arguments: StatementArguments = []
+            sql += Self.visibilityClause
+            arguments += [query.visibleTo, query.visibleTo]
+            if let cursor = query.cursor {
+                sql += " AND w.id < ?"
+                arguments += [cursor]
+            }
+            if let prefix = query.namePrefix, !prefix.isEmpty {
+                // LIKE is case-insensitive for ASCII; escape its wildcards.
+                sql += " AND w.name LIKE ? ESCAPE '\\'"
+                arguments += [Self.escapeLike(prefix) + "%"]
+            }
+            if let owner = query.ownerId {
+                sql += " AND w.user_id = ?"
+                arguments += [owner]
+            }
+            if let after = query.createdAfter {
+                sql += " AND w.created_at >= ?"
+                arguments += [after]
+            }
+            if let before = query.createdBefore {
+                sql += " AND w.created_at < ?"
+                arguments += [before]
+            }
+            sql += " ORDER BY w.id DESC LIMIT ?"
+            arguments += [query.limit + 1]
+            var workflows = try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.workflowRecord)
+            var next: String?
+            if workflows.count > query.limit {
+                workflows.removeLast()
+                next = workflows.last?.id
+            }
+            if query.includeTasks, !workflows.isEmpty {
+                let tasks = try Self.liveTasks(db, workflowIds: workflows.map(\.id))
+                for index in workflows.indices { workflows[index].tasks = tasks[workflows[index].id] ?? [] }
+            }
+            return Page(items: workflows, nextCursor: next)
+        }
+    }
+
+    public func searchWorkflows(text: String, visibleTo userId: String, limit: Int, cursor: String?) async throws
+        -> Page<SearchHit>
+    {
+        guard let match = Self.ftsQuery(text) else { return Page(items: [], nextCursor: nil) }
+        let offset: Int
+        if let cursor {
+            guard let value = Int(cursor), value >= 0 else { throw StoreError.invalid("bad search cursor") }
+            offset = value
+        } else {
+            offset = 0
+        }
+        return try await read("search_workflows") { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT w.*, -s.rank AS score, snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
+                    FROM workflow_search s JOIN workflows w ON w.id = s.workflow_id
+                    WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
+                    ORDER BY s.rank, w.id DESC LIMIT ? OFFSET ?
+                    """,
+                arguments: [match, userId, userId, limit + 1, offset])
+            var hits = rows.map { row in
+                SearchHit(workflow: Self.workflowRecord(row), score: row["score"], snippet: row["snippet"] ?? "")
+            }
+            var next: String?
+            if hits.count > limit {
+                hits.removeLast()
+                next = String(offset + limit)
+            }
+            return Page(items: hits, nextCursor: next)
+        }
+    }
+
+    public func task(id: String) async throws -> TaskRecord? {
+        try await read("get_task") { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT t.* FROM tasks t JOIN workflows w ON w.id = t.workflow_id
+                    WHERE t.id = ? AND t.deleted_at IS NULL AND w.deleted_at IS NULL
+                    """,
+                arguments: [id]
+            ).map(Self.taskRecord)
+        }
+    }
+
+    public func role(userId: String, workflowId: String) async throws -> WorkflowRole? {
+        try await read("get_role") { db in
+            guard let owner = try String.fetchOne(
+                db, sql: "SELECT user_id FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [workflowId])
+            else { return nil }
+            if owner == userId { return .owner }
+            let role = try String.fetchOne(
+                db, sql: "SELECT role FROM workflow_collaborators WHERE workflow_id = ? AND user_id = ?",
+                arguments: [workflowId, userId])
+            return role.flatMap(WorkflowRole.init(rawValue:))
+        }
+    }
+
+    public func addCollaborator(_ collaborator: CollaboratorRecord, actor: String) async throws {
+        try await write("add_collaborator") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO workflow_collaborators (workflow_id, user_id, role, added_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (workflow_id, user_id) DO UPDATE SET role = excluded.role
+                    """,
+                arguments: [collaborator.workflowId, collaborator.userId, collaborator.role.rawValue, collaborator.addedAt])
+            try Self.audit(db, actor: actor, action: "add_collaborator", resourceType: "workflow",
+                           resourceId: collaborator.workflowId, at: collaborator.addedAt,
+                           detail: .object(["userId": .string(collaborator.userId), "role": .string(collaborator.role.rawValue)]))
+        }
+    }
+
+    public func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord> {
+        let after = cursor.flatMap(Int.init) ?? Int.max
+        return try await read("list_versions") { db in
+            var versions = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM workflow_versions WHERE workflow_id = ? AND version < ?
+                    ORDER BY version DESC LIMIT ?
+                    """,
+                arguments: [workflowId, after, limit + 1]
+            ).map(Self.versionRecord)
+            var next: String?
+            if versions.count > limit {
+                versions.removeLast()
+                next = versions.last.map { String($0.version) }
+            }
+            return Page(items: versions, nextCursor: next)
+        }
+    }
+
+    public func execution(id: String) async throws -> ExecutionSummary? {
+        try await read("get_execution") { db in
+            try Row.fetchOne(
+                db, sql: "SELECT execution_id, workflow_id, status FROM workflow_executions WHERE execution_id = ?",
+                arguments: [id]
+            ).map { ExecutionSummary(executionId: $0["execution_id"], workflowId: $0["workflow_id"], status: $0["status"]) }
+        }
+    }
+
+    // MARK: - Rows
+
+    /// Owner or collaborator (expects the workflow aliased `w` and two user-id arguments).
+    static let visibilityClause = """
+         AND (w.user_id = ? OR EXISTS (SELECT 1 FROM workflow_collaborators c WHERE c.workflow_id = w.id AND c.user_id = ?))
+        """
+
+    static func workflowRecord(_ row: Row) -> WorkflowRecord {
+        WorkflowRecord(
+            id: row["id"], ownerId: row["user_id"], name: row["name"], description: row["description"],
+            version: row["version"], createdAt: row["created_at"], updatedAt: row["updated_at"],
+            deletedAt: row["deleted_at"], tasks: [])
+    }
+
+    static func taskRecord(_ row: Row) -> TaskRecord {
+        TaskRecord(
+            id: row["id"], workflowId: row["workflow_id"], key: row["key"], name: row["name"],
+            description: row["description"], action: row["action"],
+            config: (try? JSONValue(jsonText: row["config"])) ?? .emptyObject,
+            dependsOn: decodeJSON([String].self, row["depends_on"]) ?? [],
+            retry: (row["retry"] as String?).flatMap { decodeJSON(RetryPolicyRecord.self, $0) },
+            timeoutMs: row["timeout_ms"], createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    static func versionRecord(_ row: Row) -> WorkflowVersionRecord {
+        let definition = decodeJSON([TaskSnapshot].self, row["definition"]) ?? []
+        let workflowId: String = row["workflow_id"]
+        let createdAt: Date = row["created_at"]
+        return WorkflowVersionRecord(
+            id: row["id"], workflowId: workflowId, version: row["version"], name: row["name"],
+            description: row["description"],
+            tasks: definition.map { $0.record(workflowId: workflowId, at: createdAt) },
+            label: row["label"], createdBy: row["created_by"], createdAt: createdAt)
+    }
+
+    static func liveTasks(_ db: Database, workflowIds: [String]) throws -> [String: [TaskRecord]] {
+        var result: [String: [TaskRecord]] = [:]
+        // Chunks keep the statement under SQLite's variable limit.
+        for chunk in stride(from: 0, to: workflowIds.count, by: 500).map({ workflowIds[$0..<min($0 + 500, workflowIds.count)] }) {
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM tasks WHERE workflow_id IN (\(placeholders)) AND deleted_at IS NULL
+                    ORDER BY workflow_id, position
+                    """,
+                arguments: StatementArguments(Array(chunk)))
+            for row in rows {
+                let task = taskRecord(row)
+                result[task.workflowId, default: []].append(task)
+            }
+        }
+        return result
+    }
+
+    static func insertTask(_ db: Database, _ task: TaskRecord, workflowId: String, position: Int) throws {
+        do {
+            try db.execute(
+                sql: """
+                    INSERT INTO tasks (id, workflow_id, key, name, description, action, config, depends_on, retry,
+                        timeout_ms, position, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    task.id, workflowId, task.key, task.name, task.description, task.action, task.config.jsonText(),
+                    encodeJSON(task.dependsOn), task.retry.map(encodeJSON), task.timeoutMs, position, task.createdAt,
+                    task.updatedAt,
+                ])
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+            throw StoreError.alreadyExists("task id \(task.id) is already used by another workflow")
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StoreError.alreadyExists("task key \(task.key) is used twice in workflow \(workflowId)")
+        }
+    }
+
+    static func snapshot(_ db: Database, _ workflow: WorkflowRecord, actor: String, label: String) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO workflow_versions (id, workflow_id, version, name, description, definition, label,
+                    created_by, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                IDGenerator.make(IDGenerator.version, now: workflow.updatedAt), workflow.id, workflow.version,
+                workflow.name, workflow.description, encodeJSON(workflow.tasks.map(TaskSnapshot.init)), label, actor,
+                workflow.updatedAt,
+            ])
+    }
+
+    static func index(_ db: Database, _ workflow: WorkflowRecord) throws {
+        try db.execute(sql: "DELETE FROM workflow_search WHERE workflow_id = ?", arguments: [workflow.id])
+        try db.execute(
+            sql: "INSERT INTO workflow_search (workflow_id, name, description, task_names) VALUES (?, ?, ?, ?)",
+            arguments: [
+                workflow.id, workflow.name, workflow.description,
+                workflow.tasks.map { $0.name }.joined(separator: "\n"),
+            ])
+    }
+
+    /// Turns free text into a safe FTS5 query: every word becomes a quoted
+    /// phrase (so no FTS5 syntax is ever interpreted), all must match, and
+    /// the last one matches as a prefix (search-as-you-type).
+    static func ftsQuery(_ text: String) -> String? {
+        let words = text.split { !($0.isLetter || $0.isNumber) }.prefix(32)
+        guard !words.isEmpty else { return nil }
+        var parts = words.map { "\"\($0)\"" }
+        parts[parts.count - 1] += "*"
+        return parts.joined(separator: " ")
+    }
+
+    static func escapeLike(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_")
+    }
+
+    static func encodeJSON(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+    }
+
+    static func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
+        try? JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+}
+
+/// A task as stored inside a version snapshot.
+struct TaskSnapshot: Codable {
+    var id: String
+    var key: String
+    var name: String
+    var description: String
+    var action: String
+    var config: JSONValue
+    var dependsOn: [String]
+    var retry: RetryPolicyRecord?
+    var timeoutMs: Int64?
+
+    init(_ task: TaskRecord) {
+        id = task.id
+        key = task.key
+        name = task.name
+        description = task.description
+        action = task.action
+        config = task.config
+        dependsOn = task.dependsOn
+        retry = task.retry
+        timeoutMs = task.timeoutMs
+    }
+
+    func record(workflowId: String, at date: Date) -> TaskRecord {
+        TaskRecord(
+            id: id, workflowId: workflowId, key: key, name: name, description: description, action: action,
+            config: config, dependsOn: dependsOn, retry: retry, timeoutMs: timeoutMs, createdAt: date, updatedAt: date)
+    }
+}

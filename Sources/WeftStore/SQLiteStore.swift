@@ -1,0 +1,133 @@
+public import Foundation
+public import GRDB
+
+/// The embedded store: one SQLite database in WAL mode behind a GRDB
+/// `DatabasePool` (one writer, concurrent readers). GRDB runs every
+/// transaction on its own dispatch queues, so no SQLite call ever runs on a
+/// NIO event loop; handlers await it.
+public final class SQLiteStore: Sendable {
+    public struct Configuration: Sendable {
+        public enum Synchronous: String, Sendable, CaseIterable {
+            /// fsync the WAL on every commit: a commit survives power loss.
+            case full = "FULL"
+            /// fsync only at checkpoints: survives a process crash, not power loss.
+            case normal = "NORMAL"
+        }
+
+        public var path: String
+        public var synchronous: Synchronous
+        public var maximumReaders: Int
+
+        public init(path: String, synchronous: Synchronous = .full, maximumReaders: Int = 4) {
+            self.path = path
+            self.synchronous = synchronous
+            self.maximumReaders = maximumReaders
+        }
+    }
+
+    public let pool: DatabasePool
+    let metrics: StoreMetrics
+
+    /// Opens (creating if needed) and migrates the database.
+    public init(_ configuration: Configuration, metrics: StoreMetrics = .none) throws {
+        var config = GRDB.Configuration()
+        config.foreignKeysEnabled = true
+        config.busyMode = .timeout(10)
+        config.maximumReaderCount = max(1, configuration.maximumReaders)
+        let synchronous = configuration.synchronous.rawValue
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        pool = try DatabasePool(path: configuration.path, configuration: config)
+        self.metrics = metrics
+        try SQLiteMigrations.migrator.migrate(pool)
+    }
+
+    /// Names of the migrations applied, in order.
+    public func appliedMigrations() throws -> [String] {
+        try pool.read { db in try SQLiteMigrations.migrator.appliedMigrations(db) }
+    }
+
+    func read<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        do {
+            let value = try await pool.read(body)
+            metrics.record(operation: operation, kind: "read", start: start, failed: false)
+            return value
+        } catch {
+            metrics.record(operation: operation, kind: "read", start: start, failed: !(error is StoreError))
+            throw error
+        }
+    }
+
+    func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        do {
+            let value = try await pool.write(body)
+            metrics.record(operation: operation, kind: "write", start: start, failed: false)
+            return value
+        } catch {
+            metrics.record(operation: operation, kind: "write", start: start, failed: !(error is StoreError))
+            throw error
+        }
+    }
+
+    static func audit(
+        _ db: Database, actor: String, action: String, resourceType: String, resourceId: String, at: Date,
+        detail: JSONValue = .emptyObject
+    ) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO audit_log (at, actor_id, action, resource_type, resource_id, detail)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [at, actor, action, resourceType, resourceId, detail.jsonText()])
+    }
+
+    /// Audit entries of one resource, oldest first (for tests and admin tools).
+    public func auditEntries(resourceType: String, resourceId: String) async throws -> [(actor: String, action: String)] {
+        try await read("audit_entries") { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT actor_id, action FROM audit_log WHERE resource_type = ? AND resource_id = ? ORDER BY id",
+                arguments: [resourceType, resourceId]
+            ).map { (actor: $0["actor_id"], action: $0["action"]) }
+        }
+    }
+}
+
+extension SQLiteStore: UserStore {
+    public func createUser(_ user: UserRecord) async throws {
+        try await write("create_user") { db in
+            do {
+                try db.execute(
+                    sql: """
+                        INSERT INTO users (id, email, password_hash, name, created_at, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [user.id, user.email, user.passwordHash, user.name, user.createdAt, user.updatedAt])
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+                throw StoreError.alreadyExists("a user with email \(user.email) already exists")
+            }
+            try Self.audit(db, actor: user.id, action: "register", resourceType: "user", resourceId: user.id, at: user.createdAt)
+        }
+    }
+
+    public func user(id: String) async throws -> UserRecord? {
+        try await read("get_user") { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE id = ?", arguments: [id]).map(Self.userRecord)
+        }
+    }
+
+    public func user(email: String) async throws -> UserRecord? {
+        try await read("get_user_by_email") { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE email = ?", arguments: [email]).map(Self.userRecord)
+        }
+    }
+
+    static func userRecord(_ row: Row) -> UserRecord {
+        UserRecord(
+            id: row["id"], email: row["email"], name: row["name"], passwordHash: row["password_hash"],
+            createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+}

@@ -1,0 +1,45 @@
+public import Foundation
+
+/// Accounts.
+public protocol UserStore: Sendable {
+    /// Throws `StoreError.alreadyExists` if the email (case-insensitive) is taken.
+    func createUser(_ user: UserRecord) async throws
+    func user(id: String) async throws -> UserRecord?
+    func user(email: String) async throws -> UserRecord?
+}
+
+/// Workflow definitions, their tasks, versions, collaborators and search.
+/// Every write is one transaction that also records a version snapshot, an
+/// audit entry and the search index row, so they never disagree.
+public protocol WorkflowStore: Sendable {
+    /// Stores a new workflow (version 1) with its tasks.
+    func createWorkflow(_ workflow: WorkflowRecord, actor: String) async throws -> WorkflowRecord
+    /// The workflow with its tasks; nil if missing or deleted (unless `includeDeleted`).
+    func workflow(id: String, includeDeleted: Bool) async throws -> WorkflowRecord?
+    /// Replaces name, description and tasks; version + 1. Throws
+    /// `StoreError.conflict` if `expectedVersion` is given and differs.
+    func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws -> WorkflowRecord
+    /// Soft delete: hidden from the API, executions and versions kept.
+    func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws
+    func listWorkflows(_ query: WorkflowQuery) async throws -> Page<WorkflowRecord>
+    /// Ranked full-text search over names, descriptions and task names.
+    func searchWorkflows(text: String, visibleTo userId: String, limit: Int, cursor: String?) async throws -> Page<SearchHit>
+    /// A live task and the id of its (live) workflow.
+    func task(id: String) async throws -> TaskRecord?
+    /// The user's role on the workflow, nil if none.
+    func role(userId: String, workflowId: String) async throws -> WorkflowRole?
+    func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
+    func execution(id: String) async throws -> ExecutionSummary?
+}
+
+/// The append-optimized store of execution logs and events (the design's
+/// "NoSQL" store), kept apart from the relational data.
+public protocol LogStore: Sendable {
+    /// Appends entries, assigning each the next sequence number of its execution.
+    @discardableResult
+    func append(_ entries: [LogRecord]) async throws -> [LogRecord]
+    func entries(_ query: LogQuery) async throws -> [LogRecord]
+    /// Deletes entries older than `date`; returns how many.
+    @discardableResult
+    func purge(olderThan date: Date) async throws -> Int
+}
