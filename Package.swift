@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        // SQLite (the system's libsqlite3) with migrations, a WAL pool and FTS5.
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // System libraries (Debian's -dev packages), wrapped by a shim header each.
@@ -34,6 +36,12 @@ let package = Package(
             name: "CZlib",
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
+        ),
+        // scrypt, HMAC-SHA256 and random bytes for accounts and tokens.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
         ),
         .target(
             name: "WeftProto",
@@ -69,8 +77,29 @@ let package = Package(
             swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(
+            name: "WeftStore",
+            dependencies: [
+                "WeftObservability",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WeftEngine",
+            dependencies: [
+                "WeftStore",
+                "WeftObservability",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WeftServer",
             dependencies: [
+                "COpenSSL",
+                "WeftEngine",
+                "WeftStore",
                 "WeftRPC",
                 "WeftProto",
                 "WeftObservability",
@@ -86,6 +115,7 @@ let package = Package(
             name: "weft",
             dependencies: [
                 "WeftServer",
+                "WeftStore",
                 "WeftObservability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -104,6 +134,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftStoreTests",
+            dependencies: ["WeftStore", "WeftEngine", "WeftServer", "WeftProto", "WeftRPC"],
             swiftSettings: swiftSettings
         ),
     ]

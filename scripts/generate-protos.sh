@@ -27,3 +27,4 @@ protoc --plugin=protoc-gen-swift="$plugin" \
   --swift_out="$out" --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores \
   $(find . -name '*.proto' | sed 's|^\./||' | sort)
 echo "generated: $(ls "$out"/*.pb.swift | wc -l) files"
+python3 "$root/scripts/generate-api-schemas.py"

@@ -355,6 +355,37 @@ public nonisolated struct Weft_V1_UpdateTaskRequest: @unchecked Sendable {
     set {_uniqueStorage()._etag = newValue}
   }
 
+  /// Output-only fields of Task, accepted and ignored so that a GET result
+  /// can be sent back as is (a different workflow_id is an error: tasks do
+  /// not move between workflows).
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var workflowID: String {
+    get {_storage._workflowID}
+    set {_uniqueStorage()._workflowID = newValue}
+  }
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updatedAt = newValue}
+  }
+  /// Returns true if `updatedAt` has been explicitly set.
+  public var hasUpdatedAt: Bool {_storage._updatedAt != nil}
+  /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedAt() {_uniqueStorage()._updatedAt = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -829,7 +860,7 @@ nonisolated extension Weft_V1_GetTaskRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Weft_V1_UpdateTaskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateTaskRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}key\0\u{1}name\0\u{1}description\0\u{1}action\0\u{1}config\0\u{3}depends_on\0\u{1}retry\0\u{1}timeout\0\u{1}etag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}key\0\u{1}name\0\u{1}description\0\u{1}action\0\u{1}config\0\u{3}depends_on\0\u{1}retry\0\u{1}timeout\0\u{1}etag\0\u{1}id\0\u{3}workflow_id\0\u{3}created_at\0\u{3}updated_at\0")
 
   fileprivate class _StorageClass {
     var _taskID: String = String()
@@ -842,6 +873,10 @@ nonisolated extension Weft_V1_UpdateTaskRequest: SwiftProtobuf.Message, SwiftPro
     var _retry: Weft_V1_RetryPolicy? = nil
     var _timeout: SwiftProtobuf.Google_Protobuf_Duration? = nil
     var _etag: String = String()
+    var _id: String = String()
+    var _workflowID: String = String()
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -862,6 +897,10 @@ nonisolated extension Weft_V1_UpdateTaskRequest: SwiftProtobuf.Message, SwiftPro
       _retry = source._retry
       _timeout = source._timeout
       _etag = source._etag
+      _id = source._id
+      _workflowID = source._workflowID
+      _createdAt = source._createdAt
+      _updatedAt = source._updatedAt
     }
   }
 
@@ -890,6 +929,10 @@ nonisolated extension Weft_V1_UpdateTaskRequest: SwiftProtobuf.Message, SwiftPro
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._retry) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._timeout) }()
         case 10: try { try decoder.decodeSingularStringField(value: &_storage._etag) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._workflowID) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._updatedAt) }()
         default: break
         }
       }
@@ -932,6 +975,18 @@ nonisolated extension Weft_V1_UpdateTaskRequest: SwiftProtobuf.Message, SwiftPro
       if !_storage._etag.isEmpty {
         try visitor.visitSingularStringField(value: _storage._etag, fieldNumber: 10)
       }
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 11)
+      }
+      if !_storage._workflowID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workflowID, fieldNumber: 12)
+      }
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._updatedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -951,6 +1006,10 @@ nonisolated extension Weft_V1_UpdateTaskRequest: SwiftProtobuf.Message, SwiftPro
         if _storage._retry != rhs_storage._retry {return false}
         if _storage._timeout != rhs_storage._timeout {return false}
         if _storage._etag != rhs_storage._etag {return false}
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._workflowID != rhs_storage._workflowID {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._updatedAt != rhs_storage._updatedAt {return false}
         return true
       }
       if !storagesAreEqual {return false}

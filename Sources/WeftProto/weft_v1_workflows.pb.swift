@@ -186,9 +186,40 @@ public nonisolated struct Weft_V1_UpdateWorkflowRequest: Sendable {
   /// etag. REST: also taken from `If-Match`.
   public var etag: String = String()
 
+  /// Output-only fields of Workflow, accepted and ignored so that a GET
+  /// result can be sent back as is (its etag then guards the update).
+  public var id: String = String()
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
+  public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updatedAt = newValue}
+  }
+  /// Returns true if `updatedAt` has been explicitly set.
+  public var hasUpdatedAt: Bool {self._updatedAt != nil}
+  /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedAt() {self._updatedAt = nil}
+
+  public var ownerID: String = String()
+
+  public var version: Int32 = 0
+
+  public var role: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Weft_V1_DeleteWorkflowRequest: Sendable {
@@ -529,7 +560,7 @@ nonisolated extension Weft_V1_GetWorkflowRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateWorkflowRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{1}etag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{1}etag\0\u{1}id\0\u{3}created_at\0\u{3}updated_at\0\u{3}owner_id\0\u{1}version\0\u{1}role\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -542,12 +573,22 @@ nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, Swif
       case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.etag) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.ownerID) }()
+      case 10: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.role) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.workflowID.isEmpty {
       try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
     }
@@ -563,6 +604,24 @@ nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, Swif
     if !self.etag.isEmpty {
       try visitor.visitSingularStringField(value: self.etag, fieldNumber: 5)
     }
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 6)
+    }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._updatedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.ownerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ownerID, fieldNumber: 9)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 10)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -572,6 +631,12 @@ nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, Swif
     if lhs.description_p != rhs.description_p {return false}
     if lhs.tasks != rhs.tasks {return false}
     if lhs.etag != rhs.etag {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs.ownerID != rhs.ownerID {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.role != rhs.role {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

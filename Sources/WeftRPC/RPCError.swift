@@ -6,13 +6,24 @@ public struct RPCError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var metadata: Metadata
     public var cause: (any Error)?
+    /// A more precise HTTP status than the code's own, for errors only HTTP
+    /// can tell apart (415 wrong content-type, 413 body too large). gRPC
+    /// callers still see `code`.
+    public var httpStatusOverride: Int?
 
-    public init(code: Code, message: String, metadata: Metadata = Metadata(), cause: (any Error)? = nil) {
+    public init(
+        code: Code, message: String, metadata: Metadata = Metadata(), cause: (any Error)? = nil,
+        httpStatus: Int? = nil
+    ) {
         self.code = code
         self.message = message
         self.metadata = metadata
         self.cause = cause
+        self.httpStatusOverride = httpStatus
     }
+
+    /// The HTTP status of this error on the REST bridge.
+    public var httpStatus: Int { httpStatusOverride ?? code.httpStatus }
 
     public var description: String { "\(code): \(message)" }
 

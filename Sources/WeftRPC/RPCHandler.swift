@@ -6,6 +6,27 @@ public import SwiftProtobuf
 public struct RPCHandler: Sendable {
     public let descriptor: RPCMethodDescriptor
     let body: Body
+    /// The REST routes of this method (the JSON bridge), declared with it.
+    public let restRoutes: [RESTRoute]
+    /// Runs the method for a REST request; nil when it has no routes.
+    let restInvoker: RESTInvoker?
+    /// Fully qualified protobuf names of the request and response messages.
+    public let requestMessageName: String
+    public let responseMessageName: String
+
+    typealias RESTInvoker = @Sendable (HTTPRequest, RESTRoute, ServerContext) async throws -> HTTPResponse
+
+    init(
+        descriptor: RPCMethodDescriptor, body: Body, restRoutes: [RESTRoute] = [], restInvoker: RESTInvoker? = nil,
+        requestMessageName: String = "", responseMessageName: String = ""
+    ) {
+        self.descriptor = descriptor
+        self.body = body
+        self.restRoutes = restRoutes
+        self.restInvoker = restRoutes.isEmpty ? nil : restInvoker
+        self.requestMessageName = requestMessageName
+        self.responseMessageName = responseMessageName
+    }
 
     enum Body: Sendable {
         /// Runs inline on the connection's event loop: decode, handle, encode,
@@ -25,6 +46,7 @@ extension RPCHandler {
         method: String,
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
+        rest: [RESTRoute] = [],
         _ handler: @escaping @Sendable (Request, ServerContext) throws -> Response
     ) -> RPCHandler {
         RPCHandler(
@@ -32,7 +54,13 @@ extension RPCHandler {
             body: .inline { bytes, context in
                 let request: Request = try ProtobufCoding.decode(bytes)
                 return try ProtobufCoding.encode(try handler(request, context))
-            })
+            },
+            restRoutes: rest,
+            restInvoker: { http, route, context in
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                return try RESTBridge.respond(try handler(request, context), route: route, context: context)
+            },
+            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
 
     public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
@@ -40,6 +68,7 @@ extension RPCHandler {
         method: String,
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
+        rest: [RESTRoute] = [],
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCHandler {
         RPCHandler(
@@ -48,7 +77,13 @@ extension RPCHandler {
                 let request: Request = try await requests.single()
                 let response = try await handler(request, context)
                 try await writer.write(framed: try ProtobufCoding.encode(response))
-            })
+            },
+            restRoutes: rest,
+            restInvoker: { http, route, context in
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                return try RESTBridge.respond(try await handler(request, context), route: route, context: context)
+            },
+            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
 
     public static func serverStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
@@ -56,6 +91,7 @@ extension RPCHandler {
         method: String,
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
+        rest: [RESTRoute] = [],
         _ handler: @escaping @Sendable (Request, ResponseStream<Response>, ServerContext) async throws -> Void
     ) -> RPCHandler {
         RPCHandler(
@@ -63,7 +99,20 @@ extension RPCHandler {
             body: .task { requests, writer, context in
                 let request: Request = try await requests.single()
                 try await handler(request, ResponseStream(writer: writer), context)
-            })
+            },
+            restRoutes: rest,
+            restInvoker: { http, route, context in
+                // REST gets the stream as NDJSON (one JSON message per line),
+                // sent when the stream ends.
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                let collector = NDJSONCollector<Response>()
+                try await handler(request, ResponseStream(writer: RPCResponseWriter(sink: collector)), context)
+                return HTTPResponse(
+                    status: route.successStatus,
+                    headers: [("content-type", "application/x-ndjson")] + RESTBridge.headers(from: context),
+                    body: collector.body)
+            },
+            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
 
     public static func clientStreaming<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(

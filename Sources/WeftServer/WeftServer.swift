@@ -5,6 +5,7 @@ import ServiceLifecycle
 public import WeftObservability
 import WeftProto
 import WeftRPC
+import WeftStore
 
 /// Wires the services, routes and observability into one `RPCServer` and runs
 /// it under a `ServiceGroup` that drains on SIGTERM/SIGINT.
@@ -22,16 +23,39 @@ public struct WeftServer: Sendable {
 
     public func run() async throws {
         try Self.prepareDataDirectory(config.dataDirectory)
+        let store = try openStore()
+        let logStore = try SQLiteLogStore(
+            path: (config.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
+            metrics: StoreMetrics(metrics: metrics, store: "logs"))
+        let deps = APIDependencies(
+            users: store, workflows: store, logs: logStore,
+            auth: Authenticator(
+                signer: TokenSigner(
+                    key: try Authenticator.loadKey(dataDirectory: config.dataDirectory, secret: config.authSecret),
+                    lifetime: TimeInterval(config.tokenLifetime.components.seconds)),
+                metrics: metrics),
+            passwords: PasswordHasher(logN: config.scryptLogN), metrics: metrics)
+
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()
+        var http = HTTPRouter()
         router.register(HealthService(store: health), metrics: rpcMetrics)
         if config.enableTestServices {
             router.register(EchoTestService(), metrics: rpcMetrics)
         }
+        let defaults = JSONDefaults(schemas: APISchemas.components())
+        for service in Self.apiServices(deps) {
+            router.register(service, metrics: rpcMetrics)
+            http.register(service, shape: defaults.fill)
+        }
         health.set("", .serving)
         for service in router.serviceNames { health.set(service, .serving) }
+        let openAPI = OpenAPIDocument.build(operations: http.restOperations)
+        http.add("GET", "/openapi.json") { _ in
+            HTTPResponse(status: 200, headers: [("content-type", "application/json")], body: openAPI)
+        }
+        let retention = LogRetention(store: logStore, keep: config.logRetention, metrics: metrics, logger: logger)
 
-        var http = HTTPRouter()
         let health = self.health
         let metrics = self.metrics
         http.add("GET", "/healthz") { _ in
@@ -61,10 +85,28 @@ public struct WeftServer: Sendable {
             })
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)],
+                services: [.init(service: server), .init(service: retention)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+
+    /// Every weft.v1 service, in the order clients see them.
+    static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
+        [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps)] + PlannedAPIs(deps: deps).services
+    }
+
+    func openStore() throws -> SQLiteStore {
+        let path = (config.dataDirectory as NSString).appendingPathComponent("weft.sqlite")
+        do {
+            let store = try SQLiteStore(
+                .init(path: path, synchronous: config.storeSync), metrics: StoreMetrics(metrics: metrics, store: "main"))
+            let migrations = try store.appliedMigrations()
+            logger.info("store \(path): migrations \(migrations.joined(separator: ", "))")
+            return store
+        } catch {
+            throw WeftStartupError("cannot open the store at \(path): \(error)")
+        }
     }
 
     static func statusName(_ status: HealthStatusStore.Status) -> String {

@@ -1,4 +1,5 @@
 public import WeftRPC
+public import WeftStore
 
 /// Everything `weft serve` can be told.
 public struct WeftServerConfig: Sendable {
@@ -7,6 +8,17 @@ public struct WeftServerConfig: Sendable {
     public var dataDirectory = "./weft-data"
     /// Registers `weft.testing.v1.EchoService` (tests and benchmarks only).
     public var enableTestServices = false
+    /// SQLite `synchronous` of the main database: FULL fsyncs every commit.
+    public var storeSync: SQLiteStore.Configuration.Synchronous = .full
+    /// How long execution log entries are kept.
+    public var logRetention: Duration = .seconds(30 * 86_400)
+    /// Token signing secret (at least 32 bytes); nil keeps a random key in
+    /// the data directory.
+    public var authSecret: String?
+    /// How long a login token is valid.
+    public var tokenLifetime: Duration = .seconds(86_400)
+    /// scrypt cost as log2(N) for password hashes.
+    public var scryptLogN = 15
 
     public init() {}
 }

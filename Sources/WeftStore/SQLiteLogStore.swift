@@ -11,7 +11,7 @@ public final class SQLiteLogStore: LogStore, Sendable {
     public init(path: String, synchronous: SQLiteStore.Configuration.Synchronous = .normal, metrics: StoreMetrics = .none) throws {
         var config = GRDB.Configuration()
         config.busyMode = .timeout(10)
-        let synchronous = synchronous.rawValue
+        let synchronous = synchronous.rawValue.uppercased()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }

@@ -105,8 +105,8 @@ extension SQLiteStore: WorkflowStore {
 
     public func listWorkflows(_ query: WorkflowQuery) async throws -> Page<WorkflowRecord> {
         try await read("list_workflows") { db in
-            var sql = "SELECT * FROM workflows w WHERE w.deleted_at IS NULL"
-            var arguments: StatementArguments = []
+            var sql = "SELECT w.*, \(Self.callerRoleColumn) FROM workflows w WHERE w.deleted_at IS NULL"
+            var arguments: StatementArguments = [query.visibleTo, query.visibleTo]
             sql += Self.visibilityClause
             arguments += [query.visibleTo, query.visibleTo]
             if let cursor = query.cursor {
@@ -161,12 +161,13 @@ extension SQLiteStore: WorkflowStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT w.*, -s.rank AS score, snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
+                    SELECT w.*, \(Self.callerRoleColumn), -s.rank AS score,
+                        snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
                     FROM workflow_search s JOIN workflows w ON w.id = s.workflow_id
                     WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
                     ORDER BY s.rank, w.id DESC LIMIT ? OFFSET ?
                     """,
-                arguments: [match, userId, userId, limit + 1, offset])
+                arguments: [userId, userId, match, userId, userId, limit + 1, offset])
             var hits = rows.map { row in
                 SearchHit(workflow: Self.workflowRecord(row), score: row["score"], snippet: row["snippet"] ?? "")
             }
@@ -255,11 +256,21 @@ extension SQLiteStore: WorkflowStore {
          AND (w.user_id = ? OR EXISTS (SELECT 1 FROM workflow_collaborators c WHERE c.workflow_id = w.id AND c.user_id = ?))
         """
 
+    /// The role of the user given by two arguments (expects `w`).
+    static let callerRoleColumn = """
+        CASE WHEN w.user_id = ? THEN 'owner' ELSE
+            (SELECT c.role FROM workflow_collaborators c WHERE c.workflow_id = w.id AND c.user_id = ?) END AS caller_role
+        """
+
     static func workflowRecord(_ row: Row) -> WorkflowRecord {
-        WorkflowRecord(
+        var record = WorkflowRecord(
             id: row["id"], ownerId: row["user_id"], name: row["name"], description: row["description"],
             version: row["version"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             deletedAt: row["deleted_at"], tasks: [])
+        if row.hasColumn("caller_role") {
+            record.callerRole = (row["caller_role"] as String?).flatMap(WorkflowRole.init(rawValue:))
+        }
+        return record
     }
 
     static func taskRecord(_ row: Row) -> TaskRecord {

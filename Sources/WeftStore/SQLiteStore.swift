@@ -9,9 +9,9 @@ public final class SQLiteStore: Sendable {
     public struct Configuration: Sendable {
         public enum Synchronous: String, Sendable, CaseIterable {
             /// fsync the WAL on every commit: a commit survives power loss.
-            case full = "FULL"
+            case full
             /// fsync only at checkpoints: survives a process crash, not power loss.
-            case normal = "NORMAL"
+            case normal
         }
 
         public var path: String
@@ -34,7 +34,7 @@ public final class SQLiteStore: Sendable {
         config.foreignKeysEnabled = true
         config.busyMode = .timeout(10)
         config.maximumReaderCount = max(1, configuration.maximumReaders)
-        let synchronous = configuration.synchronous.rawValue
+        let synchronous = configuration.synchronous.rawValue.uppercased()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }

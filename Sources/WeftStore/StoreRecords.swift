@@ -91,6 +91,8 @@ public struct WorkflowRecord: Sendable, Hashable {
     public var deletedAt: Date?
     /// In definition order.
     public var tasks: [TaskRecord]
+    /// The role of the user a listing or search was made for (not stored).
+    public var callerRole: WorkflowRole?
 
     public init(
         id: String, ownerId: String, name: String, description: String, version: Int, createdAt: Date,
@@ -254,4 +256,12 @@ public struct ExecutionSummary: Sendable, Hashable {
     public var executionId: String
     public var workflowId: String
     public var status: String
+}
+
+extension Date {
+    /// Now, truncated to the millisecond: the precision the store keeps, so
+    /// a timestamp reads back exactly as it was first returned.
+    public static var nowMillis: Date {
+        Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+    }
 }

@@ -4,6 +4,7 @@ import Logging
 import WeftObservability
 import WeftRPC
 import WeftServer
+import WeftStore
 
 // The entry point is an @main type, not main.swift: top-level variables in
 // main.swift are main-actor isolated, and nghttp2 callbacks run on event-loop
@@ -62,6 +63,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: WEFT_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
+    @Option(help: "SQLite synchronous mode of the main database: full (fsync per commit) or normal. [env: WEFT_STORE_SYNC] (default: full)")
+    var storeSync: String?
+
+    @Option(help: "Days execution log entries are kept. [env: WEFT_LOG_RETENTION_DAYS] (default: 30)")
+    var logRetentionDays: Int?
+
+    @Option(help: "Seconds a login token is valid. [env: WEFT_TOKEN_TTL] (default: 86400)")
+    var tokenTtl: Int?
+
+    @Option(help: "scrypt cost of password hashes as log2(N), 10 to 20. [env: WEFT_SCRYPT_LOG_N] (default: 15)")
+    var scryptLogN: Int?
+
     @Flag(help: "Register weft.testing.v1.EchoService, for tests and benchmarks only. [env: WEFT_ENABLE_TEST_SERVICES=1]")
     var enableTestServices = false
 
@@ -90,6 +103,13 @@ struct Serve: AsyncParsableCommand {
         config.rpc.eventLoopThreads = try env.int(
             eventLoopThreads, "WEFT_EVENT_LOOP_THREADS", default: 0, range: 0...256)
         config.enableTestServices = enableTestServices || env.flag("WEFT_ENABLE_TEST_SERVICES")
+        config.storeSync = try env.choice(storeSync, "WEFT_STORE_SYNC", default: SQLiteStore.Configuration.Synchronous.full)
+        config.logRetention = .seconds(
+            86_400 * (try env.int(logRetentionDays, "WEFT_LOG_RETENTION_DAYS", default: 30, range: 1...36_500)))
+        config.tokenLifetime = .seconds(try env.int(tokenTtl, "WEFT_TOKEN_TTL", default: 86_400, range: 60...31_536_000))
+        config.scryptLogN = try env.int(scryptLogN, "WEFT_SCRYPT_LOG_N", default: 15, range: 10...20)
+        // A secret only from the environment: flags show up in `ps`.
+        config.authSecret = env.values["WEFT_AUTH_SECRET"]
 
         let metrics = WeftMetrics()
         metrics.bootstrapSwiftMetrics()

@@ -43,14 +43,14 @@ public struct HTTPResponse: Sendable {
     }
 
     public static func json(_ status: Int, _ object: Any) -> HTTPResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return HTTPResponse(status: status, headers: [("content-type", "application/json")], body: Array(data))
     }
 
     /// The JSON error body of the REST bridge: google.rpc.Status-shaped
     /// (`code` is the numeric gRPC code), with the HTTP status of that code.
     public static func error(_ error: RPCError) -> HTTPResponse {
-        json(error.code.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
+        json(error.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
     }
 
     public static func error(status: Int, code: RPCError.Code, message: String) -> HTTPResponse {
@@ -77,8 +77,13 @@ public struct HTTPRouter: Sendable {
     }
 
     private var routes: [Route] = []
+    /// REST routes registered from RPC services, in registration order.
+    public internal(set) var restOperations: [RESTOperation] = []
 
     public init() {}
+
+    /// Every route as "METHOD template" (for tests and the OpenAPI check).
+    public var routeList: [String] { routes.map { "\($0.method) \($0.template)" } }
 
     public mutating func add(_ method: String, _ template: String, _ handler: @escaping Handler) {
         let segments = Self.split(template).map { part -> Segment in
@@ -108,7 +113,12 @@ public struct HTTPRouter: Sendable {
     public func match(method: String, path: String) -> Match {
         let parts = Self.split(path)
         var allowed: [String] = []
+        // The most literal template that matches the path owns it: other
+        // methods on it are 405, never a fall-through to a `{param}` route
+        // (`PUT /workflows/search` is not a PUT of workflow "search").
+        var owner: [Segment]?
         for route in routes where route.segments.count == parts.count {
+            if let owner, owner != route.segments { continue }
             var parameters: [String: String] = [:]
             var ok = true
             for (segment, part) in zip(route.segments, parts) {
@@ -119,6 +129,7 @@ public struct HTTPRouter: Sendable {
                 if !ok { break }
             }
             guard ok else { continue }
+            owner = route.segments
             if route.method == method || (method == "HEAD" && route.method == "GET") {
                 return .found(route: route.template, handler: route.handler, parameters: parameters)
             }
@@ -167,5 +178,54 @@ public struct HTTPRouter: Sendable {
 
     private static func split(_ path: String) -> [String] {
         path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+    }
+}
+
+extension HTTPRouter {
+    /// Adds the REST routes of every method of `service`: each runs the same
+    /// handler as its gRPC method, with JSON mapped to and from its messages.
+    ///
+    /// `shape` may rewrite each JSON response message (given its protobuf
+    /// name), e.g. to print fields that hold their default value.
+    public mutating func register(
+        _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil
+    ) {
+        for handler in service.handlers {
+            guard let invoke = handler.restInvoker else { continue }
+            let descriptor = handler.descriptor
+            let messageName = handler.responseMessageName
+            for route in handler.restRoutes {
+                add(route.method, route.template) { request in
+                    let context = RESTBridge.context(for: request, descriptor: descriptor)
+                    var response = try await invoke(request, route, context)
+                    if let shape, !response.body.isEmpty {
+                        if descriptor.kind == .serverStreaming {
+                            response.body = Array(
+                                response.body.split(separator: UInt8(ascii: "\n")).map { shape(messageName, Array($0)) }
+                                    .joined(separator: [UInt8(ascii: "\n")])) + [UInt8(ascii: "\n")]
+                        } else {
+                            response.body = shape(messageName, response.body)
+                        }
+                    }
+                    return response
+                }
+                restOperations.append(RESTOperation(route: route, handler: handler))
+            }
+        }
+    }
+}
+
+/// A REST route and the RPC method behind it (for the OpenAPI document).
+public struct RESTOperation: Sendable {
+    public let route: RESTRoute
+    public let descriptor: RPCMethodDescriptor
+    public let requestMessageName: String
+    public let responseMessageName: String
+
+    init(route: RESTRoute, handler: RPCHandler) {
+        self.route = route
+        self.descriptor = handler.descriptor
+        self.requestMessageName = handler.requestMessageName
+        self.responseMessageName = handler.responseMessageName
     }
 }

@@ -1,0 +1,190 @@
+public import WeftStore
+
+/// Checks and completes a workflow definition before it is stored: every
+/// write (create, replace, task-by-task edits) goes through `validate`.
+public enum WorkflowDefinition {
+    public static let maxTasks = 500
+    public static let maxNameLength = 200
+    public static let maxDescriptionLength = 10_000
+    public static let maxTimeoutMs: Int64 = 7 * 24 * 3_600_000
+
+    /// Validates name, description and tasks; fills in missing task keys (a
+    /// slug of the name). Returns the tasks to store, in order.
+    public static func validate(name: String, description: String, tasks: [TaskRecord]) throws(DefinitionError)
+        -> [TaskRecord]
+    {
+        if name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw DefinitionError("workflow name must not be empty")
+        }
+        if name.count > maxNameLength {
+            throw DefinitionError("workflow name is longer than \(maxNameLength) characters")
+        }
+        if description.count > maxDescriptionLength {
+            throw DefinitionError("workflow description is longer than \(maxDescriptionLength) characters")
+        }
+        if tasks.count > maxTasks {
+            throw DefinitionError("a workflow has at most \(maxTasks) tasks (got \(tasks.count))")
+        }
+        var tasks = tasks
+        // Keys first: dependencies and branches refer to them.
+        var firstByKey: [String: Int] = [:]
+        var ids: [String: Int] = [:]
+        for index in tasks.indices {
+            if tasks[index].name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                throw DefinitionError("task #\(index + 1): name must not be empty", taskKey: tasks[index].key.isEmpty ? nil : tasks[index].key)
+            }
+            if tasks[index].name.count > maxNameLength {
+                throw DefinitionError("task #\(index + 1) \"\(tasks[index].name)\": name is longer than \(maxNameLength) characters")
+            }
+            if tasks[index].key.isEmpty {
+                tasks[index].key = slug(tasks[index].name, position: index)
+            } else if !isKey(tasks[index].key) {
+                throw DefinitionError(
+                    "task #\(index + 1) \"\(tasks[index].name)\": key \"\(tasks[index].key)\" must start with a letter and hold only letters, digits, '_' or '-' (at most 64)",
+                    taskKey: tasks[index].key)
+            }
+            let key = tasks[index].key
+            if let first = firstByKey[key] {
+                throw DefinitionError(
+                    "task #\(index + 1) \"\(tasks[index].name)\": key \"\(key)\" is already used by task #\(first + 1); task keys must be unique (set `key` to tell them apart)",
+                    taskKey: key)
+            }
+            firstByKey[key] = index
+            if !tasks[index].id.isEmpty {
+                if let first = ids[tasks[index].id] {
+                    throw DefinitionError(
+                        "task #\(index + 1) \"\(tasks[index].name)\": id \(tasks[index].id) is already used by task #\(first + 1)",
+                        taskKey: key)
+                }
+                ids[tasks[index].id] = index
+            }
+        }
+        let keys = Set(firstByKey.keys)
+        for (index, task) in tasks.enumerated() {
+            let label = "task \"\(task.key)\" (#\(index + 1))"
+            var seen: Set<String> = []
+            for dependency in task.dependsOn {
+                if dependency == task.key {
+                    throw DefinitionError("\(label): depends on itself", taskKey: task.key)
+                }
+                if !keys.contains(dependency) {
+                    throw DefinitionError(
+                        "\(label): dependsOn names \"\(dependency)\", which is not a task of this workflow", taskKey: task.key)
+                }
+                if !seen.insert(dependency).inserted {
+                    throw DefinitionError("\(label): dependsOn names \"\(dependency)\" twice", taskKey: task.key)
+                }
+            }
+            do {
+                try TaskTypes.validate(action: task.action, config: task.config, keys: keys)
+            } catch {
+                throw DefinitionError("\(label): \(error.message)", taskKey: task.key)
+            }
+            if task.action == "condition" {
+                for branch in ["then", "else"] {
+                    for target in task.config[branch]?.arrayValue?.compactMap(\.stringValue) ?? [] {
+                        let targetTask = tasks[firstByKey[target]!]
+                        if !targetTask.dependsOn.contains(task.key) {
+                            throw DefinitionError(
+                                "\(label): branch task \"\(target)\" must list \"\(task.key)\" in its dependsOn", taskKey: task.key)
+                        }
+                    }
+                }
+            }
+            if let timeout = task.timeoutMs, timeout <= 0 || timeout > maxTimeoutMs {
+                throw DefinitionError("\(label): timeout must be more than 0 and at most 7 days", taskKey: task.key)
+            }
+            if let retry = task.retry {
+                try validateRetry(retry, label: label, key: task.key)
+            }
+        }
+        if let cycle = findCycle(tasks) {
+            throw DefinitionError(
+                "task \"\(cycle[0])\": the dependencies form a cycle (\(cycle.joined(separator: " -> "))); a workflow must be acyclic",
+                taskKey: cycle[0])
+        }
+        return tasks
+    }
+
+    static let retryableErrorKinds: Set<String> = ["timeout", "http_5xx", "http_4xx", "connection", "any"]
+
+    static func validateRetry(_ retry: RetryPolicyRecord, label: String, key: String) throws(DefinitionError) {
+        if retry.maxAttempts < 1 || retry.maxAttempts > 100 {
+            throw DefinitionError("\(label): retry.maxAttempts must be from 1 to 100", taskKey: key)
+        }
+        if retry.initialBackoffMs < 0 || retry.maxBackoffMs < 0 {
+            throw DefinitionError("\(label): retry backoffs must not be negative", taskKey: key)
+        }
+        if retry.maxBackoffMs > 0, retry.maxBackoffMs < retry.initialBackoffMs {
+            throw DefinitionError("\(label): retry.maxBackoff must not be less than retry.initialBackoff", taskKey: key)
+        }
+        if retry.backoffMultiplier != 0, !(retry.backoffMultiplier >= 1 && retry.backoffMultiplier <= 100) {
+            throw DefinitionError("\(label): retry.backoffMultiplier must be from 1 to 100", taskKey: key)
+        }
+        if !(retry.jitter >= 0 && retry.jitter <= 1) {
+            throw DefinitionError("\(label): retry.jitter must be from 0 to 1", taskKey: key)
+        }
+        for kind in retry.retryableErrors where !retryableErrorKinds.contains(kind) {
+            throw DefinitionError(
+                "\(label): retry.retryableErrors has unknown kind \"\(kind)\"; known: \(retryableErrorKinds.sorted().joined(separator: ", "))",
+                taskKey: key)
+        }
+    }
+
+    /// A cycle as a path of keys (first == last), or nil if the graph is a DAG.
+    static func findCycle(_ tasks: [TaskRecord]) -> [String]? {
+        let byKey = Dictionary(uniqueKeysWithValues: tasks.map { ($0.key, $0) })
+        enum Mark { case visiting, done }
+        var marks: [String: Mark] = [:]
+        var stack: [String] = []
+        func visit(_ key: String) -> [String]? {
+            switch marks[key] {
+            case .done: return nil
+            case .visiting:
+                let start = stack.firstIndex(of: key)!
+                return Array(stack[start...]) + [key]
+            case nil: break
+            }
+            marks[key] = .visiting
+            stack.append(key)
+            for dependency in byKey[key]?.dependsOn ?? [] {
+                if let cycle = visit(dependency) { return cycle }
+            }
+            stack.removeLast()
+            marks[key] = .done
+            return nil
+        }
+        for task in tasks {
+            if let cycle = visit(task.key) { return cycle }
+        }
+        return nil
+    }
+
+    static func isKey(_ key: String) -> Bool {
+        guard let first = key.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic, key.utf8.count <= 64 else {
+            return false
+        }
+        return key.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-")
+        }
+    }
+
+    /// "Fetch the Order!" -> "fetch_the_order". Falls back to "task_N".
+    static func slug(_ name: String, position: Int) -> String {
+        var out = ""
+        var pendingSeparator = false
+        for scalar in name.lowercased().unicodeScalars {
+            if scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)) {
+                if pendingSeparator && !out.isEmpty { out.append("_") }
+                out.unicodeScalars.append(scalar)
+                pendingSeparator = false
+            } else {
+                pendingSeparator = true
+            }
+            if out.utf8.count >= 60 { break }
+        }
+        if out.isEmpty { return "task_\(position + 1)" }
+        if let first = out.unicodeScalars.first, !first.properties.isAlphabetic { out = "t_" + out }
+        return out
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+public import SwiftProtobuf
+
+/// Maps HTTP requests to request messages and response messages to JSON, by
+/// the proto3 JSON mapping (lowerCamelCase names; proto names accepted too).
+/// Every problem with the request is an INVALID_ARGUMENT (400) that says what
+/// is wrong; nothing here ever answers 500 for bad input.
+public enum RESTBridge {
+    static let decodingOptions: JSONDecodingOptions = {
+        var options = JSONDecodingOptions()
+        options.ignoreUnknownFields = false
+        options.messageDepthLimit = 64
+        return options
+    }()
+
+    /// Builds the request message from path parameters, query parameters and
+    /// (for routes with a body) the JSON body.
+    public static func decodeRequest<M: SwiftProtobuf.Message>(
+        _ type: M.Type, from request: HTTPRequest, route: RESTRoute
+    ) throws -> M {
+        var object: [String: Any] = [:]
+        if route.hasBody, request.body.readableBytes > 0 {
+            if let contentType = request.header("content-type"), !isJSON(contentType) {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "content-type must be application/json, got \(contentType)",
+                    httpStatus: 415)
+            }
+            let bytes = Data(request.body.readableBytesView)
+            let parsed: Any
+            do {
+                parsed = try JSONSerialization.jsonObject(with: bytes, options: [.fragmentsAllowed])
+            } catch {
+                throw RPCError(code: .invalidArgument, message: "request body is not valid JSON: \(jsonProblem(error))")
+            }
+            guard let dictionary = parsed as? [String: Any] else {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "request body must be a JSON object (a \(M.protoMessageName)), got \(jsonKind(parsed))")
+            }
+            object = dictionary
+        }
+        if !route.hasBody, request.body.readableBytes > 0, route.method != "DELETE" {
+            throw RPCError(code: .invalidArgument, message: "\(route.method) \(route.template) takes no request body")
+        }
+        for (name, values) in queryParameters(request.query) {
+            if object[name] != nil {
+                throw RPCError(code: .invalidArgument, message: "field \(name) is given both in the query and in the body")
+            }
+            let typed = values.map(queryValue)
+            object[name] = typed.count == 1 ? typed[0] : typed
+        }
+        for name in route.pathParameters {
+            guard let value = request.pathParameters[name] else { continue }
+            if let given = object[name] {
+                guard let text = given as? String, text == value else {
+                    throw RPCError(
+                        code: .invalidArgument,
+                        message: "\(name) in the request (\(given)) differs from the one in the path (\(value))")
+                }
+            }
+            object[name] = value
+        }
+        if let field = route.ifMatchField, object[field] == nil, let ifMatch = request.header("if-match") {
+            object[field] = unquoteETag(ifMatch)
+        }
+        let json: Data
+        do {
+            json = try JSONSerialization.data(withJSONObject: object)
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "request cannot be mapped to \(M.protoMessageName)")
+        }
+        do {
+            return try M(jsonUTF8Bytes: json, options: decodingOptions)
+        } catch let error as JSONDecodingError {
+            throw RPCError(
+                code: .invalidArgument, message: "invalid \(M.protoMessageName): \(explain(error, object: object))")
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "invalid \(M.protoMessageName): \(error)")
+        }
+    }
+
+    /// The proto3 JSON of a response message.
+    public static func encodeResponse<M: SwiftProtobuf.Message>(_ message: M) throws -> [UInt8] {
+        do {
+            return try message.jsonUTF8Bytes()
+        } catch {
+            throw RPCError(code: .internal, message: "cannot encode response", cause: error)
+        }
+    }
+
+    /// HTTP headers that become request metadata for the handler (the same
+    /// names a gRPC client would send, e.g. `authorization`).
+    static let skippedHeaders: Set<String> = [
+        "host", "content-length", "content-type", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+        "accept-encoding", "user-agent", "accept",
+    ]
+
+    public static func context(for request: HTTPRequest, descriptor: RPCMethodDescriptor) -> ServerContext {
+        var metadata = Metadata()
+        for (name, value) in request.headers where !skippedHeaders.contains(name) && !name.hasPrefix(":") {
+            metadata.add(name, value)
+        }
+        return ServerContext(
+            descriptor: descriptor, requestMetadata: metadata, deadline: nil, peer: "rest",
+            requestEncoding: "identity", responseEncoding: "identity")
+    }
+
+    /// Response metadata the handler set (e.g. `etag`) as HTTP headers.
+    static func headers(from context: ServerContext) -> [(name: String, value: String)] {
+        context.takeResponseHeaders().compactMap { entry in
+            if case .string(let value) = entry.value { return (entry.key, value) }
+            return nil
+        }
+    }
+
+    static func isJSON(_ contentType: String) -> Bool {
+        let media = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        return media == "application/json" || media.hasSuffix("+json")
+    }
+
+    static func unquoteETag(_ value: String) -> String {
+        var tag = value.trimmingCharacters(in: .whitespaces)
+        if tag.hasPrefix("W/") { tag.removeFirst(2) }
+        if tag.count >= 2, tag.hasPrefix("\""), tag.hasSuffix("\"") { tag = String(tag.dropFirst().dropLast()) }
+        return tag
+    }
+
+    /// `a=1&b=x&b=y` as name -> values, percent- and plus-decoded.
+    static func queryParameters(_ query: String?) -> [(String, [String])] {
+        guard let query, !query.isEmpty else { return [] }
+        var order: [String] = []
+        var values: [String: [String]] = [:]
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let decode: (Substring) -> String = {
+                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
+            }
+            let name = decode(parts[0])
+            let value = parts.count > 1 ? decode(parts[1]) : ""
+            if values[name] == nil { order.append(name) }
+            values[name, default: []].append(value)
+        }
+        return order.map { ($0, values[$0]!) }
+    }
+
+    /// Query values are text; proto3 JSON takes numbers and enums as strings,
+    /// but booleans only as JSON booleans.
+    static func queryValue(_ text: String) -> Any {
+        switch text {
+        case "true": return true
+        case "false": return false
+        default: return text
+        }
+    }
+
+    static func jsonKind(_ value: Any) -> String {
+        switch value {
+        case is [Any]: return "an array"
+        case is String: return "a string"
+        case is NSNull: return "null"
+        case is NSNumber: return "a number or boolean"
+        default: return "a \(type(of: value))"
+        }
+    }
+
+    static func jsonProblem(_ error: any Error) -> String {
+        let nsError = error as NSError
+        if let detail = nsError.userInfo[NSDebugDescriptionErrorKey] as? String { return detail }
+        return "malformed JSON"
+    }
+
+    static func explain(_ error: JSONDecodingError, object: [String: Any]) -> String {
+        switch error {
+        case .unknownField(let name): return "unknown field \"\(name)\""
+        case .malformedString: return "a field that must be a string has another type"
+        case .malformedNumber: return "a field that must be a number has another type or is not a valid number"
+        case .numberRange: return "a number is out of range for its field"
+        case .malformedBool: return "a field that must be a boolean (true/false) has another type"
+        case .unrecognizedEnumValue: return "an enum field has a value that is not one of its names"
+        case .malformedTimestamp: return "a timestamp is not RFC 3339 (e.g. 2026-11-27T12:00:00Z)"
+        case .malformedDuration: return "a duration is not in seconds with an 's' suffix (e.g. \"1.5s\")"
+        case .illegalNull: return "null is not allowed for a field"
+        case .schemaMismatch: return "a field has the wrong JSON type (object, array or scalar)"
+        case .messageDepthLimit: return "the JSON nests too deeply"
+        case .invalidUTF8: return "invalid UTF-8"
+        default: return "\(error)"
+        }
+    }
+}
+
+extension RESTBridge {
+    /// The HTTP response of a unary method's result.
+    static func respond<M: SwiftProtobuf.Message>(_ message: M, route: RESTRoute, context: ServerContext) throws
+        -> HTTPResponse
+    {
+        let headers = headers(from: context)
+        if route.successStatus == 204 { return HTTPResponse(status: 204, headers: headers) }
+        return HTTPResponse(
+            status: route.successStatus, headers: [("content-type", "application/json")] + headers,
+            body: try encodeResponse(message))
+    }
+}
+
+/// Collects a server stream's messages as NDJSON (one proto3 JSON message
+/// per line) for the REST bridge.
+final class NDJSONCollector<M: SwiftProtobuf.Message>: RPCResponseSink, @unchecked Sendable {
+    // Written only by the one handler task that owns the call.
+    private(set) var body: [UInt8] = []
+
+    func write(_ message: GRPCFramedMessage) async throws {
+        // The typed stream hands over serialized protobuf; turn it back into
+        // the message to print it as JSON.
+        let decoded = try message.withUnsafeBytes { try M(serializedBytes: Array($0)) }
+        body.append(contentsOf: try RESTBridge.encodeResponse(decoded))
+        body.append(UInt8(ascii: "\n"))
+    }
+}

@@ -1,0 +1,35 @@
+public import WeftEngine
+public import WeftRPC
+public import WeftStore
+
+extension StoreError: RPCErrorConvertible {
+    public var rpcError: RPCError {
+        switch self {
+        case .notFound(let message): return RPCError(code: .notFound, message: message)
+        case .alreadyExists(let message): return RPCError(code: .alreadyExists, message: message)
+        // AIP-154: a stale etag is ABORTED (HTTP 409).
+        case .conflict(let message): return RPCError(code: .aborted, message: message)
+        case .invalid(let message): return RPCError(code: .invalidArgument, message: message)
+        }
+    }
+}
+
+extension DefinitionError: RPCErrorConvertible {
+    public var rpcError: RPCError { RPCError(code: .invalidArgument, message: message) }
+}
+
+enum APIError {
+    static func required(_ field: String) -> RPCError {
+        RPCError(code: .invalidArgument, message: "\(field) is required")
+    }
+
+    static func workflowNotFound(_ id: String) -> RPCError {
+        RPCError(code: .notFound, message: "workflow \(id) not found")
+    }
+
+    /// For methods whose step has not landed yet: the API is defined so
+    /// clients can be generated once; the behaviour comes later.
+    static func notYet(_ method: String, step: String) -> RPCError {
+        RPCError(code: .unimplemented, message: "\(method) is not implemented yet (\(step))")
+    }
+}

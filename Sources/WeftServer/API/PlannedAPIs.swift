@@ -1,0 +1,121 @@
+import SwiftProtobuf
+import WeftProto
+import WeftRPC
+
+/// The services whose behaviour arrives in later steps. Their methods, messages
+/// and REST routes are final (clients can be generated once); calls are
+/// authenticated and then answer UNIMPLEMENTED (HTTP 501) naming the step.
+struct PlannedAPIs {
+    let deps: APIDependencies
+
+    private func planned<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ service: String, _ method: String, _ request: Request.Type, _ response: Response.Type, step: String,
+        rest: [RESTRoute]
+    ) -> RPCHandler {
+        .unary(service: service, method: method, rest: rest) { (_: Request, context) -> Response in
+            _ = try deps.auth.authenticate(context)
+            throw APIError.notYet("\(service)/\(method)", step: step)
+        }
+    }
+
+    private func plannedStream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ service: String, _ method: String, _ request: Request.Type, _ response: Response.Type, step: String,
+        rest: [RESTRoute]
+    ) -> RPCHandler {
+        .serverStreaming(service: service, method: method, rest: rest) { (_: Request, _: ResponseStream<Response>, context) in
+            _ = try deps.auth.authenticate(context)
+            throw APIError.notYet("\(service)/\(method)", step: step)
+        }
+    }
+
+    var services: [any RPCService] {
+        let engine = "the workflow engine, Step 3"
+        let later = "a later step"
+        let e = "weft.v1.ExecutionService"
+        let l = "weft.v1.LogService"
+        let v = "weft.v1.VersionService"
+        let s = "weft.v1.ScheduleService"
+        let c = "weft.v1.CollaboratorService"
+        let n = "weft.v1.SubscriptionService"
+        let i = "weft.v1.IntegrationService"
+        let a = "weft.v1.AnalyticsService"
+        let execution = "/workflows/{workflowId}/executions/{executionId}"
+        return [
+            StaticService(handlers: [
+                planned(e, "ExecuteWorkflow", Weft_V1_ExecuteWorkflowRequest.self, Weft_V1_ExecuteWorkflowResponse.self,
+                        step: engine, rest: [.post("/workflows/{workflowId}/execute", status: 202)]),
+                planned(e, "GetExecution", Weft_V1_GetExecutionRequest.self, Weft_V1_Execution.self,
+                        step: engine, rest: [.get(execution)]),
+                planned(e, "ListExecutions", Weft_V1_ListExecutionsRequest.self, Weft_V1_ListExecutionsResponse.self,
+                        step: engine, rest: [.get("/workflows/{workflowId}/executions")]),
+                planned(e, "CancelExecution", Weft_V1_CancelExecutionRequest.self, Weft_V1_Execution.self,
+                        step: engine, rest: [.post(execution + "/cancel")]),
+                plannedStream(e, "WatchExecution", Weft_V1_WatchExecutionRequest.self, Weft_V1_ExecutionEvent.self,
+                              step: engine, rest: [.get(execution + "/watch")]),
+            ]),
+            StaticService(handlers: [
+                planned(l, "GetExecutionLogs", Weft_V1_GetExecutionLogsRequest.self, Weft_V1_GetExecutionLogsResponse.self,
+                        step: engine, rest: [.get(execution + "/logs")]),
+                plannedStream(l, "TailLogs", Weft_V1_TailLogsRequest.self, Weft_V1_LogEntry.self,
+                              step: engine, rest: [.get(execution + "/logs/tail")]),
+            ]),
+            StaticService(handlers: [
+                planned(v, "CreateVersion", Weft_V1_CreateVersionRequest.self, Weft_V1_WorkflowVersion.self,
+                        step: later, rest: [.post("/workflows/{workflowId}/versions", status: 201)]),
+                planned(v, "ListVersions", Weft_V1_ListVersionsRequest.self, Weft_V1_ListVersionsResponse.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/versions")]),
+                planned(v, "GetVersion", Weft_V1_GetVersionRequest.self, Weft_V1_WorkflowVersion.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/versions/{versionId}")]),
+                planned(v, "RollbackVersion", Weft_V1_RollbackVersionRequest.self, Weft_V1_WorkflowVersion.self,
+                        step: later, rest: [.put("/workflows/{workflowId}/versions/{versionId}/rollback")]),
+            ]),
+            StaticService(handlers: [
+                planned(s, "CreateSchedule", Weft_V1_CreateScheduleRequest.self, Weft_V1_Schedule.self,
+                        step: later, rest: [.post("/workflows/{workflowId}/schedules", status: 201)]),
+                planned(s, "ListSchedules", Weft_V1_ListSchedulesRequest.self, Weft_V1_ListSchedulesResponse.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/schedules")]),
+                planned(s, "DeleteSchedule", Weft_V1_DeleteScheduleRequest.self, Weft_V1_DeleteScheduleResponse.self,
+                        step: later, rest: [.delete("/workflows/{workflowId}/schedules/{scheduleId}")]),
+            ]),
+            StaticService(handlers: [
+                planned(c, "AddCollaborator", Weft_V1_AddCollaboratorRequest.self, Weft_V1_Collaborator.self,
+                        step: later, rest: [.post("/workflows/{workflowId}/collaborators", status: 201)]),
+                planned(c, "ListCollaborators", Weft_V1_ListCollaboratorsRequest.self, Weft_V1_ListCollaboratorsResponse.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/collaborators")]),
+                planned(c, "UpdateCollaboratorRole", Weft_V1_UpdateCollaboratorRoleRequest.self, Weft_V1_Collaborator.self,
+                        step: later, rest: [.put("/workflows/{workflowId}/collaborators/{userId}")]),
+                planned(c, "RemoveCollaborator", Weft_V1_RemoveCollaboratorRequest.self, Weft_V1_RemoveCollaboratorResponse.self,
+                        step: later, rest: [.delete("/workflows/{workflowId}/collaborators/{userId}")]),
+            ]),
+            StaticService(handlers: [
+                planned(n, "CreateSubscription", Weft_V1_CreateSubscriptionRequest.self, Weft_V1_Subscription.self,
+                        step: later, rest: [.post("/workflows/{workflowId}/subscriptions", status: 201)]),
+                planned(n, "ListSubscriptions", Weft_V1_ListSubscriptionsRequest.self, Weft_V1_ListSubscriptionsResponse.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/subscriptions")]),
+                planned(n, "DeleteSubscription", Weft_V1_DeleteSubscriptionRequest.self, Weft_V1_DeleteSubscriptionResponse.self,
+                        step: later, rest: [.delete("/workflows/{workflowId}/subscriptions/{subscriptionId}")]),
+            ]),
+            StaticService(handlers: [
+                planned(i, "CreateIntegration", Weft_V1_CreateIntegrationRequest.self, Weft_V1_Integration.self,
+                        step: later, rest: [.post("/workflows/{workflowId}/integrations", status: 201)]),
+                planned(i, "ListIntegrations", Weft_V1_ListIntegrationsRequest.self, Weft_V1_ListIntegrationsResponse.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/integrations")]),
+                planned(i, "UpdateIntegration", Weft_V1_UpdateIntegrationRequest.self, Weft_V1_Integration.self,
+                        step: later, rest: [.put("/workflows/{workflowId}/integrations/{integrationId}")]),
+                planned(i, "DeleteIntegration", Weft_V1_DeleteIntegrationRequest.self, Weft_V1_DeleteIntegrationResponse.self,
+                        step: later, rest: [.delete("/workflows/{workflowId}/integrations/{integrationId}")]),
+            ]),
+            StaticService(handlers: [
+                planned(a, "GetWorkflowStats", Weft_V1_GetWorkflowStatsRequest.self, Weft_V1_WorkflowStats.self,
+                        step: later, rest: [.get("/workflows/{workflowId}/stats")]),
+                planned(a, "GetExecutionTrends", Weft_V1_GetExecutionTrendsRequest.self, Weft_V1_ExecutionTrends.self,
+                        step: later, rest: [.get("/analytics/workflow-executions")]),
+            ]),
+        ]
+    }
+}
+
+/// A service given as a list of handlers.
+struct StaticService: RPCService {
+    let handlers: [RPCHandler]
+}

@@ -1,0 +1,170 @@
+import Foundation
+import SwiftProtobuf
+import WeftEngine
+import WeftProto
+import WeftStore
+
+/// Conversions between protobuf messages and store records. The API layer is
+/// the only place that knows both.
+enum ProtoMapping {
+    /// Millisecond precision: what the store keeps, so a value reads back
+    /// exactly as it was first returned.
+    static func timestamp(_ date: Date) -> Google_Protobuf_Timestamp {
+        let ms = (date.timeIntervalSince1970 * 1000).rounded()
+        var timestamp = Google_Protobuf_Timestamp()
+        timestamp.seconds = Int64((ms / 1000).rounded(.down))
+        timestamp.nanos = Int32((ms - Double(timestamp.seconds) * 1000) * 1_000_000)
+        return timestamp
+    }
+
+    static func duration(ms: Int64) -> Google_Protobuf_Duration {
+        var duration = Google_Protobuf_Duration()
+        duration.seconds = ms / 1000
+        duration.nanos = Int32((ms % 1000) * 1_000_000)
+        return duration
+    }
+
+    static func milliseconds(_ duration: Google_Protobuf_Duration) -> Int64 {
+        duration.seconds * 1000 + Int64(duration.nanos / 1_000_000)
+    }
+
+    // MARK: JSON values
+
+    static func jsonValue(_ value: Google_Protobuf_Value) -> JSONValue {
+        switch value.kind {
+        case .nullValue, nil: return .null
+        case .numberValue(let n): return .number(n)
+        case .stringValue(let s): return .string(s)
+        case .boolValue(let b): return .bool(b)
+        case .structValue(let s): return jsonValue(s)
+        case .listValue(let l): return .array(l.values.map(jsonValue))
+        }
+    }
+
+    static func jsonValue(_ value: Google_Protobuf_Struct) -> JSONValue {
+        .object(value.fields.mapValues(jsonValue))
+    }
+
+    static func protoValue(_ value: JSONValue) -> Google_Protobuf_Value {
+        switch value {
+        case .null: return Google_Protobuf_Value(nilLiteral: ())
+        case .bool(let b): return Google_Protobuf_Value(boolValue: b)
+        case .number(let n): return Google_Protobuf_Value(numberValue: n)
+        case .string(let s): return Google_Protobuf_Value(stringValue: s)
+        case .array(let a): return Google_Protobuf_Value(listValue: Google_Protobuf_ListValue(values: a.map(protoValue)))
+        case .object: return Google_Protobuf_Value(structValue: protoStruct(value))
+        }
+    }
+
+    static func protoStruct(_ value: JSONValue) -> Google_Protobuf_Struct {
+        var result = Google_Protobuf_Struct()
+        result.fields = (value.objectValue ?? [:]).mapValues(protoValue)
+        return result
+    }
+
+    // MARK: Users
+
+    static func user(_ record: UserRecord) -> Weft_V1_User {
+        var user = Weft_V1_User()
+        user.id = record.id
+        user.email = record.email
+        user.name = record.name
+        user.createdAt = timestamp(record.createdAt)
+        user.updatedAt = timestamp(record.updatedAt)
+        return user
+    }
+
+    // MARK: Tasks
+
+    /// Defaults applied to a retry policy whose fields are left at zero.
+    static func retryRecord(_ retry: Weft_V1_RetryPolicy) -> RetryPolicyRecord {
+        RetryPolicyRecord(
+            maxAttempts: retry.maxAttempts == 0 ? 3 : Int(retry.maxAttempts),
+            initialBackoffMs: retry.hasInitialBackoff ? milliseconds(retry.initialBackoff) : 1000,
+            maxBackoffMs: retry.hasMaxBackoff ? milliseconds(retry.maxBackoff) : 60_000,
+            backoffMultiplier: retry.backoffMultiplier == 0 ? 2 : retry.backoffMultiplier,
+            jitter: retry.jitter,
+            retryableErrors: retry.retryableErrors)
+    }
+
+    static func retryPolicy(_ record: RetryPolicyRecord) -> Weft_V1_RetryPolicy {
+        var retry = Weft_V1_RetryPolicy()
+        retry.maxAttempts = Int32(clamping: record.maxAttempts)
+        retry.initialBackoff = duration(ms: record.initialBackoffMs)
+        retry.maxBackoff = duration(ms: record.maxBackoffMs)
+        retry.backoffMultiplier = record.backoffMultiplier
+        retry.jitter = record.jitter
+        retry.retryableErrors = record.retryableErrors
+        return retry
+    }
+
+    struct TaskFields {
+        var key: String
+        var name: String
+        var description: String
+        var action: String
+        var config: Google_Protobuf_Struct?
+        var dependsOn: [String]
+        var retry: Weft_V1_RetryPolicy?
+        var timeout: Google_Protobuf_Duration?
+    }
+
+    static func fields(_ task: Weft_V1_Task) -> TaskFields {
+        TaskFields(
+            key: task.key, name: task.name, description: task.description_p, action: task.action,
+            config: task.hasConfig ? task.config : nil, dependsOn: task.dependsOn, retry: task.hasRetry ? task.retry : nil,
+            timeout: task.hasTimeout ? task.timeout : nil)
+    }
+
+    static func taskRecord(_ fields: TaskFields, id: String, workflowId: String, createdAt: Date, now: Date) throws
+        -> TaskRecord
+    {
+        var timeoutMs: Int64?
+        if let timeout = fields.timeout {
+            timeoutMs = milliseconds(timeout)
+            if timeoutMs! <= 0 {
+                throw DefinitionError("task \"\(fields.name)\": timeout must be positive")
+            }
+        }
+        return TaskRecord(
+            id: id, workflowId: workflowId, key: fields.key.trimmingCharacters(in: .whitespaces), name: fields.name,
+            description: fields.description,
+            action: fields.action.trimmingCharacters(in: .whitespaces).lowercased(),
+            config: fields.config.map(jsonValue) ?? .emptyObject, dependsOn: fields.dependsOn,
+            retry: fields.retry.map(retryRecord), timeoutMs: timeoutMs, createdAt: createdAt, updatedAt: now)
+    }
+
+    static func task(_ record: TaskRecord) -> Weft_V1_Task {
+        var task = Weft_V1_Task()
+        task.id = record.id
+        task.workflowID = record.workflowId
+        task.key = record.key
+        task.name = record.name
+        task.description_p = record.description
+        task.action = record.action
+        task.config = protoStruct(record.config)
+        task.dependsOn = record.dependsOn
+        if let retry = record.retry { task.retry = retryPolicy(retry) }
+        if let timeout = record.timeoutMs { task.timeout = duration(ms: timeout) }
+        task.createdAt = timestamp(record.createdAt)
+        task.updatedAt = timestamp(record.updatedAt)
+        return task
+    }
+
+    // MARK: Workflows
+
+    static func workflow(_ record: WorkflowRecord, role: WorkflowRole?, includeTasks: Bool = true) -> Weft_V1_Workflow {
+        var workflow = Weft_V1_Workflow()
+        workflow.id = record.id
+        workflow.name = record.name
+        workflow.description_p = record.description
+        if includeTasks { workflow.tasks = record.tasks.map(task) }
+        workflow.createdAt = timestamp(record.createdAt)
+        workflow.updatedAt = timestamp(record.updatedAt)
+        workflow.ownerID = record.ownerId
+        workflow.version = Int32(clamping: record.version)
+        workflow.etag = record.etag
+        workflow.role = role?.rawValue ?? ""
+        return workflow
+    }
+}

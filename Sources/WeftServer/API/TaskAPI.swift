@@ -1,0 +1,150 @@
+import Foundation
+import WeftEngine
+import WeftProto
+import WeftRPC
+import WeftStore
+
+/// weft.v1.TaskService: the seed's task-by-task API. Each change rewrites the
+/// task list of its workflow through the same validation and versioning as
+/// UpdateWorkflow, so a task edit can never leave a broken DAG behind.
+struct TaskAPI: RPCService {
+    static let name = "weft.v1.TaskService"
+    let deps: APIDependencies
+
+    var handlers: [RPCHandler] {
+        [
+            .unary(service: Self.name, method: "CreateTask", rest: [.post("/tasks", status: 201)]) {
+                (request: Weft_V1_CreateTaskRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                let fields = ProtoMapping.TaskFields(
+                    key: request.key, name: request.name, description: request.description_p, action: request.action,
+                    config: request.hasConfig ? request.config : nil, dependsOn: request.dependsOn,
+                    retry: request.hasRetry ? request.retry : nil, timeout: request.hasTimeout ? request.timeout : nil)
+                let id = IDGenerator.make(IDGenerator.task)
+                let stored = try await mutate(request.workflowID, caller: caller, etag: "", context: context) { tasks, workflowId, now in
+                    tasks.append(try ProtoMapping.taskRecord(fields, id: id, workflowId: workflowId, createdAt: now, now: now))
+                }
+                return try task(id, in: stored)
+            },
+            .unary(service: Self.name, method: "ListTasks", rest: [.get("/workflows/{workflowId}/tasks")]) {
+                (request: Weft_V1_ListTasksRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                let size = try Paging.size(request.pageSize)
+                let query = caller.userId + "|" + request.workflowID
+                let start = try Paging.cursor(request.pageToken, query: query).map { Int($0) ?? -1 } ?? 0
+                guard start >= 0 else { throw RPCError(code: .invalidArgument, message: "page_token is not valid") }
+                var response = Weft_V1_ListTasksResponse()
+                let end = min(workflow.tasks.count, start + size)
+                if start < end { response.tasks = workflow.tasks[start..<end].map(ProtoMapping.task) }
+                response.nextPageToken = Paging.token(cursor: end < workflow.tasks.count ? String(end) : nil, query: query)
+                context.addResponseHeader("etag", "\"\(workflow.etag)\"")
+                return response
+            },
+            .unary(service: Self.name, method: "GetTask", rest: [.get("/tasks/{taskId}")]) {
+                (request: Weft_V1_GetTaskRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                let task = try await liveTask(request.taskID)
+                _ = try await deps.workflow(task.workflowId, caller: caller, needs: .viewer).0
+                return ProtoMapping.task(task)
+            },
+            .unary(service: Self.name, method: "UpdateTask", rest: [.put("/tasks/{taskId}", ifMatch: "etag")]) {
+                (request: Weft_V1_UpdateTaskRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                let existing = try await liveTask(request.taskID)
+                if !request.workflowID.isEmpty, request.workflowID != existing.workflowId {
+                    throw RPCError(
+                        code: .invalidArgument,
+                        message: "task \(existing.id) belongs to workflow \(existing.workflowId); tasks cannot move to \(request.workflowID)")
+                }
+                if !request.id.isEmpty, request.id != existing.id {
+                    throw RPCError(code: .invalidArgument, message: "id \(request.id) in the body differs from the path (\(existing.id))")
+                }
+                let fields = ProtoMapping.TaskFields(
+                    key: request.key.isEmpty ? existing.key : request.key, name: request.name,
+                    description: request.description_p, action: request.action,
+                    config: request.hasConfig ? request.config : nil, dependsOn: request.dependsOn,
+                    retry: request.hasRetry ? request.retry : nil, timeout: request.hasTimeout ? request.timeout : nil)
+                guard !request.action.isEmpty else { throw APIError.required("action") }
+                let stored = try await mutate(existing.workflowId, caller: caller, etag: request.etag, context: context) {
+                    tasks, workflowId, now in
+                    guard let index = tasks.firstIndex(where: { $0.id == existing.id }) else {
+                        throw RPCError(code: .notFound, message: "task \(existing.id) not found")
+                    }
+                    let oldKey = tasks[index].key
+                    tasks[index] = try ProtoMapping.taskRecord(
+                        fields, id: existing.id, workflowId: workflowId, createdAt: tasks[index].createdAt, now: now)
+                    // A renamed key carries its dependents along.
+                    if oldKey != tasks[index].key {
+                        for other in tasks.indices where other != index {
+                            tasks[other].dependsOn = tasks[other].dependsOn.map { $0 == oldKey ? tasks[index].key : $0 }
+                        }
+                    }
+                }
+                return try task(existing.id, in: stored)
+            },
+            .unary(service: Self.name, method: "DeleteTask", rest: [.delete("/tasks/{taskId}", ifMatch: "etag")]) {
+                (request: Weft_V1_DeleteTaskRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                let existing = try await liveTask(request.taskID)
+                _ = try await mutate(existing.workflowId, caller: caller, etag: request.etag, context: context) { tasks, _, _ in
+                    let dependents = tasks.filter { $0.dependsOn.contains(existing.key) }.map { "\"\($0.key)\"" }
+                    if !dependents.isEmpty {
+                        throw RPCError(
+                            code: .failedPrecondition,
+                            message: "task \"\(existing.key)\" cannot be deleted: \(dependents.joined(separator: ", ")) depend on it")
+                    }
+                    tasks.removeAll { $0.id == existing.id }
+                }
+                return Weft_V1_DeleteTaskResponse()
+            },
+        ]
+    }
+
+    private func liveTask(_ id: String) async throws -> TaskRecord {
+        guard !id.isEmpty else { throw APIError.required("task_id") }
+        guard let task = try await deps.workflows.task(id: id) else {
+            throw RPCError(code: .notFound, message: "task \(id) not found")
+        }
+        return task
+    }
+
+    private func task(_ id: String, in workflow: WorkflowRecord) throws -> Weft_V1_Task {
+        guard let task = workflow.tasks.first(where: { $0.id == id }) else {
+            throw RPCError(code: .internal, message: "task \(id) missing after write")
+        }
+        return ProtoMapping.task(task)
+    }
+
+    /// Read-modify-write of a workflow's tasks, validated and versioned; with
+    /// an etag the caller's view must be current, without one a concurrent
+    /// change makes it re-read and retry.
+    private func mutate(
+        _ workflowId: String, caller: Caller, etag: String, context: ServerContext,
+        _ change: (inout [TaskRecord], String, Date) throws -> Void
+    ) async throws -> WorkflowRecord {
+        let requested = expectedVersion(etag)
+        for attempt in 1...3 {
+            let (current, _) = try await deps.workflow(workflowId, caller: caller, needs: .editor)
+            if let requested, requested != current.version {
+                throw StoreError.conflict(
+                    "workflow \(workflowId) changed since it was read (etag \"\(etag)\", now \"\(current.etag)\")")
+            }
+            let now = Date.nowMillis
+            var tasks = current.tasks
+            try change(&tasks, current.id, now)
+            var next = current
+            next.tasks = try WorkflowDefinition.validate(name: current.name, description: current.description, tasks: tasks)
+            next.updatedAt = now
+            do {
+                let stored = try await deps.workflows.replaceWorkflow(next, expectedVersion: current.version, actor: caller.userId)
+                deps.countWrite("task")
+                context.addResponseHeader("etag", "\"\(stored.etag)\"")
+                return stored
+            } catch StoreError.conflict(let message) {
+                if requested != nil || attempt == 3 { throw StoreError.conflict(message) }
+            }
+        }
+        throw RPCError(code: .aborted, message: "workflow \(workflowId) kept changing; try again")
+    }
+}

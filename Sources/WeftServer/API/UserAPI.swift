@@ -1,0 +1,89 @@
+import Foundation
+import WeftObservability
+import WeftProto
+import WeftRPC
+import WeftStore
+
+/// weft.v1.UserService: register, login, who am I.
+struct UserAPI: RPCService {
+    static let name = "weft.v1.UserService"
+    let deps: APIDependencies
+
+    var handlers: [RPCHandler] {
+        [
+            .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)]) {
+                (request: Weft_V1_RegisterRequest, _) in try await register(request)
+            },
+            .unary(service: Self.name, method: "Login", rest: [.post("/users/login")]) {
+                (request: Weft_V1_LoginRequest, _) in try await login(request)
+            },
+            .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
+                (_: Weft_V1_GetCurrentUserRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                guard let user = try await deps.users.user(id: caller.userId) else {
+                    throw RPCError(code: .unauthenticated, message: "the token's user no longer exists")
+                }
+                return ProtoMapping.user(user)
+            },
+        ]
+    }
+
+    func register(_ request: Weft_V1_RegisterRequest) async throws -> Weft_V1_User {
+        let email = request.email.trimmingCharacters(in: .whitespaces)
+        guard !email.isEmpty else { throw APIError.required("email") }
+        guard Self.isPlausibleEmail(email) else {
+            throw RPCError(code: .invalidArgument, message: "email \"\(email)\" is not a valid address")
+        }
+        guard request.password.count >= 8 else {
+            throw RPCError(code: .invalidArgument, message: "password must be at least 8 characters")
+        }
+        guard request.password.utf8.count <= 1024 else {
+            throw RPCError(code: .invalidArgument, message: "password must be at most 1024 bytes")
+        }
+        let name = request.name.trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty else { throw APIError.required("name") }
+        guard name.count <= 200 else { throw RPCError(code: .invalidArgument, message: "name is longer than 200 characters") }
+        // Cheap duplicate check first, so a taken email costs no scrypt.
+        if try await deps.users.user(email: email) != nil {
+            throw RPCError(code: .alreadyExists, message: "a user with email \(email) already exists")
+        }
+        let now = Date.nowMillis
+        let user = UserRecord(
+            id: IDGenerator.make(IDGenerator.user, now: now), email: email, name: name,
+            passwordHash: deps.passwords.hash(request.password), createdAt: now, updatedAt: now)
+        try await deps.users.createUser(user)
+        deps.metrics.counter(MetricNames.accountsRegistered, help: "Accounts created.").increment()
+        return ProtoMapping.user(user)
+    }
+
+    func login(_ request: Weft_V1_LoginRequest) async throws -> Weft_V1_LoginResponse {
+        guard !request.email.isEmpty else { throw APIError.required("email") }
+        guard !request.password.isEmpty else { throw APIError.required("password") }
+        let user = try await deps.users.user(email: request.email.trimmingCharacters(in: .whitespaces))
+        guard let user else {
+            deps.passwords.dummyVerify(request.password)
+            throw wrongCredentials()
+        }
+        guard deps.passwords.verify(request.password, against: user.passwordHash) else { throw wrongCredentials() }
+        let (token, expires) = deps.auth.signer.issue(userId: user.id)
+        var response = Weft_V1_LoginResponse()
+        response.token = token
+        response.expiresAt = ProtoMapping.timestamp(expires)
+        response.user = ProtoMapping.user(user)
+        return response
+    }
+
+    private func wrongCredentials() -> RPCError {
+        deps.metrics.counter(
+            MetricNames.authFailures, help: "Calls rejected as unauthenticated, by reason.",
+            labels: [("reason", "bad_credentials")]
+        ).increment()
+        return RPCError(code: .unauthenticated, message: "email or password is wrong")
+    }
+
+    static func isPlausibleEmail(_ email: String) -> Bool {
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
+            && !parts[1].hasSuffix(".") && email.utf8.count <= 254 && !email.contains(where: \.isWhitespace)
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import WeftEngine
+import WeftProto
+import WeftRPC
+import WeftStore
+
+/// weft.v1.WorkflowService: definitions, listing and search.
+struct WorkflowAPI: RPCService {
+    static let name = "weft.v1.WorkflowService"
+    let deps: APIDependencies
+
+    var handlers: [RPCHandler] {
+        [
+            .unary(service: Self.name, method: "CreateWorkflow", rest: [.post("/workflows", status: 201)]) {
+                (request: Weft_V1_CreateWorkflowRequest, context) in try await create(request, context)
+            },
+            .unary(service: Self.name, method: "ListWorkflows", rest: [.get("/workflows")]) {
+                (request: Weft_V1_ListWorkflowsRequest, context) in try await list(request, context)
+            },
+            .unary(service: Self.name, method: "GetWorkflow", rest: [.get("/workflows/{workflowId}")]) {
+                (request: Weft_V1_GetWorkflowRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                let (workflow, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                context.addResponseHeader("etag", "\"\(workflow.etag)\"")
+                return ProtoMapping.workflow(workflow, role: role)
+            },
+            .unary(
+                service: Self.name, method: "UpdateWorkflow",
+                rest: [.put("/workflows/{workflowId}", ifMatch: "etag")]
+            ) { (request: Weft_V1_UpdateWorkflowRequest, context) in try await update(request, context) },
+            .unary(
+                service: Self.name, method: "DeleteWorkflow",
+                rest: [.delete("/workflows/{workflowId}", ifMatch: "etag")]
+            ) { (request: Weft_V1_DeleteWorkflowRequest, context) in
+                let caller = try deps.auth.authenticate(context)
+                _ = try await deps.workflow(request.workflowID, caller: caller, needs: .owner)
+                try await deps.workflows.deleteWorkflow(
+                    id: request.workflowID, expectedVersion: expectedVersion(request.etag), actor: caller.userId)
+                deps.countWrite("delete")
+                return Weft_V1_DeleteWorkflowResponse()
+            },
+            .unary(service: Self.name, method: "SearchWorkflows", rest: [.get("/workflows/search")]) {
+                (request: Weft_V1_SearchWorkflowsRequest, context) in try await search(request, context)
+            },
+        ]
+    }
+
+    func create(_ request: Weft_V1_CreateWorkflowRequest, _ context: ServerContext) async throws -> Weft_V1_Workflow {
+        let caller = try deps.auth.authenticate(context)
+        let now = Date.nowMillis
+        let id = IDGenerator.make(IDGenerator.workflow, now: now)
+        let tasks = try request.tasks.map { task in
+            try ProtoMapping.taskRecord(
+                ProtoMapping.fields(task), id: IDGenerator.make(IDGenerator.task, now: now), workflowId: id,
+                createdAt: now, now: now)
+        }
+        let validated = try WorkflowDefinition.validate(name: request.name, description: request.description_p, tasks: tasks)
+        let record = WorkflowRecord(
+            id: id, ownerId: caller.userId, name: request.name, description: request.description_p, version: 1,
+            createdAt: now, updatedAt: now, tasks: validated)
+        let stored = try await deps.workflows.createWorkflow(record, actor: caller.userId)
+        deps.countWrite("create")
+        context.addResponseHeader("etag", "\"\(stored.etag)\"")
+        return ProtoMapping.workflow(stored, role: .owner)
+    }
+
+    func update(_ request: Weft_V1_UpdateWorkflowRequest, _ context: ServerContext) async throws -> Weft_V1_Workflow {
+        let caller = try deps.auth.authenticate(context)
+        if !request.id.isEmpty, request.id != request.workflowID {
+            throw RPCError(code: .invalidArgument, message: "id \(request.id) in the body differs from the path (\(request.workflowID))")
+        }
+        let requested = expectedVersion(request.etag)
+        // Without an etag the caller asked for an unconditional replace; the
+        // read-modify-write below still must not interleave, so it retries.
+        for attempt in 1...3 {
+            let (current, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
+            if let requested, requested != current.version {
+                throw StoreError.conflict(
+                    "workflow \(current.id) changed since it was read (etag \"\(request.etag)\", now \"\(current.etag)\"); fetch it again and reapply your change")
+            }
+            let now = Date.nowMillis
+            let existing = Dictionary(uniqueKeysWithValues: current.tasks.map { ($0.id, $0) })
+            let tasks = try request.tasks.enumerated().map { index, task in
+                var createdAt = now
+                var id = task.id
+                if id.isEmpty {
+                    id = IDGenerator.make(IDGenerator.task, now: now)
+                } else if let old = existing[id] {
+                    createdAt = old.createdAt
+                } else {
+                    throw RPCError(
+                        code: .invalidArgument,
+                        message: "task #\(index + 1) \"\(task.name)\": id \(id) is not a task of workflow \(current.id) (leave id empty for a new task)")
+                }
+                return try ProtoMapping.taskRecord(
+                    ProtoMapping.fields(task), id: id, workflowId: current.id, createdAt: createdAt, now: now)
+            }
+            let validated = try WorkflowDefinition.validate(
+                name: request.name, description: request.description_p, tasks: tasks)
+            var next = current
+            next.name = request.name
+            next.description = request.description_p
+            next.updatedAt = now
+            next.tasks = validated
+            do {
+                let stored = try await deps.workflows.replaceWorkflow(
+                    next, expectedVersion: current.version, actor: caller.userId)
+                deps.countWrite("update")
+                context.addResponseHeader("etag", "\"\(stored.etag)\"")
+                return ProtoMapping.workflow(stored, role: role)
+            } catch StoreError.conflict(let message) {
+                if requested != nil || attempt == 3 { throw StoreError.conflict(message) }
+            }
+        }
+        throw RPCError(code: .aborted, message: "workflow \(request.workflowID) kept changing; try again")
+    }
+
+    func list(_ request: Weft_V1_ListWorkflowsRequest, _ context: ServerContext) async throws
+        -> Weft_V1_ListWorkflowsResponse
+    {
+        let caller = try deps.auth.authenticate(context)
+        let size = try Paging.size(request.pageSize)
+        var filter = request
+        filter.pageToken = ""
+        filter.pageSize = 0
+        let fingerprint = caller.userId + "|" + ((try? filter.serializedBytes() as [UInt8]).map { Base64URL.encode($0) } ?? "")
+        let cursor = try Paging.cursor(request.pageToken, query: fingerprint)
+        if let after = request.hasCreatedAfter ? request.createdAfter.date : nil,
+            let before = request.hasCreatedBefore ? request.createdBefore.date : nil, after >= before
+        {
+            throw RPCError(code: .invalidArgument, message: "created_after must be before created_before")
+        }
+        let query = WorkflowQuery(
+            visibleTo: caller.userId, limit: size, cursor: cursor,
+            namePrefix: request.namePrefix.isEmpty ? nil : request.namePrefix,
+            ownerId: request.ownerID.isEmpty ? nil : (request.ownerID == "me" ? caller.userId : request.ownerID),
+            createdAfter: request.hasCreatedAfter ? request.createdAfter.date : nil,
+            createdBefore: request.hasCreatedBefore ? request.createdBefore.date : nil,
+            includeTasks: !request.summary)
+        let page = try await deps.workflows.listWorkflows(query)
+        var response = Weft_V1_ListWorkflowsResponse()
+        response.workflows = page.items.map {
+            ProtoMapping.workflow($0, role: $0.callerRole, includeTasks: !request.summary)
+        }
+        response.nextPageToken = Paging.token(cursor: page.nextCursor, query: fingerprint)
+        return response
+    }
+
+    func search(_ request: Weft_V1_SearchWorkflowsRequest, _ context: ServerContext) async throws
+        -> Weft_V1_SearchWorkflowsResponse
+    {
+        let caller = try deps.auth.authenticate(context)
+        let text = request.query.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else {
+            throw RPCError(code: .invalidArgument, message: "query must not be empty (GET /workflows/search?query=...)")
+        }
+        guard text.utf8.count <= 1000 else {
+            throw RPCError(code: .invalidArgument, message: "query is longer than 1000 bytes")
+        }
+        let size = try Paging.size(request.pageSize)
+        let fingerprint = caller.userId + "|" + text
+        let cursor = try Paging.cursor(request.pageToken, query: fingerprint)
+        let page = try await deps.workflows.searchWorkflows(
+            text: text, visibleTo: caller.userId, limit: size, cursor: cursor)
+        var response = Weft_V1_SearchWorkflowsResponse()
+        response.results = page.items.map { hit in
+            var result = Weft_V1_SearchResult()
+            result.workflow = ProtoMapping.workflow(hit.workflow, role: hit.workflow.callerRole, includeTasks: false)
+            result.score = hit.score
+            result.snippet = hit.snippet
+            return result
+        }
+        response.nextPageToken = Paging.token(cursor: page.nextCursor, query: fingerprint)
+        return response
+    }
+}

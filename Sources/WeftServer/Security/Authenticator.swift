@@ -1,0 +1,84 @@
+import Foundation
+import Synchronization
+import WeftObservability
+import WeftRPC
+
+/// Who is calling: the user of a verified bearer token.
+struct Caller: Sendable, Equatable {
+    let userId: String
+}
+
+/// Checks `authorization: Bearer <token>` (gRPC metadata or HTTP header; the
+/// REST bridge passes headers as metadata). Every API method calls it except
+/// Register and Login; health and metrics never reach it.
+final class Authenticator: Sendable {
+    let signer: TokenSigner
+    private let metrics: WeftMetrics
+    /// Verified tokens, so a busy client's calls skip the HMAC and JSON work.
+    /// Bounded: cleared when full. Expiry is still checked on every hit.
+    private let cache = Mutex<[String: TokenSigner.Claims]>([:])
+    private static let cacheLimit = 10_000
+
+    init(signer: TokenSigner, metrics: WeftMetrics) {
+        self.signer = signer
+        self.metrics = metrics
+    }
+
+    func authenticate(_ context: ServerContext) throws -> Caller {
+        guard let header = context.requestMetadata[string: "authorization"] else {
+            fail("missing")
+            throw RPCError(
+                code: .unauthenticated,
+                message: "missing credentials: send `authorization: Bearer <token>` (POST /users/login returns a token)")
+        }
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+            fail("malformed")
+            throw RPCError(code: .unauthenticated, message: "authorization must be `Bearer <token>`")
+        }
+        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        let now = Date()
+        if let claims = cache.withLock({ $0[token] }), claims.expiresAt > now {
+            return Caller(userId: claims.userId)
+        }
+        switch signer.verify(token, now: now) {
+        case .success(let claims):
+            cache.withLock { cache in
+                if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+                cache[token] = claims
+            }
+            return Caller(userId: claims.userId)
+        case .failure(.expired):
+            fail("expired")
+            throw RPCError(code: .unauthenticated, message: "the token has expired; log in again")
+        case .failure(let reason):
+            fail(reason.rawValue)
+            throw RPCError(code: .unauthenticated, message: "the token is not valid")
+        }
+    }
+
+    private func fail(_ reason: String) {
+        metrics.counter(
+            MetricNames.authFailures, help: "Calls rejected as unauthenticated, by reason.", labels: [("reason", reason)]
+        ).increment()
+    }
+
+    /// The signing key: `WEFT_AUTH_SECRET`-style bytes if given, else a
+    /// 32-byte key kept in the data directory (created on first start, 0600),
+    /// so tokens survive restarts.
+    static func loadKey(dataDirectory: String, secret: String?) throws -> [UInt8] {
+        if let secret, !secret.isEmpty {
+            guard secret.utf8.count >= 32 else {
+                throw WeftStartupError("the auth secret must be at least 32 bytes")
+            }
+            return Array(secret.utf8)
+        }
+        let path = (dataDirectory as NSString).appendingPathComponent("auth.key")
+        if let data = FileManager.default.contents(atPath: path), data.count >= 32 {
+            return Array(data)
+        }
+        let key = Crypto.randomBytes(32)
+        guard FileManager.default.createFile(atPath: path, contents: Data(key), attributes: [.posixPermissions: 0o600])
+        else { throw WeftStartupError("cannot write \(path)") }
+        return key
+    }
+}
