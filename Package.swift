@@ -138,7 +138,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftStoreTests",
-            dependencies: ["WeftStore", "WeftEngine", "WeftServer", "WeftProto", "WeftRPC"],
+            dependencies: [
+                "WeftStore", "WeftEngine", "WeftServer", "WeftProto", "WeftRPC",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import WeftObservability
+import WeftRPC
+import WeftStore
+
+@testable import WeftServer
+
+@Suite("API routes")
+struct APIRouteTests {
+    func services() throws -> ([any RPCService], TempStore) {
+        let temp = try TempStore()
+        let metrics = WeftMetrics()
+        let deps = APIDependencies(
+            users: temp.store, workflows: temp.store, logs: try SQLiteLogStore(path: temp.directory.appendingPathComponent("l.sqlite").path),
+            auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
+            passwords: PasswordHasher(logN: 10), metrics: metrics)
+        return (WeftServer.apiServices(deps), temp)
+    }
+
+    @Test("every weft.v1 RPC has a REST route and every REST route runs an RPC")
+    func everyRPCHasARoute() throws {
+        let (services, temp) = try services()
+        defer { temp.cleanup() }
+        var http = HTTPRouter()
+        var methods: Set<String> = []
+        for service in services {
+            http.register(service)
+            for handler in service.handlers {
+                #expect(handler.descriptor.service.hasPrefix("weft.v1."))
+                #expect(!handler.restRoutes.isEmpty, "\(handler.descriptor.path) has no REST route")
+                methods.insert(handler.descriptor.path)
+            }
+        }
+        // 11 services: users 3, workflows 6, tasks 5, executions 5, logs 2, versions 4,
+        // schedules 3, collaborators 4, subscriptions 3, integrations 4, analytics 2.
+        #expect(methods.count == 41)
+        #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
+        // Route templates are unique per HTTP method.
+        let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }
+        #expect(Set(keys).count == keys.count)
+        // The seed's paths are all there.
+        for seed in [
+            "POST /users/register", "POST /users/login", "POST /workflows", "GET /workflows", "GET /workflows/{workflowId}",
+            "PUT /workflows/{workflowId}", "DELETE /workflows/{workflowId}", "POST /tasks", "GET /workflows/{workflowId}/tasks",
+            "GET /tasks/{taskId}", "PUT /tasks/{taskId}", "DELETE /tasks/{taskId}", "POST /workflows/{workflowId}/execute",
+            "GET /workflows/{workflowId}/executions/{executionId}",
+            "GET /workflows/{workflowId}/executions/{executionId}/logs", "GET /workflows/search",
+            "POST /workflows/{workflowId}/versions", "GET /workflows/{workflowId}/versions",
+            "GET /workflows/{workflowId}/versions/{versionId}", "PUT /workflows/{workflowId}/versions/{versionId}/rollback",
+            "POST /workflows/{workflowId}/schedules", "GET /workflows/{workflowId}/schedules",
+            "DELETE /workflows/{workflowId}/schedules/{scheduleId}", "POST /workflows/{workflowId}/collaborators",
+            "GET /workflows/{workflowId}/collaborators", "PUT /workflows/{workflowId}/collaborators/{userId}",
+            "DELETE /workflows/{workflowId}/collaborators/{userId}", "POST /workflows/{workflowId}/subscriptions",
+            "GET /workflows/{workflowId}/subscriptions", "DELETE /workflows/{workflowId}/subscriptions/{subscriptionId}",
+            "POST /workflows/{workflowId}/integrations", "GET /workflows/{workflowId}/integrations",
+            "PUT /workflows/{workflowId}/integrations/{integrationId}",
+            "DELETE /workflows/{workflowId}/integrations/{integrationId}", "GET /workflows/{workflowId}/stats",
+            "GET /analytics/workflow-executions",
+        ] {
+            #expect(keys.contains(seed), "seed route \(seed) is missing")
+        }
+        // The literal route wins over the template.
+        if case .found(let route, _, _) = http.match(method: "GET", path: "/workflows/search") {
+            #expect(route == "/workflows/search")
+        } else {
+            Issue.record("GET /workflows/search did not match")
+        }
+        if case .methodNotAllowed(let allowed) = http.match(method: "PUT", path: "/workflows/search") {
+            #expect(allowed == ["GET"])
+        } else {
+            Issue.record("PUT /workflows/search must be 405")
+        }
+    }
+
+    @Test("the OpenAPI document names every route with its RPC and schemas")
+    func openAPI() throws {
+        let (services, temp) = try services()
+        defer { temp.cleanup() }
+        var http = HTTPRouter()
+        for service in services { http.register(service) }
+        let document = try #require(
+            try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.build(operations: http.restOperations))) as? [String: Any])
+        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: Any])
+        var count = 0
+        for operation in http.restOperations {
+            let op = try #require(paths[operation.route.template]?[operation.route.method.lowercased()] as? [String: Any])
+            #expect(op["x-grpc-method"] as? String == operation.descriptor.path)
+            #expect(schemas[operation.requestMessageName] != nil)
+            #expect(schemas[operation.responseMessageName] != nil)
+            count += 1
+        }
+        #expect(count == paths.values.reduce(0) { $0 + $1.count })
+    }
+}
