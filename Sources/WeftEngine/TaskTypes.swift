@@ -1,4 +1,5 @@
 public import WeftStore
+public import Foundation
 
 /// The built-in task types and what their `config` may hold. Configs are
 /// checked strictly (unknown keys are errors) so a typo is caught when the
@@ -82,8 +83,9 @@ public enum TaskTypes {
                     throw ConfigProblem("config.duration must be a duration such as \"500ms\", \"30s\", \"5m\" or \"1h30m\"")
                 }
             case (nil, let until?):
-                guard let text = until.stringValue, !text.isEmpty else {
-                    throw ConfigProblem("config.until must be an RFC 3339 time string")
+                guard let text = until.stringValue, text.hasPrefix("{{") || RFC3339.parse(text) != nil else {
+                    throw ConfigProblem(
+                        "config.until must be an RFC 3339 time (e.g. 2026-12-01T09:00:00Z) or a {{ template }}")
                 }
             default:
                 throw ConfigProblem("a delay task needs exactly one of config.duration and config.until")
@@ -171,5 +173,17 @@ public enum DurationText {
         chars.removeAll()
         guard number.isEmpty, sawUnit, total.isFinite, total < 1e15 else { return nil }
         return Int64(total)
+    }
+}
+
+/// RFC 3339 timestamps ("2026-12-01T09:00:00Z", with optional fraction and offset).
+public enum RFC3339 {
+    public static func parse(_ text: String) -> Date? {
+        let plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+        if let date = plain.date(from: text) { return date }
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return fractional.date(from: text)
     }
 }

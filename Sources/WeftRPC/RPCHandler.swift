@@ -35,6 +35,11 @@ public struct RPCHandler: Sendable {
         case inline(@Sendable (UnsafeRawBufferPointer, ServerContext) throws -> GRPCFramedMessage)
         /// Runs as a Swift task; the transport feeds requests and takes responses.
         case task(@Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
+        /// Tries the inline body on the event loop first; when it returns nil
+        /// (e.g. a cache miss) the call continues as a task.
+        case inlineOrTask(
+            @Sendable (UnsafeRawBufferPointer, ServerContext) throws -> GRPCFramedMessage?,
+            @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
     }
 }
 
@@ -82,6 +87,83 @@ extension RPCHandler {
             restInvoker: { http, route, context in
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
                 return try RESTBridge.respond(try await handler(request, context), route: route, context: context)
+            },
+            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
+    }
+
+    /// A unary method with a fast path: `inline` runs on the event loop and
+    /// answers from memory when it can (returning nil when it cannot, e.g. on
+    /// a cache miss); otherwise `handler` runs as a task. `inline` must never
+    /// block or do I/O.
+    public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        rest: [RESTRoute] = [],
+        inline: @escaping @Sendable (Request, ServerContext) throws -> Response?,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            body: .inlineOrTask(
+                { bytes, context in
+                    let request: Request = try ProtobufCoding.decode(bytes)
+                    return try inline(request, context).map { try ProtobufCoding.encode($0) }
+                },
+                { requests, writer, context in
+                    let request: Request = try await requests.single()
+                    let response = try await handler(request, context)
+                    try await writer.write(framed: try ProtobufCoding.encode(response))
+                }),
+            restRoutes: rest,
+            restInvoker: { http, route, context in
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                let response: Response
+                if let fast = try inline(request, context) {
+                    response = fast
+                } else {
+                    response = try await handler(request, context)
+                }
+                return try RESTBridge.respond(response, route: route, context: context)
+            },
+            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
+    }
+
+    /// A unary method whose fast path answers with responses prepared ahead
+    /// (serialized once, e.g. when a cache entry is filled), so a hit costs
+    /// no encoding at all. REST uses the prepared message, gRPC its bytes.
+    public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        rest: [RESTRoute] = [],
+        prepared: @escaping @Sendable (Request, ServerContext) throws -> PreparedResponse<Response>?,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) -> RPCHandler {
+        RPCHandler(
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            body: .inlineOrTask(
+                { bytes, context in
+                    let request: Request = try ProtobufCoding.decode(bytes)
+                    return try prepared(request, context)?.framed
+                },
+                { requests, writer, context in
+                    let request: Request = try await requests.single()
+                    let response = try await handler(request, context)
+                    try await writer.write(framed: try ProtobufCoding.encode(response))
+                }),
+            restRoutes: rest,
+            restInvoker: { http, route, context in
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                let response: Response
+                if let fast = try prepared(request, context) {
+                    response = fast.message
+                } else {
+                    response = try await handler(request, context)
+                }
+                return try RESTBridge.respond(response, route: route, context: context)
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
@@ -143,6 +225,17 @@ extension RPCHandler {
             body: .task { requests, writer, context in
                 try await handler(RequestStream(raw: requests), ResponseStream(writer: writer), context)
             })
+    }
+}
+
+/// A response message serialized once, for answering many calls from a cache.
+public struct PreparedResponse<Message: SwiftProtobuf.Message>: Sendable {
+    public let message: Message
+    let framed: GRPCFramedMessage
+
+    public init(_ message: Message) throws {
+        self.message = message
+        self.framed = try ProtobufCoding.encode(message)
     }
 }
 

@@ -28,7 +28,9 @@ public struct WeftServer: Sendable {
             path: (config.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
             metrics: StoreMetrics(metrics: metrics, store: "logs"))
         let deps = APIDependencies(
-            users: store, workflows: store, logs: logStore,
+            users: store,
+            workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(store, capacity: config.workflowCacheSize) : store,
+            logs: logStore,
             auth: Authenticator(
                 signer: TokenSigner(
                     key: try Authenticator.loadKey(dataDirectory: config.dataDirectory, secret: config.authSecret),

@@ -17,6 +17,8 @@ public struct WeftServerConfig: Sendable {
     public var authSecret: String?
     /// How long a login token is valid.
     public var tokenLifetime: Duration = .seconds(86_400)
+    /// Workflow definitions kept in memory; 0 turns the cache off.
+    public var workflowCacheSize = 10_000
     /// scrypt cost as log2(N) for password hashes.
     public var scryptLogN = 15
 

@@ -39,16 +39,33 @@ extension SQLiteStore: WorkflowStore {
     public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
         -> WorkflowRecord
     {
-        try await write("replace_workflow") { db in
+        try await modifyWorkflow(id: workflow.id, expectedVersion: expectedVersion, actor: actor) { next in
+            next.name = workflow.name
+            next.description = workflow.description
+            next.updatedAt = workflow.updatedAt
+            next.tasks = workflow.tasks
+        }
+    }
+
+    public func modifyWorkflow(
+        id: String, expectedVersion: Int?, actor: String,
+        _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
+    ) async throws -> WorkflowRecord {
+        try await write("modify_workflow") { db in
             guard let row = try Row.fetchOne(
-                db, sql: "SELECT * FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [workflow.id])
-            else { throw StoreError.notFound("workflow \(workflow.id) not found") }
-            let current = Self.workflowRecord(row)
+                db, sql: "SELECT * FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [id])
+            else { throw StoreError.notFound("workflow \(id) not found") }
+            var current = Self.workflowRecord(row)
             if let expectedVersion, expectedVersion != current.version {
                 throw StoreError.conflict(
-                    "workflow \(workflow.id) changed since it was read (etag \"\(expectedVersion)\", now \"\(current.version)\"); fetch it again and reapply your change")
+                    "workflow \(id) changed since it was read (etag \"\(expectedVersion)\", now \"\(current.version)\"); fetch it again and reapply your change")
             }
-            var next = workflow
+            current.tasks = try Self.liveTasks(db, workflowIds: [id])[id] ?? []
+            var next = current
+            // The change runs inside the write transaction: writers are
+            // serialized, so an edit without an etag never loses a race.
+            try change(&next)
+            next.id = current.id
             next.ownerId = current.ownerId
             next.createdAt = current.createdAt
             next.version = current.version + 1

@@ -19,6 +19,13 @@ public protocol WorkflowStore: Sendable {
     /// Replaces name, description and tasks; version + 1. Throws
     /// `StoreError.conflict` if `expectedVersion` is given and differs.
     func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws -> WorkflowRecord
+    /// Read-modify-write in one transaction: `change` gets the current
+    /// definition (with tasks) and edits it; the result is stored as the next
+    /// version. Errors thrown by `change` abort the write and are rethrown.
+    func modifyWorkflow(
+        id: String, expectedVersion: Int?, actor: String,
+        _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
+    ) async throws -> WorkflowRecord
     /// Soft delete: hidden from the API, executions and versions kept.
     func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws
     func listWorkflows(_ query: WorkflowQuery) async throws -> Page<WorkflowRecord>

@@ -72,6 +72,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a login token is valid. [env: WEFT_TOKEN_TTL] (default: 86400)")
     var tokenTtl: Int?
 
+    @Option(help: "Workflow definitions cached in memory; 0 turns the cache off. [env: WEFT_WORKFLOW_CACHE_SIZE] (default: 10000)")
+    var workflowCacheSize: Int?
+
     @Option(help: "scrypt cost of password hashes as log2(N), 10 to 20. [env: WEFT_SCRYPT_LOG_N] (default: 15)")
     var scryptLogN: Int?
 
@@ -107,6 +110,8 @@ struct Serve: AsyncParsableCommand {
         config.logRetention = .seconds(
             86_400 * (try env.int(logRetentionDays, "WEFT_LOG_RETENTION_DAYS", default: 30, range: 1...36_500)))
         config.tokenLifetime = .seconds(try env.int(tokenTtl, "WEFT_TOKEN_TTL", default: 86_400, range: 60...31_536_000))
+        config.workflowCacheSize = try env.int(
+            workflowCacheSize, "WEFT_WORKFLOW_CACHE_SIZE", default: 10_000, range: 0...10_000_000)
         config.scryptLogN = try env.int(scryptLogN, "WEFT_SCRYPT_LOG_N", default: 15, range: 10...20)
         // A secret only from the environment: flags show up in `ps`.
         config.authSecret = env.values["WEFT_AUTH_SECRET"]

@@ -2,6 +2,7 @@
 
 * `protos`         (session)  generated stubs, see weft_helpers.generate_protos
 * `server`         (module)   one `weft serve` per test module
+* `api_server`     (module)   one `weft serve --scrypt-log-n 10` per module, for weft.v1 API tests
 * `server_factory` (function) start servers with extra flags; stopped after the test
 * `channel`, `echo`, `health` per-test gRPC channel and stubs against `server`
 
@@ -56,6 +57,16 @@ def protos():
 def server(request, tmp_path_factory, protos):
     name = request.module.__name__.rsplit(".", 1)[-1]
     srv = _start(tmp_path_factory, name)
+    yield srv
+    _teardown(srv)
+
+
+@pytest.fixture(scope="module")
+def api_server(request, tmp_path_factory, protos):
+    """One `weft serve` per test module for the weft.v1 API tests, with its
+    own data dir and cheap password hashing (--scrypt-log-n 10)."""
+    name = "api-" + request.module.__name__.rsplit(".", 1)[-1]
+    srv = _start(tmp_path_factory, name, wh.API_SERVER_ARGS)
     yield srv
     _teardown(srv)
 

@@ -312,19 +312,28 @@ def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
     registration fail with "duplicate symbol".  So the generated health_pb2 is
     loaded under a private module name into a private descriptor pool.  The
     wire format is identical, which is the point of testing both.
+
+    Every proto/weft/v1/*.proto is compiled too (the well-known types come
+    from grpcio-tools) and exposed as `protos.v1.<name>_pb2` and
+    `protos.v1.<name>_pb2_grpc` (e.g. protos.v1.workflows_pb2_grpc), with
+    `protos.v1.names` listing the file stems.
     """
     import shutil
 
     if gen_dir.exists():
         shutil.rmtree(gen_dir)
     gen_dir.mkdir(parents=True)
+    v1_protos = sorted(p.relative_to(PROTO_DIR).as_posix() for p in (PROTO_DIR / "weft" / "v1").glob("*.proto"))
     cmd = [
         sys.executable, "-m", "grpc_tools.protoc",
         "-I", str(PROTO_DIR),
+        # google/protobuf/*.proto (well-known types) ship with grpcio-tools.
+        "-I", str(_grpc_tools_include_dir()),
         f"--python_out={gen_dir}",
         f"--grpc_python_out={gen_dir}",
         "weft/testing/v1/echo.proto",
         "grpc/health/v1/health.proto",
+        *v1_protos,
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
@@ -346,12 +355,40 @@ def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
         hdir / "health_pb2_grpc.py",
         {"from grpc.health.v1 import health_pb2 as": "import weft_gen_health_pb2 as"},
     )
+    # weft.v1: protos.v1.<name>_pb2 / <name>_pb2_grpc for every proto/weft/v1/<name>.proto.
+    v1 = types.SimpleNamespace(names=[])
+    for rel in v1_protos:
+        stem = Path(rel).stem
+        v1.names.append(stem)
+        setattr(v1, f"{stem}_pb2", importlib.import_module(f"weft.v1.{stem}_pb2"))
+        setattr(v1, f"{stem}_pb2_grpc", importlib.import_module(f"weft.v1.{stem}_pb2_grpc"))
     return types.SimpleNamespace(
         echo_pb2=echo_pb2,
         echo_pb2_grpc=echo_pb2_grpc,
         health_pb2=health_pb2,
         health_pb2_grpc=health_pb2_grpc,
+        v1=v1,
     )
+
+
+def _grpc_tools_include_dir() -> Path:
+    """The directory with google/protobuf/*.proto bundled by grpcio-tools."""
+    import grpc_tools
+
+    path = Path(grpc_tools.__file__).resolve().parent / "_proto"
+    if not (path / "google" / "protobuf" / "timestamp.proto").exists():
+        raise RuntimeError(f"grpcio-tools has no well-known protos under {path}")
+    return path
+
+
+def v1_services(protos) -> dict:
+    """{full service name: ServiceDescriptor} of every weft.v1 service."""
+    out = {}
+    for stem in protos.v1.names:
+        mod = getattr(protos.v1, f"{stem}_pb2")
+        for svc in mod.DESCRIPTOR.services_by_name.values():
+            out[svc.full_name] = svc
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -874,3 +911,133 @@ class BackgroundFrameReader(threading.Thread):
 
 def json_body(body: bytes):
     return json.loads(body.decode())
+
+
+# ---------------------------------------------------------------------------
+# weft.v1 REST API (JSON over HTTP/1.1)
+# ---------------------------------------------------------------------------
+
+# The server flag that makes password hashing cheap enough for tests.
+API_SERVER_ARGS = ("--scrypt-log-n", "10")
+
+_RFC3339_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+@dataclass
+class RestResponse:
+    status: int
+    headers: dict  # lower-case names; repeated headers joined with ", "
+    body: bytes
+
+    @property
+    def json(self):
+        try:
+            return json.loads(self.body.decode())
+        except ValueError as exc:
+            raise AssertionError(f"response body is not JSON ({exc}): status={self.status} body={self.body[:500]!r}")
+
+    def header(self, name: str):
+        return self.headers.get(name.lower())
+
+    def __repr__(self) -> str:
+        return f"<{self.status} {self.body[:600]!r}>"
+
+
+class RestClient:
+    """Minimal JSON client for the REST bridge; one connection per request.
+
+    `token` is sent as `authorization: Bearer <token>` unless a call passes
+    token=None explicitly (auth=False) or its own authorization header."""
+
+    def __init__(self, server: WeftServer, token: str | None = None, timeout: float = 10.0):
+        self.server = server
+        self.token = token
+        self.timeout = timeout
+
+    def with_token(self, token: str | None) -> "RestClient":
+        return RestClient(self.server, token, self.timeout)
+
+    def request(self, method: str, path: str, body=None, *, raw: bytes | None = None, headers=None,
+                auth: bool = True, content_type: str | None = "application/json") -> RestResponse:
+        hdrs = {}
+        data = None
+        if raw is not None:
+            data = raw
+        elif body is not None:
+            data = json.dumps(body).encode()
+        if data is not None and content_type:
+            hdrs["Content-Type"] = content_type
+        if auth and self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        hdrs.update(headers or {})
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            merged: dict = {}
+            for k, v in resp.getheaders():
+                k = k.lower()
+                merged[k] = f"{merged[k]}, {v}" if k in merged else v
+            return RestResponse(resp.status, merged, payload)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+def unique_email(prefix: str = "user") -> str:
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@dataclass
+class ApiUser:
+    id: str
+    email: str
+    password: str
+    name: str
+    token: str
+    user: dict  # the User JSON returned by register
+    rest: RestClient
+
+
+def register_and_login(server: WeftServer, name: str = "Test User", email: str | None = None,
+                       password: str = "correct horse battery") -> ApiUser:
+    """Registers a fresh account over REST and logs it in."""
+    anon = RestClient(server)
+    email = email or unique_email(name.split()[0].lower())
+    r = anon.post("/users/register", {"email": email, "password": password, "name": name})
+    assert r.status == 201, r
+    user = r.json
+    r = anon.post("/users/login", {"email": email, "password": password})
+    assert r.status == 200, r
+    token = r.json["token"]
+    return ApiUser(user["id"], email, password, name, token, user, RestClient(server, token))
+
+
+def rfc3339_nanos(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 timestamp (exact, unlike datetime)."""
+    import calendar
+
+    m = _RFC3339_RE.match(text or "")
+    assert m, f"not an RFC 3339 timestamp: {text!r}"
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s)))
+    if tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        secs -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return secs * 1_000_000_000 + int((frac or ".0")[1:].ljust(9, "0"))

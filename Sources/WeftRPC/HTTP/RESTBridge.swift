@@ -19,6 +19,7 @@ public enum RESTBridge {
         _ type: M.Type, from request: HTTPRequest, route: RESTRoute
     ) throws -> M {
         var object: [String: Any] = [:]
+        var fromBody = false
         if route.hasBody, request.body.readableBytes > 0 {
             if let contentType = request.header("content-type"), !isJSON(contentType) {
                 throw RPCError(
@@ -38,7 +39,21 @@ public enum RESTBridge {
                     code: .invalidArgument,
                     message: "request body must be a JSON object (a \(M.protoMessageName)), got \(jsonKind(parsed))")
             }
+            // Foundation's parser is lenient (it takes trailing commas); the
+            // protobuf JSON parser is strict, so the body must pass it too.
+            let strict: M
+            do {
+                strict = try M(jsonUTF8Bytes: bytes, options: decodingOptions)
+            } catch let error as JSONDecodingError {
+                throw RPCError(
+                    code: .invalidArgument, message: "invalid \(M.protoMessageName): \(explain(error, object: dictionary))")
+            }
+            let hasParameters =
+                !route.pathParameters.isEmpty || !(request.query ?? "").isEmpty
+                || (route.ifMatchField != nil && request.header("if-match") != nil)
+            if !hasParameters { return strict }
             object = dictionary
+            fromBody = true
         }
         if !route.hasBody, request.body.readableBytes > 0, route.method != "DELETE" {
             throw RPCError(code: .invalidArgument, message: "\(route.method) \(route.template) takes no request body")
@@ -65,10 +80,15 @@ public enum RESTBridge {
             object[field] = unquoteETag(ifMatch)
         }
         let json: Data
-        do {
-            json = try JSONSerialization.data(withJSONObject: object)
-        } catch {
-            throw RPCError(code: .invalidArgument, message: "request cannot be mapped to \(M.protoMessageName)")
+        if !fromBody, let text = flatJSON(object) {
+            // Path and query parameters only: no Foundation serializer needed.
+            json = Data(text.utf8)
+        } else {
+            do {
+                json = try JSONSerialization.data(withJSONObject: object)
+            } catch {
+                throw RPCError(code: .invalidArgument, message: "request cannot be mapped to \(M.protoMessageName)")
+            }
         }
         do {
             return try M(jsonUTF8Bytes: json, options: decodingOptions)
@@ -112,6 +132,50 @@ public enum RESTBridge {
             if case .string(let value) = entry.value { return (entry.key, value) }
             return nil
         }
+    }
+
+    /// JSON text of an object whose values are strings, booleans or lists of
+    /// those (what path and query parameters produce); nil for anything else.
+    static func flatJSON(_ object: [String: Any]) -> String? {
+        var out = "{"
+        for (key, value) in object {
+            if out.count > 1 { out += "," }
+            out += quote(key) + ":"
+            switch value {
+            case let string as String: out += quote(string)
+            case let bool as Bool: out += bool ? "true" : "false"
+            case let list as [Any]:
+                var items: [String] = []
+                for item in list {
+                    if let string = item as? String { items.append(quote(string)) }
+                    else if let bool = item as? Bool { items.append(bool ? "true" : "false") }
+                    else { return nil }
+                }
+                out += "[" + items.joined(separator: ",") + "]"
+            default: return nil
+            }
+        }
+        return out + "}"
+    }
+
+    static func quote(_ string: String) -> String {
+        var out = "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
     }
 
     static func isJSON(_ contentType: String) -> Bool {
@@ -184,6 +248,8 @@ public enum RESTBridge {
         case .schemaMismatch: return "a field has the wrong JSON type (object, array or scalar)"
         case .messageDepthLimit: return "the JSON nests too deeply"
         case .invalidUTF8: return "invalid UTF-8"
+        case .failure, .truncated, .trailingGarbage, .missingFieldNames, .leadingZero, .unquotedMapKey:
+            return "the body is not strict JSON (RFC 8259: no trailing commas, comments or unquoted names)"
         default: return "\(error)"
         }
     }

@@ -213,8 +213,8 @@ final class HTTP2Stream: @unchecked Sendable {
         }
         // Streaming requests start the handler at once; single-request calls
         // wait for their message (and END_STREAM).
-        if case .task = registered.handler.body, !registered.handler.descriptor.kind.isSingleRequest {
-            startTask(requests: RPCRequestStream(source: StreamRequestSource(stream: self)))
+        if case .task(let body) = registered.handler.body, !registered.handler.descriptor.kind.isSingleRequest {
+            startTask(body, requests: RPCRequestStream(source: StreamRequestSource(stream: self)))
         }
     }
 
@@ -257,9 +257,12 @@ final class HTTP2Stream: @unchecked Sendable {
     /// own buffer, without copying the message into the deframer. Returns
     /// false when the call does not qualify (it then takes the usual path).
     private func runInlineInPlace(_ data: UnsafeRawBufferPointer) -> Bool {
-        guard let registered, case .inline(let body) = registered.handler.body,
-            deframer?.bufferedBytes == 0, singleRequest == nil, data.count >= 5, data[0] == 0
+        guard let registered, deframer?.bufferedBytes == 0, singleRequest == nil, data.count >= 5, data[0] == 0
         else { return false }
+        switch registered.handler.body {
+        case .inline, .inlineOrTask: break
+        case .task: return false
+        }
         let length = Int(data[1]) << 24 | Int(data[2]) << 16 | Int(data[3]) << 8 | Int(data[4])
         guard length == data.count - 5, length <= environment.config.maxReceiveMessageSize else { return false }
         consume(data.count)
@@ -267,7 +270,7 @@ final class HTTP2Stream: @unchecked Sendable {
         methodMetrics!.bytesReceived.increment(by: Int64(data.count))
         try? machine.receiveEnd()
         requestEnded = true
-        runInline(body, request: UnsafeRawBufferPointer(rebasing: data[5...]))
+        runInline(registered.handler.body, request: UnsafeRawBufferPointer(rebasing: data[5...]))
         return true
     }
 
@@ -347,10 +350,10 @@ final class HTTP2Stream: @unchecked Sendable {
                 }
                 singleRequest = nil
                 switch registered!.handler.body {
-                case .inline(let body):
-                    request.withUnsafeBytes { runInline(body, request: $0) }
-                case .task:
-                    startTask(requests: RPCRequestStream(source: SingleRequestSource(message: request)))
+                case .inline, .inlineOrTask:
+                    request.withUnsafeBytes { runInline(registered!.handler.body, request: $0) }
+                case .task(let body):
+                    startTask(body, requests: RPCRequestStream(source: SingleRequestSource(message: request)))
                 }
             } else if let waiter = requestWaiter, pendingRequests.isEmpty {
                 requestWaiter = nil
@@ -363,12 +366,23 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
-    private func runInline(
-        _ body: @Sendable (UnsafeRawBufferPointer, ServerContext) throws -> GRPCFramedMessage,
-        request: UnsafeRawBufferPointer
-    ) {
+    /// Runs an inline body (or the fast path of an inline-or-task one; when
+    /// that declines, the request is copied and the task runs instead).
+    private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
         do {
-            let response = try body(request, context!)
+            let response: GRPCFramedMessage
+            switch handlerBody {
+            case .inline(let body):
+                response = try body(request, context!)
+            case .inlineOrTask(let fast, let fallback):
+                guard let fastResponse = try fast(request, context!) else {
+                    startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
+                    return
+                }
+                response = fastResponse
+            case .task:
+                return
+            }
             try sendResponseMessage(try response.wireBytes(compressor: responseAlgorithm))
             finish(nil)
         } catch {
@@ -376,8 +390,11 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
-    private func startTask(requests: RPCRequestStream) {
-        guard case .task(let body) = registered!.handler.body, let context else { return }
+    private func startTask(
+        _ body: @escaping @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void,
+        requests: RPCRequestStream
+    ) {
+        guard let context else { return }
         let writer = RPCResponseWriter(
             sink: StreamResponseSink(stream: self, eventLoop: connection.eventLoop, compressor: responseAlgorithm))
         let eventLoop = connection.eventLoop

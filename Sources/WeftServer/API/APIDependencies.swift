@@ -9,6 +9,8 @@ import WeftStore
 struct APIDependencies: Sendable {
     let users: any UserStore
     let workflows: any WorkflowStore
+    /// The definition cache in front of `workflows`, for event-loop fast paths.
+    var cache: CachedWorkflowStore? { workflows as? CachedWorkflowStore }
     let logs: any LogStore
     let auth: Authenticator
     let passwords: PasswordHasher

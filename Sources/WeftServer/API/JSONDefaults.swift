@@ -11,19 +11,9 @@ struct JSONDefaults: Sendable {
         case `false`
         case emptyArray
         case absent
-
-        var json: Any? {
-            switch self {
-            case .string(let s): return s
-            case .zero: return 0
-            case .false: return false
-            case .emptyArray: return [Any]()
-            case .absent: return nil
-            }
-        }
     }
 
-    private let defaults: [String: [(String, Value, String?)]]
+    private let _plans: [String: Plan]
 
     // The schema dictionaries are read-only after init.
     init(schemas: [String: Any]) {
@@ -57,39 +47,161 @@ struct JSONDefaults: Sendable {
             }
             defaults[name] = fields
         }
-        self.defaults = defaults
+        var plans: [String: Plan] = [:]
+        for (name, fields) in defaults {
+            var plan = Plan()
+            for (field, value, nested) in fields {
+                let key = Array(field.utf8)
+                if let nested { plan.nested[key] = nested }
+                let text: String?
+                switch value {
+                case .string(let s): text = "\"\(s)\""
+                case .zero: text = "0"
+                case .false: text = "false"
+                case .emptyArray: text = "[]"
+                case .absent: text = nil
+                }
+                if let text { plan.defaults.append((key, Array("\"\(field)\":\(text)".utf8))) }
+            }
+            plans[name] = plan
+        }
+        _plans = plans
     }
 
     func fill(_ messageName: String, _ json: [UInt8]) -> [UInt8] {
-        guard defaults[messageName] != nil,
-            var object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any]
-        else { return json }
-        fill(messageName, &object)
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return json
-        }
-        return Array(data)
+        guard let plan = plans[messageName] else { return json }
+        var scanner = Scanner(input: json, plans: plans)
+        scanner.output.reserveCapacity(json.count + 128)
+        scanner.skipWhitespace()
+        guard scanner.peek == UInt8(ascii: "{"), scanner.object(plan), scanner.atEnd else { return json }
+        return scanner.output
     }
 
-    private func fill(_ messageName: String, _ object: inout [String: Any]) {
-        guard let fields = defaults[messageName] else { return }
-        for (name, value, nested) in fields {
-            if let nested {
-                if var child = object[name] as? [String: Any] {
-                    fill(nested, &child)
-                    object[name] = child
-                } else if let list = object[name] as? [Any] {
-                    object[name] = list.map { item -> Any in
-                        guard var child = item as? [String: Any] else { return item }
-                        fill(nested, &child)
-                        return child
-                    }
-                } else if case .emptyArray = value {
-                    object[name] = [Any]()
-                }
-            } else if object[name] == nil, let json = value.json {
-                object[name] = json
+    /// Per message: the JSON text of each default field, and the message
+    /// name behind each field that holds a message (or a list of them).
+    struct Plan: Sendable {
+        var defaults: [(key: [UInt8], text: [UInt8])] = []
+        var nested: [[UInt8]: String] = [:]
+    }
+
+    private var plans: [String: Plan] {
+        _plans
+    }
+
+    /// A single pass over swift-protobuf's JSON output that copies it and
+    /// appends the missing fields at the end of each known object: no parse
+    /// into Foundation objects, key order kept.
+    struct Scanner {
+        let input: [UInt8]
+        let plans: [String: Plan]
+        var index = 0
+        var output: [UInt8] = []
+
+        init(input: [UInt8], plans: [String: Plan]) {
+            self.input = input
+            self.plans = plans
+        }
+
+        var peek: UInt8? { index < input.count ? input[index] : nil }
+        var atEnd: Bool {
+            mutating get {
+                skipWhitespace()
+                return index == input.count
             }
+        }
+
+        mutating func skipWhitespace() {
+            while index < input.count, input[index] == 0x20 || input[index] == 0x0A || input[index] == 0x0D || input[index] == 0x09 {
+                index += 1
+            }
+        }
+
+        /// Copies a string token; returns its raw content (escapes kept).
+        mutating func string() -> ArraySlice<UInt8>? {
+            guard peek == UInt8(ascii: "\"") else { return nil }
+            let start = index + 1
+            index += 1
+            while index < input.count {
+                switch input[index] {
+                case UInt8(ascii: "\\"): index += 2
+                case UInt8(ascii: "\""):
+                    index += 1
+                    output.append(contentsOf: input[(start - 1)..<index])
+                    return input[start..<(index - 1)]
+                default: index += 1
+                }
+            }
+            return nil
+        }
+
+        mutating func value(_ nested: Plan?) -> Bool {
+            skipWhitespace()
+            switch peek {
+            case UInt8(ascii: "{"): return nested.map { object($0) } ?? object(Plan())
+            case UInt8(ascii: "["): return array(nested)
+            case UInt8(ascii: "\""): return string() != nil
+            case nil: return false
+            default:
+                let start = index
+                while index < input.count, !",}] \n\r\t".utf8.contains(input[index]) { index += 1 }
+                output.append(contentsOf: input[start..<index])
+                return index > start
+            }
+        }
+
+        mutating func array(_ nested: Plan?) -> Bool {
+            output.append(UInt8(ascii: "["))
+            index += 1
+            skipWhitespace()
+            if peek == UInt8(ascii: "]") {
+                index += 1
+                output.append(UInt8(ascii: "]"))
+                return true
+            }
+            while true {
+                guard value(nested) else { return false }
+                skipWhitespace()
+                guard let next = peek else { return false }
+                index += 1
+                output.append(next)
+                if next == UInt8(ascii: "]") { return true }
+                guard next == UInt8(ascii: ",") else { return false }
+            }
+        }
+
+        mutating func object(_ plan: Plan) -> Bool {
+            output.append(UInt8(ascii: "{"))
+            index += 1
+            var seen: [ArraySlice<UInt8>] = []
+            skipWhitespace()
+            if peek == UInt8(ascii: "}") {
+                index += 1
+            } else {
+                while true {
+                    skipWhitespace()
+                    guard let key = string() else { return false }
+                    seen.append(key)
+                    skipWhitespace()
+                    guard peek == UInt8(ascii: ":") else { return false }
+                    index += 1
+                    output.append(UInt8(ascii: ":"))
+                    guard value(plan.nested[Array(key)].flatMap { plans[$0] }) else { return false }
+                    skipWhitespace()
+                    guard let next = peek else { return false }
+                    index += 1
+                    if next == UInt8(ascii: "}") { break }
+                    guard next == UInt8(ascii: ",") else { return false }
+                    output.append(next)
+                }
+            }
+            var first = seen.isEmpty
+            for field in plan.defaults where !seen.contains(where: { $0.elementsEqual(field.key) }) {
+                if !first { output.append(UInt8(ascii: ",")) }
+                first = false
+                output.append(contentsOf: field.text)
+            }
+            output.append(UInt8(ascii: "}"))
+            return true
         }
     }
 }

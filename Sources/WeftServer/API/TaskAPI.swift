@@ -116,35 +116,26 @@ struct TaskAPI: RPCService {
         return ProtoMapping.task(task)
     }
 
-    /// Read-modify-write of a workflow's tasks, validated and versioned; with
-    /// an etag the caller's view must be current, without one a concurrent
-    /// change makes it re-read and retry.
+    /// Read-modify-write of a workflow's tasks, validated and versioned, in
+    /// one store transaction (so concurrent edits never lose one another);
+    /// with an etag the caller's view must still be current.
     private func mutate(
         _ workflowId: String, caller: Caller, etag: String, context: ServerContext,
-        _ change: (inout [TaskRecord], String, Date) throws -> Void
+        _ change: @escaping @Sendable (inout [TaskRecord], String, Date) throws -> Void
     ) async throws -> WorkflowRecord {
-        let requested = expectedVersion(etag)
-        for attempt in 1...3 {
-            let (current, _) = try await deps.workflow(workflowId, caller: caller, needs: .editor)
-            if let requested, requested != current.version {
-                throw StoreError.conflict(
-                    "workflow \(workflowId) changed since it was read (etag \"\(etag)\", now \"\(current.etag)\")")
-            }
+        _ = try await deps.workflow(workflowId, caller: caller, needs: .editor)
+        let stored = try await deps.workflows.modifyWorkflow(
+            id: workflowId, expectedVersion: expectedVersion(etag), actor: caller.userId
+        ) { workflow in
             let now = Date.nowMillis
-            var tasks = current.tasks
-            try change(&tasks, current.id, now)
-            var next = current
-            next.tasks = try WorkflowDefinition.validate(name: current.name, description: current.description, tasks: tasks)
-            next.updatedAt = now
-            do {
-                let stored = try await deps.workflows.replaceWorkflow(next, expectedVersion: current.version, actor: caller.userId)
-                deps.countWrite("task")
-                context.addResponseHeader("etag", "\"\(stored.etag)\"")
-                return stored
-            } catch StoreError.conflict(let message) {
-                if requested != nil || attempt == 3 { throw StoreError.conflict(message) }
-            }
+            var tasks = workflow.tasks
+            try change(&tasks, workflow.id, now)
+            workflow.tasks = try WorkflowDefinition.validate(
+                name: workflow.name, description: workflow.description, tasks: tasks)
+            workflow.updatedAt = now
         }
-        throw RPCError(code: .aborted, message: "workflow \(workflowId) kept changing; try again")
+        deps.countWrite("task")
+        context.addResponseHeader("etag", "\"\(stored.etag)\"")
+        return stored
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WeftEngine
 import WeftProto
 import WeftRPC
@@ -8,6 +9,7 @@ import WeftStore
 struct WorkflowAPI: RPCService {
     static let name = "weft.v1.WorkflowService"
     let deps: APIDependencies
+    let ownerViews = PreparedWorkflows()
 
     var handlers: [RPCHandler] {
         [
@@ -17,8 +19,21 @@ struct WorkflowAPI: RPCService {
             .unary(service: Self.name, method: "ListWorkflows", rest: [.get("/workflows")]) {
                 (request: Weft_V1_ListWorkflowsRequest, context) in try await list(request, context)
             },
-            .unary(service: Self.name, method: "GetWorkflow", rest: [.get("/workflows/{workflowId}")]) {
-                (request: Weft_V1_GetWorkflowRequest, context) in
+            .unary(
+                service: Self.name, method: "GetWorkflow", response: Weft_V1_Workflow.self,
+                rest: [.get("/workflows/{workflowId}")],
+                prepared: { (request: Weft_V1_GetWorkflowRequest, context) in
+                    // Fast path on the event loop: the owner reading a cached
+                    // definition, answered with bytes encoded once per
+                    // version. Anything else (a miss, a collaborator whose
+                    // role lives in the store) takes the task path below.
+                    guard let workflow = deps.cache?.cachedWorkflow(id: request.workflowID) else { return nil }
+                    let caller = try deps.auth.authenticate(context)
+                    guard workflow.ownerId == caller.userId else { return nil }
+                    context.addResponseHeader("etag", "\"\(workflow.etag)\"")
+                    return try ownerViews.view(of: workflow)
+                }
+            ) { (request: Weft_V1_GetWorkflowRequest, context) in
                 let caller = try deps.auth.authenticate(context)
                 let (workflow, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 context.addResponseHeader("etag", "\"\(workflow.etag)\"")
@@ -69,15 +84,14 @@ struct WorkflowAPI: RPCService {
         if !request.id.isEmpty, request.id != request.workflowID {
             throw RPCError(code: .invalidArgument, message: "id \(request.id) in the body differs from the path (\(request.workflowID))")
         }
-        let requested = expectedVersion(request.etag)
-        // Without an etag the caller asked for an unconditional replace; the
-        // read-modify-write below still must not interleave, so it retries.
-        for attempt in 1...3 {
-            let (current, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
-            if let requested, requested != current.version {
-                throw StoreError.conflict(
-                    "workflow \(current.id) changed since it was read (etag \"\(request.etag)\", now \"\(current.etag)\"); fetch it again and reapply your change")
-            }
+        let (_, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
+        let workflowId = request.workflowID
+        // The edit runs inside the store's write transaction against the
+        // current definition, so concurrent editors without an etag are
+        // applied one after the other, never lost.
+        let stored = try await deps.workflows.modifyWorkflow(
+            id: workflowId, expectedVersion: expectedVersion(request.etag), actor: caller.userId
+        ) { current in
             let now = Date.nowMillis
             let existing = Dictionary(uniqueKeysWithValues: current.tasks.map { ($0.id, $0) })
             let tasks = try request.tasks.enumerated().map { index, task in
@@ -90,29 +104,20 @@ struct WorkflowAPI: RPCService {
                 } else {
                     throw RPCError(
                         code: .invalidArgument,
-                        message: "task #\(index + 1) \"\(task.name)\": id \(id) is not a task of workflow \(current.id) (leave id empty for a new task)")
+                        message: "task #\(index + 1) \"\(task.name)\": id \(id) is not a task of workflow \(workflowId) (leave id empty for a new task)")
                 }
                 return try ProtoMapping.taskRecord(
-                    ProtoMapping.fields(task), id: id, workflowId: current.id, createdAt: createdAt, now: now)
+                    ProtoMapping.fields(task), id: id, workflowId: workflowId, createdAt: createdAt, now: now)
             }
-            let validated = try WorkflowDefinition.validate(
+            current.tasks = try WorkflowDefinition.validate(
                 name: request.name, description: request.description_p, tasks: tasks)
-            var next = current
-            next.name = request.name
-            next.description = request.description_p
-            next.updatedAt = now
-            next.tasks = validated
-            do {
-                let stored = try await deps.workflows.replaceWorkflow(
-                    next, expectedVersion: current.version, actor: caller.userId)
-                deps.countWrite("update")
-                context.addResponseHeader("etag", "\"\(stored.etag)\"")
-                return ProtoMapping.workflow(stored, role: role)
-            } catch StoreError.conflict(let message) {
-                if requested != nil || attempt == 3 { throw StoreError.conflict(message) }
-            }
+            current.name = request.name
+            current.description = request.description_p
+            current.updatedAt = now
         }
-        throw RPCError(code: .aborted, message: "workflow \(request.workflowID) kept changing; try again")
+        deps.countWrite("update")
+        context.addResponseHeader("etag", "\"\(stored.etag)\"")
+        return ProtoMapping.workflow(stored, role: role)
     }
 
     func list(_ request: Weft_V1_ListWorkflowsRequest, _ context: ServerContext) async throws
@@ -171,6 +176,22 @@ struct WorkflowAPI: RPCService {
             return result
         }
         response.nextPageToken = Paging.token(cursor: page.nextCursor, query: fingerprint)
+        return response
+    }
+}
+
+/// GetWorkflow responses for owners, encoded once per workflow version.
+final class PreparedWorkflows: Sendable {
+    private let views = Mutex<[String: (version: Int, response: PreparedResponse<Weft_V1_Workflow>)]>([:])
+
+    func view(of workflow: WorkflowRecord) throws -> PreparedResponse<Weft_V1_Workflow> {
+        if let hit = views.withLock({ $0[workflow.id] }), hit.version == workflow.version { return hit.response }
+        let response = try PreparedResponse(ProtoMapping.workflow(workflow, role: .owner))
+        views.withLock { views in
+            // Bounded like the definition cache it shadows.
+            if views.count >= 10_000 { views.removeAll(keepingCapacity: true) }
+            views[workflow.id] = (workflow.version, response)
+        }
         return response
     }
 }

@@ -1,0 +1,407 @@
+#!/usr/bin/env bash
+# Step-2 benchmark: the weft.v1 API under h2load, on loopback.
+#
+# Two Weft servers, each with a fresh data directory (under OUT_DIR):
+#   full    $WEFT_BIN serve ... --store-sync full     (SQLite fsync per commit, the default)
+#   normal  $WEFT_BIN serve ... --store-sync normal   (no fsync per commit; WAL still)
+# On each: register + log in one user, create one workflow with 3 noop tasks.
+# Cases (all on "full" unless named), DURATION seconds each, ROUNDS rounds, case
+# order rotated every round:
+#   grpc-get      weft.v1.WorkflowService/GetWorkflow over h2c     -c 16 -m 1 and -c 16 -m 32
+#   grpc-health   grpc.health.v1.Health/Check over h2c (the Step-1 call, for the ratio)
+#   rest-get      GET /workflows/{id} over HTTP/1.1 keep-alive      --h1 -c 16
+#   create        POST /workflows over HTTP/1.1                     --h1 -c 16, on "full" and "normal"
+# Per run: req/s and mean (h2load), p50/p99 (nearest rank over h2load --log-file,
+# 2xx only), server CPU per request = (utime+stime from /proc/PID/stat over the
+# run) / 2xx responses, response body bytes per request (a gRPC error is a
+# trailers-only response with no body, and h2load counts it as HTTP 200, so a
+# gRPC run whose bytes/request fall below the checked body is flagged). The
+# table shows medians over rounds, then GetWorkflow/Health ratios and the
+# create rate with --store-sync full vs normal.
+#
+# Environment:
+#   WEFT_BIN        weft binary (default .build/release/weft)
+#   ROUNDS          rounds (default 3)
+#   DURATION        seconds per measured run (default 10)
+#   WARMUP          unmeasured seconds per case before round 1 (default 2; 0 skips)
+#   CASES           subset of "grpc-get grpc-health rest-get create" (default all)
+#   GRPC_SETTINGS   CxM pairs for the gRPC cases (default "16x1 16x32")
+#   REST_CLIENTS    h2load --h1 -c for rest-get (default 16)
+#   CREATE_CLIENTS  h2load --h1 -c for create (default 16)
+#   CREATE_N        fixed requests per create run (h2load -n); 0 = run for DURATION s (default 0)
+#   CREATE_TIMEOUT  seconds a -n create run may take (default 300)
+#   SYNC_MODES      --store-sync modes for create (default "full normal")
+#   SCRYPT_LOG_N    --scrypt-log-n (default 10: login is not what is measured)
+#   H2LOAD_THREADS  h2load -t (default 1)
+#   WEFT_ARGS       extra arguments appended to `weft serve`
+#   OUT_DIR         logs and raw results (default a new /tmp/weft-bench-api.XXXXXX)
+#   DATA_ROOT       parent of the servers' data dirs (default OUT_DIR; must not be tmpfs,
+#                   or fsync costs nothing and full = normal)
+#   KEEP_DATA       1 keeps the data dirs after the run (default 0: removed)
+#
+# Nothing is pinned: h2load and the server share the machine's cores, so the
+# figures include client overhead. Loopback only; every h2load run is bounded by
+# -D (or -n) and by `timeout`.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+WEFT_BIN=${WEFT_BIN:-.build/release/weft}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CASES=${CASES:-"grpc-get grpc-health rest-get create"}
+GRPC_SETTINGS=${GRPC_SETTINGS:-"16x1 16x32"}
+REST_CLIENTS=${REST_CLIENTS:-16}
+CREATE_CLIENTS=${CREATE_CLIENTS:-16}
+CREATE_N=${CREATE_N:-0}
+CREATE_TIMEOUT=${CREATE_TIMEOUT:-300}
+SYNC_MODES=${SYNC_MODES:-"full normal"}
+SCRYPT_LOG_N=${SCRYPT_LOG_N:-10}
+H2LOAD_THREADS=${H2LOAD_THREADS:-1}
+WEFT_ARGS=${WEFT_ARGS:-}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/weft-bench-api.XXXXXX)}
+DATA_ROOT=${DATA_ROOT:-$OUT_DIR}
+KEEP_DATA=${KEEP_DATA:-0}
+mkdir -p "$OUT_DIR" "$DATA_ROOT"
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { echo "[bench-api] $*" >&2; }
+die() { echo "[bench-api] error: $*" >&2; exit 1; }
+
+command -v h2load >/dev/null || die "h2load not found (apt-get install nghttp2-client)"
+command -v nghttp >/dev/null || die "nghttp not found (apt-get install nghttp2-client)"
+command -v python3 >/dev/null || die "python3 not found"
+[ -x "$WEFT_BIN" ] || die "no executable at $WEFT_BIN (build with: swift build -c release)"
+case "$(stat -f -c %T "$DATA_ROOT")" in
+  tmpfs|ramfs) log "warning: $DATA_ROOT is on $(stat -f -c %T "$DATA_ROOT"): fsync is free there, so --store-sync full = normal; set DATA_ROOT" ;;
+esac
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------- servers
+declare -A PID PORT TOKEN WFID GETB
+SERVERS=(full)
+for m in $SYNC_MODES; do [ "$m" = full ] || SERVERS+=("$m"); done
+STARTED=()
+
+cleanup() {
+  for s in "${STARTED[@]}"; do p=${PID[$s]:-}; [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for s in "${STARTED[@]}"; do p=${PID[$s]:-}; [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  if [ "$KEEP_DATA" != 1 ]; then
+    for s in "${SERVERS[@]}"; do rm -rf "$DATA_ROOT/data-$s"; done
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_listening() {  # LOGFILE PID -> port from "listening on 127.0.0.1:PORT"
+  local logf=$1 pid=$2 port=
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -1)
+    [ -n "$port" ] && { echo "$port"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+
+# The workflow every run reads / creates: 3 noop tasks.
+printf '%s' '{"name":"Nightly invoice sync","description":"Bench workflow: fetch invoices, validate them, post a summary.","tasks":[{"name":"Fetch invoices","action":"noop"},{"name":"Validate invoices","action":"noop","dependsOn":["fetch_invoices"]},{"name":"Post summary","action":"noop","dependsOn":["validate_invoices"]}]}' \
+  > "$OUT_DIR/workflow.json"
+printf '\0\0\0\0\0' > "$OUT_DIR/empty.grpc"   # gRPC frame: uncompressed, empty HealthCheckRequest
+
+# Starts server $1 (a --store-sync mode) on a fresh or existing data dir, logs in and creates the workflow.
+start_server() {
+  local s=$1
+  mkdir -p "$DATA_ROOT/data-$s"
+  # shellcheck disable=SC2086
+  "$WEFT_BIN" serve --host 127.0.0.1 --port 0 --data-dir "$DATA_ROOT/data-$s" --store-sync "$s" \
+    --scrypt-log-n "$SCRYPT_LOG_N" $WEFT_ARGS > "$OUT_DIR/weft-$s.stdout" 2>> "$OUT_DIR/weft-$s.log" &
+  PID[$s]=$!
+  STARTED+=("$s")
+  PORT[$s]=$(wait_listening "$OUT_DIR/weft-$s.log" "${PID[$s]}") \
+    || { cat "$OUT_DIR/weft-$s.log" >&2; die "weft ($s) did not print 'listening on 127.0.0.1:PORT'"; }
+  local out
+  out=$(timeout 60 python3 - "$HERE" "${PORT[$s]}" "$OUT_DIR/workflow.json" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from seed_workflows import Client, login
+port = int(sys.argv[2])
+token = login("127.0.0.1", port, "bench-api@bench.weft.test", "bench-password-1", "Bench API")
+c = Client("127.0.0.1", port, token)
+status, body = c.request("POST", "/workflows", open(sys.argv[3], "rb").read())
+if status != 201:
+    sys.exit("POST /workflows: HTTP %d: %r" % (status, body[:300]))
+wid = json.loads(body)["id"]
+status, body = c.request("GET", "/workflows/" + wid)
+if status != 200 or json.loads(body)["id"] != wid or len(json.loads(body)["tasks"]) != 3:
+    sys.exit("GET /workflows/%s: HTTP %d: %r" % (wid, status, body[:300]))
+print(token, wid)
+PY
+  ) || die "weft ($s): could not register/login/create the workflow"
+  TOKEN[$s]=${out% *}
+  WFID[$s]=${out#* }
+  # GetWorkflowRequest{workflow_id = 1}: tag 0x0a, length, UTF-8; behind the 5-byte gRPC prefix.
+  python3 - "${WFID[$s]}" > "$OUT_DIR/get-$s.grpc" <<'PY'
+import struct, sys
+wid = sys.argv[1].encode()
+assert len(wid) < 128
+pb = b"\x0a" + bytes([len(wid)]) + wid
+sys.stdout.buffer.write(b"\x00" + struct.pack(">I", len(pb)) + pb)
+PY
+  log "weft ($s): pid ${PID[$s]}, port ${PORT[$s]}, workflow ${WFID[$s]}"
+}
+
+base_url() { echo "http://127.0.0.1:${PORT[$1]}"; }
+
+# One call of each shape by hand: grpc-status 0 and the right body (h2load only sees HTTP status).
+check_server() {
+  local s=$1 out body url
+  url=$(base_url "$s")
+  out=$(timeout 10 nghttp -v -d "$OUT_DIR/get-$s.grpc" -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "authorization: Bearer ${TOKEN[$s]}" "$url/weft.v1.WorkflowService/GetWorkflow" 2>&1 | tr -d '\0' || true)
+  grep -q 'grpc-status: 0' <<<"$out" || { echo "$out" >&2; die "$s: GetWorkflow did not answer grpc-status 0"; }
+  timeout 10 nghttp -d "$OUT_DIR/get-$s.grpc" -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "authorization: Bearer ${TOKEN[$s]}" "$url/weft.v1.WorkflowService/GetWorkflow" > "$OUT_DIR/get-$s.reply"
+  python3 - "$OUT_DIR/get-$s.reply" "${WFID[$s]}" <<'PY' || die "$s: unexpected GetWorkflow body"
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+assert len(b) > 5 and b[0] == 0 and struct.unpack(">I", b[1:5])[0] == len(b) - 5, b[:16]
+assert sys.argv[2].encode() in b and b.count(b"noop") == 3, b
+PY
+  GETB[$s]=$(stat -c %s "$OUT_DIR/get-$s.reply")
+  body=$(timeout 10 nghttp -d "$OUT_DIR/empty.grpc" -H 'content-type: application/grpc' -H 'te: trailers' \
+    "$url/grpc.health.v1.Health/Check" | od -An -tx1 | tr -s ' \n' ' ')
+  [ "$body" = " 00 00 00 00 02 08 01 " ] || die "$s: unexpected Health/Check body:$body"
+  log "$s: GetWorkflow -> grpc-status 0, ${GETB[$s]}-byte message with 3 tasks; Health/Check -> SERVING"
+}
+
+# ---------------------------------------------------------------- helpers
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+other_build() { if pgrep -f 'swift-build|swift-frontend|swiftc |clang|cc1' >/dev/null; then echo 1; else echo 0; fi; }
+
+ensure_alive() {
+  local s=$1 rc=0
+  kill -0 "${PID[$s]}" 2>/dev/null && return 0
+  wait "${PID[$s]}" 2>/dev/null || rc=$?
+  log "warning: weft ($s) (pid ${PID[$s]}) is gone (exit status $rc); restarting it"
+  echo "$s" >> "$OUT_DIR/restarts"
+  start_server "$s"
+  check_server "$s"
+}
+
+# Run list: "case server c m" (case = grpc-get | grpc-health | rest-get | create).
+RUNS=()
+for c in $CASES; do
+  case "$c" in
+    grpc-get|grpc-health)
+      for st in $GRPC_SETTINGS; do RUNS+=("$c full ${st%x*} ${st#*x}"); done ;;
+    rest-get) RUNS+=("rest-get full $REST_CLIENTS 1") ;;
+    create) for m in $SYNC_MODES; do RUNS+=("create $m $CREATE_CLIENTS 1"); done ;;
+    *) die "unknown case: $c (known: grpc-get grpc-health rest-get create)" ;;
+  esac
+done
+[ "${#RUNS[@]}" -gt 0 ] || die "nothing to run"
+
+# h2load_case CASE SERVER C M LIMIT... -- runs h2load for one case; LIMIT is e.g. "-D 10" or "-n 5000".
+h2load_case() {
+  local cs=$1 s=$2 c=$3 m=$4; shift 4
+  local url; url=$(base_url "$s")
+  local limit_s=$((DURATION + WARMUP + 60))
+  [ "$1" = -n ] && limit_s=$CREATE_TIMEOUT
+  case "$cs" in
+    grpc-get)
+      timeout "$limit_s" h2load -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" -d "$OUT_DIR/get-$s.grpc" \
+        -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer ${TOKEN[$s]}" \
+        "$url/weft.v1.WorkflowService/GetWorkflow" ;;
+    grpc-health)
+      timeout "$limit_s" h2load -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" -d "$OUT_DIR/empty.grpc" \
+        -H 'content-type: application/grpc' -H 'te: trailers' "$url/grpc.health.v1.Health/Check" ;;
+    rest-get)
+      timeout "$limit_s" h2load --h1 -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" \
+        -H "authorization: Bearer ${TOKEN[$s]}" "$url/workflows/${WFID[$s]}" ;;
+    create)
+      timeout "$limit_s" h2load --h1 -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" -d "$OUT_DIR/workflow.json" \
+        -H 'content-type: application/json' -H "authorization: Bearer ${TOKEN[$s]}" "$url/workflows" ;;
+  esac
+}
+
+limit_args() {  # CASE [seconds] -> h2load limit options
+  if [ "$1" = create ] && [ "$CREATE_N" -gt 0 ]; then echo "-n $CREATE_N"; else echo "-D ${2:-$DURATION}"; fi
+}
+
+# ---------------------------------------------------------------- start
+for s in "${SERVERS[@]}"; do start_server "$s"; done
+sleep 1
+for s in "${SERVERS[@]}"; do check_server "$s"; done
+
+RESULTS="$OUT_DIR/results.tsv"
+printf 'round\tcase\tserver\tc\tm\treqs\tok\tfailed\treq_per_s\tmean_us\tp50_us\tp99_us\tcpu_s\tcpu_us_per_req\tbytes_per_resp\texpect_bytes\trss_kb\tcontended\n' > "$RESULTS"
+
+if [ "$WARMUP" -gt 0 ]; then
+  for run in "${RUNS[@]}"; do
+    read -r cs s c m <<<"$run"
+    ensure_alive "$s"
+    log "warm-up $cs on $s -c $c -m $m for ${WARMUP}s"
+    # shellcheck disable=SC2046
+    h2load_case "$cs" "$s" "$c" "$m" -D "$WARMUP" > /dev/null 2>&1 || true
+  done
+fi
+
+n=${#RUNS[@]}
+for r in $(seq 1 "$ROUNDS"); do
+  for i in $(seq 0 $((n - 1))); do
+    read -r cs s c m <<<"${RUNS[$(( (i + r - 1) % n ))]}"   # rotate the order every round
+    tag="r${r}-${cs}-${s}-c${c}m${m}"
+    # shellcheck disable=SC2046
+    log "round $r: $cs on $s -c $c -m $m $(limit_args "$cs")"
+    ensure_alive "$s"
+    expect=0
+    [ "$cs" = grpc-get ] && expect=${GETB[$s]}
+    [ "$cs" = grpc-health ] && expect=7
+    busy0=$(other_build)
+    t0=$(cpu_ticks "${PID[$s]}")
+    ( while sleep 1; do [ "$(other_build)" = 1 ] && { echo 1 > "$OUT_DIR/.busy"; break; }; done ) &
+    sampler=$!
+    # shellcheck disable=SC2046
+    h2load_case "$cs" "$s" "$c" "$m" $(limit_args "$cs") --log-file="$OUT_DIR/$tag.lat" > "$OUT_DIR/$tag.out" 2>&1 \
+      || log "h2load exited non-zero for $tag (see $OUT_DIR/$tag.out)"
+    kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+    if ! t1=$(cpu_ticks "${PID[$s]}" 2>/dev/null); then
+      log "warning: weft ($s) died during $tag; run dropped (see $OUT_DIR/weft-$s.log)"
+      rm -f "$OUT_DIR/.busy" "$OUT_DIR/$tag.lat"
+      continue
+    fi
+    busy1=$(other_build)
+    contended=0
+    if [ "$busy0" = 1 ] || [ "$busy1" = 1 ] || [ "$(cat "$OUT_DIR/.busy" 2>/dev/null)" = 1 ]; then contended=1; fi
+    rm -f "$OUT_DIR/.busy"
+    [ "$contended" = 1 ] && log "note: a compiler was running around $tag; its figures are contended"
+    python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$cs" "$s" "$c" "$m" "$(( t1 - t0 ))" "$CLK_TCK" \
+      "$expect" "$(rss_kb "${PID[$s]}")" "$contended" >> "$RESULTS" <<'PY'
+import math, re, sys
+out, lat, r, cs, s, c, m, ticks, hz, expect, rss, contended = sys.argv[1:]
+text = open(out, errors="replace").read()
+def num(pat, cast=float, default=""):
+    mm = re.search(pat, text, re.M)
+    return cast(mm.group(1)) if mm else default
+reqps = num(r"finished in [\d.]+\w*, ([\d.]+) req/s")
+total = num(r"^requests: (\d+) total", int, 0)
+ok = num(r"(\d+) succeeded", int, 0)      # completed 2xx responses in the measured period
+failed = num(r"(\d+) failed", int, 0)        # non-2xx + errored (stream/connection errors)
+codes2xx = num(r"^status codes: (\d+) 2xx", int, 0)  # also counts responses cut off at the end of -D
+data = num(r"^traffic: .*, \S+ \((\d+)\) data", int, 0)
+def to_us(v):
+    mm = re.match(r"([\d.]+)(us|ms|s)$", v)
+    return float(mm.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[mm.group(2)] if mm else ""
+mean = ""
+mm = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+if mm:
+    mean = to_us(mm.group(3))
+durs = []
+try:
+    with open(lat) as f:
+        for line in f:
+            p = line.split("\t")
+            if len(p) >= 3 and p[1].startswith("2"):
+                durs.append(int(p[2]))
+except OSError:
+    pass
+durs.sort()
+def pct(q):
+    if not durs:
+        return ""
+    return durs[min(len(durs) - 1, max(0, math.ceil(q * len(durs)) - 1))]
+cpu_s = int(ticks) / int(hz)
+cpu_per = cpu_s * 1e6 / ok if ok else ""
+bpr = data / codes2xx if codes2xx else ""
+if int(expect) and ok and bpr < 0.9 * int(expect):
+    print("[bench-api] warning: %s: %.0f body bytes per response, expected %s: gRPC errors (trailers-only "
+          "responses) were counted as HTTP 200" % (out, bpr, expect), file=sys.stderr)
+fmt = lambda v: ("%.1f" % v) if isinstance(v, float) else str(v)
+print("\t".join(fmt(v) for v in (r, cs, s, c, m, total, ok, failed, reqps, mean,
+                                  pct(0.50), pct(0.99), round(cpu_s, 3), cpu_per, bpr, expect, rss, contended)))
+PY
+    rm -f "$OUT_DIR/$tag.lat"
+  done
+done
+
+# ---------------------------------------------------------------- report
+python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$H2LOAD_THREADS" "$CREATE_N" "$WEFT_BIN" <<'PY'
+import csv, statistics, sys, datetime, platform, os, subprocess
+res, rounds, duration, h2t, create_n, weft_bin = sys.argv[1:]
+rows = list(csv.DictReader(open(res), delimiter="\t"))
+def med(vals):
+    v = [float(x) for x in vals if x not in ("", None)]
+    return statistics.median(v) if v else None
+def f(v, spec):
+    return "n/a" if v is None else format(v, spec)
+ver = subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
+LABEL = {
+    "grpc-get": ("GetWorkflow", "gRPC h2c"),
+    "grpc-health": ("Health/Check", "gRPC h2c"),
+    "rest-get": ("GET /workflows/{id}", "HTTP/1.1"),
+    "create": ("POST /workflows", "HTTP/1.1"),
+}
+ORDER = ["grpc-get", "grpc-health", "rest-get", "create"]
+keys = []
+for r in rows:
+    k = (r["case"], r["server"], r["c"], r["m"])
+    if k not in keys:
+        keys.append(k)
+keys.sort(key=lambda k: (ORDER.index(k[0]), k[1] != "full", int(k[2]) * int(k[3])))
+M = {}
+print()
+limit = ("-n %s" % create_n) if create_n != "0" else ("%s s" % duration)
+print("Weft API benchmark, %s, %s, %d cores, %s, %s; %s rounds x %s s (create: %s), h2load -t %s; medians over rounds."
+      % (datetime.date.today().isoformat(), platform.machine(), os.cpu_count(), os.path.basename(weft_bin), ver,
+         rounds, duration, limit, h2t))
+print()
+print("| call | transport | store-sync | h2load | req/s | mean | p50 | p99 | server CPU / req | body B / resp | failed | runs (contended) |")
+print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for k in keys:
+    cs, s, c, m = k
+    g = [r for r in rows if (r["case"], r["server"], r["c"], r["m"]) == k]
+    M[k] = {x: med(r[x] for r in g) for x in ("req_per_s", "mean_us", "p50_us", "p99_us", "cpu_us_per_req", "bytes_per_resp")}
+    h1 = cs in ("rest-get", "create")
+    setting = ("--h1 -c %s" % c) if h1 else ("-c %s -m %s" % (c, m))
+    print("| %s | %s | %s | %s | %s | %s µs | %s µs | %s µs | %s µs | %s | %d | %d (%d) |" % (
+        LABEL[cs][0], LABEL[cs][1], s, setting,
+        f(M[k]["req_per_s"], ".0f"), f(M[k]["mean_us"], ".0f"), f(M[k]["p50_us"], ".0f"), f(M[k]["p99_us"], ".0f"),
+        f(M[k]["cpu_us_per_req"], ".1f"), f(M[k]["bytes_per_resp"], ".0f"),
+        sum(int(r["failed"] or 0) for r in g), len(g), sum(1 for r in g if r["contended"] == "1")))
+ratio = lambda a, b: None if a is None or b in (None, 0) else a / b
+settings = sorted({(k[2], k[3]) for k in keys if k[0] == "grpc-get"}, key=lambda x: int(x[0]) * int(x[1]))
+pairs = [(st, ("grpc-get", "full") + st, ("grpc-health", "full") + st) for st in settings]
+pairs = [p for p in pairs if p[2] in M]
+if pairs:
+    print()
+    print("| GetWorkflow / Health/Check | req/s | server CPU / req | p50 | p99 |")
+    print("|---|---:|---:|---:|---:|")
+    for st, g, h in pairs:
+        print("| -c %s -m %s | %s | %s | %s | %s |" % (st[0], st[1],
+            f(ratio(M[g]["req_per_s"], M[h]["req_per_s"]), ".2f"), f(ratio(M[g]["cpu_us_per_req"], M[h]["cpu_us_per_req"]), ".2f"),
+            f(ratio(M[g]["p50_us"], M[h]["p50_us"]), ".2f"), f(ratio(M[g]["p99_us"], M[h]["p99_us"]), ".2f")))
+    print()
+    print("(ratio > 1 for req/s means GetWorkflow is faster; for CPU and latency, that it costs more.)")
+creates = [k for k in keys if k[0] == "create"]
+full = next((k for k in creates if k[1] == "full"), None)
+if full and len(creates) > 1:
+    print()
+    print("| POST /workflows | req/s | vs full | server CPU / req | p50 | p99 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for k in creates:
+        print("| --store-sync %s | %s | %s× | %s µs | %s µs | %s µs |" % (k[1], f(M[k]["req_per_s"], ".0f"),
+            f(ratio(M[k]["req_per_s"], M[full]["req_per_s"]), ".2f"), f(M[k]["cpu_us_per_req"], ".1f"),
+            f(M[k]["p50_us"], ".0f"), f(M[k]["p99_us"], ".0f")))
+print()
+restarts = os.path.join(os.path.dirname(res), "restarts")
+if os.path.exists(restarts):
+    print("Restarted during the run (exited unexpectedly): %s." % ", ".join(sorted(set(open(restarts).read().split()))))
+    print()
+if any(r["contended"] == "1" for r in rows):
+    print("Contended runs: a compiler process was seen during the run; rerun on an idle machine for clean figures.")
+    print()
+print("Raw results: %s" % res)
+PY
+log "raw results and logs in $OUT_DIR"
