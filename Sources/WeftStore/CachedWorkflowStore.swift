@@ -153,6 +153,22 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
         try await base.role(userId: userId, workflowId: workflowId)
     }
 
+    public func addCollaborator(_ collaborator: CollaboratorRecord, actor: String) async throws {
+        try await base.addCollaborator(collaborator, actor: actor)
+    }
+
+    public func updateCollaborator(workflowId: String, userId: String, role: WorkflowRole, actor: String) async throws {
+        try await base.updateCollaborator(workflowId: workflowId, userId: userId, role: role, actor: actor)
+    }
+
+    public func removeCollaborator(workflowId: String, userId: String, actor: String) async throws {
+        try await base.removeCollaborator(workflowId: workflowId, userId: userId, actor: actor)
+    }
+
+    public func collaborators(workflowId: String) async throws -> [(CollaboratorRecord, UserRecord)] {
+        try await base.collaborators(workflowId: workflowId)
+    }
+
     public func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord> {
         try await base.listVersions(workflowId: workflowId, limit: limit, cursor: cursor)
     }

@@ -168,14 +168,18 @@ enum SQLiteMigrations {
                 """)
         }
         migrator.registerMigration("v3-workflow-search") { db in
-            // One row per live workflow; written in the same transaction as
-            // the workflow. bm25 weights: name 10, description 4, task names 2.
+            // One FTS row per live workflow, written in the same transaction
+            // as the workflow. Its rowid is the workflow's `search_rowid`, so
+            // updates and deletes find the row by key instead of scanning.
+            // bm25 weights: name 10, description 4, task names 2.
             try db.execute(sql: """
+                ALTER TABLE workflows ADD COLUMN search_rowid INTEGER;
+                CREATE UNIQUE INDEX workflows_search_rowid ON workflows(search_rowid);
                 CREATE VIRTUAL TABLE workflow_search USING fts5(
-                    workflow_id UNINDEXED, name, description, task_names,
+                    name, description, task_names,
                     tokenize = 'unicode61 remove_diacritics 2'
                 );
-                INSERT INTO workflow_search(workflow_search, rank) VALUES ('rank', 'bm25(0.0, 10.0, 4.0, 2.0)');
+                INSERT INTO workflow_search(workflow_search, rank) VALUES ('rank', 'bm25(10.0, 4.0, 2.0)');
                 """)
         }
         return migrator

@@ -10,8 +10,8 @@ extension SQLiteStore: WorkflowStore {
         try await write("create_workflow") { db in
             try db.execute(
                 sql: """
-                    INSERT INTO workflows (id, user_id, name, description, version, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, 1, ?, ?)
+                    INSERT INTO workflows (id, user_id, name, description, version, created_at, updated_at, search_rowid)
+                    VALUES (?, ?, ?, ?, 1, ?, ?, (SELECT COALESCE(MAX(search_rowid), 0) + 1 FROM workflows))
                     """,
                 arguments: [record.id, record.ownerId, record.name, record.description, record.createdAt, record.updatedAt])
             for (position, task) in record.tasks.enumerated() {
@@ -115,7 +115,9 @@ extension SQLiteStore: WorkflowStore {
             }
             let now = Date()
             try db.execute(sql: "UPDATE workflows SET deleted_at = ?, updated_at = ? WHERE id = ?", arguments: [now, now, id])
-            try db.execute(sql: "DELETE FROM workflow_search WHERE workflow_id = ?", arguments: [id])
+            try db.execute(
+                sql: "DELETE FROM workflow_search WHERE rowid = (SELECT search_rowid FROM workflows WHERE id = ?)",
+                arguments: [id])
             try Self.audit(db, actor: actor, action: "delete", resourceType: "workflow", resourceId: id, at: now)
         }
     }
@@ -180,11 +182,16 @@ extension SQLiteStore: WorkflowStore {
                 sql: """
                     SELECT w.*, \(Self.callerRoleColumn), -s.rank AS score,
                         snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
-                    FROM workflow_search s JOIN workflows w ON w.id = s.workflow_id
+                    FROM workflow_search s JOIN workflows w ON w.search_rowid = s.rowid
                     WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
+                        AND s.rowid >= (SELECT MIN(rowid) FROM (
+                            SELECT rowid FROM workflow_search WHERE workflow_search MATCH ? ORDER BY rowid DESC LIMIT ?))
                     ORDER BY s.rank, w.id DESC LIMIT ? OFFSET ?
                     """,
-                arguments: [userId, userId, match, userId, userId, limit + 1, offset])
+                arguments: [
+                    userId, userId, match, userId, userId, match, max(Self.searchRankWindow, offset + limit + 1),
+                    limit + 1, offset,
+                ])
             var hits = rows.map { row in
                 SearchHit(workflow: Self.workflowRecord(row), score: row["score"], snippet: row["snippet"] ?? "")
             }
@@ -225,15 +232,66 @@ extension SQLiteStore: WorkflowStore {
 
     public func addCollaborator(_ collaborator: CollaboratorRecord, actor: String) async throws {
         try await write("add_collaborator") { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO workflow_collaborators (workflow_id, user_id, role, added_at) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (workflow_id, user_id) DO UPDATE SET role = excluded.role
-                    """,
-                arguments: [collaborator.workflowId, collaborator.userId, collaborator.role.rawValue, collaborator.addedAt])
+            do {
+                try db.execute(
+                    sql: "INSERT INTO workflow_collaborators (workflow_id, user_id, role, added_at) VALUES (?, ?, ?, ?)",
+                    arguments: [collaborator.workflowId, collaborator.userId, collaborator.role.rawValue, collaborator.addedAt])
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw StoreError.alreadyExists(
+                    "user \(collaborator.userId) is already a collaborator of workflow \(collaborator.workflowId); use PUT to change the role")
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
+                throw StoreError.notFound("user \(collaborator.userId) not found")
+            }
             try Self.audit(db, actor: actor, action: "add_collaborator", resourceType: "workflow",
                            resourceId: collaborator.workflowId, at: collaborator.addedAt,
                            detail: .object(["userId": .string(collaborator.userId), "role": .string(collaborator.role.rawValue)]))
+        }
+    }
+
+    public func updateCollaborator(workflowId: String, userId: String, role: WorkflowRole, actor: String) async throws {
+        try await write("update_collaborator") { db in
+            try db.execute(
+                sql: "UPDATE workflow_collaborators SET role = ? WHERE workflow_id = ? AND user_id = ?",
+                arguments: [role.rawValue, workflowId, userId])
+            guard db.changesCount == 1 else {
+                throw StoreError.notFound("user \(userId) is not a collaborator of workflow \(workflowId)")
+            }
+            try Self.audit(db, actor: actor, action: "update_collaborator", resourceType: "workflow", resourceId: workflowId,
+                           at: Date(), detail: .object(["userId": .string(userId), "role": .string(role.rawValue)]))
+        }
+    }
+
+    public func removeCollaborator(workflowId: String, userId: String, actor: String) async throws {
+        try await write("remove_collaborator") { db in
+            try db.execute(
+                sql: "DELETE FROM workflow_collaborators WHERE workflow_id = ? AND user_id = ?",
+                arguments: [workflowId, userId])
+            guard db.changesCount == 1 else {
+                throw StoreError.notFound("user \(userId) is not a collaborator of workflow \(workflowId)")
+            }
+            try Self.audit(db, actor: actor, action: "remove_collaborator", resourceType: "workflow", resourceId: workflowId,
+                           at: Date(), detail: .object(["userId": .string(userId)]))
+        }
+    }
+
+    public func collaborators(workflowId: String) async throws -> [(CollaboratorRecord, UserRecord)] {
+        try await read("list_collaborators") { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT c.workflow_id, c.role, c.added_at, u.* FROM workflow_collaborators c
+                    JOIN users u ON u.id = c.user_id WHERE c.workflow_id = ? ORDER BY c.added_at, u.id
+                    """,
+                arguments: [workflowId]
+            ).map { row in
+                let user = Self.userRecord(row)
+                return (
+                    CollaboratorRecord(
+                        workflowId: row["workflow_id"], userId: user.id,
+                        role: WorkflowRole(rawValue: row["role"]) ?? .viewer, addedAt: row["added_at"]),
+                    user
+                )
+            }
         }
     }
 
@@ -294,10 +352,28 @@ extension SQLiteStore: WorkflowStore {
         TaskRecord(
             id: row["id"], workflowId: row["workflow_id"], key: row["key"], name: row["name"],
             description: row["description"], action: row["action"],
-            config: (try? JSONValue(jsonText: row["config"])) ?? .emptyObject,
-            dependsOn: decodeJSON([String].self, row["depends_on"]) ?? [],
+            config: decodeConfig(row["config"]),
+            dependsOn: decodeKeys(row["depends_on"]),
             retry: (row["retry"] as String?).flatMap { decodeJSON(RetryPolicyRecord.self, $0) },
             timeoutMs: row["timeout_ms"], createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    /// Most tasks have `{}` configs and short key lists; skip Foundation's
+    /// JSON decoder for those (it dominates listing otherwise).
+    static func decodeConfig(_ text: String) -> JSONValue {
+        if text == "{}" { return .emptyObject }
+        return (try? JSONValue(jsonText: text)) ?? .emptyObject
+    }
+
+    static func decodeKeys(_ text: String) -> [String] {
+        if text == "[]" { return [] }
+        // Keys are [A-Za-z0-9_-] (validated on write), so a JSON list of them
+        // has no escapes: split it directly.
+        let inner = text.utf8.dropFirst().dropLast()
+        if text.hasPrefix("[\""), text.hasSuffix("\"]"), !inner.contains(UInt8(ascii: "\\")) {
+            return String(Substring(inner)).split(separator: ",").map { String($0.dropFirst().dropLast()) }
+        }
+        return decodeJSON([String].self, text) ?? []
     }
 
     static func versionRecord(_ row: Row) -> WorkflowVersionRecord {
@@ -366,14 +442,23 @@ extension SQLiteStore: WorkflowStore {
     }
 
     static func index(_ db: Database, _ workflow: WorkflowRecord) throws {
-        try db.execute(sql: "DELETE FROM workflow_search WHERE workflow_id = ?", arguments: [workflow.id])
+        guard let rowid = try Int64.fetchOne(
+            db, sql: "SELECT search_rowid FROM workflows WHERE id = ?", arguments: [workflow.id])
+        else { return }
+        try db.execute(sql: "DELETE FROM workflow_search WHERE rowid = ?", arguments: [rowid])
         try db.execute(
-            sql: "INSERT INTO workflow_search (workflow_id, name, description, task_names) VALUES (?, ?, ?, ?)",
+            sql: "INSERT INTO workflow_search (rowid, name, description, task_names) VALUES (?, ?, ?, ?)",
             arguments: [
-                workflow.id, workflow.name, workflow.description,
+                rowid, workflow.name, workflow.description,
                 workflow.tasks.map { $0.name }.joined(separator: "\n"),
             ])
     }
+
+    /// BM25 is computed for every match, so a word found in half of 100,000
+    /// workflows would cost ~100 ms to rank. Ranking therefore considers the
+    /// newest `searchRankWindow` matches (found in rowid order, cheap) and
+    /// orders those by relevance: ~5 ms whatever the query.
+    static let searchRankWindow = 2000
 
     /// Turns free text into a safe FTS5 query: every word becomes a quoted
     /// phrase (so no FTS5 syntax is ever interpreted), all must match, and

@@ -35,6 +35,13 @@ public protocol WorkflowStore: Sendable {
     func task(id: String) async throws -> TaskRecord?
     /// The user's role on the workflow, nil if none.
     func role(userId: String, workflowId: String) async throws -> WorkflowRole?
+    /// Grants a role (viewer or editor). Throws `alreadyExists` if the user
+    /// already has one, `notFound` if the user does not exist.
+    func addCollaborator(_ collaborator: CollaboratorRecord, actor: String) async throws
+    func updateCollaborator(workflowId: String, userId: String, role: WorkflowRole, actor: String) async throws
+    func removeCollaborator(workflowId: String, userId: String, actor: String) async throws
+    /// Collaborators (not the owner) with their accounts, oldest first.
+    func collaborators(workflowId: String) async throws -> [(CollaboratorRecord, UserRecord)]
     func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
     func execution(id: String) async throws -> ExecutionSummary?
 }

@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2, message_factory, struct_pb2, timestamp
 
 import weft_helpers as wh
 
-IMPLEMENTED = {"weft.v1.UserService", "weft.v1.WorkflowService", "weft.v1.TaskService"}
+IMPLEMENTED = {"weft.v1.UserService", "weft.v1.WorkflowService", "weft.v1.TaskService", "weft.v1.CollaboratorService"}
 TIMEOUT = 10
 
 
@@ -471,6 +471,35 @@ def test_grpc_and_rest_share_store_and_tokens(api_server, workflows, v1, alice):
     workflows.DeleteWorkflow(v1.workflows_pb2.DeleteWorkflowRequest(workflow_id=r.json["id"]), metadata=md,
                              timeout=TIMEOUT)
     assert rest2.get(f"/workflows/{r.json['id']}").status == 404
+
+
+def test_collaborators_over_grpc(chan, workflows, v1, alice, bob):
+    collaborators = v1.collaborators_pb2_grpc.CollaboratorServiceStub(chan)
+    pb = v1.collaborators_pb2
+    wf = create(workflows, v1, alice, task_list=[task_msg(v1, "a")])
+    get = v1.workflows_pb2.GetWorkflowRequest(workflow_id=wf.id)
+    expect_code(grpc.StatusCode.NOT_FOUND, workflows.GetWorkflow, get, metadata=bob.md)
+    added = collaborators.AddCollaborator(
+        pb.AddCollaboratorRequest(workflow_id=wf.id, user_id=bob.id, role=pb.Collaborator.viewer),
+        metadata=alice.md, timeout=TIMEOUT)
+    assert added.role == pb.Collaborator.viewer and added.user_id == bob.id
+    assert workflows.GetWorkflow(get, metadata=bob.md, timeout=TIMEOUT).role == "viewer"
+    update = v1.workflows_pb2.UpdateWorkflowRequest(workflow_id=wf.id, name="taken over")
+    expect_code(grpc.StatusCode.PERMISSION_DENIED, workflows.UpdateWorkflow, update, metadata=bob.md)
+    expect_code(grpc.StatusCode.PERMISSION_DENIED, collaborators.UpdateCollaboratorRole,
+                pb.UpdateCollaboratorRoleRequest(workflow_id=wf.id, user_id=bob.id, role=pb.Collaborator.editor),
+                metadata=bob.md)
+    collaborators.UpdateCollaboratorRole(
+        pb.UpdateCollaboratorRoleRequest(workflow_id=wf.id, user_id=bob.id, role=pb.Collaborator.editor),
+        metadata=alice.md, timeout=TIMEOUT)
+    assert workflows.UpdateWorkflow(update, metadata=bob.md, timeout=TIMEOUT).version == 2
+    listed = collaborators.ListCollaborators(pb.ListCollaboratorsRequest(workflow_id=wf.id), metadata=bob.md,
+                                             timeout=TIMEOUT)
+    assert [(c.user_id, c.role) for c in listed.collaborators] == [
+        (alice.id, pb.Collaborator.owner), (bob.id, pb.Collaborator.editor)]
+    collaborators.RemoveCollaborator(pb.RemoveCollaboratorRequest(workflow_id=wf.id, user_id=bob.id),
+                                     metadata=alice.md, timeout=TIMEOUT)
+    expect_code(grpc.StatusCode.NOT_FOUND, workflows.GetWorkflow, get, metadata=bob.md)
 
 
 def _later_methods(protos):

@@ -1231,6 +1231,57 @@ def test_wrong_method_is_405_with_allow(alice, method, path, allowed):
 
 
 # ---------------------------------------------------------------------------
+# Collaborators: roles per workflow
+# ---------------------------------------------------------------------------
+
+
+def test_collaborator_roles_govern_access(alice, bob, api_server):
+    carol = wh.register_and_login(api_server, "Carol Example")
+    name = f"shared {word()}"
+    wf = create_wf(alice, name, tasks=[{"name": "a", "action": "noop"}])
+    wid = wf["id"]
+    coll = f"/workflows/{wid}/collaborators"
+    # No role: invisible.
+    assert_error(bob.rest.get(f"/workflows/{wid}"), 404, 5)
+    # Viewer: can read, list and search, cannot change.
+    r = alice.rest.post(coll, {"userId": bob.id, "role": "viewer"})
+    assert r.status == 201, r
+    assert r.json["userId"] == bob.id and r.json["role"] == "viewer" and r.json["email"] == bob.email, r.json
+    assert_error(alice.rest.post(coll, {"userId": bob.id, "role": "editor"}), 409, 6, "already a collaborator")
+    got = bob.rest.get(f"/workflows/{wid}")
+    assert got.status == 200 and got.json["role"] == "viewer", got
+    assert wid in [w["id"] for w in list_wf(bob)["workflows"]]
+    assert wid in search_ids(bob, name.split()[1])
+    assert_error(bob.rest.put(f"/workflows/{wid}", {"name": "mine now"}), 403, 7, "viewer")
+    assert_error(bob.rest.post("/tasks", {"workflowId": wid, "name": "x", "action": "noop"}), 403, 7)
+    assert_error(bob.rest.post(coll, {"userId": carol.id, "role": "viewer"}), 403, 7)
+    # Editor: can change, cannot delete or manage roles.
+    r = alice.rest.put(f"{coll}/{bob.id}", {"role": "editor"})
+    assert r.status == 200 and r.json["role"] == "editor", r
+    r = bob.rest.put(f"/workflows/{wid}", {"name": name, "tasks": tasks_of(get_wf(alice, wid))})
+    assert r.status == 200 and r.json["version"] == 2 and r.json["role"] == "editor", r
+    assert_error(bob.rest.delete(f"/workflows/{wid}"), 403, 7, "owner")
+    assert_error(bob.rest.put(f"{coll}/{bob.id}", {"role": "viewer"}), 403, 7)
+    # The list shows the owner first, then collaborators.
+    listed = bob.rest.get(coll)
+    assert listed.status == 200, listed
+    assert [(c["userId"], c["role"]) for c in listed.json["collaborators"]] == [(alice.id, "owner"), (bob.id, "editor")]
+    # Bad grants.
+    assert_error(alice.rest.post(coll, {"userId": "usr_nobody", "role": "viewer"}), 404, 5)
+    assert_error(alice.rest.post(coll, {"userId": carol.id, "role": "owner"}), 400, 3, "owner")
+    assert_error(alice.rest.post(coll, {"userId": carol.id}), 400, 3, "role")
+    assert_error(alice.rest.post(coll, {"userId": carol.id, "role": "admin"}), 400, 3)
+    assert_error(alice.rest.post(coll, {"userId": alice.id, "role": "viewer"}), 400, 3, "owns")
+    assert_error(alice.rest.put(f"{coll}/{carol.id}", {"role": "viewer"}), 404, 5)
+    assert_error(alice.rest.delete(f"{coll}/{alice.id}"), 400, 9, "owner")
+    # A collaborator may leave; then the workflow is invisible again.
+    r = bob.rest.delete(f"{coll}/{bob.id}")
+    assert r.status == 204 and r.body == b"", r
+    assert_error(bob.rest.get(f"/workflows/{wid}"), 404, 5)
+    assert_error(alice.rest.delete(f"{coll}/{bob.id}"), 404, 5)
+
+
+# ---------------------------------------------------------------------------
 # Routes of later steps: present, authenticated, 501
 # ---------------------------------------------------------------------------
 
@@ -1246,10 +1297,6 @@ LATER_ROUTES = [
     ("POST", "/workflows/{w}/schedules"),
     ("GET", "/workflows/{w}/schedules"),
     ("DELETE", "/workflows/{w}/schedules/sch_1"),
-    ("POST", "/workflows/{w}/collaborators"),
-    ("GET", "/workflows/{w}/collaborators"),
-    ("PUT", "/workflows/{w}/collaborators/usr_1"),
-    ("DELETE", "/workflows/{w}/collaborators/usr_1"),
     ("POST", "/workflows/{w}/subscriptions"),
     ("GET", "/workflows/{w}/subscriptions"),
     ("DELETE", "/workflows/{w}/subscriptions/sub_1"),

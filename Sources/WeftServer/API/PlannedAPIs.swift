@@ -35,7 +35,6 @@ struct PlannedAPIs {
         let l = "weft.v1.LogService"
         let v = "weft.v1.VersionService"
         let s = "weft.v1.ScheduleService"
-        let c = "weft.v1.CollaboratorService"
         let n = "weft.v1.SubscriptionService"
         let i = "weft.v1.IntegrationService"
         let a = "weft.v1.AnalyticsService"
@@ -76,16 +75,6 @@ struct PlannedAPIs {
                         step: later, rest: [.get("/workflows/{workflowId}/schedules")]),
                 planned(s, "DeleteSchedule", Weft_V1_DeleteScheduleRequest.self, Weft_V1_DeleteScheduleResponse.self,
                         step: later, rest: [.delete("/workflows/{workflowId}/schedules/{scheduleId}")]),
-            ]),
-            StaticService(handlers: [
-                planned(c, "AddCollaborator", Weft_V1_AddCollaboratorRequest.self, Weft_V1_Collaborator.self,
-                        step: later, rest: [.post("/workflows/{workflowId}/collaborators", status: 201)]),
-                planned(c, "ListCollaborators", Weft_V1_ListCollaboratorsRequest.self, Weft_V1_ListCollaboratorsResponse.self,
-                        step: later, rest: [.get("/workflows/{workflowId}/collaborators")]),
-                planned(c, "UpdateCollaboratorRole", Weft_V1_UpdateCollaboratorRoleRequest.self, Weft_V1_Collaborator.self,
-                        step: later, rest: [.put("/workflows/{workflowId}/collaborators/{userId}")]),
-                planned(c, "RemoveCollaborator", Weft_V1_RemoveCollaboratorRequest.self, Weft_V1_RemoveCollaboratorResponse.self,
-                        step: later, rest: [.delete("/workflows/{workflowId}/collaborators/{userId}")]),
             ]),
             StaticService(handlers: [
                 planned(n, "CreateSubscription", Weft_V1_CreateSubscriptionRequest.self, Weft_V1_Subscription.self,
