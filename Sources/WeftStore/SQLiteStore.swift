@@ -55,7 +55,7 @@ public final class SQLiteStore: Sendable {
             metrics.record(operation: operation, kind: "read", start: start, failed: false)
             return value
         } catch {
-            metrics.record(operation: operation, kind: "read", start: start, failed: !(error is StoreError))
+            metrics.record(operation: operation, kind: "read", start: start, failed: error is DatabaseError)
             throw error
         }
     }
@@ -67,7 +67,7 @@ public final class SQLiteStore: Sendable {
             metrics.record(operation: operation, kind: "write", start: start, failed: false)
             return value
         } catch {
-            metrics.record(operation: operation, kind: "write", start: start, failed: !(error is StoreError))
+            metrics.record(operation: operation, kind: "write", start: start, failed: error is DatabaseError)
             throw error
         }
     }

@@ -25,7 +25,7 @@ public struct StoreMetrics: Sendable {
         if failed {
             metrics.counter(
                 MetricNames.storeErrors,
-                help: "Store transactions that failed with a backend error, by store and operation.",
+                help: "Store transactions that failed in the database (not for not-found, conflict or validation), by store and operation.",
                 labels: [("store", store), ("operation", operation)]
             ).increment()
         }
