@@ -95,7 +95,8 @@ public struct WeftServer: Sendable {
 
     /// Every weft.v1 service, in the order clients see them.
     static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
-        [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps)]
+        [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
+         VersionAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

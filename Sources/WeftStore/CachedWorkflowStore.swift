@@ -169,6 +169,34 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
         try await base.collaborators(workflowId: workflowId)
     }
 
+    public func workflowVersion(workflowId: String, versionId: String) async throws -> WorkflowVersionRecord? {
+        try await base.workflowVersion(workflowId: workflowId, versionId: versionId)
+    }
+
+    public func labelVersion(workflowId: String, label: String, actor: String) async throws -> WorkflowVersionRecord {
+        try await base.labelVersion(workflowId: workflowId, label: label, actor: actor)
+    }
+
+    public func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+        -> (WorkflowRecord, WorkflowVersionRecord)
+    {
+        state.withLock { state in
+            state.epoch += 1
+            state.entries[id] = nil
+        }
+        do {
+            let result = try await base.rollbackWorkflow(id: id, to: versionId, actor: actor)
+            state.withLock { state in
+                state.epoch += 1
+                insert(result.0, into: &state)
+            }
+            return result
+        } catch {
+            state.withLock { $0.epoch += 1 }
+            throw error
+        }
+    }
+
     public func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord> {
         try await base.listVersions(workflowId: workflowId, limit: limit, cursor: cursor)
     }

@@ -52,56 +52,126 @@ extension SQLiteStore: WorkflowStore {
         _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
     ) async throws -> WorkflowRecord {
         try await write("modify_workflow") { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT * FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [id])
-            else { throw StoreError.notFound("workflow \(id) not found") }
-            var current = Self.workflowRecord(row)
-            if let expectedVersion, expectedVersion != current.version {
-                throw StoreError.conflict(
-                    "workflow \(id) changed since it was read (etag \"\(expectedVersion)\", now \"\(current.version)\"); fetch it again and reapply your change")
+            try Self.modify(db, id: id, expectedVersion: expectedVersion, actor: actor, label: "", change)
+        }
+    }
+
+    public func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+        -> (WorkflowRecord, WorkflowVersionRecord)
+    {
+        try await write("rollback_workflow") { db in
+            guard let target = try Self.version(db, workflowId: id, versionId: versionId) else {
+                throw StoreError.notFound("version \(versionId) of workflow \(id) not found")
             }
-            current.tasks = try Self.liveTasks(db, workflowIds: [id])[id] ?? []
-            var next = current
-            // The change runs inside the write transaction: writers are
-            // serialized, so an edit without an etag never loses a race.
-            try change(&next)
-            next.id = current.id
-            next.ownerId = current.ownerId
-            next.createdAt = current.createdAt
-            next.version = current.version + 1
-            next.deletedAt = nil
-            try db.execute(
-                sql: "UPDATE workflows SET name = ?, description = ?, version = ?, updated_at = ? WHERE id = ?",
-                arguments: [next.name, next.description, next.version, next.updatedAt, next.id])
-            // Retire every live task, then revive (update) the kept ones and
-            // insert the new ones, so swapping keys between tasks never trips
-            // the unique (workflow, key) index midway.
-            try db.execute(
-                sql: "UPDATE tasks SET deleted_at = ? WHERE workflow_id = ? AND deleted_at IS NULL",
-                arguments: [next.updatedAt, next.id])
-            for (position, task) in next.tasks.enumerated() {
-                try db.execute(
-                    sql: """
-                        UPDATE tasks SET key = ?, name = ?, description = ?, action = ?, config = ?, depends_on = ?,
-                            retry = ?, timeout_ms = ?, position = ?, updated_at = ?, deleted_at = NULL
-                        WHERE id = ? AND workflow_id = ?
-                        """,
-                    arguments: [
-                        task.key, task.name, task.description, task.action, task.config.jsonText(),
-                        Self.encodeJSON(task.dependsOn), task.retry.map(Self.encodeJSON), task.timeoutMs, position,
-                        task.updatedAt, task.id, next.id,
-                    ])
-                if db.changesCount == 0 {
-                    try Self.insertTask(db, task, workflowId: next.id, position: position)
+            let now = Date.nowMillis
+            let stored = try Self.modify(
+                db, id: id, expectedVersion: nil, actor: actor, label: "rollback to version \(target.version)"
+            ) { next in
+                next.name = target.name
+                next.description = target.description
+                next.updatedAt = now
+                next.tasks = target.tasks.map { task in
+                    var task = task
+                    task.workflowId = id
+                    task.updatedAt = now
+                    return task
                 }
             }
-            next.tasks = try Self.liveTasks(db, workflowIds: [next.id])[next.id] ?? []
-            try Self.snapshot(db, next, actor: actor, label: "")
-            try Self.index(db, next)
-            try Self.audit(db, actor: actor, action: "update", resourceType: "workflow", resourceId: next.id, at: next.updatedAt,
-                           detail: .object(["version": .number(Double(next.version))]))
-            return next
+            guard let created = try Self.version(db, workflowId: id, versionId: String(stored.version)) else {
+                throw StoreError.notFound("version \(stored.version) of workflow \(id) not found")
+            }
+            return (stored, created)
         }
+    }
+
+    public func workflowVersion(workflowId: String, versionId: String) async throws -> WorkflowVersionRecord? {
+        try await read("get_version") { db in try Self.version(db, workflowId: workflowId, versionId: versionId) }
+    }
+
+    public func labelVersion(workflowId: String, label: String, actor: String) async throws -> WorkflowVersionRecord {
+        try await write("label_version") { db in
+            guard let current = try Int.fetchOne(
+                db, sql: "SELECT version FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [workflowId])
+            else { throw StoreError.notFound("workflow \(workflowId) not found") }
+            try db.execute(
+                sql: "UPDATE workflow_versions SET label = ? WHERE workflow_id = ? AND version = ?",
+                arguments: [label, workflowId, current])
+            try Self.audit(db, actor: actor, action: "label_version", resourceType: "workflow", resourceId: workflowId,
+                           at: Date(), detail: .object(["version": .number(Double(current)), "label": .string(label)]))
+            guard let version = try Self.version(db, workflowId: workflowId, versionId: String(current)) else {
+                throw StoreError.notFound("version \(current) of workflow \(workflowId) not found")
+            }
+            return version
+        }
+    }
+
+    /// A version by its id (`ver_…`) or its number ("3").
+    static func version(_ db: Database, workflowId: String, versionId: String) throws -> WorkflowVersionRecord? {
+        if let number = Int(versionId) {
+            return try Row.fetchOne(
+                db, sql: "SELECT * FROM workflow_versions WHERE workflow_id = ? AND version = ?",
+                arguments: [workflowId, number]
+            ).map(versionRecord)
+        }
+        return try Row.fetchOne(
+            db, sql: "SELECT * FROM workflow_versions WHERE workflow_id = ? AND id = ?", arguments: [workflowId, versionId]
+        ).map(versionRecord)
+    }
+
+    /// The read-modify-write of a workflow inside a write transaction.
+    static func modify(
+        _ db: Database, id: String, expectedVersion: Int?, actor: String, label: String,
+        _ change: (inout WorkflowRecord) throws -> Void
+    ) throws -> WorkflowRecord {
+        guard let row = try Row.fetchOne(
+            db, sql: "SELECT * FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [id])
+        else { throw StoreError.notFound("workflow \(id) not found") }
+        var current = workflowRecord(row)
+        if let expectedVersion, expectedVersion != current.version {
+            throw StoreError.conflict(
+                "workflow \(id) changed since it was read (etag \"\(expectedVersion)\", now \"\(current.version)\"); fetch it again and reapply your change")
+        }
+        current.tasks = try liveTasks(db, workflowIds: [id])[id] ?? []
+        var next = current
+        // The change runs inside the write transaction: writers are
+        // serialized, so an edit without an etag never loses a race.
+        try change(&next)
+        next.id = current.id
+        next.ownerId = current.ownerId
+        next.createdAt = current.createdAt
+        next.version = current.version + 1
+        next.deletedAt = nil
+        try db.execute(
+            sql: "UPDATE workflows SET name = ?, description = ?, version = ?, updated_at = ? WHERE id = ?",
+            arguments: [next.name, next.description, next.version, next.updatedAt, next.id])
+        // Retire every live task, then revive (update) the kept ones and
+        // insert the new ones, so swapping keys between tasks never trips
+        // the unique (workflow, key) index midway.
+        try db.execute(
+            sql: "UPDATE tasks SET deleted_at = ? WHERE workflow_id = ? AND deleted_at IS NULL",
+            arguments: [next.updatedAt, next.id])
+        for (position, task) in next.tasks.enumerated() {
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET key = ?, name = ?, description = ?, action = ?, config = ?, depends_on = ?,
+                        retry = ?, timeout_ms = ?, position = ?, updated_at = ?, deleted_at = NULL
+                    WHERE id = ? AND workflow_id = ?
+                    """,
+                arguments: [
+                    task.key, task.name, task.description, task.action, task.config.jsonText(),
+                    encodeJSON(task.dependsOn), task.retry.map(encodeJSON), task.timeoutMs, position,
+                    task.updatedAt, task.id, next.id,
+                ])
+            if db.changesCount == 0 {
+                try insertTask(db, task, workflowId: next.id, position: position)
+            }
+        }
+        next.tasks = try liveTasks(db, workflowIds: [next.id])[next.id] ?? []
+        try snapshot(db, next, actor: actor, label: label)
+        try index(db, next)
+        try audit(db, actor: actor, action: "update", resourceType: "workflow", resourceId: next.id, at: next.updatedAt,
+                       detail: .object(["version": .number(Double(next.version))]))
+        return next
     }
 
     public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws {

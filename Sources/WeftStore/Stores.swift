@@ -42,6 +42,13 @@ public protocol WorkflowStore: Sendable {
     func removeCollaborator(workflowId: String, userId: String, actor: String) async throws
     /// Collaborators (not the owner) with their accounts, oldest first.
     func collaborators(workflowId: String) async throws -> [(CollaboratorRecord, UserRecord)]
+    /// A stored version by id (`ver_…`) or number ("3").
+    func workflowVersion(workflowId: String, versionId: String) async throws -> WorkflowVersionRecord?
+    /// Labels the current version (e.g. "release 1.2").
+    func labelVersion(workflowId: String, label: String, actor: String) async throws -> WorkflowVersionRecord
+    /// Makes an old version's definition current again, as a new version.
+    func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+        -> (WorkflowRecord, WorkflowVersionRecord)
     func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
     func execution(id: String) async throws -> ExecutionSummary?
 }

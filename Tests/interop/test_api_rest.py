@@ -1282,6 +1282,49 @@ def test_collaborator_roles_govern_access(alice, bob, api_server):
 
 
 # ---------------------------------------------------------------------------
+# Versions and rollback
+# ---------------------------------------------------------------------------
+
+
+def test_versions_list_get_label_and_rollback(alice, bob):
+    v1 = create_wf(alice, "versioned", tasks=[{"name": "a", "action": "noop"}])
+    wid = v1["id"]
+    a_id = v1["tasks"][0]["id"]
+    r = alice.rest.put(f"/workflows/{wid}", {"name": "versioned", "tasks": [
+        {"name": "b", "action": "noop"}, {"name": "c", "action": "log", "dependsOn": ["b"]}]})
+    assert r.status == 200 and r.json["version"] == 2, r
+    r = alice.rest.put(f"/workflows/{wid}", {"name": "versioned v3", "tasks": tasks_of(r.json)[:1]})
+    assert r.status == 200 and r.json["version"] == 3, r
+    # Newest first, paged.
+    page = alice.rest.get(f"/workflows/{wid}/versions?pageSize=2")
+    assert page.status == 200, page
+    assert [v["version"] for v in page.json["versions"]] == [3, 2]
+    assert page.json["nextPageToken"]
+    rest = alice.rest.get(f"/workflows/{wid}/versions?pageSize=2&pageToken={page.json['nextPageToken']}")
+    assert [v["version"] for v in rest.json["versions"]] == [1] and rest.json["nextPageToken"] == "", rest.json
+    first = rest.json["versions"][0]
+    assert first["name"] == "versioned" and [t["name"] for t in first["tasks"]] == ["a"]
+    assert first["createdBy"] == alice.id and first["id"].startswith("ver_")
+    # By number or by id.
+    assert alice.rest.get(f"/workflows/{wid}/versions/1").json["id"] == first["id"]
+    assert alice.rest.get(f"/workflows/{wid}/versions/{first['id']}").json["version"] == 1
+    assert_error(alice.rest.get(f"/workflows/{wid}/versions/99"), 404, 5)
+    assert_error(bob.rest.get(f"/workflows/{wid}/versions"), 404, 5)
+    # Label the current version.
+    labelled = alice.rest.post(f"/workflows/{wid}/versions", {"label": "release 1"})
+    assert labelled.status == 201 and labelled.json["version"] == 3 and labelled.json["label"] == "release 1", labelled
+    # Roll back to version 1: a new version 4 with version 1's definition and task ids.
+    rolled = alice.rest.put(f"/workflows/{wid}/versions/1/rollback", {})
+    assert rolled.status == 200, rolled
+    assert rolled.json["version"] == 4 and rolled.json["label"] == "rollback to version 1", rolled.json
+    now = get_wf(alice, wid)
+    assert now["version"] == 4 and now["name"] == "versioned"
+    assert [(t["id"], t["name"]) for t in tasks_of(now)] == [(a_id, "a")]
+    assert_error(alice.rest.put(f"/workflows/{wid}/versions/ver_nope/rollback", {}), 404, 5)
+    assert_error(bob.rest.put(f"/workflows/{wid}/versions/1/rollback", {}), 404, 5)
+
+
+# ---------------------------------------------------------------------------
 # Routes of later steps: present, authenticated, 501
 # ---------------------------------------------------------------------------
 
@@ -1290,10 +1333,6 @@ LATER_ROUTES = [
     ("GET", "/workflows/{w}/executions"),
     ("GET", "/workflows/{w}/executions/exe_1"),
     ("GET", "/workflows/{w}/executions/exe_1/logs"),
-    ("POST", "/workflows/{w}/versions"),
-    ("GET", "/workflows/{w}/versions"),
-    ("GET", "/workflows/{w}/versions/ver_1"),
-    ("PUT", "/workflows/{w}/versions/ver_1/rollback"),
     ("POST", "/workflows/{w}/schedules"),
     ("GET", "/workflows/{w}/schedules"),
     ("DELETE", "/workflows/{w}/schedules/sch_1"),

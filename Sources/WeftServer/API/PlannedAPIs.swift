@@ -33,7 +33,6 @@ struct PlannedAPIs {
         let later = "a later step"
         let e = "weft.v1.ExecutionService"
         let l = "weft.v1.LogService"
-        let v = "weft.v1.VersionService"
         let s = "weft.v1.ScheduleService"
         let n = "weft.v1.SubscriptionService"
         let i = "weft.v1.IntegrationService"
@@ -57,16 +56,6 @@ struct PlannedAPIs {
                         step: engine, rest: [.get(execution + "/logs")]),
                 plannedStream(l, "TailLogs", Weft_V1_TailLogsRequest.self, Weft_V1_LogEntry.self,
                               step: engine, rest: [.get(execution + "/logs/tail")]),
-            ]),
-            StaticService(handlers: [
-                planned(v, "CreateVersion", Weft_V1_CreateVersionRequest.self, Weft_V1_WorkflowVersion.self,
-                        step: later, rest: [.post("/workflows/{workflowId}/versions", status: 201)]),
-                planned(v, "ListVersions", Weft_V1_ListVersionsRequest.self, Weft_V1_ListVersionsResponse.self,
-                        step: later, rest: [.get("/workflows/{workflowId}/versions")]),
-                planned(v, "GetVersion", Weft_V1_GetVersionRequest.self, Weft_V1_WorkflowVersion.self,
-                        step: later, rest: [.get("/workflows/{workflowId}/versions/{versionId}")]),
-                planned(v, "RollbackVersion", Weft_V1_RollbackVersionRequest.self, Weft_V1_WorkflowVersion.self,
-                        step: later, rest: [.put("/workflows/{workflowId}/versions/{versionId}/rollback")]),
             ]),
             StaticService(handlers: [
                 planned(s, "CreateSchedule", Weft_V1_CreateScheduleRequest.self, Weft_V1_Schedule.self,
