@@ -45,10 +45,12 @@ public struct WeftServer: Sendable {
         if config.enableTestServices {
             router.register(EchoTestService(), metrics: rpcMetrics)
         }
-        let defaults = JSONDefaults(schemas: APISchemas.components())
+        let schemas = APISchemas.components()
+        let defaults = JSONDefaults(schemas: schemas)
+        let explainer = JSONTypeExplainer(schemas: schemas)
         for service in Self.apiServices(deps) {
             router.register(service, metrics: rpcMetrics)
-            http.register(service, shape: defaults.fill)
+            http.register(service, shape: defaults.fill, explain: explainer.explain)
         }
         health.set("", .serving)
         for service in router.serviceNames { health.set(service, .serving) }

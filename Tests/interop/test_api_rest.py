@@ -1123,18 +1123,32 @@ def test_unknown_json_field_is_400_naming_it(alice):
 
 
 @pytest.mark.parametrize(
-    "body",
-    [{"name": 5}, {"name": ["x"]}, {"name": "x", "tasks": {}}, {"name": "x", "tasks": ["a"]},
-     {"name": "x", "tasks": [{"name": "a", "action": "noop", "dependsOn": "b"}]},
-     {"name": "x", "tasks": [{"name": "a", "action": "noop", "timeout": 30}]},
-     {"name": "x", "tasks": [{"name": "a", "action": "noop", "retry": {"maxAttempts": "lots"}}]},
-     {"name": "x", "tasks": [{"name": "a", "action": "noop", "config": "nope"}]},
-     {"name": None}],
+    "body, fragment",
+    [({"name": 5}, "name: expected a string, got a number"),
+     ({"name": ["x"]}, "name: expected a string, got an array"),
+     ({"name": "x", "tasks": {}}, "tasks: expected an array, got an object"),
+     ({"name": "x", "tasks": ["a"]}, "tasks[0]: expected an object, got a string"),
+     ({"name": "x", "tasks": [{"name": "a", "action": "noop"}, {"name": "b", "action": "noop", "dependsOn": "a"}]},
+      "tasks[1].dependsOn: expected an array, got a string"),
+     ({"name": "x", "tasks": [{"name": "a", "action": "noop", "timeout": 30}]}, "tasks[0].timeout: expected a duration"),
+     ({"name": "x", "tasks": [{"name": "a", "action": "noop", "retry": {"maxAttempts": "lots"}}]},
+      "tasks[0].retry.maxAttempts: expected a whole number"),
+     ({"name": "x", "tasks": [{"name": "a", "action": "noop", "config": "nope"}]},
+      "tasks[0].config: expected an object, got a string"),
+     ({"name": None}, "name must not be empty")],
     ids=["number", "array", "tasks-object", "tasks-strings", "depends-string", "timeout-number",
          "retry-string", "config-string", "null-name"],
 )
-def test_wrong_json_types_are_400(alice, body):
-    assert_error(alice.rest.post("/workflows", body), 400, 3)
+def test_wrong_json_types_are_400_naming_the_field(alice, body, fragment):
+    assert_error(alice.rest.post("/workflows", body), 400, 3, fragment)
+
+
+def test_wrong_query_and_enum_values_name_the_field(alice):
+    assert_error(alice.rest.get("/workflows?pageSize=abc"), 400, 3, "pageSize: expected a whole number")
+    assert_error(alice.rest.get("/workflows?createdAfter=yesterday"), 400, 3, "createdAfter", "RFC 3339")
+    wf = create_wf(alice)
+    assert_error(alice.rest.post(f"/workflows/{wf['id']}/collaborators", {"userId": alice.id, "role": "boss"}),
+                 400, 3, 'role: "boss" is not one of "viewer", "editor", "owner"')
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b'{"name": "x",}', b'{"name": "x", "tasks": [],}',

@@ -187,8 +187,11 @@ extension HTTPRouter {
     ///
     /// `shape` may rewrite each JSON response message (given its protobuf
     /// name), e.g. to print fields that hold their default value.
+    /// `explain` may name the offending field of a request that did not
+    /// decode (nil keeps the generic reason).
     public mutating func register(
-        _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil
+        _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil,
+        explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil
     ) {
         for handler in service.handlers {
             guard let invoke = handler.restInvoker else { continue }
@@ -197,7 +200,15 @@ extension HTTPRouter {
             for route in handler.restRoutes {
                 add(route.method, route.template) { request in
                     let context = RESTBridge.context(for: request, descriptor: descriptor)
-                    var response = try await invoke(request, route, context)
+                    var response: HTTPResponse
+                    do {
+                        response = try await invoke(request, route, context)
+                    } catch let error as RESTDecodeError {
+                        if let precise = explain?(error.messageName, error.json) {
+                            throw RPCError(code: .invalidArgument, message: "invalid \(error.messageName): \(precise)")
+                        }
+                        throw error
+                    }
                     if let shape, !response.body.isEmpty {
                         if descriptor.kind == .serverStreaming {
                             response.body = Array(

@@ -45,8 +45,8 @@ public enum RESTBridge {
             do {
                 strict = try M(jsonUTF8Bytes: bytes, options: decodingOptions)
             } catch let error as JSONDecodingError {
-                throw RPCError(
-                    code: .invalidArgument, message: "invalid \(M.protoMessageName): \(explain(error, object: dictionary))")
+                throw RESTDecodeError(
+                    messageName: M.protoMessageName, json: Array(bytes), generic: explain(error, object: dictionary))
             }
             let hasParameters =
                 !route.pathParameters.isEmpty || !(request.query ?? "").isEmpty
@@ -93,8 +93,7 @@ public enum RESTBridge {
         do {
             return try M(jsonUTF8Bytes: json, options: decodingOptions)
         } catch let error as JSONDecodingError {
-            throw RPCError(
-                code: .invalidArgument, message: "invalid \(M.protoMessageName): \(explain(error, object: object))")
+            throw RESTDecodeError(messageName: M.protoMessageName, json: Array(json), generic: explain(error, object: object))
         } catch {
             throw RPCError(code: .invalidArgument, message: "invalid \(M.protoMessageName): \(error)")
         }
@@ -266,6 +265,17 @@ extension RESTBridge {
             status: route.successStatus, headers: [("content-type", "application/json")] + headers,
             body: try encodeResponse(message))
     }
+}
+
+/// A request that JSON-decodes to no valid message. Carries the JSON so the
+/// server can say which field is wrong (see `HTTPRouter.register(explain:)`).
+public struct RESTDecodeError: Error, RPCErrorConvertible {
+    public let messageName: String
+    public let json: [UInt8]
+    /// swift-protobuf's reason, which names no field.
+    public let generic: String
+
+    public var rpcError: RPCError { RPCError(code: .invalidArgument, message: "invalid \(messageName): \(generic)") }
 }
 
 /// Collects a server stream's messages as NDJSON (one proto3 JSON message
