@@ -91,45 +91,6 @@ extension RPCHandler {
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
 
-    /// A unary method with a fast path: `inline` runs on the event loop and
-    /// answers from memory when it can (returning nil when it cannot, e.g. on
-    /// a cache miss); otherwise `handler` runs as a task. `inline` must never
-    /// block or do I/O.
-    public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        service: String,
-        method: String,
-        request: Request.Type = Request.self,
-        response: Response.Type = Response.self,
-        rest: [RESTRoute] = [],
-        inline: @escaping @Sendable (Request, ServerContext) throws -> Response?,
-        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
-    ) -> RPCHandler {
-        RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
-            body: .inlineOrTask(
-                { bytes, context in
-                    let request: Request = try ProtobufCoding.decode(bytes)
-                    return try inline(request, context).map { try ProtobufCoding.encode($0) }
-                },
-                { requests, writer, context in
-                    let request: Request = try await requests.single()
-                    let response = try await handler(request, context)
-                    try await writer.write(framed: try ProtobufCoding.encode(response))
-                }),
-            restRoutes: rest,
-            restInvoker: { http, route, context in
-                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
-                let response: Response
-                if let fast = try inline(request, context) {
-                    response = fast
-                } else {
-                    response = try await handler(request, context)
-                }
-                return try RESTBridge.respond(response, route: route, context: context)
-            },
-            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
-    }
-
     /// A unary method whose fast path answers with responses prepared ahead
     /// (serialized once, e.g. when a cache entry is filled), so a hit costs
     /// no encoding at all. REST uses the prepared message, gRPC its bytes.

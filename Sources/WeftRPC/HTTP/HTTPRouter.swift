@@ -82,9 +82,6 @@ public struct HTTPRouter: Sendable {
 
     public init() {}
 
-    /// Every route as "METHOD template" (for tests and the OpenAPI check).
-    public var routeList: [String] { routes.map { "\($0.method) \($0.template)" } }
-
     public mutating func add(_ method: String, _ template: String, _ handler: @escaping Handler) {
         let segments = Self.split(template).map { part -> Segment in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part)

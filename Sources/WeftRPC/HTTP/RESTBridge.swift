@@ -47,6 +47,8 @@ public enum RESTBridge {
             } catch let error as JSONDecodingError {
                 throw RESTDecodeError(
                     messageName: M.protoMessageName, json: Array(bytes), generic: explain(error, object: dictionary))
+            } catch {
+                throw RPCError(code: .invalidArgument, message: "invalid \(M.protoMessageName): \(error)")
             }
             let hasParameters =
                 !route.pathParameters.isEmpty || !(request.query ?? "").isEmpty
