@@ -16,6 +16,10 @@ public enum WorkflowDefinition {
         if name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw DefinitionError("workflow name must not be empty")
         }
+        // SQLite text stops at NUL on the way back; refuse it on the way in.
+        if name.unicodeScalars.contains("\0") || description.unicodeScalars.contains("\0") {
+            throw DefinitionError("workflow name and description must not contain NUL characters")
+        }
         if name.count > maxNameLength {
             throw DefinitionError("workflow name is longer than \(maxNameLength) characters")
         }
@@ -32,6 +36,10 @@ public enum WorkflowDefinition {
         for index in tasks.indices {
             if tasks[index].name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 throw DefinitionError("task #\(index + 1): name must not be empty", taskKey: tasks[index].key.isEmpty ? nil : tasks[index].key)
+            }
+            for text in [tasks[index].name, tasks[index].description, tasks[index].key, tasks[index].action]
+            where text.unicodeScalars.contains("\0") {
+                throw DefinitionError("task #\(index + 1): name, description, key and action must not contain NUL characters")
             }
             if tasks[index].name.count > maxNameLength {
                 throw DefinitionError("task #\(index + 1) \"\(tasks[index].name)\": name is longer than \(maxNameLength) characters")

@@ -50,7 +50,8 @@ public struct WeftServer: Sendable {
         let explainer = JSONTypeExplainer(schemas: schemas)
         for service in Self.apiServices(deps) {
             router.register(service, metrics: rpcMetrics)
-            http.register(service, shape: defaults.fill, explain: explainer.explain)
+            http.register(
+                service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields)
         }
         health.set("", .serving)
         for service in router.serviceNames { health.set(service, .serving) }

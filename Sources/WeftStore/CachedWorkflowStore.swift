@@ -3,13 +3,13 @@ import Synchronization
 
 /// A read-through cache of live workflow definitions in front of any
 /// `WorkflowStore` (the design's "Cache: to speed up frequent read
-/// operations"). Every write goes through this object, which refreshes or
-/// drops the entry, so a single node always reads its own writes. (Several
-/// nodes sharing a PostgreSQL store will need invalidation messages first.)
+/// operations"). Every write goes through this object and drops the entry
+/// before and after it runs, so a single node always reads its own writes.
+/// (Several nodes sharing a PostgreSQL store will need invalidation messages.)
 ///
-/// A read that raced a write must not put an old definition back: every
-/// write bumps an epoch, and a miss only fills the cache if no write
-/// happened while it read.
+/// Only reads fill the cache, and only when no write started or finished
+/// while they read (a global epoch): so neither a read that raced a write nor
+/// a writer that finished late can put an old definition back.
 public final class CachedWorkflowStore: WorkflowStore, Sendable {
     public let base: any WorkflowStore
     private let capacity: Int
@@ -18,9 +18,6 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
     struct State {
         var entries: [String: WorkflowRecord] = [:]
         var epoch: UInt64 = 0
-        /// Ids deleted by this process: a write that finished before the
-        /// delete must not put them back (deletes are final).
-        var deleted: Set<String> = []
         var hits: UInt64 = 0
         var misses: UInt64 = 0
     }
@@ -60,31 +57,14 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
     }
 
     public func createWorkflow(_ workflow: WorkflowRecord, actor: String) async throws -> WorkflowRecord {
-        let stored = try await base.createWorkflow(workflow, actor: actor)
-        state.withLock { state in
-            state.epoch += 1
-            insert(stored, into: &state)
-        }
-        return stored
+        try await writing(workflow.id) { try await base.createWorkflow(workflow, actor: actor) }
     }
 
     public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
         -> WorkflowRecord
     {
-        state.withLock { state in
-            state.epoch += 1
-            state.entries[workflow.id] = nil
-        }
-        do {
-            let stored = try await base.replaceWorkflow(workflow, expectedVersion: expectedVersion, actor: actor)
-            state.withLock { state in
-                state.epoch += 1
-                insert(stored, into: &state)
-            }
-            return stored
-        } catch {
-            state.withLock { $0.epoch += 1 }
-            throw error
+        try await writing(workflow.id) {
+            try await base.replaceWorkflow(workflow, expectedVersion: expectedVersion, actor: actor)
         }
     }
 
@@ -92,41 +72,36 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
         id: String, expectedVersion: Int?, actor: String,
         _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
     ) async throws -> WorkflowRecord {
-        state.withLock { state in
-            state.epoch += 1
-            state.entries[id] = nil
-        }
-        do {
-            let stored = try await base.modifyWorkflow(id: id, expectedVersion: expectedVersion, actor: actor, change)
-            state.withLock { state in
-                state.epoch += 1
-                insert(stored, into: &state)
-            }
-            return stored
-        } catch {
-            state.withLock { $0.epoch += 1 }
-            throw error
-        }
+        try await writing(id) { try await base.modifyWorkflow(id: id, expectedVersion: expectedVersion, actor: actor, change) }
     }
 
     public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws {
+        try await writing(id) { try await base.deleteWorkflow(id: id, expectedVersion: expectedVersion, actor: actor) }
+    }
+
+    public func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+        -> (WorkflowRecord, WorkflowVersionRecord)
+    {
+        try await writing(id) { try await base.rollbackWorkflow(id: id, to: versionId, actor: actor) }
+    }
+
+    /// Runs a write with the entry dropped and the epoch bumped before and
+    /// after (also when it fails), so no read overlapping it fills the cache.
+    private func writing<T>(_ id: String, _ body: () async throws -> T) async throws -> T {
         state.withLock { state in
             state.epoch += 1
             state.entries[id] = nil
         }
-        defer { state.withLock { $0.epoch += 1 } }
-        try await base.deleteWorkflow(id: id, expectedVersion: expectedVersion, actor: actor)
-        state.withLock { state in
-            if state.deleted.count >= 100_000 { state.deleted.removeAll(keepingCapacity: true) }
-            state.deleted.insert(id)
-            state.entries[id] = nil
+        defer {
+            state.withLock { state in
+                state.epoch += 1
+                state.entries[id] = nil
+            }
         }
+        return try await body()
     }
 
     private func insert(_ record: WorkflowRecord, into state: inout State) {
-        // Concurrent writers may finish out of order: never go back a version.
-        if let existing = state.entries[record.id], existing.version >= record.version { return }
-        if state.deleted.contains(record.id) { return }
         if state.entries.count >= capacity, state.entries[record.id] == nil {
             // Drop an arbitrary tenth: cheap, and hot entries come back on the next read.
             for key in state.entries.keys.prefix(max(1, capacity / 10)) { state.entries[key] = nil }
@@ -175,26 +150,6 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
 
     public func labelVersion(workflowId: String, label: String, actor: String) async throws -> WorkflowVersionRecord {
         try await base.labelVersion(workflowId: workflowId, label: label, actor: actor)
-    }
-
-    public func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
-        -> (WorkflowRecord, WorkflowVersionRecord)
-    {
-        state.withLock { state in
-            state.epoch += 1
-            state.entries[id] = nil
-        }
-        do {
-            let result = try await base.rollbackWorkflow(id: id, to: versionId, actor: actor)
-            state.withLock { state in
-                state.epoch += 1
-                insert(result.0, into: &state)
-            }
-            return result
-        } catch {
-            state.withLock { $0.epoch += 1 }
-            throw error
-        }
     }
 
     public func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord> {

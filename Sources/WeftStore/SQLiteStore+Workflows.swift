@@ -241,7 +241,9 @@ extension SQLiteStore: WorkflowStore {
         guard let match = Self.ftsQuery(text) else { return Page(items: [], nextCursor: nil) }
         let offset: Int
         if let cursor {
-            guard let value = Int(cursor), value >= 0 else { throw StoreError.invalid("bad search cursor") }
+            guard let value = Int(cursor), (0...Self.searchRankWindow).contains(value) else {
+                throw StoreError.invalid("page_token is not valid for this search")
+            }
             offset = value
         } else {
             offset = 0
@@ -254,21 +256,27 @@ extension SQLiteStore: WorkflowStore {
                         snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
                     FROM workflow_search s JOIN workflows w ON w.search_rowid = s.rowid
                     WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
-                        AND s.rowid >= (SELECT MIN(rowid) FROM (
-                            SELECT rowid FROM workflow_search WHERE workflow_search MATCH ? ORDER BY rowid DESC LIMIT ?))
+                        AND s.rowid >= (SELECT MIN(rid) FROM (
+                            SELECT s2.rowid AS rid FROM workflow_search s2 JOIN workflows w2 ON w2.search_rowid = s2.rowid
+                            WHERE s2.workflow_search MATCH ? AND w2.deleted_at IS NULL
+                                AND (w2.user_id = ? OR EXISTS (SELECT 1 FROM workflow_collaborators c2
+                                     WHERE c2.workflow_id = w2.id AND c2.user_id = ?))
+                            ORDER BY s2.rowid DESC LIMIT ?))
                     ORDER BY s.rank, w.id DESC LIMIT ? OFFSET ?
                     """,
                 arguments: [
-                    userId, userId, match, userId, userId, match, max(Self.searchRankWindow, offset + limit + 1),
-                    limit + 1, offset,
+                    userId, userId, match, userId, userId, match, userId, userId, Self.searchRankWindow,
+                    min(limit + 1, Self.searchRankWindow - offset + 1), offset,
                 ])
             var hits = rows.map { row in
                 SearchHit(workflow: Self.workflowRecord(row), score: row["score"], snippet: row["snippet"] ?? "")
             }
             var next: String?
-            if hits.count > limit {
+            if hits.count > limit, offset + limit < Self.searchRankWindow {
                 hits.removeLast()
                 next = String(offset + limit)
+            } else if hits.count > limit {
+                hits.removeLast()
             }
             return Page(items: hits, nextCursor: next)
         }
@@ -366,7 +374,7 @@ extension SQLiteStore: WorkflowStore {
     }
 
     public func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord> {
-        let after = cursor.flatMap(Int.init) ?? Int.max
+        let after = cursor.flatMap(Int.init) ?? Int.max  // a version number; compared, never added to
         return try await read("list_versions") { db in
             var versions = try Row.fetchAll(
                 db,
@@ -526,20 +534,34 @@ extension SQLiteStore: WorkflowStore {
 
     /// BM25 is computed for every match (~7 µs each here), so a word found
     /// in half of 100,000 workflows would cost ~150 ms to rank. Ranking
-    /// therefore considers the newest `searchRankWindow` matches (found in
-    /// rowid order, cheap) and orders those by relevance: ~10 ms whatever
-    /// the query. Deeper pages widen the window.
+    /// therefore considers the caller's newest `searchRankWindow` matches
+    /// (found in rowid order, cheap) and orders those by relevance: ~10 ms
+    /// whatever the query. The window is the same for every page, so pages
+    /// never overlap; at most that many results are reachable.
     static let searchRankWindow = 1000
 
     /// Turns free text into a safe FTS5 query: every word becomes a quoted
     /// phrase (so no FTS5 syntax is ever interpreted), all must match, and
     /// the last one matches as a prefix (search-as-you-type).
     static func ftsQuery(_ text: String) -> String? {
-        let words = text.split { !($0.isLetter || $0.isNumber) }.prefix(32)
+        // Unicode scalars, not Characters: a grapheme cluster can glue a
+        // quote to a letter. Quotes are doubled anyway, as FTS5 escapes them.
+        let words = text.unicodeScalars.split { !isWordScalar($0) }.prefix(32)
         guard !words.isEmpty else { return nil }
-        var parts = words.map { "\"\($0)\"" }
+        var parts = words.map { word in
+            "\"" + String(String.UnicodeScalarView(word)).replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
         parts[parts.count - 1] += "*"
         return parts.joined(separator: " ")
+    }
+
+    static func isWordScalar(_ scalar: Unicode.Scalar) -> Bool {
+        let properties = scalar.properties
+        if properties.isAlphabetic || properties.numericType != nil { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark: return true
+        default: return false
+        }
     }
 
     static func escapeLike(_ text: String) -> String {

@@ -540,3 +540,20 @@ def test_unknown_v1_method_is_unimplemented(chan, alice):
     with pytest.raises(grpc.RpcError) as info:
         call(b"", metadata=alice.md, timeout=TIMEOUT)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_out_of_range_durations_and_non_finite_numbers_are_invalid(workflows, v1, alice, users):
+    huge = task_msg(v1, "a", timeout=duration_pb2.Duration(seconds=1 << 62))
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, workflows.CreateWorkflow,
+                v1.workflows_pb2.CreateWorkflowRequest(name="huge", tasks=[huge]), metadata=alice.md)
+    backoff = task_msg(v1, "a", retry=v1.tasks_pb2.RetryPolicy(initial_backoff=duration_pb2.Duration(seconds=-(1 << 62))))
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, workflows.CreateWorkflow,
+                v1.workflows_pb2.CreateWorkflowRequest(name="backoff", tasks=[backoff]), metadata=alice.md)
+    nan = task_msg(v1, "a", config={"output": float("nan")})
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, workflows.CreateWorkflow,
+                v1.workflows_pb2.CreateWorkflowRequest(name="nan", tasks=[nan]), metadata=alice.md)
+    inf = task_msg(v1, "a", retry=v1.tasks_pb2.RetryPolicy(jitter=float("inf")))
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, workflows.CreateWorkflow,
+                v1.workflows_pb2.CreateWorkflowRequest(name="inf", tasks=[inf]), metadata=alice.md)
+    # The server is still there.
+    assert users.GetCurrentUser(v1.users_pb2.GetCurrentUserRequest(), metadata=alice.md, timeout=TIMEOUT).id == alice.id

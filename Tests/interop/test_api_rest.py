@@ -1420,3 +1420,101 @@ def test_rest_over_http2_prior_knowledge(api_server, alice):
     assert json.loads(data)["code"] == 16
     status, _, data = _h2_request(api_server, "DELETE", f"/workflows/{wf['id']}", alice.token)
     assert status == 204 and data == b""
+
+
+# ---------------------------------------------------------------------------
+# Regressions from review: hostile tokens, queries and ids
+# ---------------------------------------------------------------------------
+
+
+def _forged_token(query: str, cursor: str) -> str:
+    import hashlib
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return b64(f"1|{b64(hashlib.sha256(query.encode()).digest()[:6])}|{cursor}".encode())
+
+
+@pytest.mark.parametrize("cursor", ["9223372036854775807", "-1", "99999999999999999999", "abc"])
+def test_forged_page_tokens_are_400_and_the_server_survives(alice, cursor):
+    wf = create_wf(alice, tasks=[{"name": "a", "action": "noop"}])
+    wid = wf["id"]
+    cases = [
+        (f"/workflows/{wid}/tasks", f"{alice.id}|{wid}"),
+        (f"/workflows/{wid}/collaborators", f"{alice.id}|collaborators|{wid}"),
+        ("/workflows/search?query=hello", f"{alice.id}|hello"),
+    ]
+    for path, query in cases:
+        sep = "&" if "?" in path else "?"
+        assert_error(alice.rest.get(f"{path}{sep}pageToken={_forged_token(query, cursor)}"), 400, 3, "page_token")
+    assert alice.rest.get(f"/workflows/{wid}").status == 200
+
+
+def test_search_is_not_crowded_out_by_other_users(alice, bob, api_server):
+    term = word("crowd")
+    mine = create_wf(alice, f"alpha {term}")
+    carol = wh.register_and_login(api_server, "Carol Crowd")
+    for i in range(1005):
+        r = carol.rest.post("/workflows", {"name": f"{term} {i}"})
+        assert r.status == 201, r
+    assert search_ids(alice, term) == [mine["id"]]
+    # Carol's own results are capped by the ranking window, and pages never repeat.
+    seen, token = [], ""
+    while True:
+        r = search(carol, term, pageSize=400, pageToken=token)
+        assert r.status == 200, r
+        seen += [hit["workflow"]["id"] for hit in r.json["results"]]
+        token = r.json["nextPageToken"]
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 1000
+
+
+@pytest.mark.parametrize("query", ["\u0d4e\"", "\u0d4e\" OR \u0d4e\"\"", "a\u0301\"b", "\"\u200d\"", "x\u0000y"])
+def test_search_query_text_is_never_fts_syntax(alice, query):
+    r = search(alice, query)
+    assert r.status == 200, r
+
+
+def test_path_ids_cannot_be_overridden_by_proto_names(alice, bob):
+    a = create_wf(alice, "mine")
+    b = create_wf(alice, "other")
+    assert_error(alice.rest.get(f"/workflows/{a['id']}?workflow_id={b['id']}"), 400, 3)
+    assert_error(alice.rest.put(f"/workflows/{a['id']}", {"workflow_id": b["id"], "name": "x"}), 400, 3)
+    assert_error(alice.rest.delete(f"/workflows/{a['id']}?workflow_id={b['id']}"), 400, 3)
+    assert get_wf(alice, b["id"])["name"] == "other"
+
+
+def test_strangers_cannot_tell_a_task_exists(alice, bob):
+    wf = create_wf(alice, tasks=[{"name": "secret", "action": "noop"}])
+    tid = wf["tasks"][0]["id"]
+    unknown = assert_error(bob.rest.get("/tasks/tsk_00000000000000000000000000"), 404, 5)
+    got = assert_error(bob.rest.get(f"/tasks/{tid}"), 404, 5)
+    assert got["message"] == unknown["message"].replace("tsk_00000000000000000000000000", tid)
+    body = {"workflowId": "wf_x", "name": "n", "action": "noop"}
+    assert_error(bob.rest.put(f"/tasks/{tid}", body), 404, 5, f"task {tid} not found")
+    assert_error(bob.rest.delete(f"/tasks/{tid}"), 404, 5, f"task {tid} not found")
+
+
+def test_nul_characters_are_rejected(alice, anon):
+    assert_error(alice.rest.post("/workflows", {"name": "zz\u0000hidden"}), 400, 3, "NUL")
+    assert_error(alice.rest.post("/workflows", {"name": "ok", "tasks": [{"name": "\u0000", "action": "noop"}]}), 400, 3, "NUL")
+    assert_error(anon.post("/users/register", {"email": wh.unique_email("nul"), "password": "long enough", "name": "a\u0000b"}),
+                 400, 3, "NUL")
+
+
+def test_query_values_true_and_false_stay_strings_where_fields_are_strings(alice):
+    wf = create_wf(alice, "true story")
+    assert alice.rest.get("/workflows/search?query=true").status == 200
+    assert wf["id"] in search_ids(alice, "true")
+    assert alice.rest.get("/workflows?namePrefix=false").status == 200
+    r = alice.rest.get("/workflows?summary=true&namePrefix=true")
+    assert r.status == 200 and [w["id"] for w in r.json["workflows"]] == [wf["id"]]
+    assert r.json["workflows"][0]["tasks"] == []
+
+
+def test_if_match_star_means_any_version(alice):
+    wf = create_wf(alice)
+    r = alice.rest.put(f"/workflows/{wf['id']}", {"name": "renamed"}, headers={"If-Match": "*"})
+    assert r.status == 200 and r.json["version"] == 2, r

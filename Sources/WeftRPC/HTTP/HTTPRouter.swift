@@ -12,6 +12,9 @@ public struct HTTPRequest: Sendable {
     public var body: ByteBuffer
     /// Values of `{name}` segments of the matched route template.
     public var pathParameters: [String: String] = [:]
+    /// Request fields that are booleans: their query values `true`/`false`
+    /// become JSON booleans (all other query values stay text).
+    public var booleanFields: Set<String> = []
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
         self.method = method
@@ -188,14 +191,18 @@ extension HTTPRouter {
     /// decode (nil keeps the generic reason).
     public mutating func register(
         _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil,
-        explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil
+        explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil,
+        booleanFields: (@Sendable (_ messageName: String) -> Set<String>)? = nil
     ) {
         for handler in service.handlers {
             guard let invoke = handler.restInvoker else { continue }
             let descriptor = handler.descriptor
             let messageName = handler.responseMessageName
+            let booleans = booleanFields?(handler.requestMessageName) ?? []
             for route in handler.restRoutes {
                 add(route.method, route.template) { request in
+                    var request = request
+                    request.booleanFields = booleans
                     let context = RESTBridge.context(for: request, descriptor: descriptor)
                     var response: HTTPResponse
                     do {

@@ -54,17 +54,20 @@ public enum RESTBridge {
                 !route.pathParameters.isEmpty || !(request.query ?? "").isEmpty
                 || (route.ifMatchField != nil && request.header("if-match") != nil)
             if !hasParameters { return strict }
-            object = dictionary
+            // proto3 JSON accepts proto names too (`workflow_id`); use one
+            // spelling so a body field cannot shadow a path parameter.
+            for (key, value) in dictionary { object[jsonName(key)] = value }
             fromBody = true
         }
         if !route.hasBody, request.body.readableBytes > 0, route.method != "DELETE" {
             throw RPCError(code: .invalidArgument, message: "\(route.method) \(route.template) takes no request body")
         }
-        for (name, values) in queryParameters(request.query) {
+        for (rawName, values) in queryParameters(request.query) {
+            let name = jsonName(rawName)
             if object[name] != nil {
-                throw RPCError(code: .invalidArgument, message: "field \(name) is given both in the query and in the body")
+                throw RPCError(code: .invalidArgument, message: "field \(name) is given twice (query and body, or two spellings)")
             }
-            let typed = values.map(queryValue)
+            let typed: [Any] = request.booleanFields.contains(name) ? values.map(booleanQueryValue) : values
             object[name] = typed.count == 1 ? typed[0] : typed
         }
         for name in route.pathParameters {
@@ -209,14 +212,30 @@ public enum RESTBridge {
         return order.map { ($0, values[$0]!) }
     }
 
-    /// Query values are text; proto3 JSON takes numbers and enums as strings,
+    /// Query values are text; proto3 JSON takes numbers and enums as strings
     /// but booleans only as JSON booleans.
-    static func queryValue(_ text: String) -> Any {
-        switch text {
+    static func booleanQueryValue(_ value: String) -> Any {
+        switch value {
         case "true": return true
         case "false": return false
-        default: return text
+        default: return value
         }
+    }
+
+    /// `workflow_id` -> `workflowId`; JSON names pass through.
+    static func jsonName(_ key: String) -> String {
+        guard key.contains("_") else { return key }
+        var out = ""
+        var upper = false
+        for character in key {
+            if character == "_" {
+                upper = true
+            } else {
+                out.append(upper ? Character(character.uppercased()) : character)
+                upper = false
+            }
+        }
+        return out
     }
 
     static func jsonKind(_ value: Any) -> String {

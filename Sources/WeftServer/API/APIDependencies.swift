@@ -52,6 +52,7 @@ struct APIDependencies: Sendable {
 /// (anything else can never match, so it is a conflict).
 func expectedVersion(_ etag: String) -> Int? {
     let trimmed = etag.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
-    guard !trimmed.isEmpty else { return nil }
+    // `If-Match: *` means "whatever the current version is".
+    guard !trimmed.isEmpty, trimmed != "*" else { return nil }
     return Int(trimmed) ?? -1
 }

@@ -43,8 +43,7 @@ struct CollaboratorAPI: RPCService {
                 all += try await deps.workflows.collaborators(workflowId: workflow.id).map { Self.collaborator($0.0, $0.1) }
                 let size = try Paging.size(request.pageSize)
                 let query = caller.userId + "|collaborators|" + workflow.id
-                let start = try Paging.cursor(request.pageToken, query: query).map { Int($0) ?? -1 } ?? 0
-                guard start >= 0 else { throw RPCError(code: .invalidArgument, message: "page_token is not valid") }
+                let start = try Paging.offset(request.pageToken, query: query)
                 var response = Weft_V1_ListCollaboratorsResponse()
                 let end = min(all.count, start + size)
                 if start < end { response.collaborators = Array(all[start..<end]) }

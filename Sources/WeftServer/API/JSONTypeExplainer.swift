@@ -57,6 +57,14 @@ struct JSONTypeExplainer: Sendable {
         }
     }
 
+    /// The boolean fields of a message (for query parameters).
+    func booleanFields(_ messageName: String) -> Set<String> {
+        Set((messages[messageName] ?? [:]).compactMap { name, type in
+            if case .boolean = type { return name }
+            return nil
+        })
+    }
+
     /// The first field whose value has the wrong type, described; nil when
     /// none is found (the caller keeps its generic message).
     func explain(_ messageName: String, _ json: [UInt8]) -> String? {

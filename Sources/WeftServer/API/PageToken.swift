@@ -33,6 +33,16 @@ enum Paging {
         return String(parts[2])
     }
 
+    /// An offset cursor (index into a list), bounded so no arithmetic on it
+    /// can overflow whatever a client puts in a token.
+    static func offset(_ token: String, query: String) throws -> Int {
+        guard let cursor = try cursor(token, query: query) else { return 0 }
+        guard let offset = Int(cursor), (0...maxOffset).contains(offset) else { throw invalid }
+        return offset
+    }
+
+    static let maxOffset = 10_000_000
+
     private static let invalid = RPCError(
         code: .invalidArgument,
         message: "page_token is not valid for this request (it must come from the previous page of the same query)")

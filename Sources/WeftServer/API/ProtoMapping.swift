@@ -2,6 +2,7 @@ import Foundation
 import SwiftProtobuf
 import WeftEngine
 import WeftProto
+import WeftRPC
 import WeftStore
 
 /// Conversions between protobuf messages and store records. The API layer is
@@ -24,25 +25,36 @@ enum ProtoMapping {
         return duration
     }
 
-    static func milliseconds(_ duration: Google_Protobuf_Duration) -> Int64 {
-        duration.seconds * 1000 + Int64(duration.nanos / 1_000_000)
+    /// The proto3 range of a Duration (±10,000 years); binary protobuf does
+    /// not enforce it, so it is checked here before any arithmetic.
+    static let maxDurationSeconds: Int64 = 315_576_000_000
+
+    static func milliseconds(_ duration: Google_Protobuf_Duration, field: String) throws -> Int64 {
+        guard abs(duration.seconds) <= maxDurationSeconds, abs(duration.nanos) < 1_000_000_000 else {
+            throw RPCError(code: .invalidArgument, message: "\(field) is out of range for a duration")
+        }
+        return duration.seconds * 1000 + Int64(duration.nanos / 1_000_000)
     }
 
     // MARK: JSON values
 
-    static func jsonValue(_ value: Google_Protobuf_Value) -> JSONValue {
+    /// JSON from a protobuf Value. NaN and infinities have no JSON form
+    /// (binary protobuf can carry them), so they are rejected, never stored.
+    static func jsonValue(_ value: Google_Protobuf_Value, field: String) throws -> JSONValue {
         switch value.kind {
         case .nullValue, nil: return .null
-        case .numberValue(let n): return .number(n)
+        case .numberValue(let n):
+            guard n.isFinite else { throw RPCError(code: .invalidArgument, message: "\(field) holds a non-finite number") }
+            return .number(n)
         case .stringValue(let s): return .string(s)
         case .boolValue(let b): return .bool(b)
-        case .structValue(let s): return jsonValue(s)
-        case .listValue(let l): return .array(l.values.map(jsonValue))
+        case .structValue(let s): return try jsonValue(s, field: field)
+        case .listValue(let l): return .array(try l.values.map { try jsonValue($0, field: field) })
         }
     }
 
-    static func jsonValue(_ value: Google_Protobuf_Struct) -> JSONValue {
-        .object(value.fields.mapValues(jsonValue))
+    static func jsonValue(_ value: Google_Protobuf_Struct, field: String) throws -> JSONValue {
+        .object(try value.fields.mapValues { try jsonValue($0, field: field) })
     }
 
     static func protoValue(_ value: JSONValue) -> Google_Protobuf_Value {
@@ -77,11 +89,14 @@ enum ProtoMapping {
     // MARK: Tasks
 
     /// Defaults applied to a retry policy whose fields are left at zero.
-    static func retryRecord(_ retry: Weft_V1_RetryPolicy) -> RetryPolicyRecord {
-        RetryPolicyRecord(
+    static func retryRecord(_ retry: Weft_V1_RetryPolicy) throws -> RetryPolicyRecord {
+        guard retry.backoffMultiplier.isFinite, retry.jitter.isFinite else {
+            throw RPCError(code: .invalidArgument, message: "retry holds a non-finite number")
+        }
+        return RetryPolicyRecord(
             maxAttempts: retry.maxAttempts == 0 ? 3 : Int(retry.maxAttempts),
-            initialBackoffMs: retry.hasInitialBackoff ? milliseconds(retry.initialBackoff) : 1000,
-            maxBackoffMs: retry.hasMaxBackoff ? milliseconds(retry.maxBackoff) : 60_000,
+            initialBackoffMs: retry.hasInitialBackoff ? try milliseconds(retry.initialBackoff, field: "retry.initialBackoff") : 1000,
+            maxBackoffMs: retry.hasMaxBackoff ? try milliseconds(retry.maxBackoff, field: "retry.maxBackoff") : 60_000,
             backoffMultiplier: retry.backoffMultiplier == 0 ? 2 : retry.backoffMultiplier,
             jitter: retry.jitter,
             retryableErrors: retry.retryableErrors)
@@ -121,7 +136,7 @@ enum ProtoMapping {
     {
         var timeoutMs: Int64?
         if let timeout = fields.timeout {
-            timeoutMs = milliseconds(timeout)
+            timeoutMs = try milliseconds(timeout, field: "task \"\(fields.name)\": timeout")
             if timeoutMs! <= 0 {
                 throw DefinitionError("task \"\(fields.name)\": timeout must be positive")
             }
@@ -130,8 +145,9 @@ enum ProtoMapping {
             id: id, workflowId: workflowId, key: fields.key.trimmingCharacters(in: .whitespaces), name: fields.name,
             description: fields.description,
             action: fields.action.trimmingCharacters(in: .whitespaces).lowercased(),
-            config: fields.config.map(jsonValue) ?? .emptyObject, dependsOn: fields.dependsOn,
-            retry: fields.retry.map(retryRecord), timeoutMs: timeoutMs, createdAt: createdAt, updatedAt: now)
+            config: try fields.config.map { try jsonValue($0, field: "task \"\(fields.name)\": config") } ?? .emptyObject,
+            dependsOn: fields.dependsOn, retry: try fields.retry.map(retryRecord), timeoutMs: timeoutMs,
+            createdAt: createdAt, updatedAt: now)
     }
 
     static func task(_ record: TaskRecord) -> Weft_V1_Task {

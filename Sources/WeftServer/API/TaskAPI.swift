@@ -32,8 +32,7 @@ struct TaskAPI: RPCService {
                 let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 let size = try Paging.size(request.pageSize)
                 let query = caller.userId + "|" + request.workflowID
-                let start = try Paging.cursor(request.pageToken, query: query).map { Int($0) ?? -1 } ?? 0
-                guard start >= 0 else { throw RPCError(code: .invalidArgument, message: "page_token is not valid") }
+                let start = try Paging.offset(request.pageToken, query: query)
                 var response = Weft_V1_ListTasksResponse()
                 let end = min(workflow.tasks.count, start + size)
                 if start < end { response.tasks = workflow.tasks[start..<end].map(ProtoMapping.task) }
@@ -44,14 +43,12 @@ struct TaskAPI: RPCService {
             .unary(service: Self.name, method: "GetTask", rest: [.get("/tasks/{taskId}")]) {
                 (request: Weft_V1_GetTaskRequest, context) in
                 let caller = try deps.auth.authenticate(context)
-                let task = try await liveTask(request.taskID)
-                _ = try await deps.workflow(task.workflowId, caller: caller, needs: .viewer).0
-                return ProtoMapping.task(task)
+                return ProtoMapping.task(try await visibleTask(request.taskID, caller: caller, needs: .viewer))
             },
             .unary(service: Self.name, method: "UpdateTask", rest: [.put("/tasks/{taskId}", ifMatch: "etag")]) {
                 (request: Weft_V1_UpdateTaskRequest, context) in
                 let caller = try deps.auth.authenticate(context)
-                let existing = try await liveTask(request.taskID)
+                let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 if !request.workflowID.isEmpty, request.workflowID != existing.workflowId {
                     throw RPCError(
                         code: .invalidArgument,
@@ -86,7 +83,7 @@ struct TaskAPI: RPCService {
             .unary(service: Self.name, method: "DeleteTask", rest: [.delete("/tasks/{taskId}", ifMatch: "etag")]) {
                 (request: Weft_V1_DeleteTaskRequest, context) in
                 let caller = try deps.auth.authenticate(context)
-                let existing = try await liveTask(request.taskID)
+                let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 _ = try await mutate(existing.workflowId, caller: caller, etag: request.etag, context: context) { tasks, _, _ in
                     let dependents = tasks.filter { $0.dependsOn.contains(existing.key) }.map { "\"\($0.key)\"" }
                     if !dependents.isEmpty {
@@ -101,10 +98,16 @@ struct TaskAPI: RPCService {
         ]
     }
 
-    private func liveTask(_ id: String) async throws -> TaskRecord {
+    /// A live task the caller may act on. Without any role on its workflow
+    /// the answer is "task not found", never which workflow holds it.
+    private func visibleTask(_ id: String, caller: Caller, needs: WorkflowRole) async throws -> TaskRecord {
         guard !id.isEmpty else { throw APIError.required("task_id") }
-        guard let task = try await deps.workflows.task(id: id) else {
-            throw RPCError(code: .notFound, message: "task \(id) not found")
+        let notFound = RPCError(code: .notFound, message: "task \(id) not found")
+        guard let task = try await deps.workflows.task(id: id) else { throw notFound }
+        do {
+            _ = try await deps.workflow(task.workflowId, caller: caller, needs: needs)
+        } catch let error as RPCError where error.code == .notFound {
+            throw notFound
         }
         return task
     }

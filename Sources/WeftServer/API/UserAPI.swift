@@ -42,6 +42,9 @@ struct UserAPI: RPCService {
         }
         let name = request.name.trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw APIError.required("name") }
+        guard !name.unicodeScalars.contains("\0") else {
+            throw RPCError(code: .invalidArgument, message: "name must not contain NUL characters")
+        }
         guard name.count <= 200 else { throw RPCError(code: .invalidArgument, message: "name is longer than 200 characters") }
         // Cheap duplicate check first, so a taken email costs no scrypt.
         if try await deps.users.user(email: email) != nil {
@@ -85,5 +88,6 @@ struct UserAPI: RPCService {
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
             && !parts[1].hasSuffix(".") && email.utf8.count <= 254 && !email.contains(where: \.isWhitespace)
+            && !email.unicodeScalars.contains { $0.value < 0x20 }
     }
 }
