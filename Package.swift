@@ -137,6 +137,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "WeftEngineTests",
+            dependencies: ["WeftEngine", "WeftStore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WeftStoreTests",
             dependencies: [
                 "WeftStore", "WeftEngine", "WeftServer", "WeftProto", "WeftRPC",

@@ -1,0 +1,283 @@
+public import Foundation
+public import WeftStore
+
+/// The life of one execution of a workflow DAG, as a pure state machine: no
+/// clock, queue, store or socket. The caller feeds it events (a task started,
+/// succeeded, failed; a timer fired; cancel) with the time they happened, and
+/// carries out the effects it returns (enqueue a task, arm a timer, tell a
+/// worker to stop, persist a state change, finish). Persisting every effect
+/// before acting on it is what makes an execution durable; replaying the
+/// recorded events rebuilds the same state after a crash.
+///
+/// Scheduling rules:
+/// - a task becomes ready when every dependency is finished (completed or
+///   skipped) and at least one completed, or when it has no dependencies;
+///   if all its dependencies were skipped it is skipped too (so a join after
+///   a condition's branches runs on whichever branch ran);
+/// - a condition task's output chooses a branch: `{"branch": "then"|"else"}`
+///   or `{"result": true|false}`; the tasks of the other branch are skipped;
+/// - a failed attempt is retried per the task's retry policy (backoff with
+///   jitter, retryable error kinds); a task that fails for good fails the
+///   execution: running tasks are told to stop, waiting ones are cancelled;
+/// - per-attempt timeouts count as a failure of kind `timeout`; the
+///   execution timeout ends everything as `TimedOut`.
+public struct ExecutionStateMachine: Sendable {
+    public enum TaskState: String, Sendable, Equatable {
+        case pending = "Pending"
+        case queued = "Queued"
+        case running = "Running"
+        case completed = "Completed"
+        case failed = "Failed"
+        case retrying = "Retrying"
+        case skipped = "Skipped"
+        case cancelled = "Cancelled"
+
+        public var isTerminal: Bool {
+            switch self {
+            case .completed, .failed, .skipped, .cancelled: return true
+            default: return false
+            }
+        }
+    }
+
+    public enum Status: String, Sendable, Equatable {
+        case running = "Running"
+        case completed = "Completed"
+        case failed = "Failed"
+        case cancelled = "Cancelled"
+        case timedOut = "TimedOut"
+    }
+
+    /// Why an attempt failed; `kind` is matched against `retryableErrors`.
+    public struct TaskError: Sendable, Equatable {
+        public var kind: String
+        public var message: String
+
+        public init(kind: String, message: String) {
+            self.kind = kind
+            self.message = message
+        }
+    }
+
+    public enum Timer: Sendable, Hashable {
+        case retry(task: String, attempt: Int)
+        case attemptTimeout(task: String, attempt: Int)
+        case executionTimeout
+    }
+
+    public enum Effect: Sendable, Equatable {
+        /// Put the task's attempt on the queue.
+        case enqueue(task: String, attempt: Int)
+        case armTimer(Timer, at: Date)
+        /// Tell the worker running this attempt to stop.
+        case stop(task: String, attempt: Int)
+        /// A task changed state (persist it, tell watchers).
+        case taskState(task: String, state: TaskState, attempt: Int)
+        /// The execution ended.
+        case finished(Status, error: String?)
+    }
+
+    public struct TaskRun: Sendable, Equatable {
+        public var state: TaskState
+        /// 0 until the first attempt is queued, then 1, 2, ...
+        public var attempt: Int
+        public var output: JSONValue?
+        public var error: TaskError?
+    }
+
+    public private(set) var status: Status = .running
+    public private(set) var tasks: [String: TaskRun]
+    /// Task keys in definition order.
+    public let order: [String]
+    private let definitions: [String: TaskRecord]
+    private let dependents: [String: [String]]
+    private let executionTimeoutMs: Int64?
+    /// Random numbers in [0, 1) for retry jitter (injected for tests).
+    private let random: @Sendable () -> Double
+    private var started = false
+
+    public init(
+        tasks: [TaskRecord], executionTimeoutMs: Int64? = nil,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        order = tasks.map(\.key)
+        definitions = Dictionary(uniqueKeysWithValues: tasks.map { ($0.key, $0) })
+        var dependents: [String: [String]] = [:]
+        for task in tasks {
+            for dependency in task.dependsOn { dependents[dependency, default: []].append(task.key) }
+        }
+        self.dependents = dependents
+        self.tasks = Dictionary(
+            uniqueKeysWithValues: tasks.map { ($0.key, TaskRun(state: .pending, attempt: 0, output: nil, error: nil)) })
+        self.executionTimeoutMs = executionTimeoutMs
+        self.random = random
+    }
+
+    // MARK: Events
+
+    public mutating func start(at now: Date) -> [Effect] {
+        guard !started else { return [] }
+        started = true
+        var effects: [Effect] = []
+        if let timeout = executionTimeoutMs {
+            effects.append(.armTimer(.executionTimeout, at: now.addingTimeInterval(Double(timeout) / 1000)))
+        }
+        for key in order where definitions[key]!.dependsOn.isEmpty {
+            queue(key, into: &effects)
+        }
+        finishIfDone(into: &effects)
+        return effects
+    }
+
+    public mutating func taskStarted(_ key: String, attempt: Int, at now: Date) -> [Effect] {
+        guard status == .running, var run = tasks[key], run.attempt == attempt, run.state == .queued else { return [] }
+        run.state = .running
+        tasks[key] = run
+        var effects: [Effect] = [.taskState(task: key, state: .running, attempt: attempt)]
+        if let timeout = definitions[key]!.timeoutMs {
+            effects.append(
+                .armTimer(.attemptTimeout(task: key, attempt: attempt), at: now.addingTimeInterval(Double(timeout) / 1000)))
+        }
+        return effects
+    }
+
+    public mutating func taskSucceeded(_ key: String, attempt: Int, output: JSONValue, at now: Date) -> [Effect] {
+        guard status == .running, var run = tasks[key], run.attempt == attempt, run.state == .running else { return [] }
+        run.state = .completed
+        run.output = output
+        tasks[key] = run
+        var effects: [Effect] = [.taskState(task: key, state: .completed, attempt: attempt)]
+        let definition = definitions[key]!
+        if definition.action == "condition" {
+            let chosen = Self.branch(of: output)
+            let skippedBranch = chosen == "then" ? "else" : "then"
+            for target in definition.config[skippedBranch]?.arrayValue?.compactMap(\.stringValue) ?? [] {
+                skip(target, into: &effects)
+            }
+        }
+        advance(after: key, into: &effects)
+        finishIfDone(into: &effects)
+        return effects
+    }
+
+    public mutating func taskFailed(_ key: String, attempt: Int, error: TaskError, at now: Date) -> [Effect] {
+        guard status == .running, var run = tasks[key], run.attempt == attempt, run.state == .running else { return [] }
+        run.error = error
+        var effects: [Effect] = []
+        if let delay = retryDelay(for: definitions[key]!, failedAttempt: attempt, error: error) {
+            run.state = .retrying
+            tasks[key] = run
+            effects.append(.taskState(task: key, state: .retrying, attempt: attempt))
+            effects.append(.armTimer(.retry(task: key, attempt: attempt + 1), at: now.addingTimeInterval(delay)))
+            return effects
+        }
+        run.state = .failed
+        tasks[key] = run
+        effects.append(.taskState(task: key, state: .failed, attempt: attempt))
+        end(.failed, error: "task \"\(key)\" failed: \(error.message)", into: &effects)
+        return effects
+    }
+
+    public mutating func timerFired(_ timer: Timer, at now: Date) -> [Effect] {
+        guard status == .running else { return [] }
+        switch timer {
+        case .retry(let key, let attempt):
+            guard var run = tasks[key], run.state == .retrying, run.attempt + 1 == attempt else { return [] }
+            run.state = .queued
+            run.attempt = attempt
+            tasks[key] = run
+            return [.taskState(task: key, state: .queued, attempt: attempt), .enqueue(task: key, attempt: attempt)]
+        case .attemptTimeout(let key, let attempt):
+            guard let run = tasks[key], run.state == .running, run.attempt == attempt else { return [] }
+            let timeout = definitions[key]!.timeoutMs ?? 0
+            return [.stop(task: key, attempt: attempt)]
+                + taskFailed(
+                    key, attempt: attempt,
+                    error: TaskError(kind: "timeout", message: "attempt \(attempt) timed out after \(timeout) ms"), at: now)
+        case .executionTimeout:
+            var effects: [Effect] = []
+            end(.timedOut, error: "the execution timed out after \(executionTimeoutMs ?? 0) ms", into: &effects)
+            return effects
+        }
+    }
+
+    public mutating func cancel(reason: String, at now: Date) -> [Effect] {
+        guard status == .running else { return [] }
+        var effects: [Effect] = []
+        end(.cancelled, error: reason.isEmpty ? "cancelled" : reason, into: &effects)
+        return effects
+    }
+
+    // MARK: Rules
+
+    private mutating func queue(_ key: String, into effects: inout [Effect]) {
+        guard var run = tasks[key], run.state == .pending else { return }
+        run.state = .queued
+        run.attempt = 1
+        tasks[key] = run
+        effects.append(.taskState(task: key, state: .queued, attempt: 1))
+        effects.append(.enqueue(task: key, attempt: 1))
+    }
+
+    private mutating func skip(_ key: String, into effects: inout [Effect]) {
+        guard var run = tasks[key], run.state == .pending else { return }
+        run.state = .skipped
+        tasks[key] = run
+        effects.append(.taskState(task: key, state: .skipped, attempt: run.attempt))
+        advance(after: key, into: &effects)
+    }
+
+    /// Re-evaluates the dependents of a task that just finished.
+    private mutating func advance(after key: String, into effects: inout [Effect]) {
+        for dependent in dependents[key] ?? [] {
+            guard tasks[dependent]?.state == .pending else { continue }
+            let states = definitions[dependent]!.dependsOn.map { tasks[$0]!.state }
+            guard states.allSatisfy({ $0 == .completed || $0 == .skipped }) else { continue }
+            if states.contains(.completed) {
+                queue(dependent, into: &effects)
+            } else {
+                skip(dependent, into: &effects)
+            }
+        }
+    }
+
+    private mutating func finishIfDone(into effects: inout [Effect]) {
+        guard status == .running, order.allSatisfy({ tasks[$0]!.state.isTerminal }) else { return }
+        status = .completed
+        effects.append(.finished(.completed, error: nil))
+    }
+
+    /// Ends the execution: running attempts are told to stop, everything not
+    /// finished is cancelled.
+    private mutating func end(_ final: Status, error: String, into effects: inout [Effect]) {
+        status = final
+        for key in order {
+            guard var run = tasks[key], !run.state.isTerminal else { continue }
+            if run.state == .running { effects.append(.stop(task: key, attempt: run.attempt)) }
+            run.state = .cancelled
+            tasks[key] = run
+            effects.append(.taskState(task: key, state: .cancelled, attempt: run.attempt))
+        }
+        effects.append(.finished(final, error: error))
+    }
+
+    /// Seconds to wait before the next attempt, or nil when the task has
+    /// used its attempts or the error is not retryable.
+    func retryDelay(for task: TaskRecord, failedAttempt: Int, error: TaskError) -> TimeInterval? {
+        guard let policy = task.retry, failedAttempt < policy.maxAttempts else { return nil }
+        let kinds = policy.retryableErrors
+        guard kinds.isEmpty || kinds.contains("any") || kinds.contains(error.kind) else { return nil }
+        let multiplier = policy.backoffMultiplier >= 1 ? policy.backoffMultiplier : 1
+        var delay = Double(policy.initialBackoffMs) * pow(multiplier, Double(failedAttempt - 1))
+        if policy.maxBackoffMs > 0 { delay = min(delay, Double(policy.maxBackoffMs)) }
+        if policy.jitter > 0 { delay *= 1 + policy.jitter * (random() * 2 - 1) }
+        return max(0, delay) / 1000
+    }
+
+    /// "then" or "else" from a condition task's output.
+    static func branch(of output: JSONValue) -> String {
+        if let branch = output["branch"]?.stringValue { return branch == "else" ? "else" : "then" }
+        if case .bool(let result)? = output["result"] { return result ? "then" : "else" }
+        return "then"
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+import WeftEngine
+import WeftStore
+
+/// The execution state machine driven by hand with a fake clock: every event
+/// carries its time, and timers fire only when the test says so.
+@Suite("execution state machine")
+struct ExecutionStateMachineTests {
+    typealias Machine = ExecutionStateMachine
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func task(
+        _ key: String, _ deps: [String] = [], action: String = "noop", config: JSONValue = .emptyObject,
+        retry: RetryPolicyRecord? = nil, timeoutMs: Int64? = nil
+    ) -> TaskRecord {
+        TaskRecord(
+            id: "tsk_\(key)", workflowId: "wf", key: key, name: key, description: "", action: action, config: config,
+            dependsOn: deps, retry: retry, timeoutMs: timeoutMs, createdAt: t0, updatedAt: t0)
+    }
+
+    func enqueued(_ effects: [Machine.Effect]) -> [String] {
+        effects.compactMap { if case .enqueue(let task, _) = $0 { return task } else { return nil } }
+    }
+
+    func finished(_ effects: [Machine.Effect]) -> Machine.Status? {
+        effects.compactMap { if case .finished(let status, _) = $0 { return status } else { return nil } }.first
+    }
+
+    /// Starts and completes one attempt of a task.
+    func run(_ machine: inout Machine, _ key: String, attempt: Int = 1, output: JSONValue = .emptyObject, at: Date)
+        -> [Machine.Effect]
+    {
+        _ = machine.taskStarted(key, attempt: attempt, at: at)
+        return machine.taskSucceeded(key, attempt: attempt, output: output, at: at)
+    }
+
+    @Test("a chain runs in order and completes")
+    func chain() {
+        var m = Machine(tasks: [task("a"), task("b", ["a"]), task("c", ["b"])])
+        #expect(enqueued(m.start(at: t0)) == ["a"])
+        #expect(enqueued(run(&m, "a", at: t0)) == ["b"])
+        #expect(enqueued(run(&m, "b", at: t0)) == ["c"])
+        let last = run(&m, "c", at: t0)
+        #expect(finished(last) == .completed)
+        #expect(m.status == .completed)
+        #expect(m.order.allSatisfy { m.tasks[$0]?.state == .completed })
+    }
+
+    @Test("a diamond runs both middles at once and joins when both are done")
+    func diamond() {
+        var m = Machine(tasks: [task("a"), task("b", ["a"]), task("c", ["a"]), task("d", ["b", "c"])])
+        _ = m.start(at: t0)
+        #expect(Set(enqueued(run(&m, "a", at: t0))) == ["b", "c"])
+        #expect(enqueued(run(&m, "b", at: t0)).isEmpty)
+        #expect(m.tasks["d"]?.state == .pending)
+        #expect(enqueued(run(&m, "c", at: t0)) == ["d"])
+        #expect(finished(run(&m, "d", at: t0)) == .completed)
+    }
+
+    @Test("a condition skips the other branch; the join runs; a task after only skipped tasks is skipped")
+    func condition() {
+        let branches = JSONValue.object([
+            "expression": .string("input.ok"), "then": .array([.string("yes")]), "else": .array([.string("no")]),
+        ])
+        var m = Machine(tasks: [
+            task("check", action: "condition", config: branches),
+            task("yes", ["check"]), task("no", ["check"]), task("after_no", ["no"]), task("join", ["yes", "no"]),
+        ])
+        _ = m.start(at: t0)
+        let effects = run(&m, "check", output: .object(["branch": .string("then")]), at: t0)
+        #expect(enqueued(effects) == ["yes"])
+        #expect(m.tasks["no"]?.state == .skipped)
+        #expect(m.tasks["after_no"]?.state == .skipped)
+        #expect(enqueued(run(&m, "yes", at: t0)) == ["join"])
+        #expect(finished(run(&m, "join", at: t0)) == .completed)
+
+        var other = Machine(tasks: [task("check", action: "condition", config: branches), task("yes", ["check"]), task("no", ["check"])])
+        _ = other.start(at: t0)
+        #expect(enqueued(run(&other, "check", output: .object(["result": .bool(false)]), at: t0)) == ["no"])
+        #expect(other.tasks["yes"]?.state == .skipped)
+    }
+
+    @Test("failed attempts back off exponentially (with jitter) and the task succeeds on its last attempt")
+    func retries() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 3, initialBackoffMs: 1000, maxBackoffMs: 60_000, backoffMultiplier: 2, jitter: 0.5,
+            retryableErrors: [])
+        // random() = 0.75 -> factor 1 + 0.5 * 0.5 = 1.25
+        var m = Machine(tasks: [task("a", retry: policy)], random: { 0.75 })
+        _ = m.start(at: t0)
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        let first = m.taskFailed("a", attempt: 1, error: .init(kind: "http_5xx", message: "503"), at: t0)
+        #expect(first.contains(.armTimer(.retry(task: "a", attempt: 2), at: t0.addingTimeInterval(1.25))))
+        #expect(m.tasks["a"]?.state == .retrying)
+        #expect(enqueued(m.timerFired(.retry(task: "a", attempt: 2), at: t0.addingTimeInterval(1.25))) == ["a"])
+        _ = m.taskStarted("a", attempt: 2, at: t0)
+        let second = m.taskFailed("a", attempt: 2, error: .init(kind: "http_5xx", message: "503"), at: t0)
+        #expect(second.contains(.armTimer(.retry(task: "a", attempt: 3), at: t0.addingTimeInterval(2.5))))
+        _ = m.timerFired(.retry(task: "a", attempt: 3), at: t0)
+        #expect(finished(run(&m, "a", attempt: 3, at: t0)) == .completed)
+        #expect(m.tasks["a"]?.attempt == 3)
+    }
+
+    @Test("exhausted or non-retryable failures fail the execution and stop the rest")
+    func failure() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 5, initialBackoffMs: 10, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0,
+            retryableErrors: ["http_5xx"])
+        var m = Machine(tasks: [task("a", retry: policy), task("b"), task("c", ["a"])])
+        _ = m.start(at: t0)
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        _ = m.taskStarted("b", attempt: 1, at: t0)
+        let effects = m.taskFailed("a", attempt: 1, error: .init(kind: "http_4xx", message: "404"), at: t0)
+        #expect(finished(effects) == .failed)
+        #expect(effects.contains(.stop(task: "b", attempt: 1)))
+        #expect(m.tasks["a"]?.state == .failed && m.tasks["b"]?.state == .cancelled && m.tasks["c"]?.state == .cancelled)
+        // A late success of the stopped task changes nothing.
+        #expect(m.taskSucceeded("b", attempt: 1, output: .null, at: t0).isEmpty)
+    }
+
+    @Test("an attempt timeout stops the attempt and retries; a stale timer is ignored")
+    func attemptTimeout() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 2, initialBackoffMs: 0, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: ["timeout"])
+        var m = Machine(tasks: [task("a", retry: policy, timeoutMs: 5000)])
+        _ = m.start(at: t0)
+        let started = m.taskStarted("a", attempt: 1, at: t0)
+        #expect(started.contains(.armTimer(.attemptTimeout(task: "a", attempt: 1), at: t0.addingTimeInterval(5))))
+        let timedOut = m.timerFired(.attemptTimeout(task: "a", attempt: 1), at: t0.addingTimeInterval(5))
+        #expect(timedOut.first == .stop(task: "a", attempt: 1))
+        #expect(m.tasks["a"]?.state == .retrying && m.tasks["a"]?.error?.kind == "timeout")
+        _ = m.timerFired(.retry(task: "a", attempt: 2), at: t0.addingTimeInterval(5))
+        _ = m.taskStarted("a", attempt: 2, at: t0.addingTimeInterval(6))
+        #expect(m.timerFired(.attemptTimeout(task: "a", attempt: 1), at: t0.addingTimeInterval(7)).isEmpty)
+        #expect(finished(m.taskSucceeded("a", attempt: 2, output: .null, at: t0.addingTimeInterval(8))) == .completed)
+    }
+
+    @Test("the execution timeout ends it as TimedOut")
+    func executionTimeout() {
+        var m = Machine(tasks: [task("a"), task("b", ["a"])], executionTimeoutMs: 60_000)
+        let start = m.start(at: t0)
+        #expect(start.contains(.armTimer(.executionTimeout, at: t0.addingTimeInterval(60))))
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        let effects = m.timerFired(.executionTimeout, at: t0.addingTimeInterval(60))
+        #expect(finished(effects) == .timedOut)
+        #expect(effects.contains(.stop(task: "a", attempt: 1)))
+        #expect(m.tasks["b"]?.state == .cancelled)
+    }
+
+    @Test("cancel during a retry backoff cancels; the retry timer then does nothing")
+    func cancelDuringBackoff() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 3, initialBackoffMs: 30_000, maxBackoffMs: 0, backoffMultiplier: 2, jitter: 0, retryableErrors: [])
+        var m = Machine(tasks: [task("a", retry: policy), task("b", ["a"])])
+        _ = m.start(at: t0)
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        _ = m.taskFailed("a", attempt: 1, error: .init(kind: "connection", message: "refused"), at: t0)
+        let cancelled = m.cancel(reason: "operator", at: t0.addingTimeInterval(1))
+        #expect(finished(cancelled) == .cancelled)
+        #expect(!cancelled.contains { if case .stop = $0 { return true } else { return false } })
+        #expect(m.tasks["a"]?.state == .cancelled && m.tasks["b"]?.state == .cancelled)
+        #expect(m.timerFired(.retry(task: "a", attempt: 2), at: t0.addingTimeInterval(30)).isEmpty)
+        #expect(m.cancel(reason: "again", at: t0).isEmpty)
+    }
+
+    @Test("an empty workflow completes at once; events for unknown tasks or attempts are ignored")
+    func edges() {
+        var empty = Machine(tasks: [])
+        #expect(finished(empty.start(at: t0)) == .completed)
+        var m = Machine(tasks: [task("a")])
+        _ = m.start(at: t0)
+        #expect(m.taskStarted("zzz", attempt: 1, at: t0).isEmpty)
+        #expect(m.taskStarted("a", attempt: 2, at: t0).isEmpty)
+        #expect(m.taskSucceeded("a", attempt: 1, output: .null, at: t0).isEmpty)  // not started yet
+        #expect(m.start(at: t0).isEmpty)
+    }
+}
