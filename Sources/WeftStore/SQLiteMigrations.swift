@@ -182,6 +182,29 @@ enum SQLiteMigrations {
                 INSERT INTO workflow_search(workflow_search, rank) VALUES ('rank', 'bm25(10.0, 4.0, 2.0)');
                 """)
         }
+        migrator.registerMigration("v4-task-queue") { db in
+            // The durable queue (QueueStore). A row is one attempt of one task;
+            // it is deleted when completed under a valid lease.
+            try db.execute(sql: """
+                CREATE TABLE task_queue (
+                    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+                    queue            TEXT NOT NULL,
+                    execution_id     TEXT NOT NULL,
+                    task_key         TEXT NOT NULL,
+                    attempt          INTEGER NOT NULL,
+                    priority         INTEGER NOT NULL DEFAULT 0,
+                    ready_at         DATETIME NOT NULL,
+                    payload          TEXT NOT NULL DEFAULT '{}',
+                    enqueued_at      DATETIME NOT NULL,
+                    lease_token      TEXT,
+                    leased_by        TEXT,
+                    lease_expires_at DATETIME,
+                    deliveries       INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE (execution_id, task_key, attempt)
+                );
+                CREATE INDEX task_queue_ready ON task_queue(queue, priority DESC, id);
+                """)
+        }
         return migrator
     }
 }

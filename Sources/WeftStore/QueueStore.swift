@@ -1,0 +1,58 @@
+public import Foundation
+
+/// One unit of work on a queue: an attempt of a task of an execution.
+public struct QueueItem: Sendable, Hashable {
+    public var queue: String
+    public var executionId: String
+    public var taskKey: String
+    public var attempt: Int
+    /// Higher first; FIFO among equal priorities.
+    public var priority: Int
+    /// Not leasable before this time (delayed retries, durable timers).
+    public var readyAt: Date
+    /// What the worker needs to run it (resolved inputs), as JSON.
+    public var payload: JSONValue
+
+    public init(
+        queue: String, executionId: String, taskKey: String, attempt: Int, priority: Int = 0, readyAt: Date,
+        payload: JSONValue = .emptyObject
+    ) {
+        self.queue = queue
+        self.executionId = executionId
+        self.taskKey = taskKey
+        self.attempt = attempt
+        self.priority = priority
+        self.readyAt = readyAt
+        self.payload = payload
+    }
+}
+
+/// An item a worker holds until `expiresAt`; `token` proves it still does.
+public struct Lease: Sendable, Hashable {
+    public var id: Int64
+    public var item: QueueItem
+    public var token: String
+    public var expiresAt: Date
+    /// How many times this item was leased (1 on the first lease).
+    public var deliveries: Int
+}
+
+/// The durable task queue with leases (at-least-once delivery): a worker
+/// leases an item for a period and must complete it or heartbeat before the
+/// lease expires; an expired lease makes the item leasable again, and the
+/// old holder's token stops working, so each item is completed once.
+public protocol QueueStore: Sendable {
+    /// Adds items; an item already queued (same execution, task, attempt) is
+    /// not added twice.
+    func enqueue(_ items: [QueueItem]) async throws
+    /// Leases up to `limit` ready items of `queue`: highest priority first,
+    /// then oldest first. Items whose lease expired are ready again.
+    func lease(queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int) async throws -> [Lease]
+    /// Extends a lease; throws `StoreError.conflict` if it was lost.
+    func heartbeat(_ lease: Lease, now: Date, duration: TimeInterval) async throws -> Lease
+    /// Removes a completed item; throws `StoreError.conflict` if the lease
+    /// was lost (another worker holds the item now, or it is gone).
+    func complete(_ lease: Lease) async throws
+    /// Items waiting (not leased, or with an expired lease) and leased now.
+    func depth(queue: String, now: Date) async throws -> (ready: Int, leased: Int)
+}

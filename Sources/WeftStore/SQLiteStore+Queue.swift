@@ -1,0 +1,101 @@
+public import Foundation
+import GRDB
+
+extension SQLiteStore: QueueStore {
+    public func enqueue(_ items: [QueueItem]) async throws {
+        guard !items.isEmpty else { return }
+        try await write("enqueue") { db in
+            let now = Date()
+            for item in items {
+                try db.execute(
+                    sql: """
+                        INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
+                        """,
+                    arguments: [
+                        item.queue, item.executionId, item.taskKey, item.attempt, item.priority, item.readyAt,
+                        item.payload.jsonText(), now,
+                    ])
+            }
+        }
+    }
+
+    public func lease(queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int) async throws -> [Lease] {
+        guard limit > 0 else { return [] }
+        return try await write("lease") { db in
+            // The writer is serialized, so select-then-update cannot hand one
+            // item to two workers.
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM task_queue
+                    WHERE queue = ? AND ready_at <= ? AND (lease_token IS NULL OR lease_expires_at <= ?)
+                    ORDER BY priority DESC, id LIMIT ?
+                    """,
+                arguments: [queue, now, now, limit])
+            let expires = now.addingTimeInterval(duration)
+            return try rows.map { row in
+                let token = IDGenerator.make("lse", now: now)
+                let id: Int64 = row["id"]
+                let deliveries: Int = row["deliveries"]
+                try db.execute(
+                    sql: """
+                        UPDATE task_queue SET lease_token = ?, leased_by = ?, lease_expires_at = ?, deliveries = deliveries + 1
+                        WHERE id = ?
+                        """,
+                    arguments: [token, worker, expires, id])
+                return Lease(id: id, item: Self.queueItem(row), token: token, expiresAt: expires, deliveries: deliveries + 1)
+            }
+        }
+    }
+
+    public func heartbeat(_ lease: Lease, now: Date, duration: TimeInterval) async throws -> Lease {
+        try await write("heartbeat") { db in
+            let expires = now.addingTimeInterval(duration)
+            try db.execute(
+                sql: "UPDATE task_queue SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND lease_expires_at > ?",
+                arguments: [expires, lease.id, lease.token, now])
+            guard db.changesCount == 1 else {
+                throw StoreError.conflict("the lease on \(lease.item.taskKey) attempt \(lease.item.attempt) was lost")
+            }
+            var renewed = lease
+            renewed.expiresAt = expires
+            return renewed
+        }
+    }
+
+    public func complete(_ lease: Lease) async throws {
+        try await write("complete") { db in
+            // A token still on the row means nobody else leased the item
+            // since, even if the lease ran out: the work is accepted once.
+            try db.execute(sql: "DELETE FROM task_queue WHERE id = ? AND lease_token = ?", arguments: [lease.id, lease.token])
+            guard db.changesCount == 1 else {
+                throw StoreError.conflict(
+                    "the lease on \(lease.item.taskKey) attempt \(lease.item.attempt) was lost; another worker has it")
+            }
+        }
+    }
+
+    public func depth(queue: String, now: Date) async throws -> (ready: Int, leased: Int) {
+        try await read("queue_depth") { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT
+                        SUM(CASE WHEN lease_token IS NULL OR lease_expires_at <= ? THEN 1 ELSE 0 END) AS ready,
+                        SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
+                    FROM task_queue WHERE queue = ?
+                    """,
+                arguments: [now, now, queue])
+            return ((row?["ready"] as Int?) ?? 0, (row?["leased"] as Int?) ?? 0)
+        }
+    }
+
+    static func queueItem(_ row: Row) -> QueueItem {
+        QueueItem(
+            queue: row["queue"], executionId: row["execution_id"], taskKey: row["task_key"], attempt: row["attempt"],
+            priority: row["priority"], readyAt: row["ready_at"],
+            payload: (try? JSONValue(jsonText: row["payload"])) ?? .emptyObject)
+    }
+}
