@@ -69,20 +69,24 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
     }
 
     public func modifyWorkflow(
-        id: String, expectedVersion: Int?, actor: String,
+        id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?,
         _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
     ) async throws -> WorkflowRecord {
-        try await writing(id) { try await base.modifyWorkflow(id: id, expectedVersion: expectedVersion, actor: actor, change) }
+        try await writing(id) {
+            try await base.modifyWorkflow(id: id, expectedVersion: expectedVersion, actor: actor, needs: needs, change)
+        }
     }
 
-    public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws {
-        try await writing(id) { try await base.deleteWorkflow(id: id, expectedVersion: expectedVersion, actor: actor) }
+    public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?) async throws {
+        try await writing(id) {
+            try await base.deleteWorkflow(id: id, expectedVersion: expectedVersion, actor: actor, needs: needs)
+        }
     }
 
-    public func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+    public func rollbackWorkflow(id: String, to versionId: String, actor: String, needs: WorkflowRole?) async throws
         -> (WorkflowRecord, WorkflowVersionRecord)
     {
-        try await writing(id) { try await base.rollbackWorkflow(id: id, to: versionId, actor: actor) }
+        try await writing(id) { try await base.rollbackWorkflow(id: id, to: versionId, actor: actor, needs: needs) }
     }
 
     /// Runs a write with the entry dropped and the epoch bumped before and

@@ -39,7 +39,7 @@ extension SQLiteStore: WorkflowStore {
     public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
         -> WorkflowRecord
     {
-        try await modifyWorkflow(id: workflow.id, expectedVersion: expectedVersion, actor: actor) { next in
+        try await modifyWorkflow(id: workflow.id, expectedVersion: expectedVersion, actor: actor, needs: nil) { next in
             next.name = workflow.name
             next.description = workflow.description
             next.updatedAt = workflow.updatedAt
@@ -48,18 +48,20 @@ extension SQLiteStore: WorkflowStore {
     }
 
     public func modifyWorkflow(
-        id: String, expectedVersion: Int?, actor: String,
+        id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?,
         _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
     ) async throws -> WorkflowRecord {
         try await write("modify_workflow") { db in
-            try Self.modify(db, id: id, expectedVersion: expectedVersion, actor: actor, label: "", change)
+            try Self.authorize(db, workflowId: id, actor: actor, needs: needs)
+            return try Self.modify(db, id: id, expectedVersion: expectedVersion, actor: actor, label: "", change)
         }
     }
 
-    public func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+    public func rollbackWorkflow(id: String, to versionId: String, actor: String, needs: WorkflowRole?) async throws
         -> (WorkflowRecord, WorkflowVersionRecord)
     {
         try await write("rollback_workflow") { db in
+            try Self.authorize(db, workflowId: id, actor: actor, needs: needs)
             guard let target = try Self.version(db, workflowId: id, versionId: versionId) else {
                 throw StoreError.notFound("version \(versionId) of workflow \(id) not found")
             }
@@ -102,6 +104,29 @@ extension SQLiteStore: WorkflowStore {
                 throw StoreError.notFound("version \(current) of workflow \(workflowId) not found")
             }
             return version
+        }
+    }
+
+    /// Checks the actor's role inside the write transaction, so a role taken
+    /// away at the same moment cannot let one more change through.
+    static func authorize(_ db: Database, workflowId: String, actor: String, needs: WorkflowRole?) throws {
+        guard let needs else { return }
+        guard let owner = try String.fetchOne(
+            db, sql: "SELECT user_id FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [workflowId])
+        else { throw StoreError.notFound("workflow \(workflowId) not found") }
+        let role: WorkflowRole?
+        if owner == actor {
+            role = .owner
+        } else {
+            role = try String.fetchOne(
+                db, sql: "SELECT role FROM workflow_collaborators WHERE workflow_id = ? AND user_id = ?",
+                arguments: [workflowId, actor]
+            ).flatMap(WorkflowRole.init(rawValue:))
+        }
+        guard let role else { throw StoreError.notFound("workflow \(workflowId) not found") }
+        guard role >= needs else {
+            throw StoreError.permissionDenied(
+                "your role on workflow \(workflowId) is \(role.rawValue); this needs \(needs.rawValue)")
         }
     }
 
@@ -174,8 +199,9 @@ extension SQLiteStore: WorkflowStore {
         return next
     }
 
-    public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws {
+    public func deleteWorkflow(id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?) async throws {
         try await write("delete_workflow") { db in
+            try Self.authorize(db, workflowId: id, actor: actor, needs: needs)
             guard let version = try Int.fetchOne(
                 db, sql: "SELECT version FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [id])
             else { throw StoreError.notFound("workflow \(id) not found") }

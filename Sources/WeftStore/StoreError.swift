@@ -9,10 +9,12 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case conflict(String)
     /// The request breaks a rule the store enforces (e.g. a bad page cursor).
     case invalid(String)
+    /// The actor's role does not allow the change.
+    case permissionDenied(String)
 
     public var description: String {
         switch self {
-        case .notFound(let m), .alreadyExists(let m), .conflict(let m), .invalid(let m): return m
+        case .notFound(let m), .alreadyExists(let m), .conflict(let m), .invalid(let m), .permissionDenied(let m): return m
         }
     }
 }

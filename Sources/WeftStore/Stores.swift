@@ -22,12 +22,16 @@ public protocol WorkflowStore: Sendable {
     /// Read-modify-write in one transaction: `change` gets the current
     /// definition (with tasks) and edits it; the result is stored as the next
     /// version. Errors thrown by `change` abort the write and are rethrown.
+    ///
+    /// `needs`: the role the actor must hold, checked inside the transaction
+    /// (nil for the system itself). Without any role the workflow is "not
+    /// found"; with a lower one the write is refused (`permissionDenied`).
     func modifyWorkflow(
-        id: String, expectedVersion: Int?, actor: String,
+        id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?,
         _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void
     ) async throws -> WorkflowRecord
     /// Soft delete: hidden from the API, executions and versions kept.
-    func deleteWorkflow(id: String, expectedVersion: Int?, actor: String) async throws
+    func deleteWorkflow(id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?) async throws
     func listWorkflows(_ query: WorkflowQuery) async throws -> Page<WorkflowRecord>
     /// Ranked full-text search over names, descriptions and task names.
     func searchWorkflows(text: String, visibleTo userId: String, limit: Int, cursor: String?) async throws -> Page<SearchHit>
@@ -47,7 +51,7 @@ public protocol WorkflowStore: Sendable {
     /// Labels the current version (e.g. "release 1.2").
     func labelVersion(workflowId: String, label: String, actor: String) async throws -> WorkflowVersionRecord
     /// Makes an old version's definition current again, as a new version.
-    func rollbackWorkflow(id: String, to versionId: String, actor: String) async throws
+    func rollbackWorkflow(id: String, to versionId: String, actor: String, needs: WorkflowRole?) async throws
         -> (WorkflowRecord, WorkflowVersionRecord)
     func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
     func execution(id: String) async throws -> ExecutionSummary?

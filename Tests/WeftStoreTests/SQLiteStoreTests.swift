@@ -110,9 +110,9 @@ struct SQLiteStoreTests {
                 arguments: ["exe_1", created.id, Date()])
         }
         await #expect(throws: StoreError.self) {
-            try await temp.store.deleteWorkflow(id: created.id, expectedVersion: 7, actor: user.id)
+            try await temp.store.deleteWorkflow(id: created.id, expectedVersion: 7, actor: user.id, needs: .owner)
         }
-        try await temp.store.deleteWorkflow(id: created.id, expectedVersion: 1, actor: user.id)
+        try await temp.store.deleteWorkflow(id: created.id, expectedVersion: 1, actor: user.id, needs: .owner)
         #expect(try await temp.store.workflow(id: created.id, includeDeleted: false) == nil)
         #expect(try await temp.store.workflow(id: created.id, includeDeleted: true)?.deletedAt != nil)
         #expect(try await temp.store.execution(id: "exe_1")?.workflowId == created.id)
@@ -121,8 +121,41 @@ struct SQLiteStoreTests {
         let found = try await temp.store.searchWorkflows(text: "nightly", visibleTo: user.id, limit: 10, cursor: nil)
         #expect(found.items.isEmpty)
         await #expect(throws: StoreError.notFound("workflow \(created.id) not found")) {
-            try await temp.store.deleteWorkflow(id: created.id, expectedVersion: nil, actor: user.id)
+            try await temp.store.deleteWorkflow(id: created.id, expectedVersion: nil, actor: user.id, needs: .owner)
         }
+    }
+
+    @Test("writes check the actor's role inside the transaction")
+    func rolesInTransaction() async throws {
+        let temp = try TempStore()
+        defer { temp.cleanup() }
+        let owner = try await temp.user()
+        let editor = try await temp.user()
+        let viewer = try await temp.user()
+        let stranger = try await temp.user()
+        let created = try await temp.store.createWorkflow(temp.workflow(owner: owner.id), actor: owner.id)
+        try await temp.store.addCollaborator(
+            CollaboratorRecord(workflowId: created.id, userId: editor.id, role: .editor, addedAt: .nowMillis), actor: owner.id)
+        try await temp.store.addCollaborator(
+            CollaboratorRecord(workflowId: created.id, userId: viewer.id, role: .viewer, addedAt: .nowMillis), actor: owner.id)
+        let rename: @Sendable (inout WorkflowRecord) throws -> Void = { $0.name = "renamed" }
+        let edited = try await temp.store.modifyWorkflow(
+            id: created.id, expectedVersion: nil, actor: editor.id, needs: .editor, rename)
+        #expect(edited.version == 2)
+        await #expect(throws: StoreError.permissionDenied("your role on workflow \(created.id) is viewer; this needs editor")) {
+            _ = try await temp.store.modifyWorkflow(id: created.id, expectedVersion: nil, actor: viewer.id, needs: .editor, rename)
+        }
+        await #expect(throws: StoreError.notFound("workflow \(created.id) not found")) {
+            _ = try await temp.store.modifyWorkflow(id: created.id, expectedVersion: nil, actor: stranger.id, needs: .viewer, rename)
+        }
+        await #expect(throws: StoreError.self) {
+            try await temp.store.deleteWorkflow(id: created.id, expectedVersion: nil, actor: editor.id, needs: .owner)
+        }
+        try await temp.store.removeCollaborator(workflowId: created.id, userId: editor.id, actor: owner.id)
+        await #expect(throws: StoreError.notFound("workflow \(created.id) not found")) {
+            _ = try await temp.store.rollbackWorkflow(id: created.id, to: "1", actor: editor.id, needs: .editor)
+        }
+        #expect(try await temp.store.workflow(id: created.id, includeDeleted: false)?.version == 2)
     }
 
     @Test("keyset pagination walks every visible workflow once, newest first")

@@ -10,6 +10,7 @@ extension StoreError: RPCErrorConvertible {
         // AIP-154: a stale etag is ABORTED (HTTP 409).
         case .conflict(let message): return RPCError(code: .aborted, message: message)
         case .invalid(let message): return RPCError(code: .invalidArgument, message: message)
+        case .permissionDenied(let message): return RPCError(code: .permissionDenied, message: message)
         }
     }
 }

@@ -128,7 +128,7 @@ struct TaskAPI: RPCService {
     ) async throws -> WorkflowRecord {
         _ = try await deps.workflow(workflowId, caller: caller, needs: .editor)
         let stored = try await deps.workflows.modifyWorkflow(
-            id: workflowId, expectedVersion: expectedVersion(etag), actor: caller.userId
+            id: workflowId, expectedVersion: expectedVersion(etag), actor: caller.userId, needs: .editor
         ) { workflow in
             let now = Date.nowMillis
             var tasks = workflow.tasks

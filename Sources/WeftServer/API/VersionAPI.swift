@@ -64,7 +64,7 @@ struct VersionAPI: RPCService {
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
                 guard !request.versionID.isEmpty else { throw APIError.required("version_id") }
                 let (workflow, version) = try await deps.workflows.rollbackWorkflow(
-                    id: request.workflowID, to: request.versionID, actor: caller.userId)
+                    id: request.workflowID, to: request.versionID, actor: caller.userId, needs: .editor)
                 deps.countWrite("rollback")
                 context.addResponseHeader("etag", "\"\(workflow.etag)\"")
                 return Self.version(version)

@@ -50,7 +50,8 @@ struct WorkflowAPI: RPCService {
                 let caller = try deps.auth.authenticate(context)
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .owner)
                 try await deps.workflows.deleteWorkflow(
-                    id: request.workflowID, expectedVersion: expectedVersion(request.etag), actor: caller.userId)
+                    id: request.workflowID, expectedVersion: expectedVersion(request.etag), actor: caller.userId,
+                    needs: .owner)
                 deps.countWrite("delete")
                 return Weft_V1_DeleteWorkflowResponse()
             },
@@ -90,7 +91,7 @@ struct WorkflowAPI: RPCService {
         // current definition, so concurrent editors without an etag are
         // applied one after the other, never lost.
         let stored = try await deps.workflows.modifyWorkflow(
-            id: workflowId, expectedVersion: expectedVersion(request.etag), actor: caller.userId
+            id: workflowId, expectedVersion: expectedVersion(request.etag), actor: caller.userId, needs: .editor
         ) { current in
             let now = Date.nowMillis
             let existing = Dictionary(uniqueKeysWithValues: current.tasks.map { ($0.id, $0) })
