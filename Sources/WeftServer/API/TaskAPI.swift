@@ -85,11 +85,15 @@ struct TaskAPI: RPCService {
                 let caller = try deps.auth.authenticate(context)
                 let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 _ = try await mutate(existing.workflowId, caller: caller, etag: request.etag, context: context) { tasks, _, _ in
-                    let dependents = tasks.filter { $0.dependsOn.contains(existing.key) }.map { "\"\($0.key)\"" }
+                    // The key as it is now, inside the transaction (it may have been renamed).
+                    guard let key = tasks.first(where: { $0.id == existing.id })?.key else {
+                        throw RPCError(code: .notFound, message: "task \(existing.id) not found")
+                    }
+                    let dependents = tasks.filter { $0.dependsOn.contains(key) }.map { "\"\($0.key)\"" }
                     if !dependents.isEmpty {
                         throw RPCError(
                             code: .failedPrecondition,
-                            message: "task \"\(existing.key)\" cannot be deleted: \(dependents.joined(separator: ", ")) depend on it")
+                            message: "task \"\(key)\" cannot be deleted: \(dependents.joined(separator: ", ")) depend on it")
                     }
                     tasks.removeAll { $0.id == existing.id }
                 }
