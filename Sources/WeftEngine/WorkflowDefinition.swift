@@ -111,7 +111,64 @@ public enum WorkflowDefinition {
                 "task \"\(cycle[0])\": the dependencies form a cycle (\(cycle.joined(separator: " -> "))); a workflow must be acyclic",
                 taskKey: cycle[0])
         }
+        try validateExpressions(tasks, keys: keys)
         return tasks
+    }
+
+    /// Templates in configs and condition expressions must parse, and may
+    /// only read tasks that run before (ancestors through `dependsOn`).
+    static func validateExpressions(_ tasks: [TaskRecord], keys: Set<String>) throws(DefinitionError) {
+        let byKey = Dictionary(uniqueKeysWithValues: tasks.map { ($0.key, $0) })
+        var ancestorsCache: [String: Set<String>] = [:]
+        func ancestors(_ key: String) -> Set<String> {
+            if let cached = ancestorsCache[key] { return cached }
+            var result: Set<String> = []
+            for dependency in byKey[key]?.dependsOn ?? [] {
+                result.insert(dependency)
+                result.formUnion(ancestors(dependency))
+            }
+            ancestorsCache[key] = result
+            return result
+        }
+        for (index, task) in tasks.enumerated() {
+            let label = "task \"\(task.key)\" (#\(index + 1))"
+            var found: [(String, Expression)] = []
+            do {
+                if task.action == "condition", let text = task.config["expression"]?.stringValue {
+                    found.append(("config.expression", try conditionExpression(text)))
+                    var rest = task.config.objectValue ?? [:]
+                    rest["expression"] = nil
+                    found += try Template.expressions(in: .object(rest), at: "config")
+                } else {
+                    found += try Template.expressions(in: task.config, at: "config")
+                }
+            } catch {
+                throw DefinitionError("\(label): \(error.description)", taskKey: task.key)
+            }
+            let before = ancestors(task.key)
+            for (field, expression) in found {
+                for reference in expression.taskReferences.sorted() where !before.contains(reference) {
+                    if !keys.contains(reference) {
+                        throw DefinitionError(
+                            "\(label): \(field) reads task \"\(reference)\", which is not a task of this workflow", taskKey: task.key)
+                    }
+                    throw DefinitionError(
+                        "\(label): \(field) reads task \"\(reference)\", which does not run before it (add \"\(reference)\" to dependsOn, directly or through another task)",
+                        taskKey: task.key)
+                }
+            }
+        }
+    }
+
+    /// A condition's expression, written bare (`input.total > 100`) or as
+    /// one template (`{{ input.total > 100 }}`).
+    public static func conditionExpression(_ text: String) throws(ExpressionError) -> Expression {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("{{"), trimmed.hasSuffix("}}"), trimmed.count >= 4 {
+            let inner = trimmed.dropFirst(2).dropLast(2)
+            if !inner.contains("{{") { return try Expression.parse(String(inner)) }
+        }
+        return try Expression.parse(trimmed)
     }
 
     static let retryableErrorKinds: Set<String> = ["timeout", "http_5xx", "http_4xx", "connection", "any"]
