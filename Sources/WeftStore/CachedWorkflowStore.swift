@@ -160,5 +160,4 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
         try await base.listVersions(workflowId: workflowId, limit: limit, cursor: cursor)
     }
 
-    public func execution(id: String) async throws -> ExecutionSummary? { try await base.execution(id: id) }
 }

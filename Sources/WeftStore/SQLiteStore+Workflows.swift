@@ -419,15 +419,6 @@ extension SQLiteStore: WorkflowStore {
         }
     }
 
-    public func execution(id: String) async throws -> ExecutionSummary? {
-        try await read("get_execution") { db in
-            try Row.fetchOne(
-                db, sql: "SELECT execution_id, workflow_id, status FROM workflow_executions WHERE execution_id = ?",
-                arguments: [id]
-            ).map { ExecutionSummary(executionId: $0["execution_id"], workflowId: $0["workflow_id"], status: $0["status"]) }
-        }
-    }
-
     // MARK: - Rows
 
     /// Owner or collaborator (expects the workflow aliased `w` and two user-id arguments).

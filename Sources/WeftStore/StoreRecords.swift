@@ -250,13 +250,6 @@ public struct LogQuery: Sendable, Hashable {
     }
 }
 
-/// The minimal view of an execution that Step 2's APIs need (logs check that
-/// the execution exists and belongs to the workflow).
-public struct ExecutionSummary: Sendable, Hashable {
-    public var executionId: String
-    public var workflowId: String
-    public var status: String
-}
 
 extension Date {
     /// Now, truncated to the millisecond: the precision the store keeps, so

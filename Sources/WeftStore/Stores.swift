@@ -54,7 +54,6 @@ public protocol WorkflowStore: Sendable {
     func rollbackWorkflow(id: String, to versionId: String, actor: String, needs: WorkflowRole?) async throws
         -> (WorkflowRecord, WorkflowVersionRecord)
     func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
-    func execution(id: String) async throws -> ExecutionSummary?
 }
 
 /// The append-optimized store of execution logs and events (the design's

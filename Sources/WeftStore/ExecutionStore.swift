@@ -1,0 +1,126 @@
+public import Foundation
+
+/// One execution of a workflow, pinned to the version it started on.
+public struct ExecutionRecord: Sendable, Hashable {
+    public var executionId: String
+    public var workflowId: String
+    public var workflowVersion: Int
+    /// "Pending", "Running", "Completed", "Failed", "Cancelled", "TimedOut".
+    public var status: String
+    public var input: JSONValue
+    public var output: JSONValue?
+    public var error: String?
+    public var idempotencyKey: String?
+    /// "manual", "api", "schedule", "webhook".
+    public var trigger: String
+    public var cost: Double
+    public var createdBy: String?
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var completedAt: Date?
+    public var tasks: [TaskExecutionRecord]
+
+    public init(
+        executionId: String, workflowId: String, workflowVersion: Int, status: String, input: JSONValue,
+        output: JSONValue? = nil, error: String? = nil, idempotencyKey: String? = nil, trigger: String = "api",
+        cost: Double = 0, createdBy: String? = nil, createdAt: Date, startedAt: Date? = nil, completedAt: Date? = nil,
+        tasks: [TaskExecutionRecord] = []
+    ) {
+        self.executionId = executionId
+        self.workflowId = workflowId
+        self.workflowVersion = workflowVersion
+        self.status = status
+        self.input = input
+        self.output = output
+        self.error = error
+        self.idempotencyKey = idempotencyKey
+        self.trigger = trigger
+        self.cost = cost
+        self.createdBy = createdBy
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.completedAt = completedAt
+        self.tasks = tasks
+    }
+
+    public var isFinished: Bool { ["Completed", "Failed", "Cancelled", "TimedOut"].contains(status) }
+}
+
+/// The state of one task within an execution.
+public struct TaskExecutionRecord: Sendable, Hashable {
+    public var taskExecutionId: String
+    public var taskId: String
+    /// The task's key (from its definition row).
+    public var taskKey: String
+    /// "Pending", "Queued", "Running", "Completed", "Failed", "Retrying", "Skipped", "Cancelled".
+    public var status: String
+    public var attempt: Int
+    public var output: JSONValue?
+    public var error: String?
+    public var startedAt: Date?
+    public var completedAt: Date?
+
+    public init(
+        taskExecutionId: String, taskId: String, taskKey: String, status: String, attempt: Int = 0,
+        output: JSONValue? = nil, error: String? = nil, startedAt: Date? = nil, completedAt: Date? = nil
+    ) {
+        self.taskExecutionId = taskExecutionId
+        self.taskId = taskId
+        self.taskKey = taskKey
+        self.status = status
+        self.attempt = attempt
+        self.output = output
+        self.error = error
+        self.startedAt = startedAt
+        self.completedAt = completedAt
+    }
+}
+
+/// A state change to persist. Transitions are applied in order, many per
+/// transaction (see `GroupCommitter`).
+public enum ExecutionTransition: Sendable, Hashable {
+    case execution(
+        id: String, status: String, at: Date, output: JSONValue? = nil, error: String? = nil)
+    case task(
+        executionId: String, taskKey: String, status: String, attempt: Int, at: Date, output: JSONValue? = nil,
+        error: String? = nil)
+}
+
+public struct ExecutionQuery: Sendable, Hashable {
+    public var workflowId: String
+    public var limit: Int
+    public var cursor: String?
+    public var status: String?
+    public var startedAfter: Date?
+    public var startedBefore: Date?
+
+    public init(
+        workflowId: String, limit: Int, cursor: String? = nil, status: String? = nil, startedAfter: Date? = nil,
+        startedBefore: Date? = nil
+    ) {
+        self.workflowId = workflowId
+        self.limit = limit
+        self.cursor = cursor
+        self.status = status
+        self.startedAfter = startedAfter
+        self.startedBefore = startedBefore
+    }
+}
+
+/// Executions and their tasks' states.
+public protocol ExecutionStore: Sendable {
+    /// Stores a new execution with its task rows. With an idempotency key
+    /// already used on this workflow, returns that execution instead
+    /// (`created` false) and stores nothing.
+    func createExecution(_ execution: ExecutionRecord) async throws -> (execution: ExecutionRecord, created: Bool)
+    func execution(id: String) async throws -> ExecutionRecord?
+    /// Newest first, keyset-paginated by execution id.
+    func listExecutions(_ query: ExecutionQuery) async throws -> Page<ExecutionRecord>
+    /// Applies transitions in order, in one transaction.
+    func apply(_ transitions: [ExecutionTransition]) async throws
+    /// Applies several callers' transitions in one transaction; each group
+    /// succeeds or fails alone (its error at its index, nil on success).
+    func applyEach(_ groups: [[ExecutionTransition]]) async throws -> [StoreError?]
+    /// Executions not finished (for recovery after a restart).
+    func unfinishedExecutions() async throws -> [ExecutionRecord]
+}

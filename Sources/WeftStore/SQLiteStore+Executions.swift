@@ -1,0 +1,188 @@
+public import Foundation
+import GRDB
+
+extension SQLiteStore: ExecutionStore {
+    public func createExecution(_ execution: ExecutionRecord) async throws -> (execution: ExecutionRecord, created: Bool) {
+        try await write("create_execution") { db in
+            if let key = execution.idempotencyKey,
+                let existing = try String.fetchOne(
+                    db, sql: "SELECT execution_id FROM workflow_executions WHERE workflow_id = ? AND idempotency_key = ?",
+                    arguments: [execution.workflowId, key])
+            {
+                guard let found = try Self.execution(db, id: existing) else {
+                    throw StoreError.notFound("execution \(existing) not found")
+                }
+                return (found, false)
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
+                        idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
+                    execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
+                    execution.trigger, execution.cost, execution.createdBy, execution.createdAt, execution.startedAt,
+                    execution.completedAt,
+                ])
+            for task in execution.tasks {
+                try db.execute(
+                    sql: """
+                        INSERT INTO task_executions (task_execution_id, task_id, execution_id, status, attempt, output, error,
+                            started_at, completed_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        task.taskExecutionId, task.taskId, execution.executionId, task.status, task.attempt,
+                        task.output?.jsonText(), task.error, task.startedAt, task.completedAt,
+                    ])
+            }
+            guard let stored = try Self.execution(db, id: execution.executionId) else {
+                throw StoreError.notFound("execution \(execution.executionId) not found")
+            }
+            return (stored, true)
+        }
+    }
+
+    public func execution(id: String) async throws -> ExecutionRecord? {
+        try await read("get_execution") { db in try Self.execution(db, id: id) }
+    }
+
+    public func listExecutions(_ query: ExecutionQuery) async throws -> Page<ExecutionRecord> {
+        try await read("list_executions") { db in
+            var sql = "SELECT * FROM workflow_executions WHERE workflow_id = ?"
+            var arguments: StatementArguments = [query.workflowId]
+            if let cursor = query.cursor {
+                sql += " AND execution_id < ?"
+                arguments += [cursor]
+            }
+            if let status = query.status {
+                sql += " AND status = ?"
+                arguments += [status]
+            }
+            if let after = query.startedAfter {
+                sql += " AND created_at >= ?"
+                arguments += [after]
+            }
+            if let before = query.startedBefore {
+                sql += " AND created_at < ?"
+                arguments += [before]
+            }
+            sql += " ORDER BY execution_id DESC LIMIT ?"
+            arguments += [query.limit + 1]
+            var items = try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.executionRecord)
+            var next: String?
+            if items.count > query.limit {
+                items.removeLast()
+                next = items.last?.executionId
+            }
+            for index in items.indices { items[index].tasks = try Self.taskExecutions(db, executionId: items[index].executionId) }
+            return Page(items: items, nextCursor: next)
+        }
+    }
+
+    public func apply(_ transitions: [ExecutionTransition]) async throws {
+        guard !transitions.isEmpty else { return }
+        try await write("apply_transitions") { db in try Self.apply(db, transitions) }
+    }
+
+    public func applyEach(_ groups: [[ExecutionTransition]]) async throws -> [StoreError?] {
+        try await write("apply_transitions") { db in
+            try groups.map { group -> StoreError? in
+                do {
+                    // A savepoint per caller: a failing group is rolled back
+                    // alone and the rest commit together.
+                    try db.inSavepoint {
+                        try Self.apply(db, group)
+                        return .commit
+                    }
+                    return nil
+                } catch let error as StoreError {
+                    return error
+                }
+            }
+        }
+    }
+
+    static func apply(_ db: Database, _ transitions: [ExecutionTransition]) throws {
+        for transition in transitions {
+            switch transition {
+            case .execution(let id, let status, let at, let output, let error):
+                let finished = ["Completed", "Failed", "Cancelled", "TimedOut"].contains(status)
+                try db.execute(
+                    sql: """
+                        UPDATE workflow_executions SET status = ?,
+                            started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
+                            completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
+                            output = COALESCE(?, output), error = COALESCE(?, error)
+                        WHERE execution_id = ?
+                        """,
+                    arguments: [status, status, at, finished, at, output?.jsonText(), error, id])
+                guard db.changesCount == 1 else { throw StoreError.notFound("execution \(id) not found") }
+            case .task(let executionId, let key, let status, let attempt, let at, let output, let error):
+                let finished = ["Completed", "Failed", "Skipped", "Cancelled"].contains(status)
+                try db.execute(
+                    sql: """
+                        UPDATE task_executions SET status = ?, attempt = ?,
+                            started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
+                            completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
+                            output = COALESCE(?, output), error = COALESCE(?, error)
+                        WHERE execution_id = ? AND task_id = (
+                            SELECT t.id FROM tasks t JOIN task_executions te ON te.task_id = t.id
+                            WHERE te.execution_id = ? AND t.key = ?)
+                        """,
+                    arguments: [
+                        status, attempt, status, at, finished, at, output?.jsonText(), error, executionId, executionId, key,
+                    ])
+                guard db.changesCount == 1 else {
+                    throw StoreError.notFound("task \(key) of execution \(executionId) not found")
+                }
+            }
+        }
+    }
+
+    public func unfinishedExecutions() async throws -> [ExecutionRecord] {
+        try await read("unfinished_executions") { db in
+            var items = try Row.fetchAll(
+                db, sql: "SELECT * FROM workflow_executions WHERE status IN ('Pending', 'Running') ORDER BY execution_id"
+            ).map(Self.executionRecord)
+            for index in items.indices { items[index].tasks = try Self.taskExecutions(db, executionId: items[index].executionId) }
+            return items
+        }
+    }
+
+    static func execution(_ db: Database, id: String) throws -> ExecutionRecord? {
+        guard var record = try Row.fetchOne(
+            db, sql: "SELECT * FROM workflow_executions WHERE execution_id = ?", arguments: [id]
+        ).map(executionRecord) else { return nil }
+        record.tasks = try taskExecutions(db, executionId: id)
+        return record
+    }
+
+    static func taskExecutions(_ db: Database, executionId: String) throws -> [TaskExecutionRecord] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT te.*, t.key AS task_key FROM task_executions te JOIN tasks t ON t.id = te.task_id
+                WHERE te.execution_id = ? ORDER BY t.position, t.key
+                """,
+            arguments: [executionId]
+        ).map { row in
+            TaskExecutionRecord(
+                taskExecutionId: row["task_execution_id"], taskId: row["task_id"], taskKey: row["task_key"],
+                status: row["status"], attempt: row["attempt"],
+                output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
+                startedAt: row["started_at"], completedAt: row["completed_at"])
+        }
+    }
+
+    static func executionRecord(_ row: Row) -> ExecutionRecord {
+        ExecutionRecord(
+            executionId: row["execution_id"], workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
+            status: row["status"], input: (try? JSONValue(jsonText: row["input"])) ?? .emptyObject,
+            output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
+            idempotencyKey: row["idempotency_key"], trigger: row["trigger"], cost: row["cost"], createdBy: row["created_by"],
+            createdAt: row["created_at"], startedAt: row["started_at"], completedAt: row["completed_at"])
+    }
+}
