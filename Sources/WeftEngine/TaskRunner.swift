@@ -1,0 +1,127 @@
+public import WeftStore
+
+/// One attempt of one task, as a runner sees it: the config with its
+/// templates already resolved, and the context expressions read.
+public struct TaskInvocation: Sendable {
+    public var executionId: String
+    public var taskKey: String
+    public var attempt: Int
+    public var action: String
+    /// The task's config after `Template.resolve` (a condition's
+    /// `expression` is left as written: it is evaluated, not interpolated).
+    public var config: JSONValue
+    public var context: Expression.Context
+
+    public init(
+        executionId: String, taskKey: String, attempt: Int, action: String, config: JSONValue, context: Expression.Context
+    ) {
+        self.executionId = executionId
+        self.taskKey = taskKey
+        self.attempt = attempt
+        self.action = action
+        self.config = config
+        self.context = context
+    }
+
+    /// Builds the invocation of `task`: resolves the templates of its config
+    /// against the execution's input and upstream outputs.
+    public static func make(
+        _ task: TaskRecord, executionId: String, attempt: Int, context: Expression.Context
+    ) throws(ExpressionError) -> TaskInvocation {
+        var config = task.config
+        if task.action == "condition", case .object(var object) = config {
+            let expression = object.removeValue(forKey: "expression")
+            config = try Template.resolve(.object(object), context)
+            if let expression, case .object(var resolved) = config {
+                resolved["expression"] = expression
+                config = .object(resolved)
+            }
+        } else {
+            config = try Template.resolve(config, context)
+        }
+        return TaskInvocation(
+            executionId: executionId, taskKey: task.key, attempt: attempt, action: task.action, config: config,
+            context: context)
+    }
+}
+
+/// How an attempt ended.
+public enum TaskOutcome: Sendable, Equatable {
+    case completed(JSONValue)
+    case failed(ExecutionStateMachine.TaskError)
+}
+
+/// Runs the tasks of one type. Runners never throw: every failure is an
+/// outcome with an error kind the retry policy can match.
+public protocol TaskRunner: Sendable {
+    var action: String { get }
+    func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
+        -> TaskOutcome
+}
+
+/// `noop`: passes `config.output` (or `{}`) through; used by benchmarks.
+public struct NoopRunner: TaskRunner {
+    public let action = "noop"
+    public init() {}
+
+    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
+        -> TaskOutcome
+    {
+        .completed(invocation.config["output"] ?? .emptyObject)
+    }
+}
+
+/// `log`: writes `config.message` (default: the task key) at `config.level`.
+public struct LogRunner: TaskRunner {
+    public let action = "log"
+    public init() {}
+
+    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
+        -> TaskOutcome
+    {
+        let message = invocation.config["message"]?.stringValue ?? "task \(invocation.taskKey)"
+        let level: LogRecord.Level
+        switch invocation.config["level"]?.stringValue {
+        case "Warning": level = .warning
+        case "Error": level = .error
+        default: level = .info
+        }
+        await log(level, message)
+        return .completed(.object(["message": .string(message)]))
+    }
+}
+
+/// `transform`: its output is `config.output` with templates resolved.
+public struct TransformRunner: TaskRunner {
+    public let action = "transform"
+    public init() {}
+
+    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
+        -> TaskOutcome
+    {
+        .completed(invocation.config["output"] ?? .null)
+    }
+}
+
+/// `condition`: evaluates `config.expression`; the output names the branch
+/// (`{"result": true, "branch": "then"}`) and the state machine skips the
+/// other one.
+public struct ConditionRunner: TaskRunner {
+    public let action = "condition"
+    public init() {}
+
+    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
+        -> TaskOutcome
+    {
+        guard let text = invocation.config["expression"]?.stringValue else {
+            return .failed(.init(kind: "config", message: "config.expression is missing"))
+        }
+        do {
+            let result = try WorkflowDefinition.conditionExpression(text).evaluate(invocation.context).isTruthy
+            await log(.info, "condition \(text) is \(result); taking \"\(result ? "then" : "else")\"")
+            return .completed(.object(["result": .bool(result), "branch": .string(result ? "then" : "else")]))
+        } catch {
+            return .failed(.init(kind: "config", message: "config.expression: \(error.description)"))
+        }
+    }
+}
