@@ -83,6 +83,13 @@ public struct ExecutionStateMachine: Sendable {
         public var attempt: Int
         public var output: JSONValue?
         public var error: TaskError?
+
+        public init(state: TaskState, attempt: Int, output: JSONValue? = nil, error: TaskError? = nil) {
+            self.state = state
+            self.attempt = attempt
+            self.output = output
+            self.error = error
+        }
     }
 
     public private(set) var status: Status = .running
@@ -111,6 +118,17 @@ public struct ExecutionStateMachine: Sendable {
             uniqueKeysWithValues: tasks.map { ($0.key, TaskRun(state: .pending, attempt: 0, output: nil, error: nil)) })
         self.executionTimeoutMs = executionTimeoutMs
         self.random = random
+    }
+
+    /// Rebuilds a machine from stored task states (after a restart): the
+    /// execution is under way, so `start` does nothing more.
+    public init(
+        tasks: [TaskRecord], restoring runs: [String: TaskRun], executionTimeoutMs: Int64? = nil,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        self.init(tasks: tasks, executionTimeoutMs: executionTimeoutMs, random: random)
+        for (key, run) in runs where self.tasks[key] != nil { self.tasks[key] = run }
+        started = true
     }
 
     // MARK: Events

@@ -1,0 +1,242 @@
+public import Foundation
+public import WeftStore
+
+/// Runs executions: drives each execution's `ExecutionStateMachine`, makes
+/// every state change durable (group commit) before acting on it, puts ready
+/// tasks on the durable queue, and runs built-in tasks on in-process workers.
+///
+/// Durability rules:
+/// - a transition is committed before its effect (enqueue, next task) runs;
+/// - a retry's backoff is a queue item with a later `readyAt`, so it survives
+///   a restart like any queued task;
+/// - a worker completes its lease only after the task's outcome is
+///   committed, so a crash in between re-delivers the task, and the state
+///   machine ignores outcomes it already has (at-least-once delivery, result
+///   recorded once);
+/// - `recover()` rebuilds unfinished executions from the store.
+///
+/// Not yet here (Step 3 work in progress): attempt and execution timeouts,
+/// cancellation of running tasks, http/delay/external runners, metrics.
+public actor Engine {
+    public static let builtinQueue = "builtin"
+
+    let workflows: any WorkflowStore
+    let executions: any ExecutionStore
+    let queue: any QueueStore
+    let logs: any LogStore
+    let committer: GroupCommitter
+    let runners: [String: any TaskRunner]
+    let now: @Sendable () -> Date
+    let leaseDuration: TimeInterval
+
+    struct Live {
+        var machine: ExecutionStateMachine
+        var tasks: [String: TaskRecord]
+        var input: JSONValue
+    }
+
+    private var live: [String: Live] = [:]
+
+    public init(
+        workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
+        runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
+        leaseDuration: TimeInterval = 60, now: @escaping @Sendable () -> Date = { Date.nowMillis }
+    ) {
+        self.workflows = workflows
+        self.executions = executions
+        self.queue = queue
+        self.logs = logs
+        self.committer = GroupCommitter(store: executions)
+        self.runners = Dictionary(uniqueKeysWithValues: runners.map { ($0.action, $0) })
+        self.now = now
+        self.leaseDuration = leaseDuration
+    }
+
+    /// Starts an execution of the workflow's current version. With an
+    /// idempotency key already used on this workflow, returns that execution.
+    public func execute(
+        _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: String, actor: String?
+    ) async throws -> ExecutionRecord {
+        let at = now()
+        let record = ExecutionRecord(
+            executionId: IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
+            workflowVersion: workflow.version, status: "Pending", input: input, idempotencyKey: idempotencyKey,
+            trigger: trigger, createdBy: actor, createdAt: at,
+            tasks: workflow.tasks.map {
+                TaskExecutionRecord(
+                    taskExecutionId: IDGenerator.make(IDGenerator.taskExecution, now: at), taskId: $0.id, taskKey: $0.key,
+                    status: "Pending")
+            })
+        let (stored, created) = try await executions.createExecution(record)
+        guard created else { return stored }
+        var machine = ExecutionStateMachine(tasks: workflow.tasks)
+        live[stored.executionId] = Live(
+            machine: machine, tasks: Dictionary(uniqueKeysWithValues: workflow.tasks.map { ($0.key, $0) }), input: input)
+        let effects = machine.start(at: at)
+        live[stored.executionId]?.machine = machine
+        try await carryOut(effects, executionId: stored.executionId, at: at, starting: true)
+        return try await executions.execution(id: stored.executionId) ?? stored
+    }
+
+    /// Rebuilds every unfinished execution from the store (after a restart).
+    /// Their queued items are still in the queue; expired leases come back.
+    public func recover() async throws -> Int {
+        let unfinished = try await executions.unfinishedExecutions()
+        let at = now()
+        for record in unfinished {
+            guard let state = try await load(record.executionId) else { continue }
+            // A crash between a commit and its enqueue leaves a task Queued
+            // (or Retrying) with no queue item: put them back. Enqueueing is
+            // idempotent, so items that did make it are not doubled.
+            var items: [QueueItem] = []
+            for (key, run) in state.machine.tasks {
+                if run.state == .queued {
+                    items.append(QueueItem(
+                        queue: Self.builtinQueue, executionId: record.executionId, taskKey: key, attempt: run.attempt, readyAt: at))
+                } else if run.state == .retrying {
+                    items.append(QueueItem(
+                        queue: Self.builtinQueue, executionId: record.executionId, taskKey: key, attempt: run.attempt + 1,
+                        readyAt: at))
+                }
+            }
+            try await queue.enqueue(items)
+        }
+        return unfinished.count
+    }
+
+    /// Leases and runs up to `limit` ready built-in tasks; returns how many ran.
+    @discardableResult
+    public func runReadyTasks(worker: String, limit: Int = 16) async throws -> Int {
+        let leases = try await queue.lease(
+            queue: Self.builtinQueue, worker: worker, now: now(), duration: leaseDuration, limit: limit)
+        for lease in leases { try await handle(lease) }
+        return leases.count
+    }
+
+    // MARK: Internals
+
+    private func load(_ executionId: String) async throws -> Live? {
+        if let existing = live[executionId] { return existing }
+        guard let record = try await executions.execution(id: executionId), !record.isFinished,
+            let version = try await workflows.workflowVersion(
+                workflowId: record.workflowId, versionId: String(record.workflowVersion))
+        else { return nil }
+        var runs: [String: ExecutionStateMachine.TaskRun] = [:]
+        for task in record.tasks {
+            runs[task.taskKey] = ExecutionStateMachine.TaskRun(
+                state: ExecutionStateMachine.TaskState(rawValue: task.status) ?? .pending, attempt: task.attempt,
+                output: task.output, error: task.error.map { .init(kind: "restored", message: $0) })
+        }
+        let restored = Live(
+            machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs),
+            tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input)
+        live[executionId] = restored
+        return restored
+    }
+
+    private func handle(_ lease: Lease) async throws {
+        let executionId = lease.item.executionId
+        let key = lease.item.taskKey
+        let attempt = lease.item.attempt
+        guard var state = try await load(executionId), let task = state.tasks[key],
+            let run = state.machine.tasks[key]
+        else {
+            try await queue.complete(lease)  // the execution ended; nothing to do
+            return
+        }
+        let at = now()
+        var effects: [ExecutionStateMachine.Effect] = []
+        if run.state == .retrying, run.attempt + 1 == attempt {
+            effects += state.machine.timerFired(.retry(task: key, attempt: attempt), at: at)
+        }
+        effects += state.machine.taskStarted(key, attempt: attempt, at: at)
+        let current = state.machine.tasks[key]!
+        guard current.state == .running, current.attempt == attempt else {
+            // Already finished (a re-delivery after its outcome was stored), or stale.
+            live[executionId] = state
+            try await carryOut(effects, executionId: executionId, at: at)
+            try await queue.complete(lease)
+            return
+        }
+        live[executionId] = state
+        try await carryOut(effects, executionId: executionId, at: at)
+
+        let context = Expression.Context(
+            input: state.input,
+            outputs: state.machine.tasks.compactMapValues(\.output),
+            statuses: state.machine.tasks.mapValues(\.state.rawValue))
+        let outcome: TaskOutcome
+        if let runner = runners[task.action] {
+            do {
+                let invocation = try TaskInvocation.make(task, executionId: executionId, attempt: attempt, context: context)
+                let logs = self.logs
+                outcome = await runner.run(invocation) { level, message in
+                    _ = try? await logs.append([
+                        LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: Date())
+                    ])
+                }
+            } catch {
+                outcome = .failed(.init(kind: "config", message: error.description))
+            }
+        } else {
+            outcome = .failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\""))
+        }
+
+        let finishedAt = now()
+        guard var after = live[executionId] else { return }
+        switch outcome {
+        case .completed(let output):
+            effects = after.machine.taskSucceeded(key, attempt: attempt, output: output, at: finishedAt)
+        case .failed(let error):
+            _ = try? await logs.append([
+                LogRecord(executionId: executionId, taskId: task.id, level: .error,
+                          message: "attempt \(attempt) failed (\(error.kind)): \(error.message)", createdAt: finishedAt)
+            ])
+            effects = after.machine.taskFailed(key, attempt: attempt, error: error, at: finishedAt)
+        }
+        live[executionId] = after
+        try await carryOut(effects, executionId: executionId, at: finishedAt)
+        try await queue.complete(lease)
+        if after.machine.status != .running { live[executionId] = nil }
+    }
+
+    /// Commits the effects' state changes, then enqueues what became ready.
+    private func carryOut(
+        _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date, starting: Bool = false
+    ) async throws {
+        guard !effects.isEmpty || starting else { return }
+        var transitions: [ExecutionTransition] = starting ? [.execution(id: executionId, status: "Running", at: at)] : []
+        var items: [QueueItem] = []
+        var logLines: [LogRecord] = []
+        let machine = live[executionId]?.machine
+        for effect in effects {
+            switch effect {
+            case .taskState(let key, let state, let attempt):
+                let run = machine?.tasks[key]
+                transitions.append(.task(
+                    executionId: executionId, taskKey: key, status: state.rawValue, attempt: attempt, at: at,
+                    output: state == .completed ? run?.output : nil,
+                    error: state == .failed || state == .retrying ? run?.error?.message : nil))
+            case .enqueue(let key, let attempt):
+                items.append(QueueItem(
+                    queue: Self.builtinQueue, executionId: executionId, taskKey: key, attempt: attempt, readyAt: at))
+            case .armTimer(.retry(let key, let attempt), let when):
+                // The backoff is a delayed queue item: durable like any other.
+                items.append(QueueItem(
+                    queue: Self.builtinQueue, executionId: executionId, taskKey: key, attempt: attempt, readyAt: when))
+            case .armTimer:
+                break  // attempt and execution timeouts: not yet (see the type's comment)
+            case .stop:
+                break
+            case .finished(let status, let error):
+                transitions.append(.execution(id: executionId, status: status.rawValue, at: at, error: error))
+                logLines.append(LogRecord(
+                    executionId: executionId, taskId: nil, level: status == .completed ? .info : .error,
+                    message: "execution \(status.rawValue.lowercased())\(error.map { ": \($0)" } ?? "")", createdAt: at))
+            }
+        }
+        try await committer.submit(transitions)
+        try await queue.enqueue(items)
+        if !logLines.isEmpty { _ = try? await logs.append(logLines) }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Synchronization
+import Testing
+import WeftEngine
+import WeftStore
+
+/// The engine on real SQLite files: executions run through the durable queue
+/// and built-in runners, and survive a restart (a new Engine on the same files).
+@Suite("engine")
+struct EngineTests {
+    struct Env {
+        let directory: URL
+        let store: SQLiteStore
+        let logs: SQLiteLogStore
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-engine-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            store = try SQLiteStore(.init(path: directory.appendingPathComponent("weft.sqlite").path, synchronous: .normal))
+            logs = try SQLiteLogStore(path: directory.appendingPathComponent("logs.sqlite").path)
+        }
+
+        func engine(runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()]) -> Engine {
+            Engine(workflows: store, executions: store, queue: store, logs: logs, runners: runners)
+        }
+
+        func cleanup() { try? FileManager.default.removeItem(at: directory) }
+
+        func workflow(_ tasks: [(String, String, [String], JSONValue)], retry: RetryPolicyRecord? = nil) async throws -> WorkflowRecord {
+            let now = Date.nowMillis
+            let user = UserRecord(id: IDGenerator.make(IDGenerator.user), email: "\(UUID().uuidString)@x.io", name: "u",
+                                  passwordHash: "x", createdAt: now, updatedAt: now)
+            try await store.createUser(user)
+            let id = IDGenerator.make(IDGenerator.workflow)
+            let records = tasks.map { key, action, deps, config in
+                TaskRecord(id: IDGenerator.make(IDGenerator.task), workflowId: id, key: key, name: key, description: "",
+                           action: action, config: config, dependsOn: deps, retry: retry, createdAt: now, updatedAt: now)
+            }
+            return try await store.createWorkflow(
+                WorkflowRecord(id: id, ownerId: user.id, name: "w", description: "", version: 1, createdAt: now,
+                               updatedAt: now, tasks: records), actor: user.id)
+        }
+    }
+
+    /// Runs workers until the execution ends (bounded).
+    func drive(_ engine: Engine, _ store: SQLiteStore, _ executionId: String) async throws -> ExecutionRecord {
+        for _ in 0..<200 {
+            if let record = try await store.execution(id: executionId), record.isFinished { return record }
+            if try await engine.runReadyTasks(worker: "w1") == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        throw CancellationError()
+    }
+
+    @Test("a branching workflow runs end to end: outputs, skips, logs, idempotency")
+    func endToEnd() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([
+            ("start", "log", [], .object(["message": .string("order {{ input.orderId }}")])),
+            ("check", "condition", ["start"], .object([
+                "expression": .string("input.total > 100"), "then": .array([.string("big")]), "else": .array([.string("small")]),
+            ])),
+            ("big", "transform", ["check"], .object(["output": .object(["tier": .string("gold"), "id": .string("{{ input.orderId }}")])])),
+            ("small", "noop", ["check"], .emptyObject),
+            ("join", "transform", ["big", "small"], .object(["output": .string("{{ tasks.big.output.tier }}")])),
+        ])
+        let engine = env.engine()
+        let input = JSONValue.object(["orderId": .string("o-9"), "total": .number(250)])
+        let started = try await engine.execute(workflow, input: input, idempotencyKey: "k1", trigger: "api", actor: nil)
+        #expect(started.status == "Running")
+        let again = try await engine.execute(workflow, input: input, idempotencyKey: "k1", trigger: "api", actor: nil)
+        #expect(again.executionId == started.executionId)
+        let done = try await drive(engine, env.store, started.executionId)
+        #expect(done.status == "Completed")
+        let byKey = Dictionary(uniqueKeysWithValues: done.tasks.map { ($0.taskKey, $0) })
+        #expect(byKey["big"]?.output == .object(["tier": .string("gold"), "id": .string("o-9")]))
+        #expect(byKey["small"]?.status == "Skipped")
+        #expect(byKey["join"]?.output == .string("gold"))
+        #expect(byKey["check"]?.output?["branch"] == .string("then"))
+        let lines = try await env.logs.entries(LogQuery(executionId: started.executionId, limit: 100)).map(\.message)
+        #expect(lines.first == "order o-9")
+        #expect(lines.last == "execution completed")
+        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, leased: 0))
+    }
+
+    struct Flaky: TaskRunner {
+        let action = "flaky"
+        let failures: Int
+        let calls = Calls()
+        final class Calls: Sendable { let count = Mutex(0) }
+
+        func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async -> TaskOutcome {
+            let n = calls.count.withLock { count -> Int in
+                count += 1
+                return count
+            }
+            return n <= failures ? .failed(.init(kind: "http_5xx", message: "503 (call \(n))")) : .completed(.number(Double(n)))
+        }
+    }
+
+    @Test("a failing task is retried through delayed queue items until it succeeds, or fails the execution")
+    func retries() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let policy = RetryPolicyRecord(
+            maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: [])
+        let workflow = try await env.workflow([("call", "flaky", [], .emptyObject), ("after", "noop", ["call"], .emptyObject)], retry: policy)
+        let succeeds = try await env.engine(runners: [Flaky(failures: 2), NoopRunner()])
+            .execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let engine = env.engine(runners: [Flaky(failures: 2), NoopRunner()])
+        _ = try await engine.recover()
+        let done = try await drive(engine, env.store, succeeds.executionId)
+        #expect(done.status == "Completed")
+        #expect(done.tasks.first { $0.taskKey == "call" }?.attempt == 3)
+
+        let failing = env.engine(runners: [Flaky(failures: 5), NoopRunner()])
+        let doomed = try await failing.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let failed = try await drive(failing, env.store, doomed.executionId)
+        #expect(failed.status == "Failed")
+        #expect(failed.error?.contains("503 (call 3)") == true)
+        #expect(failed.tasks.first { $0.taskKey == "after" }?.status == "Cancelled")
+    }
+
+    @Test("a restart in the middle: a new engine on the same files finishes every execution once")
+    func recovery() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([
+            ("a", "noop", [], .object(["output": .string("A")])), ("b", "transform", ["a"], .object(["output": .string("{{ tasks.a.output }}!")])),
+        ])
+        let first = env.engine()
+        var ids: [String] = []
+        for _ in 0..<5 {
+            ids.append(try await first.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil).executionId)
+        }
+        // Run a little, then "crash": drop the engine without finishing.
+        _ = try await first.runReadyTasks(worker: "w1", limit: 3)
+        let second = env.engine()
+        #expect(try await second.recover() == 5)
+        for id in ids {
+            let done = try await drive(second, env.store, id)
+            #expect(done.status == "Completed")
+            #expect(done.tasks.first { $0.taskKey == "b" }?.output == .string("A!"))
+        }
+    }
+}
