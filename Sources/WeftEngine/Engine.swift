@@ -15,8 +15,10 @@ public import WeftStore
 ///   recorded once);
 /// - `recover()` rebuilds unfinished executions from the store.
 ///
-/// Not yet here (Step 3 work in progress): attempt and execution timeouts,
-/// cancellation of running tasks, http/delay/external runners, metrics.
+/// Timeouts (per attempt, per execution) and cancellation run on in-memory
+/// timers and stop in-process attempts by cancelling their Swift task.
+/// Not yet here (Step 3 work in progress): re-arming timeouts after a
+/// restart, http/delay/external runners, metrics.
 public actor Engine {
     public static let builtinQueue = "builtin"
 
@@ -36,6 +38,8 @@ public actor Engine {
     }
 
     private var live: [String: Live] = [:]
+    /// In-process attempts now running, by "execution|task|attempt".
+    private var running: [String: Task<TaskOutcome, Never>] = [:]
 
     public init(
         workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
@@ -55,7 +59,8 @@ public actor Engine {
     /// Starts an execution of the workflow's current version. With an
     /// idempotency key already used on this workflow, returns that execution.
     public func execute(
-        _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: String, actor: String?
+        _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: String, actor: String?,
+        timeoutMs: Int64? = nil
     ) async throws -> ExecutionRecord {
         let at = now()
         let record = ExecutionRecord(
@@ -69,7 +74,7 @@ public actor Engine {
             })
         let (stored, created) = try await executions.createExecution(record)
         guard created else { return stored }
-        var machine = ExecutionStateMachine(tasks: workflow.tasks)
+        var machine = ExecutionStateMachine(tasks: workflow.tasks, executionTimeoutMs: timeoutMs)
         live[stored.executionId] = Live(
             machine: machine, tasks: Dictionary(uniqueKeysWithValues: workflow.tasks.map { ($0.key, $0) }), input: input)
         let effects = machine.start(at: at)
@@ -102,6 +107,20 @@ public actor Engine {
             try await queue.enqueue(items)
         }
         return unfinished.count
+    }
+
+    /// Cancels an execution: running attempts are stopped, waiting tasks never
+    /// start. Returns false if it is unknown or already finished.
+    @discardableResult
+    public func cancel(executionId: String, reason: String) async throws -> Bool {
+        guard var state = try await load(executionId) else { return false }
+        let at = now()
+        let effects = state.machine.cancel(reason: reason, at: at)
+        guard !effects.isEmpty else { return false }
+        live[executionId] = state
+        try await carryOut(effects, executionId: executionId, at: at)
+        live[executionId] = nil
+        return true
     }
 
     /// Leases and runs up to `limit` ready built-in tasks; returns how many ran.
@@ -170,11 +189,17 @@ public actor Engine {
             do {
                 let invocation = try TaskInvocation.make(task, executionId: executionId, attempt: attempt, context: context)
                 let logs = self.logs
-                outcome = await runner.run(invocation) { level, message in
-                    _ = try? await logs.append([
-                        LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: Date())
-                    ])
+                let job = Task {
+                    await runner.run(invocation) { level, message in
+                        _ = try? await logs.append([
+                            LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: Date())
+                        ])
+                    }
                 }
+                let jobKey = "\(executionId)|\(key)|\(attempt)"
+                running[jobKey] = job
+                outcome = await job.value
+                running[jobKey] = nil
             } catch {
                 outcome = .failed(.init(kind: "config", message: error.description))
             }
@@ -183,7 +208,10 @@ public actor Engine {
         }
 
         let finishedAt = now()
-        guard var after = live[executionId] else { return }
+        guard var after = live[executionId] else {
+            try await queue.complete(lease)  // cancelled or timed out meanwhile
+            return
+        }
         switch outcome {
         case .completed(let output):
             effects = after.machine.taskSucceeded(key, attempt: attempt, output: output, at: finishedAt)
@@ -198,6 +226,25 @@ public actor Engine {
         try await carryOut(effects, executionId: executionId, at: finishedAt)
         try await queue.complete(lease)
         if after.machine.status != .running { live[executionId] = nil }
+    }
+
+    /// In-memory timers for timeouts (retries use delayed queue items).
+    private func schedule(_ timer: ExecutionStateMachine.Timer, at when: Date, executionId: String) {
+        let delay = max(0, when.timeIntervalSince(now()))
+        Task {
+            try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+            try? await self.fire(timer, executionId: executionId)
+        }
+    }
+
+    private func fire(_ timer: ExecutionStateMachine.Timer, executionId: String) async throws {
+        guard var state = live[executionId] else { return }
+        let at = now()
+        let effects = state.machine.timerFired(timer, at: at)
+        guard !effects.isEmpty else { return }
+        live[executionId] = state
+        try await carryOut(effects, executionId: executionId, at: at)
+        if state.machine.status != .running { live[executionId] = nil }
     }
 
     /// Commits the effects' state changes, then enqueues what became ready.
@@ -224,10 +271,10 @@ public actor Engine {
                 // The backoff is a delayed queue item: durable like any other.
                 items.append(QueueItem(
                     queue: Self.builtinQueue, executionId: executionId, taskKey: key, attempt: attempt, readyAt: when))
-            case .armTimer:
-                break  // attempt and execution timeouts: not yet (see the type's comment)
-            case .stop:
-                break
+            case .armTimer(let timer, let when):
+                schedule(timer, at: when, executionId: executionId)
+            case .stop(let key, let attempt):
+                running["\(executionId)|\(key)|\(attempt)"]?.cancel()
             case .finished(let status, let error):
                 transitions.append(.execution(id: executionId, status: status.rawValue, at: at, error: error))
                 logLines.append(LogRecord(

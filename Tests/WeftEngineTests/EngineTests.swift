@@ -143,4 +143,89 @@ struct EngineTests {
             #expect(done.tasks.first { $0.taskKey == "b" }?.output == .string("A!"))
         }
     }
+
+    /// Sleeps `delay` on its first `slowCalls` calls (noting if it was
+    /// cancelled), then answers at once.
+    struct Sleepy: TaskRunner {
+        let action = "sleepy"
+        let slowCalls: Int
+        let state = State()
+        final class State: Sendable {
+            let calls = Mutex(0)
+            let cancelled = Mutex(0)
+        }
+
+        func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async -> TaskOutcome {
+            let n = state.calls.withLock { count -> Int in
+                count += 1
+                return count
+            }
+            if n <= slowCalls {
+                do {
+                    try await Task.sleep(for: .seconds(5))
+                } catch {
+                    state.cancelled.withLock { $0 += 1 }
+                    return .failed(.init(kind: "cancelled", message: "stopped"))
+                }
+            }
+            return .completed(.number(Double(n)))
+        }
+    }
+
+    @Test("an attempt that outlives its timeout is stopped and retried")
+    func attemptTimeout() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let policy = RetryPolicyRecord(
+            maxAttempts: 2, initialBackoffMs: 1, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: ["timeout"])
+        let now = Date.nowMillis
+        let workflowRecord = try await env.workflow([("slow", "sleepy", [], .emptyObject)], retry: policy)
+        var workflow = workflowRecord
+        workflow.tasks[0].timeoutMs = 100
+        // The timeout lives in the definition the engine runs from: store it.
+        workflow = try await env.store.replaceWorkflow(workflow, expectedVersion: nil, actor: workflow.ownerId)
+        let sleepy = Sleepy(slowCalls: 1)
+        let engine = env.engine(runners: [sleepy])
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let done = try await drive(engine, env.store, started.executionId)
+        #expect(done.status == "Completed")
+        #expect(done.tasks[0].attempt == 2)
+        #expect(sleepy.state.cancelled.withLock { $0 } == 1)
+        #expect(Date().timeIntervalSince(now) < 4, "the first attempt must be stopped, not awaited")
+    }
+
+    @Test("cancel stops the running attempt and ends the execution as Cancelled")
+    func cancel() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([("slow", "sleepy", [], .emptyObject), ("next", "noop", ["slow"], .emptyObject)])
+        let sleepy = Sleepy(slowCalls: 10)
+        let engine = env.engine(runners: [sleepy, NoopRunner()])
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let worker = Task { try await engine.runReadyTasks(worker: "w1") }
+        while sleepy.state.calls.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(try await engine.cancel(executionId: started.executionId, reason: "operator said so"))
+        _ = try await worker.value
+        let done = try #require(try await env.store.execution(id: started.executionId))
+        #expect(done.status == "Cancelled" && done.error == "operator said so")
+        #expect(done.tasks.map(\.status) == ["Cancelled", "Cancelled"])
+        #expect(sleepy.state.cancelled.withLock { $0 } == 1)
+        #expect(try await engine.cancel(executionId: started.executionId, reason: "again") == false)
+        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, leased: 0))
+    }
+
+    @Test("the execution timeout ends a stuck execution as TimedOut")
+    func executionTimeout() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([("slow", "sleepy", [], .emptyObject)])
+        let sleepy = Sleepy(slowCalls: 10)
+        let engine = env.engine(runners: [sleepy])
+        let started = try await engine.execute(
+            workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil, timeoutMs: 100)
+        _ = try await engine.runReadyTasks(worker: "w1")
+        let done = try #require(try await env.store.execution(id: started.executionId))
+        #expect(done.status == "TimedOut")
+        #expect(sleepy.state.cancelled.withLock { $0 } == 1)
+    }
 }
