@@ -35,6 +35,8 @@ public actor Engine {
         var machine: ExecutionStateMachine
         var tasks: [String: TaskRecord]
         var input: JSONValue
+        /// When each task's current attempt started (delays count from it).
+        var startedAt: [String: Date] = [:]
     }
 
     private var live: [String: Live] = [:]
@@ -146,9 +148,10 @@ public actor Engine {
                 state: ExecutionStateMachine.TaskState(rawValue: task.status) ?? .pending, attempt: task.attempt,
                 output: task.output, error: task.error.map { .init(kind: "restored", message: $0) })
         }
-        let restored = Live(
+        var restored = Live(
             machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs),
             tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input)
+        for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
         live[executionId] = restored
         return restored
     }
@@ -177,8 +180,14 @@ public actor Engine {
             try await queue.complete(lease)
             return
         }
+        if run.state != .running { state.startedAt[key] = at }
         live[executionId] = state
         try await carryOut(effects, executionId: executionId, at: at)
+
+        if task.action == "delay" {
+            try await delay(lease, task: task, executionId: executionId, at: at)
+            return
+        }
 
         let context = Expression.Context(
             input: state.input,
@@ -226,6 +235,62 @@ public actor Engine {
         try await carryOut(effects, executionId: executionId, at: finishedAt)
         try await queue.complete(lease)
         if after.machine.status != .running { live[executionId] = nil }
+    }
+
+    /// A `delay` task holds no worker while it waits: its queue item goes
+    /// back with `readyAt` = the due time (durable across restarts), and the
+    /// task completes when it is delivered again at or after that time.
+    private func delay(_ lease: Lease, task: TaskRecord, executionId: String, at: Date) async throws {
+        guard let state = live[executionId] else {
+            try await queue.complete(lease)
+            return
+        }
+        let context = Expression.Context(
+            input: state.input, outputs: state.machine.tasks.compactMapValues(\.output),
+            statuses: state.machine.tasks.mapValues(\.state.rawValue))
+        let started = state.startedAt[task.key] ?? at
+        let due: Date
+        do {
+            let config = try Template.resolve(task.config, context)
+            if let until = config["until"]?.stringValue {
+                guard let date = RFC3339.parse(until) else {
+                    throw ExpressionError(message: "config.until \"\(until)\" is not an RFC 3339 time", offset: 0)
+                }
+                due = date
+            } else if let text = config["duration"]?.stringValue, let ms = DurationText.milliseconds(text) {
+                due = started.addingTimeInterval(Double(ms) / 1000)
+            } else {
+                throw ExpressionError(message: "a delay needs config.duration or config.until", offset: 0)
+            }
+        } catch {
+            try await finish(lease, .failed(.init(kind: "config", message: "\(error)")), executionId: executionId)
+            return
+        }
+        if due > at {
+            try await queue.release(lease, readyAt: due)
+        } else {
+            let waited = Int64((at.timeIntervalSince(started) * 1000).rounded())
+            try await finish(lease, .completed(.object(["waitedMs": .number(Double(waited))])), executionId: executionId)
+        }
+    }
+
+    private func finish(_ lease: Lease, _ outcome: TaskOutcome, executionId: String) async throws {
+        let key = lease.item.taskKey
+        let attempt = lease.item.attempt
+        let at = now()
+        guard var state = live[executionId] else {
+            try await queue.complete(lease)
+            return
+        }
+        let effects: [ExecutionStateMachine.Effect]
+        switch outcome {
+        case .completed(let output): effects = state.machine.taskSucceeded(key, attempt: attempt, output: output, at: at)
+        case .failed(let error): effects = state.machine.taskFailed(key, attempt: attempt, error: error, at: at)
+        }
+        live[executionId] = state
+        try await carryOut(effects, executionId: executionId, at: at)
+        try await queue.complete(lease)
+        if state.machine.status != .running { live[executionId] = nil }
     }
 
     /// In-memory timers for timeouts (retries use delayed queue items).

@@ -53,6 +53,11 @@ public protocol QueueStore: Sendable {
     /// Removes a completed item; throws `StoreError.conflict` if the lease
     /// was lost (another worker holds the item now, or it is gone).
     func complete(_ lease: Lease) async throws
-    /// Items waiting (not leased, or with an expired lease) and leased now.
-    func depth(queue: String, now: Date) async throws -> (ready: Int, leased: Int)
+    /// Gives an item back unfinished, leasable again at `readyAt` (durable
+    /// timers: a waiting task holds no worker). Throws `StoreError.conflict`
+    /// if the lease was lost.
+    func release(_ lease: Lease, readyAt: Date) async throws
+    /// Items leasable now, waiting for a later `readyAt` (retry backoffs,
+    /// delays), and leased now.
+    func depth(queue: String, now: Date) async throws -> (ready: Int, delayed: Int, leased: Int)
 }

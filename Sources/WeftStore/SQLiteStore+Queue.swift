@@ -77,18 +77,33 @@ extension SQLiteStore: QueueStore {
         }
     }
 
-    public func depth(queue: String, now: Date) async throws -> (ready: Int, leased: Int) {
+    public func release(_ lease: Lease, readyAt: Date) async throws {
+        try await write("release") { db in
+            try db.execute(
+                sql: """
+                    UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL, ready_at = ?
+                    WHERE id = ? AND lease_token = ?
+                    """,
+                arguments: [readyAt, lease.id, lease.token])
+            guard db.changesCount == 1 else {
+                throw StoreError.conflict("the lease on \(lease.item.taskKey) attempt \(lease.item.attempt) was lost")
+            }
+        }
+    }
+
+    public func depth(queue: String, now: Date) async throws -> (ready: Int, delayed: Int, leased: Int) {
         try await read("queue_depth") { db in
             let row = try Row.fetchOne(
                 db,
                 sql: """
                     SELECT
-                        SUM(CASE WHEN lease_token IS NULL OR lease_expires_at <= ? THEN 1 ELSE 0 END) AS ready,
+                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN 1 ELSE 0 END) AS ready,
+                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at > ? THEN 1 ELSE 0 END) AS delayed,
                         SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
                     FROM task_queue WHERE queue = ?
                     """,
-                arguments: [now, now, queue])
-            return ((row?["ready"] as Int?) ?? 0, (row?["leased"] as Int?) ?? 0)
+                arguments: [now, now, now, now, now, queue])
+            return ((row?["ready"] as Int?) ?? 0, (row?["delayed"] as Int?) ?? 0, (row?["leased"] as Int?) ?? 0)
         }
     }
 

@@ -80,7 +80,7 @@ struct EngineTests {
         let lines = try await env.logs.entries(LogQuery(executionId: started.executionId, limit: 100)).map(\.message)
         #expect(lines.first == "order o-9")
         #expect(lines.last == "execution completed")
-        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, leased: 0))
+        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
 
     struct Flaky: TaskRunner {
@@ -211,7 +211,7 @@ struct EngineTests {
         #expect(done.tasks.map(\.status) == ["Cancelled", "Cancelled"])
         #expect(sleepy.state.cancelled.withLock { $0 } == 1)
         #expect(try await engine.cancel(executionId: started.executionId, reason: "again") == false)
-        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, leased: 0))
+        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
 
     @Test("the execution timeout ends a stuck execution as TimedOut")
@@ -227,5 +227,33 @@ struct EngineTests {
         let done = try #require(try await env.store.execution(id: started.executionId))
         #expect(done.status == "TimedOut")
         #expect(sleepy.state.cancelled.withLock { $0 } == 1)
+    }
+
+    @Test("a delay holds no worker while it waits, survives a restart, and completes after its due time")
+    func delay() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let waiting = try await env.workflow([
+            ("pause", "delay", [], .object(["duration": .string("300ms")])), ("after", "noop", ["pause"], .emptyObject),
+        ])
+        let quick = try await env.workflow([("only", "noop", [], .emptyObject)])
+        let first = env.engine()
+        let begin = Date()
+        let slow = try await first.execute(waiting, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        _ = try await first.runReadyTasks(worker: "w1")  // starts the delay and gives the item back
+        #expect(try await env.store.execution(id: slow.executionId)?.tasks.first?.status == "Running")
+        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 1, leased: 0))
+        // The worker is free: another execution runs to the end meanwhile.
+        let fast = try await first.execute(quick, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        #expect(try await drive(first, env.store, fast.executionId).status == "Completed")
+        #expect(try await env.store.execution(id: slow.executionId)?.isFinished == false)
+        // Restart before it is due; the new engine finishes it on time.
+        let second = env.engine()
+        _ = try await second.recover()
+        let done = try await drive(second, env.store, slow.executionId)
+        #expect(done.status == "Completed")
+        #expect(Date().timeIntervalSince(begin) >= 0.3)
+        let waited = done.tasks.first { $0.taskKey == "pause" }?.output?["waitedMs"]?.numberValue ?? 0
+        #expect(waited >= 300)
     }
 }

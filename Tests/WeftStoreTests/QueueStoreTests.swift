@@ -20,7 +20,7 @@ struct QueueStoreTests {
         try await q.enqueue([item("a")])
         let leased = try await q.lease(queue: "default", worker: "w1", now: t0, duration: 300, limit: 10)
         #expect(leased.map(\.item.taskKey) == ["urgent", "a", "b"])
-        #expect(try await q.depth(queue: "default", now: t0) == (ready: 1, leased: 3))
+        #expect(try await q.depth(queue: "default", now: t0) == (ready: 0, delayed: 1, leased: 3))
         #expect(try await q.lease(queue: "default", worker: "w1", now: t0, duration: 30, limit: 10).isEmpty)
         #expect(try await q.lease(queue: "default", worker: "w1", now: t0.addingTimeInterval(61), duration: 30, limit: 1)
             .map(\.item.taskKey) == ["later"])
@@ -44,7 +44,7 @@ struct QueueStoreTests {
         await #expect(throws: StoreError.self) { _ = try await q.heartbeat(first, now: t0.addingTimeInterval(17), duration: 10) }
         try await q.complete(second)
         await #expect(throws: StoreError.self) { try await q.complete(second) }
-        #expect(try await q.depth(queue: "default", now: t0.addingTimeInterval(17)) == (ready: 0, leased: 0))
+        #expect(try await q.depth(queue: "default", now: t0.addingTimeInterval(17)) == (ready: 0, delayed: 0, leased: 0))
     }
 
     @Test("concurrent workers never lease one item twice, and every item is completed once")
