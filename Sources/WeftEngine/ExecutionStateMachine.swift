@@ -287,8 +287,10 @@ public struct ExecutionStateMachine: Sendable {
         guard kinds.isEmpty || kinds.contains("any") || kinds.contains(error.kind) else { return nil }
         let multiplier = policy.backoffMultiplier >= 1 ? policy.backoffMultiplier : 1
         var delay = Double(policy.initialBackoffMs) * pow(multiplier, Double(failedAttempt - 1))
-        if policy.maxBackoffMs > 0 { delay = min(delay, Double(policy.maxBackoffMs)) }
         if policy.jitter > 0 { delay *= 1 + policy.jitter * (random() * 2 - 1) }
+        // The cap applies after jitter, and a day bounds any policy.
+        let cap = policy.maxBackoffMs > 0 ? Double(policy.maxBackoffMs) : Double(WorkflowDefinition.maxBackoffMs)
+        delay = min(delay.isFinite ? delay : cap, cap)
         return max(0, delay) / 1000
     }
 

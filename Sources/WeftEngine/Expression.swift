@@ -142,7 +142,15 @@ public struct ExpressionError: Error, Sendable, Equatable, CustomStringConvertib
 }
 
 extension Expression {
+    /// Longest expression accepted; with `maxDepth` it bounds the recursion
+    /// of parsing and evaluation whatever a client sends.
+    public static let maxLength = 2048
+    public static let maxDepth = 64
+
     public static func parse(_ text: String) throws(ExpressionError) -> Expression {
+        guard text.count <= maxLength else {
+            throw ExpressionError(message: "expression is longer than \(maxLength) characters", offset: maxLength)
+        }
         var parser = ExpressionParser(text)
         let expression = try parser.parseOr()
         parser.skipSpaces()
@@ -154,6 +162,7 @@ extension Expression {
 struct ExpressionParser {
     let chars: [Character]
     var index = 0
+    var depth = 0
 
     init(_ text: String) { chars = Array(text) }
 
@@ -191,6 +200,8 @@ struct ExpressionParser {
         skipSpaces()
         if index < chars.count, chars[index] == "!", index + 1 >= chars.count || chars[index + 1] != "=" {
             index += 1
+            try enter()
+            defer { depth -= 1 }
             return .not(try parseNot())
         }
         return try parseComparison()
@@ -210,6 +221,8 @@ struct ExpressionParser {
         let c = chars[index]
         if c == "(" {
             index += 1
+            try enter()
+            defer { depth -= 1 }
             let inner = try parseOr()
             guard consume(")") else { throw error("expected \")\", found \(describeNext())") }
             return inner
@@ -248,6 +261,11 @@ struct ExpressionParser {
             }
         }
         throw error("unexpected \(describeNext())")
+    }
+
+    mutating func enter() throws(ExpressionError) {
+        depth += 1
+        if depth > Expression.maxDepth { throw error("expression nests deeper than \(Expression.maxDepth) levels") }
     }
 
     mutating func identifier() -> String {

@@ -82,6 +82,7 @@ public enum TaskTypes {
                 guard let text = duration.stringValue, let ms = DurationText.milliseconds(text), ms >= 0 else {
                     throw ConfigProblem("config.duration must be a duration such as \"500ms\", \"30s\", \"5m\" or \"1h30m\"")
                 }
+                guard ms <= 366 * 86_400_000 else { throw ConfigProblem("config.duration must be at most 366 days") }
             case (nil, let until?):
                 guard let text = until.stringValue, text.hasPrefix("{{") || RFC3339.parse(text) != nil else {
                     throw ConfigProblem(

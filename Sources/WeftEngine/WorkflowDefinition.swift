@@ -7,6 +7,7 @@ public enum WorkflowDefinition {
     public static let maxNameLength = 200
     public static let maxDescriptionLength = 10_000
     public static let maxTimeoutMs: Int64 = 7 * 24 * 3_600_000
+    public static let maxBackoffMs: Int64 = 24 * 3_600_000
 
     /// Validates name, description and tasks; fills in missing task keys (a
     /// slug of the name). Returns the tasks to store, in order.
@@ -179,6 +180,9 @@ public enum WorkflowDefinition {
         }
         if retry.initialBackoffMs < 0 || retry.maxBackoffMs < 0 {
             throw DefinitionError("\(label): retry backoffs must not be negative", taskKey: key)
+        }
+        if retry.initialBackoffMs > maxBackoffMs || retry.maxBackoffMs > maxBackoffMs {
+            throw DefinitionError("\(label): retry backoffs must be at most 1 day", taskKey: key)
         }
         if retry.maxBackoffMs > 0, retry.maxBackoffMs < retry.initialBackoffMs {
             throw DefinitionError("\(label): retry.maxBackoff must not be less than retry.initialBackoff", taskKey: key)

@@ -47,6 +47,11 @@ struct ExpressionTests {
         #expect(message("'open") == "unterminated string at character 1")
         #expect(message("(input.a") == "expected \")\", found end of expression at character 9")
         #expect(message("input.items[x]")?.contains("expected an index") == true)
+        // Hostile nesting and length are refused, never recursed into.
+        #expect(message(String(repeating: "(", count: 100) + "true" + String(repeating: ")", count: 100))?
+            .contains("nests deeper than 64") == true)
+        #expect(message(String(repeating: "!", count: 1000) + "true")?.contains("nests deeper than 64") == true)
+        #expect(message(String(repeating: "true && ", count: 400) + "true")?.contains("longer than 2048") == true)
     }
 
     @Test("templates keep JSON types when alone and interpolate otherwise")

@@ -1518,3 +1518,15 @@ def test_if_match_star_means_any_version(alice):
     wf = create_wf(alice)
     r = alice.rest.put(f"/workflows/{wf['id']}", {"name": "renamed"}, headers={"If-Match": "*"})
     assert r.status == 200 and r.json["version"] == 2, r
+
+
+@pytest.mark.parametrize("expression", ["(" * 50000 + "true", "!" * 50000 + "true", "{{ " + "(" * 5000 + " }}",
+                                        "true && " * 5000 + "true"])
+def test_hostile_expressions_are_400_not_a_crash(alice, expression):
+    tasks = [{"key": "check", "name": "check", "action": "condition", "config": {"expression": expression, "then": ["yes"]}},
+             {"key": "yes", "name": "yes", "action": "noop", "dependsOn": ["check"]}]
+    assert_error(alice.rest.post("/workflows", {"name": "hostile", "tasks": tasks}), 400, 3)
+    body = {"name": "hostile", "tasks": [{"name": "t", "action": "transform", "config": {"output": "{{ " + "(" * 20000 + "x }}"}}]}
+    assert_error(alice.rest.post("/workflows", body), 400, 3)
+    assert alice.rest.get("/users/me").status == 200
+
