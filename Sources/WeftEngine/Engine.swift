@@ -91,7 +91,20 @@ public actor Engine {
         let unfinished = try await executions.unfinishedExecutions()
         let at = now()
         for record in unfinished {
-            guard let state = try await load(record.executionId) else { continue }
+            if record.status == "Pending" {
+                // Created but never started (a crash before the first commit):
+                // start it now.
+                try await startPending(record)
+                continue
+            }
+            guard var state = try await load(record.executionId) else { continue }
+            // Tasks whose dependencies all finished but that were never
+            // queued (a crash between commits) are queued now.
+            let resumed = state.machine.resume(at: at)
+            if !resumed.isEmpty {
+                live[record.executionId] = state
+                try await carryOut(resumed, executionId: record.executionId, at: at)
+            }
             // A crash between a commit and its enqueue leaves a task Queued
             // (or Retrying) with no queue item: put them back. Enqueueing is
             // idempotent, so items that did make it are not doubled.
@@ -125,6 +138,18 @@ public actor Engine {
         return true
     }
 
+    private func startPending(_ record: ExecutionRecord) async throws {
+        guard let version = try await workflows.workflowVersion(
+            workflowId: record.workflowId, versionId: String(record.workflowVersion))
+        else { return }
+        var machine = ExecutionStateMachine(tasks: version.tasks)
+        let at = now()
+        let effects = machine.start(at: at)
+        live[record.executionId] = Live(
+            machine: machine, tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input)
+        try await carryOut(effects, executionId: record.executionId, at: at, starting: true)
+    }
+
     /// Leases and runs up to `limit` ready built-in tasks; returns how many ran.
     @discardableResult
     public func runReadyTasks(worker: String, limit: Int = 16) async throws -> Int {
@@ -152,6 +177,8 @@ public actor Engine {
             machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs),
             tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input)
         for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
+        // Another handler may have loaded it while this one awaited the store.
+        if let existing = live[executionId] { return existing }
         live[executionId] = restored
         return restored
     }
@@ -216,25 +243,7 @@ public actor Engine {
             outcome = .failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\""))
         }
 
-        let finishedAt = now()
-        guard var after = live[executionId] else {
-            try await queue.complete(lease)  // cancelled or timed out meanwhile
-            return
-        }
-        switch outcome {
-        case .completed(let output):
-            effects = after.machine.taskSucceeded(key, attempt: attempt, output: output, at: finishedAt)
-        case .failed(let error):
-            _ = try? await logs.append([
-                LogRecord(executionId: executionId, taskId: task.id, level: .error,
-                          message: "attempt \(attempt) failed (\(error.kind)): \(error.message)", createdAt: finishedAt)
-            ])
-            effects = after.machine.taskFailed(key, attempt: attempt, error: error, at: finishedAt)
-        }
-        live[executionId] = after
-        try await carryOut(effects, executionId: executionId, at: finishedAt)
-        try await queue.complete(lease)
-        if after.machine.status != .running { live[executionId] = nil }
+        try await finish(lease, outcome, executionId: executionId, taskId: task.id)
     }
 
     /// A `delay` task holds no worker while it waits: its queue item goes
@@ -274,12 +283,15 @@ public actor Engine {
         }
     }
 
-    private func finish(_ lease: Lease, _ outcome: TaskOutcome, executionId: String) async throws {
+    /// Records an attempt's outcome. The state is read, changed and written
+    /// back with no suspension in between (other handlers of the same
+    /// execution run while this actor awaits), then committed.
+    private func finish(_ lease: Lease, _ outcome: TaskOutcome, executionId: String, taskId: String? = nil) async throws {
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
         let at = now()
         guard var state = live[executionId] else {
-            try await queue.complete(lease)
+            try await queue.complete(lease)  // cancelled or timed out meanwhile
             return
         }
         let effects: [ExecutionStateMachine.Effect]
@@ -287,10 +299,15 @@ public actor Engine {
         case .completed(let output): effects = state.machine.taskSucceeded(key, attempt: attempt, output: output, at: at)
         case .failed(let error): effects = state.machine.taskFailed(key, attempt: attempt, error: error, at: at)
         }
-        live[executionId] = state
-        try await carryOut(effects, executionId: executionId, at: at)
+        if !effects.isEmpty { live[executionId] = state.machine.status == .running ? state : nil }
+        try await carryOut(effects, executionId: executionId, at: at, machine: state.machine)
         try await queue.complete(lease)
-        if state.machine.status != .running { live[executionId] = nil }
+        if case .failed(let error) = outcome {
+            _ = try? await logs.append([
+                LogRecord(executionId: executionId, taskId: taskId, level: .error,
+                          message: "attempt \(attempt) failed (\(error.kind)): \(error.message)", createdAt: at)
+            ])
+        }
     }
 
     /// In-memory timers for timeouts (retries use delayed queue items).
@@ -314,13 +331,14 @@ public actor Engine {
 
     /// Commits the effects' state changes, then enqueues what became ready.
     private func carryOut(
-        _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date, starting: Bool = false
+        _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date, starting: Bool = false,
+        machine given: ExecutionStateMachine? = nil
     ) async throws {
         guard !effects.isEmpty || starting else { return }
         var transitions: [ExecutionTransition] = starting ? [.execution(id: executionId, status: "Running", at: at)] : []
         var items: [QueueItem] = []
         var logLines: [LogRecord] = []
-        let machine = live[executionId]?.machine
+        let machine = given ?? live[executionId]?.machine
         for effect in effects {
             switch effect {
             case .taskState(let key, let state, let attempt):
@@ -347,8 +365,15 @@ public actor Engine {
                     message: "execution \(status.rawValue.lowercased())\(error.map { ": \($0)" } ?? "")", createdAt: at))
             }
         }
-        try await committer.submit(transitions)
-        try await queue.enqueue(items)
+        do {
+            try await committer.submit(transitions)
+            try await queue.enqueue(items)
+        } catch {
+            // Memory must not run ahead of the store: forget the execution so
+            // the next event reloads it from what was actually committed.
+            live[executionId] = nil
+            throw error
+        }
         if !logLines.isEmpty { _ = try? await logs.append(logLines) }
     }
 }

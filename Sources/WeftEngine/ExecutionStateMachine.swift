@@ -226,6 +226,26 @@ public struct ExecutionStateMachine: Sendable {
         return effects
     }
 
+    /// After a restore: queues (or skips) every pending task whose
+    /// dependencies have all finished, and finishes the execution if nothing
+    /// is left, in case a crash came between a commit and the next.
+    public mutating func resume(at now: Date) -> [Effect] {
+        guard status == .running else { return [] }
+        var effects: [Effect] = []
+        for key in order where tasks[key]?.state == .pending {
+            let deps = definitions[key]!.dependsOn
+            if deps.isEmpty {
+                queue(key, into: &effects)
+                continue
+            }
+            let states = deps.map { tasks[$0]!.state }
+            guard states.allSatisfy({ $0 == .completed || $0 == .skipped }) else { continue }
+            if states.contains(.completed) { queue(key, into: &effects) } else { skip(key, into: &effects) }
+        }
+        finishIfDone(into: &effects)
+        return effects
+    }
+
     // MARK: Rules
 
     private mutating func queue(_ key: String, into effects: inout [Effect]) {

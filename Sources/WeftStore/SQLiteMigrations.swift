@@ -203,6 +203,11 @@ enum SQLiteMigrations {
                     UNIQUE (execution_id, task_key, attempt)
                 );
                 CREATE INDEX task_queue_ready ON task_queue(queue, priority DESC, id);
+                -- Task states are addressed by the key the execution runs with
+                -- (its pinned version), not the task row's current key, which
+                -- an edit may change mid-run.
+                ALTER TABLE task_executions ADD COLUMN task_key TEXT;
+                CREATE UNIQUE INDEX task_executions_by_key ON task_executions(execution_id, task_key);
                 """)
         }
         return migrator

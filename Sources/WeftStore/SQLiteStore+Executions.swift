@@ -29,12 +29,12 @@ extension SQLiteStore: ExecutionStore {
             for task in execution.tasks {
                 try db.execute(
                     sql: """
-                        INSERT INTO task_executions (task_execution_id, task_id, execution_id, status, attempt, output, error,
-                            started_at, completed_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
+                            error, started_at, completed_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
-                        task.taskExecutionId, task.taskId, execution.executionId, task.status, task.attempt,
+                        task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status, task.attempt,
                         task.output?.jsonText(), task.error, task.startedAt, task.completedAt,
                     ])
             }
@@ -128,13 +128,9 @@ extension SQLiteStore: ExecutionStore {
                             started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
                             completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
                             output = COALESCE(?, output), error = COALESCE(?, error)
-                        WHERE execution_id = ? AND task_id = (
-                            SELECT t.id FROM tasks t JOIN task_executions te ON te.task_id = t.id
-                            WHERE te.execution_id = ? AND t.key = ?)
+                        WHERE execution_id = ? AND task_key = ?
                         """,
-                    arguments: [
-                        status, attempt, status, at, finished, at, output?.jsonText(), error, executionId, executionId, key,
-                    ])
+                    arguments: [status, attempt, status, at, finished, at, output?.jsonText(), error, executionId, key])
                 guard db.changesCount == 1 else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
                 }
@@ -164,8 +160,8 @@ extension SQLiteStore: ExecutionStore {
         try Row.fetchAll(
             db,
             sql: """
-                SELECT te.*, t.key AS task_key FROM task_executions te JOIN tasks t ON t.id = te.task_id
-                WHERE te.execution_id = ? ORDER BY t.position, t.key
+                SELECT te.* FROM task_executions te JOIN tasks t ON t.id = te.task_id
+                WHERE te.execution_id = ? ORDER BY t.position, te.task_key
                 """,
             arguments: [executionId]
         ).map { row in

@@ -256,4 +256,71 @@ struct EngineTests {
         let waited = done.tasks.first { $0.taskKey == "pause" }?.output?["waitedMs"]?.numberValue ?? 0
         #expect(waited >= 300)
     }
+
+    @Test("an execution created but never started (crash before its first commit) is started by recovery")
+    func pendingRecovery() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([("a", "noop", [], .emptyObject), ("b", "noop", ["a"], .emptyObject)])
+        let at = Date.nowMillis
+        let record = ExecutionRecord(
+            executionId: IDGenerator.make(IDGenerator.execution), workflowId: workflow.id, workflowVersion: 1,
+            status: "Pending", input: .emptyObject, createdAt: at,
+            tasks: workflow.tasks.map {
+                TaskExecutionRecord(taskExecutionId: IDGenerator.make(IDGenerator.taskExecution), taskId: $0.id,
+                                    taskKey: $0.key, status: "Pending")
+            })
+        _ = try await env.store.createExecution(record)
+        let engine = env.engine()
+        #expect(try await engine.recover() == 1)
+        #expect(try await drive(engine, env.store, record.executionId).status == "Completed")
+    }
+
+    @Test("renaming a task while an execution runs does not disturb it (states follow the pinned version)")
+    func renameMidRun() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        var workflow = try await env.workflow([("a", "noop", [], .emptyObject), ("b", "noop", ["a"], .emptyObject)])
+        let engine = env.engine()
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        workflow.tasks[0].key = "renamed"
+        workflow.tasks[1].dependsOn = ["renamed"]
+        _ = try await env.store.replaceWorkflow(workflow, expectedVersion: nil, actor: workflow.ownerId)
+        let done = try await drive(engine, env.store, started.executionId)
+        #expect(done.status == "Completed")
+        #expect(Set(done.tasks.map(\.taskKey)) == ["a", "b"])
+    }
+
+    @Test("two workers on one engine: a retried task and a parallel branch both land; the join runs")
+    func concurrentWorkers() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let policy = RetryPolicyRecord(
+            maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: [])
+        let workflow = try await env.workflow([
+            ("a", "noop", [], .emptyObject), ("b", "flaky", ["a"], .emptyObject), ("c", "sleepy", ["a"], .emptyObject),
+            ("d", "noop", ["b", "c"], .emptyObject),
+        ], retry: policy)
+        let engine = env.engine(runners: [NoopRunner(), Flaky(failures: 1), Sleepy(slowCalls: 0)])
+        var ids: [String] = []
+        for _ in 0..<10 {
+            ids.append(try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil).executionId)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<2 {
+                group.addTask {
+                    for _ in 0..<400 {
+                        if try await engine.runReadyTasks(worker: "w\(worker)", limit: 2) == 0 {
+                            try await Task.sleep(for: .milliseconds(2))
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        for id in ids {
+            let done = try #require(try await env.store.execution(id: id))
+            #expect(done.status == "Completed", "\(id): \(done.tasks.map { "\($0.taskKey)=\($0.status)" })")
+        }
+    }
 }
