@@ -210,6 +210,12 @@ public actor Engine {
         if run.state != .running { state.startedAt[key] = at }
         live[executionId] = state
         try await carryOut(effects, executionId: executionId, at: at)
+        // A timeout or cancel may have ended this attempt while the commit
+        // was awaited: then it must not start.
+        guard let now = live[executionId]?.machine.tasks[key], now.state == .running, now.attempt == attempt else {
+            try await queue.complete(lease)
+            return
+        }
 
         if task.action == "delay" {
             try await delay(lease, task: task, executionId: executionId, at: at)

@@ -190,7 +190,9 @@ struct EngineTests {
         let done = try await drive(engine, env.store, started.executionId)
         #expect(done.status == "Completed")
         #expect(done.tasks[0].attempt == 2)
-        #expect(sleepy.state.cancelled.withLock { $0 } == 1)
+        // Stopped while it ran, or (if the timeout fired while its start was
+        // being committed) never started: either way not waited for.
+        #expect(sleepy.state.cancelled.withLock { $0 } <= 1)
         #expect(Date().timeIntervalSince(now) < 4, "the first attempt must be stopped, not awaited")
     }
 
@@ -221,12 +223,14 @@ struct EngineTests {
         let workflow = try await env.workflow([("slow", "sleepy", [], .emptyObject)])
         let sleepy = Sleepy(slowCalls: 10)
         let engine = env.engine(runners: [sleepy])
+        let begin = Date()
         let started = try await engine.execute(
             workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil, timeoutMs: 100)
         _ = try await engine.runReadyTasks(worker: "w1")
         let done = try #require(try await env.store.execution(id: started.executionId))
         #expect(done.status == "TimedOut")
-        #expect(sleepy.state.cancelled.withLock { $0 } == 1)
+        #expect(sleepy.state.cancelled.withLock { $0 } <= 1)
+        #expect(Date().timeIntervalSince(begin) < 4, "the running attempt must be stopped, not awaited")
     }
 
     @Test("a delay holds no worker while it waits, survives a restart, and completes after its due time")
