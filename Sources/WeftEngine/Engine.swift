@@ -42,6 +42,9 @@ public actor Engine {
     private var live: [String: Live] = [:]
     /// In-process attempts now running, by "execution|task|attempt".
     private var running: [String: Task<TaskOutcome, Never>] = [:]
+    /// The lease each running attempt holds now (heartbeats renew it; a
+    /// re-delivery while it still runs hands over the newer token).
+    private var heldLeases: [String: Lease] = [:]
 
     public init(
         workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
@@ -151,11 +154,27 @@ public actor Engine {
     }
 
     /// Leases and runs up to `limit` ready built-in tasks; returns how many ran.
+    /// The leases of a batch run concurrently; a failure of one (e.g. a lost
+    /// lease) does not hold up the others. The first error is rethrown.
     @discardableResult
     public func runReadyTasks(worker: String, limit: Int = 16) async throws -> Int {
         let leases = try await queue.lease(
             queue: Self.builtinQueue, worker: worker, now: now(), duration: leaseDuration, limit: limit)
-        for lease in leases { try await handle(lease) }
+        var firstError: (any Error)?
+        await withTaskGroup(of: (any Error)?.self) { group in
+            for lease in leases {
+                group.addTask {
+                    do {
+                        try await self.handle(lease)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            for await error in group where firstError == nil { firstError = error }
+        }
+        if let firstError { throw firstError }
         return leases.count
     }
 
@@ -187,6 +206,12 @@ public actor Engine {
         let executionId = lease.item.executionId
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
+        if running["\(executionId)|\(key)|\(attempt)"] != nil {
+            // Still running here though its lease lapsed: the run in progress
+            // takes over this newer lease (and its token) instead of a second run.
+            heldLeases["\(executionId)|\(key)|\(attempt)"] = lease
+            return
+        }
         guard var state = try await load(executionId), let task = state.tasks[key],
             let run = state.machine.tasks[key]
         else {
@@ -240,7 +265,19 @@ public actor Engine {
                 }
                 let jobKey = "\(executionId)|\(key)|\(attempt)"
                 running[jobKey] = job
+                // Keep the lease while the attempt runs, so a long task is not
+                // delivered to another worker.
+                heldLeases[jobKey] = lease
+                let interval = Int64(leaseDuration * 1000 / 3)
+                let heartbeat = Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(interval))
+                        if Task.isCancelled { return }
+                        await self.renew(jobKey)
+                    }
+                }
                 outcome = await job.value
+                heartbeat.cancel()
                 running[jobKey] = nil
             } catch {
                 outcome = .failed(.init(kind: "config", message: error.description))
@@ -289,6 +326,13 @@ public actor Engine {
         }
     }
 
+    private func renew(_ jobKey: String) async {
+        guard let current = heldLeases[jobKey],
+            let renewed = try? await queue.heartbeat(current, now: now(), duration: leaseDuration)
+        else { return }
+        if heldLeases[jobKey]?.token == renewed.token { heldLeases[jobKey] = renewed }
+    }
+
     /// Records an attempt's outcome. The state is read, changed and written
     /// back with no suspension in between (other handlers of the same
     /// execution run while this actor awaits), then committed.
@@ -296,6 +340,7 @@ public actor Engine {
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
         let at = now()
+        let lease = heldLeases.removeValue(forKey: "\(executionId)|\(key)|\(attempt)") ?? lease
         guard var state = live[executionId] else {
             try await queue.complete(lease)  // cancelled or timed out meanwhile
             return

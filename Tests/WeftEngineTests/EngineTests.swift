@@ -20,8 +20,11 @@ struct EngineTests {
             logs = try SQLiteLogStore(path: directory.appendingPathComponent("logs.sqlite").path)
         }
 
-        func engine(runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()]) -> Engine {
-            Engine(workflows: store, executions: store, queue: store, logs: logs, runners: runners)
+        func engine(
+            runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
+            leaseDuration: TimeInterval = 60
+        ) -> Engine {
+            Engine(workflows: store, executions: store, queue: store, logs: logs, runners: runners, leaseDuration: leaseDuration)
         }
 
         func cleanup() { try? FileManager.default.removeItem(at: directory) }
@@ -149,6 +152,7 @@ struct EngineTests {
     struct Sleepy: TaskRunner {
         let action = "sleepy"
         let slowCalls: Int
+        var sleep: Duration = .seconds(5)
         let state = State()
         final class State: Sendable {
             let calls = Mutex(0)
@@ -162,7 +166,7 @@ struct EngineTests {
             }
             if n <= slowCalls {
                 do {
-                    try await Task.sleep(for: .seconds(5))
+                    try await Task.sleep(for: sleep)
                 } catch {
                     state.cancelled.withLock { $0 += 1 }
                     return .failed(.init(kind: "cancelled", message: "stopped"))
@@ -326,5 +330,31 @@ struct EngineTests {
             let done = try #require(try await env.store.execution(id: id))
             #expect(done.status == "Completed", "\(id): \(done.tasks.map { "\($0.taskKey)=\($0.status)" })")
         }
+    }
+
+    @Test("a task that outlives its lease keeps it by heartbeat and runs once, even with a second worker polling")
+    func heartbeats() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([("long", "sleepy", [], .emptyObject)])
+        var sleepy = Sleepy(slowCalls: 1)
+        sleepy.sleep = .milliseconds(900)
+        let engine = env.engine(runners: [sleepy], leaseDuration: 0.3)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<2 {
+                group.addTask {
+                    for _ in 0..<150 {
+                        if try await env.store.execution(id: started.executionId)?.isFinished == true { return }
+                        if try await engine.runReadyTasks(worker: "w\(worker)") == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let done = try #require(try await env.store.execution(id: started.executionId))
+        #expect(done.status == "Completed")
+        #expect(sleepy.state.calls.withLock { $0 } == 1)
+        #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
 }
