@@ -37,6 +37,13 @@ public actor Engine {
         var input: JSONValue
         /// When each task's current attempt started (delays count from it).
         var startedAt: [String: Date] = [:]
+
+        /// What templates and expressions read: the input, upstream outputs and states.
+        var context: Expression.Context {
+            Expression.Context(
+                input: input, outputs: machine.tasks.compactMapValues(\.output),
+                statuses: machine.tasks.mapValues(\.state.rawValue))
+        }
     }
 
     private var live: [String: Live] = [:]
@@ -247,10 +254,7 @@ public actor Engine {
             return
         }
 
-        let context = Expression.Context(
-            input: state.input,
-            outputs: state.machine.tasks.compactMapValues(\.output),
-            statuses: state.machine.tasks.mapValues(\.state.rawValue))
+        let context = state.context
         let outcome: TaskOutcome
         if let runner = runners[task.action] {
             do {
@@ -297,9 +301,7 @@ public actor Engine {
             try await queue.complete(lease)
             return
         }
-        let context = Expression.Context(
-            input: state.input, outputs: state.machine.tasks.compactMapValues(\.output),
-            statuses: state.machine.tasks.mapValues(\.state.rawValue))
+        let context = state.context
         let started = state.startedAt[task.key] ?? at
         let due: Date
         do {

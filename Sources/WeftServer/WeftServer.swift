@@ -45,9 +45,9 @@ public struct WeftServer: Sendable {
         if config.enableTestServices {
             router.register(EchoTestService(), metrics: rpcMetrics)
         }
-        let schemas = APISchemas.components()
-        let defaults = JSONDefaults(schemas: schemas)
-        let explainer = JSONTypeExplainer(schemas: schemas)
+        let types = APIFieldTypes(schemas: APISchemas.components())
+        let defaults = JSONDefaults(types: types)
+        let explainer = JSONTypeExplainer(types: types)
         for service in Self.apiServices(deps) {
             router.register(service, metrics: rpcMetrics)
             http.register(

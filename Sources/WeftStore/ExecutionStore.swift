@@ -43,7 +43,8 @@ public struct ExecutionRecord: Sendable, Hashable {
         self.tasks = tasks
     }
 
-    public var isFinished: Bool { ["Completed", "Failed", "Cancelled", "TimedOut"].contains(status) }
+    public static let finishedStatuses: Set<String> = ["Completed", "Failed", "Cancelled", "TimedOut"]
+    public var isFinished: Bool { Self.finishedStatuses.contains(status) }
 }
 
 /// The state of one task within an execution.

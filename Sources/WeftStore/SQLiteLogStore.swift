@@ -44,9 +44,8 @@ public final class SQLiteLogStore: LogStore, Sendable {
     @discardableResult
     public func append(_ entries: [LogRecord]) async throws -> [LogRecord] {
         guard !entries.isEmpty else { return [] }
-        let start = ContinuousClock.now
-        do {
-            let stored = try await pool.write { db -> [LogRecord] in
+        return try await metrics.measure("append_logs", kind: "write") {
+            try await pool.write { db -> [LogRecord] in
                 var next: [String: Int64] = [:]
                 var stored = entries
                 for index in stored.indices {
@@ -68,45 +67,41 @@ public final class SQLiteLogStore: LogStore, Sendable {
                 }
                 return stored
             }
-            metrics.record(operation: "append_logs", kind: "write", start: start, failed: false)
-            return stored
-        } catch {
-            metrics.record(operation: "append_logs", kind: "write", start: start, failed: true)
-            throw error
         }
     }
 
     public func entries(_ query: LogQuery) async throws -> [LogRecord] {
-        let start = ContinuousClock.now
-        let rows = try await pool.read { db -> [LogRecord] in
-            var sql = "SELECT * FROM logs WHERE execution_id = ? AND sequence > ?"
-            var arguments: StatementArguments = [query.executionId, query.afterSequence]
-            if let task = query.taskId {
-                sql += " AND task_id = ?"
-                arguments += [task]
-            }
-            if let level = query.minLevel {
-                sql += " AND log_level >= ?"
-                arguments += [level.rawValue]
-            }
-            sql += " ORDER BY sequence LIMIT ?"
-            arguments += [query.limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                LogRecord(
-                    executionId: row["execution_id"], sequence: row["sequence"], taskId: row["task_id"],
-                    level: LogRecord.Level(rawValue: row["log_level"]) ?? .info, message: row["message"],
-                    createdAt: row["created_at"])
+        try await metrics.measure("read_logs", kind: "read") {
+            try await pool.read { db -> [LogRecord] in
+                var sql = "SELECT * FROM logs WHERE execution_id = ? AND sequence > ?"
+                var arguments: StatementArguments = [query.executionId, query.afterSequence]
+                if let task = query.taskId {
+                    sql += " AND task_id = ?"
+                    arguments += [task]
+                }
+                if let level = query.minLevel {
+                    sql += " AND log_level >= ?"
+                    arguments += [level.rawValue]
+                }
+                sql += " ORDER BY sequence LIMIT ?"
+                arguments += [query.limit]
+                return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                    LogRecord(
+                        executionId: row["execution_id"], sequence: row["sequence"], taskId: row["task_id"],
+                        level: LogRecord.Level(rawValue: row["log_level"]) ?? .info, message: row["message"],
+                        createdAt: row["created_at"])
+                }
             }
         }
-        metrics.record(operation: "read_logs", kind: "read", start: start, failed: false)
-        return rows
     }
 
     @discardableResult
     public func purge(olderThan date: Date) async throws -> Int {
-        try await pool.write { db in
-            try db.execute(sql: "DELETE FROM logs WHERE created_at < ?", arguments: [date])
-            return db.changesCount
+        try await metrics.measure("purge_logs", kind: "write") {
+            try await pool.write { db in
+                try db.execute(sql: "DELETE FROM logs WHERE created_at < ?", arguments: [date])
+                return db.changesCount
+            }
         }
     }
 }

@@ -109,7 +109,7 @@ extension SQLiteStore: ExecutionStore {
         for transition in transitions {
             switch transition {
             case .execution(let id, let status, let at, let output, let error):
-                let finished = ["Completed", "Failed", "Cancelled", "TimedOut"].contains(status)
+                let finished = ExecutionRecord.finishedStatuses.contains(status)
                 try db.execute(
                     sql: """
                         UPDATE workflow_executions SET status = ?,

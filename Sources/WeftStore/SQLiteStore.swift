@@ -49,27 +49,11 @@ public final class SQLiteStore: Sendable {
     }
 
     func read<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        let start = ContinuousClock.now
-        do {
-            let value = try await pool.read(body)
-            metrics.record(operation: operation, kind: "read", start: start, failed: false)
-            return value
-        } catch {
-            metrics.record(operation: operation, kind: "read", start: start, failed: error is DatabaseError)
-            throw error
-        }
+        try await metrics.measure(operation, kind: "read") { try await pool.read(body) }
     }
 
     func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        let start = ContinuousClock.now
-        do {
-            let value = try await pool.write(body)
-            metrics.record(operation: operation, kind: "write", start: start, failed: false)
-            return value
-        } catch {
-            metrics.record(operation: operation, kind: "write", start: start, failed: error is DatabaseError)
-            throw error
-        }
+        try await metrics.measure(operation, kind: "write") { try await pool.write(body) }
     }
 
     static func audit(

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 public import WeftObservability
 
 /// Store latency by operation: every transaction is timed, so slow queries
@@ -13,6 +14,20 @@ public struct StoreMetrics: Sendable {
     }
 
     public static let none = StoreMetrics(metrics: nil, store: "main")
+
+    /// Times one transaction; a database error (not "not found" or a
+    /// validation error thrown from inside it) also counts as a failure.
+    func measure<T>(_ operation: String, kind: String, _ body: () async throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        do {
+            let value = try await body()
+            record(operation: operation, kind: kind, start: start, failed: false)
+            return value
+        } catch {
+            record(operation: operation, kind: kind, start: start, failed: error is DatabaseError)
+            throw error
+        }
+    }
 
     func record(operation: String, kind: String, start: ContinuousClock.Instant, failed: Bool) {
         guard let metrics else { return }

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("REST JSON shaping")
 struct JSONShapeTests {
-    let schemas = APISchemas.components()
+    let types = APIFieldTypes(schemas: APISchemas.components())
 
     func object(_ bytes: [UInt8]) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
@@ -13,7 +13,7 @@ struct JSONShapeTests {
 
     @Test("missing defaults are printed at every level, present values and key order kept")
     func fillsDefaults() throws {
-        let defaults = JSONDefaults(schemas: schemas)
+        let defaults = JSONDefaults(types: types)
         let input = #"{"id":"wf_1","name":"a \"quoted\" {brace} [bracket]","tasks":[{"id":"t","config":{"x":[1,{"y":"}"}]}},{}]}"#
         let output = defaults.fill("weft.v1.Workflow", Array(input.utf8))
         let text = String(decoding: output, as: UTF8.self)
@@ -34,7 +34,7 @@ struct JSONShapeTests {
 
     @Test("lists, empty objects and unknown messages pass through unchanged")
     func passThrough() throws {
-        let defaults = JSONDefaults(schemas: schemas)
+        let defaults = JSONDefaults(types: types)
         #expect(String(decoding: defaults.fill("weft.v1.Workflow", Array("{}".utf8)), as: UTF8.self).contains(#""tasks":[]"#))
         #expect(defaults.fill("no.such.Message", Array(#"{"a":1}"#.utf8)) == Array(#"{"a":1}"#.utf8))
         // Malformed input is returned as is rather than half-rewritten.
@@ -47,7 +47,7 @@ struct JSONShapeTests {
 
     @Test("the type explainer names the field and the expected type")
     func explains() {
-        let explainer = JSONTypeExplainer(schemas: schemas)
+        let explainer = JSONTypeExplainer(types: types)
         func explain(_ json: String) -> String? { explainer.explain("weft.v1.CreateWorkflowRequest", Array(json.utf8)) }
         #expect(explain(#"{"name":5}"#) == "name: expected a string, got a number")
         #expect(explain(#"{"tasks":[{"name":"a"},{"depends_on":"x"}]}"#) == "tasks[1].depends_on: expected an array, got a string")

@@ -223,7 +223,7 @@ public enum RESTBridge {
     }
 
     /// `workflow_id` -> `workflowId`; JSON names pass through.
-    static func jsonName(_ key: String) -> String {
+    public static func jsonName(_ key: String) -> String {
         guard key.contains("_") else { return key }
         var out = ""
         var upper = false

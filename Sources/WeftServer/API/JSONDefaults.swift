@@ -5,67 +5,35 @@ import Foundation
 /// stable shape (`"tasks": []`, `"description": ""`) as the seed shows.
 /// Driven by the generated message schemas; unset message fields stay absent.
 struct JSONDefaults: Sendable {
-    enum Value: Sendable {
-        case string(String)
-        case zero
-        case `false`
-        case emptyArray
-        case absent
-    }
+    private let plans: [String: Plan]
 
-    private let _plans: [String: Plan]
-
-    // The schema dictionaries are read-only after init.
-    init(schemas: [String: Any]) {
-        var defaults: [String: [(String, Value, String?)]] = [:]
-        for (name, schema) in schemas {
-            guard let properties = (schema as? [String: Any])?["properties"] as? [String: Any] else { continue }
-            var fields: [(String, Value, String?)] = []
-            for (field, raw) in properties.sorted(by: { $0.key < $1.key }) {
-                guard let property = raw as? [String: Any] else { continue }
-                // (default value or nil, nested message name for arrays/refs)
-                if let ref = (property["$ref"] as? String) ?? ((property["allOf"] as? [[String: Any]])?.first?["$ref"] as? String) {
-                    fields.append((field, .absent, String(ref.split(separator: "/").last ?? "")))
-                    continue
-                }
-                switch property["type"] as? String {
-                case "string":
-                    if let values = property["enum"] as? [String], let first = values.first {
-                        fields.append((field, .string(first), nil))
-                    } else if property["format"] == nil || property["format"] as? String == "int64" || property["format"] as? String == "uint64" || property["format"] as? String == "byte" {
-                        let isInt = (property["format"] as? String)?.hasSuffix("int64") == true
-                        fields.append((field, .string(isInt ? "0" : ""), nil))
-                    }
-                case "integer", "number": fields.append((field, .zero, nil))
-                case "boolean": fields.append((field, .false, nil))
-                case "array":
-                    let items = property["items"] as? [String: Any]
-                    let ref = (items?["$ref"] as? String).map { String($0.split(separator: "/").last ?? "") }
-                    fields.append((field, .emptyArray, ref))
-                default: break
-                }
-            }
-            defaults[name] = fields
-        }
+    init(types: APIFieldTypes) {
         var plans: [String: Plan] = [:]
-        for (name, fields) in defaults {
+        for (name, fields) in types.messages {
             var plan = Plan()
-            for (field, value, nested) in fields {
+            for (field, type) in fields.sorted(by: { $0.key < $1.key }) {
                 let key = Array(field.utf8)
-                if let nested { plan.nested[key] = nested }
                 let text: String?
-                switch value {
-                case .string(let s): text = "\"\(s)\""
-                case .zero: text = "0"
-                case .false: text = "false"
-                case .emptyArray: text = "[]"
-                case .absent: text = nil
+                switch type {
+                case .string: text = "\"\""
+                case .integer(let asString): text = asString ? "\"0\"" : "0"
+                case .number: text = "0"
+                case .boolean: text = "false"
+                case .enumeration(let values): text = values.first.map { "\"\($0)\"" }
+                case .list(let element):
+                    text = "[]"
+                    if case .message(let nested) = element { plan.nested[key] = nested }
+                case .message(let nested):
+                    // An unset message stays absent (null semantics).
+                    text = nil
+                    plan.nested[key] = nested
+                case .timestamp, .duration, .object, .any: text = nil
                 }
                 if let text { plan.defaults.append((key, Array("\"\(field)\":\(text)".utf8))) }
             }
             plans[name] = plan
         }
-        _plans = plans
+        self.plans = plans
     }
 
     func fill(_ messageName: String, _ json: [UInt8]) -> [UInt8] {
@@ -82,10 +50,6 @@ struct JSONDefaults: Sendable {
     struct Plan: Sendable {
         var defaults: [(key: [UInt8], text: [UInt8])] = []
         var nested: [[UInt8]: String] = [:]
-    }
-
-    private var plans: [String: Plan] {
-        _plans
     }
 
     /// A single pass over swift-protobuf's JSON output that copies it and

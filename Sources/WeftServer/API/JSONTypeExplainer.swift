@@ -1,4 +1,5 @@
 import Foundation
+import WeftRPC
 
 /// Says which field of a rejected JSON request has the wrong type
 /// (`tasks[1].dependsOn: expected an array of strings, got a string`).
@@ -6,55 +7,12 @@ import Foundation
 /// decode failed, walking the body against the schemas generated from
 /// proto/ (`APISchemas`).
 struct JSONTypeExplainer: Sendable {
-    indirect enum FieldType: Sendable {
-        case string
-        case timestamp
-        case duration
-        case int32
-        case int64
-        case number
-        case boolean
-        case enumeration([String])
-        case list(FieldType)
-        case message(String)
-        case object
-        case any
-    }
+    typealias FieldType = APIFieldTypes.FieldType
 
     private let messages: [String: [String: FieldType]]
 
-    init(schemas: [String: Any]) {
-        var messages: [String: [String: FieldType]] = [:]
-        for (name, raw) in schemas {
-            guard let properties = (raw as? [String: Any])?["properties"] as? [String: Any] else { continue }
-            var fields: [String: FieldType] = [:]
-            for (field, schema) in properties {
-                fields[field] = Self.type(of: schema)
-            }
-            messages[name] = fields
-        }
-        self.messages = messages
-    }
-
-    private static func type(of raw: Any) -> FieldType {
-        guard let schema = raw as? [String: Any] else { return .any }
-        if let ref = (schema["$ref"] as? String) ?? ((schema["allOf"] as? [[String: Any]])?.first?["$ref"] as? String) {
-            return .message(String(ref.split(separator: "/").last ?? ""))
-        }
-        if let values = schema["enum"] as? [String] { return .enumeration(values) }
-        switch (schema["type"] as? String, schema["format"] as? String) {
-        case ("string", "date-time"): return .timestamp
-        case ("string", "duration"): return .duration
-        case ("string", "int64"), ("string", "uint64"): return .int64
-        case ("string", _): return .string
-        case ("integer", "int32"): return .int32
-        case ("integer", _): return .int64
-        case ("number", _): return .number
-        case ("boolean", _): return .boolean
-        case ("array", _): return .list(type(of: schema["items"] ?? [:]))
-        case ("object", _): return .object
-        default: return .any
-        }
+    init(types: APIFieldTypes) {
+        messages = types.messages
     }
 
     /// The boolean fields of a message (for query parameters).
@@ -90,7 +48,7 @@ struct JSONTypeExplainer: Sendable {
             guard let text = value as? String else { return "\(name): expected a duration string such as \"1.5s\", got \(kind(value))" }
             return text.hasSuffix("s") && Double(text.dropLast()) != nil
                 ? nil : "\(name): \"\(text)\" is not a duration in seconds with an 's' suffix (e.g. \"30s\", \"1.5s\")"
-        case .int32, .int64:
+        case .integer:
             if let number = value as? NSNumber, !isBool(number) {
                 return number.doubleValue == number.doubleValue.rounded() ? nil : "\(name): expected a whole number, got \(number)"
             }
@@ -124,7 +82,7 @@ struct JSONTypeExplainer: Sendable {
                 return "\(name): expected an object, got \(kind(value))"
             }
             for key in object.keys.sorted() {
-                guard let fieldType = fields[key] ?? fields[Self.lowerCamel(key)] else { continue }
+                guard let fieldType = fields[key] ?? fields[RESTBridge.jsonName(key)] else { continue }
                 let child = path.isEmpty ? key : "\(path).\(key)"
                 if let problem = check(object[key]!, as: fieldType, path: child) { return problem }
             }
@@ -144,20 +102,5 @@ struct JSONTypeExplainer: Sendable {
         case let number as NSNumber: return isBool(number) ? "a boolean" : "a number"
         default: return "null"
         }
-    }
-
-    /// `depends_on` -> `dependsOn` (proto names are accepted in JSON too).
-    static func lowerCamel(_ name: String) -> String {
-        var out = ""
-        var upper = false
-        for character in name {
-            if character == "_" {
-                upper = true
-            } else {
-                out.append(upper ? Character(character.uppercased()) : character)
-                upper = false
-            }
-        }
-        return out
     }
 }

@@ -130,7 +130,8 @@ struct TaskAPI: RPCService {
         _ workflowId: String, caller: Caller, etag: String, context: ServerContext,
         _ change: @escaping @Sendable (inout [TaskRecord], String, Date) throws -> Void
     ) async throws -> WorkflowRecord {
-        _ = try await deps.workflow(workflowId, caller: caller, needs: .editor)
+        // The role is checked by the store inside the write transaction.
+        guard !workflowId.isEmpty else { throw APIError.required("workflow_id") }
         let stored = try await deps.workflows.modifyWorkflow(
             id: workflowId, expectedVersion: expectedVersion(etag), actor: caller.userId, needs: .editor
         ) { workflow in
