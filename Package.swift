@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // SQLite (the system's libsqlite3) with migrations, a WAL pool and FTS5.
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        // Outbound calls of `http` tasks.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // System libraries (Debian's -dev packages), wrapped by a shim header each.
@@ -91,6 +93,9 @@ let package = Package(
                 "WeftStore",
                 "WeftObservability",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -2,40 +2,61 @@ public import Foundation
 public import WeftStore
 
 /// Runs executions: drives each execution's `ExecutionStateMachine`, makes
-/// every state change durable (group commit) before acting on it, puts ready
-/// tasks on the durable queue, and runs built-in tasks on in-process workers.
+/// every state change durable (group commit) before acting on it or telling
+/// anyone, keeps the durable queue in step, and runs built-in tasks on
+/// in-process workers (`WorkerPool`) and external tasks through the worker
+/// protocol (`pollExternal`, `completeExternal`, ...).
 ///
 /// Durability rules:
-/// - a transition is committed before its effect (enqueue, next task) runs;
-/// - a retry's backoff is a queue item with a later `readyAt`, so it survives
-///   a restart like any queued task;
-/// - a worker completes its lease only after the task's outcome is
-///   committed, so a crash in between re-delivers the task, and the state
-///   machine ignores outcomes it already has (at-least-once delivery, result
-///   recorded once);
+/// - a transition is committed before its effect runs and before watchers
+///   hear of it; the queue items it creates and the lease it completes are
+///   written in the same transaction (`ExecutionTransition.enqueue`,
+///   `.completeLease`), so state and queue never disagree, and one fsync
+///   covers many executions (`GroupCommitter`);
+/// - an outcome is recorded only under a valid lease: a worker that lost its
+///   lease gets an error and its result is dropped (recorded once);
+/// - retry backoffs, delays and timeouts are queue items with a later
+///   `readyAt` (timeouts on the `timers` queue), so they survive a restart;
 /// - `recover()` rebuilds unfinished executions from the store.
 ///
-/// Timeouts (per attempt, per execution) and cancellation run on in-memory
-/// timers and stop in-process attempts by cancelling their Swift task.
-/// Not yet here (Step 3 work in progress): re-arming timeouts after a
-/// restart, http/delay/external runners, metrics.
+/// Tasks of instant runners (noop, log, transform, condition) commit their
+/// start together with their outcome: nobody can observe the start earlier,
+/// so the rule above holds with one transaction per task instead of two.
 public actor Engine {
     public static let builtinQueue = "builtin"
+    public static let timerQueue = "timers"
+    /// External queues are "ext/<owner id>/<name>": per owner, so one
+    /// account's workers never see another's tasks.
+    public static let externalPrefix = "ext/"
+
+    public static func externalQueue(owner: String, name: String) -> String { "\(externalPrefix)\(owner)/\(name)" }
 
     let workflows: any WorkflowStore
     let executions: any ExecutionStore
     let queue: any QueueStore
-    let logs: any LogStore
     let committer: GroupCommitter
     let runners: [String: any TaskRunner]
     let now: @Sendable () -> Date
     let leaseDuration: TimeInterval
+    let metrics: EngineMetrics?
+    /// Executions kept in memory at most; others are reloaded from the store
+    /// when an event comes (bounds memory with a large backlog).
+    let maxLive: Int
+    public nonisolated let feed: ExecutionFeed
+    public nonisolated let signal: WorkSignal
+    public nonisolated let logWriter: LogWriter
 
     struct Live {
         var machine: ExecutionStateMachine
         var tasks: [String: TaskRecord]
         var input: JSONValue
-        /// When each task's current attempt started (delays count from it).
+        var workflowId: String
+        var workflowName: String
+        var ownerId: String
+        var priority: Int
+        var createdAt: Date
+        var taskExecutionIds: [String: String]
+        /// When each task's current attempt started (delays and durations count from it).
         var startedAt: [String: Date] = [:]
 
         /// What templates and expressions read: the input, upstream outputs and states.
@@ -44,9 +65,35 @@ public actor Engine {
                 input: input, outputs: machine.tasks.compactMapValues(\.output),
                 statuses: machine.tasks.mapValues(\.state.rawValue))
         }
+
+        func queueName(of key: String) -> String {
+            guard let task = tasks[key], task.action == "external",
+                let name = task.config["queue"]?.stringValue
+            else { return Engine.builtinQueue }
+            return Engine.externalQueue(owner: ownerId, name: name)
+        }
+    }
+
+    /// What an external worker receives with its lease.
+    public struct ExternalTask: Sendable {
+        public var lease: Lease
+        public var workflowId: String
+        public var executionId: String
+        public var taskId: String
+        public var taskKey: String
+        public var attempt: Int
+        public var input: JSONValue
+        public var config: JSONValue
+    }
+
+    enum LeaseOperation {
+        case complete(Lease)
+        case release(Lease, readyAt: Date)
     }
 
     private var live: [String: Live] = [:]
+    /// Executions an operation is working on (never evicted meanwhile).
+    private var pins: [String: Int] = [:]
     /// In-process attempts now running, by "execution|task|attempt".
     private var running: [String: Task<TaskOutcome, Never>] = [:]
     /// The lease each running attempt holds now (heartbeats renew it; a
@@ -56,29 +103,37 @@ public actor Engine {
     public init(
         workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
-        leaseDuration: TimeInterval = 60, now: @escaping @Sendable () -> Date = { Date.nowMillis }
+        leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, metrics: EngineMetrics? = nil,
+        feed: ExecutionFeed = ExecutionFeed(), signal: WorkSignal = WorkSignal(),
+        now: @escaping @Sendable () -> Date = { Date.nowMillis }
     ) {
         self.workflows = workflows
         self.executions = executions
         self.queue = queue
-        self.logs = logs
-        self.committer = GroupCommitter(store: executions)
+        self.feed = feed
+        self.signal = signal
+        self.logWriter = LogWriter(store: logs, feed: feed)
+        self.metrics = metrics
+        self.committer = GroupCommitter(store: executions, onBatch: { [metrics] size in metrics?.committed(batch: size) })
         self.runners = Dictionary(uniqueKeysWithValues: runners.map { ($0.action, $0) })
         self.now = now
         self.leaseDuration = leaseDuration
+        self.maxLive = max(100, maxLive)
     }
+
+    // MARK: Executions
 
     /// Starts an execution of the workflow's current version. With an
     /// idempotency key already used on this workflow, returns that execution.
     public func execute(
         _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: String, actor: String?,
-        timeoutMs: Int64? = nil
+        timeoutMs: Int64? = nil, priority: Int = 0
     ) async throws -> ExecutionRecord {
         let at = now()
         let record = ExecutionRecord(
             executionId: IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
             workflowVersion: workflow.version, status: "Pending", input: input, idempotencyKey: idempotencyKey,
-            trigger: trigger, createdBy: actor, createdAt: at,
+            trigger: trigger, priority: priority, createdBy: actor, createdAt: at,
             tasks: workflow.tasks.map {
                 TaskExecutionRecord(
                     taskExecutionId: IDGenerator.make(IDGenerator.taskExecution, now: at), taskId: $0.id, taskKey: $0.key,
@@ -86,86 +141,105 @@ public actor Engine {
             })
         let (stored, created) = try await executions.createExecution(record)
         guard created else { return stored }
+        let id = stored.executionId
+        pin(id)
+        defer { unpin(id) }
         var machine = ExecutionStateMachine(tasks: workflow.tasks, executionTimeoutMs: timeoutMs)
-        live[stored.executionId] = Live(
-            machine: machine, tasks: Dictionary(uniqueKeysWithValues: workflow.tasks.map { ($0.key, $0) }), input: input)
         let effects = machine.start(at: at)
-        live[stored.executionId]?.machine = machine
-        try await carryOut(effects, executionId: stored.executionId, at: at, starting: true)
-        return try await executions.execution(id: stored.executionId) ?? stored
+        live[id] = Live(
+            machine: machine, tasks: Dictionary(uniqueKeysWithValues: workflow.tasks.map { ($0.key, $0) }), input: input,
+            workflowId: workflow.id, workflowName: workflow.name, ownerId: workflow.ownerId, priority: priority,
+            createdAt: at,
+            taskExecutionIds: Dictionary(uniqueKeysWithValues: stored.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+        metrics?.executionStarted(workflow: workflow.name)
+        logWriter.append(
+            [LogRecord(executionId: id, taskId: nil, level: .info,
+                       message: "execution started (workflow version \(workflow.version), trigger \(trigger))", createdAt: at)])
+        try await carryOut(effects, executionId: id, at: at, starting: true)
+        var result = stored
+        result.status = live[id]?.machine.status.rawValue ?? "Running"
+        result.startedAt = at
+        return result
     }
 
     /// Rebuilds every unfinished execution from the store (after a restart).
-    /// Their queued items are still in the queue; expired leases come back.
+    /// Leases held by this process's workers before the restart are ended
+    /// at once; external workers keep theirs until they expire. Returns how
+    /// many executions were unfinished.
     public func recover() async throws -> Int {
+        try await queue.releaseAll(queues: [Self.builtinQueue, Self.timerQueue])
         let unfinished = try await executions.unfinishedExecutions()
+        metrics?.setInFlight(unfinished.count)
         let at = now()
         for record in unfinished {
+            let id = record.executionId
+            pin(id)
+            defer { unpin(id) }
             if record.status == "Pending" {
-                // Created but never started (a crash before the first commit):
-                // start it now.
+                // Created but never started (a crash before the first commit).
                 try await startPending(record)
                 continue
             }
-            guard var state = try await load(record.executionId) else { continue }
+            guard var state = try await load(id) else { continue }
             // Tasks whose dependencies all finished but that were never
             // queued (a crash between commits) are queued now.
             let resumed = state.machine.resume(at: at)
             if !resumed.isEmpty {
-                live[record.executionId] = state
-                try await carryOut(resumed, executionId: record.executionId, at: at)
+                live[id] = state
+                try await carryOut(resumed, executionId: id, at: at)
+                guard let current = live[id] else { continue }
+                state = current
             }
-            // A crash between a commit and its enqueue leaves a task Queued
-            // (or Retrying) with no queue item: put them back. Enqueueing is
-            // idempotent, so items that did make it are not doubled.
+            // A task Queued or Retrying with no queue item (the store was
+            // written by an older version, or by hand) gets one; enqueueing
+            // is idempotent, so items that exist are not doubled.
             var items: [QueueItem] = []
-            for (key, run) in state.machine.tasks {
-                if run.state == .queued {
-                    items.append(QueueItem(
-                        queue: Self.builtinQueue, executionId: record.executionId, taskKey: key, attempt: run.attempt, readyAt: at))
-                } else if run.state == .retrying {
-                    items.append(QueueItem(
-                        queue: Self.builtinQueue, executionId: record.executionId, taskKey: key, attempt: run.attempt + 1,
-                        readyAt: at))
-                }
+            for (key, run) in state.machine.tasks where run.state == .queued || run.state == .retrying {
+                items.append(QueueItem(
+                    queue: state.queueName(of: key), executionId: id, taskKey: key,
+                    attempt: run.state == .queued ? run.attempt : run.attempt + 1, priority: state.priority, readyAt: at))
             }
             try await queue.enqueue(items)
         }
+        for name in [Self.builtinQueue, Self.timerQueue] { signal.notify(name) }
         return unfinished.count
     }
 
-    /// Cancels an execution: running attempts are stopped, waiting tasks never
-    /// start. Returns false if it is unknown or already finished.
-    @discardableResult
-    public func cancel(executionId: String, reason: String) async throws -> Bool {
-        guard var state = try await load(executionId) else { return false }
+    public enum CancelResult: Sendable, Equatable {
+        case cancelled
+        case alreadyFinished(status: String)
+        case notFound
+    }
+
+    /// Cancels an execution: running attempts are stopped, waiting tasks never start.
+    public func cancel(executionId: String, reason: String) async throws -> CancelResult {
+        pin(executionId)
+        defer { unpin(executionId) }
+        guard try await load(executionId) != nil, var state = live[executionId] else {
+            guard let record = try await executions.execution(id: executionId) else { return .notFound }
+            return .alreadyFinished(status: record.status)
+        }
         let at = now()
         let effects = state.machine.cancel(reason: reason, at: at)
-        guard !effects.isEmpty else { return false }
-        live[executionId] = state
-        try await carryOut(effects, executionId: executionId, at: at)
+        guard !effects.isEmpty else { return .alreadyFinished(status: state.machine.status.rawValue) }
         live[executionId] = nil
-        return true
+        try await carryOut(effects, executionId: executionId, at: at, machine: state.machine, live: state)
+        return .cancelled
     }
 
-    private func startPending(_ record: ExecutionRecord) async throws {
-        guard let version = try await workflows.workflowVersion(
-            workflowId: record.workflowId, versionId: String(record.workflowVersion))
-        else { return }
-        var machine = ExecutionStateMachine(tasks: version.tasks)
-        let at = now()
-        let effects = machine.start(at: at)
-        live[record.executionId] = Live(
-            machine: machine, tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input)
-        try await carryOut(effects, executionId: record.executionId, at: at, starting: true)
-    }
+    /// Waits until every log line handed over so far is stored.
+    public func flushLogs() async { await logWriter.flush() }
 
-    /// Leases and runs up to `limit` ready built-in tasks; returns how many ran.
-    /// The leases of a batch run concurrently; a failure of one (e.g. a lost
-    /// lease) does not hold up the others. The first error is rethrown.
+    // MARK: In-process work
+
+    /// Leases and runs up to `limit` ready items of the built-in and timer
+    /// queues; returns how many. The leases of a batch run concurrently; a
+    /// failure of one does not hold up the others. The first error is rethrown.
     @discardableResult
     public func runReadyTasks(worker: String, limit: Int = 16) async throws -> Int {
-        let leases = try await queue.lease(
+        var leases = try await queue.lease(
+            queue: Self.timerQueue, worker: worker, now: now(), duration: leaseDuration, limit: limit)
+        leases += try await queue.lease(
             queue: Self.builtinQueue, worker: worker, now: now(), duration: leaseDuration, limit: limit)
         var firstError: (any Error)?
         await withTaskGroup(of: (any Error)?.self) { group in
@@ -185,127 +259,120 @@ public actor Engine {
         return leases.count
     }
 
-    // MARK: Internals
-
-    private func load(_ executionId: String) async throws -> Live? {
-        if let existing = live[executionId] { return existing }
-        guard let record = try await executions.execution(id: executionId), !record.isFinished,
-            let version = try await workflows.workflowVersion(
-                workflowId: record.workflowId, versionId: String(record.workflowVersion))
-        else { return nil }
-        var runs: [String: ExecutionStateMachine.TaskRun] = [:]
-        for task in record.tasks {
-            runs[task.taskKey] = ExecutionStateMachine.TaskRun(
-                state: ExecutionStateMachine.TaskState(rawValue: task.status) ?? .pending, attempt: task.attempt,
-                output: task.output, error: task.error.map { .init(kind: "restored", message: $0) })
-        }
-        var restored = Live(
-            machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs),
-            tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input)
-        for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
-        // Another handler may have loaded it while this one awaited the store.
-        if let existing = live[executionId] { return existing }
-        live[executionId] = restored
-        return restored
+    /// Leases up to `limit` ready items of `queue` for this process's workers.
+    func lease(_ queueName: String, worker: String, limit: Int) async throws -> [Lease] {
+        try await queue.lease(queue: queueName, worker: worker, now: now(), duration: leaseDuration, limit: limit)
     }
 
-    private func handle(_ lease: Lease) async throws {
+    /// Runs one leased item of the built-in or timer queue.
+    func handle(_ lease: Lease) async throws {
+        if lease.reclaimed { metrics?.leaseExpired(queue: lease.item.queue) }
+        if lease.item.queue == Self.timerQueue { return try await fireTimer(lease) }
         let executionId = lease.item.executionId
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
-        if running["\(executionId)|\(key)|\(attempt)"] != nil {
+        let jobKey = "\(executionId)|\(key)|\(attempt)"
+        if running[jobKey] != nil {
             // Still running here though its lease lapsed: the run in progress
             // takes over this newer lease (and its token) instead of a second run.
-            heldLeases["\(executionId)|\(key)|\(attempt)"] = lease
+            heldLeases[jobKey] = lease
             return
         }
-        guard var state = try await load(executionId), let task = state.tasks[key],
-            let run = state.machine.tasks[key]
-        else {
-            try await queue.complete(lease)  // the execution ended; nothing to do
+        pin(executionId)
+        defer { unpin(executionId) }
+        guard try await load(executionId) != nil, var state = live[executionId], let task = state.tasks[key] else {
+            try await discard(lease)  // the execution ended; nothing to do
             return
         }
         let at = now()
+        var effects = startEffects(&state, key: key, attempt: attempt, lease: lease, at: at)
+        guard let current = state.machine.tasks[key], current.state == .running, current.attempt == attempt else {
+            // Already finished (a re-delivery after its outcome was stored), or stale.
+            live[executionId] = state
+            try await carryOut(effects, executionId: executionId, at: at, lease: .complete(lease))
+            return
+        }
+        live[executionId] = state
+
+        if task.action == "delay" {
+            try await carryOut(effects, executionId: executionId, at: at)
+            return try await delay(lease, task: task, executionId: executionId, at: at)
+        }
+        guard let runner = runners[task.action] else {
+            return try await record(
+                lease, .failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\" here")),
+                executionId: executionId, deferred: effects)
+        }
+        let invocation: TaskInvocation
+        do {
+            invocation = try TaskInvocation.make(task, executionId: executionId, attempt: attempt, context: state.context)
+        } catch {
+            return try await record(
+                lease, .failed(.init(kind: "config", message: "config: \(error.description)")), executionId: executionId,
+                deferred: effects)
+        }
+        let log = logger(executionId: executionId, taskId: task.id)
+        if runner.isInstant {
+            // Nothing observable happens between start and outcome: commit
+            // both at once. An attempt timeout cannot fire in between.
+            effects.removeAll { if case .armTimer(.attemptTimeout, _) = $0 { true } else { false } }
+            let outcome = await runner.run(invocation, log: log)
+            return try await record(lease, outcome, executionId: executionId, deferred: effects)
+        }
+
+        try await carryOut(effects, executionId: executionId, at: at)
+        // A timeout or cancel may have ended this attempt while the commit
+        // was awaited: then it must not start.
+        guard let now = live[executionId]?.machine.tasks[key], now.state == .running, now.attempt == attempt else {
+            try await discard(lease)
+            return
+        }
+        let job = Task { await runner.run(invocation, log: log) }
+        running[jobKey] = job
+        // Keep the lease while the attempt runs, so a long task is not
+        // delivered to another worker.
+        heldLeases[jobKey] = lease
+        let interval = Int64(leaseDuration * 1000 / 3)
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(interval))
+                if Task.isCancelled { return }
+                await self.renew(jobKey)
+            }
+        }
+        let outcome = await job.value
+        heartbeat.cancel()
+        running[jobKey] = nil
+        try await finish(lease, outcome, executionId: executionId)
+    }
+
+    /// The effects of an attempt starting (including a retry whose backoff
+    /// is over); records its start time and wait.
+    private func startEffects(
+        _ state: inout Live, key: String, attempt: Int, lease: Lease, at: Date
+    ) -> [ExecutionStateMachine.Effect] {
+        guard let run = state.machine.tasks[key] else { return [] }
         var effects: [ExecutionStateMachine.Effect] = []
         if run.state == .retrying, run.attempt + 1 == attempt {
             effects += state.machine.timerFired(.retry(task: key, attempt: attempt), at: at)
         }
         effects += state.machine.taskStarted(key, attempt: attempt, at: at)
-        let current = state.machine.tasks[key]!
-        guard current.state == .running, current.attempt == attempt else {
-            // Already finished (a re-delivery after its outcome was stored), or stale.
-            live[executionId] = state
-            try await carryOut(effects, executionId: executionId, at: at)
-            try await queue.complete(lease)
-            return
+        if run.state != .running, state.machine.tasks[key]?.state == .running {
+            state.startedAt[key] = at
+            metrics?.taskWaited(type: state.tasks[key]?.action ?? "?", at.timeIntervalSince(lease.item.readyAt))
         }
-        if run.state != .running { state.startedAt[key] = at }
-        live[executionId] = state
-        try await carryOut(effects, executionId: executionId, at: at)
-        // A timeout or cancel may have ended this attempt while the commit
-        // was awaited: then it must not start.
-        guard let now = live[executionId]?.machine.tasks[key], now.state == .running, now.attempt == attempt else {
-            try await queue.complete(lease)
-            return
-        }
-
-        if task.action == "delay" {
-            try await delay(lease, task: task, executionId: executionId, at: at)
-            return
-        }
-
-        let context = state.context
-        let outcome: TaskOutcome
-        if let runner = runners[task.action] {
-            do {
-                let invocation = try TaskInvocation.make(task, executionId: executionId, attempt: attempt, context: context)
-                let logs = self.logs
-                let job = Task {
-                    await runner.run(invocation) { level, message in
-                        _ = try? await logs.append([
-                            LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: Date())
-                        ])
-                    }
-                }
-                let jobKey = "\(executionId)|\(key)|\(attempt)"
-                running[jobKey] = job
-                // Keep the lease while the attempt runs, so a long task is not
-                // delivered to another worker.
-                heldLeases[jobKey] = lease
-                let interval = Int64(leaseDuration * 1000 / 3)
-                let heartbeat = Task {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(interval))
-                        if Task.isCancelled { return }
-                        await self.renew(jobKey)
-                    }
-                }
-                outcome = await job.value
-                heartbeat.cancel()
-                running[jobKey] = nil
-            } catch {
-                outcome = .failed(.init(kind: "config", message: error.description))
-            }
-        } else {
-            outcome = .failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\""))
-        }
-
-        try await finish(lease, outcome, executionId: executionId, taskId: task.id)
+        return effects
     }
 
     /// A `delay` task holds no worker while it waits: its queue item goes
     /// back with `readyAt` = the due time (durable across restarts), and the
     /// task completes when it is delivered again at or after that time.
     private func delay(_ lease: Lease, task: TaskRecord, executionId: String, at: Date) async throws {
-        guard let state = live[executionId] else {
-            try await queue.complete(lease)
-            return
-        }
-        let context = state.context
+        guard let state = live[executionId] else { return try await discard(lease) }
         let started = state.startedAt[task.key] ?? at
         let due: Date
         do {
-            let config = try Template.resolve(task.config, context)
+            let config = try Template.resolve(task.config, state.context)
             if let until = config["until"]?.stringValue {
                 guard let date = RFC3339.parse(until) else {
                     throw ExpressionError(message: "config.until \"\(until)\" is not an RFC 3339 time", offset: 0)
@@ -317,11 +384,12 @@ public actor Engine {
                 throw ExpressionError(message: "a delay needs config.duration or config.until", offset: 0)
             }
         } catch {
-            try await finish(lease, .failed(.init(kind: "config", message: "\(error)")), executionId: executionId)
-            return
+            return try await record(lease, .failed(.init(kind: "config", message: "\(error)")), executionId: executionId)
         }
         if due > at {
-            try await queue.release(lease, readyAt: due)
+            heldLeases["\(executionId)|\(task.key)|\(lease.item.attempt)"] = nil
+            try await commit([.releaseLease(id: lease.id, token: lease.token, readyAt: due)])
+            signal.notify(Self.builtinQueue, at: due)
         } else {
             let waited = Int64((at.timeIntervalSince(started) * 1000).rounded())
             try await finish(lease, .completed(.object(["waitedMs": .number(Double(waited))])), executionId: executionId)
@@ -335,98 +403,407 @@ public actor Engine {
         if heldLeases[jobKey]?.token == renewed.token { heldLeases[jobKey] = renewed }
     }
 
-    /// Records an attempt's outcome. The state is read, changed and written
-    /// back with no suspension in between (other handlers of the same
-    /// execution run while this actor awaits), then committed.
-    private func finish(_ lease: Lease, _ outcome: TaskOutcome, executionId: String, taskId: String? = nil) async throws {
+    /// Records an attempt's outcome under its lease; returns false if the
+    /// attempt had already ended (timeout, cancel, a result recorded before):
+    /// then nothing is recorded. The state is read, changed and written back
+    /// with no suspension in between, then committed with the lease's completion.
+    @discardableResult
+    private func finish(
+        _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = []
+    ) async throws -> Bool {
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
-        let at = now()
         let lease = heldLeases.removeValue(forKey: "\(executionId)|\(key)|\(attempt)") ?? lease
-        guard var state = live[executionId] else {
-            try await queue.complete(lease)  // cancelled or timed out meanwhile
-            return
+        guard try await load(executionId) != nil, var state = live[executionId] else {
+            try await discard(lease)  // the execution ended meanwhile
+            return false
         }
+        let at = now()
         let effects: [ExecutionStateMachine.Effect]
         switch outcome {
         case .completed(let output): effects = state.machine.taskSucceeded(key, attempt: attempt, output: output, at: at)
         case .failed(let error): effects = state.machine.taskFailed(key, attempt: attempt, error: error, at: at)
         }
-        if !effects.isEmpty { live[executionId] = state.machine.status == .running ? state : nil }
-        try await carryOut(effects, executionId: executionId, at: at, machine: state.machine)
-        try await queue.complete(lease)
-        if case .failed(let error) = outcome {
-            _ = try? await logs.append([
-                LogRecord(executionId: executionId, taskId: taskId, level: .error,
-                          message: "attempt \(attempt) failed (\(error.kind)): \(error.message)", createdAt: at)
-            ])
+        guard !effects.isEmpty else {
+            // This attempt is over already; its start (if deferred) and
+            // outcome are dropped, the queue item goes.
+            try await discard(lease)
+            return false
+        }
+        let type = state.tasks[key]?.action ?? "?"
+        if let started = state.startedAt[key] {
+            let outcomeName: String = if case .completed = outcome { "completed" } else { "failed" }
+            metrics?.taskFinished(type: type, outcome: outcomeName, at.timeIntervalSince(started))
+        }
+        let running = state.machine.status == .running
+        live[executionId] = running ? state : nil
+        try await carryOut(
+            deferred + effects, executionId: executionId, at: at, machine: state.machine, live: state,
+            lease: .complete(lease))
+        return true
+    }
+
+    /// `finish` for callers that return nothing.
+    private func record(
+        _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = []
+    ) async throws {
+        try await finish(lease, outcome, executionId: executionId, deferred: deferred)
+    }
+
+    /// Completes a lease whose work is moot; losing it meanwhile is fine.
+    private func discard(_ lease: Lease) async throws {
+        do {
+            try await commit([.completeLease(id: lease.id, token: lease.token)])
+        } catch is StoreError {
+            // Someone else holds it now, or it is gone: nothing to discard.
         }
     }
 
-    /// In-memory timers for timeouts (retries use delayed queue items).
-    private func schedule(_ timer: ExecutionStateMachine.Timer, at when: Date, executionId: String) {
-        let delay = max(0, when.timeIntervalSince(now()))
-        Task {
-            try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
-            try? await self.fire(timer, executionId: executionId)
+    // MARK: Timers
+
+    static func timerItem(_ timer: ExecutionStateMachine.Timer) -> (key: String, attempt: Int)? {
+        switch timer {
+        case .retry: return nil  // retries are the task's own delayed queue item
+        case .attemptTimeout(let task, let attempt): return ("~attempt:" + task, attempt)
+        case .taskTimeout(let task): return ("~task:" + task, 0)
+        case .executionTimeout: return ("~execution", 0)
         }
     }
 
-    private func fire(_ timer: ExecutionStateMachine.Timer, executionId: String) async throws {
-        guard var state = live[executionId] else { return }
+    static func timer(from item: QueueItem) -> ExecutionStateMachine.Timer? {
+        let key = item.taskKey
+        if key == "~execution" { return .executionTimeout }
+        if key.hasPrefix("~attempt:") { return .attemptTimeout(task: String(key.dropFirst(9)), attempt: item.attempt) }
+        if key.hasPrefix("~task:") { return .taskTimeout(task: String(key.dropFirst(6))) }
+        return nil
+    }
+
+    private func fireTimer(_ lease: Lease) async throws {
+        let executionId = lease.item.executionId
+        pin(executionId)
+        defer { unpin(executionId) }
+        guard let timer = Self.timer(from: lease.item), try await load(executionId) != nil, var state = live[executionId]
+        else { return try await discard(lease) }
         let at = now()
         let effects = state.machine.timerFired(timer, at: at)
-        guard !effects.isEmpty else { return }
-        live[executionId] = state
-        try await carryOut(effects, executionId: executionId, at: at)
-        if state.machine.status != .running { live[executionId] = nil }
+        live[executionId] = state.machine.status == .running ? state : nil
+        try await carryOut(effects, executionId: executionId, at: at, machine: state.machine, live: state, lease: .complete(lease))
     }
 
-    /// Commits the effects' state changes, then enqueues what became ready.
+    // MARK: External workers
+
+    public enum ExternalError: Error, Sendable, Equatable {
+        /// The token is not a lease token at all.
+        case malformedToken
+        /// Lost (expired and taken by another worker), completed, or not the caller's.
+        case leaseLost(String)
+        /// The attempt ended (timeout, cancel, execution over); nothing recorded.
+        case attemptEnded(String)
+    }
+
+    /// Leases the next ready task of an external queue and starts it: its
+    /// start is committed before the worker hears of it. Returns nil when
+    /// nothing is ready (items that turn out moot are skipped).
+    public func pollExternal(queue name: String, worker: String, leaseDuration: TimeInterval) async throws -> ExternalTask? {
+        for _ in 0..<32 {
+            guard let lease = try await queue.lease(
+                queue: name, worker: worker, now: now(), duration: leaseDuration, limit: 1
+            ).first else { return nil }
+            if let task = try await startExternal(lease) { return task }
+        }
+        return nil
+    }
+
+    private func startExternal(_ lease: Lease) async throws -> ExternalTask? {
+        if lease.reclaimed { metrics?.leaseExpired(queue: lease.item.queue) }
+        let executionId = lease.item.executionId
+        let key = lease.item.taskKey
+        let attempt = lease.item.attempt
+        pin(executionId)
+        defer { unpin(executionId) }
+        guard try await load(executionId) != nil, var state = live[executionId], let task = state.tasks[key] else {
+            try await discard(lease)
+            return nil
+        }
+        let at = now()
+        let effects = startEffects(&state, key: key, attempt: attempt, lease: lease, at: at)
+        guard let current = state.machine.tasks[key], current.state == .running, current.attempt == attempt else {
+            live[executionId] = state
+            try await carryOut(effects, executionId: executionId, at: at, lease: .complete(lease))
+            return nil
+        }
+        live[executionId] = state
+        let invocation: TaskInvocation
+        do {
+            invocation = try TaskInvocation.make(task, executionId: executionId, attempt: attempt, context: state.context)
+        } catch {
+            try await finish(
+                lease, .failed(.init(kind: "config", message: "config: \(error.description)")), executionId: executionId,
+                deferred: effects)
+            return nil
+        }
+        try await carryOut(effects, executionId: executionId, at: at)
+        guard let now = live[executionId]?.machine.tasks[key], now.state == .running, now.attempt == attempt else {
+            try await discard(lease)
+            return nil
+        }
+        return ExternalTask(
+            lease: lease, workflowId: state.workflowId, executionId: executionId, taskId: task.id, taskKey: key,
+            attempt: attempt, input: invocation.config["input"] ?? .emptyObject, config: invocation.config)
+    }
+
+    /// The lease behind a worker's token, if the caller (`owner`) holds it.
+    private func externalLease(_ handle: String, owner: String) async throws -> Lease {
+        guard let (id, token) = Lease.parse(handle: handle) else { throw ExternalError.malformedToken }
+        guard let lease = try await queue.lease(id: id, token: token),
+            lease.item.queue.hasPrefix(Self.externalQueue(owner: owner, name: ""))
+        else {
+            throw ExternalError.leaseLost(
+                "the lease is no longer held: it expired and the task went to another worker, or its result was already recorded")
+        }
+        return lease
+    }
+
+    /// Extends an external worker's lease while its attempt still runs.
+    public func heartbeatExternal(_ handle: String, owner: String, duration: TimeInterval) async throws -> Lease {
+        let lease = try await externalLease(handle, owner: owner)
+        let executionId = lease.item.executionId
+        pin(executionId)
+        defer { unpin(executionId) }
+        guard try await load(executionId) != nil, let run = live[executionId]?.machine.tasks[lease.item.taskKey],
+            run.state == .running, run.attempt == lease.item.attempt
+        else {
+            try await discard(lease)
+            throw ExternalError.attemptEnded(
+                "attempt \(lease.item.attempt) of task \(lease.item.taskKey) is over (timed out, cancelled, or the execution ended); stop working on it")
+        }
+        do {
+            return try await queue.heartbeat(lease, now: now(), duration: duration)
+        } catch is StoreError {
+            throw ExternalError.leaseLost("the lease expired and the task went to another worker")
+        }
+    }
+
+    /// Records an external worker's outcome under its lease.
+    public func completeExternal(_ handle: String, owner: String, outcome: TaskOutcome, logLines: [String]) async throws {
+        let lease = try await externalLease(handle, owner: owner)
+        let executionId = lease.item.executionId
+        pin(executionId)
+        defer { unpin(executionId) }
+        let taskId = try await load(executionId).flatMap { $0.tasks[lease.item.taskKey]?.id }
+        if !logLines.isEmpty {
+            let at = now()
+            logWriter.append(logLines.map {
+                LogRecord(executionId: executionId, taskId: taskId, level: .info, message: $0, createdAt: at)
+            })
+        }
+        let recorded: Bool
+        do {
+            recorded = try await finish(lease, outcome, executionId: executionId)
+        } catch StoreError.conflict {
+            throw ExternalError.leaseLost("the lease expired and the task went to another worker; this result was not recorded")
+        }
+        guard recorded else {
+            throw ExternalError.attemptEnded(
+                "attempt \(lease.item.attempt) of task \(lease.item.taskKey) was already over (timed out, cancelled, or the execution ended); this result was not recorded")
+        }
+    }
+
+    // MARK: Internals
+
+    private func pin(_ id: String) { pins[id, default: 0] += 1 }
+
+    private func unpin(_ id: String) {
+        if let count = pins[id], count > 1 { pins[id] = count - 1 } else { pins[id] = nil }
+    }
+
+    private func logger(executionId: String, taskId: String) -> @Sendable (LogRecord.Level, String) async -> Void {
+        let writer = logWriter
+        let clock = now
+        return { level, message in
+            await writer.append([LogRecord(executionId: executionId, taskId: taskId, level: level, message: message, createdAt: clock())])
+        }
+    }
+
+    private func startPending(_ record: ExecutionRecord) async throws {
+        guard let version = try await workflows.workflowVersion(
+            workflowId: record.workflowId, versionId: String(record.workflowVersion)),
+            let workflow = try await workflows.workflow(id: record.workflowId, includeDeleted: true)
+        else { return }
+        var machine = ExecutionStateMachine(tasks: version.tasks)
+        let at = now()
+        let effects = machine.start(at: at)
+        live[record.executionId] = Live(
+            machine: machine, tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }),
+            input: record.input, workflowId: record.workflowId, workflowName: version.name, ownerId: workflow.ownerId,
+            priority: record.priority, createdAt: record.createdAt,
+            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+        try await carryOut(effects, executionId: record.executionId, at: at, starting: true)
+    }
+
+    /// The execution in memory, loaded from the store if needed; nil when
+    /// unknown or finished.
+    private func load(_ executionId: String) async throws -> Live? {
+        if let existing = live[executionId] { return existing }
+        guard let record = try await executions.execution(id: executionId), !record.isFinished, record.status != "Pending",
+            let version = try await workflows.workflowVersion(
+                workflowId: record.workflowId, versionId: String(record.workflowVersion)),
+            let workflow = try await workflows.workflow(id: record.workflowId, includeDeleted: true)
+        else { return nil }
+        var runs: [String: ExecutionStateMachine.TaskRun] = [:]
+        for task in record.tasks {
+            runs[task.taskKey] = ExecutionStateMachine.TaskRun(
+                state: ExecutionStateMachine.TaskState(rawValue: task.status) ?? .pending, attempt: task.attempt,
+                output: task.output, error: task.error.map { .init(kind: "restored", message: $0) })
+        }
+        var restored = Live(
+            machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs),
+            tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input,
+            workflowId: record.workflowId, workflowName: version.name, ownerId: workflow.ownerId,
+            priority: record.priority, createdAt: record.createdAt,
+            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+        for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
+        // Another handler may have loaded it while this one awaited the store.
+        if let existing = live[executionId] { return existing }
+        evictIfNeeded()
+        live[executionId] = restored
+        return restored
+    }
+
+    /// Drops a tenth of the executions no operation is working on when
+    /// memory holds more than `maxLive`; they reload on their next event.
+    private func evictIfNeeded() {
+        guard live.count >= maxLive else { return }
+        var budget = maxLive / 10
+        for key in live.keys where pins[key] == nil && running.keys.allSatisfy({ !$0.hasPrefix(key + "|") }) {
+            live[key] = nil
+            budget -= 1
+            if budget == 0 { break }
+        }
+    }
+
+    private func commit(_ transitions: [ExecutionTransition]) async throws {
+        do {
+            try await committer.submit(transitions)
+        } catch {
+            metrics?.error(error is StoreError ? "store_conflict" : "store")
+            throw error
+        }
+    }
+
+    /// Commits the effects' state changes with the queue operations they
+    /// imply (and `lease`'s completion), then tells workers, watchers and
+    /// the log. `machine`/`live`: the state to use when the caller already
+    /// removed a finished execution from memory.
     private func carryOut(
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date, starting: Bool = false,
-        machine given: ExecutionStateMachine? = nil
+        machine given: ExecutionStateMachine? = nil, live givenLive: Live? = nil, lease: LeaseOperation? = nil
     ) async throws {
-        guard !effects.isEmpty || starting else { return }
+        guard !effects.isEmpty || starting || lease != nil else { return }
+        guard let state = givenLive ?? live[executionId] else {
+            if let lease, case .complete(let held) = lease { try await discard(held) }
+            return
+        }
+        let machine = given ?? state.machine
         var transitions: [ExecutionTransition] = starting ? [.execution(id: executionId, status: "Running", at: at)] : []
-        var items: [QueueItem] = []
-        var logLines: [LogRecord] = []
-        let machine = given ?? live[executionId]?.machine
+        var wake: Set<String> = []
+        var later: [(String, Date)] = []
+        var updates: [ExecutionUpdate] = []
+        var lines: [LogRecord] = []
+        var finished: (ExecutionStateMachine.Status, String?)?
+        let watched = feed.hasSubscribers(executionId)
         for effect in effects {
             switch effect {
-            case .taskState(let key, let state, let attempt):
-                let run = machine?.tasks[key]
+            case .taskState(let key, let taskState, let attempt):
+                let run = machine.tasks[key]
+                let output = taskState == .completed ? run?.output : nil
+                let error = taskState == .failed || taskState == .retrying ? run?.error?.message : nil
                 transitions.append(.task(
-                    executionId: executionId, taskKey: key, status: state.rawValue, attempt: attempt, at: at,
-                    output: state == .completed ? run?.output : nil,
-                    error: state == .failed || state == .retrying ? run?.error?.message : nil))
+                    executionId: executionId, taskKey: key, status: taskState.rawValue, attempt: attempt, at: at,
+                    output: output, error: error))
+                let task = state.tasks[key]
+                if taskState == .retrying { metrics?.retried(type: task?.action ?? "?") }
+                if let line = Self.logLine(key: key, state: taskState, attempt: attempt, error: run?.error) {
+                    lines.append(LogRecord(executionId: executionId, taskId: task?.id, level: line.level, message: line.text, createdAt: at))
+                }
+                if watched {
+                    let record = TaskExecutionRecord(
+                        taskExecutionId: state.taskExecutionIds[key] ?? "", taskId: task?.id ?? "", taskKey: key,
+                        status: taskState.rawValue, attempt: attempt, output: output, error: error,
+                        startedAt: state.startedAt[key], completedAt: taskState.isTerminal ? at : nil)
+                    updates.append(.state(
+                        status: machine.status.rawValue, task: record, message: lines.last?.message ?? "", at: at))
+                }
             case .enqueue(let key, let attempt):
-                items.append(QueueItem(
-                    queue: Self.builtinQueue, executionId: executionId, taskKey: key, attempt: attempt, readyAt: at))
+                let name = state.queueName(of: key)
+                transitions.append(.enqueue(QueueItem(
+                    queue: name, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
+                    readyAt: at)))
+                wake.insert(name)
             case .armTimer(.retry(let key, let attempt), let when):
                 // The backoff is a delayed queue item: durable like any other.
-                items.append(QueueItem(
-                    queue: Self.builtinQueue, executionId: executionId, taskKey: key, attempt: attempt, readyAt: when))
+                let name = state.queueName(of: key)
+                transitions.append(.enqueue(QueueItem(
+                    queue: name, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
+                    readyAt: when)))
+                later.append((name, when))
             case .armTimer(let timer, let when):
-                schedule(timer, at: when, executionId: executionId)
+                guard let (key, attempt) = Self.timerItem(timer) else { continue }
+                transitions.append(.enqueue(QueueItem(
+                    queue: Self.timerQueue, executionId: executionId, taskKey: key, attempt: attempt, readyAt: when)))
+                later.append((Self.timerQueue, when))
             case .stop(let key, let attempt):
                 running["\(executionId)|\(key)|\(attempt)"]?.cancel()
             case .finished(let status, let error):
                 transitions.append(.execution(id: executionId, status: status.rawValue, at: at, error: error))
-                logLines.append(LogRecord(
-                    executionId: executionId, taskId: nil, level: status == .completed ? .info : .error,
-                    message: "execution \(status.rawValue.lowercased())\(error.map { ": \($0)" } ?? "")", createdAt: at))
+                finished = (status, error)
             }
         }
+        switch lease {
+        case .complete(let held)?: transitions.append(.completeLease(id: held.id, token: held.token))
+        case .release(let held, let readyAt)?:
+            transitions.append(.releaseLease(id: held.id, token: held.token, readyAt: readyAt))
+        case nil: break
+        }
         do {
-            try await committer.submit(transitions)
-            try await queue.enqueue(items)
+            try await commit(transitions)
         } catch {
             // Memory must not run ahead of the store: forget the execution so
             // the next event reloads it from what was actually committed.
             live[executionId] = nil
             throw error
         }
-        if !logLines.isEmpty { _ = try? await logs.append(logLines) }
+        for name in wake { signal.notify(name) }
+        for (name, when) in later { signal.notify(name, at: when) }
+        if !lines.isEmpty { logWriter.append(lines) }
+        for update in updates { feed.publish(executionId, update) }
+        if let (status, error) = finished {
+            live[executionId] = nil
+            metrics?.executionFinished(
+                workflow: state.workflowName, status: status.rawValue, duration: at.timeIntervalSince(state.createdAt))
+            logWriter.append(
+                [LogRecord(
+                    executionId: executionId, taskId: nil, level: status == .completed ? .info : .error,
+                    message: "execution \(status.rawValue.lowercased())\(error.map { ": \($0)" } ?? "")", createdAt: at)],
+                final: executionId)
+            feed.publish(executionId, .state(status: status.rawValue, task: nil, message: error ?? "", at: at))
+            feed.publish(executionId, .finished(status: status.rawValue))
+        }
+    }
+
+    /// The log line for a task state change (none for Queued: it is implied).
+    static func logLine(
+        key: String, state: ExecutionStateMachine.TaskState, attempt: Int, error: ExecutionStateMachine.TaskError?
+    ) -> (level: LogRecord.Level, text: String)? {
+        let reason = error.map { " (\($0.kind)): \($0.message)" } ?? ""
+        switch state {
+        case .pending, .queued: return nil
+        case .running: return (.info, "task \(key) started (attempt \(attempt))")
+        case .completed: return (.info, "task \(key) completed (attempt \(attempt))")
+        case .retrying: return (.warning, "task \(key) attempt \(attempt) failed\(reason); retrying")
+        case .failed: return (.error, "task \(key) failed on attempt \(attempt)\(reason)")
+        case .skipped: return (.info, "task \(key) skipped (its branch was not taken)")
+        case .cancelled: return (.warning, "task \(key) cancelled")
+        }
     }
 }

@@ -62,6 +62,8 @@ public struct ExecutionStateMachine: Sendable {
     public enum Timer: Sendable, Hashable {
         case retry(task: String, attempt: Int)
         case attemptTimeout(task: String, attempt: Int)
+        /// The task's total time (all attempts and backoffs) is up.
+        case taskTimeout(task: String)
         case executionTimeout
     }
 
@@ -102,6 +104,9 @@ public struct ExecutionStateMachine: Sendable {
     /// Random numbers in [0, 1) for retry jitter (injected for tests).
     private let random: @Sendable () -> Double
     private var started = false
+    /// The time of the event being handled (timers armed while handling it
+    /// count from it).
+    private var eventTime = Date(timeIntervalSince1970: 0)
 
     public init(
         tasks: [TaskRecord], executionTimeoutMs: Int64? = nil,
@@ -135,6 +140,7 @@ public struct ExecutionStateMachine: Sendable {
 
     public mutating func start(at now: Date) -> [Effect] {
         guard !started else { return [] }
+        eventTime = now
         started = true
         var effects: [Effect] = []
         if let timeout = executionTimeoutMs {
@@ -149,6 +155,7 @@ public struct ExecutionStateMachine: Sendable {
 
     public mutating func taskStarted(_ key: String, attempt: Int, at now: Date) -> [Effect] {
         guard status == .running, var run = tasks[key], run.attempt == attempt, run.state == .queued else { return [] }
+        eventTime = now
         run.state = .running
         tasks[key] = run
         var effects: [Effect] = [.taskState(task: key, state: .running, attempt: attempt)]
@@ -161,6 +168,7 @@ public struct ExecutionStateMachine: Sendable {
 
     public mutating func taskSucceeded(_ key: String, attempt: Int, output: JSONValue, at now: Date) -> [Effect] {
         guard status == .running, var run = tasks[key], run.attempt == attempt, run.state == .running else { return [] }
+        eventTime = now
         run.state = .completed
         run.output = output
         tasks[key] = run
@@ -180,6 +188,7 @@ public struct ExecutionStateMachine: Sendable {
 
     public mutating func taskFailed(_ key: String, attempt: Int, error: TaskError, at now: Date) -> [Effect] {
         guard status == .running, var run = tasks[key], run.attempt == attempt, run.state == .running else { return [] }
+        eventTime = now
         run.error = error
         var effects: [Effect] = []
         if let delay = retryDelay(for: definitions[key]!, failedAttempt: attempt, error: error) {
@@ -189,15 +198,30 @@ public struct ExecutionStateMachine: Sendable {
             effects.append(.armTimer(.retry(task: key, attempt: attempt + 1), at: now.addingTimeInterval(delay)))
             return effects
         }
-        run.state = .failed
         tasks[key] = run
-        effects.append(.taskState(task: key, state: .failed, attempt: attempt))
-        end(.failed, error: "task \"\(key)\" failed: \(error.message)", into: &effects)
+        failForGood(key, error: error, into: &effects)
         return effects
+    }
+
+    /// A task that will not be retried: it fails the execution, unless its
+    /// policy says to continue (then its dependents run as after a success).
+    private mutating func failForGood(_ key: String, error: TaskError, into effects: inout [Effect]) {
+        guard var run = tasks[key] else { return }
+        run.state = .failed
+        run.error = error
+        tasks[key] = run
+        effects.append(.taskState(task: key, state: .failed, attempt: run.attempt))
+        if definitions[key]!.retry?.continueOnFailure == true {
+            advance(after: key, into: &effects)
+            finishIfDone(into: &effects)
+        } else {
+            end(.failed, error: "task \"\(key)\" failed: \(error.message)", into: &effects)
+        }
     }
 
     public mutating func timerFired(_ timer: Timer, at now: Date) -> [Effect] {
         guard status == .running else { return [] }
+        eventTime = now
         switch timer {
         case .retry(let key, let attempt):
             guard var run = tasks[key], run.state == .retrying, run.attempt + 1 == attempt else { return [] }
@@ -212,6 +236,16 @@ public struct ExecutionStateMachine: Sendable {
                 + taskFailed(
                     key, attempt: attempt,
                     error: TaskError(kind: "timeout", message: "attempt \(attempt) timed out after \(timeout) ms"), at: now)
+        case .taskTimeout(let key):
+            guard let run = tasks[key], !run.state.isTerminal, run.state != .pending else { return [] }
+            var effects: [Effect] = []
+            if run.state == .running { effects.append(.stop(task: key, attempt: run.attempt)) }
+            let total = definitions[key]!.retry?.totalTimeoutMs ?? 0
+            failForGood(
+                key,
+                error: TaskError(kind: "timeout", message: "the task timed out after \(total) ms (attempt \(run.attempt))"),
+                into: &effects)
+            return effects
         case .executionTimeout:
             var effects: [Effect] = []
             end(.timedOut, error: "the execution timed out after \(executionTimeoutMs ?? 0) ms", into: &effects)
@@ -221,6 +255,7 @@ public struct ExecutionStateMachine: Sendable {
 
     public mutating func cancel(reason: String, at now: Date) -> [Effect] {
         guard status == .running else { return [] }
+        eventTime = now
         var effects: [Effect] = []
         end(.cancelled, error: reason.isEmpty ? "cancelled" : reason, into: &effects)
         return effects
@@ -231,6 +266,7 @@ public struct ExecutionStateMachine: Sendable {
     /// is left, in case a crash came between a commit and the next.
     public mutating func resume(at now: Date) -> [Effect] {
         guard status == .running else { return [] }
+        eventTime = now
         var effects: [Effect] = []
         for key in order where tasks[key]?.state == .pending {
             let deps = definitions[key]!.dependsOn
@@ -238,9 +274,11 @@ public struct ExecutionStateMachine: Sendable {
                 queue(key, into: &effects)
                 continue
             }
-            let states = deps.map { tasks[$0]!.state }
-            guard states.allSatisfy({ $0 == .completed || $0 == .skipped }) else { continue }
-            if states.contains(.completed) { queue(key, into: &effects) } else { skip(key, into: &effects) }
+            switch readiness(of: key) {
+            case .ready: queue(key, into: &effects)
+            case .skip: skip(key, into: &effects)
+            case .waiting: continue
+            }
         }
         finishIfDone(into: &effects)
         return effects
@@ -255,6 +293,20 @@ public struct ExecutionStateMachine: Sendable {
         tasks[key] = run
         effects.append(.taskState(task: key, state: .queued, attempt: 1))
         effects.append(.enqueue(task: key, attempt: 1))
+        if let total = definitions[key]!.retry?.totalTimeoutMs, total > 0 {
+            effects.append(.armTimer(.taskTimeout(task: key), at: eventTime.addingTimeInterval(Double(total) / 1000)))
+        }
+    }
+
+    enum Readiness { case ready, skip, waiting }
+
+    /// A pending task is ready when every dependency finished (completed,
+    /// skipped, or failed with continue-on-failure) and at least one of them
+    /// ran; skipped when all of them were skipped.
+    func readiness(of key: String) -> Readiness {
+        let states = definitions[key]!.dependsOn.map { tasks[$0]!.state }
+        guard states.allSatisfy({ $0 == .completed || $0 == .skipped || $0 == .failed }) else { return .waiting }
+        return states.contains(where: { $0 != .skipped }) || states.isEmpty ? .ready : .skip
     }
 
     private mutating func skip(_ key: String, into effects: inout [Effect]) {
@@ -269,12 +321,10 @@ public struct ExecutionStateMachine: Sendable {
     private mutating func advance(after key: String, into effects: inout [Effect]) {
         for dependent in dependents[key] ?? [] {
             guard tasks[dependent]?.state == .pending else { continue }
-            let states = definitions[dependent]!.dependsOn.map { tasks[$0]!.state }
-            guard states.allSatisfy({ $0 == .completed || $0 == .skipped }) else { continue }
-            if states.contains(.completed) {
-                queue(dependent, into: &effects)
-            } else {
-                skip(dependent, into: &effects)
+            switch readiness(of: dependent) {
+            case .ready: queue(dependent, into: &effects)
+            case .skip: skip(dependent, into: &effects)
+            case .waiting: continue
             }
         }
     }

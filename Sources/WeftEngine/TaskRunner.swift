@@ -11,10 +11,14 @@ public struct TaskInvocation: Sendable {
     /// `expression` is left as written: it is evaluated, not interpolated).
     public var config: JSONValue
     public var context: Expression.Context
+    /// The task's per-attempt timeout, if it has one.
+    public var timeoutMs: Int64?
 
     public init(
-        executionId: String, taskKey: String, attempt: Int, action: String, config: JSONValue, context: Expression.Context
+        executionId: String, taskKey: String, attempt: Int, action: String, config: JSONValue, context: Expression.Context,
+        timeoutMs: Int64? = nil
     ) {
+        self.timeoutMs = timeoutMs
         self.executionId = executionId
         self.taskKey = taskKey
         self.attempt = attempt
@@ -41,7 +45,7 @@ public struct TaskInvocation: Sendable {
         }
         return TaskInvocation(
             executionId: executionId, taskKey: task.key, attempt: attempt, action: task.action, config: config,
-            context: context)
+            context: context, timeoutMs: task.timeoutMs)
     }
 }
 
@@ -55,12 +59,21 @@ public enum TaskOutcome: Sendable, Equatable {
 /// outcome with an error kind the retry policy can match.
 public protocol TaskRunner: Sendable {
     var action: String { get }
+    /// Finishes at once without I/O (noop, log, transform, condition): the
+    /// engine then commits the attempt's start together with its outcome.
+    var isInstant: Bool { get }
     func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
         -> TaskOutcome
 }
 
+extension TaskRunner {
+    /// Runners do I/O unless they say otherwise.
+    public var isInstant: Bool { false }
+}
+
 /// `noop`: passes `config.output` (or `{}`) through; used by benchmarks.
 public struct NoopRunner: TaskRunner {
+    public var isInstant: Bool { true }
     public let action = "noop"
     public init() {}
 
@@ -73,6 +86,7 @@ public struct NoopRunner: TaskRunner {
 
 /// `log`: writes `config.message` (default: the task key) at `config.level`.
 public struct LogRunner: TaskRunner {
+    public var isInstant: Bool { true }
     public let action = "log"
     public init() {}
 
@@ -93,6 +107,7 @@ public struct LogRunner: TaskRunner {
 
 /// `transform`: its output is `config.output` with templates resolved.
 public struct TransformRunner: TaskRunner {
+    public var isInstant: Bool { true }
     public let action = "transform"
     public init() {}
 
@@ -107,6 +122,7 @@ public struct TransformRunner: TaskRunner {
 /// (`{"result": true, "branch": "then"}`) and the state machine skips the
 /// other one.
 public struct ConditionRunner: TaskRunner {
+    public var isInstant: Bool { true }
     public let action = "condition"
     public init() {}
 

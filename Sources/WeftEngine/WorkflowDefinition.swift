@@ -172,9 +172,14 @@ public enum WorkflowDefinition {
         return try Expression.parse(trimmed)
     }
 
-    static let retryableErrorKinds: Set<String> = ["timeout", "http_5xx", "http_4xx", "connection", "any"]
+    static let retryableErrorKinds: Set<String> = [
+        "timeout", "http_5xx", "http_4xx", "http_3xx", "connection", "response_too_large", "external", "any",
+    ]
 
     static func validateRetry(_ retry: RetryPolicyRecord, label: String, key: String) throws(DefinitionError) {
+        if let total = retry.totalTimeoutMs, total <= 0 || total > 366 * 86_400_000 {
+            throw DefinitionError("\(label): retry.totalTimeout must be more than 0 and at most 366 days", taskKey: key)
+        }
         if retry.maxAttempts < 1 || retry.maxAttempts > 100 {
             throw DefinitionError("\(label): retry.maxAttempts must be from 1 to 100", taskKey: key)
         }

@@ -1,6 +1,7 @@
 public import Prometheus
 
 import Metrics
+import Synchronization
 
 /// The process-wide metrics registry and the names of every metric Weft emits.
 ///
@@ -45,6 +46,12 @@ public final class WeftMetrics: Sendable {
         registry.makeDurationHistogram(descriptor: Self.descriptor(name, help: help), labels: labels, buckets: buckets)
     }
 
+    public func valueHistogram(
+        _ name: String, help: String, labels: [(String, String)] = [], buckets: [Double]
+    ) -> ValueHistogram {
+        registry.makeValueHistogram(name: name, labels: labels, buckets: buckets, help: help)
+    }
+
     private static func descriptor(_ name: String, help: String) -> MetricNameDescriptor {
         // The full name is passed as `metricName` with an empty unit so the
         // names stay exactly those of `MetricNames` (no prefix juggling).
@@ -85,4 +92,37 @@ public enum MetricNames {
     public static let accountsRegistered = "weft_users_registered_total"
     public static let workflowWrites = "weft_workflow_writes_total"
     public static let restDecodeErrors = "weft_rest_request_decode_errors_total"
+    // The engine (Step 3).
+    public static let queueDepth = "weft_queue_depth"
+    public static let taskWait = "weft_task_wait_seconds"
+    public static let taskDuration = "weft_task_duration_seconds"
+    public static let executionsStarted = "weft_executions_started_total"
+    public static let executionsFinished = "weft_executions_finished_total"
+    public static let executionDuration = "weft_execution_duration_seconds"
+    public static let executionsInFlight = "weft_executions_in_flight"
+    public static let workers = "weft_workers"
+    public static let taskRetries = "weft_task_retries_total"
+    public static let leaseExpiries = "weft_lease_expiries_total"
+    public static let commitBatchSize = "weft_engine_commit_batch_size"
+    public static let engineErrors = "weft_engine_errors_total"
+}
+
+/// Keeps a label's values bounded: the first `cap` distinct values are used
+/// as they are, later ones become "other" (so a user cannot grow the series
+/// count without limit).
+public final class BoundedLabel: Sendable {
+    private let seen = Mutex<Set<String>>([])
+    private let cap: Int
+
+    public init(cap: Int) { self.cap = cap }
+
+    public func value(_ raw: String) -> String {
+        let trimmed = String(raw.prefix(64))
+        return seen.withLock { seen in
+            if seen.contains(trimmed) { return trimmed }
+            guard seen.count < cap else { return "other" }
+            seen.insert(trimmed)
+            return trimmed
+        }
+    }
 }

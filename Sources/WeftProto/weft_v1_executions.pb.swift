@@ -324,11 +324,25 @@ public nonisolated struct Weft_V1_ExecuteWorkflowRequest: Sendable {
   /// The same key on the same workflow returns the same execution.
   public var idempotencyKey: String = String()
 
+  /// Ends the execution as TimedOut if it runs longer; unset: no limit.
+  public var timeout: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_timeout ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_timeout = newValue}
+  }
+  /// Returns true if `timeout` has been explicitly set.
+  public var hasTimeout: Bool {self._timeout != nil}
+  /// Clears the value of `timeout`. Subsequent reads from it will return its default value.
+  public mutating func clearTimeout() {self._timeout = nil}
+
+  /// Queue priority of its tasks, -100 to 100 (higher first); default 0.
+  public var priority: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _timeout: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
 public nonisolated struct Weft_V1_ExecuteWorkflowResponse: Sendable {
@@ -733,7 +747,7 @@ nonisolated extension Weft_V1_TaskExecution.Status: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Weft_V1_ExecuteWorkflowRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecuteWorkflowRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}input\0\u{3}idempotency_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}input\0\u{3}idempotency_key\0\u{1}timeout\0\u{1}priority\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -744,6 +758,8 @@ nonisolated extension Weft_V1_ExecuteWorkflowRequest: SwiftProtobuf.Message, Swi
       case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._input) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._timeout) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
       default: break
       }
     }
@@ -763,6 +779,12 @@ nonisolated extension Weft_V1_ExecuteWorkflowRequest: SwiftProtobuf.Message, Swi
     if !self.idempotencyKey.isEmpty {
       try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 3)
     }
+    try { if let v = self._timeout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -770,6 +792,8 @@ nonisolated extension Weft_V1_ExecuteWorkflowRequest: SwiftProtobuf.Message, Swi
     if lhs.workflowID != rhs.workflowID {return false}
     if lhs._input != rhs._input {return false}
     if lhs.idempotencyKey != rhs.idempotencyKey {return false}
+    if lhs._timeout != rhs._timeout {return false}
+    if lhs.priority != rhs.priority {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

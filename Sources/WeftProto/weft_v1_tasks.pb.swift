@@ -166,12 +166,28 @@ public nonisolated struct Weft_V1_RetryPolicy: Sendable {
   /// "connection", "any"); empty means all.
   public var retryableErrors: [String] = []
 
+  /// Bounds the whole task, all attempts and backoffs included; unset: none.
+  public var totalTimeout: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_totalTimeout ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_totalTimeout = newValue}
+  }
+  /// Returns true if `totalTimeout` has been explicitly set.
+  public var hasTotalTimeout: Bool {self._totalTimeout != nil}
+  /// Clears the value of `totalTimeout`. Subsequent reads from it will return its default value.
+  public mutating func clearTotalTimeout() {self._totalTimeout = nil}
+
+  /// When the task fails for good, record it as Failed and go on: its
+  /// dependents still run (they can read `tasks.<key>.status`), and the
+  /// execution can still complete. Default: the execution fails.
+  public var continueOnFailure: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _initialBackoff: SwiftProtobuf.Google_Protobuf_Duration? = nil
   fileprivate var _maxBackoff: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _totalTimeout: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
 public nonisolated struct Weft_V1_CreateTaskRequest: @unchecked Sendable {
@@ -570,7 +586,7 @@ nonisolated extension Weft_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Weft_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RetryPolicy"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_attempts\0\u{3}initial_backoff\0\u{3}max_backoff\0\u{3}backoff_multiplier\0\u{1}jitter\0\u{3}retryable_errors\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_attempts\0\u{3}initial_backoff\0\u{3}max_backoff\0\u{3}backoff_multiplier\0\u{1}jitter\0\u{3}retryable_errors\0\u{3}total_timeout\0\u{3}continue_on_failure\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -584,6 +600,8 @@ nonisolated extension Weft_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtobuf.
       case 4: try { try decoder.decodeSingularDoubleField(value: &self.backoffMultiplier) }()
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.jitter) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.retryableErrors) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._totalTimeout) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.continueOnFailure) }()
       default: break
       }
     }
@@ -612,6 +630,12 @@ nonisolated extension Weft_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.retryableErrors.isEmpty {
       try visitor.visitRepeatedStringField(value: self.retryableErrors, fieldNumber: 6)
     }
+    try { if let v = self._totalTimeout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if self.continueOnFailure != false {
+      try visitor.visitSingularBoolField(value: self.continueOnFailure, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -622,6 +646,8 @@ nonisolated extension Weft_V1_RetryPolicy: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.backoffMultiplier != rhs.backoffMultiplier {return false}
     if lhs.jitter != rhs.jitter {return false}
     if lhs.retryableErrors != rhs.retryableErrors {return false}
+    if lhs._totalTimeout != rhs._totalTimeout {return false}
+    if lhs.continueOnFailure != rhs.continueOnFailure {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -14,6 +14,8 @@ public struct ExecutionRecord: Sendable, Hashable {
     /// "manual", "api", "schedule", "webhook".
     public var trigger: String
     public var cost: Double
+    /// Queue priority of its tasks (higher first).
+    public var priority: Int
     public var createdBy: String?
     public var createdAt: Date
     public var startedAt: Date?
@@ -23,7 +25,7 @@ public struct ExecutionRecord: Sendable, Hashable {
     public init(
         executionId: String, workflowId: String, workflowVersion: Int, status: String, input: JSONValue,
         output: JSONValue? = nil, error: String? = nil, idempotencyKey: String? = nil, trigger: String = "api",
-        cost: Double = 0, createdBy: String? = nil, createdAt: Date, startedAt: Date? = nil, completedAt: Date? = nil,
+        cost: Double = 0, priority: Int = 0, createdBy: String? = nil, createdAt: Date, startedAt: Date? = nil, completedAt: Date? = nil,
         tasks: [TaskExecutionRecord] = []
     ) {
         self.executionId = executionId
@@ -36,6 +38,7 @@ public struct ExecutionRecord: Sendable, Hashable {
         self.idempotencyKey = idempotencyKey
         self.trigger = trigger
         self.cost = cost
+        self.priority = priority
         self.createdBy = createdBy
         self.createdAt = createdAt
         self.startedAt = startedAt
@@ -85,6 +88,15 @@ public enum ExecutionTransition: Sendable, Hashable {
     case task(
         executionId: String, taskKey: String, status: String, attempt: Int, at: Date, output: JSONValue? = nil,
         error: String? = nil)
+    /// Queue operations folded into the same transaction as the state
+    /// changes they follow from, so a state and its queue item never
+    /// disagree and one fsync covers both.
+    case enqueue(QueueItem)
+    /// Removes a leased item; fails the group (`StoreError.conflict`) if the
+    /// lease was lost, so an outcome is recorded under a valid lease only.
+    case completeLease(id: Int64, token: String)
+    /// Gives a leased item back, leasable again at `readyAt`.
+    case releaseLease(id: Int64, token: String, readyAt: Date)
 }
 
 public struct ExecutionQuery: Sendable, Hashable {

@@ -11,9 +11,13 @@ public actor GroupCommitter {
     public private(set) var batches = 0
     public private(set) var transitionsWritten = 0
 
-    public init(store: any ExecutionStore, maxBatch: Int = 1000) {
+    /// Called with the number of transitions of each transaction written.
+    private let onBatch: @Sendable (Int) -> Void
+
+    public init(store: any ExecutionStore, maxBatch: Int = 1000, onBatch: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.store = store
         self.maxBatch = max(1, maxBatch)
+        self.onBatch = onBatch
     }
 
     public func submit(_ transitions: [ExecutionTransition]) async throws {
@@ -38,6 +42,7 @@ public actor GroupCommitter {
             do {
                 let outcomes = try await store.applyEach(batch.map(\.transitions))
                 batches += 1
+                onBatch(count)
                 for (entry, failure) in zip(batch, outcomes) {
                     if let failure {
                         entry.waiter.resume(throwing: failure)

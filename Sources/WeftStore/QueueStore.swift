@@ -35,6 +35,43 @@ public struct Lease: Sendable, Hashable {
     public var expiresAt: Date
     /// How many times this item was leased (1 on the first lease).
     public var deliveries: Int
+    /// The item was taken over from a holder whose lease had expired.
+    public var reclaimed: Bool
+
+    public init(id: Int64, item: QueueItem, token: String, expiresAt: Date, deliveries: Int, reclaimed: Bool = false) {
+        self.id = id
+        self.item = item
+        self.token = token
+        self.expiresAt = expiresAt
+        self.deliveries = deliveries
+        self.reclaimed = reclaimed
+    }
+
+    /// What an external worker holds: the row id and the token in one string.
+    public var handle: String { "\(id).\(token)" }
+
+    /// Splits a `handle` back into row id and token; nil if malformed.
+    public static func parse(handle: String) -> (id: Int64, token: String)? {
+        guard let dot = handle.firstIndex(of: "."), let id = Int64(handle[..<dot]), id > 0 else { return nil }
+        let token = String(handle[handle.index(after: dot)...])
+        guard !token.isEmpty, token.utf8.count <= 64 else { return nil }
+        return (id, token)
+    }
+}
+
+/// Depth of one queue at one moment.
+public struct QueueDepth: Sendable, Hashable {
+    public var queue: String
+    public var ready: Int
+    public var delayed: Int
+    public var leased: Int
+
+    public init(queue: String, ready: Int, delayed: Int, leased: Int) {
+        self.queue = queue
+        self.ready = ready
+        self.delayed = delayed
+        self.leased = leased
+    }
 }
 
 /// The durable task queue with leases (at-least-once delivery): a worker
@@ -60,4 +97,14 @@ public protocol QueueStore: Sendable {
     /// Items leasable now, waiting for a later `readyAt` (retry backoffs,
     /// delays), and leased now.
     func depth(queue: String, now: Date) async throws -> (ready: Int, delayed: Int, leased: Int)
+    /// The depth of every queue that has items.
+    func depths(now: Date) async throws -> [QueueDepth]
+    /// The item currently leased with this id and token; nil once the lease
+    /// was lost or the item completed.
+    func lease(id: Int64, token: String) async throws -> Lease?
+    /// Ends every lease on these queues at once (after a restart the
+    /// in-process holders are gone; waiting for expiry would only add delay).
+    /// Returns how many were released.
+    @discardableResult
+    func releaseAll(queues: [String]) async throws -> Int
 }

@@ -210,6 +210,14 @@ enum SQLiteMigrations {
                 CREATE UNIQUE INDEX task_executions_by_key ON task_executions(execution_id, task_key);
                 """)
         }
+        migrator.registerMigration("v5-engine") { db in
+            // An execution's queue priority, kept for the tasks it queues
+            // after a restart; the timers queue is scanned by due time.
+            try db.execute(sql: """
+                ALTER TABLE workflow_executions ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX task_queue_due ON task_queue(queue, ready_at);
+                """)
+        }
         return migrator
     }
 }

@@ -17,14 +17,14 @@ extension SQLiteStore: ExecutionStore {
             try db.execute(
                 sql: """
                     INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
-                        idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
                     execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
                     execution.trigger, execution.cost, execution.createdBy, execution.createdAt, execution.startedAt,
-                    execution.completedAt,
+                    execution.completedAt, execution.priority,
                 ])
             for task in execution.tasks {
                 try db.execute(
@@ -134,6 +134,12 @@ extension SQLiteStore: ExecutionStore {
                 guard db.changesCount == 1 else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
                 }
+            case .enqueue(let item):
+                try insert(db, [item])
+            case .completeLease(let id, let token):
+                try completeLease(db, id: id, token: token)
+            case .releaseLease(let id, let token, let readyAt):
+                try releaseLease(db, id: id, token: token, readyAt: readyAt)
             }
         }
     }
@@ -178,7 +184,8 @@ extension SQLiteStore: ExecutionStore {
             executionId: row["execution_id"], workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
             status: row["status"], input: (try? JSONValue(jsonText: row["input"])) ?? .emptyObject,
             output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
-            idempotencyKey: row["idempotency_key"], trigger: row["trigger"], cost: row["cost"], createdBy: row["created_by"],
+            idempotencyKey: row["idempotency_key"], trigger: row["trigger"], cost: row["cost"], priority: row["priority"],
+            createdBy: row["created_by"],
             createdAt: row["created_at"], startedAt: row["started_at"], completedAt: row["completed_at"])
     }
 }

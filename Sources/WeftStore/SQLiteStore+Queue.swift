@@ -4,20 +4,43 @@ import GRDB
 extension SQLiteStore: QueueStore {
     public func enqueue(_ items: [QueueItem]) async throws {
         guard !items.isEmpty else { return }
-        try await write("enqueue") { db in
-            let now = Date()
-            for item in items {
-                try db.execute(
-                    sql: """
-                        INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
-                        """,
-                    arguments: [
-                        item.queue, item.executionId, item.taskKey, item.attempt, item.priority, item.readyAt,
-                        item.payload.jsonText(), now,
-                    ])
-            }
+        try await write("enqueue") { db in try Self.insert(db, items) }
+    }
+
+    static func insert(_ db: Database, _ items: [QueueItem]) throws {
+        let now = Date()
+        for item in items {
+            try db.execute(
+                sql: """
+                    INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
+                    """,
+                arguments: [
+                    item.queue, item.executionId, item.taskKey, item.attempt, item.priority, item.readyAt,
+                    item.payload.jsonText(), now,
+                ])
+        }
+    }
+
+    static func completeLease(_ db: Database, id: Int64, token: String) throws {
+        // A token still on the row means nobody else leased the item since,
+        // even if the lease ran out: the work is accepted once.
+        try db.execute(sql: "DELETE FROM task_queue WHERE id = ? AND lease_token = ?", arguments: [id, token])
+        guard db.changesCount == 1 else {
+            throw StoreError.conflict("the lease was lost (it expired and another worker has the task, or the task was completed)")
+        }
+    }
+
+    static func releaseLease(_ db: Database, id: Int64, token: String, readyAt: Date) throws {
+        try db.execute(
+            sql: """
+                UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL, ready_at = ?
+                WHERE id = ? AND lease_token = ?
+                """,
+            arguments: [readyAt, id, token])
+        guard db.changesCount == 1 else {
+            throw StoreError.conflict("the lease was lost (it expired and another worker has the task)")
         }
     }
 
@@ -31,7 +54,7 @@ extension SQLiteStore: QueueStore {
                 sql: """
                     SELECT * FROM task_queue
                     WHERE queue = ? AND ready_at <= ? AND (lease_token IS NULL OR lease_expires_at <= ?)
-                    ORDER BY priority DESC, id LIMIT ?
+                    ORDER BY \(queue == "timers" ? "ready_at" : "priority DESC, id") LIMIT ?
                     """,
                 arguments: [queue, now, now, limit])
             let expires = now.addingTimeInterval(duration)
@@ -39,13 +62,16 @@ extension SQLiteStore: QueueStore {
                 let token = IDGenerator.make("lse", now: now)
                 let id: Int64 = row["id"]
                 let deliveries: Int = row["deliveries"]
+                let reclaimed = (row["lease_token"] as String?) != nil
                 try db.execute(
                     sql: """
                         UPDATE task_queue SET lease_token = ?, leased_by = ?, lease_expires_at = ?, deliveries = deliveries + 1
                         WHERE id = ?
                         """,
                     arguments: [token, worker, expires, id])
-                return Lease(id: id, item: Self.queueItem(row), token: token, expiresAt: expires, deliveries: deliveries + 1)
+                return Lease(
+                    id: id, item: Self.queueItem(row), token: token, expiresAt: expires, deliveries: deliveries + 1,
+                    reclaimed: reclaimed)
             }
         }
     }
@@ -66,27 +92,51 @@ extension SQLiteStore: QueueStore {
     }
 
     public func complete(_ lease: Lease) async throws {
-        try await write("complete") { db in
-            // A token still on the row means nobody else leased the item
-            // since, even if the lease ran out: the work is accepted once.
-            try db.execute(sql: "DELETE FROM task_queue WHERE id = ? AND lease_token = ?", arguments: [lease.id, lease.token])
-            guard db.changesCount == 1 else {
-                throw StoreError.conflict(
-                    "the lease on \(lease.item.taskKey) attempt \(lease.item.attempt) was lost; another worker has it")
-            }
-        }
+        try await write("complete") { db in try Self.completeLease(db, id: lease.id, token: lease.token) }
     }
 
     public func release(_ lease: Lease, readyAt: Date) async throws {
-        try await write("release") { db in
+        try await write("release") { db in try Self.releaseLease(db, id: lease.id, token: lease.token, readyAt: readyAt) }
+    }
+
+    public func lease(id: Int64, token: String) async throws -> Lease? {
+        try await read("find_lease") { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT * FROM task_queue WHERE id = ? AND lease_token = ?", arguments: [id, token])
+            else { return nil }
+            return Lease(
+                id: id, item: Self.queueItem(row), token: token, expiresAt: row["lease_expires_at"],
+                deliveries: row["deliveries"])
+        }
+    }
+
+    public func releaseAll(queues: [String]) async throws -> Int {
+        guard !queues.isEmpty else { return 0 }
+        return try await write("release_all") { db in
             try db.execute(
                 sql: """
-                    UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL, ready_at = ?
-                    WHERE id = ? AND lease_token = ?
+                    UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL
+                    WHERE lease_token IS NOT NULL AND queue IN (\(databaseQuestionMarks(count: queues.count)))
                     """,
-                arguments: [readyAt, lease.id, lease.token])
-            guard db.changesCount == 1 else {
-                throw StoreError.conflict("the lease on \(lease.item.taskKey) attempt \(lease.item.attempt) was lost")
+                arguments: StatementArguments(queues))
+            return db.changesCount
+        }
+    }
+
+    public func depths(now: Date) async throws -> [QueueDepth] {
+        try await read("queue_depths") { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT queue,
+                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN 1 ELSE 0 END) AS ready,
+                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at > ? THEN 1 ELSE 0 END) AS delayed,
+                        SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
+                    FROM task_queue GROUP BY queue
+                    """,
+                arguments: [now, now, now, now, now]
+            ).map { row in
+                QueueDepth(queue: row["queue"], ready: row["ready"] ?? 0, delayed: row["delayed"] ?? 0, leased: row["leased"] ?? 0)
             }
         }
     }

@@ -29,11 +29,17 @@ public struct RetryPolicyRecord: Sendable, Hashable, Codable {
     public var backoffMultiplier: Double
     public var jitter: Double
     public var retryableErrors: [String]
+    /// Bounds the whole task, all attempts and backoffs included.
+    public var totalTimeoutMs: Int64?
+    /// A task that fails for good lets the execution go on.
+    public var continueOnFailure: Bool?
 
     public init(
         maxAttempts: Int, initialBackoffMs: Int64, maxBackoffMs: Int64, backoffMultiplier: Double, jitter: Double,
-        retryableErrors: [String]
+        retryableErrors: [String], totalTimeoutMs: Int64? = nil, continueOnFailure: Bool? = nil
     ) {
+        self.totalTimeoutMs = totalTimeoutMs
+        self.continueOnFailure = continueOnFailure
         self.maxAttempts = maxAttempts
         self.initialBackoffMs = initialBackoffMs
         self.maxBackoffMs = maxBackoffMs

@@ -45,11 +45,18 @@ struct EngineTests {
         }
     }
 
-    /// Runs workers until the execution ends (bounded).
+    /// Runs a worker pool (built-in tasks and timers) until the execution
+    /// ends (bounded: 10 s).
     func drive(_ engine: Engine, _ store: SQLiteStore, _ executionId: String) async throws -> ExecutionRecord {
-        for _ in 0..<200 {
-            if let record = try await store.execution(id: executionId), record.isFinished { return record }
-            if try await engine.runReadyTasks(worker: "w1") == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let pool = WorkerPool(engine: engine, slots: 4, idlePoll: .milliseconds(20))
+        let workers = Task { await pool.run() }
+        defer { workers.cancel() }
+        for _ in 0..<2000 {
+            if let record = try await store.execution(id: executionId), record.isFinished {
+                await engine.flushLogs()
+                return record
+            }
+            try await Task.sleep(for: .milliseconds(5))
         }
         throw CancellationError()
     }
@@ -81,7 +88,10 @@ struct EngineTests {
         #expect(byKey["join"]?.output == .string("gold"))
         #expect(byKey["check"]?.output?["branch"] == .string("then"))
         let lines = try await env.logs.entries(LogQuery(executionId: started.executionId, limit: 100)).map(\.message)
-        #expect(lines.first == "order o-9")
+        #expect(lines.first == "execution started (workflow version 1, trigger api)")
+        #expect(lines.contains("order o-9"))
+        #expect(lines.contains("task check completed (attempt 1)"))
+        #expect(lines.contains("task small skipped (its branch was not taken)"))
         #expect(lines.last == "execution completed")
         #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
@@ -210,13 +220,13 @@ struct EngineTests {
         let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
         let worker = Task { try await engine.runReadyTasks(worker: "w1") }
         while sleepy.state.calls.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
-        #expect(try await engine.cancel(executionId: started.executionId, reason: "operator said so"))
+        #expect(try await engine.cancel(executionId: started.executionId, reason: "operator said so") == .cancelled)
         _ = try await worker.value
         let done = try #require(try await env.store.execution(id: started.executionId))
         #expect(done.status == "Cancelled" && done.error == "operator said so")
         #expect(done.tasks.map(\.status) == ["Cancelled", "Cancelled"])
         #expect(sleepy.state.cancelled.withLock { $0 } == 1)
-        #expect(try await engine.cancel(executionId: started.executionId, reason: "again") == false)
+        #expect(try await engine.cancel(executionId: started.executionId, reason: "again") == .alreadyFinished(status: "Cancelled"))
         #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
 
@@ -230,8 +240,7 @@ struct EngineTests {
         let begin = Date()
         let started = try await engine.execute(
             workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil, timeoutMs: 100)
-        _ = try await engine.runReadyTasks(worker: "w1")
-        let done = try #require(try await env.store.execution(id: started.executionId))
+        let done = try await drive(engine, env.store, started.executionId)
         #expect(done.status == "TimedOut")
         #expect(sleepy.state.cancelled.withLock { $0 } <= 1)
         #expect(Date().timeIntervalSince(begin) < 4, "the running attempt must be stopped, not awaited")

@@ -99,7 +99,9 @@ enum ProtoMapping {
             maxBackoffMs: retry.hasMaxBackoff ? try milliseconds(retry.maxBackoff, field: "retry.maxBackoff") : 60_000,
             backoffMultiplier: retry.backoffMultiplier == 0 ? 2 : retry.backoffMultiplier,
             jitter: retry.jitter,
-            retryableErrors: retry.retryableErrors)
+            retryableErrors: retry.retryableErrors,
+            totalTimeoutMs: retry.hasTotalTimeout ? try milliseconds(retry.totalTimeout, field: "retry.totalTimeout") : nil,
+            continueOnFailure: retry.continueOnFailure ? true : nil)
     }
 
     static func retryPolicy(_ record: RetryPolicyRecord) -> Weft_V1_RetryPolicy {
@@ -110,6 +112,8 @@ enum ProtoMapping {
         retry.backoffMultiplier = record.backoffMultiplier
         retry.jitter = record.jitter
         retry.retryableErrors = record.retryableErrors
+        if let total = record.totalTimeoutMs { retry.totalTimeout = duration(ms: total) }
+        retry.continueOnFailure = record.continueOnFailure ?? false
         return retry
     }
 

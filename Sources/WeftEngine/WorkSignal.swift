@@ -1,0 +1,91 @@
+public import Foundation
+import Synchronization
+
+/// Wakes whoever waits for work on a queue (in-process workers, long-polling
+/// external workers) as soon as an item is committed, instead of polling the
+/// store. A waiter first reads the queue's generation, then looks for work,
+/// then waits only if the generation is unchanged, so a notify between the
+/// look and the wait is never lost. Waits always end by a timeout as well:
+/// the store stays the truth (items made ready by time, another process).
+public final class WorkSignal: Sendable {
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Void, Never>
+    }
+
+    private struct State {
+        var generations: [String: UInt64] = [:]
+        var waiters: [String: [Waiter]] = [:]
+        var nextId: UInt64 = 0
+        /// Waits whose timeout or cancel came before they registered.
+        var ended: Set<UInt64> = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func generation(_ queue: String) -> UInt64 {
+        state.withLock { $0.generations[queue, default: 0] }
+    }
+
+    /// Wakes every waiter of `queue`.
+    public func notify(_ queue: String) {
+        let woken = state.withLock { state -> [Waiter] in
+            state.generations[queue, default: 0] &+= 1
+            return state.waiters.removeValue(forKey: queue) ?? []
+        }
+        for waiter in woken { waiter.continuation.resume() }
+    }
+
+    /// Wakes the waiters of `queue` at `date` (a delayed item becomes ready).
+    public func notify(_ queue: String, at date: Date) {
+        let delay = date.timeIntervalSinceNow
+        guard delay > 0 else { return notify(queue) }
+        Task { [self] in
+            try? await Task.sleep(for: .milliseconds(Int64((delay * 1000).rounded(.up))))
+            notify(queue)
+        }
+    }
+
+    /// Returns when `queue` is notified after `generation` was read, or after
+    /// `timeout`, or at once if it already was.
+    public func wait(_ queue: String, since generation: UInt64, timeout: Duration) async {
+        let id = state.withLock { state -> UInt64 in
+            state.nextId &+= 1
+            return state.nextId
+        }
+        let timer = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            resume(queue, id: id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.ended.remove(id) != nil || state.generations[queue, default: 0] != generation { return true }
+                    state.waiters[queue, default: []].append(Waiter(id: id, continuation: continuation))
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            resume(queue, id: id)
+        }
+        timer.cancel()
+        // Forget an early end that found nothing to resume.
+        state.withLock { _ = $0.ended.remove(id) }
+    }
+
+    private func resume(_ queue: String, id: UInt64) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard var list = state.waiters[queue], let index = list.firstIndex(where: { $0.id == id }) else {
+                state.ended.insert(id)
+                return nil
+            }
+            let waiter = list.remove(at: index)
+            state.waiters[queue] = list.isEmpty ? nil : list
+            return waiter
+        }
+        waiter?.continuation.resume()
+    }
+}

@@ -1,0 +1,106 @@
+public import Foundation
+import Synchronization
+import WeftStore
+
+/// The in-process workers: `slots` attempts of built-in tasks run at once.
+/// One dispatcher leases as many ready items as there are free slots (one
+/// store transaction for the lot) and runs each in a child task; a second
+/// loop fires due timers (timeouts), so a pool busy with long tasks never
+/// delays a timeout. Both sleep on the `WorkSignal` when there is nothing
+/// to do, and look at the store at least every `idlePoll` anyway.
+public final class WorkerPool: Sendable {
+    let engine: Engine
+    let slots: Int
+    let name: String
+    let idlePoll: Duration
+    let metrics: EngineMetrics?
+    private let busy = Mutex(0)
+
+    public init(engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
+                metrics: EngineMetrics? = nil) {
+        self.engine = engine
+        self.slots = max(1, slots)
+        self.name = name
+        self.idlePoll = idlePoll
+        self.metrics = metrics
+    }
+
+    /// Runs until the surrounding task is cancelled; attempts in progress
+    /// then finish (or are re-delivered after a restart).
+    public func run(onError: @escaping @Sendable (any Error) -> Void = { _ in }) async {
+        metrics?.workers(busy: 0, total: slots)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.dispatch(onError: onError) }
+            group.addTask { await self.timers(onError: onError) }
+        }
+    }
+
+    private static let slotsQueue = "#slots"
+
+    private func dispatch(onError: @escaping @Sendable (any Error) -> Void) async {
+        let signal = engine.signal
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let free = slots - busy.withLock { $0 }
+                if free <= 0 {
+                    let generation = signal.generation(Self.slotsQueue)
+                    if busy.withLock({ $0 }) >= slots {
+                        await signal.wait(Self.slotsQueue, since: generation, timeout: idlePoll)
+                    }
+                    continue
+                }
+                let generation = signal.generation(Engine.builtinQueue)
+                let leases: [Lease]
+                do {
+                    leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: min(free, 64))
+                } catch {
+                    onError(error)
+                    try? await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                if leases.isEmpty {
+                    await signal.wait(Engine.builtinQueue, since: generation, timeout: idlePoll)
+                    continue
+                }
+                let now = busy.withLock { $0 += leases.count; return $0 }
+                metrics?.workers(busy: now, total: slots)
+                for lease in leases {
+                    group.addTask {
+                        do { try await self.engine.handle(lease) } catch { onError(error) }
+                        let left = self.busy.withLock { $0 -= 1; return $0 }
+                        self.metrics?.workers(busy: left, total: self.slots)
+                        signal.notify(Self.slotsQueue)
+                    }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func timers(onError: @escaping @Sendable (any Error) -> Void) async {
+        let signal = engine.signal
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let generation = signal.generation(Engine.timerQueue)
+                let leases: [Lease]
+                do {
+                    leases = try await engine.lease(Engine.timerQueue, worker: "\(name)-timers", limit: 64)
+                } catch {
+                    onError(error)
+                    try? await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                if leases.isEmpty {
+                    await signal.wait(Engine.timerQueue, since: generation, timeout: idlePoll)
+                    continue
+                }
+                for lease in leases {
+                    group.addTask {
+                        do { try await self.engine.handle(lease) } catch { onError(error) }
+                    }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,331 @@
+"""Crash recovery (Step 3): SIGKILL `weft serve` in the middle of work,
+restart it on the same data dir, and check that every accepted execution
+finishes exactly once.
+
+1. A burst of ~300 executions of noop -> delay -> transform -> log submitted
+   from several threads; the server is SIGKILLed while many still run.  After
+   the restart every accepted execution (202) completes with every task
+   Completed and its output present, no execution exists twice (idempotency
+   keys are unique in the list, and re-submitting a key returns the same
+   execution), and no task's "completed" engine event is logged twice (log
+   lines are written after the state commit, so a lost line is acceptable, a
+   duplicate would mean a result recorded twice).
+2. An external task leased by a worker that vanishes together with the
+   server: after the restart and the lease expiry another poll receives the
+   same task with the same attempt, the old token is stale, and completing
+   it finishes the execution.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+
+import weft_helpers as wh
+
+TERMINAL = {"Completed", "Failed", "Cancelled", "TimedOut"}
+CODES = {"FAILED_PRECONDITION": 9}
+N_EXECUTIONS = 300
+KILL_AFTER = 200  # accepted executions before the SIGKILL
+THREADS = 8
+RECOVERY_DEADLINE = 60
+
+
+@pytest.fixture
+def restartable(tmp_path, protos):
+    """start(tag) starts `weft serve` on one fixed data dir (and stops every
+    server started here at teardown), so a killed server can be restarted on
+    the same data."""
+    binary = wh.weft_bin()
+    if not binary.exists():
+        pytest.fail(f"weft binary not found at {binary}; build it (swift build) or set WEFT_BIN", pytrace=False)
+    data, logs = tmp_path / "data", tmp_path / "logs"
+    started: list[wh.WeftServer] = []
+
+    def start(tag: str) -> wh.WeftServer:
+        srv = wh.WeftServer(binary, data, logs, args=wh.API_SERVER_ARGS, name=f"recovery-{tag}")
+        started.append(srv)
+        try:
+            srv.start(timeout=60)
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return srv
+
+    yield start
+    for srv in started:
+        try:
+            srv.stop(signal.SIGTERM, timeout=20)
+        finally:
+            srv.close_files()
+
+
+def create_wf(client: wh.RestClient, tasks) -> dict:
+    r = client.post("/workflows", {"name": f"recovery {uuid.uuid4().hex[:8]}", "tasks": tasks})
+    assert r.status == 201, r
+    return r.json
+
+
+def list_executions(client: wh.RestClient, wid: str, page_size: int = 100) -> list:
+    out, token = [], ""
+    for _ in range(1000):
+        path = f"/workflows/{wid}/executions?pageSize={page_size}" + (f"&pageToken={token}" if token else "")
+        r = client.get(path)
+        assert r.status == 200, r
+        out += r.json.get("executions", [])
+        token = r.json.get("nextPageToken", "")
+        if not token:
+            return out
+    raise AssertionError("execution paging did not end")
+
+
+def get_execution(client, wid, eid) -> dict:
+    r = client.get(f"/workflows/{wid}/executions/{eid}")
+    assert r.status == 200, r
+    return r.json
+
+
+def logs_of(client, wid, eid) -> list:
+    entries, token = [], ""
+    for _ in range(100):
+        r = client.get(f"/workflows/{wid}/executions/{eid}/logs?pageSize=1000" + (f"&pageToken={token}" if token else ""))
+        assert r.status == 200, r
+        entries += r.json.get("entries", [])
+        token = r.json.get("nextPageToken", "")
+        if not token:
+            return entries
+    raise AssertionError("log paging did not end")
+
+
+def task_run(execution: dict, key: str) -> dict:
+    for t in execution.get("tasks", []):
+        if t["taskKey"] == key:
+            return t
+    raise AssertionError(f"no task {key} in {execution}")
+
+
+COMPLETED_RE = re.compile(r"\bcompleted\b", re.I)
+
+
+def test_sigkill_during_a_burst_of_executions(restartable):
+    srv = restartable("first")
+    owner = wh.register_and_login(srv, "Crash Tester")
+    wf = create_wf(owner.rest, [
+        {"key": "start", "name": "Start", "action": "noop", "config": {"output": {"marker": "{{ input.n }}"}}},
+        {"key": "wait", "name": "Wait", "action": "delay", "config": {"duration": "200ms"}, "dependsOn": ["start"]},
+        {"key": "shape", "name": "Shape", "action": "transform", "dependsOn": ["wait"],
+         "config": {"output": {"n": "{{ input.n }}", "marker": "{{ tasks.start.output.marker }}",
+                               "label": "exec {{ input.n }}"}}},
+        {"key": "note", "name": "Note", "action": "log", "dependsOn": ["shape"],
+         "config": {"message": "done {{ tasks.shape.output.label }}"}},
+    ])
+    wid = wf["id"]
+    task_ids = {t["key"]: t["id"] for t in wf["tasks"]}
+    prefix = uuid.uuid4().hex[:8]
+
+    # -- the burst ----------------------------------------------------------
+    accepted: dict[str, tuple[int, str]] = {}  # idempotency key -> (n, executionId)
+    uncertain: set[str] = set()  # the request may have reached the server
+    refused: set[str] = set()  # never reached it (connection refused)
+    unexpected: list = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = iter(range(N_EXECUTIONS))
+
+    def submitter():
+        client = wh.RestClient(srv, owner.token, timeout=15)
+        while not stop.is_set():
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            key = f"{prefix}-{n}"
+            try:
+                r = client.post(f"/workflows/{wid}/execute", {"input": {"n": n}, "idempotencyKey": key})
+            except ConnectionRefusedError:
+                with lock:
+                    refused.add(key)
+                continue
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    uncertain.add(key)
+                continue
+            with lock:
+                if r.status == 202:
+                    accepted[key] = (n, r.json["executionId"])
+                else:
+                    unexpected.append((key, r))
+
+    threads = [threading.Thread(target=submitter, daemon=True) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    wh.wait_until(lambda: len(accepted) >= KILL_AFTER or not any(t.is_alive() for t in threads), 120,
+                  0.002, message="the burst to reach the kill point")
+    kill_ns = time.time_ns()
+    srv.kill()  # SIGKILL
+    assert srv.killed
+    for t in threads:
+        t.join(30)
+    stop.set()
+    assert not unexpected, unexpected[:5]
+    assert len(accepted) >= KILL_AFTER, (len(accepted), len(uncertain), len(refused))
+    # Keys never handed to a thread were never sent.
+    sent = set(accepted) | uncertain | refused
+    never_sent = {f"{prefix}-{n}" for n in range(N_EXECUTIONS)} - sent
+
+    # -- restart on the same data dir ------------------------------------------
+    srv2 = restartable("restart")
+    client = wh.RestClient(srv2, owner.token, timeout=30)  # tokens survive: the key is in the data dir
+    accepted_ids = {eid for _, eid in accepted.values()}
+    state: dict = {}
+
+    def all_terminal():
+        listed = list_executions(client, wid)
+        state["listed"] = listed
+        ids = {e["executionId"] for e in listed}
+        return accepted_ids <= ids and all(e["status"] in TERMINAL for e in listed)
+
+    def progress():
+        listed = state.get("listed", [])
+        counts: dict = {}
+        for e in listed:
+            counts[e["status"]] = counts.get(e["status"], 0) + 1
+        missing = accepted_ids - {e["executionId"] for e in listed}
+        return f"every accepted execution to end: statuses {counts}, {len(missing)} accepted ids missing"
+
+    wh.wait_until(all_terminal, RECOVERY_DEADLINE, 0.5, message=progress)
+    listed = state["listed"]
+
+    # -- the list: every accepted execution once, nothing created twice -------
+    ids = [e["executionId"] for e in listed]
+    assert len(ids) == len(set(ids)), "an execution is listed twice across pages"
+    created = [wh.rfc3339_nanos(e["createdAt"]) for e in listed]
+    assert created == sorted(created, reverse=True), "executions are not listed newest first"
+    keys = [e.get("idempotencyKey", "") for e in listed]
+    assert len(keys) == len(set(keys)), "an idempotency key has two executions: an execution was created twice"
+    by_key = {e["idempotencyKey"]: e for e in listed}
+    for key, (n, eid) in accepted.items():
+        assert by_key.get(key, {}).get("executionId") == eid, (key, eid, by_key.get(key))
+    extras = set(by_key) - set(accepted)
+    assert extras <= uncertain, ("executions nobody submitted (or whose request was refused)",
+                                 sorted(extras - uncertain)[:5], sorted(extras & (refused | never_sent))[:5])
+
+    # -- some were still running at the kill ------------------------------------
+    finished_after_kill = [e for e in listed if wh.rfc3339_nanos(e["completedAt"]) > kill_ns]
+    assert len(finished_after_kill) >= 5, (
+        f"only {len(finished_after_kill)} executions finished after the SIGKILL: the crash hit no work in progress")
+
+    # -- every execution completed, once, with correct outputs -------------------
+    completion_lines = 0
+    for listed_execution in listed:
+        eid = listed_execution["executionId"]
+        ex = get_execution(client, wid, eid)
+        n = int(ex["input"]["n"])
+        assert ex["status"] == "Completed", ex
+        assert by_key[ex["idempotencyKey"]]["executionId"] == eid
+        assert ex["idempotencyKey"] == f"{prefix}-{n}", ex
+        for key in ("start", "wait", "shape", "note"):
+            run = task_run(ex, key)
+            assert run["status"] == "Completed", (key, ex)
+            assert run["attempt"] >= 1, (key, ex)
+            assert isinstance(run.get("output"), dict), (key, ex)
+        assert task_run(ex, "start")["output"] == {"marker": n}, ex
+        assert task_run(ex, "shape")["output"] == {"n": n, "marker": n, "label": f"exec {n}"}, ex
+        assert task_run(ex, "note")["output"] == {"message": f"done exec {n}"}, ex
+
+        entries = logs_of(client, wid, eid)
+        seqs = [int(e["sequence"]) for e in entries]
+        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), (eid, seqs)
+        per_task: dict = {}
+        for e in entries:
+            if e.get("taskId") and COMPLETED_RE.search(e.get("message", "")):
+                per_task.setdefault(e["taskId"], []).append(e["message"])
+        for tid, lines in per_task.items():
+            assert tid in task_ids.values(), (eid, tid, lines)
+            assert len(lines) == 1, f"execution {eid}: task {tid} completed more than once: {lines}"
+        completion_lines += sum(len(v) for v in per_task.values())
+    assert completion_lines > 0, (
+        "no task 'completed' engine event found in any execution log; sample log: "
+        + repr([e["message"] for e in logs_of(client, wid, listed[0]["executionId"])]))
+
+    # -- idempotency keys still dedupe after the restart -------------------------
+    for key, (n, eid) in list(accepted.items())[:20]:
+        r = client.post(f"/workflows/{wid}/execute", {"input": {"n": n}, "idempotencyKey": key})
+        assert r.status == 202, r
+        assert r.json["executionId"] == eid, (key, r.json)
+    assert len(list_executions(client, wid, page_size=1000)) == len(listed)
+
+
+def poll(client: wh.RestClient, queue: str, wait: str, lease: str) -> wh.RestResponse:
+    return client.post(f"/queues/{queue}/poll", {"workerId": "recovery", "wait": wait, "leaseDuration": lease})
+
+
+def test_sigkill_while_an_external_task_is_leased(restartable):
+    srv = restartable("first")
+    owner = wh.register_and_login(srv, "Lease Tester")
+    q = "crash-" + uuid.uuid4().hex[:8]
+    wf = create_wf(owner.rest, [
+        {"key": "job", "name": "Job", "action": "external", "config": {"queue": q, "input": {"n": "{{ input.n }}"}}},
+        {"key": "after", "name": "After", "action": "transform", "dependsOn": ["job"],
+         "config": {"output": {"got": "{{ tasks.job.output.got }}"}}},
+    ])
+    wid = wf["id"]
+    eids = []
+    for n in (1, 2):
+        r = owner.rest.post(f"/workflows/{wid}/execute", {"input": {"n": n}})
+        assert r.status == 202, r
+        eids.append(r.json["executionId"])
+    client = wh.RestClient(srv, owner.token, timeout=30)
+    r = poll(client, q, "5s", "2s")
+    assert r.status == 200 and r.json.get("task"), r
+    held = r.json["task"]
+    assert held["attempt"] == 1 and held["executionId"] in eids, held
+    # The server dies with the lease held; the worker holding it vanishes too.
+    srv.kill()
+
+    srv2 = restartable("restart")
+    client = wh.RestClient(srv2, owner.token, timeout=30)
+    got: dict = {}
+    deadline = time.monotonic() + 40
+    while len(got) < 2 and time.monotonic() < deadline:
+        r = poll(client, q, "10s", "30s")
+        assert r.status == 200, r
+        task = r.json.get("task")
+        if task:
+            assert task["executionId"] not in got, ("delivered twice", task, got)
+            got[task["executionId"]] = (task, time.time())
+    assert set(got) == set(eids), f"after the restart the poll returned {sorted(got)}, expected both of {eids}"
+
+    again, received_at = got[held["executionId"]]
+    assert again["taskKey"] == "job" and again["taskId"] == held["taskId"], again
+    assert again["attempt"] == held["attempt"], ("the attempt changed across the crash", held, again)
+    assert again["input"] == held["input"] == {"n": next(i + 1 for i, e in enumerate(eids) if e == held["executionId"])}
+    assert again["leaseToken"] != held["leaseToken"]
+    assert received_at >= wh.rfc3339_nanos(held["leaseExpiresAt"]) / 1e9 - 0.5, (
+        "the task was handed out again before its lease expired", held["leaseExpiresAt"])
+    other = got[next(e for e in eids if e != held["executionId"])][0]
+    assert other["attempt"] == 1, other
+
+    # The dead worker's token is stale; the new holder completes it.
+    r = client.post("/workers/complete", {"leaseToken": held["leaseToken"], "output": {"got": "stale"}})
+    assert r.status == 400 and r.json.get("code") in (9, "FAILED_PRECONDITION"), r
+    for task, _ in got.values():
+        r = client.post("/workers/complete", {"leaseToken": task["leaseToken"],
+                                              "output": {"got": f"n{task['input']['n']}"}})
+        assert r.status == 200, r
+
+    def finished(eid):
+        ex = get_execution(client, wid, eid)
+        return ex if ex["status"] in TERMINAL else None
+
+    for n, eid in enumerate(eids, 1):
+        ex = wh.wait_until(lambda: finished(eid), 20, 0.1, message=f"execution {eid} to end")
+        assert ex["status"] == "Completed", ex
+        assert task_run(ex, "job")["attempt"] == 1, ex
+        assert task_run(ex, "job")["output"] == {"got": f"n{n}"}, ex
+        assert task_run(ex, "after")["output"] == {"got": f"n{n}"}, ex
