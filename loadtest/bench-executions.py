@@ -304,7 +304,6 @@ def client_entry(kind, cfg, q, conn):
     """Runs in a spawned process: one grpc.aio channel (or more), a fixed schedule."""
     try:
         sys.path.append(cfg["gen_dir"])
-        import grpc  # noqa: F401
         from weft.v1 import executions_pb2, executions_pb2_grpc
         res = asyncio.run(_client_async(kind, cfg, q, conn, executions_pb2, executions_pb2_grpc))
         q.put(("result", cfg["index"], res))
@@ -815,7 +814,7 @@ def run_hold(t, a, gen_dir):
          "first_error": next((x["first_error"] for x in results if x["first_error"]), None),
          "submit_s": end - start_at, "submit_per_s": accepted / (end - start_at) if end > start_at else None,
          "ack_p50_ms": None if not acks else pct(acks, 0.5) * 1e3, "ack_p99_ms": None if not acks else pct(acks, 0.99) * 1e3,
-         "rss_before_mb": mb(rss0), "rss_after_mb": mb(rss1), "hwm_mb": mb(hwm1),
+         "rss_before_mb": mb(rss0), "rss_after_mb": mb(rss1), "hwm_before_mb": mb(hwm0), "hwm_mb": mb(hwm1),
          "rss_per_execution_kb": (rss1 - rss0) / accepted if rss0 and rss1 and accepted else None,
          "queue_ready": depth["ready"], "queue_delayed": depth["delayed"], "queue_leased": depth["leased"],
          "in_flight": metric_sum(m1, "weft_executions_in_flight"),
@@ -841,11 +840,11 @@ def print_rate_report(rows, summary):
     print()
     print("| run | rate/s | sent | accepted/s | errors | completed/s | tasks/s | compl/arr | backlog at end "
           "| p50 | p90 | p99 | max | ExecuteWorkflow p50/p99 | send lag p99/max | server exec p50/p99 "
-          "| task wait p99 | server CPU/exec | verdict |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| task wait p99 | server CPU/exec | client CPU/proc | verdict |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print("| %s | %s | %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s ms | %s / %s ms | %s / %s ms "
-              "| %s | %s | %s |" % (
+              "| %s | %s | %s | %s |" % (
                   r["phase"], r["rate"], r["scheduled"], fmt(r["accepted_per_s"], ".0f"),
                   sum(r["errors"].values()), fmt(r["completed_per_s"], ".0f"), fmt(r["tasks_per_s"], ".0f"),
                   fmt(r["completion_ratio"], ".3f"), fmt(r["backlog_at_end"], "d"),
@@ -854,6 +853,7 @@ def print_rate_report(rows, summary):
                   fmt(r["send_lag_p99_ms"], ".1f"), fmt(r["send_lag_max_ms"], ".1f"),
                   fmt(r["server_exec_p50_ms"], ".1f"), fmt(r["server_exec_p99_ms"], ".1f"),
                   fmt(r["task_wait_p99_ms"], ".2f", " ms"), fmt(r["server_cpu_us_per_exec"], ".0f", " µs"),
+                  "/".join("%.0f" % x for x in r["client_cpu_pct_per_proc"]) + " %",
                   r["verdict"] + (" (contended)" if r["contended"] else "")))
     print()
     print("Latency = createdAt -> completedAt (server timestamps, 1 ms resolution) of the executions created in the "

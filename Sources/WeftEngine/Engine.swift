@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 public import WeftStore
 
 /// Runs executions: drives each execution's `ExecutionStateMachine`, makes
@@ -311,13 +312,17 @@ public actor Engine {
                 lease, .failed(.init(kind: "config", message: "config: \(error.description)")), executionId: executionId,
                 deferred: effects)
         }
-        let log = logger(executionId: executionId, taskId: task.id)
         if runner.isInstant {
             // Nothing observable happens between start and outcome: commit
             // both at once. An attempt timeout cannot fire in between.
             effects.removeAll { if case .armTimer(.attemptTimeout, _) = $0 { true } else { false } }
-            let outcome = await runner.run(invocation, log: log)
-            return try await record(lease, outcome, executionId: executionId, deferred: effects)
+            // Its lines are logged after its "started" line, as for any task.
+            let collected = CollectedLines()
+            let clock = now
+            let outcome = await runner.run(invocation) { level, message in
+                collected.add(LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: clock()))
+            }
+            return try await record(lease, outcome, executionId: executionId, deferred: effects, lines: collected.lines)
         }
 
         try await carryOut(effects, executionId: executionId, at: at)
@@ -327,6 +332,7 @@ public actor Engine {
             try await discard(lease)
             return
         }
+        let log = logger(executionId: executionId, taskId: task.id)
         let job = Task { await runner.run(invocation, log: log) }
         running[jobKey] = job
         // Keep the lease while the attempt runs, so a long task is not
@@ -409,7 +415,8 @@ public actor Engine {
     /// with no suspension in between, then committed with the lease's completion.
     @discardableResult
     private func finish(
-        _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = []
+        _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = [],
+        lines: [LogRecord] = []
     ) async throws -> Bool {
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
@@ -439,15 +446,16 @@ public actor Engine {
         live[executionId] = running ? state : nil
         try await carryOut(
             deferred + effects, executionId: executionId, at: at, machine: state.machine, live: state,
-            lease: .complete(lease))
+            lease: .complete(lease), taskLines: lines)
         return true
     }
 
     /// `finish` for callers that return nothing.
     private func record(
-        _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = []
+        _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = [],
+        lines: [LogRecord] = []
     ) async throws {
-        try await finish(lease, outcome, executionId: executionId, deferred: deferred)
+        try await finish(lease, outcome, executionId: executionId, deferred: deferred, lines: lines)
     }
 
     /// Completes a lease whose work is moot; losing it meanwhile is fine.
@@ -697,7 +705,8 @@ public actor Engine {
     /// removed a finished execution from memory.
     private func carryOut(
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date, starting: Bool = false,
-        machine given: ExecutionStateMachine? = nil, live givenLive: Live? = nil, lease: LeaseOperation? = nil
+        machine given: ExecutionStateMachine? = nil, live givenLive: Live? = nil, lease: LeaseOperation? = nil,
+        taskLines: [LogRecord] = []
     ) async throws {
         guard !effects.isEmpty || starting || lease != nil else { return }
         guard let state = givenLive ?? live[executionId] else {
@@ -726,6 +735,7 @@ public actor Engine {
                 if let line = Self.logLine(key: key, state: taskState, attempt: attempt, error: run?.error) {
                     lines.append(LogRecord(executionId: executionId, taskId: task?.id, level: line.level, message: line.text, createdAt: at))
                 }
+                if taskState == .running { lines += taskLines }
                 if watched {
                     let record = TaskExecutionRecord(
                         taskExecutionId: state.taskExecutionIds[key] ?? "", taskId: task?.id ?? "", taskKey: key,
@@ -789,6 +799,13 @@ public actor Engine {
             feed.publish(executionId, .state(status: status.rawValue, task: nil, message: error ?? "", at: at))
             feed.publish(executionId, .finished(status: status.rawValue))
         }
+    }
+
+    /// Lines an instant runner writes, kept until its start is committed.
+    final class CollectedLines: Sendable {
+        private let store = Mutex<[LogRecord]>([])
+        func add(_ line: LogRecord) { store.withLock { $0.append(line) } }
+        var lines: [LogRecord] { store.withLock { $0 } }
     }
 
     /// The log line for a task state change (none for Queued: it is implied).

@@ -113,15 +113,18 @@ public final class EngineMetrics: Sendable {
         idleWorkers.set(Double(max(0, total - busy)))
     }
 
-    public func queueDepth(queue: String, ready: Int, delayed: Int, leased: Int) {
+    /// Sets the depth gauges of one label (queues that share a label,
+    /// capped external ones in "other", are summed by the caller).
+    public func queueDepth(label name: String, ready: Int, delayed: Int, leased: Int) {
         let help = "Queue items by state: ready (leasable now), delayed (backoffs, timers, delays), leased (running)."
-        let name = queueName(queue)
         gauge(MetricNames.queueDepth, help: help, [("queue", name), ("state", "ready")]).set(Double(ready))
         gauge(MetricNames.queueDepth, help: help, [("queue", name), ("state", "delayed")]).set(Double(delayed))
         gauge(MetricNames.queueDepth, help: help, [("queue", name), ("state", "leased")]).set(Double(leased))
     }
 
     public func setInFlight(_ count: Int) { inFlight.set(Double(count)) }
+
+    public func queueLabelName(_ queue: String) -> String { queueName(queue) }
 
     /// "builtin", "timers", or an external queue's name (owner ids are
     /// never labels).

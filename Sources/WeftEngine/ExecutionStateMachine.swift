@@ -52,10 +52,13 @@ public struct ExecutionStateMachine: Sendable {
     public struct TaskError: Sendable, Equatable {
         public var kind: String
         public var message: String
+        /// False: fail for good whatever the retry policy says.
+        public var retryable: Bool
 
-        public init(kind: String, message: String) {
+        public init(kind: String, message: String, retryable: Bool = true) {
             self.kind = kind
             self.message = message
+            self.retryable = retryable
         }
     }
 
@@ -352,7 +355,7 @@ public struct ExecutionStateMachine: Sendable {
     /// Seconds to wait before the next attempt, or nil when the task has
     /// used its attempts or the error is not retryable.
     func retryDelay(for task: TaskRecord, failedAttempt: Int, error: TaskError) -> TimeInterval? {
-        guard let policy = task.retry, failedAttempt < policy.maxAttempts else { return nil }
+        guard error.retryable, let policy = task.retry, failedAttempt < policy.maxAttempts else { return nil }
         let kinds = policy.retryableErrors
         guard kinds.isEmpty || kinds.contains("any") || kinds.contains(error.kind) else { return nil }
         let multiplier = policy.backoffMultiplier >= 1 ? policy.backoffMultiplier : 1

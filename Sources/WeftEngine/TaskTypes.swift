@@ -126,7 +126,7 @@ public enum TaskTypes {
         }
     }
 
-    static func isQueueName(_ name: String) -> Bool {
+    public static func isQueueName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
             && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) }
     }

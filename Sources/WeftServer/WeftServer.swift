@@ -3,6 +3,7 @@ public import Logging
 import NIOCore
 import ServiceLifecycle
 public import WeftObservability
+import WeftEngine
 import WeftProto
 import WeftRPC
 import WeftStore
@@ -27,10 +28,23 @@ public struct WeftServer: Sendable {
         let logStore = try SQLiteLogStore(
             path: (config.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
             metrics: StoreMetrics(metrics: metrics, store: "logs"))
+        let engineMetrics = EngineMetrics(metrics: metrics)
+        let httpRunner = HTTPRunner()
+        defer { Task { await httpRunner.shutdown() } }
+        let engine = Engine(
+            workflows: store, executions: store, queue: store, logs: logStore,
+            runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
+            leaseDuration: TimeInterval(config.leaseSeconds), metrics: engineMetrics)
+        do {
+            let recovered = try await engine.recover()
+            if recovered > 0 { logger.info("engine: resumed \(recovered) unfinished executions") }
+        } catch {
+            throw WeftStartupError("cannot resume unfinished executions: \(error)")
+        }
         let deps = APIDependencies(
             users: store,
             workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(store, capacity: config.workflowCacheSize) : store,
-            logs: logStore,
+            logs: logStore, executions: store, engine: engine,
             auth: Authenticator(
                 signer: TokenSigner(
                     key: try Authenticator.loadKey(dataDirectory: config.dataDirectory, secret: config.authSecret),
@@ -90,7 +104,11 @@ public struct WeftServer: Sendable {
             })
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server), .init(service: retention)],
+                services: [
+                    .init(service: server), .init(service: retention),
+                    .init(service: EngineService(
+                        engine: engine, queue: store, workers: config.workers, metrics: engineMetrics, logger: logger)),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
@@ -99,7 +117,7 @@ public struct WeftServer: Sendable {
     /// Every weft.v1 service, in the order clients see them.
     static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
         [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
-         VersionAPI(deps: deps)]
+         VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

@@ -21,6 +21,10 @@ public struct WeftServerConfig: Sendable {
     public var workflowCacheSize = 10_000
     /// scrypt cost as log2(N) for password hashes.
     public var scryptLogN = 15
+    /// In-process worker slots; 0 runs no built-in task (they stay queued).
+    public var workers = 16
+    /// Lease length of in-process workers, in seconds.
+    public var leaseSeconds = 60
 
     public init() {}
 }

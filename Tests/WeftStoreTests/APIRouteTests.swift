@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftEngine
 import WeftObservability
 import WeftRPC
 import WeftStore
@@ -11,8 +12,10 @@ struct APIRouteTests {
     func services() throws -> ([any RPCService], TempStore) {
         let temp = try TempStore()
         let metrics = WeftMetrics()
+        let logs = try SQLiteLogStore(path: temp.directory.appendingPathComponent("l.sqlite").path)
         let deps = APIDependencies(
-            users: temp.store, workflows: temp.store, logs: try SQLiteLogStore(path: temp.directory.appendingPathComponent("l.sqlite").path),
+            users: temp.store, workflows: temp.store, logs: logs, executions: temp.store,
+            engine: Engine(workflows: temp.store, executions: temp.store, queue: temp.store, logs: logs),
             auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
             passwords: PasswordHasher(logN: 10), metrics: metrics)
         return (WeftServer.apiServices(deps), temp)
@@ -32,9 +35,9 @@ struct APIRouteTests {
                 methods.insert(handler.descriptor.path)
             }
         }
-        // 11 services: users 3, workflows 6, tasks 5, executions 5, logs 2, versions 4,
-        // schedules 3, collaborators 4, subscriptions 3, integrations 4, analytics 2.
-        #expect(methods.count == 41)
+        // 12 services: users 3, workflows 6, tasks 5, executions 5, logs 2, versions 4,
+        // schedules 3, collaborators 4, subscriptions 3, integrations 4, analytics 2, workers 4.
+        #expect(methods.count == 45)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

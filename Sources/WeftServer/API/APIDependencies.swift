@@ -1,4 +1,5 @@
 import Foundation
+import WeftEngine
 import WeftObservability
 import WeftRPC
 import WeftStore
@@ -12,6 +13,8 @@ struct APIDependencies: Sendable {
     /// The definition cache in front of `workflows`, for event-loop fast paths.
     var cache: CachedWorkflowStore? { workflows as? CachedWorkflowStore }
     let logs: any LogStore
+    let executions: any ExecutionStore
+    let engine: Engine
     let auth: Authenticator
     let passwords: PasswordHasher
     let metrics: WeftMetrics

@@ -29,34 +29,12 @@ struct PlannedAPIs {
     }
 
     var services: [any RPCService] {
-        let engine = "the workflow engine, Step 3"
         let later = "a later step"
-        let e = "weft.v1.ExecutionService"
-        let l = "weft.v1.LogService"
         let s = "weft.v1.ScheduleService"
         let n = "weft.v1.SubscriptionService"
         let i = "weft.v1.IntegrationService"
         let a = "weft.v1.AnalyticsService"
-        let execution = "/workflows/{workflowId}/executions/{executionId}"
         return [
-            StaticService(handlers: [
-                planned(e, "ExecuteWorkflow", Weft_V1_ExecuteWorkflowRequest.self, Weft_V1_ExecuteWorkflowResponse.self,
-                        step: engine, rest: [.post("/workflows/{workflowId}/execute", status: 202)]),
-                planned(e, "GetExecution", Weft_V1_GetExecutionRequest.self, Weft_V1_Execution.self,
-                        step: engine, rest: [.get(execution)]),
-                planned(e, "ListExecutions", Weft_V1_ListExecutionsRequest.self, Weft_V1_ListExecutionsResponse.self,
-                        step: engine, rest: [.get("/workflows/{workflowId}/executions")]),
-                planned(e, "CancelExecution", Weft_V1_CancelExecutionRequest.self, Weft_V1_Execution.self,
-                        step: engine, rest: [.post(execution + "/cancel")]),
-                plannedStream(e, "WatchExecution", Weft_V1_WatchExecutionRequest.self, Weft_V1_ExecutionEvent.self,
-                              step: engine, rest: [.get(execution + "/watch")]),
-            ]),
-            StaticService(handlers: [
-                planned(l, "GetExecutionLogs", Weft_V1_GetExecutionLogsRequest.self, Weft_V1_GetExecutionLogsResponse.self,
-                        step: engine, rest: [.get(execution + "/logs")]),
-                plannedStream(l, "TailLogs", Weft_V1_TailLogsRequest.self, Weft_V1_LogEntry.self,
-                              step: engine, rest: [.get(execution + "/logs/tail")]),
-            ]),
             StaticService(handlers: [
                 planned(s, "CreateSchedule", Weft_V1_CreateScheduleRequest.self, Weft_V1_Schedule.self,
                         step: later, rest: [.post("/workflows/{workflowId}/schedules", status: 201)]),
