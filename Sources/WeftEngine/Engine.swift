@@ -93,6 +93,10 @@ public actor Engine {
     }
 
     private var live: [String: Live] = [:]
+    /// Executions that ended here recently (their final commit may still be
+    /// in flight): never reloaded from a store that may not show it yet.
+    private var ended: Set<String> = []
+    private var endedOrder: [String] = []
     /// Executions an operation is working on (never evicted meanwhile).
     private var pins: [String: Int] = [:]
     /// In-process attempts now running, by "execution|task|attempt".
@@ -653,6 +657,7 @@ public actor Engine {
     /// unknown or finished.
     private func load(_ executionId: String) async throws -> Live? {
         if let existing = live[executionId] { return existing }
+        if ended.contains(executionId) { return nil }
         guard let record = try await executions.execution(id: executionId), !record.isFinished, record.status != "Pending",
             let version = try await workflows.workflowVersion(
                 workflowId: record.workflowId, versionId: String(record.workflowVersion)),
@@ -671,8 +676,10 @@ public actor Engine {
             priority: record.priority, createdAt: record.createdAt,
             taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
         for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
-        // Another handler may have loaded it while this one awaited the store.
+        // Another handler may have loaded it (or ended it) while this one
+        // awaited the store.
         if let existing = live[executionId] { return existing }
+        if ended.contains(executionId) { return nil }
         evictIfNeeded()
         live[executionId] = restored
         return restored
@@ -687,6 +694,15 @@ public actor Engine {
             live[key] = nil
             budget -= 1
             if budget == 0 { break }
+        }
+    }
+
+    private func markEnded(_ executionId: String) {
+        ended.insert(executionId)
+        endedOrder.append(executionId)
+        if endedOrder.count > 20_000 {
+            for old in endedOrder.prefix(10_000) { ended.remove(old) }
+            endedOrder.removeFirst(10_000)
         }
     }
 
@@ -775,12 +791,15 @@ public actor Engine {
             transitions.append(.releaseLease(id: held.id, token: held.token, readyAt: readyAt))
         case nil: break
         }
+        let ending = machine.status != .running && !ended.contains(executionId)
+        if ending { markEnded(executionId) }
         do {
             try await commit(transitions)
         } catch {
             // Memory must not run ahead of the store: forget the execution so
             // the next event reloads it from what was actually committed.
             live[executionId] = nil
+            if ending { ended.remove(executionId) }
             throw error
         }
         for name in wake { signal.notify(name) }

@@ -316,7 +316,7 @@ def test_sigkill_while_an_external_task_is_leased(restartable):
     assert r.status == 400 and r.json.get("code") in (9, "FAILED_PRECONDITION"), r
     for task, _ in got.values():
         r = client.post("/workers/complete", {"leaseToken": task["leaseToken"],
-                                              "output": {"got": f"n{task['input']['n']}"}})
+                                              "output": {"got": f"n{int(task['input']['n'])}"}})
         assert r.status == 200, r
 
     def finished(eid):
