@@ -144,9 +144,7 @@ public actor Engine {
                     taskExecutionId: IDGenerator.make(IDGenerator.taskExecution, now: at), taskId: $0.id, taskKey: $0.key,
                     status: "Pending")
             })
-        let (stored, created) = try await executions.createExecution(record)
-        guard created else { return stored }
-        let id = stored.executionId
+        let id = record.executionId
         pin(id)
         defer { unpin(id) }
         var machine = ExecutionStateMachine(tasks: workflow.tasks, executionTimeoutMs: timeoutMs)
@@ -155,14 +153,18 @@ public actor Engine {
             machine: machine, tasks: Dictionary(uniqueKeysWithValues: workflow.tasks.map { ($0.key, $0) }), input: input,
             workflowId: workflow.id, workflowName: workflow.name, ownerId: workflow.ownerId, priority: priority,
             createdAt: at,
-            taskExecutionIds: Dictionary(uniqueKeysWithValues: stored.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
-        metrics?.executionStarted(workflow: workflow.name)
-        logWriter.append(
-            [LogRecord(executionId: id, taskId: nil, level: .info,
-                       message: "execution started (workflow version \(workflow.version), trigger \(trigger))", createdAt: at)])
-        try await carryOut(effects, executionId: id, at: at, starting: true)
-        var result = stored
-        result.status = live[id]?.machine.status.rawValue ?? "Running"
+            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+        do {
+            // The execution row, its start and its first queue items are
+            // one share of a group commit.
+            try await carryOut(effects, executionId: id, at: at, start: (record, create: true))
+        } catch StoreError.alreadyExists {
+            // The idempotency key is taken: answer with that execution.
+            let (existing, _) = try await executions.createExecution(record)
+            return existing
+        }
+        var result = record
+        result.status = live[id]?.machine.status.rawValue ?? machine.status.rawValue
         result.startedAt = at
         return result
     }
@@ -174,7 +176,8 @@ public actor Engine {
     public func recover() async throws -> Int {
         try await queue.releaseAll(queues: [Self.builtinQueue, Self.timerQueue])
         let unfinished = try await executions.unfinishedExecutions()
-        metrics?.setInFlight(unfinished.count)
+        // Started here or not, each counts once as in flight.
+        defer { metrics?.setInFlight(unfinished.count) }
         let at = now()
         for record in unfinished {
             let id = record.executionId
@@ -650,7 +653,7 @@ public actor Engine {
             input: record.input, workflowId: record.workflowId, workflowName: version.name, ownerId: workflow.ownerId,
             priority: record.priority, createdAt: record.createdAt,
             taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
-        try await carryOut(effects, executionId: record.executionId, at: at, starting: true)
+        try await carryOut(effects, executionId: record.executionId, at: at, start: (record, create: false))
     }
 
     /// The execution in memory, loaded from the store if needed; nil when
@@ -709,6 +712,9 @@ public actor Engine {
     private func commit(_ transitions: [ExecutionTransition]) async throws {
         do {
             try await committer.submit(transitions)
+        } catch StoreError.alreadyExists(let message) {
+            // A repeated idempotency key: an answer, not an engine error.
+            throw StoreError.alreadyExists(message)
         } catch {
             metrics?.error(error is StoreError ? "store_conflict" : "store")
             throw error
@@ -720,23 +726,31 @@ public actor Engine {
     /// the log. `machine`/`live`: the state to use when the caller already
     /// removed a finished execution from memory.
     private func carryOut(
-        _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date, starting: Bool = false,
+        _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date,
+        start: (record: ExecutionRecord, create: Bool)? = nil,
         machine given: ExecutionStateMachine? = nil, live givenLive: Live? = nil, lease: LeaseOperation? = nil,
         taskLines: [LogRecord] = []
     ) async throws {
-        guard !effects.isEmpty || starting || lease != nil else { return }
+        guard !effects.isEmpty || start != nil || lease != nil else { return }
         guard let state = givenLive ?? live[executionId] else {
             if let lease, case .complete(let held) = lease { try await discard(held) }
             return
         }
         let machine = given ?? state.machine
-        var transitions: [ExecutionTransition] = starting ? [.execution(id: executionId, status: "Running", at: at)] : []
+        var transitions: [ExecutionTransition] = []
+        var lines: [LogRecord] = []
+        if let start {
+            if start.create { transitions.append(.create(start.record)) }
+            transitions.append(.execution(id: executionId, status: "Running", at: at))
+            lines.append(LogRecord(
+                executionId: executionId, taskId: nil, level: .info,
+                message: "execution started (workflow version \(start.record.workflowVersion), trigger \(start.record.trigger))",
+                createdAt: at))
+        }
         var wake: Set<String> = []
         var later: [(String, Date)] = []
         var updates: [ExecutionUpdate] = []
-        var lines: [LogRecord] = []
         var finished: (ExecutionStateMachine.Status, String?)?
-        let watched = feed.hasSubscribers(executionId)
         for effect in effects {
             switch effect {
             case .taskState(let key, let taskState, let attempt):
@@ -748,18 +762,19 @@ public actor Engine {
                     output: output, error: error))
                 let task = state.tasks[key]
                 if taskState == .retrying { metrics?.retried(type: task?.action ?? "?") }
-                if let line = Self.logLine(key: key, state: taskState, attempt: attempt, error: run?.error) {
+                let line = Self.logLine(key: key, state: taskState, attempt: attempt, error: run?.error)
+                if let line {
                     lines.append(LogRecord(executionId: executionId, taskId: task?.id, level: line.level, message: line.text, createdAt: at))
                 }
                 if taskState == .running { lines += taskLines }
-                if watched {
-                    let record = TaskExecutionRecord(
-                        taskExecutionId: state.taskExecutionIds[key] ?? "", taskId: task?.id ?? "", taskKey: key,
-                        status: taskState.rawValue, attempt: attempt, output: output, error: error,
-                        startedAt: state.startedAt[key], completedAt: taskState.isTerminal ? at : nil)
-                    updates.append(.state(
-                        status: machine.status.rawValue, task: record, message: lines.last?.message ?? "", at: at))
-                }
+                // Watchers subscribe at any moment, so the update is built
+                // whether or not anyone watches now. A task changes while the
+                // execution runs; its end is a separate update.
+                let record = TaskExecutionRecord(
+                    taskExecutionId: state.taskExecutionIds[key] ?? "", taskId: task?.id ?? "", taskKey: key,
+                    status: taskState.rawValue, attempt: attempt, output: output, error: error,
+                    startedAt: state.startedAt[key], completedAt: taskState.isTerminal ? at : nil)
+                updates.append(.state(status: "Running", task: record, message: line?.text ?? "", at: at))
             case .enqueue(let key, let attempt):
                 let name = state.queueName(of: key)
                 transitions.append(.enqueue(QueueItem(
@@ -802,10 +817,11 @@ public actor Engine {
             if ending { ended.remove(executionId) }
             throw error
         }
+        if start != nil { metrics?.executionStarted(workflow: state.workflowName) }
         for name in wake { signal.notify(name) }
         for (name, when) in later { signal.notify(name, at: when) }
         if !lines.isEmpty { logWriter.append(lines) }
-        for update in updates { feed.publish(executionId, update) }
+        if feed.hasSubscribers(executionId) { for update in updates { feed.publish(executionId, update) } }
         if let (status, error) = finished {
             live[executionId] = nil
             metrics?.executionFinished(
@@ -815,7 +831,9 @@ public actor Engine {
                     executionId: executionId, taskId: nil, level: status == .completed ? .info : .error,
                     message: "execution \(status.rawValue.lowercased())\(error.map { ": \($0)" } ?? "")", createdAt: at)],
                 final: executionId)
-            feed.publish(executionId, .state(status: status.rawValue, task: nil, message: error ?? "", at: at))
+            feed.publish(
+                executionId,
+                .state(status: status.rawValue, task: nil, message: error ?? "execution \(status.rawValue.lowercased())", at: at))
             feed.publish(executionId, .finished(status: status.rawValue))
         }
     }

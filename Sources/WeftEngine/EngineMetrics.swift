@@ -19,7 +19,7 @@ public final class EngineMetrics: Sendable {
     let idleWorkers: Prometheus.Gauge
     let batchSize: ValueHistogram
 
-    /// Buckets from 1 ms to an hour: task waits and executions range from an
+    /// Buckets from 250 µs to an hour: task waits and executions range from an
     /// instant noop to a long delay.
     static let longBuckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500), .milliseconds(5),
@@ -102,7 +102,7 @@ public final class EngineMetrics: Sendable {
     }
 
     func error(_ kind: String) {
-        counter(MetricNames.engineErrors, help: "Engine operations that failed (store errors, lost leases), by kind.",
+        counter(MetricNames.engineErrors, help: "Engine store commits that failed, by kind (store_conflict: a lost lease or changed row; store: any other).",
                 [("kind", kind)]).increment()
     }
 

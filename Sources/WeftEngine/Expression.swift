@@ -121,6 +121,54 @@ extension Expression.Path {
     }
 }
 
+extension Expression.Path {
+    /// Templates read strictly: a path that does not lead to a value is an
+    /// error naming where it broke (conditions read leniently, so they can
+    /// test whether a field exists).
+    func resolveStrict(_ context: Expression.Context) throws(ExpressionError) -> JSONValue {
+        var value: JSONValue
+        var described: String
+        switch root {
+        case .input:
+            value = context.input
+            described = "input"
+        case .taskOutput(let key):
+            guard let output = context.outputs[key] else {
+                let state = context.statuses[key] ?? "not run"
+                throw ExpressionError(message: "tasks.\(key).output: task \(key) has no output (it is \(state))", offset: -1)
+            }
+            value = output
+            described = "tasks.\(key).output"
+        case .taskStatus(let key):
+            return context.statuses[key].map(JSONValue.string) ?? .null
+        }
+        for component in components {
+            switch (component, value) {
+            case (.field(let name), .object(let object)):
+                guard let next = object[name] else {
+                    throw ExpressionError(message: "\(described) has no field \"\(name)\"", offset: -1)
+                }
+                value = next
+                described += ".\(name)"
+            case (.index(let index), .array(let array)):
+                guard array.indices.contains(index) else {
+                    throw ExpressionError(
+                        message: "\(described) has \(array.count) items; [\(index)] is out of range", offset: -1)
+                }
+                value = array[index]
+                described += "[\(index)]"
+            case (.field(let name), let other):
+                throw ExpressionError(
+                    message: "\(described) is \(other.kindName), not an object: cannot read .\(name)", offset: -1)
+            case (.index(let index), let other):
+                throw ExpressionError(
+                    message: "\(described) is \(other.kindName), not an array: cannot read [\(index)]", offset: -1)
+            }
+        }
+        return value
+    }
+}
+
 extension JSONValue {
     public var isTruthy: Bool {
         switch self {
@@ -138,7 +186,8 @@ extension JSONValue {
 public struct ExpressionError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String
     public let offset: Int
-    public var description: String { "\(message) at character \(offset + 1)" }
+    /// A negative offset: an error of evaluation, not of syntax.
+    public var description: String { offset < 0 ? message : "\(message) at character \(offset + 1)" }
 }
 
 extension Expression {
@@ -351,13 +400,13 @@ public enum Template {
         switch value {
         case .string(let text):
             let parts = try parts(text)
-            if parts.count == 1, case .expression(let expression) = parts[0] { return expression.evaluate(context) }
+            if parts.count == 1, case .expression(let expression) = parts[0] { return try Template.value(of: expression, context) }
             var out = ""
             for part in parts {
                 switch part {
                 case .text(let text): out += text
                 case .expression(let expression):
-                    let resolved = expression.evaluate(context)
+                    let resolved = try Template.value(of: expression, context)
                     if case .string(let s) = resolved { out += s } else if resolved != .null { out += resolved.jsonText() }
                 }
             }
@@ -373,6 +422,11 @@ public enum Template {
         default:
             return value
         }
+    }
+
+    static func value(of expression: Expression, _ context: Expression.Context) throws(ExpressionError) -> JSONValue {
+        if case .path(let path) = expression { return try path.resolveStrict(context) }
+        return expression.evaluate(context)
     }
 
     enum Part {

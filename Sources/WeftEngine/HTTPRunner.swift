@@ -28,9 +28,17 @@ public struct HTTPRunner: TaskRunner {
     /// `shutdown` when done.
     public init() {
         var follow = HTTPClient.Configuration(redirectConfiguration: .follow(max: 5, allowCycles: false))
-        follow.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
         var noFollow = HTTPClient.Configuration(redirectConfiguration: .disallow)
-        noFollow.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        for index in 0..<2 {
+            var configuration = index == 0 ? follow : noFollow
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+            // The engine retries per the task's policy: a refused connection
+            // fails the attempt at once instead of being retried until the
+            // connect timeout.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.timeout.connect = .seconds(10)
+            if index == 0 { follow = configuration } else { noFollow = configuration }
+        }
         following = HTTPClient(eventLoopGroupProvider: .singleton, configuration: follow)
         notFollowing = HTTPClient(eventLoopGroupProvider: .singleton, configuration: noFollow)
     }

@@ -158,7 +158,7 @@ public nonisolated struct Weft_V1_HeartbeatRequest: Sendable {
 
   public var leaseToken: String = String()
 
-  /// New lease length from now; default: the length it was leased with (60s).
+  /// New lease length from now, 1s to 1h; default 60s.
   public var leaseDuration: SwiftProtobuf.Google_Protobuf_Duration {
     get {_leaseDuration ?? SwiftProtobuf.Google_Protobuf_Duration()}
     set {_leaseDuration = newValue}

@@ -88,6 +88,9 @@ public enum ExecutionTransition: Sendable, Hashable {
     case task(
         executionId: String, taskKey: String, status: String, attempt: Int, at: Date, output: JSONValue? = nil,
         error: String? = nil)
+    /// Stores a new execution with its task rows; `StoreError.alreadyExists`
+    /// if its idempotency key is taken on its workflow.
+    case create(ExecutionRecord)
     /// Queue operations folded into the same transaction as the state
     /// changes they follow from, so a state and its queue item never
     /// disagree and one fsync covers both.

@@ -14,34 +14,40 @@ extension SQLiteStore: ExecutionStore {
                 }
                 return (found, false)
             }
-            try db.execute(
-                sql: """
-                    INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
-                        idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
-                    execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
-                    execution.trigger, execution.cost, execution.createdBy, execution.createdAt, execution.startedAt,
-                    execution.completedAt, execution.priority,
-                ])
-            for task in execution.tasks {
-                try db.execute(
-                    sql: """
-                        INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
-                            error, started_at, completed_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status, task.attempt,
-                        task.output?.jsonText(), task.error, task.startedAt, task.completedAt,
-                    ])
-            }
+            try Self.insertExecution(db, execution)
             guard let stored = try Self.execution(db, id: execution.executionId) else {
                 throw StoreError.notFound("execution \(execution.executionId) not found")
             }
             return (stored, true)
+        }
+    }
+
+
+    /// Inserts an execution and its task rows (no idempotency check).
+    static func insertExecution(_ db: Database, _ execution: ExecutionRecord) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
+                    idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
+                execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
+                execution.trigger, execution.cost, execution.createdBy, execution.createdAt, execution.startedAt,
+                execution.completedAt, execution.priority,
+            ])
+        for task in execution.tasks {
+            try db.execute(
+                sql: """
+                    INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
+                        error, started_at, completed_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status, task.attempt,
+                    task.output?.jsonText(), task.error, task.startedAt, task.completedAt,
+                ])
         }
     }
 
@@ -134,6 +140,15 @@ extension SQLiteStore: ExecutionStore {
                 guard db.changesCount == 1 else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
                 }
+            case .create(let execution):
+                if let key = execution.idempotencyKey,
+                    let existing = try String.fetchOne(
+                        db, sql: "SELECT execution_id FROM workflow_executions WHERE workflow_id = ? AND idempotency_key = ?",
+                        arguments: [execution.workflowId, key])
+                {
+                    throw StoreError.alreadyExists("execution \(existing) has idempotency key \(key)")
+                }
+                try insertExecution(db, execution)
             case .enqueue(let item):
                 try insert(db, [item])
             case .completeLease(let id, let token):

@@ -366,4 +366,89 @@ struct EngineTests {
         #expect(sleepy.state.calls.withLock { $0 } == 1)
         #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
+
+    @Test("external tasks: per-owner queues, resolved input, heartbeat, complete once, stale and foreign tokens refused")
+    func externalWorkers() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([
+            ("ext", "external", [], .object(["queue": .string("q"), "input": .object(["id": .string("{{ input.id }}")])])),
+            ("after", "transform", ["ext"], .object(["output": .string("{{ tasks.ext.output.done }}")])),
+        ])
+        let engine = env.engine()
+        let queue = Engine.externalQueue(owner: workflow.ownerId, name: "q")
+        let started = try await engine.execute(
+            workflow, input: .object(["id": .number(7)]), idempotencyKey: nil, trigger: "api", actor: nil)
+        // Another account's queue of the same name sees nothing.
+        #expect(try await engine.pollExternal(
+            queue: Engine.externalQueue(owner: "usr_other", name: "q"), worker: "w", leaseDuration: 60) == nil)
+        let task = try #require(try await engine.pollExternal(queue: queue, worker: "w", leaseDuration: 60))
+        #expect(task.input == .object(["id": .number(7)]))
+        #expect(task.attempt == 1 && task.taskKey == "ext" && task.executionId == started.executionId)
+        let running = try #require(try await env.store.execution(id: started.executionId))
+        #expect(running.tasks[0].status == "Running", "the start is committed before the worker hears of it")
+        _ = try await engine.heartbeatExternal(task.lease.handle, owner: workflow.ownerId, duration: 30)
+        await #expect(throws: Engine.ExternalError.malformedToken) {
+            try await engine.completeExternal("garbage", owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
+        }
+        await #expect(throws: Engine.ExternalError.self) {
+            try await engine.completeExternal(
+                task.lease.handle, owner: "usr_other", outcome: .completed(.emptyObject), logLines: [])
+        }
+        try await engine.completeExternal(
+            task.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["done": .bool(true)])),
+            logLines: ["worker says hi"])
+        await #expect(throws: Engine.ExternalError.self) {
+            try await engine.completeExternal(
+                task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
+        }
+        let done = try await drive(engine, env.store, started.executionId)
+        #expect(done.status == "Completed")
+        #expect(done.tasks.map(\.output) == [.object(["done": .bool(true)]), .bool(true)])
+        let lines = try await env.logs.entries(LogQuery(executionId: started.executionId, limit: 100)).map(\.message)
+        #expect(lines.filter { $0 == "worker says hi" }.count == 1)
+    }
+
+    @Test("external tasks: an expired lease goes to the next poller; the first worker's result is refused")
+    func externalLeaseExpiry() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([("ext", "external", [], .object(["queue": .string("q")]))])
+        let engine = env.engine()
+        let queue = Engine.externalQueue(owner: workflow.ownerId, name: "q")
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let first = try #require(try await engine.pollExternal(queue: queue, worker: "w1", leaseDuration: 0.05))
+        try await Task.sleep(for: .milliseconds(120))
+        let second = try #require(try await engine.pollExternal(queue: queue, worker: "w2", leaseDuration: 60))
+        #expect(second.attempt == first.attempt && second.lease.handle != first.lease.handle)
+        await #expect(throws: Engine.ExternalError.self) {
+            try await engine.completeExternal(
+                first.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["by": .string("w1")])), logLines: [])
+        }
+        try await engine.completeExternal(
+            second.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["by": .string("w2")])), logLines: [])
+        let done = try #require(try await env.store.execution(id: started.executionId))
+        #expect(done.status == "Completed" && done.tasks[0].output == .object(["by": .string("w2")]))
+    }
+
+    @Test("external tasks: after an attempt timeout the worker's heartbeat and result are refused as over")
+    func externalAttemptTimeout() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        var workflow = try await env.workflow([("ext", "external", [], .object(["queue": .string("q")]))])
+        workflow.tasks[0].timeoutMs = 100
+        workflow = try await env.store.replaceWorkflow(workflow, expectedVersion: nil, actor: workflow.ownerId)
+        let engine = env.engine()
+        let queue = Engine.externalQueue(owner: workflow.ownerId, name: "q")
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let task = try #require(try await engine.pollExternal(queue: queue, worker: "w1", leaseDuration: 60))
+        let done = try await drive(engine, env.store, started.executionId)
+        #expect(done.status == "Failed" && done.tasks[0].status == "Failed")
+        #expect(done.error?.contains("timed out") == true)
+        await #expect(throws: Engine.ExternalError.self) {
+            try await engine.completeExternal(task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
+        }
+        let after = try #require(try await env.store.execution(id: started.executionId))
+        #expect(after.tasks[0].status == "Failed" && after.tasks[0].output == nil)
+    }
 }

@@ -175,4 +175,63 @@ struct ExecutionStateMachineTests {
         #expect(m.taskSucceeded("a", attempt: 1, output: .null, at: t0).isEmpty)  // not started yet
         #expect(m.start(at: t0).isEmpty)
     }
+
+    @Test("continue-on-failure: a task that fails for good lets its dependents run and the execution complete")
+    func continueOnFailure() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 1, initialBackoffMs: 0, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: [],
+            continueOnFailure: true)
+        var m = Machine(tasks: [task("a", retry: policy), task("b", ["a"])])
+        _ = m.start(at: t0)
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        let failed = m.taskFailed("a", attempt: 1, error: .init(kind: "http_5xx", message: "boom"), at: t0)
+        #expect(failed.contains(.taskState(task: "a", state: .failed, attempt: 1)))
+        #expect(enqueued(failed) == ["b"])
+        #expect(finished(failed) == nil)
+        #expect(finished(run(&m, "b", at: t0)) == .completed)
+        #expect(m.tasks["a"]?.state == .failed)
+    }
+
+    @Test("a non-retryable error is not retried whatever the policy says")
+    func nonRetryable() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 5, initialBackoffMs: 10, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: [])
+        var m = Machine(tasks: [task("a", retry: policy)])
+        _ = m.start(at: t0)
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        let effects = m.taskFailed("a", attempt: 1, error: .init(kind: "external", message: "bad input", retryable: false), at: t0)
+        #expect(finished(effects) == .failed)
+        #expect(m.tasks["a"]?.state == .failed)
+    }
+
+    @Test("the total task timeout is armed when the task is first queued and ends it during a retry backoff")
+    func totalTaskTimeout() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 10, initialBackoffMs: 60_000, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0,
+            retryableErrors: [], totalTimeoutMs: 5_000)
+        var m = Machine(tasks: [task("a", retry: policy), task("b", ["a"])])
+        let start = m.start(at: t0)
+        #expect(start.contains(.armTimer(.taskTimeout(task: "a"), at: t0.addingTimeInterval(5))))
+        _ = m.taskStarted("a", attempt: 1, at: t0)
+        let retry = m.taskFailed("a", attempt: 1, error: .init(kind: "timeout", message: "slow"), at: t0.addingTimeInterval(1))
+        #expect(retry.contains(.taskState(task: "a", state: .retrying, attempt: 1)))
+        let fired = m.timerFired(.taskTimeout(task: "a"), at: t0.addingTimeInterval(5))
+        #expect(fired.contains(.taskState(task: "a", state: .failed, attempt: 1)))
+        #expect(finished(fired) == .failed)
+        #expect(m.tasks["b"]?.state == .cancelled)
+        // The retry timer that comes later does nothing.
+        #expect(m.timerFired(.retry(task: "a", attempt: 2), at: t0.addingTimeInterval(61)).isEmpty)
+    }
+
+    @Test("a total task timeout that fires after the task completed does nothing")
+    func staleTaskTimeout() {
+        let policy = RetryPolicyRecord(
+            maxAttempts: 1, initialBackoffMs: 0, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: [],
+            totalTimeoutMs: 1_000)
+        var m = Machine(tasks: [task("a", retry: policy), task("b", ["a"])])
+        _ = m.start(at: t0)
+        _ = run(&m, "a", at: t0)
+        #expect(m.timerFired(.taskTimeout(task: "a"), at: t0.addingTimeInterval(1)).isEmpty)
+        #expect(m.tasks["b"]?.state == .queued)
+    }
 }

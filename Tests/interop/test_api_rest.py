@@ -1343,10 +1343,6 @@ def test_versions_list_get_label_and_rollback(alice, bob):
 # ---------------------------------------------------------------------------
 
 LATER_ROUTES = [
-    ("POST", "/workflows/{w}/execute"),
-    ("GET", "/workflows/{w}/executions"),
-    ("GET", "/workflows/{w}/executions/exe_1"),
-    ("GET", "/workflows/{w}/executions/exe_1/logs"),
     ("POST", "/workflows/{w}/schedules"),
     ("GET", "/workflows/{w}/schedules"),
     ("DELETE", "/workflows/{w}/schedules/sch_1"),

@@ -206,7 +206,7 @@ def get_exec(user: wh.ApiUser, wid: str, eid: str) -> dict:
     return r.json
 
 
-def wait_status(user: wh.ApiUser, wid: str, eid: str, statuses=TERMINAL, timeout: float = 10) -> dict:
+def wait_status(user: wh.ApiUser, wid: str, eid: str, statuses=TERMINAL, timeout: float = 10, why: str = "") -> dict:
     last = {}
 
     def check():
@@ -214,12 +214,12 @@ def wait_status(user: wh.ApiUser, wid: str, eid: str, statuses=TERMINAL, timeout
         return last["e"] if last["e"]["status"] in statuses else None
 
     return wh.wait_until(check, timeout, interval=0.03,
-                         message=lambda: f"execution {eid} to reach {sorted(statuses)}; last: {last.get('e')}")
+                         message=lambda: f"execution {eid} to reach {sorted(statuses)}{why}; last: {last.get('e')}")
 
 
-def run(user, wid, wait: float = 10, **body) -> dict:
+def run(user, wid, wait: float = 10, why: str = "", **body) -> dict:
     """Executes (body = the ExecuteWorkflow JSON) and waits up to `wait` s for the end."""
-    return wait_status(user, wid, execute(user, wid, **body)["executionId"], timeout=wait)
+    return wait_status(user, wid, execute(user, wid, **body)["executionId"], timeout=wait, why=why)
 
 
 def by_key(execution: dict) -> dict:
@@ -441,7 +441,8 @@ def test_unreachable_host_fails_after_max_attempts(alice):
          "retry": {"maxAttempts": 3, **FAST_RETRY, "retryableErrors": ["connection"]}},
         {"key": "after", "name": "After", "action": "noop", "dependsOn": ["unreachable"]},
     ])
-    done = run(alice, wf["id"])
+    done = run(alice, wf["id"], why=" (3 attempts on a refused loopback port with 0.05 s backoffs: a refused connect "
+                                    "must fail its attempt at once, not after a connect timeout)")
     assert done["status"] == "Failed", done
     assert "unreachable" in done["error"], done
     tasks = by_key(done)
@@ -747,7 +748,9 @@ def test_logs_hold_engine_events_and_task_lines_in_sequence(alice, logged):
         assert isinstance(e["message"], str) and e["message"], e
         assert e.get("taskId", "") in ("", *ids.values()), e
     stamps = [ns(e["createdAt"]) for e in entries]
-    assert stamps == sorted(stamps)
+    # Timestamps follow the sequence (1 ms slack: engine events and task lines
+    # take their times from different clocks rounded to milliseconds).
+    assert all(b >= a - 10**6 for a, b in zip(stamps, stamps[1:])), [e["createdAt"] for e in entries]
     assert ns(done["createdAt"]) - 10**9 <= stamps[0] and stamps[-1] <= ns(done["completedAt"]) + 5 * 10**9
     lines = {e["message"]: e for e in entries}
     assert lines["hello Ada"]["level"] == "Info" and lines["hello Ada"]["taskId"] == ids["say"]
@@ -805,15 +808,51 @@ STREAMED = [
 ]
 
 
+UNFINISHED_TASK = {"Pending", "Queued", "Running", "Retrying"}
+
+
 def check_events(events: list, final: str, keys=()) -> None:
+    """Events of a watch (JSON): increasing sequence, `status` is the execution
+    after the event (so once terminal it stays terminal, and no event that
+    shows a task still pending or running says the execution has ended), the
+    stream ends on `final`, every task in `keys` is seen Completed, and no
+    state change of a task is left out."""
     assert events, "no events"
     seqs = [int(e["sequence"]) for e in events]
     assert seqs == sorted(set(seqs)), seqs
     assert events[-1]["status"] == final, events[-1]
-    assert all(e["status"] not in TERMINAL for e in events[:-1]), "only the last event is terminal"
+    for i, e in enumerate(events):
+        if e["status"] in TERMINAL:
+            assert all(later["status"] == e["status"] for later in events[i:]), ("status changed after the end", events[i:])
+            task = e.get("task")
+            assert not task or task["status"] not in UNFINISHED_TASK, (
+                f"event {e['sequence']} says the execution is {e['status']} while task {task['taskKey']} is "
+                f"{task['status']}", e)
     for key in keys:
         assert any(e.get("task", {}).get("taskKey") == key and e["task"]["status"] == "Completed" for e in events), \
             (key, events)
+    # Every state change is an event: a task first seen waiting (Pending /
+    # Queued) is seen Running before it is seen Completed.
+    seen: dict = {}
+    for e in events:
+        task = e.get("task")
+        if task:
+            seen.setdefault(task["taskKey"], []).append(task["status"])
+    for key, states in seen.items():
+        if "Completed" in states and states[0] in ("Pending", "Queued"):
+            assert "Running" in states[:states.index("Completed")], (
+                f"task {key} went {states[0]} -> Completed without a Running event", states)
+
+
+def check_snapshot_of_finished(events: list, execution: dict) -> None:
+    """Watching a finished execution: a snapshot of its final state (one event,
+    or one per task), then the stream ends."""
+    assert events and all(e["status"] == execution["status"] for e in events), events
+    seqs = [int(e["sequence"]) for e in events]
+    assert seqs == sorted(set(seqs)), seqs
+    final = {t["taskKey"]: t["status"] for t in execution["tasks"]}
+    seen = {e["task"]["taskKey"]: e["task"]["status"] for e in events if e.get("task")}
+    assert all(final[k] == v for k, v in seen.items()), (seen, final)
 
 
 def test_watch_over_rest_streams_until_the_end(alice):
@@ -825,7 +864,7 @@ def test_watch_over_rest_streams_until_the_end(alice):
     assert get_exec(alice, wf["id"], eid)["status"] == "Completed"
     # Watching a finished execution: one snapshot, then the stream ends.
     again = ndjson(alice.rest.get(f"/workflows/{wf['id']}/executions/{eid}/watch"))
-    assert len(again) == 1 and again[0]["status"] == "Completed", again
+    check_snapshot_of_finished(again, get_exec(alice, wf["id"], eid))
 
 
 def test_tail_logs_over_rest_streams_until_the_end(alice):
@@ -882,10 +921,15 @@ def test_unknown_execution_ids_are_404(alice):
         assert_error(alice.rest.request(method, f"/workflows/{wf['id']}/executions/exe_nope{path}", body), 404, 5)
 
 
-def test_missing_template_field_fails_the_task_clearly(alice, api_server):
+@pytest.mark.parametrize("template, field", [("{{ input.missing.deep }}", "missing"),
+                                             ("{{ input.present.deep }}", "present")],
+                         ids=["through-a-missing-field", "through-a-number"])
+def test_bad_template_path_fails_the_task_clearly(alice, api_server, template, field):
+    """A template path that cannot be followed at run time (docs/ENGINE.md: "an
+    error for a path through a non-object") fails the task with a clear error
+    in the execution error, the task error and an Error log line."""
     wf = create_wf(alice, [
-        {"key": "shape", "name": "Shape", "action": "transform",
-         "config": {"output": {"deep": "{{ input.missing.deep }}"}}},
+        {"key": "shape", "name": "Shape", "action": "transform", "config": {"output": {"deep": template}}},
         {"key": "after", "name": "After", "action": "noop", "dependsOn": ["shape"]},
     ])
     done = run(alice, wf["id"], input={"present": 1})
@@ -893,10 +937,10 @@ def test_missing_template_field_fails_the_task_clearly(alice, api_server):
     tasks = by_key(done)
     assert tasks["shape"]["status"] == "Failed", tasks
     assert tasks["after"]["status"] != "Completed" and "startedAt" not in tasks["after"], tasks
-    assert "shape" in done["error"] and "missing" in done["error"], done
-    assert "missing" in tasks["shape"].get("error", ""), tasks["shape"]
+    assert "shape" in done["error"] and field in done["error"], done
+    assert field in tasks["shape"].get("error", ""), tasks["shape"]
     entries = all_logs(alice, wf["id"], done["executionId"], minLevel="Error")
-    assert any(e["taskId"] == tasks["shape"]["taskId"] and "missing" in e["message"] for e in entries), entries
+    assert any(e["taskId"] == tasks["shape"]["taskId"] and field in e["message"] for e in entries), entries
     # The server is fine and still runs workflows.
     assert api_server.running()
     assert alice.rest.get("/users/me").status == 200
@@ -935,6 +979,7 @@ def test_viewers_read_but_cannot_execute_or_cancel(alice, bob):
     r = alice.rest.post(base + "/cancel", {"reason": "done here"})
     assert r.status == 200, r
     events = ndjson(bob.rest.get(base + "/watch"))
+    check_snapshot_of_finished(events, get_exec(bob, wid, eid))
     assert events[-1]["status"] == "Cancelled", events
     tail = ndjson(bob.rest.get(base + "/logs/tail"))
     assert tail == all_logs(bob, wid, eid)
@@ -1009,12 +1054,13 @@ def struct(obj: dict) -> struct_pb2.Struct:
     return s
 
 
-def g_wait(ex, v1, user, wid, eid, timeout: float = 10):
+def g_wait(ex, v1, user, wid, eid, timeout: float = 10, why: str = ""):
     E = v1.executions_pb2.Execution
     terminal = {E.Completed, E.Failed, E.Cancelled, E.TimedOut}
     req = v1.executions_pb2.GetExecutionRequest(workflow_id=wid, execution_id=eid)
     return wh.wait_until(lambda: (lambda e: e if e.status in terminal else None)(
-        ex.GetExecution(req, metadata=md(user), timeout=TIMEOUT)), timeout, interval=0.03)
+        ex.GetExecution(req, metadata=md(user), timeout=TIMEOUT)), timeout, interval=0.03,
+        message=lambda: f"execution {eid} to end{why}; now: {ex.GetExecution(req, metadata=md(user), timeout=TIMEOUT)}")
 
 
 def test_grpc_execute_watch_get_and_idempotency(ex, v1, alice, api_server):
@@ -1028,6 +1074,7 @@ def test_grpc_execute_watch_get_and_idempotency(ex, v1, alice, api_server):
     key = f"g-{uid()}"
     req = pb.ExecuteWorkflowRequest(workflow_id=wf["id"], input=struct({"orderId": "g-7", "qty": 2}),
                                     idempotency_key=key, timeout=duration_pb2.Duration(seconds=30), priority=-3)
+    got_created = time.time_ns()
     started = ex.ExecuteWorkflow(req, metadata=md(alice), timeout=TIMEOUT)
     assert started.execution_id.startswith("exe_")
     assert started.status == E.Running, started
@@ -1039,11 +1086,11 @@ def test_grpc_execute_watch_get_and_idempotency(ex, v1, alice, api_server):
     assert events[-1].status == E.Completed, events[-1]
     seqs = [e.sequence for e in events]
     assert seqs == sorted(set(seqs)), seqs
-    assert all(e.status == E.Running for e in events[:-1]), events
+    check_events([json_format.MessageToDict(e) for e in events], "Completed")
     for k in ("wait", "shape"):
         assert any(e.HasField("task") and e.task.task_key == k and e.task.status == T.Completed for e in events), k
-    times = [e.time.ToNanoseconds() for e in events[1:]]
-    assert times == sorted(times)
+    times = [e.time.ToNanoseconds() for e in events]
+    assert all(got_created - 10**9 <= t <= time.time_ns() + 10**9 for t in times), times
 
     got = ex.GetExecution(pb.GetExecutionRequest(workflow_id=wf["id"], execution_id=started.execution_id),
                           metadata=md(alice), timeout=TIMEOUT)
@@ -1196,8 +1243,9 @@ def test_grpc_error_codes(ex, logsvc, v1, alice, bob, carol):
     expect_code(PD, ex.CancelExecution, pb.CancelExecutionRequest(workflow_id=wid, execution_id=eid), metadata=md(bob))
     assert ex.GetExecution(pb.GetExecutionRequest(workflow_id=wid, execution_id=eid), metadata=md(bob),
                            timeout=TIMEOUT).status == pb.Execution.Completed
-    assert len(list(ex.WatchExecution(pb.WatchExecutionRequest(workflow_id=wid, execution_id=eid), metadata=md(bob),
-                                      timeout=TIMEOUT))) == 1
+    watched = list(ex.WatchExecution(pb.WatchExecutionRequest(workflow_id=wid, execution_id=eid), metadata=md(bob),
+                                     timeout=TIMEOUT))
+    check_snapshot_of_finished([json_format.MessageToDict(e) for e in watched], get_exec(bob, wid, eid))
     assert logsvc.GetExecutionLogs(lg.GetExecutionLogsRequest(workflow_id=wid, execution_id=eid), metadata=md(bob),
                                    timeout=TIMEOUT).entries
     listed = ex.ListExecutions(pb.ListExecutionsRequest(workflow_id=wid), metadata=md(bob), timeout=TIMEOUT)
@@ -1210,7 +1258,8 @@ def test_grpc_failed_execution_reports_the_task(ex, logsvc, v1, alice):
                             "config": {"url": f"http://127.0.0.1:{closed_port()}/x"},
                             "retry": {"maxAttempts": 2, **FAST_RETRY, "retryableErrors": ["connection"]}}])
     started = ex.ExecuteWorkflow(pb.ExecuteWorkflowRequest(workflow_id=wf["id"]), metadata=md(alice), timeout=TIMEOUT)
-    done = g_wait(ex, v1, alice, wf["id"], started.execution_id)
+    done = g_wait(ex, v1, alice, wf["id"], started.execution_id,
+                  why=" (2 attempts on a refused loopback port: a refused connect must fail its attempt at once)")
     assert done.status == pb.Execution.Failed, done
     assert "broken" in done.error
     t = done.tasks[0]

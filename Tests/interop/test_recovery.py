@@ -217,6 +217,8 @@ def test_sigkill_during_a_burst_of_executions(restartable):
 
     # -- some were still running at the kill ------------------------------------
     finished_after_kill = [e for e in listed if wh.rfc3339_nanos(e["completedAt"]) > kill_ns]
+    print(f"accepted={len(accepted)} uncertain={len(uncertain)} refused={len(refused)} listed={len(listed)} "
+          f"finished after the kill={len(finished_after_kill)}")
     assert len(finished_after_kill) >= 5, (
         f"only {len(finished_after_kill)} executions finished after the SIGKILL: the crash hit no work in progress")
 
@@ -249,6 +251,7 @@ def test_sigkill_during_a_burst_of_executions(restartable):
             assert tid in task_ids.values(), (eid, tid, lines)
             assert len(lines) == 1, f"execution {eid}: task {tid} completed more than once: {lines}"
         completion_lines += sum(len(v) for v in per_task.values())
+    print(f"task 'completed' log lines: {completion_lines} of {4 * len(listed)} (lost lines are acceptable)")
     assert completion_lines > 0, (
         "no task 'completed' engine event found in any execution log; sample log: "
         + repr([e["message"] for e in logs_of(client, wid, listed[0]["executionId"])]))

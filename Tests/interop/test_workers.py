@@ -528,6 +528,23 @@ def test_heartbeat_extends_the_lease(alice):
     assert wait_terminal(alice, wf["id"], eid)["status"] == "Completed"
 
 
+def test_heartbeat_without_duration_renews_for_the_leased_length(alice):
+    """workers.proto: HeartbeatRequest.lease_duration defaults to "the length
+    it was leased with"."""
+    q = new_queue()
+    wf = create_wf(alice, [ext("job", q)])
+    eid = execute(alice, wf["id"])
+    task = poll_task(alice, q, lease="5s")
+    assert 3 <= seconds_until(task["leaseExpiresAt"]) <= 5.5, task
+    time.sleep(1)
+    r = heartbeat(alice, task["leaseToken"])
+    assert r.status == 200, r
+    left = seconds_until(r.json["leaseExpiresAt"])
+    assert 3 <= left <= 5.5, f"heartbeat without leaseDuration renewed for {left:.1f}s, the task was leased for 5s"
+    assert complete(alice, task["leaseToken"], {}).status == 200
+    assert wait_terminal(alice, wf["id"], eid)["status"] == "Completed"
+
+
 def test_fail_then_retry_delivers_the_next_attempt(alice):
     q = new_queue()
     wf = create_wf(alice, [ext("job", q, retry=FAST_RETRY)])
@@ -570,10 +587,25 @@ def test_worker_log_lines_appear_in_the_execution_logs(alice):
     assert "it broke" in task_run(ex, "bad").get("error", "")
 
 
-@pytest.mark.parametrize("token", ["garbage", "", "x" * 300, "lease_0000000000000000"])
-def test_unknown_lease_token_is_a_client_error(alice, token):
+@pytest.mark.parametrize("token", ["garbage", "", "x" * 300, "lease_0000000000000000", "..", "1.", "\u00e9\u0000"])
+def test_garbage_lease_token_is_a_client_error(alice, token):
     for r in (heartbeat(alice, token, "10s"), complete(alice, token, {"a": 1}), fail(alice, token, "nope")):
         assert_error(r, (400, 404), "INVALID_ARGUMENT", "NOT_FOUND")
+
+
+def test_well_formed_but_unknown_lease_token_is_a_client_error(alice):
+    """A token shaped like a real one that names no held lease.  The server
+    cannot tell "never issued" from "already used and removed" (which must be
+    FAILED_PRECONDITION), so any of the three 4xx codes is accepted."""
+    q = new_queue()
+    wf = create_wf(alice, [ext("job", q)])
+    execute(alice, wf["id"])
+    real = poll_task(alice, q)["leaseToken"]
+    assert complete(alice, real, {}).status == 200
+    unknown = real[:-6] + "".join(reversed(real[-6:])) if real[-6:] != real[-6:][::-1] else real + "0"
+    for token in (real, unknown):
+        for r in (heartbeat(alice, token, "10s"), complete(alice, token, {"a": 1}), fail(alice, token, "nope")):
+            assert_error(r, (400, 404), "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION")
 
 
 def test_tampered_lease_token_is_refused_and_the_real_one_still_works(alice):
@@ -582,7 +614,11 @@ def test_tampered_lease_token_is_refused_and_the_real_one_still_works(alice):
     eid = execute(alice, wf["id"])
     task = poll_task(alice, q)
     real = task["leaseToken"]
-    for bad in (real[:-1] + ("A" if real[-1] != "A" else "B"), real + "x", real[: len(real) // 2]):
+    forged = [real[:-1] + ("A" if real[-1] != "A" else "B"), real + "x", real[: len(real) // 2]]
+    head, dot, rest = real.partition(".")
+    if dot and head.isdigit():  # a delivery counter in front: another delivery of the same item
+        forged += [f"{int(head) + 1}.{rest}", f"{int(head) + 100}.{rest}"]
+    for bad in forged:
         for r in (heartbeat(alice, bad), complete(alice, bad, {"forged": True})):
             assert 400 <= r.status < 500, r
             assert code_is(r.json, "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"), r
