@@ -209,8 +209,16 @@ def proc_status_kb(pid, field):
 
 
 def other_build():
-    r = subprocess.run(["pgrep", "-f", "swift-build|swift-frontend|swiftc |clang|cc1"], capture_output=True)
-    return r.returncode == 0
+    """A compiler is running (zombies, e.g. a `[swift-frontend] <defunct>`, do not count)."""
+    r = subprocess.run(["pgrep", "-f", "swift-build|swift-frontend|swiftc |clang|cc1"], capture_output=True, text=True)
+    for pid in r.stdout.split():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return True
+        except (OSError, IndexError):
+            pass
+    return False
 
 
 def dir_size_mb(path):

@@ -149,6 +149,7 @@ public actor Engine {
         defer { unpin(id) }
         var machine = ExecutionStateMachine(tasks: workflow.tasks, executionTimeoutMs: timeoutMs)
         let effects = machine.start(at: at)
+        evictIfNeeded()
         live[id] = Live(
             machine: machine, tasks: Dictionary(uniqueKeysWithValues: workflow.tasks.map { ($0.key, $0) }), input: input,
             workflowId: workflow.id, workflowName: workflow.name, ownerId: workflow.ownerId, priority: priority,

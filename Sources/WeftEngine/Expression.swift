@@ -123,8 +123,9 @@ extension Expression.Path {
 
 extension Expression.Path {
     /// Templates read strictly: a path that does not lead to a value is an
-    /// error naming where it broke (conditions read leniently, so they can
-    /// test whether a field exists).
+    /// error naming where it broke, except that the output of a task that
+    /// did not run (Skipped, or Failed with continue-on-failure) is null.
+    /// Conditions read leniently, so they can test whether a field exists.
     func resolveStrict(_ context: Expression.Context) throws(ExpressionError) -> JSONValue {
         var value: JSONValue
         var described: String
@@ -134,7 +135,11 @@ extension Expression.Path {
             described = "input"
         case .taskOutput(let key):
             guard let output = context.outputs[key] else {
+                // A task that did not run (a branch not taken, a failure the
+                // policy let through) reads as null: a join after branches
+                // reads whichever ran.
                 let state = context.statuses[key] ?? "not run"
+                if state == "Skipped" || state == "Failed" { return .null }
                 throw ExpressionError(message: "tasks.\(key).output: task \(key) has no output (it is \(state))", offset: -1)
             }
             value = output

@@ -369,10 +369,14 @@ def test_log_task_and_empty_input(alice):
     said = [e for e in entries if e["message"] == "hello Ada"]
     assert len(said) == 1, entries
     assert said[0]["level"] == "Warning" and said[0]["taskId"] == task_ids(wf)["say"], said
-    # No input at all: templates see an empty object, the run still completes.
+    # No input at all: the input is an empty object, and a template reading a
+    # field it lacks fails the task, naming the field (templates are strict).
     bare = run(alice, wf["id"])
-    assert bare["status"] == "Completed", bare
+    assert bare["status"] == "Failed", bare
     assert bare.get("input", {}) == {}
+    assert 'input has no field "who"' in bare["error"], bare
+    errors = [e for e in all_logs(alice, wf["id"], bare["executionId"]) if e["level"] == "Error"]
+    assert any('input has no field "who"' in e["message"] for e in errors), errors
 
 
 # ---------------------------------------------------------------------------
