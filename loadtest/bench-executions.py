@@ -209,16 +209,54 @@ def proc_status_kb(pid, field):
 
 
 def other_build():
-    """A compiler is running (zombies, e.g. a `[swift-frontend] <defunct>`, do not count)."""
+    """A compiler is running right now (state R or D: a sleeping driver or a zombie does not count)."""
     r = subprocess.run(["pgrep", "-f", "swift-build|swift-frontend|swiftc |clang|cc1"], capture_output=True, text=True)
     for pid in r.stdout.split():
         try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                if f.read().rsplit(")", 1)[1].split()[0] in ("R", "D"):
                     return True
         except (OSError, IndexError):
             pass
     return False
+
+
+def machine_busy_ticks():
+    """Busy jiffies of all CPUs (user+nice+system+irq+softirq+steal) from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuWatch:
+    """CPU used by the server, by this script and by everything else on the machine over an interval.
+
+    `other_cores` = (all busy CPU - server - client processes - this process) / wall time: other
+    load (a compiler, a test suite) competing with the run; > --contended-cores marks it contended."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def start(self):
+        self.t0, self.m0, self.s0, self.p0 = time.monotonic(), machine_busy_ticks(), cpu_ticks(self.pid), time.process_time()
+        self.compiler0 = other_build()
+
+    def stop(self, client_cpu_s):
+        wall = time.monotonic() - self.t0
+        m1, s1, p1 = machine_busy_ticks(), cpu_ticks(self.pid), time.process_time()
+        out = {"wall_s": wall, "compiler_seen": self.compiler0 or other_build(),
+               "server_cpu_s": None if self.s0 is None or s1 is None else (s1 - self.s0) / CLK_TCK}
+        if self.m0 is not None and m1 is not None and wall > 0:
+            busy = (m1 - self.m0) / CLK_TCK
+            other = busy - (out["server_cpu_s"] or 0) - client_cpu_s - (p1 - self.p0)
+            out["machine_busy_cores"] = busy / wall
+            out["other_cores"] = max(0.0, other) / wall
+        else:
+            out["machine_busy_cores"] = out["other_cores"] = None
+        return out
 
 
 def dir_size_mb(path):
@@ -433,8 +471,9 @@ async def _hold_loop(cfg, stubs, md, req, q, grpc):
             "stopped_on_errors": state["stop"]}
 
 
-def run_clients(kind, cfgs, timeout, progress_total=None):
-    """Spawns one process per cfg, starts them together; returns (start_at, results)."""
+def run_clients(kind, cfgs, timeout, progress_total=None, on_start=None):
+    """Spawns one process per cfg, starts them together; returns (start_at, results).
+    `on_start` is called once every process is connected, just before the start."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs, pipes = [], []
@@ -464,6 +503,8 @@ def run_clients(kind, cfgs, timeout, progress_total=None):
                 ready += 1
             elif tag == "error":
                 raise SystemExit(f"client process {idx} failed:\n{payload}")
+        if on_start:
+            on_start()
         start_at = time.time() + 0.3
         for pe in pipes:
             pe.send(start_at)
@@ -607,10 +648,8 @@ def run_step(t, a, gen_dir, phase, rate, duration):
              "max_inflight": a.max_inflight, "call_timeout": a.call_timeout} for k in range(procs)]
     m0 = t.scrape()
     log_off = t.server.log_offset() if t.server else 0
-    busy0 = other_build()
-    c0 = cpu_ticks(t.pid)
-    start_at, results = run_clients("rate", cfgs, timeout=duration * 3 + a.call_timeout + 120)
-    wall_send = time.time() - start_at
+    watch = CpuWatch(t.pid)
+    start_at, results = run_clients("rate", cfgs, timeout=duration * 3 + a.call_timeout + 120, on_start=watch.start)
 
     # Drain: nothing of this workflow Pending or Running.
     accepted = sum(r["accepted"] for r in results)
@@ -633,8 +672,8 @@ def run_step(t, a, gen_dir, phase, rate, duration):
             break
         time.sleep(0.2)
     drain_s = time.monotonic() - t_drain0
-    c1 = cpu_ticks(t.pid)
-    busy = busy0 or other_build()
+    cpu = watch.stop(sum(x["cpu_s"] for x in results))
+    busy = cpu["compiler_seen"] or (cpu["other_cores"] or 0) > a.contended_cores
     m1 = t.scrape()
     rss_kb = proc_status_kb(t.pid, "VmRSS")
     died = t.server.died() if t.server else None
@@ -671,7 +710,8 @@ def run_step(t, a, gen_dir, phase, rate, duration):
          "statuses": dict(statuses), "listed": len(execs), "listing_missed": listed_missing, "list_error": list_error,
          "drained": drained, "drain_s": round(drain_s, 2), "still_open": still_open,
          "server_died": died, "log_problems": problems[0], "log_problem_lines": problems[1],
-         "contended": busy, "rss_mb": None if rss_kb is None else rss_kb / 1024}
+         "contended": busy, "other_cores": cpu["other_cores"], "machine_busy_cores": cpu["machine_busy_cores"],
+         "compiler_seen": cpu["compiler_seen"], "rss_mb": None if rss_kb is None else rss_kb / 1024}
     r["accepted_per_s"] = None  # set below, once the send span is known
 
     # Client side: send lag, ExecuteWorkflow latency, CPU.
@@ -746,9 +786,9 @@ def run_step(t, a, gen_dir, phase, rate, duration):
         "queue_ready_after": metric_sum(m1, "weft_queue_depth", state="ready"),
         "metrics_scraped": m0 is not None and m1 is not None,
     })
-    r["server_cpu_s"] = None if c0 is None or c1 is None else (c1 - c0) / CLK_TCK
+    r["server_cpu_s"] = cpu["server_cpu_s"]
     r["server_cpu_us_per_exec"] = (r["server_cpu_s"] * 1e6 / accepted) if r["server_cpu_s"] and accepted else None
-    r["server_cpu_pct"] = (100 * r["server_cpu_s"] / (wall_send + drain_s)) if r["server_cpu_s"] else None
+    r["server_cpu_cores"] = (r["server_cpu_s"] / cpu["wall_s"]) if r["server_cpu_s"] and cpu["wall_s"] else None
 
     # Verdict.
     why = []
@@ -779,7 +819,8 @@ def run_step(t, a, gen_dir, phase, rate, duration):
             + (f", errors {r['errors']} (first: {r['first_error']})" if r["errors"] else "")
             + f", completed/s {fmt(r['completed_per_s'], '.0f')}, ratio {fmt(r['completion_ratio'], '.3f')}"
             + f", p50/p99 {fmt(r['lat_p50_ms'], '.0f')}/{fmt(r['lat_p99_ms'], '.0f')} ms"
-            + f", lag p99 {fmt(r['send_lag_p99_ms'], '.1f')} ms, drain {drain_s:.1f} s -> {r['verdict']}")
+            + f", lag p99 {fmt(r['send_lag_p99_ms'], '.1f')} ms, drain {drain_s:.1f} s, server "
+            + f"{fmt(r['server_cpu_cores'], '.2f')} cores, other load {fmt(r['other_cores'], '.2f')} cores -> {r['verdict']}")
     log(line)
     if problems[0]:
         log(f"  server log: {problems[0]} warning/error lines since the run started, first: {problems[1][0]}")
@@ -802,11 +843,11 @@ def run_hold(t, a, gen_dir):
              "channels": a.channels, "concurrency": a.hold_concurrency, "call_timeout": a.call_timeout}
             for k in range(procs)]
     log(f"hold: submitting {a.hold} executions of workflow {wf} ({procs} processes x {a.hold_concurrency} in flight)")
-    c0 = cpu_ticks(t.pid)
     log_off = t.server.log_offset() if t.server else 0
-    start_at, results = run_clients("hold", cfgs, timeout=a.hold_timeout, progress_total=a.hold)
+    watch = CpuWatch(t.pid)
+    start_at, results = run_clients("hold", cfgs, timeout=a.hold_timeout, progress_total=a.hold, on_start=watch.start)
     end = max(x["end"] for x in results)
-    c1 = cpu_ticks(t.pid)
+    cpu = watch.stop(sum(x["cpu_s"] for x in results))
     accepted = sum(x["accepted"] for x in results)
     log(f"hold: {accepted} accepted in {end - start_at:.1f} s; settling {a.hold_settle:g} s")
     time.sleep(a.hold_settle)
@@ -829,11 +870,11 @@ def run_hold(t, a, gen_dir):
          "started_delta": metric_delta(m0, m1, "weft_executions_started_total"),
          "tasks_run": histogram_count(histogram_delta(m0, m1, "weft_task_duration_seconds")),
          "workers": {st: metric_sum(m1, "weft_workers", state=st) for st in ("busy", "idle")},
-         "server_cpu_s": None if c0 is None or c1 is None else (c1 - c0) / CLK_TCK,
+         "server_cpu_s": cpu["server_cpu_s"], "other_cores": cpu["other_cores"],
          "client_cpu_s": sum(x["cpu_s"] for x in results),
          "data_dir_mb": dir_size_mb(t.server.data_dir) if t.server else None,
          "server_died": died, "log_problems": problems[0], "log_problem_lines": problems[1],
-         "contended": other_build()}
+         "contended": cpu["compiler_seen"] or (cpu["other_cores"] or 0) > a.contended_cores}
     r["rss_ok"] = r["rss_after_mb"] is not None and r["rss_after_mb"] < HOLD_RSS_TARGET_MB
     if r["queue_ready"] is not None and accepted and r["queue_ready"] != accepted:
         log(f"note: ready queue depth {r['queue_ready']:.0f} != {accepted} accepted executions")
@@ -862,7 +903,9 @@ def print_rate_report(rows, summary):
                   fmt(r["server_exec_p50_ms"], ".1f"), fmt(r["server_exec_p99_ms"], ".1f"),
                   fmt(r["task_wait_p99_ms"], ".2f", " ms"), fmt(r["server_cpu_us_per_exec"], ".0f", " µs"),
                   "/".join("%.0f" % x for x in r["client_cpu_pct_per_proc"]) + " %",
-                  r["verdict"] + (" (contended)" if r["contended"] else "")))
+                  r["verdict"] + ((" (contended: other load %s cores%s)" % (
+                      fmt(r["other_cores"], ".2f"), ", compiler running" if r["compiler_seen"] else ""))
+                      if r["contended"] else "")))
     print()
     print("Latency = createdAt -> completedAt (server timestamps, 1 ms resolution) of the executions created in the "
           "window [first createdAt + warm-up, last createdAt]; completed/s and compl/arr over the same window. "
@@ -896,7 +939,8 @@ def print_rate_report(rows, summary):
               f"latency p50/p99 {fmt(mi['lat_p50_ms'], 'd')}/{fmt(mi['lat_p99_ms'], 'd')} ms; server-side p50/p99 "
               f"{fmt(mi['server_exec_p50_ms'], '.2f')}/{fmt(mi['server_exec_p99_ms'], '.2f')} ms")
     if any(r["contended"] for r in rows):
-        print("* Contended: a compiler was running during some runs; rerun on an idle machine for clean figures.")
+        print("* Contended: other processes (a compiler, tests) used CPU during some runs (see the verdicts); "
+              "rerun on an idle machine for clean figures.")
 
 
 def print_hold_report(h):
@@ -1014,6 +1058,8 @@ def parse_args(argv=None):
     g.add_argument("--channels", type=int, default=1, help="gRPC channels (connections) per process (default 1)")
     g.add_argument("--max-inflight", type=int, default=5000, help="calls in flight per process before it waits")
     g.add_argument("--call-timeout", type=float, default=30.0, help="deadline of one ExecuteWorkflow call, s")
+    g.add_argument("--contended-cores", type=float, default=0.25,
+                   help="mark a run contended when other processes used more than this many cores (default 0.25)")
     g = ap.add_argument_group("server")
     g.add_argument("--target", help="host:port of a running server (default: start WEFT_BIN)")
     g.add_argument("--token", help="bearer token for --target (default: register/log in a bench user)")

@@ -170,17 +170,18 @@ public actor Engine {
         return result
     }
 
-    /// Rebuilds every unfinished execution from the store (after a restart).
-    /// Leases held by this process's workers before the restart are ended
-    /// at once; external workers keep theirs until they expire. Returns how
-    /// many executions were unfinished.
+    /// Resumes after a restart. Unfinished executions go on by themselves:
+    /// their queue items (tasks, retries, delays, timers) are in the store,
+    /// written with their state. Leases held by this process's workers before
+    /// the restart are ended at once (external workers keep theirs until they
+    /// expire). Executions with no task item left (never started, or every
+    /// task done but the end not recorded) are rebuilt and moved on here.
+    /// Returns how many executions are unfinished.
     public func recover() async throws -> Int {
         try await queue.releaseAll(queues: [Self.builtinQueue, Self.timerQueue])
-        let unfinished = try await executions.unfinishedExecutions()
-        // Started here or not, each counts once as in flight.
-        defer { metrics?.setInFlight(unfinished.count) }
+        let stalled = try await executions.stalledExecutions()
         let at = now()
-        for record in unfinished {
+        for record in stalled {
             let id = record.executionId
             pin(id)
             defer { unpin(id) }
@@ -211,7 +212,10 @@ public actor Engine {
             try await queue.enqueue(items)
         }
         for name in [Self.builtinQueue, Self.timerQueue] { signal.notify(name) }
-        return unfinished.count
+        // Started here or not, each counts once as in flight.
+        let unfinished = try await executions.unfinishedCount()
+        metrics?.setInFlight(unfinished)
+        return unfinished
     }
 
     public enum CancelResult: Sendable, Equatable {

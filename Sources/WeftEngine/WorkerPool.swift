@@ -14,10 +14,13 @@ public final class WorkerPool: Sendable {
     let name: String
     let idlePoll: Duration
     let metrics: EngineMetrics?
+    /// How long stopping waits for attempts in progress.
+    let drainTimeout: Duration
     private let busy = Mutex(0)
 
     public init(engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
-                metrics: EngineMetrics? = nil) {
+                drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil) {
+        self.drainTimeout = drainTimeout
         self.engine = engine
         self.slots = max(1, slots)
         self.name = name
@@ -39,68 +42,73 @@ public final class WorkerPool: Sendable {
 
     private func dispatch(onError: @escaping @Sendable (any Error) -> Void) async {
         let signal = engine.signal
-        await withDiscardingTaskGroup { group in
-            while !Task.isCancelled {
-                let free = slots - busy.withLock { $0 }
-                if free <= 0 {
-                    let generation = signal.generation(Self.slotsQueue)
-                    if busy.withLock({ $0 }) >= slots {
-                        await signal.wait(Self.slotsQueue, since: generation, timeout: idlePoll)
-                    }
-                    continue
+        while !Task.isCancelled {
+            let free = slots - busy.withLock { $0 }
+            if free <= 0 {
+                let generation = signal.generation(Self.slotsQueue)
+                if busy.withLock({ $0 }) >= slots {
+                    await signal.wait(Self.slotsQueue, since: generation, timeout: idlePoll)
                 }
-                let generation = signal.generation(Engine.builtinQueue)
-                let leases: [Lease]
-                do {
-                    leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: min(free, 64))
-                } catch {
-                    onError(error)
-                    try? await Task.sleep(for: .milliseconds(100))
-                    continue
-                }
-                if leases.isEmpty {
-                    await signal.wait(Engine.builtinQueue, since: generation, timeout: idlePoll)
-                    continue
-                }
-                let now = busy.withLock { $0 += leases.count; return $0 }
-                metrics?.workers(busy: now, total: slots)
-                for lease in leases {
-                    group.addTask {
-                        do { try await self.engine.handle(lease) } catch { onError(error) }
-                        let left = self.busy.withLock { $0 -= 1; return $0 }
-                        self.metrics?.workers(busy: left, total: self.slots)
-                        signal.notify(Self.slotsQueue)
-                    }
+                continue
+            }
+            let generation = signal.generation(Engine.builtinQueue)
+            let leases: [Lease]
+            do {
+                leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: min(free, 64))
+            } catch {
+                if !(error is CancellationError) { onError(error) }
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            if leases.isEmpty {
+                await signal.wait(Engine.builtinQueue, since: generation, timeout: idlePoll)
+                continue
+            }
+            let now = busy.withLock { $0 += leases.count; return $0 }
+            metrics?.workers(busy: now, total: slots)
+            for lease in leases {
+                // Not a child task: stopping the pool must not cancel an
+                // attempt halfway through its commit (the store calls
+                // are cancellable, and a leased item left behind would
+                // wait for its lease to expire). `run` waits for them.
+                Task {
+                    do { try await self.engine.handle(lease) } catch { onError(error) }
+                    let left = self.busy.withLock { $0 -= 1; return $0 }
+                    self.metrics?.workers(busy: left, total: self.slots)
+                    signal.notify(Self.slotsQueue)
                 }
             }
-            group.cancelAll()
+        }
+        // Stopping: let attempts in progress finish for a while; the rest
+        // are delivered again after the next start.
+        let deadline = ContinuousClock.now + drainTimeout
+        while busy.withLock({ $0 }) > 0, ContinuousClock.now < deadline {
+            let generation = signal.generation(Self.slotsQueue)
+            if busy.withLock({ $0 }) == 0 { break }
+            // Detached: this task is cancelled, so its own waits would return at once.
+            await Task.detached { await signal.wait(Self.slotsQueue, since: generation, timeout: .milliseconds(50)) }.value
         }
     }
 
     private func timers(onError: @escaping @Sendable (any Error) -> Void) async {
         let signal = engine.signal
-        await withDiscardingTaskGroup { group in
-            while !Task.isCancelled {
-                let generation = signal.generation(Engine.timerQueue)
-                let leases: [Lease]
-                do {
-                    leases = try await engine.lease(Engine.timerQueue, worker: "\(name)-timers", limit: 64)
-                } catch {
-                    onError(error)
-                    try? await Task.sleep(for: .milliseconds(100))
-                    continue
-                }
-                if leases.isEmpty {
-                    await signal.wait(Engine.timerQueue, since: generation, timeout: idlePoll)
-                    continue
-                }
-                for lease in leases {
-                    group.addTask {
-                        do { try await self.engine.handle(lease) } catch { onError(error) }
-                    }
-                }
+        while !Task.isCancelled {
+            let generation = signal.generation(Engine.timerQueue)
+            let leases: [Lease]
+            do {
+                leases = try await engine.lease(Engine.timerQueue, worker: "\(name)-timers", limit: 64)
+            } catch {
+                if !(error is CancellationError) { onError(error) }
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
             }
-            group.cancelAll()
+            if leases.isEmpty {
+                await signal.wait(Engine.timerQueue, since: generation, timeout: idlePoll)
+                continue
+            }
+            for lease in leases {
+                Task { do { try await self.engine.handle(lease) } catch { onError(error) } }
+            }
         }
     }
 }

@@ -139,4 +139,12 @@ public protocol ExecutionStore: Sendable {
     func applyEach(_ groups: [[ExecutionTransition]]) async throws -> [StoreError?]
     /// Executions not finished (for recovery after a restart).
     func unfinishedExecutions() async throws -> [ExecutionRecord]
+    /// How many executions are not finished.
+    func unfinishedCount() async throws -> Int
+    /// Unfinished executions with no task item on any queue (only timers,
+    /// or nothing): nothing will move them, so recovery must look at them.
+    /// Written with state and queue in one transaction, an execution gets
+    /// here only if it was Pending (written by an older version) or ended
+    /// up with every task finished before its own end was recorded.
+    func stalledExecutions() async throws -> [ExecutionRecord]
 }

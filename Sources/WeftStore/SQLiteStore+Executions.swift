@@ -169,6 +169,28 @@ extension SQLiteStore: ExecutionStore {
         }
     }
 
+    public func unfinishedCount() async throws -> Int {
+        try await read("unfinished_count") { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workflow_executions WHERE status IN ('Pending', 'Running')") ?? 0
+        }
+    }
+
+    public func stalledExecutions() async throws -> [ExecutionRecord] {
+        try await read("stalled_executions") { db in
+            var items = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM workflow_executions e
+                    WHERE e.status IN ('Pending', 'Running') AND NOT EXISTS (
+                        SELECT 1 FROM task_queue q WHERE q.execution_id = e.execution_id AND q.task_key NOT LIKE '~%')
+                    ORDER BY e.execution_id
+                    """
+            ).map(Self.executionRecord)
+            for index in items.indices { items[index].tasks = try Self.taskExecutions(db, executionId: items[index].executionId) }
+            return items
+        }
+    }
+
     static func execution(_ db: Database, id: String) throws -> ExecutionRecord? {
         guard var record = try Row.fetchOne(
             db, sql: "SELECT * FROM workflow_executions WHERE execution_id = ?", arguments: [id]
