@@ -928,13 +928,13 @@ def print_rate_report(rows, summary):
         print("* Note: the client fell behind its schedule at the failing step: the limit found may be the client's.")
     if s.get("low"):
         lo = s["low"]
-        print(f"* At 10 % ({lo['rate']}/s): median latency **{fmt(lo['lat_p50_ms'], 'd', ' ms')}** "
+        print(f"* At {lo['phase']} ({lo['rate']}/s): median latency **{fmt(lo['lat_p50_ms'], 'd', ' ms')}** "
               f"(target < {LOW_TARGET_MS:g} ms: {'yes' if lo['lat_p50_ms'] is not None and lo['lat_p50_ms'] < LOW_TARGET_MS else 'no'}), "
               f"p99 {fmt(lo['lat_p99_ms'], 'd', ' ms')}; server-side p50/p99 {fmt(lo['server_exec_p50_ms'], '.2f')}/"
               f"{fmt(lo['server_exec_p99_ms'], '.2f')} ms")
     if s.get("mid"):
         mi = s["mid"]
-        print(f"* At 50 % ({mi['rate']}/s): task wait p99 **{fmt(mi['task_wait_p99_ms'], '.2f', ' ms')}** "
+        print(f"* At {mi['phase']} ({mi['rate']}/s): task wait p99 **{fmt(mi['task_wait_p99_ms'], '.2f', ' ms')}** "
               f"(weft_task_wait_seconds, {fmt(mi['task_wait_n'], '.0f')} observations; p50 {fmt(mi['task_wait_p50_ms'], '.2f', ' ms')}); "
               f"latency p50/p99 {fmt(mi['lat_p50_ms'], 'd')}/{fmt(mi['lat_p99_ms'], 'd')} ms; server-side p50/p99 "
               f"{fmt(mi['server_exec_p50_ms'], '.2f')}/{fmt(mi['server_exec_p99_ms'], '.2f')} ms")
