@@ -48,22 +48,24 @@ public final class SQLiteLogStore: LogStore, Sendable {
             try await pool.write { db -> [LogRecord] in
                 var next: [String: Int64] = [:]
                 var stored = entries
+                let lastSequence = try db.cachedStatement(sql: "SELECT MAX(sequence) FROM logs WHERE execution_id = ?")
+                let insert = try db.cachedStatement(sql: """
+                    INSERT INTO logs (execution_id, sequence, task_id, log_level, message, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """)
                 for index in stored.indices {
                     let execution = stored[index].executionId
                     if next[execution] == nil {
-                        let last = try Int64.fetchOne(
-                            db, sql: "SELECT MAX(sequence) FROM logs WHERE execution_id = ?", arguments: [execution]) ?? 0
+                        let last = try Int64.fetchOne(lastSequence, arguments: [execution]) ?? 0
                         next[execution] = last + 1
                     }
                     stored[index].sequence = next[execution]!
                     next[execution]! += 1
                     let entry = stored[index]
-                    try db.execute(
-                        sql: """
-                            INSERT INTO logs (execution_id, sequence, task_id, log_level, message, created_at)
-                            VALUES (?, ?, ?, ?, ?, ?)
-                            """,
-                        arguments: [entry.executionId, entry.sequence, entry.taskId, entry.level.rawValue, entry.message, entry.createdAt])
+                    try insert.execute(arguments: [
+                        entry.executionId, entry.sequence, entry.taskId, entry.level.rawValue, entry.message,
+                        StoreDate.text(entry.createdAt),
+                    ])
                 }
                 return stored
             }

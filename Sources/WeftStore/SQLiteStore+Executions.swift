@@ -25,29 +25,26 @@ extension SQLiteStore: ExecutionStore {
 
     /// Inserts an execution and its task rows (no idempotency check).
     static func insertExecution(_ db: Database, _ execution: ExecutionRecord) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
-                    idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
+        try db.cachedStatement(sql: """
+            INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
+                idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [
                 execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
                 execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
-                execution.trigger, execution.cost, execution.createdBy, execution.createdAt, execution.startedAt,
-                execution.completedAt, execution.priority,
+                execution.trigger, execution.cost, execution.createdBy, StoreDate.text(execution.createdAt),
+                execution.startedAt.map(StoreDate.text), execution.completedAt.map(StoreDate.text), execution.priority,
             ])
+        let insertTask = try db.cachedStatement(sql: """
+            INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
+                error, started_at, completed_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
         for task in execution.tasks {
-            try db.execute(
-                sql: """
-                    INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
-                        error, started_at, completed_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status, task.attempt,
-                    task.output?.jsonText(), task.error, task.startedAt, task.completedAt,
-                ])
+            try insertTask.execute(arguments: [
+                task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status, task.attempt,
+                task.output?.jsonText(), task.error, task.startedAt.map(StoreDate.text), task.completedAt.map(StoreDate.text),
+            ])
         }
     }
 
@@ -116,34 +113,33 @@ extension SQLiteStore: ExecutionStore {
             switch transition {
             case .execution(let id, let status, let at, let output, let error):
                 let finished = ExecutionRecord.finishedStatuses.contains(status)
-                try db.execute(
-                    sql: """
-                        UPDATE workflow_executions SET status = ?,
-                            started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
-                            completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
-                            output = COALESCE(?, output), error = COALESCE(?, error)
-                        WHERE execution_id = ?
-                        """,
-                    arguments: [status, status, at, finished, at, output?.jsonText(), error, id])
+                let time = StoreDate.text(at)
+                try db.cachedStatement(sql: """
+                    UPDATE workflow_executions SET status = ?,
+                        started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
+                        completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
+                        output = COALESCE(?, output), error = COALESCE(?, error)
+                    WHERE execution_id = ?
+                    """).execute(arguments: [status, status, time, finished, time, output?.jsonText(), error, id])
                 guard db.changesCount == 1 else { throw StoreError.notFound("execution \(id) not found") }
             case .task(let executionId, let key, let status, let attempt, let at, let output, let error):
                 let finished = ["Completed", "Failed", "Skipped", "Cancelled"].contains(status)
-                try db.execute(
-                    sql: """
-                        UPDATE task_executions SET status = ?, attempt = ?,
-                            started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
-                            completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
-                            output = COALESCE(?, output), error = COALESCE(?, error)
-                        WHERE execution_id = ? AND task_key = ?
-                        """,
-                    arguments: [status, attempt, status, at, finished, at, output?.jsonText(), error, executionId, key])
+                let time = StoreDate.text(at)
+                try db.cachedStatement(sql: """
+                    UPDATE task_executions SET status = ?, attempt = ?,
+                        started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
+                        completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
+                        output = COALESCE(?, output), error = COALESCE(?, error)
+                    WHERE execution_id = ? AND task_key = ?
+                    """).execute(arguments: [status, attempt, status, time, finished, time, output?.jsonText(), error, executionId, key])
                 guard db.changesCount == 1 else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
                 }
             case .create(let execution):
                 if let key = execution.idempotencyKey,
                     let existing = try String.fetchOne(
-                        db, sql: "SELECT execution_id FROM workflow_executions WHERE workflow_id = ? AND idempotency_key = ?",
+                        db.cachedStatement(
+                            sql: "SELECT execution_id FROM workflow_executions WHERE workflow_id = ? AND idempotency_key = ?"),
                         arguments: [execution.workflowId, key])
                 {
                     throw StoreError.alreadyExists("execution \(existing) has idempotency key \(key)")

@@ -8,37 +8,35 @@ extension SQLiteStore: QueueStore {
     }
 
     static func insert(_ db: Database, _ items: [QueueItem]) throws {
-        let now = Date()
+        let now = StoreDate.text(Date())
+        // Hot statements are prepared once per connection (no re-parse).
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
+            """)
         for item in items {
-            try db.execute(
-                sql: """
-                    INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
-                    """,
-                arguments: [
-                    item.queue, item.executionId, item.taskKey, item.attempt, item.priority, item.readyAt,
-                    item.payload.jsonText(), now,
-                ])
+            try statement.execute(arguments: [
+                item.queue, item.executionId, item.taskKey, item.attempt, item.priority, StoreDate.text(item.readyAt),
+                item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now,
+            ])
         }
     }
 
     static func completeLease(_ db: Database, id: Int64, token: String) throws {
         // A token still on the row means nobody else leased the item since,
         // even if the lease ran out: the work is accepted once.
-        try db.execute(sql: "DELETE FROM task_queue WHERE id = ? AND lease_token = ?", arguments: [id, token])
+        try db.cachedStatement(sql: "DELETE FROM task_queue WHERE id = ? AND lease_token = ?").execute(arguments: [id, token])
         guard db.changesCount == 1 else {
             throw StoreError.conflict("the lease was lost (it expired and another worker has the task, or the task was completed)")
         }
     }
 
     static func releaseLease(_ db: Database, id: Int64, token: String, readyAt: Date) throws {
-        try db.execute(
-            sql: """
-                UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL, ready_at = ?
-                WHERE id = ? AND lease_token = ?
-                """,
-            arguments: [readyAt, id, token])
+        try db.cachedStatement(sql: """
+            UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL, ready_at = ?
+            WHERE id = ? AND lease_token = ?
+            """).execute(arguments: [StoreDate.text(readyAt), id, token])
         guard db.changesCount == 1 else {
             throw StoreError.conflict("the lease was lost (it expired and another worker has the task)")
         }
@@ -49,26 +47,26 @@ extension SQLiteStore: QueueStore {
         return try await write("lease") { db in
             // The writer is serialized, so select-then-update cannot hand one
             // item to two workers.
+            let nowText = StoreDate.text(now)
             let rows = try Row.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(sql: """
                     SELECT * FROM task_queue
                     WHERE queue = ? AND ready_at <= ? AND (lease_token IS NULL OR lease_expires_at <= ?)
                     ORDER BY \(queue == "timers" ? "ready_at" : "priority DESC, id") LIMIT ?
-                    """,
-                arguments: [queue, now, now, limit])
+                    """),
+                arguments: [queue, nowText, nowText, limit])
             let expires = now.addingTimeInterval(duration)
+            let expiresText = StoreDate.text(expires)
+            let update = try db.cachedStatement(sql: """
+                UPDATE task_queue SET lease_token = ?, leased_by = ?, lease_expires_at = ?, deliveries = deliveries + 1
+                WHERE id = ?
+                """)
             return try rows.map { row in
                 let token = IDGenerator.make("lse", now: now)
                 let id: Int64 = row["id"]
                 let deliveries: Int = row["deliveries"]
                 let reclaimed = (row["lease_token"] as String?) != nil
-                try db.execute(
-                    sql: """
-                        UPDATE task_queue SET lease_token = ?, leased_by = ?, lease_expires_at = ?, deliveries = deliveries + 1
-                        WHERE id = ?
-                        """,
-                    arguments: [token, worker, expires, id])
+                try update.execute(arguments: [token, worker, expiresText, id])
                 return Lease(
                     id: id, item: Self.queueItem(row), token: token, expiresAt: expires, deliveries: deliveries + 1,
                     reclaimed: reclaimed)
@@ -161,6 +159,6 @@ extension SQLiteStore: QueueStore {
         QueueItem(
             queue: row["queue"], executionId: row["execution_id"], taskKey: row["task_key"], attempt: row["attempt"],
             priority: row["priority"], readyAt: row["ready_at"],
-            payload: (try? JSONValue(jsonText: row["payload"])) ?? .emptyObject)
+            payload: { (text: String) in text == "{}" ? .emptyObject : (try? JSONValue(jsonText: text)) ?? .emptyObject }(row["payload"]))
     }
 }
