@@ -22,7 +22,7 @@ public struct WeftServerConfig: Sendable {
     /// scrypt cost as log2(N) for password hashes.
     public var scryptLogN = 15
     /// In-process worker slots; 0 runs no built-in task (they stay queued).
-    public var workers = 16
+    public var workers = 128
     /// Lease length of in-process workers, in seconds.
     public var leaseSeconds = 60
 

@@ -78,7 +78,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "scrypt cost of password hashes as log2(N), 10 to 20. [env: WEFT_SCRYPT_LOG_N] (default: 15)")
     var scryptLogN: Int?
 
-    @Option(help: "In-process workers (task attempts of built-in types run at once); 0 runs none (tasks stay queued). [env: WEFT_WORKERS] (default: 8 per core, at least 4)")
+    @Option(help: "In-process workers (task attempts of built-in types run at once); 0 runs none (tasks stay queued). [env: WEFT_WORKERS] (default: 64 per core)")
     var workers: Int?
 
     @Option(help: "Seconds an in-process worker's lease lasts before a task is given to another worker (heartbeats renew it). [env: WEFT_LEASE_SECONDS] (default: 60)")
@@ -120,7 +120,7 @@ struct Serve: AsyncParsableCommand {
             workflowCacheSize, "WEFT_WORKFLOW_CACHE_SIZE", default: 10_000, range: 0...10_000_000)
         config.scryptLogN = try env.int(scryptLogN, "WEFT_SCRYPT_LOG_N", default: 15, range: 10...20)
         config.workers = try env.int(
-            workers, "WEFT_WORKERS", default: max(4, 8 * ProcessInfo.processInfo.activeProcessorCount), range: 0...10_000)
+            workers, "WEFT_WORKERS", default: max(64, 64 * ProcessInfo.processInfo.activeProcessorCount), range: 0...10_000)
         config.leaseSeconds = try env.int(leaseSeconds, "WEFT_LEASE_SECONDS", default: 60, range: 1...86_400)
         // A secret only from the environment: flags show up in `ps`.
         config.authSecret = env.values["WEFT_AUTH_SECRET"]
