@@ -2,6 +2,18 @@ public import Foundation
 import Synchronization
 public import WeftStore
 
+/// In-process workers that take tasks straight from the commit that queues
+/// them (`WorkerPool`): the item is leased in that same transaction, so no
+/// separate lease transaction and no wait for a poll.
+public protocol DirectDispatch: AnyObject, Sendable {
+    /// Takes a free slot, or returns false when all are busy.
+    func reserve() -> Bool
+    /// Gives back a slot reserved for a lease that was not committed.
+    func cancelReservation()
+    /// Runs a committed lease on a reserved slot.
+    func run(_ lease: Lease)
+}
+
 /// Runs executions: drives each execution's `ExecutionStateMachine`, makes
 /// every state change durable (group commit) before acting on it or telling
 /// anyone, keeps the durable queue in step, and runs built-in tasks on
@@ -104,6 +116,8 @@ public actor Engine {
     /// The lease each running attempt holds now (heartbeats renew it; a
     /// re-delivery while it still runs hands over the newer token).
     private var heldLeases: [String: Lease] = [:]
+    /// In-process workers that take ready built-in tasks at commit time.
+    private var dispatcher: (any DirectDispatch)?
 
     public init(
         workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
@@ -240,6 +254,10 @@ public actor Engine {
         return .cancelled
     }
 
+    /// Attaches (or, with nil, detaches) the in-process workers that take
+    /// ready built-in tasks straight from their commit.
+    public func attach(_ dispatcher: (any DirectDispatch)?) { self.dispatcher = dispatcher }
+
     /// Waits until every log line handed over so far is stored.
     public func flushLogs() async { await logWriter.flush() }
 
@@ -372,7 +390,10 @@ public actor Engine {
         guard let run = state.machine.tasks[key] else { return [] }
         var effects: [ExecutionStateMachine.Effect] = []
         if run.state == .retrying, run.attempt + 1 == attempt {
-            effects += state.machine.timerFired(.retry(task: key, attempt: attempt), at: at)
+            // The retry's queue item is the one being handled: not queued again.
+            effects += state.machine.timerFired(.retry(task: key, attempt: attempt), at: at).filter {
+                $0 != .enqueue(task: key, attempt: attempt)
+            }
         }
         effects += state.machine.taskStarted(key, attempt: attempt, at: at)
         if run.state != .running, state.machine.tasks[key]?.state == .running {
@@ -753,6 +774,7 @@ public actor Engine {
                 createdAt: at))
         }
         var wake: Set<String> = []
+        var direct: [Lease] = []
         var later: [(String, Date)] = []
         var updates: [ExecutionUpdate] = []
         var finished: (ExecutionStateMachine.Status, String?)?
@@ -782,10 +804,20 @@ public actor Engine {
                 updates.append(.state(status: "Running", task: record, message: line?.text ?? "", at: at))
             case .enqueue(let key, let attempt):
                 let name = state.queueName(of: key)
-                transitions.append(.enqueue(QueueItem(
+                var item = QueueItem(
                     queue: name, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
-                    readyAt: at)))
-                wake.insert(name)
+                    readyAt: at)
+                if name == Self.builtinQueue, let dispatcher, dispatcher.reserve() {
+                    // A worker slot is free: lease the item in this commit
+                    // and hand it over once committed.
+                    let token = IDGenerator.make("lse", now: at)
+                    let expires = at.addingTimeInterval(leaseDuration)
+                    item.directLease = DirectLease(token: token, worker: "direct", expiresAt: expires)
+                    direct.append(Lease(id: 0, item: item, token: token, expiresAt: expires, deliveries: 1))
+                } else {
+                    wake.insert(name)
+                }
+                transitions.append(.enqueue(item))
             case .armTimer(.retry(let key, let attempt), let when):
                 // The backoff is a delayed queue item: durable like any other.
                 let name = state.queueName(of: key)
@@ -813,6 +845,7 @@ public actor Engine {
         }
         let ending = machine.status != .running && !ended.contains(executionId)
         if ending { markEnded(executionId) }
+        let dispatcher = self.dispatcher
         do {
             try await commit(transitions)
         } catch {
@@ -820,8 +853,10 @@ public actor Engine {
             // the next event reloads it from what was actually committed.
             live[executionId] = nil
             if ending { ended.remove(executionId) }
+            for _ in direct { dispatcher?.cancelReservation() }
             throw error
         }
+        for lease in direct { dispatcher?.run(lease) }
         if start != nil { metrics?.executionStarted(workflow: state.workflowName) }
         for name in wake { signal.notify(name) }
         for (name, when) in later { signal.notify(name, at: when) }

@@ -1,6 +1,6 @@
 public import Foundation
 import Synchronization
-import WeftStore
+public import WeftStore
 
 /// The in-process workers: `slots` attempts of built-in tasks run at once.
 /// One dispatcher leases as many ready items as there are free slots (one
@@ -8,7 +8,7 @@ import WeftStore
 /// loop fires due timers (timeouts), so a pool busy with long tasks never
 /// delays a timeout. Both sleep on the `WorkSignal` when there is nothing
 /// to do, and look at the store at least every `idlePoll` anyway.
-public final class WorkerPool: Sendable {
+public final class WorkerPool: DirectDispatch {
     let engine: Engine
     let slots: Int
     let name: String
@@ -32,10 +32,41 @@ public final class WorkerPool: Sendable {
     /// then finish (or are re-delivered after a restart).
     public func run(onError: @escaping @Sendable (any Error) -> Void = { _ in }) async {
         metrics?.workers(busy: 0, total: slots)
+        self.onError.withLock { $0 = onError }
+        await engine.attach(self)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.dispatch(onError: onError) }
             group.addTask { await self.timers(onError: onError) }
         }
+    }
+
+    private let onError = Mutex<@Sendable (any Error) -> Void>({ _ in })
+
+    public func reserve() -> Bool {
+        let taken = busy.withLock { busy -> Int? in
+            guard busy < slots else { return nil }
+            busy += 1
+            return busy
+        }
+        guard let taken else { return false }
+        metrics?.workers(busy: taken, total: slots)
+        return true
+    }
+
+    public func cancelReservation() { slotFreed() }
+
+    public func run(_ lease: Lease) {
+        let report = onError.withLock { $0 }
+        Task {
+            do { try await self.engine.handle(lease) } catch { report(error) }
+            self.slotFreed()
+        }
+    }
+
+    private func slotFreed() {
+        let left = busy.withLock { $0 -= 1; return $0 }
+        metrics?.workers(busy: left, total: slots)
+        engine.signal.notify(Self.slotsQueue)
     }
 
     private static let slotsQueue = "#slots"
@@ -73,14 +104,13 @@ public final class WorkerPool: Sendable {
                 // wait for its lease to expire). `run` waits for them.
                 Task {
                     do { try await self.engine.handle(lease) } catch { onError(error) }
-                    let left = self.busy.withLock { $0 -= 1; return $0 }
-                    self.metrics?.workers(busy: left, total: self.slots)
-                    signal.notify(Self.slotsQueue)
+                    self.slotFreed()
                 }
             }
         }
-        // Stopping: let attempts in progress finish for a while; the rest
-        // are delivered again after the next start.
+        // Stopping: no more tasks from commits; let attempts in progress
+        // finish for a while; the rest are delivered again after the next start.
+        await Task.detached { await self.engine.attach(nil) }.value
         let deadline = ContinuousClock.now + drainTimeout
         while busy.withLock({ $0 }) > 0, ContinuousClock.now < deadline {
             let generation = signal.generation(Self.slotsQueue)

@@ -12,6 +12,9 @@ public struct QueueItem: Sendable, Hashable {
     public var readyAt: Date
     /// What the worker needs to run it (resolved inputs), as JSON.
     public var payload: JSONValue
+    /// Set when the item is leased as it is enqueued (the engine hands it
+    /// straight to an in-process worker with a free slot).
+    public var directLease: DirectLease?
 
     public init(
         queue: String, executionId: String, taskKey: String, attempt: Int, priority: Int = 0, readyAt: Date,
@@ -24,6 +27,19 @@ public struct QueueItem: Sendable, Hashable {
         self.priority = priority
         self.readyAt = readyAt
         self.payload = payload
+    }
+}
+
+/// A lease taken in the transaction that enqueues the item.
+public struct DirectLease: Sendable, Hashable {
+    public var token: String
+    public var worker: String
+    public var expiresAt: Date
+
+    public init(token: String, worker: String, expiresAt: Date) {
+        self.token = token
+        self.worker = worker
+        self.expiresAt = expiresAt
     }
 }
 

@@ -216,6 +216,7 @@ enum SQLiteMigrations {
             try db.execute(sql: """
                 ALTER TABLE workflow_executions ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
                 CREATE INDEX task_queue_due ON task_queue(queue, ready_at);
+                CREATE UNIQUE INDEX task_queue_lease_token ON task_queue(lease_token) WHERE lease_token IS NOT NULL;
                 """)
         }
         return migrator

@@ -16,6 +16,24 @@ extension SQLiteStore: QueueStore {
             ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
             """)
         for item in items {
+            if let lease = item.directLease {
+                // Leased as it is enqueued: the item must be new (its holder
+                // runs it without looking it up), so a duplicate fails the group.
+                try db.cachedStatement(sql: """
+                    INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at,
+                        lease_token, leased_by, lease_expires_at, deliveries)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                    ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
+                    """).execute(arguments: [
+                        item.queue, item.executionId, item.taskKey, item.attempt, item.priority, StoreDate.text(item.readyAt),
+                        item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now, lease.token, lease.worker,
+                        StoreDate.text(lease.expiresAt),
+                    ])
+                guard db.changesCount == 1 else {
+                    throw StoreError.conflict("task \(item.taskKey) attempt \(item.attempt) is already queued")
+                }
+                continue
+            }
             try statement.execute(arguments: [
                 item.queue, item.executionId, item.taskKey, item.attempt, item.priority, StoreDate.text(item.readyAt),
                 item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now,
@@ -26,7 +44,8 @@ extension SQLiteStore: QueueStore {
     static func completeLease(_ db: Database, id: Int64, token: String) throws {
         // A token still on the row means nobody else leased the item since,
         // even if the lease ran out: the work is accepted once.
-        try db.cachedStatement(sql: "DELETE FROM task_queue WHERE id = ? AND lease_token = ?").execute(arguments: [id, token])
+        // By token alone (unique, indexed): leases taken at enqueue have no row id here.
+        try db.cachedStatement(sql: "DELETE FROM task_queue WHERE lease_token = ?").execute(arguments: [token])
         guard db.changesCount == 1 else {
             throw StoreError.conflict("the lease was lost (it expired and another worker has the task, or the task was completed)")
         }
@@ -35,8 +54,8 @@ extension SQLiteStore: QueueStore {
     static func releaseLease(_ db: Database, id: Int64, token: String, readyAt: Date) throws {
         try db.cachedStatement(sql: """
             UPDATE task_queue SET lease_token = NULL, leased_by = NULL, lease_expires_at = NULL, ready_at = ?
-            WHERE id = ? AND lease_token = ?
-            """).execute(arguments: [StoreDate.text(readyAt), id, token])
+            WHERE lease_token = ?
+            """).execute(arguments: [StoreDate.text(readyAt), token])
         guard db.changesCount == 1 else {
             throw StoreError.conflict("the lease was lost (it expired and another worker has the task)")
         }
@@ -78,8 +97,8 @@ extension SQLiteStore: QueueStore {
         try await write("heartbeat") { db in
             let expires = now.addingTimeInterval(duration)
             try db.execute(
-                sql: "UPDATE task_queue SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND lease_expires_at > ?",
-                arguments: [expires, lease.id, lease.token, now])
+                sql: "UPDATE task_queue SET lease_expires_at = ? WHERE lease_token = ? AND lease_expires_at > ?",
+                arguments: [StoreDate.text(expires), lease.token, StoreDate.text(now)])
             guard db.changesCount == 1 else {
                 throw StoreError.conflict("the lease on \(lease.item.taskKey) attempt \(lease.item.attempt) was lost")
             }
