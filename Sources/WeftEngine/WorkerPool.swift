@@ -42,7 +42,14 @@ public final class WorkerPool: DirectDispatch {
 
     private let onError = Mutex<@Sendable (any Error) -> Void>({ _ in })
 
+    /// True while the queue holds ready items the dispatcher has not
+    /// caught up with: commits then queue their tasks behind them (FIFO)
+    /// instead of taking free slots first, so new executions cannot starve
+    /// running ones under overload.
+    private let backlog = Mutex(false)
+
     public func reserve() -> Bool {
+        if backlog.withLock({ $0 }) { return false }
         let taken = busy.withLock { busy -> Int? in
             guard busy < slots else { return nil }
             busy += 1
@@ -84,8 +91,10 @@ public final class WorkerPool: DirectDispatch {
             }
             let generation = signal.generation(Engine.builtinQueue)
             let leases: [Lease]
+            let wanted = min(free, 64)
             do {
-                leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: min(free, 64))
+                leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: wanted)
+                backlog.withLock { $0 = leases.count == wanted }
             } catch {
                 if !(error is CancellationError) { onError(error) }
                 try? await Task.sleep(for: .milliseconds(100))

@@ -29,8 +29,21 @@ public struct WeftServer: Sendable {
             path: (config.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
             metrics: StoreMetrics(metrics: metrics, store: "logs"))
         let engineMetrics = EngineMetrics(metrics: metrics)
+        // The HTTP clients must be shut down before the process exits, also
+        // when start-up fails (their threads would outlive `main`).
         let httpRunner = HTTPRunner()
-        defer { Task { await httpRunner.shutdown() } }
+        do {
+            try await serve(store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner)
+        } catch {
+            await httpRunner.shutdown()
+            throw error
+        }
+        await httpRunner.shutdown()
+    }
+
+    private func serve(
+        store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner
+    ) async throws {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
