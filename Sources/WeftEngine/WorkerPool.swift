@@ -18,8 +18,13 @@ public final class WorkerPool: DirectDispatch {
     let drainTimeout: Duration
     private let busy = Mutex(0)
 
+    /// Told about errors of attempts and leases (logged by the server).
+    let onError: @Sendable (any Error) -> Void
+
     public init(engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
-                drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil) {
+                drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil,
+                onError: @escaping @Sendable (any Error) -> Void = { _ in }) {
+        self.onError = onError
         self.drainTimeout = drainTimeout
         self.engine = engine
         self.slots = max(1, slots)
@@ -30,26 +35,16 @@ public final class WorkerPool: DirectDispatch {
 
     /// Runs until the surrounding task is cancelled; attempts in progress
     /// then finish (or are re-delivered after a restart).
-    public func run(onError: @escaping @Sendable (any Error) -> Void = { _ in }) async {
+    public func run() async {
         metrics?.workers(busy: 0, total: slots)
-        self.onError.withLock { $0 = onError }
         await engine.attach(self)
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.dispatch(onError: onError) }
-            group.addTask { await self.timers(onError: onError) }
+            group.addTask { await self.dispatch(onError: self.onError) }
+            group.addTask { await self.timers(onError: self.onError) }
         }
     }
 
-    private let onError = Mutex<@Sendable (any Error) -> Void>({ _ in })
-
-    /// True while the queue holds ready items the dispatcher has not
-    /// caught up with: commits then queue their tasks behind them (FIFO)
-    /// instead of taking free slots first, so new executions cannot starve
-    /// running ones under overload.
-    private let backlog = Mutex(false)
-
     public func reserve() -> Bool {
-        if backlog.withLock({ $0 }) { return false }
         let taken = busy.withLock { busy -> Int? in
             guard busy < slots else { return nil }
             busy += 1
@@ -63,7 +58,7 @@ public final class WorkerPool: DirectDispatch {
     public func cancelReservation() { slotFreed() }
 
     public func run(_ lease: Lease) {
-        let report = onError.withLock { $0 }
+        let report = onError
         Task {
             do { try await self.engine.handle(lease) } catch { report(error) }
             self.slotFreed()
@@ -94,7 +89,6 @@ public final class WorkerPool: DirectDispatch {
             let wanted = min(free, 64)
             do {
                 leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: wanted)
-                backlog.withLock { $0 = leases.count == wanted }
             } catch {
                 if !(error is CancellationError) { onError(error) }
                 try? await Task.sleep(for: .milliseconds(100))

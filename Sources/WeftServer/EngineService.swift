@@ -20,10 +20,10 @@ struct EngineService: Service {
         try? await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 if workers > 0 {
-                    let pool = WorkerPool(engine: engine, slots: workers, metrics: metrics)
-                    group.addTask {
-                        await pool.run { error in logger.warning("engine: \(error)") }
+                    let pool = WorkerPool(engine: engine, slots: workers, metrics: metrics) { error in
+                        logger.warning("engine: \(error)")
                     }
+                    group.addTask { await pool.run() }
                 }
                 group.addTask { await sampleDepths() }
             }

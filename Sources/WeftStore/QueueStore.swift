@@ -6,7 +6,7 @@ public struct QueueItem: Sendable, Hashable {
     public var executionId: String
     public var taskKey: String
     public var attempt: Int
-    /// Higher first; FIFO among equal priorities.
+    /// Higher first; among equal priorities the oldest execution first, FIFO within it.
     public var priority: Int
     /// Not leasable before this time (delayed retries, durable timers).
     public var readyAt: Date
@@ -99,7 +99,8 @@ public protocol QueueStore: Sendable {
     /// not added twice.
     func enqueue(_ items: [QueueItem]) async throws
     /// Leases up to `limit` ready items of `queue`: highest priority first,
-    /// then oldest first. Items whose lease expired are ready again.
+    /// then the oldest execution's, then in the order they were queued.
+    /// Items whose lease expired are ready again.
     func lease(queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int) async throws -> [Lease]
     /// Extends a lease; throws `StoreError.conflict` if it was lost.
     func heartbeat(_ lease: Lease, now: Date, duration: TimeInterval) async throws -> Lease

@@ -212,11 +212,17 @@ enum SQLiteMigrations {
         }
         migrator.registerMigration("v5-engine") { db in
             // An execution's queue priority, kept for the tasks it queues
-            // after a restart; the timers queue is scanned by due time.
+            // after a restart; the timers queue is scanned by due time;
+            // leases are found by token.
             try db.execute(sql: """
                 ALTER TABLE workflow_executions ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
                 CREATE INDEX task_queue_due ON task_queue(queue, ready_at);
                 CREATE UNIQUE INDEX task_queue_lease_token ON task_queue(lease_token) WHERE lease_token IS NOT NULL;
+                -- Oldest execution first (execution ids are time-ordered):
+                -- running executions finish before new ones start, so an
+                -- overload delays starts instead of every execution.
+                DROP INDEX task_queue_ready;
+                CREATE INDEX task_queue_order ON task_queue(queue, priority DESC, execution_id, id);
                 """)
         }
         return migrator

@@ -65,13 +65,17 @@ extension SQLiteStore: QueueStore {
         guard limit > 0 else { return [] }
         return try await write("lease") { db in
             // The writer is serialized, so select-then-update cannot hand one
-            // item to two workers.
+            // item to two workers. The index is named: the planner would
+            // otherwise pick the due-time index and sort the whole backlog on
+            // every lease (a task queue walks priority, then the oldest
+            // execution first, then FIFO, and stops at `limit`; the timers
+            // queue walks due times).
             let nowText = StoreDate.text(now)
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT * FROM task_queue
+                    SELECT * FROM task_queue \(queue == "timers" ? "INDEXED BY task_queue_due" : "INDEXED BY task_queue_order")
                     WHERE queue = ? AND ready_at <= ? AND (lease_token IS NULL OR lease_expires_at <= ?)
-                    ORDER BY \(queue == "timers" ? "ready_at" : "priority DESC, id") LIMIT ?
+                    ORDER BY \(queue == "timers" ? "ready_at" : "priority DESC, execution_id, id") LIMIT ?
                     """),
                 arguments: [queue, nowText, nowText, limit])
             let expires = now.addingTimeInterval(duration)
