@@ -296,7 +296,28 @@ public actor Engine {
     }
 
     /// Runs one leased item of the built-in or timer queue.
-    func handle(_ lease: Lease) async throws {
+    /// A worker slot held by the attempt being handled: the commit that
+    /// records its outcome may pass the slot on to the next task it queues
+    /// (the execution keeps going on the same slot instead of queueing
+    /// behind new executions).
+    final class Slot {
+        var passed = false
+    }
+
+    /// Runs a lease on a worker slot; returns whether the slot was passed on
+    /// to a task queued by the attempt's commit (then the caller keeps it
+    /// busy), and the error, if any.
+    func handleOnSlot(_ lease: Lease) async -> (passed: Bool, error: (any Error)?) {
+        let slot = Slot()
+        do {
+            try await handle(lease, slot: slot)
+            return (slot.passed, nil)
+        } catch {
+            return (slot.passed, error)
+        }
+    }
+
+    func handle(_ lease: Lease, slot: Slot? = nil) async throws {
         if lease.reclaimed { metrics?.leaseExpired(queue: lease.item.queue) }
         if lease.item.queue == Self.timerQueue { return try await fireTimer(lease) }
         let executionId = lease.item.executionId
@@ -352,7 +373,8 @@ public actor Engine {
             let outcome = await runner.run(invocation) { level, message in
                 collected.add(LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: clock()))
             }
-            return try await record(lease, outcome, executionId: executionId, deferred: effects, lines: collected.lines)
+            return try await record(
+                lease, outcome, executionId: executionId, deferred: effects, lines: collected.lines, slot: slot)
         }
 
         try await carryOut(effects, executionId: executionId, at: at)
@@ -379,7 +401,7 @@ public actor Engine {
         let outcome = await job.value
         heartbeat.cancel()
         running[jobKey] = nil
-        try await finish(lease, outcome, executionId: executionId)
+        try await finish(lease, outcome, executionId: executionId, slot: slot)
     }
 
     /// The effects of an attempt starting (including a retry whose backoff
@@ -449,7 +471,7 @@ public actor Engine {
     @discardableResult
     private func finish(
         _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = [],
-        lines: [LogRecord] = []
+        lines: [LogRecord] = [], slot: Slot? = nil
     ) async throws -> Bool {
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
@@ -479,16 +501,16 @@ public actor Engine {
         live[executionId] = running ? state : nil
         try await carryOut(
             deferred + effects, executionId: executionId, at: at, machine: state.machine, live: state,
-            lease: .complete(lease), taskLines: lines)
+            lease: .complete(lease), taskLines: lines, slot: slot)
         return true
     }
 
     /// `finish` for callers that return nothing.
     private func record(
         _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = [],
-        lines: [LogRecord] = []
+        lines: [LogRecord] = [], slot: Slot? = nil
     ) async throws {
-        try await finish(lease, outcome, executionId: executionId, deferred: deferred, lines: lines)
+        try await finish(lease, outcome, executionId: executionId, deferred: deferred, lines: lines, slot: slot)
     }
 
     /// Completes a lease whose work is moot; losing it meanwhile is fine.
@@ -755,7 +777,7 @@ public actor Engine {
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date,
         start: (record: ExecutionRecord, create: Bool)? = nil,
         machine given: ExecutionStateMachine? = nil, live givenLive: Live? = nil, lease: LeaseOperation? = nil,
-        taskLines: [LogRecord] = []
+        taskLines: [LogRecord] = [], slot: Slot? = nil
     ) async throws {
         guard !effects.isEmpty || start != nil || lease != nil else { return }
         guard let state = givenLive ?? live[executionId] else {
@@ -775,6 +797,8 @@ public actor Engine {
         }
         var wake: Set<String> = []
         var direct: [Lease] = []
+        var reserved = 0
+        var passedHere = false
         var later: [(String, Date)] = []
         var updates: [ExecutionUpdate] = []
         var finished: (ExecutionStateMachine.Status, String?)?
@@ -807,9 +831,17 @@ public actor Engine {
                 var item = QueueItem(
                     queue: name, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
                     readyAt: at)
-                if name == Self.builtinQueue, let dispatcher, dispatcher.reserve() {
-                    // A worker slot is free: lease the item in this commit
-                    // and hand it over once committed.
+                let passing = slot.map { !$0.passed } ?? false
+                if name == Self.builtinQueue, let dispatcher, passing || dispatcher.reserve() {
+                    // A worker slot is free (or the finishing attempt passes
+                    // its own on): lease the item in this commit and hand it
+                    // over once committed.
+                    if passing {
+                        slot?.passed = true
+                        passedHere = true
+                    } else {
+                        reserved += 1
+                    }
                     let token = IDGenerator.make("lse", now: at)
                     let expires = at.addingTimeInterval(leaseDuration)
                     item.directLease = DirectLease(token: token, worker: "direct", expiresAt: expires)
@@ -853,7 +885,8 @@ public actor Engine {
             // the next event reloads it from what was actually committed.
             live[executionId] = nil
             if ending { ended.remove(executionId) }
-            for _ in direct { dispatcher?.cancelReservation() }
+            for _ in 0..<reserved { dispatcher?.cancelReservation() }
+            if passedHere { slot?.passed = false }
             throw error
         }
         for lease in direct { dispatcher?.run(lease) }

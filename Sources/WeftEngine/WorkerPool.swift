@@ -58,11 +58,15 @@ public final class WorkerPool: DirectDispatch {
     public func cancelReservation() { slotFreed() }
 
     public func run(_ lease: Lease) {
-        let report = onError
-        Task {
-            do { try await self.engine.handle(lease) } catch { report(error) }
-            self.slotFreed()
-        }
+        Task { await self.runOnSlot(lease) }
+    }
+
+    /// Runs a lease on a slot it holds; frees the slot unless the attempt
+    /// passed it on to the next task of its execution.
+    private func runOnSlot(_ lease: Lease) async {
+        let (passed, error) = await engine.handleOnSlot(lease)
+        if let error { onError(error) }
+        if !passed { slotFreed() }
     }
 
     private func slotFreed() {
@@ -105,10 +109,7 @@ public final class WorkerPool: DirectDispatch {
                 // attempt halfway through its commit (the store calls
                 // are cancellable, and a leased item left behind would
                 // wait for its lease to expire). `run` waits for them.
-                Task {
-                    do { try await self.engine.handle(lease) } catch { onError(error) }
-                    self.slotFreed()
-                }
+                Task { await self.runOnSlot(lease) }
             }
         }
         // Stopping: no more tasks from commits; let attempts in progress
