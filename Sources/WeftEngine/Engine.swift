@@ -420,7 +420,10 @@ public actor Engine {
         effects += state.machine.taskStarted(key, attempt: attempt, at: at)
         if run.state != .running, state.machine.tasks[key]?.state == .running {
             state.startedAt[key] = at
-            metrics?.taskWaited(type: state.tasks[key]?.action ?? "?", at.timeIntervalSince(lease.item.readyAt))
+            // Queued → started (Temporal's schedule-to-start): from when the
+            // item became durable and visible, on the precise clock.
+            let queued = lease.visibleAt ?? lease.item.readyAt
+            metrics?.taskWaited(type: state.tasks[key]?.action ?? "?", Date().timeIntervalSince(queued))
         }
         return effects
     }
@@ -889,7 +892,11 @@ public actor Engine {
             if passedHere { slot?.passed = false }
             throw error
         }
-        for lease in direct { dispatcher?.run(lease) }
+        let visible = Date()
+        for var lease in direct {
+            lease.visibleAt = visible
+            dispatcher?.run(lease)
+        }
         if start != nil { metrics?.executionStarted(workflow: state.workflowName) }
         for name in wake { signal.notify(name) }
         for (name, when) in later { signal.notify(name, at: when) }

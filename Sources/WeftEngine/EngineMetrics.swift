@@ -82,7 +82,7 @@ public final class EngineMetrics: Sendable {
     }
 
     func taskWaited(type: String, _ interval: TimeInterval) {
-        histogram(MetricNames.taskWait, help: "Time a task attempt waited from ready (queued, backoff over) to started, by task type.",
+        histogram(MetricNames.taskWait, help: "Time a task attempt waited from queued (its queue item durable; a backoff over) to started, by task type.",
                   [("type", type)]).record(Self.seconds(interval))
     }
 

@@ -53,6 +53,10 @@ public struct Lease: Sendable, Hashable {
     public var deliveries: Int
     /// The item was taken over from a holder whose lease had expired.
     public var reclaimed: Bool
+    /// For a lease taken in the commit that queued the item: when that
+    /// commit returned (the item became durable and visible). Task wait is
+    /// measured from here, else from `item.readyAt`.
+    public var visibleAt: Date?
 
     public init(id: Int64, item: QueueItem, token: String, expiresAt: Date, deliveries: Int, reclaimed: Bool = false) {
         self.id = id
