@@ -439,13 +439,13 @@ public actor Engine {
             let config = try Template.resolve(task.config, state.context)
             if let until = config["until"]?.stringValue {
                 guard let date = RFC3339.parse(until) else {
-                    throw ExpressionError(message: "config.until \"\(until)\" is not an RFC 3339 time", offset: 0)
+                    throw ExpressionError(message: "config.until \"\(until)\" is not an RFC 3339 time", offset: -1)
                 }
                 due = date
             } else if let text = config["duration"]?.stringValue, let ms = DurationText.milliseconds(text) {
                 due = started.addingTimeInterval(Double(ms) / 1000)
             } else {
-                throw ExpressionError(message: "a delay needs config.duration or config.until", offset: 0)
+                throw ExpressionError(message: "a delay needs config.duration or config.until", offset: -1)
             }
         } catch {
             return try await record(lease, .failed(.init(kind: "config", message: "\(error)")), executionId: executionId)
