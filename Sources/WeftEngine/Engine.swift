@@ -691,17 +691,33 @@ public actor Engine {
         }
     }
 
+    /// Definitions executions run on, by "workflow id|version": versions
+    /// never change, so reloading an execution (after a restart, or once
+    /// evicted) costs one store read, not three.
+    private var definitions: [String: (version: WorkflowVersionRecord, ownerId: String)] = [:]
+
+    private func definition(_ workflowId: String, version number: Int) async throws
+        -> (version: WorkflowVersionRecord, ownerId: String)?
+    {
+        let key = "\(workflowId)|\(number)"
+        if let hit = definitions[key] { return hit }
+        guard let version = try await workflows.workflowVersion(workflowId: workflowId, versionId: String(number)),
+            let workflow = try await workflows.workflow(id: workflowId, includeDeleted: true)
+        else { return nil }
+        if definitions.count >= 1000 { definitions.removeAll(keepingCapacity: true) }
+        definitions[key] = (version, workflow.ownerId)
+        return (version, workflow.ownerId)
+    }
+
     private func startPending(_ record: ExecutionRecord) async throws {
-        guard let version = try await workflows.workflowVersion(
-            workflowId: record.workflowId, versionId: String(record.workflowVersion)),
-            let workflow = try await workflows.workflow(id: record.workflowId, includeDeleted: true)
+        guard let (version, ownerId) = try await definition(record.workflowId, version: record.workflowVersion)
         else { return }
         var machine = ExecutionStateMachine(tasks: version.tasks)
         let at = now()
         let effects = machine.start(at: at)
         live[record.executionId] = Live(
             machine: machine, tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }),
-            input: record.input, workflowId: record.workflowId, workflowName: version.name, ownerId: workflow.ownerId,
+            input: record.input, workflowId: record.workflowId, workflowName: version.name, ownerId: ownerId,
             priority: record.priority, createdAt: record.createdAt,
             taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
         try await carryOut(effects, executionId: record.executionId, at: at, start: (record, create: false))
@@ -713,9 +729,7 @@ public actor Engine {
         if let existing = live[executionId] { return existing }
         if ended.contains(executionId) { return nil }
         guard let record = try await executions.execution(id: executionId), !record.isFinished, record.status != "Pending",
-            let version = try await workflows.workflowVersion(
-                workflowId: record.workflowId, versionId: String(record.workflowVersion)),
-            let workflow = try await workflows.workflow(id: record.workflowId, includeDeleted: true)
+            let (version, ownerId) = try await definition(record.workflowId, version: record.workflowVersion)
         else { return nil }
         var runs: [String: ExecutionStateMachine.TaskRun] = [:]
         for task in record.tasks {
@@ -726,7 +740,7 @@ public actor Engine {
         var restored = Live(
             machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs),
             tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input,
-            workflowId: record.workflowId, workflowName: version.name, ownerId: workflow.ownerId,
+            workflowId: record.workflowId, workflowName: version.name, ownerId: ownerId,
             priority: record.priority, createdAt: record.createdAt,
             taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
         for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
