@@ -90,6 +90,7 @@ public struct WeftServer: Sendable {
 
         let health = self.health
         let metrics = self.metrics
+        let process = ProcessMetrics(metrics: metrics)
         http.add("GET", "/healthz") { _ in
             let all = health.all
             let serving = all[""] == .serving
@@ -98,7 +99,8 @@ public struct WeftServer: Sendable {
             return .json(serving ? 200 : 503, ["status": Self.statusName(all[""] ?? .unknown), "services": services])
         }
         http.add("GET", "/metrics") { _ in
-            HTTPResponse(
+            process.update()
+            return HTTPResponse(
                 status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                 body: metrics.exposition())
         }

@@ -260,3 +260,27 @@ def _responses(data: bytes) -> list[tuple[int, bytes]]:
             return out
         out.append((status, data[head_end + 4:end]))
         pos = end
+
+
+def test_process_metrics_match_the_process(server, protos):
+    """process_* (read from /proc at scrape time) agree with what the kernel
+    says about the server process, and the CPU counter only goes up."""
+    import os
+    import time
+
+    first = wh.fetch_metrics(server)
+    _grpc_traffic(server, protos)
+    second = wh.fetch_metrics(server)
+    rss = second.total("process_resident_memory_bytes")
+    kernel_rss = server.rss_kb() * 1024
+    assert 0.5 * kernel_rss <= rss <= 2 * kernel_rss, (rss, kernel_rss)
+    started = second.total("process_start_time_seconds")
+    assert time.time() - 3600 < started <= time.time(), started
+    fds = len(os.listdir(f"/proc/{server.pid}/fd"))
+    open_fds = second.total("process_open_fds")
+    assert 0 < open_fds <= second.total("process_max_fds"), open_fds
+    assert abs(open_fds - fds) <= 20, (open_fds, fds)
+    assert second.total("process_cpu_seconds_total") >= first.total("process_cpu_seconds_total") > 0
+    assert second.type_of("process_cpu_seconds_total") == "counter"
+    build = second.select("weft_build_info")
+    assert len(build) == 1 and build[0].value == 1 and build[0].labels.get("version"), build

@@ -1,0 +1,84 @@
+import Foundation
+import Prometheus
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The standard process metrics (the names every Prometheus client library
+/// exports), read from /proc at scrape time: CPU, memory, file descriptors
+/// and start time; plus `weft_build_info`.
+public final class ProcessMetrics: Sendable {
+    private let cpu: Prometheus.Counter
+    private let resident: Prometheus.Gauge
+    private let virtual: Prometheus.Gauge
+    private let openFDs: Prometheus.Gauge
+    private let maxFDs: Prometheus.Gauge
+    private let startTime: Prometheus.Gauge
+    /// CPU seconds already added to the counter (it only goes up).
+    private let reportedCPU = Mutex(0.0)
+    private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+    private let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Weft's version, shown in `weft_build_info`.
+    public static let version = "0.3.0"
+
+    public init(metrics: WeftMetrics) {
+        cpu = metrics.counter("process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.")
+        resident = metrics.gauge("process_resident_memory_bytes", help: "Resident memory size in bytes.")
+        virtual = metrics.gauge("process_virtual_memory_bytes", help: "Virtual memory size in bytes.")
+        openFDs = metrics.gauge("process_open_fds", help: "Number of open file descriptors.")
+        maxFDs = metrics.gauge("process_max_fds", help: "Maximum number of open file descriptors.")
+        startTime = metrics.gauge(
+            "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
+        #if swift(>=6.3)
+        let swiftVersion = "6.3"
+        #else
+        let swiftVersion = "6"
+        #endif
+        metrics.gauge(
+            "weft_build_info", help: "Always 1; the labels name the build.",
+            labels: [("version", Self.version), ("swift", swiftVersion)]
+        ).set(to: 1.0)
+        update()
+    }
+
+    /// Reads /proc/self; call before rendering /metrics.
+    public func update() {
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        {
+            // Fields after the command name (which may hold spaces), from
+            // field 3 (state): utime is 14, stime 15, starttime 22, vsize 23, rss 24.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            func field(_ number: Int) -> Double? { fields.count > number - 3 ? Double(fields[number - 3]) : nil }
+            if let user = field(14), let system = field(15) {
+                let total = (user + system) / ticksPerSecond
+                let delta = reportedCPU.withLock { reported -> Double in
+                    let delta = max(0, total - reported)
+                    reported = max(reported, total)
+                    return delta
+                }
+                if delta > 0 { cpu.increment(by: delta) }
+            }
+            if let vsize = field(23) { virtual.set(vsize) }
+            if let rss = field(24) { resident.set(rss * pageSize) }
+            if let started = field(22), let boot = Self.bootTime() { startTime.set(boot + started / ticksPerSecond) }
+        }
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            openFDs.set(Double(entries.count))
+        }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { maxFDs.set(Double(limit.rlim_cur)) }
+    }
+
+    /// Seconds since the epoch at boot (`btime` in /proc/stat).
+    static func bootTime() -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("btime ") {
+            return Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+}
