@@ -758,7 +758,9 @@ public actor Engine {
     private func evictIfNeeded() {
         guard live.count >= maxLive else { return }
         var budget = maxLive / 10
-        for key in live.keys where pins[key] == nil && running.keys.allSatisfy({ !$0.hasPrefix(key + "|") }) {
+        // A running attempt pins its execution (`handle` holds the pin until
+        // the outcome is committed), so unpinned means idle.
+        for key in live.keys where pins[key] == nil {
             live[key] = nil
             budget -= 1
             if budget == 0 { break }

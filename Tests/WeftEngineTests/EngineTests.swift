@@ -451,4 +451,27 @@ struct EngineTests {
         let after = try #require(try await env.store.execution(id: started.executionId))
         #expect(after.tasks[0].status == "Failed" && after.tasks[0].output == nil)
     }
+
+    @Test("with more executions than fit in memory, evicted ones reload from the store and finish")
+    func eviction() async throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        let workflow = try await env.workflow([
+            ("a", "noop", [], .object(["output": .string("A")])),
+            ("b", "transform", ["a"], .object(["output": .string("{{ tasks.a.output }}+{{ input.n }}")])),
+        ])
+        let engine = Engine(workflows: env.store, executions: env.store, queue: env.store, logs: env.logs, maxLive: 100)
+        var ids: [String] = []
+        for n in 0..<250 {
+            let started = try await engine.execute(
+                workflow, input: .object(["n": .number(Double(n))]), idempotencyKey: nil, trigger: "api", actor: nil)
+            ids.append(started.executionId)
+        }
+        // Nothing ran yet: 250 executions went through a memory of 100.
+        for (n, id) in ids.enumerated() {
+            let done = try await drive(engine, env.store, id)
+            #expect(done.status == "Completed")
+            #expect(done.tasks.last?.output == .string("A+\(n)"))
+        }
+    }
 }
