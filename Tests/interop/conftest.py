@@ -5,6 +5,7 @@
 * `api_server`     (module)   one `weft serve --scrypt-log-n 10` per module, for weft.v1 API tests
 * `server_factory` (function) start servers with extra flags; stopped after the test
 * `channel`, `echo`, `health` per-test gRPC channel and stubs against `server`
+* `v1`, `chan`, `anon`  (module)   weft.v1 modules, a gRPC channel and an anonymous REST client for `api_server`
 
 The server binary comes from $WEFT_BIN (default .build/debug/weft); it is never
 built here.  When a test fails, the tail of the stderr of every server that was
@@ -69,6 +70,26 @@ def api_server(request, tmp_path_factory, protos):
     srv = _start(tmp_path_factory, name, wh.API_SERVER_ARGS)
     yield srv
     _teardown(srv)
+
+
+@pytest.fixture(scope="module")
+def v1(protos):
+    """The generated weft.v1 modules (protos.v1)."""
+    return protos.v1
+
+
+@pytest.fixture(scope="module")
+def chan(api_server):
+    """A gRPC channel to the module's `api_server`."""
+    ch = wh.new_channel(api_server.target)
+    yield ch
+    ch.close()
+
+
+@pytest.fixture(scope="module")
+def anon(api_server):
+    """A REST client without a token, for the module's `api_server`."""
+    return wh.RestClient(api_server)
 
 
 @pytest.fixture

@@ -24,18 +24,6 @@ TIMEOUT = 10
 
 
 @pytest.fixture(scope="module")
-def v1(protos):
-    return protos.v1
-
-
-@pytest.fixture(scope="module")
-def chan(api_server):
-    ch = wh.new_channel(api_server.target)
-    yield ch
-    ch.close()
-
-
-@pytest.fixture(scope="module")
 def users(chan, v1):
     return v1.users_pb2_grpc.UserServiceStub(chan)
 

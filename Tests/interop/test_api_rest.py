@@ -30,11 +30,6 @@ ERROR_KEYS = {"code", "message", "details"}
 
 
 @pytest.fixture(scope="module")
-def anon(api_server):
-    return wh.RestClient(api_server)
-
-
-@pytest.fixture(scope="module")
 def alice(api_server):
     return wh.register_and_login(api_server, "Alice Example")
 

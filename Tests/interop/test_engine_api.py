@@ -28,7 +28,7 @@ import uuid
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 import weft_helpers as wh
 
@@ -144,11 +144,6 @@ def closed_port() -> int:
 # ---------------------------------------------------------------------------
 # Users and REST helpers
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def anon(api_server):
-    return wh.RestClient(api_server)
 
 
 @pytest.fixture(scope="module")
@@ -1017,18 +1012,6 @@ def test_everything_needs_a_token(alice, anon):
 
 
 @pytest.fixture(scope="module")
-def v1(protos):
-    return protos.v1
-
-
-@pytest.fixture(scope="module")
-def chan(api_server):
-    ch = wh.new_channel(api_server.target)
-    yield ch
-    ch.close()
-
-
-@pytest.fixture(scope="module")
 def ex(chan, v1):
     return v1.executions_pb2_grpc.ExecutionServiceStub(chan)
 
@@ -1038,8 +1021,7 @@ def logsvc(chan, v1):
     return v1.logs_pb2_grpc.LogServiceStub(chan)
 
 
-def md(user: wh.ApiUser):
-    return (("authorization", f"Bearer {user.token}"),)
+md = wh.grpc_auth
 
 
 def expect_code(code, fn, *args, stream=False, **kwargs) -> grpc.RpcError:
@@ -1052,10 +1034,7 @@ def expect_code(code, fn, *args, stream=False, **kwargs) -> grpc.RpcError:
     return info.value
 
 
-def struct(obj: dict) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(obj)
-    return s
+struct = wh.proto_struct
 
 
 def g_wait(ex, v1, user, wid, eid, timeout: float = 10, why: str = ""):

@@ -731,8 +731,7 @@ def grpc_workers(api_server, protos):
     ch.close()
 
 
-def md(user):
-    return (("authorization", f"Bearer {user.token}"),)
+md = wh.grpc_auth
 
 
 def duration(seconds: float):
@@ -743,12 +742,7 @@ def duration(seconds: float):
     return d
 
 
-def struct(obj: dict):
-    from google.protobuf import struct_pb2
-
-    s = struct_pb2.Struct()
-    s.update(obj)
-    return s
+struct = wh.proto_struct
 
 
 def to_dict(msg) -> dict:

@@ -1015,6 +1015,20 @@ class ApiUser:
     rest: RestClient
 
 
+def grpc_auth(user: "ApiUser") -> tuple:
+    """gRPC metadata carrying the user's bearer token."""
+    return (("authorization", f"Bearer {user.token}"),)
+
+
+def proto_struct(obj: dict):
+    """A google.protobuf.Struct holding `obj`."""
+    from google.protobuf import struct_pb2
+
+    s = struct_pb2.Struct()
+    s.update(obj)
+    return s
+
+
 def register_and_login(server: WeftServer, name: str = "Test User", email: str | None = None,
                        password: str = "correct horse battery") -> ApiUser:
     """Registers a fresh account over REST and logs it in."""
