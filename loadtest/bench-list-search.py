@@ -46,7 +46,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -59,6 +58,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import seed_workflows as sw  # noqa: E402
+from weft_process import WeftProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_P99_MS = 20.0
@@ -92,37 +92,10 @@ def pct(sorted_vals, q):
 
 # ------------------------------------------------------------------ server
 
-class Server:
-    def __init__(self, weft_bin, data_dir, sync, scrypt_log_n, extra, out_dir):
-        self.log_path = os.path.join(out_dir, "weft.log")
-        args = [weft_bin, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", data_dir,
-                "--store-sync", sync, "--scrypt-log-n", str(scrypt_log_n)] + extra
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
-        self.pid = self.proc.pid
-        self.port = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", open(self.log_path, "rb").read())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        sys.stderr.write(open(self.log_path, errors="replace").read())
-        self.stop()
-        raise SystemExit("weft did not print 'listening on 127.0.0.1:PORT'")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def Server(weft_bin, data_dir, sync, scrypt_log_n, extra, out_dir):
+    """`weft serve` with this benchmark's flags; its log is OUT_DIR/weft-list-search.log."""
+    return WeftProcess(weft_bin, data_dir, ["--store-sync", sync, "--scrypt-log-n", str(scrypt_log_n)] + extra,
+                       out_dir, "list-search")
 
 
 # ------------------------------------------------------------------ queries
