@@ -90,7 +90,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "Tests" / "interop"))
 import seed_workflows as sw  # noqa: E402
-from weft_process import WeftProcess  # noqa: E402
+from weft_process import WeftProcess, cpu_ticks  # noqa: E402
 from weft_helpers import parse_metrics  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -184,17 +184,6 @@ def metric_delta(before, after, name, **match):
 
 
 # ------------------------------------------------------------------ process helpers
-
-def cpu_ticks(pid):
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[11]) + int(rest[12])
-    except (OSError, IndexError, ValueError):
-        return None
-
 
 def proc_status_kb(pid, field):
     if not pid:

@@ -58,7 +58,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import seed_workflows as sw  # noqa: E402
-from weft_process import WeftProcess  # noqa: E402
+from weft_process import WeftProcess, cpu_ticks  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_P99_MS = 20.0
@@ -66,17 +66,6 @@ TARGET_P99_MS = 20.0
 
 def env_int(name, default):
     return int(os.environ.get(name, default))
-
-
-def cpu_ticks(pid):
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[11]) + int(rest[12])  # utime, stime (fields 14, 15)
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def other_build():

@@ -85,3 +85,15 @@ class WeftProcess:
                 self.proc.wait()
                 self.exit_note = f"did not exit within {timeout} s of SIGTERM; killed"
         self.log.close()
+
+
+def cpu_ticks(pid):
+    """User + system CPU of a process in clock ticks (None if unreadable)."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[11]) + int(rest[12])  # utime, stime (fields 14, 15)
+    except (OSError, IndexError, ValueError):
+        return None

@@ -39,28 +39,29 @@ public final class EngineMetrics: Sendable {
             buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048])
     }
 
-    private func counter(_ name: String, help: String, _ labels: [(String, String)]) -> Prometheus.Counter {
+    /// The handle of `name` with `labels`, made once and then cached.
+    private func cached<Handle: Sendable>(
+        _ cache: borrowing Mutex<[String: Handle]>, _ name: String, _ labels: [(String, String)], make: () -> Handle
+    ) -> Handle {
         let key = name + labels.map { "|\($0.1)" }.joined()
-        if let hit = counters.withLock({ $0[key] }) { return hit }
-        let made = metrics.counter(name, help: help, labels: labels)
-        counters.withLock { $0[key] = made }
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        let made = make()
+        cache.withLock { $0[key] = made }
         return made
+    }
+
+    private func counter(_ name: String, help: String, _ labels: [(String, String)]) -> Prometheus.Counter {
+        cached(counters, name, labels) { metrics.counter(name, help: help, labels: labels) }
     }
 
     private func histogram(_ name: String, help: String, _ labels: [(String, String)]) -> DurationHistogram {
-        let key = name + labels.map { "|\($0.1)" }.joined()
-        if let hit = histograms.withLock({ $0[key] }) { return hit }
-        let made = metrics.durationHistogram(name, help: help, labels: labels, buckets: Self.longBuckets)
-        histograms.withLock { $0[key] = made }
-        return made
+        cached(histograms, name, labels) {
+            metrics.durationHistogram(name, help: help, labels: labels, buckets: Self.longBuckets)
+        }
     }
 
     private func gauge(_ name: String, help: String, _ labels: [(String, String)]) -> Prometheus.Gauge {
-        let key = name + labels.map { "|\($0.1)" }.joined()
-        if let hit = gauges.withLock({ $0[key] }) { return hit }
-        let made = metrics.gauge(name, help: help, labels: labels)
-        gauges.withLock { $0[key] = made }
-        return made
+        cached(gauges, name, labels) { metrics.gauge(name, help: help, labels: labels) }
     }
 
     static func seconds(_ interval: TimeInterval) -> Duration {

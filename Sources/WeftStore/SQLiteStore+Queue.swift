@@ -145,37 +145,32 @@ extension SQLiteStore: QueueStore {
     }
 
     public func depths(now: Date) async throws -> [QueueDepth] {
-        try await read("queue_depths") { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT queue,
-                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN 1 ELSE 0 END) AS ready,
-                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at > ? THEN 1 ELSE 0 END) AS delayed,
-                        SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
-                    FROM task_queue GROUP BY queue
-                    """,
-                arguments: [now, now, now, now, now]
-            ).map { row in
-                QueueDepth(queue: row["queue"], ready: row["ready"] ?? 0, delayed: row["delayed"] ?? 0, leased: row["leased"] ?? 0)
-            }
+        try await read("queue_depths") { db in try Self.depths(db, now: now, queue: nil) }
+    }
+
+    /// Ready, delayed and leased items per queue (of one queue, if given).
+    static func depths(_ db: Database, now: Date, queue: String?) throws -> [QueueDepth] {
+        let time = StoreDate.text(now)
+        var arguments: StatementArguments = [time, time, time, time, time]
+        if let queue { arguments += [queue] }
+        return try Row.fetchAll(
+            db,
+            sql: """
+                SELECT queue,
+                    SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN 1 ELSE 0 END) AS ready,
+                    SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at > ? THEN 1 ELSE 0 END) AS delayed,
+                    SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
+                FROM task_queue \(queue == nil ? "" : "WHERE queue = ?") GROUP BY queue
+                """,
+            arguments: arguments
+        ).map { row in
+            QueueDepth(queue: row["queue"], ready: row["ready"] ?? 0, delayed: row["delayed"] ?? 0, leased: row["leased"] ?? 0)
         }
     }
 
     public func depth(queue: String, now: Date) async throws -> (ready: Int, delayed: Int, leased: Int) {
-        try await read("queue_depth") { db in
-            let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT
-                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN 1 ELSE 0 END) AS ready,
-                        SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at > ? THEN 1 ELSE 0 END) AS delayed,
-                        SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
-                    FROM task_queue WHERE queue = ?
-                    """,
-                arguments: [now, now, now, now, now, queue])
-            return ((row?["ready"] as Int?) ?? 0, (row?["delayed"] as Int?) ?? 0, (row?["leased"] as Int?) ?? 0)
-        }
+        let depth = try await read("queue_depth") { db in try Self.depths(db, now: now, queue: queue).first }
+        return (depth?.ready ?? 0, depth?.delayed ?? 0, depth?.leased ?? 0)
     }
 
     static func queueItem(_ row: Row) -> QueueItem {

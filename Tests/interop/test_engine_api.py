@@ -251,14 +251,7 @@ def log_page(user, wid, eid, **params) -> dict:
 
 
 def all_logs(user, wid, eid, **params) -> list:
-    out, token = [], None
-    for _ in range(200):
-        page = log_page(user, wid, eid, **params, **({"pageToken": token} if token else {}))
-        out += page.get("entries", [])
-        token = page.get("nextPageToken", "")
-        if not token:
-            return out
-    raise AssertionError("log paging never ended")
+    return wh.all_pages(user.rest, f"/workflows/{wid}/executions/{eid}/logs", "entries", **params)
 
 
 def error_text(execution: dict, logs: list) -> str:
@@ -269,16 +262,7 @@ def error_text(execution: dict, logs: list) -> str:
 
 
 def exec_ids(user, wid, **params) -> list:
-    out, token = [], None
-    for _ in range(100):
-        q = dict(params, **({"pageToken": token} if token else {}))
-        r = user.rest.get(f"/workflows/{wid}/executions?" + urllib.parse.urlencode(q))
-        assert r.status == 200, r
-        out += [e["executionId"] for e in r.json.get("executions", [])]
-        token = r.json.get("nextPageToken", "")
-        if not token:
-            return out
-    raise AssertionError("execution paging never ended")
+    return [e["executionId"] for e in wh.all_pages(user.rest, f"/workflows/{wid}/executions", "executions", **params)]
 
 
 # ---------------------------------------------------------------------------

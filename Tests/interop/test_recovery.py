@@ -72,16 +72,7 @@ def create_wf(client: wh.RestClient, tasks) -> dict:
 
 
 def list_executions(client: wh.RestClient, wid: str, page_size: int = 100) -> list:
-    out, token = [], ""
-    for _ in range(1000):
-        path = f"/workflows/{wid}/executions?pageSize={page_size}" + (f"&pageToken={token}" if token else "")
-        r = client.get(path)
-        assert r.status == 200, r
-        out += r.json.get("executions", [])
-        token = r.json.get("nextPageToken", "")
-        if not token:
-            return out
-    raise AssertionError("execution paging did not end")
+    return wh.all_pages(client, f"/workflows/{wid}/executions", "executions", pageSize=page_size)
 
 
 def get_execution(client, wid, eid) -> dict:
@@ -91,15 +82,7 @@ def get_execution(client, wid, eid) -> dict:
 
 
 def logs_of(client, wid, eid) -> list:
-    entries, token = [], ""
-    for _ in range(100):
-        r = client.get(f"/workflows/{wid}/executions/{eid}/logs?pageSize=1000" + (f"&pageToken={token}" if token else ""))
-        assert r.status == 200, r
-        entries += r.json.get("entries", [])
-        token = r.json.get("nextPageToken", "")
-        if not token:
-            return entries
-    raise AssertionError("log paging did not end")
+    return wh.all_pages(client, f"/workflows/{wid}/executions/{eid}/logs", "entries", pageSize=1000)
 
 
 def task_run(execution: dict, key: str) -> dict:

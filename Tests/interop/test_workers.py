@@ -126,16 +126,7 @@ def task_run(execution: dict, key: str) -> dict:
 
 
 def logs_of(user: wh.ApiUser, wid: str, eid: str) -> list:
-    entries, token = [], ""
-    for _ in range(100):
-        r = user.rest.get(f"/workflows/{wid}/executions/{eid}/logs?pageSize=1000"
-                          + (f"&pageToken={token}" if token else ""))
-        assert r.status == 200, r
-        entries += r.json.get("entries", [])
-        token = r.json.get("nextPageToken", "")
-        if not token:
-            return entries
-    raise AssertionError("log paging did not end")
+    return wh.all_pages(user.rest, f"/workflows/{wid}/executions/{eid}/logs", "entries", pageSize=1000)
 
 
 def wait_log(user, wid, eid, predicate, timeout=5.0) -> list:

@@ -1015,6 +1015,25 @@ class ApiUser:
     rest: RestClient
 
 
+def all_pages(client: "RestClient", path: str, items: str, max_pages: int = 1000, **params) -> list:
+    """Every item of a paginated REST list: follows nextPageToken until it is
+    empty (failing if it never is). `items` names the list in each page."""
+    import urllib.parse
+
+    out, token = [], ""
+    for _ in range(max_pages):
+        query = urllib.parse.urlencode(dict(params, **({"pageToken": token} if token else {})))
+        r = client.get(path + (f"?{query}" if query else ""))
+        assert r.status == 200, r
+        page = r.json.get(items, [])
+        assert isinstance(page, list), r.json
+        out += page
+        token = r.json.get("nextPageToken", "")
+        if not token:
+            return out
+    raise AssertionError(f"paging {path} never ended")
+
+
 def grpc_auth(user: "ApiUser") -> tuple:
     """gRPC metadata carrying the user's bearer token."""
     return (("authorization", f"Bearer {user.token}"),)

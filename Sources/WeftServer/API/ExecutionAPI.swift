@@ -73,10 +73,10 @@ struct ExecutionAPI: RPCService {
         let caller = try deps.auth.authenticate(context)
         _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
         let size = try Paging.size(request.pageSize)
-        var filter = request
-        filter.pageToken = ""
-        filter.pageSize = 0
-        let fingerprint = caller.userId + "|" + ((try? filter.serializedBytes() as [UInt8]).map { Base64URL.encode($0) } ?? "")
+        let fingerprint = Paging.query(request, caller: caller.userId) {
+            $0.pageToken = ""
+            $0.pageSize = 0
+        }
         let cursor = try Paging.cursor(request.pageToken, query: fingerprint)
         let after = request.hasStartedAfter ? request.startedAfter.date : nil
         let before = request.hasStartedBefore ? request.startedBefore.date : nil
@@ -129,7 +129,8 @@ struct ExecutionAPI: RPCService {
         _ request: Weft_V1_WatchExecutionRequest, _ stream: ResponseStream<Weft_V1_ExecutionEvent>, _ context: ServerContext
     ) async throws {
         let caller = try deps.auth.authenticate(context)
-        _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+        // Subscribed before the read (which also checks the caller's role),
+        // so no update falls between the two.
         let (updates, stop) = deps.engine.feed.subscribe(request.executionID)
         defer { stop() }
         let record = try await deps.execution(request.workflowID, request.executionID, caller: caller, needs: .viewer)
@@ -223,7 +224,8 @@ struct LogAPI: RPCService {
         async throws
     {
         let caller = try deps.auth.authenticate(context)
-        _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+        // Subscribed before the read (which also checks the caller's role),
+        // so no update falls between the two.
         let (updates, stop) = deps.engine.feed.subscribe(request.executionID)
         defer { stop() }
         let record = try await deps.execution(request.workflowID, request.executionID, caller: caller, needs: .viewer)

@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 import WeftRPC
 
 /// Page sizes and opaque page tokens shared by every List method. A token
@@ -13,6 +14,16 @@ enum Paging {
         if requested < 0 { throw RPCError(code: .invalidArgument, message: "page_size must not be negative") }
         if requested == 0 { return defaultSize }
         return min(Int(requested), maxSize)
+    }
+
+    /// The query a list request's page tokens belong to: the caller and
+    /// every filter of the request (its paging fields cleared).
+    static func query<Request: SwiftProtobuf.Message>(
+        _ request: Request, caller: String, clearing paging: (inout Request) -> Void
+    ) -> String {
+        var filter = request
+        paging(&filter)
+        return caller + "|" + ((try? filter.serializedBytes() as [UInt8]).map { Base64URL.encode($0) } ?? "")
     }
 
     static func token(cursor: String?, query: String) -> String {

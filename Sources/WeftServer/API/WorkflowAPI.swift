@@ -128,10 +128,10 @@ struct WorkflowAPI: RPCService {
     {
         let caller = try deps.auth.authenticate(context)
         let size = try Paging.size(request.pageSize)
-        var filter = request
-        filter.pageToken = ""
-        filter.pageSize = 0
-        let fingerprint = caller.userId + "|" + ((try? filter.serializedBytes() as [UInt8]).map { Base64URL.encode($0) } ?? "")
+        let fingerprint = Paging.query(request, caller: caller.userId) {
+            $0.pageToken = ""
+            $0.pageSize = 0
+        }
         let cursor = try Paging.cursor(request.pageToken, query: fingerprint)
         if let after = request.hasCreatedAfter ? request.createdAfter.date : nil,
             let before = request.hasCreatedBefore ? request.createdBefore.date : nil, after >= before
