@@ -27,4 +27,11 @@ protoc --plugin=protoc-gen-swift="$plugin" \
   --swift_out="$out" --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores \
   $(find . -name '*.proto' | sed 's|^\./||' | sort)
 echo "generated: $(ls "$out"/*.pb.swift | wc -l) files"
+# The descriptor set (every file of proto/ and the well-known types it imports)
+# that gRPC server reflection answers from; committed, and embedded in the
+# binary as base64 so the server needs no file at run time.
+protoc --include_imports --descriptor_set_out="$root/proto/weft.protoset" \
+  $(find . -name '*.proto' | sed 's|^\./||' | sort)
+python3 "$root/scripts/embed-descriptor-set.py" "$root/proto/weft.protoset" \
+  "$root/Sources/WeftServer/Reflection/DescriptorSet.swift"
 python3 "$root/scripts/generate-api-schemas.py"

@@ -121,10 +121,28 @@ public nonisolated struct Weft_V1_Execution: @unchecked Sendable {
     set {_uniqueStorage()._trigger = newValue}
   }
 
-  /// Cost of this execution in cost units (see docs/COST.md).
+  /// Cost of this execution in US dollars under the server's cost model
+  /// (docs/COST.md); 0 until it finishes.
   public var cost: Double {
     get {_storage._cost}
     set {_uniqueStorage()._cost = newValue}
+  }
+
+  /// What the cost is made of; absent until the execution finishes.
+  public var costBreakdown: Weft_V1_ExecutionCost {
+    get {_storage._costBreakdown ?? Weft_V1_ExecutionCost()}
+    set {_uniqueStorage()._costBreakdown = newValue}
+  }
+  /// Returns true if `costBreakdown` has been explicitly set.
+  public var hasCostBreakdown: Bool {_storage._costBreakdown != nil}
+  /// Clears the value of `costBreakdown`. Subsequent reads from it will return its default value.
+  public mutating func clearCostBreakdown() {_uniqueStorage()._costBreakdown = nil}
+
+  /// The W3C trace id (32 hex digits) of the trace this execution belongs to
+  /// (the request that started it); empty when tracing is off.
+  public var traceID: String {
+    get {_storage._traceID}
+    set {_uniqueStorage()._traceID = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -187,6 +205,38 @@ public nonisolated struct Weft_V1_Execution: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The usage an execution was charged for and the dollars of each part
+/// (docs/COST.md). Usage counts every attempt, retries included.
+public nonisolated struct Weft_V1_ExecutionCost: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Task attempts started, and their dollars (rate per attempt).
+  public var taskAttempts: Int64 = 0
+
+  public var attemptsDollars: Double = 0
+
+  /// Seconds of worker time (attempt run time, by task type rates).
+  public var workerSeconds: Double = 0
+
+  public var computeDollars: Double = 0
+
+  /// Outbound requests of `http` tasks, and their dollars.
+  public var requests: Int64 = 0
+
+  public var requestsDollars: Double = 0
+
+  /// Bytes sent and received by `http` tasks, and their dollars (rate per MB).
+  public var egressBytes: Int64 = 0
+
+  public var egressDollars: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Weft_V1_TaskExecution: Sendable {
@@ -504,7 +554,7 @@ fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Execution"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}workflow_id\0\u{3}workflow_version\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}created_at\0\u{3}started_at\0\u{3}completed_at\0\u{1}tasks\0\u{3}idempotency_key\0\u{1}trigger\0\u{1}cost\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}workflow_id\0\u{3}workflow_version\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}created_at\0\u{3}started_at\0\u{3}completed_at\0\u{1}tasks\0\u{3}idempotency_key\0\u{1}trigger\0\u{1}cost\0\u{3}cost_breakdown\0\u{3}trace_id\0")
 
   fileprivate class _StorageClass {
     var _executionID: String = String()
@@ -521,6 +571,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
     var _idempotencyKey: String = String()
     var _trigger: String = String()
     var _cost: Double = 0
+    var _costBreakdown: Weft_V1_ExecutionCost? = nil
+    var _traceID: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -545,6 +597,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
       _idempotencyKey = source._idempotencyKey
       _trigger = source._trigger
       _cost = source._cost
+      _costBreakdown = source._costBreakdown
+      _traceID = source._traceID
     }
   }
 
@@ -577,6 +631,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
         case 12: try { try decoder.decodeSingularStringField(value: &_storage._idempotencyKey) }()
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._trigger) }()
         case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._cost) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._costBreakdown) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._traceID) }()
         default: break
         }
       }
@@ -631,6 +687,12 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
       if _storage._cost.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._cost, fieldNumber: 14)
       }
+      try { if let v = _storage._costBreakdown {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      if !_storage._traceID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._traceID, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -654,6 +716,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._idempotencyKey != rhs_storage._idempotencyKey {return false}
         if _storage._trigger != rhs_storage._trigger {return false}
         if _storage._cost != rhs_storage._cost {return false}
+        if _storage._costBreakdown != rhs_storage._costBreakdown {return false}
+        if _storage._traceID != rhs_storage._traceID {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -665,6 +729,71 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Weft_V1_Execution.Status: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATUS_UNSPECIFIED\0\u{1}Pending\0\u{1}Running\0\u{1}Completed\0\u{1}Failed\0\u{1}Cancelled\0\u{1}TimedOut\0")
+}
+
+nonisolated extension Weft_V1_ExecutionCost: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecutionCost"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_attempts\0\u{3}attempts_dollars\0\u{3}worker_seconds\0\u{3}compute_dollars\0\u{1}requests\0\u{3}requests_dollars\0\u{3}egress_bytes\0\u{3}egress_dollars\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.taskAttempts) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.attemptsDollars) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.workerSeconds) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.computeDollars) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.requests) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.requestsDollars) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.egressBytes) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.egressDollars) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskAttempts != 0 {
+      try visitor.visitSingularInt64Field(value: self.taskAttempts, fieldNumber: 1)
+    }
+    if self.attemptsDollars.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.attemptsDollars, fieldNumber: 2)
+    }
+    if self.workerSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.workerSeconds, fieldNumber: 3)
+    }
+    if self.computeDollars.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.computeDollars, fieldNumber: 4)
+    }
+    if self.requests != 0 {
+      try visitor.visitSingularInt64Field(value: self.requests, fieldNumber: 5)
+    }
+    if self.requestsDollars.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.requestsDollars, fieldNumber: 6)
+    }
+    if self.egressBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.egressBytes, fieldNumber: 7)
+    }
+    if self.egressDollars.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.egressDollars, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ExecutionCost, rhs: Weft_V1_ExecutionCost) -> Bool {
+    if lhs.taskAttempts != rhs.taskAttempts {return false}
+    if lhs.attemptsDollars != rhs.attemptsDollars {return false}
+    if lhs.workerSeconds != rhs.workerSeconds {return false}
+    if lhs.computeDollars != rhs.computeDollars {return false}
+    if lhs.requests != rhs.requests {return false}
+    if lhs.requestsDollars != rhs.requestsDollars {return false}
+    if lhs.egressBytes != rhs.egressBytes {return false}
+    if lhs.egressDollars != rhs.egressDollars {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Weft_V1_TaskExecution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -120,6 +120,13 @@ public nonisolated struct Weft_V1_WorkerTask: Sendable {
   /// Clears the value of `config`. Subsequent reads from it will return its default value.
   public mutating func clearConfig() {self._config = nil}
 
+  /// W3C trace context of this task attempt's span: a worker that traces
+  /// continues the trace by using these as the parent of its own spans
+  /// (the `traceparent` / `tracestate` header values). Empty when tracing is off.
+  public var traceparent: String = String()
+
+  public var tracestate: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -322,7 +329,7 @@ nonisolated extension Weft_V1_PollTaskRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerTask"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_token\0\u{3}lease_expires_at\0\u{1}queue\0\u{3}workflow_id\0\u{3}execution_id\0\u{3}task_id\0\u{3}task_key\0\u{1}attempt\0\u{1}input\0\u{1}config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_token\0\u{3}lease_expires_at\0\u{1}queue\0\u{3}workflow_id\0\u{3}execution_id\0\u{3}task_id\0\u{3}task_key\0\u{1}attempt\0\u{1}input\0\u{1}config\0\u{1}traceparent\0\u{1}tracestate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -340,6 +347,8 @@ nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.attempt) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._input) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._config) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.traceparent) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.tracestate) }()
       default: break
       }
     }
@@ -380,6 +389,12 @@ nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._
     try { if let v = self._config {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     } }()
+    if !self.traceparent.isEmpty {
+      try visitor.visitSingularStringField(value: self.traceparent, fieldNumber: 11)
+    }
+    if !self.tracestate.isEmpty {
+      try visitor.visitSingularStringField(value: self.tracestate, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -394,6 +409,8 @@ nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.attempt != rhs.attempt {return false}
     if lhs._input != rhs._input {return false}
     if lhs._config != rhs._config {return false}
+    if lhs.traceparent != rhs.traceparent {return false}
+    if lhs.tracestate != rhs.tracestate {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

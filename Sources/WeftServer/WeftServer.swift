@@ -80,6 +80,11 @@ public struct WeftServer: Sendable {
             http.register(
                 service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields)
         }
+        // Reflection last: it lists every service registered before it, and itself.
+        let reflection = ReflectionService(
+            index: try Self.descriptorIndex(),
+            services: router.serviceNames + [ReflectionService.v1Name, ReflectionService.v1alphaName])
+        router.register(reflection, metrics: rpcMetrics)
         health.set("", .serving)
         for service in router.serviceNames { health.set(service, .serving) }
         let openAPI = OpenAPIDocument.build(operations: http.restOperations)
@@ -134,6 +139,14 @@ public struct WeftServer: Sendable {
         [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
+    }
+
+    static func descriptorIndex() throws -> DescriptorIndex {
+        do {
+            return try DescriptorIndex.embedded()
+        } catch {
+            throw WeftStartupError("cannot read the embedded descriptor set for reflection: \(error)")
+        }
     }
 
     func openStore() throws -> SQLiteStore {
