@@ -1,0 +1,484 @@
+"""A real Prometheus scrapes a real `weft serve` under a short, varied load;
+then every dashboard panel query (dashboards/*.json) and every alerting rule
+of dashboards/alerts.yml is evaluated through Prometheus' HTTP API.
+
+* Prometheus (/usr/bin/prometheus, Debian package `prometheus`) runs on a
+  free loopback port with scrape_interval and evaluation_interval 1s, job
+  `weft` scraping the server's /metrics, and dashboards/alerts.yml as its
+  rule file when that file exists.
+* The load runs in ROUNDS rounds PERIOD seconds apart, each doing the same
+  things (REST and gRPC calls that succeed and fail, executions that
+  complete, fail, retry, time out and get cancelled, http tasks against a
+  local http.server, delays, an external task leased for 1 s and abandoned
+  so that its lease expires and the next round's poll leases it again,
+  health checks, a connection that speaks garbage).  Repeating it matters:
+  Prometheus' rate() ignores the sample that creates a series, so a series
+  must grow after its first scrape to have a rate.
+* Every panel expression (Grafana variables substituted by
+  dashboards/check_dashboards.py: `$__rate_interval` -> 1m, which spans the
+  whole run) and every alert's `annotations.signal` must return a non-empty
+  result of finite values; an alert's `expr` must evaluate (empty is fine).
+  Every failing query is listed in one assertion message.
+* Every loaded rule is healthy, the weft target is up, and a raw scrape of
+  /metrics passes `promtool check metrics` (naming lints included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+import weft_helpers as wh
+from test_engine_api import Target, closed_port
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+PROMTOOL = Path("/usr/bin/promtool")
+DASHBOARDS = wh.REPO_ROOT / "dashboards"
+ALERTS = DASHBOARDS / "alerts.yml"
+ROUNDS = 5
+PERIOD = 4.0  # seconds between the starts of two load rounds
+MIN_SAMPLES = 20  # scrapes of the weft target before the queries run
+QUEUE = "prom-ext"
+TIMEOUT = 10
+FAST_RETRY = {"initialBackoff": "0.05s", "maxBackoff": "0.1s", "jitter": 0}
+# Metric names in an expression (label names such as grpc_service or
+# http_route do not match these prefixes).
+_METRIC_RE = re.compile(r"\b(?:weft|grpc_server|http_server|process)_[A-Za-z0-9_:]*")
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _load_check_dashboards():
+    spec = importlib.util.spec_from_file_location("check_dashboards", DASHBOARDS / "check_dashboards.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---------------------------------------------------------------------------
+# Prometheus
+# ---------------------------------------------------------------------------
+
+
+class Prometheus:
+    """One Prometheus process on a free loopback port, scraping `target`."""
+
+    def __init__(self, base: Path, target: str, rule_files=()):
+        self.port = closed_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = base / "prometheus.yml"
+        self.log_path = base / "prometheus.log"
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in rule_files],
+            "scrape_configs": [{"job_name": "weft", "metrics_path": "/metrics",
+                                "static_configs": [{"targets": [target]}]}],
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(PROMETHEUS), f"--config.file={self.config_path}", f"--storage.tsdb.path={base / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=info"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(base),
+            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with code {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+                    return r.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        try:
+            wh.wait_until(ready, timeout, 0.1, message="prometheus /-/ready")
+        except (AssertionError, RuntimeError) as exc:
+            pytest.fail(f"{exc}\nprometheus log:\n{self.log_tail()}", pytrace=False)
+
+    def api(self, path: str, **params) -> dict:
+        """GET or (with params) POST /api/v1/<path>; the JSON body, also for 4xx/5xx."""
+        data = urllib.parse.urlencode(params).encode() if params else None
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/{path}", data=data, timeout=30) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as err:
+            try:
+                return json.load(err)
+            except ValueError:
+                return {"status": "error", "errorType": f"http {err.code}", "error": str(err)}
+
+    def query(self, expr: str, at: float) -> dict:
+        return self.api("query", query=expr, time=f"{at:.3f}")
+
+    def log_tail(self, limit: int = 8000) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text if len(text) <= limit else "...\n" + text[-limit:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(api_server, tmp_path_factory):
+    if not PROMETHEUS.exists():
+        pytest.fail(f"{PROMETHEUS} is missing: install the Debian package `prometheus` "
+                    "(scripts/install-deps.sh test)", pytrace=False)
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), api_server.target,
+                      [ALERTS] if ALERTS.exists() else [])
+    try:
+        prom.wait_ready()
+        yield prom
+    finally:
+        prom.stop()
+
+
+@contextlib.contextmanager
+def prometheus_log_on_failure(node, prom: Prometheus):
+    try:
+        yield
+    except BaseException:
+        node.add_report_section("call", "prometheus log (tail)", prom.log_tail())
+        raise
+
+
+# ---------------------------------------------------------------------------
+# Load
+# ---------------------------------------------------------------------------
+
+
+class Load:
+    """The workflows, users and stubs the rounds use; `round()` runs one round."""
+
+    def __init__(self, server, chan, v1, protos, target: Target):
+        self.server, self.v1, self.target = server, v1, target
+        self.anon = wh.RestClient(server)
+        self.user = wh.register_and_login(server, "Prom Load")
+        self.md = wh.grpc_auth(self.user)
+        self.users = v1.users_pb2_grpc.UserServiceStub(chan)
+        self.workflows = v1.workflows_pb2_grpc.WorkflowServiceStub(chan)
+        self.executions = v1.executions_pb2_grpc.ExecutionServiceStub(chan)
+        self.workers = v1.workers_pb2_grpc.WorkerServiceStub(chan)
+        self.health = protos.health_pb2_grpc.HealthStub(chan)
+        self.health_req = protos.health_pb2.HealthCheckRequest()
+        self.unknown = chan.unary_unary("/weft.v1.NoSuchService/Nothing")
+        self.ok = self.create([
+            {"key": "a", "name": "A", "action": "noop", "config": {"output": {"n": 1}}},
+            {"key": "say", "name": "Say", "action": "log", "config": {"message": "n={{ tasks.a.output.n }}"},
+             "dependsOn": ["a"]},
+            {"key": "pause", "name": "Pause", "action": "delay", "config": {"duration": "0.2s"}, "dependsOn": ["a"]},
+            {"key": "call", "name": "Call", "action": "http", "config": {"url": target.url("/echo/prom")}},
+            {"key": "shape", "name": "Shape", "action": "transform", "dependsOn": ["say", "pause", "call"],
+             "config": {"output": {"reply": "{{ tasks.call.output.body.reply }}"}}},
+        ])
+        self.http_fail = self.create([{"key": "down", "name": "Down", "action": "http",
+                                       "config": {"url": target.url("/status/503")},
+                                       "retry": {"maxAttempts": 2, "retryableErrors": ["http_5xx"], **FAST_RETRY}}])
+        self.template_fail = self.create([{"key": "say", "name": "Say", "action": "log",
+                                           "config": {"message": "hello {{ input.who }}"}}])
+        self.long = self.create([{"key": "sleepy", "name": "Sleepy", "action": "delay",
+                                  "config": {"duration": "5s"}}])
+        self.ext = self.create([{"key": "job", "name": "Job", "action": "external",
+                                 "config": {"queue": QUEUE, "input": {"x": 1}}}])
+        self.started: list[tuple[str, str]] = []  # (workflow id, execution id) that must end
+        self.leased: dict[str, str] = {}  # execution id -> first (abandoned) lease token
+
+    def create(self, tasks) -> str:
+        r = self.user.rest.post("/workflows", {"name": f"prom {uuid.uuid4().hex[:8]}", "tasks": tasks})
+        assert r.status == 201, r
+        return r.json["id"]
+
+    def execute(self, wid: str, **body) -> str:
+        r = self.user.rest.post(f"/workflows/{wid}/execute", body)
+        assert r.status == 202, r
+        return r.json["executionId"]
+
+    def grpc_call(self, fn, req, **kw):
+        """Call fn; a status code other than OK is expected for some calls."""
+        try:
+            return fn(req, timeout=TIMEOUT, **kw)
+        except grpc.RpcError as err:
+            assert err.code() != grpc.StatusCode.UNAVAILABLE, err
+            return None
+
+    def round(self, k: int) -> None:
+        rest, anon, v1, md = self.user.rest, self.anon, self.v1, self.md
+        # Accounts and authentication (registered, bad credentials, missing / malformed tokens).
+        wh.register_and_login(self.server, f"Prom Round{k}")
+        assert anon.post("/users/login", {"email": self.user.email, "password": "wrong"}).status == 401
+        assert anon.get("/workflows").status == 401
+        assert anon.get("/workflows", headers={"Authorization": "Bearer not-a-token"}).status == 401
+        # REST reads, 4xx and health.
+        assert rest.get("/users/me").status == 200
+        assert rest.get("/workflows?pageSize=5").status == 200
+        assert rest.get("/workflows/wf_nope").status == 404
+        assert rest.post("/workflows", {"name": ""}).status == 400
+        assert rest.get("/no/such/route").status == 404
+        assert wh.http_get(self.server, "/healthz")[0] == 200
+        # Workflow writes.
+        wid = self.create([{"key": "a", "name": "A", "action": "noop"}])
+        assert rest.put(f"/workflows/{wid}", {"name": f"prom renamed {k}",
+                                              "tasks": [{"key": "a", "name": "A", "action": "noop"}]}).status == 200
+        assert rest.delete(f"/workflows/{wid}").status in (200, 204)
+        # gRPC: OK, NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED, UNIMPLEMENTED.
+        self.grpc_call(self.health.Check, self.health_req)
+        self.grpc_call(self.users.GetCurrentUser, v1.users_pb2.GetCurrentUserRequest(), metadata=md)
+        self.grpc_call(self.users.GetCurrentUser, v1.users_pb2.GetCurrentUserRequest())
+        self.grpc_call(self.workflows.ListWorkflows, v1.workflows_pb2.ListWorkflowsRequest(page_size=5), metadata=md)
+        self.grpc_call(self.workflows.GetWorkflow, v1.workflows_pb2.GetWorkflowRequest(workflow_id="wf_nope"),
+                       metadata=md)
+        self.grpc_call(self.executions.ExecuteWorkflow, v1.executions_pb2.ExecuteWorkflowRequest(), metadata=md)
+        self.grpc_call(self.unknown, b"")
+        # Executions: completed (REST, and gRPC watched to its end), failed after a
+        # retry, failed on a template, cancelled, timed out.
+        self.started.append((self.ok, self.execute(self.ok)))
+        started = self.executions.ExecuteWorkflow(v1.executions_pb2.ExecuteWorkflowRequest(workflow_id=self.ok),
+                                                  metadata=md, timeout=TIMEOUT)
+        events = list(self.executions.WatchExecution(
+            v1.executions_pb2.WatchExecutionRequest(workflow_id=self.ok, execution_id=started.execution_id),
+            metadata=md, timeout=TIMEOUT))
+        assert events, "WatchExecution sent nothing"
+        self.grpc_call(self.executions.GetExecution, v1.executions_pb2.GetExecutionRequest(
+            workflow_id=self.ok, execution_id=started.execution_id), metadata=md)
+        self.started.append((self.http_fail, self.execute(self.http_fail)))
+        self.started.append((self.template_fail, self.execute(self.template_fail)))
+        self.started.append((self.long, self.execute(self.long, timeout="0.3s")))
+        doomed = self.execute(self.long)
+        self.started.append((self.long, doomed))
+        assert rest.post(f"/workflows/{self.long}/executions/{doomed}/cancel", {"reason": "load"}).status == 200
+        assert rest.get(f"/workflows/{self.ok}/executions?pageSize=5").status == 200
+        assert rest.get(f"/workflows/{self.ok}/executions/{started.execution_id}").status == 200
+        assert rest.get(f"/workflows/{self.ok}/executions/{started.execution_id}/logs").status == 200
+        self.external_round()
+        garbage_connection(self.server)
+
+    def external_round(self) -> None:
+        """Lease this round's new external task for 1 s and abandon it; the
+        previous round's abandoned task comes back (its lease expired) and is
+        completed, after a stale completion with its first token fails."""
+        self.execute(self.ext)
+        fresh = None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            r = self.user.rest.post(f"/queues/{QUEUE}/poll",
+                                    {"workerId": "prom", "wait": "0s" if fresh else "2s", "leaseDuration": "1s"})
+            assert r.status == 200, r
+            task = r.json.get("task")
+            if not task:
+                if fresh:
+                    return
+                continue
+            eid = task["executionId"]
+            if eid in self.leased:  # leased again after its lease expired
+                stale = self.user.rest.post("/workers/complete", {"leaseToken": self.leased.pop(eid)})
+                assert stale.status == 400, stale
+                done = self.workers.CompleteTask(v1_complete(self.v1, task["leaseToken"]), metadata=self.md,
+                                                 timeout=TIMEOUT)
+                assert done is not None
+            else:
+                r = self.user.rest.post("/workers/heartbeat", {"leaseToken": task["leaseToken"], "leaseDuration": "1s"})
+                assert r.status == 200, r
+                self.leased[eid] = task["leaseToken"]
+                fresh = task
+        raise AssertionError(f"no external task on {QUEUE} within {TIMEOUT}s")
+
+    def wait_started_ended(self) -> None:
+        pending = list(self.started)
+
+        def all_ended():
+            while pending:
+                wid, eid = pending[0]
+                r = self.user.rest.get(f"/workflows/{wid}/executions/{eid}")
+                assert r.status == 200, r
+                if r.json["status"] not in ("Completed", "Failed", "Cancelled", "TimedOut"):
+                    return False
+                pending.pop(0)
+            return True
+
+        wh.wait_until(all_ended, 15, 0.1, message=lambda: f"executions to end: {pending}")
+
+
+def v1_complete(v1, token: str):
+    return v1.workers_pb2.CompleteTaskRequest(lease_token=token, output=wh.proto_struct({"done": True}))
+
+
+def garbage_connection(server: wh.WeftServer) -> None:
+    """A connection that sends neither HTTP/1.1 nor the HTTP/2 preface."""
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01\x00\xff garbage that is no protocol at all\r\n\r\n")
+        wh.recv_until_closed(sock, 5)
+
+
+# ---------------------------------------------------------------------------
+# Checking query results
+# ---------------------------------------------------------------------------
+
+
+def result_problem(body: dict) -> str | None:
+    """Why a /api/v1/query answer is not a non-empty, all-finite result (None if it is)."""
+    if body.get("status") != "success":
+        return f"error {body.get('errorType')}: {body.get('error')}"
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        series = [({}, data["result"][1])]
+    elif data["resultType"] == "vector":
+        series = [(s["metric"], s["value"][1]) for s in data["result"]]
+    else:
+        return f"unexpected resultType {data['resultType']}"
+    if not series:
+        return "empty result"
+    bad = [(m, v) for m, v in series if not math.isfinite(float(v))]
+    if bad:
+        shown = ", ".join(f"{json.dumps(m, sort_keys=True)}={v}" for m, v in bad[:4])
+        more = f" (+{len(bad) - 4} more)" if len(bad) > 4 else ""
+        return f"{len(bad)} of {len(series)} series not finite: {shown}{more}"
+    return None
+
+
+def absent_metrics(prom: Prometheus, expr: str, at: float) -> list[str]:
+    """Metric names in expr of which Prometheus holds no series at all."""
+    names = dict.fromkeys(_METRIC_RE.findall(_STRING_RE.sub('""', expr)))
+    out = []
+    for name in names:
+        body = prom.query(f'count({{__name__="{name}"}})', at)
+        if body.get("status") == "success" and not body["data"]["result"]:
+            out.append(name)
+    return out
+
+
+def dashboard_queries(check_dashboards) -> list[tuple[str, str, str]]:
+    """(file, panel title, substituted PromQL) of every panel target."""
+    out = []
+    seen_uids: dict = {}
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        errors, exprs = check_dashboards.check_dashboard(str(path), seen_uids)
+        assert not errors, errors
+        out += [(path.name, title, check_dashboards.substitute(expr)) for title, expr in exprs]
+    return out
+
+
+def alert_rules() -> list[dict]:
+    if not ALERTS.exists():
+        return []
+    doc = yaml.safe_load(ALERTS.read_text()) or {}
+    return [rule for group in doc.get("groups") or [] for rule in group.get("rules") or [] if "alert" in rule]
+
+
+def rule_problems(prom: Prometheus) -> list[str]:
+    """Unhealthy rules, and groups of alerts.yml that Prometheus did not load."""
+    if not ALERTS.exists():
+        return []
+    want = {g["name"] for g in (yaml.safe_load(ALERTS.read_text()) or {}).get("groups") or []}
+
+    def evaluated():
+        body = prom.api("rules")
+        assert body.get("status") == "success", body
+        groups = body["data"]["groups"]
+        if any(r.get("health") == "unknown" for g in groups for r in g["rules"]):
+            return None
+        return groups
+
+    groups = wh.wait_until(evaluated, 10, 0.2, message="every rule evaluated once")
+    problems = [f"rule group {name!r} of {ALERTS.name} not loaded" for name in sorted(want - {g["name"] for g in groups})]
+    for g in groups:
+        for r in g["rules"]:
+            if r.get("health") != "ok" or r.get("lastError"):
+                problems.append(f"rule {r.get('name')!r} (group {g['name']!r}): health={r.get('health')} "
+                                f"lastError={r.get('lastError')!r}")
+    return problems
+
+
+# ---------------------------------------------------------------------------
+# The test
+# ---------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
+        request, api_server, prometheus, chan, v1, protos):
+    with prometheus_log_on_failure(request.node, prometheus):
+        check_dashboards = _load_check_dashboards()
+        queries = dashboard_queries(check_dashboards)
+        assert queries, f"no panel queries in {DASHBOARDS}"
+        alerts = alert_rules()
+
+        target = Target()
+        try:
+            load = Load(api_server, chan, v1, protos, target)
+            t0 = time.monotonic()
+            for k in range(ROUNDS):
+                time.sleep(max(0.0, t0 + k * PERIOD - time.monotonic()))
+                load.round(k)
+            load.wait_started_ended()
+        finally:
+            target.close()
+
+        # Enough scrapes, the last ones after the load.
+        scrapes = 'count_over_time(up{job="weft"}[1m])'
+        wh.wait_until(lambda: (lambda b: b["data"]["result"] and float(b["data"]["result"][0]["value"][1])
+                               >= MIN_SAMPLES)(prometheus.query(scrapes, time.time())),
+                      40, 0.5, message=f"{MIN_SAMPLES} scrapes of the weft target")
+        time.sleep(2.5)
+
+        failures = []
+        targets = prometheus.api("targets")["data"]["activeTargets"]
+        weft = [t for t in targets if t["labels"].get("job") == "weft"]
+        if not weft or any(t["health"] != "up" for t in weft):
+            failures.append(f"/api/v1/targets: weft target not up: {weft}")
+        failures += rule_problems(prometheus)
+
+        at = time.time()
+        checked = []
+        for file, title, expr in queries:
+            checked.append((f"{file} panel {title!r}", expr, True))
+        for rule in alerts:
+            name = rule["alert"]
+            checked.append((f"{ALERTS.name} alert {name!r} expr", str(rule["expr"]), False))
+            signal_expr = (rule.get("annotations") or {}).get("signal")
+            if not signal_expr:
+                failures.append(f"{ALERTS.name} alert {name!r}: no annotations.signal")
+            else:
+                checked.append((f"{ALERTS.name} alert {name!r} signal", signal_expr, True))
+        for where, expr, must_have_data in checked:
+            body = prometheus.query(expr, at)
+            problem = result_problem(body)
+            if problem and (must_have_data or body.get("status") != "success"):
+                missing = absent_metrics(prometheus, expr, at) if problem == "empty result" else []
+                if missing:
+                    problem += f"; no series at all for {', '.join(missing)}"
+                failures.append(f"{where}: {problem}\n    {expr}")
+
+        status, _, body = wh.http_get(api_server, "/metrics")
+        assert status == 200
+        lint = subprocess.run([str(PROMTOOL), "check", "metrics"], input=body, capture_output=True, timeout=30)
+        if lint.returncode != 0:
+            failures.append(f"promtool check metrics rc={lint.returncode}:\n"
+                            f"{(lint.stdout + lint.stderr).decode(errors='replace')}")
+
+        assert not failures, (f"{len(failures)} of {len(checked) + 3} checks failed "
+                              f"(queries at {at:.0f}, $__rate_interval=1m):\n" + "\n".join(failures))
