@@ -85,12 +85,13 @@ ALL_SERVERS: list["WeftServer"] = []
 class WeftServer:
     """One `weft serve` process on an ephemeral port."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, args=(), name: str = "weft"):
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, args=(), name: str = "weft", env=None):
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.args = [str(a) for a in args]
         self.name = name
+        self.env = dict(env or {})  # merged into os.environ for the child
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port: int | None = None
@@ -131,6 +132,7 @@ class WeftServer:
             stdout=out,
             stderr=err,
             cwd=str(self.data_dir),
+            env={**os.environ, **self.env},
             start_new_session=True,  # Ctrl-C on pytest must not signal the server directly
         )
         self.started_at = time.monotonic()
