@@ -311,6 +311,7 @@ class OTLPReceiver(RecordingServer):
     def wait_for(self, predicate, timeout: float = 10.0, message: str = ""):
         """Wait until predicate(spans) is truthy and return its value; on timeout
         raise AssertionError listing every span received."""
+        __tracebackhide__ = True  # pytest: the failure is the caller's line
         deadline = time.monotonic() + timeout
         with self.lock:
             while True:
