@@ -128,11 +128,10 @@ class Prometheus:
         return self.api("query", query=expr, time=f"{at:.3f}")
 
     def log_tail(self, limit: int = 8000) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return text if len(text) <= limit else "...\n" + text[-limit:]
+        with open(self.log_path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - limit))
+            return ("..." if size > limit else "") + f.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -147,8 +146,9 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def prometheus(api_server, tmp_path_factory):
-    if not PROMETHEUS.exists():
-        pytest.fail(f"{PROMETHEUS} is missing: install the Debian package `prometheus` "
+    missing = [str(p) for p in (PROMETHEUS, PROMTOOL) if not p.exists()]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} missing: install the Debian package `prometheus` "
                     "(scripts/install-deps.sh test)", pytrace=False)
     prom = Prometheus(tmp_path_factory.mktemp("prometheus"), api_server.target,
                       [ALERTS] if ALERTS.exists() else [])
