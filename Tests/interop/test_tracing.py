@@ -572,13 +572,12 @@ def metric(srv: wh.WeftServer, name: str) -> float:
 @pytest.mark.parametrize("collector", ["closed port", "slow 503"])
 def test_a_dead_or_slow_collector_never_fails_requests(otel_server, collector):
     """A collector that refuses connections, and one that answers 503 after
-    5 s (the exporter gives up after 2 s): 200 requests all succeed; export
-    failures are counted, and with OTEL_BSP_MAX_QUEUE_SIZE=8 a stuck exporter
-    makes the queue drop spans."""
-    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "8"}
+    5 s: 200 requests all succeed; export failures are counted, and with
+    OTEL_BSP_MAX_QUEUE_SIZE=8 a stuck exporter makes the queue drop spans.
+    The exporter gives up after 2 s (its default, 10 s, would only slow the
+    test: the HTTP client retries refused connections and 503s until then)."""
+    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "8", "OTEL_EXPORTER_OTLP_TIMEOUT": "2000", "OTEL_BSP_EXPORT_TIMEOUT": "3000"}
     rx = OTLPReceiver(delay=5, status=503) if collector == "slow 503" else None
-    if rx:
-        env.update(OTEL_EXPORTER_OTLP_TIMEOUT="2000", OTEL_BSP_EXPORT_TIMEOUT="3000")
     try:
         endpoint = rx.endpoint if rx else f"http://127.0.0.1:{closed_port()}"
         srv = otel_server("--otel-endpoint", endpoint, "--trace-sampler", "always_on", env=env)
