@@ -127,6 +127,12 @@ class Prometheus:
     def query(self, expr: str, at: float) -> dict:
         return self.api("query", query=expr, time=f"{at:.3f}")
 
+    def scrapes(self) -> int:
+        """Scrapes of the weft target in the last minute."""
+        body = self.query('count_over_time(up{job="weft"}[1m])', time.time())
+        result = body.get("data", {}).get("result") or [{"value": [0, "0"]}]
+        return int(float(result[0]["value"][1]))
+
     def log_tail(self, limit: int = 8000) -> str:
         with open(self.log_path, "rb") as f:
             size = f.seek(0, 2)
@@ -439,10 +445,8 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
             target.close()
 
         # Enough scrapes, the last ones after the load.
-        scrapes = 'count_over_time(up{job="weft"}[1m])'
-        wh.wait_until(lambda: (lambda b: b["data"]["result"] and float(b["data"]["result"][0]["value"][1])
-                               >= MIN_SAMPLES)(prometheus.query(scrapes, time.time())),
-                      40, 0.5, message=f"{MIN_SAMPLES} scrapes of the weft target")
+        wh.wait_until(lambda: prometheus.scrapes() >= MIN_SAMPLES, 40, 0.5,
+                      message=f"{MIN_SAMPLES} scrapes of the weft target")
         time.sleep(2.5)
 
         failures = []
