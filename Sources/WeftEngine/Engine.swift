@@ -1,5 +1,8 @@
 public import Foundation
+public import Logging
 import Synchronization
+import Tracing
+public import WeftObservability
 public import WeftStore
 
 /// In-process workers that take tasks straight from the commit that queues
@@ -35,6 +38,12 @@ public protocol DirectDispatch: AnyObject, Sendable {
 /// Tasks of instant runners (noop, log, transform, condition) commit their
 /// start together with their outcome: nobody can observe the start earlier,
 /// so the rule above holds with one transaction per task instead of two.
+///
+/// Observability: an execution is one span (`weft.execution`), child of the
+/// request that started it; each attempt is a `weft.task` span under it. The
+/// execution span's W3C context is stored with the execution, so attempts
+/// run after a restart still join its trace. Cost (`CostRates`) accrues in
+/// the commits that start and end attempts (`ExecutionTransition.cost`).
 public actor Engine {
     public static let builtinQueue = "builtin"
     public static let timerQueue = "timers"
@@ -52,6 +61,8 @@ public actor Engine {
     let now: @Sendable () -> Date
     let leaseDuration: TimeInterval
     let metrics: EngineMetrics?
+    let costRates: CostRates
+    let logger: Logger
     /// Executions kept in memory at most; others are reloaded from the store
     /// when an event comes (bounds memory with a large backlog).
     let maxLive: Int
@@ -71,6 +82,10 @@ public actor Engine {
         var taskExecutionIds: [String: String]
         /// When each task's current attempt started (delays and durations count from it).
         var startedAt: [String: Date] = [:]
+        /// W3C context of the execution's span (empty when tracing is off).
+        var trace = TraceHeaders()
+        /// Cost committed so far.
+        var cost = ExecutionCost()
 
         /// What templates and expressions read: the input, upstream outputs and states.
         var context: Expression.Context {
@@ -97,6 +112,8 @@ public actor Engine {
         public var attempt: Int
         public var input: JSONValue
         public var config: JSONValue
+        /// The W3C context of this attempt's span, for the worker's own spans.
+        public var trace: TraceHeaders
     }
 
     enum LeaseOperation {
@@ -118,11 +135,19 @@ public actor Engine {
     private var heldLeases: [String: Lease] = [:]
     /// In-process workers that take ready built-in tasks at commit time.
     private var dispatcher: (any DirectDispatch)?
+    /// Spans of executions started by this process, ended when they end
+    /// (after a restart their attempts parent on the stored context).
+    private var executionSpans: [String: any Span] = [:]
+    /// Spans of attempts leased to external workers, by "execution|task|attempt".
+    private var externalSpans: [String: any Span] = [:]
+    /// Bounds the span maps: past it, a span ends when its work is handed on.
+    static let maxOpenSpans = 100_000
 
     public init(
         workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, metrics: EngineMetrics? = nil,
+        costRates: CostRates = CostRates(), logger: Logger = Logger(label: "weft.engine"),
         feed: ExecutionFeed = ExecutionFeed(), signal: WorkSignal = WorkSignal(),
         now: @escaping @Sendable () -> Date = { Date.nowMillis }
     ) {
@@ -133,6 +158,8 @@ public actor Engine {
         self.signal = signal
         self.logWriter = LogWriter(store: logs, feed: feed)
         self.metrics = metrics
+        self.costRates = costRates
+        self.logger = logger
         self.committer = GroupCommitter(store: executions, onBatch: { [metrics] size in metrics?.committed(batch: size) })
         self.runners = Dictionary(uniqueKeysWithValues: runners.map { ($0.action, $0) })
         self.now = now
@@ -149,7 +176,7 @@ public actor Engine {
         timeoutMs: Int64? = nil, priority: Int = 0
     ) async throws -> ExecutionRecord {
         let at = now()
-        let record = ExecutionRecord(
+        var record = ExecutionRecord(
             executionId: IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
             workflowVersion: workflow.version, status: "Pending", input: input, idempotencyKey: idempotencyKey,
             trigger: trigger, priority: priority, createdBy: actor, createdAt: at,
@@ -159,6 +186,17 @@ public actor Engine {
                     status: "Pending")
             })
         let id = record.executionId
+        // Child of the request's span (the task-local context).
+        let span = WeftTracing.start(SpanNames.execution)
+        if let span {
+            span.attributes[SpanKeys.workflowId] = workflow.id
+            span.attributes[SpanKeys.workflowName] = workflow.name
+            span.attributes[SpanKeys.workflowVersion] = workflow.version
+            span.attributes[SpanKeys.executionId] = id
+            let headers = WeftTracing.headers(of: span.context)
+            record.traceParent = headers.traceparent
+            record.traceState = headers.tracestate
+        }
         pin(id)
         defer { unpin(id) }
         var machine = ExecutionStateMachine(tasks: workflow.tasks, executionTimeoutMs: timeoutMs)
@@ -169,14 +207,32 @@ public actor Engine {
             workflowId: workflow.id, workflowName: workflow.name, ownerId: workflow.ownerId, priority: priority,
             createdAt: at,
             taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+        live[id]?.trace = TraceHeaders(traceparent: record.traceParent, tracestate: record.traceState)
+        if let span {
+            if executionSpans.count < Self.maxOpenSpans { executionSpans[id] = span } else { span.end() }
+        }
         do {
             // The execution row, its start and its first queue items are
             // one share of a group commit.
             try await carryOut(effects, executionId: id, at: at, start: (record, create: true))
         } catch StoreError.alreadyExists {
             // The idempotency key is taken: answer with that execution.
+            executionSpans.removeValue(forKey: id)?.end()
             let (existing, _) = try await executions.createExecution(record)
             return existing
+        } catch {
+            if let span = executionSpans.removeValue(forKey: id) {
+                span.recordError(error)
+                span.end()
+            }
+            throw error
+        }
+        if logger.logLevel <= .debug {
+            logTraced(record.traceParent, record.traceState) {
+                $0.debug(
+                    "execution started",
+                    metadata: ["execution_id": "\(id)", "workflow_id": "\(workflow.id)", "trigger": "\(trigger)"])
+            }
         }
         var result = record
         result.status = live[id]?.machine.status.rawValue ?? machine.status.rawValue
@@ -319,7 +375,10 @@ public actor Engine {
 
     func handle(_ lease: Lease, slot: Slot? = nil) async throws {
         if lease.reclaimed { metrics?.leaseExpired(queue: lease.item.queue) }
-        if lease.item.queue == Self.timerQueue { return try await fireTimer(lease) }
+        if lease.item.queue == Self.timerQueue {
+            metrics?.timerFiredLate(Date().timeIntervalSince(lease.item.readyAt))
+            return try await fireTimer(lease)
+        }
         let executionId = lease.item.executionId
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
@@ -345,23 +404,32 @@ public actor Engine {
             return
         }
         live[executionId] = state
+        // The attempt's span ends when its outcome is known, before the
+        // commit that records it (which may end the execution and its span).
+        let span = taskSpan(state, executionId: executionId, task: task, attempt: attempt)
 
         if task.action == "delay" {
-            try await carryOut(effects, executionId: executionId, at: at)
+            do {
+                try await carryOut(effects, executionId: executionId, at: at)
+            } catch {
+                span?.end()
+                throw error
+            }
+            span?.end()
             return try await delay(lease, task: task, executionId: executionId, at: at)
         }
         guard let runner = runners[task.action] else {
-            return try await record(
-                lease, .failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\" here")),
-                executionId: executionId, deferred: effects)
+            let outcome = TaskOutcome.failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\" here"))
+            Self.end(span, outcome)
+            return try await record(lease, outcome, executionId: executionId, deferred: effects)
         }
         let invocation: TaskInvocation
         do {
             invocation = try TaskInvocation.make(task, executionId: executionId, attempt: attempt, context: state.context)
         } catch {
-            return try await record(
-                lease, .failed(.init(kind: "config", message: "config: \(error.description)")), executionId: executionId,
-                deferred: effects)
+            let outcome = TaskOutcome.failed(.init(kind: "config", message: "config: \(error.description)"))
+            Self.end(span, outcome)
+            return try await record(lease, outcome, executionId: executionId, deferred: effects)
         }
         if runner.isInstant {
             // Nothing observable happens between start and outcome: commit
@@ -373,19 +441,29 @@ public actor Engine {
             let outcome = await runner.run(invocation) { level, message in
                 collected.add(LogRecord(executionId: executionId, taskId: task.id, level: level, message: message, createdAt: clock()))
             }
+            Self.end(span, outcome)
             return try await record(
                 lease, outcome, executionId: executionId, deferred: effects, lines: collected.lines, slot: slot)
         }
 
-        try await carryOut(effects, executionId: executionId, at: at)
+        do {
+            try await carryOut(effects, executionId: executionId, at: at)
+        } catch {
+            span?.end()
+            throw error
+        }
         // A timeout or cancel may have ended this attempt while the commit
         // was awaited: then it must not start.
         guard let now = live[executionId]?.machine.tasks[key], now.state == .running, now.attempt == attempt else {
+            span?.attributes[SpanKeys.taskOutcome] = "cancelled"
+            span?.end()
             try await discard(lease)
             return
         }
         let log = logger(executionId: executionId, taskId: task.id)
-        let job = Task { await runner.run(invocation, log: log) }
+        let meter = UsageMeter()
+        let spanContext = span?.context
+        let job = Task { await Self.run(runner, invocation, log: log, context: spanContext, meter: meter) }
         running[jobKey] = job
         // Keep the lease while the attempt runs, so a long task is not
         // delivered to another worker.
@@ -401,7 +479,56 @@ public actor Engine {
         let outcome = await job.value
         heartbeat.cancel()
         running[jobKey] = nil
-        try await finish(lease, outcome, executionId: executionId, slot: slot)
+        Self.end(span, outcome)
+        try await finish(lease, outcome, executionId: executionId, usage: meter.reading, slot: slot)
+    }
+
+    /// Runs an attempt inside its span (so outbound calls are its children
+    /// and carry its context) with a meter for what it sends and receives.
+    private static func run(
+        _ runner: any TaskRunner, _ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void,
+        context: InstrumentationContext?, meter: UsageMeter
+    ) async -> TaskOutcome {
+        await UsageMeter.$current.withValue(meter) {
+            guard let context else { return await runner.run(invocation, log: log) }
+            return await InstrumentationContext.withValue(context) { await runner.run(invocation, log: log) }
+        }
+    }
+
+    /// A `weft.task` span for an attempt, child of its execution's span
+    /// (or of the stored context after a restart); nil when tracing is off.
+    private func taskSpan(_ state: Live, executionId: String, task: TaskRecord, attempt: Int) -> (any Span)? {
+        guard WeftTracing.isEnabled else { return nil }
+        let parent = executionSpans[executionId]?.context ?? WeftTracing.context(from: state.trace)
+        guard let span = WeftTracing.start(SpanNames.task, context: parent) else { return nil }
+        span.attributes[SpanKeys.workflowId] = state.workflowId
+        span.attributes[SpanKeys.executionId] = executionId
+        span.attributes[SpanKeys.taskId] = task.id
+        span.attributes[SpanKeys.taskKey] = task.key
+        span.attributes[SpanKeys.taskType] = task.action
+        span.attributes[SpanKeys.taskAttempt] = attempt
+        return span
+    }
+
+    private static func end(_ span: (any Span)?, _ outcome: TaskOutcome) {
+        guard let span else { return }
+        defer { span.end() }
+        switch outcome {
+        case .completed:
+            span.attributes[SpanKeys.taskOutcome] = "completed"
+        case .failed(let error):
+            span.attributes[SpanKeys.taskOutcome] = "failed"
+            span.attributes[SpanKeys.taskErrorKind] = error.kind
+            span.setStatus(SpanStatus(code: .error, message: error.message))
+        }
+    }
+
+    /// Logs inside the trace of an execution (its lines carry its trace id).
+    private func logTraced(_ traceparent: String?, _ tracestate: String?, _ body: (Logger) -> Void) {
+        guard WeftTracing.isEnabled, traceparent != nil else { return body(logger) }
+        InstrumentationContext.withValue(
+            WeftTracing.context(from: TraceHeaders(traceparent: traceparent, tracestate: tracestate))
+        ) { body(logger) }
     }
 
     /// The effects of an attempt starting (including a retry whose backoff
@@ -474,7 +601,7 @@ public actor Engine {
     @discardableResult
     private func finish(
         _ lease: Lease, _ outcome: TaskOutcome, executionId: String, deferred: [ExecutionStateMachine.Effect] = [],
-        lines: [LogRecord] = [], slot: Slot? = nil
+        lines: [LogRecord] = [], usage: UsageMeter.Reading = .init(), slot: Slot? = nil
     ) async throws -> Bool {
         let key = lease.item.taskKey
         let attempt = lease.item.attempt
@@ -496,15 +623,17 @@ public actor Engine {
             return false
         }
         let type = state.tasks[key]?.action ?? "?"
+        var cost = ExecutionCost()
         if let started = state.startedAt[key] {
             let outcomeName: String = if case .completed = outcome { "completed" } else { "failed" }
             metrics?.taskFinished(type: type, outcome: outcomeName, at.timeIntervalSince(started))
+            cost = costRates.attemptEnded(type: type, seconds: at.timeIntervalSince(started), usage: usage)
         }
         let running = state.machine.status == .running
         live[executionId] = running ? state : nil
         try await carryOut(
             deferred + effects, executionId: executionId, at: at, machine: state.machine, live: state,
-            lease: .complete(lease), taskLines: lines, slot: slot)
+            lease: .complete(lease), taskLines: lines, cost: cost, slot: slot)
         return true
     }
 
@@ -613,9 +742,21 @@ public actor Engine {
             try await discard(lease)
             return nil
         }
+        // The attempt's span runs until the worker reports; the worker gets
+        // its context to continue the trace.
+        var trace = TraceHeaders()
+        if let span = taskSpan(state, executionId: executionId, task: task, attempt: attempt) {
+            trace = WeftTracing.headers(of: span.context)
+            let jobKey = "\(executionId)|\(key)|\(attempt)"
+            if let previous = externalSpans.removeValue(forKey: jobKey) {
+                previous.attributes[SpanKeys.taskOutcome] = "lease_expired"
+                previous.end()
+            }
+            if externalSpans.count < Self.maxOpenSpans { externalSpans[jobKey] = span } else { span.end() }
+        }
         return ExternalTask(
             lease: lease, workflowId: state.workflowId, executionId: executionId, taskId: task.id, taskKey: key,
-            attempt: attempt, input: invocation.config["input"] ?? .emptyObject, config: invocation.config)
+            attempt: attempt, input: invocation.config["input"] ?? .emptyObject, config: invocation.config, trace: trace)
     }
 
     /// The lease behind a worker's token, if the caller (`owner`) holds it.
@@ -664,6 +805,8 @@ public actor Engine {
             })
         }
         let recorded: Bool
+        let span = externalSpans.removeValue(forKey: "\(executionId)|\(lease.item.taskKey)|\(lease.item.attempt)")
+        Self.end(span, outcome)
         do {
             recorded = try await finish(lease, outcome, executionId: executionId)
         } catch StoreError.conflict {
@@ -719,7 +862,8 @@ public actor Engine {
             machine: machine, tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }),
             input: record.input, workflowId: record.workflowId, workflowName: version.name, ownerId: ownerId,
             priority: record.priority, createdAt: record.createdAt,
-            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }),
+            trace: TraceHeaders(traceparent: record.traceParent, tracestate: record.traceState), cost: record.costBreakdown)
         try await carryOut(effects, executionId: record.executionId, at: at, start: (record, create: false))
     }
 
@@ -742,7 +886,8 @@ public actor Engine {
             tasks: Dictionary(uniqueKeysWithValues: version.tasks.map { ($0.key, $0) }), input: record.input,
             workflowId: record.workflowId, workflowName: version.name, ownerId: ownerId,
             priority: record.priority, createdAt: record.createdAt,
-            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }))
+            taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }),
+            trace: TraceHeaders(traceparent: record.traceParent, tracestate: record.traceState), cost: record.costBreakdown)
         for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
         // Another handler may have loaded it (or ended it) while this one
         // awaited the store.
@@ -796,7 +941,7 @@ public actor Engine {
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date,
         start: (record: ExecutionRecord, create: Bool)? = nil,
         machine given: ExecutionStateMachine? = nil, live givenLive: Live? = nil, lease: LeaseOperation? = nil,
-        taskLines: [LogRecord] = [], slot: Slot? = nil
+        taskLines: [LogRecord] = [], cost attemptCost: ExecutionCost = ExecutionCost(), slot: Slot? = nil
     ) async throws {
         guard !effects.isEmpty || start != nil || lease != nil else { return }
         guard let state = givenLive ?? live[executionId] else {
@@ -821,6 +966,9 @@ public actor Engine {
         var later: [(String, Date)] = []
         var updates: [ExecutionUpdate] = []
         var finished: (ExecutionStateMachine.Status, String?)?
+        // Attempts started here, attempts stopped here (timeouts, cancel), and
+        // the attempt whose outcome this is (`attemptCost`).
+        var cost = attemptCost
         for effect in effects {
             switch effect {
             case .taskState(let key, let taskState, let attempt):
@@ -832,6 +980,7 @@ public actor Engine {
                     output: output, error: error))
                 let task = state.tasks[key]
                 if taskState == .retrying { metrics?.retried(type: task?.action ?? "?") }
+                if taskState == .running { cost += costRates.attemptStarted() }
                 let line = Self.logLine(key: key, state: taskState, attempt: attempt, error: run?.error)
                 if let line {
                     lines.append(LogRecord(executionId: executionId, taskId: task?.id, level: line.level, message: line.text, createdAt: at))
@@ -883,11 +1032,15 @@ public actor Engine {
                 later.append((Self.timerQueue, when))
             case .stop(let key, let attempt):
                 running["\(executionId)|\(key)|\(attempt)"]?.cancel()
+                if let started = state.startedAt[key] {
+                    cost += costRates.attemptEnded(type: state.tasks[key]?.action ?? "?", seconds: at.timeIntervalSince(started))
+                }
             case .finished(let status, let error):
                 transitions.append(.execution(id: executionId, status: status.rawValue, at: at, error: error))
                 finished = (status, error)
             }
         }
+        if !cost.isZero { transitions.append(.cost(executionId: executionId, cost)) }
         switch lease {
         case .complete(let held)?: transitions.append(.completeLease(id: held.id, token: held.token))
         case .release(let held, let readyAt)?:
@@ -909,19 +1062,30 @@ public actor Engine {
             throw error
         }
         let visible = Date()
-        for var lease in direct {
-            lease.visibleAt = visible
-            dispatcher?.run(lease)
+        // Work started from here is not part of the caller's request: the
+        // tasks it spawns must not inherit its trace context.
+        InstrumentationContext.withValue(nil) {
+            for var lease in direct {
+                lease.visibleAt = visible
+                dispatcher?.run(lease)
+            }
+            if !lines.isEmpty { logWriter.append(lines) }
         }
         if start != nil { metrics?.executionStarted(workflow: state.workflowName) }
+        if !cost.isZero {
+            metrics?.costAccrued(workflow: state.workflowName, cost)
+            live[executionId]?.cost += cost
+        }
         for name in wake { signal.notify(name) }
         for (name, when) in later { signal.notify(name, at: when) }
-        if !lines.isEmpty { logWriter.append(lines) }
         if feed.hasSubscribers(executionId) { for update in updates { feed.publish(executionId, update) } }
         if let (status, error) = finished {
             live[executionId] = nil
             metrics?.executionFinished(
                 workflow: state.workflowName, status: status.rawValue, duration: at.timeIntervalSince(state.createdAt))
+            let total = state.cost + cost
+            metrics?.executionCosted(total.total)
+            executionEnded(executionId, state: state, status: status, error: error, cost: total)
             logWriter.append(
                 [LogRecord(
                     executionId: executionId, taskId: nil, level: status == .completed ? .info : .error,
@@ -931,6 +1095,28 @@ public actor Engine {
                 executionId,
                 .state(status: status.rawValue, task: nil, message: error ?? "execution \(status.rawValue.lowercased())", at: at))
             feed.publish(executionId, .finished(status: status.rawValue))
+        }
+    }
+
+    /// Ends an execution's span (if this process started it) and logs its end.
+    private func executionEnded(
+        _ executionId: String, state: Live, status: ExecutionStateMachine.Status, error: String?, cost: ExecutionCost
+    ) {
+        if let span = executionSpans.removeValue(forKey: executionId) {
+            span.attributes[SpanKeys.executionStatus] = status.rawValue
+            span.attributes[SpanKeys.executionCost] = cost.total
+            if status != .completed { span.setStatus(SpanStatus(code: .error, message: error)) }
+            span.end()
+        }
+        if logger.logLevel <= .debug {
+            logTraced(state.trace.traceparent, state.trace.tracestate) {
+                $0.debug(
+                    "execution finished",
+                    metadata: [
+                        "execution_id": "\(executionId)", "status": "\(status.rawValue)",
+                        "cost_dollars": "\(cost.total)",
+                    ])
+            }
         }
     }
 

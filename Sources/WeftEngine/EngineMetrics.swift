@@ -1,5 +1,6 @@
 public import Foundation
 public import WeftObservability
+public import WeftStore
 import Prometheus
 import Synchronization
 
@@ -18,6 +19,17 @@ public final class EngineMetrics: Sendable {
     let busyWorkers: Prometheus.Gauge
     let idleWorkers: Prometheus.Gauge
     let batchSize: ValueHistogram
+    let executionCost: ValueHistogram
+    let timerLag: DurationHistogram
+
+    /// Dollar buckets from a millionth of a dollar (a few instant tasks) to
+    /// $10 (hours of worker time or gigabytes of transfer).
+    static let costBuckets: [Double] = [
+        0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ]
+    /// The task types of this build (label values known up front).
+    static let taskTypes = ["noop", "log", "http", "delay", "transform", "condition", "external"]
 
     /// Buckets from 250 µs to an hour: task waits and executions range from an
     /// instant noop to a long delay.
@@ -37,6 +49,18 @@ public final class EngineMetrics: Sendable {
         batchSize = metrics.valueHistogram(
             MetricNames.commitBatchSize, help: "State changes and queue operations per engine group-commit transaction.",
             buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048])
+        executionCost = metrics.valueHistogram(
+            MetricNames.executionCost, help: "Cost of each finished execution in US dollars (docs/COST.md).",
+            buckets: Self.costBuckets)
+        timerLag = metrics.durationHistogram(
+            MetricNames.timerLag,
+            help: "How late the engine acted on a due durable timer (attempt, task and execution timeouts): now minus its due time.",
+            buckets: Self.longBuckets)
+        // Counters with known label values start at 0 (Prometheus practice):
+        // a rate over them is 0, not "no data", before the first event.
+        for type in Self.taskTypes { _ = retriedCounter(type: type) }
+        for queue in [Engine.builtinQueue, Engine.timerQueue] { _ = leaseExpiredCounter(queue: queue) }
+        for kind in ["store", "store_conflict"] { _ = errorCounter(kind) }
     }
 
     /// The handle of `name` with `labels`, made once and then cached.
@@ -92,20 +116,42 @@ public final class EngineMetrics: Sendable {
                   [("type", type), ("outcome", outcome)]).record(Self.seconds(interval))
     }
 
-    func retried(type: String) {
+    func retried(type: String) { retriedCounter(type: type).increment() }
+
+    private func retriedCounter(type: String) -> Prometheus.Counter {
         counter(MetricNames.taskRetries, help: "Failed task attempts that will be retried, by task type.", [("type", type)])
-            .increment()
     }
 
-    func leaseExpired(queue: String) {
+    func leaseExpired(queue: String) { leaseExpiredCounter(queue: queue).increment() }
+
+    private func leaseExpiredCounter(queue: String) -> Prometheus.Counter {
         counter(MetricNames.leaseExpiries, help: "Queue items taken over after their holder's lease expired, by queue.",
-                [("queue", queueName(queue))]).increment()
+                [("queue", queueName(queue))])
     }
 
-    func error(_ kind: String) {
+    func error(_ kind: String) { errorCounter(kind).increment() }
+
+    private func errorCounter(_ kind: String) -> Prometheus.Counter {
         counter(MetricNames.engineErrors, help: "Engine store commits that failed, by kind (store_conflict: a lost lease or changed row; store: any other).",
-                [("kind", kind)]).increment()
+                [("kind", kind)])
     }
+
+    /// Cost as it accrues (each attempt's share when it is committed), by
+    /// workflow and part.
+    func costAccrued(workflow: String, _ cost: ExecutionCost) {
+        let label = workflowLabel.value(workflow)
+        let help = "Cost accrued by executions in US dollars, by workflow name (capped, then \"other\") and part (attempts, compute, requests, egress)."
+        for (component, dollars) in [
+            ("attempts", cost.attemptsDollars), ("compute", cost.computeDollars), ("requests", cost.requestsDollars),
+            ("egress", cost.egressDollars),
+        ] where dollars > 0 {
+            counter(MetricNames.cost, help: help, [("workflow", label), ("component", component)]).increment(by: dollars)
+        }
+    }
+
+    func executionCosted(_ dollars: Double) { executionCost.record(dollars) }
+
+    func timerFiredLate(_ interval: TimeInterval) { timerLag.record(Self.seconds(interval)) }
 
     func committed(batch: Int) { batchSize.record(Double(batch)) }
 

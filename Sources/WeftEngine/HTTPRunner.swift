@@ -2,6 +2,8 @@ import AsyncHTTPClient
 public import Foundation
 import NIOCore
 import NIOHTTP1
+import Tracing
+import WeftObservability
 public import WeftStore
 
 /// `http`: one outbound request per attempt through AsyncHTTPClient.
@@ -37,6 +39,9 @@ public struct HTTPRunner: TaskRunner {
             // connect timeout.
             configuration.connectionPool.retryConnectionEstablishment = false
             configuration.timeout.connect = .seconds(10)
+            // The runner makes its own CLIENT span (current OpenTelemetry
+            // attribute names); AsyncHTTPClient's would double it.
+            configuration.tracing.tracer = nil
             if index == 0 { follow = configuration } else { noFollow = configuration }
         }
         following = HTTPClient(eventLoopGroupProvider: .singleton, configuration: follow)
@@ -63,6 +68,7 @@ public struct HTTPRunner: TaskRunner {
         for (name, value) in (config["headers"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
             if let text = value.stringValue { request.headers.add(name: name, value: text) }
         }
+        var requestBytes = 0
         if let body = config["body"], body != .null {
             let bytes: String
             if let text = body.stringValue {
@@ -73,16 +79,34 @@ public struct HTTPRunner: TaskRunner {
                     request.headers.add(name: "content-type", value: "application/json")
                 }
             }
+            requestBytes = bytes.utf8.count
             request.body = .bytes(ByteBuffer(string: bytes))
         }
         if !request.headers.contains(name: "user-agent") { request.headers.add(name: "user-agent", value: "weft") }
         let timeout = invocation.timeoutMs.map { TimeAmount.milliseconds($0) } ?? Self.defaultTimeout
         let client = (config["followRedirects"].flatMap { if case .bool(let b) = $0 { b } else { nil } } ?? true)
             ? following : notFollowing
+        // One CLIENT span per request (OpenTelemetry HTTP conventions); the
+        // target receives its context as `traceparent`.
+        let span = WeftTracing.start(method, kind: .client)
+        defer { span?.end() }
+        if let span {
+            span.attributes[SpanKeys.httpRequestMethod] = method
+            span.attributes[SpanKeys.urlFull] = Self.redacted(url)
+            span.attributes[SpanKeys.serverAddress] = parsed.host ?? ""
+            span.attributes[SpanKeys.serverPort] = parsed.port ?? (scheme == "https" ? 443 : 80)
+            for (name, value) in WeftTracing.headers(of: span.context).pairs { request.headers.replaceOrAdd(name: name, value: value) }
+        }
         let started = ContinuousClock.now
         do {
             let response = try await client.execute(request, timeout: timeout)
             let buffer = try await response.body.collect(upTo: Self.maxResponseBytes)
+            span?.attributes[SpanKeys.httpResponseStatusCode] = Int(response.status.code)
+            if response.status.code >= 400 {
+                span?.attributes[SpanKeys.errorType] = String(response.status.code)
+                span?.setStatus(SpanStatus(code: .error))
+            }
+            UsageMeter.current?.add(requests: 1, bytes: requestBytes + buffer.readableBytes)
             let elapsed = ContinuousClock.now - started
             let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
             var headers: [String: JSONValue] = [:]
@@ -112,8 +136,13 @@ public struct HTTPRunner: TaskRunner {
                 message: "\(method) \(Self.redacted(url)) returned \(status), expected \(Self.describeExpected(config["expectedStatus"]))"
                     + (snippet.isEmpty ? "" : ": \(snippet)")))
         } catch {
+            // Sent or not, the request was made: it counts (its body as sent).
+            UsageMeter.current?.add(requests: 1, bytes: requestBytes)
+            span?.recordError(error)
+            span?.setStatus(SpanStatus(code: .error))
             if Task.isCancelled { return .failed(.init(kind: "cancelled", message: "the attempt was stopped")) }
             let kind = Self.kind(of: error)
+            span?.attributes[SpanKeys.errorType] = kind
             return .failed(.init(kind: kind, message: "\(method) \(Self.redacted(url)) failed: \(Self.describe(error))"))
         }
     }

@@ -1,6 +1,7 @@
 public import Foundation
 public import WeftStore
 import Synchronization
+import Tracing
 
 /// Appends execution log entries in batches: callers hand entries over and
 /// go on (no await); one writer task stores whatever has gathered in one
@@ -44,7 +45,8 @@ public final class LogWriter: Sendable {
             state.writing = true
             return true
         }
-        if start { Task { await self.drain() } }
+        // The writer's own task, never part of the trace of whoever logged first.
+        if start { InstrumentationContext.withValue(nil) { Task { await self.drain() } } }
     }
 
     /// Returns once everything appended before the call is stored.

@@ -22,7 +22,7 @@ public final class ProcessMetrics: Sendable {
     private let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
 
     /// Weft's version, shown in `weft_build_info`.
-    public static let version = "0.3.0"
+    public static let version = "0.4.0"
 
     public init(metrics: WeftMetrics) {
         cpu = metrics.counter("process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.")

@@ -4,6 +4,12 @@ public import Logging
 /// A swift-log handler that writes one line per record to stderr, as plain text
 /// or as JSON (one object per line). Writes are unbuffered `write(2)` calls of
 /// whole lines, so lines from different threads never interleave.
+///
+/// JSON lines have `timestamp` (RFC 3339, UTC, milliseconds), `level`,
+/// `label` (the logger), `message`, then the metadata as fields; the metadata
+/// provider adds `trace_id`, `span_id` and `trace_flags` to every line
+/// logged inside a span. Nothing here knows which values are secret: callers
+/// never put tokens, passwords or credentials in messages or metadata.
 public struct WeftLogHandler: LogHandler {
     public enum Format: String, Sendable, CaseIterable {
         case text
@@ -12,13 +18,15 @@ public struct WeftLogHandler: LogHandler {
 
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let format: Format
 
-    public init(label: String, format: Format, level: Logger.Level) {
+    public init(label: String, format: Format, level: Logger.Level, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
         self.format = format
         self.logLevel = level
+        self.metadataProvider = metadataProvider
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -28,6 +36,7 @@ public struct WeftLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var merged = self.metadata
+        if let provided = metadataProvider?.get(), !provided.isEmpty { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let timestamp = Self.timestamp()
         var line: String
@@ -38,12 +47,18 @@ public struct WeftLogHandler: LogHandler {
                 line += " \(key)=\(value)"
             }
         case .json:
-            var object: [String: Any] = [
-                "ts": timestamp, "level": "\(event.level)", "logger": label, "msg": "\(event.message)",
-            ]
-            for (key, value) in merged { object[key] = Self.jsonValue(value) }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            line = String(decoding: data, as: UTF8.self)
+            line = "{\"timestamp\":\"\(timestamp)\",\"level\":\"\(event.level)\",\"label\":"
+            Self.appendJSONString(label, to: &line)
+            line += ",\"message\":"
+            Self.appendJSONString("\(event.message)", to: &line)
+            for (key, value) in merged.sorted(by: { $0.key < $1.key })
+            where !["timestamp", "level", "label", "message"].contains(key) {
+                line += ","
+                Self.appendJSONString(key, to: &line)
+                line += ":"
+                Self.appendJSON(value, to: &line)
+            }
+            line += "}"
         }
         line += "\n"
         var bytes = Array(line.utf8)
@@ -57,13 +72,45 @@ public struct WeftLogHandler: LogHandler {
         }
     }
 
-    private static func jsonValue(_ value: Logger.MetadataValue) -> Any {
+    private static func appendJSON(_ value: Logger.MetadataValue, to line: inout String) {
         switch value {
-        case .string(let s): return s
-        case .stringConvertible(let c): return "\(c)"
-        case .array(let a): return a.map(jsonValue)
-        case .dictionary(let d): return d.mapValues(jsonValue)
+        case .string(let s): appendJSONString(s, to: &line)
+        case .stringConvertible(let c): appendJSONString("\(c)", to: &line)
+        case .array(let items):
+            line += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { line += "," }
+                appendJSON(item, to: &line)
+            }
+            line += "]"
+        case .dictionary(let entries):
+            line += "{"
+            for (index, (key, item)) in entries.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { line += "," }
+                appendJSONString(key, to: &line)
+                line += ":"
+                appendJSON(item, to: &line)
+            }
+            line += "}"
         }
+    }
+
+    /// A JSON string literal (RFC 8259 escapes; other characters as UTF-8).
+    static func appendJSONString(_ text: String, to line: inout String) {
+        line += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": line += "\\\""
+            case "\\": line += "\\\\"
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += "\\t"
+            case _ where scalar.value < 0x20:
+                line += "\\u00" + String(scalar.value >> 4, radix: 16) + String(scalar.value & 0xF, radix: 16)
+            default: line.unicodeScalars.append(scalar)
+            }
+        }
+        line += "\""
     }
 
     private static func timestamp() -> String {

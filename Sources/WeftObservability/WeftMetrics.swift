@@ -105,6 +105,28 @@ public enum MetricNames {
     public static let leaseExpiries = "weft_lease_expiries_total"
     public static let commitBatchSize = "weft_engine_commit_batch_size"
     public static let engineErrors = "weft_engine_errors_total"
+    public static let timerLag = "weft_timer_lag_seconds"
+    // Cost (Step 4), in US dollars.
+    public static let executionCost = "weft_execution_cost_dollars"
+    public static let cost = "weft_cost_dollars_total"
+    // The tracing pipeline (Step 4).
+    public static let traceSpansDropped = "weft_trace_spans_dropped_total"
+    public static let traceExportFailures = "weft_trace_export_failures_total"
+}
+
+/// The tracing pipeline's own metrics: what the span exporter loses.
+public final class TracingMetrics: Sendable {
+    public let dropped: Prometheus.Counter
+    public let exportFailures: Prometheus.Counter
+
+    public init(metrics: WeftMetrics) {
+        dropped = metrics.counter(
+            MetricNames.traceSpansDropped,
+            help: "Finished sampled spans dropped because the export queue was full (the exporter could not keep up).")
+        exportFailures = metrics.counter(
+            MetricNames.traceExportFailures,
+            help: "Span batches that failed to export (collector down, slow or refusing); their spans are lost.")
+    }
 }
 
 /// Keeps a label's values bounded: the first `cap` distinct values are used

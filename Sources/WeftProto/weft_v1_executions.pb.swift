@@ -122,13 +122,14 @@ public nonisolated struct Weft_V1_Execution: @unchecked Sendable {
   }
 
   /// Cost of this execution in US dollars under the server's cost model
-  /// (docs/COST.md); 0 until it finishes.
+  /// (docs/COST.md): what its task attempts have accrued so far (final once
+  /// it has finished).
   public var cost: Double {
     get {_storage._cost}
     set {_uniqueStorage()._cost = newValue}
   }
 
-  /// What the cost is made of; absent until the execution finishes.
+  /// What the cost is made of; absent until the first attempt starts.
   public var costBreakdown: Weft_V1_ExecutionCost {
     get {_storage._costBreakdown ?? Weft_V1_ExecutionCost()}
     set {_uniqueStorage()._costBreakdown = newValue}

@@ -23,6 +23,8 @@ public struct WeftServer: Sendable {
     }
 
     public func run() async throws {
+        // Before anything can start a span (recovery resumes executions).
+        let tracer = try Self.startTracing(config.tracing, metrics: metrics, logger: logger)
         try Self.prepareDataDirectory(config.dataDirectory)
         let store = try openStore()
         let logStore = try SQLiteLogStore(
@@ -33,7 +35,8 @@ public struct WeftServer: Sendable {
         // when start-up fails (their threads would outlive `main`).
         let httpRunner = HTTPRunner()
         do {
-            try await serve(store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner)
+            try await serve(
+                store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, tracer: tracer)
         } catch {
             await httpRunner.shutdown()
             throw error
@@ -42,7 +45,8 @@ public struct WeftServer: Sendable {
     }
 
     private func serve(
-        store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner
+        store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner,
+        tracer: (any Service)?
     ) async throws {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
@@ -122,9 +126,12 @@ public struct WeftServer: Sendable {
                 logger.info("graceful shutdown: health NOT_SERVING, draining connections")
                 health.enterDrain()
             })
+        // The span exporter first: the group stops services in reverse order,
+        // so it stops last and flushes the spans of everything else.
+        let tracing: [ServiceGroupConfiguration.ServiceConfiguration] = tracer.map { [.init(service: $0)] } ?? []
         let group = ServiceGroup(
             configuration: .init(
-                services: [
+                services: tracing + [
                     .init(service: server), .init(service: retention),
                     .init(service: EngineService(
                         engine: engine, queue: store, workers: config.workers, metrics: engineMetrics, logger: logger)),
@@ -139,6 +146,16 @@ public struct WeftServer: Sendable {
         [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
+    }
+
+    static func startTracing(_ config: TracingConfig, metrics: WeftMetrics, logger: Logger) throws -> (any Service)? {
+        do {
+            return try Telemetry.bootstrapTracing(config, metrics: metrics, logger: logger)
+        } catch let error as WeftStartupError {
+            throw error
+        } catch {
+            throw WeftStartupError("cannot start tracing: \(error)")
+        }
     }
 
     static func descriptorIndex() throws -> DescriptorIndex {

@@ -1,5 +1,6 @@
 public import WeftRPC
 public import WeftStore
+public import WeftEngine
 
 /// Everything `weft serve` can be told.
 public struct WeftServerConfig: Sendable {
@@ -25,6 +26,10 @@ public struct WeftServerConfig: Sendable {
     public var workers = 128
     /// Lease length of in-process workers, in seconds.
     public var leaseSeconds = 60
+    /// Traces (off unless an OTLP endpoint is set).
+    public var tracing = TracingConfig()
+    /// Rates of the cost model (docs/COST.md).
+    public var costRates = CostRates()
 
     public init() {}
 }

@@ -13,7 +13,12 @@ public struct ExecutionRecord: Sendable, Hashable {
     public var idempotencyKey: String?
     /// "manual", "api", "schedule", "webhook".
     public var trigger: String
-    public var cost: Double
+    /// Total cost in dollars (`costBreakdown.total`).
+    public var cost: Double { costBreakdown.total }
+    public var costBreakdown: ExecutionCost
+    /// W3C trace context of the execution's span (nil when tracing was off).
+    public var traceParent: String?
+    public var traceState: String?
     /// Queue priority of its tasks (higher first).
     public var priority: Int
     public var createdBy: String?
@@ -25,8 +30,9 @@ public struct ExecutionRecord: Sendable, Hashable {
     public init(
         executionId: String, workflowId: String, workflowVersion: Int, status: String, input: JSONValue,
         output: JSONValue? = nil, error: String? = nil, idempotencyKey: String? = nil, trigger: String = "api",
-        cost: Double = 0, priority: Int = 0, createdBy: String? = nil, createdAt: Date, startedAt: Date? = nil, completedAt: Date? = nil,
-        tasks: [TaskExecutionRecord] = []
+        costBreakdown: ExecutionCost = ExecutionCost(), priority: Int = 0, createdBy: String? = nil, createdAt: Date,
+        startedAt: Date? = nil, completedAt: Date? = nil, tasks: [TaskExecutionRecord] = [],
+        traceParent: String? = nil, traceState: String? = nil
     ) {
         self.executionId = executionId
         self.workflowId = workflowId
@@ -37,7 +43,9 @@ public struct ExecutionRecord: Sendable, Hashable {
         self.error = error
         self.idempotencyKey = idempotencyKey
         self.trigger = trigger
-        self.cost = cost
+        self.costBreakdown = costBreakdown
+        self.traceParent = traceParent
+        self.traceState = traceState
         self.priority = priority
         self.createdBy = createdBy
         self.createdAt = createdAt
@@ -100,6 +108,48 @@ public enum ExecutionTransition: Sendable, Hashable {
     case completeLease(id: Int64, token: String)
     /// Gives a leased item back, leasable again at `readyAt`.
     case releaseLease(id: Int64, token: String, readyAt: Date)
+    /// Adds usage and dollars to an execution's cost.
+    case cost(executionId: String, ExecutionCost)
+}
+
+/// Usage an execution is charged for and its dollars, by part (see
+/// docs/COST.md); sums of what each task attempt added.
+public struct ExecutionCost: Sendable, Hashable {
+    public var taskAttempts = 0
+    public var attemptsDollars = 0.0
+    public var workerSeconds = 0.0
+    public var computeDollars = 0.0
+    public var requests = 0
+    public var requestsDollars = 0.0
+    public var egressBytes = 0
+    public var egressDollars = 0.0
+
+    public init(
+        taskAttempts: Int = 0, attemptsDollars: Double = 0, workerSeconds: Double = 0, computeDollars: Double = 0,
+        requests: Int = 0, requestsDollars: Double = 0, egressBytes: Int = 0, egressDollars: Double = 0
+    ) {
+        self.taskAttempts = taskAttempts
+        self.attemptsDollars = attemptsDollars
+        self.workerSeconds = workerSeconds
+        self.computeDollars = computeDollars
+        self.requests = requests
+        self.requestsDollars = requestsDollars
+        self.egressBytes = egressBytes
+        self.egressDollars = egressDollars
+    }
+
+    public var total: Double { attemptsDollars + computeDollars + requestsDollars + egressDollars }
+    public var isZero: Bool { self == ExecutionCost() }
+
+    public static func + (lhs: ExecutionCost, rhs: ExecutionCost) -> ExecutionCost {
+        ExecutionCost(
+            taskAttempts: lhs.taskAttempts + rhs.taskAttempts, attemptsDollars: lhs.attemptsDollars + rhs.attemptsDollars,
+            workerSeconds: lhs.workerSeconds + rhs.workerSeconds, computeDollars: lhs.computeDollars + rhs.computeDollars,
+            requests: lhs.requests + rhs.requests, requestsDollars: lhs.requestsDollars + rhs.requestsDollars,
+            egressBytes: lhs.egressBytes + rhs.egressBytes, egressDollars: lhs.egressDollars + rhs.egressDollars)
+    }
+
+    public static func += (lhs: inout ExecutionCost, rhs: ExecutionCost) { lhs = lhs + rhs }
 }
 
 public struct ExecutionQuery: Sendable, Hashable {

@@ -1,3 +1,5 @@
+import Tracing
+
 /// Group commit: transitions submitted by many callers at about the same
 /// time are written in one transaction (one fsync) instead of one each.
 /// A caller's `submit` returns once its transitions are durable; while one
@@ -22,11 +24,15 @@ public actor GroupCommitter {
 
     public func submit(_ transitions: [ExecutionTransition]) async throws {
         guard !transitions.isEmpty else { return }
+        // The caller's wait for its share of a group commit.
+        let span = StoreMetrics.span("apply_transitions", store: "main")
+        defer { span?.end() }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             pending.append((transitions, continuation))
             if !writing {
                 writing = true
-                Task { await self.drain() }
+                // The committer's own task: its batches belong to no caller's trace.
+                InstrumentationContext.withValue(nil) { Task { await self.drain() } }
             }
         }
     }

@@ -225,6 +225,24 @@ enum SQLiteMigrations {
                 CREATE INDEX task_queue_order ON task_queue(queue, priority DESC, execution_id, id);
                 """)
         }
+        migrator.registerMigration("v6-observability") { db in
+            // What an execution was charged (usage and dollars by part; the
+            // seed's `cost` column holds the total) and the W3C trace context
+            // of its span, so its tasks join the trace of the request that
+            // started it, also after a restart.
+            try db.execute(sql: """
+                ALTER TABLE workflow_executions ADD COLUMN cost_task_attempts INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_attempts_dollars REAL NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_worker_seconds REAL NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_compute_dollars REAL NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_requests INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_requests_dollars REAL NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_egress_bytes INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN cost_egress_dollars REAL NOT NULL DEFAULT 0;
+                ALTER TABLE workflow_executions ADD COLUMN trace_parent TEXT;
+                ALTER TABLE workflow_executions ADD COLUMN trace_state TEXT;
+                """)
+        }
         return migrator
     }
 }

@@ -27,13 +27,15 @@ extension SQLiteStore: ExecutionStore {
     static func insertExecution(_ db: Database, _ execution: ExecutionRecord) throws {
         try db.cachedStatement(sql: """
             INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
-                idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority,
+                trace_parent, trace_state)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
                 execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
                 execution.trigger, execution.cost, execution.createdBy, StoreDate.text(execution.createdAt),
                 execution.startedAt.map(StoreDate.text), execution.completedAt.map(StoreDate.text), execution.priority,
+                execution.traceParent, execution.traceState,
             ])
         let insertTask = try db.cachedStatement(sql: """
             INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
@@ -151,6 +153,19 @@ extension SQLiteStore: ExecutionStore {
                 try completeLease(db, id: id, token: token)
             case .releaseLease(let id, let token, let readyAt):
                 try releaseLease(db, id: id, token: token, readyAt: readyAt)
+            case .cost(let executionId, let add):
+                try db.cachedStatement(sql: """
+                    UPDATE workflow_executions SET cost = cost + ?,
+                        cost_task_attempts = cost_task_attempts + ?, cost_attempts_dollars = cost_attempts_dollars + ?,
+                        cost_worker_seconds = cost_worker_seconds + ?, cost_compute_dollars = cost_compute_dollars + ?,
+                        cost_requests = cost_requests + ?, cost_requests_dollars = cost_requests_dollars + ?,
+                        cost_egress_bytes = cost_egress_bytes + ?, cost_egress_dollars = cost_egress_dollars + ?
+                    WHERE execution_id = ?
+                    """).execute(arguments: [
+                        add.total, add.taskAttempts, add.attemptsDollars, add.workerSeconds, add.computeDollars,
+                        add.requests, add.requestsDollars, add.egressBytes, add.egressDollars, executionId,
+                    ])
+                guard db.changesCount == 1 else { throw StoreError.notFound("execution \(executionId) not found") }
             }
         }
     }
@@ -217,8 +232,14 @@ extension SQLiteStore: ExecutionStore {
             executionId: row["execution_id"], workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
             status: row["status"], input: (try? JSONValue(jsonText: row["input"])) ?? .emptyObject,
             output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
-            idempotencyKey: row["idempotency_key"], trigger: row["trigger"], cost: row["cost"], priority: row["priority"],
-            createdBy: row["created_by"],
-            createdAt: row["created_at"], startedAt: row["started_at"], completedAt: row["completed_at"])
+            idempotencyKey: row["idempotency_key"], trigger: row["trigger"],
+            costBreakdown: ExecutionCost(
+                taskAttempts: row["cost_task_attempts"], attemptsDollars: row["cost_attempts_dollars"],
+                workerSeconds: row["cost_worker_seconds"], computeDollars: row["cost_compute_dollars"],
+                requests: row["cost_requests"], requestsDollars: row["cost_requests_dollars"],
+                egressBytes: row["cost_egress_bytes"], egressDollars: row["cost_egress_dollars"]),
+            priority: row["priority"], createdBy: row["created_by"],
+            createdAt: row["created_at"], startedAt: row["started_at"], completedAt: row["completed_at"],
+            traceParent: row["trace_parent"], traceState: row["trace_state"])
     }
 }

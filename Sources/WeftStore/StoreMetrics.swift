@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 public import WeftObservability
+import Tracing
 
 /// Store latency by operation: every transaction is timed, so slow queries
 /// show up per operation in Prometheus (`weft_store_transaction_duration_seconds`).
@@ -17,16 +18,36 @@ public struct StoreMetrics: Sendable {
 
     /// Times one transaction; a database error (not "not found" or a
     /// validation error thrown from inside it) also counts as a failure.
+    ///
+    /// Inside a traced operation (a request or a task attempt) the
+    /// transaction is also a span; transactions nobody asked for (the group
+    /// committer's batches, samplers) start no trace of their own.
     func measure<T>(_ operation: String, kind: String, _ body: () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
+        let span = Self.span(operation, store: store)
+        defer { span?.end() }
         do {
             let value = try await body()
             record(operation: operation, kind: kind, start: start, failed: false)
             return value
         } catch {
             record(operation: operation, kind: kind, start: start, failed: error is DatabaseError)
+            span?.recordError(error)
+            if error is DatabaseError { span?.setStatus(SpanStatus(code: .error)) }
             throw error
         }
+    }
+
+    /// A CLIENT span of a store call (OpenTelemetry database conventions),
+    /// only when some span is current.
+    static func span(_ operation: String, store: String) -> (any Span)? {
+        guard WeftTracing.isEnabled, InstrumentationContext.current != nil,
+            let span = WeftTracing.start(operation, kind: .client)
+        else { return nil }
+        span.attributes[SpanKeys.dbSystemName] = "sqlite"
+        span.attributes[SpanKeys.dbOperationName] = operation
+        span.attributes[SpanKeys.dbNamespace] = store
+        return span
     }
 
     func record(operation: String, kind: String, start: ContinuousClock.Instant, failed: Bool) {

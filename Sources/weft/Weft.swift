@@ -5,6 +5,7 @@ import WeftObservability
 import WeftRPC
 import WeftServer
 import WeftStore
+import WeftEngine
 
 // The entry point is an @main type, not main.swift: top-level variables in
 // main.swift are main-actor isolated, and nghttp2 callbacks run on event-loop
@@ -84,6 +85,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds an in-process worker's lease lasts before a task is given to another worker (heartbeats renew it). [env: WEFT_LEASE_SECONDS] (default: 60)")
     var leaseSeconds: Int?
 
+    @Option(help: "OTLP/HTTP base URL to export traces to (spans go to <url>/v1/traces); tracing is off without one. [env: OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as the full URL]")
+    var otelEndpoint: String?
+
+    @Option(help: "Trace sampler: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio. [env: OTEL_TRACES_SAMPLER] (default: parentbased_traceidratio)")
+    var traceSampler: String?
+
+    @Option(help: "Sampling ratio of the ratio samplers, 0 to 1. [env: OTEL_TRACES_SAMPLER_ARG] (default: 0.01)")
+    var traceSamplerArg: Double?
+
+    @Option(help: "service.name of the spans. [env: OTEL_SERVICE_NAME] (default: weft)")
+    var serviceName: String?
+
+    @Option(help: "A cost model rate, NAME=DOLLARS; repeatable. Names: attempt, worker_second, worker_second.<task type>, request, egress_mb (docs/COST.md). [env: WEFT_COST_RATES, comma-separated]")
+    var costRate: [String] = []
+
     @Flag(help: "Register weft.testing.v1.EchoService, for tests and benchmarks only. [env: WEFT_ENABLE_TEST_SERVICES=1]")
     var enableTestServices = false
 
@@ -91,7 +107,10 @@ struct Serve: AsyncParsableCommand {
         let env = Environment()
         let format = try env.choice(logFormat, "WEFT_LOG_FORMAT", default: WeftLogHandler.Format.text)
         let level = try env.choice(logLevel, "WEFT_LOG_LEVEL", default: Logger.Level.info)
-        LoggingSystem.bootstrap { WeftLogHandler(label: $0, format: format, level: level) }
+        // Every line logged inside a span carries its trace_id and span_id.
+        LoggingSystem.bootstrap(
+            { label, provider in WeftLogHandler(label: label, format: format, level: level, metadataProvider: provider) },
+            metadataProvider: Telemetry.loggingMetadataProvider())
         let logger = Logger(label: "weft")
 
         var config = WeftServerConfig()
@@ -122,6 +141,8 @@ struct Serve: AsyncParsableCommand {
         config.workers = try env.int(
             workers, "WEFT_WORKERS", default: max(64, 64 * ProcessInfo.processInfo.activeProcessorCount), range: 0...10_000)
         config.leaseSeconds = try env.int(leaseSeconds, "WEFT_LEASE_SECONDS", default: 60, range: 1...86_400)
+        config.tracing = try tracingConfig(env)
+        config.costRates = try costRates(env)
         // A secret only from the environment: flags show up in `ps`.
         config.authSecret = env.values["WEFT_AUTH_SECRET"]
 
@@ -136,6 +157,60 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
+    }
+}
+
+extension Serve {
+    /// Tracing from the flags, else the standard OpenTelemetry variables.
+    /// swift-otel reads those variables too and lets them win over code, so
+    /// the ones resolved here are removed from the environment: a flag then
+    /// wins over a variable, as for every other option.
+    func tracingConfig(_ env: Environment) throws -> TracingConfig {
+        var config = TracingConfig()
+        let disabled = env.flag("OTEL_SDK_DISABLED") || env.values["OTEL_TRACES_EXPORTER"]?.lowercased() == "none"
+        if let base = otelEndpoint ?? env.values["OTEL_EXPORTER_OTLP_ENDPOINT"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            config.tracesEndpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
+        }
+        if otelEndpoint == nil, let full = env.values["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"], !full.isEmpty {
+            config.tracesEndpoint = full
+        }
+        if let endpoint = config.tracesEndpoint {
+            guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil
+            else { throw ValidationError("--otel-endpoint \(endpoint): expected an http(s) URL") }
+        }
+        if disabled { config.tracesEndpoint = nil }
+        config.sampler = try env.choice(traceSampler, "OTEL_TRACES_SAMPLER", default: config.sampler)
+        if let ratio = traceSamplerArg {
+            config.samplerArgument = ratio
+        } else if let raw = env.values["OTEL_TRACES_SAMPLER_ARG"] {
+            guard let ratio = Double(raw) else { throw ValidationError("OTEL_TRACES_SAMPLER_ARG=\(raw) is not a number") }
+            config.samplerArgument = ratio
+        }
+        guard (0...1).contains(config.samplerArgument) else {
+            throw ValidationError("--trace-sampler-arg must be in 0...1, got \(config.samplerArgument)")
+        }
+        config.serviceName = env.string(serviceName, "OTEL_SERVICE_NAME", default: config.serviceName)
+        config.serviceVersion = ProcessMetrics.version
+        for name in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER",
+        ] {
+            unsetenv(name)
+        }
+        return config
+    }
+
+    func costRates(_ env: Environment) throws -> CostRates {
+        var rates = CostRates()
+        let fromEnv = (env.values["WEFT_COST_RATES"] ?? "").split(separator: ",").map { String($0) }
+        for (source, entry) in fromEnv.map({ ("WEFT_COST_RATES", $0) }) + costRate.map({ ("--cost-rate", $0) }) {
+            do {
+                try rates.set(entry.trimmingCharacters(in: .whitespaces))
+            } catch {
+                throw ValidationError("\(source) \(entry): \(error)")
+            }
+        }
+        return rates
     }
 }
 

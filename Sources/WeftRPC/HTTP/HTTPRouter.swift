@@ -1,6 +1,8 @@
 public import NIOCore
 import Foundation
 public import Logging
+import Tracing
+import WeftObservability
 
 /// A non-gRPC HTTP request, the same whether it came over HTTP/1.1 or HTTP/2.
 public struct HTTPRequest: Sendable {
@@ -166,7 +168,33 @@ public struct HTTPRouter: Sendable {
 
     /// Runs a route's handler; a thrown error becomes its JSON error body
     /// (internals logged, never sent).
+    ///
+    /// With tracing on, the request is one SERVER span (OpenTelemetry HTTP
+    /// conventions) whose parent is the caller's `traceparent`, if any; the
+    /// handler runs inside it.
     public static func run(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
+        guard WeftTracing.isEnabled else { return await respond(handler, request, route: route, logger: logger) }
+        let parent = WeftTracing.context(from: TraceHeaders(headers: request.headers))
+        let span = WeftTracing.tracer.startSpan("\(request.method) \(route)", context: parent, ofKind: .server)
+        span.attributes[SpanKeys.httpRequestMethod] = request.method
+        span.attributes[SpanKeys.httpRoute] = route
+        span.attributes[SpanKeys.urlPath] = request.path
+        defer { span.end() }
+        return await InstrumentationContext.withValue(span.context) {
+            let response = await respond(handler, request, route: route, logger: logger)
+            span.attributes[SpanKeys.httpResponseStatusCode] = response.status
+            if response.status >= 500 {
+                span.attributes[SpanKeys.errorType] = String(response.status)
+                span.setStatus(SpanStatus(code: .error))
+            }
+            logger.debug(
+                "request",
+                metadata: ["http.method": "\(request.method)", "http.route": "\(route)", "http.status": "\(response.status)"])
+            return response
+        }
+    }
+
+    private static func respond(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
         do {
             return try await handler(request)
         } catch {

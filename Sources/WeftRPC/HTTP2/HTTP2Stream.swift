@@ -1,6 +1,8 @@
 import CNghttp2
 import Logging
 import NIOCore
+import Tracing
+import WeftObservability
 
 /// One HTTP/2 stream: a gRPC call or a plain HTTP exchange. All mutable state
 /// is touched only on the connection's event loop (nghttp2 callbacks, or work
@@ -54,6 +56,8 @@ final class HTTP2Stream: @unchecked Sendable {
     private var requestEnded = false
     private var statusSent = false
     private var task: Task<Void, Never>?
+    /// The call's SERVER span (tracing on only); ended with the status.
+    private var span: (any Span)?
     private var deadlineTask: Scheduled<Void>?
 
     // Plain HTTP exchange.
@@ -205,6 +209,7 @@ final class HTTP2Stream: @unchecked Sendable {
             peer: connection.peer,
             requestEncoding: requestAlgorithm?.rawValue ?? "identity",
             responseEncoding: responseAlgorithm?.rawValue ?? "identity")
+        if WeftTracing.isEnabled { startSpan(registered.handler.descriptor, metadata: metadata) }
         deframer = GRPCMessageDeframer(maxMessageSize: environment.config.maxReceiveMessageSize)
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in
@@ -216,6 +221,39 @@ final class HTTP2Stream: @unchecked Sendable {
         if case .task(let body) = registered.handler.body, !registered.handler.descriptor.kind.isSingleRequest {
             startTask(body, requests: RPCRequestStream(source: StreamRequestSource(stream: self)))
         }
+    }
+
+    /// One SERVER span per call (OpenTelemetry RPC conventions), child of
+    /// the caller's `traceparent` metadata when it has a valid one.
+    private func startSpan(_ descriptor: RPCMethodDescriptor, metadata: Metadata) {
+        let parent = WeftTracing.context(
+            from: TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"]))
+        let span = WeftTracing.tracer.startSpan(
+            "\(descriptor.service)/\(descriptor.method)", context: parent, ofKind: .server)
+        span.attributes[SpanKeys.rpcSystem] = "grpc"
+        span.attributes[SpanKeys.rpcService] = descriptor.service
+        span.attributes[SpanKeys.rpcMethod] = descriptor.method
+        self.span = span
+    }
+
+    /// Ends the call's span with its status; server faults mark it as an
+    /// error (the OpenTelemetry list for gRPC servers).
+    private func endSpan(_ code: RPCError.Code, _ error: RPCError?) {
+        guard let span else { return }
+        self.span = nil
+        span.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
+        switch code {
+        case .unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss:
+            span.attributes[SpanKeys.errorType] = "\(code)"
+            span.setStatus(SpanStatus(code: .error, message: error?.message))
+        default: break
+        }
+        if connection.logger.logLevel <= .debug {
+            InstrumentationContext.withValue(span.context) {
+                connection.logger.debug("request", metadata: ["grpc.method": "\(path ?? "")", "grpc.code": "\(code)"])
+            }
+        }
+        span.end()
     }
 
     private static func serviceName(of path: String) -> String {
@@ -371,11 +409,15 @@ final class HTTP2Stream: @unchecked Sendable {
     private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
         do {
             let response: GRPCFramedMessage
+            let spanContext = span?.context
             switch handlerBody {
             case .inline(let body):
-                response = try body(request, context!)
+                response = try spanContext.map { try InstrumentationContext.withValue($0) { try body(request, context!) } }
+                    ?? body(request, context!)
             case .inlineOrTask(let fast, let fallback):
-                guard let fastResponse = try fast(request, context!) else {
+                let answer = try spanContext.map { try InstrumentationContext.withValue($0) { try fast(request, context!) } }
+                    ?? fast(request, context!)
+                guard let fastResponse = answer else {
                     startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
                     return
                 }
@@ -398,10 +440,15 @@ final class HTTP2Stream: @unchecked Sendable {
         let writer = RPCResponseWriter(
             sink: StreamResponseSink(stream: self, eventLoop: connection.eventLoop, compressor: responseAlgorithm))
         let eventLoop = connection.eventLoop
+        let spanContext = span?.context
         task = Task {
             let failure: RPCError?
             do {
-                try await body(requests, writer, context)
+                if let spanContext {
+                    try await InstrumentationContext.withValue(spanContext) { try await body(requests, writer, context) }
+                } else {
+                    try await body(requests, writer, context)
+                }
                 failure = nil
             } catch {
                 failure = RPCError(from: error)
@@ -441,6 +488,7 @@ final class HTTP2Stream: @unchecked Sendable {
             methodMetrics.handlingSeconds.recordNanoseconds(
                 Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
         }
+        if span != nil { endSpan(code, error) }
         if let error, code != .ok {
             if let cause = error.cause {
                 // Server faults are errors; a client's bad input is information.
@@ -673,6 +721,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 methodMetrics.handlingSeconds.recordNanoseconds(
                     Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
             }
+            if span != nil { endSpan(.cancelled, nil) }
         }
         isClosed = true
         context?.markCancelled()

@@ -4,6 +4,7 @@ import WeftEngine
 import WeftProto
 import WeftRPC
 import WeftStore
+import WeftObservability
 
 /// weft.v1.ExecutionService: running workflows and following them. Viewers
 /// may read and watch executions; running and cancelling need an editor.
@@ -331,6 +332,20 @@ extension ProtoMapping {
         execution.idempotencyKey = record.idempotencyKey ?? ""
         execution.trigger = record.trigger
         execution.cost = record.cost
+        if !record.costBreakdown.isZero {
+            let cost = record.costBreakdown
+            var breakdown = Weft_V1_ExecutionCost()
+            breakdown.taskAttempts = Int64(cost.taskAttempts)
+            breakdown.attemptsDollars = cost.attemptsDollars
+            breakdown.workerSeconds = cost.workerSeconds
+            breakdown.computeDollars = cost.computeDollars
+            breakdown.requests = Int64(cost.requests)
+            breakdown.requestsDollars = cost.requestsDollars
+            breakdown.egressBytes = Int64(cost.egressBytes)
+            breakdown.egressDollars = cost.egressDollars
+            execution.costBreakdown = breakdown
+        }
+        execution.traceID = WeftTracing.traceId(ofTraceparent: record.traceParent) ?? ""
         return execution
     }
 

@@ -150,6 +150,8 @@ extension ProtoMapping {
         result.attempt = Int32(clamping: task.attempt)
         result.input = protoStruct(task.input.objectValue != nil ? task.input : .object(["value": task.input]))
         result.config = protoStruct(task.config)
+        result.traceparent = task.trace.traceparent ?? ""
+        result.tracestate = task.trace.tracestate ?? ""
         return result
     }
 }

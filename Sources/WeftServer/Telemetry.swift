@@ -1,0 +1,115 @@
+public import Logging
+import OTel
+public import ServiceLifecycle
+import Tracing
+public import WeftObservability
+
+/// How `weft serve` exports traces (OTLP/HTTP protobuf, through swift-otel).
+public struct TracingConfig: Sendable {
+    /// Full URL spans are POSTed to (`…/v1/traces`); nil turns tracing off.
+    public var tracesEndpoint: String?
+    /// An OpenTelemetry sampler name (`OTEL_TRACES_SAMPLER` values).
+    public var sampler: Sampler = .parentBasedTraceIDRatio
+    /// The ratio of the ratio samplers, 0...1.
+    public var samplerArgument: Double = 0.01
+    public var serviceName = "weft"
+    public var serviceVersion = ""
+
+    public enum Sampler: String, Sendable, CaseIterable {
+        case alwaysOn = "always_on"
+        case alwaysOff = "always_off"
+        case traceIDRatio = "traceidratio"
+        case parentBasedAlwaysOn = "parentbased_always_on"
+        case parentBasedAlwaysOff = "parentbased_always_off"
+        case parentBasedTraceIDRatio = "parentbased_traceidratio"
+    }
+
+    public init() {}
+}
+
+/// Boots tracing and counts what the exporter loses.
+///
+/// swift-otel's batch processor keeps at most `OTEL_BSP_MAX_QUEUE_SIZE`
+/// (2048) finished spans and drops the rest when the exporter cannot keep
+/// up; it reports drops and failed exports only through its diagnostic
+/// logger. That logger is ours: it turns those reports into
+/// `weft_trace_spans_dropped_total` and `weft_trace_export_failures_total`
+/// and forwards every diagnostic line to the server log.
+public enum Telemetry {
+    /// The log metadata provider adding `trace_id`, `span_id` and
+    /// `trace_flags` of the current span to every log line.
+    public static func loggingMetadataProvider() -> Logger.MetadataProvider {
+        OTel.makeLoggingMetadataProvider()
+    }
+
+    /// Starts tracing when an endpoint is configured; returns the exporter's
+    /// service (run it in the service group, so it flushes on shutdown).
+    public static func bootstrapTracing(
+        _ config: TracingConfig, metrics: WeftMetrics, logger: Logger
+    ) throws -> (any Service)? {
+        guard let endpoint = config.tracesEndpoint else { return nil }
+        let counters = TracingMetrics(metrics: metrics)
+        var otel = OTel.Configuration.default
+        otel.serviceName = config.serviceName
+        if !config.serviceVersion.isEmpty { otel.resourceAttributes["service.version"] = config.serviceVersion }
+        otel.metrics.enabled = false
+        otel.logs.enabled = false
+        otel.traces.enabled = true
+        otel.traces.exporter = .otlp
+        otel.traces.otlpExporter.`protocol` = .httpProtobuf
+        otel.traces.otlpExporter.endpoint = endpoint
+        otel.traces.sampler = try sampler(config)
+        otel.diagnosticLogger = .custom(
+            Logger(label: "weft.otel") { label in TracingDiagnostics(counters: counters, forward: logger) })
+        otel.diagnosticLogLevel = .info
+        let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
+        InstrumentationSystem.bootstrap(tracer)
+        WeftTracing.markEnabled()
+        logger.info(
+            "tracing: OTLP/HTTP to \(endpoint), sampler \(config.sampler.rawValue) \(config.samplerArgument), service \(config.serviceName)")
+        return service
+    }
+
+    static func sampler(_ config: TracingConfig) throws -> OTel.Configuration.TracesConfiguration.SamplerConfiguration {
+        let ratio = config.samplerArgument
+        let made: OTel.Configuration.TracesConfiguration.SamplerConfiguration? =
+            switch config.sampler {
+            case .alwaysOn: .alwaysOn
+            case .alwaysOff: .alwaysOff
+            case .traceIDRatio: .traceIDRatio(ratio: ratio)
+            case .parentBasedAlwaysOn: .parentBasedAlwaysOn
+            case .parentBasedAlwaysOff: .parentBasedAlwaysOff
+            case .parentBasedTraceIDRatio: .parentBasedTraceIDRatio(ratio: ratio)
+            }
+        guard let made else { throw WeftStartupError("trace sampler ratio must be in 0...1, got \(ratio)") }
+        return made
+    }
+}
+
+/// swift-otel's diagnostic log: counted, then written to the server log.
+struct TracingDiagnostics: LogHandler {
+    let counters: TracingMetrics
+    let forward: Logger
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let text = "\(event.message)"
+        if text.hasPrefix("Spans were dropped") {
+            let count = event.metadata?["dropped_count"].flatMap { Int("\($0)") } ?? 1
+            counters.dropped.increment(by: Int64(count))
+        } else if text.hasPrefix("Failed to export batch") {
+            counters.exportFailures.increment()
+        }
+        // The carrier of a malformed traceparent is only ever our
+        // `TraceHeaders` (two header values, never credentials).
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        forward.log(level: event.level, "otel: \(text)", metadata: merged)
+    }
+}
