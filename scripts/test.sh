@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/install-deps.sh test
 
-python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto' 2>/dev/null ||
+python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto, grpc_reflection' 2>/dev/null ||
   python3 -m pip install -q -r Tests/interop/requirements.txt
 
 echo "== swift build (debug, with tests)"

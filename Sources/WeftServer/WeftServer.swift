@@ -51,7 +51,8 @@ public struct WeftServer: Sendable {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
-            leaseDuration: TimeInterval(config.leaseSeconds), metrics: engineMetrics)
+            leaseDuration: TimeInterval(config.leaseSeconds), metrics: engineMetrics, costRates: config.costRates,
+            logger: Logger(label: "weft.engine"))
         do {
             let recovered = try await engine.recover()
             if recovered > 0 { logger.info("engine: resumed \(recovered) unfinished executions") }

@@ -92,3 +92,33 @@ struct ExecutionStoreTests {
         #expect(try await temp.store.unfinishedExecutions().allSatisfy { $0.status == "Running" })
     }
 }
+
+@Suite("execution cost and trace context")
+struct ExecutionCostStoreTests {
+    @Test("cost transitions add up in the row; the trace context is stored with the execution")
+    func accrual() async throws {
+        let temp = try TempStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        let workflow = try await temp.store.createWorkflow(temp.workflow(owner: user.id, taskNames: ["a"]), actor: user.id)
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let record = ExecutionRecord(
+            executionId: IDGenerator.make(IDGenerator.execution), workflowId: workflow.id, workflowVersion: 1,
+            status: "Pending", input: .emptyObject, createdAt: .nowMillis,
+            tasks: workflow.tasks.map {
+                TaskExecutionRecord(taskExecutionId: IDGenerator.make(IDGenerator.taskExecution), taskId: $0.id, taskKey: $0.key, status: "Pending")
+            },
+            traceParent: traceparent, traceState: "vendor=1")
+        try await temp.store.apply([.create(record)])
+        let first = ExecutionCost(taskAttempts: 1, attemptsDollars: 0.001)
+        let second = ExecutionCost(workerSeconds: 2, computeDollars: 0.5, requests: 3, requestsDollars: 0.03, egressBytes: 4096, egressDollars: 0.002)
+        try await temp.store.apply([.cost(executionId: record.executionId, first)])
+        try await temp.store.apply([.cost(executionId: record.executionId, second)])
+        let stored = try #require(try await temp.store.execution(id: record.executionId))
+        #expect(stored.costBreakdown == first + second)
+        #expect(abs(stored.cost - (0.001 + 0.5 + 0.03 + 0.002)) < 1e-12)
+        #expect(stored.traceParent == traceparent && stored.traceState == "vendor=1")
+        // An unknown execution is an error (the group's savepoint rolls back).
+        await #expect(throws: StoreError.self) { try await temp.store.apply([.cost(executionId: "exe_missing", first)]) }
+    }
+}
