@@ -18,6 +18,8 @@ grep -qE "Test run with [0-9]+ tests? .*passed" /tmp/weft-swift-test.log || { ec
 
 echo "== dashboards"
 python3 dashboards/check_dashboards.py --promtool
+echo "== alert rules"
+promtool check rules dashboards/alerts.yml && promtool test rules dashboards/alerts_test.yml
 
 echo "== interop tests (real weft serve on loopback)"
 WEFT_BIN="$PWD/.build/debug/weft" python3 -m pytest -q Tests/interop "$@"
