@@ -173,7 +173,11 @@ public struct HTTPRouter: Sendable {
     /// conventions) whose parent is the caller's `traceparent`, if any; the
     /// handler runs inside it.
     public static func run(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
-        guard WeftTracing.isEnabled else { return await respond(handler, request, route: route, logger: logger) }
+        guard WeftTracing.isEnabled else {
+            let response = await respond(handler, request, route: route, logger: logger)
+            logRequest(request, route: route, status: response.status, logger: logger)
+            return response
+        }
         let parent = WeftTracing.context(from: TraceHeaders(headers: request.headers))
         let span = WeftTracing.tracer.startSpan("\(request.method) \(route)", context: parent, ofKind: .server)
         span.attributes[SpanKeys.httpRequestMethod] = request.method
@@ -187,11 +191,16 @@ public struct HTTPRouter: Sendable {
                 span.attributes[SpanKeys.errorType] = String(response.status)
                 span.setStatus(SpanStatus(code: .error))
             }
-            logger.debug(
-                "request",
-                metadata: ["http.method": "\(request.method)", "http.route": "\(route)", "http.status": "\(response.status)"])
+            logRequest(request, route: route, status: response.status, logger: logger)
             return response
         }
+    }
+
+    /// The access line (debug level; inside the span when tracing is on).
+    private static func logRequest(_ request: HTTPRequest, route: String, status: Int, logger: Logger) {
+        guard logger.logLevel <= .debug else { return }
+        logger.debug(
+            "request", metadata: ["http.method": "\(request.method)", "http.route": "\(route)", "http.status": "\(status)"])
     }
 
     private static func respond(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {

@@ -248,12 +248,14 @@ final class HTTP2Stream: @unchecked Sendable {
             span.setStatus(SpanStatus(code: .error, message: error?.message))
         default: break
         }
-        if connection.logger.logLevel <= .debug {
-            InstrumentationContext.withValue(span.context) {
-                connection.logger.debug("request", metadata: ["grpc.method": "\(path ?? "")", "grpc.code": "\(code)"])
-            }
-        }
+        if connection.logger.logLevel <= .debug { InstrumentationContext.withValue(span.context) { logCall(code) } }
         span.end()
+    }
+
+    /// The access line of a call (debug level).
+    private func logCall(_ code: RPCError.Code) {
+        guard connection.logger.logLevel <= .debug else { return }
+        connection.logger.debug("request", metadata: ["grpc.method": "\(path ?? "")", "grpc.code": "\(code)"])
     }
 
     private static func serviceName(of path: String) -> String {
@@ -488,7 +490,7 @@ final class HTTP2Stream: @unchecked Sendable {
             methodMetrics.handlingSeconds.recordNanoseconds(
                 Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
         }
-        if span != nil { endSpan(code, error) }
+        if span != nil { endSpan(code, error) } else { logCall(code) }
         if let error, code != .ok {
             if let cause = error.cause {
                 // Server faults are errors; a client's bad input is information.
