@@ -48,13 +48,13 @@ public struct WeftLogHandler: LogHandler {
             }
         case .json:
             line = "{\"timestamp\":\"\(timestamp)\",\"level\":\"\(event.level)\",\"label\":"
-            Self.appendJSONString(label, to: &line)
+            JSONText.appendQuoted(label, to: &line)
             line += ",\"message\":"
-            Self.appendJSONString("\(event.message)", to: &line)
+            JSONText.appendQuoted("\(event.message)", to: &line)
             for (key, value) in merged.sorted(by: { $0.key < $1.key })
             where !["timestamp", "level", "label", "message"].contains(key) {
                 line += ","
-                Self.appendJSONString(key, to: &line)
+                JSONText.appendQuoted(key, to: &line)
                 line += ":"
                 Self.appendJSON(value, to: &line)
             }
@@ -74,8 +74,8 @@ public struct WeftLogHandler: LogHandler {
 
     private static func appendJSON(_ value: Logger.MetadataValue, to line: inout String) {
         switch value {
-        case .string(let s): appendJSONString(s, to: &line)
-        case .stringConvertible(let c): appendJSONString("\(c)", to: &line)
+        case .string(let s): JSONText.appendQuoted(s, to: &line)
+        case .stringConvertible(let c): JSONText.appendQuoted("\(c)", to: &line)
         case .array(let items):
             line += "["
             for (index, item) in items.enumerated() {
@@ -87,30 +87,12 @@ public struct WeftLogHandler: LogHandler {
             line += "{"
             for (index, (key, item)) in entries.sorted(by: { $0.key < $1.key }).enumerated() {
                 if index > 0 { line += "," }
-                appendJSONString(key, to: &line)
+                JSONText.appendQuoted(key, to: &line)
                 line += ":"
                 appendJSON(item, to: &line)
             }
             line += "}"
         }
-    }
-
-    /// A JSON string literal (RFC 8259 escapes; other characters as UTF-8).
-    static func appendJSONString(_ text: String, to line: inout String) {
-        line += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": line += "\\\""
-            case "\\": line += "\\\\"
-            case "\n": line += "\\n"
-            case "\r": line += "\\r"
-            case "\t": line += "\\t"
-            case _ where scalar.value < 0x20:
-                line += "\\u00" + String(scalar.value >> 4, radix: 16) + String(scalar.value & 0xF, radix: 16)
-            default: line.unicodeScalars.append(scalar)
-            }
-        }
-        line += "\""
     }
 
     private static func timestamp() -> String {
@@ -123,5 +105,34 @@ public struct WeftLogHandler: LogHandler {
             format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
             Int(ts.tv_nsec / 1_000_000))
+    }
+}
+
+/// JSON string literals, written by hand where a JSON encoder would cost more
+/// than the line (log lines, REST error bodies).
+public enum JSONText {
+    /// Appends `text` as a JSON string literal (RFC 8259 escapes; every other
+    /// character as is, in UTF-8).
+    public static func appendQuoted(_ text: String, to out: inout String) {
+        out += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out += "\\u00" + String(scalar.value >> 4, radix: 16) + String(scalar.value & 0xF, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+
+    public static func quoted(_ text: String) -> String {
+        var out = ""
+        appendQuoted(text, to: &out)
+        return out
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import WeftObservability
 public import SwiftProtobuf
 
 /// Maps HTTP requests to request messages and response messages to JSON, by
@@ -162,25 +163,7 @@ public enum RESTBridge {
         return out + "}"
     }
 
-    static func quote(_ string: String) -> String {
-        var out = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ string: String) -> String { JSONText.quoted(string) }
 
     static func isJSON(_ contentType: String) -> Bool {
         let media = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
