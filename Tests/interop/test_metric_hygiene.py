@@ -1,0 +1,88 @@
+"""Metric hygiene of a live scrape (docs/METRICS.md "Hygiene"): every family
+is documented, names follow Prometheus conventions, label values stay
+bounded with more workflows than the cap, no label carries an id, email,
+URL or trace id, and latency histograms resolve sub-millisecond to minutes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import weft_helpers as wh
+from test_engine_api import closed_port, create_wf, execute, uid, wait_status
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
+WORKFLOWS = 130  # over the workflow label's cap of 100
+ID_LIKE = re.compile(r"^(exe|wf|tsk|usr|tex|lse)_|@|://|^[0-9a-f]{32}$|^[0-9a-f]{16}$")
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory, protos):
+    """A traced server (spans never sampled, so the exporter has nothing to
+    send) that ran one execution of each of WORKFLOWS workflows."""
+    base = tmp_path_factory.mktemp("hygiene")
+    args = wh.API_SERVER_ARGS + ("--otel-endpoint", f"http://127.0.0.1:{closed_port()}", "--trace-sampler", "always_off")
+    srv = wh.WeftServer(wh.weft_bin(), base / "data", base / "logs", args=args, name="hygiene")
+    srv.start(timeout=30)
+    try:
+        user = wh.register_and_login(srv, "Hygiene User")
+        started = []
+        for i in range(WORKFLOWS):
+            wf = create_wf(user, [{"key": "a", "name": "A", "action": "noop"}], name=f"hygiene {i} {uid()}")
+            started.append((wf["id"], execute(user, wf["id"])["executionId"]))
+        for wid, eid in started:
+            assert wait_status(user, wid, eid)["status"] == "Completed"
+        yield wh.http_get(srv, "/metrics")[2].decode()
+    finally:
+        srv.stop()
+        srv.close_files()
+
+
+def families(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in re.finditer(r"^# TYPE (\S+) (\S+)$", text, re.M)}
+
+
+def documented() -> set[str]:
+    return set(re.findall(r"^\| `([a-z0-9_:]+)` \|", DOCS.read_text(), re.M))
+
+
+def test_every_family_is_documented(scraped):
+    missing = sorted(set(families(scraped)) - documented())
+    assert not missing, f"metrics exposed but not in docs/METRICS.md: {missing}"
+
+
+def test_names_follow_conventions(scraped):
+    for name, kind in families(scraped).items():
+        if kind == "counter":
+            assert name.endswith("_total"), name
+        else:
+            assert not name.endswith("_total"), (name, kind)
+        assert not re.search(r"_(milliseconds|microseconds|kilobytes|megabytes|percent)\b", name), name
+
+
+def test_labels_are_bounded_and_hold_no_ids(scraped):
+    metrics = wh.parse_metrics(scraped)
+    bad = [(s.name, k, v) for s in metrics.samples for k, v in s.labels.items() if k != "le" and ID_LIKE.search(v)]
+    assert not bad, bad
+    workflows = {s.labels["workflow"] for s in metrics.select("weft_executions_started_total")}
+    # 130 distinct names: the first 100 as they are, the rest in "other".
+    assert "other" in workflows and len(workflows) <= 101, len(workflows)
+    assert sum(s.value for s in metrics.select("weft_executions_started_total")) >= WORKFLOWS
+
+
+def test_tracing_pipeline_metrics_exist_when_tracing_is_on(scraped):
+    kinds = families(scraped)
+    assert kinds.get("weft_trace_spans_dropped_total") == "counter"
+    assert kinds.get("weft_trace_export_failures_total") == "counter"
+
+
+def test_duration_histograms_span_sub_millisecond_to_minutes(scraped):
+    metrics = wh.parse_metrics(scraped)
+    for name, kind in families(scraped).items():
+        if kind != "histogram" or not name.endswith("_seconds"):
+            continue
+        bounds = sorted({float(s.labels["le"]) for s in metrics.select(f"{name}_bucket") if s.labels["le"] != "+Inf"})
+        assert bounds, name
+        assert bounds[0] <= 0.00025 and bounds[-1] >= 60, (name, bounds[0], bounds[-1])
