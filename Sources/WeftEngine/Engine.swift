@@ -314,6 +314,24 @@ public actor Engine {
     /// ready built-in tasks straight from their commit.
     public func attach(_ dispatcher: (any DirectDispatch)?) { self.dispatcher = dispatcher }
 
+    /// At shutdown: ends the spans of executions and external attempts still
+    /// running, marked as interrupted, so what they covered so far is
+    /// exported. The executions go on after the next start, under their
+    /// stored trace context.
+    public func endOpenSpans() {
+        for span in executionSpans.values {
+            span.attributes[SpanKeys.executionStatus] = "Running"
+            span.attributes[SpanKeys.interrupted] = true
+            span.end()
+        }
+        for span in externalSpans.values {
+            span.attributes[SpanKeys.interrupted] = true
+            span.end()
+        }
+        executionSpans.removeAll()
+        externalSpans.removeAll()
+    }
+
     /// Waits until every log line handed over so far is stored.
     public func flushLogs() async { await logWriter.flush() }
 

@@ -140,4 +140,6 @@ public enum SpanKeys {
     public static let taskAttempt = "weft.task.attempt"
     public static let taskOutcome = "weft.task.outcome"
     public static let taskErrorKind = "weft.task.error_kind"
+    /// Set on spans ended by a shutdown while their work was still going.
+    public static let interrupted = "weft.interrupted"
 }

@@ -29,6 +29,8 @@ struct EngineService: Service {
             }
         }
         await engine.flushLogs()
+        // Before the span exporter stops (it stops last and flushes).
+        await engine.endOpenSpans()
     }
 
     /// Queue depth gauges, once a second.

@@ -107,9 +107,19 @@ struct TracingDiagnostics: LogHandler {
             counters.exportFailures.increment()
         }
         // The carrier of a malformed traceparent is only ever our
-        // `TraceHeaders` (two header values, never credentials).
+        // `TraceHeaders` (two header values, never credentials). swift-otel
+        // logs every OTEL_* variable it applies with its value, and
+        // OTEL_EXPORTER_OTLP_HEADERS may hold an API key: values of such
+        // variables are redacted.
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
+        if let key = merged["environment_key"].map({ "\($0)".uppercased() }),
+            ["HEADERS", "KEY", "TOKEN", "SECRET", "PASSWORD", "CERTIFICATE"].contains(where: key.contains)
+        {
+            for field in ["environment_value", "new_value", "previous_value"] where merged[field] != nil {
+                merged[field] = "<redacted>"
+            }
+        }
         forward.log(level: event.level, "otel: \(text)", metadata: merged)
     }
 }

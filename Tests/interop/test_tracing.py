@@ -597,3 +597,56 @@ def test_a_dead_or_slow_collector_never_fails_requests(otel_server, collector):
     finally:
         if rx:
             rx.close()  # before the server stops: its last flush must not wait 5 s
+
+
+# ---------------------------------------------------------------------------
+# 7. External workers continue the trace; shutdown ends open spans; secrets
+#    in OTEL_* variables stay out of the log
+# ---------------------------------------------------------------------------
+
+
+def test_external_worker_gets_the_attempts_trace_context(rx, traced, alice):
+    from test_workers import complete, ext, new_queue, poll_task
+
+    queue = new_queue()
+    wf = create_wf(alice, [ext("mail", queue, input={"to": "ops@example.com"})])
+    tid, caller = new_ids()
+    eid = execute(alice, wf["id"], {"traceparent": traceparent(tid, caller)})
+    task = poll_task(alice, queue)
+    parts = task.get("traceparent", "").split("-")
+    assert len(parts) == 4 and parts[1] == tid and parts[3] == "01", task
+    r = complete(alice, task["leaseToken"], {"sent": True})
+    assert r.status == 200, r
+    assert wait_status(alice, wf["id"], eid)["status"] == "Completed"
+
+    def spans_of_attempt(spans):
+        mine = [s for s in spans if s.trace_id == tid]
+        attempt = [s for s in mine if s.span_id == parts[2]]
+        return mine if attempt and execution_span(mine, eid) else None
+
+    mine = rx.wait_for(spans_of_attempt, SPAN_WAIT, f"the external attempt's span {parts[2]} and its execution")
+    attempt = one(mine, "the external task span", lambda s: s.span_id == parts[2])
+    assert attempt.name == "weft.task", describe(mine)
+    assert_attrs(attempt, {"weft.task.type": "external", "weft.task.outcome": "completed", "weft.task.attempt": 1},
+                 describe(mine))
+    assert_child(attempt, execution_span(mine, eid), describe(mine))
+
+
+def test_shutdown_ends_open_execution_spans_and_otlp_headers_are_not_logged(otel_server, otlp_receiver, tmp_path):
+    secret = f"sekret-{uuid.uuid4().hex}"
+    srv = otel_server("--otel-endpoint", otlp_receiver.endpoint, "--trace-sampler", "always_on",
+                      env={"OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={secret}"})
+    user = wh.register_and_login(srv, "Shutdown Trace")
+    wf = create_wf(user, [{"key": "wait", "name": "Wait", "action": "delay", "config": {"duration": "1h"}}])
+    eid = execute(user, wf["id"], {})
+    srv.stop(timeout=20)
+    otlp_receiver.wait_for(lambda spans: [s for s in [execution_span(spans, eid)] if s], SPAN_WAIT,
+                           "the running execution's span, ended at shutdown")
+    spans = otlp_receiver.spans()
+    span = execution_span(spans, eid)
+    assert span.attr("weft.interrupted") is True and span.attr("weft.execution.status") == "Running", describe(spans)
+    # The collector got the header; the log never shows its value.
+    assert any(r["headers"].get("x-api-key") == secret for r in otlp_receiver.requests_to("/v1/traces"))
+    # swift-otel reports the variable it applied; its value is redacted.
+    assert "OTEL_EXPORTER_OTLP_TRACES_HEADERS" in srv.stderr_text() and "<redacted>" in srv.stderr_text()
+    assert secret not in srv.stderr_text()
