@@ -168,18 +168,25 @@ extension Serve {
     func tracingConfig(_ env: Environment) throws -> TracingConfig {
         var config = TracingConfig()
         let disabled = env.flag("OTEL_SDK_DISABLED") || env.values["OTEL_TRACES_EXPORTER"]?.lowercased() == "none"
+        var source = "--otel-endpoint"
         if let base = otelEndpoint ?? env.values["OTEL_EXPORTER_OTLP_ENDPOINT"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            if otelEndpoint == nil { source = "OTEL_EXPORTER_OTLP_ENDPOINT" }
+            try Self.checkURL(base, source)
             config.tracesEndpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
         }
         if otelEndpoint == nil, let full = env.values["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"], !full.isEmpty {
+            try Self.checkURL(full, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             config.tracesEndpoint = full
         }
-        if let endpoint = config.tracesEndpoint {
-            guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil
-            else { throw ValidationError("--otel-endpoint \(endpoint): expected an http(s) URL") }
-        }
         if disabled { config.tracesEndpoint = nil }
-        config.sampler = try env.choice(traceSampler, "OTEL_TRACES_SAMPLER", default: config.sampler)
+        if let raw = traceSampler ?? env.values["OTEL_TRACES_SAMPLER"] {
+            guard let sampler = TracingConfig.Sampler(rawValue: raw.lowercased()) else {
+                let where_ = traceSampler != nil ? "--trace-sampler \(raw)" : "OTEL_TRACES_SAMPLER=\(raw)"
+                throw ValidationError(
+                    "\(where_): expected one of \(TracingConfig.Sampler.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            config.sampler = sampler
+        }
         if let ratio = traceSamplerArg {
             config.samplerArgument = ratio
         } else if let raw = env.values["OTEL_TRACES_SAMPLER_ARG"] {
@@ -198,6 +205,11 @@ extension Serve {
             unsetenv(name)
         }
         return config
+    }
+
+    static func checkURL(_ text: String, _ source: String) throws {
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil
+        else { throw ValidationError("\(source) \(text): expected an http(s) URL") }
     }
 
     func costRates(_ env: Environment) throws -> CostRates {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import socket
 import time
 
@@ -86,3 +88,17 @@ def test_json_log_format(server_factory, protos):
             pytest.fail(f"non-JSON log line with --log-format json: {ln!r}")
         assert isinstance(doc, dict), ln
     assert any(wh.LISTEN_RE.search(ln) for ln in lines)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--trace-sampler", "bogus"], {}, "--trace-sampler bogus: expected one of always_on"),
+    ([], {"OTEL_TRACES_SAMPLER": "nope"}, "OTEL_TRACES_SAMPLER=nope: expected one of"),
+    (["--trace-sampler-arg", "1.5"], {}, "--trace-sampler-arg must be in 0...1, got 1.5"),
+    ([], {"OTEL_TRACES_SAMPLER_ARG": "half"}, "OTEL_TRACES_SAMPLER_ARG=half is not a number"),
+    (["--otel-endpoint", "ftp://collector"], {}, "--otel-endpoint ftp://collector: expected an http(s) URL"),
+    ([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "not a url"}, "OTEL_EXPORTER_OTLP_ENDPOINT not a url: expected an http(s) URL"),
+])
+def test_bad_tracing_settings_stop_the_start(tmp_path, args, env, message):
+    res = subprocess.run([str(wh.weft_bin()), "serve", "--port", "0", "--data-dir", str(tmp_path), *args],
+                         capture_output=True, text=True, timeout=30, env={**os.environ, **env})
+    assert res.returncode != 0 and message in res.stderr, (res.returncode, res.stderr)
