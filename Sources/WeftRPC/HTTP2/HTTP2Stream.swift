@@ -411,15 +411,14 @@ final class HTTP2Stream: @unchecked Sendable {
     private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
         do {
             let response: GRPCFramedMessage
-            let spanContext = span?.context
+            // Inline bodies run without the span as the current context:
+            // they do no I/O and start no child spans (a fallback to the task
+            // path gets it in `startTask`).
             switch handlerBody {
             case .inline(let body):
-                response = try spanContext.map { try InstrumentationContext.withValue($0) { try body(request, context!) } }
-                    ?? body(request, context!)
+                response = try body(request, context!)
             case .inlineOrTask(let fast, let fallback):
-                let answer = try spanContext.map { try InstrumentationContext.withValue($0) { try fast(request, context!) } }
-                    ?? fast(request, context!)
-                guard let fastResponse = answer else {
+                guard let fastResponse = try fast(request, context!) else {
                     startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
                     return
                 }
