@@ -154,7 +154,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftEngineTests",
-            dependencies: ["WeftEngine", "WeftStore"],
+            dependencies: ["WeftEngine", "WeftStore", "WeftObservability"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

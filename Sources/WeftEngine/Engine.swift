@@ -186,7 +186,8 @@ public actor Engine {
                     status: "Pending")
             })
         let id = record.executionId
-        // Child of the request's span (the task-local context).
+        // Child of the request's span (the task-local context); a new trace
+        // when no request started it; none under an untraced request.
         let span = WeftTracing.start(SpanNames.execution)
         if let span {
             span.attributes[SpanKeys.workflowId] = workflow.id
@@ -516,9 +517,11 @@ public actor Engine {
     /// A `weft.task` span for an attempt, child of its execution's span
     /// (or of the stored context after a restart); nil when tracing is off.
     private func taskSpan(_ state: Live, executionId: String, task: TaskRecord, attempt: Int) -> (any Span)? {
-        guard WeftTracing.isEnabled else { return nil }
-        let parent = executionSpans[executionId]?.context ?? WeftTracing.context(from: state.trace)
-        guard let span = WeftTracing.start(SpanNames.task, context: parent) else { return nil }
+        guard WeftTracing.isEnabled,
+            let parent = executionSpans[executionId]?.context
+                ?? (state.trace.isEmpty ? nil : WeftTracing.context(from: state.trace)),
+            let span = WeftTracing.startChild(SpanNames.task, context: parent)
+        else { return nil }
         span.attributes[SpanKeys.workflowId] = state.workflowId
         span.attributes[SpanKeys.executionId] = executionId
         span.attributes[SpanKeys.taskId] = task.id

@@ -88,7 +88,7 @@ public struct HTTPRunner: TaskRunner {
             ? following : notFollowing
         // One CLIENT span per request (OpenTelemetry HTTP conventions); the
         // target receives its context as `traceparent`.
-        let span = WeftTracing.start(method, kind: .client)
+        let span = WeftTracing.startChild(method, kind: .client)
         defer { span?.end() }
         if let span {
             span.attributes[SpanKeys.httpRequestMethod] = method

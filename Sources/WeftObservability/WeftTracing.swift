@@ -7,29 +7,109 @@ import Synchronization
 /// The exporter (swift-otel) is bootstrapped by `weft serve` only.
 public enum WeftTracing {
     private static let enabled = Atomic<Bool>(false)
+    /// Set once by `enable`, before any request is served; read-only after.
+    nonisolated(unsafe) private static var cachedTracer: any Tracer = NoOpTracer()
+    nonisolated(unsafe) private static var rootThreshold: UInt64?
+    private static let rngState = Atomic<UInt64>(UInt64(truncatingIfNeeded: ContinuousClock.now.hashValue) | 1)
 
     /// Whether a tracer is bootstrapped. When off, no span is started at all
     /// (not even a no-op one), so the hot paths pay one atomic load.
     public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
 
-    /// Call once, after `InstrumentationSystem.bootstrap`.
-    public static func markEnabled() { enabled.store(true, ordering: .releasing) }
-
-    public static var tracer: any Tracer { InstrumentationSystem.tracer }
-
-    /// Starts a span when tracing is on (nil otherwise).
-    public static func start(
-        _ name: String, context: InstrumentationContext? = nil, kind: SpanKind = .internal
-    ) -> (any Span)? {
-        guard isEnabled else { return nil }
-        return tracer.startSpan(name, context: context ?? .current ?? .topLevel, ofKind: kind)
+    /// Turns tracing on with `tracer` (call once, before serving).
+    ///
+    /// `rootRatio` is head sampling: the share of new traces (spans with no
+    /// parent) that are started at all; the others cost one random number and
+    /// no tracer call. The tracer's own sampler then only sees spans with a
+    /// parent (and the roots kept here), so it is configured parent-based
+    /// always-on for Weft's parent-based samplers. nil leaves every root to
+    /// the tracer's sampler.
+    ///
+    /// Why: a tracer call costs microseconds even for a span it drops
+    /// (random ids from the system generator under a lock, the bootstrapped
+    /// tracer's lookup, context copies), which at 1 % sampling was more than
+    /// the rest of a health check.
+    public static func enable(tracer: any Tracer, rootRatio: Double?) {
+        cachedTracer = tracer
+        rootThreshold = rootRatio.map { ratio in
+            ratio >= 1 ? UInt64.max : ratio <= 0 ? 0 : UInt64(ratio * 18_446_744_073_709_551_615.0)
+        }
+        enabled.store(true, ordering: .releasing)
     }
 
-    /// The parent context carried by W3C headers (a new trace when absent or
+    public static var tracer: any Tracer { cachedTracer }
+
+    /// The context of a request that is not traced (head sampling said no):
+    /// spans under it are not started either, so an unsampled request's
+    /// execution and tasks stay untraced, like its children in any
+    /// parent-based sampler.
+    public static let unsampled: InstrumentationContext = {
+        var context = InstrumentationContext.topLevel
+        context[UnsampledKey.self] = true
+        return context
+    }()
+
+    private enum UnsampledKey: InstrumentationContextKey {
+        typealias Value = Bool
+    }
+
+    /// Whether a new trace should start here (head sampling).
+    static func keepRoot() -> Bool {
+        guard let threshold = rootThreshold else { return true }
+        if threshold == UInt64.max { return true }
+        if threshold == 0 { return false }
+        return nextRandom() < threshold
+    }
+
+    /// splitmix64 over an atomic counter: lock-free and cheap; sampling
+    /// needs spread, not secrecy.
+    private static func nextRandom() -> UInt64 {
+        var z = rngState.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// The SERVER span of a request: a child of the caller's context when its
+    /// `traceparent` is valid, else a new trace (head-sampled). nil when the
+    /// request is not traced; run its handler under `unsampled` then.
+    public static func startServer(_ name: String, headers: TraceHeaders) -> (any Span)? {
+        guard isEnabled else { return nil }
+        if let traceparent = headers.traceparent, isValidTraceparent(traceparent) {
+            var parent = InstrumentationContext.topLevel
+            tracer.extract(headers, into: &parent, using: TraceHeaders.Extractor())
+            return tracer.startSpan(name, context: parent, ofKind: .server)
+        }
+        guard keepRoot() else { return nil }
+        return tracer.startSpan(name, context: .topLevel, ofKind: .server)
+    }
+
+    /// A span under `context` (default: the current one); nil when there is
+    /// no parent or it is not traced. For work that never begins a trace
+    /// (attempts, outbound calls, store transactions).
+    public static func startChild(
+        _ name: String, context: InstrumentationContext? = nil, kind: SpanKind = .internal
+    ) -> (any Span)? {
+        guard isEnabled, let parent = context ?? .current, parent[UnsampledKey.self] != true else { return nil }
+        return tracer.startSpan(name, context: parent, ofKind: kind)
+    }
+
+    /// A span under the current context, or a new (head-sampled) trace when
+    /// there is none: for work that may start on its own (an execution not
+    /// started by a request); nil under an untraced request.
+    public static func start(_ name: String, kind: SpanKind = .internal) -> (any Span)? {
+        guard isEnabled else { return nil }
+        guard let parent = InstrumentationContext.current else {
+            return keepRoot() ? tracer.startSpan(name, context: .topLevel, ofKind: kind) : nil
+        }
+        return startChild(name, context: parent, kind: kind)
+    }
+
+    /// The parent context carried by W3C headers (top level when absent or
     /// malformed: the extractor never fails a request).
     public static func context(from headers: TraceHeaders) -> InstrumentationContext {
         var context = InstrumentationContext.topLevel
-        guard isEnabled, headers.traceparent != nil else { return context }
+        guard isEnabled, let traceparent = headers.traceparent, isValidTraceparent(traceparent) else { return context }
         tracer.extract(headers, into: &context, using: TraceHeaders.Extractor())
         return context
     }
@@ -42,12 +122,35 @@ public enum WeftTracing {
         return headers
     }
 
+    /// W3C Trace Context `traceparent`: `vv-<32 hex trace id>-<16 hex parent
+    /// id>-<2 hex flags>`, lower-case, version not `ff`, ids not all zero;
+    /// version 00 is exactly 55 characters, later versions may append
+    /// `-fields`.
+    public static func isValidTraceparent(_ value: String) -> Bool {
+        var value = value
+        return value.withUTF8 { isValidTraceparent($0) }
+    }
+
+    private static func isValidTraceparent(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard b.count >= 55, b[2] == UInt8(ascii: "-"), b[35] == UInt8(ascii: "-"), b[52] == UInt8(ascii: "-") else {
+            return false
+        }
+        func hex(_ range: Range<Int>) -> Bool {
+            range.allSatisfy { i in (b[i] >= 0x30 && b[i] <= 0x39) || (b[i] >= 0x61 && b[i] <= 0x66) }
+        }
+        func zero(_ range: Range<Int>) -> Bool { range.allSatisfy { b[$0] == 0x30 } }
+        guard hex(0..<2), !(b[0] == 0x66 && b[1] == 0x66), hex(3..<35), !zero(3..<35), hex(36..<52), !zero(36..<52),
+            hex(53..<55)
+        else { return false }
+        let version00 = b[0] == 0x30 && b[1] == 0x30
+        return version00 ? b.count == 55 : (b.count == 55 || b[55] == UInt8(ascii: "-"))
+    }
+
     /// The 32-hex-digit trace id of a `traceparent` value, if well formed.
     public static func traceId(ofTraceparent value: String?) -> String? {
-        guard let value else { return nil }
-        let parts = value.split(separator: "-")
-        guard parts.count >= 4, parts[1].count == 32 else { return nil }
-        return String(parts[1])
+        guard let value, isValidTraceparent(value) else { return nil }
+        let start = value.utf8.index(value.utf8.startIndex, offsetBy: 3)
+        return String(value[start..<value.utf8.index(start, offsetBy: 32)])
     }
 }
 

@@ -58,31 +58,36 @@ public enum Telemetry {
         otel.traces.exporter = .otlp
         otel.traces.otlpExporter.`protocol` = .httpProtobuf
         otel.traces.otlpExporter.endpoint = endpoint
-        otel.traces.sampler = try sampler(config)
+        let (sampler, rootRatio) = try samplers(config)
+        otel.traces.sampler = sampler
         otel.diagnosticLogger = .custom(
             Logger(label: "weft.otel") { label in TracingDiagnostics(counters: counters, forward: logger) })
         otel.diagnosticLogLevel = .info
         let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
         InstrumentationSystem.bootstrap(tracer)
-        WeftTracing.markEnabled()
+        WeftTracing.enable(tracer: tracer, rootRatio: rootRatio)
         logger.info(
             "tracing: OTLP/HTTP to \(endpoint), sampler \(config.sampler.rawValue) \(config.samplerArgument), service \(config.serviceName)")
         return service
     }
 
-    static func sampler(_ config: TracingConfig) throws -> OTel.Configuration.TracesConfiguration.SamplerConfiguration {
+    /// swift-otel's sampler and Weft's head-sampling ratio of new traces
+    /// (see `WeftTracing.enable`): for the parent-based samplers Weft keeps
+    /// the configured share of roots and swift-otel follows the parent;
+    /// `traceidratio` is left to swift-otel whole (it ignores parents).
+    static func samplers(_ config: TracingConfig) throws
+        -> (OTel.Configuration.TracesConfiguration.SamplerConfiguration, rootRatio: Double?)
+    {
         let ratio = config.samplerArgument
-        let made: OTel.Configuration.TracesConfiguration.SamplerConfiguration? =
-            switch config.sampler {
-            case .alwaysOn: .alwaysOn
-            case .alwaysOff: .alwaysOff
-            case .traceIDRatio: .traceIDRatio(ratio: ratio)
-            case .parentBasedAlwaysOn: .parentBasedAlwaysOn
-            case .parentBasedAlwaysOff: .parentBasedAlwaysOff
-            case .parentBasedTraceIDRatio: .parentBasedTraceIDRatio(ratio: ratio)
-            }
-        guard let made else { throw WeftStartupError("trace sampler ratio must be in 0...1, got \(ratio)") }
-        return made
+        guard (0...1).contains(ratio) else { throw WeftStartupError("trace sampler ratio must be in 0...1, got \(ratio)") }
+        switch config.sampler {
+        case .alwaysOn: return (.alwaysOn, 1)
+        case .alwaysOff: return (.alwaysOff, 0)
+        case .traceIDRatio: return (.traceIDRatio(ratio: ratio)!, nil)
+        case .parentBasedAlwaysOn: return (.parentBasedAlwaysOn, 1)
+        case .parentBasedAlwaysOff: return (.parentBasedAlwaysOn, 0)
+        case .parentBasedTraceIDRatio: return (.parentBasedAlwaysOn, ratio)
+        }
     }
 }
 

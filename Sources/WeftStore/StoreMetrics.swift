@@ -41,9 +41,7 @@ public struct StoreMetrics: Sendable {
     /// A CLIENT span of a store call (OpenTelemetry database conventions),
     /// only when some span is current.
     static func span(_ operation: String, store: String) -> (any Span)? {
-        guard WeftTracing.isEnabled, InstrumentationContext.current != nil,
-            let span = WeftTracing.start(operation, kind: .client)
-        else { return nil }
+        guard let span = WeftTracing.startChild(operation, kind: .client) else { return nil }
         span.attributes[SpanKeys.dbSystemName] = "sqlite"
         span.attributes[SpanKeys.dbOperationName] = operation
         span.attributes[SpanKeys.dbNamespace] = store

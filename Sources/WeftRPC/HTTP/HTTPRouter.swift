@@ -178,8 +178,15 @@ public struct HTTPRouter: Sendable {
             logRequest(request, route: route, status: response.status, logger: logger)
             return response
         }
-        let parent = WeftTracing.context(from: TraceHeaders(headers: request.headers))
-        let span = WeftTracing.tracer.startSpan("\(request.method) \(route)", context: parent, ofKind: .server)
+        guard let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
+        else {
+            // Not traced: nothing it starts is traced either.
+            return await InstrumentationContext.withValue(WeftTracing.unsampled) {
+                let response = await respond(handler, request, route: route, logger: logger)
+                logRequest(request, route: route, status: response.status, logger: logger)
+                return response
+            }
+        }
         span.attributes[SpanKeys.httpRequestMethod] = request.method
         span.attributes[SpanKeys.httpRoute] = route
         span.attributes[SpanKeys.urlPath] = request.path

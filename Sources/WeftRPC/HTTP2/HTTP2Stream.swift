@@ -226,10 +226,10 @@ final class HTTP2Stream: @unchecked Sendable {
     /// One SERVER span per call (OpenTelemetry RPC conventions), child of
     /// the caller's `traceparent` metadata when it has a valid one.
     private func startSpan(_ descriptor: RPCMethodDescriptor, metadata: Metadata) {
-        let parent = WeftTracing.context(
-            from: TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"]))
-        let span = WeftTracing.tracer.startSpan(
-            "\(descriptor.service)/\(descriptor.method)", context: parent, ofKind: .server)
+        guard let span = WeftTracing.startServer(
+            "\(descriptor.service)/\(descriptor.method)",
+            headers: TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"]))
+        else { return }
         span.attributes[SpanKeys.rpcSystem] = "grpc"
         span.attributes[SpanKeys.rpcService] = descriptor.service
         span.attributes[SpanKeys.rpcMethod] = descriptor.method
@@ -441,7 +441,9 @@ final class HTTP2Stream: @unchecked Sendable {
         let writer = RPCResponseWriter(
             sink: StreamResponseSink(stream: self, eventLoop: connection.eventLoop, compressor: responseAlgorithm))
         let eventLoop = connection.eventLoop
-        let spanContext = span?.context
+        // An untraced call's handler runs under `unsampled`, so what it
+        // starts (an execution) is not traced either.
+        let spanContext = span?.context ?? (WeftTracing.isEnabled ? WeftTracing.unsampled : nil)
         task = Task {
             let failure: RPCError?
             do {
