@@ -277,41 +277,23 @@ for r in $(seq 1 "$ROUNDS"); do
     if [ "$busy0" = 1 ] || [ "$busy1" = 1 ] || [ "$(cat "$OUT_DIR/.busy" 2>/dev/null)" = 1 ]; then contended=1; fi
     rm -f "$OUT_DIR/.busy"
     [ "$contended" = 1 ] && log "note: a compiler was running around $tag; its figures are contended"
-    python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$cs" "$s" "$c" "$m" "$(( t1 - t0 ))" "$CLK_TCK" \
+    PYTHONPATH="$HERE" python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$cs" "$s" "$c" "$m" "$(( t1 - t0 ))" "$CLK_TCK" \
       "$expect" "$(rss_kb "${PID[$s]}")" "$contended" >> "$RESULTS" <<'PY'
-import math, re, sys
+import sys
+from h2load_results import log_durations, nearest_rank, parse_output   # PYTHONPATH=$HERE
 out, lat, r, cs, s, c, m, ticks, hz, expect, rss, contended = sys.argv[1:]
-text = open(out, errors="replace").read()
-def num(pat, cast=float, default=""):
-    mm = re.search(pat, text, re.M)
-    return cast(mm.group(1)) if mm else default
-reqps = num(r"finished in [\d.]+\w*, ([\d.]+) req/s")
-total = num(r"^requests: (\d+) total", int, 0)
-ok = num(r"(\d+) succeeded", int, 0)      # completed 2xx responses in the measured period
-failed = num(r"(\d+) failed", int, 0)        # non-2xx + errored (stream/connection errors)
-codes2xx = num(r"^status codes: (\d+) 2xx", int, 0)  # also counts responses cut off at the end of -D
-data = num(r"^traffic: .*, \S+ \((\d+)\) data", int, 0)
-def to_us(v):
-    mm = re.match(r"([\d.]+)(us|ms|s)$", v)
-    return float(mm.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[mm.group(2)] if mm else ""
-mean = ""
-mm = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
-if mm:
-    mean = to_us(mm.group(3))
-durs = []
-try:
-    with open(lat) as f:
-        for line in f:
-            p = line.split("\t")
-            if len(p) >= 3 and p[1].startswith("2"):
-                durs.append(int(p[2]))
-except OSError:
-    pass
-durs.sort()
+h = parse_output(open(out, errors="replace").read())
+reqps = "" if h["req_per_s"] is None else h["req_per_s"]
+total = h["total"]
+ok = h["succeeded"]          # completed 2xx responses in the measured period
+failed = h["failed"]         # non-2xx + errored (stream/connection errors)
+codes2xx = h["codes_2xx"]    # also counts responses cut off at the end of -D
+data = h["data_bytes"]
+mean = "" if h["mean_us"] is None else h["mean_us"]
+durs = log_durations(lat)    # 2xx durations (µs) from --log-file
 def pct(q):
-    if not durs:
-        return ""
-    return durs[min(len(durs) - 1, max(0, math.ceil(q * len(durs)) - 1))]
+    v = nearest_rank(durs, q)
+    return "" if v is None else v
 cpu_s = int(ticks) / int(hz)
 cpu_per = cpu_s * 1e6 / ok if ok else ""
 bpr = data / codes2xx if codes2xx else ""

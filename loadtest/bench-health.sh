@@ -275,43 +275,19 @@ for r in $(seq 1 "$ROUNDS"); do
       if [ "$busy0" = 1 ] || [ "$busy1" = 1 ] || [ "$(cat "$OUT_DIR/.busy" 2>/dev/null)" = 1 ]; then contended=1; fi
       rm -f "$OUT_DIR/.busy"
       [ "$contended" = 1 ] && log "note: a compiler was running around $tag; its figures are contended"
-      python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$s" "$c" "$m" \
+      PYTHONPATH="$HERE" python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$s" "$c" "$m" \
         "$(( t1 - t0 ))" "$CLK_TCK" "$(rss_kb "${PID[$s]}")" "$(hwm_kb "${PID[$s]}")" "$contended" >> "$RESULTS" <<'PY'
-import math, re, sys
+import sys
+from h2load_results import log_durations, nearest_rank, parse_output   # PYTHONPATH=$HERE
 out, lat, r, s, c, m, ticks, hz, rss, hwm, contended = sys.argv[1:]
-text = open(out, errors="replace").read()
-def num(pat, cast=float, default=""):
-    mm = re.search(pat, text, re.M)
-    return cast(mm.group(1)) if mm else default
-reqps = num(r"finished in [\d.]+\w*, ([\d.]+) req/s")
-total = num(r"^requests: (\d+) total", int, 0)
-succ = num(r"(\d+) succeeded", int, 0)
-failed = num(r"(\d+) failed", int, 0)
-def to_us(v):
-    mm = re.match(r"([\d.]+)(us|ms|s)$", v)
-    if not mm:
-        return ""
-    return float(mm.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[mm.group(2)]
-mean = ""
-mm = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
-if mm:
-    mean = to_us(mm.group(3))   # columns: min max mean sd
-# --log-file rows: start(us since epoch) \t status \t duration(us); only 2xx count.
-durs = []
-try:
-    with open(lat) as f:
-        for line in f:
-            p = line.split("\t")
-            if len(p) >= 3 and p[1].startswith("2"):
-                durs.append(int(p[2]))
-except OSError:
-    pass
-durs.sort()
+h = parse_output(open(out, errors="replace").read())
+reqps = "" if h["req_per_s"] is None else h["req_per_s"]
+total, succ, failed = h["total"], h["succeeded"], h["failed"]
+mean = "" if h["mean_us"] is None else h["mean_us"]
+durs = log_durations(lat)   # 2xx durations (µs) from --log-file
 def pct(q):
-    if not durs:
-        return ""
-    i = min(len(durs) - 1, max(0, math.ceil(q * len(durs)) - 1))  # nearest rank
-    return durs[i]
+    v = nearest_rank(durs, q)
+    return "" if v is None else v
 cpu_s = int(ticks) / int(hz)
 cpu_per = cpu_s * 1e6 / succ if succ else ""
 fmt = lambda v: ("%.1f" % v) if isinstance(v, float) else str(v)

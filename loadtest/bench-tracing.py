@@ -102,6 +102,7 @@ bx = _load_bench_executions()
 sw = bx.sw
 pct, fmt, metric_sum, proc_status_kb = bx.pct, bx.fmt, bx.metric_sum, bx.proc_status_kb
 from weft_process import WeftProcess, cpu_ticks  # noqa: E402 (on sys.path via bench-executions)
+import h2load_results  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = ("off", "ratio1", "full")
@@ -306,28 +307,9 @@ def h2load_cmd(a, port, duration, lat_path=None):
 
 def parse_h2load(text, lat_path):
     """req/s, counts and h2load's mean from its output; p50/p99 (µs, nearest rank, 2xx) from --log-file."""
-    import re
-    def num(pat, cast=float):
-        m = re.search(pat, text, re.M)
-        return cast(m.group(1)) if m else None
-    r = {"req_per_s": num(r"finished in [\d.]+\w*, ([\d.]+) req/s"),
-         "succeeded": num(r"(\d+) succeeded", int) or 0, "failed": num(r"(\d+) failed", int) or 0,
-         "errored": num(r"(\d+) errored", int) or 0, "mean_us": None, "p50_us": None, "p99_us": None}
-    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
-    if m:
-        v = re.match(r"([\d.]+)(us|ms|s)$", m.group(3))
-        r["mean_us"] = float(v.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[v.group(2)] if v else None
-    durs = []
-    try:
-        with open(lat_path) as f:
-            for line in f:
-                p = line.split("\t")
-                if len(p) >= 3 and p[1].startswith("2"):
-                    durs.append(int(p[2]))
-    except OSError:
-        pass
-    durs.sort()
-    r["p50_us"], r["p99_us"], r["logged"] = pct(durs, 0.5), pct(durs, 0.99), len(durs)
+    r = h2load_results.parse_output(text)
+    durs = h2load_results.log_durations(lat_path)
+    r.update({"p50_us": pct(durs, 0.5), "p99_us": pct(durs, 0.99), "logged": len(durs)})
     return r
 
 
@@ -673,8 +655,16 @@ RATIO_KEYS = (("health", "req_per_s", "Health/Check req/s"), ("health", "cpu_us_
               ("exec", "exec_per_s", "executions/s"), ("exec", "cpu_ms_per_exec", "CPU/execution"))
 
 
+def clean_median(items, value, contended):
+    """Median of value(x) over the items not contended (over all of them when every one is); (median, n used)."""
+    clean = [x for x in items if not contended(x)]
+    use = clean or list(items)
+    return med(value(x) for x in use), len(use)
+
+
 def compute_ratios(rounds, modes):
-    """{mode: {"rounds": [{round, key: ratio}], "median": {key: ratio}}} for each traced mode vs off."""
+    """{mode: {"rounds": [{round, key: ratio, key_contended}], "median": {key: ratio}, "n": {key: pairs used}}}
+    for each traced mode vs off. A pair is contended when either run is; the median leaves those out."""
     out = {}
     by = {(r["round"], r["mode"]): r for r in rounds}
     for mode in modes:
@@ -688,8 +678,10 @@ def compute_ratios(rounds, modes):
             row = {"round": rnd}
             for sect, key, _ in RATIO_KEYS:
                 row[key] = ratio(x.get(sect, {}).get(key), base.get(sect, {}).get(key))
+                row[key + "_contended"] = bool(x.get(sect, {}).get("contended") or base.get(sect, {}).get("contended"))
             per.append(row)
-        out[mode] = {"rounds": per, "median": {key: med(p[key] for p in per) for _, key, _ in RATIO_KEYS}}
+        meds = {key: clean_median(per, lambda p: p[key], lambda p: p[key + "_contended"]) for _, key, _ in RATIO_KEYS}
+        out[mode] = {"rounds": per, "median": {k: v[0] for k, v in meds.items()}, "n": {k: v[1] for k, v in meds.items()}}
     return out
 
 
@@ -718,8 +710,8 @@ def print_report(report, a):
             g = [r for r in rounds if r["mode"] == mode]
             if not g:
                 continue
-            H = lambda k: med(r["health"].get(k) for r in g)
-            X = lambda k: med(r["exec"].get(k) for r in g)
+            H = lambda k: clean_median(g, lambda r: r["health"].get(k), lambda r: r["health"]["contended"])[0]
+            X = lambda k: clean_median(g, lambda r: r["exec"].get(k), lambda r: r["exec"]["contended"])[0]
             posts = sum(r[s]["sink"]["requests"] for r in g for s in ("health", "exec")) / len(g)
             mb = sum(r[s]["sink"]["bytes"] for r in g for s in ("health", "exec")) / len(g) / 1e6
             busy = sum(r[s]["sink"]["busy_s"] for r in g for s in ("health", "exec")) / len(g)
@@ -742,7 +734,8 @@ def print_report(report, a):
         print("|---|---|" + "---:|" * len(RATIO_KEYS))
         for mode, d in ratios.items():
             for p in d["rounds"]:
-                print(f"| {mode} | {p['round']} | " + " | ".join(pct_off(p[k]) for _, k, _ in RATIO_KEYS) + " |")
+                print(f"| {mode} | {p['round']} | " + " | ".join(
+                    pct_off(p[k]) + (" (contended)" if p.get(k + "_contended") else "") for _, k, _ in RATIO_KEYS) + " |")
             print(f"| **{mode}** | **median** | " + " | ".join(f"**{pct_off(d['median'][k])}**" for _, k, _ in RATIO_KEYS) + " |")
         print()
         for mode, d in ratios.items():
@@ -756,8 +749,9 @@ def print_report(report, a):
                   f"{pct_off(mm['cpu_us_per_call'])}, per execution {pct_off(mm['cpu_ms_per_exec'])} -> "
                   f"{'within' if cpu_ok else '**not within**'} 10 %.")
         if any(r["health"]["contended"] or r["exec"]["contended"] for r in rounds):
-            print("* Contended runs: other processes used more than "
-                  f"{a.contended_cores} cores during some measurements (see the JSON / log); rerun on an idle machine.")
+            print("* Contended: other processes used more than "
+                  f"{a.contended_cores} cores during some measurements (marked above); medians leave them out "
+                  "when uncontended ones exist.")
     st = report.get("stall")
     if st and st.get("runs"):
         runs = st["runs"]
@@ -870,6 +864,7 @@ def parse_args(argv=None):
     g.add_argument("--data-root", default=env("DATA_ROOT"), help="parent of the data dirs (default OUT_DIR)")
     g.add_argument("--keep-data", action="store_true", default=env("KEEP_DATA") == "1")
     g.add_argument("--json", help="also write every figure to this JSON file")
+    g.add_argument("--report", metavar="JSON", help="print the report of an earlier --json file again, run nothing")
     a = ap.parse_args(argv)
     a.phase_list = [p.strip() for p in a.phases.split(",") if p.strip()]
     bad = [p for p in a.phase_list if p not in ("rounds", "stall", "metrics")]
@@ -886,8 +881,23 @@ def parse_args(argv=None):
     return a
 
 
+def reprint(path):
+    """The report of a saved --json file, with this version's medians and tables."""
+    with open(path) as f:
+        report = json.load(f)
+    a = argparse.Namespace(**report["options"])
+    a.modes = tuple(a.modes)
+    report["loadavg_start"] = tuple(report["loadavg_start"])
+    if report.get("rounds"):
+        report["ratios"] = compute_ratios(report["rounds"], a.modes)
+    print_report(report, a)
+    return 0
+
+
 def main(argv=None):
     a = parse_args(argv)
+    if a.report:
+        return reprint(a.report)
     b = Bench(a)
     command = shlex.join([sys.executable] + sys.argv)
     envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items()
@@ -943,12 +953,12 @@ def main(argv=None):
         if srv.get("log_problems"):
             notes.append(f"{srv['log_problems']} warning/error lines, first: {srv['log_problem_lines'][0]}")
     report["server_notes"] = notes
-    print_report(report, a)
-    print(f"Elapsed {report['elapsed_s']:.0f} s; load average at the end {report['loadavg_end']}.")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1, default=str)
-        print(f"JSON: {a.json}")
+    print_report(report, a)
+    print(f"Elapsed {report['elapsed_s']:.0f} s; load average at the end {report['loadavg_end']}."
+          + (f" JSON: {a.json}" if a.json else ""))
     return rc
 
 
