@@ -73,15 +73,16 @@ public enum WeftTracing {
     /// The SERVER span of a request: a child of the caller's context when its
     /// `traceparent` is valid, else a new trace (head-sampled). nil when the
     /// request is not traced; run its handler under `unsampled` then.
-    public static func startServer(_ name: String, headers: TraceHeaders) -> (any Span)? {
+    /// The name is made only for a span that is started.
+    public static func startServer(_ name: @autoclosure () -> String, headers: TraceHeaders) -> (any Span)? {
         guard isEnabled else { return nil }
         if let traceparent = headers.traceparent, isValidTraceparent(traceparent) {
             var parent = InstrumentationContext.topLevel
             tracer.extract(headers, into: &parent, using: TraceHeaders.Extractor())
-            return tracer.startSpan(name, context: parent, ofKind: .server)
+            return tracer.startSpan(name(), context: parent, ofKind: .server)
         }
         guard keepRoot() else { return nil }
-        return tracer.startSpan(name, context: .topLevel, ofKind: .server)
+        return tracer.startSpan(name(), context: .topLevel, ofKind: .server)
     }
 
     /// A span under `context` (default: the current one); nil when there is

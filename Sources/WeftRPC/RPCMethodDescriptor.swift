@@ -15,11 +15,14 @@ public struct RPCMethodDescriptor: Hashable, Sendable, CustomStringConvertible {
     public let service: String
     public let method: String
     public let kind: Kind
+    /// `service/method`, the name of the call's span (made once, not per call).
+    public let spanName: String
 
     public init(service: String, method: String, kind: Kind) {
         self.service = service
         self.method = method
         self.kind = kind
+        self.spanName = "\(service)/\(method)"
     }
 
     /// The HTTP/2 `:path`, e.g. `/grpc.health.v1.Health/Check`.

@@ -227,7 +227,7 @@ final class HTTP2Stream: @unchecked Sendable {
     /// the caller's `traceparent` metadata when it has a valid one.
     private func startSpan(_ descriptor: RPCMethodDescriptor, metadata: Metadata) {
         guard let span = WeftTracing.startServer(
-            "\(descriptor.service)/\(descriptor.method)",
+            descriptor.spanName,
             headers: TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"]))
         else { return }
         span.attributes[SpanKeys.rpcSystem] = "grpc"
