@@ -29,12 +29,40 @@ public enum WeftTracing {
     /// (random ids from the system generator under a lock, the bootstrapped
     /// tracer's lookup, context copies), which at 1 % sampling was more than
     /// the rest of a health check.
-    public static func enable(tracer: any Tracer, rootRatio: Double?) {
+    public static func enable(
+        tracer: any Tracer, rootRatio: Double?, onDrop: (@Sendable (Int) -> Void)? = nil
+    ) {
         cachedTracer = tracer
         rootThreshold = rootRatio.map { ratio in
             ratio >= 1 ? UInt64.max : ratio <= 0 ? 0 : UInt64(ratio * 18_446_744_073_709_551_615.0)
         }
+        DeferredSpans.onDrop = onDrop
+        DeferredSpans.startShipping(tracer)
         enabled.store(true, ordering: .releasing)
+    }
+
+    /// `startServer` for a call answered inline: the same sampling decision,
+    /// but the span is only recorded (see `DeferredSpan`); `ship` it when the
+    /// call ends, or `start` it if the call turns out to need a live span.
+    public static func deferServer(_ name: @autoclosure () -> String, headers: TraceHeaders) -> DeferredSpan? {
+        guard isEnabled else { return nil }
+        if let traceparent = headers.traceparent, isValidTraceparent(traceparent) {
+            var parent = InstrumentationContext.topLevel
+            tracer.extract(headers, into: &parent, using: TraceHeaders.Extractor())
+            return DeferredSpan(name: name(), parent: parent, kind: .server)
+        }
+        guard keepRoot() else { return nil }
+        return DeferredSpan(name: name(), parent: .topLevel, kind: .server)
+    }
+
+    /// Hands a finished deferred span to the tracer (within ~50 ms).
+    public static func ship(_ span: DeferredSpan) { DeferredSpans.submit(span) }
+
+    /// A live span from a deferred one, from its recorded start.
+    public static func start(_ deferred: DeferredSpan) -> any Span {
+        let span = tracer.startSpan(deferred.name, context: deferred.parent, ofKind: deferred.kind, at: deferred.start)
+        span.attributes = deferred.attributes
+        return span
     }
 
     public static var tracer: any Tracer { cachedTracer }

@@ -14,6 +14,8 @@ public struct TracingConfig: Sendable {
     public var samplerArgument: Double = 0.01
     public var serviceName = "weft"
     public var serviceVersion = ""
+    /// How long shutdown waits for the last spans to reach the collector.
+    public var shutdownFlushLimit: Duration = .seconds(5)
 
     public enum Sampler: String, Sendable, CaseIterable {
         case alwaysOn = "always_on"
@@ -65,10 +67,10 @@ public enum Telemetry {
         otel.diagnosticLogLevel = .info
         let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
         InstrumentationSystem.bootstrap(tracer)
-        WeftTracing.enable(tracer: tracer, rootRatio: rootRatio)
+        WeftTracing.enable(tracer: tracer, rootRatio: rootRatio) { counters.dropped.increment(by: Int64($0)) }
         logger.info(
             "tracing: OTLP/HTTP to \(endpoint), sampler \(config.sampler.rawValue) \(config.samplerArgument), service \(config.serviceName)")
-        return service
+        return BoundedFlush(inner: service, limit: config.shutdownFlushLimit, logger: logger)
     }
 
     /// swift-otel's sampler and Weft's head-sampling ratio of new traces
@@ -87,6 +89,39 @@ public enum Telemetry {
         case .parentBasedAlwaysOn: return (.parentBasedAlwaysOn, 1)
         case .parentBasedAlwaysOff: return (.parentBasedAlwaysOn, 0)
         case .parentBasedTraceIDRatio: return (.parentBasedAlwaysOn, ratio)
+        }
+    }
+}
+
+/// Runs the exporter, and at shutdown gives its last flush at most `limit`:
+/// swift-otel waits for a stalled collector up to its export timeout (30 s,
+/// plus the HTTP client's retries), which would hold the process past an
+/// orchestrator's grace period. The spans still queued then are dropped (and
+/// logged as such).
+struct BoundedFlush: Service {
+    let inner: any Service
+    let limit: Duration
+    let logger: Logger
+
+    private struct FlushTimedOut: Error {}
+
+    func run() async throws {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await inner.run() }
+                group.addTask {
+                    try await gracefulShutdown()
+                    try await Task.sleep(for: limit)
+                    throw FlushTimedOut()
+                }
+                // The exporter ends first (it flushed), or the limit passes.
+                _ = try await group.next()
+                group.cancelAll()
+            }
+        } catch is FlushTimedOut {
+            logger.warning("tracing: the collector did not take the last spans within \(limit); they are dropped")
+        } catch is CancellationError {
+            // The group gave up on it: nothing more to flush.
         }
     }
 }

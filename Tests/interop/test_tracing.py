@@ -650,3 +650,36 @@ def test_shutdown_ends_open_execution_spans_and_otlp_headers_are_not_logged(otel
     # swift-otel reports the variable it applied; its value is redacted.
     assert "OTEL_EXPORTER_OTLP_TRACES_HEADERS" in srv.stderr_text() and "<redacted>" in srv.stderr_text()
     assert secret not in srv.stderr_text()
+
+
+def test_inline_calls_export_server_spans_with_their_parent_and_times(rx, traced, v1, protos, alice):
+    """Health/Check runs inline on the event loop and GetWorkflow answers
+    from the cache inline (after a first, task-path miss): their spans are
+    recorded and shipped in batches, with the caller's parent, attributes
+    and real start/end times."""
+    wf = noop_workflow(alice)
+    calls = []
+    ch = wh.new_channel(traced.target)
+    try:
+        health = protos.health_pb2_grpc.HealthStub(ch)
+        workflows = v1.workflows_pb2_grpc.WorkflowServiceStub(ch)
+        for method, call in [
+            ("grpc.health.v1.Health/Check", lambda md: health.Check(protos.health_pb2.HealthCheckRequest(), metadata=md, timeout=10)),
+            ("weft.v1.WorkflowService/GetWorkflow", lambda md: workflows.GetWorkflow(
+                v1.workflows_pb2.GetWorkflowRequest(workflow_id=wf["id"]), metadata=wh.grpc_auth(alice) + md, timeout=10)),
+            ("weft.v1.WorkflowService/GetWorkflow", lambda md: workflows.GetWorkflow(
+                v1.workflows_pb2.GetWorkflowRequest(workflow_id=wf["id"]), metadata=wh.grpc_auth(alice) + md, timeout=10)),
+        ]:
+            tid, caller = new_ids()
+            call((("traceparent", traceparent(tid, caller)),))
+            calls.append((method, tid, caller))
+    finally:
+        ch.close()
+    for method, tid, caller in calls:
+        spans = rx.wait_for(lambda s: [x for x in s if x.trace_id == tid and x.kind == "SERVER"], SPAN_WAIT,
+                            f"the SERVER span of {method} in trace {tid}")
+        assert len(spans) == 1, describe(spans)
+        span = spans[0]
+        assert span.name == method and span.parent_span_id == caller, describe(spans)
+        assert_attrs(span, {"rpc.system": "grpc", "rpc.grpc.status_code": 0}, describe(spans))
+        assert 0 < span.end_ns - span.start_ns < 5_000_000_000, describe(spans)

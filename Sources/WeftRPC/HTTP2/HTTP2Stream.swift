@@ -58,6 +58,8 @@ final class HTTP2Stream: @unchecked Sendable {
     private var task: Task<Void, Never>?
     /// The call's SERVER span (tracing on only); ended with the status.
     private var span: (any Span)?
+    /// The span of a call answered inline, recorded and shipped at the end.
+    private var deferredSpan: DeferredSpan?
     private var deadlineTask: Scheduled<Void>?
 
     // Plain HTTP exchange.
@@ -225,28 +227,63 @@ final class HTTP2Stream: @unchecked Sendable {
 
     /// One SERVER span per call (OpenTelemetry RPC conventions), child of
     /// the caller's `traceparent` metadata when it has a valid one.
+    ///
+    /// Calls that may be answered inline only record their span (shipped in
+    /// a batch when they end; see `DeferredSpan`); a fallback to the task
+    /// path makes it live.
     private func startSpan(_ descriptor: RPCMethodDescriptor, metadata: Metadata) {
-        guard let span = WeftTracing.startServer(
-            descriptor.spanName,
-            headers: TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"]))
-        else { return }
-        span.attributes[SpanKeys.rpcSystem] = "grpc"
-        span.attributes[SpanKeys.rpcService] = descriptor.service
-        span.attributes[SpanKeys.rpcMethod] = descriptor.method
-        self.span = span
+        let headers = TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"])
+        if case .task = registered?.handler.body {
+            span = WeftTracing.startServer(descriptor.spanName, headers: headers)
+        } else {
+            deferredSpan = WeftTracing.deferServer(descriptor.spanName, headers: headers)
+        }
+        span?.attributes = Self.rpcAttributes(descriptor)
+        deferredSpan?.attributes = Self.rpcAttributes(descriptor)
+    }
+
+    private static func rpcAttributes(_ descriptor: RPCMethodDescriptor) -> SpanAttributes {
+        var attributes = SpanAttributes()
+        attributes[SpanKeys.rpcSystem] = "grpc"
+        attributes[SpanKeys.rpcService] = descriptor.service
+        attributes[SpanKeys.rpcMethod] = descriptor.method
+        return attributes
+    }
+
+    /// The inline call continues as a task: its span must exist now.
+    private func makeSpanLive() {
+        guard let deferred = deferredSpan else { return }
+        deferredSpan = nil
+        span = WeftTracing.start(deferred)
+    }
+
+    private static func isServerFault(_ code: RPCError.Code) -> Bool {
+        switch code {
+        case .unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss: true
+        default: false
+        }
     }
 
     /// Ends the call's span with its status; server faults mark it as an
     /// error (the OpenTelemetry list for gRPC servers).
     private func endSpan(_ code: RPCError.Code, _ error: RPCError?) {
+        if var deferred = deferredSpan {
+            deferredSpan = nil
+            deferred.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
+            if Self.isServerFault(code) {
+                deferred.attributes[SpanKeys.errorType] = "\(code)"
+                deferred.errorMessage = error?.message ?? "\(code)"
+            }
+            WeftTracing.ship(deferred)
+            logCall(code)
+            return
+        }
         guard let span else { return }
         self.span = nil
         span.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
-        switch code {
-        case .unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss:
+        if Self.isServerFault(code) {
             span.attributes[SpanKeys.errorType] = "\(code)"
             span.setStatus(SpanStatus(code: .error, message: error?.message))
-        default: break
         }
         if connection.logger.logLevel <= .debug { InstrumentationContext.withValue(span.context) { logCall(code) } }
         span.end()
@@ -419,6 +456,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 response = try body(request, context!)
             case .inlineOrTask(let fast, let fallback):
                 guard let fastResponse = try fast(request, context!) else {
+                    makeSpanLive()
                     startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
                     return
                 }
@@ -491,7 +529,7 @@ final class HTTP2Stream: @unchecked Sendable {
             methodMetrics.handlingSeconds.recordNanoseconds(
                 Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
         }
-        if span != nil { endSpan(code, error) } else { logCall(code) }
+        if span != nil || deferredSpan != nil { endSpan(code, error) } else { logCall(code) }
         if let error, code != .ok {
             if let cause = error.cause {
                 // Server faults are errors; a client's bad input is information.
@@ -724,7 +762,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 methodMetrics.handlingSeconds.recordNanoseconds(
                     Int64(NIODeadline.now().uptimeNanoseconds - startNanos))
             }
-            if span != nil { endSpan(.cancelled, nil) }
+            if span != nil || deferredSpan != nil { endSpan(.cancelled, nil) }
         }
         isClosed = true
         context?.markCancelled()
