@@ -566,6 +566,12 @@ public actor Engine {
             }
         }
         effects += state.machine.taskStarted(key, attempt: attempt, at: at)
+        if run.state == .running, run.attempt == attempt, state.tasks[key]?.action != "delay" {
+            // A re-delivery of a running attempt (after a restart, or an
+            // expired lease): the attempt runs again from now. (A delay is
+            // re-delivered when due and keeps its start.)
+            state.startedAt[key] = at
+        }
         if run.state != .running, state.machine.tasks[key]?.state == .running {
             state.startedAt[key] = at
             // Queued → started (Temporal's schedule-to-start): from when the
@@ -638,8 +644,15 @@ public actor Engine {
         case .failed(let error): effects = state.machine.taskFailed(key, attempt: attempt, error: error, at: at)
         }
         guard !effects.isEmpty else {
-            // This attempt is over already; its start (if deferred) and
-            // outcome are dropped, the queue item goes.
+            // This attempt is over already (stopped by a timeout or cancel,
+            // which charged its time); its start (if deferred) and outcome
+            // are dropped, the queue item goes. What it sent and received
+            // is still charged.
+            let sent = costRates.attemptEnded(type: state.tasks[key]?.action ?? "?", seconds: 0, usage: usage)
+            if !sent.isZero {
+                try? await commit([.cost(executionId: executionId, sent)])
+                metrics?.costAccrued(workflow: state.workflowName, sent)
+            }
             try await discard(lease)
             return false
         }
@@ -909,7 +922,10 @@ public actor Engine {
             priority: record.priority, createdAt: record.createdAt,
             taskExecutionIds: Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) }),
             trace: TraceHeaders(traceparent: record.traceParent, tracestate: record.traceState), cost: record.costBreakdown)
-        for task in record.tasks { restored.startedAt[task.taskKey] = task.startedAt }
+        // The store keeps a task's first start: it is the current attempt's
+        // only for a first attempt (later ones restart their clock when
+        // re-delivered, see `startEffects`).
+        for task in record.tasks where task.attempt <= 1 { restored.startedAt[task.taskKey] = task.startedAt }
         // Another handler may have loaded it (or ended it) while this one
         // awaited the store.
         if let existing = live[executionId] { return existing }
@@ -1053,6 +1069,10 @@ public actor Engine {
                 later.append((Self.timerQueue, when))
             case .stop(let key, let attempt):
                 running["\(executionId)|\(key)|\(attempt)"]?.cancel()
+                if let span = externalSpans.removeValue(forKey: "\(executionId)|\(key)|\(attempt)") {
+                    span.attributes[SpanKeys.taskOutcome] = "stopped"
+                    span.end()
+                }
                 if let started = state.startedAt[key] {
                     cost += costRates.attemptEnded(type: state.tasks[key]?.action ?? "?", seconds: at.timeIntervalSince(started))
                 }
@@ -1061,7 +1081,13 @@ public actor Engine {
                 finished = (status, error)
             }
         }
-        if !cost.isZero { transitions.append(.cost(executionId: executionId, cost)) }
+        if !cost.isZero {
+            transitions.append(.cost(executionId: executionId, cost))
+            // Counted in memory before the commit is awaited, so an ending
+            // that races with this share still sees it (a failed commit
+            // forgets the execution below, cost and all).
+            live[executionId]?.cost += cost
+        }
         switch lease {
         case .complete(let held)?: transitions.append(.completeLease(id: held.id, token: held.token))
         case .release(let held, let readyAt)?:
@@ -1093,10 +1119,7 @@ public actor Engine {
             if !lines.isEmpty { logWriter.append(lines) }
         }
         if start != nil { metrics?.executionStarted(workflow: state.workflowName) }
-        if !cost.isZero {
-            metrics?.costAccrued(workflow: state.workflowName, cost)
-            live[executionId]?.cost += cost
-        }
+        if !cost.isZero { metrics?.costAccrued(workflow: state.workflowName, cost) }
         for name in wake { signal.notify(name) }
         for (name, when) in later { signal.notify(name, at: when) }
         if feed.hasSubscribers(executionId) { for update in updates { feed.publish(executionId, update) } }

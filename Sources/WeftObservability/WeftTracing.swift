@@ -1,5 +1,6 @@
 public import Tracing
 import Synchronization
+import W3CTraceContext
 
 /// Tracing as the libraries see it: the swift-distributed-tracing API, the
 /// W3C trace-context carrier and the span names and attributes Weft uses
@@ -46,9 +47,7 @@ public enum WeftTracing {
     /// call ends, or `start` it if the call turns out to need a live span.
     public static func deferServer(_ name: @autoclosure () -> String, headers: TraceHeaders) -> DeferredSpan? {
         guard isEnabled else { return nil }
-        if let traceparent = headers.traceparent, isValidTraceparent(traceparent) {
-            var parent = InstrumentationContext.topLevel
-            tracer.extract(headers, into: &parent, using: TraceHeaders.Extractor())
+        if let parent = parent(from: headers) {
             return DeferredSpan(name: name(), parent: parent, kind: .server)
         }
         guard keepRoot() else { return nil }
@@ -104,9 +103,7 @@ public enum WeftTracing {
     /// The name is made only for a span that is started.
     public static func startServer(_ name: @autoclosure () -> String, headers: TraceHeaders) -> (any Span)? {
         guard isEnabled else { return nil }
-        if let traceparent = headers.traceparent, isValidTraceparent(traceparent) {
-            var parent = InstrumentationContext.topLevel
-            tracer.extract(headers, into: &parent, using: TraceHeaders.Extractor())
+        if let parent = parent(from: headers) {
             return tracer.startSpan(name(), context: parent, ofKind: .server)
         }
         guard keepRoot() else { return nil }
@@ -137,10 +134,31 @@ public enum WeftTracing {
     /// The parent context carried by W3C headers (top level when absent or
     /// malformed: the extractor never fails a request).
     public static func context(from headers: TraceHeaders) -> InstrumentationContext {
-        var context = InstrumentationContext.topLevel
-        guard isEnabled, let traceparent = headers.traceparent, isValidTraceparent(traceparent) else { return context }
-        tracer.extract(headers, into: &context, using: TraceHeaders.Extractor())
-        return context
+        guard isEnabled else { return .topLevel }
+        return parent(from: headers) ?? .topLevel
+    }
+
+    /// The caller's context, if its headers carry a usable one: nil sends the
+    /// request to head sampling like any new trace.
+    ///
+    /// swift-otel's parser accepts version 00 only and drops the whole
+    /// context when `tracestate` is malformed; what it cannot parse it would
+    /// turn into a parentless root that skips head sampling (and log it). So it is handed only
+    /// what it accepts: a later version read as version 00 (the W3C rule for
+    /// newer versions), and a malformed `tracestate` left out (also W3C: a
+    /// bad tracestate does not invalidate the traceparent).
+    static func parent(from headers: TraceHeaders) -> InstrumentationContext? {
+        guard let traceparent = headers.traceparent, isValidTraceparent(traceparent) else { return nil }
+        var normalized = TraceHeaders(
+            traceparent: traceparent.hasPrefix("00-") ? traceparent : "00" + String(traceparent.dropFirst(2).prefix(53)),
+            tracestate: headers.tracestate)
+        if (try? TraceContext(traceParentHeaderValue: normalized.traceparent!, traceStateHeaderValue: normalized.tracestate)) == nil {
+            normalized.tracestate = nil
+            guard (try? TraceContext(traceParentHeaderValue: normalized.traceparent!)) != nil else { return nil }
+        }
+        var parent = InstrumentationContext.topLevel
+        tracer.extract(normalized, into: &parent, using: TraceHeaders.Extractor())
+        return parent
     }
 
     /// The W3C headers of a context's span (empty when it has none).

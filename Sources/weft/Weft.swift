@@ -167,7 +167,10 @@ extension Serve {
     /// wins over a variable, as for every other option.
     func tracingConfig(_ env: Environment) throws -> TracingConfig {
         var config = TracingConfig()
-        let disabled = env.flag("OTEL_SDK_DISABLED") || env.values["OTEL_TRACES_EXPORTER"]?.lowercased() == "none"
+        // The variables that turn tracing off apply to an endpoint from the
+        // environment; an explicit --otel-endpoint wins.
+        let disabled = otelEndpoint == nil
+            && (env.flag("OTEL_SDK_DISABLED") || env.values["OTEL_TRACES_EXPORTER"]?.lowercased() == "none")
         var source = "--otel-endpoint"
         if let base = otelEndpoint ?? env.values["OTEL_EXPORTER_OTLP_ENDPOINT"].flatMap({ $0.isEmpty ? nil : $0 }) {
             if otelEndpoint == nil { source = "OTEL_EXPORTER_OTLP_ENDPOINT" }
@@ -194,13 +197,16 @@ extension Serve {
             config.samplerArgument = ratio
         }
         guard (0...1).contains(config.samplerArgument) else {
-            throw ValidationError("--trace-sampler-arg must be in 0...1, got \(config.samplerArgument)")
+            let source = traceSamplerArg != nil ? "--trace-sampler-arg" : "OTEL_TRACES_SAMPLER_ARG"
+            throw ValidationError("\(source) must be in 0...1, got \(config.samplerArgument)")
         }
         config.serviceName = env.string(serviceName, "OTEL_SERVICE_NAME", default: config.serviceName)
         config.serviceVersion = ProcessMetrics.version
         for name in [
             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER",
             "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER",
+            // Weft exports OTLP/HTTP protobuf only (the one trait it builds).
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         ] {
             unsetenv(name)
         }

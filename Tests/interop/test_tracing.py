@@ -475,19 +475,34 @@ def test_parent_based_ratio_zero_exports_only_sampled_parents(otel_server, otlp_
     unsampled_tid, unsampled_parent = new_ids()
     quiet = [execute(user, wf["id"], {}) for _ in range(5)]
     quiet.append(execute(user, wf["id"], {"traceparent": traceparent(unsampled_tid, unsampled_parent, "00")}))
+    # Contexts the tracer's own parser would reject must not become sampled
+    # roots (that would let any caller defeat the sampler): a later version,
+    # a bad tracestate next to an unsampled parent, garbage.
+    later_tid, later_parent = new_ids()
+    quiet.append(execute(user, wf["id"], {"traceparent": f"01-{later_tid}-{later_parent}-00-future"}))
+    quiet.append(execute(user, wf["id"], {"traceparent": traceparent(*new_ids(), "00"), "tracestate": "@@bad"}))
+    quiet.append(execute(user, wf["id"], {"traceparent": "garbage"}))
     for eid in quiet:
         assert wait_status(user, wf["id"], eid)["status"] == "Completed"
 
-    tid, caller = new_ids()
-    eid = execute(user, wf["id"], {"traceparent": traceparent(tid, caller, "01")})
-    assert wait_status(user, wf["id"], eid)["status"] == "Completed"
-    spans = otlp_receiver.wait_for(lambda spans: (lambda t: t if execution_span(t, eid) else None)(
-        [s for s in spans if s.trace_id == tid]), SPAN_WAIT,
-        f"the sampled request's trace {tid} (a sampled parent is followed at ratio 0)")
-    server = one(spans, "SERVER span", lambda s: s.kind == "SERVER")
-    assert server.parent_span_id == caller, describe(spans)
+    sampled = []
+    for headers in ({}, {"tracestate": "@@bad"}, {"version": "01"}):
+        tid, caller = new_ids()
+        value = traceparent(tid, caller, "01")
+        if headers.pop("version", None):
+            value = f"01-{tid}-{caller}-01-future"
+        eid = execute(user, wf["id"], {"traceparent": value, **headers})
+        assert wait_status(user, wf["id"], eid)["status"] == "Completed"
+        sampled.append((tid, caller, eid))
+    for tid, caller, eid in sampled:
+        spans = otlp_receiver.wait_for(lambda spans: (lambda t: t if execution_span(t, eid) else None)(
+            [s for s in spans if s.trace_id == tid]), SPAN_WAIT,
+            f"the sampled request's trace {tid} (a sampled parent is followed at ratio 0)")
+        server = one(spans, "SERVER span", lambda s: s.kind == "SERVER")
+        assert server.parent_span_id == caller, describe(spans)
+    sampled_tids = {tid for tid, _, _ in sampled}
     # Batches leave in order: whatever the unsampled calls had exported is here by now.
-    strays = [s for s in otlp_receiver.spans() if s.trace_id != tid]
+    strays = [s for s in otlp_receiver.spans() if s.trace_id not in sampled_tids]
     assert not strays, f"ratio 0 without a sampled parent exports nothing, yet got:\n{describe(strays)}"
 
 
