@@ -634,7 +634,12 @@ public actor Engine {
         let attempt = lease.item.attempt
         let lease = heldLeases.removeValue(forKey: "\(executionId)|\(key)|\(attempt)") ?? lease
         guard try await load(executionId) != nil, var state = live[executionId] else {
-            try await discard(lease)  // the execution ended meanwhile
+            // The execution ended meanwhile (this attempt was stopped); what
+            // it sent and received is still charged (to the stored cost only:
+            // its workflow's name for the metric is gone with it).
+            let sent = costRates.attemptEnded(type: "", seconds: 0, usage: usage)
+            if !sent.isZero { try? await commit([.cost(executionId: executionId, sent)]) }
+            try await discard(lease)
             return false
         }
         let at = now()

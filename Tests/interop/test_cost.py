@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import weft_helpers as wh
-from test_engine_api import FAST_RETRY, Target, create_wf, run, uid
+from test_engine_api import FAST_RETRY, Target, create_wf, get_exec, run, uid
 
 # Round numbers so every part is easy to predict.
 RATES = ("--cost-rate", "attempt=0.001", "--cost-rate", "worker_second=0.5", "--cost-rate", "request=0.01",
@@ -98,6 +98,9 @@ def test_per_type_rate_and_stopped_attempts(payer, target):
     assert 0.6 <= b["workerSeconds"] < 3, b
     # delay: >= 0.3 s at 2 $/s; the timed-out attempt: >= 0.3 s at 0.5 $/s.
     assert b["computeDollars"] >= 0.3 * 2 + 0.3 * 0.5 - 1e-9, b
+    # The stopped attempt's request is charged when it returns, after the end.
+    wh.wait_until(lambda: breakdown(get_exec(payer, wf["id"], done["executionId"]))["requests"] == 1, 10,
+                  message="the timed-out attempt's request to be charged")
 
 
 def test_grpc_get_execution_has_the_same_cost(costed, payer, protos, target):
