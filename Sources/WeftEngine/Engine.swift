@@ -509,8 +509,7 @@ public actor Engine {
         context: InstrumentationContext?, meter: UsageMeter
     ) async -> TaskOutcome {
         await UsageMeter.$current.withValue(meter) {
-            guard let context else { return await runner.run(invocation, log: log) }
-            return await InstrumentationContext.withValue(context) { await runner.run(invocation, log: log) }
+            await WeftTracing.withContext(context) { await runner.run(invocation, log: log) }
         }
     }
 

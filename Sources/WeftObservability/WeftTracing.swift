@@ -80,6 +80,23 @@ public enum WeftTracing {
         typealias Value = Bool
     }
 
+    /// The context a request's handler runs under: its span's, `unsampled`
+    /// when tracing is on but the request is not traced, nil when tracing is
+    /// off.
+    public static func handlerContext(_ span: (any Span)?) -> InstrumentationContext? {
+        span?.context ?? (isEnabled ? unsampled : nil)
+    }
+
+    /// Runs `operation` with `context` as the current one; with nil, as is
+    /// (no task-local push when there is nothing to carry).
+    public static func withContext<T>(
+        _ context: InstrumentationContext?, isolation: isolated (any Actor)? = #isolation,
+        operation: () async throws -> T
+    ) async rethrows -> T {
+        guard let context else { return try await operation() }
+        return try await InstrumentationContext.withValue(context, operation: operation)
+    }
+
     /// Whether a new trace should start here (head sampling).
     static func keepRoot() -> Bool {
         guard let threshold = rootThreshold else { return true }

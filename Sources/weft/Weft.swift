@@ -171,10 +171,8 @@ extension Serve {
         // environment; an explicit --otel-endpoint wins.
         let disabled = otelEndpoint == nil
             && (env.flag("OTEL_SDK_DISABLED") || env.values["OTEL_TRACES_EXPORTER"]?.lowercased() == "none")
-        var source = "--otel-endpoint"
         if let base = otelEndpoint ?? env.values["OTEL_EXPORTER_OTLP_ENDPOINT"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            if otelEndpoint == nil { source = "OTEL_EXPORTER_OTLP_ENDPOINT" }
-            try Self.checkURL(base, source)
+            try Self.checkURL(base, otelEndpoint != nil ? "--otel-endpoint" : "OTEL_EXPORTER_OTLP_ENDPOINT")
             config.tracesEndpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
         }
         if otelEndpoint == nil, let full = env.values["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"], !full.isEmpty {
@@ -182,14 +180,7 @@ extension Serve {
             config.tracesEndpoint = full
         }
         if disabled { config.tracesEndpoint = nil }
-        if let raw = traceSampler ?? env.values["OTEL_TRACES_SAMPLER"] {
-            guard let sampler = TracingConfig.Sampler(rawValue: raw.lowercased()) else {
-                let where_ = traceSampler != nil ? "--trace-sampler \(raw)" : "OTEL_TRACES_SAMPLER=\(raw)"
-                throw ValidationError(
-                    "\(where_): expected one of \(TracingConfig.Sampler.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            config.sampler = sampler
-        }
+        config.sampler = try env.choice(traceSampler, "OTEL_TRACES_SAMPLER", flag: "--trace-sampler", default: config.sampler)
         if let ratio = traceSamplerArg {
             config.samplerArgument = ratio
         } else if let raw = env.values["OTEL_TRACES_SAMPLER_ARG"] {
@@ -271,11 +262,15 @@ struct Environment {
         return ["1", "true", "yes", "on"].contains(raw)
     }
 
-    func choice<T: RawRepresentable & CaseIterable>(_ flag: String?, _ name: String, default value: T) throws -> T
+    /// `flagName` names the flag in errors when the variable is not a
+    /// `WEFT_*` one (the OpenTelemetry variables).
+    func choice<T: RawRepresentable & CaseIterable>(
+        _ flag: String?, _ name: String, flag flagName: String? = nil, default value: T
+    ) throws -> T
     where T.RawValue == String {
         guard let raw = flag ?? values[name] else { return value }
         guard let parsed = T(rawValue: raw.lowercased()) else {
-            let source = flag != nil ? "\(Self.flagName(name)) \(raw)" : "\(name)=\(raw)"
+            let source = flag != nil ? "\(flagName ?? Self.flagName(name)) \(raw)" : "\(name)=\(raw)"
             throw ValidationError("\(source): expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return parsed

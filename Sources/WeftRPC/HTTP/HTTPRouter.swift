@@ -173,30 +173,24 @@ public struct HTTPRouter: Sendable {
     /// conventions) whose parent is the caller's `traceparent`, if any; the
     /// handler runs inside it.
     public static func run(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
-        guard WeftTracing.isEnabled else {
-            let response = await respond(handler, request, route: route, logger: logger)
-            logRequest(request, route: route, status: response.status, logger: logger)
-            return response
+        let span =
+            WeftTracing.isEnabled
+            ? WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers)) : nil
+        if let span {
+            span.attributes[SpanKeys.httpRequestMethod] = request.method
+            span.attributes[SpanKeys.httpRoute] = route
+            span.attributes[SpanKeys.urlPath] = request.path
         }
-        guard let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
-        else {
-            // Not traced: nothing it starts is traced either.
-            return await InstrumentationContext.withValue(WeftTracing.unsampled) {
-                let response = await respond(handler, request, route: route, logger: logger)
-                logRequest(request, route: route, status: response.status, logger: logger)
-                return response
-            }
-        }
-        span.attributes[SpanKeys.httpRequestMethod] = request.method
-        span.attributes[SpanKeys.httpRoute] = route
-        span.attributes[SpanKeys.urlPath] = request.path
-        defer { span.end() }
-        return await InstrumentationContext.withValue(span.context) {
+        defer { span?.end() }
+        // An untraced request runs under `unsampled`: nothing it starts is traced either.
+        return await WeftTracing.withContext(WeftTracing.handlerContext(span)) {
             let response = await respond(handler, request, route: route, logger: logger)
-            span.attributes[SpanKeys.httpResponseStatusCode] = response.status
-            if response.status >= 500 {
-                span.attributes[SpanKeys.errorType] = String(response.status)
-                span.setStatus(SpanStatus(code: .error))
+            if let span {
+                span.attributes[SpanKeys.httpResponseStatusCode] = response.status
+                if response.status >= 500 {
+                    span.attributes[SpanKeys.errorType] = String(response.status)
+                    span.setStatus(SpanStatus(code: .error))
+                }
             }
             logRequest(request, route: route, status: response.status, logger: logger)
             return response

@@ -481,15 +481,11 @@ final class HTTP2Stream: @unchecked Sendable {
         let eventLoop = connection.eventLoop
         // An untraced call's handler runs under `unsampled`, so what it
         // starts (an execution) is not traced either.
-        let spanContext = span?.context ?? (WeftTracing.isEnabled ? WeftTracing.unsampled : nil)
+        let spanContext = WeftTracing.handlerContext(span)
         task = Task {
             let failure: RPCError?
             do {
-                if let spanContext {
-                    try await InstrumentationContext.withValue(spanContext) { try await body(requests, writer, context) }
-                } else {
-                    try await body(requests, writer, context)
-                }
+                try await WeftTracing.withContext(spanContext) { try await body(requests, writer, context) }
                 failure = nil
             } catch {
                 failure = RPCError(from: error)
