@@ -86,12 +86,19 @@ let package = Package(
             // the checks (debug builds and tests keep them).
             swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        // The storage domain: records, store protocols and their contract,
+        // JSON values, typed statuses, and the in-memory store. No backend.
         .target(
             name: "WeftStore",
+            swiftSettings: swiftSettings
+        ),
+        // The SQLite implementation of the store protocols, on GRDB.
+        .target(
+            name: "WeftSQLite",
             dependencies: [
+                "WeftStore",
                 "WeftObservability",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
@@ -101,6 +108,7 @@ let package = Package(
             dependencies: [
                 "WeftStore",
                 "WeftObservability",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -115,6 +123,7 @@ let package = Package(
                 "COpenSSL",
                 "WeftEngine",
                 "WeftStore",
+                "WeftSQLite",
                 "WeftRPC",
                 "WeftProto",
                 "WeftObservability",
@@ -134,11 +143,25 @@ let package = Package(
                 "WeftServer",
                 "WeftEngine",
                 "WeftStore",
+                "WeftSQLite",
+                "WeftRPC",
                 "WeftObservability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Shared test helpers: record builders, temporary stores, a manual
+        // clock, the store conformance suite, an in-process client.
+        .target(
+            name: "WeftTestSupport",
+            dependencies: [
+                "WeftStore", "WeftSQLite", "WeftEngine", "WeftRPC", "WeftServer", "WeftProto", "WeftObservability",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Tests/WeftTestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -157,14 +180,27 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftEngineTests",
-            dependencies: ["WeftEngine", "WeftStore", "WeftObservability"],
+            dependencies: ["WeftEngine", "WeftStore", "WeftSQLite", "WeftObservability", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "WeftStoreTests",
+            dependencies: ["WeftStore", "WeftTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftSQLiteTests",
             dependencies: [
-                "WeftStore", "WeftEngine", "WeftServer", "WeftProto", "WeftRPC",
+                "WeftSQLite", "WeftStore", "WeftTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftServerTests",
+            dependencies: [
+                "WeftServer", "WeftRPC", "WeftEngine", "WeftStore", "WeftProto", "WeftObservability", "WeftTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -45,7 +45,10 @@ public struct CostRates: Sendable, Equatable {
         }
     }
 
-    public func workerSecond(_ type: String) -> Double { perWorkerSecondByType[type] ?? perWorkerSecond }
+    /// The worker-second rate of a task type (the default rate for nil).
+    public func workerSecond(_ type: TaskType?) -> Double {
+        type.flatMap { perWorkerSecondByType[$0.rawValue] } ?? perWorkerSecond
+    }
 
     /// What starting one attempt adds.
     public func attemptStarted() -> ExecutionCost {
@@ -53,7 +56,7 @@ public struct CostRates: Sendable, Equatable {
     }
 
     /// What an attempt that ran `seconds` adds.
-    public func attemptEnded(type: String, seconds: Double, usage: UsageMeter.Reading = .init()) -> ExecutionCost {
+    public func attemptEnded(type: TaskType?, seconds: Double, usage: UsageMeter.Reading = .init()) -> ExecutionCost {
         let seconds = max(0, seconds)
         return ExecutionCost(
             workerSeconds: seconds, computeDollars: seconds * workerSecond(type), requests: usage.requests,

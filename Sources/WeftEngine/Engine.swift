@@ -57,7 +57,7 @@ public actor Engine {
     let executions: any ExecutionStore
     let queue: any QueueStore
     let committer: GroupCommitter
-    let runners: [String: any TaskRunner]
+    let runners: [TaskType: any TaskRunner]
     let now: @Sendable () -> Date
     let leaseDuration: TimeInterval
     let metrics: EngineMetrics?
@@ -95,7 +95,7 @@ public actor Engine {
         }
 
         func queueName(of key: String) -> String {
-            guard let task = tasks[key], task.action == "external",
+            guard let task = tasks[key], task.action == .external,
                 let name = task.config["queue"]?.stringValue
             else { return Engine.builtinQueue }
             return Engine.externalQueue(owner: ownerId, name: name)
@@ -172,18 +172,18 @@ public actor Engine {
     /// Starts an execution of the workflow's current version. With an
     /// idempotency key already used on this workflow, returns that execution.
     public func execute(
-        _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: String, actor: String?,
+        _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: TriggerKind, actor: String?,
         timeoutMs: Int64? = nil, priority: Int = 0
     ) async throws -> ExecutionRecord {
         let at = now()
         var record = ExecutionRecord(
             executionId: IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
-            workflowVersion: workflow.version, status: "Pending", input: input, idempotencyKey: idempotencyKey,
+            workflowVersion: workflow.version, status: .pending, input: input, idempotencyKey: idempotencyKey,
             trigger: trigger, priority: priority, createdBy: actor, createdAt: at,
             tasks: workflow.tasks.map {
                 TaskExecutionRecord(
                     taskExecutionId: IDGenerator.make(IDGenerator.taskExecution, now: at), taskId: $0.id, taskKey: $0.key,
-                    status: "Pending")
+                    status: .pending)
             })
         let id = record.executionId
         // Child of the request's span (the task-local context); a new trace
@@ -236,7 +236,7 @@ public actor Engine {
             }
         }
         var result = record
-        result.status = live[id]?.machine.status.rawValue ?? machine.status.rawValue
+        result.status = live[id]?.machine.status ?? machine.status
         result.startedAt = at
         return result
     }
@@ -256,7 +256,7 @@ public actor Engine {
             let id = record.executionId
             pin(id)
             defer { unpin(id) }
-            if record.status == "Pending" {
+            if record.status == .pending {
                 // Created but never started (a crash before the first commit).
                 try await startPending(record)
                 continue
@@ -291,7 +291,7 @@ public actor Engine {
 
     public enum CancelResult: Sendable, Equatable {
         case cancelled
-        case alreadyFinished(status: String)
+        case alreadyFinished(status: ExecutionStatus)
         case notFound
     }
 
@@ -305,7 +305,7 @@ public actor Engine {
         }
         let at = now()
         let effects = state.machine.cancel(reason: reason, at: at)
-        guard !effects.isEmpty else { return .alreadyFinished(status: state.machine.status.rawValue) }
+        guard !effects.isEmpty else { return .alreadyFinished(status: state.machine.status) }
         live[executionId] = nil
         try await carryOut(effects, executionId: executionId, at: at, machine: state.machine, live: state)
         return .cancelled
@@ -427,7 +427,7 @@ public actor Engine {
         // commit that records it (which may end the execution and its span).
         let span = taskSpan(state, executionId: executionId, task: task, attempt: attempt)
 
-        if task.action == "delay" {
+        if task.action == .delay {
             do {
                 try await carryOut(effects, executionId: executionId, at: at)
             } catch {
@@ -525,7 +525,7 @@ public actor Engine {
         span.attributes[SpanKeys.executionId] = executionId
         span.attributes[SpanKeys.taskId] = task.id
         span.attributes[SpanKeys.taskKey] = task.key
-        span.attributes[SpanKeys.taskType] = task.action
+        span.attributes[SpanKeys.taskType] = task.action.rawValue
         span.attributes[SpanKeys.taskAttempt] = attempt
         return span
     }
@@ -565,7 +565,7 @@ public actor Engine {
             }
         }
         effects += state.machine.taskStarted(key, attempt: attempt, at: at)
-        if run.state == .running, run.attempt == attempt, state.tasks[key]?.action != "delay" {
+        if run.state == .running, run.attempt == attempt, state.tasks[key]?.action != .delay {
             // A re-delivery of a running attempt (after a restart, or an
             // expired lease): the attempt runs again from now. (A delay is
             // re-delivered when due and keeps its start.)
@@ -576,7 +576,7 @@ public actor Engine {
             // Queued → started (Temporal's schedule-to-start): from when the
             // item became durable and visible, on the precise clock.
             let queued = lease.visibleAt ?? lease.item.readyAt
-            metrics?.taskWaited(type: state.tasks[key]?.action ?? "?", Date().timeIntervalSince(queued))
+            metrics?.taskWaited(type: state.tasks[key]?.action ?? .other("?"), Date().timeIntervalSince(queued))
         }
         return effects
     }
@@ -636,7 +636,7 @@ public actor Engine {
             // The execution ended meanwhile (this attempt was stopped); what
             // it sent and received is still charged (to the stored cost only:
             // its workflow's name for the metric is gone with it).
-            let sent = costRates.attemptEnded(type: "", seconds: 0, usage: usage)
+            let sent = costRates.attemptEnded(type: nil, seconds: 0, usage: usage)
             if !sent.isZero { try? await commit([.cost(executionId: executionId, sent)]) }
             try await discard(lease)
             return false
@@ -652,7 +652,7 @@ public actor Engine {
             // which charged its time); its start (if deferred) and outcome
             // are dropped, the queue item goes. What it sent and received
             // is still charged.
-            let sent = costRates.attemptEnded(type: state.tasks[key]?.action ?? "?", seconds: 0, usage: usage)
+            let sent = costRates.attemptEnded(type: state.tasks[key]?.action, seconds: 0, usage: usage)
             if !sent.isZero {
                 try? await commit([.cost(executionId: executionId, sent)])
                 metrics?.costAccrued(workflow: state.workflowName, sent)
@@ -660,7 +660,7 @@ public actor Engine {
             try await discard(lease)
             return false
         }
-        let type = state.tasks[key]?.action ?? "?"
+        let type = state.tasks[key]?.action ?? .other("?")
         var cost = ExecutionCost()
         if let started = state.startedAt[key] {
             let outcomeName: String = if case .completed = outcome { "completed" } else { "failed" }
@@ -910,13 +910,13 @@ public actor Engine {
     private func load(_ executionId: String) async throws -> Live? {
         if let existing = live[executionId] { return existing }
         if ended.contains(executionId) { return nil }
-        guard let record = try await executions.execution(id: executionId), !record.isFinished, record.status != "Pending",
+        guard let record = try await executions.execution(id: executionId), !record.isFinished, record.status != .pending,
             let (version, ownerId) = try await definition(record.workflowId, version: record.workflowVersion)
         else { return nil }
         var runs: [String: ExecutionStateMachine.TaskRun] = [:]
         for task in record.tasks {
             runs[task.taskKey] = ExecutionStateMachine.TaskRun(
-                state: ExecutionStateMachine.TaskState(rawValue: task.status) ?? .pending, attempt: task.attempt,
+                state: task.status, attempt: task.attempt,
                 output: task.output, error: task.error.map { .init(kind: "restored", message: $0) })
         }
         var restored = Live(
@@ -994,7 +994,7 @@ public actor Engine {
         var lines: [LogRecord] = []
         if let start {
             if start.create { transitions.append(.create(start.record)) }
-            transitions.append(.execution(id: executionId, status: "Running", at: at))
+            transitions.append(.execution(id: executionId, status: .running, at: at))
             lines.append(LogRecord(
                 executionId: executionId, taskId: nil, level: .info,
                 message: "execution started (workflow version \(start.record.workflowVersion), trigger \(start.record.trigger))",
@@ -1006,7 +1006,7 @@ public actor Engine {
         var passedHere = false
         var later: [(String, Date)] = []
         var updates: [ExecutionUpdate] = []
-        var finished: (ExecutionStateMachine.Status, String?)?
+        var finished: (ExecutionStatus, String?)?
         // Attempts started here, attempts stopped here (timeouts, cancel), and
         // the attempt whose outcome this is (`attemptCost`).
         var cost = attemptCost
@@ -1017,10 +1017,10 @@ public actor Engine {
                 let output = taskState == .completed ? run?.output : nil
                 let error = taskState == .failed || taskState == .retrying ? run?.error?.message : nil
                 transitions.append(.task(
-                    executionId: executionId, taskKey: key, status: taskState.rawValue, attempt: attempt, at: at,
+                    executionId: executionId, taskKey: key, status: taskState, attempt: attempt, at: at,
                     output: output, error: error))
                 let task = state.tasks[key]
-                if taskState == .retrying { metrics?.retried(type: task?.action ?? "?") }
+                if taskState == .retrying { metrics?.retried(type: task?.action ?? .other("?")) }
                 if taskState == .running { cost += costRates.attemptStarted() }
                 let line = Self.logLine(key: key, state: taskState, attempt: attempt, error: run?.error)
                 if let line {
@@ -1032,9 +1032,9 @@ public actor Engine {
                 // execution runs; its end is a separate update.
                 let record = TaskExecutionRecord(
                     taskExecutionId: state.taskExecutionIds[key] ?? "", taskId: task?.id ?? "", taskKey: key,
-                    status: taskState.rawValue, attempt: attempt, output: output, error: error,
+                    status: taskState, attempt: attempt, output: output, error: error,
                     startedAt: state.startedAt[key], completedAt: taskState.isTerminal ? at : nil)
-                updates.append(.state(status: "Running", task: record, message: line?.text ?? "", at: at))
+                updates.append(.state(status: .running, task: record, message: line?.text ?? "", at: at))
             case .enqueue(let key, let attempt):
                 let name = state.queueName(of: key)
                 var item = QueueItem(
@@ -1078,10 +1078,10 @@ public actor Engine {
                     span.end()
                 }
                 if let started = state.startedAt[key] {
-                    cost += costRates.attemptEnded(type: state.tasks[key]?.action ?? "?", seconds: at.timeIntervalSince(started))
+                    cost += costRates.attemptEnded(type: state.tasks[key]?.action, seconds: at.timeIntervalSince(started))
                 }
             case .finished(let status, let error):
-                transitions.append(.execution(id: executionId, status: status.rawValue, at: at, error: error))
+                transitions.append(.execution(id: executionId, status: status, at: at, error: error))
                 finished = (status, error)
             }
         }
@@ -1141,14 +1141,14 @@ public actor Engine {
                 final: executionId)
             feed.publish(
                 executionId,
-                .state(status: status.rawValue, task: nil, message: error ?? "execution \(status.rawValue.lowercased())", at: at))
-            feed.publish(executionId, .finished(status: status.rawValue))
+                .state(status: status, task: nil, message: error ?? "execution \(status.rawValue.lowercased())", at: at))
+            feed.publish(executionId, .finished(status: status))
         }
     }
 
     /// Ends an execution's span (if this process started it) and logs its end.
     private func executionEnded(
-        _ executionId: String, state: Live, status: ExecutionStateMachine.Status, error: String?, cost: ExecutionCost
+        _ executionId: String, state: Live, status: ExecutionStatus, error: String?, cost: ExecutionCost
     ) {
         if let span = executionSpans.removeValue(forKey: executionId) {
             span.attributes[SpanKeys.executionStatus] = status.rawValue
@@ -1177,7 +1177,7 @@ public actor Engine {
 
     /// The log line for a task state change (none for Queued: it is implied).
     static func logLine(
-        key: String, state: ExecutionStateMachine.TaskState, attempt: Int, error: ExecutionStateMachine.TaskError?
+        key: String, state: TaskStatus, attempt: Int, error: ExecutionStateMachine.TaskError?
     ) -> (level: LogRecord.Level, text: String)? {
         let reason = error.map { " (\($0.kind)): \($0.message)" } ?? ""
         switch state {

@@ -29,7 +29,7 @@ public final class EngineMetrics: Sendable {
         0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ]
     /// The task types of this build (label values known up front).
-    static let taskTypes = ["noop", "log", "http", "delay", "transform", "condition", "external"]
+    static let taskTypes = TaskType.builtin
 
     /// Buckets from 250 µs to an hour: task waits and executions range from an
     /// instant noop to a long delay.
@@ -106,20 +106,20 @@ public final class EngineMetrics: Sendable {
         inFlight.decrement()
     }
 
-    func taskWaited(type: String, _ interval: TimeInterval) {
+    func taskWaited(type: TaskType, _ interval: TimeInterval) {
         histogram(MetricNames.taskWait, help: "Time a task attempt waited from queued (its queue item durable; a backoff over) to started, by task type.",
-                  [("type", type)]).record(Self.seconds(interval))
+                  [("type", type.rawValue)]).record(Self.seconds(interval))
     }
 
-    func taskFinished(type: String, outcome: String, _ interval: TimeInterval) {
+    func taskFinished(type: TaskType, outcome: String, _ interval: TimeInterval) {
         histogram(MetricNames.taskDuration, help: "Task attempt run time, by task type and outcome (completed, failed).",
-                  [("type", type), ("outcome", outcome)]).record(Self.seconds(interval))
+                  [("type", type.rawValue), ("outcome", outcome)]).record(Self.seconds(interval))
     }
 
-    func retried(type: String) { retriedCounter(type: type).increment() }
+    func retried(type: TaskType) { retriedCounter(type: type).increment() }
 
-    private func retriedCounter(type: String) -> Prometheus.Counter {
-        counter(MetricNames.taskRetries, help: "Failed task attempts that will be retried, by task type.", [("type", type)])
+    private func retriedCounter(type: TaskType) -> Prometheus.Counter {
+        counter(MetricNames.taskRetries, help: "Failed task attempts that will be retried, by task type.", [("type", type.rawValue)])
     }
 
     func leaseExpired(queue: String) { leaseExpiredCounter(queue: queue).increment() }

@@ -6,11 +6,11 @@ import Synchronization
 public enum ExecutionUpdate: Sendable {
     /// A committed state change: the execution's status after it and, for a
     /// task change, the task's new state.
-    case state(status: String, task: TaskExecutionRecord?, message: String, at: Date)
+    case state(status: ExecutionStatus, task: TaskExecutionRecord?, message: String, at: Date)
     /// Log entries as stored (with their sequence numbers).
     case logs([LogRecord])
     /// The execution ended (sent after its final state is committed).
-    case finished(status: String)
+    case finished(status: ExecutionStatus)
     /// Every log entry of the execution up to its end is stored.
     case logsComplete
 }

@@ -22,32 +22,6 @@ public import WeftStore
 /// - per-attempt timeouts count as a failure of kind `timeout`; the
 ///   execution timeout ends everything as `TimedOut`.
 public struct ExecutionStateMachine: Sendable {
-    public enum TaskState: String, Sendable, Equatable {
-        case pending = "Pending"
-        case queued = "Queued"
-        case running = "Running"
-        case completed = "Completed"
-        case failed = "Failed"
-        case retrying = "Retrying"
-        case skipped = "Skipped"
-        case cancelled = "Cancelled"
-
-        public var isTerminal: Bool {
-            switch self {
-            case .completed, .failed, .skipped, .cancelled: return true
-            default: return false
-            }
-        }
-    }
-
-    public enum Status: String, Sendable, Equatable {
-        case running = "Running"
-        case completed = "Completed"
-        case failed = "Failed"
-        case cancelled = "Cancelled"
-        case timedOut = "TimedOut"
-    }
-
     /// Why an attempt failed; `kind` is matched against `retryableErrors`.
     public struct TaskError: Sendable, Equatable {
         public var kind: String
@@ -77,19 +51,19 @@ public struct ExecutionStateMachine: Sendable {
         /// Tell the worker running this attempt to stop.
         case stop(task: String, attempt: Int)
         /// A task changed state (persist it, tell watchers).
-        case taskState(task: String, state: TaskState, attempt: Int)
+        case taskState(task: String, state: TaskStatus, attempt: Int)
         /// The execution ended.
-        case finished(Status, error: String?)
+        case finished(ExecutionStatus, error: String?)
     }
 
     public struct TaskRun: Sendable, Equatable {
-        public var state: TaskState
+        public var state: TaskStatus
         /// 0 until the first attempt is queued, then 1, 2, ...
         public var attempt: Int
         public var output: JSONValue?
         public var error: TaskError?
 
-        public init(state: TaskState, attempt: Int, output: JSONValue? = nil, error: TaskError? = nil) {
+        public init(state: TaskStatus, attempt: Int, output: JSONValue? = nil, error: TaskError? = nil) {
             self.state = state
             self.attempt = attempt
             self.output = output
@@ -97,7 +71,7 @@ public struct ExecutionStateMachine: Sendable {
         }
     }
 
-    public private(set) var status: Status = .running
+    public private(set) var status: ExecutionStatus = .running
     public private(set) var tasks: [String: TaskRun]
     /// Task keys in definition order.
     public let order: [String]
@@ -177,7 +151,7 @@ public struct ExecutionStateMachine: Sendable {
         tasks[key] = run
         var effects: [Effect] = [.taskState(task: key, state: .completed, attempt: attempt)]
         let definition = definitions[key]!
-        if definition.action == "condition" {
+        if definition.action == .condition {
             let chosen = Self.branch(of: output)
             let skippedBranch = chosen == "then" ? "else" : "then"
             for target in definition.config[skippedBranch]?.arrayValue?.compactMap(\.stringValue) ?? [] {
@@ -340,7 +314,7 @@ public struct ExecutionStateMachine: Sendable {
 
     /// Ends the execution: running attempts are told to stop, everything not
     /// finished is cancelled.
-    private mutating func end(_ final: Status, error: String, into effects: inout [Effect]) {
+    private mutating func end(_ final: ExecutionStatus, error: String, into effects: inout [Effect]) {
         status = final
         for key in order {
             guard var run = tasks[key], !run.state.isTerminal else { continue }

@@ -16,7 +16,7 @@ public import WeftStore
 /// `connection`, `timeout`, `http_4xx`, `http_5xx` (`http_3xx` for an
 /// unexpected redirect status), `config`.
 public struct HTTPRunner: TaskRunner {
-    public let action = "http"
+    public let action = TaskType.http
     public var isInstant: Bool { false }
     /// Used when the task sets no per-attempt timeout.
     static let defaultTimeout: TimeAmount = .seconds(30)

@@ -6,7 +6,7 @@ public struct TaskInvocation: Sendable {
     public var executionId: String
     public var taskKey: String
     public var attempt: Int
-    public var action: String
+    public var action: TaskType
     /// The task's config after `Template.resolve` (a condition's
     /// `expression` is left as written: it is evaluated, not interpolated).
     public var config: JSONValue
@@ -15,7 +15,7 @@ public struct TaskInvocation: Sendable {
     public var timeoutMs: Int64?
 
     public init(
-        executionId: String, taskKey: String, attempt: Int, action: String, config: JSONValue, context: Expression.Context,
+        executionId: String, taskKey: String, attempt: Int, action: TaskType, config: JSONValue, context: Expression.Context,
         timeoutMs: Int64? = nil
     ) {
         self.timeoutMs = timeoutMs
@@ -33,7 +33,7 @@ public struct TaskInvocation: Sendable {
         _ task: TaskRecord, executionId: String, attempt: Int, context: Expression.Context
     ) throws(ExpressionError) -> TaskInvocation {
         var config = task.config
-        if task.action == "condition", case .object(var object) = config {
+        if task.action == .condition, case .object(var object) = config {
             let expression = object.removeValue(forKey: "expression")
             config = try Template.resolve(.object(object), context)
             if let expression, case .object(var resolved) = config {
@@ -58,7 +58,7 @@ public enum TaskOutcome: Sendable, Equatable {
 /// Runs the tasks of one type. Runners never throw: every failure is an
 /// outcome with an error kind the retry policy can match.
 public protocol TaskRunner: Sendable {
-    var action: String { get }
+    var action: TaskType { get }
     /// Finishes at once without I/O (noop, log, transform, condition): the
     /// engine then commits the attempt's start together with its outcome.
     var isInstant: Bool { get }
@@ -74,7 +74,7 @@ extension TaskRunner {
 /// `noop`: passes `config.output` (or `{}`) through; used by benchmarks.
 public struct NoopRunner: TaskRunner {
     public var isInstant: Bool { true }
-    public let action = "noop"
+    public let action = TaskType.noop
     public init() {}
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
@@ -87,7 +87,7 @@ public struct NoopRunner: TaskRunner {
 /// `log`: writes `config.message` (default: the task key) at `config.level`.
 public struct LogRunner: TaskRunner {
     public var isInstant: Bool { true }
-    public let action = "log"
+    public let action = TaskType.log
     public init() {}
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
@@ -108,7 +108,7 @@ public struct LogRunner: TaskRunner {
 /// `transform`: its output is `config.output` with templates resolved.
 public struct TransformRunner: TaskRunner {
     public var isInstant: Bool { true }
-    public let action = "transform"
+    public let action = TaskType.transform
     public init() {}
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
@@ -123,7 +123,7 @@ public struct TransformRunner: TaskRunner {
 /// other one.
 public struct ConditionRunner: TaskRunner {
     public var isInstant: Bool { true }
-    public let action = "condition"
+    public let action = TaskType.condition
     public init() {}
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async

@@ -5,27 +5,29 @@ public import Foundation
 /// checked strictly (unknown keys are errors) so a typo is caught when the
 /// workflow is saved, not when it runs.
 public enum TaskTypes {
-    public static let all = ["noop", "log", "http", "delay", "transform", "condition", "external"]
-
-    static let allowedKeys: [String: Set<String>] = [
-        "noop": ["output"],
-        "log": ["message", "level"],
-        "http": ["url", "method", "headers", "body", "expectedStatus", "followRedirects"],
-        "delay": ["duration", "until"],
-        "transform": ["output"],
-        "condition": ["expression", "then", "else"],
-        "external": ["queue", "input"],
-    ]
+    /// The config fields each built-in type takes.
+    static func allowedKeys(_ type: TaskType) -> Set<String>? {
+        switch type {
+        case .noop: ["output"]
+        case .log: ["message", "level"]
+        case .http: ["url", "method", "headers", "body", "expectedStatus", "followRedirects"]
+        case .delay: ["duration", "until"]
+        case .transform: ["output"]
+        case .condition: ["expression", "then", "else"]
+        case .external: ["queue", "input"]
+        case .other: nil
+        }
+    }
 
     static let httpMethods: Set<String> = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
     /// Checks one task's config; `keys` are the task keys of the workflow
     /// (condition branches must name them). Throws a message without the task
     /// prefix; the caller adds it.
-    static func validate(action: String, config: JSONValue, keys: Set<String>) throws(ConfigProblem) {
-        guard let allowed = allowedKeys[action] else {
+    static func validate(action: TaskType, config: JSONValue, keys: Set<String>) throws(ConfigProblem) {
+        guard let allowed = allowedKeys(action) else {
             throw ConfigProblem(
-                "unknown action (task type) \"\(action)\"; known types: \(all.joined(separator: ", "))")
+                "unknown action (task type) \"\(action)\"; known types: \(TaskType.builtin.map(\.rawValue).joined(separator: ", "))")
         }
         guard let object = config.objectValue else {
             throw ConfigProblem("config must be a JSON object, got \(config.kindName)")
@@ -35,14 +37,14 @@ public enum TaskTypes {
                 "config of a \(action) task has no field \"\(key)\"; allowed: \(allowed.sorted().joined(separator: ", "))")
         }
         switch action {
-        case "log":
+        case .log:
             try optionalString(object, "message")
             if let level = object["level"] {
                 guard let name = level.stringValue, ["Info", "Warning", "Error"].contains(name) else {
                     throw ConfigProblem("config.level must be \"Info\", \"Warning\" or \"Error\"")
                 }
             }
-        case "http":
+        case .http:
             guard let url = object["url"]?.stringValue, !url.isEmpty else {
                 throw ConfigProblem("an http task needs config.url (a string)")
             }
@@ -76,7 +78,7 @@ public enum TaskTypes {
             if let follow = object["followRedirects"], case .bool = follow {} else if object["followRedirects"] != nil {
                 throw ConfigProblem("config.followRedirects must be a boolean")
             }
-        case "delay":
+        case .delay:
             switch (object["duration"], object["until"]) {
             case (let duration?, nil):
                 guard let text = duration.stringValue, let ms = DurationText.milliseconds(text), ms >= 0 else {
@@ -91,9 +93,9 @@ public enum TaskTypes {
             default:
                 throw ConfigProblem("a delay task needs exactly one of config.duration and config.until")
             }
-        case "transform":
+        case .transform:
             guard object["output"] != nil else { throw ConfigProblem("a transform task needs config.output") }
-        case "condition":
+        case .condition:
             guard let expression = object["expression"]?.stringValue,
                 !expression.trimmingCharacters(in: .whitespaces).isEmpty
             else {
@@ -110,7 +112,7 @@ public enum TaskTypes {
                     }
                 }
             }
-        case "external":
+        case .external:
             guard let queue = object["queue"]?.stringValue, isQueueName(queue) else {
                 throw ConfigProblem(
                     "an external task needs config.queue: 1 to 64 letters, digits, '.', '_' or '-'")

@@ -38,7 +38,7 @@ public enum WorkflowDefinition {
             if tasks[index].name.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 throw DefinitionError("task #\(index + 1): name must not be empty", taskKey: tasks[index].key.isEmpty ? nil : tasks[index].key)
             }
-            for text in [tasks[index].name, tasks[index].description, tasks[index].key, tasks[index].action]
+            for text in [tasks[index].name, tasks[index].description, tasks[index].key, tasks[index].action.rawValue]
             where text.unicodeScalars.contains("\0") {
                 throw DefinitionError("task #\(index + 1): name, description, key and action must not contain NUL characters")
             }
@@ -89,7 +89,7 @@ public enum WorkflowDefinition {
             } catch {
                 throw DefinitionError("\(label): \(error.message)", taskKey: task.key)
             }
-            if task.action == "condition" {
+            if task.action == .condition {
                 for branch in ["then", "else"] {
                     for target in task.config[branch]?.arrayValue?.compactMap(\.stringValue) ?? [] {
                         let targetTask = tasks[firstByKey[target]!]
@@ -135,7 +135,7 @@ public enum WorkflowDefinition {
             let label = "task \"\(task.key)\" (#\(index + 1))"
             var found: [(String, Expression)] = []
             do {
-                if task.action == "condition", let text = task.config["expression"]?.stringValue {
+                if task.action == .condition, let text = task.config["expression"]?.stringValue {
                     found.append(("config.expression", try conditionExpression(text)))
                     var rest = task.config.objectValue ?? [:]
                     rest["expression"] = nil

@@ -137,6 +137,17 @@ public enum WeftTracing {
         return tracer.startSpan(name, context: parent, ofKind: kind)
     }
 
+    /// A CLIENT span of a store call (OpenTelemetry database conventions),
+    /// only when some span is current: transactions nobody asked for (the
+    /// group committer's batches, samplers) start no trace of their own.
+    public static func storeSpan(_ operation: String, store: String) -> (any Span)? {
+        guard let span = startChild(operation, kind: .client) else { return nil }
+        span.attributes[SpanKeys.dbSystemName] = "sqlite"
+        span.attributes[SpanKeys.dbOperationName] = operation
+        span.attributes[SpanKeys.dbNamespace] = store
+        return span
+    }
+
     /// A span under the current context, or a new (head-sampled) trace when
     /// there is none: for work that may start on its own (an execution not
     /// started by a request); nil under an untraced request.

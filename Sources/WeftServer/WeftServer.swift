@@ -7,6 +7,7 @@ import WeftEngine
 import WeftProto
 import WeftRPC
 import WeftStore
+import WeftSQLite
 
 /// Wires the services, routes and observability into one `RPCServer` and runs
 /// it under a `ServiceGroup` that drains on SIGTERM/SIGINT.

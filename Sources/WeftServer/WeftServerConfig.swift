@@ -1,5 +1,6 @@
 public import WeftRPC
 public import WeftStore
+public import WeftSQLite
 public import WeftEngine
 
 /// Everything `weft serve` can be told.

@@ -1,100 +1,20 @@
 public import Foundation
 
-/// One execution of a workflow, pinned to the version it started on.
-public struct ExecutionRecord: Sendable, Hashable {
-    public var executionId: String
-    public var workflowId: String
-    public var workflowVersion: Int
-    /// "Pending", "Running", "Completed", "Failed", "Cancelled", "TimedOut".
-    public var status: String
-    public var input: JSONValue
-    public var output: JSONValue?
-    public var error: String?
-    public var idempotencyKey: String?
-    /// "manual", "api", "schedule", "webhook".
-    public var trigger: String
-    /// Total cost in dollars (`costBreakdown.total`).
-    public var cost: Double { costBreakdown.total }
-    public var costBreakdown: ExecutionCost
-    /// W3C trace context of the execution's span (nil when tracing was off).
-    public var traceParent: String?
-    public var traceState: String?
-    /// Queue priority of its tasks (higher first).
-    public var priority: Int
-    public var createdBy: String?
-    public var createdAt: Date
-    public var startedAt: Date?
-    public var completedAt: Date?
-    public var tasks: [TaskExecutionRecord]
-
-    public init(
-        executionId: String, workflowId: String, workflowVersion: Int, status: String, input: JSONValue,
-        output: JSONValue? = nil, error: String? = nil, idempotencyKey: String? = nil, trigger: String = "api",
-        costBreakdown: ExecutionCost = ExecutionCost(), priority: Int = 0, createdBy: String? = nil, createdAt: Date,
-        startedAt: Date? = nil, completedAt: Date? = nil, tasks: [TaskExecutionRecord] = [],
-        traceParent: String? = nil, traceState: String? = nil
-    ) {
-        self.executionId = executionId
-        self.workflowId = workflowId
-        self.workflowVersion = workflowVersion
-        self.status = status
-        self.input = input
-        self.output = output
-        self.error = error
-        self.idempotencyKey = idempotencyKey
-        self.trigger = trigger
-        self.costBreakdown = costBreakdown
-        self.traceParent = traceParent
-        self.traceState = traceState
-        self.priority = priority
-        self.createdBy = createdBy
-        self.createdAt = createdAt
-        self.startedAt = startedAt
-        self.completedAt = completedAt
-        self.tasks = tasks
-    }
-
-    public static let finishedStatuses: Set<String> = ["Completed", "Failed", "Cancelled", "TimedOut"]
-    public var isFinished: Bool { Self.finishedStatuses.contains(status) }
-}
-
-/// The state of one task within an execution.
-public struct TaskExecutionRecord: Sendable, Hashable {
-    public var taskExecutionId: String
-    public var taskId: String
-    /// The task's key (from its definition row).
-    public var taskKey: String
-    /// "Pending", "Queued", "Running", "Completed", "Failed", "Retrying", "Skipped", "Cancelled".
-    public var status: String
-    public var attempt: Int
-    public var output: JSONValue?
-    public var error: String?
-    public var startedAt: Date?
-    public var completedAt: Date?
-
-    public init(
-        taskExecutionId: String, taskId: String, taskKey: String, status: String, attempt: Int = 0,
-        output: JSONValue? = nil, error: String? = nil, startedAt: Date? = nil, completedAt: Date? = nil
-    ) {
-        self.taskExecutionId = taskExecutionId
-        self.taskId = taskId
-        self.taskKey = taskKey
-        self.status = status
-        self.attempt = attempt
-        self.output = output
-        self.error = error
-        self.startedAt = startedAt
-        self.completedAt = completedAt
-    }
-}
-
-/// A state change to persist. Transitions are applied in order, many per
-/// transaction (see `GroupCommitter`).
+/// One write of the engine's durable state: the vocabulary every
+/// `ExecutionStore` applies. A caller's list of transitions is one unit
+/// (all or nothing); see `ExecutionStore.applyEach`.
 public enum ExecutionTransition: Sendable, Hashable {
+    /// Sets the execution's status. `startedAt` is set by the first
+    /// `.running`; `completedAt` by a finished status. `output` and `error`
+    /// are kept when nil. Fails the unit (`notFound`) for an unknown id.
     case execution(
-        id: String, status: String, at: Date, output: JSONValue? = nil, error: String? = nil)
+        id: String, status: ExecutionStatus, at: Date, output: JSONValue? = nil, error: String? = nil)
+    /// Sets one task's status and attempt. `startedAt` is set by its first
+    /// `.running` (a retry keeps the first start); `completedAt` by a
+    /// terminal status. `output` and `error` are kept when nil. Fails the
+    /// unit (`notFound`) for an unknown execution or task key.
     case task(
-        executionId: String, taskKey: String, status: String, attempt: Int, at: Date, output: JSONValue? = nil,
+        executionId: String, taskKey: String, status: TaskStatus, attempt: Int, at: Date, output: JSONValue? = nil,
         error: String? = nil)
     /// Stores a new execution with its task rows; `StoreError.alreadyExists`
     /// if its idempotency key is taken on its workflow.
@@ -112,56 +32,16 @@ public enum ExecutionTransition: Sendable, Hashable {
     case cost(executionId: String, ExecutionCost)
 }
 
-/// Usage an execution is charged for and its dollars, by part (see
-/// docs/COST.md); sums of what each task attempt added.
-public struct ExecutionCost: Sendable, Hashable {
-    public var taskAttempts = 0
-    public var attemptsDollars = 0.0
-    public var workerSeconds = 0.0
-    public var computeDollars = 0.0
-    public var requests = 0
-    public var requestsDollars = 0.0
-    public var egressBytes = 0
-    public var egressDollars = 0.0
-
-    public init(
-        taskAttempts: Int = 0, attemptsDollars: Double = 0, workerSeconds: Double = 0, computeDollars: Double = 0,
-        requests: Int = 0, requestsDollars: Double = 0, egressBytes: Int = 0, egressDollars: Double = 0
-    ) {
-        self.taskAttempts = taskAttempts
-        self.attemptsDollars = attemptsDollars
-        self.workerSeconds = workerSeconds
-        self.computeDollars = computeDollars
-        self.requests = requests
-        self.requestsDollars = requestsDollars
-        self.egressBytes = egressBytes
-        self.egressDollars = egressDollars
-    }
-
-    public var total: Double { attemptsDollars + computeDollars + requestsDollars + egressDollars }
-    public var isZero: Bool { self == ExecutionCost() }
-
-    public static func + (lhs: ExecutionCost, rhs: ExecutionCost) -> ExecutionCost {
-        ExecutionCost(
-            taskAttempts: lhs.taskAttempts + rhs.taskAttempts, attemptsDollars: lhs.attemptsDollars + rhs.attemptsDollars,
-            workerSeconds: lhs.workerSeconds + rhs.workerSeconds, computeDollars: lhs.computeDollars + rhs.computeDollars,
-            requests: lhs.requests + rhs.requests, requestsDollars: lhs.requestsDollars + rhs.requestsDollars,
-            egressBytes: lhs.egressBytes + rhs.egressBytes, egressDollars: lhs.egressDollars + rhs.egressDollars)
-    }
-
-    public static func += (lhs: inout ExecutionCost, rhs: ExecutionCost) { lhs = lhs + rhs }
-}
-
 public struct ExecutionQuery: Sendable, Hashable {
     public var workflowId: String
     public var limit: Int
     public var cursor: String?
-    public var status: String?
+    public var status: ExecutionStatus?
     public var startedAfter: Date?
     public var startedBefore: Date?
 
     public init(
-        workflowId: String, limit: Int, cursor: String? = nil, status: String? = nil, startedAfter: Date? = nil,
+        workflowId: String, limit: Int, cursor: String? = nil, status: ExecutionStatus? = nil, startedAfter: Date? = nil,
         startedBefore: Date? = nil
     ) {
         self.workflowId = workflowId
@@ -173,28 +53,52 @@ public struct ExecutionQuery: Sendable, Hashable {
     }
 }
 
-/// Executions and their tasks' states.
+/// Executions and their tasks' states, and the queue operations that go
+/// with them.
+///
+/// The contract every implementation keeps (the SQLite store and the
+/// in-memory store run one conformance suite, `StoreConformance` in
+/// WeftTestSupport; a PostgreSQL store must pass it too):
+///
+/// - **Transactions.** `apply` writes its transitions in order in one
+///   transaction: all of them or none. `applyEach` writes several callers'
+///   units in one transaction (one fsync: group commit) and isolates them:
+///   a unit that fails is rolled back alone (a savepoint each in SQL) and
+///   its error returned at its index; the others commit. Only a failure of
+///   the transaction itself (I/O) throws, and then nothing is written.
+/// - **Durability.** When `apply`/`applyEach` returns, what it reported as
+///   written survives a crash of the process (and, with synchronous
+///   commits, of the machine). The engine acts on a change only after that.
+/// - **Idempotency keys.** At most one execution per (workflow, key).
+///   `createExecution` returns the existing one instead (`created` false);
+///   the `.create` transition fails its unit with `alreadyExists`.
+/// - **Queue items in the same unit.** `.enqueue`, `.completeLease` and
+///   `.releaseLease` follow the `QueueStore` rules and commit or roll back
+///   with the state changes of their unit, so a task's state and its queue
+///   item never disagree. A lost lease fails the unit with `conflict`.
+/// - **Reads** see committed data only, never part of a unit.
 public protocol ExecutionStore: Sendable {
     /// Stores a new execution with its task rows. With an idempotency key
     /// already used on this workflow, returns that execution instead
     /// (`created` false) and stores nothing.
     func createExecution(_ execution: ExecutionRecord) async throws -> (execution: ExecutionRecord, created: Bool)
     func execution(id: String) async throws -> ExecutionRecord?
-    /// Newest first, keyset-paginated by execution id.
+    /// Newest first, keyset-paginated by execution id (ids sort by creation
+    /// time); `nextCursor` is the last id of a full page.
     func listExecutions(_ query: ExecutionQuery) async throws -> Page<ExecutionRecord>
-    /// Applies transitions in order, in one transaction.
+    /// Applies transitions in order, in one transaction (all or nothing).
     func apply(_ transitions: [ExecutionTransition]) async throws
-    /// Applies several callers' transitions in one transaction; each group
-    /// succeeds or fails alone (its error at its index, nil on success).
+    /// Applies several callers' units in one transaction; each unit succeeds
+    /// or fails alone (its error at its index, nil on success).
     func applyEach(_ groups: [[ExecutionTransition]]) async throws -> [StoreError?]
-    /// Executions not finished (for recovery after a restart).
+    /// Executions not finished (Pending or Running), oldest first.
     func unfinishedExecutions() async throws -> [ExecutionRecord]
     /// How many executions are not finished.
     func unfinishedCount() async throws -> Int
-    /// Unfinished executions with no task item on any queue (only timers,
-    /// or nothing): nothing will move them, so recovery must look at them.
-    /// Written with state and queue in one transaction, an execution gets
-    /// here only if it was Pending (written by an older version) or ended
-    /// up with every task finished before its own end was recorded.
+    /// Unfinished executions with no task item on any queue (only timer
+    /// items, or nothing): nothing will move them, so recovery must look at
+    /// them. With state and queue written in one unit, an execution gets
+    /// here only if it was Pending (a crash before its first commit) or had
+    /// every task finished before its own end was recorded.
     func stalledExecutions() async throws -> [ExecutionRecord]
 }

@@ -2,6 +2,9 @@ public import Foundation
 
 /// One unit of work on a queue: an attempt of a task of an execution.
 public struct QueueItem: Sendable, Hashable {
+    /// The queue of durable timers (timeouts), taken by due time.
+    public static let timersQueue = "timers"
+
     public var queue: String
     public var executionId: String
     public var taskKey: String
@@ -94,10 +97,31 @@ public struct QueueDepth: Sendable, Hashable {
     }
 }
 
-/// The durable task queue with leases (at-least-once delivery): a worker
-/// leases an item for a period and must complete it or heartbeat before the
-/// lease expires; an expired lease makes the item leasable again, and the
-/// old holder's token stops working, so each item is completed once.
+/// The durable task queue with leases (at-least-once delivery).
+///
+/// The contract every implementation keeps (checked by the conformance
+/// suite that runs against each store):
+///
+/// - **Items** are keyed by (execution, task key, attempt): enqueueing a key
+///   that is queued already adds nothing. An item is leasable once its
+///   `readyAt` has passed and it is not under a live lease.
+/// - **Order.** A lease takes the highest priority first, then the oldest
+///   execution's (ids sort by creation time), then the order items were
+///   queued. The queue named `QueueItem.timersQueue` is taken by due time
+///   (`readyAt`) instead: its items are timers.
+/// - **Leases.** A lease holds an item until `expiresAt`; its `token`
+///   proves it. A lease whose time ran out makes the item leasable again
+///   (`Lease.reclaimed` on the next lease), and the next lease gets a new
+///   token. Heartbeats extend only a lease that has not run out.
+/// - **Completion.** `complete` (and `.completeLease`) removes the item if
+///   its row still holds that token, even after `expiresAt`, as long as
+///   nobody leased it since: a slow worker's result is accepted once and
+///   only once. Otherwise it fails with `StoreError.conflict`.
+/// - **Direct leases.** An item enqueued with `directLease` is leased by the
+///   same write (the engine hands it straight to an in-process worker);
+///   such an item must be new: a duplicate fails its unit with `conflict`.
+/// - **Time** is what the caller passes as `now`; stores read no clock for
+///   lease decisions, so a manual clock drives them in tests.
 public protocol QueueStore: Sendable {
     /// Adds items; an item already queued (same execution, task, attempt) is
     /// not added twice.

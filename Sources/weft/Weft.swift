@@ -5,6 +5,7 @@ import WeftObservability
 import WeftRPC
 import WeftServer
 import WeftStore
+import WeftSQLite
 import WeftEngine
 
 // The entry point is an @main type, not main.swift: top-level variables in

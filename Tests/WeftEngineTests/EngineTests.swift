@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import WeftEngine
 import WeftStore
+import WeftSQLite
 
 /// The engine on real SQLite files: executions run through the durable queue
 /// and built-in runners, and survive a restart (a new Engine on the same files).
@@ -37,7 +38,7 @@ struct EngineTests {
             let id = IDGenerator.make(IDGenerator.workflow)
             let records = tasks.map { key, action, deps, config in
                 TaskRecord(id: IDGenerator.make(IDGenerator.task), workflowId: id, key: key, name: key, description: "",
-                           action: action, config: config, dependsOn: deps, retry: retry, createdAt: now, updatedAt: now)
+                           action: TaskType(rawValue: action), config: config, dependsOn: deps, retry: retry, createdAt: now, updatedAt: now)
             }
             return try await store.createWorkflow(
                 WorkflowRecord(id: id, ownerId: user.id, name: "w", description: "", version: 1, createdAt: now,
@@ -76,15 +77,15 @@ struct EngineTests {
         ])
         let engine = env.engine()
         let input = JSONValue.object(["orderId": .string("o-9"), "total": .number(250)])
-        let started = try await engine.execute(workflow, input: input, idempotencyKey: "k1", trigger: "api", actor: nil)
-        #expect(started.status == "Running")
-        let again = try await engine.execute(workflow, input: input, idempotencyKey: "k1", trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: input, idempotencyKey: "k1", trigger: .api, actor: nil)
+        #expect(started.status == .running)
+        let again = try await engine.execute(workflow, input: input, idempotencyKey: "k1", trigger: .api, actor: nil)
         #expect(again.executionId == started.executionId)
         let done = try await drive(engine, env.store, started.executionId)
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         let byKey = Dictionary(uniqueKeysWithValues: done.tasks.map { ($0.taskKey, $0) })
         #expect(byKey["big"]?.output == .object(["tier": .string("gold"), "id": .string("o-9")]))
-        #expect(byKey["small"]?.status == "Skipped")
+        #expect(byKey["small"]?.status == .skipped)
         #expect(byKey["join"]?.output == .string("gold"))
         #expect(byKey["check"]?.output?["branch"] == .string("then"))
         let lines = try await env.logs.entries(LogQuery(executionId: started.executionId, limit: 100)).map(\.message)
@@ -97,7 +98,7 @@ struct EngineTests {
     }
 
     struct Flaky: TaskRunner {
-        let action = "flaky"
+        let action = TaskType.other("flaky")
         let failures: Int
         let calls = Calls()
         final class Calls: Sendable { let count = Mutex(0) }
@@ -119,19 +120,19 @@ struct EngineTests {
             maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 0, backoffMultiplier: 1, jitter: 0, retryableErrors: [])
         let workflow = try await env.workflow([("call", "flaky", [], .emptyObject), ("after", "noop", ["call"], .emptyObject)], retry: policy)
         let succeeds = try await env.engine(runners: [Flaky(failures: 2), NoopRunner()])
-            .execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+            .execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         let engine = env.engine(runners: [Flaky(failures: 2), NoopRunner()])
         _ = try await engine.recover()
         let done = try await drive(engine, env.store, succeeds.executionId)
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         #expect(done.tasks.first { $0.taskKey == "call" }?.attempt == 3)
 
         let failing = env.engine(runners: [Flaky(failures: 5), NoopRunner()])
-        let doomed = try await failing.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let doomed = try await failing.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         let failed = try await drive(failing, env.store, doomed.executionId)
-        #expect(failed.status == "Failed")
+        #expect(failed.status == .failed)
         #expect(failed.error?.contains("503 (call 3)") == true)
-        #expect(failed.tasks.first { $0.taskKey == "after" }?.status == "Cancelled")
+        #expect(failed.tasks.first { $0.taskKey == "after" }?.status == .cancelled)
     }
 
     @Test("a restart in the middle: a new engine on the same files finishes every execution once")
@@ -144,7 +145,7 @@ struct EngineTests {
         let first = env.engine()
         var ids: [String] = []
         for _ in 0..<5 {
-            ids.append(try await first.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil).executionId)
+            ids.append(try await first.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil).executionId)
         }
         // Run a little, then "crash": drop the engine without finishing.
         _ = try await first.runReadyTasks(worker: "w1", limit: 3)
@@ -152,7 +153,7 @@ struct EngineTests {
         #expect(try await second.recover() == 5)
         for id in ids {
             let done = try await drive(second, env.store, id)
-            #expect(done.status == "Completed")
+            #expect(done.status == .completed)
             #expect(done.tasks.first { $0.taskKey == "b" }?.output == .string("A!"))
         }
     }
@@ -160,7 +161,7 @@ struct EngineTests {
     /// Sleeps `delay` on its first `slowCalls` calls (noting if it was
     /// cancelled), then answers at once.
     struct Sleepy: TaskRunner {
-        let action = "sleepy"
+        let action = TaskType.other("sleepy")
         let slowCalls: Int
         var sleep: Duration = .seconds(5)
         let state = State()
@@ -200,9 +201,9 @@ struct EngineTests {
         workflow = try await env.store.replaceWorkflow(workflow, expectedVersion: nil, actor: workflow.ownerId)
         let sleepy = Sleepy(slowCalls: 1)
         let engine = env.engine(runners: [sleepy])
-        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         let done = try await drive(engine, env.store, started.executionId)
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         #expect(done.tasks[0].attempt == 2)
         // Stopped while it ran, or (if the timeout fired while its start was
         // being committed) never started: either way not waited for.
@@ -217,16 +218,16 @@ struct EngineTests {
         let workflow = try await env.workflow([("slow", "sleepy", [], .emptyObject), ("next", "noop", ["slow"], .emptyObject)])
         let sleepy = Sleepy(slowCalls: 10)
         let engine = env.engine(runners: [sleepy, NoopRunner()])
-        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         let worker = Task { try await engine.runReadyTasks(worker: "w1") }
         while sleepy.state.calls.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(try await engine.cancel(executionId: started.executionId, reason: "operator said so") == .cancelled)
         _ = try await worker.value
         let done = try #require(try await env.store.execution(id: started.executionId))
-        #expect(done.status == "Cancelled" && done.error == "operator said so")
-        #expect(done.tasks.map(\.status) == ["Cancelled", "Cancelled"])
+        #expect(done.status == .cancelled && done.error == "operator said so")
+        #expect(done.tasks.map(\.status) == [.cancelled, .cancelled])
         #expect(sleepy.state.cancelled.withLock { $0 } == 1)
-        #expect(try await engine.cancel(executionId: started.executionId, reason: "again") == .alreadyFinished(status: "Cancelled"))
+        #expect(try await engine.cancel(executionId: started.executionId, reason: "again") == .alreadyFinished(status: .cancelled))
         #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
 
@@ -239,9 +240,9 @@ struct EngineTests {
         let engine = env.engine(runners: [sleepy])
         let begin = Date()
         let started = try await engine.execute(
-            workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil, timeoutMs: 100)
+            workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil, timeoutMs: 100)
         let done = try await drive(engine, env.store, started.executionId)
-        #expect(done.status == "TimedOut")
+        #expect(done.status == .timedOut)
         #expect(sleepy.state.cancelled.withLock { $0 } <= 1)
         #expect(Date().timeIntervalSince(begin) < 4, "the running attempt must be stopped, not awaited")
     }
@@ -256,20 +257,20 @@ struct EngineTests {
         let quick = try await env.workflow([("only", "noop", [], .emptyObject)])
         let first = env.engine()
         let begin = Date()
-        let slow = try await first.execute(waiting, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let slow = try await first.execute(waiting, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         _ = try await first.runReadyTasks(worker: "w1")  // starts the delay and gives the item back
-        #expect(try await env.store.execution(id: slow.executionId)?.tasks.first?.status == "Running")
+        #expect(try await env.store.execution(id: slow.executionId)?.tasks.first?.status == .running)
         #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 1, leased: 0))
         // The worker is free: another execution runs to the end meanwhile
         // (well before the delay is due, even with the other tests running).
-        let fast = try await first.execute(quick, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
-        #expect(try await drive(first, env.store, fast.executionId).status == "Completed")
+        let fast = try await first.execute(quick, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
+        #expect(try await drive(first, env.store, fast.executionId).status == .completed)
         #expect(try await env.store.execution(id: slow.executionId)?.isFinished == false)
         // Restart before it is due; the new engine finishes it on time.
         let second = env.engine()
         _ = try await second.recover()
         let done = try await drive(second, env.store, slow.executionId)
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         #expect(Date().timeIntervalSince(begin) >= 1.5)
         let waited = done.tasks.first { $0.taskKey == "pause" }?.output?["waitedMs"]?.numberValue ?? 0
         #expect(waited >= 1500)
@@ -283,15 +284,15 @@ struct EngineTests {
         let at = Date.nowMillis
         let record = ExecutionRecord(
             executionId: IDGenerator.make(IDGenerator.execution), workflowId: workflow.id, workflowVersion: 1,
-            status: "Pending", input: .emptyObject, createdAt: at,
+            status: .pending, input: .emptyObject, createdAt: at,
             tasks: workflow.tasks.map {
                 TaskExecutionRecord(taskExecutionId: IDGenerator.make(IDGenerator.taskExecution), taskId: $0.id,
-                                    taskKey: $0.key, status: "Pending")
+                                    taskKey: $0.key, status: .pending)
             })
         _ = try await env.store.createExecution(record)
         let engine = env.engine()
         #expect(try await engine.recover() == 1)
-        #expect(try await drive(engine, env.store, record.executionId).status == "Completed")
+        #expect(try await drive(engine, env.store, record.executionId).status == .completed)
     }
 
     @Test("renaming a task while an execution runs does not disturb it (states follow the pinned version)")
@@ -300,12 +301,12 @@ struct EngineTests {
         defer { env.cleanup() }
         var workflow = try await env.workflow([("a", "noop", [], .emptyObject), ("b", "noop", ["a"], .emptyObject)])
         let engine = env.engine()
-        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         workflow.tasks[0].key = "renamed"
         workflow.tasks[1].dependsOn = ["renamed"]
         _ = try await env.store.replaceWorkflow(workflow, expectedVersion: nil, actor: workflow.ownerId)
         let done = try await drive(engine, env.store, started.executionId)
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         #expect(Set(done.tasks.map(\.taskKey)) == ["a", "b"])
     }
 
@@ -322,7 +323,7 @@ struct EngineTests {
         let engine = env.engine(runners: [NoopRunner(), Flaky(failures: 1), Sleepy(slowCalls: 0)])
         var ids: [String] = []
         for _ in 0..<10 {
-            ids.append(try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil).executionId)
+            ids.append(try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil).executionId)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<2 {
@@ -338,7 +339,7 @@ struct EngineTests {
         }
         for id in ids {
             let done = try #require(try await env.store.execution(id: id))
-            #expect(done.status == "Completed", "\(id): \(done.tasks.map { "\($0.taskKey)=\($0.status)" })")
+            #expect(done.status == .completed, "\(id): \(done.tasks.map { "\($0.taskKey)=\($0.status)" })")
         }
     }
 
@@ -350,7 +351,7 @@ struct EngineTests {
         var sleepy = Sleepy(slowCalls: 1)
         sleepy.sleep = .milliseconds(900)
         let engine = env.engine(runners: [sleepy], leaseDuration: 0.3)
-        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<2 {
                 group.addTask {
@@ -363,7 +364,7 @@ struct EngineTests {
             try await group.waitForAll()
         }
         let done = try #require(try await env.store.execution(id: started.executionId))
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         #expect(sleepy.state.calls.withLock { $0 } == 1)
         #expect(try await env.store.depth(queue: Engine.builtinQueue, now: Date()) == (ready: 0, delayed: 0, leased: 0))
     }
@@ -379,7 +380,7 @@ struct EngineTests {
         let engine = env.engine()
         let queue = Engine.externalQueue(owner: workflow.ownerId, name: "q")
         let started = try await engine.execute(
-            workflow, input: .object(["id": .number(7)]), idempotencyKey: nil, trigger: "api", actor: nil)
+            workflow, input: .object(["id": .number(7)]), idempotencyKey: nil, trigger: .api, actor: nil)
         // Another account's queue of the same name sees nothing.
         #expect(try await engine.pollExternal(
             queue: Engine.externalQueue(owner: "usr_other", name: "q"), worker: "w", leaseDuration: 60) == nil)
@@ -387,7 +388,7 @@ struct EngineTests {
         #expect(task.input == .object(["id": .number(7)]))
         #expect(task.attempt == 1 && task.taskKey == "ext" && task.executionId == started.executionId)
         let running = try #require(try await env.store.execution(id: started.executionId))
-        #expect(running.tasks[0].status == "Running", "the start is committed before the worker hears of it")
+        #expect(running.tasks[0].status == .running, "the start is committed before the worker hears of it")
         _ = try await engine.heartbeatExternal(task.lease.handle, owner: workflow.ownerId, duration: 30)
         await #expect(throws: Engine.ExternalError.malformedToken) {
             try await engine.completeExternal("garbage", owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
@@ -404,7 +405,7 @@ struct EngineTests {
                 task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
         }
         let done = try await drive(engine, env.store, started.executionId)
-        #expect(done.status == "Completed")
+        #expect(done.status == .completed)
         #expect(done.tasks.map(\.output) == [.object(["done": .bool(true)]), .bool(true)])
         let lines = try await env.logs.entries(LogQuery(executionId: started.executionId, limit: 100)).map(\.message)
         #expect(lines.filter { $0 == "worker says hi" }.count == 1)
@@ -417,7 +418,7 @@ struct EngineTests {
         let workflow = try await env.workflow([("ext", "external", [], .object(["queue": .string("q")]))])
         let engine = env.engine()
         let queue = Engine.externalQueue(owner: workflow.ownerId, name: "q")
-        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         let first = try #require(try await engine.pollExternal(queue: queue, worker: "w1", leaseDuration: 0.05))
         try await Task.sleep(for: .milliseconds(120))
         let second = try #require(try await engine.pollExternal(queue: queue, worker: "w2", leaseDuration: 60))
@@ -429,7 +430,7 @@ struct EngineTests {
         try await engine.completeExternal(
             second.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["by": .string("w2")])), logLines: [])
         let done = try #require(try await env.store.execution(id: started.executionId))
-        #expect(done.status == "Completed" && done.tasks[0].output == .object(["by": .string("w2")]))
+        #expect(done.status == .completed && done.tasks[0].output == .object(["by": .string("w2")]))
     }
 
     @Test("external tasks: after an attempt timeout the worker's heartbeat and result are refused as over")
@@ -441,16 +442,16 @@ struct EngineTests {
         workflow = try await env.store.replaceWorkflow(workflow, expectedVersion: nil, actor: workflow.ownerId)
         let engine = env.engine()
         let queue = Engine.externalQueue(owner: workflow.ownerId, name: "q")
-        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: "api", actor: nil)
+        let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         let task = try #require(try await engine.pollExternal(queue: queue, worker: "w1", leaseDuration: 60))
         let done = try await drive(engine, env.store, started.executionId)
-        #expect(done.status == "Failed" && done.tasks[0].status == "Failed")
+        #expect(done.status == .failed && done.tasks[0].status == .failed)
         #expect(done.error?.contains("timed out") == true)
         await #expect(throws: Engine.ExternalError.self) {
             try await engine.completeExternal(task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
         }
         let after = try #require(try await env.store.execution(id: started.executionId))
-        #expect(after.tasks[0].status == "Failed" && after.tasks[0].output == nil)
+        #expect(after.tasks[0].status == .failed && after.tasks[0].output == nil)
     }
 
     @Test("with more executions than fit in memory, evicted ones reload from the store and finish")
@@ -465,13 +466,13 @@ struct EngineTests {
         var ids: [String] = []
         for n in 0..<250 {
             let started = try await engine.execute(
-                workflow, input: .object(["n": .number(Double(n))]), idempotencyKey: nil, trigger: "api", actor: nil)
+                workflow, input: .object(["n": .number(Double(n))]), idempotencyKey: nil, trigger: .api, actor: nil)
             ids.append(started.executionId)
         }
         // Nothing ran yet: 250 executions went through a memory of 100.
         for (n, id) in ids.enumerated() {
             let done = try await drive(engine, env.store, id)
-            #expect(done.status == "Completed")
+            #expect(done.status == .completed)
             #expect(done.tasks.last?.output == .string("A+\(n)"))
         }
     }

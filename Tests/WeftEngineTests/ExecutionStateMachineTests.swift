@@ -11,7 +11,7 @@ struct ExecutionStateMachineTests {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
     func task(
-        _ key: String, _ deps: [String] = [], action: String = "noop", config: JSONValue = .emptyObject,
+        _ key: String, _ deps: [String] = [], action: TaskType = .noop, config: JSONValue = .emptyObject,
         retry: RetryPolicyRecord? = nil, timeoutMs: Int64? = nil
     ) -> TaskRecord {
         TaskRecord(
@@ -23,7 +23,7 @@ struct ExecutionStateMachineTests {
         effects.compactMap { if case .enqueue(let task, _) = $0 { return task } else { return nil } }
     }
 
-    func finished(_ effects: [Machine.Effect]) -> Machine.Status? {
+    func finished(_ effects: [Machine.Effect]) -> ExecutionStatus? {
         effects.compactMap { if case .finished(let status, _) = $0 { return status } else { return nil } }.first
     }
 
@@ -64,7 +64,7 @@ struct ExecutionStateMachineTests {
             "expression": .string("input.ok"), "then": .array([.string("yes")]), "else": .array([.string("no")]),
         ])
         var m = Machine(tasks: [
-            task("check", action: "condition", config: branches),
+            task("check", action: .condition, config: branches),
             task("yes", ["check"]), task("no", ["check"]), task("after_no", ["no"]), task("join", ["yes", "no"]),
         ])
         _ = m.start(at: t0)
@@ -75,7 +75,7 @@ struct ExecutionStateMachineTests {
         #expect(enqueued(run(&m, "yes", at: t0)) == ["join"])
         #expect(finished(run(&m, "join", at: t0)) == .completed)
 
-        var other = Machine(tasks: [task("check", action: "condition", config: branches), task("yes", ["check"]), task("no", ["check"])])
+        var other = Machine(tasks: [task("check", action: .condition, config: branches), task("yes", ["check"]), task("no", ["check"])])
         _ = other.start(at: t0)
         #expect(enqueued(run(&other, "check", output: .object(["result": .bool(false)]), at: t0)) == ["no"])
         #expect(other.tasks["yes"]?.state == .skipped)

@@ -75,7 +75,7 @@ struct ExpressionTests {
     }
 
     func task(_ key: String, _ deps: [String] = [], action: String = "noop", config: JSONValue = .emptyObject) -> TaskRecord {
-        TaskRecord(id: "", workflowId: "w", key: key, name: key, description: "", action: action, config: config,
+        TaskRecord(id: "", workflowId: "w", key: key, name: key, description: "", action: TaskType(rawValue: action), config: config,
                    dependsOn: deps, createdAt: Date(), updatedAt: Date())
     }
 

@@ -17,7 +17,7 @@ struct TaskRunnerTests {
 
     func invocation(_ action: String, _ config: JSONValue) throws -> TaskInvocation {
         try TaskInvocation.make(
-            TaskRecord(id: "t", workflowId: "w", key: "k", name: "k", description: "", action: action, config: config,
+            TaskRecord(id: "t", workflowId: "w", key: "k", name: "k", description: "", action: TaskType(rawValue: action), config: config,
                        createdAt: Date(), updatedAt: Date()),
             executionId: "exe", attempt: 1, context: context)
     }

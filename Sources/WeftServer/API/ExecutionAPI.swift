@@ -60,7 +60,7 @@ struct ExecutionAPI: RPCService {
         let input = request.hasInput ? try ProtoMapping.jsonValue(request.input, field: "input") : JSONValue.emptyObject
         let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
         let record = try await deps.engine.execute(
-            workflow, input: input, idempotencyKey: key.isEmpty ? nil : key, trigger: "api", actor: caller.userId,
+            workflow, input: input, idempotencyKey: key.isEmpty ? nil : key, trigger: .api, actor: caller.userId,
             timeoutMs: timeoutMs, priority: Int(request.priority))
         var response = Weft_V1_ExecuteWorkflowResponse()
         response.executionID = record.executionId
@@ -84,12 +84,12 @@ struct ExecutionAPI: RPCService {
         if let after, let before, after >= before {
             throw RPCError(code: .invalidArgument, message: "started_after must be before started_before")
         }
-        var status: String?
+        var status: ExecutionStatus?
         if request.status != .unspecified {
-            guard let name = ProtoMapping.executionStatusName(request.status) else {
+            guard let known = ProtoMapping.executionStatus(request.status) else {
                 throw RPCError(code: .invalidArgument, message: "unknown status \(request.status.rawValue)")
             }
-            status = name
+            status = known
         }
         let page = try await deps.executions.listExecutions(ExecutionQuery(
             workflowId: request.workflowID, limit: size, cursor: cursor, status: status, startedAfter: after,
@@ -113,7 +113,7 @@ struct ExecutionAPI: RPCService {
         case .alreadyFinished(let status):
             throw RPCError(
                 code: .failedPrecondition,
-                message: "execution \(record.executionId) already finished (\(status)); only a running execution can be cancelled")
+                message: "execution \(record.executionId) already finished (\(status.rawValue)); only a running execution can be cancelled")
         case .notFound:
             throw RPCError(code: .notFound, message: "execution \(record.executionId) not found")
         }
@@ -136,7 +136,7 @@ struct ExecutionAPI: RPCService {
         defer { stop() }
         let record = try await deps.execution(request.workflowID, request.executionID, caller: caller, needs: .viewer)
         var sequence: Int64 = 0
-        func send(_ status: String, task: TaskExecutionRecord?, message: String, at: Date) async throws {
+        func send(_ status: ExecutionStatus, task: TaskExecutionRecord?, message: String, at: Date) async throws {
             sequence += 1
             var event = Weft_V1_ExecutionEvent()
             event.sequence = sequence
@@ -278,41 +278,41 @@ extension APIDependencies {
 }
 
 extension ProtoMapping {
-    static func executionStatus(_ name: String) -> Weft_V1_Execution.Status {
-        switch name {
-        case "Pending": return .pending
-        case "Running": return .running
-        case "Completed": return .completed
-        case "Failed": return .failed
-        case "Cancelled": return .cancelled
-        case "TimedOut": return .timedOut
-        default: return .unspecified
-        }
-    }
-
-    static func executionStatusName(_ status: Weft_V1_Execution.Status) -> String? {
+    static func executionStatus(_ status: ExecutionStatus) -> Weft_V1_Execution.Status {
         switch status {
-        case .pending: return "Pending"
-        case .running: return "Running"
-        case .completed: return "Completed"
-        case .failed: return "Failed"
-        case .cancelled: return "Cancelled"
-        case .timedOut: return "TimedOut"
-        default: return nil
+        case .pending: .pending
+        case .running: .running
+        case .completed: .completed
+        case .failed: .failed
+        case .cancelled: .cancelled
+        case .timedOut: .timedOut
         }
     }
 
-    static func taskStatus(_ name: String) -> Weft_V1_TaskExecution.Status {
-        switch name {
-        case "Pending": return .pending
-        case "Queued": return .queued
-        case "Running": return .running
-        case "Completed": return .completed
-        case "Failed": return .failed
-        case "Retrying": return .retrying
-        case "Skipped": return .skipped
-        case "Cancelled": return .cancelled
-        default: return .unspecified
+    /// The domain status of an API filter; nil for UNSPECIFIED or a value
+    /// this build does not know.
+    static func executionStatus(_ status: Weft_V1_Execution.Status) -> ExecutionStatus? {
+        switch status {
+        case .pending: .pending
+        case .running: .running
+        case .completed: .completed
+        case .failed: .failed
+        case .cancelled: .cancelled
+        case .timedOut: .timedOut
+        default: nil
+        }
+    }
+
+    static func taskStatus(_ status: TaskStatus) -> Weft_V1_TaskExecution.Status {
+        switch status {
+        case .pending: .pending
+        case .queued: .queued
+        case .running: .running
+        case .completed: .completed
+        case .failed: .failed
+        case .retrying: .retrying
+        case .skipped: .skipped
+        case .cancelled: .cancelled
         }
     }
 
@@ -330,7 +330,7 @@ extension ProtoMapping {
         if let completed = record.completedAt { execution.completedAt = timestamp(completed) }
         execution.tasks = record.tasks.map(taskExecution)
         execution.idempotencyKey = record.idempotencyKey ?? ""
-        execution.trigger = record.trigger
+        execution.trigger = record.trigger.rawValue
         execution.cost = record.cost
         if !record.costBreakdown.isZero {
             let cost = record.costBreakdown

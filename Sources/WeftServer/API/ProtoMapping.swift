@@ -148,7 +148,7 @@ enum ProtoMapping {
         return TaskRecord(
             id: id, workflowId: workflowId, key: fields.key.trimmingCharacters(in: .whitespaces), name: fields.name,
             description: fields.description,
-            action: fields.action.trimmingCharacters(in: .whitespaces).lowercased(),
+            action: TaskType(rawValue: fields.action.trimmingCharacters(in: .whitespaces).lowercased()),
             config: try fields.config.map { try jsonValue($0, field: "task \"\(fields.name)\": config") } ?? .emptyObject,
             dependsOn: fields.dependsOn, retry: try fields.retry.map(retryRecord), timeoutMs: timeoutMs,
             createdAt: createdAt, updatedAt: now)
@@ -161,7 +161,7 @@ enum ProtoMapping {
         task.key = record.key
         task.name = record.name
         task.description_p = record.description
-        task.action = record.action
+        task.action = record.action.rawValue
         task.config = protoStruct(record.config)
         task.dependsOn = record.dependsOn
         if let retry = record.retry { task.retry = retryPolicy(retry) }

@@ -1,4 +1,5 @@
 import GRDB
+import WeftStore
 
 /// The schema of the main database, as named migrations (GRDB records which
 /// ran in `grdb_migrations`). Never edit a migration that has shipped: add one.

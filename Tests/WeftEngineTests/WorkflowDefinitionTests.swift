@@ -6,7 +6,7 @@ import WeftStore
 @Suite("workflow definition validation")
 struct WorkflowDefinitionTests {
     func task(_ name: String, _ action: String = "noop", key: String = "", deps: [String] = [], config: JSONValue = .emptyObject) -> TaskRecord {
-        TaskRecord(id: "", workflowId: "w", key: key, name: name, description: "", action: action, config: config,
+        TaskRecord(id: "", workflowId: "w", key: key, name: name, description: "", action: TaskType(rawValue: action), config: config,
                    dependsOn: deps, createdAt: Date(), updatedAt: Date())
     }
 

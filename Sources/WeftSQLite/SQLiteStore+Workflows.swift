@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+public import WeftStore
 
 extension SQLiteStore: WorkflowStore {
     public func createWorkflow(_ workflow: WorkflowRecord, actor: String) async throws -> WorkflowRecord {
@@ -183,7 +184,7 @@ extension SQLiteStore: WorkflowStore {
                     WHERE id = ? AND workflow_id = ?
                     """,
                 arguments: [
-                    task.key, task.name, task.description, task.action, task.config.jsonText(),
+                    task.key, task.name, task.description, task.action.rawValue, task.config.jsonText(),
                     encodeJSON(task.dependsOn), task.retry.map(encodeJSON), task.timeoutMs, position,
                     task.updatedAt, task.id, next.id,
                 ])
@@ -446,7 +447,7 @@ extension SQLiteStore: WorkflowStore {
     static func taskRecord(_ row: Row) -> TaskRecord {
         TaskRecord(
             id: row["id"], workflowId: row["workflow_id"], key: row["key"], name: row["name"],
-            description: row["description"], action: row["action"],
+            description: row["description"], action: TaskType(rawValue: row["action"]),
             config: decodeConfig(row["config"]),
             dependsOn: decodeKeys(row["depends_on"]),
             retry: (row["retry"] as String?).flatMap { decodeJSON(RetryPolicyRecord.self, $0) },
@@ -511,7 +512,7 @@ extension SQLiteStore: WorkflowStore {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    task.id, workflowId, task.key, task.name, task.description, task.action, task.config.jsonText(),
+                    task.id, workflowId, task.key, task.name, task.description, task.action.rawValue, task.config.jsonText(),
                     encodeJSON(task.dependsOn), task.retry.map(encodeJSON), task.timeoutMs, position, task.createdAt,
                     task.updatedAt,
                 ])
@@ -614,7 +615,7 @@ struct TaskSnapshot: Codable {
         key = task.key
         name = task.name
         description = task.description
-        action = task.action
+        action = task.action.rawValue
         config = task.config
         dependsOn = task.dependsOn
         retry = task.retry
@@ -623,7 +624,7 @@ struct TaskSnapshot: Codable {
 
     func record(workflowId: String, at date: Date) -> TaskRecord {
         TaskRecord(
-            id: id, workflowId: workflowId, key: key, name: name, description: description, action: action,
+            id: id, workflowId: workflowId, key: key, name: name, description: description, action: TaskType(rawValue: action),
             config: config, dependsOn: dependsOn, retry: retry, timeoutMs: timeoutMs, createdAt: date, updatedAt: date)
     }
 }

@@ -1,11 +1,12 @@
 public import Foundation
-public import GRDB
+import GRDB
+public import WeftStore
 
 /// Execution logs in their own SQLite file (the design's "NoSQL" log store):
 /// append-only rows keyed by (execution, sequence), so heavy log traffic never
 /// contends with the main database's writer, and retention is one range delete.
 public final class SQLiteLogStore: LogStore, Sendable {
-    public let pool: DatabasePool
+    let pool: DatabasePool
     let metrics: StoreMetrics
 
     public init(path: String, synchronous: SQLiteStore.Configuration.Synchronous = .normal, metrics: StoreMetrics = .none) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import WeftStore
 public import WeftObservability
 import Tracing
 
@@ -24,7 +25,7 @@ public struct StoreMetrics: Sendable {
     /// committer's batches, samplers) start no trace of their own.
     func measure<T>(_ operation: String, kind: String, _ body: () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
-        let span = Self.span(operation, store: store)
+        let span = WeftTracing.storeSpan(operation, store: store)
         defer { span?.end() }
         do {
             let value = try await body()
@@ -36,16 +37,6 @@ public struct StoreMetrics: Sendable {
             if error is DatabaseError { span?.setStatus(SpanStatus(code: .error)) }
             throw error
         }
-    }
-
-    /// A CLIENT span of a store call (OpenTelemetry database conventions),
-    /// only when some span is current.
-    static func span(_ operation: String, store: String) -> (any Span)? {
-        guard let span = WeftTracing.startChild(operation, kind: .client) else { return nil }
-        span.attributes[SpanKeys.dbSystemName] = "sqlite"
-        span.attributes[SpanKeys.dbOperationName] = operation
-        span.attributes[SpanKeys.dbNamespace] = store
-        return span
     }
 
     func record(operation: String, kind: String, start: ContinuousClock.Instant, failed: Bool) {

@@ -1,5 +1,6 @@
 public import Foundation
 import GRDB
+public import WeftStore
 
 extension SQLiteStore: ExecutionStore {
     public func createExecution(_ execution: ExecutionRecord) async throws -> (execution: ExecutionRecord, created: Bool) {
@@ -31,9 +32,9 @@ extension SQLiteStore: ExecutionStore {
                 trace_parent, trace_state)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
-                execution.executionId, execution.workflowId, execution.workflowVersion, execution.status,
+                execution.executionId, execution.workflowId, execution.workflowVersion, execution.status.rawValue,
                 execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
-                execution.trigger, execution.cost, execution.createdBy, StoreDate.text(execution.createdAt),
+                execution.trigger.rawValue, execution.cost, execution.createdBy, StoreDate.text(execution.createdAt),
                 execution.startedAt.map(StoreDate.text), execution.completedAt.map(StoreDate.text), execution.priority,
                 execution.traceParent, execution.traceState,
             ])
@@ -44,7 +45,7 @@ extension SQLiteStore: ExecutionStore {
             """)
         for task in execution.tasks {
             try insertTask.execute(arguments: [
-                task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status, task.attempt,
+                task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status.rawValue, task.attempt,
                 task.output?.jsonText(), task.error, task.startedAt.map(StoreDate.text), task.completedAt.map(StoreDate.text),
             ])
         }
@@ -64,7 +65,7 @@ extension SQLiteStore: ExecutionStore {
             }
             if let status = query.status {
                 sql += " AND status = ?"
-                arguments += [status]
+                arguments += [status.rawValue]
             }
             if let after = query.startedAfter {
                 sql += " AND created_at >= ?"
@@ -76,7 +77,7 @@ extension SQLiteStore: ExecutionStore {
             }
             sql += " ORDER BY execution_id DESC LIMIT ?"
             arguments += [query.limit + 1]
-            var items = try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.executionRecord)
+            var items = try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.executionRecord($0) }
             var next: String?
             if items.count > query.limit {
                 items.removeLast()
@@ -114,7 +115,7 @@ extension SQLiteStore: ExecutionStore {
         for transition in transitions {
             switch transition {
             case .execution(let id, let status, let at, let output, let error):
-                let finished = ExecutionRecord.finishedStatuses.contains(status)
+                let finished = status.isFinished
                 let time = StoreDate.text(at)
                 try db.cachedStatement(sql: """
                     UPDATE workflow_executions SET status = ?,
@@ -122,10 +123,10 @@ extension SQLiteStore: ExecutionStore {
                         completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
                         output = COALESCE(?, output), error = COALESCE(?, error)
                     WHERE execution_id = ?
-                    """).execute(arguments: [status, status, time, finished, time, output?.jsonText(), error, id])
+                    """).execute(arguments: [status.rawValue, status.rawValue, time, finished, time, output?.jsonText(), error, id])
                 guard db.changesCount == 1 else { throw StoreError.notFound("execution \(id) not found") }
             case .task(let executionId, let key, let status, let attempt, let at, let output, let error):
-                let finished = ["Completed", "Failed", "Skipped", "Cancelled"].contains(status)
+                let finished = status.isTerminal
                 let time = StoreDate.text(at)
                 try db.cachedStatement(sql: """
                     UPDATE task_executions SET status = ?, attempt = ?,
@@ -133,7 +134,10 @@ extension SQLiteStore: ExecutionStore {
                         completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
                         output = COALESCE(?, output), error = COALESCE(?, error)
                     WHERE execution_id = ? AND task_key = ?
-                    """).execute(arguments: [status, attempt, status, time, finished, time, output?.jsonText(), error, executionId, key])
+                    """).execute(arguments: [
+                        status.rawValue, attempt, status.rawValue, time, finished, time, output?.jsonText(), error, executionId,
+                        key,
+                    ])
                 guard db.changesCount == 1 else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
                 }
@@ -174,7 +178,7 @@ extension SQLiteStore: ExecutionStore {
         try await read("unfinished_executions") { db in
             var items = try Row.fetchAll(
                 db, sql: "SELECT * FROM workflow_executions WHERE status IN ('Pending', 'Running') ORDER BY execution_id"
-            ).map(Self.executionRecord)
+            ).map { try Self.executionRecord($0) }
             for index in items.indices { items[index].tasks = try Self.taskExecutions(db, executionId: items[index].executionId) }
             return items
         }
@@ -196,7 +200,7 @@ extension SQLiteStore: ExecutionStore {
                         SELECT 1 FROM task_queue q WHERE q.execution_id = e.execution_id AND q.task_key NOT LIKE '~%')
                     ORDER BY e.execution_id
                     """
-            ).map(Self.executionRecord)
+            ).map { try Self.executionRecord($0) }
             for index in items.indices { items[index].tasks = try Self.taskExecutions(db, executionId: items[index].executionId) }
             return items
         }
@@ -205,7 +209,7 @@ extension SQLiteStore: ExecutionStore {
     static func execution(_ db: Database, id: String) throws -> ExecutionRecord? {
         guard var record = try Row.fetchOne(
             db, sql: "SELECT * FROM workflow_executions WHERE execution_id = ?", arguments: [id]
-        ).map(executionRecord) else { return nil }
+        ).map({ try executionRecord($0) }) else { return nil }
         record.tasks = try taskExecutions(db, executionId: id)
         return record
     }
@@ -219,20 +223,20 @@ extension SQLiteStore: ExecutionStore {
                 """,
             arguments: [executionId]
         ).map { row in
-            TaskExecutionRecord(
+            try TaskExecutionRecord(
                 taskExecutionId: row["task_execution_id"], taskId: row["task_id"], taskKey: row["task_key"],
-                status: row["status"], attempt: row["attempt"],
+                status: stored(TaskStatus.self, row["status"]), attempt: row["attempt"],
                 output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
                 startedAt: row["started_at"], completedAt: row["completed_at"])
         }
     }
 
-    static func executionRecord(_ row: Row) -> ExecutionRecord {
-        ExecutionRecord(
+    static func executionRecord(_ row: Row) throws -> ExecutionRecord {
+        try ExecutionRecord(
             executionId: row["execution_id"], workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
-            status: row["status"], input: (try? JSONValue(jsonText: row["input"])) ?? .emptyObject,
+            status: stored(ExecutionStatus.self, row["status"]), input: (try? JSONValue(jsonText: row["input"])) ?? .emptyObject,
             output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
-            idempotencyKey: row["idempotency_key"], trigger: row["trigger"],
+            idempotencyKey: row["idempotency_key"], trigger: stored(TriggerKind.self, row["trigger"]),
             costBreakdown: ExecutionCost(
                 taskAttempts: row["cost_task_attempts"], attemptsDollars: row["cost_attempts_dollars"],
                 workerSeconds: row["cost_worker_seconds"], computeDollars: row["cost_compute_dollars"],
@@ -241,5 +245,14 @@ extension SQLiteStore: ExecutionStore {
             priority: row["priority"], createdBy: row["created_by"],
             createdAt: row["created_at"], startedAt: row["started_at"], completedAt: row["completed_at"],
             traceParent: row["trace_parent"], traceState: row["trace_state"])
+    }
+
+    /// A stored enum value; a value no version of Weft writes means the row
+    /// was edited by hand: an error naming it, not a guess.
+    static func stored<T: RawRepresentable>(_ type: T.Type, _ raw: String) throws -> T where T.RawValue == String {
+        guard let value = T(rawValue: raw) else {
+            throw StoreError.invalid("the store holds an unknown \(T.self) \"\(raw)\"")
+        }
+        return value
     }
 }

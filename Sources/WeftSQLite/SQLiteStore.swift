@@ -1,5 +1,6 @@
 public import Foundation
-public import GRDB
+public import WeftStore
+import GRDB
 
 /// The embedded store: one SQLite database in WAL mode behind a GRDB
 /// `DatabasePool` (one writer, concurrent readers). GRDB runs every
@@ -25,7 +26,7 @@ public final class SQLiteStore: Sendable {
         }
     }
 
-    public let pool: DatabasePool
+    let pool: DatabasePool
     let metrics: StoreMetrics
 
     /// Opens (creating if needed) and migrates the database.

@@ -9,22 +9,20 @@ import WeftStore
 
 @Suite("API routes")
 struct APIRouteTests {
-    func services() throws -> ([any RPCService], TempStore) {
-        let temp = try TempStore()
+    func services() throws -> [any RPCService] {
+        let store = MemoryStore()
         let metrics = WeftMetrics()
-        let logs = try SQLiteLogStore(path: temp.directory.appendingPathComponent("l.sqlite").path)
         let deps = APIDependencies(
-            users: temp.store, workflows: temp.store, logs: logs, executions: temp.store,
-            engine: Engine(workflows: temp.store, executions: temp.store, queue: temp.store, logs: logs),
+            users: store, workflows: store, logs: store, executions: store,
+            engine: Engine(workflows: store, executions: store, queue: store, logs: store),
             auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
             passwords: PasswordHasher(logN: 10), metrics: metrics)
-        return (WeftServer.apiServices(deps), temp)
+        return WeftServer.apiServices(deps)
     }
 
     @Test("every weft.v1 RPC has a REST route and every REST route runs an RPC")
     func everyRPCHasARoute() throws {
-        let (services, temp) = try services()
-        defer { temp.cleanup() }
+        let services = try services()
         var http = HTTPRouter()
         var methods: Set<String> = []
         for service in services {
@@ -78,8 +76,7 @@ struct APIRouteTests {
 
     @Test("the OpenAPI document names every route with its RPC and schemas")
     func openAPI() throws {
-        let (services, temp) = try services()
-        defer { temp.cleanup() }
+        let services = try services()
         var http = HTTPRouter()
         for service in services { http.register(service) }
         let document = try #require(

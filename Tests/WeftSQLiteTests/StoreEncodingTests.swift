@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import WeftStore
+import WeftSQLite
 
 /// The hand-written encoders on the store's hot path agree with what they replace.
 @Suite("store encodings")

@@ -1,4 +1,6 @@
 import Tracing
+public import WeftStore
+import WeftObservability
 
 /// Group commit: transitions submitted by many callers at about the same
 /// time are written in one transaction (one fsync) instead of one each.
@@ -25,7 +27,7 @@ public actor GroupCommitter {
     public func submit(_ transitions: [ExecutionTransition]) async throws {
         guard !transitions.isEmpty else { return }
         // The caller's wait for its share of a group commit.
-        let span = StoreMetrics.span("apply_transitions", store: "main")
+        let span = WeftTracing.storeSpan("apply_transitions", store: "main")
         defer { span?.end() }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             pending.append((transitions, continuation))

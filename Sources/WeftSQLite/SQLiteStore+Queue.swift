@@ -1,5 +1,6 @@
 public import Foundation
 import GRDB
+public import WeftStore
 
 extension SQLiteStore: QueueStore {
     public func enqueue(_ items: [QueueItem]) async throws {

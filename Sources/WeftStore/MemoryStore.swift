@@ -1,0 +1,108 @@
+public import Foundation
+import Synchronization
+
+/// Every store protocol kept in memory, behind one lock: the same contract
+/// as the SQLite store (the conformance suite runs against both), without
+/// files or threads. Engine and API tests run on it with a manual clock, so
+/// they need no sleeps and no polling; nothing survives the process.
+///
+/// Writes run under the lock from start to end, so each is one atomic step,
+/// as a transaction is. `applyEach` keeps a copy of the state before each
+/// unit and puts it back when the unit fails (a savepoint).
+public final class MemoryStore: Sendable {
+    struct State {
+        var users: [String: UserRecord] = [:]
+        /// Lower-cased email -> user id (emails are unique, ignoring case).
+        var usersByEmail: [String: String] = [:]
+        /// With their live tasks; a deleted one keeps its `deletedAt`.
+        var workflows: [String: WorkflowRecord] = [:]
+        /// Every task row ever written, live or retired, by id (task ids are
+        /// unique across workflows).
+        var taskOwners: [String: String] = [:]
+        var versions: [String: [WorkflowVersionRecord]] = [:]
+        var collaborators: [String: [String: CollaboratorRecord]] = [:]
+        var executions: [String: ExecutionRecord] = [:]
+        /// "workflow id|idempotency key" -> execution id.
+        var idempotencyKeys: [String: String] = [:]
+        var queue = MemoryQueue()
+        var logs: [String: [LogRecord]] = [:]
+        var audit: [(resourceType: String, resourceId: String, actor: String, action: String)] = []
+    }
+
+    let state = Mutex(State())
+
+    public init() {}
+
+    /// Audit entries of one resource, oldest first (as `SQLiteStore`'s).
+    public func auditEntries(resourceType: String, resourceId: String) -> [(actor: String, action: String)] {
+        state.withLock { state in
+            state.audit.filter { $0.resourceType == resourceType && $0.resourceId == resourceId }
+                .map { (actor: $0.actor, action: $0.action) }
+        }
+    }
+}
+
+extension MemoryStore.State {
+    mutating func audit(actor: String, action: String, workflowId: String) {
+        audit.append((resourceType: "workflow", resourceId: workflowId, actor: actor, action: action))
+    }
+}
+
+extension MemoryStore: UserStore {
+    public func createUser(_ user: UserRecord) async throws {
+        try state.withLock { state in
+            let email = user.email.lowercased()
+            guard state.usersByEmail[email] == nil else {
+                throw StoreError.alreadyExists("a user with email \(user.email) already exists")
+            }
+            state.users[user.id] = user
+            state.usersByEmail[email] = user.id
+            state.audit.append((resourceType: "user", resourceId: user.id, actor: user.id, action: "register"))
+        }
+    }
+
+    public func user(id: String) async throws -> UserRecord? {
+        state.withLock { $0.users[id] }
+    }
+
+    public func user(email: String) async throws -> UserRecord? {
+        state.withLock { state in state.usersByEmail[email.lowercased()].flatMap { state.users[$0] } }
+    }
+}
+
+extension MemoryStore: LogStore {
+    @discardableResult
+    public func append(_ entries: [LogRecord]) async throws -> [LogRecord] {
+        state.withLock { state in
+            entries.map { entry in
+                var stored = entry
+                stored.sequence = (state.logs[entry.executionId]?.last?.sequence ?? 0) + 1
+                state.logs[entry.executionId, default: []].append(stored)
+                return stored
+            }
+        }
+    }
+
+    public func entries(_ query: LogQuery) async throws -> [LogRecord] {
+        state.withLock { state in
+            let matching = (state.logs[query.executionId] ?? []).lazy.filter { entry in
+                entry.sequence > query.afterSequence && (query.taskId == nil || entry.taskId == query.taskId)
+                    && (query.minLevel.map { entry.level >= $0 } ?? true)
+            }
+            return Array(matching.prefix(max(0, query.limit)))
+        }
+    }
+
+    @discardableResult
+    public func purge(olderThan date: Date) async throws -> Int {
+        state.withLock { state in
+            var purged = 0
+            for (id, entries) in state.logs {
+                let kept = entries.filter { $0.createdAt >= date }
+                purged += entries.count - kept.count
+                state.logs[id] = kept.isEmpty ? nil : kept
+            }
+            return purged
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import GRDB
+import Testing
+import WeftStore
+import WeftTestSupport
+@testable import WeftSQLite
+
+/// The store contract (`StoreConformance`) on SQLite files.
+@Suite("SQLite store conformance")
+struct SQLiteConformanceTests {
+    @Test("conformance", arguments: StoreConformance.all)
+    func conformance(_ check: StoreConformance.Case) async throws {
+        try await check.run(on: StoreFixture.sqlite)
+    }
+}
+
+/// What only the SQLite store has: migrations, SQL constraints, FTS5 ranking.
+@Suite("SQLite store")
+struct SQLiteStoreTests {
+    @Test("migrations run on an empty file, create the seed's tables and are idempotent on reopen")
+    func migrationsFromEmpty() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability"])
+        let tables = try await temp.store.pool.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table') ORDER BY name")
+        }
+        for table in [
+            "users", "workflows", "tasks", "workflow_executions", "task_executions", "workflow_collaborators",
+            "workflow_versions", "schedules", "subscriptions", "integrations", "audit_log", "outbox", "workflow_search",
+        ] {
+            #expect(tables.contains(table), "missing table \(table)")
+        }
+        let mode = try await temp.store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+        // Reopening the same file applies nothing twice and keeps the data.
+        let user = try await temp.user()
+        let reopened = try SQLiteStore(.init(path: temp.path))
+        #expect(try reopened.appliedMigrations().count == 6)
+        #expect(try await reopened.user(id: user.id)?.email == user.email)
+    }
+
+    @Test("foreign keys and checks are enforced")
+    func constraints() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        // A workflow of a user that does not exist.
+        await #expect(throws: DatabaseError.self) {
+            _ = try await temp.store.createWorkflow(temp.workflow(owner: "usr_missing"), actor: "usr_missing")
+        }
+        // Two live tasks with one key in one workflow.
+        let user = try await temp.user()
+        var workflow = temp.workflow(owner: user.id, taskNames: ["a", "b"])
+        workflow.tasks[1].key = workflow.tasks[0].key
+        await #expect(throws: StoreError.self) { _ = try await temp.store.createWorkflow(workflow, actor: user.id) }
+        // Nothing of the failed write is left behind.
+        #expect(try await temp.store.workflow(id: workflow.id, includeDeleted: true) == nil)
+        // An execution status outside the seed's enum.
+        await #expect(throws: DatabaseError.self) {
+            try await temp.store.pool.write { db in
+                try db.execute(sql: "INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, created_at) VALUES ('e', 'w', 1, 'Bogus', 0)")
+            }
+        }
+    }
+
+    @Test("a replaced task's row is kept (executions point at it) but hidden; every write is audited")
+    func retiredTasks() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        let created = try await temp.store.createWorkflow(temp.workflow(owner: user.id, taskNames: ["a", "b"]), actor: user.id)
+        var next = created
+        next.tasks.removeFirst()
+        next.tasks.append(Records.task("k0", name: "c", workflowId: created.id))
+        _ = try await temp.store.replaceWorkflow(next, expectedVersion: 1, actor: user.id)
+        let all = try await temp.store.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE workflow_id = ?", arguments: [created.id])
+        }
+        #expect(all == 3)
+        let audit = try await temp.store.auditEntries(resourceType: "workflow", resourceId: created.id)
+        #expect(audit.map(\.action) == ["create", "update"])
+    }
+
+    @Test("a stored status no version of Weft writes is an error naming it, not a guess")
+    func unknownStoredStatus() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        let workflow = try await temp.store.createWorkflow(temp.workflow(owner: user.id), actor: user.id)
+        let execution = try await temp.store.createExecution(Records.execution(of: workflow)).execution
+        try await temp.store.pool.write { db in
+            try db.execute(sql: "PRAGMA ignore_check_constraints = ON")
+            try db.execute(
+                sql: "UPDATE workflow_executions SET trigger = 'carrier-pigeon' WHERE execution_id = ?",
+                arguments: [execution.executionId])
+        }
+        await #expect(throws: StoreError.invalid("the store holds an unknown TriggerKind \"carrier-pigeon\"")) {
+            _ = try await temp.store.execution(id: execution.executionId)
+        }
+    }
+
+    @Test("search ranks name hits above description and task hits, with [highlighted] snippets")
+    func search() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        let byTask = try await temp.store.createWorkflow(
+            temp.workflow(owner: user.id, name: "Alpha", taskNames: ["invoice sender"]), actor: user.id)
+        let byName = try await temp.store.createWorkflow(
+            temp.workflow(owner: user.id, name: "Invoice run", description: "monthly"), actor: user.id)
+        let byDescription = try await temp.store.createWorkflow(
+            temp.workflow(owner: user.id, name: "Beta", description: "creates the invoice pdf"), actor: user.id)
+        let hits = try await temp.store.searchWorkflows(text: "invoice", visibleTo: user.id, limit: 10, cursor: nil)
+        #expect(hits.items.map(\.workflow.id) == [byName.id, byDescription.id, byTask.id])
+        #expect(hits.items[0].snippet.contains("[Invoice]"))
+        // Prefix on the last word.
+        #expect(try await temp.store.searchWorkflows(text: "invo", visibleTo: user.id, limit: 10, cursor: nil).items.count == 3)
+        // Paging by offset.
+        let first = try await temp.store.searchWorkflows(text: "invoice", visibleTo: user.id, limit: 2, cursor: nil)
+        let second = try await temp.store.searchWorkflows(text: "invoice", visibleTo: user.id, limit: 2, cursor: first.nextCursor)
+        #expect(first.items.count == 2 && second.items.count == 1 && second.nextCursor == nil)
+        for hostile in [
+            "\"", "\"\"\"", "*", "invoice*", "NEAR(a b)", "a OR b", "-", "^", "(", ")", "col:abc", "'; DROP TABLE workflows; --",
+            "\u{0}", "ünïcødé", "日本語", String(repeating: "x ", count: 500), "AND", "NOT", "{}", "a:b:c",
+        ] {
+            _ = try await temp.store.searchWorkflows(text: hostile, visibleTo: user.id, limit: 10, cursor: nil)
+        }
+        // Only the caller's workflows.
+        let other = try await temp.user()
+        #expect(try await temp.store.searchWorkflows(text: "invoice", visibleTo: other.id, limit: 10, cursor: nil).items.isEmpty)
+    }
+}
+
