@@ -17,6 +17,8 @@ public final class SQLiteLogStore: LogStore, Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
         pool = try DatabasePool(path: path, configuration: config)
+        // After GRDB's WAL set-up, which sets NORMAL (see `SQLiteStore`).
+        try pool.barrierWriteWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         self.metrics = metrics
         try Self.migrator.migrate(pool)
     }

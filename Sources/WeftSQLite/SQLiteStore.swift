@@ -40,6 +40,10 @@ public final class SQLiteStore: Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
         pool = try DatabasePool(path: configuration.path, configuration: config)
+        // GRDB puts the writer in WAL mode after `prepareDatabase` ran, and
+        // that step sets `synchronous = NORMAL`: set the mode again on the
+        // writer, the one connection that commits.
+        try pool.barrierWriteWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         self.metrics = metrics
         try SQLiteMigrations.migrator.migrate(pool)
     }

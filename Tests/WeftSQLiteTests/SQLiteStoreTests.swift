@@ -40,6 +40,17 @@ struct SQLiteStoreTests {
         #expect(try await reopened.user(id: user.id)?.email == user.email)
     }
 
+    @Test("the writer commits with the synchronous mode asked for (full fsyncs every commit)")
+    func synchronousMode() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        for (mode, expected) in [(SQLiteStore.Configuration.Synchronous.full, 2), (.normal, 1)] {
+            let store = try SQLiteStore(.init(path: directory.path("\(mode).sqlite"), synchronous: mode))
+            let writer = try await store.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+            #expect(writer == expected, "\(mode)")
+        }
+    }
+
     @Test("foreign keys and checks are enforced")
     func constraints() async throws {
         let temp = try TempSQLiteStore()
