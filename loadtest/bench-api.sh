@@ -13,11 +13,17 @@
 #   create        POST /workflows over HTTP/1.1                     --h1 -c 16, on "full" and "normal"
 # Per run: req/s and mean (h2load), p50/p99 (nearest rank over h2load --log-file,
 # 2xx only), server CPU per request = (utime+stime from /proc/PID/stat over the
-# run) / 2xx responses, response body bytes per request (a gRPC error is a
-# trailers-only response with no body, and h2load counts it as HTTP 200, so a
-# gRPC run whose bytes/request fall below the checked body is flagged). The
-# table shows medians over rounds, then GetWorkflow/Health ratios and the
-# create rate with --store-sync full vs normal.
+# run) / 2xx responses, response body bytes per request. The table shows medians
+# over rounds of the valid runs, then GetWorkflow/Health ratios and the create
+# rate with --store-sync full vs normal.
+# Validity: h2load counts HTTP 2xx as success, but a gRPC error is HTTP 200 with a
+# non-zero grpc-status in the trailers. For the gRPC cases the server's /metrics is
+# scraped before and after every run: the delta of grpc_server_handled_total for
+# the method must be all grpc_code OK and at least h2load's successes (at most the
+# calls it started), and the body bytes per response must match the checked reply
+# (a gRPC error is trailers-only, no body). REST cases must have no non-2xx and no
+# errored request. Any failed check makes the run invalid: left out of the
+# figures, listed with the reason, and the script exits 1.
 #
 # Environment:
 #   WEFT_BIN        weft binary (default .build/release/weft)
@@ -178,6 +184,11 @@ PY
 # ---------------------------------------------------------------- helpers
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# scrape SERVER FILE: the server's /metrics into FILE (emptied if the scrape fails: the run cannot be verified)
+scrape() {
+  timeout 15 python3 "$HERE/h2load_results.py" scrape 127.0.0.1 "${PORT[$1]}" > "$2" \
+    || { : > "$2"; log "warning: could not read weft ($1)'s /metrics"; }
+}
 other_build() { if pgrep -f 'swift-build|swift-frontend|swiftc |clang|cc1' >/dev/null; then echo 1; else echo 0; fi; }
 
 ensure_alive() {
@@ -236,7 +247,7 @@ sleep 1
 for s in "${SERVERS[@]}"; do check_server "$s"; done
 
 RESULTS="$OUT_DIR/results.tsv"
-printf 'round\tcase\tserver\tc\tm\treqs\tok\tfailed\treq_per_s\tmean_us\tp50_us\tp99_us\tcpu_s\tcpu_us_per_req\tbytes_per_resp\texpect_bytes\trss_kb\tcontended\n' > "$RESULTS"
+printf 'round\tcase\tserver\tc\tm\treqs\tok\tfailed\treq_per_s\tmean_us\tp50_us\tp99_us\tcpu_s\tcpu_us_per_req\tbytes_per_resp\texpect_bytes\trss_kb\tcontended\tgrpc_ok\tgrpc_other\tvalid\twhy\n' > "$RESULTS"
 
 if [ "$WARMUP" -gt 0 ]; then
   for run in "${RUNS[@]}"; do
@@ -260,29 +271,42 @@ for r in $(seq 1 "$ROUNDS"); do
     [ "$cs" = grpc-get ] && expect=${GETB[$s]}
     [ "$cs" = grpc-health ] && expect=7
     busy0=$(other_build)
+    scrape "$s" "$OUT_DIR/$tag.before.prom"
     t0=$(cpu_ticks "${PID[$s]}")
     ( while sleep 1; do [ "$(other_build)" = 1 ] && { echo 1 > "$OUT_DIR/.busy"; break; }; done ) &
     sampler=$!
+    h2rc=0
     # shellcheck disable=SC2046
     h2load_case "$cs" "$s" "$c" "$m" $(limit_args "$cs") --log-file="$OUT_DIR/$tag.lat" > "$OUT_DIR/$tag.out" 2>&1 \
-      || log "h2load exited non-zero for $tag (see $OUT_DIR/$tag.out)"
+      || { h2rc=$?; log "h2load exited $h2rc for $tag (see $OUT_DIR/$tag.out)"; }
     kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
     if ! t1=$(cpu_ticks "${PID[$s]}" 2>/dev/null); then
       log "warning: weft ($s) died during $tag; run dropped (see $OUT_DIR/weft-$s.log)"
       rm -f "$OUT_DIR/.busy" "$OUT_DIR/$tag.lat"
       continue
     fi
+    scrape "$s" "$OUT_DIR/$tag.after.prom"
     busy1=$(other_build)
     contended=0
     if [ "$busy0" = 1 ] || [ "$busy1" = 1 ] || [ "$(cat "$OUT_DIR/.busy" 2>/dev/null)" = 1 ]; then contended=1; fi
     rm -f "$OUT_DIR/.busy"
     [ "$contended" = 1 ] && log "note: a compiler was running around $tag; its figures are contended"
     PYTHONPATH="$HERE" python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$cs" "$s" "$c" "$m" "$(( t1 - t0 ))" "$CLK_TCK" \
-      "$expect" "$(rss_kb "${PID[$s]}")" "$contended" >> "$RESULTS" <<'PY'
+      "$expect" "$(rss_kb "${PID[$s]}")" "$contended" "$OUT_DIR/$tag.before.prom" "$OUT_DIR/$tag.after.prom" "$h2rc" "$tag" \
+      >> "$RESULTS" <<'PY'
 import sys
-from h2load_results import log_durations, nearest_rank, parse_output   # PYTHONPATH=$HERE
-out, lat, r, cs, s, c, m, ticks, hz, expect, rss, contended = sys.argv[1:]
+from h2load_results import log_durations, nearest_rank, parse_output, run_verdict, status_note   # PYTHONPATH=$HERE
+out, lat, r, cs, s, c, m, ticks, hz, expect, rss, contended, before, after, h2rc, tag = sys.argv[1:]
 h = parse_output(open(out, errors="replace").read())
+METHOD = {"grpc-get": ("weft.v1.WorkflowService", "GetWorkflow"), "grpc-health": ("grpc.health.v1.Health", "Check")}
+read = lambda p: open(p).read() or None
+if cs in METHOD:   # every measured call must have ended with grpc-status OK (the server's own count)
+    v = run_verdict(h, int(h2rc), read(before), read(after), *METHOD[cs])
+    note = status_note(v, h)
+else:              # REST: the HTTP status h2load sees is the answer's status
+    v = run_verdict(h, int(h2rc))
+    note = "REST: HTTP status checked by h2load"
+
 reqps = "" if h["req_per_s"] is None else h["req_per_s"]
 total = h["total"]
 ok = h["succeeded"]          # completed 2xx responses in the measured period
@@ -298,21 +322,30 @@ cpu_s = int(ticks) / int(hz)
 cpu_per = cpu_s * 1e6 / ok if ok else ""
 bpr = data / codes2xx if codes2xx else ""
 if int(expect) and ok and bpr < 0.9 * int(expect):
-    print("[bench-api] warning: %s: %.0f body bytes per response, expected %s: gRPC errors (trailers-only "
-          "responses) were counted as HTTP 200" % (out, bpr, expect), file=sys.stderr)
-fmt = lambda v: ("%.1f" % v) if isinstance(v, float) else str(v)
-print("\t".join(fmt(v) for v in (r, cs, s, c, m, total, ok, failed, reqps, mean,
-                                  pct(0.50), pct(0.99), round(cpu_s, 3), cpu_per, bpr, expect, rss, contended)))
+    v["valid"] = False
+    v["why"].append("%.0f body bytes per response, expected %s (trailers-only gRPC errors counted as HTTP 200)"
+                    % (bpr, expect))
+print("[bench-api] %s: %s; %s" % (tag, note, "valid" if v["valid"] else "INVALID, left out of the figures: "
+                                  + "; ".join(v["why"])), file=sys.stderr)
+other = ",".join("%s:%d" % kv for kv in sorted((v["grpc_other"] or {}).items()))
+fmt = lambda x: ("%.1f" % x) if isinstance(x, float) else str(x)
+print("\t".join(fmt(x) for x in (r, cs, s, c, m, total, ok, failed, reqps, mean,
+                                  pct(0.50), pct(0.99), round(cpu_s, 3), cpu_per, bpr, expect, rss, contended,
+                                  "" if v["grpc_ok"] is None else v["grpc_ok"], other, 1 if v["valid"] else 0,
+                                  "; ".join(v["why"]).replace("\t", " "))))
 PY
-    rm -f "$OUT_DIR/$tag.lat"
+    rm -f "$OUT_DIR/$tag.lat" "$OUT_DIR/$tag.before.prom" "$OUT_DIR/$tag.after.prom"
   done
 done
 
 # ---------------------------------------------------------------- report
-python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$H2LOAD_THREADS" "$CREATE_N" "$WEFT_BIN" <<'PY'
+report_rc=0
+python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$H2LOAD_THREADS" "$CREATE_N" "$WEFT_BIN" <<'PY' || report_rc=$?
 import csv, statistics, sys, datetime, platform, os, subprocess
 res, rounds, duration, h2t, create_n, weft_bin = sys.argv[1:]
-rows = list(csv.DictReader(open(res), delimiter="\t"))
+all_rows = list(csv.DictReader(open(res), delimiter="\t"))
+rows = [r for r in all_rows if r.get("valid") == "1"]       # invalid runs are left out of every figure
+invalid = [r for r in all_rows if r.get("valid") != "1"]
 def med(vals):
     v = [float(x) for x in vals if x not in ("", None)]
     return statistics.median(v) if v else None
@@ -327,7 +360,7 @@ LABEL = {
 }
 ORDER = ["grpc-get", "grpc-health", "rest-get", "create"]
 keys = []
-for r in rows:
+for r in all_rows:
     k = (r["case"], r["server"], r["c"], r["m"])
     if k not in keys:
         keys.append(k)
@@ -344,6 +377,7 @@ print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for k in keys:
     cs, s, c, m = k
     g = [r for r in rows if (r["case"], r["server"], r["c"], r["m"]) == k]
+    g_all = [r for r in all_rows if (r["case"], r["server"], r["c"], r["m"]) == k]
     M[k] = {x: med(r[x] for r in g) for x in ("req_per_s", "mean_us", "p50_us", "p99_us", "cpu_us_per_req", "bytes_per_resp")}
     h1 = cs in ("rest-get", "create")
     setting = ("--h1 -c %s" % c) if h1 else ("-c %s -m %s" % (c, m))
@@ -351,7 +385,18 @@ for k in keys:
         LABEL[cs][0], LABEL[cs][1], s, setting,
         f(M[k]["req_per_s"], ".0f"), f(M[k]["mean_us"], ".0f"), f(M[k]["p50_us"], ".0f"), f(M[k]["p99_us"], ".0f"),
         f(M[k]["cpu_us_per_req"], ".1f"), f(M[k]["bytes_per_resp"], ".0f"),
-        sum(int(r["failed"] or 0) for r in g), len(g), sum(1 for r in g if r["contended"] == "1")))
+        sum(int(r["failed"] or 0) for r in g_all), len(g), sum(1 for r in g if r["contended"] == "1")))
+print()
+print("Medians over the valid runs; `runs` counts them, `failed` counts h2load's failed requests over all runs. "
+      "gRPC rows: every call's grpc-status checked from the server's /metrics (grpc_server_handled_total delta: "
+      "all OK, covering h2load's successes); REST rows: HTTP status.")
+if invalid:
+    print()
+    print("**%d invalid run(s), left out of the figures:**" % len(invalid))
+    for r in invalid:
+        print("* round %s, %s on %s -c %s -m %s (%s req/s as h2load counted): %s" % (
+            r["round"], LABEL[r["case"]][0], r["server"], r["c"], r["m"], r["req_per_s"] or "n/a",
+            r.get("why") or "invalid"))
 ratio = lambda a, b: None if a is None or b in (None, 0) else a / b
 settings = sorted({(k[2], k[3]) for k in keys if k[0] == "grpc-get"}, key=lambda x: int(x[0]) * int(x[1]))
 pairs = [(st, ("grpc-get", "full") + st, ("grpc-health", "full") + st) for st in settings]
@@ -385,5 +430,11 @@ if any(r["contended"] == "1" for r in rows):
     print("Contended runs: a compiler process was seen during the run; rerun on an idle machine for clean figures.")
     print()
 print("Raw results: %s" % res)
+if invalid:
+    sys.exit(1)
 PY
 log "raw results and logs in $OUT_DIR"
+if [ "$report_rc" != 0 ]; then
+  log "invalid runs (see the report above); exit status 1"
+  exit 1
+fi

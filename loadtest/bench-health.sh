@@ -10,7 +10,16 @@
 # the server order is rotated every round so no server always runs first/last.
 # Per run: req/s and mean latency (h2load), p50/p99 (from h2load --log-file),
 # server CPU per call = (utime+stime from /proc/PID/stat over the run) /
-# succeeded requests, VmRSS after the run. The table shows medians over rounds.
+# succeeded requests, VmRSS after the run. The table shows medians over rounds
+# of the valid runs only.
+# h2load counts HTTP 2xx as success, but a gRPC error is HTTP 200 with a non-zero
+# grpc-status in the trailers. So Weft's /metrics is scraped before and after every
+# run: the delta of grpc_server_handled_total{Health/Check} must be all grpc_code
+# OK, and at least h2load's successes (at most the calls it started). A run that
+# fails this, or in which h2load saw any failure, is invalid: left out of the
+# medians, listed with the reason, and the script exits 1. The grpc-swift-2 peer
+# has no /metrics (its status is checked once by hand, not per run) and nghttpd
+# serves a static file (no gRPC status at all); the report says so.
 # Before the load runs: idle RSS of every server and the RSS added by
 # IDLE_CONNS idle HTTP/2 connections (loadtest/idle_conns.py).
 #
@@ -58,7 +67,7 @@ command -v python3 >/dev/null || die "python3 not found"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- servers
-declare -A PID PORT URL KIND
+declare -A PID PORT URL KIND STATUS
 STARTED=()
 
 cleanup() {
@@ -106,6 +115,7 @@ start_weft() {
     || { cat "$OUT_DIR/weft.log" >&2; die "weft did not print 'listening on 127.0.0.1:PORT'"; }
   URL[weft]="http://127.0.0.1:${PORT[weft]}/grpc.health.v1.Health/Check"
   KIND[weft]=grpc
+  STATUS[weft]=metrics   # gRPC status of every measured call verified from its /metrics
 }
 
 start_nghttpd() {
@@ -128,6 +138,7 @@ start_nghttpd() {
   PORT[nghttpd]=$port
   URL[nghttpd]="http://127.0.0.1:$port/ok.txt"
   KIND[nghttpd]=static
+  STATUS[nghttpd]=static  # a static file: HTTP status only, there is no gRPC status
 }
 
 start_peer() {
@@ -139,6 +150,7 @@ start_peer() {
     || { cat "$OUT_DIR/grpc-swift-2.log" >&2; die "grpc-swift-2 peer did not report its port"; }
   URL[grpc-swift-2]="http://127.0.0.1:${PORT[grpc-swift-2]}/grpc.health.v1.Health/Check"
   KIND[grpc-swift-2]=grpc
+  STATUS[grpc-swift-2]=none  # no /metrics: gRPC status checked once by hand (check_grpc), not per run
 }
 
 # h2load with the right request shape for the server. Args: server, then h2load options.
@@ -168,6 +180,13 @@ cpu_ticks() {  # utime+stime of a process, in clock ticks (fields 14, 15 of /pro
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# scrape SERVER FILE: Weft's /metrics into FILE (emptied when the server has none or the scrape fails)
+scrape() {
+  : > "$2"
+  [ "${STATUS[$1]}" = metrics ] || return 0
+  timeout 15 python3 "$HERE/h2load_results.py" scrape 127.0.0.1 "${PORT[$1]}" > "$2" \
+    || { : > "$2"; log "warning: could not read $1's /metrics; its run cannot be verified"; }
+}
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 # 1 if a Swift/C compiler is running (the machine's 2 cores are shared with builds).
 other_build() { if pgrep -f 'swift-build|swift-frontend|swiftc |clang|cc1' >/dev/null; then echo 1; else echo 0; fi; }
@@ -209,8 +228,8 @@ done
 
 RESULTS="$OUT_DIR/results.tsv"
 IDLE="$OUT_DIR/idle.tsv"
-printf 'round\tserver\tc\tm\treqs\tsucceeded\tfailed\treq_per_s\tmean_us\tp50_us\tp99_us\tcpu_s\tcpu_us_per_call\trss_kb\thwm_kb\tcontended\n' > "$RESULTS"
-printf 'server\tidle_rss_kb\tconns\testablished\trss_open_kb\tadded_kb\tbytes_per_conn\n' > "$IDLE"
+printf 'round\tserver\tc\tm\treqs\tsucceeded\tfailed\treq_per_s\tmean_us\tp50_us\tp99_us\tcpu_s\tcpu_us_per_call\trss_kb\thwm_kb\tcontended\tstatus_check\tgrpc_ok\tgrpc_other\tvalid\twhy\n' > "$RESULTS"
+printf 'server\tidle_rss_kb\tconns\testablished\trss_open_kb\tadded_kb\tbytes_per_conn\tvalid\twhy\n' > "$IDLE"
 
 # ---------------------------------------------------------------- idle memory
 for s in "${ACTIVE[@]}"; do
@@ -218,21 +237,26 @@ for s in "${ACTIVE[@]}"; do
   idle=$(rss_kb "${PID[$s]}")
   if [ "$IDLE_CONNS" -gt 0 ]; then
     log "$s: idle RSS ${idle} kB; opening $IDLE_CONNS idle h2c connections"
+    irc=0
     timeout 120 python3 "$HERE/idle_conns.py" --host 127.0.0.1 --port "${PORT[$s]}" --pid "${PID[$s]}" \
-      -n "$IDLE_CONNS" --hold 3 --json > "$OUT_DIR/idle-$s.json" || log "$s: idle_conns.py reported a failure (see $OUT_DIR/idle-$s.json)"
-    python3 - "$OUT_DIR/idle-$s.json" "$s" "$idle" >> "$IDLE" <<'PY'
+      -n "$IDLE_CONNS" --hold 3 --json > "$OUT_DIR/idle-$s.json" \
+      || { irc=$?; log "$s: idle_conns.py reported a failure (exit $irc, see $OUT_DIR/idle-$s.json)"; }
+    python3 - "$OUT_DIR/idle-$s.json" "$s" "$idle" "$irc" >> "$IDLE" <<'PY'
 import json, sys
-path, server, idle = sys.argv[1], sys.argv[2], sys.argv[3]
+path, server, idle, rc = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 try:
     d = json.load(open(path))
 except Exception:
     d = {}
 g = lambda k: d.get(k, "")
+# idle_conns.py exits 1 when not every connection completed the handshake and stayed open until RSS was read.
+why = "; ".join(d.get("problems") or []) or ("" if rc == 0 else "idle_conns.py exit status %d" % rc)
 print("\t".join(str(x) for x in (server, idle, g("connections_requested"), g("connections_established"),
-                                 g("rss_open_kb"), g("rss_added_kb"), g("rss_added_bytes_per_connection"))))
+                                 g("rss_open_kb"), g("rss_added_kb"), g("rss_added_bytes_per_connection"),
+                                 0 if why else 1, why)))
 PY
   else
-    printf '%s\t%s\t0\t\t\t\t\n' "$s" "$idle" >> "$IDLE"
+    printf '%s\t%s\t0\t\t\t\t\t1\t\n' "$s" "$idle" >> "$IDLE"
   fi
 done
 
@@ -259,28 +283,43 @@ for r in $(seq 1 "$ROUNDS"); do
       log "round $r: $s -c $c -m $m -D $DURATION"
       ensure_alive "$s"
       busy0=$(other_build)
+      scrape "$s" "$OUT_DIR/$tag.before.prom"
       t0=$(cpu_ticks "${PID[$s]}")
       ( for _ in $(seq 1 "$DURATION"); do sleep 1; [ "$(other_build)" = 1 ] && { echo 1 > "$OUT_DIR/.busy"; break; }; done ) &
       sampler=$!
+      h2rc=0
       run_h2load "$s" -D "$DURATION" -c "$c" -m "$m" --log-file="$OUT_DIR/$tag.lat" > "$OUT_DIR/$tag.out" 2>&1 \
-        || log "h2load exited non-zero for $tag (see $OUT_DIR/$tag.out)"
+        || { h2rc=$?; log "h2load exited $h2rc for $tag (see $OUT_DIR/$tag.out)"; }
       kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
       if ! t1=$(cpu_ticks "${PID[$s]}" 2>/dev/null); then
         log "warning: $s died during $tag; run dropped (see $OUT_DIR/$s.log)"
         rm -f "$OUT_DIR/.busy" "$OUT_DIR/$tag.lat"
         continue
       fi
+      scrape "$s" "$OUT_DIR/$tag.after.prom"
       busy1=$(other_build)
       contended=0
       if [ "$busy0" = 1 ] || [ "$busy1" = 1 ] || [ "$(cat "$OUT_DIR/.busy" 2>/dev/null)" = 1 ]; then contended=1; fi
       rm -f "$OUT_DIR/.busy"
       [ "$contended" = 1 ] && log "note: a compiler was running around $tag; its figures are contended"
       PYTHONPATH="$HERE" python3 - "$OUT_DIR/$tag.out" "$OUT_DIR/$tag.lat" "$r" "$s" "$c" "$m" \
-        "$(( t1 - t0 ))" "$CLK_TCK" "$(rss_kb "${PID[$s]}")" "$(hwm_kb "${PID[$s]}")" "$contended" >> "$RESULTS" <<'PY'
+        "$(( t1 - t0 ))" "$CLK_TCK" "$(rss_kb "${PID[$s]}")" "$(hwm_kb "${PID[$s]}")" "$contended" \
+        "${STATUS[$s]}" "$OUT_DIR/$tag.before.prom" "$OUT_DIR/$tag.after.prom" "$h2rc" "$tag" >> "$RESULTS" <<'PY'
 import sys
-from h2load_results import log_durations, nearest_rank, parse_output   # PYTHONPATH=$HERE
-out, lat, r, s, c, m, ticks, hz, rss, hwm, contended = sys.argv[1:]
+from h2load_results import log_durations, nearest_rank, parse_output, run_verdict, status_note   # PYTHONPATH=$HERE
+out, lat, r, s, c, m, ticks, hz, rss, hwm, contended, check, before, after, h2rc, tag = sys.argv[1:]
 h = parse_output(open(out, errors="replace").read())
+read = lambda p: open(p).read() or None
+if check == "metrics":   # weft: every measured Health/Check must have ended with grpc-status OK
+    v = run_verdict(h, int(h2rc), read(before), read(after), "grpc.health.v1.Health", "Check")
+    note = status_note(v, h)
+else:                    # h2load's HTTP status only
+    v = run_verdict(h, int(h2rc))
+    note = ("gRPC status not verified (no /metrics)" if check == "none"
+            else "static file: HTTP status only, no gRPC status")
+print("[bench] %s: %s; %s" % (tag, note, "valid" if v["valid"] else "INVALID, left out of the figures: " + "; ".join(v["why"])),
+      file=sys.stderr)
+other = ",".join("%s:%d" % kv for kv in sorted((v["grpc_other"] or {}).items()))
 reqps = "" if h["req_per_s"] is None else h["req_per_s"]
 total, succ, failed = h["total"], h["succeeded"], h["failed"]
 mean = "" if h["mean_us"] is None else h["mean_us"]
@@ -291,19 +330,24 @@ def pct(q):
 cpu_s = int(ticks) / int(hz)
 cpu_per = cpu_s * 1e6 / succ if succ else ""
 fmt = lambda v: ("%.1f" % v) if isinstance(v, float) else str(v)
-print("\t".join(fmt(v) for v in (r, s, c, m, total, succ, failed, reqps, mean, pct(0.50), pct(0.99),
-                                  round(cpu_s, 3), cpu_per, rss, hwm, contended)))
+print("\t".join(fmt(x) for x in (r, s, c, m, total, succ, failed, reqps, mean, pct(0.50), pct(0.99),
+                                  round(cpu_s, 3), cpu_per, rss, hwm, contended, check,
+                                  "" if v["grpc_ok"] is None else v["grpc_ok"], other,
+                                  1 if v["valid"] else 0, "; ".join(v["why"]).replace("\t", " "))))
 PY
-      rm -f "$OUT_DIR/$tag.lat"   # can be hundreds of MB; the summary row is kept
+      rm -f "$OUT_DIR/$tag.lat" "$OUT_DIR/$tag.before.prom" "$OUT_DIR/$tag.after.prom"   # the summary row is kept
     done
   done
 done
 
 # ---------------------------------------------------------------- report
-python3 - "$RESULTS" "$IDLE" "$ROUNDS" "$DURATION" "$H2LOAD_THREADS" "$NGHTTPD_WORKERS" <<'PY'
+report_rc=0
+python3 - "$RESULTS" "$IDLE" "$ROUNDS" "$DURATION" "$H2LOAD_THREADS" "$NGHTTPD_WORKERS" <<'PY' || report_rc=$?
 import csv, statistics, sys, datetime, platform, os, subprocess
 res, idle, rounds, duration, h2t, ngw = sys.argv[1:]
-rows = list(csv.DictReader(open(res), delimiter="\t"))
+all_rows = list(csv.DictReader(open(res), delimiter="\t"))
+rows = [r for r in all_rows if r.get("valid") == "1"]       # invalid runs are left out of every figure
+invalid = [r for r in all_rows if r.get("valid") != "1"]
 def med(vals):
     v = [float(x) for x in vals if x not in ("", None)]
     return statistics.median(v) if v else None
@@ -317,13 +361,14 @@ print()
 print("| server | h2load | req/s | mean | p50 | p99 | server CPU / call | RSS after run | failed | runs (contended) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 keys = []
-for r in rows:
+for r in all_rows:
     k = (r["c"], r["m"], r["server"])
     if k not in keys:
         keys.append(k)
 keys.sort(key=lambda k: (-int(k[0]) * int(k[1]), k[2]))
 for c, m, s in keys:
     g = [r for r in rows if (r["c"], r["m"], r["server"]) == (c, m, s)]
+    g_all = [r for r in all_rows if (r["c"], r["m"], r["server"]) == (c, m, s)]
     print("| %s | -c %s -m %s | %s | %s µs | %s µs | %s µs | %s µs | %s MiB | %d | %d (%d) |" % (
         s, c, m,
         f(med(r["req_per_s"] for r in g), ".0f"),
@@ -332,19 +377,47 @@ for c, m, s in keys:
         f(med(r["p99_us"] for r in g), ".0f"),
         f(med(r["cpu_us_per_call"] for r in g), ".1f"),
         f(None if med(r["rss_kb"] for r in g) is None else med(r["rss_kb"] for r in g) / 1024, ".1f"),
-        sum(int(r["failed"] or 0) for r in g), len(g), sum(1 for r in g if r.get("contended") == "1")))
+        sum(int(r["failed"] or 0) for r in g_all), len(g), sum(1 for r in g if r.get("contended") == "1")))
+print()
+print("Medians over the valid runs; `runs` counts them, `failed` counts h2load's failed requests over all runs.")
+if invalid:
+    print()
+    print("**%d invalid run(s), left out of the figures above:**" % len(invalid))
+    for r in invalid:
+        print("* round %s, %s -c %s -m %s (%s req/s as h2load counted): %s" % (
+            r["round"], r["server"], r["c"], r["m"], r["req_per_s"] or "n/a", r.get("why") or "invalid"))
+checks = {}
+for r in all_rows:
+    checks.setdefault(r["server"], r.get("status_check", ""))
+print()
+for s, chk in checks.items():
+    if chk == "metrics":
+        print("* gRPC status, %s: checked for every run from its /metrics (delta of grpc_server_handled_total for "
+              "Health/Check by grpc_code); a run counts only if every call ended OK and the OK count covers h2load's "
+              "successes." % s)
+    elif chk == "none":
+        print("* gRPC status, %s: **not verified** per run (no /metrics); one call was checked by hand before the "
+              "runs (grpc-status 0, SERVING). Its figures count HTTP 200 responses." % s)
+    elif chk == "static":
+        print("* gRPC status, %s: none — it serves a static file; its figures count HTTP 2xx responses." % s)
 irows = list(csv.DictReader(open(idle), delimiter="\t"))
+bad_idle = [r for r in irows if r.get("valid") == "0"]
 if irows:
     print()
     print("| server | idle RSS | RSS with idle h2c conns | added | per connection |")
     print("|---|---:|---:|---:|---:|")
     for r in irows:
+        ok = r.get("valid") != "0"
         kb = lambda k: "n/a" if not r.get(k) else "%.1f MiB" % (float(r[k]) / 1024)
         conns = r.get("conns") or "0"
         est = r.get("established") or "0"
         print("| %s | %s | %s (%s/%s) | %s | %s |" % (
-            r["server"], kb("idle_rss_kb"), kb("rss_open_kb"), est, conns, kb("added_kb"),
-            ("%.1f KiB" % (float(r["bytes_per_conn"]) / 1024)) if r.get("bytes_per_conn") else "n/a"))
+            r["server"], kb("idle_rss_kb"), kb("rss_open_kb"), est, conns, kb("added_kb") if ok else "**invalid**",
+            (("%.1f KiB" % (float(r["bytes_per_conn"]) / 1024)) if r.get("bytes_per_conn") else "n/a") if ok
+            else "**invalid**"))
+    for r in bad_idle:
+        print()
+        print("Idle-connection test of %s invalid: %s." % (r["server"], r.get("why") or "idle_conns.py failed"))
 print()
 restarts = os.path.join(os.path.dirname(res), "restarts")
 if os.path.exists(restarts):
@@ -354,5 +427,11 @@ if any(r.get("contended") == "1" for r in rows):
     print("Contended runs: a compiler process was seen during the run; rerun on an idle machine for clean figures.")
     print()
 print("Raw results: %s" % res)
+if invalid or bad_idle:
+    sys.exit(1)
 PY
 log "raw results and logs in $OUT_DIR"
+if [ "$report_rc" != 0 ]; then
+  log "invalid runs (see the report above); exit status 1"
+  exit 1
+fi

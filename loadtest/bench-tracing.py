@@ -22,12 +22,22 @@ Per server (phase "rounds"):
 
   1. Health/Check: h2load with bench-health.sh's request shape (-c 16 -m 32,
      2 s warm-up, 8 s measured): req/s, p50/p99 (nearest rank over
-     --log-file, 2xx), server CPU per call = utime+stime delta / succeeded;
+     --log-file, 2xx), server CPU per call = utime+stime delta / succeeded.
+     h2load counts HTTP 200 as success, and a gRPC error is HTTP 200 too, so
+     /metrics is scraped before and after the measured run: the delta of
+     grpc_server_handled_total{Health/Check} must be all grpc_code OK and cover
+     h2load's successes (h2load_results.run_verdict), and h2load must report no
+     failure; otherwise the measurement is invalid;
   2. executions: a closed-loop burst of N (6,000) ExecuteWorkflow calls of the
      3-noop-task workflow of bench-executions.py (its client processes, grpc.aio,
      --procs x --exec-concurrency calls in flight), then the drain: throughput =
      completed / (last completedAt - first createdAt) (server timestamps), server
-     CPU per execution = CPU from the start to the drain / completed.
+     CPU per execution = CPU from the start to the drain / completed. Invalid
+     unless all N calls were accepted (no error) and every execution was listed,
+     drained and ended Completed.
+
+Invalid measurements are left out of the medians and ratios (their figures show
+as n/a), listed with the reason, and the script exits 1.
 
 Each CPU window ends --settle s (OTEL_BSP_SCHEDULE_DELAY + 0.5 s) after the
 load, so the exporter's last batch is counted in it. Ratios (mode / off of the
@@ -313,19 +323,36 @@ def parse_h2load(text, lat_path):
     return r
 
 
+HEALTH_FIGURES = ("req_per_s", "mean_us", "p50_us", "p99_us", "cpu_us_per_call")
+EXEC_FIGURES = ("exec_per_s", "cpu_ms_per_exec", "lat_p50_ms", "lat_p99_ms")
+
+
+def invalidate(r, why, keys):
+    """Marks a measurement invalid: its figures move to r["unverified"] and read None, so every median, ratio
+    and table leaves them out."""
+    r["valid"] = False
+    r["invalid"] = "; ".join(why)
+    r["unverified"] = {k: r.get(k) for k in keys}
+    for k in keys:
+        r[k] = None
+
+
 def run_health(b, t, tag, duration, settle, warmup=0.0):
-    """Warm-up, then one measured h2load run; the CPU window runs to `settle` s after it."""
+    """Warm-up, then one measured h2load run; the CPU window runs to `settle` s after it. The gRPC status of
+    the measured calls is checked from /metrics scraped just before and after (h2load sees only HTTP 200)."""
     a = b.a
     if warmup > 0:
         subprocess.run(h2load_cmd(a, t.port, warmup), capture_output=True, timeout=warmup + 60)
     lat = os.path.join(b.out_dir, f"{tag}.lat")
     watch = bx.CpuWatch(t.pid)
+    m0 = t.scrape()
     ch0, la0 = children_cpu_s(), loadavg()
     watch.start()
     p = subprocess.run(h2load_cmd(a, t.port, duration, lat), capture_output=True, text=True, timeout=duration + 120)
     h2load_cpu = children_cpu_s() - ch0
     sleep_settle(t, settle)
     cpu = watch.stop(h2load_cpu)
+    m1 = t.scrape()
     with open(os.path.join(b.out_dir, f"{tag}.out"), "w") as f:
         f.write(p.stdout + p.stderr)
     r = parse_h2load(p.stdout, lat)
@@ -339,9 +366,15 @@ def run_health(b, t, tag, duration, settle, warmup=0.0):
               "compiler_seen": cpu["compiler_seen"], "loadavg": la0,
               "contended": cpu["compiler_seen"] or (cpu["other_cores"] or 0) > a.contended_cores})
     r["cpu_us_per_call"] = (cpu["server_cpu_s"] * 1e6 / r["succeeded"]) if r["succeeded"] and cpu["server_cpu_s"] is not None else None
+    v = h2load_results.run_verdict(r, p.returncode, m0, m1, "grpc.health.v1.Health", "Check")
+    r.update(valid=v["valid"], invalid=None, grpc_ok=v["grpc_ok"], grpc_other=v["grpc_other"],
+             grpc_status=h2load_results.status_note(v, r))
     log(f"{tag}: {fmt(r['req_per_s'], '.0f')} req/s, p50/p99 {fmt(r['p50_us'], 'd')}/{fmt(r['p99_us'], 'd')} µs, "
         f"CPU/call {fmt(r['cpu_us_per_call'], '.2f')} µs, failed {r['failed']}, other load "
-        f"{fmt(r['other_cores'], '.2f')} cores, loadavg {la0[0]}")
+        f"{fmt(r['other_cores'], '.2f')} cores, loadavg {la0[0]}; {r['grpc_status']}")
+    if not v["valid"]:
+        invalidate(r, v["why"], HEALTH_FIGURES)
+        log(f"{tag}: INVALID, left out of the figures: {r['invalid']}")
     return r
 
 
@@ -394,11 +427,27 @@ def run_burst(b, t, tag, n, settle):
     else:
         r.update({"span_s": None, "exec_per_s": None, "lat_p50_ms": None, "lat_p99_ms": None})
     r["cpu_ms_per_exec"] = (cpu["server_cpu_s"] * 1e3 / len(done)) if done and cpu["server_cpu_s"] else None
+    r["statuses"] = dict(collections.Counter(E.Status.Name(e.status) for e in execs))
     log(f"{tag}: {len(done)}/{n} completed in {fmt(r['span_s'], '.2f')} s = {fmt(r['exec_per_s'], '.0f')}/s, "
         f"CPU/exec {fmt(r['cpu_ms_per_exec'], '.3f')} ms, errors {r['errors'] or 0}, other load "
         f"{fmt(r['other_cores'], '.2f')} cores, loadavg {la0[0]}")
+    # Valid only if every call was accepted and every execution ran to Completed.
+    why = []
+    if r["errors"] or accepted < n:
+        why.append(f"{accepted}/{n} calls accepted" + (f", errors {r['errors']}" if r["errors"] else ""))
     if not drained:
-        log(f"warning: {tag}: not drained within {a.drain_timeout:g} s")
+        why.append(f"not drained within {a.drain_timeout:g} s")
+    if len(execs) < accepted:
+        why.append(f"{len(execs)} of {accepted} accepted executions listed")
+    bad = {k: v for k, v in r["statuses"].items() if k != "Completed"}
+    if bad:
+        why.append("not Completed: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items())))
+    if not done:
+        why.append("no completed execution")
+    r["valid"], r["invalid"] = not why, None
+    if why:
+        invalidate(r, why, EXEC_FIGURES)
+        log(f"{tag}: INVALID, left out of the figures: {r['invalid']}")
     return r
 
 
@@ -630,7 +679,10 @@ def phase_metrics(b, report):
                   "series": len(lines), "families": len(m.types), "workflow_labels": len(wf_labels),
                   "server_cpu_ms_per_get": ((cpu1 - cpu0) * 1e3 / len(durs)) if durs and cpu0 is not None else None,
                   "loadavg": la0 if durs else loadavg()})
-        r["ok"] = r["p99_ms"] is not None and r["p99_ms"] < METRICS_TARGET_MS
+        # The target is about 1,000 workflows' worth of series: a run where not all of them finished did not render them.
+        r["ok"] = r["p99_ms"] is not None and r["p99_ms"] < METRICS_TARGET_MS and finished >= n
+        if finished < n:
+            r["invalid"] = f"only {finished:.0f}/{n} executions finished before the measurement"
         log(f"metrics: GET /metrics x{len(durs)}: p50 {fmt(r['p50_ms'], '.2f')} ms, p99 {fmt(r['p99_ms'], '.2f')} ms, "
             f"max {fmt(r['max_ms'], '.2f')} ms, {fmt(r['bytes'], '.0f')} bytes, {r['series']} series, "
             f"{r['workflow_labels']} workflow label values")
@@ -656,7 +708,9 @@ RATIO_KEYS = (("health", "req_per_s", "Health/Check req/s"), ("health", "cpu_us_
 
 
 def clean_median(items, value, contended):
-    """Median of value(x) over the items not contended (over all of them when every one is); (median, n used)."""
+    """Median of value(x) over the items not contended (over all of them when every one is); (median, n used).
+    Items whose value is None (an invalid measurement) are left out first."""
+    items = [x for x in items if value(x) is not None]
     clean = [x for x in items if not contended(x)]
     use = clean or list(items)
     return med(value(x) for x in use), len(use)
@@ -741,13 +795,26 @@ def print_report(report, a):
         for mode, d in ratios.items():
             mm = d["median"]
             worst = [mm["req_per_s"], mm["exec_per_s"]]
-            ok = all(x is not None and x >= 1 - TARGET_RATIO for x in worst)
-            cpu_ok = all(x is not None and x <= 1 + TARGET_RATIO for x in (mm["cpu_us_per_call"], mm["cpu_ms_per_exec"]))
+            cpus = [mm["cpu_us_per_call"], mm["cpu_ms_per_exec"]]
+            verdict = lambda vals, good: ("**n/a** (no valid pair of runs)" if any(x is None for x in vals)
+                                          else "within" if all(good(x) for x in vals) else "**not within**")
             target = " (target: within 10 %)" if mode == "ratio1" else ""
             print(f"* {mode}{target}: Health/Check throughput {pct_off(mm['req_per_s'])}, execution throughput "
-                  f"{pct_off(mm['exec_per_s'])} -> {'within' if ok else '**not within**'} 10 %; CPU per call "
+                  f"{pct_off(mm['exec_per_s'])} -> {verdict(worst, lambda x: x >= 1 - TARGET_RATIO)} 10 %; CPU per call "
                   f"{pct_off(mm['cpu_us_per_call'])}, per execution {pct_off(mm['cpu_ms_per_exec'])} -> "
-                  f"{'within' if cpu_ok else '**not within**'} 10 %.")
+                  f"{verdict(cpus, lambda x: x <= 1 + TARGET_RATIO)} 10 %; pairs used: "
+                  f"{d['n']['req_per_s']} (Health/Check), {d['n']['exec_per_s']} (executions).")
+        bad = [(r, sect) for r in rounds for sect in ("health", "exec") if r.get(sect, {}).get("valid") is False]
+        if bad:
+            print(f"* **{len(bad)} invalid measurement(s), left out of the medians and ratios:**")
+            for r, sect in bad:
+                print(f"  * round {r['round']} {r['mode']}, {'Health/Check' if sect == 'health' else 'executions'}: "
+                      f"{r[sect]['invalid']}")
+        checked = [r["health"].get("grpc_status") for r in rounds if r["health"].get("grpc_status")]
+        if checked:
+            print("* gRPC status of the Health/Check calls: checked for every run from /metrics "
+                  "(grpc_server_handled_total delta by grpc_code); a run counts only if every call ended OK and "
+                  "the OK count covers h2load's successes.")
         if any(r["health"]["contended"] or r["exec"]["contended"] for r in rounds):
             print("* Contended: other processes used more than "
                   f"{a.contended_cores} cores during some measurements (marked above); medians leave them out "
@@ -784,10 +851,19 @@ def print_report(report, a):
                 f"{r['server']['stop_s']:g} s" + (" (killed)" if "killed" in (r["server"]["stop"] or "") else ""),
                 (h.get("loadavg") or ("n/a",))[0]))
         print()
+        for kind in STALL_KINDS:
+            r = runs.get(kind) or {}
+            if (r.get("health") or {}).get("valid") is False:
+                print(f"* **{kind}: Health/Check measurement invalid** (figures n/a): {r['health']['invalid']}")
+            ev = (r.get("exec") or {}).get("verdict")
+            if ev and ev != "sustained":
+                print(f"* {kind}: executions at {a.stall_rate}/s not sustained: {ev}")
         base = {k: (runs.get(k) or {}).get("health") for k in ("off", "full")}
         for kind in ("full", "slow503", "closed"):
             hs = (runs.get(kind) or {}).get("health")
             if not hs:
+                continue
+            if hs.get("req_per_s") is None:
                 continue
             vs = [f"vs {k}: req/s {pct_off(ratio(hs['req_per_s'], hb['req_per_s']))}, p50 "
                   f"{pct_off(ratio(hs['p50_us'], hb['p50_us']))}, p99 {pct_off(ratio(hs['p99_us'], hb['p99_us']))}"
@@ -808,7 +884,11 @@ def print_report(report, a):
         print("| %s ms | %s ms | %s ms | %s ms | %s KB | %d | %d | %d | %s ms | %s |" % (
             fmt(mt["p50_ms"], ".2f"), fmt(mt["p99_ms"], ".2f"), fmt(mt["max_ms"], ".2f"), fmt(mt["mean_ms"], ".2f"),
             fmt(mt["bytes"] / 1000, ".1f"), mt["series"], mt["families"], mt["workflow_labels"],
-            fmt(mt["server_cpu_ms_per_get"], ".2f"), "yes" if mt["ok"] else "**no**"))
+            fmt(mt["server_cpu_ms_per_get"], ".2f"), ("yes" if mt["ok"] else "**no**") + (
+                "" if mt["workflows"] >= 1000 else f" ({mt['workflows']:,} workflows, not the target's 1,000)")))
+        if mt.get("invalid"):
+            print()
+            print(f"Not a valid measurement of the target: {mt['invalid']}.")
     print()
     for s in report.get("server_notes", []):
         print(f"Server note: {s}")
@@ -953,12 +1033,18 @@ def main(argv=None):
         if srv.get("log_problems"):
             notes.append(f"{srv['log_problems']} warning/error lines, first: {srv['log_problem_lines'][0]}")
     report["server_notes"] = notes
+    invalid = [1 for r in report.get("rounds", []) for sect in ("health", "exec") if r.get(sect, {}).get("valid") is False]
+    invalid += [1 for r in (report.get("stall") or {}).get("runs", {}).values() if (r.get("health") or {}).get("valid") is False]
+    invalid += [1] if (report.get("metrics") or {}).get("invalid") else []
+    if invalid:
+        rc = 1
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1, default=str)
     print_report(report, a)
     print(f"Elapsed {report['elapsed_s']:.0f} s; load average at the end {report['loadavg_end']}."
-          + (f" JSON: {a.json}" if a.json else ""))
+          + (f" JSON: {a.json}" if a.json else "")
+          + (f" {len(invalid)} invalid measurement(s): exit status 1." if invalid else ""))
     return rc
 
 

@@ -12,8 +12,11 @@ Example:
   python3 loadtest/idle_conns.py --port 8080 --pid $(pgrep -n weft) -n 1000
 
 Loopback only: --host must be a 127.0.0.0/8 or ::1 address. Standard library
-only. Raises the RLIMIT_NOFILE soft limit to the hard limit. Exits non-zero if
-fewer than N connections completed the handshake.
+only. Raises the RLIMIT_NOFILE soft limit to the hard limit. The measurement is
+valid only if all N connections completed the handshake and were still open
+(no close, no GOAWAY) when RSS was read and at the end of the hold; otherwise
+"problems" lists why and it exits 1 (the RSS figures then do not describe N
+idle connections).
 """
 
 import argparse
@@ -137,6 +140,8 @@ async def run(args):
         out["failures"] = len(failures)
     await asyncio.sleep(args.settle)
     out["rss_open_kb"] = rss_kb(args.pid)
+    open_at_read = sum(1 for c in ok if not c.closed)
+    out["connections_open_at_rss_read"] = open_at_read
     await asyncio.sleep(max(0.0, args.hold - args.settle))
     out["rss_end_of_hold_kb"] = rss_kb(args.pid)
     out["connections_open_at_end_of_hold"] = sum(1 for c in ok if not c.closed)
@@ -148,8 +153,22 @@ async def run(args):
     if out["rss_before_kb"] is not None and out["rss_open_kb"] is not None:
         delta = out["rss_open_kb"] - out["rss_before_kb"]
         out["rss_added_kb"] = delta
-        if ok:
-            out["rss_added_bytes_per_connection"] = round(delta * 1024 / len(ok))
+        if open_at_read:
+            out["rss_added_bytes_per_connection"] = round(delta * 1024 / open_at_read)
+    problems = []
+    if len(ok) < args.count:
+        problems.append("%d of %d connections completed the handshake%s" % (
+            len(ok), args.count, (" (first failure: %s)" % failures[0]) if failures else ""))
+    if open_at_read < len(ok):
+        problems.append("%d connections were closed before RSS was read" % (len(ok) - open_at_read))
+    elif out["connections_open_at_end_of_hold"] < len(ok):
+        problems.append("%d connections were closed during the hold" % (len(ok) - out["connections_open_at_end_of_hold"]))
+    if out["goaway_received"]:
+        problems.append("GOAWAY received on %d connections" % out["goaway_received"])
+    if args.pid is not None and (out["rss_before_kb"] is None or out["rss_open_kb"] is None):
+        problems.append("could not read the server's VmRSS (did it exit?)")
+    out["problems"] = problems
+    out["valid"] = not problems
     return out
 
 
@@ -188,7 +207,9 @@ def main(argv=None):
     else:
         for k, v in out.items():
             print("%-34s %s" % (k, v))
-    return 0 if out["connections_established"] == args.count else 1
+    for p in out["problems"]:
+        print("idle_conns: invalid: %s" % p, file=sys.stderr)
+    return 0 if out["valid"] else 1
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ set -euo pipefail
 mode=${1:-run}
 packages=(libnghttp2-dev zlib1g-dev libsqlite3-dev libssl-dev pkg-config)
 if [ "$mode" = test ]; then
-  # h2load (nghttp2-client), promtool (prometheus), curl with HTTP/2.
-  packages+=(nghttp2-client prometheus curl)
+  # h2load (nghttp2-client), promtool (prometheus), curl with HTTP/2, strace
+  # (test_engine_flags.py counts the fsyncs of --store-sync).
+  packages+=(nghttp2-client prometheus curl strace)
 fi
 missing=()
 for p in "${packages[@]}"; do
