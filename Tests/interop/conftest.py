@@ -1,11 +1,21 @@
 """Fixtures for the Weft interop suite.
 
 * `protos`         (session)  generated stubs, see weft_helpers.generate_protos
-* `server`         (module)   one `weft serve` per test module
+* `server`         (module)   one `weft serve` per test module, with the module's
+                              SERVER_ARGS (e.g. `SERVER_ARGS = (wh.TEST_SERVICES_FLAG,)`)
 * `api_server`     (module)   one `weft serve --scrypt-log-n 10` per module, for weft.v1 API tests
 * `server_factory` (function) start servers with extra flags; stopped after the test
 * `channel`, `echo`, `health` per-test gRPC channel and stubs against `server`
 * `v1`, `chan`, `anon`  (module)   weft.v1 modules, a gRPC channel and an anonymous REST client for `api_server`
+
+Servers run in the production configuration: the Echo test service only
+exists on servers started with wh.TEST_SERVICES_FLAG.
+
+Every server is SIGTERMed at teardown and must exit cleanly: code 0 within
+its drain timeout (+15 s), not SIGKILLed, no crash report on stderr;
+otherwise the teardown fails (pytest reports an error for the test, or for
+the module's last test).  A server a test SIGKILLs on purpose is marked
+`srv.expect_unclean = True` by that test.
 
 The server binary comes from $WEFT_BIN (default .build/debug/weft); it is never
 built here.  When a test fails, the tail of the stderr of every server that was
@@ -14,7 +24,6 @@ alive during the test is attached to the report.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -42,11 +51,13 @@ def _start(tmp_path_factory, name: str, args=()) -> wh.WeftServer:
     return srv
 
 
-def _teardown(srv: wh.WeftServer) -> None:
+def _teardown(*servers: wh.WeftServer) -> None:
+    """SIGTERM each server and fail (as a teardown error) unless each exited
+    cleanly; see WeftServer.stop_checked."""
     try:
-        srv.stop(signal.SIGTERM, timeout=20)  # SIGKILL after 20 s
-    finally:
-        srv.close_files()
+        wh.finish_servers(servers)
+    except wh.ServerExitError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +67,10 @@ def protos():
 
 @pytest.fixture(scope="module")
 def server(request, tmp_path_factory, protos):
+    """One server per module with the module's SERVER_ARGS (default none:
+    the production configuration)."""
     name = request.module.__name__.rsplit(".", 1)[-1]
-    srv = _start(tmp_path_factory, name)
+    srv = _start(tmp_path_factory, name, getattr(request.module, "SERVER_ARGS", ()))
     yield srv
     _teardown(srv)
 
@@ -104,8 +117,7 @@ def server_factory(request, tmp_path_factory, protos):
         return srv
 
     yield start
-    for srv in started:
-        _teardown(srv)
+    _teardown(*started)
 
 
 @pytest.fixture

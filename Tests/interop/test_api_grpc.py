@@ -314,7 +314,7 @@ def test_delete_workflow(workflows, tasks, v1, alice):
     assert list(found.results) == []
 
 
-def test_search_workflows(workflows, v1, alice):
+def test_search_workflows(workflows, users, v1, alice):
     w = word("gsrch")
     by_desc = create(workflows, v1, alice, "Described", f"about {w} things")
     by_name = create(workflows, v1, alice, f"{w} named")
@@ -327,14 +327,32 @@ def test_search_workflows(workflows, v1, alice):
     assert res.results[0].workflow.owner_id == alice.id
     for q in ("", "   "):
         expect_code(grpc.StatusCode.INVALID_ARGUMENT, workflows.SearchWorkflows, S(query=q), metadata=alice.md)
+    # Hostile queries are literal text (no FTS syntax): each word must match.
+    # None of these words is in any workflow of a fresh user whose only
+    # workflow is named "<unique word> named", so every answer is OK and
+    # empty -- except a query over 1000 bytes, which is INVALID_ARGUMENT.
+    # Alice (many workflows) gets the same status codes.
+    carol = g_register(users, v1, "Carol Hostile")
+    own = create(workflows, v1, carol, f"{word('ghost')} named")
+    own_word = own.name.split()[0]
     for q in ['"', "*", "NEAR(a b)", "(", "a OR", "NOT", "'; DROP TABLE workflows; --", "日本語 🙂", "\x00", "-x",
               "x" * 1000, "x" * 1001]:
-        try:
-            res = workflows.SearchWorkflows(S(query=q), metadata=alice.md, timeout=TIMEOUT)
-        except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (q, err.code(), err.details())
-        else:
-            assert isinstance(list(res.results), list)
+        for user in (carol, alice):
+            if len(q.encode()) > 1000:
+                err = expect_code(grpc.StatusCode.INVALID_ARGUMENT, workflows.SearchWorkflows, S(query=q),
+                                  metadata=user.md)
+                assert "1000" in err.details(), err.details()
+                continue
+            res = workflows.SearchWorkflows(S(query=q), metadata=user.md, timeout=TIMEOUT)
+            if user is carol:
+                assert list(res.results) == [], (q, res)
+    # ... while the operators around a word that does match change nothing.
+    for q in (f"{own_word} *", f'{own_word} "', f"({own_word})", f"-{own_word}", f"{own_word} NAMED"):
+        res = workflows.SearchWorkflows(S(query=q), metadata=carol.md, timeout=TIMEOUT)
+        assert [r.workflow.id for r in res.results] == [own.id], (q, res)
+    for q in (f"{own_word} OR", f"NOT {own_word}", f"{own_word} NEAR"):
+        res = workflows.SearchWorkflows(S(query=q), metadata=carol.md, timeout=TIMEOUT)
+        assert list(res.results) == [], (q, res)
 
 
 # ---------------------------------------------------------------------------

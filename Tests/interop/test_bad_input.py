@@ -12,6 +12,8 @@ import weft_helpers as wh
 
 ECHO_PATH = f"/{wh.ECHO_SERVICE}/Echo"
 CHECK_PATH = "/grpc.health.v1.Health/Check"
+# Malformed calls go to the Echo test service; its Stats count the handlers.
+SERVER_ARGS = (wh.TEST_SERVICES_FLAG,)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ def test_default_settings(server_factory):
 
 
 def test_max_concurrent_streams_flag(server_factory, protos):
-    srv = server_factory("--max-concurrent-streams", "10")
+    srv = server_factory(wh.TEST_SERVICES_FLAG, "--max-concurrent-streams", "10")
     settings = wh.h2_settings_of_server(srv)
     assert settings.get(0x3) == 10, settings
     # grpcio honours the limit and queues the rest; all 30 calls still succeed.
@@ -36,7 +36,7 @@ def test_max_concurrent_streams_flag(server_factory, protos):
 
 
 def test_max_receive_message_size_flag(server_factory, protos):
-    srv = server_factory("--max-receive-message-size", "1024")
+    srv = server_factory(wh.TEST_SERVICES_FLAG, "--max-receive-message-size", "1024")
     ch = wh.new_channel(srv.target)
     try:
         stub = protos.echo_pb2_grpc.EchoServiceStub(ch)
@@ -64,7 +64,7 @@ def test_idle_timeout_closes_idle_http2_connection(server_factory):
 
 def test_idle_timeout_spares_active_calls(server_factory, protos):
     """A connection with a call in flight is not idle."""
-    srv = server_factory("--idle-timeout", "1")
+    srv = server_factory(wh.TEST_SERVICES_FLAG, "--idle-timeout", "1")
     ch = wh.new_channel(srv.target)
     try:
         stub = protos.echo_pb2_grpc.EchoServiceStub(ch)

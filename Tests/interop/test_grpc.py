@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,8 @@ from grpc_health.v1 import health_pb2_grpc as std_health_pb2_grpc
 import weft_helpers as wh
 
 MiB = 1024 * 1024
+# The Echo test service is the subject of most tests here.
+SERVER_ARGS = (wh.TEST_SERVICES_FLAG,)
 
 
 # ---------------------------------------------------------------------------
@@ -231,7 +234,6 @@ def test_cancellation_unary(echo, protos):
     idle = _idle_active(echo, protos)
     before = _stats(echo, protos).cancelled_handlers
     fut = echo.Echo.future(protos.echo_pb2.EchoRequest(message="to-cancel", delay_ms=10000), timeout=30)
-    time.sleep(0.3)
     wh.wait_until(lambda: _stats(echo, protos).active_handlers == idle + 1, 3,
                   message=_stats_msg(echo, protos, f"active_handlers == {idle + 1} (delayed handler running)"))
     assert fut.cancel()
@@ -389,6 +391,41 @@ def test_unimplemented(channel, path):
     with pytest.raises(grpc.RpcError) as ei:
         call(b"", timeout=5)
     assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED, ei.value
+
+
+def test_production_server_has_no_echo_service(server_factory, protos):
+    """Without --enable-test-services (the production configuration) the Echo
+    test service does not exist: every call shape is UNIMPLEMENTED, health
+    does not know the service, /healthz does not list it."""
+    srv = server_factory()
+    assert not srv.test_services
+    pb = protos.echo_pb2
+    ch = wh.new_channel(srv.target)
+    try:
+        stub = protos.echo_pb2_grpc.EchoServiceStub(ch)
+        calls = [
+            lambda: stub.Echo(pb.EchoRequest(message="x"), timeout=5),
+            lambda: stub.Stats(pb.StatsRequest(), timeout=5),
+            lambda: list(stub.Stream(pb.StreamRequest(message="s", count=3), timeout=5)),
+            lambda: stub.Collect(iter([pb.EchoRequest(message="a")]), timeout=5),
+            lambda: list(stub.Chat(iter([pb.EchoRequest(message="a")]), timeout=5)),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as ei:
+                call()
+            assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED, ei.value
+        health = protos.health_pb2_grpc.HealthStub(ch)
+        hpb = protos.health_pb2
+        with pytest.raises(grpc.RpcError) as ei:
+            health.Check(hpb.HealthCheckRequest(service=wh.ECHO_SERVICE), timeout=5)
+        assert ei.value.code() == grpc.StatusCode.NOT_FOUND, ei.value
+        assert health.Check(hpb.HealthCheckRequest(service=""), timeout=5).status == hpb.HealthCheckResponse.SERVING
+    finally:
+        ch.close()
+    status, _, body = wh.http_get(srv, "/healthz")
+    assert status == 200, body
+    services = json.loads(body)["services"]
+    assert wh.ECHO_SERVICE not in services and services.get(wh.HEALTH_SERVICE) == "SERVING", services
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -48,13 +47,15 @@ def test_h2load_health_check(server, tmp_path):
         return mm.total("grpc_server_handled_total", grpc_code="OK", **CHECK) - before.total(
             "grpc_server_handled_total", grpc_code="OK", **CHECK)
 
-    deadline = time.monotonic() + 5  # metrics may lag the last trailers slightly
-    while True:
-        after = wh.fetch_metrics(server)
-        if ok_delta(after) >= N or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert ok_delta(after) >= N, f"grpc_server_handled_total{{grpc_code=OK,Check}} grew by {ok_delta(after)}"
+    scraped = {}
+
+    def counted():  # metrics may lag the last trailers slightly
+        scraped["m"] = wh.fetch_metrics(server)
+        return ok_delta(scraped["m"]) >= N
+
+    wh.wait_until(counted, 5, 0.1, message=lambda: (
+        f"grpc_server_handled_total{{grpc_code=OK,Check}} to grow by {N}; it grew by {ok_delta(scraped['m'])}"))
+    after = scraped["m"]
     codes_after = {s.labels.get("grpc_code") for s in after.select("grpc_server_handled_total", **CHECK)}
     for code in codes_after - {"OK"}:
         d = after.total("grpc_server_handled_total", grpc_code=code, **CHECK) - before.total(

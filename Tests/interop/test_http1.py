@@ -109,6 +109,8 @@ EXPECTED_TYPES = {
 
 HEALTH = wh.HEALTH_SERVICE
 ECHO = wh.ECHO_SERVICE
+# The metric tests drive all four call shapes through the Echo test service.
+SERVER_ARGS = (wh.TEST_SERVICES_FLAG,)
 
 
 def _grpc_traffic(server, protos):
@@ -121,7 +123,7 @@ def _grpc_traffic(server, protos):
         with pytest.raises(grpc.RpcError):
             h.Check(protos.health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert len(list(e.Stream(protos.echo_pb2.StreamRequest(count=3), timeout=5))) == 3
-        e.Collect(iter([protos.echo_pb2.EchoRequest(message=m) for m in "abcd"]), timeout=5)
+        assert e.Collect(iter([protos.echo_pb2.EchoRequest(message=m) for m in "abcd"]), timeout=5).message == "abcd"
         assert len(list(e.Chat(iter([protos.echo_pb2.EchoRequest(message="x")] * 2), timeout=5))) == 2
         with pytest.raises(grpc.RpcError):
             e.Echo(protos.echo_pb2.EchoRequest(fail_with_code=5), timeout=5)

@@ -36,8 +36,7 @@ def scraped(tmp_path_factory, protos):
             assert wait_status(user, wid, eid)["status"] == "Completed"
         yield wh.http_get(srv, "/metrics")[2].decode()
     finally:
-        srv.stop()
-        srv.close_files()
+        wh.finish_servers([srv])  # SIGTERM; fails the teardown unless it exits cleanly
 
 
 def families(text: str) -> dict[str, str]:

@@ -127,6 +127,12 @@ class Prometheus:
     def query(self, expr: str, at: float) -> dict:
         return self.api("query", query=expr, time=f"{at:.3f}")
 
+    def last_scrape(self) -> float:
+        """When the latest scrape of the weft target started (0 if none yet)."""
+        body = self.query('timestamp(up{job="weft"})', time.time())
+        result = body.get("data", {}).get("result") or [{"value": [0, "0"]}]
+        return float(result[0]["value"][1])
+
     def scrapes(self) -> int:
         """Scrapes of the weft target in the last minute."""
         body = self.query('count_over_time(up{job="weft"}[1m])', time.time())
@@ -212,7 +218,7 @@ class Load:
                                   "config": {"duration": "5s"}}])
         self.ext = self.create([{"key": "job", "name": "Job", "action": "external",
                                  "config": {"queue": QUEUE, "input": {"x": 1}}}])
-        self.started: list[tuple[str, str]] = []  # (workflow id, execution id) that must end
+        self.started: list[tuple[str, str, str]] = []  # (workflow id, execution id, the status it must end in)
         self.leased: dict[str, str] = {}  # execution id -> first (abandoned) lease token
 
     def create(self, tasks) -> str:
@@ -225,13 +231,15 @@ class Load:
         assert r.status == 202, r
         return r.json["executionId"]
 
-    def grpc_call(self, fn, req, **kw):
-        """Call fn; a status code other than OK is expected for some calls."""
+    def grpc_call(self, fn, req, want=grpc.StatusCode.OK, **kw):
+        """Call fn; it must end with status `want` (some calls fail on purpose)."""
         try:
-            return fn(req, timeout=TIMEOUT, **kw)
+            reply = fn(req, timeout=TIMEOUT, **kw)
         except grpc.RpcError as err:
-            assert err.code() != grpc.StatusCode.UNAVAILABLE, err
+            assert err.code() == want, (req, f"expected {want}, got {err.code()}: {err.details()}")
             return None
+        assert want == grpc.StatusCode.OK, (req, f"expected {want}, got OK")
+        return reply
 
     def round(self, k: int) -> None:
         rest, anon, v1, md = self.user.rest, self.anon, self.v1, self.md
@@ -251,32 +259,36 @@ class Load:
         wid = self.create([{"key": "a", "name": "A", "action": "noop"}])
         assert rest.put(f"/workflows/{wid}", {"name": f"prom renamed {k}",
                                               "tasks": [{"key": "a", "name": "A", "action": "noop"}]}).status == 200
-        assert rest.delete(f"/workflows/{wid}").status in (200, 204)
+        assert rest.delete(f"/workflows/{wid}").status == 204
         # gRPC: OK, NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED, UNIMPLEMENTED.
+        S = grpc.StatusCode
         self.grpc_call(self.health.Check, self.health_req)
         self.grpc_call(self.users.GetCurrentUser, v1.users_pb2.GetCurrentUserRequest(), metadata=md)
-        self.grpc_call(self.users.GetCurrentUser, v1.users_pb2.GetCurrentUserRequest())
+        self.grpc_call(self.users.GetCurrentUser, v1.users_pb2.GetCurrentUserRequest(), S.UNAUTHENTICATED)
         self.grpc_call(self.workflows.ListWorkflows, v1.workflows_pb2.ListWorkflowsRequest(page_size=5), metadata=md)
         self.grpc_call(self.workflows.GetWorkflow, v1.workflows_pb2.GetWorkflowRequest(workflow_id="wf_nope"),
-                       metadata=md)
-        self.grpc_call(self.executions.ExecuteWorkflow, v1.executions_pb2.ExecuteWorkflowRequest(), metadata=md)
-        self.grpc_call(self.unknown, b"")
+                       S.NOT_FOUND, metadata=md)
+        self.grpc_call(self.executions.ExecuteWorkflow, v1.executions_pb2.ExecuteWorkflowRequest(),
+                       S.INVALID_ARGUMENT, metadata=md)
+        self.grpc_call(self.unknown, b"", S.UNIMPLEMENTED)
         # Executions: completed (REST, and gRPC watched to its end), failed after a
         # retry, failed on a template, cancelled, timed out.
-        self.started.append((self.ok, self.execute(self.ok)))
+        self.started.append((self.ok, self.execute(self.ok), "Completed"))
         started = self.executions.ExecuteWorkflow(v1.executions_pb2.ExecuteWorkflowRequest(workflow_id=self.ok),
                                                   metadata=md, timeout=TIMEOUT)
         events = list(self.executions.WatchExecution(
             v1.executions_pb2.WatchExecutionRequest(workflow_id=self.ok, execution_id=started.execution_id),
             metadata=md, timeout=TIMEOUT))
         assert events, "WatchExecution sent nothing"
-        self.grpc_call(self.executions.GetExecution, v1.executions_pb2.GetExecutionRequest(
+        assert events[-1].status == v1.executions_pb2.Execution.Completed, events[-1]
+        got = self.grpc_call(self.executions.GetExecution, v1.executions_pb2.GetExecutionRequest(
             workflow_id=self.ok, execution_id=started.execution_id), metadata=md)
-        self.started.append((self.http_fail, self.execute(self.http_fail)))
-        self.started.append((self.template_fail, self.execute(self.template_fail)))
-        self.started.append((self.long, self.execute(self.long, timeout="0.3s")))
+        assert got.status == v1.executions_pb2.Execution.Completed, got
+        self.started.append((self.http_fail, self.execute(self.http_fail), "Failed"))
+        self.started.append((self.template_fail, self.execute(self.template_fail), "Failed"))
+        self.started.append((self.long, self.execute(self.long, timeout="0.3s"), "TimedOut"))
         doomed = self.execute(self.long)
-        self.started.append((self.long, doomed))
+        self.started.append((self.long, doomed, "Cancelled"))
         assert rest.post(f"/workflows/{self.long}/executions/{doomed}/cancel", {"reason": "load"}).status == 200
         assert rest.get(f"/workflows/{self.ok}/executions?pageSize=5").status == 200
         assert rest.get(f"/workflows/{self.ok}/executions/{started.execution_id}").status == 200
@@ -303,10 +315,11 @@ class Load:
             eid = task["executionId"]
             if eid in self.leased:  # leased again after its lease expired
                 stale = self.user.rest.post("/workers/complete", {"leaseToken": self.leased.pop(eid)})
-                assert stale.status == 400, stale
+                assert stale.status == 400 and stale.json.get("code") == 9, stale  # FAILED_PRECONDITION
                 done = self.workers.CompleteTask(v1_complete(self.v1, task["leaseToken"]), metadata=self.md,
                                                  timeout=TIMEOUT)
-                assert done is not None
+                assert done == self.v1.workers_pb2.CompleteTaskResponse(), done
+                self.started.append((self.ext, eid, "Completed"))
             else:
                 r = self.user.rest.post("/workers/heartbeat", {"leaseToken": task["leaseToken"], "leaseDuration": "1s"})
                 assert r.status == 200, r
@@ -319,11 +332,12 @@ class Load:
 
         def all_ended():
             while pending:
-                wid, eid = pending[0]
+                wid, eid, want = pending[0]
                 r = self.user.rest.get(f"/workflows/{wid}/executions/{eid}")
                 assert r.status == 200, r
                 if r.json["status"] not in ("Completed", "Failed", "Cancelled", "TimedOut"):
                     return False
+                assert r.json["status"] == want, (f"execution {eid} ended {r.json['status']}, expected {want}", r.json)
                 pending.pop(0)
             return True
 
@@ -443,11 +457,13 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
             load.wait_started_ended()
         finally:
             target.close()
+        load_done = time.time()
 
-        # Enough scrapes, the last ones after the load.
+        # Enough scrapes, the last ones (two at least) after the load.
         wh.wait_until(lambda: prometheus.scrapes() >= MIN_SAMPLES, 40, 0.5,
                       message=f"{MIN_SAMPLES} scrapes of the weft target")
-        time.sleep(2.5)
+        wh.wait_until(lambda: prometheus.last_scrape() >= load_done + 1.0, 10, 0.2,
+                      message="two scrapes of the weft target after the load")
 
         failures = []
         targets = prometheus.api("targets")["data"]["activeTargets"]

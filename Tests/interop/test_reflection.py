@@ -38,6 +38,8 @@ def test_lists_every_registered_service(reflection_db, protos):
     services = set(reflection_db.get_services())
     expected = set(wh.v1_services(protos)) | {"grpc.health.v1.Health"} | REFLECTION
     assert expected <= services, expected - services
+    # The module's server runs the production configuration: no test service.
+    assert wh.ECHO_SERVICE not in services, services
 
 
 def test_descriptors_match_the_protos(reflection_db, protos):

@@ -73,7 +73,7 @@ def _refused(server) -> bool:
 
 
 def test_graceful_shutdown(server_factory, protos):
-    srv = server_factory()
+    srv = server_factory(wh.TEST_SERVICES_FLAG)
     pb = protos.echo_pb2
     hpb = protos.health_pb2
     ch = wh.new_channel(srv.target)
@@ -188,7 +188,7 @@ def test_watch_sees_not_serving_on_sigterm(server_factory, protos):
     """The Watch part of the graceful-shutdown test on its own: an open
     Health/Watch subscriber must see NOT_SERVING (or its stream end) right
     after SIGTERM, and the server must still exit cleanly."""
-    srv = server_factory()
+    srv = server_factory(wh.TEST_SERVICES_FLAG)
     hpb = protos.health_pb2
     ch = wh.new_channel(srv.target)
     try:
@@ -216,7 +216,7 @@ def test_watch_sees_not_serving_on_sigterm(server_factory, protos):
 
 def test_drain_deadline(server_factory, protos):
     """In-flight calls longer than --drain-timeout are cut off; exit code still 0."""
-    srv = server_factory("--drain-timeout", "1")
+    srv = server_factory(wh.TEST_SERVICES_FLAG, "--drain-timeout", "1")
     ch = wh.new_channel(srv.target)
     try:
         stub = protos.echo_pb2_grpc.EchoServiceStub(ch)

@@ -111,11 +111,9 @@ def launch(tmp_path_factory, name: str, *args: str, env=None) -> wh.WeftServer:
     pytest.fail(failure, pytrace=False)
 
 
-def shutdown(srv: wh.WeftServer) -> None:
-    try:
-        srv.stop(timeout=20)
-    finally:
-        srv.close_files()
+def shutdown(*servers: wh.WeftServer) -> None:
+    """SIGTERM the servers; fails (the teardown) unless each exits cleanly."""
+    wh.finish_servers(servers)
 
 
 def execute(user: wh.ApiUser, wid: str, headers: dict) -> str:
@@ -173,8 +171,7 @@ def otel_server(tmp_path_factory, request):
         return started[-1]
 
     yield start
-    for srv in started:
-        shutdown(srv)
+    shutdown(*started)
 
 
 @pytest.fixture(scope="module")
@@ -654,7 +651,8 @@ def test_shutdown_ends_open_execution_spans_and_otlp_headers_are_not_logged(otel
     user = wh.register_and_login(srv, "Shutdown Trace")
     wf = create_wf(user, [{"key": "wait", "name": "Wait", "action": "delay", "config": {"duration": "1h"}}])
     eid = execute(user, wf["id"], {})
-    srv.stop(timeout=20)
+    rc = srv.stop(timeout=20)
+    assert rc == 0, f"exit code {rc} after SIGTERM with an execution waiting; crash: {srv.crash_line()}"
     otlp_receiver.wait_for(lambda spans: [s for s in [execution_span(spans, eid)] if s], SPAN_WAIT,
                            "the running execution's span, ended at shutdown")
     spans = otlp_receiver.spans()

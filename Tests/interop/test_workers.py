@@ -177,6 +177,15 @@ def seconds_until(ts: str) -> float:
     return wh.rfc3339_nanos(ts) / 1e9 - time.time()
 
 
+def assert_handed_out_after(expired_at: str, task: dict, lease_seconds: float) -> None:
+    """`task` (leased for `lease_seconds`) was handed out once the earlier lease
+    ending at `expired_at` had expired, not before: by the server's clock, its
+    own lease expiry minus its length (10 ms for the store's millisecond dates)."""
+    handed_out = wh.rfc3339_nanos(task["leaseExpiresAt"]) / 1e9 - lease_seconds
+    early = wh.rfc3339_nanos(expired_at) / 1e9 - handed_out
+    assert early <= 0.01, f"handed out again {early:.3f}s before the previous lease expired: {task}"
+
+
 class WorkerProc:
     """examples/worker.py as a subprocess; stderr goes to a file."""
 
@@ -295,7 +304,7 @@ def test_worker_failures_exhaust_the_retries(alice, workers):
     run = task_run(ex, "flaky")
     assert run["status"] == "Failed" and run["attempt"] == 2, run
     assert "attempt 2 failed on purpose" in run.get("error", ""), run
-    assert task_run(ex, "after")["status"] != "Completed", ex
+    assert task_run(ex, "after")["status"] == "Cancelled" and "startedAt" not in task_run(ex, "after"), ex
 
 
 @pytest.mark.parametrize("how", ["nonRetryable", "kind-not-retryable"])
@@ -319,10 +328,10 @@ def test_non_retryable_failure_fails_the_execution(alice, workers, how):
     run = task_run(ex, "pay")
     assert run["status"] == "Failed" and run["attempt"] == 1, run
     assert message in run.get("error", ""), run
-    assert task_run(ex, "after")["status"] != "Completed", ex
-    # No retry was queued.
-    time.sleep(0.3)
-    assert no_task(poll(alice, q))
+    assert task_run(ex, "after")["status"] == "Cancelled" and "startedAt" not in task_run(ex, "after"), ex
+    # No retry was queued: a long poll (a retry after the 0.05 s backoff would
+    # wake it) gets nothing.
+    assert no_task(poll(alice, q, wait="1s"))
     wait_log(alice, wf["id"], eid, lambda e: message in e["message"])
 
 
@@ -475,9 +484,9 @@ def test_stale_token_after_the_lease_was_taken_over(alice):
     wf = create_wf(alice, [ext("job", q, {"k": 1})])
     eid = execute(alice, wf["id"])
     first = poll_task(alice, q, lease="1s")
-    time.sleep(1.5)
-    second = poll_task(alice, q, wait="10s", lease="30s")
+    second = poll_task(alice, q, wait="10s", lease="30s")  # waits for the 1 s lease to run out
     assert (second["executionId"], second["taskKey"]) == (eid, "job"), second
+    assert_handed_out_after(first["leaseExpiresAt"], second, 30)
     assert second["attempt"] == first["attempt"] == 1, (first, second)
     assert second["leaseToken"] != first["leaseToken"]
     stale = first["leaseToken"]
@@ -513,8 +522,8 @@ def test_heartbeat_extends_the_lease(alice):
     r = heartbeat(alice, task["leaseToken"], "30s")
     assert r.status == 200, r
     assert 25 <= seconds_until(r.json["leaseExpiresAt"]) <= 31, r.json
-    time.sleep(2.5)  # past the first lease
-    assert no_task(poll(alice, q)), "the task was handed out again despite the heartbeat"
+    # A long poll past the end of the first (2 s) lease gets nothing.
+    assert no_task(poll(alice, q, wait="3s")), "the task was handed out again despite the heartbeat"
     assert complete(alice, task["leaseToken"], {"ok": True}).status == 200
     assert wait_terminal(alice, wf["id"], eid)["status"] == "Completed"
 
@@ -811,9 +820,9 @@ def test_grpc_stale_token_and_cross_protocol(alice, grpc_workers):
     first = stub.PollTask(pb.PollTaskRequest(queue=q, worker_id="g1", wait=duration(5), lease_duration=duration(1)),
                           metadata=md(alice), timeout=TIMEOUT).task
     assert first.execution_id == eid
-    time.sleep(1.5)
-    second = poll_task(alice, q, wait="10s")  # the REST poll takes it over
+    second = poll_task(alice, q, wait="10s")  # the REST poll takes it over once the 1 s lease ran out
     assert second["attempt"] == first.attempt
+    assert_handed_out_after(first.lease_expires_at.ToJsonString(), second, 30)
     for call, req in ((stub.CompleteTask, pb.CompleteTaskRequest(lease_token=first.lease_token)),
                       (stub.Heartbeat, pb.HeartbeatRequest(lease_token=first.lease_token)),
                       (stub.FailTask, pb.FailTaskRequest(lease_token=first.lease_token, error="late"))):

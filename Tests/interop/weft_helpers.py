@@ -36,6 +36,9 @@ _CRASH_RE = re.compile(r"Fatal error|Program crashed|Assertion failed|Preconditi
 
 ECHO_SERVICE = "weft.testing.v1.EchoService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
+# Registers ECHO_SERVICE.  Off by default (the production configuration);
+# only servers of tests that call the Echo service pass it.
+TEST_SERVICES_FLAG = "--enable-test-services"
 
 
 def weft_bin() -> Path:
@@ -47,12 +50,36 @@ def weft_bin() -> Path:
 # ---------------------------------------------------------------------------
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05, message=""):
+def _not_ready_yet(exc: BaseException) -> bool:
+    """Whether an exception raised by a polled predicate only means "not ready
+    yet": a transient connection problem or timeout (OSError covers
+    ConnectionError, socket.timeout and TimeoutError), a response cut off
+    mid-way, or a gRPC call that was UNAVAILABLE or ran out of time."""
+    if isinstance(exc, (OSError, http.client.IncompleteRead)):
+        return True
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio is a requirement
+        return False
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return False
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, message="", exceptions=()):
     """Call predicate() until it returns a truthy value; return that value.
 
-    Raises AssertionError (with the last value / exception) on timeout;
-    `message` may be a string or a callable evaluated only on timeout.
+    A falsy value means "not ready yet", and so do transient connection
+    errors and timeouts (see _not_ready_yet) and the exception types listed
+    in `exceptions`: those are retried until `timeout`.  Anything else the
+    predicate raises -- above all an AssertionError, which is a verdict, not
+    a "not yet" -- propagates at once.
+
+    Raises AssertionError (with the last value / retried exception) on
+    timeout; `message` may be a string or a callable evaluated only on
+    timeout.
     """
+    allowed = tuple(exceptions)
     deadline = time.monotonic() + timeout
     last = None
     last_exc = None
@@ -62,7 +89,11 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message=""):
             last_exc = None
             if last:
                 return last
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except AssertionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it means "not ready yet"
+            if not (isinstance(exc, allowed) or _not_ready_yet(exc)):
+                raise
             last_exc = exc
         if time.monotonic() >= deadline:
             detail = f"last value={last!r}" if last_exc is None else f"last error={last_exc!r}"
@@ -82,8 +113,21 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message=""):
 ALL_SERVERS: list["WeftServer"] = []
 
 
+class ServerExitError(AssertionError):
+    """A server did not exit cleanly (see WeftServer.stop_checked)."""
+
+
 class WeftServer:
-    """One `weft serve` process on an ephemeral port."""
+    """One `weft serve` process on an ephemeral port.
+
+    The command is the production configuration plus `args`: the Echo test
+    service is registered only when `args` holds TEST_SERVICES_FLAG (and
+    WEFT_ENABLE_TEST_SERVICES is never inherited from the environment).
+
+    A test that SIGKILLs a server on purpose (or otherwise means it to die
+    uncleanly) sets `expect_unclean = True`; every other server must pass
+    stop_checked() at teardown.
+    """
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Path, args=(), name: str = "weft", env=None):
         self.binary = Path(binary)
@@ -92,6 +136,7 @@ class WeftServer:
         self.args = [str(a) for a in args]
         self.name = name
         self.env = dict(env or {})  # merged into os.environ for the child
+        self.expect_unclean = False
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port: int | None = None
@@ -112,9 +157,22 @@ class WeftServer:
             "--host", "127.0.0.1",
             "--port", "0",
             "--data-dir", str(self.data_dir),
-            "--enable-test-services",
             *self.args,
         ]
+
+    @property
+    def test_services(self) -> bool:
+        return TEST_SERVICES_FLAG in self.args
+
+    @property
+    def drain_timeout(self) -> float:
+        """The server's --drain-timeout in seconds (flag, environment, default 30)."""
+        for i, arg in enumerate(self.args):
+            if arg == "--drain-timeout" and i + 1 < len(self.args):
+                return float(self.args[i + 1])
+            if arg.startswith("--drain-timeout="):
+                return float(arg.split("=", 1)[1])
+        return float(self._child_env().get("WEFT_DRAIN_TIMEOUT") or 30)
 
     def start(self, timeout: float = 30.0) -> "WeftServer":
         if not self.binary.exists():
@@ -132,7 +190,7 @@ class WeftServer:
             stdout=out,
             stderr=err,
             cwd=str(self.data_dir),
-            env={**os.environ, **self.env},
+            env=self._child_env(),
             start_new_session=True,  # Ctrl-C on pytest must not signal the server directly
         )
         self.started_at = time.monotonic()
@@ -157,6 +215,12 @@ class WeftServer:
                     f"stderr:\n{self.stderr_tail()}"
                 )
             time.sleep(0.05)
+
+    def _child_env(self) -> dict:
+        env = {**os.environ, **self.env}
+        if "WEFT_ENABLE_TEST_SERVICES" not in self.env:
+            env.pop("WEFT_ENABLE_TEST_SERVICES", None)  # test services only by TEST_SERVICES_FLAG
+        return env
 
     @property
     def pid(self) -> int:
@@ -202,6 +266,42 @@ class WeftServer:
             return rc
         self._mark_stopped(self.proc.returncode)
         return self.proc.returncode
+
+    def stop_checked(self, timeout: float | None = None) -> None:
+        """Teardown: SIGTERM the server (if it still runs) and check that it
+        exited cleanly: exit code 0 within `timeout` (default: its drain
+        timeout + 15 s), not SIGKILLed, no crash report on stderr.  Raises
+        ServerExitError, with the stderr tail, otherwise.  A server marked
+        `expect_unclean` is only stopped (SIGKILLed if need be), not checked.
+        """
+        if self.proc is None:
+            return
+        if self.expect_unclean:
+            self.stop(signal.SIGTERM, timeout=10)
+            return
+        if timeout is None:
+            timeout = self.drain_timeout + 15
+        exited_before = self.proc.poll() is not None
+        t0 = time.monotonic()
+        rc = self.stop(signal.SIGTERM, timeout=timeout)
+        took = time.monotonic() - t0
+        problems = []
+        if self.killed:
+            if rc is None and not exited_before:
+                problems.append(f"still running {timeout:.0f}s after SIGTERM (a hung drain): SIGKILLed")
+            else:
+                problems.append("was SIGKILLed (set expect_unclean = True where a test does that on purpose)")
+        elif rc != 0:
+            how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exited with code {rc}"
+            when = " before the teardown (while the test ran)" if exited_before else f" {took:.1f}s after SIGTERM"
+            problems.append(how + when)
+        crash = self.crash_line()
+        if crash:
+            problems.append(f"crash report on stderr: {crash[:300]}")
+        if problems:
+            raise ServerExitError(
+                f"weft server '{self.name}' (port {self.port}) did not exit cleanly: {'; '.join(problems)}\n"
+                f"command: {' '.join(self.command)}\nstderr (tail):\n{self.stderr_tail(6000)}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -273,6 +373,22 @@ class WeftServer:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise RuntimeError("VmRSS not found")
+
+
+def finish_servers(servers) -> None:
+    """stop_checked() every server (all of them, even after a failure), close
+    their log files, then raise one ServerExitError naming every server that
+    did not exit cleanly."""
+    errors = []
+    for srv in servers:
+        try:
+            srv.stop_checked()
+        except ServerExitError as exc:
+            errors.append(str(exc))
+        finally:
+            srv.close_files()
+    if errors:
+        raise ServerExitError("\n\n".join(errors))
 
 
 @atexit.register
