@@ -59,7 +59,7 @@ public final class EngineMetrics: Sendable {
         // Counters with known label values start at 0 (Prometheus practice):
         // a rate over them is 0, not "no data", before the first event.
         for type in Self.taskTypes { _ = retriedCounter(type: type) }
-        for queue in [Engine.builtinQueue, Engine.timerQueue] { _ = leaseExpiredCounter(queue: queue) }
+        for queue in [EngineQueues.builtin, EngineQueues.timers] { _ = leaseExpiredCounter(queue: queue) }
         for kind in ["store", "store_conflict"] { _ = errorCounter(kind) }
     }
 
@@ -176,7 +176,7 @@ public final class EngineMetrics: Sendable {
     /// "builtin", "timers", or an external queue's name (owner ids are
     /// never labels).
     func queueName(_ queue: String) -> String {
-        guard queue.hasPrefix(Engine.externalPrefix) else { return queue }
+        guard queue.hasPrefix(EngineQueues.externalPrefix) else { return queue }
         let name = queue.split(separator: "/", maxSplits: 2).last.map(String.init) ?? queue
         return queueLabel.value("external:" + name)
     }

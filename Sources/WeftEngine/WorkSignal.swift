@@ -7,6 +7,9 @@ import Synchronization
 /// then waits only if the generation is unchanged, so a notify between the
 /// look and the wait is never lost. Waits always end by a timeout as well:
 /// the store stays the truth (items made ready by time, another process).
+///
+/// Delayed wake-ups (`notify(_:at:)`) go through one `WakeTimer`, whose
+/// loop the engine runs.
 public final class WorkSignal: Sendable {
     private struct Waiter {
         let id: UInt64
@@ -22,8 +25,21 @@ public final class WorkSignal: Sendable {
     }
 
     private let state = Mutex(State())
+    private let timer = WakeTimer()
 
     public init() {}
+
+    /// The delayed wake-ups' loop (run by the engine until `finishTimer`).
+    func runTimer() async {
+        await timer.run { queues in
+            for queue in queues { notify(queue) }
+        }
+    }
+
+    func finishTimer() { timer.finish() }
+
+    /// Wake-ups scheduled and not yet due.
+    var scheduledWakeUps: Int { timer.pending }
 
     public func generation(_ queue: String) -> UInt64 {
         state.withLock { $0.generations[queue, default: 0] }
@@ -40,38 +56,35 @@ public final class WorkSignal: Sendable {
 
     /// Wakes the waiters of `queue` at `date` (a delayed item becomes ready).
     public func notify(_ queue: String, at date: Date) {
-        let delay = date.timeIntervalSinceNow
-        guard delay > 0 else { return notify(queue) }
-        Task { [self] in
-            try? await Task.sleep(for: .milliseconds(Int64((delay * 1000).rounded(.up))))
-            notify(queue)
-        }
+        guard date.timeIntervalSinceNow > 0 else { return notify(queue) }
+        timer.schedule(queue, at: date)
     }
 
     /// Returns when `queue` is notified after `generation` was read, or after
-    /// `timeout`, or at once if it already was.
+    /// `timeout`, or at once if it already was, or when the task is cancelled.
     public func wait(_ queue: String, since generation: UInt64, timeout: Duration) async {
         let id = state.withLock { state -> UInt64 in
             state.nextId &+= 1
             return state.nextId
         }
-        let timer = Task { [self] in
-            try? await Task.sleep(for: timeout)
-            resume(queue, id: id)
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { state -> Bool in
-                    if state.ended.remove(id) != nil || state.generations[queue, default: 0] != generation { return true }
-                    state.waiters[queue, default: []].append(Waiter(id: id, continuation: continuation))
-                    return false
-                }
-                if now { continuation.resume() }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: timeout)
             }
-        } onCancel: {
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = self.state.withLock { state -> Bool in
+                        if state.ended.remove(id) != nil || state.generations[queue, default: 0] != generation { return true }
+                        state.waiters[queue, default: []].append(Waiter(id: id, continuation: continuation))
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            await group.next()
+            group.cancelAll()
             resume(queue, id: id)
         }
-        timer.cancel()
         // Forget an early end that found nothing to resume.
         state.withLock { _ = $0.ended.remove(id) }
     }

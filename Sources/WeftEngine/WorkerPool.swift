@@ -1,48 +1,89 @@
 public import Foundation
+public import ServiceLifecycle
 import Synchronization
 public import WeftStore
 
-/// The in-process workers: `slots` attempts of built-in tasks run at once.
-/// One dispatcher leases as many ready items as there are free slots (one
-/// store transaction for the lot) and runs each in a child task; a second
-/// loop fires due timers (timeouts), so a pool busy with long tasks never
-/// delays a timeout. Both sleep on the `WorkSignal` when there is nothing
-/// to do, and look at the store at least every `idlePoll` anyway.
-public final class WorkerPool: DirectDispatch {
+/// The in-process workers, a service: `slots` attempts of built-in tasks
+/// run at once. One loop leases as many ready items as there are free
+/// slots (one store transaction for the lot); a second fires due timers
+/// (timeouts), so a pool busy with long tasks never delays a timeout; a
+/// third renews the leases of running attempts. Both leasing loops sleep on
+/// the `WorkSignal` when there is nothing to do, and look at the store at
+/// least every `idlePoll` anyway. Commits also hand ready tasks straight to
+/// a free slot (`DirectDispatch`).
+///
+/// Every attempt runs as a child task of `run()`. At graceful shutdown the
+/// pool stops leasing and stops taking tasks from commits, lets attempts in
+/// progress finish for up to `drainTimeout`, then leaves the rest to the
+/// next start (their outcomes are not recorded; their leases are released
+/// at the next start and they run again: at-least-once).
+public final class WorkerPool: DirectDispatch, Service {
     let engine: Engine
     let slots: Int
     let name: String
     let idlePoll: Duration
-    let metrics: EngineMetrics?
-    /// How long stopping waits for attempts in progress.
     let drainTimeout: Duration
-    private let busy = Mutex(0)
-
+    let metrics: EngineMetrics?
     /// Told about errors of attempts and leases (logged by the server).
     let onError: @Sendable (any Error) -> Void
 
-    public init(engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
-                drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil,
-                onError: @escaping @Sendable (any Error) -> Void = { _ in }) {
-        self.onError = onError
-        self.drainTimeout = drainTimeout
+    private enum Work: Sendable {
+        /// A built-in task on a slot the pool already counts as busy.
+        case attempt(Lease)
+        case timer(Lease)
+    }
+
+    private let busy = Mutex(0)
+    private let inbox: AsyncStream<Work>
+    private let inboxContinuation: AsyncStream<Work>.Continuation
+    /// Graceful shutdown reached the pool: stop leasing.
+    private let stopping = Latch()
+
+    public init(
+        engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
+        drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil,
+        onError: @escaping @Sendable (any Error) -> Void = { _ in }
+    ) {
         self.engine = engine
         self.slots = max(1, slots)
         self.name = name
         self.idlePoll = idlePoll
+        self.drainTimeout = drainTimeout
         self.metrics = metrics
+        self.onError = onError
+        (inbox, inboxContinuation) = AsyncStream.makeStream(of: Work.self)
     }
 
-    /// Runs until the surrounding task is cancelled; attempts in progress
-    /// then finish (or are re-delivered after a restart).
-    public func run() async {
+    /// Attempts running now.
+    public var busySlots: Int { busy.withLock { $0 } }
+
+    public func run() async throws {
+        // Recovery first: it releases the leases of the last run, and would
+        // release ones taken here before it.
+        try await engine.waitUntilReady()
         metrics?.workers(busy: 0, total: slots)
         await engine.attach(self)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.dispatch(onError: self.onError) }
-            group.addTask { await self.timers(onError: self.onError) }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.leaseLoop(EngineQueues.builtin) }
+            group.addTask { await self.leaseLoop(EngineQueues.timers) }
+            group.addTask { await self.heartbeats() }
+            group.addTask { await self.drainAtShutdown() }
+            for await work in inbox {
+                switch work {
+                case .attempt(let lease): group.addTask { await self.runOnSlot(lease) }
+                case .timer(let lease):
+                    group.addTask {
+                        do { try await self.engine.handle(lease) } catch { self.onError(error) }
+                    }
+                }
+            }
+            // The drain is over: what still runs is abandoned (its outcome
+            // is not recorded) and cancelled, with the heartbeats.
+            group.cancelAll()
         }
     }
+
+    // MARK: DirectDispatch
 
     public func reserve() -> Bool {
         let taken = busy.withLock { busy -> Int? in
@@ -58,14 +99,19 @@ public final class WorkerPool: DirectDispatch {
     public func cancelReservation() { slotFreed() }
 
     public func run(_ lease: Lease) {
-        Task { await self.runOnSlot(lease) }
+        if case .dropped = inboxContinuation.yield(.attempt(lease)) {
+            // Stopped: the leased item is delivered again after the next start.
+            slotFreed()
+        }
     }
+
+    // MARK: Loops
 
     /// Runs a lease on a slot it holds; frees the slot unless the attempt
     /// passed it on to the next task of its execution.
     private func runOnSlot(_ lease: Lease) async {
         let (passed, error) = await engine.handleOnSlot(lease)
-        if let error { onError(error) }
+        if let error, !(error is CancellationError) { onError(error) }
         if !passed { slotFreed() }
     }
 
@@ -77,72 +123,81 @@ public final class WorkerPool: DirectDispatch {
 
     private static let slotsQueue = "#slots"
 
-    private func dispatch(onError: @escaping @Sendable (any Error) -> Void) async {
+    /// Leases ready items of `queue` while there is room (timers need none).
+    private func leaseLoop(_ queue: String) async {
         let signal = engine.signal
-        while !Task.isCancelled {
-            let free = slots - busy.withLock { $0 }
-            if free <= 0 {
-                let generation = signal.generation(Self.slotsQueue)
-                if busy.withLock({ $0 }) >= slots {
-                    await signal.wait(Self.slotsQueue, since: generation, timeout: idlePoll)
+        let isTimers = queue == EngineQueues.timers
+        while !stopping.isOpen && !Task.isCancelled {
+            var wanted = 64
+            if !isTimers {
+                let free = slots - busySlots
+                if free <= 0 {
+                    let generation = signal.generation(Self.slotsQueue)
+                    if busySlots >= slots { await signal.wait(Self.slotsQueue, since: generation, timeout: idlePoll) }
+                    continue
                 }
-                continue
+                wanted = min(free, 64)
             }
-            let generation = signal.generation(Engine.builtinQueue)
+            let generation = signal.generation(queue)
             let leases: [Lease]
-            let wanted = min(free, 64)
             do {
-                leases = try await engine.lease(Engine.builtinQueue, worker: "\(name)-builtin", limit: wanted)
+                leases = try await engine.lease(queue, worker: "\(name)-\(isTimers ? "timers" : "builtin")", limit: wanted)
             } catch {
                 if !(error is CancellationError) { onError(error) }
-                try? await Task.sleep(for: .milliseconds(100))
+                await signal.wait(Self.stopQueue, since: signal.generation(Self.stopQueue), timeout: .milliseconds(100))
                 continue
             }
             if leases.isEmpty {
-                await signal.wait(Engine.builtinQueue, since: generation, timeout: idlePoll)
+                await signal.wait(queue, since: generation, timeout: idlePoll)
                 continue
             }
-            let now = busy.withLock { $0 += leases.count; return $0 }
-            metrics?.workers(busy: now, total: slots)
-            for lease in leases {
-                // Not a child task: stopping the pool must not cancel an
-                // attempt halfway through its commit (the store calls
-                // are cancellable, and a leased item left behind would
-                // wait for its lease to expire). `run` waits for them.
-                Task { await self.runOnSlot(lease) }
+            if isTimers {
+                for lease in leases { inboxContinuation.yield(.timer(lease)) }
+            } else {
+                let now = busy.withLock { $0 += leases.count; return $0 }
+                metrics?.workers(busy: now, total: slots)
+                for lease in leases { inboxContinuation.yield(.attempt(lease)) }
             }
-        }
-        // Stopping: no more tasks from commits; let attempts in progress
-        // finish for a while; the rest are delivered again after the next start.
-        await Task.detached { await self.engine.attach(nil) }.value
-        let deadline = ContinuousClock.now + drainTimeout
-        while busy.withLock({ $0 }) > 0, ContinuousClock.now < deadline {
-            let generation = signal.generation(Self.slotsQueue)
-            if busy.withLock({ $0 }) == 0 { break }
-            // Detached: this task is cancelled, so its own waits would return at once.
-            await Task.detached { await signal.wait(Self.slotsQueue, since: generation, timeout: .milliseconds(50)) }.value
         }
     }
 
-    private func timers(onError: @escaping @Sendable (any Error) -> Void) async {
-        let signal = engine.signal
+    /// Wakes the leasing loops when the pool stops.
+    private static let stopQueue = "#stop"
+
+    /// Renews the leases of running attempts every third of the lease.
+    private func heartbeats() async {
+        let interval = Duration.milliseconds(Int64(engine.leaseDuration * 1000 / 3))
         while !Task.isCancelled {
-            let generation = signal.generation(Engine.timerQueue)
-            let leases: [Lease]
-            do {
-                leases = try await engine.lease(Engine.timerQueue, worker: "\(name)-timers", limit: 64)
-            } catch {
-                if !(error is CancellationError) { onError(error) }
-                try? await Task.sleep(for: .milliseconds(100))
-                continue
-            }
-            if leases.isEmpty {
-                await signal.wait(Engine.timerQueue, since: generation, timeout: idlePoll)
-                continue
-            }
-            for lease in leases {
-                Task { do { try await self.engine.handle(lease) } catch { onError(error) } }
-            }
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            await engine.renewHeldLeases()
         }
+    }
+
+    /// Waits for graceful shutdown (or cancellation), then stops leasing,
+    /// lets running attempts finish up to the drain deadline, and ends the
+    /// inbox (which ends `run()`).
+    private func drainAtShutdown() async {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await stopping.wait()
+            } onCancel: {
+                stopping.open()
+            }
+        } onGracefulShutdown: {
+            self.stopping.open()
+        }
+        let signal = engine.signal
+        for queue in [EngineQueues.builtin, EngineQueues.timers, Self.slotsQueue, Self.stopQueue] { signal.notify(queue) }
+        // No more tasks from commits; attempts in progress finish for a while.
+        await engine.attach(nil)
+        let deadline = ContinuousClock.now + drainTimeout
+        while busySlots > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+            let generation = signal.generation(Self.slotsQueue)
+            if busySlots == 0 { break }
+            await signal.wait(Self.slotsQueue, since: generation, timeout: min(.milliseconds(50), deadline - .now))
+        }
+        if busySlots > 0 { await engine.abandonRunningAttempts() }
+        inboxContinuation.finish()
     }
 }

@@ -1,3 +1,4 @@
+public import ServiceLifecycle
 import Synchronization
 public import Tracing
 
@@ -48,15 +49,6 @@ enum DeferredSpans {
         if !accepted { onDrop?(1) }
     }
 
-    /// Starts the shipper (once, from `WeftTracing.enable`).
-    static func startShipping(_ tracer: any Tracer) {
-        Task.detached(priority: .utility) {
-            while true {
-                try? await Task.sleep(for: interval)
-                ship(tracer)
-            }
-        }
-    }
 
     static func ship(_ tracer: any Tracer) {
         let batch = pending.withLock { queue in
@@ -69,5 +61,22 @@ enum DeferredSpans {
             if let message = record.errorMessage { span.setStatus(SpanStatus(code: .error, message: message)) }
             span.end(at: end)
         }
+    }
+}
+
+/// Hands recorded spans to the tracer every `DeferredSpans.interval`, a
+/// service: at graceful shutdown it ships what is left and stops (before
+/// the exporter's last flush: it comes after the exporter in the group).
+public struct SpanShipper: Service {
+    let tracer: any Tracer
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: DeferredSpans.interval)
+                DeferredSpans.ship(tracer)
+            }
+        }
+        DeferredSpans.ship(tracer)
     }
 }

@@ -30,16 +30,19 @@ public enum WeftTracing {
     /// (random ids from the system generator under a lock, the bootstrapped
     /// tracer's lookup, context copies), which at 1 % sampling was more than
     /// the rest of a health check.
+    ///
+    /// Returns the service that ships deferred spans (run it in the server's
+    /// service group, after the exporter, so it ships its last ones first).
     public static func enable(
         tracer: any Tracer, rootRatio: Double?, onDrop: (@Sendable (Int) -> Void)? = nil
-    ) {
+    ) -> SpanShipper {
         cachedTracer = tracer
         rootThreshold = rootRatio.map { ratio in
             ratio >= 1 ? UInt64.max : ratio <= 0 ? 0 : UInt64(ratio * 18_446_744_073_709_551_615.0)
         }
         DeferredSpans.onDrop = onDrop
-        DeferredSpans.startShipping(tracer)
         enabled.store(true, ordering: .releasing)
+        return SpanShipper(tracer: tracer)
     }
 
     /// `startServer` for a call answered inline: the same sampling decision,

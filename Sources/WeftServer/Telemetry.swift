@@ -44,12 +44,14 @@ public enum Telemetry {
         OTel.makeLoggingMetadataProvider()
     }
 
-    /// Starts tracing when an endpoint is configured; returns the exporter's
-    /// service (run it in the service group, so it flushes on shutdown).
+    /// Starts tracing when an endpoint is configured; returns its services,
+    /// in start order: the exporter, then the shipper of deferred spans (the
+    /// group stops them in reverse: the shipper ships its last spans, then
+    /// the exporter flushes).
     public static func bootstrapTracing(
         _ config: TracingConfig, metrics: WeftMetrics, logger: Logger
-    ) throws -> (any Service)? {
-        guard let endpoint = config.tracesEndpoint else { return nil }
+    ) throws -> [any Service] {
+        guard let endpoint = config.tracesEndpoint else { return [] }
         let counters = TracingMetrics(metrics: metrics)
         var otel = OTel.Configuration.default
         otel.serviceName = config.serviceName
@@ -74,10 +76,10 @@ public enum Telemetry {
         otel.diagnosticLogLevel = .info
         let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
         InstrumentationSystem.bootstrap(tracer)
-        WeftTracing.enable(tracer: tracer, rootRatio: rootRatio) { counters.dropped.increment(by: Int64($0)) }
+        let shipper = WeftTracing.enable(tracer: tracer, rootRatio: rootRatio) { counters.dropped.increment(by: Int64($0)) }
         logger.info(
             "tracing: OTLP/HTTP to \(endpoint), sampler \(config.sampler.rawValue) \(config.samplerArgument), service \(config.serviceName)")
-        return BoundedFlush(inner: service, limit: config.shutdownFlushLimit, logger: logger)
+        return [BoundedFlush(inner: service, limit: config.shutdownFlushLimit, logger: logger), shipper]
     }
 
     /// swift-otel's sampler and Weft's head-sampling ratio of new traces

@@ -25,7 +25,7 @@ public struct WeftServer: Sendable {
 
     public func run() async throws {
         // Before anything can start a span (recovery resumes executions).
-        let tracer = try Self.startTracing(config.tracing, metrics: metrics, logger: logger)
+        let tracing = try Self.startTracing(config.tracing, metrics: metrics, logger: logger)
         try Self.prepareDataDirectory(config.dataDirectory)
         let store = try openStore()
         let logStore = try SQLiteLogStore(
@@ -37,7 +37,10 @@ public struct WeftServer: Sendable {
         let httpRunner = HTTPRunner()
         do {
             try await serve(
-                store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, tracer: tracer)
+                store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, tracing: tracing)
+        } catch let error as EngineError {
+            await httpRunner.shutdown()
+            throw WeftStartupError(error.description)
         } catch {
             await httpRunner.shutdown()
             throw error
@@ -47,19 +50,13 @@ public struct WeftServer: Sendable {
 
     private func serve(
         store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner,
-        tracer: (any Service)?
+        tracing: [any Service]
     ) async throws {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.leaseSeconds), metrics: engineMetrics, costRates: config.costRates,
             logger: Logger(label: "weft.engine"))
-        do {
-            let recovered = try await engine.recover()
-            if recovered > 0 { logger.info("engine: resumed \(recovered) unfinished executions") }
-        } catch {
-            throw WeftStartupError("cannot resume unfinished executions: \(error)")
-        }
         let deps = APIDependencies(
             users: store,
             workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(store, capacity: config.workflowCacheSize) : store,
@@ -128,17 +125,22 @@ public struct WeftServer: Sendable {
                 logger.info("graceful shutdown: health NOT_SERVING, draining connections")
                 health.enterDrain()
             })
-        // The span exporter first: the group stops services in reverse order,
-        // so it stops last and flushes the spans of everything else.
-        let tracing: [ServiceGroupConfiguration.ServiceConfiguration] = tracer.map { [.init(service: $0)] } ?? []
+        // The group starts services in this order and stops them in
+        // reverse: the workers drain first; the server drains its calls while
+        // the engine still commits; the engine writes what is pending; the
+        // span shipper and exporter go last, so they flush everyone's spans.
+        // The engine resumes unfinished executions as it starts, and the
+        // workers wait for that before they lease.
+        var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics)]
+        if config.workers > 0 {
+            logger.info("engine: \(config.workers) in-process workers")
+            services.append(WorkerPool(
+                engine: engine, slots: config.workers, drainTimeout: config.workerDrainTimeout, metrics: engineMetrics
+            ) { error in logger.warning("engine: \(error)") })
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: tracing + [
-                    .init(service: server), .init(service: retention),
-                    .init(service: EngineService(
-                        engine: engine, queue: store, workers: config.workers, metrics: engineMetrics, logger: logger)),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
     }
@@ -150,7 +152,7 @@ public struct WeftServer: Sendable {
             + PlannedAPIs(deps: deps).services
     }
 
-    static func startTracing(_ config: TracingConfig, metrics: WeftMetrics, logger: Logger) throws -> (any Service)? {
+    static func startTracing(_ config: TracingConfig, metrics: WeftMetrics, logger: Logger) throws -> [any Service] {
         do {
             return try Telemetry.bootstrapTracing(config, metrics: metrics, logger: logger)
         } catch let error as WeftStartupError {

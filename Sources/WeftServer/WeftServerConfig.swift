@@ -27,6 +27,9 @@ public struct WeftServerConfig: Sendable {
     public var workers = 128
     /// Lease length of in-process workers, in seconds.
     public var leaseSeconds = 60
+    /// How long graceful shutdown lets running attempts finish; the rest run
+    /// again after the next start.
+    public var workerDrainTimeout: Duration = .seconds(10)
     /// Traces (off unless an OTLP endpoint is set).
     public var tracing = TracingConfig()
     /// Rates of the cost model (docs/COST.md).

@@ -83,7 +83,7 @@ struct WorkerAPI: RPCService {
             }
         }
         let lease = try leaseSeconds(request.hasLeaseDuration ? request.leaseDuration : nil, field: "lease_duration")
-        let queue = Engine.externalQueue(owner: caller.userId, name: request.queue)
+        let queue = EngineQueues.external(owner: caller.userId, name: request.queue)
         let worker = request.workerID.isEmpty ? "external" : request.workerID
         let deadline = ContinuousClock.now + .milliseconds(waitMs)
         let signal = deps.engine.signal

@@ -1,0 +1,151 @@
+public import Foundation
+public import WeftStore
+
+/// Turns what the state machine decided into what must be written and what
+/// must happen once it is durable: pure (no store, clock, queue or actor),
+/// so every rule of a commit is tested without I/O (`CommitPlannerTests`).
+///
+/// The engine commits `transitions` as one unit of a group commit; only
+/// after that succeeds does it act on the rest of the plan (start attempts,
+/// wake workers, tell watchers, end the execution).
+struct CommitPlanner {
+    let costRates: CostRates
+
+    /// Why this commit happens besides the effects.
+    struct Request {
+        var executionId: String
+        var at: Date
+        var effects: [ExecutionStateMachine.Effect]
+        /// A new execution's row and start (`create` false: the row exists).
+        var start: (record: ExecutionRecord, create: Bool)?
+        /// The lease the commit completes or gives back.
+        var lease: LeaseOperation?
+        /// Lines an instant runner wrote, logged after its "started" line.
+        var taskLines: [LogRecord] = []
+        /// Cost of the attempt whose outcome this is.
+        var attemptCost = ExecutionCost()
+    }
+
+    enum LeaseOperation {
+        case complete(Lease)
+        case release(Lease, readyAt: Date)
+    }
+
+    struct Plan {
+        var transitions: [ExecutionTransition] = []
+        /// Indices in `transitions` of built-in items queued now, which an
+        /// in-process worker with a free slot may lease in this same commit.
+        var dispatchable: [Int] = []
+        var lines: [LogRecord] = []
+        var updates: [ExecutionUpdate] = []
+        /// Queues with items ready now, and items that become ready later.
+        var wake: Set<String> = []
+        var later: [(queue: String, at: Date)] = []
+        /// Attempts the commit stops (timeouts, cancel): running jobs are
+        /// cancelled, external attempts' spans end.
+        var stopped: [AttemptID] = []
+        /// Task types of attempts that will be retried (metrics).
+        var retried: [TaskType] = []
+        /// What this commit adds to the execution's cost.
+        var cost = ExecutionCost()
+        var finished: (status: ExecutionStatus, error: String?)?
+        var isStart = false
+    }
+
+    func plan(_ request: Request, state: ExecutionState) -> Plan {
+        let executionId = request.executionId
+        let at = request.at
+        let machine = state.machine
+        var plan = Plan()
+        plan.cost = request.attemptCost
+        if let start = request.start {
+            plan.isStart = true
+            if start.create { plan.transitions.append(.create(start.record)) }
+            plan.transitions.append(.execution(id: executionId, status: .running, at: at))
+            plan.lines.append(LogRecord(
+                executionId: executionId, taskId: nil, level: .info,
+                message: "execution started (workflow version \(start.record.workflowVersion), trigger \(start.record.trigger.rawValue))",
+                createdAt: at))
+        }
+        for effect in request.effects {
+            switch effect {
+            case .taskState(let key, let status, let attempt):
+                let run = machine.tasks[key]
+                let output = status == .completed ? run?.output : nil
+                let error = status == .failed || status == .retrying ? run?.error?.message : nil
+                plan.transitions.append(.task(
+                    executionId: executionId, taskKey: key, status: status, attempt: attempt, at: at, output: output,
+                    error: error))
+                let task = state.tasks[key]
+                if status == .retrying { plan.retried.append(task?.action ?? .other("?")) }
+                if status == .running { plan.cost += costRates.attemptStarted() }
+                let line = Self.logLine(key: key, status: status, attempt: attempt, error: run?.error)
+                if let line {
+                    plan.lines.append(LogRecord(
+                        executionId: executionId, taskId: task?.id, level: line.level, message: line.text, createdAt: at))
+                }
+                if status == .running { plan.lines += request.taskLines }
+                // Watchers subscribe at any moment, so the update is built
+                // whether or not anyone watches now. A task changes while the
+                // execution runs; its end is a separate update.
+                let record = TaskExecutionRecord(
+                    taskExecutionId: state.taskExecutionIds[key] ?? "", taskId: task?.id ?? "", taskKey: key,
+                    status: status, attempt: attempt, output: output, error: error, startedAt: state.startedAt[key],
+                    completedAt: status.isTerminal ? at : nil)
+                plan.updates.append(.state(status: .running, task: record, message: line?.text ?? "", at: at))
+            case .enqueue(let key, let attempt):
+                let queue = state.queueName(of: key)
+                if queue == EngineQueues.builtin {
+                    plan.dispatchable.append(plan.transitions.count)
+                } else {
+                    plan.wake.insert(queue)
+                }
+                plan.transitions.append(.enqueue(QueueItem(
+                    queue: queue, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
+                    readyAt: at)))
+            case .armTimer(.retry(let key, let attempt), let due):
+                // The backoff is a delayed queue item: durable like any other.
+                let queue = state.queueName(of: key)
+                plan.transitions.append(.enqueue(QueueItem(
+                    queue: queue, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
+                    readyAt: due)))
+                plan.later.append((queue, due))
+            case .armTimer(let timer, let due):
+                guard let item = TimerItem(timer) else { continue }
+                plan.transitions.append(.enqueue(item.queueItem(executionId: executionId, due: due)))
+                plan.later.append((EngineQueues.timers, due))
+            case .stop(let key, let attempt):
+                plan.stopped.append(AttemptID(executionId: executionId, taskKey: key, attempt: attempt))
+                if let started = state.startedAt[key] {
+                    plan.cost += costRates.attemptEnded(type: state.tasks[key]?.action, seconds: at.timeIntervalSince(started))
+                }
+            case .finished(let status, let error):
+                plan.transitions.append(.execution(id: executionId, status: status, at: at, error: error))
+                plan.finished = (status, error)
+            }
+        }
+        if !plan.cost.isZero { plan.transitions.append(.cost(executionId: executionId, plan.cost)) }
+        switch request.lease {
+        case .complete(let held)?: plan.transitions.append(.completeLease(id: held.id, token: held.token))
+        case .release(let held, let readyAt)?: plan.transitions.append(.releaseLease(id: held.id, token: held.token, readyAt: readyAt))
+        case nil: break
+        }
+        return plan
+    }
+
+    /// The log line of a task state change (none for Queued: it is implied).
+    static func logLine(key: String, status: TaskStatus, attempt: Int, error: ExecutionStateMachine.TaskError?)
+        -> (level: LogRecord.Level, text: String)?
+    {
+        let reason = error.map { " (\($0.kind)): \($0.message)" } ?? ""
+        switch status {
+        case .pending, .queued: return nil
+        case .running: return (.info, "task \(key) started (attempt \(attempt))")
+        case .completed: return (.info, "task \(key) completed (attempt \(attempt))")
+        case .retrying: return (.warning, "task \(key) attempt \(attempt) failed\(reason); retrying")
+        case .failed: return (.error, "task \(key) failed on attempt \(attempt)\(reason)")
+        case .skipped: return (.info, "task \(key) skipped (its branch was not taken)")
+        case .cancelled: return (.warning, "task \(key) cancelled")
+        }
+    }
+}
