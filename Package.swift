@@ -182,7 +182,11 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftEngineTests",
-            dependencies: ["WeftEngine", "WeftStore", "WeftSQLite", "WeftObservability", "WeftTestSupport"],
+            dependencies: [
+                "WeftEngine", "WeftStore", "WeftObservability", "WeftTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

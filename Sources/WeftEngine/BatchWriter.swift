@@ -104,6 +104,9 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
     /// Whether `run()` is writing (started and not finished).
     public var isRunning: Bool { state.withLock { $0.running && !$0.stopped } }
 
+    /// Units handed over and not yet taken into a batch.
+    var pendingCount: Int { state.withLock { $0.pending.count - $0.pendingHead } }
+
     /// Whether the writer has stopped (it refuses new units).
     public var isStopped: Bool { state.withLock { $0.stopped } }
 

@@ -7,7 +7,9 @@ public import WeftStore
 /// them (`WorkerPool`): the item is leased in that same transaction, so no
 /// separate lease transaction and no wait for a poll.
 public protocol DirectDispatch: AnyObject, Sendable {
-    /// Takes a free slot, or returns false when all are busy.
+    /// False once the workers stop taking work (graceful shutdown).
+    var isAccepting: Bool { get }
+    /// Takes a free slot, or returns false when all are busy or stopping.
     func reserve() -> Bool
     /// Gives back a slot reserved for a lease that was not committed.
     func cancelReservation()
@@ -118,7 +120,7 @@ extension Engine {
         for index in plan.dispatchable {
             guard case .enqueue(var item) = plan.transitions[index] else { continue }
             let passing = slot.map { !$0.passed } ?? false
-            guard let dispatcher, passing || dispatcher.reserve() else {
+            guard let dispatcher, dispatcher.isAccepting, passing || dispatcher.reserve() else {
                 plan.wake.insert(item.queue)
                 continue
             }

@@ -38,6 +38,9 @@ public final class WorkSignal: Sendable {
 
     func finishTimer() { timer.finish() }
 
+    /// Waiters of `queue` now.
+    func waiting(_ queue: String) -> Int { state.withLock { $0.waiters[queue]?.count ?? 0 } }
+
     /// Wake-ups scheduled and not yet due.
     var scheduledWakeUps: Int { timer.pending }
 

@@ -83,9 +83,16 @@ public final class WorkerPool: DirectDispatch, Service {
         }
     }
 
+    /// Returns once graceful shutdown has reached the pool (it takes no
+    /// new work from then on).
+    public func waitUntilStopping() async { await stopping.wait() }
+
     // MARK: DirectDispatch
 
+    public var isAccepting: Bool { !stopping.isOpen }
+
     public func reserve() -> Bool {
+        guard isAccepting else { return false }
         let taken = busy.withLock { busy -> Int? in
             guard busy < slots else { return nil }
             busy += 1

@@ -1,42 +1,58 @@
 import Foundation
 import Testing
-import WeftEngine
+@testable import WeftEngine
 
 @Suite("work signal")
 struct WorkSignalTests {
-    @Test("a notify wakes a waiter; one between the look and the wait is not lost; waits end by timeout")
-    func wakeups() async {
+    @Test("a wait ends when the queue is notified, or at once if it was since the generation was read")
+    func notify() async {
         let signal = WorkSignal()
-        // A notify after the generation was read: the wait returns at once.
+        let before = signal.generation("q")
+        signal.notify("q")
+        await signal.wait("q", since: before, timeout: .seconds(60))  // returns at once
         let generation = signal.generation("q")
-        signal.notify("q")
-        let early = ContinuousClock.now
-        await signal.wait("q", since: generation, timeout: .seconds(30))
-        #expect(ContinuousClock.now - early < .seconds(5))
-
-        // A waiter is woken by a later notify, long before its timeout.
-        let waiting = Task {
-            let start = ContinuousClock.now
-            await signal.wait("q", since: signal.generation("q"), timeout: .seconds(30))
-            return ContinuousClock.now - start
+        #expect(generation == before + 1)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await signal.wait("q", since: generation, timeout: .seconds(60)) }
+            while signal.waiting("q") == 0 { await Task.yield() }
+            signal.notify("q")
         }
-        try? await Task.sleep(for: .milliseconds(50))
-        signal.notify("other")  // another queue does not wake it
-        signal.notify("q")
-        #expect(await waiting.value < .seconds(5))
+        #expect(signal.waiting("q") == 0)
+        // Another queue's notify does not end a wait; the timeout does, with
+        // the generation unchanged (nobody notified).
+        let quiet = signal.generation("q")
+        signal.notify("other")
+        await signal.wait("q", since: quiet, timeout: .milliseconds(20))
+        #expect(signal.generation("q") == quiet && signal.waiting("q") == 0)
+    }
 
-        // Nobody notifies: the timeout ends the wait.
-        let start = ContinuousClock.now
-        await signal.wait("q", since: signal.generation("q"), timeout: .milliseconds(50))
-        let waited = ContinuousClock.now - start
-        #expect(waited >= .milliseconds(40) && waited < .seconds(5))
+    @Test("cancelling the waiting task ends its wait and leaves no waiter behind")
+    func cancel() async {
+        let signal = WorkSignal()
+        let waiter = Task { await signal.wait("q", since: signal.generation("q"), timeout: .seconds(3600)) }
+        while signal.waiting("q") == 0 { await Task.yield() }
+        waiter.cancel()
+        await waiter.value
+        #expect(signal.waiting("q") == 0)
+    }
 
-        // Cancelling the waiting task ends the wait.
-        let cancelled = Task { await signal.wait("q", since: signal.generation("q"), timeout: .seconds(30)) }
-        try? await Task.sleep(for: .milliseconds(20))
-        let before = ContinuousClock.now
-        cancelled.cancel()
-        await cancelled.value
-        #expect(ContinuousClock.now - before < .seconds(5))
+    @Test("delayed wake-ups come from one timer loop, in due order, and the loop stops on finish")
+    func delayed() async {
+        let signal = WorkSignal()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await signal.runTimer() }
+            let late = signal.generation("late")
+            let soon = signal.generation("soon")
+            signal.notify("late", at: Date().addingTimeInterval(0.2))
+            signal.notify("soon", at: Date().addingTimeInterval(0.01))
+            #expect(signal.scheduledWakeUps == 2)
+            // Each wait ends by the wake-up, long before its timeout.
+            await signal.wait("soon", since: soon, timeout: .seconds(60))
+            #expect(signal.generation("soon") == soon + 1)
+            await signal.wait("late", since: late, timeout: .seconds(60))
+            #expect(signal.generation("late") == late + 1)
+            #expect(signal.scheduledWakeUps == 0)
+            signal.finishTimer()
+        }
     }
 }

@@ -1,0 +1,69 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import WeftEngine
+import WeftStore
+import WeftTestSupport
+
+@Suite("batch writer")
+struct BatchWriterTests {
+    /// A write that waits for the test to open it, and records its batches.
+    final class GatedWrite: Sendable {
+        let batches = Mutex<[[Int]]>([])
+        let entered = Latch()
+        let gate = Latch()
+
+        func write(_ units: [Int]) async -> [(any Error)?] {
+            batches.withLock { $0.append(units) }
+            entered.open()
+            await gate.wait()
+            return units.map { $0 < 0 ? StoreError.invalid("negative \($0)") : nil }
+        }
+    }
+
+    @Test("units handed over while a batch is written go together in the next one; each caller gets its own outcome")
+    func batching() async throws {
+        let gated = GatedWrite()
+        let writer = BatchWriter<Int>(name: "test", maxBatchWeight: 1000) { await gated.write($0) }
+        try await withThrowingTaskGroup(of: Void.self) { loop in
+            loop.addTask { await writer.run() }
+            let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                group.addTask { (0, (try? await writer.submit(0)) != nil) }
+                await gated.entered.wait()  // the first batch is being written
+                for unit in [1, 2, -3, 4] { group.addTask { (unit, (try? await writer.submit(unit)) != nil) } }
+                // All four are pending before the gate opens: count them in.
+                while writer.pendingCount < 4 { await Task.yield() }
+                gated.gate.open()
+                return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(outcomes == [0: true, 1: true, 2: true, -3: false, 4: true])
+            #expect(gated.batches.withLock { $0.count } == 2)
+            #expect(gated.batches.withLock { Set($0[1]) } == [1, 2, -3, 4])
+            writer.finish()
+            try await loop.waitForAll()
+        }
+        await #expect(throws: BatchWriterError.stopped("test")) { try await writer.submit(5) }
+        #expect(!writer.append(6))
+    }
+
+    @Test("a batch holds units up to its weight; flush waits for what was appended; finish writes what is pending")
+    func weightsAndFlush() async throws {
+        let written = Mutex<[[Int]]>([])
+        let writer = BatchWriter<Int>(name: "test", maxBatchWeight: 5, weight: { $0 }) { units in
+            written.withLock { $0.append(units) }
+            return units.map { _ in nil }
+        }
+        // Appended before the writer runs: they wait for it.
+        for unit in [3, 2, 4, 1, 9] { writer.append(unit) }
+        await withTaskGroup(of: Void.self) { loop in
+            loop.addTask { await writer.run() }
+            await writer.flush()
+            #expect(written.withLock { $0 } == [[3, 2], [4, 1], [9]])
+            writer.append(1)
+            writer.finish()
+        }
+        #expect(written.withLock { $0.last } == [1])
+        #expect(writer.isStopped)
+    }
+}
+

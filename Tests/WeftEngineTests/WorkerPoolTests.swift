@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Testing
+import WeftEngine
+import WeftStore
+import WeftTestSupport
+
+/// The worker pool and the engine as services in one group, shut down the
+/// way SIGTERM does it.
+@Suite("worker pool")
+struct WorkerPoolTests {
+    let logger = Logger(label: "test")
+
+    func setUp(_ store: MemoryStore, runner: GatedRunner) async throws -> WorkflowRecord {
+        let user = Records.user()
+        try await store.createUser(user)
+        return try await store.createWorkflow(
+            Records.workflow(owner: user.id, tasks: [
+                Records.task("slow", runner.action), Records.task("next", dependsOn: ["slow"]),
+            ]),
+            actor: user.id)
+    }
+
+    @Test("graceful shutdown: the pool stops leasing, lets the running attempt finish, and its outcome is committed")
+    func drain() async throws {
+        let store = MemoryStore()
+        let gated = GatedRunner(gatedCalls: 1)
+        let workflow = try await setUp(store, runner: gated)
+        let engine = Engine(workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()])
+        let pool = WorkerPool(engine: engine, slots: 4, drainTimeout: .seconds(3600))
+        let group = ServiceGroup(services: [engine, pool], gracefulShutdownSignals: [], logger: logger)
+        let started = try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await engine.waitUntilReady()
+            let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
+            await gated.waitForCall(1)
+            await group.triggerGracefulShutdown()
+            await pool.waitUntilStopping()
+            // Draining: the attempt still holds its slot until it ends.
+            #expect(pool.busySlots == 1)
+            gated.open()
+            try await tasks.waitForAll()
+            return started
+        }
+        let stored = try #require(try await store.execution(id: started.executionId))
+        #expect(stored.tasks.map(\.status) == [.completed, .queued], "the outcome is in; the next task waits for the next start")
+        #expect(try await store.depth(queue: EngineQueues.builtin, now: .distantFuture) == (ready: 1, delayed: 0, leased: 0))
+    }
+
+    @Test("past the drain deadline a running attempt is left to the next start, which runs it again")
+    func drainDeadline() async throws {
+        let store = MemoryStore()
+        let gated = GatedRunner(gatedCalls: 1)
+        let workflow = try await setUp(store, runner: gated)
+        let engine = Engine(workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()])
+        let pool = WorkerPool(engine: engine, slots: 4, drainTimeout: .milliseconds(20))
+        let group = ServiceGroup(services: [engine, pool], gracefulShutdownSignals: [], logger: logger)
+        let started = try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await engine.waitUntilReady()
+            let started = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
+            await gated.waitForCall(1)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return started
+        }
+        // Stopped (cancelled) at the deadline, and nothing of it recorded.
+        #expect(gated.cancelled == 1)
+        let stopped = try #require(try await store.execution(id: started.executionId))
+        #expect(stopped.tasks.map(\.status) == [.running, .pending])
+        #expect(try await store.depth(queue: EngineQueues.builtin, now: Date()) == (ready: 0, delayed: 0, leased: 1))
+        // The next start releases the lease at once and runs the attempt again.
+        try await EngineHarness.with(store: store, runners: [gated, NoopRunner()]) { h in
+            let done = try await h.drive(started.executionId)
+            #expect(done.status == .completed && done.tasks[0].attempt == 1)
+        }
+        #expect(gated.calls == 2)
+    }
+}
