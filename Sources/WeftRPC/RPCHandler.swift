@@ -5,6 +5,8 @@ public import SwiftProtobuf
 /// transports only see this type-erased form.
 public struct RPCHandler: Sendable {
     public let descriptor: RPCMethodDescriptor
+    /// Whether callers must be authenticated (the default) or not.
+    public let access: RPCAccess
     let body: Body
     /// The REST routes of this method (the JSON bridge), declared with it.
     public let restRoutes: [RESTRoute]
@@ -17,10 +19,11 @@ public struct RPCHandler: Sendable {
     typealias RESTInvoker = @Sendable (HTTPRequest, RESTRoute, ServerContext) async throws -> HTTPResponse
 
     init(
-        descriptor: RPCMethodDescriptor, body: Body, restRoutes: [RESTRoute] = [], restInvoker: RESTInvoker? = nil,
-        requestMessageName: String = "", responseMessageName: String = ""
+        descriptor: RPCMethodDescriptor, access: RPCAccess, body: Body, restRoutes: [RESTRoute] = [],
+        restInvoker: RESTInvoker? = nil, requestMessageName: String = "", responseMessageName: String = ""
     ) {
         self.descriptor = descriptor
+        self.access = access
         self.body = body
         self.restRoutes = restRoutes
         self.restInvoker = restRoutes.isEmpty ? nil : restInvoker
@@ -52,10 +55,11 @@ extension RPCHandler {
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
         rest: [RESTRoute] = [],
+        access: RPCAccess = .authenticated,
         _ handler: @escaping @Sendable (Request, ServerContext) throws -> Response
     ) -> RPCHandler {
         RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary), access: access,
             body: .inline { bytes, context in
                 let request: Request = try ProtobufCoding.decode(bytes)
                 return try ProtobufCoding.encode(try handler(request, context))
@@ -74,10 +78,11 @@ extension RPCHandler {
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
         rest: [RESTRoute] = [],
+        access: RPCAccess = .authenticated,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCHandler {
         RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary), access: access,
             body: .task { requests, writer, context in
                 let request: Request = try await requests.single()
                 let response = try await handler(request, context)
@@ -100,11 +105,12 @@ extension RPCHandler {
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
         rest: [RESTRoute] = [],
+        access: RPCAccess = .authenticated,
         prepared: @escaping @Sendable (Request, ServerContext) throws -> PreparedResponse<Response>?,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) -> RPCHandler {
         RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary),
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary), access: access,
             body: .inlineOrTask(
                 { bytes, context in
                     let request: Request = try ProtobufCoding.decode(bytes)
@@ -135,10 +141,11 @@ extension RPCHandler {
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
         rest: [RESTRoute] = [],
+        access: RPCAccess = .authenticated,
         _ handler: @escaping @Sendable (Request, ResponseStream<Response>, ServerContext) async throws -> Void
     ) -> RPCHandler {
         RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .serverStreaming),
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .serverStreaming), access: access,
             body: .task { requests, writer, context in
                 let request: Request = try await requests.single()
                 try await handler(request, ResponseStream(writer: writer), context)
@@ -163,10 +170,11 @@ extension RPCHandler {
         method: String,
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
+        access: RPCAccess = .authenticated,
         _ handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
     ) -> RPCHandler {
         RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .clientStreaming),
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .clientStreaming), access: access,
             body: .task { requests, writer, context in
                 let response = try await handler(RequestStream(raw: requests), context)
                 try await writer.write(framed: try ProtobufCoding.encode(response))
@@ -178,11 +186,12 @@ extension RPCHandler {
         method: String,
         request: Request.Type = Request.self,
         response: Response.Type = Response.self,
+        access: RPCAccess = .authenticated,
         _ handler: @escaping @Sendable (RequestStream<Request>, ResponseStream<Response>, ServerContext) async throws
             -> Void
     ) -> RPCHandler {
         RPCHandler(
-            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .bidiStreaming),
+            descriptor: RPCMethodDescriptor(service: service, method: method, kind: .bidiStreaming), access: access,
             body: .task { requests, writer, context in
                 try await handler(RequestStream(raw: requests), ResponseStream(writer: writer), context)
             })

@@ -24,11 +24,14 @@ public struct RPCRouter: Sendable {
         let handler: RPCHandler
         let metrics: RPCMethodMetrics
         let isSingleRequest: Bool
+        /// The handler may answer on the event loop (inline, or inline-or-task).
+        let answersInline: Bool
 
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
             self.handler = handler
             self.metrics = metrics
             self.isSingleRequest = handler.descriptor.kind.isSingleRequest
+            if case .task = handler.body { answersInline = false } else { answersInline = true }
         }
     }
 

@@ -15,6 +15,9 @@ public final class ServerContext: Sendable {
     public let requestEncoding: String
     /// The encoding the server uses for response messages ("identity" if none).
     public let responseEncoding: String
+    /// Who calls, as the interceptor chain established it (nil for public
+    /// methods called without credentials).
+    public let principal: Principal?
 
     private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
     private let cancelled = Atomic<Bool>(false)
@@ -25,14 +28,28 @@ public final class ServerContext: Sendable {
         deadline: NIODeadline?,
         peer: String,
         requestEncoding: String,
-        responseEncoding: String
+        responseEncoding: String,
+        principal: Principal? = nil
     ) {
+        self.principal = principal
         self.descriptor = descriptor
         self.requestMetadata = requestMetadata
         self.deadline = deadline
         self.peer = peer
         self.requestEncoding = requestEncoding
         self.responseEncoding = responseEncoding
+    }
+
+    /// The authenticated caller. Non-public methods always have one (the
+    /// chain refused the call otherwise); this throws UNAUTHENTICATED when
+    /// there is none, so a handler can never run as nobody.
+    public var caller: Principal {
+        get throws {
+            guard let principal else {
+                throw RPCError(code: .unauthenticated, message: "this call needs credentials")
+            }
+            return principal
+        }
     }
 
     /// Adds response header metadata. Takes effect if called before the first

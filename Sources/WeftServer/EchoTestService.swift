@@ -17,13 +17,15 @@ public final class EchoTestService: RPCService {
         [
             .unary(
                 service: Self.name, method: "Echo",
-                request: Weft_Testing_V1_EchoRequest.self, response: Weft_Testing_V1_EchoResponse.self
+                request: Weft_Testing_V1_EchoRequest.self, response: Weft_Testing_V1_EchoResponse.self,
+                access: .public
             ) { [self] request, context in
                 try await tracked(context) { try await echo(request, context) }
             },
             .serverStreaming(
                 service: Self.name, method: "Stream",
-                request: Weft_Testing_V1_StreamRequest.self, response: Weft_Testing_V1_StreamResponse.self
+                request: Weft_Testing_V1_StreamRequest.self, response: Weft_Testing_V1_StreamResponse.self,
+                access: .public
             ) { [self] request, responses, context in
                 try await tracked(context) {
                     let payload = [UInt8](repeating: UInt8(ascii: "w"), count: max(0, Int(request.payloadSize)))
@@ -40,7 +42,8 @@ public final class EchoTestService: RPCService {
             },
             .clientStreaming(
                 service: Self.name, method: "Collect",
-                request: Weft_Testing_V1_EchoRequest.self, response: Weft_Testing_V1_EchoResponse.self
+                request: Weft_Testing_V1_EchoRequest.self, response: Weft_Testing_V1_EchoResponse.self,
+                access: .public
             ) { [self] requests, context in
                 try await tracked(context) {
                     var response = Weft_Testing_V1_EchoResponse()
@@ -53,7 +56,8 @@ public final class EchoTestService: RPCService {
             },
             .bidiStreaming(
                 service: Self.name, method: "Chat",
-                request: Weft_Testing_V1_EchoRequest.self, response: Weft_Testing_V1_EchoResponse.self
+                request: Weft_Testing_V1_EchoRequest.self, response: Weft_Testing_V1_EchoResponse.self,
+                access: .public
             ) { [self] requests, responses, context in
                 try await tracked(context) {
                     for try await request in requests {
@@ -63,7 +67,8 @@ public final class EchoTestService: RPCService {
             },
             .unaryInline(
                 service: Self.name, method: "Stats",
-                request: Weft_Testing_V1_StatsRequest.self, response: Weft_Testing_V1_StatsResponse.self
+                request: Weft_Testing_V1_StatsRequest.self, response: Weft_Testing_V1_StatsResponse.self,
+                access: .public
             ) { [self] _, _ in
                 .with {
                     $0.cancelledHandlers = cancelled.load(ordering: .relaxed)

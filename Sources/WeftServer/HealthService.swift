@@ -86,7 +86,8 @@ public struct HealthService: RPCService {
             // Inline: a lock and a dictionary lookup, no reason to leave the event loop.
             .unaryInline(
                 service: Self.name, method: "Check",
-                request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self
+                request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self,
+                access: .public
             ) { [store] request, _ in
                 guard let status = store.status(of: request.service) else {
                     throw RPCError(code: .notFound, message: "unknown service \(request.service)")
@@ -95,7 +96,8 @@ public struct HealthService: RPCService {
             },
             .serverStreaming(
                 service: Self.name, method: "Watch",
-                request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self
+                request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self,
+                access: .public
             ) { [store] request, responses, _ in
                 for await status in store.watch(request.service) {
                     try await responses.write(.with { $0.status = status })

@@ -114,7 +114,8 @@ public struct WeftServer: Sendable {
         }
 
         let environment = ServerEnvironment(
-            config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger)
+            config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger,
+            interceptors: InterceptorChain([deps.auth]))
         let logger = self.logger
         let server = RPCServer(
             environment: environment,

@@ -200,36 +200,6 @@ struct GRPCHeaderTests {
     }
 }
 
-@Suite("gRPC stream state machine")
-struct GRPCServerStreamStateMachineTests {
-    @Test("status without headers is trailers-only; after a message it is trailers")
-    func framing() throws {
-        var a = GRPCServerStreamStateMachine()
-        a.receiveHeaders()
-        #expect(try a.sendStatus() == .trailersOnly)
-
-        var b = GRPCServerStreamStateMachine()
-        b.receiveHeaders()
-        #expect(try b.sendMessage() == true)
-        #expect(try b.sendMessage() == false)
-        #expect(try b.sendStatus() == .trailers)
-    }
-
-    @Test("illegal transitions are reported")
-    func violations() throws {
-        var m = GRPCServerStreamStateMachine()
-        #expect(throws: GRPCServerStreamStateMachine.Violation.messageBeforeHeaders) { try m.receiveMessage() }
-        m.receiveHeaders()
-        try m.receiveMessage()
-        try m.receiveEnd()
-        #expect(throws: GRPCServerStreamStateMachine.Violation.messageAfterEndOfRequest) { try m.receiveMessage() }
-        #expect(throws: GRPCServerStreamStateMachine.Violation.duplicateEndOfRequest) { try m.receiveEnd() }
-        _ = try m.sendStatus()
-        #expect(throws: GRPCServerStreamStateMachine.Violation.sendAfterStatus) { _ = try m.sendMessage() }
-        #expect(throws: GRPCServerStreamStateMachine.Violation.secondStatus) { _ = try m.sendStatus() }
-    }
-}
-
 @Suite("HTTP router")
 struct HTTPRouterTests {
     @Test("literal segments win over parameters; 405 lists allowed methods")

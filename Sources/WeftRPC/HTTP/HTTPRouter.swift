@@ -69,11 +69,26 @@ public struct HTTPResponse: Sendable {
 public struct HTTPRouter: Sendable {
     public typealias Handler = @Sendable (HTTPRequest) async throws -> HTTPResponse
 
+    /// What a route runs: a plain handler (health, metrics, the OpenAPI
+    /// document: public, no interceptors) or an RPC method's REST binding
+    /// (through the interceptor chain, with a `ServerContext`).
+    public enum Target: Sendable {
+        case plain(Handler)
+        case operation(Operation)
+    }
+
+    /// An RPC method bound to a REST route.
+    public struct Operation: Sendable {
+        public let descriptor: RPCMethodDescriptor
+        public let access: RPCAccess
+        let invoke: @Sendable (HTTPRequest, ServerContext) async throws -> HTTPResponse
+    }
+
     struct Route: Sendable {
         let method: String
         let template: String
         let segments: [Segment]
-        let handler: Handler
+        let target: Target
     }
 
     enum Segment: Sendable, Equatable {
@@ -87,11 +102,16 @@ public struct HTTPRouter: Sendable {
 
     public init() {}
 
+    /// Adds a plain route: public, run without interceptors.
     public mutating func add(_ method: String, _ template: String, _ handler: @escaping Handler) {
+        add(method, template, target: .plain(handler))
+    }
+
+    mutating func add(_ method: String, _ template: String, target: Target) {
         let segments = Self.split(template).map { part -> Segment in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part)
         }
-        routes.append(Route(method: method, template: template, segments: segments, handler: handler))
+        routes.append(Route(method: method, template: template, segments: segments, target: target))
         // More literal segments first, so `/workflows/search` beats `/workflows/{id}`.
         routes.sort { lhs, rhs in
             for (l, r) in zip(lhs.segments, rhs.segments) {
@@ -106,7 +126,7 @@ public struct HTTPRouter: Sendable {
     }
 
     public enum Match: Sendable {
-        case found(route: String, handler: Handler, parameters: [String: String])
+        case found(route: String, target: Target, parameters: [String: String])
         /// The path exists with other methods: 405 with `Allow`.
         case methodNotAllowed(allowed: [String])
         case notFound
@@ -133,7 +153,7 @@ public struct HTTPRouter: Sendable {
             guard ok else { continue }
             owner = route.segments
             if route.method == method || (method == "HEAD" && route.method == "GET") {
-                return .found(route: route.template, handler: route.handler, parameters: parameters)
+                return .found(route: route.template, target: route.target, parameters: parameters)
             }
             allowed.append(route.method)
         }
@@ -143,7 +163,7 @@ public struct HTTPRouter: Sendable {
     /// What to do with a request: answer at once (404, 405) or run a route.
     public enum Routing: Sendable {
         case respond(route: String, HTTPResponse)
-        case run(route: String, request: HTTPRequest, handler: Handler)
+        case run(route: String, request: HTTPRequest, target: Target)
     }
 
     /// Routes a request for either transport (HTTP/1.1 or HTTP/2). `route`
@@ -159,58 +179,10 @@ public struct HTTPRouter: Sendable {
                 status: 405, code: .unimplemented, message: "\(request.method) is not allowed on \(request.path)")
             response.headers.append(("allow", allowed.joined(separator: ", ")))
             return .respond(route: "unmatched", response)
-        case .found(let route, let handler, let parameters):
+        case .found(let route, let target, let parameters):
             var request = request
             request.pathParameters = parameters
-            return .run(route: route, request: request, handler: handler)
-        }
-    }
-
-    /// Runs a route's handler; a thrown error becomes its JSON error body
-    /// (internals logged, never sent).
-    ///
-    /// With tracing on, the request is one SERVER span (OpenTelemetry HTTP
-    /// conventions) whose parent is the caller's `traceparent`, if any; the
-    /// handler runs inside it.
-    public static func run(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
-        let span =
-            WeftTracing.isEnabled
-            ? WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers)) : nil
-        if let span {
-            span.attributes[SpanKeys.httpRequestMethod] = request.method
-            span.attributes[SpanKeys.httpRoute] = route
-            span.attributes[SpanKeys.urlPath] = request.path
-        }
-        defer { span?.end() }
-        // An untraced request runs under `unsampled`: nothing it starts is traced either.
-        return await WeftTracing.withContext(WeftTracing.handlerContext(span)) {
-            let response = await respond(handler, request, route: route, logger: logger)
-            if let span {
-                span.attributes[SpanKeys.httpResponseStatusCode] = response.status
-                if response.status >= 500 {
-                    span.attributes[SpanKeys.errorType] = String(response.status)
-                    span.setStatus(SpanStatus(code: .error))
-                }
-            }
-            logRequest(request, route: route, status: response.status, logger: logger)
-            return response
-        }
-    }
-
-    /// The access line (debug level; inside the span when tracing is on).
-    private static func logRequest(_ request: HTTPRequest, route: String, status: Int, logger: Logger) {
-        guard logger.logLevel <= .debug else { return }
-        logger.debug(
-            "request", metadata: ["http.method": "\(request.method)", "http.route": "\(route)", "http.status": "\(status)"])
-    }
-
-    private static func respond(_ handler: Handler, _ request: HTTPRequest, route: String, logger: Logger) async -> HTTPResponse {
-        do {
-            return try await handler(request)
-        } catch {
-            let rpc = RPCError(from: error)
-            if let cause = rpc.cause { logger.error("\(route) failed: \(cause)") }
-            return .error(rpc)
+            return .run(route: route, request: request, target: target)
         }
     }
 
@@ -238,10 +210,9 @@ extension HTTPRouter {
             let messageName = handler.responseMessageName
             let booleans = booleanFields?(handler.requestMessageName) ?? []
             for route in handler.restRoutes {
-                add(route.method, route.template) { request in
+                let invoke: @Sendable (HTTPRequest, ServerContext) async throws -> HTTPResponse = { request, context in
                     var request = request
                     request.booleanFields = booleans
-                    let context = RESTBridge.context(for: request, descriptor: descriptor)
                     var response: HTTPResponse
                     do {
                         response = try await invoke(request, route, context)
@@ -262,6 +233,8 @@ extension HTTPRouter {
                     }
                     return response
                 }
+                add(route.method, route.template,
+                    target: .operation(Operation(descriptor: descriptor, access: handler.access, invoke: invoke)))
                 restOperations.append(RESTOperation(route: route, handler: handler))
             }
         }
@@ -272,12 +245,14 @@ extension HTTPRouter {
 public struct RESTOperation: Sendable {
     public let route: RESTRoute
     public let descriptor: RPCMethodDescriptor
+    public let access: RPCAccess
     public let requestMessageName: String
     public let responseMessageName: String
 
     init(route: RESTRoute, handler: RPCHandler) {
         self.route = route
         self.descriptor = handler.descriptor
+        self.access = handler.access
         self.requestMessageName = handler.requestMessageName
         self.responseMessageName = handler.responseMessageName
     }

@@ -121,14 +121,13 @@ public enum RESTBridge {
         "accept-encoding", "user-agent", "accept",
     ]
 
-    public static func context(for request: HTTPRequest, descriptor: RPCMethodDescriptor) -> ServerContext {
+    /// The request metadata a handler sees for an HTTP request.
+    public static func metadata(of request: HTTPRequest) -> Metadata {
         var metadata = Metadata()
         for (name, value) in request.headers where !skippedHeaders.contains(name) && !name.hasPrefix(":") {
             metadata.add(name, value)
         }
-        return ServerContext(
-            descriptor: descriptor, requestMetadata: metadata, deadline: nil, peer: "rest",
-            requestEncoding: "identity", responseEncoding: "identity")
+        return metadata
     }
 
     /// Response metadata the handler set (e.g. `etag`) as HTTP headers.

@@ -17,6 +17,9 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var draining = false
     private var context: ChannelHandlerContext?
     private let logger: Logger
+    /// The request being answered by a handler task (cancelled if the
+    /// connection goes away first).
+    private var task: Task<Void, Never>?
 
     init(environment: ServerEnvironment, peer: String) {
         self.environment = environment
@@ -34,6 +37,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         environment.metrics.connectionsOpenH1.decrement()
+        task?.cancel()
+        task = nil
         self.context = nil
     }
 
@@ -83,24 +88,26 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                 head: head, route: "grpc", start: start)
             return
         }
-        switch environment.httpRouter.route(request) {
-        case .respond(let route, let response):
-            write(context: context, response, head: head, route: route, start: start)
-        case .run(let route, let request, let handler):
+        switch HTTPExchange.dispatch(request, environment: environment, start: start) {
+        case .respond(let response):
+            write(context: context, response, head: head, route: nil, start: start)
+        case .run(let work):
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let logger = self.logger
-            Task {
-                let response = await HTTPRouter.run(handler, request, route: route, logger: logger)
+            task = Task {
+                let response = await work()
                 loopBound.eventLoop.execute {
                     let (handler, context) = loopBound.value
-                    handler.write(context: context, response, head: head, route: route, start: start)
+                    handler.task = nil
+                    handler.write(context: context, response, head: head, route: nil, start: start)
                 }
             }
         }
     }
 
+    /// Writes a response. `route`: the metric label of an answer the
+    /// transport gave itself (routed answers were recorded by the exchange).
     private func write(
-        context: ChannelHandlerContext, _ response: HTTPResponse, head: HTTPRequestHead, route: String,
+        context: ChannelHandlerContext, _ response: HTTPResponse, head: HTTPRequestHead, route: String?,
         start: NIODeadline, forceClose: Bool = false
     ) {
         guard context.channel.isActive else { return }
@@ -123,9 +130,10 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             let channel = context.channel
             done.futureResult.whenComplete { _ in channel.close(promise: nil) }
         }
-        environment.metrics.recordHTTP(
-            method: head.method.rawValue, route: route, status: response.status,
-            duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)))
+        if let route {
+            environment.observability.answeredHTTP(
+                method: head.method.rawValue, route: route, status: response.status, start: start)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -15,7 +15,7 @@ struct CollaboratorAPI: RPCService {
                 service: Self.name, method: "AddCollaborator",
                 rest: [.post("/workflows/{workflowId}/collaborators", status: 201)]
             ) { (request: Weft_V1_AddCollaboratorRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .owner)
                 guard !request.userID.isEmpty else { throw APIError.required("user_id") }
                 let role = try grantable(request.role)
@@ -32,7 +32,7 @@ struct CollaboratorAPI: RPCService {
             .unary(
                 service: Self.name, method: "ListCollaborators", rest: [.get("/workflows/{workflowId}/collaborators")]
             ) { (request: Weft_V1_ListCollaboratorsRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 var all: [Weft_V1_Collaborator] = []
                 if let owner = try await deps.users.user(id: workflow.ownerId) {
@@ -54,7 +54,7 @@ struct CollaboratorAPI: RPCService {
                 service: Self.name, method: "UpdateCollaboratorRole",
                 rest: [.put("/workflows/{workflowId}/collaborators/{userId}")]
             ) { (request: Weft_V1_UpdateCollaboratorRoleRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .owner)
                 let role = try grantable(request.role)
                 try await deps.workflows.updateCollaborator(
@@ -68,7 +68,7 @@ struct CollaboratorAPI: RPCService {
                 service: Self.name, method: "RemoveCollaborator",
                 rest: [.delete("/workflows/{workflowId}/collaborators/{userId}")]
             ) { (request: Weft_V1_RemoveCollaboratorRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 // The owner removes anyone; a collaborator may remove themselves.
                 let needed: WorkflowRole = request.userID == caller.userId ? .viewer : .owner
                 let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: needed)

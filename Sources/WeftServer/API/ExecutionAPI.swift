@@ -20,7 +20,7 @@ struct ExecutionAPI: RPCService {
             },
             .unary(service: Self.name, method: "GetExecution", rest: [.get(Self.executionPath)]) {
                 (request: Weft_V1_GetExecutionRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let record = try await deps.execution(
                     request.workflowID, request.executionID, caller: caller, needs: .viewer)
                 return ProtoMapping.execution(record)
@@ -41,7 +41,7 @@ struct ExecutionAPI: RPCService {
     func execute(_ request: Weft_V1_ExecuteWorkflowRequest, _ context: ServerContext) async throws
         -> Weft_V1_ExecuteWorkflowResponse
     {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         let key = request.idempotencyKey
         guard key.utf8.count <= 256 else {
             throw RPCError(code: .invalidArgument, message: "idempotency_key is longer than 256 bytes")
@@ -71,7 +71,7 @@ struct ExecutionAPI: RPCService {
     func list(_ request: Weft_V1_ListExecutionsRequest, _ context: ServerContext) async throws
         -> Weft_V1_ListExecutionsResponse
     {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
         let size = try Paging.size(request.pageSize)
         let fingerprint = Paging.query(request, caller: caller.userId) {
@@ -101,7 +101,7 @@ struct ExecutionAPI: RPCService {
     }
 
     func cancel(_ request: Weft_V1_CancelExecutionRequest, _ context: ServerContext) async throws -> Weft_V1_Execution {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         guard request.reason.utf8.count <= 1000 else {
             throw RPCError(code: .invalidArgument, message: "reason is longer than 1000 bytes")
         }
@@ -129,7 +129,7 @@ struct ExecutionAPI: RPCService {
     func watch(
         _ request: Weft_V1_WatchExecutionRequest, _ stream: ResponseStream<Weft_V1_ExecutionEvent>, _ context: ServerContext
     ) async throws {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         // Subscribed before the read (which also checks the caller's role),
         // so no update falls between the two.
         let (updates, stop) = deps.engine.feed.subscribe(request.executionID)
@@ -172,7 +172,7 @@ struct LogAPI: RPCService {
         [
             .unary(service: Self.name, method: "GetExecutionLogs", rest: [.get(ExecutionAPI.executionPath + "/logs")]) {
                 (request: Weft_V1_GetExecutionLogsRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let record = try await deps.execution(
                     request.workflowID, request.executionID, caller: caller, needs: .viewer)
                 let size = try Paging.size(request.pageSize)
@@ -224,7 +224,7 @@ struct LogAPI: RPCService {
     func tail(_ request: Weft_V1_TailLogsRequest, _ stream: ResponseStream<Weft_V1_LogEntry>, _ context: ServerContext)
         async throws
     {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         // Subscribed before the read (which also checks the caller's role),
         // so no update falls between the two.
         let (updates, stop) = deps.engine.feed.subscribe(request.executionID)

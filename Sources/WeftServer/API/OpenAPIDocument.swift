@@ -57,10 +57,11 @@ enum OpenAPIDocument {
                 ]
             }
             op["responses"] = responses
-            if operation.descriptor.service != "weft.v1.UserService" || operation.descriptor.method == "GetCurrentUser" {
-                op["security"] = [["bearer": [String]()]]
-            } else {
+            // What the interceptor chain enforces: public methods need no token.
+            if operation.access == .public {
                 op["security"] = [[String: Any]]()
+            } else {
+                op["security"] = [["bearer": [String]()]]
             }
             paths[route.template, default: [:]][route.method.lowercased()] = op
         }

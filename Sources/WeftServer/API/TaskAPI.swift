@@ -15,7 +15,7 @@ struct TaskAPI: RPCService {
         [
             .unary(service: Self.name, method: "CreateTask", rest: [.post("/tasks", status: 201)]) {
                 (request: Weft_V1_CreateTaskRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let fields = ProtoMapping.TaskFields(
                     key: request.key, name: request.name, description: request.description_p, action: request.action,
                     config: request.hasConfig ? request.config : nil, dependsOn: request.dependsOn,
@@ -28,7 +28,7 @@ struct TaskAPI: RPCService {
             },
             .unary(service: Self.name, method: "ListTasks", rest: [.get("/workflows/{workflowId}/tasks")]) {
                 (request: Weft_V1_ListTasksRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 let size = try Paging.size(request.pageSize)
                 let query = caller.userId + "|" + request.workflowID
@@ -42,12 +42,12 @@ struct TaskAPI: RPCService {
             },
             .unary(service: Self.name, method: "GetTask", rest: [.get("/tasks/{taskId}")]) {
                 (request: Weft_V1_GetTaskRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 return ProtoMapping.task(try await visibleTask(request.taskID, caller: caller, needs: .viewer))
             },
             .unary(service: Self.name, method: "UpdateTask", rest: [.put("/tasks/{taskId}", ifMatch: "etag")]) {
                 (request: Weft_V1_UpdateTaskRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 if !request.workflowID.isEmpty, request.workflowID != existing.workflowId {
                     throw RPCError(
@@ -82,7 +82,7 @@ struct TaskAPI: RPCService {
             },
             .unary(service: Self.name, method: "DeleteTask", rest: [.delete("/tasks/{taskId}", ifMatch: "etag")]) {
                 (request: Weft_V1_DeleteTaskRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 _ = try await mutate(existing.workflowId, caller: caller, etag: request.etag, context: context) { tasks, _, _ in
                     // The key as it is now, inside the transaction (it may have been renamed).

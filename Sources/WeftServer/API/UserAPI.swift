@@ -11,15 +11,15 @@ struct UserAPI: RPCService {
 
     var handlers: [RPCHandler] {
         [
-            .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)]) {
+            .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)], access: .public) {
                 (request: Weft_V1_RegisterRequest, _) in try await register(request)
             },
-            .unary(service: Self.name, method: "Login", rest: [.post("/users/login")]) {
+            .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .public) {
                 (request: Weft_V1_LoginRequest, _) in try await login(request)
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
                 (_: Weft_V1_GetCurrentUserRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 guard let user = try await deps.users.user(id: caller.userId) else {
                     throw RPCError(code: .unauthenticated, message: "the token's user no longer exists")
                 }

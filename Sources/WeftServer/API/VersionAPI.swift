@@ -16,7 +16,7 @@ struct VersionAPI: RPCService {
             .unary(
                 service: Self.name, method: "CreateVersion", rest: [.post("/workflows/{workflowId}/versions", status: 201)]
             ) { (request: Weft_V1_CreateVersionRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
                 let label = request.label.trimmingCharacters(in: .whitespacesAndNewlines)
                 guard label.count <= 200 else {
@@ -28,7 +28,7 @@ struct VersionAPI: RPCService {
             },
             .unary(service: Self.name, method: "ListVersions", rest: [.get("/workflows/{workflowId}/versions")]) {
                 (request: Weft_V1_ListVersionsRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 let size = try Paging.size(request.pageSize)
                 let query = caller.userId + "|versions|" + request.workflowID
@@ -45,7 +45,7 @@ struct VersionAPI: RPCService {
             .unary(
                 service: Self.name, method: "GetVersion", rest: [.get("/workflows/{workflowId}/versions/{versionId}")]
             ) { (request: Weft_V1_GetVersionRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 guard !request.versionID.isEmpty else { throw APIError.required("version_id") }
                 guard let version = try await deps.workflows.workflowVersion(
@@ -60,7 +60,7 @@ struct VersionAPI: RPCService {
                 service: Self.name, method: "RollbackVersion",
                 rest: [.put("/workflows/{workflowId}/versions/{versionId}/rollback")]
             ) { (request: Weft_V1_RollbackVersionRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
                 guard !request.versionID.isEmpty else { throw APIError.required("version_id") }
                 let (workflow, version) = try await deps.workflows.rollbackWorkflow(

@@ -21,7 +21,7 @@ struct WorkerAPI: RPCService {
             },
             .unary(service: Self.name, method: "Heartbeat", rest: [.post("/workers/heartbeat")]) {
                 (request: Weft_V1_HeartbeatRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let duration = try leaseSeconds(request.hasLeaseDuration ? request.leaseDuration : nil, field: "lease_duration")
                 let lease = try await deps.engine.heartbeatExternal(
                     try token(request.leaseToken), owner: caller.userId, duration: duration)
@@ -31,7 +31,7 @@ struct WorkerAPI: RPCService {
             },
             .unary(service: Self.name, method: "CompleteTask", rest: [.post("/workers/complete")]) {
                 (request: Weft_V1_CompleteTaskRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let handle = try token(request.leaseToken)
                 let lines = try logLines(request.logLines)
                 let output = request.hasOutput ? try ProtoMapping.jsonValue(request.output, field: "output") : .emptyObject
@@ -41,7 +41,7 @@ struct WorkerAPI: RPCService {
             },
             .unary(service: Self.name, method: "FailTask", rest: [.post("/workers/fail")]) {
                 (request: Weft_V1_FailTaskRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let handle = try token(request.leaseToken)
                 let lines = try logLines(request.logLines)
                 let kind = request.kind.isEmpty ? "external" : request.kind
@@ -66,7 +66,7 @@ struct WorkerAPI: RPCService {
     /// A commit on the queue wakes the poller at once; the store is looked
     /// at every second anyway (retry backoffs become ready by time).
     func poll(_ request: Weft_V1_PollTaskRequest, _ context: ServerContext) async throws -> Weft_V1_PollTaskResponse {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         guard TaskTypes.isQueueName(request.queue) else {
             throw RPCError(
                 code: .invalidArgument,

@@ -28,13 +28,13 @@ struct WorkflowAPI: RPCService {
                     // version. Anything else (a miss, a collaborator whose
                     // role lives in the store) takes the task path below.
                     guard let workflow = deps.cache?.cachedWorkflow(id: request.workflowID) else { return nil }
-                    let caller = try deps.auth.authenticate(context)
+                    let caller = try Caller(context)
                     guard workflow.ownerId == caller.userId else { return nil }
                     context.addResponseHeader("etag", "\"\(workflow.etag)\"")
                     return try ownerViews.view(of: workflow)
                 }
             ) { (request: Weft_V1_GetWorkflowRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 let (workflow, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 context.addResponseHeader("etag", "\"\(workflow.etag)\"")
                 return ProtoMapping.workflow(workflow, role: role)
@@ -47,7 +47,7 @@ struct WorkflowAPI: RPCService {
                 service: Self.name, method: "DeleteWorkflow",
                 rest: [.delete("/workflows/{workflowId}", ifMatch: "etag")]
             ) { (request: Weft_V1_DeleteWorkflowRequest, context) in
-                let caller = try deps.auth.authenticate(context)
+                let caller = try Caller(context)
                 guard !request.workflowID.isEmpty else { throw APIError.required("workflow_id") }
                 // The owner check runs inside the store's delete transaction.
                 try await deps.workflows.deleteWorkflow(
@@ -63,7 +63,7 @@ struct WorkflowAPI: RPCService {
     }
 
     func create(_ request: Weft_V1_CreateWorkflowRequest, _ context: ServerContext) async throws -> Weft_V1_Workflow {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         let now = Date.nowMillis
         let id = IDGenerator.make(IDGenerator.workflow, now: now)
         let tasks = try request.tasks.map { task in
@@ -82,7 +82,7 @@ struct WorkflowAPI: RPCService {
     }
 
     func update(_ request: Weft_V1_UpdateWorkflowRequest, _ context: ServerContext) async throws -> Weft_V1_Workflow {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         if !request.id.isEmpty, request.id != request.workflowID {
             throw RPCError(code: .invalidArgument, message: "id \(request.id) in the body differs from the path (\(request.workflowID))")
         }
@@ -126,7 +126,7 @@ struct WorkflowAPI: RPCService {
     func list(_ request: Weft_V1_ListWorkflowsRequest, _ context: ServerContext) async throws
         -> Weft_V1_ListWorkflowsResponse
     {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         let size = try Paging.size(request.pageSize)
         let fingerprint = Paging.query(request, caller: caller.userId) {
             $0.pageToken = ""
@@ -157,7 +157,7 @@ struct WorkflowAPI: RPCService {
     func search(_ request: Weft_V1_SearchWorkflowsRequest, _ context: ServerContext) async throws
         -> Weft_V1_SearchWorkflowsResponse
     {
-        let caller = try deps.auth.authenticate(context)
+        let caller = try Caller(context)
         let text = request.query.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "query must not be empty (GET /workflows/search?query=...)")

@@ -29,7 +29,7 @@ struct ReflectionService: RPCService {
             .bidiStreaming(
                 service: Self.v1Name, method: "ServerReflectionInfo",
                 request: Grpc_Reflection_V1_ServerReflectionRequest.self,
-                response: Grpc_Reflection_V1_ServerReflectionResponse.self
+                response: Grpc_Reflection_V1_ServerReflectionResponse.self, access: .public
             ) { requests, responses, _ in
                 for try await request in requests {
                     try await responses.write(answer(request))
@@ -38,7 +38,7 @@ struct ReflectionService: RPCService {
             .bidiStreaming(
                 service: Self.v1alphaName, method: "ServerReflectionInfo",
                 request: Grpc_Reflection_V1alpha_ServerReflectionRequest.self,
-                response: Grpc_Reflection_V1alpha_ServerReflectionResponse.self
+                response: Grpc_Reflection_V1alpha_ServerReflectionResponse.self, access: .public
             ) { requests, responses, _ in
                 for try await request in requests {
                     let v1 = try Grpc_Reflection_V1_ServerReflectionRequest(serializedBytes: try request.serializedBytes() as [UInt8])

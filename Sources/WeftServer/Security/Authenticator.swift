@@ -6,12 +6,23 @@ import WeftRPC
 /// Who is calling: the user of a verified bearer token.
 struct Caller: Sendable, Equatable {
     let userId: String
+
+    init(userId: String) { self.userId = userId }
+
+    /// The caller the interceptor chain authenticated (UNAUTHENTICATED if
+    /// none: a handler never runs as nobody).
+    init(_ context: ServerContext) throws {
+        self.userId = try context.caller.id
+    }
 }
 
-/// Checks `authorization: Bearer <token>` (gRPC metadata or HTTP header; the
-/// REST bridge passes headers as metadata). Every API method calls it except
-/// Register and Login; health and metrics never reach it.
-final class Authenticator: Sendable {
+/// The authentication stage of the interceptor chain: checks
+/// `authorization: Bearer <token>` (gRPC metadata, or the HTTP header the
+/// REST bridge passes as metadata) for every method that is not public,
+/// before its request is decoded, and puts the user in the call. Health,
+/// metrics, reflection, register and login are public; everything else is
+/// refused without a valid token.
+final class Authenticator: ServerInterceptor, Sendable {
     let signer: TokenSigner
     private let metrics: WeftMetrics
     /// Verified tokens, so a busy client's calls skip the HMAC and JSON work.
@@ -24,8 +35,13 @@ final class Authenticator: Sendable {
         self.metrics = metrics
     }
 
-    func authenticate(_ context: ServerContext) throws -> Caller {
-        guard let header = context.requestMetadata[string: "authorization"] else {
+    func admit(_ call: inout CallHead) throws {
+        guard call.access != .public else { return }
+        call.principal = Principal(id: try authenticate(call.metadata).userId)
+    }
+
+    func authenticate(_ metadata: Metadata) throws -> Caller {
+        guard let header = metadata[string: "authorization"] else {
             fail("missing")
             throw RPCError(
                 code: .unauthenticated,

@@ -1,0 +1,72 @@
+import Logging
+public import NIOCore
+
+/// One non-gRPC HTTP request through the server, the same whichever
+/// transport brought it (HTTP/1.1, HTTP/2, the in-process test transport):
+/// routing, then for an RPC's REST route the interceptor chain before the
+/// body is decoded, then the handler, all inside the request's span, with
+/// its metrics and access line (`CallObservability`).
+public enum HTTPExchange {
+    /// What to do with a request: answer at once (404, 405) or run it.
+    public enum Dispatch: Sendable {
+        case respond(HTTPResponse)
+        case run(@Sendable () async -> HTTPResponse)
+    }
+
+    /// Routes `request`. An immediate answer is recorded here; the work of
+    /// `.run` records itself when it ends.
+    public static func dispatch(
+        _ request: HTTPRequest, environment: ServerEnvironment, transport: CallHead.Transport = .rest,
+        start: NIODeadline = .now()
+    ) -> Dispatch {
+        let observability = environment.observability
+        switch environment.httpRouter.route(request) {
+        case .respond(let route, let response):
+            observability.answeredHTTP(method: request.method, route: route, status: response.status, start: start)
+            return .respond(response)
+        case .run(let route, let request, let target):
+            return .run {
+                await observability.observeREST(request, route: route, start: start) {
+                    await run(target, request, route: route, environment: environment, transport: transport)
+                }
+            }
+        }
+    }
+
+    /// Runs a route; a thrown error becomes its JSON error body (internals
+    /// logged, never sent).
+    private static func run(
+        _ target: HTTPRouter.Target, _ request: HTTPRequest, route: String, environment: ServerEnvironment,
+        transport: CallHead.Transport
+    ) async -> HTTPResponse {
+        do {
+            switch target {
+            case .plain(let handler):
+                return try await handler(request)
+            case .operation(let operation):
+                var head = CallHead(
+                    descriptor: operation.descriptor, access: operation.access, metadata: RESTBridge.metadata(of: request),
+                    transport: transport, peer: "rest")
+                // Before the body is decoded: an unauthenticated request with
+                // a malformed body is unauthenticated.
+                try environment.interceptors.admit(&head)
+                let context = ServerContext(
+                    descriptor: operation.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
+                    requestEncoding: "identity", responseEncoding: "identity", principal: head.principal)
+                let response: HTTPResponse
+                do {
+                    response = try await operation.invoke(request, context)
+                } catch {
+                    environment.interceptors.completed(head, code: RPCError(from: error).code)
+                    throw error
+                }
+                environment.interceptors.completed(head, code: .ok)
+                return response
+            }
+        } catch {
+            let rpc = RPCError(from: error)
+            if let cause = rpc.cause { environment.logger.error("\(route) failed: \(cause)") }
+            return .error(rpc)
+        }
+    }
+}

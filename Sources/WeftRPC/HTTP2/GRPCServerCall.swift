@@ -1,0 +1,432 @@
+import Logging
+import NIOCore
+import Tracing
+import WeftObservability
+
+/// A gRPC call on an HTTP/2 stream: the protocol decisions are the
+/// `GRPCCallStateMachine`'s; this type carries them out on the stream (I/O),
+/// runs the handler (inline on the event loop, or as a task fed with
+/// request messages and writing responses with backpressure), goes through
+/// the interceptor chain, and records the call (`CallObservability`).
+///
+/// Event-loop confined, like its stream; handler tasks reach it only by
+/// hopping onto the loop.
+final class GRPCServerCall: @unchecked Sendable {
+    private let stream: HTTP2Stream
+    private let environment: ServerEnvironment
+    private var machine: GRPCCallStateMachine
+    private var registered: RPCRouter.RegisteredMethod?
+    private var observation: CallObservability.GRPCCall?
+    private var head: CallHead?
+    private var context: ServerContext?
+    private var responseCompression: GRPCCompression.Algorithm?
+    private var timeoutText = ""
+    private var deadlineTask: Scheduled<Void>?
+    private var task: Task<Void, Never>?
+    private var pathBytes: ArraySlice<UInt8> = []
+
+    // Request messages of a streaming call not yet taken by its handler.
+    private var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int)] = []
+    private var requestWaiter: CheckedContinuation<ArraySlice<UInt8>?, any Error>?
+    private var requestEnded = false
+    private var writeWaiters: [CheckedContinuation<Void, any Error>] = []
+
+    init(stream: HTTP2Stream) {
+        self.stream = stream
+        self.environment = stream.environment
+        self.machine = GRPCCallStateMachine(
+            configuration: .init(
+                maxMessageSize: stream.environment.config.maxReceiveMessageSize,
+                maxHeaderListSize: stream.environment.config.maxHeaderListSize))
+    }
+
+    private var path: String { String(decoding: pathBytes, as: UTF8.self) }
+    private var connection: HTTP2ServerConnectionHandler { stream.connection }
+
+    // MARK: Head
+
+    func start(_ requestHead: GRPCCallStateMachine.RequestHead, pathBytes: ArraySlice<UInt8>) {
+        self.pathBytes = pathBytes
+        let registered = environment.router.lookup(path: pathBytes)
+        let lookup: GRPCCallStateMachine.Lookup
+        if let registered {
+            lookup = .found(registered.handler.descriptor.kind)
+        } else if environment.router.hasService(forPath: requestHead.path) {
+            lookup = .unknownMethod
+        } else {
+            lookup = .unknownService(Self.serviceName(of: requestHead.path))
+        }
+        let accepted: GRPCCallStateMachine.Accepted
+        switch machine.receiveHead(requestHead, lookup: lookup) {
+        case .refuse(let error, let log):
+            observation = environment.observability.beginGRPC(
+                registered?.metrics ?? environment.metrics.unknownMethod, descriptor: nil, metadata: nil,
+                mayAnswerInline: true)
+            return log ? reject(error) : finish(error)
+        case .accept(let value):
+            accepted = value
+        }
+        let registeredMethod = registered!
+        self.registered = registeredMethod
+        let descriptor = registeredMethod.handler.descriptor
+        responseCompression = accepted.responseCompression
+        observation = environment.observability.beginGRPC(
+            registeredMethod.metrics, descriptor: descriptor, metadata: accepted.metadata,
+            mayAnswerInline: registeredMethod.answersInline)
+        // The interceptor chain, before any request byte is decoded.
+        var head = CallHead(
+            descriptor: descriptor, access: registeredMethod.handler.access, metadata: accepted.metadata, transport: .grpc,
+            peer: connection.peer)
+        do {
+            try environment.interceptors.admit(&head)
+        } catch {
+            return finish(RPCError(from: error))
+        }
+        self.head = head
+        var deadline: NIODeadline?
+        if let timeout = accepted.deadline {
+            let (seconds, attoseconds) = timeout.components
+            deadline = .now() + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            timeoutText = requestHead.timeout.map { requestHead.fields.string($0) } ?? ""
+        }
+        context = ServerContext(
+            descriptor: descriptor, requestMetadata: head.metadata, deadline: deadline, peer: connection.peer,
+            requestEncoding: accepted.requestCompression?.rawValue ?? "identity",
+            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: head.principal)
+        if let deadline {
+            deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in deadlineExpired() }
+        }
+        // Streaming requests start the handler at once; single-request calls
+        // wait for their message (and END_STREAM).
+        if case .task(let body) = registeredMethod.handler.body, !descriptor.kind.isSingleRequest {
+            startTask(body, requests: RPCRequestStream(source: StreamRequestSource(call: self, eventLoop: connection.eventLoop)))
+        }
+    }
+
+    private static func serviceName(of path: String) -> String {
+        path.split(separator: "/").first.map(String.init) ?? path
+    }
+
+    // MARK: Request
+
+    func receiveData(_ data: UnsafeRawBufferPointer, endStream: Bool) {
+        guard let registered, !machine.isClosed else { return stream.consume(data.count) }
+        if endStream, registered.answersInline, let message = machine.wholeRequestInPlace(data) {
+            // The common unary call: the handler runs on nghttp2's own
+            // buffer, without copying the message anywhere.
+            stream.consume(data.count)
+            registered.metrics.messagesReceived.increment()
+            registered.metrics.bytesReceived.increment(by: Int64(data.count))
+            requestEnded = true
+            return runInline(registered.handler.body, request: message)
+        }
+        // Single-request calls are bounded by the message size limit: their
+        // window comes back at once. Streaming requests return it as their
+        // handler takes each message (a handler that stops reading stops the client).
+        if registered.isSingleRequest { stream.consume(data.count) }
+        let failure = machine.receiveData(data) { payload, framedSize in
+            registered.metrics.messagesReceived.increment()
+            registered.metrics.bytesReceived.increment(by: Int64(framedSize))
+            guard !registered.isSingleRequest else { return }  // kept by the machine until the end
+            if let waiter = requestWaiter {
+                requestWaiter = nil
+                stream.consume(framedSize)
+                waiter.resume(returning: payload)
+            } else {
+                pendingRequests.append((payload, framedSize))
+            }
+        }
+        if let failure { reject(failure) }
+    }
+
+    func endOfRequest() {
+        guard let registered, !requestEnded else { return }
+        switch machine.receiveEnd() {
+        case .none:
+            return
+        case .refuse(let error):
+            reject(error)
+        case .run(let request):
+            requestEnded = true
+            switch registered.handler.body {
+            case .inline, .inlineOrTask:
+                request.withUnsafeBytes { runInline(registered.handler.body, request: $0) }
+            case .task(let body):
+                startTask(body, requests: RPCRequestStream(source: SingleRequestSource(message: request)))
+            }
+        case .endOfMessages:
+            requestEnded = true
+            if let waiter = requestWaiter, pendingRequests.isEmpty {
+                requestWaiter = nil
+                waiter.resume(returning: nil)
+            }
+        }
+    }
+
+    /// From a handler task, on the event loop: the next request message.
+    func takeRequest(_ continuation: CheckedContinuation<ArraySlice<UInt8>?, any Error>) {
+        if !pendingRequests.isEmpty {
+            let (message, size) = pendingRequests.removeFirst()
+            stream.consume(size)
+            continuation.resume(returning: message)
+        } else if stream.isClosed || machine.isClosed {
+            continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
+        } else if requestEnded {
+            continuation.resume(returning: nil)
+        } else {
+            requestWaiter = continuation
+        }
+    }
+
+    func cancelRequestWait() {
+        requestWaiter?.resume(throwing: CancellationError())
+        requestWaiter = nil
+    }
+
+    // MARK: Handler
+
+    /// Runs an inline body (or the fast path of an inline-or-task one; when
+    /// that declines, the request is copied and the task runs instead).
+    /// Inline bodies run without the span as the current context: they do
+    /// no I/O and start no child spans.
+    private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
+        guard let context else { return }
+        do {
+            let response: GRPCFramedMessage
+            switch handlerBody {
+            case .inline(let body):
+                response = try body(request, context)
+            case .inlineOrTask(let fast, let fallback):
+                guard let fastResponse = try fast(request, context) else {
+                    environment.observability.makeLive(&observation!)
+                    startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
+                    return
+                }
+                response = fastResponse
+            case .task:
+                return
+            }
+            try sendResponseMessage(try response.wireBytes(compressor: responseCompression))
+            finish(nil)
+        } catch {
+            finish(RPCError(from: error))
+        }
+    }
+
+    private func startTask(
+        _ body: @escaping @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void,
+        requests: RPCRequestStream
+    ) {
+        guard let context, let observation else { return }
+        let eventLoop = connection.eventLoop
+        let writer = RPCResponseWriter(
+            sink: StreamResponseSink(call: self, eventLoop: eventLoop, compressor: responseCompression))
+        // An untraced call's handler runs under `unsampled`, so what it
+        // starts (an execution) is not traced either.
+        let spanContext = environment.observability.handlerContext(observation)
+        task = Task {
+            let failure: RPCError?
+            do {
+                try await WeftTracing.withContext(spanContext) { try await body(requests, writer, context) }
+                failure = nil
+            } catch {
+                failure = RPCError(from: error)
+            }
+            eventLoop.execute {
+                self.finish(failure)
+                self.connection.scheduleFlush()
+            }
+        }
+    }
+
+    private func deadlineExpired() {
+        guard !machine.isClosed else { return }
+        context?.markCancelled()
+        finish(RPCError(code: .deadlineExceeded, message: "deadline exceeded (grpc-timeout \(timeoutText))"))
+        connection.scheduleFlush()
+    }
+
+    // MARK: Response
+
+    /// Appends one framed message, sending the response headers first.
+    func sendResponseMessage(_ framed: [UInt8]) throws {
+        switch machine.sendMessage() {
+        case .refuse:
+            throw RPCError(code: .internal, message: "response after status")
+        case .headersThenMessage:
+            let metadata = context?.takeResponseHeaders() ?? Metadata()
+            if responseCompression == nil && metadata.isEmpty {
+                stream.submit(StaticHeaders.grpcResponse)
+            } else {
+                var headers = HeaderBlock()
+                headers.add(":status", "200")
+                headers.add("content-type", "application/grpc")
+                if let responseCompression { headers.add("grpc-encoding", responseCompression.rawValue) }
+                headers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
+                headers.add(metadata)
+                stream.submit(headers: headers, withBody: true)
+            }
+        case .message:
+            break
+        }
+        registered?.metrics.messagesSent.increment()
+        registered?.metrics.bytesSent.increment(by: Int64(framed.count))
+        stream.appendBody(framed)
+    }
+
+    /// From a handler task, on the event loop: queue a message or wait.
+    func enqueueResponse(_ framed: [UInt8], continuation: CheckedContinuation<Void, any Error>) {
+        guard !machine.isClosed, !stream.isClosed else {
+            continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
+            return
+        }
+        do {
+            try sendResponseMessage(framed)
+        } catch {
+            continuation.resume(throwing: error)
+            return
+        }
+        connection.scheduleFlush()
+        if stream.pendingBodyBytes > environment.config.streamWriteBufferHighWater {
+            writeWaiters.append(continuation)
+        } else {
+            continuation.resume()
+        }
+    }
+
+    /// nghttp2 took body bytes: writers waiting for room go on.
+    func bodyDrained(remaining: Int) {
+        guard !writeWaiters.isEmpty, remaining <= environment.config.streamWriteBufferHighWater / 2 else { return }
+        let waiters = writeWaiters
+        writeWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// The transport refuses a malformed or over-limit call: one log line
+    /// (the client's mistake, so info, not error), then the status.
+    private func reject(_ error: RPCError) {
+        connection.logger.info("rejected call: \(error.code) \(error.message)", metadata: ["grpc.method": "\(path)"])
+        finish(error)
+    }
+
+    /// Sends the status (once). Any error ends a still-running handler.
+    private func finish(_ error: RPCError?) {
+        guard !stream.isClosed else { return }
+        let framing = machine.sendStatus()
+        guard framing != .alreadySent else { return }
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        let code = error?.code ?? .ok
+        if observation != nil { environment.observability.end(&observation!, code: code, error: error, path: path) }
+        if let head { environment.interceptors.completed(head, code: code) }
+        if let error, code != .ok {
+            if let cause = error.cause {
+                // Server faults are errors; a client's bad input is information.
+                let serverFault = code == .internal || code == .unknown || code == .dataLoss
+                connection.logger.log(
+                    level: serverFault ? .error : .info, "call failed: \(error.code) \(error.message)",
+                    metadata: ["grpc.method": "\(path)", "cause": "\(String(reflecting: cause))"])
+            }
+            if let task {
+                context?.markCancelled()
+                task.cancel()
+            }
+        }
+        failWaiters { RPCError(code: .cancelled, message: "the call has ended") }
+        let trailingMetadata = context?.takeResponseTrailers() ?? Metadata()
+        if framing == .trailers && error == nil && trailingMetadata.isEmpty {
+            return stream.endBody(trailers: .ok)
+        }
+        var trailers = HeaderBlock()
+        if framing == .trailersOnly {
+            trailers.add(":status", "200")
+            trailers.add("content-type", "application/grpc")
+            trailers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
+        }
+        trailers.add("grpc-status", String(code.rawValue))
+        if let error, !error.message.isEmpty { trailers.add("grpc-message", GRPCStatusMessage.encode(error.message)) }
+        if let error { trailers.add(error.metadata) }
+        trailers.add(trailingMetadata)
+        if framing == .trailersOnly {
+            stream.submit(headers: trailers, withBody: false)
+        } else {
+            stream.endBody(trailers: .block(trailers))
+        }
+    }
+
+    /// Resumes a waiting handler with an error; the error is only built when
+    /// someone waits (almost never on the unary path).
+    private func failWaiters(_ error: () -> any Error) {
+        guard requestWaiter != nil || !writeWaiters.isEmpty else { return }
+        let error = error()
+        requestWaiter?.resume(throwing: error)
+        requestWaiter = nil
+        let waiters = writeWaiters
+        writeWaiters.removeAll()
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+
+    /// The stream is gone: a call still running is cancelled and counted as such.
+    func streamClosed() {
+        if machine.streamClosed() {
+            deadlineTask?.cancel()
+            if observation != nil { environment.observability.end(&observation!, code: .cancelled, error: nil, path: path) }
+            if let head { environment.interceptors.completed(head, code: .cancelled) }
+        }
+        context?.markCancelled()
+        task?.cancel()
+        failWaiters { CancellationError() }
+        pendingRequests.removeAll()
+    }
+}
+
+/// The one request message of a unary or server-streaming call, already in hand.
+private final class SingleRequestSource: RPCRequestSource, @unchecked Sendable {
+    // Read once by the handler task that owns it.
+    private var message: ArraySlice<UInt8>?
+
+    init(message: ArraySlice<UInt8>) { self.message = message }
+
+    func next() async throws -> ArraySlice<UInt8>? {
+        defer { message = nil }
+        return message
+    }
+}
+
+/// Request messages of a client- or bidi-streaming call, taken from the
+/// call on its event loop; taking one returns its bytes to the flow-control
+/// window, so a handler that stops reading stops the client.
+private struct StreamRequestSource: RPCRequestSource {
+    let call: GRPCServerCall
+    let eventLoop: any EventLoop
+
+    func next() async throws -> ArraySlice<UInt8>? {
+        let call = self.call
+        let eventLoop = self.eventLoop
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                eventLoop.execute { call.takeRequest(continuation) }
+            }
+        } onCancel: {
+            eventLoop.execute { call.cancelRequestWait() }
+        }
+    }
+}
+
+/// Response messages of a call: framed (and compressed) on the handler's
+/// task, queued on the event loop; `write` returns once the stream's buffer
+/// is below its high-water mark.
+private struct StreamResponseSink: RPCResponseSink {
+    let call: GRPCServerCall
+    let eventLoop: any EventLoop
+    let compressor: GRPCCompression.Algorithm?
+
+    func write(_ message: GRPCFramedMessage) async throws {
+        try Task.checkCancellation()
+        let framed = try message.wireBytes(compressor: compressor)
+        let call = self.call
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            eventLoop.execute { call.enqueueResponse(framed, continuation: continuation) }
+        }
+    }
+}

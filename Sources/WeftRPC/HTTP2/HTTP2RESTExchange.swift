@@ -1,0 +1,99 @@
+import NIOCore
+
+/// A REST (non-gRPC) request on an HTTP/2 stream: the body is gathered up
+/// to the size limit, then the shared `HTTPExchange` answers it, and the
+/// response goes out on the stream. Event-loop confined, like its stream.
+final class HTTP2RESTExchange: @unchecked Sendable {
+    private let stream: HTTP2Stream
+    private var body: ByteBuffer?
+    private var answered = false
+    private var task: Task<Void, Never>?
+    private let start = NIODeadline.now()
+
+    init(stream: HTTP2Stream) {
+        self.stream = stream
+    }
+
+    private var environment: ServerEnvironment { stream.environment }
+    private var method: String { stream.method ?? "GET" }
+
+    func start(headersTooLarge: Bool, contentType: String?) {
+        body = stream.connection.allocator.buffer(capacity: 0)
+        let path = stream.path ?? "/"
+        if headersTooLarge {
+            refuse(
+                .error(
+                    status: 431, code: .resourceExhausted,
+                    message: "request headers exceed the limit of \(environment.config.maxHeaderListSize) bytes"),
+                route: "unmatched")
+        } else if method == "POST", environment.router.hasService(forPath: path) {
+            refuse(
+                .error(
+                    status: 415, code: .invalidArgument,
+                    message: "content-type must be application/grpc for gRPC method \(path), got \(contentType ?? "none")"),
+                route: "grpc")
+        }
+    }
+
+    func receiveData(_ data: UnsafeRawBufferPointer) {
+        stream.consume(data.count)
+        guard !answered, body != nil else { return }
+        if body!.readableBytes + data.count > environment.config.maxReceiveMessageSize {
+            refuse(
+                .error(
+                    status: 413, code: .resourceExhausted,
+                    message: "request body exceeds the limit of \(environment.config.maxReceiveMessageSize) bytes"),
+                route: "unmatched")
+            return
+        }
+        body!.writeBytes(data)
+    }
+
+    func endOfRequest() {
+        guard !answered, let body else { return }
+        self.body = nil
+        let request = HTTPRequest(method: method, target: stream.path ?? "/", headers: stream.plainHeaders(), body: body)
+        switch HTTPExchange.dispatch(request, environment: environment, start: start) {
+        case .respond(let response):
+            respond(response)
+        case .run(let work):
+            let eventLoop = stream.connection.eventLoop
+            task = Task {
+                let response = await work()
+                eventLoop.execute {
+                    self.respond(response)
+                    self.stream.connection.scheduleFlush()
+                }
+            }
+        }
+    }
+
+    func streamClosed() {
+        task?.cancel()
+        body = nil
+    }
+
+    /// An answer the transport gives itself (no route ran): recorded here.
+    private func refuse(_ response: HTTPResponse, route: String) {
+        environment.observability.answeredHTTP(method: method, route: route, status: response.status, start: start)
+        respond(response)
+    }
+
+    private func respond(_ response: HTTPResponse) {
+        guard !answered, !stream.isClosed else { return }
+        answered = true
+        body = nil
+        var headers = HeaderBlock()
+        headers.add(":status", String(response.status))
+        for (name, value) in response.headers { headers.add(name.lowercased(), value) }
+        headers.add("content-length", String(response.body.count))
+        let body = method == "HEAD" ? [] : response.body
+        if body.isEmpty {
+            stream.submit(headers: headers, withBody: false)
+        } else {
+            stream.submit(headers: headers, withBody: true)
+            stream.appendBody(body)
+            stream.endBody(trailers: .none)
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Logging
+import NIOCore
+import Tracing
+import WeftObservability
+
+/// The fixed stages of every call's chain, written once for every transport:
+/// a SERVER span (OpenTelemetry RPC or HTTP conventions), the metrics
+/// (go-grpc-prometheus names for gRPC, `http_server_request_duration_seconds`
+/// for REST), and the access line (debug level, inside the span).
+///
+/// gRPC calls and REST requests differ in names and labels (what existing
+/// dashboards expect), not in where they are recorded: a transport calls
+/// `begin…` when the call's head is known and `end` with its final status.
+struct CallObservability: Sendable {
+    let metrics: RPCMetrics
+    let logger: Logger
+
+    // MARK: gRPC
+
+    /// The observation of one gRPC call, held by its stream.
+    struct GRPCCall {
+        let metrics: RPCMethodMetrics
+        let startNanos: UInt64
+        /// The call's SERVER span (tracing on only); ended with the status.
+        var span: (any Span)?
+        /// The span of a call answered inline, recorded and shipped at the end.
+        var deferred: DeferredSpan?
+        var ended = false
+    }
+
+    /// Counts the call as started and opens its span. Calls that may be
+    /// answered inline only record their span (shipped in a batch when they
+    /// end; see `DeferredSpan`); `makeLive` makes it a real one if the call
+    /// goes on as a task.
+    func beginGRPC(
+        _ method: RPCMethodMetrics, descriptor: RPCMethodDescriptor?, metadata: Metadata?, mayAnswerInline: Bool
+    ) -> GRPCCall {
+        method.started.increment()
+        var call = GRPCCall(metrics: method, startNanos: NIODeadline.now().uptimeNanoseconds)
+        guard WeftTracing.isEnabled, let descriptor, let metadata else { return call }
+        let headers = TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"])
+        if mayAnswerInline {
+            call.deferred = WeftTracing.deferServer(descriptor.spanName, headers: headers)
+            call.deferred?.attributes = Self.rpcAttributes(descriptor)
+        } else {
+            call.span = WeftTracing.startServer(descriptor.spanName, headers: headers)
+            call.span?.attributes = Self.rpcAttributes(descriptor)
+        }
+        return call
+    }
+
+    /// The inline call continues as a task: its span must exist now.
+    func makeLive(_ call: inout GRPCCall) {
+        guard let deferred = call.deferred else { return }
+        call.deferred = nil
+        call.span = WeftTracing.start(deferred)
+    }
+
+    /// The context a call's handler runs in (its span, or `unsampled`).
+    func handlerContext(_ call: GRPCCall) -> InstrumentationContext? { WeftTracing.handlerContext(call.span) }
+
+    /// Records the status: handled counter, handling time, span, access line.
+    func end(_ call: inout GRPCCall, code: RPCError.Code, error: RPCError?, path: @autoclosure () -> String) {
+        guard !call.ended else { return }
+        call.ended = true
+        call.metrics.handled(code)
+        call.metrics.handlingSeconds.recordNanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos))
+        if var deferred = call.deferred {
+            call.deferred = nil
+            deferred.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
+            if Self.isServerFault(code) {
+                deferred.attributes[SpanKeys.errorType] = "\(code)"
+                deferred.errorMessage = error?.message ?? "\(code)"
+            }
+            WeftTracing.ship(deferred)
+            logGRPC(code, path: path())
+        } else if let span = call.span {
+            call.span = nil
+            span.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
+            if Self.isServerFault(code) {
+                span.attributes[SpanKeys.errorType] = "\(code)"
+                span.setStatus(SpanStatus(code: .error, message: error?.message))
+            }
+            if logger.logLevel <= .debug { InstrumentationContext.withValue(span.context) { logGRPC(code, path: path()) } }
+            span.end()
+        } else {
+            logGRPC(code, path: path())
+        }
+    }
+
+    /// The access line of a call (debug level).
+    private func logGRPC(_ code: RPCError.Code, path: @autoclosure () -> String) {
+        guard logger.logLevel <= .debug else { return }
+        logger.debug("request", metadata: ["grpc.method": "\(path())", "grpc.code": "\(code)"])
+    }
+
+    private static func rpcAttributes(_ descriptor: RPCMethodDescriptor) -> SpanAttributes {
+        var attributes = SpanAttributes()
+        attributes[SpanKeys.rpcSystem] = "grpc"
+        attributes[SpanKeys.rpcService] = descriptor.service
+        attributes[SpanKeys.rpcMethod] = descriptor.method
+        return attributes
+    }
+
+    /// Server faults mark a span as an error (the OpenTelemetry list for gRPC servers).
+    static func isServerFault(_ code: RPCError.Code) -> Bool {
+        switch code {
+        case .unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss: true
+        default: false
+        }
+    }
+
+    // MARK: REST
+
+    /// Runs a routed request inside its SERVER span (OpenTelemetry HTTP
+    /// conventions; child of the caller's `traceparent`, if any), then
+    /// records its metrics and access line. An untraced request runs under
+    /// `unsampled`: nothing it starts is traced either.
+    func observeREST(
+        _ request: HTTPRequest, route: String, start: NIODeadline, _ body: () async -> HTTPResponse
+    ) async -> HTTPResponse {
+        let span =
+            WeftTracing.isEnabled
+            ? WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers)) : nil
+        if let span {
+            span.attributes[SpanKeys.httpRequestMethod] = request.method
+            span.attributes[SpanKeys.httpRoute] = route
+            span.attributes[SpanKeys.urlPath] = request.path
+        }
+        defer { span?.end() }
+        return await WeftTracing.withContext(WeftTracing.handlerContext(span)) {
+            let response = await body()
+            if let span {
+                span.attributes[SpanKeys.httpResponseStatusCode] = response.status
+                if response.status >= 500 {
+                    span.attributes[SpanKeys.errorType] = String(response.status)
+                    span.setStatus(SpanStatus(code: .error))
+                }
+            }
+            answeredHTTP(method: request.method, route: route, status: response.status, start: start)
+            return response
+        }
+    }
+
+    /// The metrics and access line of an HTTP answer: routed ones (from
+    /// `observeREST`) and the ones a transport gives itself (404, 405, 413,
+    /// 415, 431: no handler ran).
+    func answeredHTTP(method: String, route: String, status: Int, start: NIODeadline) {
+        metrics.recordHTTP(
+            method: method, route: route, status: status,
+            duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)))
+        guard logger.logLevel <= .debug else { return }
+        logger.debug("request", metadata: ["http.method": "\(method)", "http.route": "\(route)", "http.status": "\(status)"])
+    }
+}

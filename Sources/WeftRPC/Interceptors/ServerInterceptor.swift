@@ -1,0 +1,92 @@
+/// Who is calling, as an authenticating interceptor established it.
+public struct Principal: Sendable, Hashable {
+    public let id: String
+
+    public init(id: String) { self.id = id }
+}
+
+/// Whether a method needs an authenticated caller. Methods are private
+/// unless they say otherwise: an interceptor that authenticates refuses
+/// every call to a non-public method without valid credentials.
+public enum RPCAccess: Sendable, Hashable {
+    /// Needs a caller (the default).
+    case authenticated
+    /// Anyone may call it (health, login, register, reflection).
+    case `public`
+}
+
+/// A call as interceptors see it: before its request message is decoded or
+/// validated, whichever transport brought it (gRPC over HTTP/2, REST over
+/// HTTP/1.1 or HTTP/2, the in-process test transport).
+public struct CallHead: Sendable {
+    public enum Transport: String, Sendable {
+        case grpc
+        case rest
+        case inProcess = "in-process"
+    }
+
+    public let descriptor: RPCMethodDescriptor
+    public let access: RPCAccess
+    /// Request metadata (gRPC metadata, or the HTTP headers REST maps to it).
+    public let metadata: Metadata
+    public let transport: Transport
+    public let peer: String
+    /// Who calls; set by an authenticating interceptor, read by handlers
+    /// through `ServerContext.caller`.
+    public var principal: Principal?
+
+    public init(
+        descriptor: RPCMethodDescriptor, access: RPCAccess, metadata: Metadata, transport: Transport, peer: String,
+        principal: Principal? = nil
+    ) {
+        self.descriptor = descriptor
+        self.access = access
+        self.metadata = metadata
+        self.transport = transport
+        self.peer = peer
+        self.principal = principal
+    }
+}
+
+/// One stage of the server's interceptor chain. Every call goes through
+/// the same chain on every transport, in order, before its handler runs and
+/// before its request is decoded: so an unauthenticated call with a
+/// malformed body is refused as unauthenticated, not as malformed.
+///
+/// The chain's fixed stages (tracing, metrics, the access log) are written
+/// once in `CallObservability`; interceptors are what a server adds:
+/// authentication now, rate limiting and audit later.
+public protocol ServerInterceptor: Sendable {
+    /// Admits the call or refuses it by throwing (the error is the call's
+    /// status: UNAUTHENTICATED, RESOURCE_EXHAUSTED, ...). May establish the
+    /// caller (`call.principal`).
+    func admit(_ call: inout CallHead) throws
+    /// The call ended with `code` (audit, per-caller accounting). Runs for
+    /// admitted calls only.
+    func completed(_ call: CallHead, code: RPCError.Code)
+}
+
+extension ServerInterceptor {
+    public func completed(_ call: CallHead, code: RPCError.Code) {}
+}
+
+/// The interceptors of a server, in order.
+public struct InterceptorChain: Sendable {
+    public let interceptors: [any ServerInterceptor]
+    private let wantsCompletion: Bool
+
+    public init(_ interceptors: [any ServerInterceptor] = [], notifyCompletion: Bool = false) {
+        self.interceptors = interceptors
+        self.wantsCompletion = notifyCompletion
+    }
+
+    /// Runs every interceptor's `admit`; the first refusal ends the call.
+    func admit(_ call: inout CallHead) throws {
+        for interceptor in interceptors { try interceptor.admit(&call) }
+    }
+
+    func completed(_ call: CallHead, code: RPCError.Code) {
+        guard wantsCompletion else { return }
+        for interceptor in interceptors { interceptor.completed(call, code: code) }
+    }
+}
