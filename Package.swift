@@ -160,8 +160,8 @@ let package = Package(
             name: "WeftTestSupport",
             dependencies: [
                 "WeftStore", "WeftSQLite", "WeftEngine", "WeftRPC", "WeftServer", "WeftProto", "WeftObservability",
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/WeftTestSupport",
             swiftSettings: swiftSettings
@@ -170,9 +170,10 @@ let package = Package(
             name: "WeftRPCTests",
             dependencies: [
                 "WeftRPC",
-                "WeftServer",
                 "WeftProto",
+                "WeftObservability",
                 "CNghttp2",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -57,72 +57,19 @@ public struct WeftServer: Sendable {
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.leaseSeconds), metrics: engineMetrics, costRates: config.costRates,
             logger: Logger(label: "weft.engine"))
-        let deps = APIDependencies(
-            users: store,
-            workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(store, capacity: config.workflowCacheSize) : store,
-            logs: logStore, executions: store, engine: engine,
-            auth: Authenticator(
-                signer: TokenSigner(
-                    key: try Authenticator.loadKey(dataDirectory: config.dataDirectory, secret: config.authSecret),
-                    lifetime: TimeInterval(config.tokenLifetime.components.seconds)),
-                metrics: metrics),
-            passwords: PasswordHasher(logN: config.scryptLogN), metrics: metrics)
-
-        let rpcMetrics = RPCMetrics(metrics: metrics)
-        var router = RPCRouter()
-        var http = HTTPRouter()
-        router.register(HealthService(store: health), metrics: rpcMetrics)
-        if config.enableTestServices {
-            router.register(EchoTestService(), metrics: rpcMetrics)
-        }
-        let types = APIFieldTypes(schemas: APISchemas.components())
-        let defaults = JSONDefaults(types: types)
-        let explainer = JSONTypeExplainer(types: types)
-        for service in Self.apiServices(deps) {
-            router.register(service, metrics: rpcMetrics)
-            http.register(
-                service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields)
-        }
-        // Reflection last: it lists every service registered before it, and itself.
-        let reflection = ReflectionService(
-            index: try Self.descriptorIndex(),
-            services: router.serviceNames + [ReflectionService.v1Name, ReflectionService.v1alphaName])
-        router.register(reflection, metrics: rpcMetrics)
-        health.set("", .serving)
-        for service in router.serviceNames { health.set(service, .serving) }
-        let openAPI = OpenAPIDocument.build(operations: http.restOperations)
-        http.add("GET", "/openapi.json") { _ in
-            HTTPResponse(status: 200, headers: [("content-type", "application/json")], body: openAPI)
-        }
+        let app = try WeftApplication(
+            config: config, users: store, workflows: store, executions: store, logs: logStore, engine: engine,
+            authKey: try Authenticator.loadKey(dataDirectory: config.dataDirectory, secret: config.authSecret),
+            metrics: metrics, logger: logger, health: health)
+        let environment = app.environment
         let retention = LogRetention(store: logStore, keep: config.logRetention, metrics: metrics, logger: logger)
-
-        let health = self.health
-        let metrics = self.metrics
-        let process = ProcessMetrics(metrics: metrics)
-        http.add("GET", "/healthz") { _ in
-            let all = health.all
-            let serving = all[""] == .serving
-            var services: [String: String] = [:]
-            for (name, status) in all where !name.isEmpty { services[name] = Self.statusName(status) }
-            return .json(serving ? 200 : 503, ["status": Self.statusName(all[""] ?? .unknown), "services": services])
-        }
-        http.add("GET", "/metrics") { _ in
-            process.update()
-            return HTTPResponse(
-                status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.exposition())
-        }
-
-        let environment = ServerEnvironment(
-            config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger,
-            interceptors: InterceptorChain([deps.auth]))
         let logger = self.logger
         let server = RPCServer(
             environment: environment,
             onListening: { address in
                 logger.info("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
             },
-            onDrain: { [health] in
+            onDrain: { [health = self.health] in
                 logger.info("graceful shutdown: health NOT_SERVING, draining connections")
                 health.enterDrain()
             })
@@ -146,13 +93,6 @@ public struct WeftServer: Sendable {
         try await group.run()
     }
 
-    /// Every weft.v1 service, in the order clients see them.
-    static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
-        [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
-         VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps)]
-            + PlannedAPIs(deps: deps).services
-    }
-
     static func startTracing(_ config: TracingConfig, metrics: WeftMetrics, logger: Logger) throws -> [any Service] {
         do {
             return try Telemetry.bootstrapTracing(config, metrics: metrics, logger: logger)
@@ -160,14 +100,6 @@ public struct WeftServer: Sendable {
             throw error
         } catch {
             throw WeftStartupError("cannot start tracing: \(error)")
-        }
-    }
-
-    static func descriptorIndex() throws -> DescriptorIndex {
-        do {
-            return try DescriptorIndex.embedded()
-        } catch {
-            throw WeftStartupError("cannot read the embedded descriptor set for reflection: \(error)")
         }
     }
 
@@ -181,15 +113,6 @@ public struct WeftServer: Sendable {
             return store
         } catch {
             throw WeftStartupError("cannot open the store at \(path): \(error)")
-        }
-    }
-
-    static func statusName(_ status: HealthStatusStore.Status) -> String {
-        switch status {
-        case .serving: return "SERVING"
-        case .notServing: return "NOT_SERVING"
-        case .serviceUnknown: return "SERVICE_UNKNOWN"
-        default: return "UNKNOWN"
         }
     }
 

@@ -17,7 +17,7 @@ struct APIRouteTests {
             engine: Engine(workflows: store, executions: store, queue: store, logs: store),
             auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
             passwords: PasswordHasher(logN: 10), metrics: metrics)
-        return WeftServer.apiServices(deps)
+        return WeftApplication.apiServices(deps)
     }
 
     @Test("every weft.v1 RPC has a REST route and every REST route runs an RPC")

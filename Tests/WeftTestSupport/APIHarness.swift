@@ -1,0 +1,86 @@
+public import Foundation
+import Logging
+public import SwiftProtobuf
+public import WeftEngine
+public import WeftObservability
+public import WeftProto
+public import WeftRPC
+public import WeftServer
+public import WeftStore
+
+/// The whole API in process: `WeftApplication` on the in-memory store with a
+/// running engine (`EngineHarness`), called through `InProcessTransport`, so
+/// every call goes through the real router, interceptor chain, handlers and
+/// proto mapping, gRPC and REST alike, without sockets.
+public struct APIHarness: Sendable {
+    public let engine: EngineHarness
+    public let app: WeftApplication
+    public let transport: InProcessTransport
+    public let metrics: WeftMetrics
+
+    public var store: MemoryStore { engine.store }
+
+    /// Runs `body` with a fresh application (engine stopped afterwards).
+    public static func with<T: Sendable>(
+        configure: (inout WeftServerConfig) -> Void = { _ in },
+        runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
+        _ body: (APIHarness) async throws -> T
+    ) async throws -> T {
+        var config = WeftServerConfig()
+        config.scryptLogN = 10
+        configure(&config)
+        return try await EngineHarness.with(runners: runners) { engine in
+            let metrics = WeftMetrics()
+            let app = try WeftApplication(
+                config: config, users: engine.store, workflows: engine.store, executions: engine.store,
+                logs: engine.store, engine: engine.engine, authKey: Array(repeating: 7, count: 32), metrics: metrics,
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            return try await body(
+                APIHarness(engine: engine, app: app, transport: InProcessTransport(environment: app.environment), metrics: metrics))
+        }
+    }
+
+    /// `authorization: Bearer <token>` metadata.
+    public static func bearer(_ token: String) -> Metadata {
+        var metadata = Metadata()
+        metadata.add("authorization", "Bearer \(token)")
+        return metadata
+    }
+
+    /// Registers an account and logs in; returns its token and user.
+    public func signUp(_ name: String = "Ada") async throws -> (token: String, user: Weft_V1_User) {
+        let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8))@example.com"
+        let user: Weft_V1_User = try await transport.unary(
+            "/weft.v1.UserService/Register",
+            Weft_V1_RegisterRequest.with {
+                $0.email = email
+                $0.password = "correct horse"
+                $0.name = name
+            })
+        let login: Weft_V1_LoginResponse = try await transport.unary(
+            "/weft.v1.UserService/Login",
+            Weft_V1_LoginRequest.with {
+                $0.email = email
+                $0.password = "correct horse"
+            })
+        return (login.token, user)
+    }
+
+    /// A unary call with a token.
+    public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ path: String, _ request: Request, token: String?, as: Response.Type = Response.self
+    ) async throws -> Response {
+        try await transport.unary(path, request, metadata: token.map(Self.bearer) ?? Metadata())
+    }
+
+    /// A REST request with a token; the response body as JSON.
+    public func rest(_ method: String, _ target: String, body: String? = nil, token: String? = nil) async
+        -> (status: Int, json: [String: Any], headers: [(name: String, value: String)])
+    {
+        var headers: [(name: String, value: String)] = []
+        if let token { headers.append(("authorization", "Bearer \(token)")) }
+        let response = await transport.rest(method, target, body: body, headers: headers)
+        let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+        return (response.status, json, response.headers)
+    }
+}
