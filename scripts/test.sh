@@ -7,14 +7,29 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/install-deps.sh test
 
-python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto, grpc_reflection' 2>/dev/null ||
+python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto, grpc_reflection, schemathesis' 2>/dev/null ||
   python3 -m pip install -q -r Tests/interop/requirements.txt
 
 echo "== swift build (debug, with tests)"
 swift build --build-tests
 echo "== swift unit tests"
-swift test --skip-build 2>&1 | tee /tmp/weft-swift-test.log | grep -E "✘|passed after|failed after|error:" || true
-grep -qE "Test run with [0-9]+ tests? .*passed" /tmp/weft-swift-test.log || { echo "swift unit tests failed"; cat /tmp/weft-swift-test.log | tail -50; exit 1; }
+# Judged by swift test's exit status (a failure, a crash or a hang at exit
+# fails the run), and at least one test must have run.
+log=$(mktemp)
+set +e
+swift test --skip-build 2>&1 | tee "$log" | grep -E "✘|Test run with|error:"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "swift unit tests failed (swift test exited with $status)"
+  tail -50 "$log"
+  exit 1
+fi
+ran=$(grep -oE "Test run with [0-9]+ tests?" "$log" | grep -oE "[0-9]+" | tail -n 1)
+if [ "${ran:-0}" -eq 0 ]; then
+  echo "swift unit tests: no test ran"
+  exit 1
+fi
 
 echo "== dashboards"
 python3 dashboards/check_dashboards.py --promtool

@@ -18,7 +18,10 @@ struct GRPCCallStateMachineTests {
         contentType: String = "application/grpc", tooLarge: Bool = false
     ) -> Machine.RequestHead {
         var fields = HeaderFields()
-        var head = Machine.RequestHead(method: method, path: path, fields: fields, headersTooLarge: tooLarge)
+        var head = Machine.RequestHead(method: method, fields: fields, headersTooLarge: tooLarge)
+        head.pathField = Array(":path".utf8).withUnsafeBytes { n in
+            Array(path.utf8).withUnsafeBytes { v in fields.append(name: n, value: v) }
+        }
         for (name, value) in [("content-type", contentType)] + headers {
             let index = Array(name.utf8).withUnsafeBytes { n in
                 Array(value.utf8).withUnsafeBytes { v in fields.append(name: n, value: v) }

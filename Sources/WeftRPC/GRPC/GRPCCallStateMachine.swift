@@ -25,13 +25,16 @@ struct GRPCCallStateMachine {
     /// Strings but the method).
     struct RequestHead {
         var method: String?
-        var path: String
         var fields: HeaderFields
+        /// `:path` (a String only when a message needs it).
+        var pathField: HeaderFields.Index?
         var contentType: HeaderFields.Index?
         var timeout: HeaderFields.Index?
         var encoding: HeaderFields.Index?
         var acceptEncoding: HeaderFields.Index?
         var headersTooLarge = false
+
+        var path: String { pathField.map { fields.string($0) } ?? "" }
     }
 
     /// Whether the router knows the call's path.

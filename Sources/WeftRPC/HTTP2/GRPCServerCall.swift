@@ -51,10 +51,10 @@ final class GRPCServerCall: @unchecked Sendable {
         let lookup: GRPCCallStateMachine.Lookup
         if let registered {
             lookup = .found(registered.handler.descriptor.kind)
-        } else if environment.router.hasService(forPath: requestHead.path) {
+        } else if environment.router.hasService(forPath: String(decoding: pathBytes, as: UTF8.self)) {
             lookup = .unknownMethod
         } else {
-            lookup = .unknownService(Self.serviceName(of: requestHead.path))
+            lookup = .unknownService(Self.serviceName(of: String(decoding: pathBytes, as: UTF8.self)))
         }
         let accepted: GRPCCallStateMachine.Accepted
         switch machine.receiveHead(requestHead, lookup: lookup) {

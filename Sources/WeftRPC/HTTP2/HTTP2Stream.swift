@@ -35,6 +35,9 @@ final class HTTP2Stream: @unchecked Sendable {
         case head
         case grpc(GRPCServerCall)
         case rest(HTTP2RESTExchange)
+        /// The stream closed: the exchange was let go (it holds the stream
+        /// for its handler task, so holding it here too would be a cycle).
+        case closed
     }
     private var exchange = Exchange.head
     /// Bytes received that have not been returned to the flow-control window.
@@ -99,7 +102,7 @@ final class HTTP2Stream: @unchecked Sendable {
             exchange = .grpc(call)
             call.start(
                 GRPCCallStateMachine.RequestHead(
-                    method: method, path: path ?? "", fields: fields, contentType: contentType, timeout: timeoutField,
+                    method: method, fields: fields, pathField: pathField, contentType: contentType, timeout: timeoutField,
                     encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge),
                 pathBytes: pathField.map { fields.value($0) } ?? [])
         } else {
@@ -116,7 +119,7 @@ final class HTTP2Stream: @unchecked Sendable {
         switch exchange {
         case .grpc(let call): call.receiveData(data, endStream: endStream)
         case .rest(let rest): rest.receiveData(data)
-        case .head: consume(data.count)
+        case .head, .closed: consume(data.count)
         }
     }
 
@@ -124,7 +127,7 @@ final class HTTP2Stream: @unchecked Sendable {
         switch exchange {
         case .grpc(let call): call.endOfRequest()
         case .rest(let rest): rest.endOfRequest()
-        case .head: break
+        case .head, .closed: break
         }
     }
 
@@ -152,8 +155,9 @@ final class HTTP2Stream: @unchecked Sendable {
         switch exchange {
         case .grpc(let call): call.streamClosed()
         case .rest(let rest): rest.streamClosed()
-        case .head: break
+        case .head, .closed: break
         }
+        exchange = .closed
         if unconsumed > 0 {
             connection.consumeConnection(unconsumed)
             unconsumed = 0
