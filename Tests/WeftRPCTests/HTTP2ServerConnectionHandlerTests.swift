@@ -13,7 +13,8 @@ import WeftProto
 /// nghttp2's own client session on the other side. Only inline handlers run
 /// here (EmbeddedEventLoop is single-threaded); task handlers are covered by
 /// the interop tests against a real server.
-@Suite("HTTP/2 connection handler")
+// Serialized: `noStreamLeak` counts live streams, which other tests here create.
+@Suite("HTTP/2 connection handler", .serialized)
 struct HTTP2ServerConnectionHandlerTests {
     final class Harness {
         let channel = EmbeddedChannel()
@@ -77,6 +78,23 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(response.status == .serving)
         let exposition = String(decoding: h.metrics.exposition(), as: UTF8.self)
         #expect(exposition.contains(#"grpc_server_handled_total{grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="OK"} 1"#))
+    }
+
+    @Test("streams do not outlive their calls (no reference cycle between a stream and its exchange)")
+    func noStreamLeak() throws {
+        let before = HTTP2Stream.live.load(ordering: .relaxed)
+        do {
+            let h = try Harness()
+            var ids: [Int32] = []
+            for _ in 0..<20 {
+                ids.append(h.client.request(
+                    NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"), body: NGHTTP2TestClient.grpcFrame(try checkRequest())))
+            }
+            ids.append(h.client.request([(":method", "GET"), (":scheme", "http"), (":path", "/nope"), (":authority", "x")], body: nil))
+            try h.exchange()
+            #expect(ids.allSatisfy { h.client.responses[$0] != nil })
+        }
+        #expect(HTTP2Stream.live.load(ordering: .relaxed) == before)
     }
 
     @Test("the request arriving one byte per read still works (frames split anywhere)")

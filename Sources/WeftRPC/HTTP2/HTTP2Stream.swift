@@ -1,5 +1,6 @@
 import CNghttp2
 import NIOCore
+import Synchronization
 
 /// One HTTP/2 stream: nghttp2 I/O and flow control only. It collects the
 /// request head, hands the exchange to a `GRPCServerCall` (content-type
@@ -64,7 +65,17 @@ final class HTTP2Stream: @unchecked Sendable {
         self.id = id
         self.connection = connection
         self.environment = connection.environment
+        #if DEBUG
+        Self.live.add(1, ordering: .relaxed)
+        #endif
     }
+
+    #if DEBUG
+    /// Streams alive (debug builds): tests check none outlives its exchange.
+    static let live = Atomic<Int>(0)
+
+    deinit { Self.live.subtract(1, ordering: .relaxed) }
+    #endif
 
     // MARK: Request
 
