@@ -172,7 +172,7 @@ public enum WorkflowDefinition {
         return try Expression.parse(trimmed)
     }
 
-    static let retryableErrorKinds: Set<String> = [
+    public static let retryableErrorKinds: Set<String> = [
         "timeout", "http_5xx", "http_4xx", "http_3xx", "connection", "response_too_large", "external", "any",
     ]
 

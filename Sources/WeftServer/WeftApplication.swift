@@ -45,7 +45,8 @@ public struct WeftApplication: Sendable {
         for service in Self.apiServices(deps) {
             router.register(service, metrics: rpcMetrics)
             http.register(
-                service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields)
+                service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields,
+                utcTimestamps: explainer.utcTimestamps)
         }
         // Reflection last: it lists every service registered before it, and itself.
         let reflection = ReflectionService(

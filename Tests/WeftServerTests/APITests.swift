@@ -256,6 +256,11 @@ struct APITests {
             #expect(negative.status == 400 && negative.json["message"] as? String == "page_size must not be negative")
             let garbage = await api.rest("GET", "/workflows?pageToken=zzz", token: token)
             #expect(garbage.status == 400)
+            // Any RFC 3339 offset, as the proto3 JSON mapping takes it (swift-protobuf alone refuses +14:00 and up).
+            let offset = await api.rest("GET", "/workflows?createdAfter=2000-01-01T00:06:04%2B21:58&pageSize=1", token: token)
+            #expect(offset.status == 200 && (offset.json["workflows"] as? [Any])?.count == 1)
+            let future = await api.rest("GET", "/workflows?createdAfter=2999-01-01T00:00:00-23:59", token: token)
+            #expect(future.status == 200 && (future.json["workflows"] as? [Any] ?? []).isEmpty)
         }
     }
 }

@@ -134,7 +134,16 @@ def test_schemas_follow_the_rpc_messages(doc, operations, rpcs, messages):
         body = op.get("requestBody")
         if body is not None:
             ref = body["content"]["application/json"]["schema"]["$ref"]
-            if ref != f"#/components/schemas/{m.input_type.full_name}":
+            path_fields = set(re.findall(r"\{([^}]+)\}", path))
+            if path_fields:
+                # The body of a route with path parameters is the message
+                # without the fields the path sets (grpc-gateway's body "*").
+                want_ref = f"#/components/schemas/{m.input_type.full_name}.Body"
+                body_fields = set(schemas[want_ref.rsplit("/", 1)[-1]].get("properties", {})) if ref == want_ref else None
+                want_fields = {f.json_name for f in m.input_type.fields} - path_fields
+                if ref != want_ref or body_fields != want_fields:
+                    problems.append((method, path, "request", ref, sorted(want_fields ^ (body_fields or set()))))
+            elif ref != f"#/components/schemas/{m.input_type.full_name}":
                 problems.append((method, path, "request", ref))
         for status, resp in op["responses"].items():
             if status.startswith("2") and "content" in resp:

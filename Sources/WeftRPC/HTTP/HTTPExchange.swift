@@ -65,7 +65,10 @@ public enum HTTPExchange {
             }
         } catch {
             let rpc = RPCError(from: error)
-            if let cause = rpc.cause { environment.logger.error("\(route) failed: \(cause)") }
+            // A client that went away cancels its request: not a server error.
+            if let cause = rpc.cause, !(cause is CancellationError) {
+                environment.logger.error("\(route) failed: \(cause)")
+            }
             return .error(rpc)
         }
     }

@@ -17,6 +17,9 @@ public struct HTTPRequest: Sendable {
     /// Request fields that are booleans: their query values `true`/`false`
     /// become JSON booleans (all other query values stay text).
     public var booleanFields: Set<String> = []
+    /// Rewrites the request object's timestamps with offsets as UTC: the
+    /// bridge retries with it when the protobuf parser refused an offset.
+    public var utcTimestamps: (@Sendable ([String: Any]) -> [String: Any])?
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
         self.method = method
@@ -202,17 +205,22 @@ extension HTTPRouter {
     public mutating func register(
         _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil,
         explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil,
-        booleanFields: (@Sendable (_ messageName: String) -> Set<String>)? = nil
+        booleanFields: (@Sendable (_ messageName: String) -> Set<String>)? = nil,
+        utcTimestamps: (@Sendable (_ messageName: String, _ object: [String: Any]) -> [String: Any])? = nil
     ) {
         for handler in service.handlers {
             guard let invoke = handler.restInvoker else { continue }
             let descriptor = handler.descriptor
             let messageName = handler.responseMessageName
             let booleans = booleanFields?(handler.requestMessageName) ?? []
+            let requestMessage = handler.requestMessageName
+            let rewrite: (@Sendable ([String: Any]) -> [String: Any])? =
+                if let utcTimestamps { { object in utcTimestamps(requestMessage, object) } } else { nil }
             for route in handler.restRoutes {
                 let invoke: @Sendable (HTTPRequest, ServerContext) async throws -> HTTPResponse = { request, context in
                     var request = request
                     request.booleanFields = booleans
+                    request.utcTimestamps = rewrite
                     var response: HTTPResponse
                     do {
                         response = try await invoke(request, route, context)

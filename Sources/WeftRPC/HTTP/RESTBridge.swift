@@ -42,15 +42,7 @@ public enum RESTBridge {
             }
             // Foundation's parser is lenient (it takes trailing commas); the
             // protobuf JSON parser is strict, so the body must pass it too.
-            let strict: M
-            do {
-                strict = try M(jsonUTF8Bytes: bytes, options: decodingOptions)
-            } catch let error as JSONDecodingError {
-                throw RESTDecodeError(
-                    messageName: M.protoMessageName, json: Array(bytes), generic: explain(error, object: dictionary))
-            } catch {
-                throw RPCError(code: .invalidArgument, message: "invalid \(M.protoMessageName): \(error)")
-            }
+            let strict: M = try decode(bytes, object: dictionary, request: request)
             let hasParameters =
                 !route.pathParameters.isEmpty || !(request.query ?? "").isEmpty
                 || (route.ifMatchField != nil && request.header("if-match") != nil)
@@ -96,8 +88,24 @@ public enum RESTBridge {
                 throw RPCError(code: .invalidArgument, message: "request cannot be mapped to \(M.protoMessageName)")
             }
         }
+        return try decode(json, object: object, request: request)
+    }
+
+    /// The strict proto3 JSON decode of `json` (whose parsed form is
+    /// `object`). A timestamp refused for its offset is retried in UTC (see
+    /// `HTTPRequest.utcTimestamps`).
+    private static func decode<M: SwiftProtobuf.Message>(_ json: Data, object: [String: Any], request: HTTPRequest) throws -> M {
         do {
             return try M(jsonUTF8Bytes: json, options: decodingOptions)
+        } catch JSONDecodingError.malformedTimestamp where request.utcTimestamps != nil {
+            let utc = request.utcTimestamps!(object)
+            if let rewritten = try? JSONSerialization.data(withJSONObject: utc),
+                let message = try? M(jsonUTF8Bytes: rewritten, options: decodingOptions)
+            {
+                return message
+            }
+            throw RESTDecodeError(
+                messageName: M.protoMessageName, json: Array(json), generic: explain(.malformedTimestamp, object: object))
         } catch let error as JSONDecodingError {
             throw RESTDecodeError(messageName: M.protoMessageName, json: Array(json), generic: explain(error, object: object))
         } catch {

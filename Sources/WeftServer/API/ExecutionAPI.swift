@@ -43,16 +43,19 @@ struct ExecutionAPI: RPCService {
     {
         let caller = try Caller(context)
         let key = request.idempotencyKey
-        guard key.utf8.count <= 256 else {
-            throw RPCError(code: .invalidArgument, message: "idempotency_key is longer than 256 bytes")
+        guard key.utf8.count <= APILimits.idempotencyKeyMaxBytes else {
+            throw RPCError(
+                code: .invalidArgument, message: "idempotency_key is longer than \(APILimits.idempotencyKeyMaxBytes) bytes")
         }
-        guard (-100...100).contains(request.priority) else {
-            throw RPCError(code: .invalidArgument, message: "priority must be from -100 to 100, got \(request.priority)")
+        guard APILimits.priority.contains(Int(request.priority)) else {
+            throw RPCError(
+                code: .invalidArgument,
+                message: "priority must be from \(APILimits.priority.lowerBound) to \(APILimits.priority.upperBound), got \(request.priority)")
         }
         var timeoutMs: Int64?
         if request.hasTimeout {
             let ms = try ProtoMapping.milliseconds(request.timeout, field: "timeout")
-            guard ms > 0, ms <= 366 * 86_400_000 else {
+            guard APILimits.executionTimeout.contains(ms) else {
                 throw RPCError(code: .invalidArgument, message: "timeout must be more than 0 and at most 366 days")
             }
             timeoutMs = ms
@@ -102,8 +105,8 @@ struct ExecutionAPI: RPCService {
 
     func cancel(_ request: Weft_V1_CancelExecutionRequest, _ context: ServerContext) async throws -> Weft_V1_Execution {
         let caller = try Caller(context)
-        guard request.reason.utf8.count <= 1000 else {
-            throw RPCError(code: .invalidArgument, message: "reason is longer than 1000 bytes")
+        guard request.reason.utf8.count <= APILimits.cancelReasonMaxBytes else {
+            throw RPCError(code: .invalidArgument, message: "reason is longer than \(APILimits.cancelReasonMaxBytes) bytes")
         }
         let record = try await deps.execution(request.workflowID, request.executionID, caller: caller, needs: .editor)
         let reason = request.reason.isEmpty ? "cancelled by \(caller.userId)" : request.reason

@@ -6,20 +6,32 @@ import WeftRPC
 /// generated from proto/ (`APISchemas`, regenerated with the protobuf code).
 enum OpenAPIDocument {
     static func build(operations: [RESTOperation]) -> [UInt8] {
-        let schemas = APISchemas.components()
+        var schemas = constrained(APISchemas.components())
         var paths: [String: [String: Any]] = [:]
         for operation in operations {
             let route = operation.route
-            let requestSchema = schemaName(operation.requestMessageName)
+            var requestSchema = schemaName(operation.requestMessageName)
             let responseSchema = schemaName(operation.responseMessageName)
             var parameters: [[String: Any]] = route.pathParameters.map {
-                ["name": $0, "in": "path", "required": true, "schema": ["type": "string"]]
+                let schema: [String: Any] = ["type": "string", "minLength": 1].merging(APIConstraints.pathParameters[$0] ?? [:]) { $1 }
+                return ["name": $0, "in": "path", "required": true, "schema": schema]
+            }
+            if route.hasBody, !route.pathParameters.isEmpty,
+                let body = bodySchema(schemas[requestSchema], leavingOut: Set(route.pathParameters))
+            {
+                // The body of a route with path parameters: the message
+                // without the fields the path sets (as grpc-gateway's
+                // `body: "*"`): sending them in the body too is redundant,
+                // and a different value is refused.
+                requestSchema += ".Body"
+                schemas[requestSchema] = body
             }
             let requestFields = (schemas[requestSchema] as? [String: Any])?["properties"] as? [String: Any] ?? [:]
             if !route.hasBody {
+                let required = Set((schemas[requestSchema] as? [String: Any])?["required"] as? [String] ?? [])
                 for (name, schema) in requestFields.sorted(by: { $0.key < $1.key })
                 where !route.pathParameters.contains(name) && isQueryable(schema, schemas: schemas) {
-                    parameters.append(["name": name, "in": "query", "required": false, "schema": schema])
+                    parameters.append(["name": name, "in": "query", "required": required.contains(name), "schema": schema])
                 }
             }
             if route.ifMatchField != nil {
@@ -36,8 +48,11 @@ enum OpenAPIDocument {
             ]
             if !parameters.isEmpty { op["parameters"] = parameters }
             if route.hasBody {
+                // Needed when the message has required fields (an absent
+                // body is the empty message).
+                let needed = !(((schemas[requestSchema] as? [String: Any])?["required"] as? [String]) ?? []).isEmpty
                 op["requestBody"] = [
-                    "required": false,
+                    "required": needed,
                     "content": ["application/json": ["schema": ["$ref": "#/components/schemas/\(requestSchema)"]]],
                 ]
             }
@@ -98,6 +113,86 @@ enum OpenAPIDocument {
         ]
         let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
         return Array(data)
+    }
+
+    /// The schemas from proto/ with what the server enforces on top
+    /// (`APIConstraints`): durations and timestamps as the proto3 JSON
+    /// mapping writes them, ranges, lengths, patterns, required and
+    /// read-only fields.
+    static func constrained(_ base: [String: Any]) -> [String: Any] {
+        var schemas: [String: Any] = [:]
+        for (name, raw) in base {
+            guard var schema = raw as? [String: Any] else {
+                schemas[name] = raw
+                continue
+            }
+            if var properties = schema["properties"] as? [String: Any] {
+                for (field, property) in properties { properties[field] = wellKnownFormats(property) }
+                let fields = APIConstraints.messages[name] ?? [:]
+                for (field, constraint) in fields {
+                    guard let property = properties[field] else { continue }
+                    properties[field] = merge(property, constraint.keywords)
+                }
+                for field in APIConstraints.readOnly[name] ?? [] {
+                    guard let property = properties[field] else { continue }
+                    properties[field] = merge(property, ["readOnly": true])
+                }
+                schema["properties"] = properties
+                let required = fields.filter(\.value.required).map(\.key).sorted()
+                if !required.isEmpty { schema["required"] = required }
+                if APIConstraints.taskMessages.contains(name) { schema["oneOf"] = APIConstraints.taskVariants }
+            }
+            schemas[name] = schema
+        }
+        return schemas
+    }
+
+    /// Durations and timestamps as proto3 JSON writes them: JSON Schema's
+    /// `format: duration` means ISO 8601 ("P1D"), which the mapping does not
+    /// take; a timestamp's offset and precision are stated as a pattern.
+    private static func wellKnownFormats(_ property: Any) -> Any {
+        guard var schema = property as? [String: Any] else { return property }
+        switch schema["format"] as? String {
+        case "duration":
+            schema["format"] = nil
+            schema["pattern"] = SchemaPatterns.duration
+        case "date-time":
+            schema["pattern"] = SchemaPatterns.timestamp
+        default:
+            break
+        }
+        if let items = schema["items"] { schema["items"] = wellKnownFormats(items) }
+        return schema
+    }
+
+    /// Adds keywords to a property; a reference is wrapped (`allOf`), since
+    /// OpenAPI 3.0 ignores siblings of `$ref`.
+    private static func merge(_ property: Any, _ keywords: [String: Any]) -> Any {
+        guard var schema = property as? [String: Any] else { return property }
+        if schema["$ref"] != nil {
+            schema = ["allOf": [schema]]
+        }
+        for (keyword, value) in keywords {
+            if keyword == "items", let items = value as? [String: Any], let existing = schema["items"] {
+                schema["items"] = merge(existing, items)
+            } else {
+                schema[keyword] = value
+            }
+        }
+        if keywords["anyOf"] != nil || keywords["enum"] != nil { schema["format"] = nil }
+        return schema
+    }
+
+    /// A request schema without the fields a route's path sets.
+    private static func bodySchema(_ raw: Any?, leavingOut fields: Set<String>) -> [String: Any]? {
+        guard var schema = raw as? [String: Any], var properties = schema["properties"] as? [String: Any] else { return nil }
+        for field in fields { properties[field] = nil }
+        schema["properties"] = properties
+        if let required = schema["required"] as? [String] {
+            let kept = required.filter { !fields.contains($0) }
+            schema["required"] = kept.isEmpty ? nil : kept
+        }
+        return schema
     }
 
     /// "weft.v1.CreateWorkflowRequest" -> "weft.v1.CreateWorkflowRequest" (schema keys keep the full name).

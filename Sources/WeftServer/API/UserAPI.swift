@@ -34,18 +34,22 @@ struct UserAPI: RPCService {
         guard Self.isPlausibleEmail(email) else {
             throw RPCError(code: .invalidArgument, message: "email \"\(email)\" is not a valid address")
         }
-        guard request.password.count >= 8 else {
-            throw RPCError(code: .invalidArgument, message: "password must be at least 8 characters")
+        // Counted in Unicode scalars, as JSON Schema counts `minLength`.
+        guard request.password.unicodeScalars.count >= APILimits.passwordMinCharacters else {
+            throw RPCError(
+                code: .invalidArgument, message: "password must be at least \(APILimits.passwordMinCharacters) characters")
         }
-        guard request.password.utf8.count <= 1024 else {
-            throw RPCError(code: .invalidArgument, message: "password must be at most 1024 bytes")
+        guard request.password.utf8.count <= APILimits.passwordMaxBytes else {
+            throw RPCError(code: .invalidArgument, message: "password must be at most \(APILimits.passwordMaxBytes) bytes")
         }
         let name = request.name.trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw APIError.required("name") }
         guard !name.unicodeScalars.contains("\0") else {
             throw RPCError(code: .invalidArgument, message: "name must not contain NUL characters")
         }
-        guard name.count <= 200 else { throw RPCError(code: .invalidArgument, message: "name is longer than 200 characters") }
+        guard name.count <= APILimits.nameMaxCharacters else {
+            throw RPCError(code: .invalidArgument, message: "name is longer than \(APILimits.nameMaxCharacters) characters")
+        }
         // Cheap duplicate check first, so a taken email costs no scrypt.
         if try await deps.users.user(email: email) != nil {
             throw RPCError(code: .alreadyExists, message: "a user with email \(email) already exists")
@@ -87,7 +91,7 @@ struct UserAPI: RPCService {
     static func isPlausibleEmail(_ email: String) -> Bool {
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
-            && !parts[1].hasSuffix(".") && email.utf8.count <= 254 && !email.contains(where: \.isWhitespace)
+            && !parts[1].hasSuffix(".") && email.utf8.count <= APILimits.emailMaxBytes && !email.contains(where: \.isWhitespace)
             && !email.unicodeScalars.contains { $0.value < 0x20 }
     }
 }

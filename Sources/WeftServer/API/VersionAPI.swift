@@ -19,8 +19,9 @@ struct VersionAPI: RPCService {
                 let caller = try Caller(context)
                 _ = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
                 let label = request.label.trimmingCharacters(in: .whitespacesAndNewlines)
-                guard label.count <= 200 else {
-                    throw RPCError(code: .invalidArgument, message: "label is longer than 200 characters")
+                guard label.count <= APILimits.labelMaxCharacters else {
+                    throw RPCError(
+                        code: .invalidArgument, message: "label is longer than \(APILimits.labelMaxCharacters) characters")
                 }
                 let version = try await deps.workflows.labelVersion(
                     workflowId: request.workflowID, label: label, actor: caller.userId)

@@ -11,7 +11,6 @@ import WeftStore
 /// in their configs.
 struct WorkerAPI: RPCService {
     static let name = "weft.v1.WorkerService"
-    static let maxWaitMs: Int64 = 60_000
     let deps: APIDependencies
 
     var handlers: [RPCHandler] {
@@ -45,13 +44,14 @@ struct WorkerAPI: RPCService {
                 let handle = try token(request.leaseToken)
                 let lines = try logLines(request.logLines)
                 let kind = request.kind.isEmpty ? "external" : request.kind
-                guard kind.utf8.count <= 64, kind.unicodeScalars.allSatisfy({
+                guard kind.utf8.count <= APILimits.errorKindMaxBytes, kind.unicodeScalars.allSatisfy({
                     $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
                 }) else {
                     throw RPCError(code: .invalidArgument, message: "kind must be 1 to 64 letters, digits or '_' (got \"\(kind.prefix(80))\")")
                 }
-                guard request.error.utf8.count <= 10_000 else {
-                    throw RPCError(code: .invalidArgument, message: "error is longer than 10000 bytes")
+                guard request.error.utf8.count <= APILimits.errorMessageMaxBytes else {
+                    throw RPCError(
+                        code: .invalidArgument, message: "error is longer than \(APILimits.errorMessageMaxBytes) bytes")
                 }
                 let message = request.error.isEmpty ? "the worker reported a failure" : request.error
                 try await deps.engine.completeExternal(
@@ -72,13 +72,13 @@ struct WorkerAPI: RPCService {
                 code: .invalidArgument,
                 message: "queue must be 1 to 64 letters, digits, '.', '_' or '-' (got \"\(request.queue.prefix(80))\")")
         }
-        guard request.workerID.utf8.count <= 128 else {
-            throw RPCError(code: .invalidArgument, message: "worker_id is longer than 128 bytes")
+        guard request.workerID.utf8.count <= APILimits.workerIdMaxBytes else {
+            throw RPCError(code: .invalidArgument, message: "worker_id is longer than \(APILimits.workerIdMaxBytes) bytes")
         }
         var waitMs: Int64 = 0
         if request.hasWait {
             waitMs = try ProtoMapping.milliseconds(request.wait, field: "wait")
-            guard (0...Self.maxWaitMs).contains(waitMs) else {
+            guard APILimits.pollWait.contains(waitMs) else {
                 throw RPCError(code: .invalidArgument, message: "wait must be from 0 to 60s")
             }
         }
@@ -111,16 +111,18 @@ struct WorkerAPI: RPCService {
     func leaseSeconds(_ duration: Google_Protobuf_Duration?, field: String) throws -> TimeInterval {
         guard let duration else { return 60 }
         let ms = try ProtoMapping.milliseconds(duration, field: field)
-        guard (1000...3_600_000).contains(ms) else {
+        guard APILimits.leaseDuration.contains(ms) else {
             throw RPCError(code: .invalidArgument, message: "\(field) must be from 1s to 1h")
         }
         return Double(ms) / 1000
     }
 
     func logLines(_ lines: [String]) throws -> [String] {
-        guard lines.count <= 1000 else { throw RPCError(code: .invalidArgument, message: "at most 1000 log_lines") }
-        for line in lines where line.utf8.count > 10_000 {
-            throw RPCError(code: .invalidArgument, message: "a log line is longer than 10000 bytes")
+        guard lines.count <= APILimits.logLinesMax else {
+            throw RPCError(code: .invalidArgument, message: "at most \(APILimits.logLinesMax) log_lines")
+        }
+        for line in lines where line.utf8.count > APILimits.logLineMaxBytes {
+            throw RPCError(code: .invalidArgument, message: "a log line is longer than \(APILimits.logLineMaxBytes) bytes")
         }
         return lines
     }

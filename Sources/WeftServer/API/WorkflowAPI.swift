@@ -162,8 +162,8 @@ struct WorkflowAPI: RPCService {
         guard !text.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "query must not be empty (GET /workflows/search?query=...)")
         }
-        guard text.utf8.count <= 1000 else {
-            throw RPCError(code: .invalidArgument, message: "query is longer than 1000 bytes")
+        guard text.utf8.count <= APILimits.searchQueryMaxBytes else {
+            throw RPCError(code: .invalidArgument, message: "query is longer than \(APILimits.searchQueryMaxBytes) bytes")
         }
         let size = try Paging.size(request.pageSize)
         let fingerprint = caller.userId + "|" + text

@@ -1,0 +1,193 @@
+import WeftEngine
+import WeftStore
+
+/// What the server enforces on request fields, as JSON Schema keywords for
+/// the OpenAPI document, built from the values the handlers check
+/// (`APILimits`, `WorkflowDefinition`, `TaskTypes`), so that every request
+/// the document calls valid is one the server takes, and the document says
+/// what a refused one did wrong.
+///
+/// Lengths: JSON Schema counts Unicode code points. A limit the server
+/// counts in characters (grapheme clusters, never more than code points) is
+/// published as is; a limit in UTF-8 bytes as a quarter of it (four bytes
+/// at most per code point), with the byte limit alongside
+/// (`x-weft-max-utf8-bytes`).
+enum APIConstraints {
+    struct Field {
+        var keywords: [String: Any] = [:]
+        var required = false
+
+        static func required(_ keywords: [String: Any] = [:]) -> Field { Field(keywords: keywords, required: true) }
+    }
+
+    // MARK: Building blocks
+
+    static func bytes(_ limit: Int) -> [String: Any] { ["maxLength": limit / 4, "x-weft-max-utf8-bytes": limit] }
+
+    static func duration(_ range: DurationRange) -> [String: Any] {
+        ["type": "string", "pattern": SchemaPatterns.duration(range)]
+    }
+
+    /// Not blank (some character other than white space) and no NUL.
+    static let nonBlank = #"^[^\u0000]*[^\s\u0000\u180e\u200b-\u200d\u2060\ufeff][^\u0000]*$"#
+    static let noNUL = #"^[^\u0000]*$"#
+    static var pageSize: Field { Field(keywords: ["minimum": 0]) }
+    static let email = #"^[^@\s\u0000-\u001f\u007f-\u009f]+@[^@\s\u0000-\u001f\u007f-\u009f.]+(\.[^@\s\u0000-\u001f\u007f-\u009f.]+)+$"#
+    static let queueName = #"^[A-Za-z0-9._-]{1,64}$"#
+    static let leaseToken = #"^[1-9][0-9]{0,17}\.[A-Za-z0-9_-]{1,64}$"#
+    static let key = #"^[A-Za-z][A-Za-z0-9_-]{0,63}$"#
+
+    static var taskTimeout: [String: Any] {
+        duration(DurationRange(minMs: 0, maxMs: WorkflowDefinition.maxTimeoutMs, minExclusive: true))
+    }
+
+    static let backoff = DurationRange(minMs: 0, maxMs: WorkflowDefinition.maxBackoffMs)
+    static let totalTimeout = DurationRange(minMs: 0, maxMs: 366 * 86_400_000, minExclusive: true)
+
+    /// A task definition's fields (create, update, inside workflows).
+    static var task: [String: Field] {
+        [
+            "name": .required(["pattern": nonBlank, "maxLength": WorkflowDefinition.maxNameLength]),
+            "description": Field(keywords: ["pattern": noNUL]),
+            "key": Field(keywords: ["pattern": #"^$|^[A-Za-z][A-Za-z0-9_-]{0,63}$"#]),
+            "action": .required(["enum": TaskType.builtin.map(\.rawValue)]),
+            "dependsOn": Field(keywords: ["uniqueItems": true, "items": ["type": "string", "pattern": key]]),
+            "timeout": Field(keywords: taskTimeout),
+        ]
+    }
+
+    /// A task's `config` for each type, as `TaskTypes.validate` checks it
+    /// (unknown fields refused): one `oneOf` branch per `action`. Values
+    /// may hold `{{ templates }}`; one that does not parse is refused with
+    /// its position (not something a schema can say).
+    static var taskVariants: [[String: Any]] {
+        let any: [String: Any] = [:]
+        let template = #"^\{\{"#
+        let durationText =
+            #"^(?:[0-9]{1,6}ms|[0-9]{1,5}s|[0-9]{1,4}m|[0-9]{1,3}h|(?:[0-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-6])d)$"#
+        let configs: [(TaskType, properties: [String: Any], required: [String], extra: [String: Any])] = [
+            (.noop, ["output": any], [], [:]),
+            (.log, ["message": ["type": "string"], "level": ["enum": ["Info", "Warning", "Error"]]], [], [:]),
+            (.http, [
+                "url": ["type": "string", "pattern": #"^(?:[hH][tT][tT][pP][sS]?://|\{\{)"#],
+                "method": ["enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]],
+                "headers": ["type": "object", "additionalProperties": ["type": "string"]],
+                "body": any,
+                "expectedStatus": ["type": "array", "minItems": 1, "items": ["type": "integer", "minimum": 100, "maximum": 599]],
+                "followRedirects": ["type": "boolean"],
+            ], ["url"], [:]),
+            (.delay, [
+                "duration": ["type": "string", "pattern": durationText],
+                "until": ["type": "string", "anyOf": [["pattern": SchemaPatterns.timestamp], ["pattern": template]]],
+            ], [], ["oneOf": [["required": ["duration"]], ["required": ["until"]]]]),
+            (.transform, ["output": any], ["output"], [:]),
+            (.condition, [
+                "expression": ["type": "string", "pattern": nonBlank],
+                "then": ["type": "array", "items": ["type": "string"]],
+                "else": ["type": "array", "items": ["type": "string"]],
+            ], ["expression"], [:]),
+            (.external, ["queue": ["type": "string", "pattern": queueName], "input": any], ["queue"], [:]),
+        ]
+        return configs.map { type, properties, required, extra in
+            var config: [String: Any] = ["type": "object", "properties": properties, "additionalProperties": false]
+            if !required.isEmpty { config["required"] = required }
+            for (keyword, value) in extra { config[keyword] = value }
+            var variant: [String: Any] = ["properties": ["action": ["enum": [type.rawValue]], "config": config]]
+            // A type with required config fields needs a config.
+            if !required.isEmpty || !extra.isEmpty { variant["required"] = ["config"] }
+            return variant
+        }
+    }
+
+    /// Messages that are a task definition: `taskVariants` apply.
+    static let taskMessages: Set<String> = ["weft.v1.Task", "weft.v1.CreateTaskRequest", "weft.v1.UpdateTaskRequest"]
+
+    /// Message name -> JSON field name -> what the server enforces.
+    static var messages: [String: [String: Field]] {
+        let workflowName: [String: Any] = ["pattern": nonBlank, "maxLength": WorkflowDefinition.maxNameLength]
+        let workflowDescription: [String: Any] = ["pattern": noNUL, "maxLength": WorkflowDefinition.maxDescriptionLength]
+        let tasks: [String: Any] = ["maxItems": WorkflowDefinition.maxTasks]
+        let role: [String: Any] = ["enum": ["viewer", "editor"]]
+        let leaseDuration = duration(APILimits.leaseDuration)
+        let token = Field.required(["pattern": leaseToken])
+        let logLines: [String: Any] = [
+            "maxItems": APILimits.logLinesMax, "items": ["type": "string"].merging(bytes(APILimits.logLineMaxBytes)) { $1 },
+        ]
+        return [
+            "weft.v1.RegisterRequest": [
+                "email": .required(["pattern": email].merging(bytes(APILimits.emailMaxBytes)) { $1 }),
+                "password": .required(["minLength": APILimits.passwordMinCharacters].merging(bytes(APILimits.passwordMaxBytes)) { $1 }),
+                "name": .required(["pattern": nonBlank, "maxLength": APILimits.nameMaxCharacters]),
+            ],
+            "weft.v1.LoginRequest": [
+                "email": .required(["minLength": 1]), "password": .required(["minLength": 1]),
+            ],
+            "weft.v1.CreateWorkflowRequest": [
+                "name": .required(workflowName), "description": Field(keywords: workflowDescription),
+                "tasks": Field(keywords: tasks),
+            ],
+            "weft.v1.UpdateWorkflowRequest": [
+                "name": .required(workflowName), "description": Field(keywords: workflowDescription),
+                "tasks": Field(keywords: tasks),
+            ],
+            "weft.v1.Task": task,
+            "weft.v1.CreateTaskRequest": task.merging(["workflowId": .required(["minLength": 1])]) { $1 },
+            "weft.v1.UpdateTaskRequest": task,
+            "weft.v1.RetryPolicy": [
+                "maxAttempts": Field(keywords: ["minimum": 0, "maximum": 100]),
+                "initialBackoff": Field(keywords: duration(backoff)),
+                "maxBackoff": Field(keywords: duration(backoff)),
+                "backoffMultiplier": Field(keywords: ["anyOf": [["enum": [0]], ["minimum": 1, "maximum": 100]]]),
+                "jitter": Field(keywords: ["minimum": 0, "maximum": 1]),
+                "retryableErrors": Field(keywords: ["items": ["enum": WorkflowDefinition.retryableErrorKinds.sorted()]]),
+                "totalTimeout": Field(keywords: duration(totalTimeout)),
+            ],
+            "weft.v1.SearchWorkflowsRequest": [
+                "query": .required(["pattern": nonBlank].merging(bytes(APILimits.searchQueryMaxBytes)) { $1 }),
+                "pageSize": pageSize,
+            ],
+            "weft.v1.ListWorkflowsRequest": ["pageSize": pageSize],
+            "weft.v1.ListTasksRequest": ["pageSize": pageSize],
+            "weft.v1.ListCollaboratorsRequest": ["pageSize": pageSize],
+            "weft.v1.ListVersionsRequest": ["pageSize": pageSize],
+            "weft.v1.ListExecutionsRequest": ["pageSize": pageSize],
+            "weft.v1.GetExecutionLogsRequest": ["pageSize": pageSize],
+            "weft.v1.ListSchedulesRequest": ["pageSize": pageSize],
+            "weft.v1.ListSubscriptionsRequest": ["pageSize": pageSize],
+            "weft.v1.ListIntegrationsRequest": ["pageSize": pageSize],
+            "weft.v1.ExecuteWorkflowRequest": [
+                "idempotencyKey": Field(keywords: bytes(APILimits.idempotencyKeyMaxBytes)),
+                "priority": Field(keywords: ["minimum": APILimits.priority.lowerBound, "maximum": APILimits.priority.upperBound]),
+                "timeout": Field(keywords: duration(APILimits.executionTimeout)),
+            ],
+            "weft.v1.CancelExecutionRequest": ["reason": Field(keywords: bytes(APILimits.cancelReasonMaxBytes))],
+            "weft.v1.TailLogsRequest": ["afterSequence": Field(keywords: ["pattern": #"^(0|[1-9][0-9]{0,17})$"#])],
+            "weft.v1.PollTaskRequest": [
+                "workerId": Field(keywords: bytes(APILimits.workerIdMaxBytes)),
+                "wait": Field(keywords: duration(APILimits.pollWait)),
+                "leaseDuration": Field(keywords: leaseDuration),
+            ],
+            "weft.v1.HeartbeatRequest": ["leaseToken": token, "leaseDuration": Field(keywords: leaseDuration)],
+            "weft.v1.CompleteTaskRequest": ["leaseToken": token, "logLines": Field(keywords: logLines)],
+            "weft.v1.FailTaskRequest": [
+                "leaseToken": token, "logLines": Field(keywords: logLines),
+                "kind": Field(keywords: ["pattern": #"^[A-Za-z0-9_]{0,64}$"#]),
+                "error": Field(keywords: bytes(APILimits.errorMessageMaxBytes)),
+            ],
+            "weft.v1.AddCollaboratorRequest": ["userId": .required(["minLength": 1]), "role": .required(role)],
+            "weft.v1.UpdateCollaboratorRoleRequest": ["role": .required(role)],
+            "weft.v1.CreateVersionRequest": ["label": Field(keywords: ["maxLength": APILimits.labelMaxCharacters])],
+        ]
+    }
+
+    /// Path parameters with a format of their own (others: any non-empty segment).
+    static var pathParameters: [String: [String: Any]] { ["queue": ["pattern": queueName]] }
+
+    /// Fields the server fills in and ignores on input ("output only").
+    static let readOnly: [String: Set<String>] = [
+        "weft.v1.UpdateWorkflowRequest": ["id", "ownerId", "role", "version", "createdAt", "updatedAt"],
+        "weft.v1.UpdateTaskRequest": ["id", "workflowId", "createdAt", "updatedAt"],
+        "weft.v1.Task": ["workflowId", "createdAt", "updatedAt"],
+        "weft.v1.Workflow": ["id", "ownerId", "role", "version", "etag", "createdAt", "updatedAt"],
+    ]
+}
