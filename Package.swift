@@ -80,6 +80,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             // The per-call path mutates class-held state many times per
             // request; dynamic exclusivity checks cost ~4% of its CPU. All of
@@ -130,7 +131,6 @@ let package = Package(
                 "WeftProto",
                 "WeftObservability",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -149,7 +149,6 @@ let package = Package(
                 "WeftRPC",
                 "WeftObservability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -176,7 +175,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -207,7 +205,6 @@ let package = Package(
             name: "WeftServerTests",
             dependencies: [
                 "WeftServer", "WeftRPC", "WeftEngine", "WeftStore", "WeftProto", "WeftObservability", "WeftTestSupport",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -28,9 +28,9 @@ public struct WeftApplication: Sendable {
             workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(workflows, capacity: config.workflowCacheSize) : workflows,
             logs: logs, executions: executions, engine: engine,
             auth: Authenticator(
-                signer: TokenSigner(key: authKey, lifetime: TimeInterval(config.tokenLifetime.components.seconds)),
+                signer: TokenSigner(key: authKey, lifetime: TimeInterval(config.auth.tokenLifetime.components.seconds)),
                 metrics: metrics),
-            passwords: PasswordHasher(logN: config.scryptLogN), metrics: metrics)
+            passwords: PasswordHasher(logN: config.auth.scryptLogN), metrics: metrics)
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()

@@ -26,10 +26,10 @@ public struct WeftServer: Sendable {
     public func run() async throws {
         // Before anything can start a span (recovery resumes executions).
         let tracing = try Self.startTracing(config.tracing, metrics: metrics, logger: logger)
-        try Self.prepareDataDirectory(config.dataDirectory)
+        try Self.prepareDataDirectory(config.store.dataDirectory)
         let store = try openStore()
         let logStore = try SQLiteLogStore(
-            path: (config.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
+            path: (config.store.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
             metrics: StoreMetrics(metrics: metrics, store: "logs"))
         let engineMetrics = EngineMetrics(metrics: metrics)
         // The HTTP clients must be shut down before the process exits, also
@@ -55,14 +55,14 @@ public struct WeftServer: Sendable {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
-            leaseDuration: TimeInterval(config.leaseSeconds), metrics: engineMetrics, costRates: config.costRates,
+            leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
             logger: Logger(label: "weft.engine"))
         let app = try WeftApplication(
             config: config, users: store, workflows: store, executions: store, logs: logStore, engine: engine,
-            authKey: try Authenticator.loadKey(dataDirectory: config.dataDirectory, secret: config.authSecret),
+            authKey: try Authenticator.loadKey(dataDirectory: config.store.dataDirectory, secret: config.auth.secret),
             metrics: metrics, logger: logger, health: health)
         let environment = app.environment
-        let retention = LogRetention(store: logStore, keep: config.logRetention, metrics: metrics, logger: logger)
+        let retention = LogRetention(store: logStore, keep: config.store.logRetention, metrics: metrics, logger: logger)
         let logger = self.logger
         let server = RPCServer(
             environment: environment,
@@ -80,10 +80,10 @@ public struct WeftServer: Sendable {
         // The engine resumes unfinished executions as it starts, and the
         // workers wait for that before they lease.
         var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics)]
-        if config.workers > 0 {
-            logger.info("engine: \(config.workers) in-process workers")
+        if config.engine.workers > 0 {
+            logger.info("engine: \(config.engine.workers) in-process workers")
             services.append(WorkerPool(
-                engine: engine, slots: config.workers, drainTimeout: config.workerDrainTimeout, metrics: engineMetrics
+                engine: engine, slots: config.engine.workers, drainTimeout: config.engine.drainTimeout, metrics: engineMetrics
             ) { error in logger.warning("engine: \(error)") })
         }
         let group = ServiceGroup(
@@ -104,10 +104,10 @@ public struct WeftServer: Sendable {
     }
 
     func openStore() throws -> SQLiteStore {
-        let path = (config.dataDirectory as NSString).appendingPathComponent("weft.sqlite")
+        let path = (config.store.dataDirectory as NSString).appendingPathComponent("weft.sqlite")
         do {
             let store = try SQLiteStore(
-                .init(path: path, synchronous: config.storeSync), metrics: StoreMetrics(metrics: metrics, store: "main"))
+                .init(path: path, synchronous: config.store.sync), metrics: StoreMetrics(metrics: metrics, store: "main"))
             let migrations = try store.appliedMigrations()
             logger.info("store \(path): migrations \(migrations.joined(separator: ", "))")
             return store

@@ -1,39 +1,68 @@
-public import WeftRPC
-public import WeftStore
-public import WeftSQLite
+import Foundation
 public import WeftEngine
+public import WeftRPC
+public import WeftSQLite
 
-/// Everything `weft serve` can be told.
+/// Everything `weft serve` can be told, in nested parts, each with its
+/// defaults. The CLI's flags, their environment variables and their help
+/// text come from `WeftServerConfig.Options`, which reads the defaults from
+/// here: one place for every default.
 public struct WeftServerConfig: Sendable {
+    /// Sockets, protocol limits and timeouts (`WeftRPC`).
     public var rpc = RPCServerConfig()
-    /// Where SQLite files and backups live (created if missing).
-    public var dataDirectory = "./weft-data"
-    /// Registers `weft.testing.v1.EchoService` (tests and benchmarks only).
-    public var enableTestServices = false
-    /// SQLite `synchronous` of the main database: FULL fsyncs every commit.
-    public var storeSync: SQLiteStore.Configuration.Synchronous = .full
-    /// How long execution log entries are kept.
-    public var logRetention: Duration = .seconds(30 * 86_400)
-    /// Token signing secret (at least 32 bytes); nil keeps a random key in
-    /// the data directory.
-    public var authSecret: String?
-    /// How long a login token is valid.
-    public var tokenLifetime: Duration = .seconds(86_400)
-    /// Workflow definitions kept in memory; 0 turns the cache off.
-    public var workflowCacheSize = 10_000
-    /// scrypt cost as log2(N) for password hashes.
-    public var scryptLogN = 15
-    /// In-process worker slots; 0 runs no built-in task (they stay queued).
-    public var workers = 128
-    /// Lease length of in-process workers, in seconds.
-    public var leaseSeconds = 60
-    /// How long graceful shutdown lets running attempts finish; the rest run
-    /// again after the next start.
-    public var workerDrainTimeout: Duration = .seconds(10)
+    public var store = StoreSettings()
+    public var engine = EngineSettings()
+    public var auth = AuthSettings()
     /// Traces (off unless an OTLP endpoint is set).
     public var tracing = TracingConfig()
-    /// Rates of the cost model (docs/COST.md).
-    public var costRates = CostRates()
+    /// Workflow definitions kept in memory; 0 turns the cache off.
+    public var workflowCacheSize = 10_000
+    /// Registers `weft.testing.v1.EchoService` (tests and benchmarks only).
+    public var enableTestServices = false
 
     public init() {}
+
+    /// Where and how data is kept.
+    public struct StoreSettings: Sendable {
+        /// Where SQLite files live (created if missing).
+        public var dataDirectory = "./weft-data"
+        /// SQLite `synchronous` of the main database: FULL fsyncs every commit.
+        public var sync: SQLiteStore.Configuration.Synchronous = .full
+        /// How long execution log entries are kept.
+        public var logRetention: Duration = .seconds(30 * 86_400)
+
+        public init() {}
+    }
+
+    /// The engine's in-process workers and cost model.
+    public struct EngineSettings: Sendable {
+        /// 64 per core, at least 64: attempts of built-in tasks mostly wait
+        /// on I/O (http), so slots are cheap next to the cores.
+        public static let defaultWorkers = max(64, 64 * ProcessInfo.processInfo.activeProcessorCount)
+
+        /// In-process worker slots; 0 runs no built-in task (they stay queued).
+        public var workers = Self.defaultWorkers
+        /// Lease length of in-process workers, in seconds (heartbeats renew it).
+        public var leaseSeconds = 60
+        /// How long graceful shutdown lets running attempts finish; the rest
+        /// run again after the next start.
+        public var drainTimeout: Duration = .seconds(10)
+        /// Rates of the cost model (docs/COST.md).
+        public var costRates = CostRates()
+
+        public init() {}
+    }
+
+    /// Accounts and tokens.
+    public struct AuthSettings: Sendable {
+        /// Token signing secret (at least 32 bytes); nil keeps a random key
+        /// in the data directory.
+        public var secret: String?
+        /// How long a login token is valid.
+        public var tokenLifetime: Duration = .seconds(86_400)
+        /// scrypt cost as log2(N) for password hashes.
+        public var scryptLogN = 15
+
+        public init() {}
+    }
 }

@@ -32,82 +32,40 @@ struct Serve: AsyncParsableCommand {
             finish (up to --drain-timeout), then the process exits 0.
             """)
 
-    @Option(help: "Address to bind. [env: WEFT_HOST] (default: 127.0.0.1)")
-    var host: String?
+    // Flags, variables, help text and defaults all come from
+    // `WeftServerConfig.Options` (one place for every default).
+    typealias O = WeftServerConfig.Options
 
-    @Option(help: "Port to bind; 0 picks a free one. [env: WEFT_PORT] (default: 8080)")
-    var port: Int?
-
-    @Option(help: "Directory for data files, created if missing. [env: WEFT_DATA_DIR] (default: ./weft-data)")
-    var dataDir: String?
-
-    @Option(help: "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. [env: WEFT_MAX_CONCURRENT_STREAMS] (default: 100)")
-    var maxConcurrentStreams: Int?
-
-    @Option(help: "Largest request message in bytes (also the HTTP body limit). [env: WEFT_MAX_RECEIVE_MESSAGE_SIZE] (default: 4194304)")
-    var maxReceiveMessageSize: Int?
-
-    @Option(help: "Largest request header list in bytes. [env: WEFT_MAX_HEADER_LIST_SIZE] (default: 16384)")
-    var maxHeaderListSize: Int?
-
-    @Option(help: "Seconds before an idle connection is closed. [env: WEFT_IDLE_TIMEOUT] (default: 300)")
-    var idleTimeout: Int?
-
-    @Option(help: "Seconds a graceful shutdown waits for in-flight calls. [env: WEFT_DRAIN_TIMEOUT] (default: 30)")
-    var drainTimeout: Int?
-
-    @Option(help: "Event-loop threads; 0 means half the cores, at least one. [env: WEFT_EVENT_LOOP_THREADS] (default: 0)")
-    var eventLoopThreads: Int?
-
-    @Option(help: "Log format: text or json. [env: WEFT_LOG_FORMAT] (default: text)")
-    var logFormat: String?
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: WEFT_LOG_LEVEL] (default: info)")
-    var logLevel: String?
-
-    @Option(help: "SQLite synchronous mode of the main database: full (fsync per commit) or normal. [env: WEFT_STORE_SYNC] (default: full)")
-    var storeSync: String?
-
-    @Option(help: "Days execution log entries are kept. [env: WEFT_LOG_RETENTION_DAYS] (default: 30)")
-    var logRetentionDays: Int?
-
-    @Option(help: "Seconds a login token is valid. [env: WEFT_TOKEN_TTL] (default: 86400)")
-    var tokenTtl: Int?
-
-    @Option(help: "Workflow definitions cached in memory; 0 turns the cache off. [env: WEFT_WORKFLOW_CACHE_SIZE] (default: 10000)")
-    var workflowCacheSize: Int?
-
-    @Option(help: "scrypt cost of password hashes as log2(N), 10 to 20. [env: WEFT_SCRYPT_LOG_N] (default: 15)")
-    var scryptLogN: Int?
-
-    @Option(help: "In-process workers (task attempts of built-in types run at once); 0 runs none (tasks stay queued). [env: WEFT_WORKERS] (default: 64 per core)")
-    var workers: Int?
-
-    @Option(help: "Seconds an in-process worker's lease lasts before a task is given to another worker (heartbeats renew it). [env: WEFT_LEASE_SECONDS] (default: 60)")
-    var leaseSeconds: Int?
-
-    @Option(help: "OTLP/HTTP base URL to export traces to (spans go to <url>/v1/traces); tracing is off without one. [env: OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as the full URL]")
-    var otelEndpoint: String?
-
-    @Option(help: "Trace sampler: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio. [env: OTEL_TRACES_SAMPLER] (default: parentbased_traceidratio)")
-    var traceSampler: String?
-
-    @Option(help: "Sampling ratio of the ratio samplers, 0 to 1. [env: OTEL_TRACES_SAMPLER_ARG] (default: 0.01)")
-    var traceSamplerArg: Double?
-
-    @Option(help: "service.name of the spans. [env: OTEL_SERVICE_NAME] (default: weft)")
-    var serviceName: String?
-
-    @Option(help: "A cost model rate, NAME=DOLLARS; repeatable. Names: attempt, worker_second, worker_second.<task type>, request, egress_mb (docs/COST.md). [env: WEFT_COST_RATES, comma-separated]")
-    var costRate: [String] = []
-
-    @Flag(help: "Register weft.testing.v1.EchoService, for tests and benchmarks only. [env: WEFT_ENABLE_TEST_SERVICES=1]")
-    var enableTestServices = false
+    @Option(help: ArgumentHelp(O.host.help)) var host: String?
+    @Option(help: ArgumentHelp(O.port.help)) var port: Int?
+    @Option(help: ArgumentHelp(O.dataDir.help)) var dataDir: String?
+    @Option(help: ArgumentHelp(O.maxConcurrentStreams.help)) var maxConcurrentStreams: Int?
+    @Option(help: ArgumentHelp(O.maxReceiveMessageSize.help)) var maxReceiveMessageSize: Int?
+    @Option(help: ArgumentHelp(O.maxHeaderListSize.help)) var maxHeaderListSize: Int?
+    @Option(help: ArgumentHelp(O.idleTimeout.help)) var idleTimeout: Int?
+    @Option(help: ArgumentHelp(O.drainTimeout.help)) var drainTimeout: Int?
+    @Option(help: ArgumentHelp(O.eventLoopThreads.help)) var eventLoopThreads: Int?
+    @Option(help: ArgumentHelp(O.logFormat.help)) var logFormat: String?
+    @Option(help: ArgumentHelp(O.logLevel.help)) var logLevel: String?
+    @Option(help: ArgumentHelp(O.storeSync.help)) var storeSync: String?
+    @Option(help: ArgumentHelp(O.logRetentionDays.help)) var logRetentionDays: Int?
+    @Option(help: ArgumentHelp(O.tokenTTL.help)) var tokenTtl: Int?
+    @Option(help: ArgumentHelp(O.workflowCacheSize.help)) var workflowCacheSize: Int?
+    @Option(help: ArgumentHelp(O.scryptLogN.help)) var scryptLogN: Int?
+    @Option(help: ArgumentHelp(O.workers.help)) var workers: Int?
+    @Option(help: ArgumentHelp(O.leaseSeconds.help)) var leaseSeconds: Int?
+    @Option(help: ArgumentHelp(O.workerDrainTimeout.help)) var workerDrainTimeout: Int?
+    @Option(help: ArgumentHelp(O.otelEndpoint.help)) var otelEndpoint: String?
+    @Option(help: ArgumentHelp(O.traceSampler.help)) var traceSampler: String?
+    @Option(help: ArgumentHelp(O.traceSamplerArg.help)) var traceSamplerArg: Double?
+    @Option(help: ArgumentHelp(O.serviceName.help)) var serviceName: String?
+    @Option(help: ArgumentHelp(O.costRate.help)) var costRate: [String] = []
+    @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
 
     func run() async throws {
         let env = Environment()
-        let format = try env.choice(logFormat, "WEFT_LOG_FORMAT", default: WeftLogHandler.Format.text)
-        let level = try env.choice(logLevel, "WEFT_LOG_LEVEL", default: Logger.Level.info)
+        let format = try env.choice(logFormat, O.logFormat.environment, default: WeftLogHandler.Format.text)
+        let level = try env.choice(logLevel, O.logLevel.environment, default: Logger.Level.info)
         // Every line logged inside a span carries its trace_id and span_id.
         LoggingSystem.bootstrap(
             { label, provider in WeftLogHandler(label: label, format: format, level: level, metadataProvider: provider) },
@@ -115,37 +73,32 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "weft")
 
         var config = WeftServerConfig()
-        config.rpc.host = env.string(host, "WEFT_HOST", default: config.rpc.host)
-        config.rpc.port = try env.int(port, "WEFT_PORT", default: config.rpc.port, range: 0...65535)
-        config.dataDirectory = env.string(dataDir, "WEFT_DATA_DIR", default: config.dataDirectory)
+        config.rpc.host = env.string(host, O.host, default: config.rpc.host)
+        config.rpc.port = try env.int(port, O.port, default: config.rpc.port)
+        config.store.dataDirectory = env.string(dataDir, O.dataDir, default: config.store.dataDirectory)
         config.rpc.maxConcurrentStreams = try env.int(
-            maxConcurrentStreams, "WEFT_MAX_CONCURRENT_STREAMS", default: config.rpc.maxConcurrentStreams, range: 1...100_000)
+            maxConcurrentStreams, O.maxConcurrentStreams, default: config.rpc.maxConcurrentStreams)
         config.rpc.maxReceiveMessageSize = try env.int(
-            maxReceiveMessageSize, "WEFT_MAX_RECEIVE_MESSAGE_SIZE", default: config.rpc.maxReceiveMessageSize,
-            range: 1024...(1 << 30))
-        config.rpc.maxHeaderListSize = try env.int(
-            maxHeaderListSize, "WEFT_MAX_HEADER_LIST_SIZE", default: config.rpc.maxHeaderListSize, range: 1024...(1 << 20))
-        config.rpc.idleTimeout = .seconds(
-            try env.int(idleTimeout, "WEFT_IDLE_TIMEOUT", default: 300, range: 1...86_400))
-        config.rpc.drainTimeout = .seconds(
-            try env.int(drainTimeout, "WEFT_DRAIN_TIMEOUT", default: 30, range: 0...3600))
-        config.rpc.eventLoopThreads = try env.int(
-            eventLoopThreads, "WEFT_EVENT_LOOP_THREADS", default: 0, range: 0...256)
+            maxReceiveMessageSize, O.maxReceiveMessageSize, default: config.rpc.maxReceiveMessageSize)
+        config.rpc.maxHeaderListSize = try env.int(maxHeaderListSize, O.maxHeaderListSize, default: config.rpc.maxHeaderListSize)
+        config.rpc.idleTimeout = .seconds(try env.int(idleTimeout, O.idleTimeout, default: config.rpc.idleTimeout))
+        config.rpc.drainTimeout = .seconds(try env.int(drainTimeout, O.drainTimeout, default: config.rpc.drainTimeout))
+        config.rpc.eventLoopThreads = try env.int(eventLoopThreads, O.eventLoopThreads, default: config.rpc.eventLoopThreads)
         config.enableTestServices = enableTestServices || env.flag("WEFT_ENABLE_TEST_SERVICES")
-        config.storeSync = try env.choice(storeSync, "WEFT_STORE_SYNC", default: SQLiteStore.Configuration.Synchronous.full)
-        config.logRetention = .seconds(
-            86_400 * (try env.int(logRetentionDays, "WEFT_LOG_RETENTION_DAYS", default: 30, range: 1...36_500)))
-        config.tokenLifetime = .seconds(try env.int(tokenTtl, "WEFT_TOKEN_TTL", default: 86_400, range: 60...31_536_000))
-        config.workflowCacheSize = try env.int(
-            workflowCacheSize, "WEFT_WORKFLOW_CACHE_SIZE", default: 10_000, range: 0...10_000_000)
-        config.scryptLogN = try env.int(scryptLogN, "WEFT_SCRYPT_LOG_N", default: 15, range: 10...20)
-        config.workers = try env.int(
-            workers, "WEFT_WORKERS", default: max(64, 64 * ProcessInfo.processInfo.activeProcessorCount), range: 0...10_000)
-        config.leaseSeconds = try env.int(leaseSeconds, "WEFT_LEASE_SECONDS", default: 60, range: 1...86_400)
+        config.store.sync = try env.choice(storeSync, O.storeSync.environment, default: config.store.sync)
+        config.store.logRetention = .seconds(
+            86_400 * (try env.int(logRetentionDays, O.logRetentionDays, default: config.store.logRetention / 86_400)))
+        config.auth.tokenLifetime = .seconds(try env.int(tokenTtl, O.tokenTTL, default: config.auth.tokenLifetime))
+        config.workflowCacheSize = try env.int(workflowCacheSize, O.workflowCacheSize, default: config.workflowCacheSize)
+        config.auth.scryptLogN = try env.int(scryptLogN, O.scryptLogN, default: config.auth.scryptLogN)
+        config.engine.workers = try env.int(workers, O.workers, default: config.engine.workers)
+        config.engine.leaseSeconds = try env.int(leaseSeconds, O.leaseSeconds, default: config.engine.leaseSeconds)
+        config.engine.drainTimeout = .seconds(
+            try env.int(workerDrainTimeout, O.workerDrainTimeout, default: config.engine.drainTimeout))
         config.tracing = try tracingConfig(env)
-        config.costRates = try costRates(env)
+        config.engine.costRates = try costRates(env)
         // A secret only from the environment: flags show up in `ps`.
-        config.authSecret = env.values["WEFT_AUTH_SECRET"]
+        config.auth.secret = env.values[O.authSecret.environment]
 
         let metrics = WeftMetrics()
         metrics.bootstrapSwiftMetrics()
@@ -229,25 +182,35 @@ extension Serve {
 struct Environment {
     let values = ProcessInfo.processInfo.environment
 
+    func string(_ flag: String?, _ option: WeftServerConfig.Option, default value: String) -> String {
+        flag ?? values[option.environment] ?? value
+    }
+
     func string(_ flag: String?, _ name: String, default value: String) -> String {
         flag ?? values[name] ?? value
     }
 
-    func int(_ flag: Int?, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+    /// A duration option given in whole seconds.
+    func int(_ flag: Int?, _ option: WeftServerConfig.Option, default value: Duration) throws -> Int {
+        try int(flag, option, default: Int(value.components.seconds))
+    }
+
+    func int(_ flag: Int?, _ option: WeftServerConfig.Option, default value: Int) throws -> Int {
+        let name = option.environment
         let resolved: Int
         let source: String
         if let flag {
             resolved = flag
-            source = Self.flagName(name)
+            source = option.flag
         } else if let raw = values[name] {
             guard let parsed = Int(raw) else { throw ValidationError("\(name)=\(raw) is not a whole number") }
             resolved = parsed
             source = name
         } else {
             resolved = value
-            source = Self.flagName(name)
+            source = option.flag
         }
-        guard range.contains(resolved) else {
+        if let range = option.range, !range.contains(resolved) {
             throw ValidationError("\(source) must be in \(range.lowerBound)...\(range.upperBound), got \(resolved)")
         }
         return resolved

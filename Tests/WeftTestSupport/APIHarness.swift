@@ -27,7 +27,7 @@ public struct APIHarness: Sendable {
         _ body: (APIHarness) async throws -> T
     ) async throws -> T {
         var config = WeftServerConfig()
-        config.scryptLogN = 10
+        config.auth.scryptLogN = 10
         configure(&config)
         return try await EngineHarness.with(runners: runners) { engine in
             let metrics = WeftMetrics()

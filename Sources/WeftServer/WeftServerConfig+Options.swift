@@ -1,0 +1,122 @@
+extension WeftServerConfig {
+    /// One `weft serve` option: its flag, its environment variable, what it
+    /// means, and its default as `WeftServerConfig()` has it. The CLI builds
+    /// its flags and help text from these, so a default is written once.
+    public struct Option: Sendable {
+        public let flag: String
+        public let environment: String
+        public let abstract: String
+        /// The default, as shown in help and docs.
+        public let defaultText: String?
+        /// Accepted values of a numeric option.
+        public let range: ClosedRange<Int>?
+
+        init(_ flag: String, _ environment: String, _ abstract: String, default value: String? = nil, range: ClosedRange<Int>? = nil) {
+            self.flag = flag
+            self.environment = environment
+            self.abstract = abstract
+            self.defaultText = value
+            self.range = range
+        }
+
+        /// `abstract [env: VAR] (default: …)`, as `--help` prints it.
+        public var help: String {
+            "\(abstract) [env: \(environment)]" + (defaultText.map { " (default: \($0))" } ?? "")
+        }
+    }
+
+    /// Every option of `weft serve` (the README's configuration table lists
+    /// the same).
+    public enum Options {
+        private static let defaults = WeftServerConfig()
+
+        private static func seconds(_ duration: Duration) -> Int { Int(duration.components.seconds) }
+
+        public static let host = Option("--host", "WEFT_HOST", "Address to bind.", default: defaults.rpc.host)
+        public static let port = Option(
+            "--port", "WEFT_PORT", "Port to bind; 0 picks a free one.", default: "\(defaults.rpc.port)", range: 0...65535)
+        public static let dataDir = Option(
+            "--data-dir", "WEFT_DATA_DIR", "Directory for data files, created if missing.",
+            default: defaults.store.dataDirectory)
+        public static let maxConcurrentStreams = Option(
+            "--max-concurrent-streams", "WEFT_MAX_CONCURRENT_STREAMS", "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.",
+            default: "\(defaults.rpc.maxConcurrentStreams)", range: 1...100_000)
+        public static let maxReceiveMessageSize = Option(
+            "--max-receive-message-size", "WEFT_MAX_RECEIVE_MESSAGE_SIZE",
+            "Largest request message in bytes (also the HTTP body limit).",
+            default: "\(defaults.rpc.maxReceiveMessageSize)", range: 1024...(1 << 30))
+        public static let maxHeaderListSize = Option(
+            "--max-header-list-size", "WEFT_MAX_HEADER_LIST_SIZE", "Largest request header list in bytes.",
+            default: "\(defaults.rpc.maxHeaderListSize)", range: 1024...(1 << 20))
+        public static let idleTimeout = Option(
+            "--idle-timeout", "WEFT_IDLE_TIMEOUT", "Seconds before an idle connection is closed.",
+            default: "\(seconds(defaults.rpc.idleTimeout))", range: 1...86_400)
+        public static let drainTimeout = Option(
+            "--drain-timeout", "WEFT_DRAIN_TIMEOUT", "Seconds a graceful shutdown waits for in-flight calls.",
+            default: "\(seconds(defaults.rpc.drainTimeout))", range: 0...3600)
+        public static let eventLoopThreads = Option(
+            "--event-loop-threads", "WEFT_EVENT_LOOP_THREADS", "Event-loop threads; 0 means half the cores, at least one.",
+            default: "\(defaults.rpc.eventLoopThreads)", range: 0...256)
+        public static let logFormat = Option("--log-format", "WEFT_LOG_FORMAT", "Log format: text or json.", default: "text")
+        public static let logLevel = Option(
+            "--log-level", "WEFT_LOG_LEVEL", "Log level: trace, debug, info, notice, warning, error, critical.",
+            default: "info")
+        public static let storeSync = Option(
+            "--store-sync", "WEFT_STORE_SYNC",
+            "SQLite synchronous mode of the main database: full (fsync per commit) or normal.",
+            default: defaults.store.sync.rawValue)
+        public static let logRetentionDays = Option(
+            "--log-retention-days", "WEFT_LOG_RETENTION_DAYS", "Days execution log entries are kept.",
+            default: "\(seconds(defaults.store.logRetention) / 86_400)", range: 1...36_500)
+        public static let tokenTTL = Option(
+            "--token-ttl", "WEFT_TOKEN_TTL", "Seconds a login token is valid.",
+            default: "\(seconds(defaults.auth.tokenLifetime))", range: 60...31_536_000)
+        public static let workflowCacheSize = Option(
+            "--workflow-cache-size", "WEFT_WORKFLOW_CACHE_SIZE", "Workflow definitions cached in memory; 0 turns the cache off.",
+            default: "\(defaults.workflowCacheSize)", range: 0...10_000_000)
+        public static let scryptLogN = Option(
+            "--scrypt-log-n", "WEFT_SCRYPT_LOG_N", "scrypt cost of password hashes as log2(N), 10 to 20.",
+            default: "\(defaults.auth.scryptLogN)", range: 10...20)
+        public static let workers = Option(
+            "--workers", "WEFT_WORKERS",
+            "In-process workers (task attempts of built-in types run at once); 0 runs none (tasks stay queued).",
+            default: "64 per core, at least 64; \(defaults.engine.workers) here", range: 0...10_000)
+        public static let leaseSeconds = Option(
+            "--lease-seconds", "WEFT_LEASE_SECONDS",
+            "Seconds an in-process worker's lease lasts before a task is given to another worker (heartbeats renew it).",
+            default: "\(defaults.engine.leaseSeconds)", range: 1...86_400)
+        public static let workerDrainTimeout = Option(
+            "--worker-drain-timeout", "WEFT_WORKER_DRAIN_TIMEOUT",
+            "Seconds a graceful shutdown lets running task attempts finish; the rest run again after the next start.",
+            default: "\(seconds(defaults.engine.drainTimeout))", range: 0...3600)
+        public static let otelEndpoint = Option(
+            "--otel-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTLP/HTTP base URL to export traces to (spans go to <url>/v1/traces); tracing is off without one. OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is taken as the full URL.")
+        public static let traceSampler = Option(
+            "--trace-sampler", "OTEL_TRACES_SAMPLER",
+            "Trace sampler: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio.",
+            default: defaults.tracing.sampler.rawValue)
+        public static let traceSamplerArg = Option(
+            "--trace-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "Sampling ratio of the ratio samplers, 0 to 1.",
+            default: "\(defaults.tracing.samplerArgument)")
+        public static let serviceName = Option(
+            "--service-name", "OTEL_SERVICE_NAME", "service.name of the spans.", default: defaults.tracing.serviceName)
+        public static let costRate = Option(
+            "--cost-rate", "WEFT_COST_RATES",
+            "A cost model rate, NAME=DOLLARS; repeatable (the variable: comma-separated). Names: attempt, worker_second, worker_second.<task type>, request, egress_mb (docs/COST.md).")
+        public static let enableTestServices = Option(
+            "--enable-test-services", "WEFT_ENABLE_TEST_SERVICES=1",
+            "Register weft.testing.v1.EchoService, for tests and benchmarks only.")
+        public static let authSecret = Option(
+            "", "WEFT_AUTH_SECRET",
+            "Token signing secret (at least 32 bytes); environment only, so it never shows in `ps`. Unset: a random key kept in DATA_DIR/auth.key.")
+
+        /// All of them, in the order of `weft serve --help`.
+        public static let all: [Option] = [
+            host, port, dataDir, maxConcurrentStreams, maxReceiveMessageSize, maxHeaderListSize, idleTimeout, drainTimeout,
+            eventLoopThreads, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, workflowCacheSize, scryptLogN,
+            workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
+            enableTestServices, authSecret,
+        ]
+    }
+}
