@@ -262,53 +262,6 @@ extension SQLiteStore: WorkflowStore {
         }
     }
 
-    public func searchWorkflows(text: String, visibleTo userId: String, limit: Int, cursor: String?) async throws
-        -> Page<SearchHit>
-    {
-        guard let match = Self.ftsQuery(text) else { return Page(items: [], nextCursor: nil) }
-        let offset: Int
-        if let cursor {
-            guard let value = Int(cursor), (0...Self.searchRankWindow).contains(value) else {
-                throw StoreError.invalid("page_token is not valid for this search")
-            }
-            offset = value
-        } else {
-            offset = 0
-        }
-        return try await read("search_workflows") { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT w.*, \(Self.callerRoleColumn), -s.rank AS score,
-                        snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
-                    FROM workflow_search s JOIN workflows w ON w.search_rowid = s.rowid
-                    WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
-                        AND s.rowid >= (SELECT MIN(rid) FROM (
-                            SELECT s2.rowid AS rid FROM workflow_search s2 JOIN workflows w2 ON w2.search_rowid = s2.rowid
-                            WHERE s2.workflow_search MATCH ? AND w2.deleted_at IS NULL
-                                AND (w2.user_id = ? OR EXISTS (SELECT 1 FROM workflow_collaborators c2
-                                     WHERE c2.workflow_id = w2.id AND c2.user_id = ?))
-                            ORDER BY s2.rowid DESC LIMIT ?))
-                    ORDER BY s.rank, w.id DESC LIMIT ? OFFSET ?
-                    """,
-                arguments: [
-                    userId, userId, match, userId, userId, match, userId, userId, Self.searchRankWindow,
-                    min(limit + 1, Self.searchRankWindow - offset + 1), offset,
-                ])
-            var hits = rows.map { row in
-                SearchHit(workflow: Self.workflowRecord(row), score: row["score"], snippet: row["snippet"] ?? "")
-            }
-            var next: String?
-            if hits.count > limit, offset + limit < Self.searchRankWindow {
-                hits.removeLast()
-                next = String(offset + limit)
-            } else if hits.count > limit {
-                hits.removeLast()
-            }
-            return Page(items: hits, nextCursor: next)
-        }
-    }
-
     public func task(id: String) async throws -> TaskRecord? {
         try await read("get_task") { db in
             try Row.fetchOne(
@@ -319,84 +272,6 @@ extension SQLiteStore: WorkflowStore {
                     """,
                 arguments: [id]
             ).map(Self.taskRecord)
-        }
-    }
-
-    public func role(userId: String, workflowId: String) async throws -> WorkflowRole? {
-        try await read("get_role") { db in
-            guard let owner = try String.fetchOne(
-                db, sql: "SELECT user_id FROM workflows WHERE id = ? AND deleted_at IS NULL", arguments: [workflowId])
-            else { return nil }
-            if owner == userId { return .owner }
-            let role = try String.fetchOne(
-                db, sql: "SELECT role FROM workflow_collaborators WHERE workflow_id = ? AND user_id = ?",
-                arguments: [workflowId, userId])
-            return role.flatMap(WorkflowRole.init(rawValue:))
-        }
-    }
-
-    public func addCollaborator(_ collaborator: CollaboratorRecord, actor: String) async throws {
-        try await write("add_collaborator") { db in
-            do {
-                try db.execute(
-                    sql: "INSERT INTO workflow_collaborators (workflow_id, user_id, role, added_at) VALUES (?, ?, ?, ?)",
-                    arguments: [collaborator.workflowId, collaborator.userId, collaborator.role.rawValue, collaborator.addedAt])
-            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
-                throw StoreError.alreadyExists(
-                    "user \(collaborator.userId) is already a collaborator of workflow \(collaborator.workflowId); use PUT to change the role")
-            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
-                throw StoreError.notFound("user \(collaborator.userId) not found")
-            }
-            try Self.audit(db, actor: actor, action: "add_collaborator", resourceType: "workflow",
-                           resourceId: collaborator.workflowId, at: collaborator.addedAt,
-                           detail: .object(["userId": .string(collaborator.userId), "role": .string(collaborator.role.rawValue)]))
-        }
-    }
-
-    public func updateCollaborator(workflowId: String, userId: String, role: WorkflowRole, actor: String) async throws {
-        try await write("update_collaborator") { db in
-            try db.execute(
-                sql: "UPDATE workflow_collaborators SET role = ? WHERE workflow_id = ? AND user_id = ?",
-                arguments: [role.rawValue, workflowId, userId])
-            guard db.changesCount == 1 else {
-                throw StoreError.notFound("user \(userId) is not a collaborator of workflow \(workflowId)")
-            }
-            try Self.audit(db, actor: actor, action: "update_collaborator", resourceType: "workflow", resourceId: workflowId,
-                           at: Date(), detail: .object(["userId": .string(userId), "role": .string(role.rawValue)]))
-        }
-    }
-
-    public func removeCollaborator(workflowId: String, userId: String, actor: String) async throws {
-        try await write("remove_collaborator") { db in
-            try db.execute(
-                sql: "DELETE FROM workflow_collaborators WHERE workflow_id = ? AND user_id = ?",
-                arguments: [workflowId, userId])
-            guard db.changesCount == 1 else {
-                throw StoreError.notFound("user \(userId) is not a collaborator of workflow \(workflowId)")
-            }
-            try Self.audit(db, actor: actor, action: "remove_collaborator", resourceType: "workflow", resourceId: workflowId,
-                           at: Date(), detail: .object(["userId": .string(userId)]))
-        }
-    }
-
-    public func collaborators(workflowId: String) async throws -> [(CollaboratorRecord, UserRecord)] {
-        try await read("list_collaborators") { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT c.workflow_id, c.role, c.added_at, u.* FROM workflow_collaborators c
-                    JOIN users u ON u.id = c.user_id WHERE c.workflow_id = ? ORDER BY c.added_at, u.id
-                    """,
-                arguments: [workflowId]
-            ).map { row in
-                let user = Self.userRecord(row)
-                return (
-                    CollaboratorRecord(
-                        workflowId: row["workflow_id"], userId: user.id,
-                        role: WorkflowRole(rawValue: row["role"]) ?? .viewer, addedAt: row["added_at"]),
-                    user
-                )
-            }
         }
     }
 
@@ -561,27 +436,6 @@ extension SQLiteStore: WorkflowStore {
     /// Turns free text into a safe FTS5 query: every word becomes a quoted
     /// phrase (so no FTS5 syntax is ever interpreted), all must match, and
     /// the last one matches as a prefix (search-as-you-type).
-    static func ftsQuery(_ text: String) -> String? {
-        // Unicode scalars, not Characters: a grapheme cluster can glue a
-        // quote to a letter. Quotes are doubled anyway, as FTS5 escapes them.
-        let words = text.unicodeScalars.split { !isWordScalar($0) }.prefix(32)
-        guard !words.isEmpty else { return nil }
-        var parts = words.map { word in
-            "\"" + String(String.UnicodeScalarView(word)).replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
-        parts[parts.count - 1] += "*"
-        return parts.joined(separator: " ")
-    }
-
-    static func isWordScalar(_ scalar: Unicode.Scalar) -> Bool {
-        let properties = scalar.properties
-        if properties.isAlphabetic || properties.numericType != nil { return true }
-        switch properties.generalCategory {
-        case .nonspacingMark, .spacingMark, .enclosingMark: return true
-        default: return false
-        }
-    }
-
     static func escapeLike(_ text: String) -> String {
         text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
             .replacingOccurrences(of: "_", with: "\\_")
