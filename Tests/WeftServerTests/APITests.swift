@@ -215,6 +215,43 @@ struct APITests {
         }
     }
 
+    @Test("a REST body is decoded from the bytes sent (numbers keep their precision) and merged with path and query")
+    func restBodyAndParameters() async throws {
+        try await APIHarness.with { api in
+            let (token, _) = try await api.signUp()
+            let created: Weft_V1_Workflow = try await api.call(Self.createWorkflow, Self.workflow(), token: token)
+            // Foundation would write 1.5461418000910875e-111 back as 129 digits, which protobuf refuses.
+            let started = await api.rest(
+                "POST", "/workflows/\(created.id)/execute",
+                body: #"{"input": {"tiny": 1.5461418000910875e-111, "big": -2.5351880195202424e+16}}"#, token: token)
+            #expect(started.status == 202, "\(started.json)")
+            let executionId = try #require(started.json["executionId"] as? String)
+            let execution: Weft_V1_Execution = try await api.call(
+                "/weft.v1.ExecutionService/GetExecution",
+                Weft_V1_GetExecutionRequest.with {
+                    $0.workflowID = created.id
+                    $0.executionID = executionId
+                }, token: token)
+            #expect(execution.input.fields["tiny"]?.numberValue == 1.5461418000910875e-111)
+            #expect(execution.input.fields["big"]?.numberValue == -2.5351880195202424e+16)
+            let same = await api.rest(
+                "POST", "/workflows/\(created.id)/execute", body: #"{"workflowId": "\#(created.id)"}"#, token: token)
+            #expect(same.status == 202, "the path's id repeated in the body is accepted")
+            let differs = await api.rest(
+                "POST", "/workflows/\(created.id)/execute", body: #"{"workflow_id": "wf_other"}"#, token: token)
+            #expect(differs.status == 400)
+            #expect((differs.json["message"] as? String)?.contains("differs from the one in the path") == true)
+            let twice = await api.rest(
+                "POST", "/workflows/\(created.id)/execute?input=1", body: #"{"input": {}}"#, token: token)
+            #expect(twice.status == 400 && twice.json["message"] as? String == "field input is given twice (query and body, or two spellings)")
+            let tooLong = await api.rest(
+                "POST", "/workflows/\(created.id)/execute",
+                body: #"{"input": {"n": 1.\#(String(repeating: "1", count: 130))}}"#, token: token)
+            #expect(tooLong.status == 400)
+            #expect((tooLong.json["message"] as? String)?.contains("more than 127 characters") == true, "\(tooLong.json)")
+        }
+    }
+
     // MARK: Paging
 
     @Test("keyset pages walk every workflow once; tokens are tied to their query; bad sizes and tokens are refused")

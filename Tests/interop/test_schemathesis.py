@@ -128,7 +128,7 @@ LEGITIMATE_REFUSALS = [
      r"|config\.(then|else) names .*, which is not a task of this workflow"
      r"|reads task \".*\", which (is not a task of this workflow|does not run before it)"
      r"|\(#\d+\): .* at character \d+$"  # a template or condition expression that does not parse
-     r"|: id \S+ is not a task of workflow",
+     r"|: id .+ is not a task of workflow \S+ \(leave id empty for a new task\)$",
      "workflow definition semantics: references between tasks, unique keys, acyclicity, templates "
      "(a JSON schema cannot relate array items or parse templates)"),
 ]
@@ -567,7 +567,8 @@ def legitimate_reason(g: Group) -> str | None:
         return None
     message = g.example.server_message
     for op_re, status, msg_re, why in LEGITIMATE_REFUSALS:
-        if g.status == status and re.fullmatch(op_re, g.operation) and re.search(msg_re, message):
+        # DOTALL: generated names and ids may hold newlines and any character.
+        if g.status == status and re.fullmatch(op_re, g.operation) and re.search(msg_re, message, re.S):
             return why
     return None
 

@@ -16,11 +16,17 @@ public enum RESTBridge {
 
     /// Builds the request message from path parameters, query parameters and
     /// (for routes with a body) the JSON body.
+    ///
+    /// The body is decoded from the bytes the client sent, never from a
+    /// re-serialized copy: Foundation reads a number with a long mantissa as
+    /// an NSDecimalNumber and writes it back in plain notation
+    /// (`1.5461418000910875e-111` becomes 129 characters), which the protobuf
+    /// parser refuses. Parameters are decoded on their own and merged in.
     public static func decodeRequest<M: SwiftProtobuf.Message>(
         _ type: M.Type, from request: HTTPRequest, route: RESTRoute
     ) throws -> M {
-        var object: [String: Any] = [:]
-        var fromBody = false
+        var body: M?
+        var bodyFields: [String: Any] = [:]
         if route.hasBody, request.body.readableBytes > 0 {
             if let contentType = request.header("content-type"), !isJSON(contentType) {
                 throw RPCError(
@@ -49,46 +55,60 @@ public enum RESTBridge {
             if !hasParameters { return strict }
             // proto3 JSON accepts proto names too (`workflow_id`); use one
             // spelling so a body field cannot shadow a path parameter.
-            for (key, value) in dictionary { object[jsonName(key)] = value }
-            fromBody = true
+            for (key, value) in dictionary { bodyFields[jsonName(key)] = value }
+            body = strict
         }
         if !route.hasBody, request.body.readableBytes > 0, route.method != "DELETE" {
             throw RPCError(code: .invalidArgument, message: "\(route.method) \(route.template) takes no request body")
         }
+        var parameters: [String: Any] = [:]
         for (rawName, values) in queryParameters(request.query) {
             let name = jsonName(rawName)
-            if object[name] != nil {
+            if bodyFields[name] != nil || parameters[name] != nil {
                 throw RPCError(code: .invalidArgument, message: "field \(name) is given twice (query and body, or two spellings)")
             }
             let typed: [Any] = request.booleanFields.contains(name) ? values.map(booleanQueryValue) : values
-            object[name] = typed.count == 1 ? typed[0] : typed
+            parameters[name] = typed.count == 1 ? typed[0] : typed
         }
         for name in route.pathParameters {
             guard let value = request.pathParameters[name] else { continue }
-            if let given = object[name] {
+            if let given = parameters[name] ?? bodyFields[name] {
                 guard let text = given as? String, text == value else {
                     throw RPCError(
                         code: .invalidArgument,
                         message: "\(name) in the request (\(given)) differs from the one in the path (\(value))")
                 }
             }
-            object[name] = value
+            parameters[name] = value
         }
-        if let field = route.ifMatchField, object[field] == nil, let ifMatch = request.header("if-match") {
-            object[field] = unquoteETag(ifMatch)
+        if let field = route.ifMatchField, parameters[field] == nil, bodyFields[field] == nil,
+            let ifMatch = request.header("if-match")
+        {
+            parameters[field] = unquoteETag(ifMatch)
         }
+        // Path and query parameters are strings and booleans (flatJSON never
+        // fails for them); the serializer is a fallback.
         let json: Data
-        if !fromBody, let text = flatJSON(object) {
-            // Path and query parameters only: no Foundation serializer needed.
+        if let text = flatJSON(parameters) {
             json = Data(text.utf8)
         } else {
             do {
-                json = try JSONSerialization.data(withJSONObject: object)
+                json = try JSONSerialization.data(withJSONObject: parameters)
             } catch {
                 throw RPCError(code: .invalidArgument, message: "request cannot be mapped to \(M.protoMessageName)")
             }
         }
-        return try decode(json, object: object, request: request)
+        let fromParameters: M = try decode(json, object: parameters, request: request)
+        guard var message = body else { return fromParameters }
+        // A binary merge sets the parameters' fields on the body's message;
+        // none of them is also in the body with another value (checked above).
+        do {
+            let bytes: [UInt8] = try fromParameters.serializedBytes()
+            try message.merge(serializedBytes: bytes)
+        } catch {
+            throw RPCError(code: .internal, message: "cannot merge request parameters into \(M.protoMessageName)", cause: error)
+        }
+        return message
     }
 
     /// The strict proto3 JSON decode of `json` (whose parsed form is
@@ -257,7 +277,9 @@ public enum RESTBridge {
         case .illegalNull: return "null is not allowed for a field"
         case .schemaMismatch: return "a field has the wrong JSON type (object, array or scalar)"
         case .messageDepthLimit: return "the JSON nests too deeply"
-        case .invalidUTF8: return "invalid UTF-8"
+        // The body passed Foundation's UTF-8 check first, so what protobuf
+        // calls invalid UTF-8 is a number it cannot read (over 127 characters).
+        case .invalidUTF8: return "a number is written with more than 127 characters, or a string is not valid UTF-8"
         case .failure, .truncated, .trailingGarbage, .missingFieldNames, .leadingZero, .unquotedMapKey:
             return "the body is not strict JSON (RFC 8259: no trailing commas, comments or unquoted names)"
         default: return "\(error)"
