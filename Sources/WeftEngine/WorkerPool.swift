@@ -1,4 +1,5 @@
 public import Foundation
+public import Logging
 public import ServiceLifecycle
 import Synchronization
 public import WeftStore
@@ -26,6 +27,8 @@ public final class WorkerPool: DirectDispatch, Service {
     let metrics: EngineMetrics?
     /// Told about errors of attempts and leases (logged by the server).
     let onError: @Sendable (any Error) -> Void
+    /// The drain at shutdown: how many attempts ran on and how it ended.
+    let logger: Logger
 
     private enum Work: Sendable {
         /// A built-in task on a slot the pool already counts as busy.
@@ -42,7 +45,7 @@ public final class WorkerPool: DirectDispatch, Service {
     public init(
         engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
         drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil,
-        onError: @escaping @Sendable (any Error) -> Void = { _ in }
+        logger: Logger = Logger(label: "weft.workers"), onError: @escaping @Sendable (any Error) -> Void = { _ in }
     ) {
         self.engine = engine
         self.slots = max(1, slots)
@@ -51,6 +54,7 @@ public final class WorkerPool: DirectDispatch, Service {
         self.drainTimeout = drainTimeout
         self.metrics = metrics
         self.onError = onError
+        self.logger = logger
         (inbox, inboxContinuation) = AsyncStream.makeStream(of: Work.self)
     }
 
@@ -198,13 +202,25 @@ public final class WorkerPool: DirectDispatch, Service {
         for queue in [EngineQueues.builtin, EngineQueues.timers, Self.slotsQueue, Self.stopQueue] { signal.notify(queue) }
         // No more tasks from commits; attempts in progress finish for a while.
         await engine.attach(nil)
-        let deadline = ContinuousClock.now + drainTimeout
+        let running = busySlots
+        if running > 0 {
+            logger.info("workers: stopped leasing; waiting up to \(drainTimeout) for \(running) running attempt(s)")
+        }
+        let started = ContinuousClock.now
+        let deadline = started + drainTimeout
         while busySlots > 0, ContinuousClock.now < deadline, !Task.isCancelled {
             let generation = signal.generation(Self.slotsQueue)
             if busySlots == 0 { break }
             await signal.wait(Self.slotsQueue, since: generation, timeout: min(.milliseconds(50), deadline - .now))
         }
-        if busySlots > 0 { await engine.abandonRunningAttempts() }
+        let left = busySlots
+        if left > 0 {
+            logger.warning(
+                "workers: drain deadline (\(drainTimeout)) passed with \(left) attempt(s) running; they are abandoned and run again after the next start")
+            await engine.abandonRunningAttempts()
+        } else if running > 0 {
+            logger.info("workers: drained \(running) attempt(s) in \(ContinuousClock.now - started)")
+        }
         inboxContinuation.finish()
     }
 }

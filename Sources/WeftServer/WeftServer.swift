@@ -83,7 +83,8 @@ public struct WeftServer: Sendable {
         if config.engine.workers > 0 {
             logger.info("engine: \(config.engine.workers) in-process workers")
             services.append(WorkerPool(
-                engine: engine, slots: config.engine.workers, drainTimeout: config.engine.drainTimeout, metrics: engineMetrics
+                engine: engine, slots: config.engine.workers, drainTimeout: config.engine.drainTimeout, metrics: engineMetrics,
+                logger: logger
             ) { error in logger.warning("engine: \(error)") })
         }
         let group = ServiceGroup(

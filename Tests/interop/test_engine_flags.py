@@ -10,6 +10,9 @@ behaviour spans a restart):
   server with workers runs them; 2 runs at most two http attempts at once.
 * --lease-seconds: an in-process attempt's lease in task_queue lasts S
   seconds and is renewed by heartbeats while the attempt runs.
+* --worker-drain-timeout: at SIGTERM the in-process workers stop leasing
+  and a running attempt that finishes within the timeout is recorded before
+  the exit; one that does not is abandoned and runs again after a restart.
 * Bad values of these flags stop the start with a usage error.
 * Cost of an attempt re-delivered after a crash (docs/COST.md): its start is
   charged once, the lost run's time and request are not.
@@ -66,6 +69,8 @@ def restartable(request, tmp_path):
     ([], {"WEFT_STORE_SYNC": "off"}, "WEFT_STORE_SYNC=off: expected one of full, normal"),
     (["--workers=-1"], {}, "--workers must be in 0...10000, got -1"),
     (["--lease-seconds", "0"], {}, "--lease-seconds must be in 1...86400, got 0"),
+    (["--worker-drain-timeout", "4000"], {}, "--worker-drain-timeout must be in 0...3600, got 4000"),
+    ([], {"WEFT_WORKER_DRAIN_TIMEOUT": "soon"}, "WEFT_WORKER_DRAIN_TIMEOUT=soon is not a whole number"),
 ])
 def test_bad_engine_flag_values_stop_the_start(tmp_path, args, env, message):
     res = subprocess.run([str(wh.weft_bin()), "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), *args],
@@ -369,4 +374,94 @@ def test_attempt_redelivered_after_a_crash_is_charged_once(restartable, target):
     assert b["workerSeconds"] <= finished_at - restarted_at + 0.1, b
     assert done["cost"] == pytest.approx(
         b["attemptsDollars"] + b["computeDollars"] + b["requestsDollars"] + b["egressDollars"]), done
+    restartable.stop_clean(second)
+
+
+# ---------------------------------------------------------------------------
+# --worker-drain-timeout
+# ---------------------------------------------------------------------------
+
+
+def _task_statuses(db, eid: str) -> dict:
+    """Task key -> status of an execution, as committed in the store."""
+    return {key: status for key, status in db.execute(
+        "SELECT t.key, te.status FROM task_executions te JOIN tasks t ON t.id = te.task_id "
+        "WHERE te.execution_id = ?", (eid,)).fetchall()}
+
+
+def _sigterm(srv) -> float:
+    srv.send_signal(signal.SIGTERM)
+    return time.monotonic()
+
+
+def test_worker_drain_lets_a_running_attempt_finish_before_the_exit(restartable, target):
+    first = restartable.start("--worker-drain-timeout", "20")
+    owner = wh.register_and_login(first, "Drain Owner")
+    tag = fs.uid()
+    path = f"/hold/{tag}"
+    wf = fs.create_wf(owner, [{"key": "call", "name": "Call", "action": "http", "config": {"url": target.url(path)}},
+                              {"key": "after", "name": "After", "action": "http", "dependsOn": ["call"],
+                               "config": {"url": target.url(f"/ok/{tag}")}}])
+    try:
+        eid = fs.execute(owner, wf["id"])
+        wh.wait_until(lambda: target.holding(tag) == 1, 10, message="the held request")
+        _sigterm(first)
+        wh.wait_until(lambda: "workers: stopped leasing" in first.stderr_text(), 10,
+                      message="the pool's drain to start")
+        # The drain waits for the attempt: the server is still up.
+        assert first.running(), first.stderr_tail(2000)
+    finally:
+        target.release(tag)
+    rc = first.wait(20)
+    assert rc == 0, f"exit {rc}\n{first.stderr_tail(3000)}"
+    assert "workers: drained 1 attempt(s)" in first.stderr_text(), first.stderr_tail(2000)
+
+    # Its outcome was committed before the exit; the next task was not started
+    # by the stopping pool, and runs after the restart.
+    with contextlib.closing(fs.read_only(first.data_dir / "weft.sqlite")) as db:
+        rows = _task_statuses(db, eid)
+    assert rows["call"] == "Completed", rows
+    assert rows["after"] in ("Pending", "Queued"), rows
+    assert target.arrivals(f"/ok/{tag}") == []
+
+    second = restartable.start()
+    owner = fs.on(owner, second)
+    done = fs.wait_status(owner, wf["id"], eid)
+    assert done["status"] == "Completed", done
+    tasks = fs.by_key(done)
+    assert tasks["call"]["attempt"] == 1 and tasks["after"]["attempt"] == 1, tasks
+    assert len(target.arrivals(path)) == 1, "the drained attempt ran again"
+    assert len(target.arrivals(f"/ok/{tag}")) == 1
+    restartable.stop_clean(second)
+
+
+def test_worker_drain_deadline_abandons_the_attempt_and_a_restart_runs_it_again(restartable, target):
+    first = restartable.start("--worker-drain-timeout", "1")
+    owner = wh.register_and_login(first, "Abandon Owner")
+    tag = fs.uid()
+    path = f"/hold/{tag}"
+    wf = fs.create_wf(owner, [{"key": "call", "name": "Call", "action": "http", "config": {"url": target.url(path)}}])
+    try:
+        eid = fs.execute(owner, wf["id"])
+        wh.wait_until(lambda: target.holding(tag) == 1, 10, message="the held request")
+        sent = _sigterm(first)
+        rc = first.wait(15)
+        took = time.monotonic() - sent
+        assert rc == 0, f"exit {rc}\n{first.stderr_tail(3000)}"
+        assert took >= 0.9, f"exited {took:.2f}s after SIGTERM, before the 1 s worker drain deadline"
+        assert "workers: drain deadline (1.0 seconds) passed with 1 attempt(s) running" in first.stderr_text(), \
+            first.stderr_tail(2000)
+        with contextlib.closing(fs.read_only(first.data_dir / "weft.sqlite")) as db:
+            status = _task_statuses(db, eid)["call"]
+        assert status == "Running", f"the abandoned attempt's state is {status}"
+
+        second = restartable.start()
+        owner = fs.on(owner, second)
+        # Recovery releases the dead process's lease at once: the attempt runs again.
+        wh.wait_until(lambda: len(target.arrivals(path)) == 2, 15, message="the abandoned attempt to run again")
+    finally:
+        target.release(tag)
+    done = fs.wait_status(owner, wf["id"], eid)
+    assert done["status"] == "Completed", done
+    assert fs.by_key(done)["call"]["attempt"] == 1, done
     restartable.stop_clean(second)
