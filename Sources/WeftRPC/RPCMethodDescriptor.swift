@@ -1,5 +1,9 @@
 /// Names one RPC: `/service/method` on the wire.
-public struct RPCMethodDescriptor: Hashable, Sendable, CustomStringConvertible {
+///
+/// A class, made once per method at registration: every call passes it
+/// along (context, interceptors, observability), and a reference is one
+/// retain where a struct of three strings was three.
+public final class RPCMethodDescriptor: Hashable, Sendable, CustomStringConvertible {
     /// The streaming shape, named as go-grpc-prometheus's `grpc_type` label.
     public enum Kind: String, Sendable {
         case unary = "unary"
@@ -28,4 +32,14 @@ public struct RPCMethodDescriptor: Hashable, Sendable, CustomStringConvertible {
     /// The HTTP/2 `:path`, e.g. `/grpc.health.v1.Health/Check`.
     public var path: String { "/\(service)/\(method)" }
     public var description: String { path }
+
+    public static func == (lhs: RPCMethodDescriptor, rhs: RPCMethodDescriptor) -> Bool {
+        lhs === rhs || (lhs.service == rhs.service && lhs.method == rhs.method && lhs.kind == rhs.kind)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(service)
+        hasher.combine(method)
+        hasher.combine(kind)
+    }
 }

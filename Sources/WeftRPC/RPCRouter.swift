@@ -23,6 +23,11 @@ public struct RPCRouter: Sendable {
     final class RegisteredMethod: Sendable {
         let handler: RPCHandler
         let metrics: RPCMethodMetrics
+        // The handler's parts a call reads, so that the call path never
+        // copies the whole `RPCHandler` (a struct of strings, routes and closures).
+        let descriptor: RPCMethodDescriptor
+        let access: RPCAccess
+        let body: RPCHandler.Body
         let isSingleRequest: Bool
         /// The handler may answer on the event loop (inline, or inline-or-task).
         let answersInline: Bool
@@ -30,6 +35,9 @@ public struct RPCRouter: Sendable {
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
             self.handler = handler
             self.metrics = metrics
+            self.descriptor = handler.descriptor
+            self.access = handler.access
+            self.body = handler.body
             self.isSingleRequest = handler.descriptor.kind.isSingleRequest
             if case .task = handler.body { answersInline = false } else { answersInline = true }
         }

@@ -17,19 +17,33 @@ final class GRPCServerCall: @unchecked Sendable {
     private var machine: GRPCCallStateMachine
     private var registered: RPCRouter.RegisteredMethod?
     private var observation: CallObservability.GRPCCall?
+    /// Kept for `InterceptorChain.completed` (only when an interceptor wants it).
     private var head: CallHead?
     private var context: ServerContext?
     private var responseCompression: GRPCCompression.Algorithm?
     private var timeoutText = ""
     private var deadlineTask: Scheduled<Void>?
-    private var task: Task<Void, Never>?
-    private var pathBytes: ArraySlice<UInt8> = []
-
-    // Request messages of a streaming call not yet taken by its handler.
-    private var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int)] = []
-    private var requestWaiter: CheckedContinuation<ArraySlice<UInt8>?, any Error>?
     private var requestEnded = false
-    private var writeWaiters: [CheckedContinuation<Void, any Error>] = []
+    /// Made when the handler runs as a task (see `HandlerTask`).
+    private var handlerTask: HandlerTask?
+
+    /// What only a call whose handler runs as a task needs: the task, the
+    /// request messages it has not taken yet, and writers waiting for room.
+    /// Kept apart so that an inline call (the common unary one) neither
+    /// allocates nor frees it.
+    private final class HandlerTask {
+        var task: Task<Void, Never>?
+        var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int)] = []
+        var requestWaiter: CheckedContinuation<ArraySlice<UInt8>?, any Error>?
+        var writeWaiters: [CheckedContinuation<Void, any Error>] = []
+    }
+
+    private var taskState: HandlerTask {
+        if let handlerTask { return handlerTask }
+        let made = HandlerTask()
+        handlerTask = made
+        return made
+    }
 
     init(stream: HTTP2Stream) {
         self.stream = stream
@@ -40,21 +54,24 @@ final class GRPCServerCall: @unchecked Sendable {
                 maxHeaderListSize: stream.environment.config.maxHeaderListSize))
     }
 
-    private var path: String { String(decoding: pathBytes, as: UTF8.self) }
+    /// The request's `:path` (a String only for messages and logs).
+    private var path: String { stream.path ?? "" }
     private var connection: HTTP2ServerConnectionHandler { stream.connection }
 
     // MARK: Head
 
-    func start(_ requestHead: GRPCCallStateMachine.RequestHead, pathBytes: ArraySlice<UInt8>) {
-        self.pathBytes = pathBytes
-        let registered = environment.router.lookup(path: pathBytes)
+    /// The head is complete: look the method up, let the state machine
+    /// judge the head, run the interceptors, and start a streaming handler.
+    /// (The hot path of every call: it copies as little as it can.)
+    func start(_ requestHead: GRPCCallStateMachine.RequestHead) {
+        let registered = requestHead.pathField.flatMap { environment.router.lookup(path: requestHead.fields.value($0)) }
         let lookup: GRPCCallStateMachine.Lookup
         if let registered {
-            lookup = .found(registered.handler.descriptor.kind)
-        } else if environment.router.hasService(forPath: String(decoding: pathBytes, as: UTF8.self)) {
+            lookup = .found(registered.descriptor.kind)
+        } else if environment.router.hasService(forPath: path) {
             lookup = .unknownMethod
         } else {
-            lookup = .unknownService(Self.serviceName(of: String(decoding: pathBytes, as: UTF8.self)))
+            lookup = .unknownService(Self.serviceName(of: path))
         }
         let accepted: GRPCCallStateMachine.Accepted
         switch machine.receiveHead(requestHead, lookup: lookup) {
@@ -66,23 +83,26 @@ final class GRPCServerCall: @unchecked Sendable {
         case .accept(let value):
             accepted = value
         }
-        let registeredMethod = registered!
-        self.registered = registeredMethod
-        let descriptor = registeredMethod.handler.descriptor
+        guard let registered else { return }  // the machine accepts found methods only
+        self.registered = registered
         responseCompression = accepted.responseCompression
         observation = environment.observability.beginGRPC(
-            registeredMethod.metrics, descriptor: descriptor, metadata: accepted.metadata,
-            mayAnswerInline: registeredMethod.answersInline)
+            registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
+            mayAnswerInline: registered.answersInline)
         // The interceptor chain, before any request byte is decoded.
-        var head = CallHead(
-            descriptor: descriptor, access: registeredMethod.handler.access, metadata: accepted.metadata, transport: .grpc,
-            peer: connection.peer)
-        do {
-            try environment.interceptors.admit(&head)
-        } catch {
-            return finish(RPCError(from: error))
+        var principal: Principal?
+        if environment.interceptors.applies(to: registered.access) {
+            var head = CallHead(
+                descriptor: registered.descriptor, access: registered.access, metadata: accepted.metadata, transport: .grpc,
+                peer: connection.peer)
+            do {
+                try environment.interceptors.admit(&head)
+            } catch {
+                return finish(RPCError(from: error))
+            }
+            principal = head.principal
+            if environment.interceptors.wantsCompletion { self.head = head }
         }
-        self.head = head
         var deadline: NIODeadline?
         if let timeout = accepted.deadline {
             let (seconds, attoseconds) = timeout.components
@@ -90,15 +110,15 @@ final class GRPCServerCall: @unchecked Sendable {
             timeoutText = requestHead.timeout.map { requestHead.fields.string($0) } ?? ""
         }
         context = ServerContext(
-            descriptor: descriptor, requestMetadata: head.metadata, deadline: deadline, peer: connection.peer,
+            descriptor: registered.descriptor, requestMetadata: accepted.metadata, deadline: deadline, peer: connection.peer,
             requestEncoding: accepted.requestCompression?.rawValue ?? "identity",
-            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: head.principal)
+            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal)
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in deadlineExpired() }
         }
         // Streaming requests start the handler at once; single-request calls
         // wait for their message (and END_STREAM).
-        if case .task(let body) = registeredMethod.handler.body, !descriptor.kind.isSingleRequest {
+        if !registered.isSingleRequest, case .task(let body) = registered.body {
             startTask(body, requests: RPCRequestStream(source: StreamRequestSource(call: self, eventLoop: connection.eventLoop)))
         }
     }
@@ -118,7 +138,7 @@ final class GRPCServerCall: @unchecked Sendable {
             registered.metrics.messagesReceived.increment()
             registered.metrics.bytesReceived.increment(by: Int64(data.count))
             requestEnded = true
-            return runInline(registered.handler.body, request: message)
+            return runInline(registered.body, request: message)
         }
         // Single-request calls are bounded by the message size limit: their
         // window comes back at once. Streaming requests return it as their
@@ -128,12 +148,13 @@ final class GRPCServerCall: @unchecked Sendable {
             registered.metrics.messagesReceived.increment()
             registered.metrics.bytesReceived.increment(by: Int64(framedSize))
             guard !registered.isSingleRequest else { return }  // kept by the machine until the end
-            if let waiter = requestWaiter {
-                requestWaiter = nil
+            let state = taskState
+            if let waiter = state.requestWaiter {
+                state.requestWaiter = nil
                 stream.consume(framedSize)
                 waiter.resume(returning: payload)
             } else {
-                pendingRequests.append((payload, framedSize))
+                state.pendingRequests.append((payload, framedSize))
             }
         }
         if let failure { reject(failure) }
@@ -148,16 +169,16 @@ final class GRPCServerCall: @unchecked Sendable {
             reject(error)
         case .run(let request):
             requestEnded = true
-            switch registered.handler.body {
+            switch registered.body {
             case .inline, .inlineOrTask:
-                request.withUnsafeBytes { runInline(registered.handler.body, request: $0) }
+                request.withUnsafeBytes { runInline(registered.body, request: $0) }
             case .task(let body):
                 startTask(body, requests: RPCRequestStream(source: SingleRequestSource(message: request)))
             }
         case .endOfMessages:
             requestEnded = true
-            if let waiter = requestWaiter, pendingRequests.isEmpty {
-                requestWaiter = nil
+            if let state = handlerTask, let waiter = state.requestWaiter, state.pendingRequests.isEmpty {
+                state.requestWaiter = nil
                 waiter.resume(returning: nil)
             }
         }
@@ -165,8 +186,9 @@ final class GRPCServerCall: @unchecked Sendable {
 
     /// From a handler task, on the event loop: the next request message.
     func takeRequest(_ continuation: CheckedContinuation<ArraySlice<UInt8>?, any Error>) {
-        if !pendingRequests.isEmpty {
-            let (message, size) = pendingRequests.removeFirst()
+        let state = taskState
+        if !state.pendingRequests.isEmpty {
+            let (message, size) = state.pendingRequests.removeFirst()
             stream.consume(size)
             continuation.resume(returning: message)
         } else if stream.isClosed || machine.isClosed {
@@ -174,13 +196,13 @@ final class GRPCServerCall: @unchecked Sendable {
         } else if requestEnded {
             continuation.resume(returning: nil)
         } else {
-            requestWaiter = continuation
+            state.requestWaiter = continuation
         }
     }
 
     func cancelRequestWait() {
-        requestWaiter?.resume(throwing: CancellationError())
-        requestWaiter = nil
+        handlerTask?.requestWaiter?.resume(throwing: CancellationError())
+        handlerTask?.requestWaiter = nil
     }
 
     // MARK: Handler
@@ -224,7 +246,7 @@ final class GRPCServerCall: @unchecked Sendable {
         // An untraced call's handler runs under `unsampled`, so what it
         // starts (an execution) is not traced either.
         let spanContext = environment.observability.handlerContext(observation)
-        task = Task {
+        taskState.task = Task {
             let failure: RPCError?
             do {
                 try await WeftTracing.withContext(spanContext) { try await body(requests, writer, context) }
@@ -288,7 +310,7 @@ final class GRPCServerCall: @unchecked Sendable {
         }
         connection.scheduleFlush()
         if stream.pendingBodyBytes > environment.config.streamWriteBufferHighWater {
-            writeWaiters.append(continuation)
+            taskState.writeWaiters.append(continuation)
         } else {
             continuation.resume()
         }
@@ -296,9 +318,11 @@ final class GRPCServerCall: @unchecked Sendable {
 
     /// nghttp2 took body bytes: writers waiting for room go on.
     func bodyDrained(remaining: Int) {
-        guard !writeWaiters.isEmpty, remaining <= environment.config.streamWriteBufferHighWater / 2 else { return }
-        let waiters = writeWaiters
-        writeWaiters.removeAll()
+        guard let state = handlerTask, !state.writeWaiters.isEmpty,
+            remaining <= environment.config.streamWriteBufferHighWater / 2
+        else { return }
+        let waiters = state.writeWaiters
+        state.writeWaiters.removeAll()
         for waiter in waiters { waiter.resume() }
     }
 
@@ -327,7 +351,7 @@ final class GRPCServerCall: @unchecked Sendable {
                     level: serverFault ? .error : .info, "call failed: \(error.code) \(error.message)",
                     metadata: ["grpc.method": "\(path)", "cause": "\(String(reflecting: cause))"])
             }
-            if let task {
+            if let task = handlerTask?.task {
                 context?.markCancelled()
                 task.cancel()
             }
@@ -357,12 +381,12 @@ final class GRPCServerCall: @unchecked Sendable {
     /// Resumes a waiting handler with an error; the error is only built when
     /// someone waits (almost never on the unary path).
     private func failWaiters(_ error: () -> any Error) {
-        guard requestWaiter != nil || !writeWaiters.isEmpty else { return }
+        guard let state = handlerTask, state.requestWaiter != nil || !state.writeWaiters.isEmpty else { return }
         let error = error()
-        requestWaiter?.resume(throwing: error)
-        requestWaiter = nil
-        let waiters = writeWaiters
-        writeWaiters.removeAll()
+        state.requestWaiter?.resume(throwing: error)
+        state.requestWaiter = nil
+        let waiters = state.writeWaiters
+        state.writeWaiters.removeAll()
         for waiter in waiters { waiter.resume(throwing: error) }
     }
 
@@ -374,9 +398,9 @@ final class GRPCServerCall: @unchecked Sendable {
             if let head { environment.interceptors.completed(head, code: .cancelled) }
         }
         context?.markCancelled()
-        task?.cancel()
+        handlerTask?.task?.cancel()
         failWaiters { CancellationError() }
-        pendingRequests.removeAll()
+        handlerTask?.pendingRequests.removeAll()
     }
 }
 

@@ -114,8 +114,7 @@ final class HTTP2Stream: @unchecked Sendable {
             call.start(
                 GRPCCallStateMachine.RequestHead(
                     method: method, fields: fields, pathField: pathField, contentType: contentType, timeout: timeoutField,
-                    encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge),
-                pathBytes: pathField.map { fields.value($0) } ?? [])
+                    encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge))
         } else {
             let rest = HTTP2RESTExchange(stream: self)
             exchange = .rest(rest)

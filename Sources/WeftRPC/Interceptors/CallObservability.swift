@@ -17,15 +17,26 @@ struct CallObservability: Sendable {
 
     // MARK: gRPC
 
-    /// The observation of one gRPC call, held by its stream.
+    /// The observation of one gRPC call, held by its stream. Two words and a
+    /// flag when tracing is off (copied and destroyed on every call).
     struct GRPCCall {
         let metrics: RPCMethodMetrics
         let startNanos: UInt64
-        /// The call's SERVER span (tracing on only); ended with the status.
-        var span: (any Span)?
-        /// The span of a call answered inline, recorded and shipped at the end.
-        var deferred: DeferredSpan?
+        /// Tracing on only.
+        var trace: Trace?
         var ended = false
+    }
+
+    /// A traced call's span: a SERVER span, or for a call answered inline
+    /// a deferred one, recorded and shipped at the end.
+    final class Trace {
+        var span: (any Span)?
+        var deferred: DeferredSpan?
+
+        init(span: (any Span)? = nil, deferred: DeferredSpan? = nil) {
+            self.span = span
+            self.deferred = deferred
+        }
     }
 
     /// Counts the call as started and opens its span. Calls that may be
@@ -33,31 +44,35 @@ struct CallObservability: Sendable {
     /// end; see `DeferredSpan`); `makeLive` makes it a real one if the call
     /// goes on as a task.
     func beginGRPC(
-        _ method: RPCMethodMetrics, descriptor: RPCMethodDescriptor?, metadata: Metadata?, mayAnswerInline: Bool
+        _ method: RPCMethodMetrics, descriptor: @autoclosure () -> RPCMethodDescriptor?,
+        metadata: @autoclosure () -> Metadata?, mayAnswerInline: Bool
     ) -> GRPCCall {
         method.started.increment()
         var call = GRPCCall(metrics: method, startNanos: NIODeadline.now().uptimeNanoseconds)
-        guard WeftTracing.isEnabled, let descriptor, let metadata else { return call }
+        // Untraced calls never touch the descriptor or metadata here.
+        guard WeftTracing.isEnabled, let descriptor = descriptor(), let metadata = metadata() else { return call }
         let headers = TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"])
         if mayAnswerInline {
-            call.deferred = WeftTracing.deferServer(descriptor.spanName, headers: headers)
-            call.deferred?.attributes = Self.rpcAttributes(descriptor)
+            var deferred = WeftTracing.deferServer(descriptor.spanName, headers: headers)
+            deferred?.attributes = Self.rpcAttributes(descriptor)
+            call.trace = Trace(deferred: deferred)
         } else {
-            call.span = WeftTracing.startServer(descriptor.spanName, headers: headers)
-            call.span?.attributes = Self.rpcAttributes(descriptor)
+            let span = WeftTracing.startServer(descriptor.spanName, headers: headers)
+            span?.attributes = Self.rpcAttributes(descriptor)
+            call.trace = Trace(span: span)
         }
         return call
     }
 
     /// The inline call continues as a task: its span must exist now.
     func makeLive(_ call: inout GRPCCall) {
-        guard let deferred = call.deferred else { return }
-        call.deferred = nil
-        call.span = WeftTracing.start(deferred)
+        guard let trace = call.trace, let deferred = trace.deferred else { return }
+        trace.deferred = nil
+        trace.span = WeftTracing.start(deferred)
     }
 
     /// The context a call's handler runs in (its span, or `unsampled`).
-    func handlerContext(_ call: GRPCCall) -> InstrumentationContext? { WeftTracing.handlerContext(call.span) }
+    func handlerContext(_ call: GRPCCall) -> InstrumentationContext? { WeftTracing.handlerContext(call.trace?.span) }
 
     /// Records the status: handled counter, handling time, span, access line.
     func end(_ call: inout GRPCCall, code: RPCError.Code, error: RPCError?, path: @autoclosure () -> String) {
@@ -65,8 +80,8 @@ struct CallObservability: Sendable {
         call.ended = true
         call.metrics.handled(code)
         call.metrics.handlingSeconds.recordNanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos))
-        if var deferred = call.deferred {
-            call.deferred = nil
+        if let trace = call.trace, var deferred = trace.deferred {
+            trace.deferred = nil
             deferred.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
             if Self.isServerFault(code) {
                 deferred.attributes[SpanKeys.errorType] = "\(code)"
@@ -74,8 +89,8 @@ struct CallObservability: Sendable {
             }
             WeftTracing.ship(deferred)
             logGRPC(code, path: path())
-        } else if let span = call.span {
-            call.span = nil
+        } else if let trace = call.trace, let span = trace.span {
+            trace.span = nil
             span.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
             if Self.isServerFault(code) {
                 span.attributes[SpanKeys.errorType] = "\(code)"

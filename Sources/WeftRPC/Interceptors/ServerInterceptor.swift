@@ -61,6 +61,9 @@ public protocol ServerInterceptor: Sendable {
     /// status: UNAUTHENTICATED, RESOURCE_EXHAUSTED, ...). May establish the
     /// caller (`call.principal`).
     func admit(_ call: inout CallHead) throws
+    /// Whether `admit` needs to see calls of public methods (rate limits,
+    /// audit); an authenticator does not. Default: it does.
+    var seesPublicMethods: Bool { get }
     /// The call ended with `code` (audit, per-caller accounting). Runs for
     /// admitted calls only.
     func completed(_ call: CallHead, code: RPCError.Code)
@@ -68,21 +71,36 @@ public protocol ServerInterceptor: Sendable {
 
 extension ServerInterceptor {
     public func completed(_ call: CallHead, code: RPCError.Code) {}
+    public var seesPublicMethods: Bool { true }
 }
 
 /// The interceptors of a server, in order.
 public struct InterceptorChain: Sendable {
     public let interceptors: [any ServerInterceptor]
-    private let wantsCompletion: Bool
+    /// Some interceptor wants `completed`: a transport keeps the call's
+    /// head until its end only then.
+    let wantsCompletion: Bool
+
+    /// Some interceptor looks at calls of public methods.
+    private let seesPublicMethods: Bool
 
     public init(_ interceptors: [any ServerInterceptor] = [], notifyCompletion: Bool = false) {
         self.interceptors = interceptors
         self.wantsCompletion = notifyCompletion
+        self.seesPublicMethods = interceptors.contains { $0.seesPublicMethods }
+    }
+
+    /// Whether a call with this access goes through any interceptor (a
+    /// transport builds no `CallHead` for a call that does not: the
+    /// Health/Check path stays as cheap as it was).
+    func applies(to access: RPCAccess) -> Bool {
+        access == .public ? seesPublicMethods : !interceptors.isEmpty
     }
 
     /// Runs every interceptor's `admit`; the first refusal ends the call.
     func admit(_ call: inout CallHead) throws {
-        for interceptor in interceptors { try interceptor.admit(&call) }
+        let isPublic = call.access == .public
+        for interceptor in interceptors where !isPublic || interceptor.seesPublicMethods { try interceptor.admit(&call) }
     }
 
     func completed(_ call: CallHead, code: RPCError.Code) {

@@ -35,6 +35,9 @@ final class Authenticator: ServerInterceptor, Sendable {
         self.metrics = metrics
     }
 
+    /// Public methods need no credentials: the chain need not show them here.
+    var seesPublicMethods: Bool { false }
+
     func admit(_ call: inout CallHead) throws {
         guard call.access != .public else { return }
         call.principal = Principal(id: try authenticate(call.metadata).userId)
