@@ -1,5 +1,5 @@
-public import Foundation
-public import WeftStore
+import Foundation
+import WeftStore
 
 /// Turns what the state machine decided into what must be written and what
 /// must happen once it is durable: pure (no store, clock, queue or actor),

@@ -2,7 +2,7 @@ public import Foundation
 public import Logging
 public import ServiceLifecycle
 import Tracing
-public import WeftObservability
+import WeftObservability
 public import WeftStore
 
 /// Runs executions: drives each execution's `ExecutionStateMachine`, makes
@@ -175,15 +175,7 @@ public actor Engine: Service {
     }
 
     private nonisolated func waitForShutdown() async {
-        await withGracefulShutdownHandler {
-            await withTaskCancellationHandler {
-                await stopping.wait()
-            } onCancel: {
-                stopping.open()
-            }
-        } onGracefulShutdown: {
-            self.stopping.open()
-        }
+        await stopping.openAtGracefulShutdown()
     }
 
     /// API calls before `run()` starts would wait for writers that never run.

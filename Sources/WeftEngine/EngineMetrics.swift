@@ -1,6 +1,6 @@
-public import Foundation
+import Foundation
 public import WeftObservability
-public import WeftStore
+import WeftStore
 import Prometheus
 import Synchronization
 

@@ -1,4 +1,4 @@
-public import WeftStore
+import WeftStore
 
 /// The queues the engine uses, by name.
 public enum EngineQueues {

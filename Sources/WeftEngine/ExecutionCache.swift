@@ -1,4 +1,4 @@
-public import WeftStore
+import WeftStore
 
 /// The engine's memory of executions: the unfinished ones it works on
 /// (`live`), the ones that ended here recently (`ended`), and which ones an

@@ -1,6 +1,6 @@
-public import Foundation
+import Foundation
 import WeftObservability
-public import WeftStore
+import WeftStore
 
 /// What the engine keeps in memory of one unfinished execution: its state
 /// machine and what it needs to act on its effects. Always rebuildable

@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import Synchronization
 
 /// A one-way gate: waiters wait until it opens; once open it stays open.
@@ -24,6 +25,20 @@ final class Latch: Sendable {
                 return false
             }
             if now { continuation.resume() }
+        }
+    }
+
+    /// Opens at graceful shutdown (or when the waiting task is cancelled),
+    /// and returns once open: how a service learns that it should stop.
+    func openAtGracefulShutdown() async {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await wait()
+            } onCancel: {
+                open()
+            }
+        } onGracefulShutdown: {
+            self.open()
         }
     }
 }

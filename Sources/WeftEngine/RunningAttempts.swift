@@ -1,4 +1,4 @@
-public import WeftStore
+import WeftStore
 
 /// The in-process attempts running now: each one's job (cancelled when a
 /// timeout or cancel stops the attempt) and the lease it holds (renewed by

@@ -1,4 +1,4 @@
-public import WeftStore
+import WeftStore
 public import Foundation
 
 /// The built-in task types and what their `config` may hold. Configs are

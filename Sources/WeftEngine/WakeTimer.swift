@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import Synchronization
 
 /// Wakes the waiters of a queue when its delayed items become ready

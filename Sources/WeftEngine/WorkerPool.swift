@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -189,15 +189,7 @@ public final class WorkerPool: DirectDispatch, Service {
     /// lets running attempts finish up to the drain deadline, and ends the
     /// inbox (which ends `run()`).
     private func drainAtShutdown() async {
-        await withGracefulShutdownHandler {
-            await withTaskCancellationHandler {
-                await stopping.wait()
-            } onCancel: {
-                stopping.open()
-            }
-        } onGracefulShutdown: {
-            self.stopping.open()
-        }
+        await stopping.openAtGracefulShutdown()
         let signal = engine.signal
         for queue in [EngineQueues.builtin, EngineQueues.timers, Self.slotsQueue, Self.stopQueue] { signal.notify(queue) }
         // No more tasks from commits; attempts in progress finish for a while.

@@ -37,17 +37,6 @@ extension SQLiteStore: WorkflowStore {
         }
     }
 
-    public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
-        -> WorkflowRecord
-    {
-        try await modifyWorkflow(id: workflow.id, expectedVersion: expectedVersion, actor: actor, needs: nil) { next in
-            next.name = workflow.name
-            next.description = workflow.description
-            next.updatedAt = workflow.updatedAt
-            next.tasks = workflow.tasks
-        }
-    }
-
     public func modifyWorkflow(
         id: String, expectedVersion: Int?, actor: String, needs: WorkflowRole?,
         _ change: @escaping @Sendable (inout WorkflowRecord) throws -> Void

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 extension MemoryStore: WorkflowStore {
     public func createWorkflow(_ workflow: WorkflowRecord, actor: String) async throws -> WorkflowRecord {
@@ -24,17 +24,6 @@ extension MemoryStore: WorkflowStore {
         state.withLock { state in
             guard let workflow = state.workflows[id], includeDeleted || workflow.deletedAt == nil else { return nil }
             return workflow
-        }
-    }
-
-    public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
-        -> WorkflowRecord
-    {
-        try await modifyWorkflow(id: workflow.id, expectedVersion: expectedVersion, actor: actor, needs: nil) { next in
-            next.name = workflow.name
-            next.description = workflow.description
-            next.updatedAt = workflow.updatedAt
-            next.tasks = workflow.tasks
         }
     }
 

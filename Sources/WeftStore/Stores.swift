@@ -56,6 +56,20 @@ public protocol WorkflowStore: Sendable {
     func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
 }
 
+extension WorkflowStore {
+    /// A replacement is a modification with the system's rights (no role check).
+    public func replaceWorkflow(_ workflow: WorkflowRecord, expectedVersion: Int?, actor: String) async throws
+        -> WorkflowRecord
+    {
+        try await modifyWorkflow(id: workflow.id, expectedVersion: expectedVersion, actor: actor, needs: nil) { next in
+            next.name = workflow.name
+            next.description = workflow.description
+            next.updatedAt = workflow.updatedAt
+            next.tasks = workflow.tasks
+        }
+    }
+}
+
 /// The append-optimized store of execution logs and events (the design's
 /// "NoSQL" store), kept apart from the relational data.
 public protocol LogStore: Sendable {

@@ -42,6 +42,17 @@ struct APITests {
         }
     }
 
+    static func execution(_ api: APIHarness, _ workflowId: String, _ executionId: String, token: String) async throws
+        -> Weft_V1_Execution
+    {
+        try await api.call(
+            "/weft.v1.ExecutionService/GetExecution",
+            Weft_V1_GetExecutionRequest.with {
+                $0.workflowID = workflowId
+                $0.executionID = executionId
+            }, token: token)
+    }
+
     // MARK: Authentication (the interceptor chain)
 
     @Test("every non-public method refuses a call without a valid token, over gRPC and REST; public ones need none")
@@ -200,12 +211,7 @@ struct APITests {
             #expect(started.status == 202 && started.json["status"] as? String == "Running")
             let executionId = try #require(started.json["executionId"] as? String)
             _ = try await api.engine.drive(executionId)
-            let execution: Weft_V1_Execution = try await api.call(
-                "/weft.v1.ExecutionService/GetExecution",
-                Weft_V1_GetExecutionRequest.with {
-                    $0.workflowID = created.id
-                    $0.executionID = executionId
-                }, token: token)
+            let execution = try await Self.execution(api, created.id, executionId, token: token)
             #expect(execution.status == .completed && execution.trigger == "api")
             #expect(execution.tasks.map(\.status) == [.completed, .completed])
             #expect(execution.input.fields["n"]?.numberValue == 1)
@@ -226,12 +232,7 @@ struct APITests {
                 body: #"{"input": {"tiny": 1.5461418000910875e-111, "big": -2.5351880195202424e+16}}"#, token: token)
             #expect(started.status == 202, "\(started.json)")
             let executionId = try #require(started.json["executionId"] as? String)
-            let execution: Weft_V1_Execution = try await api.call(
-                "/weft.v1.ExecutionService/GetExecution",
-                Weft_V1_GetExecutionRequest.with {
-                    $0.workflowID = created.id
-                    $0.executionID = executionId
-                }, token: token)
+            let execution = try await Self.execution(api, created.id, executionId, token: token)
             #expect(execution.input.fields["tiny"]?.numberValue == 1.5461418000910875e-111)
             #expect(execution.input.fields["big"]?.numberValue == -2.5351880195202424e+16)
             let same = await api.rest(

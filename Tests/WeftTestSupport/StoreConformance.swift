@@ -1,6 +1,6 @@
-public import Foundation
+import Foundation
 public import Testing
-public import WeftStore
+import WeftStore
 
 /// The contract of the store protocols (their documentation states it), as
 /// tests that run against any implementation: `WeftStoreTests` runs them on

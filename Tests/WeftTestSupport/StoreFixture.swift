@@ -1,5 +1,5 @@
-public import Foundation
-public import WeftSQLite
+import Foundation
+import WeftSQLite
 public import WeftStore
 
 /// One store implementation under test: every protocol it implements, a

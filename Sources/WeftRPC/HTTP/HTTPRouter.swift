@@ -1,6 +1,6 @@
 public import NIOCore
 import Foundation
-public import Logging
+import Logging
 import Tracing
 import WeftObservability
 
