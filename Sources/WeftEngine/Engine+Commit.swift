@@ -68,6 +68,8 @@ extension Engine {
         }
         let ending = state.machine.status != .running && !cache.hasEnded(executionId)
         if ending { cache.markEnded(executionId) }
+        carryingOut += 1
+        defer { carryOutEnded() }
         do {
             try await commit(plan.transitions)
         } catch {
@@ -137,6 +139,21 @@ extension Engine {
             result.leases.append(Lease(id: 0, item: item, token: token, expiresAt: expires, deliveries: 1))
         }
         return result
+    }
+
+    private func carryOutEnded() {
+        carryingOut -= 1
+        guard carryingOut == 0, !carryOutWaiters.isEmpty else { return }
+        let waiters = carryOutWaiters
+        carryOutWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once no `carryOut` is between its commit and the end of its
+    /// after-commit actions.
+    func carryOutsFinished() async {
+        guard carryingOut > 0 else { return }
+        await withCheckedContinuation { carryOutWaiters.append($0) }
     }
 
     /// One unit of the group commit; the caller's wait is a store span.

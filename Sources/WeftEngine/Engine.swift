@@ -77,6 +77,11 @@ public actor Engine: Service {
     /// After the drain deadline at shutdown: outcomes of attempts still
     /// running are dropped (their items are delivered again after a restart).
     var abandoning = false
+    /// `carryOut` calls past their commit whose after-commit actions (log
+    /// lines, the end of an execution) have not run yet; the shutdown waits
+    /// for them before it flushes the execution log.
+    var carryingOut = 0
+    var carryOutWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// `run()` started: API calls are taken (recovery runs first inside it).
     nonisolated let started = Latch()
@@ -141,6 +146,8 @@ public actor Engine: Service {
             // Writers finish in order: the last commits log lines.
             self.commits.finish()
             await self.commits.flush()
+            // The callers whose commits just returned still append their log lines.
+            await self.carryOutsFinished()
             await self.logWriter.flush()
             self.logWriter.finish()
             self.signal.finishTimer()

@@ -163,11 +163,17 @@ public final class WorkerPool: DirectDispatch, Service {
                 continue
             }
             if isTimers {
+                // A timer leased as the pool stops stays leased and is
+                // handled after the next start (its lease is released then).
                 for lease in leases { inboxContinuation.yield(.timer(lease)) }
             } else {
                 let now = busy.withLock { $0 += leases.count; return $0 }
                 metrics?.workers(busy: now, total: slots)
-                for lease in leases { inboxContinuation.yield(.attempt(lease)) }
+                for lease in leases {
+                    // The pool stopped while this lease was taken: the item is
+                    // delivered again after the next start; its slot is free.
+                    if case .dropped = inboxContinuation.yield(.attempt(lease)) { slotFreed() }
+                }
             }
         }
     }

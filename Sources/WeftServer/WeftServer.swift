@@ -70,11 +70,11 @@ public struct WeftServer: Sendable {
                 logger.info("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
             },
             onDrain: { [health = self.health] in
-                logger.info("graceful shutdown: health NOT_SERVING, draining connections")
+                logger.info("graceful shutdown: draining connections")
                 health.enterDrain()
             })
         // The group starts services in this order and stops them in
-        // reverse: the workers drain first; the server drains its calls while
+        // reverse: health turns NOT_SERVING, the workers drain; the server drains its calls while
         // the engine still commits; the engine writes what is pending; the
         // span shipper and exporter go last, so they flush everyone's spans.
         // The engine resumes unfinished executions as it starts, and the
@@ -87,6 +87,8 @@ public struct WeftServer: Sendable {
                 logger: logger
             ) { error in logger.warning("engine: \(error)") })
         }
+        // Last, so first to stop: health turns NOT_SERVING before anything drains.
+        services.append(HealthDrain(health: health, logger: logger))
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],

@@ -10,7 +10,7 @@ import WeftEngine
 
 // The entry point is an @main type, not main.swift: top-level variables in
 // main.swift are main-actor isolated, and nghttp2 callbacks run on event-loop
-// threads (see ARCHITECTURE.md, known pitfalls).
+// threads (the team's architecture notes list this among the known pitfalls).
 @main
 struct Weft: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,12 +28,15 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the server: gRPC (HTTP/2) and HTTP/1.1 on one port.",
         discussion: """
             Logs `listening on HOST:PORT` once ready. SIGTERM or SIGINT drains:
-            health turns NOT_SERVING, connections get GOAWAY, in-flight calls
-            finish (up to --drain-timeout), then the process exits 0.
+            health turns NOT_SERVING, the in-process workers stop leasing and
+            let running attempts finish (up to --worker-drain-timeout),
+            connections get GOAWAY, in-flight calls finish (up to
+            --drain-timeout), then the process exits 0.
             """)
 
-    // Flags, variables, help text and defaults all come from
-    // `WeftServerConfig.Options` (one place for every default).
+    // Each flag's help (with its variable, range and default) comes from
+    // `WeftServerConfig.Options`, and the defaults from `WeftServerConfig`;
+    // a flag is declared here and read into the config in `config()`.
     typealias O = WeftServerConfig.Options
 
     @Option(help: ArgumentHelp(O.host.help)) var host: String?
@@ -87,7 +90,10 @@ struct Serve: AsyncParsableCommand {
         config.enableTestServices = enableTestServices || env.flag("WEFT_ENABLE_TEST_SERVICES")
         config.store.sync = try env.choice(storeSync, O.storeSync.environment, default: config.store.sync)
         config.store.logRetention = .seconds(
-            86_400 * (try env.int(logRetentionDays, O.logRetentionDays, default: config.store.logRetention / 86_400)))
+            86_400
+                * (try env.int(
+                    logRetentionDays, O.logRetentionDays,
+                    default: Int(config.store.logRetention.components.seconds) / 86_400)))
         config.auth.tokenLifetime = .seconds(try env.int(tokenTtl, O.tokenTTL, default: config.auth.tokenLifetime))
         config.workflowCacheSize = try env.int(workflowCacheSize, O.workflowCacheSize, default: config.workflowCacheSize)
         config.auth.scryptLogN = try env.int(scryptLogN, O.scryptLogN, default: config.auth.scryptLogN)

@@ -141,10 +141,15 @@ struct GRPCCompressionTests {
 @Suite("gRPC headers")
 struct GRPCHeaderTests {
     @Test("grpc-timeout units")
-    func timeouts() {
+    func timeouts() throws {
         #expect(GRPCTimeout.parse("1S") == .seconds(1))
         #expect(GRPCTimeout.parse("100m") == .milliseconds(100))
         #expect(GRPCTimeout.parse("5u") == .microseconds(5))
+        // The largest the header allows does not overflow: it is capped at a century.
+        let huge = try #require(GRPCTimeout.parse("99999999H"))
+        #expect(huge == .seconds(99_999_999 * 3600))
+        #expect(GRPCTimeout.nanoseconds(huge) == 100 * 365 * 86_400 * 1_000_000_000)
+        #expect(GRPCTimeout.nanoseconds(.milliseconds(1500)) == 1_500_000_000)
         #expect(GRPCTimeout.parse("7n") == .nanoseconds(7))
         #expect(GRPCTimeout.parse("2M") == .seconds(120))
         #expect(GRPCTimeout.parse("1H") == .seconds(3600))

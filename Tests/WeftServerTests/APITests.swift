@@ -3,6 +3,7 @@ import Testing
 import WeftEngine
 import WeftProto
 import WeftRPC
+import WeftServer
 import WeftStore
 import WeftTestSupport
 
@@ -109,6 +110,15 @@ struct APITests {
     }
 
     // MARK: Errors and their codes
+
+    @Test("an engine that is starting or stopping is UNAVAILABLE (503), not an internal error")
+    func engineUnavailable() {
+        let errors: [any Error] = [EngineError.notRunning, EngineError.recoveryFailed("disk"), BatchWriterError.stopped("commit")]
+        for error in errors {
+            let mapped = RPCError(from: error)
+            #expect(mapped.code == .unavailable && mapped.httpStatus == 503, "\(error) -> \(mapped)")
+        }
+    }
 
     @Test("store and validation errors map to one gRPC status and one HTTP status")
     func errorCodes() async throws {

@@ -230,6 +230,21 @@ def test_deadline_enforced_by_server(server, protos):
     assert elapsed < 3.0, elapsed
 
 
+def test_largest_grpc_timeout_is_a_long_deadline_not_a_crash(server, channel, protos):
+    """grpc-timeout allows 8 digits of hours (99999999H, ~11,000 years): more
+    nanoseconds than an Int64 holds. The call runs (the deadline is capped),
+    and the server goes on serving."""
+    body = wh.grpc_message(protos.echo_pb2.EchoRequest(message="far").SerializeToString())
+    with wh.H2Client(server) as c:
+        sid = c.start_call(f"/{wh.ECHO_SERVICE}/Echo", body, extra_headers=[("grpc-timeout", "99999999H")])
+        r = c.wait_stream(sid, timeout=5)
+    assert not r.timed_out and r.grpc_status() == 0, r
+    assert server.running(), server.stderr_tail(2000)
+    stub = protos.health_pb2_grpc.HealthStub(channel)
+    reply = stub.Check(protos.health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert reply.status == protos.health_pb2.HealthCheckResponse.SERVING
+
+
 def test_cancellation_unary(echo, protos):
     idle = _idle_active(echo, protos)
     before = _stats(echo, protos).cancelled_handlers

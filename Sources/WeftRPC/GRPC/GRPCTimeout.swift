@@ -22,6 +22,17 @@ public enum GRPCTimeout {
     }
 
     public static func parse(_ value: String) -> Duration? { parse(Array(value.utf8)) }
+
+    /// The longest deadline a call gets: the header allows 99,999,999 hours
+    /// (11,000 years), more nanoseconds than an Int64 holds.
+    public static let longest: Duration = .seconds(100 * 365 * 86_400)
+
+    /// `timeout` in nanoseconds, capped at `longest` (never overflows).
+    public static func nanoseconds(_ timeout: Duration) -> Int64 {
+        let capped = min(timeout, longest)
+        let (seconds, attoseconds) = capped.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
 }
 
 /// Percent-encoding of `grpc-message` (PROTOCOL-HTTP2.md): UTF-8 bytes outside

@@ -105,8 +105,7 @@ final class GRPCServerCall: @unchecked Sendable {
         }
         var deadline: NIODeadline?
         if let timeout = accepted.deadline {
-            let (seconds, attoseconds) = timeout.components
-            deadline = .now() + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            deadline = .now() + .nanoseconds(GRPCTimeout.nanoseconds(timeout))
             timeoutText = requestHead.timeout.map { requestHead.fields.string($0) } ?? ""
         }
         context = ServerContext(

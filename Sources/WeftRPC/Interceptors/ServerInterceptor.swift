@@ -67,10 +67,14 @@ public protocol ServerInterceptor: Sendable {
     /// The call ended with `code` (audit, per-caller accounting). Runs for
     /// admitted calls only.
     func completed(_ call: CallHead, code: RPCError.Code)
+    /// Whether `completed` does anything: transports keep a call's head
+    /// until its end only for interceptors that want it. Default: no.
+    var wantsCompletion: Bool { get }
 }
 
 extension ServerInterceptor {
     public func completed(_ call: CallHead, code: RPCError.Code) {}
+    public var wantsCompletion: Bool { false }
     public var seesPublicMethods: Bool { true }
 }
 
@@ -84,9 +88,9 @@ public struct InterceptorChain: Sendable {
     /// Some interceptor looks at calls of public methods.
     private let seesPublicMethods: Bool
 
-    public init(_ interceptors: [any ServerInterceptor] = [], notifyCompletion: Bool = false) {
+    public init(_ interceptors: [any ServerInterceptor] = []) {
         self.interceptors = interceptors
-        self.wantsCompletion = notifyCompletion
+        self.wantsCompletion = interceptors.contains { $0.wantsCompletion }
         self.seesPublicMethods = interceptors.contains { $0.seesPublicMethods }
     }
 
@@ -103,8 +107,12 @@ public struct InterceptorChain: Sendable {
         for interceptor in interceptors where !isPublic || interceptor.seesPublicMethods { try interceptor.admit(&call) }
     }
 
+    /// Tells the interceptors that admitted the call (and want to know) how it ended.
     func completed(_ call: CallHead, code: RPCError.Code) {
         guard wantsCompletion else { return }
-        for interceptor in interceptors { interceptor.completed(call, code: code) }
+        let isPublic = call.access == .public
+        for interceptor in interceptors where interceptor.wantsCompletion && (!isPublic || interceptor.seesPublicMethods) {
+            interceptor.completed(call, code: code)
+        }
     }
 }

@@ -19,6 +19,21 @@ extension DefinitionError: RPCErrorConvertible {
     public var rpcError: RPCError { RPCError(code: .invalidArgument, message: message) }
 }
 
+/// The engine is starting or shutting down: a client should retry (on
+/// another instance), as with any UNAVAILABLE (HTTP 503).
+extension EngineError: RPCErrorConvertible {
+    public var rpcError: RPCError {
+        switch self {
+        case .notRunning: RPCError(code: .unavailable, message: description)
+        case .recoveryFailed: RPCError(code: .unavailable, message: "the engine could not resume unfinished executions")
+        }
+    }
+}
+
+extension BatchWriterError: RPCErrorConvertible {
+    public var rpcError: RPCError { RPCError(code: .unavailable, message: description) }
+}
+
 enum APIError {
     static func required(_ field: String) -> RPCError {
         RPCError(code: .invalidArgument, message: "\(field) is required")
