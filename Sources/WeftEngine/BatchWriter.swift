@@ -101,9 +101,6 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
         }
     }
 
-    /// Whether `run()` is writing (started and not finished).
-    public var isRunning: Bool { state.withLock { $0.running && !$0.stopped } }
-
     /// Units handed over and not yet taken into a batch.
     var pendingCount: Int { state.withLock { $0.pending.count - $0.pendingHead } }
 

@@ -104,7 +104,10 @@ public actor Engine: Service {
         self.queue = queue
         self.feed = feed
         self.signal = signal
-        self.logWriter = LogWriter(store: logs, feed: feed)
+        self.logWriter = LogWriter(store: logs, feed: feed) { [metrics, logger] lines, error in
+            metrics?.error("log_write")
+            logger.error("execution log: \(lines) lines could not be stored: \(error)")
+        }
         self.metrics = metrics
         self.costRates = costRates
         self.planner = CommitPlanner(costRates: costRates)

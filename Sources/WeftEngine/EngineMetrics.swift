@@ -60,7 +60,7 @@ public final class EngineMetrics: Sendable {
         // a rate over them is 0, not "no data", before the first event.
         for type in Self.taskTypes { _ = retriedCounter(type: type) }
         for queue in [EngineQueues.builtin, EngineQueues.timers] { _ = leaseExpiredCounter(queue: queue) }
-        for kind in ["store", "store_conflict"] { _ = errorCounter(kind) }
+        for kind in ["store", "store_conflict", "log_write"] { _ = errorCounter(kind) }
     }
 
     /// The handle of `name` with `labels`, made once and then cached.
@@ -132,7 +132,7 @@ public final class EngineMetrics: Sendable {
     func error(_ kind: String) { errorCounter(kind).increment() }
 
     private func errorCounter(_ kind: String) -> Prometheus.Counter {
-        counter(MetricNames.engineErrors, help: "Engine store commits that failed, by kind (store_conflict: a lost lease or changed row; store: any other).",
+        counter(MetricNames.engineErrors, help: "Engine store writes that failed, by kind (store_conflict: a lost lease or changed row; store: any other; log_write: an execution log batch, its lines lost).",
                 [("kind", kind)])
     }
 

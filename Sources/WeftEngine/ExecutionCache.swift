@@ -59,8 +59,6 @@ struct ExecutionCache {
         if let count = pins[id], count > 1 { pins[id] = count - 1 } else { pins[id] = nil }
     }
 
-    var pinnedCount: Int { pins.count }
-
     /// Drops a tenth of the executions no operation is working on when
     /// memory is full; they reload on their next event.
     private mutating func evictIfNeeded() {

@@ -1,6 +1,5 @@
 import Foundation
 public import WeftStore
-import Synchronization
 
 /// Appends execution log entries in batches (a `BatchWriter`): callers hand
 /// entries over and go on (no await); the writer stores whatever has
@@ -16,14 +15,13 @@ public final class LogWriter: Sendable {
     }
 
     private let writer: BatchWriter<Unit>
-    private let failureCount = Counter()
 
-    final class Counter: Sendable {
-        let value = Mutex(0)
-    }
-
-    public init(store: any LogStore, feed: ExecutionFeed, maxBatch: Int = 2000) {
-        let failures = failureCount
+    /// - Parameter onFailure: told when a batch cannot be stored (its lines
+    ///   are lost; tails are still told the log ended, so none waits forever).
+    public init(
+        store: any LogStore, feed: ExecutionFeed, maxBatch: Int = 2000,
+        onFailure: @escaping @Sendable (_ lines: Int, any Error) -> Void = { _, _ in }
+    ) {
         writer = BatchWriter(name: "execution log", maxBatchWeight: maxBatch, weight: { max(1, $0.entries.count) }) {
             units in
             let entries = units.flatMap(\.entries)
@@ -32,7 +30,7 @@ public final class LogWriter: Sendable {
                 do {
                     stored = try await store.append(entries)
                 } catch {
-                    failures.value.withLock { $0 += 1 }
+                    onFailure(entries.count, error)
                 }
             }
             var byExecution: [String: [LogRecord]] = [:]
@@ -44,9 +42,6 @@ public final class LogWriter: Sendable {
             return Array(repeating: nil, count: units.count)
         }
     }
-
-    /// Batches that could not be stored (their lines are lost).
-    public var failures: Int { failureCount.value.withLock { $0 } }
 
     /// Queues entries for writing. `final`: the execution's log ends with them.
     public func append(_ entries: [LogRecord], final executionId: String? = nil) {

@@ -33,6 +33,4 @@ struct RunningAttempts {
 
     /// Stops a running attempt (its runner sees cancellation).
     func stop(_ id: AttemptID) { jobs[id]?.cancel() }
-
-    var count: Int { jobs.count }
 }

@@ -4,8 +4,9 @@ public import WeftStore
 /// A durable timer of the state machine as a queue item on the timers
 /// queue, and back. The item's task key carries which timer it is; this is
 /// the one place that knows the encoding ("~attempt:<task>", "~task:<task>",
-/// "~execution"), which the store has always held (stores only need to know
-/// that the timers queue holds timers).
+/// "~execution"), which the store has always held. Stores know only that
+/// items on `QueueItem.timersQueue` are timers (both stores tell timer items
+/// from task items by their queue).
 ///
 /// Retry backoffs are not timers here: a retry is the task's own queue item
 /// with a later `readyAt`.

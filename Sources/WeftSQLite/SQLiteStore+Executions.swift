@@ -197,9 +197,9 @@ extension SQLiteStore: ExecutionStore {
                 sql: """
                     SELECT * FROM workflow_executions e
                     WHERE e.status IN ('Pending', 'Running') AND NOT EXISTS (
-                        SELECT 1 FROM task_queue q WHERE q.execution_id = e.execution_id AND q.task_key NOT LIKE '~%')
+                        SELECT 1 FROM task_queue q WHERE q.execution_id = e.execution_id AND q.queue <> ?)
                     ORDER BY e.execution_id
-                    """
+                    """, arguments: [QueueItem.timersQueue]
             ).map { try Self.executionRecord($0) }
             for index in items.indices { items[index].tasks = try Self.taskExecutions(db, executionId: items[index].executionId) }
             return items

@@ -1,7 +1,8 @@
 extension WeftServerConfig {
     /// One `weft serve` option: its flag, its environment variable, what it
-    /// means, and its default as `WeftServerConfig()` has it. The CLI builds
-    /// its flags and help text from these, so a default is written once.
+    /// means, and its default as `WeftServerConfig()` has it. The CLI's help
+    /// text comes from these, and its defaults from `WeftServerConfig`, so a
+    /// default is written once.
     public struct Option: Sendable {
         public let flag: String
         public let environment: String
@@ -26,7 +27,7 @@ extension WeftServerConfig {
     }
 
     /// Every option of `weft serve` (the README's configuration table lists
-    /// the same).
+    /// the same; a test checks it).
     public enum Options {
         private static let defaults = WeftServerConfig()
 

@@ -21,22 +21,33 @@ struct BatchWriterTests {
         }
     }
 
+    /// "ok", or the error a submission met.
+    static func outcome(_ body: () async throws -> Void) async -> String {
+        do {
+            try await body()
+            return "ok"
+        } catch {
+            return "\(error)"
+        }
+    }
+
     @Test("units handed over while a batch is written go together in the next one; each caller gets its own outcome")
     func batching() async throws {
         let gated = GatedWrite()
         let writer = BatchWriter<Int>(name: "test", maxBatchWeight: 1000) { await gated.write($0) }
         try await withThrowingTaskGroup(of: Void.self) { loop in
             loop.addTask { await writer.run() }
-            let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
-                group.addTask { (0, (try? await writer.submit(0)) != nil) }
+            let outcomes = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                group.addTask { (0, await Self.outcome { try await writer.submit(0) }) }
                 await gated.entered.wait()  // the first batch is being written
-                for unit in [1, 2, -3, 4] { group.addTask { (unit, (try? await writer.submit(unit)) != nil) } }
+                for unit in [1, 2, -3, 4] { group.addTask { (unit, await Self.outcome { try await writer.submit(unit) }) } }
                 // All four are pending before the gate opens: count them in.
                 while writer.pendingCount < 4 { await Task.yield() }
                 gated.gate.open()
-                return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+                return try await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
             }
-            #expect(outcomes == [0: true, 1: true, 2: true, -3: false, 4: true])
+            let refused = "\(StoreError.invalid("negative -3"))"
+            #expect(outcomes == [0: "ok", 1: "ok", 2: "ok", -3: refused, 4: "ok"], "only -3 fails, with its own error")
             #expect(gated.batches.withLock { $0.count } == 2)
             #expect(gated.batches.withLock { Set($0[1]) } == [1, 2, -3, 4])
             writer.finish()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftEngine
 import WeftStore
 
@@ -14,9 +15,9 @@ struct ExecutionStateMachineTests {
         _ key: String, _ deps: [String] = [], action: TaskType = .noop, config: JSONValue = .emptyObject,
         retry: RetryPolicyRecord? = nil, timeoutMs: Int64? = nil
     ) -> TaskRecord {
-        TaskRecord(
-            id: "tsk_\(key)", workflowId: "wf", key: key, name: key, description: "", action: action, config: config,
-            dependsOn: deps, retry: retry, timeoutMs: timeoutMs, createdAt: t0, updatedAt: t0)
+        Records.task(
+            key, action, id: "tsk_\(key)", workflowId: "wf", dependsOn: deps, config: config, retry: retry, timeoutMs: timeoutMs,
+            at: t0)
     }
 
     func enqueued(_ effects: [Machine.Effect]) -> [String] {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftEngine
 import WeftStore
 
@@ -75,8 +76,7 @@ struct ExpressionTests {
     }
 
     func task(_ key: String, _ deps: [String] = [], action: String = "noop", config: JSONValue = .emptyObject) -> TaskRecord {
-        TaskRecord(id: "", workflowId: "w", key: key, name: key, description: "", action: TaskType(rawValue: action), config: config,
-                   dependsOn: deps, createdAt: Date(), updatedAt: Date())
+        Records.task(key, TaskType(rawValue: action), id: "", workflowId: "w", dependsOn: deps, config: config)
     }
 
     func problem(_ tasks: [TaskRecord]) -> String? {

@@ -7,6 +7,22 @@ import WeftTestSupport
 /// The external-worker protocol on the engine (in-memory store, manual clock).
 @Suite("external workers")
 struct ExternalWorkerTests {
+    /// Which refusal `body` met (the case of `Engine.ExternalError`), or nil if it succeeded.
+    static func refusal(_ body: () async throws -> Void) async -> String? {
+        do {
+            try await body()
+            return nil
+        } catch let error as Engine.ExternalError {
+            switch error {
+            case .malformedToken: return "malformedToken"
+            case .leaseLost: return "leaseLost"
+            case .attemptEnded: return "attemptEnded"
+            }
+        } catch {
+            return "\(error)"
+        }
+    }
+
     @Test("per-owner queues, resolved input, heartbeat, complete once, stale and foreign tokens refused")
     func externalWorkers() async throws {
         try await EngineHarness.with { h in
@@ -30,17 +46,19 @@ struct ExternalWorkerTests {
             await #expect(throws: Engine.ExternalError.malformedToken) {
                 try await engine.completeExternal("garbage", owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
             }
-            await #expect(throws: Engine.ExternalError.self) {
-                try await engine.completeExternal(
-                    task.lease.handle, owner: "usr_other", outcome: .completed(.emptyObject), logLines: [])
-            }
+            #expect(
+                await Self.refusal {
+                    try await engine.completeExternal(
+                        task.lease.handle, owner: "usr_other", outcome: .completed(.emptyObject), logLines: [])
+                } == "leaseLost", "another owner's worker cannot use the lease")
             try await engine.completeExternal(
                 task.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["done": .bool(true)])),
                 logLines: ["worker says hi"])
-            await #expect(throws: Engine.ExternalError.self) {
-                try await engine.completeExternal(
-                    task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
-            }
+            #expect(
+                await Self.refusal {
+                    try await engine.completeExternal(
+                        task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
+                } == "leaseLost", "a second result for the same lease is refused")
             let done = try await h.drive(started.executionId)
             #expect(done.status == .completed)
             #expect(done.tasks.map(\.output) == [.object(["done": .bool(true)]), .bool(true)])
@@ -60,10 +78,12 @@ struct ExternalWorkerTests {
             h.clock.advance(by: 0.05)
             let second = try #require(try await h.engine.pollExternal(queue: queue, worker: "w2", leaseDuration: 60))
             #expect(second.attempt == first.attempt && second.lease.handle != first.lease.handle)
-            await #expect(throws: Engine.ExternalError.self) {
-                try await h.engine.completeExternal(
-                    first.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["by": .string("w1")])), logLines: [])
-            }
+            #expect(
+                await Self.refusal {
+                    try await h.engine.completeExternal(
+                        first.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["by": .string("w1")])),
+                        logLines: [])
+                } == "leaseLost")
             try await h.engine.completeExternal(
                 second.lease.handle, owner: workflow.ownerId, outcome: .completed(.object(["by": .string("w2")])), logLines: [])
             let done = try #require(try await h.store.execution(id: started.executionId))
@@ -82,13 +102,16 @@ struct ExternalWorkerTests {
             let done = try #require(try await h.store.execution(id: started.executionId))
             #expect(done.status == .failed && done.tasks[0].status == .failed)
             #expect(done.error?.contains("timed out") == true)
-            await #expect(throws: Engine.ExternalError.self) {
-                _ = try await h.engine.heartbeatExternal(task.lease.handle, owner: workflow.ownerId, duration: 30)
-            }
-            await #expect(throws: Engine.ExternalError.self) {
-                try await h.engine.completeExternal(
-                    task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
-            }
+            #expect(
+                await Self.refusal {
+                    _ = try await h.engine.heartbeatExternal(task.lease.handle, owner: workflow.ownerId, duration: 30)
+                } == "attemptEnded")
+            // The refused heartbeat gave the moot lease up: the result finds no lease.
+            #expect(
+                await Self.refusal {
+                    try await h.engine.completeExternal(
+                        task.lease.handle, owner: workflow.ownerId, outcome: .completed(.emptyObject), logLines: [])
+                } == "leaseLost")
             let after = try #require(try await h.store.execution(id: started.executionId))
             #expect(after.tasks[0].status == .failed && after.tasks[0].output == nil)
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import WeftTestSupport
 import WeftEngine
 import WeftStore
 
@@ -17,8 +18,7 @@ struct TaskRunnerTests {
 
     func invocation(_ action: String, _ config: JSONValue) throws -> TaskInvocation {
         try TaskInvocation.make(
-            TaskRecord(id: "t", workflowId: "w", key: "k", name: "k", description: "", action: TaskType(rawValue: action), config: config,
-                       createdAt: Date(), updatedAt: Date()),
+            Records.task("k", TaskType(rawValue: action), id: "t", workflowId: "w", config: config),
             executionId: "exe", attempt: 1, context: context)
     }
 

@@ -36,7 +36,7 @@ struct WorkSignalTests {
         #expect(signal.waiting("q") == 0)
     }
 
-    @Test("delayed wake-ups come from one timer loop, in due order, and the loop stops on finish")
+    @Test("delayed wake-ups come from one timer loop, each ends its wait, and the loop stops on finish")
     func delayed() async {
         let signal = WorkSignal()
         await withTaskGroup(of: Void.self) { group in
@@ -54,5 +54,17 @@ struct WorkSignalTests {
             #expect(signal.scheduledWakeUps == 0)
             signal.finishTimer()
         }
+    }
+
+    @Test("the timer's heap gives entries back earliest first, whatever the order they came in")
+    func heapOrder() {
+        var heap = MinHeap<Int>()
+        var generator = SystemRandomNumberGenerator()
+        let values = (0..<500).map { _ in Int.random(in: 0..<100, using: &generator) }
+        for value in values { heap.insert(value) }
+        #expect(heap.count == 500 && heap.min == values.min())
+        var out: [Int] = []
+        while let next = heap.removeMin() { out.append(next) }
+        #expect(out == values.sorted() && heap.count == 0 && heap.min == nil)
     }
 }

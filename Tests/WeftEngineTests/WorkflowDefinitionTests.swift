@@ -1,13 +1,13 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftEngine
 import WeftStore
 
 @Suite("workflow definition validation")
 struct WorkflowDefinitionTests {
     func task(_ name: String, _ action: String = "noop", key: String = "", deps: [String] = [], config: JSONValue = .emptyObject) -> TaskRecord {
-        TaskRecord(id: "", workflowId: "w", key: key, name: name, description: "", action: TaskType(rawValue: action), config: config,
-                   dependsOn: deps, createdAt: Date(), updatedAt: Date())
+        Records.task(key, TaskType(rawValue: action), name: name, id: "", workflowId: "w", dependsOn: deps, config: config)
     }
 
     func message(_ tasks: [TaskRecord]) -> String? {

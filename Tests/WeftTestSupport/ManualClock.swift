@@ -20,6 +20,4 @@ public final class ManualClock: Sendable {
     public func advance(by seconds: TimeInterval) {
         current.withLock { $0 = $0.addingTimeInterval(seconds) }
     }
-
-    public func advance(milliseconds: Int64) { advance(by: Double(milliseconds) / 1000) }
 }
