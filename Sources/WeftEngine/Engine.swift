@@ -41,8 +41,12 @@ public import WeftStore
 ///    cache (`isCurrent(_:)`), never act on an old copy.
 /// 3. An operation that awaits while working on an execution pins it
 ///    (`pinned(_:_:)`), so eviction cannot drop it between its reads.
-/// 4. Memory never runs ahead of the store: when a commit fails, the
+/// 4. Memory runs ahead of the store only while a commit is in flight:
+///    the planned state is cached before the commit is awaited (so the next
+///    event of the execution plans on it), and when that commit fails the
 ///    execution is dropped from memory and rebuilt from what was committed.
+///    (A later unit of the same execution planned on the failed one may
+///    still commit; that window is known and not closed yet.)
 /// 5. An execution that ended here is never reloaded from the store (its
 ///    final commit may still be in flight).
 ///

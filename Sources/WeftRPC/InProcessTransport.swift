@@ -120,7 +120,7 @@ public struct InProcessTransport: Sendable {
         let request = HTTPRequest(
             method: method, target: target, headers: allHeaders,
             body: ByteBuffer(string: body ?? ""))
-        switch HTTPExchange.dispatch(request, environment: environment, transport: .inProcess) {
+        switch HTTPExchange.dispatch(request, environment: environment, transport: .inProcess, peer: "in-process") {
         case .respond(let response): return response
         case .run(let work): return await work()
         }

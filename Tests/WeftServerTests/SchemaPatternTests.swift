@@ -44,6 +44,14 @@ struct SchemaPatternTests {
         #expect(!matches(lease, "0.999s") && matches(lease, "1s") && matches(lease, "3600s") && !matches(lease, "3600.5s"))
     }
 
+    @Test("error messages state duration ranges from the limits the server checks")
+    func rangeWords() {
+        #expect(APILimits.leaseDuration.text == "from 1s to 1h")
+        #expect(APILimits.pollWait.text == "from 0 to 60s")
+        #expect(APILimits.executionTimeout.text == "more than 0 and at most 366 days")
+        #expect(DurationRange.words(1500) == "1500ms")
+    }
+
     @Test("timestamps with any offset become the same instant in UTC, fraction kept")
     func utc() {
         #expect(RFC3339UTC.convert("2000-01-01T00:06:04-14:11") == "2000-01-01T14:17:04Z")

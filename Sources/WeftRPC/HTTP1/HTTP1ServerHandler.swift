@@ -21,8 +21,11 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// connection goes away first).
     private var task: Task<Void, Never>?
 
+    private let peer: String
+
     init(environment: ServerEnvironment, peer: String) {
         self.environment = environment
+        self.peer = peer
         var logger = environment.logger
         logger[metadataKey: "peer"] = "\(peer)"
         logger[metadataKey: "protocol"] = "http/1.1"
@@ -88,7 +91,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                 head: head, route: "grpc", start: start)
             return
         }
-        switch HTTPExchange.dispatch(request, environment: environment, start: start) {
+        switch HTTPExchange.dispatch(request, environment: environment, peer: peer, start: start) {
         case .respond(let response):
             write(context: context, response, head: head, route: nil, start: start)
         case .run(let work):

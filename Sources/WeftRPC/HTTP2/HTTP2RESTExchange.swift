@@ -53,7 +53,7 @@ final class HTTP2RESTExchange: @unchecked Sendable {
         guard !answered, let body else { return }
         self.body = nil
         let request = HTTPRequest(method: method, target: stream.path ?? "/", headers: stream.plainHeaders(), body: body)
-        switch HTTPExchange.dispatch(request, environment: environment, start: start) {
+        switch HTTPExchange.dispatch(request, environment: environment, peer: stream.connection.peer, start: start) {
         case .respond(let response):
             respond(response)
         case .run(let work):

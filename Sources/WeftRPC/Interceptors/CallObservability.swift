@@ -17,8 +17,9 @@ struct CallObservability: Sendable {
 
     // MARK: gRPC
 
-    /// The observation of one gRPC call, held by its stream. Two words and a
-    /// flag when tracing is off (copied and destroyed on every call).
+    /// The observation of one gRPC call, held by its stream: three words and
+    /// a flag, with tracing in a separate object only when it is on (this is
+    /// copied and destroyed on every call).
     struct GRPCCall {
         let metrics: RPCMethodMetrics
         let startNanos: UInt64

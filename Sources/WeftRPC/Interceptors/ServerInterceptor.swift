@@ -48,10 +48,12 @@ public struct CallHead: Sendable {
     }
 }
 
-/// One stage of the server's interceptor chain. Every call goes through
-/// the same chain on every transport, in order, before its handler runs and
-/// before its request is decoded: so an unauthenticated call with a
-/// malformed body is refused as unauthenticated, not as malformed.
+/// One stage of the server's interceptor chain. Every RPC call and REST
+/// operation goes through the same chain on every transport, in order,
+/// before its handler runs and before its request is decoded: so an
+/// unauthenticated call with a malformed body is refused as
+/// unauthenticated, not as malformed. (Plain HTTP routes such as `/metrics`,
+/// and what a transport refuses by itself, do not reach it.)
 ///
 /// The chain's fixed stages (tracing, metrics, the access log) are written
 /// once in `CallObservability`; interceptors are what a server adds:

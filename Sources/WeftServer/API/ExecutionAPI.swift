@@ -56,7 +56,7 @@ struct ExecutionAPI: RPCService {
         if request.hasTimeout {
             let ms = try ProtoMapping.milliseconds(request.timeout, field: "timeout")
             guard APILimits.executionTimeout.contains(ms) else {
-                throw RPCError(code: .invalidArgument, message: "timeout must be more than 0 and at most 366 days")
+                throw RPCError(code: .invalidArgument, message: "timeout must be \(APILimits.executionTimeout.text)")
             }
             timeoutMs = ms
         }

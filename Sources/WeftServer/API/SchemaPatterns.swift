@@ -89,4 +89,22 @@ struct DurationRange: Sendable {
     func contains(_ ms: Int64) -> Bool {
         (minExclusive ? ms > minMs : ms >= minMs) && ms <= maxMs
     }
+
+    /// The range in words, for error messages: "from 1s to 1h", "more than
+    /// 0 and at most 366 days".
+    var text: String {
+        minExclusive
+            ? "more than \(Self.words(minMs)) and at most \(Self.words(maxMs))"
+            : "from \(Self.words(minMs)) to \(Self.words(maxMs))"
+    }
+
+    static func words(_ ms: Int64) -> String {
+        switch ms {
+        case 0: "0"
+        case let ms where ms % 86_400_000 == 0: "\(ms / 86_400_000) days"
+        case let ms where ms % 3_600_000 == 0: "\(ms / 3_600_000)h"
+        case let ms where ms % 1000 == 0: "\(ms / 1000)s"
+        default: "\(ms)ms"
+        }
+    }
 }

@@ -79,7 +79,7 @@ struct WorkerAPI: RPCService {
         if request.hasWait {
             waitMs = try ProtoMapping.milliseconds(request.wait, field: "wait")
             guard APILimits.pollWait.contains(waitMs) else {
-                throw RPCError(code: .invalidArgument, message: "wait must be from 0 to 60s")
+                throw RPCError(code: .invalidArgument, message: "wait must be \(APILimits.pollWait.text)")
             }
         }
         let lease = try leaseSeconds(request.hasLeaseDuration ? request.leaseDuration : nil, field: "lease_duration")
@@ -112,7 +112,7 @@ struct WorkerAPI: RPCService {
         guard let duration else { return 60 }
         let ms = try ProtoMapping.milliseconds(duration, field: field)
         guard APILimits.leaseDuration.contains(ms) else {
-            throw RPCError(code: .invalidArgument, message: "\(field) must be from 1s to 1h")
+            throw RPCError(code: .invalidArgument, message: "\(field) must be \(APILimits.leaseDuration.text)")
         }
         return Double(ms) / 1000
     }
