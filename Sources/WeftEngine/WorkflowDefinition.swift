@@ -8,6 +8,11 @@ public enum WorkflowDefinition {
     public static let maxDescriptionLength = 10_000
     public static let maxTimeoutMs: Int64 = 7 * 24 * 3_600_000
     public static let maxBackoffMs: Int64 = 24 * 3_600_000
+    /// A retry policy's `totalTimeout` bound, and the ranges of its numbers
+    /// (the API's OpenAPI document publishes the same).
+    public static let maxTotalTimeoutMs: Int64 = 366 * 86_400_000
+    public static let maxAttempts = 1...100
+    public static let backoffMultiplier = 1.0...100.0
 
     /// Validates name, description and tasks; fills in missing task keys (a
     /// slug of the name). Returns the tasks to store, in order.
@@ -177,10 +182,10 @@ public enum WorkflowDefinition {
     ]
 
     static func validateRetry(_ retry: RetryPolicyRecord, label: String, key: String) throws(DefinitionError) {
-        if let total = retry.totalTimeoutMs, total <= 0 || total > 366 * 86_400_000 {
+        if let total = retry.totalTimeoutMs, total <= 0 || total > maxTotalTimeoutMs {
             throw DefinitionError("\(label): retry.totalTimeout must be more than 0 and at most 366 days", taskKey: key)
         }
-        if retry.maxAttempts < 1 || retry.maxAttempts > 100 {
+        if !maxAttempts.contains(retry.maxAttempts) {
             throw DefinitionError("\(label): retry.maxAttempts must be from 1 to 100", taskKey: key)
         }
         if retry.initialBackoffMs < 0 || retry.maxBackoffMs < 0 {
@@ -192,7 +197,7 @@ public enum WorkflowDefinition {
         if retry.maxBackoffMs > 0, retry.maxBackoffMs < retry.initialBackoffMs {
             throw DefinitionError("\(label): retry.maxBackoff must not be less than retry.initialBackoff", taskKey: key)
         }
-        if retry.backoffMultiplier != 0, !(retry.backoffMultiplier >= 1 && retry.backoffMultiplier <= 100) {
+        if retry.backoffMultiplier != 0, !backoffMultiplier.contains(retry.backoffMultiplier) {
             throw DefinitionError("\(label): retry.backoffMultiplier must be from 1 to 100", taskKey: key)
         }
         if !(retry.jitter >= 0 && retry.jitter <= 1) {

@@ -42,7 +42,7 @@ enum APIConstraints {
     }
 
     static let backoff = DurationRange(minMs: 0, maxMs: WorkflowDefinition.maxBackoffMs)
-    static let totalTimeout = DurationRange(minMs: 0, maxMs: 366 * 86_400_000, minExclusive: true)
+    static let totalTimeout = DurationRange(minMs: 0, maxMs: WorkflowDefinition.maxTotalTimeoutMs, minExclusive: true)
 
     /// A task definition's fields (create, update, inside workflows).
     static var task: [String: Field] {
@@ -134,10 +134,18 @@ enum APIConstraints {
             "weft.v1.CreateTaskRequest": task.merging(["workflowId": .required(["minLength": 1])]) { $1 },
             "weft.v1.UpdateTaskRequest": task,
             "weft.v1.RetryPolicy": [
-                "maxAttempts": Field(keywords: ["minimum": 0, "maximum": 100]),
+                // 0 is proto3's "unset" (the default policy).
+                "maxAttempts": Field(keywords: ["minimum": 0, "maximum": WorkflowDefinition.maxAttempts.upperBound]),
                 "initialBackoff": Field(keywords: duration(backoff)),
                 "maxBackoff": Field(keywords: duration(backoff)),
-                "backoffMultiplier": Field(keywords: ["anyOf": [["enum": [0]], ["minimum": 1, "maximum": 100]]]),
+                "backoffMultiplier": Field(
+                    keywords: ["anyOf": [
+                        ["enum": [0]],
+                        [
+                            "minimum": WorkflowDefinition.backoffMultiplier.lowerBound,
+                            "maximum": WorkflowDefinition.backoffMultiplier.upperBound,
+                        ],
+                    ]]),
                 "jitter": Field(keywords: ["minimum": 0, "maximum": 1]),
                 "retryableErrors": Field(keywords: ["items": ["enum": WorkflowDefinition.retryableErrorKinds.sorted()]]),
                 "totalTimeout": Field(keywords: duration(totalTimeout)),
