@@ -120,6 +120,8 @@ def main() -> int:
             raise SystemExit(f"not an executable: {b}")
     out = Path(a.out or tempfile.mkdtemp(prefix="weft-compare."))
     out.mkdir(parents=True, exist_ok=True)
+    if a.out and any(out.iterdir()):
+        raise SystemExit(f"--out {out} is not empty: results of runs would mix; name a new or empty directory")
     skip = set(a.skip.split())
     builds = {"base": a.base, "new": a.new}
     results: dict[str, dict[str, list]] = {k: {"base": [], "new": []} for k in ("health", "api", "executions")}

@@ -13,9 +13,10 @@ import WeftObservability
 /// hopping onto the loop.
 final class GRPCServerCall: @unchecked Sendable {
     private let stream: HTTP2Stream
-    private let environment: ServerEnvironment
     private var machine: GRPCCallStateMachine
-    private var registered: RPCRouter.RegisteredMethod?
+    /// The method called; nil when the router does not know the path. A
+    /// `let`, so that reading it needs no retain (see `HTTP2Stream.environment`).
+    private let registered: RPCRouter.RegisteredMethod?
     private var observation: CallObservability.GRPCCall?
     /// Kept for `InterceptorChain.completed` (only when an interceptor wants it).
     private var head: CallHead?
@@ -45,14 +46,16 @@ final class GRPCServerCall: @unchecked Sendable {
         return made
     }
 
-    init(stream: HTTP2Stream) {
+    init(stream: HTTP2Stream, method registered: RPCRouter.RegisteredMethod?) {
         self.stream = stream
-        self.environment = stream.environment
+        self.registered = registered
         self.machine = GRPCCallStateMachine(
             configuration: .init(
                 maxMessageSize: stream.environment.config.maxReceiveMessageSize,
                 maxHeaderListSize: stream.environment.config.maxHeaderListSize))
     }
+
+    @inline(__always) private var environment: ServerEnvironment { stream.connection.environment }
 
     /// The request's `:path` (a String only for messages and logs).
     private var path: String { stream.path ?? "" }
@@ -64,7 +67,6 @@ final class GRPCServerCall: @unchecked Sendable {
     /// judge the head, run the interceptors, and start a streaming handler.
     /// (The hot path of every call: it copies as little as it can.)
     func start(_ requestHead: GRPCCallStateMachine.RequestHead) {
-        let registered = requestHead.pathField.flatMap { environment.router.lookup(path: requestHead.fields.value($0)) }
         let lookup: GRPCCallStateMachine.Lookup
         if let registered {
             lookup = .found(registered.descriptor.kind)
@@ -84,7 +86,6 @@ final class GRPCServerCall: @unchecked Sendable {
             accepted = value
         }
         guard let registered else { return }  // the machine accepts found methods only
-        self.registered = registered
         responseCompression = accepted.responseCompression
         observation = environment.observability.beginGRPC(
             registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,

@@ -14,7 +14,12 @@ import Synchronization
 final class HTTP2Stream: @unchecked Sendable {
     let id: Int32
     let connection: HTTP2ServerConnectionHandler
-    let environment: ServerEnvironment
+    /// The server's environment, shared by every stream of every connection,
+    /// read through the connection rather than stored: a reference stored
+    /// per stream or per call is a retain of one object from every event
+    /// loop on every call (an atomic write whose cache line moves between
+    /// cores), while reading `let`s through `let`s needs none.
+    @inline(__always) var environment: ServerEnvironment { connection.environment }
 
     // Request head. Regular header fields are kept as bytes and turned into
     // Strings only when needed (metadata, plain HTTP), so a typical gRPC call
@@ -64,7 +69,6 @@ final class HTTP2Stream: @unchecked Sendable {
     init(id: Int32, connection: HTTP2ServerConnectionHandler) {
         self.id = id
         self.connection = connection
-        self.environment = connection.environment
         #if DEBUG
         Self.live.add(1, ordering: .relaxed)
         #endif
@@ -109,7 +113,8 @@ final class HTTP2Stream: @unchecked Sendable {
     func headersComplete() {
         guard case .head = exchange else { return }
         if let contentType, bytesHavePrefix(fields.value(contentType), HeaderName.applicationGRPC) {
-            let call = GRPCServerCall(stream: self)
+            let registered = pathField.flatMap { environment.router.lookup(path: fields.value($0)) }
+            let call = GRPCServerCall(stream: self, method: registered)
             exchange = .grpc(call)
             call.start(
                 GRPCCallStateMachine.RequestHead(

@@ -11,9 +11,14 @@ import WeftObservability
 /// gRPC calls and REST requests differ in names and labels (what existing
 /// dashboards expect), not in where they are recorded: a transport calls
 /// `begin…` when the call's head is known and `end` with its final status.
-struct CallObservability: Sendable {
+final class CallObservability: Sendable {
     let metrics: RPCMetrics
     let logger: Logger
+
+    init(metrics: RPCMetrics, logger: Logger) {
+        self.metrics = metrics
+        self.logger = logger
+    }
 
     // MARK: gRPC
 
