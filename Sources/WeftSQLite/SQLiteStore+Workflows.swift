@@ -59,15 +59,7 @@ extension SQLiteStore: WorkflowStore {
             let stored = try Self.modify(
                 db, id: id, expectedVersion: nil, actor: actor, label: "rollback to version \(target.version)"
             ) { next in
-                next.name = target.name
-                next.description = target.description
-                next.updatedAt = now
-                next.tasks = target.tasks.map { task in
-                    var task = task
-                    task.workflowId = id
-                    task.updatedAt = now
-                    return task
-                }
+                next.restore(target, at: now)
             }
             guard let created = try Self.version(db, workflowId: id, versionId: String(stored.version)) else {
                 throw StoreError.notFound("version \(stored.version) of workflow \(id) not found")

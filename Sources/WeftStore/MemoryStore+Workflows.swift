@@ -192,15 +192,7 @@ extension MemoryStore: WorkflowStore {
             let stored = try state.modify(
                 id: id, expectedVersion: nil, actor: actor, label: "rollback to version \(target.version)"
             ) { next in
-                next.name = target.name
-                next.description = target.description
-                next.updatedAt = now
-                next.tasks = target.tasks.map { task in
-                    var task = task
-                    task.workflowId = id
-                    task.updatedAt = now
-                    return task
-                }
+                next.restore(target, at: now)
             }
             guard let created = state.version(workflowId: id, versionId: String(stored.version)) else {
                 throw StoreError.notFound("version \(stored.version) of workflow \(id) not found")

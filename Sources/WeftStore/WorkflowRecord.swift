@@ -32,6 +32,21 @@ public struct WorkflowRecord: Sendable, Hashable {
 
     /// The opaque revision tag clients send back (`etag`, HTTP `If-Match`).
     public var etag: String { "\(version)" }
+
+    /// What a rollback writes (every store alike): the snapshot's name,
+    /// description and tasks, the tasks re-homed to this workflow and
+    /// stamped `now`.
+    public mutating func restore(_ snapshot: WorkflowVersionRecord, at now: Date) {
+        name = snapshot.name
+        description = snapshot.description
+        updatedAt = now
+        tasks = snapshot.tasks.map { task in
+            var task = task
+            task.workflowId = id
+            task.updatedAt = now
+            return task
+        }
+    }
 }
 
 /// A stored snapshot of a workflow definition.
