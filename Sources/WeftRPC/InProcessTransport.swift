@@ -35,12 +35,12 @@ public struct InProcessTransport: Sendable {
             return CallResult(
                 messages: [], headers: Metadata(), trailers: Metadata(), error: RPCError(code: .unimplemented, message: message))
         }
-        let descriptor = registered.handler.descriptor
+        let descriptor = registered.descriptor
         let observability = environment.observability
         var observation = observability.beginGRPC(
             registered.metrics, descriptor: descriptor, metadata: metadata, mayAnswerInline: false)
         var head = CallHead(
-            descriptor: descriptor, access: registered.handler.access, metadata: metadata, transport: .inProcess,
+            descriptor: descriptor, access: registered.access, metadata: metadata, transport: .inProcess,
             peer: "in-process")
         let collector = Collector()
         var context: ServerContext?
@@ -58,7 +58,7 @@ public struct InProcessTransport: Sendable {
                         ? "the call ended without a request message"
                         : "more than one request message for a \(descriptor.kind.rawValue) call")
             }
-            try await run(registered.handler.body, requests: requests, context: callContext, collector: collector)
+            try await run(registered.body, requests: requests, context: callContext, collector: collector)
         } catch {
             failure = RPCError(from: error)
         }

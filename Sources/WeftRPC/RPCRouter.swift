@@ -21,7 +21,6 @@ public struct RPCRouter: Sendable {
 
     /// A class so a call holds one reference to all of it.
     final class RegisteredMethod: Sendable {
-        let handler: RPCHandler
         let metrics: RPCMethodMetrics
         // The handler's parts a call reads, so that the call path never
         // copies the whole `RPCHandler` (a struct of strings, routes and closures).
@@ -33,7 +32,6 @@ public struct RPCRouter: Sendable {
         let answersInline: Bool
 
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
-            self.handler = handler
             self.metrics = metrics
             self.descriptor = handler.descriptor
             self.access = handler.access

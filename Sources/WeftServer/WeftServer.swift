@@ -69,9 +69,9 @@ public struct WeftServer: Sendable {
             onListening: { address in
                 logger.info("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
             },
-            onDrain: { [health = self.health] in
+            onDrain: {
+                // Health is NOT_SERVING already (HealthDrain stops first).
                 logger.info("graceful shutdown: draining connections")
-                health.enterDrain()
             })
         // The group starts services in this order and stops them in
         // reverse: health turns NOT_SERVING, the workers drain; the server drains its calls while

@@ -67,8 +67,8 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let env = Environment()
-        let format = try env.choice(logFormat, O.logFormat.environment, default: WeftLogHandler.Format.text)
-        let level = try env.choice(logLevel, O.logLevel.environment, default: Logger.Level.info)
+        let format = try env.choice(logFormat, O.logFormat, default: WeftLogHandler.Format.text)
+        let level = try env.choice(logLevel, O.logLevel, default: Logger.Level.info)
         // Every line logged inside a span carries its trace_id and span_id.
         LoggingSystem.bootstrap(
             { label, provider in WeftLogHandler(label: label, format: format, level: level, metadataProvider: provider) },
@@ -88,7 +88,7 @@ struct Serve: AsyncParsableCommand {
         config.rpc.drainTimeout = .seconds(try env.int(drainTimeout, O.drainTimeout, default: config.rpc.drainTimeout))
         config.rpc.eventLoopThreads = try env.int(eventLoopThreads, O.eventLoopThreads, default: config.rpc.eventLoopThreads)
         config.enableTestServices = enableTestServices || env.flag("WEFT_ENABLE_TEST_SERVICES")
-        config.store.sync = try env.choice(storeSync, O.storeSync.environment, default: config.store.sync)
+        config.store.sync = try env.choice(storeSync, O.storeSync, default: config.store.sync)
         config.store.logRetention = .seconds(
             86_400
                 * (try env.int(
@@ -131,8 +131,8 @@ extension Serve {
         // environment; an explicit --otel-endpoint wins.
         let disabled = otelEndpoint == nil
             && (env.flag("OTEL_SDK_DISABLED") || env.values["OTEL_TRACES_EXPORTER"]?.lowercased() == "none")
-        if let base = otelEndpoint ?? env.values["OTEL_EXPORTER_OTLP_ENDPOINT"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            try Self.checkURL(base, otelEndpoint != nil ? "--otel-endpoint" : "OTEL_EXPORTER_OTLP_ENDPOINT")
+        if let base = otelEndpoint ?? env.values[O.otelEndpoint.environment].flatMap({ $0.isEmpty ? nil : $0 }) {
+            try Self.checkURL(base, otelEndpoint != nil ? O.otelEndpoint.flag : O.otelEndpoint.environment)
             config.tracesEndpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
         }
         if otelEndpoint == nil, let full = env.values["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"], !full.isEmpty {
@@ -140,18 +140,20 @@ extension Serve {
             config.tracesEndpoint = full
         }
         if disabled { config.tracesEndpoint = nil }
-        config.sampler = try env.choice(traceSampler, "OTEL_TRACES_SAMPLER", flag: "--trace-sampler", default: config.sampler)
+        config.sampler = try env.choice(traceSampler, O.traceSampler, default: config.sampler)
         if let ratio = traceSamplerArg {
             config.samplerArgument = ratio
-        } else if let raw = env.values["OTEL_TRACES_SAMPLER_ARG"] {
-            guard let ratio = Double(raw) else { throw ValidationError("OTEL_TRACES_SAMPLER_ARG=\(raw) is not a number") }
+        } else if let raw = env.values[O.traceSamplerArg.environment] {
+            guard let ratio = Double(raw) else {
+                throw ValidationError("\(O.traceSamplerArg.environment)=\(raw) is not a number")
+            }
             config.samplerArgument = ratio
         }
         guard (0...1).contains(config.samplerArgument) else {
-            let source = traceSamplerArg != nil ? "--trace-sampler-arg" : "OTEL_TRACES_SAMPLER_ARG"
+            let source = traceSamplerArg != nil ? O.traceSamplerArg.flag : O.traceSamplerArg.environment
             throw ValidationError("\(source) must be in 0...1, got \(config.samplerArgument)")
         }
-        config.serviceName = env.string(serviceName, "OTEL_SERVICE_NAME", default: config.serviceName)
+        config.serviceName = env.string(serviceName, O.serviceName, default: config.serviceName)
         config.serviceVersion = ProcessMetrics.version
         for name in [
             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER",
@@ -171,8 +173,8 @@ extension Serve {
 
     func costRates(_ env: Environment) throws -> CostRates {
         var rates = CostRates()
-        let fromEnv = (env.values["WEFT_COST_RATES"] ?? "").split(separator: ",").map { String($0) }
-        for (source, entry) in fromEnv.map({ ("WEFT_COST_RATES", $0) }) + costRate.map({ ("--cost-rate", $0) }) {
+        let fromEnv = (env.values[O.costRate.environment] ?? "").split(separator: ",").map { String($0) }
+        for (source, entry) in fromEnv.map({ (O.costRate.environment, $0) }) + costRate.map({ (O.costRate.flag, $0) }) {
             do {
                 try rates.set(entry.trimmingCharacters(in: .whitespaces))
             } catch {
@@ -190,10 +192,6 @@ struct Environment {
 
     func string(_ flag: String?, _ option: WeftServerConfig.Option, default value: String) -> String {
         flag ?? values[option.environment] ?? value
-    }
-
-    func string(_ flag: String?, _ name: String, default value: String) -> String {
-        flag ?? values[name] ?? value
     }
 
     /// A duration option given in whole seconds.
@@ -222,25 +220,18 @@ struct Environment {
         return resolved
     }
 
-    /// `WEFT_MAX_HEADER_LIST_SIZE` -> `--max-header-list-size`.
-    static func flagName(_ variable: String) -> String {
-        "--" + variable.dropFirst("WEFT_".count).lowercased().replacingOccurrences(of: "_", with: "-")
-    }
-
     func flag(_ name: String) -> Bool {
         guard let raw = values[name]?.lowercased() else { return false }
         return ["1", "true", "yes", "on"].contains(raw)
     }
 
-    /// `flagName` names the flag in errors when the variable is not a
-    /// `WEFT_*` one (the OpenTelemetry variables).
     func choice<T: RawRepresentable & CaseIterable>(
-        _ flag: String?, _ name: String, flag flagName: String? = nil, default value: T
+        _ flag: String?, _ option: WeftServerConfig.Option, default value: T
     ) throws -> T
     where T.RawValue == String {
-        guard let raw = flag ?? values[name] else { return value }
+        guard let raw = flag ?? values[option.environment] else { return value }
         guard let parsed = T(rawValue: raw.lowercased()) else {
-            let source = flag != nil ? "\(flagName ?? Self.flagName(name)) \(raw)" : "\(name)=\(raw)"
+            let source = flag != nil ? "\(option.flag) \(raw)" : "\(option.environment)=\(raw)"
             throw ValidationError("\(source): expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return parsed

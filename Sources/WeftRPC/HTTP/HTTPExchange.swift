@@ -17,7 +17,7 @@ public enum HTTPExchange {
     /// `.run` records itself when it ends.
     public static func dispatch(
         _ request: HTTPRequest, environment: ServerEnvironment, transport: CallHead.Transport = .rest,
-        peer: String = "unknown", start: NIODeadline = .now()
+        peer: String, start: NIODeadline = .now()
     ) -> Dispatch {
         let observability = environment.observability
         switch environment.httpRouter.route(request) {
