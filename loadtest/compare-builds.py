@@ -55,29 +55,26 @@ def run(cmd: list[str], env: dict, timeout: float, log: Path) -> int:
             return 124
 
 
-def health(binary: str, a, out: Path) -> dict | None:
+def h2load_run(script: str, env: dict, timeout: float, out: Path, cpu_column: str, case: str | None = None) -> dict | None:
+    """One run of an h2load benchmark script: its valid row's req/s and CPU per call, or None."""
     out.mkdir(parents=True)
-    env = {"WEFT_BIN": binary, "SERVERS": "weft", "ROUNDS": "1", "DURATION": str(int(a.duration)), "SETTINGS": "16x32",
-           "IDLE_CONNS": "0", "WARMUP": "2", "OUT_DIR": str(out)}
-    rc = run([str(HERE / "bench-health.sh")], env, a.duration * 3 + 120, out / "run.log")
-    rows = [r for r in tsv_rows(out / "results.tsv") if r["valid"] == "1"] if (out / "results.tsv").exists() else []
+    rc = run([str(HERE / script)], {**env, "ROUNDS": "1", "WARMUP": "2", "OUT_DIR": str(out)}, timeout, out / "run.log")
+    results = out / "results.tsv"
+    rows = [r for r in tsv_rows(results) if r["valid"] == "1" and (case is None or r["case"] == case)] \
+        if results.exists() else []
     if rc != 0 or not rows:
         return None
-    r = rows[0]
-    return {"req_per_s": float(r["req_per_s"]), "cpu_us": float(r["cpu_us_per_call"])}
+    return {"req_per_s": float(rows[0]["req_per_s"]), "cpu_us": float(rows[0][cpu_column])}
+
+
+def health(binary: str, a, out: Path) -> dict | None:
+    env = {"WEFT_BIN": binary, "SERVERS": "weft", "DURATION": str(int(a.duration)), "SETTINGS": "16x32", "IDLE_CONNS": "0"}
+    return h2load_run("bench-health.sh", env, a.duration * 3 + 120, out, "cpu_us_per_call")
 
 
 def get_workflow(binary: str, a, out: Path) -> dict | None:
-    out.mkdir(parents=True)
-    env = {"WEFT_BIN": binary, "ROUNDS": "1", "DURATION": str(int(a.duration)), "CASES": "grpc-get",
-           "GRPC_SETTINGS": "16x32", "WARMUP": "2", "OUT_DIR": str(out)}
-    rc = run([str(HERE / "bench-api.sh")], env, a.duration * 3 + 180, out / "run.log")
-    rows = [r for r in tsv_rows(out / "results.tsv") if r["valid"] == "1" and r["case"] == "grpc-get"] \
-        if (out / "results.tsv").exists() else []
-    if rc != 0 or not rows:
-        return None
-    r = rows[0]
-    return {"req_per_s": float(r["req_per_s"]), "cpu_us": float(r["cpu_us_per_req"])}
+    env = {"WEFT_BIN": binary, "DURATION": str(int(a.duration)), "CASES": "grpc-get", "GRPC_SETTINGS": "16x32"}
+    return h2load_run("bench-api.sh", env, a.duration * 3 + 180, out, "cpu_us_per_req", case="grpc-get")
 
 
 def executions(binary: str, a, out: Path) -> dict | None:
