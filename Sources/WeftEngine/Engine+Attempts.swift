@@ -103,9 +103,11 @@ extension Engine {
         }
         let invocation: TaskInvocation
         do {
-            invocation = try TaskInvocation.make(task, executionId: id.executionId, attempt: id.attempt, context: state.context)
+            invocation = try TaskInvocation.make(
+                task, executionId: id.executionId, attempt: id.attempt, context: state.context,
+                maxBytes: limits.maxTemplateBytes, maxTimeoutMs: limits.maxAttemptTimeoutMs)
         } catch {
-            let outcome = TaskOutcome.failed(.init(kind: "config", message: "config: \(error.description)"))
+            let outcome = TaskOutcome.failed(Self.invocationError(error))
             Self.end(span, outcome)
             return try await record(lease, outcome, deferred: effects)
         }
@@ -222,7 +224,7 @@ extension Engine {
         let started = state.startedAt[task.key] ?? at
         let due: Date
         do {
-            let config = try Template.resolve(task.config, state.context)
+            let config = try Template.resolve(task.config, state.context, maxBytes: limits.maxTemplateBytes)
             if let until = config["until"]?.stringValue {
                 guard let date = RFC3339.parse(until) else {
                     throw ExpressionError(message: "config.until \"\(until)\" is not an RFC 3339 time", offset: -1)
@@ -283,6 +285,7 @@ extension Engine {
             return false
         }
         let at = now()
+        let outcome = capped(outcome, state: &state, key: id.taskKey)
         let effects: [ExecutionStateMachine.Effect]
         switch outcome {
         case .completed(let output): effects = state.machine.taskSucceeded(id.taskKey, attempt: id.attempt, output: output, at: at)
@@ -312,6 +315,37 @@ extension Engine {
             deferred + effects, executionId: id.executionId, at: at, state: state, lease: .complete(lease),
             taskLines: lines, cost: cost, slot: slot)
         return true
+    }
+
+    /// The outcome, or `output_too_large` when a completed attempt's output
+    /// passes the task cap or would take the execution past its cap. Keeps
+    /// the execution's count of stored output bytes.
+    func capped(_ outcome: TaskOutcome, state: inout ExecutionState, key: String) -> TaskOutcome {
+        guard case .completed(let output) = outcome else { return outcome }
+        let size = output.encodedSize(limit: limits.maxTaskOutputBytes)
+        if size > limits.maxTaskOutputBytes {
+            return .failed(.init(
+                kind: "output_too_large",
+                message: "output_too_large: the task's output is larger than the cap of \(limits.maxTaskOutputBytes) bytes",
+                retryable: false))
+        }
+        let stored = state.storedBytes ?? state.countStoredBytes()
+        if stored + size > limits.maxExecutionBytes {
+            state.storedBytes = stored
+            return .failed(.init(
+                kind: "output_too_large",
+                message: "output_too_large: the execution's outputs would pass its cap of \(limits.maxExecutionBytes) bytes",
+                retryable: false))
+        }
+        state.storedBytes = stored + size
+        return outcome
+    }
+
+    /// A task whose config cannot be resolved fails its attempt: a size cap
+    /// as `output_too_large` (never retried), anything else as `config`.
+    static func invocationError(_ error: ExpressionError) -> ExecutionStateMachine.TaskError {
+        if error.sizeLimit != nil { return .init(kind: "output_too_large", message: error.message, retryable: false) }
+        return .init(kind: "config", message: "config: \(error.description)")
     }
 
     /// `finish` for callers that return nothing.

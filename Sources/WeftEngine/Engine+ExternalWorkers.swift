@@ -61,9 +61,11 @@ extension Engine {
         cache[id.executionId] = state
         let invocation: TaskInvocation
         do {
-            invocation = try TaskInvocation.make(task, executionId: id.executionId, attempt: id.attempt, context: state.context)
+            invocation = try TaskInvocation.make(
+                task, executionId: id.executionId, attempt: id.attempt, context: state.context,
+                maxBytes: limits.maxTemplateBytes, maxTimeoutMs: limits.maxAttemptTimeoutMs)
         } catch {
-            try await finish(lease, .failed(.init(kind: "config", message: "config: \(error.description)")), deferred: effects)
+            try await finish(lease, .failed(Self.invocationError(error)), deferred: effects)
             return nil
         }
         try await carryOut(effects, executionId: id.executionId, at: at)

@@ -65,6 +65,8 @@ public actor Engine: Service {
     let leaseDuration: TimeInterval
     let metrics: EngineMetrics?
     let costRates: CostRates
+    /// Size and time caps every execution is held to.
+    public nonisolated let limits: EngineLimits
     let planner: CommitPlanner
     let logger: Logger
     /// The group commit of state changes: one unit per caller.
@@ -99,7 +101,7 @@ public actor Engine: Service {
         workflows: any WorkflowStore, executions: any ExecutionStore, queue: any QueueStore, logs: any LogStore,
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, commitBatch: Int = 1000,
-        metrics: EngineMetrics? = nil, costRates: CostRates = CostRates(),
+        metrics: EngineMetrics? = nil, costRates: CostRates = CostRates(), limits: EngineLimits = EngineLimits(),
         logger: Logger = Logger(label: "weft.engine"), feed: ExecutionFeed = ExecutionFeed(),
         signal: WorkSignal = WorkSignal(), now: @escaping @Sendable () -> Date = { Date.nowMillis }
     ) {
@@ -114,6 +116,7 @@ public actor Engine: Service {
         }
         self.metrics = metrics
         self.costRates = costRates
+        self.limits = limits
         self.planner = CommitPlanner(costRates: costRates)
         self.logger = logger
         self.commits = BatchWriter(name: "commit", maxBatchWeight: commitBatch, weight: { $0.count }) {
@@ -226,6 +229,7 @@ public actor Engine: Service {
             record.traceState = headers.tracestate
         }
         var machine = ExecutionStateMachine(tasks: workflow.tasks, executionTimeoutMs: timeoutMs)
+        machine.maxAttemptTimeoutMs = limits.maxAttemptTimeoutMs
         let effects = machine.start(at: at)
         return try await pinned(id) {
             cache[id] = ExecutionState(
@@ -385,7 +389,8 @@ public actor Engine: Service {
         // awaited the store.
         if let existing = cache[executionId] { return existing }
         if cache.hasEnded(executionId) { return nil }
-        let restored = ExecutionState(restoring: record, version: version, ownerId: ownerId)
+        var restored = ExecutionState(restoring: record, version: version, ownerId: ownerId)
+        restored.machine.maxAttemptTimeoutMs = limits.maxAttemptTimeoutMs
         cache[executionId] = restored
         return restored
     }

@@ -22,6 +22,9 @@ struct ExecutionState: Sendable {
     var trace = TraceHeaders()
     /// Cost committed so far.
     var cost = ExecutionCost()
+    /// Bytes of its input and task outputs (about, as JSON), counted when
+    /// first needed (`EngineLimits.maxExecutionBytes`).
+    var storedBytes: Int?
 
     init(
         machine: ExecutionStateMachine, version tasks: [TaskRecord], record: ExecutionRecord, workflowName: String,
@@ -56,6 +59,11 @@ struct ExecutionState: Sendable {
         // only for a first attempt (later ones restart their clock when
         // re-delivered, see `Engine.startEffects`).
         for task in record.tasks where task.attempt <= 1 { startedAt[task.taskKey] = task.startedAt }
+    }
+
+    /// Counts the bytes of the input and of every output so far.
+    func countStoredBytes() -> Int {
+        machine.tasks.values.reduce(input.encodedSize()) { $0 + ($1.output?.encodedSize() ?? 0) }
     }
 
     /// What templates and expressions read: the input, upstream outputs and states.

@@ -78,6 +78,10 @@ public struct ExecutionStateMachine: Sendable {
     private let definitions: [String: TaskRecord]
     private let dependents: [String: [String]]
     private let executionTimeoutMs: Int64?
+    /// The server's maximum attempt timeout (`EngineLimits`): caps a task's
+    /// own timeout and applies to tasks without one (not to delays, which
+    /// hold no worker).
+    public var maxAttemptTimeoutMs: Int64?
     /// Random numbers in [0, 1) for retry jitter (injected for tests).
     private let random: @Sendable () -> Double
     private var started = false
@@ -113,6 +117,13 @@ public struct ExecutionStateMachine: Sendable {
         started = true
     }
 
+    /// The timeout of `key`'s attempts: its own, capped by the server's.
+    func attemptTimeoutMs(_ key: String) -> Int64? {
+        let own = definitions[key]!.timeoutMs
+        guard let cap = maxAttemptTimeoutMs, definitions[key]!.action != .delay else { return own }
+        return min(own ?? cap, cap)
+    }
+
     // MARK: Events
 
     public mutating func start(at now: Date) -> [Effect] {
@@ -136,7 +147,7 @@ public struct ExecutionStateMachine: Sendable {
         run.state = .running
         tasks[key] = run
         var effects: [Effect] = [.taskState(task: key, state: .running, attempt: attempt)]
-        if let timeout = definitions[key]!.timeoutMs {
+        if let timeout = attemptTimeoutMs(key) {
             effects.append(
                 .armTimer(.attemptTimeout(task: key, attempt: attempt), at: now.addingTimeInterval(Double(timeout) / 1000)))
         }
@@ -208,7 +219,7 @@ public struct ExecutionStateMachine: Sendable {
             return [.taskState(task: key, state: .queued, attempt: attempt), .enqueue(task: key, attempt: attempt)]
         case .attemptTimeout(let key, let attempt):
             guard let run = tasks[key], run.state == .running, run.attempt == attempt else { return [] }
-            let timeout = definitions[key]!.timeoutMs ?? 0
+            let timeout = attemptTimeoutMs(key) ?? 0
             return [.stop(task: key, attempt: attempt)]
                 + taskFailed(
                     key, attempt: attempt,

@@ -191,6 +191,8 @@ extension JSONValue {
 public struct ExpressionError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String
     public let offset: Int
+    /// Set when a template result outgrew this many bytes.
+    public var sizeLimit: Int? = nil
     /// A negative offset: an error of evaluation, not of syntax.
     public var description: String { offset < 0 ? message : "\(message) at character \(offset + 1)" }
 }
@@ -401,30 +403,62 @@ public enum Template {
         }
     }
 
-    public static func resolve(_ value: JSONValue, _ context: Expression.Context) throws(ExpressionError) -> JSONValue {
+    /// Resolves every template in `value`. Bytes are counted as the result
+    /// is built and resolution stops once they pass `maxBytes`: a template
+    /// that doubles its input at each task cannot grow without bound.
+    public static func resolve(
+        _ value: JSONValue, _ context: Expression.Context, maxBytes: Int = .max
+    ) throws(ExpressionError) -> JSONValue {
+        var budget = maxBytes
+        return try resolve(value, context, budget: &budget, maxBytes: maxBytes)
+    }
+
+    private static func spend(_ bytes: Int, _ budget: inout Int, _ maxBytes: Int) throws(ExpressionError) {
+        budget -= bytes
+        if budget < 0 {
+            throw ExpressionError(
+                message: "output_too_large: a template result is larger than the cap of \(maxBytes) bytes", offset: -1,
+                sizeLimit: maxBytes)
+        }
+    }
+
+    private static func resolve(
+        _ value: JSONValue, _ context: Expression.Context, budget: inout Int, maxBytes: Int
+    ) throws(ExpressionError) -> JSONValue {
         switch value {
         case .string(let text):
             let parts = try parts(text)
-            if parts.count == 1, case .expression(let expression) = parts[0] { return try Template.value(of: expression, context) }
+            if parts.count == 1, case .expression(let expression) = parts[0] {
+                let resolved = try Template.value(of: expression, context)
+                try spend(resolved.encodedSize(limit: max(budget, 0)), &budget, maxBytes)
+                return resolved
+            }
             var out = ""
             for part in parts {
                 switch part {
-                case .text(let text): out += text
+                case .text(let text):
+                    try spend(text.utf8.count, &budget, maxBytes)
+                    out += text
                 case .expression(let expression):
                     let resolved = try Template.value(of: expression, context)
+                    try spend(resolved.encodedSize(limit: max(budget, 0)), &budget, maxBytes)
                     if case .string(let s) = resolved { out += s } else if resolved != .null { out += resolved.jsonText() }
                 }
             }
             return .string(out)
         case .array(let items):
             var out: [JSONValue] = []
-            for item in items { out.append(try resolve(item, context)) }
+            for item in items { out.append(try resolve(item, context, budget: &budget, maxBytes: maxBytes)) }
             return .array(out)
         case .object(let object):
             var out: [String: JSONValue] = [:]
-            for (key, item) in object { out[key] = try resolve(item, context) }
+            for (key, item) in object {
+                try spend(key.utf8.count, &budget, maxBytes)
+                out[key] = try resolve(item, context, budget: &budget, maxBytes: maxBytes)
+            }
             return .object(out)
         default:
+            try spend(value.encodedSize(), &budget, maxBytes)
             return value
         }
     }

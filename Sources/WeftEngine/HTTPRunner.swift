@@ -6,51 +6,78 @@ import Tracing
 import WeftObservability
 public import WeftStore
 
-/// `http`: one outbound request per attempt through AsyncHTTPClient.
+/// `http`: one outbound request per attempt through AsyncHTTPClient, every
+/// connection through the `EgressGuard`.
 ///
-/// Config: `url`, `method` (default GET), `headers`, `body` (a string is sent
-/// as is; anything else as JSON), `expectedStatus` (default any 2xx),
-/// `followRedirects` (default true). Output: `status`, `headers` (lower-case
-/// names), `body` (parsed when the response is JSON, else text), and
-/// `durationMs`. Failures carry the kind the retry policy matches:
-/// `connection`, `timeout`, `http_4xx`, `http_5xx` (`http_3xx` for an
-/// unexpected redirect status), `config`.
+/// Config: `url`, `method` (default GET), `headers` (not `Host`,
+/// `Content-Length`, `Transfer-Encoding` or hop-by-hop ones), `body` (a
+/// string is sent as is; anything else as JSON), `expectedStatus` (default
+/// any 2xx), `followRedirects` (default false; when true, up to 5 hops, each
+/// checked by the guard again), `maxResponseBytes` (at most the server's).
+/// Output: `status`, `headers` (lower-case names), `body` (parsed when the
+/// response is JSON, else text), and `durationMs`. Failures carry the kind
+/// the retry policy matches: `connection`, `timeout`, `http_4xx`,
+/// `http_5xx` (`http_3xx` for an unexpected redirect status), `config`,
+/// `response_too_large`, and `egress_denied` (never retried).
 public struct HTTPRunner: TaskRunner {
     public let action = TaskType.http
     public var isInstant: Bool { false }
     /// Used when the task sets no per-attempt timeout.
     static let defaultTimeout: TimeAmount = .seconds(30)
-    /// Larger responses fail the attempt rather than fill memory.
-    public static let maxResponseBytes = 10 * 1024 * 1024
+    /// Redirects followed at most (when a task turns following on).
+    static let maxRedirects = 5
 
-    private let following: HTTPClient
-    private let notFollowing: HTTPClient
+    /// What the server allows any one call, whatever a task asks for.
+    public struct Limits: Sendable {
+        /// Larger responses fail the attempt rather than fill memory.
+        public var maxResponseBytes = 1 << 20
+        /// The longest one call may take, redirects included.
+        public var maxDuration: Duration = .seconds(300)
+        public init() {}
+    }
 
-    /// Creates the two clients it needs (with and without redirects); call
-    /// `shutdown` when done.
-    public init() {
-        var follow = HTTPClient.Configuration(redirectConfiguration: .follow(max: 5, allowCycles: false))
-        var noFollow = HTTPClient.Configuration(redirectConfiguration: .disallow)
-        for index in 0..<2 {
-            var configuration = index == 0 ? follow : noFollow
-            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
-            // The engine retries per the task's policy: a refused connection
-            // fails the attempt at once instead of being retried until the
-            // connect timeout.
-            configuration.connectionPool.retryConnectionEstablishment = false
-            configuration.timeout.connect = .seconds(10)
-            // The runner makes its own CLIENT span (current OpenTelemetry
-            // attribute names); AsyncHTTPClient's would double it.
-            configuration.tracing.tracer = nil
-            if index == 0 { follow = configuration } else { noFollow = configuration }
-        }
-        following = HTTPClient(eventLoopGroupProvider: .singleton, configuration: follow)
-        notFollowing = HTTPClient(eventLoopGroupProvider: .singleton, configuration: noFollow)
+    public let egress: EgressGuard
+    public let limits: Limits
+    /// For literal addresses and hosts the operator allowed by name:
+    /// nothing to pin, so connections are pooled and reused.
+    private let shared: HTTPClient
+
+    /// Call `shutdown` when done.
+    public init(egress: EgressGuard = EgressGuard(), limits: Limits = Limits()) {
+        self.egress = egress
+        self.limits = limits
+        shared = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
+    }
+
+    /// Redirects are never followed by the client: the runner follows them
+    /// itself so the guard sees every hop.
+    static func configuration(pin: (host: String, address: IPAddress)?) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        // The engine retries per the task's policy: a refused connection
+        // fails the attempt at once instead of being retried until the
+        // connect timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        // The runner makes its own CLIENT span (current OpenTelemetry
+        // attribute names); AsyncHTTPClient's would double it.
+        configuration.tracing.tracer = nil
+        // Connect to the address the guard checked; TLS still verifies the
+        // certificate against the host name.
+        if let pin { configuration.dnsOverride = [pin.host: pin.address.description] }
+        return configuration
     }
 
     public func shutdown() async {
-        try? await following.shutdown()
-        try? await notFollowing.shutdown()
+        try? await shared.shutdown()
+    }
+
+    /// One request as the runner sends it (hop by hop).
+    struct Hop {
+        var url: String
+        var method: HTTPMethod
+        var headers: HTTPHeaders
+        var body: ByteBuffer?
     }
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
@@ -63,10 +90,13 @@ public struct HTTPRunner: TaskRunner {
             return .failed(.init(kind: "config", message: "config.url \"\(config["url"]?.stringValue ?? "")\" is not an http(s) URL"))
         }
         let method = (config["method"]?.stringValue ?? "GET").uppercased()
-        var request = HTTPClientRequest(url: url)
-        request.method = HTTPMethod(rawValue: method)
+        var hop = Hop(url: url, method: HTTPMethod(rawValue: method), headers: HTTPHeaders(), body: nil)
         for (name, value) in (config["headers"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
-            if let text = value.stringValue { request.headers.add(name: name, value: text) }
+            if EgressPolicy.forbiddenHeaders.contains(name.lowercased()) {
+                return .failed(.init(
+                    kind: "config", message: "config.headers.\(name) cannot be set by a task", retryable: false))
+            }
+            if let text = value.stringValue { hop.headers.add(name: name, value: text) }
         }
         var requestBytes = 0
         if let body = config["body"], body != .null {
@@ -75,17 +105,22 @@ public struct HTTPRunner: TaskRunner {
                 bytes = text
             } else {
                 bytes = body.jsonText()
-                if !request.headers.contains(name: "content-type") {
-                    request.headers.add(name: "content-type", value: "application/json")
+                if !hop.headers.contains(name: "content-type") {
+                    hop.headers.add(name: "content-type", value: "application/json")
                 }
             }
             requestBytes = bytes.utf8.count
-            request.body = .bytes(ByteBuffer(string: bytes))
+            hop.body = ByteBuffer(string: bytes)
         }
-        if !request.headers.contains(name: "user-agent") { request.headers.add(name: "user-agent", value: "weft") }
-        let timeout = invocation.timeoutMs.map { TimeAmount.milliseconds($0) } ?? Self.defaultTimeout
-        let client = (config["followRedirects"].flatMap { if case .bool(let b) = $0 { b } else { nil } } ?? true)
-            ? following : notFollowing
+        if !hop.headers.contains(name: "user-agent") { hop.headers.add(name: "user-agent", value: "weft") }
+        // The task's timeout, never more than the server's maximum.
+        var timeout = invocation.timeoutMs.map { TimeAmount.milliseconds($0) } ?? Self.defaultTimeout
+        let (seconds, attoseconds) = limits.maxDuration.components
+        timeout = min(timeout, .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+        let deadline = NIODeadline.now() + timeout
+        var maxBytes = limits.maxResponseBytes
+        if let asked = config["maxResponseBytes"]?.numberValue, asked >= 0, asked < Double(maxBytes) { maxBytes = Int(asked) }
+        let follow = config["followRedirects"].flatMap { if case .bool(let b) = $0 { b } else { nil } } ?? false
         // One CLIENT span per request (OpenTelemetry HTTP conventions); the
         // target receives its context as `traceparent`.
         let span = WeftTracing.startChild(method, kind: .client)
@@ -95,56 +130,137 @@ public struct HTTPRunner: TaskRunner {
             span.attributes[SpanKeys.urlFull] = Self.redacted(url)
             span.attributes[SpanKeys.serverAddress] = parsed.host ?? ""
             span.attributes[SpanKeys.serverPort] = parsed.port ?? (scheme == "https" ? 443 : 80)
-            for (name, value) in WeftTracing.headers(of: span.context).pairs { request.headers.replaceOrAdd(name: name, value: value) }
+            for (name, value) in WeftTracing.headers(of: span.context).pairs { hop.headers.replaceOrAdd(name: name, value: value) }
         }
         let started = ContinuousClock.now
         do {
-            let response = try await client.execute(request, timeout: timeout)
-            let buffer = try await response.body.collect(upTo: Self.maxResponseBytes)
-            span?.attributes[SpanKeys.httpResponseStatusCode] = Int(response.status.code)
-            if response.status.code >= 400 {
-                span?.attributes[SpanKeys.errorType] = String(response.status.code)
-                span?.setStatus(SpanStatus(code: .error))
-            }
-            UsageMeter.current?.add(requests: 1, bytes: requestBytes + buffer.readableBytes)
-            let elapsed = ContinuousClock.now - started
-            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-            var headers: [String: JSONValue] = [:]
-            for (name, value) in response.headers {
-                let key = name.lowercased()
-                if case .string(let existing)? = headers[key] {
-                    headers[key] = .string(existing + ", " + value)
-                } else {
-                    headers[key] = .string(value)
+            var redirects = 0
+            while true {
+                let (response, buffer) = try await send(hop, deadline: deadline, maxBytes: maxBytes)
+                let status = Int(response.status.code)
+                if follow, [301, 302, 303, 307, 308].contains(status), let location = response.headers.first(name: "location") {
+                    guard redirects < Self.maxRedirects else {
+                        throw RedirectError(message: "more than \(Self.maxRedirects) redirects")
+                    }
+                    redirects += 1
+                    guard let next = Self.redirect(from: hop, status: status, location: location) else {
+                        throw RedirectError(
+                            message: "redirect to \"\(Self.redacted(location))\", which is not an http(s) URL")
+                    }
+                    await log(.info, "\(hop.method.rawValue) \(Self.redacted(hop.url)) -> \(status), following to \(Self.redacted(next.url))")
+                    hop = next
+                    continue
                 }
+                span?.attributes[SpanKeys.httpResponseStatusCode] = status
+                if status >= 400 {
+                    span?.attributes[SpanKeys.errorType] = String(status)
+                    span?.setStatus(SpanStatus(code: .error))
+                }
+                UsageMeter.current?.add(requests: 1 + redirects, bytes: requestBytes + buffer.readableBytes)
+                let elapsed = ContinuousClock.now - started
+                let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                var headers: [String: JSONValue] = [:]
+                for (name, value) in response.headers {
+                    let key = name.lowercased()
+                    if case .string(let existing)? = headers[key] {
+                        headers[key] = .string(existing + ", " + value)
+                    } else {
+                        headers[key] = .string(value)
+                    }
+                }
+                let text = String(buffer: buffer)
+                var body: JSONValue = .string(text)
+                let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
+                if contentType.contains("json"), let parsed = try? JSONValue(jsonText: text) { body = parsed }
+                let output = JSONValue.object([
+                    "status": .number(Double(status)), "headers": .object(headers), "body": body,
+                    "durationMs": .number((ms * 10).rounded() / 10),
+                ])
+                await log(.info, "\(method) \(Self.redacted(url)) -> \(status) in \(Int(ms.rounded())) ms")
+                if Self.expected(status, config["expectedStatus"]) { return .completed(output) }
+                let kind = status >= 500 ? "http_5xx" : status >= 400 ? "http_4xx" : status >= 300 ? "http_3xx" : "http_status"
+                let snippet = text.prefix(200)
+                return .failed(.init(
+                    kind: kind,
+                    message: "\(method) \(Self.redacted(url)) returned \(status), expected \(Self.describeExpected(config["expectedStatus"]))"
+                        + (snippet.isEmpty ? "" : ": \(snippet)")))
             }
-            let text = String(buffer: buffer)
-            var body: JSONValue = .string(text)
-            let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
-            if contentType.contains("json"), let parsed = try? JSONValue(jsonText: text) { body = parsed }
-            let status = Int(response.status.code)
-            let output = JSONValue.object([
-                "status": .number(Double(status)), "headers": .object(headers), "body": body,
-                "durationMs": .number((ms * 10).rounded() / 10),
-            ])
-            await log(.info, "\(method) \(Self.redacted(url)) -> \(status) in \(Int(ms.rounded())) ms")
-            if Self.expected(status, config["expectedStatus"]) { return .completed(output) }
-            let kind = status >= 500 ? "http_5xx" : status >= 400 ? "http_4xx" : status >= 300 ? "http_3xx" : "http_status"
-            let snippet = text.prefix(200)
-            return .failed(.init(
-                kind: kind,
-                message: "\(method) \(Self.redacted(url)) returned \(status), expected \(Self.describeExpected(config["expectedStatus"]))"
-                    + (snippet.isEmpty ? "" : ": \(snippet)")))
         } catch {
             // Sent or not, the request was made: it counts (its body as sent).
             UsageMeter.current?.add(requests: 1, bytes: requestBytes)
             span?.recordError(error)
             span?.setStatus(SpanStatus(code: .error))
             if Task.isCancelled { return .failed(.init(kind: "cancelled", message: "the attempt was stopped")) }
+            if let denied = error as? EgressGuard.Denied {
+                span?.attributes[SpanKeys.errorType] = "egress_denied"
+                return .failed(.init(
+                    kind: "egress_denied",
+                    message: "egress_denied: \(denied.message) (\(hop.method.rawValue) \(Self.redacted(hop.url)))",
+                    retryable: false))
+            }
             let kind = Self.kind(of: error)
             span?.attributes[SpanKeys.errorType] = kind
-            return .failed(.init(kind: kind, message: "\(method) \(Self.redacted(url)) failed: \(Self.describe(error))"))
+            return .failed(.init(kind: kind, message: "\(method) \(Self.redacted(hop.url)) failed: \(Self.describe(error, maxBytes: maxBytes))"))
         }
+    }
+
+    /// One hop: checks the host with the guard, connects to the checked
+    /// address, reads at most `maxBytes` of the body.
+    private func send(_ hop: Hop, deadline: NIODeadline, maxBytes: Int) async throws -> (HTTPClientResponse, ByteBuffer) {
+        guard let host = URL(string: hop.url)?.host, !host.isEmpty else { throw RedirectError(message: "\(Self.redacted(hop.url)) has no host") }
+        let destination = try await egress.check(host: host)
+        var request = HTTPClientRequest(url: hop.url)
+        request.method = hop.method
+        request.headers = hop.headers
+        if let body = hop.body { request.body = .bytes(body) }
+        guard let pinned = destination.pinned, !destination.isLiteral else {
+            let response = try await shared.execute(request, deadline: deadline)
+            return (response, try await response.body.collect(upTo: maxBytes))
+        }
+        // A name: a client of its own that connects only to the checked
+        // address (no pooling across calls: the next call checks again).
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: (host, pinned)))
+        do {
+            let response = try await client.execute(request, deadline: deadline)
+            let buffer = try await response.body.collect(upTo: maxBytes)
+            try? await client.shutdown()
+            return (response, buffer)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    /// The next hop of a redirect (RFC 9110 §15.4): the Location resolved
+    /// against the current URL, http(s) only; 303 (and 301/302 after a
+    /// POST, as browsers do) become a GET without a body; credentials are
+    /// not sent to another origin.
+    static func redirect(from hop: Hop, status: Int, location: String) -> Hop? {
+        guard let base = URL(string: hop.url), let target = URL(string: location, relativeTo: base)?.absoluteURL,
+            let scheme = target.scheme?.lowercased(), scheme == "http" || scheme == "https", target.host != nil
+        else { return nil }
+        var next = hop
+        next.url = target.absoluteString
+        if status == 303 || ((status == 301 || status == 302) && hop.method == .POST) {
+            next.method = hop.method == .HEAD ? .HEAD : .GET
+            next.body = nil
+            for name in ["content-type", "content-encoding", "content-language", "content-location"] {
+                next.headers.remove(name: name)
+            }
+        }
+        let sameOrigin = base.scheme?.lowercased() == scheme && base.host?.lowercased() == target.host?.lowercased()
+            && (base.port ?? (base.scheme?.lowercased() == "https" ? 443 : 80)) == (target.port ?? (scheme == "https" ? 443 : 80))
+        if !sameOrigin {
+            for name in ["authorization", "cookie", "proxy-authorization"] { next.headers.remove(name: name) }
+        }
+        return next
+    }
+
+    /// A redirect the runner will not follow (fails the attempt as `http_3xx`).
+    struct RedirectError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
     }
 
     static func expected(_ status: Int, _ spec: JSONValue?) -> Bool {
@@ -159,6 +275,7 @@ public struct HTTPRunner: TaskRunner {
 
     static func kind(of error: any Error) -> String {
         if error is NIOTooManyBytesError { return "response_too_large" }
+        if error is RedirectError { return "http_3xx" }
         if let client = error as? HTTPClientError {
             switch client {
             case .connectTimeout, .readTimeout, .writeTimeout, .deadlineExceeded: return "timeout"
@@ -169,8 +286,8 @@ public struct HTTPRunner: TaskRunner {
         return text.contains("timeout") || text.contains("timed out") ? "timeout" : "connection"
     }
 
-    static func describe(_ error: any Error) -> String {
-        if error is NIOTooManyBytesError { return "response larger than \(maxResponseBytes) bytes" }
+    static func describe(_ error: any Error, maxBytes: Int) -> String {
+        if error is NIOTooManyBytesError { return "response larger than \(maxBytes) bytes" }
         if let client = error as? HTTPClientError {
             switch client {
             case .deadlineExceeded: return "no response within the timeout"

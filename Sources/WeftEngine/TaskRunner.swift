@@ -30,22 +30,23 @@ public struct TaskInvocation: Sendable {
     /// Builds the invocation of `task`: resolves the templates of its config
     /// against the execution's input and upstream outputs.
     public static func make(
-        _ task: TaskRecord, executionId: String, attempt: Int, context: Expression.Context
+        _ task: TaskRecord, executionId: String, attempt: Int, context: Expression.Context, maxBytes: Int = .max,
+        maxTimeoutMs: Int64? = nil
     ) throws(ExpressionError) -> TaskInvocation {
         var config = task.config
         if task.action == .condition, case .object(var object) = config {
             let expression = object.removeValue(forKey: "expression")
-            config = try Template.resolve(.object(object), context)
+            config = try Template.resolve(.object(object), context, maxBytes: maxBytes)
             if let expression, case .object(var resolved) = config {
                 resolved["expression"] = expression
                 config = .object(resolved)
             }
         } else {
-            config = try Template.resolve(config, context)
+            config = try Template.resolve(config, context, maxBytes: maxBytes)
         }
         return TaskInvocation(
             executionId: executionId, taskKey: task.key, attempt: attempt, action: task.action, config: config,
-            context: context, timeoutMs: task.timeoutMs)
+            context: context, timeoutMs: maxTimeoutMs.map { min(task.timeoutMs ?? $0, $0) } ?? task.timeoutMs)
     }
 }
 

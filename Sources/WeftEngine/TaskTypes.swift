@@ -10,7 +10,7 @@ public enum TaskTypes {
         switch type {
         case .noop: ["output"]
         case .log: ["message", "level"]
-        case .http: ["url", "method", "headers", "body", "expectedStatus", "followRedirects"]
+        case .http: ["url", "method", "headers", "body", "expectedStatus", "followRedirects", "maxResponseBytes"]
         case .delay: ["duration", "until"]
         case .transform: ["output"]
         case .condition: ["expression", "then", "else"]
@@ -61,8 +61,14 @@ public enum TaskTypes {
                 guard let fields = headers.objectValue else {
                     throw ConfigProblem("config.headers must be an object of strings")
                 }
-                for (name, value) in fields where value.stringValue == nil {
-                    throw ConfigProblem("config.headers.\(name) must be a string, got \(value.kindName)")
+                for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+                    guard value.stringValue != nil else {
+                        throw ConfigProblem("config.headers.\(name) must be a string, got \(value.kindName)")
+                    }
+                    if EgressPolicy.forbiddenHeaders.contains(name.lowercased()) {
+                        throw ConfigProblem(
+                            "config.headers.\(name) cannot be set by a task (the client sets Host, Content-Length and Transfer-Encoding; hop-by-hop headers are the connection's)")
+                    }
                 }
             }
             if let expected = object["expectedStatus"] {
@@ -77,6 +83,11 @@ public enum TaskTypes {
             }
             if let follow = object["followRedirects"], case .bool = follow {} else if object["followRedirects"] != nil {
                 throw ConfigProblem("config.followRedirects must be a boolean")
+            }
+            if let limit = object["maxResponseBytes"] {
+                guard let number = limit.numberValue, number == number.rounded(), number >= 1, number <= 1e12 else {
+                    throw ConfigProblem("config.maxResponseBytes must be a positive whole number of bytes")
+                }
             }
         case .delay:
             switch (object["duration"], object["until"]) {

@@ -106,6 +106,7 @@ public enum MetricNames {
     public static let commitBatchSize = "weft_engine_commit_batch_size"
     public static let engineErrors = "weft_engine_errors_total"
     public static let timerLag = "weft_timer_lag_seconds"
+    public static let egressDenied = "weft_egress_denied_total"
     // Cost (Step 4), in US dollars.
     public static let executionCost = "weft_execution_cost_dollars"
     public static let cost = "weft_cost_dollars_total"

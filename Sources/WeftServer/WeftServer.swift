@@ -34,7 +34,16 @@ public struct WeftServer: Sendable {
         let engineMetrics = EngineMetrics(metrics: metrics)
         // The HTTP clients must be shut down before the process exits, also
         // when start-up fails (their threads would outlive `main`).
-        let httpRunner = HTTPRunner()
+        var egressLimits = HTTPRunner.Limits()
+        egressLimits.maxResponseBytes = config.engine.egress.maxResponseBytes
+        egressLimits.maxDuration = .milliseconds(config.engine.limits.maxAttemptTimeoutMs)
+        let policy: EgressPolicy
+        do {
+            policy = try config.engine.egress.policy()
+        } catch {
+            throw WeftStartupError("--egress-allow: \(error)")
+        }
+        let httpRunner = HTTPRunner(egress: EgressGuard(policy: policy, metrics: metrics), limits: egressLimits)
         do {
             try await serve(
                 store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, tracing: tracing)
@@ -56,6 +65,7 @@ public struct WeftServer: Sendable {
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
+            limits: config.engine.limits,
             logger: Logger(label: "weft.engine"))
         let app = try WeftApplication(
             config: config, users: store, workflows: store, executions: store, logs: logStore, engine: engine,

@@ -105,6 +105,29 @@ extension WeftServerConfig {
         public static let costRate = Option(
             "--cost-rate", "WEFT_COST_RATES",
             "A cost model rate, NAME=DOLLARS; repeatable (the variable: comma-separated). Names: attempt, worker_second, worker_second.<task type>, request, egress_mb (docs/COST.md).")
+        public static let egressAllow = Option(
+            "--egress-allow", "WEFT_EGRESS_ALLOW",
+            "An address block (10.1.0.0/16), address or host name outbound calls of tasks may reach though the egress guard denies it (loopback, private, link-local, ...); repeatable (the variable: comma-separated).")
+        public static let egressMaxResponseBytes = Option(
+            "--egress-max-response-bytes", "WEFT_EGRESS_MAX_RESPONSE_BYTES",
+            "Largest response body an http task may read; larger ones fail the attempt (response_too_large).",
+            default: "\(defaults.engine.egress.maxResponseBytes)", range: 1024...(1 << 30))
+        public static let maxTemplateBytes = Option(
+            "--max-template-bytes", "WEFT_MAX_TEMPLATE_BYTES",
+            "Largest resolved task config; templates that build more fail the attempt (output_too_large).",
+            default: "\(defaults.engine.limits.maxTemplateBytes)", range: 1024...(1 << 30))
+        public static let maxTaskOutputBytes = Option(
+            "--max-task-output-bytes", "WEFT_MAX_TASK_OUTPUT_BYTES",
+            "Largest output of one task attempt; larger ones fail it (output_too_large).",
+            default: "\(defaults.engine.limits.maxTaskOutputBytes)", range: 1024...(1 << 30))
+        public static let maxExecutionBytes = Option(
+            "--max-execution-bytes", "WEFT_MAX_EXECUTION_BYTES",
+            "Largest total of an execution's input and task outputs; the attempt that would pass it fails (output_too_large).",
+            default: "\(defaults.engine.limits.maxExecutionBytes)", range: 1024...(1 << 34))
+        public static let maxAttemptTimeout = Option(
+            "--max-attempt-timeout", "WEFT_MAX_ATTEMPT_TIMEOUT",
+            "Seconds any task attempt may run (caps each task's own timeout; delays excepted), outbound calls included.",
+            default: "\(defaults.engine.limits.maxAttemptTimeoutMs / 1000)", range: 1...604_800)
         public static let enableTestServices = Option(
             "--enable-test-services", "WEFT_ENABLE_TEST_SERVICES=1",
             "Register weft.testing.v1.EchoService, for tests and benchmarks only.")
@@ -117,6 +140,7 @@ extension WeftServerConfig {
             host, port, dataDir, maxConcurrentStreams, maxReceiveMessageSize, maxHeaderListSize, idleTimeout, drainTimeout,
             eventLoopThreads, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
+            egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
             enableTestServices, authSecret,
         ]
     }

@@ -49,8 +49,24 @@ public struct WeftServerConfig: Sendable {
         public var drainTimeout: Duration = .seconds(10)
         /// Rates of the cost model (docs/COST.md).
         public var costRates = CostRates()
+        /// Size and time caps of every execution.
+        public var limits = EngineLimits()
+        /// Outbound calls made for users (`http` tasks).
+        public var egress = EgressSettings()
 
         public init() {}
+    }
+
+    /// The egress guard and the limits of one outbound call.
+    public struct EgressSettings: Sendable {
+        /// Blocks and host names re-opened (`--egress-allow`).
+        public var allow: [String] = []
+        /// Largest response body an `http` task may read.
+        public var maxResponseBytes = HTTPRunner.Limits().maxResponseBytes
+
+        public init() {}
+
+        public func policy() throws -> EgressPolicy { try EgressPolicy(allow: allow) }
     }
 
     /// Accounts and tokens.

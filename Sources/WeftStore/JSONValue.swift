@@ -78,6 +78,38 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
+    /// About how many bytes `jsonText()` would be (string escapes not
+    /// counted), walking no further than needed to pass `limit`: a result
+    /// above `limit` means "too large", whatever the exact size.
+    public func encodedSize(limit: Int = .max) -> Int {
+        var total = 0
+        addSize(to: &total, limit: limit)
+        return total
+    }
+
+    private func addSize(to total: inout Int, limit: Int) {
+        guard total <= limit else { return }
+        switch self {
+        case .null: total += 4
+        case .bool(let value): total += value ? 4 : 5
+        case .number: total += 8
+        case .string(let text): total += text.utf8.count + 2
+        case .array(let items):
+            total += 1 + items.count
+            for item in items {
+                item.addSize(to: &total, limit: limit)
+                if total > limit { return }
+            }
+        case .object(let object):
+            total += 1 + object.count
+            for (key, item) in object {
+                total += key.utf8.count + 3
+                item.addSize(to: &total, limit: limit)
+                if total > limit { return }
+            }
+        }
+    }
+
     /// Compact JSON text with sorted keys (stable, so equal values store
     /// equal text). Written by hand: `JSONEncoder` was a visible share of
     /// the engine's CPU, and every state change stores some JSON.

@@ -63,6 +63,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.traceSamplerArg.help)) var traceSamplerArg: Double?
     @Option(help: ArgumentHelp(O.serviceName.help)) var serviceName: String?
     @Option(help: ArgumentHelp(O.costRate.help)) var costRate: [String] = []
+    @Option(help: ArgumentHelp(O.egressAllow.help)) var egressAllow: [String] = []
+    @Option(help: ArgumentHelp(O.egressMaxResponseBytes.help)) var egressMaxResponseBytes: Int?
+    @Option(help: ArgumentHelp(O.maxTemplateBytes.help)) var maxTemplateBytes: Int?
+    @Option(help: ArgumentHelp(O.maxTaskOutputBytes.help)) var maxTaskOutputBytes: Int?
+    @Option(help: ArgumentHelp(O.maxExecutionBytes.help)) var maxExecutionBytes: Int?
+    @Option(help: ArgumentHelp(O.maxAttemptTimeout.help)) var maxAttemptTimeout: Int?
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
 
     func run() async throws {
@@ -103,6 +109,22 @@ struct Serve: AsyncParsableCommand {
             try env.int(workerDrainTimeout, O.workerDrainTimeout, default: config.engine.drainTimeout))
         config.tracing = try tracingConfig(env)
         config.engine.costRates = try costRates(env)
+        config.engine.egress.allow =
+            (env.values[O.egressAllow.environment] ?? "").split(separator: ",").map { String($0) } + egressAllow
+        do {
+            _ = try config.engine.egress.policy()
+        } catch {
+            throw ValidationError("\(O.egressAllow.flag): \(error)")
+        }
+        config.engine.egress.maxResponseBytes = try env.int(
+            egressMaxResponseBytes, O.egressMaxResponseBytes, default: config.engine.egress.maxResponseBytes)
+        let limits = config.engine.limits
+        config.engine.limits.maxTemplateBytes = try env.int(maxTemplateBytes, O.maxTemplateBytes, default: limits.maxTemplateBytes)
+        config.engine.limits.maxTaskOutputBytes = try env.int(
+            maxTaskOutputBytes, O.maxTaskOutputBytes, default: limits.maxTaskOutputBytes)
+        config.engine.limits.maxExecutionBytes = try env.int(maxExecutionBytes, O.maxExecutionBytes, default: limits.maxExecutionBytes)
+        config.engine.limits.maxAttemptTimeoutMs = 1000 * Int64(
+            try env.int(maxAttemptTimeout, O.maxAttemptTimeout, default: Int(limits.maxAttemptTimeoutMs / 1000)))
         // A secret only from the environment: flags show up in `ps`.
         config.auth.secret = env.values[O.authSecret.environment]
 

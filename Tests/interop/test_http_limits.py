@@ -377,14 +377,12 @@ def _http_task(config: dict, retry: dict | None = None) -> list:
              "retry": retry or {"maxAttempts": 1}}]
 
 
-@pytest.mark.parametrize("hops, follow", [(1, True), (5, None)])
-def test_http_task_follows_redirects_to_the_final_response(owner, target, hops, follow):
-    """followRedirects true (or absent, the default): the 302s are followed,
-    up to 5 of them, and the output is the final response."""
+@pytest.mark.parametrize("hops", [1, 5])
+def test_http_task_follows_redirects_to_the_final_response(owner, target, hops):
+    """followRedirects true: the 302s are followed, up to 5 of them (each
+    hop checked by the egress guard), and the output is the final response."""
     tag = fs.uid()
-    config = {"url": target.url(f"/redirect/{hops}/{tag}")}
-    if follow is not None:
-        config["followRedirects"] = follow
+    config = {"url": target.url(f"/redirect/{hops}/{tag}"), "followRedirects": True}
     wf = fs.create_wf(owner, _http_task(config))
     done = fs.run(owner, wf["id"])
     assert done["status"] == "Completed", done
@@ -396,12 +394,17 @@ def test_http_task_follows_redirects_to_the_final_response(owner, target, hops, 
         assert len(target.arrivals(f"/redirect/{n}/{tag}")) == 1, n
 
 
-def test_http_task_not_following_a_302_fails_as_http_3xx_or_returns_it(owner, target):
-    # Default expectedStatus (2xx): the 302 fails the attempt with kind
-    # http_3xx, which the retry policy matches (so a second attempt runs).
+@pytest.mark.parametrize("follow", [False, None])
+def test_http_task_not_following_a_302_fails_as_http_3xx_or_returns_it(owner, target, follow):
+    # Redirects are off by default. Default expectedStatus (2xx): the 302
+    # fails the attempt with kind http_3xx, which the retry policy matches
+    # (so a second attempt runs).
     tag = fs.uid()
+    config = {"url": target.url(f"/redirect/1/{tag}")}
+    if follow is not None:
+        config["followRedirects"] = follow
     wf = fs.create_wf(owner, _http_task(
-        {"url": target.url(f"/redirect/1/{tag}"), "followRedirects": False},
+        config,
         {"maxAttempts": 2, "initialBackoff": "0.05s", "jitter": 0, "retryableErrors": ["http_3xx"]}))
     done = fs.run(owner, wf["id"])
     assert done["status"] == "Failed", done
@@ -428,16 +431,16 @@ def test_http_task_not_following_a_302_fails_as_http_3xx_or_returns_it(owner, ta
 def test_http_task_redirect_limit_and_cycle_fail_the_attempt(owner, target):
     # Six redirects in a row: the sixth is past the limit of 5.
     tag = fs.uid()
-    wf = fs.create_wf(owner, _http_task({"url": target.url(f"/redirect/6/{tag}")}))
+    wf = fs.create_wf(owner, _http_task({"url": target.url(f"/redirect/6/{tag}"), "followRedirects": True}))
     done = fs.run(owner, wf["id"])
     assert done["status"] == "Failed", done
     task = fs.by_key(done)["call"]
     assert "redirect" in task["error"].lower(), task
     assert [len(target.arrivals(f"/redirect/{n}/{tag}")) for n in range(6, -1, -1)] == [1, 1, 1, 1, 1, 1, 0]
 
-    # A cycle (a -> b -> a) stops at once, not after the limit.
+    # A cycle (a -> b -> a) stops at the limit too.
     tag = fs.uid()
-    wf = fs.create_wf(owner, _http_task({"url": target.url(f"/loop/a/{tag}")}))
+    wf = fs.create_wf(owner, _http_task({"url": target.url(f"/loop/a/{tag}"), "followRedirects": True}))
     done = fs.run(owner, wf["id"])
     assert done["status"] == "Failed", done
     task = fs.by_key(done)["call"]
@@ -446,11 +449,11 @@ def test_http_task_redirect_limit_and_cycle_fail_the_attempt(owner, target):
     assert 2 <= hits <= 6, hits
 
 
-CAP = 10 * 1024 * 1024  # HTTPRunner.maxResponseBytes
+CAP = 1024 * 1024  # --egress-max-response-bytes (default)
 
 
 def test_http_task_response_cap(owner, target):
-    """A body of exactly the cap (10 MiB) is the output; one byte more fails
+    """A body of exactly the cap (1 MiB) is the output; one byte more fails
     the attempt with kind response_too_large (retried when the policy names
     that kind), and is never truncated into an output."""
     tag = fs.uid()

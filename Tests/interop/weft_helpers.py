@@ -137,6 +137,10 @@ class WeftServer:
         self.name = name
         self.env = dict(env or {})  # merged into os.environ for the child
         self.expect_unclean = False
+        # The suite's HTTP targets listen on 127.0.0.1, which the egress
+        # guard denies by default: servers allow it unless a test sets its
+        # own allowlist (or turns this off to test the guard's defaults).
+        self.egress_allow_loopback = True
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port: int | None = None
@@ -158,7 +162,12 @@ class WeftServer:
             "--port", "0",
             "--data-dir", str(self.data_dir),
             *self.args,
+            *self._egress_args(),
         ]
+
+    def _egress_args(self) -> list[str]:
+        own = any(a.startswith("--egress-allow") for a in self.args) or "WEFT_EGRESS_ALLOW" in self.env
+        return ["--egress-allow", "127.0.0.1/32"] if self.egress_allow_loopback and not own else []
 
     @property
     def test_services(self) -> bool:
