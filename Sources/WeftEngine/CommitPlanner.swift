@@ -100,15 +100,19 @@ struct CommitPlanner {
                 } else {
                     plan.wake.insert(queue)
                 }
-                plan.transitions.append(.enqueue(QueueItem(
+                var item = QueueItem(
                     queue: queue, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
-                    readyAt: at)))
+                    readyAt: at)
+                item.tenant = state.orgId
+                plan.transitions.append(.enqueue(item))
             case .armTimer(.retry(let key, let attempt), let due):
                 // The backoff is a delayed queue item: durable like any other.
                 let queue = state.queueName(of: key)
-                plan.transitions.append(.enqueue(QueueItem(
+                var item = QueueItem(
                     queue: queue, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
-                    readyAt: due)))
+                    readyAt: due)
+                item.tenant = state.orgId
+                plan.transitions.append(.enqueue(item))
                 plan.later.append((queue, due))
             case .armTimer(let timer, let due):
                 guard let item = TimerItem(timer) else { continue }

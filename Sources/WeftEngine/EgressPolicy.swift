@@ -156,6 +156,15 @@ public struct EgressPolicy: Sendable {
         "upgrade", "proxy-authenticate", "proxy-authorization",
     ]
 
+    /// An RFC 9110 field name (a token).
+    public static func isHeaderName(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 256
+            && text.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+    }
+
     static func isHostName(_ text: String) -> Bool {
         let labels = text.split(separator: ".", omittingEmptySubsequences: false)
         guard !text.isEmpty, text.utf8.count <= 253, !labels.isEmpty else { return false }

@@ -41,6 +41,15 @@ extension Engine {
         try await queue.lease(queue: queueName, worker: worker, now: now(), duration: leaseDuration, limit: limit)
     }
 
+    /// Leases up to `limit` ready items of `queue` shared fairly between
+    /// organizations (`QueueStore.leaseFairly`).
+    nonisolated func leaseFairly(
+        _ queueName: String, worker: String, limit: Int, after: String?, room: @escaping @Sendable (String) -> Int
+    ) async throws -> [Lease] {
+        try await queue.leaseFairly(
+            queue: queueName, worker: worker, now: now(), duration: leaseDuration, limit: limit, after: after, room: room)
+    }
+
     /// Runs a lease on a worker slot; returns whether the slot was passed on
     /// to a task queued by the attempt's commit (then the caller keeps it
     /// busy), and the error, if any.

@@ -9,10 +9,12 @@ public import WeftStore
 public protocol DirectDispatch: AnyObject, Sendable {
     /// False once the workers stop taking work (graceful shutdown).
     var isAccepting: Bool { get }
-    /// Takes a free slot, or returns false when all are busy or stopping.
-    func reserve() -> Bool
+    /// Takes a free slot for `tenant`'s work, or returns false when all are
+    /// busy, the tenant holds its share, other work waits in the queue, or
+    /// the workers are stopping.
+    func reserve(tenant: String) -> Bool
     /// Gives back a slot reserved for a lease that was not committed.
-    func cancelReservation()
+    func cancelReservation(tenant: String)
     /// Runs a committed lease on a reserved slot.
     func run(_ lease: Lease)
 }
@@ -107,12 +109,12 @@ extension Engine {
     struct DirectDispatchPlan {
         var dispatcher: (any DirectDispatch)?
         var leases: [Lease] = []
-        var reserved = 0
+        var reserved: [String] = []
         var passedFrom: Slot?
 
         /// The commit failed: give back what was taken for it.
         func undo() {
-            for _ in 0..<reserved { dispatcher?.cancelReservation() }
+            for tenant in reserved { dispatcher?.cancelReservation(tenant: tenant) }
             passedFrom?.passed = false
         }
     }
@@ -122,7 +124,7 @@ extension Engine {
         for index in plan.dispatchable {
             guard case .enqueue(var item) = plan.transitions[index] else { continue }
             let passing = slot.map { !$0.passed } ?? false
-            guard let dispatcher, dispatcher.isAccepting, passing || dispatcher.reserve() else {
+            guard let dispatcher, dispatcher.isAccepting, passing || dispatcher.reserve(tenant: item.tenant) else {
                 plan.wake.insert(item.queue)
                 continue
             }
@@ -130,7 +132,7 @@ extension Engine {
                 slot?.passed = true
                 result.passedFrom = slot
             } else {
-                result.reserved += 1
+                result.reserved.append(item.tenant)
             }
             let token = IDGenerator.make("lse", now: at)
             let expires = at.addingTimeInterval(leaseDuration)

@@ -76,6 +76,9 @@ public actor Engine: Service {
     public nonisolated let logWriter: LogWriter
 
     var cache: ExecutionCache
+    /// Executions started and not finished, by organization (the
+    /// `concurrent_executions` quota); rebuilt from the store by `recover`.
+    var running: [String: Int] = [:]
     var attempts = RunningAttempts()
     var spans = OpenSpans()
     /// In-process workers that take ready built-in tasks at commit time.
@@ -202,13 +205,27 @@ public actor Engine: Service {
 
     // MARK: Executions
 
+    /// Executions of the organization started and not finished.
+    public func runningExecutions(orgId: String) -> Int { running[orgId] ?? 0 }
+
     /// Starts an execution of the workflow's current version. With an
     /// idempotency key already used on this workflow, returns that execution.
+    /// `maxRunning` (0: none) is the organization's concurrent_executions
+    /// quota: checked and counted here, with no suspension in between.
     public func execute(
         _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: TriggerKind, actor: String?,
-        timeoutMs: Int64? = nil, priority: Int = 0
+        timeoutMs: Int64? = nil, priority: Int = 0, maxRunning: Int = 0
     ) async throws -> ExecutionRecord {
         try requireRunning()
+        let org = workflow.orgId
+        if maxRunning > 0, running[org, default: 0] >= maxRunning { throw EngineError.tooManyRunning(limit: maxRunning) }
+        running[org, default: 0] += 1
+        var counted = true
+        defer {
+            // Not started after all (a failed commit, or an idempotency key
+            // that names an execution started before).
+            if !counted, let count = running[org] { running[org] = count > 1 ? count - 1 : nil }
+        }
         let at = now()
         var record = ExecutionRecord(
             executionId: IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
@@ -234,7 +251,7 @@ public actor Engine: Service {
         return try await pinned(id) {
             cache[id] = ExecutionState(
                 machine: machine, version: workflow.tasks, record: record, workflowName: workflow.name,
-                ownerId: workflow.ownerId)
+                ownerId: workflow.ownerId, orgId: workflow.orgId)
             if let span { spans.openExecution(id, span) }
             do {
                 // The execution row, its start and its first queue items are
@@ -242,9 +259,11 @@ public actor Engine: Service {
                 try await carryOut(effects, executionId: id, at: at, start: (record, create: true))
             } catch StoreError.alreadyExists {
                 // The idempotency key is taken: answer with that execution.
+                counted = false
                 spans.closeExecution(id)?.end()
                 return try await executions.createExecution(record).execution
             } catch {
+                counted = false
                 if let span = spans.closeExecution(id) {
                     span.recordError(error)
                     span.end()
@@ -319,10 +338,12 @@ public actor Engine: Service {
                 // enqueueing is idempotent, so items that exist are not doubled.
                 var items: [QueueItem] = []
                 for (key, run) in state.machine.tasks where run.state == .queued || run.state == .retrying {
-                    items.append(QueueItem(
+                    var item = QueueItem(
                         queue: state.queueName(of: key), executionId: id, taskKey: key,
                         attempt: run.state == .queued ? run.attempt : run.attempt + 1, priority: state.priority,
-                        readyAt: at))
+                        readyAt: at)
+                    item.tenant = state.orgId
+                    items.append(item)
                 }
                 try await queue.enqueue(items)
             }
@@ -331,17 +352,18 @@ public actor Engine: Service {
         // Started here or not, each counts once as in flight.
         let unfinished = try await executions.unfinishedCount()
         metrics?.setInFlight(unfinished)
+        running = try await executions.unfinishedCountsByOrganization()
         return unfinished
     }
 
     private func startPending(_ record: ExecutionRecord) async throws {
-        guard let (version, ownerId) = try await definition(record.workflowId, version: record.workflowVersion)
+        guard let (version, ownerId, orgId) = try await definition(record.workflowId, version: record.workflowVersion)
         else { return }
         var machine = ExecutionStateMachine(tasks: version.tasks)
         let at = now()
         let effects = machine.start(at: at)
         cache[record.executionId] = ExecutionState(
-            machine: machine, version: version.tasks, record: record, workflowName: version.name, ownerId: ownerId)
+            machine: machine, version: version.tasks, record: record, workflowName: version.name, ownerId: ownerId, orgId: orgId)
         try await carryOut(effects, executionId: record.executionId, at: at, start: (record, create: false))
     }
 
@@ -383,13 +405,13 @@ public actor Engine: Service {
         if let existing = cache[executionId] { return existing }
         if cache.hasEnded(executionId) { return nil }
         guard let record = try await executions.execution(id: executionId), !record.isFinished, record.status != .pending,
-            let (version, ownerId) = try await definition(record.workflowId, version: record.workflowVersion)
+            let (version, ownerId, orgId) = try await definition(record.workflowId, version: record.workflowVersion)
         else { return nil }
         // Another call may have loaded it (or ended it) while this one
         // awaited the store.
         if let existing = cache[executionId] { return existing }
         if cache.hasEnded(executionId) { return nil }
-        var restored = ExecutionState(restoring: record, version: version, ownerId: ownerId)
+        var restored = ExecutionState(restoring: record, version: version, ownerId: ownerId, orgId: orgId)
         restored.machine.maxAttemptTimeoutMs = limits.maxAttemptTimeoutMs
         cache[executionId] = restored
         return restored
@@ -397,13 +419,13 @@ public actor Engine: Service {
 
     /// The definition an execution runs on (cached: versions never change).
     func definition(_ workflowId: String, version number: Int) async throws
-        -> (version: WorkflowVersionRecord, ownerId: String)?
+        -> (version: WorkflowVersionRecord, ownerId: String, orgId: String)?
     {
         if let hit = cache.definition(workflowId, version: number) { return hit }
         guard let version = try await workflows.workflowVersion(workflowId: workflowId, versionId: String(number)),
             let workflow = try await workflows.workflow(id: workflowId, includeDeleted: true)
         else { return nil }
-        cache.remember(version, ownerId: workflow.ownerId)
-        return (version, workflow.ownerId)
+        cache.remember(version, ownerId: workflow.ownerId, orgId: workflow.orgId)
+        return (version, workflow.ownerId, workflow.orgId)
     }
 }

@@ -24,7 +24,7 @@ struct ExecutionCache {
 
     /// Definitions executions run on, by "workflow id|version": versions
     /// never change, so reloading an execution costs one store read, not three.
-    private var definitions: [String: (version: WorkflowVersionRecord, ownerId: String)] = [:]
+    private var definitions: [String: (version: WorkflowVersionRecord, ownerId: String, orgId: String)] = [:]
 
     init(capacity: Int, endedMemory: Int = 10_000) {
         self.capacity = max(100, capacity)
@@ -71,12 +71,12 @@ struct ExecutionCache {
         }
     }
 
-    func definition(_ workflowId: String, version: Int) -> (version: WorkflowVersionRecord, ownerId: String)? {
+    func definition(_ workflowId: String, version: Int) -> (version: WorkflowVersionRecord, ownerId: String, orgId: String)? {
         definitions["\(workflowId)|\(version)"]
     }
 
-    mutating func remember(_ version: WorkflowVersionRecord, ownerId: String) {
+    mutating func remember(_ version: WorkflowVersionRecord, ownerId: String, orgId: String) {
         if definitions.count >= 1000 { definitions.removeAll(keepingCapacity: true) }
-        definitions["\(version.workflowId)|\(version.version)"] = (version, ownerId)
+        definitions["\(version.workflowId)|\(version.version)"] = (version, ownerId, orgId)
     }
 }

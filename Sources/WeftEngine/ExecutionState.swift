@@ -13,6 +13,8 @@ struct ExecutionState: Sendable {
     var workflowId: String
     var workflowName: String
     var ownerId: String
+    /// The organization whose work it is (its fair share and quotas).
+    var orgId: String
     var priority: Int
     var createdAt: Date
     var taskExecutionIds: [String: String]
@@ -28,7 +30,7 @@ struct ExecutionState: Sendable {
 
     init(
         machine: ExecutionStateMachine, version tasks: [TaskRecord], record: ExecutionRecord, workflowName: String,
-        ownerId: String
+        ownerId: String, orgId: String
     ) {
         self.machine = machine
         self.tasks = Dictionary(uniqueKeysWithValues: tasks.map { ($0.key, $0) })
@@ -36,6 +38,7 @@ struct ExecutionState: Sendable {
         self.workflowId = record.workflowId
         self.workflowName = workflowName
         self.ownerId = ownerId
+        self.orgId = orgId
         self.priority = record.priority
         self.createdAt = record.createdAt
         self.taskExecutionIds = Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) })
@@ -45,7 +48,7 @@ struct ExecutionState: Sendable {
 
     /// An unfinished execution as the store has it (after a restart, or
     /// once evicted from memory).
-    init(restoring record: ExecutionRecord, version: WorkflowVersionRecord, ownerId: String) {
+    init(restoring record: ExecutionRecord, version: WorkflowVersionRecord, ownerId: String, orgId: String) {
         var runs: [String: ExecutionStateMachine.TaskRun] = [:]
         for task in record.tasks {
             runs[task.taskKey] = ExecutionStateMachine.TaskRun(
@@ -54,7 +57,7 @@ struct ExecutionState: Sendable {
         }
         self.init(
             machine: ExecutionStateMachine(tasks: version.tasks, restoring: runs), version: version.tasks, record: record,
-            workflowName: version.name, ownerId: ownerId)
+            workflowName: version.name, ownerId: ownerId, orgId: orgId)
         // The store keeps a task's first start: it is the current attempt's
         // only for a first attempt (later ones restart their clock when
         // re-delivered, see `Engine.startEffects`).

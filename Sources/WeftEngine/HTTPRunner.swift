@@ -96,6 +96,12 @@ public struct HTTPRunner: TaskRunner {
                 return .failed(.init(
                     kind: "config", message: "config.headers.\(name) cannot be set by a task", retryable: false))
             }
+            // A template may have put a line break into a value (header injection).
+            if let text = value.stringValue, text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+                return .failed(.init(
+                    kind: "config", message: "config.headers.\(name) must not contain CR, LF or NUL characters",
+                    retryable: false))
+            }
             if let text = value.stringValue { hop.headers.add(name: name, value: text) }
         }
         var requestBytes = 0

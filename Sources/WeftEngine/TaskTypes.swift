@@ -65,6 +65,12 @@ public enum TaskTypes {
                     guard value.stringValue != nil else {
                         throw ConfigProblem("config.headers.\(name) must be a string, got \(value.kindName)")
                     }
+                    if let text = value.stringValue, text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+                        throw ConfigProblem("config.headers.\(name) must not contain CR, LF or NUL characters")
+                    }
+                    if !EgressPolicy.isHeaderName(name) {
+                        throw ConfigProblem("config.headers has \"\(name)\", which is not an HTTP header name (RFC 9110 token characters)")
+                    }
                     if EgressPolicy.forbiddenHeaders.contains(name.lowercased()) {
                         throw ConfigProblem(
                             "config.headers.\(name) cannot be set by a task (the client sets Host, Content-Length and Transfer-Encoding; hop-by-hop headers are the connection's)")

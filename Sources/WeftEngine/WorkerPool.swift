@@ -13,6 +13,13 @@ public import WeftStore
 /// least every `idlePoll` anyway. Commits also hand ready tasks straight to
 /// a free slot (`DirectDispatch`).
 ///
+/// Slots are shared fairly between organizations (tenants): one tenant
+/// holds at most `tenantCap` slots at once, and queued work is leased
+/// round-robin between tenants (`QueueStore.leaseFairly`), so a tenant that
+/// floods the queue, or whose tasks hang, cannot keep another's work
+/// waiting. While work waits in the queue, commits do not hand new tasks
+/// straight to freed slots (the queue's fair order goes first).
+///
 /// Every attempt runs as a child task of `run()`. At graceful shutdown the
 /// pool stops leasing and stops taking tasks from commits, lets attempts in
 /// progress finish for up to `drainTimeout`, then leaves the rest to the
@@ -21,6 +28,8 @@ public import WeftStore
 public final class WorkerPool: DirectDispatch, Service {
     let engine: Engine
     let slots: Int
+    /// Slots one tenant may hold at once.
+    let tenantCap: Int
     let name: String
     let idlePoll: Duration
     let drainTimeout: Duration
@@ -36,19 +45,30 @@ public final class WorkerPool: DirectDispatch, Service {
         case timer(Lease)
     }
 
-    private let busy = Mutex(0)
+    /// Busy slots, in total and by tenant; whether ready work is believed
+    /// to wait in the queue (then commits do not take freed slots first).
+    private struct Usage {
+        var busy = 0
+        var byTenant: [String: Int] = [:]
+        var backlog = false
+        /// The tenant served last by a fair lease (the next round starts after it).
+        var lastTenant: String?
+    }
+
+    private let usage = Mutex(Usage())
     private let inbox: AsyncStream<Work>
     private let inboxContinuation: AsyncStream<Work>.Continuation
     /// Graceful shutdown reached the pool: stop leasing.
     private let stopping = Latch()
 
     public init(
-        engine: Engine, slots: Int, name: String = "weft", idlePoll: Duration = .milliseconds(250),
+        engine: Engine, slots: Int, tenantCap: Int? = nil, name: String = "weft", idlePoll: Duration = .milliseconds(250),
         drainTimeout: Duration = .seconds(10), metrics: EngineMetrics? = nil,
         logger: Logger = Logger(label: "weft.workers"), onError: @escaping @Sendable (any Error) -> Void = { _ in }
     ) {
         self.engine = engine
         self.slots = max(1, slots)
+        self.tenantCap = max(1, min(tenantCap ?? slots, slots))
         self.name = name
         self.idlePoll = idlePoll
         self.drainTimeout = drainTimeout
@@ -59,7 +79,10 @@ public final class WorkerPool: DirectDispatch, Service {
     }
 
     /// Attempts running now.
-    public var busySlots: Int { busy.withLock { $0 } }
+    public var busySlots: Int { usage.withLock { $0.busy } }
+
+    /// Slots `tenant` holds now.
+    public func busySlots(tenant: String) -> Int { usage.withLock { $0.byTenant[tenant] ?? 0 } }
 
     public func run() async throws {
         // Recovery first: it releases the leases of the last run, and would
@@ -95,24 +118,30 @@ public final class WorkerPool: DirectDispatch, Service {
 
     public var isAccepting: Bool { !stopping.isOpen }
 
-    public func reserve() -> Bool {
+    public func reserve(tenant: String) -> Bool {
         guard isAccepting else { return false }
-        let taken = busy.withLock { busy -> Int? in
-            guard busy < slots else { return nil }
-            busy += 1
-            return busy
+        let (slots, cap) = (slots, tenantCap)
+        let taken = usage.withLock { usage -> Int? in
+            guard !usage.backlog, usage.busy < slots, usage.byTenant[tenant, default: 0] < cap else {
+                // The item goes to the queue: leased from there, in fair order.
+                usage.backlog = true
+                return nil
+            }
+            usage.busy += 1
+            usage.byTenant[tenant, default: 0] += 1
+            return usage.busy
         }
         guard let taken else { return false }
         metrics?.workers(busy: taken, total: slots)
         return true
     }
 
-    public func cancelReservation() { slotFreed() }
+    public func cancelReservation(tenant: String) { slotFreed(tenant: tenant) }
 
     public func run(_ lease: Lease) {
         if case .dropped = inboxContinuation.yield(.attempt(lease)) {
             // Stopped: the leased item is delivered again after the next start.
-            slotFreed()
+            slotFreed(tenant: lease.item.tenant)
         }
     }
 
@@ -123,11 +152,20 @@ public final class WorkerPool: DirectDispatch, Service {
     private func runOnSlot(_ lease: Lease) async {
         let (passed, error) = await engine.handleOnSlot(lease)
         if let error, !(error is CancellationError) { onError(error) }
-        if !passed { slotFreed() }
+        if !passed { slotFreed(tenant: lease.item.tenant) }
     }
 
-    private func slotFreed() {
-        let left = busy.withLock { $0 -= 1; return $0 }
+    private func slotFreed(tenant: String) {
+        let cap = tenantCap
+        let (left, wake) = usage.withLock { usage in
+            usage.busy -= 1
+            let held = usage.byTenant[tenant] ?? 0
+            usage.byTenant[tenant] = held > 1 ? held - 1 : nil
+            // Work may wait in the queue for this slot: this tenant was at
+            // its share, or commits are queueing behind a backlog.
+            return (usage.busy, held >= cap || usage.backlog)
+        }
+        if wake { engine.signal.notify(EngineQueues.builtin) }
         metrics?.workers(busy: left, total: slots)
         engine.signal.notify(Self.slotsQueue)
     }
@@ -152,7 +190,18 @@ public final class WorkerPool: DirectDispatch, Service {
             let generation = signal.generation(queue)
             let leases: [Lease]
             do {
-                leases = try await engine.lease(queue, worker: "\(name)-\(isTimers ? "timers" : "builtin")", limit: wanted)
+                if isTimers {
+                    leases = try await engine.lease(queue, worker: "\(name)-timers", limit: wanted)
+                } else {
+                    let cap = tenantCap
+                    let held = usage.withLock { $0.byTenant }
+                    leases = try await engine.leaseFairly(
+                        queue, worker: "\(name)-builtin", limit: wanted, after: usage.withLock { $0.lastTenant },
+                        room: { tenant in cap - (held[tenant] ?? 0) })
+                    // Fewer than asked: nothing else is leasable now (or its
+                    // tenants hold their share): commits may take free slots again.
+                    if leases.count < wanted { usage.withLock { $0.backlog = false } }
+                }
             } catch {
                 if !(error is CancellationError) { onError(error) }
                 await signal.wait(Self.stopQueue, since: signal.generation(Self.stopQueue), timeout: .milliseconds(100))
@@ -167,12 +216,17 @@ public final class WorkerPool: DirectDispatch, Service {
                 // handled after the next start (its lease is released then).
                 for lease in leases { inboxContinuation.yield(.timer(lease)) }
             } else {
-                let now = busy.withLock { $0 += leases.count; return $0 }
+                let now = usage.withLock { usage in
+                    usage.busy += leases.count
+                    for lease in leases { usage.byTenant[lease.item.tenant, default: 0] += 1 }
+                    usage.lastTenant = leases.last?.item.tenant
+                    return usage.busy
+                }
                 metrics?.workers(busy: now, total: slots)
                 for lease in leases {
                     // The pool stopped while this lease was taken: the item is
                     // delivered again after the next start; its slot is free.
-                    if case .dropped = inboxContinuation.yield(.attempt(lease)) { slotFreed() }
+                    if case .dropped = inboxContinuation.yield(.attempt(lease)) { slotFreed(tenant: lease.item.tenant) }
                 }
             }
         }

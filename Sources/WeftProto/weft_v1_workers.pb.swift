@@ -62,6 +62,11 @@ public nonisolated struct Weft_V1_PollTaskRequest: Sendable {
   /// Clears the value of `leaseDuration`. Subsequent reads from it will return its default value.
   public mutating func clearLeaseDuration() {self._leaseDuration = nil}
 
+  /// The organization whose queue it is; empty: the caller's own
+  /// organization. Polling needs the `poll` grant on the queue (org admins
+  /// have it).
+  public var orgID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -126,6 +131,11 @@ public nonisolated struct Weft_V1_WorkerTask: Sendable {
   public var traceparent: String = String()
 
   public var tracestate: String = String()
+
+  /// The user who started the execution (the worker acts on their behalf).
+  public var startedBy: String = String()
+
+  public var orgID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -280,7 +290,7 @@ fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_PollTaskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PollTaskRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queue\0\u{3}worker_id\0\u{1}wait\0\u{3}lease_duration\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}queue\0\u{3}worker_id\0\u{1}wait\0\u{3}lease_duration\0\u{3}org_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -292,6 +302,7 @@ nonisolated extension Weft_V1_PollTaskRequest: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._wait) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._leaseDuration) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
       default: break
       }
     }
@@ -314,6 +325,9 @@ nonisolated extension Weft_V1_PollTaskRequest: SwiftProtobuf.Message, SwiftProto
     try { if let v = self._leaseDuration {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -322,6 +336,7 @@ nonisolated extension Weft_V1_PollTaskRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.workerID != rhs.workerID {return false}
     if lhs._wait != rhs._wait {return false}
     if lhs._leaseDuration != rhs._leaseDuration {return false}
+    if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -329,7 +344,7 @@ nonisolated extension Weft_V1_PollTaskRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerTask"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_token\0\u{3}lease_expires_at\0\u{1}queue\0\u{3}workflow_id\0\u{3}execution_id\0\u{3}task_id\0\u{3}task_key\0\u{1}attempt\0\u{1}input\0\u{1}config\0\u{1}traceparent\0\u{1}tracestate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_token\0\u{3}lease_expires_at\0\u{1}queue\0\u{3}workflow_id\0\u{3}execution_id\0\u{3}task_id\0\u{3}task_key\0\u{1}attempt\0\u{1}input\0\u{1}config\0\u{1}traceparent\0\u{1}tracestate\0\u{3}started_by\0\u{3}org_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -349,6 +364,8 @@ nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._
       case 10: try { try decoder.decodeSingularMessageField(value: &self._config) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.traceparent) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.tracestate) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.startedBy) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
       default: break
       }
     }
@@ -395,6 +412,12 @@ nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.tracestate.isEmpty {
       try visitor.visitSingularStringField(value: self.tracestate, fieldNumber: 12)
     }
+    if !self.startedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.startedBy, fieldNumber: 13)
+    }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -411,6 +434,8 @@ nonisolated extension Weft_V1_WorkerTask: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs._config != rhs._config {return false}
     if lhs.traceparent != rhs.traceparent {return false}
     if lhs.tracestate != rhs.tracestate {return false}
+    if lhs.startedBy != rhs.startedBy {return false}
+    if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -71,6 +71,10 @@ public nonisolated struct Weft_V1_Workflow: Sendable {
   /// The caller's role on this workflow: "owner", "editor" or "viewer". Output only.
   public var role: String = String()
 
+  /// The organization it belongs to (its quotas and fair share apply).
+  /// Output only (set on create).
+  public var orgID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -89,6 +93,10 @@ public nonisolated struct Weft_V1_CreateWorkflowRequest: Sendable {
   public var description_p: String = String()
 
   public var tasks: [Weft_V1_Task] = []
+
+  /// The organization to create it in (the caller must be a member);
+  /// empty: the caller's own organization (created at registration).
+  public var orgID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -214,6 +222,9 @@ public nonisolated struct Weft_V1_UpdateWorkflowRequest: Sendable {
 
   public var role: String = String()
 
+  /// Must be the workflow's own organization when set (workflows do not move).
+  public var orgID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -312,7 +323,7 @@ fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_Workflow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Workflow"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{3}created_at\0\u{3}updated_at\0\u{3}owner_id\0\u{1}version\0\u{1}etag\0\u{1}role\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{3}created_at\0\u{3}updated_at\0\u{3}owner_id\0\u{1}version\0\u{1}etag\0\u{1}role\0\u{3}org_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -330,6 +341,7 @@ nonisolated extension Weft_V1_Workflow: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.etag) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
       default: break
       }
     }
@@ -370,6 +382,9 @@ nonisolated extension Weft_V1_Workflow: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.role.isEmpty {
       try visitor.visitSingularStringField(value: self.role, fieldNumber: 10)
     }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -384,6 +399,7 @@ nonisolated extension Weft_V1_Workflow: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.version != rhs.version {return false}
     if lhs.etag != rhs.etag {return false}
     if lhs.role != rhs.role {return false}
+    if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -391,7 +407,7 @@ nonisolated extension Weft_V1_Workflow: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Weft_V1_CreateWorkflowRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateWorkflowRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}description\0\u{1}tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{3}org_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -402,6 +418,7 @@ nonisolated extension Weft_V1_CreateWorkflowRequest: SwiftProtobuf.Message, Swif
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
       default: break
       }
     }
@@ -417,6 +434,9 @@ nonisolated extension Weft_V1_CreateWorkflowRequest: SwiftProtobuf.Message, Swif
     if !self.tasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 3)
     }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -424,6 +444,7 @@ nonisolated extension Weft_V1_CreateWorkflowRequest: SwiftProtobuf.Message, Swif
     if lhs.name != rhs.name {return false}
     if lhs.description_p != rhs.description_p {return false}
     if lhs.tasks != rhs.tasks {return false}
+    if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -560,7 +581,7 @@ nonisolated extension Weft_V1_GetWorkflowRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateWorkflowRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{1}etag\0\u{1}id\0\u{3}created_at\0\u{3}updated_at\0\u{3}owner_id\0\u{1}version\0\u{1}role\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}name\0\u{1}description\0\u{1}tasks\0\u{1}etag\0\u{1}id\0\u{3}created_at\0\u{3}updated_at\0\u{3}owner_id\0\u{1}version\0\u{1}role\0\u{3}org_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -579,6 +600,7 @@ nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, Swif
       case 9: try { try decoder.decodeSingularStringField(value: &self.ownerID) }()
       case 10: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
       default: break
       }
     }
@@ -622,6 +644,9 @@ nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, Swif
     if !self.role.isEmpty {
       try visitor.visitSingularStringField(value: self.role, fieldNumber: 11)
     }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -637,6 +662,7 @@ nonisolated extension Weft_V1_UpdateWorkflowRequest: SwiftProtobuf.Message, Swif
     if lhs.ownerID != rhs.ownerID {return false}
     if lhs.version != rhs.version {return false}
     if lhs.role != rhs.role {return false}
+    if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

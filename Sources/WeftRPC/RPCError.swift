@@ -25,6 +25,14 @@ public struct RPCError: Error, Sendable, CustomStringConvertible {
     /// The HTTP status of this error on the REST bridge.
     public var httpStatus: Int { httpStatusOverride ?? code.httpStatus }
 
+    /// RESOURCE_EXHAUSTED (HTTP 429) with `retry-after` (whole seconds, at
+    /// least 1) in its metadata: gRPC sends it as a trailer, REST as the header.
+    public static func exhausted(_ message: String, retryAfter seconds: Double) -> RPCError {
+        var metadata = Metadata()
+        metadata.add("retry-after", String(max(1, Int(seconds.rounded(.up)))))
+        return RPCError(code: .resourceExhausted, message: message, metadata: metadata)
+    }
+
     public var description: String { "\(code): \(message)" }
 
     /// A gRPC status code. A struct over a raw value (not a closed enum) so that

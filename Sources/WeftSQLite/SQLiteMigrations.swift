@@ -244,6 +244,49 @@ enum SQLiteMigrations {
                 ALTER TABLE workflow_executions ADD COLUMN trace_state TEXT;
                 """)
         }
+        migrator.registerMigration("v7-organizations") { db in
+            // Tenants. Every existing user gets an organization of their own
+            // (its admin), and their workflows move into it.
+            try db.execute(sql: """
+                CREATE TABLE organizations (
+                    id         TEXT PRIMARY KEY NOT NULL,
+                    name       TEXT NOT NULL,
+                    plan       TEXT NOT NULL,
+                    created_at DATETIME NOT NULL
+                );
+                CREATE TABLE org_members (
+                    org_id    TEXT NOT NULL REFERENCES organizations(id),
+                    user_id   TEXT NOT NULL REFERENCES users(id),
+                    role      TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+                    joined_at DATETIME NOT NULL,
+                    PRIMARY KEY (org_id, user_id)
+                );
+                CREATE INDEX org_members_by_user ON org_members(user_id, joined_at);
+                CREATE TABLE org_invitations (
+                    id           TEXT PRIMARY KEY NOT NULL,
+                    org_id       TEXT NOT NULL REFERENCES organizations(id),
+                    email        TEXT NOT NULL COLLATE NOCASE,
+                    role         TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+                    invited_by   TEXT NOT NULL,
+                    status       TEXT NOT NULL,
+                    created_at   DATETIME NOT NULL,
+                    expires_at   DATETIME NOT NULL,
+                    responded_at DATETIME
+                );
+                CREATE INDEX org_invitations_by_org ON org_invitations(org_id, created_at);
+                CREATE INDEX org_invitations_by_email ON org_invitations(email, status);
+                INSERT INTO organizations (id, name, plan, created_at)
+                    SELECT 'org_' || substr(id, 5), 'Organization of ' || name, '', created_at FROM users;
+                INSERT INTO org_members (org_id, user_id, role, joined_at)
+                    SELECT 'org_' || substr(id, 5), id, 'admin', created_at FROM users;
+                ALTER TABLE workflows ADD COLUMN org_id TEXT REFERENCES organizations(id);
+                UPDATE workflows SET org_id = 'org_' || substr(user_id, 5);
+                CREATE INDEX workflows_by_org ON workflows(org_id, id);
+                -- Fair scheduling: each queue item names its organization.
+                ALTER TABLE task_queue ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+                CREATE INDEX task_queue_tenant_order ON task_queue(queue, tenant, priority DESC, execution_id, id);
+                """)
+        }
         return migrator
     }
 }

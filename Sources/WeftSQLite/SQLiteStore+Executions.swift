@@ -184,6 +184,23 @@ extension SQLiteStore: ExecutionStore {
         }
     }
 
+    public func unfinishedCountsByOrganization() async throws -> [String: Int] {
+        try await read("unfinished_by_org") { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT COALESCE(w.org_id, '') AS org, COUNT(*) AS n FROM workflow_executions e
+                    JOIN workflows w ON w.id = e.workflow_id
+                    WHERE e.status IN ('Pending', 'Running') GROUP BY w.org_id
+                    """)
+            {
+                counts[row["org"], default: 0] += row["n"] as Int
+            }
+            return counts
+        }
+    }
+
     public func unfinishedCount() async throws -> Int {
         try await read("unfinished_count") { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM workflow_executions WHERE status IN ('Pending', 'Running')") ?? 0

@@ -12,8 +12,8 @@ extension SQLiteStore: QueueStore {
         let now = StoreDate.text(Date())
         // Hot statements are prepared once per connection (no re-parse).
         let statement = try db.cachedStatement(sql: """
-            INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at, tenant)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
             """)
         for item in items {
@@ -22,12 +22,12 @@ extension SQLiteStore: QueueStore {
                 // runs it without looking it up), so a duplicate fails the group.
                 try db.cachedStatement(sql: """
                     INSERT INTO task_queue (queue, execution_id, task_key, attempt, priority, ready_at, payload, enqueued_at,
-                        lease_token, leased_by, lease_expires_at, deliveries)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                        tenant, lease_token, leased_by, lease_expires_at, deliveries)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
                     ON CONFLICT (execution_id, task_key, attempt) DO NOTHING
                     """).execute(arguments: [
                         item.queue, item.executionId, item.taskKey, item.attempt, item.priority, StoreDate.text(item.readyAt),
-                        item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now, lease.token, lease.worker,
+                        item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now, item.tenant, lease.token, lease.worker,
                         StoreDate.text(lease.expiresAt),
                     ])
                 guard db.changesCount == 1 else {
@@ -37,7 +37,7 @@ extension SQLiteStore: QueueStore {
             }
             try statement.execute(arguments: [
                 item.queue, item.executionId, item.taskKey, item.attempt, item.priority, StoreDate.text(item.readyAt),
-                item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now,
+                item.payload == .emptyObject ? "{}" : item.payload.jsonText(), now, item.tenant,
             ])
         }
     }
@@ -79,22 +79,65 @@ extension SQLiteStore: QueueStore {
                     ORDER BY \(queue == "timers" ? "ready_at" : "priority DESC, execution_id, id") LIMIT ?
                     """),
                 arguments: [queue, nowText, nowText, limit])
-            let expires = now.addingTimeInterval(duration)
-            let expiresText = StoreDate.text(expires)
-            let update = try db.cachedStatement(sql: """
-                UPDATE task_queue SET lease_token = ?, leased_by = ?, lease_expires_at = ?, deliveries = deliveries + 1
-                WHERE id = ?
+            return try Self.take(db, rows, worker: worker, now: now, duration: duration)
+        }
+    }
+
+    /// Leases the selected rows.
+    static func take(_ db: Database, _ rows: [Row], worker: String, now: Date, duration: TimeInterval) throws -> [Lease] {
+        let expires = now.addingTimeInterval(duration)
+        let expiresText = StoreDate.text(expires)
+        let update = try db.cachedStatement(sql: """
+            UPDATE task_queue SET lease_token = ?, leased_by = ?, lease_expires_at = ?, deliveries = deliveries + 1
+            WHERE id = ?
+            """)
+        return try rows.map { row in
+            let token = IDGenerator.make("lse", now: now)
+            let id: Int64 = row["id"]
+            let deliveries: Int = row["deliveries"]
+            let reclaimed = (row["lease_token"] as String?) != nil
+            try update.execute(arguments: [token, worker, expiresText, id])
+            return Lease(
+                id: id, item: Self.queueItem(row), token: token, expiresAt: expires, deliveries: deliveries + 1,
+                reclaimed: reclaimed)
+        }
+    }
+
+    public func leaseFairly(
+        queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int, after: String?,
+        room: @escaping @Sendable (String) -> Int
+    ) async throws -> [Lease] {
+        guard limit > 0 else { return [] }
+        return try await write("lease") { db in
+            let nowText = StoreDate.text(now)
+            // The tenants with items in this queue, one index probe each
+            // (a skip scan), not a walk of the backlog.
+            let tenants = try String.fetchAll(
+                db.cachedStatement(sql: """
+                    WITH RECURSIVE t(tenant) AS (
+                        SELECT (SELECT MIN(tenant) FROM task_queue INDEXED BY task_queue_tenant_order WHERE queue = ?1)
+                        UNION ALL
+                        SELECT (SELECT MIN(tenant) FROM task_queue INDEXED BY task_queue_tenant_order
+                                WHERE queue = ?1 AND tenant > t.tenant)
+                        FROM t WHERE t.tenant IS NOT NULL
+                    )
+                    SELECT tenant FROM t WHERE tenant IS NOT NULL
+                    """),
+                arguments: [queue])
+            let select = try db.cachedStatement(sql: """
+                SELECT * FROM task_queue INDEXED BY task_queue_tenant_order
+                WHERE queue = ? AND tenant = ? AND ready_at <= ? AND (lease_token IS NULL OR lease_expires_at <= ?)
+                ORDER BY priority DESC, execution_id, id LIMIT ?
                 """)
-            return try rows.map { row in
-                let token = IDGenerator.make("lse", now: now)
-                let id: Int64 = row["id"]
-                let deliveries: Int = row["deliveries"]
-                let reclaimed = (row["lease_token"] as String?) != nil
-                try update.execute(arguments: [token, worker, expiresText, id])
-                return Lease(
-                    id: id, item: Self.queueItem(row), token: token, expiresAt: expires, deliveries: deliveries + 1,
-                    reclaimed: reclaimed)
+            var candidates: [(tenant: String, items: [Row])] = []
+            for tenant in tenants {
+                let take = min(limit, room(tenant))
+                guard take > 0 else { continue }
+                let rows = try Row.fetchAll(select, arguments: [queue, tenant, nowText, nowText, take])
+                if !rows.isEmpty { candidates.append((tenant, rows)) }
             }
+            let chosen = FairShare.interleave(candidates, after: after, limit: limit)
+            return try Self.take(db, chosen, worker: worker, now: now, duration: duration)
         }
     }
 
@@ -175,9 +218,11 @@ extension SQLiteStore: QueueStore {
     }
 
     static func queueItem(_ row: Row) -> QueueItem {
-        QueueItem(
+        var item = QueueItem(
             queue: row["queue"], executionId: row["execution_id"], taskKey: row["task_key"], attempt: row["attempt"],
             priority: row["priority"], readyAt: row["ready_at"],
             payload: { (text: String) in text == "{}" ? .emptyObject : (try? JSONValue(jsonText: text)) ?? .emptyObject }(row["payload"]))
+        item.tenant = row["tenant"] ?? ""
+        return item
     }
 }

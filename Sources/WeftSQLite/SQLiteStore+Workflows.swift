@@ -11,10 +11,13 @@ extension SQLiteStore: WorkflowStore {
         try await write("create_workflow") { db in
             try db.execute(
                 sql: """
-                    INSERT INTO workflows (id, user_id, name, description, version, created_at, updated_at, search_rowid)
-                    VALUES (?, ?, ?, ?, 1, ?, ?, (SELECT COALESCE(MAX(search_rowid), 0) + 1 FROM workflows))
+                    INSERT INTO workflows (id, user_id, org_id, name, description, version, created_at, updated_at, search_rowid)
+                    VALUES (?, ?, ?, ?, ?, 1, ?, ?, (SELECT COALESCE(MAX(search_rowid), 0) + 1 FROM workflows))
                     """,
-                arguments: [record.id, record.ownerId, record.name, record.description, record.createdAt, record.updatedAt])
+                arguments: [
+                    record.id, record.ownerId, record.orgId.isEmpty ? nil : record.orgId, record.name, record.description,
+                    record.createdAt, record.updatedAt,
+                ])
             for (position, task) in record.tasks.enumerated() {
                 try Self.insertTask(db, task, workflowId: record.id, position: position)
             }
@@ -294,6 +297,7 @@ extension SQLiteStore: WorkflowStore {
             id: row["id"], ownerId: row["user_id"], name: row["name"], description: row["description"],
             version: row["version"], createdAt: row["created_at"], updatedAt: row["updated_at"],
             deletedAt: row["deleted_at"], tasks: [])
+        record.orgId = (row["org_id"] as String?) ?? ""
         if row.hasColumn("caller_role") {
             record.callerRole = (row["caller_role"] as String?).flatMap(WorkflowRole.init(rawValue:))
         }

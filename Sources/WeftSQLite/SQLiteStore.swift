@@ -86,7 +86,7 @@ public final class SQLiteStore: Sendable {
 }
 
 extension SQLiteStore: UserStore {
-    public func createUser(_ user: UserRecord) async throws {
+    public func createUser(_ user: UserRecord, organization: OrganizationRecord?) async throws {
         try await write("create_user") { db in
             do {
                 try db.execute(
@@ -99,6 +99,14 @@ extension SQLiteStore: UserStore {
                 throw StoreError.alreadyExists("a user with email \(user.email) already exists")
             }
             try Self.audit(db, actor: user.id, action: "register", resourceType: "user", resourceId: user.id, at: user.createdAt)
+            if let organization {
+                try db.execute(
+                    sql: "INSERT INTO organizations (id, name, plan, created_at) VALUES (?, ?, ?, ?)",
+                    arguments: [organization.id, organization.name, organization.plan, organization.createdAt])
+                try db.execute(
+                    sql: "INSERT INTO org_members (org_id, user_id, role, joined_at) VALUES (?, ?, 'admin', ?)",
+                    arguments: [organization.id, user.id, user.createdAt])
+            }
         }
     }
 

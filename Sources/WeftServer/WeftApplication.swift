@@ -18,11 +18,12 @@ public struct WeftApplication: Sendable {
 
     public init(
         config: WeftServerConfig, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
-        logs: any LogStore, engine: Engine, authKey: [UInt8], metrics: WeftMetrics, logger: Logger,
+        organizations: any OrganizationStore, logs: any LogStore, engine: Engine, authKey: [UInt8], metrics: WeftMetrics, logger: Logger,
         health: HealthStatusStore = HealthStatusStore()
     ) throws {
         self.engine = engine
         self.health = health
+        let quotas = QuotaBook(plans: config.tenancy.plans, orgs: organizations, metrics: metrics)
         let deps = APIDependencies(
             users: users,
             workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(workflows, capacity: config.workflowCacheSize) : workflows,
@@ -30,7 +31,8 @@ public struct WeftApplication: Sendable {
             auth: Authenticator(
                 signer: TokenSigner(key: authKey, lifetime: TimeInterval(config.auth.tokenLifetime.components.seconds)),
                 metrics: metrics),
-            passwords: PasswordHasher(logN: config.auth.scryptLogN), metrics: metrics)
+            passwords: PasswordHasher(logN: config.auth.scryptLogN), metrics: metrics, orgs: organizations, quotas: quotas,
+            tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers))
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()
@@ -75,13 +77,14 @@ public struct WeftApplication: Sendable {
         }
         environment = ServerEnvironment(
             config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger,
-            interceptors: InterceptorChain([deps.auth]))
+            interceptors: InterceptorChain([deps.auth, TenantRateLimiter(quotas: quotas)]))
     }
 
     /// Every weft.v1 service, in the order clients see them.
     static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
         [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
-         VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps)]
+         VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
+         OrganizationAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

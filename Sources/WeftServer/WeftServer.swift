@@ -68,7 +68,8 @@ public struct WeftServer: Sendable {
             limits: config.engine.limits,
             logger: Logger(label: "weft.engine"))
         let app = try WeftApplication(
-            config: config, users: store, workflows: store, executions: store, logs: logStore, engine: engine,
+            config: config, users: store, workflows: store, executions: store, organizations: store, logs: logStore,
+            engine: engine,
             authKey: try Authenticator.loadKey(dataDirectory: config.store.dataDirectory, secret: config.auth.secret),
             metrics: metrics, logger: logger, health: health)
         let environment = app.environment
@@ -93,7 +94,8 @@ public struct WeftServer: Sendable {
         if config.engine.workers > 0 {
             logger.info("engine: \(config.engine.workers) in-process workers")
             services.append(WorkerPool(
-                engine: engine, slots: config.engine.workers, drainTimeout: config.engine.drainTimeout, metrics: engineMetrics,
+                engine: engine, slots: config.engine.workers, tenantCap: config.tenancy.tenantSlots(of: config.engine.workers),
+                drainTimeout: config.engine.drainTimeout, metrics: engineMetrics,
                 logger: logger
             ) { error in logger.warning("engine: \(error)") })
         }

@@ -128,6 +128,16 @@ extension WeftServerConfig {
             "--max-attempt-timeout", "WEFT_MAX_ATTEMPT_TIMEOUT",
             "Seconds any task attempt may run (caps each task's own timeout; delays excepted), outbound calls included.",
             default: "\(defaults.engine.limits.maxAttemptTimeoutMs / 1000)", range: 1...604_800)
+        public static let plan = Option(
+            "--plan", "WEFT_PLANS",
+            "Defines or changes a plan, NAME:quota=value,...; repeatable (the variable: ';'-separated). Quotas: concurrent_executions, executions_per_day, workflows, schedules, log_bytes, requests_per_minute; 0 is no limit. Built in: free, team, enterprise (docs/TENANCY.md).")
+        public static let defaultPlan = Option(
+            "--default-plan", "WEFT_DEFAULT_PLAN", "The plan of organizations created at registration.",
+            default: defaults.tenancy.plans.defaultPlan)
+        public static let orgWorkerShare = Option(
+            "--org-worker-share", "WEFT_ORG_WORKER_SHARE",
+            "Percent of the in-process worker slots one organization may hold at once (fair sharing).",
+            default: "\(defaults.tenancy.workerSharePercent)", range: 1...100)
         public static let enableTestServices = Option(
             "--enable-test-services", "WEFT_ENABLE_TEST_SERVICES=1",
             "Register weft.testing.v1.EchoService, for tests and benchmarks only.")
@@ -141,7 +151,7 @@ extension WeftServerConfig {
             eventLoopThreads, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
-            enableTestServices, authSecret,
+            plan, defaultPlan, orgWorkerShare, enableTestServices, authSecret,
         ]
     }
 }

@@ -13,6 +13,7 @@ public struct WeftServerConfig: Sendable {
     public var store = StoreSettings()
     public var engine = EngineSettings()
     public var auth = AuthSettings()
+    public var tenancy = TenancySettings()
     /// Traces (off unless an OTLP endpoint is set).
     public var tracing = TracingConfig()
     /// Workflow definitions kept in memory; 0 turns the cache off.
@@ -55,6 +56,18 @@ public struct WeftServerConfig: Sendable {
         public var egress = EgressSettings()
 
         public init() {}
+    }
+
+    /// Organizations: their plans and their share of the workers.
+    public struct TenancySettings: Sendable {
+        public var plans = PlanBook()
+        /// Percent of the in-process worker slots one organization may hold.
+        public var workerSharePercent = 50
+
+        public init() {}
+
+        /// The slots one organization may hold out of `workers`.
+        public func tenantSlots(of workers: Int) -> Int { max(1, workers * workerSharePercent / 100) }
     }
 
     /// The egress guard and the limits of one outbound call.

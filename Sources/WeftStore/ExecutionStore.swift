@@ -95,6 +95,9 @@ public protocol ExecutionStore: Sendable {
     func unfinishedExecutions() async throws -> [ExecutionRecord]
     /// How many executions are not finished.
     func unfinishedCount() async throws -> Int
+    /// Executions started and not finished, by the organization of their
+    /// workflow (the `concurrent_executions` quota after a restart).
+    func unfinishedCountsByOrganization() async throws -> [String: Int]
     /// Unfinished executions with no task item on any queue (only timer
     /// items, or nothing): nothing will move them, so recovery must look at
     /// them. With state and queue written in one unit, an execution gets

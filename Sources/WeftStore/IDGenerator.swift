@@ -13,6 +13,8 @@ public enum IDGenerator {
     public static let schedule = "sch"
     public static let subscription = "sub"
     public static let integration = "int"
+    public static let organization = "org"
+    public static let invitation = "inv"
 
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 

@@ -49,17 +49,32 @@ struct MemoryQueue {
         row.item.readyAt <= now && (row.token == nil || (row.expiresAt ?? now) <= now)
     }
 
-    mutating func lease(queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int) -> [Lease] {
-        var ready = rows.values.filter { $0.item.queue == queue && isLeasable($0, now: now) }
+    mutating func leaseFairly(
+        queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int, after: String?, room: (String) -> Int
+    ) -> [Lease] {
+        let ready = ordered(rows.values.filter { $0.item.queue == queue && isLeasable($0, now: now) }, queue: queue)
+        let byTenant = Dictionary(grouping: ready, by: \.item.tenant)
+        let candidates = byTenant.map { tenant, items in (tenant: tenant, items: Array(items.prefix(max(0, room(tenant))))) }
+        return take(FairShare.interleave(candidates, after: after, limit: limit), worker: worker, now: now, duration: duration)
+    }
+
+    private func ordered(_ rows: [Row], queue: String) -> [Row] {
         if queue == QueueItem.timersQueue {
-            ready.sort { ($0.item.readyAt, $0.id) < ($1.item.readyAt, $1.id) }
-        } else {
-            ready.sort {
-                ($0.item.priority, $1.item.executionId, $1.id) > ($1.item.priority, $0.item.executionId, $0.id)
-            }
+            return rows.sorted { ($0.item.readyAt, $0.id) < ($1.item.readyAt, $1.id) }
         }
+        return rows.sorted {
+            ($0.item.priority, $1.item.executionId, $1.id) > ($1.item.priority, $0.item.executionId, $0.id)
+        }
+    }
+
+    mutating func lease(queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int) -> [Lease] {
+        let ready = ordered(rows.values.filter { $0.item.queue == queue && isLeasable($0, now: now) }, queue: queue)
+        return take(Array(ready.prefix(limit)), worker: worker, now: now, duration: duration)
+    }
+
+    private mutating func take(_ chosen: [Row], worker: String, now: Date, duration: TimeInterval) -> [Lease] {
         let expires = now.addingTimeInterval(duration)
-        return ready.prefix(limit).map { row in
+        return chosen.map { row in
             let token = IDGenerator.make("lse", now: now)
             let reclaimed = row.token != nil
             if let old = row.token { byToken[old] = nil }

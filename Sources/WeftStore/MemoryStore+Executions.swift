@@ -71,6 +71,16 @@ extension MemoryStore: ExecutionStore {
         }
     }
 
+    public func unfinishedCountsByOrganization() async throws -> [String: Int] {
+        state.withLock { state in
+            var counts: [String: Int] = [:]
+            for execution in state.executions.values where !execution.isFinished {
+                counts[state.workflows[execution.workflowId]?.orgId ?? "", default: 0] += 1
+            }
+            return counts
+        }
+    }
+
     public func unfinishedCount() async throws -> Int {
         state.withLock { state in state.executions.values.count(where: { !$0.isFinished }) }
     }
@@ -155,6 +165,16 @@ extension MemoryStore: QueueStore {
     {
         guard limit > 0 else { return [] }
         return state.withLock { $0.queue.lease(queue: name, worker: worker, now: now, duration: duration, limit: limit) }
+    }
+
+    public func leaseFairly(
+        queue name: String, worker: String, now: Date, duration: TimeInterval, limit: Int, after: String?,
+        room: @escaping @Sendable (String) -> Int
+    ) async throws -> [Lease] {
+        guard limit > 0 else { return [] }
+        return state.withLock {
+            $0.queue.leaseFairly(queue: name, worker: worker, now: now, duration: duration, limit: limit, after: after, room: room)
+        }
     }
 
     public func heartbeat(_ lease: Lease, now: Date, duration: TimeInterval) async throws -> Lease {

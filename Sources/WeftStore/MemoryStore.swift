@@ -27,6 +27,10 @@ public final class MemoryStore: Sendable {
         var queue = MemoryQueue()
         var logs: [String: [LogRecord]] = [:]
         var audit: [(resourceType: String, resourceId: String, actor: String, action: String)] = []
+        var organizations: [String: OrganizationRecord] = [:]
+        /// org id -> user id -> membership.
+        var members: [String: [String: MembershipRecord]] = [:]
+        var invitations: [String: InvitationRecord] = [:]
     }
 
     let state = Mutex(State())
@@ -49,7 +53,7 @@ extension MemoryStore.State {
 }
 
 extension MemoryStore: UserStore {
-    public func createUser(_ user: UserRecord) async throws {
+    public func createUser(_ user: UserRecord, organization: OrganizationRecord?) async throws {
         try state.withLock { state in
             let email = user.email.lowercased()
             guard state.usersByEmail[email] == nil else {
@@ -58,6 +62,12 @@ extension MemoryStore: UserStore {
             state.users[user.id] = user
             state.usersByEmail[email] = user.id
             state.audit.append((resourceType: "user", resourceId: user.id, actor: user.id, action: "register"))
+            if let organization {
+                state.organizations[organization.id] = organization
+                state.members[organization.id] = [
+                    user.id: MembershipRecord(orgId: organization.id, userId: user.id, role: .admin, joinedAt: user.createdAt)
+                ]
+            }
         }
     }
 

@@ -10,7 +10,11 @@ public struct QueueItem: Sendable, Hashable {
     public var taskKey: String
     public var attempt: Int
     /// Higher first; among equal priorities the oldest execution first, FIFO within it.
+    /// Under fair leasing it orders only its tenant's items.
     public var priority: Int
+    /// The organization whose work it is ("" for none): fair leasing shares
+    /// workers between tenants round-robin.
+    public var tenant: String = ""
     /// Not leasable before this time (delayed retries, durable timers).
     public var readyAt: Date
     /// What the worker needs to run it (resolved inputs), as JSON.
@@ -82,6 +86,30 @@ public struct Lease: Sendable, Hashable {
     }
 }
 
+/// The round-robin order of fair leasing: `candidates` are each tenant's
+/// ready items in its own order, at most its room; tenants take turns
+/// (one item each per round), starting after `after`.
+public enum FairShare {
+    public static func interleave<T>(_ candidates: [(tenant: String, items: [T])], after: String?, limit: Int) -> [T] {
+        let ordered = candidates.sorted { $0.tenant < $1.tenant }
+        let start = after.flatMap { last in ordered.firstIndex { $0.tenant > last } } ?? 0
+        let rotated = Array(ordered[start...] + ordered[..<start])
+        var picked: [T] = []
+        var round = 0
+        while picked.count < limit {
+            var any = false
+            for entry in rotated where round < entry.items.count {
+                picked.append(entry.items[round])
+                any = true
+                if picked.count == limit { break }
+            }
+            if !any { break }
+            round += 1
+        }
+        return picked
+    }
+}
+
 /// Depth of one queue at one moment.
 public struct QueueDepth: Sendable, Hashable {
     public var queue: String
@@ -130,6 +158,15 @@ public protocol QueueStore: Sendable {
     /// then the oldest execution's, then in the order they were queued.
     /// Items whose lease expired are ready again.
     func lease(queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int) async throws -> [Lease]
+    /// Leases up to `limit` ready items of `queue` shared fairly between
+    /// tenants: round-robin, one item per tenant per round (deficit round
+    /// robin with a quantum of one attempt), starting with the tenant after
+    /// `after`; a tenant gets at most `room(tenant)` items. Within a tenant
+    /// the order is `lease`'s: priority, then oldest execution, then FIFO.
+    func leaseFairly(
+        queue: String, worker: String, now: Date, duration: TimeInterval, limit: Int, after: String?,
+        room: @escaping @Sendable (String) -> Int
+    ) async throws -> [Lease]
     /// Extends a lease; throws `StoreError.conflict` if it was lost.
     func heartbeat(_ lease: Lease, now: Date, duration: TimeInterval) async throws -> Lease
     /// Removes a completed item; throws `StoreError.conflict` if the lease

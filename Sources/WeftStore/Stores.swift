@@ -2,8 +2,10 @@ public import Foundation
 
 /// Accounts.
 public protocol UserStore: Sendable {
-    /// Throws `StoreError.alreadyExists` if the email (case-insensitive) is taken.
-    func createUser(_ user: UserRecord) async throws
+    /// Throws `StoreError.alreadyExists` if the email (case-insensitive) is
+    /// taken. With `organization`, creates it in the same transaction with
+    /// the user as its admin (registration).
+    func createUser(_ user: UserRecord, organization: OrganizationRecord?) async throws
     func user(id: String) async throws -> UserRecord?
     func user(email: String) async throws -> UserRecord?
 }
@@ -54,6 +56,10 @@ public protocol WorkflowStore: Sendable {
     func rollbackWorkflow(id: String, to versionId: String, actor: String, needs: WorkflowRole?) async throws
         -> (WorkflowRecord, WorkflowVersionRecord)
     func listVersions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<WorkflowVersionRecord>
+}
+
+extension UserStore {
+    public func createUser(_ user: UserRecord) async throws { try await createUser(user, organization: nil) }
 }
 
 extension WorkflowStore {

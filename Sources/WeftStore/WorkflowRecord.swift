@@ -3,6 +3,9 @@ public import Foundation
 public struct WorkflowRecord: Sendable, Hashable {
     public var id: String
     public var ownerId: String
+    /// The organization it belongs to ("" for records made before there
+    /// were organizations, in tests).
+    public var orgId: String = ""
     public var name: String
     public var description: String
     /// 1 on create, +1 on every change; the optimistic-concurrency revision.

@@ -69,6 +69,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.maxTaskOutputBytes.help)) var maxTaskOutputBytes: Int?
     @Option(help: ArgumentHelp(O.maxExecutionBytes.help)) var maxExecutionBytes: Int?
     @Option(help: ArgumentHelp(O.maxAttemptTimeout.help)) var maxAttemptTimeout: Int?
+    @Option(help: ArgumentHelp(O.plan.help)) var plan: [String] = []
+    @Option(help: ArgumentHelp(O.defaultPlan.help)) var defaultPlan: String?
+    @Option(help: ArgumentHelp(O.orgWorkerShare.help)) var orgWorkerShare: Int?
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
 
     func run() async throws {
@@ -125,6 +128,24 @@ struct Serve: AsyncParsableCommand {
         config.engine.limits.maxExecutionBytes = try env.int(maxExecutionBytes, O.maxExecutionBytes, default: limits.maxExecutionBytes)
         config.engine.limits.maxAttemptTimeoutMs = 1000 * Int64(
             try env.int(maxAttemptTimeout, O.maxAttemptTimeout, default: Int(limits.maxAttemptTimeoutMs / 1000)))
+        let planSpecs = (env.values[O.plan.environment] ?? "").split(separator: ";").map { (O.plan.environment, String($0)) }
+            + plan.map { (O.plan.flag, $0) }
+        for (source, spec) in planSpecs {
+            do {
+                try config.tenancy.plans.apply(spec.trimmingCharacters(in: .whitespaces))
+            } catch {
+                throw ValidationError("\(source) \(spec): \(error)")
+            }
+        }
+        if let name = defaultPlan ?? env.values[O.defaultPlan.environment] {
+            do {
+                try config.tenancy.plans.setDefault(name)
+            } catch {
+                throw ValidationError("\(defaultPlan != nil ? O.defaultPlan.flag : O.defaultPlan.environment) \(name): \(error)")
+            }
+        }
+        config.tenancy.workerSharePercent = try env.int(
+            orgWorkerShare, O.orgWorkerShare, default: config.tenancy.workerSharePercent)
         // A secret only from the environment: flags show up in `ps`.
         config.auth.secret = env.values[O.authSecret.environment]
 

@@ -16,7 +16,7 @@ struct CommitPlannerTests {
         let record = Records.execution(of: workflow, at: at)
         return ExecutionState(
             machine: ExecutionStateMachine(tasks: workflow.tasks), version: workflow.tasks, record: record,
-            workflowName: "w", ownerId: owner)
+            workflowName: "w", ownerId: owner, orgId: "org_1")
     }
 
     @Test("a new execution: its row, its start, its first items and a start line, as one unit")

@@ -71,7 +71,9 @@ struct WorkerPoolTests {
         #expect(stopped.tasks.map(\.status) == [.running, .pending])
         #expect(try await store.depth(queue: EngineQueues.builtin, now: Date()) == (ready: 0, delayed: 0, leased: 1))
         // The next start releases the lease at once and runs the attempt again.
-        try await EngineHarness.with(store: store, runners: [gated, NoopRunner()]) { h in
+        // On the real clock of the first run: its durable timers (the
+        // server's maximum attempt timeout, an hour away) are not due.
+        try await EngineHarness.with(store: store, clock: ManualClock(Date()), runners: [gated, NoopRunner()]) { h in
             let done = try await h.drive(started.executionId)
             #expect(done.status == .completed && done.tasks[0].attempt == 1)
         }

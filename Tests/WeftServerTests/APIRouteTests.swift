@@ -16,7 +16,8 @@ struct APIRouteTests {
             users: store, workflows: store, logs: store, executions: store,
             engine: Engine(workflows: store, executions: store, queue: store, logs: store),
             auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
-            passwords: PasswordHasher(logN: 10), metrics: metrics)
+            passwords: PasswordHasher(logN: 10), metrics: metrics, orgs: store,
+            quotas: QuotaBook(plans: PlanBook(), orgs: store, metrics: metrics), tenantSlots: 64)
         return WeftApplication.apiServices(deps)
     }
 
@@ -35,7 +36,7 @@ struct APIRouteTests {
         }
         // 12 services: users 3, workflows 6, tasks 5, executions 5, logs 2, versions 4,
         // schedules 3, collaborators 4, subscriptions 3, integrations 4, analytics 2, workers 4.
-        #expect(methods.count == 45)
+        #expect(methods.count == 56)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

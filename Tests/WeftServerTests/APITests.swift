@@ -158,6 +158,7 @@ struct APITests {
             #expect((unknownType.json["message"] as? String)?.contains(#"unknown action (task type) "teleport""#) == true)
             // Viewers read but do not write: PERMISSION_DENIED / 403.
             let (viewer, viewerUser) = try await api.signUp("Viewer")
+            try await api.join((viewer, viewerUser), org: created.orgID, admin: owner)
             let _: Weft_V1_Collaborator = try await api.call(
                 "/weft.v1.CollaboratorService/AddCollaborator",
                 Weft_V1_AddCollaboratorRequest.with {

@@ -32,7 +32,7 @@ public struct APIHarness: Sendable {
         return try await EngineHarness.with(runners: runners) { engine in
             let metrics = WeftMetrics()
             let app = try WeftApplication(
-                config: config, users: engine.store, workflows: engine.store, executions: engine.store,
+                config: config, users: engine.store, workflows: engine.store, executions: engine.store, organizations: engine.store,
                 logs: engine.store, engine: engine.engine, authKey: Array(repeating: 7, count: 32), metrics: metrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             return try await body(
@@ -64,6 +64,23 @@ public struct APIHarness: Sendable {
                 $0.password = "correct horse"
             })
         return (login.token, user)
+    }
+
+    /// An org admin invites `member`'s email and `member` accepts: the way
+    /// anyone joins an organization (and can then be a collaborator there).
+    public func join(_ member: (token: String, user: Weft_V1_User), org orgId: String, admin: String, role: String = "member")
+        async throws
+    {
+        let invitation: Weft_V1_Invitation = try await call(
+            "/weft.v1.OrganizationService/CreateInvitation",
+            Weft_V1_CreateInvitationRequest.with {
+                $0.orgID = orgId
+                $0.email = member.user.email
+                $0.role = role
+            }, token: admin)
+        let _: Weft_V1_Organization = try await call(
+            "/weft.v1.OrganizationService/AcceptInvitation",
+            Weft_V1_RespondToInvitationRequest.with { $0.invitationID = invitation.id }, token: member.token)
     }
 
     /// A unary call with a token.

@@ -57,8 +57,12 @@ public struct HTTPResponse: Sendable {
 
     /// The JSON error body of the REST bridge: google.rpc.Status-shaped
     /// (`code` is the numeric gRPC code), with the HTTP status of that code.
+    /// A `retry-after` in the error's metadata (quotas, rate limits)
+    /// becomes the HTTP header.
     public static func error(_ error: RPCError) -> HTTPResponse {
-        json(error.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
+        var response = json(error.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
+        if let retryAfter = error.metadata[string: "retry-after"] { response.headers.append(("retry-after", retryAfter)) }
+        return response
     }
 
     public static func error(status: Int, code: RPCError.Code, message: String) -> HTTPResponse {

@@ -18,6 +18,51 @@ struct APIDependencies: Sendable {
     let auth: Authenticator
     let passwords: PasswordHasher
     let metrics: WeftMetrics
+    let orgs: any OrganizationStore
+    let quotas: QuotaBook
+    /// In-process worker slots one organization may hold (its fair share).
+    let tenantSlots: Int
+
+    /// The organization with the caller's membership, NOT_FOUND when they
+    /// are not a member (never revealing that it exists), PERMISSION_DENIED
+    /// when their role is below `needed`.
+    func organization(_ id: String, caller: Caller, needs needed: OrganizationRole) async throws
+        -> (OrganizationRecord, MembershipRecord)
+    {
+        guard !id.isEmpty else { throw APIError.required("org_id") }
+        guard let membership = try await orgs.membership(orgId: id, userId: caller.userId),
+            let org = try await orgs.organization(id: id)
+        else { throw RPCError(code: .notFound, message: "organization \(id) not found") }
+        guard membership.role >= needed else {
+            throw RPCError(
+                code: .permissionDenied,
+                message: "your role in organization \(id) is \(membership.role.rawValue); this needs \(needed.rawValue)")
+        }
+        return (org, membership)
+    }
+
+    /// The organization a caller acts in when a request names none: the
+    /// first they joined (the one created at their registration).
+    func homeOrganization(_ caller: Caller) async throws -> (OrganizationRecord, MembershipRecord) {
+        guard let first = try await orgs.memberships(userId: caller.userId).first else {
+            throw RPCError(code: .failedPrecondition, message: "you are not a member of any organization")
+        }
+        return (first.1, first.0)
+    }
+
+    /// `org_id` of a request, or the caller's own organization when empty.
+    func organizationOrHome(_ id: String, caller: Caller, needs needed: OrganizationRole) async throws
+        -> (OrganizationRecord, MembershipRecord)
+    {
+        if id.isEmpty {
+            let home = try await homeOrganization(caller)
+            guard home.1.role >= needed else {
+                throw RPCError(code: .permissionDenied, message: "this needs the \(needed.rawValue) role in organization \(home.0.id)")
+            }
+            return home
+        }
+        return try await organization(id, caller: caller, needs: needed)
+    }
 
     /// The caller's workflow with their role, or NOT_FOUND when they have
     /// none (never revealing that someone else's workflow exists), or

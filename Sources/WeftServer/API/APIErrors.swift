@@ -26,6 +26,8 @@ extension EngineError: RPCErrorConvertible {
         switch self {
         case .notRunning: RPCError(code: .unavailable, message: description)
         case .recoveryFailed: RPCError(code: .unavailable, message: "the engine could not resume unfinished executions")
+        // No time is known when one will finish: a short, honest guess.
+        case .tooManyRunning: RPCError.exhausted(description, retryAfter: 5)
         }
     }
 }

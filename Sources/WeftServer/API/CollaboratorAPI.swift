@@ -22,8 +22,15 @@ struct CollaboratorAPI: RPCService {
                 guard request.userID != workflow.ownerId else {
                     throw RPCError(code: .invalidArgument, message: "user \(request.userID) owns workflow \(workflow.id)")
                 }
-                guard let user = try await deps.users.user(id: request.userID) else {
-                    throw RPCError(code: .notFound, message: "user \(request.userID) not found")
+                // Only members of the workflow's organization (who joined it by
+                // accepting an invitation) can be added; the same answer for an
+                // unknown id and a non-member reveals nothing about accounts.
+                guard try await deps.orgs.membership(orgId: workflow.orgId, userId: request.userID) != nil,
+                    let user = try await deps.users.user(id: request.userID)
+                else {
+                    throw RPCError(
+                        code: .notFound,
+                        message: "no member \(request.userID) in organization \(workflow.orgId); invite them to the organization first")
                 }
                 let record = CollaboratorRecord(workflowId: workflow.id, userId: user.id, role: role, addedAt: .nowMillis)
                 try await deps.workflows.addCollaborator(record, actor: caller.userId)

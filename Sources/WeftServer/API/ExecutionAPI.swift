@@ -61,10 +61,28 @@ struct ExecutionAPI: RPCService {
             timeoutMs = ms
         }
         let input = request.hasInput ? try ProtoMapping.jsonValue(request.input, field: "input") : JSONValue.emptyObject
+        let cap = deps.engine.limits.maxExecutionBytes
+        guard input.encodedSize(limit: cap) <= cap else {
+            throw RPCError(
+                code: .invalidArgument, message: "input is larger than an execution's cap of \(cap) bytes (--max-execution-bytes)")
+        }
         let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
-        let record = try await deps.engine.execute(
-            workflow, input: input, idempotencyKey: key.isEmpty ? nil : key, trigger: .api, actor: caller.userId,
-            timeoutMs: timeoutMs, priority: Int(request.priority))
+        // Quotas of the workflow's organization, before any work.
+        guard let org = try await deps.orgs.organization(id: workflow.orgId) else {
+            throw RPCError(code: .failedPrecondition, message: "workflow \(workflow.id) belongs to no organization")
+        }
+        try await deps.quotas.reserveExecution(org)
+        let record: ExecutionRecord
+        do {
+            record = try await deps.engine.execute(
+                workflow, input: input, idempotencyKey: key.isEmpty ? nil : key, trigger: .api, actor: caller.userId,
+                timeoutMs: timeoutMs, priority: Int(request.priority),
+                maxRunning: deps.quotas.plan(of: org).concurrentExecutions)
+        } catch {
+            deps.quotas.unreserveExecution(org)
+            if case EngineError.tooManyRunning = error { deps.quotas.countRejection("concurrent_executions") }
+            throw error
+        }
         var response = Weft_V1_ExecuteWorkflowResponse()
         response.executionID = record.executionId
         response.status = ProtoMapping.executionStatus(record.status)

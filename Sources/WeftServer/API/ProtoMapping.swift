@@ -185,6 +185,7 @@ enum ProtoMapping {
         workflow.version = Int32(clamping: record.version)
         workflow.etag = record.etag
         workflow.role = role?.rawValue ?? ""
+        workflow.orgID = record.orgId
         return workflow
     }
 }

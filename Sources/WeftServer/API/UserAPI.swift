@@ -58,7 +58,12 @@ struct UserAPI: RPCService {
         let user = UserRecord(
             id: IDGenerator.make(IDGenerator.user, now: now), email: email, name: name,
             passwordHash: deps.passwords.hash(request.password), createdAt: now, updatedAt: now)
-        try await deps.users.createUser(user)
+        // Every user belongs to an organization: their own, created with them.
+        let org = OrganizationRecord(
+            id: IDGenerator.make(IDGenerator.organization, now: now), name: "\(name)'s organization",
+            plan: deps.quotas.plans.defaultPlan, createdAt: now)
+        try await deps.users.createUser(user, organization: org)
+        deps.quotas.remember(userId: user.id, org: org)
         deps.metrics.counter(MetricNames.accountsRegistered, help: "Accounts created.").increment()
         return ProtoMapping.user(user)
     }

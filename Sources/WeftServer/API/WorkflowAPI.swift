@@ -72,9 +72,12 @@ struct WorkflowAPI: RPCService {
                 createdAt: now, now: now)
         }
         let validated = try WorkflowDefinition.validate(name: request.name, description: request.description_p, tasks: tasks)
-        let record = WorkflowRecord(
+        let (org, _) = try await deps.organizationOrHome(request.orgID, caller: caller, needs: .member)
+        try await deps.quotas.admitWorkflow(org)
+        var record = WorkflowRecord(
             id: id, ownerId: caller.userId, name: request.name, description: request.description_p, version: 1,
             createdAt: now, updatedAt: now, tasks: validated)
+        record.orgId = org.id
         let stored = try await deps.workflows.createWorkflow(record, actor: caller.userId)
         deps.countWrite("create")
         context.addResponseHeader("etag", "\"\(stored.etag)\"")
@@ -94,6 +97,11 @@ struct WorkflowAPI: RPCService {
         let stored = try await deps.workflows.modifyWorkflow(
             id: workflowId, expectedVersion: expectedVersion(request.etag), actor: caller.userId, needs: .editor
         ) { current in
+            if !request.orgID.isEmpty, request.orgID != current.orgId {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "org_id \(request.orgID) differs from the workflow's organization (workflows do not move between organizations)")
+            }
             let now = Date.nowMillis
             let existing = Dictionary(uniqueKeysWithValues: current.tasks.map { ($0.id, $0) })
             let tasks = try request.tasks.enumerated().map { index, task in

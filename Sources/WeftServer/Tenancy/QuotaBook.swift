@@ -1,0 +1,185 @@
+import Foundation
+import Synchronization
+import WeftEngine
+import WeftObservability
+import WeftRPC
+import WeftStore
+
+/// Enforces the quotas of each organization's plan, before any work is done:
+/// a refusal is RESOURCE_EXHAUSTED (HTTP 429) with `retry-after`.
+///
+/// - `concurrent_executions`: counted by the engine (`Engine.execute`'s `maxRunning`);
+/// - `executions_per_day`: counted here per UTC day, seeded from the store
+///   the first time an organization executes that day (so a restart keeps it);
+/// - `workflows`: counted in the store at create;
+/// - `requests_per_minute`: a token bucket per organization, charged for
+///   every authenticated call of its members (`TenantRateLimiter`), by the
+///   organization each caller acts in first (their own).
+final class QuotaBook: Sendable {
+    let plans: PlanBook
+    let orgs: any OrganizationStore
+    private let metrics: WeftMetrics
+    private let state = Mutex(State())
+
+    private struct State {
+        /// org id -> (UTC day number, executions started that day).
+        var days: [String: (day: Int, count: Int)] = [:]
+        /// org id -> token bucket.
+        var buckets: [String: Bucket] = [:]
+        /// user id -> the organization their calls are charged to, and its rate.
+        var homes: [String: (orgId: String, perMinute: Int)] = [:]
+    }
+
+    struct Bucket {
+        var tokens: Double
+        var updated: Date
+    }
+
+    init(plans: PlanBook, orgs: any OrganizationStore, metrics: WeftMetrics) {
+        self.plans = plans
+        self.orgs = orgs
+        self.metrics = metrics
+        for quota in ["concurrent_executions", "executions_per_day", "workflows", "requests_per_minute"] {
+            _ = metrics.counter(MetricNames.quotaRejections, help: Self.rejectionsHelp, labels: [("quota", quota)])
+        }
+    }
+
+    func plan(of org: OrganizationRecord) -> Plan { plans.plan(named: org.plan) }
+
+    static let rejectionsHelp = "Calls refused because an organization reached a quota of its plan, by quota."
+
+    func countRejection(_ quota: String) {
+        metrics.counter(MetricNames.quotaRejections, help: Self.rejectionsHelp, labels: [("quota", quota)]).increment()
+    }
+
+    func refuse(_ quota: String, _ message: String, retryAfter seconds: Double) -> RPCError {
+        countRejection(quota)
+        return RPCError.exhausted(message, retryAfter: seconds)
+    }
+
+    static func day(_ date: Date) -> Int { Int(date.timeIntervalSince1970 / 86_400) }
+
+    /// Counts one execution against today's quota, or refuses it. Call
+    /// `unreserveExecution` if the execution does not start after all.
+    func reserveExecution(_ org: OrganizationRecord, now: Date = Date()) async throws {
+        let limit = plan(of: org).executionsPerDay
+        guard limit > 0 else { return }
+        let today = Self.day(now)
+        if state.withLock({ $0.days[org.id]?.day != today }) {
+            let seeded = try await orgs.executionCount(
+                orgId: org.id, since: Date(timeIntervalSince1970: Double(today) * 86_400))
+            state.withLock { state in
+                if state.days[org.id]?.day != today { state.days[org.id] = (today, seeded) }
+            }
+        }
+        let admitted = state.withLock { state -> Bool in
+            guard let entry = state.days[org.id], entry.count < limit else { return false }
+            state.days[org.id] = (entry.day, entry.count + 1)
+            return true
+        }
+        guard admitted else {
+            let midnight = Double(today + 1) * 86_400 - now.timeIntervalSince1970
+            throw refuse(
+                "executions_per_day",
+                "organization \(org.id) started \(limit) executions today, its plan's executions_per_day quota (\(plan(of: org).name)); the count resets at 00:00 UTC",
+                retryAfter: midnight)
+        }
+    }
+
+    func unreserveExecution(_ org: OrganizationRecord) {
+        state.withLock { state in
+            if let entry = state.days[org.id], entry.count > 0 { state.days[org.id] = (entry.day, entry.count - 1) }
+        }
+    }
+
+    /// Refuses a new workflow past the plan's `workflows` quota.
+    func admitWorkflow(_ org: OrganizationRecord) async throws {
+        let limit = plan(of: org).workflows
+        guard limit > 0 else { return }
+        let count = try await orgs.workflowCount(orgId: org.id)
+        if count >= limit {
+            throw refuse(
+                "workflows", "organization \(org.id) has \(count) workflows, its plan's workflows quota; delete one first",
+                retryAfter: 60)
+        }
+    }
+
+    // MARK: Requests per minute
+
+    /// Charges one call of `userId` to their organization's bucket, or
+    /// refuses it. Unknown users (first call after a start) are looked up
+    /// in the background and charged from then on.
+    func admitRequest(userId: String, now: Date = Date()) throws {
+        let home = state.withLock { $0.homes[userId] }
+        guard let home else {
+            Task { await self.learnHome(userId) }
+            return
+        }
+        guard home.perMinute > 0 else { return }
+        let rate = Double(home.perMinute) / 60
+        let wait = state.withLock { state -> Double? in
+            var bucket = state.buckets[home.orgId] ?? Bucket(tokens: Double(home.perMinute), updated: now)
+            bucket.tokens = min(Double(home.perMinute), bucket.tokens + now.timeIntervalSince(bucket.updated) * rate)
+            bucket.updated = now
+            defer { state.buckets[home.orgId] = bucket }
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                return nil
+            }
+            return (1 - bucket.tokens) / rate
+        }
+        if let wait {
+            throw refuse(
+                "requests_per_minute",
+                "organization \(home.orgId) made \(home.perMinute) requests in the last minute, its plan's requests_per_minute quota",
+                retryAfter: wait)
+        }
+    }
+
+    /// Remembers which organization a user's calls are charged to.
+    func learnHome(_ userId: String) async {
+        guard let first = try? await orgs.memberships(userId: userId).first else { return }
+        remember(userId: userId, org: first.1)
+    }
+
+    func remember(userId: String, org: OrganizationRecord) {
+        let perMinute = plan(of: org).requestsPerMinute
+        state.withLock { state in
+            if state.homes.count >= 100_000 { state.homes.removeAll(keepingCapacity: true) }
+            state.homes[userId] = (org.id, perMinute)
+        }
+    }
+
+    /// Tokens left in an organization's bucket now (usage: the calls of the
+    /// last minute, about).
+    func requestsUsed(_ org: OrganizationRecord, now: Date = Date()) -> Int64 {
+        let perMinute = plan(of: org).requestsPerMinute
+        guard perMinute > 0 else { return 0 }
+        return state.withLock { state in
+            guard let bucket = state.buckets[org.id] else { return 0 }
+            let tokens = min(Double(perMinute), bucket.tokens + now.timeIntervalSince(bucket.updated) * Double(perMinute) / 60)
+            return Int64((Double(perMinute) - tokens).rounded())
+        }
+    }
+
+    func executionsToday(_ org: OrganizationRecord, now: Date = Date()) async throws -> Int64 {
+        let today = Self.day(now)
+        if let entry = state.withLock({ $0.days[org.id] }), entry.day == today { return Int64(entry.count) }
+        return Int64(try await orgs.executionCount(orgId: org.id, since: Date(timeIntervalSince1970: Double(today) * 86_400)))
+    }
+}
+
+/// The interceptor that charges every authenticated call to its caller's
+/// organization (`QuotaBook.admitRequest`). After authentication in the chain.
+final class TenantRateLimiter: ServerInterceptor, Sendable {
+    let quotas: QuotaBook
+
+    init(quotas: QuotaBook) { self.quotas = quotas }
+
+    var seesPublicMethods: Bool { false }
+
+    func admit(_ call: inout CallHead) throws {
+        guard let principal = call.principal else { return }
+        try quotas.admitRequest(userId: principal.id)
+    }
+}
