@@ -79,4 +79,43 @@ struct WorkerPoolTests {
         }
         #expect(gated.calls == 2)
     }
+
+    @Test("one organization's hanging tasks hold at most its share of the slots; another's execution runs at once")
+    func fairShare() async throws {
+        let store = MemoryStore()
+        let gated = GatedRunner(gatedCalls: 1000)
+        let user = Records.user()
+        try await store.createUser(user)
+        var hanging = Records.workflow(owner: user.id, name: "hang", tasks: [Records.task("slow", gated.action)])
+        hanging.orgId = "org_flood"
+        hanging = try await store.createWorkflow(hanging, actor: user.id)
+        var quick = Records.workflow(owner: user.id, name: "quick", tasks: [Records.task("one")])
+        quick.orgId = "org_calm"
+        quick = try await store.createWorkflow(quick, actor: user.id)
+        let engine = Engine(workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()])
+        let pool = WorkerPool(engine: engine, slots: 4, tenantCap: 2, drainTimeout: .milliseconds(10))
+        let group = ServiceGroup(services: [engine, pool], gracefulShutdownSignals: [], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await engine.waitUntilReady()
+            // Priority 100 orders only the flooding organization's own work.
+            for _ in 0..<6 {
+                _ = try await engine.execute(hanging, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil, priority: 100)
+            }
+            await gated.waitForCall(2)
+            let started = try await engine.execute(quick, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
+            var done = try await store.execution(id: started.executionId)
+            for _ in 0..<2000 where done?.status != .completed {
+                try await Task.sleep(for: .milliseconds(5))
+                done = try await store.execution(id: started.executionId)
+            }
+            #expect(done?.status == .completed, "the calm organization's execution ran while the other's hang")
+            #expect(pool.busySlots(tenant: "org_flood") == 2)
+            #expect(gated.calls == 2, "the flood never got more than its share")
+            #expect(await engine.runningExecutions(orgId: "org_flood") == 6)
+            await group.triggerGracefulShutdown()
+            gated.open()
+            try await tasks.waitForAll()
+        }
+    }
 }

@@ -4,6 +4,37 @@ import WeftStore
 
 extension StoreConformance {
     static let queue: [Case] = [
+        Case(name: "fair leasing takes tenants in turn, each within its room, priority ordering only its own items") { store in
+            let q = store.queue
+            var items: [QueueItem] = []
+            for n in 0..<5 {
+                var flood = item("a\(n)", priority: 100, execution: "exe_a\(n)")
+                flood.tenant = "org_a"
+                items.append(flood)
+            }
+            for n in 0..<2 {
+                var calm = item("b\(n)", execution: "exe_b\(n)")
+                calm.tenant = "org_b"
+                items.append(calm)
+            }
+            var other = item("c0", execution: "exe_c0")
+            other.tenant = "org_c"
+            items.append(other)
+            try await q.enqueue(items)
+            let first = try await q.leaseFairly(
+                queue: "default", worker: "w", now: t0, duration: 60, limit: 4, after: nil, room: { _ in 10 })
+            #expect(first.map(\.item.taskKey) == ["a0", "b0", "c0", "a1"])
+            #expect(first.map(\.item.tenant) == ["org_a", "org_b", "org_c", "org_a"])
+            // org_a at its room: only the others are served; the turn starts after the last served.
+            let second = try await q.leaseFairly(
+                queue: "default", worker: "w", now: t0, duration: 60, limit: 4, after: "org_a",
+                room: { $0 == "org_a" ? 0 : 10 })
+            #expect(second.map(\.item.taskKey) == ["b1"])
+            let third = try await q.leaseFairly(
+                queue: "default", worker: "w", now: t0, duration: 60, limit: 10, after: "org_b", room: { _ in 2 })
+            #expect(third.map(\.item.taskKey) == ["a2", "a3"])
+            #expect(try await q.depth(queue: "default", now: t0) == (ready: 1, delayed: 0, leased: 7))
+        },
         Case(name: "leases go by priority, then the oldest execution, then FIFO; delayed items wait; queues are separate; duplicates are ignored") {
             store in
             let q = store.queue

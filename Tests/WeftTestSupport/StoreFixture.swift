@@ -11,12 +11,14 @@ public struct StoreFixture: Sendable {
     public let executions: any ExecutionStore
     public let queue: any QueueStore
     public let logs: any LogStore
+    public let orgs: any OrganizationStore
     private let remove: @Sendable () -> Void
 
     public init(
         name: String, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
-        queue: any QueueStore, logs: any LogStore, remove: @escaping @Sendable () -> Void = {}
+        queue: any QueueStore, logs: any LogStore, orgs: any OrganizationStore, remove: @escaping @Sendable () -> Void = {}
     ) {
+        self.orgs = orgs
         self.name = name
         self.users = users
         self.workflows = workflows
@@ -31,7 +33,7 @@ public struct StoreFixture: Sendable {
     /// The in-memory store.
     public static func memory() -> StoreFixture {
         let store = MemoryStore()
-        return StoreFixture(name: "memory", users: store, workflows: store, executions: store, queue: store, logs: store)
+        return StoreFixture(name: "memory", users: store, workflows: store, executions: store, queue: store, logs: store, orgs: store)
     }
 
     /// SQLite files in a temporary directory.
@@ -39,7 +41,7 @@ public struct StoreFixture: Sendable {
         let temp = try TempSQLiteStore()
         return StoreFixture(
             name: "sqlite", users: temp.store, workflows: temp.store, executions: temp.store, queue: temp.store,
-            logs: temp.logs, remove: { temp.cleanup() })
+            logs: temp.logs, orgs: temp.store, remove: { temp.cleanup() })
     }
 
     /// Stores a new account.

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import WeftStore
+
+extension StoreConformance {
+    static let organizations: [Case] = [
+        Case(name: "registration creates the user's organization with them as admin; invitations need the invited email to accept") {
+            store in
+            let at = t0
+            let admin = Records.user(email: "admin@example.com")
+            let org = OrganizationRecord(id: "org_a", name: "A", plan: "free", createdAt: at)
+            try await store.users.createUser(admin, organization: org)
+            let invited = try await store.user("Bob@Example.com")
+            let other = try await store.user("eve@example.com")
+            #expect(try await store.orgs.membership(orgId: "org_a", userId: admin.id)?.role == .admin)
+            #expect(try await store.orgs.memberships(userId: admin.id).map(\.1.id) == ["org_a"])
+            let invitation = InvitationRecord(
+                id: "inv_1", orgId: "org_a", email: "bob@example.com", role: .member, invitedBy: admin.id, createdAt: at,
+                expiresAt: at.addingTimeInterval(60))
+            try await store.orgs.createInvitation(invitation, actor: admin.id)
+            // One pending invitation per email.
+            await #expect(throws: StoreError.self) {
+                try await store.orgs.createInvitation(
+                    InvitationRecord(
+                        id: "inv_2", orgId: "org_a", email: "BOB@example.com", role: .admin, invitedBy: admin.id,
+                        createdAt: at, expiresAt: at.addingTimeInterval(60)), actor: admin.id)
+            }
+            #expect(try await store.orgs.openInvitations(email: "BOB@EXAMPLE.COM", now: at).map(\.id) == ["inv_1"])
+            // Someone else cannot accept it; an expired one cannot be accepted.
+            await #expect(throws: StoreError.self) {
+                _ = try await store.orgs.respond(invitationId: "inv_1", userId: other.id, email: other.email, accept: true, now: at)
+            }
+            await #expect(throws: StoreError.self) {
+                _ = try await store.orgs.respond(
+                    invitationId: "inv_1", userId: invited.id, email: invited.email, accept: true, now: at.addingTimeInterval(61))
+            }
+            let accepted = try await store.orgs.respond(
+                invitationId: "inv_1", userId: invited.id, email: invited.email, accept: true, now: at.addingTimeInterval(1))
+            #expect(accepted.status == .accepted)
+            #expect(try await store.orgs.membership(orgId: "org_a", userId: invited.id)?.role == .member)
+            #expect(try await store.orgs.membership(orgId: "org_a", userId: other.id) == nil)
+            #expect(try await store.orgs.members(orgId: "org_a").map(\.1.id) == [admin.id, invited.id])
+            // Answered: not again.
+            await #expect(throws: StoreError.self) {
+                _ = try await store.orgs.respond(
+                    invitationId: "inv_1", userId: invited.id, email: invited.email, accept: false, now: at.addingTimeInterval(2))
+            }
+            // The last admin stays; a member can go.
+            await #expect(throws: StoreError.self) { try await store.orgs.removeMember(orgId: "org_a", userId: admin.id, actor: admin.id) }
+            try await store.orgs.removeMember(orgId: "org_a", userId: invited.id, actor: admin.id)
+            #expect(try await store.orgs.membership(orgId: "org_a", userId: invited.id) == nil)
+        },
+        Case(name: "workflows and executions are counted per organization") { store in
+            let owner = Records.user()
+            try await store.users.createUser(owner, organization: OrganizationRecord(id: "org_x", name: "X", plan: "", createdAt: t0))
+            var first = Records.workflow(owner: owner.id, name: "one", taskNames: ["a"])
+            first.orgId = "org_x"
+            var second = Records.workflow(owner: owner.id, name: "two", taskNames: ["a"])
+            second.orgId = "org_x"
+            let stored = try await store.workflows.createWorkflow(first, actor: owner.id)
+            #expect(stored.orgId == "org_x")
+            #expect(try await store.workflows.workflow(id: stored.id, includeDeleted: false)?.orgId == "org_x")
+            _ = try await store.workflows.createWorkflow(second, actor: owner.id)
+            #expect(try await store.orgs.workflowCount(orgId: "org_x") == 2)
+            try await store.workflows.deleteWorkflow(id: second.id, expectedVersion: nil, actor: owner.id, needs: nil)
+            #expect(try await store.orgs.workflowCount(orgId: "org_x") == 1)
+            _ = try await store.executions.createExecution(Records.execution(of: stored, at: t0))
+            #expect(try await store.orgs.executionCount(orgId: "org_x", since: t0) == 1)
+            #expect(try await store.orgs.executionCount(orgId: "org_x", since: t0.addingTimeInterval(1)) == 0)
+            #expect(try await store.executions.unfinishedCountsByOrganization()["org_x"] == 1)
+        },
+    ]
+}
