@@ -81,6 +81,9 @@ extension Engine {
     }
 
     private func start(_ lease: Lease, id: AttemptID, slot: Slot?) async throws {
+        // Secrets its config reads are fetched first (the only await before
+        // the state is read for good), and only for this attempt.
+        let revealed: Result<[String: String], any Error> = await reveal(id)
         guard var state = try await load(id.executionId), let task = state.tasks[id.taskKey] else {
             return try await discard(lease)  // the execution ended; nothing to do
         }
@@ -110,16 +113,20 @@ extension Engine {
             Self.end(span, outcome)
             return try await record(lease, outcome, deferred: effects)
         }
-        let invocation: TaskInvocation
+        var invocation: TaskInvocation
         do {
+            var context = state.context
+            context.secrets = try revealed.get()
             invocation = try TaskInvocation.make(
-                task, executionId: id.executionId, attempt: id.attempt, context: state.context,
+                task, executionId: id.executionId, attempt: id.attempt, context: context,
                 maxBytes: limits.maxTemplateBytes, maxTimeoutMs: limits.maxAttemptTimeoutMs)
+            invocation.redactor = SecretRedactor(context.secrets)
         } catch {
             let outcome = TaskOutcome.failed(Self.invocationError(error))
             Self.end(span, outcome)
             return try await record(lease, outcome, deferred: effects)
         }
+        let redactor = invocation.redactor
         if runner.isInstant {
             // Nothing observable happens between start and outcome: commit
             // both at once. An attempt timeout cannot fire in between.
@@ -127,10 +134,11 @@ extension Engine {
             // Its lines are logged after its "started" line, as for any task.
             let collected = CollectedLines()
             let clock = now
-            let outcome = await runner.run(invocation) { level, message in
+            let outcome = redactor.redact(await runner.run(invocation) { level, message in
                 collected.add(LogRecord(
-                    executionId: id.executionId, taskId: task.id, level: level, message: message, createdAt: clock()))
-            }
+                    executionId: id.executionId, taskId: task.id, level: level, message: redactor.redact(message),
+                    createdAt: clock()))
+            })
             Self.end(span, outcome)
             return try await record(lease, outcome, deferred: effects, lines: collected.lines, slot: slot)
         }
@@ -148,8 +156,10 @@ extension Engine {
             return try await discard(lease)
         }
         let meter = UsageMeter()
-        let job = Task { [log = logger(executionId: id.executionId, taskId: task.id), context = span?.context] in
-            await Self.run(runner, invocation, log: log, context: context, meter: meter)
+        let log = Self.redacting(logger(executionId: id.executionId, taskId: task.id), redactor)
+        let job = Task { [context = span?.context] in
+            let outcome = await Self.run(runner, invocation, log: log, context: context, meter: meter)
+            return redactor.redact(outcome)
         }
         // The lease is kept while the attempt runs (the worker pool's
         // heartbeats renew it), so a long task is not delivered to another worker.
@@ -350,9 +360,41 @@ extension Engine {
         return outcome
     }
 
+    /// `log` with secret values hidden (itself when the attempt read none).
+    static func redacting(
+        _ log: @escaping @Sendable (LogRecord.Level, String) async -> Void, _ redactor: SecretRedactor
+    ) -> @Sendable (LogRecord.Level, String) async -> Void {
+        if redactor.isEmpty { return log }
+        return { level, message in await log(level, redactor.redact(message)) }
+    }
+
+    /// The values of the secrets `id`'s task config reads, from the secret
+    /// source; none when it reads none. A failure to get them fails the
+    /// attempt (kind `secret`), as a template error would.
+    func reveal(_ id: AttemptID) async -> Result<[String: String], any Error> {
+        var found = cache[id.executionId]
+        if found == nil { found = try? await load(id.executionId) }
+        guard let peek = found, let task = peek.tasks[id.taskKey] else { return .success([:]) }
+        let names = Template.secretNames(in: task.config)
+        guard !names.isEmpty else { return .success([:]) }
+        guard let secrets else {
+            return .failure(ExpressionError(message: "secrets.\(names.sorted()[0]): this server has no secret store", offset: -1))
+        }
+        do {
+            return .success(try await secrets.reveal(
+                orgId: peek.orgId, names: names,
+                for: SecretUse(executionId: id.executionId, workflowId: peek.workflowId, taskKey: id.taskKey, attempt: id.attempt)))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// A task whose config cannot be resolved fails its attempt: a size cap
     /// as `output_too_large` (never retried), anything else as `config`.
-    static func invocationError(_ error: ExpressionError) -> ExecutionStateMachine.TaskError {
+    static func invocationError(_ error: any Error) -> ExecutionStateMachine.TaskError {
+        guard let error = error as? ExpressionError else {
+            return .init(kind: "secret", message: "secrets: \(error)")
+        }
         if error.sizeLimit != nil { return .init(kind: "output_too_large", message: error.message, retryable: false) }
         return .init(kind: "config", message: "config: \(error.description)")
     }

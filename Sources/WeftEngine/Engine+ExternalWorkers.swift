@@ -48,6 +48,8 @@ extension Engine {
     private func startExternal(_ lease: Lease) async throws -> ExternalTask? {
         if lease.reclaimed { metrics?.leaseExpired(queue: lease.item.queue) }
         let id = AttemptID(lease.item)
+        // The worker gets the secrets its config reads (that is what they are for).
+        let revealed = await reveal(id)
         guard var state = try await load(id.executionId), let task = state.tasks[id.taskKey] else {
             try await discard(lease)
             return nil
@@ -61,8 +63,10 @@ extension Engine {
         cache[id.executionId] = state
         let invocation: TaskInvocation
         do {
+            var context = state.context
+            context.secrets = try revealed.get()
             invocation = try TaskInvocation.make(
-                task, executionId: id.executionId, attempt: id.attempt, context: state.context,
+                task, executionId: id.executionId, attempt: id.attempt, context: context,
                 maxBytes: limits.maxTemplateBytes, maxTimeoutMs: limits.maxAttemptTimeoutMs)
         } catch {
             try await finish(lease, .failed(Self.invocationError(error)), deferred: effects)

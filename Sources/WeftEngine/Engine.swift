@@ -67,6 +67,8 @@ public actor Engine: Service {
     let costRates: CostRates
     /// Size and time caps every execution is held to.
     public nonisolated let limits: EngineLimits
+    /// Organization secrets for `{{ secrets.NAME }}` (nil: none).
+    let secrets: (any SecretSource)?
     let planner: CommitPlanner
     let logger: Logger
     /// The group commit of state changes: one unit per caller.
@@ -105,6 +107,7 @@ public actor Engine: Service {
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, commitBatch: Int = 1000,
         metrics: EngineMetrics? = nil, costRates: CostRates = CostRates(), limits: EngineLimits = EngineLimits(),
+        secrets: (any SecretSource)? = nil,
         logger: Logger = Logger(label: "weft.engine"), feed: ExecutionFeed = ExecutionFeed(),
         signal: WorkSignal = WorkSignal(), now: @escaping @Sendable () -> Date = { Date.nowMillis }
     ) {
@@ -120,6 +123,7 @@ public actor Engine: Service {
         self.metrics = metrics
         self.costRates = costRates
         self.limits = limits
+        self.secrets = secrets
         self.planner = CommitPlanner(costRates: costRates)
         self.logger = logger
         self.commits = BatchWriter(name: "commit", maxBatchWeight: commitBatch, weight: { $0.count }) {

@@ -32,6 +32,8 @@ public indirect enum Expression: Sendable, Equatable {
             case input
             case taskOutput(String)
             case taskStatus(String)
+            /// `secrets.NAME`: an organization secret, in templates only.
+            case secret(String)
         }
 
         public enum Component: Sendable, Equatable {
@@ -48,6 +50,8 @@ public indirect enum Expression: Sendable, Equatable {
         public var input: JSONValue
         public var outputs: [String: JSONValue]
         public var statuses: [String: String]
+        /// Secret values by name: set only inside the attempt that uses them.
+        public var secrets: [String: String] = [:]
 
         public init(input: JSONValue, outputs: [String: JSONValue] = [:], statuses: [String: String] = [:]) {
             self.input = input
@@ -62,11 +66,23 @@ public indirect enum Expression: Sendable, Equatable {
         case .literal: return []
         case .path(let path):
             switch path.root {
-            case .input: return []
+            case .input, .secret: return []
             case .taskOutput(let key), .taskStatus(let key): return [key]
             }
         case .not(let inner): return inner.taskReferences
         case .and(let a, let b), .or(let a, let b), .compare(_, let a, let b): return a.taskReferences.union(b.taskReferences)
+        }
+    }
+
+    /// Names of the secrets this expression reads.
+    public var secretReferences: Set<String> {
+        switch self {
+        case .literal: return []
+        case .path(let path):
+            if case .secret(let name) = path.root { return [name] }
+            return []
+        case .not(let inner): return inner.secretReferences
+        case .and(let a, let b), .or(let a, let b), .compare(_, let a, let b): return a.secretReferences.union(b.secretReferences)
         }
     }
 
@@ -109,6 +125,8 @@ extension Expression.Path {
         case .input: value = context.input
         case .taskOutput(let key): value = context.outputs[key] ?? .null
         case .taskStatus(let key): value = context.statuses[key].map(JSONValue.string) ?? .null
+        // Conditions never read secrets (a branch would reveal them bit by bit).
+        case .secret: return .null
         }
         for component in components {
             switch (component, value) {
@@ -146,6 +164,11 @@ extension Expression.Path {
             described = "tasks.\(key).output"
         case .taskStatus(let key):
             return context.statuses[key].map(JSONValue.string) ?? .null
+        case .secret(let name):
+            guard let value = context.secrets[name] else {
+                throw ExpressionError(message: "secrets.\(name): the organization has no secret \(name)", offset: -1)
+            }
+            return .string(value)
         }
         for component in components {
             switch (component, value) {
@@ -301,6 +324,11 @@ struct ExpressionParser {
             case "false": return .literal(.bool(false))
             case "null": return .literal(.null)
             case "input": return .path(.init(root: .input, components: try pathComponents()))
+            case "secrets":
+                guard consume(".") else { throw error("expected \".\" after \"secrets\"") }
+                let name = identifier()
+                guard !name.isEmpty else { throw error("expected a secret name after \"secrets.\"") }
+                return .path(.init(root: .secret(name), components: []))
             case "tasks":
                 guard consume(".") else { throw error("expected \".\" after \"tasks\"") }
                 let key = identifier()
@@ -313,7 +341,8 @@ struct ExpressionParser {
                 }
             default:
                 throw ExpressionError(
-                    message: "unknown name \"\(word)\" (paths start with \"input\" or \"tasks.<key>\")", offset: start)
+                    message: "unknown name \"\(word)\" (paths start with \"input\", \"tasks.<key>\" or \"secrets.<name>\")",
+                    offset: start)
             }
         }
         throw error("unexpected \(describeNext())")
@@ -406,6 +435,27 @@ public enum Template {
     /// Resolves every template in `value`. Bytes are counted as the result
     /// is built and resolution stops once they pass `maxBytes`: a template
     /// that doubles its input at each task cannot grow without bound.
+    /// The secrets `value`'s templates read (`{{ secrets.NAME }}`); cheap
+    /// when there are none (no parsing unless a string mentions "secrets").
+    public static func secretNames(in value: JSONValue) -> Set<String> {
+        var names: Set<String> = []
+        collectSecrets(value, into: &names)
+        return names
+    }
+
+    private static func collectSecrets(_ value: JSONValue, into names: inout Set<String>) {
+        switch value {
+        case .string(let text):
+            guard text.contains("secrets"), let parts = try? parts(text) else { return }
+            for case .expression(let expression) in parts {
+                if case .path(let path) = expression, case .secret(let name) = path.root { names.insert(name) }
+            }
+        case .array(let items): for item in items { collectSecrets(item, into: &names) }
+        case .object(let object): for item in object.values { collectSecrets(item, into: &names) }
+        default: break
+        }
+    }
+
     public static func resolve(
         _ value: JSONValue, _ context: Expression.Context, maxBytes: Int = .max
     ) throws(ExpressionError) -> JSONValue {

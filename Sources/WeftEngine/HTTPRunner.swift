@@ -133,7 +133,7 @@ public struct HTTPRunner: TaskRunner {
         defer { span?.end() }
         if let span {
             span.attributes[SpanKeys.httpRequestMethod] = method
-            span.attributes[SpanKeys.urlFull] = Self.redacted(url)
+            span.attributes[SpanKeys.urlFull] = invocation.redactor.redact(Self.redacted(url))
             span.attributes[SpanKeys.serverAddress] = parsed.host ?? ""
             span.attributes[SpanKeys.serverPort] = parsed.port ?? (scheme == "https" ? 443 : 80)
             for (name, value) in WeftTracing.headers(of: span.context).pairs { hop.headers.replaceOrAdd(name: name, value: value) }

@@ -13,6 +13,9 @@ public struct TaskInvocation: Sendable {
     public var context: Expression.Context
     /// The task's per-attempt timeout, if it has one.
     public var timeoutMs: Int64?
+    /// Hides the values of the secrets this attempt read (runners use it on
+    /// what they log or put in spans).
+    public var redactor = SecretRedactor()
 
     public init(
         executionId: String, taskKey: String, attempt: Int, action: TaskType, config: JSONValue, context: Expression.Context,

@@ -207,3 +207,13 @@ public enum RFC3339 {
         return fractional.date(from: text)
     }
 }
+
+/// Secret names: letters, digits and '_', starting with a letter, at most 64.
+public enum SecretNames {
+    public static func isValid(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic, name.utf8.count <= 64 else {
+            return false
+        }
+        return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+    }
+}

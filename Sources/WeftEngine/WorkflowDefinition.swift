@@ -152,6 +152,18 @@ public enum WorkflowDefinition {
                 throw DefinitionError("\(label): \(error.description)", taskKey: task.key)
             }
             let before = ancestors(task.key)
+            for (field, expression) in found where !expression.secretReferences.isEmpty {
+                if field == "config.expression" {
+                    throw DefinitionError(
+                        "\(label): config.expression reads secrets.\(expression.secretReferences.sorted()[0]); conditions cannot read secrets",
+                        taskKey: task.key)
+                }
+                for name in expression.secretReferences.sorted() where !SecretNames.isValid(name) {
+                    throw DefinitionError(
+                        "\(label): \(field): secrets.\(name) is not a secret name (letters, digits and '_', starting with a letter, at most 64)",
+                        taskKey: task.key)
+                }
+            }
             for (field, expression) in found {
                 for reference in expression.taskReferences.sorted() where !before.contains(reference) {
                     if !keys.contains(reference) {

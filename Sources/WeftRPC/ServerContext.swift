@@ -18,6 +18,9 @@ public final class ServerContext: Sendable {
     /// Who calls, as the interceptor chain established it (nil for public
     /// methods called without credentials).
     public let principal: Principal?
+    /// Present when the call is audited: what the handler notes here goes
+    /// into its audit event.
+    public let audit: CallAudit?
 
     private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
     private let cancelled = Atomic<Bool>(false)
@@ -29,9 +32,11 @@ public final class ServerContext: Sendable {
         peer: String,
         requestEncoding: String,
         responseEncoding: String,
-        principal: Principal? = nil
+        principal: Principal? = nil,
+        audit: CallAudit? = nil
     ) {
         self.principal = principal
+        self.audit = audit
         self.descriptor = descriptor
         self.requestMetadata = requestMetadata
         self.deadline = deadline

@@ -287,6 +287,46 @@ enum SQLiteMigrations {
                 CREATE INDEX task_queue_tenant_order ON task_queue(queue, tenant, priority DESC, execution_id, id);
                 """)
         }
+        migrator.registerMigration("v8-secrets-audit-grants") { db in
+            // Sealed organization secrets (AES-256-GCM; the key id names the
+            // master key that sealed each value).
+            // The audit log gains who-and-where columns and becomes
+            // append-only: triggers refuse UPDATE and DELETE.
+            // Queue grants: who may put tasks on an organization's external
+            // queue and who may take them.
+            try db.execute(sql: """
+                CREATE TABLE secrets (
+                    org_id     TEXT NOT NULL REFERENCES organizations(id),
+                    name       TEXT NOT NULL,
+                    version    INTEGER NOT NULL,
+                    key_id     TEXT NOT NULL,
+                    nonce      BLOB NOT NULL,
+                    ciphertext BLOB NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    updated_by TEXT NOT NULL,
+                    PRIMARY KEY (org_id, name)
+                );
+                ALTER TABLE audit_log ADD COLUMN org_id TEXT NOT NULL DEFAULT '';
+                ALTER TABLE audit_log ADD COLUMN outcome TEXT NOT NULL DEFAULT 'OK';
+                ALTER TABLE audit_log ADD COLUMN client_address TEXT NOT NULL DEFAULT '';
+                ALTER TABLE audit_log ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';
+                CREATE INDEX audit_by_org ON audit_log(org_id, id);
+                CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                CREATE TABLE queue_grants (
+                    org_id     TEXT NOT NULL REFERENCES organizations(id),
+                    queue      TEXT NOT NULL,
+                    user_id    TEXT NOT NULL REFERENCES users(id),
+                    submit     INTEGER NOT NULL,
+                    poll       INTEGER NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    PRIMARY KEY (org_id, queue, user_id)
+                );
+                """)
+        }
         return migrator
     }
 }

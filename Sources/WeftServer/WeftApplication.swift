@@ -18,7 +18,7 @@ public struct WeftApplication: Sendable {
 
     public init(
         config: WeftServerConfig, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
-        organizations: any OrganizationStore, logs: any LogStore, engine: Engine, authKey: [UInt8], metrics: WeftMetrics, logger: Logger,
+        organizations: any OrganizationStore, logs: any LogStore, engine: Engine, vault: SecretVault, authKey: [UInt8], metrics: WeftMetrics, logger: Logger,
         health: HealthStatusStore = HealthStatusStore()
     ) throws {
         self.engine = engine
@@ -32,7 +32,7 @@ public struct WeftApplication: Sendable {
                 signer: TokenSigner(key: authKey, lifetime: TimeInterval(config.auth.tokenLifetime.components.seconds)),
                 metrics: metrics),
             passwords: PasswordHasher(logN: config.auth.scryptLogN), metrics: metrics, orgs: organizations, quotas: quotas,
-            tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers))
+            tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit)
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()
@@ -77,14 +77,14 @@ public struct WeftApplication: Sendable {
         }
         environment = ServerEnvironment(
             config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger,
-            interceptors: InterceptorChain([deps.auth, TenantRateLimiter(quotas: quotas)]))
+            interceptors: InterceptorChain([deps.auth, TenantRateLimiter(quotas: quotas), AuditRecorder(log: vault.audit)]))
     }
 
     /// Every weft.v1 service, in the order clients see them.
     static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
         [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
-         OrganizationAPI(deps: deps)]
+         OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

@@ -32,6 +32,10 @@ public struct WeftServer: Sendable {
             path: (config.store.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
             metrics: StoreMetrics(metrics: metrics, store: "logs"))
         let engineMetrics = EngineMetrics(metrics: metrics)
+        let audit = AuditLog(store: store, logger: logger)
+        let vault = SecretVault(
+            store: store, sealer: try config.secrets.sealer(dataDirectory: config.store.dataDirectory), audit: audit)
+        if vault.sealer == nil { logger.notice("secrets: off (no master key; see --secrets-key-file)") }
         // The HTTP clients must be shut down before the process exits, also
         // when start-up fails (their threads would outlive `main`).
         var egressLimits = HTTPRunner.Limits()
@@ -46,7 +50,9 @@ public struct WeftServer: Sendable {
         let httpRunner = HTTPRunner(egress: EgressGuard(policy: policy, metrics: metrics), limits: egressLimits)
         do {
             try await serve(
-                store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, tracing: tracing)
+                store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, vault: vault,
+                tracing: tracing)
+            await audit.flush()
         } catch let error as EngineError {
             await httpRunner.shutdown()
             throw WeftStartupError(error.description)
@@ -59,17 +65,17 @@ public struct WeftServer: Sendable {
 
     private func serve(
         store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner,
-        tracing: [any Service]
+        vault: SecretVault, tracing: [any Service]
     ) async throws {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
-            limits: config.engine.limits,
+            limits: config.engine.limits, secrets: vault,
             logger: Logger(label: "weft.engine"))
         let app = try WeftApplication(
             config: config, users: store, workflows: store, executions: store, organizations: store, logs: logStore,
-            engine: engine,
+            engine: engine, vault: vault,
             authKey: try Authenticator.loadKey(dataDirectory: config.store.dataDirectory, secret: config.auth.secret),
             metrics: metrics, logger: logger, health: health)
         let environment = app.environment

@@ -138,6 +138,14 @@ extension WeftServerConfig {
             "--org-worker-share", "WEFT_ORG_WORKER_SHARE",
             "Percent of the in-process worker slots one organization may hold at once (fair sharing).",
             default: "\(defaults.tenancy.workerSharePercent)", range: 1...100)
+        public static let secretsKeyFile = Option(
+            "--secrets-key-file", "WEFT_SECRETS_KEY_FILE",
+            "File with the master key that seals organization secrets (32 bytes: raw, hex or base64; mode 0600; outside the data directory). Without a key (this or WEFT_SECRETS_KEY) secrets are off.")
+        public static let secretsOldKeyFile = Option(
+            "--secrets-old-key-file", "WEFT_SECRETS_OLD_KEY_FILES",
+            "A previous master key whose sealed values may still be opened (during a rotation); repeatable (the variable: comma-separated).")
+        public static let secretsKey = Option(
+            "", "WEFT_SECRETS_KEY", "The master key itself (base64 or hex); environment only, so it never shows in `ps`.")
         public static let enableTestServices = Option(
             "--enable-test-services", "WEFT_ENABLE_TEST_SERVICES=1",
             "Register weft.testing.v1.EchoService, for tests and benchmarks only.")
@@ -151,7 +159,7 @@ extension WeftServerConfig {
             eventLoopThreads, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
-            plan, defaultPlan, orgWorkerShare, enableTestServices, authSecret,
+            plan, defaultPlan, orgWorkerShare, secretsKeyFile, secretsOldKeyFile, enableTestServices, authSecret, secretsKey,
         ]
     }
 }

@@ -14,6 +14,7 @@ public struct WeftServerConfig: Sendable {
     public var engine = EngineSettings()
     public var auth = AuthSettings()
     public var tenancy = TenancySettings()
+    public var secrets = SecretsSettings()
     /// Traces (off unless an OTLP endpoint is set).
     public var tracing = TracingConfig()
     /// Workflow definitions kept in memory; 0 turns the cache off.
@@ -56,6 +57,32 @@ public struct WeftServerConfig: Sendable {
         public var egress = EgressSettings()
 
         public init() {}
+    }
+
+    /// The master key of the secret store (kept outside the data directory).
+    public struct SecretsSettings: Sendable {
+        /// A file holding the key (32 bytes raw, hex or base64; mode 0600).
+        public var keyFile: String?
+        /// The key itself (`WEFT_SECRETS_KEY`, environment only).
+        public var key: String?
+        /// Older keys whose values a rotation re-seals (or that still open values).
+        public var oldKeyFiles: [String] = []
+
+        public init() {}
+
+        /// The sealer, or nil when no key is configured (secrets closed).
+        public func sealer(dataDirectory: String) throws -> SecretSealer? {
+            var current: MasterKey?
+            do {
+                if let keyFile { current = try MasterKey.load(file: keyFile, dataDirectory: dataDirectory) }
+                else if let key, !key.isEmpty { current = try MasterKey(text: key) }
+                guard let current else { return nil }
+                let older = try oldKeyFiles.map { try MasterKey.load(file: $0, dataDirectory: dataDirectory) }
+                return SecretSealer(current: current, older: older)
+            } catch {
+                throw WeftStartupError("secrets: \(error)")
+            }
+        }
     }
 
     /// Organizations: their plans and their share of the workers.

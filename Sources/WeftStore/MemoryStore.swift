@@ -31,6 +31,10 @@ public final class MemoryStore: Sendable {
         /// org id -> user id -> membership.
         var members: [String: [String: MembershipRecord]] = [:]
         var invitations: [String: InvitationRecord] = [:]
+        /// "org id|name" -> sealed secret.
+        var secrets: [String: SecretRecord] = [:]
+        /// The API-level audit log (`AuditStore`), oldest first.
+        var auditLog: [AuditEvent] = []
     }
 
     let state = Mutex(State())

@@ -72,6 +72,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.plan.help)) var plan: [String] = []
     @Option(help: ArgumentHelp(O.defaultPlan.help)) var defaultPlan: String?
     @Option(help: ArgumentHelp(O.orgWorkerShare.help)) var orgWorkerShare: Int?
+    @Option(help: ArgumentHelp(O.secretsKeyFile.help)) var secretsKeyFile: String?
+    @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
 
     func run() async throws {
@@ -144,6 +146,10 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("\(defaultPlan != nil ? O.defaultPlan.flag : O.defaultPlan.environment) \(name): \(error)")
             }
         }
+        config.secrets.keyFile = secretsKeyFile ?? env.values[O.secretsKeyFile.environment]
+        config.secrets.key = env.values[O.secretsKey.environment]
+        config.secrets.oldKeyFiles = (env.values[O.secretsOldKeyFile.environment] ?? "").split(separator: ",").map(String.init)
+            + secretsOldKeyFile
         config.tenancy.workerSharePercent = try env.int(
             orgWorkerShare, O.orgWorkerShare, default: config.tenancy.workerSharePercent)
         // A secret only from the environment: flags show up in `ps`.

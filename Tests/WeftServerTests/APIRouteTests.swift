@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 import Testing
 import WeftEngine
@@ -17,7 +18,9 @@ struct APIRouteTests {
             engine: Engine(workflows: store, executions: store, queue: store, logs: store),
             auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
             passwords: PasswordHasher(logN: 10), metrics: metrics, orgs: store,
-            quotas: QuotaBook(plans: PlanBook(), orgs: store, metrics: metrics), tenantSlots: 64)
+            quotas: QuotaBook(plans: PlanBook(), orgs: store, metrics: metrics), tenantSlots: 64,
+            vault: SecretVault(store: store, sealer: nil, audit: AuditLog(store: store, logger: Logger(label: "test"))),
+            audit: AuditLog(store: store, logger: Logger(label: "test")))
         return WeftApplication.apiServices(deps)
     }
 
@@ -36,7 +39,7 @@ struct APIRouteTests {
         }
         // 12 services: users 3, workflows 6, tasks 5, executions 5, logs 2, versions 4,
         // schedules 3, collaborators 4, subscriptions 3, integrations 4, analytics 2, workers 4.
-        #expect(methods.count == 56)
+        #expect(methods.count == 61)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

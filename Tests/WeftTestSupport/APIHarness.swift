@@ -29,11 +29,17 @@ public struct APIHarness: Sendable {
         var config = WeftServerConfig()
         config.auth.scryptLogN = 10
         configure(&config)
-        return try await EngineHarness.with(runners: runners) { engine in
+        let store = MemoryStore()
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        // Secrets open under a random key of this run.
+        let vault = SecretVault(
+            store: store, sealer: SecretSealer(current: try MasterKey(text: MasterKey.generate())),
+            audit: AuditLog(store: store, logger: quiet))
+        return try await EngineHarness.with(store: store, runners: runners, secrets: vault) { engine in
             let metrics = WeftMetrics()
             let app = try WeftApplication(
                 config: config, users: engine.store, workflows: engine.store, executions: engine.store, organizations: engine.store,
-                logs: engine.store, engine: engine.engine, authKey: Array(repeating: 7, count: 32), metrics: metrics,
+                logs: engine.store, engine: engine.engine, vault: vault, authKey: Array(repeating: 7, count: 32), metrics: metrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             return try await body(
                 APIHarness(engine: engine, app: app, transport: InProcessTransport(environment: app.environment), metrics: metrics))

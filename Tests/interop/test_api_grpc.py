@@ -480,12 +480,14 @@ def test_grpc_and_rest_share_store_and_tokens(api_server, workflows, v1, alice):
     assert rest2.get(f"/workflows/{r.json['id']}").status == 404
 
 
-def test_collaborators_over_grpc(chan, workflows, v1, alice, bob):
+def test_collaborators_over_grpc(api_server, chan, workflows, v1, alice, bob):
     collaborators = v1.collaborators_pb2_grpc.CollaboratorServiceStub(chan)
     pb = v1.collaborators_pb2
     wf = create(workflows, v1, alice, task_list=[task_msg(v1, "a")])
     get = v1.workflows_pb2.GetWorkflowRequest(workflow_id=wf.id)
     expect_code(grpc.StatusCode.NOT_FOUND, workflows.GetWorkflow, get, metadata=bob.md)
+    # Collaborators must be members of the workflow's organization (by consent).
+    wh.invite_and_accept(api_server, alice.token, bob.token, wf.org_id)
     added = collaborators.AddCollaborator(
         pb.AddCollaboratorRequest(workflow_id=wf.id, user_id=bob.id, role=pb.Collaborator.viewer),
         metadata=alice.md, timeout=TIMEOUT)

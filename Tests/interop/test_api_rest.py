@@ -1280,6 +1280,9 @@ def test_collaborator_roles_govern_access(alice, bob, api_server):
     coll = f"/workflows/{wid}/collaborators"
     # No role: invisible.
     assert_error(bob.rest.get(f"/workflows/{wid}"), 404, 5)
+    # Collaborators must be members of the workflow's organization (by consent).
+    for member in (bob, carol):
+        wh.invite_and_accept(api_server, alice.token, member.token, wf["orgId"])
     # Viewer: can read, list and search, cannot change.
     r = alice.rest.post(coll, {"userId": bob.id, "role": "viewer"})
     assert r.status == 201, r

@@ -949,9 +949,10 @@ def test_strangers_get_404_on_everything(alice, carol):
     assert r.status == 200 and r.json["status"] == "Cancelled", r
 
 
-def test_viewers_read_but_cannot_execute_or_cancel(alice, bob):
+def test_viewers_read_but_cannot_execute_or_cancel(api_server, alice, bob):
     wf = create_wf(alice, LONG_DELAY)
     wid = wf["id"]
+    wh.invite_and_accept(api_server, alice.token, bob.token, wf["orgId"])  # collaborators must be members
     r = alice.rest.post(f"/workflows/{wid}/collaborators", {"userId": bob.id, "role": "viewer"})
     assert r.status == 201, r
     eid = execute(alice, wid)["executionId"]
@@ -1174,10 +1175,11 @@ def test_grpc_logs_and_tail(ex, logsvc, v1, alice):
                 lg.TailLogsRequest(workflow_id=wid, execution_id="exe_nope"), metadata=md(alice), stream=True)
 
 
-def test_grpc_error_codes(ex, logsvc, v1, alice, bob, carol):
+def test_grpc_error_codes(api_server, ex, logsvc, v1, alice, bob, carol):
     pb, lg = v1.executions_pb2, v1.logs_pb2
     wf = create_wf(alice, [{"key": "a", "name": "A", "action": "noop"}])
     wid = wf["id"]
+    wh.invite_and_accept(api_server, alice.token, bob.token, wf["orgId"])  # collaborators must be members
     r = alice.rest.post(f"/workflows/{wid}/collaborators", {"userId": bob.id, "role": "viewer"})
     assert r.status == 201, r
     done = ex.ExecuteWorkflow(pb.ExecuteWorkflowRequest(workflow_id=wid), metadata=md(alice), timeout=TIMEOUT)

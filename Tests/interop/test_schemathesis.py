@@ -196,7 +196,9 @@ def seed_fixtures(base: str, token: str, wait_s: float = 15.0) -> SeedData:
 
     * W1, owned by another user ("other") with the caller as editor: safe from
       DeleteWorkflow (owner only), so it outlives the run;
-    * W2, owned by the caller, with "other" as viewer and a labelled version;
+    * W2, owned by the caller, with "other" as viewer and a labelled version
+      (collaborators must be members of the workflow's organization, so each
+      of the two first joins the other's by an accepted invitation);
     * finished executions of W1 (WatchExecution and TailLogs on a running one
       would stream until it ends; finished ones answer at once);
     * a lease on W2's external task (queue "st-q") held by the caller (the
@@ -214,6 +216,9 @@ def seed_fixtures(base: str, token: str, wait_s: float = 15.0) -> SeedData:
             {"name": "second", "action": "log", "config": {"message": "{{ tasks.first.output.ok }}"},
              "dependsOn": ["first"]},
         ]}, token=other_token), 201)
+    # Collaborators must be members of the workflow's organization: each
+    # joins the other's by accepting an invitation.
+    wh.invite_and_accept(base, other_token, token, w1["orgId"])
     _ok(_call(base, "POST", f"/workflows/{w1['id']}/collaborators", {"userId": me["id"], "role": "editor"},
               token=other_token), 201)
     w2 = _ok(_call(base, "POST", "/workflows", {
@@ -225,6 +230,7 @@ def seed_fixtures(base: str, token: str, wait_s: float = 15.0) -> SeedData:
             {"name": "wait", "action": "external", "config": {"queue": "st-q", "input": {"n": 1}},
              "dependsOn": ["start"], "timeout": "3s", "retry": {"maxAttempts": 1}},
         ]}, token=token), 201)
+    wh.invite_and_accept(base, token, other_token, w2["orgId"])
     _ok(_call(base, "POST", f"/workflows/{w2['id']}/collaborators", {"userId": other_id, "role": "viewer"},
               token=token), 201)
     version = _ok(_call(base, "POST", f"/workflows/{w2['id']}/versions", {"label": "seed"}, token=token), 201)

@@ -626,10 +626,11 @@ def test_tampered_lease_token_is_refused_and_the_real_one_still_works(alice):
     assert task_run(ex, "job")["output"] == {"real": True}
 
 
-def test_queues_are_per_owner(alice, bob):
+def test_queues_are_per_owner(api_server, alice, bob):
     q = new_queue()
     wf = create_wf(alice, [ext("job", q)])
     # Even an editor of the workflow has its own queue of that name.
+    wh.invite_and_accept(api_server, alice.token, bob.token, wf["orgId"])  # collaborators must be members
     r = alice.rest.post(f"/workflows/{wf['id']}/collaborators", {"userId": bob.id, "role": "editor"})
     assert r.status == 201, r
     eid = execute(alice, wf["id"])

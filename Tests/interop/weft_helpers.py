@@ -1189,6 +1189,57 @@ def register_and_login(server: WeftServer, name: str = "Test User", email: str |
     return ApiUser(user["id"], email, password, name, token, user, RestClient(server, token))
 
 
+def _rest_at(target, token: str | None) -> RestClient:
+    """A RestClient for a WeftServer or a base URL ("http://host:port")."""
+    if isinstance(target, str):
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(target)
+        target = types.SimpleNamespace(host=url.hostname, port=url.port or 80)
+    return RestClient(target, token)
+
+
+def own_org_id(target, token: str) -> str:
+    """The id of the caller's own organization (the one registration created:
+    GET /orgs lists memberships in the order they were joined)."""
+    r = _rest_at(target, token).get("/orgs")
+    assert r.status == 200, r
+    orgs = r.json.get("organizations", [])
+    assert orgs and orgs[0].get("role") == "admin", r.json
+    return orgs[0]["id"]
+
+
+def invite_and_accept(target, admin_token: str, member_token: str, org_id: str | None = None,
+                      role: str = "member") -> dict:
+    """Joins the member of `member_token` to an organization with consent, the
+    only way in: an admin (`admin_token`) invites the member's email into
+    `org_id` (default: the admin's own organization) and the member accepts.
+
+    `target` is a WeftServer or a base URL; tokens are those of REST or gRPC
+    logins alike.  Collaborators of a workflow must be members of its
+    organization, so tests that share a workflow call this first.  Returns
+    the accepted Organization JSON (with the member's role); a member who
+    already belongs to the organization (a module-scoped user joined by an
+    earlier test) is left as is and its Organization entry returned."""
+    admin = _rest_at(target, admin_token)
+    member = _rest_at(target, member_token)
+    org_id = org_id or own_org_id(target, admin_token)
+    mine = member.get("/orgs")
+    assert mine.status == 200, mine
+    for org in mine.json.get("organizations", []):
+        if org.get("id") == org_id:
+            return org
+    me = member.get("/users/me")
+    assert me.status == 200, me
+    r = admin.post(f"/orgs/{org_id}/invitations", {"email": me.json["email"], "role": role})
+    assert r.status == 201, r
+    invitation = r.json
+    r = member.post(f"/invitations/{invitation['id']}/accept", {})
+    assert r.status == 200, r
+    assert r.json.get("id") == org_id and r.json.get("role") == role, r.json
+    return r.json
+
+
 def rfc3339_nanos(text: str) -> int:
     """Nanoseconds since the epoch of an RFC 3339 timestamp (exact, unlike datetime)."""
     import calendar

@@ -92,6 +92,7 @@ final class GRPCServerCall: @unchecked Sendable {
             mayAnswerInline: registered.answersInline)
         // The interceptor chain, before any request byte is decoded.
         var principal: Principal?
+        var audit: CallAudit?
         if environment.interceptors.applies(to: registered.access) {
             var head = CallHead(
                 descriptor: registered.descriptor, access: registered.access, metadata: accepted.metadata, transport: .grpc,
@@ -102,6 +103,7 @@ final class GRPCServerCall: @unchecked Sendable {
                 return finish(RPCError(from: error))
             }
             principal = head.principal
+            audit = head.audit
             if environment.interceptors.wantsCompletion { self.head = head }
         }
         var deadline: NIODeadline?
@@ -112,7 +114,7 @@ final class GRPCServerCall: @unchecked Sendable {
         context = ServerContext(
             descriptor: registered.descriptor, requestMetadata: accepted.metadata, deadline: deadline, peer: connection.peer,
             requestEncoding: accepted.requestCompression?.rawValue ?? "identity",
-            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal)
+            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal, audit: audit)
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in deadlineExpired() }
         }

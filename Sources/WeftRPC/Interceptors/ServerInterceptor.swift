@@ -1,3 +1,4 @@
+import Synchronization
 /// Who is calling, as an authenticating interceptor established it.
 public struct Principal: Sendable, Hashable {
     public let id: String
@@ -34,6 +35,9 @@ public struct CallHead: Sendable {
     /// Who calls; set by an authenticating interceptor, read by handlers
     /// through `ServerContext.caller`.
     public var principal: Principal?
+    /// Set by an interceptor that audits this call: the handler adds what
+    /// only it knows (organization, resource) through `ServerContext.audit`.
+    public var audit: CallAudit?
 
     public init(
         descriptor: RPCMethodDescriptor, access: RPCAccess, metadata: Metadata, transport: Transport, peer: String,
@@ -46,6 +50,38 @@ public struct CallHead: Sendable {
         self.peer = peer
         self.principal = principal
     }
+}
+
+/// What a handler tells the audit about its call (organization, resource,
+/// the actor when the call itself establishes it, e.g. login). Shared by
+/// the interceptor that created it and the call's `ServerContext`.
+public final class CallAudit: Sendable {
+    public struct Notes: Sendable {
+        public var orgId = ""
+        public var resourceType = ""
+        public var resourceId = ""
+        public var actorId: String?
+        public var detail: [String: String] = [:]
+    }
+
+    private let notes = Mutex(Notes())
+
+    public init() {}
+
+    public func note(org: String? = nil, resource: (type: String, id: String)? = nil, actor: String? = nil) {
+        notes.withLock { notes in
+            if let org, !org.isEmpty { notes.orgId = org }
+            if let resource {
+                notes.resourceType = resource.type
+                notes.resourceId = resource.id
+            }
+            if let actor { notes.actorId = actor }
+        }
+    }
+
+    public func detail(_ key: String, _ value: String) { notes.withLock { $0.detail[key] = value } }
+
+    public var current: Notes { notes.withLock { $0 } }
 }
 
 /// One stage of the server's interceptor chain. Every RPC call and REST

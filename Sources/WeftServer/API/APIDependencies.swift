@@ -22,6 +22,8 @@ struct APIDependencies: Sendable {
     let quotas: QuotaBook
     /// In-process worker slots one organization may hold (its fair share).
     let tenantSlots: Int
+    let vault: SecretVault
+    let audit: AuditLog
 
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED
@@ -33,6 +35,8 @@ struct APIDependencies: Sendable {
         guard let membership = try await orgs.membership(orgId: id, userId: caller.userId),
             let org = try await orgs.organization(id: id)
         else { throw RPCError(code: .notFound, message: "organization \(id) not found") }
+        caller.audit?.note(org: org.id)
+        if caller.audit?.current.resourceType.isEmpty ?? false { caller.audit?.note(resource: ("organization", org.id)) }
         guard membership.role >= needed else {
             throw RPCError(
                 code: .permissionDenied,
@@ -56,6 +60,7 @@ struct APIDependencies: Sendable {
     {
         if id.isEmpty {
             let home = try await homeOrganization(caller)
+            caller.audit?.note(org: home.0.id)
             guard home.1.role >= needed else {
                 throw RPCError(code: .permissionDenied, message: "this needs the \(needed.rawValue) role in organization \(home.0.id)")
             }
@@ -80,12 +85,21 @@ struct APIDependencies: Sendable {
         } else {
             throw APIError.workflowNotFound(id)
         }
+        caller.audit?.note(org: workflow.orgId, resource: ("workflow", id))
         guard role >= needed else {
             throw RPCError(
                 code: .permissionDenied,
                 message: "your role on workflow \(id) is \(role.rawValue); this needs \(needed.rawValue)")
         }
         return (workflow, role)
+    }
+
+    /// Notes a workflow a write names in the call's audit event (the write
+    /// itself checks the caller's role inside the store).
+    func noteWorkflow(_ id: String, caller: Caller) async {
+        guard let audit = caller.audit, !id.isEmpty else { return }
+        let org = (try? await workflows.workflow(id: id, includeDeleted: true))?.orgId
+        audit.note(org: org, resource: ("workflow", id))
     }
 
     func countWrite(_ operation: String) {

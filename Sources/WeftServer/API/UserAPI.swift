@@ -12,10 +12,10 @@ struct UserAPI: RPCService {
     var handlers: [RPCHandler] {
         [
             .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)], access: .public) {
-                (request: Weft_V1_RegisterRequest, _) in try await register(request)
+                (request: Weft_V1_RegisterRequest, context) in try await register(request, context)
             },
             .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .public) {
-                (request: Weft_V1_LoginRequest, _) in try await login(request)
+                (request: Weft_V1_LoginRequest, context) in try await login(request, context)
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
                 (_: Weft_V1_GetCurrentUserRequest, context) in
@@ -28,7 +28,7 @@ struct UserAPI: RPCService {
         ]
     }
 
-    func register(_ request: Weft_V1_RegisterRequest) async throws -> Weft_V1_User {
+    func register(_ request: Weft_V1_RegisterRequest, _ context: ServerContext) async throws -> Weft_V1_User {
         let email = request.email.trimmingCharacters(in: .whitespaces)
         guard !email.isEmpty else { throw APIError.required("email") }
         guard Self.isPlausibleEmail(email) else {
@@ -63,12 +63,13 @@ struct UserAPI: RPCService {
             id: IDGenerator.make(IDGenerator.organization, now: now), name: "\(name)'s organization",
             plan: deps.quotas.plans.defaultPlan, createdAt: now)
         try await deps.users.createUser(user, organization: org)
+        context.audit?.note(org: org.id, resource: ("user", user.id), actor: user.id)
         deps.quotas.remember(userId: user.id, org: org)
         deps.metrics.counter(MetricNames.accountsRegistered, help: "Accounts created.").increment()
         return ProtoMapping.user(user)
     }
 
-    func login(_ request: Weft_V1_LoginRequest) async throws -> Weft_V1_LoginResponse {
+    func login(_ request: Weft_V1_LoginRequest, _ context: ServerContext) async throws -> Weft_V1_LoginResponse {
         guard !request.email.isEmpty else { throw APIError.required("email") }
         guard !request.password.isEmpty else { throw APIError.required("password") }
         let user = try await deps.users.user(email: request.email.trimmingCharacters(in: .whitespaces))
@@ -76,6 +77,8 @@ struct UserAPI: RPCService {
             deps.passwords.dummyVerify(request.password)
             throw wrongCredentials()
         }
+        context.audit?.note(resource: ("user", user.id), actor: user.id)
+        if let home = try await deps.orgs.memberships(userId: user.id).first { context.audit?.note(org: home.1.id) }
         guard deps.passwords.verify(request.password, against: user.passwordHash) else { throw wrongCredentials() }
         let (token, expires) = deps.auth.signer.issue(userId: user.id)
         var response = Weft_V1_LoginResponse()

@@ -49,6 +49,7 @@ struct WorkflowAPI: RPCService {
             ) { (request: Weft_V1_DeleteWorkflowRequest, context) in
                 let caller = try Caller(context)
                 guard !request.workflowID.isEmpty else { throw APIError.required("workflow_id") }
+                await deps.noteWorkflow(request.workflowID, caller: caller)
                 // The owner check runs inside the store's delete transaction.
                 try await deps.workflows.deleteWorkflow(
                     id: request.workflowID, expectedVersion: expectedVersion(request.etag), actor: caller.userId,
@@ -78,6 +79,7 @@ struct WorkflowAPI: RPCService {
             id: id, ownerId: caller.userId, name: request.name, description: request.description_p, version: 1,
             createdAt: now, updatedAt: now, tasks: validated)
         record.orgId = org.id
+        caller.audit?.note(org: org.id, resource: ("workflow", id))
         let stored = try await deps.workflows.createWorkflow(record, actor: caller.userId)
         deps.countWrite("create")
         context.addResponseHeader("etag", "\"\(stored.etag)\"")
@@ -91,6 +93,7 @@ struct WorkflowAPI: RPCService {
         }
         guard !request.workflowID.isEmpty else { throw APIError.required("workflow_id") }
         let workflowId = request.workflowID
+        await deps.noteWorkflow(workflowId, caller: caller)
         // The edit runs inside the store's write transaction against the
         // current definition, so concurrent editors without an etag are
         // applied one after the other, never lost.

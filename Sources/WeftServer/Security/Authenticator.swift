@@ -6,14 +6,23 @@ import WeftRPC
 /// Who is calling: the user of a verified bearer token.
 struct Caller: Sendable, Equatable {
     let userId: String
+    /// The call's audit notes, when it is audited: what a handler resolves
+    /// about the caller (organization, resource) is noted here.
+    let audit: CallAudit?
 
-    init(userId: String) { self.userId = userId }
+    init(userId: String) {
+        self.userId = userId
+        audit = nil
+    }
 
     /// The caller the interceptor chain authenticated (UNAUTHENTICATED if
     /// none: a handler never runs as nobody).
     init(_ context: ServerContext) throws {
         self.userId = try context.caller.id
+        audit = context.audit
     }
+
+    static func == (a: Caller, b: Caller) -> Bool { a.userId == b.userId }
 }
 
 /// The authentication stage of the interceptor chain: checks

@@ -1,0 +1,68 @@
+public import Foundation
+public import WeftEngine
+public import WeftStore
+
+/// The organization secrets: sealed in the store under the master key,
+/// opened only for an attempt that reads them (each use audited), never
+/// returned by the API. Without a master key the vault is closed: secret
+/// calls and tasks that read secrets fail with a message saying so.
+public final class SecretVault: SecretSource, Sendable {
+    let store: any SecretStore
+    let sealer: SecretSealer?
+    let audit: AuditLog
+    /// Values larger than this are refused (a secret is a credential, not a file).
+    static let maxValueBytes = 64 * 1024
+
+    public init(store: any SecretStore, sealer: SecretSealer?, audit: AuditLog) {
+        self.store = store
+        self.sealer = sealer
+        self.audit = audit
+    }
+
+    var closedMessage: String {
+        "secrets need a master key: start weft serve with --secrets-key-file FILE or WEFT_SECRETS_KEY (see docs/SECURITY.md)"
+    }
+
+    public func reveal(orgId: String, names: Set<String>, for use: SecretUse) async throws -> [String: String] {
+        guard let sealer else { throw SecretError(closedMessage) }
+        var values: [String: String] = [:]
+        for record in try await store.secrets(orgId: orgId, names: names) {
+            values[record.name] = try sealer.open(record)
+        }
+        audit.append(AuditEvent(
+            at: Date(), actorId: "system", orgId: orgId, action: "secret.use", resourceType: "execution",
+            resourceId: use.executionId,
+            detail: .object([
+                "secrets": .array(values.keys.sorted().map(JSONValue.string)), "workflow_id": .string(use.workflowId),
+                "task": .string(use.taskKey), "attempt": .number(Double(use.attempt)),
+                "missing": .array(names.subtracting(values.keys).sorted().map(JSONValue.string)),
+            ])))
+        return values
+    }
+
+    func seal(orgId: String, name: String, value: String, actor: String, now: Date) throws -> SecretRecord {
+        guard let sealer else { throw SecretError(closedMessage) }
+        let sealed = sealer.seal(value, orgId: orgId, name: name)
+        return SecretRecord(
+            orgId: orgId, name: name, keyId: sealed.keyId, nonce: sealed.nonce, ciphertext: sealed.ciphertext, createdAt: now,
+            updatedAt: now, updatedBy: actor)
+    }
+
+    /// Seals every value again under the current key (`weft secrets rotate-key`);
+    /// returns how many were re-sealed.
+    public func rotate() async throws -> Int {
+        guard let sealer else { throw SecretError(closedMessage) }
+        var resealed: [SecretRecord] = []
+        for record in try await store.allSecrets() where record.keyId != sealer.current.id {
+            let value = try sealer.open(record)
+            let sealed = sealer.seal(value, orgId: record.orgId, name: record.name)
+            var next = record
+            next.keyId = sealed.keyId
+            next.nonce = sealed.nonce
+            next.ciphertext = sealed.ciphertext
+            resealed.append(next)
+        }
+        try await store.reseal(resealed)
+        return resealed.count
+    }
+}
