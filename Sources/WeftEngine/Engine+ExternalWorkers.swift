@@ -20,6 +20,9 @@ extension Engine {
         public var config: JSONValue
         /// The W3C context of this attempt's span, for the worker's own spans.
         public var trace: TraceHeaders
+        /// The user who started the execution (the worker acts for them).
+        public var startedBy: String
+        public var orgId: String
     }
 
     public enum ExternalError: Error, Sendable, Equatable {
@@ -86,7 +89,21 @@ extension Engine {
         }
         return ExternalTask(
             lease: lease, workflowId: state.workflowId, executionId: id.executionId, taskId: task.id, taskKey: id.taskKey,
-            attempt: id.attempt, input: invocation.config["input"] ?? .emptyObject, config: invocation.config, trace: trace)
+            attempt: id.attempt, input: invocation.config["input"] ?? .emptyObject, config: invocation.config, trace: trace,
+            startedBy: state.startedBy ?? "", orgId: state.orgId)
+    }
+
+    /// The queue a worker's lease token is for: its namespace (the
+    /// organization) and name, so the caller's right to it can be checked
+    /// before anything else; nil when the token holds no lease.
+    public func externalQueue(of handle: String) async throws -> (namespace: String, name: String)? {
+        guard let (id, token) = Lease.parse(handle: handle) else { throw ExternalError.malformedToken }
+        guard let lease = try await queue.lease(id: id, token: token),
+            lease.item.queue.hasPrefix(EngineQueues.externalPrefix)
+        else { return nil }
+        let rest = lease.item.queue.dropFirst(EngineQueues.externalPrefix.count)
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        return (String(rest[..<slash]), String(rest[rest.index(after: slash)...]))
     }
 
     /// The lease behind a worker's token, if the caller (`owner`) holds it.

@@ -6,7 +6,8 @@ public enum EngineQueues {
     public static let builtin = "builtin"
     /// Durable timers (attempt, task and execution timeouts), by due time.
     public static let timers = QueueItem.timersQueue
-    /// External queues are "ext/<owner id>/<name>": per owner, so one
+    /// External queues are "ext/<organization id>/<name>" (before
+    /// organizations, "ext/<owner id>/<name>"): per organization, so one
     /// account's workers never see another's tasks.
     public static let externalPrefix = "ext/"
 

@@ -15,6 +15,8 @@ struct ExecutionState: Sendable {
     var ownerId: String
     /// The organization whose work it is (its fair share and quotas).
     var orgId: String
+    /// The user who started it (external workers are told).
+    var startedBy: String?
     var priority: Int
     var createdAt: Date
     var taskExecutionIds: [String: String]
@@ -39,6 +41,7 @@ struct ExecutionState: Sendable {
         self.workflowName = workflowName
         self.ownerId = ownerId
         self.orgId = orgId
+        self.startedBy = record.createdBy
         self.priority = record.priority
         self.createdAt = record.createdAt
         self.taskExecutionIds = Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) })
@@ -81,7 +84,8 @@ struct ExecutionState: Sendable {
         guard let task = tasks[key], task.action == .external, let name = task.config["queue"]?.stringValue else {
             return EngineQueues.builtin
         }
-        return EngineQueues.external(owner: ownerId, name: name)
+        // Queues belong to the organization (its admins grant who may use them).
+        return EngineQueues.external(owner: orgId.isEmpty ? ownerId : orgId, name: name)
     }
 
     /// Whether `attempt` of `key` is the task's current, running attempt.

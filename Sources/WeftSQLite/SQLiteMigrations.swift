@@ -325,6 +325,10 @@ enum SQLiteMigrations {
                     updated_at DATETIME NOT NULL,
                     PRIMARY KEY (org_id, queue, user_id)
                 );
+                -- External queues move from their owner's namespace to the
+                -- owner's organization (the one v7 made for each user).
+                UPDATE task_queue SET queue = 'ext/org_' || substr(queue, 9)
+                WHERE queue LIKE 'ext/usr!_%' ESCAPE '!';
                 """)
         }
         return migrator

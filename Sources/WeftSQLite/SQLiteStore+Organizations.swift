@@ -161,6 +161,57 @@ extension SQLiteStore: OrganizationStore {
         }
     }
 
+    public func queueGrant(orgId: String, queue: String, userId: String) async throws -> QueueGrantRecord? {
+        try await read("get_queue_grant") { db in
+            try Row.fetchOne(
+                db, sql: "SELECT * FROM queue_grants WHERE org_id = ? AND queue = ? AND user_id = ?",
+                arguments: [orgId, queue, userId]
+            ).map(Self.queueGrantRecord)
+        }
+    }
+
+    public func queueGrants(orgId: String, queue: String) async throws -> [QueueGrantRecord] {
+        try await read("get_queue_grants") { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM queue_grants WHERE org_id = ? AND queue = ? ORDER BY user_id", arguments: [orgId, queue]
+            ).map(Self.queueGrantRecord)
+        }
+    }
+
+    public func queueGrants(orgId: String, userId: String) async throws -> [QueueGrantRecord] {
+        try await read("get_user_queue_grants") { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM queue_grants WHERE org_id = ? AND user_id = ? ORDER BY queue", arguments: [orgId, userId]
+            ).map(Self.queueGrantRecord)
+        }
+    }
+
+    public func setQueueGrant(_ grant: QueueGrantRecord) async throws {
+        try await write("set_queue_grant") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO queue_grants (org_id, queue, user_id, submit, poll, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (org_id, queue, user_id) DO UPDATE SET submit = excluded.submit, poll = excluded.poll,
+                        updated_at = excluded.updated_at
+                    """,
+                arguments: [grant.orgId, grant.queue, grant.userId, grant.submit, grant.poll, grant.updatedAt])
+        }
+    }
+
+    public func deleteQueueGrant(orgId: String, queue: String, userId: String) async throws {
+        try await write("delete_queue_grant") { db in
+            try db.execute(
+                sql: "DELETE FROM queue_grants WHERE org_id = ? AND queue = ? AND user_id = ?", arguments: [orgId, queue, userId])
+            guard db.changesCount == 1 else { throw StoreError.notFound("user \(userId) has no grant on queue \(queue)") }
+        }
+    }
+
+    static func queueGrantRecord(_ row: Row) -> QueueGrantRecord {
+        QueueGrantRecord(
+            orgId: row["org_id"], queue: row["queue"], userId: row["user_id"], submit: row["submit"], poll: row["poll"],
+            updatedAt: row["updated_at"])
+    }
+
     public func workflowCount(orgId: String) async throws -> Int {
         try await read("count_workflows") { db in
             try Int.fetchOne(

@@ -84,7 +84,7 @@ public struct WeftApplication: Sendable {
     static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
         [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
-         OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps)]
+         OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

@@ -100,6 +100,34 @@ extension MemoryStore: OrganizationStore {
         }
     }
 
+    public func queueGrant(orgId: String, queue: String, userId: String) async throws -> QueueGrantRecord? {
+        state.withLock { $0.queueGrants["\(orgId)|\(queue)|\(userId)"] }
+    }
+
+    public func queueGrants(orgId: String, queue: String) async throws -> [QueueGrantRecord] {
+        state.withLock { state in
+            state.queueGrants.values.filter { $0.orgId == orgId && $0.queue == queue }.sorted { $0.userId < $1.userId }
+        }
+    }
+
+    public func queueGrants(orgId: String, userId: String) async throws -> [QueueGrantRecord] {
+        state.withLock { state in
+            state.queueGrants.values.filter { $0.orgId == orgId && $0.userId == userId }.sorted { $0.queue < $1.queue }
+        }
+    }
+
+    public func setQueueGrant(_ grant: QueueGrantRecord) async throws {
+        state.withLock { $0.queueGrants["\(grant.orgId)|\(grant.queue)|\(grant.userId)"] = grant }
+    }
+
+    public func deleteQueueGrant(orgId: String, queue: String, userId: String) async throws {
+        try state.withLock { state in
+            guard state.queueGrants.removeValue(forKey: "\(orgId)|\(queue)|\(userId)") != nil else {
+                throw StoreError.notFound("user \(userId) has no grant on queue \(queue)")
+            }
+        }
+    }
+
     public func workflowCount(orgId: String) async throws -> Int {
         state.withLock { state in state.workflows.values.filter { $0.orgId == orgId && $0.deletedAt == nil }.count }
     }

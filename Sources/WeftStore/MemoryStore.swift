@@ -35,6 +35,8 @@ public final class MemoryStore: Sendable {
         var secrets: [String: SecretRecord] = [:]
         /// The API-level audit log (`AuditStore`), oldest first.
         var auditLog: [AuditEvent] = []
+        /// "org|queue|user" -> grant.
+        var queueGrants: [String: QueueGrantRecord] = [:]
     }
 
     let state = Mutex(State())

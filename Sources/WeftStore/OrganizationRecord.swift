@@ -71,6 +71,26 @@ public struct InvitationRecord: Sendable, Hashable {
     public func isOpen(at now: Date) -> Bool { status == .pending && expiresAt > now }
 }
 
+/// Who may put tasks on an organization's external queue (`submit`) and
+/// take them (`poll`). Org admins need none.
+public struct QueueGrantRecord: Sendable, Hashable {
+    public var orgId: String
+    public var queue: String
+    public var userId: String
+    public var submit: Bool
+    public var poll: Bool
+    public var updatedAt: Date
+
+    public init(orgId: String, queue: String, userId: String, submit: Bool, poll: Bool, updatedAt: Date) {
+        self.orgId = orgId
+        self.queue = queue
+        self.userId = userId
+        self.submit = submit
+        self.poll = poll
+        self.updatedAt = updatedAt
+    }
+}
+
 /// Organizations, memberships and invitations.
 ///
 /// Nobody joins an organization without accepting an invitation addressed
@@ -103,4 +123,12 @@ public protocol OrganizationStore: Sendable {
     func workflowCount(orgId: String) async throws -> Int
     /// Executions of the organization's workflows created at or after `since`.
     func executionCount(orgId: String, since: Date) async throws -> Int
+    func queueGrant(orgId: String, queue: String, userId: String) async throws -> QueueGrantRecord?
+    func queueGrants(orgId: String, queue: String) async throws -> [QueueGrantRecord]
+    /// Every grant a user holds in an organization.
+    func queueGrants(orgId: String, userId: String) async throws -> [QueueGrantRecord]
+    /// Creates or replaces the grant.
+    func setQueueGrant(_ grant: QueueGrantRecord) async throws
+    /// `notFound` when there is none.
+    func deleteQueueGrant(orgId: String, queue: String, userId: String) async throws
 }

@@ -51,7 +51,7 @@ struct CommitPlannerTests {
         effects += execution.machine.taskStarted("slow", attempt: 1, at: at)
         effects += execution.machine.taskFailed("slow", attempt: 1, error: .init(kind: "http_5xx", message: "503"), at: at)
         let plan = CommitPlanner(costRates: rates).plan(.init(executionId: "exe_1", at: at, effects: effects), state: execution)
-        #expect(plan.wake == [EngineQueues.external(owner: "usr_1", name: "mail")])
+        #expect(plan.wake == [EngineQueues.external(owner: "org_1", name: "mail")])
         let items = plan.transitions.compactMap { if case .enqueue(let item) = $0 { item } else { nil } }
         let timer = items.first { $0.queue == EngineQueues.timers }
         #expect(timer.flatMap(TimerItem.init) == .attemptTimeout(task: "slow", attempt: 1))

@@ -94,6 +94,49 @@ struct APIDependencies: Sendable {
         return (workflow, role)
     }
 
+    /// What a caller may do with an organization's external queues: all
+    /// (an org admin) or the queues granted to them.
+    struct QueueRights: Sendable {
+        let orgId: String
+        let all: Bool
+        let submit: Set<String>
+        let poll: Set<String>
+
+        static func queues(_ tasks: [TaskRecord]) -> Set<String> {
+            Set(tasks.filter { $0.action == .external }.compactMap { $0.config["queue"]?.stringValue })
+        }
+
+        /// Refuses a definition that puts tasks on a queue the caller may
+        /// not submit to (queues the definition already used stay).
+        func checkSubmit(new tasks: [TaskRecord], current: [TaskRecord]) throws {
+            guard !all else { return }
+            let before = Self.queues(current)
+            for queue in Self.queues(tasks).subtracting(before).sorted() where !submit.contains(queue) {
+                throw RPCError(
+                    code: .permissionDenied,
+                    message: "you may not put tasks on queue \"\(queue)\" of organization \(orgId); an admin of the organization grants submit on it")
+            }
+        }
+
+        func mayPoll(_ queue: String) -> Bool { all || poll.contains(queue) }
+    }
+
+    func queueRights(orgId: String, caller: Caller) async throws -> QueueRights {
+        guard let membership = try await orgs.membership(orgId: orgId, userId: caller.userId) else {
+            return QueueRights(orgId: orgId, all: false, submit: [], poll: [])
+        }
+        if membership.role == .admin { return QueueRights(orgId: orgId, all: true, submit: [], poll: []) }
+        let grants = try await orgs.queueGrants(orgId: orgId, userId: caller.userId)
+        return QueueRights(
+            orgId: orgId, all: false, submit: Set(grants.filter(\.submit).map(\.queue)), poll: Set(grants.filter(\.poll).map(\.queue)))
+    }
+
+    /// The queue rights of the caller in a workflow's organization.
+    func queueRights(workflowId: String, caller: Caller) async throws -> QueueRights {
+        let org = (try await workflows.workflow(id: workflowId, includeDeleted: false))?.orgId ?? ""
+        return try await queueRights(orgId: org, caller: caller)
+    }
+
     /// Notes a workflow a write names in the call's audit event (the write
     /// itself checks the caller's role inside the store).
     func noteWorkflow(_ id: String, caller: Caller) async {

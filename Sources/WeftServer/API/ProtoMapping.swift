@@ -154,6 +154,13 @@ enum ProtoMapping {
             createdAt: createdAt, updatedAt: now)
     }
 
+    /// A task as a viewer sees it: credential fields masked.
+    static func task(_ record: TaskRecord, masked: Bool) -> Weft_V1_Task {
+        var task = task(record)
+        if masked { task.config = protoStruct(CredentialFields.masked(record.config)) }
+        return task
+    }
+
     static func task(_ record: TaskRecord) -> Weft_V1_Task {
         var task = Weft_V1_Task()
         task.id = record.id
@@ -178,7 +185,9 @@ enum ProtoMapping {
         workflow.id = record.id
         workflow.name = record.name
         workflow.description_p = record.description
-        if includeTasks { workflow.tasks = record.tasks.map(task) }
+        // Viewers (and anyone below editor) see credential fields masked.
+        let masked = !(role.map { $0 >= .editor } ?? false)
+        if includeTasks { workflow.tasks = record.tasks.map { task($0, masked: masked) } }
         workflow.createdAt = timestamp(record.createdAt)
         workflow.updatedAt = timestamp(record.updatedAt)
         workflow.ownerID = record.ownerId

@@ -29,13 +29,13 @@ struct TaskAPI: RPCService {
             .unary(service: Self.name, method: "ListTasks", rest: [.get("/workflows/{workflowId}/tasks")]) {
                 (request: Weft_V1_ListTasksRequest, context) in
                 let caller = try Caller(context)
-                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                let (workflow, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 let size = try Paging.size(request.pageSize)
                 let query = caller.userId + "|" + request.workflowID
                 let start = try Paging.offset(request.pageToken, query: query)
                 var response = Weft_V1_ListTasksResponse()
                 let end = min(workflow.tasks.count, start + size)
-                if start < end { response.tasks = workflow.tasks[start..<end].map(ProtoMapping.task) }
+                if start < end { response.tasks = workflow.tasks[start..<end].map { ProtoMapping.task($0, masked: role < .editor) } }
                 response.nextPageToken = Paging.token(cursor: end < workflow.tasks.count ? String(end) : nil, query: query)
                 context.addResponseHeader("etag", "\"\(workflow.etag)\"")
                 return response
@@ -43,12 +43,13 @@ struct TaskAPI: RPCService {
             .unary(service: Self.name, method: "GetTask", rest: [.get("/tasks/{taskId}")]) {
                 (request: Weft_V1_GetTaskRequest, context) in
                 let caller = try Caller(context)
-                return ProtoMapping.task(try await visibleTask(request.taskID, caller: caller, needs: .viewer))
+                let (task, role) = try await visibleTask(request.taskID, caller: caller, needs: .viewer)
+                return ProtoMapping.task(task, masked: role < .editor)
             },
             .unary(service: Self.name, method: "UpdateTask", rest: [.put("/tasks/{taskId}", ifMatch: "etag")]) {
                 (request: Weft_V1_UpdateTaskRequest, context) in
                 let caller = try Caller(context)
-                let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
+                let (existing, _) = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 if !request.workflowID.isEmpty, request.workflowID != existing.workflowId {
                     throw RPCError(
                         code: .invalidArgument,
@@ -83,7 +84,7 @@ struct TaskAPI: RPCService {
             .unary(service: Self.name, method: "DeleteTask", rest: [.delete("/tasks/{taskId}", ifMatch: "etag")]) {
                 (request: Weft_V1_DeleteTaskRequest, context) in
                 let caller = try Caller(context)
-                let existing = try await visibleTask(request.taskID, caller: caller, needs: .editor)
+                let (existing, _) = try await visibleTask(request.taskID, caller: caller, needs: .editor)
                 _ = try await mutate(existing.workflowId, caller: caller, etag: request.etag, context: context) { tasks, _, _ in
                     // The key as it is now, inside the transaction (it may have been renamed).
                     guard let key = tasks.first(where: { $0.id == existing.id })?.key else {
@@ -104,16 +105,16 @@ struct TaskAPI: RPCService {
 
     /// A live task the caller may act on. Without any role on its workflow
     /// the answer is "task not found", never which workflow holds it.
-    private func visibleTask(_ id: String, caller: Caller, needs: WorkflowRole) async throws -> TaskRecord {
+    private func visibleTask(_ id: String, caller: Caller, needs: WorkflowRole) async throws -> (TaskRecord, WorkflowRole) {
         guard !id.isEmpty else { throw APIError.required("task_id") }
         let notFound = RPCError(code: .notFound, message: "task \(id) not found")
         guard let task = try await deps.workflows.task(id: id) else { throw notFound }
         do {
-            _ = try await deps.workflow(task.workflowId, caller: caller, needs: needs)
+            let (_, role) = try await deps.workflow(task.workflowId, caller: caller, needs: needs)
+            return (task, role)
         } catch let error as RPCError where error.code == .notFound {
             throw notFound
         }
-        return task
     }
 
     private func task(_ id: String, in workflow: WorkflowRecord) throws -> Weft_V1_Task {
@@ -133,18 +134,22 @@ struct TaskAPI: RPCService {
         // The role is checked by the store inside the write transaction.
         guard !workflowId.isEmpty else { throw APIError.required("workflow_id") }
         await deps.noteWorkflow(workflowId, caller: caller)
+        let rights = try await deps.queueRights(workflowId: workflowId, caller: caller)
         let stored = try await deps.workflows.modifyWorkflow(
             id: workflowId, expectedVersion: expectedVersion(etag), actor: caller.userId, needs: .editor
         ) { workflow in
             let now = Date.nowMillis
             var tasks = workflow.tasks
             try change(&tasks, workflow.id, now)
-            workflow.tasks = try WorkflowDefinition.validate(
+            let validated = try WorkflowDefinition.validate(
                 name: workflow.name, description: workflow.description, tasks: tasks)
+            try rights.checkSubmit(new: validated, current: workflow.tasks)
+            workflow.tasks = validated
             workflow.updatedAt = now
         }
         deps.countWrite("task")
         context.addResponseHeader("etag", "\"\(stored.etag)\"")
+        if let warning = CredentialFields.warning(for: stored.tasks) { context.addResponseHeader("warning", warning) }
         return stored
     }
 }

@@ -30,7 +30,7 @@ struct VersionAPI: RPCService {
             .unary(service: Self.name, method: "ListVersions", rest: [.get("/workflows/{workflowId}/versions")]) {
                 (request: Weft_V1_ListVersionsRequest, context) in
                 let caller = try Caller(context)
-                _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                let (_, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 let size = try Paging.size(request.pageSize)
                 let query = caller.userId + "|versions|" + request.workflowID
                 let cursor = try Paging.cursor(request.pageToken, query: query)
@@ -39,7 +39,7 @@ struct VersionAPI: RPCService {
                 }
                 let page = try await deps.workflows.listVersions(workflowId: request.workflowID, limit: size, cursor: cursor)
                 var response = Weft_V1_ListVersionsResponse()
-                response.versions = page.items.map(Self.version)
+                response.versions = page.items.map { Self.version($0, masked: role < .editor) }
                 response.nextPageToken = Paging.token(cursor: page.nextCursor, query: query)
                 return response
             },
@@ -47,7 +47,7 @@ struct VersionAPI: RPCService {
                 service: Self.name, method: "GetVersion", rest: [.get("/workflows/{workflowId}/versions/{versionId}")]
             ) { (request: Weft_V1_GetVersionRequest, context) in
                 let caller = try Caller(context)
-                _ = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                let (_, role) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
                 guard !request.versionID.isEmpty else { throw APIError.required("version_id") }
                 guard let version = try await deps.workflows.workflowVersion(
                     workflowId: request.workflowID, versionId: request.versionID)
@@ -55,7 +55,7 @@ struct VersionAPI: RPCService {
                     throw RPCError(
                         code: .notFound, message: "version \(request.versionID) of workflow \(request.workflowID) not found")
                 }
-                return Self.version(version)
+                return Self.version(version, masked: role < .editor)
             },
             .unary(
                 service: Self.name, method: "RollbackVersion",
@@ -73,14 +73,14 @@ struct VersionAPI: RPCService {
         ]
     }
 
-    static func version(_ record: WorkflowVersionRecord) -> Weft_V1_WorkflowVersion {
+    static func version(_ record: WorkflowVersionRecord, masked: Bool = false) -> Weft_V1_WorkflowVersion {
         var version = Weft_V1_WorkflowVersion()
         version.id = record.id
         version.workflowID = record.workflowId
         version.version = Int32(clamping: record.version)
         version.name = record.name
         version.description_p = record.description
-        version.tasks = record.tasks.map(ProtoMapping.task)
+        version.tasks = record.tasks.map { ProtoMapping.task($0, masked: masked) }
         version.label = record.label
         version.createdBy = record.createdBy
         version.createdAt = ProtoMapping.timestamp(record.createdAt)

@@ -6,9 +6,9 @@ public import WeftRPC
 import WeftStore
 
 /// weft.v1.WorkerService: the protocol of external workers (docs/WORKERS.md).
-/// Queues are per owner: a worker authenticates as the owner of the
-/// workflows whose `external` tasks it runs and names the queue as written
-/// in their configs.
+/// Queues belong to an organization: a worker authenticates as a user the
+/// organization lets poll the queue (its admins, or a `poll` grant) and
+/// names the queue as written in the tasks' configs.
 struct WorkerAPI: RPCService {
     static let name = "weft.v1.WorkerService"
     let deps: APIDependencies
@@ -22,8 +22,9 @@ struct WorkerAPI: RPCService {
                 (request: Weft_V1_HeartbeatRequest, context) in
                 let caller = try Caller(context)
                 let duration = try leaseSeconds(request.hasLeaseDuration ? request.leaseDuration : nil, field: "lease_duration")
+                let handle = try token(request.leaseToken)
                 let lease = try await deps.engine.heartbeatExternal(
-                    try token(request.leaseToken), owner: caller.userId, duration: duration)
+                    handle, owner: try await holder(handle, caller), duration: duration)
                 var response = Weft_V1_HeartbeatResponse()
                 response.leaseExpiresAt = ProtoMapping.timestamp(lease.expiresAt)
                 return response
@@ -35,7 +36,7 @@ struct WorkerAPI: RPCService {
                 let lines = try logLines(request.logLines)
                 let output = request.hasOutput ? try ProtoMapping.jsonValue(request.output, field: "output") : .emptyObject
                 try await deps.engine.completeExternal(
-                    handle, owner: caller.userId, outcome: .completed(output), logLines: lines)
+                    handle, owner: try await holder(handle, caller), outcome: .completed(output), logLines: lines)
                 return Weft_V1_CompleteTaskResponse()
             },
             .unary(service: Self.name, method: "FailTask", rest: [.post("/workers/fail")]) {
@@ -55,7 +56,7 @@ struct WorkerAPI: RPCService {
                 }
                 let message = request.error.isEmpty ? "the worker reported a failure" : request.error
                 try await deps.engine.completeExternal(
-                    handle, owner: caller.userId,
+                    handle, owner: try await holder(handle, caller),
                     outcome: .failed(.init(kind: kind, message: message, retryable: !request.nonRetryable)), logLines: lines)
                 return Weft_V1_FailTaskResponse()
             },
@@ -83,7 +84,14 @@ struct WorkerAPI: RPCService {
             }
         }
         let lease = try leaseSeconds(request.hasLeaseDuration ? request.leaseDuration : nil, field: "lease_duration")
-        let queue = EngineQueues.external(owner: caller.userId, name: request.queue)
+        let (org, _) = try await deps.organizationOrHome(request.orgID, caller: caller, needs: .member)
+        caller.audit?.note(resource: ("queue", request.queue))
+        guard try await deps.queueRights(orgId: org.id, caller: caller).mayPoll(request.queue) else {
+            throw RPCError(
+                code: .permissionDenied,
+                message: "you may not poll queue \"\(request.queue)\" of organization \(org.id); an admin of the organization grants poll on it")
+        }
+        let queue = EngineQueues.external(owner: org.id, name: request.queue)
         let worker = request.workerID.isEmpty ? "external" : request.workerID
         let deadline = ContinuousClock.now + .milliseconds(waitMs)
         let signal = deps.engine.signal
@@ -98,6 +106,18 @@ struct WorkerAPI: RPCService {
             if left <= .zero || Task.isCancelled || context.isCancelled { return Weft_V1_PollTaskResponse() }
             await signal.wait(queue, since: generation, timeout: min(left, .seconds(1)))
         }
+    }
+
+    /// The organization whose queue a lease is on, once the caller is
+    /// known to be allowed to poll that queue (the same "lease is no longer
+    /// held" answer otherwise: a token reveals nothing to others).
+    func holder(_ handle: String, _ caller: Caller) async throws -> String {
+        let lost = Engine.ExternalError.leaseLost(
+            "the lease is no longer held: it expired and the task went to another worker, or its result was already recorded")
+        guard let (org, queue) = try await deps.engine.externalQueue(of: handle) else { throw lost }
+        caller.audit?.note(org: org, resource: ("queue", queue))
+        guard try await deps.queueRights(orgId: org, caller: caller).mayPoll(queue) else { throw lost }
+        return org
     }
 
     func token(_ text: String) throws -> String {
@@ -154,6 +174,8 @@ extension ProtoMapping {
         result.config = protoStruct(task.config)
         result.traceparent = task.trace.traceparent ?? ""
         result.tracestate = task.trace.tracestate ?? ""
+        result.startedBy = task.startedBy
+        result.orgID = task.orgId
         return result
     }
 }

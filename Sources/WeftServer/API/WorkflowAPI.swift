@@ -80,9 +80,11 @@ struct WorkflowAPI: RPCService {
             createdAt: now, updatedAt: now, tasks: validated)
         record.orgId = org.id
         caller.audit?.note(org: org.id, resource: ("workflow", id))
+        try await deps.queueRights(orgId: org.id, caller: caller).checkSubmit(new: validated, current: [])
         let stored = try await deps.workflows.createWorkflow(record, actor: caller.userId)
         deps.countWrite("create")
         context.addResponseHeader("etag", "\"\(stored.etag)\"")
+        if let warning = CredentialFields.warning(for: stored.tasks) { context.addResponseHeader("warning", warning) }
         return ProtoMapping.workflow(stored, role: .owner)
     }
 
@@ -94,6 +96,7 @@ struct WorkflowAPI: RPCService {
         guard !request.workflowID.isEmpty else { throw APIError.required("workflow_id") }
         let workflowId = request.workflowID
         await deps.noteWorkflow(workflowId, caller: caller)
+        let rights = try await deps.queueRights(workflowId: workflowId, caller: caller)
         // The edit runs inside the store's write transaction against the
         // current definition, so concurrent editors without an etag are
         // applied one after the other, never lost.
@@ -122,14 +125,17 @@ struct WorkflowAPI: RPCService {
                 return try ProtoMapping.taskRecord(
                     ProtoMapping.fields(task), id: id, workflowId: workflowId, createdAt: createdAt, now: now)
             }
-            current.tasks = try WorkflowDefinition.validate(
+            let validated = try WorkflowDefinition.validate(
                 name: request.name, description: request.description_p, tasks: tasks)
+            try rights.checkSubmit(new: validated, current: current.tasks)
+            current.tasks = validated
             current.name = request.name
             current.description = request.description_p
             current.updatedAt = now
         }
         deps.countWrite("update")
         context.addResponseHeader("etag", "\"\(stored.etag)\"")
+        if let warning = CredentialFields.warning(for: stored.tasks) { context.addResponseHeader("warning", warning) }
         // The store let an editor or the owner through (collaborators are never owners).
         return ProtoMapping.workflow(stored, role: stored.ownerId == caller.userId ? .owner : .editor)
     }

@@ -75,7 +75,7 @@ final class AuditRecorder: ServerInterceptor, Sendable {
 
     /// Reads are not recorded; everything that changes state is (a method
     /// named by what it does: Create, Update, Delete, Execute, ...).
-    static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Echo", "Server"]
+    static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Poll", "Echo", "Server"]
 
     static func isAudited(_ method: String) -> Bool {
         !readPrefixes.contains { method.hasPrefix($0) }
