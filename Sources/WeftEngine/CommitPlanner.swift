@@ -10,6 +10,8 @@ import WeftStore
 /// wake workers, tell watchers, end the execution).
 struct CommitPlanner {
     let costRates: CostRates
+    /// Task types whose runners finish at once (no attempt timer is armed for them).
+    var instantTypes: Set<TaskType> = []
 
     /// Why this commit happens besides the effects.
     struct Request {
@@ -70,6 +72,16 @@ struct CommitPlanner {
         for effect in request.effects {
             switch effect {
             case .taskState(let key, let status, let attempt):
+                // The attempt is over: its timeout timer is moot; removed now
+                // rather than left to fire for nothing (the server's maximum
+                // arms one for every attempt).
+                if status != .running, status != .queued, status != .pending, attempt > 0,
+                    let action = state.tasks[key]?.action, !instantTypes.contains(action),
+                    machine.attemptTimeoutMs(key) != nil
+                {
+                    let timer = TimerItem.attemptTimeout(task: key, attempt: attempt).queueItem(executionId: executionId, due: at)
+                    plan.transitions.append(.dequeue(executionId: executionId, taskKey: timer.taskKey, attempt: attempt))
+                }
                 let run = machine.tasks[key]
                 let output = status == .completed ? run?.output : nil
                 let error = status == .failed || status == .retrying ? run?.error?.message : nil

@@ -124,7 +124,9 @@ public actor Engine: Service {
         self.costRates = costRates
         self.limits = limits
         self.secrets = secrets
-        self.planner = CommitPlanner(costRates: costRates)
+        var planner = CommitPlanner(costRates: costRates)
+        planner.instantTypes = Set(runners.filter(\.isInstant).map(\.action))
+        self.planner = planner
         self.logger = logger
         self.commits = BatchWriter(name: "commit", maxBatchWeight: commitBatch, weight: { $0.count }) {
             [metrics] units in

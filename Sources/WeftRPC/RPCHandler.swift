@@ -152,9 +152,25 @@ extension RPCHandler {
             },
             restRoutes: rest,
             restInvoker: { http, route, context in
-                // REST gets the stream as NDJSON (one JSON message per line),
-                // sent when the stream ends.
+                // REST gets the stream as NDJSON (one JSON message per line)
+                // or as server-sent events, each message as it is produced
+                // when the transport can stream; else whole at the end.
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                if let sink = http.streamSink {
+                    let writer = StreamingJSONWriter<Response>(
+                        sink: sink, events: http.header("accept")?.contains("text/event-stream") ?? false,
+                        shape: http.shapeMessage, status: route.successStatus, context: context)
+                    do {
+                        try await handler(request, ResponseStream(writer: RPCResponseWriter(sink: writer)), context)
+                    } catch {
+                        // Before the first message: an ordinary error response.
+                        guard writer.started else { throw error }
+                        try? await writer.fail(RPCError(from: error))
+                        return .streamed(status: route.successStatus)
+                    }
+                    try await writer.finish()
+                    return .streamed(status: route.successStatus)
+                }
                 let collector = NDJSONCollector<Response>()
                 try await handler(request, ResponseStream(writer: RPCResponseWriter(sink: collector)), context)
                 return HTTPResponse(

@@ -157,6 +157,10 @@ extension SQLiteStore: ExecutionStore {
                 try completeLease(db, id: id, token: token)
             case .releaseLease(let id, let token, let readyAt):
                 try releaseLease(db, id: id, token: token, readyAt: readyAt)
+            case .dequeue(let executionId, let taskKey, let attempt):
+                try db.cachedStatement(sql: """
+                    DELETE FROM task_queue WHERE execution_id = ? AND task_key = ? AND attempt = ? AND lease_token IS NULL
+                    """).execute(arguments: [executionId, taskKey, attempt])
             case .cost(let executionId, let add):
                 try db.cachedStatement(sql: """
                     UPDATE workflow_executions SET cost = cost + ?,

@@ -55,7 +55,32 @@ extension SQLiteStore: OrganizationStore {
                     db, sql: "SELECT COUNT(*) FROM org_members WHERE org_id = ? AND role = 'admin'", arguments: [orgId]) ?? 0
                 if admins <= 1 { throw StoreError.conflict("organization \(orgId) must keep an admin") }
             }
+            let heir: String? = actor != userId ? actor
+                : try String.fetchOne(
+                    db,
+                    sql: """
+                        SELECT user_id FROM org_members WHERE org_id = ? AND role = 'admin' AND user_id != ?
+                        ORDER BY joined_at, user_id LIMIT 1
+                        """,
+                    arguments: [orgId, userId])
             try db.execute(sql: "DELETE FROM org_members WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId])
+            try db.execute(
+                sql: """
+                    DELETE FROM workflow_collaborators WHERE user_id = ?
+                    AND workflow_id IN (SELECT id FROM workflows WHERE org_id = ?)
+                    """,
+                arguments: [userId, orgId])
+            if let heir {
+                // The heir owns them now: a collaborator role of theirs there is moot.
+                try db.execute(
+                    sql: """
+                        DELETE FROM workflow_collaborators WHERE user_id = ?
+                        AND workflow_id IN (SELECT id FROM workflows WHERE org_id = ? AND user_id = ?)
+                        """,
+                    arguments: [heir, orgId, userId])
+                try db.execute(
+                    sql: "UPDATE workflows SET user_id = ? WHERE org_id = ? AND user_id = ?", arguments: [heir, orgId, userId])
+            }
             try Self.audit(
                 db, actor: actor, action: "remove_member", resourceType: "organization", resourceId: orgId, at: Date(),
                 detail: .object(["user_id": .string(userId)]))

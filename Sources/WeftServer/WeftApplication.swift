@@ -32,7 +32,8 @@ public struct WeftApplication: Sendable {
                 signer: TokenSigner(key: authKey, lifetime: TimeInterval(config.auth.tokenLifetime.components.seconds)),
                 metrics: metrics),
             passwords: PasswordHasher(logN: config.auth.scryptLogN), metrics: metrics, orgs: organizations, quotas: quotas,
-            tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit)
+            tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit,
+            streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser))
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()

@@ -137,10 +137,24 @@ public struct WeftServer: Sendable {
         }
     }
 
+    /// Creates the data directory owner-only (0700) and makes every file
+    /// the process creates from now on owner-only (umask 077: the SQLite
+    /// files, their WAL and shared memory, the auth key); tightens what an
+    /// older version left readable.
     static func prepareDataDirectory(_ path: String) throws {
         let manager = FileManager.default
+        umask(0o077)
         do {
-            try manager.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try manager.createDirectory(
+                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try manager.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+            for name in try manager.contentsOfDirectory(atPath: path) {
+                let file = (path as NSString).appendingPathComponent(name)
+                var isDirectory: ObjCBool = false
+                if manager.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    try? manager.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+                }
+            }
         } catch {
             throw WeftStartupError("cannot create data directory \(path): \(error.localizedDescription)")
         }

@@ -138,6 +138,10 @@ extension WeftServerConfig {
             "--org-worker-share", "WEFT_ORG_WORKER_SHARE",
             "Percent of the in-process worker slots one organization may hold at once (fair sharing).",
             default: "\(defaults.tenancy.workerSharePercent)", range: 1...100)
+        public static let maxStreamsPerUser = Option(
+            "--max-streams-per-user", "WEFT_MAX_STREAMS_PER_USER",
+            "Live streams (WatchExecution, TailLogs; gRPC and REST) one user may hold open at once.",
+            default: "\(defaults.tenancy.maxStreamsPerUser)", range: 1...10_000)
         public static let secretsKeyFile = Option(
             "--secrets-key-file", "WEFT_SECRETS_KEY_FILE",
             "File with the master key that seals organization secrets (32 bytes: raw, hex or base64; mode 0600; outside the data directory). Without a key (this or WEFT_SECRETS_KEY) secrets are off.")
@@ -159,7 +163,7 @@ extension WeftServerConfig {
             eventLoopThreads, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
-            plan, defaultPlan, orgWorkerShare, secretsKeyFile, secretsOldKeyFile, enableTestServices, authSecret, secretsKey,
+            plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, enableTestServices, authSecret, secretsKey,
         ]
     }
 }

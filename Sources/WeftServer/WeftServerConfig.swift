@@ -90,6 +90,8 @@ public struct WeftServerConfig: Sendable {
         public var plans = PlanBook()
         /// Percent of the in-process worker slots one organization may hold.
         public var workerSharePercent = 50
+        /// Live streams (watch, tail) one user may hold open at once.
+        public var maxStreamsPerUser = 16
 
         public init() {}
 

@@ -27,6 +27,15 @@ public final class CachedWorkflowStore: WorkflowStore, Sendable {
         self.capacity = max(1, capacity)
     }
 
+    /// Drops every cached definition (a change made past this cache, such
+    /// as ownership moving when a member leaves an organization).
+    public func forgetAll() {
+        state.withLock { state in
+            state.entries.removeAll()
+            state.epoch += 1
+        }
+    }
+
     /// The cached definition, if any: no I/O, safe on an event loop.
     public func cachedWorkflow(id: String) -> WorkflowRecord? {
         state.withLock { state in

@@ -28,6 +28,9 @@ public enum ExecutionTransition: Sendable, Hashable {
     case completeLease(id: Int64, token: String)
     /// Gives a leased item back, leasable again at `readyAt`.
     case releaseLease(id: Int64, token: String, readyAt: Date)
+    /// Removes a queued item nobody holds (a timer that is moot: its
+    /// attempt ended); nothing when it is gone or leased.
+    case dequeue(executionId: String, taskKey: String, attempt: Int)
     /// Adds usage and dollars to an execution's cost.
     case cost(executionId: String, ExecutionCost)
 }

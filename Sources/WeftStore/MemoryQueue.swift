@@ -91,6 +91,13 @@ struct MemoryQueue {
         }
     }
 
+    mutating func removeUnleased(executionId: String, taskKey: String, attempt: Int) {
+        let key = "\(executionId)|\(taskKey)|\(attempt)"
+        guard let id = byKey[key], let row = rows[id], row.token == nil else { return }
+        rows[id] = nil
+        byKey[key] = nil
+    }
+
     mutating func complete(token: String) throws {
         guard let id = byToken.removeValue(forKey: token), let row = rows.removeValue(forKey: id) else {
             throw StoreError.conflict("the lease was lost (it expired and another worker has the task, or the task was completed)")

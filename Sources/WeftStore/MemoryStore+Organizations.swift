@@ -32,7 +32,17 @@ extension MemoryStore: OrganizationStore {
             if membership.role == .admin, (state.members[orgId] ?? [:]).values.filter({ $0.role == .admin }).count == 1 {
                 throw StoreError.conflict("organization \(orgId) must keep an admin")
             }
+            let heir = actor != userId ? actor
+                : (state.members[orgId] ?? [:]).values.filter { $0.role == .admin && $0.userId != userId }
+                    .min { ($0.joinedAt, $0.userId) < ($1.joinedAt, $1.userId) }?.userId
             state.members[orgId]?[userId] = nil
+            for (id, workflow) in state.workflows where workflow.orgId == orgId {
+                state.collaborators[id]?[userId] = nil
+                if workflow.ownerId == userId, let heir {
+                    state.workflows[id]?.ownerId = heir
+                    state.collaborators[id]?[heir] = nil
+                }
+            }
             state.audit.append((resourceType: "organization", resourceId: orgId, actor: actor, action: "remove_member"))
         }
     }

@@ -104,8 +104,12 @@ public protocol OrganizationStore: Sendable {
     func membership(orgId: String, userId: String) async throws -> MembershipRecord?
     /// Members with their accounts, oldest first.
     func members(orgId: String) async throws -> [(MembershipRecord, UserRecord)]
-    /// Throws `failedPrecondition`-like `StoreError.conflict` when it would
-    /// leave the organization without an admin; `notFound` if not a member.
+    /// Ends a membership and everything it gave: the user's collaborator
+    /// roles on the organization's workflows go, and the workflows they own
+    /// there pass to `actor` (an admin removing them) or, when they leave,
+    /// to the organization's longest-standing other admin. Throws
+    /// `StoreError.conflict` when it would leave the organization without
+    /// an admin; `notFound` if not a member.
     func removeMember(orgId: String, userId: String, actor: String) async throws
     /// Throws `alreadyExists` when a pending invitation for that email is open.
     func createInvitation(_ invitation: InvitationRecord, actor: String) async throws

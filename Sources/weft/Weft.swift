@@ -73,6 +73,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.defaultPlan.help)) var defaultPlan: String?
     @Option(help: ArgumentHelp(O.orgWorkerShare.help)) var orgWorkerShare: Int?
     @Option(help: ArgumentHelp(O.secretsKeyFile.help)) var secretsKeyFile: String?
+    @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
     @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
 
@@ -150,6 +151,8 @@ struct Serve: AsyncParsableCommand {
         config.secrets.key = env.values[O.secretsKey.environment]
         config.secrets.oldKeyFiles = (env.values[O.secretsOldKeyFile.environment] ?? "").split(separator: ",").map(String.init)
             + secretsOldKeyFile
+        config.tenancy.maxStreamsPerUser = try env.int(
+            maxStreamsPerUser, O.maxStreamsPerUser, default: config.tenancy.maxStreamsPerUser)
         config.tenancy.workerSharePercent = try env.int(
             orgWorkerShare, O.orgWorkerShare, default: config.tenancy.workerSharePercent)
         // A secret only from the environment: flags show up in `ps`.

@@ -20,7 +20,7 @@ struct APIRouteTests {
             passwords: PasswordHasher(logN: 10), metrics: metrics, orgs: store,
             quotas: QuotaBook(plans: PlanBook(), orgs: store, metrics: metrics), tenantSlots: 64,
             vault: SecretVault(store: store, sealer: nil, audit: AuditLog(store: store, logger: Logger(label: "test"))),
-            audit: AuditLog(store: store, logger: Logger(label: "test")))
+            audit: AuditLog(store: store, logger: Logger(label: "test")), streams: StreamLimiter(perUser: 4))
         return WeftApplication.apiServices(deps)
     }
 

@@ -50,6 +50,33 @@ extension StoreConformance {
             try await store.orgs.removeMember(orgId: "org_a", userId: invited.id, actor: admin.id)
             #expect(try await store.orgs.membership(orgId: "org_a", userId: invited.id) == nil)
         },
+        Case(name: "a member who leaves loses their roles there; what they owned passes to an admin") { store in
+            let admin = Records.user(email: "boss@example.com")
+            try await store.users.createUser(admin, organization: OrganizationRecord(id: "org_m", name: "M", plan: "", createdAt: t0))
+            let leaver = try await store.user("leaver@example.com")
+            let other = try await store.user("other@example.com")
+            for (id, user) in [("inv_l", leaver), ("inv_o", other)] {
+                try await store.orgs.createInvitation(
+                    InvitationRecord(
+                        id: id, orgId: "org_m", email: user.email, role: .member, invitedBy: admin.id, createdAt: t0,
+                        expiresAt: t0.addingTimeInterval(60)), actor: admin.id)
+                _ = try await store.orgs.respond(invitationId: id, userId: user.id, email: user.email, accept: true, now: t0)
+            }
+            var theirs = Records.workflow(owner: leaver.id, name: "theirs", taskNames: ["a"])
+            theirs.orgId = "org_m"
+            theirs = try await store.workflows.createWorkflow(theirs, actor: leaver.id)
+            var admins = Records.workflow(owner: admin.id, name: "admins", taskNames: ["a"])
+            admins.orgId = "org_m"
+            admins = try await store.workflows.createWorkflow(admins, actor: admin.id)
+            try await store.workflows.addCollaborator(
+                CollaboratorRecord(workflowId: admins.id, userId: leaver.id, role: .editor, addedAt: t0), actor: admin.id)
+            try await store.workflows.addCollaborator(
+                CollaboratorRecord(workflowId: theirs.id, userId: other.id, role: .viewer, addedAt: t0), actor: leaver.id)
+            try await store.orgs.removeMember(orgId: "org_m", userId: leaver.id, actor: leaver.id)
+            #expect(try await store.workflows.role(userId: leaver.id, workflowId: admins.id) == nil)
+            #expect(try await store.workflows.workflow(id: theirs.id, includeDeleted: false)?.ownerId == admin.id)
+            #expect(try await store.workflows.role(userId: other.id, workflowId: theirs.id) == .viewer, "others keep their roles")
+        },
         Case(name: "workflows and executions are counted per organization") { store in
             let owner = Records.user()
             try await store.users.createUser(owner, organization: OrganizationRecord(id: "org_x", name: "X", plan: "", createdAt: t0))

@@ -252,7 +252,8 @@ def test_workers_zero_leaves_tasks_queued_until_a_server_with_workers(restartabl
 
 
 def test_workers_two_run_at_most_two_http_attempts_at_once(server_factory, target):
-    srv = server_factory(*wh.API_SERVER_ARGS, "--workers", "2")
+    # One organization here: it may hold every slot (the default share is half).
+    srv = server_factory(*wh.API_SERVER_ARGS, "--workers", "2", "--org-worker-share", "100")
     owner = wh.register_and_login(srv, "Two Workers")
     tag = fs.uid()
     wf = fs.create_wf(owner, [{"key": "call", "name": "Call", "action": "http",

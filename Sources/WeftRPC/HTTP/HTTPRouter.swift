@@ -20,6 +20,11 @@ public struct HTTPRequest: Sendable {
     /// Rewrites the request object's timestamps with offsets as UTC: the
     /// bridge retries with it when the protobuf parser refused an offset.
     public var utcTimestamps: (@Sendable ([String: Any]) -> [String: Any])?
+    /// Set by transports that can send a response as it is produced.
+    public var streamSink: (any HTTPStreamSink)?
+    /// Shapes each JSON message of a stream as whole responses are shaped
+    /// (defaults filled in), set by the router.
+    public var shapeMessage: (@Sendable ([UInt8]) -> [UInt8])?
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
         self.method = method
@@ -43,6 +48,15 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// The head and body went out through the request's `streamSink`: the
+    /// transport only ends the response.
+    public var streamed = false
+
+    public static func streamed(status: Int) -> HTTPResponse {
+        var response = HTTPResponse(status: status)
+        response.streamed = true
+        return response
+    }
 
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
@@ -225,6 +239,9 @@ extension HTTPRouter {
                     var request = request
                     request.booleanFields = booleans
                     request.utcTimestamps = rewrite
+                    if let shape, descriptor.kind == .serverStreaming {
+                        request.shapeMessage = { shape(messageName, $0) }
+                    }
                     var response: HTTPResponse
                     do {
                         response = try await invoke(request, route, context)
@@ -234,7 +251,7 @@ extension HTTPRouter {
                         }
                         throw error
                     }
-                    if let shape, !response.body.isEmpty {
+                    if let shape, !response.body.isEmpty, !response.streamed {
                         if descriptor.kind == .serverStreaming {
                             response.body = Array(
                                 response.body.split(separator: UInt8(ascii: "\n")).map { shape(messageName, Array($0)) }

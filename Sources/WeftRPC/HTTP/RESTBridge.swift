@@ -311,6 +311,65 @@ public struct RESTDecodeError: Error, RPCErrorConvertible {
     public var rpcError: RPCError { RPCError(code: .invalidArgument, message: "invalid \(messageName): \(generic)") }
 }
 
+/// Writes a server stream's messages to a streaming transport as they come:
+/// NDJSON (`application/x-ndjson`, one proto3 JSON message per line) or,
+/// when the client accepts `text/event-stream`, server-sent events (one
+/// `data:` event per message). An error after the first message ends the
+/// stream with an error line (`{"error": {"code", "message"}}`) or an
+/// `event: error`.
+final class StreamingJSONWriter<M: SwiftProtobuf.Message>: RPCResponseSink, @unchecked Sendable {
+    // Used only by the one handler task that owns the call.
+    private let sink: any HTTPStreamSink
+    private let events: Bool
+    private let shape: (@Sendable ([UInt8]) -> [UInt8])?
+    private let status: Int
+    private let context: ServerContext
+    private(set) var started = false
+
+    init(sink: any HTTPStreamSink, events: Bool, shape: (@Sendable ([UInt8]) -> [UInt8])?, status: Int, context: ServerContext) {
+        self.sink = sink
+        self.events = events
+        self.shape = shape
+        self.status = status
+        self.context = context
+    }
+
+    private func begin() async throws {
+        guard !started else { return }
+        started = true
+        let type = events ? "text/event-stream" : "application/x-ndjson"
+        // No buffering on the way (proxies, browsers): each message as it comes.
+        try await sink.begin(
+            status: status,
+            headers: [("content-type", type), ("cache-control", "no-cache"), ("x-accel-buffering", "no")]
+                + RESTBridge.headers(from: context))
+    }
+
+    func write(_ message: GRPCFramedMessage) async throws {
+        let decoded = try message.withUnsafeBytes { try M(serializedBytes: Array($0)) }
+        var json = try RESTBridge.encodeResponse(decoded)
+        if let shape { json = shape(json) }
+        try await begin()
+        try await sink.write(frame(json, event: nil))
+    }
+
+    /// An empty stream still gets its head.
+    func finish() async throws { try await begin() }
+
+    func fail(_ error: RPCError) async throws {
+        let body: [String: Any] = ["error": ["code": error.code.rawValue, "message": error.message]]
+        let json = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])).map(Array.init) ?? []
+        try await sink.write(frame(json, event: "error"))
+    }
+
+    private func frame(_ json: [UInt8], event: String?) -> [UInt8] {
+        guard events else { return json + [UInt8(ascii: "\n")] }
+        var out: [UInt8] = []
+        if let event { out += Array("event: \(event)\n".utf8) }
+        return out + Array("data: ".utf8) + json + Array("\n\n".utf8)
+    }
+}
+
 /// Collects a server stream's messages as NDJSON (one proto3 JSON message
 /// per line) for the REST bridge.
 final class NDJSONCollector<M: SwiftProtobuf.Message>: RPCResponseSink, @unchecked Sendable {

@@ -82,8 +82,10 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
         let start = NIODeadline.now()
         let method = head.method.rawValue
-        let request = HTTPRequest(
+        var request = HTTPRequest(
             method: method, target: head.uri, headers: head.headers.map { ($0.name.lowercased(), $0.value) }, body: body)
+        request.streamSink = HTTP1StreamSink(
+            loopBound: NIOLoopBound((self, context), eventLoop: context.eventLoop), version: head.version)
         if head.headers.first(name: "content-type")?.hasPrefix("application/grpc") == true {
             write(
                 context: context,
@@ -114,6 +116,17 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         start: NIODeadline, forceClose: Bool = false
     ) {
         guard context.channel.isActive else { return }
+        if response.streamed {
+            // Head and chunks went out through the sink: end the chunked body.
+            let done = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+            inFlight = false
+            if !head.isKeepAlive || draining {
+                let channel = context.channel
+                done.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            }
+            return
+        }
         let keepAlive = head.isKeepAlive && !draining && !forceClose
         var headers = HTTPHeaders()
         for (name, value) in response.headers { headers.add(name: name, value: value) }
@@ -139,6 +152,23 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Writes a streamed response's head and chunks (on the event loop).
+    fileprivate func streamHead(context: ChannelHandlerContext, status: Int, headers: [(name: String, value: String)], version: HTTPVersion) {
+        var fields = HTTPHeaders()
+        for (name, value) in headers { fields.add(name: name, value: value) }
+        // No content-length: HTTP/1.1 sends the body chunked.
+        if draining { fields.replaceOrAdd(name: "connection", value: "close") }
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: fields))),
+            promise: nil)
+    }
+
+    fileprivate func streamChunk(context: ChannelHandlerContext, _ chunk: [UInt8]) -> EventLoopFuture<Void> {
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: chunk)))), promise: done)
+        return done.futureResult
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
             if !inFlight { context.close(promise: nil) }
@@ -151,5 +181,31 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     func initiateGracefulShutdown() {
         draining = true
         if !inFlight { context?.close(promise: nil) }
+    }
+}
+
+/// A streamed response on an HTTP/1.1 connection: the head, then one
+/// flushed chunk per message; a chunk waits for its write (so a slow
+/// client slows the stream, and a gone one ends it).
+struct HTTP1StreamSink: HTTPStreamSink {
+    let loopBound: NIOLoopBound<(HTTP1ServerHandler, ChannelHandlerContext)>
+    let version: HTTPVersion
+
+    func begin(status: Int, headers: [(name: String, value: String)]) async throws {
+        let (version, loopBound) = (version, loopBound)
+        try await loopBound.eventLoop.submit {
+            let (handler, context) = loopBound.value
+            guard context.channel.isActive else { throw HTTPStreamClosed() }
+            handler.streamHead(context: context, status: status, headers: headers, version: version)
+        }.get()
+    }
+
+    func write(_ chunk: [UInt8]) async throws {
+        let loopBound = loopBound
+        try await loopBound.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            let (handler, context) = loopBound.value
+            guard context.channel.isActive else { return loopBound.eventLoop.makeFailedFuture(HTTPStreamClosed()) }
+            return handler.streamChunk(context: context, chunk)
+        }.get()
     }
 }

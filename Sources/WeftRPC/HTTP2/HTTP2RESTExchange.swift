@@ -7,6 +7,8 @@ final class HTTP2RESTExchange: @unchecked Sendable {
     private let stream: HTTP2Stream
     private var body: ByteBuffer?
     private var answered = false
+    /// A streamed response's head went out.
+    private var streaming = false
     private var task: Task<Void, Never>?
     private let start = NIODeadline.now()
 
@@ -52,7 +54,8 @@ final class HTTP2RESTExchange: @unchecked Sendable {
     func endOfRequest() {
         guard !answered, let body else { return }
         self.body = nil
-        let request = HTTPRequest(method: method, target: stream.path ?? "/", headers: stream.plainHeaders(), body: body)
+        var request = HTTPRequest(method: method, target: stream.path ?? "/", headers: stream.plainHeaders(), body: body)
+        request.streamSink = HTTP2StreamSink(exchange: self, eventLoop: stream.connection.eventLoop)
         switch HTTPExchange.dispatch(request, environment: environment, peer: stream.connection.peer, start: start) {
         case .respond(let response):
             respond(response)
@@ -79,7 +82,30 @@ final class HTTP2RESTExchange: @unchecked Sendable {
         respond(response)
     }
 
+    /// A streamed response: its head (DATA frames follow as chunks come).
+    fileprivate func streamHead(status: Int, headers fields: [(name: String, value: String)]) throws {
+        guard !answered, !stream.isClosed else { throw HTTPStreamClosed() }
+        streaming = true
+        var headers = HeaderBlock()
+        headers.add(":status", String(status))
+        for (name, value) in fields { headers.add(name.lowercased(), value) }
+        stream.submit(headers: headers, withBody: true)
+        stream.connection.scheduleFlush()
+    }
+
+    fileprivate func streamChunk(_ chunk: [UInt8]) throws {
+        guard streaming, !stream.isClosed else { throw HTTPStreamClosed() }
+        stream.appendBody(chunk)
+        stream.connection.scheduleFlush()
+    }
+
     private func respond(_ response: HTTPResponse) {
+        if response.streamed {
+            guard streaming, !answered, !stream.isClosed else { return }
+            answered = true
+            stream.endBody(trailers: .none)
+            return
+        }
         guard !answered, !stream.isClosed else { return }
         answered = true
         body = nil
@@ -95,5 +121,23 @@ final class HTTP2RESTExchange: @unchecked Sendable {
             stream.appendBody(body)
             stream.endBody(trailers: .none)
         }
+    }
+}
+
+/// A streamed response on an HTTP/2 stream: DATA frames as chunks come.
+/// (The stream buffers what nghttp2 has not taken yet; flow control paces it.)
+struct HTTP2StreamSink: HTTPStreamSink, @unchecked Sendable {
+    // Touched only on its event loop.
+    let exchange: HTTP2RESTExchange
+    let eventLoop: any EventLoop
+
+    func begin(status: Int, headers: [(name: String, value: String)]) async throws {
+        let exchange = exchange
+        try await eventLoop.submit { try exchange.streamHead(status: status, headers: headers) }.get()
+    }
+
+    func write(_ chunk: [UInt8]) async throws {
+        let exchange = exchange
+        try await eventLoop.submit { try exchange.streamChunk(chunk) }.get()
     }
 }

@@ -32,6 +32,7 @@ enum APIConstraints {
     static let nonBlank = #"^[^\u0000]*[^\s\u0000\u180e\u200b-\u200d\u2060\ufeff][^\u0000]*$"#
     static let noNUL = #"^[^\u0000]*$"#
     static var pageSize: Field { Field(keywords: ["minimum": 0]) }
+    static let secretName = #"^[A-Za-z][A-Za-z0-9_]{0,63}$"#
     static let email = #"^[^@\s\u0000-\u001f\u007f-\u009f]+@[^@\s\u0000-\u001f\u007f-\u009f.]+(\.[^@\s\u0000-\u001f\u007f-\u009f.]+)+$"#
     static let queueName = #"^[A-Za-z0-9._-]{1,64}$"#
     static let leaseToken = #"^[1-9][0-9]{0,17}\.[A-Za-z0-9_-]{1,64}$"#
@@ -118,6 +119,17 @@ enum APIConstraints {
                 "email": .required(["pattern": email].merging(bytes(APILimits.emailMaxBytes)) { $1 }),
                 "password": .required(["minLength": APILimits.passwordMinCharacters].merging(bytes(APILimits.passwordMaxBytes)) { $1 }),
                 "name": .required(["pattern": nonBlank, "maxLength": APILimits.nameMaxCharacters]),
+            ],
+            "weft.v1.CreateInvitationRequest": [
+                "email": .required(["pattern": email].merging(bytes(APILimits.emailMaxBytes)) { $1 }),
+                "role": Field(keywords: ["enum": ["member", "admin"]]),
+            ],
+            "weft.v1.CreateSecretRequest": [
+                "name": .required(["pattern": secretName]),
+                "value": .required(["minLength": 4].merging(bytes(64 * 1024)) { $1 }),
+            ],
+            "weft.v1.UpdateSecretRequest": [
+                "value": .required(["minLength": 4].merging(bytes(64 * 1024)) { $1 }),
             ],
             "weft.v1.LoginRequest": [
                 "email": .required(["minLength": 1]), "password": .required(["minLength": 1]),

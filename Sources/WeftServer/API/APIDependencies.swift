@@ -24,6 +24,7 @@ struct APIDependencies: Sendable {
     let tenantSlots: Int
     let vault: SecretVault
     let audit: AuditLog
+    let streams: StreamLimiter
 
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED

@@ -151,6 +151,8 @@ struct ExecutionAPI: RPCService {
         _ request: Weft_V1_WatchExecutionRequest, _ stream: ResponseStream<Weft_V1_ExecutionEvent>, _ context: ServerContext
     ) async throws {
         let caller = try Caller(context)
+        let release = try deps.streams.acquire(caller.userId)
+        defer { release() }
         // Subscribed before the read (which also checks the caller's role),
         // so no update falls between the two.
         let (updates, stop) = deps.engine.feed.subscribe(request.executionID)
@@ -246,6 +248,8 @@ struct LogAPI: RPCService {
         async throws
     {
         let caller = try Caller(context)
+        let release = try deps.streams.acquire(caller.userId)
+        defer { release() }
         // Subscribed before the read (which also checks the caller's role),
         // so no update falls between the two.
         let (updates, stop) = deps.engine.feed.subscribe(request.executionID)

@@ -63,6 +63,8 @@ struct OrganizationAPI: RPCService {
                 } catch StoreError.conflict(let message) {
                     throw RPCError(code: .failedPrecondition, message: message + "; make another member admin first")
                 }
+                // Their workflows changed owner past the definition cache.
+                deps.cache?.forgetAll()
                 return Weft_V1_RemoveMemberResponse()
             },
             .unary(

@@ -202,15 +202,18 @@ struct WorkflowAPI: RPCService {
 
 /// GetWorkflow responses for owners, encoded once per workflow version.
 final class PreparedWorkflows: Sendable {
-    private let views = Mutex<[String: (version: Int, response: PreparedResponse<Weft_V1_Workflow>)]>([:])
+    private let views = Mutex<[String: (version: Int, owner: String, response: PreparedResponse<Weft_V1_Workflow>)]>([:])
 
     func view(of workflow: WorkflowRecord) throws -> PreparedResponse<Weft_V1_Workflow> {
-        if let hit = views.withLock({ $0[workflow.id] }), hit.version == workflow.version { return hit.response }
+        // The owner too: it changes without a new version when a member leaves.
+        if let hit = views.withLock({ $0[workflow.id] }), hit.version == workflow.version, hit.owner == workflow.ownerId {
+            return hit.response
+        }
         let response = try PreparedResponse(ProtoMapping.workflow(workflow, role: .owner))
         views.withLock { views in
             // Bounded like the definition cache it shadows.
             if views.count >= 10_000 { views.removeAll(keepingCapacity: true) }
-            views[workflow.id] = (workflow.version, response)
+            views[workflow.id] = (workflow.version, workflow.ownerId, response)
         }
         return response
     }
