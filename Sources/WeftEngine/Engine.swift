@@ -214,6 +214,9 @@ public actor Engine: Service {
     /// Executions of the organization started and not finished.
     public func runningExecutions(orgId: String) -> Int { running[orgId] ?? 0 }
 
+    /// Executions started and not finished, by organization.
+    public func runningByOrganization() -> [String: Int] { running }
+
     /// Starts an execution of the workflow's current version. With an
     /// idempotency key already used on this workflow, returns that execution.
     /// `maxRunning` (0: none) is the organization's concurrent_executions

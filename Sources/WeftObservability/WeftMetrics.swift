@@ -108,7 +108,7 @@ public enum MetricNames {
     public static let timerLag = "weft_timer_lag_seconds"
     public static let egressDenied = "weft_egress_denied_total"
     public static let quotaRejections = "weft_quota_rejections_total"
-    public static let organizations = "weft_organizations"
+    public static let organizationsActive = "weft_organizations_active"
     public static let planUsage = "weft_plan_usage"
     // Cost (Step 4), in US dollars.
     public static let executionCost = "weft_execution_cost_dollars"

@@ -1,4 +1,5 @@
 import Foundation
+public import ServiceLifecycle
 public import Logging
 public import WeftEngine
 public import WeftObservability
@@ -13,6 +14,9 @@ public import WeftStore
 /// SQLite; tests call it in process (`InProcessTransport`) on the memory store.
 public struct WeftApplication: Sendable {
     public let environment: ServerEnvironment
+    /// Background work the application needs while it serves (the tenancy
+    /// metrics sampler), for the server's service group.
+    public let services: [any Service]
     public let health: HealthStatusStore
     public let engine: Engine
 
@@ -24,6 +28,7 @@ public struct WeftApplication: Sendable {
         self.engine = engine
         self.health = health
         let quotas = QuotaBook(plans: config.tenancy.plans, orgs: organizations, metrics: metrics)
+        services = [TenancySampler(engine: engine, quotas: quotas, metrics: metrics)]
         let deps = APIDependencies(
             users: users,
             workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(workflows, capacity: config.workflowCacheSize) : workflows,

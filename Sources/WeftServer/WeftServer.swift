@@ -97,6 +97,7 @@ public struct WeftServer: Sendable {
         // The engine resumes unfinished executions as it starts, and the
         // workers wait for that before they lease.
         var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics)]
+            + app.services
         if config.engine.workers > 0 {
             logger.info("engine: \(config.engine.workers) in-process workers")
             services.append(WorkerPool(

@@ -162,6 +162,12 @@ final class QuotaBook: Sendable {
         }
     }
 
+    /// Executions started today by the organizations counted since start.
+    func executionsTodayByOrganization(now: Date = Date()) -> [String: Int] {
+        let today = Self.day(now)
+        return state.withLock { state in state.days.filter { $0.value.day == today }.mapValues(\.count) }
+    }
+
     func executionsToday(_ org: OrganizationRecord, now: Date = Date()) async throws -> Int64 {
         let today = Self.day(now)
         if let entry = state.withLock({ $0.days[org.id] }), entry.day == today { return Int64(entry.count) }
