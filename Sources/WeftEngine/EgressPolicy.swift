@@ -156,6 +156,16 @@ public struct EgressPolicy: Sendable {
         "upgrade", "proxy-authenticate", "proxy-authorization",
     ]
 
+    /// A request header that carries credentials: dropped when a redirect
+    /// leaves the origin (Authorization, Cookie, X-Api-Key, *token*, ...).
+    public static func isCredentialHeader(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        if ["authorization", "proxy-authorization", "cookie"].contains(lower) { return true }
+        let squashed = lower.replacingOccurrences(of: "-", with: "").replacingOccurrences(of: "_", with: "")
+        return ["token", "secret", "password", "apikey", "auth", "credential", "session", "signature"]
+            .contains { squashed.contains($0) }
+    }
+
     /// An RFC 9110 field name (a token).
     public static func isHeaderName(_ text: String) -> Bool {
         !text.isEmpty && text.utf8.count <= 256

@@ -371,10 +371,11 @@ extension Engine {
     /// The values of the secrets `id`'s task config reads, from the secret
     /// source; none when it reads none. A failure to get them fails the
     /// attempt (kind `secret`), as a template error would.
-    func reveal(_ id: AttemptID) async -> Result<[String: String], any Error> {
+    func reveal(_ id: AttemptID, forRedaction: Bool = false) async -> Result<[String: String], any Error> {
         var found = cache[id.executionId]
         if found == nil { found = try? await load(id.executionId) }
-        guard let peek = found, let task = peek.tasks[id.taskKey] else { return .success([:]) }
+        // A delay's config is a duration or a time: it has no use for secrets.
+        guard let peek = found, let task = peek.tasks[id.taskKey], task.action != .delay else { return .success([:]) }
         let names = Template.secretNames(in: task.config)
         guard !names.isEmpty else { return .success([:]) }
         guard let secrets else {
@@ -383,7 +384,9 @@ extension Engine {
         do {
             return .success(try await secrets.reveal(
                 orgId: peek.orgId, names: names,
-                for: SecretUse(executionId: id.executionId, workflowId: peek.workflowId, taskKey: id.taskKey, attempt: id.attempt)))
+                for: SecretUse(
+                    executionId: id.executionId, workflowId: peek.workflowId, taskKey: id.taskKey, attempt: id.attempt,
+                    forRedaction: forRedaction)))
         } catch {
             return .failure(error)
         }

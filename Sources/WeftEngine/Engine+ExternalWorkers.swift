@@ -138,16 +138,21 @@ extension Engine {
     }
 
     /// Records an external worker's outcome under its lease.
-    public func completeExternal(_ handle: String, owner: String, outcome: TaskOutcome, logLines: [String]) async throws {
+    public func completeExternal(_ handle: String, owner: String, outcome reported: TaskOutcome, logLines: [String]) async throws {
         try requireRunning()
         let lease = try await externalLease(handle, owner: owner)
         let id = AttemptID(lease.item)
+        // The worker got the secrets its task reads; what it reports back is
+        // kept with their values hidden, as for built-in tasks.
+        let redactor = SecretRedactor((try? await reveal(id, forRedaction: true).get()) ?? [:])
+        let outcome = redactor.redact(reported)
         try await pinned(id.executionId) {
             let taskId = try await load(id.executionId).flatMap { $0.tasks[id.taskKey]?.id }
             if !logLines.isEmpty {
                 let at = now()
                 logWriter.append(logLines.map {
-                    LogRecord(executionId: id.executionId, taskId: taskId, level: .info, message: $0, createdAt: at)
+                    LogRecord(
+                        executionId: id.executionId, taskId: taskId, level: .info, message: redactor.redact($0), createdAt: at)
                 })
             }
             Self.end(spans.closeExternal(id), outcome)

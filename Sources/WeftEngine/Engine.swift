@@ -369,6 +369,7 @@ public actor Engine: Service {
         guard let (version, ownerId, orgId) = try await definition(record.workflowId, version: record.workflowVersion)
         else { return }
         var machine = ExecutionStateMachine(tasks: version.tasks)
+        machine.maxAttemptTimeoutMs = limits.maxAttemptTimeoutMs
         let at = now()
         let effects = machine.start(at: at)
         cache[record.executionId] = ExecutionState(

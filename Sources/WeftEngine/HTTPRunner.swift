@@ -151,7 +151,7 @@ public struct HTTPRunner: TaskRunner {
                     redirects += 1
                     guard let next = Self.redirect(from: hop, status: status, location: location) else {
                         throw RedirectError(
-                            message: "redirect to \"\(Self.redacted(location))\", which is not an http(s) URL")
+                            message: "redirect to \"\(Self.redacted(location))\" not followed: not an http(s) URL, or https to http")
                     }
                     await log(.info, "\(hop.method.rawValue) \(Self.redacted(hop.url)) -> \(status), following to \(Self.redacted(next.url))")
                     hop = next
@@ -244,7 +244,9 @@ public struct HTTPRunner: TaskRunner {
     /// not sent to another origin.
     static func redirect(from hop: Hop, status: Int, location: String) -> Hop? {
         guard let base = URL(string: hop.url), let target = URL(string: location, relativeTo: base)?.absoluteURL,
-            let scheme = target.scheme?.lowercased(), scheme == "http" || scheme == "https", target.host != nil
+            let scheme = target.scheme?.lowercased(), scheme == "http" || scheme == "https", target.host != nil,
+            // No downgrade from https to http (what the task sends would go in clear).
+            !(base.scheme?.lowercased() == "https" && scheme == "http")
         else { return nil }
         var next = hop
         next.url = target.absoluteString
@@ -258,7 +260,9 @@ public struct HTTPRunner: TaskRunner {
         let sameOrigin = base.scheme?.lowercased() == scheme && base.host?.lowercased() == target.host?.lowercased()
             && (base.port ?? (base.scheme?.lowercased() == "https" ? 443 : 80)) == (target.port ?? (scheme == "https" ? 443 : 80))
         if !sameOrigin {
-            for name in ["authorization", "cookie", "proxy-authorization"] { next.headers.remove(name: name) }
+            // Credentials stay with the origin they were written for.
+            let credentials = next.headers.map(\.name).filter(EgressPolicy.isCredentialHeader)
+            for name in credentials { next.headers.remove(name: name) }
         }
         return next
     }

@@ -16,12 +16,15 @@ public struct SecretUse: Sendable {
     public var workflowId: String
     public var taskKey: String
     public var attempt: Int
+    /// Read only to hide them in what an external worker reported (not a use).
+    public var forRedaction = false
 
-    public init(executionId: String, workflowId: String, taskKey: String, attempt: Int) {
+    public init(executionId: String, workflowId: String, taskKey: String, attempt: Int, forRedaction: Bool = false) {
         self.executionId = executionId
         self.workflowId = workflowId
         self.taskKey = taskKey
         self.attempt = attempt
+        self.forRedaction = forRedaction
     }
 }
 

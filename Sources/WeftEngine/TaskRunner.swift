@@ -49,7 +49,9 @@ public struct TaskInvocation: Sendable {
         }
         return TaskInvocation(
             executionId: executionId, taskKey: task.key, attempt: attempt, action: task.action, config: config,
-            context: context, timeoutMs: maxTimeoutMs.map { min(task.timeoutMs ?? $0, $0) } ?? task.timeoutMs)
+            // The task's own timeout, capped by the server's; none stays none
+            // (a runner's default applies, itself capped by the server).
+            context: context, timeoutMs: task.timeoutMs.map { own in maxTimeoutMs.map { min(own, $0) } ?? own })
     }
 }
 

@@ -48,7 +48,8 @@ public nonisolated struct Weft_V1_AuditEvent: Sendable {
 
   public var orgID: String = String()
 
-  /// The RPC ("weft.v1.WorkflowService/CreateWorkflow") or event ("secret.use", "worker.complete").
+  /// The RPC ("weft.v1.WorkflowService/CreateWorkflow"; a worker's completion
+  /// is "weft.v1.WorkerService/CompleteTask") or event ("secret.use").
   public var action: String = String()
 
   public var resourceType: String = String()

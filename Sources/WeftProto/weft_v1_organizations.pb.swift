@@ -13,7 +13,7 @@
 /// organization; its plan sets its quotas and its share of the workers.
 ///
 /// REST: GET /orgs, GET /orgs/{orgId}, GET /orgs/{orgId}/usage,
-/// GET /orgs/{orgId}/members, DELETE /orgs/{orgId}/members/{userId},
+/// GET /orgs/{orgId}/members, PUT|DELETE /orgs/{orgId}/members/{userId},
 /// POST|GET /orgs/{orgId}/invitations, DELETE /orgs/{orgId}/invitations/{invitationId},
 /// GET /users/me/invitations, POST /invitations/{invitationId}/accept|decline.
 
@@ -216,6 +216,23 @@ public nonisolated struct Weft_V1_RemoveMemberResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_UpdateMemberRoleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orgID: String = String()
+
+  public var userID: String = String()
+
+  /// "admin" or "member".
+  public var role: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -874,6 +891,46 @@ nonisolated extension Weft_V1_RemoveMemberResponse: SwiftProtobuf.Message, Swift
   }
 
   public static func ==(lhs: Weft_V1_RemoveMemberResponse, rhs: Weft_V1_RemoveMemberResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_UpdateMemberRoleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateMemberRoleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}org_id\0\u{3}user_id\0\u{1}role\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_UpdateMemberRoleRequest, rhs: Weft_V1_UpdateMemberRoleRequest) -> Bool {
+    if lhs.orgID != rhs.orgID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.role != rhs.role {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

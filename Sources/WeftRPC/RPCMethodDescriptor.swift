@@ -21,12 +21,19 @@ public final class RPCMethodDescriptor: Hashable, Sendable, CustomStringConverti
     public let kind: Kind
     /// `service/method`, the name of the call's span (made once, not per call).
     public let spanName: String
+    /// The method only reads, by its name (AIP-131 ff.: Get, List, Search,
+    /// Watch, Tail, Check, Heartbeat, Poll, ...): interceptors that act on
+    /// changes (audit) skip it without looking at strings per call.
+    public let isReadOnly: Bool
+
+    static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Poll", "Echo", "Server"]
 
     public init(service: String, method: String, kind: Kind) {
         self.service = service
         self.method = method
         self.kind = kind
         self.spanName = "\(service)/\(method)"
+        self.isReadOnly = Self.readPrefixes.contains { method.hasPrefix($0) }
     }
 
     /// The HTTP/2 `:path`, e.g. `/grpc.health.v1.Health/Check`.

@@ -9,6 +9,16 @@ extension SQLiteStore: OrganizationStore {
         }
     }
 
+    public func setPlan(orgId: String, plan: String) async throws {
+        try await write("set_plan") { db in
+            try db.execute(sql: "UPDATE organizations SET plan = ? WHERE id = ?", arguments: [plan, orgId])
+            guard db.changesCount == 1 else { throw StoreError.notFound("no organization \(orgId)") }
+            try Self.audit(
+                db, actor: "operator", action: "set_plan", resourceType: "organization", resourceId: orgId, at: Date(),
+                detail: .object(["plan": .string(plan)]))
+        }
+    }
+
     public func memberships(userId: String) async throws -> [(MembershipRecord, OrganizationRecord)] {
         try await read("get_memberships") { db in
             try Row.fetchAll(
@@ -64,6 +74,7 @@ extension SQLiteStore: OrganizationStore {
                         """,
                     arguments: [orgId, userId])
             try db.execute(sql: "DELETE FROM org_members WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId])
+            try db.execute(sql: "DELETE FROM queue_grants WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId])
             try db.execute(
                 sql: """
                     DELETE FROM workflow_collaborators WHERE user_id = ?
@@ -84,6 +95,29 @@ extension SQLiteStore: OrganizationStore {
             try Self.audit(
                 db, actor: actor, action: "remove_member", resourceType: "organization", resourceId: orgId, at: Date(),
                 detail: .object(["user_id": .string(userId)]))
+        }
+    }
+
+    public func setMemberRole(orgId: String, userId: String, role: OrganizationRole, actor: String) async throws
+        -> MembershipRecord
+    {
+        try await write("set_member_role") { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT * FROM org_members WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId])
+            else { throw StoreError.notFound("user \(userId) is not a member of organization \(orgId)") }
+            var membership = Self.membershipRecord(row)
+            if membership.role == .admin, role != .admin {
+                let admins = try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM org_members WHERE org_id = ? AND role = 'admin'", arguments: [orgId]) ?? 0
+                if admins <= 1 { throw StoreError.conflict("organization \(orgId) must keep an admin") }
+            }
+            try db.execute(
+                sql: "UPDATE org_members SET role = ? WHERE org_id = ? AND user_id = ?", arguments: [role.rawValue, orgId, userId])
+            membership.role = role
+            try Self.audit(
+                db, actor: actor, action: "set_member_role", resourceType: "organization", resourceId: orgId, at: Date(),
+                detail: .object(["user_id": .string(userId), "role": .string(role.rawValue)]))
+            return membership
         }
     }
 

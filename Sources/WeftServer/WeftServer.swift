@@ -54,9 +54,11 @@ public struct WeftServer: Sendable {
                 tracing: tracing)
             await audit.flush()
         } catch let error as EngineError {
+            await audit.flush()
             await httpRunner.shutdown()
             throw WeftStartupError(error.description)
         } catch {
+            await audit.flush()
             await httpRunner.shutdown()
             throw error
         }

@@ -5,6 +5,13 @@ extension MemoryStore: OrganizationStore {
         state.withLock { $0.organizations[id] }
     }
 
+    public func setPlan(orgId: String, plan: String) async throws {
+        try state.withLock { state in
+            guard state.organizations[orgId] != nil else { throw StoreError.notFound("no organization \(orgId)") }
+            state.organizations[orgId]?.plan = plan
+        }
+    }
+
     public func memberships(userId: String) async throws -> [(MembershipRecord, OrganizationRecord)] {
         state.withLock { state in
             state.members.values.compactMap { $0[userId] }
@@ -36,6 +43,7 @@ extension MemoryStore: OrganizationStore {
                 : (state.members[orgId] ?? [:]).values.filter { $0.role == .admin && $0.userId != userId }
                     .min { ($0.joinedAt, $0.userId) < ($1.joinedAt, $1.userId) }?.userId
             state.members[orgId]?[userId] = nil
+            state.queueGrants = state.queueGrants.filter { !($0.value.orgId == orgId && $0.value.userId == userId) }
             for (id, workflow) in state.workflows where workflow.orgId == orgId {
                 state.collaborators[id]?[userId] = nil
                 if workflow.ownerId == userId, let heir {
@@ -44,6 +52,25 @@ extension MemoryStore: OrganizationStore {
                 }
             }
             state.audit.append((resourceType: "organization", resourceId: orgId, actor: actor, action: "remove_member"))
+        }
+    }
+
+    public func setMemberRole(orgId: String, userId: String, role: OrganizationRole, actor: String) async throws
+        -> MembershipRecord
+    {
+        try state.withLock { state in
+            guard var membership = state.members[orgId]?[userId] else {
+                throw StoreError.notFound("user \(userId) is not a member of organization \(orgId)")
+            }
+            if membership.role == .admin, role != .admin,
+                (state.members[orgId] ?? [:]).values.filter({ $0.role == .admin }).count == 1
+            {
+                throw StoreError.conflict("organization \(orgId) must keep an admin")
+            }
+            membership.role = role
+            state.members[orgId]?[userId] = membership
+            state.audit.append((resourceType: "organization", resourceId: orgId, actor: actor, action: "set_member_role"))
+            return membership
         }
     }
 

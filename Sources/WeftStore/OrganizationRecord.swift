@@ -98,6 +98,9 @@ public struct QueueGrantRecord: Sendable, Hashable {
 /// at least one admin.
 public protocol OrganizationStore: Sendable {
     func organization(id: String) async throws -> OrganizationRecord?
+    /// Puts the organization on a plan ("" is the server's default);
+    /// `notFound` if there is none.
+    func setPlan(orgId: String, plan: String) async throws
     /// The caller's organizations with their role, oldest membership first
     /// (the first is the one created at registration).
     func memberships(userId: String) async throws -> [(MembershipRecord, OrganizationRecord)]
@@ -111,6 +114,9 @@ public protocol OrganizationStore: Sendable {
     /// `StoreError.conflict` when it would leave the organization without
     /// an admin; `notFound` if not a member.
     func removeMember(orgId: String, userId: String, actor: String) async throws
+    /// Changes a member's role; `conflict` when it would leave no admin,
+    /// `notFound` if not a member.
+    func setMemberRole(orgId: String, userId: String, role: OrganizationRole, actor: String) async throws -> MembershipRecord
     /// Throws `alreadyExists` when a pending invitation for that email is open.
     func createInvitation(_ invitation: InvitationRecord, actor: String) async throws
     func invitation(id: String) async throws -> InvitationRecord?

@@ -20,7 +20,7 @@ struct Weft: AsyncParsableCommand {
             Every `serve` option can also be set by the environment variable shown
             in its help (a flag wins over the variable).
             """,
-        subcommands: [Serve.self, Secrets.self])
+        subcommands: [Serve.self, Secrets.self, Orgs.self])
 }
 
 struct Serve: AsyncParsableCommand {

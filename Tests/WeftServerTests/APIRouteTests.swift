@@ -39,7 +39,7 @@ struct APIRouteTests {
         }
         // 12 services: users 3, workflows 6, tasks 5, executions 5, logs 2, versions 4,
         // schedules 3, collaborators 4, subscriptions 3, integrations 4, analytics 2, workers 4.
-        #expect(methods.count == 64)
+        #expect(methods.count == 65)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

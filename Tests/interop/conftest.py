@@ -24,6 +24,8 @@ alive during the test is attached to the report.
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import weft_helpers as wh  # noqa: E402
 
 
-def _start(tmp_path_factory, name: str, args=()) -> wh.WeftServer:
+def _start(tmp_path_factory, name: str, args=(), env=None) -> wh.WeftServer:
     binary = wh.weft_bin()
     if not binary.exists():
         pytest.fail(
@@ -43,7 +45,7 @@ def _start(tmp_path_factory, name: str, args=()) -> wh.WeftServer:
             pytrace=False,
         )
     base = tmp_path_factory.mktemp(name)
-    srv = wh.WeftServer(binary, base / "data", base / "logs", args=args, name=name)
+    srv = wh.WeftServer(binary, base / "data", base / "logs", args=args, name=name, env=env)
     try:
         srv.start(timeout=30)
     except RuntimeError as exc:
@@ -80,7 +82,9 @@ def api_server(request, tmp_path_factory, protos):
     """One `weft serve` per test module for the weft.v1 API tests, with its
     own data dir and cheap password hashing (--scrypt-log-n 10)."""
     name = "api-" + request.module.__name__.rsplit(".", 1)[-1]
-    srv = _start(tmp_path_factory, name, wh.API_SERVER_ARGS)
+    # A master key (environment only), so the secret API works here too.
+    srv = _start(tmp_path_factory, name, wh.API_SERVER_ARGS,
+                 env={"WEFT_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()})
     yield srv
     _teardown(srv)
 

@@ -104,7 +104,7 @@ final class GRPCServerCall: @unchecked Sendable {
             }
             principal = head.principal
             audit = head.audit
-            if environment.interceptors.wantsCompletion { self.head = head }
+            if environment.interceptors.wantsCompletion(of: head) { self.head = head }
         }
         var deadline: NIODeadline?
         if let timeout = accepted.deadline {

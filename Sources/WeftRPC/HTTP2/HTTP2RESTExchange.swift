@@ -93,8 +93,14 @@ final class HTTP2RESTExchange: @unchecked Sendable {
         stream.connection.scheduleFlush()
     }
 
+    /// Bytes a streamed response may hold that the client has not taken:
+    /// past it the client is not reading, and the stream ends.
+    static let maxPendingStreamBytes = 1 << 20
+
     fileprivate func streamChunk(_ chunk: [UInt8]) throws {
-        guard streaming, !stream.isClosed else { throw HTTPStreamClosed() }
+        guard streaming, !stream.isClosed, stream.pendingBodyBytes + chunk.count <= Self.maxPendingStreamBytes else {
+            throw HTTPStreamClosed()
+        }
         stream.appendBody(chunk)
         stream.connection.scheduleFlush()
     }

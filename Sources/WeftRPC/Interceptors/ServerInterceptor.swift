@@ -108,11 +108,16 @@ public protocol ServerInterceptor: Sendable {
     /// Whether `completed` does anything: transports keep a call's head
     /// until its end only for interceptors that want it. Default: no.
     var wantsCompletion: Bool { get }
+    /// Whether `completed` matters for this call (after `admit`); default:
+    /// `wantsCompletion`. A transport keeps the head only when some
+    /// interceptor wants this call's end.
+    func wantsCompletion(of call: CallHead) -> Bool
 }
 
 extension ServerInterceptor {
     public func completed(_ call: CallHead, code: RPCError.Code) {}
     public var wantsCompletion: Bool { false }
+    public func wantsCompletion(of call: CallHead) -> Bool { wantsCompletion }
     public var seesPublicMethods: Bool { true }
 }
 
@@ -126,9 +131,13 @@ public struct InterceptorChain: Sendable {
     /// Some interceptor looks at calls of public methods.
     private let seesPublicMethods: Bool
 
+    /// The interceptors that may want a call's end.
+    private let completing: [any ServerInterceptor]
+
     public init(_ interceptors: [any ServerInterceptor] = []) {
         self.interceptors = interceptors
         self.wantsCompletion = interceptors.contains { $0.wantsCompletion }
+        self.completing = interceptors.filter { $0.wantsCompletion }
         self.seesPublicMethods = interceptors.contains { $0.seesPublicMethods }
     }
 
@@ -145,11 +154,19 @@ public struct InterceptorChain: Sendable {
         for interceptor in interceptors where !isPublic || interceptor.seesPublicMethods { try interceptor.admit(&call) }
     }
 
+    /// Whether some interceptor wants this admitted call's end (a
+    /// transport keeps its head only then).
+    func wantsCompletion(of call: CallHead) -> Bool {
+        guard wantsCompletion else { return false }
+        let isPublic = call.access == .public
+        return completing.contains { (!isPublic || $0.seesPublicMethods) && $0.wantsCompletion(of: call) }
+    }
+
     /// Tells the interceptors that admitted the call (and want to know) how it ended.
     func completed(_ call: CallHead, code: RPCError.Code) {
         guard wantsCompletion else { return }
         let isPublic = call.access == .public
-        for interceptor in interceptors where interceptor.wantsCompletion && (!isPublic || interceptor.seesPublicMethods) {
+        for interceptor in completing where (!isPublic || interceptor.seesPublicMethods) && interceptor.wantsCompletion(of: call) {
             interceptor.completed(call, code: code)
         }
     }

@@ -129,8 +129,12 @@ enum APIConstraints {
                 "value": .required(["minLength": 4].merging(bytes(64 * 1024)) { $1 }),
             ],
             "weft.v1.UpdateSecretRequest": [
+                "name": .required(["pattern": secretName]),
                 "value": .required(["minLength": 4].merging(bytes(64 * 1024)) { $1 }),
             ],
+            "weft.v1.DeleteSecretRequest": ["name": .required(["pattern": secretName])],
+            "weft.v1.UpdateMemberRoleRequest": ["role": .required(["enum": ["member", "admin"]])],
+            "weft.v1.ListAuditEventsRequest": ["orgId": .required(["minLength": 1])],
             "weft.v1.LoginRequest": [
                 "email": .required(["minLength": 1]), "password": .required(["minLength": 1]),
             ],

@@ -103,16 +103,15 @@ struct APIDependencies: Sendable {
         let submit: Set<String>
         let poll: Set<String>
 
-        static func queues(_ tasks: [TaskRecord]) -> Set<String> {
-            Set(tasks.filter { $0.action == .external }.compactMap { $0.config["queue"]?.stringValue })
-        }
-
-        /// Refuses a definition that puts tasks on a queue the caller may
-        /// not submit to (queues the definition already used stay).
+        /// Refuses a definition that puts work on a queue the caller may not
+        /// submit to: every external task that is new or changed (its id or
+        /// config) needs the grant; tasks kept exactly as they were do not.
         func checkSubmit(new tasks: [TaskRecord], current: [TaskRecord]) throws {
             guard !all else { return }
-            let before = Self.queues(current)
-            for queue in Self.queues(tasks).subtracting(before).sorted() where !submit.contains(queue) {
+            let unchanged = Set(current.filter { $0.action == .external }.map { $0.id + "\u{0}" + $0.config.jsonText() })
+            let touched = tasks.filter { $0.action == .external && !unchanged.contains($0.id + "\u{0}" + $0.config.jsonText()) }
+            let queues = Set(touched.compactMap { $0.config["queue"]?.stringValue })
+            for queue in queues.sorted() where !submit.contains(queue) {
                 throw RPCError(
                     code: .permissionDenied,
                     message: "you may not put tasks on queue \"\(queue)\" of organization \(orgId); an admin of the organization grants submit on it")

@@ -40,16 +40,30 @@ struct OrganizationAPI: RPCService {
                 (request: Weft_V1_ListMembersRequest, context) in
                 let (org, _) = try await deps.organization(request.orgID, caller: try Caller(context), needs: .member)
                 var response = Weft_V1_ListMembersResponse()
-                response.members = try await deps.orgs.members(orgId: org.id).map { membership, user in
-                    var member = Weft_V1_Member()
-                    member.userID = user.id
-                    member.email = user.email
-                    member.name = user.name
-                    member.role = membership.role.rawValue
-                    member.joinedAt = ProtoMapping.timestamp(membership.joinedAt)
-                    return member
-                }
+                response.members = try await deps.orgs.members(orgId: org.id).map(Self.member)
                 return response
+            },
+            .unary(service: Self.name, method: "UpdateMemberRole", rest: [.put("/orgs/{orgId}/members/{userId}")]) {
+                (request: Weft_V1_UpdateMemberRoleRequest, context) in
+                let caller = try Caller(context)
+                let (org, _) = try await deps.organization(request.orgID, caller: caller, needs: .admin)
+                guard !request.userID.isEmpty else { throw APIError.required("user_id") }
+                guard let role = OrganizationRole(rawValue: request.role) else {
+                    throw RPCError(code: .invalidArgument, message: "role must be \"member\" or \"admin\"")
+                }
+                caller.audit?.detail("user_id", request.userID)
+                let membership: MembershipRecord
+                do {
+                    membership = try await deps.orgs.setMemberRole(orgId: org.id, userId: request.userID, role: role, actor: caller.userId)
+                } catch StoreError.conflict(let message) {
+                    throw RPCError(code: .failedPrecondition, message: message + "; make another member admin first")
+                } catch StoreError.notFound {
+                    throw RPCError(code: .notFound, message: "no member \(request.userID) in organization \(org.id)")
+                }
+                guard let user = try await deps.users.user(id: request.userID) else {
+                    throw RPCError(code: .notFound, message: "no member \(request.userID) in organization \(org.id)")
+                }
+                return Self.member(membership, user)
             },
             .unary(service: Self.name, method: "RemoveMember", rest: [.delete("/orgs/{orgId}/members/{userId}")]) {
                 (request: Weft_V1_RemoveMemberRequest, context) in
@@ -156,10 +170,21 @@ struct OrganizationAPI: RPCService {
         } catch StoreError.notFound {
             throw RPCError(code: .notFound, message: "no open invitation \(request.invitationID) for \(user.email)")
         }
+        caller.audit?.note(org: record.orgId, resource: ("invitation", record.id))
         guard let org = try await deps.orgs.organization(id: record.orgId) else {
             throw RPCError(code: .notFound, message: "organization \(record.orgId) not found")
         }
         return (record, org)
+    }
+
+    static func member(_ membership: MembershipRecord, _ user: UserRecord) -> Weft_V1_Member {
+        var member = Weft_V1_Member()
+        member.userID = user.id
+        member.email = user.email
+        member.name = user.name
+        member.role = membership.role.rawValue
+        member.joinedAt = ProtoMapping.timestamp(membership.joinedAt)
+        return member
     }
 
     func organization(_ org: OrganizationRecord, role: OrganizationRole) -> Weft_V1_Organization {

@@ -12,10 +12,12 @@ struct UserAPI: RPCService {
     var handlers: [RPCHandler] {
         [
             .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)], access: .public) {
-                (request: Weft_V1_RegisterRequest, context) in try await register(request, context)
+                (request: Weft_V1_RegisterRequest, context) in
+                try await audited(context, "Register") { notes in try await register(request, notes) }
             },
             .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .public) {
-                (request: Weft_V1_LoginRequest, context) in try await login(request, context)
+                (request: Weft_V1_LoginRequest, context) in
+                try await audited(context, "Login") { notes in try await login(request, notes) }
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
                 (_: Weft_V1_GetCurrentUserRequest, context) in
@@ -28,7 +30,30 @@ struct UserAPI: RPCService {
         ]
     }
 
-    func register(_ request: Weft_V1_RegisterRequest, _ context: ServerContext) async throws -> Weft_V1_User {
+    /// Register and login are public (the interceptor chain's audit does not
+    /// see them): they record their own events, failures included, once
+    /// the account is known.
+    private func audited<T>(_ context: ServerContext, _ method: String, _ body: (CallAudit) async throws -> T) async throws -> T {
+        let notes = CallAudit()
+        func record(_ outcome: RPCError.Code) {
+            let current = notes.current
+            guard let actor = current.actorId else { return }  // an unknown email: nobody's trail
+            deps.audit.append(AuditEvent(
+                at: Date(), actorId: actor, orgId: current.orgId, action: "\(Self.name)/\(method)",
+                resourceType: current.resourceType, resourceId: current.resourceId, outcome: AuditRecorder.name(outcome),
+                clientAddress: AuditRecorder.clientAddress(context.peer), traceId: AuditRecorder.traceId(context.requestMetadata[string: "traceparent"])))
+        }
+        do {
+            let result = try await body(notes)
+            record(.ok)
+            return result
+        } catch {
+            record(RPCError(from: error).code)
+            throw error
+        }
+    }
+
+    func register(_ request: Weft_V1_RegisterRequest, _ audit: CallAudit) async throws -> Weft_V1_User {
         let email = request.email.trimmingCharacters(in: .whitespaces)
         guard !email.isEmpty else { throw APIError.required("email") }
         guard Self.isPlausibleEmail(email) else {
@@ -63,13 +88,13 @@ struct UserAPI: RPCService {
             id: IDGenerator.make(IDGenerator.organization, now: now), name: "\(name)'s organization",
             plan: deps.quotas.plans.defaultPlan, createdAt: now)
         try await deps.users.createUser(user, organization: org)
-        context.audit?.note(org: org.id, resource: ("user", user.id), actor: user.id)
+        audit.note(org: org.id, resource: ("user", user.id), actor: user.id)
         deps.quotas.remember(userId: user.id, org: org)
         deps.metrics.counter(MetricNames.accountsRegistered, help: "Accounts created.").increment()
         return ProtoMapping.user(user)
     }
 
-    func login(_ request: Weft_V1_LoginRequest, _ context: ServerContext) async throws -> Weft_V1_LoginResponse {
+    func login(_ request: Weft_V1_LoginRequest, _ audit: CallAudit) async throws -> Weft_V1_LoginResponse {
         guard !request.email.isEmpty else { throw APIError.required("email") }
         guard !request.password.isEmpty else { throw APIError.required("password") }
         let user = try await deps.users.user(email: request.email.trimmingCharacters(in: .whitespaces))
@@ -77,8 +102,8 @@ struct UserAPI: RPCService {
             deps.passwords.dummyVerify(request.password)
             throw wrongCredentials()
         }
-        context.audit?.note(resource: ("user", user.id), actor: user.id)
-        if let home = try await deps.orgs.memberships(userId: user.id).first { context.audit?.note(org: home.1.id) }
+        audit.note(resource: ("user", user.id), actor: user.id)
+        if let home = try await deps.orgs.memberships(userId: user.id).first { audit.note(org: home.1.id) }
         guard deps.passwords.verify(request.password, against: user.passwordHash) else { throw wrongCredentials() }
         let (token, expires) = deps.auth.signer.issue(userId: user.id)
         var response = Weft_V1_LoginResponse()

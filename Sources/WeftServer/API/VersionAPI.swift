@@ -62,12 +62,18 @@ struct VersionAPI: RPCService {
                 rest: [.put("/workflows/{workflowId}/versions/{versionId}/rollback")]
             ) { (request: Weft_V1_RollbackVersionRequest, context) in
                 let caller = try Caller(context)
-                _ = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
+                let (current, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
                 guard !request.versionID.isEmpty else { throw APIError.required("version_id") }
+                // An old version may name a queue the caller may not submit to (now).
+                if let target = try await deps.workflows.workflowVersion(workflowId: current.id, versionId: request.versionID) {
+                    try await deps.queueRights(orgId: current.orgId, caller: caller)
+                        .checkSubmit(new: target.tasks, current: current.tasks)
+                }
                 let (workflow, version) = try await deps.workflows.rollbackWorkflow(
                     id: request.workflowID, to: request.versionID, actor: caller.userId, needs: .editor)
                 deps.countWrite("rollback")
                 context.addResponseHeader("etag", "\"\(workflow.etag)\"")
+                if let warning = CredentialFields.warning(for: workflow.tasks) { context.addResponseHeader("warning", warning) }
                 return Self.version(version)
             },
         ]

@@ -69,20 +69,16 @@ final class AuditRecorder: ServerInterceptor, Sendable {
 
     init(log: AuditLog) { self.log = log }
 
-    /// Login and register are public and audited too.
-    var seesPublicMethods: Bool { true }
+    /// Public methods (health, reflection) are not seen, so their calls
+    /// cost nothing here; login and register record their own events.
+    var seesPublicMethods: Bool { false }
     var wantsCompletion: Bool { true }
+    func wantsCompletion(of call: CallHead) -> Bool { call.audit != nil }
 
     /// Reads are not recorded; everything that changes state is (a method
     /// named by what it does: Create, Update, Delete, Execute, ...).
-    static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Poll", "Echo", "Server"]
-
-    static func isAudited(_ method: String) -> Bool {
-        !readPrefixes.contains { method.hasPrefix($0) }
-    }
-
     func admit(_ call: inout CallHead) throws {
-        guard call.descriptor.service.hasPrefix("weft.v1."), Self.isAudited(call.descriptor.method) else { return }
+        guard !call.descriptor.isReadOnly, call.descriptor.service.hasPrefix("weft.v1.") else { return }
         call.audit = CallAudit()
     }
 
@@ -95,14 +91,31 @@ final class AuditRecorder: ServerInterceptor, Sendable {
         log.append(AuditEvent(
             at: Date(), actorId: notes.actorId ?? call.principal?.id ?? "anonymous", orgId: notes.orgId,
             action: "\(call.descriptor.service)/\(call.descriptor.method)", resourceType: notes.resourceType,
-            resourceId: notes.resourceId, outcome: Self.name(code), clientAddress: call.peer,
+            resourceId: notes.resourceId, outcome: Self.name(code), clientAddress: Self.clientAddress(call.peer),
             traceId: Self.traceId(call.metadata[string: "traceparent"]), detail: .object(detail)))
     }
 
-    /// The trace id of a W3C `traceparent` ("00-<32 hex>-<16 hex>-<2 hex>").
+    /// The trace id of a valid W3C `traceparent` ("00-<32 hex>-<16 hex>-<2
+    /// hex>", lower-case, ids not all zero, version not ff); "" otherwise.
     static func traceId(_ traceparent: String?) -> String {
-        guard let parts = traceparent?.split(separator: "-"), parts.count == 4, parts[1].utf8.count == 32 else { return "" }
+        guard let parts = traceparent?.split(separator: "-", omittingEmptySubsequences: false), parts.count >= 4,
+            parts[0].utf8.count == 2, parts[0] != "ff", parts[1].utf8.count == 32, parts[2].utf8.count == 16,
+            parts[3].utf8.count == 2, parts[0] != "00" || parts.count == 4,
+            parts.prefix(4).allSatisfy({ $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } }),
+            parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" })
+        else { return "" }
         return String(parts[1])
+    }
+
+    /// The client's address as "ip:port" ("[ip]:port" for IPv6), from the
+    /// transport's peer description ("[IPv4]127.0.0.1/127.0.0.1:5000").
+    static func clientAddress(_ peer: String) -> String {
+        guard let slash = peer.lastIndex(of: "/") else { return peer }
+        let rest = peer[peer.index(after: slash)...]
+        if peer.hasPrefix("[IPv6]"), let colon = rest.lastIndex(of: ":") {
+            return "[\(rest[..<colon])]\(rest[colon...])"
+        }
+        return String(rest)
     }
 
     static func name(_ code: RPCError.Code) -> String {

@@ -12,9 +12,11 @@ enum CredentialFields {
 
     static func isCredentialName(_ name: String) -> Bool {
         let lower = name.lowercased()
-        if ["authorization", "proxy-authorization", "cookie", "set-cookie"].contains(lower) { return true }
+        if ["authorization", "proxy-authorization", "cookie", "set-cookie", "auth", "x-auth", "basic-auth"].contains(lower) {
+            return true
+        }
         let squashed = lower.replacingOccurrences(of: "-", with: "").replacingOccurrences(of: "_", with: "")
-        return ["token", "secret", "password", "passwd", "apikey", "credential", "privatekey", "accesskey", "auth"]
+        return ["token", "secret", "password", "passwd", "apikey", "credential", "privatekey", "accesskey", "authkey"]
             .contains { squashed.contains($0) }
     }
 

@@ -44,7 +44,10 @@ public struct MasterKey: Sendable, Hashable {
             throw SecretError(
                 "the master key file \(path) is readable by others (mode \(String(mode, radix: 8))); chmod 600 it")
         }
-        if contents.count == 32 { return MasterKey(bytes: Array(contents)) }
+        // 32 raw bytes; text (hex, base64) of the wrong length is refused,
+        // not taken as raw bytes (32 hex digits are a 16-byte key).
+        let printable = contents.allSatisfy { (0x20...0x7e).contains($0) || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }
+        if contents.count == 32, !printable { return MasterKey(bytes: Array(contents)) }
         return try MasterKey(text: String(decoding: contents, as: UTF8.self))
     }
 

@@ -29,6 +29,7 @@ public final class SecretVault: SecretSource, Sendable {
         for record in try await store.secrets(orgId: orgId, names: names) {
             values[record.name] = try sealer.open(record)
         }
+        if use.forRedaction { return values }
         audit.append(AuditEvent(
             at: Date(), actorId: "system", orgId: orgId, action: "secret.use", resourceType: "execution",
             resourceId: use.executionId,

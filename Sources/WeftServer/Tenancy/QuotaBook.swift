@@ -26,8 +26,9 @@ final class QuotaBook: Sendable {
         var days: [String: (day: Int, count: Int)] = [:]
         /// org id -> token bucket.
         var buckets: [String: Bucket] = [:]
-        /// user id -> the organization their calls are charged to, and its rate.
-        var homes: [String: (orgId: String, perMinute: Int)] = [:]
+        /// user id -> the organization their calls are charged to, its rate,
+        /// and when that was read (re-read after a minute: plans change).
+        var homes: [String: (orgId: String, perMinute: Int, learned: Date)] = [:]
     }
 
     struct Bucket {
@@ -115,11 +116,17 @@ final class QuotaBook: Sendable {
             Task { await self.learnHome(userId) }
             return
         }
+        if now.timeIntervalSince(home.learned) > 60 {
+            // Charged as known until the re-read lands.
+            state.withLock { $0.homes[userId]?.learned = now }
+            Task { await self.learnHome(userId) }
+        }
         guard home.perMinute > 0 else { return }
         let rate = Double(home.perMinute) / 60
+        let burst = Self.burst(home.perMinute)
         let wait = state.withLock { state -> Double? in
-            var bucket = state.buckets[home.orgId] ?? Bucket(tokens: Double(home.perMinute), updated: now)
-            bucket.tokens = min(Double(home.perMinute), bucket.tokens + now.timeIntervalSince(bucket.updated) * rate)
+            var bucket = state.buckets[home.orgId] ?? Bucket(tokens: burst, updated: now)
+            bucket.tokens = min(burst, bucket.tokens + now.timeIntervalSince(bucket.updated) * rate)
             bucket.updated = now
             defer { state.buckets[home.orgId] = bucket }
             if bucket.tokens >= 1 {
@@ -136,6 +143,10 @@ final class QuotaBook: Sendable {
         }
     }
 
+    /// The bucket's depth: ten seconds' worth (at least 10 calls), so a quota
+    /// per minute cannot be spent in one burst that crowds out everyone else.
+    static func burst(_ perMinute: Int) -> Double { max(10, Double(perMinute) / 6) }
+
     /// Remembers which organization a user's calls are charged to.
     func learnHome(_ userId: String) async {
         guard let first = try? await orgs.memberships(userId: userId).first else { return }
@@ -146,7 +157,7 @@ final class QuotaBook: Sendable {
         let perMinute = plan(of: org).requestsPerMinute
         state.withLock { state in
             if state.homes.count >= 100_000 { state.homes.removeAll(keepingCapacity: true) }
-            state.homes[userId] = (org.id, perMinute)
+            state.homes[userId] = (org.id, perMinute, Date())
         }
     }
 
@@ -157,8 +168,10 @@ final class QuotaBook: Sendable {
         guard perMinute > 0 else { return 0 }
         return state.withLock { state in
             guard let bucket = state.buckets[org.id] else { return 0 }
-            let tokens = min(Double(perMinute), bucket.tokens + now.timeIntervalSince(bucket.updated) * Double(perMinute) / 60)
-            return Int64((Double(perMinute) - tokens).rounded())
+            let burst = Self.burst(perMinute)
+            let tokens = min(burst, bucket.tokens + now.timeIntervalSince(bucket.updated) * Double(perMinute) / 60)
+            // Calls charged within the bucket's window, scaled to a minute.
+            return Int64(((burst - tokens) * Double(perMinute) / burst).rounded())
         }
     }
 
