@@ -49,7 +49,8 @@ public struct InProcessTransport: Sendable {
             try environment.interceptors.admit(&head)
             let callContext = ServerContext(
                 descriptor: descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
-                requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit)
+                requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
+                transport: .inProcess)
             context = callContext
             if descriptor.kind.isSingleRequest, requests.count != 1 {
                 throw RPCError(

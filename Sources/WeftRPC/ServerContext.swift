@@ -21,6 +21,8 @@ public final class ServerContext: Sendable {
     /// Present when the call is audited: what the handler notes here goes
     /// into its audit event.
     public let audit: CallAudit?
+    /// How the call came (gRPC, REST, in process), when the transport says.
+    public let transport: CallHead.Transport?
 
     private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
     private let cancelled = Atomic<Bool>(false)
@@ -33,10 +35,12 @@ public final class ServerContext: Sendable {
         requestEncoding: String,
         responseEncoding: String,
         principal: Principal? = nil,
-        audit: CallAudit? = nil
+        audit: CallAudit? = nil,
+        transport: CallHead.Transport? = nil
     ) {
         self.principal = principal
         self.audit = audit
+        self.transport = transport
         self.descriptor = descriptor
         self.requestMetadata = requestMetadata
         self.deadline = deadline

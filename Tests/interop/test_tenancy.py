@@ -670,17 +670,19 @@ def test_requests_per_minute_quota_is_per_organization(rpm_server, protos):
         statuses.append(r.status)
         if r.status == 429:
             refusals.append(r)
-    # A burst: the bucket (30) empties, then every call is refused.
+    # A burst: the bucket (10 seconds' worth, at least 10 calls) empties,
+    # then every call is refused.
     first_refused = statuses.index(429) if 429 in statuses else None
-    assert first_refused is not None and 20 <= first_refused <= 32, statuses
+    assert first_refused is not None and 7 <= first_refused <= 11, statuses
     assert set(statuses[:first_refused]) == {200} and set(statuses[first_refused:]) == {429}, statuses
     waits = {retry_after(r.header("retry-after")) for r in refusals}
     assert max(waits) <= 2, waits  # 30 a minute: a token every 2 s
     assert_error(refusals[-1], 429, 8, "requests_per_minute")
     # Another organization's user is not slowed down.
-    assert [calm.rest.get("/users/me").status for _ in range(10)] == [200] * 10
+    assert [calm.rest.get("/users/me").status for _ in range(5)] == [200] * 5
+    # `used` is the current rate as calls per minute, over the burst window.
     calm_usage = usage(calm, calm_org)["requests_per_minute"]
-    assert calm_usage[1] == 30 and 10 <= calm_usage[0] <= 14, calm_usage
+    assert calm_usage[1] == 30 and 9 <= calm_usage[0] <= 27, calm_usage
     # gRPC is charged to the same bucket.
     g = stubs(protos, rpm_server)
     try:

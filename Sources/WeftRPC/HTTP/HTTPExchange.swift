@@ -52,7 +52,8 @@ public enum HTTPExchange {
                 try environment.interceptors.admit(&head)
                 let context = ServerContext(
                     descriptor: operation.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
-                    requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit)
+                    requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
+                    transport: transport)
                 let response: HTTPResponse
                 do {
                     response = try await operation.invoke(request, context)

@@ -114,7 +114,8 @@ final class GRPCServerCall: @unchecked Sendable {
         context = ServerContext(
             descriptor: registered.descriptor, requestMetadata: accepted.metadata, deadline: deadline, peer: connection.peer,
             requestEncoding: accepted.requestCompression?.rawValue ?? "identity",
-            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal, audit: audit)
+            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal, audit: audit,
+            transport: .grpc)
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in deadlineExpired() }
         }

@@ -41,7 +41,9 @@ struct UserAPI: RPCService {
             deps.audit.append(AuditEvent(
                 at: Date(), actorId: actor, orgId: current.orgId, action: "\(Self.name)/\(method)",
                 resourceType: current.resourceType, resourceId: current.resourceId, outcome: AuditRecorder.name(outcome),
-                clientAddress: AuditRecorder.clientAddress(context.peer), traceId: AuditRecorder.traceId(context.requestMetadata[string: "traceparent"])))
+                clientAddress: AuditRecorder.clientAddress(context.peer),
+                traceId: AuditRecorder.traceId(context.requestMetadata[string: "traceparent"]),
+                detail: .object(["transport": .string(context.transport?.rawValue ?? "")])))
         }
         do {
             let result = try await body(notes)
