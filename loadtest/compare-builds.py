@@ -152,15 +152,16 @@ def main() -> int:
                 results["executions"][name].append(r)
 
     def fig(kind, name, key):
-        return median([r[key] for r in results[kind][name] if r])
+        return median([r[key] for r in results[kind][name] if r and r[key] is not None])
 
     def paired(kind, key):
         # new/base within each pair (the two runs minutes apart), then the median.
-        rs = [n[key] / b[key] for b, n in zip(results[kind]["base"], results[kind]["new"]) if b and n and b[key]]
+        rs = [n[key] / b[key] for b, n in zip(results[kind]["base"], results[kind]["new"])
+              if b and n and b[key] and n[key] is not None]
         return median(rs)
 
     def best(kind, name, key, higher_is_better):
-        vs = [r[key] for r in results[kind][name] if r]
+        vs = [r[key] for r in results[kind][name] if r and r[key] is not None]
         return (max(vs) if higher_is_better else min(vs)) if vs else None
 
     lines = ["", f"Before/after, alternating pairs, medians. base = {a.base}, new = {a.new}", "",

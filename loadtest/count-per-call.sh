@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Work per Health/Check call that does not depend on the machine's noise:
+# Work per Health/Check (or GetWorkflow) call that does not depend on the machine's noise:
 # swift_retain, swift_release and malloc calls of the server, counted with
 # perf uprobes over a fixed number of calls, for one or more weft binaries.
 #
@@ -11,7 +11,9 @@
 #   loadtest/count-per-call.sh /tmp/weft-base/weft .build/release/weft
 #
 # Environment: CALLS (default 200000), WARMUP_CALLS (default 50000),
-# PORT (default 21001, one per binary upward). Needs perf (linux-perf) and
+# PORT (default 21001, one per binary upward), METHOD (health, the default,
+# or get-workflow: weft.v1.WorkflowService/GetWorkflow of a 3-task workflow
+# by its owner, through authentication and every interceptor). Needs perf (linux-perf) and
 # root (uprobes); the probes are added once and left in place.
 set -euo pipefail
 CALLS=${CALLS:-200000}
@@ -36,11 +38,33 @@ add_probe "$libc" malloc
 event() { perf probe -l 2>/dev/null | awk -v f=":$1" 'index($1, f) == length($1) - length(f) + 1 {print $1; exit}'; }
 EVENTS="$(event swift_retain),$(event swift_release),$(event malloc)"
 
+METHOD=${METHOD:-health}
 OUT=$(mktemp -d /tmp/weft-count.XXXXXX)
 printf '\0\0\0\0\0' > "$OUT/empty.grpc"   # gRPC frame: uncompressed, 0-byte HealthCheckRequest
+AUTH=()
+PATH_=/grpc.health.v1.Health/Check
+BODY="$OUT/empty.grpc"
+setup() {  # port: for get-workflow, an account, a workflow and the request frame
+    [ "$METHOD" = get-workflow ] || return 0
+    local base="http://127.0.0.1:$1" email="count-$1-$$@example.com"
+    curl -sf "$base/users/register" -H 'content-type: application/json' \
+        -d "{\"email\": \"$email\", \"password\": \"correct horse\", \"name\": \"Count\"}" >/dev/null
+    local token
+    token=$(curl -sf "$base/users/login" -H 'content-type: application/json' \
+        -d "{\"email\": \"$email\", \"password\": \"correct horse\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    local wf
+    wf=$(curl -sf "$base/workflows" -H 'content-type: application/json' -H "authorization: Bearer $token" \
+        -d '{"name": "count", "tasks": [{"key": "a", "name": "a", "action": "noop"}, {"key": "b", "name": "b", "action": "noop", "dependsOn": ["a"]}, {"key": "c", "name": "c", "action": "noop", "dependsOn": ["b"]}]}' \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    # GetWorkflowRequest{workflow_id}: field 1, length-delimited, in a gRPC frame.
+    python3 -c 'import sys,struct; w=sys.argv[1].encode(); m=b"\x0a"+bytes([len(w)])+w; sys.stdout.buffer.write(b"\0"+struct.pack(">I",len(m))+m)' "$wf" > "$OUT/get-$1.grpc"
+    AUTH=(-H "authorization: Bearer $token")
+    PATH_=/weft.v1.WorkflowService/GetWorkflow
+    BODY="$OUT/get-$1.grpc"
+}
 h2() {  # calls port
-    h2load -c 16 -m 32 -n "$1" -d "$OUT/empty.grpc" -H 'content-type: application/grpc' -H 'te: trailers' \
-        "http://127.0.0.1:$2/grpc.health.v1.Health/Check"
+    h2load -c 16 -m 32 -n "$1" -d "$BODY" -H 'content-type: application/grpc' -H 'te: trailers' "${AUTH[@]}" \
+        "http://127.0.0.1:$2$PATH_"
 }
 
 printf '| binary | calls | retains / call | releases / call | mallocs / call |\n|---|---:|---:|---:|---:|\n'
@@ -52,6 +76,7 @@ for bin in "${BINARIES[@]}"; do
     "$bin" serve --host 127.0.0.1 --port "$port" --data-dir "$data" --scrypt-log-n 10 > "$OUT/weft-$port.log" 2>&1 &
     pid=$!
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    setup "$port"
     h2 "$WARMUP_CALLS" "$port" > "$OUT/warmup-$port.txt"
     perf stat -x, -e "$EVENTS" -p "$pid" -o "$OUT/stat-$port.csv" &
     stat_pid=$!

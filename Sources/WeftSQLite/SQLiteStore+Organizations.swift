@@ -9,6 +9,10 @@ extension SQLiteStore: OrganizationStore {
         }
     }
 
+    public func plansInUse() async throws -> Set<String> {
+        try await read("plans_in_use") { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT plan FROM organizations")) }
+    }
+
     public func setPlan(orgId: String, plan: String) async throws {
         try await write("set_plan") { db in
             try db.execute(sql: "UPDATE organizations SET plan = ? WHERE id = ?", arguments: [plan, orgId])

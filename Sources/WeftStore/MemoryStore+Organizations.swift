@@ -5,6 +5,10 @@ extension MemoryStore: OrganizationStore {
         state.withLock { $0.organizations[id] }
     }
 
+    public func plansInUse() async throws -> Set<String> {
+        state.withLock { Set($0.organizations.values.map(\.plan)) }
+    }
+
     public func setPlan(orgId: String, plan: String) async throws {
         try state.withLock { state in
             guard state.organizations[orgId] != nil else { throw StoreError.notFound("no organization \(orgId)") }

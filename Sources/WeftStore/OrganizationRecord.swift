@@ -98,6 +98,8 @@ public struct QueueGrantRecord: Sendable, Hashable {
 /// at least one admin.
 public protocol OrganizationStore: Sendable {
     func organization(id: String) async throws -> OrganizationRecord?
+    /// The plan names organizations are on ("" for the server's default).
+    func plansInUse() async throws -> Set<String>
     /// Puts the organization on a plan ("" is the server's default);
     /// `notFound` if there is none.
     func setPlan(orgId: String, plan: String) async throws

@@ -20,6 +20,10 @@ final class QuotaBook: Sendable {
     let orgs: any OrganizationStore
     private let metrics: WeftMetrics
     private let state = Mutex(State())
+    /// Some organization is on a plan that limits requests per minute
+    /// (refreshed by `refreshPlansInUse`; true until first known). When
+    /// none is, every call skips the limiter after one atomic load.
+    private let rateLimited = Atomic<Bool>(true)
 
     private struct State {
         /// org id -> (UTC day number, executions started that day).
@@ -110,7 +114,9 @@ final class QuotaBook: Sendable {
     /// Charges one call of `userId` to their organization's bucket, or
     /// refuses it. Unknown users (first call after a start) are looked up
     /// in the background and charged from then on.
-    func admitRequest(userId: String, now: Date = Date()) throws {
+    func admitRequest(userId: String) throws {
+        guard rateLimited.load(ordering: .relaxed) else { return }
+        let now = Date()
         let home = state.withLock { $0.homes[userId] }
         guard let home else {
             Task { await self.learnHome(userId) }
@@ -146,6 +152,15 @@ final class QuotaBook: Sendable {
     /// The bucket's depth: ten seconds' worth (at least 10 calls), so a quota
     /// per minute cannot be spent in one burst that crowds out everyone else.
     static func burst(_ perMinute: Int) -> Double { max(10, Double(perMinute) / 6) }
+
+    /// Looks at which plans organizations are on: the limiter runs only
+    /// while one of them limits requests per minute. A plan change takes
+    /// effect within one refresh (the sampler's interval).
+    func refreshPlansInUse() async {
+        guard let inUse = try? await orgs.plansInUse() else { return }
+        let limited = inUse.contains { plans.plan(named: $0).requestsPerMinute > 0 }
+        rateLimited.store(limited, ordering: .relaxed)
+    }
 
     /// Remembers which organization a user's calls are charged to.
     func learnHome(_ userId: String) async {

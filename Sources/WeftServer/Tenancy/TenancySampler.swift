@@ -20,6 +20,7 @@ struct TenancySampler: Service {
             var plans: [String: String] = [:]
             let known = quotas.plans.plans.keys.sorted()
             while !Task.isCancelled {
+                await quotas.refreshPlansInUse()
                 let running = await engine.runningByOrganization()
                 let today = quotas.executionsTodayByOrganization()
                 var usage: [String: (running: Int, today: Int, active: Int)] = [:]
