@@ -12,7 +12,11 @@ struct WorkflowAPI: RPCService {
     let ownerViews = PreparedWorkflows()
 
     var handlers: [RPCHandler] {
-        [
+        // What the GetWorkflow fast path reads, taken out of `deps` once:
+        // the closure then does not copy (and retain) every dependency per call.
+        let cache = deps.cache
+        let ownerViews = ownerViews
+        return [
             .unary(service: Self.name, method: "CreateWorkflow", rest: [.post("/workflows", status: 201)]) {
                 (request: Weft_V1_CreateWorkflowRequest, context) in try await create(request, context)
             },
@@ -27,7 +31,7 @@ struct WorkflowAPI: RPCService {
                     // definition, answered with bytes encoded once per
                     // version. Anything else (a miss, a collaborator whose
                     // role lives in the store) takes the task path below.
-                    guard let workflow = deps.cache?.cachedWorkflow(id: request.workflowID) else { return nil }
+                    guard let workflow = cache?.cachedWorkflow(id: request.workflowID) else { return nil }
                     let caller = try Caller(context)
                     guard workflow.ownerId == caller.userId else { return nil }
                     context.addResponseHeader("etag", "\"\(workflow.etag)\"")
