@@ -13,6 +13,15 @@ struct CommitPlanner {
     /// Task types whose runners finish at once (no attempt timer is armed for them).
     var instantTypes: Set<TaskType> = []
 
+    /// The fair-share tenant of a task's queue item: its organization, or
+    /// `~` + it for an instant task. Instant tasks cannot hold a worker for
+    /// long, so they are not bounded by an organization's share of slots
+    /// (`WorkerPool`); they still take turns with other organizations.
+    func tenant(of key: String, _ state: ExecutionState) -> String {
+        guard let action = state.tasks[key]?.action, instantTypes.contains(action) else { return state.orgId }
+        return WorkerPool.uncappedPrefix + state.orgId
+    }
+
     /// Why this commit happens besides the effects.
     struct Request {
         var executionId: String
@@ -115,7 +124,7 @@ struct CommitPlanner {
                 var item = QueueItem(
                     queue: queue, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
                     readyAt: at)
-                item.tenant = state.orgId
+                item.tenant = tenant(of: key, state)
                 plan.transitions.append(.enqueue(item))
             case .armTimer(.retry(let key, let attempt), let due):
                 // The backoff is a delayed queue item: durable like any other.
@@ -123,7 +132,7 @@ struct CommitPlanner {
                 var item = QueueItem(
                     queue: queue, executionId: executionId, taskKey: key, attempt: attempt, priority: state.priority,
                     readyAt: due)
-                item.tenant = state.orgId
+                item.tenant = tenant(of: key, state)
                 plan.transitions.append(.enqueue(item))
                 plan.later.append((queue, due))
             case .armTimer(let timer, let due):

@@ -351,7 +351,7 @@ public actor Engine: Service {
                         queue: state.queueName(of: key), executionId: id, taskKey: key,
                         attempt: run.state == .queued ? run.attempt : run.attempt + 1, priority: state.priority,
                         readyAt: at)
-                    item.tenant = state.orgId
+                    item.tenant = planner.tenant(of: key, state)
                     items.append(item)
                 }
                 try await queue.enqueue(items)

@@ -121,9 +121,13 @@ public final class WorkerPool: DirectDispatch, Service {
     public func reserve(tenant: String) -> Bool {
         guard isAccepting else { return false }
         let (slots, cap) = (slots, tenantCap)
+        let capped = !tenant.hasPrefix(Self.uncappedPrefix)
         let taken = usage.withLock { usage -> Int? in
-            guard !usage.backlog, usage.busy < slots, usage.byTenant[tenant, default: 0] < cap else {
-                // The item goes to the queue: leased from there, in fair order.
+            guard !usage.backlog, usage.busy < slots else { return nil }
+            guard !capped || usage.byTenant[tenant, default: 0] < cap else {
+                // The tenant holds its share: the item goes to the queue,
+                // leased from there in fair order; until that queue is
+                // drained, freed slots go to it first.
                 usage.backlog = true
                 return nil
             }
@@ -163,7 +167,7 @@ public final class WorkerPool: DirectDispatch, Service {
             usage.byTenant[tenant] = held > 1 ? held - 1 : nil
             // Work may wait in the queue for this slot: this tenant was at
             // its share, or commits are queueing behind a backlog.
-            return (usage.busy, held >= cap || usage.backlog)
+            return (usage.busy, (held >= cap && !tenant.hasPrefix(Self.uncappedPrefix)) || usage.backlog)
         }
         if wake { engine.signal.notify(EngineQueues.builtin) }
         metrics?.workers(busy: left, total: slots)
@@ -171,6 +175,10 @@ public final class WorkerPool: DirectDispatch, Service {
     }
 
     private static let slotsQueue = "#slots"
+
+    /// Tenants of instant tasks (`~` + organization): not bounded by the
+    /// share, since such a task holds its slot only while it commits.
+    public static let uncappedPrefix = "~"
 
     /// Leases ready items of `queue` while there is room (timers need none).
     private func leaseLoop(_ queue: String) async {
@@ -197,7 +205,7 @@ public final class WorkerPool: DirectDispatch, Service {
                     let held = usage.withLock { $0.byTenant }
                     leases = try await engine.leaseFairly(
                         queue, worker: "\(name)-builtin", limit: wanted, after: usage.withLock { $0.lastTenant },
-                        room: { tenant in cap - (held[tenant] ?? 0) })
+                        room: { [wanted] tenant in tenant.hasPrefix(Self.uncappedPrefix) ? wanted : cap - (held[tenant] ?? 0) })
                     // Fewer than asked: nothing else is leasable now (or its
                     // tenants hold their share): commits may take free slots again.
                     if leases.count < wanted { usage.withLock { $0.backlog = false } }

@@ -68,7 +68,7 @@ struct ExecutionAPI: RPCService {
         }
         let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
         // Quotas of the workflow's organization, before any work.
-        guard let org = try await deps.orgs.organization(id: workflow.orgId) else {
+        guard let org = try await deps.quotas.organization(id: workflow.orgId) else {
             throw RPCError(code: .failedPrecondition, message: "workflow \(workflow.id) belongs to no organization")
         }
         try await deps.quotas.reserveExecution(org)

@@ -33,6 +33,8 @@ final class QuotaBook: Sendable {
         /// user id -> the organization their calls are charged to, its rate,
         /// and when that was read (re-read after a minute: plans change).
         var homes: [String: (orgId: String, perMinute: Int, learned: Date)] = [:]
+        /// Organizations read for quota checks, kept a minute (plans change rarely).
+        var orgs: [String: (record: OrganizationRecord, read: Date)] = [:]
     }
 
     struct Bucket {
@@ -50,6 +52,18 @@ final class QuotaBook: Sendable {
     }
 
     func plan(of org: OrganizationRecord) -> Plan { plans.plan(named: org.plan) }
+
+    /// An organization for a quota check: from memory when read in the last
+    /// minute (an execute then costs no store read), else from the store.
+    func organization(id: String, now: Date = Date()) async throws -> OrganizationRecord? {
+        if let hit = state.withLock({ $0.orgs[id] }), now.timeIntervalSince(hit.read) < 60 { return hit.record }
+        guard let record = try await orgs.organization(id: id) else { return nil }
+        state.withLock { state in
+            if state.orgs.count >= 10_000 { state.orgs.removeAll(keepingCapacity: true) }
+            state.orgs[id] = (record, now)
+        }
+        return record
+    }
 
     static let rejectionsHelp = "Calls refused because an organization reached a quota of its plan, by quota."
 
