@@ -107,6 +107,8 @@ LEGITIMATE_REFUSALS = [
     (r"POST /workflows/\{workflowId\}/executions/\{executionId\}/cancel", 400,
      r"already finished .*only a running execution can be cancelled",
      "FAILED_PRECONDITION: the execution has already ended"),
+    (r"PUT /workflows/\{workflowId\}", 400, r"differs from the workflow's organization",
+     "state: orgId must be the workflow's own organization (workflows do not move)"),
     (r"DELETE /tasks/\{taskId\}", 400, r"cannot be deleted: .* depends? on it",
      "FAILED_PRECONDITION: other tasks depend on it"),
     (r"POST /workflows/\{workflowId\}/collaborators", 400, r"^user \S+ owns workflow",

@@ -172,7 +172,8 @@ final class QuotaBook: Sendable {
     /// effect within one refresh (the sampler's interval).
     func refreshPlansInUse() async {
         guard let inUse = try? await orgs.plansInUse() else { return }
-        let limited = inUse.contains { plans.plan(named: $0).requestsPerMinute > 0 }
+        // New organizations get the default plan: it counts as in use.
+        let limited = inUse.union([plans.defaultPlan]).contains { plans.plan(named: $0).requestsPerMinute > 0 }
         rateLimited.store(limited, ordering: .relaxed)
     }
 
