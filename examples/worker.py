@@ -107,9 +107,10 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url, token):
+    def __init__(self, url, token, org_id=""):
         self.url = url.rstrip("/")
         self.token = token
+        self.org_id = org_id
 
     def post(self, path, body, timeout=30.0):
         """POST a JSON body and return the decoded JSON answer.
@@ -133,6 +134,8 @@ class Client:
     def poll(self, queue, worker_id, wait, lease):
         path = "/queues/" + urllib.parse.quote(queue, safe="") + "/poll"
         body = {"workerId": worker_id, "wait": seconds(wait), "leaseDuration": seconds(lease)}
+        if self.org_id:
+            body["orgId"] = self.org_id  # the queue's organization; default: the caller's own
         return self.post(path, body, timeout=wait + 30).get("task")  # None: no task within the wait
 
     def heartbeat(self, token, lease):
@@ -292,7 +295,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Run Weft external tasks of one queue.")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the Weft server")
     parser.add_argument("--token", default=os.environ.get("WEFT_TOKEN"),
-                        help="bearer token of the workflow owner (default: $WEFT_TOKEN)")
+                        help="bearer token of a user who may poll the queue: an admin of its organization, "
+                             "or a member with a poll grant (default: $WEFT_TOKEN)")
+    parser.add_argument("--org", default=os.environ.get("WEFT_ORG", ""),
+                        help="the organization whose queue it is (default: $WEFT_ORG, else the token's own organization)")
     parser.add_argument("--queue", required=True, help="the queue named in the tasks' config.queue")
     parser.add_argument("--worker-id", default=f"py-{os.getpid()}", help="shown in the server's logs")
     parser.add_argument("--once", action="store_true", help="poll once, run the task if one came, exit")
@@ -303,7 +309,7 @@ def main(argv=None):
     if not args.token:
         parser.error("--token or $WEFT_TOKEN is required")
 
-    worker = Worker(Client(args.url, args.token), args.queue, args.worker_id, args.wait, args.lease_duration)
+    worker = Worker(Client(args.url, args.token, args.org), args.queue, args.worker_id, args.wait, args.lease_duration)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     say(f"worker {args.worker_id}: polling queue {args.queue!r} at {args.url}")
