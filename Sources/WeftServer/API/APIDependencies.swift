@@ -131,9 +131,12 @@ struct APIDependencies: Sendable {
             orgId: orgId, all: false, submit: Set(grants.filter(\.submit).map(\.queue)), poll: Set(grants.filter(\.poll).map(\.queue)))
     }
 
-    /// The queue rights of the caller in a workflow's organization.
+    /// The queue rights of the caller in a workflow's organization, for a
+    /// write to it; the one read of the workflow also notes it in the
+    /// call's audit event.
     func queueRights(workflowId: String, caller: Caller) async throws -> QueueRights {
-        let org = (try await workflows.workflow(id: workflowId, includeDeleted: false))?.orgId ?? ""
+        let org = (try await workflows.workflow(id: workflowId, includeDeleted: true))?.orgId ?? ""
+        caller.audit?.note(org: org, resource: ("workflow", workflowId))
         return try await queueRights(orgId: org, caller: caller)
     }
 

@@ -133,7 +133,6 @@ struct TaskAPI: RPCService {
     ) async throws -> WorkflowRecord {
         // The role is checked by the store inside the write transaction.
         guard !workflowId.isEmpty else { throw APIError.required("workflow_id") }
-        await deps.noteWorkflow(workflowId, caller: caller)
         let rights = try await deps.queueRights(workflowId: workflowId, caller: caller)
         let stored = try await deps.workflows.modifyWorkflow(
             id: workflowId, expectedVersion: expectedVersion(etag), actor: caller.userId, needs: .editor

@@ -13,11 +13,11 @@ struct UserAPI: RPCService {
         [
             .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)], access: .public) {
                 (request: Weft_V1_RegisterRequest, context) in
-                try await audited(context, "Register") { notes in try await register(request, notes) }
+                try await audited(context) { notes in try await register(request, notes) }
             },
             .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .public) {
                 (request: Weft_V1_LoginRequest, context) in
-                try await audited(context, "Login") { notes in try await login(request, notes) }
+                try await audited(context) { notes in try await login(request, notes) }
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
                 (_: Weft_V1_GetCurrentUserRequest, context) in
@@ -33,17 +33,14 @@ struct UserAPI: RPCService {
     /// Register and login are public (the interceptor chain's audit does not
     /// see them): they record their own events, failures included, once
     /// the account is known.
-    private func audited<T>(_ context: ServerContext, _ method: String, _ body: (CallAudit) async throws -> T) async throws -> T {
+    private func audited<T>(_ context: ServerContext, _ body: (CallAudit) async throws -> T) async throws -> T {
         let notes = CallAudit()
         func record(_ outcome: RPCError.Code) {
             let current = notes.current
             guard let actor = current.actorId else { return }  // an unknown email: nobody's trail
-            deps.audit.append(AuditEvent(
-                at: Date(), actorId: actor, orgId: current.orgId, action: "\(Self.name)/\(method)",
-                resourceType: current.resourceType, resourceId: current.resourceId, outcome: AuditRecorder.name(outcome),
-                clientAddress: AuditRecorder.clientAddress(context.peer),
-                traceId: AuditRecorder.traceId(context.requestMetadata[string: "traceparent"]),
-                detail: .object(["transport": .string(context.transport?.rawValue ?? "")])))
+            deps.audit.append(AuditRecorder.event(
+                current, actor: actor, action: context.descriptor.spanName, outcome: outcome, peer: context.peer,
+                traceparent: context.requestMetadata[string: "traceparent"], transport: context.transport))
         }
         do {
             let result = try await body(notes)

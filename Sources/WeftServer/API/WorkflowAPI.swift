@@ -99,7 +99,6 @@ struct WorkflowAPI: RPCService {
         }
         guard !request.workflowID.isEmpty else { throw APIError.required("workflow_id") }
         let workflowId = request.workflowID
-        await deps.noteWorkflow(workflowId, caller: caller)
         let rights = try await deps.queueRights(workflowId: workflowId, caller: caller)
         // The edit runs inside the store's write transaction against the
         // current definition, so concurrent editors without an etag are

@@ -84,27 +84,25 @@ final class AuditRecorder: ServerInterceptor, Sendable {
 
     func completed(_ call: CallHead, code: RPCError.Code) {
         guard let audit = call.audit else { return }
-        let notes = audit.current
-        var detail: [String: JSONValue] = [:]
-        for (key, value) in notes.detail { detail[key] = .string(value) }
-        detail["transport"] = .string(call.transport.rawValue)
-        log.append(AuditEvent(
-            at: Date(), actorId: notes.actorId ?? call.principal?.id ?? "anonymous", orgId: notes.orgId,
-            action: "\(call.descriptor.service)/\(call.descriptor.method)", resourceType: notes.resourceType,
-            resourceId: notes.resourceId, outcome: Self.name(code), clientAddress: Self.clientAddress(call.peer),
-            traceId: Self.traceId(call.metadata[string: "traceparent"]), detail: .object(detail)))
+        log.append(Self.event(
+            audit.current, actor: call.principal?.id ?? "anonymous", action: call.descriptor.spanName, outcome: code,
+            peer: call.peer, traceparent: call.metadata[string: "traceparent"], transport: call.transport))
     }
 
-    /// The trace id of a valid W3C `traceparent` ("00-<32 hex>-<16 hex>-<2
-    /// hex>", lower-case, ids not all zero, version not ff); "" otherwise.
-    static func traceId(_ traceparent: String?) -> String {
-        guard let parts = traceparent?.split(separator: "-", omittingEmptySubsequences: false), parts.count >= 4,
-            parts[0].utf8.count == 2, parts[0] != "ff", parts[1].utf8.count == 32, parts[2].utf8.count == 16,
-            parts[3].utf8.count == 2, parts[0] != "00" || parts.count == 4,
-            parts.prefix(4).allSatisfy({ $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } }),
-            parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" })
-        else { return "" }
-        return String(parts[1])
+    /// The event of one call: what the handler noted, and how the call came
+    /// and ended (the interceptor's, and the self-audited public calls').
+    static func event(
+        _ notes: CallAudit.Notes, actor: String, action: String, outcome: RPCError.Code, peer: String, traceparent: String?,
+        transport: CallHead.Transport?
+    ) -> AuditEvent {
+        var detail: [String: JSONValue] = [:]
+        for (key, value) in notes.detail { detail[key] = .string(value) }
+        detail["transport"] = .string(transport?.rawValue ?? "")
+        return AuditEvent(
+            at: Date(), actorId: notes.actorId ?? actor, orgId: notes.orgId, action: action,
+            resourceType: notes.resourceType, resourceId: notes.resourceId, outcome: outcome.canonicalName,
+            clientAddress: clientAddress(peer), traceId: WeftTracing.traceId(ofTraceparent: traceparent) ?? "",
+            detail: .object(detail))
     }
 
     /// The client's address as "ip:port" ("[ip]:port" for IPv6), from the
@@ -116,13 +114,5 @@ final class AuditRecorder: ServerInterceptor, Sendable {
             return "[\(rest[..<colon])]\(rest[colon...])"
         }
         return String(rest)
-    }
-
-    static func name(_ code: RPCError.Code) -> String {
-        [
-            0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
-            6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
-            11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
-        ][code.rawValue] ?? "CODE_\(code.rawValue)"
     }
 }
