@@ -44,7 +44,7 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        // scrypt, HMAC-SHA256 and random bytes for accounts and tokens.
+        // TLS, and scrypt, HMAC-SHA256 and random bytes for accounts and tokens.
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
@@ -72,6 +72,8 @@ let package = Package(
             dependencies: [
                 "CNghttp2",
                 "CZlib",
+                // TLS on the listener (memory BIOs between the socket and nghttp2).
+                "COpenSSL",
                 "WeftObservability",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -116,6 +116,16 @@ public enum MetricNames {
     // The tracing pipeline (Step 4).
     public static let traceSpansDropped = "weft_trace_spans_dropped_total"
     public static let traceExportFailures = "weft_trace_export_failures_total"
+    // Identity and transport (Step 7).
+    public static let tlsHandshakes = "weft_tls_handshakes_total"
+    public static let tlsCertificateExpiry = "weft_tls_certificate_expiry_seconds"
+    public static let tlsReloads = "weft_tls_reloads_total"
+    public static let rateLimited = "weft_rate_limited_total"
+    public static let loginsLimited = "weft_login_limited_total"
+    public static let passwordHashQueue = "weft_password_hash_queue"
+    public static let passwordHashRejected = "weft_password_hash_rejected_total"
+    public static let sessionsRevoked = "weft_sessions_revoked_total"
+    public static let apiKeyCalls = "weft_api_key_calls_total"
 }
 
 /// The tracing pipeline's own metrics: what the span exporter loses.

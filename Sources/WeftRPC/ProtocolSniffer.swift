@@ -15,6 +15,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private let environment: ServerEnvironment
     private let registry: ConnectionRegistry
     private var buffered: ByteBuffer?
+    /// The verified client certificate's identity, when TLS established one.
+    private var peerIdentity: String?
 
     init(environment: ServerEnvironment, registry: ConnectionRegistry) {
         self.environment = environment
@@ -51,12 +53,12 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
         let operations = context.pipeline.syncOperations
         if http2 {
-            let handler = HTTP2ServerConnectionHandler(environment: environment, peer: peer)
+            let handler = HTTP2ServerConnectionHandler(environment: environment, peer: peer, peerIdentity: peerIdentity)
             try operations.addHandler(handler, position: .after(self))
             let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
             registry.register(channel) { bound.value.initiateGracefulShutdown() }
         } else {
-            let handler = HTTP1ServerHandler(environment: environment, peer: peer)
+            let handler = HTTP1ServerHandler(environment: environment, peer: peer, peerIdentity: peerIdentity)
             try operations.addHandler(handler)
             try operations.configureHTTPServerPipeline(
                 position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
@@ -66,6 +68,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let established = event as? TLSEstablished {
+            peerIdentity = established.clientIdentity
+            return
+        }
         // Connected but never said anything: close when the idle timer fires.
         if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)

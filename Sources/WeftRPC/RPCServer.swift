@@ -12,6 +12,9 @@ public final class RPCServer: Service {
     private let onListening: @Sendable (SocketAddress) -> Void
     private let onDrain: @Sendable () -> Void
     private let registry = ConnectionRegistry()
+    /// TLS on every connection when set (see `TLSServerHandler`).
+    private let tls: TLSContext?
+    private let tlsMetrics: TLSMetrics?
 
     /// - Parameters:
     ///   - onListening: called once with the bound address (port 0 resolved).
@@ -19,10 +22,13 @@ public final class RPCServer: Service {
     ///     are told to drain (health goes NOT_SERVING there).
     public init(
         environment: ServerEnvironment,
+        tls: TLSContext? = nil,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
         onDrain: @escaping @Sendable () -> Void = {}
     ) {
         self.environment = environment
+        self.tls = tls
+        self.tlsMetrics = tls.map { _ in TLSMetrics(metrics: environment.metrics.metrics) }
         self.onListening = onListening
         self.onDrain = onDrain
     }
@@ -44,6 +50,8 @@ public final class RPCServer: Service {
         let config = environment.config
         let environment = self.environment
         let registry = self.registry
+        let tls = self.tls
+        let tlsMetrics = self.tlsMetrics
         let idle = TimeAmount.nanoseconds(Int64(config.idleTimeout.components.seconds) * 1_000_000_000)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -53,10 +61,15 @@ public final class RPCServer: Service {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 * 1024, high: 256 * 1024))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(allTimeout: idle),
-                        ProtocolSniffer(environment: environment, registry: registry),
-                    ])
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(IdleStateHandler(allTimeout: idle))
+                    if let tls, let tlsMetrics {
+                        guard let handler = TLSServerHandler(context: tls, metrics: tlsMetrics, logger: environment.logger) else {
+                            throw TLSError("cannot start TLS on a connection")
+                        }
+                        try operations.addHandler(handler)
+                    }
+                    try operations.addHandler(ProtocolSniffer(environment: environment, registry: registry))
                 }
             }
             .bind(host: config.host, port: config.port)

@@ -26,6 +26,9 @@ public final class ServerContext: Sendable {
 
     private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
     private let cancelled = Atomic<Bool>(false)
+    /// 0: no preference, 1: compress responses, 2: do not.
+    private let compressionPreference = Atomic<UInt8>(0)
+    private let requestCompressed = Atomic<Bool>(false)
 
     public init(
         descriptor: RPCMethodDescriptor,
@@ -79,6 +82,28 @@ public final class ServerContext: Sendable {
     public func addResponseTrailer(_ key: String, binary: [UInt8]) {
         responseMetadata.withLock { $0.trailers.add(key, binary: binary) }
     }
+
+    /// Asks for the next response messages to be compressed (true), sent
+    /// uncompressed (false), or left to the call's negotiation (nil: mirror
+    /// a compressed request). Compression needs the client to accept gzip;
+    /// gRPC only (REST ignores it).
+    public func setResponseCompression(_ enabled: Bool?) {
+        compressionPreference.store(enabled.map { $0 ? 1 : 2 } ?? 0, ordering: .relaxed)
+    }
+
+    var responseCompressionPreference: Bool? {
+        switch compressionPreference.load(ordering: .relaxed) {
+        case 1: return true
+        case 2: return false
+        default: return nil
+        }
+    }
+
+    /// Whether the request message the handler took last came compressed
+    /// (the gRPC compressed flag).
+    public var lastRequestCompressed: Bool { requestCompressed.load(ordering: .relaxed) }
+
+    func noteRequestCompressed(_ value: Bool) { requestCompressed.store(value, ordering: .relaxed) }
 
     /// True once the call is over from the caller's side: cancelled, reset,
     /// deadline passed or connection lost. Async handlers are also cancelled

@@ -331,6 +331,43 @@ enum SQLiteMigrations {
                 WHERE queue LIKE 'ext/usr!_%' ESCAPE '!';
                 """)
         }
+        migrator.registerMigration("v9-sessions-api-keys") { db in
+            // Sessions: refresh tokens (hashed; a family per login) and a
+            // per-user token version that revokes every access token at once.
+            // API keys: hashed secrets with a lookup prefix, scopes, expiry.
+            try db.execute(sql: """
+                ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE refresh_tokens (
+                    hash       TEXT PRIMARY KEY,
+                    family_id  TEXT NOT NULL,
+                    user_id    TEXT NOT NULL REFERENCES users(id),
+                    created_at DATETIME NOT NULL,
+                    expires_at DATETIME NOT NULL,
+                    used_at    DATETIME,
+                    revoked_at DATETIME
+                );
+                CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
+                CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
+                CREATE INDEX refresh_tokens_revoked ON refresh_tokens(revoked_at) WHERE revoked_at IS NOT NULL;
+                CREATE TABLE api_keys (
+                    id             TEXT PRIMARY KEY,
+                    user_id        TEXT NOT NULL REFERENCES users(id),
+                    name           TEXT NOT NULL,
+                    prefix         TEXT NOT NULL UNIQUE,
+                    secret_hash    TEXT NOT NULL,
+                    scopes         TEXT NOT NULL,
+                    workflow_ids   TEXT NOT NULL,
+                    queues         TEXT NOT NULL,
+                    org_id         TEXT NOT NULL,
+                    client_cert_cn TEXT NOT NULL,
+                    expires_at     DATETIME,
+                    created_at     DATETIME NOT NULL,
+                    last_used_at   DATETIME,
+                    revoked_at     DATETIME
+                );
+                CREATE INDEX api_keys_user ON api_keys(user_id, created_at);
+                """)
+        }
         return migrator
     }
 }

@@ -19,24 +19,49 @@ public struct WeftApplication: Sendable {
     public let services: [any Service]
     public let health: HealthStatusStore
     public let engine: Engine
+    /// The admin listener's routes (metrics, health, and reflection if the
+    /// operator put it there), when `--admin-listen` is set.
+    public let adminEnvironment: ServerEnvironment?
+    /// What SIGHUP re-reads: the token signing keys.
+    public let keyring: SigningKeyring
+    let sessions: SessionBook
+    let apiKeys: ApiKeyIndex
+    let credentials: any CredentialStore
 
     public init(
         config: WeftServerConfig, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
-        organizations: any OrganizationStore, logs: any LogStore, engine: Engine, vault: SecretVault, authKey: [UInt8], metrics: WeftMetrics, logger: Logger,
+        organizations: any OrganizationStore, credentials: any CredentialStore, logs: any LogStore, engine: Engine,
+        vault: SecretVault, keyring: SigningKeyring, metrics: WeftMetrics, logger: Logger,
         health: HealthStatusStore = HealthStatusStore()
     ) throws {
         self.engine = engine
         self.health = health
+        self.keyring = keyring
+        self.credentials = credentials
         let quotas = QuotaBook(plans: config.tenancy.plans, orgs: organizations, metrics: metrics)
-        services = [TenancySampler(engine: engine, quotas: quotas, metrics: metrics)]
+        let accessLifetime = TimeInterval(config.auth.tokenLifetime.components.seconds)
+        let sessions = SessionBook(accessLifetime: accessLifetime)
+        let apiKeys = ApiKeyIndex()
+        self.sessions = sessions
+        self.apiKeys = apiKeys
+        services = [
+            TenancySampler(engine: engine, quotas: quotas, metrics: metrics),
+            ApiKeyUsageWriter(index: apiKeys, store: credentials, logger: logger),
+        ]
         let deps = APIDependencies(
             users: users,
             workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(workflows, capacity: config.workflowCacheSize) : workflows,
             logs: logs, executions: executions, engine: engine,
             auth: Authenticator(
-                signer: TokenSigner(key: authKey, lifetime: TimeInterval(config.auth.tokenLifetime.components.seconds)),
+                signer: TokenSigner(keyring: keyring, lifetime: accessLifetime), sessions: sessions, keys: apiKeys,
                 metrics: metrics),
-            passwords: PasswordHasher(logN: config.auth.scryptLogN), metrics: metrics, orgs: organizations, quotas: quotas,
+            passwords: PasswordHasher(logN: config.auth.scryptLogN), credentials: credentials,
+            hashing: PasswordHashPool(threads: config.auth.hashThreads, queueLimit: config.auth.hashQueue, metrics: metrics),
+            logins: LoginLimiter(
+                settings: .init(perAccount: config.auth.loginFailuresPerAccount, perAddress: config.auth.loginFailuresPerAddress),
+                metrics: metrics),
+            refreshLifetime: TimeInterval(config.auth.refreshLifetime.components.seconds),
+            metrics: metrics, orgs: organizations, quotas: quotas,
             tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit,
             streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser))
 
@@ -46,21 +71,23 @@ public struct WeftApplication: Sendable {
         router.register(HealthService(store: health), metrics: rpcMetrics)
         if config.enableTestServices {
             router.register(EchoTestService(), metrics: rpcMetrics)
+            router.register(InteropTestService(), metrics: rpcMetrics)
         }
         let types = APIFieldTypes(schemas: APISchemas.components())
         let defaults = JSONDefaults(types: types)
         let explainer = JSONTypeExplainer(types: types)
-        for service in Self.apiServices(deps) {
+        for service in Self.apiServices(deps, apiKeys: apiKeys) {
             router.register(service, metrics: rpcMetrics)
             http.register(
                 service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields,
                 utcTimestamps: explainer.utcTimestamps)
         }
         // Reflection last: it lists every service registered before it, and itself.
+        let listeners = config.listeners
         let reflection = ReflectionService(
             index: try Self.descriptorIndex(),
             services: router.serviceNames + [ReflectionService.v1Name, ReflectionService.v1alphaName])
-        router.register(reflection, metrics: rpcMetrics)
+        if listeners.reflection == .main { router.register(reflection, metrics: rpcMetrics) }
         health.set("", .serving)
         for service in router.serviceNames { health.set(service, .serving) }
         let openAPI = OpenAPIDocument.build(operations: http.restOperations)
@@ -68,6 +95,72 @@ public struct WeftApplication: Sendable {
             HTTPResponse(status: 200, headers: [("content-type", "application/json")], body: openAPI)
         }
         let process = ProcessMetrics(metrics: metrics)
+        let metricsPage = Self.metricsPage(metrics: metrics, process: process)
+        Self.addHealthz(to: &http, health: health)
+        // /metrics on the main listener: behind the scrape token when one
+        // is set; gone when an admin listener serves it; else open only on
+        // a loopback listener (a development setup).
+        if let token = listeners.metricsToken, !token.isEmpty {
+            http.add("GET", "/metrics") { request in
+                guard ScrapeToken.matches(request.header("authorization"), token: token) else {
+                    return HTTPResponse(
+                        status: 401, headers: [("content-type", "text/plain; charset=utf-8"), ("www-authenticate", "Bearer")],
+                        body: Array("/metrics needs `authorization: Bearer <scrape token>`\n".utf8))
+                }
+                return metricsPage(request)
+            }
+        } else if listeners.adminHost == nil {
+            if WeftServerConfig.ListenerSettings.isLoopback(config.rpc.host) {
+                http.add("GET", "/metrics", metricsPage)
+            } else {
+                http.add("GET", "/metrics") { _ in
+                    HTTPResponse(
+                        status: 401, headers: [("content-type", "text/plain; charset=utf-8"), ("www-authenticate", "Bearer")],
+                        body: Array("/metrics on a non-loopback listener needs --metrics-token (or use --admin-listen)\n".utf8))
+                }
+            }
+        }
+        let interceptors = InterceptorChain([
+            deps.auth, RateLimiter(settings: config.auth.rateLimits, metrics: metrics), TenantRateLimiter(quotas: quotas),
+            AuditRecorder(log: vault.audit),
+        ])
+        environment = ServerEnvironment(
+            config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger,
+            interceptors: interceptors)
+        if listeners.adminHost != nil {
+            var adminRouter = RPCRouter()
+            var adminHTTP = HTTPRouter()
+            adminRouter.register(HealthService(store: health), metrics: rpcMetrics)
+            if listeners.reflection == .admin { adminRouter.register(reflection, metrics: rpcMetrics) }
+            adminHTTP.add("GET", "/metrics", metricsPage)
+            Self.addHealthz(to: &adminHTTP, health: health)
+            var adminConfig = config.rpc
+            adminConfig.host = listeners.adminHost ?? "127.0.0.1"
+            adminConfig.port = listeners.adminPort
+            adminEnvironment = ServerEnvironment(
+                config: adminConfig, router: adminRouter, httpRouter: adminHTTP, metrics: rpcMetrics, logger: logger)
+        } else {
+            adminEnvironment = nil
+        }
+    }
+
+    /// Loads the sessions' revocations and the API keys into memory (before
+    /// serving: calls are checked against them without store reads).
+    public func loadCredentials() async throws {
+        try await sessions.load(from: credentials)
+        try await apiKeys.load(from: credentials)
+    }
+
+    static func metricsPage(metrics: WeftMetrics, process: ProcessMetrics) -> @Sendable (HTTPRequest) -> HTTPResponse {
+        { _ in
+            process.update()
+            return HTTPResponse(
+                status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                body: metrics.exposition())
+        }
+    }
+
+    static func addHealthz(to http: inout HTTPRouter, health: HealthStatusStore) {
         http.add("GET", "/healthz") { _ in
             let all = health.all
             let serving = all[""] == .serving
@@ -75,20 +168,11 @@ public struct WeftApplication: Sendable {
             for (name, status) in all where !name.isEmpty { services[name] = Self.statusName(status) }
             return .json(serving ? 200 : 503, ["status": Self.statusName(all[""] ?? .unknown), "services": services])
         }
-        http.add("GET", "/metrics") { _ in
-            process.update()
-            return HTTPResponse(
-                status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.exposition())
-        }
-        environment = ServerEnvironment(
-            config: config.rpc, router: router, httpRouter: http, metrics: rpcMetrics, logger: logger,
-            interceptors: InterceptorChain([deps.auth, TenantRateLimiter(quotas: quotas), AuditRecorder(log: vault.audit)]))
     }
 
     /// Every weft.v1 service, in the order clients see them.
-    static func apiServices(_ deps: APIDependencies) -> [any RPCService] {
-        [UserAPI(deps: deps), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
+    static func apiServices(_ deps: APIDependencies, apiKeys: ApiKeyIndex) -> [any RPCService] {
+        [UserAPI(deps: deps), ApiKeyAPI(deps: deps, index: apiKeys), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
          OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services

@@ -24,6 +24,7 @@ public struct WeftServer: Sendable {
     }
 
     public func run() async throws {
+        try Self.checkListeners(config, logger: logger)
         // Before anything can start a span (recovery resumes executions).
         let tracing = try Self.startTracing(config.tracing, metrics: metrics, logger: logger)
         try Self.prepareDataDirectory(config.store.dataDirectory)
@@ -75,16 +76,29 @@ public struct WeftServer: Sendable {
             leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
             limits: config.engine.limits, secrets: vault,
             logger: Logger(label: "weft.engine"))
+        let keyring = try SigningKeyring(dataDirectory: config.store.dataDirectory, secret: config.auth.secret)
         let app = try WeftApplication(
-            config: config, users: store, workflows: store, executions: store, organizations: store, logs: logStore,
-            engine: engine, vault: vault,
-            authKey: try Authenticator.loadKey(dataDirectory: config.store.dataDirectory, secret: config.auth.secret),
-            metrics: metrics, logger: logger, health: health)
+            config: config, users: store, workflows: store, executions: store, organizations: store, credentials: store,
+            logs: logStore, engine: engine, vault: vault, keyring: keyring, metrics: metrics, logger: logger, health: health)
+        try await app.loadCredentials()
         let environment = app.environment
+        let tls: TLSContext?
+        if let settings = config.listeners.tls {
+            do {
+                tls = try TLSContext(settings)
+            } catch {
+                throw WeftStartupError("tls: \(error)")
+            }
+            logger.info(
+                "tls: on (TLS 1.2+, ALPN h2 and http/1.1\(settings.clientCAFile == nil ? "" : settings.requireClientCertificate ? ", client certificates required" : ", client certificates verified when sent"))")
+        } else {
+            tls = nil
+        }
+        let reloader = HangupReloader(tls: tls, keyring: keyring, metrics: metrics, logger: logger)
         let retention = LogRetention(store: logStore, keep: config.store.logRetention, metrics: metrics, logger: logger)
         let logger = self.logger
         let server = RPCServer(
-            environment: environment,
+            environment: environment, tls: tls,
             onListening: { address in
                 logger.info("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
             },
@@ -99,7 +113,12 @@ public struct WeftServer: Sendable {
         // The engine resumes unfinished executions as it starts, and the
         // workers wait for that before they lease.
         var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics)]
-            + app.services
+            + app.services + [reloader]
+        if let admin = app.adminEnvironment {
+            services.append(RPCServer(environment: admin, onListening: { address in
+                logger.info("admin listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+            }))
+        }
         if config.engine.workers > 0 {
             logger.info("engine: \(config.engine.workers) in-process workers")
             services.append(WorkerPool(
@@ -115,6 +134,22 @@ public struct WeftServer: Sendable {
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+
+    /// Plaintext is for this machine only: a non-loopback listener needs
+    /// TLS (the admin listener is plaintext: it must stay on loopback)
+    /// unless the operator says `--insecure-plaintext`.
+    static func checkListeners(_ config: WeftServerConfig, logger: Logger) throws {
+        let listeners = config.listeners
+        let plainMain = listeners.tls == nil && !WeftServerConfig.ListenerSettings.isLoopback(config.rpc.host)
+        let plainAdmin = listeners.adminHost.map { !WeftServerConfig.ListenerSettings.isLoopback($0) } ?? false
+        guard plainMain || plainAdmin else { return }
+        let what = plainMain ? "--host \(config.rpc.host)" : "--admin-listen \(listeners.adminHost ?? "")"
+        guard listeners.insecurePlaintext else {
+            throw WeftStartupError(
+                "refusing to serve plaintext on the non-loopback address of \(what): passwords and tokens would cross the network in clear. Give --tls-cert and --tls-key, bind a loopback address, or pass --insecure-plaintext (e.g. behind a TLS-terminating proxy)")
+        }
+        logger.warning("serving plaintext on a non-loopback address (\(what)) because of --insecure-plaintext")
     }
 
     static func startTracing(_ config: TracingConfig, metrics: WeftMetrics, logger: Logger) throws -> [any Service] {

@@ -70,8 +70,52 @@ extension WeftServerConfig {
             "--log-retention-days", "WEFT_LOG_RETENTION_DAYS", "Days execution log entries are kept.",
             default: "\(seconds(defaults.store.logRetention) / 86_400)", range: 1...36_500)
         public static let tokenTTL = Option(
-            "--token-ttl", "WEFT_TOKEN_TTL", "Seconds a login token is valid.",
-            default: "\(seconds(defaults.auth.tokenLifetime))", range: 60...31_536_000)
+            "--token-ttl", "WEFT_TOKEN_TTL", "Seconds an access token (from login or refresh) is valid.",
+            default: "\(seconds(defaults.auth.tokenLifetime))", range: 1...86_400)
+        public static let refreshTokenTTL = Option(
+            "--refresh-token-ttl", "WEFT_REFRESH_TOKEN_TTL",
+            "Seconds a refresh token is valid (each refresh returns a new one; a reused one revokes its session).",
+            default: "\(seconds(defaults.auth.refreshLifetime))", range: 60...(365 * 86_400))
+        public static let passwordHashThreads = Option(
+            "--password-hash-threads", "WEFT_PASSWORD_HASH_THREADS",
+            "Threads that hash passwords (scrypt), apart from those that serve calls and run the engine.",
+            default: "\(defaults.auth.hashThreads)", range: 1...64)
+        public static let passwordHashQueue = Option(
+            "--password-hash-queue", "WEFT_PASSWORD_HASH_QUEUE",
+            "Password hashes that may wait for a hashing thread; beyond them logins get 429 / RESOURCE_EXHAUSTED.",
+            default: "\(defaults.auth.hashQueue)", range: 0...10_000)
+        public static let loginFailuresPerAccount = Option(
+            "--login-failures-per-account", "WEFT_LOGIN_FAILURES_PER_ACCOUNT",
+            "Failed logins of one account in 15 minutes before its logins are refused for a while (429; the wait doubles).",
+            default: "\(defaults.auth.loginFailuresPerAccount)", range: 1...1_000_000)
+        public static let loginFailuresPerAddress = Option(
+            "--login-failures-per-address", "WEFT_LOGIN_FAILURES_PER_ADDRESS",
+            "Failed logins from one client address in 15 minutes before its logins are refused for a while.",
+            default: "\(defaults.auth.loginFailuresPerAddress)", range: 1...1_000_000)
+        public static let rateLimit = Option(
+            "--rate-limit", "WEFT_RATE_LIMITS",
+            "A request rate limit, CLASS=N/s[:BURST] or CLASS=off; repeatable (the variable: comma-separated). Classes: auth (register, login, refresh; per client address), read, write, execute (per API key or user, and per client address).",
+            default: defaults.auth.rateLimits.description)
+        public static let tlsCert = Option(
+            "--tls-cert", "WEFT_TLS_CERT", "PEM certificate (and chain) of the main listener: it then speaks TLS 1.2+ only, with ALPN h2 and http/1.1. SIGHUP reloads it.")
+        public static let tlsKey = Option("--tls-key", "WEFT_TLS_KEY", "PEM private key of --tls-cert.")
+        public static let tlsClientCA = Option(
+            "--tls-client-ca", "WEFT_TLS_CLIENT_CA",
+            "PEM CA certificates for client certificates (mutual TLS); a verified certificate's CN authenticates as the API key bound to it.")
+        public static let tlsRequireClientCert = Option(
+            "--tls-require-client-cert", "WEFT_TLS_REQUIRE_CLIENT_CERT=1", "Refuse TLS handshakes without a client certificate.")
+        public static let insecurePlaintext = Option(
+            "--insecure-plaintext", "WEFT_INSECURE_PLAINTEXT=1",
+            "Allow plaintext on a non-loopback address (only behind a TLS-terminating proxy).")
+        public static let adminListen = Option(
+            "--admin-listen", "WEFT_ADMIN_LISTEN",
+            "HOST:PORT of a plaintext admin listener serving /metrics, /healthz and gRPC health (and reflection with --reflection admin); /metrics then leaves the main listener.")
+        public static let metricsToken = Option(
+            "--metrics-token", "WEFT_METRICS_TOKEN",
+            "Bearer token /metrics on the main listener needs. Without it (and without --admin-listen), /metrics is served only on a loopback listener.")
+        public static let reflection = Option(
+            "--reflection", "WEFT_REFLECTION", "Where gRPC server reflection is served: main, admin or off.",
+            default: defaults.listeners.reflection.rawValue)
         public static let workflowCacheSize = Option(
             "--workflow-cache-size", "WEFT_WORKFLOW_CACHE_SIZE", "Workflow definitions cached in memory; 0 turns the cache off.",
             default: "\(defaults.workflowCacheSize)", range: 0...10_000_000)
@@ -160,7 +204,9 @@ extension WeftServerConfig {
         /// All of them, in the order of `weft serve --help`.
         public static let all: [Option] = [
             host, port, dataDir, maxConcurrentStreams, maxReceiveMessageSize, maxHeaderListSize, idleTimeout, drainTimeout,
-            eventLoopThreads, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, workflowCacheSize, scryptLogN,
+            eventLoopThreads, tlsCert, tlsKey, tlsClientCA, tlsRequireClientCert, insecurePlaintext, adminListen, metricsToken,
+            reflection, logFormat, logLevel, storeSync, logRetentionDays, tokenTTL, refreshTokenTTL, passwordHashThreads,
+            passwordHashQueue, loginFailuresPerAccount, loginFailuresPerAddress, rateLimit, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
             plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, enableTestServices, authSecret, secretsKey,

@@ -19,8 +19,11 @@ public struct WeftServerConfig: Sendable {
     public var tracing = TracingConfig()
     /// Workflow definitions kept in memory; 0 turns the cache off.
     public var workflowCacheSize = 10_000
-    /// Registers `weft.testing.v1.EchoService` (tests and benchmarks only).
+    /// Registers `weft.testing.v1.EchoService` and grpc's interop
+    /// `grpc.testing.TestService` (tests and benchmarks only).
     public var enableTestServices = false
+    /// TLS on the main listener, the admin listener, who may scrape.
+    public var listeners = ListenerSettings()
 
     public init() {}
 
@@ -111,16 +114,57 @@ public struct WeftServerConfig: Sendable {
         public func policy() throws -> EgressPolicy { try EgressPolicy(allow: allow) }
     }
 
-    /// Accounts and tokens.
+    /// Accounts, sessions and tokens.
     public struct AuthSettings: Sendable {
-        /// Token signing secret (at least 32 bytes); nil keeps a random key
-        /// in the data directory.
+        /// Token signing secret (at least 32 bytes); nil keeps a keyring
+        /// in the data directory (`weft auth rotate-key`).
         public var secret: String?
-        /// How long a login token is valid.
-        public var tokenLifetime: Duration = .seconds(86_400)
+        /// How long an access token is valid.
+        public var tokenLifetime: Duration = .seconds(900)
+        /// How long a refresh token is valid (each use makes a new one).
+        public var refreshLifetime: Duration = .seconds(30 * 86_400)
         /// scrypt cost as log2(N) for password hashes.
         public var scryptLogN = 15
+        /// Threads that hash passwords (never the shared executors).
+        public var hashThreads = 1
+        /// Hashes that may wait for a hashing thread; more are refused (429).
+        public var hashQueue = 16
+        /// Failed logins per account and per client address in 15 minutes
+        /// before logins are refused for a while (the wait doubles).
+        public var loginFailuresPerAccount = 5
+        public var loginFailuresPerAddress = 20
+        /// Request rate limits by route class.
+        public var rateLimits = RateLimitSettings()
 
         public init() {}
+    }
+
+    /// Where the server listens besides its main port, and how.
+    public struct ListenerSettings: Sendable {
+        /// TLS on the main listener (`--tls-cert`, `--tls-key`, ...).
+        public var tls: TLSSettings?
+        /// Allow plaintext on a non-loopback address.
+        public var insecurePlaintext = false
+        /// The admin listener (`--admin-listen HOST:PORT`): metrics, health,
+        /// and reflection when `reflection` is `.admin`. Plaintext.
+        public var adminHost: String?
+        public var adminPort = 0
+        /// Bearer token that `/metrics` on the main listener needs.
+        public var metricsToken: String?
+        public var reflection = Reflection.main
+
+        public enum Reflection: String, Sendable, CaseIterable {
+            case main, admin, off
+        }
+
+        public init() {}
+
+        /// Whether `host` names only this machine (127.0.0.0/8, ::1, localhost).
+        public static func isLoopback(_ host: String) -> Bool {
+            let host = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+            if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
+            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+            return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+        }
     }
 }

@@ -37,6 +37,10 @@ public final class MemoryStore: Sendable {
         var auditLog: [AuditEvent] = []
         /// "org|queue|user" -> grant.
         var queueGrants: [String: QueueGrantRecord] = [:]
+        /// By hash.
+        var refreshTokens: [String: RefreshTokenRecord] = [:]
+        var tokenVersions: [String: Int] = [:]
+        var apiKeys: [String: ApiKeyRecord] = [:]
     }
 
     let state = Mutex(State())

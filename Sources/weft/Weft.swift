@@ -20,7 +20,7 @@ struct Weft: AsyncParsableCommand {
             Every `serve` option can also be set by the environment variable shown
             in its help (a flag wins over the variable).
             """,
-        subcommands: [Serve.self, Secrets.self, Orgs.self])
+        subcommands: [Serve.self, Secrets.self, Orgs.self, Auth.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -76,6 +76,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
     @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
+    @Option(help: ArgumentHelp(O.refreshTokenTTL.help)) var refreshTokenTtl: Int?
+    @Option(help: ArgumentHelp(O.passwordHashThreads.help)) var passwordHashThreads: Int?
+    @Option(help: ArgumentHelp(O.passwordHashQueue.help)) var passwordHashQueue: Int?
+    @Option(help: ArgumentHelp(O.loginFailuresPerAccount.help)) var loginFailuresPerAccount: Int?
+    @Option(help: ArgumentHelp(O.loginFailuresPerAddress.help)) var loginFailuresPerAddress: Int?
+    @Option(help: ArgumentHelp(O.rateLimit.help)) var rateLimit: [String] = []
+    @Option(help: ArgumentHelp(O.tlsCert.help)) var tlsCert: String?
+    @Option(help: ArgumentHelp(O.tlsKey.help)) var tlsKey: String?
+    @Option(help: ArgumentHelp(O.tlsClientCA.help)) var tlsClientCa: String?
+    @Flag(help: ArgumentHelp(O.tlsRequireClientCert.help)) var tlsRequireClientCert = false
+    @Flag(help: ArgumentHelp(O.insecurePlaintext.help)) var insecurePlaintext = false
+    @Option(help: ArgumentHelp(O.adminListen.help)) var adminListen: String?
+    @Option(help: ArgumentHelp(O.metricsToken.help)) var metricsToken: String?
+    @Option(help: ArgumentHelp(O.reflection.help)) var reflection: String?
 
     func run() async throws {
         let env = Environment()
@@ -157,6 +171,7 @@ struct Serve: AsyncParsableCommand {
             orgWorkerShare, O.orgWorkerShare, default: config.tenancy.workerSharePercent)
         // A secret only from the environment: flags show up in `ps`.
         config.auth.secret = env.values[O.authSecret.environment]
+        try identity(&config, env)
 
         let metrics = WeftMetrics()
         metrics.bootstrapSwiftMetrics()
@@ -173,6 +188,58 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
+    /// Sessions, login limits, rate limits, TLS and the admin listener.
+    func identity(_ config: inout WeftServerConfig, _ env: Environment) throws {
+        config.auth.refreshLifetime = .seconds(
+            try env.int(refreshTokenTtl, O.refreshTokenTTL, default: config.auth.refreshLifetime))
+        config.auth.hashThreads = try env.int(passwordHashThreads, O.passwordHashThreads, default: config.auth.hashThreads)
+        config.auth.hashQueue = try env.int(passwordHashQueue, O.passwordHashQueue, default: config.auth.hashQueue)
+        config.auth.loginFailuresPerAccount = try env.int(
+            loginFailuresPerAccount, O.loginFailuresPerAccount, default: config.auth.loginFailuresPerAccount)
+        config.auth.loginFailuresPerAddress = try env.int(
+            loginFailuresPerAddress, O.loginFailuresPerAddress, default: config.auth.loginFailuresPerAddress)
+        let limits = (env.values[O.rateLimit.environment] ?? "").split(separator: ",").map { (O.rateLimit.environment, String($0)) }
+            + rateLimit.map { (O.rateLimit.flag, $0) }
+        for (source, spec) in limits {
+            do {
+                try config.auth.rateLimits.apply(spec.trimmingCharacters(in: .whitespaces))
+            } catch {
+                throw ValidationError("\(source): \(error)")
+            }
+        }
+        let cert = tlsCert ?? env.values[O.tlsCert.environment]
+        let key = tlsKey ?? env.values[O.tlsKey.environment]
+        let clientCA = tlsClientCa ?? env.values[O.tlsClientCA.environment]
+        let requireClientCert = tlsRequireClientCert || env.flag("WEFT_TLS_REQUIRE_CLIENT_CERT")
+        switch (cert, key) {
+        case (let cert?, let key?):
+            config.listeners.tls = TLSSettings(
+                certificateFile: cert, keyFile: key, clientCAFile: clientCA, requireClientCertificate: requireClientCert)
+        case (nil, nil):
+            guard clientCA == nil, !requireClientCert else {
+                throw ValidationError("\(O.tlsClientCA.flag) and \(O.tlsRequireClientCert.flag) need \(O.tlsCert.flag) and \(O.tlsKey.flag)")
+            }
+        default:
+            throw ValidationError("\(O.tlsCert.flag) and \(O.tlsKey.flag) go together")
+        }
+        if requireClientCert && clientCA == nil {
+            throw ValidationError("\(O.tlsRequireClientCert.flag) needs \(O.tlsClientCA.flag)")
+        }
+        config.listeners.insecurePlaintext = insecurePlaintext || env.flag("WEFT_INSECURE_PLAINTEXT")
+        if let listen = adminListen ?? env.values[O.adminListen.environment], !listen.isEmpty {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                (0...65535).contains(port), colon != listen.startIndex
+            else { throw ValidationError("\(O.adminListen.flag) \(listen): expected HOST:PORT, e.g. 127.0.0.1:9090") }
+            config.listeners.adminHost = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            config.listeners.adminPort = port
+        }
+        config.listeners.metricsToken = metricsToken ?? env.values[O.metricsToken.environment]
+        config.listeners.reflection = try env.choice(reflection, O.reflection, default: config.listeners.reflection)
+        if config.listeners.reflection == .admin && config.listeners.adminHost == nil {
+            throw ValidationError("\(O.reflection.flag) admin needs \(O.adminListen.flag)")
+        }
+    }
+
     /// Tracing from the flags, else the standard OpenTelemetry variables.
     /// swift-otel reads those variables too and lets them win over code, so
     /// the ones resolved here are removed from the environment: a flag then

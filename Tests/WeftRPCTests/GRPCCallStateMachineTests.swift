@@ -124,7 +124,7 @@ struct GRPCCallStateMachineTests {
             _ = m.receiveHead(head(), lookup: .found(.unary))
             var seen = 0
             for part in [bytes[..<cut], bytes[cut...]] where !part.isEmpty {
-                let failure = Array(part).withUnsafeBytes { m.receiveData($0) { _, size in seen += size } }
+                let failure = Array(part).withUnsafeBytes { m.receiveData($0) { _, size, _ in seen += size } }
                 #expect(failure == nil)
             }
             #expect(seen == bytes.count, "each message is reported once, with its framed size")
@@ -159,9 +159,9 @@ struct GRPCCallStateMachineTests {
         _ = m.receiveHead(head(), lookup: .found(.bidiStreaming))
         var got: [[UInt8]] = []
         let bytes = Self.frame([1]) + Self.frame([2, 2]) + Self.frame([3, 3, 3]).prefix(4)
-        let failure = bytes.withUnsafeBytes { m.receiveData($0) { message, _ in got.append(Array(message)) } }
+        let failure = bytes.withUnsafeBytes { m.receiveData($0) { message, _, _ in got.append(Array(message)) } }
         #expect(failure == nil && got == [[1], [2, 2]])
-        _ = Array(Self.frame([3, 3, 3]).dropFirst(4)).withUnsafeBytes { m.receiveData($0) { message, _ in got.append(Array(message)) } }
+        _ = Array(Self.frame([3, 3, 3]).dropFirst(4)).withUnsafeBytes { m.receiveData($0) { message, _, _ in got.append(Array(message)) } }
         #expect(got == [[1], [2, 2], [3, 3, 3]])
         #expect(m.receiveEnd() == .endOfMessages)
     }
@@ -173,7 +173,7 @@ struct GRPCCallStateMachineTests {
         ) -> (RPCError.Code, String)? {
             var m = machine()
             _ = m.receiveHead(head(headers), lookup: .found(kind))
-            if let failure = bytes.withUnsafeBytes({ m.receiveData($0) { _, _ in } }) { return (failure.code, failure.message) }
+            if let failure = bytes.withUnsafeBytes({ m.receiveData($0) { _, _, _ in } }) { return (failure.code, failure.message) }
             guard end, case .refuse(let failure) = m.receiveEnd() else { return nil }
             return (failure.code, failure.message)
         }
@@ -197,7 +197,7 @@ struct GRPCCallStateMachineTests {
         _ = m.receiveHead(head([("grpc-encoding", "deflate")]), lookup: .found(.unary))
         let payload = Array("compress me, compress me".utf8)
         let compressed = try payload.withUnsafeBytes { try GRPCCompression.compress($0, algorithm: .deflate) }
-        #expect(Self.frame(compressed, compressed: true).withUnsafeBytes { m.receiveData($0) { _, _ in } } == nil)
+        #expect(Self.frame(compressed, compressed: true).withUnsafeBytes { m.receiveData($0) { _, _, _ in } } == nil)
         guard case .run(let message) = m.receiveEnd() else { Issue.record("no run"); return }
         #expect(Array(message) == payload)
     }
@@ -223,7 +223,7 @@ struct GRPCCallStateMachineTests {
         var m = machine()
         _ = m.receiveHead(head(), lookup: .found(.unary))
         #expect(m.sendStatus() == .trailersOnly)
-        let ignored = Self.frame([1]).withUnsafeBytes { m.receiveData($0) { _, _ in Issue.record("delivered after status") } }
+        let ignored = Self.frame([1]).withUnsafeBytes { m.receiveData($0) { _, _, _ in Issue.record("delivered after status") } }
         #expect(ignored == nil)
         #expect(m.receiveEnd() == .none)
         let cancelled = m.streamClosed()

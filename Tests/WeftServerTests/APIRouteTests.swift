@@ -16,12 +16,16 @@ struct APIRouteTests {
         let deps = APIDependencies(
             users: store, workflows: store, logs: store, executions: store,
             engine: Engine(workflows: store, executions: store, queue: store, logs: store),
-            auth: Authenticator(signer: TokenSigner(key: Array(repeating: 1, count: 32), lifetime: 60), metrics: metrics),
-            passwords: PasswordHasher(logN: 10), metrics: metrics, orgs: store,
+            auth: Authenticator(
+                signer: TokenSigner(keyring: SigningKeyring(pinned: Array(repeating: 1, count: 32)), lifetime: 60),
+                sessions: SessionBook(accessLifetime: 60), keys: ApiKeyIndex(), metrics: metrics),
+            passwords: PasswordHasher(logN: 10), credentials: store,
+            hashing: PasswordHashPool(threads: 1, queueLimit: 1, metrics: metrics),
+            logins: LoginLimiter(settings: .init(), metrics: metrics), refreshLifetime: 600, metrics: metrics, orgs: store,
             quotas: QuotaBook(plans: PlanBook(), orgs: store, metrics: metrics), tenantSlots: 64,
             vault: SecretVault(store: store, sealer: nil, audit: AuditLog(store: store, logger: Logger(label: "test"))),
             audit: AuditLog(store: store, logger: Logger(label: "test")), streams: StreamLimiter(perUser: 4))
-        return WeftApplication.apiServices(deps)
+        return WeftApplication.apiServices(deps, apiKeys: ApiKeyIndex())
     }
 
     @Test("every weft.v1 RPC has a REST route and every REST route runs an RPC")

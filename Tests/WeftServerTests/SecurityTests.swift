@@ -16,16 +16,19 @@ struct SecurityTests {
         #expect(!hasher.verify("x", against: "garbage"))
     }
 
-    @Test("tokens verify, and tampered, foreign or expired tokens do not")
+    @Test("tokens verify, and tampered, foreign, unknown-key or expired tokens do not")
     func tokens() throws {
-        let signer = TokenSigner(key: Array(repeating: 7, count: 32), lifetime: 60)
-        let (token, _) = signer.issue(userId: "usr_1")
-        #expect(try signer.verify(token).get().userId == "usr_1")
+        let signer = TokenSigner(keyring: SigningKeyring(pinned: Array(repeating: 7, count: 32), kid: "k1"), lifetime: 60)
+        let (token, _) = signer.issue(userId: "usr_1", sessionId: "ses_1", version: 3)
+        let claims = try signer.verify(token).get()
+        #expect(claims.userId == "usr_1" && claims.sessionId == "ses_1" && claims.version == 3)
         var parts = token.split(separator: ".").map(String.init)
         parts[1] = Base64URL.encode(Array(#"{"sub":"usr_2","exp":9999999999}"#.utf8))
         #expect(Self.failure(signer.verify(parts.joined(separator: "."))) == .badSignature, "a tampered payload")
-        let other = TokenSigner(key: Array(repeating: 8, count: 32), lifetime: 60)
+        let other = TokenSigner(keyring: SigningKeyring(pinned: Array(repeating: 8, count: 32), kid: "k1"), lifetime: 60)
         #expect(Self.failure(other.verify(token)) == .badSignature, "another server's key")
+        let rotated = TokenSigner(keyring: SigningKeyring(pinned: Array(repeating: 7, count: 32), kid: "k2"), lifetime: 60)
+        #expect(Self.failure(rotated.verify(token)) == .unknownKey, "a kid the keyring does not hold")
         #expect(Self.failure(signer.verify(token, now: Date().addingTimeInterval(120))) == .expired)
         #expect(Self.failure(signer.verify("not.a.token")) == .malformed)
     }

@@ -39,8 +39,10 @@ public struct APIHarness: Sendable {
             let metrics = WeftMetrics()
             let app = try WeftApplication(
                 config: config, users: engine.store, workflows: engine.store, executions: engine.store, organizations: engine.store,
-                logs: engine.store, engine: engine.engine, vault: vault, authKey: Array(repeating: 7, count: 32), metrics: metrics,
+                credentials: engine.store, logs: engine.store, engine: engine.engine, vault: vault,
+                keyring: SigningKeyring(pinned: Array(repeating: 7, count: 32)), metrics: metrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            try await app.loadCredentials()
             return try await body(
                 APIHarness(engine: engine, app: app, transport: InProcessTransport(environment: app.environment), metrics: metrics))
         }

@@ -58,6 +58,9 @@ struct GRPCCallStateMachine {
         var deadline: Duration?
         var requestCompression: GRPCCompression.Algorithm?
         var responseCompression: GRPCCompression.Algorithm?
+        /// The client lists gzip in grpc-accept-encoding: a handler may ask
+        /// for compressed responses even when the request was not.
+        var acceptsGzip = false
     }
 
     enum EndAction {
@@ -98,6 +101,8 @@ struct GRPCCallStateMachine {
     private var isSingleRequest: Bool { kind.isSingleRequest }
     private var deframer: GRPCMessageDeframer
     private var requestCompression: GRPCCompression.Algorithm?
+    /// Whether the single request message came compressed.
+    private(set) var singleRequestCompressed = false
     private var singleRequest: ArraySlice<UInt8>?
 
     init(configuration: Configuration) {
@@ -158,6 +163,10 @@ struct GRPCCallStateMachine {
                 accepted.responseCompression = algorithm
             }
         }
+        if let accept = head.acceptEncoding {
+            let value = fields.value(accept)
+            accepted.acceptsGzip = value.count >= 4 && value.indices.dropLast(3).contains { value[$0...].starts(with: Self.gzip) }
+        }
         if let timeout = head.timeout {
             guard let duration = GRPCTimeout.parse(fields.value(timeout)) else {
                 return .refuse(RPCError(code: .invalidArgument, message: "malformed grpc-timeout \(fields.string(timeout))"), log: true)
@@ -177,6 +186,8 @@ struct GRPCCallStateMachine {
         }
         return .accept(accepted)
     }
+
+    private static let gzip: [UInt8] = Array("gzip".utf8)
 
     // MARK: Request messages
 
@@ -199,7 +210,7 @@ struct GRPCCallStateMachine {
     /// message is also kept for `receiveEnd`. Returns the error that ends
     /// the call, if any.
     mutating func receiveData(
-        _ data: UnsafeRawBufferPointer, deliver: (ArraySlice<UInt8>, Int) -> Void
+        _ data: UnsafeRawBufferPointer, deliver: (ArraySlice<UInt8>, Int, Bool) -> Void
     ) -> RPCError? {
         guard inbound == .open, outbound != .closed else { return nil }
         deframer.append(data)
@@ -237,8 +248,9 @@ struct GRPCCallStateMachine {
                     return RPCError(code: .internal, message: "more than one request message for a \(kind.rawValue) call")
                 }
                 singleRequest = payload
+                singleRequestCompressed = message.compressed
             }
-            deliver(payload, framedSize)
+            deliver(payload, framedSize, message.compressed)
         }
     }
 

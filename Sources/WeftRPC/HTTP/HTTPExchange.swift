@@ -17,7 +17,7 @@ public enum HTTPExchange {
     /// `.run` records itself when it ends.
     public static func dispatch(
         _ request: HTTPRequest, environment: ServerEnvironment, transport: CallHead.Transport = .rest,
-        peer: String, start: NIODeadline = .now()
+        peer: String, peerIdentity: String? = nil, start: NIODeadline = .now()
     ) -> Dispatch {
         let observability = environment.observability
         switch environment.httpRouter.route(request) {
@@ -27,7 +27,9 @@ public enum HTTPExchange {
         case .run(let route, let request, let target):
             return .run {
                 await observability.observeREST(request, route: route, start: start) {
-                    await run(target, request, route: route, environment: environment, transport: transport, peer: peer)
+                    await run(
+                        target, request, route: route, environment: environment, transport: transport, peer: peer,
+                        peerIdentity: peerIdentity)
                 }
             }
         }
@@ -37,7 +39,7 @@ public enum HTTPExchange {
     /// logged, never sent).
     private static func run(
         _ target: HTTPRouter.Target, _ request: HTTPRequest, route: String, environment: ServerEnvironment,
-        transport: CallHead.Transport, peer: String
+        transport: CallHead.Transport, peer: String, peerIdentity: String?
     ) async -> HTTPResponse {
         do {
             switch target {
@@ -47,6 +49,7 @@ public enum HTTPExchange {
                 var head = CallHead(
                     descriptor: operation.descriptor, access: operation.access, metadata: RESTBridge.metadata(of: request),
                     transport: transport, peer: peer)
+                head.peerIdentity = peerIdentity
                 // Before the body is decoded: an unauthenticated request with
                 // a malformed body is unauthenticated.
                 try environment.interceptors.admit(&head)

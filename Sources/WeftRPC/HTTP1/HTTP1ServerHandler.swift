@@ -22,8 +22,10 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var task: Task<Void, Never>?
 
     private let peer: String
+    private let peerIdentity: String?
 
-    init(environment: ServerEnvironment, peer: String) {
+    init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil) {
+        self.peerIdentity = peerIdentity
         self.environment = environment
         self.peer = peer
         var logger = environment.logger
@@ -93,7 +95,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                 head: head, route: "grpc", start: start)
             return
         }
-        switch HTTPExchange.dispatch(request, environment: environment, peer: peer, start: start) {
+        switch HTTPExchange.dispatch(request, environment: environment, peer: peer, peerIdentity: peerIdentity, start: start) {
         case .respond(let response):
             write(context: context, response, head: head, route: nil, start: start)
         case .run(let work):

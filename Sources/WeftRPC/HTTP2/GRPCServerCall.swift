@@ -22,6 +22,8 @@ final class GRPCServerCall: @unchecked Sendable {
     private var head: CallHead?
     private var context: ServerContext?
     private var responseCompression: GRPCCompression.Algorithm?
+    /// The client accepts gzip responses (a handler may ask for them).
+    private var acceptsGzip = false
     private var timeoutText = ""
     private var deadlineTask: Scheduled<Void>?
     private var requestEnded = false
@@ -34,7 +36,7 @@ final class GRPCServerCall: @unchecked Sendable {
     /// allocates nor frees it.
     private final class HandlerTask {
         var task: Task<Void, Never>?
-        var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int)] = []
+        var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int, compressed: Bool)] = []
         var requestWaiter: CheckedContinuation<ArraySlice<UInt8>?, any Error>?
         var writeWaiters: [CheckedContinuation<Void, any Error>] = []
     }
@@ -87,6 +89,7 @@ final class GRPCServerCall: @unchecked Sendable {
         }
         guard let registered else { return }  // the machine accepts found methods only
         responseCompression = accepted.responseCompression
+        acceptsGzip = accepted.acceptsGzip
         observation = environment.observability.beginGRPC(
             registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
             mayAnswerInline: registered.answersInline)
@@ -97,6 +100,7 @@ final class GRPCServerCall: @unchecked Sendable {
             var head = CallHead(
                 descriptor: registered.descriptor, access: registered.access, metadata: accepted.metadata, transport: .grpc,
                 peer: connection.peer)
+            head.peerIdentity = connection.peerIdentity
             do {
                 try environment.interceptors.admit(&head)
             } catch {
@@ -147,7 +151,7 @@ final class GRPCServerCall: @unchecked Sendable {
         // window comes back at once. Streaming requests return it as their
         // handler takes each message (a handler that stops reading stops the client).
         if registered.isSingleRequest { stream.consume(data.count) }
-        let failure = machine.receiveData(data) { payload, framedSize in
+        let failure = machine.receiveData(data) { payload, framedSize, compressed in
             registered.metrics.messagesReceived.increment()
             registered.metrics.bytesReceived.increment(by: Int64(framedSize))
             guard !registered.isSingleRequest else { return }  // kept by the machine until the end
@@ -155,9 +159,10 @@ final class GRPCServerCall: @unchecked Sendable {
             if let waiter = state.requestWaiter {
                 state.requestWaiter = nil
                 stream.consume(framedSize)
+                context?.noteRequestCompressed(compressed)
                 waiter.resume(returning: payload)
             } else {
-                state.pendingRequests.append((payload, framedSize))
+                state.pendingRequests.append((payload, framedSize, compressed))
             }
         }
         if let failure { reject(failure) }
@@ -172,6 +177,7 @@ final class GRPCServerCall: @unchecked Sendable {
             reject(error)
         case .run(let request):
             requestEnded = true
+            if machine.singleRequestCompressed { context?.noteRequestCompressed(true) }
             switch registered.body {
             case .inline, .inlineOrTask:
                 request.withUnsafeBytes { runInline(registered.body, request: $0) }
@@ -191,8 +197,9 @@ final class GRPCServerCall: @unchecked Sendable {
     func takeRequest(_ continuation: CheckedContinuation<ArraySlice<UInt8>?, any Error>) {
         let state = taskState
         if !state.pendingRequests.isEmpty {
-            let (message, size) = state.pendingRequests.removeFirst()
+            let (message, size, compressed) = state.pendingRequests.removeFirst()
             stream.consume(size)
+            context?.noteRequestCompressed(compressed)
             continuation.resume(returning: message)
         } else if stream.isClosed || machine.isClosed {
             continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
@@ -231,7 +238,15 @@ final class GRPCServerCall: @unchecked Sendable {
             case .task:
                 return
             }
-            try sendResponseMessage(try response.wireBytes(compressor: responseCompression))
+            switch context.responseCompressionPreference {
+            case .some(false):
+                try sendResponseMessage(try response.wireBytes(compressor: nil))
+            case .some(true) where responseCompression == nil && acceptsGzip:
+                responseCompression = .gzip  // declared with the headers below
+                try sendResponseMessage(try response.wireBytes(compressor: .gzip))
+            default:
+                try sendResponseMessage(try response.wireBytes(compressor: responseCompression))
+            }
             finish(nil)
         } catch {
             finish(RPCError(from: error))
@@ -245,7 +260,9 @@ final class GRPCServerCall: @unchecked Sendable {
         guard let context, let observation else { return }
         let eventLoop = connection.eventLoop
         let writer = RPCResponseWriter(
-            sink: StreamResponseSink(call: self, eventLoop: eventLoop, compressor: responseCompression))
+            sink: StreamResponseSink(
+                call: self, eventLoop: eventLoop, compressor: responseCompression, context: context,
+                mayCompress: acceptsGzip && responseCompression == nil))
         // An untraced call's handler runs under `unsampled`, so what it
         // starts (an execution) is not traced either.
         let spanContext = environment.observability.handlerContext(observation)
@@ -274,11 +291,19 @@ final class GRPCServerCall: @unchecked Sendable {
     // MARK: Response
 
     /// Appends one framed message, sending the response headers first.
-    func sendResponseMessage(_ framed: [UInt8]) throws {
+    /// `compressedVariant`: the same message gzip-compressed, which the
+    /// handler asked for; sent when the headers declare (or can still
+    /// declare) gzip.
+    func sendResponseMessage(_ framed: [UInt8], compressedVariant: [UInt8]? = nil) throws {
+        var framed = framed
         switch machine.sendMessage() {
         case .refuse:
             throw RPCError(code: .internal, message: "response after status")
         case .headersThenMessage:
+            if let compressedVariant {
+                if responseCompression == nil { responseCompression = .gzip }
+                framed = compressedVariant
+            }
             let metadata = context?.takeResponseHeaders() ?? Metadata()
             if responseCompression == nil && metadata.isEmpty {
                 stream.submit(StaticHeaders.grpcResponse)
@@ -292,7 +317,7 @@ final class GRPCServerCall: @unchecked Sendable {
                 stream.submit(headers: headers, withBody: true)
             }
         case .message:
-            break
+            if let compressedVariant, responseCompression == .gzip { framed = compressedVariant }
         }
         registered?.metrics.messagesSent.increment()
         registered?.metrics.bytesSent.increment(by: Int64(framed.count))
@@ -300,13 +325,15 @@ final class GRPCServerCall: @unchecked Sendable {
     }
 
     /// From a handler task, on the event loop: queue a message or wait.
-    func enqueueResponse(_ framed: [UInt8], continuation: CheckedContinuation<Void, any Error>) {
+    func enqueueResponse(
+        _ framed: [UInt8], compressedVariant: [UInt8]? = nil, continuation: CheckedContinuation<Void, any Error>
+    ) {
         guard !machine.isClosed, !stream.isClosed else {
             continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
             return
         }
         do {
-            try sendResponseMessage(framed)
+            try sendResponseMessage(framed, compressedVariant: compressedVariant)
         } catch {
             continuation.resume(throwing: error)
             return
@@ -447,13 +474,30 @@ private struct StreamResponseSink: RPCResponseSink {
     let call: GRPCServerCall
     let eventLoop: any EventLoop
     let compressor: GRPCCompression.Algorithm?
+    let context: ServerContext
+    /// The call negotiated no compression but the client accepts gzip.
+    let mayCompress: Bool
 
     func write(_ message: GRPCFramedMessage) async throws {
         try Task.checkCancellation()
-        let framed = try message.wireBytes(compressor: compressor)
+        let framed: [UInt8]
+        var compressedVariant: [UInt8]?
+        switch context.responseCompressionPreference {
+        case .some(false):
+            framed = try message.wireBytes(compressor: nil)
+        case .some(true) where mayCompress:
+            // Whether gzip is declared is known only on the event loop
+            // (with the first message's headers): both forms go there.
+            compressedVariant = try message.wireBytes(compressor: .gzip)
+            framed = try message.wireBytes(compressor: nil)
+        default:
+            framed = try message.wireBytes(compressor: compressor)
+        }
         let call = self.call
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            eventLoop.execute { call.enqueueResponse(framed, continuation: continuation) }
+            eventLoop.execute { [compressedVariant] in
+                call.enqueueResponse(framed, compressedVariant: compressedVariant, continuation: continuation)
+            }
         }
     }
 }

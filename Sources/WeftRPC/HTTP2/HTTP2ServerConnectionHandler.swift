@@ -20,6 +20,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     /// data, which is how callbacks reach a stream without a lookup here.
     var streams: [Int32: HTTP2Stream] = [:]
     let peer: String
+    /// The verified client certificate's subject CN (mutual TLS).
+    let peerIdentity: String?
 
     private var inReadBurst = false
     private var flushScheduled = false
@@ -31,9 +33,10 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     /// A GOAWAY with an error was logged: the connection's one line is out.
     private var loggedGoAway = false
 
-    init(environment: ServerEnvironment, peer: String) {
+    init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil) {
         self.environment = environment
         self.peer = peer
+        self.peerIdentity = peerIdentity
         var logger = environment.logger
         logger[metadataKey: "peer"] = "\(peer)"
         logger[metadataKey: "protocol"] = "h2"

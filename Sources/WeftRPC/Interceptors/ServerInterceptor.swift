@@ -2,8 +2,30 @@ import Synchronization
 /// Who is calling, as an authenticating interceptor established it.
 public struct Principal: Sendable, Hashable {
     public let id: String
+    /// What narrows the caller's rights (an API key's scopes), as the
+    /// authenticating interceptor defines it; nil: the user's full rights.
+    public let limits: (any PrincipalLimits)?
+    /// The login session the credential belongs to, if it is one.
+    public let sessionId: String?
 
-    public init(id: String) { self.id = id }
+    public init(id: String, limits: (any PrincipalLimits)? = nil, sessionId: String? = nil) {
+        self.id = id
+        self.limits = limits
+        self.sessionId = sessionId
+    }
+
+    public static func == (a: Principal, b: Principal) -> Bool { a.id == b.id && a.limits?.credentialId == b.limits?.credentialId }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(limits?.credentialId)
+    }
+}
+
+/// A credential narrower than its user (an API key): handlers read it
+/// through the server's own type.
+public protocol PrincipalLimits: Sendable {
+    /// Names the credential (e.g. the API key id), for rate limits and logs.
+    var credentialId: String { get }
 }
 
 /// Whether a method needs an authenticated caller. Methods are private
@@ -32,6 +54,9 @@ public struct CallHead: Sendable {
     public let metadata: Metadata
     public let transport: Transport
     public let peer: String
+    /// The subject CN of the client's verified TLS certificate (mutual TLS),
+    /// which an authenticating interceptor may map to an identity.
+    public var peerIdentity: String?
     /// Who calls; set by an authenticating interceptor, read by handlers
     /// through `ServerContext.caller`.
     public var principal: Principal?

@@ -17,6 +17,12 @@ struct APIDependencies: Sendable {
     let engine: Engine
     let auth: Authenticator
     let passwords: PasswordHasher
+    /// Sessions, token versions and API keys.
+    let credentials: any CredentialStore
+    /// Where password hashes run (never on the shared executors).
+    let hashing: PasswordHashPool
+    let logins: LoginLimiter
+    let refreshLifetime: TimeInterval
     let metrics: WeftMetrics
     let orgs: any OrganizationStore
     let quotas: QuotaBook
@@ -122,6 +128,15 @@ struct APIDependencies: Sendable {
     }
 
     func queueRights(orgId: String, caller: Caller) async throws -> QueueRights {
+        let rights = try await userQueueRights(orgId: orgId, caller: caller)
+        // An API key narrows them to its queues, in its organization.
+        guard let key = caller.key, !key.scopes.contains(.admin) else { return rights }
+        let home = key.orgId.isEmpty ? try await orgs.memberships(userId: caller.userId).first?.1.id : key.orgId
+        let poll = Set(key.queues.filter { key.mayPoll(queue: $0, orgId: orgId, home: home) && rights.mayPoll($0) })
+        return QueueRights(orgId: orgId, all: false, submit: [], poll: poll)
+    }
+
+    private func userQueueRights(orgId: String, caller: Caller) async throws -> QueueRights {
         guard let membership = try await orgs.membership(orgId: orgId, userId: caller.userId) else {
             return QueueRights(orgId: orgId, all: false, submit: [], poll: [])
         }

@@ -42,6 +42,7 @@ struct ExecutionAPI: RPCService {
         -> Weft_V1_ExecuteWorkflowResponse
     {
         let caller = try Caller(context)
+        try caller.requireExecute(workflowId: request.workflowID)
         let key = request.idempotencyKey
         guard key.utf8.count <= APILimits.idempotencyKeyMaxBytes else {
             throw RPCError(
@@ -126,6 +127,7 @@ struct ExecutionAPI: RPCService {
         guard request.reason.utf8.count <= APILimits.cancelReasonMaxBytes else {
             throw RPCError(code: .invalidArgument, message: "reason is longer than \(APILimits.cancelReasonMaxBytes) bytes")
         }
+        try caller.requireExecute(workflowId: request.workflowID)
         let record = try await deps.execution(request.workflowID, request.executionID, caller: caller, needs: .editor)
         let reason = request.reason.isEmpty ? "cancelled by \(caller.userId)" : request.reason
         switch try await deps.engine.cancel(executionId: record.executionId, reason: reason) {

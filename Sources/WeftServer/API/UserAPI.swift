@@ -1,10 +1,12 @@
 import Foundation
+import Synchronization
 import WeftObservability
 import WeftProto
 import WeftRPC
 import WeftStore
 
-/// weft.v1.UserService: register, login, who am I.
+/// weft.v1.UserService: register, login, sessions (refresh, logout,
+/// password change), who am I.
 struct UserAPI: RPCService {
     static let name = "weft.v1.UserService"
     let deps: APIDependencies
@@ -17,7 +19,7 @@ struct UserAPI: RPCService {
             },
             .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .public) {
                 (request: Weft_V1_LoginRequest, context) in
-                try await audited(context) { notes in try await login(request, notes) }
+                try await audited(context) { notes in try await login(request, notes, peer: context.peer) }
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
                 (_: Weft_V1_GetCurrentUserRequest, context) in
@@ -26,6 +28,17 @@ struct UserAPI: RPCService {
                     throw RPCError(code: .unauthenticated, message: "the token's user no longer exists")
                 }
                 return ProtoMapping.user(user)
+            },
+            .unary(service: Self.name, method: "Refresh", rest: [.post("/users/refresh")], access: .public) {
+                (request: Weft_V1_RefreshRequest, context) in
+                try await audited(context) { notes in try await refresh(request, notes) }
+            },
+            .unary(service: Self.name, method: "Logout", rest: [.post("/users/logout")]) {
+                (request: Weft_V1_LogoutRequest, context) in try await logout(request, try Caller(context))
+            },
+            .unary(service: Self.name, method: "ChangePassword", rest: [.post("/users/me/password")]) {
+                (request: Weft_V1_ChangePasswordRequest, context) in
+                try await changePassword(request, try Caller(context), peer: context.peer)
             },
         ]
     }
@@ -78,10 +91,11 @@ struct UserAPI: RPCService {
         if try await deps.users.user(email: email) != nil {
             throw RPCError(code: .alreadyExists, message: "a user with email \(email) already exists")
         }
+        let passwordHash = try await hash(request.password)
         let now = Date.nowMillis
         let user = UserRecord(
             id: IDGenerator.make(IDGenerator.user, now: now), email: email, name: name,
-            passwordHash: deps.passwords.hash(request.password), createdAt: now, updatedAt: now)
+            passwordHash: passwordHash, createdAt: now, updatedAt: now)
         // Every user belongs to an organization: their own, created with them.
         let org = OrganizationRecord(
             id: IDGenerator.make(IDGenerator.organization, now: now), name: "\(name)'s organization",
@@ -93,23 +107,183 @@ struct UserAPI: RPCService {
         return ProtoMapping.user(user)
     }
 
-    func login(_ request: Weft_V1_LoginRequest, _ audit: CallAudit) async throws -> Weft_V1_LoginResponse {
+    func login(_ request: Weft_V1_LoginRequest, _ audit: CallAudit, peer: String) async throws -> Weft_V1_LoginResponse {
         guard !request.email.isEmpty else { throw APIError.required("email") }
         guard !request.password.isEmpty else { throw APIError.required("password") }
-        let user = try await deps.users.user(email: request.email.trimmingCharacters(in: .whitespaces))
-        guard let user else {
-            deps.passwords.dummyVerify(request.password)
+        guard request.password.utf8.count <= APILimits.passwordMaxBytes else {
+            throw RPCError(code: .invalidArgument, message: "password must be at most \(APILimits.passwordMaxBytes) bytes")
+        }
+        let email = request.email.trimmingCharacters(in: .whitespaces)
+        let address = ClientAddress.host(of: peer)
+        // Refused before any hashing: a flood costs no scrypt.
+        try deps.logins.check(email: email, address: address)
+        let user = try await deps.users.user(email: email)
+        if let user {
+            audit.note(resource: ("user", user.id), actor: user.id)
+            if let home = try await deps.orgs.memberships(userId: user.id).first { audit.note(org: home.1.id) }
+        }
+        // An unknown email costs the same hash as a known one.
+        guard try await verify(request.password, against: user?.passwordHash), let user else {
+            deps.logins.failed(email: email, address: address)
             throw wrongCredentials()
         }
-        audit.note(resource: ("user", user.id), actor: user.id)
-        if let home = try await deps.orgs.memberships(userId: user.id).first { audit.note(org: home.1.id) }
-        guard deps.passwords.verify(request.password, against: user.passwordHash) else { throw wrongCredentials() }
-        let (token, expires) = deps.auth.signer.issue(userId: user.id)
+        deps.logins.succeeded(email: email)
+        return try await startSession(for: user)
+    }
+
+    func refresh(_ request: Weft_V1_RefreshRequest, _ audit: CallAudit) async throws -> Weft_V1_LoginResponse {
+        guard !request.refreshToken.isEmpty else { throw APIError.required("refresh_token") }
+        guard request.refreshToken.utf8.count <= 256 else { throw invalidRefresh() }
+        let now = Date.nowMillis
+        let next = Self.newRefreshToken()
+        let outcome = try await deps.credentials.rotateRefreshToken(
+            hash: ApiKeyIndex.hash(request.refreshToken), nextHash: ApiKeyIndex.hash(next),
+            nextExpiresAt: now.addingTimeInterval(deps.refreshLifetime), now: now)
+        switch outcome {
+        case .invalid:
+            throw invalidRefresh()
+        case .reused(let userId, let familyId):
+            // A spent token came back: someone holds a copy. End the session.
+            audit.note(resource: ("user", userId), actor: userId)
+            audit.detail("reason", "refresh_token_reuse")
+            deps.auth.sessions.revoke([familyId])
+            countRevoked("refresh_reuse", 1)
+            deps.metrics.counter(
+                MetricNames.authFailures, help: "Calls rejected as unauthenticated, by reason.", labels: [("reason", "refresh_reuse")]
+            ).increment()
+            throw RPCError(
+                code: .unauthenticated,
+                message: "this refresh token was used already; the session is revoked for safety: log in again")
+        case .rotated(let userId, let familyId):
+            audit.note(resource: ("user", userId), actor: userId)
+            guard let user = try await deps.users.user(id: userId) else { throw invalidRefresh() }
+            return response(user: user, sessionId: familyId, refreshToken: next, refreshExpires: now.addingTimeInterval(deps.refreshLifetime))
+        }
+    }
+
+    func logout(_ request: Weft_V1_LogoutRequest, _ caller: Caller) async throws -> Weft_V1_LogoutResponse {
+        let now = Date.nowMillis
+        var response = Weft_V1_LogoutResponse()
+        if request.allSessions {
+            // The version bump ends every access token at once; the refresh
+            // tokens are revoked in the store.
+            let version = try await deps.credentials.bumpTokenVersion(userId: caller.userId, now: now)
+            deps.auth.sessions.setVersion(version, of: caller.userId)
+            let families = try await deps.credentials.revokeSessions(userId: caller.userId, familyId: nil, now: now)
+            deps.auth.sessions.revoke(families, now: now)
+            response.revokedSessions = Int32(max(families.count, 1))
+        } else {
+            guard let session = caller.sessionId else {
+                throw RPCError(
+                    code: .failedPrecondition,
+                    message: "this credential is not a login session; revoke an API key with DELETE /api-keys/{apiKeyId}")
+            }
+            _ = try await deps.credentials.revokeSessions(userId: caller.userId, familyId: session, now: now)
+            deps.auth.sessions.revoke([session], now: now)
+            response.revokedSessions = 1
+        }
+        countRevoked(request.allSessions ? "logout_all" : "logout", Int(response.revokedSessions))
+        return response
+    }
+
+    func changePassword(_ request: Weft_V1_ChangePasswordRequest, _ caller: Caller, peer: String) async throws
+        -> Weft_V1_LoginResponse
+    {
+        guard !request.currentPassword.isEmpty else { throw APIError.required("current_password") }
+        guard !request.newPassword.isEmpty else { throw APIError.required("new_password") }
+        guard request.newPassword.unicodeScalars.count >= APILimits.passwordMinCharacters else {
+            throw RPCError(
+                code: .invalidArgument, message: "new_password must be at least \(APILimits.passwordMinCharacters) characters")
+        }
+        for (field, value) in [("current_password", request.currentPassword), ("new_password", request.newPassword)]
+        where value.utf8.count > APILimits.passwordMaxBytes {
+            throw RPCError(code: .invalidArgument, message: "\(field) must be at most \(APILimits.passwordMaxBytes) bytes")
+        }
+        guard caller.key == nil else {
+            throw RPCError(code: .permissionDenied, message: "an API key cannot change its user's password; log in")
+        }
+        guard let user = try await deps.users.user(id: caller.userId) else {
+            throw RPCError(code: .unauthenticated, message: "the token's user no longer exists")
+        }
+        let address = ClientAddress.host(of: peer)
+        try deps.logins.check(email: user.email, address: address)
+        guard try await verify(request.currentPassword, against: user.passwordHash) else {
+            deps.logins.failed(email: user.email, address: address)
+            throw RPCError(code: .unauthenticated, message: "current_password is wrong")
+        }
+        let newHash = try await hash(request.newPassword)
+        let now = Date.nowMillis
+        let version = try await deps.credentials.changePassword(userId: user.id, passwordHash: newHash, now: now)
+        deps.auth.sessions.setVersion(version, of: user.id)
+        let families = try await deps.credentials.revokeSessions(userId: user.id, familyId: nil, now: now)
+        deps.auth.sessions.revoke(families, now: now)
+        countRevoked("password_change", max(1, families.count))
+        return try await startSession(for: user)
+    }
+
+    /// A new session: a refresh-token family in the store and its first
+    /// access token.
+    private func startSession(for user: UserRecord) async throws -> Weft_V1_LoginResponse {
+        let now = Date.nowMillis
+        let sessionId = IDGenerator.make(IDGenerator.session, now: now)
+        let refreshToken = Self.newRefreshToken()
+        let refreshExpires = now.addingTimeInterval(deps.refreshLifetime)
+        try await deps.credentials.createRefreshToken(RefreshTokenRecord(
+            hash: ApiKeyIndex.hash(refreshToken), familyId: sessionId, userId: user.id, createdAt: now, expiresAt: refreshExpires))
+        return response(user: user, sessionId: sessionId, refreshToken: refreshToken, refreshExpires: refreshExpires)
+    }
+
+    private func response(user: UserRecord, sessionId: String, refreshToken: String, refreshExpires: Date)
+        -> Weft_V1_LoginResponse
+    {
+        let (token, expires) = deps.auth.signer.issue(
+            userId: user.id, sessionId: sessionId, version: deps.auth.sessions.version(of: user.id))
         var response = Weft_V1_LoginResponse()
         response.token = token
         response.expiresAt = ProtoMapping.timestamp(expires)
         response.user = ProtoMapping.user(user)
+        response.refreshToken = refreshToken
+        response.refreshExpiresAt = ProtoMapping.timestamp(refreshExpires)
         return response
+    }
+
+    /// `wrt_` + 32 random bytes; stored only as its SHA-256.
+    static func newRefreshToken() -> String { "wrt_" + Base64URL.encode(Crypto.randomBytes(32)) }
+
+    private func invalidRefresh() -> RPCError {
+        deps.metrics.counter(
+            MetricNames.authFailures, help: "Calls rejected as unauthenticated, by reason.", labels: [("reason", "bad_refresh")]
+        ).increment()
+        return RPCError(code: .unauthenticated, message: "the refresh token is not valid (unknown, expired or revoked); log in again")
+    }
+
+    private func countRevoked(_ reason: String, _ count: Int) {
+        deps.metrics.counter(MetricNames.sessionsRevoked, help: "Login sessions revoked, by reason.", labels: [("reason", reason)])
+            .increment(by: Int64(count))
+    }
+
+    /// scrypt on the hashing pool; an unknown account (nil) runs the same
+    /// work against a dummy hash and fails.
+    private func verify(_ password: String, against stored: String?) async throws -> Bool {
+        let hasher = deps.passwords
+        return try await deps.hashing.run {
+            guard let stored else {
+                hasher.dummyVerify(password)
+                return false
+            }
+            return hasher.verify(password, against: stored)
+        }
+    }
+
+    private func hash(_ password: String) async throws -> String {
+        let hasher = deps.passwords
+        let result = Mutex<String>("")
+        _ = try await deps.hashing.run {
+            let hashed = hasher.hash(password)
+            result.withLock { $0 = hashed }
+            return true
+        }
+        return result.withLock { $0 }
     }
 
     private func wrongCredentials() -> RPCError {

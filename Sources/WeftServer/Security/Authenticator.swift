@@ -3,44 +3,67 @@ import Synchronization
 import WeftObservability
 import WeftRPC
 
-/// Who is calling: the user of a verified bearer token.
+/// Who is calling: the user of a verified access token or API key.
 struct Caller: Sendable, Equatable {
     let userId: String
     /// The call's audit notes, when it is audited: what a handler resolves
     /// about the caller (organization, resource) is noted here.
     let audit: CallAudit?
+    /// Set when the call came with an API key: what it narrows.
+    let key: ApiKeyGrant?
+    /// The login session of the call's access token.
+    let sessionId: String?
 
-    init(userId: String) {
+    init(userId: String, key: ApiKeyGrant? = nil) {
         self.userId = userId
         audit = nil
+        self.key = key
+        sessionId = nil
     }
 
     /// The caller the interceptor chain authenticated (UNAUTHENTICATED if
     /// none: a handler never runs as nobody).
     init(_ context: ServerContext) throws {
-        self.userId = try context.caller.id
+        let principal = try context.caller
+        self.userId = principal.id
         audit = context.audit
+        key = principal.limits as? ApiKeyGrant
+        sessionId = principal.sessionId
     }
 
-    static func == (a: Caller, b: Caller) -> Bool { a.userId == b.userId }
+    /// PERMISSION_DENIED unless an API key in use may start this workflow.
+    func requireExecute(workflowId: String) throws {
+        guard let key, !key.mayExecute(workflowId: workflowId) else { return }
+        throw RPCError(
+            code: .permissionDenied, message: "this API key may not execute workflow \(workflowId) (not in its workflowIds)")
+    }
+
+    static func == (a: Caller, b: Caller) -> Bool { a.userId == b.userId && a.key == b.key }
 }
 
 /// The authentication stage of the interceptor chain: checks
-/// `authorization: Bearer <token>` (gRPC metadata, or the HTTP header the
-/// REST bridge passes as metadata) for every method that is not public,
-/// before its request is decoded, and puts the user in the call. Health,
-/// metrics, reflection, register and login are public; everything else is
-/// refused without a valid token.
+/// `authorization: Bearer <credential>` (gRPC metadata, or the HTTP header
+/// the REST bridge passes as metadata) for every method that is not public,
+/// before its request is decoded, and puts the caller in the call. The
+/// credential is an access token (a JWT of a session) or an API key
+/// (`wk_...`); without one, a verified mutual-TLS client certificate bound
+/// to an API key stands for that key. Health, metrics, reflection,
+/// register, login and refresh are public. Every check is in memory.
 final class Authenticator: ServerInterceptor, Sendable {
     let signer: TokenSigner
+    let sessions: SessionBook
+    let keys: ApiKeyIndex
     private let metrics: WeftMetrics
     /// Verified tokens, so a busy client's calls skip the HMAC and JSON work.
-    /// Bounded: cleared when full. Expiry is still checked on every hit.
+    /// Bounded: cleared when full. Expiry and revocation are still checked
+    /// on every hit.
     private let cache = Mutex<[String: TokenSigner.Claims]>([:])
     private static let cacheLimit = 10_000
 
-    init(signer: TokenSigner, metrics: WeftMetrics) {
+    init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics) {
         self.signer = signer
+        self.sessions = sessions
+        self.keys = keys
         self.metrics = metrics
     }
 
@@ -49,11 +72,19 @@ final class Authenticator: ServerInterceptor, Sendable {
 
     func admit(_ call: inout CallHead) throws {
         guard call.access != .public else { return }
-        call.principal = Principal(id: try authenticate(call.metadata).userId)
+        let principal = try authenticate(call.metadata, certificate: call.peerIdentity)
+        if let grant = principal.limits as? ApiKeyGrant, !grant.permits(call.descriptor) {
+            fail("scope")
+            throw RPCError(
+                code: .permissionDenied,
+                message: "this API key's scopes (\(grant.scopes.map(\.rawValue).sorted().joined(separator: ", "))) do not allow \(call.descriptor.method)")
+        }
+        call.principal = principal
     }
 
-    func authenticate(_ metadata: Metadata) throws -> Caller {
+    func authenticate(_ metadata: Metadata, certificate: String? = nil) throws -> Principal {
         guard let header = metadata[string: "authorization"] else {
+            if let certificate { return try authenticate(certificate: certificate) }
             fail("missing")
             throw RPCError(
                 code: .unauthenticated,
@@ -71,8 +102,9 @@ final class Authenticator: ServerInterceptor, Sendable {
         let end = body.lastIndex { $0 != 0x20 && $0 != 0x09 }.map { body.index(after: $0) } ?? body.startIndex
         let token = String(Substring(header.utf8[body.startIndex..<end]))
         let now = Date()
+        if token.hasPrefix("wk_") { return try authenticate(apiKey: token, now: now) }
         if let claims = cache.withLock({ $0[token] }), claims.expiresAt > now {
-            return Caller(userId: claims.userId)
+            return try admitted(claims)
         }
         switch signer.verify(token, now: now) {
         case .success(let claims):
@@ -80,13 +112,52 @@ final class Authenticator: ServerInterceptor, Sendable {
                 if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
                 cache[token] = claims
             }
-            return Caller(userId: claims.userId)
+            return try admitted(claims)
         case .failure(.expired):
             fail("expired")
-            throw RPCError(code: .unauthenticated, message: "the token has expired; log in again")
+            throw RPCError(code: .unauthenticated, message: "the token has expired; refresh it (POST /users/refresh) or log in again")
+        case .failure(.unknownKey):
+            fail("unknown_key")
+            throw RPCError(code: .unauthenticated, message: "the token is not valid (its signing key is not known)")
         case .failure(let reason):
             fail(reason.rawValue)
             throw RPCError(code: .unauthenticated, message: "the token is not valid")
+        }
+    }
+
+    private func admitted(_ claims: TokenSigner.Claims) throws -> Principal {
+        guard sessions.admits(userId: claims.userId, version: claims.version, sessionId: claims.sessionId) else {
+            fail("revoked")
+            throw RPCError(code: .unauthenticated, message: "the session has ended (logged out or revoked); log in again")
+        }
+        return Principal(id: claims.userId, sessionId: claims.sessionId.isEmpty ? nil : claims.sessionId)
+    }
+
+    private func authenticate(apiKey secret: String, now: Date) throws -> Principal {
+        switch keys.key(secret: secret, now: now) {
+        case .success(let key):
+            return Principal(id: key.userId, limits: ApiKeyGrant(key))
+        case .failure(.expired):
+            fail("expired")
+            throw RPCError(code: .unauthenticated, message: "the API key has expired")
+        case .failure(.unknown):
+            fail("bad_api_key")
+            throw RPCError(code: .unauthenticated, message: "the API key is not valid (unknown or revoked)")
+        }
+    }
+
+    private func authenticate(certificate name: String) throws -> Principal {
+        switch keys.key(certificate: name, now: Date()) {
+        case .success(let key):
+            return Principal(id: key.userId, limits: ApiKeyGrant(key))
+        case .failure(.expired):
+            fail("expired")
+            throw RPCError(code: .unauthenticated, message: "the API key of client certificate \"\(name)\" has expired")
+        case .failure(.unknown):
+            fail("unknown_certificate")
+            throw RPCError(
+                code: .unauthenticated,
+                message: "client certificate \"\(name)\" is not bound to an API key; send `authorization: Bearer <token>`")
         }
     }
 
@@ -94,25 +165,5 @@ final class Authenticator: ServerInterceptor, Sendable {
         metrics.counter(
             MetricNames.authFailures, help: "Calls rejected as unauthenticated, by reason.", labels: [("reason", reason)]
         ).increment()
-    }
-
-    /// The signing key: `WEFT_AUTH_SECRET`-style bytes if given, else a
-    /// 32-byte key kept in the data directory (created on first start, 0600),
-    /// so tokens survive restarts.
-    static func loadKey(dataDirectory: String, secret: String?) throws -> [UInt8] {
-        if let secret, !secret.isEmpty {
-            guard secret.utf8.count >= 32 else {
-                throw WeftStartupError("the auth secret must be at least 32 bytes")
-            }
-            return Array(secret.utf8)
-        }
-        let path = (dataDirectory as NSString).appendingPathComponent("auth.key")
-        if let data = FileManager.default.contents(atPath: path), data.count >= 32 {
-            return Array(data)
-        }
-        let key = Crypto.randomBytes(32)
-        guard FileManager.default.createFile(atPath: path, contents: Data(key), attributes: [.posixPermissions: 0o600])
-        else { throw WeftStartupError("cannot write \(path)") }
-        return key
     }
 }
