@@ -427,6 +427,14 @@ def _exec_module(name: str, path: Path, replacements: dict[str, str]) -> types.M
     return mod
 
 
+# grpc's interop test protos (package grpc.testing), in dependency order.
+GRPC_TESTING_PROTOS = (
+    "grpc/testing/empty.proto",
+    "grpc/testing/messages.proto",
+    "grpc/testing/test.proto",
+)
+
+
 def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
     """Run grpc_tools.protoc over the repo protos and import the result.
 
@@ -444,6 +452,13 @@ def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
     from grpcio-tools) and exposed as `protos.v1.<name>_pb2` and
     `protos.v1.<name>_pb2_grpc` (e.g. protos.v1.workflows_pb2_grpc), with
     `protos.v1.names` listing the file stems.
+
+    grpc's interop test protos (proto/grpc/testing/{empty,messages,test}.proto,
+    package grpc.testing) are exposed as `protos.grpc_testing.<name>_pb2` /
+    `<name>_pb2_grpc`.  Like the health stubs their Python path (grpc.testing)
+    is shadowed by grpcio, so they are loaded under private module names
+    (weft_gen_grpc_testing_*); nothing else registers grpc.testing, so they
+    live in the default descriptor pool.
     """
     import shutil
 
@@ -460,6 +475,7 @@ def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
         f"--grpc_python_out={gen_dir}",
         "weft/testing/v1/echo.proto",
         "grpc/health/v1/health.proto",
+        *GRPC_TESTING_PROTOS,
         *v1_protos,
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -482,6 +498,22 @@ def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
         hdir / "health_pb2_grpc.py",
         {"from grpc.health.v1 import health_pb2 as": "import weft_gen_health_pb2 as"},
     )
+    # grpc.testing (grpc's interop test services): private module names, the
+    # generated `from grpc.testing import x_pb2` rewritten to them.
+    tdir = gen_dir / "grpc" / "testing"
+    grpc_testing = types.SimpleNamespace()
+    rewrites = {
+        f"from grpc.testing import {stem}_pb2 as": f"import weft_gen_grpc_testing_{stem}_pb2 as"
+        for stem in ("empty", "messages")
+    }
+    for rel in GRPC_TESTING_PROTOS:
+        stem = Path(rel).stem
+        for suffix in ("_pb2", "_pb2_grpc"):
+            path = tdir / f"{stem}{suffix}.py"
+            src = path.read_text()
+            mod = _exec_module(f"weft_gen_grpc_testing_{stem}{suffix}", path,
+                               {k: v for k, v in rewrites.items() if k in src})
+            setattr(grpc_testing, f"{stem}{suffix}", mod)
     # weft.v1: protos.v1.<name>_pb2 / <name>_pb2_grpc for every proto/weft/v1/<name>.proto.
     v1 = types.SimpleNamespace(names=[])
     for rel in v1_protos:
@@ -494,6 +526,7 @@ def generate_protos(gen_dir: Path = GEN_DIR) -> types.SimpleNamespace:
         echo_pb2_grpc=echo_pb2_grpc,
         health_pb2=health_pb2,
         health_pb2_grpc=health_pb2_grpc,
+        grpc_testing=grpc_testing,
         v1=v1,
     )
 
