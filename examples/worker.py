@@ -12,9 +12,11 @@ This worker speaks the REST form of the worker protocol (docs/WORKERS.md):
 
 Usage:
 
-    export WEFT_TOKEN=$(curl -s localhost:8080/users/login -d '{"email":"..","password":".."}' | jq -r .token)
-    python3 examples/worker.py --url http://127.0.0.1:8080 --queue emails [--worker-id w1]
-                               [--once] [--max-tasks N] [--wait 20] [--lease-duration 30]
+    # a worker API key, made once by an admin of the queue's organization
+    # (POST /api-keys {"name": "emails worker", "scopes": ["worker"], "queues": ["emails"]})
+    export WEFT_API_KEY=wk_...
+    python3 examples/worker.py --url https://weft.example.com:8443 --queue emails [--worker-id w1]
+                               [--cacert ca.pem] [--once] [--max-tasks N] [--wait 20] [--lease-duration 30]
 
 The work itself is `handle(task, ctx)`; replace it with your own.  The demo
 handler echoes the task's input and reacts to a few input fields:
@@ -31,6 +33,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -107,10 +110,12 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url, token, org_id=""):
+    def __init__(self, url, token, org_id="", cafile=None):
         self.url = url.rstrip("/")
         self.token = token
         self.org_id = org_id
+        # https: verify the server against the system's CAs, or this file's.
+        self.context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
 
     def post(self, path, body, timeout=30.0):
         """POST a JSON body and return the decoded JSON answer.
@@ -121,7 +126,7 @@ class Client:
             self.url + path, data=json.dumps(body).encode(), method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:
                 text = response.read()
         except urllib.error.HTTPError as err:
             try:
@@ -294,9 +299,14 @@ class Worker:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run Weft external tasks of one queue.")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the Weft server")
+    parser.add_argument("--key", default=os.environ.get("WEFT_API_KEY"),
+                        help="a worker API key (scope worker, naming this queue), made by a user who may poll it "
+                             "(default: $WEFT_API_KEY)")
     parser.add_argument("--token", default=os.environ.get("WEFT_TOKEN"),
-                        help="bearer token of a user who may poll the queue: an admin of its organization, "
-                             "or a member with a poll grant (default: $WEFT_TOKEN)")
+                        help="instead of a key: an access token of such a user (default: $WEFT_TOKEN); "
+                             "it expires in minutes, so keys suit long-running workers")
+    parser.add_argument("--cacert", default=os.environ.get("WEFT_CACERT"),
+                        help="CA certificate file to verify an https server with (default: the system's CAs)")
     parser.add_argument("--org", default=os.environ.get("WEFT_ORG", ""),
                         help="the organization whose queue it is (default: $WEFT_ORG, else the token's own organization)")
     parser.add_argument("--queue", required=True, help="the queue named in the tasks' config.queue")
@@ -306,10 +316,12 @@ def main(argv=None):
     parser.add_argument("--wait", type=float, default=20.0, help="long-poll wait in seconds (0-60)")
     parser.add_argument("--lease-duration", type=float, default=30.0, help="lease in seconds (1-3600)")
     args = parser.parse_args(argv)
-    if not args.token:
-        parser.error("--token or $WEFT_TOKEN is required")
+    credential = args.key or args.token
+    if not credential:
+        parser.error("--key (or $WEFT_API_KEY) or --token (or $WEFT_TOKEN) is required")
 
-    worker = Worker(Client(args.url, args.token, args.org), args.queue, args.worker_id, args.wait, args.lease_duration)
+    worker = Worker(Client(args.url, credential, args.org, args.cacert), args.queue, args.worker_id, args.wait,
+                    args.lease_duration)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     say(f"worker {args.worker_id}: polling queue {args.queue!r} at {args.url}")

@@ -54,6 +54,10 @@ struct HangupReloader: Service {
 
     private func updateExpiry() {
         guard let tls else { return }
+        if tls.certificateNotAfter < Date().timeIntervalSince1970 {
+            logger.warning(
+                "tls: the serving certificate expired at \(Date(timeIntervalSince1970: tls.certificateNotAfter)); clients will refuse it")
+        }
         metrics.gauge(
             MetricNames.tlsCertificateExpiry, help: "Unix time at which the serving TLS certificate expires."
         ).set(tls.certificateNotAfter)

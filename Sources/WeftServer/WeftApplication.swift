@@ -99,7 +99,7 @@ public struct WeftApplication: Sendable {
         Self.addHealthz(to: &http, health: health)
         // /metrics on the main listener: behind the scrape token when one
         // is set; gone when an admin listener serves it; else open only on
-        // a loopback listener (a development setup).
+        // a loopback plaintext listener (a development setup).
         if let token = listeners.metricsToken, !token.isEmpty {
             http.add("GET", "/metrics") { request in
                 guard ScrapeToken.matches(request.header("authorization"), token: token) else {
@@ -110,13 +110,13 @@ public struct WeftApplication: Sendable {
                 return metricsPage(request)
             }
         } else if listeners.adminHost == nil {
-            if WeftServerConfig.ListenerSettings.isLoopback(config.rpc.host) {
+            if WeftServerConfig.ListenerSettings.isLoopback(config.rpc.host) && listeners.tls == nil {
                 http.add("GET", "/metrics", metricsPage)
             } else {
                 http.add("GET", "/metrics") { _ in
                     HTTPResponse(
                         status: 401, headers: [("content-type", "text/plain; charset=utf-8"), ("www-authenticate", "Bearer")],
-                        body: Array("/metrics on a non-loopback listener needs --metrics-token (or use --admin-listen)\n".utf8))
+                        body: Array("/metrics here needs --metrics-token (or use --admin-listen); it is open only on a loopback plaintext listener\n".utf8))
                 }
             }
         }

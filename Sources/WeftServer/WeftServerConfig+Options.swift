@@ -112,7 +112,7 @@ extension WeftServerConfig {
             "HOST:PORT of a plaintext admin listener serving /metrics, /healthz and gRPC health (and reflection with --reflection admin); /metrics then leaves the main listener.")
         public static let metricsToken = Option(
             "--metrics-token", "WEFT_METRICS_TOKEN",
-            "Bearer token /metrics on the main listener needs. Without it (and without --admin-listen), /metrics is served only on a loopback listener.")
+            "Bearer token /metrics on the main listener needs. Without it (and without --admin-listen), /metrics is served only on a loopback plaintext listener.")
         public static let reflection = Option(
             "--reflection", "WEFT_REFLECTION", "Where gRPC server reflection is served: main, admin or off.",
             default: defaults.listeners.reflection.rawValue)

@@ -15,7 +15,8 @@ import weft_helpers as wh
 
 IMPLEMENTED = {"weft.v1.UserService", "weft.v1.WorkflowService", "weft.v1.TaskService", "weft.v1.CollaboratorService",
                "weft.v1.VersionService", "weft.v1.ExecutionService", "weft.v1.LogService", "weft.v1.WorkerService",
-               "weft.v1.OrganizationService", "weft.v1.QueueAccessService", "weft.v1.SecretService", "weft.v1.AuditService"}
+               "weft.v1.OrganizationService", "weft.v1.QueueAccessService", "weft.v1.SecretService", "weft.v1.AuditService",
+               "weft.v1.ApiKeyService"}
 TIMEOUT = 10
 
 

@@ -99,6 +99,23 @@ STREAMING_LABEL = re.compile(
 #: unknown id) or cross-field rules. (operation regex, status, server message
 #: regex, why). Everything else schemathesis reports is a failure.
 LEGITIMATE_REFUSALS = [
+    (r"POST /users/refresh", 401, r"refresh token is not valid",
+     "state: only a live refresh token of a session refreshes (a schema cannot know one)"),
+    (r"POST /users/logout", 400, r"not a login session",
+     "the fuzzer calls with an admin API key, which is no session (revoke keys with DELETE /api-keys/{id})"),
+    (r"POST /users/me/password", 403, r"an API key cannot change its user's password",
+     "the fuzzer calls with an admin API key; a password change needs a login"),
+    (r"POST /api-keys", 400,
+     r"workflow_ids is required with the execute scope|queues is required with the worker scope"
+     r"|expires_at must be in the future",
+     "cross-field (scope needs its names) and time-dependent (expiry in the future)"),
+    (r"POST /api-keys", 409, r"another API key is bound to client certificate",
+     "state: one key per client-certificate name"),
+    (r"POST /api-keys", 429, r"API keys already; revoke one first", "state: at most 100 live keys per user"),
+    (r"POST /users/login", 429, r"too many failed logins",
+     "the failed-login limit: the fuzzer's guesses are failed logins"),
+    (r"POST /users/(register|login|refresh)", 429, r"^rate limit: this client address may make \d+ auth calls",
+     "the auth route class's rate limit per client address (by design)"),
     (r".*", 400, r"page_token is not valid",
      "opaque page tokens (AIP-158): only a token from the previous page of the same query is valid"),
     (r"POST /workers/(heartbeat|complete|fail)", 400,
@@ -164,6 +181,11 @@ def _ok(result, *expected):
     if status not in expected:
         raise RuntimeError(f"seeding failed: HTTP {status}: {body}")
     return body
+
+
+def admin_key(base: str, token: str) -> str:
+    """An admin-scoped API key of the token's user (its secret)."""
+    return _ok(_call(base, "POST", "/api-keys", {"name": "schemathesis", "scopes": ["admin"]}, token=token), 201)["secret"]
 
 
 def register_and_login(base: str, name: str) -> tuple[str, str]:
@@ -648,7 +670,10 @@ def test_openapi_document_holds_under_schemathesis(api_server, tmp_path):
     user_id, token = register_and_login(base, "Schemathesis Fuzzer")
     seed = seed_fixtures(base, token)
     config = write_config(tmp_path / "schemathesis.toml", seed)
-    result = run_schemathesis(base, token, tmp_path / "report", config=config, max_examples=SHORT_MAX_EXAMPLES,
+    # An admin API key, not the login: the fuzzed Logout and ChangePassword
+    # would otherwise end the session the run depends on.
+    key = admin_key(base, token)
+    result = run_schemathesis(base, key, tmp_path / "report", config=config, max_examples=SHORT_MAX_EXAMPLES,
                               timeout_s=SHORT_TIMEOUT_S)
     assert result.ndjson is not None and result.report is not None, (
         f"schemathesis produced no report (exit {result.returncode}):\n{result.stdout[-6000:]}")
@@ -715,7 +740,8 @@ def _main(argv: list[str]) -> int:
             [f"max-examples {args.max_examples}"] if args.max_examples else [])
         print(f"schemathesis {schemathesis_version()} against {base}/openapi.json: seed {args.seed}, "
               f"{', '.join(bounds)}, reports in {out}", flush=True)
-        result = run_schemathesis(base, token, out, config=config, seed=args.seed, max_examples=args.max_examples,
+        key = token if token.startswith("wk_") else admin_key(base, token)
+        result = run_schemathesis(base, key, out, config=config, seed=args.seed, max_examples=args.max_examples,
                                   max_time=max_time, workers=args.workers,
                                   timeout_s=(max_time or 600) * 2 + 120)
         (out / "schemathesis.stdout.txt").write_text(result.stdout)

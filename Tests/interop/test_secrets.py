@@ -906,7 +906,7 @@ def _mode(path: Path) -> int:
 def _assert_private(data: Path):
     assert _mode(data) == 0o700, f"data directory {data} has mode {oct(_mode(data))}"
     files = {p.name: _mode(p) for p in data.iterdir() if p.is_file()}
-    for name in ("weft.sqlite", "weft.sqlite-wal", "logs.sqlite", "logs.sqlite-wal", "auth.key"):
+    for name in ("weft.sqlite", "weft.sqlite-wal", "logs.sqlite", "logs.sqlite-wal", "auth-keys.json"):
         assert name in files, f"{name} missing from {sorted(files)}"
     loose = {name: oct(mode) for name, mode in files.items() if mode != 0o600}
     assert not loose, f"files of the data directory not 0600: {loose}"

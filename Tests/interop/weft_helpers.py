@@ -31,7 +31,8 @@ REPO_ROOT = INTEROP_DIR.parents[1]
 PROTO_DIR = REPO_ROOT / "proto"
 GEN_DIR = INTEROP_DIR / "gen"
 DEFAULT_BIN = REPO_ROOT / ".build" / "debug" / "weft"
-LISTEN_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
+# The main listener's line (not "admin listening on ...").
+LISTEN_RE = re.compile(r"(?<!admin )listening on ([0-9.]+):(\d+)")
 _CRASH_RE = re.compile(r"Fatal error|Program crashed|Assertion failed|Precondition failed|panic", re.I)
 
 ECHO_SERVICE = "weft.testing.v1.EchoService"

@@ -34,8 +34,15 @@ public protocol PrincipalLimits: Sendable {
 public enum RPCAccess: Sendable, Hashable {
     /// Needs a caller (the default).
     case authenticated
-    /// Anyone may call it (health, login, register, reflection).
+    /// Anyone may call it (health, reflection).
     case `public`
+    /// Anyone may call it, and it takes or hands out credentials (register,
+    /// login, refresh): interceptors that guard those (rate limits) see it,
+    /// while plain public calls such as Health/Check skip the chain.
+    case publicAuth
+
+    /// Needs no caller.
+    public var isPublic: Bool { self != .authenticated }
 }
 
 /// A call as interceptors see it: before its request message is decoded or
@@ -127,6 +134,9 @@ public protocol ServerInterceptor: Sendable {
     /// Whether `admit` needs to see calls of public methods (rate limits,
     /// audit); an authenticator does not. Default: it does.
     var seesPublicMethods: Bool { get }
+    /// Whether it sees calls of `.publicAuth` methods (register, login,
+    /// refresh). Default: `seesPublicMethods`.
+    var seesAuthMethods: Bool { get }
     /// The call ended with `code` (audit, per-caller accounting). Runs for
     /// admitted calls only.
     func completed(_ call: CallHead, code: RPCError.Code)
@@ -144,6 +154,7 @@ extension ServerInterceptor {
     public var wantsCompletion: Bool { false }
     public func wantsCompletion(of call: CallHead) -> Bool { wantsCompletion }
     public var seesPublicMethods: Bool { true }
+    public var seesAuthMethods: Bool { seesPublicMethods }
 }
 
 /// The interceptors of a server, in order.
@@ -155,6 +166,8 @@ public struct InterceptorChain: Sendable {
 
     /// Some interceptor looks at calls of public methods.
     private let seesPublicMethods: Bool
+    /// Some interceptor looks at calls of `.publicAuth` methods.
+    private let seesAuthMethods: Bool
 
     /// The interceptors that may want a call's end.
     private let completing: [any ServerInterceptor]
@@ -164,34 +177,46 @@ public struct InterceptorChain: Sendable {
         self.wantsCompletion = interceptors.contains { $0.wantsCompletion }
         self.completing = interceptors.filter { $0.wantsCompletion }
         self.seesPublicMethods = interceptors.contains { $0.seesPublicMethods }
+        self.seesAuthMethods = interceptors.contains { $0.seesAuthMethods }
+    }
+
+    /// Whether `interceptor` takes part in calls with this access.
+    private static func sees(_ interceptor: any ServerInterceptor, _ access: RPCAccess) -> Bool {
+        switch access {
+        case .authenticated: return true
+        case .public: return interceptor.seesPublicMethods
+        case .publicAuth: return interceptor.seesAuthMethods
+        }
     }
 
     /// Whether a call with this access goes through any interceptor (a
     /// transport builds no `CallHead` for a call that does not: the
     /// Health/Check path stays as cheap as it was).
     func applies(to access: RPCAccess) -> Bool {
-        access == .public ? seesPublicMethods : !interceptors.isEmpty
+        switch access {
+        case .authenticated: return !interceptors.isEmpty
+        case .public: return seesPublicMethods
+        case .publicAuth: return seesAuthMethods
+        }
     }
 
     /// Runs every interceptor's `admit`; the first refusal ends the call.
     func admit(_ call: inout CallHead) throws {
-        let isPublic = call.access == .public
-        for interceptor in interceptors where !isPublic || interceptor.seesPublicMethods { try interceptor.admit(&call) }
+        let access = call.access
+        for interceptor in interceptors where Self.sees(interceptor, access) { try interceptor.admit(&call) }
     }
 
     /// Whether some interceptor wants this admitted call's end (a
     /// transport keeps its head only then).
     func wantsCompletion(of call: CallHead) -> Bool {
         guard wantsCompletion else { return false }
-        let isPublic = call.access == .public
-        return completing.contains { (!isPublic || $0.seesPublicMethods) && $0.wantsCompletion(of: call) }
+        return completing.contains { Self.sees($0, call.access) && $0.wantsCompletion(of: call) }
     }
 
     /// Tells the interceptors that admitted the call (and want to know) how it ended.
     func completed(_ call: CallHead, code: RPCError.Code) {
         guard wantsCompletion else { return }
-        let isPublic = call.access == .public
-        for interceptor in completing where (!isPublic || interceptor.seesPublicMethods) && interceptor.wantsCompletion(of: call) {
+        for interceptor in completing where Self.sees(interceptor, call.access) && interceptor.wantsCompletion(of: call) {
             interceptor.completed(call, code: code)
         }
     }

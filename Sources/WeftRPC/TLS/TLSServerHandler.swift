@@ -260,9 +260,11 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var reply = context.channel.allocator.buffer(capacity: 128)
         let text = "this port speaks TLS: use https://\n"
         if bytes.readableBytesView.starts(with: "PRI ".utf8) {
-            // An HTTP/2 prior-knowledge (h2c) client: SETTINGS, then GOAWAY
-            // with PROTOCOL_ERROR and the reason as debug data.
-            reply.writeBytes([0, 0, 0, 0x4, 0, 0, 0, 0, 0])
+            // An HTTP/2 prior-knowledge (h2c) client: a GOAWAY with
+            // PROTOCOL_ERROR and the reason as debug data. No SETTINGS
+            // first: a client that got SETTINGS takes the connection as
+            // healthy and reconnects in a loop (grpcio does, until its
+            // deadline); GOAWAY alone fails its call at once (UNAVAILABLE).
             let debug = Array("this port speaks TLS".utf8)
             let length = 8 + debug.count
             reply.writeBytes([UInt8(length >> 16), UInt8((length >> 8) & 0xff), UInt8(length & 0xff), 0x7, 0, 0, 0, 0, 0])

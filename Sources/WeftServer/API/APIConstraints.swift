@@ -136,7 +136,20 @@ enum APIConstraints {
             "weft.v1.UpdateMemberRoleRequest": ["role": .required(["enum": ["member", "admin"]])],
             "weft.v1.ListAuditEventsRequest": ["orgId": .required(["minLength": 1])],
             "weft.v1.LoginRequest": [
-                "email": .required(["minLength": 1]), "password": .required(["minLength": 1]),
+                "email": .required(["minLength": 1]),
+                "password": .required(["minLength": 1].merging(bytes(APILimits.passwordMaxBytes)) { $1 }),
+            ],
+            "weft.v1.RefreshRequest": ["refreshToken": .required(["minLength": 1, "maxLength": 256])],
+            "weft.v1.ChangePasswordRequest": [
+                "currentPassword": .required(["minLength": 1].merging(bytes(APILimits.passwordMaxBytes)) { $1 }),
+                "newPassword": .required(["minLength": APILimits.passwordMinCharacters].merging(bytes(APILimits.passwordMaxBytes)) { $1 }),
+            ],
+            "weft.v1.CreateApiKeyRequest": [
+                "name": .required(["pattern": nonBlank, "maxLength": APILimits.nameMaxCharacters]),
+                "scopes": .required(["minItems": 1, "items": ["type": "string", "enum": ["read", "execute", "worker", "admin"]]]),
+                "workflowIds": Field(keywords: ["maxItems": 100, "items": ["type": "string", "minLength": 1]]),
+                "queues": Field(keywords: ["maxItems": 100, "items": ["type": "string", "pattern": queueName]]),
+                "clientCertCn": Field(keywords: ["pattern": noNUL].merging(bytes(256)) { $1 }),
             ],
             "weft.v1.CreateWorkflowRequest": [
                 "name": .required(workflowName), "description": Field(keywords: workflowDescription),

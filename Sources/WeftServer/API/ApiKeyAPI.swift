@@ -54,9 +54,9 @@ struct ApiKeyAPI: RPCService {
     func create(_ request: Weft_V1_CreateApiKeyRequest, _ caller: Caller) async throws -> Weft_V1_CreateApiKeyResponse {
         let name = request.name.trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw APIError.required("name") }
-        guard name.count <= APILimits.nameMaxCharacters, !name.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+        guard name.count <= APILimits.nameMaxCharacters, !name.unicodeScalars.contains("\0") else {
             throw RPCError(
-                code: .invalidArgument, message: "name must be at most \(APILimits.nameMaxCharacters) characters, without control characters")
+                code: .invalidArgument, message: "name must be at most \(APILimits.nameMaxCharacters) characters, without NUL")
         }
         guard !request.scopes.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "scopes is required: one or more of read, execute, worker, admin")
@@ -96,8 +96,8 @@ struct ApiKeyAPI: RPCService {
             expires = date
         }
         let certificate = request.clientCertCn.trimmingCharacters(in: .whitespaces)
-        guard certificate.utf8.count <= 256, !certificate.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
-            throw RPCError(code: .invalidArgument, message: "client_cert_cn must be at most 256 bytes, without control characters")
+        guard certificate.utf8.count <= 256, !certificate.unicodeScalars.contains("\0") else {
+            throw RPCError(code: .invalidArgument, message: "client_cert_cn must be at most 256 bytes, without NUL")
         }
         if !certificate.isEmpty, index.certificateInUse(certificate) {
             throw RPCError(code: .alreadyExists, message: "another API key is bound to client certificate \"\(certificate)\"")

@@ -73,7 +73,7 @@ enum OpenAPIDocument {
             }
             op["responses"] = responses
             // What the interceptor chain enforces: public methods need no token.
-            if operation.access == .public {
+            if operation.access.isPublic {
                 op["security"] = [[String: Any]]()
             } else {
                 op["security"] = [["bearer": [String]()]]

@@ -13,11 +13,11 @@ struct UserAPI: RPCService {
 
     var handlers: [RPCHandler] {
         [
-            .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)], access: .public) {
+            .unary(service: Self.name, method: "Register", rest: [.post("/users/register", status: 201)], access: .publicAuth) {
                 (request: Weft_V1_RegisterRequest, context) in
                 try await audited(context) { notes in try await register(request, notes) }
             },
-            .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .public) {
+            .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .publicAuth) {
                 (request: Weft_V1_LoginRequest, context) in
                 try await audited(context) { notes in try await login(request, notes, peer: context.peer) }
             },
@@ -29,7 +29,7 @@ struct UserAPI: RPCService {
                 }
                 return ProtoMapping.user(user)
             },
-            .unary(service: Self.name, method: "Refresh", rest: [.post("/users/refresh")], access: .public) {
+            .unary(service: Self.name, method: "Refresh", rest: [.post("/users/refresh")], access: .publicAuth) {
                 (request: Weft_V1_RefreshRequest, context) in
                 try await audited(context) { notes in try await refresh(request, notes) }
             },

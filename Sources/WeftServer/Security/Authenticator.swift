@@ -55,9 +55,10 @@ final class Authenticator: ServerInterceptor, Sendable {
     let keys: ApiKeyIndex
     private let metrics: WeftMetrics
     /// Verified tokens, so a busy client's calls skip the HMAC and JSON work.
-    /// Bounded: cleared when full. Expiry and revocation are still checked
-    /// on every hit.
-    private let cache = Mutex<[String: TokenSigner.Claims]>([:])
+    /// Bounded: cleared when full, and when the keyring is reloaded (a
+    /// dropped key's tokens must stop working). Expiry and revocation are
+    /// still checked on every hit.
+    private let cache = Mutex<(generation: Int, claims: [String: TokenSigner.Claims])>((0, [:]))
     private static let cacheLimit = 10_000
 
     init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics) {
@@ -71,7 +72,7 @@ final class Authenticator: ServerInterceptor, Sendable {
     var seesPublicMethods: Bool { false }
 
     func admit(_ call: inout CallHead) throws {
-        guard call.access != .public else { return }
+        guard call.access == .authenticated else { return }
         let principal = try authenticate(call.metadata, certificate: call.peerIdentity)
         if let grant = principal.limits as? ApiKeyGrant, !grant.permits(call.descriptor) {
             fail("scope")
@@ -103,14 +104,21 @@ final class Authenticator: ServerInterceptor, Sendable {
         let token = String(Substring(header.utf8[body.startIndex..<end]))
         let now = Date()
         if token.hasPrefix("wk_") { return try authenticate(apiKey: token, now: now) }
-        if let claims = cache.withLock({ $0[token] }), claims.expiresAt > now {
-            return try admitted(claims)
+        let generation = signer.keyring.generation
+        let hit = cache.withLock { cache -> TokenSigner.Claims? in
+            if cache.generation != generation {
+                cache = (generation, [:])
+                return nil
+            }
+            return cache.claims[token]
         }
+        if let hit, hit.expiresAt > now { return try admitted(hit) }
         switch signer.verify(token, now: now) {
         case .success(let claims):
             cache.withLock { cache in
-                if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-                cache[token] = claims
+                guard cache.generation == generation else { return }
+                if cache.claims.count >= Self.cacheLimit { cache.claims.removeAll(keepingCapacity: true) }
+                cache.claims[token] = claims
             }
             return try admitted(claims)
         case .failure(.expired):

@@ -108,10 +108,12 @@ final class RateLimiter: ServerInterceptor, Sendable {
 
     private static let help = "Calls refused by a rate limit, by route class and by what the limit counts (key, user, address)."
 
-    var seesPublicMethods: Bool { anyLimit }
+    /// Health, reflection: never limited (the chain skips them).
+    var seesPublicMethods: Bool { false }
+    var seesAuthMethods: Bool { settings.limits[.auth] != nil }
 
     static func routeClass(of call: CallHead) -> RateLimitSettings.RouteClass {
-        if call.access == .public { return .auth }
+        if call.access == .publicAuth { return .auth }
         if call.descriptor.method == "ExecuteWorkflow" { return .execute }
         return call.descriptor.isReadOnly ? .read : .write
     }
@@ -119,8 +121,6 @@ final class RateLimiter: ServerInterceptor, Sendable {
     func admit(_ call: inout CallHead) throws {
         guard anyLimit else { return }
         let routeClass = Self.routeClass(of: call)
-        // Health and reflection are public but no auth route: unlimited.
-        if routeClass == .auth, call.descriptor.service != UserAPI.name { return }
         guard let limit = settings.limits[routeClass] else { return }
         let now = Date()
         let address = ClientAddress.host(of: call.peer)

@@ -42,6 +42,11 @@ public final class SigningKeyring: Sendable {
 
     public var current: Snapshot { snapshot.withLock { $0 } }
 
+    /// +1 on every reload: caches of verified tokens compare it, so a key
+    /// dropped by a rotation stops verifying at once.
+    private let generationCounter = Atomic<Int>(0)
+    var generation: Int { generationCounter.load(ordering: .acquiring) }
+
     /// Loads (creating on first start) the keyring of `dataDirectory`, or
     /// pins `secret` when one is given.
     public init(dataDirectory: String, secret: String?) throws {
@@ -71,6 +76,7 @@ public final class SigningKeyring: Sendable {
         let keys = try Self.read(path)
         guard !keys.isEmpty else { throw WeftStartupError("\(path) holds no key") }
         snapshot.withLock { $0 = Snapshot(keys: keys) }
+        generationCounter.add(1, ordering: .releasing)
     }
 
     static func path(_ dataDirectory: String) -> String {
