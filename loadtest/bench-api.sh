@@ -38,6 +38,8 @@
 #   CREATE_TIMEOUT  seconds a -n create run may take (default 300)
 #   SYNC_MODES      --store-sync modes for create (default "full normal")
 #   SCRYPT_LOG_N    --scrypt-log-n (default 10: login is not what is measured)
+#   CREDENTIAL      what the calls send as `authorization: Bearer`: "token" (an access
+#                   token from login, default) or "key" (a read-scoped API key, Step 7)
 #   H2LOAD_THREADS  h2load -t (default 1)
 #   WEFT_ARGS       extra arguments appended to `weft serve`
 #   OUT_DIR         logs and raw results (default a new /tmp/weft-bench-api.XXXXXX)
@@ -127,13 +129,20 @@ start_server() {
   PORT[$s]=$(wait_listening "$OUT_DIR/weft-$s.log" "${PID[$s]}") \
     || { cat "$OUT_DIR/weft-$s.log" >&2; die "weft ($s) did not print 'listening on 127.0.0.1:PORT'"; }
   local out
-  out=$(timeout 60 python3 - "$HERE" "${PORT[$s]}" "$OUT_DIR/workflow.json" <<'PY'
+  out=$(timeout 60 python3 - "$HERE" "${PORT[$s]}" "$OUT_DIR/workflow.json" "${CREDENTIAL:-token}" <<'PY'
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from seed_workflows import Client, login
 port = int(sys.argv[2])
 token = login("127.0.0.1", port, "bench-api@bench.weft.test", "bench-password-1", "Bench API")
 c = Client("127.0.0.1", port, token)
+if sys.argv[4] == "key":
+    # An admin key: the create case writes too; its scope check is the same work.
+    status, body = c.request("POST", "/api-keys", {"name": "bench", "scopes": ["admin"]})
+    if status != 201:
+        sys.exit("POST /api-keys: HTTP %d: %r" % (status, body[:300]))
+    token = json.loads(body)["secret"]
+    c = Client("127.0.0.1", port, token)
 status, body = c.request("POST", "/workflows", open(sys.argv[3], "rb").read())
 if status != 201:
     sys.exit("POST /workflows: HTTP %d: %r" % (status, body[:300]))

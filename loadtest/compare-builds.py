@@ -72,8 +72,9 @@ def health(binary: str, a, out: Path) -> dict | None:
     return h2load_run("bench-health.sh", env, a.duration * 3 + 120, out, "cpu_us_per_call")
 
 
-def get_workflow(binary: str, a, out: Path) -> dict | None:
-    env = {"WEFT_BIN": binary, "DURATION": str(int(a.duration)), "CASES": "grpc-get", "GRPC_SETTINGS": "16x32"}
+def get_workflow(binary: str, a, out: Path, credential: str = "token") -> dict | None:
+    env = {"WEFT_BIN": binary, "DURATION": str(int(a.duration)), "CASES": "grpc-get", "GRPC_SETTINGS": "16x32",
+           "CREDENTIAL": credential}
     return h2load_run("bench-api.sh", env, a.duration * 3 + 180, out, "cpu_us_per_req", case="grpc-get")
 
 
@@ -113,6 +114,8 @@ def main() -> int:
     ap.add_argument("--store-sync", choices=("full", "normal"), default=None,
                     help="bench-executions.py --store-sync (default: the server's default)")
     ap.add_argument("--skip", default="", help="space-separated subset of 'health api executions' to skip")
+    ap.add_argument("--new-credential", choices=("token", "key"), default="token",
+                    help="what the new build's GetWorkflow calls send: an access token or an API key (Step 7)")
     ap.add_argument("--out", default=None, help="logs and raw results (default a new /tmp/weft-compare.XXXXXX)")
     a = ap.parse_args()
     for b in (a.base, a.new):
@@ -137,7 +140,10 @@ def main() -> int:
                     continue
                 where = out / f"{kind}-{i + 1}-{name}"
                 print(f"[compare] pair {i + 1}/{a.pairs}: {kind} on {name}", flush=True)
-                r = fn(builds[name], a, where)
+                if kind == "api":
+                    r = fn(builds[name], a, where, a.new_credential if name == "new" else "token")
+                else:
+                    r = fn(builds[name], a, where)
                 if r is None:
                     invalid.append(f"{kind} pair {i + 1} {name}: invalid or failed run (see {where}/run.log)")
                 results[kind][name].append(r)

@@ -6,8 +6,10 @@ mode=${1:-run}
 packages=(libnghttp2-dev zlib1g-dev libsqlite3-dev libssl-dev pkg-config)
 if [ "$mode" = test ]; then
   # h2load (nghttp2-client), promtool (prometheus), curl with HTTP/2, strace
-  # (test_engine_flags.py counts the fsyncs of --store-sync).
-  packages+=(nghttp2-client prometheus curl strace)
+  # (test_engine_flags.py counts the fsyncs of --store-sync), and grpc's own
+  # Ruby interop client (ruby-grpc ships src/ruby/pb/test/client.rb; ruby gives
+  # /usr/bin/ruby) for Tests/interop/test_grpc_interop_ruby.py.
+  packages+=(nghttp2-client prometheus curl strace ruby ruby-grpc)
 fi
 missing=()
 for p in "${packages[@]}"; do
