@@ -16,7 +16,6 @@ public enum IDGenerator {
     public static let organization = "org"
     public static let invitation = "inv"
     public static let apiKey = "key"
-    public static let session = "ses"
 
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
 

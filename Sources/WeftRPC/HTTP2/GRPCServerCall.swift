@@ -24,6 +24,7 @@ final class GRPCServerCall: @unchecked Sendable {
     private var responseCompression: GRPCCompression.Algorithm?
     /// The client accepts gzip responses (a handler may ask for them).
     private var acceptsGzip = false
+    private var responseHeadersSent = false
     private var timeoutText = ""
     private var deadlineTask: Scheduled<Void>?
     private var requestEnded = false
@@ -290,20 +291,22 @@ final class GRPCServerCall: @unchecked Sendable {
 
     // MARK: Response
 
+    /// Sends `compressedVariant` (the same message gzip-compressed, which
+    /// the handler asked for) when the headers declare gzip or still can,
+    /// else `framed`.
+    func sendResponseMessage(_ framed: [UInt8], compressedVariant: [UInt8]?) throws {
+        guard let compressedVariant else { return try sendResponseMessage(framed) }
+        if !responseHeadersSent && responseCompression == nil { responseCompression = .gzip }
+        try sendResponseMessage(responseCompression == .gzip ? compressedVariant : framed)
+    }
+
     /// Appends one framed message, sending the response headers first.
-    /// `compressedVariant`: the same message gzip-compressed, which the
-    /// handler asked for; sent when the headers declare (or can still
-    /// declare) gzip.
-    func sendResponseMessage(_ framed: [UInt8], compressedVariant: [UInt8]? = nil) throws {
-        var framed = framed
+    func sendResponseMessage(_ framed: [UInt8]) throws {
         switch machine.sendMessage() {
         case .refuse:
             throw RPCError(code: .internal, message: "response after status")
         case .headersThenMessage:
-            if let compressedVariant {
-                if responseCompression == nil { responseCompression = .gzip }
-                framed = compressedVariant
-            }
+            responseHeadersSent = true
             let metadata = context?.takeResponseHeaders() ?? Metadata()
             if responseCompression == nil && metadata.isEmpty {
                 stream.submit(StaticHeaders.grpcResponse)
@@ -317,7 +320,7 @@ final class GRPCServerCall: @unchecked Sendable {
                 stream.submit(headers: headers, withBody: true)
             }
         case .message:
-            if let compressedVariant, responseCompression == .gzip { framed = compressedVariant }
+            break
         }
         registered?.metrics.messagesSent.increment()
         registered?.metrics.bytesSent.increment(by: Int64(framed.count))

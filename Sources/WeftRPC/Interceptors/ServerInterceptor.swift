@@ -2,22 +2,41 @@ import Synchronization
 /// Who is calling, as an authenticating interceptor established it.
 public struct Principal: Sendable, Hashable {
     public let id: String
-    /// What narrows the caller's rights (an API key's scopes), as the
-    /// authenticating interceptor defines it; nil: the user's full rights.
-    public let limits: (any PrincipalLimits)?
-    /// The login session the credential belongs to, if it is one.
-    public let sessionId: String?
+    /// How the caller authenticated, when that narrows or names anything
+    /// (an API key's limits, a login session); nil: the user's full rights.
+    /// One reference, built once per credential by the authenticator and
+    /// kept with its cache: a call copies a principal without allocating.
+    public let credential: PrincipalCredential?
 
-    public init(id: String, limits: (any PrincipalLimits)? = nil, sessionId: String? = nil) {
+    public init(id: String, credential: PrincipalCredential? = nil) {
         self.id = id
-        self.limits = limits
-        self.sessionId = sessionId
+        self.credential = credential
     }
 
-    public static func == (a: Principal, b: Principal) -> Bool { a.id == b.id && a.limits?.credentialId == b.limits?.credentialId }
+    /// What narrows the caller's rights (an API key's scopes).
+    public var limits: (any PrincipalLimits)? { credential?.limits }
+    /// The login session the credential belongs to, if it is one.
+    public var sessionId: String? { credential?.sessionId }
+
+    public static func == (a: Principal, b: Principal) -> Bool {
+        a.id == b.id && a.credential?.limits?.credentialId == b.credential?.limits?.credentialId
+            && a.sessionId == b.sessionId
+    }
+
     public func hash(into hasher: inout Hasher) {
         hasher.combine(id)
-        hasher.combine(limits?.credentialId)
+        hasher.combine(credential?.limits?.credentialId)
+    }
+}
+
+/// The credential behind a principal.
+public final class PrincipalCredential: Sendable {
+    public let limits: (any PrincipalLimits)?
+    public let sessionId: String?
+
+    public init(limits: (any PrincipalLimits)? = nil, sessionId: String? = nil) {
+        self.limits = limits
+        self.sessionId = sessionId
     }
 }
 
@@ -137,6 +156,10 @@ public protocol ServerInterceptor: Sendable {
     /// Whether it sees calls of `.publicAuth` methods (register, login,
     /// refresh). Default: `seesPublicMethods`.
     var seesAuthMethods: Bool { get }
+    /// Whether it sees calls of authenticated methods. Default: yes (a rate
+    /// limiter configured for auth routes only says no, and costs the other
+    /// calls nothing).
+    var seesAuthenticatedMethods: Bool { get }
     /// The call ended with `code` (audit, per-caller accounting). Runs for
     /// admitted calls only.
     func completed(_ call: CallHead, code: RPCError.Code)
@@ -155,6 +178,7 @@ extension ServerInterceptor {
     public func wantsCompletion(of call: CallHead) -> Bool { wantsCompletion }
     public var seesPublicMethods: Bool { true }
     public var seesAuthMethods: Bool { seesPublicMethods }
+    public var seesAuthenticatedMethods: Bool { true }
 }
 
 /// The interceptors of a server, in order.
@@ -172,18 +196,35 @@ public struct InterceptorChain: Sendable {
     /// The interceptors that may want a call's end.
     private let completing: [any ServerInterceptor]
 
+    /// The interceptors that take part in calls of each access, worked out
+    /// once: a call walks only its own list.
+    private let authenticated: [any ServerInterceptor]
+    private let publicOnes: [any ServerInterceptor]
+    private let auth: [any ServerInterceptor]
+
     public init(_ interceptors: [any ServerInterceptor] = []) {
         self.interceptors = interceptors
         self.wantsCompletion = interceptors.contains { $0.wantsCompletion }
         self.completing = interceptors.filter { $0.wantsCompletion }
         self.seesPublicMethods = interceptors.contains { $0.seesPublicMethods }
         self.seesAuthMethods = interceptors.contains { $0.seesAuthMethods }
+        authenticated = interceptors.filter { $0.seesAuthenticatedMethods }
+        publicOnes = interceptors.filter { $0.seesPublicMethods }
+        auth = interceptors.filter { $0.seesAuthMethods }
+    }
+
+    private func list(_ access: RPCAccess) -> [any ServerInterceptor] {
+        switch access {
+        case .authenticated: return authenticated
+        case .public: return publicOnes
+        case .publicAuth: return auth
+        }
     }
 
     /// Whether `interceptor` takes part in calls with this access.
     private static func sees(_ interceptor: any ServerInterceptor, _ access: RPCAccess) -> Bool {
         switch access {
-        case .authenticated: return true
+        case .authenticated: return interceptor.seesAuthenticatedMethods
         case .public: return interceptor.seesPublicMethods
         case .publicAuth: return interceptor.seesAuthMethods
         }
@@ -194,7 +235,7 @@ public struct InterceptorChain: Sendable {
     /// Health/Check path stays as cheap as it was).
     func applies(to access: RPCAccess) -> Bool {
         switch access {
-        case .authenticated: return !interceptors.isEmpty
+        case .authenticated: return !authenticated.isEmpty
         case .public: return seesPublicMethods
         case .publicAuth: return seesAuthMethods
         }
@@ -202,8 +243,7 @@ public struct InterceptorChain: Sendable {
 
     /// Runs every interceptor's `admit`; the first refusal ends the call.
     func admit(_ call: inout CallHead) throws {
-        let access = call.access
-        for interceptor in interceptors where Self.sees(interceptor, access) { try interceptor.admit(&call) }
+        for interceptor in list(call.access) { try interceptor.admit(&call) }
     }
 
     /// Whether some interceptor wants this admitted call's end (a

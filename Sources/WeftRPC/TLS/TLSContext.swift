@@ -38,7 +38,7 @@ public struct TLSError: Error, CustomStringConvertible {
             if first == nil {
                 var buffer = [CChar](repeating: 0, count: 256)
                 ERR_error_string_n(code, &buffer, buffer.count)
-                first = String(cString: buffer)
+                first = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             }
         }
         return first

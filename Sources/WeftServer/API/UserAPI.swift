@@ -225,7 +225,8 @@ struct UserAPI: RPCService {
     /// access token.
     private func startSession(for user: UserRecord) async throws -> Weft_V1_LoginResponse {
         let now = Date.nowMillis
-        let sessionId = IDGenerator.make(IDGenerator.session, now: now)
+        // Short (it rides in every access token): 96 random bits.
+        let sessionId = "s" + Base64URL.encode(Crypto.randomBytes(12))
         let refreshToken = Self.newRefreshToken()
         let refreshExpires = now.addingTimeInterval(deps.refreshLifetime)
         try await deps.credentials.createRefreshToken(RefreshTokenRecord(

@@ -32,8 +32,7 @@ struct WorkflowAPI: RPCService {
                     // version. Anything else (a miss, a collaborator whose
                     // role lives in the store) takes the task path below.
                     guard let workflow = cache?.cachedWorkflow(id: request.workflowID) else { return nil }
-                    let caller = try Caller(context)
-                    guard workflow.ownerId == caller.userId else { return nil }
+                    guard workflow.ownerId == (try context.caller.id) else { return nil }
                     context.addResponseHeader("etag", "\"\(workflow.etag)\"")
                     return try ownerViews.view(of: workflow)
                 }

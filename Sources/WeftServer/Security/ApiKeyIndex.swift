@@ -57,11 +57,22 @@ struct ApiKeyGrant: PrincipalLimits, Equatable {
 /// by its client-certificate name, so a call is checked without a store
 /// read. Last-used times collect here and are written in batches.
 final class ApiKeyIndex: Sendable {
+    /// A live key, its secret's hash as bytes, and the principal its calls
+    /// carry (all built once).
+    private struct Entry {
+        var record: ApiKeyRecord
+        let hash: [UInt8]
+        let principal: Principal
+    }
+
     private struct State {
-        var byPrefix: [String: ApiKeyRecord] = [:]
+        var byPrefix: [String: Entry] = [:]
         var byCertificate: [String: String] = [:]
         /// Last use not yet written to the store.
         var unwritten: [String: Date] = [:]
+        /// Secrets already checked -> their key's prefix, so a busy key
+        /// skips the SHA-256 (emptied when a key is removed; bounded).
+        var verified: [String: String] = [:]
     }
 
     private let state = Mutex(State())
@@ -81,7 +92,9 @@ final class ApiKeyIndex: Sendable {
     func add(_ key: ApiKeyRecord) { state.withLock { Self.insert(key, into: &$0) } }
 
     private static func insert(_ key: ApiKeyRecord, into state: inout State) {
-        state.byPrefix[key.prefix] = key
+        state.byPrefix[key.prefix] = Entry(
+            record: key, hash: Hex.decode(key.secretHash) ?? [],
+            principal: Principal(id: key.userId, credential: PrincipalCredential(limits: ApiKeyGrant(key))))
         if !key.clientCertCn.isEmpty { state.byCertificate[key.clientCertCn] = key.prefix }
     }
 
@@ -90,10 +103,11 @@ final class ApiKeyIndex: Sendable {
             state.byPrefix[key.prefix] = nil
             if state.byCertificate[key.clientCertCn] == key.prefix { state.byCertificate[key.clientCertCn] = nil }
             state.unwritten[key.id] = nil
+            state.verified.removeAll()
         }
     }
 
-    func lastUsed(prefix: String) -> Date? { state.withLock { $0.byPrefix[prefix]?.lastUsedAt } }
+    func lastUsed(prefix: String) -> Date? { state.withLock { $0.byPrefix[prefix]?.record.lastUsedAt } }
 
     func certificateInUse(_ name: String) -> Bool { state.withLock { $0.byCertificate[name] != nil } }
 
@@ -102,32 +116,42 @@ final class ApiKeyIndex: Sendable {
         case expired
     }
 
-    /// The key whose secret this is (constant-time hash comparison).
-    func key(secret: String, now: Date) -> Result<ApiKeyRecord, Failure> {
+    /// The principal of the key whose secret this is (constant-time hash
+    /// comparison).
+    func key(secret: String, now: Date) -> Result<Principal, Failure> {
         guard secret.utf8.count > Self.prefixLength else { return .failure(.unknown) }
+        let fast = state.withLock { state -> Result<Principal, Failure>? in
+            guard let prefix = state.verified[secret], let entry = state.byPrefix[prefix] else { return nil }
+            return Self.use(entry, now: now, state: &state)
+        }
+        if let fast { return fast }
         let prefix = String(secret.prefix(Self.prefixLength))
-        let hash = Self.hash(secret)
+        let hash = Crypto.sha256(secret.utf8)
         return state.withLock { state in
-            guard let key = state.byPrefix[prefix], Crypto.constantTimeEqual(Array(key.secretHash.utf8), Array(hash.utf8))
-            else { return .failure(.unknown) }
-            return Self.use(key, now: now, state: &state)
+            guard let entry = state.byPrefix[prefix], Crypto.constantTimeEqual(entry.hash, hash) else {
+                return .failure(.unknown)
+            }
+            if state.verified.count >= 10_000 { state.verified.removeAll(keepingCapacity: true) }
+            state.verified[secret] = prefix
+            return Self.use(entry, now: now, state: &state)
         }
     }
 
-    /// The key bound to a verified client certificate's CN.
-    func key(certificate name: String, now: Date) -> Result<ApiKeyRecord, Failure> {
+    /// The principal of the key bound to a verified client certificate's CN.
+    func key(certificate name: String, now: Date) -> Result<Principal, Failure> {
         state.withLock { state in
-            guard let prefix = state.byCertificate[name], let key = state.byPrefix[prefix] else { return .failure(.unknown) }
-            return Self.use(key, now: now, state: &state)
+            guard let prefix = state.byCertificate[name], let entry = state.byPrefix[prefix] else { return .failure(.unknown) }
+            return Self.use(entry, now: now, state: &state)
         }
     }
 
-    private static func use(_ key: ApiKeyRecord, now: Date, state: inout State) -> Result<ApiKeyRecord, Failure> {
+    private static func use(_ entry: Entry, now: Date, state: inout State) -> Result<Principal, Failure> {
+        let key = entry.record
         if let expires = key.expiresAt, expires <= now { return .failure(.expired) }
-        if let last = key.lastUsedAt, now.timeIntervalSince(last) < touchInterval { return .success(key) }
-        state.byPrefix[key.prefix]?.lastUsedAt = now
+        if let last = key.lastUsedAt, now.timeIntervalSince(last) < touchInterval { return .success(entry.principal) }
+        state.byPrefix[key.prefix]?.record.lastUsedAt = now
         state.unwritten[key.id] = now
-        return .success(key)
+        return .success(entry.principal)
     }
 
     /// Last-used times to write (cleared here).
@@ -146,7 +170,6 @@ final class ApiKeyIndex: Sendable {
         return "wk_" + String(lookup) + "_" + Base64URL.encode(Crypto.randomBytes(32))
     }
 
-    static func hash(_ secret: String) -> String {
-        Crypto.sha256(secret.utf8).map { String(format: "%02x", $0) }.joined()
-    }
+    /// SHA-256 of a secret, hex (as stored).
+    static func hash(_ secret: String) -> String { Hex.encode(Crypto.sha256(secret.utf8)) }
 }

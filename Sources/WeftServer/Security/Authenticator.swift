@@ -27,8 +27,14 @@ struct Caller: Sendable, Equatable {
         let principal = try context.caller
         self.userId = principal.id
         audit = context.audit
-        key = principal.limits as? ApiKeyGrant
-        sessionId = principal.sessionId
+        // (`as?` on a nil existential still goes through the runtime's cast.)
+        if let credential = principal.credential {
+            key = credential.limits.flatMap { $0 as? ApiKeyGrant }
+            sessionId = credential.sessionId
+        } else {
+            key = nil
+            sessionId = nil
+        }
     }
 
     /// PERMISSION_DENIED unless an API key in use may start this workflow.
@@ -58,14 +64,35 @@ final class Authenticator: ServerInterceptor, Sendable {
     /// Bounded: cleared when full, and when the keyring is reloaded (a
     /// dropped key's tokens must stop working). Expiry and revocation are
     /// still checked on every hit.
-    private let cache = Mutex<(generation: Int, claims: [String: TokenSigner.Claims])>((0, [:]))
+    /// Emptied (and its epoch moved on) whenever a session is revoked, a
+    /// token version bumped or the keyring reloaded: an entry in it was
+    /// checked against everything that holds now, so a hit needs no other
+    /// check than expiry. A token checked before such a change and stored
+    /// after it is not stored (its epoch is old).
+    private let cache = Mutex<(epoch: Int, entries: [String: CacheEntry])>((0, [:]))
+
+    private struct CacheEntry {
+        let claims: TokenSigner.Claims
+        /// Built once: a hit copies it (no allocation per call).
+        let principal: Principal
+    }
     private static let cacheLimit = 10_000
+    private static let apiKeyPrefix = Array("wk_".utf8)
 
     init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics) {
         self.signer = signer
         self.sessions = sessions
         self.keys = keys
         self.metrics = metrics
+        sessions.onChange { [weak self] in self?.invalidate() }
+        signer.keyring.onReload { [weak self] in self?.invalidate() }
+    }
+
+    private func invalidate() {
+        cache.withLock { cache in
+            cache.epoch += 1
+            cache.entries.removeAll()
+        }
     }
 
     /// Public methods need no credentials: the chain need not show them here.
@@ -74,7 +101,7 @@ final class Authenticator: ServerInterceptor, Sendable {
     func admit(_ call: inout CallHead) throws {
         guard call.access == .authenticated else { return }
         let principal = try authenticate(call.metadata, certificate: call.peerIdentity)
-        if let grant = principal.limits as? ApiKeyGrant, !grant.permits(call.descriptor) {
+        if let limits = principal.credential?.limits, let grant = limits as? ApiKeyGrant, !grant.permits(call.descriptor) {
             fail("scope")
             throw RPCError(
                 code: .permissionDenied,
@@ -101,26 +128,25 @@ final class Authenticator: ServerInterceptor, Sendable {
         }
         let body = utf8.dropFirst(7).drop { $0 == 0x20 || $0 == 0x09 }
         let end = body.lastIndex { $0 != 0x20 && $0 != 0x09 }.map { body.index(after: $0) } ?? body.startIndex
-        let token = String(Substring(header.utf8[body.startIndex..<end]))
+        let bytes = header.utf8[body.startIndex..<end]
+        let token = String(Substring(bytes))
         let now = Date()
-        if token.hasPrefix("wk_") { return try authenticate(apiKey: token, now: now) }
-        let generation = signer.keyring.generation
-        let hit = cache.withLock { cache -> TokenSigner.Claims? in
-            if cache.generation != generation {
-                cache = (generation, [:])
-                return nil
-            }
-            return cache.claims[token]
-        }
-        if let hit, hit.expiresAt > now { return try admitted(hit) }
+        // Byte compare: String.hasPrefix is Unicode-aware and costs more.
+        if bytes.starts(with: Self.apiKeyPrefix) { return try authenticate(apiKey: token, now: now) }
+        let (hit, epoch) = cache.withLock { ($0.entries[token], $0.epoch) }
+        if let hit, hit.claims.expiresAt > now { return hit.principal }
         switch signer.verify(token, now: now) {
         case .success(let claims):
+            try admit(claims)
+            let principal = Principal(
+                id: claims.userId,
+                credential: claims.sessionId.isEmpty ? nil : PrincipalCredential(sessionId: claims.sessionId))
             cache.withLock { cache in
-                guard cache.generation == generation else { return }
-                if cache.claims.count >= Self.cacheLimit { cache.claims.removeAll(keepingCapacity: true) }
-                cache.claims[token] = claims
+                guard cache.epoch == epoch else { return }
+                if cache.entries.count >= Self.cacheLimit { cache.entries.removeAll(keepingCapacity: true) }
+                cache.entries[token] = CacheEntry(claims: claims, principal: principal)
             }
-            return try admitted(claims)
+            return principal
         case .failure(.expired):
             fail("expired")
             throw RPCError(code: .unauthenticated, message: "the token has expired; refresh it (POST /users/refresh) or log in again")
@@ -133,18 +159,19 @@ final class Authenticator: ServerInterceptor, Sendable {
         }
     }
 
-    private func admitted(_ claims: TokenSigner.Claims) throws -> Principal {
+    /// UNAUTHENTICATED when the token's session was revoked or its user's
+    /// token version moved on.
+    private func admit(_ claims: TokenSigner.Claims) throws {
         guard sessions.admits(userId: claims.userId, version: claims.version, sessionId: claims.sessionId) else {
             fail("revoked")
             throw RPCError(code: .unauthenticated, message: "the session has ended (logged out or revoked); log in again")
         }
-        return Principal(id: claims.userId, sessionId: claims.sessionId.isEmpty ? nil : claims.sessionId)
     }
 
     private func authenticate(apiKey secret: String, now: Date) throws -> Principal {
         switch keys.key(secret: secret, now: now) {
-        case .success(let key):
-            return Principal(id: key.userId, limits: ApiKeyGrant(key))
+        case .success(let principal):
+            return principal
         case .failure(.expired):
             fail("expired")
             throw RPCError(code: .unauthenticated, message: "the API key has expired")
@@ -156,8 +183,8 @@ final class Authenticator: ServerInterceptor, Sendable {
 
     private func authenticate(certificate name: String) throws -> Principal {
         switch keys.key(certificate: name, now: Date()) {
-        case .success(let key):
-            return Principal(id: key.userId, limits: ApiKeyGrant(key))
+        case .success(let principal):
+            return principal
         case .failure(.expired):
             fail("expired")
             throw RPCError(code: .unauthenticated, message: "the API key of client certificate \"\(name)\" has expired")

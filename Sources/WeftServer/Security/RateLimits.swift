@@ -111,6 +111,7 @@ final class RateLimiter: ServerInterceptor, Sendable {
     /// Health, reflection: never limited (the chain skips them).
     var seesPublicMethods: Bool { false }
     var seesAuthMethods: Bool { settings.limits[.auth] != nil }
+    var seesAuthenticatedMethods: Bool { settings.limits.keys.contains { $0 != .auth } }
 
     static func routeClass(of call: CallHead) -> RateLimitSettings.RouteClass {
         if call.access == .publicAuth { return .auth }

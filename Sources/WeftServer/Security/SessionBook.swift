@@ -15,6 +15,15 @@ final class SessionBook: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Told after every change (the authenticator drops the tokens it
+    /// checked already: revocations are rare, calls are not).
+    private let observers = Mutex<[@Sendable () -> Void]>([])
+
+    func onChange(_ body: @escaping @Sendable () -> Void) { observers.withLock { $0.append(body) } }
+
+    private func changed() {
+        for observer in observers.withLock({ $0 }) { observer() }
+    }
     /// How long a revoked session must be remembered: an access token of
     /// it lives at most this long.
     let accessLifetime: TimeInterval
@@ -28,6 +37,7 @@ final class SessionBook: Sendable {
             state.versions = versions
             for family in families { state.revoked[family] = now }
         }
+        changed()
     }
 
     func version(of userId: String) -> Int { state.withLock { $0.versions[userId] ?? 0 } }
@@ -39,7 +49,10 @@ final class SessionBook: Sendable {
         }
     }
 
-    func setVersion(_ version: Int, of userId: String) { state.withLock { $0.versions[userId] = version } }
+    func setVersion(_ version: Int, of userId: String) {
+        state.withLock { $0.versions[userId] = version }
+        changed()
+    }
 
     func revoke(_ families: [String], now: Date = Date()) {
         guard !families.isEmpty else { return }
@@ -49,5 +62,6 @@ final class SessionBook: Sendable {
             let horizon = now.addingTimeInterval(-accessLifetime - 60)
             if state.revoked.count > 1024 { state.revoked = state.revoked.filter { $0.value > horizon } }
         }
+        changed()
     }
 }

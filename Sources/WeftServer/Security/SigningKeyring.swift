@@ -42,10 +42,11 @@ public final class SigningKeyring: Sendable {
 
     public var current: Snapshot { snapshot.withLock { $0 } }
 
-    /// +1 on every reload: caches of verified tokens compare it, so a key
-    /// dropped by a rotation stops verifying at once.
-    private let generationCounter = Atomic<Int>(0)
-    var generation: Int { generationCounter.load(ordering: .acquiring) }
+    /// Told after every reload: caches of verified tokens drop them, so a
+    /// key dropped by a rotation stops verifying at once.
+    private let observers = Mutex<[@Sendable () -> Void]>([])
+
+    func onReload(_ body: @escaping @Sendable () -> Void) { observers.withLock { $0.append(body) } }
 
     /// Loads (creating on first start) the keyring of `dataDirectory`, or
     /// pins `secret` when one is given.
@@ -76,7 +77,7 @@ public final class SigningKeyring: Sendable {
         let keys = try Self.read(path)
         guard !keys.isEmpty else { throw WeftStartupError("\(path) holds no key") }
         snapshot.withLock { $0 = Snapshot(keys: keys) }
-        generationCounter.add(1, ordering: .releasing)
+        for observer in observers.withLock({ $0 }) { observer() }
     }
 
     static func path(_ dataDirectory: String) -> String {

@@ -20,17 +20,20 @@ struct TokenSigner: Sendable {
         self.lifetime = lifetime
     }
 
+    /// The header names the key; `typ` is optional (RFC 7519 5.1) and left
+    /// out: every byte of a token is sent, validated by nghttp2 and hashed
+    /// for the cache on every call.
     private static func header(kid: String) -> String {
         // kid is [A-Za-z0-9] (ours) so no JSON escaping is needed.
-        Base64URL.encode(Array(#"{"alg":"HS256","kid":"\#(kid)","typ":"JWT"}"#.utf8))
+        Base64URL.encode(Array(#"{"alg":"HS256","kid":"\#(kid)"}"#.utf8))
     }
 
+    /// Only what verification needs: subject, expiry, session (which also
+    /// makes every token unique), and the token version when not 0.
     func issue(userId: String, sessionId: String, version: Int, now: Date = Date()) -> (token: String, expiresAt: Date) {
         let expires = Date(timeIntervalSince1970: TimeInterval(Int(now.addingTimeInterval(lifetime).timeIntervalSince1970)))
-        let payload: [String: Any] = [
-            "sub": userId, "iat": Int(now.timeIntervalSince1970), "exp": Int(expires.timeIntervalSince1970),
-            "jti": Base64URL.encode(Crypto.randomBytes(9)), "sid": sessionId, "ver": version,
-        ]
+        var payload: [String: Any] = ["sub": userId, "exp": Int(expires.timeIntervalSince1970), "sid": sessionId]
+        if version != 0 { payload["ver"] = version }
         let json = (try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])) ?? Data()
         let signing = keyring.current.signing
         let signingInput = Self.header(kid: signing.kid) + "." + Base64URL.encode(json)
