@@ -66,7 +66,8 @@ static inline int weft_ssl_peer_common_name(SSL *ssl, char *buffer, int size) {
     if (cert == NULL) return -1;
     int length = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buffer, size);
     X509_free(cert);
-    return length;
+    // A name that fills the buffer may have been cut: no identity rather than a wrong one.
+    return length >= size - 1 ? -1 : length;
 }
 
 /// Seconds since the epoch at which the context's certificate expires

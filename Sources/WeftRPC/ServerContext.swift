@@ -23,6 +23,8 @@ public final class ServerContext: Sendable {
     public let audit: CallAudit?
     /// How the call came (gRPC, REST, in process), when the transport says.
     public let transport: CallHead.Transport?
+    /// The subject CN of the client's verified TLS certificate (mutual TLS).
+    public let peerIdentity: String?
 
     private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
     private let cancelled = Atomic<Bool>(false)
@@ -39,8 +41,10 @@ public final class ServerContext: Sendable {
         responseEncoding: String,
         principal: Principal? = nil,
         audit: CallAudit? = nil,
-        transport: CallHead.Transport? = nil
+        transport: CallHead.Transport? = nil,
+        peerIdentity: String? = nil
     ) {
+        self.peerIdentity = peerIdentity
         self.principal = principal
         self.audit = audit
         self.transport = transport

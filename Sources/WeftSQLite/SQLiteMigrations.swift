@@ -366,6 +366,9 @@ enum SQLiteMigrations {
                     revoked_at     DATETIME
                 );
                 CREATE INDEX api_keys_user ON api_keys(user_id, created_at);
+                CREATE INDEX refresh_tokens_expiry ON refresh_tokens(expires_at);
+                CREATE UNIQUE INDEX api_keys_client_cert ON api_keys(client_cert_cn)
+                    WHERE revoked_at IS NULL AND client_cert_cn != '';
                 """)
         }
         return migrator

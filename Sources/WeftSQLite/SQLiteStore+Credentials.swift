@@ -107,7 +107,7 @@ extension SQLiteStore: CredentialStore {
                         key.createdAt,
                     ])
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                throw StoreError.alreadyExists("an API key with prefix \(key.prefix) exists")
+                throw StoreError.alreadyExists("an API key with this prefix or client certificate name exists")
             }
         }
     }
@@ -134,6 +134,13 @@ extension SQLiteStore: CredentialStore {
                 let row = try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE id = ?", arguments: [id])
             else { throw StoreError.notFound("no API key \(id)") }
             return Self.apiKey(row)
+        }
+    }
+
+    public func purgeRefreshTokens(expiredBefore date: Date) async throws -> Int {
+        try await write("purge_refresh_tokens") { db in
+            try db.execute(sql: "DELETE FROM refresh_tokens WHERE expires_at < ?", arguments: [date])
+            return db.changesCount
         }
     }
 

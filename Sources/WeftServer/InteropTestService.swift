@@ -38,13 +38,13 @@ public struct InteropTestService: RPCService {
             .clientStreaming(service: Self.name, method: "StreamingInputCall", access: .public) {
                 (requests: RequestStream<Grpc_Testing_StreamingInputCallRequest>, context) in
                 Self.echoMetadata(context)
-                var total: Int32 = 0
+                var total: Int64 = 0
                 for try await request in requests {
                     try Self.checkCompressed(request.hasExpectCompressed && request.expectCompressed.value, context)
-                    total += Int32(request.payload.body.count)
+                    total += Int64(request.payload.body.count)
                 }
                 var response = Grpc_Testing_StreamingInputCallResponse()
-                response.aggregatedPayloadSize = total
+                response.aggregatedPayloadSize = Int32(clamping: total)
                 return response
             },
             .bidiStreaming(service: Self.name, method: "FullDuplexCall", access: .public) {

@@ -24,6 +24,8 @@ public struct WeftServer: Sendable {
     }
 
     public func run() async throws {
+        // SIGHUP reloads (HangupReloader); until that runs, it must not end the process.
+        signal(SIGHUP, SIG_IGN)
         try Self.checkListeners(config, logger: logger)
         // Before anything can start a span (recovery resumes executions).
         let tracing = try Self.startTracing(config.tracing, metrics: metrics, logger: logger)

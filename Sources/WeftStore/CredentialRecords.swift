@@ -103,4 +103,7 @@ public protocol CredentialStore: Sendable {
     /// Throws `notFound` unless the user has the key.
     func revokeApiKey(id: String, userId: String, now: Date) async throws -> ApiKeyRecord
     func touchApiKeys(_ lastUsed: [String: Date]) async throws
+    /// Deletes refresh tokens that expired before `date` (they can no
+    /// longer be used or reused); returns how many.
+    func purgeRefreshTokens(expiredBefore date: Date) async throws -> Int
 }

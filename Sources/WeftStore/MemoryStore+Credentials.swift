@@ -95,6 +95,14 @@ extension MemoryStore: CredentialStore {
         }
     }
 
+    public func purgeRefreshTokens(expiredBefore date: Date) async throws -> Int {
+        state.withLock { state in
+            let before = state.refreshTokens.count
+            state.refreshTokens = state.refreshTokens.filter { $0.value.expiresAt >= date }
+            return before - state.refreshTokens.count
+        }
+    }
+
     public func touchApiKeys(_ lastUsed: [String: Date]) async throws {
         state.withLock { state in
             for (id, date) in lastUsed where state.apiKeys[id] != nil { state.apiKeys[id]?.lastUsedAt = date }

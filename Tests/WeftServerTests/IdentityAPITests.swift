@@ -123,10 +123,15 @@ struct IdentityAPITests {
                 (#"{"name": "k", "scopes": ["execute"]}"#, "workflow_ids"),
                 (#"{"name": "k", "scopes": ["worker"]}"#, "queues"),
                 (#"{"name": "k", "scopes": ["read"], "expiresAt": "2020-01-01T00:00:00Z"}"#, "expires_at"),
+                (#"{"name": "k", "scopes": ["read"], "expiresAt": "9999-12-31T00:00:00Z"}"#, "expires_at"),
             ] {
                 let refused = await api.rest("POST", "/api-keys", body: body, token: owner)
                 #expect(refused.status == 400 && (refused.json["message"] as? String ?? "").contains(field), "\(body): \(refused.json)")
             }
+            // A certificate name is bound only over mutual TLS with that certificate.
+            let claim = await api.rest(
+                "POST", "/api-keys", body: #"{"name": "k", "scopes": ["read"], "clientCertCn": "someone-else"}"#, token: owner)
+            #expect(claim.status == 403)
         }
     }
 

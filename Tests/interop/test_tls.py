@@ -626,6 +626,10 @@ def test_mtls_client_cert_cn_authenticates_as_api_key(mtls_server, certs, protos
     other = tls_register_and_login(mtls_server, ctx, "Other User")
     # No key maps the CN yet: the certificate alone authenticates nobody.
     assert https(mtls_server, ctx, "GET", "/users/me").status == 401
+    # A name is bound only by a call made with that certificate (no claiming another's workers).
+    r = https(mtls_server, ctx, "POST", "/api-keys", {"name": "claim", "scopes": ["read"],
+                                                     "clientCertCn": "payments-worker"}, token=owner.token)
+    assert r.status == 403 and "client certificate" in r.json["message"], r
 
     r = https(mtls_server, ctx, "POST", "/api-keys", {"name": "worker-1 certificate", "scopes": ["read"],
                                                      "clientCertCn": certs.client_cn}, token=owner.token)

@@ -56,7 +56,7 @@ public enum HTTPExchange {
                 let context = ServerContext(
                     descriptor: operation.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
                     requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
-                    transport: transport)
+                    transport: transport, peerIdentity: peerIdentity)
                 let response: HTTPResponse
                 do {
                     response = try await operation.invoke(request, context)

@@ -120,7 +120,7 @@ final class GRPCServerCall: @unchecked Sendable {
             descriptor: registered.descriptor, requestMetadata: accepted.metadata, deadline: deadline, peer: connection.peer,
             requestEncoding: accepted.requestCompression?.rawValue ?? "identity",
             responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal, audit: audit,
-            transport: .grpc)
+            transport: .grpc, peerIdentity: connection.peerIdentity)
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in deadlineExpired() }
         }

@@ -34,6 +34,7 @@ public final class TLSMetrics: Sendable {
         let text = reason.lowercased()
         // The client refused us (e.g. it does not trust our certificate).
         if text.contains("alert") { return "client_alert" }
+        if text.contains("wrong version number") || text.contains("http request") { return "not_tls" }
         if text.contains("unsupported protocol") || text.contains("version") { return "protocol_version" }
         if text.contains("no shared cipher") || text.contains("no suitable") { return "no_shared_cipher" }
         if text.contains("peer did not return a certificate") { return "client_certificate_missing" }

@@ -43,7 +43,14 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     init?(context tls: TLSContext, metrics: TLSMetrics, logger: Logger) {
-        guard let ssl = tls.makeSSL(), let input = BIO_new(BIO_s_mem()), let output = BIO_new(BIO_s_mem()) else {
+        guard let ssl = tls.makeSSL() else { return nil }
+        guard let input = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            return nil
+        }
+        guard let output = BIO_new(BIO_s_mem()) else {
+            BIO_free(input)
+            SSL_free(ssl)
             return nil
         }
         // An empty input BIO means "wait for more", not end of file.
@@ -136,10 +143,13 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
                 return
             case SSL_ERROR_ZERO_RETURN:
-                // close_notify: the client is done.
-                state = .closed
+                // close_notify: the client is done. What was read before it
+                // still gets its read-complete; ours goes back, then the close.
+                context.fireChannelReadComplete()
+                SSL_shutdown(ssl)
                 writeRecords(context: context)
                 flushRecords(context: context)
+                state = .closed
                 context.close(promise: nil)
                 return
             default:
@@ -182,8 +192,12 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         if failed {
-            _ = TLSError.opensslReason()
+            // OpenSSL cannot write any more: the connection is over.
+            let reason = TLSError.opensslReason() ?? "write failed"
+            logger.debug("tls write failed", metadata: ["reason": "\(reason)"])
             promise?.fail(ChannelError.ioOnClosedChannel)
+            state = .closed
+            context.close(promise: nil)
             return
         }
         if let promise { pendingPromises.append(promise) }

@@ -136,7 +136,7 @@ enum APIConstraints {
             "weft.v1.UpdateMemberRoleRequest": ["role": .required(["enum": ["member", "admin"]])],
             "weft.v1.ListAuditEventsRequest": ["orgId": .required(["minLength": 1])],
             "weft.v1.LoginRequest": [
-                "email": .required(["minLength": 1]),
+                "email": .required(["minLength": 1].merging(bytes(APILimits.emailMaxBytes)) { $1 }),
                 "password": .required(["minLength": 1].merging(bytes(APILimits.passwordMaxBytes)) { $1 }),
             ],
             "weft.v1.RefreshRequest": ["refreshToken": .required(["minLength": 1, "maxLength": 256])],

@@ -16,11 +16,13 @@ struct ApiKeyAPI: RPCService {
 
     /// Live keys one user may hold.
     static let maxKeysPerUser = 100
+    static let maxLifetimeSeconds: Int64 = 10 * 366 * 86_400
 
     var handlers: [RPCHandler] {
         [
             .unary(service: Self.name, method: "CreateApiKey", rest: [.post("/api-keys", status: 201)]) {
-                (request: Weft_V1_CreateApiKeyRequest, context) in try await create(request, try Caller(context))
+                (request: Weft_V1_CreateApiKeyRequest, context) in
+                try await create(request, try Caller(context), peerIdentity: context.peerIdentity)
             },
             .unary(service: Self.name, method: "ListApiKeys", rest: [.get("/api-keys")]) {
                 (_: Weft_V1_ListApiKeysRequest, context) in
@@ -51,7 +53,9 @@ struct ApiKeyAPI: RPCService {
         ]
     }
 
-    func create(_ request: Weft_V1_CreateApiKeyRequest, _ caller: Caller) async throws -> Weft_V1_CreateApiKeyResponse {
+    func create(_ request: Weft_V1_CreateApiKeyRequest, _ caller: Caller, peerIdentity: String?) async throws
+        -> Weft_V1_CreateApiKeyResponse
+    {
         let name = request.name.trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw APIError.required("name") }
         guard name.count <= APILimits.nameMaxCharacters, !name.unicodeScalars.contains("\0") else {
@@ -91,13 +95,34 @@ struct ApiKeyAPI: RPCService {
         }
         var expires: Date?
         if request.hasExpiresAt {
-            let date = Date(timeIntervalSince1970: TimeInterval(request.expiresAt.seconds))
+            let stamp = request.expiresAt
+            // Bounded: the store keeps four-digit years, and a key for ever is what no expiry says.
+            guard stamp.seconds <= Int64(Date().timeIntervalSince1970) + Self.maxLifetimeSeconds,
+                (0..<1_000_000_000).contains(stamp.nanos)
+            else {
+                throw RPCError(code: .invalidArgument, message: "expires_at must be within 10 years (leave it unset for no expiry)")
+            }
+            let date = Date(timeIntervalSince1970: TimeInterval(stamp.seconds))
             guard date > Date() else { throw RPCError(code: .invalidArgument, message: "expires_at must be in the future") }
             expires = date
+        }
+        // A key that makes keys cannot make one that outlives it.
+        if let own = caller.key?.expiresAt, expires.map({ $0 > own }) ?? true {
+            throw RPCError(
+                code: .invalidArgument,
+                message: "expires_at is required and must not be later than the expiry of the API key making it")
         }
         let certificate = request.clientCertCn.trimmingCharacters(in: .whitespaces)
         guard certificate.utf8.count <= 256, !certificate.unicodeScalars.contains("\0") else {
             throw RPCError(code: .invalidArgument, message: "client_cert_cn must be at most 256 bytes, without NUL")
+        }
+        // Binding a certificate name needs the certificate: the call must come
+        // over mutual TLS with that very name (else anyone could claim another
+        // tenant's workers' names).
+        if !certificate.isEmpty, peerIdentity != certificate {
+            throw RPCError(
+                code: .permissionDenied,
+                message: "client_cert_cn must be the CN of the client certificate this call is made with (mutual TLS)")
         }
         if !certificate.isEmpty, index.certificateInUse(certificate) {
             throw RPCError(code: .alreadyExists, message: "another API key is bound to client certificate \"\(certificate)\"")

@@ -113,6 +113,9 @@ struct UserAPI: RPCService {
         guard request.password.utf8.count <= APILimits.passwordMaxBytes else {
             throw RPCError(code: .invalidArgument, message: "password must be at most \(APILimits.passwordMaxBytes) bytes")
         }
+        guard request.email.utf8.count <= APILimits.emailMaxBytes else {
+            throw RPCError(code: .invalidArgument, message: "email must be at most \(APILimits.emailMaxBytes) bytes")
+        }
         let email = request.email.trimmingCharacters(in: .whitespaces)
         let address = ClientAddress.host(of: peer)
         // Refused before any hashing: a flood costs no scrypt.

@@ -15,6 +15,7 @@ struct ApiKeyGrant: PrincipalLimits, Equatable {
     let queues: Set<String>
     /// The organization of `queues` ("" = the creator's own).
     let orgId: String
+    let expiresAt: Date?
 
     var credentialId: String { keyId }
 
@@ -24,6 +25,7 @@ struct ApiKeyGrant: PrincipalLimits, Equatable {
         workflowIds = Set(record.workflowIds)
         queues = Set(record.queues)
         orgId = record.orgId
+        expiresAt = record.expiresAt
     }
 
     /// Whether the key's scopes cover calling this method at all (the

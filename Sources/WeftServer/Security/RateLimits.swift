@@ -56,7 +56,7 @@ public struct RateLimitSettings: Sendable, Equatable {
             return
         }
         let spec = parts[1].split(separator: ":", maxSplits: 1)
-        guard spec[0].hasSuffix("/s"), let rate = Double(spec[0].dropLast(2)), rate > 0, rate.isFinite else {
+        guard let first = spec.first, first.hasSuffix("/s"), let rate = Double(first.dropLast(2)), rate > 0, rate.isFinite else {
             throw WeftStartupError("--rate-limit \(text): the rate must look like 20/s (a positive number of calls a second)")
         }
         var burst = max(1, rate)
@@ -127,11 +127,9 @@ final class RateLimiter: ServerInterceptor, Sendable {
         let address = ClientAddress.host(of: call.peer)
         var charges: [(key: String, scope: String)] = [("\(routeClass.rawValue)|a|\(address)", "address")]
         if let principal = call.principal {
-            if let key = principal.limits?.credentialId {
-                charges.append(("\(routeClass.rawValue)|k|\(key)", "key"))
-            } else {
-                charges.append(("\(routeClass.rawValue)|u|\(principal.id)", "user"))
-            }
+            // A key is charged to itself and to its user: N keys are not N times the user's rate.
+            if let key = principal.limits?.credentialId { charges.append(("\(routeClass.rawValue)|k|\(key)", "key")) }
+            charges.append(("\(routeClass.rawValue)|u|\(principal.id)", "user"))
         }
         let refused = buckets.withLock { buckets -> (scope: String, wait: Double)? in
             // Check all first, then take: a refused call spends nothing.

@@ -50,7 +50,8 @@ final class SessionBook: Sendable {
     }
 
     func setVersion(_ version: Int, of userId: String) {
-        state.withLock { $0.versions[userId] = version }
+        // Only forward: two concurrent bumps may land in either order.
+        state.withLock { $0.versions[userId] = max($0.versions[userId] ?? 0, version) }
         changed()
     }
 

@@ -88,8 +88,8 @@ public final class SigningKeyring: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else { throw WeftStartupError("cannot read \(path)") }
         do {
             let keys = try decoder.decode([Key].self, from: data)
-            guard keys.allSatisfy({ $0.bytes.count >= 32 && !$0.kid.isEmpty }) else {
-                throw WeftStartupError("\(path): every key needs a kid and 32 bytes")
+            guard !keys.isEmpty, keys.allSatisfy({ $0.bytes.count >= 32 && !$0.kid.isEmpty }) else {
+                throw WeftStartupError("\(path): needs at least one key, each with a kid and 32 bytes")
             }
             return keys
         } catch let error as WeftStartupError {
@@ -100,7 +100,8 @@ public final class SigningKeyring: Sendable {
     }
 
     /// The keyring file, made on first start. An older data directory's
-    /// single `auth.key` becomes key "k0", so its tokens stay valid.
+    /// single `auth.key` becomes key "k0" (tokens of older versions carry
+    /// no `kid` and are refused anyway: an upgrade logs everyone out once).
     static func loadOrCreate(dataDirectory: String) throws -> [Key] {
         let path = path(dataDirectory)
         if FileManager.default.fileExists(atPath: path) { return try read(path) }
