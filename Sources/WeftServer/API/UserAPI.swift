@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import WeftObservability
 import WeftProto
 import WeftRPC
@@ -281,13 +280,7 @@ struct UserAPI: RPCService {
 
     private func hash(_ password: String) async throws -> String {
         let hasher = deps.passwords
-        let result = Mutex<String>("")
-        _ = try await deps.hashing.run {
-            let hashed = hasher.hash(password)
-            result.withLock { $0 = hashed }
-            return true
-        }
-        return result.withLock { $0 }
+        return try await deps.hashing.run { hasher.hash(password) }
     }
 
     private func wrongCredentials() -> RPCError {

@@ -16,13 +16,9 @@ import Glibc
 /// once (RESOURCE_EXHAUSTED with `retry-after`) instead of waiting behind
 /// the flood.
 final class PasswordHashPool: Sendable {
-    private struct Job: Sendable {
-        let work: @Sendable () -> Bool
-        let continuation: CheckedContinuation<Bool, Never>
-    }
-
     private struct State {
-        var jobs: [Job] = []
+        /// Each job computes, frees its place, then resumes its caller.
+        var jobs: [@Sendable () -> Void] = []
         /// Jobs queued or running.
         var admitted = 0
     }
@@ -52,7 +48,7 @@ final class PasswordHashPool: Sendable {
 
     /// Runs `work` on a hashing thread and returns its result;
     /// RESOURCE_EXHAUSTED at once when `threads + queueLimit` are taken.
-    func run(_ work: @escaping @Sendable () -> Bool) async throws -> Bool {
+    func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws -> T {
         let admitted = state.withLock { state -> Int? in
             guard state.admitted < threads + queueLimit else { return nil }
             state.admitted += 1
@@ -64,7 +60,12 @@ final class PasswordHashPool: Sendable {
         }
         setDepth(admitted)
         return await withCheckedContinuation { continuation in
-            state.withLock { $0.jobs.append(Job(work: work, continuation: continuation)) }
+            let job: @Sendable () -> Void = { [self] in
+                let result = work()
+                release()
+                continuation.resume(returning: result)
+            }
+            state.withLock { $0.jobs.append(job) }
             ready.signal()
         }
     }
@@ -78,13 +79,17 @@ final class PasswordHashPool: Sendable {
         while true {
             ready.wait()
             guard let job = state.withLock({ $0.jobs.isEmpty ? nil : $0.jobs.removeFirst() }) else { continue }
-            let result = job.work()
-            let left = state.withLock { state -> Int in
-                state.admitted -= 1
-                return state.admitted
-            }
-            setDepth(left)
-            job.continuation.resume(returning: result)
+            job()
         }
+    }
+
+    /// A job is done: its place is free (before its caller resumes, so the
+    /// caller's next call finds it free).
+    private func release() {
+        let left = state.withLock { state -> Int in
+            state.admitted -= 1
+            return state.admitted
+        }
+        setDepth(left)
     }
 }

@@ -29,17 +29,12 @@ final class QuotaBook: Sendable {
         /// org id -> (UTC day number, executions started that day).
         var days: [String: (day: Int, count: Int)] = [:]
         /// org id -> token bucket.
-        var buckets: [String: Bucket] = [:]
+        var buckets: [String: TokenBucket] = [:]
         /// user id -> the organization their calls are charged to, its rate,
         /// and when that was read (re-read after a minute: plans change).
         var homes: [String: (orgId: String, perMinute: Int, learned: Date)] = [:]
         /// Organizations read for quota checks, kept a minute (plans change rarely).
         var orgs: [String: (record: OrganizationRecord, read: Date)] = [:]
-    }
-
-    struct Bucket {
-        var tokens: Double
-        var updated: Date
     }
 
     init(plans: PlanBook, orgs: any OrganizationStore, metrics: WeftMetrics) {
@@ -145,15 +140,9 @@ final class QuotaBook: Sendable {
         let rate = Double(home.perMinute) / 60
         let burst = Self.burst(home.perMinute)
         let wait = state.withLock { state -> Double? in
-            var bucket = state.buckets[home.orgId] ?? Bucket(tokens: burst, updated: now)
-            bucket.tokens = min(burst, bucket.tokens + now.timeIntervalSince(bucket.updated) * rate)
-            bucket.updated = now
+            var bucket = state.buckets[home.orgId] ?? TokenBucket(tokens: burst, updated: now)
             defer { state.buckets[home.orgId] = bucket }
-            if bucket.tokens >= 1 {
-                bucket.tokens -= 1
-                return nil
-            }
-            return (1 - bucket.tokens) / rate
+            return bucket.take(rate: rate, burst: burst, now: now)
         }
         if let wait {
             throw refuse(
