@@ -442,7 +442,10 @@ def test_tls_versions_12_and_13_accepted_11_refused(tls_server, certs, tmp_path)
         done, out, _ = s_client_session(tls_server, flag, "-servername", "localhost", "-CAfile", certs.ca_cert,
                                         "-verify_return_error")
         assert done, out
-        assert re.search(rf"Protocol\s*: {re.escape(proto)}\b", out), out
+        # "New, TLSv1.3, Cipher is ..." names the negotiated protocol; the
+        # SSL-Session block ("Protocol  : TLSv1.3") is printed only when a TLS 1.3
+        # session ticket arrived before s_client quit, which is a race.
+        assert re.search(rf"(Protocol\s*: |New, ){re.escape(proto)}\b", out), out
     # TLS 1.1 needs security level 0 on OpenSSL 3 clients (SHA-1); the same
     # client flags complete a TLS 1.1 handshake with an `openssl s_server`
     # that allows it, so the refusal below is the server's.
