@@ -115,7 +115,7 @@ public nonisolated struct Weft_V1_Execution: @unchecked Sendable {
     set {_uniqueStorage()._idempotencyKey = newValue}
   }
 
-  /// Who or what started it: "manual", "api", "schedule", "webhook".
+  /// Who or what started it: "manual", "api", "schedule", "webhook", "event".
   public var trigger: String {
     get {_storage._trigger}
     set {_uniqueStorage()._trigger = newValue}
@@ -145,6 +145,22 @@ public nonisolated struct Weft_V1_Execution: @unchecked Sendable {
     get {_storage._traceID}
     set {_uniqueStorage()._traceID = newValue}
   }
+
+  /// What started it: the schedule, webhook trigger or event id.
+  public var triggerID: String {
+    get {_storage._triggerID}
+    set {_uniqueStorage()._triggerID = newValue}
+  }
+
+  /// schedule: the tick it ran for (before jitter).
+  public var scheduledTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._scheduledTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._scheduledTime = newValue}
+  }
+  /// Returns true if `scheduledTime` has been explicitly set.
+  public var hasScheduledTime: Bool {_storage._scheduledTime != nil}
+  /// Clears the value of `scheduledTime`. Subsequent reads from it will return its default value.
+  public mutating func clearScheduledTime() {_uniqueStorage()._scheduledTime = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -555,7 +571,7 @@ fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Execution"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}workflow_id\0\u{3}workflow_version\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}created_at\0\u{3}started_at\0\u{3}completed_at\0\u{1}tasks\0\u{3}idempotency_key\0\u{1}trigger\0\u{1}cost\0\u{3}cost_breakdown\0\u{3}trace_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{3}workflow_id\0\u{3}workflow_version\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}created_at\0\u{3}started_at\0\u{3}completed_at\0\u{1}tasks\0\u{3}idempotency_key\0\u{1}trigger\0\u{1}cost\0\u{3}cost_breakdown\0\u{3}trace_id\0\u{3}trigger_id\0\u{3}scheduled_time\0")
 
   fileprivate class _StorageClass {
     var _executionID: String = String()
@@ -574,6 +590,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
     var _cost: Double = 0
     var _costBreakdown: Weft_V1_ExecutionCost? = nil
     var _traceID: String = String()
+    var _triggerID: String = String()
+    var _scheduledTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -600,6 +618,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
       _cost = source._cost
       _costBreakdown = source._costBreakdown
       _traceID = source._traceID
+      _triggerID = source._triggerID
+      _scheduledTime = source._scheduledTime
     }
   }
 
@@ -634,6 +654,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
         case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._cost) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._costBreakdown) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._traceID) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._triggerID) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._scheduledTime) }()
         default: break
         }
       }
@@ -694,6 +716,12 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
       if !_storage._traceID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._traceID, fieldNumber: 16)
       }
+      if !_storage._triggerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._triggerID, fieldNumber: 17)
+      }
+      try { if let v = _storage._scheduledTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -719,6 +747,8 @@ nonisolated extension Weft_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._cost != rhs_storage._cost {return false}
         if _storage._costBreakdown != rhs_storage._costBreakdown {return false}
         if _storage._traceID != rhs_storage._traceID {return false}
+        if _storage._triggerID != rhs_storage._triggerID {return false}
+        if _storage._scheduledTime != rhs_storage._scheduledTime {return false}
         return true
       }
       if !storagesAreEqual {return false}

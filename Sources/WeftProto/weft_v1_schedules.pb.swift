@@ -8,10 +8,13 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Cron schedules that execute a workflow.
+/// Cron schedules that execute a workflow, and backfills over past ranges.
 ///
 /// REST: POST|GET /workflows/{workflowId}/schedules,
-/// DELETE /workflows/{workflowId}/schedules/{scheduleId}.
+/// GET|PUT|DELETE /workflows/{workflowId}/schedules/{scheduleId},
+/// POST …/{scheduleId}/pause, …/{scheduleId}/resume, POST /schedules/preview,
+/// POST|GET …/{scheduleId}/backfills, GET …/backfills/{backfillId},
+/// POST …/backfills/{backfillId}/cancel. See docs/SCHEDULES.md.
 
 import SwiftProtobuf
 
@@ -25,57 +28,205 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated struct Weft_V1_Schedule: Sendable {
+public nonisolated struct Weft_V1_Schedule: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var workflowID: String = String()
+  public var workflowID: String {
+    get {_storage._workflowID}
+    set {_uniqueStorage()._workflowID = newValue}
+  }
 
-  /// Five-field cron expression, e.g. "0 0 * * *".
-  public var cron: String = String()
+  /// Cron expression: five fields (minute hour day-of-month month
+  /// day-of-week), six with a leading seconds field, or a macro (@daily).
+  public var cron: String {
+    get {_storage._cron}
+    set {_uniqueStorage()._cron = newValue}
+  }
 
   /// IANA time zone name, e.g. "UTC" or "Europe/Berlin".
-  public var timezone: String = String()
+  public var timezone: String {
+    get {_storage._timezone}
+    set {_uniqueStorage()._timezone = newValue}
+  }
 
+  /// The input of every execution it starts ("scheduledTime" is added).
   public var input: SwiftProtobuf.Google_Protobuf_Struct {
-    get {_input ?? SwiftProtobuf.Google_Protobuf_Struct()}
-    set {_input = newValue}
+    get {_storage._input ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_uniqueStorage()._input = newValue}
   }
   /// Returns true if `input` has been explicitly set.
-  public var hasInput: Bool {self._input != nil}
+  public var hasInput: Bool {_storage._input != nil}
   /// Clears the value of `input`. Subsequent reads from it will return its default value.
-  public mutating func clearInput() {self._input = nil}
+  public mutating func clearInput() {_uniqueStorage()._input = nil}
 
-  public var paused: Bool = false
+  public var paused: Bool {
+    get {_storage._paused}
+    set {_uniqueStorage()._paused = newValue}
+  }
 
+  /// The next tick (before jitter); absent when paused or past end_at.
   public var nextRunAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_nextRunAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_nextRunAt = newValue}
+    get {_storage._nextRunAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._nextRunAt = newValue}
   }
   /// Returns true if `nextRunAt` has been explicitly set.
-  public var hasNextRunAt: Bool {self._nextRunAt != nil}
+  public var hasNextRunAt: Bool {_storage._nextRunAt != nil}
   /// Clears the value of `nextRunAt`. Subsequent reads from it will return its default value.
-  public mutating func clearNextRunAt() {self._nextRunAt = nil}
+  public mutating func clearNextRunAt() {_uniqueStorage()._nextRunAt = nil}
 
   public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_createdAt = newValue}
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
   }
   /// Returns true if `createdAt` has been explicitly set.
-  public var hasCreatedAt: Bool {self._createdAt != nil}
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
   /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
-  public mutating func clearCreatedAt() {self._createdAt = nil}
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
+
+  /// No tick before start_at or after end_at.
+  public var startAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._startAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._startAt = newValue}
+  }
+  /// Returns true if `startAt` has been explicitly set.
+  public var hasStartAt: Bool {_storage._startAt != nil}
+  /// Clears the value of `startAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartAt() {_uniqueStorage()._startAt = nil}
+
+  public var endAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._endAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._endAt = newValue}
+  }
+  /// Returns true if `endAt` has been explicitly set.
+  public var hasEndAt: Bool {_storage._endAt != nil}
+  /// Clears the value of `endAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEndAt() {_uniqueStorage()._endAt = nil}
+
+  /// Each tick fires up to this much later (the same delay for a tick every time).
+  public var jitter: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._jitter ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._jitter = newValue}
+  }
+  /// Returns true if `jitter` has been explicitly set.
+  public var hasJitter: Bool {_storage._jitter != nil}
+  /// Clears the value of `jitter`. Subsequent reads from it will return its default value.
+  public mutating func clearJitter() {_uniqueStorage()._jitter = nil}
+
+  /// "skip" (default), "allow", "buffer_one", "cancel_other", "terminate_other".
+  public var overlapPolicy: String {
+    get {_storage._overlapPolicy}
+    set {_uniqueStorage()._overlapPolicy = newValue}
+  }
+
+  /// After downtime: "skip", "run_once" (default), "run_all".
+  public var catchupPolicy: String {
+    get {_storage._catchupPolicy}
+    set {_uniqueStorage()._catchupPolicy = newValue}
+  }
+
+  /// run_all: missed ticks older than this are not run (default 1h).
+  public var catchupWindow: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._catchupWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._catchupWindow = newValue}
+  }
+  /// Returns true if `catchupWindow` has been explicitly set.
+  public var hasCatchupWindow: Bool {_storage._catchupWindow != nil}
+  /// Clears the value of `catchupWindow`. Subsequent reads from it will return its default value.
+  public mutating func clearCatchupWindow() {_uniqueStorage()._catchupWindow = nil}
+
+  /// The tick time of the last execution it started.
+  public var lastFireAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._lastFireAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastFireAt = newValue}
+  }
+  /// Returns true if `lastFireAt` has been explicitly set.
+  public var hasLastFireAt: Bool {_storage._lastFireAt != nil}
+  /// Clears the value of `lastFireAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastFireAt() {_uniqueStorage()._lastFireAt = nil}
+
+  public var lastExecutionID: String {
+    get {_storage._lastExecutionID}
+    set {_uniqueStorage()._lastExecutionID = newValue}
+  }
+
+  /// The last execution's status ("Running", "Completed", ...), or
+  /// "Skipped" when the last tick was skipped.
+  public var lastOutcome: String {
+    get {_storage._lastOutcome}
+    set {_uniqueStorage()._lastOutcome = newValue}
+  }
+
+  public var firedCount: Int64 {
+    get {_storage._firedCount}
+    set {_uniqueStorage()._firedCount = newValue}
+  }
+
+  /// Ticks not run after downtime (catch-up policy).
+  public var missedCount: Int64 {
+    get {_storage._missedCount}
+    set {_uniqueStorage()._missedCount = newValue}
+  }
+
+  /// Ticks skipped (overlap, quota, concurrency limit).
+  public var skippedCount: Int64 {
+    get {_storage._skippedCount}
+    set {_uniqueStorage()._skippedCount = newValue}
+  }
+
+  /// Why the last skipped tick was skipped.
+  public var lastSkipReason: String {
+    get {_storage._lastSkipReason}
+    set {_uniqueStorage()._lastSkipReason = newValue}
+  }
+
+  /// The next five ticks (as next_run_at).
+  public var nextRunTimes: [SwiftProtobuf.Google_Protobuf_Timestamp] {
+    get {_storage._nextRunTimes}
+    set {_uniqueStorage()._nextRunTimes = newValue}
+  }
+
+  /// buffer_one: a tick waits for the running execution to end.
+  public var buffered: Bool {
+    get {_storage._buffered}
+    set {_uniqueStorage()._buffered = newValue}
+  }
+
+  public var pausedNote: String {
+    get {_storage._pausedNote}
+    set {_uniqueStorage()._pausedNote = newValue}
+  }
+
+  public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updatedAt = newValue}
+  }
+  /// Returns true if `updatedAt` has been explicitly set.
+  public var hasUpdatedAt: Bool {_storage._updatedAt != nil}
+  /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedAt() {_uniqueStorage()._updatedAt = nil}
+
+  public var createdBy: String {
+    get {_storage._createdBy}
+    set {_uniqueStorage()._createdBy = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
-  fileprivate var _nextRunAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Weft_V1_CreateScheduleRequest: Sendable {
@@ -98,11 +249,59 @@ public nonisolated struct Weft_V1_CreateScheduleRequest: Sendable {
   /// Clears the value of `input`. Subsequent reads from it will return its default value.
   public mutating func clearInput() {self._input = nil}
 
+  public var description_p: String = String()
+
+  public var startAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startAt = newValue}
+  }
+  /// Returns true if `startAt` has been explicitly set.
+  public var hasStartAt: Bool {self._startAt != nil}
+  /// Clears the value of `startAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartAt() {self._startAt = nil}
+
+  public var endAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_endAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_endAt = newValue}
+  }
+  /// Returns true if `endAt` has been explicitly set.
+  public var hasEndAt: Bool {self._endAt != nil}
+  /// Clears the value of `endAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEndAt() {self._endAt = nil}
+
+  public var jitter: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_jitter ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_jitter = newValue}
+  }
+  /// Returns true if `jitter` has been explicitly set.
+  public var hasJitter: Bool {self._jitter != nil}
+  /// Clears the value of `jitter`. Subsequent reads from it will return its default value.
+  public mutating func clearJitter() {self._jitter = nil}
+
+  public var overlapPolicy: String = String()
+
+  public var catchupPolicy: String = String()
+
+  public var catchupWindow: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_catchupWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_catchupWindow = newValue}
+  }
+  /// Returns true if `catchupWindow` has been explicitly set.
+  public var hasCatchupWindow: Bool {self._catchupWindow != nil}
+  /// Clears the value of `catchupWindow`. Subsequent reads from it will return its default value.
+  public mutating func clearCatchupWindow() {self._catchupWindow = nil}
+
+  public var paused: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _startAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _endAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _jitter: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _catchupWindow: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
 public nonisolated struct Weft_V1_ListSchedulesRequest: Sendable {
@@ -159,74 +358,661 @@ public nonisolated struct Weft_V1_DeleteScheduleResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Weft_V1_GetScheduleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Replaces the schedule's settings (every field as in a create).
+public nonisolated struct Weft_V1_UpdateScheduleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var cron: String = String()
+
+  public var timezone: String = String()
+
+  public var input: SwiftProtobuf.Google_Protobuf_Struct {
+    get {_input ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_input = newValue}
+  }
+  /// Returns true if `input` has been explicitly set.
+  public var hasInput: Bool {self._input != nil}
+  /// Clears the value of `input`. Subsequent reads from it will return its default value.
+  public mutating func clearInput() {self._input = nil}
+
+  public var description_p: String = String()
+
+  public var startAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startAt = newValue}
+  }
+  /// Returns true if `startAt` has been explicitly set.
+  public var hasStartAt: Bool {self._startAt != nil}
+  /// Clears the value of `startAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartAt() {self._startAt = nil}
+
+  public var endAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_endAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_endAt = newValue}
+  }
+  /// Returns true if `endAt` has been explicitly set.
+  public var hasEndAt: Bool {self._endAt != nil}
+  /// Clears the value of `endAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEndAt() {self._endAt = nil}
+
+  public var jitter: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_jitter ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_jitter = newValue}
+  }
+  /// Returns true if `jitter` has been explicitly set.
+  public var hasJitter: Bool {self._jitter != nil}
+  /// Clears the value of `jitter`. Subsequent reads from it will return its default value.
+  public mutating func clearJitter() {self._jitter = nil}
+
+  public var overlapPolicy: String = String()
+
+  public var catchupPolicy: String = String()
+
+  public var catchupWindow: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_catchupWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_catchupWindow = newValue}
+  }
+  /// Returns true if `catchupWindow` has been explicitly set.
+  public var hasCatchupWindow: Bool {self._catchupWindow != nil}
+  /// Clears the value of `catchupWindow`. Subsequent reads from it will return its default value.
+  public mutating func clearCatchupWindow() {self._catchupWindow = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _startAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _endAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _jitter: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _catchupWindow: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+public nonisolated struct Weft_V1_PauseScheduleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_ResumeScheduleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_PreviewScheduleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cron: String = String()
+
+  public var timezone: String = String()
+
+  /// How many fire times (default 5, at most 100).
+  public var count: Int32 = 0
+
+  /// Fire times after this instant (default now).
+  public var after: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_after ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_after = newValue}
+  }
+  /// Returns true if `after` has been explicitly set.
+  public var hasAfter: Bool {self._after != nil}
+  /// Clears the value of `after`. Subsequent reads from it will return its default value.
+  public mutating func clearAfter() {self._after = nil}
+
+  public var startAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startAt = newValue}
+  }
+  /// Returns true if `startAt` has been explicitly set.
+  public var hasStartAt: Bool {self._startAt != nil}
+  /// Clears the value of `startAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartAt() {self._startAt = nil}
+
+  public var endAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_endAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_endAt = newValue}
+  }
+  /// Returns true if `endAt` has been explicitly set.
+  public var hasEndAt: Bool {self._endAt != nil}
+  /// Clears the value of `endAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEndAt() {self._endAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _after: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _startAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _endAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_PreviewScheduleResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var times: [SwiftProtobuf.Google_Protobuf_Timestamp] = []
+
+  /// The same instants as local times of the time zone (RFC 3339 with offset).
+  public var localTimes: [String] = []
+
+  /// The expression in its normalized six-field form.
+  public var normalized: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_Backfill: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var scheduleID: String {
+    get {_storage._scheduleID}
+    set {_uniqueStorage()._scheduleID = newValue}
+  }
+
+  public var workflowID: String {
+    get {_storage._workflowID}
+    set {_uniqueStorage()._workflowID = newValue}
+  }
+
+  public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._startTime = newValue}
+  }
+  /// Returns true if `startTime` has been explicitly set.
+  public var hasStartTime: Bool {_storage._startTime != nil}
+  /// Clears the value of `startTime`. Subsequent reads from it will return its default value.
+  public mutating func clearStartTime() {_uniqueStorage()._startTime = nil}
+
+  public var endTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._endTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._endTime = newValue}
+  }
+  /// Returns true if `endTime` has been explicitly set.
+  public var hasEndTime: Bool {_storage._endTime != nil}
+  /// Clears the value of `endTime`. Subsequent reads from it will return its default value.
+  public mutating func clearEndTime() {_uniqueStorage()._endTime = nil}
+
+  public var maxConcurrent: Int32 {
+    get {_storage._maxConcurrent}
+    set {_uniqueStorage()._maxConcurrent = newValue}
+  }
+
+  /// "Running", "Completed", "Cancelled", "Failed".
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var ticksTotal: Int64 {
+    get {_storage._ticksTotal}
+    set {_uniqueStorage()._ticksTotal = newValue}
+  }
+
+  /// Ticks handled so far (started, or found already run).
+  public var ticksDone: Int64 {
+    get {_storage._ticksDone}
+    set {_uniqueStorage()._ticksDone = newValue}
+  }
+
+  /// Ticks that already had an execution (a live tick or an earlier backfill).
+  public var ticksExisting: Int64 {
+    get {_storage._ticksExisting}
+    set {_uniqueStorage()._ticksExisting = newValue}
+  }
+
+  public var executionsCompleted: Int64 {
+    get {_storage._executionsCompleted}
+    set {_uniqueStorage()._executionsCompleted = newValue}
+  }
+
+  public var executionsFailed: Int64 {
+    get {_storage._executionsFailed}
+    set {_uniqueStorage()._executionsFailed = newValue}
+  }
+
+  public var lastTick: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._lastTick ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastTick = newValue}
+  }
+  /// Returns true if `lastTick` has been explicitly set.
+  public var hasLastTick: Bool {_storage._lastTick != nil}
+  /// Clears the value of `lastTick`. Subsequent reads from it will return its default value.
+  public mutating func clearLastTick() {_uniqueStorage()._lastTick = nil}
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {_storage._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {_uniqueStorage()._createdAt = nil}
+
+  public var finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._finishedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._finishedAt = newValue}
+  }
+  /// Returns true if `finishedAt` has been explicitly set.
+  public var hasFinishedAt: Bool {_storage._finishedAt != nil}
+  /// Clears the value of `finishedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishedAt() {_uniqueStorage()._finishedAt = nil}
+
+  public var createdBy: String {
+    get {_storage._createdBy}
+    set {_uniqueStorage()._createdBy = newValue}
+  }
+
+  public var error: String {
+    get {_storage._error}
+    set {_uniqueStorage()._error = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Weft_V1_BackfillScheduleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  /// Ticks in [start_time, end_time) are run.
+  public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startTime = newValue}
+  }
+  /// Returns true if `startTime` has been explicitly set.
+  public var hasStartTime: Bool {self._startTime != nil}
+  /// Clears the value of `startTime`. Subsequent reads from it will return its default value.
+  public mutating func clearStartTime() {self._startTime = nil}
+
+  public var endTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_endTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_endTime = newValue}
+  }
+  /// Returns true if `endTime` has been explicitly set.
+  public var hasEndTime: Bool {self._endTime != nil}
+  /// Clears the value of `endTime`. Subsequent reads from it will return its default value.
+  public mutating func clearEndTime() {self._endTime = nil}
+
+  /// Executions of the backfill running at once (default 1, at most 64).
+  public var maxConcurrent: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _endTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_ListBackfillsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_ListBackfillsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var backfills: [Weft_V1_Backfill] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_GetBackfillRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var backfillID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_CancelBackfillRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var scheduleID: String = String()
+
+  public var backfillID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Schedule"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{1}cron\0\u{1}timezone\0\u{1}input\0\u{1}paused\0\u{3}next_run_at\0\u{3}created_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{1}cron\0\u{1}timezone\0\u{1}input\0\u{1}paused\0\u{3}next_run_at\0\u{3}created_at\0\u{1}description\0\u{3}start_at\0\u{3}end_at\0\u{1}jitter\0\u{3}overlap_policy\0\u{3}catchup_policy\0\u{3}catchup_window\0\u{3}last_fire_at\0\u{3}last_execution_id\0\u{3}last_outcome\0\u{3}fired_count\0\u{3}missed_count\0\u{3}skipped_count\0\u{3}last_skip_reason\0\u{3}next_run_times\0\u{1}buffered\0\u{3}paused_note\0\u{3}updated_at\0\u{3}created_by\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _workflowID: String = String()
+    var _cron: String = String()
+    var _timezone: String = String()
+    var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+    var _paused: Bool = false
+    var _nextRunAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _description_p: String = String()
+    var _startAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _endAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _jitter: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _overlapPolicy: String = String()
+    var _catchupPolicy: String = String()
+    var _catchupWindow: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _lastFireAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _lastExecutionID: String = String()
+    var _lastOutcome: String = String()
+    var _firedCount: Int64 = 0
+    var _missedCount: Int64 = 0
+    var _skippedCount: Int64 = 0
+    var _lastSkipReason: String = String()
+    var _nextRunTimes: [SwiftProtobuf.Google_Protobuf_Timestamp] = []
+    var _buffered: Bool = false
+    var _pausedNote: String = String()
+    var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _createdBy: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _workflowID = source._workflowID
+      _cron = source._cron
+      _timezone = source._timezone
+      _input = source._input
+      _paused = source._paused
+      _nextRunAt = source._nextRunAt
+      _createdAt = source._createdAt
+      _description_p = source._description_p
+      _startAt = source._startAt
+      _endAt = source._endAt
+      _jitter = source._jitter
+      _overlapPolicy = source._overlapPolicy
+      _catchupPolicy = source._catchupPolicy
+      _catchupWindow = source._catchupWindow
+      _lastFireAt = source._lastFireAt
+      _lastExecutionID = source._lastExecutionID
+      _lastOutcome = source._lastOutcome
+      _firedCount = source._firedCount
+      _missedCount = source._missedCount
+      _skippedCount = source._skippedCount
+      _lastSkipReason = source._lastSkipReason
+      _nextRunTimes = source._nextRunTimes
+      _buffered = source._buffered
+      _pausedNote = source._pausedNote
+      _updatedAt = source._updatedAt
+      _createdBy = source._createdBy
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.cron) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.timezone) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._input) }()
-      case 6: try { try decoder.decodeSingularBoolField(value: &self.paused) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._nextRunAt) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._workflowID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._cron) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._timezone) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._input) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._paused) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._nextRunAt) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._startAt) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._endAt) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._jitter) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._overlapPolicy) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._catchupPolicy) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._catchupWindow) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._lastFireAt) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._lastExecutionID) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._lastOutcome) }()
+        case 19: try { try decoder.decodeSingularInt64Field(value: &_storage._firedCount) }()
+        case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._missedCount) }()
+        case 21: try { try decoder.decodeSingularInt64Field(value: &_storage._skippedCount) }()
+        case 22: try { try decoder.decodeSingularStringField(value: &_storage._lastSkipReason) }()
+        case 23: try { try decoder.decodeRepeatedMessageField(value: &_storage._nextRunTimes) }()
+        case 24: try { try decoder.decodeSingularBoolField(value: &_storage._buffered) }()
+        case 25: try { try decoder.decodeSingularStringField(value: &_storage._pausedNote) }()
+        case 26: try { try decoder.decodeSingularMessageField(value: &_storage._updatedAt) }()
+        case 27: try { try decoder.decodeSingularStringField(value: &_storage._createdBy) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._workflowID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workflowID, fieldNumber: 2)
+      }
+      if !_storage._cron.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cron, fieldNumber: 3)
+      }
+      if !_storage._timezone.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._timezone, fieldNumber: 4)
+      }
+      try { if let v = _storage._input {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if _storage._paused != false {
+        try visitor.visitSingularBoolField(value: _storage._paused, fieldNumber: 6)
+      }
+      try { if let v = _storage._nextRunAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 9)
+      }
+      try { if let v = _storage._startAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._endAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._jitter {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      if !_storage._overlapPolicy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._overlapPolicy, fieldNumber: 13)
+      }
+      if !_storage._catchupPolicy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._catchupPolicy, fieldNumber: 14)
+      }
+      try { if let v = _storage._catchupWindow {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      try { if let v = _storage._lastFireAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+      if !_storage._lastExecutionID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastExecutionID, fieldNumber: 17)
+      }
+      if !_storage._lastOutcome.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastOutcome, fieldNumber: 18)
+      }
+      if _storage._firedCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._firedCount, fieldNumber: 19)
+      }
+      if _storage._missedCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._missedCount, fieldNumber: 20)
+      }
+      if _storage._skippedCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._skippedCount, fieldNumber: 21)
+      }
+      if !_storage._lastSkipReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastSkipReason, fieldNumber: 22)
+      }
+      if !_storage._nextRunTimes.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._nextRunTimes, fieldNumber: 23)
+      }
+      if _storage._buffered != false {
+        try visitor.visitSingularBoolField(value: _storage._buffered, fieldNumber: 24)
+      }
+      if !_storage._pausedNote.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._pausedNote, fieldNumber: 25)
+      }
+      try { if let v = _storage._updatedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      } }()
+      if !_storage._createdBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._createdBy, fieldNumber: 27)
+      }
     }
-    if !self.workflowID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 2)
-    }
-    if !self.cron.isEmpty {
-      try visitor.visitSingularStringField(value: self.cron, fieldNumber: 3)
-    }
-    if !self.timezone.isEmpty {
-      try visitor.visitSingularStringField(value: self.timezone, fieldNumber: 4)
-    }
-    try { if let v = self._input {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    if self.paused != false {
-      try visitor.visitSingularBoolField(value: self.paused, fieldNumber: 6)
-    }
-    try { if let v = self._nextRunAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    } }()
-    try { if let v = self._createdAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Weft_V1_Schedule, rhs: Weft_V1_Schedule) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.workflowID != rhs.workflowID {return false}
-    if lhs.cron != rhs.cron {return false}
-    if lhs.timezone != rhs.timezone {return false}
-    if lhs._input != rhs._input {return false}
-    if lhs.paused != rhs.paused {return false}
-    if lhs._nextRunAt != rhs._nextRunAt {return false}
-    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._workflowID != rhs_storage._workflowID {return false}
+        if _storage._cron != rhs_storage._cron {return false}
+        if _storage._timezone != rhs_storage._timezone {return false}
+        if _storage._input != rhs_storage._input {return false}
+        if _storage._paused != rhs_storage._paused {return false}
+        if _storage._nextRunAt != rhs_storage._nextRunAt {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._startAt != rhs_storage._startAt {return false}
+        if _storage._endAt != rhs_storage._endAt {return false}
+        if _storage._jitter != rhs_storage._jitter {return false}
+        if _storage._overlapPolicy != rhs_storage._overlapPolicy {return false}
+        if _storage._catchupPolicy != rhs_storage._catchupPolicy {return false}
+        if _storage._catchupWindow != rhs_storage._catchupWindow {return false}
+        if _storage._lastFireAt != rhs_storage._lastFireAt {return false}
+        if _storage._lastExecutionID != rhs_storage._lastExecutionID {return false}
+        if _storage._lastOutcome != rhs_storage._lastOutcome {return false}
+        if _storage._firedCount != rhs_storage._firedCount {return false}
+        if _storage._missedCount != rhs_storage._missedCount {return false}
+        if _storage._skippedCount != rhs_storage._skippedCount {return false}
+        if _storage._lastSkipReason != rhs_storage._lastSkipReason {return false}
+        if _storage._nextRunTimes != rhs_storage._nextRunTimes {return false}
+        if _storage._buffered != rhs_storage._buffered {return false}
+        if _storage._pausedNote != rhs_storage._pausedNote {return false}
+        if _storage._updatedAt != rhs_storage._updatedAt {return false}
+        if _storage._createdBy != rhs_storage._createdBy {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -234,7 +1020,7 @@ nonisolated extension Weft_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Weft_V1_CreateScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateScheduleRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}cron\0\u{1}timezone\0\u{1}input\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}cron\0\u{1}timezone\0\u{1}input\0\u{1}description\0\u{3}start_at\0\u{3}end_at\0\u{1}jitter\0\u{3}overlap_policy\0\u{3}catchup_policy\0\u{3}catchup_window\0\u{1}paused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -246,6 +1032,14 @@ nonisolated extension Weft_V1_CreateScheduleRequest: SwiftProtobuf.Message, Swif
       case 2: try { try decoder.decodeSingularStringField(value: &self.cron) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.timezone) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._input) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._startAt) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._endAt) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._jitter) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.overlapPolicy) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.catchupPolicy) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._catchupWindow) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.paused) }()
       default: break
       }
     }
@@ -268,6 +1062,30 @@ nonisolated extension Weft_V1_CreateScheduleRequest: SwiftProtobuf.Message, Swif
     try { if let v = self._input {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 5)
+    }
+    try { if let v = self._startAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._endAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._jitter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.overlapPolicy.isEmpty {
+      try visitor.visitSingularStringField(value: self.overlapPolicy, fieldNumber: 9)
+    }
+    if !self.catchupPolicy.isEmpty {
+      try visitor.visitSingularStringField(value: self.catchupPolicy, fieldNumber: 10)
+    }
+    try { if let v = self._catchupWindow {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if self.paused != false {
+      try visitor.visitSingularBoolField(value: self.paused, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -276,6 +1094,14 @@ nonisolated extension Weft_V1_CreateScheduleRequest: SwiftProtobuf.Message, Swif
     if lhs.cron != rhs.cron {return false}
     if lhs.timezone != rhs.timezone {return false}
     if lhs._input != rhs._input {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs._startAt != rhs._startAt {return false}
+    if lhs._endAt != rhs._endAt {return false}
+    if lhs._jitter != rhs._jitter {return false}
+    if lhs.overlapPolicy != rhs.overlapPolicy {return false}
+    if lhs.catchupPolicy != rhs.catchupPolicy {return false}
+    if lhs._catchupWindow != rhs._catchupWindow {return false}
+    if lhs.paused != rhs.paused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -405,6 +1231,685 @@ nonisolated extension Weft_V1_DeleteScheduleResponse: SwiftProtobuf.Message, Swi
   }
 
   public static func ==(lhs: Weft_V1_DeleteScheduleResponse, rhs: Weft_V1_DeleteScheduleResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_GetScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetScheduleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetScheduleRequest, rhs: Weft_V1_GetScheduleRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_UpdateScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateScheduleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0\u{1}cron\0\u{1}timezone\0\u{1}input\0\u{1}description\0\u{3}start_at\0\u{3}end_at\0\u{1}jitter\0\u{3}overlap_policy\0\u{3}catchup_policy\0\u{3}catchup_window\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.cron) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.timezone) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._input) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._startAt) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._endAt) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._jitter) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.overlapPolicy) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.catchupPolicy) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._catchupWindow) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    if !self.cron.isEmpty {
+      try visitor.visitSingularStringField(value: self.cron, fieldNumber: 3)
+    }
+    if !self.timezone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timezone, fieldNumber: 4)
+    }
+    try { if let v = self._input {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 6)
+    }
+    try { if let v = self._startAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._endAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._jitter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    if !self.overlapPolicy.isEmpty {
+      try visitor.visitSingularStringField(value: self.overlapPolicy, fieldNumber: 10)
+    }
+    if !self.catchupPolicy.isEmpty {
+      try visitor.visitSingularStringField(value: self.catchupPolicy, fieldNumber: 11)
+    }
+    try { if let v = self._catchupWindow {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_UpdateScheduleRequest, rhs: Weft_V1_UpdateScheduleRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.cron != rhs.cron {return false}
+    if lhs.timezone != rhs.timezone {return false}
+    if lhs._input != rhs._input {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs._startAt != rhs._startAt {return false}
+    if lhs._endAt != rhs._endAt {return false}
+    if lhs._jitter != rhs._jitter {return false}
+    if lhs.overlapPolicy != rhs.overlapPolicy {return false}
+    if lhs.catchupPolicy != rhs.catchupPolicy {return false}
+    if lhs._catchupWindow != rhs._catchupWindow {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_PauseScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PauseScheduleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_PauseScheduleRequest, rhs: Weft_V1_PauseScheduleRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ResumeScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResumeScheduleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ResumeScheduleRequest, rhs: Weft_V1_ResumeScheduleRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_PreviewScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PreviewScheduleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cron\0\u{1}timezone\0\u{1}count\0\u{1}after\0\u{3}start_at\0\u{3}end_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cron) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.timezone) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.count) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._after) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._startAt) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._endAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.cron.isEmpty {
+      try visitor.visitSingularStringField(value: self.cron, fieldNumber: 1)
+    }
+    if !self.timezone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timezone, fieldNumber: 2)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularInt32Field(value: self.count, fieldNumber: 3)
+    }
+    try { if let v = self._after {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._startAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._endAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_PreviewScheduleRequest, rhs: Weft_V1_PreviewScheduleRequest) -> Bool {
+    if lhs.cron != rhs.cron {return false}
+    if lhs.timezone != rhs.timezone {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs._after != rhs._after {return false}
+    if lhs._startAt != rhs._startAt {return false}
+    if lhs._endAt != rhs._endAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_PreviewScheduleResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PreviewScheduleResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}times\0\u{3}local_times\0\u{1}normalized\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.times) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.localTimes) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.normalized) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.times.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.times, fieldNumber: 1)
+    }
+    if !self.localTimes.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.localTimes, fieldNumber: 2)
+    }
+    if !self.normalized.isEmpty {
+      try visitor.visitSingularStringField(value: self.normalized, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_PreviewScheduleResponse, rhs: Weft_V1_PreviewScheduleResponse) -> Bool {
+    if lhs.times != rhs.times {return false}
+    if lhs.localTimes != rhs.localTimes {return false}
+    if lhs.normalized != rhs.normalized {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_Backfill: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Backfill"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}schedule_id\0\u{3}workflow_id\0\u{3}start_time\0\u{3}end_time\0\u{3}max_concurrent\0\u{1}status\0\u{3}ticks_total\0\u{3}ticks_done\0\u{3}ticks_existing\0\u{3}executions_completed\0\u{3}executions_failed\0\u{3}last_tick\0\u{3}created_at\0\u{3}finished_at\0\u{3}created_by\0\u{1}error\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _scheduleID: String = String()
+    var _workflowID: String = String()
+    var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _endTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _maxConcurrent: Int32 = 0
+    var _status: String = String()
+    var _ticksTotal: Int64 = 0
+    var _ticksDone: Int64 = 0
+    var _ticksExisting: Int64 = 0
+    var _executionsCompleted: Int64 = 0
+    var _executionsFailed: Int64 = 0
+    var _lastTick: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _finishedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _createdBy: String = String()
+    var _error: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _scheduleID = source._scheduleID
+      _workflowID = source._workflowID
+      _startTime = source._startTime
+      _endTime = source._endTime
+      _maxConcurrent = source._maxConcurrent
+      _status = source._status
+      _ticksTotal = source._ticksTotal
+      _ticksDone = source._ticksDone
+      _ticksExisting = source._ticksExisting
+      _executionsCompleted = source._executionsCompleted
+      _executionsFailed = source._executionsFailed
+      _lastTick = source._lastTick
+      _createdAt = source._createdAt
+      _finishedAt = source._finishedAt
+      _createdBy = source._createdBy
+      _error = source._error
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._scheduleID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._workflowID) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._startTime) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._endTime) }()
+        case 6: try { try decoder.decodeSingularInt32Field(value: &_storage._maxConcurrent) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._ticksTotal) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._ticksDone) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._ticksExisting) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._executionsCompleted) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._executionsFailed) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._lastTick) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._createdAt) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._finishedAt) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._createdBy) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._scheduleID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._scheduleID, fieldNumber: 2)
+      }
+      if !_storage._workflowID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workflowID, fieldNumber: 3)
+      }
+      try { if let v = _storage._startTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._endTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if _storage._maxConcurrent != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._maxConcurrent, fieldNumber: 6)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 7)
+      }
+      if _storage._ticksTotal != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ticksTotal, fieldNumber: 8)
+      }
+      if _storage._ticksDone != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ticksDone, fieldNumber: 9)
+      }
+      if _storage._ticksExisting != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ticksExisting, fieldNumber: 10)
+      }
+      if _storage._executionsCompleted != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._executionsCompleted, fieldNumber: 11)
+      }
+      if _storage._executionsFailed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._executionsFailed, fieldNumber: 12)
+      }
+      try { if let v = _storage._lastTick {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._createdAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._finishedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      if !_storage._createdBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._createdBy, fieldNumber: 16)
+      }
+      if !_storage._error.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._error, fieldNumber: 17)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_Backfill, rhs: Weft_V1_Backfill) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._scheduleID != rhs_storage._scheduleID {return false}
+        if _storage._workflowID != rhs_storage._workflowID {return false}
+        if _storage._startTime != rhs_storage._startTime {return false}
+        if _storage._endTime != rhs_storage._endTime {return false}
+        if _storage._maxConcurrent != rhs_storage._maxConcurrent {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._ticksTotal != rhs_storage._ticksTotal {return false}
+        if _storage._ticksDone != rhs_storage._ticksDone {return false}
+        if _storage._ticksExisting != rhs_storage._ticksExisting {return false}
+        if _storage._executionsCompleted != rhs_storage._executionsCompleted {return false}
+        if _storage._executionsFailed != rhs_storage._executionsFailed {return false}
+        if _storage._lastTick != rhs_storage._lastTick {return false}
+        if _storage._createdAt != rhs_storage._createdAt {return false}
+        if _storage._finishedAt != rhs_storage._finishedAt {return false}
+        if _storage._createdBy != rhs_storage._createdBy {return false}
+        if _storage._error != rhs_storage._error {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_BackfillScheduleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BackfillScheduleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0\u{3}start_time\0\u{3}end_time\0\u{3}max_concurrent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._endTime) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.maxConcurrent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    try { if let v = self._startTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._endTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.maxConcurrent != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxConcurrent, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_BackfillScheduleRequest, rhs: Weft_V1_BackfillScheduleRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs._startTime != rhs._startTime {return false}
+    if lhs._endTime != rhs._endTime {return false}
+    if lhs.maxConcurrent != rhs.maxConcurrent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ListBackfillsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListBackfillsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ListBackfillsRequest, rhs: Weft_V1_ListBackfillsRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ListBackfillsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListBackfillsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}backfills\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.backfills) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.backfills.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.backfills, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ListBackfillsResponse, rhs: Weft_V1_ListBackfillsResponse) -> Bool {
+    if lhs.backfills != rhs.backfills {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_GetBackfillRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetBackfillRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0\u{3}backfill_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.backfillID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    if !self.backfillID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backfillID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetBackfillRequest, rhs: Weft_V1_GetBackfillRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.backfillID != rhs.backfillID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_CancelBackfillRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelBackfillRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}schedule_id\0\u{3}backfill_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scheduleID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.backfillID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.scheduleID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scheduleID, fieldNumber: 2)
+    }
+    if !self.backfillID.isEmpty {
+      try visitor.visitSingularStringField(value: self.backfillID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_CancelBackfillRequest, rhs: Weft_V1_CancelBackfillRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.scheduleID != rhs.scheduleID {return false}
+    if lhs.backfillID != rhs.backfillID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
