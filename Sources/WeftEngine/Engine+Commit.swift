@@ -41,7 +41,7 @@ extension Engine {
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date,
         start: (record: ExecutionRecord, create: Bool)? = nil, state given: ExecutionState? = nil,
         lease: CommitPlanner.LeaseOperation? = nil, taskLines: [LogRecord] = [],
-        cost attemptCost: ExecutionCost = ExecutionCost(), slot: Slot? = nil
+        cost attemptCost: ExecutionCost = ExecutionCost(), slot: Slot? = nil, alongside: [ExecutionTransition] = []
     ) async throws {
         guard !effects.isEmpty || start != nil || lease != nil else { return }
         if let given { cache[executionId] = given.machine.status == .running ? given : nil }
@@ -73,7 +73,7 @@ extension Engine {
         carryingOut += 1
         defer { carryOutEnded() }
         do {
-            try await commit(plan.transitions)
+            try await commit(alongside.isEmpty ? plan.transitions : plan.transitions + alongside)
         } catch {
             // Memory must not run ahead of the store: forget the execution so
             // the next event reloads it from what was actually committed.

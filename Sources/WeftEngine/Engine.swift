@@ -60,6 +60,8 @@ public actor Engine: Service {
     let workflows: any WorkflowStore
     let executions: any ExecutionStore
     let queue: any QueueStore
+    /// The durable queue (the scheduler leases its wake-ups from it).
+    public nonisolated var queueStore: any QueueStore { queue }
     let runners: [TaskType: any TaskRunner]
     let now: @Sendable () -> Date
     let leaseDuration: TimeInterval
@@ -225,6 +227,43 @@ public actor Engine: Service {
         _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: TriggerKind, actor: String?,
         timeoutMs: Int64? = nil, priority: Int = 0, maxRunning: Int = 0
     ) async throws -> ExecutionRecord {
+        try await start(
+            workflow, input: input, idempotencyKey: idempotencyKey, trigger: trigger, actor: actor, timeoutMs: timeoutMs,
+            priority: priority, maxRunning: maxRunning
+        ).record
+    }
+
+    /// What started an execution, beyond its kind.
+    public struct Origin: Sendable {
+        /// The new execution's id (nil: a new one), for callers that write
+        /// it in `alongside`.
+        public var executionId: String?
+        /// A schedule, webhook trigger or event id.
+        public var triggerId: String?
+        /// The schedule tick it runs for.
+        public var scheduledAt: Date?
+        /// Written in the unit that creates the execution (a schedule's
+        /// guarded advance): the execution and these commit together or not
+        /// at all. When the idempotency key names an earlier execution they
+        /// are not written (`created` is false).
+        public var alongside: [ExecutionTransition]
+
+        public init(
+            executionId: String? = nil, triggerId: String? = nil, scheduledAt: Date? = nil, alongside: [ExecutionTransition] = []
+        ) {
+            self.executionId = executionId
+            self.triggerId = triggerId
+            self.scheduledAt = scheduledAt
+            self.alongside = alongside
+        }
+    }
+
+    /// `execute`, telling whether the execution is new (`created`) or the
+    /// one an idempotency key named before.
+    public func start(
+        _ workflow: WorkflowRecord, input: JSONValue, idempotencyKey: String?, trigger: TriggerKind, actor: String?,
+        timeoutMs: Int64? = nil, priority: Int = 0, maxRunning: Int = 0, origin: Origin = Origin()
+    ) async throws -> (record: ExecutionRecord, created: Bool) {
         try requireRunning()
         let org = workflow.orgId
         if maxRunning > 0, running[org, default: 0] >= maxRunning { throw EngineError.tooManyRunning(limit: maxRunning) }
@@ -237,7 +276,7 @@ public actor Engine: Service {
         }
         let at = now()
         var record = ExecutionRecord(
-            executionId: IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
+            executionId: origin.executionId ?? IDGenerator.make(IDGenerator.execution, now: at), workflowId: workflow.id,
             workflowVersion: workflow.version, status: .pending, input: input, idempotencyKey: idempotencyKey,
             trigger: trigger, priority: priority, createdBy: actor, createdAt: at,
             tasks: workflow.tasks.map {
@@ -245,6 +284,8 @@ public actor Engine: Service {
                     taskExecutionId: IDGenerator.make(IDGenerator.taskExecution, now: at), taskId: $0.id, taskKey: $0.key,
                     status: .pending)
             })
+        record.triggerId = origin.triggerId
+        record.scheduledAt = origin.scheduledAt
         let id = record.executionId
         // Child of the request's span (the task-local context); a new trace
         // when no request started it; none under an untraced request.
@@ -265,12 +306,12 @@ public actor Engine: Service {
             do {
                 // The execution row, its start and its first queue items are
                 // one unit of a group commit.
-                try await carryOut(effects, executionId: id, at: at, start: (record, create: true))
+                try await carryOut(effects, executionId: id, at: at, start: (record, create: true), alongside: origin.alongside)
             } catch StoreError.alreadyExists {
                 // The idempotency key is taken: answer with that execution.
                 counted = false
                 spans.closeExecution(id)?.end()
-                return try await executions.createExecution(record).execution
+                return (try await executions.createExecution(record).execution, false)
             } catch {
                 counted = false
                 if let span = spans.closeExecution(id) {
@@ -289,7 +330,7 @@ public actor Engine: Service {
             var result = record
             result.status = cache[id]?.machine.status ?? machine.status
             result.startedAt = at
-            return result
+            return (result, true)
         }
     }
 

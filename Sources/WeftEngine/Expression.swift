@@ -227,10 +227,21 @@ extension Expression {
     public static let maxDepth = 64
 
     public static func parse(_ text: String) throws(ExpressionError) -> Expression {
+        try parse(text, inputName: "input")
+    }
+
+    /// An event trigger's filter: the event's payload is the input, named
+    /// `event`; there are no tasks and no secrets.
+    public static func parseEventFilter(_ text: String) throws(ExpressionError) -> Expression {
+        try parse(text, inputName: "event")
+    }
+
+    static func parse(_ text: String, inputName: String) throws(ExpressionError) -> Expression {
         guard text.count <= maxLength else {
             throw ExpressionError(message: "expression is longer than \(maxLength) characters", offset: maxLength)
         }
         var parser = ExpressionParser(text)
+        parser.inputName = inputName
         let expression = try parser.parseOr()
         parser.skipSpaces()
         guard parser.atEnd else { throw parser.error("unexpected \(parser.describeNext())") }
@@ -242,6 +253,10 @@ struct ExpressionParser {
     let chars: [Character]
     var index = 0
     var depth = 0
+
+    /// The name of the input root ("input"; "event" in event filters,
+    /// which have only that root).
+    var inputName = "input"
 
     init(_ text: String) { chars = Array(text) }
 
@@ -323,7 +338,10 @@ struct ExpressionParser {
             case "true": return .literal(.bool(true))
             case "false": return .literal(.bool(false))
             case "null": return .literal(.null)
-            case "input": return .path(.init(root: .input, components: try pathComponents()))
+            case inputName: return .path(.init(root: .input, components: try pathComponents()))
+            case _ where inputName != "input":
+                throw ExpressionError(
+                    message: "unknown name \"\(word)\" (paths start with \"\(inputName)\")", offset: start)
             case "secrets":
                 guard consume(".") else { throw error("expected \".\" after \"secrets\"") }
                 let name = identifier()

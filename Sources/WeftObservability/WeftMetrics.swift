@@ -126,6 +126,17 @@ public enum MetricNames {
     public static let passwordHashRejected = "weft_password_hash_rejected_total"
     public static let sessionsRevoked = "weft_sessions_revoked_total"
     public static let apiKeyCalls = "weft_api_key_calls_total"
+    // Schedules and triggers (docs/SCHEDULES.md).
+    public static let scheduleTicksFired = "weft_schedule_ticks_fired_total"
+    public static let scheduleTicksSkipped = "weft_schedule_ticks_skipped_total"
+    public static let scheduleTicksMissed = "weft_schedule_ticks_missed_total"
+    public static let scheduleFireLag = "weft_schedule_fire_lag_seconds"
+    public static let schedules = "weft_schedules"
+    public static let backfillTicks = "weft_schedule_backfill_ticks_total"
+    public static let backfillsRunning = "weft_schedule_backfills_running"
+    public static let webhookRequests = "weft_webhook_requests_total"
+    public static let eventsPublished = "weft_events_published_total"
+    public static let triggerExecutions = "weft_trigger_executions_total"
 }
 
 /// The tracing pipeline's own metrics: what the span exporter loses.

@@ -289,9 +289,17 @@ public struct TraceHeaders: Sendable, Hashable, CustomStringConvertible {
 public enum SpanNames {
     public static let execution = "weft.execution"
     public static let task = "weft.task"
+    public static let scheduleTick = "weft.schedule.tick"
+    public static let webhook = "weft.webhook"
+    public static let eventPublish = "weft.event.publish"
 }
 
 public enum SpanKeys {
+    public static let scheduleId = "weft.schedule.id"
+    public static let scheduleTick = "weft.schedule.tick"
+    public static let scheduleOutcome = "weft.schedule.outcome"
+    public static let triggerId = "weft.trigger.id"
+    public static let eventName = "weft.event.name"
     // OpenTelemetry semantic conventions.
     public static let rpcSystem = "rpc.system"
     public static let rpcService = "rpc.service"

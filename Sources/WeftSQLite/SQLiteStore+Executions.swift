@@ -29,14 +29,14 @@ extension SQLiteStore: ExecutionStore {
         try db.cachedStatement(sql: """
             INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
                 idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority,
-                trace_parent, trace_state)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                trace_parent, trace_state, trigger_id, scheduled_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 execution.executionId, execution.workflowId, execution.workflowVersion, execution.status.rawValue,
                 execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
                 execution.trigger.rawValue, execution.cost, execution.createdBy, StoreDate.text(execution.createdAt),
                 execution.startedAt.map(StoreDate.text), execution.completedAt.map(StoreDate.text), execution.priority,
-                execution.traceParent, execution.traceState,
+                execution.traceParent, execution.traceState, execution.triggerId, execution.scheduledAt.map(StoreDate.text),
             ])
         let insertTask = try db.cachedStatement(sql: """
             INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
@@ -174,6 +174,8 @@ extension SQLiteStore: ExecutionStore {
                         add.requests, add.requestsDollars, add.egressBytes, add.egressDollars, executionId,
                     ])
                 guard db.changesCount == 1 else { throw StoreError.notFound("execution \(executionId) not found") }
+            case .schedule(let update):
+                try applySchedule(db, update)
             }
         }
     }
@@ -253,7 +255,7 @@ extension SQLiteStore: ExecutionStore {
     }
 
     static func executionRecord(_ row: Row) throws -> ExecutionRecord {
-        try ExecutionRecord(
+        var record = try ExecutionRecord(
             executionId: row["execution_id"], workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
             status: stored(ExecutionStatus.self, row["status"]), input: (try? JSONValue(jsonText: row["input"])) ?? .emptyObject,
             output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
@@ -266,6 +268,9 @@ extension SQLiteStore: ExecutionStore {
             priority: row["priority"], createdBy: row["created_by"],
             createdAt: row["created_at"], startedAt: row["started_at"], completedAt: row["completed_at"],
             traceParent: row["trace_parent"], traceState: row["trace_state"])
+        record.triggerId = row["trigger_id"]
+        record.scheduledAt = row["scheduled_at"]
+        return record
     }
 
     /// A stored enum value; a value no version of Weft writes means the row

@@ -74,9 +74,9 @@ extension SQLiteStore: QueueStore {
             let nowText = StoreDate.text(now)
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT * FROM task_queue \(queue == "timers" ? "INDEXED BY task_queue_due" : "INDEXED BY task_queue_order")
+                    SELECT * FROM task_queue \(QueueItem.isDueOrdered(queue) ? "INDEXED BY task_queue_due" : "INDEXED BY task_queue_order")
                     WHERE queue = ? AND ready_at <= ? AND (lease_token IS NULL OR lease_expires_at <= ?)
-                    ORDER BY \(queue == "timers" ? "ready_at" : "priority DESC, execution_id, id") LIMIT ?
+                    ORDER BY \(QueueItem.isDueOrdered(queue) ? "ready_at" : "priority DESC, execution_id, id") LIMIT ?
                     """),
                 arguments: [queue, nowText, nowText, limit])
             return try Self.take(db, rows, worker: worker, now: now, duration: duration)

@@ -27,10 +27,13 @@ public struct WeftApplication: Sendable {
     let sessions: SessionBook
     let apiKeys: ApiKeyIndex
     let credentials: any CredentialStore
+    /// Fires schedule ticks and runs backfills (one of `services`).
+    public let scheduler: Scheduler
 
     public init(
         config: WeftServerConfig, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
-        organizations: any OrganizationStore, credentials: any CredentialStore, logs: any LogStore, engine: Engine,
+        organizations: any OrganizationStore, credentials: any CredentialStore, logs: any LogStore,
+        schedules: any ScheduleStore, engine: Engine,
         vault: SecretVault, keyring: SigningKeyring, metrics: WeftMetrics, logger: Logger,
         health: HealthStatusStore = HealthStatusStore()
     ) throws {
@@ -44,9 +47,15 @@ public struct WeftApplication: Sendable {
         let apiKeys = ApiKeyIndex()
         self.sessions = sessions
         self.apiKeys = apiKeys
+        let schedulerMetrics = SchedulerMetrics(metrics: metrics)
+        let scheduler = Scheduler(
+            schedules: schedules, workflows: workflows, executions: executions, queue: engine.queueStore, engine: engine,
+            admission: QuotaAdmission(quotas: quotas), metrics: schedulerMetrics, logger: logger)
+        self.scheduler = scheduler
         services = [
             TenancySampler(engine: engine, quotas: quotas, metrics: metrics),
             ApiKeyUsageWriter(index: apiKeys, store: credentials, logger: logger),
+            scheduler,
         ]
         let deps = APIDependencies(
             users: users,
@@ -63,7 +72,8 @@ public struct WeftApplication: Sendable {
             refreshLifetime: TimeInterval(config.auth.refreshLifetime.components.seconds),
             metrics: metrics, orgs: organizations, quotas: quotas,
             tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit,
-            streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser))
+            streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser), schedules: schedules, scheduler: scheduler,
+            schedulerMetrics: schedulerMetrics)
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()
@@ -174,7 +184,8 @@ public struct WeftApplication: Sendable {
     static func apiServices(_ deps: APIDependencies, apiKeys: ApiKeyIndex) -> [any RPCService] {
         [UserAPI(deps: deps), ApiKeyAPI(deps: deps, index: apiKeys), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
-         OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps)]
+         OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps),
+         ScheduleAPI(deps: deps), TriggerAPI(deps: deps), EventAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

@@ -81,7 +81,8 @@ public struct WeftServer: Sendable {
         let keyring = try SigningKeyring(dataDirectory: config.store.dataDirectory, secret: config.auth.secret)
         let app = try WeftApplication(
             config: config, users: store, workflows: store, executions: store, organizations: store, credentials: store,
-            logs: logStore, engine: engine, vault: vault, keyring: keyring, metrics: metrics, logger: logger, health: health)
+            logs: logStore, schedules: store, engine: engine, vault: vault, keyring: keyring, metrics: metrics, logger: logger,
+            health: health)
         try await app.loadCredentials()
         let environment = app.environment
         let tls: TLSContext?

@@ -11,6 +11,10 @@ public struct ExecutionRecord: Sendable, Hashable {
     public var error: String?
     public var idempotencyKey: String?
     public var trigger: TriggerKind
+    /// What started it: a schedule id, a webhook trigger id, "<event>/<event id>".
+    public var triggerId: String?
+    /// A schedule's tick (before jitter) this execution ran for.
+    public var scheduledAt: Date?
     /// Total cost in dollars (`costBreakdown.total`).
     public var cost: Double { costBreakdown.total }
     public var costBreakdown: ExecutionCost

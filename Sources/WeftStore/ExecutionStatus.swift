@@ -50,6 +50,10 @@ public enum TriggerKind: String, Sendable, Hashable, CaseIterable {
     case manual
     /// By an API call (ExecuteWorkflow, POST …/execute).
     case api
+    /// By a schedule's tick (live, caught up, or a backfill).
     case schedule
+    /// By a call to a webhook trigger's URL.
     case webhook
+    /// By a published event a trigger listens for.
+    case event
 }

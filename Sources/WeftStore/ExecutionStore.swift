@@ -33,6 +33,10 @@ public enum ExecutionTransition: Sendable, Hashable {
     case dequeue(executionId: String, taskKey: String, attempt: Int)
     /// Adds usage and dollars to an execution's cost.
     case cost(executionId: String, ExecutionCost)
+    /// Moves a schedule on (its next tick, what the tick did), in the unit
+    /// that starts the tick's execution; fails the unit (`conflict`) when
+    /// its guard does not hold, (`notFound`) when the schedule is gone.
+    case schedule(ScheduleUpdate)
 }
 
 public struct ExecutionQuery: Sendable, Hashable {

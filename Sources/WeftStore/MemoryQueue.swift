@@ -59,7 +59,7 @@ struct MemoryQueue {
     }
 
     private func ordered(_ rows: [Row], queue: String) -> [Row] {
-        if queue == QueueItem.timersQueue {
+        if QueueItem.isDueOrdered(queue) {
             return rows.sorted { ($0.item.readyAt, $0.id) < ($1.item.readyAt, $1.id) }
         }
         return rows.sorted {
@@ -96,6 +96,19 @@ struct MemoryQueue {
         guard let id = byKey[key], let row = rows[id], row.token == nil else { return }
         rows[id] = nil
         byKey[key] = nil
+    }
+
+    /// The earliest `readyAt` of an item of `queue` nobody holds.
+    func earliestUnleased(queue: String) -> Date? {
+        rows.values.filter { $0.item.queue == queue && $0.token == nil }.map(\.item.readyAt).min()
+    }
+
+    /// Removes every item of `executionId` on `queue` that nobody holds.
+    mutating func removeUnleased(queue: String, executionId: String) {
+        for (id, row) in rows where row.item.queue == queue && row.item.executionId == executionId && row.token == nil {
+            rows[id] = nil
+            byKey[Self.key(row.item)] = nil
+        }
     }
 
     mutating func complete(token: String) throws {
@@ -145,6 +158,6 @@ struct MemoryQueue {
 
     /// Executions with an item of a task (not only timers) queued.
     func executionsWithTaskItems() -> Set<String> {
-        Set(rows.values.filter { $0.item.queue != QueueItem.timersQueue }.map(\.item.executionId))
+        Set(rows.values.filter { !QueueItem.isDueOrdered($0.item.queue) }.map(\.item.executionId))
     }
 }

@@ -144,6 +144,12 @@ extension MemoryStore.State {
                     throw StoreError.notFound("execution \(executionId) not found")
                 }
                 executions[executionId]!.costBreakdown += add
+            case .schedule(let update):
+                guard var schedule = schedules[update.scheduleId] else {
+                    throw StoreError.notFound("schedule \(update.scheduleId) not found")
+                }
+                try update.apply(to: &schedule)
+                schedules[update.scheduleId] = schedule
             }
         }
     }

@@ -41,6 +41,11 @@ public final class MemoryStore: Sendable {
         var refreshTokens: [String: RefreshTokenRecord] = [:]
         var tokenVersions: [String: Int] = [:]
         var apiKeys: [String: ApiKeyRecord] = [:]
+        var schedules: [String: ScheduleRecord] = [:]
+        var backfills: [String: BackfillRecord] = [:]
+        var triggers: [String: TriggerRecord] = [:]
+        /// "org id|event id" -> the executions it started.
+        var events: [String: [String]] = [:]
     }
 
     let state = Mutex(State())

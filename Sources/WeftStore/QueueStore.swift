@@ -4,6 +4,11 @@ public import Foundation
 public struct QueueItem: Sendable, Hashable {
     /// The queue of durable timers (timeouts), taken by due time.
     public static let timersQueue = "timers"
+    /// The scheduler's wake-ups (one per schedule), taken by due time too.
+    public static let schedulesQueue = "schedules"
+
+    /// Queues whose items are taken by due time (`readyAt`), not priority.
+    public static func isDueOrdered(_ queue: String) -> Bool { queue == timersQueue || queue == schedulesQueue }
 
     public var queue: String
     public var executionId: String

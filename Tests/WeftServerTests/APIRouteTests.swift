@@ -13,9 +13,10 @@ struct APIRouteTests {
     func services() throws -> [any RPCService] {
         let store = MemoryStore()
         let metrics = WeftMetrics()
+        let engine = Engine(workflows: store, executions: store, queue: store, logs: store)
         let deps = APIDependencies(
             users: store, workflows: store, logs: store, executions: store,
-            engine: Engine(workflows: store, executions: store, queue: store, logs: store),
+            engine: engine,
             auth: Authenticator(
                 signer: TokenSigner(keyring: SigningKeyring(pinned: Array(repeating: 1, count: 32)), lifetime: 60),
                 sessions: SessionBook(accessLifetime: 60), keys: ApiKeyIndex(), metrics: metrics),
@@ -24,7 +25,10 @@ struct APIRouteTests {
             logins: LoginLimiter(settings: .init(), metrics: metrics), refreshLifetime: 600, metrics: metrics, orgs: store,
             quotas: QuotaBook(plans: PlanBook(), orgs: store, metrics: metrics), tenantSlots: 64,
             vault: SecretVault(store: store, sealer: nil, audit: AuditLog(store: store, logger: Logger(label: "test"))),
-            audit: AuditLog(store: store, logger: Logger(label: "test")), streams: StreamLimiter(perUser: 4))
+            audit: AuditLog(store: store, logger: Logger(label: "test")), streams: StreamLimiter(perUser: 4),
+            schedules: store,
+            scheduler: Scheduler(schedules: store, workflows: store, executions: store, queue: store, engine: engine),
+            schedulerMetrics: SchedulerMetrics(metrics: metrics))
         return WeftApplication.apiServices(deps, apiKeys: ApiKeyIndex())
     }
 
@@ -42,8 +46,9 @@ struct APIRouteTests {
             }
         }
         // 65 methods before Step 7, plus users' Refresh, Logout, ChangePassword and
-        // the ApiKeyService's three.
-        #expect(methods.count == 71)
+        // the ApiKeyService's three; Step 8's nine more schedule methods, five
+        // of TriggerService and EventService's PublishEvent.
+        #expect(methods.count == 86)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

@@ -34,7 +34,7 @@ struct DomainValueTests {
         #expect(TaskStatus.allCases.map(\.rawValue)
             == ["Pending", "Queued", "Running", "Completed", "Failed", "Retrying", "Skipped", "Cancelled"])
         #expect(TaskStatus.allCases.filter(\.isTerminal) == [.completed, .failed, .skipped, .cancelled])
-        #expect(TriggerKind.allCases.map(\.rawValue) == ["manual", "api", "schedule", "webhook"])
+        #expect(TriggerKind.allCases.map(\.rawValue) == ["manual", "api", "schedule", "webhook", "event"])
         #expect(TaskType.builtin.map(\.rawValue) == ["noop", "log", "http", "delay", "transform", "condition", "external"])
         for type in TaskType.builtin { #expect(TaskType(rawValue: type.rawValue) == type && type.isBuiltin) }
         #expect(TaskType(rawValue: "flaky") == .other("flaky") && !TaskType.other("flaky").isBuiltin)

@@ -39,7 +39,7 @@ public struct APIHarness: Sendable {
             let metrics = WeftMetrics()
             let app = try WeftApplication(
                 config: config, users: engine.store, workflows: engine.store, executions: engine.store, organizations: engine.store,
-                credentials: engine.store, logs: engine.store, engine: engine.engine, vault: vault,
+                credentials: engine.store, logs: engine.store, schedules: engine.store, engine: engine.engine, vault: vault,
                 keyring: SigningKeyring(pinned: Array(repeating: 7, count: 32)), metrics: metrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             try await app.loadCredentials()

@@ -27,7 +27,10 @@ public enum RESTBridge {
     ) throws -> M {
         var body: M?
         var bodyFields: [String: Any] = [:]
-        if route.hasBody, request.body.readableBytes > 0 {
+        if let field = route.rawBodyField {
+            // The bytes as sent (base64 is how proto3 JSON carries `bytes`).
+            bodyFields[field] = Data(request.body.readableBytesView).base64EncodedString()
+        } else if route.hasBody, request.body.readableBytes > 0 {
             if let contentType = request.header("content-type"), !isJSON(contentType) {
                 throw RPCError(
                     code: .invalidArgument,
@@ -86,6 +89,7 @@ public enum RESTBridge {
         {
             parameters[field] = unquoteETag(ifMatch)
         }
+        if let field = route.rawBodyField { parameters[field] = bodyFields[field] }
         // Path and query parameters are strings and booleans (flatJSON never
         // fails for them); the serializer is a fallback.
         let json: Data

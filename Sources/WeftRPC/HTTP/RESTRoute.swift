@@ -17,13 +17,26 @@ public struct RESTRoute: Sendable, Hashable, CustomStringConvertible {
     public let successStatus: Int
     /// A request field filled from `If-Match` when the body does not set it.
     public let ifMatchField: String?
+    /// A `bytes` field that receives the body exactly as sent, of any
+    /// content type (webhooks, whose signature covers those bytes); the
+    /// body is then not read as the request message.
+    public let rawBodyField: String?
 
-    public init(method: String, template: String, hasBody: Bool, successStatus: Int = 200, ifMatchField: String? = nil) {
+    public init(
+        method: String, template: String, hasBody: Bool, successStatus: Int = 200, ifMatchField: String? = nil,
+        rawBodyField: String? = nil
+    ) {
         self.method = method
         self.template = template
         self.hasBody = hasBody
         self.successStatus = successStatus
         self.ifMatchField = ifMatchField
+        self.rawBodyField = rawBodyField
+    }
+
+    /// A POST whose body goes, as sent, into the `bytes` field `field`.
+    public static func postRaw(_ template: String, field: String, status: Int = 200) -> RESTRoute {
+        RESTRoute(method: "POST", template: template, hasBody: true, successStatus: status, rawBodyField: field)
     }
 
     public static func get(_ template: String) -> RESTRoute {

@@ -31,6 +31,10 @@ struct APIDependencies: Sendable {
     let vault: SecretVault
     let audit: AuditLog
     let streams: StreamLimiter
+    /// Schedules, backfills, triggers and published events.
+    let schedules: any ScheduleStore
+    let scheduler: Scheduler
+    let schedulerMetrics: SchedulerMetrics
 
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED

@@ -358,6 +358,8 @@ extension ProtoMapping {
         execution.tasks = record.tasks.map(taskExecution)
         execution.idempotencyKey = record.idempotencyKey ?? ""
         execution.trigger = record.trigger.rawValue
+        if let id = record.triggerId { execution.triggerID = id }
+        if let tick = record.scheduledAt { execution.scheduledTime = timestamp(tick) }
         execution.cost = record.cost
         if !record.costBreakdown.isZero {
             let cost = record.costBreakdown

@@ -16,7 +16,7 @@ enum OpenAPIDocument {
                 let schema: [String: Any] = ["type": "string", "minLength": 1].merging(APIConstraints.pathParameters[$0] ?? [:]) { $1 }
                 return ["name": $0, "in": "path", "required": true, "schema": schema]
             }
-            if route.hasBody, !route.pathParameters.isEmpty,
+            if route.hasBody, route.rawBodyField == nil, !route.pathParameters.isEmpty,
                 let body = bodySchema(schemas[requestSchema], leavingOut: Set(route.pathParameters))
             {
                 // The body of a route with path parameters: the message
@@ -47,7 +47,13 @@ enum OpenAPIDocument {
                 "x-grpc-method": operation.descriptor.path,
             ]
             if !parameters.isEmpty { op["parameters"] = parameters }
-            if route.hasBody {
+            if route.rawBodyField != nil {
+                // The body as sent (a webhook's JSON object, whatever its shape).
+                op["requestBody"] = [
+                    "required": true,
+                    "content": ["application/json": ["schema": ["type": "object"]]],
+                ]
+            } else if route.hasBody {
                 // Needed when the message has required fields (an absent
                 // body is the empty message).
                 let needed = !(((schemas[requestSchema] as? [String: Any])?["required"] as? [String]) ?? []).isEmpty

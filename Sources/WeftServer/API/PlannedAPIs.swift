@@ -28,19 +28,10 @@ struct PlannedAPIs {
 
     var services: [any RPCService] {
         let later = "a later step"
-        let s = "weft.v1.ScheduleService"
         let n = "weft.v1.SubscriptionService"
         let i = "weft.v1.IntegrationService"
         let a = "weft.v1.AnalyticsService"
         return [
-            StaticService(handlers: [
-                planned(s, "CreateSchedule", Weft_V1_CreateScheduleRequest.self, Weft_V1_Schedule.self,
-                        step: later, rest: [.post("/workflows/{workflowId}/schedules", status: 201)]),
-                planned(s, "ListSchedules", Weft_V1_ListSchedulesRequest.self, Weft_V1_ListSchedulesResponse.self,
-                        step: later, rest: [.get("/workflows/{workflowId}/schedules")]),
-                planned(s, "DeleteSchedule", Weft_V1_DeleteScheduleRequest.self, Weft_V1_DeleteScheduleResponse.self,
-                        step: later, rest: [.delete("/workflows/{workflowId}/schedules/{scheduleId}")]),
-            ]),
             StaticService(handlers: [
                 planned(n, "CreateSubscription", Weft_V1_CreateSubscriptionRequest.self, Weft_V1_Subscription.self,
                         step: later, rest: [.post("/workflows/{workflowId}/subscriptions", status: 201)]),

@@ -110,12 +110,14 @@ final class RateLimiter: ServerInterceptor, Sendable {
 
     /// Health, reflection: never limited (the chain skips them).
     var seesPublicMethods: Bool { false }
-    var seesAuthMethods: Bool { settings.limits[.auth] != nil }
+    /// Register, login, refresh; and webhook deliveries (public, limited
+    /// as execute calls).
+    var seesAuthMethods: Bool { settings.limits[.auth] != nil || settings.limits[.execute] != nil }
     var seesAuthenticatedMethods: Bool { settings.limits.keys.contains { $0 != .auth } }
 
     static func routeClass(of call: CallHead) -> RateLimitSettings.RouteClass {
+        if call.descriptor.method == "ExecuteWorkflow" || call.descriptor.method == "DeliverWebhook" { return .execute }
         if call.access == .publicAuth { return .auth }
-        if call.descriptor.method == "ExecuteWorkflow" { return .execute }
         return call.descriptor.isReadOnly ? .read : .write
     }
 

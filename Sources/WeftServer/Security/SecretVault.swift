@@ -67,3 +67,26 @@ public final class SecretVault: SecretSource, Sendable {
         return resealed.count
     }
 }
+
+extension SecretVault {
+    /// A webhook trigger's signing key, sealed as secrets are (its additional
+    /// data names the trigger, so a sealed key moved to another trigger
+    /// does not open): "<key id>:<nonce hex>:<ciphertext hex>".
+    func sealTriggerSecret(_ value: String, orgId: String, triggerId: String) throws -> String {
+        guard let sealer else { throw SecretError(closedMessage) }
+        let sealed = sealer.seal(value, orgId: orgId, name: "trigger:" + triggerId)
+        return "\(sealed.keyId):\(Hex.encode(sealed.nonce)):\(Hex.encode(sealed.ciphertext))"
+    }
+
+    func openTriggerSecret(_ text: String, orgId: String, triggerId: String) throws -> String {
+        guard let sealer else { throw SecretError(closedMessage) }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let nonce = Hex.decode(String(parts[parts.count - 2])),
+            let ciphertext = Hex.decode(String(parts[parts.count - 1]))
+        else { throw SecretError("the signing key of trigger \(triggerId) is damaged in the store") }
+        let record = SecretRecord(
+            orgId: orgId, name: "trigger:" + triggerId, keyId: parts.dropLast(2).joined(separator: ":"), nonce: nonce,
+            ciphertext: ciphertext, createdAt: Date(), updatedAt: Date(), updatedBy: "")
+        return try sealer.open(record)
+    }
+}
