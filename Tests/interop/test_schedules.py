@@ -174,6 +174,13 @@ def create_schedule(user: wh.ApiUser, wid: str, tidy: Tidy | None = None, **body
     return s
 
 
+def delete_schedule(user: wh.ApiUser, wid: str, sid: str) -> None:
+    """DELETE a schedule; the contract says 200 `{}`, the server answers 204
+    (test_delete_answers_200_with_an_empty_object holds the contract)."""
+    r = user.rest.delete(spath(wid, sid))
+    assert (r.status == 200 and r.json == {}) or (r.status, r.body) == (204, b""), r
+
+
 def get_schedule(user: wh.ApiUser, wid: str, sid: str) -> dict:
     r = user.rest.get(spath(wid, sid))
     assert r.status == 200, r
@@ -283,6 +290,17 @@ def metric(server, name: str, **labels) -> float:
     return metrics(server).total(name, **labels)
 
 
+def schedules_gauge(server, active: float, paused: float) -> None:
+    """weft_schedules{state} reaches (active, paused) -- soon: the server
+    recounts after each change, off the request path."""
+    def check():
+        m = metrics(server)
+        got = (m.total("weft_schedules", state="active"), m.total("weft_schedules", state="paused"))
+        return got == (active, paused) or None
+
+    wh.wait_until(check, 5, interval=0.05, message=f"weft_schedules to be active={active} paused={paused}")
+
+
 # ---------------------------------------------------------------------------
 # CRUD
 # ---------------------------------------------------------------------------
@@ -346,12 +364,20 @@ def test_create_get_list_update_delete(api_server, alice, bob, shared_wf, tidy):
     assert get_schedule(alice, wid, sid)["cron"] == "*/5 * * * *"
     assert_error(alice.rest.put(spath(wid, "sch_doesnotexist"), {"cron": NIGHTLY}), 404, NOT_FOUND)
 
-    r = alice.rest.delete(spath(wid, sid))
-    assert r.status == 200 and r.json == {}, r
+    delete_schedule(alice, wid, sid)
     assert_error(alice.rest.get(spath(wid, sid)), 404, NOT_FOUND)
     assert sid not in [x["id"] for x in list_schedules(alice, wid)]
     assert_error(alice.rest.delete(spath(wid, sid)), 404, NOT_FOUND)
     assert_error(alice.rest.post(spath(wid, sid, "/pause"), {}), 404, NOT_FOUND)
+
+
+@pytest.mark.xfail(strict=True, reason="server bug (/tmp/step8/server-bugs.md #1): DELETE of a schedule "
+                                      "answers 204 with no body; the contract says 200 {}")
+def test_delete_answers_200_with_an_empty_object(alice, shared_wf):
+    s = create_schedule(alice, shared_wf["id"], cron=NIGHTLY)
+    r = alice.rest.delete(spath(shared_wf["id"], s["id"]))
+    assert_error(alice.rest.get(spath(shared_wf["id"], s["id"])), 404, NOT_FOUND)
+    assert r.status == 200 and r.json == {}, r
 
 
 def test_pause_and_resume_fields(alice, shared_wf, tidy):
@@ -390,9 +416,9 @@ def test_jitter_and_window_round_trip(alice, shared_wf, tidy):
 CRON_ERRORS = [
     ("61 * * * *", ['minute field "61" is out of range 0-59']),
     ("0 24 * * *", ['hour field "24" is out of range 0-23']),
-    ("* x * * *", ['hour field "x" is not a number or name']),
-    ("* * *", ["cron expression must have 5 or 6 fields, got 3"]),
-    ("* * * * * * *", ["cron expression must have 5 or 6 fields, got 7"]),
+    ("* x * * *", ['hour field "x" is not a number']),
+    ("* * *", ["cron expression must have 5", "6", "got 3"]),
+    ("* * * * * * *", ["cron expression must have 5", "6", "got 7"]),
     ("*/0 * * * *", ['step must be at least 1 in minute field "*/0"']),
     ("60 * * * * *", ['field "60" is out of range 0-59']),
     ("0 0 32 * *", ['"32"']),
@@ -415,6 +441,21 @@ def test_bad_cron_names_the_field(alice, shared_wf, cron, fragments):
     err = assert_error(alice.rest.post("/schedules/preview", {"cron": cron}), 400, INVALID_ARGUMENT, *fragments)
     assert err["message"].startswith("cron: "), err
     assert len(list_schedules(alice, wid)) == before, "nothing was created"
+
+
+# The contract's wording, word for word (the test above checks what matters:
+# the field, its text, the count).
+CRON_WORDING = [
+    ("* x * * *", 'cron: hour field "x" is not a number or name'),
+    ("* * *", "cron: cron expression must have 5 or 6 fields, got 3"),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="server/contract wording mismatch (/tmp/step8/server-bugs.md #2)")
+@pytest.mark.parametrize("cron, message", CRON_WORDING, ids=[c for c, _ in CRON_WORDING])
+def test_cron_messages_word_for_word(alice, cron, message):
+    err = assert_error(alice.rest.post("/schedules/preview", {"cron": cron}), 400, INVALID_ARGUMENT)
+    assert err["message"] == message, err
 
 
 BAD_SETTINGS = [
@@ -450,9 +491,9 @@ def test_a_workflow_holds_at_most_100_schedules(alice):
         # Another workflow is not full.
         other = create_wf(alice, NOOP)
         s = create_schedule(alice, other["id"], cron=NIGHTLY, paused=True)
-        assert alice.rest.delete(spath(other["id"], s["id"])).status == 200
+        delete_schedule(alice, other["id"], s["id"])
         # Deleting one makes room again.
-        assert alice.rest.delete(spath(wid, listed[0]["id"])).status == 200
+        delete_schedule(alice, wid, listed[0]["id"])
         create_schedule(alice, wid, cron=NIGHTLY, paused=True)
     finally:
         for s in list_schedules(alice, wid):
@@ -495,7 +536,7 @@ def test_roles(api_server, alice, bob, dave, carol, anon, shared_wf, tidy):
     resume(dave, wid, sid)
     r = dave.rest.put(spath(wid, sid), {"cron": "0 5 * * *", "description": "dave's now"})
     assert r.status == 200 and r.json["cron"] == "0 5 * * *", r
-    assert dave.rest.delete(spath(wid, d["id"])).status == 200
+    delete_schedule(dave, wid, d["id"])
     r = carol.rest.post("/schedules/preview", {"cron": NIGHTLY, "count": 2})
     assert r.status == 200 and len(r.json["times"]) == 2, r
     # Unknown workflow: 404 for everyone.
@@ -805,7 +846,7 @@ def test_every_second_schedule_fires_pauses_and_resumes(api_server, alice, tidy)
     s = create_schedule(alice, wid, tidy, cron=EVERY_SECOND, input={"who": "clock"}, overlapPolicy="allow")
     sid = s["id"]
     created = secs(s["createdAt"])
-    assert metric(api_server, "weft_schedules", state="active") == active0 + 1
+    schedules_gauge(api_server, active0 + 1, paused0)
 
     wh.wait_until(lambda: len(executions(alice, wid)) >= 4, TIMEOUT, interval=0.1,
                   message="an every-second schedule to start 4 executions")
@@ -814,9 +855,7 @@ def test_every_second_schedule_fires_pauses_and_resumes(api_server, alice, tidy)
     assert "nextRunAt" not in p, p
     listed = all_terminal(alice, wid)
     n_paused = len(listed)
-    m = metrics(api_server)
-    assert m.total("weft_schedules", state="active") == active0, "paused: not active"
-    assert m.total("weft_schedules", state="paused") == paused0 + 1
+    schedules_gauge(api_server, active0, paused0 + 1)  # paused: not active
     time.sleep(3)  # the window under test: a paused schedule starts nothing
     assert len(executions(alice, wid)) == n_paused, "a paused schedule started executions"
 
@@ -868,10 +907,8 @@ def test_every_second_schedule_fires_pauses_and_resumes(api_server, alice, tidy)
     sch = get_schedule(alice, wid, sid)
     assert count(sch, "firedCount") == len(after) and count(sch, "missedCount") == 0, sch
 
-    r = alice.rest.delete(spath(wid, sid))
-    assert r.status == 200, r
-    m = metrics(api_server)
-    assert m.total("weft_schedules", state="paused") == paused0 and m.total("weft_schedules", state="active") == active0
+    delete_schedule(alice, wid, sid)
+    schedules_gauge(api_server, active0, paused0)
 
 
 def test_overlap_skip_runs_one_at_a_time(api_server, alice, tidy):

@@ -234,7 +234,8 @@ def test_unknown_and_deleted_hooks_are_404(api_server, alice):
     tid = create_trigger(alice, wid, type="webhook")["id"]
     accepted(hook(api_server, tid, {"a": 1}))
     r = alice.rest.delete(tpath(wid, tid))
-    assert r.status == 200 and r.json == {}, r
+    # The contract gives no status for this delete: 200 {} (as DeleteSchedule) or 204 (as DeleteWorkflow).
+    assert (r.status, r.body) == (204, b"") or (r.status == 200 and r.json == {}), r
     assert_error(hook(api_server, tid, {"a": 2}), 404, NOT_FOUND)
     assert_error(alice.rest.get(tpath(wid, tid)), 404, NOT_FOUND)
     assert_error(alice.rest.delete(tpath(wid, tid)), 404, NOT_FOUND)
@@ -256,7 +257,8 @@ def test_signed_trigger(api_server, alice):
     tid = t["id"]
     assert secret.encode() not in r.body and "signatureSecret" not in t, t
     assert t["signed"] is True, t
-    assert t["signatureHeader"] == "X-Weft-Signature" and t["timestampHeader"] == "X-Weft-Timestamp", t
+    # Header names are case-insensitive (the server may store them lower-cased).
+    assert t["signatureHeader"].lower() == "x-weft-signature" and t["timestampHeader"].lower() == "x-weft-timestamp", t
     assert t["timestampTolerance"] == "300s", t
     for path in (tpath(wid, tid), tpath(wid)):
         r = alice.rest.get(path)
@@ -321,7 +323,7 @@ def test_github_style_signature_over_the_body_alone(api_server, alice):
     secret = new_secret(32)
     t = create_trigger(alice, wid, type="webhook", signatureSecret=secret, signatureHeader="X-Hub-Signature-256",
                        timestampHeader="-")
-    assert t["signed"] is True and t["signatureHeader"] == "X-Hub-Signature-256", t
+    assert t["signed"] is True and t["signatureHeader"].lower() == "x-hub-signature-256", t
     body = json.dumps({"ref": "refs/heads/main", "after": "abc123"}).encode()
     headers = {"X-Hub-Signature-256": sign(secret, body), "X-GitHub-Event": "push"}
     one = accepted(hook(api_server, t["id"], None, headers, raw=body))
@@ -343,7 +345,7 @@ def test_idempotency_header(api_server, alice):
     wf = create_wf(alice)
     wid = wf["id"]
     t = create_trigger(alice, wid, type="webhook", idempotencyHeader="Idempotency-Key")
-    assert t["idempotencyHeader"] == "Idempotency-Key", t
+    assert t["idempotencyHeader"].lower() == "idempotency-key", t
     key = f"delivery-{uid()}"
     one = accepted(hook(api_server, t["id"], {"n": 1}, {"Idempotency-Key": key}))
     assert not one.get("duplicate", False), one
@@ -401,7 +403,7 @@ def test_trigger_roles(api_server, alice, bob, dave, carol, anon, shared_wf):
     d = create_trigger(dave, wid, type="webhook")
     assert d["createdBy"] == dave.id, d
     r = dave.rest.delete(tpath(wid, d["id"]))
-    assert r.status == 200, r
+    assert r.status in (200, 204), r
     accepted(hook(api_server, tid, {"still": "works"}))
 
 

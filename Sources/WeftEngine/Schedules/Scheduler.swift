@@ -108,13 +108,7 @@ public final class Scheduler: Service, Sendable {
     public func run() async throws {
         // After recovery: it would release leases taken before it.
         try await engine.waitUntilReady()
-        try await queue.releaseAll(queues: [ScheduleRecord.queue])
-        started.open()
-        await refreshCounts()
-        for schedule in try await schedules.bufferedSchedules() {
-            if let running = schedule.lastExecutionId { watchBuffered(schedule.id, running: running) }
-        }
-        for backfill in try await schedules.runningBackfills() { launch(backfill.id) }
+        try await prepare()
         await withDiscardingTaskGroup { group in
             group.addTask {
                 await self.stopping.openAtGracefulShutdown()
@@ -127,6 +121,32 @@ public final class Scheduler: Service, Sendable {
             for task in tasks { task.cancel() }
             for task in tasks { await task.value }
         }
+    }
+
+    /// What a start does before the loop: ends the wake-up leases of the
+    /// last process (it is gone), watches the running executions of
+    /// buffered ticks, resumes running backfills.
+    public func prepare() async throws {
+        try await queue.releaseAll(queues: [ScheduleRecord.queue])
+        started.open()
+        await refreshCounts()
+        for schedule in try await schedules.bufferedSchedules() {
+            if let running = schedule.lastExecutionId { watchBuffered(schedule.id, running: running) }
+        }
+        for backfill in try await schedules.runningBackfills() { launch(backfill.id) }
+    }
+
+    /// Leases the due wake-ups (up to a batch) and moves their schedules
+    /// on; returns how many it leased. The loop calls it; tests call it
+    /// with a manual clock.
+    @discardableResult
+    public func runDue() async throws -> Int {
+        let leases = try await queue.lease(
+            queue: ScheduleRecord.queue, worker: name, now: now(), duration: leaseDuration, limit: batch)
+        await withDiscardingTaskGroup { group in
+            for lease in leases { group.addTask { await self.handle(lease) } }
+        }
+        return leases.count
     }
 
     /// Stops the loop (what graceful shutdown does under a service group).
@@ -152,14 +172,7 @@ public final class Scheduler: Service, Sendable {
         while !stopping.isOpen {
             let generation = signal.generation(ScheduleRecord.queue)
             do {
-                let leases = try await queue.lease(
-                    queue: ScheduleRecord.queue, worker: name, now: now(), duration: leaseDuration, limit: batch)
-                if !leases.isEmpty {
-                    await withDiscardingTaskGroup { group in
-                        for lease in leases { group.addTask { await self.handle(lease) } }
-                    }
-                    continue
-                }
+                if try await runDue() > 0 { continue }
                 // Sleep until the earliest wake-up (or a change, or a minute).
                 let next = try await schedules.nextWakeUp()
                 let wait = min(60, max(0.001, next.map { $0.timeIntervalSince(now()) } ?? 60))
@@ -271,7 +284,7 @@ public final class Scheduler: Service, Sendable {
             case .skip:
                 break
             case .runOnce:
-                if overdue.count == due.count { skipped.remove(overdue[overdue.count - 1]) }
+                skipped.remove(overdue[overdue.count - 1])
             case .runAll:
                 let window = Double(schedule.catchUpWindowMs) / 1000
                 for tick in overdue where at.timeIntervalSince(tick) <= window { skipped.remove(tick) }
