@@ -324,7 +324,10 @@ public actor Engine: Service {
                 logTraced(TraceHeaders(traceparent: record.traceParent, tracestate: record.traceState)) {
                     $0.debug(
                         "execution started",
-                        metadata: ["execution_id": "\(id)", "workflow_id": "\(workflow.id)", "trigger": "\(trigger.rawValue)"])
+                        metadata: [
+                            "execution_id": "\(id)", "workflow_id": "\(workflow.id)", "trigger": "\(trigger.rawValue)",
+                            "trigger_id": "\(origin.triggerId ?? "")",
+                        ])
                 }
             }
             var result = record

@@ -47,6 +47,8 @@ public struct WeftApplication: Sendable {
         let apiKeys = ApiKeyIndex()
         self.sessions = sessions
         self.apiKeys = apiKeys
+        // Definitions are read on every tick and call: through the cache.
+        let workflows = config.workflowCacheSize > 0 ? CachedWorkflowStore(workflows, capacity: config.workflowCacheSize) : workflows
         let schedulerMetrics = SchedulerMetrics(metrics: metrics)
         let scheduler = Scheduler(
             schedules: schedules, workflows: workflows, executions: executions, queue: engine.queueStore, engine: engine,
@@ -59,7 +61,7 @@ public struct WeftApplication: Sendable {
         ]
         let deps = APIDependencies(
             users: users,
-            workflows: config.workflowCacheSize > 0 ? CachedWorkflowStore(workflows, capacity: config.workflowCacheSize) : workflows,
+            workflows: workflows,
             logs: logs, executions: executions, engine: engine,
             auth: Authenticator(
                 signer: TokenSigner(keyring: keyring, lifetime: accessLifetime), sessions: sessions, keys: apiKeys,
