@@ -221,7 +221,7 @@ struct OrganizationAPI: RPCService {
             "concurrent_executions": Int64(await deps.engine.runningExecutions(orgId: org.id)),
             "executions_per_day": try await deps.quotas.executionsToday(org),
             "workflows": Int64(try await deps.orgs.workflowCount(orgId: org.id)),
-            "schedules": 0,
+            "schedules": Int64(try await deps.schedules.scheduleCount(orgId: org.id)),
             "requests_per_minute": deps.quotas.requestsUsed(org),
         ]
         // log_bytes is not measured per organization yet: not reported.

@@ -9,7 +9,7 @@ public struct Plan: Sendable, Hashable {
     public var executionsPerDay = 0
     /// Live workflows.
     public var workflows = 0
-    /// Cron schedules (enforced once schedules exist, Step 8).
+    /// Cron schedules of the organization's live workflows (CreateSchedule).
     public var schedules = 0
     /// Execution log bytes kept (reported; enforced with log retention later).
     public var logBytes: Int64 = 0
