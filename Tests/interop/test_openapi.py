@@ -12,7 +12,9 @@ import pytest
 import weft_helpers as wh
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-PUBLIC_RPCS = {"/weft.v1.UserService/Register", "/weft.v1.UserService/Login", "/weft.v1.UserService/Refresh"}
+PUBLIC_RPCS = {"/weft.v1.UserService/Register", "/weft.v1.UserService/Login", "/weft.v1.UserService/Refresh",
+               # A webhook's URL is its capability (docs/SCHEDULES.md).
+               "/weft.v1.TriggerService/DeliverWebhook"}
 
 # The REST routes of the original design (/work/shared/seed), parameter names normalised.
 SEED_ROUTES = [
@@ -132,7 +134,15 @@ def test_schemas_follow_the_rpc_messages(doc, operations, rpcs, messages):
     for method, path, op in operations:
         m = rpcs[op["x-grpc-method"]]
         body = op.get("requestBody")
-        if body is not None:
+        if body is not None and "x-raw-body-field" in op:
+            # A raw-body route (webhooks): any JSON object, sent as is into
+            # a bytes field of the request message.
+            field = m.input_type.fields_by_camelcase_name.get(op["x-raw-body-field"]) or \
+                m.input_type.fields_by_name.get(op["x-raw-body-field"])
+            if body["content"]["application/json"]["schema"] != {"type": "object"} or field is None \
+                    or field.type != field.TYPE_BYTES:
+                problems.append((method, path, "raw request body", op["x-raw-body-field"]))
+        elif body is not None:
             ref = body["content"]["application/json"]["schema"]["$ref"]
             path_fields = set(re.findall(r"\{([^}]+)\}", path))
             if path_fields:

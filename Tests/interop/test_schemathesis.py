@@ -150,6 +150,20 @@ LEGITIMATE_REFUSALS = [
      r"|: id .+ is not a task of workflow \S+ \(leave id empty for a new task\)$",
      "workflow definition semantics: references between tasks, unique keys, acyclicity, templates "
      "(a JSON schema cannot relate array items or parse templates)"),
+    (r"(POST|PUT) /(workflows/\{workflowId\}/schedules.*|schedules/preview)", 400,
+     r"^cron: |^timezone|^start_at must be before end_at|^jitter must be|^catchup_window must be"
+     r"|^input is larger",
+     "cron and time-zone syntax, and start before end (the server parses them; a JSON schema cannot)"),
+    (r"POST /workflows/\{workflowId\}/schedules/\{scheduleId\}/backfills", 400,
+     r"^start_time must be before end_time|^end_time must not be in the future|^the range holds more than",
+     "cross-field and time-dependent: a past, non-empty range of at most 10,000 ticks"),
+    (r"POST /workflows/\{workflowId\}/schedules/\{scheduleId\}/backfills/\{backfillId\}/cancel", 400,
+     r"already finished .*only a running backfill can be cancelled",
+     "FAILED_PRECONDITION: the backfill has already ended"),
+    (r"POST /workflows/\{workflowId\}/triggers", 400,
+     r"is for (event|webhook) triggers|need a signature_secret|^signature_secret must be|is not an HTTP header name"
+     r"|^event_name is required|^event name |^filter: |^timestamp_tolerance must be",
+     "cross-field: which fields go with which trigger type; header names, filter expressions"),
 ]
 
 # ---------------------------------------------------------------------------

@@ -22,9 +22,9 @@ public final class SchedulerMetrics: Sendable {
     ]
     public static let triggers = ["schedule", "backfill", "webhook", "event"]
 
-    /// Fire lag buckets: from 1 ms to 10 minutes (a tick caught up after downtime).
+    /// Fire lag buckets: from 250 µs to 10 minutes (a tick caught up after downtime).
     static let lagBuckets: [Duration] = [
-        .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
         .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
         .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(600),
     ]

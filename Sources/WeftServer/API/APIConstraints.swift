@@ -37,6 +37,16 @@ enum APIConstraints {
     static let queueName = #"^[A-Za-z0-9._-]{1,64}$"#
     static let leaseToken = #"^[1-9][0-9]{0,17}\.[A-Za-z0-9_-]{1,64}$"#
     static let key = #"^[A-Za-z][A-Za-z0-9_-]{0,63}$"#
+    static let eventName = #"^[A-Za-z0-9._:/-]{1,128}$"#
+
+    static var scheduleSettings: [String: Field] {
+        [
+            "cron": .required(["minLength": 1, "maxLength": CronExpression.maxLength]),
+            "description": Field(keywords: bytes(ScheduleAPI.maxDescriptionBytes)),
+            "overlapPolicy": Field(keywords: ["enum": [""] + OverlapPolicy.allCases.map(\.rawValue)]),
+            "catchupPolicy": Field(keywords: ["enum": [""] + CatchUpPolicy.allCases.map(\.rawValue)]),
+        ]
+    }
 
     static var taskTimeout: [String: Any] {
         duration(DurationRange(minMs: 0, maxMs: WorkflowDefinition.maxTimeoutMs, minExclusive: true))
@@ -198,6 +208,27 @@ enum APIConstraints {
                 "timeout": Field(keywords: duration(APILimits.executionTimeout)),
             ],
             "weft.v1.CancelExecutionRequest": ["reason": Field(keywords: bytes(APILimits.cancelReasonMaxBytes))],
+            // Schedules and triggers (cron syntax and cross-field rules are
+            // the server's to check; the fields a call cannot do without are here).
+            "weft.v1.CreateScheduleRequest": Self.scheduleSettings,
+            "weft.v1.UpdateScheduleRequest": Self.scheduleSettings,
+            "weft.v1.PreviewScheduleRequest": [
+                "cron": .required(["minLength": 1, "maxLength": CronExpression.maxLength]),
+                "count": Field(keywords: ["minimum": 0, "maximum": 100]),
+            ],
+            "weft.v1.PauseScheduleRequest": ["note": Field(keywords: bytes(ScheduleAPI.maxNoteBytes))],
+            "weft.v1.BackfillScheduleRequest": [
+                "startTime": .required(), "endTime": .required(),
+                "maxConcurrent": Field(keywords: ["minimum": 0, "maximum": 64]),
+            ],
+            "weft.v1.CreateTriggerRequest": [
+                "type": .required(["enum": ["webhook", "event"]]),
+                "description": Field(keywords: bytes(ScheduleAPI.maxDescriptionBytes)),
+            ],
+            "weft.v1.PublishEventRequest": [
+                "name": .required(["pattern": Self.eventName]),
+                "eventId": Field(keywords: bytes(EventAPI.maxEventIdBytes)),
+            ],
             "weft.v1.TailLogsRequest": ["afterSequence": Field(keywords: ["pattern": #"^(0|[1-9][0-9]{0,17})$"#])],
             "weft.v1.PollTaskRequest": [
                 "workerId": Field(keywords: bytes(APILimits.workerIdMaxBytes)),

@@ -47,8 +47,10 @@ enum OpenAPIDocument {
                 "x-grpc-method": operation.descriptor.path,
             ]
             if !parameters.isEmpty { op["parameters"] = parameters }
-            if route.rawBodyField != nil {
-                // The body as sent (a webhook's JSON object, whatever its shape).
+            if let field = route.rawBodyField {
+                // The body as sent (a webhook's JSON object, whatever its
+                // shape) goes into the message's `bytes` field `field`.
+                op["x-raw-body-field"] = field
                 op["requestBody"] = [
                     "required": true,
                     "content": ["application/json": ["schema": ["type": "object"]]],
