@@ -1369,9 +1369,6 @@ def test_versions_list_get_label_and_rollback(alice, bob):
 # ---------------------------------------------------------------------------
 
 LATER_ROUTES = [
-    ("POST", "/workflows/{w}/schedules"),
-    ("GET", "/workflows/{w}/schedules"),
-    ("DELETE", "/workflows/{w}/schedules/sch_1"),
     ("POST", "/workflows/{w}/subscriptions"),
     ("GET", "/workflows/{w}/subscriptions"),
     ("DELETE", "/workflows/{w}/subscriptions/sub_1"),
