@@ -14,6 +14,25 @@ extension SQLiteStore: ScheduleStore {
         try await read("get_schedule") { db in try Self.schedule(db, id: id) }
     }
 
+    public func schedules(ids: [String]) async throws -> [String: ScheduleRecord] {
+        guard !ids.isEmpty else { return [:] }
+        return try await read("get_schedules") { db in
+            var found: [String: ScheduleRecord] = [:]
+            // In chunks: SQLite caps the number of bound parameters.
+            for start in stride(from: 0, to: ids.count, by: 500) {
+                let chunk = Array(ids[start..<min(ids.count, start + 500)])
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT * FROM schedules WHERE id IN (\(marks))", arguments: StatementArguments(chunk))
+                {
+                    let record = try Self.scheduleRecord(row)
+                    found[record.id] = record
+                }
+            }
+            return found
+        }
+    }
+
     public func schedules(workflowId: String, limit: Int, cursor: String?) async throws -> Page<ScheduleRecord> {
         try await read("list_schedules") { db in
             var rows = try Row.fetchAll(
@@ -269,11 +288,13 @@ extension SQLiteStore: ScheduleStore {
         }
     }
 
-    public func triggerFired(id: String, at: Date) async throws {
-        try await write("trigger_fired") { db in
-            try db.execute(
-                sql: "UPDATE triggers SET fired_count = fired_count + 1, last_fired_at = ? WHERE id = ?",
-                arguments: [StoreDate.text(at), id])
+    public func triggersFired(_ counts: [String: (count: Int64, last: Date)]) async throws {
+        try await write("triggers_fired") { db in
+            for (id, fired) in counts {
+                try db.execute(
+                    sql: "UPDATE triggers SET fired_count = fired_count + ?, last_fired_at = ? WHERE id = ?",
+                    arguments: [fired.count, StoreDate.text(fired.last), id])
+            }
         }
     }
 

@@ -54,10 +54,11 @@ public struct WeftApplication: Sendable {
             schedules: schedules, workflows: workflows, executions: executions, queue: engine.queueStore, engine: engine,
             admission: QuotaAdmission(quotas: quotas), metrics: schedulerMetrics, logger: logger)
         self.scheduler = scheduler
+        let triggers = TriggerBook(store: schedules, logger: logger)
         services = [
             TenancySampler(engine: engine, quotas: quotas, metrics: metrics),
             ApiKeyUsageWriter(index: apiKeys, store: credentials, logger: logger),
-            scheduler,
+            scheduler, triggers,
         ]
         let deps = APIDependencies(
             users: users,
@@ -75,7 +76,7 @@ public struct WeftApplication: Sendable {
             metrics: metrics, orgs: organizations, quotas: quotas,
             tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit,
             streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser), schedules: schedules, scheduler: scheduler,
-            schedulerMetrics: schedulerMetrics)
+            schedulerMetrics: schedulerMetrics, triggers: triggers)
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()

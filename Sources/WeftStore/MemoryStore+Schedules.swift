@@ -11,6 +11,14 @@ extension MemoryStore: ScheduleStore {
 
     public func schedule(id: String) async throws -> ScheduleRecord? { state.withLock { $0.schedules[id] } }
 
+    public func schedules(ids: [String]) async throws -> [String: ScheduleRecord] {
+        state.withLock { state in
+            var found: [String: ScheduleRecord] = [:]
+            for id in ids { found[id] = state.schedules[id] }
+            return found
+        }
+    }
+
     public func schedules(workflowId: String, limit: Int, cursor: String?) async throws -> Page<ScheduleRecord> {
         state.withLock { state in
             let all = state.schedules.values.filter { schedule in
@@ -123,10 +131,12 @@ extension MemoryStore: ScheduleStore {
         state.withLock { $0.triggers.removeValue(forKey: id) != nil }
     }
 
-    public func triggerFired(id: String, at: Date) async throws {
+    public func triggersFired(_ counts: [String: (count: Int64, last: Date)]) async throws {
         state.withLock { state in
-            state.triggers[id]?.firedCount += 1
-            state.triggers[id]?.lastFiredAt = at
+            for (id, fired) in counts {
+                state.triggers[id]?.firedCount += fired.count
+                state.triggers[id]?.lastFiredAt = fired.last
+            }
         }
     }
 

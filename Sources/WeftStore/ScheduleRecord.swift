@@ -328,6 +328,8 @@ public protocol ScheduleStore: Sendable {
     /// Stores a schedule and, when it has a next tick, its wake-up item.
     func createSchedule(_ schedule: ScheduleRecord) async throws
     func schedule(id: String) async throws -> ScheduleRecord?
+    /// Several schedules by id, in one read (the unknown ones left out).
+    func schedules(ids: [String]) async throws -> [String: ScheduleRecord]
     /// Oldest first, keyset-paginated by id.
     func schedules(workflowId: String, limit: Int, cursor: String?) async throws -> Page<ScheduleRecord>
     func scheduleCount(workflowId: String) async throws -> Int
@@ -359,8 +361,8 @@ public protocol ScheduleStore: Sendable {
     /// Event triggers of an organization's live workflows for an event name.
     func eventTriggers(orgId: String, eventName: String) async throws -> [TriggerRecord]
     func deleteTrigger(id: String) async throws -> Bool
-    /// Counts a firing (last fired, count).
-    func triggerFired(id: String, at: Date) async throws
+    /// Adds firings to triggers' counts and sets when they last fired.
+    func triggersFired(_ counts: [String: (count: Int64, last: Date)]) async throws
 
     /// The executions an event id started, if it was published before.
     func event(orgId: String, eventId: String) async throws -> [String]?

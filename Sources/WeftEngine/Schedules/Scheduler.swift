@@ -141,12 +141,20 @@ public final class Scheduler: Service, Sendable {
     /// with a manual clock.
     @discardableResult
     public func runDue() async throws -> Int {
-        let leases = try await queue.lease(
-            queue: ScheduleRecord.queue, worker: name, now: now(), duration: leaseDuration, limit: batch)
+        let leases = try await leaseDue(limit: batch)
         await withDiscardingTaskGroup { group in
-            for lease in leases { group.addTask { await self.handle(lease) } }
+            for (lease, schedule) in leases { group.addTask { await self.handle(lease, schedule) } }
         }
         return leases.count
+    }
+
+    /// Leases due wake-ups and reads their schedules in one query.
+    private func leaseDue(limit: Int) async throws -> [(Lease, ScheduleRecord?)] {
+        let leases = try await queue.lease(
+            queue: ScheduleRecord.queue, worker: name, now: now(), duration: leaseDuration, limit: limit)
+        guard !leases.isEmpty else { return [] }
+        let records = try await schedules.schedules(ids: leases.map(\.item.executionId))
+        return leases.map { ($0, records[$0.item.executionId]) }
     }
 
     /// Stops the loop (what graceful shutdown does under a service group).
@@ -167,19 +175,52 @@ public final class Scheduler: Service, Sendable {
         metrics.setSchedules(active: counts.active, paused: counts.paused)
     }
 
+    private final class Counter: Sendable {
+        let value = Mutex(0)
+    }
+
+    /// Handlers running at once, at most (their units share group commits).
+    static let maxInFlight = 1024
+    /// Where handlers say they finished (the loop waits there when full).
+    static let doneSignal = "schedules/done"
+
+    /// Leases due wake-ups while there is room and hands each to a handler
+    /// task, without waiting for a batch to finish (a burst of due ticks
+    /// flows through the group commit); sleeps until the earliest wake-up,
+    /// a change, or a minute when nothing is due.
     private func leaseLoop() async {
         let signal = engine.signal
-        while !stopping.isOpen {
-            let generation = signal.generation(ScheduleRecord.queue)
-            do {
-                if try await runDue() > 0 { continue }
-                // Sleep until the earliest wake-up (or a change, or a minute).
-                let next = try await schedules.nextWakeUp()
-                let wait = min(60, max(0.001, next.map { $0.timeIntervalSince(now()) } ?? 60))
-                await signal.wait(ScheduleRecord.queue, since: generation, timeout: .milliseconds(Int64(wait * 1000) + 1))
-            } catch {
-                logger.error("scheduler: \(error)")
-                await signal.wait(ScheduleRecord.queue, since: generation, timeout: .seconds(1))
+        let inFlight = Counter()
+        await withDiscardingTaskGroup { group in
+            while !stopping.isOpen {
+                let generation = signal.generation(ScheduleRecord.queue)
+                let done = signal.generation(Self.doneSignal)
+                let room = Self.maxInFlight - inFlight.value.withLock { $0 }
+                if room < batch / 2 {
+                    await signal.wait(Self.doneSignal, since: done, timeout: .milliseconds(100))
+                    continue
+                }
+                do {
+                    let leases = try await leaseDue(limit: min(batch, room))
+                    if !leases.isEmpty {
+                        inFlight.value.withLock { $0 += leases.count }
+                        for (lease, schedule) in leases {
+                            group.addTask {
+                                await self.handle(lease, schedule)
+                                inFlight.value.withLock { $0 -= 1 }
+                                signal.notify(Self.doneSignal)
+                            }
+                        }
+                        continue
+                    }
+                    // Sleep until the earliest wake-up (or a change, or a minute).
+                    let next = try await schedules.nextWakeUp()
+                    let wait = min(60, max(0.001, next.map { $0.timeIntervalSince(now()) } ?? 60))
+                    await signal.wait(ScheduleRecord.queue, since: generation, timeout: .milliseconds(Int64(wait * 1000) + 1))
+                } catch {
+                    logger.error("scheduler: \(error)")
+                    await signal.wait(ScheduleRecord.queue, since: generation, timeout: .seconds(1))
+                }
             }
         }
     }
@@ -207,7 +248,7 @@ public final class Scheduler: Service, Sendable {
         return next
     }
 
-    private func handle(_ lease: Lease) async {
+    private func handle(_ lease: Lease, _ prefetched: ScheduleRecord?) async {
         let id = lease.item.executionId
         guard claim(id) else {
             // Another handler is moving this schedule on; it leaves the
@@ -217,7 +258,7 @@ public final class Scheduler: Service, Sendable {
         }
         defer { unclaim(id) }
         do {
-            try await moveOn(id, lease: lease)
+            try await moveOn(id, lease: lease, prefetched: prefetched)
         } catch {
             // The lease stays: the item comes back when it expires.
             logger.error("scheduler: schedule \(id): \(error)")
@@ -226,11 +267,20 @@ public final class Scheduler: Service, Sendable {
 
     /// Handles every tick of the schedule that is due, then leaves the
     /// wake-up of the next one (in the last unit, with this lease's end).
-    private func moveOn(_ id: String, lease: Lease) async throws {
+    private func moveOn(_ id: String, lease: Lease, prefetched: ScheduleRecord?) async throws {
         // Each pass ends the lease or restarts after a conflict (someone else
-        // moved the schedule: read it again).
+        // moved the schedule: read it again). The first pass uses the row
+        // read with the lease (a stale one only fails its guard).
+        var prefetched = prefetched
         for _ in 0..<100 {
-            guard let schedule = try await schedules.schedule(id: id), !schedule.paused, let tick = schedule.nextRunAt else {
+            let read: ScheduleRecord?
+            if let first = prefetched {
+                read = first
+                prefetched = nil
+            } else {
+                read = try await schedules.schedule(id: id)
+            }
+            guard let schedule = read, !schedule.paused, let tick = schedule.nextRunAt else {
                 try? await queue.complete(lease)
                 return
             }
@@ -259,14 +309,19 @@ public final class Scheduler: Service, Sendable {
                 ])
                 return
             }
-            if try await pass(schedule, tick: tick, clock: clock, lease: lease, at: at) { return }
+            if let wake = try await pass(schedule, tick: tick, clock: clock, lease: lease, at: at) {
+                // Wake the loop when the next tick is due.
+                if let wake { engine.signal.notify(ScheduleRecord.queue, at: wake) }
+                return
+            }
         }
     }
 
-    /// One pass over the due ticks; false after a conflict.
+    /// One pass over the due ticks; nil after a conflict, else the due time
+    /// of the wake-up it left (nil inside: the schedule has no next tick).
     private func pass(
         _ schedule: ScheduleRecord, tick: Date, clock: ScheduleClock, lease: Lease, at: Date
-    ) async throws -> Bool {
+    ) async throws -> Date?? {
         var due = [tick]
         var last = tick
         while due.count < Self.maxTicksPerPass, let next = following(last, schedule, clock),
@@ -310,9 +365,9 @@ public final class Scheduler: Service, Sendable {
                         [.schedule(ScheduleUpdate(scheduleId: schedule.id, expectNext: cursor, setsNext: true, next: next, missed: count))]
                             + (final ? finish(next) : []))
                 } catch StoreError.conflict {
-                    return false
+                    return nil
                 } catch StoreError.notFound {
-                    return false
+                    return nil
                 }
                 metrics?.ticksMissed(count)
                 logger.warning(
@@ -327,13 +382,13 @@ public final class Scheduler: Service, Sendable {
                 try await fire(
                     current, tick: due[index], expect: cursor, next: next, end: final ? finish(next) : [],
                     due: current.wakeUp(tick: due[index]).readyAt)
-            else { return false }
+            else { return nil }
             // What the tick wrote (its execution) matters to the next one's overlap check.
             if index + 1 < due.count, let reread = try await schedules.schedule(id: schedule.id) { current = reread }
             cursor = next ?? cursor
             index += 1
         }
-        return true
+        return .some(after.map { schedule.wakeUp(tick: $0).readyAt })
     }
 
     /// The input of a tick's execution: the schedule's, with the tick.

@@ -35,6 +35,8 @@ struct APIDependencies: Sendable {
     let schedules: any ScheduleStore
     let scheduler: Scheduler
     let schedulerMetrics: SchedulerMetrics
+    /// Triggers for the webhook path, and their firing counts.
+    let triggers: TriggerBook
 
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED

@@ -41,6 +41,7 @@ struct TriggerAPI: RPCService {
                 (request: Weft_V1_DeleteTriggerRequest, context) -> Weft_V1_DeleteTriggerResponse in
                 let caller = try Caller(context)
                 let trigger = try await trigger(request.workflowID, request.triggerID, caller: caller, needs: .editor)
+                deps.triggers.forget(trigger.id)
                 guard try await deps.schedules.deleteTrigger(id: trigger.id) else { throw Self.notFound(trigger.id) }
                 return Weft_V1_DeleteTriggerResponse()
             },
@@ -215,7 +216,7 @@ struct WebhookDelivery {
         let span = WeftTracing.start(SpanNames.webhook)
         span?.attributes[SpanKeys.triggerId] = request.triggerID
         defer { span?.end() }
-        guard !request.triggerID.isEmpty, let trigger = try await deps.schedules.trigger(id: request.triggerID),
+        guard !request.triggerID.isEmpty, let trigger = try await deps.triggers.trigger(id: request.triggerID),
             trigger.kind == .webhook
         else {
             throw refuse("not_found", RPCError(code: .notFound, message: "webhook \(request.triggerID) not found"))
@@ -312,8 +313,7 @@ struct WebhookDelivery {
             return response
         }
         deps.schedulerMetrics.webhook("accepted")
-        let (schedules, id) = (deps.schedules, trigger.id)
-        Task { try? await schedules.triggerFired(id: id, at: Date.nowMillis) }
+        deps.triggers.fired(trigger.id, at: Date.nowMillis)
         return response
     }
 
@@ -425,8 +425,7 @@ struct EventAPI: RPCService {
                 deps.quotas.unreserveExecution(org)
                 throw error
             }
-            let (schedules, id) = (deps.schedules, trigger.id)
-            Task { try? await schedules.triggerFired(id: id, at: Date.nowMillis) }
+            deps.triggers.fired(trigger.id, at: Date.nowMillis)
         }
         try await deps.schedules.recordEvent(orgId: org.id, eventId: eventId, name: request.name, executionIds: started, at: Date.nowMillis)
         response.executionIds = started
