@@ -148,21 +148,49 @@ extension SQLiteStore: ScheduleStore {
         try Row.fetchOne(db, sql: "SELECT * FROM schedules WHERE id = ?", arguments: [id]).map(scheduleRecord)
     }
 
-    /// The guarded progress write of a tick (`ExecutionTransition.schedule`).
+    /// The guarded progress write of a tick (`ExecutionTransition.schedule`):
+    /// one UPDATE whose WHERE holds the guard (`ScheduleUpdate.apply` in
+    /// SQL: the writer transaction reads nothing first); when it changes no
+    /// row, one read tells a missing schedule from a failed guard.
     static func applySchedule(_ db: Database, _ update: ScheduleUpdate) throws {
-        guard var record = try schedule(db, id: update.scheduleId) else {
-            throw StoreError.notFound("schedule \(update.scheduleId) not found")
+        let buffer: String
+        var bufferTick: String?
+        switch update.buffer {
+        case .keep: buffer = "keep"
+        case .clear: buffer = "clear"
+        case .set(let tick):
+            buffer = "set"
+            bufferTick = StoreDate.text(tick)
         }
-        try update.apply(to: &record)
+        let arguments: [String: (any DatabaseValueConvertible)?] = [
+            "id": update.scheduleId, "setsNext": update.setsNext, "next": update.next.map(StoreDate.text),
+            "fired": update.fired.map(StoreDate.text), "execution": update.executionId, "skipped": update.skipped,
+            "skippedTick": update.skippedTick.map(StoreDate.text), "reason": update.skipReason, "missed": update.missed,
+            "buffer": buffer, "bufferTick": bufferTick, "expectNext": update.expectNext.map(StoreDate.text),
+            "expectBuffered": update.expectBuffered.map(StoreDate.text),
+        ]
         try db.cachedStatement(sql: """
-            UPDATE schedules SET next_run_at = ?, last_fire_at = ?, last_execution_id = ?, last_skipped_at = ?,
-                last_skip_reason = ?, fired_count = ?, missed_count = ?, skipped_count = ?, buffered_tick = ?
-            WHERE id = ?
-            """).execute(arguments: [
-                record.nextRunAt.map(StoreDate.text), record.lastFireAt.map(StoreDate.text), record.lastExecutionId,
-                record.lastSkippedAt.map(StoreDate.text), record.lastSkipReason, record.firedCount, record.missedCount,
-                record.skippedCount, record.bufferedTick.map(StoreDate.text), record.id,
-            ])
+            UPDATE schedules SET
+                next_run_at = CASE WHEN :setsNext THEN :next ELSE next_run_at END,
+                last_fire_at = COALESCE(:fired, last_fire_at),
+                last_execution_id = CASE WHEN :fired IS NOT NULL THEN :execution ELSE last_execution_id END,
+                fired_count = fired_count + (CASE WHEN :fired IS NOT NULL THEN 1 ELSE 0 END),
+                skipped_count = skipped_count + :skipped,
+                last_skipped_at = CASE WHEN :skipped > 0 THEN :skippedTick ELSE last_skipped_at END,
+                last_skip_reason = CASE WHEN :skipped > 0 THEN :reason ELSE last_skip_reason END,
+                missed_count = missed_count + :missed,
+                buffered_tick = CASE :buffer WHEN 'keep' THEN buffered_tick WHEN 'clear' THEN NULL ELSE :bufferTick END
+            WHERE id = :id
+                AND (:expectNext IS NULL OR (next_run_at = :expectNext AND paused = 0))
+                AND (:expectBuffered IS NULL OR buffered_tick = :expectBuffered)
+            """).execute(arguments: StatementArguments(arguments))
+        guard db.changesCount == 0 else { return }
+        guard try Bool.fetchOne(db, sql: "SELECT 1 FROM schedules WHERE id = ?", arguments: [update.scheduleId]) != nil
+        else { throw StoreError.notFound("schedule \(update.scheduleId) not found") }
+        if let expectNext = update.expectNext {
+            throw StoreError.conflict("schedule \(update.scheduleId) is no longer at tick \(expectNext)")
+        }
+        throw StoreError.conflict("schedule \(update.scheduleId) has no buffered tick \(update.expectBuffered.map { "\($0)" } ?? "")")
     }
 
     static func scheduleRecord(_ row: Row) throws -> ScheduleRecord {

@@ -12,13 +12,16 @@ public struct StoreFixture: Sendable {
     public let queue: any QueueStore
     public let logs: any LogStore
     public let orgs: any OrganizationStore
+    public let schedules: any ScheduleStore
     private let remove: @Sendable () -> Void
 
     public init(
         name: String, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
-        queue: any QueueStore, logs: any LogStore, orgs: any OrganizationStore, remove: @escaping @Sendable () -> Void = {}
+        queue: any QueueStore, logs: any LogStore, orgs: any OrganizationStore, schedules: any ScheduleStore,
+        remove: @escaping @Sendable () -> Void = {}
     ) {
         self.orgs = orgs
+        self.schedules = schedules
         self.name = name
         self.users = users
         self.workflows = workflows
@@ -33,7 +36,9 @@ public struct StoreFixture: Sendable {
     /// The in-memory store.
     public static func memory() -> StoreFixture {
         let store = MemoryStore()
-        return StoreFixture(name: "memory", users: store, workflows: store, executions: store, queue: store, logs: store, orgs: store)
+        return StoreFixture(
+            name: "memory", users: store, workflows: store, executions: store, queue: store, logs: store, orgs: store,
+            schedules: store)
     }
 
     /// SQLite files in a temporary directory.
@@ -41,7 +46,7 @@ public struct StoreFixture: Sendable {
         let temp = try TempSQLiteStore()
         return StoreFixture(
             name: "sqlite", users: temp.store, workflows: temp.store, executions: temp.store, queue: temp.store,
-            logs: temp.logs, orgs: temp.store, remove: { temp.cleanup() })
+            logs: temp.logs, orgs: temp.store, schedules: temp.store, remove: { temp.cleanup() })
     }
 
     /// Stores a new account.

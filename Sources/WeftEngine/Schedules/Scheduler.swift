@@ -79,6 +79,8 @@ public final class Scheduler: Service, Sendable {
         var watching: [String: Task<Void, Never>] = [:]
         var backfills: [String: Task<Void, Never>] = [:]
         var cancelledBackfills: Set<String> = []
+        /// A recount of the schedules gauge is on its way.
+        var countsPending = false
     }
 
     let state = Mutex(State())
@@ -167,7 +169,18 @@ public final class Scheduler: Service, Sendable {
     /// (the API), maybe earlier than any it knew.
     public func scheduleChanged() {
         engine.signal.notify(ScheduleRecord.queue)
-        Task { await refreshCounts() }
+        // The gauge is counted again at most once a second (a bulk import
+        // of schedules does not count them once each).
+        let first = state.withLock { state -> Bool in
+            defer { state.countsPending = true }
+            return !state.countsPending
+        }
+        guard first else { return }
+        Task {
+            try? await Task.sleep(for: .seconds(1))
+            state.withLock { $0.countsPending = false }
+            await refreshCounts()
+        }
     }
 
     func refreshCounts() async {
