@@ -118,7 +118,11 @@ extension SQLiteStore: ScheduleStore {
     public func scheduleCounts() async throws -> (active: Int, paused: Int) {
         try await read("count_schedules") { db in
             let row = try Row.fetchOne(
-                db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(paused), 0) AS p FROM schedules")
+                db,
+                sql: """
+                    SELECT COUNT(*) AS n, COALESCE(SUM(s.paused), 0) AS p FROM schedules s
+                    JOIN workflows w ON w.id = s.workflow_id WHERE w.deleted_at IS NULL
+                    """)
             let total: Int = row?["n"] ?? 0
             let paused: Int = row?["p"] ?? 0
             return (total - paused, paused)

@@ -82,8 +82,9 @@ extension MemoryStore: ScheduleStore {
 
     public func scheduleCounts() async throws -> (active: Int, paused: Int) {
         state.withLock { state in
-            let paused = state.schedules.values.count { $0.paused }
-            return (state.schedules.count - paused, paused)
+            let live = state.schedules.values.filter { state.workflows[$0.workflowId]?.deletedAt == nil }
+            let paused = live.count { $0.paused }
+            return (live.count - paused, paused)
         }
     }
 

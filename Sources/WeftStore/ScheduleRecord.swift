@@ -346,7 +346,7 @@ public protocol ScheduleStore: Sendable {
     func bufferedSchedules() async throws -> [ScheduleRecord]
     /// The earliest due time of a wake-up nobody holds (nil: none).
     func nextWakeUp() async throws -> Date?
-    /// How many schedules are active and paused.
+    /// How many schedules of live workflows are active and paused.
     func scheduleCounts() async throws -> (active: Int, paused: Int)
 
     func createBackfill(_ backfill: BackfillRecord) async throws

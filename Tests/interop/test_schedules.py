@@ -175,10 +175,9 @@ def create_schedule(user: wh.ApiUser, wid: str, tidy: Tidy | None = None, **body
 
 
 def delete_schedule(user: wh.ApiUser, wid: str, sid: str) -> None:
-    """DELETE a schedule; the contract says 200 `{}`, the server answers 204
-    (test_delete_answers_200_with_an_empty_object holds the contract)."""
+    """DELETE a schedule: 204 with no body (docs/SCHEDULES.md, like DeleteWorkflow)."""
     r = user.rest.delete(spath(wid, sid))
-    assert (r.status == 200 and r.json == {}) or (r.status, r.body) == (204, b""), r
+    assert (r.status, r.body) == (204, b""), r
 
 
 def get_schedule(user: wh.ApiUser, wid: str, sid: str) -> dict:
@@ -290,7 +289,7 @@ def metric(server, name: str, **labels) -> float:
     return metrics(server).total(name, **labels)
 
 
-def schedules_gauge(server, active: float, paused: float) -> None:
+def schedules_gauge(server, active: float, paused: float, timeout: float = 5) -> None:
     """weft_schedules{state} reaches (active, paused) -- soon: the server
     recounts after each change, off the request path."""
     def check():
@@ -298,7 +297,7 @@ def schedules_gauge(server, active: float, paused: float) -> None:
         got = (m.total("weft_schedules", state="active"), m.total("weft_schedules", state="paused"))
         return got == (active, paused) or None
 
-    wh.wait_until(check, 5, interval=0.05, message=f"weft_schedules to be active={active} paused={paused}")
+    wh.wait_until(check, timeout, interval=0.05, message=f"weft_schedules to be active={active} paused={paused}")
 
 
 # ---------------------------------------------------------------------------
@@ -371,15 +370,6 @@ def test_create_get_list_update_delete(api_server, alice, bob, shared_wf, tidy):
     assert_error(alice.rest.post(spath(wid, sid, "/pause"), {}), 404, NOT_FOUND)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (/tmp/step8/server-bugs.md #1): DELETE of a schedule "
-                                      "answers 204 with no body; the contract says 200 {}")
-def test_delete_answers_200_with_an_empty_object(alice, shared_wf):
-    s = create_schedule(alice, shared_wf["id"], cron=NIGHTLY)
-    r = alice.rest.delete(spath(shared_wf["id"], s["id"]))
-    assert_error(alice.rest.get(spath(shared_wf["id"], s["id"])), 404, NOT_FOUND)
-    assert r.status == 200 and r.json == {}, r
-
-
 def test_pause_and_resume_fields(alice, shared_wf, tidy):
     wid = shared_wf["id"]
     s = create_schedule(alice, wid, tidy, cron=NIGHTLY)
@@ -424,10 +414,13 @@ CRON_ERRORS = [
     ("0 0 32 * *", ['"32"']),
     ("0 0 0 * *", ['"0"']),
     ("0 0 * 13 *", ['"13"']),
-    ("0 0 * FOO *", ['"FOO"']),
+    ("0 0 * FOO *", ['month field "FOO" is not a number or a month name (JAN-DEC)']),
     ("0 0 * * 8", ['"8"']),
     ("0 0 * * 5#6", ['"5#6"']),
     ("@sometimes", []),
+    ("30-10 * * * *", ['range "30-10" in minute field runs backwards (30 > 10)']),
+    ("0 0 30 2 *", ['"0 0 30 2 *" never fires']),
+    ("0 0 31 4,6,9,11 *", ["never fires"]),
 ]
 
 
@@ -437,25 +430,36 @@ def test_bad_cron_names_the_field(alice, shared_wf, cron, fragments):
     before = len(list_schedules(alice, wid))
     err = assert_error(alice.rest.post(spath(wid), {"cron": cron}), 400, INVALID_ARGUMENT, *fragments)
     assert err["message"].startswith("cron: "), err
-    # The preview parses with the same parser.
-    err = assert_error(alice.rest.post("/schedules/preview", {"cron": cron}), 400, INVALID_ARGUMENT, *fragments)
-    assert err["message"].startswith("cron: "), err
+    check_preview_refuses(alice, cron, fragments)
     assert len(list_schedules(alice, wid)) == before, "nothing was created"
 
 
-# The contract's wording, word for word (the test above checks what matters:
-# the field, its text, the count).
+def check_preview_refuses(user, cron: str, fragments=()) -> None:
+    """The preview parses with the same parser and refuses what create
+    refuses (an expression that never fires included): the same 400."""
+    r = user.rest.post("/schedules/preview", {"cron": cron})
+    err = assert_error(r, 400, INVALID_ARGUMENT, *fragments)
+    assert err["message"].startswith("cron: "), err
+
+
+# The messages word for word, as docs/SCHEDULES.md lists them.
 CRON_WORDING = [
-    ("* x * * *", 'cron: hour field "x" is not a number or name'),
-    ("* * *", "cron: cron expression must have 5 or 6 fields, got 3"),
+    ("* * *", "cron: cron expression must have 5 fields (minute hour day-of-month month day-of-week) or 6 "
+              "(with seconds first), got 3"),
+    ("61 * * * *", 'cron: minute field "61" is out of range 0-59'),
+    ("* x * * *", 'cron: hour field "x" is not a number'),
+    ("0 0 * FOO *", 'cron: month field "FOO" is not a number or a month name (JAN-DEC)'),
+    ("*/0 * * * *", 'cron: step must be at least 1 in minute field "*/0"'),
+    ("30-10 * * * *", 'cron: range "30-10" in minute field runs backwards (30 > 10)'),
+    ("0 0 30 2 *", 'cron: "0 0 30 2 *" never fires (e.g. February 30)'),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="server/contract wording mismatch (/tmp/step8/server-bugs.md #2)")
 @pytest.mark.parametrize("cron, message", CRON_WORDING, ids=[c for c, _ in CRON_WORDING])
-def test_cron_messages_word_for_word(alice, cron, message):
-    err = assert_error(alice.rest.post("/schedules/preview", {"cron": cron}), 400, INVALID_ARGUMENT)
+def test_cron_messages_word_for_word(alice, shared_wf, cron, message):
+    err = assert_error(alice.rest.post(spath(shared_wf["id"]), {"cron": cron}), 400, INVALID_ARGUMENT)
     assert err["message"] == message, err
+    check_preview_refuses(alice, cron, [message])
 
 
 BAD_SETTINGS = [
@@ -751,6 +755,20 @@ def test_preview_defaults_bounds_and_window(alice):
     assert z(out["times"]) == ["2027-01-05T00:00:00Z", "2027-01-06T00:00:00Z", "2027-01-07T00:00:00Z"], out
 
 
+def test_preview_whole_second_window_is_inclusive(alice):
+    out = preview(alice, cron=EVERY_SECOND, after="2030-01-01T00:00:00Z", startAt="2030-01-01T00:00:05Z",
+                  endAt="2030-01-01T00:00:09Z", count=10)
+    assert z(out["times"]) == [f"2030-01-01T00:00:0{i}Z" for i in range(5, 10)], out
+
+
+def test_no_tick_before_a_fractional_start(alice, shared_wf, tidy):
+    out = preview(alice, cron=EVERY_SECOND, after="2030-01-01T00:00:00Z", startAt="2030-01-01T00:00:05.700Z",
+                  endAt="2030-01-01T00:00:08.999Z", count=10)
+    assert z(out["times"]) == ["2030-01-01T00:00:06Z", "2030-01-01T00:00:07Z", "2030-01-01T00:00:08Z"], out
+    s = create_schedule(alice, shared_wf["id"], tidy, cron=EVERY_SECOND, startAt="2030-01-01T00:00:05.700Z")
+    assert ns(s["nextRunAt"]) == ns("2030-01-01T00:00:06Z"), s
+
+
 # ---------------------------------------------------------------------------
 # gRPC CRUD
 # ---------------------------------------------------------------------------
@@ -911,6 +929,20 @@ def test_every_second_schedule_fires_pauses_and_resumes(api_server, alice, tidy)
     schedules_gauge(api_server, active0, paused0)
 
 
+def test_jitter_delays_each_tick_within_its_bound(alice, tidy):
+    wf = create_wf(alice, NOOP)
+    wid = wf["id"]
+    s = create_schedule(alice, wid, tidy, cron=EVERY_SECOND, jitter="2s", overlapPolicy="allow")
+    wh.wait_until(lambda: len(executions(alice, wid)) >= 4, TIMEOUT, interval=0.1, message="four jittered ticks")
+    pause(alice, wid, s["id"])
+    listed = all_terminal(alice, wid)
+    ticks = sorted(check_schedule_execution(e, s["id"]) for e in listed)  # scheduledTime: the tick, before jitter
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), ticks
+    lags = sorted(secs(e["createdAt"]) - tick_of(e) for e in listed)
+    assert lags[0] >= 0 and lags[-1] < 2.75, f"each tick fires within its 2 s jitter: {lags}"
+    assert lags[-1] >= 0.25, f"the jitter delayed some tick: {lags}"
+
+
 def test_overlap_skip_runs_one_at_a_time(api_server, alice, tidy):
     wf = create_wf(alice, delay_wf("5s"))
     wid = wf["id"]
@@ -1000,6 +1032,61 @@ def test_overlap_cancel_other_cancels_the_running_one(alice, tidy, policy):
         # Cancelled at the next tick, not after its 30 s delay.
         assert secs(e["completedAt"]) - tick_of(nxt) < 2.0, (e, nxt)
     assert count(p, "skippedCount") == 0 and count(p, "firedCount") == len(listed), p
+
+
+def test_start_and_end_bound_the_live_ticks(alice, tidy):
+    wf = create_wf(alice, NOOP)
+    wid = wf["id"]
+    now = time.time()
+    start = int(now) + 2
+    end = start + 1
+    # Whole seconds: "no tick before startAt or after endAt", so both ends run.
+    s = create_schedule(alice, wid, tidy, cron=EVERY_SECOND, overlapPolicy="allow", startAt=iso(start), endAt=iso(end))
+    expected = [start, end]
+    assert ns(s["nextRunAt"]) == start * 10**9, (s, expected)
+    assert [ns(t) // 10**9 for t in s["nextRunTimes"]] == expected, (s, expected)  # fewer than 5: the window ends
+    sch = wh.wait_until(lambda: (lambda x: x if "nextRunAt" not in x else None)(get_schedule(alice, wid, s["id"])),
+                        TIMEOUT, interval=0.1, message="the schedule to run out at endAt")
+    wh.wait_until(lambda: time.time() > end + 1.5, 10)  # a tick after endAt would have come by now
+    assert sorted(tick_of(e) for e in all_terminal(alice, wid)) == expected
+    assert count(get_schedule(alice, wid, s["id"]), "firedCount") == len(expected), sch
+    # A window already over: no next run at all.
+    past = create_schedule(alice, wid, tidy, cron=EVERY_SECOND, endAt=iso(int(now) - 60))
+    assert "nextRunAt" not in past and not past.get("nextRunTimes"), past
+
+
+def test_a_deleted_workflows_schedule_stops(api_server, alice):
+    wf = create_wf(alice, NOOP)
+    wid = wf["id"]
+    s = create_schedule(alice, wid, cron=EVERY_SECOND, overlapPolicy="allow")
+    wh.wait_until(lambda: len(executions(alice, wid)) >= 1, TIMEOUT, interval=0.1, message="a tick")
+    gone0 = metric(api_server, "weft_schedule_ticks_skipped_total", reason="workflow_gone")
+    r = alice.rest.delete(f"/workflows/{wid}")
+    assert r.status == 204, r
+    fired = metric(api_server, "weft_schedule_ticks_fired_total")
+    # The next tick finds the workflow gone: skipped, and the schedule stops.
+    wh.wait_until(lambda: metric(api_server, "weft_schedule_ticks_skipped_total", reason="workflow_gone") > gone0,
+                  5, interval=0.1, message="a tick skipped as workflow_gone")
+    time.sleep(1.5)  # the window under test: nothing fires for a deleted workflow
+    assert metric(api_server, "weft_schedule_ticks_fired_total") == fired
+    assert metric(api_server, "weft_schedule_ticks_skipped_total", reason="workflow_gone") == gone0 + 1, \
+        "the schedule stopped after its first tick without a workflow"
+    assert_error(alice.rest.get(spath(wid, s["id"])), 404, NOT_FOUND)
+
+
+def test_a_deleted_workflows_schedule_leaves_the_gauge(api_server, alice):
+    # The gauge is recounted at most once a second after a change: let the
+    # changes of earlier tests settle before taking the baseline.
+    time.sleep(1.3)
+    m0 = metrics(api_server)
+    active0, paused0 = m0.total("weft_schedules", state="active"), m0.total("weft_schedules", state="paused")
+    wf = create_wf(alice, NOOP)
+    create_schedule(alice, wf["id"], cron=NIGHTLY)
+    create_schedule(alice, wf["id"], cron=NIGHTLY, paused=True)
+    schedules_gauge(api_server, active0 + 1, paused0 + 1)
+    r = alice.rest.delete(f"/workflows/{wf['id']}")
+    assert r.status == 204, r
+    schedules_gauge(api_server, active0, paused0, timeout=3)
 
 
 # ---------------------------------------------------------------------------

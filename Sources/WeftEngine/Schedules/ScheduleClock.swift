@@ -113,7 +113,9 @@ public struct ScheduleClock: Sendable {
     public func upcoming(after date: Date, count: Int, start: Date? = nil, end: Date? = nil) -> [Date] {
         var times: [Date] = []
         var cursor = date
-        if let start, start > cursor { cursor = start.addingTimeInterval(-1) }
+        // At or after `start`: ticks are whole seconds, so from the second
+        // before its first whole second.
+        if let start, start > cursor { cursor = Date(timeIntervalSince1970: start.timeIntervalSince1970.rounded(.up) - 1) }
         while times.count < count, let next = next(after: cursor) {
             if let end, next > end { break }
             times.append(next)

@@ -204,6 +204,7 @@ public final class Scheduler: Service, Sendable {
     private func leaseLoop() async {
         let signal = engine.signal
         let inFlight = Counter()
+        var lastCount = ContinuousClock.now
         await withDiscardingTaskGroup { group in
             while !stopping.isOpen {
                 let generation = signal.generation(ScheduleRecord.queue)
@@ -225,6 +226,12 @@ public final class Scheduler: Service, Sendable {
                             }
                         }
                         continue
+                    }
+                    // Idle: recount the schedules gauge now and then (a
+                    // workflow deleted elsewhere takes its schedules out).
+                    if ContinuousClock.now - lastCount > .seconds(30) {
+                        lastCount = .now
+                        await refreshCounts()
                     }
                     // Sleep until the earliest wake-up (or a change, or a minute).
                     let next = try await schedules.nextWakeUp()

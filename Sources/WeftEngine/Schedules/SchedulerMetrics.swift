@@ -71,8 +71,10 @@ public final class SchedulerMetrics: Sendable {
             help: "Backfill ticks handled: started an execution, or found one already run (existing).", [("outcome", outcome)])
     }
 
+    public static let webhookHelp = "Webhook trigger calls, by outcome."
+
     private func webhookCounter(_ outcome: String) -> Prometheus.Counter {
-        counter(MetricNames.webhookRequests, help: "Webhook trigger calls, by outcome.", [("outcome", outcome)])
+        counter(MetricNames.webhookRequests, help: Self.webhookHelp, [("outcome", outcome)])
     }
 
     private func eventCounter(_ outcome: String) -> Prometheus.Counter {

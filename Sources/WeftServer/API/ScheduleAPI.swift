@@ -344,6 +344,10 @@ struct ScheduleAPI: RPCService {
             throw RPCError(code: .invalidArgument, message: "start_at must be before end_at")
         }
         let times = clock.upcoming(after: request.hasAfter ? request.after.date : Date(), count: count, start: start, end: end)
+        if times.isEmpty, end == nil {
+            // As CreateSchedule says it: an expression that never fires.
+            throw RPCError(code: .invalidArgument, message: "cron: \"\(request.cron)\" never fires (e.g. February 30)")
+        }
         var response = Weft_V1_PreviewScheduleResponse()
         response.times = times.map(ProtoMapping.timestamp)
         response.localTimes = times.map(clock.localText)

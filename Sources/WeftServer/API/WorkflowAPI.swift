@@ -58,6 +58,8 @@ struct WorkflowAPI: RPCService {
                     id: request.workflowID, expectedVersion: expectedVersion(request.etag), actor: caller.userId,
                     needs: .owner)
                 deps.countWrite("delete")
+                // Its schedules stop at their next tick; the gauge drops now.
+                deps.scheduler.scheduleChanged()
                 return Weft_V1_DeleteWorkflowResponse()
             },
             .unary(service: Self.name, method: "SearchWorkflows", rest: [.get("/workflows/search")]) {

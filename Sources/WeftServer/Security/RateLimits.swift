@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WeftEngine
 import WeftObservability
 import WeftRPC
 
@@ -148,6 +149,11 @@ final class RateLimiter: ServerInterceptor, Sendable {
         }
         if calls.wrappingAdd(1, ordering: .relaxed).newValue % sweepEvery == 0 { sweep(limit: settings, now: now) }
         if let refused {
+            if call.descriptor.method == "DeliverWebhook" {
+                // Counted with the webhook's other refusals (the handler never runs).
+                metrics.counter(MetricNames.webhookRequests, help: SchedulerMetrics.webhookHelp, labels: [("outcome", "refused")])
+                    .increment()
+            }
             metrics.counter(
                 MetricNames.rateLimited, help: Self.help, labels: [("class", routeClass.rawValue), ("scope", refused.scope)]
             ).increment()
