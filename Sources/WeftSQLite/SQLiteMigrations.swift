@@ -459,6 +459,7 @@ enum SQLiteMigrations {
                     created_at    DATETIME NOT NULL,
                     PRIMARY KEY (org_id, event_id)
                 );
+                CREATE INDEX published_events_age ON published_events(created_at);
                 ALTER TABLE workflow_executions ADD COLUMN trigger_id TEXT;
                 ALTER TABLE workflow_executions ADD COLUMN scheduled_at DATETIME;
                 """)

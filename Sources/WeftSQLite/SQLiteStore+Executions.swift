@@ -161,6 +161,9 @@ extension SQLiteStore: ExecutionStore {
                 try db.cachedStatement(sql: """
                     DELETE FROM task_queue WHERE execution_id = ? AND task_key = ? AND attempt = ? AND lease_token IS NULL
                     """).execute(arguments: [executionId, taskKey, attempt])
+            case .removeQueued(let executionId, let taskKey, let attempt):
+                try db.cachedStatement(sql: "DELETE FROM task_queue WHERE execution_id = ? AND task_key = ? AND attempt = ?")
+                    .execute(arguments: [executionId, taskKey, attempt])
             case .cost(let executionId, let add):
                 try db.cachedStatement(sql: """
                     UPDATE workflow_executions SET cost = cost + ?,

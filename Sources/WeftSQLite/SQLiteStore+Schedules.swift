@@ -101,6 +101,13 @@ extension SQLiteStore: ScheduleStore {
         }
     }
 
+    public func activeSchedules() async throws -> [ScheduleRecord] {
+        try await read("active_schedules") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM schedules WHERE paused = 0 AND next_run_at IS NOT NULL ORDER BY id")
+                .map(Self.scheduleRecord)
+        }
+    }
+
     public func bufferedSchedules() async throws -> [ScheduleRecord] {
         try await read("buffered_schedules") { db in
             try Row.fetchAll(db, sql: "SELECT * FROM schedules WHERE buffered_tick IS NOT NULL ORDER BY id").map(Self.scheduleRecord)
@@ -348,6 +355,13 @@ extension SQLiteStore: ScheduleStore {
                 arguments: [orgId, eventId])
             else { return nil }
             return text.isEmpty ? [] : text.split(separator: ",").map(String.init)
+        }
+    }
+
+    public func purgeEvents(before date: Date) async throws -> Int {
+        try await write("purge_events") { db in
+            try db.execute(sql: "DELETE FROM published_events WHERE created_at < ?", arguments: [StoreDate.text(date)])
+            return db.changesCount
         }
     }
 

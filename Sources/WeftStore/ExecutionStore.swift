@@ -31,6 +31,10 @@ public enum ExecutionTransition: Sendable, Hashable {
     /// Removes a queued item nobody holds (a timer that is moot: its
     /// attempt ended); nothing when it is gone or leased.
     case dequeue(executionId: String, taskKey: String, attempt: Int)
+    /// Removes an item whether or not someone holds it (a scheduler wake-up
+    /// whose tick was handled: the schedule's guarded advance is what makes
+    /// the tick once; the item only woke the scheduler). Nothing when gone.
+    case removeQueued(executionId: String, taskKey: String, attempt: Int)
     /// Adds usage and dollars to an execution's cost.
     case cost(executionId: String, ExecutionCost)
     /// Moves a schedule on (its next tick, what the tick did), in the unit

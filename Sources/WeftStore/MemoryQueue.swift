@@ -98,6 +98,13 @@ struct MemoryQueue {
         byKey[key] = nil
     }
 
+    /// Removes an item, held or not.
+    mutating func remove(executionId: String, taskKey: String, attempt: Int) {
+        let key = "\(executionId)|\(taskKey)|\(attempt)"
+        guard let id = byKey.removeValue(forKey: key), let row = rows.removeValue(forKey: id) else { return }
+        if let token = row.token { byToken[token] = nil }
+    }
+
     /// The earliest `readyAt` of an item of `queue` nobody holds.
     func earliestUnleased(queue: String) -> Date? {
         rows.values.filter { $0.item.queue == queue && $0.token == nil }.map(\.item.readyAt).min()

@@ -139,6 +139,8 @@ extension MemoryStore.State {
                 try queue.release(token: token, readyAt: readyAt)
             case .dequeue(let executionId, let taskKey, let attempt):
                 queue.removeUnleased(executionId: executionId, taskKey: taskKey, attempt: attempt)
+            case .removeQueued(let executionId, let taskKey, let attempt):
+                queue.remove(executionId: executionId, taskKey: taskKey, attempt: attempt)
             case .cost(let executionId, let add):
                 guard executions[executionId] != nil else {
                     throw StoreError.notFound("execution \(executionId) not found")

@@ -72,6 +72,10 @@ extension MemoryStore: ScheduleStore {
         }
     }
 
+    public func activeSchedules() async throws -> [ScheduleRecord] {
+        state.withLock { state in state.schedules.values.filter { !$0.paused && $0.nextRunAt != nil }.sorted { $0.id < $1.id } }
+    }
+
     public func bufferedSchedules() async throws -> [ScheduleRecord] {
         state.withLock { state in state.schedules.values.filter { $0.bufferedTick != nil }.sorted { $0.id < $1.id } }
     }
@@ -142,13 +146,21 @@ extension MemoryStore: ScheduleStore {
     }
 
     public func event(orgId: String, eventId: String) async throws -> [String]? {
-        state.withLock { $0.events[orgId + "|" + eventId] }
+        state.withLock { $0.events[orgId + "|" + eventId]?.executions }
     }
 
     public func recordEvent(orgId: String, eventId: String, name: String, executionIds: [String], at: Date) async throws {
         state.withLock { state in
             let key = orgId + "|" + eventId
-            if state.events[key] == nil { state.events[key] = executionIds }
+            if state.events[key] == nil { state.events[key] = (executionIds, at) }
+        }
+    }
+
+    public func purgeEvents(before date: Date) async throws -> Int {
+        state.withLock { state in
+            let old = state.events.filter { $0.value.at < date }.map(\.key)
+            for key in old { state.events[key] = nil }
+            return old.count
         }
     }
 }

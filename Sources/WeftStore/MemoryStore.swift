@@ -44,8 +44,8 @@ public final class MemoryStore: Sendable {
         var schedules: [String: ScheduleRecord] = [:]
         var backfills: [String: BackfillRecord] = [:]
         var triggers: [String: TriggerRecord] = [:]
-        /// "org id|event id" -> the executions it started.
-        var events: [String: [String]] = [:]
+        /// "org id|event id" -> the executions it started, and when.
+        var events: [String: (executions: [String], at: Date)] = [:]
     }
 
     let state = Mutex(State())

@@ -342,6 +342,8 @@ public protocol ScheduleStore: Sendable {
     func replaceSchedule(_ schedule: ScheduleRecord) async throws
     /// Deletes a schedule and its unleased wake-up items; false if unknown.
     func deleteSchedule(id: String) async throws -> Bool
+    /// Schedules that are not paused and have a next tick.
+    func activeSchedules() async throws -> [ScheduleRecord]
     /// Schedules with a buffered tick (to watch their running execution after a restart).
     func bufferedSchedules() async throws -> [ScheduleRecord]
     /// The earliest due time of a wake-up nobody holds (nil: none).
@@ -366,6 +368,9 @@ public protocol ScheduleStore: Sendable {
 
     /// The executions an event id started, if it was published before.
     func event(orgId: String, eventId: String) async throws -> [String]?
+    /// Forgets event ids published before `date`; returns how many.
+    @discardableResult
+    func purgeEvents(before date: Date) async throws -> Int
     /// Records an event id and the executions it started (first write wins).
     func recordEvent(orgId: String, eventId: String, name: String, executionIds: [String], at: Date) async throws
 }

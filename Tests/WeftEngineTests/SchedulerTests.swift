@@ -104,6 +104,31 @@ struct SchedulerTests {
         }
     }
 
+    @Test("two wake-ups of one schedule in one scheduler: one handler works, the other comes back later; one wake-up remains")
+    func twinsInOneScheduler() async throws {
+        try await EngineHarness.with { harness in
+            let workflow = try await harness.workflow([("a", .noop, [], .emptyObject)])
+            let start = harness.clock.now
+            let created = try await schedule(harness, workflow, cron: "*/10 * * * * *", overlap: .allow)
+            var twin = created.wakeUp(tick: try #require(created.nextRunAt))
+            twin.attempt += 1_000_000
+            try await harness.store.enqueue([twin])
+            let scheduler = scheduler(harness)
+            harness.clock.advance(by: 10)
+            #expect(try await scheduler.runDue() == 2)
+            // The handler that lost the claim put its item back for 5 s; then
+            // it is not due (the schedule moved on) and is dropped.
+            harness.clock.advance(by: 6)
+            try await scheduler.runDue()
+            #expect(seconds(try await ticks(harness, workflow), from: start) == [10])
+            let depth = try await harness.store.depth(queue: ScheduleRecord.queue, now: harness.clock.now)
+            #expect(depth.ready + depth.delayed + depth.leased == 1)
+            harness.clock.advance(by: 4)
+            try await scheduler.runDue()
+            #expect(seconds(try await ticks(harness, workflow), from: start) == [10, 20])
+        }
+    }
+
     @Test("a restart in the middle: leases of the dead process are released and the ticks fire once")
     func restartInTheMiddle() async throws {
         try await EngineHarness.with { harness in

@@ -58,6 +58,8 @@ struct ScheduleAPITests {
                  #"overlap_policy "queue" is not one of skip, allow, buffer_one, cancel_other, terminate_other"#),
                 (#"{"cron": "* * * * *", "jitter": "7200s"}"#, "jitter must be from 0s to less than 1h, got 7200000 ms"),
                 (#"{"timezone": "UTC"}"#, "cron is required"),
+                (#"{"cron": "* * * * *", "startAt": "9999-12-31T23:59:01Z"}"#, "start_at must be from 1970-01-01 to 9000-01-01"),
+                (#"{"cron": "* * * * *", "jitter": "60s"}"#, "jitter (60.0 s) must be shorter than the gap between ticks (60.0 s)"),
             ] {
                 let refused = await api.rest("POST", base, body: body, token: owner)
                 #expect(refused.status == 400, "\(body)")
@@ -116,6 +118,35 @@ struct ScheduleAPITests {
         }
     }
 
+    @Test("with an idempotency header, a signed request replayed under a new key is refused; the same key is a duplicate")
+    func replayWithNewIdempotencyKey() async throws {
+        try await APIHarness.with { api in
+            let (owner, _) = try await api.signUp("Owner")
+            let created = try await workflow(api, token: owner)
+            let secret = "0123456789abcdef-secret"
+            let made = await api.rest(
+                "POST", "/workflows/\(created.id)/triggers",
+                body: #"{"type": "webhook", "signatureSecret": "\#(secret)", "idempotencyHeader": "Idempotency-Key"}"#,
+                token: owner)
+            let hook = try #require(made.json["id"] as? String)
+            let body = #"{"n": 1}"#
+            let now = Int(Date().timeIntervalSince1970)
+            let signature = "sha256=" + Hex.encode(Crypto.hmacSHA256(key: Array(secret.utf8), data: Array("\(now).\(body)".utf8)))
+            func deliver(_ key: String) async -> (status: Int, json: [String: Any]) {
+                let response = await api.transport.rest(
+                    "POST", "/hooks/\(hook)", body: body,
+                    headers: [("x-weft-timestamp", String(now)), ("x-weft-signature", signature), ("idempotency-key", key)])
+                return (response.status, (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:])
+            }
+            let first = await deliver("k1")
+            #expect(first.status == 202)
+            let retry = await deliver("k1")
+            #expect(retry.status == 202 && retry.json["duplicate"] as? Bool == true)
+            #expect(retry.json["executionId"] as? String == first.json["executionId"] as? String)
+            #expect(await deliver("k2").status == 409)
+        }
+    }
+
     @Test("a signed webhook checks the exact bytes sent, refuses stale and replayed deliveries, and starts its workflow")
     func signedWebhook() async throws {
         try await APIHarness.with { api in
@@ -153,6 +184,15 @@ struct ScheduleAPITests {
             #expect(execution.trigger == .webhook && execution.triggerId == hook)
             #expect(execution.input == .object(["order": .string("A-1"), "amount": .number(250)]))
             #expect(await api.rest("POST", "/hooks/hk_00000000000000000000000000000000", body: "{}").status == 404)
+            // A timestamp far outside any clock is refused before any arithmetic.
+            let wild = await api.transport.rest(
+                "POST", "/hooks/\(hook)", body: body,
+                headers: [("x-weft-timestamp", "-9223372036854775808"), ("x-weft-signature", "sha256=00")])
+            #expect(wild.status == 401)
+            // Keys of schedules, webhooks and events cannot be taken by a caller.
+            let reserved = await api.rest(
+                "POST", "/workflows/\(created.id)/execute", body: #"{"idempotencyKey": "schedule:sch_1:0"}"#, token: owner)
+            #expect(reserved.status == 400)
         }
     }
 }

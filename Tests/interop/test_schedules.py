@@ -932,15 +932,22 @@ def test_every_second_schedule_fires_pauses_and_resumes(api_server, alice, tidy)
 def test_jitter_delays_each_tick_within_its_bound(alice, tidy):
     wf = create_wf(alice, NOOP)
     wid = wf["id"]
-    s = create_schedule(alice, wid, tidy, cron=EVERY_SECOND, jitter="2s", overlapPolicy="allow")
-    wh.wait_until(lambda: len(executions(alice, wid)) >= 4, TIMEOUT, interval=0.1, message="four jittered ticks")
+    # Jitter must be shorter than the gap between ticks (else a later tick
+    # could fall due first): every 3 s with up to 2 s.
+    s = create_schedule(alice, wid, tidy, cron="*/3 * * * * *", jitter="2s", overlapPolicy="allow")
+    wh.wait_until(lambda: len(executions(alice, wid)) >= 4, TIMEOUT + 15, interval=0.1, message="four jittered ticks")
     pause(alice, wid, s["id"])
     listed = all_terminal(alice, wid)
     ticks = sorted(check_schedule_execution(e, s["id"]) for e in listed)  # scheduledTime: the tick, before jitter
-    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), ticks
+    assert ticks == list(range(ticks[0], ticks[0] + 3 * len(ticks), 3)), ticks
     lags = sorted(secs(e["createdAt"]) - tick_of(e) for e in listed)
     assert lags[0] >= 0 and lags[-1] < 2.75, f"each tick fires within its 2 s jitter: {lags}"
     assert lags[-1] >= 0.25, f"the jitter delayed some tick: {lags}"
+
+
+def test_jitter_as_long_as_the_gap_is_refused(alice, shared_wf):
+    err = assert_error(alice.rest.post(spath(shared_wf["id"]), {"cron": EVERY_SECOND, "jitter": "1s"}), 400, INVALID_ARGUMENT)
+    assert err["message"] == "jitter (1.0 s) must be shorter than the gap between ticks (1.0 s)", err
 
 
 def test_overlap_skip_runs_one_at_a_time(api_server, alice, tidy):

@@ -152,10 +152,11 @@ LEGITIMATE_REFUSALS = [
      "(a JSON schema cannot relate array items or parse templates)"),
     (r"(POST|PUT) /(workflows/\{workflowId\}/schedules.*|schedules/preview)", 400,
      r"^cron: |^timezone|^start_at must be before end_at|^jitter must be|^catchup_window must be"
-     r"|^input is larger",
+     r"|^input is larger|^(start_at|end_at|after) must be from 1970-01-01 to 9000-01-01",
      "cron and time-zone syntax, and start before end (the server parses them; a JSON schema cannot)"),
     (r"POST /workflows/\{workflowId\}/schedules/\{scheduleId\}/backfills", 400,
-     r"^start_time must be before end_time|^end_time must not be in the future|^the range holds more than",
+     r"^start_time must be before end_time|^end_time must not be in the future|^the range holds more than"
+     r"|^(start_time|end_time) must be from 1970-01-01 to 9000-01-01|^a backfill of schedule .* is running",
      "cross-field and time-dependent: a past, non-empty range of at most 10,000 ticks"),
     (r"POST /workflows/\{workflowId\}/schedules/\{scheduleId\}/backfills/\{backfillId\}/cancel", 400,
      r"already finished .*only a running backfill can be cancelled",

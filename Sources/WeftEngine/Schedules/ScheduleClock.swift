@@ -84,13 +84,20 @@ public struct ScheduleClock: Sendable {
         }
     }
 
-    /// The first fire time strictly after `date`; nil when there is none.
+    /// No fire time is later than this (9000-01-01T00:00:00Z): the store
+    /// writes four-digit years, and the arithmetic stays far from overflow.
+    public static let latest = Date(timeIntervalSince1970: TimeInterval(CivilTime.days(year: 9000, month: 1, day: 1)) * 86_400)
+
+    /// The first fire time strictly after `date`; nil when there is none
+    /// (before `latest`).
     public func next(after date: Date) -> Date? {
+        guard date.timeIntervalSince1970 >= 0, date < Self.latest else { return nil }
         let instant = Int64(date.timeIntervalSince1970.rounded(.down))
         var floor = civil(at: date)
         // Each loop moves `floor` forward in local time; a handful suffice.
         for _ in 0..<1000 {
             guard let match = cron.next(after: floor) else { return nil }
+            guard match.year < 9000 else { return nil }
             switch resolve(match) {
             case .unique(let at) where at > instant:
                 return Date(timeIntervalSince1970: TimeInterval(at))
@@ -115,7 +122,10 @@ public struct ScheduleClock: Sendable {
         var cursor = date
         // At or after `start`: ticks are whole seconds, so from the second
         // before its first whole second.
-        if let start, start > cursor { cursor = Date(timeIntervalSince1970: start.timeIntervalSince1970.rounded(.up) - 1) }
+        if let start, start > cursor {
+            guard start < Self.latest else { return [] }
+            cursor = Date(timeIntervalSince1970: start.timeIntervalSince1970.rounded(.up) - 1)
+        }
         while times.count < count, let next = next(after: cursor) {
             if let end, next > end { break }
             times.append(next)
@@ -127,7 +137,7 @@ public struct ScheduleClock: Sendable {
     /// An instant as local time in the zone, RFC 3339 with its offset
     /// ("2027-03-14T03:00:00-04:00").
     public func localText(_ date: Date) -> String {
-        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let seconds = Int64(min(max(date.timeIntervalSince1970, 0), Self.latest.timeIntervalSince1970).rounded(.down))
         let offset = self.offset(seconds)
         let civil = CivilTime(epochSeconds: seconds + offset)
         if offset == 0 { return civil.description + "Z" }

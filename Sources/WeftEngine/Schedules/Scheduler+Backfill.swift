@@ -107,6 +107,9 @@ extension Scheduler {
                     if isCancelled(id) { return try await finish(.cancelled) }
                     try? await Task.sleep(for: .seconds(1))
                 }
+                if case .conflict = outcome {
+                    return try await finish(.failed, error: "schedule \(schedule.id) was deleted")
+                }
                 if case .started(let execution, let created) = outcome {
                     metrics?.backfillTick(existing: !created)
                     if created {

@@ -64,7 +64,9 @@ public final class Scheduler: Service, Sendable {
     /// overloaded): the catch-up policy decides about them.
     public static let misfireGrace: TimeInterval = 60
     /// Ticks looked at in one pass over a schedule's overdue ticks.
-    static let maxTicksPerPass = 10_000
+    static let maxTicksPerPass = 100_000
+    /// How long a published event id deduplicates (then it is forgotten).
+    public static let eventRetention: TimeInterval = 7 * 86_400
     /// At most this many ticks in a backfill.
     public static let maxBackfillTicks = 10_000
     let leaseDuration: TimeInterval = 60
@@ -130,6 +132,10 @@ public final class Scheduler: Service, Sendable {
     /// buffered ticks, resumes running backfills.
     public func prepare() async throws {
         try await queue.releaseAll(queues: [ScheduleRecord.queue])
+        // Every active schedule has its wake-up (enqueueing is idempotent):
+        // one lost to anything is made again here.
+        let active = try await schedules.activeSchedules()
+        try await queue.enqueue(active.compactMap { schedule in schedule.nextRunAt.map { schedule.wakeUp(tick: $0) } })
         started.open()
         await refreshCounts()
         for schedule in try await schedules.bufferedSchedules() {
@@ -205,6 +211,7 @@ public final class Scheduler: Service, Sendable {
         let signal = engine.signal
         let inFlight = Counter()
         var lastCount = ContinuousClock.now
+        var lastPurge = ContinuousClock.now - .seconds(3600)
         await withDiscardingTaskGroup { group in
             while !stopping.isOpen {
                 let generation = signal.generation(ScheduleRecord.queue)
@@ -233,6 +240,11 @@ public final class Scheduler: Service, Sendable {
                         lastCount = .now
                         await refreshCounts()
                     }
+                    // Event ids deduplicate for a week.
+                    if ContinuousClock.now - lastPurge > .seconds(3600) {
+                        lastPurge = .now
+                        _ = try? await schedules.purgeEvents(before: now().addingTimeInterval(-Self.eventRetention))
+                    }
                     // Sleep until the earliest wake-up (or a change, or a minute).
                     let next = try await schedules.nextWakeUp()
                     let wait = min(60, max(0.001, next.map { $0.timeIntervalSince(now()) } ?? 60))
@@ -257,8 +269,17 @@ public final class Scheduler: Service, Sendable {
             return cached.clock
         }
         let clock = try ScheduleClock(cron: schedule.cron, timezone: schedule.timezone)
-        state.withLock { $0.clocks[schedule.id] = (schedule.cron, schedule.timezone, clock) }
+        state.withLock { state in
+            if state.clocks.count >= 100_000 { state.clocks.removeAll(keepingCapacity: true) }
+            state.clocks[schedule.id] = (schedule.cron, schedule.timezone, clock)
+        }
         return clock
+    }
+
+    /// Removes a handled wake-up by its key, held by this lease or not (a
+    /// lease that ran out during a long pass must not fail the pass).
+    func done(_ lease: Lease) -> ExecutionTransition {
+        .removeQueued(executionId: lease.item.executionId, taskKey: lease.item.taskKey, attempt: lease.item.attempt)
     }
 
     /// The tick after `tick` within the schedule's end (nil: no more).
@@ -271,9 +292,11 @@ public final class Scheduler: Service, Sendable {
     private func handle(_ lease: Lease, _ prefetched: ScheduleRecord?) async {
         let id = lease.item.executionId
         guard claim(id) else {
-            // Another handler is moving this schedule on; it leaves the
-            // wake-up of the tick it ends at.
-            try? await queue.complete(lease)
+            // Another handler is moving this schedule on (its lease ran out
+            // while it worked): it removes this item by key as it ends and
+            // leaves the next wake-up. Come back in a few seconds, in case
+            // it does not.
+            try? await queue.release(lease, readyAt: now().addingTimeInterval(5))
             return
         }
         defer { unclaim(id) }
@@ -301,7 +324,8 @@ public final class Scheduler: Service, Sendable {
                 read = try await schedules.schedule(id: id)
             }
             guard let schedule = read, !schedule.paused, let tick = schedule.nextRunAt else {
-                try? await queue.complete(lease)
+                if read == nil { _ = state.withLock { $0.clocks.removeValue(forKey: id) } }
+                try? await executions.apply([done(lease)])
                 return
             }
             let at = now()
@@ -311,7 +335,7 @@ public final class Scheduler: Service, Sendable {
                 if wake.attempt == lease.item.attempt {
                     try await queue.release(lease, readyAt: wake.readyAt)
                 } else {
-                    try await executions.apply([.completeLease(id: lease.id, token: lease.token), .enqueue(wake)])
+                    try await executions.apply([done(lease), .enqueue(wake)])
                 }
                 engine.signal.notify(ScheduleRecord.queue, at: wake.readyAt)
                 return
@@ -324,8 +348,7 @@ public final class Scheduler: Service, Sendable {
                 // (a zone gone from the tz database) stops the schedule.
                 logger.error("schedule \(id) stopped: \(error)")
                 try await executions.apply([
-                    .schedule(ScheduleUpdate(scheduleId: id, expectNext: tick, setsNext: true, next: nil)),
-                    .completeLease(id: lease.id, token: lease.token),
+                    .schedule(ScheduleUpdate(scheduleId: id, expectNext: tick, setsNext: true, next: nil)), done(lease),
                 ])
                 return
             }
@@ -366,7 +389,7 @@ public final class Scheduler: Service, Sendable {
             }
         }
         func finish(_ next: Date?) -> [ExecutionTransition] {
-            var end: [ExecutionTransition] = [.completeLease(id: lease.id, token: lease.token)]
+            var end: [ExecutionTransition] = [done(lease)]
             if let next { end.append(.enqueue(schedule.wakeUp(tick: next))) }
             return end
         }
@@ -451,6 +474,10 @@ public final class Scheduler: Service, Sendable {
             // The workflow was deleted: the schedule stops (no next tick).
             return try await skip("workflow_gone", next: nil, end: end.filter { if case .enqueue = $0 { false } else { true } })
         }
+        // buffer_one: while a tick waits, later ones are skipped (the waiting
+        // one starts when the running execution ends).
+        if schedule.overlap == .bufferOne, schedule.bufferedTick != nil { return try await skip("overlap", next: next, end: end) }
+        var cancelRunning: String?
         if schedule.overlap != .allow, let last = schedule.lastExecutionId, try await isRunning(last) {
             switch schedule.overlap {
             case .allow:
@@ -472,8 +499,9 @@ public final class Scheduler: Service, Sendable {
                 watchBuffered(schedule.id, running: last)
                 return true
             case .cancelOther, .terminateOther:
-                let reason = "cancelled by schedule \(schedule.id) (overlap policy \(schedule.overlap.rawValue)) for its tick at \(tick.formatted(.iso8601))"
-                _ = try? await engine.cancel(executionId: last, reason: reason)
+                // Cancelled once the new tick's unit has committed (a tick
+                // whose guard fails cancels nothing).
+                cancelRunning = last
             }
         }
         let update = ScheduleUpdate(scheduleId: schedule.id, expectNext: expect, setsNext: true, next: next, fired: tick)
@@ -481,6 +509,10 @@ public final class Scheduler: Service, Sendable {
         case .started:
             metrics?.tickFired(lag: now().timeIntervalSince(due))
             span?.attributes[SpanKeys.scheduleOutcome] = "fired"
+            if let cancelRunning {
+                let reason = "cancelled by schedule \(schedule.id) (overlap policy \(schedule.overlap.rawValue)) for its tick at \(tick.formatted(.iso8601))"
+                _ = try? await engine.cancel(executionId: cancelRunning, reason: reason)
+            }
             return true
         case .refused(let reason):
             return try await skip(reason, next: next, end: end)
@@ -512,6 +544,7 @@ public final class Scheduler: Service, Sendable {
             }
         }
         let executionId = IDGenerator.make(IDGenerator.execution, now: now())
+        var released = false
         var update = update
         update.executionId = executionId
         do {
@@ -524,34 +557,40 @@ public final class Scheduler: Service, Sendable {
                         alongside: [.schedule(update)] + end))
             }
             if !created {
+                // The tick's execution exists (a backfill ran it): advance only.
+                released = true
                 await admission?.release(workflow)
                 update.executionId = record.executionId
                 try await executions.apply([.schedule(update)] + end)
             }
             return .started(record, created: created)
         } catch EngineError.tooManyRunning {
-            await admission?.release(workflow)
+            if !released { await admission?.release(workflow) }
             return .refused("concurrency_limit")
         } catch StoreError.conflict {
-            await admission?.release(workflow)
+            if !released { await admission?.release(workflow) }
             return .conflict
         } catch StoreError.notFound {
-            await admission?.release(workflow)
+            if !released { await admission?.release(workflow) }
             return .conflict
         } catch {
-            await admission?.release(workflow)
+            if !released { await admission?.release(workflow) }
             throw error
         }
     }
 
     // MARK: buffer_one
 
-    /// Starts the schedule's buffered tick when `running` ends.
+    /// Starts the schedule's buffered tick when `running` ends. One watcher
+    /// per (schedule, execution): a watcher of an older execution leaving
+    /// does not stop a new one from being set up, and two firing the same
+    /// buffered tick are kept apart by its guard.
     func watchBuffered(_ scheduleId: String, running executionId: String) {
+        let key = scheduleId + "|" + executionId
         state.withLock { state in
-            guard state.watching[scheduleId] == nil else { return }
-            state.watching[scheduleId] = Task {
-                defer { _ = self.state.withLock { $0.watching.removeValue(forKey: scheduleId) } }
+            guard state.watching[key] == nil else { return }
+            state.watching[key] = Task {
+                defer { _ = self.state.withLock { $0.watching.removeValue(forKey: key) } }
                 let (updates, cancel) = self.engine.feed.subscribe(executionId)
                 defer { cancel() }
                 // Subscribed first, then read: the end cannot fall in between.
@@ -560,20 +599,26 @@ public final class Scheduler: Service, Sendable {
                         if case .finished = update { break }
                     }
                 }
-                guard !Task.isCancelled else { return }
-                await self.fireBuffered(scheduleId)
+                // A store error is tried again (the buffered tick must not be
+                // left waiting for a restart).
+                for attempt in 0..<5 {
+                    guard !Task.isCancelled else { return }
+                    if await self.fireBuffered(scheduleId) { return }
+                    try? await Task.sleep(for: .seconds(1 << attempt))
+                }
             }
         }
     }
 
-    private func fireBuffered(_ scheduleId: String) async {
+    /// Starts (or skips) the buffered tick; false after a store error.
+    private func fireBuffered(_ scheduleId: String) async -> Bool {
         do {
-            guard let schedule = try await schedules.schedule(id: scheduleId), let tick = schedule.bufferedTick else { return }
+            guard let schedule = try await schedules.schedule(id: scheduleId), let tick = schedule.bufferedTick else { return true }
             guard let workflow = try await workflows.workflow(id: schedule.workflowId, includeDeleted: false) else {
                 try await executions.apply([.schedule(ScheduleUpdate(
                     scheduleId: scheduleId, expectBuffered: tick, skipped: 1, skippedTick: tick, skipReason: "workflow_gone",
                     buffer: .clear))])
-                return
+                return true
             }
             let update = ScheduleUpdate(scheduleId: scheduleId, expectBuffered: tick, fired: tick, buffer: .clear)
             switch try await start(schedule, workflow, tick: tick, update: update, end: [], span: nil) {
@@ -587,8 +632,12 @@ public final class Scheduler: Service, Sendable {
             case .conflict:
                 break
             }
+            return true
+        } catch StoreError.conflict {
+            return true  // another watcher fired it
         } catch {
             logger.error("schedule \(scheduleId): buffered tick: \(error)")
+            return false
         }
     }
 }

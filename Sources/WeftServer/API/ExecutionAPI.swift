@@ -48,6 +48,13 @@ struct ExecutionAPI: RPCService {
             throw RPCError(
                 code: .invalidArgument, message: "idempotency_key is longer than \(APILimits.idempotencyKeyMaxBytes) bytes")
         }
+        // Keys of the scheduler, webhooks and events: a caller cannot take
+        // a future tick, delivery or event in advance.
+        for prefix in ["schedule:", "event:", "hk_"] where key.hasPrefix(prefix) {
+            throw RPCError(
+                code: .invalidArgument,
+                message: "idempotency_key must not start with \"\(prefix)\" (reserved for schedules, webhooks and events)")
+        }
         guard APILimits.priority.contains(Int(request.priority)) else {
             throw RPCError(
                 code: .invalidArgument,

@@ -36,6 +36,22 @@ enum ProtoMapping {
         return duration.seconds * 1000 + Int64(duration.nanos / 1_000_000)
     }
 
+    /// The instants a schedule, preview or backfill may name: 1970 to the
+    /// year 9000 (the store writes four-digit years; binary protobuf
+    /// carries any seconds).
+    static let dateRange = Date(timeIntervalSince1970: 0)...ScheduleClock.latest
+
+    /// A timestamp of a request, checked against `dateRange`.
+    static func date(_ timestamp: Google_Protobuf_Timestamp, field: String) throws -> Date {
+        let seconds = timestamp.seconds
+        guard seconds >= 0, seconds <= Int64(ScheduleClock.latest.timeIntervalSince1970),
+            (0..<1_000_000_000).contains(timestamp.nanos)
+        else {
+            throw RPCError(code: .invalidArgument, message: "\(field) must be from 1970-01-01 to 9000-01-01")
+        }
+        return timestamp.date
+    }
+
     // MARK: JSON values
 
     /// JSON from a protobuf Value. NaN and infinities have no JSON form

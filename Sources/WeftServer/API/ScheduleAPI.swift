@@ -155,8 +155,8 @@ struct ScheduleAPI: RPCService {
         guard description.utf8.count <= Self.maxDescriptionBytes else {
             throw RPCError(code: .invalidArgument, message: "description is longer than \(Self.maxDescriptionBytes) bytes")
         }
-        let start = startAt.map(\.date)
-        let end = endAt.map(\.date)
+        let start = try startAt.map { try ProtoMapping.date($0, field: "start_at") }
+        let end = try endAt.map { try ProtoMapping.date($0, field: "end_at") }
         if let start, let end, start >= end {
             throw RPCError(code: .invalidArgument, message: "start_at must be before end_at")
         }
@@ -182,6 +182,17 @@ struct ScheduleAPI: RPCService {
             windowMs = try ProtoMapping.milliseconds(catchUpWindow, field: "catchup_window")
             guard Self.catchUpWindowRange.contains(windowMs) else {
                 throw RPCError(code: .invalidArgument, message: "catchup_window must be from 1s to 30 days")
+            }
+        }
+        if jitterMs > 0 {
+            // A jitter as long as the gap between ticks would let a later tick
+            // fall due before an earlier one (and count it missed).
+            let ticks = clock.upcoming(after: Date(), count: 20)
+            let gaps = zip(ticks.dropFirst(), ticks).map { $0.timeIntervalSince($1) }
+            if let shortest = gaps.min(), Double(jitterMs) / 1000 >= shortest {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "jitter (\(Double(jitterMs) / 1000) s) must be shorter than the gap between ticks (\(shortest) s)")
             }
         }
         return Settings(
@@ -243,6 +254,17 @@ struct ScheduleAPI: RPCService {
         return try await proto(record)
     }
 
+    /// Where an update computes the next tick from: now, or just before a
+    /// tick that is due and not handled yet (an edit does not drop it), and
+    /// never before the last tick fired (on a fall-back night the repeated
+    /// hour's second pass does not run a tick again).
+    static func resumePoint(_ record: ScheduleRecord, now: Date) -> Date {
+        var point = now
+        if let due = record.nextRunAt, due <= now { point = due.addingTimeInterval(-1) }
+        if let fired = record.lastFireAt, fired > point { point = fired }
+        return point
+    }
+
     func update(_ request: Weft_V1_UpdateScheduleRequest, _ context: ServerContext) async throws -> Weft_V1_Schedule {
         let caller = try Caller(context)
         try caller.requireExecute(workflowId: request.workflowID)
@@ -254,7 +276,7 @@ struct ScheduleAPI: RPCService {
             catchUpWindow: request.hasCatchupWindow ? request.catchupWindow : nil)
         var record = try await schedule(request.workflowID, request.scheduleID, caller: caller, needs: .editor)
         let now = Date.nowMillis
-        let next = try firstTick(settings, after: now)
+        let next = try firstTick(settings, after: Self.resumePoint(record, now: now))
         record.cron = settings.cron
         record.timezone = settings.timezone
         record.input = settings.input
@@ -273,7 +295,7 @@ struct ScheduleAPI: RPCService {
             throw Self.notFound(record.id)
         }
         deps.scheduler.scheduleChanged()
-        return try await proto(record)
+        return try await proto(try await deps.schedules.schedule(id: record.id) ?? record)
     }
 
     func setPaused(_ workflowId: String, _ scheduleId: String, paused: Bool, note: String, _ context: ServerContext)
@@ -293,7 +315,9 @@ struct ScheduleAPI: RPCService {
             record.pausedNote = ""
             // Ticks during the pause are neither run nor counted missed.
             let clock = try ScheduleClock(cron: record.cron, timezone: record.timezone)
-            record.nextRunAt = clock.upcoming(after: now, count: 1, start: record.startAt, end: record.endAt).first
+            record.nextRunAt = clock.upcoming(
+                after: max(now, record.lastFireAt ?? now), count: 1, start: record.startAt, end: record.endAt
+            ).first
         }
         // A buffered tick waits no more once paused.
         if paused { record.bufferedTick = nil }
@@ -338,12 +362,13 @@ struct ScheduleAPI: RPCService {
         } catch {
             throw RPCError(code: .invalidArgument, message: error.description)
         }
-        let start = request.hasStartAt ? request.startAt.date : nil
-        let end = request.hasEndAt ? request.endAt.date : nil
+        let start = request.hasStartAt ? try ProtoMapping.date(request.startAt, field: "start_at") : nil
+        let end = request.hasEndAt ? try ProtoMapping.date(request.endAt, field: "end_at") : nil
         if let start, let end, start >= end {
             throw RPCError(code: .invalidArgument, message: "start_at must be before end_at")
         }
-        let times = clock.upcoming(after: request.hasAfter ? request.after.date : Date(), count: count, start: start, end: end)
+        let after = request.hasAfter ? try ProtoMapping.date(request.after, field: "after") : Date()
+        let times = clock.upcoming(after: after, count: count, start: start, end: end)
         if times.isEmpty, end == nil {
             // As CreateSchedule says it: an expression that never fires.
             throw RPCError(code: .invalidArgument, message: "cron: \"\(request.cron)\" never fires (e.g. February 30)")
@@ -360,8 +385,8 @@ struct ScheduleAPI: RPCService {
         try caller.requireExecute(workflowId: request.workflowID)
         guard request.hasStartTime else { throw APIError.required("start_time") }
         guard request.hasEndTime else { throw APIError.required("end_time") }
-        let start = request.startTime.date
-        let end = request.endTime.date
+        let start = try ProtoMapping.date(request.startTime, field: "start_time")
+        let end = try ProtoMapping.date(request.endTime, field: "end_time")
         guard start < end else { throw RPCError(code: .invalidArgument, message: "start_time must be before end_time") }
         let now = Date.nowMillis
         guard end <= now.addingTimeInterval(1) else {
@@ -372,6 +397,11 @@ struct ScheduleAPI: RPCService {
             throw RPCError(code: .invalidArgument, message: "max_concurrent must be from 1 to 64, got \(request.maxConcurrent)")
         }
         let schedule = try await schedule(request.workflowID, request.scheduleID, caller: caller, needs: .editor)
+        if let running = try await deps.schedules.backfills(scheduleId: schedule.id).first(where: { $0.status == .running }) {
+            throw RPCError(
+                code: .failedPrecondition,
+                message: "a backfill of schedule \(schedule.id) is running (\(running.id)); cancel it or wait for it to finish")
+        }
         let clock = try ScheduleClock(cron: schedule.cron, timezone: schedule.timezone)
         let ticks = Scheduler.ticks(clock, from: start, to: end, limit: Scheduler.maxBackfillTicks)
         guard ticks.count <= Scheduler.maxBackfillTicks else {

@@ -41,8 +41,8 @@ struct TriggerAPI: RPCService {
                 (request: Weft_V1_DeleteTriggerRequest, context) -> Weft_V1_DeleteTriggerResponse in
                 let caller = try Caller(context)
                 let trigger = try await trigger(request.workflowID, request.triggerID, caller: caller, needs: .editor)
-                deps.triggers.forget(trigger.id)
                 guard try await deps.schedules.deleteTrigger(id: trigger.id) else { throw Self.notFound(trigger.id) }
+                deps.triggers.forget(trigger.id)
                 return Weft_V1_DeleteTriggerResponse()
             },
             // Anyone may call it (.publicAuth: no credentials, but the rate
@@ -224,6 +224,7 @@ struct WebhookDelivery {
         let body = request.body
         var idempotencyKey: String?
         var replayable = false
+        var signature: String?
         if let sealed = trigger.sealedSecret {
             let secret: String
             do {
@@ -234,9 +235,12 @@ struct WebhookDelivery {
             let digest = try verify(trigger, body: body, secret: secret, metadata: context.requestMetadata)
             if let digest {
                 // A signed, timestamped request is good once: a replay within
-                // the tolerance names the execution it started (409).
+                // the tolerance names the execution it started (409), durably
+                // through the key; with an idempotency header (which the
+                // signature does not cover) this process refuses replays too.
                 idempotencyKey = "hook:sig:" + digest
                 replayable = true
+                signature = digest
             }
         }
         let input: JSONValue
@@ -265,6 +269,17 @@ struct WebhookDelivery {
             }
             idempotencyKey = "hook:key:" + value
             replayable = false
+            if let signature,
+                !deps.triggers.firstUse(
+                    ofSignature: trigger.id + signature, key: value,
+                    expires: Date().addingTimeInterval(Double(2 * trigger.toleranceSeconds)))
+            {
+                throw refuse(
+                    "replayed",
+                    RPCError(
+                        code: .alreadyExists,
+                        message: "this signed request was delivered before with another \(trigger.idempotencyHeader); sign each delivery with a new timestamp"))
+            }
         }
         guard let workflow = try await deps.workflows.workflow(id: trigger.workflowId, includeDeleted: false) else {
             throw refuse("not_found", RPCError(code: .notFound, message: "webhook \(trigger.id) not found (its workflow was deleted)"))
@@ -327,10 +342,15 @@ struct WebhookDelivery {
         }
         var signed = [UInt8]()
         if !trigger.timestampHeader.isEmpty {
-            guard let text = metadata[string: trigger.timestampHeader], let timestamp = Int64(text) else {
+            // Unix seconds from 1970 to 2100 (no arithmetic on anything else).
+            guard let text = metadata[string: trigger.timestampHeader], let timestamp = Int64(text),
+                (0...4_102_444_800).contains(timestamp)
+            else {
                 throw refuse(
                     "bad_signature",
-                    RPCError(code: .unauthenticated, message: "the \(trigger.timestampHeader) header (unix seconds) is missing or not a number"))
+                    RPCError(
+                        code: .unauthenticated,
+                        message: "the \(trigger.timestampHeader) header is missing or not a time in unix seconds"))
             }
             let skew = abs(Int64(Date().timeIntervalSince1970) - timestamp)
             guard skew <= Int64(trigger.toleranceSeconds) else {
@@ -361,6 +381,8 @@ struct WebhookDelivery {
 struct EventAPI: RPCService {
     static let name = "weft.v1.EventService"
     static let maxEventIdBytes = 128
+    /// Workflows one event may start.
+    static let maxFanOut = 1000
     let deps: APIDependencies
 
     var handlers: [RPCHandler] {
@@ -397,7 +419,16 @@ struct EventAPI: RPCService {
         }
         var started: [String] = []
         var repeated = false
-        for trigger in try await deps.schedules.eventTriggers(orgId: org.id, eventName: request.name) {
+        var workflowsStarted: Set<String> = []
+        let triggers = try await deps.schedules.eventTriggers(orgId: org.id, eventName: request.name)
+        guard triggers.count <= Self.maxFanOut else {
+            throw RPCError(
+                code: .failedPrecondition,
+                message: "\(triggers.count) event triggers listen for \"\(request.name)\", more than \(Self.maxFanOut); an event starts at most \(Self.maxFanOut) workflows")
+        }
+        for trigger in triggers {
+            // One execution per workflow, whichever of its triggers matched first.
+            guard !workflowsStarted.contains(trigger.workflowId) else { continue }
             if !trigger.filter.isEmpty {
                 guard let filter = try? Expression.parseEventFilter(trigger.filter),
                     filter.evaluate(Expression.Context(input: payload)).isTruthy
@@ -421,6 +452,7 @@ struct EventAPI: RPCService {
                     repeated = true
                 }
                 started.append(record.executionId)
+                workflowsStarted.insert(trigger.workflowId)
             } catch {
                 deps.quotas.unreserveExecution(org)
                 throw error

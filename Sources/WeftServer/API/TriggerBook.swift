@@ -17,7 +17,15 @@ final class TriggerBook: Service, Sendable {
 
     private struct State {
         var cached: [String: TriggerRecord] = [:]
+        /// Deleted here: never cached again (a read that began before the
+        /// delete must not bring the trigger back).
+        var deleted: Set<String> = []
         var fired: [String: (count: Int64, last: Date)] = [:]
+        /// Signatures of timestamped deliveries accepted lately, until their
+        /// tolerance runs out (replays are refused even when an
+        /// idempotency header names a new key).
+        var signatures: [String: (expires: Date, key: String)] = [:]
+        var signaturesPruned = Date.distantPast
     }
 
     private let state = Mutex(State())
@@ -30,14 +38,38 @@ final class TriggerBook: Service, Sendable {
     func trigger(id: String) async throws -> TriggerRecord? {
         if let hit = state.withLock({ $0.cached[id] }) { return hit }
         guard let record = try await store.trigger(id: id) else { return nil }
-        state.withLock { state in
+        return state.withLock { state -> TriggerRecord? in
+            guard !state.deleted.contains(id) else { return nil }
             if state.cached.count >= Self.capacity { state.cached.removeAll(keepingCapacity: true) }
             state.cached[id] = record
+            return record
         }
-        return record
     }
 
-    func forget(_ id: String) { _ = state.withLock { $0.cached.removeValue(forKey: id) } }
+    /// A trigger deleted (call after the store's delete).
+    func forget(_ id: String) {
+        state.withLock { state in
+            state.cached[id] = nil
+            if state.deleted.count >= 100_000 { state.deleted.removeAll(keepingCapacity: true) }
+            state.deleted.insert(id)
+        }
+    }
+
+    /// Records a delivery's signature digest with the idempotency key it
+    /// came with, until `expires`; false when it was seen before with
+    /// another key (a replay dressed as a new delivery). The same key again
+    /// is a retry: the key answers it with the earlier execution.
+    func firstUse(ofSignature digest: String, key: String, expires: Date, now: Date = Date()) -> Bool {
+        state.withLock { state in
+            if now.timeIntervalSince(state.signaturesPruned) > 10 || state.signatures.count >= 200_000 {
+                state.signatures = state.signatures.filter { $0.value.expires > now }
+                state.signaturesPruned = now
+            }
+            if let seen = state.signatures[digest], seen.expires > now { return seen.key == key }
+            state.signatures[digest] = (expires, key)
+            return true
+        }
+    }
 
     func fired(_ id: String, at: Date) {
         state.withLock { state in

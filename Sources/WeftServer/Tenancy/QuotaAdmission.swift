@@ -1,5 +1,6 @@
 import Foundation
 import WeftEngine
+import WeftRPC
 import WeftStore
 
 /// The quotas of a workflow's organization for schedule ticks and
@@ -14,9 +15,10 @@ struct QuotaAdmission: TickAdmission {
         }
         do {
             try await quotas.reserveExecution(org)
-        } catch {
-            throw TickRefused(reason: "quota", message: "\(error)")
+        } catch let error as RPCError where error.code == .resourceExhausted {
+            throw TickRefused(reason: "quota", message: error.message)
         }
+        // Anything else (the store) fails the tick's handling: it is tried again.
         return quotas.plan(of: org).concurrentExecutions
     }
 
