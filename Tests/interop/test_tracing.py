@@ -696,3 +696,104 @@ def test_inline_calls_export_server_spans_with_their_parent_and_times(rx, traced
         assert span.name == method and span.parent_span_id == caller, describe(spans)
         assert_attrs(span, {"rpc.system": "grpc", "rpc.grpc.status_code": 0}, describe(spans))
         assert 0 < span.end_ns - span.start_ns < 5_000_000_000, describe(spans)
+
+
+# ---------------------------------------------------------------------------
+# 8. Schedules and triggers (docs/SCHEDULES.md "Observability"): the
+#    weft.schedule.tick, weft.webhook and weft.event.publish spans are the
+#    parents of the weft.execution spans of the executions they start.  The
+#    module's server samples with parentbased_always_on, so a tick (a root:
+#    no request) is sampled too.
+# ---------------------------------------------------------------------------
+
+
+def spans_until_execution(rx: OTLPReceiver, eid: str, pred, what: str):
+    """Waits until the execution's span and a span matching `pred` are both
+    exported; returns (all spans, execution span)."""
+    def found(spans):
+        ex = execution_span(spans, eid)
+        return (spans, ex) if ex and any(pred(s) for s in spans) else None
+
+    return rx.wait_for(found, SPAN_WAIT, f"the weft.execution span of {eid} and {what}")
+
+
+def test_schedule_tick_span_parents_the_execution_it_fires(rx, traced, alice):
+    wf = noop_workflow(alice)
+    wid = wf["id"]
+    r = alice.rest.post(f"/workflows/{wid}/schedules", {"cron": "* * * * * *", "overlapPolicy": "allow"})
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        first = wh.wait_until(
+            lambda: next(iter(wh.all_pages(alice.rest, f"/workflows/{wid}/executions", "executions")), None), 5,
+            interval=0.1, message=f"an execution started by the every-second schedule {sid}")
+    finally:
+        p = alice.rest.post(f"/workflows/{wid}/schedules/{sid}/pause", {})
+        assert p.status == 200 and p.json.get("paused") is True, p
+    eid = first["executionId"]
+    done = wait_status(alice, wid, eid)
+    assert done.get("trigger") == "schedule" and done.get("triggerId") == sid and done.get("scheduledTime"), done
+    tick_ns = wh.rfc3339_nanos(done["scheduledTime"])
+
+    def is_tick(s):
+        return s.name == "weft.schedule.tick" and s.attr("weft.schedule.id") == sid
+
+    def is_this_tick(s):
+        value = s.attr("weft.schedule.tick")
+        return is_tick(s) and isinstance(value, str) and wh._RFC3339_RE.match(value) and wh.rfc3339_nanos(value) == tick_ns
+
+    spans, execution = spans_until_execution(
+        rx, eid, is_this_tick, f"a weft.schedule.tick span of schedule {sid} for tick {done['scheduledTime']}")
+    ticks = [s for s in spans if is_tick(s)]
+    tick = one(ticks, f"weft.schedule.tick span of {sid} for its tick {done['scheduledTime']}", is_this_tick)
+    assert_attrs(tick, {"weft.schedule.id": sid, "weft.schedule.outcome": "fired"}, ticks)
+    assert_child(execution, tick, [s for s in spans if s.trace_id == tick.trace_id] + ticks)
+    assert_attrs(execution, {"weft.workflow.id": wid, "weft.execution.status": "Completed"},
+                 [s for s in spans if s.trace_id == tick.trace_id])
+
+
+def test_webhook_span_continues_the_callers_trace_and_parents_the_execution(rx, traced, alice):
+    wf = noop_workflow(alice)
+    r = alice.rest.post(f"/workflows/{wf['id']}/triggers", {"type": "webhook"})
+    assert r.status == 201, r
+    hid = r.json["id"]
+    tid, caller = new_ids()
+    r = wh.RestClient(traced).request("POST", f"/hooks/{hid}", raw=json.dumps({"order": 7}).encode(),
+                                      headers={"traceparent": traceparent(tid, caller)})
+    assert r.status == 202, r
+    eid = r.json["executionId"]
+    assert wait_status(alice, wf["id"], eid)["status"] == "Completed"
+
+    def is_hook(s):
+        return s.name == "weft.webhook" and s.attr("weft.trigger.id") == hid
+
+    spans, execution = spans_until_execution(rx, eid, is_hook, f"the weft.webhook span of trigger {hid}")
+    trace = [s for s in spans if s.trace_id == tid]
+    hook = one(trace, f"weft.webhook span of {hid} in the caller's trace {tid}", is_hook,
+               f" (weft.webhook spans anywhere: {describe([s for s in spans if is_hook(s)])})")
+    assert_attrs(hook, {"weft.trigger.id": hid}, trace)
+    assert_child(execution, hook, trace or [execution])
+
+
+def test_event_publish_span_continues_the_callers_trace_and_parents_the_execution(rx, traced, alice):
+    wf = noop_workflow(alice)
+    name = f"trace.{uuid.uuid4().hex[:8]}"
+    r = alice.rest.post(f"/workflows/{wf['id']}/triggers", {"type": "event", "eventName": name})
+    assert r.status == 201, r
+    tid, caller = new_ids()
+    r = alice.rest.post("/events", {"name": name, "payload": {"n": 1}}, headers={"traceparent": traceparent(tid, caller)})
+    assert r.status == 200, r
+    started = r.json.get("executionIds", [])
+    assert len(started) == 1, r.json
+    eid = started[0]
+    assert wait_status(alice, wf["id"], eid)["status"] == "Completed"
+
+    def is_publish(s):
+        return s.name == "weft.event.publish" and s.attr("weft.event.name") == name
+
+    spans, execution = spans_until_execution(rx, eid, is_publish, f"the weft.event.publish span of {name!r}")
+    trace = [s for s in spans if s.trace_id == tid]
+    publish = one(trace, f"weft.event.publish span of {name!r} in the caller's trace {tid}", is_publish,
+                  f" (weft.event.publish spans anywhere: {describe([s for s in spans if is_publish(s)])})")
+    assert_attrs(publish, {"weft.event.name": name}, trace)
+    assert_child(execution, publish, trace or [execution])
