@@ -289,6 +289,13 @@ def metric(server, name: str, **labels) -> float:
     return metrics(server).total(name, **labels)
 
 
+def settled(server):
+    """/metrics once the schedules gauge has caught up with earlier changes
+    (it is recounted at most once a second after a change)."""
+    time.sleep(1.3)
+    return metrics(server)
+
+
 def schedules_gauge(server, active: float, paused: float, timeout: float = 5) -> None:
     """weft_schedules{state} reaches (active, paused) -- soon: the server
     recounts after each change, off the request path."""
@@ -855,7 +862,7 @@ def test_schedule_crud_over_grpc(api_server, protos, alice, bob, carol, shared_w
 def test_every_second_schedule_fires_pauses_and_resumes(api_server, alice, tidy):
     wf = create_wf(alice, NOOP)
     wid = wf["id"]
-    m0 = metrics(api_server)
+    m0 = settled(api_server)
     fired0 = m0.total("weft_schedule_ticks_fired_total")
     lag0 = m0.total("weft_schedule_fire_lag_seconds_count")
     trig0 = m0.total("weft_trigger_executions_total", trigger="schedule")
@@ -1082,10 +1089,7 @@ def test_a_deleted_workflows_schedule_stops(api_server, alice):
 
 
 def test_a_deleted_workflows_schedule_leaves_the_gauge(api_server, alice):
-    # The gauge is recounted at most once a second after a change: let the
-    # changes of earlier tests settle before taking the baseline.
-    time.sleep(1.3)
-    m0 = metrics(api_server)
+    m0 = settled(api_server)
     active0, paused0 = m0.total("weft_schedules", state="active"), m0.total("weft_schedules", state="paused")
     wf = create_wf(alice, NOOP)
     create_schedule(alice, wf["id"], cron=NIGHTLY)
