@@ -19,8 +19,10 @@ catch-up policy (docs: /tmp/step8/SPEC.md "Exactly once").
    of the downtime (late by less than 60 s) still runs, once; nothing is
    counted missed.
 
-(Catch-up policies proper -- ticks more than 60 s late -- would need a
-downtime of over a minute, too slow for this suite.)
+3. A 70 s downtime with three schedules, catch-up "skip", "run_once" and
+   "run_all" (10 min window): every second either ran once or is counted
+   missed; skip runs none of the ticks over a minute late, run_once the
+   latest of them, run_all all of them.
 """
 
 from __future__ import annotations
@@ -164,3 +166,58 @@ def test_ticks_late_by_less_than_a_minute_all_fire(restartable, policy):
     ticks = audit(owner, wid, sid, f"catchupPolicy {policy}")
     during = [t for t in ticks if t_down < t < t_up]
     assert len(during) >= 3, f"the ticks of the 3 s downtime ran: {during} (down {t_down:.3f}-{t_up:.3f})"
+
+
+def test_catch_up_after_more_than_a_minute_down_follows_each_policy(restartable):
+    """Down for 70 s: the ticks more than 60 s late follow each schedule's
+    catch-up policy. Whatever the policy, every second from the first tick to
+    the last either ran once or is counted in missedCount."""
+    srv = restartable.start(tag="-first")
+    owner = wh.register_and_login(srv, "Catch Up")
+    made = {}
+    for name, settings in (("skip", {"catchupPolicy": "skip"}), ("run_once", {"catchupPolicy": "run_once"}),
+                           ("run_all", {"catchupPolicy": "run_all", "catchupWindow": "600s"})):
+        r = owner.rest.post("/workflows", {"name": f"catch up {name} {uuid.uuid4().hex[:6]}", "tasks": NOOP})
+        assert r.status == 201, r
+        wid = r.json["id"]
+        r = owner.rest.post(f"/workflows/{wid}/schedules", {"cron": EVERY_SECOND, "overlapPolicy": "allow", **settings})
+        assert r.status == 201, r
+        made[name] = (wid, r.json["id"])
+    for wid, sid in made.values():
+        wait_fired(owner, wid, sid, 2, "before the stop")
+    restartable.stop_clean(srv)
+    time.sleep(70)  # the downtime under test: more than the 60 s grace
+    srv = restartable.start(tag="-restart")
+    t_up = time.time()
+    owner = fs.on(owner, srv)
+    for wid, _ in made.values():
+        wh.wait_until(lambda: any(tick_of(e) > t_up + 1 for e in executions(owner, wid)), TIMEOUT, interval=0.1,
+                      message="ticks after the restart")
+    results = {}
+    for name, (wid, sid) in made.items():
+        r = owner.rest.post(f"/workflows/{wid}/schedules/{sid}/pause", {})
+        assert r.status == 200, r
+    for name, (wid, sid) in made.items():
+        listed = wh.wait_until(
+            lambda: (lambda l: l if all(e["status"] in TERMINAL for e in l) else None)(executions(owner, wid)),
+            TIMEOUT, interval=0.1, message=f"{name}: every execution to end")
+        ticks = sorted(tick_of(e) for e in listed)
+        assert len(ticks) == len(set(ticks)), f"{name}: a tick ran twice"
+        missing = sorted(set(range(ticks[0], ticks[-1] + 1)) - set(ticks))
+        sch = schedule_of(owner, wid, sid)
+        assert count(sch, "missedCount") == len(missing), (name, sch, missing)
+        assert count(sch, "firedCount") == len(ticks), (name, sch)
+        # Ticks run more than 60 s after their time: the catch-up policy's.
+        late = sorted(tick_of(e) for e in listed if wh.rfc3339_nanos(e["createdAt"]) / 1e9 - tick_of(e) > 60)
+        results[name] = (ticks, missing, late)
+    ticks, missing, late = results["run_all"]
+    assert not missing, f"run_all with a 10 min window runs every tick: {missing}"
+    assert len(late) >= 5, f"run_all ran the overdue ticks late: {late}"
+    ticks, missing, late = results["skip"]
+    assert len(missing) >= 5 and not late, f"skip runs none of the ticks over a minute late: {missing}, {late}"
+    assert missing == list(range(missing[0], missing[-1] + 1)), missing  # one run of seconds
+    ticks, missing, late = results["run_once"]
+    assert len(missing) >= 4, missing
+    assert missing == list(range(missing[0], missing[-1] + 1)), missing
+    # Exactly one overdue tick ran, the latest: right after the missed ones.
+    assert late == [missing[-1] + 1], (late, missing)
