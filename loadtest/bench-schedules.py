@@ -70,7 +70,6 @@ import argparse
 import collections
 import datetime
 import http.client
-import importlib.util
 import json
 import math
 import os
@@ -93,18 +92,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "Tests" / "interop"))
 
 
-def _load_bench_executions():
-    """bench-executions.py as module `bench_executions` (its statistics and machine-load helpers)."""
-    name = "bench_executions"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "bench-executions.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+from weft_process import load_bench_executions  # noqa: E402
 
-
-bx = _load_bench_executions()
+bx = load_bench_executions()
 sw = bx.sw
 from weft_process import WeftProcess  # noqa: E402
 from weft_helpers import parse_metrics, rfc3339_nanos  # noqa: E402

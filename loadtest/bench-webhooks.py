@@ -97,7 +97,6 @@ import datetime
 import hashlib
 import hmac
 import http.client
-import importlib.util
 import json
 import math
 import multiprocessing as mp
@@ -123,19 +122,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "Tests" / "interop"))
 
 
-def _load_bench_executions():
-    """bench-executions.py as module `bench_executions` (registered in sys.modules at import time,
-    so spawned client processes, which re-run this file's top level, find its functions)."""
-    name = "bench_executions"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "bench-executions.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+from weft_process import load_bench_executions  # noqa: E402
 
-
-bx = _load_bench_executions()
+bx = load_bench_executions()
 sw = bx.sw
 from weft_process import WeftProcess, cpu_ticks  # noqa: E402
 from weft_helpers import parse_metrics  # noqa: E402

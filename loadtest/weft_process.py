@@ -4,6 +4,7 @@ a timeout), with a note of how it ended."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -97,3 +98,18 @@ def cpu_ticks(pid):
         return int(rest[11]) + int(rest[12])  # utime, stime (fields 14, 15)
     except (OSError, IndexError, ValueError):
         return None
+
+
+def load_bench_executions():
+    """bench-executions.py as module `bench_executions` (its statistics and
+    machine-load helpers), registered in sys.modules when first loaded, so
+    spawned client processes, which re-run a script's top level, find its
+    functions."""
+    name = "bench_executions"
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench-executions.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
