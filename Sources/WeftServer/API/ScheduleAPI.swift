@@ -241,8 +241,9 @@ struct ScheduleAPI: RPCService {
         }
         let now = Date.nowMillis
         let id = IDGenerator.make(IDGenerator.schedule, now: now)
-        let next = request.paused ? nil : try firstTick(settings, after: now)
-        if request.paused { _ = try firstTick(settings, after: now) }
+        // Checked paused or not: a schedule that would never fire is refused.
+        let first = try firstTick(settings, after: now)
+        let next = request.paused ? nil : first
         let record = ScheduleRecord(
             id: id, workflowId: workflow.id, orgId: workflow.orgId, cron: settings.cron, timezone: settings.timezone,
             input: settings.input, description: settings.description, paused: request.paused, startAt: settings.startAt,
@@ -309,6 +310,8 @@ struct ScheduleAPI: RPCService {
             record.paused = true
             record.pausedNote = note
             record.nextRunAt = nil
+            // A buffered tick waits no more once paused.
+            record.bufferedTick = nil
         } else {
             guard record.paused else { return try await proto(record) }
             record.paused = false
@@ -319,8 +322,6 @@ struct ScheduleAPI: RPCService {
                 after: max(now, record.lastFireAt ?? now), count: 1, start: record.startAt, end: record.endAt
             ).first
         }
-        // A buffered tick waits no more once paused.
-        if paused { record.bufferedTick = nil }
         record.updatedAt = now
         do {
             try await deps.schedules.replaceSchedule(record)
