@@ -8,10 +8,14 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// External integrations (third-party services a workflow talks to).
+/// External integrations (third-party services a workflow talks to): typed
+/// configurations whose secrets live sealed in the store and are never
+/// returned. Subscriptions and `http` tasks refer to them by id.
 ///
 /// REST: POST|GET /workflows/{workflowId}/integrations,
-/// PUT|DELETE /workflows/{workflowId}/integrations/{integrationId}.
+/// GET|PUT|DELETE /workflows/{workflowId}/integrations/{integrationId},
+/// POST /workflows/{workflowId}/integrations/{integrationId}/test.
+/// See docs/NOTIFICATIONS.md.
 
 import SwiftProtobuf
 
@@ -36,9 +40,11 @@ public nonisolated struct Weft_V1_Integration: Sendable {
 
   public var type: Weft_V1_Integration.TypeEnum = .unspecified
 
-  /// Stored encrypted; returned with all but the scheme and host masked.
+  /// Stored sealed; returned with all but the scheme and host masked.
   public var webhookURL: String = String()
 
+  /// Settings without their secrets: secret fields are never returned
+  /// (their names are in `secret_fields`).
   public var config: SwiftProtobuf.Google_Protobuf_Struct {
     get {_config ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_config = newValue}
@@ -66,15 +72,32 @@ public nonisolated struct Weft_V1_Integration: Sendable {
   /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
   public mutating func clearUpdatedAt() {self._updatedAt = nil}
 
+  public var name: String = String()
+
+  /// Config fields that are set and held sealed (e.g. "password").
+  public var secretFields: [String] = []
+
+  public var createdBy: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Values are named as in the original design's requests ("slack", ...).
   public nonisolated enum TypeEnum: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
     case unspecified // = 0
+
+    /// A Slack incoming webhook (`webhook_url`).
     case slack // = 1
+
+    /// A generic webhook: `webhook_url`, signed with `config.signingSecret`.
     case webhook // = 2
+
+    /// An SMTP server (`config`: host, port, username, password, from, ...).
     case email // = 3
+    public static let smtp = email
+
+    /// Credentials for `http` tasks: bearer, basic or an API-key header.
+    case httpAuth // = 4
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -87,6 +110,7 @@ public nonisolated struct Weft_V1_Integration: Sendable {
       case 1: self = .slack
       case 2: self = .webhook
       case 3: self = .email
+      case 4: self = .httpAuth
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -97,6 +121,7 @@ public nonisolated struct Weft_V1_Integration: Sendable {
       case .slack: return 1
       case .webhook: return 2
       case .email: return 3
+      case .httpAuth: return 4
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -107,6 +132,7 @@ public nonisolated struct Weft_V1_Integration: Sendable {
       .slack,
       .webhook,
       .email,
+      .httpAuth,
     ]
 
   }
@@ -137,6 +163,8 @@ public nonisolated struct Weft_V1_CreateIntegrationRequest: Sendable {
   public var hasConfig: Bool {self._config != nil}
   /// Clears the value of `config`. Subsequent reads from it will return its default value.
   public mutating func clearConfig() {self._config = nil}
+
+  public var name: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -175,6 +203,22 @@ public nonisolated struct Weft_V1_ListIntegrationsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Weft_V1_GetIntegrationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var integrationID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Replaces the integration's settings. A secret config field left out (or
+/// an empty `webhook_url`) keeps its stored value; the type cannot change.
 public nonisolated struct Weft_V1_UpdateIntegrationRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -196,6 +240,8 @@ public nonisolated struct Weft_V1_UpdateIntegrationRequest: Sendable {
   public var hasConfig: Bool {self._config != nil}
   /// Clears the value of `config`. Subsequent reads from it will return its default value.
   public mutating func clearConfig() {self._config = nil}
+
+  public var name: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -228,13 +274,50 @@ public nonisolated struct Weft_V1_DeleteIntegrationResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Weft_V1_TestIntegrationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var integrationID: String = String()
+
+  /// email: the address the test message goes to (required for email).
+  public var destination: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_TestIntegrationResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ok: Bool = false
+
+  /// What happened: the receiver's status or reply, or why it failed.
+  public var detail: String = String()
+
+  /// HTTP status or SMTP reply code (0: none).
+  public var statusCode: Int32 = 0
+
+  public var latencyMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_Integration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Integration"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{1}type\0\u{3}webhook_url\0\u{1}config\0\u{3}created_at\0\u{3}updated_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{1}type\0\u{3}webhook_url\0\u{1}config\0\u{3}created_at\0\u{3}updated_at\0\u{1}name\0\u{3}secret_fields\0\u{3}created_by\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -249,6 +332,9 @@ nonisolated extension Weft_V1_Integration: SwiftProtobuf.Message, SwiftProtobuf.
       case 5: try { try decoder.decodeSingularMessageField(value: &self._config) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.secretFields) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.createdBy) }()
       default: break
       }
     }
@@ -280,6 +366,15 @@ nonisolated extension Weft_V1_Integration: SwiftProtobuf.Message, SwiftProtobuf.
     try { if let v = self._updatedAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 8)
+    }
+    if !self.secretFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.secretFields, fieldNumber: 9)
+    }
+    if !self.createdBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.createdBy, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -291,18 +386,21 @@ nonisolated extension Weft_V1_Integration: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._config != rhs._config {return false}
     if lhs._createdAt != rhs._createdAt {return false}
     if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.secretFields != rhs.secretFields {return false}
+    if lhs.createdBy != rhs.createdBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension Weft_V1_Integration.TypeEnum: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TYPE_UNSPECIFIED\0\u{1}slack\0\u{1}webhook\0\u{1}email\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TYPE_UNSPECIFIED\0\u{1}slack\0\u{1}webhook\0\u{9}email\0\u{1}smtp\0\u{1}http_auth\0")
 }
 
 nonisolated extension Weft_V1_CreateIntegrationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateIntegrationRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}type\0\u{3}webhook_url\0\u{1}config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}type\0\u{3}webhook_url\0\u{1}config\0\u{1}name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -314,6 +412,7 @@ nonisolated extension Weft_V1_CreateIntegrationRequest: SwiftProtobuf.Message, S
       case 2: try { try decoder.decodeSingularEnumField(value: &self.type) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.webhookURL) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._config) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.name) }()
       default: break
       }
     }
@@ -336,6 +435,9 @@ nonisolated extension Weft_V1_CreateIntegrationRequest: SwiftProtobuf.Message, S
     try { if let v = self._config {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -344,6 +446,7 @@ nonisolated extension Weft_V1_CreateIntegrationRequest: SwiftProtobuf.Message, S
     if lhs.type != rhs.type {return false}
     if lhs.webhookURL != rhs.webhookURL {return false}
     if lhs._config != rhs._config {return false}
+    if lhs.name != rhs.name {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -424,9 +527,44 @@ nonisolated extension Weft_V1_ListIntegrationsResponse: SwiftProtobuf.Message, S
   }
 }
 
+nonisolated extension Weft_V1_GetIntegrationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetIntegrationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}integration_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.integrationID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.integrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.integrationID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetIntegrationRequest, rhs: Weft_V1_GetIntegrationRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.integrationID != rhs.integrationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Weft_V1_UpdateIntegrationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateIntegrationRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}integration_id\0\u{1}type\0\u{3}webhook_url\0\u{1}config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}integration_id\0\u{1}type\0\u{3}webhook_url\0\u{1}config\0\u{1}name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -439,6 +577,7 @@ nonisolated extension Weft_V1_UpdateIntegrationRequest: SwiftProtobuf.Message, S
       case 3: try { try decoder.decodeSingularEnumField(value: &self.type) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.webhookURL) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._config) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.name) }()
       default: break
       }
     }
@@ -464,6 +603,9 @@ nonisolated extension Weft_V1_UpdateIntegrationRequest: SwiftProtobuf.Message, S
     try { if let v = self._config {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -473,6 +615,7 @@ nonisolated extension Weft_V1_UpdateIntegrationRequest: SwiftProtobuf.Message, S
     if lhs.type != rhs.type {return false}
     if lhs.webhookURL != rhs.webhookURL {return false}
     if lhs._config != rhs._config {return false}
+    if lhs.name != rhs.name {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -527,6 +670,91 @@ nonisolated extension Weft_V1_DeleteIntegrationResponse: SwiftProtobuf.Message, 
   }
 
   public static func ==(lhs: Weft_V1_DeleteIntegrationResponse, rhs: Weft_V1_DeleteIntegrationResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_TestIntegrationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TestIntegrationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}integration_id\0\u{1}destination\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.integrationID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.integrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.integrationID, fieldNumber: 2)
+    }
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_TestIntegrationRequest, rhs: Weft_V1_TestIntegrationRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.integrationID != rhs.integrationID {return false}
+    if lhs.destination != rhs.destination {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_TestIntegrationResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TestIntegrationResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ok\0\u{1}detail\0\u{3}status_code\0\u{3}latency_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.ok) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.statusCode) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.latencyMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.ok != false {
+      try visitor.visitSingularBoolField(value: self.ok, fieldNumber: 1)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 2)
+    }
+    if self.statusCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.statusCode, fieldNumber: 3)
+    }
+    if self.latencyMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.latencyMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_TestIntegrationResponse, rhs: Weft_V1_TestIntegrationResponse) -> Bool {
+    if lhs.ok != rhs.ok {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.statusCode != rhs.statusCode {return false}
+    if lhs.latencyMs != rhs.latencyMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

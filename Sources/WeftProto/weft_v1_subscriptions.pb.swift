@@ -8,10 +8,12 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Notification subscriptions.
+/// Notification subscriptions and their deliveries.
 ///
 /// REST: POST|GET /workflows/{workflowId}/subscriptions,
-/// DELETE /workflows/{workflowId}/subscriptions/{subscriptionId}.
+/// DELETE /workflows/{workflowId}/subscriptions/{subscriptionId},
+/// GET /workflows/{workflowId}/subscriptions/{subscriptionId}/deliveries.
+/// See docs/NOTIFICATIONS.md.
 
 import SwiftProtobuf
 
@@ -38,7 +40,8 @@ public nonisolated struct Weft_V1_Subscription: Sendable {
 
   public var notifyVia: Weft_V1_Subscription.Channel = .unspecified
 
-  /// An email address or a URL, depending on `notify_via`.
+  /// An e-mail address (email) or an https URL (webhook, slack); empty when
+  /// `integration_id` names where to deliver, and for in_app.
   public var destination: String = String()
 
   public var userID: String = String()
@@ -52,9 +55,28 @@ public nonisolated struct Weft_V1_Subscription: Sendable {
   /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
   public mutating func clearCreatedAt() {self._createdAt = nil}
 
+  /// The events delivered: execution.started, execution.completed,
+  /// execution.failed, execution.timed_out, execution.cancelled,
+  /// execution.deadline, task.failed (after its last attempt), task.retried,
+  /// schedule.tick_missed, schedule.tick_skipped.
+  public var events: [String] = []
+
+  /// A slack, webhook or email (SMTP) integration of the workflow that holds
+  /// the destination and its secrets.
+  public var integrationID: String = String()
+
+  /// Optional expression over `event` that must hold, e.g.
+  /// `event.trigger == "schedule"` (fields: docs/NOTIFICATIONS.md).
+  public var filter: String = String()
+
+  /// execution.deadline: alert when an execution runs longer than this.
+  public var deadlineSeconds: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Values are named as in the original design's requests ("completion", ...).
+  /// A coarse choice kept for the original design's clients: `events` says
+  /// exactly what the subscription receives.
   public nonisolated enum EventType: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
     case unspecified // = 0
@@ -115,6 +137,9 @@ public nonisolated struct Weft_V1_Subscription: Sendable {
     case email // = 1
     case webhook // = 2
     case slack // = 3
+
+    /// The subscriber's in-app notifications (ListNotifications).
+    case inApp // = 4
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -127,6 +152,7 @@ public nonisolated struct Weft_V1_Subscription: Sendable {
       case 1: self = .email
       case 2: self = .webhook
       case 3: self = .slack
+      case 4: self = .inApp
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -137,6 +163,7 @@ public nonisolated struct Weft_V1_Subscription: Sendable {
       case .email: return 1
       case .webhook: return 2
       case .slack: return 3
+      case .inApp: return 4
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -147,6 +174,7 @@ public nonisolated struct Weft_V1_Subscription: Sendable {
       .email,
       .webhook,
       .slack,
+      .inApp,
     ]
 
   }
@@ -168,6 +196,14 @@ public nonisolated struct Weft_V1_CreateSubscriptionRequest: Sendable {
   public var notifyVia: Weft_V1_Subscription.Channel = .unspecified
 
   public var destination: String = String()
+
+  public var events: [String] = []
+
+  public var integrationID: String = String()
+
+  public var filter: String = String()
+
+  public var deadlineSeconds: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -228,13 +264,148 @@ public nonisolated struct Weft_V1_DeleteSubscriptionResponse: Sendable {
   public init() {}
 }
 
+/// One notification: an event for one subscription, delivered once.
+public nonisolated struct Weft_V1_Delivery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Also sent to the receiver (X-Weft-Delivery-Id, Message-ID): the same on
+  /// every attempt, so a receiver can drop a repeat.
+  public var id: String = String()
+
+  public var subscriptionID: String = String()
+
+  public var workflowID: String = String()
+
+  public var executionID: String = String()
+
+  public var event: String = String()
+
+  public var channel: String = String()
+
+  /// pending, delivered, dead (no attempts left), skipped (moot: a deadline
+  /// alert for an execution that finished in time, a deleted subscription).
+  public var state: String = String()
+
+  public var attempts: Int32 = 0
+
+  public var createdAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAt = newValue}
+  }
+  /// Returns true if `createdAt` has been explicitly set.
+  public var hasCreatedAt: Bool {self._createdAt != nil}
+  /// Clears the value of `createdAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAt() {self._createdAt = nil}
+
+  public var nextAttemptAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_nextAttemptAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_nextAttemptAt = newValue}
+  }
+  /// Returns true if `nextAttemptAt` has been explicitly set.
+  public var hasNextAttemptAt: Bool {self._nextAttemptAt != nil}
+  /// Clears the value of `nextAttemptAt`. Subsequent reads from it will return its default value.
+  public mutating func clearNextAttemptAt() {self._nextAttemptAt = nil}
+
+  public var deliveredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_deliveredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_deliveredAt = newValue}
+  }
+  /// Returns true if `deliveredAt` has been explicitly set.
+  public var hasDeliveredAt: Bool {self._deliveredAt != nil}
+  /// Clears the value of `deliveredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDeliveredAt() {self._deliveredAt = nil}
+
+  public var lastError: String = String()
+
+  public var attemptLog: [Weft_V1_DeliveryAttempt] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createdAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _nextAttemptAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _deliveredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_DeliveryAttempt: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var attempt: Int32 = 0
+
+  public var at: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_at ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_at = newValue}
+  }
+  /// Returns true if `at` has been explicitly set.
+  public var hasAt: Bool {self._at != nil}
+  /// Clears the value of `at`. Subsequent reads from it will return its default value.
+  public mutating func clearAt() {self._at = nil}
+
+  /// delivered, failed (retried later), dead (the last attempt failed, or a
+  /// permanent refusal), refused (the egress guard, a broken integration).
+  public var outcome: String = String()
+
+  /// HTTP status or SMTP reply code (0: none).
+  public var statusCode: Int32 = 0
+
+  public var detail: String = String()
+
+  public var durationMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _at: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_ListDeliveriesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var subscriptionID: String = String()
+
+  public var pageSize: Int32 = 0
+
+  public var pageToken: String = String()
+
+  /// Only deliveries in this state.
+  public var state: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_ListDeliveriesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deliveries: [Weft_V1_Delivery] = []
+
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_Subscription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Subscription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{3}event_type\0\u{3}notify_via\0\u{1}destination\0\u{3}user_id\0\u{3}created_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{3}event_type\0\u{3}notify_via\0\u{1}destination\0\u{3}user_id\0\u{3}created_at\0\u{1}events\0\u{3}integration_id\0\u{1}filter\0\u{3}deadline_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -249,6 +420,10 @@ nonisolated extension Weft_V1_Subscription: SwiftProtobuf.Message, SwiftProtobuf
       case 5: try { try decoder.decodeSingularStringField(value: &self.destination) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.userID) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.events) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.integrationID) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.filter) }()
+      case 11: try { try decoder.decodeSingularInt32Field(value: &self.deadlineSeconds) }()
       default: break
       }
     }
@@ -280,6 +455,18 @@ nonisolated extension Weft_V1_Subscription: SwiftProtobuf.Message, SwiftProtobuf
     try { if let v = self._createdAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.events, fieldNumber: 8)
+    }
+    if !self.integrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.integrationID, fieldNumber: 9)
+    }
+    if !self.filter.isEmpty {
+      try visitor.visitSingularStringField(value: self.filter, fieldNumber: 10)
+    }
+    if self.deadlineSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.deadlineSeconds, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -291,6 +478,10 @@ nonisolated extension Weft_V1_Subscription: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.destination != rhs.destination {return false}
     if lhs.userID != rhs.userID {return false}
     if lhs._createdAt != rhs._createdAt {return false}
+    if lhs.events != rhs.events {return false}
+    if lhs.integrationID != rhs.integrationID {return false}
+    if lhs.filter != rhs.filter {return false}
+    if lhs.deadlineSeconds != rhs.deadlineSeconds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -301,12 +492,12 @@ nonisolated extension Weft_V1_Subscription.EventType: SwiftProtobuf._ProtoNamePr
 }
 
 nonisolated extension Weft_V1_Subscription.Channel: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHANNEL_UNSPECIFIED\0\u{1}email\0\u{1}webhook\0\u{1}slack\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHANNEL_UNSPECIFIED\0\u{1}email\0\u{1}webhook\0\u{1}slack\0\u{1}in_app\0")
 }
 
 nonisolated extension Weft_V1_CreateSubscriptionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateSubscriptionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}event_type\0\u{3}notify_via\0\u{1}destination\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}event_type\0\u{3}notify_via\0\u{1}destination\0\u{1}events\0\u{3}integration_id\0\u{1}filter\0\u{3}deadline_seconds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -318,6 +509,10 @@ nonisolated extension Weft_V1_CreateSubscriptionRequest: SwiftProtobuf.Message, 
       case 2: try { try decoder.decodeSingularEnumField(value: &self.eventType) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.notifyVia) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.events) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.integrationID) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.filter) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.deadlineSeconds) }()
       default: break
       }
     }
@@ -336,6 +531,18 @@ nonisolated extension Weft_V1_CreateSubscriptionRequest: SwiftProtobuf.Message, 
     if !self.destination.isEmpty {
       try visitor.visitSingularStringField(value: self.destination, fieldNumber: 4)
     }
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.events, fieldNumber: 5)
+    }
+    if !self.integrationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.integrationID, fieldNumber: 6)
+    }
+    if !self.filter.isEmpty {
+      try visitor.visitSingularStringField(value: self.filter, fieldNumber: 7)
+    }
+    if self.deadlineSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.deadlineSeconds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -344,6 +551,10 @@ nonisolated extension Weft_V1_CreateSubscriptionRequest: SwiftProtobuf.Message, 
     if lhs.eventType != rhs.eventType {return false}
     if lhs.notifyVia != rhs.notifyVia {return false}
     if lhs.destination != rhs.destination {return false}
+    if lhs.events != rhs.events {return false}
+    if lhs.integrationID != rhs.integrationID {return false}
+    if lhs.filter != rhs.filter {return false}
+    if lhs.deadlineSeconds != rhs.deadlineSeconds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -473,6 +684,244 @@ nonisolated extension Weft_V1_DeleteSubscriptionResponse: SwiftProtobuf.Message,
   }
 
   public static func ==(lhs: Weft_V1_DeleteSubscriptionResponse, rhs: Weft_V1_DeleteSubscriptionResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_Delivery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Delivery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}subscription_id\0\u{3}workflow_id\0\u{3}execution_id\0\u{1}event\0\u{1}channel\0\u{1}state\0\u{1}attempts\0\u{3}created_at\0\u{3}next_attempt_at\0\u{3}delivered_at\0\u{3}last_error\0\u{3}attempt_log\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.subscriptionID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.executionID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.event) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.attempts) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._createdAt) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._nextAttemptAt) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._deliveredAt) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.attemptLog) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.subscriptionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriptionID, fieldNumber: 2)
+    }
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 3)
+    }
+    if !self.executionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.executionID, fieldNumber: 4)
+    }
+    if !self.event.isEmpty {
+      try visitor.visitSingularStringField(value: self.event, fieldNumber: 5)
+    }
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 6)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 7)
+    }
+    if self.attempts != 0 {
+      try visitor.visitSingularInt32Field(value: self.attempts, fieldNumber: 8)
+    }
+    try { if let v = self._createdAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._nextAttemptAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._deliveredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 12)
+    }
+    if !self.attemptLog.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.attemptLog, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_Delivery, rhs: Weft_V1_Delivery) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.subscriptionID != rhs.subscriptionID {return false}
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.executionID != rhs.executionID {return false}
+    if lhs.event != rhs.event {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.attempts != rhs.attempts {return false}
+    if lhs._createdAt != rhs._createdAt {return false}
+    if lhs._nextAttemptAt != rhs._nextAttemptAt {return false}
+    if lhs._deliveredAt != rhs._deliveredAt {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.attemptLog != rhs.attemptLog {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_DeliveryAttempt: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliveryAttempt"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}attempt\0\u{1}at\0\u{1}outcome\0\u{3}status_code\0\u{1}detail\0\u{3}duration_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.attempt) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._at) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.statusCode) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.durationMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.attempt != 0 {
+      try visitor.visitSingularInt32Field(value: self.attempt, fieldNumber: 1)
+    }
+    try { if let v = self._at {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 3)
+    }
+    if self.statusCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.statusCode, fieldNumber: 4)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 5)
+    }
+    if self.durationMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.durationMs, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_DeliveryAttempt, rhs: Weft_V1_DeliveryAttempt) -> Bool {
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs._at != rhs._at {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.statusCode != rhs.statusCode {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.durationMs != rhs.durationMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ListDeliveriesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDeliveriesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}subscription_id\0\u{3}page_size\0\u{3}page_token\0\u{1}state\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.subscriptionID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.subscriptionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.subscriptionID, fieldNumber: 2)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 3)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 4)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ListDeliveriesRequest, rhs: Weft_V1_ListDeliveriesRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.subscriptionID != rhs.subscriptionID {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ListDeliveriesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDeliveriesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deliveries\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.deliveries) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deliveries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.deliveries, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ListDeliveriesResponse, rhs: Weft_V1_ListDeliveriesResponse) -> Bool {
+    if lhs.deliveries != rhs.deliveries {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

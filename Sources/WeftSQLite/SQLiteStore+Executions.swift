@@ -179,6 +179,8 @@ extension SQLiteStore: ExecutionStore {
                 guard db.changesCount == 1 else { throw StoreError.notFound("execution \(executionId) not found") }
             case .schedule(let update):
                 try applySchedule(db, update)
+            case .outbox(let entry):
+                try insertOutbox(db, entry)
             }
         }
     }

@@ -41,6 +41,9 @@ public enum ExecutionTransition: Sendable, Hashable {
     /// that starts the tick's execution; fails the unit (`conflict`) when
     /// its guard does not hold, (`notFound`) when the schedule is gone.
     case schedule(ScheduleUpdate)
+    /// A notification of the change this unit records (transactional
+    /// outbox); a delivery id already stored adds nothing.
+    case outbox(OutboxEntry)
 }
 
 public struct ExecutionQuery: Sendable, Hashable {

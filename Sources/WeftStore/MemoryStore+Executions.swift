@@ -152,6 +152,8 @@ extension MemoryStore.State {
                 }
                 try update.apply(to: &schedule)
                 schedules[update.scheduleId] = schedule
+            case .outbox(let entry):
+                insertOutbox(entry)
             }
         }
     }

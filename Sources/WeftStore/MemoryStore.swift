@@ -46,6 +46,17 @@ public final class MemoryStore: Sendable {
         var triggers: [String: TriggerRecord] = [:]
         /// "org id|event id" -> the executions it started, and when.
         var events: [String: (executions: [String], at: Date)] = [:]
+        var subscriptions: [String: SubscriptionRecord] = [:]
+        var integrations: [String: IntegrationRecord] = [:]
+        /// The outbox, by row id, with delivery id -> row id and claims.
+        var outbox: [Int64: DeliveryRecord] = [:]
+        var outboxIds: [String: Int64] = [:]
+        var outboxClaims: [Int64: Date] = [:]
+        var nextOutboxRow: Int64 = 1
+        var notifications: [String: NotificationRecord] = [:]
+        var notificationDeliveries: Set<String> = []
+        /// "org id|event" -> override.
+        var templates: [String: TemplateRecord] = [:]
     }
 
     let state = Mutex(State())

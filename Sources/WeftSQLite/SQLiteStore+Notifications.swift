@@ -1,0 +1,391 @@
+public import Foundation
+import GRDB
+public import WeftStore
+
+extension SQLiteStore {
+    /// One outbox row; a delivery id already stored adds nothing.
+    static func insertOutbox(_ db: Database, _ entry: OutboxEntry) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO outbox (delivery_id, subscription_id, workflow_id, org_id, execution_id, event, channel, payload,
+                traceparent, created_at, next_attempt_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(delivery_id) DO NOTHING
+            """).execute(arguments: [
+                entry.deliveryId, entry.subscriptionId, entry.workflowId, entry.orgId, entry.executionId,
+                entry.event.rawValue, entry.channel.rawValue, entry.payload.jsonText(), entry.traceparent,
+                StoreDate.text(entry.createdAt), StoreDate.text(entry.nextAttemptAt),
+            ])
+    }
+
+    static func subscriptionRecord(_ row: Row) throws -> SubscriptionRecord {
+        let events: String = row["events"]
+        return SubscriptionRecord(
+            id: row["id"], workflowId: row["workflow_id"], orgId: row["org_id"], userId: row["user_id"],
+            eventType: row["event_type"],
+            events: Set(try events.split(separator: ",").map { try stored(NotificationEvent.self, String($0)) }),
+            channel: try stored(NotificationChannel.self, row["notify_via"]), destination: row["destination"],
+            integrationId: row["integration_id"], filter: row["filter"], deadlineSeconds: row["deadline_seconds"],
+            createdAt: row["created_at"])
+    }
+
+    static func integrationRecord(_ row: Row) throws -> IntegrationRecord {
+        let fields: String = row["secret_fields"]
+        return IntegrationRecord(
+            id: row["id"], workflowId: row["workflow_id"], orgId: row["org_id"], type: row["type"], name: row["name"],
+            config: try JSONValue(jsonText: row["config"]), sealed: row["sealed"],
+            secretFields: fields.split(separator: ",").map(String.init), displayURL: row["display_url"],
+            createdBy: row["created_by"], createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    static func deliveryRecord(_ row: Row) throws -> DeliveryRecord {
+        let entry = OutboxEntry(
+            deliveryId: row["delivery_id"], subscriptionId: row["subscription_id"], workflowId: row["workflow_id"],
+            orgId: row["org_id"], executionId: row["execution_id"], event: try stored(NotificationEvent.self, row["event"]),
+            channel: try stored(NotificationChannel.self, row["channel"]), payload: try JSONValue(jsonText: row["payload"]),
+            createdAt: row["created_at"], nextAttemptAt: row["next_attempt_at"], traceparent: row["traceparent"])
+        return DeliveryRecord(
+            rowId: row["id"], entry: entry, state: try stored(DeliveryState.self, row["state"]), attempts: row["attempts"],
+            nextAttemptAt: row["next_attempt_at"], deliveredAt: row["delivered_at"], lastError: row["last_error"])
+    }
+
+    static func attemptLog(_ db: Database, rowId: Int64) throws -> [DeliveryAttemptRecord] {
+        try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM outbox_attempts WHERE outbox_id = ? ORDER BY attempt"), arguments: [rowId]
+        ).map { row in
+            DeliveryAttemptRecord(
+                attempt: row["attempt"], at: row["at"], outcome: row["outcome"], statusCode: row["status_code"],
+                detail: row["detail"], durationMs: row["duration_ms"])
+        }
+    }
+
+    static func notificationRecord(_ row: Row) -> NotificationRecord {
+        NotificationRecord(
+            id: row["id"], userId: row["user_id"], workflowId: row["workflow_id"], executionId: row["execution_id"],
+            event: row["event"], title: row["title"], body: row["body"], link: row["link"], deliveryId: row["delivery_id"],
+            createdAt: row["created_at"], readAt: row["read_at"])
+    }
+}
+
+extension SQLiteStore: NotificationStore {
+    public func createSubscription(_ s: SubscriptionRecord) async throws {
+        try await write("create_subscription") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO subscriptions (id, workflow_id, org_id, user_id, event_type, events, notify_via, destination,
+                        integration_id, filter, deadline_seconds, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    s.id, s.workflowId, s.orgId, s.userId, s.eventType, s.events.map(\.rawValue).sorted().joined(separator: ","),
+                    s.channel.rawValue, s.destination, s.integrationId, s.filter, s.deadlineSeconds, StoreDate.text(s.createdAt),
+                ])
+        }
+    }
+
+    public func subscription(id: String) async throws -> SubscriptionRecord? {
+        try await read("get_subscription") { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM subscriptions WHERE id = ?", arguments: [id]).map(Self.subscriptionRecord)
+        }
+    }
+
+    public func subscriptions(workflowId: String, limit: Int, cursor: String?) async throws -> Page<SubscriptionRecord> {
+        try await read("list_subscriptions") { db in
+            var rows = try Row.fetchAll(
+                db, sql: "SELECT * FROM subscriptions WHERE workflow_id = ? AND id > ? ORDER BY id LIMIT ?",
+                arguments: [workflowId, cursor ?? "", limit + 1]
+            ).map(Self.subscriptionRecord)
+            var next: String?
+            if rows.count > limit {
+                rows.removeLast()
+                next = rows.last?.id
+            }
+            return Page(items: rows, nextCursor: next)
+        }
+    }
+
+    public func allSubscriptions() async throws -> [SubscriptionRecord] {
+        try await read("all_subscriptions") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM subscriptions ORDER BY id").map(Self.subscriptionRecord)
+        }
+    }
+
+    @discardableResult
+    public func deleteSubscription(id: String, at: Date) async throws -> Bool {
+        try await write("delete_subscription") { db in
+            try db.execute(sql: "DELETE FROM subscriptions WHERE id = ?", arguments: [id])
+            guard db.changesCount > 0 else { return false }
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET state = 'skipped', last_error = 'the subscription was deleted'
+                    WHERE subscription_id = ? AND state = 'pending'
+                    """, arguments: [id])
+            return true
+        }
+    }
+
+    public func createIntegration(_ i: IntegrationRecord) async throws {
+        try await write("create_integration") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO integrations (id, workflow_id, org_id, type, name, config, sealed, secret_fields, display_url,
+                        created_by, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    i.id, i.workflowId, i.orgId, i.type, i.name, i.config.jsonText(), i.sealed,
+                    i.secretFields.joined(separator: ","), i.displayURL, i.createdBy, StoreDate.text(i.createdAt),
+                    StoreDate.text(i.updatedAt),
+                ])
+        }
+    }
+
+    public func replaceIntegration(_ i: IntegrationRecord) async throws {
+        try await write("replace_integration") { db in
+            try db.execute(
+                sql: """
+                    UPDATE integrations SET name = ?, config = ?, sealed = ?, secret_fields = ?, display_url = ?, updated_at = ?
+                    WHERE id = ?
+                    """,
+                arguments: [
+                    i.name, i.config.jsonText(), i.sealed, i.secretFields.joined(separator: ","), i.displayURL,
+                    StoreDate.text(i.updatedAt), i.id,
+                ])
+            guard db.changesCount == 1 else { throw StoreError.notFound("integration \(i.id) not found") }
+        }
+    }
+
+    public func integration(id: String) async throws -> IntegrationRecord? {
+        try await read("get_integration") { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM integrations WHERE id = ?", arguments: [id]).map(Self.integrationRecord)
+        }
+    }
+
+    public func integrations(workflowId: String, limit: Int, cursor: String?) async throws -> Page<IntegrationRecord> {
+        try await read("list_integrations") { db in
+            var rows = try Row.fetchAll(
+                db, sql: "SELECT * FROM integrations WHERE workflow_id = ? AND id > ? ORDER BY id LIMIT ?",
+                arguments: [workflowId, cursor ?? "", limit + 1]
+            ).map(Self.integrationRecord)
+            var next: String?
+            if rows.count > limit {
+                rows.removeLast()
+                next = rows.last?.id
+            }
+            return Page(items: rows, nextCursor: next)
+        }
+    }
+
+    public func subscriptions(integrationId: String) async throws -> [SubscriptionRecord] {
+        try await read("subscriptions_of_integration") { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM subscriptions WHERE integration_id = ? ORDER BY id", arguments: [integrationId]
+            ).map(Self.subscriptionRecord)
+        }
+    }
+
+    @discardableResult
+    public func deleteIntegration(id: String) async throws -> Bool {
+        try await write("delete_integration") { db in
+            try db.execute(sql: "DELETE FROM integrations WHERE id = ?", arguments: [id])
+            return db.changesCount > 0
+        }
+    }
+
+    public func enqueueOutbox(_ entries: [OutboxEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        try await write("enqueue_outbox") { db in for entry in entries { try Self.insertOutbox(db, entry) } }
+    }
+
+    public func claimOutbox(now: Date, until: Date, limit: Int) async throws -> [DeliveryRecord] {
+        try await write("claim_outbox") { db in
+            let time = StoreDate.text(now)
+            let rows = try Row.fetchAll(
+                db.cachedStatement(sql: """
+                    SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+                        AND (claimed_until IS NULL OR claimed_until <= ?)
+                    ORDER BY next_attempt_at, id LIMIT ?
+                    """), arguments: [time, time, limit]
+            ).map(Self.deliveryRecord)
+            let hold = try db.cachedStatement(sql: "UPDATE outbox SET claimed_until = ? WHERE id = ?")
+            let until = StoreDate.text(until)
+            for row in rows { try hold.execute(arguments: [until, row.rowId]) }
+            return rows
+        }
+    }
+
+    public func recordOutcomes(_ outcomes: [DeliveryOutcome]) async throws {
+        guard !outcomes.isEmpty else { return }
+        try await write("record_deliveries") { db in
+            let update = try db.cachedStatement(sql: """
+                UPDATE outbox SET state = ?, attempts = attempts + 1, claimed_until = NULL,
+                    next_attempt_at = COALESCE(?, next_attempt_at),
+                    delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,
+                    last_error = CASE WHEN ? = 'delivered' THEN last_error ELSE ? END
+                WHERE id = ? AND state = 'pending'
+                RETURNING attempts
+                """)
+            let log = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO outbox_attempts (outbox_id, attempt, at, outcome, status_code, detail, duration_ms)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            for outcome in outcomes {
+                let a = outcome.attempt
+                guard
+                    let attempts = try Int.fetchOne(
+                        update,
+                        arguments: [
+                            outcome.state.rawValue, outcome.nextAttemptAt.map(StoreDate.text), a.outcome,
+                            StoreDate.text(a.at), a.outcome, a.detail, outcome.rowId,
+                        ])
+                else { continue }
+                try log.execute(arguments: [
+                    outcome.rowId, attempts, StoreDate.text(a.at), a.outcome, a.statusCode, a.detail, a.durationMs,
+                ])
+            }
+        }
+    }
+
+    public func delivery(id: String) async throws -> DeliveryRecord? {
+        try await read("get_delivery") { db in
+            guard var record = try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE delivery_id = ?", arguments: [id])
+                .map(Self.deliveryRecord)
+            else { return nil }
+            record.attemptLog = try Self.attemptLog(db, rowId: record.rowId)
+            return record
+        }
+    }
+
+    public func deliveries(subscriptionId: String, state: DeliveryState?, limit: Int, cursor: Int64?) async throws
+        -> Page<DeliveryRecord>
+    {
+        try await read("list_deliveries") { db in
+            var rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM outbox WHERE subscription_id = ? AND id < ? AND (? IS NULL OR state = ?)
+                    ORDER BY id DESC LIMIT ?
+                    """,
+                arguments: [subscriptionId, cursor ?? Int64.max, state?.rawValue, state?.rawValue, limit + 1]
+            ).map(Self.deliveryRecord)
+            var next: String?
+            if rows.count > limit {
+                rows.removeLast()
+                next = rows.last.map { String($0.rowId) }
+            }
+            for index in rows.indices { rows[index].attemptLog = try Self.attemptLog(db, rowId: rows[index].rowId) }
+            return Page(items: rows, nextCursor: next)
+        }
+    }
+
+    public func outboxBacklog() async throws -> (pending: Int, oldest: Date?) {
+        try await read("outbox_backlog") { db in
+            let row = try Row.fetchOne(
+                db, sql: "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending'")
+            let oldest: Date? = row?["oldest"]
+            return (row?["n"] ?? 0, oldest)
+        }
+    }
+
+    @discardableResult
+    public func releaseOutboxClaims() async throws -> Int {
+        try await write("release_outbox_claims") { db in
+            try db.execute(sql: "UPDATE outbox SET claimed_until = NULL WHERE state = 'pending' AND claimed_until IS NOT NULL")
+            return db.changesCount
+        }
+    }
+
+    public func insertNotification(_ n: NotificationRecord) async throws -> Bool {
+        try await write("insert_notification") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO notifications (id, user_id, workflow_id, execution_id, event, title, body, link, delivery_id,
+                        created_at, read_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(delivery_id) DO NOTHING
+                    """,
+                arguments: [
+                    n.id, n.userId, n.workflowId, n.executionId, n.event, n.title, n.body, n.link, n.deliveryId,
+                    StoreDate.text(n.createdAt), n.readAt.map(StoreDate.text),
+                ])
+            return db.changesCount == 1
+        }
+    }
+
+    public func notifications(userId: String, unreadOnly: Bool, limit: Int, cursor: String?) async throws
+        -> Page<NotificationRecord>
+    {
+        try await read("list_notifications") { db in
+            var rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM notifications WHERE user_id = ? AND (? IS NULL OR id < ?) AND (NOT ? OR read_at IS NULL)
+                    ORDER BY id DESC LIMIT ?
+                    """,
+                arguments: [userId, cursor, cursor, unreadOnly, limit + 1]
+            ).map(Self.notificationRecord)
+            var next: String?
+            if rows.count > limit {
+                rows.removeLast()
+                next = rows.last?.id
+            }
+            return Page(items: rows, nextCursor: next)
+        }
+    }
+
+    public func unreadCount(userId: String) async throws -> Int {
+        try await read("count_unread") { db in
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at IS NULL", arguments: [userId]) ?? 0
+        }
+    }
+
+    public func markRead(userId: String, ids: [String], at: Date) async throws -> Int {
+        try await write("mark_read") { db in
+            let time = StoreDate.text(at)
+            if ids.isEmpty {
+                try db.execute(
+                    sql: "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL", arguments: [time, userId])
+                return db.changesCount
+            }
+            var marked = 0
+            let statement = try db.cachedStatement(
+                sql: "UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL")
+            for id in ids {
+                try statement.execute(arguments: [time, id, userId])
+                marked += db.changesCount
+            }
+            return marked
+        }
+    }
+
+    public func templates(orgId: String) async throws -> [TemplateRecord] {
+        try await read("list_templates") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM notification_templates WHERE org_id = ? ORDER BY event", arguments: [orgId])
+                .map { row in
+                    TemplateRecord(
+                        orgId: row["org_id"], event: row["event"], subject: row["subject"], text: row["text"],
+                        html: row["html"], updatedAt: row["updated_at"], updatedBy: row["updated_by"])
+                }
+        }
+    }
+
+    public func putTemplate(_ t: TemplateRecord) async throws {
+        try await write("put_template") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO notification_templates (org_id, event, subject, text, html, updated_at, updated_by)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(org_id, event) DO UPDATE SET subject = excluded.subject, text = excluded.text,
+                        html = excluded.html, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                    """,
+                arguments: [t.orgId, t.event, t.subject, t.text, t.html, StoreDate.text(t.updatedAt), t.updatedBy])
+        }
+    }
+
+    @discardableResult
+    public func deleteTemplate(orgId: String, event: String) async throws -> Bool {
+        try await write("delete_template") { db in
+            try db.execute(
+                sql: "DELETE FROM notification_templates WHERE org_id = ? AND event = ?", arguments: [orgId, event])
+            return db.changesCount > 0
+        }
+    }
+}
