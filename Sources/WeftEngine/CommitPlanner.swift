@@ -61,6 +61,8 @@ struct CommitPlanner {
         var cost = ExecutionCost()
         var finished: (status: ExecutionStatus, error: String?)?
         var isStart = false
+        /// Tasks that failed for good or will be retried (notifications).
+        var taskEvents: [(key: String, status: TaskStatus, attempt: Int, error: String?)] = []
     }
 
     func plan(_ request: Request, state: ExecutionState) -> Plan {
@@ -99,6 +101,7 @@ struct CommitPlanner {
                     error: error))
                 let task = state.tasks[key]
                 if status == .retrying { plan.retried.append(task?.action ?? .other("?")) }
+                if status == .retrying || status == .failed { plan.taskEvents.append((key, status, attempt, error)) }
                 if status == .running { plan.cost += costRates.attemptStarted() }
                 let line = Self.logLine(key: key, status: status, attempt: attempt, error: run?.error)
                 if let line {

@@ -72,8 +72,9 @@ extension Engine {
         if ending { cache.markEnded(executionId) }
         carryingOut += 1
         defer { carryOutEnded() }
+        let notes = notifications(plan, state: state, executionId: executionId, at: at, start: start?.record)
         do {
-            try await commit(alongside.isEmpty ? plan.transitions : plan.transitions + alongside)
+            try await commit(alongside.isEmpty && notes.isEmpty ? plan.transitions : plan.transitions + alongside + notes)
         } catch {
             // Memory must not run ahead of the store: forget the execution so
             // the next event reloads it from what was actually committed.
@@ -92,6 +93,7 @@ extension Engine {
             }
             if !plan.lines.isEmpty { logWriter.append(plan.lines) }
         }
+        if !notes.isEmpty { notifier?.committed(notes.compactMap(\.outboxEntry)) }
         if plan.isStart { metrics?.executionStarted(workflow: state.workflowName) }
         for type in plan.retried { metrics?.retried(type: type) }
         if !plan.cost.isZero { metrics?.costAccrued(workflow: state.workflowName, plan.cost) }
@@ -102,6 +104,47 @@ extension Engine {
             cache[executionId] = nil
             executionEnded(executionId, state: state, status: status, error: error, cost: state.cost + plan.cost, at: at)
         }
+    }
+
+    /// The outbox rows of what this commit reports (start, end, tasks that
+    /// failed or retry), for the subscriptions that want them.
+    func notifications(
+        _ plan: CommitPlanner.Plan, state: ExecutionState, executionId: String, at: Date, start: ExecutionRecord?
+    ) -> [ExecutionTransition] {
+        guard let notifier, notifier.watches(workflowId: state.workflowId),
+            plan.isStart || plan.finished != nil || !plan.taskEvents.isEmpty
+        else { return [] }
+        func facts(_ event: NotificationEvent, status: String) -> EventFacts {
+            var facts = EventFacts(
+                event: event, workflowId: state.workflowId, workflowName: state.workflowName, orgId: state.orgId,
+                executionId: executionId, at: at, status: status, trigger: state.trigger.rawValue)
+            facts.triggerId = state.triggerId
+            facts.startedAt = start?.startedAt ?? state.createdAt
+            facts.scheduledAt = state.scheduledAt
+            if state.trigger == .schedule { facts.scheduleId = state.triggerId }
+            facts.traceparent = state.trace.traceparent
+            return facts
+        }
+        var entries: [OutboxEntry] = []
+        if plan.isStart {
+            // Deadline alerts are written now, due at start + threshold; the
+            // dispatcher drops one whose execution ended in time.
+            entries += notifier.entries(for: facts(.executionStarted, status: ExecutionStatus.running.rawValue))
+            entries += notifier.entries(for: facts(.executionDeadline, status: ExecutionStatus.running.rawValue))
+        }
+        for task in plan.taskEvents {
+            var each = facts(task.status == .failed ? .taskFailed : .taskRetried, status: task.status.rawValue)
+            each.taskKey = task.key
+            each.attempt = task.attempt
+            each.error = task.error
+            entries += notifier.entries(for: each)
+        }
+        if let (status, error) = plan.finished, let event = NotificationEvent.ended(status) {
+            var end = facts(event, status: status.rawValue)
+            end.error = error
+            entries += notifier.entries(for: end)
+        }
+        return entries.map(ExecutionTransition.outbox)
     }
 
     /// Built-in items queued by this commit that go straight to a worker:

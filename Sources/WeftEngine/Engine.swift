@@ -77,6 +77,8 @@ public actor Engine: Service {
     let commits: BatchWriter<[ExecutionTransition]>
     public nonisolated let feed: ExecutionFeed
     public nonisolated let signal: WorkSignal
+    /// Subscriptions' index: events become outbox rows in their own unit.
+    public nonisolated let notifier: (any EventNotifier)?
     public nonisolated let logWriter: LogWriter
 
     var cache: ExecutionCache
@@ -111,8 +113,10 @@ public actor Engine: Service {
         metrics: EngineMetrics? = nil, costRates: CostRates = CostRates(), limits: EngineLimits = EngineLimits(),
         secrets: (any SecretSource)? = nil,
         logger: Logger = Logger(label: "weft.engine"), feed: ExecutionFeed = ExecutionFeed(),
-        signal: WorkSignal = WorkSignal(), now: @escaping @Sendable () -> Date = { Date.nowMillis }
+        signal: WorkSignal = WorkSignal(), notifier: (any EventNotifier)? = nil,
+        now: @escaping @Sendable () -> Date = { Date.nowMillis }
     ) {
+        self.notifier = notifier
         self.workflows = workflows
         self.executions = executions
         self.queue = queue

@@ -29,6 +29,10 @@ struct ExecutionState: Sendable {
     /// Bytes of its input and task outputs (about, as JSON), counted when
     /// first needed (`EngineLimits.maxExecutionBytes`).
     var storedBytes: Int?
+    /// What started it (notifications say so, filters read it).
+    var trigger: TriggerKind
+    var triggerId: String?
+    var scheduledAt: Date?
 
     init(
         machine: ExecutionStateMachine, version tasks: [TaskRecord], record: ExecutionRecord, workflowName: String,
@@ -47,6 +51,9 @@ struct ExecutionState: Sendable {
         self.taskExecutionIds = Dictionary(uniqueKeysWithValues: record.tasks.map { ($0.taskKey, $0.taskExecutionId) })
         self.trace = TraceHeaders(traceparent: record.traceParent, tracestate: record.traceState)
         self.cost = record.costBreakdown
+        self.trigger = record.trigger
+        self.triggerId = record.triggerId
+        self.scheduledAt = record.scheduledAt
     }
 
     /// An unfinished execution as the store has it (after a restart, or

@@ -151,10 +151,14 @@ extension Scheduler {
                 let next = end < due.count ? due[end] : after
                 let count = Int64(end - index)
                 let final = end == due.count
+                let notes = tickNotes(
+                    schedule, .scheduleTickMissed, tick: due[index], workflowName: "", reason: schedule.catchUp.rawValue,
+                    count: Int(count))
                 do {
                     try await executions.apply(
                         [.schedule(ScheduleUpdate(scheduleId: schedule.id, expectNext: cursor, setsNext: true, next: next, missed: count))]
-                            + (final ? finish(next) : []))
+                            + (final ? finish(next) : []) + notes)
+                    engine.notifier?.committed(notes.compactMap(\.outboxEntry))
                 } catch StoreError.conflict {
                     return nil
                 } catch StoreError.notFound {
@@ -203,13 +207,16 @@ extension Scheduler {
         span?.attributes[SpanKeys.scheduleId] = schedule.id
         span?.attributes[SpanKeys.scheduleTick] = tick.formatted(.iso8601)
         defer { span?.end() }
+        var workflowName = ""
         func skip(_ reason: String, next: Date?, end: [ExecutionTransition]) async throws -> Bool {
             span?.attributes[SpanKeys.scheduleOutcome] = "skipped:\(reason)"
+            let notes = tickNotes(schedule, .scheduleTickSkipped, tick: tick, workflowName: workflowName, reason: reason)
             do {
                 try await executions.apply(
                     [.schedule(ScheduleUpdate(
                         scheduleId: schedule.id, expectNext: expect, setsNext: true, next: next, skipped: 1, skippedTick: tick,
-                        skipReason: reason))] + end)
+                        skipReason: reason))] + end + notes)
+                engine.notifier?.committed(notes.compactMap(\.outboxEntry))
             } catch StoreError.conflict {
                 return false
             } catch StoreError.notFound {
@@ -222,6 +229,7 @@ extension Scheduler {
             // The workflow was deleted: the schedule stops (no next tick).
             return try await skip("workflow_gone", next: nil, end: end.filter { if case .enqueue = $0 { false } else { true } })
         }
+        workflowName = workflow.name
         // buffer_one: while a tick waits, later ones are skipped (the waiting
         // one starts when the running execution ends).
         if schedule.overlap == .bufferOne, schedule.bufferedTick != nil { return try await skip("overlap", next: next, end: end) }
@@ -325,5 +333,25 @@ extension Scheduler {
             if !released { await admission?.release(workflow) }
             throw error
         }
+    }
+}
+
+extension Scheduler {
+    /// The outbox rows of a skipped or missed tick, written in the unit
+    /// that records it.
+    func tickNotes(
+        _ schedule: ScheduleRecord, _ event: NotificationEvent, tick: Date, workflowName: String, reason: String,
+        count: Int? = nil
+    ) -> [ExecutionTransition] {
+        guard let notifier = engine.notifier, notifier.watches(workflowId: schedule.workflowId) else { return [] }
+        var facts = EventFacts(
+            event: event, workflowId: schedule.workflowId, workflowName: workflowName, orgId: schedule.orgId,
+            executionId: "", at: now(), status: event == .scheduleTickMissed ? "missed" : "skipped", trigger: "schedule")
+        facts.triggerId = schedule.id
+        facts.scheduleId = schedule.id
+        facts.scheduledAt = tick
+        facts.reason = reason
+        facts.count = count
+        return notifier.entries(for: facts).map(ExecutionTransition.outbox)
     }
 }
