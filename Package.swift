@@ -135,6 +135,9 @@ let package = Package(
                 "WeftProto",
                 "WeftObservability",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // The SMTP client's sockets, and webhook/Slack deliveries.
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

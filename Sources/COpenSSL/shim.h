@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <openssl/bio.h>
+#include <openssl/pem.h>
 #include <string.h>
 #include <time.h>
 
@@ -80,5 +81,10 @@ static inline long long weft_ssl_ctx_cert_not_after(SSL_CTX *ctx) {
     memset(&tm, 0, sizeof(tm));
     if (ASN1_TIME_to_tm(notAfter, &tm) != 1) return 0;
     return (long long)timegm(&tm);
+}
+
+// Client side (SMTP STARTTLS): SNI, which OpenSSL only offers as a macro.
+static inline long weft_ssl_set_tlsext_host_name(SSL *ssl, const char *name) {
+    return SSL_set_tlsext_host_name(ssl, (char *)name);
 }
 #endif

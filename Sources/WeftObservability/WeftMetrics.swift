@@ -137,6 +137,16 @@ public enum MetricNames {
     public static let webhookRequests = "weft_webhook_requests_total"
     public static let eventsPublished = "weft_events_published_total"
     public static let triggerExecutions = "weft_trigger_executions_total"
+    public static let notificationsQueued = "weft_notifications_queued_total"
+    public static let notificationsDelivered = "weft_notifications_delivered_total"
+    public static let notificationsFailed = "weft_notification_attempts_failed_total"
+    public static let notificationsDead = "weft_notifications_dead_lettered_total"
+    public static let notificationsSkipped = "weft_notifications_skipped_total"
+    public static let notificationLatency = "weft_notification_delivery_seconds"
+    public static let notificationAttemptDuration = "weft_notification_attempt_duration_seconds"
+    public static let notificationCircuitOpens = "weft_notification_circuit_opens_total"
+    public static let outboxPending = "weft_outbox_pending"
+    public static let outboxOldestAge = "weft_outbox_oldest_age_seconds"
 }
 
 /// The tracing pipeline's own metrics: what the span exporter loses.

@@ -292,9 +292,15 @@ public enum SpanNames {
     public static let scheduleTick = "weft.schedule.tick"
     public static let webhook = "weft.webhook"
     public static let eventPublish = "weft.event.publish"
+    public static let notificationDelivery = "weft.notification.deliver"
 }
 
 public enum SpanKeys {
+    public static let notificationEvent = "weft.notification.event"
+    public static let notificationChannel = "weft.notification.channel"
+    public static let notificationDeliveryId = "weft.notification.delivery_id"
+    public static let notificationAttempt = "weft.notification.attempt"
+    public static let notificationOutcome = "weft.notification.outcome"
     public static let scheduleId = "weft.schedule.id"
     public static let scheduleTick = "weft.schedule.tick"
     public static let scheduleOutcome = "weft.schedule.outcome"

@@ -227,8 +227,15 @@ extension SQLiteStore: NotificationStore {
                 INSERT OR REPLACE INTO outbox_attempts (outbox_id, attempt, at, outcome, status_code, detail, duration_ms)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
+            let deferral = try db.cachedStatement(sql: """
+                UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE id = ? AND state = 'pending'
+                """)
             for outcome in outcomes {
                 let a = outcome.attempt
+                if a.outcome == DeliveryAttemptRecord.deferred {
+                    try deferral.execute(arguments: [StoreDate.text(outcome.nextAttemptAt ?? a.at), outcome.rowId])
+                    continue
+                }
                 guard
                     let attempts = try Int.fetchOne(
                         update,

@@ -29,13 +29,15 @@ public struct WeftApplication: Sendable {
     let credentials: any CredentialStore
     /// Fires schedule ticks and runs backfills (one of `services`).
     public let scheduler: Scheduler
+    /// Delivers notifications from the outbox (one of `services`).
+    let dispatcher: NotificationDispatcher
 
     public init(
         config: WeftServerConfig, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
         organizations: any OrganizationStore, credentials: any CredentialStore, logs: any LogStore,
-        schedules: any ScheduleStore, engine: Engine,
-        vault: SecretVault, keyring: SigningKeyring, metrics: WeftMetrics, logger: Logger,
-        health: HealthStatusStore = HealthStatusStore()
+        schedules: any ScheduleStore, notifications: any NotificationStore, notificationIndex: NotificationIndex,
+        engine: Engine, vault: SecretVault, keyring: SigningKeyring, metrics: WeftMetrics, logger: Logger,
+        egress: EgressGuard = EgressGuard(), health: HealthStatusStore = HealthStatusStore()
     ) throws {
         self.engine = engine
         self.health = health
@@ -55,10 +57,20 @@ public struct WeftApplication: Sendable {
             admission: QuotaAdmission(quotas: quotas), metrics: schedulerMetrics, logger: logger)
         self.scheduler = scheduler
         let triggers = TriggerBook(store: schedules, logger: logger)
+        var delivery = NotificationDispatcher.Settings()
+        delivery.publicURL = config.notifications.publicURL
+        delivery.smtp = config.notifications.smtp
+        delivery.policy.maxAttempts = config.notifications.maxAttempts
+        let templates = TemplateCache(store: notifications)
+        let dispatcher = NotificationDispatcher(
+            store: notifications, executions: executions, workflows: workflows, vault: vault, index: notificationIndex,
+            settings: delivery, egress: egress, feed: InAppFeed(), metrics: NotificationMetrics(metrics: metrics),
+            templates: templates, logger: logger)
+        self.dispatcher = dispatcher
         services = [
             TenancySampler(engine: engine, quotas: quotas, metrics: metrics),
             ApiKeyUsageWriter(index: apiKeys, store: credentials, logger: logger),
-            scheduler, triggers,
+            scheduler, triggers, dispatcher,
         ]
         let deps = APIDependencies(
             users: users,
@@ -76,7 +88,10 @@ public struct WeftApplication: Sendable {
             metrics: metrics, orgs: organizations, quotas: quotas,
             tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit,
             streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser), schedules: schedules, scheduler: scheduler,
-            schedulerMetrics: schedulerMetrics, triggers: triggers)
+            schedulerMetrics: schedulerMetrics, triggers: triggers,
+            notifications: NotificationServices(
+                store: notifications, index: notificationIndex, dispatcher: dispatcher, feed: dispatcher.feed,
+                templates: templates))
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()
@@ -188,7 +203,8 @@ public struct WeftApplication: Sendable {
         [UserAPI(deps: deps), ApiKeyAPI(deps: deps, index: apiKeys), WorkflowAPI(deps: deps), TaskAPI(deps: deps), CollaboratorAPI(deps: deps),
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
          OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps),
-         ScheduleAPI(deps: deps), TriggerAPI(deps: deps), EventAPI(deps: deps)]
+         ScheduleAPI(deps: deps), TriggerAPI(deps: deps), EventAPI(deps: deps), SubscriptionAPI(deps: deps),
+         IntegrationAPI(deps: deps), NotificationAPI(deps: deps)]
             + PlannedAPIs(deps: deps).services
     }
 

@@ -72,17 +72,21 @@ public struct WeftServer: Sendable {
         store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner,
         vault: SecretVault, tracing: [any Service]
     ) async throws {
+        // Subscriptions in memory before the engine resumes executions: an
+        // execution that ends during recovery notifies too.
+        let notificationIndex = NotificationIndex()
+        notificationIndex.load(try await store.allSubscriptions())
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
             limits: config.engine.limits, secrets: vault,
-            logger: Logger(label: "weft.engine"))
+            logger: Logger(label: "weft.engine"), notifier: notificationIndex)
         let keyring = try SigningKeyring(dataDirectory: config.store.dataDirectory, secret: config.auth.secret)
         let app = try WeftApplication(
             config: config, users: store, workflows: store, executions: store, organizations: store, credentials: store,
-            logs: logStore, schedules: store, engine: engine, vault: vault, keyring: keyring, metrics: metrics, logger: logger,
-            health: health)
+            logs: logStore, schedules: store, notifications: store, notificationIndex: notificationIndex, engine: engine,
+            vault: vault, keyring: keyring, metrics: metrics, logger: logger, egress: httpRunner.egress, health: health)
         try await app.loadCredentials()
         let environment = app.environment
         let tls: TLSContext?

@@ -201,6 +201,32 @@ extension WeftServerConfig {
             "", "WEFT_AUTH_SECRET",
             "Token signing secret (at least 32 bytes); environment only, so it never shows in `ps`. Unset: a random key kept in DATA_DIR/auth.key.")
 
+        public static let publicURL = Option(
+            "--public-url", "WEFT_PUBLIC_URL", "The server's URL as users reach it; links in notifications start with it.",
+            default: defaults.notifications.publicURL)
+        public static let smtpHost = Option(
+            "--smtp-host", "WEFT_SMTP_HOST",
+            "SMTP server of e-mail notifications without an email integration (off when unset).")
+        public static let smtpPort = Option(
+            "--smtp-port", "WEFT_SMTP_PORT", "Its port.", default: "\(defaults.notifications.smtpPort)", range: 1...65535)
+        public static let smtpUsername = Option("--smtp-username", "WEFT_SMTP_USERNAME", "Its user name (AUTH PLAIN or LOGIN).")
+        public static let smtpPasswordFile = Option(
+            "--smtp-password-file", "WEFT_SMTP_PASSWORD_FILE",
+            "File with its password (or WEFT_SMTP_PASSWORD, environment only).")
+        public static let smtpPassword = Option(
+            "", "WEFT_SMTP_PASSWORD", "The SMTP password itself; environment only, so it never shows in `ps`.")
+        public static let smtpFrom = Option(
+            "--smtp-from", "WEFT_SMTP_FROM", "Sender address of notification e-mails.", default: defaults.notifications.smtpFrom)
+        public static let smtpTLS = Option(
+            "--smtp-tls", "WEFT_SMTP_TLS",
+            "required (STARTTLS must be offered and succeed), opportunistic, or none.", default: defaults.notifications.smtpTLS)
+        public static let smtpCAFile = Option(
+            "--smtp-ca-file", "WEFT_SMTP_CA_FILE", "PEM file of the CA that signs the SMTP server's certificate (default: the system's).")
+        public static let notificationMaxAttempts = Option(
+            "--notification-max-attempts", "WEFT_NOTIFICATION_MAX_ATTEMPTS",
+            "Delivery attempts of a notification before it is dead-lettered.",
+            default: "\(defaults.notifications.maxAttempts)", range: 1...100)
+
         /// All of them, in the order of `weft serve --help`.
         public static let all: [Option] = [
             host, port, dataDir, maxConcurrentStreams, maxReceiveMessageSize, maxHeaderListSize, idleTimeout, drainTimeout,
@@ -209,7 +235,9 @@ extension WeftServerConfig {
             passwordHashQueue, loginFailuresPerAccount, loginFailuresPerAddress, rateLimit, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
-            plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, enableTestServices, authSecret, secretsKey,
+            plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
+            smtpPort, smtpUsername, smtpPasswordFile, smtpFrom, smtpTLS, smtpCAFile, notificationMaxAttempts,
+            enableTestServices, authSecret, secretsKey, smtpPassword,
         ]
     }
 }

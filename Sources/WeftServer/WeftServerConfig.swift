@@ -24,8 +24,37 @@ public struct WeftServerConfig: Sendable {
     public var enableTestServices = false
     /// TLS on the main listener, the admin listener, who may scrape.
     public var listeners = ListenerSettings()
+    /// Where links in notifications point, the server's SMTP server, retries.
+    public var notifications = NotificationSettings()
 
     public init() {}
+
+    /// Notifications (docs/NOTIFICATIONS.md).
+    public struct NotificationSettings: Sendable {
+        /// The base of links in messages (`<url>/executions/<id>`).
+        public var publicURL = "http://localhost:8080"
+        /// The SMTP server of e-mail subscriptions without an integration.
+        public var smtpHost: String?
+        public var smtpPort = 587
+        public var smtpUsername: String?
+        public var smtpPassword: String?
+        public var smtpFrom = "weft@localhost"
+        /// required (STARTTLS must work), opportunistic, none.
+        public var smtpTLS = "required"
+        public var smtpCAFile: String?
+        public var maxAttempts = DeliveryPolicy().maxAttempts
+
+        public init() {}
+
+        /// The server-wide SMTP settings, nil without `smtpHost`.
+        var smtp: SMTPSettings? {
+            guard let host = smtpHost, !host.isEmpty else { return nil }
+            return SMTPSettings(
+                host: host, port: smtpPort, username: smtpUsername, password: smtpPassword, fromAddress: smtpFrom,
+                fromName: "Weft", tls: SMTPTLSMode(rawValue: smtpTLS) ?? .required, caFile: smtpCAFile,
+                verifyCertificate: true, heloName: "weft.localhost")
+        }
+    }
 
     /// Where and how data is kept.
     public struct StoreSettings: Sendable {

@@ -112,6 +112,12 @@ extension MemoryStore: NotificationStore {
         state.withLock { state in
             for outcome in outcomes {
                 guard var record = state.outbox[outcome.rowId], record.state == .pending else { continue }
+                if outcome.attempt.outcome == DeliveryAttemptRecord.deferred {
+                    record.nextAttemptAt = outcome.nextAttemptAt ?? outcome.attempt.at
+                    state.outbox[outcome.rowId] = record
+                    state.outboxClaims[outcome.rowId] = nil
+                    continue
+                }
                 record.attempts += 1
                 record.attemptLog.append(outcome.attempt)
                 record.state = outcome.state

@@ -185,6 +185,9 @@ public enum DeliveryState: String, Sendable, Hashable, CaseIterable {
 
 /// One try of a delivery.
 public struct DeliveryAttemptRecord: Sendable, Hashable {
+    /// Not an attempt: the delivery waits (its destination's circuit is
+    /// open) without spending one; only `nextAttemptAt` is written.
+    public static let deferred = "deferred"
     public var attempt: Int
     public var at: Date
     /// delivered, failed, dead, refused, skipped.

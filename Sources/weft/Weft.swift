@@ -73,6 +73,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.defaultPlan.help)) var defaultPlan: String?
     @Option(help: ArgumentHelp(O.orgWorkerShare.help)) var orgWorkerShare: Int?
     @Option(help: ArgumentHelp(O.secretsKeyFile.help)) var secretsKeyFile: String?
+    @Option(help: ArgumentHelp(O.publicURL.help)) var publicUrl: String?
+    @Option(help: ArgumentHelp(O.smtpHost.help)) var smtpHost: String?
+    @Option(help: ArgumentHelp(O.smtpPort.help)) var smtpPort: Int?
+    @Option(help: ArgumentHelp(O.smtpUsername.help)) var smtpUsername: String?
+    @Option(help: ArgumentHelp(O.smtpPasswordFile.help)) var smtpPasswordFile: String?
+    @Option(help: ArgumentHelp(O.smtpFrom.help)) var smtpFrom: String?
+    @Option(help: ArgumentHelp(O.smtpTLS.help)) var smtpTls: String?
+    @Option(help: ArgumentHelp(O.smtpCAFile.help)) var smtpCaFile: String?
+    @Option(help: ArgumentHelp(O.notificationMaxAttempts.help)) var notificationMaxAttempts: Int?
     @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
     @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
@@ -169,6 +178,7 @@ struct Serve: AsyncParsableCommand {
             maxStreamsPerUser, O.maxStreamsPerUser, default: config.tenancy.maxStreamsPerUser)
         config.tenancy.workerSharePercent = try env.int(
             orgWorkerShare, O.orgWorkerShare, default: config.tenancy.workerSharePercent)
+        try notifications(&config, env)
         // A secret only from the environment: flags show up in `ps`.
         config.auth.secret = env.values[O.authSecret.environment]
         try identity(&config, env)
@@ -301,6 +311,37 @@ extension Serve {
             }
         }
         return rates
+    }
+}
+
+extension Serve {
+    /// Links, the server's SMTP server and delivery attempts.
+    func notifications(_ config: inout WeftServerConfig, _ env: Environment) throws {
+        let url = env.string(publicUrl, O.publicURL, default: config.notifications.publicURL)
+        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            throw ValidationError("\(O.publicURL.flag) \(url) is not an http(s) URL")
+        }
+        config.notifications.publicURL = url
+        config.notifications.smtpHost = smtpHost ?? env.values[O.smtpHost.environment]
+        config.notifications.smtpPort = try env.int(smtpPort, O.smtpPort, default: config.notifications.smtpPort)
+        config.notifications.smtpUsername = smtpUsername ?? env.values[O.smtpUsername.environment]
+        config.notifications.smtpFrom = env.string(smtpFrom, O.smtpFrom, default: config.notifications.smtpFrom)
+        let tls = env.string(smtpTls, O.smtpTLS, default: config.notifications.smtpTLS)
+        guard ["required", "opportunistic", "none"].contains(tls) else {
+            throw ValidationError("\(O.smtpTLS.flag) \(tls) is not required, opportunistic or none")
+        }
+        config.notifications.smtpTLS = tls
+        config.notifications.smtpCAFile = smtpCaFile ?? env.values[O.smtpCAFile.environment]
+        if let file = smtpPasswordFile ?? env.values[O.smtpPasswordFile.environment] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("\(O.smtpPasswordFile.flag) \(file) cannot be read")
+            }
+            config.notifications.smtpPassword = text.trimmingCharacters(in: .newlines)
+        } else {
+            config.notifications.smtpPassword = env.values[O.smtpPassword.environment]
+        }
+        config.notifications.maxAttempts = try env.int(
+            notificationMaxAttempts, O.notificationMaxAttempts, default: config.notifications.maxAttempts)
     }
 }
 

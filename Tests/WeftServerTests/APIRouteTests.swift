@@ -28,7 +28,8 @@ struct APIRouteTests {
             audit: AuditLog(store: store, logger: Logger(label: "test")), streams: StreamLimiter(perUser: 4),
             schedules: store,
             scheduler: Scheduler(schedules: store, workflows: store, executions: store, queue: store, engine: engine),
-            schedulerMetrics: SchedulerMetrics(metrics: metrics), triggers: TriggerBook(store: store, logger: Logger(label: "test")))
+            schedulerMetrics: SchedulerMetrics(metrics: metrics), triggers: TriggerBook(store: store, logger: Logger(label: "test")),
+            notifications: NotificationServices.inMemory(store: store, metrics: metrics))
         return WeftApplication.apiServices(deps, apiKeys: ApiKeyIndex())
     }
 

@@ -35,11 +35,13 @@ public struct APIHarness: Sendable {
         let vault = SecretVault(
             store: store, sealer: SecretSealer(current: try MasterKey(text: MasterKey.generate())),
             audit: AuditLog(store: store, logger: quiet))
-        return try await EngineHarness.with(store: store, runners: runners, secrets: vault) { engine in
+        let index = NotificationIndex()
+        return try await EngineHarness.with(store: store, runners: runners, secrets: vault, notifier: index) { engine in
             let metrics = WeftMetrics()
             let app = try WeftApplication(
                 config: config, users: engine.store, workflows: engine.store, executions: engine.store, organizations: engine.store,
-                credentials: engine.store, logs: engine.store, schedules: engine.store, engine: engine.engine, vault: vault,
+                credentials: engine.store, logs: engine.store, schedules: engine.store, notifications: engine.store,
+                notificationIndex: index, engine: engine.engine, vault: vault,
                 keyring: SigningKeyring(pinned: Array(repeating: 7, count: 32)), metrics: metrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             try await app.loadCredentials()

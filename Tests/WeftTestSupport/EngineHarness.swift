@@ -19,11 +19,12 @@ public struct EngineHarness: Sendable {
         store: MemoryStore = MemoryStore(), clock: ManualClock = ManualClock(),
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, limits: EngineLimits = EngineLimits(),
-        secrets: (any SecretSource)? = nil, _ body: (EngineHarness) async throws -> T
+        secrets: (any SecretSource)? = nil, notifier: (any EventNotifier)? = nil, _ body: (EngineHarness) async throws -> T
     ) async throws -> T {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: store, runners: runners,
-            leaseDuration: leaseDuration, maxLive: maxLive, limits: limits, secrets: secrets, now: clock.reader)
+            leaseDuration: leaseDuration, maxLive: maxLive, limits: limits, secrets: secrets, notifier: notifier,
+            now: clock.reader)
         let harness = EngineHarness(store: store, clock: clock, engine: engine)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await engine.run() }

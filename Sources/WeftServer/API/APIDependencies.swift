@@ -37,6 +37,8 @@ struct APIDependencies: Sendable {
     let schedulerMetrics: SchedulerMetrics
     /// Triggers for the webhook path, and their firing counts.
     let triggers: TriggerBook
+    /// Subscriptions, integrations, deliveries, in-app notifications, templates.
+    let notifications: NotificationServices
 
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED

@@ -28,28 +28,8 @@ struct PlannedAPIs {
 
     var services: [any RPCService] {
         let later = "a later step"
-        let n = "weft.v1.SubscriptionService"
-        let i = "weft.v1.IntegrationService"
         let a = "weft.v1.AnalyticsService"
         return [
-            StaticService(handlers: [
-                planned(n, "CreateSubscription", Weft_V1_CreateSubscriptionRequest.self, Weft_V1_Subscription.self,
-                        step: later, rest: [.post("/workflows/{workflowId}/subscriptions", status: 201)]),
-                planned(n, "ListSubscriptions", Weft_V1_ListSubscriptionsRequest.self, Weft_V1_ListSubscriptionsResponse.self,
-                        step: later, rest: [.get("/workflows/{workflowId}/subscriptions")]),
-                planned(n, "DeleteSubscription", Weft_V1_DeleteSubscriptionRequest.self, Weft_V1_DeleteSubscriptionResponse.self,
-                        step: later, rest: [.delete("/workflows/{workflowId}/subscriptions/{subscriptionId}")]),
-            ]),
-            StaticService(handlers: [
-                planned(i, "CreateIntegration", Weft_V1_CreateIntegrationRequest.self, Weft_V1_Integration.self,
-                        step: later, rest: [.post("/workflows/{workflowId}/integrations", status: 201)]),
-                planned(i, "ListIntegrations", Weft_V1_ListIntegrationsRequest.self, Weft_V1_ListIntegrationsResponse.self,
-                        step: later, rest: [.get("/workflows/{workflowId}/integrations")]),
-                planned(i, "UpdateIntegration", Weft_V1_UpdateIntegrationRequest.self, Weft_V1_Integration.self,
-                        step: later, rest: [.put("/workflows/{workflowId}/integrations/{integrationId}")]),
-                planned(i, "DeleteIntegration", Weft_V1_DeleteIntegrationRequest.self, Weft_V1_DeleteIntegrationResponse.self,
-                        step: later, rest: [.delete("/workflows/{workflowId}/integrations/{integrationId}")]),
-            ]),
             StaticService(handlers: [
                 planned(a, "GetWorkflowStats", Weft_V1_GetWorkflowStatsRequest.self, Weft_V1_WorkflowStats.self,
                         step: later, rest: [.get("/workflows/{workflowId}/stats")]),

@@ -73,19 +73,47 @@ extension SecretVault {
     /// data names the trigger, so a sealed key moved to another trigger
     /// does not open): "<key id>:<nonce hex>:<ciphertext hex>".
     func sealTriggerSecret(_ value: String, orgId: String, triggerId: String) throws -> String {
-        guard let sealer else { throw SecretError(closedMessage) }
-        let sealed = sealer.seal(value, orgId: orgId, name: "trigger:" + triggerId)
-        return "\(sealed.keyId):\(Hex.encode(sealed.nonce)):\(Hex.encode(sealed.ciphertext))"
+        try sealBound(value, orgId: orgId, name: "trigger:" + triggerId)
     }
 
     func openTriggerSecret(_ text: String, orgId: String, triggerId: String) throws -> String {
+        try openBound(text, orgId: orgId, name: "trigger:" + triggerId, what: "the signing key of trigger \(triggerId)")
+    }
+
+    /// An integration's secret fields, as one sealed JSON object bound to it.
+    func sealIntegrationSecrets(_ secrets: [String: String], orgId: String, integrationId: String) throws -> String? {
+        guard !secrets.isEmpty else { return nil }
+        let json = JSONValue.object(secrets.mapValues(JSONValue.string)).jsonText()
+        return try sealBound(json, orgId: orgId, name: "integration:" + integrationId)
+    }
+
+    func openIntegrationSecrets(_ text: String?, orgId: String, integrationId: String) throws -> [String: String] {
+        guard let text else { return [:] }
+        let json = try openBound(
+            text, orgId: orgId, name: "integration:" + integrationId, what: "the secrets of integration \(integrationId)")
+        guard case .object(let fields)? = try? JSONValue(jsonText: json) else {
+            throw SecretError("the secrets of integration \(integrationId) are damaged in the store")
+        }
+        return fields.compactMapValues(\.stringValue)
+    }
+
+    /// Seals a value whose additional data names what it belongs to, so a
+    /// sealed value moved to another row does not open:
+    /// "<key id>:<nonce hex>:<ciphertext hex>".
+    private func sealBound(_ value: String, orgId: String, name: String) throws -> String {
+        guard let sealer else { throw SecretError(closedMessage) }
+        let sealed = sealer.seal(value, orgId: orgId, name: name)
+        return "\(sealed.keyId):\(Hex.encode(sealed.nonce)):\(Hex.encode(sealed.ciphertext))"
+    }
+
+    private func openBound(_ text: String, orgId: String, name: String, what: String) throws -> String {
         guard let sealer else { throw SecretError(closedMessage) }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count >= 3, let nonce = Hex.decode(String(parts[parts.count - 2])),
             let ciphertext = Hex.decode(String(parts[parts.count - 1]))
-        else { throw SecretError("the signing key of trigger \(triggerId) is damaged in the store") }
+        else { throw SecretError("\(what) is damaged in the store") }
         let record = SecretRecord(
-            orgId: orgId, name: "trigger:" + triggerId, keyId: parts.dropLast(2).joined(separator: ":"), nonce: nonce,
+            orgId: orgId, name: name, keyId: parts.dropLast(2).joined(separator: ":"), nonce: nonce,
             ciphertext: ciphertext, createdAt: Date(), updatedAt: Date(), updatedBy: "")
         return try sealer.open(record)
     }

@@ -1,0 +1,175 @@
+import Foundation
+import WeftStore
+
+/// A rendered notification.
+struct RenderedMessage: Sendable, Equatable {
+    var subject: String
+    var text: String
+    var html: String
+}
+
+/// Message templates: a built-in one per event, which an organization may
+/// override. Placeholders are `{{ name }}`; `placeholders` lists them. A
+/// value is inserted as it is in the subject and text, HTML-escaped in html.
+enum NotificationTemplates {
+    static let placeholders: [String] = [
+        "event", "workflow.id", "workflow.name", "execution.id", "execution.status", "execution.duration",
+        "execution.error", "execution.trigger", "execution.link", "execution.started_at", "task.key", "task.attempt",
+        "schedule.id", "schedule.tick", "reason", "count", "at",
+    ]
+    static let maxPartBytes = 16 * 1024
+
+    /// The built-in template of an event.
+    static func builtIn(_ event: NotificationEvent) -> RenderedMessage {
+        let footer = "Workflow: {{workflow.name}} ({{workflow.id}})\nTrigger: {{execution.trigger}}\nLink: {{execution.link}}"
+        let htmlFooter = """
+            <p>Workflow: <b>{{workflow.name}}</b> ({{workflow.id}})<br>Trigger: {{execution.trigger}}<br>\
+            <a href="{{execution.link}}">Open the execution</a></p>
+            """
+        switch event {
+        case .executionStarted:
+            return .init(
+                subject: "[Weft] {{workflow.name}} started",
+                text: "Execution {{execution.id}} of {{workflow.name}} started at {{at}}.\n\n" + footer,
+                html: "<p>Execution <code>{{execution.id}}</code> started at {{at}}.</p>" + htmlFooter)
+        case .executionCompleted:
+            return .init(
+                subject: "[Weft] {{workflow.name}} completed in {{execution.duration}}",
+                text: "Execution {{execution.id}} of {{workflow.name}} completed in {{execution.duration}}.\n\n" + footer,
+                html: "<p>Execution <code>{{execution.id}}</code> completed in {{execution.duration}}.</p>" + htmlFooter)
+        case .executionFailed, .executionTimedOut, .executionCancelled:
+            return .init(
+                subject: "[Weft] {{workflow.name}} {{execution.status}}: {{execution.error}}",
+                text: "Execution {{execution.id}} of {{workflow.name}} ended {{execution.status}} after {{execution.duration}}.\n"
+                    + "Error: {{execution.error}}\n\n" + footer,
+                html: "<p>Execution <code>{{execution.id}}</code> ended <b>{{execution.status}}</b> after {{execution.duration}}.</p>"
+                    + "<p>Error: <code>{{execution.error}}</code></p>" + htmlFooter)
+        case .executionDeadline:
+            return .init(
+                subject: "[Weft] {{workflow.name}} still running after {{execution.duration}}",
+                text: "Execution {{execution.id}} of {{workflow.name}} has been running for {{execution.duration}}.\n\n" + footer,
+                html: "<p>Execution <code>{{execution.id}}</code> has been running for {{execution.duration}}.</p>" + htmlFooter)
+        case .taskFailed:
+            return .init(
+                subject: "[Weft] {{workflow.name}}: task {{task.key}} failed",
+                text: "Task {{task.key}} of execution {{execution.id}} failed on attempt {{task.attempt}}: {{execution.error}}\n\n" + footer,
+                html: "<p>Task <code>{{task.key}}</code> failed on attempt {{task.attempt}}: <code>{{execution.error}}</code></p>" + htmlFooter)
+        case .taskRetried:
+            return .init(
+                subject: "[Weft] {{workflow.name}}: task {{task.key}} retried",
+                text: "Task {{task.key}} of execution {{execution.id}} failed attempt {{task.attempt}} and will be retried: {{execution.error}}\n\n" + footer,
+                html: "<p>Task <code>{{task.key}}</code> failed attempt {{task.attempt}} and will be retried: <code>{{execution.error}}</code></p>" + htmlFooter)
+        case .scheduleTickMissed:
+            return .init(
+                subject: "[Weft] {{workflow.name}}: {{count}} schedule tick(s) missed",
+                text: "Schedule {{schedule.id}} of {{workflow.name}} missed {{count}} tick(s) from {{schedule.tick}} (catch-up policy {{reason}}).",
+                html: "<p>Schedule <code>{{schedule.id}}</code> missed {{count}} tick(s) from {{schedule.tick}} (catch-up policy {{reason}}).</p>")
+        case .scheduleTickSkipped:
+            return .init(
+                subject: "[Weft] {{workflow.name}}: schedule tick skipped ({{reason}})",
+                text: "Schedule {{schedule.id}} of {{workflow.name}} skipped its tick at {{schedule.tick}}: {{reason}}.",
+                html: "<p>Schedule <code>{{schedule.id}}</code> skipped its tick at {{schedule.tick}}: {{reason}}.</p>")
+        case .test:
+            return .init(
+                subject: "[Weft] test notification",
+                text: "This is a test message from Weft for workflow {{workflow.name}} ({{workflow.id}}).",
+                html: "<p>This is a test message from Weft for workflow <b>{{workflow.name}}</b> ({{workflow.id}}).</p>")
+        }
+    }
+
+    /// The template to use: the organization's override (its empty parts
+    /// from the built-in one), else the built-in.
+    static func effective(_ event: NotificationEvent, override: TemplateRecord?) -> RenderedMessage {
+        var template = builtIn(event)
+        if let override {
+            if !override.subject.isEmpty { template.subject = override.subject }
+            if !override.text.isEmpty { template.text = override.text }
+            if !override.html.isEmpty { template.html = override.html }
+        }
+        return template
+    }
+
+    /// The values of the placeholders for one event.
+    static func values(_ payload: JSONValue, link: String) -> [String: String] {
+        func field(_ name: String) -> String { payload[name]?.stringValue ?? "" }
+        var values: [String: String] = [
+            "event": field("event"), "workflow.id": field("workflowId"), "workflow.name": field("workflowName"),
+            "execution.id": field("executionId"), "execution.status": field("status"), "execution.error": field("error"),
+            "execution.trigger": field("trigger"), "execution.link": link, "execution.started_at": field("startedAt"),
+            "task.key": field("task"), "schedule.id": field("scheduleId"), "schedule.tick": field("scheduledAt"),
+            "reason": field("reason"), "at": field("at"),
+        ]
+        if case .number(let ms)? = payload["durationMs"] { values["execution.duration"] = duration(ms: ms) }
+        if case .number(let attempt)? = payload["attempt"] { values["task.attempt"] = String(Int(attempt)) }
+        if case .number(let count)? = payload["count"] { values["count"] = String(Int(count)) }
+        if values["execution.error"]!.isEmpty { values["execution.error"] = "none" }
+        return values
+    }
+
+    /// "1.25 s", "3 min 4 s", "2 h 5 min".
+    static func duration(ms: Double) -> String {
+        let seconds = ms / 1000
+        if seconds < 60 { return String(format: "%.2f s", seconds) }
+        let whole = Int(seconds)
+        if whole < 3600 { return "\(whole / 60) min \(whole % 60) s" }
+        return "\(whole / 3600) h \(whole % 3600 / 60) min"
+    }
+
+    static func render(_ template: RenderedMessage, values: [String: String]) -> RenderedMessage {
+        RenderedMessage(
+            subject: fill(template.subject, values, escape: false).replacingOccurrences(of: "\n", with: " "),
+            text: fill(template.text, values, escape: false),
+            html: fill(template.html, values, escape: true))
+    }
+
+    /// Unknown placeholders in a template (what a PUT refuses).
+    static func unknownPlaceholders(_ text: String) -> [String] {
+        var unknown: [String] = []
+        _ = scan(text) { name in
+            if !placeholders.contains(name) { unknown.append(name) }
+            return ""
+        }
+        return unknown
+    }
+
+    static func fill(_ text: String, _ values: [String: String], escape: Bool) -> String {
+        scan(text) { name in
+            let value = values[name] ?? ""
+            return escape ? htmlEscaped(value) : value
+        }
+    }
+
+    /// Replaces each `{{ name }}` with `replace(name)`; other text is kept.
+    private static func scan(_ text: String, _ replace: (String) -> String) -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: "{{") {
+            out += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].range(of: "}}") else {
+                out += rest[open.lowerBound...]
+                return out
+            }
+            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            out += replace(name)
+            rest = rest[close.upperBound...]
+        }
+        out += rest
+        return out
+    }
+
+    static func htmlEscaped(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,99 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import WeftEngine
+
+/// POSTs JSON to webhook and Slack URLs, every connection through the
+/// egress guard (the address it checked is the one connected to).
+final class WebhookPoster: Sendable {
+    let egress: EgressGuard
+    /// Literal addresses and hosts allowed by name: pooled connections.
+    private let shared: HTTPClient
+    static let maxResponseBytes = 64 * 1024
+
+    struct Response: Sendable {
+        let status: Int
+        let body: String
+    }
+
+    init(egress: EgressGuard) {
+        self.egress = egress
+        shared = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
+    }
+
+    static func configuration(pin: (host: String, address: String)?) -> HTTPClient.Configuration {
+        // Receivers' redirects are not followed: a webhook URL is exact.
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        configuration.tracing.tracer = nil
+        if let pin { configuration.dnsOverride = [pin.host: pin.address] }
+        return configuration
+    }
+
+    func shutdown() async {
+        try? await shared.shutdown()
+    }
+
+    /// Throws `EgressGuard.Denied` for a refused destination, transport
+    /// errors for the rest; any HTTP status is a response.
+    func post(url: String, headers: [(String, String)], body: [UInt8], timeout: TimeInterval) async throws -> Response {
+        guard let host = URL(string: url)?.host, !host.isEmpty else {
+            throw WebhookURLError(message: "the URL has no host")
+        }
+        let destination = try await egress.check(host: host)
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+        if let pinned = destination.pinned, !destination.isLiteral {
+            let client = HTTPClient(
+                eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: (host, pinned.description)))
+            do {
+                let response = try await send(request, client: client, deadline: deadline)
+                try? await client.shutdown()
+                return response
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        }
+        return try await send(request, client: shared, deadline: deadline)
+    }
+
+    private func send(_ request: HTTPClientRequest, client: HTTPClient, deadline: NIODeadline) async throws -> Response {
+        let response = try await client.execute(request, deadline: deadline)
+        var text = ""
+        do {
+            let buffer = try await response.body.collect(upTo: Self.maxResponseBytes)
+            text = String(buffer: buffer)
+        } catch {
+            text = "(response body over \(Self.maxResponseBytes) bytes)"
+        }
+        return Response(status: Int(response.status.code), body: text)
+    }
+}
+
+struct WebhookURLError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// What receivers of generic webhooks check (docs/NOTIFICATIONS.md):
+/// `X-Weft-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`
+/// with the integration's signing secret, `X-Weft-Timestamp` (Unix
+/// seconds; reject old ones to stop replays) and `X-Weft-Delivery-Id` (the
+/// same on every attempt: drop repeats).
+enum WebhookSignature {
+    static let signatureHeader = "X-Weft-Signature"
+    static let timestampHeader = "X-Weft-Timestamp"
+    static let deliveryHeader = "X-Weft-Delivery-Id"
+    static let eventHeader = "X-Weft-Event"
+
+    static func sign(secret: String, timestamp: Int, body: [UInt8]) -> String {
+        "sha256=" + Hex.encode(Crypto.hmacSHA256(key: Array(secret.utf8), data: Array("\(timestamp).".utf8) + body))
+    }
+}
