@@ -38,14 +38,17 @@ public struct HTTPRunner: TaskRunner {
 
     public let egress: EgressGuard
     public let limits: Limits
+    /// Resolves `config.integration` (an http_auth integration's headers).
+    public let credentials: (any HTTPCredentialSource)?
     /// For literal addresses and hosts the operator allowed by name:
     /// nothing to pin, so connections are pooled and reused.
     private let shared: HTTPClient
 
     /// Call `shutdown` when done.
-    public init(egress: EgressGuard = EgressGuard(), limits: Limits = Limits()) {
+    public init(egress: EgressGuard = EgressGuard(), limits: Limits = Limits(), credentials: (any HTTPCredentialSource)? = nil) {
         self.egress = egress
         self.limits = limits
+        self.credentials = credentials
         shared = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
     }
 
@@ -103,6 +106,23 @@ public struct HTTPRunner: TaskRunner {
                     retryable: false))
             }
             if let text = value.stringValue { hop.headers.add(name: name, value: text) }
+        }
+        if let integration = config["integration"] {
+            // Credentials by reference: the task names an http_auth
+            // integration of its workflow instead of carrying them.
+            guard let id = integration.stringValue, !id.isEmpty else {
+                return .failed(.init(kind: "config", message: "config.integration must be an integration id", retryable: false))
+            }
+            guard let credentials else {
+                return .failed(.init(kind: "config", message: "integrations are not available on this server", retryable: false))
+            }
+            do {
+                for (name, value) in try await credentials.headers(integrationId: id, executionId: invocation.executionId) {
+                    hop.headers.replaceOrAdd(name: name, value: value)
+                }
+            } catch {
+                return .failed(.init(kind: "config", message: "config.integration \(id): \(error)", retryable: false))
+            }
         }
         var requestBytes = 0
         if let body = config["body"], body != .null {
@@ -317,4 +337,11 @@ public struct HTTPRunner: TaskRunner {
         parts.query = nil
         return (parts.string ?? url) + (hadQuery ? "?…" : "")
     }
+}
+
+/// The headers of an http_auth integration, for the `http` task of an
+/// execution that names it (the server checks it belongs to the
+/// execution's workflow and opens its sealed secrets).
+public protocol HTTPCredentialSource: Sendable {
+    func headers(integrationId: String, executionId: String) async throws -> [(String, String)]
 }

@@ -50,7 +50,9 @@ public struct WeftServer: Sendable {
         } catch {
             throw WeftStartupError("--egress-allow: \(error)")
         }
-        let httpRunner = HTTPRunner(egress: EgressGuard(policy: policy, metrics: metrics), limits: egressLimits)
+        let httpRunner = HTTPRunner(
+            egress: EgressGuard(policy: policy, metrics: metrics), limits: egressLimits,
+            credentials: IntegrationCredentials(store: store, executions: store, vault: vault))
         do {
             try await serve(
                 store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, vault: vault,

@@ -13,13 +13,15 @@ public struct StoreFixture: Sendable {
     public let logs: any LogStore
     public let orgs: any OrganizationStore
     public let schedules: any ScheduleStore
+    public let notifications: any NotificationStore
     private let remove: @Sendable () -> Void
 
     public init(
         name: String, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
         queue: any QueueStore, logs: any LogStore, orgs: any OrganizationStore, schedules: any ScheduleStore,
-        remove: @escaping @Sendable () -> Void = {}
+        notifications: any NotificationStore, remove: @escaping @Sendable () -> Void = {}
     ) {
+        self.notifications = notifications
         self.orgs = orgs
         self.schedules = schedules
         self.name = name
@@ -38,7 +40,7 @@ public struct StoreFixture: Sendable {
         let store = MemoryStore()
         return StoreFixture(
             name: "memory", users: store, workflows: store, executions: store, queue: store, logs: store, orgs: store,
-            schedules: store)
+            schedules: store, notifications: store)
     }
 
     /// SQLite files in a temporary directory.
@@ -46,7 +48,7 @@ public struct StoreFixture: Sendable {
         let temp = try TempSQLiteStore()
         return StoreFixture(
             name: "sqlite", users: temp.store, workflows: temp.store, executions: temp.store, queue: temp.store,
-            logs: temp.logs, orgs: temp.store, schedules: temp.store, remove: { temp.cleanup() })
+            logs: temp.logs, orgs: temp.store, schedules: temp.store, notifications: temp.store, remove: { temp.cleanup() })
     }
 
     /// Stores a new account.
