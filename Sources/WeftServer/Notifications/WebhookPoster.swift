@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import WeftEngine
 
 /// POSTs JSON to webhook and Slack URLs, every connection through the
@@ -9,7 +10,9 @@ import WeftEngine
 final class WebhookPoster: Sendable {
     let egress: EgressGuard
     /// Literal addresses and hosts allowed by name: pooled connections.
-    private let shared: HTTPClient
+    /// Made on first use, so a poster that never posts owns no threads to
+    /// shut down.
+    private let pool = Mutex<HTTPClient?>(nil)
     static let maxResponseBytes = 64 * 1024
 
     struct Response: Sendable {
@@ -19,7 +22,15 @@ final class WebhookPoster: Sendable {
 
     init(egress: EgressGuard) {
         self.egress = egress
-        shared = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
+    }
+
+    private var shared: HTTPClient {
+        pool.withLock { client in
+            if let client { return client }
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
+            client = made
+            return made
+        }
     }
 
     static func configuration(pin: (host: String, address: String)?) -> HTTPClient.Configuration {
@@ -34,7 +45,11 @@ final class WebhookPoster: Sendable {
     }
 
     func shutdown() async {
-        try? await shared.shutdown()
+        let client = pool.withLock { client in
+            defer { client = nil }
+            return client
+        }
+        try? await client?.shutdown()
     }
 
     /// Throws `EgressGuard.Denied` for a refused destination, transport
