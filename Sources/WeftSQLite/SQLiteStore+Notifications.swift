@@ -283,10 +283,14 @@ extension SQLiteStore: NotificationStore {
         }
     }
 
-    public func outboxBacklog() async throws -> (pending: Int, oldest: Date?) {
+    public func outboxBacklog(now: Date) async throws -> (pending: Int, oldest: Date?) {
         try await read("outbox_backlog") { db in
             let row = try Row.fetchOne(
-                db, sql: "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE state = 'pending'")
+                db,
+                sql: """
+                    SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox
+                    WHERE state = 'pending' AND (attempts > 0 OR next_attempt_at <= ?)
+                    """, arguments: [StoreDate.text(now)])
             let oldest: Date? = row?["oldest"]
             return (row?["n"] ?? 0, oldest)
         }

@@ -147,9 +147,9 @@ extension MemoryStore: NotificationStore {
         }
     }
 
-    public func outboxBacklog() async throws -> (pending: Int, oldest: Date?) {
+    public func outboxBacklog(now: Date) async throws -> (pending: Int, oldest: Date?) {
         state.withLock { state in
-            let pending = state.outbox.values.filter { $0.state == .pending }
+            let pending = state.outbox.values.filter { $0.state == .pending && ($0.attempts > 0 || $0.nextAttemptAt <= now) }
             return (pending.count, pending.map(\.entry.createdAt).min())
         }
     }

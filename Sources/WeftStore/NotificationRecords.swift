@@ -347,8 +347,9 @@ public protocol NotificationStore: Sendable {
     /// Newest first, with their attempt logs; cursor is a row id.
     func deliveries(subscriptionId: String, state: DeliveryState?, limit: Int, cursor: Int64?) async throws
         -> Page<DeliveryRecord>
-    /// Pending rows, and when the oldest of them was created.
-    func outboxBacklog() async throws -> (pending: Int, oldest: Date?)
+    /// Pending rows that are due or being retried (not deadline alerts
+    /// whose time has not come), and when the oldest of them was created.
+    func outboxBacklog(now: Date) async throws -> (pending: Int, oldest: Date?)
     /// Ends every claim: after a restart nothing holds them.
     @discardableResult
     func releaseOutboxClaims() async throws -> Int

@@ -48,8 +48,10 @@ struct APIRouteTests {
         }
         // 65 methods before Step 7, plus users' Refresh, Logout, ChangePassword and
         // the ApiKeyService's three; Step 8's nine more schedule methods, five
-        // of TriggerService and EventService's PublishEvent.
-        #expect(methods.count == 86)
+        // of TriggerService and EventService's PublishEvent; Step 9's
+        // ListDeliveries, GetIntegration, TestIntegration and the seven of
+        // NotificationService.
+        #expect(methods.count == 96)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

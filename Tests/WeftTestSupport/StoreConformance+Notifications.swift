@@ -33,7 +33,7 @@ extension StoreConformance {
             #expect(stored.state == .pending && stored.attempts == 0 && stored.nextAttemptAt == t0)
             #expect(stored.entry.payload == .object(["status": .string("Failed")]))
             #expect(stored.entry.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-            #expect(try await store.notifications.outboxBacklog().pending == 1)
+            #expect(try await store.notifications.outboxBacklog(now: t0).pending == 1)
         },
         Case(name: "claims hold rows until they end or are released; outcomes log attempts and set states") { store in
             try await store.notifications.enqueueOutbox([
@@ -98,7 +98,9 @@ extension StoreConformance {
             #expect(rest.items.map(\.entry.deliveryId) == ["dlv_1"] && rest.nextCursor == nil)
             #expect(try await store.notifications.deliveries(subscriptionId: "sub_1", state: .dead, limit: 10, cursor: nil)
                 .items.map(\.entry.deliveryId) == ["dlv_1"])
-            #expect(try await store.notifications.outboxBacklog() == (pending: 1, oldest: t0))
+            // dlv_later (never tried, not due) is not backlog until its time.
+            #expect(try await store.notifications.outboxBacklog(now: t0.addingTimeInterval(30)) == (pending: 0, oldest: nil))
+            #expect(try await store.notifications.outboxBacklog(now: t0.addingTimeInterval(60)) == (pending: 1, oldest: t0))
         },
         Case(name: "subscriptions and integrations round-trip; deleting a subscription skips its pending deliveries") { store in
             let user = try await store.user()

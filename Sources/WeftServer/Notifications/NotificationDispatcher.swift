@@ -168,7 +168,7 @@ final class NotificationDispatcher: Service, Sendable {
 
     private func sampleBacklog() async {
         while !stopping {
-            if let backlog = try? await store.outboxBacklog() {
+            if let backlog = try? await store.outboxBacklog(now: Date()) {
                 metrics.pending.set(Double(backlog.pending))
                 metrics.oldestAge.set(backlog.oldest.map { max(0, Date().timeIntervalSince($0)) } ?? 0)
             }
@@ -396,7 +396,11 @@ final class NotificationDispatcher: Service, Sendable {
     // MARK: Channels
 
     func send(_ entry: OutboxEntry, target: Target, attempt: Int) async throws -> Result {
-        let (message, link) = try await render(entry)
+        // The facts as of now: a deadline alert's duration, a missed tick's
+        // workflow name.
+        let (message, link, payload) = try await render(entry)
+        var entry = entry
+        entry.payload = payload
         let timeout = settings.policy.attemptTimeout
         switch target {
         case .webhook(let url, let secret):
@@ -453,7 +457,7 @@ final class NotificationDispatcher: Service, Sendable {
 
     /// The message of an event: the organization's template (or the
     /// built-in one) filled with its facts; and its link.
-    func render(_ entry: OutboxEntry) async throws -> (RenderedMessage, String) {
+    func render(_ entry: OutboxEntry) async throws -> (RenderedMessage, String, JSONValue) {
         var payload = entry.payload
         if payload["workflowName"]?.stringValue?.isEmpty ?? true,
             let workflow = try? await workflows.workflow(id: entry.workflowId, includeDeleted: true),
@@ -467,11 +471,12 @@ final class NotificationDispatcher: Service, Sendable {
         {
             // How long it has run by now, not at its start.
             fields["durationMs"] = .number((Date().timeIntervalSince(started) * 1000).rounded())
+            fields["at"] = .string(Date().formatted(.iso8601))
             payload = .object(fields)
         }
         let link = Self.link(publicURL: settings.publicURL, entry)
         let template = NotificationTemplates.effective(entry.event, override: try await templates.template(orgId: entry.orgId, event: entry.event))
-        return (NotificationTemplates.render(template, values: NotificationTemplates.values(payload, link: link)), link)
+        return (NotificationTemplates.render(template, values: NotificationTemplates.values(payload, link: link)), link, payload)
     }
 
     static func link(publicURL: String, _ entry: OutboxEntry) -> String {

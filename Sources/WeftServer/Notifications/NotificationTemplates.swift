@@ -106,8 +106,9 @@ enum NotificationTemplates {
         return values
     }
 
-    /// "1.25 s", "3 min 4 s", "2 h 5 min".
+    /// "12 ms", "1.25 s", "3 min 4 s", "2 h 5 min".
     static func duration(ms: Double) -> String {
+        if ms < 1000 { return "\(Int(ms.rounded())) ms" }
         let seconds = ms / 1000
         if seconds < 60 { return String(format: "%.2f s", seconds) }
         let whole = Int(seconds)
