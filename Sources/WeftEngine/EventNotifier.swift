@@ -40,24 +40,27 @@ public struct EventFacts: Sendable {
         self.trigger = trigger
     }
 
+    /// RFC 3339 with milliseconds: receivers measure latency from `at`.
+    public static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
     /// The JSON receivers get and filters read (field names:
     /// docs/NOTIFICATIONS.md).
     public var payload: JSONValue {
         var fields: [String: JSONValue] = [
             "event": .string(event.rawValue), "workflowId": .string(workflowId), "workflowName": .string(workflowName),
             "executionId": .string(executionId), "status": .string(status), "trigger": .string(trigger),
-            "at": .string(at.formatted(.iso8601)),
+            "at": .string(at.formatted(Self.timestamp)),
         ]
         if let triggerId { fields["triggerId"] = .string(triggerId) }
         if let startedAt {
-            fields["startedAt"] = .string(startedAt.formatted(.iso8601))
+            fields["startedAt"] = .string(startedAt.formatted(Self.timestamp))
             fields["durationMs"] = .number((at.timeIntervalSince(startedAt) * 1000).rounded())
         }
         if let error { fields["error"] = .string(error) }
         if let taskKey { fields["task"] = .string(taskKey) }
         if let attempt { fields["attempt"] = .number(Double(attempt)) }
         if let scheduleId { fields["scheduleId"] = .string(scheduleId) }
-        if let scheduledAt { fields["scheduledAt"] = .string(scheduledAt.formatted(.iso8601)) }
+        if let scheduledAt { fields["scheduledAt"] = .string(scheduledAt.formatted(Self.timestamp)) }
         if let reason { fields["reason"] = .string(reason) }
         if let count { fields["count"] = .number(Double(count)) }
         return .object(fields)

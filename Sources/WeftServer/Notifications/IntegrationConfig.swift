@@ -167,7 +167,15 @@ struct IntegrationSettings: Sendable, Equatable {
                         : "config.scheme \"\(other!)\" is not bearer, basic or api_key")
             }
         }
-        for (key, value) in secrets where value.contains(where: { $0 == "\r" || $0 == "\n" }) {
+        // Settings go into SMTP commands and headers (heloName, from,
+        // username): one line each. Only a PEM certificate spans lines.
+        for (key, value) in config where key != "caCertificate" {
+            if let text = value.stringValue, text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+                throw RPCError(code: .invalidArgument, message: "config.\(key) must not contain line breaks or control characters")
+            }
+        }
+        // Scalars, not Characters: "\r\n" is one Character, equal to neither.
+        for (key, value) in secrets where value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
             throw RPCError(code: .invalidArgument, message: "config.\(key) must not contain line breaks")
         }
         return IntegrationSettings(config: config, secrets: secrets, displayURL: display)

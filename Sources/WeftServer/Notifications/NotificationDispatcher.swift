@@ -467,11 +467,11 @@ final class NotificationDispatcher: Service, Sendable {
             payload = .object(fields)
         }
         if entry.event == .executionDeadline, case .object(var fields) = payload,
-            let started = (payload["startedAt"]?.stringValue).flatMap({ try? Date($0, strategy: .iso8601) })
+            let started = (payload["startedAt"]?.stringValue).flatMap({ try? Date($0, strategy: EventFacts.timestamp) })
         {
             // How long it has run by now, not at its start.
             fields["durationMs"] = .number((Date().timeIntervalSince(started) * 1000).rounded())
-            fields["at"] = .string(Date().formatted(.iso8601))
+            fields["at"] = .string(Date().formatted(EventFacts.timestamp))
             payload = .object(fields)
         }
         let link = Self.link(publicURL: settings.publicURL, entry)

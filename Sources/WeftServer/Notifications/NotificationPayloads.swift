@@ -1,4 +1,5 @@
 import Foundation
+import WeftEngine
 import WeftStore
 
 /// The bodies channels send, built from one event and its rendered message.
@@ -8,7 +9,7 @@ enum NotificationPayloads {
         .object([
             "deliveryId": .string(entry.deliveryId),
             "event": .string(entry.event.rawValue),
-            "createdAt": .string(entry.createdAt.formatted(.iso8601)),
+            "createdAt": .string(entry.createdAt.formatted(EventFacts.timestamp)),
             "subscriptionId": .string(entry.subscriptionId),
             "workflowId": .string(entry.workflowId),
             "executionId": .string(entry.executionId),
