@@ -204,10 +204,13 @@ final class NotificationDispatcher: Service, Sendable {
         defer { span?.end() }
         let started = Date()
         var destination = ""
+        var secretURL: String?
         let result: Result
         do {
             let target = try await resolve(entry)
             destination = target.key
+            if case .webhook(let url, _) = target { secretURL = url }
+            if case .slack(let url, _) = target { secretURL = url }
             if let until = breakers.admit(destination, now: started) {
                 span?.attributes[SpanKeys.notificationOutcome] = "deferred"
                 note(DeliveryOutcome(
@@ -226,7 +229,13 @@ final class NotificationDispatcher: Service, Sendable {
         } catch let broken as BrokenTarget {
             result = .refused(broken.message)
         } catch {
-            result = .failed(status: 0, detail: "\(error)", permanent: false)
+            // A webhook URL may carry its token in the path: errors name the host only.
+            var detail = "\(error)"
+            if let url = secretURL, let masked = try? IntegrationSettings.checkURL(url, field: "url") {
+                detail = detail.replacingOccurrences(of: url, with: masked)
+                if let path = URL(string: url)?.path, path.count > 1 { detail = detail.replacingOccurrences(of: path, with: "/…") }
+            }
+            result = .failed(status: 0, detail: detail, permanent: false)
         }
         let now = Date()
         let duration = Int(now.timeIntervalSince(started) * 1000)
