@@ -42,6 +42,7 @@ public struct EventFacts: Sendable {
 
     /// RFC 3339 with milliseconds: receivers measure latency from `at`.
     public static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    public static let maxErrorCharacters = 2000
 
     /// The JSON receivers get and filters read (field names:
     /// docs/NOTIFICATIONS.md).
@@ -56,7 +57,8 @@ public struct EventFacts: Sendable {
             fields["startedAt"] = .string(startedAt.formatted(Self.timestamp))
             fields["durationMs"] = .number((at.timeIntervalSince(startedAt) * 1000).rounded())
         }
-        if let error { fields["error"] = .string(error) }
+        // An error can be long (a response body): notifications carry its start.
+        if let error { fields["error"] = .string(error.count > Self.maxErrorCharacters ? String(error.prefix(Self.maxErrorCharacters)) + "…" : error) }
         if let taskKey { fields["task"] = .string(taskKey) }
         if let attempt { fields["attempt"] = .number(Double(attempt)) }
         if let scheduleId { fields["scheduleId"] = .string(scheduleId) }

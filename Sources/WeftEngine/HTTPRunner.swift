@@ -81,11 +81,46 @@ public struct HTTPRunner: TaskRunner {
         var method: HTTPMethod
         var headers: HTTPHeaders
         var body: ByteBuffer?
+        /// Headers an integration set (lower-case): credentials whatever their name.
+        var credentialHeaders: Set<String> = []
     }
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
         -> TaskOutcome
     {
+        guard let integration = invocation.config["integration"] else { return await perform(invocation, credentials: [], log: log) }
+        // Credentials by reference: the task names an http_auth integration
+        // of its workflow instead of carrying them.
+        guard let id = integration.stringValue, !id.isEmpty else {
+            return .failed(.init(kind: "config", message: "config.integration must be an integration id", retryable: false))
+        }
+        guard let credentials else {
+            return .failed(.init(kind: "config", message: "integrations are not available on this server", retryable: false))
+        }
+        let resolved: HTTPCredentials
+        do {
+            resolved = try await credentials.credentials(integrationId: id, executionId: invocation.executionId)
+        } catch {
+            return .failed(.init(kind: "config", message: "config.integration \(id): \(error)", retryable: false))
+        }
+        // The engine's redactor knows organization secrets only: what the
+        // integration supplied is redacted here, from everything the
+        // attempt leaves behind (an endpoint may echo its request headers).
+        var values: [String: String] = [:]
+        for (index, secret) in (resolved.secrets + resolved.headers.map(\.1)).enumerated() {
+            values["integration:\(id)#\(index)"] = secret
+        }
+        let redactor = SecretRedactor(values)
+        let outcome = await perform(invocation, credentials: resolved.headers) { level, message in
+            await log(level, redactor.redact(message))
+        }
+        return redactor.redact(outcome)
+    }
+
+    private func perform(
+        _ invocation: TaskInvocation, credentials: [(String, String)],
+        log: @escaping @Sendable (LogRecord.Level, String) async -> Void
+    ) async -> TaskOutcome {
         let config = invocation.config
         guard let url = config["url"]?.stringValue, let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
             scheme == "http" || scheme == "https", parsed.host != nil
@@ -107,22 +142,9 @@ public struct HTTPRunner: TaskRunner {
             }
             if let text = value.stringValue { hop.headers.add(name: name, value: text) }
         }
-        if let integration = config["integration"] {
-            // Credentials by reference: the task names an http_auth
-            // integration of its workflow instead of carrying them.
-            guard let id = integration.stringValue, !id.isEmpty else {
-                return .failed(.init(kind: "config", message: "config.integration must be an integration id", retryable: false))
-            }
-            guard let credentials else {
-                return .failed(.init(kind: "config", message: "integrations are not available on this server", retryable: false))
-            }
-            do {
-                for (name, value) in try await credentials.headers(integrationId: id, executionId: invocation.executionId) {
-                    hop.headers.replaceOrAdd(name: name, value: value)
-                }
-            } catch {
-                return .failed(.init(kind: "config", message: "config.integration \(id): \(error)", retryable: false))
-            }
+        for (name, value) in credentials {
+            hop.headers.replaceOrAdd(name: name, value: value)
+            hop.credentialHeaders.insert(name.lowercased())
         }
         var requestBytes = 0
         if let body = config["body"], body != .null {
@@ -281,7 +303,9 @@ public struct HTTPRunner: TaskRunner {
             && (base.port ?? (base.scheme?.lowercased() == "https" ? 443 : 80)) == (target.port ?? (scheme == "https" ? 443 : 80))
         if !sameOrigin {
             // Credentials stay with the origin they were written for.
-            let credentials = next.headers.map(\.name).filter(EgressPolicy.isCredentialHeader)
+            let credentials = next.headers.map(\.name).filter {
+                EgressPolicy.isCredentialHeader($0) || hop.credentialHeaders.contains($0.lowercased())
+            }
             for name in credentials { next.headers.remove(name: name) }
         }
         return next
@@ -343,5 +367,16 @@ public struct HTTPRunner: TaskRunner {
 /// execution that names it (the server checks it belongs to the
 /// execution's workflow and opens its sealed secrets).
 public protocol HTTPCredentialSource: Sendable {
-    func headers(integrationId: String, executionId: String) async throws -> [(String, String)]
+    func credentials(integrationId: String, executionId: String) async throws -> HTTPCredentials
+}
+
+/// Headers to add, and the secret values in them (redacted from output).
+public struct HTTPCredentials: Sendable {
+    public var headers: [(String, String)]
+    public var secrets: [String]
+
+    public init(headers: [(String, String)], secrets: [String]) {
+        self.headers = headers
+        self.secrets = secrets
+    }
 }

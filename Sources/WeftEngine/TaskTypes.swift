@@ -10,7 +10,7 @@ public enum TaskTypes {
         switch type {
         case .noop: ["output"]
         case .log: ["message", "level"]
-        case .http: ["url", "method", "headers", "body", "expectedStatus", "followRedirects", "maxResponseBytes"]
+        case .http: ["url", "method", "headers", "body", "expectedStatus", "followRedirects", "maxResponseBytes", "integration"]
         case .delay: ["duration", "until"]
         case .transform: ["output"]
         case .condition: ["expression", "then", "else"]
@@ -75,6 +75,13 @@ public enum TaskTypes {
                         throw ConfigProblem(
                             "config.headers.\(name) cannot be set by a task (the client sets Host, Content-Length and Transfer-Encoding; hop-by-hop headers are the connection's)")
                     }
+                }
+            }
+            if let integration = object["integration"] {
+                // An http_auth integration of this workflow, by id (checked
+                // when it runs: integrations are made after the workflow).
+                guard let id = integration.stringValue, id.hasPrefix("int_"), id.utf8.count <= 64 else {
+                    throw ConfigProblem("config.integration must be the id of an http_auth integration (int_…)")
                 }
             }
             if let expected = object["expectedStatus"] {

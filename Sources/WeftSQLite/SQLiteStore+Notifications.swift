@@ -185,7 +185,9 @@ extension SQLiteStore: NotificationStore {
     @discardableResult
     public func deleteIntegration(id: String) async throws -> Bool {
         try await write("delete_integration") { db in
-            try db.execute(sql: "DELETE FROM integrations WHERE id = ?", arguments: [id])
+            try db.execute(
+                sql: "DELETE FROM integrations WHERE id = ? AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE integration_id = ?)",
+                arguments: [id, id])
             return db.changesCount > 0
         }
     }
@@ -288,11 +290,28 @@ extension SQLiteStore: NotificationStore {
             let row = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox
+                    SELECT COUNT(*) AS n, MIN(CASE WHEN attempts = 0 THEN next_attempt_at ELSE created_at END) AS oldest FROM outbox
                     WHERE state = 'pending' AND (attempts > 0 OR next_attempt_at <= ?)
                     """, arguments: [StoreDate.text(now)])
             let oldest: Date? = row?["oldest"]
             return (row?["n"] ?? 0, oldest)
+        }
+    }
+
+    @discardableResult
+    public func purgeNotifications(before date: Date) async throws -> Int {
+        try await write("purge_notifications") { db in
+            let cutoff = StoreDate.text(date)
+            try db.execute(
+                sql: """
+                    DELETE FROM outbox_attempts WHERE outbox_id IN
+                        (SELECT id FROM outbox WHERE state != 'pending' AND created_at < ?)
+                    """, arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", arguments: [cutoff])
+            var purged = db.changesCount
+            try db.execute(sql: "DELETE FROM notifications WHERE created_at < ?", arguments: [cutoff])
+            purged += db.changesCount
+            return purged
         }
     }
 

@@ -61,6 +61,11 @@ public struct WeftApplication: Sendable {
         delivery.publicURL = config.notifications.publicURL
         delivery.smtp = config.notifications.smtp
         delivery.policy.maxAttempts = config.notifications.maxAttempts
+        // Deliveries and in-app notifications live as long as execution logs.
+        delivery.retention = TimeInterval(config.store.logRetention.components.seconds)
+        delivery.policy.ratePerSecond = Double(config.notifications.ratePerSecond)
+        delivery.policy.burst = Double(config.notifications.burst)
+        delivery.policy.concurrency = config.notifications.concurrency
         let templates = TemplateCache(store: notifications)
         let dispatcher = NotificationDispatcher(
             store: notifications, executions: executions, workflows: workflows, vault: vault, index: notificationIndex,

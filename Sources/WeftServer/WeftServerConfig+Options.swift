@@ -226,6 +226,16 @@ extension WeftServerConfig {
             "--notification-max-attempts", "WEFT_NOTIFICATION_MAX_ATTEMPTS",
             "Delivery attempts of a notification before it is dead-lettered.",
             default: "\(defaults.notifications.maxAttempts)", range: 1...100)
+        public static let notificationRate = Option(
+            "--notification-rate", "WEFT_NOTIFICATION_RATE",
+            "Notifications per second to one receiver (a webhook URL, an SMTP account); more wait.",
+            default: "\(defaults.notifications.ratePerSecond)", range: 1...1_000_000)
+        public static let notificationBurst = Option(
+            "--notification-burst", "WEFT_NOTIFICATION_BURST", "Notifications one receiver may get at once above that rate.",
+            default: "\(defaults.notifications.burst)", range: 1...1_000_000)
+        public static let notificationConcurrency = Option(
+            "--notification-concurrency", "WEFT_NOTIFICATION_CONCURRENCY", "Notification deliveries in flight at once.",
+            default: "\(defaults.notifications.concurrency)", range: 1...10_000)
 
         /// All of them, in the order of `weft serve --help`.
         public static let all: [Option] = [
@@ -237,7 +247,7 @@ extension WeftServerConfig {
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
             plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
             smtpPort, smtpUsername, smtpPasswordFile, smtpFrom, smtpTLS, smtpCAFile, notificationMaxAttempts,
-            enableTestServices, authSecret, secretsKey, smtpPassword,
+            notificationRate, notificationBurst, notificationConcurrency, enableTestServices, authSecret, secretsKey, smtpPassword,
         ]
     }
 }

@@ -43,6 +43,11 @@ public struct WeftServerConfig: Sendable {
         public var smtpTLS = "required"
         public var smtpCAFile: String?
         public var maxAttempts = DeliveryPolicy().maxAttempts
+        /// Deliveries per second to one receiver, and the burst above it.
+        public var ratePerSecond = Int(DeliveryPolicy().ratePerSecond)
+        public var burst = Int(DeliveryPolicy().burst)
+        /// Deliveries in flight at once.
+        public var concurrency = DeliveryPolicy().concurrency
 
         public init() {}
 

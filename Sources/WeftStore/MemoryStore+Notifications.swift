@@ -90,7 +90,10 @@ extension MemoryStore: NotificationStore {
 
     @discardableResult
     public func deleteIntegration(id: String) async throws -> Bool {
-        state.withLock { $0.integrations.removeValue(forKey: id) != nil }
+        state.withLock { state in
+            guard !state.subscriptions.values.contains(where: { $0.integrationId == id }) else { return false }
+            return state.integrations.removeValue(forKey: id) != nil
+        }
     }
 
     public func enqueueOutbox(_ entries: [OutboxEntry]) async throws {
@@ -150,7 +153,22 @@ extension MemoryStore: NotificationStore {
     public func outboxBacklog(now: Date) async throws -> (pending: Int, oldest: Date?) {
         state.withLock { state in
             let pending = state.outbox.values.filter { $0.state == .pending && ($0.attempts > 0 || $0.nextAttemptAt <= now) }
-            return (pending.count, pending.map(\.entry.createdAt).min())
+            // Age from when it was due: a deadline alert from its deadline.
+            return (pending.count, pending.map { $0.attempts == 0 ? $0.nextAttemptAt : $0.entry.createdAt }.min())
+        }
+    }
+
+    @discardableResult
+    public func purgeNotifications(before date: Date) async throws -> Int {
+        state.withLock { state in
+            let old = state.outbox.values.filter { $0.state != .pending && $0.entry.createdAt < date }
+            for record in old {
+                state.outbox[record.rowId] = nil
+                state.outboxIds[record.entry.deliveryId] = nil
+            }
+            let notes = state.notifications.values.filter { $0.createdAt < date }
+            for note in notes { state.notifications[note.id] = nil }
+            return old.count + notes.count
         }
     }
 

@@ -335,6 +335,8 @@ public protocol NotificationStore: Sendable {
     func integrations(workflowId: String, limit: Int, cursor: String?) async throws -> Page<IntegrationRecord>
     /// Subscriptions that deliver through the integration.
     func subscriptions(integrationId: String) async throws -> [SubscriptionRecord]
+    /// Deletes it unless a subscription uses it (checked in the same write);
+    /// false when it is gone or in use.
     @discardableResult
     func deleteIntegration(id: String) async throws -> Bool
 
@@ -350,6 +352,10 @@ public protocol NotificationStore: Sendable {
     /// Pending rows that are due or being retried (not deadline alerts
     /// whose time has not come), and when the oldest of them was created.
     func outboxBacklog(now: Date) async throws -> (pending: Int, oldest: Date?)
+    /// Deletes deliveries that ended (delivered, dead, skipped) and in-app
+    /// notifications created before `date`; returns how many rows went.
+    @discardableResult
+    func purgeNotifications(before date: Date) async throws -> Int
     /// Ends every claim: after a restart nothing holds them.
     @discardableResult
     func releaseOutboxClaims() async throws -> Int

@@ -82,6 +82,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.smtpTLS.help)) var smtpTls: String?
     @Option(help: ArgumentHelp(O.smtpCAFile.help)) var smtpCaFile: String?
     @Option(help: ArgumentHelp(O.notificationMaxAttempts.help)) var notificationMaxAttempts: Int?
+    @Option(help: ArgumentHelp(O.notificationRate.help)) var notificationRate: Int?
+    @Option(help: ArgumentHelp(O.notificationBurst.help)) var notificationBurst: Int?
+    @Option(help: ArgumentHelp(O.notificationConcurrency.help)) var notificationConcurrency: Int?
     @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
     @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
@@ -342,6 +345,11 @@ extension Serve {
         }
         config.notifications.maxAttempts = try env.int(
             notificationMaxAttempts, O.notificationMaxAttempts, default: config.notifications.maxAttempts)
+        config.notifications.ratePerSecond = try env.int(
+            notificationRate, O.notificationRate, default: config.notifications.ratePerSecond)
+        config.notifications.burst = try env.int(notificationBurst, O.notificationBurst, default: config.notifications.burst)
+        config.notifications.concurrency = try env.int(
+            notificationConcurrency, O.notificationConcurrency, default: config.notifications.concurrency)
     }
 }
 

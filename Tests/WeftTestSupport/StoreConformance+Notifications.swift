@@ -100,7 +100,11 @@ extension StoreConformance {
                 .items.map(\.entry.deliveryId) == ["dlv_1"])
             // dlv_later (never tried, not due) is not backlog until its time.
             #expect(try await store.notifications.outboxBacklog(now: t0.addingTimeInterval(30)) == (pending: 0, oldest: nil))
-            #expect(try await store.notifications.outboxBacklog(now: t0.addingTimeInterval(60)) == (pending: 1, oldest: t0))
+            #expect(try await store.notifications.outboxBacklog(now: t0.addingTimeInterval(60)) == (pending: 1, oldest: t0.addingTimeInterval(60)))
+            // Retention takes what ended, never what is pending.
+            #expect(try await store.notifications.purgeNotifications(before: t0.addingTimeInterval(1)) == 2)
+            #expect(try await store.notifications.delivery(id: "dlv_1") == nil)
+            #expect(try await store.notifications.delivery(id: "dlv_later")?.state == .pending)
         },
         Case(name: "subscriptions and integrations round-trip; deleting a subscription skips its pending deliveries") { store in
             let user = try await store.user()
@@ -123,6 +127,8 @@ extension StoreConformance {
             changed.updatedAt = t0.addingTimeInterval(5)
             try await store.notifications.replaceIntegration(changed)
             #expect(try await store.notifications.integrations(workflowId: workflow.id, limit: 10, cursor: nil).items == [changed])
+            // In use by sub_x: not deleted.
+            #expect(try await store.notifications.deleteIntegration(id: "int_x") == false)
             try await store.notifications.enqueueOutbox([outboxEntry("dlv_s", subscription: "sub_x")])
             #expect(try await store.notifications.deleteSubscription(id: "sub_x", at: t0))
             #expect(try await store.notifications.deleteSubscription(id: "sub_x", at: t0) == false)

@@ -86,6 +86,7 @@ enum APIConstraints {
                 "body": any,
                 "expectedStatus": ["type": "array", "minItems": 1, "items": ["type": "integer", "minimum": 100, "maximum": 599]],
                 "followRedirects": ["type": "boolean"],
+                "integration": ["type": "string", "pattern": #"^int_.{1,60}$"#],
             ], ["url"], [:]),
             (.delay, [
                 "duration": ["type": "string", "pattern": durationText],

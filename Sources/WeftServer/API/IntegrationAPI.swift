@@ -55,8 +55,13 @@ struct IntegrationAPI: RPCService {
                         code: .failedPrecondition,
                         message: "integration \(integration.id) is in use by \(users.joined(separator: ", ")); change or delete them first")
                 }
+                // Deleted only while no subscription uses it (one statement:
+                // a subscription made meanwhile keeps it).
                 guard try await notifications.store.deleteIntegration(id: integration.id) else {
-                    throw Self.notFound(integration.id)
+                    let now = try await self.users(of: integration)
+                    throw RPCError(
+                        code: .failedPrecondition,
+                        message: "integration \(integration.id) is in use by \(now.joined(separator: ", ")); change or delete them first")
                 }
                 return Weft_V1_DeleteIntegrationResponse()
             },
@@ -116,7 +121,7 @@ struct IntegrationAPI: RPCService {
         let existing = try await notifications.store.integrations(workflowId: workflow.id, limit: Self.maxPerWorkflow, cursor: nil)
         guard existing.items.count < Self.maxPerWorkflow else {
             throw RPCError(
-                code: .failedPrecondition,
+                code: .resourceExhausted,
                 message: "workflow \(workflow.id) has \(Self.maxPerWorkflow) integrations, the most a workflow may have")
         }
         let now = Date.nowMillis
@@ -182,10 +187,17 @@ struct IntegrationAPI: RPCService {
         guard let channel = kind.channel else {
             // Credentials are checked by shape: calling an arbitrary API
             // with them proves nothing about the task that will.
-            let secrets = try deps.vault.openIntegrationSecrets(integration.sealed, orgId: integration.orgId, integrationId: integration.id)
-            let headers = try HTTPAuthHeaders.headers(config: integration.config, secrets: secrets)
-            response.ok = true
-            response.detail = "credentials complete: \(headers.map(\.0).joined(separator: ", ")) header set on http tasks that use it"
+            do {
+                let secrets = try deps.vault.openIntegrationSecrets(
+                    integration.sealed, orgId: integration.orgId, integrationId: integration.id)
+                let headers = try HTTPAuthHeaders.headers(config: integration.config, secrets: secrets)
+                response.ok = true
+                response.detail = "credentials complete: \(headers.map(\.0).joined(separator: ", ")) header set on http tasks that use it"
+            } catch let broken as NotificationDispatcher.BrokenTarget {
+                response.detail = broken.message
+            } catch let sealed as SecretError {
+                response.detail = sealed.description
+            }
             return response
         }
         if channel == .email, !EmailAddress.isValid(request.destination) {

@@ -131,6 +131,9 @@ struct NotificationAPI: RPCService {
         let caller = try Caller(context)
         let event = try Self.event(request.event)
         for (part, field) in [(request.subject, "subject"), (request.text, "text"), (request.html, "html")] {
+            guard part.utf8.count <= NotificationTemplates.maxPartBytes else {
+                throw RPCError(code: .invalidArgument, message: "\(field) is longer than \(NotificationTemplates.maxPartBytes) bytes")
+            }
             let unknown = NotificationTemplates.unknownPlaceholders(part)
             guard unknown.isEmpty else {
                 throw RPCError(code: .invalidArgument, message: "\(field): unknown placeholder {{\(unknown[0])}}")

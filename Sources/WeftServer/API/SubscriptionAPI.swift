@@ -237,7 +237,7 @@ struct SubscriptionAPI: RPCService {
             workflowId: workflow.id, limit: Self.maxPerWorkflow, cursor: nil)
         guard existing.items.count < Self.maxPerWorkflow else {
             throw RPCError(
-                code: .failedPrecondition,
+                code: .resourceExhausted,
                 message: "workflow \(workflow.id) has \(Self.maxPerWorkflow) subscriptions, the most a workflow may have")
         }
         let record = SubscriptionRecord(
@@ -268,7 +268,14 @@ struct SubscriptionAPI: RPCService {
         case .slack: proto.notifyVia = .slack
         case .inApp: proto.notifyVia = .inApp
         }
-        proto.destination = record.destination
+        // A webhook or Slack URL often carries its token: shown masked, as
+        // an integration's (use an integration to keep it sealed at rest too).
+        switch record.channel {
+        case .webhook, .slack:
+            proto.destination = (try? IntegrationSettings.checkURL(record.destination, field: "destination")) ?? ""
+        case .email, .inApp:
+            proto.destination = record.destination
+        }
         proto.userID = record.userId
         proto.createdAt = ProtoMapping.timestamp(record.createdAt)
         proto.events = record.events.map(\.rawValue).sorted()

@@ -14,10 +14,15 @@ public struct DeliveryPolicy: Sendable {
     public var breakerThreshold = 5
     public var breakerCooldown: TimeInterval = 30
     /// Deliveries per second to one destination, and the burst above it.
-    public var ratePerSecond: Double = 50
-    public var burst: Double = 100
-    /// One attempt's time limit (connect, send, answer).
+    public var ratePerSecond: Double = 200
+    public var burst: Double = 400
+    /// One reply's time limit (an HTTP answer, each SMTP reply).
     public var attemptTimeout: TimeInterval = 10
+    /// A whole attempt's (an SMTP session: connect, TLS, every command).
+    public var attemptDeadline: TimeInterval = 30
+    /// A rate-limit wait longer than this gives the slot back (the row is
+    /// deferred) instead of holding it.
+    public var maxRateWait: TimeInterval = 0.05
     /// Deliveries in flight at once.
     public var concurrency = 256
 
@@ -69,6 +74,15 @@ final class CircuitBreakers: Sendable {
         circuits.withLock { $0[destination] = nil }
     }
 
+    /// An attempt ended without saying anything about the destination (a
+    /// permanent refusal of that message, a skip): a trial slot is freed.
+    func settled(_ destination: String) {
+        circuits.withLock { circuits in
+            guard circuits[destination]?.trialInFlight == true else { return }
+            circuits[destination]?.trialInFlight = false
+        }
+    }
+
     /// Returns true when this failure opened the circuit.
     func failed(_ destination: String, now: Date) -> Bool {
         circuits.withLock { circuits in
@@ -82,6 +96,10 @@ final class CircuitBreakers: Sendable {
                 opened = !wasOpen
             }
             circuits[destination] = circuit
+            // Destinations that failed and were never heard of again.
+            if circuits.count > 10_000 {
+                circuits = circuits.filter { ($0.value.openUntil ?? .distantPast) > now.addingTimeInterval(-3600) }
+            }
             return opened
         }
     }
@@ -112,7 +130,8 @@ final class DestinationRateLimiter: Sendable {
             bucket.at = now
             bucket.tokens -= 1
             buckets[destination] = bucket
-            if buckets.count > 10_000 { buckets = buckets.filter { $0.value.tokens < burst - 1 } }
+            // Buckets idle for a minute are full again: forget them.
+            if buckets.count > 10_000 { buckets = buckets.filter { now.timeIntervalSince($0.value.at) < 60 } }
             return bucket.tokens >= 0 ? 0 : -bucket.tokens / rate
         }
     }

@@ -23,6 +23,15 @@ final class InAppFeed: Sendable {
         return stream
     }
 
+    /// Ends every stream (the server is stopping).
+    func finishAll() {
+        let all = streams.withLock { streams in
+            defer { streams = [:] }
+            return streams.values.flatMap(\.values)
+        }
+        for stream in all { stream.finish() }
+    }
+
     func publish(_ record: NotificationRecord) {
         let listeners = streams.withLock { Array(($0[record.userId] ?? [:]).values) }
         for listener in listeners { listener.yield(record) }

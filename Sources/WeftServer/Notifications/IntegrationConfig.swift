@@ -158,6 +158,9 @@ struct IntegrationSettings: Sendable, Equatable {
                 guard let header = try string("header"), EgressPolicy.isHeaderName(header) else {
                     throw RPCError(code: .invalidArgument, message: "scheme api_key needs config.header, an HTTP header name")
                 }
+                guard !EgressPolicy.forbiddenHeaders.contains(header.lowercased()) else {
+                    throw RPCError(code: .invalidArgument, message: "config.header \(header) is set by the client; choose another header")
+                }
                 guard secrets["value"] != nil else { throw RPCError(code: .invalidArgument, message: "config.value is required for scheme api_key") }
             case let other:
                 throw RPCError(

@@ -13,7 +13,7 @@ struct IntegrationCredentials: HTTPCredentialSource {
         let description: String
     }
 
-    func headers(integrationId: String, executionId: String) async throws -> [(String, String)] {
+    func credentials(integrationId: String, executionId: String) async throws -> HTTPCredentials {
         guard let execution = try await executions.execution(id: executionId),
             let integration = try await store.integration(id: integrationId), integration.workflowId == execution.workflowId
         else { throw Refused(description: "no such integration on this workflow") }
@@ -25,7 +25,11 @@ struct IntegrationCredentials: HTTPCredentialSource {
             at: Date(), actorId: "system", orgId: integration.orgId, action: "integration.use", resourceType: "execution",
             resourceId: executionId, detail: .object(["integration_id": .string(integration.id)])))
         do {
-            return try HTTPAuthHeaders.headers(config: integration.config, secrets: secrets)
+            let headers = try HTTPAuthHeaders.headers(config: integration.config, secrets: secrets)
+            for (name, _) in headers where EgressPolicy.forbiddenHeaders.contains(name.lowercased()) {
+                throw Refused(description: "header \(name) cannot be set")
+            }
+            return HTTPCredentials(headers: headers, secrets: Array(secrets.values))
         } catch let broken as NotificationDispatcher.BrokenTarget {
             throw Refused(description: broken.message)
         }

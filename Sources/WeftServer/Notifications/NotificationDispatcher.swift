@@ -22,8 +22,14 @@ final class NotificationDispatcher: Service, Sendable {
         var smtp: SMTPSettings?
         /// Where links in messages point ("http://weft.example.com").
         var publicURL = "http://localhost:8080"
-        /// How long a claim holds a row (longer than any attempt).
-        var claimSeconds: TimeInterval = 60
+        /// How long a claim holds a row: well beyond an attempt's deadline
+        /// (`DeliveryPolicy.attemptDeadline`), so a slow attempt is never
+        /// claimed twice while it runs.
+        var claimSeconds: TimeInterval = 120
+        /// Ended deliveries and in-app notifications are kept this long.
+        var retention: TimeInterval = 30 * 86_400
+        /// At least this long between two claims that were not full.
+        var claimSpacing: Duration = .milliseconds(10)
         var batch = 256
         /// How often due retries and deadline alerts are looked for when
         /// nothing wakes the dispatcher.
@@ -43,6 +49,10 @@ final class NotificationDispatcher: Service, Sendable {
     let metrics: NotificationMetrics
     let templates: TemplateCache
     let logger: Logger
+    let access: AccessCache
+    /// The operator's SMTP relay (`--smtp-host`) is configuration, not user
+    /// input: the guard lets its name through (it is still resolved).
+    let relayEgress: EgressGuard
     private let breakers: CircuitBreakers
     private let limiter: DestinationRateLimiter
     private let signal = WorkSignal()
@@ -68,6 +78,10 @@ final class NotificationDispatcher: Service, Sendable {
         self.metrics = metrics
         self.templates = templates
         self.logger = logger
+        access = AccessCache(workflows: workflows)
+        var relay = egress.policy
+        if let host = settings.smtp?.host { relay.allowedHosts.insert(host.lowercased()) }
+        relayEgress = EgressGuard(policy: relay)
         breakers = CircuitBreakers(threshold: settings.policy.breakerThreshold, cooldown: settings.policy.breakerCooldown)
         limiter = DestinationRateLimiter(rate: settings.policy.ratePerSecond, burst: settings.policy.burst)
     }
@@ -99,11 +113,18 @@ final class NotificationDispatcher: Service, Sendable {
     private var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
 
     private func claimLoop(_ group: inout DiscardingTaskGroup) async {
+        var lastClaim = ContinuousClock.now
         while !stopping {
             let generation = signal.generation(Self.queueName)
-            let room = settings.policy.concurrency - inFlight.load(ordering: .relaxed)
+            let capacity = settings.policy.concurrency
+            let room = capacity - inFlight.load(ordering: .relaxed)
             var full = false
             if room > 0 {
+                // Wake-ups come with every commit that queued a row: claims
+                // are spaced so one claim (a write) takes many rows.
+                let since = ContinuousClock.now - lastClaim
+                if since < settings.claimSpacing { try? await Task.sleep(for: settings.claimSpacing - since) }
+                lastClaim = ContinuousClock.now
                 let now = Date()
                 let limit = min(room, settings.batch)
                 do {
@@ -113,8 +134,8 @@ final class NotificationDispatcher: Service, Sendable {
                         inFlight.add(1, ordering: .relaxed)
                         group.addTask {
                             await self.deliver(record)
-                            self.inFlight.subtract(1, ordering: .relaxed)
-                            self.poke()
+                            // A free slot matters only when all were taken.
+                            if self.inFlight.subtract(1, ordering: .relaxed).oldValue == capacity { self.poke() }
                         }
                     }
                     full = claimed.count == limit
@@ -125,9 +146,17 @@ final class NotificationDispatcher: Service, Sendable {
             if full { continue }
             await signal.wait(Self.queueName, since: generation, timeout: settings.idlePoll)
         }
-        // Stopping: what is in flight finishes (bounded by the attempt
-        // timeout) and is recorded; unclaimed rows wait for the next run.
-        while inFlight.load(ordering: .relaxed) > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+        // Stopping: live in-app streams end (so the server's drain does not
+        // wait for them); what is in flight finishes (each attempt has a
+        // deadline) and is recorded; unclaimed rows wait for the next run.
+        feed.finishAll()
+        while inFlight.load(ordering: .relaxed) > 0 {
+            do {
+                try await Task.sleep(for: .milliseconds(20))
+            } catch {
+                break  // cancelled: the claims end and the rows come back
+            }
+        }
         await flush()
     }
 
@@ -166,13 +195,26 @@ final class NotificationDispatcher: Service, Sendable {
         }
     }
 
+    /// The backlog gauges every 2 s; deliveries and in-app notifications
+    /// older than the retention are purged hourly.
     private func sampleBacklog() async {
+        var lastPurge = Date.distantPast
         while !stopping {
-            if let backlog = try? await store.outboxBacklog(now: Date()) {
+            let now = Date()
+            if let backlog = try? await store.outboxBacklog(now: now) {
                 metrics.pending.set(Double(backlog.pending))
-                metrics.oldestAge.set(backlog.oldest.map { max(0, Date().timeIntervalSince($0)) } ?? 0)
+                metrics.oldestAge.set(backlog.oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0)
             }
-            try? await Task.sleep(for: .seconds(2))
+            if now.timeIntervalSince(lastPurge) >= 3600 {
+                lastPurge = now
+                do {
+                    let purged = try await store.purgeNotifications(before: now.addingTimeInterval(-settings.retention))
+                    if purged > 0 { logger.info("notifications: purged \(purged) deliveries and in-app notifications past retention") }
+                } catch {
+                    logger.error("notifications: purge failed: \(error)")
+                }
+            }
+            for _ in 0..<10 where !stopping { try? await Task.sleep(for: .milliseconds(200)) }
         }
     }
 
@@ -211,23 +253,41 @@ final class NotificationDispatcher: Service, Sendable {
             destination = target.key
             if case .webhook(let url, _) = target { secretURL = url }
             if case .slack(let url, _) = target { secretURL = url }
-            if let until = breakers.admit(destination, now: started) {
+            func deferred(until: Date) {
                 span?.attributes[SpanKeys.notificationOutcome] = "deferred"
                 note(DeliveryOutcome(
                     rowId: record.rowId,
                     attempt: DeliveryAttemptRecord(attempt: attempt, at: started, outcome: DeliveryAttemptRecord.deferred),
-                    state: .pending, nextAttemptAt: until.addingTimeInterval(Double.random(in: 0..<1))))
-                return
+                    state: .pending, nextAttemptAt: until))
             }
-            let wait = limiter.take(destination, now: started)
-            if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
-            result = try await send(entry, target: target, attempt: attempt)
+            if target.isGuarded {
+                if let until = breakers.admit(destination, now: started) {
+                    return deferred(until: until.addingTimeInterval(Double.random(in: 0..<1)))
+                }
+                let wait = limiter.take(destination, now: started)
+                if wait > settings.policy.maxRateWait {
+                    // The slot goes to other destinations meanwhile.
+                    breakers.settled(destination)
+                    return deferred(until: started.addingTimeInterval(wait))
+                }
+                if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+            }
+            let deadline = settings.policy.attemptDeadline
+            result = try await Self.within(seconds: deadline) {
+                try await self.send(entry, target: target, attempt: attempt)
+            }
         } catch let skip as Moot {
             result = .skipped(reason: skip.reason, detail: skip.detail)
         } catch let denied as EgressGuard.Denied {
             result = .refused("the egress guard refused the destination: \(denied.message)")
         } catch let broken as BrokenTarget {
             result = .refused(broken.message)
+        } catch let sealed as SecretError {
+            // No master key now (a restart without it): retried, not lost.
+            result = .failed(status: 0, detail: sealed.description, permanent: false)
+        } catch is AttemptDeadline {
+            result = .failed(
+                status: 0, detail: "the attempt took longer than \(Int(settings.policy.attemptDeadline)) s", permanent: false)
         } catch {
             // A webhook URL may carry its token in the path: errors name the host only.
             var detail = "\(error)"
@@ -252,7 +312,12 @@ final class NotificationDispatcher: Service, Sendable {
                 state: .delivered))
         case .failed(let status, let detail, let permanent):
             metrics.failed(entry)
-            if !destination.isEmpty, breakers.failed(destination, now: now) {
+            // Only the destination's trouble counts toward its circuit (no
+            // answer, 5xx, 429): a refusal of this one message (a 4xx, a bad
+            // address) says nothing about the next.
+            if permanent {
+                breakers.settled(destination)
+            } else if !destination.isEmpty, breakers.failed(destination, now: now) {
                 metrics.circuitOpened(entry.channel)
                 logger.warning(
                     "notifications: \(settings.policy.breakerThreshold) failures in a row to a \(entry.channel.rawValue) destination; pausing it for \(Int(settings.policy.breakerCooldown)) s")
@@ -277,6 +342,7 @@ final class NotificationDispatcher: Service, Sendable {
                 state: last ? .dead : .pending,
                 nextAttemptAt: last ? nil : now.addingTimeInterval(settings.policy.backoff(afterAttempt: attempt))))
         case .refused(let detail):
+            breakers.settled(destination)
             metrics.failed(entry)
             metrics.dead(entry)
             span?.attributes[SpanKeys.notificationOutcome] = "refused"
@@ -289,6 +355,7 @@ final class NotificationDispatcher: Service, Sendable {
                 attempt: DeliveryAttemptRecord(attempt: attempt, at: now, outcome: "refused", detail: detail, durationMs: duration),
                 state: .dead))
         case .skipped(let reason, let detail):
+            breakers.settled(destination)
             metrics.skipped(reason: reason)
             span?.attributes[SpanKeys.notificationOutcome] = "skipped"
             note(DeliveryOutcome(
@@ -305,6 +372,21 @@ final class NotificationDispatcher: Service, Sendable {
         return entry.createdAt.addingTimeInterval(TimeInterval(seconds))
     }
 
+    struct AttemptDeadline: Error {}
+
+    /// Runs `body`, cancelled (and failing with `AttemptDeadline`) after `seconds`.
+    static func within<T: Sendable>(seconds: TimeInterval, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                throw AttemptDeadline()
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
     struct Moot: Error {
         let reason: String
         let detail: String
@@ -318,24 +400,37 @@ final class NotificationDispatcher: Service, Sendable {
     enum Target {
         case webhook(url: String, secret: String?)
         case slack(url: String, config: JSONValue)
-        case email(SMTPSettings, to: String)
+        /// `relay`: the operator's server (`--smtp-host`), not an integration's.
+        case email(SMTPSettings, to: String, relay: Bool)
         case inApp(userId: String)
 
-        /// The circuit breaker's and rate limiter's key.
+        /// The circuit breaker's and rate limiter's key: one receiver (a
+        /// URL; an SMTP server with its account), so one tenant's broken
+        /// hook does not pause another's on the same host.
         var key: String {
             switch self {
             case .webhook(let url, _), .slack(let url, _):
-                let parsed = URL(string: url)
-                return "http:" + (parsed?.host ?? url) + ":" + String(parsed?.port ?? 0)
-            case .email(let settings, _): return "smtp:\(settings.host):\(settings.port)"
-            case .inApp: return "in_app"
+                return "url:" + Hex.encode(Crypto.sha256(Array(url.utf8)).prefix(12))
+            case .email(let settings, _, _): return "smtp:\(settings.host):\(settings.port):\(settings.username ?? "")"
+            case .inApp(let userId): return "in_app:" + userId
             }
+        }
+
+        /// In-app deliveries are local writes: no breaker, no rate limit.
+        var isGuarded: Bool {
+            if case .inApp = self { return false }
+            return true
         }
     }
 
     func resolve(_ entry: OutboxEntry) async throws -> Target {
         guard let subscription = index.subscription(id: entry.subscriptionId) else {
             throw Moot(reason: "subscription_deleted", detail: "the subscription was deleted")
+        }
+        // Whoever lost access to the workflow (removed as a collaborator,
+        // left the organization) is told nothing more about it.
+        guard try await access.mayRead(userId: subscription.userId, workflowId: subscription.workflowId) else {
+            throw Moot(reason: "no_access", detail: "the subscriber no longer has a role on the workflow (or it was deleted)")
         }
         if entry.event == .executionDeadline {
             if let execution = try await executions.execution(id: entry.executionId), execution.isFinished {
@@ -369,16 +464,14 @@ final class NotificationDispatcher: Service, Sendable {
         case .slack:
             return .slack(url: secrets["webhookUrl"] ?? subscription.destination, config: integration?.config ?? .emptyObject)
         case .email:
-            let settings: SMTPSettings
             if let integration {
-                settings = try Self.smtpSettings(integration.config, secrets: secrets)
+                return .email(try Self.smtpSettings(integration.config, secrets: secrets), to: subscription.destination, relay: false)
             } else if let configured = self.settings.smtp {
-                settings = configured
+                return .email(configured, to: subscription.destination, relay: true)
             } else {
                 throw BrokenTarget(
                     message: "no SMTP server: start weft with --smtp-host (see docs/NOTIFICATIONS.md) or use an email integration")
             }
-            return .email(settings, to: subscription.destination)
         case .inApp:
             return .inApp(userId: subscription.userId)
         }
@@ -428,10 +521,10 @@ final class NotificationDispatcher: Service, Sendable {
             let body = Array(NotificationPayloads.slack(entry, message: message, link: link, config: config).jsonText().utf8)
             let headers = [("content-type", "application/json"), ("user-agent", "Weft-Notifications/1")]
             return try await httpResult(poster.post(url: url, headers: headers, body: body, timeout: timeout))
-        case .email(var settings, let to):
+        case .email(var settings, let to, let relay):
             guard EmailAddress.isValid(to) else { throw BrokenTarget(message: "\"\(to)\" is not an e-mail address") }
             settings.commandTimeout = timeout
-            let destination = try await egress.check(host: settings.host)
+            let destination = try await (relay ? relayEgress : egress).check(host: settings.host)
             let address = try destination.pinned.map { try SocketAddress(ipAddress: $0.description, port: settings.port) }
             var mail = MIMEMessage(
                 fromAddress: settings.fromAddress, fromName: settings.fromName ?? "Weft", to: [to], subject: message.subject,
@@ -516,5 +609,34 @@ final class TemplateCache: Sendable {
 
     func forget(orgId: String) {
         cached.withLock { $0[orgId] = nil }
+    }
+}
+
+/// Whether a user may still read a workflow, remembered for a few seconds
+/// (every delivery asks; roles change rarely).
+final class AccessCache: Sendable {
+    let workflows: any WorkflowStore
+    private let known = Mutex<[String: (at: Date, allowed: Bool)]>([:])
+    static let lifetime: TimeInterval = 10
+
+    init(workflows: any WorkflowStore) { self.workflows = workflows }
+
+    func mayRead(userId: String, workflowId: String) async throws -> Bool {
+        let key = userId + "|" + workflowId
+        let now = Date()
+        if let hit = known.withLock({ $0[key] }), now.timeIntervalSince(hit.at) < Self.lifetime { return hit.allowed }
+        var allowed = false
+        if let workflow = try await workflows.workflow(id: workflowId, includeDeleted: false) {
+            if workflow.ownerId == userId {
+                allowed = true
+            } else {
+                allowed = try await workflows.role(userId: userId, workflowId: workflowId) != nil
+            }
+        }
+        known.withLock { known in
+            if known.count > 10_000 { known = known.filter { now.timeIntervalSince($0.value.at) < Self.lifetime } }
+            known[key] = (now, allowed)
+        }
+        return allowed
     }
 }

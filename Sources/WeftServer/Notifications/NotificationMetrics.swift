@@ -25,7 +25,7 @@ final class NotificationMetrics: Sendable {
     let oldestAge: Prometheus.Gauge
 
     static let latencyBuckets: [Duration] = [
-        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .microseconds(250), .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
         .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
         .seconds(300), .seconds(900), .seconds(3600),
     ]
@@ -37,7 +37,8 @@ final class NotificationMetrics: Sendable {
         var failed: [Key: Prometheus.Counter] = [:]
         var dead: [Key: Prometheus.Counter] = [:]
         for channel in NotificationChannel.allCases {
-            for event in NotificationEvent.allCases {
+            // Test messages of integrations are not counted.
+            for event in NotificationEvent.subscribable {
                 let key = Key(channel: channel, event: event)
                 let labels = [("channel", channel.rawValue), ("event", event.rawValue)]
                 queued[key] = metrics.counter(
@@ -88,14 +89,14 @@ final class NotificationMetrics: Sendable {
 
     func delivered(_ entry: OutboxEntry, latency seconds: Double) {
         delivered[Key(channel: entry.channel, event: entry.event)]?.increment()
-        latency[entry.channel]?.record(.milliseconds(Int64(max(0, seconds) * 1000)))
+        latency[entry.channel]?.record(.microseconds(Int64(min(max(0, seconds), 1e9) * 1_000_000)))
     }
 
     func failed(_ entry: OutboxEntry) { failed[Key(channel: entry.channel, event: entry.event)]?.increment() }
     func dead(_ entry: OutboxEntry) { dead[Key(channel: entry.channel, event: entry.event)]?.increment() }
 
     func attempt(_ channel: NotificationChannel, seconds: Double) {
-        attemptDuration[channel]?.record(.microseconds(Int64(max(0, seconds) * 1_000_000)))
+        attemptDuration[channel]?.record(.microseconds(Int64(min(max(0, seconds), 1e9) * 1_000_000)))
     }
 
     func circuitOpened(_ channel: NotificationChannel) { circuitOpens[channel]?.increment() }

@@ -43,7 +43,11 @@ enum NotificationPayloads {
         if let error = payload["error"]?.stringValue, !error.isEmpty {
             blocks.append(.object([
                 "type": .string("section"),
-                "text": .object(["type": .string("mrkdwn"), "text": .string("*Error*\n```\(escape(String(error.prefix(2800))))```")]),
+                // A ``` in the error would end the code block early.
+                "text": .object([
+                    "type": .string("mrkdwn"),
+                    "text": .string("*Error*\n```\(escape(String(error.prefix(2800))).replacingOccurrences(of: "```", with: "` ` `"))```"),
+                ]),
             ]))
         }
         if !link.isEmpty {
@@ -66,7 +70,8 @@ enum NotificationPayloads {
                 ])
             ]),
         ]))
-        var body: [String: JSONValue] = ["text": .string(message.subject), "blocks": .array(blocks)]
+        // Escaped: a workflow name or error with <!channel> must not ping anyone.
+        var body: [String: JSONValue] = ["text": .string(escape(message.subject)), "blocks": .array(blocks)]
         if let channel = config["channel"]?.stringValue, !channel.isEmpty { body["channel"] = .string(channel) }
         if let username = config["username"]?.stringValue, !username.isEmpty { body["username"] = .string(username) }
         return .object(body)

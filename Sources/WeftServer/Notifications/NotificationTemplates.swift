@@ -116,11 +116,17 @@ enum NotificationTemplates {
         return "\(whole / 3600) h \(whole % 3600 / 60) min"
     }
 
+    /// Rendered sizes at most (a template that repeats a long value is cut,
+    /// not allowed to fill memory): a subject fits a header line.
+    static let maxSubjectBytes = 400
+    static let maxBodyBytes = 64 * 1024
+
     static func render(_ template: RenderedMessage, values: [String: String]) -> RenderedMessage {
         RenderedMessage(
-            subject: fill(template.subject, values, escape: false).replacingOccurrences(of: "\n", with: " "),
-            text: fill(template.text, values, escape: false),
-            html: fill(template.html, values, escape: true))
+            subject: fill(template.subject, values, escape: false, limit: maxSubjectBytes)
+                .replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "),
+            text: fill(template.text, values, escape: false, limit: maxBodyBytes),
+            html: fill(template.html, values, escape: true, limit: maxBodyBytes))
     }
 
     /// Unknown placeholders in a template (what a PUT refuses).
@@ -133,28 +139,41 @@ enum NotificationTemplates {
         return unknown
     }
 
-    static func fill(_ text: String, _ values: [String: String], escape: Bool) -> String {
-        scan(text) { name in
+    static func fill(_ text: String, _ values: [String: String], escape: Bool, limit: Int = .max) -> String {
+        scan(text, limit: limit) { name in
             let value = values[name] ?? ""
             return escape ? htmlEscaped(value) : value
         }
     }
 
     /// Replaces each `{{ name }}` with `replace(name)`; other text is kept.
-    private static func scan(_ text: String, _ replace: (String) -> String) -> String {
+    /// Output stops at `limit` bytes (cut on a character, marked "…").
+    private static func scan(_ text: String, limit: Int = .max, _ replace: (String) -> String) -> String {
         var out = ""
         var rest = Substring(text)
+        func add(_ piece: some StringProtocol) -> Bool {
+            guard out.utf8.count + piece.utf8.count > limit else {
+                out += piece
+                return true
+            }
+            for character in piece {
+                guard out.utf8.count + character.utf8.count <= max(0, limit - 3) else { break }
+                out.append(character)
+            }
+            out += "…"
+            return false
+        }
         while let open = rest.range(of: "{{") {
-            out += rest[..<open.lowerBound]
+            guard add(rest[..<open.lowerBound]) else { return out }
             guard let close = rest[open.upperBound...].range(of: "}}") else {
-                out += rest[open.lowerBound...]
+                _ = add(rest[open.lowerBound...])
                 return out
             }
             let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
-            out += replace(name)
+            guard add(replace(name)) else { return out }
             rest = rest[close.upperBound...]
         }
-        out += rest
+        _ = add(rest)
         return out
     }
 

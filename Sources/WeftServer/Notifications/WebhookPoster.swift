@@ -12,7 +12,7 @@ final class WebhookPoster: Sendable {
     /// Literal addresses and hosts allowed by name: pooled connections.
     /// Made on first use, so a poster that never posts owns no threads to
     /// shut down.
-    private let pool = Mutex<HTTPClient?>(nil)
+    private let pool = Mutex<(client: HTTPClient?, closed: Bool)>((nil, false))
     static let maxResponseBytes = 64 * 1024
 
     struct Response: Sendable {
@@ -24,11 +24,13 @@ final class WebhookPoster: Sendable {
         self.egress = egress
     }
 
-    private var shared: HTTPClient {
-        pool.withLock { client in
-            if let client { return client }
+    private func shared() throws -> HTTPClient {
+        try pool.withLock { pool in
+            if let client = pool.client { return client }
+            // After shutdown (a test call during the drain) nothing new starts.
+            guard !pool.closed else { throw WebhookURLError(message: "the server is shutting down") }
             let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
-            client = made
+            pool.client = made
             return made
         }
     }
@@ -45,9 +47,9 @@ final class WebhookPoster: Sendable {
     }
 
     func shutdown() async {
-        let client = pool.withLock { client in
-            defer { client = nil }
-            return client
+        let client = pool.withLock { pool in
+            defer { pool = (nil, true) }
+            return pool.client
         }
         try? await client?.shutdown()
     }
@@ -76,7 +78,7 @@ final class WebhookPoster: Sendable {
                 throw error
             }
         }
-        return try await send(request, client: shared, deadline: deadline)
+        return try await send(request, client: try shared(), deadline: deadline)
     }
 
     private func send(_ request: HTTPClientRequest, client: HTTPClient, deadline: NIODeadline) async throws -> Response {

@@ -42,8 +42,11 @@ final class SMTPReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
-        do {
+        do throws(SMTPError) {
             replies.append(contentsOf: try decoder.feed(bytes.readableBytesView))
+            // The client never pipelines: a server that sends reply after
+            // reply unasked is broken or hostile, not to be buffered.
+            guard replies.count <= 4 else { throw SMTPError.protocolError("the server sent replies nobody asked for") }
         } catch {
             fail(error)
             context.close(promise: nil)

@@ -91,7 +91,9 @@ struct SMTPExtensions: Sendable, Equatable {
             guard let first = words.first else { continue }
             // Some servers still advertise "AUTH=LOGIN PLAIN" (pre-RFC 4954 syntax).
             let parts = first.split(separator: "=", maxSplits: 1).map(String.init)
-            let keyword = parts[0].uppercased()
+            // "250 =" splits into nothing: a line without a keyword is skipped.
+            guard let head = parts.first else { continue }
+            let keyword = head.uppercased()
             let parameters = (parts.count > 1 ? [parts[1]] : []) + words.dropFirst()
             keywords[keyword, default: []] += parameters.map { $0.uppercased() }
         }
