@@ -70,6 +70,13 @@ and weft_queue_depth{queue="builtin",state="ready"} are read. Target: RSS < 500 
 met only if all N executions were accepted (no call failed).
 --hold alone skips the rate runs; add --also-rates for both (each on its own server).
 
+--notify-webhook URL (bench-notifications.py's knee with notifications): each
+workflow the script creates also gets a webhook subscription to its
+execution.completed events at URL (unsigned, a plain destination), so every
+execution writes and sends one notification; the server it starts gets
+--egress-allow 127.0.0.1/32 so a receiver on loopback is allowed. Without the
+option nothing of this happens.
+
 The script starts `$WEFT_BIN serve --host 127.0.0.1 --port 0 --data-dir DIR
 --scrypt-log-n 10 [--store-sync S] [--workers N] [--server-args ...]` on a
 temporary data dir (DATA_DIR to choose one) unless --target names a running
@@ -516,6 +523,19 @@ class Target:
             raise SystemExit(f"POST /workflows: HTTP {status}: {payload[:300]!r}")
         return json.loads(payload)["id"]
 
+    def subscribe_webhook(self, wf, url):
+        """--notify-webhook: a webhook subscription (unsigned, plain destination) to the
+        workflow's execution.completed events; returns its id."""
+        body = {"events": ["execution.completed"], "notifyVia": "webhook", "destination": url}
+        c = self.rest()
+        try:
+            status, payload = c.request("POST", f"/workflows/{wf}/subscriptions", body)
+        finally:
+            c.close()
+        if status != 201:
+            raise SystemExit(f"POST /workflows/{wf}/subscriptions: HTTP {status}: {payload[:300]!r}")
+        return json.loads(payload)["id"]
+
     def scrape(self):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         try:
@@ -576,6 +596,7 @@ def run_step(t, a, gen_dir, phase, rate, duration):
     """One open-loop run at `rate` executions/s for `duration` s on a fresh workflow."""
     E = t.pb.Execution
     wf = t.create_workflow(f"bench-exec {phase} {rate}/s {datetime.datetime.now().strftime('%H:%M:%S')}")
+    subscription = t.subscribe_webhook(wf, a.notify_webhook) if a.notify_webhook else None
     n_total = max(1, int(round(rate * duration)))
     procs = max(1, min(a.procs, n_total))
     log(f"{phase}: {rate}/s for {duration:g} s ({n_total} executions, {procs} client processes), workflow {wf}")
@@ -649,6 +670,8 @@ def run_step(t, a, gen_dir, phase, rate, duration):
          "contended": busy, "other_cores": cpu["other_cores"], "machine_busy_cores": cpu["machine_busy_cores"],
          "compiler_seen": cpu["compiler_seen"], "rss_mb": None if rss_kb is None else rss_kb / 1024}
     r["accepted_per_s"] = None  # set below, once the send span is known
+    if subscription:
+        r["notify_webhook"], r["subscription_id"] = a.notify_webhook, subscription
 
     # Client side: send lag, ExecuteWorkflow latency, CPU.
     lags = sorted(x for res in results for x in res["lags"])
@@ -821,6 +844,8 @@ def step_criteria(r, a, n_total, accepted, statuses, drained, still_open, died, 
 
 def run_hold(t, a, gen_dir):
     wf = t.create_workflow(f"bench-exec hold {a.hold}")
+    if a.notify_webhook:
+        t.subscribe_webhook(wf, a.notify_webhook)
     m0 = t.scrape()
     rss0, hwm0 = proc_status_kb(t.pid, "VmRSS"), proc_status_kb(t.pid, "VmHWM")
     procs = max(1, min(a.procs, a.hold))
@@ -1096,6 +1121,10 @@ def parse_args(argv=None):
     g.add_argument("--store-sync", choices=("full", "normal"), default=env("SYNC"),
                    help="`serve --store-sync` (default: unset = the server's default, full)")
     g.add_argument("--server-args", default=env("WEFT_ARGS", ""), help="more `serve` arguments, one string")
+    g.add_argument("--notify-webhook", metavar="URL", default=None,
+                   help="after creating each workflow, subscribe a webhook at URL (plain destination, unsigned) to "
+                        "its execution.completed events, so every execution sends a notification; a started "
+                        "server also gets --egress-allow 127.0.0.1/32 (a receiver on loopback)")
     g.add_argument("--keep-data", action="store_true", default=env("KEEP_DATA") == "1",
                    help="keep the temporary data dirs")
     g = ap.add_argument_group("output")
@@ -1182,6 +1211,8 @@ def main(argv=None):
         if a.store_sync:
             args += ["--store-sync", a.store_sync]
         args += extra + shlex.split(a.server_args)
+        if a.notify_webhook:
+            args += ["--egress-allow", "127.0.0.1/32"]
         check_flags(weft_bin, [x for x in args if x.startswith("--")])
         s = Server(weft_bin, data_dir, args, out_dir, name)
         s.data_dir = data_dir
@@ -1268,6 +1299,9 @@ def main(argv=None):
     print(f"Weft engine benchmark, {report['date']}, {platform.machine()}, {os.cpu_count()} cores, "
           f"{'server ' + a.target if a.target else os.path.relpath(weft_bin, REPO) if weft_bin.startswith(str(REPO)) else weft_bin}; "
           f"workflow a -> b -> c (noop); {a.procs} client processes (grpc.aio), {a.duration:g} s per step.")
+    if a.notify_webhook:
+        print(f"Every workflow has a webhook subscription to execution.completed: {a.notify_webhook} "
+              "(each execution sends a notification).")
     print()
     print(f"Command: {(envs + ' ') if envs else ''}{command}")
     for sv in report["servers"]:

@@ -1369,13 +1369,6 @@ def test_versions_list_get_label_and_rollback(alice, bob):
 # ---------------------------------------------------------------------------
 
 LATER_ROUTES = [
-    ("POST", "/workflows/{w}/subscriptions"),
-    ("GET", "/workflows/{w}/subscriptions"),
-    ("DELETE", "/workflows/{w}/subscriptions/sub_1"),
-    ("POST", "/workflows/{w}/integrations"),
-    ("GET", "/workflows/{w}/integrations"),
-    ("PUT", "/workflows/{w}/integrations/int_1"),
-    ("DELETE", "/workflows/{w}/integrations/int_1"),
     ("GET", "/workflows/{w}/stats"),
     ("GET", "/analytics/workflow-executions"),
 ]

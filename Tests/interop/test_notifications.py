@@ -19,13 +19,16 @@ missing field (no retries), so they fail at once and deterministically.
    a completion subscription beside it.
 3. Slack Block Kit.
 4. A receiver that is down, then up: retries with the same delivery id;
-   5xx / 429 retried; a 400 dead after one attempt.
+   5xx / 429 retried; a 400 dead after one attempt; an egress-denied
+   destination refused at once; a deleted subscription's pending delivery
+   never sent; task.retried / task.failed / started / cancelled / timed_out.
 5. SIGKILL while deliveries are in flight: every notification arrives after
    the restart, all delivered.
 6. Filters, in-app notifications (list, live stream, mark read), deadline
    alerts (delivered while running, skipped when the execution ended first).
 7. Secrets: never in a response, the server's logs or the data directory.
-8. Validation, roles, deleting an integration in use.
+8. Validation, roles, deleting an integration in use (by subscriptions, by
+   an `http` task that takes its credentials through config.integration).
 9. Templates: override, preview, unknown placeholder, used by the next
    delivery, DELETE restores the built-in.
 """
@@ -325,6 +328,12 @@ def test_email_through_an_smtp_integration(srv, alice, pki):
         res = try_integration(alice, wid, untrusted["id"], "untrusted@example.com")
         assert not res.get("ok", False) and res.get("detail"), res
         assert smtp.received("untrusted@example.com") == [], "a message went out over an unverified connection"
+        # A wrong password: the server's 535 is reported, nothing is sent.
+        wrong = create_integration(alice, wid, type="email", name="wrong pw",
+                                   config=email_config(smtp, pki, "weft-smtp", "not-" + password))
+        res = try_integration(alice, wid, wrong["id"], "wrong-pw@example.com")
+        assert not res.get("ok", False) and res.get("statusCode") == 535, res
+        assert smtp.received("wrong-pw@example.com") == []
         # tls "required" is the default: the saved settings say so or leave it out.
         assert untrusted["config"].get("tls", "required") == "required", untrusted
 
@@ -610,6 +619,74 @@ def test_5xx_and_429_are_retried_a_400_is_dead_after_one_attempt(srv, alice):
         sink.close()
 
 
+def test_an_egress_denied_destination_is_refused_at_once(srv, alice):
+    """The module's server allows only 127.0.0.1/32: a private address is
+    refused by the egress guard, never retried."""
+    wf = create_wf(alice)
+    sub = subscribe(alice, wf["id"], eventType="failure", notifyVia="webhook", destination="http://10.255.255.1/hook")
+    fail_once(alice, wf["id"])
+    [d] = wait_deliveries(alice, wf["id"], sub["id"], lambda ds: ds and ds[0]["state"] != "pending")
+    assert d["state"] == "dead" and d["attempts"] == 1, d
+    assert d["attemptLog"][0]["outcome"] == "refused" and "egress" in d.get("lastError", ""), d
+
+
+def test_deleting_a_subscription_stops_its_pending_deliveries(srv, alice):
+    sink = ns.HookSink(respond=lambda rec: (503, 0))
+    try:
+        wf = create_wf(alice)
+        wid = wf["id"]
+        sub = subscribe(alice, wid, eventType="failure", notifyVia="webhook", destination=sink.url("/gone"))
+        fail_once(alice, wid)
+        wait_deliveries(alice, wid, sub["id"], lambda ds: ds and ds[0]["attempts"] >= 1, why="a first attempt")
+        r = alice.rest.delete(spath(wid, sub["id"]))
+        assert (r.status, r.body) == (204, b""), r
+        sink.respond = lambda rec: (200, 0)
+        sent = len(sink.posts("/gone"))
+        time.sleep(2.5)  # longer than the backoff after one or two failed attempts
+        assert len(sink.posts("/gone")) == sent, "a deleted subscription's delivery went out"
+        assert_error(alice.rest.get(spath(wid, sub["id"]) + "/deliveries"), 404, NOT_FOUND)
+        assert all(s["id"] != sub["id"] for s in alice.rest.get(spath(wid)).json.get("subscriptions", []))
+    finally:
+        sink.close()
+
+
+def test_task_and_lifecycle_events(srv, alice, sink):
+    retried_twice = [{**FAILING[0], "retry": {"maxAttempts": 2, "initialBackoff": "0.05s", "jitter": 0}}]
+    wf = create_wf(alice, tasks=retried_twice)
+    wid = wf["id"]
+    tasks = subscribe(alice, wid, events=["task.retried", "task.failed"], notifyVia="webhook",
+                      destination=sink.url("/task"))
+    life = subscribe(alice, wid, eventType="any", notifyVia="webhook", destination=sink.url("/life"))
+    assert set(life["events"]) == {"execution.started", "execution.completed"} | FAILURE_EVENTS, life
+    done = fail_once(alice, wid)
+    eid = done["executionId"]
+    by_event = {r["json"]["event"]: r for r in sink.wait(2, path="/task")}
+    assert set(by_event) == {"task.retried", "task.failed"}, by_event.keys()
+    retried = by_event["task.retried"]["json"]["data"]
+    assert (retried["task"], retried["attempt"], retried["status"]) == ("shape", 1, "Retrying"), retried
+    failed = by_event["task.failed"]["json"]["data"]
+    assert (failed["task"], failed["attempt"], failed["status"]) == ("shape", 2, "Failed") and failed["error"], failed
+    assert retried["executionId"] == failed["executionId"] == eid, (retried, failed)
+    assert len({r["headers"]["x-weft-delivery-id"] for r in by_event.values()}) == 2
+    by_event = {r["json"]["event"]: r["json"] for r in sink.wait(2, path="/life")}
+    assert set(by_event) == {"execution.started", "execution.failed"}, by_event.keys()
+    assert by_event["execution.started"]["data"]["status"] == "Running", by_event
+    assert by_event["execution.failed"]["data"]["status"] == "Failed", by_event
+
+    # Cancelled and timed out are "failure" events too.
+    slow = create_wf(alice, tasks=[{"key": "nap", "name": "Nap", "action": "delay", "config": {"duration": "5s"}}])
+    sub = subscribe(alice, slow["id"], eventType="failure", notifyVia="webhook", destination=sink.url("/ended"))
+    cancelled = execute(alice, slow["id"])
+    r = alice.rest.post(f"/workflows/{slow['id']}/executions/{cancelled}/cancel", {"reason": "enough"})
+    assert r.status == 200, r
+    timed_out = execute(alice, slow["id"], timeout="0.3s")
+    assert wait_exec(alice, slow["id"], timed_out)["status"] == "TimedOut"
+    got = {r["json"]["executionId"]: r["json"] for r in sink.wait(2, path="/ended")}
+    assert (got[cancelled]["event"], got[cancelled]["data"]["status"]) == ("execution.cancelled", "Cancelled"), got
+    assert (got[timed_out]["event"], got[timed_out]["data"]["status"]) == ("execution.timed_out", "TimedOut"), got
+    wait_deliveries(alice, slow["id"], sub["id"], lambda ds: len(ds) == 2 and all(d["state"] == "delivered" for d in ds))
+
+
 # ---------------------------------------------------------------------------
 # 5. SIGKILL during dispatch
 # ---------------------------------------------------------------------------
@@ -653,6 +730,10 @@ def test_sigkill_while_deliveries_are_in_flight_loses_none(tmp_path):
         by_exec = {d["executionId"]: d["id"] for d in final}
         assert set(by_exec) == set(eids) and len(set(by_exec.values())) == n, final
         recs = sink.posts("/slow")
+        # A request the kill cut off in the middle of its body is no delivery.
+        cut = [r for r in recs if r["json"] is None]
+        assert all(r["at"] <= t_kill + 0.5 for r in cut), "a request after the restart had a broken body"
+        recs = [r for r in recs if r["json"] is not None]
         seen: dict[str, set] = {}
         for r in recs:
             seen.setdefault(r["json"]["executionId"], set()).add(r["headers"]["x-weft-delivery-id"])
@@ -1075,14 +1156,25 @@ def test_deleting_an_integration_in_use_is_refused(srv, alice):
     assert_error(alice.rest.delete(ipath(wid, iid)), 404, NOT_FOUND)
 
 
-def test_deleting_an_http_auth_integration_used_by_a_task_is_refused(srv, alice):
+def test_an_http_auth_integration_lends_a_task_its_credentials_and_stays_while_used(srv, alice, sink):
+    """An `http` task names an http_auth integration (config.integration):
+    the request carries its header, the execution shows no secret, and the
+    integration cannot be deleted while the workflow's tasks use it."""
+    token = "tok-" + secrets.token_hex(12)
     wf = create_wf(alice, tasks=NOOP)
     wid = wf["id"]
-    integ = create_integration(alice, wid, type="http_auth", name="api", config={"scheme": "bearer", "token": "t" * 20})
-    tasks = [{"key": "call", "name": "Call", "action": "http",
-              "config": {"url": "http://127.0.0.1:9/x", "integration": integ["id"]}}]
+    integ = create_integration(alice, wid, type="http_auth", name="api", config={"scheme": "bearer", "token": token})
+    tasks = [{"key": "call", "name": "Call", "action": "http", "retry": {"maxAttempts": 1},
+              "config": {"url": sink.url("/api/call"), "method": "POST", "integration": integ["id"]}}]
     r = alice.rest.put(f"/workflows/{wid}", {"name": wf["name"], "tasks": tasks})
     assert r.status == 200, r
+    done = wait_exec(alice, wid, execute(alice, wid))
+    assert done["status"] == "Completed", done
+    [rec] = sink.posts("/api/call")
+    assert rec["headers"].get("authorization") == f"Bearer {token}", rec["headers"]
+    r = alice.rest.get(f"/workflows/{wid}/executions/{done['executionId']}")
+    logs = alice.rest.get(f"/workflows/{wid}/executions/{done['executionId']}/logs?pageSize=1000")
+    assert token.encode() not in r.body and token.encode() not in logs.body, (r, logs)
     body = assert_error(alice.rest.delete(ipath(wid, integ["id"])), (400, 409), FAILED_PRECONDITION)
     assert "call" in body["message"], body
     r = alice.rest.put(f"/workflows/{wid}", {"name": wf["name"], "tasks": NOOP})

@@ -84,15 +84,16 @@ CHECKS = "all"
 EXCLUDED_CHECKS = ["negative_data_rejection"]
 #: Operations whose methods belong to a later step: they authenticate, then
 #: answer UNIMPLEMENTED (501) by design (docs/API.md).
-PLANNED_TAGS = ["ScheduleService", "SubscriptionService", "IntegrationService", "AnalyticsService"]
+PLANNED_TAGS = ["AnalyticsService"]
 #: Operations that wait by design: the server streams (WatchExecution,
 #: TailLogs) on a running execution until it ends, and PollTask long-polls
 #: for up to its `wait` (60 s at most) when no task is ready. Their requests
 #: get a short timeout, and a read timeout there is not a failure.
-STREAMING_OPERATION_IDS = ["WatchExecution", "TailLogs", "PollTask"]
+STREAMING_OPERATION_IDS = ["WatchExecution", "TailLogs", "PollTask", "StreamNotifications"]
 STREAMING_TIMEOUT_S = 5
 STREAMING_LABEL = re.compile(
-    r"GET /workflows/\{workflowId\}/executions/\{executionId\}/(watch|logs/tail)|POST /queues/\{queue\}/poll")
+    r"GET /workflows/\{workflowId\}/executions/\{executionId\}/(watch|logs/tail)|POST /queues/\{queue\}/poll"
+    r"|GET /notifications/stream")
 
 #: Refusals of schema-valid requests that are legitimate and cannot be
 #: expressed in an OpenAPI 3.0 schema: state-dependent (like a 404 for an
@@ -165,6 +166,24 @@ LEGITIMATE_REFUSALS = [
      r"is for (event|webhook) triggers|need a signature_secret|^signature_secret must be|is not an HTTP header name"
      r"|^event_name is required|^event name |^filter: |^timestamp_tolerance must be",
      "cross-field: which fields go with which trigger type; header names, filter expressions"),
+    (r"POST /workflows/\{workflowId\}/subscriptions", 400,
+     r"^events \(e\.g\.|^give events or event_type|^notify_via |^destination |^deadline_seconds is only"
+     r"|^execution\.deadline needs|^filter: |^in_app |integration; it cannot deliver",
+     "cross-field: events or event_type; the channel decides the destination (an address, a URL or an integration); "
+     "filter expressions"),
+    (r"POST /workflows/\{workflowId\}/subscriptions", 404, r"^integration \S+ not found on workflow",
+     "state: an integration id of this workflow"),
+    (r"(POST|PUT) /workflows/\{workflowId\}/integrations.*", 400,
+     r"^type is required|^type \d+ is not|^config\.|^config is|^webhook_url|^scheme |^name must be one line"
+     r"|^the type of an integration cannot change|^integrations hold secrets",
+     "typed settings: which config fields each integration type needs and takes (cross-field)"),
+    (r"POST /workflows/\{workflowId\}/integrations/\{integrationId\}/test", 400, r"^destination \(the address",
+     "cross-field: an e-mail test needs the address to send to"),
+    (r"POST /notifications/read", 400, r"^give ids or all", "cross-field: ids or all, one of them"),
+    (r"PUT /orgs/\{orgId\}/notification-templates/\{event\}", 400,
+     r"^give at least one of subject, text, html|unknown placeholder|^subject must be one line",
+     "template syntax (placeholders), one-line subjects, and at least one part"),
+    (r"POST /notification-templates/preview", 400, r"unknown placeholder", "template syntax (placeholders)"),
 ]
 
 # ---------------------------------------------------------------------------

@@ -69,8 +69,9 @@ public enum HTTPExchange {
             }
         } catch {
             let rpc = RPCError(from: error)
-            // A client that went away cancels its request: not a server error.
-            if let cause = rpc.cause, !(cause is CancellationError) {
+            // A client that went away cancels its request or closes its
+            // stream (an idle live stream ends so): not a server error.
+            if let cause = rpc.cause, !(cause is CancellationError), !(cause is HTTPStreamClosed) {
                 environment.logger.error("\(route) failed: \(cause)")
             }
             return .error(rpc)

@@ -203,6 +203,27 @@ enum APIConstraints {
             "weft.v1.ListSchedulesRequest": ["pageSize": pageSize],
             "weft.v1.ListSubscriptionsRequest": ["pageSize": pageSize],
             "weft.v1.ListIntegrationsRequest": ["pageSize": pageSize],
+            // Notifications (which destination a channel needs and which
+            // settings an integration type takes are cross-field rules: the
+            // server's to check).
+            "weft.v1.ListDeliveriesRequest": [
+                "pageSize": pageSize, "state": Field(keywords: ["enum": [""] + DeliveryState.allCases.map(\.rawValue)]),
+            ],
+            "weft.v1.ListNotificationsRequest": ["pageSize": pageSize],
+            "weft.v1.MarkNotificationsReadRequest": ["ids": Field(keywords: ["maxItems": NotificationAPI.maxMarked])],
+            "weft.v1.CreateSubscriptionRequest": [
+                "events": Field(keywords: ["items": ["enum": NotificationEvent.subscribable.map(\.rawValue)]]),
+                "filter": Field(keywords: ["maxLength": WeftEngine.Expression.maxLength]),
+                "deadlineSeconds": Field(keywords: ["minimum": 0, "maximum": Int(SubscriptionAPI.maxDeadlineSeconds)]),
+            ],
+            "weft.v1.CreateIntegrationRequest": ["name": Field(keywords: bytes(IntegrationAPI.maxNameBytes))],
+            "weft.v1.UpdateIntegrationRequest": ["name": Field(keywords: bytes(IntegrationAPI.maxNameBytes))],
+            "weft.v1.PutTemplateRequest": Self.templateParts,
+            "weft.v1.PreviewTemplateRequest": Self.templateParts.merging([
+                "executionId": .required(["minLength": 1]),
+                "event": .required(["enum": NotificationEvent.allCases.map(\.rawValue)]),
+                "channel": Field(keywords: ["enum": ["", "email", "webhook", "slack", "in_app"]]),
+            ]) { $1 },
             "weft.v1.ExecuteWorkflowRequest": [
                 "idempotencyKey": Field(keywords: bytes(APILimits.idempotencyKeyMaxBytes)),
                 "priority": Field(keywords: ["minimum": APILimits.priority.lowerBound, "maximum": APILimits.priority.upperBound]),
@@ -249,8 +270,18 @@ enum APIConstraints {
         ]
     }
 
+    static var templateParts: [String: Field] {
+        [
+            "subject": Field(keywords: bytes(NotificationTemplates.maxPartBytes)),
+            "text": Field(keywords: bytes(NotificationTemplates.maxPartBytes)),
+            "html": Field(keywords: bytes(NotificationTemplates.maxPartBytes)),
+        ]
+    }
+
     /// Path parameters with a format of their own (others: any non-empty segment).
-    static var pathParameters: [String: [String: Any]] { ["queue": ["pattern": queueName]] }
+    static var pathParameters: [String: [String: Any]] {
+        ["queue": ["pattern": queueName], "event": ["enum": NotificationEvent.allCases.map(\.rawValue)]]
+    }
 
     /// Fields the server fills in and ignores on input ("output only").
     static let readOnly: [String: Set<String>] = [
