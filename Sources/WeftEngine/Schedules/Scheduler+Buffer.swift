@@ -37,9 +37,11 @@ extension Scheduler {
         do {
             guard let schedule = try await schedules.schedule(id: scheduleId), let tick = schedule.bufferedTick else { return true }
             guard let workflow = try await workflows.workflow(id: schedule.workflowId, includeDeleted: false) else {
+                let notes = tickNotes(schedule, .scheduleTickSkipped, tick: tick, workflowName: "", reason: "workflow_gone")
                 try await executions.apply([.schedule(ScheduleUpdate(
                     scheduleId: scheduleId, expectBuffered: tick, skipped: 1, skippedTick: tick, skipReason: "workflow_gone",
-                    buffer: .clear))])
+                    buffer: .clear))] + notes)
+                engine.notifier?.committed(notes.compactMap(\.outboxEntry))
                 return true
             }
             let update = ScheduleUpdate(scheduleId: scheduleId, expectBuffered: tick, fired: tick, buffer: .clear)
@@ -47,9 +49,11 @@ extension Scheduler {
             case .started:
                 metrics?.tickFired(lag: 0)
             case .refused(let reason):
+                let notes = tickNotes(schedule, .scheduleTickSkipped, tick: tick, workflowName: workflow.name, reason: reason)
                 try await executions.apply([.schedule(ScheduleUpdate(
                     scheduleId: scheduleId, expectBuffered: tick, skipped: 1, skippedTick: tick, skipReason: reason,
-                    buffer: .clear))])
+                    buffer: .clear))] + notes)
+                engine.notifier?.committed(notes.compactMap(\.outboxEntry))
                 metrics?.tickSkipped(reason)
             case .conflict:
                 break
