@@ -615,6 +615,11 @@ def setup_destinations(a, port, token, sink_ports):
         url = f"http://127.0.0.1:{sport}/hook/{k}"
         secret = None
         sub = {"events": ["execution.failed"], "notifyVia": "webhook"}
+        if a.baseline:
+            # The engine's baseline: the subscription exists (the index is
+            # consulted on every commit) but its filter never matches, so no
+            # row is written and nothing is delivered.
+            sub["filter"] = 'event.trigger == "never"'
         if a.unsigned:
             sub["destination"] = url
             integration = None
@@ -1277,6 +1282,9 @@ def parse_args(argv=None):
     g.add_argument("--destinations", type=int, default=1,
                    help="workflows, each with its own subscription and receiver port; executions go round-robin "
                         "(default 1)")
+    g.add_argument("--baseline", action="store_true",
+                   help="the same load with a subscription whose filter never matches (no notifications): "
+                        "the engine's own figures to compare with (the verdict fails: nothing is delivered)")
     g.add_argument("--unsigned", action="store_true",
                    help="subscriptions with a plain destination URL instead of a signed webhook integration")
     g.add_argument("--delivery-timeout", type=float, default=None,

@@ -797,3 +797,34 @@ def test_event_publish_span_continues_the_callers_trace_and_parents_the_executio
                   f" (weft.event.publish spans anywhere: {describe([s for s in spans if is_publish(s)])})")
     assert_attrs(publish, {"weft.event.name": name}, trace)
     assert_child(execution, publish, trace or [execution])
+
+
+# ---------------------------------------------------------------------------
+# 9. Notifications (docs/NOTIFICATIONS.md "Observability"): each delivery is
+#    a CLIENT span weft.notification.deliver in the trace of the execution
+#    whose event it reports (the outbox row keeps the execution's context).
+# ---------------------------------------------------------------------------
+
+
+def test_notification_delivery_span_joins_the_executions_trace(rx, traced, alice, target):
+    wf = noop_workflow(alice)
+    path = f"/notify/{uuid.uuid4().hex[:8]}"
+    r = alice.rest.post(f"/workflows/{wf['id']}/subscriptions",
+                        {"events": ["execution.completed"], "notifyVia": "webhook", "destination": target.url(path)})
+    assert r.status == 201, r
+    tid, caller = new_ids()
+    eid = execute(alice, wf["id"], {"traceparent": traceparent(tid, caller)})
+    assert wait_status(alice, wf["id"], eid)["status"] == "Completed"
+    wh.wait_until(lambda: target.requests_to(path), SPAN_WAIT, message=f"the webhook notification of {eid} at {path}")
+    delivery_id = target.requests_to(path)[0]["headers"]["x-weft-delivery-id"]
+
+    def is_delivery(s):
+        return s.name == "weft.notification.deliver" and s.attr("weft.execution.id") == eid
+
+    spans, execution = spans_until_execution(rx, eid, is_delivery, f"the weft.notification.deliver span of {eid}")
+    delivery = one([s for s in spans if is_delivery(s)], f"weft.notification.deliver span of {eid}", is_delivery)
+    assert delivery.trace_id == execution.trace_id == tid, (delivery.trace_id, execution.trace_id, tid)
+    assert delivery.kind == "CLIENT", delivery.kind
+    assert_attrs(delivery, {"weft.notification.event": "execution.completed", "weft.notification.channel": "webhook",
+                            "weft.notification.delivery_id": delivery_id, "weft.notification.outcome": "delivered",
+                            "weft.workflow.id": wf["id"]}, [delivery])

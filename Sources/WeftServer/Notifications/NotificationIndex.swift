@@ -16,8 +16,14 @@ public final class NotificationIndex: EventNotifier, Sendable {
 
     private let byWorkflow = Mutex<[String: [Entry]]>([:])
     private let byId = Mutex<[String: SubscriptionRecord]>([:])
-    /// Told when rows commit: the dispatcher wakes, metrics count.
-    private let onCommit: Mutex<(@Sendable ([OutboxEntry]) -> Void)?> = Mutex(nil)
+    /// Told when rows commit: the dispatcher wakes, metrics count. (In a
+    /// struct: a bare closure type read out of a Mutex gets a reabstraction
+    /// thunk written back on every read, a chain that grows without end.)
+    private struct Listener: Sendable {
+        let body: @Sendable ([OutboxEntry]) -> Void
+    }
+
+    private let onCommit = Mutex<Listener?>(nil)
 
     public init() {}
 
@@ -49,7 +55,7 @@ public final class NotificationIndex: EventNotifier, Sendable {
     }
 
     func onCommit(_ body: @escaping @Sendable ([OutboxEntry]) -> Void) {
-        onCommit.withLock { $0 = body }
+        onCommit.withLock { $0 = Listener(body: body) }
     }
 
     static func entry(_ record: SubscriptionRecord) -> Entry {
@@ -88,8 +94,8 @@ public final class NotificationIndex: EventNotifier, Sendable {
     }
 
     public func committed(_ entries: [OutboxEntry]) {
-        guard !entries.isEmpty, let body = onCommit.withLock({ $0 }) else { return }
-        body(entries)
+        guard !entries.isEmpty, let listener = onCommit.withLock({ $0 }) else { return }
+        listener.body(entries)
     }
 
     /// The same event for the same subscription always gets the same id:
