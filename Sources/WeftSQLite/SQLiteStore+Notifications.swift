@@ -200,17 +200,16 @@ extension SQLiteStore: NotificationStore {
     public func claimOutbox(now: Date, until: Date, limit: Int) async throws -> [DeliveryRecord] {
         try await write("claim_outbox") { db in
             let time = StoreDate.text(now)
-            let rows = try Row.fetchAll(
+            // One statement: the due rows are held and returned together.
+            return try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
-                        AND (claimed_until IS NULL OR claimed_until <= ?)
-                    ORDER BY next_attempt_at, id LIMIT ?
-                    """), arguments: [time, time, limit]
-            ).map(Self.deliveryRecord)
-            let hold = try db.cachedStatement(sql: "UPDATE outbox SET claimed_until = ? WHERE id = ?")
-            let until = StoreDate.text(until)
-            for row in rows { try hold.execute(arguments: [until, row.rowId]) }
-            return rows
+                    UPDATE outbox SET claimed_until = ? WHERE id IN (
+                        SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+                            AND (claimed_until IS NULL OR claimed_until <= ?)
+                        ORDER BY next_attempt_at, id LIMIT ?)
+                    RETURNING *
+                    """), arguments: [StoreDate.text(until), time, time, limit]
+            ).map(Self.deliveryRecord).sorted { ($0.nextAttemptAt, $0.rowId) < ($1.nextAttemptAt, $1.rowId) }
         }
     }
 

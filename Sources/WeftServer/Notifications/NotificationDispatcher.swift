@@ -577,8 +577,8 @@ final class NotificationDispatcher: Service, Sendable {
             payload = .object(fields)
         }
         let link = Self.link(publicURL: settings.publicURL, entry)
-        let template = NotificationTemplates.effective(entry.event, override: try await templates.template(orgId: entry.orgId, event: entry.event))
-        return (NotificationTemplates.render(template, values: NotificationTemplates.values(payload, link: link)), link, payload)
+        let template = try await templates.compiled(orgId: entry.orgId, event: entry.event)
+        return (template.render(NotificationTemplates.values(payload, link: link)), link, payload)
     }
 
     static func link(publicURL: String, _ entry: OutboxEntry) -> String {
@@ -592,6 +592,7 @@ final class NotificationDispatcher: Service, Sendable {
 final class TemplateCache: Sendable {
     let store: any NotificationStore
     private let cached = Mutex<[String: (at: Date, templates: [String: TemplateRecord])]>([:])
+    private let compiledCache = Mutex<[String: (at: Date, message: CompiledMessage)]>([:])
     static let lifetime: TimeInterval = 5
 
     init(store: any NotificationStore) { self.store = store }
@@ -607,7 +608,23 @@ final class TemplateCache: Sendable {
         return byEvent[event.rawValue]
     }
 
+    /// The organization's template of an event, compiled, with the
+    /// built-in one's parts where it has none.
+    func compiled(orgId: String, event: NotificationEvent) async throws -> CompiledMessage {
+        let now = Date()
+        if let hit = compiledCache.withLock({ $0[orgId + "|" + event.rawValue] }), now.timeIntervalSince(hit.at) < Self.lifetime {
+            return hit.message
+        }
+        let message = CompiledMessage(NotificationTemplates.effective(event, override: try await template(orgId: orgId, event: event)))
+        compiledCache.withLock { cache in
+            if cache.count > 10_000 { cache = [:] }
+            cache[orgId + "|" + event.rawValue] = (now, message)
+        }
+        return message
+    }
+
     func forget(orgId: String) {
+        compiledCache.withLock { cache in cache = cache.filter { !$0.key.hasPrefix(orgId + "|") } }
         cached.withLock { $0[orgId] = nil }
     }
 }

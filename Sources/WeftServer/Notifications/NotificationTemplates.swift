@@ -122,58 +122,79 @@ enum NotificationTemplates {
     static let maxBodyBytes = 64 * 1024
 
     static func render(_ template: RenderedMessage, values: [String: String]) -> RenderedMessage {
-        RenderedMessage(
-            subject: fill(template.subject, values, escape: false, limit: maxSubjectBytes)
-                .replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "),
-            text: fill(template.text, values, escape: false, limit: maxBodyBytes),
-            html: fill(template.html, values, escape: true, limit: maxBodyBytes))
+        CompiledMessage(template).render(values)
     }
 
     /// Unknown placeholders in a template (what a PUT refuses).
     static func unknownPlaceholders(_ text: String) -> [String] {
-        var unknown: [String] = []
-        _ = scan(text) { name in
-            if !placeholders.contains(name) { unknown.append(name) }
-            return ""
+        compile(text).compactMap { piece in
+            if case .value(let name) = piece, !placeholders.contains(name) { return name }
+            return nil
         }
-        return unknown
     }
 
     static func fill(_ text: String, _ values: [String: String], escape: Bool, limit: Int = .max) -> String {
-        scan(text, limit: limit) { name in
-            let value = values[name] ?? ""
-            return escape ? htmlEscaped(value) : value
-        }
+        fill(compile(text), values, escape: escape, limit: limit)
     }
 
-    /// Replaces each `{{ name }}` with `replace(name)`; other text is kept.
-    /// Output stops at `limit` bytes (cut on a character, marked "…").
-    private static func scan(_ text: String, limit: Int = .max, _ replace: (String) -> String) -> String {
+    /// A template split once into text and placeholders (`{{ name }}`; an
+    /// unclosed `{{` is text), so a delivery only joins pieces.
+    enum Piece: Sendable, Equatable {
+        case text(String)
+        case value(String)
+    }
+
+    static func compile(_ text: String) -> [Piece] {
+        var pieces: [Piece] = []
+        let bytes = Array(text.utf8)
+        var literal = 0  // start of the pending text
+        var index = 0
+        while index + 1 < bytes.count {
+            guard bytes[index] == UInt8(ascii: "{"), bytes[index + 1] == UInt8(ascii: "{") else {
+                index += 1
+                continue
+            }
+            var close = index + 2
+            while close + 1 < bytes.count, !(bytes[close] == UInt8(ascii: "}") && bytes[close + 1] == UInt8(ascii: "}")) {
+                close += 1
+            }
+            guard close + 1 < bytes.count else { break }  // unclosed: the rest is text
+            if index > literal { pieces.append(.text(String(decoding: bytes[literal..<index], as: UTF8.self))) }
+            let name = String(decoding: bytes[(index + 2)..<close], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            pieces.append(.value(name))
+            index = close + 2
+            literal = index
+        }
+        if literal < bytes.count { pieces.append(.text(String(decoding: bytes[literal...], as: UTF8.self))) }
+        return pieces
+    }
+
+    /// Joins pieces with the values; output stops at `limit` bytes (cut on
+    /// a character, marked "…"), so a template repeating a long value
+    /// cannot fill memory.
+    static func fill(_ pieces: [Piece], _ values: [String: String], escape: Bool, limit: Int = .max) -> String {
         var out = ""
-        var rest = Substring(text)
-        func add(_ piece: some StringProtocol) -> Bool {
-            guard out.utf8.count + piece.utf8.count > limit else {
-                out += piece
-                return true
+        var size = 0
+        for piece in pieces {
+            let part: String
+            switch piece {
+            case .text(let text): part = text
+            case .value(let name): part = escape ? htmlEscaped(values[name] ?? "") : values[name] ?? ""
             }
-            for character in piece {
-                guard out.utf8.count + character.utf8.count <= max(0, limit - 3) else { break }
+            let count = part.utf8.count
+            if size + count <= limit {
+                out += part
+                size += count
+                continue
+            }
+            for character in part {
+                let width = character.utf8.count
+                guard size + width <= max(0, limit - 3) else { break }
                 out.append(character)
+                size += width
             }
-            out += "…"
-            return false
+            return out + "…"
         }
-        while let open = rest.range(of: "{{") {
-            guard add(rest[..<open.lowerBound]) else { return out }
-            guard let close = rest[open.upperBound...].range(of: "}}") else {
-                _ = add(rest[open.lowerBound...])
-                return out
-            }
-            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
-            guard add(replace(name)) else { return out }
-            rest = rest[close.upperBound...]
-        }
-        _ = add(rest)
         return out
     }
 
@@ -191,5 +212,26 @@ enum NotificationTemplates {
             }
         }
         return out
+    }
+}
+
+/// A message's three parts compiled (`NotificationTemplates.compile`).
+struct CompiledMessage: Sendable {
+    let subject: [NotificationTemplates.Piece]
+    let text: [NotificationTemplates.Piece]
+    let html: [NotificationTemplates.Piece]
+
+    init(_ message: RenderedMessage) {
+        subject = NotificationTemplates.compile(message.subject)
+        text = NotificationTemplates.compile(message.text)
+        html = NotificationTemplates.compile(message.html)
+    }
+
+    func render(_ values: [String: String]) -> RenderedMessage {
+        RenderedMessage(
+            subject: NotificationTemplates.fill(subject, values, escape: false, limit: NotificationTemplates.maxSubjectBytes)
+                .replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "),
+            text: NotificationTemplates.fill(text, values, escape: false, limit: NotificationTemplates.maxBodyBytes),
+            html: NotificationTemplates.fill(html, values, escape: true, limit: NotificationTemplates.maxBodyBytes))
     }
 }
