@@ -50,11 +50,11 @@ public struct EventFacts: Sendable {
         var fields: [String: JSONValue] = [
             "event": .string(event.rawValue), "workflowId": .string(workflowId), "workflowName": .string(workflowName),
             "executionId": .string(executionId), "status": .string(status), "trigger": .string(trigger),
-            "at": .string(at.formatted(Self.timestamp)),
+            "at": .string(StoreDate.rfc3339(at)),
         ]
         if let triggerId { fields["triggerId"] = .string(triggerId) }
         if let startedAt {
-            fields["startedAt"] = .string(startedAt.formatted(Self.timestamp))
+            fields["startedAt"] = .string(StoreDate.rfc3339(startedAt))
             fields["durationMs"] = .number((at.timeIntervalSince(startedAt) * 1000).rounded())
         }
         // An error can be long (a response body): notifications carry its start.
@@ -62,7 +62,7 @@ public struct EventFacts: Sendable {
         if let taskKey { fields["task"] = .string(taskKey) }
         if let attempt { fields["attempt"] = .number(Double(attempt)) }
         if let scheduleId { fields["scheduleId"] = .string(scheduleId) }
-        if let scheduledAt { fields["scheduledAt"] = .string(scheduledAt.formatted(Self.timestamp)) }
+        if let scheduledAt { fields["scheduledAt"] = .string(StoreDate.rfc3339(scheduledAt)) }
         if let reason { fields["reason"] = .string(reason) }
         if let count { fields["count"] = .number(Double(count)) }
         return .object(fields)

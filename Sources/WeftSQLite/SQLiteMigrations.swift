@@ -524,22 +524,14 @@ enum SQLiteMigrations {
                     state           TEXT NOT NULL DEFAULT 'pending',
                     attempts        INTEGER NOT NULL DEFAULT 0,
                     next_attempt_at DATETIME NOT NULL,
-                    claimed_until   DATETIME,
                     delivered_at    DATETIME,
-                    last_error      TEXT
+                    last_error      TEXT,
+                    -- One JSON object per attempt, appended by the update that
+                    -- records it (one row write per outcome, no second table).
+                    attempt_log     TEXT NOT NULL DEFAULT '[]'
                 );
                 CREATE INDEX outbox_pending ON outbox(next_attempt_at, id) WHERE state = 'pending';
                 CREATE INDEX outbox_by_subscription ON outbox(subscription_id, id);
-                CREATE TABLE outbox_attempts (
-                    outbox_id   INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
-                    attempt     INTEGER NOT NULL,
-                    at          DATETIME NOT NULL,
-                    outcome     TEXT NOT NULL,
-                    status_code INTEGER NOT NULL DEFAULT 0,
-                    detail      TEXT NOT NULL DEFAULT '',
-                    duration_ms INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (outbox_id, attempt)
-                );
                 CREATE TABLE notifications (
                     id           TEXT PRIMARY KEY NOT NULL,
                     user_id      TEXT NOT NULL,

@@ -36,25 +36,37 @@ extension SQLiteStore {
             createdBy: row["created_by"], createdAt: row["created_at"], updatedAt: row["updated_at"])
     }
 
-    static func deliveryRecord(_ row: Row) throws -> DeliveryRecord {
+    static func deliveryRecord(_ row: Row, withLog: Bool = true) throws -> DeliveryRecord {
         let entry = OutboxEntry(
             deliveryId: row["delivery_id"], subscriptionId: row["subscription_id"], workflowId: row["workflow_id"],
             orgId: row["org_id"], executionId: row["execution_id"], event: try stored(NotificationEvent.self, row["event"]),
             channel: try stored(NotificationChannel.self, row["channel"]), payload: try JSONValue(jsonText: row["payload"]),
             createdAt: row["created_at"], nextAttemptAt: row["next_attempt_at"], traceparent: row["traceparent"])
-        return DeliveryRecord(
+        var record = DeliveryRecord(
             rowId: row["id"], entry: entry, state: try stored(DeliveryState.self, row["state"]), attempts: row["attempts"],
             nextAttemptAt: row["next_attempt_at"], deliveredAt: row["delivered_at"], lastError: row["last_error"])
+        if withLog { record.attemptLog = try attemptLog(row["attempt_log"]) }
+        return record
     }
 
-    static func attemptLog(_ db: Database, rowId: Int64) throws -> [DeliveryAttemptRecord] {
-        try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT * FROM outbox_attempts WHERE outbox_id = ? ORDER BY attempt"), arguments: [rowId]
-        ).map { row in
+    /// The attempt log column: `[{"attempt":1,"at":"…","outcome":"…",…}]`.
+    static func attemptLog(_ text: String) throws -> [DeliveryAttemptRecord] {
+        guard case .array(let items) = try JSONValue(jsonText: text) else { return [] }
+        return items.map { item in
             DeliveryAttemptRecord(
-                attempt: row["attempt"], at: row["at"], outcome: row["outcome"], statusCode: row["status_code"],
-                detail: row["detail"], durationMs: row["duration_ms"])
+                attempt: Int(item["attempt"]?.numberValue ?? 0),
+                at: (item["at"]?.stringValue).flatMap { Date.fromDatabaseValue($0.databaseValue) } ?? Date(timeIntervalSince1970: 0),
+                outcome: item["outcome"]?.stringValue ?? "", statusCode: Int(item["statusCode"]?.numberValue ?? 0),
+                detail: item["detail"]?.stringValue ?? "", durationMs: Int(item["durationMs"]?.numberValue ?? 0))
         }
+    }
+
+    static func attemptJSON(_ attempt: DeliveryAttemptRecord) -> String {
+        JSONValue.object([
+            "attempt": .number(Double(attempt.attempt)), "at": .string(StoreDate.text(attempt.at)),
+            "outcome": .string(attempt.outcome), "statusCode": .number(Double(attempt.statusCode)),
+            "detail": .string(attempt.detail), "durationMs": .number(Double(attempt.durationMs)),
+        ]).jsonText()
     }
 
     static func notificationRecord(_ row: Row) -> NotificationRecord {
@@ -197,19 +209,18 @@ extension SQLiteStore: NotificationStore {
         try await write("enqueue_outbox") { db in for entry in entries { try Self.insertOutbox(db, entry) } }
     }
 
-    public func claimOutbox(now: Date, until: Date, limit: Int) async throws -> [DeliveryRecord] {
-        try await write("claim_outbox") { db in
-            let time = StoreDate.text(now)
-            // One statement: the due rows are held and returned together.
-            return try Row.fetchAll(
+    public func dueOutbox(now: Date, limit: Int, excluding: Set<Int64>) async throws -> [DeliveryRecord] {
+        // A read (a reader connection, beside the engine's writer): what is
+        // being delivered is held by the dispatcher in memory.
+        try await read("due_outbox") { db in
+            try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    UPDATE outbox SET claimed_until = ? WHERE id IN (
-                        SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
-                            AND (claimed_until IS NULL OR claimed_until <= ?)
-                        ORDER BY next_attempt_at, id LIMIT ?)
-                    RETURNING *
-                    """), arguments: [StoreDate.text(until), time, time, limit]
-            ).map(Self.deliveryRecord).sorted { ($0.nextAttemptAt, $0.rowId) < ($1.nextAttemptAt, $1.rowId) }
+                    SELECT id, delivery_id, subscription_id, workflow_id, org_id, execution_id, event, channel, payload,
+                        traceparent, created_at, state, attempts, next_attempt_at, delivered_at, last_error
+                    FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?
+                    ORDER BY next_attempt_at, id LIMIT ?
+                    """), arguments: [StoreDate.text(now), limit + excluding.count]
+            ).lazy.filter { !excluding.contains($0["id"]) }.prefix(limit).map { try Self.deliveryRecord($0, withLog: false) }
         }
     }
 
@@ -217,19 +228,15 @@ extension SQLiteStore: NotificationStore {
         guard !outcomes.isEmpty else { return }
         try await write("record_deliveries") { db in
             let update = try db.cachedStatement(sql: """
-                UPDATE outbox SET state = ?, attempts = attempts + 1, claimed_until = NULL,
+                UPDATE outbox SET state = ?, attempts = attempts + 1,
                     next_attempt_at = COALESCE(?, next_attempt_at),
                     delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END,
-                    last_error = CASE WHEN ? = 'delivered' THEN last_error ELSE ? END
+                    last_error = CASE WHEN ? = 'delivered' THEN last_error ELSE ? END,
+                    attempt_log = json_insert(attempt_log, '$[#]', json(?))
                 WHERE id = ? AND state = 'pending'
-                RETURNING attempts
-                """)
-            let log = try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO outbox_attempts (outbox_id, attempt, at, outcome, status_code, detail, duration_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
             let deferral = try db.cachedStatement(sql: """
-                UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE id = ? AND state = 'pending'
+                UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND state = 'pending'
                 """)
             for outcome in outcomes {
                 let a = outcome.attempt
@@ -237,16 +244,9 @@ extension SQLiteStore: NotificationStore {
                     try deferral.execute(arguments: [StoreDate.text(outcome.nextAttemptAt ?? a.at), outcome.rowId])
                     continue
                 }
-                guard
-                    let attempts = try Int.fetchOne(
-                        update,
-                        arguments: [
-                            outcome.state.rawValue, outcome.nextAttemptAt.map(StoreDate.text), a.outcome,
-                            StoreDate.text(a.at), a.outcome, a.detail, outcome.rowId,
-                        ])
-                else { continue }
-                try log.execute(arguments: [
-                    outcome.rowId, attempts, StoreDate.text(a.at), a.outcome, a.statusCode, a.detail, a.durationMs,
+                try update.execute(arguments: [
+                    outcome.state.rawValue, outcome.nextAttemptAt.map(StoreDate.text), a.outcome, StoreDate.text(a.at),
+                    a.outcome, a.detail, Self.attemptJSON(a), outcome.rowId,
                 ])
             }
         }
@@ -254,11 +254,7 @@ extension SQLiteStore: NotificationStore {
 
     public func delivery(id: String) async throws -> DeliveryRecord? {
         try await read("get_delivery") { db in
-            guard var record = try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE delivery_id = ?", arguments: [id])
-                .map(Self.deliveryRecord)
-            else { return nil }
-            record.attemptLog = try Self.attemptLog(db, rowId: record.rowId)
-            return record
+            try Row.fetchOne(db, sql: "SELECT * FROM outbox WHERE delivery_id = ?", arguments: [id]).map { try Self.deliveryRecord($0) }
         }
     }
 
@@ -273,13 +269,12 @@ extension SQLiteStore: NotificationStore {
                     ORDER BY id DESC LIMIT ?
                     """,
                 arguments: [subscriptionId, cursor ?? Int64.max, state?.rawValue, state?.rawValue, limit + 1]
-            ).map(Self.deliveryRecord)
+            ).map { try Self.deliveryRecord($0) }
             var next: String?
             if rows.count > limit {
                 rows.removeLast()
                 next = rows.last.map { String($0.rowId) }
             }
-            for index in rows.indices { rows[index].attemptLog = try Self.attemptLog(db, rowId: rows[index].rowId) }
             return Page(items: rows, nextCursor: next)
         }
     }
@@ -301,24 +296,11 @@ extension SQLiteStore: NotificationStore {
     public func purgeNotifications(before date: Date) async throws -> Int {
         try await write("purge_notifications") { db in
             let cutoff = StoreDate.text(date)
-            try db.execute(
-                sql: """
-                    DELETE FROM outbox_attempts WHERE outbox_id IN
-                        (SELECT id FROM outbox WHERE state != 'pending' AND created_at < ?)
-                    """, arguments: [cutoff])
             try db.execute(sql: "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", arguments: [cutoff])
             var purged = db.changesCount
             try db.execute(sql: "DELETE FROM notifications WHERE created_at < ?", arguments: [cutoff])
             purged += db.changesCount
             return purged
-        }
-    }
-
-    @discardableResult
-    public func releaseOutboxClaims() async throws -> Int {
-        try await write("release_outbox_claims") { db in
-            try db.execute(sql: "UPDATE outbox SET claimed_until = NULL WHERE state = 'pending' AND claimed_until IS NOT NULL")
-            return db.changesCount
         }
     }
 

@@ -100,14 +100,16 @@ extension MemoryStore: NotificationStore {
         state.withLock { state in for entry in entries { state.insertOutbox(entry) } }
     }
 
-    public func claimOutbox(now: Date, until: Date, limit: Int) async throws -> [DeliveryRecord] {
+    public func dueOutbox(now: Date, limit: Int, excluding: Set<Int64>) async throws -> [DeliveryRecord] {
         state.withLock { state in
             let due = state.outbox.values.filter { record in
-                record.state == .pending && record.nextAttemptAt <= now
-                    && (state.outboxClaims[record.rowId].map { $0 <= now } ?? true)
+                record.state == .pending && record.nextAttemptAt <= now && !excluding.contains(record.rowId)
             }.sorted { ($0.nextAttemptAt, $0.rowId) < ($1.nextAttemptAt, $1.rowId) }.prefix(limit)
-            for record in due { state.outboxClaims[record.rowId] = until }
-            return Array(due)
+            return due.map { record in
+                var record = record
+                record.attemptLog = []
+                return record
+            }
         }
     }
 
@@ -118,7 +120,6 @@ extension MemoryStore: NotificationStore {
                 if outcome.attempt.outcome == DeliveryAttemptRecord.deferred {
                     record.nextAttemptAt = outcome.nextAttemptAt ?? outcome.attempt.at
                     state.outbox[outcome.rowId] = record
-                    state.outboxClaims[outcome.rowId] = nil
                     continue
                 }
                 record.attempts += 1
@@ -128,7 +129,6 @@ extension MemoryStore: NotificationStore {
                 if outcome.attempt.outcome != "delivered" { record.lastError = outcome.attempt.detail }
                 if let next = outcome.nextAttemptAt { record.nextAttemptAt = next }
                 state.outbox[outcome.rowId] = record
-                state.outboxClaims[outcome.rowId] = nil
             }
         }
     }
@@ -169,15 +169,6 @@ extension MemoryStore: NotificationStore {
             let notes = state.notifications.values.filter { $0.createdAt < date }
             for note in notes { state.notifications[note.id] = nil }
             return old.count + notes.count
-        }
-    }
-
-    @discardableResult
-    public func releaseOutboxClaims() async throws -> Int {
-        state.withLock { state in
-            let count = state.outboxClaims.count
-            state.outboxClaims = [:]
-            return count
         }
     }
 

@@ -48,10 +48,9 @@ public final class MemoryStore: Sendable {
         var events: [String: (executions: [String], at: Date)] = [:]
         var subscriptions: [String: SubscriptionRecord] = [:]
         var integrations: [String: IntegrationRecord] = [:]
-        /// The outbox, by row id, with delivery id -> row id and claims.
+        /// The outbox, by row id, with delivery id -> row id.
         var outbox: [Int64: DeliveryRecord] = [:]
         var outboxIds: [String: Int64] = [:]
-        var outboxClaims: [Int64: Date] = [:]
         var nextOutboxRow: Int64 = 1
         var notifications: [String: NotificationRecord] = [:]
         var notificationDeliveries: Set<String> = []

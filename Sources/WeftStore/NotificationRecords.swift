@@ -311,11 +311,11 @@ public struct TemplateRecord: Sendable, Hashable {
 /// - **Outbox rows** are written by `ExecutionTransition.outbox` in the
 ///   unit of the change they report, or by `enqueueOutbox`. A delivery id
 ///   is unique: writing it again adds nothing.
-/// - **Claims.** `claimOutbox` takes pending rows due by `now`, oldest due
-///   first, and holds them until `until` in the same write: a dispatcher
-///   that dies holding them lets them come due again then (or at once after
-///   `releaseOutboxClaims` at start), so a crash between sending and
-///   recording repeats a delivery (same id), never loses one.
+/// - **Due rows** (`dueOutbox`) are pending rows due by `now`, oldest due
+///   first. Reading them changes nothing: the one dispatcher of a process
+///   holds what it is delivering in memory, so a crash between sending and
+///   recording leaves the row pending and it is sent again (same id), never
+///   lost.
 /// - **Outcomes** append the attempt to the row's log and set its state;
 ///   an outcome for a row that is no longer pending changes nothing.
 /// - **In-app** notifications are unique per delivery id.
@@ -343,7 +343,9 @@ public protocol NotificationStore: Sendable {
     /// Adds rows outside an execution's unit (schedule events, tests);
     /// an existing delivery id is not added again.
     func enqueueOutbox(_ entries: [OutboxEntry]) async throws
-    func claimOutbox(now: Date, until: Date, limit: Int) async throws -> [DeliveryRecord]
+    /// Pending rows due by `now`, oldest due first, leaving out `excluding`
+    /// (rows being delivered); without their attempt logs.
+    func dueOutbox(now: Date, limit: Int, excluding: Set<Int64>) async throws -> [DeliveryRecord]
     func recordOutcomes(_ outcomes: [DeliveryOutcome]) async throws
     func delivery(id: String) async throws -> DeliveryRecord?
     /// Newest first, with their attempt logs; cursor is a row id.
@@ -356,9 +358,6 @@ public protocol NotificationStore: Sendable {
     /// notifications created before `date`; returns how many rows went.
     @discardableResult
     func purgeNotifications(before date: Date) async throws -> Int
-    /// Ends every claim: after a restart nothing holds them.
-    @discardableResult
-    func releaseOutboxClaims() async throws -> Int
 
     /// Adds an in-app notification; false when its delivery id is stored already.
     func insertNotification(_ notification: NotificationRecord) async throws -> Bool

@@ -35,21 +35,20 @@ extension StoreConformance {
             #expect(stored.entry.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
             #expect(try await store.notifications.outboxBacklog(now: t0).pending == 1)
         },
-        Case(name: "claims hold rows until they end or are released; outcomes log attempts and set states") { store in
+        Case(name: "due rows come oldest due first, leaving out those being delivered; outcomes log attempts and set states") { store in
             try await store.notifications.enqueueOutbox([
                 outboxEntry("dlv_1"), outboxEntry("dlv_2", due: t0.addingTimeInterval(1)),
                 outboxEntry("dlv_later", due: t0.addingTimeInterval(60)),
             ])
-            let claimed = try await store.notifications.claimOutbox(now: t0.addingTimeInterval(1), until: t0.addingTimeInterval(31), limit: 10)
-            #expect(claimed.map(\.entry.deliveryId) == ["dlv_1", "dlv_2"])
-            // Held: a second dispatcher gets nothing until the claim ends.
-            #expect(try await store.notifications.claimOutbox(now: t0.addingTimeInterval(2), until: t0.addingTimeInterval(32), limit: 10).isEmpty)
-            #expect(try await store.notifications.claimOutbox(now: t0.addingTimeInterval(31), until: t0.addingTimeInterval(61), limit: 1)
+            let due = try await store.notifications.dueOutbox(now: t0.addingTimeInterval(1), limit: 10, excluding: [])
+            #expect(due.map(\.entry.deliveryId) == ["dlv_1", "dlv_2"])
+            #expect(try await store.notifications.dueOutbox(now: t0.addingTimeInterval(1), limit: 1, excluding: [])
                 .map(\.entry.deliveryId) == ["dlv_1"])
-            // A restart releases every claim at once.
-            #expect(try await store.notifications.releaseOutboxClaims() == 2)
-            let again = try await store.notifications.claimOutbox(now: t0.addingTimeInterval(2), until: t0.addingTimeInterval(32), limit: 10)
-            #expect(Set(again.map(\.entry.deliveryId)) == ["dlv_1", "dlv_2"])
+            // Rows a dispatcher holds are left out; the limit counts the rest.
+            let others = try await store.notifications.dueOutbox(
+                now: t0.addingTimeInterval(1), limit: 1, excluding: [due[0].rowId])
+            #expect(others.map(\.entry.deliveryId) == ["dlv_2"])
+            let again = try await store.notifications.dueOutbox(now: t0.addingTimeInterval(2), limit: 10, excluding: [])
             let one = try #require(again.first { $0.entry.deliveryId == "dlv_1" })
             let two = try #require(again.first { $0.entry.deliveryId == "dlv_2" })
             try await store.notifications.recordOutcomes([
@@ -63,8 +62,8 @@ extension StoreConformance {
                     state: .delivered),
             ])
             // The failed one is due again at its backoff, not before.
-            #expect(try await store.notifications.claimOutbox(now: t0.addingTimeInterval(9), until: t0.addingTimeInterval(40), limit: 10).isEmpty)
-            let retry = try await store.notifications.claimOutbox(now: t0.addingTimeInterval(10), until: t0.addingTimeInterval(40), limit: 10)
+            #expect(try await store.notifications.dueOutbox(now: t0.addingTimeInterval(9), limit: 10, excluding: []).isEmpty)
+            let retry = try await store.notifications.dueOutbox(now: t0.addingTimeInterval(10), limit: 10, excluding: [])
             #expect(retry.map(\.entry.deliveryId) == ["dlv_1"] && retry.first?.attempts == 1)
             // A deferral (open circuit) moves it without spending an attempt.
             try await store.notifications.recordOutcomes([

@@ -9,11 +9,12 @@ import WeftEngine
 import WeftObservability
 import WeftStore
 
-/// Delivers the outbox: claims due rows, sends each through its channel
+/// Delivers the outbox: reads due rows, sends each through its channel
 /// (with the per-destination circuit breaker and rate limit), and records
-/// every attempt. Claims are leases: a dispatcher that dies mid-send lets
-/// its rows come due again, so a delivery may repeat (same delivery id)
-/// but is never lost. Retries back off exponentially with jitter; after
+/// every attempt. What it is delivering it holds in memory until the
+/// outcome is written, so reading writes nothing; a dispatcher that dies
+/// mid-send leaves its rows pending, so a delivery may repeat (same
+/// delivery id) but is never lost. Retries back off exponentially with jitter; after
 /// the last attempt, or a permanent refusal, a delivery is dead-lettered.
 final class NotificationDispatcher: Service, Sendable {
     struct Settings: Sendable {
@@ -22,10 +23,6 @@ final class NotificationDispatcher: Service, Sendable {
         var smtp: SMTPSettings?
         /// Where links in messages point ("http://weft.example.com").
         var publicURL = "http://localhost:8080"
-        /// How long a claim holds a row: well beyond an attempt's deadline
-        /// (`DeliveryPolicy.attemptDeadline`), so a slow attempt is never
-        /// claimed twice while it runs.
-        var claimSeconds: TimeInterval = 120
         /// Ended deliveries and in-app notifications are kept this long.
         var retention: TimeInterval = 30 * 86_400
         /// At least this long between two claims that were not full.
@@ -57,6 +54,10 @@ final class NotificationDispatcher: Service, Sendable {
     private let limiter: DestinationRateLimiter
     private let signal = WorkSignal()
     private let pendingOutcomes = Mutex<[DeliveryOutcome]>([])
+    /// Rows being delivered, or delivered and not yet recorded: the claims,
+    /// in memory (one dispatcher per process; a restart holds none, so a
+    /// crash between sending and recording sends the row again).
+    private let holding = Mutex<Set<Int64>>([])
     private let inFlight = Atomic<Int>(0)
     static let queueName = "outbox"
 
@@ -90,10 +91,6 @@ final class NotificationDispatcher: Service, Sendable {
     func poke() { signal.notify(Self.queueName) }
 
     func run() async throws {
-        // Claims of a previous run are held by nobody now.
-        if let released = try? await store.releaseOutboxClaims(), released > 0 {
-            logger.info("notifications: \(released) deliveries claimed by the last run are due again")
-        }
         index.onCommit { [weak self] entries in
             self?.metrics.queued(entries)
             self?.poke()
@@ -120,16 +117,17 @@ final class NotificationDispatcher: Service, Sendable {
             let room = capacity - inFlight.load(ordering: .relaxed)
             var full = false
             if room > 0 {
-                // Wake-ups come with every commit that queued a row: claims
-                // are spaced so one claim (a write) takes many rows.
+                // Wake-ups come with every commit that queued a row: reads
+                // are spaced so one takes many rows.
                 let since = ContinuousClock.now - lastClaim
                 if since < settings.claimSpacing { try? await Task.sleep(for: settings.claimSpacing - since) }
                 lastClaim = ContinuousClock.now
                 let now = Date()
                 let limit = min(room, settings.batch)
                 do {
-                    let claimed = try await store.claimOutbox(
-                        now: now, until: now.addingTimeInterval(settings.claimSeconds), limit: limit)
+                    let held = holding.withLock { $0 }
+                    let claimed = try await store.dueOutbox(now: now, limit: limit, excluding: held)
+                    holding.withLock { holding in for record in claimed { holding.insert(record.rowId) } }
                     for record in claimed {
                         inFlight.add(1, ordering: .relaxed)
                         group.addTask {
@@ -189,10 +187,13 @@ final class NotificationDispatcher: Service, Sendable {
         do {
             try await store.recordOutcomes(batch)
         } catch {
-            // Not recorded: the rows stay claimed until their claim ends,
-            // then they are delivered again (same delivery id).
+            // Not recorded: the rows are still pending, so they are
+            // delivered again (same delivery id).
             logger.error("notifications: \(batch.count) delivery outcomes could not be recorded: \(error)")
         }
+        // Only now may the rows be read again: before, a row still pending
+        // in the store would be delivered twice.
+        holding.withLock { holding in for outcome in batch { holding.remove(outcome.rowId) } }
     }
 
     /// The backlog gauges every 2 s; deliveries and in-app notifications
@@ -573,7 +574,7 @@ final class NotificationDispatcher: Service, Sendable {
         {
             // How long it has run by now, not at its start.
             fields["durationMs"] = .number((Date().timeIntervalSince(started) * 1000).rounded())
-            fields["at"] = .string(Date().formatted(EventFacts.timestamp))
+            fields["at"] = .string(StoreDate.rfc3339(Date()))
             payload = .object(fields)
         }
         let link = Self.link(publicURL: settings.publicURL, entry)

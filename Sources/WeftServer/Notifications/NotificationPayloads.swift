@@ -9,7 +9,7 @@ enum NotificationPayloads {
         .object([
             "deliveryId": .string(entry.deliveryId),
             "event": .string(entry.event.rawValue),
-            "createdAt": .string(entry.createdAt.formatted(EventFacts.timestamp)),
+            "createdAt": .string(StoreDate.rfc3339(entry.createdAt)),
             "subscriptionId": .string(entry.subscriptionId),
             "workflowId": .string(entry.workflowId),
             "executionId": .string(entry.executionId),

@@ -58,4 +58,13 @@ public enum StoreDate {
         put(ms, 3, at: 20)
         return String(decoding: bytes, as: UTF8.self)
     }
+
+    /// RFC 3339 in UTC with milliseconds ("2026-12-05T09:41:17.123Z"), as
+    /// fast as `text` (notifications stamp every event with it).
+    public static func rfc3339(_ date: Date) -> String {
+        var value = text(date)
+        guard value.utf8.count == 23 else { return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) }
+        value = String(value.prefix(10)) + "T" + String(value.dropFirst(11)) + "Z"
+        return value
+    }
 }
