@@ -63,6 +63,7 @@ struct IntegrationAPI: RPCService {
                         code: .failedPrecondition,
                         message: "integration \(integration.id) is in use by \(now.joined(separator: ", ")); change or delete them first")
                 }
+                notifications.dispatcher.forgetIntegration(integration.id)
                 return Weft_V1_DeleteIntegrationResponse()
             },
             .unary(
@@ -172,6 +173,7 @@ struct IntegrationAPI: RPCService {
         record.displayURL = settings.displayURL
         record.updatedAt = Date.nowMillis
         try await notifications.store.replaceIntegration(record)
+        notifications.dispatcher.forgetIntegration(record.id)
         return Self.proto(record)
     }
 

@@ -58,6 +58,7 @@ final class NotificationDispatcher: Service, Sendable {
     /// in memory (one dispatcher per process; a restart holds none, so a
     /// crash between sending and recording sends the row again).
     private let holding = Mutex<Set<Int64>>([])
+    private let integrations = Mutex<[String: (at: Date, record: IntegrationRecord, secrets: [String: String])]>([:])
     private let inFlight = Atomic<Int>(0)
     static let queueName = "outbox"
 
@@ -448,15 +449,7 @@ final class NotificationDispatcher: Service, Sendable {
         var integration: IntegrationRecord?
         var secrets: [String: String] = [:]
         if let id = subscription.integrationId {
-            guard let found = try await store.integration(id: id) else {
-                throw BrokenTarget(message: "integration \(id) no longer exists")
-            }
-            integration = found
-            do {
-                secrets = try vault.openIntegrationSecrets(found.sealed, orgId: found.orgId, integrationId: found.id)
-            } catch {
-                throw BrokenTarget(message: "the secrets of integration \(id) cannot be opened: \(error)")
-            }
+            (integration, secrets) = try await opened(integrationId: id)
         }
         switch channel {
         case .webhook:
@@ -476,6 +469,37 @@ final class NotificationDispatcher: Service, Sendable {
         case .inApp:
             return .inApp(userId: subscription.userId)
         }
+    }
+
+    /// An integration with its secrets opened, kept a few seconds (every
+    /// delivery through it needs them; the API forgets it on a change).
+    func opened(integrationId id: String) async throws -> (IntegrationRecord, [String: String]) {
+        let now = Date()
+        if let hit = integrations.withLock({ $0[id] }), now.timeIntervalSince(hit.at) < TemplateCache.lifetime {
+            return (hit.record, hit.secrets)
+        }
+        guard let found = try await store.integration(id: id) else {
+            throw BrokenTarget(message: "integration \(id) no longer exists")
+        }
+        // Without a master key now (a restart without it) the secrets may
+        // open later: retried. Damaged ones never will: refused.
+        guard vault.sealer != nil else { throw SecretError(vault.closedMessage) }
+        let secrets: [String: String]
+        do {
+            secrets = try vault.openIntegrationSecrets(found.sealed, orgId: found.orgId, integrationId: found.id)
+        } catch {
+            throw BrokenTarget(message: "the secrets of integration \(id) cannot be opened: \(error)")
+        }
+        integrations.withLock { cache in
+            if cache.count > 10_000 { cache = [:] }
+            cache[id] = (now, found, secrets)
+        }
+        return (found, secrets)
+    }
+
+    /// An integration changed or went: the next delivery reads it again.
+    func forgetIntegration(_ id: String) {
+        integrations.withLock { $0[id] = nil }
     }
 
     /// An email integration's settings as the SMTP client takes them.
