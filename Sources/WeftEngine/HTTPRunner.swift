@@ -1,4 +1,4 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -54,7 +54,7 @@ public struct HTTPRunner: TaskRunner {
 
     /// Redirects are never followed by the client: the runner follows them
     /// itself so the guard sees every hop.
-    static func configuration(pin: (host: String, address: IPAddress)?) -> HTTPClient.Configuration {
+    public static func configuration(pin: (host: String, address: IPAddress)?) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
         // The engine retries per the task's policy: a refused connection

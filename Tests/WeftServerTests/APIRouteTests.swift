@@ -110,3 +110,18 @@ struct APIRouteTests {
         #expect(count == paths.values.reduce(0) { $0 + $1.count })
     }
 }
+
+extension NotificationServices {
+    /// For route and shape tests: everything on one memory store, nothing
+    /// delivered.
+    static func inMemory(store: MemoryStore, metrics: WeftMetrics) -> NotificationServices {
+        let index = NotificationIndex()
+        let templates = TemplateCache(store: store)
+        let dispatcher = NotificationDispatcher(
+            store: store, executions: store, workflows: store,
+            vault: SecretVault(store: store, sealer: nil, audit: AuditLog(store: store, logger: Logger(label: "test"))),
+            index: index, settings: .init(), egress: EgressGuard(), feed: InAppFeed(),
+            metrics: NotificationMetrics(metrics: metrics), templates: templates, logger: Logger(label: "test"))
+        return NotificationServices(store: store, index: index, dispatcher: dispatcher, feed: dispatcher.feed, templates: templates)
+    }
+}

@@ -29,8 +29,9 @@ public struct TLSError: Error, CustomStringConvertible {
         description = "\(what)\(TLSError.opensslReason().map { ": \($0)" } ?? "")"
     }
 
-    /// Drains OpenSSL's error queue of this thread; the first reason.
-    static func opensslReason() -> String? {
+    /// Drains OpenSSL's error queue of this thread; the first reason (the
+    /// SMTP client's TLS uses it too).
+    public static func opensslReason() -> String? {
         var first: String?
         while true {
             let code = ERR_get_error()

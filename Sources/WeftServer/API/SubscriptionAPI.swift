@@ -1,6 +1,4 @@
 import Foundation
-import Logging
-import WeftObservability
 import SwiftProtobuf
 import WeftEngine
 import WeftProto
@@ -16,19 +14,6 @@ struct NotificationServices: Sendable {
     let dispatcher: NotificationDispatcher
     let feed: InAppFeed
     let templates: TemplateCache
-
-    /// For route and shape tests: everything on one memory store, nothing
-    /// delivered.
-    static func inMemory(store: MemoryStore, metrics: WeftMetrics) -> NotificationServices {
-        let index = NotificationIndex()
-        let templates = TemplateCache(store: store)
-        let dispatcher = NotificationDispatcher(
-            store: store, executions: store, workflows: store,
-            vault: SecretVault(store: store, sealer: nil, audit: AuditLog(store: store, logger: Logger(label: "test"))),
-            index: index, settings: .init(), egress: EgressGuard(), feed: InAppFeed(),
-            metrics: NotificationMetrics(metrics: metrics), templates: templates, logger: Logger(label: "test"))
-        return NotificationServices(store: store, index: index, dispatcher: dispatcher, feed: dispatcher.feed, templates: templates)
-    }
 }
 
 /// weft.v1.SubscriptionService: who is told about which events of a

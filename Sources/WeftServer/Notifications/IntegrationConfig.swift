@@ -97,10 +97,8 @@ struct IntegrationSettings: Sendable, Equatable {
         var display = ""
         switch kind {
         case .slack, .webhook:
-            guard !webhookURL.isEmpty || kind.secretFields.contains("webhookUrl") && secrets["webhookUrl"] != nil else {
-                throw APIError.required("webhook_url")
-            }
-            let url = secrets["webhookUrl"] ?? ""
+            // The request's URL, or on an update the stored one.
+            guard let url = secrets["webhookUrl"] else { throw APIError.required("webhook_url") }
             display = try checkURL(url, field: "webhook_url")
             if kind == .webhook {
                 guard let secret = secrets["signingSecret"] else {

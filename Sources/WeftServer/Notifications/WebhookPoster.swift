@@ -6,7 +6,9 @@ import Synchronization
 import WeftEngine
 
 /// POSTs JSON to webhook and Slack URLs, every connection through the
-/// egress guard (the address it checked is the one connected to).
+/// egress guard (the address it checked is the one connected to), with the
+/// client settings of `http` tasks (`HTTPRunner.configuration`: no
+/// redirects followed, no retried connects, a 10 s connect timeout).
 final class WebhookPoster: Sendable {
     let egress: EgressGuard
     /// Literal addresses and hosts allowed by name: pooled connections.
@@ -29,21 +31,10 @@ final class WebhookPoster: Sendable {
             if let client = pool.client { return client }
             // After shutdown (a test call during the drain) nothing new starts.
             guard !pool.closed else { throw WebhookURLError(message: "the server is shutting down") }
-            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: nil))
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPRunner.configuration(pin: nil))
             pool.client = made
             return made
         }
-    }
-
-    static func configuration(pin: (host: String, address: String)?) -> HTTPClient.Configuration {
-        // Receivers' redirects are not followed: a webhook URL is exact.
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(10)
-        configuration.tracing.tracer = nil
-        if let pin { configuration.dnsOverride = [pin.host: pin.address] }
-        return configuration
     }
 
     func shutdown() async {
@@ -68,7 +59,7 @@ final class WebhookPoster: Sendable {
         let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
         if let pinned = destination.pinned, !destination.isLiteral {
             let client = HTTPClient(
-                eventLoopGroupProvider: .singleton, configuration: Self.configuration(pin: (host, pinned.description)))
+                eventLoopGroupProvider: .singleton, configuration: HTTPRunner.configuration(pin: (host, pinned)))
             do {
                 let response = try await send(request, client: client, deadline: deadline)
                 try? await client.shutdown()

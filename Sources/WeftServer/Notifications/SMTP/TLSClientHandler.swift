@@ -1,5 +1,6 @@
 import COpenSSL
 import NIOCore
+import WeftRPC
 
 /// How a TLS client checks the server it talks to.
 struct TLSClientConfiguration: Sendable {
@@ -59,7 +60,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     init(configuration: TLSClientConfiguration, handshakePromise: EventLoopPromise<Established>?) throws {
-        _ = Self.opensslReason()  // a clean error queue
+        _ = TLSError.opensslReason()  // a clean error queue
         let context = try Self.makeContext(configuration)
         // The SSL takes its own reference to the context.
         defer { SSL_CTX_free(context) }
@@ -157,7 +158,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func handshake(context: ChannelHandlerContext) {
-        _ = Self.opensslReason()
+        _ = TLSError.opensslReason()
         let rc = SSL_do_handshake(ssl)
         if rc == 1 {
             state = .established
@@ -193,7 +194,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// OpenSSL's reason, with the certificate check's detail ("hostname
     /// mismatch", "self-signed certificate") when verification failed.
     private func handshakeFailureReason() -> String {
-        let reason = Self.opensslReason() ?? "TLS handshake failed"
+        let reason = TLSError.opensslReason() ?? "TLS handshake failed"
         let verifyResult = SSL_get_verify_result(ssl)
         guard verifyResult != X509_V_OK, let detail = X509_verify_cert_error_string(verifyResult) else { return reason }
         return "\(reason) (\(String(cString: detail)))"
@@ -230,7 +231,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         while state == .established {
             var buffer = context.channel.allocator.buffer(capacity: 16 * 1024)
             var rc: Int32 = 0
-            _ = Self.opensslReason()
+            _ = TLSError.opensslReason()
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { raw in
                 rc = SSL_read(ssl, raw.baseAddress, Int32(min(raw.count, Int(Int32.max))))
                 return max(0, Int(rc))
@@ -251,7 +252,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
                 return
             default:
-                let reason = Self.opensslReason() ?? "TLS read failed"
+                let reason = TLSError.opensslReason() ?? "TLS read failed"
                 state = .closed
                 writeRecords(context: context)
                 flushRecords(context: context)
@@ -276,7 +277,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .established:
             break
         }
-        _ = Self.opensslReason()
+        _ = TLSError.opensslReason()
         var failed = false
         buffer.withUnsafeReadableBytes { raw in
             var offset = 0
@@ -292,7 +293,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if failed {
             // OpenSSL cannot write any more: the connection is over.
-            let reason = Self.opensslReason() ?? "TLS write failed"
+            let reason = TLSError.opensslReason() ?? "TLS write failed"
             promise?.fail(TLSClientError(description: reason))
             state = .closed
             context.close(promise: nil)
@@ -376,23 +377,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private static func error(_ what: String) -> TLSClientError {
-        TLSClientError(description: "\(what)\(opensslReason().map { ": \($0)" } ?? "")")
-    }
-
-    /// Drains OpenSSL's error queue of this thread; the first reason.
-    /// (WeftRPC has the same for the server side, internal to that module.)
-    static func opensslReason() -> String? {
-        var first: String?
-        while true {
-            let code = ERR_get_error()
-            if code == 0 { break }
-            if first == nil {
-                var buffer = [CChar](repeating: 0, count: 256)
-                ERR_error_string_n(code, &buffer, buffer.count)
-                first = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            }
-        }
-        return first
+        TLSClientError(description: "\(what)\(TLSError.opensslReason().map { ": \($0)" } ?? "")")
     }
 }
 
