@@ -33,8 +33,9 @@ struct CommitPlanner {
         var lease: LeaseOperation?
         /// Lines an instant runner wrote, logged after its "started" line.
         var taskLines: [LogRecord] = []
-        /// Cost of the attempt whose outcome this is.
+        /// Cost of the attempt whose outcome this is, and its task.
         var attemptCost = ExecutionCost()
+        var attemptKey: String?
     }
 
     enum LeaseOperation {
@@ -71,6 +72,10 @@ struct CommitPlanner {
         let machine = state.machine
         var plan = Plan()
         plan.cost = request.attemptCost
+        // Each task's share of the cost rides on its first `.task` write of
+        // this unit (no extra row write); see `attachTaskCosts`.
+        var taskCosts: [String: Double] = [:]
+        if let key = request.attemptKey, !request.attemptCost.isZero { taskCosts[key, default: 0] += request.attemptCost.total }
         if let start = request.start {
             plan.isStart = true
             if start.create { plan.transitions.append(.create(start.record)) }
@@ -102,7 +107,11 @@ struct CommitPlanner {
                 let task = state.tasks[key]
                 if status == .retrying { plan.retried.append(task?.action ?? .other("?")) }
                 if status == .retrying || status == .failed { plan.taskEvents.append((key, status, attempt, error)) }
-                if status == .running { plan.cost += costRates.attemptStarted() }
+                if status == .running {
+                    let started = costRates.attemptStarted()
+                    plan.cost += started
+                    taskCosts[key, default: 0] += started.total
+                }
                 let line = Self.logLine(key: key, status: status, attempt: attempt, error: run?.error)
                 if let line {
                     plan.lines.append(LogRecord(
@@ -145,7 +154,9 @@ struct CommitPlanner {
             case .stop(let key, let attempt):
                 plan.stopped.append(AttemptID(executionId: executionId, taskKey: key, attempt: attempt))
                 if let started = state.startedAt[key] {
-                    plan.cost += costRates.attemptEnded(type: state.tasks[key]?.action, seconds: at.timeIntervalSince(started))
+                    let ended = costRates.attemptEnded(type: state.tasks[key]?.action, seconds: at.timeIntervalSince(started))
+                    plan.cost += ended
+                    taskCosts[key, default: 0] += ended.total
                 }
             case .finished(let status, let error):
                 plan.transitions.append(.execution(id: executionId, status: status, at: at, error: error))
@@ -153,12 +164,32 @@ struct CommitPlanner {
             }
         }
         if !plan.cost.isZero { plan.transitions.append(.cost(executionId: executionId, plan.cost)) }
+        Self.attachTaskCosts(taskCosts, executionId: executionId, to: &plan.transitions)
         switch request.lease {
         case .complete(let held)?: plan.transitions.append(.completeLease(id: held.id, token: held.token))
         case .release(let held, let readyAt)?: plan.transitions.append(.releaseLease(id: held.id, token: held.token, readyAt: readyAt))
         case nil: break
         }
         return plan
+    }
+
+    /// Puts each task's dollars on the unit's first `.task` write of that
+    /// task, or in a `.taskCost` of its own when the unit has none.
+    static func attachTaskCosts(_ costs: [String: Double], executionId: String, to transitions: inout [ExecutionTransition]) {
+        var left = costs.filter { $0.value != 0 }
+        guard !left.isEmpty else { return }
+        for index in transitions.indices {
+            guard case .task(let id, let key, let status, let attempt, let at, let output, let error, let cost) = transitions[index],
+                let add = left.removeValue(forKey: key)
+            else { continue }
+            transitions[index] = .task(
+                executionId: id, taskKey: key, status: status, attempt: attempt, at: at, output: output, error: error,
+                cost: cost + add)
+            if left.isEmpty { return }
+        }
+        for (key, dollars) in left.sorted(by: { $0.key < $1.key }) {
+            transitions.append(.taskCost(executionId: executionId, taskKey: key, dollars: dollars))
+        }
     }
 
     /// The log line of a task state change (none for Queued: it is implied).

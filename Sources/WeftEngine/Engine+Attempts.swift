@@ -318,7 +318,10 @@ extension Engine {
             // is still charged.
             let sent = costRates.attemptEnded(type: type, seconds: 0, usage: usage)
             if !sent.isZero {
-                try? await commit([.cost(executionId: id.executionId, sent)])
+                try? await commit([
+                    .cost(executionId: id.executionId, sent),
+                    .taskCost(executionId: id.executionId, taskKey: id.taskKey, dollars: sent.total),
+                ])
                 metrics?.costAccrued(workflow: state.workflowName, sent)
             }
             try await discard(lease)
@@ -332,7 +335,7 @@ extension Engine {
         }
         try await carryOut(
             deferred + effects, executionId: id.executionId, at: at, state: state, lease: .complete(lease),
-            taskLines: lines, cost: cost, slot: slot)
+            taskLines: lines, cost: cost, costKey: id.taskKey, slot: slot)
         return true
     }
 

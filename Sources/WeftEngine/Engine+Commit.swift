@@ -41,7 +41,8 @@ extension Engine {
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date,
         start: (record: ExecutionRecord, create: Bool)? = nil, state given: ExecutionState? = nil,
         lease: CommitPlanner.LeaseOperation? = nil, taskLines: [LogRecord] = [],
-        cost attemptCost: ExecutionCost = ExecutionCost(), slot: Slot? = nil, alongside: [ExecutionTransition] = []
+        cost attemptCost: ExecutionCost = ExecutionCost(), costKey: String? = nil, slot: Slot? = nil,
+        alongside: [ExecutionTransition] = []
     ) async throws {
         guard !effects.isEmpty || start != nil || lease != nil else { return }
         if let given { cache[executionId] = given.machine.status == .running ? given : nil }
@@ -52,7 +53,7 @@ extension Engine {
         var plan = planner.plan(
             CommitPlanner.Request(
                 executionId: executionId, at: at, effects: effects, start: start, lease: lease, taskLines: taskLines,
-                attemptCost: attemptCost),
+                attemptCost: attemptCost, attemptKey: costKey),
             state: state)
         for id in plan.stopped {
             attempts.stop(id)

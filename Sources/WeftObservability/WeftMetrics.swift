@@ -113,6 +113,13 @@ public enum MetricNames {
     // Cost (Step 4), in US dollars.
     public static let executionCost = "weft_execution_cost_dollars"
     public static let cost = "weft_cost_dollars_total"
+    public static let taskFailures = "weft_task_failures_total"
+    public static let budgetLimit = "weft_budget_limit_dollars"
+    public static let budgetSpend = "weft_budget_spend_dollars"
+    public static let budgetForecast = "weft_budget_forecast_dollars"
+    public static let analyticsQueryDuration = "weft_analytics_query_duration_seconds"
+    public static let rollupExecutions = "weft_rollup_executions_total"
+    public static let executionsPurged = "weft_executions_purged_total"
     // The tracing pipeline (Step 4).
     public static let traceSpansDropped = "weft_trace_spans_dropped_total"
     public static let traceExportFailures = "weft_trace_export_failures_total"

@@ -8,9 +8,16 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Execution statistics of one workflow and system-wide trends.
+/// Execution statistics of one workflow, system-wide trends, insights
+/// (predictions with the numbers behind them) and monthly cost budgets.
 ///
-/// REST: GET /workflows/{workflowId}/stats, GET /analytics/workflow-executions.
+/// Every figure is read from rollups the store keeps as executions finish
+/// (docs/ANALYTICS.md says how each is computed). Durations are exact to
+/// within `duration_error_bound` (relative) when they come from histograms.
+///
+/// REST: GET /workflows/{workflowId}/stats, GET /analytics/workflow-executions,
+/// GET /workflows/{workflowId}/insights, GET /executions/{executionId}/prediction,
+/// GET|PUT|DELETE /workflows/{workflowId}/budget, GET|PUT|DELETE /organizations/{orgId}/budget.
 
 import SwiftProtobuf
 
@@ -31,29 +38,512 @@ public nonisolated struct Weft_V1_GetWorkflowStatsRequest: Sendable {
 
   public var workflowID: String = String()
 
+  /// "hour", "day", "week" or "month" (30 days) back from now; default "week".
+  /// Ignored when `from` is set.
+  public var window: String = String()
+
+  /// An explicit window [from, to) (to defaults to now). Windows are widened
+  /// to whole UTC hours (the rollups' grain); the answer says the window used.
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  /// Only this version (0: all).
+  public var version: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-public nonisolated struct Weft_V1_WorkflowStats: Sendable {
+public nonisolated struct Weft_V1_WorkflowStats: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var workflowID: String = String()
+  public var workflowID: String {
+    get {_storage._workflowID}
+    set {_uniqueStorage()._workflowID = newValue}
+  }
 
-  public var totalExecutions: Int64 = 0
+  /// Finished executions that started in the window, plus `running`.
+  public var totalExecutions: Int64 {
+    get {_storage._totalExecutions}
+    set {_uniqueStorage()._totalExecutions = newValue}
+  }
 
-  public var running: Int64 = 0
+  /// Pending or running now (not limited to the window).
+  public var running: Int64 {
+    get {_storage._running}
+    set {_uniqueStorage()._running = newValue}
+  }
+
+  public var completed: Int64 {
+    get {_storage._completed}
+    set {_uniqueStorage()._completed = newValue}
+  }
+
+  public var failed: Int64 {
+    get {_storage._failed}
+    set {_uniqueStorage()._failed = newValue}
+  }
+
+  public var cancelled: Int64 {
+    get {_storage._cancelled}
+    set {_uniqueStorage()._cancelled = newValue}
+  }
+
+  /// completed / finished, 0 to 1 (0 when nothing finished).
+  public var successRate: Double {
+    get {_storage._successRate}
+    set {_uniqueStorage()._successRate = newValue}
+  }
+
+  public var p50Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p50Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p50Duration = newValue}
+  }
+  /// Returns true if `p50Duration` has been explicitly set.
+  public var hasP50Duration: Bool {_storage._p50Duration != nil}
+  /// Clears the value of `p50Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP50Duration() {_uniqueStorage()._p50Duration = nil}
+
+  public var p95Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p95Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p95Duration = newValue}
+  }
+  /// Returns true if `p95Duration` has been explicitly set.
+  public var hasP95Duration: Bool {_storage._p95Duration != nil}
+  /// Clears the value of `p95Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP95Duration() {_uniqueStorage()._p95Duration = nil}
+
+  public var p99Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p99Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p99Duration = newValue}
+  }
+  /// Returns true if `p99Duration` has been explicitly set.
+  public var hasP99Duration: Bool {_storage._p99Duration != nil}
+  /// Clears the value of `p99Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP99Duration() {_uniqueStorage()._p99Duration = nil}
+
+  /// When the last execution in the window finished.
+  public var lastExecutionAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._lastExecutionAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastExecutionAt = newValue}
+  }
+  /// Returns true if `lastExecutionAt` has been explicitly set.
+  public var hasLastExecutionAt: Bool {_storage._lastExecutionAt != nil}
+  /// Clears the value of `lastExecutionAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastExecutionAt() {_uniqueStorage()._lastExecutionAt = nil}
+
+  /// Total cost in US dollars of the window's finished executions.
+  public var totalCost: Double {
+    get {_storage._totalCost}
+    set {_uniqueStorage()._totalCost = newValue}
+  }
+
+  public var timedOut: Int64 {
+    get {_storage._timedOut}
+    set {_uniqueStorage()._timedOut = newValue}
+  }
+
+  public var finished: Int64 {
+    get {_storage._finished}
+    set {_uniqueStorage()._finished = newValue}
+  }
+
+  /// The window the figures cover (whole UTC hours).
+  public var windowStart: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._windowStart ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._windowStart = newValue}
+  }
+  /// Returns true if `windowStart` has been explicitly set.
+  public var hasWindowStart: Bool {_storage._windowStart != nil}
+  /// Clears the value of `windowStart`. Subsequent reads from it will return its default value.
+  public mutating func clearWindowStart() {_uniqueStorage()._windowStart = nil}
+
+  public var windowEnd: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._windowEnd ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._windowEnd = newValue}
+  }
+  /// Returns true if `windowEnd` has been explicitly set.
+  public var hasWindowEnd: Bool {_storage._windowEnd != nil}
+  /// Clears the value of `windowEnd`. Subsequent reads from it will return its default value.
+  public mutating func clearWindowEnd() {_uniqueStorage()._windowEnd = nil}
+
+  /// Finished executions by trigger (manual, api, schedule, webhook, event).
+  public var byTrigger: Dictionary<String,Int64> {
+    get {_storage._byTrigger}
+    set {_uniqueStorage()._byTrigger = newValue}
+  }
+
+  public var maxDuration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._maxDuration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._maxDuration = newValue}
+  }
+  /// Returns true if `maxDuration` has been explicitly set.
+  public var hasMaxDuration: Bool {_storage._maxDuration != nil}
+  /// Clears the value of `maxDuration`. Subsequent reads from it will return its default value.
+  public mutating func clearMaxDuration() {_uniqueStorage()._maxDuration = nil}
+
+  public var meanDuration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._meanDuration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._meanDuration = newValue}
+  }
+  /// Returns true if `meanDuration` has been explicitly set.
+  public var hasMeanDuration: Bool {_storage._meanDuration != nil}
+  /// Clears the value of `meanDuration`. Subsequent reads from it will return its default value.
+  public mutating func clearMeanDuration() {_uniqueStorage()._meanDuration = nil}
+
+  /// Percentiles are within this relative error of the true value
+  /// (0 when exact); see docs/ANALYTICS.md.
+  public var durationErrorBound: Double {
+    get {_storage._durationErrorBound}
+    set {_uniqueStorage()._durationErrorBound = newValue}
+  }
+
+  /// Time the critical path of an execution waited for a worker.
+  public var p50QueueWait: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p50QueueWait ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p50QueueWait = newValue}
+  }
+  /// Returns true if `p50QueueWait` has been explicitly set.
+  public var hasP50QueueWait: Bool {_storage._p50QueueWait != nil}
+  /// Clears the value of `p50QueueWait`. Subsequent reads from it will return its default value.
+  public mutating func clearP50QueueWait() {_uniqueStorage()._p50QueueWait = nil}
+
+  public var p95QueueWait: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p95QueueWait ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p95QueueWait = newValue}
+  }
+  /// Returns true if `p95QueueWait` has been explicitly set.
+  public var hasP95QueueWait: Bool {_storage._p95QueueWait != nil}
+  /// Clears the value of `p95QueueWait`. Subsequent reads from it will return its default value.
+  public mutating func clearP95QueueWait() {_uniqueStorage()._p95QueueWait = nil}
+
+  public var p99QueueWait: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p99QueueWait ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p99QueueWait = newValue}
+  }
+  /// Returns true if `p99QueueWait` has been explicitly set.
+  public var hasP99QueueWait: Bool {_storage._p99QueueWait != nil}
+  /// Clears the value of `p99QueueWait`. Subsequent reads from it will return its default value.
+  public mutating func clearP99QueueWait() {_uniqueStorage()._p99QueueWait = nil}
+
+  /// Finished executions in which some task needed more than one attempt.
+  public var retryRate: Double {
+    get {_storage._retryRate}
+    set {_uniqueStorage()._retryRate = newValue}
+  }
+
+  public var averageCost: Double {
+    get {_storage._averageCost}
+    set {_uniqueStorage()._averageCost = newValue}
+  }
+
+  public var p95Cost: Double {
+    get {_storage._p95Cost}
+    set {_uniqueStorage()._p95Cost = newValue}
+  }
+
+  public var maxCost: Double {
+    get {_storage._maxCost}
+    set {_uniqueStorage()._maxCost = newValue}
+  }
+
+  public var tasks: [Weft_V1_TaskStats] {
+    get {_storage._tasks}
+    set {_uniqueStorage()._tasks = newValue}
+  }
+
+  /// Task keys, slowest (p95) first, at most 5.
+  public var slowestTasks: [String] {
+    get {_storage._slowestTasks}
+    set {_uniqueStorage()._slowestTasks = newValue}
+  }
+
+  /// Task keys with failures, highest failure rate first, at most 5.
+  public var mostFailingTasks: [String] {
+    get {_storage._mostFailingTasks}
+    set {_uniqueStorage()._mostFailingTasks = newValue}
+  }
+
+  /// Per workflow version, newest first.
+  public var versions: [Weft_V1_VersionStats] {
+    get {_storage._versions}
+    set {_uniqueStorage()._versions = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Weft_V1_TaskStats: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskKey: String {
+    get {_storage._taskKey}
+    set {_uniqueStorage()._taskKey = newValue}
+  }
+
+  /// Task runs that ended (completed or failed) in finished executions.
+  public var runs: Int64 {
+    get {_storage._runs}
+    set {_uniqueStorage()._runs = newValue}
+  }
+
+  public var failed: Int64 {
+    get {_storage._failed}
+    set {_uniqueStorage()._failed = newValue}
+  }
+
+  public var failureRate: Double {
+    get {_storage._failureRate}
+    set {_uniqueStorage()._failureRate = newValue}
+  }
+
+  /// Runs that needed more than one attempt.
+  public var retried: Int64 {
+    get {_storage._retried}
+    set {_uniqueStorage()._retried = newValue}
+  }
+
+  /// Runs that completed, but only after a retry.
+  public var flaky: Int64 {
+    get {_storage._flaky}
+    set {_uniqueStorage()._flaky = newValue}
+  }
+
+  public var attempts: Int64 {
+    get {_storage._attempts}
+    set {_uniqueStorage()._attempts = newValue}
+  }
+
+  /// First start to end, retries and backoffs included.
+  public var p50Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p50Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p50Duration = newValue}
+  }
+  /// Returns true if `p50Duration` has been explicitly set.
+  public var hasP50Duration: Bool {_storage._p50Duration != nil}
+  /// Clears the value of `p50Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP50Duration() {_uniqueStorage()._p50Duration = nil}
+
+  public var p95Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p95Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p95Duration = newValue}
+  }
+  /// Returns true if `p95Duration` has been explicitly set.
+  public var hasP95Duration: Bool {_storage._p95Duration != nil}
+  /// Clears the value of `p95Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP95Duration() {_uniqueStorage()._p95Duration = nil}
+
+  public var p99Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._p99Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._p99Duration = newValue}
+  }
+  /// Returns true if `p99Duration` has been explicitly set.
+  public var hasP99Duration: Bool {_storage._p99Duration != nil}
+  /// Clears the value of `p99Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP99Duration() {_uniqueStorage()._p99Duration = nil}
+
+  public var maxDuration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._maxDuration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._maxDuration = newValue}
+  }
+  /// Returns true if `maxDuration` has been explicitly set.
+  public var hasMaxDuration: Bool {_storage._maxDuration != nil}
+  /// Clears the value of `maxDuration`. Subsequent reads from it will return its default value.
+  public mutating func clearMaxDuration() {_uniqueStorage()._maxDuration = nil}
+
+  public var cost: Double {
+    get {_storage._cost}
+    set {_uniqueStorage()._cost = newValue}
+  }
+
+  /// This task's part of the cost of all tasks, 0 to 1.
+  public var costShare: Double {
+    get {_storage._costShare}
+    set {_uniqueStorage()._costShare = newValue}
+  }
+
+  /// Executions in which it was on the critical path, and the mean time it
+  /// added there.
+  public var criticalPathRuns: Int64 {
+    get {_storage._criticalPathRuns}
+    set {_uniqueStorage()._criticalPathRuns = newValue}
+  }
+
+  public var meanCriticalContribution: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._meanCriticalContribution ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._meanCriticalContribution = newValue}
+  }
+  /// Returns true if `meanCriticalContribution` has been explicitly set.
+  public var hasMeanCriticalContribution: Bool {_storage._meanCriticalContribution != nil}
+  /// Clears the value of `meanCriticalContribution`. Subsequent reads from it will return its default value.
+  public mutating func clearMeanCriticalContribution() {_uniqueStorage()._meanCriticalContribution = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Weft_V1_VersionStats: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var version: Int32 = 0
+
+  public var finished: Int64 = 0
 
   public var completed: Int64 = 0
 
   public var failed: Int64 = 0
 
+  public var successRate: Double = 0
+
+  public var p50Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_p50Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_p50Duration = newValue}
+  }
+  /// Returns true if `p50Duration` has been explicitly set.
+  public var hasP50Duration: Bool {self._p50Duration != nil}
+  /// Clears the value of `p50Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP50Duration() {self._p50Duration = nil}
+
+  public var p95Duration: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_p95Duration ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_p95Duration = newValue}
+  }
+  /// Returns true if `p95Duration` has been explicitly set.
+  public var hasP95Duration: Bool {self._p95Duration != nil}
+  /// Clears the value of `p95Duration`. Subsequent reads from it will return its default value.
+  public mutating func clearP95Duration() {self._p95Duration = nil}
+
+  public var averageCost: Double = 0
+
+  public var firstStarted: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_firstStarted ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_firstStarted = newValue}
+  }
+  /// Returns true if `firstStarted` has been explicitly set.
+  public var hasFirstStarted: Bool {self._firstStarted != nil}
+  /// Clears the value of `firstStarted`. Subsequent reads from it will return its default value.
+  public mutating func clearFirstStarted() {self._firstStarted = nil}
+
+  public var lastFinished: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastFinished ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastFinished = newValue}
+  }
+  /// Returns true if `lastFinished` has been explicitly set.
+  public var hasLastFinished: Bool {self._lastFinished != nil}
+  /// Clears the value of `lastFinished`. Subsequent reads from it will return its default value.
+  public mutating func clearLastFinished() {self._lastFinished = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _p50Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _p95Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _firstStarted: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastFinished: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_GetExecutionTrendsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only executions started at or after this time (default: 400 days back).
+  public var since: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_since ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_since = newValue}
+  }
+  /// Returns true if `since` has been explicitly set.
+  public var hasSince: Bool {self._since != nil}
+  /// Clears the value of `since`. Subsequent reads from it will return its default value.
+  public mutating func clearSince() {self._since = nil}
+
+  /// And before this time (default: now).
+  public var until: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_until ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_until = newValue}
+  }
+  /// Returns true if `until` has been explicitly set.
+  public var hasUntil: Bool {self._until != nil}
+  /// Clears the value of `until`. Subsequent reads from it will return its default value.
+  public mutating func clearUntil() {self._until = nil}
+
+  /// IANA time zone of the periods ("Europe/Berlin"; default "UTC").
+  public var timeZone: String = String()
+
+  /// An organization's trends, for its admins: every workflow of it. Empty:
+  /// the workflows the caller owns or collaborates on.
+  public var orgID: String = String()
+
+  /// Filters.
+  public var workflowID: String = String()
+
+  public var trigger: String = String()
+
+  public var status: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _until: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_TrendPoint: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "2026-11-27" (daily), "2026-11" (monthly) or "2026" (yearly), in the
+  /// request's time zone.
+  public var period: String = String()
+
+  /// Finished executions that started in the period.
+  public var started: Int64 = 0
+
+  public var completed: Int64 = 0
+
+  public var failed: Int64 = 0
+
+  public var cost: Double = 0
+
   public var cancelled: Int64 = 0
 
-  /// completed / finished, 0 to 1.
+  public var timedOut: Int64 = 0
+
   public var successRate: Double = 0
 
   public var p50Duration: SwiftProtobuf.Google_Protobuf_Duration {
@@ -83,17 +573,15 @@ public nonisolated struct Weft_V1_WorkflowStats: Sendable {
   /// Clears the value of `p99Duration`. Subsequent reads from it will return its default value.
   public mutating func clearP99Duration() {self._p99Duration = nil}
 
-  public var lastExecutionAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_lastExecutionAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_lastExecutionAt = newValue}
+  /// The period's first instant.
+  public var start: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_start ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_start = newValue}
   }
-  /// Returns true if `lastExecutionAt` has been explicitly set.
-  public var hasLastExecutionAt: Bool {self._lastExecutionAt != nil}
-  /// Clears the value of `lastExecutionAt`. Subsequent reads from it will return its default value.
-  public mutating func clearLastExecutionAt() {self._lastExecutionAt = nil}
-
-  /// Total cost units of its executions.
-  public var totalCost: Double = 0
+  /// Returns true if `start` has been explicitly set.
+  public var hasStart: Bool {self._start != nil}
+  /// Clears the value of `start`. Subsequent reads from it will return its default value.
+  public mutating func clearStart() {self._start = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -102,50 +590,7 @@ public nonisolated struct Weft_V1_WorkflowStats: Sendable {
   fileprivate var _p50Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
   fileprivate var _p95Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
   fileprivate var _p99Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
-  fileprivate var _lastExecutionAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-}
-
-public nonisolated struct Weft_V1_GetExecutionTrendsRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  /// Only executions started at or after this time (default: all).
-  public var since: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_since ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_since = newValue}
-  }
-  /// Returns true if `since` has been explicitly set.
-  public var hasSince: Bool {self._since != nil}
-  /// Clears the value of `since`. Subsequent reads from it will return its default value.
-  public mutating func clearSince() {self._since = nil}
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-
-  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-}
-
-public nonisolated struct Weft_V1_TrendPoint: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  /// "2026-11-27" (daily), "2026-11" (monthly) or "2026" (yearly), UTC.
-  public var period: String = String()
-
-  public var started: Int64 = 0
-
-  public var completed: Int64 = 0
-
-  public var failed: Int64 = 0
-
-  public var cost: Double = 0
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
+  fileprivate var _start: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Weft_V1_ExecutionTrends: Sendable {
@@ -159,9 +604,585 @@ public nonisolated struct Weft_V1_ExecutionTrends: Sendable {
 
   public var yearly: [Weft_V1_TrendPoint] = []
 
+  public var timeZone: String = String()
+
+  /// "organization:<id>" or "visible" (the caller's workflows).
+  public var scope: String = String()
+
+  /// Workflows the figures cover.
+  public var workflows: Int64 = 0
+
+  public var durationErrorBound: Double = 0
+
+  /// True when the zone's offset is not whole hours: periods then start at
+  /// the UTC hour holding local midnight (up to 45 minutes off).
+  public var hourAligned: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct Weft_V1_GetWorkflowInsightsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  /// The history insights learn from, back from now: "week" or "month"
+  /// (default, 30 days).
+  public var window: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A duration the next run is expected to take: the median of the history,
+/// with an interval from its order statistics.
+public nonisolated struct Weft_V1_DurationPrediction: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var predicted: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_predicted ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_predicted = newValue}
+  }
+  /// Returns true if `predicted` has been explicitly set.
+  public var hasPredicted: Bool {self._predicted != nil}
+  /// Clears the value of `predicted`. Subsequent reads from it will return its default value.
+  public mutating func clearPredicted() {self._predicted = nil}
+
+  public var low: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_low ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_low = newValue}
+  }
+  /// Returns true if `low` has been explicitly set.
+  public var hasLow: Bool {self._low != nil}
+  /// Clears the value of `low`. Subsequent reads from it will return its default value.
+  public mutating func clearLow() {self._low = nil}
+
+  public var high: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_high ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_high = newValue}
+  }
+  /// Returns true if `high` has been explicitly set.
+  public var hasHigh: Bool {self._high != nil}
+  /// Clears the value of `high`. Subsequent reads from it will return its default value.
+  public mutating func clearHigh() {self._high = nil}
+
+  /// The chance that a run like the history's falls in [low, high]:
+  /// (k - j) / (n + 1) for order statistics j and k of n runs.
+  public var confidence: Double = 0
+
+  public var sampleSize: Int64 = 0
+
+  public var mean: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_mean ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_mean = newValue}
+  }
+  /// Returns true if `mean` has been explicitly set.
+  public var hasMean: Bool {self._mean != nil}
+  /// Clears the value of `mean`. Subsequent reads from it will return its default value.
+  public mutating func clearMean() {self._mean = nil}
+
+  public var standardDeviation: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_standardDeviation ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_standardDeviation = newValue}
+  }
+  /// Returns true if `standardDeviation` has been explicitly set.
+  public var hasStandardDeviation: Bool {self._standardDeviation != nil}
+  /// Clears the value of `standardDeviation`. Subsequent reads from it will return its default value.
+  public mutating func clearStandardDeviation() {self._standardDeviation = nil}
+
+  public var explanation: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _predicted: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _low: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _high: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _mean: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _standardDeviation: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+public nonisolated struct Weft_V1_Bottleneck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskKey: String = String()
+
+  /// Mean time it added to the critical path, over all finished executions.
+  public var meanContribution: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_meanContribution ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_meanContribution = newValue}
+  }
+  /// Returns true if `meanContribution` has been explicitly set.
+  public var hasMeanContribution: Bool {self._meanContribution != nil}
+  /// Clears the value of `meanContribution`. Subsequent reads from it will return its default value.
+  public mutating func clearMeanContribution() {self._meanContribution = nil}
+
+  /// mean_contribution / mean execution duration.
+  public var shareOfDuration: Double = 0
+
+  /// Fraction of executions in which it was on the critical path.
+  public var onCriticalPath: Double = 0
+
+  public var sampleSize: Int64 = 0
+
+  public var explanation: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _meanContribution: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+public nonisolated struct Weft_V1_ErrorCount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var message: String = String()
+
+  public var count: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_FlakyTask: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskKey: String = String()
+
+  public var runs: Int64 = 0
+
+  /// Runs that completed only after a retry.
+  public var flakyRuns: Int64 = 0
+
+  public var flakyRate: Double = 0
+
+  /// The last error of its retried runs, most frequent first.
+  public var errors: [Weft_V1_ErrorCount] = []
+
+  /// 1 - the upper bound of a 95% Wilson interval (what would be flaky
+  /// by chance is filtered out below 0.95).
+  public var confidence: Double = 0
+
+  public var explanation: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_TaskSuggestion: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskKey: String = String()
+
+  /// The definition's timeout (0: none) and the suggestion.
+  public var currentTimeout: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_currentTimeout ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_currentTimeout = newValue}
+  }
+  /// Returns true if `currentTimeout` has been explicitly set.
+  public var hasCurrentTimeout: Bool {self._currentTimeout != nil}
+  /// Clears the value of `currentTimeout`. Subsequent reads from it will return its default value.
+  public mutating func clearCurrentTimeout() {self._currentTimeout = nil}
+
+  public var suggestedTimeout: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_suggestedTimeout ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_suggestedTimeout = newValue}
+  }
+  /// Returns true if `suggestedTimeout` has been explicitly set.
+  public var hasSuggestedTimeout: Bool {self._suggestedTimeout != nil}
+  /// Clears the value of `suggestedTimeout`. Subsequent reads from it will return its default value.
+  public mutating func clearSuggestedTimeout() {self._suggestedTimeout = nil}
+
+  public var observedP99: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_observedP99 ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_observedP99 = newValue}
+  }
+  /// Returns true if `observedP99` has been explicitly set.
+  public var hasObservedP99: Bool {self._observedP99 != nil}
+  /// Clears the value of `observedP99`. Subsequent reads from it will return its default value.
+  public mutating func clearObservedP99() {self._observedP99 = nil}
+
+  public var observedMax: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_observedMax ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_observedMax = newValue}
+  }
+  /// Returns true if `observedMax` has been explicitly set.
+  public var hasObservedMax: Bool {self._observedMax != nil}
+  /// Clears the value of `observedMax`. Subsequent reads from it will return its default value.
+  public mutating func clearObservedMax() {self._observedMax = nil}
+
+  public var currentMaxAttempts: Int32 = 0
+
+  public var suggestedMaxAttempts: Int32 = 0
+
+  /// Failed attempts / attempts.
+  public var attemptFailureRate: Double = 0
+
+  public var sampleSize: Int64 = 0
+
+  public var explanation: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _currentTimeout: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _suggestedTimeout: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _observedP99: SwiftProtobuf.Google_Protobuf_Duration? = nil
+  fileprivate var _observedMax: SwiftProtobuf.Google_Protobuf_Duration? = nil
+}
+
+public nonisolated struct Weft_V1_Anomaly: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "slow_run", "costly_run" or "success_rate_drop".
+  public var kind: String = String()
+
+  public var executionID: String = String()
+
+  public var version: Int32 = 0
+
+  public var observed: Double = 0
+
+  public var expected: Double = 0
+
+  /// Standard scores (runs) or the z of a two-proportion test (versions).
+  public var score: Double = 0
+
+  public var confidence: Double = 0
+
+  public var explanation: String = String()
+
+  public var at: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_at ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_at = newValue}
+  }
+  /// Returns true if `at` has been explicitly set.
+  public var hasAt: Bool {self._at != nil}
+  /// Clears the value of `at`. Subsequent reads from it will return its default value.
+  public mutating func clearAt() {self._at = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _at: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_WorkflowInsights: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String {
+    get {_storage._workflowID}
+    set {_uniqueStorage()._workflowID = newValue}
+  }
+
+  public var generatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._generatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._generatedAt = newValue}
+  }
+  /// Returns true if `generatedAt` has been explicitly set.
+  public var hasGeneratedAt: Bool {_storage._generatedAt != nil}
+  /// Clears the value of `generatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearGeneratedAt() {_uniqueStorage()._generatedAt = nil}
+
+  public var windowStart: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._windowStart ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._windowStart = newValue}
+  }
+  /// Returns true if `windowStart` has been explicitly set.
+  public var hasWindowStart: Bool {_storage._windowStart != nil}
+  /// Clears the value of `windowStart`. Subsequent reads from it will return its default value.
+  public mutating func clearWindowStart() {_uniqueStorage()._windowStart = nil}
+
+  public var windowEnd: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._windowEnd ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._windowEnd = newValue}
+  }
+  /// Returns true if `windowEnd` has been explicitly set.
+  public var hasWindowEnd: Bool {_storage._windowEnd != nil}
+  /// Clears the value of `windowEnd`. Subsequent reads from it will return its default value.
+  public mutating func clearWindowEnd() {_uniqueStorage()._windowEnd = nil}
+
+  public var nextRun: Weft_V1_DurationPrediction {
+    get {_storage._nextRun ?? Weft_V1_DurationPrediction()}
+    set {_uniqueStorage()._nextRun = newValue}
+  }
+  /// Returns true if `nextRun` has been explicitly set.
+  public var hasNextRun: Bool {_storage._nextRun != nil}
+  /// Clears the value of `nextRun`. Subsequent reads from it will return its default value.
+  public mutating func clearNextRun() {_uniqueStorage()._nextRun = nil}
+
+  public var bottleneck: Weft_V1_Bottleneck {
+    get {_storage._bottleneck ?? Weft_V1_Bottleneck()}
+    set {_uniqueStorage()._bottleneck = newValue}
+  }
+  /// Returns true if `bottleneck` has been explicitly set.
+  public var hasBottleneck: Bool {_storage._bottleneck != nil}
+  /// Clears the value of `bottleneck`. Subsequent reads from it will return its default value.
+  public mutating func clearBottleneck() {_uniqueStorage()._bottleneck = nil}
+
+  public var flakyTasks: [Weft_V1_FlakyTask] {
+    get {_storage._flakyTasks}
+    set {_uniqueStorage()._flakyTasks = newValue}
+  }
+
+  public var suggestions: [Weft_V1_TaskSuggestion] {
+    get {_storage._suggestions}
+    set {_uniqueStorage()._suggestions = newValue}
+  }
+
+  public var anomalies: [Weft_V1_Anomaly] {
+    get {_storage._anomalies}
+    set {_uniqueStorage()._anomalies = newValue}
+  }
+
+  /// The workflow's budget, when it has one.
+  public var budget: Weft_V1_Budget {
+    get {_storage._budget ?? Weft_V1_Budget()}
+    set {_uniqueStorage()._budget = newValue}
+  }
+  /// Returns true if `budget` has been explicitly set.
+  public var hasBudget: Bool {_storage._budget != nil}
+  /// Clears the value of `budget`. Subsequent reads from it will return its default value.
+  public mutating func clearBudget() {_uniqueStorage()._budget = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Weft_V1_PredictExecutionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var executionID: String = String()
+
+  /// The deadline whose risk is wanted (default: the execution's start plus
+  /// the workflow's timeout, when it has one).
+  public var deadline: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_deadline ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_deadline = newValue}
+  }
+  /// Returns true if `deadline` has been explicitly set.
+  public var hasDeadline: Bool {self._deadline != nil}
+  /// Clears the value of `deadline`. Subsequent reads from it will return its default value.
+  public mutating func clearDeadline() {self._deadline = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _deadline: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_ExecutionPrediction: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var executionID: String {
+    get {_storage._executionID}
+    set {_uniqueStorage()._executionID = newValue}
+  }
+
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var startedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._startedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._startedAt = newValue}
+  }
+  /// Returns true if `startedAt` has been explicitly set.
+  public var hasStartedAt: Bool {_storage._startedAt != nil}
+  /// Clears the value of `startedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearStartedAt() {_uniqueStorage()._startedAt = nil}
+
+  public var elapsed: SwiftProtobuf.Google_Protobuf_Duration {
+    get {_storage._elapsed ?? SwiftProtobuf.Google_Protobuf_Duration()}
+    set {_uniqueStorage()._elapsed = newValue}
+  }
+  /// Returns true if `elapsed` has been explicitly set.
+  public var hasElapsed: Bool {_storage._elapsed != nil}
+  /// Clears the value of `elapsed`. Subsequent reads from it will return its default value.
+  public mutating func clearElapsed() {_uniqueStorage()._elapsed = nil}
+
+  /// From runs of its workflow version that took longer than `elapsed`.
+  public var predictedFinish: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._predictedFinish ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._predictedFinish = newValue}
+  }
+  /// Returns true if `predictedFinish` has been explicitly set.
+  public var hasPredictedFinish: Bool {_storage._predictedFinish != nil}
+  /// Clears the value of `predictedFinish`. Subsequent reads from it will return its default value.
+  public mutating func clearPredictedFinish() {_uniqueStorage()._predictedFinish = nil}
+
+  public var finishLow: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._finishLow ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._finishLow = newValue}
+  }
+  /// Returns true if `finishLow` has been explicitly set.
+  public var hasFinishLow: Bool {_storage._finishLow != nil}
+  /// Clears the value of `finishLow`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishLow() {_uniqueStorage()._finishLow = nil}
+
+  public var finishHigh: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._finishHigh ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._finishHigh = newValue}
+  }
+  /// Returns true if `finishHigh` has been explicitly set.
+  public var hasFinishHigh: Bool {_storage._finishHigh != nil}
+  /// Clears the value of `finishHigh`. Subsequent reads from it will return its default value.
+  public mutating func clearFinishHigh() {_uniqueStorage()._finishHigh = nil}
+
+  public var confidence: Double {
+    get {_storage._confidence}
+    set {_uniqueStorage()._confidence = newValue}
+  }
+
+  public var sampleSize: Int64 {
+    get {_storage._sampleSize}
+    set {_uniqueStorage()._sampleSize = newValue}
+  }
+
+  public var deadline: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._deadline ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._deadline = newValue}
+  }
+  /// Returns true if `deadline` has been explicitly set.
+  public var hasDeadline: Bool {_storage._deadline != nil}
+  /// Clears the value of `deadline`. Subsequent reads from it will return its default value.
+  public mutating func clearDeadline() {_uniqueStorage()._deadline = nil}
+
+  /// P(duration > deadline - start | duration > elapsed), from the history.
+  public var deadlineMissRisk: Double {
+    get {_storage._deadlineMissRisk}
+    set {_uniqueStorage()._deadlineMissRisk = newValue}
+  }
+
+  public var explanation: String {
+    get {_storage._explanation}
+    set {_uniqueStorage()._explanation = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Weft_V1_SetBudgetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One of the two.
+  public var workflowID: String = String()
+
+  public var orgID: String = String()
+
+  /// US dollars per calendar month.
+  public var monthlyLimitUsd: Double = 0
+
+  /// IANA zone of the month's bounds (default "UTC").
+  public var timeZone: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_GetBudgetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var orgID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_Budget: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "workflow" or "organization".
+  public var scope: String = String()
+
+  public var scopeID: String = String()
+
+  public var monthlyLimitUsd: Double = 0
+
+  public var timeZone: String = String()
+
+  /// "2026-12".
+  public var month: String = String()
+
+  public var spentUsd: Double = 0
+
+  /// Month-end spend: spent + daily rate x days left, with an interval from
+  /// the spread of the last 14 days' spend.
+  public var forecastUsd: Double = 0
+
+  public var forecastLowUsd: Double = 0
+
+  public var forecastHighUsd: Double = 0
+
+  public var dailyRateUsd: Double = 0
+
+  /// "ok", "forecast_over" or "over".
+  public var status: String = String()
+
+  public var updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updatedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updatedAt = newValue}
+  }
+  /// Returns true if `updatedAt` has been explicitly set.
+  public var hasUpdatedAt: Bool {self._updatedAt != nil}
+  /// Clears the value of `updatedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedAt() {self._updatedAt = nil}
+
+  public var explanation: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -170,7 +1191,7 @@ fileprivate nonisolated let _protobuf_package = "weft.v1"
 
 nonisolated extension Weft_V1_GetWorkflowStatsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetWorkflowStatsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}window\0\u{1}from\0\u{1}to\0\u{1}version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -179,47 +1200,10 @@ nonisolated extension Weft_V1_GetWorkflowStatsRequest: SwiftProtobuf.Message, Sw
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.workflowID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Weft_V1_GetWorkflowStatsRequest, rhs: Weft_V1_GetWorkflowStatsRequest) -> Bool {
-    if lhs.workflowID != rhs.workflowID {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".WorkflowStats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}total_executions\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{1}cancelled\0\u{3}success_rate\0\u{3}p50_duration\0\u{3}p95_duration\0\u{3}p99_duration\0\u{3}last_execution_at\0\u{3}total_cost\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
-      case 2: try { try decoder.decodeSingularInt64Field(value: &self.totalExecutions) }()
-      case 3: try { try decoder.decodeSingularInt64Field(value: &self.running) }()
-      case 4: try { try decoder.decodeSingularInt64Field(value: &self.completed) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.cancelled) }()
-      case 7: try { try decoder.decodeSingularDoubleField(value: &self.successRate) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._p50Duration) }()
-      case 9: try { try decoder.decodeSingularMessageField(value: &self._p95Duration) }()
-      case 10: try { try decoder.decodeSingularMessageField(value: &self._p99Duration) }()
-      case 11: try { try decoder.decodeSingularMessageField(value: &self._lastExecutionAt) }()
-      case 12: try { try decoder.decodeSingularDoubleField(value: &self.totalCost) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.window) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
       default: break
       }
     }
@@ -233,55 +1217,554 @@ nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobu
     if !self.workflowID.isEmpty {
       try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
     }
-    if self.totalExecutions != 0 {
-      try visitor.visitSingularInt64Field(value: self.totalExecutions, fieldNumber: 2)
+    if !self.window.isEmpty {
+      try visitor.visitSingularStringField(value: self.window, fieldNumber: 2)
     }
-    if self.running != 0 {
-      try visitor.visitSingularInt64Field(value: self.running, fieldNumber: 3)
-    }
-    if self.completed != 0 {
-      try visitor.visitSingularInt64Field(value: self.completed, fieldNumber: 4)
-    }
-    if self.failed != 0 {
-      try visitor.visitSingularInt64Field(value: self.failed, fieldNumber: 5)
-    }
-    if self.cancelled != 0 {
-      try visitor.visitSingularInt64Field(value: self.cancelled, fieldNumber: 6)
-    }
-    if self.successRate.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.successRate, fieldNumber: 7)
-    }
-    try { if let v = self._p50Duration {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
-    try { if let v = self._p95Duration {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
-    try { if let v = self._p99Duration {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    } }()
-    try { if let v = self._lastExecutionAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    } }()
-    if self.totalCost.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.totalCost, fieldNumber: 12)
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetWorkflowStatsRequest, rhs: Weft_V1_GetWorkflowStatsRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.window != rhs.window {return false}
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkflowStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}total_executions\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{1}cancelled\0\u{3}success_rate\0\u{3}p50_duration\0\u{3}p95_duration\0\u{3}p99_duration\0\u{3}last_execution_at\0\u{3}total_cost\0\u{3}timed_out\0\u{1}finished\0\u{3}window_start\0\u{3}window_end\0\u{3}by_trigger\0\u{3}max_duration\0\u{3}mean_duration\0\u{3}duration_error_bound\0\u{3}p50_queue_wait\0\u{3}p95_queue_wait\0\u{3}p99_queue_wait\0\u{3}retry_rate\0\u{3}average_cost\0\u{3}p95_cost\0\u{3}max_cost\0\u{1}tasks\0\u{3}slowest_tasks\0\u{3}most_failing_tasks\0\u{1}versions\0")
+
+  fileprivate class _StorageClass {
+    var _workflowID: String = String()
+    var _totalExecutions: Int64 = 0
+    var _running: Int64 = 0
+    var _completed: Int64 = 0
+    var _failed: Int64 = 0
+    var _cancelled: Int64 = 0
+    var _successRate: Double = 0
+    var _p50Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _p95Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _p99Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _lastExecutionAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _totalCost: Double = 0
+    var _timedOut: Int64 = 0
+    var _finished: Int64 = 0
+    var _windowStart: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _windowEnd: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _byTrigger: Dictionary<String,Int64> = [:]
+    var _maxDuration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _meanDuration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _durationErrorBound: Double = 0
+    var _p50QueueWait: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _p95QueueWait: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _p99QueueWait: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _retryRate: Double = 0
+    var _averageCost: Double = 0
+    var _p95Cost: Double = 0
+    var _maxCost: Double = 0
+    var _tasks: [Weft_V1_TaskStats] = []
+    var _slowestTasks: [String] = []
+    var _mostFailingTasks: [String] = []
+    var _versions: [Weft_V1_VersionStats] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _workflowID = source._workflowID
+      _totalExecutions = source._totalExecutions
+      _running = source._running
+      _completed = source._completed
+      _failed = source._failed
+      _cancelled = source._cancelled
+      _successRate = source._successRate
+      _p50Duration = source._p50Duration
+      _p95Duration = source._p95Duration
+      _p99Duration = source._p99Duration
+      _lastExecutionAt = source._lastExecutionAt
+      _totalCost = source._totalCost
+      _timedOut = source._timedOut
+      _finished = source._finished
+      _windowStart = source._windowStart
+      _windowEnd = source._windowEnd
+      _byTrigger = source._byTrigger
+      _maxDuration = source._maxDuration
+      _meanDuration = source._meanDuration
+      _durationErrorBound = source._durationErrorBound
+      _p50QueueWait = source._p50QueueWait
+      _p95QueueWait = source._p95QueueWait
+      _p99QueueWait = source._p99QueueWait
+      _retryRate = source._retryRate
+      _averageCost = source._averageCost
+      _p95Cost = source._p95Cost
+      _maxCost = source._maxCost
+      _tasks = source._tasks
+      _slowestTasks = source._slowestTasks
+      _mostFailingTasks = source._mostFailingTasks
+      _versions = source._versions
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._workflowID) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._totalExecutions) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._running) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._completed) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._failed) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._cancelled) }()
+        case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._successRate) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._p50Duration) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._p95Duration) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._p99Duration) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._lastExecutionAt) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._totalCost) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._timedOut) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._finished) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._windowStart) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._windowEnd) }()
+        case 17: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &_storage._byTrigger) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._maxDuration) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._meanDuration) }()
+        case 20: try { try decoder.decodeSingularDoubleField(value: &_storage._durationErrorBound) }()
+        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._p50QueueWait) }()
+        case 22: try { try decoder.decodeSingularMessageField(value: &_storage._p95QueueWait) }()
+        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._p99QueueWait) }()
+        case 24: try { try decoder.decodeSingularDoubleField(value: &_storage._retryRate) }()
+        case 25: try { try decoder.decodeSingularDoubleField(value: &_storage._averageCost) }()
+        case 26: try { try decoder.decodeSingularDoubleField(value: &_storage._p95Cost) }()
+        case 27: try { try decoder.decodeSingularDoubleField(value: &_storage._maxCost) }()
+        case 28: try { try decoder.decodeRepeatedMessageField(value: &_storage._tasks) }()
+        case 29: try { try decoder.decodeRepeatedStringField(value: &_storage._slowestTasks) }()
+        case 30: try { try decoder.decodeRepeatedStringField(value: &_storage._mostFailingTasks) }()
+        case 31: try { try decoder.decodeRepeatedMessageField(value: &_storage._versions) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._workflowID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workflowID, fieldNumber: 1)
+      }
+      if _storage._totalExecutions != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._totalExecutions, fieldNumber: 2)
+      }
+      if _storage._running != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._running, fieldNumber: 3)
+      }
+      if _storage._completed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._completed, fieldNumber: 4)
+      }
+      if _storage._failed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._failed, fieldNumber: 5)
+      }
+      if _storage._cancelled != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._cancelled, fieldNumber: 6)
+      }
+      if _storage._successRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._successRate, fieldNumber: 7)
+      }
+      try { if let v = _storage._p50Duration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._p95Duration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._p99Duration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._lastExecutionAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if _storage._totalCost.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._totalCost, fieldNumber: 12)
+      }
+      if _storage._timedOut != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._timedOut, fieldNumber: 13)
+      }
+      if _storage._finished != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._finished, fieldNumber: 14)
+      }
+      try { if let v = _storage._windowStart {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      try { if let v = _storage._windowEnd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+      if !_storage._byTrigger.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: _storage._byTrigger, fieldNumber: 17)
+      }
+      try { if let v = _storage._maxDuration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._meanDuration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
+      if _storage._durationErrorBound.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._durationErrorBound, fieldNumber: 20)
+      }
+      try { if let v = _storage._p50QueueWait {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      } }()
+      try { if let v = _storage._p95QueueWait {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      } }()
+      try { if let v = _storage._p99QueueWait {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      } }()
+      if _storage._retryRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._retryRate, fieldNumber: 24)
+      }
+      if _storage._averageCost.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._averageCost, fieldNumber: 25)
+      }
+      if _storage._p95Cost.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._p95Cost, fieldNumber: 26)
+      }
+      if _storage._maxCost.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._maxCost, fieldNumber: 27)
+      }
+      if !_storage._tasks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._tasks, fieldNumber: 28)
+      }
+      if !_storage._slowestTasks.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._slowestTasks, fieldNumber: 29)
+      }
+      if !_storage._mostFailingTasks.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._mostFailingTasks, fieldNumber: 30)
+      }
+      if !_storage._versions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._versions, fieldNumber: 31)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Weft_V1_WorkflowStats, rhs: Weft_V1_WorkflowStats) -> Bool {
-    if lhs.workflowID != rhs.workflowID {return false}
-    if lhs.totalExecutions != rhs.totalExecutions {return false}
-    if lhs.running != rhs.running {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._workflowID != rhs_storage._workflowID {return false}
+        if _storage._totalExecutions != rhs_storage._totalExecutions {return false}
+        if _storage._running != rhs_storage._running {return false}
+        if _storage._completed != rhs_storage._completed {return false}
+        if _storage._failed != rhs_storage._failed {return false}
+        if _storage._cancelled != rhs_storage._cancelled {return false}
+        if _storage._successRate != rhs_storage._successRate {return false}
+        if _storage._p50Duration != rhs_storage._p50Duration {return false}
+        if _storage._p95Duration != rhs_storage._p95Duration {return false}
+        if _storage._p99Duration != rhs_storage._p99Duration {return false}
+        if _storage._lastExecutionAt != rhs_storage._lastExecutionAt {return false}
+        if _storage._totalCost != rhs_storage._totalCost {return false}
+        if _storage._timedOut != rhs_storage._timedOut {return false}
+        if _storage._finished != rhs_storage._finished {return false}
+        if _storage._windowStart != rhs_storage._windowStart {return false}
+        if _storage._windowEnd != rhs_storage._windowEnd {return false}
+        if _storage._byTrigger != rhs_storage._byTrigger {return false}
+        if _storage._maxDuration != rhs_storage._maxDuration {return false}
+        if _storage._meanDuration != rhs_storage._meanDuration {return false}
+        if _storage._durationErrorBound != rhs_storage._durationErrorBound {return false}
+        if _storage._p50QueueWait != rhs_storage._p50QueueWait {return false}
+        if _storage._p95QueueWait != rhs_storage._p95QueueWait {return false}
+        if _storage._p99QueueWait != rhs_storage._p99QueueWait {return false}
+        if _storage._retryRate != rhs_storage._retryRate {return false}
+        if _storage._averageCost != rhs_storage._averageCost {return false}
+        if _storage._p95Cost != rhs_storage._p95Cost {return false}
+        if _storage._maxCost != rhs_storage._maxCost {return false}
+        if _storage._tasks != rhs_storage._tasks {return false}
+        if _storage._slowestTasks != rhs_storage._slowestTasks {return false}
+        if _storage._mostFailingTasks != rhs_storage._mostFailingTasks {return false}
+        if _storage._versions != rhs_storage._versions {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_TaskStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_key\0\u{1}runs\0\u{1}failed\0\u{3}failure_rate\0\u{1}retried\0\u{1}flaky\0\u{1}attempts\0\u{3}p50_duration\0\u{3}p95_duration\0\u{3}p99_duration\0\u{3}max_duration\0\u{1}cost\0\u{3}cost_share\0\u{3}critical_path_runs\0\u{3}mean_critical_contribution\0")
+
+  fileprivate class _StorageClass {
+    var _taskKey: String = String()
+    var _runs: Int64 = 0
+    var _failed: Int64 = 0
+    var _failureRate: Double = 0
+    var _retried: Int64 = 0
+    var _flaky: Int64 = 0
+    var _attempts: Int64 = 0
+    var _p50Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _p95Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _p99Duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _maxDuration: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _cost: Double = 0
+    var _costShare: Double = 0
+    var _criticalPathRuns: Int64 = 0
+    var _meanCriticalContribution: SwiftProtobuf.Google_Protobuf_Duration? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _taskKey = source._taskKey
+      _runs = source._runs
+      _failed = source._failed
+      _failureRate = source._failureRate
+      _retried = source._retried
+      _flaky = source._flaky
+      _attempts = source._attempts
+      _p50Duration = source._p50Duration
+      _p95Duration = source._p95Duration
+      _p99Duration = source._p99Duration
+      _maxDuration = source._maxDuration
+      _cost = source._cost
+      _costShare = source._costShare
+      _criticalPathRuns = source._criticalPathRuns
+      _meanCriticalContribution = source._meanCriticalContribution
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._taskKey) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._runs) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._failed) }()
+        case 4: try { try decoder.decodeSingularDoubleField(value: &_storage._failureRate) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._retried) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._flaky) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._attempts) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._p50Duration) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._p95Duration) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._p99Duration) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._maxDuration) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._cost) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._costShare) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._criticalPathRuns) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._meanCriticalContribution) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._taskKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._taskKey, fieldNumber: 1)
+      }
+      if _storage._runs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._runs, fieldNumber: 2)
+      }
+      if _storage._failed != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._failed, fieldNumber: 3)
+      }
+      if _storage._failureRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._failureRate, fieldNumber: 4)
+      }
+      if _storage._retried != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._retried, fieldNumber: 5)
+      }
+      if _storage._flaky != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._flaky, fieldNumber: 6)
+      }
+      if _storage._attempts != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._attempts, fieldNumber: 7)
+      }
+      try { if let v = _storage._p50Duration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._p95Duration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._p99Duration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._maxDuration {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if _storage._cost.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._cost, fieldNumber: 12)
+      }
+      if _storage._costShare.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._costShare, fieldNumber: 13)
+      }
+      if _storage._criticalPathRuns != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._criticalPathRuns, fieldNumber: 14)
+      }
+      try { if let v = _storage._meanCriticalContribution {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_TaskStats, rhs: Weft_V1_TaskStats) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._taskKey != rhs_storage._taskKey {return false}
+        if _storage._runs != rhs_storage._runs {return false}
+        if _storage._failed != rhs_storage._failed {return false}
+        if _storage._failureRate != rhs_storage._failureRate {return false}
+        if _storage._retried != rhs_storage._retried {return false}
+        if _storage._flaky != rhs_storage._flaky {return false}
+        if _storage._attempts != rhs_storage._attempts {return false}
+        if _storage._p50Duration != rhs_storage._p50Duration {return false}
+        if _storage._p95Duration != rhs_storage._p95Duration {return false}
+        if _storage._p99Duration != rhs_storage._p99Duration {return false}
+        if _storage._maxDuration != rhs_storage._maxDuration {return false}
+        if _storage._cost != rhs_storage._cost {return false}
+        if _storage._costShare != rhs_storage._costShare {return false}
+        if _storage._criticalPathRuns != rhs_storage._criticalPathRuns {return false}
+        if _storage._meanCriticalContribution != rhs_storage._meanCriticalContribution {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_VersionStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VersionStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}finished\0\u{1}completed\0\u{1}failed\0\u{3}success_rate\0\u{3}p50_duration\0\u{3}p95_duration\0\u{3}average_cost\0\u{3}first_started\0\u{3}last_finished\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.finished) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.completed) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.successRate) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._p50Duration) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._p95Duration) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.averageCost) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._firstStarted) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._lastFinished) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 1)
+    }
+    if self.finished != 0 {
+      try visitor.visitSingularInt64Field(value: self.finished, fieldNumber: 2)
+    }
+    if self.completed != 0 {
+      try visitor.visitSingularInt64Field(value: self.completed, fieldNumber: 3)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularInt64Field(value: self.failed, fieldNumber: 4)
+    }
+    if self.successRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.successRate, fieldNumber: 5)
+    }
+    try { if let v = self._p50Duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._p95Duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if self.averageCost.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.averageCost, fieldNumber: 8)
+    }
+    try { if let v = self._firstStarted {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._lastFinished {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_VersionStats, rhs: Weft_V1_VersionStats) -> Bool {
+    if lhs.version != rhs.version {return false}
+    if lhs.finished != rhs.finished {return false}
     if lhs.completed != rhs.completed {return false}
     if lhs.failed != rhs.failed {return false}
-    if lhs.cancelled != rhs.cancelled {return false}
     if lhs.successRate != rhs.successRate {return false}
     if lhs._p50Duration != rhs._p50Duration {return false}
     if lhs._p95Duration != rhs._p95Duration {return false}
-    if lhs._p99Duration != rhs._p99Duration {return false}
-    if lhs._lastExecutionAt != rhs._lastExecutionAt {return false}
-    if lhs.totalCost != rhs.totalCost {return false}
+    if lhs.averageCost != rhs.averageCost {return false}
+    if lhs._firstStarted != rhs._firstStarted {return false}
+    if lhs._lastFinished != rhs._lastFinished {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -289,7 +1772,7 @@ nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Weft_V1_GetExecutionTrendsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetExecutionTrendsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}since\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}since\0\u{1}until\0\u{3}time_zone\0\u{3}org_id\0\u{3}workflow_id\0\u{1}trigger\0\u{1}status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -298,6 +1781,12 @@ nonisolated extension Weft_V1_GetExecutionTrendsRequest: SwiftProtobuf.Message, 
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._since) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._until) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.trigger) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.status) }()
       default: break
       }
     }
@@ -311,11 +1800,35 @@ nonisolated extension Weft_V1_GetExecutionTrendsRequest: SwiftProtobuf.Message, 
     try { if let v = self._since {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    try { if let v = self._until {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 3)
+    }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 4)
+    }
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 5)
+    }
+    if !self.trigger.isEmpty {
+      try visitor.visitSingularStringField(value: self.trigger, fieldNumber: 6)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Weft_V1_GetExecutionTrendsRequest, rhs: Weft_V1_GetExecutionTrendsRequest) -> Bool {
     if lhs._since != rhs._since {return false}
+    if lhs._until != rhs._until {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.orgID != rhs.orgID {return false}
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.trigger != rhs.trigger {return false}
+    if lhs.status != rhs.status {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -323,7 +1836,7 @@ nonisolated extension Weft_V1_GetExecutionTrendsRequest: SwiftProtobuf.Message, 
 
 nonisolated extension Weft_V1_TrendPoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TrendPoint"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}period\0\u{1}started\0\u{1}completed\0\u{1}failed\0\u{1}cost\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}period\0\u{1}started\0\u{1}completed\0\u{1}failed\0\u{1}cost\0\u{1}cancelled\0\u{3}timed_out\0\u{3}success_rate\0\u{3}p50_duration\0\u{3}p95_duration\0\u{3}p99_duration\0\u{1}start\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -336,12 +1849,23 @@ nonisolated extension Weft_V1_TrendPoint: SwiftProtobuf.Message, SwiftProtobuf._
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.completed) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.cost) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.cancelled) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.timedOut) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.successRate) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._p50Duration) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._p95Duration) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._p99Duration) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._start) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.period.isEmpty {
       try visitor.visitSingularStringField(value: self.period, fieldNumber: 1)
     }
@@ -357,6 +1881,27 @@ nonisolated extension Weft_V1_TrendPoint: SwiftProtobuf.Message, SwiftProtobuf._
     if self.cost.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.cost, fieldNumber: 5)
     }
+    if self.cancelled != 0 {
+      try visitor.visitSingularInt64Field(value: self.cancelled, fieldNumber: 6)
+    }
+    if self.timedOut != 0 {
+      try visitor.visitSingularInt64Field(value: self.timedOut, fieldNumber: 7)
+    }
+    if self.successRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.successRate, fieldNumber: 8)
+    }
+    try { if let v = self._p50Duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._p95Duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._p99Duration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    try { if let v = self._start {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -366,6 +1911,13 @@ nonisolated extension Weft_V1_TrendPoint: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.completed != rhs.completed {return false}
     if lhs.failed != rhs.failed {return false}
     if lhs.cost != rhs.cost {return false}
+    if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.timedOut != rhs.timedOut {return false}
+    if lhs.successRate != rhs.successRate {return false}
+    if lhs._p50Duration != rhs._p50Duration {return false}
+    if lhs._p95Duration != rhs._p95Duration {return false}
+    if lhs._p99Duration != rhs._p99Duration {return false}
+    if lhs._start != rhs._start {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -373,7 +1925,7 @@ nonisolated extension Weft_V1_TrendPoint: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Weft_V1_ExecutionTrends: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecutionTrends"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}daily\0\u{1}monthly\0\u{1}yearly\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}daily\0\u{1}monthly\0\u{1}yearly\0\u{3}time_zone\0\u{1}scope\0\u{1}workflows\0\u{3}duration_error_bound\0\u{3}hour_aligned\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -384,6 +1936,11 @@ nonisolated extension Weft_V1_ExecutionTrends: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.daily) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.monthly) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.yearly) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.scope) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.workflows) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.durationErrorBound) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.hourAligned) }()
       default: break
       }
     }
@@ -399,6 +1956,21 @@ nonisolated extension Weft_V1_ExecutionTrends: SwiftProtobuf.Message, SwiftProto
     if !self.yearly.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.yearly, fieldNumber: 3)
     }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 4)
+    }
+    if !self.scope.isEmpty {
+      try visitor.visitSingularStringField(value: self.scope, fieldNumber: 5)
+    }
+    if self.workflows != 0 {
+      try visitor.visitSingularInt64Field(value: self.workflows, fieldNumber: 6)
+    }
+    if self.durationErrorBound.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.durationErrorBound, fieldNumber: 7)
+    }
+    if self.hourAligned != false {
+      try visitor.visitSingularBoolField(value: self.hourAligned, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -406,6 +1978,915 @@ nonisolated extension Weft_V1_ExecutionTrends: SwiftProtobuf.Message, SwiftProto
     if lhs.daily != rhs.daily {return false}
     if lhs.monthly != rhs.monthly {return false}
     if lhs.yearly != rhs.yearly {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.workflows != rhs.workflows {return false}
+    if lhs.durationErrorBound != rhs.durationErrorBound {return false}
+    if lhs.hourAligned != rhs.hourAligned {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_GetWorkflowInsightsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetWorkflowInsightsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}window\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.window) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.window.isEmpty {
+      try visitor.visitSingularStringField(value: self.window, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetWorkflowInsightsRequest, rhs: Weft_V1_GetWorkflowInsightsRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.window != rhs.window {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_DurationPrediction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DurationPrediction"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}predicted\0\u{1}low\0\u{1}high\0\u{1}confidence\0\u{3}sample_size\0\u{1}mean\0\u{3}standard_deviation\0\u{1}explanation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._predicted) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._low) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._high) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.confidence) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.sampleSize) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._mean) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._standardDeviation) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.explanation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._predicted {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._low {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._high {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.confidence.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.confidence, fieldNumber: 4)
+    }
+    if self.sampleSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.sampleSize, fieldNumber: 5)
+    }
+    try { if let v = self._mean {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._standardDeviation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if !self.explanation.isEmpty {
+      try visitor.visitSingularStringField(value: self.explanation, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_DurationPrediction, rhs: Weft_V1_DurationPrediction) -> Bool {
+    if lhs._predicted != rhs._predicted {return false}
+    if lhs._low != rhs._low {return false}
+    if lhs._high != rhs._high {return false}
+    if lhs.confidence != rhs.confidence {return false}
+    if lhs.sampleSize != rhs.sampleSize {return false}
+    if lhs._mean != rhs._mean {return false}
+    if lhs._standardDeviation != rhs._standardDeviation {return false}
+    if lhs.explanation != rhs.explanation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_Bottleneck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Bottleneck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_key\0\u{3}mean_contribution\0\u{3}share_of_duration\0\u{3}on_critical_path\0\u{3}sample_size\0\u{1}explanation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskKey) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._meanContribution) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.shareOfDuration) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.onCriticalPath) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.sampleSize) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.explanation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.taskKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskKey, fieldNumber: 1)
+    }
+    try { if let v = self._meanContribution {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.shareOfDuration.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.shareOfDuration, fieldNumber: 3)
+    }
+    if self.onCriticalPath.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.onCriticalPath, fieldNumber: 4)
+    }
+    if self.sampleSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.sampleSize, fieldNumber: 5)
+    }
+    if !self.explanation.isEmpty {
+      try visitor.visitSingularStringField(value: self.explanation, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_Bottleneck, rhs: Weft_V1_Bottleneck) -> Bool {
+    if lhs.taskKey != rhs.taskKey {return false}
+    if lhs._meanContribution != rhs._meanContribution {return false}
+    if lhs.shareOfDuration != rhs.shareOfDuration {return false}
+    if lhs.onCriticalPath != rhs.onCriticalPath {return false}
+    if lhs.sampleSize != rhs.sampleSize {return false}
+    if lhs.explanation != rhs.explanation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ErrorCount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ErrorCount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}message\0\u{1}count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.count) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 1)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularInt64Field(value: self.count, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ErrorCount, rhs: Weft_V1_ErrorCount) -> Bool {
+    if lhs.message != rhs.message {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_FlakyTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FlakyTask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_key\0\u{1}runs\0\u{3}flaky_runs\0\u{3}flaky_rate\0\u{1}errors\0\u{1}confidence\0\u{1}explanation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskKey) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.runs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.flakyRuns) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.flakyRate) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.errors) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.confidence) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.explanation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.taskKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskKey, fieldNumber: 1)
+    }
+    if self.runs != 0 {
+      try visitor.visitSingularInt64Field(value: self.runs, fieldNumber: 2)
+    }
+    if self.flakyRuns != 0 {
+      try visitor.visitSingularInt64Field(value: self.flakyRuns, fieldNumber: 3)
+    }
+    if self.flakyRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.flakyRate, fieldNumber: 4)
+    }
+    if !self.errors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.errors, fieldNumber: 5)
+    }
+    if self.confidence.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.confidence, fieldNumber: 6)
+    }
+    if !self.explanation.isEmpty {
+      try visitor.visitSingularStringField(value: self.explanation, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_FlakyTask, rhs: Weft_V1_FlakyTask) -> Bool {
+    if lhs.taskKey != rhs.taskKey {return false}
+    if lhs.runs != rhs.runs {return false}
+    if lhs.flakyRuns != rhs.flakyRuns {return false}
+    if lhs.flakyRate != rhs.flakyRate {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.confidence != rhs.confidence {return false}
+    if lhs.explanation != rhs.explanation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_TaskSuggestion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskSuggestion"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_key\0\u{3}current_timeout\0\u{3}suggested_timeout\0\u{3}observed_p99\0\u{3}observed_max\0\u{3}current_max_attempts\0\u{3}suggested_max_attempts\0\u{3}attempt_failure_rate\0\u{3}sample_size\0\u{1}explanation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskKey) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._currentTimeout) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._suggestedTimeout) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._observedP99) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._observedMax) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.currentMaxAttempts) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.suggestedMaxAttempts) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.attemptFailureRate) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.sampleSize) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.explanation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.taskKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskKey, fieldNumber: 1)
+    }
+    try { if let v = self._currentTimeout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._suggestedTimeout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._observedP99 {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._observedMax {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if self.currentMaxAttempts != 0 {
+      try visitor.visitSingularInt32Field(value: self.currentMaxAttempts, fieldNumber: 6)
+    }
+    if self.suggestedMaxAttempts != 0 {
+      try visitor.visitSingularInt32Field(value: self.suggestedMaxAttempts, fieldNumber: 7)
+    }
+    if self.attemptFailureRate.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.attemptFailureRate, fieldNumber: 8)
+    }
+    if self.sampleSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.sampleSize, fieldNumber: 9)
+    }
+    if !self.explanation.isEmpty {
+      try visitor.visitSingularStringField(value: self.explanation, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_TaskSuggestion, rhs: Weft_V1_TaskSuggestion) -> Bool {
+    if lhs.taskKey != rhs.taskKey {return false}
+    if lhs._currentTimeout != rhs._currentTimeout {return false}
+    if lhs._suggestedTimeout != rhs._suggestedTimeout {return false}
+    if lhs._observedP99 != rhs._observedP99 {return false}
+    if lhs._observedMax != rhs._observedMax {return false}
+    if lhs.currentMaxAttempts != rhs.currentMaxAttempts {return false}
+    if lhs.suggestedMaxAttempts != rhs.suggestedMaxAttempts {return false}
+    if lhs.attemptFailureRate != rhs.attemptFailureRate {return false}
+    if lhs.sampleSize != rhs.sampleSize {return false}
+    if lhs.explanation != rhs.explanation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_Anomaly: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Anomaly"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{3}execution_id\0\u{1}version\0\u{1}observed\0\u{1}expected\0\u{1}score\0\u{1}confidence\0\u{1}explanation\0\u{1}at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.executionID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.observed) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.expected) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.score) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.confidence) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.explanation) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._at) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.executionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.executionID, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 3)
+    }
+    if self.observed.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.observed, fieldNumber: 4)
+    }
+    if self.expected.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.expected, fieldNumber: 5)
+    }
+    if self.score.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.score, fieldNumber: 6)
+    }
+    if self.confidence.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.confidence, fieldNumber: 7)
+    }
+    if !self.explanation.isEmpty {
+      try visitor.visitSingularStringField(value: self.explanation, fieldNumber: 8)
+    }
+    try { if let v = self._at {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_Anomaly, rhs: Weft_V1_Anomaly) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.executionID != rhs.executionID {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.observed != rhs.observed {return false}
+    if lhs.expected != rhs.expected {return false}
+    if lhs.score != rhs.score {return false}
+    if lhs.confidence != rhs.confidence {return false}
+    if lhs.explanation != rhs.explanation {return false}
+    if lhs._at != rhs._at {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_WorkflowInsights: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkflowInsights"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}generated_at\0\u{3}window_start\0\u{3}window_end\0\u{3}next_run\0\u{1}bottleneck\0\u{3}flaky_tasks\0\u{1}suggestions\0\u{1}anomalies\0\u{1}budget\0")
+
+  fileprivate class _StorageClass {
+    var _workflowID: String = String()
+    var _generatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _windowStart: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _windowEnd: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _nextRun: Weft_V1_DurationPrediction? = nil
+    var _bottleneck: Weft_V1_Bottleneck? = nil
+    var _flakyTasks: [Weft_V1_FlakyTask] = []
+    var _suggestions: [Weft_V1_TaskSuggestion] = []
+    var _anomalies: [Weft_V1_Anomaly] = []
+    var _budget: Weft_V1_Budget? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _workflowID = source._workflowID
+      _generatedAt = source._generatedAt
+      _windowStart = source._windowStart
+      _windowEnd = source._windowEnd
+      _nextRun = source._nextRun
+      _bottleneck = source._bottleneck
+      _flakyTasks = source._flakyTasks
+      _suggestions = source._suggestions
+      _anomalies = source._anomalies
+      _budget = source._budget
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._workflowID) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._generatedAt) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._windowStart) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._windowEnd) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._nextRun) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._bottleneck) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._flakyTasks) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._suggestions) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._anomalies) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._budget) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._workflowID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workflowID, fieldNumber: 1)
+      }
+      try { if let v = _storage._generatedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._windowStart {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._windowEnd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._nextRun {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._bottleneck {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._flakyTasks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._flakyTasks, fieldNumber: 7)
+      }
+      if !_storage._suggestions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._suggestions, fieldNumber: 8)
+      }
+      if !_storage._anomalies.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._anomalies, fieldNumber: 9)
+      }
+      try { if let v = _storage._budget {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_WorkflowInsights, rhs: Weft_V1_WorkflowInsights) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._workflowID != rhs_storage._workflowID {return false}
+        if _storage._generatedAt != rhs_storage._generatedAt {return false}
+        if _storage._windowStart != rhs_storage._windowStart {return false}
+        if _storage._windowEnd != rhs_storage._windowEnd {return false}
+        if _storage._nextRun != rhs_storage._nextRun {return false}
+        if _storage._bottleneck != rhs_storage._bottleneck {return false}
+        if _storage._flakyTasks != rhs_storage._flakyTasks {return false}
+        if _storage._suggestions != rhs_storage._suggestions {return false}
+        if _storage._anomalies != rhs_storage._anomalies {return false}
+        if _storage._budget != rhs_storage._budget {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_PredictExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PredictExecutionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{1}deadline\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.executionID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._deadline) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.executionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.executionID, fieldNumber: 1)
+    }
+    try { if let v = self._deadline {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_PredictExecutionRequest, rhs: Weft_V1_PredictExecutionRequest) -> Bool {
+    if lhs.executionID != rhs.executionID {return false}
+    if lhs._deadline != rhs._deadline {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_ExecutionPrediction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecutionPrediction"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}execution_id\0\u{1}status\0\u{3}started_at\0\u{1}elapsed\0\u{3}predicted_finish\0\u{3}finish_low\0\u{3}finish_high\0\u{1}confidence\0\u{3}sample_size\0\u{1}deadline\0\u{3}deadline_miss_risk\0\u{1}explanation\0")
+
+  fileprivate class _StorageClass {
+    var _executionID: String = String()
+    var _status: String = String()
+    var _startedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _elapsed: SwiftProtobuf.Google_Protobuf_Duration? = nil
+    var _predictedFinish: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _finishLow: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _finishHigh: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _confidence: Double = 0
+    var _sampleSize: Int64 = 0
+    var _deadline: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _deadlineMissRisk: Double = 0
+    var _explanation: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _executionID = source._executionID
+      _status = source._status
+      _startedAt = source._startedAt
+      _elapsed = source._elapsed
+      _predictedFinish = source._predictedFinish
+      _finishLow = source._finishLow
+      _finishHigh = source._finishHigh
+      _confidence = source._confidence
+      _sampleSize = source._sampleSize
+      _deadline = source._deadline
+      _deadlineMissRisk = source._deadlineMissRisk
+      _explanation = source._explanation
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._executionID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._startedAt) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._elapsed) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._predictedFinish) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._finishLow) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._finishHigh) }()
+        case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._confidence) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._sampleSize) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._deadline) }()
+        case 11: try { try decoder.decodeSingularDoubleField(value: &_storage._deadlineMissRisk) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._explanation) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._executionID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._executionID, fieldNumber: 1)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 2)
+      }
+      try { if let v = _storage._startedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._elapsed {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._predictedFinish {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._finishLow {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._finishHigh {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if _storage._confidence.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._confidence, fieldNumber: 8)
+      }
+      if _storage._sampleSize != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._sampleSize, fieldNumber: 9)
+      }
+      try { if let v = _storage._deadline {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if _storage._deadlineMissRisk.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._deadlineMissRisk, fieldNumber: 11)
+      }
+      if !_storage._explanation.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._explanation, fieldNumber: 12)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_ExecutionPrediction, rhs: Weft_V1_ExecutionPrediction) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._executionID != rhs_storage._executionID {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._startedAt != rhs_storage._startedAt {return false}
+        if _storage._elapsed != rhs_storage._elapsed {return false}
+        if _storage._predictedFinish != rhs_storage._predictedFinish {return false}
+        if _storage._finishLow != rhs_storage._finishLow {return false}
+        if _storage._finishHigh != rhs_storage._finishHigh {return false}
+        if _storage._confidence != rhs_storage._confidence {return false}
+        if _storage._sampleSize != rhs_storage._sampleSize {return false}
+        if _storage._deadline != rhs_storage._deadline {return false}
+        if _storage._deadlineMissRisk != rhs_storage._deadlineMissRisk {return false}
+        if _storage._explanation != rhs_storage._explanation {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_SetBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}org_id\0\u{3}monthly_limit_usd\0\u{3}time_zone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.monthlyLimitUsd) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 2)
+    }
+    if self.monthlyLimitUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.monthlyLimitUsd, fieldNumber: 3)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_SetBudgetRequest, rhs: Weft_V1_SetBudgetRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.orgID != rhs.orgID {return false}
+    if lhs.monthlyLimitUsd != rhs.monthlyLimitUsd {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_GetBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}org_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetBudgetRequest, rhs: Weft_V1_GetBudgetRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.orgID != rhs.orgID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_Budget: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Budget"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scope\0\u{3}scope_id\0\u{3}monthly_limit_usd\0\u{3}time_zone\0\u{1}month\0\u{3}spent_usd\0\u{3}forecast_usd\0\u{3}forecast_low_usd\0\u{3}forecast_high_usd\0\u{3}daily_rate_usd\0\u{1}status\0\u{3}updated_at\0\u{1}explanation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.scope) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.scopeID) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.monthlyLimitUsd) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.month) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.spentUsd) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.forecastUsd) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.forecastLowUsd) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self.forecastHighUsd) }()
+      case 10: try { try decoder.decodeSingularDoubleField(value: &self.dailyRateUsd) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._updatedAt) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.explanation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.scope.isEmpty {
+      try visitor.visitSingularStringField(value: self.scope, fieldNumber: 1)
+    }
+    if !self.scopeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.scopeID, fieldNumber: 2)
+    }
+    if self.monthlyLimitUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.monthlyLimitUsd, fieldNumber: 3)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 4)
+    }
+    if !self.month.isEmpty {
+      try visitor.visitSingularStringField(value: self.month, fieldNumber: 5)
+    }
+    if self.spentUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.spentUsd, fieldNumber: 6)
+    }
+    if self.forecastUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.forecastUsd, fieldNumber: 7)
+    }
+    if self.forecastLowUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.forecastLowUsd, fieldNumber: 8)
+    }
+    if self.forecastHighUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.forecastHighUsd, fieldNumber: 9)
+    }
+    if self.dailyRateUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.dailyRateUsd, fieldNumber: 10)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 11)
+    }
+    try { if let v = self._updatedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
+    if !self.explanation.isEmpty {
+      try visitor.visitSingularStringField(value: self.explanation, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_Budget, rhs: Weft_V1_Budget) -> Bool {
+    if lhs.scope != rhs.scope {return false}
+    if lhs.scopeID != rhs.scopeID {return false}
+    if lhs.monthlyLimitUsd != rhs.monthlyLimitUsd {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.month != rhs.month {return false}
+    if lhs.spentUsd != rhs.spentUsd {return false}
+    if lhs.forecastUsd != rhs.forecastUsd {return false}
+    if lhs.forecastLowUsd != rhs.forecastLowUsd {return false}
+    if lhs.forecastHighUsd != rhs.forecastHighUsd {return false}
+    if lhs.dailyRateUsd != rhs.dailyRateUsd {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs.explanation != rhs.explanation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

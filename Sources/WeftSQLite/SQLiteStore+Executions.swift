@@ -90,33 +90,59 @@ extension SQLiteStore: ExecutionStore {
 
     public func apply(_ transitions: [ExecutionTransition]) async throws {
         guard !transitions.isEmpty else { return }
-        try await write("apply_transitions") { db in try Self.apply(db, transitions) }
+        let folded = try await write("apply_transitions") { db in
+            var rollups = RollupBatch()
+            try Self.apply(db, transitions, rollups: &rollups)
+            try Self.flush(db, rollups)
+            return rollups.folded
+        }
+        if folded > 0 { metrics.rollupsFolded(folded) }
     }
 
     public func applyEach(_ groups: [[ExecutionTransition]]) async throws -> [StoreError?] {
-        try await write("apply_transitions") { db in
-            try groups.map { group -> StoreError? in
+        let (errors, folded) = try await write("apply_transitions") { db in
+            var rollups = RollupBatch()
+            let errors = try groups.map { group -> StoreError? in
                 do {
                     // A savepoint per caller: a failing group is rolled back
-                    // alone and the rest commit together.
+                    // alone and the rest commit together (its rollups too:
+                    // they join the batch only when the group held).
+                    var unit = RollupBatch()
                     try db.inSavepoint {
-                        try Self.apply(db, group)
+                        try Self.apply(db, group, rollups: &unit)
                         return .commit
                     }
+                    rollups.merge(unit)
                     return nil
                 } catch let error as StoreError {
                     return error
                 }
             }
+            // Each touched rollup row written once for the whole batch.
+            try Self.flush(db, rollups)
+            return (errors, rollups.folded)
         }
+        if folded > 0 { metrics.rollupsFolded(folded) }
+        return errors
     }
 
-    static func apply(_ db: Database, _ transitions: [ExecutionTransition]) throws {
+    /// Applies one unit; the executions it finishes are folded into
+    /// `rollups` after its last transition (its cost follows its final
+    /// status), read back from the rows just written.
+    static func apply(_ db: Database, _ transitions: [ExecutionTransition], rollups: inout RollupBatch) throws {
+        var finishing: [String] = []
         for transition in transitions {
             switch transition {
             case .execution(let id, let status, let at, let output, let error):
                 let finished = status.isFinished
                 let time = StoreDate.text(at)
+                // An execution is folded once: a second final transition
+                // (which the engine does not send) changes no rollup.
+                let wasFinished = finished
+                    ? try Bool.fetchOne(
+                        db.cachedStatement(sql: "SELECT completed_at IS NOT NULL FROM workflow_executions WHERE execution_id = ?"),
+                        arguments: [id]) ?? false
+                    : false
                 try db.cachedStatement(sql: """
                     UPDATE workflow_executions SET status = ?,
                         started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
@@ -125,18 +151,19 @@ extension SQLiteStore: ExecutionStore {
                     WHERE execution_id = ?
                     """).execute(arguments: [status.rawValue, status.rawValue, time, finished, time, output?.jsonText(), error, id])
                 guard db.changesCount == 1 else { throw StoreError.notFound("execution \(id) not found") }
-            case .task(let executionId, let key, let status, let attempt, let at, let output, let error):
+                if finished && !wasFinished { finishing.append(id) }
+            case .task(let executionId, let key, let status, let attempt, let at, let output, let error, let cost):
                 let finished = status.isTerminal
                 let time = StoreDate.text(at)
                 try db.cachedStatement(sql: """
                     UPDATE task_executions SET status = ?, attempt = ?,
                         started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
                         completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
-                        output = COALESCE(?, output), error = COALESCE(?, error)
+                        output = COALESCE(?, output), error = COALESCE(?, error), cost = cost + ?
                     WHERE execution_id = ? AND task_key = ?
                     """).execute(arguments: [
-                        status.rawValue, attempt, status.rawValue, time, finished, time, output?.jsonText(), error, executionId,
-                        key,
+                        status.rawValue, attempt, status.rawValue, time, finished, time, output?.jsonText(), error, cost,
+                        executionId, key,
                     ])
                 guard db.changesCount == 1 else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
@@ -165,23 +192,44 @@ extension SQLiteStore: ExecutionStore {
                 try db.cachedStatement(sql: "DELETE FROM task_queue WHERE execution_id = ? AND task_key = ? AND attempt = ?")
                     .execute(arguments: [executionId, taskKey, attempt])
             case .cost(let executionId, let add):
-                try db.cachedStatement(sql: """
+                // RETURNING whether it had finished (the update leaves
+                // completed_at alone): a late charge goes into its rollups.
+                let finished = try Bool.fetchOne(db.cachedStatement(sql: """
                     UPDATE workflow_executions SET cost = cost + ?,
                         cost_task_attempts = cost_task_attempts + ?, cost_attempts_dollars = cost_attempts_dollars + ?,
                         cost_worker_seconds = cost_worker_seconds + ?, cost_compute_dollars = cost_compute_dollars + ?,
                         cost_requests = cost_requests + ?, cost_requests_dollars = cost_requests_dollars + ?,
                         cost_egress_bytes = cost_egress_bytes + ?, cost_egress_dollars = cost_egress_dollars + ?
                     WHERE execution_id = ?
-                    """).execute(arguments: [
+                    RETURNING completed_at IS NOT NULL
+                    """), arguments: [
                         add.total, add.taskAttempts, add.attemptsDollars, add.workerSeconds, add.computeDollars,
                         add.requests, add.requestsDollars, add.egressBytes, add.egressDollars, executionId,
                     ])
-                guard db.changesCount == 1 else { throw StoreError.notFound("execution \(executionId) not found") }
+                guard let finished else { throw StoreError.notFound("execution \(executionId) not found") }
+                if finished && !finishing.contains(executionId) {
+                    try lateCost(db, executionId: executionId, dollars: add.total, taskKey: nil, into: &rollups)
+                }
+            case .taskCost(let executionId, let taskKey, let dollars):
+                try db.cachedStatement(sql: "UPDATE task_executions SET cost = cost + ? WHERE execution_id = ? AND task_key = ?")
+                    .execute(arguments: [dollars, executionId, taskKey])
+                guard db.changesCount == 1 else {
+                    throw StoreError.notFound("task \(taskKey) of execution \(executionId) not found")
+                }
+                if try Bool.fetchOne(
+                    db.cachedStatement(sql: "SELECT completed_at IS NOT NULL FROM workflow_executions WHERE execution_id = ?"),
+                    arguments: [executionId]) == true, !finishing.contains(executionId)
+                {
+                    try lateCost(db, executionId: executionId, dollars: dollars, taskKey: taskKey, into: &rollups)
+                }
             case .schedule(let update):
                 try applySchedule(db, update)
             case .outbox(let entry):
                 try insertOutbox(db, entry)
             }
+        }
+        for id in finishing {
+            if let contribution = try rollupContribution(db, executionId: id) { rollups.add(contribution) }
         }
     }
 
@@ -255,7 +303,7 @@ extension SQLiteStore: ExecutionStore {
                 taskExecutionId: row["task_execution_id"], taskId: row["task_id"], taskKey: row["task_key"],
                 status: stored(TaskStatus.self, row["status"]), attempt: row["attempt"],
                 output: (row["output"] as String?).flatMap { try? JSONValue(jsonText: $0) }, error: row["error"],
-                startedAt: row["started_at"], completedAt: row["completed_at"])
+                startedAt: row["started_at"], completedAt: row["completed_at"], cost: row["cost"])
         }
     }
 

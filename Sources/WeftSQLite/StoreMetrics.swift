@@ -55,4 +55,12 @@ public struct StoreMetrics: Sendable {
             ).increment()
         }
     }
+
+    /// Finished executions folded into the rollups by a commit.
+    func rollupsFolded(_ count: Int) {
+        metrics?.counter(
+            MetricNames.rollupExecutions,
+            help: "Finished executions folded into the analytics rollups (in the transaction of their final state)."
+        ).increment(by: Int64(count))
+    }
 }

@@ -71,11 +71,14 @@ public struct TaskExecutionRecord: Sendable, Hashable {
     public var error: String?
     public var startedAt: Date?
     public var completedAt: Date?
+    /// Dollars of its attempts (a part of the execution's cost).
+    public var cost: Double
 
     public init(
         taskExecutionId: String, taskId: String, taskKey: String, status: TaskStatus, attempt: Int = 0,
-        output: JSONValue? = nil, error: String? = nil, startedAt: Date? = nil, completedAt: Date? = nil
+        output: JSONValue? = nil, error: String? = nil, startedAt: Date? = nil, completedAt: Date? = nil, cost: Double = 0
     ) {
+        self.cost = cost
         self.taskExecutionId = taskExecutionId
         self.taskId = taskId
         self.taskKey = taskKey

@@ -12,10 +12,12 @@ public enum ExecutionTransition: Sendable, Hashable {
     /// Sets one task's status and attempt. `startedAt` is set by its first
     /// `.running` (a retry keeps the first start); `completedAt` by a
     /// terminal status. `output` and `error` are kept when nil. Fails the
-    /// unit (`notFound`) for an unknown execution or task key.
+    /// unit (`notFound`) for an unknown execution or task key. `cost`:
+    /// dollars this change adds to the task's cost (its part of the
+    /// execution's, for per-task statistics).
     case task(
         executionId: String, taskKey: String, status: TaskStatus, attempt: Int, at: Date, output: JSONValue? = nil,
-        error: String? = nil)
+        error: String? = nil, cost: Double = 0)
     /// Stores a new execution with its task rows; `StoreError.alreadyExists`
     /// if its idempotency key is taken on its workflow.
     case create(ExecutionRecord)
@@ -35,8 +37,13 @@ public enum ExecutionTransition: Sendable, Hashable {
     /// whose tick was handled: the schedule's guarded advance is what makes
     /// the tick once; the item only woke the scheduler). Nothing when gone.
     case removeQueued(executionId: String, taskKey: String, attempt: Int)
-    /// Adds usage and dollars to an execution's cost.
+    /// Adds usage and dollars to an execution's cost. On an execution that
+    /// finished in an earlier unit the dollars go into its rollups too
+    /// (cost charged late).
     case cost(executionId: String, ExecutionCost)
+    /// Adds dollars to one task's cost (its part of the execution's, for
+    /// per-task statistics) when no `.task` of the unit carries them.
+    case taskCost(executionId: String, taskKey: String, dollars: Double)
     /// Moves a schedule on (its next tick, what the tick did), in the unit
     /// that starts the tick's execution; fails the unit (`conflict`) when
     /// its guard does not hold, (`notFound`) when the schedule is gone.

@@ -42,4 +42,16 @@ public enum IDGenerator {
         }
         return prefix + "_" + String(decoding: chars, as: UTF8.self)
     }
+
+    /// The smallest id `prefix` can have for a time at or after `date`:
+    /// every id made before `date` sorts below it (retention scans by it).
+    public static func lowerBound(_ prefix: String, at date: Date) -> String {
+        var time = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        var chars = [UInt8](repeating: alphabet[0], count: 26)
+        for index in stride(from: 9, through: 0, by: -1) {
+            chars[index] = alphabet[Int(time & 31)]
+            time >>= 5
+        }
+        return prefix + "_" + String(decoding: chars, as: UTF8.self)
+    }
 }

@@ -104,17 +104,22 @@ extension MemoryStore.State {
 
     /// One unit of transitions; the caller restores the state if it throws.
     mutating func apply(_ transitions: [ExecutionTransition]) throws {
+        // Executions this unit finishes are folded into the rollups after its
+        // last transition (a unit's cost follows its final status).
+        var finishing: [String] = []
+        var rollups = RollupBatch()
         for transition in transitions {
             switch transition {
             case .execution(let id, let status, let at, let output, let error):
                 guard var execution = executions[id] else { throw StoreError.notFound("execution \(id) not found") }
+                if status.isFinished && !execution.status.isFinished { finishing.append(id) }
                 execution.status = status
                 if status == .running && execution.startedAt == nil { execution.startedAt = at }
                 if status.isFinished { execution.completedAt = at }
                 if let output { execution.output = output }
                 if let error { execution.error = error }
                 executions[id] = execution
-            case .task(let executionId, let key, let status, let attempt, let at, let output, let error):
+            case .task(let executionId, let key, let status, let attempt, let at, let output, let error, let cost):
                 guard let index = executions[executionId]?.tasks.firstIndex(where: { $0.taskKey == key }) else {
                     throw StoreError.notFound("task \(key) of execution \(executionId) not found")
                 }
@@ -125,6 +130,7 @@ extension MemoryStore.State {
                 if status.isTerminal { task.completedAt = at }
                 if let output { task.output = output }
                 if let error { task.error = error }
+                task.cost += cost
                 executions[executionId]!.tasks[index] = task
             case .create(let execution):
                 if let key = execution.idempotencyKey, let existing = idempotencyKeys[execution.workflowId + "|" + key] {
@@ -142,10 +148,24 @@ extension MemoryStore.State {
             case .removeQueued(let executionId, let taskKey, let attempt):
                 queue.remove(executionId: executionId, taskKey: taskKey, attempt: attempt)
             case .cost(let executionId, let add):
-                guard executions[executionId] != nil else {
+                guard let execution = executions[executionId] else {
                     throw StoreError.notFound("execution \(executionId) not found")
                 }
                 executions[executionId]!.costBreakdown += add
+                if execution.isFinished && !finishing.contains(executionId) {
+                    rollups.addLateCost(
+                        add.total, execution: rollupKey(execution), orgId: workflows[execution.workflowId]?.orgId ?? "")
+                }
+            case .taskCost(let executionId, let taskKey, let dollars):
+                guard let execution = executions[executionId],
+                    let index = execution.tasks.firstIndex(where: { $0.taskKey == taskKey })
+                else { throw StoreError.notFound("task \(taskKey) of execution \(executionId) not found") }
+                executions[executionId]!.tasks[index].cost += dollars
+                if execution.isFinished && !finishing.contains(executionId) {
+                    let key = rollupKey(execution)
+                    rollups.addLateCost(
+                        dollars, task: TaskRollupKey(workflowId: key.workflowId, version: key.version, hour: key.hour, taskKey: taskKey))
+                }
             case .schedule(let update):
                 guard var schedule = schedules[update.scheduleId] else {
                     throw StoreError.notFound("schedule \(update.scheduleId) not found")
@@ -156,6 +176,22 @@ extension MemoryStore.State {
                 insertOutbox(entry)
             }
         }
+        for id in finishing {
+            guard let execution = executions[id] else { continue }
+            let workflow = workflows[execution.workflowId]
+            let dependsOn = Dictionary(
+                (workflow?.tasks ?? []).map { ($0.key, $0.dependsOn) }, uniquingKeysWith: { first, _ in first })
+            if let contribution = RollupFold.contribution(of: execution, orgId: workflow?.orgId ?? "", dependsOn: dependsOn) {
+                rollups.add(contribution)
+            }
+        }
+        self.rollups.merge(rollups)
+    }
+
+    func rollupKey(_ execution: ExecutionRecord) -> ExecutionRollupKey {
+        ExecutionRollupKey(
+            workflowId: execution.workflowId, version: execution.workflowVersion,
+            hour: RollupHour(containing: execution.createdAt), trigger: execution.trigger, status: execution.status)
     }
 }
 

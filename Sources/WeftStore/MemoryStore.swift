@@ -56,6 +56,10 @@ public final class MemoryStore: Sendable {
         var notificationDeliveries: Set<String> = []
         /// "org id|event" -> override.
         var templates: [String: TemplateRecord] = [:]
+        /// Rollups of finished executions, kept as they finish.
+        var rollups = RollupBatch()
+        /// "scope|id" -> budget.
+        var budgets: [String: BudgetRecord] = [:]
     }
 
     let state = Mutex(State())

@@ -1,0 +1,413 @@
+public import Foundation
+import GRDB
+import Synchronization
+public import WeftStore
+
+extension SQLiteStore: AnalyticsStore {
+    // MARK: Folding (inside the writer's transaction)
+
+    /// A task's `depends_on` text to keys, parsed once per distinct text
+    /// (a workflow has a handful).
+    private static let dependencies = Mutex<[String: [String]]>([:])
+
+    static func dependsOn(_ text: String) -> [String] {
+        if let known = dependencies.withLock({ $0[text] }) { return known }
+        var keys: [String] = []
+        if case .array(let items)? = try? JSONValue(jsonText: text) {
+            keys = items.compactMap { if case .string(let key) = $0 { key } else { nil } }
+        }
+        dependencies.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[text] = keys
+        }
+        return keys
+    }
+
+    /// What a finished execution adds to the rollups, from its rows as this
+    /// transaction left them.
+    static func rollupContribution(_ db: Database, executionId: String) throws -> RollupContribution? {
+        guard let row = try Row.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT e.workflow_id, e.workflow_version, e.status, e.trigger, e.cost, e.created_at, e.completed_at,
+                    COALESCE(w.org_id, '') AS org_id
+                FROM workflow_executions e LEFT JOIN workflows w ON w.id = e.workflow_id
+                WHERE e.execution_id = ?
+                """), arguments: [executionId])
+        else { return nil }
+        var execution = try ExecutionRecord(
+            executionId: executionId, workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
+            status: stored(ExecutionStatus.self, row["status"]), input: .emptyObject,
+            trigger: stored(TriggerKind.self, row["trigger"]), createdAt: row["created_at"], completedAt: row["completed_at"])
+        execution.costBreakdown.attemptsDollars = row["cost"]
+        var dependsOn: [String: [String]] = [:]
+        for task in try Row.fetchAll(
+            db.cachedStatement(sql: """
+                SELECT te.task_key, te.status, te.attempt, te.error, te.started_at, te.completed_at, te.cost, t.depends_on
+                FROM task_executions te JOIN tasks t ON t.id = te.task_id
+                WHERE te.execution_id = ?
+                """), arguments: [executionId])
+        {
+            let key: String = task["task_key"]
+            execution.tasks.append(try TaskExecutionRecord(
+                taskExecutionId: "", taskId: "", taskKey: key, status: stored(TaskStatus.self, task["status"]),
+                attempt: task["attempt"], error: task["error"], startedAt: task["started_at"],
+                completedAt: task["completed_at"], cost: task["cost"]))
+            dependsOn[key] = Self.dependsOn(task["depends_on"])
+        }
+        return RollupFold.contribution(of: execution, orgId: row["org_id"], dependsOn: dependsOn)
+    }
+
+    /// Cost charged to an execution (or, with `taskKey`, one of its tasks)
+    /// after it finished: into its rollups' sums.
+    static func lateCost(
+        _ db: Database, executionId: String, dollars: Double, taskKey: String?, into rollups: inout RollupBatch
+    ) throws {
+        guard dollars != 0, let row = try Row.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT e.workflow_id, e.workflow_version, e.status, e.trigger, e.created_at, COALESCE(w.org_id, '') AS org_id
+                FROM workflow_executions e LEFT JOIN workflows w ON w.id = e.workflow_id
+                WHERE e.execution_id = ? AND e.completed_at IS NOT NULL
+                """), arguments: [executionId])
+        else { return }
+        let key = try ExecutionRollupKey(
+            workflowId: row["workflow_id"], version: row["workflow_version"],
+            hour: RollupHour(containing: row["created_at"]), trigger: stored(TriggerKind.self, row["trigger"]),
+            status: stored(ExecutionStatus.self, row["status"]))
+        if let taskKey {
+            rollups.addLateCost(
+                dollars, task: TaskRollupKey(workflowId: key.workflowId, version: key.version, hour: key.hour, taskKey: taskKey))
+        } else {
+            rollups.addLateCost(dollars, execution: key, orgId: row["org_id"])
+        }
+    }
+
+    /// Adds a batch to the stored rollups: each touched row read, merged
+    /// and written once.
+    static func flush(_ db: Database, _ batch: RollupBatch) throws {
+        guard !batch.isEmpty else { return }
+        for (key, add) in batch.executions {
+            let keyArgs: StatementArguments = [key.workflowId, key.hour.value, key.version, key.trigger.rawValue, key.status.rawValue]
+            var rollup = try Row.fetchOne(
+                db.cachedStatement(sql: """
+                    SELECT * FROM rollup_executions
+                    WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND trigger = ? AND status = ?
+                    """), arguments: keyArgs
+            ).map(executionRollup) ?? ExecutionRollup()
+            rollup.merge(add)
+            let orgId = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT COALESCE(org_id, '') FROM workflows WHERE id = ?"), arguments: [key.workflowId])
+                ?? ""
+            try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO rollup_executions (workflow_id, hour, workflow_version, trigger, status, org_id,
+                    executions, duration_sum, duration_squares, duration_max, duration_hist, wait_hist, cost_sum, cost_max,
+                    cost_hist, retried, attempts, first_created_at, last_finished_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: keyArgs + [orgId] + values(rollup))
+        }
+        for (key, add) in batch.organizations {
+            let keyArgs: StatementArguments = [key.orgId, key.hour.value, key.trigger.rawValue, key.status.rawValue]
+            var rollup = try Row.fetchOne(
+                db.cachedStatement(sql: """
+                    SELECT * FROM rollup_org_executions WHERE org_id = ? AND hour = ? AND trigger = ? AND status = ?
+                    """), arguments: keyArgs
+            ).map(executionRollup) ?? ExecutionRollup()
+            rollup.merge(add)
+            try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO rollup_org_executions (org_id, hour, trigger, status,
+                    executions, duration_sum, duration_squares, duration_max, duration_hist, wait_hist, cost_sum, cost_max,
+                    cost_hist, retried, attempts, first_created_at, last_finished_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: keyArgs + values(rollup))
+        }
+        for (key, add) in batch.tasks {
+            let keyArgs: StatementArguments = [key.workflowId, key.hour.value, key.version, key.taskKey]
+            var rollup = try Row.fetchOne(
+                db.cachedStatement(sql: """
+                    SELECT * FROM rollup_tasks WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND task_key = ?
+                    """), arguments: keyArgs
+            ).map(taskRollup) ?? TaskRollup()
+            rollup.merge(add)
+            try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO rollup_tasks (workflow_id, hour, workflow_version, task_key, runs, failed, retried,
+                    flaky, attempts, duration_sum, duration_max, duration_hist, cost_sum, critical_runs, critical_sum, errors)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: keyArgs + [
+                    rollup.runs, rollup.failed, rollup.retried, rollup.flaky, rollup.attempts, rollup.durationMsSum,
+                    rollup.durationMsMax, rollup.durations.encoded, rollup.costSum, rollup.criticalRuns,
+                    rollup.criticalMsSum, errorsText(rollup.errors),
+                ])
+        }
+    }
+
+    static func values(_ rollup: ExecutionRollup) -> StatementArguments {
+        [
+            rollup.executions, rollup.durationMsSum, rollup.durationMsSquares, rollup.durationMsMax,
+            rollup.durations.encoded, rollup.waits.encoded, rollup.costSum, rollup.costMax, rollup.costs.encoded,
+            rollup.retried, rollup.attempts, rollup.firstCreatedAt.map(StoreDate.text),
+            rollup.lastFinishedAt.map(StoreDate.text),
+        ]
+    }
+
+    static func executionRollup(_ row: Row) -> ExecutionRollup {
+        var rollup = ExecutionRollup()
+        rollup.executions = row["executions"]
+        rollup.durationMsSum = row["duration_sum"]
+        rollup.durationMsSquares = row["duration_squares"]
+        rollup.durationMsMax = row["duration_max"]
+        rollup.durations = histogram(row["duration_hist"])
+        rollup.waits = histogram(row["wait_hist"])
+        rollup.costSum = row["cost_sum"]
+        rollup.costMax = row["cost_max"]
+        rollup.costs = histogram(row["cost_hist"])
+        rollup.retried = row["retried"]
+        rollup.attempts = row["attempts"]
+        rollup.firstCreatedAt = row["first_created_at"]
+        rollup.lastFinishedAt = row["last_finished_at"]
+        return rollup
+    }
+
+    static func taskRollup(_ row: Row) -> TaskRollup {
+        var rollup = TaskRollup()
+        rollup.runs = row["runs"]
+        rollup.failed = row["failed"]
+        rollup.retried = row["retried"]
+        rollup.flaky = row["flaky"]
+        rollup.attempts = row["attempts"]
+        rollup.durationMsSum = row["duration_sum"]
+        rollup.durationMsMax = row["duration_max"]
+        rollup.durations = histogram(row["duration_hist"])
+        rollup.costSum = row["cost_sum"]
+        rollup.criticalRuns = row["critical_runs"]
+        rollup.criticalMsSum = row["critical_sum"]
+        if case .object(let pairs)? = try? JSONValue(jsonText: row["errors"] as String) {
+            for (message, count) in pairs {
+                if case .number(let n) = count { rollup.errors[message] = Int64(n) }
+            }
+        }
+        return rollup
+    }
+
+    /// A stored histogram; an unreadable one (edited by hand) counts as empty.
+    static func histogram(_ data: Data?) -> LogHistogram {
+        data.flatMap { LogHistogram(encoded: $0) } ?? LogHistogram()
+    }
+
+    static func errorsText(_ errors: [String: Int64]) -> String {
+        JSONValue.object(errors.mapValues { .number(Double($0)) }).jsonText()
+    }
+
+    // MARK: Queries
+
+    public func executionRollups(_ query: RollupQuery) async throws -> [(key: ExecutionRollupKey, value: ExecutionRollup)] {
+        try await read("rollup_executions") { db in
+            var filter = " AND hour >= ? AND hour < ?"
+            var arguments: StatementArguments = [query.from.value, query.to.value]
+            if let trigger = query.trigger {
+                filter += " AND trigger = ?"
+                arguments += [trigger.rawValue]
+            }
+            if let status = query.status {
+                filter += " AND status = ?"
+                arguments += [status.rawValue]
+            }
+            switch query.scope {
+            case .organization(let orgId):
+                return try Row.fetchAll(
+                    db, sql: "SELECT * FROM rollup_org_executions WHERE org_id = ?" + filter + " ORDER BY hour",
+                    arguments: [orgId] + arguments
+                ).map { row in
+                    try (ExecutionRollupKey(
+                        workflowId: "", version: 0, hour: RollupHour(row["hour"]),
+                        trigger: Self.stored(TriggerKind.self, row["trigger"]),
+                        status: Self.stored(ExecutionStatus.self, row["status"])), Self.executionRollup(row))
+                }
+            case .workflows, .visibleTo:
+                if let version = query.version {
+                    filter += " AND workflow_version = ?"
+                    arguments += [version]
+                }
+                let ids: [String]
+                switch query.scope {
+                case .workflows(let given): ids = given
+                case .visibleTo(let userId): ids = try Self.visibleWorkflowIds(db, userId: userId)
+                case .organization: ids = []
+                }
+                var rows: [(key: ExecutionRollupKey, value: ExecutionRollup)] = []
+                // One range of the primary key per workflow.
+                let statement = try db.cachedStatement(
+                    sql: "SELECT * FROM rollup_executions WHERE workflow_id = ?" + filter)
+                for id in ids {
+                    for row in try Row.fetchAll(statement, arguments: [id] + arguments) {
+                        rows.append(try (ExecutionRollupKey(
+                            workflowId: id, version: row["workflow_version"], hour: RollupHour(row["hour"]),
+                            trigger: Self.stored(TriggerKind.self, row["trigger"]),
+                            status: Self.stored(ExecutionStatus.self, row["status"])), Self.executionRollup(row)))
+                    }
+                }
+                return rows
+            }
+        }
+    }
+
+    static func visibleWorkflowIds(_ db: Database, userId: String) throws -> [String] {
+        try String.fetchAll(
+            db,
+            sql: """
+                SELECT id FROM workflows WHERE owner_id = ? AND deleted_at IS NULL
+                UNION
+                SELECT c.workflow_id FROM workflow_collaborators c JOIN workflows w ON w.id = c.workflow_id
+                WHERE c.user_id = ? AND w.deleted_at IS NULL
+                """, arguments: [userId, userId])
+    }
+
+    public func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?) async throws
+        -> [(key: TaskRollupKey, value: TaskRollup)]
+    {
+        try await read("rollup_tasks") { db in
+            var sql = "SELECT * FROM rollup_tasks WHERE workflow_id = ? AND hour >= ? AND hour < ?"
+            var arguments: StatementArguments = [workflowId, from.value, to.value]
+            if let version {
+                sql += " AND workflow_version = ?"
+                arguments += [version]
+            }
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                (TaskRollupKey(workflowId: workflowId, version: row["workflow_version"], hour: RollupHour(row["hour"]),
+                               taskKey: row["task_key"]), Self.taskRollup(row))
+            }
+        }
+    }
+
+    public func unfinishedCount(workflowId: String) async throws -> Int {
+        try await read("unfinished_count_workflow") { db in
+            // Through the status index: the unfinished are few, a workflow's
+            // executions may be millions.
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM workflow_executions INDEXED BY executions_by_status
+                    WHERE status IN ('Pending', 'Running') AND workflow_id = ?
+                    """, arguments: [workflowId]) ?? 0
+        }
+    }
+
+    // MARK: Rebuild and retention
+
+    public func rebuildRollups() async throws -> Int {
+        try await write("rebuild_rollups") { db in
+            try db.execute(sql: "DELETE FROM rollup_executions; DELETE FROM rollup_org_executions; DELETE FROM rollup_tasks")
+            var folded = 0
+            var batch = RollupBatch()
+            let ids = try String.fetchCursor(
+                db, sql: "SELECT execution_id FROM workflow_executions WHERE completed_at IS NOT NULL ORDER BY execution_id")
+            // Fetched first: the cursor must not be open while rows change.
+            var all: [String] = []
+            while let id = try ids.next() { all.append(id) }
+            for id in all {
+                if let contribution = try Self.rollupContribution(db, executionId: id) {
+                    batch.add(contribution)
+                    folded += 1
+                }
+                // Bounded memory: a batch touches at most a few thousand rows.
+                if batch.executions.count + batch.tasks.count >= 20_000 {
+                    try Self.flush(db, batch)
+                    batch = RollupBatch()
+                }
+            }
+            try Self.flush(db, batch)
+            return folded
+        }
+    }
+
+    public func purgeExecutions(finishedBefore before: Date, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await write("purge_executions") { db in
+            // Ids sort by creation: anything finished before `before` was
+            // created before it, so the scan is a prefix of the primary key.
+            let ids = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT execution_id FROM workflow_executions
+                    WHERE execution_id < ? AND completed_at IS NOT NULL AND completed_at < ?
+                    ORDER BY execution_id LIMIT ?
+                    """,
+                arguments: [IDGenerator.lowerBound(IDGenerator.execution, at: before), StoreDate.text(before), limit])
+            guard !ids.isEmpty else { return 0 }
+            let deleteTasks = try db.cachedStatement(sql: "DELETE FROM task_executions WHERE execution_id = ?")
+            let deleteExecution = try db.cachedStatement(sql: "DELETE FROM workflow_executions WHERE execution_id = ?")
+            for id in ids {
+                try deleteTasks.execute(arguments: [id])
+                try deleteExecution.execute(arguments: [id])
+            }
+            return ids.count
+        }
+    }
+
+    // MARK: Budgets
+
+    public func putBudget(_ budget: BudgetRecord) async throws -> BudgetRecord {
+        try await write("put_budget") { db in
+            var stored = budget
+            if let old = try Row.fetchOne(
+                db, sql: "SELECT * FROM budgets WHERE scope = ? AND scope_id = ?",
+                arguments: [budget.scope.rawValue, budget.scopeId]).map(Self.budget),
+                old.monthlyLimitUsd == budget.monthlyLimitUsd, old.timeZone == budget.timeZone
+            {
+                stored.alertedMonth = old.alertedMonth
+                stored.alertLevel = old.alertLevel
+            } else {
+                stored.alertedMonth = nil
+                stored.alertLevel = 0
+            }
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO budgets (scope, scope_id, org_id, monthly_limit, time_zone, created_by, updated_at,
+                        alerted_month, alert_level)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    stored.scope.rawValue, stored.scopeId, stored.orgId, stored.monthlyLimitUsd, stored.timeZone,
+                    stored.createdBy, StoreDate.text(stored.updatedAt), stored.alertedMonth, stored.alertLevel,
+                ])
+            return stored
+        }
+    }
+
+    public func budget(scope: BudgetScope, id: String) async throws -> BudgetRecord? {
+        try await read("get_budget") { db in
+            try Row.fetchOne(
+                db, sql: "SELECT * FROM budgets WHERE scope = ? AND scope_id = ?", arguments: [scope.rawValue, id]
+            ).map(Self.budget)
+        }
+    }
+
+    public func deleteBudget(scope: BudgetScope, id: String) async throws -> Bool {
+        try await write("delete_budget") { db in
+            try db.execute(sql: "DELETE FROM budgets WHERE scope = ? AND scope_id = ?", arguments: [scope.rawValue, id])
+            return db.changesCount > 0
+        }
+    }
+
+    public func budgets() async throws -> [BudgetRecord] {
+        try await read("list_budgets") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM budgets ORDER BY scope, scope_id").map(Self.budget)
+        }
+    }
+
+    public func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int) async throws -> Bool {
+        try await write("mark_budget_alerted") { db in
+            try db.execute(
+                sql: """
+                    UPDATE budgets SET alerted_month = ?, alert_level = ?
+                    WHERE scope = ? AND scope_id = ? AND NOT (alerted_month IS ? AND alert_level >= ?)
+                    """, arguments: [month, level, scope.rawValue, id, month, level])
+            return db.changesCount > 0
+        }
+    }
+
+    static func budget(_ row: Row) throws -> BudgetRecord {
+        try BudgetRecord(
+            scope: stored(BudgetScope.self, row["scope"]), scopeId: row["scope_id"], orgId: row["org_id"],
+            monthlyLimitUsd: row["monthly_limit"], timeZone: row["time_zone"], createdBy: row["created_by"],
+            updatedAt: row["updated_at"], alertedMonth: row["alerted_month"], alertLevel: row["alert_level"])
+    }
+}

@@ -1,0 +1,101 @@
+public import Foundation
+
+/// Whose executions a rollup query covers.
+public enum RollupScope: Sendable, Hashable {
+    /// These workflows.
+    case workflows([String])
+    /// The live workflows `userId` owns or collaborates on.
+    case visibleTo(userId: String)
+    /// Every workflow of an organization, from its own rollup (rows carry
+    /// an empty workflow id and version 0).
+    case organization(String)
+}
+
+public struct RollupQuery: Sendable, Hashable {
+    public var scope: RollupScope
+    /// Hours [from, to).
+    public var from: RollupHour
+    public var to: RollupHour
+    public var version: Int?
+    public var trigger: TriggerKind?
+    public var status: ExecutionStatus?
+
+    public init(
+        scope: RollupScope, from: RollupHour, to: RollupHour, version: Int? = nil, trigger: TriggerKind? = nil,
+        status: ExecutionStatus? = nil
+    ) {
+        self.scope = scope
+        self.from = from
+        self.to = to
+        self.version = version
+        self.trigger = trigger
+        self.status = status
+    }
+}
+
+public enum BudgetScope: String, Sendable, Hashable, CaseIterable {
+    case workflow
+    case organization
+}
+
+/// A monthly cost limit of a workflow or an organization, and which alerts
+/// it has sent this month.
+public struct BudgetRecord: Sendable, Hashable {
+    public var scope: BudgetScope
+    /// The workflow or organization id.
+    public var scopeId: String
+    /// The organization it belongs to (a workflow's, or itself).
+    public var orgId: String
+    public var monthlyLimitUsd: Double
+    /// IANA zone of the month's bounds.
+    public var timeZone: String
+    public var createdBy: String
+    public var updatedAt: Date
+    /// The month ("2026-12") of `alertLevel`.
+    public var alertedMonth: String?
+    /// The highest alert sent in `alertedMonth`: 1 forecast over, 2 over.
+    public var alertLevel: Int
+
+    public init(
+        scope: BudgetScope, scopeId: String, orgId: String, monthlyLimitUsd: Double, timeZone: String, createdBy: String,
+        updatedAt: Date, alertedMonth: String? = nil, alertLevel: Int = 0
+    ) {
+        self.scope = scope
+        self.scopeId = scopeId
+        self.orgId = orgId
+        self.monthlyLimitUsd = monthlyLimitUsd
+        self.timeZone = timeZone
+        self.createdBy = createdBy
+        self.updatedAt = updatedAt
+        self.alertedMonth = alertedMonth
+        self.alertLevel = alertLevel
+    }
+}
+
+/// Rollups of finished executions (kept by `ExecutionStore.apply` in the
+/// transaction of each final transition), budgets, and raw-execution
+/// retention. See docs/ANALYTICS.md.
+public protocol AnalyticsStore: Sendable {
+    func executionRollups(_ query: RollupQuery) async throws -> [(key: ExecutionRollupKey, value: ExecutionRollup)]
+    func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?) async throws
+        -> [(key: TaskRollupKey, value: TaskRollup)]
+    /// Executions of the workflow not finished yet.
+    func unfinishedCount(workflowId: String) async throws -> Int
+    /// Drops every rollup and folds every stored finished execution again;
+    /// returns how many were folded.
+    func rebuildRollups() async throws -> Int
+    /// Deletes up to `limit` finished executions (with their task rows)
+    /// that finished before `before`; rollups stay. Returns how many.
+    func purgeExecutions(finishedBefore before: Date, limit: Int) async throws -> Int
+
+    /// Creates or replaces; a replaced budget keeps its alert state when
+    /// its limit did not change.
+    func putBudget(_ budget: BudgetRecord) async throws -> BudgetRecord
+    func budget(scope: BudgetScope, id: String) async throws -> BudgetRecord?
+    /// False when there was none.
+    func deleteBudget(scope: BudgetScope, id: String) async throws -> Bool
+    func budgets() async throws -> [BudgetRecord]
+    /// Records an alert sent; false (nothing written) when one at this level
+    /// or higher was already sent for the month (another check got there).
+    func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int) async throws -> Bool
+}
