@@ -97,6 +97,9 @@ extension Engine {
         if !notes.isEmpty { notifier?.committed(notes.compactMap(\.outboxEntry)) }
         if plan.isStart { metrics?.executionStarted(workflow: state.workflowName) }
         for type in plan.retried { metrics?.retried(type: type) }
+        for event in plan.taskEvents {
+            metrics?.taskFailure(workflow: state.workflowName, task: event.key, retried: event.status == .retrying)
+        }
         if !plan.cost.isZero { metrics?.costAccrued(workflow: state.workflowName, plan.cost) }
         for name in plan.wake { signal.notify(name) }
         for (name, due) in plan.later { signal.notify(name, at: due) }

@@ -12,6 +12,8 @@ public final class EngineMetrics: Sendable {
     let metrics: WeftMetrics
     let workflowLabel = BoundedLabel(cap: 100)
     let queueLabel = BoundedLabel(cap: 50)
+    /// "workflow/task" pairs of `weft_task_failures_total`.
+    let taskLabel = BoundedLabel(cap: 500)
     private let counters = Mutex<[String: Prometheus.Counter]>([:])
     private let histograms = Mutex<[String: DurationHistogram]>([:])
     private let gauges = Mutex<[String: Prometheus.Gauge]>([:])
@@ -101,8 +103,8 @@ public final class EngineMetrics: Sendable {
     func executionFinished(workflow: String, status: String, duration: TimeInterval) {
         counter(MetricNames.executionsFinished, help: "Executions finished, by workflow name and final status.",
                 [("workflow", workflowLabel.value(workflow)), ("status", status)]).increment()
-        histogram(MetricNames.executionDuration, help: "Execution time from execute to its final state, by status.",
-                  [("status", status)]).record(Self.seconds(duration))
+        histogram(MetricNames.executionDuration, help: "Execution time from execute to its final state, by workflow name (capped, then \"other\") and status.",
+                  [("workflow", workflowLabel.value(workflow)), ("status", status)]).record(Self.seconds(duration))
         inFlight.decrement()
     }
 
@@ -117,6 +119,17 @@ public final class EngineMetrics: Sendable {
     }
 
     func retried(type: TaskType) { retriedCounter(type: type).increment() }
+
+    /// A task attempt that failed: retried (another follows) or failed (its
+    /// last), by workflow name and task key (pairs capped, then "other").
+    func taskFailure(workflow: String, task: String, retried: Bool) {
+        let workflowName = workflowLabel.value(workflow)
+        let pair = taskLabel.value(workflowName + "/" + task)
+        counter(MetricNames.taskFailures,
+                help: "Task attempts that failed, by workflow name, task key and outcome (retried: another attempt follows; failed: its last).",
+                [("workflow", workflowName), ("task", pair == "other" ? "other" : task),
+                 ("outcome", retried ? "retried" : "failed")]).increment()
+    }
 
     private func retriedCounter(type: TaskType) -> Prometheus.Counter {
         counter(MetricNames.taskRetries, help: "Failed task attempts that will be retried, by task type.", [("type", type.rawValue)])

@@ -117,6 +117,7 @@ public enum MetricNames {
     public static let budgetLimit = "weft_budget_limit_dollars"
     public static let budgetSpend = "weft_budget_spend_dollars"
     public static let budgetForecast = "weft_budget_forecast_dollars"
+    public static let budgetAlerts = "weft_budget_alerts_total"
     public static let analyticsQueryDuration = "weft_analytics_query_duration_seconds"
     public static let rollupExecutions = "weft_rollup_executions_total"
     public static let executionsPurged = "weft_executions_purged_total"

@@ -17,7 +17,7 @@
 ///
 /// REST: GET /workflows/{workflowId}/stats, GET /analytics/workflow-executions,
 /// GET /workflows/{workflowId}/insights, GET /executions/{executionId}/prediction,
-/// GET|PUT|DELETE /workflows/{workflowId}/budget, GET|PUT|DELETE /organizations/{orgId}/budget.
+/// GET|PUT|DELETE /workflows/{workflowId}/budget, GET|PUT|DELETE /orgs/{orgId}/budget.
 
 import SwiftProtobuf
 
@@ -775,8 +775,8 @@ public nonisolated struct Weft_V1_FlakyTask: Sendable {
   /// The last error of its retried runs, most frequent first.
   public var errors: [Weft_V1_ErrorCount] = []
 
-  /// 1 - the upper bound of a 95% Wilson interval (what would be flaky
-  /// by chance is filtered out below 0.95).
+  /// The lower end of the 95% Wilson interval of flaky_rate: with 95%
+  /// confidence the task is flaky at least this often.
   public var confidence: Double = 0
 
   public var explanation: String = String()
@@ -1183,6 +1183,30 @@ public nonisolated struct Weft_V1_Budget: Sendable {
   public init() {}
 
   fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Weft_V1_DeleteBudgetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  public var orgID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_DeleteBudgetResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -2887,6 +2911,60 @@ nonisolated extension Weft_V1_Budget: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.status != rhs.status {return false}
     if lhs._updatedAt != rhs._updatedAt {return false}
     if lhs.explanation != rhs.explanation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_DeleteBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}org_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_DeleteBudgetRequest, rhs: Weft_V1_DeleteBudgetRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.orgID != rhs.orgID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_DeleteBudgetResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteBudgetResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_DeleteBudgetResponse, rhs: Weft_V1_DeleteBudgetResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

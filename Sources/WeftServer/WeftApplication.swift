@@ -36,7 +36,7 @@ public struct WeftApplication: Sendable {
         config: WeftServerConfig, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
         organizations: any OrganizationStore, credentials: any CredentialStore, logs: any LogStore,
         schedules: any ScheduleStore, notifications: any NotificationStore, notificationIndex: NotificationIndex,
-        engine: Engine, vault: SecretVault, keyring: SigningKeyring, metrics: WeftMetrics, logger: Logger,
+        analytics: any AnalyticsStore, engine: Engine, vault: SecretVault, keyring: SigningKeyring, metrics: WeftMetrics, logger: Logger,
         egress: EgressGuard = EgressGuard(), health: HealthStatusStore = HealthStatusStore()
     ) throws {
         self.engine = engine
@@ -72,10 +72,17 @@ public struct WeftApplication: Sendable {
             settings: delivery, egress: egress, feed: InAppFeed(), metrics: NotificationMetrics(metrics: metrics),
             templates: templates, logger: logger)
         self.dispatcher = dispatcher
+        let notificationServices = NotificationServices(
+            store: notifications, index: notificationIndex, dispatcher: dispatcher, feed: dispatcher.feed,
+            templates: templates)
+        let analyticsMetrics = AnalyticsMetrics(metrics: metrics)
         services = [
             TenancySampler(engine: engine, quotas: quotas, metrics: metrics),
             ApiKeyUsageWriter(index: apiKeys, store: credentials, logger: logger),
             scheduler, triggers, dispatcher,
+            BudgetMonitor(
+                analytics: analytics, workflows: workflows, orgs: organizations, notifications: notificationServices,
+                metrics: analyticsMetrics, interval: config.analytics.budgetInterval, logger: logger),
         ]
         let deps = APIDependencies(
             users: users,
@@ -94,9 +101,7 @@ public struct WeftApplication: Sendable {
             tenantSlots: config.tenancy.tenantSlots(of: config.engine.workers), vault: vault, audit: vault.audit,
             streams: StreamLimiter(perUser: config.tenancy.maxStreamsPerUser), schedules: schedules, scheduler: scheduler,
             schedulerMetrics: schedulerMetrics, triggers: triggers,
-            notifications: NotificationServices(
-                store: notifications, index: notificationIndex, dispatcher: dispatcher, feed: dispatcher.feed,
-                templates: templates))
+            notifications: notificationServices, analytics: analytics, analyticsMetrics: analyticsMetrics)
 
         let rpcMetrics = RPCMetrics(metrics: metrics)
         var router = RPCRouter()
@@ -209,8 +214,7 @@ public struct WeftApplication: Sendable {
          VersionAPI(deps: deps), ExecutionAPI(deps: deps), LogAPI(deps: deps), WorkerAPI(deps: deps),
          OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps),
          ScheduleAPI(deps: deps), TriggerAPI(deps: deps), EventAPI(deps: deps), SubscriptionAPI(deps: deps),
-         IntegrationAPI(deps: deps), NotificationAPI(deps: deps)]
-            + PlannedAPIs(deps: deps).services
+         IntegrationAPI(deps: deps), NotificationAPI(deps: deps), AnalyticsAPI(deps: deps)]
     }
 
     static func descriptorIndex() throws -> DescriptorIndex {

@@ -87,7 +87,8 @@ public struct WeftServer: Sendable {
         let keyring = try SigningKeyring(dataDirectory: config.store.dataDirectory, secret: config.auth.secret)
         let app = try WeftApplication(
             config: config, users: store, workflows: store, executions: store, organizations: store, credentials: store,
-            logs: logStore, schedules: store, notifications: store, notificationIndex: notificationIndex, engine: engine,
+            logs: logStore, schedules: store, notifications: store, notificationIndex: notificationIndex, analytics: store,
+            engine: engine,
             vault: vault, keyring: keyring, metrics: metrics, logger: logger, egress: httpRunner.egress, health: health)
         try await app.loadCredentials()
         let environment = app.environment
@@ -123,6 +124,10 @@ public struct WeftServer: Sendable {
         // workers wait for that before they lease.
         var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics)]
             + app.services + [reloader]
+        if config.analytics.executionRetentionDays > 0 {
+            services.append(ExecutionRetention(
+                store: store, days: config.analytics.executionRetentionDays, metrics: metrics, logger: logger))
+        }
         if let admin = app.adminEnvironment {
             services.append(RPCServer(environment: admin, onListening: { address in
                 logger.info("admin listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")

@@ -233,6 +233,13 @@ extension WeftServerConfig {
         public static let notificationBurst = Option(
             "--notification-burst", "WEFT_NOTIFICATION_BURST", "Notifications one receiver may get at once above that rate.",
             default: "\(defaults.notifications.burst)", range: 1...1_000_000)
+        public static let budgetInterval = Option(
+            "--budget-interval", "WEFT_BUDGET_INTERVAL", "Seconds between checks of the cost budgets (gauges, alerts).",
+            default: "\(seconds(defaults.analytics.budgetInterval))", range: 1...86_400)
+        public static let executionRetentionDays = Option(
+            "--execution-retention-days", "WEFT_EXECUTION_RETENTION_DAYS",
+            "Days finished executions are kept (0: forever); statistics keep counting them (rollups stay).",
+            default: "\(defaults.analytics.executionRetentionDays)", range: 0...36_500)
         public static let notificationConcurrency = Option(
             "--notification-concurrency", "WEFT_NOTIFICATION_CONCURRENCY", "Notification deliveries in flight at once.",
             default: "\(defaults.notifications.concurrency)", range: 1...10_000)
@@ -247,7 +254,8 @@ extension WeftServerConfig {
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
             plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
             smtpPort, smtpUsername, smtpPasswordFile, smtpFrom, smtpTLS, smtpCAFile, notificationMaxAttempts,
-            notificationRate, notificationBurst, notificationConcurrency, enableTestServices, authSecret, secretsKey, smtpPassword,
+            notificationRate, notificationBurst, notificationConcurrency, budgetInterval, executionRetentionDays,
+            enableTestServices, authSecret, secretsKey, smtpPassword,
         ]
     }
 }

@@ -26,8 +26,19 @@ public struct WeftServerConfig: Sendable {
     public var listeners = ListenerSettings()
     /// Where links in notifications point, the server's SMTP server, retries.
     public var notifications = NotificationSettings()
+    /// Budget checks and raw-execution retention (docs/ANALYTICS.md).
+    public var analytics = AnalyticsSettings()
 
     public init() {}
+
+    public struct AnalyticsSettings: Sendable {
+        /// How often budgets are checked (gauges set, alerts sent).
+        public var budgetInterval: Duration = .seconds(60)
+        /// Days finished executions are kept (0: forever); their rollups stay.
+        public var executionRetentionDays = 0
+
+        public init() {}
+    }
 
     /// Notifications (docs/NOTIFICATIONS.md).
     public struct NotificationSettings: Sendable {

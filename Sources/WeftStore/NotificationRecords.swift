@@ -15,6 +15,10 @@ public enum NotificationEvent: String, Sendable, Hashable, CaseIterable {
     case taskRetried = "task.retried"
     case scheduleTickMissed = "schedule.tick_missed"
     case scheduleTickSkipped = "schedule.tick_skipped"
+    /// A workflow's monthly cost budget: the month-end forecast crossed it,
+    /// or the month's spend did (once each a month; docs/ANALYTICS.md).
+    case budgetForecastExceeded = "budget.forecast_exceeded"
+    case budgetExceeded = "budget.exceeded"
     /// Sent by the "test" action of an integration (never subscribed to).
     case test = "test"
 

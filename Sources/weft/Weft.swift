@@ -20,7 +20,7 @@ struct Weft: AsyncParsableCommand {
             Every `serve` option can also be set by the environment variable shown
             in its help (a flag wins over the variable).
             """,
-        subcommands: [Serve.self, Secrets.self, Orgs.self, Auth.self])
+        subcommands: [Serve.self, Secrets.self, Orgs.self, Auth.self, Analytics.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -85,6 +85,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.notificationRate.help)) var notificationRate: Int?
     @Option(help: ArgumentHelp(O.notificationBurst.help)) var notificationBurst: Int?
     @Option(help: ArgumentHelp(O.notificationConcurrency.help)) var notificationConcurrency: Int?
+    @Option(help: ArgumentHelp(O.budgetInterval.help)) var budgetInterval: Int?
+    @Option(help: ArgumentHelp(O.executionRetentionDays.help)) var executionRetentionDays: Int?
     @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
     @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
@@ -350,6 +352,10 @@ extension Serve {
         config.notifications.burst = try env.int(notificationBurst, O.notificationBurst, default: config.notifications.burst)
         config.notifications.concurrency = try env.int(
             notificationConcurrency, O.notificationConcurrency, default: config.notifications.concurrency)
+        config.analytics.budgetInterval = .seconds(
+            try env.int(budgetInterval, O.budgetInterval, default: config.analytics.budgetInterval))
+        config.analytics.executionRetentionDays = try env.int(
+            executionRetentionDays, O.executionRetentionDays, default: config.analytics.executionRetentionDays)
     }
 }
 

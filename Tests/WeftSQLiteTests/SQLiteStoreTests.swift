@@ -21,7 +21,7 @@ struct SQLiteStoreTests {
     func migrationsFromEmpty() async throws {
         let temp = try TempSQLiteStore()
         defer { temp.cleanup() }
-        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications"])
+        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics"])
         let tables = try await temp.store.pool.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table') ORDER BY name")
         }
@@ -36,7 +36,7 @@ struct SQLiteStoreTests {
         // Reopening the same file applies nothing twice and keeps the data.
         let user = try await temp.user()
         let reopened = try SQLiteStore(.init(path: temp.path))
-        #expect(try reopened.appliedMigrations().count == 11)
+        #expect(try reopened.appliedMigrations().count == 12)
         #expect(try await reopened.user(id: user.id)?.email == user.email)
     }
 

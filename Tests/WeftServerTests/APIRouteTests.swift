@@ -29,7 +29,8 @@ struct APIRouteTests {
             schedules: store,
             scheduler: Scheduler(schedules: store, workflows: store, executions: store, queue: store, engine: engine),
             schedulerMetrics: SchedulerMetrics(metrics: metrics), triggers: TriggerBook(store: store, logger: Logger(label: "test")),
-            notifications: NotificationServices.inMemory(store: store, metrics: metrics))
+            notifications: NotificationServices.inMemory(store: store, metrics: metrics), analytics: store,
+            analyticsMetrics: AnalyticsMetrics(metrics: metrics))
         return WeftApplication.apiServices(deps, apiKeys: ApiKeyIndex())
     }
 
@@ -51,7 +52,7 @@ struct APIRouteTests {
         // of TriggerService and EventService's PublishEvent; Step 9's
         // ListDeliveries, GetIntegration, TestIntegration and the seven of
         // NotificationService.
-        #expect(methods.count == 96)
+        #expect(methods.count == 101)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

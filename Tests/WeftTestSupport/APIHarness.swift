@@ -41,7 +41,7 @@ public struct APIHarness: Sendable {
             let app = try WeftApplication(
                 config: config, users: engine.store, workflows: engine.store, executions: engine.store, organizations: engine.store,
                 credentials: engine.store, logs: engine.store, schedules: engine.store, notifications: engine.store,
-                notificationIndex: index, engine: engine.engine, vault: vault,
+                notificationIndex: index, analytics: engine.store, engine: engine.engine, vault: vault,
                 keyring: SigningKeyring(pinned: Array(repeating: 7, count: 32)), metrics: metrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             try await app.loadCredentials()

@@ -39,6 +39,9 @@ struct APIDependencies: Sendable {
     let triggers: TriggerBook
     /// Subscriptions, integrations, deliveries, in-app notifications, templates.
     let notifications: NotificationServices
+    /// Rollups and budgets (AnalyticsService).
+    let analytics: any AnalyticsStore
+    let analyticsMetrics: AnalyticsMetrics
 
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED

@@ -69,6 +69,16 @@ enum NotificationTemplates {
                 subject: "[Weft] {{workflow.name}}: schedule tick skipped ({{reason}})",
                 text: "Schedule {{schedule.id}} of {{workflow.name}} skipped its tick at {{schedule.tick}}: {{reason}}.",
                 html: "<p>Schedule <code>{{schedule.id}}</code> skipped its tick at {{schedule.tick}}: {{reason}}.</p>")
+        case .budgetForecastExceeded:
+            return .init(
+                subject: "[Weft] {{workflow.name}}: month-end cost forecast over budget",
+                text: "The cost forecast of {{workflow.name}} ({{workflow.id}}) for this month is over its budget: {{reason}}",
+                html: "<p>The cost forecast of <b>{{workflow.name}}</b> ({{workflow.id}}) for this month is over its budget: {{reason}}</p>")
+        case .budgetExceeded:
+            return .init(
+                subject: "[Weft] {{workflow.name}}: monthly cost budget exceeded",
+                text: "{{workflow.name}} ({{workflow.id}}) has spent more than its monthly budget: {{reason}}",
+                html: "<p><b>{{workflow.name}}</b> ({{workflow.id}}) has spent more than its monthly budget: {{reason}}</p>")
         case .test:
             return .init(
                 subject: "[Weft] test notification",

@@ -1,0 +1,262 @@
+import Foundation
+import SwiftProtobuf
+import WeftProto
+import WeftRPC
+import WeftStore
+
+/// weft.v1.AnalyticsService: statistics of a workflow, trends over the
+/// workflows a caller may see (or an organization, for its admins),
+/// insights and predictions, and monthly cost budgets. Everything is read
+/// from the rollups (docs/ANALYTICS.md), never from a scan of executions.
+struct AnalyticsAPI: RPCService {
+    static let name = "weft.v1.AnalyticsService"
+    /// Trends reach this far back by default.
+    static let defaultTrendDays = 400.0
+    static let maxTrendYears = 5.0
+    static let maxBudgetUsd = 1e9
+    /// Recent runs insights look at for anomalies.
+    static let recentRuns = 100
+    let deps: APIDependencies
+    var analytics: any AnalyticsStore { deps.analytics }
+    var metrics: AnalyticsMetrics { deps.analyticsMetrics }
+
+    var handlers: [RPCHandler] {
+        [
+            .unary(service: Self.name, method: "GetWorkflowStats", rest: [.get("/workflows/{workflowId}/stats")]) {
+                (request: Weft_V1_GetWorkflowStatsRequest, context) in
+                let caller = try Caller(context)
+                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                return try await metrics.measure("stats") { try await stats(workflow, request) }
+            },
+            .unary(service: Self.name, method: "GetExecutionTrends", rest: [.get("/analytics/workflow-executions")]) {
+                (request: Weft_V1_GetExecutionTrendsRequest, context) in
+                let caller = try Caller(context)
+                return try await metrics.measure("trends") { try await trends(request, caller: caller) }
+            },
+            .unary(service: Self.name, method: "GetWorkflowInsights", rest: [.get("/workflows/{workflowId}/insights")]) {
+                (request: Weft_V1_GetWorkflowInsightsRequest, context) in
+                let caller = try Caller(context)
+                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                return try await metrics.measure("insights") { try await insights(workflow, request) }
+            },
+            .unary(service: Self.name, method: "PredictExecution", rest: [.get("/executions/{executionId}/prediction")]) {
+                (request: Weft_V1_PredictExecutionRequest, context) in
+                let caller = try Caller(context)
+                return try await metrics.measure("prediction") { try await predict(request, caller: caller) }
+            },
+            .unary(service: Self.name, method: "SetBudget",
+                   rest: [.put("/workflows/{workflowId}/budget"), .put("/orgs/{orgId}/budget")]) {
+                (request: Weft_V1_SetBudgetRequest, context) in
+                let caller = try Caller(context)
+                return try await metrics.measure("budget") { try await setBudget(request, caller: caller) }
+            },
+            .unary(service: Self.name, method: "GetBudget",
+                   rest: [.get("/workflows/{workflowId}/budget"), .get("/orgs/{orgId}/budget")]) {
+                (request: Weft_V1_GetBudgetRequest, context) in
+                let caller = try Caller(context)
+                let (scope, id, _) = try await budgetScope(request.workflowID, request.orgID, caller: caller, writing: false)
+                guard let budget = try await analytics.budget(scope: scope, id: id) else {
+                    throw RPCError(code: .notFound, message: "\(scope.rawValue) \(id) has no budget")
+                }
+                return try await metrics.measure("budget") { try await budgetStatus(budget) }
+            },
+            .unary(service: Self.name, method: "DeleteBudget",
+                   rest: [.delete("/workflows/{workflowId}/budget"), .delete("/orgs/{orgId}/budget")]) {
+                (request: Weft_V1_DeleteBudgetRequest, context) -> Weft_V1_DeleteBudgetResponse in
+                let caller = try Caller(context)
+                let (scope, id, _) = try await budgetScope(request.workflowID, request.orgID, caller: caller, writing: true)
+                guard try await analytics.deleteBudget(scope: scope, id: id) else {
+                    throw RPCError(code: .notFound, message: "\(scope.rawValue) \(id) has no budget")
+                }
+                deps.analyticsMetrics.budgets(known: try await analytics.budgets().map { ($0.scope.rawValue, $0.scopeId) })
+                return Weft_V1_DeleteBudgetResponse()
+            },
+        ]
+    }
+
+    // MARK: Statistics
+
+    func stats(_ workflow: WorkflowRecord, _ request: Weft_V1_GetWorkflowStatsRequest) async throws -> Weft_V1_WorkflowStats {
+        let window = try AnalyticsWindow.resolve(
+            window: request.window, from: request.hasFrom ? try ProtoMapping.date(request.from, field: "from") : nil,
+            to: request.hasTo ? try ProtoMapping.date(request.to, field: "to") : nil, now: Date())
+        guard request.version >= 0 else {
+            throw RPCError(code: .invalidArgument, message: "version must be 0 (all) or a version number")
+        }
+        let version = request.version > 0 ? Int(request.version) : nil
+        async let rows = analytics.executionRollups(
+            RollupQuery(scope: .workflows([workflow.id]), from: window.from, to: window.to, version: version))
+        async let tasks = analytics.taskRollups(workflowId: workflow.id, from: window.from, to: window.to, version: version)
+        async let running = analytics.unfinishedCount(workflowId: workflow.id)
+        return try await WorkflowStatsBuilder(
+            workflowId: workflow.id, window: window, executions: rows, tasks: tasks, running: running
+        ).build()
+    }
+
+    // MARK: Trends
+
+    func trends(_ request: Weft_V1_GetExecutionTrendsRequest, caller: Caller) async throws -> Weft_V1_ExecutionTrends {
+        let zoneName = request.timeZone.isEmpty ? "UTC" : request.timeZone
+        let zone = try Self.timeZone(zoneName, field: "time_zone")
+        let now = Date()
+        let until = request.hasUntil ? try ProtoMapping.date(request.until, field: "until") : now
+        let since = request.hasSince
+            ? try ProtoMapping.date(request.since, field: "since") : until.addingTimeInterval(-Self.defaultTrendDays * 86_400)
+        guard since < until else {
+            throw RPCError(code: .invalidArgument, message: "since must be before until")
+        }
+        guard until.timeIntervalSince(since) <= Self.maxTrendYears * 366 * 86_400 else {
+            throw RPCError(code: .invalidArgument, message: "trends cover at most \(Int(Self.maxTrendYears)) years")
+        }
+        var trigger: TriggerKind?
+        if !request.trigger.isEmpty {
+            guard let parsed = TriggerKind(rawValue: request.trigger) else {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "trigger \"\(request.trigger)\" is not one of \(TriggerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            trigger = parsed
+        }
+        var status: ExecutionStatus?
+        if !request.status.isEmpty {
+            guard let parsed = ExecutionStatus.allCases.first(where: { $0.rawValue.lowercased() == request.status.lowercased() }),
+                parsed.isFinished
+            else {
+                throw RPCError(
+                    code: .invalidArgument,
+                    message: "status \"\(request.status)\" is not a final status (Completed, Failed, Cancelled, TimedOut)")
+            }
+            status = parsed
+        }
+        var response = Weft_V1_ExecutionTrends()
+        let scope: RollupScope
+        if !request.workflowID.isEmpty {
+            let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+            if !request.orgID.isEmpty && workflow.orgId != request.orgID {
+                throw RPCError(code: .invalidArgument, message: "workflow \(workflow.id) is not in organization \(request.orgID)")
+            }
+            scope = .workflows([workflow.id])
+            response.scope = "workflow:\(workflow.id)"
+        } else if !request.orgID.isEmpty {
+            let (org, _) = try await deps.organization(request.orgID, caller: caller, needs: .admin)
+            scope = .organization(org.id)
+            response.scope = "organization:\(org.id)"
+            response.workflows = Int64(try await deps.orgs.workflowCount(orgId: org.id))
+        } else {
+            scope = .visibleTo(userId: caller.userId)
+            response.scope = "visible"
+        }
+        // Hours from the one holding `since`; an execution counts in the
+        // hour it started, so `until` is widened to the end of its hour.
+        let rows = try await analytics.executionRollups(RollupQuery(
+            scope: scope, from: RollupHour(containing: since), to: RollupHour(containing: until.addingTimeInterval(-0.001)).next,
+            trigger: trigger, status: status))
+        if case .organization = scope {} else { response.workflows = Int64(Set(rows.map(\.key.workflowId)).count) }
+        let builder = TrendBuilder(timeZone: zone)
+        let (daily, monthly, yearly) = builder.build(rows)
+        response.daily = daily
+        response.monthly = monthly
+        response.yearly = yearly
+        response.timeZone = zone.identifier
+        response.durationErrorBound = LogHistogram.relativeError
+        response.hourAligned = builder.offHour(from: since, to: until)
+        return response
+    }
+
+    static func timeZone(_ name: String, field: String) throws -> TimeZone {
+        guard name.utf8.count <= 64, let zone = TimeZone(identifier: name) else {
+            throw RPCError(
+                code: .invalidArgument,
+                message: "\(field) \"\(name.prefix(64))\" is not an IANA time zone (like UTC, Europe/Berlin, America/New_York)")
+        }
+        return zone
+    }
+
+    // MARK: Insights and predictions
+
+    func insights(_ workflow: WorkflowRecord, _ request: Weft_V1_GetWorkflowInsightsRequest) async throws
+        -> Weft_V1_WorkflowInsights
+    {
+        guard request.window.isEmpty || request.window == "week" || request.window == "month" else {
+            throw RPCError(code: .invalidArgument, message: "window \"\(request.window)\" is not week or month")
+        }
+        let now = Date()
+        let window = try AnalyticsWindow.resolve(window: request.window, from: nil, to: nil, now: now, defaultWindow: "month")
+        async let rows = analytics.executionRollups(RollupQuery(scope: .workflows([workflow.id]), from: window.from, to: window.to))
+        async let tasks = analytics.taskRollups(workflowId: workflow.id, from: window.from, to: window.to, version: nil)
+        async let recentPage = deps.executions.listExecutions(
+            ExecutionQuery(workflowId: workflow.id, limit: Self.recentRuns, startedAfter: window.from.start))
+        let insights = Insights(executions: try await rows, tasks: try await tasks)
+        var response = Weft_V1_WorkflowInsights()
+        response.workflowID = workflow.id
+        response.generatedAt = ProtoMapping.timestamp(now)
+        response.windowStart = ProtoMapping.timestamp(window.from.start)
+        response.windowEnd = ProtoMapping.timestamp(window.to.start)
+        response.nextRun = insights.nextRun()
+        if let bottleneck = insights.bottleneck() { response.bottleneck = bottleneck }
+        response.flakyTasks = insights.flakyTasks()
+        response.suggestions = insights.suggestions(definition: workflow.tasks)
+        response.anomalies = insights.anomalies(recent: try await recentPage.items)
+        if let budget = try await analytics.budget(scope: .workflow, id: workflow.id) {
+            response.budget = try await budgetStatus(budget)
+        }
+        return response
+    }
+
+    func predict(_ request: Weft_V1_PredictExecutionRequest, caller: Caller) async throws -> Weft_V1_ExecutionPrediction {
+        guard !request.executionID.isEmpty else { throw APIError.required("execution_id") }
+        guard let execution = try await deps.executions.execution(id: request.executionID) else {
+            throw RPCError(code: .notFound, message: "execution \(request.executionID) not found")
+        }
+        do {
+            _ = try await deps.workflow(execution.workflowId, caller: caller, needs: .viewer)
+        } catch let error as RPCError where error.code == .notFound {
+            throw RPCError(code: .notFound, message: "execution \(request.executionID) not found")
+        }
+        let deadline = request.hasDeadline ? try ProtoMapping.date(request.deadline, field: "deadline") : nil
+        let now = Date()
+        let window = try AnalyticsWindow.resolve(window: "month", from: nil, to: nil, now: now)
+        let rows = try await analytics.executionRollups(RollupQuery(
+            scope: .workflows([execution.workflowId]), from: window.from, to: window.to, status: .completed))
+        return ExecutionPredictor(execution: execution, history: rows, deadline: deadline, now: now).predict()
+    }
+
+    // MARK: Budgets
+
+    /// The budget a request names: exactly one of workflow_id and org_id,
+    /// with the caller's right to it (writing: a workflow's editors, an
+    /// organization's admins; reading: anyone who sees it).
+    func budgetScope(_ workflowId: String, _ orgId: String, caller: Caller, writing: Bool) async throws
+        -> (BudgetScope, String, orgId: String)
+    {
+        switch (workflowId.isEmpty, orgId.isEmpty) {
+        case (false, true):
+            let (workflow, _) = try await deps.workflow(workflowId, caller: caller, needs: writing ? .editor : .viewer)
+            return (.workflow, workflow.id, workflow.orgId)
+        case (true, false):
+            let (org, _) = try await deps.organization(orgId, caller: caller, needs: writing ? .admin : .member)
+            return (.organization, org.id, org.id)
+        default:
+            throw RPCError(code: .invalidArgument, message: "give workflow_id or org_id (one of them)")
+        }
+    }
+
+    func setBudget(_ request: Weft_V1_SetBudgetRequest, caller: Caller) async throws -> Weft_V1_Budget {
+        let (scope, id, orgId) = try await budgetScope(request.workflowID, request.orgID, caller: caller, writing: true)
+        let limit = request.monthlyLimitUsd
+        guard limit.isFinite, limit > 0, limit <= Self.maxBudgetUsd else {
+            throw RPCError(
+                code: .invalidArgument, message: "monthly_limit_usd must be more than 0 and at most \(Int(Self.maxBudgetUsd))")
+        }
+        let zoneName = request.timeZone.isEmpty ? "UTC" : request.timeZone
+        let zone = try Self.timeZone(zoneName, field: "time_zone")
+        let stored = try await analytics.putBudget(BudgetRecord(
+            scope: scope, scopeId: id, orgId: orgId, monthlyLimitUsd: limit, timeZone: zone.identifier,
+            createdBy: caller.userId, updatedAt: Date.nowMillis))
+        return try await budgetStatus(stored)
+    }
+
+    func budgetStatus(_ budget: BudgetRecord) async throws -> Weft_V1_Budget {
+        try await BudgetMonitor.forecast(budget, analytics: analytics, now: Date()).proto(budget)
+    }
+}

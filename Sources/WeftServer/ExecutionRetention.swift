@@ -1,0 +1,42 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import WeftObservability
+import WeftStore
+
+/// Deletes finished executions (and their task rows) older than the
+/// retention period, at start and then every ten minutes, in batches so
+/// the writer is never held long. Their rollups stay: statistics, trends
+/// and budgets keep counting them (docs/ANALYTICS.md).
+struct ExecutionRetention: Service {
+    static let batch = 1000
+    let store: any AnalyticsStore
+    let days: Int
+    let metrics: WeftMetrics
+    let logger: Logger
+
+    func run() async throws {
+        let purged = metrics.counter(
+            MetricNames.executionsPurged,
+            help: "Finished executions deleted by retention (--execution-retention-days); their rollups stay.")
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let cutoff = Date().addingTimeInterval(-Double(days) * 86_400)
+                var total = 0
+                do {
+                    while !Task.isCancelled {
+                        let count = try await store.purgeExecutions(finishedBefore: cutoff, limit: Self.batch)
+                        total += count
+                        purged.increment(by: Int64(count))
+                        if count < Self.batch { break }
+                        await Task.yield()
+                    }
+                    if total > 0 { logger.info("execution retention: deleted \(total) executions finished before \(cutoff)") }
+                } catch {
+                    logger.error("execution retention failed: \(error)")
+                }
+                try await Task.sleep(for: .seconds(600))
+            }
+        }
+    }
+}
