@@ -253,7 +253,7 @@ extension SQLiteStore: AnalyticsStore {
         try String.fetchAll(
             db,
             sql: """
-                SELECT id FROM workflows WHERE owner_id = ? AND deleted_at IS NULL
+                SELECT id FROM workflows WHERE user_id = ? AND deleted_at IS NULL
                 UNION
                 SELECT c.workflow_id FROM workflow_collaborators c JOIN workflows w ON w.id = c.workflow_id
                 WHERE c.user_id = ? AND w.deleted_at IS NULL

@@ -22,7 +22,7 @@ public enum StoreConformance {
         }
     }
 
-    public static let all: [Case] = users + workflows + executions + queue + logs + organizations + schedules + notifications
+    public static let all: [Case] = users + workflows + executions + queue + logs + organizations + schedules + notifications + analytics
 
     static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 

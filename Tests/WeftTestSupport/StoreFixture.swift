@@ -14,14 +14,16 @@ public struct StoreFixture: Sendable {
     public let orgs: any OrganizationStore
     public let schedules: any ScheduleStore
     public let notifications: any NotificationStore
+    public let analytics: any AnalyticsStore
     private let remove: @Sendable () -> Void
 
     public init(
         name: String, users: any UserStore, workflows: any WorkflowStore, executions: any ExecutionStore,
         queue: any QueueStore, logs: any LogStore, orgs: any OrganizationStore, schedules: any ScheduleStore,
-        notifications: any NotificationStore, remove: @escaping @Sendable () -> Void = {}
+        notifications: any NotificationStore, analytics: any AnalyticsStore, remove: @escaping @Sendable () -> Void = {}
     ) {
         self.notifications = notifications
+        self.analytics = analytics
         self.orgs = orgs
         self.schedules = schedules
         self.name = name
@@ -40,7 +42,7 @@ public struct StoreFixture: Sendable {
         let store = MemoryStore()
         return StoreFixture(
             name: "memory", users: store, workflows: store, executions: store, queue: store, logs: store, orgs: store,
-            schedules: store, notifications: store)
+            schedules: store, notifications: store, analytics: store)
     }
 
     /// SQLite files in a temporary directory.
@@ -48,7 +50,8 @@ public struct StoreFixture: Sendable {
         let temp = try TempSQLiteStore()
         return StoreFixture(
             name: "sqlite", users: temp.store, workflows: temp.store, executions: temp.store, queue: temp.store,
-            logs: temp.logs, orgs: temp.store, schedules: temp.store, notifications: temp.store, remove: { temp.cleanup() })
+            logs: temp.logs, orgs: temp.store, schedules: temp.store, notifications: temp.store, analytics: temp.store,
+            remove: { temp.cleanup() })
     }
 
     /// Stores a new account.
