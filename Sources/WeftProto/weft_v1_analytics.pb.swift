@@ -188,8 +188,9 @@ public nonisolated struct Weft_V1_WorkflowStats: @unchecked Sendable {
   /// Clears the value of `windowEnd`. Subsequent reads from it will return its default value.
   public mutating func clearWindowEnd() {_uniqueStorage()._windowEnd = nil}
 
-  /// Finished executions by trigger (manual, api, schedule, webhook, event).
-  public var byTrigger: Dictionary<String,Int64> {
+  /// Finished executions by trigger (manual, api, schedule, webhook, event),
+  /// most first.
+  public var byTrigger: [Weft_V1_TriggerCount] {
     get {_storage._byTrigger}
     set {_uniqueStorage()._byTrigger = newValue}
   }
@@ -296,6 +297,20 @@ public nonisolated struct Weft_V1_WorkflowStats: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Weft_V1_TriggerCount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var trigger: String = String()
+
+  public var executions: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Weft_V1_TaskStats: @unchecked Sendable {
@@ -1288,7 +1303,7 @@ nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobu
     var _finished: Int64 = 0
     var _windowStart: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _windowEnd: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-    var _byTrigger: Dictionary<String,Int64> = [:]
+    var _byTrigger: [Weft_V1_TriggerCount] = []
     var _maxDuration: SwiftProtobuf.Google_Protobuf_Duration? = nil
     var _meanDuration: SwiftProtobuf.Google_Protobuf_Duration? = nil
     var _durationErrorBound: Double = 0
@@ -1378,7 +1393,7 @@ nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobu
         case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._finished) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._windowStart) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._windowEnd) }()
-        case 17: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &_storage._byTrigger) }()
+        case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._byTrigger) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._maxDuration) }()
         case 19: try { try decoder.decodeSingularMessageField(value: &_storage._meanDuration) }()
         case 20: try { try decoder.decodeSingularDoubleField(value: &_storage._durationErrorBound) }()
@@ -1454,7 +1469,7 @@ nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobu
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
       if !_storage._byTrigger.isEmpty {
-        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: _storage._byTrigger, fieldNumber: 17)
+        try visitor.visitRepeatedMessageField(value: _storage._byTrigger, fieldNumber: 17)
       }
       try { if let v = _storage._maxDuration {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
@@ -1542,6 +1557,41 @@ nonisolated extension Weft_V1_WorkflowStats: SwiftProtobuf.Message, SwiftProtobu
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_TriggerCount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TriggerCount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}trigger\0\u{1}executions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.trigger) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.executions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.trigger.isEmpty {
+      try visitor.visitSingularStringField(value: self.trigger, fieldNumber: 1)
+    }
+    if self.executions != 0 {
+      try visitor.visitSingularInt64Field(value: self.executions, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_TriggerCount, rhs: Weft_V1_TriggerCount) -> Bool {
+    if lhs.trigger != rhs.trigger {return false}
+    if lhs.executions != rhs.executions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -25,12 +25,19 @@ struct WorkflowStatsBuilder {
         stats.durationErrorBound = LogHistogram.relativeError
         var all = ExecutionRollup()
         var byStatus: [ExecutionStatus: Int64] = [:]
+        var byTrigger: [TriggerKind: Int64] = [:]
         var byVersion: [Int: [ExecutionStatus: ExecutionRollup]] = [:]
         for (key, value) in executions {
             all.merge(value)
             byStatus[key.status, default: 0] += value.executions
-            stats.byTrigger[key.trigger.rawValue, default: 0] += value.executions
+            byTrigger[key.trigger, default: 0] += value.executions
             byVersion[key.version, default: [:]][key.status, default: ExecutionRollup()].merge(value)
+        }
+        stats.byTrigger = byTrigger.sorted { ($0.value, $1.key.rawValue) > ($1.value, $0.key.rawValue) }.map { trigger, count in
+            var entry = Weft_V1_TriggerCount()
+            entry.trigger = trigger.rawValue
+            entry.executions = count
+            return entry
         }
         stats.running = Int64(running)
         stats.finished = all.executions
