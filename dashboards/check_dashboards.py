@@ -15,6 +15,11 @@ one-line summary per file.
                  dashboard variable ($var, ${var}, ${var:fmt}, [[var]]) -> .*
                  with its matcher turned into a regex matcher (= -> =~,
                  != -> !~).
+  --var NAME=VALUE
+                 substitute VALUE for the dashboard variable NAME instead of
+                 .* (repeatable): a plain matcher (label="$NAME") keeps its
+                 = or !=, in a regex matcher the value is regex-escaped.
+                 Applies to --exprs, --promtool and --query.
   --promtool     write the expressions into a temporary rules file as
                  recording rules (record: check:expr_N) and run
                  `promtool check rules` on it, so each expression is parsed
@@ -55,25 +60,49 @@ _VAR_RE = re.compile(
     r"|\[\[(?P<k>" + _VAR_NAME + r")(?::[^\]]*)?\]\]"
     r"|\$(?P<p>" + _VAR_NAME + r")"
 )
-# label="...$var..." or label!="...$var..." (a plain matcher holding a variable)
+# label="...$var...", label!="...", label=~"..." or label!~"..." (a matcher
+# that may hold a variable)
 _MATCHER_RE = re.compile(
-    r"(?P<label>" + _VAR_NAME + r")\s*(?P<op>!=|=)(?![=~])\s*\"(?P<val>[^\"]*)\""
+    r"(?P<label>" + _VAR_NAME + r")\s*(?P<op>!=|=~|!~|=)(?![=~])\s*\"(?P<val>[^\"]*)\""
 )
+# RE2 metacharacters, escaped when a --var value goes into a regex matcher.
+_REGEX_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
 def _var_name(m):
     return m.group("b") or m.group("k") or m.group("p")
 
 
-def substitute(expr):
-    """Turn a Grafana PromQL template into plain PromQL."""
+def _promql_string(text):
+    """Escape text for the inside of a PromQL double-quoted string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def substitute(expr, values=None):
+    """Turn a Grafana PromQL template into plain PromQL.
+
+    `values` maps dashboard variable names to the value to use (as if that
+    single value were selected); any other variable becomes `.*`."""
+    values = values or {}
 
     def fix_matcher(m):
-        val = m.group("val")
-        if not _VAR_RE.search(val):
+        val, op = m.group("val"), m.group("op")
+        names = [_var_name(v) for v in _VAR_RE.finditer(val)]
+        if not names:
             return m.group(0)
-        op = "=~" if m.group("op") == "=" else "!~"
-        return '%s%s"%s"' % (m.group("label"), op, val)
+        if op in ("=", "!=") and all(n in values for n in names):
+            # Every variable has a value: the matcher stays exact.
+            val = _VAR_RE.sub(lambda v: _promql_string(values[_var_name(v)]), val)
+            return '%s%s"%s"' % (m.group("label"), op, val)
+        op = {"=": "=~", "!=": "!~"}.get(op, op)
+
+        def regex_value(v):
+            name = _var_name(v)
+            if name in values:
+                return _promql_string(_REGEX_META.sub(r"\\\1", values[name]))
+            return v.group(0)  # replaced by .* below
+
+        return '%s%s"%s"' % (m.group("label"), op, _VAR_RE.sub(regex_value, val))
 
     expr = _MATCHER_RE.sub(fix_matcher, expr)
 
@@ -83,6 +112,8 @@ def substitute(expr):
             return "1m"
         if name in BUILTIN_SCALARS:
             return BUILTIN_SCALARS[name]
+        if name in values:
+            return values[name]
         return ".*"
 
     return _VAR_RE.sub(repl, expr)
@@ -276,7 +307,16 @@ def main(argv=None):
     ap.add_argument("--promtool", nargs="?", const="promtool", default=None, metavar="PATH",
                     help="parse every expression with `promtool check rules`")
     ap.add_argument("--query", metavar="URL", help="evaluate every expression against a Prometheus")
+    ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                    help="value for dashboard variable NAME instead of .* (repeatable)")
     args = ap.parse_args(argv)
+    values = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(_VAR_NAME, name):
+            print("--var wants NAME=VALUE, got %r" % item, file=sys.stderr)
+            return 2
+        values[name] = value
 
     files = args.files or sorted(glob.glob(os.path.join(args.dir, "*.json")))
     if not files:
@@ -292,7 +332,7 @@ def main(argv=None):
             print(e, file=sys.stderr)
         failed = failed or bool(errors)
         print("%s: %s, %d expressions" % (path, "FAIL" if errors else "ok", len(exprs)), file=sys.stderr)
-        all_exprs.extend(substitute(e) for _, e in exprs)
+        all_exprs.extend(substitute(e, values) for _, e in exprs)
 
     # De-duplicate, keeping order.
     uniq = list(dict.fromkeys(all_exprs))

@@ -629,8 +629,10 @@ public nonisolated struct Weft_V1_ExecutionTrends: Sendable {
 
   public var durationErrorBound: Double = 0
 
-  /// True when the zone's offset is not whole hours: periods then start at
-  /// the UTC hour holding local midnight (up to 45 minutes off).
+  /// True when the zone's offset is not whole hours: an hour of rollups
+  /// goes to the local day its start falls in, so such a day's figures
+  /// run from the first whole UTC hour after its midnight (up to 45
+  /// minutes late; `start` is still the exact midnight).
   public var hourAligned: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -787,7 +789,8 @@ public nonisolated struct Weft_V1_FlakyTask: Sendable {
 
   public var flakyRate: Double = 0
 
-  /// The last error of its retried runs, most frequent first.
+  /// The last error of its runs that were retried or failed, most
+  /// frequent first (at most 8 messages an hour are told apart).
   public var errors: [Weft_V1_ErrorCount] = []
 
   /// The lower end of the 95% Wilson interval of flaky_rate: with 95%
@@ -882,7 +885,8 @@ public nonisolated struct Weft_V1_Anomaly: Sendable {
 
   public var expected: Double = 0
 
-  /// Standard scores (runs) or the z of a two-proportion test (versions).
+  /// slow_run: standard score; costly_run: cost / median cost;
+  /// success_rate_drop: z of a two-proportion test.
   public var score: Double = 0
 
   public var confidence: Double = 0
@@ -999,8 +1003,7 @@ public nonisolated struct Weft_V1_PredictExecutionRequest: Sendable {
 
   public var executionID: String = String()
 
-  /// The deadline whose risk is wanted (default: the execution's start plus
-  /// the workflow's timeout, when it has one).
+  /// The deadline whose risk is wanted (none: no risk is given).
   public var deadline: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_deadline ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_deadline = newValue}
@@ -1115,15 +1118,12 @@ public nonisolated struct Weft_V1_ExecutionPrediction: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Weft_V1_SetBudgetRequest: Sendable {
+public nonisolated struct Weft_V1_SetWorkflowBudgetRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// One of the two.
   public var workflowID: String = String()
-
-  public var orgID: String = String()
 
   /// US dollars per calendar month.
   public var monthlyLimitUsd: Double = 0
@@ -1136,12 +1136,38 @@ public nonisolated struct Weft_V1_SetBudgetRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Weft_V1_GetBudgetRequest: Sendable {
+public nonisolated struct Weft_V1_GetWorkflowBudgetRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var workflowID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_SetOrganizationBudgetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orgID: String = String()
+
+  public var monthlyLimitUsd: Double = 0
+
+  public var timeZone: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Weft_V1_GetOrganizationBudgetRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
 
   public var orgID: String = String()
 
@@ -1198,20 +1224,6 @@ public nonisolated struct Weft_V1_Budget: Sendable {
   public init() {}
 
   fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-}
-
-public nonisolated struct Weft_V1_DeleteBudgetRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var workflowID: String = String()
-
-  public var orgID: String = String()
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
 }
 
 public nonisolated struct Weft_V1_DeleteBudgetResponse: Sendable {
@@ -2792,9 +2804,9 @@ nonisolated extension Weft_V1_ExecutionPrediction: SwiftProtobuf.Message, SwiftP
   }
 }
 
-nonisolated extension Weft_V1_SetBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".SetBudgetRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}org_id\0\u{3}monthly_limit_usd\0\u{3}time_zone\0")
+nonisolated extension Weft_V1_SetWorkflowBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetWorkflowBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}monthly_limit_usd\0\u{3}time_zone\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2803,9 +2815,8 @@ nonisolated extension Weft_V1_SetBudgetRequest: SwiftProtobuf.Message, SwiftProt
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
-      case 3: try { try decoder.decodeSingularDoubleField(value: &self.monthlyLimitUsd) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.monthlyLimitUsd) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
       default: break
       }
     }
@@ -2815,20 +2826,86 @@ nonisolated extension Weft_V1_SetBudgetRequest: SwiftProtobuf.Message, SwiftProt
     if !self.workflowID.isEmpty {
       try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
     }
-    if !self.orgID.isEmpty {
-      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 2)
-    }
     if self.monthlyLimitUsd.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.monthlyLimitUsd, fieldNumber: 3)
+      try visitor.visitSingularDoubleField(value: self.monthlyLimitUsd, fieldNumber: 2)
     }
     if !self.timeZone.isEmpty {
-      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 4)
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Weft_V1_SetBudgetRequest, rhs: Weft_V1_SetBudgetRequest) -> Bool {
+  public static func ==(lhs: Weft_V1_SetWorkflowBudgetRequest, rhs: Weft_V1_SetWorkflowBudgetRequest) -> Bool {
     if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.monthlyLimitUsd != rhs.monthlyLimitUsd {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_GetWorkflowBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetWorkflowBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_GetWorkflowBudgetRequest, rhs: Weft_V1_GetWorkflowBudgetRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Weft_V1_SetOrganizationBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetOrganizationBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}org_id\0\u{3}monthly_limit_usd\0\u{3}time_zone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.monthlyLimitUsd) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orgID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 1)
+    }
+    if self.monthlyLimitUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.monthlyLimitUsd, fieldNumber: 2)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Weft_V1_SetOrganizationBudgetRequest, rhs: Weft_V1_SetOrganizationBudgetRequest) -> Bool {
     if lhs.orgID != rhs.orgID {return false}
     if lhs.monthlyLimitUsd != rhs.monthlyLimitUsd {return false}
     if lhs.timeZone != rhs.timeZone {return false}
@@ -2837,9 +2914,9 @@ nonisolated extension Weft_V1_SetBudgetRequest: SwiftProtobuf.Message, SwiftProt
   }
 }
 
-nonisolated extension Weft_V1_GetBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".GetBudgetRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}org_id\0")
+nonisolated extension Weft_V1_GetOrganizationBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetOrganizationBudgetRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}org_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2847,25 +2924,20 @@ nonisolated extension Weft_V1_GetBudgetRequest: SwiftProtobuf.Message, SwiftProt
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.workflowID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
-    }
     if !self.orgID.isEmpty {
-      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 2)
+      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 1)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Weft_V1_GetBudgetRequest, rhs: Weft_V1_GetBudgetRequest) -> Bool {
-    if lhs.workflowID != rhs.workflowID {return false}
+  public static func ==(lhs: Weft_V1_GetOrganizationBudgetRequest, rhs: Weft_V1_GetOrganizationBudgetRequest) -> Bool {
     if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2961,41 +3033,6 @@ nonisolated extension Weft_V1_Budget: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.status != rhs.status {return false}
     if lhs._updatedAt != rhs._updatedAt {return false}
     if lhs.explanation != rhs.explanation {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Weft_V1_DeleteBudgetRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".DeleteBudgetRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}org_id\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.orgID) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.workflowID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
-    }
-    if !self.orgID.isEmpty {
-      try visitor.visitSingularStringField(value: self.orgID, fieldNumber: 2)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Weft_V1_DeleteBudgetRequest, rhs: Weft_V1_DeleteBudgetRequest) -> Bool {
-    if lhs.workflowID != rhs.workflowID {return false}
-    if lhs.orgID != rhs.orgID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

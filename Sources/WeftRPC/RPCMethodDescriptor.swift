@@ -26,7 +26,7 @@ public final class RPCMethodDescriptor: Hashable, Sendable, CustomStringConverti
     /// changes (audit) skip it without looking at strings per call.
     public let isReadOnly: Bool
 
-    static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Poll", "Echo", "Server"]
+    static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Poll", "Echo", "Server", "Predict"]
 
     public init(service: String, method: String, kind: Kind) {
         self.service = service

@@ -89,10 +89,10 @@ extension SQLiteStore: AnalyticsStore {
             let keyArgs: StatementArguments = [key.workflowId, key.hour.value, key.version, key.trigger.rawValue, key.status.rawValue]
             var rollup = try Row.fetchOne(
                 db.cachedStatement(sql: """
-                    SELECT * FROM rollup_executions
+                    SELECT \(rollupColumns) FROM rollup_executions
                     WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND trigger = ? AND status = ?
                     """), arguments: keyArgs
-            ).map(executionRollup) ?? ExecutionRollup()
+            ).map { executionRollup($0, at: 0) } ?? ExecutionRollup()
             rollup.merge(add)
             let orgId = try String.fetchOne(
                 db.cachedStatement(sql: "SELECT COALESCE(org_id, '') FROM workflows WHERE id = ?"), arguments: [key.workflowId])
@@ -108,9 +108,10 @@ extension SQLiteStore: AnalyticsStore {
             let keyArgs: StatementArguments = [key.orgId, key.hour.value, key.trigger.rawValue, key.status.rawValue]
             var rollup = try Row.fetchOne(
                 db.cachedStatement(sql: """
-                    SELECT * FROM rollup_org_executions WHERE org_id = ? AND hour = ? AND trigger = ? AND status = ?
+                    SELECT \(rollupColumns) FROM rollup_org_executions
+                    WHERE org_id = ? AND hour = ? AND trigger = ? AND status = ?
                     """), arguments: keyArgs
-            ).map(executionRollup) ?? ExecutionRollup()
+            ).map { executionRollup($0, at: 0) } ?? ExecutionRollup()
             rollup.merge(add)
             try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO rollup_org_executions (org_id, hour, trigger, status,
@@ -123,9 +124,10 @@ extension SQLiteStore: AnalyticsStore {
             let keyArgs: StatementArguments = [key.workflowId, key.hour.value, key.version, key.taskKey]
             var rollup = try Row.fetchOne(
                 db.cachedStatement(sql: """
-                    SELECT * FROM rollup_tasks WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND task_key = ?
+                    SELECT \(taskColumns) FROM rollup_tasks
+                    WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND task_key = ?
                     """), arguments: keyArgs
-            ).map(taskRollup) ?? TaskRollup()
+            ).map { taskRollup($0, at: 0) } ?? TaskRollup()
             rollup.merge(add)
             try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO rollup_tasks (workflow_id, hour, workflow_version, task_key, runs, failed, retried,
@@ -143,43 +145,60 @@ extension SQLiteStore: AnalyticsStore {
         [
             rollup.executions, rollup.durationMsSum, rollup.durationMsSquares, rollup.durationMsMax,
             rollup.durations.encoded, rollup.waits.encoded, rollup.costSum, rollup.costMax, rollup.costs.encoded,
-            rollup.retried, rollup.attempts, rollup.firstCreatedAt.map(StoreDate.text),
-            rollup.lastFinishedAt.map(StoreDate.text),
+            rollup.retried, rollup.attempts, rollup.firstCreatedAt.map(millis), rollup.lastFinishedAt.map(millis),
         ]
     }
 
-    static func executionRollup(_ row: Row) -> ExecutionRollup {
+    /// The rollup columns, in the order `executionRollup(_:at:)` reads them.
+    static let rollupColumns = """
+        executions, duration_sum, duration_squares, duration_max, duration_hist, wait_hist, cost_sum, cost_max, \
+        cost_hist, retried, attempts, first_created_at, last_finished_at
+        """
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    static func date(_ millis: Int64?) -> Date? { millis.map { Date(timeIntervalSince1970: Double($0) / 1000) } }
+
+    /// Columns `rollupColumns` from index `first` on. By index, not name:
+    /// a query reads thousands of rows, and a name lookup lower-cases it.
+    static func executionRollup(_ row: Row, at first: Int) -> ExecutionRollup {
         var rollup = ExecutionRollup()
-        rollup.executions = row["executions"]
-        rollup.durationMsSum = row["duration_sum"]
-        rollup.durationMsSquares = row["duration_squares"]
-        rollup.durationMsMax = row["duration_max"]
-        rollup.durations = histogram(row["duration_hist"])
-        rollup.waits = histogram(row["wait_hist"])
-        rollup.costSum = row["cost_sum"]
-        rollup.costMax = row["cost_max"]
-        rollup.costs = histogram(row["cost_hist"])
-        rollup.retried = row["retried"]
-        rollup.attempts = row["attempts"]
-        rollup.firstCreatedAt = row["first_created_at"]
-        rollup.lastFinishedAt = row["last_finished_at"]
+        rollup.executions = row[first]
+        rollup.durationMsSum = row[first + 1]
+        rollup.durationMsSquares = row[first + 2]
+        rollup.durationMsMax = row[first + 3]
+        rollup.durations = histogram(row[first + 4])
+        rollup.waits = histogram(row[first + 5])
+        rollup.costSum = row[first + 6]
+        rollup.costMax = row[first + 7]
+        rollup.costs = histogram(row[first + 8])
+        rollup.retried = row[first + 9]
+        rollup.attempts = row[first + 10]
+        rollup.firstCreatedAt = date(row[first + 11])
+        rollup.lastFinishedAt = date(row[first + 12])
         return rollup
     }
 
-    static func taskRollup(_ row: Row) -> TaskRollup {
+    static let taskColumns = """
+        runs, failed, retried, flaky, attempts, duration_sum, duration_max, duration_hist, cost_sum, critical_runs, \
+        critical_sum, errors
+        """
+
+    static func taskRollup(_ row: Row, at first: Int) -> TaskRollup {
         var rollup = TaskRollup()
-        rollup.runs = row["runs"]
-        rollup.failed = row["failed"]
-        rollup.retried = row["retried"]
-        rollup.flaky = row["flaky"]
-        rollup.attempts = row["attempts"]
-        rollup.durationMsSum = row["duration_sum"]
-        rollup.durationMsMax = row["duration_max"]
-        rollup.durations = histogram(row["duration_hist"])
-        rollup.costSum = row["cost_sum"]
-        rollup.criticalRuns = row["critical_runs"]
-        rollup.criticalMsSum = row["critical_sum"]
-        if case .object(let pairs)? = try? JSONValue(jsonText: row["errors"] as String) {
+        rollup.runs = row[first]
+        rollup.failed = row[first + 1]
+        rollup.retried = row[first + 2]
+        rollup.flaky = row[first + 3]
+        rollup.attempts = row[first + 4]
+        rollup.durationMsSum = row[first + 5]
+        rollup.durationMsMax = row[first + 6]
+        rollup.durations = histogram(row[first + 7])
+        rollup.costSum = row[first + 8]
+        rollup.criticalRuns = row[first + 9]
+        rollup.criticalMsSum = row[first + 10]
+        let errors: String = row[first + 11]
+        if errors != "{}", case .object(let pairs)? = try? JSONValue(jsonText: errors) {
             for (message, count) in pairs {
                 if case .number(let n) = count { rollup.errors[message] = Int64(n) }
             }
@@ -198,6 +217,15 @@ extension SQLiteStore: AnalyticsStore {
 
     // MARK: Queries
 
+    /// Stored enum values without a name lookup (the common ones first).
+    static func trigger(_ raw: String) throws -> TriggerKind {
+        try TriggerKind(rawValue: raw) ?? stored(TriggerKind.self, raw)
+    }
+
+    static func status(_ raw: String) throws -> ExecutionStatus {
+        try ExecutionStatus(rawValue: raw) ?? stored(ExecutionStatus.self, raw)
+    }
+
     public func executionRollups(_ query: RollupQuery) async throws -> [(key: ExecutionRollupKey, value: ExecutionRollup)] {
         try await read("rollup_executions") { db in
             var filter = " AND hour >= ? AND hour < ?"
@@ -212,15 +240,17 @@ extension SQLiteStore: AnalyticsStore {
             }
             switch query.scope {
             case .organization(let orgId):
-                return try Row.fetchAll(
-                    db, sql: "SELECT * FROM rollup_org_executions WHERE org_id = ?" + filter + " ORDER BY hour",
-                    arguments: [orgId] + arguments
-                ).map { row in
-                    try (ExecutionRollupKey(
-                        workflowId: "", version: 0, hour: RollupHour(row["hour"]),
-                        trigger: Self.stored(TriggerKind.self, row["trigger"]),
-                        status: Self.stored(ExecutionStatus.self, row["status"])), Self.executionRollup(row))
+                var rows: [(key: ExecutionRollupKey, value: ExecutionRollup)] = []
+                let cursor = try Row.fetchCursor(
+                    db, sql: "SELECT hour, trigger, status, \(Self.rollupColumns) FROM rollup_org_executions WHERE org_id = ?"
+                        + filter + " ORDER BY hour",
+                    arguments: [orgId] + arguments)
+                while let row = try cursor.next() {
+                    rows.append(try (ExecutionRollupKey(
+                        workflowId: "", version: 0, hour: RollupHour(row[0]), trigger: Self.trigger(row[1]),
+                        status: Self.status(row[2])), Self.executionRollup(row, at: 3)))
                 }
+                return rows
             case .workflows, .visibleTo:
                 if let version = query.version {
                     filter += " AND workflow_version = ?"
@@ -235,13 +265,14 @@ extension SQLiteStore: AnalyticsStore {
                 var rows: [(key: ExecutionRollupKey, value: ExecutionRollup)] = []
                 // One range of the primary key per workflow.
                 let statement = try db.cachedStatement(
-                    sql: "SELECT * FROM rollup_executions WHERE workflow_id = ?" + filter)
+                    sql: "SELECT workflow_version, hour, trigger, status, \(Self.rollupColumns) FROM rollup_executions WHERE workflow_id = ?"
+                        + filter)
                 for id in ids {
-                    for row in try Row.fetchAll(statement, arguments: [id] + arguments) {
+                    let cursor = try Row.fetchCursor(statement, arguments: [id] + arguments)
+                    while let row = try cursor.next() {
                         rows.append(try (ExecutionRollupKey(
-                            workflowId: id, version: row["workflow_version"], hour: RollupHour(row["hour"]),
-                            trigger: Self.stored(TriggerKind.self, row["trigger"]),
-                            status: Self.stored(ExecutionStatus.self, row["status"])), Self.executionRollup(row)))
+                            workflowId: id, version: row[0], hour: RollupHour(row[1]), trigger: Self.trigger(row[2]),
+                            status: Self.status(row[3])), Self.executionRollup(row, at: 4)))
                     }
                 }
                 return rows
@@ -264,16 +295,19 @@ extension SQLiteStore: AnalyticsStore {
         -> [(key: TaskRollupKey, value: TaskRollup)]
     {
         try await read("rollup_tasks") { db in
-            var sql = "SELECT * FROM rollup_tasks WHERE workflow_id = ? AND hour >= ? AND hour < ?"
+            var sql = "SELECT workflow_version, hour, task_key, \(Self.taskColumns) FROM rollup_tasks WHERE workflow_id = ? AND hour >= ? AND hour < ?"
             var arguments: StatementArguments = [workflowId, from.value, to.value]
             if let version {
                 sql += " AND workflow_version = ?"
                 arguments += [version]
             }
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                (TaskRollupKey(workflowId: workflowId, version: row["workflow_version"], hour: RollupHour(row["hour"]),
-                               taskKey: row["task_key"]), Self.taskRollup(row))
+            var rows: [(key: TaskRollupKey, value: TaskRollup)] = []
+            let cursor = try Row.fetchCursor(db, sql: sql, arguments: arguments)
+            while let row = try cursor.next() {
+                rows.append((TaskRollupKey(workflowId: workflowId, version: row[0], hour: RollupHour(row[1]), taskKey: row[2]),
+                             Self.taskRollup(row, at: 3)))
             }
+            return rows
         }
     }
 

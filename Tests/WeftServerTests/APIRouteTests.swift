@@ -52,7 +52,7 @@ struct APIRouteTests {
         // of TriggerService and EventService's PublishEvent; Step 9's
         // ListDeliveries, GetIntegration, TestIntegration and the seven of
         // NotificationService.
-        #expect(methods.count == 101)
+        #expect(methods.count == 104)
         #expect(Set(http.restOperations.map(\.descriptor.path)) == methods)
         // Route templates are unique per HTTP method.
         let keys = http.restOperations.map { "\($0.route.method) \($0.route.template)" }

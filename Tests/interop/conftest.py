@@ -3,7 +3,8 @@
 * `protos`         (session)  generated stubs, see weft_helpers.generate_protos
 * `server`         (module)   one `weft serve` per test module, with the module's
                               SERVER_ARGS (e.g. `SERVER_ARGS = (wh.TEST_SERVICES_FLAG,)`)
-* `api_server`     (module)   one `weft serve --scrypt-log-n 10` per module, for weft.v1 API tests
+* `api_server`     (module)   one `weft serve --scrypt-log-n 10` per module, for weft.v1 API tests,
+                              plus the module's API_SERVER_EXTRA_ARGS (default none)
 * `server_factory` (function) start servers with extra flags; stopped after the test
 * `channel`, `echo`, `health` per-test gRPC channel and stubs against `server`
 * `v1`, `chan`, `anon`  (module)   weft.v1 modules, a gRPC channel and an anonymous REST client for `api_server`
@@ -80,10 +81,12 @@ def server(request, tmp_path_factory, protos):
 @pytest.fixture(scope="module")
 def api_server(request, tmp_path_factory, protos):
     """One `weft serve` per test module for the weft.v1 API tests, with its
-    own data dir and cheap password hashing (--scrypt-log-n 10)."""
+    own data dir and cheap password hashing (--scrypt-log-n 10), plus the
+    module's API_SERVER_EXTRA_ARGS."""
     name = "api-" + request.module.__name__.rsplit(".", 1)[-1]
+    args = (*wh.API_SERVER_ARGS, *getattr(request.module, "API_SERVER_EXTRA_ARGS", ()))
     # A master key (environment only), so the secret API works here too.
-    srv = _start(tmp_path_factory, name, wh.API_SERVER_ARGS,
+    srv = _start(tmp_path_factory, name, args,
                  env={"WEFT_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()})
     yield srv
     _teardown(srv)

@@ -17,7 +17,11 @@ IMPLEMENTED = {"weft.v1.UserService", "weft.v1.WorkflowService", "weft.v1.TaskSe
                "weft.v1.VersionService", "weft.v1.ExecutionService", "weft.v1.LogService", "weft.v1.WorkerService",
                "weft.v1.OrganizationService", "weft.v1.QueueAccessService", "weft.v1.SecretService", "weft.v1.AuditService",
                "weft.v1.ApiKeyService", "weft.v1.ScheduleService", "weft.v1.TriggerService", "weft.v1.EventService",
-               "weft.v1.SubscriptionService", "weft.v1.IntegrationService", "weft.v1.NotificationService"}
+               "weft.v1.SubscriptionService", "weft.v1.IntegrationService", "weft.v1.NotificationService",
+               "weft.v1.AnalyticsService"}
+ANALYTICS_METHODS = ["GetWorkflowStats", "GetExecutionTrends", "GetWorkflowInsights", "PredictExecution",
+                     "SetWorkflowBudget", "GetWorkflowBudget", "DeleteWorkflowBudget", "SetOrganizationBudget",
+                     "GetOrganizationBudget", "DeleteOrganizationBudget"]
 TIMEOUT = 10
 
 
@@ -415,7 +419,7 @@ def test_task_service(workflows, tasks, v1, alice):
 
 
 # ---------------------------------------------------------------------------
-# Isolation, cross-protocol, later steps
+# Isolation, cross-protocol, every service implemented
 # ---------------------------------------------------------------------------
 
 
@@ -524,26 +528,51 @@ def _later_methods(protos):
     return out
 
 
-def test_later_step_services_are_unimplemented(protos, chan, alice):
+def test_every_v1_service_is_implemented(protos):
+    # The last planned service, analytics, landed in Step 10.
     methods = _later_methods(protos)
-    # analytics 2 (subscriptions and integrations landed in Step 9)
-    assert len(methods) == 2, [f"{s}/{m.name}" for s, m in methods]
-    for service, m in methods:
+    assert methods == [], [f"{s}/{m.name}" for s, m in methods]
+    assert set(wh.v1_services(protos)) == IMPLEMENTED
+
+
+def test_analytics_service_over_grpc(protos, chan, v1, workflows, alice, bob):
+    svc = wh.v1_services(protos)["weft.v1.AnalyticsService"]
+    assert [m.name for m in svc.methods] == ANALYTICS_METHODS
+    A = v1.analytics_pb2
+    stub = v1.analytics_pb2_grpc.AnalyticsServiceStub(chan)
+    # Every method authenticates first.
+    for m in svc.methods:
         req_cls = message_factory.GetMessageClass(m.input_type)
-        resp_cls = message_factory.GetMessageClass(m.output_type)
-        path = f"/{service}/{m.name}"
-        if m.server_streaming:
-            call = chan.unary_stream(path, request_serializer=req_cls.SerializeToString,
-                                     response_deserializer=resp_cls.FromString)
-            invoke = lambda md: list(call(req_cls(), metadata=md, timeout=TIMEOUT))  # noqa: E731
-        else:
-            call = chan.unary_unary(path, request_serializer=req_cls.SerializeToString,
-                                    response_deserializer=resp_cls.FromString)
-            invoke = lambda md: call(req_cls(), metadata=md, timeout=TIMEOUT)  # noqa: E731
-        for md, want in ((alice.md, grpc.StatusCode.UNIMPLEMENTED), ((), grpc.StatusCode.UNAUTHENTICATED)):
-            with pytest.raises(grpc.RpcError) as info:
-                invoke(md)
-            assert info.value.code() == want, (path, md and "token", info.value.code(), info.value.details())
+        expect_code(grpc.StatusCode.UNAUTHENTICATED, getattr(stub, m.name), req_cls())
+    wf = create(workflows, v1, alice, task_list=[task_msg(v1, "a")])
+    s = stub.GetWorkflowStats(A.GetWorkflowStatsRequest(workflow_id=wf.id, window="day"), metadata=alice.md,
+                              timeout=TIMEOUT)
+    assert s.workflow_id == wf.id and s.finished == 0 and s.duration_error_bound == pytest.approx(1 / 128), s
+    assert s.window_end.seconds % 3600 == 0 and s.window_start.seconds % 3600 == 0, s
+    t = stub.GetExecutionTrends(A.GetExecutionTrendsRequest(time_zone="Europe/Berlin"), metadata=alice.md,
+                                timeout=TIMEOUT)
+    assert t.time_zone == "Europe/Berlin" and t.scope == "visible", t
+    ins = stub.GetWorkflowInsights(A.GetWorkflowInsightsRequest(workflow_id=wf.id), metadata=alice.md, timeout=TIMEOUT)
+    assert ins.workflow_id == wf.id and ins.next_run.sample_size == 0, ins
+    expect_code(grpc.StatusCode.NOT_FOUND, stub.PredictExecution, A.PredictExecutionRequest(execution_id="exe_nope"),
+                metadata=alice.md)
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.SetWorkflowBudget,
+                A.SetWorkflowBudgetRequest(workflow_id=wf.id, monthly_limit_usd=0), metadata=alice.md)
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.SetWorkflowBudget,
+                A.SetWorkflowBudgetRequest(workflow_id=wf.id, monthly_limit_usd=3, time_zone="Nowhere/Special"),
+                metadata=alice.md)
+    b = stub.SetWorkflowBudget(A.SetWorkflowBudgetRequest(workflow_id=wf.id, monthly_limit_usd=3, time_zone="Asia/Tokyo"),
+                       metadata=alice.md, timeout=TIMEOUT)
+    assert (b.scope, b.scope_id, b.monthly_limit_usd, b.time_zone) == ("workflow", wf.id, 3, "Asia/Tokyo"), b
+    got = stub.GetWorkflowBudget(A.GetWorkflowBudgetRequest(workflow_id=wf.id), metadata=alice.md, timeout=TIMEOUT)
+    assert got.monthly_limit_usd == 3 and got.scope_id == wf.id, got
+    # Another user sees none of it.
+    expect_code(grpc.StatusCode.NOT_FOUND, stub.GetWorkflowStats, A.GetWorkflowStatsRequest(workflow_id=wf.id),
+                metadata=bob.md)
+    expect_code(grpc.StatusCode.NOT_FOUND, stub.GetWorkflowBudget, A.GetWorkflowBudgetRequest(workflow_id=wf.id), metadata=bob.md)
+    stub.DeleteWorkflowBudget(A.GetWorkflowBudgetRequest(workflow_id=wf.id), metadata=alice.md, timeout=TIMEOUT)
+    expect_code(grpc.StatusCode.NOT_FOUND, stub.GetWorkflowBudget, A.GetWorkflowBudgetRequest(workflow_id=wf.id), metadata=alice.md)
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, stub.GetWorkflowBudget, A.GetWorkflowBudgetRequest(), metadata=alice.md)
 
 
 def test_unknown_v1_method_is_unimplemented(chan, alice):

@@ -1365,27 +1365,52 @@ def test_versions_list_get_label_and_rollback(alice, bob):
 
 
 # ---------------------------------------------------------------------------
-# Routes of later steps: present, authenticated, 501
+# Analytics (Step 10): every route authenticated and answered, none 501
+# (test_analytics.py checks what they answer)
 # ---------------------------------------------------------------------------
 
-LATER_ROUTES = [
-    ("GET", "/workflows/{w}/stats"),
-    ("GET", "/analytics/workflow-executions"),
+ANALYTICS_ROUTES = [
+    ("GET", "/workflows/{w}/stats", 200),
+    ("GET", "/workflows/{w}/stats?window=hour", 200),
+    ("GET", "/analytics/workflow-executions", 200),
+    ("GET", "/analytics/workflow-executions?timeZone=Europe/Berlin&workflowId={w}", 200),
+    ("GET", "/workflows/{w}/insights", 200),
+    ("GET", "/executions/exe_unknown/prediction", 404),
+    ("GET", "/workflows/{w}/budget", 404),
+    ("DELETE", "/workflows/{w}/budget", 404),
+    ("GET", "/orgs/{o}/budget", 404),
 ]
 
 
 @pytest.fixture(scope="module")
 def alices_workflow(alice):
-    return create_wf(alice, "later steps target")
+    return create_wf(alice, "analytics target")
 
 
-@pytest.mark.parametrize("method, template", LATER_ROUTES, ids=[f"{m} {p}" for m, p in LATER_ROUTES])
-def test_later_step_routes_are_501_after_auth(alice, anon, alices_workflow, method, template):
-    path = template.replace("{w}", alices_workflow["id"])
-    body = {} if method in ("POST", "PUT") else None
-    assert_error(anon.request(method, path, body), 401, 16)
-    err = assert_error(alice.rest.request(method, path, body), 501, 12)
-    assert "not implemented" in err["message"].lower(), err
+@pytest.mark.parametrize("method, template, status", ANALYTICS_ROUTES,
+                         ids=[f"{m} {p}" for m, p, _ in ANALYTICS_ROUTES])
+def test_analytics_routes_answer_after_auth(api_server, alice, anon, alices_workflow, method, template, status):
+    path = template.replace("{w}", alices_workflow["id"]).replace("{o}", alices_workflow["orgId"])
+    assert_error(anon.request(method, path), 401, 16)
+    r = alice.rest.request(method, path)
+    if status == 200:
+        assert r.status == 200 and isinstance(r.json, dict), r
+    else:
+        assert_error(r, status, 5)
+
+
+def test_analytics_budget_lifecycle_over_rest(alice, bob, anon, alices_workflow):
+    wid = alices_workflow["id"]
+    path = f"/workflows/{wid}/budget"
+    assert_error(anon.put(path, {"monthlyLimitUsd": 5}), 401, 16)
+    assert_error(bob.rest.put(path, {"monthlyLimitUsd": 5}), 404, 5)
+    r = alice.rest.put(path, {"monthlyLimitUsd": 5, "timeZone": "Europe/Berlin"})
+    assert r.status == 200, r
+    assert (r.json["scope"], r.json["scopeId"], r.json["monthlyLimitUsd"]) == ("workflow", wid, 5), r.json
+    assert alice.rest.get(path).json["timeZone"] == "Europe/Berlin"
+    r = alice.rest.delete(path)
+    assert r.status == 204 and r.body == b"", r
+    assert_error(alice.rest.get(path), 404, 5)
 
 
 # ---------------------------------------------------------------------------

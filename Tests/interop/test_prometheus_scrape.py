@@ -14,10 +14,18 @@ of dashboards/alerts.yml is evaluated through Prometheus' HTTP API.
   health checks, a connection that speaks garbage).  Repeating it matters:
   Prometheus' rate() ignores the sample that creates a series, so a series
   must grow after its first scrape to have a rate.
+* The workflow named WORKFLOW runs three executions a round through one
+  retried http task: one completes at once, one after a retry, one fails
+  after its retry (so it has every per-workflow series: statuses, duration,
+  cost, task failures `failed` and `retried`).  Before the rounds it gets a
+  workflow budget and the load's user's organization an organization
+  budget, both far below what the load spends; the server runs with
+  `--budget-interval 1` so the weft_budget_* gauges are set during the run.
 * Every panel expression (Grafana variables substituted by
   dashboards/check_dashboards.py: `$__rate_interval` -> 1m, which spans the
-  whole run) and every alert's `annotations.signal` must return a non-empty
-  result of finite values; an alert's `expr` must evaluate (empty is fine).
+  whole run; `$workflow` -> WORKFLOW, every other variable -> `.*`) and
+  every alert's `annotations.signal` must return a non-empty result of
+  finite values; an alert's `expr` must evaluate (empty is fine).
   Every failing query is listed in one assertion message.
 * Every loaded rule is healthy, the weft target is up, and a raw scrape of
   /metrics passes `promtool check metrics` (naming lints included).
@@ -57,6 +65,15 @@ MIN_SAMPLES = 20  # scrapes of the weft target before the queries run
 QUEUE = "prom-ext"
 TIMEOUT = 10
 FAST_RETRY = {"initialBackoff": "0.05s", "maxBackoff": "0.1s", "jitter": 0}
+# The workflow the dashboards' `$workflow` variable selects (Weft / Workflow;
+# also the `workflow` filter of Weft / Cost): its label value is the name.
+WORKFLOW = "prom analytics"
+DASHBOARD_VARS = {"workflow": WORKFLOW}
+# Extra flags of the module's api_server (conftest.py): evaluate budgets every
+# second, so the weft_budget_* gauges exist well before the queries.
+API_SERVER_EXTRA_ARGS = ("--budget-interval", "1")
+# Far below one execution's cost: both budgets are over from the first run.
+BUDGET = {"monthlyLimitUsd": 0.000001, "timeZone": "UTC"}
 # Metric names in an expression (label names such as grpc_service or
 # http_route do not match these prefixes).
 _METRIC_RE = re.compile(r"\b(?:weft|grpc_server|http_server|process)_[A-Za-z0-9_:]*")
@@ -218,13 +235,31 @@ class Load:
                                   "config": {"duration": "5s"}}])
         self.ext = self.create([{"key": "job", "name": "Job", "action": "external",
                                  "config": {"queue": QUEUE, "input": {"x": 1}}}])
+        # /status/<n> answers n, /flaky/<id> 500 then 200: completed, completed
+        # after a retry, failed after a retry (see round()).
+        self.analytics = self.create([{"key": "call", "name": "Call", "action": "http",
+                                       "config": {"url": target.url("/{{ input.kind }}/{{ input.id }}")},
+                                       "retry": {"maxAttempts": 2, "retryableErrors": ["http_5xx"], **FAST_RETRY}}],
+                                     name=WORKFLOW)
         self.started: list[tuple[str, str, str]] = []  # (workflow id, execution id, the status it must end in)
         self.leased: dict[str, str] = {}  # execution id -> first (abandoned) lease token
 
-    def create(self, tasks) -> str:
-        r = self.user.rest.post("/workflows", {"name": f"prom {uuid.uuid4().hex[:8]}", "tasks": tasks})
+    def create(self, tasks, name: str | None = None) -> str:
+        r = self.user.rest.post("/workflows", {"name": name or f"prom {uuid.uuid4().hex[:8]}", "tasks": tasks})
         assert r.status == 201, r
         return r.json["id"]
+
+    def set_budgets(self) -> None:
+        """A budget on the WORKFLOW workflow and one on the user's own
+        organization (the one it is admin of, made at registration)."""
+        r = self.user.rest.put(f"/workflows/{self.analytics}/budget", BUDGET)
+        assert r.status == 200, r
+        r = self.user.rest.get("/orgs")
+        assert r.status == 200, r
+        own = [o["id"] for o in r.json.get("organizations", []) if o.get("role") == "admin"]
+        assert own, r.json
+        r = self.user.rest.put(f"/orgs/{own[0]}/budget", BUDGET)
+        assert r.status == 200, r
 
     def execute(self, wid: str, **body) -> str:
         r = self.user.rest.post(f"/workflows/{wid}/execute", body)
@@ -290,6 +325,11 @@ class Load:
         doomed = self.execute(self.long)
         self.started.append((self.long, doomed, "Cancelled"))
         assert rest.post(f"/workflows/{self.long}/executions/{doomed}/cancel", {"reason": "load"}).status == 200
+        # The WORKFLOW workflow: completed, completed after a retry, failed after a retry.
+        for kind, ident, want in (("status", "200", "Completed"), ("flaky", uuid.uuid4().hex, "Completed"),
+                                  ("status", "503", "Failed")):
+            eid = self.execute(self.analytics, input={"kind": kind, "id": ident})
+            self.started.append((self.analytics, eid, want))
         assert rest.get(f"/workflows/{self.ok}/executions?pageSize=5").status == 200
         assert rest.get(f"/workflows/{self.ok}/executions/{started.execution_id}").status == 200
         assert rest.get(f"/workflows/{self.ok}/executions/{started.execution_id}/logs").status == 200
@@ -399,7 +439,7 @@ def dashboard_queries(check_dashboards) -> list[tuple[str, str, str]]:
     for path in sorted(DASHBOARDS.glob("*.json")):
         errors, exprs = check_dashboards.check_dashboard(str(path), seen_uids)
         assert not errors, errors
-        out += [(path.name, title, check_dashboards.substitute(expr)) for title, expr in exprs]
+        out += [(path.name, title, check_dashboards.substitute(expr, DASHBOARD_VARS)) for title, expr in exprs]
     return out
 
 
@@ -450,6 +490,7 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
         target = Target()
         try:
             load = Load(api_server, chan, v1, protos, target)
+            load.set_budgets()
             t0 = time.monotonic()
             for k in range(ROUNDS):
                 time.sleep(max(0.0, t0 + k * PERIOD - time.monotonic()))

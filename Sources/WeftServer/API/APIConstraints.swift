@@ -39,6 +39,13 @@ enum APIConstraints {
     static let key = #"^[A-Za-z][A-Za-z0-9_-]{0,63}$"#
     static let eventName = #"^[A-Za-z0-9._:/-]{1,128}$"#
 
+    static var budget: [String: Field] {
+        [
+            "monthlyLimitUsd": .required(["minimum": 0, "exclusiveMinimum": true, "maximum": AnalyticsAPI.maxBudgetUsd]),
+            "timeZone": Field(keywords: ["maxLength": 64]),
+        ]
+    }
+
     static var scheduleSettings: [String: Field] {
         [
             "cron": .required(["minLength": 1, "maxLength": CronExpression.maxLength]),
@@ -230,6 +237,20 @@ enum APIConstraints {
                 "timeout": Field(keywords: duration(APILimits.executionTimeout)),
             ],
             "weft.v1.CancelExecutionRequest": ["reason": Field(keywords: bytes(APILimits.cancelReasonMaxBytes))],
+            // Analytics (an IANA zone name and a window's order are the
+            // server's to check).
+            "weft.v1.GetWorkflowStatsRequest": [
+                "window": Field(keywords: ["enum": ["", "hour", "day", "week", "month"]]),
+                "version": Field(keywords: ["minimum": 0]),
+            ],
+            "weft.v1.GetWorkflowInsightsRequest": ["window": Field(keywords: ["enum": ["", "week", "month"]])],
+            "weft.v1.GetExecutionTrendsRequest": [
+                "trigger": Field(keywords: ["enum": [""] + TriggerKind.allCases.map(\.rawValue)]),
+                "status": Field(keywords: ["enum": ["", "Completed", "Failed", "Cancelled", "TimedOut"]]),
+                "timeZone": Field(keywords: ["maxLength": 64]),
+            ],
+            "weft.v1.SetWorkflowBudgetRequest": Self.budget,
+            "weft.v1.SetOrganizationBudgetRequest": Self.budget,
             // Schedules and triggers (cron syntax and cross-field rules are
             // the server's to check; the fields a call cannot do without are here).
             "weft.v1.CreateScheduleRequest": Self.scheduleSettings,

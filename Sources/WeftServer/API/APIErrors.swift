@@ -44,10 +44,4 @@ enum APIError {
     static func workflowNotFound(_ id: String) -> RPCError {
         RPCError(code: .notFound, message: "workflow \(id) not found")
     }
-
-    /// For methods whose step has not landed yet: the API is defined so
-    /// clients can be generated once; the behaviour comes later.
-    static func notYet(_ method: String, step: String) -> RPCError {
-        RPCError(code: .unimplemented, message: "\(method) is not implemented yet (\(step))")
-    }
 }

@@ -44,31 +44,47 @@ struct AnalyticsAPI: RPCService {
                 let caller = try Caller(context)
                 return try await metrics.measure("prediction") { try await predict(request, caller: caller) }
             },
-            .unary(service: Self.name, method: "SetBudget",
-                   rest: [.put("/workflows/{workflowId}/budget"), .put("/orgs/{orgId}/budget")]) {
-                (request: Weft_V1_SetBudgetRequest, context) in
+            .unary(service: Self.name, method: "SetWorkflowBudget", rest: [.put("/workflows/{workflowId}/budget")]) {
+                (request: Weft_V1_SetWorkflowBudgetRequest, context) in
                 let caller = try Caller(context)
-                return try await metrics.measure("budget") { try await setBudget(request, caller: caller) }
-            },
-            .unary(service: Self.name, method: "GetBudget",
-                   rest: [.get("/workflows/{workflowId}/budget"), .get("/orgs/{orgId}/budget")]) {
-                (request: Weft_V1_GetBudgetRequest, context) in
-                let caller = try Caller(context)
-                let (scope, id, _) = try await budgetScope(request.workflowID, request.orgID, caller: caller, writing: false)
-                guard let budget = try await analytics.budget(scope: scope, id: id) else {
-                    throw RPCError(code: .notFound, message: "\(scope.rawValue) \(id) has no budget")
+                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
+                return try await metrics.measure("budget") {
+                    try await setBudget(.workflow, workflow.id, orgId: workflow.orgId, request.monthlyLimitUsd, request.timeZone,
+                                        caller: caller)
                 }
-                return try await metrics.measure("budget") { try await budgetStatus(budget) }
             },
-            .unary(service: Self.name, method: "DeleteBudget",
-                   rest: [.delete("/workflows/{workflowId}/budget"), .delete("/orgs/{orgId}/budget")]) {
-                (request: Weft_V1_DeleteBudgetRequest, context) -> Weft_V1_DeleteBudgetResponse in
+            .unary(service: Self.name, method: "GetWorkflowBudget", rest: [.get("/workflows/{workflowId}/budget")]) {
+                (request: Weft_V1_GetWorkflowBudgetRequest, context) in
                 let caller = try Caller(context)
-                let (scope, id, _) = try await budgetScope(request.workflowID, request.orgID, caller: caller, writing: true)
-                guard try await analytics.deleteBudget(scope: scope, id: id) else {
-                    throw RPCError(code: .notFound, message: "\(scope.rawValue) \(id) has no budget")
+                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .viewer)
+                return try await metrics.measure("budget") { try await budget(.workflow, workflow.id) }
+            },
+            .unary(service: Self.name, method: "DeleteWorkflowBudget", rest: [.delete("/workflows/{workflowId}/budget")]) {
+                (request: Weft_V1_GetWorkflowBudgetRequest, context) -> Weft_V1_DeleteBudgetResponse in
+                let caller = try Caller(context)
+                let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
+                try await deleteBudget(.workflow, workflow.id)
+                return Weft_V1_DeleteBudgetResponse()
+            },
+            .unary(service: Self.name, method: "SetOrganizationBudget", rest: [.put("/orgs/{orgId}/budget")]) {
+                (request: Weft_V1_SetOrganizationBudgetRequest, context) in
+                let caller = try Caller(context)
+                let (org, _) = try await deps.organization(request.orgID, caller: caller, needs: .admin)
+                return try await metrics.measure("budget") {
+                    try await setBudget(.organization, org.id, orgId: org.id, request.monthlyLimitUsd, request.timeZone, caller: caller)
                 }
-                deps.analyticsMetrics.budgets(known: try await analytics.budgets().map { ($0.scope.rawValue, $0.scopeId) })
+            },
+            .unary(service: Self.name, method: "GetOrganizationBudget", rest: [.get("/orgs/{orgId}/budget")]) {
+                (request: Weft_V1_GetOrganizationBudgetRequest, context) in
+                let caller = try Caller(context)
+                let (org, _) = try await deps.organization(request.orgID, caller: caller, needs: .member)
+                return try await metrics.measure("budget") { try await budget(.organization, org.id) }
+            },
+            .unary(service: Self.name, method: "DeleteOrganizationBudget", rest: [.delete("/orgs/{orgId}/budget")]) {
+                (request: Weft_V1_GetOrganizationBudgetRequest, context) -> Weft_V1_DeleteBudgetResponse in
+                let caller = try Caller(context)
+                let (org, _) = try await deps.organization(request.orgID, caller: caller, needs: .admin)
+                try await deleteBudget(.organization, org.id)
                 return Weft_V1_DeleteBudgetResponse()
             },
         ]
@@ -157,7 +173,8 @@ struct AnalyticsAPI: RPCService {
         response.daily = daily
         response.monthly = monthly
         response.yearly = yearly
-        response.timeZone = zone.identifier
+        // As given: Foundation calls UTC "GMT".
+        response.timeZone = zoneName
         response.durationErrorBound = LogHistogram.relativeError
         response.hourAligned = builder.offHour(from: since, to: until)
         return response
@@ -223,37 +240,33 @@ struct AnalyticsAPI: RPCService {
 
     // MARK: Budgets
 
-    /// The budget a request names: exactly one of workflow_id and org_id,
-    /// with the caller's right to it (writing: a workflow's editors, an
-    /// organization's admins; reading: anyone who sees it).
-    func budgetScope(_ workflowId: String, _ orgId: String, caller: Caller, writing: Bool) async throws
-        -> (BudgetScope, String, orgId: String)
-    {
-        switch (workflowId.isEmpty, orgId.isEmpty) {
-        case (false, true):
-            let (workflow, _) = try await deps.workflow(workflowId, caller: caller, needs: writing ? .editor : .viewer)
-            return (.workflow, workflow.id, workflow.orgId)
-        case (true, false):
-            let (org, _) = try await deps.organization(orgId, caller: caller, needs: writing ? .admin : .member)
-            return (.organization, org.id, org.id)
-        default:
-            throw RPCError(code: .invalidArgument, message: "give workflow_id or org_id (one of them)")
-        }
-    }
-
-    func setBudget(_ request: Weft_V1_SetBudgetRequest, caller: Caller) async throws -> Weft_V1_Budget {
-        let (scope, id, orgId) = try await budgetScope(request.workflowID, request.orgID, caller: caller, writing: true)
-        let limit = request.monthlyLimitUsd
+    func setBudget(
+        _ scope: BudgetScope, _ id: String, orgId: String, _ limit: Double, _ timeZone: String, caller: Caller
+    ) async throws -> Weft_V1_Budget {
         guard limit.isFinite, limit > 0, limit <= Self.maxBudgetUsd else {
             throw RPCError(
                 code: .invalidArgument, message: "monthly_limit_usd must be more than 0 and at most \(Int(Self.maxBudgetUsd))")
         }
-        let zoneName = request.timeZone.isEmpty ? "UTC" : request.timeZone
-        let zone = try Self.timeZone(zoneName, field: "time_zone")
+        let zoneName = timeZone.isEmpty ? "UTC" : timeZone
+        _ = try Self.timeZone(zoneName, field: "time_zone")
         let stored = try await analytics.putBudget(BudgetRecord(
-            scope: scope, scopeId: id, orgId: orgId, monthlyLimitUsd: limit, timeZone: zone.identifier,
-            createdBy: caller.userId, updatedAt: Date.nowMillis))
+            scope: scope, scopeId: id, orgId: orgId, monthlyLimitUsd: limit, timeZone: zoneName, createdBy: caller.userId,
+            updatedAt: Date.nowMillis))
         return try await budgetStatus(stored)
+    }
+
+    func budget(_ scope: BudgetScope, _ id: String) async throws -> Weft_V1_Budget {
+        guard let budget = try await analytics.budget(scope: scope, id: id) else {
+            throw RPCError(code: .notFound, message: "\(scope.rawValue) \(id) has no budget")
+        }
+        return try await budgetStatus(budget)
+    }
+
+    func deleteBudget(_ scope: BudgetScope, _ id: String) async throws {
+        guard try await analytics.deleteBudget(scope: scope, id: id) else {
+            throw RPCError(code: .notFound, message: "\(scope.rawValue) \(id) has no budget")
+        }
+        metrics.budgets(known: try await analytics.budgets().map { ($0.scope.rawValue, $0.scopeId) })
     }
 
     func budgetStatus(_ budget: BudgetRecord) async throws -> Weft_V1_Budget {

@@ -17,8 +17,9 @@ final class AnalyticsMetrics: Sendable {
     private let alerts = Mutex<[String: Prometheus.Counter]>([:])
 
     static let buckets: [Duration] = [
-        .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .seconds(5), .seconds(60),
     ]
 
     init(metrics: WeftMetrics) {
@@ -58,12 +59,14 @@ final class AnalyticsMetrics: Sendable {
         set[2].set(forecast)
     }
 
-    /// Drops the gauges of budgets that are gone.
+    /// Drops the gauges of budgets that are gone. Two budgets whose
+    /// workflows share a name share a series, so after a removal every
+    /// budget's gauges are made (registered) again on its next check.
     func budgets(known: [(String, String)]) {
         let keep = Set(known.map { $0.0 + "|" + $0.1 })
         let gone = gauges.withLock { gauges in
             let gone = gauges.filter { !keep.contains($0.key) }
-            for key in gone.keys { gauges[key] = nil }
+            if !gone.isEmpty { gauges = [:] }
             return gone.values.flatMap { $0 }
         }
         for gauge in gone { metrics.registry.unregisterGauge(gauge) }

@@ -49,14 +49,23 @@ struct BudgetMonitor: Service {
     }
 
     func check(_ budget: BudgetRecord) async throws {
-        try await withSpan("budget.check", ofKind: .internal) { span in
-            span.attributes["weft.budget.scope"] = budget.scope.rawValue
+        // A budget whose workflow was deleted goes with it.
+        if budget.scope == .workflow, try await workflows.workflow(id: budget.scopeId, includeDeleted: false) == nil {
+            _ = try await analytics.deleteBudget(scope: .workflow, id: budget.scopeId)
+            logger.info("budget of deleted workflow \(budget.scopeId) removed")
+            return
+        }
+        // A head-sampled trace of its own (a background check has no request).
+        let span = WeftTracing.start("budget.check")
+        defer { span?.end() }
+        span?.attributes["weft.budget.scope"] = budget.scope.rawValue
+        do {
             let at = now()
             let forecast = try await Self.forecast(budget, analytics: analytics, now: at)
             let name = try await displayName(budget)
             metrics.budget(scope: budget.scope.rawValue, id: budget.scopeId, name: name, limit: budget.monthlyLimitUsd,
                            spent: forecast.spent, forecast: forecast.forecast)
-            span.attributes["weft.budget.status"] = forecast.status
+            span?.attributes["weft.budget.status"] = forecast.status
             guard forecast.level > 0,
                 budget.alertedMonth != forecast.month || budget.alertLevel < forecast.level
             else { return }
@@ -65,6 +74,9 @@ struct BudgetMonitor: Service {
                 scope: budget.scope, id: budget.scopeId, month: forecast.month, level: forecast.level)
             metrics.budgetAlerted(scope: budget.scope.rawValue, level: forecast.status)
             logger.notice("budget \(budget.scope.rawValue) \(budget.scopeId): \(forecast.status) (\(forecast.explanation(limit: budget.monthlyLimitUsd)))")
+        } catch {
+            span?.recordError(error)
+            throw error
         }
     }
 
@@ -92,8 +104,9 @@ struct BudgetMonitor: Service {
                 event: event, workflowId: budget.scopeId, workflowName: name, orgId: budget.orgId, executionId: "", at: at,
                 status: forecast.status, trigger: "budget")
             facts.reason = explanation
-            // Fixes the delivery id to (budget, month, level).
-            facts.scheduleId = "budget"
+            // Fixes the delivery id to (budget as last set, month, level): a
+            // new limit alerts again in the same month.
+            facts.scheduleId = "budget:\(Int64((budget.updatedAt.timeIntervalSince1970 * 1000).rounded()))"
             facts.scheduledAt = forecast.monthStart
             let entries = notifications.index.entries(for: facts)
             guard !entries.isEmpty else { return }

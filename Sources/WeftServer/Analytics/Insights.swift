@@ -170,8 +170,8 @@ struct Insights {
             suggestion.attemptFailureRate = q
             var retryNote: String
             if q == 0 {
-                suggestion.suggestedMaxAttempts = 1
-                retryNote = "no attempt failed, so retries are not needed"
+                suggestion.suggestedMaxAttempts = Int32(clamping: current)
+                retryNote = "no attempt failed in \(rollup.attempts) attempts: nothing to change"
             } else if q >= 0.5 {
                 suggestion.suggestedMaxAttempts = Int32(clamping: current)
                 retryNote = "\(Self.percent(q)) of attempts fail: more retries would not fix it; the task needs fixing"
