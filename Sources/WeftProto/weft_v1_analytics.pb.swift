@@ -624,7 +624,7 @@ public nonisolated struct Weft_V1_ExecutionTrends: Sendable {
   /// "organization:<id>" or "visible" (the caller's workflows).
   public var scope: String = String()
 
-  /// Workflows the figures cover.
+  /// Workflows in the scope (with executions in the range or not).
   public var workflows: Int64 = 0
 
   public var durationErrorBound: Double = 0

@@ -161,17 +161,17 @@ extension SQLiteStore: AnalyticsStore {
 
     /// Columns `rollupColumns` from index `first` on. By index, not name:
     /// a query reads thousands of rows, and a name lookup lower-cases it.
-    static func executionRollup(_ row: Row, at first: Int) -> ExecutionRollup {
+    static func executionRollup(_ row: Row, at first: Int, durationsOnly: Bool = false) -> ExecutionRollup {
         var rollup = ExecutionRollup()
         rollup.executions = row[first]
         rollup.durationMsSum = row[first + 1]
         rollup.durationMsSquares = row[first + 2]
         rollup.durationMsMax = row[first + 3]
-        rollup.durations = histogram(row[first + 4])
-        rollup.waits = histogram(row[first + 5])
+        rollup.durations = histogram(row, first + 4)
+        if !durationsOnly { rollup.waits = histogram(row, first + 5) }
         rollup.costSum = row[first + 6]
         rollup.costMax = row[first + 7]
-        rollup.costs = histogram(row[first + 8])
+        if !durationsOnly { rollup.costs = histogram(row, first + 8) }
         rollup.retried = row[first + 9]
         rollup.attempts = row[first + 10]
         rollup.firstCreatedAt = date(row[first + 11])
@@ -193,7 +193,7 @@ extension SQLiteStore: AnalyticsStore {
         rollup.attempts = row[first + 4]
         rollup.durationMsSum = row[first + 5]
         rollup.durationMsMax = row[first + 6]
-        rollup.durations = histogram(row[first + 7])
+        rollup.durations = histogram(row, first + 7)
         rollup.costSum = row[first + 8]
         rollup.criticalRuns = row[first + 9]
         rollup.criticalMsSum = row[first + 10]
@@ -206,9 +206,10 @@ extension SQLiteStore: AnalyticsStore {
         return rollup
     }
 
-    /// A stored histogram; an unreadable one (edited by hand) counts as empty.
-    static func histogram(_ data: Data?) -> LogHistogram {
-        data.flatMap { LogHistogram(encoded: $0) } ?? LogHistogram()
+    /// A stored histogram, read in place (no copy of the blob); an
+    /// unreadable one (edited by hand) counts as empty.
+    static func histogram(_ row: Row, _ index: Int) -> LogHistogram {
+        (try? row.withUnsafeData(atIndex: index) { data in data.flatMap { LogHistogram(encoded: $0) } }) ?? LogHistogram()
     }
 
     static func errorsText(_ errors: [String: Int64]) -> String {
@@ -248,7 +249,7 @@ extension SQLiteStore: AnalyticsStore {
                 while let row = try cursor.next() {
                     rows.append(try (ExecutionRollupKey(
                         workflowId: "", version: 0, hour: RollupHour(row[0]), trigger: Self.trigger(row[1]),
-                        status: Self.status(row[2])), Self.executionRollup(row, at: 3)))
+                        status: Self.status(row[2])), Self.executionRollup(row, at: 3, durationsOnly: query.durationsOnly)))
                 }
                 return rows
             case .workflows, .visibleTo:
@@ -272,11 +273,66 @@ extension SQLiteStore: AnalyticsStore {
                     while let row = try cursor.next() {
                         rows.append(try (ExecutionRollupKey(
                             workflowId: id, version: row[0], hour: RollupHour(row[1]), trigger: Self.trigger(row[2]),
-                            status: Self.status(row[3])), Self.executionRollup(row, at: 4)))
+                            status: Self.status(row[3])), Self.executionRollup(row, at: 4, durationsOnly: query.durationsOnly)))
                     }
                 }
                 return rows
             }
+        }
+    }
+
+    /// Summed per hour as the rows are read: each row's duration histogram
+    /// is added from its blob in place, the others are not read at all.
+    public func hourlyTotals(_ query: RollupQuery) async throws -> [HourlyTotal] {
+        try await read("rollup_hourly") { db in
+            var filter = " AND hour >= ? AND hour < ?"
+            var arguments: StatementArguments = [query.from.value, query.to.value]
+            if let trigger = query.trigger {
+                filter += " AND trigger = ?"
+                arguments += [trigger.rawValue]
+            }
+            if let status = query.status {
+                filter += " AND status = ?"
+                arguments += [status.rawValue]
+            }
+            let columns = "hour, status, executions, cost_sum, duration_max, duration_hist"
+            var byHour: [Int64: HourlyTotal] = [:]
+            // Mutated in place (`[hour, default:]`): a copy would copy the
+            // histogram's array on every row.
+            func add(_ cursor: RowCursor) throws {
+                while let row = try cursor.next() {
+                    let hour: Int64 = row[0]
+                    let status = try Self.status(row[1])
+                    let executions: Int64 = row[2]
+                    let cost: Double = row[3]
+                    let longest: Int64 = row[4]
+                    try row.withUnsafeData(atIndex: 5) { data in
+                        byHour[hour, default: HourlyTotal(hour: RollupHour(hour))].add(
+                            status: status, executions: executions, cost: cost, longest: longest, durations: data)
+                    }
+                }
+            }
+            switch query.scope {
+            case .organization(let orgId):
+                try add(Row.fetchCursor(
+                    db, sql: "SELECT \(columns) FROM rollup_org_executions WHERE org_id = ?" + filter,
+                    arguments: [orgId] + arguments))
+            case .workflows, .visibleTo:
+                if let version = query.version {
+                    filter += " AND workflow_version = ?"
+                    arguments += [version]
+                }
+                let ids: [String]
+                switch query.scope {
+                case .workflows(let given): ids = given
+                case .visibleTo(let userId): ids = try Self.visibleWorkflowIds(db, userId: userId)
+                case .organization: ids = []
+                }
+                let statement = try db.cachedStatement(
+                    sql: "SELECT \(columns) FROM rollup_executions WHERE workflow_id = ?" + filter)
+                for id in ids { try add(Row.fetchCursor(statement, arguments: [id] + arguments)) }
+            }
+            return byHour.values.sorted { $0.hour < $1.hour }
         }
     }
 
@@ -309,6 +365,10 @@ extension SQLiteStore: AnalyticsStore {
             }
             return rows
         }
+    }
+
+    public func visibleWorkflowCount(userId: String) async throws -> Int {
+        try await read("visible_workflow_count") { db in try Self.visibleWorkflowIds(db, userId: userId).count }
     }
 
     public func unfinishedCount(workflowId: String) async throws -> Int {

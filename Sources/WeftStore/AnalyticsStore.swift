@@ -19,17 +19,58 @@ public struct RollupQuery: Sendable, Hashable {
     public var version: Int?
     public var trigger: TriggerKind?
     public var status: ExecutionStatus?
+    /// Only the duration histograms are wanted (trends, forecasts): the
+    /// queue-wait and cost histograms are left empty, not decoded.
+    public var durationsOnly: Bool
 
     public init(
         scope: RollupScope, from: RollupHour, to: RollupHour, version: Int? = nil, trigger: TriggerKind? = nil,
-        status: ExecutionStatus? = nil
+        status: ExecutionStatus? = nil, durationsOnly: Bool = false
     ) {
+        self.durationsOnly = durationsOnly
         self.scope = scope
         self.from = from
         self.to = to
         self.version = version
         self.trigger = trigger
         self.status = status
+    }
+}
+
+/// One hour of a scope's finished executions, summed over its workflows,
+/// versions and triggers: what trends and budget forecasts read.
+public struct HourlyTotal: Sendable, Hashable {
+    public var hour: RollupHour
+    public var byStatus: [ExecutionStatus: Int64] = [:]
+    public var executions: Int64 = 0
+    public var costSum: Double = 0
+    public var durations = LogHistogram()
+    public var durationMsMax: Int64 = 0
+
+    public init(hour: RollupHour) { self.hour = hour }
+
+    public mutating func add(status: ExecutionStatus, _ rollup: ExecutionRollup) {
+        byStatus[status, default: 0] += rollup.executions
+        executions += rollup.executions
+        costSum += rollup.costSum
+        durations.merge(rollup.durations)
+        durationMsMax = max(durationMsMax, rollup.durationMsMax)
+    }
+
+    /// Adds a stored row, its duration histogram read from its encoding.
+    public mutating func add(status: ExecutionStatus, executions: Int64, cost: Double, longest: Int64, durations encoded: Data?) {
+        byStatus[status, default: 0] += executions
+        self.executions += executions
+        costSum += cost
+        durationMsMax = max(durationMsMax, longest)
+        encoded?.withUnsafeBytes { _ = durations.merge(encoded: $0) }
+    }
+
+    /// Hourly totals of rollup rows, ascending by hour.
+    public static func of(_ rows: [(key: ExecutionRollupKey, value: ExecutionRollup)]) -> [HourlyTotal] {
+        var byHour: [RollupHour: HourlyTotal] = [:]
+        for (key, value) in rows { byHour[key.hour, default: HourlyTotal(hour: key.hour)].add(status: key.status, value) }
+        return byHour.values.sorted { $0.hour < $1.hour }
     }
 }
 
@@ -77,8 +118,13 @@ public struct BudgetRecord: Sendable, Hashable {
 /// retention. See docs/ANALYTICS.md.
 public protocol AnalyticsStore: Sendable {
     func executionRollups(_ query: RollupQuery) async throws -> [(key: ExecutionRollupKey, value: ExecutionRollup)]
+    /// The same rows summed per hour, ascending (only the duration
+    /// histogram is kept).
+    func hourlyTotals(_ query: RollupQuery) async throws -> [HourlyTotal]
     func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?) async throws
         -> [(key: TaskRollupKey, value: TaskRollup)]
+    /// The live workflows `userId` owns or collaborates on.
+    func visibleWorkflowCount(userId: String) async throws -> Int
     /// Executions of the workflow not finished yet.
     func unfinishedCount(workflowId: String) async throws -> Int
     /// Drops every rollup and folds every stored finished execution again;
@@ -98,4 +144,12 @@ public protocol AnalyticsStore: Sendable {
     /// Records an alert sent; false (nothing written) when one at this level
     /// or higher was already sent for the month (another check got there).
     func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int) async throws -> Bool
+}
+
+extension AnalyticsStore {
+    public func hourlyTotals(_ query: RollupQuery) async throws -> [HourlyTotal] {
+        var query = query
+        query.durationsOnly = true
+        return HourlyTotal.of(try await executionRollups(query))
+    }
 }

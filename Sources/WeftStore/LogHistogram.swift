@@ -13,24 +13,97 @@ public struct LogHistogram: Sendable, Hashable {
     public static let relativeError = 1.0 / 128
     static let exactBelow: Int64 = 128
     static let subBuckets: Int64 = 64
+    /// The bucket of Int64.max: no encoding names a higher one.
+    static let maxIndex: Int64 = exactBelow + (62 - 7) * subBuckets + subBuckets - 1
 
-    /// Bucket index to count; sparse (a workflow's hour touches a few dozen).
-    public private(set) var counts: [Int32: Int64] = [:]
+    /// Counts of buckets `base`, `base + 1`, …: dense between the lowest and
+    /// the highest bucket in use (no zeros at either end), so merging the
+    /// thousands of rows of a query adds arrays instead of hashing; a
+    /// workflow's hour spans a few octaves, a few hundred entries.
+    public private(set) var base: Int32 = 0
+    public private(set) var counts: [Int64] = []
     public private(set) var total: Int64 = 0
 
     public init() {}
 
     public var isEmpty: Bool { total == 0 }
 
+    /// Makes room for buckets `low...high`.
+    private mutating func cover(_ low: Int32, _ high: Int32) {
+        if counts.isEmpty {
+            base = low
+            counts = Array(repeating: 0, count: Int(high - low) + 1)
+            return
+        }
+        if low < base {
+            counts.insert(contentsOf: repeatElement(0, count: Int(base - low)), at: 0)
+            base = low
+        }
+        let end = Int(high - base) + 1
+        if end > counts.count { counts.append(contentsOf: repeatElement(0, count: end - counts.count)) }
+    }
+
     public mutating func record(_ value: Int64, count: Int64 = 1) {
         guard count > 0 else { return }
-        counts[Self.index(of: max(0, value)), default: 0] += count
+        let index = Self.index(of: max(0, value))
+        cover(index, index)
+        counts[Int(index - base)] += count
         total += count
     }
 
     public mutating func merge(_ other: LogHistogram) {
-        for (index, count) in other.counts { counts[index, default: 0] += count }
+        guard !other.isEmpty else { return }
+        guard !isEmpty else {
+            self = other
+            return
+        }
+        cover(other.base, other.base + Int32(other.counts.count) - 1)
+        let offset = Int(other.base - base)
+        counts.withUnsafeMutableBufferPointer { mine in
+            other.counts.withUnsafeBufferPointer { theirs in
+                for position in 0..<theirs.count { mine[offset + position] &+= theirs[position] }
+            }
+        }
         total += other.total
+    }
+
+    /// Adds an `encoded` histogram read in place (no histogram of its own
+    /// is made: a query merges thousands). False, adding nothing, when the
+    /// bytes are not an encoding.
+    @discardableResult
+    public mutating func merge(encoded raw: UnsafeRawBufferPointer) -> Bool {
+        let bytes = raw.bindMemory(to: UInt8.self)
+        // Validate and find the range first, so nothing is added on error
+        // and the array grows once.
+        var position = 0
+        var last: Int64 = -1
+        var first: Int64 = -1
+        var added: Int64 = 0
+        while position < bytes.count {
+            guard let delta = Self.varint(bytes, &position), let count = Self.varint(bytes, &position),
+                delta <= UInt64(Int32.max), count > 0, count <= UInt64(Int64.max / 4)
+            else { return false }
+            let index = max(0, last) + Int64(delta)
+            guard index <= Self.maxIndex, index > last else { return false }
+            if first < 0 { first = index }
+            added += Int64(count)
+            last = index
+        }
+        guard added > 0 else { return true }
+        cover(Int32(first), Int32(last))
+        position = 0
+        last = -1
+        counts.withUnsafeMutableBufferPointer { mine in
+            while position < bytes.count {
+                let delta = Self.varint(bytes, &position)!
+                let count = Self.varint(bytes, &position)!
+                let index = max(0, last) + Int64(delta)
+                mine[Int(index - Int64(base))] &+= Int64(count)
+                last = index
+            }
+        }
+        total += added
+        return true
     }
 
     static func index(of value: Int64) -> Int32 {
@@ -52,6 +125,12 @@ public struct LogHistogram: Sendable, Hashable {
         return (low, low + width)
     }
 
+    /// What a value of bucket `index` is reported as.
+    static func midpoint(of index: Int32) -> Int64 {
+        let (low, high) = bounds(of: index)
+        return high - low == 1 ? low : low + (high - low) / 2
+    }
+
     /// The nearest-rank `p` quantile (0 < p <= 1): the value of the
     /// ceil(p·n)-th smallest sample, as its bucket's midpoint (exact below
     /// 128), never above `maximum` when one is given. Nil when empty.
@@ -66,11 +145,10 @@ public struct LogHistogram: Sendable, Hashable {
         guard total > 0 else { return nil }
         let rank = min(max(rank, 1), total)
         var seen: Int64 = 0
-        for index in counts.keys.sorted() {
-            seen += counts[index] ?? 0
+        for position in counts.indices where counts[position] > 0 {
+            seen += counts[position]
             if seen >= rank {
-                let (low, high) = Self.bounds(of: index)
-                let mid = high - low == 1 ? low : low + (high - low) / 2
+                let mid = Self.midpoint(of: base + Int32(position))
                 return maximum.map { min(mid, $0) } ?? mid
             }
         }
@@ -81,10 +159,8 @@ public struct LogHistogram: Sendable, Hashable {
     /// `value` as above when its midpoint is).
     public func count(above value: Int64) -> Int64 {
         var above: Int64 = 0
-        for (index, count) in counts {
-            let (low, high) = Self.bounds(of: index)
-            let mid = high - low == 1 ? low : low + (high - low) / 2
-            if mid > value { above += count }
+        for position in counts.indices where counts[position] > 0 && Self.midpoint(of: base + Int32(position)) > value {
+            above += counts[position]
         }
         return above
     }
@@ -93,46 +169,57 @@ public struct LogHistogram: Sendable, Hashable {
     /// conditioned on "has run this long").
     public func tail(above value: Int64) -> LogHistogram {
         var tail = LogHistogram()
-        for (index, count) in counts {
-            let (low, high) = Self.bounds(of: index)
-            let mid = high - low == 1 ? low : low + (high - low) / 2
-            if mid > value {
-                tail.counts[index] = count
-                tail.total += count
-            }
+        for position in counts.indices where counts[position] > 0 && Self.midpoint(of: base + Int32(position)) > value {
+            let index = base + Int32(position)
+            tail.cover(index, index)
+            tail.counts[Int(index - tail.base)] = counts[position]
+            tail.total += counts[position]
         }
         return tail
     }
 
     // MARK: Encoding
 
-    /// Varint pairs (index delta, count), indices ascending: a few bytes a bucket.
+    /// Varint pairs (index delta, count) of the buckets in use, ascending: a
+    /// few bytes a bucket.
     public var encoded: Data {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(counts.count * 3)
+        bytes.reserveCapacity(counts.count * 2)
         var last: Int64 = 0
-        for index in counts.keys.sorted() {
-            Self.putVarint(UInt64(Int64(index) - last), &bytes)
-            Self.putVarint(UInt64(counts[index] ?? 0), &bytes)
-            last = Int64(index)
+        for position in counts.indices where counts[position] > 0 {
+            let index = Int64(base) + Int64(position)
+            Self.putVarint(UInt64(index - last), &bytes)
+            Self.putVarint(UInt64(counts[position]), &bytes)
+            last = index
         }
         return Data(bytes)
     }
 
     /// Decodes `encoded`; nil when the bytes are not such an encoding.
     public init?(encoded data: Data) {
-        var position = data.startIndex
-        var last: Int64 = 0
-        while position < data.endIndex {
-            guard let delta = Self.varint(data, &position), let count = Self.varint(data, &position),
-                delta <= UInt64(Int32.max), count <= UInt64(Int64.max / 2)
-            else { return nil }
-            let index = last + Int64(delta)
-            guard index <= Int64(Int32.max) else { return nil }
-            counts[Int32(index), default: 0] += Int64(count)
-            total += Int64(count)
-            last = index
+        let decoded: Bool = data.withUnsafeBytes { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var position = 0
+            var last: Int64 = -1
+            while position < bytes.count {
+                guard let delta = Self.varint(bytes, &position), let count = Self.varint(bytes, &position),
+                    delta <= UInt64(Int32.max), count > 0, count <= UInt64(Int64.max / 2)
+                else { return false }
+                let index = max(0, last) + Int64(delta)
+                // Ascending and distinct (the first may be 0).
+                guard index <= Self.maxIndex, index > last else { return false }
+                if counts.isEmpty {
+                    base = Int32(index)
+                } else {
+                    counts.append(contentsOf: repeatElement(0, count: Int(index - last - 1)))
+                }
+                counts.append(Int64(count))
+                total += Int64(count)
+                last = index
+            }
+            return true
         }
+        guard decoded else { return nil }
     }
 
     static func putVarint(_ value: UInt64, _ bytes: inout [UInt8]) {
@@ -144,11 +231,11 @@ public struct LogHistogram: Sendable, Hashable {
         bytes.append(UInt8(value))
     }
 
-    static func varint(_ data: Data, _ position: inout Data.Index) -> UInt64? {
+    static func varint(_ bytes: UnsafeBufferPointer<UInt8>, _ position: inout Int) -> UInt64? {
         var value: UInt64 = 0
         var shift: UInt64 = 0
-        while position < data.endIndex {
-            let byte = data[position]
+        while position < bytes.count {
+            let byte = bytes[position]
             position += 1
             value |= UInt64(byte & 0x7F) << shift
             if byte < 0x80 { return value }

@@ -37,6 +37,10 @@ extension MemoryStore: AnalyticsStore {
         }
     }
 
+    public func visibleWorkflowCount(userId: String) async throws -> Int {
+        state.withLock { $0.workflowIds(in: .visibleTo(userId: userId)).count }
+    }
+
     public func unfinishedCount(workflowId: String) async throws -> Int {
         state.withLock { state in state.executions.values.count { $0.workflowId == workflowId && !$0.isFinished } }
     }

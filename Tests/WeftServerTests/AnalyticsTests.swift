@@ -151,7 +151,7 @@ struct AnalyticsTests {
                 status: offset % 3 == 0 ? .failed : .completed), rollup))
         }
         let builder = TrendBuilder(timeZone: try #require(TimeZone(identifier: "America/New_York")))
-        let (daily, monthly, yearly) = builder.build(rows.shuffled())
+        let (daily, monthly, yearly) = builder.build(HourlyTotal.of(rows).shuffled())
         #expect(daily.map(\.period) == ["2026-10-30", "2026-10-31", "2026-11-01", "2026-11-02"])
         #expect(daily.map(\.started) == [4, 24, 25, 19])
         #expect(monthly.map(\.period) == ["2026-10", "2026-11"] && monthly.map(\.started) == [28, 44])
@@ -163,7 +163,7 @@ struct AnalyticsTests {
         let kolkata = TrendBuilder(timeZone: try #require(TimeZone(identifier: "Asia/Kolkata")))
         #expect(kolkata.offHour(from: first.start, to: first.start.addingTimeInterval(3600)))
         // Berlin: the same hours, one local day earlier ends at 23:00Z.
-        let berlin = TrendBuilder(timeZone: try #require(TimeZone(identifier: "Europe/Berlin"))).build(rows).daily
+        let berlin = TrendBuilder(timeZone: try #require(TimeZone(identifier: "Europe/Berlin"))).build(HourlyTotal.of(rows)).daily
         #expect(berlin.map(\.started).reduce(0, +) == 72 && berlin.first?.period == "2026-10-31")
     }
 
@@ -230,7 +230,8 @@ struct AnalyticsTests {
             rollup.costSum = 1
             rows.append((ExecutionRollupKey(workflowId: "wf", version: 1, hour: RollupHour(hour), trigger: .api, status: .completed), rollup))
         }
-        let forecast = BudgetForecast.compute(limit: 500, timeZone: zone, now: now, rows: rows)
+        let hours = HourlyTotal.of(rows)
+        let forecast = BudgetForecast.compute(limit: 500, timeZone: zone, now: now, hours: hours)
         #expect(forecast.month == "2027-01" && forecast.spent == 240)
         // The last 7 days: 168 hours, $168, of a span of 169 hours (the
         // current one counts): $23.86 a day.
@@ -238,8 +239,8 @@ struct AnalyticsTests {
         #expect(abs(forecast.daysLeft - 21) < 1e-9 && abs(forecast.forecast - (240 + forecast.dailyRate * 21)) < 1e-9)
         #expect(forecast.level == 1 && forecast.status == "forecast_over")
         #expect(forecast.low == forecast.forecast && forecast.high == forecast.forecast)  // no spread: every day $24
-        #expect(BudgetForecast.compute(limit: 200, timeZone: zone, now: now, rows: rows).status == "over")
-        #expect(BudgetForecast.compute(limit: 5000, timeZone: zone, now: now, rows: rows).status == "ok")
+        #expect(BudgetForecast.compute(limit: 200, timeZone: zone, now: now, hours: hours).status == "over")
+        #expect(BudgetForecast.compute(limit: 5000, timeZone: zone, now: now, hours: hours).status == "ok")
     }
 
     @Test("log histograms: exact below 128, within 1/128 above, merge and encode losslessly")
@@ -266,6 +267,14 @@ struct AnalyticsTests {
             #expect(small.quantile(0.5) == value)
         }
         #expect(LogHistogram(encoded: histogram.encoded) == histogram)
+        // Merging an encoding in place equals decoding and merging it.
+        var inPlace = other
+        #expect(histogram.encoded.withUnsafeBytes { inPlace.merge(encoded: $0) })
+        var decoded = other
+        decoded.merge(histogram)
+        #expect(inPlace == decoded)
+        #expect(!Data([0x05, 0x01, 0x00, 0x01]).withUnsafeBytes { inPlace.merge(encoded: $0) })  // not ascending
+        #expect(inPlace == decoded)
         #expect(LogHistogram(encoded: Data([0xFF])) == nil)
     }
 }

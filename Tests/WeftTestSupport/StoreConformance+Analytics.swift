@@ -151,6 +151,14 @@ extension StoreConformance {
             #expect(try await count(RollupQuery(scope: .workflows([workflow.id]), from: hour, to: hour.next.next, status: .failed)) == 1)
             #expect(try await count(RollupQuery(scope: .workflows([workflow.id, other.id]), from: hour, to: hour.next.next, trigger: .api)) == 3)
             #expect(try await count(RollupQuery(scope: .workflows([workflow.id]), from: hour, to: hour.next, version: 2)) == 0)
+            // Hourly totals are the rows summed per hour, in every scope.
+            for scope in [RollupScope.visibleTo(userId: workflow.ownerId), .workflows([workflow.id, other.id]), .organization(workflow.orgId)] {
+                let query = RollupQuery(scope: scope, from: hour, to: hour.next.next, durationsOnly: true)
+                let totals = try await store.analytics.hourlyTotals(query)
+                #expect(totals == HourlyTotal.of(try await store.analytics.executionRollups(query)))
+                #expect(totals.map(\.hour) == [hour, hour.next])
+            }
+            #expect(try await store.analytics.visibleWorkflowCount(userId: workflow.ownerId) == 1)
             #expect(try await store.analytics.unfinishedCount(workflowId: workflow.id) == 0)
             try await store.executions.apply([.create(Records.execution(of: workflow, at: hour0))])
             #expect(try await store.analytics.unfinishedCount(workflowId: workflow.id) == 1)

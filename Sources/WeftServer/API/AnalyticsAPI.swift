@@ -164,12 +164,16 @@ struct AnalyticsAPI: RPCService {
         }
         // Hours from the one holding `since`; an execution counts in the
         // hour it started, so `until` is widened to the end of its hour.
-        let rows = try await analytics.executionRollups(RollupQuery(
+        let hours = try await analytics.hourlyTotals(RollupQuery(
             scope: scope, from: RollupHour(containing: since), to: RollupHour(containing: until.addingTimeInterval(-0.001)).next,
             trigger: trigger, status: status))
-        if case .organization = scope {} else { response.workflows = Int64(Set(rows.map(\.key.workflowId)).count) }
+        switch scope {
+        case .organization: break
+        case .workflows(let ids): response.workflows = Int64(ids.count)
+        case .visibleTo(let userId): response.workflows = Int64(try await analytics.visibleWorkflowCount(userId: userId))
+        }
         let builder = TrendBuilder(timeZone: zone)
-        let (daily, monthly, yearly) = builder.build(rows)
+        let (daily, monthly, yearly) = builder.build(hours)
         response.daily = daily
         response.monthly = monthly
         response.yearly = yearly

@@ -33,7 +33,7 @@ struct BudgetForecast: Sendable {
     }
 
     static func compute(
-        limit: Double, timeZone: TimeZone, now: Date, rows: [(key: ExecutionRollupKey, value: ExecutionRollup)]
+        limit: Double, timeZone: TimeZone, now: Date, hours: [HourlyTotal]
     ) -> BudgetForecast {
         let (_, _, monthStart, next) = window(timeZone: timeZone, now: now)
         var calendar = Calendar(identifier: .gregorian)
@@ -43,11 +43,11 @@ struct BudgetForecast: Sendable {
         let monthHour = RollupHour(containing: monthStart)
         let nowHour = RollupHour(containing: now)
         var spent = 0.0
-        // Cost by hour (rows of several statuses and triggers share one).
+        // Cost by hour.
         var byHour: [Int64: Double] = [:]
-        for (key, value) in rows {
-            if key.hour >= monthHour { spent += value.costSum }
-            byHour[key.hour.value, default: 0] += value.costSum
+        for total in hours {
+            if total.hour >= monthHour { spent += total.costSum }
+            byHour[total.hour.value, default: 0] += total.costSum
         }
         // The daily rate over the last 7 days, or since the first hour with
         // a cost when that is more recent (at least one hour).

@@ -84,8 +84,8 @@ struct BudgetMonitor: Service {
         let zone = TimeZone(identifier: budget.timeZone) ?? TimeZone(secondsFromGMT: 0)!
         let window = BudgetForecast.window(timeZone: zone, now: now)
         let scope: RollupScope = budget.scope == .workflow ? .workflows([budget.scopeId]) : .organization(budget.scopeId)
-        let rows = try await analytics.executionRollups(RollupQuery(scope: scope, from: window.from, to: window.to))
-        return BudgetForecast.compute(limit: budget.monthlyLimitUsd, timeZone: zone, now: now, rows: rows)
+        let hours = try await analytics.hourlyTotals(RollupQuery(scope: scope, from: window.from, to: window.to))
+        return BudgetForecast.compute(limit: budget.monthlyLimitUsd, timeZone: zone, now: now, hours: hours)
     }
 
     func displayName(_ budget: BudgetRecord) async throws -> String {
@@ -119,7 +119,7 @@ struct BudgetMonitor: Service {
                     event: event.rawValue,
                     title: event == .budgetExceeded
                         ? "\(name): monthly cost budget exceeded" : "\(name): month-end cost forecast over budget",
-                    body: explanation, link: "", deliveryId: "budget:\(budget.scopeId):\(forecast.month):\(forecast.level):\(membership.userId)",
+                    body: explanation, link: "", deliveryId: "budget:\(budget.scopeId):\(Int64((budget.updatedAt.timeIntervalSince1970 * 1000).rounded())):\(forecast.month):\(forecast.level):\(membership.userId)",
                     createdAt: at)
                 if try await notifications.store.insertNotification(record) { notifications.feed.publish(record) }
             }

@@ -19,12 +19,12 @@ struct TrendBuilder {
         var durations = LogHistogram()
         var durationMax: Int64 = 0
 
-        mutating func add(status: ExecutionStatus?, _ rollup: ExecutionRollup) {
-            if let status { byStatus[status, default: 0] += rollup.executions }
-            executions += rollup.executions
-            cost += rollup.costSum
-            durations.merge(rollup.durations)
-            durationMax = max(durationMax, rollup.durationMsMax)
+        mutating func add(_ hour: HourlyTotal) {
+            for (status, count) in hour.byStatus { byStatus[status, default: 0] += count }
+            executions += hour.executions
+            cost += hour.costSum
+            durations.merge(hour.durations)
+            durationMax = max(durationMax, hour.durationMsMax)
         }
 
         mutating func add(_ other: Bucket) {
@@ -47,17 +47,17 @@ struct TrendBuilder {
         return timeZone.secondsFromGMT(for: to) % 3600 != 0
     }
 
-    func build(_ rows: [(key: ExecutionRollupKey, value: ExecutionRollup)]) -> (
+    func build(_ hours: [HourlyTotal]) -> (
         daily: [Weft_V1_TrendPoint], monthly: [Weft_V1_TrendPoint], yearly: [Weft_V1_TrendPoint]
     ) {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
-        let sorted = rows.sorted { $0.key.hour < $1.key.hour }
+        let sorted = hours.sorted { $0.hour < $1.hour }
         var days: [(key: String, bucket: Bucket)] = []
         // The local day being filled, as UTC instants [start, end).
         var current: (start: Date, end: Date, key: String)?
-        for (key, value) in sorted {
-            let instant = key.hour.start
+        for total in sorted {
+            let instant = total.hour.start
             if current == nil || instant < current!.start || instant >= current!.end {
                 let start = calendar.startOfDay(for: instant)
                 let end = calendar.date(byAdding: .day, value: 1, to: start) ?? start.addingTimeInterval(86_400)
@@ -66,7 +66,7 @@ struct TrendBuilder {
                 current = (start, end, dayKey)
                 if days.last?.key != dayKey { days.append((dayKey, Bucket(start: start))) }
             }
-            days[days.count - 1].bucket.add(status: key.status, value)
+            days[days.count - 1].bucket.add(total)
         }
         var months: [(key: String, bucket: Bucket)] = []
         var years: [(key: String, bucket: Bucket)] = []
