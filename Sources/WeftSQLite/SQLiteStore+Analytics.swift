@@ -281,8 +281,8 @@ extension SQLiteStore: AnalyticsStore {
         }
     }
 
-    /// Summed per hour as the rows are read: each row's duration histogram
-    /// is added from its blob in place, the others are not read at all.
+    /// Summed per hour (or bucket) as the rows are read: each row's duration
+    /// histogram is added from its blob in place, the others are not read.
     public func hourlyTotals(_ query: RollupQuery) async throws -> [HourlyTotal] {
         try await read("rollup_hourly") { db in
             var filter = " AND hour >= ? AND hour < ?"
@@ -301,7 +301,9 @@ extension SQLiteStore: AnalyticsStore {
             // histogram's array on every row.
             func add(_ cursor: RowCursor) throws {
                 while let row = try cursor.next() {
-                    let hour: Int64 = row[0]
+                    guard let hour = HourlyTotal.bucket(of: RollupHour(row[0] as Int64), in: query.buckets)?.value else {
+                        continue
+                    }
                     let status = try Self.status(row[1])
                     let executions: Int64 = row[2]
                     let cost: Double = row[3]

@@ -22,12 +22,16 @@ public struct RollupQuery: Sendable, Hashable {
     /// Only the duration histograms are wanted (trends, forecasts): the
     /// queue-wait and cost histograms are left empty, not decoded.
     public var durationsOnly: Bool
+    /// For `hourlyTotals`: sum into these periods (each from its hour to
+    /// the next one's; ascending, the first at `from`) instead of per hour.
+    public var buckets: [RollupHour]?
 
     public init(
         scope: RollupScope, from: RollupHour, to: RollupHour, version: Int? = nil, trigger: TriggerKind? = nil,
-        status: ExecutionStatus? = nil, durationsOnly: Bool = false
+        status: ExecutionStatus? = nil, durationsOnly: Bool = false, buckets: [RollupHour]? = nil
     ) {
         self.durationsOnly = durationsOnly
+        self.buckets = buckets
         self.scope = scope
         self.from = from
         self.to = to
@@ -66,11 +70,30 @@ public struct HourlyTotal: Sendable, Hashable {
         encoded?.withUnsafeBytes { _ = durations.merge(encoded: $0) }
     }
 
-    /// Hourly totals of rollup rows, ascending by hour.
-    public static func of(_ rows: [(key: ExecutionRollupKey, value: ExecutionRollup)]) -> [HourlyTotal] {
+    /// Totals of rollup rows per hour (or per bucket, each named by its
+    /// first hour), ascending.
+    public static func of(_ rows: [(key: ExecutionRollupKey, value: ExecutionRollup)], buckets: [RollupHour]? = nil)
+        -> [HourlyTotal]
+    {
         var byHour: [RollupHour: HourlyTotal] = [:]
-        for (key, value) in rows { byHour[key.hour, default: HourlyTotal(hour: key.hour)].add(status: key.status, value) }
+        for (key, value) in rows {
+            guard let hour = bucket(of: key.hour, in: buckets) else { continue }
+            byHour[hour, default: HourlyTotal(hour: hour)].add(status: key.status, value)
+        }
         return byHour.values.sorted { $0.hour < $1.hour }
+    }
+
+    /// The bucket holding `hour`: itself without buckets, else the last
+    /// bucket start at or before it (nil before the first).
+    public static func bucket(of hour: RollupHour, in buckets: [RollupHour]?) -> RollupHour? {
+        guard let buckets else { return hour }
+        var low = 0
+        var high = buckets.count
+        while low < high {
+            let mid = (low + high) / 2
+            if buckets[mid] <= hour { low = mid + 1 } else { high = mid }
+        }
+        return low == 0 ? nil : buckets[low - 1]
     }
 }
 
@@ -150,6 +173,6 @@ extension AnalyticsStore {
     public func hourlyTotals(_ query: RollupQuery) async throws -> [HourlyTotal] {
         var query = query
         query.durationsOnly = true
-        return HourlyTotal.of(try await executionRollups(query))
+        return HourlyTotal.of(try await executionRollups(query), buckets: query.buckets)
     }
 }

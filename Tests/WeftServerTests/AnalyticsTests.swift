@@ -151,7 +151,11 @@ struct AnalyticsTests {
                 status: offset % 3 == 0 ? .failed : .completed), rollup))
         }
         let builder = TrendBuilder(timeZone: try #require(TimeZone(identifier: "America/New_York")))
-        let (daily, monthly, yearly) = builder.build(HourlyTotal.of(rows).shuffled())
+        let end = first.start.addingTimeInterval(72 * 3600 - 1)
+        let starts = builder.dayStarts(from: first.start, to: end)
+        // Local midnights: 2026-10-30 00:00 EDT (04:00Z) … 2026-11-02 00:00 EST (05:00Z).
+        #expect(starts.map { Int64($0.start.timeIntervalSince1970) } == [1_793_332_800, 1_793_419_200, 1_793_505_600, 1_793_595_600])
+        let (daily, monthly, yearly) = builder.build(days: HourlyTotal.of(rows.shuffled(), buckets: starts).shuffled())
         #expect(daily.map(\.period) == ["2026-10-30", "2026-10-31", "2026-11-01", "2026-11-02"])
         #expect(daily.map(\.started) == [4, 24, 25, 19])
         #expect(monthly.map(\.period) == ["2026-10", "2026-11"] && monthly.map(\.started) == [28, 44])
@@ -163,8 +167,14 @@ struct AnalyticsTests {
         let kolkata = TrendBuilder(timeZone: try #require(TimeZone(identifier: "Asia/Kolkata")))
         #expect(kolkata.offHour(from: first.start, to: first.start.addingTimeInterval(3600)))
         // Berlin: the same hours, one local day earlier ends at 23:00Z.
-        let berlin = TrendBuilder(timeZone: try #require(TimeZone(identifier: "Europe/Berlin"))).build(HourlyTotal.of(rows)).daily
+        let berlinBuilder = TrendBuilder(timeZone: try #require(TimeZone(identifier: "Europe/Berlin")))
+        let berlin = berlinBuilder.build(
+            days: HourlyTotal.of(rows, buckets: berlinBuilder.dayStarts(from: first.start, to: end))).daily
         #expect(berlin.map(\.started).reduce(0, +) == 72 && berlin.first?.period == "2026-10-31")
+        // Kolkata (+05:30): a day's hours begin at the first whole UTC hour
+        // after local midnight (18:30Z -> 19:00Z).
+        let kolkataStarts = kolkata.dayStarts(from: first.start, to: end)
+        #expect(kolkataStarts.allSatisfy { Int64($0.start.timeIntervalSince1970) % 86_400 == 19 * 3600 })
     }
 
     @Test("the next-run prediction of a synthetic history of known mean and spread")

@@ -162,18 +162,23 @@ struct AnalyticsAPI: RPCService {
             scope = .visibleTo(userId: caller.userId)
             response.scope = "visible"
         }
-        // Hours from the one holding `since`; an execution counts in the
-        // hour it started, so `until` is widened to the end of its hour.
-        let hours = try await analytics.hourlyTotals(RollupQuery(
-            scope: scope, from: RollupHour(containing: since), to: RollupHour(containing: until.addingTimeInterval(-0.001)).next,
-            trigger: trigger, status: status))
+        let builder = TrendBuilder(timeZone: zone)
+        let days = builder.dayStarts(from: since, to: until)
+        // From the hour holding `since` (its day's first hours before it
+        // are not asked for); an execution counts in the hour it started,
+        // so `until` is widened to the end of its hour.
+        let from = RollupHour(containing: since)
+        var buckets = days.filter { $0 > from }
+        buckets.insert(from, at: 0)
+        let totals = try await analytics.hourlyTotals(RollupQuery(
+            scope: scope, from: from, to: RollupHour(containing: until.addingTimeInterval(-0.001)).next,
+            trigger: trigger, status: status, buckets: buckets))
         switch scope {
         case .organization: break
         case .workflows(let ids): response.workflows = Int64(ids.count)
         case .visibleTo(let userId): response.workflows = Int64(try await analytics.visibleWorkflowCount(userId: userId))
         }
-        let builder = TrendBuilder(timeZone: zone)
-        let (daily, monthly, yearly) = builder.build(hours)
+        let (daily, monthly, yearly) = builder.build(days: totals)
         response.daily = daily
         response.monthly = monthly
         response.yearly = yearly

@@ -5,8 +5,8 @@ import WeftStore
 /// Buckets hourly rollup rows into the caller's calendar days, months and
 /// years. An hour goes to the local day holding its first instant; in a
 /// zone whose offset is whole hours that is exact, across DST changes too
-/// (a day is 23 or 25 hours long then). Days merge into months, months into
-/// years, so each row is merged once.
+/// (a day is 23 or 25 hours long then). The store sums rows straight into
+/// days (`dayStarts`); days merge into months, months into years.
 struct TrendBuilder {
     let timeZone: TimeZone
 
@@ -47,25 +47,36 @@ struct TrendBuilder {
         return timeZone.secondsFromGMT(for: to) % 3600 != 0
     }
 
-    func build(_ hours: [HourlyTotal]) -> (
+    /// The first rollup hour of each local day from the one holding `from`
+    /// to the one holding `to`: the hour holding local midnight when the
+    /// offset is whole hours, else the first whole hour after it.
+    func dayStarts(from: Date, to: Date) -> [RollupHour] {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        var starts: [RollupHour] = []
+        var day = calendar.startOfDay(for: from)
+        while day <= to {
+            let hour = RollupHour(Int64((day.timeIntervalSince1970 / 3600).rounded(.up)))
+            if starts.last != hour { starts.append(hour) }
+            guard let next = calendar.date(byAdding: .day, value: 1, to: day), next > day else { break }
+            day = next
+        }
+        return starts
+    }
+
+    /// Daily totals (as `hourlyTotals` sums them into `dayStarts`) into
+    /// days, months and years.
+    func build(days totals: [HourlyTotal]) -> (
         daily: [Weft_V1_TrendPoint], monthly: [Weft_V1_TrendPoint], yearly: [Weft_V1_TrendPoint]
     ) {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
-        let sorted = hours.sorted { $0.hour < $1.hour }
         var days: [(key: String, bucket: Bucket)] = []
-        // The local day being filled, as UTC instants [start, end).
-        var current: (start: Date, end: Date, key: String)?
-        for total in sorted {
-            let instant = total.hour.start
-            if current == nil || instant < current!.start || instant >= current!.end {
-                let start = calendar.startOfDay(for: instant)
-                let end = calendar.date(byAdding: .day, value: 1, to: start) ?? start.addingTimeInterval(86_400)
-                let parts = calendar.dateComponents([.year, .month, .day], from: start)
-                let dayKey = Self.key(parts.year ?? 0, parts.month, parts.day)
-                current = (start, end, dayKey)
-                if days.last?.key != dayKey { days.append((dayKey, Bucket(start: start))) }
-            }
+        for total in totals.sorted(by: { $0.hour < $1.hour }) {
+            let start = calendar.startOfDay(for: total.hour.start)
+            let parts = calendar.dateComponents([.year, .month, .day], from: start)
+            let dayKey = Self.key(parts.year ?? 0, parts.month, parts.day)
+            if days.last?.key != dayKey { days.append((dayKey, Bucket(start: start))) }
             days[days.count - 1].bucket.add(total)
         }
         var months: [(key: String, bucket: Bucket)] = []
