@@ -179,10 +179,55 @@ extension SQLiteStore: AnalyticsStore {
         return rollup
     }
 
+    /// Adds a row of `rollupColumns` (from `first`) into `rollup`, its
+    /// histograms merged from their blobs in place.
+    static func accumulate(_ rollup: inout ExecutionRollup, _ row: Row, at first: Int, durationsOnly: Bool) throws {
+        rollup.executions += row[first] as Int64
+        rollup.durationMsSum += row[first + 1] as Double
+        rollup.durationMsSquares += row[first + 2] as Double
+        rollup.durationMsMax = max(rollup.durationMsMax, row[first + 3] as Int64)
+        try row.withUnsafeData(atIndex: first + 4) { data in data?.withUnsafeBytes { _ = rollup.durations.merge(encoded: $0) } }
+        if !durationsOnly {
+            try row.withUnsafeData(atIndex: first + 5) { data in data?.withUnsafeBytes { _ = rollup.waits.merge(encoded: $0) } }
+        }
+        rollup.costSum += row[first + 6] as Double
+        rollup.costMax = max(rollup.costMax, row[first + 7] as Double)
+        if !durationsOnly {
+            try row.withUnsafeData(atIndex: first + 8) { data in data?.withUnsafeBytes { _ = rollup.costs.merge(encoded: $0) } }
+        }
+        rollup.retried += row[first + 9] as Int64
+        rollup.attempts += row[first + 10] as Int64
+        if let created = date(row[first + 11]) { rollup.firstCreatedAt = min(rollup.firstCreatedAt ?? created, created) }
+        if let finished = date(row[first + 12]) { rollup.lastFinishedAt = max(rollup.lastFinishedAt ?? finished, finished) }
+    }
+
     static let taskColumns = """
         runs, failed, retried, flaky, attempts, duration_sum, duration_max, duration_hist, cost_sum, critical_runs, \
         critical_sum, errors
         """
+
+    /// Adds a row of `taskColumns` (from `first`) into `rollup` in place.
+    static func accumulate(_ rollup: inout TaskRollup, _ row: Row, at first: Int) throws {
+        rollup.runs += row[first] as Int64
+        rollup.failed += row[first + 1] as Int64
+        rollup.retried += row[first + 2] as Int64
+        rollup.flaky += row[first + 3] as Int64
+        rollup.attempts += row[first + 4] as Int64
+        rollup.durationMsSum += row[first + 5] as Double
+        rollup.durationMsMax = max(rollup.durationMsMax, row[first + 6] as Int64)
+        try row.withUnsafeData(atIndex: first + 7) { data in data?.withUnsafeBytes { _ = rollup.durations.merge(encoded: $0) } }
+        rollup.costSum += row[first + 8] as Double
+        rollup.criticalRuns += row[first + 9] as Int64
+        rollup.criticalMsSum += row[first + 10] as Double
+        let errors: String = row[first + 11]
+        if errors != "{}", case .object(let pairs)? = try? JSONValue(jsonText: errors) {
+            var add = TaskRollup()
+            for (message, count) in pairs {
+                if case .number(let n) = count { add.errors[message] = Int64(n) }
+            }
+            for (message, count) in add.errors.sorted(by: { $0.key < $1.key }) { rollup.addError(message, count: count) }
+        }
+    }
 
     static func taskRollup(_ row: Row, at first: Int) -> TaskRollup {
         var rollup = TaskRollup()
@@ -270,6 +315,19 @@ extension SQLiteStore: AnalyticsStore {
                         + filter)
                 for id in ids {
                     let cursor = try Row.fetchCursor(statement, arguments: [id] + arguments)
+                    if query.acrossHours {
+                        // Summed in place: a month of a busy workflow is
+                        // thousands of rows but a handful of keys.
+                        var merged: [ExecutionRollupKey: ExecutionRollup] = [:]
+                        while let row = try cursor.next() {
+                            let key = try ExecutionRollupKey(
+                                workflowId: id, version: row[0], hour: query.from, trigger: Self.trigger(row[2]),
+                                status: Self.status(row[3]))
+                            try Self.accumulate(&merged[key, default: ExecutionRollup()], row, at: 4, durationsOnly: query.durationsOnly)
+                        }
+                        rows += merged.map { ($0.key, $0.value) }
+                        continue
+                    }
                     while let row = try cursor.next() {
                         rows.append(try (ExecutionRollupKey(
                             workflowId: id, version: row[0], hour: RollupHour(row[1]), trigger: Self.trigger(row[2]),
@@ -349,7 +407,7 @@ extension SQLiteStore: AnalyticsStore {
                 """, arguments: [userId, userId])
     }
 
-    public func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?) async throws
+    public func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?, acrossHours: Bool) async throws
         -> [(key: TaskRollupKey, value: TaskRollup)]
     {
         try await read("rollup_tasks") { db in
@@ -360,12 +418,18 @@ extension SQLiteStore: AnalyticsStore {
                 arguments += [version]
             }
             var rows: [(key: TaskRollupKey, value: TaskRollup)] = []
+            var merged: [TaskRollupKey: TaskRollup] = [:]
             let cursor = try Row.fetchCursor(db, sql: sql, arguments: arguments)
             while let row = try cursor.next() {
-                rows.append((TaskRollupKey(workflowId: workflowId, version: row[0], hour: RollupHour(row[1]), taskKey: row[2]),
-                             Self.taskRollup(row, at: 3)))
+                if acrossHours {
+                    let key = TaskRollupKey(workflowId: workflowId, version: row[0], hour: from, taskKey: row[2])
+                    try Self.accumulate(&merged[key, default: TaskRollup()], row, at: 3)
+                } else {
+                    rows.append((TaskRollupKey(workflowId: workflowId, version: row[0], hour: RollupHour(row[1]), taskKey: row[2]),
+                                 Self.taskRollup(row, at: 3)))
+                }
             }
-            return rows
+            return acrossHours ? merged.map { ($0.key, $0.value) } : rows
         }
     }
 

@@ -22,15 +22,20 @@ public struct RollupQuery: Sendable, Hashable {
     /// Only the duration histograms are wanted (trends, forecasts): the
     /// queue-wait and cost histograms are left empty, not decoded.
     public var durationsOnly: Bool
+    /// Rows summed over the window's hours: one per workflow, version,
+    /// trigger and status, named by `from` (statistics, insights and
+    /// predictions do not look at hours).
+    public var acrossHours: Bool
     /// For `hourlyTotals`: sum into these periods (each from its hour to
     /// the next one's; ascending, the first at `from`) instead of per hour.
     public var buckets: [RollupHour]?
 
     public init(
         scope: RollupScope, from: RollupHour, to: RollupHour, version: Int? = nil, trigger: TriggerKind? = nil,
-        status: ExecutionStatus? = nil, durationsOnly: Bool = false, buckets: [RollupHour]? = nil
+        status: ExecutionStatus? = nil, durationsOnly: Bool = false, acrossHours: Bool = false, buckets: [RollupHour]? = nil
     ) {
         self.durationsOnly = durationsOnly
+        self.acrossHours = acrossHours
         self.buckets = buckets
         self.scope = scope
         self.from = from
@@ -144,7 +149,8 @@ public protocol AnalyticsStore: Sendable {
     /// The same rows summed per hour, ascending (only the duration
     /// histogram is kept).
     func hourlyTotals(_ query: RollupQuery) async throws -> [HourlyTotal]
-    func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?) async throws
+    /// `acrossHours`: one row per version and task, named by `from`.
+    func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?, acrossHours: Bool) async throws
         -> [(key: TaskRollupKey, value: TaskRollup)]
     /// The live workflows `userId` owns or collaborates on.
     func visibleWorkflowCount(userId: String) async throws -> Int

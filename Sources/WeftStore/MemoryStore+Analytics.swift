@@ -22,18 +22,37 @@ extension MemoryStore: AnalyticsStore {
                         && (query.version.map { $0 == key.version } ?? true)
                 }.map { ($0.key, $0.value) }
             }
+            if query.acrossHours {
+                var merged: [ExecutionRollupKey: ExecutionRollup] = [:]
+                for (key, value) in rows {
+                    var key = key
+                    key.hour = query.from
+                    merged[key, default: ExecutionRollup()].merge(value)
+                }
+                rows = merged.map { ($0.key, $0.value) }
+            }
             rows.sort { ($0.key.hour, $0.key.workflowId, $0.key.version) < ($1.key.hour, $1.key.workflowId, $1.key.version) }
             return rows
         }
     }
 
-    public func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?) async throws
+    public func taskRollups(workflowId: String, from: RollupHour, to: RollupHour, version: Int?, acrossHours: Bool) async throws
         -> [(key: TaskRollupKey, value: TaskRollup)]
     {
         state.withLock { state in
-            state.rollups.tasks.filter { key, _ in
+            var rows: [(key: TaskRollupKey, value: TaskRollup)] = state.rollups.tasks.filter { key, _ in
                 key.workflowId == workflowId && key.hour >= from && key.hour < to && (version.map { $0 == key.version } ?? true)
-            }.map { ($0.key, $0.value) }.sorted { ($0.key.hour, $0.key.taskKey) < ($1.key.hour, $1.key.taskKey) }
+            }.map { ($0.key, $0.value) }
+            if acrossHours {
+                var merged: [TaskRollupKey: TaskRollup] = [:]
+                for (key, value) in rows {
+                    var key = key
+                    key.hour = from
+                    merged[key, default: TaskRollup()].merge(value)
+                }
+                rows = merged.map { ($0.key, $0.value) }
+            }
+            return rows.sorted { a, b in (a.key.hour, a.key.taskKey, a.key.version) < (b.key.hour, b.key.taskKey, b.key.version) }
         }
     }
 

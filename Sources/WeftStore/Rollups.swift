@@ -149,7 +149,7 @@ public struct TaskRollup: Sendable, Hashable {
         for (message, count) in other.errors { addError(message, count: count) }
     }
 
-    mutating func addError(_ message: String, count: Int64 = 1) {
+    public mutating func addError(_ message: String, count: Int64 = 1) {
         if errors[message] != nil || errors.count < Self.maxErrors {
             errors[message, default: 0] += count
         } else {

@@ -58,7 +58,7 @@ extension StoreConformance {
     static func taskRollups(_ store: StoreFixture, _ workflowId: String) async throws -> [String: TaskRollup] {
         let hour = RollupHour(containing: hour0)
         return Dictionary(
-            try await store.analytics.taskRollups(workflowId: workflowId, from: hour, to: hour.next, version: nil)
+            try await store.analytics.taskRollups(workflowId: workflowId, from: hour, to: hour.next, version: nil, acrossHours: false)
                 .map { ($0.key.taskKey, $0.value) }, uniquingKeysWith: { a, _ in a })
     }
 
@@ -159,6 +159,20 @@ extension StoreConformance {
                 #expect(totals.map(\.hour) == [hour, hour.next])
             }
             #expect(try await store.analytics.visibleWorkflowCount(userId: workflow.ownerId) == 1)
+            // Summed across hours: the rows of each key merged.
+            let perHour = try await store.analytics.executionRollups(RollupQuery(scope: .workflows([workflow.id]), from: hour, to: hour.next.next))
+            let across = try await store.analytics.executionRollups(
+                RollupQuery(scope: .workflows([workflow.id]), from: hour, to: hour.next.next, acrossHours: true))
+            var expected: [ExecutionRollupKey: ExecutionRollup] = [:]
+            for (key, value) in perHour {
+                var key = key
+                key.hour = hour
+                expected[key, default: ExecutionRollup()].merge(value)
+            }
+            #expect(Dictionary(across.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }) == expected)
+            let tasksAcross = try await store.analytics.taskRollups(
+                workflowId: workflow.id, from: hour, to: hour.next.next, version: nil, acrossHours: true)
+            #expect(tasksAcross.count == 3 && tasksAcross.first { $0.key.taskKey == "a" }?.value.runs == 2)
             #expect(try await store.analytics.unfinishedCount(workflowId: workflow.id) == 0)
             try await store.executions.apply([.create(Records.execution(of: workflow, at: hour0))])
             #expect(try await store.analytics.unfinishedCount(workflowId: workflow.id) == 1)

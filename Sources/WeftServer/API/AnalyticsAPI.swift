@@ -100,9 +100,10 @@ struct AnalyticsAPI: RPCService {
             throw RPCError(code: .invalidArgument, message: "version must be 0 (all) or a version number")
         }
         let version = request.version > 0 ? Int(request.version) : nil
-        async let rows = analytics.executionRollups(
-            RollupQuery(scope: .workflows([workflow.id]), from: window.from, to: window.to, version: version))
-        async let tasks = analytics.taskRollups(workflowId: workflow.id, from: window.from, to: window.to, version: version)
+        async let rows = analytics.executionRollups(RollupQuery(
+            scope: .workflows([workflow.id]), from: window.from, to: window.to, version: version, acrossHours: true))
+        async let tasks = analytics.taskRollups(
+            workflowId: workflow.id, from: window.from, to: window.to, version: version, acrossHours: true)
         async let running = analytics.unfinishedCount(workflowId: workflow.id)
         return try await WorkflowStatsBuilder(
             workflowId: workflow.id, window: window, executions: rows, tasks: tasks, running: running
@@ -208,8 +209,10 @@ struct AnalyticsAPI: RPCService {
         }
         let now = Date()
         let window = try AnalyticsWindow.resolve(window: request.window, from: nil, to: nil, now: now, defaultWindow: "month")
-        async let rows = analytics.executionRollups(RollupQuery(scope: .workflows([workflow.id]), from: window.from, to: window.to))
-        async let tasks = analytics.taskRollups(workflowId: workflow.id, from: window.from, to: window.to, version: nil)
+        async let rows = analytics.executionRollups(
+            RollupQuery(scope: .workflows([workflow.id]), from: window.from, to: window.to, acrossHours: true))
+        async let tasks = analytics.taskRollups(
+            workflowId: workflow.id, from: window.from, to: window.to, version: nil, acrossHours: true)
         async let recentPage = deps.executions.listExecutions(
             ExecutionQuery(workflowId: workflow.id, limit: Self.recentRuns, startedAfter: window.from.start))
         let insights = Insights(executions: try await rows, tasks: try await tasks)
@@ -243,7 +246,8 @@ struct AnalyticsAPI: RPCService {
         let now = Date()
         let window = try AnalyticsWindow.resolve(window: "month", from: nil, to: nil, now: now)
         let rows = try await analytics.executionRollups(RollupQuery(
-            scope: .workflows([execution.workflowId]), from: window.from, to: window.to, status: .completed))
+            scope: .workflows([execution.workflowId]), from: window.from, to: window.to, status: .completed,
+            durationsOnly: true, acrossHours: true))
         return ExecutionPredictor(execution: execution, history: rows, deadline: deadline, now: now).predict()
     }
 
