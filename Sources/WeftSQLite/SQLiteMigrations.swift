@@ -625,7 +625,8 @@ enum SQLiteMigrations {
                     cost_sum         REAL NOT NULL,
                     critical_runs    INTEGER NOT NULL,
                     critical_sum     REAL NOT NULL,
-                    errors           TEXT NOT NULL DEFAULT '{}',
+                    -- "<count> <message>" lines (TaskRollup.errorsText).
+                    errors           TEXT NOT NULL DEFAULT '',
                     PRIMARY KEY (workflow_id, hour, workflow_version, task_key)
                 ) WITHOUT ROWID;
                 CREATE TABLE budgets (

@@ -220,13 +220,7 @@ extension SQLiteStore: AnalyticsStore {
         rollup.criticalRuns += row[first + 9] as Int64
         rollup.criticalMsSum += row[first + 10] as Double
         let errors: String = row[first + 11]
-        if errors != "{}", case .object(let pairs)? = try? JSONValue(jsonText: errors) {
-            var add = TaskRollup()
-            for (message, count) in pairs {
-                if case .number(let n) = count { add.errors[message] = Int64(n) }
-            }
-            for (message, count) in add.errors.sorted(by: { $0.key < $1.key }) { rollup.addError(message, count: count) }
-        }
+        if !errors.isEmpty { rollup.addErrors(text: errors) }
     }
 
     static func taskRollup(_ row: Row, at first: Int) -> TaskRollup {
@@ -243,11 +237,7 @@ extension SQLiteStore: AnalyticsStore {
         rollup.criticalRuns = row[first + 9]
         rollup.criticalMsSum = row[first + 10]
         let errors: String = row[first + 11]
-        if errors != "{}", case .object(let pairs)? = try? JSONValue(jsonText: errors) {
-            for (message, count) in pairs {
-                if case .number(let n) = count { rollup.errors[message] = Int64(n) }
-            }
-        }
+        if !errors.isEmpty { rollup.addErrors(text: errors) }
         return rollup
     }
 
@@ -257,9 +247,7 @@ extension SQLiteStore: AnalyticsStore {
         (try? row.withUnsafeData(atIndex: index) { data in data.flatMap { LogHistogram(encoded: $0) } }) ?? LogHistogram()
     }
 
-    static func errorsText(_ errors: [String: Int64]) -> String {
-        JSONValue.object(errors.mapValues { .number(Double($0)) }).jsonText()
-    }
+    static func errorsText(_ errors: [String: Int64]) -> String { TaskRollup.errorsText(errors) }
 
     // MARK: Queries
 

@@ -253,6 +253,16 @@ struct AnalyticsTests {
         #expect(BudgetForecast.compute(limit: 5000, timeZone: zone, now: now, hours: hours).status == "ok")
     }
 
+    @Test("task error messages survive their stored form: spaces, line breaks, backslashes")
+    func errorsText() {
+        let errors: [String: Int64] = ["HTTP 503: upstream\nbusy": 3, #"path C:\tmp\x"#: 1, "plain error with spaces": 12, "": 2]
+        var read = TaskRollup()
+        read.addErrors(text: TaskRollup.errorsText(errors))
+        #expect(read.errors == errors)
+        read.addErrors(text: "nonsense\n-1 negative\n")
+        #expect(read.errors == errors)
+    }
+
     @Test("log histograms: exact below 128, within 1/128 above, merge and encode losslessly")
     func histogram() throws {
         var histogram = LogHistogram()
