@@ -299,7 +299,12 @@ extension Engine {
             // it sent and received is still charged (to the stored cost only:
             // its workflow's name for the metric is gone with it).
             let sent = costRates.attemptEnded(type: nil, seconds: 0, usage: usage)
-            if !sent.isZero { try? await commit([.cost(executionId: id.executionId, sent)]) }
+            if !sent.isZero {
+                try? await commit([
+                    .cost(executionId: id.executionId, sent),
+                    .taskCost(executionId: id.executionId, taskKey: id.taskKey, dollars: sent.total),
+                ])
+            }
             try await discard(lease)
             return false
         }

@@ -220,7 +220,7 @@ extension SQLiteStore: AnalyticsStore {
         rollup.criticalRuns += row[first + 9] as Int64
         rollup.criticalMsSum += row[first + 10] as Double
         let errors: String = row[first + 11]
-        if !errors.isEmpty { rollup.addErrors(text: errors) }
+        if !errors.isEmpty { rollup.addErrors(text: errors, capped: false) }
     }
 
     static func taskRollup(_ row: Row, at first: Int) -> TaskRollup {
@@ -541,13 +541,15 @@ extension SQLiteStore: AnalyticsStore {
         }
     }
 
-    public func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int) async throws -> Bool {
+    public func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int, updatedAt: Date) async throws
+        -> Bool
+    {
         try await write("mark_budget_alerted") { db in
             try db.execute(
                 sql: """
                     UPDATE budgets SET alerted_month = ?, alert_level = ?
-                    WHERE scope = ? AND scope_id = ? AND NOT (alerted_month IS ? AND alert_level >= ?)
-                    """, arguments: [month, level, scope.rawValue, id, month, level])
+                    WHERE scope = ? AND scope_id = ? AND updated_at = ? AND NOT (alerted_month IS ? AND alert_level >= ?)
+                    """, arguments: [month, level, scope.rawValue, id, StoreDate.text(updatedAt), month, level])
             return db.changesCount > 0
         }
     }

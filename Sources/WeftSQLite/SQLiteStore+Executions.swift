@@ -136,22 +136,34 @@ extension SQLiteStore: ExecutionStore {
             case .execution(let id, let status, let at, let output, let error):
                 let finished = status.isFinished
                 let time = StoreDate.text(at)
-                // An execution is folded once: a second final transition
-                // (which the engine does not send) changes no rollup.
-                let wasFinished = finished
-                    ? try Bool.fetchOne(
-                        db.cachedStatement(sql: "SELECT completed_at IS NOT NULL FROM workflow_executions WHERE execution_id = ?"),
-                        arguments: [id]) ?? false
-                    : false
+                let arguments: StatementArguments = [
+                    status.rawValue, status.rawValue, time, finished, time, output?.jsonText(), error, id,
+                ]
+                if finished {
+                    // An execution is folded once: the first final transition
+                    // matches `completed_at IS NULL`; a second one (which the
+                    // engine does not send) takes the plain update and changes
+                    // no rollup. No read before the write on the usual path.
+                    try db.cachedStatement(sql: """
+                        UPDATE workflow_executions SET status = ?,
+                            started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
+                            completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
+                            output = COALESCE(?, output), error = COALESCE(?, error)
+                        WHERE execution_id = ? AND completed_at IS NULL
+                        """).execute(arguments: arguments)
+                    if db.changesCount == 1 {
+                        finishing.append(id)
+                        continue
+                    }
+                }
                 try db.cachedStatement(sql: """
                     UPDATE workflow_executions SET status = ?,
                         started_at = CASE WHEN ? = 'Running' AND started_at IS NULL THEN ? ELSE started_at END,
                         completed_at = CASE WHEN ? THEN ? ELSE completed_at END,
                         output = COALESCE(?, output), error = COALESCE(?, error)
                     WHERE execution_id = ?
-                    """).execute(arguments: [status.rawValue, status.rawValue, time, finished, time, output?.jsonText(), error, id])
+                    """).execute(arguments: arguments)
                 guard db.changesCount == 1 else { throw StoreError.notFound("execution \(id) not found") }
-                if finished && !wasFinished { finishing.append(id) }
             case .task(let executionId, let key, let status, let attempt, let at, let output, let error, let cost):
                 let finished = status.isTerminal
                 let time = StoreDate.text(at)

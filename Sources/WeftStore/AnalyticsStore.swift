@@ -170,9 +170,11 @@ public protocol AnalyticsStore: Sendable {
     /// False when there was none.
     func deleteBudget(scope: BudgetScope, id: String) async throws -> Bool
     func budgets() async throws -> [BudgetRecord]
-    /// Records an alert sent; false (nothing written) when one at this level
-    /// or higher was already sent for the month (another check got there).
-    func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int) async throws -> Bool
+    /// Records an alert sent about the budget as last set at `updatedAt`;
+    /// false (nothing written) when one at this level or higher was already
+    /// sent for the month (another check got there), or the budget changed
+    /// since it was read (a new limit starts over).
+    func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int, updatedAt: Date) async throws -> Bool
 }
 
 extension AnalyticsStore {

@@ -86,10 +86,15 @@ public struct LogHistogram: Sendable, Hashable {
             let index = max(0, last) + Int64(delta)
             guard index <= Self.maxIndex, index > last else { return false }
             if first < 0 { first = index }
-            added += Int64(count)
+            let (sum, overflow) = added.addingReportingOverflow(Int64(count))
+            guard !overflow else { return false }
+            added = sum
             last = index
         }
         guard added > 0 else { return true }
+        // Each bucket and the total stay far from overflow (counts are
+        // executions); a blob that would pass it is not a real one.
+        guard total.addingReportingOverflow(added).overflow == false, total + added <= Int64.max / 4 else { return false }
         cover(Int32(first), Int32(last))
         position = 0
         last = -1
@@ -214,7 +219,9 @@ public struct LogHistogram: Sendable, Hashable {
                     counts.append(contentsOf: repeatElement(0, count: Int(index - last - 1)))
                 }
                 counts.append(Int64(count))
-                total += Int64(count)
+                let (sum, overflow) = total.addingReportingOverflow(Int64(count))
+                guard !overflow, sum <= Int64.max / 4 else { return false }
+                total = sum
                 last = index
             }
             return true

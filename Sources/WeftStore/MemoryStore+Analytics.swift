@@ -48,7 +48,7 @@ extension MemoryStore: AnalyticsStore {
                 for (key, value) in rows {
                     var key = key
                     key.hour = from
-                    merged[key, default: TaskRollup()].merge(value)
+                    merged[key, default: TaskRollup()].merge(value, cappedErrors: false)
                 }
                 rows = merged.map { ($0.key, $0.value) }
             }
@@ -125,10 +125,12 @@ extension MemoryStore: AnalyticsStore {
         }
     }
 
-    public func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int) async throws -> Bool {
+    public func markBudgetAlerted(scope: BudgetScope, id: String, month: String, level: Int, updatedAt: Date) async throws
+        -> Bool
+    {
         state.withLock { state in
             let key = scope.rawValue + "|" + id
-            guard var budget = state.budgets[key] else { return false }
+            guard var budget = state.budgets[key], StoreDate.text(budget.updatedAt) == StoreDate.text(updatedAt) else { return false }
             if budget.alertedMonth == month && budget.alertLevel >= level { return false }
             budget.alertedMonth = month
             budget.alertLevel = level

@@ -134,7 +134,9 @@ public struct TaskRollup: Sendable, Hashable {
     public static let maxErrors = 8
     public static let otherErrors = "(other messages)"
 
-    public mutating func merge(_ other: TaskRollup) {
+    /// `cappedErrors`: false when reading (a window's rows merged for an
+    /// answer keep every message they hold; the answer takes the top ones).
+    public mutating func merge(_ other: TaskRollup, cappedErrors: Bool = true) {
         runs += other.runs
         failed += other.failed
         retried += other.retried
@@ -146,7 +148,9 @@ public struct TaskRollup: Sendable, Hashable {
         costSum += other.costSum
         criticalRuns += other.criticalRuns
         criticalMsSum += other.criticalMsSum
-        for (message, count) in other.errors { addError(message, count: count) }
+        for (message, count) in other.errors.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
+            addError(message, count: count, capped: cappedErrors)
+        }
     }
 
     /// `errors` as stored: a line "<count> <message>" each, the message's
@@ -162,7 +166,7 @@ public struct TaskRollup: Sendable, Hashable {
 
     /// Reads `errorsText` into `errors` (through `addError`); lines that
     /// do not parse are skipped.
-    public mutating func addErrors(text: String) {
+    public mutating func addErrors(text: String, capped: Bool = true) {
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             guard let space = line.firstIndex(of: " "), let count = Int64(line[..<space]), count > 0 else { continue }
             var message = ""
@@ -177,12 +181,15 @@ public struct TaskRollup: Sendable, Hashable {
                     message.append(character)
                 }
             }
-            addError(message, count: count)
+            addError(message, count: count, capped: capped)
         }
     }
 
-    public mutating func addError(_ message: String, count: Int64 = 1) {
-        if errors[message] != nil || errors.count < Self.maxErrors {
+    /// Keeps `maxErrors` distinct messages (not counting `otherErrors`)
+    /// when `capped`; the rest count under `otherErrors`.
+    public mutating func addError(_ message: String, count: Int64 = 1, capped: Bool = true) {
+        let distinct = errors.count - (errors[Self.otherErrors] == nil ? 0 : 1)
+        if !capped || message == Self.otherErrors || errors[message] != nil || distinct < Self.maxErrors {
             errors[message, default: 0] += count
         } else {
             errors[Self.otherErrors, default: 0] += count
@@ -257,7 +264,7 @@ public enum RollupFold {
                 row.criticalRuns = 1
                 row.criticalMsSum = Double(contribution)
             }
-            guard row.runs > 0 || row.costSum > 0 else { continue }
+            guard row.runs > 0 || row.costSum > 0 || row.criticalRuns > 0 else { continue }
             tasks.append((TaskRollupKey(workflowId: execution.workflowId, version: execution.workflowVersion, hour: hour,
                                         taskKey: task.taskKey), row))
         }

@@ -177,6 +177,14 @@ struct AnalyticsTests {
         #expect(kolkataStarts.allSatisfy { Int64($0.start.timeIntervalSince1970) % 86_400 == 19 * 3600 })
     }
 
+    @Test("local days where midnight does not exist (Santiago leaves 00:00 for 01:00 on 2024-09-08)")
+    func dayStartsAcrossMidnightChange() throws {
+        let builder = TrendBuilder(timeZone: try #require(TimeZone(identifier: "America/Santiago")))
+        let starts = builder.dayStarts(
+            from: Date(timeIntervalSince1970: 1_725_595_200), to: Date(timeIntervalSince1970: 1_725_937_200 + 3600))
+        #expect(starts.map { Int64($0.start.timeIntervalSince1970) } == [1_725_595_200, 1_725_681_600, 1_725_768_000, 1_725_850_800, 1_725_937_200])
+    }
+
     @Test("the next-run prediction of a synthetic history of known mean and spread")
     func predictionMatchesKnownDistribution() throws {
         // 10,000 runs from N(1000 ms, 100 ms), deterministic.

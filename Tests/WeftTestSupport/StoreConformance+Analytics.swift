@@ -195,11 +195,14 @@ extension StoreConformance {
                 scope: .workflow, scopeId: "wf_1", orgId: "org_1", monthlyLimitUsd: 10, timeZone: "Europe/Berlin",
                 createdBy: "usr_1", updatedAt: hour0)
             _ = try await analytics.putBudget(budget)
-            #expect(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 1))
-            #expect(!(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 1)))
-            #expect(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 2))
-            #expect(!(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 1)))
-            #expect(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-02", level: 1))
+            #expect(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 1, updatedAt: hour0))
+            #expect(!(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 1, updatedAt: hour0)))
+            #expect(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 2, updatedAt: hour0))
+            #expect(!(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-01", level: 1, updatedAt: hour0)))
+            #expect(try await analytics.markBudgetAlerted(scope: .workflow, id: "wf_1", month: "2027-02", level: 1, updatedAt: hour0))
+            // An alert about the budget as it was before a change is not recorded.
+            #expect(!(try await analytics.markBudgetAlerted(
+                scope: .workflow, id: "wf_1", month: "2027-03", level: 1, updatedAt: hour0.addingTimeInterval(1))))
             // The same limit again keeps what was sent; a new limit starts over.
             #expect(try await analytics.putBudget(budget).alertLevel == 1)
             var raised = budget

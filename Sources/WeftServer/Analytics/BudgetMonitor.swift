@@ -71,7 +71,7 @@ struct BudgetMonitor: Service {
             else { return }
             try await notify(budget, forecast, name: name, at: at)
             _ = try await analytics.markBudgetAlerted(
-                scope: budget.scope, id: budget.scopeId, month: forecast.month, level: forecast.level)
+                scope: budget.scope, id: budget.scopeId, month: forecast.month, level: forecast.level, updatedAt: budget.updatedAt)
             metrics.budgetAlerted(scope: budget.scope.rawValue, level: forecast.status)
             logger.notice("budget \(budget.scope.rawValue) \(budget.scopeId): \(forecast.status) (\(forecast.explanation(limit: budget.monthlyLimitUsd)))")
         } catch {

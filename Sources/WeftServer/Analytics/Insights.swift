@@ -110,7 +110,7 @@ struct Insights {
 
     func flakyTasks() -> [Weft_V1_FlakyTask] {
         var merged: [String: TaskRollup] = [:]
-        for (key, value) in tasks { merged[key.taskKey, default: TaskRollup()].merge(value) }
+        for (key, value) in tasks { merged[key.taskKey, default: TaskRollup()].merge(value, cappedErrors: false) }
         return merged.filter { $0.value.flaky >= 2 }.map { key, rollup in
             var task = Weft_V1_FlakyTask()
             task.taskKey = key
@@ -118,7 +118,12 @@ struct Insights {
             task.flakyRuns = rollup.flaky
             task.flakyRate = WorkflowStatsBuilder.ratio(rollup.flaky, rollup.runs)
             task.confidence = Self.wilsonLower(successes: rollup.flaky, trials: rollup.runs)
-            task.errors = rollup.errors.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { message, count in
+            // The most frequent messages; the rest as one count.
+            let ranked = rollup.errors.filter { $0.key != TaskRollup.otherErrors }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+            var kept = Array(ranked.prefix(TaskRollup.maxErrors))
+            let rest = ranked.dropFirst(TaskRollup.maxErrors).reduce(0) { $0 + $1.value } + (rollup.errors[TaskRollup.otherErrors] ?? 0)
+            if rest > 0 { kept.append((key: TaskRollup.otherErrors, value: rest)) }
+            task.errors = kept.map { message, count in
                 var error = Weft_V1_ErrorCount()
                 error.message = message
                 error.count = count

@@ -58,7 +58,11 @@ struct TrendBuilder {
         while day <= to {
             let hour = RollupHour(Int64((day.timeIntervalSince1970 / 3600).rounded(.up)))
             if starts.last != hour { starts.append(hour) }
-            guard let next = calendar.date(byAdding: .day, value: 1, to: day), next > day else { break }
+            // The next local midnight (or the day's first instant where
+            // midnight does not exist, a DST change at 00:00): from the middle
+            // of the next day back to its start, never "this time tomorrow".
+            let next = calendar.startOfDay(for: day.addingTimeInterval(36 * 3600))
+            guard next > day else { break }
             day = next
         }
         return starts
