@@ -621,7 +621,8 @@ public nonisolated struct Weft_V1_ExecutionTrends: Sendable {
 
   public var timeZone: String = String()
 
-  /// "organization:<id>" or "visible" (the caller's workflows).
+  /// "organization:<id>", "workflow:<id>" (a workflow_id filter) or
+  /// "visible" (the caller's workflows).
   public var scope: String = String()
 
   /// Workflows in the scope (with executions in the range or not).

@@ -26,35 +26,46 @@ extension SQLiteStore: AnalyticsStore {
     /// What a finished execution adds to the rollups, from its rows as this
     /// transaction left them.
     static func rollupContribution(_ db: Database, executionId: String) throws -> RollupContribution? {
-        guard let row = try Row.fetchOne(
+        // One statement, columns by index, dates parsed by arithmetic: this
+        // runs in the writer for every execution that finishes.
+        let cursor = try Row.fetchCursor(
             db.cachedStatement(sql: """
                 SELECT e.workflow_id, e.workflow_version, e.status, e.trigger, e.cost, e.created_at, e.completed_at,
-                    COALESCE(w.org_id, '') AS org_id
+                    COALESCE(w.org_id, ''),
+                    te.task_key, te.status, te.attempt, te.error, te.started_at, te.completed_at, te.cost, t.depends_on
                 FROM workflow_executions e LEFT JOIN workflows w ON w.id = e.workflow_id
+                    LEFT JOIN task_executions te ON te.execution_id = e.execution_id
+                    LEFT JOIN tasks t ON t.id = te.task_id
                 WHERE e.execution_id = ?
                 """), arguments: [executionId])
-        else { return nil }
-        var execution = try ExecutionRecord(
-            executionId: executionId, workflowId: row["workflow_id"], workflowVersion: row["workflow_version"],
-            status: stored(ExecutionStatus.self, row["status"]), input: .emptyObject,
-            trigger: stored(TriggerKind.self, row["trigger"]), createdAt: row["created_at"], completedAt: row["completed_at"])
-        execution.costBreakdown.attemptsDollars = row["cost"]
+        var execution: ExecutionRecord?
+        var orgId = ""
         var dependsOn: [String: [String]] = [:]
-        for task in try Row.fetchAll(
-            db.cachedStatement(sql: """
-                SELECT te.task_key, te.status, te.attempt, te.error, te.started_at, te.completed_at, te.cost, t.depends_on
-                FROM task_executions te JOIN tasks t ON t.id = te.task_id
-                WHERE te.execution_id = ?
-                """), arguments: [executionId])
-        {
-            let key: String = task["task_key"]
-            execution.tasks.append(try TaskExecutionRecord(
-                taskExecutionId: "", taskId: "", taskKey: key, status: stored(TaskStatus.self, task["status"]),
-                attempt: task["attempt"], error: task["error"], startedAt: task["started_at"],
-                completedAt: task["completed_at"], cost: task["cost"]))
-            dependsOn[key] = Self.dependsOn(task["depends_on"])
+        while let row = try cursor.next() {
+            if execution == nil {
+                var record = try ExecutionRecord(
+                    executionId: executionId, workflowId: row[0], workflowVersion: row[1],
+                    status: status(row[2]), input: .emptyObject, trigger: trigger(row[3]),
+                    createdAt: date(row, 5) ?? Date(timeIntervalSince1970: 0), completedAt: date(row, 6))
+                record.costBreakdown.attemptsDollars = row[4]
+                orgId = row[7]
+                execution = record
+            }
+            guard let key = row[8] as String? else { continue }
+            execution?.tasks.append(try TaskExecutionRecord(
+                taskExecutionId: "", taskId: "", taskKey: key, status: stored(TaskStatus.self, row[9]), attempt: row[10],
+                error: row[11], startedAt: date(row, 12), completedAt: date(row, 13), cost: row[14]))
+            dependsOn[key] = Self.dependsOn((row[15] as String?) ?? "[]")
         }
-        return RollupFold.contribution(of: execution, orgId: row["org_id"], dependsOn: dependsOn)
+        guard let execution else { return nil }
+        return RollupFold.contribution(of: execution, orgId: orgId, dependsOn: dependsOn)
+    }
+
+    /// A stored date column: the store's own text by arithmetic, anything
+    /// else through GRDB.
+    static func date(_ row: Row, _ index: Int) -> Date? {
+        guard let text = row[index] as String? else { return nil }
+        return StoreDate.date(text) ?? (row[index] as Date?)
     }
 
     /// Cost charged to an execution (or, with `taskKey`, one of its tasks)
@@ -94,7 +105,7 @@ extension SQLiteStore: AnalyticsStore {
                     """), arguments: keyArgs
             ).map { executionRollup($0, at: 0) } ?? ExecutionRollup()
             rollup.merge(add)
-            let orgId = try String.fetchOne(
+            let orgId = try batch.orgs[key.workflowId] ?? String.fetchOne(
                 db.cachedStatement(sql: "SELECT COALESCE(org_id, '') FROM workflows WHERE id = ?"), arguments: [key.workflowId])
                 ?? ""
             try db.cachedStatement(sql: """

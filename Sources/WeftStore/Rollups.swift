@@ -326,6 +326,8 @@ public struct RollupBatch: Sendable {
     public var tasks: [TaskRollupKey: TaskRollup] = [:]
     /// Executions folded (not late cost changes).
     public var folded = 0
+    /// The organization of each workflow in the batch (its rows carry it).
+    public var orgs: [String: String] = [:]
 
     public init() {}
 
@@ -340,6 +342,7 @@ public struct RollupBatch: Sendable {
         ].merge(value)
         for (taskKey, row) in contribution.tasks { tasks[taskKey, default: TaskRollup()].merge(row) }
         folded += value.executions > 0 ? 1 : 0
+        orgs[key.workflowId] = contribution.orgId
     }
 
     public mutating func merge(_ other: RollupBatch) {
@@ -347,6 +350,7 @@ public struct RollupBatch: Sendable {
         for (key, value) in other.organizations { organizations[key, default: ExecutionRollup()].merge(value) }
         for (key, value) in other.tasks { tasks[key, default: TaskRollup()].merge(value) }
         folded += other.folded
+        orgs.merge(other.orgs) { _, new in new }
     }
 
     /// Cost added to an execution that had already finished (what a stopped
@@ -354,6 +358,7 @@ public struct RollupBatch: Sendable {
     public mutating func addLateCost(_ dollars: Double, execution key: ExecutionRollupKey, orgId: String) {
         var rollup = ExecutionRollup()
         rollup.costSum = dollars
+        orgs[key.workflowId] = orgId
         executions[key, default: ExecutionRollup()].merge(rollup)
         organizations[
             OrganizationRollupKey(orgId: orgId, hour: key.hour, trigger: key.trigger, status: key.status),

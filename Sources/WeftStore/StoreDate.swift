@@ -61,6 +61,45 @@ public enum StoreDate {
 
     /// RFC 3339 in UTC with milliseconds ("2026-12-05T09:41:17.123Z"), as
     /// fast as `text` (notifications stamp every event with it).
+    /// Reads `text`'s form ("yyyy-MM-dd HH:mm:ss" with optional ".SSS",
+    /// UTC) by arithmetic; nil for any other form (the caller falls back
+    /// to a general parser). The writer reads dates of every execution it
+    /// folds into the rollups.
+    public static func date(_ text: String) -> Date? {
+        var text = text
+        return text.withUTF8 { bytes -> Date? in
+            guard bytes.count == 19 || bytes.count == 23 else { return nil }
+            func number(_ start: Int, _ length: Int) -> Int64? {
+                var value: Int64 = 0
+                for offset in start..<(start + length) {
+                    let digit = Int64(bytes[offset]) - 48
+                    guard digit >= 0 && digit <= 9 else { return nil }
+                    value = value * 10 + digit
+                }
+                return value
+            }
+            guard bytes[4] == 45, bytes[7] == 45, bytes[10] == 32 || bytes[10] == 84, bytes[13] == 58, bytes[16] == 58,
+                let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+                let minute = number(14, 2), let second = number(17, 2), (1...12).contains(month), (1...31).contains(day),
+                hour < 24, minute < 60, second < 61
+            else { return nil }
+            var ms: Int64 = 0
+            if bytes.count == 23 {
+                guard bytes[19] == 46, let fraction = number(20, 3) else { return nil }
+                ms = fraction
+            }
+            // Days since 1970-01-01 from the civil date (H. Hinnant's algorithm).
+            let y = month <= 2 ? year - 1 : year
+            let era = (y >= 0 ? y : y - 399) / 400
+            let yearOfEra = y - era * 400
+            let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+            let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+            let days = era * 146_097 + dayOfEra - 719_468
+            let totalMs = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms
+            return Date(timeIntervalSince1970: Double(totalMs) / 1000)
+        }
+    }
+
     public static func rfc3339(_ date: Date) -> String {
         var value = text(date)
         guard value.utf8.count == 23 else { return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)) }

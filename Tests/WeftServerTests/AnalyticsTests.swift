@@ -261,6 +261,18 @@ struct AnalyticsTests {
         #expect(BudgetForecast.compute(limit: 5000, timeZone: zone, now: now, hours: hours).status == "ok")
     }
 
+    @Test("store dates read back by arithmetic as they were written")
+    func storeDates() {
+        var generator = SplitMix(seed: 3)
+        for _ in 0..<2000 {
+            let ms = Int64(generator.next() % 8_000_000_000_000) - 1_000_000_000_000
+            let date = Date(timeIntervalSince1970: Double(ms) / 1000)
+            #expect(StoreDate.date(StoreDate.text(date)).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) } == ms)
+        }
+        #expect(StoreDate.date("2026-12-05 11:04:14") == Date(timeIntervalSince1970: 1_796_468_654))
+        #expect(StoreDate.date("2026-12-05T11:04:14.000Z") == nil && StoreDate.date("2026-13-05 11:04:14") == nil)
+    }
+
     @Test("task error messages survive their stored form: spaces, line breaks, backslashes")
     func errorsText() {
         let errors: [String: Int64] = ["HTTP 503: upstream\nbusy": 3, #"path C:\tmp\x"#: 1, "plain error with spaces": 12, "": 2]

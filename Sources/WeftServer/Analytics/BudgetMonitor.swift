@@ -11,8 +11,9 @@ import WeftStore
 /// crosses the limit, notifies. A workflow's budget goes through its
 /// subscriptions (events budget.forecast_exceeded, budget.exceeded); an
 /// organization's to its admins in-app. The outbox row is written before
-/// the alert is marked sent, with a delivery id fixed by budget, month
-/// and level, so a crash in between repeats nothing.
+/// the alert is marked sent, with a delivery id fixed by the budget as last
+/// set (its `updatedAt`), the month and the level, so a crash in between
+/// repeats nothing and a new limit alerts again.
 struct BudgetMonitor: Service {
     let analytics: any AnalyticsStore
     let workflows: any WorkflowStore
