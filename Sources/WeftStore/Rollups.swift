@@ -167,21 +167,44 @@ public struct TaskRollup: Sendable, Hashable {
     /// Reads `errorsText` into `errors` (through `addError`); lines that
     /// do not parse are skipped.
     public mutating func addErrors(text: String, capped: Bool = true) {
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            guard let space = line.firstIndex(of: " "), let count = Int64(line[..<space]), count > 0 else { continue }
-            var message = ""
-            var escaping = false
-            for character in line[line.index(after: space)...] {
-                if escaping {
-                    message.append(character == "n" ? "\n" : character == "r" ? "\r" : character)
-                    escaping = false
-                } else if character == "\\" {
-                    escaping = true
-                } else {
-                    message.append(character)
+        // Bytes, not Characters: a window's task rows are read by the
+        // thousand.
+        var text = text
+        text.withUTF8 { bytes in
+            var position = 0
+            while position < bytes.count {
+                var end = position
+                while end < bytes.count && bytes[end] != 10 { end += 1 }
+                defer { position = end + 1 }
+                var space = position
+                var count: Int64 = 0
+                while space < end && bytes[space] >= 48 && bytes[space] <= 57 && count < Int64.max / 10 {
+                    count = count * 10 + Int64(bytes[space] - 48)
+                    space += 1
                 }
+                guard space > position, space < end, bytes[space] == 32, count > 0 else { continue }
+                let body = UnsafeBufferPointer(rebasing: bytes[(space + 1)..<end])
+                let message: String
+                if !body.contains(92) {
+                    message = String(decoding: body, as: UTF8.self)
+                } else {
+                    var unescaped: [UInt8] = []
+                    unescaped.reserveCapacity(body.count)
+                    var escaping = false
+                    for byte in body {
+                        if escaping {
+                            unescaped.append(byte == 110 ? 10 : byte == 114 ? 13 : byte)
+                            escaping = false
+                        } else if byte == 92 {
+                            escaping = true
+                        } else {
+                            unescaped.append(byte)
+                        }
+                    }
+                    message = String(decoding: unescaped, as: UTF8.self)
+                }
+                addError(message, count: count, capped: capped)
             }
-            addError(message, count: count, capped: capped)
         }
     }
 
