@@ -25,12 +25,12 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let ssl: OpaquePointer
     private let input: OpaquePointer
-    private let output: OpaquePointer
     private let metrics: TLSMetrics
     private let logger: Logger
     private var state = State.awaitingFirstBytes
-    /// Promises of plaintext writes not yet flushed as records.
-    private var pendingPromises: [EventLoopPromise<Void>] = []
+    /// OpenSSL's output records on their way to the channel, with the
+    /// promises of the plaintext writes they carry.
+    private let records: TLSRecordOutput
     /// Plaintext written before the handshake finished (none in practice:
     /// the protocol handlers are added after the first decrypted bytes).
     private var earlyWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
@@ -60,7 +60,7 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         SSL_set_accept_state(ssl)
         self.ssl = ssl
         self.input = input
-        self.output = output
+        records = TLSRecordOutput(output: output)
         self.metrics = metrics
         self.logger = logger
     }
@@ -90,12 +90,12 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard state == .established else { return }
         }
         readPlaintext(context: context)
-        writeRecords(context: context)
+        records.write(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if state == .established { context.fireChannelReadComplete() }
-        flushRecords(context: context)
+        records.flush(context: context)
     }
 
     private func handshake(context: ChannelHandlerContext) {
@@ -105,23 +105,23 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             metrics.handshakeSucceeded()
             let established = TLSEstablished(alpn: negotiatedALPN(), clientIdentity: clientIdentity(), version: version())
             context.fireUserInboundEventTriggered(established)
-            writeRecords(context: context)
+            records.write(context: context)
             for (buffer, promise) in earlyWrites { write(context: context, data: wrapOutboundOut(buffer), promise: promise) }
             earlyWrites = []
             return
         }
         switch SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
         default:
             let reason = TLSError.opensslReason() ?? "handshake failed"
             let label = TLSMetrics.reasonLabel(reason)
             metrics.handshakeFailed(reason: label)
             logger.info("tls handshake failed", metadata: ["reason": "\(reason)"])
             // The alert OpenSSL wrote tells the client why.
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
             state = .closed
             context.close(promise: nil)
         }
@@ -147,8 +147,8 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // still gets its read-complete; ours goes back, then the close.
                 context.fireChannelReadComplete()
                 SSL_shutdown(ssl)
-                writeRecords(context: context)
-                flushRecords(context: context)
+                records.write(context: context)
+                records.flush(context: context)
                 state = .closed
                 context.close(promise: nil)
                 return
@@ -156,8 +156,8 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let reason = TLSError.opensslReason() ?? "read failed"
                 logger.debug("tls read failed", metadata: ["reason": "\(reason)"])
                 state = .closed
-                writeRecords(context: context)
-                flushRecords(context: context)
+                records.write(context: context)
+                records.flush(context: context)
                 context.close(promise: nil)
                 return
             }
@@ -200,20 +200,20 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        if let promise { pendingPromises.append(promise) }
+        if let promise { records.pendingPromises.append(promise) }
     }
 
     func flush(context: ChannelHandlerContext) {
-        writeRecords(context: context)
-        flushRecords(context: context)
+        records.write(context: context)
+        records.flush(context: context)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if state == .established, mode == .all {
             // close_notify, so the client can tell a clean end from a cut.
             SSL_shutdown(ssl)
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
             state = .closed
         }
         context.close(mode: mode, promise: promise)
@@ -221,48 +221,11 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         state = .closed
-        let promises = pendingPromises + earlyWrites.compactMap(\.1)
-        pendingPromises = []
+        let promises = records.pendingPromises + earlyWrites.compactMap(\.1)
+        records.pendingPromises = []
         earlyWrites = []
         for promise in promises { promise.fail(ChannelError.ioOnClosedChannel) }
         context.fireChannelInactive()
-    }
-
-    /// Moves OpenSSL's output records to the channel (unflushed), with the
-    /// promises of the plaintext they carry.
-    private var recordsWritten = false
-
-    private func writeRecords(context: ChannelHandlerContext) {
-        let pending = Int(BIO_ctrl_pending(output))
-        let promises = pendingPromises
-        pendingPromises = []
-        guard pending > 0 else {
-            for promise in promises { promise.succeed() }
-            return
-        }
-        var buffer = context.channel.allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { raw in
-            max(0, Int(BIO_read(output, raw.baseAddress, Int32(pending))))
-        }
-        let promise: EventLoopPromise<Void>?
-        switch promises.count {
-        case 0: promise = nil
-        case 1: promise = promises[0]
-        default:
-            let combined = context.eventLoop.makePromise(of: Void.self)
-            combined.futureResult.whenComplete { result in
-                for each in promises { each.completeWith(result) }
-            }
-            promise = combined
-        }
-        context.write(wrapOutboundOut(buffer), promise: promise)
-        recordsWritten = true
-    }
-
-    private func flushRecords(context: ChannelHandlerContext) {
-        guard recordsWritten else { return }
-        recordsWritten = false
-        context.flush()
     }
 
     // MARK: Plaintext clients

@@ -43,14 +43,13 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let ssl: OpaquePointer
     private let input: OpaquePointer
-    private let output: OpaquePointer
     private var handshakePromise: EventLoopPromise<Established>?
     private var state = State.idle
-    /// Promises of plaintext writes not yet flushed as records.
-    private var pendingPromises: [EventLoopPromise<Void>] = []
+    /// OpenSSL's output records on their way to the channel, with the
+    /// promises of the plaintext writes they carry.
+    private let records: TLSRecordOutput
     /// Plaintext written before the handshake finished.
     private var earlyWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
-    private var recordsWritten = false
 
     private enum State {
         case idle
@@ -82,7 +81,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         self.ssl = ssl
         self.input = input
-        self.output = output
+        records = TLSRecordOutput(output: output)
         self.handshakePromise = handshakePromise
     }
 
@@ -163,8 +162,8 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if rc == 1 {
             state = .established
             // Our Finished (TLS 1.2, and 1.3's client Finished) must go out now.
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
             let established = Established(version: version(), cipher: cipher())
             context.fireUserInboundEventTriggered(established)
             let promise = handshakePromise
@@ -178,13 +177,13 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
         default:
             let reason = handshakeFailureReason()
             // The alert OpenSSL wrote tells the server why.
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
             state = .closed
             failHandshake(reason)
             context.close(promise: nil)
@@ -219,12 +218,12 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Records that came with the server's last handshake flight, or
         // after it (TLS 1.3 session tickets), are read here.
         readPlaintext(context: context)
-        writeRecords(context: context)
+        records.write(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if state == .established { context.fireChannelReadComplete() }
-        flushRecords(context: context)
+        records.flush(context: context)
     }
 
     private func readPlaintext(context: ChannelHandlerContext) {
@@ -246,16 +245,16 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case SSL_ERROR_ZERO_RETURN:
                 // close_notify: the server is done; ours goes back, then the close.
                 SSL_shutdown(ssl)
-                writeRecords(context: context)
-                flushRecords(context: context)
+                records.write(context: context)
+                records.flush(context: context)
                 state = .closed
                 context.close(promise: nil)
                 return
             default:
                 let reason = TLSError.opensslReason() ?? "TLS read failed"
                 state = .closed
-                writeRecords(context: context)
-                flushRecords(context: context)
+                records.write(context: context)
+                records.flush(context: context)
                 context.fireErrorCaught(TLSClientError(description: reason))
                 context.close(promise: nil)
                 return
@@ -299,23 +298,23 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        if let promise { pendingPromises.append(promise) }
+        if let promise { records.pendingPromises.append(promise) }
     }
 
     func flush(context: ChannelHandlerContext) {
         // Before the handshake the plaintext waits; records of the handshake
         // itself are flushed as they are made.
         guard state == .established else { return }
-        writeRecords(context: context)
-        flushRecords(context: context)
+        records.write(context: context)
+        records.flush(context: context)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if state == .established, mode == .all {
             // close_notify, so the server can tell a clean end from a cut.
             SSL_shutdown(ssl)
-            writeRecords(context: context)
-            flushRecords(context: context)
+            records.write(context: context)
+            records.flush(context: context)
             state = .closed
         }
         context.close(mode: mode, promise: promise)
@@ -324,46 +323,11 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         state = .closed
         failHandshake("the server closed the connection during the TLS handshake")
-        let promises = pendingPromises + earlyWrites.compactMap(\.1)
-        pendingPromises = []
+        let promises = records.pendingPromises + earlyWrites.compactMap(\.1)
+        records.pendingPromises = []
         earlyWrites = []
         for promise in promises { promise.fail(ChannelError.ioOnClosedChannel) }
         context.fireChannelInactive()
-    }
-
-    /// Moves OpenSSL's output records to the channel (unflushed), with the
-    /// promises of the plaintext they carry.
-    private func writeRecords(context: ChannelHandlerContext) {
-        let pending = Int(BIO_ctrl_pending(output))
-        let promises = pendingPromises
-        pendingPromises = []
-        guard pending > 0 else {
-            for promise in promises { promise.succeed() }
-            return
-        }
-        var buffer = context.channel.allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { raw in
-            max(0, Int(BIO_read(output, raw.baseAddress, Int32(pending))))
-        }
-        let promise: EventLoopPromise<Void>?
-        switch promises.count {
-        case 0: promise = nil
-        case 1: promise = promises[0]
-        default:
-            let combined = context.eventLoop.makePromise(of: Void.self)
-            combined.futureResult.whenComplete { result in
-                for each in promises { each.completeWith(result) }
-            }
-            promise = combined
-        }
-        context.write(wrapOutboundOut(buffer), promise: promise)
-        recordsWritten = true
-    }
-
-    private func flushRecords(context: ChannelHandlerContext) {
-        guard recordsWritten else { return }
-        recordsWritten = false
-        context.flush()
     }
 
     // MARK: Facts and errors
