@@ -103,7 +103,7 @@ extension SQLiteStore: AnalyticsStore {
                     SELECT \(rollupColumns) FROM rollup_executions
                     WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND trigger = ? AND status = ?
                     """), arguments: keyArgs
-            ).map { executionRollup($0, at: 0) } ?? ExecutionRollup()
+            ).map { try executionRollup($0, at: 0) } ?? ExecutionRollup()
             rollup.merge(add)
             let orgId = try batch.orgs[key.workflowId] ?? String.fetchOne(
                 db.cachedStatement(sql: "SELECT COALESCE(org_id, '') FROM workflows WHERE id = ?"), arguments: [key.workflowId])
@@ -122,7 +122,7 @@ extension SQLiteStore: AnalyticsStore {
                     SELECT \(rollupColumns) FROM rollup_org_executions
                     WHERE org_id = ? AND hour = ? AND trigger = ? AND status = ?
                     """), arguments: keyArgs
-            ).map { executionRollup($0, at: 0) } ?? ExecutionRollup()
+            ).map { try executionRollup($0, at: 0) } ?? ExecutionRollup()
             rollup.merge(add)
             try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO rollup_org_executions (org_id, hour, trigger, status,
@@ -138,7 +138,7 @@ extension SQLiteStore: AnalyticsStore {
                     SELECT \(taskColumns) FROM rollup_tasks
                     WHERE workflow_id = ? AND hour = ? AND workflow_version = ? AND task_key = ?
                     """), arguments: keyArgs
-            ).map { taskRollup($0, at: 0) } ?? TaskRollup()
+            ).map { try taskRollup($0, at: 0) } ?? TaskRollup()
             rollup.merge(add)
             try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO rollup_tasks (workflow_id, hour, workflow_version, task_key, runs, failed, retried,
@@ -147,7 +147,7 @@ extension SQLiteStore: AnalyticsStore {
                 """).execute(arguments: keyArgs + [
                     rollup.runs, rollup.failed, rollup.retried, rollup.flaky, rollup.attempts, rollup.durationMsSum,
                     rollup.durationMsMax, rollup.durations.encoded, rollup.costSum, rollup.criticalRuns,
-                    rollup.criticalMsSum, errorsText(rollup.errors),
+                    rollup.criticalMsSum, TaskRollup.errorsText(rollup.errors),
                 ])
         }
     }
@@ -172,21 +172,9 @@ extension SQLiteStore: AnalyticsStore {
 
     /// Columns `rollupColumns` from index `first` on. By index, not name:
     /// a query reads thousands of rows, and a name lookup lower-cases it.
-    static func executionRollup(_ row: Row, at first: Int, durationsOnly: Bool = false) -> ExecutionRollup {
+    static func executionRollup(_ row: Row, at first: Int, durationsOnly: Bool = false) throws -> ExecutionRollup {
         var rollup = ExecutionRollup()
-        rollup.executions = row[first]
-        rollup.durationMsSum = row[first + 1]
-        rollup.durationMsSquares = row[first + 2]
-        rollup.durationMsMax = row[first + 3]
-        rollup.durations = histogram(row, first + 4)
-        if !durationsOnly { rollup.waits = histogram(row, first + 5) }
-        rollup.costSum = row[first + 6]
-        rollup.costMax = row[first + 7]
-        if !durationsOnly { rollup.costs = histogram(row, first + 8) }
-        rollup.retried = row[first + 9]
-        rollup.attempts = row[first + 10]
-        rollup.firstCreatedAt = date(row[first + 11])
-        rollup.lastFinishedAt = date(row[first + 12])
+        try accumulate(&rollup, row, at: first, durationsOnly: durationsOnly)
         return rollup
     }
 
@@ -217,8 +205,9 @@ extension SQLiteStore: AnalyticsStore {
         critical_sum, errors
         """
 
-    /// Adds a row of `taskColumns` (from `first`) into `rollup` in place.
-    static func accumulate(_ rollup: inout TaskRollup, _ row: Row, at first: Int) throws {
+    /// Adds a row of `taskColumns` (from `first`) into `rollup` in place;
+    /// reads for an answer keep every error message (`cappedErrors` false).
+    static func accumulate(_ rollup: inout TaskRollup, _ row: Row, at first: Int, cappedErrors: Bool = false) throws {
         rollup.runs += row[first] as Int64
         rollup.failed += row[first + 1] as Int64
         rollup.retried += row[first + 2] as Int64
@@ -231,34 +220,16 @@ extension SQLiteStore: AnalyticsStore {
         rollup.criticalRuns += row[first + 9] as Int64
         rollup.criticalMsSum += row[first + 10] as Double
         let errors: String = row[first + 11]
-        if !errors.isEmpty { rollup.addErrors(text: errors, capped: false) }
+        if !errors.isEmpty { rollup.addErrors(text: errors, capped: cappedErrors) }
     }
 
-    static func taskRollup(_ row: Row, at first: Int) -> TaskRollup {
+    /// Columns `taskColumns` from index `first` on, as stored (error
+    /// messages capped, for a row that is written back).
+    static func taskRollup(_ row: Row, at first: Int) throws -> TaskRollup {
         var rollup = TaskRollup()
-        rollup.runs = row[first]
-        rollup.failed = row[first + 1]
-        rollup.retried = row[first + 2]
-        rollup.flaky = row[first + 3]
-        rollup.attempts = row[first + 4]
-        rollup.durationMsSum = row[first + 5]
-        rollup.durationMsMax = row[first + 6]
-        rollup.durations = histogram(row, first + 7)
-        rollup.costSum = row[first + 8]
-        rollup.criticalRuns = row[first + 9]
-        rollup.criticalMsSum = row[first + 10]
-        let errors: String = row[first + 11]
-        if !errors.isEmpty { rollup.addErrors(text: errors) }
+        try accumulate(&rollup, row, at: first, cappedErrors: true)
         return rollup
     }
-
-    /// A stored histogram, read in place (no copy of the blob); an
-    /// unreadable one (edited by hand) counts as empty.
-    static func histogram(_ row: Row, _ index: Int) -> LogHistogram {
-        (try? row.withUnsafeData(atIndex: index) { data in data.flatMap { LogHistogram(encoded: $0) } }) ?? LogHistogram()
-    }
-
-    static func errorsText(_ errors: [String: Int64]) -> String { TaskRollup.errorsText(errors) }
 
     // MARK: Queries
 
@@ -425,7 +396,7 @@ extension SQLiteStore: AnalyticsStore {
                     try Self.accumulate(&merged[key, default: TaskRollup()], row, at: 3)
                 } else {
                     rows.append((TaskRollupKey(workflowId: workflowId, version: row[0], hour: RollupHour(row[1]), taskKey: row[2]),
-                                 Self.taskRollup(row, at: 3)))
+                                 try Self.taskRollup(row, at: 3)))
                 }
             }
             return acrossHours ? merged.map { ($0.key, $0.value) } : rows
