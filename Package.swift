@@ -12,7 +12,8 @@ let package = Package(
     name: "weft",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "weft", targets: ["weft"])
+        .executable(name: "weft", targets: ["weft"]),
+        .executable(name: "weft-loadtest", targets: ["weft-loadtest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -31,6 +32,10 @@ let package = Package(
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         // The W3C parser swift-otel uses, to hand it only what it accepts.
         .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", from: "1.0.0"),
+        // The load-test harness only: latency histograms without coordinated
+        // omission (HdrHistogram) and scenario/SLO files in YAML.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // System libraries (Debian's -dev packages), wrapped by a shim header each.
@@ -157,6 +162,24 @@ let package = Package(
                 "WeftObservability",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The load-test harness: drives any reachable Weft over gRPC (our
+        // nghttp2 client session, h2c or TLS) and REST (HTTP/1.1, HTTP/2).
+        .executableTarget(
+            name: "weft-loadtest",
+            dependencies: [
+                "CNghttp2",
+                "WeftRPC",
+                "WeftProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 public import Foundation
 public import NIOCore
+import WeftRPC
 
 /// When the client upgrades to TLS with STARTTLS (RFC 3207).
 public enum SMTPTLSMode: String, Sendable {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import WeftRPC
 
 /// Gathers the server's replies and hands them out one at a time, each
 /// wait with its own deadline armed on the event loop: a server that stops

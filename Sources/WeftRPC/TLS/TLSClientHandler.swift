@@ -1,26 +1,36 @@
 import COpenSSL
-import NIOCore
-import WeftRPC
+public import NIOCore
 
 /// How a TLS client checks the server it talks to.
-struct TLSClientConfiguration: Sendable {
+public struct TLSClientConfiguration: Sendable {
     /// The name sent as SNI and checked against the certificate (a DNS name
     /// or an IP literal): the configured host, not the address dialled.
-    var serverName: String
+    public var serverName: String
     /// PEM file of the CAs to trust; nil: the system's (OpenSSL's default
     /// paths, which honour SSL_CERT_FILE / SSL_CERT_DIR).
-    var caFile: String?
+    public var caFile: String?
     /// A PEM CA certificate (or several) to trust instead of the system's:
     /// an email integration's `caCertificate`.
-    var caPEM: String?
+    public var caPEM: String?
     /// False accepts any certificate: for tests and development only.
-    var verify: Bool = true
+    public var verify: Bool = true
+    /// Protocols offered by ALPN, most wanted first (empty: no ALPN).
+    /// `Established.alpn` says which one the server chose.
+    public var alpn: [String] = []
+
+    public init(serverName: String, caFile: String? = nil, caPEM: String? = nil, verify: Bool = true, alpn: [String] = []) {
+        self.serverName = serverName
+        self.caFile = caFile
+        self.caPEM = caPEM
+        self.verify = verify
+        self.alpn = alpn
+    }
 }
 
 /// A TLS failure with OpenSSL's reason (and the certificate check's, when
 /// that is what failed).
-struct TLSClientError: Error, CustomStringConvertible {
-    let description: String
+public struct TLSClientError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// TLS as a client through OpenSSL's memory BIOs, the client-side twin of
@@ -29,16 +39,19 @@ struct TLSClientError: Error, CustomStringConvertible {
 /// plaintext. It starts the handshake as soon as it sits in an active
 /// channel (SMTP adds it mid-connection, after STARTTLS), then completes
 /// `handshakePromise` and fires `Established` down the pipeline.
-final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+/// Notifications' SMTP client and the load-test harness use it.
+public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
 
     /// The user event fired when the handshake succeeds.
-    struct Established: Sendable {
-        let version: String
-        let cipher: String
+    public struct Established: Sendable {
+        public let version: String
+        public let cipher: String
+        /// The protocol the server chose by ALPN (nil: none).
+        public let alpn: String?
     }
 
     private let ssl: OpaquePointer
@@ -58,7 +71,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case closed
     }
 
-    init(configuration: TLSClientConfiguration, handshakePromise: EventLoopPromise<Established>?) throws {
+    public init(configuration: TLSClientConfiguration, handshakePromise: EventLoopPromise<Established>?) throws {
         _ = TLSError.opensslReason()  // a clean error queue
         let context = try Self.makeContext(configuration)
         // The SSL takes its own reference to the context.
@@ -75,6 +88,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         SSL_set_connect_state(ssl)
         do {
             try Self.configureServerName(ssl, configuration)
+            try Self.offerProtocols(ssl, configuration.alpn)
         } catch {
             SSL_free(ssl)
             throw error
@@ -135,18 +149,30 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// ALPN's wire form: each name preceded by its length.
+    private static func offerProtocols(_ ssl: OpaquePointer, _ names: [String]) throws {
+        guard !names.isEmpty else { return }
+        var wire: [UInt8] = []
+        for name in names where !name.isEmpty && name.utf8.count < 256 {
+            wire.append(UInt8(name.utf8.count))
+            wire.append(contentsOf: name.utf8)
+        }
+        // SSL_set_alpn_protos returns 0 on success (unlike most of OpenSSL).
+        guard SSL_set_alpn_protos(ssl, wire, UInt32(wire.count)) == 0 else { throw error("cannot offer ALPN protocols") }
+    }
+
     // MARK: Handshake
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { startHandshake(context: context) }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         startHandshake(context: context)
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         failHandshake("the TLS handler was removed before the handshake finished")
     }
 
@@ -164,7 +190,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Our Finished (TLS 1.2, and 1.3's client Finished) must go out now.
             records.write(context: context)
             records.flush(context: context)
-            let established = Established(version: version(), cipher: cipher())
+            let established = Established(version: version(), cipher: cipher(), alpn: selectedProtocol())
             context.fireUserInboundEventTriggered(established)
             let promise = handshakePromise
             handshakePromise = nil
@@ -207,7 +233,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Inbound
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         guard state == .handshaking || state == .established else { return }
         _ = bytes.withUnsafeReadableBytes { BIO_write(input, $0.baseAddress, Int32($0.count)) }
@@ -221,7 +247,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         records.write(context: context)
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    public func channelReadComplete(context: ChannelHandlerContext) {
         if state == .established { context.fireChannelReadComplete() }
         records.flush(context: context)
     }
@@ -264,7 +290,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Outbound
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
         switch state {
         case .idle, .handshaking:
@@ -301,7 +327,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let promise { records.pendingPromises.append(promise) }
     }
 
-    func flush(context: ChannelHandlerContext) {
+    public func flush(context: ChannelHandlerContext) {
         // Before the handshake the plaintext waits; records of the handshake
         // itself are flushed as they are made.
         guard state == .established else { return }
@@ -309,7 +335,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         records.flush(context: context)
     }
 
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if state == .established, mode == .all {
             // close_notify, so the server can tell a clean end from a cut.
             SSL_shutdown(ssl)
@@ -320,7 +346,7 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.close(mode: mode, promise: promise)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         state = .closed
         failHandshake("the server closed the connection during the TLS handshake")
         let promises = records.pendingPromises + earlyWrites.compactMap(\.1)
@@ -334,6 +360,14 @@ final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func version() -> String {
         SSL_get_version(ssl).map { String(cString: $0) } ?? "?"
+    }
+
+    private func selectedProtocol() -> String? {
+        var data: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &data, &length)
+        guard let data, length > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
     }
 
     private func cipher() -> String {
