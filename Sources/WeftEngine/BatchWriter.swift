@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 /// Writes what many callers hand over in batches, one batch at a time, on
@@ -20,6 +21,8 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
         let unit: Unit
         let weight: Int
         let waiter: CheckedContinuation<Void, any Error>?
+        /// When it was handed over (monotonic nanoseconds).
+        let enqueued: UInt64
     }
 
     private struct State {
@@ -42,6 +45,9 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
     private let maxBatchWeight: Int
     private let weight: @Sendable (Unit) -> Int
     private let write: Write
+    /// Told, for every batch taken, how long its oldest unit waited
+    /// (seconds): admission control's view of this queue.
+    private let queueWait: (@Sendable (Double) -> Void)?
     private let state = Mutex(State())
 
     /// - Parameters:
@@ -50,9 +56,10 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
     ///   - weight: a unit's share of a batch (e.g. its number of rows).
     public init(
         name: String, maxBatchWeight: Int, weight: @escaping @Sendable (Unit) -> Int = { _ in 1 },
-        write: @escaping Write
+        queueWait: (@Sendable (Double) -> Void)? = nil, write: @escaping Write
     ) {
         self.name = name
+        self.queueWait = queueWait
         self.maxBatchWeight = max(1, maxBatchWeight)
         self.weight = weight
         self.write = write
@@ -64,7 +71,7 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
         try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
             let (accepted, writer) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
                 guard !state.stopped else { return (false, nil) }
-                state.pending.append(Entry(unit: unit, weight: weight, waiter: waiter))
+                state.pending.append(Entry(unit: unit, weight: weight, waiter: waiter, enqueued: Self.clock()))
                 state.handedOver += 1
                 defer { state.writer = nil }
                 return (true, state.writer)
@@ -80,7 +87,7 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
         let weight = self.weight(unit)
         let (accepted, writer) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.stopped else { return (false, nil) }
-            state.pending.append(Entry(unit: unit, weight: weight, waiter: nil))
+            state.pending.append(Entry(unit: unit, weight: weight, waiter: nil, enqueued: queueWait == nil ? 0 : Self.clock()))
             state.handedOver += 1
             defer { state.writer = nil }
             return (true, state.writer)
@@ -148,6 +155,9 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
                 await sleepUntilWork()
                 continue
             }
+            if let queueWait, let oldest = batch.first {
+                queueWait(Double(Self.clock() &- oldest.enqueued) / 1e9)
+            }
             let outcomes: [(any Error)?]
             do {
                 outcomes = try await write(batch.map(\.unit))
@@ -167,6 +177,8 @@ public final class BatchWriter<Unit: Sendable>: Sendable {
         }
         for waiter in waiters { waiter.resume() }
     }
+
+    private static func clock() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     private func handled(_ count: Int) {
         let done = state.withLock { state -> [CheckedContinuation<Void, Never>] in

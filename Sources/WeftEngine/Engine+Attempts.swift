@@ -46,8 +46,19 @@ extension Engine {
     nonisolated func leaseFairly(
         _ queueName: String, worker: String, limit: Int, after: String?, room: @escaping @Sendable (String) -> Int
     ) async throws -> [Lease] {
-        try await queue.leaseFairly(
+        let leases = try await queue.leaseFairly(
             queue: queueName, worker: worker, now: now(), duration: leaseDuration, limit: limit, after: after, room: room)
+        // Admission control watches the items that waited in the ready
+        // queue for a slot (not the ones handed to a free slot at commit,
+        // nor the next task an attempt passes its slot to): the shortest
+        // wait of a batch taken from the queue.
+        // Fewer items than room: the queue has drained, no backlog stands.
+        if queueName == EngineQueues.builtin {
+            let at = Date()
+            let shortest = leases.map { at.timeIntervalSince($0.visibleAt ?? $0.item.readyAt) }.min() ?? 0
+            overload.observeTaskWait(max(0, shortest), drained: leases.count < limit)
+        }
+        return leases
     }
 
     /// Runs a lease on a worker slot; returns whether the slot was passed on

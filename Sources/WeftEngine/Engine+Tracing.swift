@@ -97,7 +97,10 @@ extension Engine {
     func executionEnded(
         _ executionId: String, state: ExecutionState, status: ExecutionStatus, error: String?, cost: ExecutionCost, at: Date
     ) {
-        if let count = running[state.orgId] { running[state.orgId] = count > 1 ? count - 1 : nil }
+        if let count = running[state.orgId] {
+            running[state.orgId] = count > 1 ? count - 1 : nil
+            overload.executionFinished()
+        }
         metrics?.executionFinished(
             workflow: state.workflowName, status: status.rawValue, duration: at.timeIntervalSince(state.createdAt))
         metrics?.executionCosted(cost.total)

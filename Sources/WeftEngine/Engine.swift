@@ -80,6 +80,8 @@ public actor Engine: Service {
     /// Subscriptions' index: events become outbox rows in their own unit.
     public nonisolated let notifier: (any EventNotifier)?
     public nonisolated let logWriter: LogWriter
+    /// Admission control: the API asks it before starting an execution.
+    public nonisolated let overload: OverloadGuard
 
     var cache: ExecutionCache
     /// Executions started and not finished, by organization (the
@@ -111,7 +113,7 @@ public actor Engine: Service {
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, commitBatch: Int = 1000,
         metrics: EngineMetrics? = nil, costRates: CostRates = CostRates(), limits: EngineLimits = EngineLimits(),
-        secrets: (any SecretSource)? = nil,
+        secrets: (any SecretSource)? = nil, admission: AdmissionLimits = AdmissionLimits(),
         logger: Logger = Logger(label: "weft.engine"), feed: ExecutionFeed = ExecutionFeed(),
         signal: WorkSignal = WorkSignal(), notifier: (any EventNotifier)? = nil,
         now: @escaping @Sendable () -> Date = { Date.nowMillis }
@@ -134,7 +136,12 @@ public actor Engine: Service {
         planner.instantTypes = Set(runners.filter(\.isInstant).map(\.action))
         self.planner = planner
         self.logger = logger
-        self.commits = BatchWriter(name: "commit", maxBatchWeight: commitBatch, weight: { $0.count }) {
+        let overload = OverloadGuard(limits: admission)
+        self.overload = overload
+        self.commits = BatchWriter(
+            name: "commit", maxBatchWeight: commitBatch, weight: { $0.count },
+            queueWait: { overload.observeCommitWait($0) }
+        ) {
             [metrics] units in
             let outcomes = try await executions.applyEach(units)
             metrics?.committed(batch: units.reduce(0) { $0 + $1.count })
@@ -215,6 +222,17 @@ public actor Engine: Service {
         guard started.isOpen, !commits.isStopped else { throw EngineError.notRunning }
     }
 
+    // MARK: Admission
+
+    /// Whether a new execution may start now (nil), or why not: admission
+    /// control's refusal, counted by reason and `source` (api, webhook,
+    /// event). Callers ask before doing any work for the request.
+    public nonisolated func admit(source: String) -> OverloadGuard.Refusal? {
+        guard let refusal = overload.check() else { return nil }
+        metrics?.admissionRejected(reason: refusal.reason.rawValue, source: source)
+        return refusal
+    }
+
     // MARK: Executions
 
     /// Executions of the organization started and not finished.
@@ -272,11 +290,15 @@ public actor Engine: Service {
         let org = workflow.orgId
         if maxRunning > 0, running[org, default: 0] >= maxRunning { throw EngineError.tooManyRunning(limit: maxRunning) }
         running[org, default: 0] += 1
+        overload.executionStarted()
         var counted = true
         defer {
             // Not started after all (a failed commit, or an idempotency key
             // that names an execution started before).
-            if !counted, let count = running[org] { running[org] = count > 1 ? count - 1 : nil }
+            if !counted, let count = running[org] {
+                running[org] = count > 1 ? count - 1 : nil
+                overload.executionNotStarted()
+            }
         }
         let at = now()
         var record = ExecutionRecord(
@@ -410,6 +432,7 @@ public actor Engine: Service {
         let unfinished = try await executions.unfinishedCount()
         metrics?.setInFlight(unfinished)
         running = try await executions.unfinishedCountsByOrganization()
+        overload.setInFlight(running.values.reduce(0, +))
         return unfinished
     }
 

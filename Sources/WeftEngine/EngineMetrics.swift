@@ -63,6 +63,12 @@ public final class EngineMetrics: Sendable {
         for type in Self.taskTypes { _ = retriedCounter(type: type) }
         for queue in [EngineQueues.builtin, EngineQueues.timers] { _ = leaseExpiredCounter(queue: queue) }
         for kind in ["store", "store_conflict", "log_write"] { _ = errorCounter(kind) }
+        for reason in OverloadGuard.Reason.allCases {
+            for source in Self.admissionSources {
+                _ = counter(MetricNames.admissionRejections, help: Self.admissionHelp, [("reason", reason.rawValue), ("source", source)])
+            }
+        }
+        admission(taskWait: nil, commitWait: nil, shedding: false)
     }
 
     /// The handle of `name` with `labels`, made once and then cached.
@@ -98,6 +104,23 @@ public final class EngineMetrics: Sendable {
         counter(MetricNames.executionsStarted, help: "Executions started, by workflow name (capped, then \"other\").",
                 [("workflow", workflowLabel.value(workflow))]).increment()
         inFlight.increment()
+    }
+
+    static let admissionHelp = "New executions refused by admission control (RESOURCE_EXHAUSTED / HTTP 429 with retry-after), by reason (task_queue_wait, commit_queue_wait, executions_in_flight) and source (api, webhook, event)."
+    static let admissionSources = ["api", "webhook", "event"]
+
+    func admissionRejected(reason: String, source: String) {
+        counter(MetricNames.admissionRejections, help: Self.admissionHelp, [("reason", reason), ("source", source)]).increment()
+    }
+
+    /// Admission control's view, sampled once a second: the shortest wait
+    /// of each queue over its last window, and whether it refuses new work.
+    public func admission(taskWait: Double?, commitWait: Double?, shedding: Bool) {
+        let help = "The shortest wait of anything that went through the queue in admission control's last window (CoDel's standing-queue measure), by queue (task, commit); 0 when nothing went through."
+        gauge(MetricNames.admissionShortestWait, help: help, [("queue", "task")]).set(taskWait ?? 0)
+        gauge(MetricNames.admissionShortestWait, help: help, [("queue", "commit")]).set(commitWait ?? 0)
+        gauge(MetricNames.admissionShedding, help: "1 while admission control refuses new executions (the engine is at capacity), else 0.", [])
+            .set(Double(shedding ? 1 : 0))
     }
 
     func executionFinished(workflow: String, status: String, duration: TimeInterval) {

@@ -108,6 +108,9 @@ public enum MetricNames {
     public static let timerLag = "weft_timer_lag_seconds"
     public static let egressDenied = "weft_egress_denied_total"
     public static let quotaRejections = "weft_quota_rejections_total"
+    public static let admissionRejections = "weft_admission_rejections_total"
+    public static let admissionShortestWait = "weft_admission_shortest_wait_seconds"
+    public static let admissionShedding = "weft_admission_shedding"
     public static let organizationsActive = "weft_organizations_active"
     public static let planUsage = "weft_plan_usage"
     // Cost (Step 4), in US dollars.

@@ -8,6 +8,8 @@ import WeftStore
 struct QueueDepthSampler: Service {
     let queue: any QueueStore
     let metrics: EngineMetrics
+    /// Admission control's state, sampled into its gauges.
+    var overload: OverloadGuard?
     var interval: Duration = .seconds(1)
 
     func run() async throws {
@@ -28,6 +30,10 @@ struct QueueDepthSampler: Service {
                     for (label, total) in totals {
                         metrics.queueDepth(label: label, ready: total.0, delayed: total.1, leased: total.2)
                     }
+                }
+                if let overload {
+                    let view = overload.snapshot()
+                    metrics.admission(taskWait: view.taskWait, commitWait: view.commitWait, shedding: view.shedding)
                 }
                 try await Task.sleep(for: interval)
             }

@@ -82,7 +82,7 @@ public struct WeftServer: Sendable {
             workflows: store, executions: store, queue: store, logs: logStore,
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
-            limits: config.engine.limits, secrets: vault,
+            limits: config.engine.limits, secrets: vault, admission: config.engine.admission,
             logger: Logger(label: "weft.engine"), notifier: notificationIndex)
         let keyring = try SigningKeyring(dataDirectory: config.store.dataDirectory, secret: config.auth.secret)
         let app = try WeftApplication(
@@ -122,7 +122,7 @@ public struct WeftServer: Sendable {
         // span shipper and exporter go last, so they flush everyone's spans.
         // The engine resumes unfinished executions as it starts, and the
         // workers wait for that before they lease.
-        var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics)]
+        var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics, overload: engine.overload)]
             + app.services + [reloader]
         if config.analytics.executionRetentionDays > 0 {
             services.append(ExecutionRetention(

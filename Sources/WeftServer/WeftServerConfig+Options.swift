@@ -172,6 +172,18 @@ extension WeftServerConfig {
             "--max-attempt-timeout", "WEFT_MAX_ATTEMPT_TIMEOUT",
             "Seconds any task attempt may run (caps each task's own timeout; delays excepted), outbound calls included.",
             default: "\(defaults.engine.limits.maxAttemptTimeoutMs / 1000)", range: 1...604_800)
+        public static let admissionTaskWait = Option(
+            "--admission-task-wait", "WEFT_ADMISSION_TASK_WAIT",
+            "Milliseconds: new executions are refused (429 / RESOURCE_EXHAUSTED with retry-after) while every task taken from the ready queue for 100 ms waited longer than this (a standing backlog); 0 turns this signal off (docs/OVERLOAD.md).",
+            default: "100", range: 0...3_600_000)
+        public static let admissionCommitWait = Option(
+            "--admission-commit-wait", "WEFT_ADMISSION_COMMIT_WAIT",
+            "Milliseconds: the same for state changes waiting for the store's single writer (group commit); 0: off.",
+            default: "100", range: 0...3_600_000)
+        public static let maxExecutionsInFlight = Option(
+            "--max-executions-in-flight", "WEFT_MAX_EXECUTIONS_IN_FLIGHT",
+            "New executions are refused while this many are started and not finished (delays and external tasks included), so memory stays bounded; 0: no cap.",
+            default: "\(defaults.engine.admission.maxExecutionsInFlight)", range: 0...100_000_000)
         public static let plan = Option(
             "--plan", "WEFT_PLANS",
             "Defines or changes a plan, NAME:quota=value,...; repeatable (the variable: ';'-separated). Quotas: concurrent_executions, executions_per_day, workflows, schedules, log_bytes, requests_per_minute; 0 is no limit. Built in: free, team, enterprise (docs/TENANCY.md).")
@@ -252,7 +264,7 @@ extension WeftServerConfig {
             passwordHashQueue, loginFailuresPerAccount, loginFailuresPerAddress, rateLimit, workflowCacheSize, scryptLogN,
             workers, leaseSeconds, workerDrainTimeout, otelEndpoint, traceSampler, traceSamplerArg, serviceName, costRate,
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
-            plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
+            admissionTaskWait, admissionCommitWait, maxExecutionsInFlight, plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
             smtpPort, smtpUsername, smtpPasswordFile, smtpFrom, smtpTLS, smtpCAFile, notificationMaxAttempts,
             notificationRate, notificationBurst, notificationConcurrency, budgetInterval, executionRetentionDays,
             enableTestServices, authSecret, secretsKey, smtpPassword,

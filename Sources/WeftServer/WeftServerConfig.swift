@@ -101,6 +101,8 @@ public struct WeftServerConfig: Sendable {
         public var costRates = CostRates()
         /// Size and time caps of every execution.
         public var limits = EngineLimits()
+        /// Admission control: when new executions are refused (429).
+        public var admission = AdmissionLimits()
         /// Outbound calls made for users (`http` tasks).
         public var egress = EgressSettings()
 

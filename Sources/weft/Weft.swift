@@ -69,6 +69,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.maxTaskOutputBytes.help)) var maxTaskOutputBytes: Int?
     @Option(help: ArgumentHelp(O.maxExecutionBytes.help)) var maxExecutionBytes: Int?
     @Option(help: ArgumentHelp(O.maxAttemptTimeout.help)) var maxAttemptTimeout: Int?
+    @Option(help: ArgumentHelp(O.admissionTaskWait.help)) var admissionTaskWait: Int?
+    @Option(help: ArgumentHelp(O.admissionCommitWait.help)) var admissionCommitWait: Int?
+    @Option(help: ArgumentHelp(O.maxExecutionsInFlight.help)) var maxExecutionsInFlight: Int?
     @Option(help: ArgumentHelp(O.plan.help)) var plan: [String] = []
     @Option(help: ArgumentHelp(O.defaultPlan.help)) var defaultPlan: String?
     @Option(help: ArgumentHelp(O.orgWorkerShare.help)) var orgWorkerShare: Int?
@@ -159,6 +162,12 @@ struct Serve: AsyncParsableCommand {
         config.engine.limits.maxExecutionBytes = try env.int(maxExecutionBytes, O.maxExecutionBytes, default: limits.maxExecutionBytes)
         config.engine.limits.maxAttemptTimeoutMs = 1000 * Int64(
             try env.int(maxAttemptTimeout, O.maxAttemptTimeout, default: Int(limits.maxAttemptTimeoutMs / 1000)))
+        let taskWait = try env.int(admissionTaskWait, O.admissionTaskWait, default: 100)
+        config.engine.admission.taskWaitTarget = taskWait > 0 ? .milliseconds(taskWait) : nil
+        let commitWait = try env.int(admissionCommitWait, O.admissionCommitWait, default: 100)
+        config.engine.admission.commitWaitTarget = commitWait > 0 ? .milliseconds(commitWait) : nil
+        config.engine.admission.maxExecutionsInFlight = try env.int(
+            maxExecutionsInFlight, O.maxExecutionsInFlight, default: config.engine.admission.maxExecutionsInFlight)
         let planSpecs = (env.values[O.plan.environment] ?? "").split(separator: ";").map { (O.plan.environment, String($0)) }
             + plan.map { (O.plan.flag, $0) }
         for (source, spec) in planSpecs {

@@ -18,7 +18,7 @@ public final class SchedulerMetrics: Sendable {
 
     public static let skipReasons = ["overlap", "quota", "concurrency_limit", "workflow_gone"]
     public static let webhookOutcomes = [
-        "accepted", "duplicate", "not_found", "bad_signature", "stale", "replayed", "bad_body", "refused",
+        "accepted", "duplicate", "not_found", "bad_signature", "stale", "replayed", "bad_body", "refused", "overloaded",
     ]
     public static let triggers = ["schedule", "backfill", "webhook", "event"]
 

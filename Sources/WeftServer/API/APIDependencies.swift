@@ -43,6 +43,16 @@ struct APIDependencies: Sendable {
     let analytics: any AnalyticsStore
     let analyticsMetrics: AnalyticsMetrics
 
+    /// Admission control: RESOURCE_EXHAUSTED (HTTP 429) with `retry-after`
+    /// while the engine is past its knee, before any work for the request.
+    func admitNewExecution(source: String) throws {
+        if let refusal = admissionRefusal(source: source) { throw refusal }
+    }
+
+    func admissionRefusal(source: String) -> RPCError? {
+        engine.admit(source: source).map { RPCError.exhausted($0.description, retryAfter: $0.retryAfter) }
+    }
+
     /// The organization with the caller's membership, NOT_FOUND when they
     /// are not a member (never revealing that it exists), PERMISSION_DENIED
     /// when their role is below `needed`.

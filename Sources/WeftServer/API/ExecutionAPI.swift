@@ -43,6 +43,7 @@ struct ExecutionAPI: RPCService {
     {
         let caller = try Caller(context)
         try caller.requireExecute(workflowId: request.workflowID)
+        try deps.admitNewExecution(source: "api")
         let key = request.idempotencyKey
         guard key.utf8.count <= APILimits.idempotencyKeyMaxBytes else {
             throw RPCError(

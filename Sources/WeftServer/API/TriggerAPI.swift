@@ -216,6 +216,8 @@ struct WebhookDelivery {
         let span = WeftTracing.start(SpanNames.webhook)
         span?.attributes[SpanKeys.triggerId] = request.triggerID
         defer { span?.end() }
+        // Before the trigger is read: a sender past the knee costs no store access.
+        if let refusal = deps.admissionRefusal(source: "webhook") { throw refuse("overloaded", refusal) }
         guard !request.triggerID.isEmpty, let trigger = try await deps.triggers.trigger(id: request.triggerID),
             trigger.kind == .webhook
         else {
@@ -395,6 +397,7 @@ struct EventAPI: RPCService {
 
     func publish(_ request: Weft_V1_PublishEventRequest, _ context: ServerContext) async throws -> Weft_V1_PublishEventResponse {
         let caller = try Caller(context)
+        try deps.admitNewExecution(source: "event")
         try TriggerAPI.checkEventName(request.name)
         guard request.eventID.utf8.count <= Self.maxEventIdBytes else {
             throw RPCError(code: .invalidArgument, message: "event_id is longer than \(Self.maxEventIdBytes) bytes")

@@ -1,0 +1,225 @@
+import Foundation
+import Synchronization
+
+/// When the engine refuses new work (admission control), and how it judges.
+public struct AdmissionLimits: Sendable {
+    /// Refuse new executions while every task attempt started in the last
+    /// `interval` waited in the ready queue longer than this (a standing
+    /// queue: the workers are behind). nil: this signal is off.
+    public var taskWaitTarget: Duration? = .milliseconds(100)
+    /// The same for state changes waiting in the group commit's queue (the
+    /// single SQLite writer is behind).
+    public var commitWaitTarget: Duration? = .milliseconds(100)
+    /// The window over which the shortest wait is taken (CoDel's interval):
+    /// a burst shorter than this does not trip it.
+    public var interval: Duration = .milliseconds(100)
+    /// A hard cap on executions started and not finished (0: none), so
+    /// memory stays bounded whatever the waits say; executions parked in
+    /// delays or on external workers count too.
+    public var maxExecutionsInFlight = 200_000
+
+    public init() {}
+
+    /// No admission control at all (tests that flood on purpose).
+    public static var off: AdmissionLimits {
+        var limits = AdmissionLimits()
+        limits.taskWaitTarget = nil
+        limits.commitWaitTarget = nil
+        limits.maxExecutionsInFlight = 0
+        return limits
+    }
+}
+
+/// Admission control that keeps the engine at its knee instead of past it.
+///
+/// Past the knee, every execution accepted adds to a backlog the workers
+/// and the single SQLite writer cannot clear; accepting more takes the CPU
+/// they need, and completions fall (measured: 3× the knee offered, a
+/// sixth of it completed). So new work is refused while the engine shows a
+/// *standing* queue, the way CoDel judges a router's queue: the shortest
+/// wait of anything that went through a queue in the last `interval` is
+/// above a target. A burst passes (some items still go straight through);
+/// a backlog does not (even the luckiest item waited). Both signals are
+/// measured capacity, not a configured rate: they trip at whatever rate
+/// this machine, this workload and this disk can sustain.
+///
+/// Refused: new executions (API, webhooks, events). Never refused: reads,
+/// cancels, worker completions and heartbeats (they drain the backlog),
+/// and schedule ticks (paced by the server; a refused tick would be lost).
+/// A refusal costs one lock and a few comparisons, before any store access.
+public final class OverloadGuard: Sendable {
+    public enum Reason: String, Sendable, CaseIterable {
+        case taskWait = "task_queue_wait"
+        case commitWait = "commit_queue_wait"
+        case inFlight = "executions_in_flight"
+    }
+
+    /// Why new work is refused now, and when to come back.
+    public struct Refusal: Sendable, CustomStringConvertible {
+        public let reason: Reason
+        /// Seconds until the backlog is expected to have cleared (at least 1).
+        public let retryAfter: Double
+        public let description: String
+    }
+
+    private struct Window {
+        var start: UInt64 = 0
+        var shortest = Double.infinity
+        var seen = 0
+        /// The shortest wait of the last closed window (nil: none seen).
+        var last: Double?
+        var congested = false
+    }
+
+    private struct State {
+        var task = Window()
+        var commit = Window()
+        /// Executions finished in the current second, and the rate (EWMA).
+        var finishedStart: UInt64 = 0
+        var finished = 0
+        var completionRate = 0.0
+    }
+
+    public let limits: AdmissionLimits
+    private let state = Mutex(State())
+    private let inFlight = Atomic<Int>(0)
+    /// Some signal is congested (read without the lock on the fast path).
+    private let shedding = Atomic<Bool>(false)
+    private let intervalNanos: UInt64
+    private let now: @Sendable () -> UInt64
+
+    /// - Parameter now: a monotonic clock in nanoseconds (nil: the system's).
+    public init(limits: AdmissionLimits = AdmissionLimits(), now: (@Sendable () -> UInt64)? = nil) {
+        self.limits = limits
+        self.intervalNanos = UInt64(max(1, limits.interval.components.seconds * 1_000_000_000 + limits.interval.components.attoseconds / 1_000_000_000))
+        self.now = now ?? { DispatchTime.now().uptimeNanoseconds }
+    }
+
+    private static func seconds(_ duration: Duration?) -> Double? {
+        duration.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+    }
+
+    // MARK: Observations
+
+    /// A batch of task attempts was taken from the ready queue; the
+    /// shortest of their waits was `seconds`. `drained`: the batch took all
+    /// there was (fewer items than free slots), so no backlog stands now,
+    /// whatever the window says.
+    public func observeTaskWait(_ seconds: Double, drained: Bool = false) {
+        guard let target = Self.seconds(limits.taskWaitTarget) else { return }
+        if drained {
+            let t = now()
+            let anyCongested = state.withLock { state -> Bool in
+                state.task = Window(start: t, last: seconds, congested: false)
+                return state.commit.congested
+            }
+            shedding.store(anyCongested, ordering: .relaxed)
+            return
+        }
+        observe(\.task, seconds, target: target)
+    }
+
+    /// A group-commit batch was taken; its oldest unit waited `seconds`.
+    public func observeCommitWait(_ seconds: Double) {
+        guard let target = Self.seconds(limits.commitWaitTarget) else { return }
+        observe(\.commit, seconds, target: target)
+    }
+
+    private func observe(_ window: WritableKeyPath<State, Window>, _ wait: Double, target: Double) {
+        let t = now()
+        let anyCongested = state.withLock { state -> Bool in
+            var w = state[keyPath: window]
+            if t &- w.start >= intervalNanos {
+                Self.close(&w, target: target)
+                w.start = t
+                w.shortest = wait
+                w.seen = 1
+            } else {
+                w.shortest = min(w.shortest, wait)
+                w.seen += 1
+            }
+            state[keyPath: window] = w
+            return state.task.congested || state.commit.congested
+        }
+        shedding.store(anyCongested, ordering: .relaxed)
+    }
+
+    private static func close(_ w: inout Window, target: Double) {
+        if w.seen > 0 {
+            w.last = w.shortest
+            w.congested = w.shortest > target
+        } else {
+            w.last = nil
+            w.congested = false
+        }
+    }
+
+    public func executionStarted() { inFlight.add(1, ordering: .relaxed) }
+
+    public func executionFinished() {
+        inFlight.subtract(1, ordering: .relaxed)
+        let t = now()
+        state.withLock { state in
+            state.finished += 1
+            let elapsed = t &- state.finishedStart
+            if elapsed >= 1_000_000_000 {
+                let rate = Double(state.finished) / (Double(elapsed) / 1e9)
+                state.completionRate = state.completionRate == 0 ? rate : 0.5 * state.completionRate + 0.5 * rate
+                state.finished = 0
+                state.finishedStart = t
+            }
+        }
+    }
+
+    /// An execution counted by `executionStarted` did not start after all.
+    public func executionNotStarted() { inFlight.subtract(1, ordering: .relaxed) }
+
+    /// Recovery counted the unfinished executions.
+    public func setInFlight(_ count: Int) { inFlight.store(count, ordering: .relaxed) }
+
+    public var executionsInFlight: Int { inFlight.load(ordering: .relaxed) }
+
+    // MARK: Admission
+
+    /// nil: admit; else why not. Cheap when nothing is congested.
+    public func check() -> Refusal? {
+        let cap = limits.maxExecutionsInFlight
+        let running = inFlight.load(ordering: .relaxed)
+        if cap > 0, running >= cap {
+            let rate = state.withLock { $0.completionRate }
+            let wait = Double(running - cap + 1) / max(rate, 1)
+            return Refusal(
+                reason: .inFlight, retryAfter: max(1, wait.rounded(.up)),
+                description: "the server is at capacity: \(running) executions in flight, its limit is \(cap) (--max-executions-in-flight)")
+        }
+        guard shedding.load(ordering: .relaxed) else { return nil }
+        let t = now()
+        return state.withLock { state -> Refusal? in
+            // Nothing went through a queue for a second: no evidence of a
+            // backlog in it (a drained ready queue says so at once; this
+            // covers a commit queue that went quiet).
+            for path in [\State.task, \State.commit] where t &- state[keyPath: path].start >= 1_000_000_000 {
+                state[keyPath: path] = Window(start: t, last: nil, congested: false)
+            }
+            let congested: (Reason, Window)? =
+                state.task.congested ? (.taskWait, state.task) : state.commit.congested ? (.commitWait, state.commit) : nil
+            guard let (reason, window) = congested else {
+                shedding.store(false, ordering: .relaxed)
+                return nil
+            }
+            let wait = window.last ?? 1
+            let queue = reason == .taskWait ? "ready queue (workers)" : "commit queue (the store's writer)"
+            return Refusal(
+                reason: reason, retryAfter: max(1, wait.rounded(.up)),
+                description: String(
+                    format: "the server is at capacity: work waits %.0f ms in its %@ (a standing backlog); retry after the backlog clears",
+                    wait * 1000, queue))
+        }
+    }
+
+    /// The shortest wait of the last closed window of each queue, and
+    /// whether it is congested (for the metrics).
+    public func snapshot() -> (taskWait: Double?, commitWait: Double?, shedding: Bool, completionRate: Double) {
+        state.withLock { ($0.task.last, $0.commit.last, $0.task.congested || $0.commit.congested, $0.completionRate) }
+    }
+}
