@@ -181,7 +181,9 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Yams", package: "Yams"),
             ],
-            swiftSettings: swiftSettings
+            // As WeftRPC: the per-call path is confined to one event loop;
+            // release builds skip the dynamic exclusivity checks.
+            swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         // Shared test helpers: record builders, temporary stores, a manual
         // clock, the store conformance suite, an in-process client.

@@ -49,6 +49,9 @@ struct CommonOptions: ParsableArguments {
         if let apiKey, !apiKey.hasPrefix("weft_") { throw HarnessError.usage("--api-key: an API key starts with weft_") }
         guard (1...64).contains(threads) else { throw HarnessError.usage("--threads must be 1 to 64") }
         guard drainTimeout > 0 else { throw HarnessError.usage("--drain-timeout must be positive") }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw HarnessError.usage("--ca-file \(caFile) cannot be read")
+        }
         let target = Target(
             host: parsed.host, port: parsed.port, tls: parsed.tls, caFile: caFile, insecure: insecure, credential: credential,
             restProtocol: restProtocol)
@@ -91,7 +94,7 @@ struct LoadOverrides: ParsableArguments {
         if let count { scenario.load.count = count }
         if let connections { scenario.load.connections = connections }
         if let streams { scenario.load.streams = streams }
-        try scenario.validate(path: scenario.name)
+        try scenario.validate(path: scenario.file ?? scenario.name)
     }
 }
 
@@ -178,6 +181,7 @@ extension LoadTestCommand {
                     if let duration = check.duration { scenario.load.duration = duration }
                     if let warmup = check.warmup { scenario.load.warmup = warmup }
                     if durationScale != 1, let duration = scenario.load.duration { scenario.load.duration = max(1, duration * durationScale) }
+                    try scenario.validate(path: path)
                     if !common.quiet { Output.say("== \(scenario.name) (\(index + 1)/\(checks.count))") }
                     let report = try await ScenarioRunner(group: group, options: options).run(scenario)
                     if let out { try Output.write(report, to: "\(out)/\(scenario.name).json") }
@@ -234,6 +238,7 @@ extension LoadTestCommand {
                     scenario.load.ramp = nil
                     if let duration { scenario.load.duration = duration }
                     if let warmup { scenario.load.warmup = warmup }
+                    try scenario.validate(path: self.scenario)
                     if !common.quiet { Output.say("== \(scenario.name) at \(ScenarioRunner.number(rate))/s") }
                     let report = try await ScenarioRunner(group: group, options: options).run(scenario)
                     try Output.write(report, to: "\(out)/knee-\(scenario.name)-\(Int(rate)).json")

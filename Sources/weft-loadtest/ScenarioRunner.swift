@@ -84,7 +84,7 @@ struct ScenarioRunner {
                 }
             } : nil
 
-        var merged = [Recorder](repeating: Recorder(), count: schedule.phases.count)
+        var merged = [Recorder](repeating: Recorder(operations: plan.operations.count), count: schedule.phases.count)
         for result in results {
             let recorders = try await result.get()
             for (index, recorder) in recorders.enumerated() { merged[index].merge(recorder) }
@@ -123,13 +123,14 @@ struct ScenarioRunner {
         await sink?.stop()
 
         var phases: [RunReport.PhaseReport] = []
-        var total = Recorder()
+        var total = Recorder(operations: plan.operations.count)
         var countedSeconds = 0.0
         for (index, phase) in schedule.phases.enumerated() {
             let rate = schedule.mode == .open ? (phase.rateFrom == phase.rateTo ? phase.rateFrom : nil) : nil
             let report = RunReport.PhaseReport(
                 name: phase.name, seconds: phase.seconds, offeredRate: rate,
-                concurrency: schedule.mode == .closed ? phase.concurrency : nil, recorder: merged[index])
+                concurrency: schedule.mode == .closed ? phase.concurrency : nil, recorder: merged[index],
+                operationNames: plan.operations.map(\.name))
             phases.append(report)
             if phase.counted {
                 total.merge(merged[index])
@@ -146,7 +147,7 @@ struct ScenarioRunner {
             phases: phases,
             total: RunReport.PhaseReport(
                 name: "total", seconds: countedSeconds, offeredRate: totalRate.count == 1 ? totalRate[0] : nil,
-                concurrency: nil, recorder: total),
+                concurrency: nil, recorder: total, operationNames: plan.operations.map(\.name)),
             executions: executionReport, externalWorkers: nil, server: nil, comparisons: [],
             agreementMargin: options.agreementMargin, soak: nil, schedules: scheduleReport,
             httpSinkRequests: sink?.received)

@@ -111,7 +111,7 @@ final class LoadWorker: @unchecked Sendable {
         self.seqStride = workers
         prepared = plan.operations.map { [PreparedRequest?](repeating: nil, count: $0.variants.count) }
         variantCounters = [Int](repeating: index, count: plan.operations.count)
-        recorders = [Recorder](repeating: Recorder(), count: schedule.phases.count)
+        recorders = [Recorder](repeating: Recorder(operations: plan.operations.count), count: schedule.phases.count)
     }
 
     /// Opens the connections (all of them before the first call).
@@ -208,7 +208,7 @@ final class LoadWorker: @unchecked Sendable {
         if sent { flushAll() }
     }
 
-    private func issue(intended: NIODeadline) {
+    private func issue(intended: NIODeadline, preferred: ConnectionBox? = nil) {
         guard issuing else { return }
         if let count = schedule.count, issued >= count {
             stopIssuing()
@@ -220,7 +220,7 @@ final class LoadWorker: @unchecked Sendable {
         sequence += 1
         recorders[phaseIndex].sent += 1
         progress.sent += 1
-        dispatch(operation: operation, intended: intended, phase: phaseIndex)
+        dispatch(operation: operation, intended: intended, phase: phaseIndex, preferred: preferred)
     }
 
     private func freeConnection(_ kind: Connector.Kind) -> ConnectionBox? {
@@ -240,13 +240,25 @@ final class LoadWorker: @unchecked Sendable {
         connections[kind]?.contains { $0.connection.isOpen } ?? false
     }
 
-    private func dispatch(operation: Int, intended: NIODeadline, phase: Int) {
+    /// `preferred`: the connection that just freed a stream (a closed loop
+    /// reuses it without scanning the others).
+    private func dispatch(operation: Int, intended: NIODeadline, phase: Int, preferred: ConnectionBox? = nil) {
         let kind = plan.operations[operation].kind
-        guard let box = freeConnection(kind) else {
+        let hint = preferred.flatMap { box in
+            box.kind == kind && box.connection.isOpen && box.connection.inFlight < box.connection.capacity ? box : nil
+        }
+        guard let box = hint ?? freeConnection(kind) else {
             if anyOpen(kind) {
                 backlog.append((operation, intended, phase))
             } else {
-                complete(WireResponse(transportError: "no open connection"), operation: operation, intended: intended, phase: phase)
+                // Every connection of this kind is gone (the server closed
+                // them): the call fails, and no more are sent — a closed
+                // loop would otherwise spin on failures.
+                recorders[phase].record(
+                    WireResponse(transportError: "no open connection (the server closed them all)"), micros: 0,
+                    operation: operation, name: plan.operations[operation].name)
+                progress.failed += 1
+                stopIssuing()
             }
             return
         }
@@ -260,7 +272,7 @@ final class LoadWorker: @unchecked Sendable {
         inFlight += 1
         box.connection.send(request) { [self] response in
             inFlight -= 1
-            complete(response, operation: operation, intended: intended, phase: phase)
+            complete(response, operation: operation, intended: intended, phase: phase, on: box)
         }
     }
 
@@ -277,9 +289,9 @@ final class LoadWorker: @unchecked Sendable {
         return request
     }
 
-    private func complete(_ response: WireResponse, operation: Int, intended: NIODeadline, phase: Int) {
+    private func complete(_ response: WireResponse, operation: Int, intended: NIODeadline, phase: Int, on box: ConnectionBox? = nil) {
         let micros = UInt64(max(0, (NIODeadline.now() - intended).nanoseconds / 1000))
-        recorders[phase].record(response, micros: micros, operation: plan.operations[operation].name)
+        recorders[phase].record(response, micros: micros, operation: operation, name: plan.operations[operation].name)
         if response.succeeded {
             progress.succeeded += 1
             _ = progress.interval.record(max(1, micros))
@@ -298,7 +310,7 @@ final class LoadWorker: @unchecked Sendable {
             backlog.removeFirst(backlogHead)
             backlogHead = 0
         }
-        if schedule.mode == .closed && issuing { issue(intended: .now()) }
+        if schedule.mode == .closed && issuing { issue(intended: .now(), preferred: box) }
         scheduleFlush()
         finishIfDone()
     }

@@ -9,7 +9,9 @@ func makeLatencyHistogram() -> LatencyHistogram {
 
 /// What one phase (a step of the load, or the whole run) saw: calls by
 /// outcome and the latency of the successful ones. One per worker and
-/// phase, merged at the end.
+/// phase, merged at the end. Counting is by index (gRPC code, HTTP status,
+/// operation) so the per-call path hashes no strings and copies no
+/// histogram.
 struct Recorder: Sendable {
     var sent = 0
     var succeeded = 0
@@ -19,15 +21,19 @@ struct Recorder: Sendable {
     var failed = 0
     /// Sent and never answered before the drain deadline.
     var unanswered = 0
-    var outcomes: [String: Int] = [:]
+    /// gRPC responses by status code (0...16), HTTP ones by status.
+    var grpcCodes = [Int](repeating: 0, count: 17)
+    var otherGRPC: [Int: Int] = [:]
+    var httpCodes: [Int: Int] = [:]
+    var transportErrors = 0
     var latency = makeLatencyHistogram()
     /// Refused calls' `retry-after` (seconds): how many carried one, the largest.
     var retryAfterSeen = 0
     var retryAfterMax = 0.0
     /// The first few error messages, to show what failed.
     var sampleErrors: [String] = []
-    /// Per operation name.
-    var operations: [String: OperationStats] = [:]
+    /// By operation index (the plan's order).
+    var operations: [OperationStats]
 
     struct OperationStats: Sendable {
         var succeeded = 0
@@ -36,33 +42,50 @@ struct Recorder: Sendable {
         var latency = makeLatencyHistogram()
     }
 
+    init(operations: Int) {
+        self.operations = (0..<operations).map { _ in OperationStats() }
+    }
+
     var answered: Int { succeeded + refused + failed }
 
-    mutating func record(_ response: WireResponse, micros: UInt64, operation: String) {
-        let outcome = response.outcome
-        outcomes[outcome, default: 0] += 1
-        var stats = operations[operation] ?? OperationStats()
+    /// Outcomes by label: `OK` or a gRPC code name, an HTTP status, `transport`.
+    var outcomes: [String: Int] {
+        var out: [String: Int] = [:]
+        for (code, count) in grpcCodes.enumerated() where count > 0 { out[GRPCCode.name(code)] = count }
+        for (code, count) in otherGRPC { out[GRPCCode.name(code), default: 0] += count }
+        for (status, count) in httpCodes { out[String(status), default: 0] += count }
+        if transportErrors > 0 { out["transport"] = transportErrors }
+        return out
+    }
+
+    mutating func record(_ response: WireResponse, micros: UInt64, operation: Int, name: String) {
+        if response.transportError != nil {
+            transportErrors += 1
+        } else if let code = response.grpcStatus {
+            if code >= 0 && code < 17 { grpcCodes[code] += 1 } else { otherGRPC[code, default: 0] += 1 }
+        } else {
+            httpCodes[response.httpStatus, default: 0] += 1
+        }
         if response.succeeded {
             succeeded += 1
             _ = latency.record(max(1, micros))
-            stats.succeeded += 1
-            _ = stats.latency.record(max(1, micros))
+            operations[operation].succeeded += 1
+            _ = operations[operation].latency.record(max(1, micros))
         } else if response.isRefusal {
             refused += 1
-            stats.refused += 1
+            operations[operation].refused += 1
             if let retryAfter = response.retryAfter {
                 retryAfterSeen += 1
                 retryAfterMax = max(retryAfterMax, retryAfter)
             }
         } else {
             failed += 1
-            stats.failed += 1
+            operations[operation].failed += 1
             if sampleErrors.count < 5 {
                 let message = response.transportError ?? response.grpcMessage ?? String(decoding: response.body.prefix(200), as: UTF8.self)
-                sampleErrors.append("\(operation): \(outcome) \(message)")
+                sampleErrors.append("\(name): \(response.outcome) \(message)")
             }
         }
-        operations[operation] = stats
     }
 
     mutating func merge(_ other: Recorder) {
@@ -71,18 +94,22 @@ struct Recorder: Sendable {
         refused += other.refused
         failed += other.failed
         unanswered += other.unanswered
-        outcomes.merge(other.outcomes, uniquingKeysWith: +)
+        for index in grpcCodes.indices { grpcCodes[index] += other.grpcCodes[index] }
+        otherGRPC.merge(other.otherGRPC, uniquingKeysWith: +)
+        httpCodes.merge(other.httpCodes, uniquingKeysWith: +)
+        transportErrors += other.transportErrors
         latency.add(other.latency)
         retryAfterSeen += other.retryAfterSeen
         retryAfterMax = max(retryAfterMax, other.retryAfterMax)
         sampleErrors.append(contentsOf: other.sampleErrors.prefix(max(0, 5 - sampleErrors.count)))
-        for (name, stats) in other.operations {
-            var mine = operations[name] ?? OperationStats()
-            mine.succeeded += stats.succeeded
-            mine.failed += stats.failed
-            mine.refused += stats.refused
-            mine.latency.add(stats.latency)
-            operations[name] = mine
+        if operations.count < other.operations.count {
+            operations += (operations.count..<other.operations.count).map { _ in OperationStats() }
+        }
+        for (index, stats) in other.operations.enumerated() {
+            operations[index].succeeded += stats.succeeded
+            operations[index].failed += stats.failed
+            operations[index].refused += stats.refused
+            operations[index].latency.add(stats.latency)
         }
     }
 }

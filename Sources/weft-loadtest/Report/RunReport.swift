@@ -78,7 +78,7 @@ struct RunReport: Codable, Sendable {
         var operations: [OperationReport]
         var sampleErrors: [String]
 
-        init(name: String, seconds: Double, offeredRate: Double?, concurrency: Int?, recorder: Recorder) {
+        init(name: String, seconds: Double, offeredRate: Double?, concurrency: Int?, recorder: Recorder, operationNames: [String]) {
             self.name = name
             self.seconds = seconds
             self.offeredRate = offeredRate
@@ -96,9 +96,9 @@ struct RunReport: Codable, Sendable {
             refusalsWithRetryAfter = recorder.retryAfterSeen
             retryAfterMaxSeconds = recorder.retryAfterMax
             latencyMs = LatencySummary(recorder.latency)
-            operations = recorder.operations.sorted { $0.key < $1.key }.map {
-                OperationReport(name: $0.key, succeeded: $0.value.succeeded, refused: $0.value.refused, failed: $0.value.failed,
-                                latencyMs: LatencySummary($0.value.latency))
+            operations = zip(operationNames, recorder.operations).map { name, stats in
+                OperationReport(name: name, succeeded: stats.succeeded, refused: stats.refused, failed: stats.failed,
+                                latencyMs: LatencySummary(stats.latency))
             }
             sampleErrors = recorder.sampleErrors
         }

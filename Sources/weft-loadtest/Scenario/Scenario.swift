@@ -18,6 +18,12 @@ struct Scenario: Codable, Sendable {
     /// A soak: sample the server's RSS, open files and queue depth through
     /// the run and report their growth.
     var soak: Bool?
+    /// The file it came from (for messages; not in the file).
+    var file: String?
+
+    private enum CodingKeys: String, CodingKey {
+        case name, description, load, setup, workers, operations, waitForExecutions, soak
+    }
 
     struct LoadShape: Codable, Sendable {
         /// `open` (a target rate; latency from the intended send time) or
@@ -117,13 +123,10 @@ struct Scenario: Codable, Sendable {
         } catch {
             throw HarnessError.usage("cannot read the scenario file \(path): \(error.localizedDescription)")
         }
-        let scenario: Scenario
-        do {
-            scenario = try decodeDocument(Scenario.self, text: text, path: path)
-        } catch let error as HarnessError {
-            throw error
-        }
-        try scenario.validate(path: path)
+        // Checked by the caller once command-line overrides are applied
+        // (`--duration` may supply what the file leaves out).
+        var scenario = try decodeDocument(Scenario.self, text: text, path: path)
+        scenario.file = path
         return scenario
     }
 
@@ -175,7 +178,9 @@ func decodeDocument<T: Decodable>(_ type: T.Type, text: String, path: String) th
     } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
         let DecodingError.dataCorrupted(context)
     {
-        throw HarnessError.usage("\(path): \(context.debugDescription) at \(codingPath(context))")
+        // A YAML syntax error carries its line and column in the underlying error.
+        let detail = context.underlyingError.map { ": \($0)" } ?? ""
+        throw HarnessError.usage("\(path): \(context.debugDescription)\(detail) at \(codingPath(context))")
     } catch {
         throw HarnessError.usage("\(path): not valid YAML/JSON: \(error)")
     }

@@ -121,6 +121,20 @@ struct MetricsDelta: Sendable {
         return previousBound
     }
 
+    /// The bounds of the bucket a quantile falls in: the resolution of the
+    /// server's figure (nil: no data).
+    func quantileBucket(_ q: Double, of name: String, _ match: [String: String] = [:]) -> (Double, Double)? {
+        let old = Dictionary(before.buckets(name, match), uniquingKeysWith: +)
+        let buckets = after.buckets(name, match).map { ($0.0, $0.1 - (old[$0.0] ?? 0)) }
+        guard let total = buckets.last?.1, total > 0 else { return nil }
+        var previousBound = 0.0
+        for (bound, count) in buckets {
+            if count >= q * total { return (previousBound, bound) }
+            previousBound = bound
+        }
+        return nil
+    }
+
     func histogramCount(_ name: String, _ match: [String: String] = [:]) -> Double { counter(name + "_count", match) }
     func histogramSum(_ name: String, _ match: [String: String] = [:]) -> Double { counter(name + "_sum", match) }
 }

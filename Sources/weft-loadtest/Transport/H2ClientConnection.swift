@@ -12,17 +12,28 @@ final class H2ClientConnection: ChannelInboundHandler, ClientConnection {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private struct Stream {
+    /// One request's state, reached from nghttp2's callbacks through the
+    /// stream's user data (no dictionary lookup per header); retained by
+    /// the session from submit to stream close.
+    private final class Stream {
         var response = WireResponse()
         let completion: (WireResponse) -> Void
         let body: [UInt8]
         var sent = 0
         let wantsBody: Bool
         let isGRPC: Bool
+
+        init(completion: @escaping (WireResponse) -> Void, body: [UInt8], wantsBody: Bool, isGRPC: Bool) {
+            self.completion = completion
+            self.body = body
+            self.wantsBody = wantsBody
+            self.isGRPC = isGRPC
+        }
     }
 
     private var session: OpaquePointer!
     private var context: ChannelHandlerContext?
+    /// Streams open now, by id (for failing them all when the connection ends).
     private var streams: [Int32: Stream] = [:]
     let capacity: Int
     private(set) var isOpen = false
@@ -39,18 +50,16 @@ final class H2ClientConnection: ChannelInboundHandler, ClientConnection {
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         defer { nghttp2_session_callbacks_del(callbacks) }
-        nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, user in
-            let connection = Unmanaged<H2ClientConnection>.fromOpaque(user!).takeUnretainedValue()
-            connection.header(
-                stream: frame!.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: nameLength),
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) { session, frame, name, nameLength, value, valueLength, _, _ in
+            guard let stream = H2ClientConnection.stream(session, frame!.pointee.hd.stream_id) else { return 0 }
+            H2ClientConnection.header(
+                stream, name: UnsafeRawBufferPointer(start: name, count: nameLength),
                 value: UnsafeRawBufferPointer(start: value, count: valueLength))
             return 0
         }
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, id, data, length, user in
-            let connection = Unmanaged<H2ClientConnection>.fromOpaque(user!).takeUnretainedValue()
-            if connection.streams[id]?.wantsBody == true {
-                connection.streams[id]!.response.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
-            }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { session, _, id, data, length, _ in
+            guard let stream = H2ClientConnection.stream(session, id), stream.wantsBody else { return 0 }
+            stream.response.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, id, code, user in
@@ -86,9 +95,12 @@ final class H2ClientConnection: ChannelInboundHandler, ClientConnection {
             return
         }
         let wire = request.wire
+        let stream = Stream(completion: completion, body: wire.body, wantsBody: wire.wantsBody, isGRPC: wire.isGRPC)
         var id: Int32
         if wire.body.isEmpty {
-            id = request.nva.withUnsafeBufferPointer { nghttp2_submit_request(session, nil, $0.baseAddress, $0.count, nil, nil) }
+            id = request.nva.withUnsafeBufferPointer {
+                nghttp2_submit_request(session, nil, $0.baseAddress, $0.count, nil, Unmanaged.passUnretained(stream).toOpaque())
+            }
         } else {
             var provider = nghttp2_data_provider(
                 source: nghttp2_data_source(ptr: nil),
@@ -96,25 +108,33 @@ final class H2ClientConnection: ChannelInboundHandler, ClientConnection {
                     let connection = Unmanaged<H2ClientConnection>.fromOpaque(user!).takeUnretainedValue()
                     return connection.readBody(stream: id, into: buffer!, length: length, flags: flags!)
                 })
-            id = request.nva.withUnsafeBufferPointer { nghttp2_submit_request(session, nil, $0.baseAddress, $0.count, &provider, nil) }
+            id = request.nva.withUnsafeBufferPointer {
+                nghttp2_submit_request(session, nil, $0.baseAddress, $0.count, &provider, Unmanaged.passUnretained(stream).toOpaque())
+            }
         }
         guard id > 0 else {
             completion(WireResponse(transportError: "cannot submit: \(String(cString: nghttp2_strerror(id)))"))
             return
         }
-        streams[id] = Stream(completion: completion, body: wire.body, wantsBody: wire.wantsBody, isGRPC: wire.isGRPC)
+        // `streams` holds the reference the stream user data points at.
+        streams[id] = stream
+    }
+
+    private static func stream(_ session: OpaquePointer?, _ id: Int32) -> Stream? {
+        guard let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+        return Unmanaged<Stream>.fromOpaque(pointer).takeUnretainedValue()
     }
 
     private func readBody(stream id: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard var stream = streams[id] else {
+        guard let stream = Self.stream(session, id) else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
         }
         let n = min(length, stream.body.count - stream.sent)
-        stream.body.withUnsafeBufferPointer { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress! + stream.sent, byteCount: n) }
+        let sent = stream.sent
+        stream.body.withUnsafeBufferPointer { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress! + sent, byteCount: n) }
         stream.sent += n
         if stream.sent == stream.body.count { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
-        streams[id] = stream
         return n
     }
 
@@ -125,16 +145,15 @@ final class H2ClientConnection: ChannelInboundHandler, ClientConnection {
     private static let grpcMessage = Array("grpc-message".utf8)
     private static let retryAfter = Array("retry-after".utf8)
 
-    private func header(stream id: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard streams[id] != nil else { return }
+    private static func header(_ stream: Stream, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         if name.elementsEqual(Self.status) {
-            streams[id]!.response.httpStatus = Self.integer(value) ?? 0
+            stream.response.httpStatus = Self.integer(value) ?? 0
         } else if name.elementsEqual(Self.grpcStatus) {
-            streams[id]!.response.grpcStatus = Self.integer(value)
+            stream.response.grpcStatus = Self.integer(value)
         } else if name.elementsEqual(Self.grpcMessage) {
-            streams[id]!.response.grpcMessage = String(decoding: value, as: UTF8.self).removingPercentEncoding()
+            stream.response.grpcMessage = String(decoding: value, as: UTF8.self).removingPercentEncoding()
         } else if name.elementsEqual(Self.retryAfter) {
-            streams[id]!.response.retryAfter = Double(String(decoding: value, as: UTF8.self))
+            stream.response.retryAfter = Double(String(decoding: value, as: UTF8.self))
         }
     }
 
@@ -149,7 +168,7 @@ final class H2ClientConnection: ChannelInboundHandler, ClientConnection {
     }
 
     private func streamClosed(_ id: Int32, code: UInt32) {
-        guard var stream = streams.removeValue(forKey: id) else { return }
+        guard let stream = streams.removeValue(forKey: id) else { return }
         if stream.response.httpStatus == 0 {
             stream.response.transportError = code == 0 ? "stream closed without a response" : "stream reset (HTTP/2 error \(code))"
         } else if stream.isGRPC, stream.response.grpcStatus == nil {

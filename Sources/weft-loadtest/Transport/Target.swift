@@ -69,7 +69,7 @@ struct Connector: Sendable {
         loop.assertInEventLoop()
         let connection: any ClientConnection & ChannelHandler =
             kind == .h2 ? H2ClientConnection(capacity: streams) : HTTP1ClientConnection(authority: target.authority)
-        let box = ConnectionBox(connection)
+        let box = ConnectionBox(connection, kind: kind)
         let handshake = target.tls ? loop.makePromise(of: TLSClientHandler.Established.self) : nil
         var tlsConfiguration: TLSClientConfiguration?
         if target.tls {
@@ -114,7 +114,11 @@ struct Connector: Sendable {
 /// used there; the box only carries it).
 final class ConnectionBox: @unchecked Sendable {
     let connection: any ClientConnection & ChannelHandler
-    init(_ connection: any ClientConnection & ChannelHandler) { self.connection = connection }
+    let kind: Connector.Kind
+    init(_ connection: any ClientConnection & ChannelHandler, kind: Connector.Kind) {
+        self.connection = connection
+        self.kind = kind
+    }
 }
 
 /// Headers every call of the harness sends.
