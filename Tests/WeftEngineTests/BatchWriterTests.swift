@@ -31,6 +31,33 @@ struct BatchWriterTests {
         }
     }
 
+    @Test("each batch taken reports how long its oldest unit waited (admission control's view of the queue)")
+    func queueWait() async throws {
+        let gated = GatedWrite()
+        let waits = Mutex<[Double]>([])
+        let writer = BatchWriter<Int>(name: "test", maxBatchWeight: 1000, queueWait: { wait in waits.withLock { $0.append(wait) } }) {
+            await gated.write($0)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { loop in
+            loop.addTask { await writer.run() }
+            writer.append(1)
+            await gated.entered.wait()
+            // Handed over while the first batch is held: they wait for it.
+            writer.append(2)
+            writer.append(3)
+            try await Task.sleep(for: .milliseconds(30))
+            gated.gate.open()
+            await writer.flush()
+            writer.finish()
+            try await loop.waitForAll()
+        }
+        let seen = waits.withLock { $0 }
+        #expect(seen.count == 2)
+        #expect(seen.allSatisfy { $0 >= 0 })
+        // The second batch's oldest unit waited out the held first batch.
+        #expect(seen.last! >= 0.02)
+    }
+
     @Test("units handed over while a batch is written go together in the next one; each caller gets its own outcome")
     func batching() async throws {
         let gated = GatedWrite()

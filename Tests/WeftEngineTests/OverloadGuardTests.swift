@@ -1,0 +1,119 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import WeftEngine
+
+/// A clock the test moves by hand (monotonic nanoseconds).
+private final class ManualClock: Sendable {
+    private let value = Atomic<UInt64>(1_000_000_000)
+    func advance(ms: UInt64) { value.add(ms * 1_000_000, ordering: .relaxed) }
+    var now: @Sendable () -> UInt64 { { [self] in self.value.load(ordering: .relaxed) } }
+}
+
+@Suite("overload guard (admission control)")
+struct OverloadGuardTests {
+    private func makeGuard(_ configure: (inout AdmissionLimits) -> Void = { _ in }) -> (OverloadGuard, ManualClock) {
+        let clock = ManualClock()
+        var limits = AdmissionLimits()
+        configure(&limits)
+        return (OverloadGuard(limits: limits, now: clock.now), clock)
+    }
+
+    @Test("nothing observed: everything is admitted")
+    func idle() {
+        let (guardian, _) = makeGuard()
+        #expect(guardian.check() == nil)
+    }
+
+    @Test("a window whose every leased task waited past the target refuses new work, with a retry-after of that wait")
+    func standingQueue() throws {
+        let (guardian, clock) = makeGuard()
+        for _ in 0..<5 {
+            guardian.observeTaskWait(2.4)
+            clock.advance(ms: 20)
+        }
+        // Still inside the first window: not judged yet.
+        #expect(guardian.check() == nil)
+        clock.advance(ms: 30)
+        guardian.observeTaskWait(2.0)  // closes the window (shortest 2.4 s > 100 ms)
+        let refusal = try #require(guardian.check())
+        #expect(refusal.reason == .taskWait)
+        #expect(refusal.retryAfter == 3)  // ceil(2.4)
+        #expect(refusal.description.contains("2400 ms"))
+    }
+
+    @Test("a burst, where some tasks still went straight through, is not a standing queue")
+    func burst() {
+        let (guardian, clock) = makeGuard()
+        guardian.observeTaskWait(0.9)
+        guardian.observeTaskWait(0.002)  // one lucky task: the queue is not standing
+        guardian.observeTaskWait(0.8)
+        clock.advance(ms: 101)
+        guardian.observeTaskWait(0.7)
+        #expect(guardian.check() == nil)
+    }
+
+    @Test("a drained queue admits again at once, whatever the window said")
+    func drained() throws {
+        let (guardian, clock) = makeGuard()
+        guardian.observeTaskWait(1)
+        clock.advance(ms: 150)
+        guardian.observeTaskWait(1)
+        #expect(try #require(guardian.check()).reason == .taskWait)
+        guardian.observeTaskWait(0.5, drained: true)
+        #expect(guardian.check() == nil)
+    }
+
+    @Test("a queue nothing went through for a second is no evidence of a backlog")
+    func stale() throws {
+        let (guardian, clock) = makeGuard()
+        guardian.observeTaskWait(1)
+        clock.advance(ms: 150)
+        guardian.observeTaskWait(1)
+        #expect(guardian.check() != nil)
+        clock.advance(ms: 1100)
+        #expect(guardian.check() == nil)
+    }
+
+    @Test("the commit queue is judged the same way")
+    func commitQueue() throws {
+        let (guardian, clock) = makeGuard { $0.commitWaitTarget = .milliseconds(50) }
+        guardian.observeCommitWait(0.2)
+        clock.advance(ms: 120)
+        guardian.observeCommitWait(0.3)
+        let refusal = try #require(guardian.check())
+        #expect(refusal.reason == .commitWait)
+        #expect(refusal.retryAfter == 1)  // at least a second
+    }
+
+    @Test("executions in flight at the cap are refused, naming the flag; one finishing admits again")
+    func inFlightCap() throws {
+        let (guardian, _) = makeGuard { $0.maxExecutionsInFlight = 3 }
+        for _ in 0..<3 { guardian.executionStarted() }
+        let refusal = try #require(guardian.check())
+        #expect(refusal.reason == .inFlight)
+        #expect(refusal.description.contains("--max-executions-in-flight"))
+        #expect(refusal.retryAfter >= 1)
+        guardian.executionFinished()
+        #expect(guardian.check() == nil)
+        guardian.executionStarted()
+        guardian.executionNotStarted()
+        #expect(guardian.executionsInFlight == 2)
+        guardian.setInFlight(10)
+        #expect(guardian.check()?.reason == .inFlight)
+    }
+
+    @Test("with every signal off nothing is refused")
+    func off() {
+        let clock = ManualClock()
+        let guardian = OverloadGuard(limits: .off, now: clock.now)
+        for _ in 0..<1000 { guardian.executionStarted() }
+        guardian.observeTaskWait(100)
+        clock.advance(ms: 500)
+        guardian.observeTaskWait(100)
+        guardian.observeCommitWait(100)
+        clock.advance(ms: 500)
+        guardian.observeCommitWait(100)
+        #expect(guardian.check() == nil)
+    }
+}
