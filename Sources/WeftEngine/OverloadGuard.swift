@@ -34,8 +34,8 @@ public struct AdmissionLimits: Sendable {
 ///
 /// Past the knee, every execution accepted adds to a backlog the workers
 /// and the single SQLite writer cannot clear; accepting more takes the CPU
-/// they need, and completions fall (measured: 3× the knee offered, a
-/// sixth of it completed). So new work is refused while the engine shows a
+/// they need, and completions fall (measured before this existed: twice
+/// the knee offered, about a quarter of it completed, with a 20 s median). So new work is refused while the engine shows a
 /// *standing* queue, the way CoDel judges a router's queue: the shortest
 /// wait of anything that went through a queue in the last `interval` is
 /// above a target. A burst passes (some items still go straight through);
@@ -57,7 +57,8 @@ public final class OverloadGuard: Sendable {
     /// Why new work is refused now, and when to come back.
     public struct Refusal: Sendable, CustomStringConvertible {
         public let reason: Reason
-        /// Seconds until the backlog is expected to have cleared (at least 1).
+        /// Seconds until the work in flight is expected to have finished at
+        /// the recent completion rate (at least the queue's wait, at least 1).
         public let retryAfter: Double
         public let description: String
     }
@@ -74,7 +75,8 @@ public final class OverloadGuard: Sendable {
     private struct State {
         var task = Window()
         var commit = Window()
-        /// Executions finished in the current second, and the rate (EWMA).
+        /// Executions finished in the current second, and the rate (EWMA,
+        /// per second).
         var finishedStart: UInt64 = 0
         var finished = 0
         var completionRate = 0.0
@@ -161,13 +163,40 @@ public final class OverloadGuard: Sendable {
         let t = now()
         state.withLock { state in
             state.finished += 1
-            let elapsed = t &- state.finishedStart
-            if elapsed >= 1_000_000_000 {
-                let rate = Double(state.finished) / (Double(elapsed) / 1e9)
-                state.completionRate = state.completionRate == 0 ? rate : 0.5 * state.completionRate + 0.5 * rate
-                state.finished = 0
-                state.finishedStart = t
-            }
+            Self.updateRate(&state, t)
+        }
+    }
+
+    /// Folds the finishes of each elapsed second into the rate (EWMA); a
+    /// second with none counts as zero, so the rate decays when nothing ends.
+    private static func updateRate(_ state: inout State, _ t: UInt64) {
+        guard state.finishedStart != 0 else {
+            state.finishedStart = t
+            return
+        }
+        let elapsed = t &- state.finishedStart
+        guard elapsed >= 1_000_000_000 else { return }
+        let rate = Double(state.finished) / (Double(elapsed) / 1e9)
+        state.completionRate = 0.5 * state.completionRate + 0.5 * rate
+        state.finished = 0
+        state.finishedStart = t
+    }
+
+    /// Seconds until what is in flight now is expected to have finished at
+    /// the recent completion rate (nil: nothing has finished lately).
+    private func drainSeconds(_ state: inout State, _ t: UInt64) -> Double? {
+        Self.updateRate(&state, t)
+        let rate = state.completionRate
+        guard rate >= 0.1 else { return nil }
+        return Double(inFlight.load(ordering: .relaxed)) / rate
+    }
+
+    /// A queue nothing went through for a second is no evidence of a
+    /// backlog in it (a drained ready queue says so at once; this covers a
+    /// commit queue that went quiet, and the gauges of an idle server).
+    private static func expireStale(_ state: inout State, _ t: UInt64) {
+        for path in [\State.task, \State.commit] where t &- state[keyPath: path].start >= 1_000_000_000 {
+            state[keyPath: path] = Window(start: t, last: nil, congested: false)
         }
     }
 
@@ -186,21 +215,22 @@ public final class OverloadGuard: Sendable {
         let cap = limits.maxExecutionsInFlight
         let running = inFlight.load(ordering: .relaxed)
         if cap > 0, running >= cap {
-            let rate = state.withLock { $0.completionRate }
-            let wait = Double(running - cap + 1) / max(rate, 1)
+            let t = now()
+            // One place frees per finish: the excess over the cap at the
+            // recent completion rate; nothing finishing lately: 10 s.
+            let wait = state.withLock { state -> Double in
+                Self.updateRate(&state, t)
+                let rate = state.completionRate
+                return rate >= 0.1 ? Double(running - cap + 1) / rate : 10
+            }
             return Refusal(
                 reason: .inFlight, retryAfter: max(1, wait.rounded(.up)),
-                description: "the server is at capacity: \(running) executions in flight, its limit is \(cap) (--max-executions-in-flight)")
+                description: "the server is at capacity: \(running) execution\(running == 1 ? "" : "s") in flight, its limit is \(cap) (--max-executions-in-flight)")
         }
         guard shedding.load(ordering: .relaxed) else { return nil }
         let t = now()
         return state.withLock { state -> Refusal? in
-            // Nothing went through a queue for a second: no evidence of a
-            // backlog in it (a drained ready queue says so at once; this
-            // covers a commit queue that went quiet).
-            for path in [\State.task, \State.commit] where t &- state[keyPath: path].start >= 1_000_000_000 {
-                state[keyPath: path] = Window(start: t, last: nil, congested: false)
-            }
+            Self.expireStale(&state, t)
             let congested: (Reason, Window)? =
                 state.task.congested ? (.taskWait, state.task) : state.commit.congested ? (.commitWait, state.commit) : nil
             guard let (reason, window) = congested else {
@@ -209,8 +239,11 @@ public final class OverloadGuard: Sendable {
             }
             let wait = window.last ?? 1
             let queue = reason == .taskWait ? "ready queue (workers)" : "commit queue (the store's writer)"
+            // Come back when the work in flight has drained at the recent
+            // completion rate (at least the queue's own wait).
+            let drain = max(wait, drainSeconds(&state, t) ?? wait)
             return Refusal(
-                reason: reason, retryAfter: max(1, wait.rounded(.up)),
+                reason: reason, retryAfter: max(1, drain.rounded(.up)),
                 description: String(
                     format: "the server is at capacity: work waits %.0f ms in its %@ (a standing backlog); retry after the backlog clears",
                     wait * 1000, queue))
@@ -220,6 +253,11 @@ public final class OverloadGuard: Sendable {
     /// The shortest wait of the last closed window of each queue, and
     /// whether it is congested (for the metrics).
     public func snapshot() -> (taskWait: Double?, commitWait: Double?, shedding: Bool, completionRate: Double) {
-        state.withLock { ($0.task.last, $0.commit.last, $0.task.congested || $0.commit.congested, $0.completionRate) }
+        let t = now()
+        return state.withLock { state in
+            Self.expireStale(&state, t)
+            Self.updateRate(&state, t)
+            return (state.task.last, state.commit.last, state.task.congested || state.commit.congested, state.completionRate)
+        }
     }
 }

@@ -121,6 +121,10 @@ struct ScenarioRunner {
         workerTask?.cancel()
         await workerTask?.value
         await sink?.stop()
+        if !setup.scheduleIds.isEmpty {
+            let failed = await RunSetup(client: control, run: run).deleteSchedules(setup.scheduleIds, tenants: setup.tenants)
+            if failed > 0 { Output.say("weft-loadtest: \(failed) of the storm's schedules could not be deleted (named weft-loadtest \(run))") }
+        }
 
         var phases: [RunReport.PhaseReport] = []
         var total = Recorder(operations: plan.operations.count)

@@ -103,6 +103,23 @@ struct OverloadGuardTests {
         #expect(guardian.check()?.reason == .inFlight)
     }
 
+    @Test("retry-after is the time the work in flight needs at the recent completion rate")
+    func retryAfterFromCompletionRate() throws {
+        let (guardian, clock) = makeGuard()
+        for _ in 0..<40 { guardian.executionStarted() }
+        guardian.executionFinished()  // starts the rate's clock
+        clock.advance(ms: 1000)
+        for _ in 0..<20 { guardian.executionFinished() }  // 20 in a second (EWMA from 0: 10/s)
+        clock.advance(ms: 1000)
+        guardian.executionFinished()  // folds that second in
+        guardian.observeTaskWait(0.5)
+        clock.advance(ms: 150)
+        guardian.observeTaskWait(0.5)
+        let refusal = try #require(guardian.check())
+        // 18 in flight at ~10/s (a second of 1 since folds in as the clock moves): about 2 s, never under the queue's own wait.
+        #expect(refusal.retryAfter >= 2 && refusal.retryAfter <= 4)
+    }
+
     @Test("with every signal off nothing is refused")
     func off() {
         let clock = ManualClock()

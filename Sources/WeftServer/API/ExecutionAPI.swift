@@ -43,7 +43,6 @@ struct ExecutionAPI: RPCService {
     {
         let caller = try Caller(context)
         try caller.requireExecute(workflowId: request.workflowID)
-        try deps.admitNewExecution(source: "api")
         let key = request.idempotencyKey
         guard key.utf8.count <= APILimits.idempotencyKeyMaxBytes else {
             throw RPCError(
@@ -76,6 +75,10 @@ struct ExecutionAPI: RPCService {
                 code: .invalidArgument, message: "input is larger than an execution's cap of \(cap) bytes (--max-execution-bytes)")
         }
         let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
+        // Admission control after the cheap checks (a bad request still
+        // hears what is wrong with it; the workflow comes from the cache),
+        // before the quotas and the engine do any work.
+        try deps.admitNewExecution(source: "api")
         // Quotas of the workflow's organization, before any work.
         guard let org = try await deps.quotas.organization(id: workflow.orgId) else {
             throw RPCError(code: .failedPrecondition, message: "workflow \(workflow.id) belongs to no organization")

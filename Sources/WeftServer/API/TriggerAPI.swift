@@ -216,13 +216,14 @@ struct WebhookDelivery {
         let span = WeftTracing.start(SpanNames.webhook)
         span?.attributes[SpanKeys.triggerId] = request.triggerID
         defer { span?.end() }
-        // Before the trigger is read: a sender past the knee costs no store access.
-        if let refusal = deps.admissionRefusal(source: "webhook") { throw refuse("overloaded", refusal) }
         guard !request.triggerID.isEmpty, let trigger = try await deps.triggers.trigger(id: request.triggerID),
             trigger.kind == .webhook
         else {
             throw refuse("not_found", RPCError(code: .notFound, message: "webhook \(request.triggerID) not found"))
         }
+        // Admission control before the signature check (an HMAC) and any
+        // store access: the trigger comes from the trigger book's cache.
+        if let refusal = deps.admissionRefusal(source: "webhook") { throw refuse("overloaded", refusal) }
         let body = request.body
         var idempotencyKey: String?
         var replayable = false
@@ -397,7 +398,6 @@ struct EventAPI: RPCService {
 
     func publish(_ request: Weft_V1_PublishEventRequest, _ context: ServerContext) async throws -> Weft_V1_PublishEventResponse {
         let caller = try Caller(context)
-        try deps.admitNewExecution(source: "event")
         try TriggerAPI.checkEventName(request.name)
         guard request.eventID.utf8.count <= Self.maxEventIdBytes else {
             throw RPCError(code: .invalidArgument, message: "event_id is longer than \(Self.maxEventIdBytes) bytes")
@@ -407,6 +407,7 @@ struct EventAPI: RPCService {
         guard payload.encodedSize(limit: cap) <= cap else {
             throw RPCError(code: .invalidArgument, message: "payload is larger than an execution's input cap of \(cap) bytes")
         }
+        try deps.admitNewExecution(source: "event")
         let (org, _) = try await deps.organizationOrHome(request.orgID, caller: caller, needs: .member)
         let span = WeftTracing.start(SpanNames.eventPublish)
         span?.attributes[SpanKeys.eventName] = request.name

@@ -78,6 +78,8 @@ enum ReportTable {
 
     static func f(_ value: Double, _ digits: Int = 2) -> String {
         if value >= 1000 || digits == 0 { return String(format: "%.0f", value) }
+        // Dollars per execution and the like: significant digits, not zeros.
+        if value > 0 && value < 0.01 { return String(format: "%.3g", value) }
         if value >= 100 { return String(format: "%.1f", value) }
         return String(format: "%.\(digits)f", value)
     }

@@ -17,6 +17,8 @@ struct SetupResult: Sendable {
     var sinkURL: String?
     var schedulesCreated = 0
     var scheduleCreateSeconds = 0.0
+    /// The storm's schedules, deleted after the run (they would fire on).
+    var scheduleIds: [(tenant: Int, workflowId: String, id: String)] = []
 }
 
 /// Makes what a scenario needs before its load starts: tenants (registered
@@ -56,12 +58,27 @@ struct RunSetup {
             }
             tenants[index] = tenant
         }
-        result.tenants = tenants
-        if let storm = setup.schedules {
+        if let storm = setup.schedules, let spec = setup.workflows?.first(where: { $0.name == storm.workflow }) {
+            // A workflow holds at most `perWorkflow` schedules (the server's
+            // cap is 100): the storm spreads over copies of its workflow.
+            let perWorkflow = max(1, storm.perWorkflow ?? 100)
+            let copies = (storm.count + perWorkflow * tenants.count - 1) / (perWorkflow * tenants.count)
+            for (index, var tenant) in tenants.enumerated() where copies > 1 {
+                for copy in 1..<copies {
+                    var copied = spec
+                    copied.name = "\(spec.name)-\(copy)"
+                    let id = try await createWorkflow(copied, tenant: tenant, sinkURL: sinkURL)
+                    tenant.workflows[copied.name] = id
+                    result.workflowIds.append((index, id))
+                }
+                tenants[index] = tenant
+            }
             let started = Date()
-            result.schedulesCreated = try await createSchedules(storm, tenants: tenants)
+            result.scheduleIds = try await createSchedules(storm, tenants: tenants, perWorkflow: perWorkflow)
+            result.schedulesCreated = result.scheduleIds.count
             result.scheduleCreateSeconds = Date().timeIntervalSince(started)
         }
+        result.tenants = tenants
         return result
     }
 
@@ -112,32 +129,57 @@ struct RunSetup {
         return workflow.id
     }
 
-    /// `storm.count` schedules spread over the tenants, created 32 at a time.
-    private func createSchedules(_ storm: Scenario.ScheduleStorm, tenants: [Tenant]) async throws -> Int {
+    /// `storm.count` schedules spread over the tenants and the copies of
+    /// the workflow, `perWorkflow` each, created 32 at a time.
+    private func createSchedules(_ storm: Scenario.ScheduleStorm, tenants: [Tenant], perWorkflow: Int) async throws
+        -> [(tenant: Int, workflowId: String, id: String)]
+    {
         let cron = storm.cron ?? "* * * * *"
-        var created = 0
+        var created: [(tenant: Int, workflowId: String, id: String)] = []
         var next = 0
         while next < storm.count {
             let batch = min(32, storm.count - next)
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            created += try await withThrowingTaskGroup(of: (Int, String, String).self) { group in
                 for i in next..<(next + batch) {
                     let tenant = tenants[i % tenants.count]
+                    let copy = (i / tenants.count) / perWorkflow
                     var request = Weft_V1_CreateScheduleRequest()
-                    request.workflowID = tenant.workflows[storm.workflow]!
+                    request.workflowID = tenant.workflows[copy == 0 ? storm.workflow : "\(storm.workflow)-\(copy)"]!
                     request.cron = cron
                     request.timezone = "UTC"
                     request.description_p = "weft-loadtest \(run) #\(i)"
                     group.addTask {
-                        _ = try await call(
+                        let schedule = try await call(
                             "/weft.v1.ScheduleService/CreateSchedule", request, as: Weft_V1_Schedule.self,
                             credential: tenant.credential)
+                        return (i % tenants.count, request.workflowID, schedule.id)
                     }
                 }
-                try await group.waitForAll()
+                var ids: [(Int, String, String)] = []
+                for try await id in group { ids.append(id) }
+                return ids.map { (tenant: $0.0, workflowId: $0.1, id: $0.2) }
             }
-            created += batch
             next += batch
         }
         return created
+    }
+
+    /// Deletes the storm's schedules (best effort: the run's figures are
+    /// already read); returns how many could not be deleted.
+    func deleteSchedules(_ ids: [(tenant: Int, workflowId: String, id: String)], tenants: [Tenant]) async -> Int {
+        var failed = 0
+        for (tenant, workflowId, id) in ids {
+            var request = Weft_V1_DeleteScheduleRequest()
+            request.workflowID = workflowId
+            request.scheduleID = id
+            do {
+                _ = try await client.call(
+                    "/weft.v1.ScheduleService/DeleteSchedule", request, as: Weft_V1_DeleteScheduleResponse.self,
+                    credential: .some(tenants[tenant].credential))
+            } catch {
+                failed += 1
+            }
+        }
+        return failed
     }
 }

@@ -84,8 +84,11 @@ struct Scenario: Codable, Sendable {
         var count: Int
         /// A cron expression; default every minute.
         var cron: String?
-        /// Wait for this many ticks of every schedule before reading the lag.
+        /// Seconds to wait after the load before reading the executions.
         var waitSeconds: Double?
+        /// Schedules per workflow (the server allows 100): the storm uses
+        /// as many copies of its workflow as it needs.
+        var perWorkflow: Int?
     }
 
     struct Workers: Codable, Sendable {
