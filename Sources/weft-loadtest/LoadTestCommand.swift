@@ -266,7 +266,11 @@ extension LoadTestCommand {
                                  step.withinSLO ? "within SLO" : "BREACH: " + step.misses.joined(separator: "; ")])
                 }
                 print(ReportTable.table(rows))
-                print("knee: \(knee.map { "\(ScenarioRunner.number($0))/s offered, the highest rate within SLO" } ?? "no step was within SLO")")
+                if let knee, results.allSatisfy(\.withinSLO) {
+                    print("knee: not reached — every step was within SLO, up to \(ScenarioRunner.number(knee))/s offered; try higher --rates")
+                } else {
+                    print("knee: \(knee.map { "\(ScenarioRunner.number($0))/s offered, the highest rate within SLO" } ?? "no step was within SLO")")
+                }
                 print("chart: \(out)/knee-\(base.name).svg  report: \(out)/knee-\(base.name).json")
                 return knee == nil
             }

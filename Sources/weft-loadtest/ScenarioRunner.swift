@@ -23,10 +23,31 @@ struct ScenarioRunner {
 
     func run(_ scenario: Scenario) async throws -> RunReport {
         let run = Self.runId()
-        let control = try await RPCClient.connect(options.target, on: group.next())
+        // The last loop serves setup, scrapes, the sink and the external
+        // workers; the others generate load, one worker each.
+        let loops = Array(group.makeIterator())
+        let controlLoop = loops[loops.count - 1]
+        let loadLoops = loops.count > 1 ? Array(loops.dropLast()) : loops
+        let control = try await RPCClient.connect(options.target, on: controlLoop)
         defer { control.close() }
-        let sink = scenario.setup?.httpSink == true ? try await HTTPSink.start(group: group) : nil
+        let sink = scenario.setup?.httpSink == true ? try await HTTPSink.start(group: controlLoop) : nil
         let setup = try await RunSetup(client: control, run: run).perform(scenario, sinkURL: sink?.url)
+        do {
+            return try await load(scenario, run: run, setup: setup, control: control, controlLoop: controlLoop, loadLoops: loadLoops, sink: sink)
+        } catch {
+            // The storm's schedules would fire on after a failed run.
+            if !setup.scheduleIds.isEmpty {
+                _ = await RunSetup(client: control, run: run).deleteSchedules(setup.scheduleIds, tenants: setup.tenants)
+            }
+            await sink?.stop()
+            throw error
+        }
+    }
+
+    private func load(
+        _ scenario: Scenario, run: String, setup: SetupResult, control: RPCClient, controlLoop: any EventLoop,
+        loadLoops: [any EventLoop], sink: HTTPSink?
+    ) async throws -> RunReport {
         let plan = try OperationPlan(scenario, setup: setup, target: options.target, run: run)
         let schedule = Self.schedule(scenario, drain: options.drainTimeout)
 
@@ -35,7 +56,7 @@ struct ScenarioRunner {
         var workerTask: Task<Void, Never>?
         if let spec = scenario.workers, spec.count > 0 {
             var clients: [RPCClient] = []
-            for _ in setup.tenants { clients.append(try await RPCClient.connect(options.target, on: group.next(), streams: max(100, spec.count))) }
+            for _ in setup.tenants { clients.append(try await RPCClient.connect(options.target, on: controlLoop, streams: max(100, spec.count))) }
             let workers = ExternalWorkers(clients: clients, tenants: setup.tenants, spec: spec)
             externalWorkers = workers
             workerTask = Task { await workers.run() }
@@ -46,7 +67,7 @@ struct ScenarioRunner {
         let startedAt = Date()
 
         // One worker per event loop, each with its share of the load.
-        let loops = (0..<max(1, options.threads)).map { _ in group.next() }
+        let loops = loadLoops
         let workers = loops.enumerated().map { index, loop in
             LoadWorker(
                 loop: loop, connector: Connector(target: options.target), plan: plan,
@@ -59,7 +80,9 @@ struct ScenarioRunner {
 
         // Progress lines and server samples, once a second, until the load ends.
         let samples = Mutex<[ServerWatch.Sample]>([])
-        let sampleEvery = scenario.soak == true ? 1.0 : (options.progressInterval > 0 ? options.progressInterval : 0)
+        // The server is sampled once a second whether or not progress is
+        // printed (queue depth, RSS and open files maxima come from these).
+        let sampleEvery = options.progressInterval > 0 ? min(1.0, options.progressInterval) : 1.0
         let progressTask: Task<Void, Never>? =
             sampleEvery > 0
             ? Task { [options] in
@@ -75,12 +98,14 @@ struct ScenarioRunner {
                     let metrics = await watch.scrape()
                     let sample = metrics.map { ServerWatch.sample($0, since: loadStart) }
                     if let sample { samples.withLock { $0.append(sample) } }
-                    if options.verbose && options.progressInterval > 0 {
+                    if options.verbose && options.progressInterval > 0 && Date().timeIntervalSince(lastTime) >= options.progressInterval * 0.99 {
                         let elapsed = Date().timeIntervalSince(lastTime)
                         Self.printProgress(now, last: last, seconds: elapsed, total: Date().timeIntervalSince(loadStart), sample: sample)
                     }
-                    last = now
-                    lastTime = Date()
+                    if Date().timeIntervalSince(lastTime) >= options.progressInterval * 0.99 {
+                        last = now
+                        lastTime = Date()
+                    }
                 }
             } : nil
 
@@ -120,6 +145,7 @@ struct ScenarioRunner {
         }
         workerTask?.cancel()
         await workerTask?.value
+        for client in externalWorkers?.clients ?? [] { client.close() }
         await sink?.stop()
         if !setup.scheduleIds.isEmpty {
             let failed = await RunSetup(client: control, run: run).deleteSchedules(setup.scheduleIds, tenants: setup.tenants)

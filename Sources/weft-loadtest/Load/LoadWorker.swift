@@ -89,7 +89,7 @@ final class LoadWorker: @unchecked Sendable {
     private var variantCounters: [Int]
     private var recorders: [Recorder]
     private var progress = ProgressSnapshot()
-    private var backlog: [(operation: Int, intended: NIODeadline, phase: Int)] = []
+    private var backlog: [(operation: Int, seq: Int, intended: NIODeadline, phase: Int)] = []
     private var backlogHead = 0
     private var inFlight = 0
     private var issued = 0
@@ -216,11 +216,13 @@ final class LoadWorker: @unchecked Sendable {
         }
         guard let phaseIndex = phase(at: intended) else { return }
         issued += 1
-        let operation = plan.order[(seqBase + sequence * seqStride) % plan.order.count]
+        // Unique across workers: worker i sends i, i + n, i + 2n, …
+        let seq = seqBase + sequence * seqStride
+        let operation = plan.order[seq % plan.order.count]
         sequence += 1
         recorders[phaseIndex].sent += 1
         progress.sent += 1
-        dispatch(operation: operation, intended: intended, phase: phaseIndex, preferred: preferred)
+        dispatch(operation: operation, seq: seq, intended: intended, phase: phaseIndex, preferred: preferred)
     }
 
     private func freeConnection(_ kind: Connector.Kind) -> ConnectionBox? {
@@ -242,14 +244,14 @@ final class LoadWorker: @unchecked Sendable {
 
     /// `preferred`: the connection that just freed a stream (a closed loop
     /// reuses it without scanning the others).
-    private func dispatch(operation: Int, intended: NIODeadline, phase: Int, preferred: ConnectionBox? = nil) {
+    private func dispatch(operation: Int, seq: Int, intended: NIODeadline, phase: Int, preferred: ConnectionBox? = nil) {
         let kind = plan.operations[operation].kind
         let hint = preferred.flatMap { box in
             box.kind == kind && box.connection.isOpen && box.connection.inFlight < box.connection.capacity ? box : nil
         }
         guard let box = hint ?? freeConnection(kind) else {
             if anyOpen(kind) {
-                backlog.append((operation, intended, phase))
+                backlog.append((operation, seq, intended, phase))
             } else {
                 // Every connection of this kind is gone (the server closed
                 // them): the call fails, and no more are sent — a closed
@@ -264,7 +266,7 @@ final class LoadWorker: @unchecked Sendable {
         }
         let request: PreparedRequest
         do {
-            request = try preparedRequest(operation)
+            request = try preparedRequest(operation, seq: seq)
         } catch {
             complete(WireResponse(transportError: "\(error)"), operation: operation, intended: intended, phase: phase)
             return
@@ -276,14 +278,14 @@ final class LoadWorker: @unchecked Sendable {
         }
     }
 
-    private func preparedRequest(_ operation: Int) throws -> PreparedRequest {
+    private func preparedRequest(_ operation: Int, seq: Int) throws -> PreparedRequest {
         let variants = plan.operations[operation].variants
         let index = variantCounters[operation] % variants.count
         variantCounters[operation] += 1
         if let cached = prepared[operation][index] { return cached }
         let variant = variants[index]
         let request = PreparedRequest(
-            try variant.make(seq: seqBase + sequence * seqStride), authority: connector.target.authority,
+            try variant.make(seq: seq), authority: connector.target.authority,
             scheme: connector.target.scheme)
         if case .fixed = variant { prepared[operation][index] = request }
         return request
@@ -304,7 +306,7 @@ final class LoadWorker: @unchecked Sendable {
         while backlogHead < backlog.count, let _ = freeConnection(plan.operations[backlog[backlogHead].operation].kind) {
             let next = backlog[backlogHead]
             backlogHead += 1
-            dispatch(operation: next.operation, intended: next.intended, phase: next.phase)
+            dispatch(operation: next.operation, seq: next.seq, intended: next.intended, phase: next.phase)
         }
         if backlogHead > 1024 && backlogHead * 2 > backlog.count {
             backlog.removeFirst(backlogHead)

@@ -87,7 +87,7 @@ enum SLOMetrics {
         case "open_files_growth": return report.soak.map { $0.openFilesLast - $0.openFilesFirst }
         case "cost_per_execution_dollars": return report.server?.costPerExecutionDollars
         case "task_wait_p99_ms": return report.server?.taskWaitP99Ms
-        case "schedule_lag_p99_ms": return report.schedules.map { $0.fireLagMs.p99 }
+        case "schedule_lag_p99_ms": return report.schedules.flatMap { $0.fireLagMs.count > 0 ? $0.fireLagMs.p99 : nil }
         case "worker_tasks_completed": return report.externalWorkers.map { Double($0.tasksCompleted) }
         default: return nil
         }

@@ -113,7 +113,8 @@ struct Scenario: Codable, Sendable {
         var body: JSONValue?
         /// Extra headers (templates allowed).
         var headers: [String: String]?
-        /// A plain HTTP/2 GET with no authorization (a static-file peer).
+        /// Sent without authorization, over HTTP/2 whatever `--rest` says,
+        /// with no JSON headers (a static-file peer, a webhook sender).
         var anonymous: Bool?
 
         enum CallKind: String, Codable, Sendable { case grpc, rest }
