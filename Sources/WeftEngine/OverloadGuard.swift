@@ -3,10 +3,12 @@ import Synchronization
 
 /// When the engine refuses new work (admission control), and how it judges.
 public struct AdmissionLimits: Sendable {
-    /// Refuse new executions while every task attempt started in the last
-    /// `interval` waited in the ready queue longer than this (a standing
-    /// queue: the workers are behind). nil: this signal is off.
-    public var taskWaitTarget: Duration? = .milliseconds(100)
+    /// Refuse new executions while every task taken from the ready queue in
+    /// the last `interval` waited longer than this (a standing queue: the
+    /// workers are behind). nil: this signal is off. 25 ms: at three times
+    /// the knee, 100 ms let accepted executions' p99 reach 1.2 s and 25 ms
+    /// held it at 0.5 s with more completed (docs/BENCHMARKS.md, Step 11).
+    public var taskWaitTarget: Duration? = .milliseconds(25)
     /// The same for state changes waiting in the group commit's queue (the
     /// single SQLite writer is behind).
     public var commitWaitTarget: Duration? = .milliseconds(100)
@@ -191,12 +193,14 @@ public final class OverloadGuard: Sendable {
         return Double(inFlight.load(ordering: .relaxed)) / rate
     }
 
-    /// A queue nothing went through for a second is no evidence of a
-    /// backlog in it (a drained ready queue says so at once; this covers a
-    /// commit queue that went quiet, and the gauges of an idle server).
+    /// A commit queue nothing went through for a second holds nothing: the
+    /// writer takes whatever is pending at once. The ready queue is not
+    /// expired this way: its batches stop when no worker slot frees (a
+    /// backlog that persists, or workers starved of CPU by a flood of
+    /// calls), and it says itself when it has drained (`drained`).
     private static func expireStale(_ state: inout State, _ t: UInt64) {
-        for path in [\State.task, \State.commit] where t &- state[keyPath: path].start >= 1_000_000_000 {
-            state[keyPath: path] = Window(start: t, last: nil, congested: false)
+        if t &- state.commit.start >= 1_000_000_000 {
+            state.commit = Window(start: t, last: nil, congested: false)
         }
     }
 

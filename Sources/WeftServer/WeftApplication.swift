@@ -159,7 +159,7 @@ public struct WeftApplication: Sendable {
             }
         }
         let interceptors = InterceptorChain([
-            deps.auth, RateLimiter(settings: config.auth.rateLimits, metrics: metrics), TenantRateLimiter(quotas: quotas),
+            deps.auth, AdmissionInterceptor(engine: engine), RateLimiter(settings: config.auth.rateLimits, metrics: metrics), TenantRateLimiter(quotas: quotas),
             AuditRecorder(log: vault.audit),
         ])
         environment = ServerEnvironment(

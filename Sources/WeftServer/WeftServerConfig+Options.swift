@@ -175,7 +175,7 @@ extension WeftServerConfig {
         public static let admissionTaskWait = Option(
             "--admission-task-wait", "WEFT_ADMISSION_TASK_WAIT",
             "Milliseconds: new executions are refused (429 / RESOURCE_EXHAUSTED with retry-after) while every task taken from the ready queue for 100 ms waited longer than this (a standing backlog); 0 turns this signal off (docs/OVERLOAD.md).",
-            default: "100", range: 0...3_600_000)
+            default: "25", range: 0...3_600_000)
         public static let admissionCommitWait = Option(
             "--admission-commit-wait", "WEFT_ADMISSION_COMMIT_WAIT",
             "Milliseconds: the same for state changes waiting for the store's single writer (group commit); 0: off.",

@@ -32,7 +32,7 @@ struct CommonOptions: ParsableArguments {
     var threads = 1
     @Option(help: "Seconds between progress lines on stderr (0: none).")
     var progress = 1.0
-    @Option(name: .customLong("metrics-token"), help: "Bearer token for /metrics, when the server requires one.")
+    @Option(name: .customLong("metrics-token"), help: "Bearer token for /metrics, when the server requires one; also WEFT_METRICS_TOKEN.")
     var metricsToken: String?
     @Option(name: .customLong("drain-timeout"), help: "Seconds to wait for answers and for executions to finish after the load.")
     var drainTimeout = 60.0
@@ -46,7 +46,9 @@ struct CommonOptions: ParsableArguments {
         guard let restProtocol = Target.RESTProtocol(rawValue: rest) else { throw HarnessError.usage("--rest must be h1 or h2") }
         let environment = ProcessInfo.processInfo.environment
         let credential = apiKey ?? token ?? environment["WEFT_API_KEY"] ?? environment["WEFT_TOKEN"]
-        if let apiKey, !apiKey.hasPrefix("weft_") { throw HarnessError.usage("--api-key: an API key starts with weft_") }
+        if let key = apiKey ?? environment["WEFT_API_KEY"], !key.hasPrefix("weft_") {
+            throw HarnessError.usage("\(apiKey != nil ? "--api-key" : "WEFT_API_KEY"): an API key starts with weft_")
+        }
         guard (1...64).contains(threads) else { throw HarnessError.usage("--threads must be 1 to 64") }
         guard drainTimeout > 0 else { throw HarnessError.usage("--drain-timeout must be positive") }
         if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
@@ -56,7 +58,8 @@ struct CommonOptions: ParsableArguments {
             host: parsed.host, port: parsed.port, tls: parsed.tls, caFile: caFile, insecure: insecure, credential: credential,
             restProtocol: restProtocol)
         return RunOptions(
-            target: target, threads: threads, progressInterval: quiet ? 0 : progress, metricsToken: metricsToken,
+            target: target, threads: threads, progressInterval: quiet ? 0 : progress,
+            metricsToken: metricsToken ?? environment["WEFT_METRICS_TOKEN"],
             drainTimeout: drainTimeout, agreementMargin: agreementMargin, verbose: !quiet)
     }
 }
@@ -184,7 +187,8 @@ extension LoadTestCommand {
                     try scenario.validate(path: path)
                     if !common.quiet { Output.say("== \(scenario.name) (\(index + 1)/\(checks.count))") }
                     let report = try await ScenarioRunner(group: group, options: options).run(scenario)
-                    if let out { try Output.write(report, to: "\(out)/\(scenario.name).json") }
+                    // Numbered: a file may check one scenario more than once.
+                    if let out { try Output.write(report, to: "\(out)/\(index + 1)-\(scenario.name).json") }
                     if !common.quiet { print(ReportTable.render(report)) }
                     results += SLOResult.evaluate(check, report: report)
                 }

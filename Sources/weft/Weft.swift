@@ -162,7 +162,7 @@ struct Serve: AsyncParsableCommand {
         config.engine.limits.maxExecutionBytes = try env.int(maxExecutionBytes, O.maxExecutionBytes, default: limits.maxExecutionBytes)
         config.engine.limits.maxAttemptTimeoutMs = 1000 * Int64(
             try env.int(maxAttemptTimeout, O.maxAttemptTimeout, default: Int(limits.maxAttemptTimeoutMs / 1000)))
-        let taskWait = try env.int(admissionTaskWait, O.admissionTaskWait, default: 100)
+        let taskWait = try env.int(admissionTaskWait, O.admissionTaskWait, default: 25)
         config.engine.admission.taskWaitTarget = taskWait > 0 ? .milliseconds(taskWait) : nil
         let commitWait = try env.int(admissionCommitWait, O.admissionCommitWait, default: 100)
         config.engine.admission.commitWaitTarget = commitWait > 0 ? .milliseconds(commitWait) : nil

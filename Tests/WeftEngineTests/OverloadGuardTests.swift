@@ -64,13 +64,23 @@ struct OverloadGuardTests {
         #expect(guardian.check() == nil)
     }
 
-    @Test("a queue nothing went through for a second is no evidence of a backlog")
+    @Test("a ready queue that stops being leased from keeps its verdict until it drains; a quiet commit queue clears")
     func stale() throws {
         let (guardian, clock) = makeGuard()
         guardian.observeTaskWait(1)
         clock.advance(ms: 150)
         guardian.observeTaskWait(1)
-        #expect(guardian.check() != nil)
+        #expect(guardian.check()?.reason == .taskWait)
+        // No slot freed for seconds (workers busy, or starved of CPU): the backlog stands.
+        clock.advance(ms: 5000)
+        #expect(guardian.check()?.reason == .taskWait)
+        guardian.observeTaskWait(0, drained: true)
+        #expect(guardian.check() == nil)
+
+        guardian.observeCommitWait(1)
+        clock.advance(ms: 150)
+        guardian.observeCommitWait(1)
+        #expect(guardian.check()?.reason == .commitWait)
         clock.advance(ms: 1100)
         #expect(guardian.check() == nil)
     }

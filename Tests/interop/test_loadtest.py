@@ -392,7 +392,7 @@ def test_verify_all_met(loadtest, api_server, tmp_path):
         assert isinstance(r["measured"], (int, float)) and r["measured"] >= 0, r
     assert next(r for r in results if r["target"] == "error_rate")["measured"] == 0
     # The check's own report, beside verify.json.
-    report = json.loads((out / "health-check.json").read_text())
+    report = json.loads((out / "1-health-check.json").read_text())
     report["_output"] = _output(res)
     total = check_report(report, "health-check", "OK")
     assert [p["concurrency"] for p in report["phases"]] == [8]

@@ -43,12 +43,9 @@ struct APIDependencies: Sendable {
     let analytics: any AnalyticsStore
     let analyticsMetrics: AnalyticsMetrics
 
-    /// Admission control: RESOURCE_EXHAUSTED (HTTP 429) with `retry-after`
-    /// while the engine is past its knee, before any work for the request.
-    func admitNewExecution(source: String) throws {
-        if let refusal = admissionRefusal(source: source) { throw refusal }
-    }
-
+    /// Admission control for webhooks (ExecuteWorkflow and PublishEvent are
+    /// refused earlier, by `AdmissionInterceptor`): RESOURCE_EXHAUSTED
+    /// (HTTP 429) with `retry-after` while the engine is past its knee.
     func admissionRefusal(source: String) -> RPCError? {
         engine.admit(source: source).map { RPCError.exhausted($0.description, retryAfter: $0.retryAfter) }
     }

@@ -75,10 +75,7 @@ struct ExecutionAPI: RPCService {
                 code: .invalidArgument, message: "input is larger than an execution's cap of \(cap) bytes (--max-execution-bytes)")
         }
         let (workflow, _) = try await deps.workflow(request.workflowID, caller: caller, needs: .editor)
-        // Admission control after the cheap checks (a bad request still
-        // hears what is wrong with it; the workflow comes from the cache),
-        // before the quotas and the engine do any work.
-        try deps.admitNewExecution(source: "api")
+        // Admission control ran in the interceptor chain (AdmissionInterceptor).
         // Quotas of the workflow's organization, before any work.
         guard let org = try await deps.quotas.organization(id: workflow.orgId) else {
             throw RPCError(code: .failedPrecondition, message: "workflow \(workflow.id) belongs to no organization")

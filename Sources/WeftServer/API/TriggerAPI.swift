@@ -407,7 +407,6 @@ struct EventAPI: RPCService {
         guard payload.encodedSize(limit: cap) <= cap else {
             throw RPCError(code: .invalidArgument, message: "payload is larger than an execution's input cap of \(cap) bytes")
         }
-        try deps.admitNewExecution(source: "event")
         let (org, _) = try await deps.organizationOrHome(request.orgID, caller: caller, needs: .member)
         let span = WeftTracing.start(SpanNames.eventPublish)
         span?.attributes[SpanKeys.eventName] = request.name
