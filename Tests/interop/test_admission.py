@@ -549,7 +549,7 @@ def test_the_default_cap_is_high_and_named_in_the_help():
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())
     for flag, variable, default in ((FLAG, "WEFT_MAX_EXECUTIONS_IN_FLIGHT", "200000"),
-                                    ("--admission-task-wait", "WEFT_ADMISSION_TASK_WAIT", "100"),
+                                    ("--admission-task-wait", "WEFT_ADMISSION_TASK_WAIT", "25"),
                                     ("--admission-commit-wait", "WEFT_ADMISSION_COMMIT_WAIT", "100")):
         assert flag in text, flag
         at = text.index(flag + " <")
