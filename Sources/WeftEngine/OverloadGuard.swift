@@ -82,7 +82,12 @@ public final class OverloadGuard: Sendable {
         var finishedStart: UInt64 = 0
         var finished = 0
         var completionRate = 0.0
+        /// The last refusal and when it was made: a flood is refused with
+        /// it for up to 10 ms (its message is not formatted per call).
+        var cached: (refusal: Refusal, at: UInt64)?
     }
+
+    private static let cacheNanos: UInt64 = 10_000_000
 
     public let limits: AdmissionLimits
     private let state = Mutex(State())
@@ -220,16 +225,21 @@ public final class OverloadGuard: Sendable {
         let running = inFlight.load(ordering: .relaxed)
         if cap > 0, running >= cap {
             let t = now()
-            // One place frees per finish: the excess over the cap at the
-            // recent completion rate; nothing finishing lately: 10 s.
-            let wait = state.withLock { state -> Double in
+            return state.withLock { state -> Refusal in
+                if let cached = state.cached, cached.refusal.reason == .inFlight, t &- cached.at < Self.cacheNanos {
+                    return cached.refusal
+                }
+                // One place frees per finish: the excess over the cap at the
+                // recent completion rate; nothing finishing lately: 10 s.
                 Self.updateRate(&state, t)
                 let rate = state.completionRate
-                return rate >= 0.1 ? Double(running - cap + 1) / rate : 10
+                let wait = rate >= 0.1 ? Double(running - cap + 1) / rate : 10
+                let refusal = Refusal(
+                    reason: .inFlight, retryAfter: max(1, wait.rounded(.up)),
+                    description: "the server is at capacity: \(running) execution\(running == 1 ? "" : "s") in flight, its limit is \(cap) (--max-executions-in-flight)")
+                state.cached = (refusal, t)
+                return refusal
             }
-            return Refusal(
-                reason: .inFlight, retryAfter: max(1, wait.rounded(.up)),
-                description: "the server is at capacity: \(running) execution\(running == 1 ? "" : "s") in flight, its limit is \(cap) (--max-executions-in-flight)")
         }
         guard shedding.load(ordering: .relaxed) else { return nil }
         let t = now()
@@ -241,16 +251,20 @@ public final class OverloadGuard: Sendable {
                 shedding.store(false, ordering: .relaxed)
                 return nil
             }
+            if let cached = state.cached, cached.refusal.reason == reason, t &- cached.at < Self.cacheNanos {
+                return cached.refusal
+            }
             let wait = window.last ?? 1
             let queue = reason == .taskWait ? "ready queue (workers)" : "commit queue (the store's writer)"
             // Come back when the work in flight has drained at the recent
             // completion rate (at least the queue's own wait).
             let drain = max(wait, drainSeconds(&state, t) ?? wait)
-            return Refusal(
+            let refusal = Refusal(
                 reason: reason, retryAfter: max(1, drain.rounded(.up)),
-                description: String(
-                    format: "the server is at capacity: work waits %.0f ms in its %@ (a standing backlog); retry after the backlog clears",
-                    wait * 1000, queue))
+                description:
+                    "the server is at capacity: work waits \(Int((wait * 1000).rounded())) ms in its \(queue) (a standing backlog); retry after the backlog clears")
+            state.cached = (refusal, t)
+            return refusal
         }
     }
 

@@ -25,34 +25,61 @@ public enum HTTPExchange {
             observability.answeredHTTP(method: request.method, route: route, status: response.status, start: start)
             return .respond(response)
         case .run(let route, let request, let target):
-            return .run {
+            var admitted: CallHead?
+            if case .operation(let operation) = target {
+                var head = CallHead(
+                    descriptor: operation.descriptor, access: operation.access, metadata: RESTBridge.metadata(of: request),
+                    transport: transport, peer: peer)
+                head.peerIdentity = peerIdentity
+                // The interceptor chain runs here, on the connection's event
+                // loop, before the body is decoded (an unauthenticated
+                // request with a malformed body is unauthenticated) and
+                // before a task is made: a refused call (401, 429) costs no
+                // task on the executor the engine runs on, as with gRPC. (A
+                // flood of refused REST executes in tasks starved the engine.)
+                do {
+                    try environment.interceptors.admit(&head)
+                } catch {
+                    let response = failure(error, route: route, environment: environment)
+                    observability.refusedREST(request, route: route, response: response, start: start)
+                    return .respond(response)
+                }
+                admitted = head
+            }
+            return .run { [admitted] in
                 await observability.observeREST(request, route: route, start: start) {
                     await run(
-                        target, request, route: route, environment: environment, transport: transport, peer: peer,
-                        peerIdentity: peerIdentity)
+                        target, request, route: route, environment: environment, transport: transport, peerIdentity: peerIdentity,
+                        admitted: admitted)
                 }
             }
         }
+    }
+
+    /// A thrown error as its JSON error body (internals logged, never sent).
+    private static func failure(_ error: any Error, route: String, environment: ServerEnvironment) -> HTTPResponse {
+        let rpc = RPCError(from: error)
+        // A client that went away cancels its request or closes its
+        // stream (an idle live stream ends so): not a server error.
+        if let cause = rpc.cause, !(cause is CancellationError), !(cause is HTTPStreamClosed) {
+            environment.logger.error("\(route) failed: \(cause)")
+        }
+        return .error(rpc)
     }
 
     /// Runs a route; a thrown error becomes its JSON error body (internals
     /// logged, never sent).
     private static func run(
         _ target: HTTPRouter.Target, _ request: HTTPRequest, route: String, environment: ServerEnvironment,
-        transport: CallHead.Transport, peer: String, peerIdentity: String?
+        transport: CallHead.Transport, peerIdentity: String?, admitted: CallHead?
     ) async -> HTTPResponse {
         do {
             switch target {
             case .plain(let handler):
                 return try await handler(request)
             case .operation(let operation):
-                var head = CallHead(
-                    descriptor: operation.descriptor, access: operation.access, metadata: RESTBridge.metadata(of: request),
-                    transport: transport, peer: peer)
-                head.peerIdentity = peerIdentity
-                // Before the body is decoded: an unauthenticated request with
-                // a malformed body is unauthenticated.
-                try environment.interceptors.admit(&head)
+                // Admitted by the chain in `dispatch`.
+                let head = admitted!
                 let context = ServerContext(
                     descriptor: operation.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
                     requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
@@ -68,13 +95,7 @@ public enum HTTPExchange {
                 return response
             }
         } catch {
-            let rpc = RPCError(from: error)
-            // A client that went away cancels its request or closes its
-            // stream (an idle live stream ends so): not a server error.
-            if let cause = rpc.cause, !(cause is CancellationError), !(cause is HTTPStreamClosed) {
-                environment.logger.error("\(route) failed: \(cause)")
-            }
-            return .error(rpc)
+            return failure(error, route: route, environment: environment)
         }
     }
 }

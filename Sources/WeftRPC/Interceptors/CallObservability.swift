@@ -163,6 +163,26 @@ final class CallObservability: Sendable {
         }
     }
 
+    /// A REST operation the interceptor chain refused on the event loop
+    /// (401, 429, 403): its span, if tracing is on, and its metrics, as
+    /// `observeREST` would have made them, without a task.
+    func refusedREST(_ request: HTTPRequest, route: String, response: HTTPResponse, start: NIODeadline) {
+        if WeftTracing.isEnabled,
+            let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
+        {
+            span.attributes[SpanKeys.httpRequestMethod] = request.method
+            span.attributes[SpanKeys.httpRoute] = route
+            span.attributes[SpanKeys.urlPath] = request.path
+            span.attributes[SpanKeys.httpResponseStatusCode] = response.status
+            if response.status >= 500 {
+                span.attributes[SpanKeys.errorType] = String(response.status)
+                span.setStatus(SpanStatus(code: .error))
+            }
+            span.end()
+        }
+        answeredHTTP(method: request.method, route: route, status: response.status, start: start)
+    }
+
     /// The metrics and access line of an HTTP answer: routed ones (from
     /// `observeREST`) and the ones a transport gives itself (404, 405, 413,
     /// 415, 431: no handler ran).
