@@ -270,12 +270,11 @@ public final class OverloadGuard: Sendable {
 
     /// The shortest wait of the last closed window of each queue, and
     /// whether it is congested (for the metrics).
-    public func snapshot() -> (taskWait: Double?, commitWait: Double?, shedding: Bool, completionRate: Double) {
+    public func snapshot() -> (taskWait: Double?, commitWait: Double?, shedding: Bool) {
         let t = now()
         return state.withLock { state in
             Self.expireStale(&state, t)
-            Self.updateRate(&state, t)
-            return (state.task.last, state.commit.last, state.task.congested || state.commit.congested, state.completionRate)
+            return (state.task.last, state.commit.last, state.task.congested || state.commit.congested)
         }
     }
 }

@@ -303,20 +303,7 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
             break
         }
         _ = TLSError.opensslReason()
-        var failed = false
-        buffer.withUnsafeReadableBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let chunk = min(raw.count - offset, Int(Int32.max))
-                let rc = SSL_write(ssl, raw.baseAddress! + offset, Int32(chunk))
-                if rc <= 0 {
-                    failed = true
-                    return
-                }
-                offset += Int(rc)
-            }
-        }
-        if failed {
+        if !TLSRecordOutput.encrypt(buffer, with: ssl) {
             // OpenSSL cannot write any more: the connection is over.
             let reason = TLSError.opensslReason() ?? "TLS write failed"
             promise?.fail(TLSClientError(description: reason))

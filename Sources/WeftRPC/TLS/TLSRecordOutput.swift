@@ -1,8 +1,8 @@
 import COpenSSL
 public import NIOCore
 
-/// The ciphertext side both TLS handlers share (the server's and the SMTP
-/// client's): OpenSSL writes records into a memory BIO; they go to the
+/// The ciphertext side both TLS handlers share (the server's, and the
+/// client's of SMTP and the load-test harness): OpenSSL writes records into a memory BIO; they go to the
 /// channel with the promises of the plaintext they carry, and are flushed
 /// once per batch. A class: writing to the channel can call back into
 /// the handler, which may write again (a struct property of the handler
@@ -16,6 +16,22 @@ public final class TLSRecordOutput {
 
     public init(output: OpaquePointer) {
         self.output = output
+    }
+
+    /// Hands plaintext to OpenSSL (`SSL_write`, in chunks it accepts); its
+    /// records land in the output BIO. False: OpenSSL cannot write any more
+    /// (the connection is over).
+    static func encrypt(_ buffer: ByteBuffer, with ssl: OpaquePointer) -> Bool {
+        buffer.withUnsafeReadableBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let chunk = min(raw.count - offset, Int(Int32.max))
+                let rc = SSL_write(ssl, raw.baseAddress! + offset, Int32(chunk))
+                if rc <= 0 { return false }
+                offset += Int(rc)
+            }
+            return true
+        }
     }
 
     /// Moves OpenSSL's output records to the channel (unflushed), with the

@@ -178,20 +178,7 @@ final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .established:
             break
         }
-        var failed = false
-        buffer.withUnsafeReadableBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let chunk = min(raw.count - offset, Int(Int32.max))
-                let rc = SSL_write(ssl, raw.baseAddress! + offset, Int32(chunk))
-                if rc <= 0 {
-                    failed = true
-                    return
-                }
-                offset += Int(rc)
-            }
-        }
-        if failed {
+        if !TLSRecordOutput.encrypt(buffer, with: ssl) {
             // OpenSSL cannot write any more: the connection is over.
             let reason = TLSError.opensslReason() ?? "write failed"
             logger.debug("tls write failed", metadata: ["reason": "\(reason)"])

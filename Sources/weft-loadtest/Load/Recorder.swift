@@ -46,8 +46,6 @@ struct Recorder: Sendable {
         self.operations = (0..<operations).map { _ in OperationStats() }
     }
 
-    var answered: Int { succeeded + refused + failed }
-
     /// Outcomes by label: `OK` or a gRPC code name, an HTTP status, `transport`.
     var outcomes: [String: Int] {
         var out: [String: Int] = [:]

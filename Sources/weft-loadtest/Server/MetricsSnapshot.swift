@@ -74,8 +74,6 @@ struct MetricsSnapshot: Sendable {
         return total
     }
 
-    func has(_ name: String) -> Bool { series.contains { $0.name == name } }
-
     /// Cumulative buckets of histogram `name` (summed over other labels):
     /// upper bound -> count.
     func buckets(_ name: String, _ match: [String: String] = [:]) -> [(Double, Double)] {

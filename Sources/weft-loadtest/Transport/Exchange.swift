@@ -88,20 +88,4 @@ enum GRPCFrame {
         guard body.count >= 5 + length else { return nil }
         return Array(body[5..<(5 + length)])
     }
-
-    /// Every complete message of a streaming response body so far, and the
-    /// bytes left over.
-    static func messages(_ body: inout [UInt8]) -> [[UInt8]] {
-        var out: [[UInt8]] = []
-        var offset = 0
-        while body.count - offset >= 5 {
-            let length =
-                Int(body[offset + 1]) << 24 | Int(body[offset + 2]) << 16 | Int(body[offset + 3]) << 8 | Int(body[offset + 4])
-            guard body.count - offset >= 5 + length else { break }
-            out.append(Array(body[(offset + 5)..<(offset + 5 + length)]))
-            offset += 5 + length
-        }
-        if offset > 0 { body.removeFirst(offset) }
-        return out
-    }
 }

@@ -65,5 +65,4 @@ struct RPCFailure: Error, CustomStringConvertible {
         return "\(path): HTTP \(response.httpStatus) \(String(decoding: response.body.prefix(300), as: UTF8.self))"
     }
 
-    var isResourceExhausted: Bool { response.isRefusal }
 }
