@@ -9,7 +9,9 @@ if [ "$mode" = test ]; then
   # (test_engine_flags.py counts the fsyncs of --store-sync), and grpc's own
   # Ruby interop client (ruby-grpc ships src/ruby/pb/test/client.rb; ruby gives
   # /usr/bin/ruby) for Tests/interop/test_grpc_interop_ruby.py.
-  packages+=(nghttp2-client prometheus curl strace ruby ruby-grpc)
+  # chromium drives the dashboard's browser tests (Tests/web, Playwright for
+  # Python pointed at it: no browser download).
+  packages+=(nghttp2-client prometheus curl strace ruby ruby-grpc chromium fonts-dejavu-core)
 fi
 missing=()
 for p in "${packages[@]}"; do

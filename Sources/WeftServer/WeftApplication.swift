@@ -90,7 +90,7 @@ public struct WeftApplication: Sendable {
             logs: logs, executions: executions, engine: engine,
             auth: Authenticator(
                 signer: TokenSigner(keyring: keyring, lifetime: accessLifetime), sessions: sessions, keys: apiKeys,
-                metrics: metrics),
+                metrics: metrics, secureCookies: config.listeners.tls != nil),
             passwords: PasswordHasher(logN: config.auth.scryptLogN), credentials: credentials,
             hashing: PasswordHashPool(threads: config.auth.hashThreads, queueLimit: config.auth.hashQueue, metrics: metrics),
             logins: LoginLimiter(
@@ -131,6 +131,12 @@ public struct WeftApplication: Sendable {
         let openAPI = OpenAPIDocument.build(operations: http.restOperations)
         http.add("GET", "/openapi.json") { _ in
             HTTPResponse(status: 200, headers: [("content-type", "application/json")], body: openAPI)
+        }
+        if let assets = try Self.webAssets(config.web) {
+            http.fallback = { assets.response(for: $0) }
+            logger.info("web dashboard: \(assets.count) files from \(assets.directory)")
+        } else {
+            logger.info("web dashboard: off (no web/ directory found; set --web-dir)")
         }
         let process = ProcessMetrics(metrics: metrics)
         let metricsPage = Self.metricsPage(metrics: metrics, process: process)
@@ -180,6 +186,14 @@ public struct WeftApplication: Sendable {
         } else {
             adminEnvironment = nil
         }
+    }
+
+    /// The dashboard's files: from `--web-dir`, else found beside the
+    /// binary; nil when turned off (`none`) or not found.
+    static func webAssets(_ settings: WeftServerConfig.WebSettings) throws -> WebAssets? {
+        if settings.directory == "none" { return nil }
+        guard let directory = settings.directory ?? WebAssets.discover() else { return nil }
+        return try WebAssets(directory: directory, traceViewerURL: settings.traceViewerURL)
     }
 
     /// Loads the sessions' revocations and the API keys into memory (before

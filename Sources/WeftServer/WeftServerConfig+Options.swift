@@ -252,6 +252,13 @@ extension WeftServerConfig {
             "--execution-retention-days", "WEFT_EXECUTION_RETENTION_DAYS",
             "Days finished executions are kept (0: forever); statistics keep counting them (rollups stay).",
             default: "\(defaults.analytics.executionRetentionDays)", range: 0...36_500)
+        public static let webDir = Option(
+            "--web-dir", "WEFT_WEB_DIR",
+            "Directory of the web dashboard's files, served at /; `none` turns the dashboard off.",
+            default: "./web, or web/ beside or above the binary, or ../share/weft/web from it")
+        public static let traceViewerURL = Option(
+            "--trace-viewer-url", "WEFT_TRACE_VIEWER_URL",
+            "The trace viewer's URL with {traceId} in it; the dashboard links executions' trace ids to it.")
         public static let notificationConcurrency = Option(
             "--notification-concurrency", "WEFT_NOTIFICATION_CONCURRENCY", "Notification deliveries in flight at once.",
             default: "\(defaults.notifications.concurrency)", range: 1...10_000)
@@ -266,7 +273,7 @@ extension WeftServerConfig {
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
             admissionTaskWait, admissionCommitWait, maxExecutionsInFlight, plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
             smtpPort, smtpUsername, smtpPasswordFile, smtpFrom, smtpTLS, smtpCAFile, notificationMaxAttempts,
-            notificationRate, notificationBurst, notificationConcurrency, budgetInterval, executionRetentionDays,
+            notificationRate, notificationBurst, notificationConcurrency, budgetInterval, executionRetentionDays, webDir, traceViewerURL,
             enableTestServices, authSecret, secretsKey, smtpPassword,
         ]
     }

@@ -28,8 +28,22 @@ public struct WeftServerConfig: Sendable {
     public var notifications = NotificationSettings()
     /// Budget checks and raw-execution retention (docs/ANALYTICS.md).
     public var analytics = AnalyticsSettings()
+    /// The web dashboard (docs/WEB.md).
+    public var web = WebSettings()
 
     public init() {}
+
+    public struct WebSettings: Sendable {
+        /// Where the dashboard's files are; nil: found beside the binary
+        /// (`WebAssets.discover`), "none": no dashboard.
+        public var directory: String?
+        /// The operator's trace viewer, `{traceId}` replaced by a trace id
+        /// (e.g. `http://jaeger:16686/trace/{traceId}`); the dashboard links
+        /// executions' trace ids to it.
+        public var traceViewerURL: String?
+
+        public init() {}
+    }
 
     public struct AnalyticsSettings: Sendable {
         /// How often budgets are checked (gauges set, alerts sent).

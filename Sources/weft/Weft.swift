@@ -90,6 +90,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.notificationConcurrency.help)) var notificationConcurrency: Int?
     @Option(help: ArgumentHelp(O.budgetInterval.help)) var budgetInterval: Int?
     @Option(help: ArgumentHelp(O.executionRetentionDays.help)) var executionRetentionDays: Int?
+    @Option(help: ArgumentHelp(O.webDir.help)) var webDir: String?
+    @Option(help: ArgumentHelp(O.traceViewerURL.help)) var traceViewerUrl: String?
     @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
     @Option(help: ArgumentHelp(O.secretsOldKeyFile.help)) var secretsOldKeyFile: [String] = []
     @Flag(help: ArgumentHelp(O.enableTestServices.help)) var enableTestServices = false
@@ -365,6 +367,15 @@ extension Serve {
             try env.int(budgetInterval, O.budgetInterval, default: config.analytics.budgetInterval))
         config.analytics.executionRetentionDays = try env.int(
             executionRetentionDays, O.executionRetentionDays, default: config.analytics.executionRetentionDays)
+        config.web.directory = webDir ?? env.values[O.webDir.environment]
+        if let template = traceViewerUrl ?? env.values[O.traceViewerURL.environment], !template.isEmpty {
+            guard let url = URL(string: template.replacingOccurrences(of: "{traceId}", with: "0")),
+                ["http", "https"].contains(url.scheme ?? ""), url.host != nil, template.contains("{traceId}")
+            else {
+                throw ValidationError("\(O.traceViewerURL.flag) \(template) must be an http(s) URL containing {traceId}")
+            }
+            config.web.traceViewerURL = template
+        }
     }
 }
 

@@ -31,6 +31,7 @@ public enum HTTPExchange {
                     descriptor: operation.descriptor, access: operation.access, metadata: RESTBridge.metadata(of: request),
                     transport: transport, peer: peer)
                 head.peerIdentity = peerIdentity
+                head.httpMethod = request.method
                 // The interceptor chain runs here, on the connection's event
                 // loop, before the body is decoded (an unauthenticated
                 // request with a malformed body is unauthenticated) and

@@ -118,6 +118,12 @@ public struct HTTPRouter: Sendable {
     }
 
     private var routes: [Route] = []
+    /// Answers a GET or HEAD that no route matches (the web dashboard's
+    /// files), or nil for the usual 404. Synchronous: it serves from memory
+    /// on the event loop.
+    public var fallback: (@Sendable (HTTPRequest) -> HTTPResponse?)?
+    /// The `http_route` label of what `fallback` answers.
+    public static let fallbackRoute = "/{webAsset}"
     /// REST routes registered from RPC services, in registration order.
     public internal(set) var restOperations: [RESTOperation] = []
 
@@ -192,6 +198,9 @@ public struct HTTPRouter: Sendable {
     public func route(_ request: HTTPRequest) -> Routing {
         switch match(method: request.method, path: request.path) {
         case .notFound:
+            if request.method == "GET" || request.method == "HEAD", let response = fallback?(request) {
+                return .respond(route: Self.fallbackRoute, response)
+            }
             return .respond(
                 route: "unmatched",
                 .error(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)"))

@@ -83,6 +83,9 @@ public struct CallHead: Sendable {
     /// The subject CN of the client's verified TLS certificate (mutual TLS),
     /// which an authenticating interceptor may map to an identity.
     public var peerIdentity: String?
+    /// The HTTP method of a REST call (nil for gRPC): a cookie session's
+    /// CSRF check applies to everything but reads.
+    public var httpMethod: String?
     /// Who calls; set by an authenticating interceptor, read by handlers
     /// through `ServerContext.caller`.
     public var principal: Principal?

@@ -18,7 +18,9 @@ struct UserAPI: RPCService {
             },
             .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .publicAuth) {
                 (request: Weft_V1_LoginRequest, context) in
-                try await audited(context) { notes in try await login(request, notes, peer: context.peer) }
+                var response = try await audited(context) { notes in try await login(request, notes, peer: context.peer) }
+                cookieSession(&response, context)
+                return response
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
                 (_: Weft_V1_GetCurrentUserRequest, context) in
@@ -30,16 +32,41 @@ struct UserAPI: RPCService {
             },
             .unary(service: Self.name, method: "Refresh", rest: [.post("/users/refresh")], access: .publicAuth) {
                 (request: Weft_V1_RefreshRequest, context) in
-                try await audited(context) { notes in try await refresh(request, notes) }
+                var request = request
+                // The dashboard's refresh token rides in its httpOnly cookie.
+                if request.refreshToken.isEmpty, SessionCookies.wanted(context),
+                    let token = SessionCookies.value(SessionCookies.refresh, in: context.requestMetadata)
+                {
+                    request.refreshToken = token
+                }
+                var response = try await audited(context) { [request] notes in try await refresh(request, notes) }
+                cookieSession(&response, context)
+                return response
             },
             .unary(service: Self.name, method: "Logout", rest: [.post("/users/logout")]) {
-                (request: Weft_V1_LogoutRequest, context) in try await logout(request, try Caller(context))
+                (request: Weft_V1_LogoutRequest, context) in
+                let response = try await logout(request, try Caller(context))
+                if context.transport == .rest,
+                    SessionCookies.wanted(context) || SessionCookies.value(SessionCookies.session, in: context.requestMetadata) != nil
+                {
+                    deps.auth.cookies.clear(context)
+                }
+                return response
             },
             .unary(service: Self.name, method: "ChangePassword", rest: [.post("/users/me/password")]) {
                 (request: Weft_V1_ChangePasswordRequest, context) in
-                try await changePassword(request, try Caller(context), peer: context.peer)
+                var response = try await changePassword(request, try Caller(context), peer: context.peer)
+                cookieSession(&response, context)
+                return response
             },
         ]
+    }
+
+    /// For a REST caller that asked for a cookie session (the dashboard):
+    /// the tokens go into httpOnly cookies and out of the body.
+    private func cookieSession(_ response: inout Weft_V1_LoginResponse, _ context: ServerContext) {
+        guard SessionCookies.wanted(context), case .success(let claims) = deps.auth.signer.verify(response.token) else { return }
+        deps.auth.cookies.issue(&response, sessionId: claims.sessionId, context: context)
     }
 
     /// Register and login are public (the interceptor chain's audit does not

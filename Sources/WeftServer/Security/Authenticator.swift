@@ -59,6 +59,9 @@ final class Authenticator: ServerInterceptor, Sendable {
     let signer: TokenSigner
     let sessions: SessionBook
     let keys: ApiKeyIndex
+    /// The dashboard's cookie session (an alternative to `authorization`
+    /// for REST calls, with a CSRF check on writes).
+    let cookies: SessionCookies
     private let metrics: WeftMetrics
     /// Verified tokens, so a busy client's calls skip the HMAC and JSON work.
     /// Bounded: cleared when full, and when the keyring is reloaded (a
@@ -79,8 +82,9 @@ final class Authenticator: ServerInterceptor, Sendable {
     private static let cacheLimit = 10_000
     private static let apiKeyPrefix = Array("wk_".utf8)
 
-    init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics) {
+    init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics, secureCookies: Bool = false) {
         self.signer = signer
+        self.cookies = SessionCookies(keyring: signer.keyring, secure: secureCookies)
         self.sessions = sessions
         self.keys = keys
         self.metrics = metrics
@@ -100,7 +104,14 @@ final class Authenticator: ServerInterceptor, Sendable {
 
     func admit(_ call: inout CallHead) throws {
         guard call.access == .authenticated else { return }
-        let principal = try authenticate(call.metadata, certificate: call.peerIdentity)
+        let principal: Principal
+        if call.transport == .rest, call.metadata[string: "authorization"] == nil,
+            let token = SessionCookies.value(SessionCookies.session, in: call.metadata)
+        {
+            principal = try authenticate(cookie: token, call: call)
+        } else {
+            principal = try authenticate(call.metadata, certificate: call.peerIdentity)
+        }
         if let limits = principal.credential?.limits, let grant = limits as? ApiKeyGrant, !grant.permits(call.descriptor) {
             fail("scope")
             throw RPCError(
@@ -133,6 +144,35 @@ final class Authenticator: ServerInterceptor, Sendable {
         let now = Date()
         // Byte compare: String.hasPrefix is Unicode-aware and costs more.
         if bytes.starts(with: Self.apiKeyPrefix) { return try authenticate(apiKey: token, now: now) }
+        return try authenticate(accessToken: token, now: now)
+    }
+
+    /// The dashboard's session cookie: an access token of a login session
+    /// (never an API key), and on anything but a read the session's CSRF
+    /// token in `x-weft-csrf`.
+    private func authenticate(cookie token: String, call: CallHead) throws -> Principal {
+        guard !token.utf8.starts(with: Self.apiKeyPrefix) else {
+            fail("malformed")
+            throw RPCError(code: .unauthenticated, message: "the session cookie does not hold a session; log in again")
+        }
+        let principal = try authenticate(accessToken: token, now: Date())
+        guard let sessionId = principal.credential?.sessionId, !sessionId.isEmpty else {
+            fail("malformed")
+            throw RPCError(code: .unauthenticated, message: "the session cookie does not hold a session; log in again")
+        }
+        let method = call.httpMethod ?? "POST"
+        if method != "GET" && method != "HEAD" {
+            guard let csrf = call.metadata[string: SessionCookies.csrfHeader], cookies.csrfValid(csrf, sessionId: sessionId) else {
+                fail("csrf")
+                throw RPCError(
+                    code: .permissionDenied,
+                    message: "missing or wrong \(SessionCookies.csrfHeader) header: a call with the session cookie must echo the \(SessionCookies.csrf) cookie in it")
+            }
+        }
+        return principal
+    }
+
+    private func authenticate(accessToken token: String, now: Date) throws -> Principal {
         let (hit, epoch) = cache.withLock { ($0.entries[token], $0.epoch) }
         if let hit, hit.claims.expiresAt > now { return hit.principal }
         switch signer.verify(token, now: now) {
