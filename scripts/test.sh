@@ -9,6 +9,7 @@ scripts/install-deps.sh test
 
 python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto, grpc_reflection, schemathesis' 2>/dev/null ||
   python3 -m pip install -q -r Tests/interop/requirements.txt
+python3 -c 'import playwright' 2>/dev/null || python3 -m pip install -q -r Tests/web/requirements.txt
 
 echo "== swift build (debug, with tests)"
 swift build --build-tests
@@ -38,5 +39,8 @@ promtool check rules dashboards/alerts.yml && promtool test rules dashboards/ale
 
 echo "== interop tests (real weft serve on loopback)"
 WEFT_BIN="$PWD/.build/debug/weft" python3 -m pytest -q Tests/interop "$@"
+
+echo "== dashboard tests (a real weft serve, Debian's headless Chromium through Playwright)"
+WEFT_BIN="$PWD/.build/debug/weft" python3 -m pytest -q Tests/web
 
 echo "== all tests passed in $(( $(date +%s) - start ))s"
