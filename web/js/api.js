@@ -36,6 +36,8 @@ function headersFor(method, extra) {
 let refreshing = null;
 /** Trades the refresh cookie for a new session cookie; true if it worked. */
 export function refreshSession() {
+  // No CSRF cookie: no session was ever issued here, nothing to refresh.
+  if (!cookie('weft_csrf')) return Promise.resolve(false);
   if (!refreshing) {
     refreshing = fetch('/users/refresh', {
       method: 'POST', headers: headersFor('POST', { 'content-type': 'application/json' }), body: '{}',

@@ -1,7 +1,7 @@
 // The dashboard's shell: top bar (navigation, organization switcher, user
 // menu), the route table, and page switching. Pages live in js/pages/ and
 // are loaded on first visit, so the first load stays small.
-import { onSignedOut } from './api.js';
+import { onSignedOut, cookie } from './api.js';
 import { route, parse, navigate } from './router.js';
 import { session, loadSession, onSession, selectOrg, signOut } from './session.js';
 import { h, clear, toast } from './ui.js';
@@ -40,6 +40,7 @@ function leave() {
 }
 
 async function show() {
+  const started = performance.now();
   const match = parse();
   leave();
   const abort = new AbortController();
@@ -49,7 +50,9 @@ async function show() {
     return;
   }
   if (!match.route.public && !session.user) {
-    try { await loadSession(); } catch {
+    // Without the readable CSRF cookie there is no session: go straight to
+    // the sign-in page (no request that can only answer 401).
+    try { if (!cookie('weft_csrf')) throw new Error('signed out'); await loadSession(); } catch {
       navigate(`/login?next=${encodeURIComponent(match.path)}`, { replace: true });
       return;
     }
@@ -58,6 +61,7 @@ async function show() {
   document.title = `${match.route.title || 'Weft'} · Weft`;
   renderTopBar();
   markNav(match.path);
+  delete main.dataset.ready;
   clear(main).append(h('p', { class: 'loading', role: 'status' }, 'Loading…'));
   try {
     const module = await match.route.load();
@@ -67,6 +71,13 @@ async function show() {
     current.cleanup = (await module.render(main, ctx)) || null;
     // Focus the heading so keyboard and screen-reader users start at the page.
     if (!abort.signal.aborted) main.querySelector('h1')?.focus({ preventScroll: true });
+    // The page is drawn with its data: the browser tests read these
+    // measures (time to interactive per page; the first one counts from
+    // the navigation's start).
+    if (!abort.signal.aborted) {
+      performance.measure(`weft:ready ${match.route.pattern}`, { start: started, end: performance.now() });
+      main.dataset.ready = match.path;
+    }
   } catch (e) {
     if (e.name === 'AbortError' || abort.signal.aborted) return;
     console.warn(e);
