@@ -7,6 +7,7 @@ export const NODE_W = 168;
 export const NODE_H = 52;
 export const GAP_X = 64;   // between layers (left to right)
 export const GAP_Y = 28;   // between nodes of a layer
+let graphs = 0;             // for unique marker ids per page
 
 /** tasks: [{key, dependsOn: [...]}] -> Map key -> {x, y}; unknown deps ignored. */
 export function layoutDag(tasks) {
@@ -82,14 +83,15 @@ export function renderDag(tasks, opts = {}) {
   const positions = opts.positions || layoutDag(tasks);
   const { width, height } = extent(positions);
   const svg = s('svg', { class: 'dag', viewBox: `0 0 ${width} ${height}`, width, height, role: 'group', 'aria-label': opts.title || 'workflow graph' });
-  svg.append(defs());
+  const marker = `arrow-${++graphs}`;
+  svg.append(defs(marker));
   const edges = s('g', { class: 'edges' });
   const nodes = s('g', { class: 'nodes' });
   for (const t of tasks) {
     for (const d of t.dependsOn || []) {
       const a = positions.get(d), b = positions.get(t.key);
       if (!a || !b) continue;
-      edges.append(s('path', { d: edgePath(a, b), class: ['edge', opts.edgeClass?.(d, t.key)], 'marker-end': 'url(#arrow)', dataset: { from: d, to: t.key } }));
+      edges.append(s('path', { d: edgePath(a, b), class: ['edge', opts.edgeClass?.(d, t.key)], 'marker-end': `url(#${marker})`, dataset: { from: d, to: t.key } }));
     }
   }
   for (const t of tasks) {
@@ -108,8 +110,32 @@ export function renderDag(tasks, opts = {}) {
     nodes.append(g);
   }
   svg.append(edges, nodes);
+  routeAroundNodes(svg, positions);
   return svg;
 }
+
+/**
+ * An edge that skips a layer is drawn straight through the nodes between
+ * (a -> c next to a -> b -> c hides under b, and a removed a -> c looks like
+ * a -> b): such edges go over the top of the nodes they would cross instead.
+ */
+export function routeAroundNodes(svg, positions) {
+  const boxes = [...positions.entries()];
+  for (const path of svg.querySelectorAll('path.edge')) {
+    const { from, to } = path.dataset;
+    const a = positions.get(from), b = positions.get(to);
+    if (!a || !b || b.x - a.x <= NODE_W + GAP_X) continue;
+    const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x, y2 = b.y + NODE_H / 2;
+    const lo = Math.min(y1, y2) - 4, hi = Math.max(y1, y2) + 4;
+    const between = boxes.filter(([k, p]) => k !== from && k !== to && p.x + NODE_W > x1 && p.x < x2);
+    if (!between.some(([, p]) => p.y < hi && p.y + NODE_H > lo)) continue;
+    const lane = Math.max(4, Math.min(...between.map(([, p]) => p.y)) - GAP_Y / 2);
+    const g = GAP_X / 2;
+    path.setAttribute('d', `M${x1},${y1} C${x1 + g * 0.75},${y1} ${x1 + g * 0.25},${lane} ${x1 + g},${lane}`
+      + ` L${x2 - g},${lane} C${x2 - g * 0.25},${lane} ${x2 - g * 0.75},${y2} ${x2},${y2}`);
+  }
+}
+
 
 export function clip(text, n) { text = String(text); return text.length > n ? text.slice(0, n - 1) + '…' : text; }
 
