@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 import weft_helpers as wh
-from conftest import PASSWORD, api, shot, sign_in
+from conftest import PASSWORD, api, expected_http_errors, shot, sign_in
 
 LIVE = 15_000  # ms, for things that depend on the engine or a slow machine
 
@@ -39,19 +39,6 @@ def confirm(page, button="Delete"):
     expect(dialog).to_have_count(0)
 
 
-FAILED_LOAD = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
-
-
-def expected_http_errors(page, *statuses):
-    """Chromium logs every fetch answered with an error status as a console
-    error ("Failed to load resource: ... status of 401"), which no script can
-    prevent. A test that provokes such answers on purpose (a wrong password,
-    a taken email) drops exactly those statuses from `page.console_errors`;
-    every other console error still fails the test."""
-    def expected(entry):
-        m = FAILED_LOAD.search(entry)
-        return bool(m) and int(m.group(1)) in statuses
-    page.console_errors[:] = [e for e in page.console_errors if not expected(e)]
 
 
 def own_org(user):

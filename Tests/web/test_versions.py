@@ -10,7 +10,7 @@ import types
 import pytest
 from playwright.sync_api import expect
 
-from conftest import api, shot
+from conftest import api, expected_http_errors, shot
 
 OUTPUT_ONLY = {"id", "workflowId", "createdAt", "updatedAt"}
 
@@ -62,7 +62,6 @@ def flow(user):
 
 def test_history_lists_every_version_with_its_label(signed_in, flow):
     page = signed_in
-    page.strict_console = True  # no 4xx either: nothing here may fail
     page.goto(f"/#/workflows/{flow.id}/versions")
     expect(page.get_by_role("heading", level=2, name="History")).to_be_visible()
     rows = page.locator(".versions-table tbody tr")
@@ -86,7 +85,6 @@ def test_history_lists_every_version_with_its_label(signed_in, flow):
 
 def test_view_version_one_shows_its_tasks_and_json(signed_in, flow):
     page = signed_in
-    page.strict_console = True  # no 4xx either: nothing here may fail
     page.goto(f"/#/workflows/{flow.id}/versions")
     page.get_by_role("link", name="View version 1").click()
     page.wait_for_url(re.compile(r".*/versions/ver_[^/?]+$"))
@@ -114,7 +112,6 @@ def test_view_version_one_shows_its_tasks_and_json(signed_in, flow):
 
 def test_compare_version_one_with_three(signed_in, flow):
     page = signed_in
-    page.strict_console = True  # no 4xx either: nothing here may fail
     page.goto(f"/#/workflows/{flow.id}/versions")
     page.get_by_label("Version 1 as A").check()
     page.get_by_label("Version 3 as B").check()
@@ -171,7 +168,6 @@ def test_compare_version_one_with_three(signed_in, flow):
 
 def test_diff_stacks_on_a_phone(signed_in_phone, flow):
     page = signed_in_phone
-    page.strict_console = True  # no 4xx either: nothing here may fail
     page.goto(f"/#/workflows/{flow.id}/versions?a={flow.v[1]['id']}&b={flow.v[3]['id']}")
     expect(page.get_by_role("heading", level=2, name="Compare version 1 with version 3")).to_be_visible()
     panes = page.locator(".json-diff.side .diff-pane")
@@ -186,7 +182,6 @@ def test_diff_stacks_on_a_phone(signed_in_phone, flow):
 
 def test_rollback_through_the_ui(signed_in, user, flow):
     page = signed_in
-    page.strict_console = True  # no 4xx either: nothing here may fail
     page.goto(f"/#/workflows/{flow.id}/versions/{flow.v[1]['id']}")
     expect(page.get_by_role("heading", level=2, name="Version 1")).to_be_visible()
     page.get_by_role("button", name="Roll back to this version").click()
@@ -214,7 +209,6 @@ def test_rollback_through_the_ui(signed_in, user, flow):
 
 def test_label_the_current_version_in_the_ui(signed_in, user, flow):
     page = signed_in
-    page.strict_console = True  # no 4xx either: nothing here may fail
     page.goto(f"/#/workflows/{flow.id}/versions")
     field = page.get_by_label("Label the current version (v4)")
     expect(field).to_have_value("rollback to version 1")
@@ -228,7 +222,6 @@ def test_label_the_current_version_in_the_ui(signed_in, user, flow):
 
 def test_overview_shows_the_dag_runs_and_schedules(signed_in, user, flow):
     page = signed_in
-    page.strict_console = True  # no 4xx either: nothing here may fail
     run = api(user, "POST", f"/workflows/{flow.id}/execute", {"input": {}}, expect=(200, 201, 202))
     eid = run["executionId"]
     api(user, "POST", f"/workflows/{flow.id}/schedules",
@@ -269,3 +262,4 @@ def test_unknown_workflow_shows_the_servers_message(signed_in, user):
     page.goto("/#/workflows/wf_01NOSUCHWORKFLOW0000000000/versions")
     expect(page.get_by_role("heading", level=1, name="Workflow not found")).to_be_visible()
     expect(page.get_by_role("alert")).to_have_text(r.json["message"])
+    expected_http_errors(page, 404)  # the two unknown-workflow answers, on purpose

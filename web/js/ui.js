@@ -157,6 +157,7 @@ export function duration(value) {
   if (value === undefined || value === null || value === '') return '—';
   let ms = typeof value === 'string' && value.endsWith('s') ? parseFloat(value) * 1000 : Number(value);
   if (!Number.isFinite(ms)) return String(value);
+  if (ms === 0) return '0 ms';
   if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
   if (ms < 1000) return `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
   const s = ms / 1000;
@@ -189,6 +190,7 @@ export function ago(ts) {
 
 export function money(usd) {
   const n = Number(usd || 0);
+  if (n === 0) return '$0.00';
   return n >= 1 ? `$${n.toFixed(2)}` : `$${n.toPrecision(2)}`;
 }
 
