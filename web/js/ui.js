@@ -102,7 +102,8 @@ const snake = (s) => s.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 export function showError(form, err) {
   clearErrors(form);
   const message = err?.message || String(err);
-  const controls = [...form.querySelectorAll('[name]')];
+  // Only controls a user can see and fix.
+  const controls = [...form.querySelectorAll('[name]')].filter((c) => !c.disabled && !c.closest('[hidden]'));
   // Longest names first, so `timeZone` wins over `time`.
   controls.sort((a, b) => b.name.length - a.name.length);
   const lower = message.toLowerCase();
@@ -112,7 +113,7 @@ export function showError(form, err) {
   });
   if (hit) {
     hit.setAttribute('aria-invalid', 'true');
-    const box = document.getElementById(`${hit.id}-err`);
+    const box = document.getElementById(`${hit.id}-err`) || hit.closest('.field, fieldset')?.querySelector('.field-error');
     if (box) box.textContent = message;
     hit.focus();
     return hit;
