@@ -67,7 +67,11 @@ async function errorOf(res) {
   let body = null;
   try { body = await res.json(); } catch { /* not JSON */ }
   const message = body && typeof body.message === 'string' ? body.message : `${res.status} ${res.statusText}`;
-  return new ApiError(res.status, body && body.code, message, body);
+  const error = new ApiError(res.status, body && body.code, message, body);
+  // 429: how long the server asks us to wait (seconds).
+  const retryAfter = Number(res.headers.get('retry-after'));
+  if (retryAfter > 0) error.retryAfter = retryAfter;
+  return error;
 }
 
 /**

@@ -144,9 +144,9 @@ export function dialog(title, build) {
 }
 
 /** Yes/no question; resolves true or false. */
-export function confirmDialog(question, { confirm = 'Confirm', danger = false } = {}) {
+export function confirmDialog(question, { confirm = 'Confirm', dismiss = 'Cancel', danger = false } = {}) {
   return dialog(question, (close) => h('div', { class: 'actions' },
-    h('button', { type: 'button', onClick: () => close(false) }, 'Cancel'),
+    h('button', { type: 'button', onClick: () => close(false) }, dismiss),
     h('button', { type: 'button', class: danger ? 'danger' : 'primary', autofocus: true, onClick: () => close(true) }, confirm)))
     .then((v) => v === true);
 }
@@ -197,7 +197,7 @@ export function money(usd) {
 
 /** "EXECUTION_STATUS_SUCCEEDED" / "SUCCEEDED" -> "succeeded" */
 export function statusName(status) {
-  return String(status || 'unknown').replace(/^(EXECUTION|TASK)_STATUS_/, '').toLowerCase();
+  return String(status || 'unknown').replace(/^(EXECUTION|TASK)_STATUS_/, '').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
 }
 
 export function badge(status) {
