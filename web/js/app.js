@@ -30,6 +30,8 @@ route('/secrets', page('secrets'), { title: 'Secrets' });
 route('/ops', page('ops'), { title: 'Operations' });
 
 const main = document.getElementById('main');
+// The skip link's `#main` is not a route: move focus there, keep the hash.
+document.querySelector('a.skip')?.addEventListener('click', (e) => { e.preventDefault(); main.focus(); main.scrollIntoView(); });
 let current = null; // { abort: AbortController, cleanup }
 
 function leave() {

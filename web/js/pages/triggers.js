@@ -17,24 +17,27 @@ const RULES = [[/event name/i, 'eventName'], [/^filter:/i, 'filter'], [/signatur
 
 const hookUrl = (t) => `${location.origin}${t.url || `/hooks/${t.id}`}`;
 
+/** A shell word: single-quoted, so nothing in it is expanded (header names may hold ` and $). */
+const sh = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+
 /** Shell lines that sign and send one delivery (docs/SCHEDULES.md, Signatures). */
 function curlExample(t, secret) {
-  const url = hookUrl(t);
+  const url = sh(hookUrl(t));
   const body = '{"hello":"world"}';
-  if (!t.signed) return `curl -s '${url}' -H 'content-type: application/json' --data-binary '${body}'`;
+  if (!t.signed) return `curl -s ${url} -H 'content-type: application/json' --data-binary ${sh(body)}`;
   const sigHeader = t.signatureHeader || 'x-weft-signature';
   const lines = [
-    `SECRET='${secret || '<the signing secret>'}'`,
-    `BODY='${body}'`,
+    `SECRET=${sh(secret || '<the signing secret>')}`,
+    `BODY=${sh(body)}`,
   ];
   if (t.timestampHeader) {
     lines.push('TS=$(date +%s)',
       `SIG=$(printf '%s.%s' "$TS" "$BODY" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')`,
-      `curl -s '${url}' -H 'content-type: application/json' \\`,
-      `  -H "${t.timestampHeader}: $TS" -H "${sigHeader}: sha256=$SIG" --data-binary "$BODY"`);
+      `curl -s ${url} -H 'content-type: application/json' \\`,
+      `  -H ${sh(`${t.timestampHeader}: `)}"$TS" -H ${sh(`${sigHeader}: sha256=`)}"$SIG" --data-binary "$BODY"`);
   } else {
     lines.push(`SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')`,
-      `curl -s '${url}' -H 'content-type: application/json' -H "${sigHeader}: sha256=$SIG" --data-binary "$BODY"`);
+      `curl -s ${url} -H 'content-type: application/json' -H ${sh(`${sigHeader}: sha256=`)}"$SIG" --data-binary "$BODY"`);
   }
   return lines.join('\n');
 }
@@ -308,7 +311,7 @@ export async function render(main, ctx) {
       ]
       : [h('p', {}, 'Publishing ', h('code', {}, t.eventName), ' in this organization now starts this workflow',
         t.filter ? [' when ', h('code', {}, t.filter), ' holds'] : '', '.'),
-      h('pre', { class: 'howto' }, `curl -s '${location.origin}/events' -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\\n  -d '${JSON.stringify({ name: t.eventName, payload: {} })}'`)];
+      h('pre', { class: 'howto' }, `curl -s ${sh(`${location.origin}/events`)} -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\\n  -d ${sh(JSON.stringify({ name: t.eventName, payload: {} }))}`)];
     createdBox.append(h('section', { class: 'card created', 'aria-labelledby': 'trg-created-title' }, heading, body, h('div', { class: 'actions' }, done)));
     focusSoon(heading);
   }
