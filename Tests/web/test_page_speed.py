@@ -117,9 +117,10 @@ PAGES = [
 
 
 def test_every_page_interactive(browser, weft, user, data):
-    """Each page opened as a full load (a bookmark, a reload: HTTP cache
-    warm, modules revalidated with 304s) and as an in-app navigation (modules
-    already loaded, only the page's data fetched)."""
+    """Each page opened three ways: a first visit (a full load with the
+    page's modules not yet in the HTTP cache), a full load later (a bookmark,
+    a reload: modules revalidated with 304s) and an in-app navigation (modules
+    loaded, only the page's data fetched)."""
     ctx = browser.new_context(base_url=weft.url, viewport={"width": 1366, "height": 900})
     rows = []
     try:
@@ -127,9 +128,11 @@ def test_every_page_interactive(browser, weft, user, data):
         page = ctx.new_page()
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        for name, template in PAGES:  # warm the HTTP cache as a user's earlier visit would
+        cold = {}
+        for name, template in PAGES:  # first visits, empty HTTP cache: also what warms it
+            page.goto("about:blank")
             page.goto(template.format(**data))
-            ready_ms(page)
+            cold[name] = ready_ms(page)
         for name, template in PAGES:
             url = template.format(**data)
             page.goto("about:blank")
@@ -143,17 +146,18 @@ def test_every_page_interactive(browser, weft, user, data):
             page.wait_for_selector(f'main[data-ready="{url[2:]}"]')
             inapp = page.evaluate("""() => { const m = performance.getEntriesByType('measure').filter(e => e.name.startsWith('weft:ready'));
                 return m[m.length - 1].duration; }""")
-            rows.append((name, full, inapp))
+            rows.append((name, cold[name], full, inapp))
         assert not errors, errors
     finally:
         ctx.close()
-    assert len(rows) == len(PAGES) and all(full > 0 and inapp >= 0 for _, full, inapp in rows)
-    worst = max(max(full, inapp) for _, full, inapp in rows)
-    print("\npage            full load (ms)   in-app (ms)")
-    for name, full, inapp in rows:
-        print(f"{name:<15} {full:>14.0f} {inapp:>13.0f}")
+    assert len(rows) == len(PAGES) and all(first > 0 and full > 0 and inapp >= 0 for _, first, full, inapp in rows)
+    worst = max(max(row[1:]) for row in rows)
+    print("\npage            first visit (ms)   full load (ms)   in-app (ms)")
+    for name, first, full, inapp in rows:
+        print(f"{name:<15} {first:>16.0f} {full:>16.0f} {inapp:>13.0f}")
     print(f"slowest: {worst:.0f} ms — target < 1000 ms: {'met' if worst < 1000 else 'MISSED'}")
-    _record("pages", {name: {"full_ms": round(full, 1), "in_app_ms": round(inapp, 1)} for name, full, inapp in rows})
+    _record("pages", {name: {"first_visit_ms": round(first, 1), "full_ms": round(full, 1), "in_app_ms": round(inapp, 1)}
+                      for name, first, full, inapp in rows})
 
 
 def _record(key: str, value) -> None:
