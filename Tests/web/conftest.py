@@ -20,7 +20,8 @@ download).
 
 Helpers: `shot(page, name)` saves a screenshot to $WEFT_SCREENSHOT_DIR
 (default Tests/web/screenshots/); `api(user, method, path, body)` is a REST
-call that must succeed and returns its JSON.
+call that must succeed and returns its JSON; `wait_until_ended(user, id, n)`
+waits for a workflow's n executions to end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,22 @@ def api(user, method: str, path: str, body=None, expect=(200, 201, 202, 204)):
     r = user.rest.request(method, path, body)
     assert r.status in expect, f"{method} {path} -> {r.status} {r.body[:400]!r}"
     return r.json if r.body else None
+
+
+ENDED = ("Completed", "Failed", "Cancelled", "TimedOut")
+
+
+def wait_until_ended(user, workflow_id: str, count: int, timeout: float = 30.0) -> list:
+    """Waits (through the API) until `workflow_id` has `count` executions,
+    all ended; returns them."""
+    deadline = time.time() + timeout
+    runs = []
+    while time.time() < deadline:
+        runs = api(user, "GET", f"/workflows/{workflow_id}/executions")["executions"]
+        if len(runs) == count and all(r["status"] in ENDED for r in runs):
+            return runs
+        time.sleep(0.2)
+    pytest.fail(f"runs did not end in {timeout} s: {runs}")
 
 
 def shot(page, name: str) -> Path:

@@ -32,12 +32,11 @@ pages are audited once and the tests read the results).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import PHONE, _context, _watch, api, shot, sign_in
+from conftest import PHONE, _context, _watch, api, shot, sign_in, wait_until_ended
 
 # Tracing on, so the monitor shows its trace link (to a closed collector).
 SERVER_ARGS = ("--trace-viewer-url", "http://traces.example/trace/{traceId}",
@@ -120,14 +119,7 @@ def data(weft, user):
                          "config": {"url": "http://127.0.0.1:9/upload", "method": "POST"}})
     assert api(user, "PUT", f"/workflows/{wid}", cur)["version"] == 2
     failed = api(user, "POST", f"/workflows/{wid}/execute", {"input": {"n": 9}})["executionId"]
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        runs = api(user, "GET", f"/workflows/{wid}/executions")["executions"]
-        if len(runs) == 3 and all(r["status"] in ("Completed", "Failed", "Cancelled", "TimedOut") for r in runs):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"runs did not finish: {runs}")
+    runs = wait_until_ended(user, wid, 3)
     assert {r["executionId"]: r["status"] for r in runs}[failed] == "Failed", runs
     api(user, "POST", f"/workflows/{wid}/schedules", {"cron": "0 * * * *", "timezone": "UTC"})
     api(user, "POST", f"/workflows/{wid}/triggers", {"type": "webhook"})

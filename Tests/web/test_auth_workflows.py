@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import uuid
 
-import pytest
 from playwright.sync_api import expect
 
 import weft_helpers as wh

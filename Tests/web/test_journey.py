@@ -14,7 +14,7 @@ import time
 
 from playwright.sync_api import expect
 
-from conftest import PASSWORD, api, shot, sign_in
+from conftest import PASSWORD, shot, sign_in
 import weft_helpers as wh
 
 LIVE = 20_000
@@ -126,7 +126,8 @@ def test_journey_desktop_then_phone(browser, weft):
     page.get_by_label("Time zone").fill("Europe/Berlin")
     expect(page.get_by_role("list", name="Next fire times").get_by_role("listitem")).to_have_count(5, timeout=LIVE)
     page.get_by_role("button", name="Create schedule").click()
-    [schedule] = rest.get(f"/workflows/{wid}/schedules").json["schedules"]
+    expect(page.locator("form.auto-form")).to_have_count(0)  # saved: the form closed
+    [schedule] = wait_for(lambda: rest.get(f"/workflows/{wid}/schedules").json["schedules"])
     assert schedule["cron"] == "0 9 * * 1-5" and schedule["timezone"] == "Europe/Berlin" and schedule["nextRunAt"]
     shot(page, "journey-schedules")
 

@@ -12,12 +12,10 @@ time is not a test's business on a shared 2-core machine.
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import pytest
 
-from conftest import PASSWORD, SCREENSHOTS, api
+from conftest import PASSWORD, SCREENSHOTS, api, wait_until_ended
 
 READY = "main[data-ready]"
 
@@ -46,12 +44,7 @@ def data(weft, user):
         {"key": "c", "name": "c", "action": "noop", "dependsOn": ["b"]},
     ]})
     ids = [api(user, "POST", f"/workflows/{wf['id']}/execute", {"input": {"n": i}})["executionId"] for i in range(3)]
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        runs = api(user, "GET", f"/workflows/{wf['id']}/executions")["executions"]
-        if len(runs) == 3 and all(r["status"] in ("Completed", "Failed", "Cancelled", "TimedOut") for r in runs):
-            break
-        time.sleep(0.2)
+    wait_until_ended(user, wf["id"], 3)
     api(user, "POST", f"/workflows/{wf['id']}/schedules", {"cron": "0 * * * *", "timezone": "UTC"})
     return {"wf": wf["id"], "execution": ids[0]}
 
@@ -141,7 +134,6 @@ def test_every_page_interactive(browser, weft, user, data):
             # In-app: from another page, a hash change (what a click on a link does).
             page.evaluate("location.hash = '#/workflows'")
             page.wait_for_selector('main[data-ready="/workflows"]')
-            t0 = page.evaluate("performance.now()")
             page.evaluate(f"location.hash = {json.dumps(url[1:])}")
             page.wait_for_selector(f'main[data-ready="{url[2:]}"]')
             inapp = page.evaluate("""() => { const m = performance.getEntriesByType('measure').filter(e => e.name.startsWith('weft:ready'));

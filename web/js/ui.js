@@ -124,6 +124,17 @@ export function showError(form, err) {
   return null;
 }
 
+/** Marks the control named `name` with `message` (or the form, without such a control). */
+export function fieldError(form, name, message) {
+  const control = form.elements.namedItem(name);
+  const box = control && document.getElementById(`${control.id}-err`);
+  if (!box) return showError(form, new Error(message));
+  control.setAttribute('aria-invalid', 'true');
+  box.textContent = message;
+  control.focus();
+  return control;
+}
+
 export function clearErrors(form) {
   form.querySelectorAll('[aria-invalid]').forEach((c) => c.removeAttribute('aria-invalid'));
   form.querySelectorAll('.field-error').forEach((b) => { b.textContent = ''; });

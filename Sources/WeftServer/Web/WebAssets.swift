@@ -71,7 +71,7 @@ public struct WebAssets: Sendable {
             guard let contentType = Self.contentTypes[ext] else { continue }  // tests, notes: not served
             var bytes = Array(try Data(contentsOf: url))
             if relative == "/index.html" {
-                let slot = Self.attributeEscaped(traceViewerURL ?? "")
+                let slot = NotificationTemplates.htmlEscaped(traceViewerURL ?? "")  // quotes too: an attribute
                 bytes = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "{{TRACE_URL}}", with: slot).utf8)
             }
             total += bytes.count
@@ -134,21 +134,6 @@ public struct WebAssets: Sendable {
             if q > 0 { return true }
         }
         return false
-    }
-
-    static func attributeEscaped(_ text: String) -> String {
-        var out = ""
-        for c in text {
-            switch c {
-            case "&": out += "&amp;"
-            case "\"": out += "&quot;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
     }
 
     /// Where the dashboard's files are when `--web-dir` is not given:

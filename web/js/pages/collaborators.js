@@ -4,23 +4,13 @@
 // workflow's organization (docs/TENANCY.md).
 import { get, post, put, del, all } from '../api.js';
 import { session } from '../session.js';
-import { h, clear, field, toast, ago, time, showError, clearErrors, confirmDialog } from '../ui.js';
+import { h, clear, field, toast, ago, time, showError, fieldError, clearErrors, confirmDialog } from '../ui.js';
 import { workflowHeader, loadWorkflow } from '../workflowNav.js';
 import { ensureCss } from '../css.js';
 
 const ROLES = [['viewer', 'Viewer (sees it and its runs)'], ['editor', 'Editor (also edits and runs it)']];
 const enc = encodeURIComponent;
 const isAbort = (e) => e?.name === 'AbortError';
-
-function fieldError(form, name, message) {
-  const control = form.elements.namedItem(name);
-  const box = control && document.getElementById(`${control.id}-err`);
-  if (!box) return showError(form, new Error(message));
-  control.setAttribute('aria-invalid', 'true');
-  box.textContent = message;
-  control.focus();
-  return control;
-}
 
 export async function render(main, ctx) {
   ensureCss('workflows');

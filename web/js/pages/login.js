@@ -3,7 +3,7 @@
 // `x-weft-session: cookie`), so no token ever reaches this script.
 import { post } from '../api.js';
 import { loadSession } from '../session.js';
-import { h, field, showError, clearErrors } from '../ui.js';
+import { h, field, showError, fieldError, clearErrors } from '../ui.js';
 
 // The server's checks (UserAPI.swift, APILimits.swift).
 const PASSWORD_MIN = 8;          // Unicode scalars
@@ -17,17 +17,6 @@ function plausibleEmail(email) {
   const parts = email.split('@');
   return parts.length === 2 && parts[0] !== '' && parts[1].includes('.') && !parts[1].startsWith('.')
     && !parts[1].endsWith('.') && utf8Length(email) <= EMAIL_MAX_BYTES && !/\s/.test(email);
-}
-
-/** Marks one control of `form` with `message` (and focuses it). */
-function fieldError(form, name, message) {
-  const control = form.elements.namedItem(name);
-  const box = control && document.getElementById(`${control.id}-err`);
-  if (!box) return showError(form, new Error(message));
-  control.setAttribute('aria-invalid', 'true');
-  box.textContent = message;
-  control.focus();
-  return control;
 }
 
 function formBox(form, message) {

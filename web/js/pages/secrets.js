@@ -3,7 +3,7 @@
 // admins change them; members only see the names.
 import { get, post, put, del } from '../api.js';
 import { session, currentOrg } from '../session.js';
-import { h, clear, field, toast, ago, time, showError, clearErrors, confirmDialog, dialog, pageHeader } from '../ui.js';
+import { h, clear, field, toast, ago, time, showError, fieldError, clearErrors, confirmDialog, dialog, pageHeader } from '../ui.js';
 import { ensureCss } from '../css.js';
 
 // The server's checks (SecretAPI.swift, SecretVault).
@@ -26,16 +26,6 @@ function checkName(name) {
   if (!name) return 'name is required';
   if (!NAME_RE.test(name)) return `secret name "${name}" must be ${NAME_RULE}`;
   return null;
-}
-
-function fieldError(form, name, message) {
-  const control = form.elements.namedItem(name);
-  const box = control && document.getElementById(`${control.id}-err`);
-  if (!box) return showError(form, new Error(message));
-  control.setAttribute('aria-invalid', 'true');
-  box.textContent = message;
-  control.focus();
-  return control;
 }
 
 function when(ts) {
