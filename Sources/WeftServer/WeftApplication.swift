@@ -90,7 +90,9 @@ public struct WeftApplication: Sendable {
             logs: logs, executions: executions, engine: engine,
             auth: Authenticator(
                 signer: TokenSigner(keyring: keyring, lifetime: accessLifetime), sessions: sessions, keys: apiKeys,
-                metrics: metrics, secureCookies: config.listeners.tls != nil),
+                metrics: metrics,
+                // TLS here, or ended at a proxy in front (the public URL says https).
+                secureCookies: config.listeners.tls != nil || config.notifications.publicURL.lowercased().hasPrefix("https://")),
             passwords: PasswordHasher(logN: config.auth.scryptLogN), credentials: credentials,
             hashing: PasswordHashPool(threads: config.auth.hashThreads, queueLimit: config.auth.hashQueue, metrics: metrics),
             logins: LoginLimiter(

@@ -367,7 +367,7 @@ extension Serve {
             try env.int(budgetInterval, O.budgetInterval, default: config.analytics.budgetInterval))
         config.analytics.executionRetentionDays = try env.int(
             executionRetentionDays, O.executionRetentionDays, default: config.analytics.executionRetentionDays)
-        config.web.directory = webDir ?? env.values[O.webDir.environment]
+        config.web.directory = (webDir ?? env.values[O.webDir.environment]).flatMap { $0.isEmpty ? nil : $0 }
         if let template = traceViewerUrl ?? env.values[O.traceViewerURL.environment], !template.isEmpty {
             guard let url = URL(string: template.replacingOccurrences(of: "{traceId}", with: "0")),
                 ["http", "https"].contains(url.scheme ?? ""), url.host != nil, template.contains("{traceId}")

@@ -19,7 +19,7 @@ struct APIRouteTests {
             engine: engine,
             auth: Authenticator(
                 signer: TokenSigner(keyring: SigningKeyring(pinned: Array(repeating: 1, count: 32)), lifetime: 60),
-                sessions: SessionBook(accessLifetime: 60), keys: ApiKeyIndex(), metrics: metrics),
+                sessions: SessionBook(accessLifetime: 60), keys: ApiKeyIndex(), metrics: metrics, secureCookies: false),
             passwords: PasswordHasher(logN: 10), credentials: store,
             hashing: PasswordHashPool(threads: 1, queueLimit: 1, metrics: metrics),
             logins: LoginLimiter(settings: .init(), metrics: metrics), refreshLifetime: 600, metrics: metrics, orgs: store,

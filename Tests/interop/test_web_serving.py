@@ -69,7 +69,7 @@ def test_files_have_their_content_type_and_security_headers(api_server, path, ct
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert header(headers, "x-content-type-options") == "nosniff"
-    assert header(headers, "etag", ).startswith('"')
+    assert header(headers, "etag").startswith('W/"')
     on_disk = (WEB / ("index.html" if path == "/" else path.lstrip("/"))).read_bytes()
     if path != "/":
         assert body == on_disk
@@ -233,3 +233,52 @@ def test_web_dir_none_and_bad_flags(server_factory, tmp_path):
         res = subprocess.run([str(wh.weft_bin()), "serve", "--port", "0", "--data-dir", str(tmp_path / "d"), *args],
                              capture_output=True, text=True, timeout=30)
         assert res.returncode != 0 and needle in res.stderr, (args, res.stderr[-500:])
+
+
+def test_every_write_method_needs_csrf(api_server):
+    u = wh.register_and_login(api_server, name="Methods User", password=PASSWORD)
+    wf = u.rest.post("/workflows", {"name": "m", "tasks": [{"key": "a", "name": "a", "action": "noop"}]}).json
+    jar, _ = login_cookie(api_server, u.email)
+    cookie = cookie_header(jar, "weft_session", "weft_csrf")
+    body = json.dumps({"name": "renamed", "tasks": wf["tasks"]})
+    for method in ("PUT", "DELETE"):
+        status, _, answer = raw(api_server, method, f"/workflows/{wf['id']}",
+                                {"Cookie": cookie, "Content-Type": "application/json"}, body if method == "PUT" else None)
+        assert status == 403, (method, answer)
+    status, _, _ = raw(api_server, "HEAD", f"/workflows/{wf['id']}", {"Cookie": cookie})
+    assert status == 200, "reads need no CSRF token"
+    assert u.rest.get(f"/workflows/{wf['id']}").json["name"] == "m", "nothing changed"
+
+
+def test_a_failed_cookie_refresh_expires_the_cookies(api_server):
+    u = wh.register_and_login(api_server, name="Ended User", password=PASSWORD)
+    jar, _ = login_cookie(api_server, u.email)
+    # Log every session out (the bearer session does it): the cookie session ends too.
+    assert u.rest.post("/users/logout", {"allSessions": True}).status == 200
+    status, headers, body = raw(api_server, "POST", "/users/refresh",
+                                {"Cookie": cookie_header(jar, "weft_refresh"), "Content-Type": "application/json",
+                                 "X-Weft-Session": "cookie"}, "{}")
+    assert status == 401, body
+    cleared = cookies_of(headers)
+    assert all("Max-Age=0" in cleared[n][1] for n in ("weft_session", "weft_refresh", "weft_csrf")), headers
+
+
+def test_secure_cookies_behind_a_tls_proxy(server_factory):
+    srv = server_factory("--scrypt-log-n", "10", "--public-url", "https://weft.example.com")
+    u = wh.register_and_login(srv, name="Proxy User", password=PASSWORD)
+    jar, _ = login_cookie(srv, u.email)
+    assert all("; Secure" in jar[n][1] for n in ("weft_session", "weft_refresh", "weft_csrf")), jar
+
+
+def test_a_symlinked_web_dir_and_http2_304(server_factory, tmp_path):
+    link = tmp_path / "web-link"
+    link.symlink_to(WEB)
+    srv = server_factory("--web-dir", str(link))
+    status, headers, _ = raw(srv, "GET", "/js/app.js")
+    assert status == 200
+    etag = header(headers, "etag")
+    res = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null", "-H", f"If-None-Match: {etag}",
+                          f"{srv.base_url}/js/app.js"], capture_output=True, text=True, timeout=10)
+    head = res.stdout.lower()
+    assert head.startswith("http/2 304"), head
+    assert "content-length" not in head, "a 304 carries no length"

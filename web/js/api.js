@@ -39,10 +39,14 @@ export function refreshSession() {
   // No CSRF cookie: no session was ever issued here, nothing to refresh.
   if (!cookie('weft_csrf')) return Promise.resolve(false);
   if (!refreshing) {
-    refreshing = fetch('/users/refresh', {
+    const run = () => fetch('/users/refresh', {
       method: 'POST', headers: headersFor('POST', { 'content-type': 'application/json' }), body: '{}',
       credentials: 'same-origin',
-    }).then((r) => r.ok, () => false).finally(() => { setTimeout(() => { refreshing = null; }, 0); });
+    }).then((r) => r.ok, () => false);
+    // One refresh at a time across every tab: they share the cookie jar,
+    // and a refresh token presented twice revokes the session.
+    refreshing = (navigator.locks ? navigator.locks.request('weft-refresh', run) : run())
+      .finally(() => { setTimeout(() => { refreshing = null; }, 0); });
   }
   return refreshing;
 }

@@ -93,6 +93,14 @@ function markNav(path) {
     const active = path === target || (target !== '/' && path.startsWith(target + '/')) || (target === '/workflows' && path === '/');
     if (active) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   });
+  // On a phone the bar scrolls sideways: keep the current page's link in view.
+  const nav = document.getElementById('nav');
+  const a = nav.querySelector('a[aria-current=page]');
+  if (a && nav.scrollWidth > nav.clientWidth) {
+    const left = a.offsetLeft - nav.offsetLeft, right = left + a.offsetWidth;
+    if (left < nav.scrollLeft) nav.scrollLeft = left;
+    else if (right > nav.scrollLeft + nav.clientWidth) nav.scrollLeft = right - nav.clientWidth;
+  }
 }
 
 function renderTopBar() {

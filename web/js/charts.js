@@ -136,7 +136,8 @@ const tipLines = (labels, series, format) => (i) => [labels[i], ...series.map((x
 export function lineChart(opts) {
   const { labels, series, format } = opts;
   const vals = series.flatMap((x) => x.values).filter((v) => v != null && Number.isFinite(v));
-  const lo = opts.min ?? Math.min(0, ...vals), hi = opts.max ?? Math.max(lo + 1e-9, ...vals);
+  const lo = opts.min ?? Math.min(0, ...vals), top = Math.max(lo, ...vals);
+  const hi = opts.max ?? (top > lo ? top : lo + 1);  // flat data: a unit axis, not ticks that all read the same
   return frame({
     ...opts, cls: 'line-chart',
     columns: ['Period', ...series.map((x) => x.name)],
@@ -161,7 +162,7 @@ export function lineChart(opts) {
 
 /**
  * Vertical bars, stacked when there are several series.
- * opts: {title, summary, desc, labels, series: [{name, values, cls}], format, signal}
+ * opts: {title, summary, desc, labels, series: [{name, values, cls}], format, max, signal}
  */
 export function stackedBars(opts) {
   const { labels, series, format } = opts;
@@ -173,7 +174,9 @@ export function stackedBars(opts) {
     rows: labels.map((l, i) => [l, ...series.map((x) => format(x.values[i] || 0)), ...(series.length > 1 ? [format(totals[i])] : [])]),
     draw(w, tip) {
       const n = labels.length;
-      const a = axes(w, n, { lo: 0, hi: Math.max(1e-12, ...totals), format, labels, band: true, integer: opts.integer });
+      // All zero: a 0..1 axis (not 0..1e-12, whose ticks all read "0").
+      const top = Math.max(0, ...totals);
+      const a = axes(w, n, { lo: 0, hi: opts.max ?? (top > 0 ? top : 1), format, labels, band: true, integer: opts.integer });
       const bw = Math.max(1, Math.min(48, (a.pw / Math.max(1, n)) * 0.72));
       labels.forEach((_, i) => {
         let acc = 0;

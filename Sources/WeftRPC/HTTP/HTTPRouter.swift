@@ -76,6 +76,10 @@ public struct HTTPResponse: Sendable {
     public static func error(_ error: RPCError) -> HTTPResponse {
         var response = json(error.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
         if let retryAfter = error.metadata[string: "retry-after"] { response.headers.append(("retry-after", retryAfter)) }
+        // Cookies an error expires (a dashboard session that ended).
+        for entry in error.metadata where entry.key == "set-cookie" {
+            if case .string(let value) = entry.value { response.headers.append(("set-cookie", value)) }
+        }
         return response
     }
 

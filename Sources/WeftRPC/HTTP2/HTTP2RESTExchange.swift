@@ -118,7 +118,8 @@ final class HTTP2RESTExchange: @unchecked Sendable {
         var headers = HeaderBlock()
         headers.add(":status", String(response.status))
         for (name, value) in response.headers { headers.add(name.lowercased(), value) }
-        headers.add("content-length", String(response.body.count))
+        // A 304 or 204 has no content (RFC 9110 8.6: no length for them).
+        if response.status != 204 && response.status != 304 { headers.add("content-length", String(response.body.count)) }
         let body = method == "HEAD" ? [] : response.body
         if body.isEmpty {
             stream.submit(headers: headers, withBody: false)

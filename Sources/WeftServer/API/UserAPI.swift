@@ -19,7 +19,7 @@ struct UserAPI: RPCService {
             .unary(service: Self.name, method: "Login", rest: [.post("/users/login")], access: .publicAuth) {
                 (request: Weft_V1_LoginRequest, context) in
                 var response = try await audited(context) { notes in try await login(request, notes, peer: context.peer) }
-                cookieSession(&response, context)
+                try cookieSession(&response, context)
                 return response
             },
             .unary(service: Self.name, method: "GetCurrentUser", rest: [.get("/users/me")]) {
@@ -39,8 +39,16 @@ struct UserAPI: RPCService {
                 {
                     request.refreshToken = token
                 }
-                var response = try await audited(context) { [request] notes in try await refresh(request, notes) }
-                cookieSession(&response, context)
+                var response: Weft_V1_LoginResponse
+                do {
+                    response = try await audited(context) { [request] notes in try await refresh(request, notes) }
+                } catch var error as RPCError where error.code == .unauthenticated && SessionCookies.wanted(context) {
+                    // The session is over (revoked, expired, reused): its
+                    // cookies go too, so the page stops offering them.
+                    deps.auth.cookies.clear(into: &error.metadata)
+                    throw error
+                }
+                try cookieSession(&response, context)
                 return response
             },
             .unary(service: Self.name, method: "Logout", rest: [.post("/users/logout")]) {
@@ -56,16 +64,20 @@ struct UserAPI: RPCService {
             .unary(service: Self.name, method: "ChangePassword", rest: [.post("/users/me/password")]) {
                 (request: Weft_V1_ChangePasswordRequest, context) in
                 var response = try await changePassword(request, try Caller(context), peer: context.peer)
-                cookieSession(&response, context)
+                try cookieSession(&response, context)
                 return response
             },
         ]
     }
 
     /// For a REST caller that asked for a cookie session (the dashboard):
-    /// the tokens go into httpOnly cookies and out of the body.
-    private func cookieSession(_ response: inout Weft_V1_LoginResponse, _ context: ServerContext) {
-        guard SessionCookies.wanted(context), case .success(let claims) = deps.auth.signer.verify(response.token) else { return }
+    /// the tokens go into httpOnly cookies and out of the body. Fails
+    /// closed: a token it cannot read never goes back in the body.
+    private func cookieSession(_ response: inout Weft_V1_LoginResponse, _ context: ServerContext) throws {
+        guard SessionCookies.wanted(context) else { return }
+        guard case .success(let claims) = deps.auth.signer.verify(response.token) else {
+            throw RPCError(code: .internal, message: "the new session could not be put in cookies")
+        }
         deps.auth.cookies.issue(&response, sessionId: claims.sessionId, context: context)
     }
 

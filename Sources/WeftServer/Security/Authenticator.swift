@@ -82,7 +82,7 @@ final class Authenticator: ServerInterceptor, Sendable {
     private static let cacheLimit = 10_000
     private static let apiKeyPrefix = Array("wk_".utf8)
 
-    init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics, secureCookies: Bool = false) {
+    init(signer: TokenSigner, sessions: SessionBook, keys: ApiKeyIndex, metrics: WeftMetrics, secureCookies: Bool) {
         self.signer = signer
         self.cookies = SessionCookies(keyring: signer.keyring, secure: secureCookies)
         self.sessions = sessions

@@ -44,7 +44,9 @@ struct SessionCookies: Sendable {
                 let trimmed = pair.drop { $0 == " " || $0 == "\t" }
                 guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name else { continue }
                 let value = trimmed[trimmed.index(after: eq)...]
-                return value.isEmpty ? nil : String(value)
+                // An empty one (a cleared or planted duplicate) does not hide a real one.
+                guard !value.isEmpty else { continue }
+                return String(value)
             }
         }
         return nil
@@ -82,9 +84,20 @@ struct SessionCookies: Sendable {
 
     /// Expires the three cookies (logout).
     func clear(_ context: ServerContext) {
-        context.addResponseHeader("set-cookie", cookie(Self.session, "", path: "/", maxAge: 0, httpOnly: true))
-        context.addResponseHeader("set-cookie", cookie(Self.refresh, "", path: Self.refreshPath, maxAge: 0, httpOnly: true))
-        context.addResponseHeader("set-cookie", cookie(Self.csrf, "", path: "/", maxAge: 0, httpOnly: false))
+        for header in clearing { context.addResponseHeader("set-cookie", header) }
+    }
+
+    /// Expires the three cookies with an error answer (a refresh that failed).
+    func clear(into metadata: inout Metadata) {
+        for header in clearing { metadata.add("set-cookie", header) }
+    }
+
+    private var clearing: [String] {
+        [
+            cookie(Self.session, "", path: "/", maxAge: 0, httpOnly: true),
+            cookie(Self.refresh, "", path: Self.refreshPath, maxAge: 0, httpOnly: true),
+            cookie(Self.csrf, "", path: "/", maxAge: 0, httpOnly: false),
+        ]
     }
 
     private func cookie(_ name: String, _ value: String, path: String, maxAge: Int, httpOnly: Bool) -> String {

@@ -6,7 +6,7 @@ import WeftRPC
 /// strong ETag (SHA-256 of its bytes), a gzip copy when that is smaller, and
 /// the dashboard's security headers. Files are served by exact path only
 /// (a dictionary lookup: no path ever reaches the file system after start).
-public struct WebAssets: Sendable {
+struct WebAssets: Sendable {
     struct Asset: Sendable {
         let contentType: String
         let body: [UInt8]
@@ -15,10 +15,10 @@ public struct WebAssets: Sendable {
     }
 
     private let assets: [String: Asset]
-    /// Bytes of every file as stored and as gzip would send them.
-    public let totalBytes: Int
-    public var count: Int { assets.count }
-    public let directory: String
+    /// Bytes held: every file, and its gzip copy where it has one.
+    let totalBytes: Int
+    var count: Int { assets.count }
+    let directory: String
 
     /// Strict: scripts, styles, images, fetches and the manifest from this
     /// origin only; no inline script or style attribute, no eval, no
@@ -51,11 +51,12 @@ public struct WebAssets: Sendable {
 
     /// Reads `directory` (recursively; dot files skipped). `index.html` gets
     /// the trace viewer's URL template put into its `{{TRACE_URL}}` slot.
-    public init(directory: String, traceViewerURL: String?) throws {
-        let root = URL(fileURLWithPath: directory).standardizedFileURL
+    init(directory: String, traceViewerURL: String?) throws {
+        // Resolved first: the walk below does not descend into a symlinked root.
+        let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw WeftStartupError("--web-dir \(directory): no such directory")
+            throw WeftStartupError("--web-dir \(directory): no such directory (or not a directory)")
         }
         guard FileManager.default.fileExists(atPath: root.appendingPathComponent("index.html").path) else {
             throw WeftStartupError("--web-dir \(directory) has no index.html (is it the dashboard's web/ directory?)")
@@ -65,11 +66,20 @@ public struct WebAssets: Sendable {
         let enumerator = FileManager.default.enumerator(
             at: root, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles])
         while let url = enumerator?.nextObject() as? URL {
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
+            guard let values = try? url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey]), values.isRegularFile == true
+            else { continue }  // directories; symbolic links inside the tree are not followed
             let relative = String(url.standardizedFileURL.path.dropFirst(root.path.count))
             let ext = url.pathExtension.lowercased()
             guard let contentType = Self.contentTypes[ext] else { continue }  // tests, notes: not served
-            var bytes = Array(try Data(contentsOf: url))
+            guard total + (values.fileSize ?? 0) <= Self.maxTotalBytes else {
+                throw WeftStartupError("--web-dir \(directory) holds more than \(Self.maxTotalBytes >> 20) MiB")
+            }
+            var bytes: [UInt8]
+            do {
+                bytes = Array(try Data(contentsOf: url))
+            } catch {
+                throw WeftStartupError("--web-dir \(directory): cannot read \(relative): \(error.localizedDescription)")
+            }
             if relative == "/index.html" {
                 let slot = NotificationTemplates.htmlEscaped(traceViewerURL ?? "")  // quotes too: an attribute
                 bytes = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "{{TRACE_URL}}", with: slot).utf8)
@@ -85,8 +95,14 @@ public struct WebAssets: Sendable {
             {
                 gzipped = packed
             }
-            let etag = "\"" + Base64URL.encode(Crypto.sha256(bytes).prefix(18)) + "\""
+            // Weak: the plain and the gzip body are two representations of
+            // one file (RFC 9110 8.8.1), and If-None-Match compares weakly.
+            let etag = "W/\"" + Base64URL.encode(Crypto.sha256(bytes).prefix(18)) + "\""
+            total += gzipped?.count ?? 0
             assets[relative] = Asset(contentType: contentType, body: bytes, gzipped: gzipped, etag: etag)
+        }
+        guard assets["/index.html"] != nil else {
+            throw WeftStartupError("--web-dir \(directory): index.html could not be loaded")
         }
         self.assets = assets
         self.totalBytes = total
@@ -120,35 +136,46 @@ public struct WebAssets: Sendable {
     static func matches(_ header: String, etag: String) -> Bool {
         header.split(separator: ",").contains { candidate in
             let tag = candidate.trimmingCharacters(in: .whitespaces)
-            return tag == "*" || tag == etag || tag == "W/" + etag
+            return tag == "*" || Self.opaque(tag) == Self.opaque(etag)
         }
     }
+
+    /// An entity tag without its weakness flag.
+    static func opaque(_ tag: String) -> Substring { tag.hasPrefix("W/") ? tag.dropFirst(2) : Substring(tag) }
 
     /// Whether `Accept-Encoding` allows gzip (present with a nonzero q).
     static func acceptsGzip(_ header: String?) -> Bool {
         guard let header else { return false }
+        var star: Double?
         for part in header.lowercased().split(separator: ",") {
             let fields = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
             guard let coding = fields.first, coding == "gzip" || coding == "x-gzip" || coding == "*" else { continue }
             let q = fields.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
-            if q > 0 { return true }
+            // gzip named decides; `*` speaks only for codings not named.
+            if coding == "*" { star = q } else { return q > 0 }
         }
-        return false
+        return (star ?? 0) > 0
     }
 
     /// Where the dashboard's files are when `--web-dir` is not given:
     /// `./web`, else `web/` beside the binary or up to three directories
     /// above it (a `.build/<config>/weft` in a checkout), else
     /// `../share/weft/web` from the binary (an installed layout). Nil: none.
-    public static func discover(executable: String = CommandLine.arguments.first ?? "") -> String? {
+    /// The binary is found through /proc (argv[0] is a bare name when it
+    /// came from PATH).
+    static func discover(
+        executable: String = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments.first ?? ""
+    ) -> String? {
         let fm = FileManager.default
         var candidates = [fm.currentDirectoryPath + "/web"]
-        var dir = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
-        candidates.append(dir.appendingPathComponent("../share/weft/web").standardizedFileURL.path)
+        let binary = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+        var dir = binary
         for _ in 0..<4 {
             candidates.append(dir.appendingPathComponent("web").path)
             dir = dir.deletingLastPathComponent()
         }
+        candidates.append(binary.appendingPathComponent("../share/weft/web").standardizedFileURL.path)
         return candidates.first { fm.fileExists(atPath: $0 + "/index.html") }
     }
 }

@@ -407,7 +407,7 @@ export function createCanvas(model, on) {
     el.classList.add('connecting');
     nodes.get(uid)?.g.classList.add('connect-source');
     const t = model.byUid(uid);
-    on.status(`Connecting from "${t?.name || t?.key}": Tab to the task that should run after it and press Enter (Escape cancels).`);
+    on.status(`Connecting from "${t?.name || t?.key}": click or tap the task that should run after it, or Tab to it and press Enter (Escape cancels).`);
   }
   function cancelConnect(quiet) {
     if (!connectFrom) return;

@@ -146,8 +146,14 @@ export async function render(main, ctx) {
         }
         userId = member.userId;
       }
-      if (people.some((p) => p.userId === userId && p.role === 'owner')) {
+      const existing = people.find((p) => p.userId === userId);
+      if (existing?.role === 'owner') {
         fieldError(addForm, 'userId', `${text} owns this workflow.`);
+        return;
+      }
+      if (existing) {
+        // The server answers 409 "…; use PUT to change the role": say it in the page's terms.
+        fieldError(addForm, 'userId', `${text} is already ${existing.role === 'editor' ? 'an' : 'a'} ${existing.role}; change the role in the list below.`);
         return;
       }
       const added = await post(base, { userId, role: wanted }, { signal });

@@ -144,7 +144,8 @@ export async function render(main, ctx) {
     select: (sel) => select(sel),
     deleteTask: (uid) => deleteTasks([uid]),
     removeEdge: (from, to) => removeEdge(from, to),
-    connect: (uid) => { canvas.focusNode(uid); canvas.startConnect(uid); },
+    // On a phone the form is below the canvas: bring the canvas into view to pick the target.
+    connect: (uid) => { canvas.focusNode(uid); canvas.startConnect(uid); canvas.el.scrollIntoView({ block: 'nearest' }); },
     problems: () => problems,
     focusProblem: (uid, f) => { select({ task: uid }); canvas.reveal(uid); if (!panel.focusField(f)) panel.focusFirst(); },
     focusNode: (uid) => canvas.focusNode(uid),
@@ -152,6 +153,7 @@ export async function render(main, ctx) {
     status: say,
   });
   const json = createJsonView(model, (def) => applyJson(def));
+  if (readOnly) json.area.readOnly = true;  // a viewer reads the JSON, like the form's disabled fields
   const body = h('div', { class: 'ed-body' }, palette, canvas.el, json.el, panel.el);
   const root = h('div', { class: 'ed' }, header, banner, toolbar, saveError, status, body);
   clear(main).append(root);

@@ -60,7 +60,8 @@ export async function render(main, ctx) {
     const { ex, wf } = item;
     const editor = wf.role !== 'viewer';
     const label = `${wf.name} run ${ex.executionId}`;
-    const actions = [h('a', { class: 'button', href: `#/workflows/${enc(wf.id)}/run`, 'aria-label': `Run ${wf.name}`, dataset: { focus: `run:${ex.executionId}` } }, 'Run')];
+    // A viewer may watch, not run, cancel or re-run (the server answers 403).
+    const actions = editor ? [h('a', { class: 'button', href: `#/workflows/${enc(wf.id)}/run`, 'aria-label': `Run ${wf.name}`, dataset: { focus: `run:${ex.executionId}` } }, 'Run')] : [];
     if (editor && isActive(ex)) {
       actions.push(h('button', {
         type: 'button', class: 'danger', 'aria-label': `Cancel ${label}`, dataset: { focus: `cancel:${ex.executionId}` },

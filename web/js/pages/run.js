@@ -178,7 +178,7 @@ export async function render(main, ctx) {
       keyField, h('div', { class: 'row' }, timeoutField, priorityField)),
     h('div', { class: 'actions' }, runButton,
       h('a', { href: `#/workflows/${enc(wfId)}/runs` }, 'See all runs')));
-  main.append(workflowHeader(wf, ''), form);
+  main.append(workflowHeader(wf, '/run'), form);
 
   const keyInput = keyField.querySelector('input');
   const timeoutInput = timeoutField.querySelector('input');

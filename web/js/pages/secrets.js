@@ -66,6 +66,8 @@ export async function render(main, ctx) {
     h('h2', {}, 'Stored secrets'), listArea);
 
   let secrets = [];
+  let names = new Map();  // userId -> name, from the organization's members (every member may list them)
+  const who = (id) => (id === me ? 'you' : names.get(id) || id || '—');
 
   function draw() {
     clear(listArea);
@@ -88,7 +90,7 @@ export async function render(main, ctx) {
           h('td', { 'data-label': 'Name' }, h('code', {}, s.name)),
           h('td', { 'data-label': 'Version', class: 'num' }, String(s.version ?? 1)),
           h('td', { 'data-label': 'Updated' }, when(s.updatedAt)),
-          h('td', { 'data-label': 'Updated by', title: s.updatedBy }, s.updatedBy === me ? 'you' : s.updatedBy || '—'),
+          h('td', { 'data-label': 'Updated by', title: s.updatedBy }, who(s.updatedBy)),
           h('td', { 'data-label': 'Created' }, when(s.createdAt)),
           h('td', { 'data-label': 'Actions' }, h('div', { class: 'actions' }, replace, remove)));
       })))));
@@ -97,7 +99,12 @@ export async function render(main, ctx) {
   async function reload() {
     clear(listArea).append(h('p', { class: 'loading' }, 'Loading…'));
     try {
-      secrets = (await get(orgPath, { signal }))?.secrets || [];
+      const [list, members] = await Promise.all([
+        get(orgPath, { signal }),
+        get(`/orgs/${enc(org.id)}/members`, { signal }).catch((e) => { if (isAbort(e)) throw e; return null; }),
+      ]);
+      secrets = list?.secrets || [];
+      names = new Map((members?.members || []).map((m) => [m.userId, m.name || m.email]));
       draw();
     } catch (err) {
       if (isAbort(err)) return;

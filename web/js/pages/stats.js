@@ -146,7 +146,7 @@ function renderStats(box, st, signal) {
   const labels = ordered.map((v) => `v${v.version}`);
   box.append(h('div', { class: 'grid charts-2' },
     stackedBars({ title: 'Success rate by version', summary: `Success rate by version: ${ordered.map((v) => `v${v.version} ${pct(v.successRate)}`).join(', ')}`,
-      labels, series: [{ name: 'Success rate', values: ordered.map((v) => num(v.successRate)), cls: 'c-completed' }], format: pct, signal }),
+      labels, series: [{ name: 'Success rate', values: ordered.map((v) => num(v.successRate)), cls: 'c-completed' }], format: pct, max: 1, signal }),
     stackedBars({ title: 'Median duration by version', summary: `p50 duration by version: ${ordered.map((v) => `v${v.version} ${dur(v.p50Duration)}`).join(', ')}`,
       labels, series: [{ name: 'p50 duration', values: ordered.map((v) => secs(v.p50Duration) ?? 0), cls: 'c-dur' }], format: fmtSecs, signal })));
 }

@@ -34,7 +34,8 @@ export async function render(main, ctx) {
   main.append(workflowHeader(wf, '/versions'));
   if (flash) {
     main.append(h('div', { class: 'notice', role: 'status' }, flash.text),
-      flash.warning ? h('div', { class: 'notice warn', role: 'alert' }, `The server warns: ${flash.warning}`) : null);
+      // (the DOM's append writes null as the text "null")
+      flash.warning ? h('div', { class: 'notice warn', role: 'alert' }, `The server warns: ${flash.warning}`) : '');
     flash = null;
   }
   if (ctx.params.versionId) {

@@ -48,7 +48,7 @@ export async function render(main, ctx) {
           h('h2', { id: 'ov-links' }, 'Quick links'),
           h('div', { class: 'quick-links' },
             h('a', { class: 'button', href: `${base}/edit` }, 'Edit'),
-            h('a', { class: 'button primary', href: `${base}/run` }, 'Run'),
+            wf.role === 'viewer' ? null : h('a', { class: 'button primary', href: `${base}/run` }, 'Run'),
             h('a', { class: 'button', href: `${base}/versions` }, 'Versions'),
             h('a', { class: 'button', href: `${base}/stats` }, 'Statistics'))))));
 
