@@ -37,7 +37,9 @@ export function createCanvas(model, on) {
     class: 'dag ed-svg', role: 'group',
     'aria-label': 'Workflow graph. Tab to a task; arrow keys move it, C connects it, Delete removes it, Enter edits it. ? lists every shortcut.',
   }, defs('ed-arrow'), bg, edgeLayer, temp, nodeLayer);
-  const empty = s('text', { class: 'ed-empty', x: 24, y: 40 }, 'Add a task: drag one from the palette here, or use its buttons.');
+  // Two lines: one is clipped on a phone-wide canvas.
+  const empty = s('text', { class: 'ed-empty', x: 24, y: 40 },
+    s('tspan', { x: 24 }, 'Add a task: drag one from the palette here,'), s('tspan', { x: 24, dy: '1.4em' }, 'or use its buttons.'));
   svg.append(empty);
   const el = document.createElement('div');
   el.className = 'ed-canvas';

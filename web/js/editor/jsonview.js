@@ -69,6 +69,10 @@ export function createJsonView(model, apply) {
   return {
     el, area, refresh,
     get visible() { return !el.hidden; },
+    /** Text that does not parse (the canvas keeps the last valid definition). */
+    get invalid() { return !el.hidden && area.getAttribute('aria-invalid') === 'true'; },
+    /** Applies typing still waiting for its debounce (before a save). */
+    flush() { if (timer) { clearTimeout(timer); parse(); } },
     toggle(on = el.hidden) { el.hidden = !on; if (on) refresh(true); return on; },
     destroy() { clearTimeout(timer); },
   };

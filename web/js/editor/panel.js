@@ -419,6 +419,8 @@ export function createPanel(model, actions) {
   return {
     el, show, render, showProblems, focusField,
     get selection() { return sel; },
+    /** [field, message] of input the form could not apply (an unparsable duration…), or null. */
+    get unapplied() { return local.size ? [...local][0] : null; },
     /** Focuses the task's first field (Enter on a node). */
     focusFirst() {
       const c = form?.querySelector('input[name="name"]');

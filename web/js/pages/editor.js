@@ -144,8 +144,7 @@ export async function render(main, ctx) {
     select: (sel) => select(sel),
     deleteTask: (uid) => deleteTasks([uid]),
     removeEdge: (from, to) => removeEdge(from, to),
-    // On a phone the form is below the canvas: bring the canvas into view to pick the target.
-    connect: (uid) => { canvas.focusNode(uid); canvas.startConnect(uid); canvas.el.scrollIntoView({ block: 'nearest' }); },
+    connect: (uid) => { canvas.focusNode(uid); canvas.startConnect(uid); showCanvas(); },
     problems: () => problems,
     focusProblem: (uid, f) => { select({ task: uid }); canvas.reveal(uid); if (!panel.focusField(f)) panel.focusFirst(); },
     focusNode: (uid) => canvas.focusNode(uid),
@@ -158,6 +157,13 @@ export async function render(main, ctx) {
   const root = h('div', { class: 'ed' }, header, banner, toolbar, saveError, status, body);
   clear(main).append(root);
   if (readOnly) banner.append(h('p', { class: 'ed-note' }, 'You are a viewer of this workflow: you can look around, but not save changes.'));
+
+  /** On a phone the form is below the canvas: scroll the canvas's top to just under the (sticky) top bar. */
+  function showCanvas() {
+    const r = canvas.el.getBoundingClientRect();
+    const bar = document.querySelector('.topbar')?.getBoundingClientRect().bottom || 0;
+    if (r.top < bar || r.top > window.innerHeight / 2) window.scrollBy(0, r.top - bar - 8);
+  }
 
   async function loadSecrets() {
     if (!orgId) return { names: [], error: 'no organization selected' };
@@ -416,6 +422,23 @@ export async function render(main, ctx) {
   async function save() {
     if (saving || readOnly) return;
     saveError.textContent = '';
+    // Edits still in flight count: a field applied on change (the key), JSON typed within the debounce.
+    if (panel.el.contains(document.activeElement)) document.activeElement.blur();
+    json.flush();
+    // Text the form or the JSON view could not apply is not in the definition: say so rather than save without it.
+    const pending = panel.unapplied;
+    if (pending) {
+      say('Not saved.');
+      saveError.textContent = `Not saved: a field holds text that is not applied (${pending[1]}). Fix it first.`;
+      panel.focusField(pending[0]);
+      return;
+    }
+    if (json.invalid) {
+      say('Not saved.');
+      saveError.textContent = 'Not saved: the JSON view holds text that does not parse (the canvas has the last valid definition). Fix it, or hide and show the JSON view to drop it.';
+      json.area.focus();
+      return;
+    }
     if (wf && !dirty) { say(`Nothing to save: no changes since version ${wf.version}.`); return; }
     const blocking = validate({ name: model.name || 'unnamed', description: model.description, tasks: model.tasks }).count;
     if (blocking > 0) {

@@ -71,22 +71,29 @@ export async function render(main, ctx) {
 
   // ---- task state, from the execution and then its events ----
   const states = new Map();    // task key -> TaskExecution (latest)
-  const attempts = new Map();  // task key -> Map(attempt number -> {attempt, status, startedAt, completedAt, error})
-  function noteTask(t) {
+  const attempts = new Map();  // task key -> Map(attempt number -> {attempt, status, startedAt, completedAt, error, taskSpan})
+  // A stored TaskExecution (GET, the watch's "current state") keeps the task's
+  // first start whatever its attempt; a live event carries its attempt's own
+  // start. `taskSpan`: the row's times are the task's, not the attempt's.
+  function noteTask(t, live = false) {
     if (!t?.taskKey) return;
     states.set(t.taskKey, t);
     if (!t.attempt) return;
     let m = attempts.get(t.taskKey);
     if (!m) attempts.set(t.taskKey, (m = new Map()));
     const a = m.get(t.attempt);
-    if (!a) { m.set(t.attempt, { attempt: t.attempt, status: t.status, startedAt: t.startedAt, completedAt: t.completedAt, error: t.error }); return; }
+    if (!a) {
+      m.set(t.attempt, { attempt: t.attempt, status: t.status, startedAt: t.startedAt, completedAt: t.completedAt, error: t.error, taskSpan: !live && t.attempt > 1 });
+      return;
+    }
     if (WAITING.has(t.status) && !WAITING.has(a.status)) return;
     a.status = t.status;
-    a.startedAt = t.startedAt || a.startedAt;
+    if (live && t.startedAt && a.taskSpan) { a.startedAt = t.startedAt; a.taskSpan = false; }
+    else a.startedAt = a.startedAt || t.startedAt;  // a later stored record must not replace the attempt's own start
     a.completedAt = t.completedAt || a.completedAt;
     a.error = t.error || a.error;
   }
-  (ex.tasks || []).forEach(noteTask);
+  (ex.tasks || []).forEach((t) => noteTask(t));
   const taskStatus = (key) => states.get(key)?.status || 'Pending';
 
   // ---- header ----
@@ -190,15 +197,22 @@ export async function render(main, ctx) {
   panel.addEventListener('keydown', (e) => { if (e.key === 'Escape') { e.preventDefault(); closePanel(); } });
   const layout = h('div', { class: 'mon-layout' },
     h('section', { class: 'card mon-graph', 'aria-labelledby': 'graph-title' },
-      h('div', { class: 'dag-tools' },
+      tasks.length ? [
+        h('div', { class: 'dag-tools' },
+          h('h2', { id: 'graph-title', class: 'sr-only' }, 'Tasks'),
+          h('span', { class: 'muted' }, 'Select a task for its attempts, input and output.'),
+          h('span', { class: 'actions' },
+            h('button', { type: 'button', 'aria-label': 'Zoom out', onClick: () => setZoom(zoom / 1.25) }, '−'),
+            zoomLabel,
+            h('button', { type: 'button', 'aria-label': 'Zoom in', onClick: () => setZoom(zoom * 1.25) }, '+'),
+            h('button', { type: 'button', onClick: () => setZoom(Math.min(1, (dagBox.clientWidth - 4) / baseW)) }, 'Fit'))),
+        dagBox,
+      ] : [
+        // No tasks: no empty box with zoom buttons, say so.
         h('h2', { id: 'graph-title', class: 'sr-only' }, 'Tasks'),
-        h('span', { class: 'muted' }, 'Select a task for its attempts, input and output.'),
-        h('span', { class: 'actions' },
-          h('button', { type: 'button', 'aria-label': 'Zoom out', onClick: () => setZoom(zoom / 1.25) }, '−'),
-          zoomLabel,
-          h('button', { type: 'button', 'aria-label': 'Zoom in', onClick: () => setZoom(zoom * 1.25) }, '+'),
-          h('button', { type: 'button', onClick: () => setZoom(Math.min(1, (dagBox.clientWidth - 4) / baseW)) }, 'Fit'))),
-      dagBox, streamNote),
+        h('p', { class: 'empty' }, `Version ${ex.workflowVersion} has no tasks: this execution had nothing to run.`),
+      ],
+      streamNote),
     panel);
 
   function renderPanel() {
@@ -213,12 +227,15 @@ export async function render(main, ctx) {
     const attempt = (a) => {
       // A failed attempt that was retried shows as failed once the next one exists.
       const status = a.status === 'Retrying' && rows.some((b) => b.attempt > a.attempt) ? 'Failed' : a.status;
-      const span = a.startedAt ? between(a.startedAt, a.completedAt) : null;
+      // An attempt that ended without an end time (retried) has no duration; a running one counts to now.
+      const span = a.startedAt && (a.completedAt || status === 'Running') ? between(a.startedAt, a.completedAt) : null;
+      // Times from a stored record of a later attempt are the task's (backoffs included).
+      const later = a.taskSpan;
       return h('li', { class: 'attempt' },
         h('div', { class: 'attempt-head' }, h('strong', {}, `Attempt ${a.attempt}`), ' ', stBadge(status)),
         h('dl', { class: 'attempt-facts' },
-          h('div', {}, h('dt', {}, 'Started'), h('dd', {}, a.startedAt ? time(a.startedAt) : '—')),
-          h('div', {}, h('dt', {}, 'Duration'), h('dd', {}, span === null ? '—' : span < 1 ? 'under 1 ms' : duration(span))),
+          h('div', {}, h('dt', {}, later ? 'Task started' : 'Started'), h('dd', {}, a.startedAt ? time(a.startedAt) : '—')),
+          h('div', {}, h('dt', {}, later ? 'Since task start' : 'Duration'), h('dd', {}, span === null ? '—' : span < 1 ? 'under 1 ms' : duration(span))),
           h('div', {}, h('dt', {}, 'Worker'), h('dd', {}, worker))),
         a.error ? h('pre', { class: 'task-error' }, prettyMaybe(a.error)) : null);
     };
@@ -293,7 +310,7 @@ export async function render(main, ctx) {
       try {
         const fresh = await get(base, { signal });
         ex = fresh;
-        (ex.tasks || []).forEach(noteTask);
+        (ex.tasks || []).forEach((t) => noteTask(t));
         updateAll();
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
@@ -311,7 +328,7 @@ export async function render(main, ctx) {
   }
 
   function onEvent(ev) {
-    if (ev.task) noteTask(ev.task);
+    if (ev.task) noteTask(ev.task, ev.message !== 'current state');
     // A final status never goes back to a running one (events can repeat).
     if (ev.status && ev.status !== 'STATUS_UNSPECIFIED' && !(isActive({ status: ev.status }) && !isActive(ex))) {
       ex = { ...ex, status: ev.status };
@@ -349,7 +366,7 @@ export async function render(main, ctx) {
       const done = await cancelRun(wfId, exId, `execution ${exId}`);
       if (!done) return;
       ex = done;
-      (ex.tasks || []).forEach(noteTask);
+      (ex.tasks || []).forEach((t) => noteTask(t));
       updateAll();
       toast('Execution cancelled.', 'ok');
     } catch (e) {

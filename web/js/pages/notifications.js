@@ -120,6 +120,16 @@ export async function render(main, ctx) {
       h('p', { class: 'muted' }, 'Where and how to deliver: a Slack or webhook URL, an SMTP server, credentials for http tasks. Their secrets are stored sealed and never shown again.'),
       intError, intFormBox, intList, testResult));
 
+  // Who made a subscription: their name from the workflow's people (anyone with a role may list them).
+  let people = new Map();
+  const who = (id) => (id === me ? 'you' : people.get(id) || id);
+  async function loadPeople() {
+    try {
+      const list = await all(`${wfPath}/collaborators`, 'collaborators', {}, 1000, { signal: ctx.signal });
+      people = new Map(list.map((c) => [c.userId, c.name || c.email || c.userId]));
+    } catch { /* names are a nicety: ids stay */ }
+  }
+
   const integrationName = (id) => {
     const i = integrations.find((x) => x.id === id);
     return i ? `${i.name} (${kindOf(i)})` : id;
@@ -154,13 +164,13 @@ export async function render(main, ctx) {
       { label: 'Events', cell: (s) => h('ul', { class: 'chips' }, (s.events || []).map((e) => h('li', {}, h('code', {}, e)))) },
       { label: 'Channel', cell: (s) => channelLabel(s.notifyVia) },
       { label: 'Destination', cell: (s) => h('div', {},
-        s.notifyVia === 'in_app' ? (s.userId === me ? 'you' : s.userId) : null,
+        s.notifyVia === 'in_app' ? who(s.userId) : null,
         s.destination ? h('div', { class: 'break' }, s.destination) : null,
         s.integrationId ? h('div', {}, 'via ', integrationName(s.integrationId)) : null,
         s.filter ? h('div', { class: 'small' }, 'when ', h('code', {}, s.filter)) : null,
         s.deadlineSeconds ? h('div', { class: 'small muted' }, `deadline ${s.deadlineSeconds} s`) : null) },
       { label: 'Created', cell: (s) => h('div', {}, h('time', { datetime: s.createdAt, title: time(s.createdAt) }, ago(s.createdAt)),
-        h('div', { class: 'muted small' }, s.userId === me ? 'by you' : `by ${s.userId}`)) },
+        h('div', { class: 'muted small' }, `by ${who(s.userId)}`)) },
       { label: 'Actions', cell: (s) => h('div', { class: 'actions row-actions' },
         h('button', { type: 'button', 'aria-expanded': String(openDeliveries === s.id), 'aria-controls': 'deliveries-panel', onClick: () => toggleDeliveries(s) }, 'Deliveries'),
         canEdit || s.userId === me ? h('button', { type: 'button', class: 'danger', onClick: () => removeSub(s) }, 'Delete') : null) },
@@ -562,7 +572,7 @@ export async function render(main, ctx) {
     return body;
   }
 
-  await Promise.all([loadInts(), loadSubs()]);
+  await Promise.all([loadInts(), loadPeople().then(loadSubs)]);
   renderSubs();
   return () => { clearInterval(deliveriesTimer); deliveriesAbort?.abort(); };
 }

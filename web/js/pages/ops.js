@@ -17,6 +17,7 @@ const RUNS_PER_WORKFLOW = 6;   // latest executions read of each
 const IN_FLIGHT = 6;           // requests at once
 const PER_GROUP = 25;          // rows shown per group
 const REFRESH_MS = 15000;      // while something runs and the page is visible
+const IDLE_MS = 60000;         // while nothing runs (a schedule or a webhook may start something)
 
 const RECENT_MS = 7 * 86400_000; // ended runs older than this are left out
 const recent = (ex) => Date.now() - Date.parse(ex.completedAt || ex.startedAt || ex.createdAt || 0) < RECENT_MS;
@@ -159,7 +160,8 @@ export async function render(main, ctx) {
           return;
         }
         draw(items, failed);
-        if (items.some((it) => isActive(it.ex))) arm();
+        // Faster while something runs; slower otherwise, so new runs and failures still show up.
+        arm(items.some((it) => isActive(it.ex)) ? REFRESH_MS : IDLE_MS);
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
         errorBox.textContent = errorText(e);
@@ -173,12 +175,12 @@ export async function render(main, ctx) {
     return loading;
   }
   /** Looks again in a while (not while the page is hidden). */
-  function arm() {
+  function arm(ms) {
     clearTimeout(timer);
     timer = setTimeout(() => {
       if (signal.aborted) return;
-      if (document.visibilityState === 'visible') load(); else arm();
-    }, REFRESH_MS);
+      if (document.visibilityState === 'visible') load(); else arm(ms);
+    }, ms);
   }
 
   refreshBtn.addEventListener('click', () => load());

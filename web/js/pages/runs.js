@@ -9,6 +9,7 @@ import { ensureCss } from '../css.js';
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 5000;
+const IDLE_MS = 30_000;
 
 export const enc = encodeURIComponent;
 export const isAbort = (e) => e?.name === 'AbortError';
@@ -140,8 +141,11 @@ export async function render(main, ctx) {
   function schedule() {
     clearTimeout(timer);
     timer = null;
-    if (signal.aborted || !rows.some(isActive)) return;
-    timer = setTimeout(() => reload({ keep: true, quiet: true }), REFRESH_MS);
+    if (signal.aborted) return;
+    // Every REFRESH_MS while something runs; otherwise every IDLE_MS, so runs
+    // started elsewhere (a schedule, a webhook, another tab) show up too.
+    timer = setTimeout(() => { if (document.hidden) schedule(); else reload({ keep: true, quiet: true }); },
+      rows.some(isActive) ? REFRESH_MS : IDLE_MS);
   }
 
   /** Loads the first page again (as many rows as are shown when `keep`); a newer load wins. */

@@ -94,8 +94,9 @@ function renderStats(box, st, signal) {
   const finished = num(st.finished), running = num(st.running);
   box.append(h('dl', { class: 'kpis' },
     kpi('executions', 'Executions', String(num(st.totalExecutions)), `${finished} finished · ${running} running`),
-    kpi('success-rate', 'Success rate', pct(st.successRate), `${num(st.completed)} of ${finished} finished`),
-    kpi('retry-rate', 'Retry rate', pct(st.retryRate), 'finished runs with a retried task'),
+    // Nothing finished: no rate (not "0.0 %", which reads as all failed).
+    kpi('success-rate', 'Success rate', finished ? pct(st.successRate) : '—', `${num(st.completed)} of ${finished} finished`),
+    kpi('retry-rate', 'Retry rate', finished ? pct(st.retryRate) : '—', 'finished runs with a retried task'),
     kpi('p95', 'Duration p95', dur(st.p95Duration), `p50 ${dur(st.p50Duration)}`),
     kpi('cost', 'Total cost', money(st.totalCost), `average ${money(st.averageCost)}`),
     kpi('last', 'Last finished', st.lastExecutionAt ? ago(st.lastExecutionAt) : '—', st.lastExecutionAt ? time(st.lastExecutionAt) : 'nothing finished')));
