@@ -57,7 +57,7 @@ PAGES = [
     ("diff", "/workflows/{wf}/versions?a=1&b=2"), ("schedules", "/workflows/{wf}/schedules"),
     ("triggers", "/workflows/{wf}/triggers"), ("notifications", "/workflows/{wf}/notifications"),
     ("collaborators", "/workflows/{wf}/collaborators"), ("stats", "/workflows/{wf}/stats"),
-    ("analytics", "/analytics"), ("secrets", "/secrets"), ("ops", "/ops"),
+    ("analytics", "/analytics"), ("secrets", "/secrets"), ("organization", "/organization"), ("ops", "/ops"),
 ]
 EDITOR_PAGES = {"editor", "new workflow"}  # still being written by another helper
 COMBOS = [("desktop", "light"), ("desktop", "dark"), ("phone", "light"), ("phone", "dark")]

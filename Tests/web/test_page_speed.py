@@ -104,7 +104,7 @@ PAGES = [
     ("monitor", "/#/workflows/{wf}/executions/{execution}"), ("versions", "/#/workflows/{wf}/versions"),
     ("schedules", "/#/workflows/{wf}/schedules"), ("triggers", "/#/workflows/{wf}/triggers"),
     ("notifications", "/#/workflows/{wf}/notifications"), ("collaborators", "/#/workflows/{wf}/collaborators"),
-    ("stats", "/#/workflows/{wf}/stats"), ("analytics", "/#/analytics"), ("secrets", "/#/secrets"), ("ops", "/#/ops"),
+    ("stats", "/#/workflows/{wf}/stats"), ("analytics", "/#/analytics"), ("secrets", "/#/secrets"), ("organization", "/#/organization"), ("ops", "/#/ops"),
     ("new workflow", "/#/workflows/new"),
 ]
 

@@ -27,6 +27,7 @@ route('/workflows/:id/collaborators', page('collaborators'), { title: 'Collabora
 route('/workflows/:id/stats', page('stats'), { title: 'Statistics' });
 route('/analytics', page('analytics'), { title: 'Analytics' });
 route('/secrets', page('secrets'), { title: 'Secrets' });
+route('/organization', page('organization'), { title: 'Organization' });
 route('/ops', page('ops'), { title: 'Operations' });
 
 const main = document.getElementById('main');
