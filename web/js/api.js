@@ -3,6 +3,9 @@
 // token is ever visible to scripts; state-changing calls carry the CSRF
 // token the server put in the readable `weft_csrf` cookie.
 
+/** True for the rejection of a call whose signal aborted (the user left the page). */
+export const isAbort = (e) => e?.name === 'AbortError';
+
 export class ApiError extends Error {
   constructor(status, code, message, body) {
     super(message || `HTTP ${status}`);

@@ -92,35 +92,39 @@ export function field(opts) {
 const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 const snake = (s) => s.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /**
  * Shows a server error next to the field it names. The server's messages
  * name fields in snake_case or lowerCamelCase ("cron_expression: ...",
  * "invalid config.url ..."); the form's controls carry the camelCase name.
+ * `rules` ([[RegExp, name]]) are tried first, for messages that name a field
+ * in words ("unknown time zone"). Only shown, enabled controls are marked.
  * Returns the control it marked, or null (then the message goes to the
  * form-level error box, `.form-error`).
  */
-export function showError(form, err) {
+export function showError(form, err, rules = []) {
   clearErrors(form);
   const message = err?.message || String(err);
   // Only controls a user can see and fix.
   const controls = [...form.querySelectorAll('[name]')].filter((c) => !c.disabled && !c.closest('[hidden]'));
+  const lower = message.toLowerCase();
+  const ruled = rules.find(([re, name]) => re.test(message) && controls.some((c) => c.name === name));
   // Longest names first, so `timeZone` wins over `time`.
   controls.sort((a, b) => b.name.length - a.name.length);
-  const lower = message.toLowerCase();
-  const hit = controls.find((c) => {
-    const n = c.name;
-    return [n, snake(n), camel(n)].some((v) => new RegExp(`(^|[^a-z0-9_])${v.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}([^a-z0-9_]|$)`).test(lower));
-  });
-  if (hit) {
+  const hit = ruled ? controls.find((c) => c.name === ruled[1]) : controls.find((c) => [c.name, snake(c.name), camel(c.name)]
+    .some((v) => new RegExp(`(^|[^a-z0-9_])${escapeRe(v.toLowerCase())}([^a-z0-9_]|$)`).test(lower)));
+  const box = hit && (document.getElementById(`${hit.id}-err`) || hit.closest('.field, fieldset')?.querySelector('.field-error'));
+  if (box) {
     hit.setAttribute('aria-invalid', 'true');
-    const box = document.getElementById(`${hit.id}-err`) || hit.closest('.field, fieldset')?.querySelector('.field-error');
-    if (box) box.textContent = message;
+    box.textContent = message;
     hit.focus();
     return hit;
   }
-  let box = form.querySelector('.form-error');
-  if (!box) { box = h('div', { class: 'form-error', role: 'alert' }); form.prepend(box); }
-  box.textContent = message;
+  let formBox = form.querySelector('.form-error');
+  if (!formBox) { formBox = h('div', { class: 'form-error', role: 'alert' }); form.prepend(formBox); }
+  formBox.textContent = message;
+  formBox.scrollIntoView?.({ block: 'nearest' });
   return null;
 }
 

@@ -16,7 +16,8 @@ import WeftRPC
 ///   `x-weft-csrf` on every call that is not a GET or HEAD. `SameSite=Strict`
 ///   already keeps the cookies off cross-site requests; the header is the
 ///   second lock (a same-site attacker, an old browser).
-/// `Secure` is added when the listener speaks TLS. Bearer tokens in
+/// `Secure` is added when the listener speaks TLS or the public URL is
+/// https (TLS ended at a proxy). Bearer tokens in
 /// `authorization` keep working for every other client and win over cookies.
 struct SessionCookies: Sendable {
     static let session = "weft_session"
@@ -54,17 +55,20 @@ struct SessionCookies: Sendable {
 
     /// The CSRF token of a session.
     func csrfToken(sessionId: String) -> String {
-        Base64URL.encode(Crypto.hmacSHA256(key: keyring.current.signing.key, data: Array("weft-csrf:\(sessionId)".utf8)))
+        Base64URL.encode(Self.csrfMAC(key: keyring.current.signing.key, sessionId: sessionId))
     }
 
     /// Whether `token` is the CSRF token of `sessionId` under any key the
     /// keyring still verifies with (a rotation does not break open pages).
     func csrfValid(_ token: String, sessionId: String) -> Bool {
         guard let given = Base64URL.decode(token) else { return false }
-        let data = Array("weft-csrf:\(sessionId)".utf8)
         return keyring.current.verification.values.contains { key in
-            Crypto.constantTimeEqual(Crypto.hmacSHA256(key: key, data: data), given)
+            Crypto.constantTimeEqual(Self.csrfMAC(key: key, sessionId: sessionId), given)
         }
+    }
+
+    private static func csrfMAC(key: [UInt8], sessionId: String) -> [UInt8] {
+        Crypto.hmacSHA256(key: key, data: Array("weft-csrf:\(sessionId)".utf8))
     }
 
     /// Puts the session in cookies and takes the tokens out of the body.

@@ -3,7 +3,7 @@ import WeftRPC
 
 /// The web dashboard's files (web/), read once at start-up and served from
 /// memory at `/` by `weft serve` itself: each with its content type, a
-/// strong ETag (SHA-256 of its bytes), a gzip copy when that is smaller, and
+/// weak ETag (SHA-256 of its bytes), a gzip copy when that is smaller, and
 /// the dashboard's security headers. Files are served by exact path only
 /// (a dictionary lookup: no path ever reaches the file system after start).
 struct WebAssets: Sendable {
@@ -15,8 +15,6 @@ struct WebAssets: Sendable {
     }
 
     private let assets: [String: Asset]
-    /// Bytes held: every file, and its gzip copy where it has one.
-    let totalBytes: Int
     var count: Int { assets.count }
     let directory: String
 
@@ -58,11 +56,8 @@ struct WebAssets: Sendable {
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw WeftStartupError("--web-dir \(directory): no such directory (or not a directory)")
         }
-        guard FileManager.default.fileExists(atPath: root.appendingPathComponent("index.html").path) else {
-            throw WeftStartupError("--web-dir \(directory) has no index.html (is it the dashboard's web/ directory?)")
-        }
         var assets: [String: Asset] = [:]
-        var total = 0
+        var total = 0  // bytes held: every file and its gzip copy
         let enumerator = FileManager.default.enumerator(
             at: root, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles])
         while let url = enumerator?.nextObject() as? URL {
@@ -71,8 +66,9 @@ struct WebAssets: Sendable {
             let relative = String(url.standardizedFileURL.path.dropFirst(root.path.count))
             let ext = url.pathExtension.lowercased()
             guard let contentType = Self.contentTypes[ext] else { continue }  // tests, notes: not served
-            guard total + (values.fileSize ?? 0) <= Self.maxTotalBytes else {
-                throw WeftStartupError("--web-dir \(directory) holds more than \(Self.maxTotalBytes >> 20) MiB")
+            // Checked before reading: a wrong --web-dir is refused, not read.
+            guard assets.count < Self.maxFiles, total + (values.fileSize ?? 0) <= Self.maxTotalBytes else {
+                throw WeftStartupError("--web-dir \(directory) holds more than \(Self.maxFiles) files or \(Self.maxTotalBytes >> 20) MiB")
             }
             var bytes: [UInt8]
             do {
@@ -84,10 +80,6 @@ struct WebAssets: Sendable {
                 let slot = NotificationTemplates.htmlEscaped(traceViewerURL ?? "")  // quotes too: an attribute
                 bytes = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "{{TRACE_URL}}", with: slot).utf8)
             }
-            total += bytes.count
-            guard assets.count < Self.maxFiles, total <= Self.maxTotalBytes else {
-                throw WeftStartupError("--web-dir \(directory) holds more than \(Self.maxFiles) files or \(Self.maxTotalBytes >> 20) MiB")
-            }
             var gzipped: [UInt8]?
             if !Self.precompressed.contains(ext), bytes.count > 256,
                 let packed = try? bytes.withUnsafeBytes({ try GRPCCompression.compress($0, algorithm: .gzip) }),
@@ -98,14 +90,13 @@ struct WebAssets: Sendable {
             // Weak: the plain and the gzip body are two representations of
             // one file (RFC 9110 8.8.1), and If-None-Match compares weakly.
             let etag = "W/\"" + Base64URL.encode(Crypto.sha256(bytes).prefix(18)) + "\""
-            total += gzipped?.count ?? 0
+            total += bytes.count + (gzipped?.count ?? 0)
             assets[relative] = Asset(contentType: contentType, body: bytes, gzipped: gzipped, etag: etag)
         }
         guard assets["/index.html"] != nil else {
-            throw WeftStartupError("--web-dir \(directory): index.html could not be loaded")
+            throw WeftStartupError("--web-dir \(directory) has no index.html (is it the dashboard's web/ directory?)")
         }
         self.assets = assets
-        self.totalBytes = total
         self.directory = root.path
     }
 

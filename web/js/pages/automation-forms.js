@@ -1,6 +1,6 @@
 // Helpers the automation pages (schedules, triggers, notifications) share:
 // field-targeted errors, copyable text, secret inputs, time formatting.
-import { h, clearErrors } from '../ui.js';
+import { h, clearErrors, showError } from '../ui.js';
 
 /** The control named `name` in `form`: the first one shown (the first of a checkbox group). */
 export function control(form, name) {
@@ -35,31 +35,12 @@ export function clearFieldError(form, name) {
   if (box) box.textContent = '';
 }
 
-const snake = (s) => s.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
-const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
 /**
- * Shows a server (or browser-side) error next to the field it is about.
- * `rules`: [[RegExp, fieldName]] tried first, for messages that name a field
- * in words ("unknown time zone", "event name"); then, as showError in ui.js
- * does, a shown control whose name (or its snake_case) the message names;
- * else the form's error box. Never writes into a hidden field's box.
+ * Shows a server (or browser-side) error next to the field it is about:
+ * ui.js's showError, with `rules` ([[RegExp, fieldName]]) for messages that
+ * name a field in words ("unknown time zone", "event name").
  */
-export function showFieldError(form, err, rules = []) {
-  const message = err?.message || String(err);
-  clearErrors(form);
-  for (const [re, name] of rules) {
-    if (re.test(message) && fieldError(form, name, message)) return;
-  }
-  const lower = message.toLowerCase();
-  const names = [...new Set([...form.querySelectorAll('[name]')].filter(shown).map((c) => c.name))].sort((a, b) => b.length - a.length);
-  const hit = names.find((n) => [n, snake(n)].some((v) => new RegExp(`(^|[^a-z0-9_])${escapeRe(v.toLowerCase())}([^a-z0-9_]|$)`).test(lower)));
-  if (hit && fieldError(form, hit, message)) return;
-  let box = form.querySelector('.form-error');
-  if (!box) { box = errorArea(); form.prepend(box); }
-  box.textContent = message;
-  box.scrollIntoView?.({ block: 'nearest' });
-}
+export const showFieldError = (form, err, rules = []) => { showError(form, err, rules); };
 
 /** A browser-side check failed: the same shape as an ApiError's message. */
 export class Invalid extends Error {

@@ -2,7 +2,7 @@
 // (#/workflows/:id/collaborators). Only the owner adds, re-roles and
 // removes; a collaborator may leave. Collaborators must be members of the
 // workflow's organization (docs/TENANCY.md).
-import { get, post, put, del, all } from '../api.js';
+import { get, post, put, del, all, isAbort } from '../api.js';
 import { session } from '../session.js';
 import { h, clear, field, toast, ago, time, showError, fieldError, clearErrors, confirmDialog } from '../ui.js';
 import { workflowHeader, loadWorkflow } from '../workflowNav.js';
@@ -10,7 +10,6 @@ import { ensureCss } from '../css.js';
 
 const ROLES = [['viewer', 'Viewer (sees it and its runs)'], ['editor', 'Editor (also edits and runs it)']];
 const enc = encodeURIComponent;
-const isAbort = (e) => e?.name === 'AbortError';
 
 export async function render(main, ctx) {
   ensureCss('workflows');

@@ -2,7 +2,7 @@
 // paged with "Load more", filtered by status, refreshed every 5 s while one
 // of the shown runs is still going. Also the helpers the run form, the
 // monitor and the operations view share (statuses, re-run, cancel).
-import { get, post, qs } from '../api.js';
+import { get, post, qs, isAbort } from '../api.js';
 import { h, clear, table, duration, between, time, ago, money, confirmDialog } from '../ui.js';
 import { loadWorkflow, workflowHeader } from '../workflowNav.js';
 import { ensureCss } from '../css.js';
@@ -12,7 +12,7 @@ const REFRESH_MS = 5000;
 const IDLE_MS = 30_000;
 
 export const enc = encodeURIComponent;
-export const isAbort = (e) => e?.name === 'AbortError';
+export { isAbort };
 
 /** Execution statuses (Execution.Status names) that are not final. */
 export const ACTIVE = new Set(['Pending', 'Running']);

@@ -1,7 +1,7 @@
 // The selected organization's secrets (#/secrets): names and metadata
 // (the API never returns a value), add, replace a value, delete. Org
 // admins change them; members only see the names.
-import { get, post, put, del } from '../api.js';
+import { get, post, put, del, isAbort } from '../api.js';
 import { session, currentOrg } from '../session.js';
 import { h, clear, field, toast, ago, time, showError, fieldError, clearErrors, confirmDialog, dialog, pageHeader } from '../ui.js';
 import { ensureCss } from '../css.js';
@@ -13,7 +13,6 @@ const VALUE_MAX_BYTES = 64 * 1024;
 const NAME_RULE = "letters, digits and '_', starting with a letter, at most 64 characters";
 
 const enc = encodeURIComponent;
-const isAbort = (e) => e?.name === 'AbortError';
 
 /** The browser-side copy of SecretAPI.check; an error message or null. */
 function checkValue(value) {

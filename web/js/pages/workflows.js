@@ -1,7 +1,7 @@
 // The workflow list (#/workflows, #/): the selected organization's
 // workflows the user owns or collaborates on, with search, each one's last
 // run and next scheduled run, and Duplicate / Delete.
-import { get, post, del, qs } from '../api.js';
+import { get, post, del, qs, isAbort } from '../api.js';
 import { session, currentOrg } from '../session.js';
 import { h, clear, field, toast, badge, ago, time, confirmDialog, pageHeader } from '../ui.js';
 import { ensureCss } from '../css.js';
@@ -16,7 +16,6 @@ const ACTIVE = new Set(['pending', 'running']);
 
 const enc = encodeURIComponent;
 const utf8Length = (s) => new TextEncoder().encode(s).length;
-const isAbort = (e) => e?.name === 'AbortError';
 
 /** Runs at most `n` of the queued async functions at once. */
 function limiter(n) {
