@@ -31,11 +31,14 @@ struct CommitPlanner {
         var start: (record: ExecutionRecord, create: Bool)?
         /// The lease the commit completes or gives back.
         var lease: LeaseOperation?
-        /// Lines an instant runner wrote, logged after its "started" line.
-        var taskLines: [LogRecord] = []
+        /// Lines instant runners wrote, by task key, logged after the task's
+        /// "started" line.
+        var taskLines: [String: [LogRecord]] = [:]
         /// Cost of the attempt whose outcome this is, and its task.
         var attemptCost = ExecutionCost()
         var attemptKey: String?
+        /// Ends of attempts run inline in this unit (`Engine+Inline.swift`), by task.
+        var inlineCosts: [String: ExecutionCost] = [:]
     }
 
     enum LeaseOperation {
@@ -76,6 +79,10 @@ struct CommitPlanner {
         // this unit (no extra row write); see `attachTaskCosts`.
         var taskCosts: [String: Double] = [:]
         if let key = request.attemptKey, !request.attemptCost.isZero { taskCosts[key, default: 0] += request.attemptCost.total }
+        for (key, cost) in request.inlineCosts where !cost.isZero {
+            plan.cost += cost
+            taskCosts[key, default: 0] += cost.total
+        }
         if let start = request.start {
             plan.isStart = true
             if start.create { plan.transitions.append(.create(start.record)) }
@@ -117,7 +124,7 @@ struct CommitPlanner {
                     plan.lines.append(LogRecord(
                         executionId: executionId, taskId: task?.id, level: line.level, message: line.text, createdAt: at))
                 }
-                if status == .running { plan.lines += request.taskLines }
+                if status == .running, let lines = request.taskLines[key] { plan.lines += lines }
                 // Watchers subscribe at any moment, so the update is built
                 // whether or not anyone watches now. A task changes while the
                 // execution runs; its end is a separate update.

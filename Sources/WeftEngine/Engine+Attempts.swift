@@ -102,7 +102,8 @@ extension Engine {
         var effects = startEffects(&state, key: id.taskKey, attempt: id.attempt, lease: lease, at: at)
         guard state.isRunning(id.taskKey, attempt: id.attempt) else {
             // Already finished (a re-delivery after its outcome was stored), or stale.
-            return try await carryOut(effects, executionId: id.executionId, at: at, state: state, lease: .complete(lease))
+            try await carryOut(effects, executionId: id.executionId, at: at, state: state, lease: .complete(lease))
+            return
         }
         // In memory now, committed below (for an instant runner: with its outcome).
         cache[id.executionId] = state
@@ -351,7 +352,7 @@ extension Engine {
         }
         try await carryOut(
             deferred + effects, executionId: id.executionId, at: at, state: state, lease: .complete(lease),
-            taskLines: lines, cost: cost, costKey: id.taskKey, slot: slot)
+            taskLines: lines.isEmpty ? [:] : [id.taskKey: lines], cost: cost, costKey: id.taskKey, slot: slot)
         return true
     }
 

@@ -37,23 +37,39 @@ extension Engine {
     /// `state`: the execution's new state, when the caller changed a copy
     /// (it is put in memory first; dropped from memory if it ended); else
     /// the state in memory is used.
+    ///
+    /// Instant tasks the effects queue run inside this unit
+    /// (`runInline`). Returns the execution's final status when this unit
+    /// ended it.
+    @discardableResult
     func carryOut(
         _ effects: [ExecutionStateMachine.Effect], executionId: String, at: Date,
         start: (record: ExecutionRecord, create: Bool)? = nil, state given: ExecutionState? = nil,
-        lease: CommitPlanner.LeaseOperation? = nil, taskLines: [LogRecord] = [],
+        lease: CommitPlanner.LeaseOperation? = nil, taskLines: [String: [LogRecord]] = [:],
         cost attemptCost: ExecutionCost = ExecutionCost(), costKey: String? = nil, slot: Slot? = nil,
         alongside: [ExecutionTransition] = []
-    ) async throws {
-        guard !effects.isEmpty || start != nil || lease != nil else { return }
+    ) async throws -> ExecutionStatus? {
+        guard !effects.isEmpty || start != nil || lease != nil else { return nil }
+        var effects = effects
+        var given = given
+        var inline = InlineRun()
+        if inlineInstantTasks, effects.contains(where: { if case .enqueue = $0 { true } else { false } }),
+            var moving = given ?? cache[executionId]
+        {
+            inline = runInline(&effects, state: &moving, executionId: executionId, at: at)
+            if inline.ran > 0 { given = moving }
+        }
         if let given { cache[executionId] = given.machine.status == .running ? given : nil }
         guard let state = given ?? cache[executionId] else {
             if case .complete(let held)? = lease { try await discard(held) }
-            return
+            return nil
         }
+        var lines = taskLines
+        lines.merge(inline.lines) { $0 + $1 }
         var plan = planner.plan(
             CommitPlanner.Request(
-                executionId: executionId, at: at, effects: effects, start: start, lease: lease, taskLines: taskLines,
-                attemptCost: attemptCost, attemptKey: costKey),
+                executionId: executionId, at: at, effects: effects, start: start, lease: lease, taskLines: lines,
+                attemptCost: attemptCost, attemptKey: costKey, inlineCosts: inline.costs),
             state: state)
         for id in plan.stopped {
             attempts.stop(id)
@@ -107,7 +123,9 @@ extension Engine {
         if let (status, error) = plan.finished {
             cache[executionId] = nil
             executionEnded(executionId, state: state, status: status, error: error, cost: state.cost + plan.cost, at: at)
+            return status
         }
+        return nil
     }
 
     /// The outbox rows of what this commit reports (start, end, tasks that

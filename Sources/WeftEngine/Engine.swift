@@ -71,6 +71,10 @@ public actor Engine: Service {
     public nonisolated let limits: EngineLimits
     /// Organization secrets for `{{ secrets.NAME }}` (nil: none).
     let secrets: (any SecretSource)?
+    /// Instant tasks run inside the unit that queues them
+    /// (`Engine+Inline.swift`); off, they go through the queue and a worker
+    /// like any task (tests that step through tasks one at a time).
+    let inlineInstantTasks: Bool
     let planner: CommitPlanner
     let logger: Logger
     /// The group commit of state changes: one unit per caller.
@@ -113,7 +117,7 @@ public actor Engine: Service {
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, commitBatch: Int = 1000,
         metrics: EngineMetrics? = nil, costRates: CostRates = CostRates(), limits: EngineLimits = EngineLimits(),
-        secrets: (any SecretSource)? = nil, admission: AdmissionLimits = AdmissionLimits(),
+        secrets: (any SecretSource)? = nil, admission: AdmissionLimits = AdmissionLimits(), inlineInstantTasks: Bool = true,
         logger: Logger = Logger(label: "weft.engine"), feed: ExecutionFeed = ExecutionFeed(),
         signal: WorkSignal = WorkSignal(), notifier: (any EventNotifier)? = nil,
         now: @escaping @Sendable () -> Date = { Date.nowMillis }
@@ -132,6 +136,7 @@ public actor Engine: Service {
         self.costRates = costRates
         self.limits = limits
         self.secrets = secrets
+        self.inlineInstantTasks = inlineInstantTasks
         var planner = CommitPlanner(costRates: costRates)
         planner.instantTypes = Set(runners.filter(\.isInstant).map(\.action))
         self.planner = planner
@@ -325,6 +330,8 @@ public actor Engine: Service {
         machine.maxAttemptTimeoutMs = limits.maxAttemptTimeoutMs
         let effects = machine.start(at: at)
         return try await pinned(id) {
+            // Set when the first unit already ended it (instant tasks only).
+            var ended: ExecutionStatus?
             cache[id] = ExecutionState(
                 machine: machine, version: workflow.tasks, record: record, workflowName: workflow.name,
                 ownerId: workflow.ownerId, orgId: workflow.orgId)
@@ -332,7 +339,8 @@ public actor Engine: Service {
             do {
                 // The execution row, its start and its first queue items are
                 // one unit of a group commit.
-                try await carryOut(effects, executionId: id, at: at, start: (record, create: true), alongside: origin.alongside)
+                ended = try await carryOut(
+                    effects, executionId: id, at: at, start: (record, create: true), alongside: origin.alongside)
             } catch StoreError.alreadyExists {
                 // The idempotency key is taken: answer with that execution.
                 counted = false
@@ -357,8 +365,9 @@ public actor Engine: Service {
                 }
             }
             var result = record
-            result.status = cache[id]?.machine.status ?? machine.status
+            result.status = ended ?? cache[id]?.machine.status ?? machine.status
             result.startedAt = at
+            if ended != nil { result.completedAt = at }
             return (result, true)
         }
     }
@@ -391,9 +400,12 @@ public actor Engine: Service {
     /// the restart are ended at once (external workers keep theirs until they
     /// expire). Executions with no task item left (never started, or every
     /// task done but the end not recorded) are rebuilt and moved on here.
-    /// Returns how many executions are unfinished.
+    /// Returns how many executions were unfinished.
     func recover() async throws -> Int {
         try await queue.releaseAll(queues: EngineQueues.inProcess)
+        // Counted first: recovery may finish some (a pending execution of
+        // instant tasks ends in its first unit).
+        let found = try await executions.unfinishedCount()
         let stalled = try await executions.stalledExecutions()
         let at = now()
         for record in stalled {
@@ -433,7 +445,7 @@ public actor Engine: Service {
         metrics?.setInFlight(unfinished)
         running = try await executions.unfinishedCountsByOrganization()
         overload.setInFlight(running.values.reduce(0, +))
-        return unfinished
+        return found
     }
 
     private func startPending(_ record: ExecutionRecord) async throws {

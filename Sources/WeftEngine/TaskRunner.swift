@@ -77,28 +77,42 @@ extension TaskRunner {
     public var isInstant: Bool { false }
 }
 
-/// `noop`: passes `config.output` (or `{}`) through; used by benchmarks.
-public struct NoopRunner: TaskRunner {
+/// A built-in runner whose attempts finish at once, on the caller's thread:
+/// the engine runs them inside the commit that queues them
+/// (`Engine+Inline.swift`); `run` is the same work for the worker path.
+protocol InlineRunner: TaskRunner {
+    func runNow(_ invocation: TaskInvocation, log: (LogRecord.Level, String) -> Void) -> TaskOutcome
+}
+
+extension InlineRunner {
     public var isInstant: Bool { true }
-    public let action = TaskType.noop
-    public init() {}
 
     public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
         -> TaskOutcome
     {
+        var lines: [(LogRecord.Level, String)] = []
+        let outcome = runNow(invocation) { lines.append(($0, $1)) }
+        for (level, message) in lines { await log(level, message) }
+        return outcome
+    }
+}
+
+/// `noop`: passes `config.output` (or `{}`) through; used by benchmarks.
+public struct NoopRunner: InlineRunner {
+    public let action = TaskType.noop
+    public init() {}
+
+    func runNow(_ invocation: TaskInvocation, log: (LogRecord.Level, String) -> Void) -> TaskOutcome {
         .completed(invocation.config["output"] ?? .emptyObject)
     }
 }
 
 /// `log`: writes `config.message` (default: the task key) at `config.level`.
-public struct LogRunner: TaskRunner {
-    public var isInstant: Bool { true }
+public struct LogRunner: InlineRunner {
     public let action = TaskType.log
     public init() {}
 
-    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
-        -> TaskOutcome
-    {
+    func runNow(_ invocation: TaskInvocation, log: (LogRecord.Level, String) -> Void) -> TaskOutcome {
         let message = invocation.config["message"]?.stringValue ?? "task \(invocation.taskKey)"
         let level: LogRecord.Level
         switch invocation.config["level"]?.stringValue {
@@ -106,20 +120,17 @@ public struct LogRunner: TaskRunner {
         case "Error": level = .error
         default: level = .info
         }
-        await log(level, message)
+        log(level, message)
         return .completed(.object(["message": .string(message)]))
     }
 }
 
 /// `transform`: its output is `config.output` with templates resolved.
-public struct TransformRunner: TaskRunner {
-    public var isInstant: Bool { true }
+public struct TransformRunner: InlineRunner {
     public let action = TaskType.transform
     public init() {}
 
-    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
-        -> TaskOutcome
-    {
+    func runNow(_ invocation: TaskInvocation, log: (LogRecord.Level, String) -> Void) -> TaskOutcome {
         .completed(invocation.config["output"] ?? .null)
     }
 }
@@ -127,20 +138,17 @@ public struct TransformRunner: TaskRunner {
 /// `condition`: evaluates `config.expression`; the output names the branch
 /// (`{"result": true, "branch": "then"}`) and the state machine skips the
 /// other one.
-public struct ConditionRunner: TaskRunner {
-    public var isInstant: Bool { true }
+public struct ConditionRunner: InlineRunner {
     public let action = TaskType.condition
     public init() {}
 
-    public func run(_ invocation: TaskInvocation, log: @escaping @Sendable (LogRecord.Level, String) async -> Void) async
-        -> TaskOutcome
-    {
+    func runNow(_ invocation: TaskInvocation, log: (LogRecord.Level, String) -> Void) -> TaskOutcome {
         guard let text = invocation.config["expression"]?.stringValue else {
             return .failed(.init(kind: "config", message: "config.expression is missing"))
         }
         do {
             let result = try WorkflowDefinition.conditionExpression(text).evaluate(invocation.context).isTruthy
-            await log(.info, "condition \(text) is \(result); taking \"\(result ? "then" : "else")\"")
+            log(.info, "condition \(text) is \(result); taking \"\(result ? "then" : "else")\"")
             return .completed(.object(["result": .bool(result), "branch": .string(result ? "then" : "else")]))
         } catch {
             return .failed(.init(kind: "config", message: "config.expression: \(error.description)"))

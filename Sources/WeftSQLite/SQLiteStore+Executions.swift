@@ -26,27 +26,33 @@ extension SQLiteStore: ExecutionStore {
 
     /// Inserts an execution and its task rows (no idempotency check).
     static func insertExecution(_ db: Database, _ execution: ExecutionRecord) throws {
+        let cost = execution.costBreakdown
         try db.cachedStatement(sql: """
             INSERT INTO workflow_executions (execution_id, workflow_id, workflow_version, status, input, output, error,
                 idempotency_key, trigger, cost, created_by, created_at, started_at, completed_at, priority,
-                trace_parent, trace_state, trigger_id, scheduled_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                trace_parent, trace_state, trigger_id, scheduled_at,
+                cost_task_attempts, cost_attempts_dollars, cost_worker_seconds, cost_compute_dollars,
+                cost_requests, cost_requests_dollars, cost_egress_bytes, cost_egress_dollars)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 execution.executionId, execution.workflowId, execution.workflowVersion, execution.status.rawValue,
                 execution.input.jsonText(), execution.output?.jsonText(), execution.error, execution.idempotencyKey,
                 execution.trigger.rawValue, execution.cost, execution.createdBy, StoreDate.text(execution.createdAt),
                 execution.startedAt.map(StoreDate.text), execution.completedAt.map(StoreDate.text), execution.priority,
                 execution.traceParent, execution.traceState, execution.triggerId, execution.scheduledAt.map(StoreDate.text),
+                cost.taskAttempts, cost.attemptsDollars, cost.workerSeconds, cost.computeDollars, cost.requests,
+                cost.requestsDollars, cost.egressBytes, cost.egressDollars,
             ])
         let insertTask = try db.cachedStatement(sql: """
             INSERT INTO task_executions (task_execution_id, task_id, task_key, execution_id, status, attempt, output,
-                error, started_at, completed_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                error, started_at, completed_at, cost)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         for task in execution.tasks {
             try insertTask.execute(arguments: [
                 task.taskExecutionId, task.taskId, task.taskKey, execution.executionId, task.status.rawValue, task.attempt,
                 task.output?.jsonText(), task.error, task.startedAt.map(StoreDate.text), task.completedAt.map(StoreDate.text),
+                task.cost,
             ])
         }
     }
@@ -130,7 +136,10 @@ extension SQLiteStore: ExecutionStore {
     /// `rollups` after its last transition (its cost follows its final
     /// status), read back from the rows just written.
     static func apply(_ db: Database, _ transitions: [ExecutionTransition], rollups: inout RollupBatch) throws {
-        var finishing: [String] = []
+        // An execution created and moved on in the same unit is one insert
+        // per row (and its rollups are due when the fold finished it).
+        let (transitions, createdFinished) = ExecutionTransition.foldingIntoCreates(transitions)
+        var finishing = createdFinished
         for transition in transitions {
             switch transition {
             case .execution(let id, let status, let at, let output, let error):

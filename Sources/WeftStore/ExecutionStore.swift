@@ -126,3 +126,79 @@ public protocol ExecutionStore: Sendable {
     /// every task finished before its own end was recorded.
     func stalledExecutions() async throws -> [ExecutionRecord]
 }
+
+extension ExecutionTransition {
+    /// The unit with every change to an execution it creates folded into
+    /// that `.create` (status, times, outputs, errors, costs): the rows come
+    /// out as the separate writes would leave them, written once (an
+    /// execution whose instant tasks all ran in its first unit is one insert
+    /// per row instead of an insert and several updates). `finished`: the
+    /// created executions the fold finished (their rollups are due).
+    /// Changes that name no known task are left as they are (they fail the
+    /// unit when applied, as before).
+    public static func foldingIntoCreates(_ transitions: [ExecutionTransition])
+        -> (transitions: [ExecutionTransition], finished: [String])
+    {
+        guard transitions.contains(where: { if case .create = $0 { true } else { false } }) else { return (transitions, []) }
+        var out: [ExecutionTransition] = []
+        out.reserveCapacity(transitions.count)
+        /// Index in `out` of each created execution's `.create`.
+        var created: [String: Int] = [:]
+        var finished: [String] = []
+        func record(_ id: String) -> ExecutionRecord? {
+            guard let index = created[id], case .create(let record) = out[index] else { return nil }
+            return record
+        }
+        for transition in transitions {
+            switch transition {
+            case .create(let record):
+                created[record.executionId] = out.count
+                out.append(transition)
+            case .execution(let id, let status, let at, let output, let error):
+                guard var row = record(id) else {
+                    out.append(transition)
+                    continue
+                }
+                row.status = status
+                if status == .running, row.startedAt == nil { row.startedAt = at }
+                if status.isFinished {
+                    if row.completedAt == nil { finished.append(id) }
+                    row.completedAt = at
+                }
+                if let output { row.output = output }
+                if let error { row.error = error }
+                out[created[id]!] = .create(row)
+            case .task(let id, let key, let status, let attempt, let at, let output, let error, let cost):
+                guard var row = record(id), let task = row.tasks.firstIndex(where: { $0.taskKey == key }) else {
+                    out.append(transition)
+                    continue
+                }
+                row.tasks[task].status = status
+                row.tasks[task].attempt = attempt
+                if status == .running, row.tasks[task].startedAt == nil { row.tasks[task].startedAt = at }
+                if status.isTerminal { row.tasks[task].completedAt = at }
+                if let output { row.tasks[task].output = output }
+                if let error { row.tasks[task].error = error }
+                row.tasks[task].cost += cost
+                out[created[id]!] = .create(row)
+            case .cost(let id, let add):
+                guard var row = record(id) else {
+                    out.append(transition)
+                    continue
+                }
+                row.costBreakdown = row.costBreakdown + add
+                out[created[id]!] = .create(row)
+            case .taskCost(let id, let key, let dollars):
+                guard var row = record(id), let task = row.tasks.firstIndex(where: { $0.taskKey == key }) else {
+                    out.append(transition)
+                    continue
+                }
+                row.tasks[task].cost += dollars
+                out[created[id]!] = .create(row)
+            default:
+                out.append(transition)
+            }
+        }
+        return (out, finished)
+    }
+}

@@ -93,7 +93,7 @@ struct CommitPlannerTests {
         effects += execution.machine.taskSucceeded("a", attempt: 1, output: .emptyObject, at: at)
         let line = LogRecord(executionId: "exe_1", taskId: nil, level: .info, message: "hello", createdAt: at)
         let plan = CommitPlanner(costRates: rates).plan(
-            .init(executionId: "exe_1", at: at, effects: effects, taskLines: [line]), state: execution)
+            .init(executionId: "exe_1", at: at, effects: effects, taskLines: ["a": [line]]), state: execution)
         #expect(plan.lines.map(\.message) == ["task a started (attempt 1)", "hello", "task a completed (attempt 1)"])
         let statuses = plan.updates.compactMap { update -> TaskStatus? in
             if case .state(_, let task?, _, _) = update { task.status } else { nil }

@@ -26,7 +26,8 @@ struct EngineTests {
             ])
             let input = JSONValue.object(["orderId": .string("o-9"), "total": .number(250)])
             let started = try await h.execute(workflow, input: input, key: "k1")
-            #expect(started.status == .running)
+            // Every task is instant: they all ran in the unit that started it.
+            #expect(started.status == .completed)
             let again = try await h.execute(workflow, input: input, key: "k1")
             #expect(again.executionId == started.executionId)
             let done = try await h.drive(started.executionId)
@@ -95,7 +96,8 @@ struct EngineTests {
     func recovery() async throws {
         let store = MemoryStore()
         let clock = ManualClock()
-        let (_, ids) = try await EngineHarness.with(store: store, clock: clock) { h in
+        // Instant tasks go through the queue here, so the run can stop between them.
+        let (_, ids) = try await EngineHarness.with(store: store, clock: clock, inlineInstantTasks: false) { h in
             let workflow = try await h.workflow([
                 ("a", .noop, [], .object(["output": .string("A")])),
                 ("b", .transform, ["a"], .object(["output": .string("{{ tasks.a.output }}!")])),
@@ -339,5 +341,44 @@ struct EngineTests {
         await #expect(throws: EngineError.notRunning) {
             _ = try await engine.execute(workflow, input: .emptyObject, idempotencyKey: nil, trigger: .api, actor: nil)
         }
+    }
+
+    @Test("instant tasks run in the unit that queues them, with the same rows, logs and cost as through the queue")
+    func inlineMatchesQueued() async throws {
+        let tasks: [(String, TaskType, [String], JSONValue)] = [
+            ("start", .log, [], .object(["message": .string("order {{ input.orderId }}")])),
+            ("check", .condition, ["start"], .object([
+                "expression": .string("input.total > 100"), "then": .array([.string("big")]),
+                "else": .array([.string("small")]),
+            ])),
+            ("big", .transform, ["check"], .object(["output": .object(["tier": .string("gold")])])),
+            ("small", .noop, ["check"], .emptyObject),
+            ("pause", .delay, ["big", "small"], .object(["duration": .string("1s")])),
+            ("end", .transform, ["pause"], .object(["output": .string("{{ tasks.big.output.tier }}")])),
+        ]
+        let input = JSONValue.object(["orderId": .string("o-1"), "total": .number(250)])
+        func run(inline: Bool) async throws -> (ExecutionRecord, [String], handledFirst: Int) {
+            try await EngineHarness.with(clock: ManualClock(), inlineInstantTasks: inline) { h in
+                let workflow = try await h.workflow(tasks)
+                let started = try await h.execute(workflow, input: input)
+                #expect(started.status == .running)
+                // Inline: only the delay's item is left to a worker now.
+                let handledFirst = try await h.runUntilIdle()
+                let done = try await h.drive(started.executionId)
+                return (done, try await h.logLines(started.executionId), handledFirst)
+            }
+        }
+        let (inline, inlineLines, inlineHandled) = try await run(inline: true)
+        let (queued, queuedLines, queuedHandled) = try await run(inline: false)
+        #expect(inlineHandled == 1 && queuedHandled == 4)
+        #expect(inline.status == .completed && queued.status == .completed)
+        func summary(_ record: ExecutionRecord) -> [String] {
+            record.tasks.map { "\($0.taskKey) \($0.status) \($0.attempt) \($0.cost)" }
+        }
+        #expect(summary(inline) == summary(queued))
+        #expect(inline.tasks.map(\.output) == queued.tasks.map(\.output))
+        #expect(inline.costBreakdown == queued.costBreakdown && inline.costBreakdown.taskAttempts == 5)
+        #expect(inlineLines == queuedLines)
+        #expect(inlineLines.contains("order o-1") && inlineLines.last?.hasPrefix("execution completed") == true)
     }
 }

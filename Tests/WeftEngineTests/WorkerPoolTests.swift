@@ -27,7 +27,10 @@ struct WorkerPoolTests {
         let store = MemoryStore()
         let gated = GatedRunner(gatedCalls: 1)
         let workflow = try await setUp(store, runner: gated)
-        let engine = Engine(workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()])
+        // The noop after the gated task must wait in the queue (not run inline).
+        let engine = Engine(
+            workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()],
+            inlineInstantTasks: false)
         let pool = WorkerPool(engine: engine, slots: 4, drainTimeout: .seconds(3600))
         let group = ServiceGroup(services: [engine, pool], gracefulShutdownSignals: [], logger: logger)
         let started = try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -53,7 +56,10 @@ struct WorkerPoolTests {
         let store = MemoryStore()
         let gated = GatedRunner(gatedCalls: 1)
         let workflow = try await setUp(store, runner: gated)
-        let engine = Engine(workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()])
+        // The noop after the gated task must wait in the queue (not run inline).
+        let engine = Engine(
+            workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()],
+            inlineInstantTasks: false)
         let pool = WorkerPool(engine: engine, slots: 4, drainTimeout: .milliseconds(20))
         let group = ServiceGroup(services: [engine, pool], gracefulShutdownSignals: [], logger: logger)
         let started = try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -92,7 +98,10 @@ struct WorkerPoolTests {
         var quick = Records.workflow(owner: user.id, name: "quick", tasks: [Records.task("one")])
         quick.orgId = "org_calm"
         quick = try await store.createWorkflow(quick, actor: user.id)
-        let engine = Engine(workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()])
+        // The noop after the gated task must wait in the queue (not run inline).
+        let engine = Engine(
+            workflows: store, executions: store, queue: store, logs: store, runners: [gated, NoopRunner()],
+            inlineInstantTasks: false)
         let pool = WorkerPool(engine: engine, slots: 4, tenantCap: 2, drainTimeout: .milliseconds(10))
         let group = ServiceGroup(services: [engine, pool], gracefulShutdownSignals: [], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in

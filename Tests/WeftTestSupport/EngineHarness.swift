@@ -19,11 +19,13 @@ public struct EngineHarness: Sendable {
         store: MemoryStore = MemoryStore(), clock: ManualClock = ManualClock(),
         runners: [any TaskRunner] = [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner()],
         leaseDuration: TimeInterval = 60, maxLive: Int = 20_000, limits: EngineLimits = EngineLimits(),
-        secrets: (any SecretSource)? = nil, notifier: (any EventNotifier)? = nil, _ body: (EngineHarness) async throws -> T
+        secrets: (any SecretSource)? = nil, notifier: (any EventNotifier)? = nil, inlineInstantTasks: Bool = true,
+        _ body: (EngineHarness) async throws -> T
     ) async throws -> T {
         let engine = Engine(
             workflows: store, executions: store, queue: store, logs: store, runners: runners,
-            leaseDuration: leaseDuration, maxLive: maxLive, limits: limits, secrets: secrets, notifier: notifier,
+            leaseDuration: leaseDuration, maxLive: maxLive, limits: limits, secrets: secrets,
+            inlineInstantTasks: inlineInstantTasks, notifier: notifier,
             now: clock.reader)
         let harness = EngineHarness(store: store, clock: clock, engine: engine)
         return try await withThrowingTaskGroup(of: Void.self) { group in
