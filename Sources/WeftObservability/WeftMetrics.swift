@@ -87,6 +87,8 @@ public enum MetricNames {
     public static let http2StreamsActive = "weft_http2_server_streams_active"
     public static let storeTransactionDuration = "weft_store_transaction_duration_seconds"
     public static let storeErrors = "weft_store_errors_total"
+    public static let storeGroupCommits = "weft_store_group_commits_total"
+    public static let storeGroupCommitWrites = "weft_store_group_commit_writes_total"
     public static let logEntriesPurged = "weft_log_entries_purged_total"
     public static let authFailures = "weft_auth_failures_total"
     public static let accountsRegistered = "weft_users_registered_total"

@@ -28,6 +28,8 @@ public final class SQLiteStore: Sendable {
 
     let pool: DatabasePool
     let metrics: StoreMetrics
+    /// Every write goes through it: concurrent writes share a commit.
+    let commits: GroupCommit
 
     /// Opens (creating if needed) and migrates the database.
     public init(_ configuration: Configuration, metrics: StoreMetrics = .none) throws {
@@ -45,6 +47,7 @@ public final class SQLiteStore: Sendable {
         // writer, the one connection that commits.
         try pool.barrierWriteWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         self.metrics = metrics
+        self.commits = GroupCommit(pool: pool) { metrics.grouped($0) }
         try SQLiteMigrations.migrator.migrate(pool)
     }
 
@@ -58,7 +61,7 @@ public final class SQLiteStore: Sendable {
     }
 
     func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await metrics.measure(operation, kind: "write") { try await pool.write(body) }
+        try await metrics.measure(operation, kind: "write") { try await commits.write(body) }
     }
 
     static func audit(

@@ -56,6 +56,20 @@ public struct StoreMetrics: Sendable {
         }
     }
 
+    /// One group commit of `writes` write closures (`GroupCommit`).
+    func grouped(_ writes: Int) {
+        guard let metrics else { return }
+        let labels = [("store", store)]
+        metrics.counter(
+            MetricNames.storeGroupCommits, help: "Transactions of the store's group commit, by store.", labels: labels
+        ).increment()
+        metrics.counter(
+            MetricNames.storeGroupCommitWrites,
+            help: "Write operations committed by the store's group commit (÷ commits = writes per commit), by store.",
+            labels: labels
+        ).increment(by: Int64(writes))
+    }
+
     /// Finished executions folded into the rollups by a commit.
     func rollupsFolded(_ count: Int) {
         metrics?.counter(

@@ -83,6 +83,8 @@ public struct WeftServer: Sendable {
             runners: [NoopRunner(), LogRunner(), TransformRunner(), ConditionRunner(), httpRunner],
             leaseDuration: TimeInterval(config.engine.leaseSeconds), metrics: engineMetrics, costRates: config.engine.costRates,
             limits: config.engine.limits, secrets: vault, admission: config.engine.admission,
+            // With no in-process workers nothing runs here, instant tasks included.
+            inlineInstantTasks: config.engine.workers > 0,
             logger: Logger(label: "weft.engine"), notifier: notificationIndex)
         let keyring = try SigningKeyring(dataDirectory: config.store.dataDirectory, secret: config.auth.secret)
         let app = try WeftApplication(
