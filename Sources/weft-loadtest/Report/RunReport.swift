@@ -26,6 +26,19 @@ struct LatencySummary: Codable, Sendable {
         max = ms(histogram.max)
         mean = (histogram.mean / 1000 * 1000).rounded() / 1000
     }
+
+    /// Each percentile the larger of the two (a verdict held to both).
+    func stricter(_ other: LatencySummary) -> LatencySummary {
+        var out = self
+        out.p50 = Swift.max(p50, other.p50)
+        out.p90 = Swift.max(p90, other.p90)
+        out.p95 = Swift.max(p95, other.p95)
+        out.p99 = Swift.max(p99, other.p99)
+        out.p999 = Swift.max(p999, other.p999)
+        out.max = Swift.max(max, other.max)
+        out.mean = Swift.max(mean, other.mean)
+        return out
+    }
 }
 
 /// The JSON report of one run (`--out`), and the source of its table.
