@@ -68,12 +68,10 @@ public final class SQLiteStore: Sendable {
         _ db: Database, actor: String, action: String, resourceType: String, resourceId: String, at: Date,
         detail: JSONValue = .emptyObject
     ) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO audit_log (at, actor_id, action, resource_type, resource_id, detail)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [at, actor, action, resourceType, resourceId, detail.jsonText()])
+        try db.cachedStatement(sql: """
+            INSERT INTO audit_log (at, actor_id, action, resource_type, resource_id, detail)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [StoreDate.text(at), actor, action, resourceType, resourceId, detail.jsonText()])
     }
 
     /// Audit entries of one resource, oldest first (for tests and admin tools).

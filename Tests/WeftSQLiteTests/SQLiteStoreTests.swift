@@ -51,6 +51,29 @@ struct SQLiteStoreTests {
         }
     }
 
+    @Test("tasks and version snapshots keep every field through the hand-written JSON (retry policy, timeout, config)")
+    func definitionRoundTrip() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        let full = Records.task(
+            "a", .http, dependsOn: [], config: .object(["url": .string("https://x.test/é\"q"), "n": .number(1.5)]),
+            retry: Records.retry(
+                maxAttempts: 4, backoffMs: 250, maxBackoffMs: 5000, multiplier: 2.5, retryable: ["timeout", "http_5xx"],
+                totalTimeoutMs: 60_000, continueOnFailure: true),
+            timeoutMs: 1500)
+        let plain = Records.task("b", .noop, dependsOn: ["a"], retry: Records.retry(maxAttempts: 1))
+        let created = try await temp.store.createWorkflow(
+            Records.workflow(owner: user.id, tasks: [full, plain]), actor: user.id)
+        let live = try #require(try await temp.store.workflow(id: created.id, includeDeleted: false))
+        let version = try #require(try await temp.store.workflowVersion(workflowId: created.id, versionId: "1"))
+        for tasks in [live.tasks, version.tasks] {
+            let byKey = Dictionary(uniqueKeysWithValues: tasks.map { ($0.key, $0) })
+            #expect(byKey["a"]?.retry == full.retry && byKey["a"]?.timeoutMs == 1500 && byKey["a"]?.config == full.config)
+            #expect(byKey["b"]?.retry == plain.retry && byKey["b"]?.timeoutMs == nil && byKey["b"]?.dependsOn == ["a"])
+        }
+    }
+
     @Test("foreign keys and checks are enforced")
     func constraints() async throws {
         let temp = try TempSQLiteStore()
