@@ -67,7 +67,8 @@ extension RPCHandler {
             restRoutes: rest,
             restInvoker: { http, route, context in
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
-                return try RESTBridge.respond(try handler(request, context), route: route, context: context)
+                return try RESTBridge.respond(
+                    try handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
@@ -91,7 +92,8 @@ extension RPCHandler {
             restRoutes: rest,
             restInvoker: { http, route, context in
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
-                return try RESTBridge.respond(try await handler(request, context), route: route, context: context)
+                return try RESTBridge.respond(
+                    try await handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
@@ -130,7 +132,7 @@ extension RPCHandler {
                 } else {
                     response = try await handler(request, context)
                 }
-                return try RESTBridge.respond(response, route: route, context: context)
+                return try RESTBridge.respond(response, route: route, context: context, encoder: http.jsonEncoder)
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
@@ -159,7 +161,7 @@ extension RPCHandler {
                 if let sink = http.streamSink {
                     let writer = StreamingJSONWriter<Response>(
                         sink: sink, events: http.header("accept")?.contains("text/event-stream") ?? false,
-                        shape: http.shapeMessage, status: route.successStatus, context: context)
+                        shape: http.shapeMessage, encoder: http.jsonEncoder, status: route.successStatus, context: context)
                     do {
                         try await handler(request, ResponseStream(writer: RPCResponseWriter(sink: writer)), context)
                     } catch {
@@ -171,7 +173,7 @@ extension RPCHandler {
                     try await writer.finish()
                     return .streamed(status: route.successStatus)
                 }
-                let collector = NDJSONCollector<Response>()
+                let collector = NDJSONCollector<Response>(encoder: http.jsonEncoder)
                 try await handler(request, ResponseStream(writer: RPCResponseWriter(sink: collector)), context)
                 return HTTPResponse(
                     status: route.successStatus,

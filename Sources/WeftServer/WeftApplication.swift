@@ -3,6 +3,7 @@ public import ServiceLifecycle
 public import Logging
 public import WeftEngine
 public import WeftObservability
+import SwiftProtobuf
 import WeftProto
 public import WeftRPC
 public import WeftStore
@@ -116,11 +117,14 @@ public struct WeftApplication: Sendable {
         let types = APIFieldTypes(schemas: APISchemas.components())
         let defaults = JSONDefaults(types: types)
         let explainer = JSONTypeExplainer(types: types)
+        // REST responses: written from the messages in one pass, defaults included.
+        let encoder = ProtoJSONEncoder(
+            files: try Self.descriptorFiles(), defaults: defaults.texts, fallbackShape: defaults.fill)
         for service in Self.apiServices(deps, apiKeys: apiKeys) {
             router.register(service, metrics: rpcMetrics)
             http.register(
                 service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields,
-                utcTimestamps: explainer.utcTimestamps)
+                utcTimestamps: explainer.utcTimestamps, encoder: encoder)
         }
         // Reflection last: it lists every service registered before it, and itself.
         let listeners = config.listeners
@@ -231,6 +235,14 @@ public struct WeftApplication: Sendable {
          OrganizationAPI(deps: deps), SecretAPI(deps: deps), AuditAPI(deps: deps), QueueAccessAPI(deps: deps),
          ScheduleAPI(deps: deps), TriggerAPI(deps: deps), EventAPI(deps: deps), SubscriptionAPI(deps: deps),
          IntegrationAPI(deps: deps), NotificationAPI(deps: deps), AnalyticsAPI(deps: deps)]
+    }
+
+    /// The files of the embedded descriptor set.
+    static func descriptorFiles() throws -> [Google_Protobuf_FileDescriptorProto] {
+        guard let data = Data(base64Encoded: DescriptorSet.base64),
+            let set = try? Google_Protobuf_FileDescriptorSet(serializedBytes: data)
+        else { throw WeftStartupError("cannot read the embedded descriptor set") }
+        return set.file
     }
 
     static func descriptorIndex() throws -> DescriptorIndex {

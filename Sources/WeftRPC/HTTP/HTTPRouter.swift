@@ -25,6 +25,9 @@ public struct HTTPRequest: Sendable {
     /// Shapes each JSON message of a stream as whole responses are shaped
     /// (defaults filled in), set by the router.
     public var shapeMessage: (@Sendable ([UInt8]) -> [UInt8])?
+    /// Writes response messages as JSON with their defaults (set by the
+    /// router; nil: swift-protobuf's JSON, then `shapeMessage`).
+    public var jsonEncoder: ProtoJSONEncoder?
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
         self.method = method
@@ -230,14 +233,16 @@ extension HTTPRouter {
     /// handler as its gRPC method, with JSON mapped to and from its messages.
     ///
     /// `shape` may rewrite each JSON response message (given its protobuf
-    /// name), e.g. to print fields that hold their default value.
+    /// name), e.g. to print fields that hold their default value; with an
+    /// `encoder`, responses are written by it instead (and not shaped).
     /// `explain` may name the offending field of a request that did not
     /// decode (nil keeps the generic reason).
     public mutating func register(
         _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil,
         explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil,
         booleanFields: (@Sendable (_ messageName: String) -> Set<String>)? = nil,
-        utcTimestamps: (@Sendable (_ messageName: String, _ object: [String: Any]) -> [String: Any])? = nil
+        utcTimestamps: (@Sendable (_ messageName: String, _ object: [String: Any]) -> [String: Any])? = nil,
+        encoder: ProtoJSONEncoder? = nil
     ) {
         for handler in service.handlers {
             guard let invoke = handler.restInvoker else { continue }
@@ -252,6 +257,9 @@ extension HTTPRouter {
                     var request = request
                     request.booleanFields = booleans
                     request.utcTimestamps = rewrite
+                    // The encoder writes the defaults itself: no second pass.
+                    request.jsonEncoder = encoder
+                    let shape = encoder == nil ? shape : nil
                     if let shape, descriptor.kind == .serverStreaming {
                         request.shapeMessage = { shape(messageName, $0) }
                     }

@@ -137,9 +137,13 @@ public enum RESTBridge {
         }
     }
 
-    /// The proto3 JSON of a response message.
-    public static func encodeResponse<M: SwiftProtobuf.Message>(_ message: M) throws -> [UInt8] {
+    /// The proto3 JSON of a response message (by `encoder` when given:
+    /// defaults included).
+    public static func encodeResponse<M: SwiftProtobuf.Message>(_ message: M, encoder: ProtoJSONEncoder? = nil) throws
+        -> [UInt8]
+    {
         do {
+            if let encoder { return try encoder.encode(message) }
             return try message.jsonUTF8Bytes()
         } catch {
             throw RPCError(code: .internal, message: "cannot encode response", cause: error)
@@ -293,14 +297,14 @@ public enum RESTBridge {
 
 extension RESTBridge {
     /// The HTTP response of a unary method's result.
-    static func respond<M: SwiftProtobuf.Message>(_ message: M, route: RESTRoute, context: ServerContext) throws
-        -> HTTPResponse
-    {
+    static func respond<M: SwiftProtobuf.Message>(
+        _ message: M, route: RESTRoute, context: ServerContext, encoder: ProtoJSONEncoder? = nil
+    ) throws -> HTTPResponse {
         let headers = headers(from: context)
         if route.successStatus == 204 { return HTTPResponse(status: 204, headers: headers) }
         return HTTPResponse(
             status: route.successStatus, headers: [("content-type", "application/json")] + headers,
-            body: try encodeResponse(message))
+            body: try encodeResponse(message, encoder: encoder))
     }
 }
 
@@ -326,14 +330,19 @@ final class StreamingJSONWriter<M: SwiftProtobuf.Message>: RPCResponseSink, @unc
     private let sink: any HTTPStreamSink
     private let events: Bool
     private let shape: (@Sendable ([UInt8]) -> [UInt8])?
+    private let encoder: ProtoJSONEncoder?
     private let status: Int
     private let context: ServerContext
     private(set) var started = false
 
-    init(sink: any HTTPStreamSink, events: Bool, shape: (@Sendable ([UInt8]) -> [UInt8])?, status: Int, context: ServerContext) {
+    init(
+        sink: any HTTPStreamSink, events: Bool, shape: (@Sendable ([UInt8]) -> [UInt8])?, encoder: ProtoJSONEncoder? = nil,
+        status: Int, context: ServerContext
+    ) {
         self.sink = sink
         self.events = events
         self.shape = shape
+        self.encoder = encoder
         self.status = status
         self.context = context
     }
@@ -351,7 +360,7 @@ final class StreamingJSONWriter<M: SwiftProtobuf.Message>: RPCResponseSink, @unc
 
     func write(_ message: GRPCFramedMessage) async throws {
         let decoded = try message.withUnsafeBytes { try M(serializedBytes: Array($0)) }
-        var json = try RESTBridge.encodeResponse(decoded)
+        var json = try RESTBridge.encodeResponse(decoded, encoder: encoder)
         if let shape { json = shape(json) }
         try await begin()
         try await sink.write(frame(json, event: nil))
@@ -379,12 +388,15 @@ final class StreamingJSONWriter<M: SwiftProtobuf.Message>: RPCResponseSink, @unc
 final class NDJSONCollector<M: SwiftProtobuf.Message>: RPCResponseSink, @unchecked Sendable {
     // Written only by the one handler task that owns the call.
     private(set) var body: [UInt8] = []
+    private let encoder: ProtoJSONEncoder?
+
+    init(encoder: ProtoJSONEncoder? = nil) { self.encoder = encoder }
 
     func write(_ message: GRPCFramedMessage) async throws {
         // The typed stream hands over serialized protobuf; turn it back into
         // the message to print it as JSON.
         let decoded = try message.withUnsafeBytes { try M(serializedBytes: Array($0)) }
-        body.append(contentsOf: try RESTBridge.encodeResponse(decoded))
+        body.append(contentsOf: try RESTBridge.encodeResponse(decoded, encoder: encoder))
         body.append(UInt8(ascii: "\n"))
     }
 }

@@ -6,9 +6,13 @@ import Foundation
 /// Driven by the generated message schemas; unset message fields stay absent.
 struct JSONDefaults: Sendable {
     private let plans: [String: Plan]
+    /// Per message: the JSON name and default text of each field printed
+    /// when absent (what `ProtoJSONEncoder` writes in the same pass).
+    let texts: [String: [(jsonName: String, text: String)]]
 
     init(types: APIFieldTypes) {
         var plans: [String: Plan] = [:]
+        var texts: [String: [(jsonName: String, text: String)]] = [:]
         for (name, fields) in types.messages {
             var plan = Plan()
             for (field, type) in fields.sorted(by: { $0.key < $1.key }) {
@@ -29,11 +33,15 @@ struct JSONDefaults: Sendable {
                     plan.nested[key] = nested
                 case .timestamp, .duration, .object, .any: text = nil
                 }
-                if let text { plan.defaults.append((key, Array("\"\(field)\":\(text)".utf8))) }
+                if let text {
+                    plan.defaults.append((key, Array("\"\(field)\":\(text)".utf8)))
+                    texts[name, default: []].append((field, text))
+                }
             }
             plans[name] = plan
         }
         self.plans = plans
+        self.texts = texts
     }
 
     func fill(_ messageName: String, _ json: [UInt8]) -> [UInt8] {
