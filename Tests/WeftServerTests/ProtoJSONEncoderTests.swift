@@ -105,14 +105,21 @@ struct ProtoJSONEncoderTests {
         #expect(try Self.new(workflow).contains(#""createdAt":"1970-01-01T00:00:00Z""#))
     }
 
-    @Test("a timestamp outside years 1…9999 fails to encode as before")
-    func badTimestamp() throws {
-        var workflow = Weft_V1_Workflow()
-        workflow.createdAt = Self.timestamp(253_402_300_800, 0)
-        var newFailed = false
-        do { _ = try Self.encoder.encode(workflow) } catch { newFailed = true }
-        var oldFailed = false
-        do { let _: [UInt8] = try workflow.jsonUTF8Bytes() } catch { oldFailed = true }
-        #expect(newFailed && oldFailed)
+    @Test("what swift-protobuf refuses is refused: a timestamp outside years 1…9999, a NaN in a Struct, a Value with no kind")
+    func refused() throws {
+        var late = Weft_V1_Workflow()
+        late.createdAt = Self.timestamp(253_402_300_800, 0)
+        var nan = Weft_V1_Task()
+        nan.config.fields["x"] = Google_Protobuf_Value(numberValue: .nan)
+        var empty = Weft_V1_Task()
+        empty.config.fields["x"] = Google_Protobuf_Value()
+        func fails<M: SwiftProtobuf.Message>(_ message: M) -> (new: Bool, old: Bool) {
+            var new = false
+            do { _ = try Self.encoder.encode(message) } catch { new = true }
+            var old = false
+            do { let _: [UInt8] = try message.jsonUTF8Bytes() } catch { old = true }
+            return (new, old)
+        }
+        for outcome in [fails(late), fails(nan), fails(empty)] { #expect(outcome.new && outcome.old) }
     }
 }

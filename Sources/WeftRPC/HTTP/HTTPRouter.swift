@@ -180,7 +180,8 @@ public struct HTTPRouter: Sendable {
             for (segment, part) in zip(route.segments, parts) {
                 switch segment {
                 case .literal(let literal): ok = literal == part
-                case .parameter(let name): parameters[name] = part.removingPercentEncoding ?? part
+                case .parameter(let name):
+                    parameters[name] = part.utf8.contains(UInt8(ascii: "%")) ? (part.removingPercentEncoding ?? part) : part
                 }
                 if !ok { break }
             }

@@ -17,8 +17,9 @@ public import SwiftProtobuf
 /// compares them): fields in the order swift-protobuf visits them, then the
 /// missing defaults in name order, no spaces, swift-protobuf's escaping and
 /// number forms. What the tables do not cover (maps, groups, extensions,
-/// well-known types other than Timestamp, a message type without a table)
-/// falls back to swift-protobuf for that value.
+/// other well-known types, a message type without a table)
+/// falls back to swift-protobuf for that value. Timestamp, Struct, Value
+/// and ListValue are written here; Duration and the rest by swift-protobuf.
 public final class ProtoJSONEncoder: Sendable {
     /// One message type's table.
     struct Table: Sendable {
@@ -90,10 +91,11 @@ public final class ProtoJSONEncoder: Sendable {
 
     func write<M: SwiftProtobuf.Message>(_ message: M, into out: inout [UInt8]) throws {
         let name = M.protoMessageName
-        if name == Google_Protobuf_Timestamp.protoMessageName, let timestamp = message as? Google_Protobuf_Timestamp,
-            Self.writeTimestamp(timestamp, into: &out)
-        {
-            return
+        if name.hasPrefix("google.protobuf.") {
+            if let timestamp = message as? Google_Protobuf_Timestamp, Self.writeTimestamp(timestamp, into: &out) { return }
+            if let object = message as? Google_Protobuf_Struct { return try Self.writeStruct(object, into: &out) }
+            if let value = message as? Google_Protobuf_Value { return try Self.writeValue(value, into: &out) }
+            if let list = message as? Google_Protobuf_ListValue { return try Self.writeList(list, into: &out) }
         }
         guard let table = tables[name], !name.hasPrefix("google.protobuf.") else {
             out += fallbackShape(name, try message.jsonUTF8Bytes())
@@ -418,6 +420,45 @@ public final class ProtoJSONEncoder: Sendable {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// google.protobuf.Struct as a JSON object (entries in the map's order,
+    /// as swift-protobuf writes them).
+    static func writeStruct(_ object: Google_Protobuf_Struct, into out: inout [UInt8]) throws {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for (key, value) in object.fields {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            writeString(key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            try writeValue(value, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    static func writeList(_ list: Google_Protobuf_ListValue, into out: inout [UInt8]) throws {
+        out.append(UInt8(ascii: "["))
+        for (index, value) in list.values.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            try writeValue(value, into: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    /// google.protobuf.Value; a non-finite number or no kind fails as in swift-protobuf.
+    static func writeValue(_ value: Google_Protobuf_Value, into out: inout [UInt8]) throws {
+        switch value.kind {
+        case .nullValue?: out += "null".utf8
+        case .numberValue(let number)?:
+            guard number.isFinite else { throw JSONEncodingError.valueNumberNotFinite }
+            writeDouble(number, into: &out)
+        case .stringValue(let text)?: writeString(text, into: &out)
+        case .boolValue(let flag)?: out += (flag ? "true" : "false").utf8
+        case .structValue(let object)?: try writeStruct(object, into: &out)
+        case .listValue(let list)?: try writeList(list, into: &out)
+        case nil: throw JSONEncodingError.missingValue
+        }
     }
 
     /// RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits; false (nothing
