@@ -12,21 +12,28 @@ public struct RPCHandler: Sendable {
     public let restRoutes: [RESTRoute]
     /// Runs the method for a REST request; nil when it has no routes.
     let restInvoker: RESTInvoker?
+    /// Answers a REST request on the event loop when it can (a synchronous
+    /// handler, or a prepared response's hit); nil from it: run
+    /// `restInvoker` in a task. Nil for methods that always need a task.
+    let restInline: RESTInline?
     /// Fully qualified protobuf names of the request and response messages.
     public let requestMessageName: String
     public let responseMessageName: String
 
     typealias RESTInvoker = @Sendable (HTTPRequest, RESTRoute, ServerContext) async throws -> HTTPResponse
+    typealias RESTInline = @Sendable (HTTPRequest, RESTRoute, ServerContext) throws -> HTTPResponse?
 
     init(
         descriptor: RPCMethodDescriptor, access: RPCAccess, body: Body, restRoutes: [RESTRoute] = [],
-        restInvoker: RESTInvoker? = nil, requestMessageName: String = "", responseMessageName: String = ""
+        restInvoker: RESTInvoker? = nil, restInline: RESTInline? = nil, requestMessageName: String = "",
+        responseMessageName: String = ""
     ) {
         self.descriptor = descriptor
         self.access = access
         self.body = body
         self.restRoutes = restRoutes
         self.restInvoker = restRoutes.isEmpty ? nil : restInvoker
+        self.restInline = restRoutes.isEmpty ? nil : restInline
         self.requestMessageName = requestMessageName
         self.responseMessageName = responseMessageName
     }
@@ -66,6 +73,11 @@ extension RPCHandler {
             },
             restRoutes: rest,
             restInvoker: { http, route, context in
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                return try RESTBridge.respond(
+                    try handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
+            },
+            restInline: { http, route, context in
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
                 return try RESTBridge.respond(
                     try handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
@@ -133,6 +145,11 @@ extension RPCHandler {
                     response = try await handler(request, context)
                 }
                 return try RESTBridge.respond(response, route: route, context: context, encoder: http.jsonEncoder)
+            },
+            restInline: { http, route, context in
+                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+                guard let fast = try prepared(request, context) else { return nil }
+                return try RESTBridge.respond(fast.message, route: route, context: context, encoder: http.jsonEncoder)
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }

@@ -42,10 +42,19 @@ public enum HTTPExchange {
                     try environment.interceptors.admit(&head)
                 } catch {
                     let response = failure(error, route: route, environment: environment)
-                    observability.refusedREST(request, route: route, response: response, start: start)
+                    observability.answeredRESTNow(request, route: route, response: response, start: start)
                     return .respond(response)
                 }
                 admitted = head
+                // Answered on the event loop when the method can (a cache
+                // hit of a prepared response), as gRPC does: no task.
+                if let inline = operation.inline,
+                    let response = answerInline(inline, request, head: head, route: route, environment: environment,
+                                                transport: transport, peerIdentity: peerIdentity)
+                {
+                    observability.answeredRESTNow(request, route: route, response: response, start: start)
+                    return .respond(response)
+                }
             }
             return .run { [admitted] in
                 await observability.observeREST(request, route: route, start: start) {
@@ -54,6 +63,25 @@ public enum HTTPExchange {
                         admitted: admitted)
                 }
             }
+        }
+    }
+
+    /// Runs an operation's inline answer; nil when it needs a task.
+    private static func answerInline(
+        _ inline: @Sendable (HTTPRequest, ServerContext) throws -> HTTPResponse?, _ request: HTTPRequest, head: CallHead,
+        route: String, environment: ServerEnvironment, transport: CallHead.Transport, peerIdentity: String?
+    ) -> HTTPResponse? {
+        let context = ServerContext(
+            descriptor: head.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
+            requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
+            transport: transport, peerIdentity: peerIdentity)
+        do {
+            guard let response = try inline(request, context) else { return nil }
+            environment.interceptors.completed(head, code: .ok)
+            return response
+        } catch {
+            environment.interceptors.completed(head, code: RPCError(from: error).code)
+            return failure(error, route: route, environment: environment)
         }
     }
 

@@ -110,6 +110,8 @@ public struct HTTPRouter: Sendable {
         public let descriptor: RPCMethodDescriptor
         public let access: RPCAccess
         let invoke: @Sendable (HTTPRequest, ServerContext) async throws -> HTTPResponse
+        /// Answers on the event loop when it can (nil from it: `invoke` in a task).
+        var inline: (@Sendable (HTTPRequest, ServerContext) throws -> HTTPResponse?)?
     }
 
     struct Route: Sendable {
@@ -253,25 +255,39 @@ extension HTTPRouter {
             let requestMessage = handler.requestMessageName
             let rewrite: (@Sendable ([String: Any]) -> [String: Any])? =
                 if let utcTimestamps { { object in utcTimestamps(requestMessage, object) } } else { nil }
+            // The encoder writes the defaults itself: no second pass.
+            let shape = encoder == nil ? shape : nil
+            @Sendable func prepare(_ request: HTTPRequest) -> HTTPRequest {
+                var request = request
+                request.booleanFields = booleans
+                request.utcTimestamps = rewrite
+                request.jsonEncoder = encoder
+                if let shape, descriptor.kind == .serverStreaming {
+                    request.shapeMessage = { shape(messageName, $0) }
+                }
+                return request
+            }
+            @Sendable func explained(_ error: RESTDecodeError) -> any Error {
+                guard let precise = explain?(error.messageName, error.json) else { return error }
+                return RPCError(code: .invalidArgument, message: "invalid \(error.messageName): \(precise)")
+            }
             for route in handler.restRoutes {
+                let inline: (@Sendable (HTTPRequest, ServerContext) throws -> HTTPResponse?)? =
+                    if let fast = handler.restInline, shape == nil {
+                        { request, context in
+                            do {
+                                return try fast(prepare(request), route, context)
+                            } catch let error as RESTDecodeError {
+                                throw explained(error)
+                            }
+                        }
+                    } else { nil }
                 let invoke: @Sendable (HTTPRequest, ServerContext) async throws -> HTTPResponse = { request, context in
-                    var request = request
-                    request.booleanFields = booleans
-                    request.utcTimestamps = rewrite
-                    // The encoder writes the defaults itself: no second pass.
-                    request.jsonEncoder = encoder
-                    let shape = encoder == nil ? shape : nil
-                    if let shape, descriptor.kind == .serverStreaming {
-                        request.shapeMessage = { shape(messageName, $0) }
-                    }
                     var response: HTTPResponse
                     do {
-                        response = try await invoke(request, route, context)
+                        response = try await invoke(prepare(request), route, context)
                     } catch let error as RESTDecodeError {
-                        if let precise = explain?(error.messageName, error.json) {
-                            throw RPCError(code: .invalidArgument, message: "invalid \(error.messageName): \(precise)")
-                        }
-                        throw error
+                        throw explained(error)
                     }
                     if let shape, !response.body.isEmpty, !response.streamed {
                         if descriptor.kind == .serverStreaming {
@@ -285,7 +301,7 @@ extension HTTPRouter {
                     return response
                 }
                 add(route.method, route.template,
-                    target: .operation(Operation(descriptor: descriptor, access: handler.access, invoke: invoke)))
+                    target: .operation(Operation(descriptor: descriptor, access: handler.access, invoke: invoke, inline: inline)))
                 restOperations.append(RESTOperation(route: route, handler: handler))
             }
         }

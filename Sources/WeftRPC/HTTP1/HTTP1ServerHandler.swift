@@ -142,7 +142,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
         }
         let done = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        context.write(wrapOutboundOut(.end(nil)), promise: done)
+        scheduleFlush(context: context)
         inFlight = false
         if !keepAlive {
             let channel = context.channel
@@ -151,6 +152,19 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let route {
             environment.observability.answeredHTTP(
                 method: head.method.rawValue, route: route, status: response.status, start: start)
+        }
+    }
+
+    /// One flush for the responses written in this turn of the event loop:
+    /// pipelined requests answered inline share a write syscall.
+    private var flushScheduled = false
+
+    private func scheduleFlush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            if let context = self.context { context.flush() }
         }
     }
 

@@ -163,10 +163,11 @@ final class CallObservability: Sendable {
         }
     }
 
-    /// A REST operation the interceptor chain refused on the event loop
-    /// (401, 429, 403): its span, if tracing is on, and its metrics, as
-    /// `observeREST` would have made them, without a task.
-    func refusedREST(_ request: HTTPRequest, route: String, response: HTTPResponse, start: NIODeadline) {
+    /// A REST operation answered on the event loop (refused by the
+    /// interceptor chain: 401, 429, 403; or answered inline): its span, if
+    /// tracing is on, and its metrics, as `observeREST` would have made
+    /// them, without a task.
+    func answeredRESTNow(_ request: HTTPRequest, route: String, response: HTTPResponse, start: NIODeadline) {
         if WeftTracing.isEnabled,
             let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
         {
