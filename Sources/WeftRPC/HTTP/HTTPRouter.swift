@@ -38,12 +38,17 @@ public struct HTTPRequest: Sendable {
             self.path = target
             self.query = nil
         }
-        self.headers = headers
+        // Names in lower case once, so lookups compare bytes (HTTP/2 and
+        // the HTTP/1.1 handler already send them so).
+        self.headers =
+            headers.contains { $0.name.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } }
+            ? headers.map { ($0.name.lowercased(), $0.value) } : headers
         self.body = body
     }
 
+    /// The first value of a header; `name` in lower case.
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name }?.value
+        headers.first { $0.name == name }?.value
     }
 }
 

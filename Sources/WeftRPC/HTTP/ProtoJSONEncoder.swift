@@ -23,8 +23,8 @@ public import SwiftProtobuf
 public final class ProtoJSONEncoder: Sendable {
     /// One message type's table.
     struct Table: Sendable {
-        /// Field number -> `"jsonName":`.
-        var keys: [Int: [UInt8]] = [:]
+        /// Field number -> `"jsonName":` (indexed by number: a lookup per field).
+        var keys: [[UInt8]?] = []
         /// Field number -> enum number -> `"NAME"`, for enum fields.
         var enums: [Int: [Int: [UInt8]]] = [:]
         /// Fields always printed, in name order: number, `"name":default`.
@@ -65,7 +65,12 @@ public final class ProtoJSONEncoder: Sendable {
             var numbers: [String: Int] = [:]
             for field in message.field {
                 let json = field.hasJsonName ? field.jsonName : Self.lowerCamel(field.name)
-                table.keys[Int(field.number)] = Array(JSONText.quoted(json).utf8) + [UInt8(ascii: ":")]
+                let number = Int(field.number)
+                // Numbers past this stay out of the table (the message falls back).
+                if number < 4096 {
+                    if table.keys.count <= number { table.keys += Array(repeating: nil, count: number + 1 - table.keys.count) }
+                    table.keys[number] = Array(JSONText.quoted(json).utf8) + [UInt8(ascii: ":")]
+                }
                 numbers[json] = Int(field.number)
                 if field.type == .enum, let values = enumValues[String(field.typeName.drop { $0 == "." })] {
                     table.enums[Int(field.number)] = values
@@ -143,7 +148,7 @@ public final class ProtoJSONEncoder: Sendable {
         }
 
         private mutating func key(_ number: Int) throws {
-            guard let key = table.keys[number] else { throw Unsupported() }
+            guard number < table.keys.count, let key = table.keys[number] else { throw Unsupported() }
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
             seen.append(number)
@@ -388,6 +393,15 @@ public final class ProtoJSONEncoder: Sendable {
     /// UTF-8.
     static func writeString(_ text: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most text needs no escape: copied at once.
+        let plain = text.utf8.withContiguousStorageIfAvailable { bytes in
+            !bytes.contains { $0 < 0x20 || $0 == 34 || $0 == 92 || $0 == 127 || $0 == 0xC2 }
+        }
+        if plain == true {
+            out += text.utf8
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         var utf8 = text.utf8.makeIterator()
         while let byte = utf8.next() {
             switch byte {

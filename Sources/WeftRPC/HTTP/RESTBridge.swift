@@ -25,6 +25,21 @@ public enum RESTBridge {
     public static func decodeRequest<M: SwiftProtobuf.Message>(
         _ type: M.Type, from request: HTTPRequest, route: RESTRoute
     ) throws -> M {
+        // The common read (path parameters only): their JSON written at once.
+        if !route.hasBody, request.body.readableBytes == 0, request.query?.isEmpty ?? true,
+            route.ifMatchField == nil || request.header("if-match") == nil
+        {
+            var text = "{"
+            var first = true
+            for name in route.pathParameters {
+                guard let value = request.pathParameters[name] else { continue }
+                if !first { text += "," }
+                first = false
+                text += quote(name) + ":" + quote(value)
+            }
+            text += "}"
+            return try decode(Data(text.utf8), object: request.pathParameters, request: request)
+        }
         var body: M?
         var bodyFields: [String: Any] = [:]
         if let field = route.rawBodyField {

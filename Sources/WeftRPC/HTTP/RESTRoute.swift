@@ -21,6 +21,9 @@ public struct RESTRoute: Sendable, Hashable, CustomStringConvertible {
     /// content type (webhooks, whose signature covers those bytes); the
     /// body is then not read as the request message.
     public let rawBodyField: String?
+    /// Names of the `{param}` segments, in order (parsed once: every
+    /// request reads them).
+    public let pathParameters: [String]
 
     public init(
         method: String, template: String, hasBody: Bool, successStatus: Int = 200, ifMatchField: String? = nil,
@@ -32,6 +35,9 @@ public struct RESTRoute: Sendable, Hashable, CustomStringConvertible {
         self.successStatus = successStatus
         self.ifMatchField = ifMatchField
         self.rawBodyField = rawBodyField
+        self.pathParameters = template.split(separator: "/").compactMap { part in
+            part.hasPrefix("{") && part.hasSuffix("}") ? String(part.dropFirst().dropLast()) : nil
+        }
     }
 
     /// A POST whose body goes, as sent, into the `bytes` field `field`.
@@ -53,13 +59,6 @@ public struct RESTRoute: Sendable, Hashable, CustomStringConvertible {
 
     public static func delete(_ template: String, ifMatch field: String? = nil) -> RESTRoute {
         RESTRoute(method: "DELETE", template: template, hasBody: false, successStatus: 204, ifMatchField: field)
-    }
-
-    /// Names of the `{param}` segments, in order.
-    public var pathParameters: [String] {
-        template.split(separator: "/").compactMap { part in
-            part.hasPrefix("{") && part.hasSuffix("}") ? String(part.dropFirst().dropLast()) : nil
-        }
     }
 
     public var description: String { "\(method) \(template)" }
