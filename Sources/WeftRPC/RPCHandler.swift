@@ -1,3 +1,4 @@
+import Synchronization
 public import SwiftProtobuf
 
 /// One method of a service: its descriptor and how to run it. Services declare
@@ -149,7 +150,12 @@ extension RPCHandler {
             restInline: { http, route, context in
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
                 guard let fast = try prepared(request, context) else { return nil }
-                return try RESTBridge.respond(fast.message, route: route, context: context, encoder: http.jsonEncoder)
+                // Its JSON, like its protobuf bytes, is written once per preparation.
+                let headers = RESTBridge.headers(from: context)
+                if route.successStatus == 204 { return HTTPResponse(status: 204, headers: headers) }
+                return HTTPResponse(
+                    status: route.successStatus, headers: [("content-type", "application/json")] + headers,
+                    body: try fast.jsonBytes(http.jsonEncoder))
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
@@ -237,11 +243,27 @@ extension RPCHandler {
 public struct PreparedResponse<Message: SwiftProtobuf.Message>: Sendable {
     public let message: Message
     let framed: GRPCFramedMessage
+    /// Its JSON for the REST bridge, written on first use and kept with it.
+    private let json = PreparedJSON()
 
     public init(_ message: Message) throws {
         self.message = message
         self.framed = try ProtobufCoding.encode(message)
     }
+
+    /// The message's JSON by `encoder` (nil: swift-protobuf's), written once.
+    func jsonBytes(_ encoder: ProtoJSONEncoder?) throws -> [UInt8] {
+        let key = encoder.map(ObjectIdentifier.init)
+        if let cached = json.bytes.withLock({ $0 }), cached.encoder == key { return cached.bytes }
+        let bytes = try RESTBridge.encodeResponse(message, encoder: encoder)
+        json.bytes.withLock { $0 = (key, bytes) }
+        return bytes
+    }
+}
+
+/// The JSON of a prepared response, shared by its copies.
+final class PreparedJSON: Sendable {
+    let bytes = Mutex<(encoder: ObjectIdentifier?, bytes: [UInt8])?>(nil)
 }
 
 /// A service: a name and its methods, declared once.
