@@ -9,7 +9,8 @@
 # order rotated every round:
 #   grpc-get      weft.v1.WorkflowService/GetWorkflow over h2c     -c 16 -m 1 and -c 16 -m 32
 #   grpc-health   grpc.health.v1.Health/Check over h2c (the Step-1 call, for the ratio)
-#   rest-get      GET /workflows/{id} over HTTP/1.1 keep-alive      --h1 -c 16
+#   rest-get      GET /workflows/{id} over HTTP/1.1 keep-alive      --h1 -c 16 -m 1, and -m 16 (pipelined)
+#   rest-get-h2   GET /workflows/{id} over HTTP/2 (h2c)             -c 16 -m 32
 #   create        POST /workflows over HTTP/1.1                     --h1 -c 16, on "full" and "normal"
 # Per run: req/s and mean (h2load), p50/p99 (nearest rank over h2load --log-file,
 # 2xx only), server CPU per request = (utime+stime from /proc/PID/stat over the
@@ -30,9 +31,11 @@
 #   ROUNDS          rounds (default 3)
 #   DURATION        seconds per measured run (default 10)
 #   WARMUP          unmeasured seconds per case before round 1 (default 2; 0 skips)
-#   CASES           subset of "grpc-get grpc-health rest-get create" (default all)
+#   CASES           subset of "grpc-get grpc-health rest-get rest-get-h2 create" (default all)
 #   GRPC_SETTINGS   CxM pairs for the gRPC cases (default "16x1 16x32")
 #   REST_CLIENTS    h2load --h1 -c for rest-get (default 16)
+#   REST_PIPELINE   h2load --h1 -m settings for rest-get (default "1 16": one at a time, then 16 pipelined)
+#   REST_H2_SETTINGS CxM pairs for rest-get-h2 (default "16x32")
 #   CREATE_CLIENTS  h2load --h1 -c for create (default 16)
 #   CREATE_N        fixed requests per create run (h2load -n); 0 = run for DURATION s (default 0)
 #   CREATE_TIMEOUT  seconds a -n create run may take (default 300)
@@ -57,9 +60,11 @@ WEFT_BIN=${WEFT_BIN:-.build/release/weft}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-CASES=${CASES:-"grpc-get grpc-health rest-get create"}
+CASES=${CASES:-"grpc-get grpc-health rest-get rest-get-h2 create"}
 GRPC_SETTINGS=${GRPC_SETTINGS:-"16x1 16x32"}
 REST_CLIENTS=${REST_CLIENTS:-16}
+REST_PIPELINE=${REST_PIPELINE:-"1 16"}
+REST_H2_SETTINGS=${REST_H2_SETTINGS:-"16x32"}
 CREATE_CLIENTS=${CREATE_CLIENTS:-16}
 CREATE_N=${CREATE_N:-0}
 CREATE_TIMEOUT=${CREATE_TIMEOUT:-300}
@@ -216,9 +221,10 @@ for c in $CASES; do
   case "$c" in
     grpc-get|grpc-health)
       for st in $GRPC_SETTINGS; do RUNS+=("$c full ${st%x*} ${st#*x}"); done ;;
-    rest-get) RUNS+=("rest-get full $REST_CLIENTS 1") ;;
+    rest-get) for m in $REST_PIPELINE; do RUNS+=("rest-get full $REST_CLIENTS $m"); done ;;
+    rest-get-h2) for st in $REST_H2_SETTINGS; do RUNS+=("rest-get-h2 full ${st%x*} ${st#*x}"); done ;;
     create) for m in $SYNC_MODES; do RUNS+=("create $m $CREATE_CLIENTS 1"); done ;;
-    *) die "unknown case: $c (known: grpc-get grpc-health rest-get create)" ;;
+    *) die "unknown case: $c (known: grpc-get grpc-health rest-get rest-get-h2 create)" ;;
   esac
 done
 [ "${#RUNS[@]}" -gt 0 ] || die "nothing to run"
@@ -239,6 +245,9 @@ h2load_case() {
         -H 'content-type: application/grpc' -H 'te: trailers' "$url/grpc.health.v1.Health/Check" ;;
     rest-get)
       timeout "$limit_s" h2load --h1 -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" \
+        -H "authorization: Bearer ${TOKEN[$s]}" "$url/workflows/${WFID[$s]}" ;;
+    rest-get-h2)
+      timeout "$limit_s" h2load -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" \
         -H "authorization: Bearer ${TOKEN[$s]}" "$url/workflows/${WFID[$s]}" ;;
     create)
       timeout "$limit_s" h2load --h1 -t "$H2LOAD_THREADS" -c "$c" -m "$m" "$@" -d "$OUT_DIR/workflow.json" \
@@ -365,9 +374,10 @@ LABEL = {
     "grpc-get": ("GetWorkflow", "gRPC h2c"),
     "grpc-health": ("Health/Check", "gRPC h2c"),
     "rest-get": ("GET /workflows/{id}", "HTTP/1.1"),
+    "rest-get-h2": ("GET /workflows/{id}", "HTTP/2 h2c"),
     "create": ("POST /workflows", "HTTP/1.1"),
 }
-ORDER = ["grpc-get", "grpc-health", "rest-get", "create"]
+ORDER = ["grpc-get", "grpc-health", "rest-get", "rest-get-h2", "create"]
 keys = []
 for r in all_rows:
     k = (r["case"], r["server"], r["c"], r["m"])
@@ -389,7 +399,7 @@ for k in keys:
     g_all = [r for r in all_rows if (r["case"], r["server"], r["c"], r["m"]) == k]
     M[k] = {x: med(r[x] for r in g) for x in ("req_per_s", "mean_us", "p50_us", "p99_us", "cpu_us_per_req", "bytes_per_resp")}
     h1 = cs in ("rest-get", "create")
-    setting = ("--h1 -c %s" % c) if h1 else ("-c %s -m %s" % (c, m))
+    setting = ("--h1 -c %s%s" % (c, "" if m == "1" else " -m %s" % m)) if h1 else ("-c %s -m %s" % (c, m))
     print("| %s | %s | %s | %s | %s | %s µs | %s µs | %s µs | %s µs | %s | %d | %d (%d) |" % (
         LABEL[cs][0], LABEL[cs][1], s, setting,
         f(M[k]["req_per_s"], ".0f"), f(M[k]["mean_us"], ".0f"), f(M[k]["p50_us"], ".0f"), f(M[k]["p99_us"], ".0f"),
@@ -420,6 +430,22 @@ if pairs:
             f(ratio(M[g]["p50_us"], M[h]["p50_us"]), ".2f"), f(ratio(M[g]["p99_us"], M[h]["p99_us"]), ".2f")))
     print()
     print("(ratio > 1 for req/s means GetWorkflow is faster; for CPU and latency, that it costs more.)")
+# REST against the same call over gRPC (Step 13's target: server CPU per request within 2×),
+# each REST setting against a gRPC one: one request at a time per connection against -m 1,
+# pipelined or multiplexed against the most multiplexed gRPC setting.
+grpc_gets = sorted([k for k in keys if k[0] == "grpc-get" and k in M], key=lambda k: int(k[3]))
+rests = [k for k in keys if k[0] in ("rest-get", "rest-get-h2") and k in M]
+if grpc_gets and rests:
+    print()
+    print("| REST GetWorkflow ÷ gRPC GetWorkflow | REST µs / req | gRPC µs / req (setting) | CPU ratio | target ≤ 2 |")
+    print("|---|---:|---:|---:|:---:|")
+    for k in rests:
+        # One at a time against one at a time; pipelined or multiplexed against the most multiplexed gRPC.
+        g = next((x for x in grpc_gets if x[3] == "1"), grpc_gets[0]) if k[3] == "1" else grpc_gets[-1]
+        r = ratio(M[k]["cpu_us_per_req"], M[g]["cpu_us_per_req"])
+        setting = ("HTTP/1.1 -c %s -m %s" if k[0] == "rest-get" else "HTTP/2 -c %s -m %s") % (k[2], k[3])
+        print("| %s | %s | %s (-c %s -m %s) | %s | %s |" % (setting, f(M[k]["cpu_us_per_req"], ".1f"),
+            f(M[g]["cpu_us_per_req"], ".1f"), g[2], g[3], f(r, ".2f"), "met" if r is not None and r <= 2 else "**not met**"))
 creates = [k for k in keys if k[0] == "create"]
 full = next((k for k in creates if k[1] == "full"), None)
 if full and len(creates) > 1:

@@ -235,4 +235,32 @@ struct HTTPRouterTests {
             return
         }
     }
+
+    @Test("routes are found by shape: a parameter first, the root, literals beside parameters; each method listed once")
+    func shapes() {
+        var router = HTTPRouter()
+        router.add("GET", "/") { _ in HTTPResponse(status: 200) }
+        router.add("GET", "/{name}/files") { _ in HTTPResponse(status: 200) }
+        router.add("GET", "/hooks/files") { _ in HTTPResponse(status: 200) }
+        router.add("PUT", "/hooks/{id}") { _ in HTTPResponse(status: 200) }
+        router.add("POST", "/hooks/{id}") { _ in HTTPResponse(status: 200) }
+        func route(_ method: String, _ path: String) -> String? {
+            if case .found(let route, _, _) = router.match(method: method, path: path) { return route }
+            return nil
+        }
+        #expect(route("GET", "/") == "/")
+        #expect(route("GET", "/alpha/files") == "/{name}/files")
+        #expect(route("GET", "/hooks/files") == "/hooks/files")
+        #expect(route("PUT", "/hooks/h1") == "/hooks/{id}")
+        guard case .methodNotAllowed(let allowed) = router.match(method: "DELETE", path: "/hooks/h1") else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(allowed.sorted() == ["POST", "PUT"])
+        guard case .methodNotAllowed(let root) = router.match(method: "POST", path: "/") else {
+            Issue.record("expected 405 on /")
+            return
+        }
+        #expect(root == ["GET"])
+    }
 }

@@ -132,6 +132,10 @@ public struct HTTPRouter: Sendable {
     }
 
     private var routes: [Route] = []
+    /// Indices into `routes` (in its order) by segment count and first
+    /// segment ("*" for a parameter): a request checks only the routes that
+    /// can match its shape, not all of them.
+    private var shapes: [String: [Int]] = [:]
     /// Answers a GET or HEAD that no route matches (the web dashboard's
     /// files), or nil for the usual 404. Synchronous: it serves from memory
     /// on the event loop.
@@ -164,6 +168,18 @@ public struct HTTPRouter: Sendable {
             }
             return lhs.segments.count > rhs.segments.count
         }
+        shapes = [:]
+        for (index, route) in routes.enumerated() {
+            shapes[Self.shape(count: route.segments.count, first: route.segments.first), default: []].append(index)
+        }
+    }
+
+    private static func shape(count: Int, first: Segment?) -> String {
+        switch first {
+        case .literal(let text)?: "\(count)/\(text)"
+        case .parameter?: "\(count)/*"
+        case nil: "0/"
+        }
     }
 
     public enum Match: Sendable {
@@ -180,7 +196,23 @@ public struct HTTPRouter: Sendable {
         // methods on it are 405, never a fall-through to a `{param}` route
         // (`PUT /workflows/search` is not a PUT of workflow "search").
         var owner: [Segment]?
-        for route in routes where route.segments.count == parts.count {
+        // The routes of this shape, in `routes` order: a literal first
+        // segment equal to the path's, or a parameter.
+        let literal = shapes[Self.shape(count: parts.count, first: parts.first.map { .literal($0) })] ?? []
+        let parameter = parts.isEmpty ? [] : shapes[Self.shape(count: parts.count, first: .parameter(""))] ?? []
+        var candidates: [Int] = []
+        candidates.reserveCapacity(literal.count + parameter.count)
+        var (l, p) = (0, 0)
+        while l < literal.count || p < parameter.count {
+            if p == parameter.count || (l < literal.count && literal[l] < parameter[p]) {
+                candidates.append(literal[l])
+                l += 1
+            } else {
+                candidates.append(parameter[p])
+                p += 1
+            }
+        }
+        for route in candidates.lazy.map({ routes[$0] }) {
             if let owner, owner != route.segments { continue }
             var parameters: [String: String] = [:]
             var ok = true
