@@ -64,7 +64,7 @@ public final class ProtoJSONEncoder: Sendable {
             var table = Table()
             var numbers: [String: Int] = [:]
             for field in message.field {
-                let json = field.hasJsonName ? field.jsonName : Self.lowerCamel(field.name)
+                let json = field.hasJsonName ? field.jsonName : RESTBridge.jsonName(field.name)
                 let number = Int(field.number)
                 // Numbers past this stay out of the table (the message falls back).
                 if number < 4096 {
@@ -540,20 +540,5 @@ public final class ProtoJSONEncoder: Sendable {
             names[Int(value.number)] = Array(JSONText.quoted(value.name).utf8)
         }
         return names
-    }
-
-    /// protoc's JSON name when a descriptor has none: `workflow_id` -> `workflowId`.
-    static func lowerCamel(_ name: String) -> String {
-        var out = ""
-        var upper = false
-        for character in name {
-            if character == "_" {
-                upper = true
-            } else {
-                out += upper ? character.uppercased() : String(character)
-                upper = false
-            }
-        }
-        return out
     }
 }

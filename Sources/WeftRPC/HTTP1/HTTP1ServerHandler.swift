@@ -15,6 +15,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var rejected = false
     private var inFlight = false
     private var draining = false
+    /// A response that closes the connection was written: nothing more is read.
+    private var closing = false
     private var context: ChannelHandlerContext?
     private let logger: Logger
     /// The request being answered by a handler task (cancelled if the
@@ -55,6 +57,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
@@ -141,11 +144,16 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         if head.method != .HEAD && !response.body.isEmpty {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
         }
-        let done = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(.end(nil)), promise: done)
-        scheduleFlush(context: context)
         inFlight = false
-        if !keepAlive {
+        if keepAlive {
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            scheduleFlush(context: context)
+        } else {
+            // The last answer on this connection: out now, then close; the
+            // requests pipelined after it get none.
+            closing = true
+            let done = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
             let channel = context.channel
             done.futureResult.whenComplete { _ in channel.close(promise: nil) }
         }
