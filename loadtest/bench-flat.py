@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Cost as data grows: the executions knee on an empty store and on one
+holding N finished executions (Step 13's target: within 10 % with 10,000,000).
+
+    python3 loadtest/bench-flat.py                              # 10,000,000 stored executions
+    python3 loadtest/bench-flat.py --executions 1000000 --rates "2000 3000 3500"
+
+1. A fresh `weft serve` (default flags): one user, a 3-task noop workflow,
+   one execution (it completes in its first commit). Stopped.
+2. That execution's rows (the execution and its three task rows) are copied
+   N-1 times in SQL (python's sqlite3, one transaction; seeding is not
+   measured), so the store holds N finished executions as the engine writes
+   them (ids in time order, as the engine's are).
+3. For the seeded store and for an empty one, a fresh server runs
+   `weft-loadtest knee loadtest/scenarios/execute-3task.yaml --rates RATES
+   --max-p99-ms 50 --keep-going 1 --duration DURATION`; the knee, and the p99
+   and server CPU at each rate, are compared.
+
+Prints both tables and the ratios; exits 1 when the seeded knee is more than
+10 % below the empty one's (a knee moves by whole steps of --rates: compare
+with steps of 10 % or less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from seed_workflows import login  # noqa: E402
+from weft_process import WeftProcess  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def http(port, method, path, token=None, body=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def seed(weft: str, work: str, data: str, n: int) -> None:
+    server = WeftProcess(weft, data, ["--scrypt-log-n", "10"], work, "seed")
+    try:
+        token = login("127.0.0.1", server.port, "flat@bench.weft.test", "bench-password-1", "Flat")
+        tasks = [{"key": k, "name": k, "action": "noop", **({"dependsOn": [d]} if d else {})}
+                 for k, d in (("a", None), ("b", "a"), ("c", "b"))]
+        _, wf = http(server.port, "POST", "/workflows", token, {"name": "flat", "tasks": tasks})
+        _, started = http(server.port, "POST", f"/workflows/{wf['id']}/execute", token, {"input": {}})
+        assert started["status"] == "Completed", started
+    finally:
+        server.stop()
+    start = time.monotonic()
+    db = sqlite3.connect(os.path.join(data, "weft.sqlite"))
+    db.execute("PRAGMA synchronous = OFF")
+    template = started["executionId"]
+    numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+    # Older than the template, in time order: ids sort before it, as earlier executions' would.
+    exe = "'exe_0' || printf('%025d', n.i)"
+    for table, replace in (("workflow_executions", {"execution_id": exe}),
+                           ("task_executions", {"execution_id": exe,
+                                                "task_execution_id": "t.task_execution_id || printf('%025d', n.i)"})):
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+        select = ", ".join(replace.get(c, f"t.{c}") for c in columns)
+        db.execute("BEGIN")
+        db.execute(numbers + f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM n, {table} t "
+                   "WHERE t.execution_id = ?", (n - 1, template))
+        db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data) if f.startswith("weft.sqlite"))
+    print(f"[flat] seeded {n:,} finished executions in {time.monotonic() - start:.0f} s; store {size / 2**30:.1f} GiB",
+          flush=True)
+
+
+STEP_RE = re.compile(r"^(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(.*)$")
+
+
+def knee(weft: str, loadtest: str, work: str, data: str, name: str, rates: str, duration: int) -> dict:
+    server = WeftProcess(weft, data, [], work, name)
+    try:
+        out = subprocess.run(
+            [loadtest, "knee", os.path.join(ROOT, "loadtest/scenarios/execute-3task.yaml"),
+             "--target", f"http://127.0.0.1:{server.port}", "--rates", rates, "--max-p99-ms", "50",
+             "--keep-going", "1", "--duration", str(duration), "--progress", "0",
+             "--out", os.path.join(work, f"knee-{name}")],
+            capture_output=True, text=True, timeout=3600).stdout
+    finally:
+        server.stop()
+    steps = {}
+    for line in out.splitlines():
+        m = STEP_RE.match(line.strip())
+        if m:
+            steps[int(m.group(1))] = {"completed": float(m.group(2)), "p50": float(m.group(3)),
+                                      "p99": float(m.group(4)), "cpu": float(m.group(5)),
+                                      "within": m.group(7).strip().startswith("within")}
+    k = re.search(r"knee: (\d+)/s", out)
+    # Every step within SLO: the knee is at least the highest rate.
+    value = int(k.group(1)) if k else (max(steps) if steps and all(x["within"] for x in steps.values()) else 0)
+    print(f"[flat] {name}: knee {value}/s{'' if k else ' (every step within: at least)'}", flush=True)
+    return {"knee": value, "steps": steps, "raw": out}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--executions", type=int, default=10_000_000)
+    parser.add_argument("--rates", default="2000 2500 3000 3500 4000")
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    weft = os.environ.get("WEFT_BIN", os.path.join(ROOT, ".build/release/weft"))
+    loadtest = os.environ.get("LOADTEST_BIN", os.path.join(ROOT, ".build/release/weft-loadtest"))
+    work = tempfile.mkdtemp(prefix="weft-bench-flat.", dir=os.environ.get("FLAT_DIR"))
+    try:
+        seeded_dir = os.path.join(work, "seeded")
+        seed(weft, work, seeded_dir, args.executions)
+        empty = knee(weft, loadtest, work, os.path.join(work, "empty"), "empty", args.rates, args.duration)
+        seeded = knee(weft, loadtest, work, seeded_dir, "seeded", args.rates, args.duration)
+        print()
+        print(f"| offered/s | empty: p50 / p99 ms, CPU | {args.executions:,} stored: p50 / p99 ms, CPU | p99 ratio | CPU ratio |")
+        print("|---:|---|---|---:|---:|")
+        for rate in sorted(set(empty["steps"]) | set(seeded["steps"])):
+            e, s = empty["steps"].get(rate), seeded["steps"].get(rate)
+            cell = lambda x: "—" if x is None else (f"{x['p50']:.1f} / {x['p99']:.1f}, {x['cpu']:.2f}"
+                                                   + ("" if x["within"] else " (breach)"))
+            ratio = lambda a, b: "—" if not a or not b or not b else f"{a / b:.2f}"
+            print(f"| {rate:,} | {cell(e)} | {cell(s)} | {ratio(s and s['p99'], e and e['p99'])} | "
+                  f"{ratio(s and s['cpu'], e and e['cpu'])} |")
+        ok = empty["knee"] > 0 and seeded["knee"] >= 0.9 * empty["knee"]
+        print(f"\nknee: empty {empty['knee']}/s, with {args.executions:,} stored {seeded['knee']}/s; "
+              f"verdict: {'PASS' if ok else 'FAIL'} (within 10 %)")
+        return 0 if ok else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
