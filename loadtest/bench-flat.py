@@ -24,33 +24,20 @@ with steps of 10 % or less).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clone_rows import clone_execution, http_json as http  # noqa: E402
 from seed_workflows import login  # noqa: E402
 from weft_process import WeftProcess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def http(port, method, path, token=None, body=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode())
-    if body is not None:
-        request.add_header("content-type", "application/json")
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read() or b"null")
 
 
 def seed(weft: str, work: str, data: str, n: int) -> None:
@@ -65,23 +52,8 @@ def seed(weft: str, work: str, data: str, n: int) -> None:
     finally:
         server.stop()
     start = time.monotonic()
-    db = sqlite3.connect(os.path.join(data, "weft.sqlite"))
-    db.execute("PRAGMA synchronous = OFF")
-    template = started["executionId"]
-    numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
     # Older than the template, in time order: ids sort before it, as earlier executions' would.
-    exe = "'exe_0' || printf('%025d', n.i)"
-    for table, replace in (("workflow_executions", {"execution_id": exe}),
-                           ("task_executions", {"execution_id": exe,
-                                                "task_execution_id": "t.task_execution_id || printf('%025d', n.i)"})):
-        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
-        select = ", ".join(replace.get(c, f"t.{c}") for c in columns)
-        db.execute("BEGIN")
-        db.execute(numbers + f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM n, {table} t "
-                   "WHERE t.execution_id = ?", (n - 1, template))
-        db.execute("COMMIT")
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
+    clone_execution(os.path.join(data, "weft.sqlite"), started["executionId"], n - 1, "exe_0", queue=False)
     size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data) if f.startswith("weft.sqlite"))
     print(f"[flat] seeded {n:,} finished executions in {time.monotonic() - start:.0f} s; store {size / 2**30:.1f} GiB",
           flush=True)

@@ -27,64 +27,19 @@ seconds (default 2) or (with --drain) an execution did not complete.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sqlite3
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clone_rows import clone_execution, http_json as http  # noqa: E402
 from seed_workflows import login  # noqa: E402
 from weft_process import WeftProcess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def http(port: int, method: str, path: str, token: str | None = None, body: dict | None = None, timeout=5.0):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode())
-    if body is not None:
-        request.add_header("content-type", "application/json")
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.status, json.loads(response.read() or b"null")
-
-
-def clone(db_path: str, template: str, n: int) -> float:
-    """Copies execution `template` (and its task rows and queue items) n times."""
-    start = time.monotonic()
-    db = sqlite3.connect(db_path)
-    db.execute("PRAGMA synchronous = OFF")
-    columns = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")]
-               for t in ("workflow_executions", "task_executions", "task_queue")}
-    numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-
-    def select(table: str, replace: dict[str, str]) -> str:
-        return ", ".join(replace.get(c, f"t.{c}") for c in columns[table] if c != "id" or table != "task_queue")
-
-    db.execute("BEGIN")
-    exe = "'exe_bench' || printf('%017d', n.i)"
-    db.execute(
-        numbers + f"INSERT INTO workflow_executions ({', '.join(columns['workflow_executions'])}) "
-        f"SELECT {select('workflow_executions', {'execution_id': exe})} FROM n, workflow_executions t "
-        "WHERE t.execution_id = ?", (n, template))
-    task_columns = select("task_executions", {
-        "execution_id": exe, "task_execution_id": "t.task_execution_id || printf('%017d', n.i)"})
-    db.execute(
-        numbers + f"INSERT INTO task_executions ({', '.join(columns['task_executions'])}) "
-        f"SELECT {task_columns} FROM n, task_executions t WHERE t.execution_id = ?", (n, template))
-    queue_columns = [c for c in columns["task_queue"] if c != "id"]
-    db.execute(
-        numbers + f"INSERT INTO task_queue ({', '.join(queue_columns)}) "
-        f"SELECT {select('task_queue', {'execution_id': exe})} FROM n, task_queue t WHERE t.execution_id = ?",
-        (n, template))
-    db.execute("COMMIT")
-    db.close()
-    return time.monotonic() - start
 
 
 def main() -> int:
@@ -108,7 +63,9 @@ def main() -> int:
         assert status == 202 and started["status"] == "Running", started
     finally:
         idle.stop()
-    seeded = clone(os.path.join(data, "weft.sqlite"), started["executionId"], args.unfinished - 1)
+    seed_start = time.monotonic()
+    clone_execution(os.path.join(data, "weft.sqlite"), started["executionId"], args.unfinished - 1, "exe_bench", queue=True)
+    seeded = time.monotonic() - seed_start
     size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data) if f.startswith("weft.sqlite"))
     print(f"[restart] seeded {args.unfinished:,} unfinished executions in {seeded:.1f} s; store {size / 2**20:.0f} MiB")
 

@@ -66,23 +66,20 @@ extension RPCHandler {
         access: RPCAccess = .authenticated,
         _ handler: @escaping @Sendable (Request, ServerContext) throws -> Response
     ) -> RPCHandler {
-        RPCHandler(
+        // The same answer on the event loop and, should a transport ask, in a task.
+        let answer: @Sendable (HTTPRequest, RESTRoute, ServerContext) throws -> HTTPResponse = { http, route, context in
+            let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
+            return try RESTBridge.respond(
+                try handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
+        }
+        return RPCHandler(
             descriptor: RPCMethodDescriptor(service: service, method: method, kind: .unary), access: access,
             body: .inline { bytes, context in
                 let request: Request = try ProtobufCoding.decode(bytes)
                 return try ProtobufCoding.encode(try handler(request, context))
             },
             restRoutes: rest,
-            restInvoker: { http, route, context in
-                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
-                return try RESTBridge.respond(
-                    try handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
-            },
-            restInline: { http, route, context in
-                let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
-                return try RESTBridge.respond(
-                    try handler(request, context), route: route, context: context, encoder: http.jsonEncoder)
-            },
+            restInvoker: answer, restInline: answer,
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
 
@@ -151,11 +148,7 @@ extension RPCHandler {
                 let request = try RESTBridge.decodeRequest(Request.self, from: http, route: route)
                 guard let fast = try prepared(request, context) else { return nil }
                 // Its JSON, like its protobuf bytes, is written once per preparation.
-                let headers = RESTBridge.headers(from: context)
-                if route.successStatus == 204 { return HTTPResponse(status: 204, headers: headers) }
-                return HTTPResponse(
-                    status: route.successStatus, headers: [("content-type", "application/json")] + headers,
-                    body: try fast.jsonBytes(http.jsonEncoder))
+                return try RESTBridge.respond(route: route, context: context) { try fast.jsonBytes(http.jsonEncoder) }
             },
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
@@ -184,7 +177,7 @@ extension RPCHandler {
                 if let sink = http.streamSink {
                     let writer = StreamingJSONWriter<Response>(
                         sink: sink, events: http.header("accept")?.contains("text/event-stream") ?? false,
-                        shape: http.shapeMessage, encoder: http.jsonEncoder, status: route.successStatus, context: context)
+                        encoder: http.jsonEncoder, status: route.successStatus, context: context)
                     do {
                         try await handler(request, ResponseStream(writer: RPCResponseWriter(sink: writer)), context)
                     } catch {

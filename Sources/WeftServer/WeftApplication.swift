@@ -117,19 +117,19 @@ public struct WeftApplication: Sendable {
         let types = APIFieldTypes(schemas: APISchemas.components())
         let defaults = JSONDefaults(types: types)
         let explainer = JSONTypeExplainer(types: types)
+        let descriptors = try Self.descriptorFiles()
         // REST responses: written from the messages in one pass, defaults included.
-        let encoder = ProtoJSONEncoder(
-            files: try Self.descriptorFiles(), defaults: defaults.texts, fallbackShape: defaults.fill)
+        let encoder = ProtoJSONEncoder(files: descriptors, defaults: defaults.texts, fallbackShape: defaults.fill)
         for service in Self.apiServices(deps, apiKeys: apiKeys) {
             router.register(service, metrics: rpcMetrics)
             http.register(
-                service, shape: defaults.fill, explain: explainer.explain, booleanFields: explainer.booleanFields,
+                service, explain: explainer.explain, booleanFields: explainer.booleanFields,
                 utcTimestamps: explainer.utcTimestamps, encoder: encoder)
         }
         // Reflection last: it lists every service registered before it, and itself.
         let listeners = config.listeners
         let reflection = ReflectionService(
-            index: try Self.descriptorIndex(),
+            index: try DescriptorIndex(files: descriptors),
             services: router.serviceNames + [ReflectionService.v1Name, ReflectionService.v1alphaName])
         if listeners.reflection == .main { router.register(reflection, metrics: rpcMetrics) }
         health.set("", .serving)
@@ -237,19 +237,12 @@ public struct WeftApplication: Sendable {
          IntegrationAPI(deps: deps), NotificationAPI(deps: deps), AnalyticsAPI(deps: deps)]
     }
 
-    /// The files of the embedded descriptor set.
+    /// The files of the embedded descriptor set (read once at start).
     static func descriptorFiles() throws -> [Google_Protobuf_FileDescriptorProto] {
-        guard let data = Data(base64Encoded: DescriptorSet.base64),
-            let set = try? Google_Protobuf_FileDescriptorSet(serializedBytes: data)
-        else { throw WeftStartupError("cannot read the embedded descriptor set") }
-        return set.file
-    }
-
-    static func descriptorIndex() throws -> DescriptorIndex {
         do {
-            return try DescriptorIndex.embedded()
+            return try DescriptorIndex.embeddedFiles()
         } catch {
-            throw WeftStartupError("cannot read the embedded descriptor set for reflection: \(error)")
+            throw WeftStartupError("cannot read the embedded descriptor set: \(error)")
         }
     }
 

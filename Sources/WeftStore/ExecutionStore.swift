@@ -142,63 +142,61 @@ extension ExecutionTransition {
         guard transitions.contains(where: { if case .create = $0 { true } else { false } }) else { return (transitions, []) }
         var out: [ExecutionTransition] = []
         out.reserveCapacity(transitions.count)
-        /// Index in `out` of each created execution's `.create`.
-        var created: [String: Int] = [:]
+        /// Each created execution's row, changed in place, and its `.create`'s place in `out`.
+        var created: [String: (index: Int, row: ExecutionRecord)] = [:]
         var finished: [String] = []
-        func record(_ id: String) -> ExecutionRecord? {
-            guard let index = created[id], case .create(let record) = out[index] else { return nil }
-            return record
+        /// Applies `change` to the row of a created execution (to its task `key`
+        /// when given); false when the unit did not create it or it has no such task.
+        func fold(_ id: String, task key: String? = nil, _ change: (inout ExecutionRecord, Int?) -> Void) -> Bool {
+            // No copy of the row is held: the change below mutates it in place.
+            guard created[id] != nil else { return false }
+            var task: Int?
+            if let key {
+                guard let found = created[id]?.row.tasks.firstIndex(where: { $0.taskKey == key }) else { return false }
+                task = found
+            }
+            change(&created[id]!.row, task)
+            return true
         }
         for transition in transitions {
+            let folded: Bool
             switch transition {
             case .create(let record):
-                created[record.executionId] = out.count
+                created[record.executionId] = (out.count, record)
                 out.append(transition)
+                folded = true
             case .execution(let id, let status, let at, let output, let error):
-                guard var row = record(id) else {
-                    out.append(transition)
-                    continue
+                folded = fold(id) { row, _ in
+                    row.status = status
+                    if status == .running, row.startedAt == nil { row.startedAt = at }
+                    if status.isFinished {
+                        if row.completedAt == nil { finished.append(id) }
+                        row.completedAt = at
+                    }
+                    if let output { row.output = output }
+                    if let error { row.error = error }
                 }
-                row.status = status
-                if status == .running, row.startedAt == nil { row.startedAt = at }
-                if status.isFinished {
-                    if row.completedAt == nil { finished.append(id) }
-                    row.completedAt = at
-                }
-                if let output { row.output = output }
-                if let error { row.error = error }
-                out[created[id]!] = .create(row)
             case .task(let id, let key, let status, let attempt, let at, let output, let error, let cost):
-                guard var row = record(id), let task = row.tasks.firstIndex(where: { $0.taskKey == key }) else {
-                    out.append(transition)
-                    continue
+                folded = fold(id, task: key) { row, index in
+                    let index = index!
+                    row.tasks[index].status = status
+                    row.tasks[index].attempt = attempt
+                    if status == .running, row.tasks[index].startedAt == nil { row.tasks[index].startedAt = at }
+                    if status.isTerminal { row.tasks[index].completedAt = at }
+                    if let output { row.tasks[index].output = output }
+                    if let error { row.tasks[index].error = error }
+                    row.tasks[index].cost += cost
                 }
-                row.tasks[task].status = status
-                row.tasks[task].attempt = attempt
-                if status == .running, row.tasks[task].startedAt == nil { row.tasks[task].startedAt = at }
-                if status.isTerminal { row.tasks[task].completedAt = at }
-                if let output { row.tasks[task].output = output }
-                if let error { row.tasks[task].error = error }
-                row.tasks[task].cost += cost
-                out[created[id]!] = .create(row)
             case .cost(let id, let add):
-                guard var row = record(id) else {
-                    out.append(transition)
-                    continue
-                }
-                row.costBreakdown = row.costBreakdown + add
-                out[created[id]!] = .create(row)
+                folded = fold(id) { row, _ in row.costBreakdown = row.costBreakdown + add }
             case .taskCost(let id, let key, let dollars):
-                guard var row = record(id), let task = row.tasks.firstIndex(where: { $0.taskKey == key }) else {
-                    out.append(transition)
-                    continue
-                }
-                row.tasks[task].cost += dollars
-                out[created[id]!] = .create(row)
+                folded = fold(id, task: key) { row, index in row.tasks[index!].cost += dollars }
             default:
-                out.append(transition)
+                folded = false
             }
+            if !folded { out.append(transition) }
         }
+        for (index, row) in created.values { out[index] = .create(row) }
         return (out, finished)
     }
 }

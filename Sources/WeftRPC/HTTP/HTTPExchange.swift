@@ -71,10 +71,7 @@ public enum HTTPExchange {
         _ inline: @Sendable (HTTPRequest, ServerContext) throws -> HTTPResponse?, _ request: HTTPRequest, head: CallHead,
         route: String, environment: ServerEnvironment, transport: CallHead.Transport, peerIdentity: String?
     ) -> HTTPResponse? {
-        let context = ServerContext(
-            descriptor: head.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
-            requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
-            transport: transport, peerIdentity: peerIdentity)
+        let context = context(of: head, transport: transport, peerIdentity: peerIdentity)
         do {
             guard let response = try inline(request, context) else { return nil }
             environment.interceptors.completed(head, code: .ok)
@@ -83,6 +80,14 @@ public enum HTTPExchange {
             environment.interceptors.completed(head, code: RPCError(from: error).code)
             return failure(error, route: route, environment: environment)
         }
+    }
+
+    /// The handler's context of an admitted REST call.
+    private static func context(of head: CallHead, transport: CallHead.Transport, peerIdentity: String?) -> ServerContext {
+        ServerContext(
+            descriptor: head.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
+            requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
+            transport: transport, peerIdentity: peerIdentity)
     }
 
     /// A thrown error as its JSON error body (internals logged, never sent).
@@ -109,10 +114,7 @@ public enum HTTPExchange {
             case .operation(let operation):
                 // Admitted by the chain in `dispatch`.
                 let head = admitted!
-                let context = ServerContext(
-                    descriptor: operation.descriptor, requestMetadata: head.metadata, deadline: nil, peer: head.peer,
-                    requestEncoding: "identity", responseEncoding: "identity", principal: head.principal, audit: head.audit,
-                    transport: transport, peerIdentity: peerIdentity)
+                let context = context(of: head, transport: transport, peerIdentity: peerIdentity)
                 let response: HTTPResponse
                 do {
                     response = try await operation.invoke(request, context)

@@ -22,11 +22,8 @@ public struct HTTPRequest: Sendable {
     public var utcTimestamps: (@Sendable ([String: Any]) -> [String: Any])?
     /// Set by transports that can send a response as it is produced.
     public var streamSink: (any HTTPStreamSink)?
-    /// Shapes each JSON message of a stream as whole responses are shaped
-    /// (defaults filled in), set by the router.
-    public var shapeMessage: (@Sendable ([UInt8]) -> [UInt8])?
     /// Writes response messages as JSON with their defaults (set by the
-    /// router; nil: swift-protobuf's JSON, then `shapeMessage`).
+    /// router; nil: swift-protobuf's JSON as it is).
     public var jsonEncoder: ProtoJSONEncoder?
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
@@ -200,19 +197,7 @@ public struct HTTPRouter: Sendable {
         // segment equal to the path's, or a parameter.
         let literal = shapes[Self.shape(count: parts.count, first: parts.first.map { .literal($0) })] ?? []
         let parameter = parts.isEmpty ? [] : shapes[Self.shape(count: parts.count, first: .parameter(""))] ?? []
-        var candidates: [Int] = []
-        candidates.reserveCapacity(literal.count + parameter.count)
-        var (l, p) = (0, 0)
-        while l < literal.count || p < parameter.count {
-            if p == parameter.count || (l < literal.count && literal[l] < parameter[p]) {
-                candidates.append(literal[l])
-                l += 1
-            } else {
-                candidates.append(parameter[p])
-                p += 1
-            }
-        }
-        for route in candidates.lazy.map({ routes[$0] }) {
+        for route in (literal + parameter).sorted().lazy.map({ routes[$0] }) {
             if let owner, owner != route.segments { continue }
             var parameters: [String: String] = [:]
             var ok = true
@@ -272,14 +257,12 @@ extension HTTPRouter {
     /// Adds the REST routes of every method of `service`: each runs the same
     /// handler as its gRPC method, with JSON mapped to and from its messages.
     ///
-    /// `shape` may rewrite each JSON response message (given its protobuf
-    /// name), e.g. to print fields that hold their default value; with an
-    /// `encoder`, responses are written by it instead (and not shaped).
-    /// `explain` may name the offending field of a request that did not
-    /// decode (nil keeps the generic reason).
+    /// `encoder` writes the JSON responses (e.g. with the fields that hold
+    /// their default value; nil: swift-protobuf's JSON). `explain` may name
+    /// the offending field of a request that did not decode (nil keeps the
+    /// generic reason).
     public mutating func register(
-        _ service: any RPCService, shape: (@Sendable (_ messageName: String, _ json: [UInt8]) -> [UInt8])? = nil,
-        explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil,
+        _ service: any RPCService, explain: (@Sendable (_ messageName: String, _ json: [UInt8]) -> String?)? = nil,
         booleanFields: (@Sendable (_ messageName: String) -> Set<String>)? = nil,
         utcTimestamps: (@Sendable (_ messageName: String, _ object: [String: Any]) -> [String: Any])? = nil,
         encoder: ProtoJSONEncoder? = nil
@@ -287,21 +270,15 @@ extension HTTPRouter {
         for handler in service.handlers {
             guard let invoke = handler.restInvoker else { continue }
             let descriptor = handler.descriptor
-            let messageName = handler.responseMessageName
             let booleans = booleanFields?(handler.requestMessageName) ?? []
             let requestMessage = handler.requestMessageName
             let rewrite: (@Sendable ([String: Any]) -> [String: Any])? =
                 if let utcTimestamps { { object in utcTimestamps(requestMessage, object) } } else { nil }
-            // The encoder writes the defaults itself: no second pass.
-            let shape = encoder == nil ? shape : nil
             @Sendable func prepare(_ request: HTTPRequest) -> HTTPRequest {
                 var request = request
                 request.booleanFields = booleans
                 request.utcTimestamps = rewrite
                 request.jsonEncoder = encoder
-                if let shape, descriptor.kind == .serverStreaming {
-                    request.shapeMessage = { shape(messageName, $0) }
-                }
                 return request
             }
             @Sendable func explained(_ error: RESTDecodeError) -> any Error {
@@ -310,7 +287,7 @@ extension HTTPRouter {
             }
             for route in handler.restRoutes {
                 let inline: (@Sendable (HTTPRequest, ServerContext) throws -> HTTPResponse?)? =
-                    if let fast = handler.restInline, shape == nil {
+                    if let fast = handler.restInline {
                         { request, context in
                             do {
                                 return try fast(prepare(request), route, context)
@@ -320,22 +297,11 @@ extension HTTPRouter {
                         }
                     } else { nil }
                 let invoke: @Sendable (HTTPRequest, ServerContext) async throws -> HTTPResponse = { request, context in
-                    var response: HTTPResponse
                     do {
-                        response = try await invoke(prepare(request), route, context)
+                        return try await invoke(prepare(request), route, context)
                     } catch let error as RESTDecodeError {
                         throw explained(error)
                     }
-                    if let shape, !response.body.isEmpty, !response.streamed {
-                        if descriptor.kind == .serverStreaming {
-                            response.body = Array(
-                                response.body.split(separator: UInt8(ascii: "\n")).map { shape(messageName, Array($0)) }
-                                    .joined(separator: [UInt8(ascii: "\n")])) + [UInt8(ascii: "\n")]
-                        } else {
-                            response.body = shape(messageName, response.body)
-                        }
-                    }
-                    return response
                 }
                 add(route.method, route.template,
                     target: .operation(Operation(descriptor: descriptor, access: handler.access, invoke: invoke, inline: inline)))

@@ -60,7 +60,8 @@ public final class ProtoJSONEncoder: Sendable {
             for message in file.messageType { collect(prefix, message) }
         }
         var tables: [String: Table] = [:]
-        for (name, message) in messages where !message.options.mapEntry {
+        // Well-known types have JSON forms of their own (below, or swift-protobuf's).
+        for (name, message) in messages where !message.options.mapEntry && !name.hasPrefix("google.protobuf.") {
             var table = Table()
             var numbers: [String: Int] = [:]
             for field in message.field {
@@ -71,9 +72,9 @@ public final class ProtoJSONEncoder: Sendable {
                     if table.keys.count <= number { table.keys += Array(repeating: nil, count: number + 1 - table.keys.count) }
                     table.keys[number] = Array(JSONText.quoted(json).utf8) + [UInt8(ascii: ":")]
                 }
-                numbers[json] = Int(field.number)
+                numbers[json] = number
                 if field.type == .enum, let values = enumValues[String(field.typeName.drop { $0 == "." })] {
-                    table.enums[Int(field.number)] = values
+                    table.enums[number] = values
                 }
             }
             for (json, text) in (defaults[name] ?? []).sorted(by: { $0.jsonName < $1.jsonName }) {
@@ -102,7 +103,7 @@ public final class ProtoJSONEncoder: Sendable {
             if let value = message as? Google_Protobuf_Value { return try Self.writeValue(value, into: &out) }
             if let list = message as? Google_Protobuf_ListValue { return try Self.writeList(list, into: &out) }
         }
-        guard let table = tables[name], !name.hasPrefix("google.protobuf.") else {
+        guard let table = tables[name] else {
             out += fallbackShape(name, try message.jsonUTF8Bytes())
             return
         }

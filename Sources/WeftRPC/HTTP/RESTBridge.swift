@@ -315,11 +315,16 @@ extension RESTBridge {
     static func respond<M: SwiftProtobuf.Message>(
         _ message: M, route: RESTRoute, context: ServerContext, encoder: ProtoJSONEncoder? = nil
     ) throws -> HTTPResponse {
+        try respond(route: route, context: context) { try encodeResponse(message, encoder: encoder) }
+    }
+
+    /// The HTTP response of a unary method whose JSON `body` gives (not
+    /// asked for when the route answers 204).
+    static func respond(route: RESTRoute, context: ServerContext, body: () throws -> [UInt8]) throws -> HTTPResponse {
         let headers = headers(from: context)
         if route.successStatus == 204 { return HTTPResponse(status: 204, headers: headers) }
         return HTTPResponse(
-            status: route.successStatus, headers: [("content-type", "application/json")] + headers,
-            body: try encodeResponse(message, encoder: encoder))
+            status: route.successStatus, headers: [("content-type", "application/json")] + headers, body: try body())
     }
 }
 
@@ -344,19 +349,16 @@ final class StreamingJSONWriter<M: SwiftProtobuf.Message>: RPCResponseSink, @unc
     // Used only by the one handler task that owns the call.
     private let sink: any HTTPStreamSink
     private let events: Bool
-    private let shape: (@Sendable ([UInt8]) -> [UInt8])?
     private let encoder: ProtoJSONEncoder?
     private let status: Int
     private let context: ServerContext
     private(set) var started = false
 
     init(
-        sink: any HTTPStreamSink, events: Bool, shape: (@Sendable ([UInt8]) -> [UInt8])?, encoder: ProtoJSONEncoder? = nil,
-        status: Int, context: ServerContext
+        sink: any HTTPStreamSink, events: Bool, encoder: ProtoJSONEncoder? = nil, status: Int, context: ServerContext
     ) {
         self.sink = sink
         self.events = events
-        self.shape = shape
         self.encoder = encoder
         self.status = status
         self.context = context
@@ -375,8 +377,7 @@ final class StreamingJSONWriter<M: SwiftProtobuf.Message>: RPCResponseSink, @unc
 
     func write(_ message: GRPCFramedMessage) async throws {
         let decoded = try message.withUnsafeBytes { try M(serializedBytes: Array($0)) }
-        var json = try RESTBridge.encodeResponse(decoded, encoder: encoder)
-        if let shape { json = shape(json) }
+        let json = try RESTBridge.encodeResponse(decoded, encoder: encoder)
         try await begin()
         try await sink.write(frame(json, event: nil))
     }

@@ -4,6 +4,8 @@ import Foundation
 /// default value ("" / 0 / false / [] / the zero enum), so REST clients get a
 /// stable shape (`"tasks": []`, `"description": ""`) as the seed shows.
 /// Driven by the generated message schemas; unset message fields stay absent.
+/// `ProtoJSONEncoder` writes these defaults in its one pass (`texts`); `fill`
+/// adds them to swift-protobuf's JSON of what the encoder leaves to it.
 struct JSONDefaults: Sendable {
     private let plans: [String: Plan]
     /// Per message: the JSON name and default text of each field printed

@@ -107,17 +107,17 @@ struct DescriptorIndex: Sendable {
     private var files: [String: (bytes: Data, dependencies: [String])] = [:]
     private var symbols: [String: String] = [:]
 
-    /// The set embedded in the binary (proto/weft.protoset).
-    static func embedded() throws -> DescriptorIndex {
+    /// The files of the set embedded in the binary (proto/weft.protoset):
+    /// reflection's index and the REST bridge's JSON tables both read them.
+    static func embeddedFiles() throws -> [Google_Protobuf_FileDescriptorProto] {
         guard let data = Data(base64Encoded: DescriptorSet.base64) else {
             throw WeftStartupError("the embedded descriptor set is not valid base64")
         }
-        return try DescriptorIndex(descriptorSet: data)
+        return try Google_Protobuf_FileDescriptorSet(serializedBytes: data).file
     }
 
-    init(descriptorSet data: Data) throws {
-        let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: data)
-        for file in set.file {
+    init(files descriptors: [Google_Protobuf_FileDescriptorProto]) throws {
+        for file in descriptors {
             files[file.name] = (try file.serializedBytes(), file.dependency)
             let prefix = file.package.isEmpty ? "" : file.package + "."
             for message in file.messageType { addMessage(message, prefix: prefix, file: file.name) }

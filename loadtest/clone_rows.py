@@ -1,0 +1,50 @@
+"""Helpers of the Step 13 data-growth benchmarks (bench-restart.py,
+bench-flat.py): a JSON call to a `weft serve` on loopback, and copies of one
+execution's rows made in SQL, so a store holds millions of executions exactly
+as the engine writes them without running them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.request
+
+
+def http_json(port: int, method: str, path: str, token: str | None = None, body: dict | None = None,
+              timeout: float = 10.0):
+    """(status, parsed JSON body) of one REST call."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def clone_execution(db_path: str, template: str, n: int, id_prefix: str, queue: bool) -> None:
+    """Adds n copies of execution `template`: its row, its task rows and,
+    with `queue`, its queue items, under ids `id_prefix` + a zero-padded number
+    (pick a prefix that sorts where the copies belong among the engine's
+    time-ordered ids). One transaction, `synchronous = OFF`: seeding."""
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA synchronous = OFF")
+    numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+    width = 26 - len(id_prefix) + len("exe_")   # the engine's ids: exe_ + 26 characters
+    exe = f"'{id_prefix}' || printf('%0{width}d', n.i)"
+    tables = [("workflow_executions", {"execution_id": exe}),
+              ("task_executions", {"execution_id": exe,
+                                   "task_execution_id": f"t.task_execution_id || printf('%0{width}d', n.i)"})]
+    if queue:
+        tables.append(("task_queue", {"execution_id": exe}))
+    db.execute("BEGIN")
+    for table, replace in tables:
+        # The queue's own id is its autoincrement key: left to SQLite.
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})") if not (table == "task_queue" and r[1] == "id")]
+        select = ", ".join(replace.get(c, f"t.{c}") for c in columns)
+        db.execute(numbers + f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM n, {table} t "
+                   "WHERE t.execution_id = ?", (n, template))
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
