@@ -59,9 +59,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             registry.register(channel) { bound.value.initiateGracefulShutdown() }
         } else {
             let handler = HTTP1ServerHandler(environment: environment, peer: peer, peerIdentity: peerIdentity)
+            // The handler does what NIOHTTP1's pipelining and error handlers
+            // did, and writes its responses as bytes (no response encoder).
             try operations.addHandler(handler)
-            try operations.configureHTTPServerPipeline(
-                position: .after(self), withPipeliningAssistance: true, withErrorHandling: true)
+            try operations.addHandler(
+                ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)), position: .after(self))
             let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
             registry.register(channel) { bound.value.initiateGracefulShutdown() }
         }

@@ -244,6 +244,78 @@ def test_http1_pipelining_answers_in_order(server):
     assert [status for status, _ in _responses(data)] == [200, 404, 200], data
 
 
+def _read_until_closed(s, timeout=5) -> bytes:
+    import time
+
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError(f"connection still open after {timeout} s: {data!r}")
+
+
+def test_http1_unparsable_request_is_400_after_the_pipelined_answers_and_closes(server):
+    """A request the parser cannot read gets a 400 with no body and the
+    connection closes; the requests pipelined before it are answered first,
+    in order."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nNOT A REQUEST\x00\r\n\r\n")
+        data = _read_until_closed(s)
+    got = _responses(data)
+    assert [status for status, _ in got] == [200, 404, 400], data
+    assert got[2][1] == b"", data
+    assert b"connection: close" in data.lower().split(b"400 bad request", 1)[1], data
+
+
+def test_http1_0_closes_unless_keep_alive_is_asked(server):
+    """HTTP/1.0: the response says HTTP/1.0 and the connection closes after
+    it; with `Connection: keep-alive` the response says so and the
+    connection serves the next request."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        data = _read_until_closed(s)
+    assert data.startswith(b"HTTP/1.0 200 "), data
+    assert [status for status, _ in _responses(data)] == [200], data
+
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        one = b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        s.sendall(one)
+        data = b""
+        while len(_responses(data)) < 1:
+            chunk = s.recv(65536)
+            assert chunk, f"closed after a keep-alive HTTP/1.0 request: {data!r}"
+            data += chunk
+        assert b"connection: keep-alive" in data.lower(), data
+        s.sendall(b"GET /nope HTTP/1.0\r\n\r\n")
+        data += _read_until_closed(s)
+    assert [status for status, _ in _responses(data)] == [200, 404], data
+
+
+def test_http1_head_has_the_length_and_no_body(server):
+    """HEAD: the GET's content-length, no body; the next request on the same
+    connection is read from the right place."""
+    import socket
+    import time
+
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = _read_until_closed(s)
+    head_end = data.find(b"\r\n\r\n")
+    head = data[:head_end].decode("latin-1").lower()
+    length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+    assert length > 0, head
+    rest = data[head_end + 4:]
+    assert rest.startswith(b"HTTP/1.1 200 "), data
+    assert [status for status, _ in _responses(rest)] == [200], data
+    assert len(_responses(rest)[0][1]) == length, data
+
+
 def _responses(data: bytes) -> list[tuple[int, bytes]]:
     """The complete responses at the start of `data` (framed by content-length)."""
     out, pos = [], 0

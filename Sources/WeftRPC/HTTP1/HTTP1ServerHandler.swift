@@ -2,18 +2,42 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// HTTP/1.1 requests (after NIOHTTP1's decoder and pipelining handler, which
-/// hands us one request at a time): routed by the shared `HTTPRouter`, with
-/// keep-alive.
-final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// HTTP/1.1 requests (after NIOHTTP1's decoder): routed by the shared
+/// `HTTPRouter`, with keep-alive and pipelining. Responses are written as
+/// bytes by `HTTP1ResponseEncoder`, one write each, and those written in one
+/// turn of the event loop share a flush.
+///
+/// Pipelining: requests that arrive while one is being answered wait in
+/// `pending` and are taken in order once its response is written; while any
+/// wait, the handler reads no more from the socket (so a client that
+/// pipelines without reading answers is held by TCP, not by our memory).
+final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// What waits behind the request being answered.
+    private enum Pending {
+        case part(HTTPServerRequestPart)
+        /// The parser failed after these requests: answered 400 in turn.
+        case parseError
+    }
 
     private let environment: ServerEnvironment
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var rejected = false
+    /// A request has begun and its response is not yet written.
     private var inFlight = false
+    /// A whole request was dispatched and its response is not yet written:
+    /// what arrives now waits in `pending`.
+    private var answering = false
+    private var pending = CircularBuffer<Pending>()
+    /// A read the channel asked for while requests wait.
+    private var heldRead = false
+    private var unbuffering = false
+    /// The streamed response being written uses chunked framing.
+    private var streamChunked = false
     private var draining = false
     /// A response that closes the connection was written: nothing more is read.
     private var closing = false
@@ -50,15 +74,68 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // NIOHTTP1's error handler has already answered 400 for parse errors.
         logger.info("closing connection: \(error)")
-        environment.metrics.connectionError(error is HTTPParserError ? "http1_parse" : "io")
-        context.close(promise: nil)
+        guard error is HTTPParserError else {
+            environment.metrics.connectionError("io")
+            context.close(promise: nil)
+            return
+        }
+        environment.metrics.connectionError("http1_parse")
+        // Answered 400 in turn: after the responses of the requests before it.
+        if answering || !pending.isEmpty {
+            pending.append(.parseError)
+        } else {
+            answerParseError(context: context)
+        }
+    }
+
+    private func answerParseError(context: ChannelHandlerContext) {
+        closing = true
+        pending.removeAll()
+        var buffer = context.channel.allocator.buffer(capacity: 80)
+        HTTP1ResponseEncoder.badRequest(into: &buffer)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if answering || !pending.isEmpty {
+            pending.append(.part(part))
+            return
+        }
+        receive(context: context, part)
+    }
+
+    /// Reads wait while requests do: see the type's comment.
+    func read(context: ChannelHandlerContext) {
+        if pending.isEmpty {
+            context.read()
+        } else {
+            heldRead = true
+        }
+    }
+
+    /// Takes the waiting requests once the one before them is answered.
+    private func unbuffer(context: ChannelHandlerContext) {
+        guard !unbuffering else { return }
+        unbuffering = true
+        defer { unbuffering = false }
+        while !answering, !closing, let next = pending.popFirst() {
+            switch next {
+            case .part(let part): receive(context: context, part)
+            case .parseError: answerParseError(context: context)
+            }
+        }
+        if pending.isEmpty && heldRead && !closing {
+            heldRead = false
+            context.read()
+        }
+    }
+
+    private func receive(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
+        switch part {
         case .head(let head):
             self.head = head
             self.body = context.channel.allocator.buffer(capacity: 0)
@@ -79,6 +156,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             body!.writeBuffer(&chunk)
         case .end:
             guard !rejected, let head else { return }
+            answering = true
             dispatch(context: context, head: head, body: body!)
             self.body = nil
         }
@@ -122,45 +200,52 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     ) {
         guard context.channel.isActive else { return }
         if response.streamed {
-            // Head and chunks went out through the sink: end the chunked body.
-            let done = context.eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+            // Head and chunks went out through the sink: end the body.
             inFlight = false
-            if !head.isKeepAlive || draining {
+            answering = false
+            let close = !streamChunked || !head.isKeepAlive || draining
+            if streamChunked {
+                var buffer = context.channel.allocator.buffer(capacity: 5)
+                HTTP1ResponseEncoder.lastChunk(into: &buffer)
+                context.write(wrapOutboundOut(buffer), promise: nil)
+            }
+            if close {
+                closing = true
                 let channel = context.channel
-                done.futureResult.whenComplete { _ in channel.close(promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                    channel.close(promise: nil)
+                }
+            } else {
+                scheduleFlush(context: context)
+                unbuffer(context: context)
             }
             return
         }
         let keepAlive = head.isKeepAlive && !draining && !forceClose
-        var headers = HTTPHeaders()
-        for (name, value) in response.headers { headers.add(name: name, value: value) }
-        headers.replaceOrAdd(name: "content-length", value: String(response.body.count))
-        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
-        var responseHead = HTTPResponseHead(
-            version: head.version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
-        responseHead.headers = headers
-        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
-        if head.method != .HEAD && !response.body.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
-        }
+        let withBody = head.method != .HEAD
+        var buffer = context.channel.allocator.buffer(capacity: 160 + (withBody ? response.body.count : 0))
+        HTTP1ResponseEncoder.head(
+            into: &buffer, version: head.version, status: response.status, headers: response.headers,
+            framing: .length(response.body.count), keepAlive: keepAlive)
+        if withBody { buffer.writeBytes(response.body) }
         inFlight = false
+        answering = false
         if keepAlive {
-            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            context.write(wrapOutboundOut(buffer), promise: nil)
             scheduleFlush(context: context)
         } else {
             // The last answer on this connection: out now, then close; the
             // requests pipelined after it get none.
             closing = true
-            let done = context.eventLoop.makePromise(of: Void.self)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+            pending.removeAll()
             let channel = context.channel
-            done.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
         }
         if let route {
             environment.observability.answeredHTTP(
                 method: head.method.rawValue, route: route, status: response.status, start: start)
         }
+        if keepAlive { unbuffer(context: context) }
     }
 
     /// One flush for the responses written in this turn of the event loop:
@@ -177,20 +262,25 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Writes a streamed response's head and chunks (on the event loop).
+    /// HTTP/1.1 frames the body in chunks; HTTP/1.0 has none, so its body
+    /// runs to the close.
     fileprivate func streamHead(context: ChannelHandlerContext, status: Int, headers: [(name: String, value: String)], version: HTTPVersion) {
-        var fields = HTTPHeaders()
-        for (name, value) in headers { fields.add(name: name, value: value) }
-        // No content-length: HTTP/1.1 sends the body chunked.
-        if draining { fields.replaceOrAdd(name: "connection", value: "close") }
-        context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: fields))),
-            promise: nil)
+        streamChunked = version.major == 1 && version.minor >= 1
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        HTTP1ResponseEncoder.head(
+            into: &buffer, version: version, status: status, headers: headers,
+            framing: streamChunked ? .chunked : .untilClose, keepAlive: streamChunked && !draining)
+        context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     fileprivate func streamChunk(context: ChannelHandlerContext, _ chunk: [UInt8]) -> EventLoopFuture<Void> {
-        let done = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: chunk)))), promise: done)
-        return done.futureResult
+        var buffer = context.channel.allocator.buffer(capacity: chunk.count + 12)
+        if streamChunked {
+            HTTP1ResponseEncoder.chunk(chunk, into: &buffer)
+        } else {
+            buffer.writeBytes(chunk)
+        }
+        return context.writeAndFlush(wrapOutboundOut(buffer))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
