@@ -26,6 +26,11 @@ public final class SQLiteStore: Sendable {
         }
     }
 
+    /// The bytes of the database file that are memory-mapped (the start of a
+    /// larger file is mapped, the rest read as before). Mapped pages count in
+    /// the process's resident memory while the kernel keeps them.
+    static let mmapSize = 1 << 30
+
     let pool: DatabasePool
     let metrics: StoreMetrics
     /// Every write goes through it: concurrent writes share a commit.
@@ -40,6 +45,12 @@ public final class SQLiteStore: Sendable {
         let synchronous = configuration.synchronous.rawValue.uppercased()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            // Pages of the database file are read through a memory map, not
+            // copied by a read(2) each: a search over 100,000 workflows spent
+            // a third of its CPU in the kernel copying pages. (SQLite drops a
+            // connection's own page cache whenever another one commits, so
+            // a larger cache would not help under writes; the map does.)
+            try db.execute(sql: "PRAGMA mmap_size = \(Self.mmapSize)")
         }
         pool = try DatabasePool(path: configuration.path, configuration: config)
         // GRDB puts the writer in WAL mode after `prepareDatabase` ran, and

@@ -21,7 +21,7 @@ struct SQLiteStoreTests {
     func migrationsFromEmpty() async throws {
         let temp = try TempSQLiteStore()
         defer { temp.cleanup() }
-        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics"])
+        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics", "v13-search-vocabulary"])
         let tables = try await temp.store.pool.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table') ORDER BY name")
         }
@@ -36,7 +36,7 @@ struct SQLiteStoreTests {
         // Reopening the same file applies nothing twice and keeps the data.
         let user = try await temp.user()
         let reopened = try SQLiteStore(.init(path: temp.path))
-        #expect(try reopened.appliedMigrations().count == 12)
+        #expect(try reopened.appliedMigrations().count == 13)
         #expect(try await reopened.user(id: user.id)?.email == user.email)
     }
 
@@ -162,6 +162,44 @@ struct SQLiteStoreTests {
         // Only the caller's workflows.
         let other = try await temp.user()
         #expect(try await temp.store.searchWorkflows(text: "invoice", visibleTo: other.id, limit: 10, cursor: nil).items.isEmpty)
+    }
+
+    @Test("a prefix of a few terms is searched as those terms, of many as the prefix; both find the same workflows")
+    func prefixExpansion() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        // "inv" starts three terms; "zq" starts 20 (over the expansion limit).
+        let names = ["Invoice run", "Inventory sync", "Inverted index", "Billing"]
+            + (0..<20).map { "zq\(String(UnicodeScalar(UInt8(97 + $0))))lot" }
+        var ids: [String: String] = [:]
+        for name in names {
+            ids[name] = try await temp.store.createWorkflow(temp.workflow(owner: user.id, name: name), actor: user.id).id
+        }
+        let expanded = try await temp.store.pool.read { db in
+            (try SQLiteStore.ftsQuery(["billing", "INV"], expandingIn: db),
+             try SQLiteStore.ftsQuery(["zq"], expandingIn: db),
+             try SQLiteStore.ftsQuery(["nothing"], expandingIn: db),
+             try SQLiteStore.ftsQuery(["invé"], expandingIn: db))
+        }
+        #expect(expanded.0 == #""billing" AND ("inventory" OR "inverted" OR "invoice")"#)
+        #expect(expanded.1 == #""zq"*"#)
+        #expect(expanded.2 == #""nothing"*"#)
+        #expect(expanded.3 == #""invé"*"#)
+        func found(_ text: String) async throws -> Set<String> {
+            Set(try await temp.store.searchWorkflows(text: text, visibleTo: user.id, limit: 50, cursor: nil).items.map(\.workflow.id))
+        }
+        #expect(try await found("inv") == Set(["Invoice run", "Inventory sync", "Inverted index"].map { ids[$0]! }))
+        #expect(try await found("Inv") == (try await found("inv")))
+        #expect(try await found("zq").count == 20)
+        #expect(try await found("invoice r") == [ids["Invoice run"]!])
+        #expect(try await found("run inv") == [ids["Invoice run"]!])
+        #expect(try await found("a b inv").isEmpty)
+        // A term that starts another (the term itself and its extensions).
+        let invoices = try await temp.store.createWorkflow(temp.workflow(owner: user.id, name: "Invoices"), actor: user.id)
+        #expect(try await found("invoice") == [ids["Invoice run"]!, invoices.id])
+        let hit = try await temp.store.searchWorkflows(text: "inventor", visibleTo: user.id, limit: 5, cursor: nil).items
+        #expect(hit.map(\.workflow.id) == [ids["Inventory sync"]!] && hit[0].snippet.contains("[Inventory]"))
     }
 }
 
