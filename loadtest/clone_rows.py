@@ -1,7 +1,7 @@
 """Helpers of the Step 13 data-growth benchmarks (bench-restart.py,
 bench-flat.py): a JSON call to a `weft serve` on loopback, and copies of one
-execution's rows made in SQL, so a store holds millions of executions exactly
-as the engine writes them without running them."""
+execution's or one workflow's rows made in SQL, so a store holds millions of
+them exactly as the server writes them without making them one by one."""
 
 from __future__ import annotations
 
@@ -23,17 +23,21 @@ def http_json(port: int, method: str, path: str, token: str | None = None, body:
         return response.status, json.loads(response.read() or b"null")
 
 
-def clone_execution(db_path: str, template: str, n: int, id_prefix: str, queue: bool) -> None:
+def clone_execution(db_path: str, template: str, n: int, id_prefix: str, queue: bool,
+                    finished_at: str | None = None) -> None:
     """Adds n copies of execution `template`: its row, its task rows and,
     with `queue`, its queue items, under ids `id_prefix` + a zero-padded number
     (pick a prefix that sorts where the copies belong among the engine's
-    time-ordered ids). One transaction, `synchronous = OFF`: seeding."""
+    time-ordered ids). `finished_at` (a stored date, "2020-01-01 00:00:00.000")
+    replaces the copies' created, started and completed times. One
+    transaction, `synchronous = OFF`: seeding."""
     db = sqlite3.connect(db_path)
     db.execute("PRAGMA synchronous = OFF")
     numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
     width = 26 - len(id_prefix) + len("exe_")   # the engine's ids: exe_ + 26 characters
     exe = f"'{id_prefix}' || printf('%0{width}d', n.i)"
-    tables = [("workflow_executions", {"execution_id": exe}),
+    times = {} if finished_at is None else {c: f"'{finished_at}'" for c in ("created_at", "started_at", "completed_at")}
+    tables = [("workflow_executions", {"execution_id": exe, **times}),
               ("task_executions", {"execution_id": exe,
                                    "task_execution_id": f"t.task_execution_id || printf('%0{width}d', n.i)"})]
     if queue:
@@ -45,6 +49,34 @@ def clone_execution(db_path: str, template: str, n: int, id_prefix: str, queue: 
         select = ", ".join(replace.get(c, f"t.{c}") for c in columns)
         db.execute(numbers + f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM n, {table} t "
                    "WHERE t.execution_id = ?", (n, template))
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def clone_workflow(db_path: str, template: str, n: int, id_prefix: str) -> None:
+    """Adds n copies of workflow `template`: its row (named "<name> <i>"),
+    its task rows, its version rows and its search-index entry, under ids
+    `id_prefix` + a zero-padded number. One transaction, `synchronous = OFF`."""
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA synchronous = OFF")
+    numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+    width = 26 - len(id_prefix) + len("wf_")   # the server's ids: wf_ + 26 characters
+    wf = f"'{id_prefix}' || printf('%0{width}d', n.i)"
+    (base,) = db.execute("SELECT COALESCE(MAX(search_rowid), 0) FROM workflows").fetchone()
+    (search_rowid,) = db.execute("SELECT search_rowid FROM workflows WHERE id = ?", (template,)).fetchone()
+    tables = [("workflows", {"id": wf, "name": "t.name || ' ' || n.i", "search_rowid": f"{base} + n.i"}, "id"),
+              ("tasks", {"id": f"t.id || printf('%0{width}d', n.i)", "workflow_id": wf}, "workflow_id"),
+              ("workflow_versions", {"id": f"t.id || printf('%0{width}d', n.i)", "workflow_id": wf}, "workflow_id")]
+    db.execute("BEGIN")
+    for table, replace, key in tables:
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+        select = ", ".join(replace.get(c, f"t.{c}") for c in columns)
+        db.execute(numbers + f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM n, {table} t "
+                   f"WHERE t.{key} = ?", (n, template))
+    db.execute(numbers + "INSERT INTO workflow_search (rowid, name, description, task_names) "
+               "SELECT ? + n.i, s.name || ' ' || n.i, s.description, s.task_names FROM n, workflow_search s "
+               "WHERE s.rowid = ?", (n, base, search_rowid))
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

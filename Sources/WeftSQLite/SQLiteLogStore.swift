@@ -101,10 +101,15 @@ public final class SQLiteLogStore: LogStore, Sendable {
     }
 
     @discardableResult
-    public func purge(olderThan date: Date) async throws -> Int {
-        try await metrics.measure("purge_logs", kind: "write") {
+    public func purge(olderThan date: Date, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await metrics.measure("purge_logs", kind: "write") {
             try await pool.write { db in
-                try db.execute(sql: "DELETE FROM logs WHERE created_at < ?", arguments: [date])
+                // The oldest `limit` by the time index, deleted by key.
+                try db.cachedStatement(sql: """
+                    DELETE FROM logs WHERE log_id IN
+                        (SELECT log_id FROM logs WHERE created_at < ? ORDER BY created_at LIMIT ?)
+                    """).execute(arguments: [date, limit])
                 return db.changesCount
             }
         }

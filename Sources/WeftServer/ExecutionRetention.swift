@@ -5,11 +5,11 @@ import WeftObservability
 import WeftStore
 
 /// Deletes finished executions (and their task rows) older than the
-/// retention period, at start and then every ten minutes, in batches so
-/// the writer is never held long. Their rollups stay: statistics, trends
-/// and budgets keep counting them (docs/ANALYTICS.md).
+/// retention period, at start and then every ten minutes, in paced batches
+/// (`PacedPurge`) so the writer is never held long. Their rollups stay:
+/// statistics, trends and budgets keep counting them (docs/ANALYTICS.md).
 struct ExecutionRetention: Service {
-    static let batch = 1000
+    var pace = PacedPurge()
     let store: any AnalyticsStore
     let days: Int
     let metrics: WeftMetrics
@@ -22,15 +22,10 @@ struct ExecutionRetention: Service {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let cutoff = Date().addingTimeInterval(-Double(days) * 86_400)
-                var total = 0
                 do {
-                    while !Task.isCancelled {
-                        let count = try await store.purgeExecutions(finishedBefore: cutoff, limit: Self.batch)
-                        total += count
-                        purged.increment(by: Int64(count))
-                        if count < Self.batch { break }
-                        await Task.yield()
-                    }
+                    let total = try await pace.run({ limit in
+                        try await store.purgeExecutions(finishedBefore: cutoff, limit: limit)
+                    }, deleted: { purged.increment(by: Int64($0)) })
                     if total > 0 { logger.info("execution retention: deleted \(total) executions finished before \(cutoff)") }
                 } catch {
                     logger.error("execution retention failed: \(error)")

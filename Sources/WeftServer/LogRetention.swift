@@ -5,8 +5,10 @@ import WeftObservability
 import WeftStore
 
 /// Deletes execution log entries older than the retention period, at start
-/// and then hourly.
+/// and then hourly, in paced batches (`PacedPurge`) so appends are never held
+/// long.
 struct LogRetention: Service {
+    var pace = PacedPurge()
     let store: any LogStore
     let keep: Duration
     let metrics: WeftMetrics
@@ -18,11 +20,10 @@ struct LogRetention: Service {
             while !Task.isCancelled {
                 do {
                     let cutoff = Date().addingTimeInterval(-TimeInterval(keep.components.seconds))
-                    let count = try await store.purge(olderThan: cutoff)
-                    if count > 0 {
-                        purged.increment(by: Int64(count))
-                        logger.info("log retention: deleted \(count) entries older than \(cutoff)")
-                    }
+                    let count = try await pace.run({ limit in
+                        try await store.purge(olderThan: cutoff, limit: limit)
+                    }, deleted: { purged.increment(by: Int64($0)) })
+                    if count > 0 { logger.info("log retention: deleted \(count) entries older than \(cutoff)") }
                 } catch {
                     logger.error("log retention failed: \(error)")
                 }

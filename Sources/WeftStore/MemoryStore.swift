@@ -133,15 +133,18 @@ extension MemoryStore: LogStore {
     }
 
     @discardableResult
-    public func purge(olderThan date: Date) async throws -> Int {
+    public func purge(olderThan date: Date, limit: Int) async throws -> Int {
         state.withLock { state in
-            var purged = 0
-            for (id, entries) in state.logs {
-                let kept = entries.filter { $0.createdAt >= date }
-                purged += entries.count - kept.count
+            // The oldest first, as the SQLite store deletes them.
+            let old = state.logs.values.flatMap { $0 }.filter { $0.createdAt < date }
+                .sorted { $0.createdAt < $1.createdAt }.prefix(max(0, limit))
+            var doomed: [String: Set<Int64>] = [:]
+            for entry in old { doomed[entry.executionId, default: []].insert(entry.sequence) }
+            for (id, sequences) in doomed {
+                let kept = state.logs[id, default: []].filter { !sequences.contains($0.sequence) }
                 state.logs[id] = kept.isEmpty ? nil : kept
             }
-            return purged
+            return old.count
         }
     }
 }

@@ -83,7 +83,8 @@ public protocol LogStore: Sendable {
     @discardableResult
     func append(_ entries: [LogRecord]) async throws -> [LogRecord]
     func entries(_ query: LogQuery) async throws -> [LogRecord]
-    /// Deletes entries older than `date`; returns how many.
+    /// Deletes at most `limit` of the entries older than `date` (the oldest
+    /// first); returns how many.
     @discardableResult
-    func purge(olderThan date: Date) async throws -> Int
+    func purge(olderThan date: Date, limit: Int) async throws -> Int
 }

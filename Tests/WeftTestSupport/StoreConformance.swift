@@ -62,8 +62,16 @@ public enum StoreConformance {
             #expect(try await logs.entries(LogQuery(executionId: "e1", afterSequence: 1, limit: 1)).map(\.message) == ["slow"])
             #expect(try await logs.entries(LogQuery(executionId: "e1", limit: 10, minLevel: .error)).map(\.message) == ["failed"])
             #expect(try await logs.entries(LogQuery(executionId: "e1", limit: 10, taskId: "t1")).count == 2)
-            #expect(try await logs.purge(olderThan: Date().addingTimeInterval(-86_400 * 30)) == 1)
+            #expect(try await logs.purge(olderThan: Date().addingTimeInterval(-86_400 * 30), limit: 0) == 0)
+            #expect(try await logs.purge(olderThan: Date().addingTimeInterval(-86_400 * 30), limit: 10) == 1)
             #expect(try await logs.entries(LogQuery(executionId: "e1", limit: 10)).map(\.message) == ["slow", "failed"])
+            // A purge takes at most `limit`, the oldest first.
+            try await logs.append((1...3).map { i in
+                LogRecord(executionId: "e3", taskId: nil, level: .info, message: "old \(i)", createdAt: old.addingTimeInterval(Double(i)))
+            })
+            #expect(try await logs.purge(olderThan: Date().addingTimeInterval(-86_400 * 30), limit: 2) == 2)
+            #expect(try await logs.entries(LogQuery(executionId: "e3", limit: 10)).map(\.message) == ["old 3"])
+            #expect(try await logs.purge(olderThan: Date().addingTimeInterval(-86_400 * 30), limit: 10) == 1)
         }
     ]
 }
