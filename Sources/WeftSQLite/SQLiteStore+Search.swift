@@ -116,7 +116,11 @@ extension SQLiteStore {
         var from = prefix
         let next = try db.cachedStatement(sql: "SELECT term FROM workflow_search_terms WHERE term >= ? LIMIT 1")
         while terms.count <= prefixExpansionLimit {
-            guard let term = try String.fetchOne(next, arguments: [from]), term.hasPrefix(prefix) else { break }
+            // Bytes, not Characters: a combining mark after the prefix must
+            // not hide a term that starts with it.
+            guard let term = try String.fetchOne(next, arguments: [from]), term.utf8.starts(with: prefix.utf8) else {
+                break
+            }
             terms.append(term)
             // Terms hold no control characters: this is the first string
             // after `term`, so the next lookup skips its occurrences.

@@ -412,9 +412,8 @@ extension SQLiteStore: WorkflowStore {
     /// reachable.
     static let searchRankWindow = 1000
 
-    /// Turns free text into a safe FTS5 query: every word becomes a quoted
-    /// phrase (so no FTS5 syntax is ever interpreted), all must match, and
-    /// the last one matches as a prefix (search-as-you-type).
+    /// Text matched literally by `LIKE ? ESCAPE '\'`: its `\`, `%` and `_`
+    /// escaped.
     static func escapeLike(_ text: String) -> String {
         text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
             .replacingOccurrences(of: "_", with: "\\_")

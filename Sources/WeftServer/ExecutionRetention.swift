@@ -27,6 +27,8 @@ struct ExecutionRetention: Service {
                         try await store.purgeExecutions(finishedBefore: cutoff, limit: limit)
                     }, deleted: { purged.increment(by: Int64($0)) })
                     if total > 0 { logger.info("execution retention: deleted \(total) executions finished before \(cutoff)") }
+                } catch is CancellationError {
+                    return  // shutting down
                 } catch {
                     logger.error("execution retention failed: \(error)")
                 }

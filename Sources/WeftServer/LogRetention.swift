@@ -24,6 +24,8 @@ struct LogRetention: Service {
                         try await store.purge(olderThan: cutoff, limit: limit)
                     }, deleted: { purged.increment(by: Int64($0)) })
                     if count > 0 { logger.info("log retention: deleted \(count) entries older than \(cutoff)") }
+                } catch is CancellationError {
+                    return  // shutting down
                 } catch {
                     logger.error("log retention failed: \(error)")
                 }

@@ -316,6 +316,36 @@ def test_http1_head_has_the_length_and_no_body(server):
     assert len(_responses(rest)[0][1]) == length, data
 
 
+def test_http1_204_has_no_length_and_no_body(server):
+    """A 204 (DELETE of a workflow) carries no content-length (RFC 9110
+    8.6) and no body: the next response on the connection follows at once."""
+    import socket
+
+    user = wh.register_and_login(server, "No Content")
+    r = user.rest.post("/workflows", {"name": "to delete", "tasks": []})
+    assert r.status == 201, r
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.sendall((f"DELETE /workflows/{r.json['id']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.token}\r\n\r\n"
+                   "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").encode())
+        data = _read_until_closed(s)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204 "), data
+    assert b"content-length" not in head.lower() and b"transfer-encoding" not in head.lower(), head
+    assert rest.startswith(b"HTTP/1.1 200 "), data
+
+
+def test_http1_bad_bytes_after_a_closing_response_get_no_second_answer(server):
+    """After a response that closes the connection, unparsable bytes the
+    client already sent are not answered (one request, one response)."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nNOT A REQUEST\x00\r\n\r\n")
+        data = _read_until_closed(s)
+    assert [status for status, _ in _responses(data)] == [200], data
+    assert b"400" not in data.split(b"\r\n", 1)[0] and data.count(b"HTTP/1.1 ") == 1, data
+
+
 def _responses(data: bytes) -> list[tuple[int, bytes]]:
     """The complete responses at the start of `data` (framed by content-length)."""
     out, pos = [], 0

@@ -272,6 +272,30 @@ def assert_live(events: list, t_exec: float, sent_at: float, what: str):
     assert seqs == list(range(1, len(seqs) + 1)), seqs
 
 
+def test_head_of_a_live_stream_is_its_head_only_and_the_connection_stays_in_step(srv):
+    """HEAD on a watch route over HTTP/1.1: the GET's status and headers, no
+    chunk of the body, and the next request on the same connection is
+    answered as itself."""
+    u = user(srv)
+    wid, eid, _ = start(u, LIVE)
+    with socket.create_connection((srv.host, srv.port), timeout=TIMEOUT) as s:
+        s.sendall((f"HEAD {watch_path(wid, eid)} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {u.token}\r\n\r\n"
+                   f"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").encode())
+        data = b""
+        deadline = time.monotonic() + DELAY + 10
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data[:300]
+    assert b"chunked" in head.lower(), head
+    # The very next bytes are the /healthz response: no chunk of the watch.
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:300]
+    assert b'"SERVING"' in rest, rest[:300]
+
+
 def assert_json_error(status, headers, body: bytes, want_status: int, want_code: int):
     assert status == want_status, (status, headers, body[:300])
     assert headers.get("content-type", "").startswith("application/json"), headers

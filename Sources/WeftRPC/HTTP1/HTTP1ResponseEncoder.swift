@@ -9,8 +9,8 @@ import NIOHTTP1
 ///
 /// The transport owns the framing headers: `content-length`,
 /// `transfer-encoding` and `connection` given by a handler are dropped and
-/// written from what the transport decided. A CR or LF in a header value
-/// (which would split the head) is written as a space.
+/// written from what the transport decided. A control character in a header
+/// value (a CR or LF would split the head) is written as a space.
 enum HTTP1ResponseEncoder {
     /// How the body is framed.
     enum Framing {
@@ -20,6 +20,19 @@ enum HTTP1ResponseEncoder {
         case chunked
         /// Neither: the body runs to the connection's close (a stream on HTTP/1.0).
         case untilClose
+        /// No body by definition (204, 304): no length either (RFC 9110
+        /// §8.6 forbids it on a 204; on a 304 it would have to be the 200's).
+        case none
+
+        /// The framing of a whole response of `count` bytes with `status`.
+        static func whole(status: Int, count: Int) -> Framing {
+            hasNoBody(status) ? .none : .length(count)
+        }
+    }
+
+    /// A status whose response never has a body.
+    static func hasNoBody(_ status: Int) -> Bool {
+        status == 204 || status == 304 || (100..<200).contains(status)
     }
 
     static func head(
@@ -44,7 +57,7 @@ enum HTTP1ResponseEncoder {
             buffer.writeStaticString("\r\n")
         case .chunked:
             buffer.writeStaticString("transfer-encoding: chunked\r\n")
-        case .untilClose:
+        case .untilClose, .none:
             break
         }
         if !keepAlive {
@@ -92,10 +105,12 @@ enum HTTP1ResponseEncoder {
     }
 
     private static func writeValue(_ value: String, into buffer: inout ByteBuffer) {
-        if !value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
+        // Tab is allowed in a field value; other controls are not (RFC 9110 §5.5).
+        func isControl(_ byte: UInt8) -> Bool { (byte < 0x20 && byte != 0x09) || byte == 0x7F }
+        if !value.utf8.contains(where: isControl) {
             buffer.writeString(value)
             return
         }
-        buffer.writeBytes(value.utf8.map { $0 == 13 || $0 == 10 ? UInt8(ascii: " ") : $0 })
+        buffer.writeBytes(value.utf8.map { isControl($0) ? UInt8(ascii: " ") : $0 })
     }
 }

@@ -38,6 +38,10 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var unbuffering = false
     /// The streamed response being written uses chunked framing.
     private var streamChunked = false
+    /// The request being answered is a HEAD: a stream sends its head only.
+    private var headOnly = false
+    /// The request being answered lets the connection stay open.
+    private var requestKeepAlive = true
     private var draining = false
     /// A response that closes the connection was written: nothing more is read.
     private var closing = false
@@ -74,6 +78,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After a final response nothing more is answered; and once the
+        // decoder failed, what it reads next fails again (its 400 is queued).
+        if closing { return }
+        if case .dataReceivedInErrorState = error as? ByteToMessageDecoderError,
+            pending.contains(where: { if case .parseError = $0 { true } else { false } })
+        {
+            return
+        }
         logger.info("closing connection: \(error)")
         guard error is HTTPParserError else {
             environment.metrics.connectionError("io")
@@ -164,6 +176,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
         let start = NIODeadline.now()
+        headOnly = head.method == .HEAD
+        requestKeepAlive = head.isKeepAlive
         let method = head.method.rawValue
         var request = HTTPRequest(
             method: method, target: head.uri, headers: head.headers.map { ($0.name.lowercased(), $0.value) }, body: body)
@@ -204,7 +218,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             inFlight = false
             answering = false
             let close = !streamChunked || !head.isKeepAlive || draining
-            if streamChunked {
+            if streamChunked && !headOnly {
                 var buffer = context.channel.allocator.buffer(capacity: 5)
                 HTTP1ResponseEncoder.lastChunk(into: &buffer)
                 context.write(wrapOutboundOut(buffer), promise: nil)
@@ -222,11 +236,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let keepAlive = head.isKeepAlive && !draining && !forceClose
-        let withBody = head.method != .HEAD
+        let withBody = head.method != .HEAD && !HTTP1ResponseEncoder.hasNoBody(response.status)
         var buffer = context.channel.allocator.buffer(capacity: 160 + (withBody ? response.body.count : 0))
         HTTP1ResponseEncoder.head(
             into: &buffer, version: head.version, status: response.status, headers: response.headers,
-            framing: .length(response.body.count), keepAlive: keepAlive)
+            framing: .whole(status: response.status, count: response.body.count), keepAlive: keepAlive)
         if withBody { buffer.writeBytes(response.body) }
         inFlight = false
         answering = false
@@ -269,11 +283,15 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var buffer = context.channel.allocator.buffer(capacity: 256)
         HTTP1ResponseEncoder.head(
             into: &buffer, version: version, status: status, headers: headers,
-            framing: streamChunked ? .chunked : .untilClose, keepAlive: streamChunked && !draining)
+            framing: streamChunked ? .chunked : .untilClose, keepAlive: streamChunked && requestKeepAlive && !draining)
         context.write(wrapOutboundOut(buffer), promise: nil)
+        // A HEAD's answer is this head: out now (the stream ends at its first chunk).
+        if headOnly { context.flush() }
     }
 
     fileprivate func streamChunk(context: ChannelHandlerContext, _ chunk: [UInt8]) -> EventLoopFuture<Void> {
+        // HEAD: the client expects no body; ending the stream ends the handler.
+        if headOnly { return context.eventLoop.makeFailedFuture(HTTPStreamClosed()) }
         var buffer = context.channel.allocator.buffer(capacity: chunk.count + 12)
         if streamChunked {
             HTTP1ResponseEncoder.chunk(chunk, into: &buffer)
