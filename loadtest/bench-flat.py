@@ -37,24 +37,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clone_rows import clone_execution, clone_workflow, http_json as http  # noqa: E402
-from seed_workflows import login  # noqa: E402
+from clone_rows import clone_execution, clone_workflow, template_execution  # noqa: E402
 from weft_process import WeftProcess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def seed(weft: str, work: str, data: str, n: int, workflows: int) -> None:
-    server = WeftProcess(weft, data, ["--scrypt-log-n", "10"], work, "seed")
-    try:
-        token = login("127.0.0.1", server.port, "flat@bench.weft.test", "bench-password-1", "Flat")
-        tasks = [{"key": k, "name": k, "action": "noop", **({"dependsOn": [d]} if d else {})}
-                 for k, d in (("a", None), ("b", "a"), ("c", "b"))]
-        _, wf = http(server.port, "POST", "/workflows", token, {"name": "flat", "tasks": tasks})
-        _, started = http(server.port, "POST", f"/workflows/{wf['id']}/execute", token, {"input": {}})
-        assert started["status"] == "Completed", started
-    finally:
-        server.stop()
+    _, wf, started, _ = template_execution(weft, data, work, "flat")
+    assert started["status"] == "Completed", started
     start = time.monotonic()
     # Older than the template, in time order: ids sort before it, as earlier executions' would.
     if n > 1:

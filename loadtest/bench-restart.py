@@ -35,8 +35,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clone_rows import clone_execution, http_json as http  # noqa: E402
-from seed_workflows import login  # noqa: E402
+from clone_rows import clone_execution, http_json as http, template_execution  # noqa: E402
 from weft_process import WeftProcess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,16 +52,8 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="weft-bench-restart.")
     data = os.path.join(work, "data")
 
-    idle = WeftProcess(weft, data, ["--workers", "0", "--scrypt-log-n", "10"], work, "seed")
-    try:
-        token = login("127.0.0.1", idle.port, "restart@bench.weft.test", "bench-password-1", "Restart")
-        tasks = [{"key": k, "name": k, "action": "noop", **({"dependsOn": [d]} if d else {})}
-                 for k, d in (("a", None), ("b", "a"), ("c", "b"))]
-        _, wf = http(idle.port, "POST", "/workflows", token, {"name": "restart", "tasks": tasks})
-        status, started = http(idle.port, "POST", f"/workflows/{wf['id']}/execute", token, {"input": {}})
-        assert status == 202 and started["status"] == "Running", started
-    finally:
-        idle.stop()
+    status, wf, started, token = template_execution(weft, data, work, "restart", ["--workers", "0"])
+    assert status == 202 and started["status"] == "Running", started
     seed_start = time.monotonic()
     clone_execution(os.path.join(data, "weft.sqlite"), started["executionId"], args.unfinished - 1, "exe_bench", queue=True)
     seeded = time.monotonic() - seed_start

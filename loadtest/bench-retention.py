@@ -42,8 +42,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clone_rows import clone_execution, http_json as http  # noqa: E402
-from seed_workflows import login  # noqa: E402
+from clone_rows import clone_execution, template_execution  # noqa: E402
 from weft_process import WeftProcess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,16 +50,8 @@ OLD = "2020-01-01 00:00:00.000"
 
 
 def seed(weft: str, work: str, data: str, executions: int, logs: int) -> None:
-    server = WeftProcess(weft, data, ["--scrypt-log-n", "10"], work, "seed")
-    try:
-        token = login("127.0.0.1", server.port, "retention@bench.weft.test", "bench-password-1", "Retention")
-        tasks = [{"key": k, "name": k, "action": "noop", **({"dependsOn": [d]} if d else {})}
-                 for k, d in (("a", None), ("b", "a"), ("c", "b"))]
-        _, wf = http(server.port, "POST", "/workflows", token, {"name": "retention", "tasks": tasks})
-        _, started = http(server.port, "POST", f"/workflows/{wf['id']}/execute", token, {"input": {}})
-        assert started["status"] == "Completed", started
-    finally:
-        server.stop()
+    _, _, started, _ = template_execution(weft, data, work, "retention")
+    assert started["status"] == "Completed", started
     start = time.monotonic()
     if executions > 0:
         clone_execution(os.path.join(data, "weft.sqlite"), started["executionId"], executions, "exe_0", queue=False,

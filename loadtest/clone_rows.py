@@ -9,6 +9,9 @@ import json
 import sqlite3
 import urllib.request
 
+from seed_workflows import login
+from weft_process import WeftProcess
+
 
 def http_json(port: int, method: str, path: str, token: str | None = None, body: dict | None = None,
               timeout: float = 10.0):
@@ -21,6 +24,24 @@ def http_json(port: int, method: str, path: str, token: str | None = None, body:
         request.add_header("authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, json.loads(response.read() or b"null")
+
+
+def template_execution(weft: str, data: str, work: str, name: str,
+                       args: list[str] = ()) -> tuple[int, dict, dict, str]:
+    """The rows to clone: a `weft serve` on `data` (stopped on return) gets a
+    user, a 3-task noop workflow a -> b -> c and one ExecuteWorkflow of it.
+    Returns (HTTP status of the execute, the workflow, the execute's answer,
+    the user's access token)."""
+    server = WeftProcess(weft, data, ["--scrypt-log-n", "10", *args], work, "seed")
+    try:
+        token = login("127.0.0.1", server.port, f"{name}@bench.weft.test", "bench-password-1", name.title())
+        tasks = [{"key": k, "name": k, "action": "noop", **({"dependsOn": [d]} if d else {})}
+                 for k, d in (("a", None), ("b", "a"), ("c", "b"))]
+        _, wf = http_json(server.port, "POST", "/workflows", token, {"name": name, "tasks": tasks})
+        status, started = http_json(server.port, "POST", f"/workflows/{wf['id']}/execute", token, {"input": {}})
+        return status, wf, started, token
+    finally:
+        server.stop()
 
 
 def clone_execution(db_path: str, template: str, n: int, id_prefix: str, queue: bool,
