@@ -296,6 +296,39 @@ def test_head_of_a_live_stream_is_its_head_only_and_the_connection_stays_in_step
     assert b'"SERVING"' in rest, rest[:300]
 
 
+def test_head_of_a_live_stream_over_http2_is_its_head_only(srv):
+    """HEAD on a watch route over HTTP/2: the GET's status and headers, the
+    stream ended with them (no DATA frame), at once."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    u = user(srv)
+    wid, eid, _ = start(u, LIVE)
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    with socket.create_connection((srv.host, srv.port), timeout=TIMEOUT) as s:
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "HEAD"), (":scheme", "http"), (":authority", srv.target),
+                              (":path", watch_path(wid, eid)), ("authorization", f"Bearer {u.token}")], end_stream=True)
+        s.sendall(conn.data_to_send())
+        status, data, ended = None, b"", False
+        deadline = time.monotonic() + DELAY + 5
+        while not ended and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed"
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[":status"]
+                    ended = event.stream_ended is not None
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            s.sendall(conn.data_to_send())
+    assert status == "200" and ended, (status, ended)
+    assert data == b"", data[:200]
+
+
 def assert_json_error(status, headers, body: bytes, want_status: int, want_code: int):
     assert status == want_status, (status, headers, body[:300])
     assert headers.get("content-type", "").startswith("application/json"), headers

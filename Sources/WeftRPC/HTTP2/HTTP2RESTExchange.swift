@@ -89,7 +89,10 @@ final class HTTP2RESTExchange: @unchecked Sendable {
         var headers = HeaderBlock()
         headers.add(":status", String(status))
         for (name, value) in fields { headers.add(name.lowercased(), value) }
-        stream.submit(headers: headers, withBody: true)
+        // A HEAD's answer is this head, ending the stream; the handler's
+        // first chunk fails and ends it (RFC 9110 9.3.2: no content).
+        if method == "HEAD" { answered = true }
+        stream.submit(headers: headers, withBody: method != "HEAD")
         stream.connection.scheduleFlush()
     }
 
@@ -98,7 +101,7 @@ final class HTTP2RESTExchange: @unchecked Sendable {
     static let maxPendingStreamBytes = 1 << 20
 
     fileprivate func streamChunk(_ chunk: [UInt8]) throws {
-        guard streaming, !stream.isClosed, stream.pendingBodyBytes + chunk.count <= Self.maxPendingStreamBytes else {
+        guard streaming, method != "HEAD", !stream.isClosed, stream.pendingBodyBytes + chunk.count <= Self.maxPendingStreamBytes else {
             throw HTTPStreamClosed()
         }
         stream.appendBody(chunk)
