@@ -106,16 +106,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_listening() {  # LOGFILE PID -> port from "listening on 127.0.0.1:PORT"
-  local logf=$1 pid=$2 port=
-  for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -1)
-    [ -n "$port" ] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  return 1
-}
+. "$HERE/wait-listening.sh"
 
 # The workflow every run reads / creates: 3 noop tasks.
 printf '%s' '{"name":"Nightly invoice sync","description":"Bench workflow: fetch invoices, validate them, post a summary.","tasks":[{"name":"Fetch invoices","action":"noop"},{"name":"Validate invoices","action":"noop","dependsOn":["fetch_invoices"]},{"name":"Post summary","action":"noop","dependsOn":["validate_invoices"]}]}' \

@@ -31,13 +31,8 @@ rm -rf "$OUT_DIR" && mkdir -p "$OUT_DIR"
 "$WEFT_BIN" serve --host 127.0.0.1 --port 0 --data-dir "$OUT_DIR/data" > "$OUT_DIR/weft.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2> /dev/null || true; wait $pid 2> /dev/null || true' EXIT
-port=""
-for _ in $(seq 1 100); do
-  port=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$OUT_DIR/weft.log" | head -1 | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$OUT_DIR/weft.log" >&2; exit 1; }
+. loadtest/wait-listening.sh
+port=$(wait_listening "$OUT_DIR/weft.log" "$pid") || { cat "$OUT_DIR/weft.log" >&2; exit 1; }
 
 echo "== $SCENARIO at $RATE/s for $DURATION s against 127.0.0.1:$port (server pid $pid); perf records $RECORD s from second 5"
 "$LOADTEST_BIN" run "$SCENARIO" --target "http://127.0.0.1:$port" --rate "$RATE" --duration "$DURATION" --warmup 2 \

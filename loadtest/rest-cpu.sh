@@ -22,13 +22,8 @@ rm -rf "$out" && mkdir -p "$out"
 "$WEFT_BIN" serve --host 127.0.0.1 --port 0 --data-dir "$out/data" --scrypt-log-n 10 > "$out/weft.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2> /dev/null || true' EXIT
-port=""
-for _ in $(seq 1 100); do
-  port=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$out/weft.log" | head -1 | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$out/weft.log" >&2; exit 1; }
+. loadtest/wait-listening.sh
+port=$(wait_listening "$out/weft.log" "$pid") || { cat "$out/weft.log" >&2; exit 1; }
 base=http://127.0.0.1:$port
 json() { python3 -c "import sys, json; print(json.load(sys.stdin)['$1'])"; }
 curl -sf -X POST "$base/users/register" -H 'content-type: application/json' \

@@ -183,7 +183,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             method: method, target: head.uri, headers: head.headers.map { ($0.name.lowercased(), $0.value) }, body: body)
         request.streamSink = HTTP1StreamSink(
             loopBound: NIOLoopBound((self, context), eventLoop: context.eventLoop), version: head.version)
-        if head.headers.first(name: "content-type")?.hasPrefix("application/grpc") == true {
+        if request.header("content-type")?.hasPrefix("application/grpc") == true {
             write(
                 context: context,
                 .error(status: 415, code: .invalidArgument, message: "gRPC requires HTTP/2; this is HTTP/1.1"),
@@ -218,18 +218,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             inFlight = false
             answering = false
             let close = !streamChunked || !head.isKeepAlive || draining
-            if streamChunked && !headOnly {
-                var buffer = context.channel.allocator.buffer(capacity: 5)
-                HTTP1ResponseEncoder.lastChunk(into: &buffer)
-                context.write(wrapOutboundOut(buffer), promise: nil)
-            }
+            var buffer = context.channel.allocator.buffer(capacity: 5)
+            if streamChunked && !headOnly { HTTP1ResponseEncoder.lastChunk(into: &buffer) }
             if close {
                 closing = true
                 let channel = context.channel
-                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                    channel.close(promise: nil)
-                }
+                context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
             } else {
+                context.write(wrapOutboundOut(buffer), promise: nil)
                 scheduleFlush(context: context)
                 unbuffer(context: context)
             }
