@@ -14,7 +14,7 @@ extension SQLiteStore: OrganizationStore {
     }
 
     public func setPlan(orgId: String, plan: String) async throws {
-        try await write("set_plan") { db in
+        try await writeMemberships("set_plan") { db in
             try db.execute(sql: "UPDATE organizations SET plan = ? WHERE id = ?", arguments: [plan, orgId])
             guard db.changesCount == 1 else { throw StoreError.notFound("no organization \(orgId)") }
             try Self.audit(
@@ -24,7 +24,10 @@ extension SQLiteStore: OrganizationStore {
     }
 
     public func memberships(userId: String) async throws -> [(MembershipRecord, OrganizationRecord)] {
-        try await read("get_memberships") { db in
+        let (cached, epoch) = membershipCache.lookup(userId)
+        if let cached { return cached }
+        let started = ContinuousClock.now
+        let memberships = try await read("get_memberships") { db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -35,14 +38,23 @@ extension SQLiteStore: OrganizationStore {
                 arguments: [userId]
             ).map { (Self.membershipRecord($0), Self.organizationRecord($0)) }
         }
+        membershipCache.fill(userId, memberships, epoch: epoch, readStarted: started)
+        return memberships
     }
 
+    /// From the user's memberships (cached): the same rows.
     public func membership(orgId: String, userId: String) async throws -> MembershipRecord? {
-        try await read("get_membership") { db in
-            try Row.fetchOne(
-                db, sql: "SELECT * FROM org_members WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId]
-            ).map(Self.membershipRecord)
-        }
+        try await memberships(userId: userId).first { $0.0.orgId == orgId }?.0
+    }
+
+    /// A write that changes memberships or organizations: the membership
+    /// cache is cleared before it and again once it committed or failed.
+    func writeMemberships<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws
+        -> T
+    {
+        membershipCache.invalidate()
+        defer { membershipCache.invalidate() }
+        return try await write(operation, body)
     }
 
     public func members(orgId: String) async throws -> [(MembershipRecord, UserRecord)] {
@@ -60,7 +72,7 @@ extension SQLiteStore: OrganizationStore {
     }
 
     public func removeMember(orgId: String, userId: String, actor: String) async throws {
-        try await write("remove_member") { db in
+        try await writeMemberships("remove_member") { db in
             guard let role = try String.fetchOne(
                 db, sql: "SELECT role FROM org_members WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId])
             else { throw StoreError.notFound("user \(userId) is not a member of organization \(orgId)") }
@@ -105,7 +117,7 @@ extension SQLiteStore: OrganizationStore {
     public func setMemberRole(orgId: String, userId: String, role: OrganizationRole, actor: String) async throws
         -> MembershipRecord
     {
-        try await write("set_member_role") { db in
+        try await writeMemberships("set_member_role") { db in
             guard let row = try Row.fetchOne(
                 db, sql: "SELECT * FROM org_members WHERE org_id = ? AND user_id = ?", arguments: [orgId, userId])
             else { throw StoreError.notFound("user \(userId) is not a member of organization \(orgId)") }
@@ -180,7 +192,7 @@ extension SQLiteStore: OrganizationStore {
     public func respond(invitationId: String, userId: String, email: String, accept: Bool, now: Date) async throws
         -> InvitationRecord
     {
-        try await write("respond_invitation") { db in
+        try await writeMemberships("respond_invitation") { db in
             guard
                 var invitation = try Row.fetchOne(
                     db, sql: "SELECT * FROM org_invitations WHERE id = ?", arguments: [invitationId]

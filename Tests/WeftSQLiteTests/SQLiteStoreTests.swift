@@ -201,5 +201,45 @@ struct SQLiteStoreTests {
         let hit = try await temp.store.searchWorkflows(text: "inventor", visibleTo: user.id, limit: 5, cursor: nil).items
         #expect(hit.map(\.workflow.id) == [ids["Inventory sync"]!] && hit[0].snippet.contains("[Inventory]"))
     }
-}
 
+    @Test("memberships: another process's change (weft orgs set-plan) shows within the cache's lifetime")
+    func membershipsFromAnotherWriter() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = Records.user()
+        try await temp.store.createUser(user, organization: OrganizationRecord(id: "org_p", name: "P", plan: "", createdAt: Date()))
+        #expect(try await temp.store.memberships(userId: user.id).first?.1.plan == "")
+        // A second store on the same file is a writer the first cannot hear.
+        try await temp.reopen().setPlan(orgId: "org_p", plan: "team")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var plan = ""
+        while plan != "team", ContinuousClock.now < deadline {
+            plan = try await temp.store.memberships(userId: user.id).first?.1.plan ?? ""
+            if plan != "team" { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(plan == "team")
+    }
+
+    @Test("the membership cache keeps a read's answer only when no membership write began or ended during the read")
+    func membershipCacheEpochs() {
+        let cache = MembershipCache(lifetime: .seconds(60), capacity: 2)
+        let org = OrganizationRecord(id: "org_1", name: "One", plan: "", createdAt: Date())
+        let answer = [(MembershipRecord(orgId: "org_1", userId: "u1", role: .member, joinedAt: Date()), org)]
+        let (missed, epoch) = cache.lookup("u1")
+        #expect(missed == nil)
+        cache.invalidate()  // a write started while the read ran
+        cache.fill("u1", answer, epoch: epoch, readStarted: .now)
+        #expect(cache.lookup("u1").0 == nil)
+        cache.fill("u1", answer, epoch: cache.lookup("u1").epoch, readStarted: .now)
+        #expect(cache.lookup("u1").0?.first?.0.role == .member)
+        cache.invalidate()
+        #expect(cache.lookup("u1").0 == nil)
+        // A full cache starts over rather than growing.
+        for user in ["a", "b", "c"] { cache.fill(user, answer, epoch: cache.lookup(user).epoch, readStarted: .now) }
+        #expect(cache.lookup("a").0 == nil && cache.lookup("c").0 != nil)
+        // Past its lifetime an entry is read again.
+        let short = MembershipCache(lifetime: .zero)
+        short.fill("u1", answer, epoch: short.lookup("u1").epoch, readStarted: .now)
+        #expect(short.lookup("u1").0 == nil)
+    }
+}

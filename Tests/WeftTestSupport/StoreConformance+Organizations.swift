@@ -77,6 +77,30 @@ extension StoreConformance {
             #expect(try await store.workflows.workflow(id: theirs.id, includeDeleted: false)?.ownerId == admin.id)
             #expect(try await store.workflows.role(userId: other.id, workflowId: theirs.id) == .viewer, "others keep their roles")
         },
+        Case(name: "memberships read before a change show it right after (role, removal, plan, an accepted invitation)") {
+            store in
+            let admin = Records.user(email: "cache-admin@example.com")
+            try await store.users.createUser(admin, organization: OrganizationRecord(id: "org_c", name: "C", plan: "", createdAt: t0))
+            let member = try await store.user("cache-member@example.com")
+            // Read first: a cache in the store must not answer these later.
+            #expect(try await store.orgs.membership(orgId: "org_c", userId: member.id) == nil)
+            #expect(try await store.orgs.memberships(userId: member.id).isEmpty)
+            try await store.orgs.createInvitation(
+                InvitationRecord(
+                    id: "inv_c", orgId: "org_c", email: member.email, role: .member, invitedBy: admin.id, createdAt: t0,
+                    expiresAt: t0.addingTimeInterval(60)), actor: admin.id)
+            _ = try await store.orgs.respond(invitationId: "inv_c", userId: member.id, email: member.email, accept: true, now: t0)
+            #expect(try await store.orgs.membership(orgId: "org_c", userId: member.id)?.role == .member)
+            _ = try await store.orgs.setMemberRole(orgId: "org_c", userId: member.id, role: .admin, actor: admin.id)
+            #expect(try await store.orgs.membership(orgId: "org_c", userId: member.id)?.role == .admin)
+            #expect(try await store.orgs.memberships(userId: admin.id).first?.1.plan == "")
+            try await store.orgs.setPlan(orgId: "org_c", plan: "team")
+            #expect(try await store.orgs.memberships(userId: admin.id).first?.1.plan == "team")
+            #expect(try await store.orgs.memberships(userId: member.id).first?.1.plan == "team")
+            try await store.orgs.removeMember(orgId: "org_c", userId: member.id, actor: admin.id)
+            #expect(try await store.orgs.membership(orgId: "org_c", userId: member.id) == nil)
+            #expect(try await store.orgs.memberships(userId: member.id).isEmpty)
+        },
         Case(name: "workflows and executions are counted per organization") { store in
             let owner = Records.user()
             try await store.users.createUser(owner, organization: OrganizationRecord(id: "org_x", name: "X", plan: "", createdAt: t0))
