@@ -108,6 +108,8 @@ let package = Package(
                 "WeftStore",
                 "WeftObservability",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The FTS5 extension API, for the search's rank function.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings

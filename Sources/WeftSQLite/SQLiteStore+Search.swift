@@ -18,21 +18,29 @@ extension SQLiteStore {
             offset = 0
         }
         return try await read("search_workflows") { db in
-            let match = try Self.ftsQuery(words, expandingIn: db)
+            let query = try Self.ftsQuery(words, expandingIn: db)
+            let match = query.match
+            let counts = try self.phraseCounts.counts(query.phrases, in: db)
             // Pass 1, ranking: the caller's newest `searchRankWindow` matches,
-            // each scored (BM25) as the index is walked newest first, and
-            // the page taken from them by score. One evaluation of the MATCH.
+            // each scored (BM25, `SearchRank`) as the index is walked newest
+            // first, and the page taken from them by score. One evaluation
+            // of the MATCH.
+            let rank = "\(SearchRank.functionName)(workflow_search, \(Self.searchColumnWeights), "
+                + Array(repeating: "?", count: counts.count).joined(separator: ", ") + ")"
+            // Cached statements: the texts vary only with the number of
+            // phrases and of the page's rows, and preparing a statement on
+            // an FTS5 table (parse, plan, GRDB's authorizer) costs about as
+            // much as a rare word's whole search.
             let ranked = try Row.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(sql: """
                     SELECT rid, score FROM (
-                        SELECT s.rowid AS rid, -s.rank AS score, w.id AS wid
+                        SELECT s.rowid AS rid, \(rank) AS score, w.id AS wid
                         FROM workflow_search s JOIN workflows w ON w.search_rowid = s.rowid
                         WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
                         ORDER BY s.rowid DESC LIMIT ?)
                     ORDER BY score DESC, wid DESC LIMIT ? OFFSET ?
-                    """,
-                arguments: [
+                    """),
+                arguments: StatementArguments(counts) + [
                     match, userId, userId, Self.searchRankWindow,
                     min(limit + 1, Self.searchRankWindow - offset + 1), offset,
                 ])
@@ -45,13 +53,12 @@ extension SQLiteStore {
             // runs for the page's rows only.
             let placeholders = Array(repeating: "?", count: order.count).joined(separator: ",")
             let rows = try Row.fetchAll(
-                db,
-                sql: """
+                db.cachedStatement(sql: """
                     SELECT w.*, \(Self.callerRoleColumn), s.rowid AS rid,
                         snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
                     FROM workflow_search s JOIN workflows w ON w.search_rowid = s.rowid
                     WHERE workflow_search MATCH ? AND s.rowid BETWEEN ? AND ? AND +s.rowid IN (\(placeholders))
-                    """,
+                    """),
                 arguments: StatementArguments([userId, userId, match, order.min()!, order.max()!] as [any DatabaseValueConvertible])
                     + StatementArguments(order))
             let byRowid = Dictionary(rows.map { ($0["rid"] as Int64, $0) }, uniquingKeysWith: { first, _ in first })
@@ -79,21 +86,36 @@ extension SQLiteStore {
         return words.map { String(String.UnicodeScalarView($0)) }
     }
 
+    /// The weights of the search columns in BM25 (name, description, task
+    /// names), as the table's `rank` option has them.
+    static let searchColumnWeights = "10.0, 4.0, 2.0"
+
+    /// An FTS5 query and its phrases in the order they appear in it (each
+    /// as a query of its own, to count its documents).
+    struct FTSQuery: Equatable {
+        var match: String
+        var phrases: [String]
+    }
+
     /// The FTS5 query: every word must match, the last as a prefix (search
     /// as you type) or as the terms it was expanded to. Quotes are doubled,
     /// as FTS5 escapes them.
-    static func ftsQuery(_ words: [String], lastExpandedTo terms: [String]?) -> String {
+    static func ftsQuery(_ words: [String], lastExpandedTo terms: [String]?) -> FTSQuery {
         func quoted(_ word: String) -> String { "\"" + word.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-        var parts = words.dropLast().map(quoted)
+        var phrases = words.dropLast().map(quoted)
+        var parts = phrases
         if let terms, terms.count == 1 {
+            phrases.append(quoted(terms[0]))
             parts.append(quoted(terms[0]))
         } else if let terms {
+            phrases += terms.map(quoted)
             // FTS5 has no implicit AND before a parenthesis: it is written.
             parts.append((parts.isEmpty ? "(" : "AND (") + terms.map(quoted).joined(separator: " OR ") + ")")
         } else {
-            parts.append(quoted(words[words.count - 1]) + "*")
+            phrases.append(quoted(words[words.count - 1]) + "*")
+            parts.append(phrases[phrases.count - 1])
         }
-        return parts.joined(separator: " ")
+        return FTSQuery(match: parts.joined(separator: " "), phrases: phrases)
     }
 
     /// At most this many terms replace a prefix; more, and the prefix query
@@ -108,7 +130,7 @@ extension SQLiteStore {
     /// two thirds of the search. Exact terms are read in place. Only ASCII
     /// prefixes are expanded: the tokenizer's folding of other scripts
     /// (diacritics, case) is not repeated here, so those keep the prefix.
-    static func ftsQuery(_ words: [String], expandingIn db: Database) throws -> String {
+    static func ftsQuery(_ words: [String], expandingIn db: Database) throws -> FTSQuery {
         let last = words[words.count - 1]
         guard last.utf8.allSatisfy({ $0 < 0x80 }) else { return ftsQuery(words, lastExpandedTo: nil) }
         let prefix = last.lowercased()

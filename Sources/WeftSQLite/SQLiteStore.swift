@@ -37,6 +37,8 @@ public final class SQLiteStore: Sendable {
     let commits: GroupCommit
     /// Users' memberships, read by nearly every call (`MembershipCache`).
     let membershipCache = MembershipCache()
+    /// Document counts of search phrases, for ranking (`SearchRank`).
+    let phraseCounts = PhraseCounts()
 
     /// Opens (creating if needed) and migrates the database.
     public init(_ configuration: Configuration, metrics: StoreMetrics = .none) throws {
@@ -53,6 +55,7 @@ public final class SQLiteStore: Sendable {
             // connection's own page cache whenever another one commits, so
             // a larger cache would not help under writes; the map does.)
             try db.execute(sql: "PRAGMA mmap_size = \(Self.mmapSize)")
+            try SearchRank.register(db)
         }
         pool = try DatabasePool(path: configuration.path, configuration: config)
         // GRDB puts the writer in WAL mode after `prepareDatabase` ran, and

@@ -177,10 +177,10 @@ struct SQLiteStoreTests {
             ids[name] = try await temp.store.createWorkflow(temp.workflow(owner: user.id, name: name), actor: user.id).id
         }
         let expanded = try await temp.store.pool.read { db in
-            (try SQLiteStore.ftsQuery(["billing", "INV"], expandingIn: db),
-             try SQLiteStore.ftsQuery(["zq"], expandingIn: db),
-             try SQLiteStore.ftsQuery(["nothing"], expandingIn: db),
-             try SQLiteStore.ftsQuery(["invé"], expandingIn: db))
+            (try SQLiteStore.ftsQuery(["billing", "INV"], expandingIn: db).match,
+             try SQLiteStore.ftsQuery(["zq"], expandingIn: db).match,
+             try SQLiteStore.ftsQuery(["nothing"], expandingIn: db).match,
+             try SQLiteStore.ftsQuery(["invé"], expandingIn: db).match)
         }
         #expect(expanded.0 == #""billing" AND ("inventory" OR "inverted" OR "invoice")"#)
         #expect(expanded.1 == #""zq"*"#)
@@ -241,5 +241,64 @@ struct SQLiteStoreTests {
         let short = MembershipCache(lifetime: .zero)
         short.fill("u1", answer, epoch: short.lookup("u1").epoch, readStarted: .now)
         #expect(short.lookup("u1").0 == nil)
+    }
+
+    @Test("weft_bm25 with exact phrase counts scores as FTS5's bm25; stale counts keep one word's order")
+    func searchRankMatchesBM25() async throws {
+        let temp = try TempSQLiteStore()
+        defer { temp.cleanup() }
+        let user = try await temp.user()
+        let names = [
+            ("Invoice run", "Send invoices nightly", ["fetch invoices", "post"]),
+            ("Inventory sync", "invoice totals and inventory", ["count"]),
+            ("Report", "weekly report of invoice runs", ["report", "report again"]),
+            ("Billing", "nothing to see", ["invoice"]),
+        ]
+        for (name, description, tasks) in names {
+            _ = try await temp.store.createWorkflow(
+                temp.workflow(owner: user.id, name: name, description: description, taskNames: tasks), actor: user.id)
+        }
+        for words in [["invoice"], ["report", "inv"], ["invoice", "run"], ["nightly"]] {
+            try await temp.store.pool.read { db in
+                let query = try SQLiteStore.ftsQuery(words, expandingIn: db)
+                let counts = try query.phrases.map {
+                    try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_search WHERE workflow_search MATCH ?", arguments: [$0])!
+                }
+                #expect(try PhraseCounts().counts(query.phrases, in: db) == counts)
+                let placeholders = Array(repeating: "?", count: counts.count).joined(separator: ", ")
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT rowid, bm25(workflow_search, 10.0, 4.0, 2.0) AS builtin,
+                            weft_bm25(workflow_search, 10.0, 4.0, 2.0, \(placeholders)) AS ours
+                        FROM workflow_search WHERE workflow_search MATCH ?
+                        """,
+                    arguments: StatementArguments(counts) + [query.match])
+                #expect(!rows.isEmpty, "\(words)")
+                for row in rows {
+                    let builtin: Double = row["builtin"]
+                    let ours: Double = row["ours"]
+                    #expect(abs(-builtin - ours) < 1e-9, "\(words) rowid \(row["rowid"] as Int64): \(builtin) vs \(ours)")
+                }
+                // The wrong number of counts is an error naming what it takes.
+                #expect(throws: DatabaseError.self) {
+                    try Row.fetchAll(
+                        db, sql: "SELECT weft_bm25(workflow_search, 1.0) FROM workflow_search WHERE workflow_search MATCH ?",
+                        arguments: [query.match])
+                }
+            }
+        }
+        // Counts kept from before more workflows came: the order of one
+        // word's matches is the same as with fresh counts.
+        let search = { try await temp.store.searchWorkflows(text: "invoice", visibleTo: user.id, limit: 10, cursor: nil).items }
+        let before = try await search()
+        for index in 0..<5 {
+            _ = try await temp.store.createWorkflow(
+                temp.workflow(owner: user.id, name: "Other \(index)", description: "invoice \(index)"), actor: user.id)
+        }
+        let stale = try await search().map(\.workflow.id)
+        #expect(stale.count == before.count + 5)
+        let fresh = try await temp.reopen().searchWorkflows(text: "invoice", visibleTo: user.id, limit: 10, cursor: nil).items
+        #expect(stale == fresh.map(\.workflow.id))
     }
 }
