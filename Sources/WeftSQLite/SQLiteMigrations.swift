@@ -258,6 +258,28 @@ enum SQLiteMigrations {
             // storage of its own.
             try db.execute(sql: "CREATE VIRTUAL TABLE workflow_search_terms USING fts5vocab(workflow_search, 'instance')")
         }
+        migrator.registerMigration("v14-search-row-is-workflow-rowid") { db in
+            // A workflow's search row has the workflow's own rowid (it had
+            // the rowid kept in `search_rowid`, found through a unique
+            // index): a search joins its matches to workflows by rowid, one
+            // lookup a match instead of two, and a create writes one index
+            // less. Rows whose rowid differs move to their search rowid;
+            // they first move above every rowid and search rowid in use, so
+            // no two rows share one on the way. Rows without a search row
+            // keep the rowid they get there (above every search row).
+            let moving = try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM workflows WHERE search_rowid IS NULL OR search_rowid != rowid") ?? 0
+            if moving > 0 {
+                let above = try Int64.fetchOne(
+                    db, sql: "SELECT MAX(COALESCE(MAX(rowid), 0), COALESCE(MAX(search_rowid), 0)) + 1 FROM workflows") ?? 1
+                try db.execute(
+                    sql: "UPDATE workflows SET rowid = rowid + ? WHERE search_rowid IS NULL OR search_rowid != rowid",
+                    arguments: [above])
+                try db.execute(sql: "UPDATE workflows SET rowid = search_rowid WHERE search_rowid IS NOT NULL AND search_rowid != rowid")
+            }
+            try db.execute(sql: "DROP INDEX workflows_search_rowid")
+            try db.execute(sql: "ALTER TABLE workflows DROP COLUMN search_rowid")
+        }
         return migrator
     }
 }

@@ -21,7 +21,7 @@ struct SQLiteStoreTests {
     func migrationsFromEmpty() async throws {
         let temp = try TempSQLiteStore()
         defer { temp.cleanup() }
-        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics", "v13-search-vocabulary"])
+        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics", "v13-search-vocabulary", "v14-search-row-is-workflow-rowid"])
         let tables = try await temp.store.pool.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table') ORDER BY name")
         }
@@ -36,7 +36,7 @@ struct SQLiteStoreTests {
         // Reopening the same file applies nothing twice and keeps the data.
         let user = try await temp.user()
         let reopened = try SQLiteStore(.init(path: temp.path))
-        #expect(try reopened.appliedMigrations().count == 13)
+        #expect(try reopened.appliedMigrations().count == 14)
         #expect(try await reopened.user(id: user.id)?.email == user.email)
     }
 
@@ -300,5 +300,55 @@ struct SQLiteStoreTests {
         #expect(stale.count == before.count + 5)
         let fresh = try await temp.reopen().searchWorkflows(text: "invoice", visibleTo: user.id, limit: 10, cursor: nil).items
         #expect(stale == fresh.map(\.workflow.id))
+    }
+
+    @Test("v14 gives every workflow its search row's rowid, whatever order the rows were in")
+    func searchRowidMigration() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("weft.sqlite")
+        do {
+            let pool = try DatabasePool(path: path)
+            try SQLiteMigrations.migrator.migrate(pool, upTo: "v13-search-vocabulary")
+            try await pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO users (id, email, password_hash, name, created_at, updated_at)
+                    VALUES ('u1', 'u1@example.com', 'x', 'U', '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000');
+                    """)
+                // rowid 1..4; search rows at 3, 1, none and 2: every kind of mismatch.
+                for (id, name, search) in [("wf_a", "alpha", "3"), ("wf_b", "bravo", "1"), ("wf_c", "charlie", "NULL"), ("wf_d", "delta", "2")] {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO workflows (id, user_id, name, version, created_at, updated_at, search_rowid)
+                            VALUES (?, 'u1', ?, 1, '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000', \(search))
+                            """,
+                        arguments: [id, name])
+                    if search != "NULL" {
+                        try db.execute(
+                            sql: "INSERT INTO workflow_search (rowid, name, description, task_names) VALUES (?, ?, '', '')",
+                            arguments: [Int(search)!, name])
+                    }
+                }
+            }
+            try pool.close()
+        }
+        let store = try SQLiteStore(.init(path: path))
+        let columns = try await store.pool.read { db in try db.columns(in: "workflows").map(\.name) }
+        #expect(!columns.contains("search_rowid"))
+        for (id, name) in [("wf_a", "alpha"), ("wf_b", "bravo"), ("wf_d", "delta")] {
+            let hits = try await store.searchWorkflows(text: name, visibleTo: "u1", limit: 5, cursor: nil).items
+            #expect(hits.map(\.workflow.id) == [id], "\(name)")
+        }
+        // The workflow that had no search row has none yet, and gets one at its next change.
+        #expect(try await store.searchWorkflows(text: "charlie", visibleTo: "u1", limit: 5, cursor: nil).items.isEmpty)
+        _ = try await store.modifyWorkflow(id: "wf_c", expectedVersion: nil, actor: "u1", needs: nil) { $0.description = "renamed" }
+        #expect(try await store.searchWorkflows(text: "charlie", visibleTo: "u1", limit: 5, cursor: nil).items.map(\.workflow.id) == ["wf_c"])
+        // New workflows after the moved ones: search rows keep matching their workflows.
+        let fresh = try await store.createWorkflow(Records.workflow(owner: "u1", name: "echo", taskNames: ["a"]), actor: "u1")
+        #expect(try await store.searchWorkflows(text: "echo", visibleTo: "u1", limit: 5, cursor: nil).items.map(\.workflow.id) == [fresh.id])
+        let orphans = try await store.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_search s WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.rowid = s.rowid)")
+        }
+        #expect(orphans == 0)
     }
 }
