@@ -298,6 +298,29 @@ def run_queries(exprs, base_url):
     return ok
 
 
+def check_runbook(alerts_path, runbook_path):
+    """Every alert of alerts.yml links its own section of docs/RUNBOOK.md,
+    and every alert section of the runbook belongs to an alert."""
+    if not os.path.exists(alerts_path) or not os.path.exists(runbook_path):
+        return []
+    alerts_text = open(alerts_path, encoding="utf-8").read()
+    runbook = open(runbook_path, encoding="utf-8").read()
+    alerts = re.findall(r"^\s*- alert: (\S+)$", alerts_text, re.M)
+    links = re.findall(r"^\s*runbook_url: \S*#(\S+)$", alerts_text, re.M)
+    sections = {h for h in re.findall(r"^## (Weft\S+)$", runbook, re.M)}
+    errors = []
+    if len(links) != len(alerts):
+        errors.append("%s: %d alerts but %d runbook_url annotations" % (alerts_path, len(alerts), len(links)))
+    for alert, link in zip(alerts, links):
+        if link != alert.lower():
+            errors.append("%s: alert %s links #%s, not #%s" % (alerts_path, alert, link, alert.lower()))
+        if alert not in sections:
+            errors.append("%s: no section '## %s' for alert %s" % (runbook_path, alert, alert))
+    for section in sorted(sections - set(alerts)):
+        errors.append("%s: section '## %s' names no alert of %s" % (runbook_path, section, alerts_path))
+    return errors
+
+
 def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -333,6 +356,12 @@ def main(argv=None):
         failed = failed or bool(errors)
         print("%s: %s, %d expressions" % (path, "FAIL" if errors else "ok", len(exprs)), file=sys.stderr)
         all_exprs.extend(substitute(e, values) for _, e in exprs)
+
+    if not args.files:
+        for e in check_runbook(os.path.join(args.dir, "alerts.yml"),
+                               os.path.join(args.dir, os.pardir, "docs", "RUNBOOK.md")):
+            print(e, file=sys.stderr)
+            failed = True
 
     # De-duplicate, keeping order.
     uniq = list(dict.fromkeys(all_exprs))

@@ -35,6 +35,7 @@ fi
 echo "== dashboards"
 python3 dashboards/check_dashboards.py --promtool
 echo "== alert rules"
+python3 dashboards/slo.py --check
 promtool check rules dashboards/alerts.yml && promtool test rules dashboards/alerts_test.yml
 
 echo "== interop tests (real weft serve on loopback)"

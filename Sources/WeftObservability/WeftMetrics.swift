@@ -94,6 +94,9 @@ public enum MetricNames {
     public static let accountsRegistered = "weft_users_registered_total"
     public static let workflowWrites = "weft_workflow_writes_total"
     public static let restDecodeErrors = "weft_rest_request_decode_errors_total"
+    // The service-level indicators (Step 14).
+    public static let requests = "weft_requests_total"
+    public static let requestDuration = "weft_request_duration_seconds"
     // The engine (Step 3).
     public static let queueDepth = "weft_queue_depth"
     public static let taskWait = "weft_task_wait_seconds"

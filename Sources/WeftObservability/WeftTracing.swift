@@ -319,6 +319,9 @@ public enum SpanKeys {
     public static let serverAddress = "server.address"
     public static let serverPort = "server.port"
     public static let errorType = "error.type"
+    /// How a server span's request ended for the service levels (ok,
+    /// client_error, overload, server_error: `RequestOutcome`).
+    public static let requestOutcome = "weft.request.outcome"
     public static let dbSystemName = "db.system.name"
     public static let dbOperationName = "db.operation.name"
     public static let dbNamespace = "db.namespace"

@@ -10,6 +10,12 @@ public struct RPCError: Error, Sendable, CustomStringConvertible {
     /// can tell apart (415 wrong content-type, 413 body too large). gRPC
     /// callers still see `code`.
     public var httpStatusOverride: Int?
+    /// Set when the code alone would classify it wrongly: a RESOURCE_EXHAUSTED
+    /// because the whole server is past its capacity is `overload`, not a
+    /// caller's limit (`overloaded(_:retryAfter:)`).
+    public var outcomeOverride: RequestOutcome?
+    /// Thrown by the REST bridge's request decoding (counted apart).
+    public var decodeFailed = false
 
     public init(
         code: Code, message: String, metadata: Metadata = Metadata(), cause: (any Error)? = nil,
@@ -25,12 +31,24 @@ public struct RPCError: Error, Sendable, CustomStringConvertible {
     /// The HTTP status of this error on the REST bridge.
     public var httpStatus: Int { httpStatusOverride ?? code.httpStatus }
 
+    /// How the request ended for the service levels (`RequestOutcome`).
+    public var outcome: RequestOutcome { outcomeOverride ?? RequestOutcome(code: code) }
+
     /// RESOURCE_EXHAUSTED (HTTP 429) with `retry-after` (whole seconds, at
     /// least 1) in its metadata: gRPC sends it as a trailer, REST as the header.
     public static func exhausted(_ message: String, retryAfter seconds: Double) -> RPCError {
         var metadata = Metadata()
         metadata.add("retry-after", String(max(1, Int(seconds.rounded(.up)))))
         return RPCError(code: .resourceExhausted, message: message, metadata: metadata)
+    }
+
+    /// `exhausted`, because the server as a whole is past its capacity (not
+    /// the caller's own limit): it counts as `overload`, against the
+    /// availability SLO.
+    public static func overloaded(_ message: String, retryAfter seconds: Double) -> RPCError {
+        var error = exhausted(message, retryAfter: seconds)
+        error.outcomeOverride = .overload
+        return error
     }
 
     public var description: String { "\(code): \(message)" }

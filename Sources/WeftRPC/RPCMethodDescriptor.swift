@@ -25,6 +25,8 @@ public final class RPCMethodDescriptor: Hashable, Sendable, CustomStringConverti
     /// Watch, Tail, Check, Heartbeat, Poll, ...): interceptors that act on
     /// changes (audit) skip it without looking at strings per call.
     public let isReadOnly: Bool
+    /// Its class for the service-level indicators (`none`: not a user request).
+    public let requestClass: RequestClass
 
     static let readPrefixes = ["Get", "List", "Search", "Watch", "Tail", "Check", "Heartbeat", "Poll", "Echo", "Server", "Predict"]
 
@@ -34,6 +36,7 @@ public final class RPCMethodDescriptor: Hashable, Sendable, CustomStringConverti
         self.kind = kind
         self.spanName = "\(service)/\(method)"
         self.isReadOnly = Self.readPrefixes.contains { method.hasPrefix($0) }
+        self.requestClass = RequestClass(service: service, method: method, kind: kind, isReadOnly: isReadOnly)
     }
 
     /// The HTTP/2 `:path`, e.g. `/grpc.health.v1.Health/Check`.

@@ -13,6 +13,10 @@ public final class RPCMetrics: Sendable {
     let connectionsAcceptedH1: Counter
     let streamsActive: Gauge
     let unknownMethod: RPCMethodMetrics
+    /// The SLI series of gRPC calls and of REST/HTTP requests.
+    let sliGRPC: SLIMetrics
+    let sliHTTP: SLIMetrics
+    let restDecodeErrors: Counter
     private let connectionErrors = Mutex<[String: Counter]>([:])
     private let httpHistograms = Mutex<[HTTPKey: DurationHistogram]>([:])
 
@@ -33,15 +37,20 @@ public final class RPCMetrics: Sendable {
         connectionsAcceptedH1 = metrics.counter(
             MetricNames.connectionsAccepted, help: accepted, labels: [("protocol", "http/1.1")])
         streamsActive = metrics.gauge(MetricNames.http2StreamsActive, help: "HTTP/2 streams open right now.")
+        sliGRPC = SLIMetrics(metrics: metrics, transport: "grpc")
+        sliHTTP = SLIMetrics(metrics: metrics, transport: "http")
+        restDecodeErrors = metrics.counter(
+            MetricNames.restDecodeErrors,
+            help: "REST requests refused because their body, path or query parameters did not decode into the method's request.")
         // Calls to paths no service serves. Their labels are fixed so a client
         // cannot create series by inventing paths.
         unknownMethod = RPCMethodMetrics(
             metrics: metrics,
-            descriptor: RPCMethodDescriptor(service: "unknown", method: "unknown", kind: .unary))
+            descriptor: RPCMethodDescriptor(service: "unknown", method: "unknown", kind: .unary), sli: nil)
     }
 
     func method(_ descriptor: RPCMethodDescriptor) -> RPCMethodMetrics {
-        RPCMethodMetrics(metrics: metrics, descriptor: descriptor)
+        RPCMethodMetrics(metrics: metrics, descriptor: descriptor, sli: sliGRPC.handles(descriptor.requestClass))
     }
 
     /// Counts a connection closed for a protocol error, by reason (a small fixed set).
@@ -81,6 +90,58 @@ public final class RPCMetrics: Sendable {
     ]
 }
 
+/// The service-level indicators of one transport: user requests by class
+/// and outcome (`weft_requests_total`), and the latency of the successful
+/// ones by class (`weft_request_duration_seconds`). Every series exists
+/// from the start, zero until counted: a rule needs no `or vector(0)`, and a
+/// target that stopped being scraped has no series rather than a healthy 0.
+final class SLIMetrics: Sendable {
+    /// One class's handles, resolved once per method (no lookup per call).
+    struct Handles: Sendable {
+        /// By `RequestOutcome` in `allCases` order.
+        let outcomes: [Counter]
+        /// Successful requests' durations; nil for streams and `other`.
+        let duration: DurationHistogram?
+
+        func record(_ outcome: RequestOutcome, nanoseconds: Int64) {
+            switch outcome {
+            case .ok:
+                outcomes[0].increment()
+                duration?.recordNanoseconds(nanoseconds)
+            case .clientError: outcomes[1].increment()
+            case .overload: outcomes[2].increment()
+            case .serverError: outcomes[3].increment()
+            }
+        }
+    }
+
+    private let byClass: [RequestClass: Handles]
+
+    init(metrics: WeftMetrics, transport: String) {
+        var byClass: [RequestClass: Handles] = [:]
+        for requestClass in RequestClass.counted {
+            let labels = [("transport", transport), ("request_class", requestClass.rawValue)]
+            let outcomes = RequestOutcome.allCases.map { outcome in
+                metrics.counter(
+                    MetricNames.requests,
+                    help: "User requests (not health checks, reflection or /metrics), by transport, request class and outcome (ok, client_error, overload, server_error): the availability SLI.",
+                    labels: labels + [("outcome", outcome.rawValue)])
+            }
+            let duration = RequestClass.timed.contains(requestClass)
+                ? metrics.durationHistogram(
+                    MetricNames.requestDuration,
+                    help: "Duration of successful user requests, by transport and request class: the latency SLI.",
+                    labels: labels)
+                : nil
+            byClass[requestClass] = Handles(outcomes: outcomes, duration: duration)
+        }
+        self.byClass = byClass
+    }
+
+    /// A class's handles; nil for `none` (not a user request).
+    func handles(_ requestClass: RequestClass) -> Handles? { byClass[requestClass] }
+}
+
 /// Handles for one method (go-grpc-prometheus names and labels).
 final class RPCMethodMetrics: Sendable {
     let started: Counter
@@ -91,11 +152,14 @@ final class RPCMethodMetrics: Sendable {
     let bytesSent: Counter
     private let handledOK: Counter
     private let handled = Mutex<[Counter?]>(Array(repeating: nil, count: 17))
+    /// The SLI handles of the method's class; nil when it is not a user request.
+    let sli: SLIMetrics.Handles?
     private let metrics: WeftMetrics
     private let labels: [(String, String)]
 
-    init(metrics: WeftMetrics, descriptor: RPCMethodDescriptor) {
+    init(metrics: WeftMetrics, descriptor: RPCMethodDescriptor, sli: SLIMetrics.Handles?) {
         self.metrics = metrics
+        self.sli = sli
         let labels = [
             ("grpc_type", descriptor.kind.rawValue), ("grpc_service", descriptor.service),
             ("grpc_method", descriptor.method),

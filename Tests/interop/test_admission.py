@@ -437,6 +437,32 @@ def test_the_api_and_webhook_refusals_are_counted_by_source(api_server, owner, p
     assert m.total("weft_executions_in_flight") == CAP
 
 
+def test_refusals_are_overload_in_the_availability_sli(api_server, protos, owner, parked, capacity):
+    """Admission control's refusals are one thing over every transport: the
+    SLI counter `weft_requests_total` counts each as `overload` (spending the
+    availability budget), not as a client error, whether it went out as gRPC
+    RESOURCE_EXHAUSTED or REST 429 (docs/METRICS.md, Service levels)."""
+    capacity.fill()
+    g = stubs(protos, api_server)
+    md = wh.grpc_auth(owner)
+
+    def sli(m, transport, outcome):
+        return m.total("weft_requests_total", transport=transport, request_class="execute", outcome=outcome)
+
+    before = wh.fetch_metrics(api_server)
+    err = grpc_error(g.executions.ExecuteWorkflow, g.pb.ExecuteWorkflowRequest(workflow_id=parked.wid), metadata=md)
+    assert_exhausted(err, *cap_fragments())
+    assert_429(execute(owner, parked.wid), *cap_fragments())
+    assert_429(hook(api_server, parked.hook, {}))
+    after = wh.fetch_metrics(api_server)
+    assert sli(after, "grpc", "overload") - sli(before, "grpc", "overload") == 1
+    # The REST execute and the webhook delivery.
+    assert sli(after, "http", "overload") - sli(before, "http", "overload") == 2
+    for transport in ("grpc", "http"):
+        for outcome in ("client_error", "server_error"):
+            assert sli(after, transport, outcome) == sli(before, transport, outcome), (transport, outcome)
+
+
 # ---------------------------------------------------------------------------
 # Flags
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import grpc
 import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -390,6 +391,37 @@ def test_grpc_execute_continues_the_callers_trace(rx, traced, v1, alice):
     execution = execution_span(spans, eid)
     assert_child(execution, server, spans)
     assert_attrs(execution, {"weft.workflow.id": wf["id"], "weft.execution.status": "Completed"}, spans)
+
+
+def test_client_errors_are_not_span_errors_and_say_their_outcome(rx, traced, v1, alice):
+    """One classification (RequestOutcome) for spans and SLIs: a NotFound over
+    gRPC and a 404 over REST are client errors, so their SERVER spans are not
+    errors (OpenTelemetry: 4xx is not a server span's error) and carry
+    weft.request.outcome=client_error; a successful call carries none."""
+    tid, caller = new_ids()
+    r = alice.rest.get("/workflows/wf_00000000000000000000000000", headers={"traceparent": traceparent(tid, caller)})
+    assert r.status == 404, r
+    ch = wh.new_channel(traced.target)
+    try:
+        stub = v1.workflows_pb2_grpc.WorkflowServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetWorkflow(v1.workflows_pb2.GetWorkflowRequest(workflow_id="wf_00000000000000000000000001"),
+                             metadata=wh.grpc_auth(alice) + (("traceparent", traceparent(tid, caller)),), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        ok = stub.ListWorkflows(v1.workflows_pb2.ListWorkflowsRequest(page_size=1),
+                                metadata=wh.grpc_auth(alice) + (("traceparent", traceparent(tid, caller)),), timeout=10)
+        assert ok is not None
+    finally:
+        ch.close()
+    spans = rx.wait_for(lambda spans: (lambda t: t if len(t) >= 3 else None)(
+        [s for s in spans if s.trace_id == tid and s.kind == "SERVER"]), SPAN_WAIT, f"three SERVER spans in {tid}")
+    rest = one(spans, "REST SERVER span", lambda s: s.attr("http.response.status_code") == 404)
+    grpc_nf = one(spans, "gRPC NotFound span", lambda s: s.attr("rpc.grpc.status_code") == 5)
+    grpc_ok = one(spans, "gRPC OK span", lambda s: s.attr("rpc.grpc.status_code") == 0)
+    for span in (rest, grpc_nf):
+        assert span.attr("weft.request.outcome") == "client_error", span.describe()
+        assert span.status != "ERROR" and span.attr("error.type") is None, span.describe()
+    assert grpc_ok.attr("weft.request.outcome") is None and grpc_ok.status != "ERROR", grpc_ok.describe()
 
 
 # ---------------------------------------------------------------------------

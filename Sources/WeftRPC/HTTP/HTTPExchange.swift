@@ -22,9 +22,13 @@ public enum HTTPExchange {
         let observability = environment.observability
         switch environment.httpRouter.route(request) {
         case .respond(let route, let response):
-            observability.answeredHTTP(method: request.method, route: route, status: response.status, start: start)
+            observability.answeredHTTP(method: request.method, route: route, response: response, start: start)
             return .respond(response)
         case .run(let route, let request, let target):
+            // Plain routes (/healthz, /metrics, the dashboard's files) are
+            // not user requests for the SLIs.
+            let requestClass: RequestClass
+            if case .operation(let operation) = target { requestClass = operation.descriptor.requestClass } else { requestClass = .none }
             var admitted: CallHead?
             if case .operation(let operation) = target {
                 var head = CallHead(
@@ -42,7 +46,8 @@ public enum HTTPExchange {
                     try environment.interceptors.admit(&head)
                 } catch {
                     let response = failure(error, route: route, environment: environment)
-                    observability.answeredRESTNow(request, route: route, response: response, start: start)
+                    observability.answeredRESTNow(
+                        request, route: route, requestClass: requestClass, response: response, start: start)
                     return .respond(response)
                 }
                 admitted = head
@@ -52,12 +57,13 @@ public enum HTTPExchange {
                     let response = answerInline(inline, request, head: head, route: route, environment: environment,
                                                 transport: transport, peerIdentity: peerIdentity)
                 {
-                    observability.answeredRESTNow(request, route: route, response: response, start: start)
+                    observability.answeredRESTNow(
+                        request, route: route, requestClass: requestClass, response: response, start: start)
                     return .respond(response)
                 }
             }
             return .run { [admitted] in
-                await observability.observeREST(request, route: route, start: start) {
+                await observability.observeREST(request, route: route, requestClass: requestClass, start: start) {
                     await run(
                         target, request, route: route, environment: environment, transport: transport, peerIdentity: peerIdentity,
                         admitted: admitted)

@@ -56,6 +56,12 @@ public struct HTTPResponse: Sendable {
     /// The head and body went out through the request's `streamSink`: the
     /// transport only ends the response.
     public var streamed = false
+    /// How the request ended, when an `RPCError` says more than the status
+    /// (an overload's 429); nil: from the status.
+    public var outcome: RequestOutcome?
+    /// The request did not decode into the method's request message
+    /// (`weft_rest_request_decode_errors_total`).
+    public var decodeFailed = false
 
     public static func streamed(status: Int) -> HTTPResponse {
         var response = HTTPResponse(status: status)
@@ -80,6 +86,8 @@ public struct HTTPResponse: Sendable {
     /// becomes the HTTP header.
     public static func error(_ error: RPCError) -> HTTPResponse {
         var response = json(error.httpStatus, ["code": error.code.rawValue, "message": error.message, "details": [Any]()])
+        response.outcome = error.outcome
+        response.decodeFailed = error.decodeFailed
         if let retryAfter = error.metadata[string: "retry-after"] { response.headers.append(("retry-after", retryAfter)) }
         // Cookies an error expires (a dashboard session that ended).
         for entry in error.metadata where entry.key == "set-cookie" {
@@ -89,7 +97,9 @@ public struct HTTPResponse: Sendable {
     }
 
     public static func error(status: Int, code: RPCError.Code, message: String) -> HTTPResponse {
-        json(status, ["code": code.rawValue, "message": message, "details": [Any]()])
+        var response = json(status, ["code": code.rawValue, "message": message, "details": [Any]()])
+        response.outcome = RequestOutcome(code: code)
+        return response
     }
 }
 

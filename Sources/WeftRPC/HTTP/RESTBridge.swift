@@ -25,6 +25,18 @@ public enum RESTBridge {
     public static func decodeRequest<M: SwiftProtobuf.Message>(
         _ type: M.Type, from request: HTTPRequest, route: RESTRoute
     ) throws -> M {
+        do {
+            return try decodeRequestUnmarked(type, from: request, route: route)
+        } catch {
+            var failure = RPCError(from: error)
+            failure.decodeFailed = true
+            throw failure
+        }
+    }
+
+    private static func decodeRequestUnmarked<M: SwiftProtobuf.Message>(
+        _ type: M.Type, from request: HTTPRequest, route: RESTRoute
+    ) throws -> M {
         // The common read (path parameters only): their JSON written at once.
         if !route.hasBody, request.body.readableBytes == 0, request.query?.isEmpty ?? true,
             route.ifMatchField == nil || request.header("if-match") == nil

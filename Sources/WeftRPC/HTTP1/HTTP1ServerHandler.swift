@@ -253,7 +253,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if let route {
             environment.observability.answeredHTTP(
-                method: head.method.rawValue, route: route, status: response.status, start: start)
+                method: head.method.rawValue, route: route, response: response, start: start)
         }
         if keepAlive { unbuffer(context: context) }
     }

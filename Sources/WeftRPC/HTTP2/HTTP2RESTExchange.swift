@@ -78,7 +78,7 @@ final class HTTP2RESTExchange: @unchecked Sendable {
 
     /// An answer the transport gives itself (no route ran): recorded here.
     private func refuse(_ response: HTTPResponse, route: String) {
-        environment.observability.answeredHTTP(method: method, route: route, status: response.status, start: start)
+        environment.observability.answeredHTTP(method: method, route: route, response: response, start: start)
         respond(response)
     }
 

@@ -80,16 +80,21 @@ final class CallObservability: Sendable {
     /// The context a call's handler runs in (its span, or `unsampled`).
     func handlerContext(_ call: GRPCCall) -> InstrumentationContext? { WeftTracing.handlerContext(call.trace?.span) }
 
-    /// Records the status: handled counter, handling time, span, access line.
+    /// Records the status: handled counter, handling time, the SLI, span,
+    /// access line.
     func end(_ call: inout GRPCCall, code: RPCError.Code, error: RPCError?, path: @autoclosure () -> String) {
         guard !call.ended else { return }
         call.ended = true
         call.metrics.handled(code)
-        call.metrics.handlingSeconds.recordNanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos))
+        let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos)
+        call.metrics.handlingSeconds.recordNanoseconds(elapsed)
+        let outcome = error?.outcome ?? RequestOutcome(code: code)
+        call.metrics.sli?.record(outcome, nanoseconds: elapsed)
         if let trace = call.trace, var deferred = trace.deferred {
             trace.deferred = nil
             deferred.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
-            if Self.isServerFault(code) {
+            if outcome != .ok { deferred.attributes[SpanKeys.requestOutcome] = outcome.rawValue }
+            if outcome == .serverError {
                 deferred.attributes[SpanKeys.errorType] = "\(code)"
                 deferred.errorMessage = error?.message ?? "\(code)"
             }
@@ -98,7 +103,8 @@ final class CallObservability: Sendable {
         } else if let trace = call.trace, let span = trace.span {
             trace.span = nil
             span.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
-            if Self.isServerFault(code) {
+            if outcome != .ok { span.attributes[SpanKeys.requestOutcome] = outcome.rawValue }
+            if outcome == .serverError {
                 span.attributes[SpanKeys.errorType] = "\(code)"
                 span.setStatus(SpanStatus(code: .error, message: error?.message))
             }
@@ -123,14 +129,6 @@ final class CallObservability: Sendable {
         return attributes
     }
 
-    /// Server faults mark a span as an error (the OpenTelemetry list for gRPC servers).
-    static func isServerFault(_ code: RPCError.Code) -> Bool {
-        switch code {
-        case .unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss: true
-        default: false
-        }
-    }
-
     // MARK: REST
 
     /// Runs a routed request inside its SERVER span (OpenTelemetry HTTP
@@ -138,7 +136,8 @@ final class CallObservability: Sendable {
     /// records its metrics and access line. An untraced request runs under
     /// `unsampled`: nothing it starts is traced either.
     func observeREST(
-        _ request: HTTPRequest, route: String, start: NIODeadline, _ body: () async -> HTTPResponse
+        _ request: HTTPRequest, route: String, requestClass: RequestClass, start: NIODeadline,
+        _ body: () async -> HTTPResponse
     ) async -> HTTPResponse {
         let span =
             WeftTracing.isEnabled
@@ -151,14 +150,8 @@ final class CallObservability: Sendable {
         defer { span?.end() }
         return await WeftTracing.withContext(WeftTracing.handlerContext(span)) {
             let response = await body()
-            if let span {
-                span.attributes[SpanKeys.httpResponseStatusCode] = response.status
-                if response.status >= 500 {
-                    span.attributes[SpanKeys.errorType] = String(response.status)
-                    span.setStatus(SpanStatus(code: .error))
-                }
-            }
-            answeredHTTP(method: request.method, route: route, status: response.status, start: start)
+            if let span { Self.mark(span, response) }
+            answeredHTTP(method: request.method, route: route, response: response, requestClass: requestClass, start: start)
             return response
         }
     }
@@ -167,30 +160,45 @@ final class CallObservability: Sendable {
     /// interceptor chain: 401, 429, 403; or answered inline): its span, if
     /// tracing is on, and its metrics, as `observeREST` would have made
     /// them, without a task.
-    func answeredRESTNow(_ request: HTTPRequest, route: String, response: HTTPResponse, start: NIODeadline) {
+    func answeredRESTNow(
+        _ request: HTTPRequest, route: String, requestClass: RequestClass, response: HTTPResponse, start: NIODeadline
+    ) {
         if WeftTracing.isEnabled,
             let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
         {
             span.attributes[SpanKeys.httpRequestMethod] = request.method
             span.attributes[SpanKeys.httpRoute] = route
             span.attributes[SpanKeys.urlPath] = request.path
-            span.attributes[SpanKeys.httpResponseStatusCode] = response.status
-            if response.status >= 500 {
-                span.attributes[SpanKeys.errorType] = String(response.status)
-                span.setStatus(SpanStatus(code: .error))
-            }
+            Self.mark(span, response)
             span.end()
         }
-        answeredHTTP(method: request.method, route: route, status: response.status, start: start)
+        answeredHTTP(method: request.method, route: route, response: response, requestClass: requestClass, start: start)
+    }
+
+    /// A REST span's status, by the request's outcome: an error only for a
+    /// server error (OpenTelemetry: 4xx is not a server span's error).
+    private static func mark(_ span: any Span, _ response: HTTPResponse) {
+        span.attributes[SpanKeys.httpResponseStatusCode] = response.status
+        let outcome = response.outcome ?? RequestOutcome(httpStatus: response.status)
+        if outcome != .ok { span.attributes[SpanKeys.requestOutcome] = outcome.rawValue }
+        if outcome == .serverError {
+            span.attributes[SpanKeys.errorType] = String(response.status)
+            span.setStatus(SpanStatus(code: .error))
+        }
     }
 
     /// The metrics and access line of an HTTP answer: routed ones (from
     /// `observeREST`) and the ones a transport gives itself (404, 405, 413,
-    /// 415, 431: no handler ran).
-    func answeredHTTP(method: String, route: String, status: Int, start: NIODeadline) {
-        metrics.recordHTTP(
-            method: method, route: route, status: status,
-            duration: .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)))
+    /// 415, 431: no handler ran; class `other`).
+    func answeredHTTP(
+        method: String, route: String, response: HTTPResponse, requestClass: RequestClass = .other, start: NIODeadline
+    ) {
+        let status = response.status
+        let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)
+        metrics.recordHTTP(method: method, route: route, status: status, duration: .nanoseconds(elapsed))
+        metrics.sliHTTP.handles(requestClass)?.record(
+            response.outcome ?? RequestOutcome(httpStatus: status), nanoseconds: elapsed)
+        if response.decodeFailed { metrics.restDecodeErrors.increment() }
         guard logger.logLevel <= .debug else { return }
         logger.debug("request", metadata: ["http.method": "\(method)", "http.route": "\(route)", "http.status": "\(status)"])
     }

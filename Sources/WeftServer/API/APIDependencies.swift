@@ -47,7 +47,7 @@ struct APIDependencies: Sendable {
     /// refused earlier, by `AdmissionInterceptor`): RESOURCE_EXHAUSTED
     /// (HTTP 429) with `retry-after` while the engine is past its knee.
     func admissionRefusal(source: String) -> RPCError? {
-        engine.admit(source: source).map { RPCError.exhausted($0.description, retryAfter: $0.retryAfter) }
+        engine.admit(source: source).map { RPCError.overloaded($0.description, retryAfter: $0.retryAfter) }
     }
 
     /// The organization with the caller's membership, NOT_FOUND when they

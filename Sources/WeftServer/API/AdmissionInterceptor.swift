@@ -36,7 +36,7 @@ struct AdmissionInterceptor: ServerInterceptor {
             return
         }
         if let refusal = engine.admit(source: source) {
-            throw RPCError.exhausted(refusal.description, retryAfter: refusal.retryAfter)
+            throw RPCError.overloaded(refusal.description, retryAfter: refusal.retryAfter)
         }
     }
 }

@@ -56,7 +56,7 @@ final class PasswordHashPool: Sendable {
         }
         guard let admitted else {
             countRejected()
-            throw RPCError.exhausted("the server is busy checking passwords; retry shortly", retryAfter: 1)
+            throw RPCError.overloaded("the server is busy checking passwords; retry shortly", retryAfter: 1)
         }
         setDepth(admitted)
         return await withCheckedContinuation { continuation in
