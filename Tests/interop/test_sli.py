@@ -120,13 +120,16 @@ def test_requests_land_in_their_class_and_outcome(api_server, v1, user):
 def test_logins_are_auth_and_a_body_that_does_not_decode_is_counted(api_server, user):
     before = counts(api_server)
     m0 = wh.fetch_metrics(api_server)
+    # Not JSON; JSON whose field has the wrong type (the router names the field).
     r = user.rest.request("POST", "/workflows", raw=b'{"name": ', headers={"content-type": "application/json"})
     assert r.status == 400, r
+    r = user.rest.post("/workflows", {"name": 5, "tasks": []})
+    assert r.status == 400 and "name: expected a string" in r.json["message"], r
     wh.register_and_login(api_server, "Sli Second")
     moved = delta(before, counts(api_server))
-    assert moved.get(("http", "write", "client_error")) == 1, moved
+    assert moved.get(("http", "write", "client_error")) == 2, moved
     # Registration and login are the auth class, not reads or writes.
     assert moved.get(("http", "auth", "ok"), 0) >= 2, moved
     assert not any(k[1] == "auth" and k[2] != "ok" for k in moved), moved
     m1 = wh.fetch_metrics(api_server)
-    assert m1.total("weft_rest_request_decode_errors_total") - m0.total("weft_rest_request_decode_errors_total") == 1
+    assert m1.total("weft_rest_request_decode_errors_total") - m0.total("weft_rest_request_decode_errors_total") == 2

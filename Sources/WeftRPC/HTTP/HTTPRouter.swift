@@ -292,8 +292,12 @@ extension HTTPRouter {
                 return request
             }
             @Sendable func explained(_ error: RESTDecodeError) -> any Error {
-                guard let precise = explain?(error.messageName, error.json) else { return error }
-                return RPCError(code: .invalidArgument, message: "invalid \(error.messageName): \(precise)")
+                var failure = error.rpcError
+                if let precise = explain?(error.messageName, error.json) {
+                    failure = RPCError(code: .invalidArgument, message: "invalid \(error.messageName): \(precise)")
+                }
+                failure.decodeFailed = true
+                return failure
             }
             for route in handler.restRoutes {
                 let inline: (@Sendable (HTTPRequest, ServerContext) throws -> HTTPResponse?)? =

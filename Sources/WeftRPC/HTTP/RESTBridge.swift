@@ -27,11 +27,12 @@ public enum RESTBridge {
     ) throws -> M {
         do {
             return try decodeRequestUnmarked(type, from: request, route: route)
-        } catch {
-            var failure = RPCError(from: error)
+        } catch var failure as RPCError {
             failure.decodeFailed = true
             throw failure
         }
+        // A RESTDecodeError goes on as it is: the router explains which
+        // field is wrong (`HTTPRouter.register(explain:)`) and marks it.
     }
 
     private static func decodeRequestUnmarked<M: SwiftProtobuf.Message>(
