@@ -127,6 +127,149 @@ def iter_panels(panels):
             yield from iter_panels(p.get("panels"))
 
 
+# --- grafana/dashboard-linter's rules (github.com/grafana/dashboard-linter),
+# implemented here over the JSON so the check needs no Go toolchain. Rule
+# names are the linter's; `LINT_EXCLUSIONS` plays the part of its .lint file.
+
+_AGGREGATIONS = {"sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
+                 "count_values", "group"}
+_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+             "offset", "inf", "nan"} | _AGGREGATIONS
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_LABEL_LISTS = ("by", "without", "on", "ignoring", "group_left", "group_right")
+
+# (dashboard file name, panel title, rule): why the rule does not apply.
+LINT_EXCLUSIONS = {
+    ("weft-cost.json", "Projected cost per 30 days", "target-rate-interval-rule"):
+        "an hour's rate projected to 30 days: the window is the method, not the graph's resolution",
+    ("weft-rpc.json", "In-flight RPCs per method", "target-counter-agg-rule"):
+        "started minus handled is the calls in flight now: the counters' values, not their rates",
+}
+
+
+def selectors(expr):
+    """The vector selectors of a PromQL expression: (metric name, matcher text,
+    function the selector is the direct argument of or None, range or None)."""
+    found = []
+    i, n = 0, len(expr)
+    parens = []  # per open parenthesis: (is a label list, function name or None)
+    last = ""
+    while i < n:
+        c = expr[i]
+        if c == '"':
+            j = i + 1
+            while j < n and expr[j] != '"':
+                j += 2 if expr[j] == "\\" else 1
+            i = j + 1
+            last = '""'
+            continue
+        if c in "[{":
+            j = expr.index("]" if c == "[" else "}", i)
+            i = j + 1
+            continue
+        if c == "(":
+            parens.append((last in _LABEL_LISTS, last if _IDENT.fullmatch(last or "-") else None))
+            last = "("
+            i += 1
+            continue
+        if c == ")":
+            if parens:
+                parens.pop()
+            last = ")"
+            i += 1
+            continue
+        if c == "$":
+            m = re.match(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", expr[i:])
+            i += len(m.group(0)) if m else 1
+            continue
+        m = _IDENT.match(expr, i)
+        if m and (i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] in "._")):
+            word, j = m.group(0), m.end()
+            k = j
+            while k < n and expr[k] == " ":
+                k += 1
+            in_labels = bool(parens and parens[-1][0])
+            if in_labels or word.lower() in _KEYWORDS or (k < n and expr[k] == "("):
+                last = word.lower() if word.lower() in _KEYWORDS else word
+                i = j
+                continue
+            matchers, rng = "", None
+            if k < n and expr[k] == "{":
+                close = expr.index("}", k)
+                matchers, k = expr[k + 1:close], close + 1
+            r = re.match(r"\s*\[([^\]]+)\]", expr[k:])
+            if r:
+                rng = r.group(1)
+            function = parens[-1][1] if parens else None
+            found.append((word, matchers, function, rng))
+            last = word
+            i = j
+            continue
+        if m:
+            i = m.end()
+            last = m.group(0)
+            continue
+        if not c.isspace():
+            last = c
+        i += 1
+    return found
+
+
+def lint(path, dash):
+    """grafana/dashboard-linter's rules for one dashboard; a list of errors."""
+    name = os.path.basename(path)
+    errors = []
+
+    def excluded(title, rule):
+        return (name, title, rule) in LINT_EXCLUSIONS
+
+    variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", []) if isinstance(v, dict)}
+    ds = variables.get("datasource")
+    if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        errors.append("template-datasource-rule: no `datasource` variable of type datasource for prometheus")
+    for var in ("job", "instance"):
+        v = variables.get(var)
+        if not v or v.get("type") != "query":
+            errors.append("template-%s-rule: no `%s` query variable" % (var, var))
+            continue
+        if (v.get("datasource") or {}).get("uid") not in ("${datasource}", "$datasource"):
+            errors.append("template-%s-rule: `%s` does not query the `datasource` variable" % (var, var))
+        if not v.get("multi") or not v.get("includeAll"):
+            errors.append("template-%s-rule: `%s` must allow several values and All" % (var, var))
+    for p in iter_panels(dash.get("panels", [])):
+        if not isinstance(p, dict) or p.get("type") == "row":
+            continue
+        title = p.get("title") or "<untitled>"
+        where = "panel %r" % title
+        if (p.get("datasource") or {}).get("uid") not in ("${datasource}", "$datasource"):
+            errors.append("panel-datasource-rule: %s does not use the `datasource` variable" % where)
+        if not (p.get("description") or "").strip():
+            errors.append("panel-title-description-rule: %s has no description" % where)
+        if p.get("type") in ("timeseries", "stat", "gauge", "bargauge") and not (
+                (p.get("fieldConfig") or {}).get("defaults", {}).get("unit")):
+            errors.append("panel-units-rule: %s has no unit" % where)
+        for t in p.get("targets", []):
+            expr = t.get("expr") if isinstance(t, dict) else None
+            if not isinstance(expr, str):
+                continue
+            for metric, matchers, function, rng in selectors(expr):
+                if 'job=~"$job"' not in matchers:
+                    errors.append("target-job-rule: %s: %s has no job=~\"$job\"" % (where, metric))
+                # Recording rules of the SLO are aggregated by job: no instance left.
+                if not metric.startswith("weft:") and 'instance=~"$instance"' not in matchers:
+                    errors.append("target-instance-rule: %s: %s has no instance=~\"$instance\"" % (where, metric))
+                if rng is not None and function in ("rate", "irate", "increase") \
+                        and rng not in ("$__rate_interval", "$__range") \
+                        and not excluded(title, "target-rate-interval-rule"):
+                    errors.append("target-rate-interval-rule: %s: %s(%s[%s]) should use $__rate_interval"
+                                  % (where, function, metric, rng))
+                if metric.endswith("_total") and function not in ("rate", "irate", "increase", "resets", "changes") \
+                        and not excluded(title, "target-counter-agg-rule"):
+                    errors.append("target-counter-agg-rule: %s: the counter %s is not in rate/irate/increase"
+                                  % (where, metric))
+    return ["%s: %s" % (path, e) for e in errors]
+
+
 def check_dashboard(path, seen_uids):
     """Return (errors, [(panel title, raw expr)])."""
     errors = []
@@ -242,6 +385,7 @@ def check_dashboard(path, seen_uids):
                 continue
             check_refs(where, expr)
             exprs.append((title, expr))
+    errors.extend(lint(path, dash))
     return errors, exprs
 
 

@@ -63,8 +63,18 @@ def windows(config):
 
 
 def errors_ratio(sel, window):
-    return (f'sum by (job) (rate(weft_requests_total{{{sel},outcome=~"server_error|overload"}}[{window}]))\n'
-            f'/\nsum by (job) (rate(weft_requests_total{{{sel}}}[{window}]))')
+    """The failed share of user requests, or the share of the window the
+    targets were down, whichever is larger: a crashed server answers no
+    request, so without the second a crash would spend no budget (and with
+    no requests at all the first is NaN, which `>=` drops)."""
+    return (f'(\n  sum by (job) (rate(weft_requests_total{{{sel},outcome=~"server_error|overload"}}[{window}]))\n'
+            f'  / sum by (job) (rate(weft_requests_total{{{sel}}}[{window}]))\n'
+            f'  >= {downtime(sel, window)}\n)\nor\n{downtime(sel, window)}')
+
+
+def downtime(sel, window):
+    """The share of the window the scrape targets were down (all instances' time together)."""
+    return f'(1 - avg by (job) (avg_over_time(up{{{sel}}}[{window}])))'
 
 
 def slow_ratio(sel, window, thresholds):
@@ -101,7 +111,8 @@ def generate(config):
     out.append("  # requests of Weft's API, not health checks, reflection or /metrics), classified")
     out.append("  # once in the server (RequestOutcome): ok, client_error (a good event), overload")
     out.append("  # (refused because the server is past its capacity) and server_error; the last")
-    out.append(f"  # two spend the availability budget of {percent(availability)}. Latency: successful requests slower")
+    out.append(f"  # two spend the availability budget of {percent(availability)}. So does time the targets are down (1 - up),")
+    out.append("  # when larger: a crashed server answers nothing. Latency: successful requests slower")
     out.append("  # than their class's threshold (" + ", ".join(f"{c} {number(s)} s" for c, s in thresholds.items())
                + f") spend a budget of {percent(latency)}.")
     out.append("  - name: weft-slo-recording")
@@ -133,7 +144,9 @@ def generate(config):
                      f'  - sum by (job, request_class) (rate(weft_request_duration_seconds_bucket{{{sel},request_class="{cls}",le="{le(seconds)}"}}[5m]))\n)')
     out.append("        expr: " + block("\nor\n".join(parts), 10))
     out.append(f"      - record: weft:slo_errors_per_request:ratio_{period}")
-    out.append(f"        expr: sum_over_time(weft:slo_request_errors:rate5m[{period}]) / sum_over_time(weft:slo_requests:rate5m[{period}])")
+    out.append("        expr: " + block(
+        f"(\n  sum_over_time(weft:slo_request_errors:rate5m[{period}]) / sum_over_time(weft:slo_requests:rate5m[{period}])\n"
+        f"  >= {downtime(sel, period)}\n)\nor\n{downtime(sel, period)}", 10))
     out.append(f"      - record: weft:slo_error_budget_remaining:ratio_{period}")
     out.append(f"        expr: 1 - weft:slo_errors_per_request:ratio_{period} / {number(availability)}")
     out.append(f"      - record: weft:slo_slow_requests:ratio_{period}")
@@ -174,7 +187,7 @@ def availability_text(rate, budget, period):
                    f"({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
         share, gone = spend(rate, period)
         description = (f"Over the last {DURATION_WORDS[long]} the share of user requests that failed (server errors "
-                       f"and overload refusals) was {{{{ printf \"%.1f\" $value }}}}× the {percent(budget)} budget, and "
+                       f"and overload refusals), or of the time Weft was down, was {{{{ printf \"%.1f\" $value }}}}× the {percent(budget)} budget, and "
                        f"the last {DURATION_WORDS[short]} agree. At {number(factor)}× {number(round(share, 1))} % of the "
                        f"{period.replace('d', '-day')} budget goes in {SPANS[long]}; "
                        f"it is gone in {number(round(gone, 1))} days.")
@@ -182,7 +195,7 @@ def availability_text(rate, budget, period):
         summary = (f"Weft is spending its {period.replace('d', '-day')} error budget faster than it lasts "
                    f"({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
         description = (f"Over the last {DURATION_WORDS[long]} the share of user requests that failed (server errors "
-                       f"and overload refusals) was {{{{ printf \"%.2f\" $value }}}}× the {percent(budget)} budget, and "
+                       f"and overload refusals), or of the time Weft was down, was {{{{ printf \"%.2f\" $value }}}}× the {percent(budget)} budget, and "
                        f"the last {DURATION_WORDS[short]} agree: at this rate the availability objective of "
                        f"{percent(1 - budget)} over {period.replace('d', ' days')} is missed.")
     return summary, description

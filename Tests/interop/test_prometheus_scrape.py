@@ -543,3 +543,47 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
 
         assert not failures, (f"{len(failures)} of {len(checked) + 3} checks failed "
                               f"(queries at {at:.0f}, $__rate_interval=1m):\n" + "\n".join(failures))
+
+
+def test_a_server_that_is_down_spends_the_error_budget(tmp_path):
+    """A crashed server answers no request, so a request ratio alone would
+    spend nothing while it is down.  The availability SLI of
+    dashboards/slo.yaml also counts the share of time the target was down
+    (1 - up): on a real Prometheus, a server SIGKILLed after a few seconds of
+    clean traffic moves `weft:slo_errors_per_request:ratio_rate5m` from 0 to
+    the downtime's share within seconds, and the 1 h page's condition holds
+    (WeftErrorBudgetBurn1h pending; its `for: 2m` and the firing are tested
+    with promtool, dashboards/alerts_test.yml, a 60 s outage).  WeftWatchdog
+    fires throughout."""
+    srv = wh.WeftServer(wh.weft_bin(), tmp_path / "data", tmp_path / "logs", args=wh.API_SERVER_ARGS, name="slo-down")
+    srv.start(timeout=30)
+    prom = Prometheus(tmp_path, srv.target, [ALERTS])
+    try:
+        prom.wait_ready()
+        user = wh.register_and_login(srv, "Down Time")
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            assert user.rest.get("/workflows").status == 200
+            time.sleep(0.1)
+
+        def ratio():
+            body = prom.query("weft:slo_errors_per_request:ratio_rate5m", time.time())
+            result = body.get("data", {}).get("result") or []
+            return float(result[0]["value"][1]) if result else None
+
+        wh.wait_until(lambda: ratio() == 0.0, 20, 0.5, message="a recorded ratio of 0 while the server is up")
+        srv.kill()
+        wh.wait_until(lambda: (ratio() or 0) > 0.01, 30, 0.5,
+                      message=lambda: f"the downtime in weft:slo_errors_per_request:ratio_rate5m (now {ratio()})")
+
+        def alert_states():
+            body = prom.query("ALERTS", time.time())
+            return {(r["metric"]["alertname"], r["metric"]["alertstate"]) for r in body.get("data", {}).get("result", [])}
+
+        wh.wait_until(lambda: ("WeftErrorBudgetBurn1h", "pending") in alert_states()
+                      or ("WeftErrorBudgetBurn1h", "firing") in alert_states(), 30, 0.5,
+                      message=lambda: f"WeftErrorBudgetBurn1h pending; alerts: {sorted(alert_states())}")
+        assert ("WeftWatchdog", "firing") in alert_states(), sorted(alert_states())
+    finally:
+        prom.stop()
+        srv.kill()
