@@ -16,4 +16,9 @@ if [ -z "${WEFT_SECRETS_KEY:-}${WEFT_SECRETS_KEY_FILE:-}" ] && [[ " $* " != *" -
   fi
   export WEFT_SECRETS_KEY_FILE="$key"
 fi
+# weft_build_info's revision label: the commit this checkout is at.
+if [ -z "${WEFT_REVISION:-}" ]; then
+  WEFT_REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+  export WEFT_REVISION
+fi
 exec .build/release/weft serve "$@"

@@ -24,6 +24,18 @@ public final class ProcessMetrics: Sendable {
     /// Weft's version, shown in `weft_build_info`.
     public static let version = "0.4.0"
 
+    /// The source revision the binary was built from, from `WEFT_REVISION`
+    /// (scripts/run.sh sets it from git; packagers set it in the service's
+    /// environment), "unknown" without it. SwiftPM has no build-time hook
+    /// that could bake it in without a generated source file.
+    public static let revision: String = {
+        let value = ProcessInfo.processInfo.environment["WEFT_REVISION"]?.trimmingCharacters(in: .whitespaces) ?? ""
+        // A label value, not free text: short, printable.
+        guard !value.isEmpty, value.count <= 64, value.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 32 && $0.value < 127 })
+        else { return "unknown" }
+        return value
+    }()
+
     public init(metrics: WeftMetrics) {
         cpu = metrics.counter("process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.")
         resident = metrics.gauge("process_resident_memory_bytes", help: "Resident memory size in bytes.")
@@ -39,7 +51,7 @@ public final class ProcessMetrics: Sendable {
         #endif
         metrics.gauge(
             "weft_build_info", help: "Always 1; the labels name the build.",
-            labels: [("version", Self.version), ("swift", swiftVersion)]
+            labels: [("version", Self.version), ("revision", Self.revision), ("swift", swiftVersion)]
         ).set(to: 1.0)
         update()
     }

@@ -318,6 +318,9 @@ public enum SpanKeys {
     public static let urlFull = "url.full"
     public static let serverAddress = "server.address"
     public static let serverPort = "server.port"
+    public static let urlScheme = "url.scheme"
+    public static let clientAddress = "client.address"
+    public static let clientPort = "client.port"
     public static let errorType = "error.type"
     /// How a server span's request ended for the service levels (ok,
     /// client_error, overload, server_error: `RequestOutcome`).

@@ -17,6 +17,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private var buffered: ByteBuffer?
     /// The verified client certificate's identity, when TLS established one.
     private var peerIdentity: String?
+    /// TLS was established before the first request (`url.scheme` https).
+    private var secure = false
 
     init(environment: ServerEnvironment, registry: ConnectionRegistry) {
         self.environment = environment
@@ -51,14 +53,17 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     private func configure(context: ChannelHandlerContext, http2: Bool) throws {
         let channel = context.channel
         let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        let client = HTTPClientInfo(
+            scheme: secure ? "https" : "http", remote: channel.remoteAddress, local: channel.localAddress)
         let operations = context.pipeline.syncOperations
         if http2 {
-            let handler = HTTP2ServerConnectionHandler(environment: environment, peer: peer, peerIdentity: peerIdentity)
+            let handler = HTTP2ServerConnectionHandler(
+                environment: environment, peer: peer, peerIdentity: peerIdentity, client: client)
             try operations.addHandler(handler, position: .after(self))
             let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
             registry.register(channel) { bound.value.initiateGracefulShutdown() }
         } else {
-            let handler = HTTP1ServerHandler(environment: environment, peer: peer, peerIdentity: peerIdentity)
+            let handler = HTTP1ServerHandler(environment: environment, peer: peer, peerIdentity: peerIdentity, client: client)
             // The handler does what NIOHTTP1's pipelining and error handlers
             // did, and writes its responses as bytes (no response encoder).
             try operations.addHandler(handler)
@@ -72,6 +77,7 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let established = event as? TLSEstablished {
             peerIdentity = established.clientIdentity
+            secure = true
             return
         }
         // Connected but never said anything: close when the idle timer fires.

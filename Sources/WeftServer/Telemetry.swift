@@ -1,4 +1,5 @@
 public import Logging
+import Foundation
 import OTel
 public import ServiceLifecycle
 import Tracing
@@ -38,6 +39,9 @@ public struct TracingConfig: Sendable {
 /// `weft_trace_spans_dropped_total` and `weft_trace_export_failures_total`
 /// and forwards every diagnostic line to the server log.
 public enum Telemetry {
+    /// This process's `service.instance.id`.
+    public static let serviceInstanceID = UUID().uuidString.lowercased()
+
     /// The log metadata provider adding `trace_id`, `span_id` and
     /// `trace_flags` of the current span to every log line.
     public static func loggingMetadataProvider() -> Logger.MetadataProvider {
@@ -56,6 +60,10 @@ public enum Telemetry {
         var otel = OTel.Configuration.default
         otel.serviceName = config.serviceName
         if !config.serviceVersion.isEmpty { otel.resourceAttributes["service.version"] = config.serviceVersion }
+        // One id per process (OpenTelemetry: a random UUID when nothing
+        // stabler names the instance), so spans of two replicas or of a
+        // process and its successor are told apart.
+        otel.resourceAttributes["service.instance.id"] = serviceInstanceID
         otel.metrics.enabled = false
         otel.logs.enabled = false
         otel.traces.enabled = true

@@ -388,3 +388,5 @@ def test_process_metrics_match_the_process(server, protos):
     assert second.type_of("process_cpu_seconds_total") == "counter"
     build = second.select("weft_build_info")
     assert len(build) == 1 and build[0].value == 1 and build[0].labels.get("version"), build
+    # Without WEFT_REVISION in its environment (test_sli.py sets one).
+    assert build[0].labels.get("revision") == "unknown", build

@@ -133,3 +133,17 @@ def test_logins_are_auth_and_a_body_that_does_not_decode_is_counted(api_server, 
     assert not any(k[1] == "auth" and k[2] != "ok" for k in moved), moved
     m1 = wh.fetch_metrics(api_server)
     assert m1.total("weft_rest_request_decode_errors_total") - m0.total("weft_rest_request_decode_errors_total") == 2
+
+
+@pytest.mark.parametrize("value, label", [("3f2a9c1d0b7e", "3f2a9c1d0b7e"), ("has space", "unknown"), ("", "unknown")])
+def test_build_info_names_the_revision_from_the_environment(tmp_path, value, label):
+    """weft_build_info{revision} comes from WEFT_REVISION (scripts/run.sh sets
+    it from git); a value that is no plain token, or none, is "unknown"."""
+    srv = wh.WeftServer(wh.weft_bin(), tmp_path / "data", tmp_path / "logs", name="revision",
+                        env={"WEFT_REVISION": value})
+    srv.start(timeout=30)
+    try:
+        build = wh.fetch_metrics(srv).select("weft_build_info")
+        assert [b.labels.get("revision") for b in build] == [label], build
+    finally:
+        srv.stop_checked()

@@ -280,7 +280,7 @@ def test_receiver_decodes_protobuf_json_gzip_and_simulates_failures():
 # ---------------------------------------------------------------------------
 
 
-def test_rest_server_span_continues_the_callers_trace(rx, rest_run):
+def test_rest_server_span_continues_the_callers_trace(rx, rest_run, traced):
     spans = trace_of(rx, rest_run)
     server = one(spans, f"SERVER span in trace {rest_run.tid}", lambda s: s.kind == "SERVER")
     assert server.parent_span_id == rest_run.caller, (
@@ -290,7 +290,11 @@ def test_rest_server_span_continues_the_callers_trace(rx, rest_run):
         f"http.route should be the route template like /workflows/{{id}}/execute, got {route!r}\n{describe(spans)}")
     assert server.name == f"POST {route}", server.describe()
     assert_attrs(server, {"http.request.method": "POST", "http.response.status_code": 202,
-                          "url.path": rest_run.url_path}, spans)
+                          "url.path": rest_run.url_path, "url.scheme": "http", "client.address": "127.0.0.1",
+                          "server.address": "127.0.0.1", "server.port": traced.port}, spans)
+    # The client's own port: an ephemeral one, not the server's.
+    port = server.attr("client.port")
+    assert isinstance(port, int) and 0 < port < 65536 and port != traced.port, server.describe()
 
 
 def test_execution_and_task_spans_hang_off_the_request(rx, rest_run):
@@ -353,6 +357,10 @@ def test_store_spans_resource_and_a_whole_tree(rx, rest_run):
     orphans = [s for s in spans if s.parent_span_id not in known]
     assert not orphans, f"spans whose parent was never exported:\n{describe(orphans)}\ntrace:\n{describe(spans)}"
     assert len({s.span_id for s in spans}) == len(spans), f"duplicate span ids:\n{describe(spans)}"
+    instance_ids = {s.resource.get("service.instance.id") for s in spans}
+    assert len(instance_ids) == 1, f"one service.instance.id per process, got {instance_ids}"
+    (instance_id,) = instance_ids
+    assert isinstance(instance_id, str) and re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", instance_id), instance_id
     for s in spans:
         assert s.resource.get("service.name") == SERVICE, f"resource {s.resource} of {s.describe()}"
         assert 0 < s.start_ns <= s.end_ns, s.describe()

@@ -5,6 +5,26 @@ import Tracing
 import WeftObservability
 
 /// A non-gRPC HTTP request, the same whether it came over HTTP/1.1 or HTTP/2.
+/// The connection a request came on: its scheme (`https` behind Weft's
+/// TLS) and the client's address and port.
+public struct HTTPClientInfo: Sendable {
+    public var scheme: String
+    public var address: String?
+    public var port: Int?
+    /// The address and port the connection came in on (`server.address`
+    /// when the request names no host).
+    public var localAddress: String?
+    public var localPort: Int?
+
+    public init(scheme: String, remote: SocketAddress?, local: SocketAddress? = nil) {
+        self.scheme = scheme
+        self.address = remote?.ipAddress
+        self.port = remote?.port
+        self.localAddress = local?.ipAddress
+        self.localPort = local?.port
+    }
+}
+
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The path without the query string.
@@ -25,6 +45,9 @@ public struct HTTPRequest: Sendable {
     /// Writes response messages as JSON with their defaults (set by the
     /// router; nil: swift-protobuf's JSON as it is).
     public var jsonEncoder: ProtoJSONEncoder?
+    /// Where the request came from, for its span (`url.scheme`,
+    /// `client.address`, `client.port`): set by the socket transports.
+    public var client: HTTPClientInfo?
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: ByteBuffer) {
         self.method = method

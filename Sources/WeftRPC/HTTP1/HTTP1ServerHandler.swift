@@ -53,9 +53,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let peer: String
     private let peerIdentity: String?
+    private let client: HTTPClientInfo?
 
-    init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil) {
+    init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil, client: HTTPClientInfo? = nil) {
         self.peerIdentity = peerIdentity
+        self.client = client
         self.environment = environment
         self.peer = peer
         var logger = environment.logger
@@ -181,6 +183,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let method = head.method.rawValue
         var request = HTTPRequest(
             method: method, target: head.uri, headers: head.headers.map { ($0.name.lowercased(), $0.value) }, body: body)
+        request.client = client
         request.streamSink = HTTP1StreamSink(
             loopBound: NIOLoopBound((self, context), eventLoop: context.eventLoop), version: head.version)
         if request.header("content-type")?.hasPrefix("application/grpc") == true {

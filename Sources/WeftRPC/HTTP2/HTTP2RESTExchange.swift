@@ -56,6 +56,7 @@ final class HTTP2RESTExchange: @unchecked Sendable {
         self.body = nil
         var request = HTTPRequest(method: method, target: stream.path ?? "/", headers: stream.plainHeaders(), body: body)
         request.streamSink = HTTP2StreamSink(exchange: self, eventLoop: stream.connection.eventLoop)
+        request.client = stream.connection.client
         switch HTTPExchange.dispatch(request, environment: environment, peer: stream.connection.peer, peerIdentity: stream.connection.peerIdentity, start: start) {
         case .respond(let response):
             respond(response)

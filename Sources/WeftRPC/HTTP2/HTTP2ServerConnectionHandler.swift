@@ -22,6 +22,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     let peer: String
     /// The verified client certificate's subject CN (mutual TLS).
     let peerIdentity: String?
+    /// Scheme and client address of the connection (REST spans).
+    let client: HTTPClientInfo?
 
     private var inReadBurst = false
     private var flushScheduled = false
@@ -33,10 +35,11 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     /// A GOAWAY with an error was logged: the connection's one line is out.
     private var loggedGoAway = false
 
-    init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil) {
+    init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil, client: HTTPClientInfo? = nil) {
         self.environment = environment
         self.peer = peer
         self.peerIdentity = peerIdentity
+        self.client = client
         var logger = environment.logger
         logger[metadataKey: "peer"] = "\(peer)"
         logger[metadataKey: "protocol"] = "h2"

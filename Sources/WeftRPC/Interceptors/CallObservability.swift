@@ -142,11 +142,7 @@ final class CallObservability: Sendable {
         let span =
             WeftTracing.isEnabled
             ? WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers)) : nil
-        if let span {
-            span.attributes[SpanKeys.httpRequestMethod] = request.method
-            span.attributes[SpanKeys.httpRoute] = route
-            span.attributes[SpanKeys.urlPath] = request.path
-        }
+        if let span { Self.describe(span, request, route: route) }
         defer { span?.end() }
         return await WeftTracing.withContext(WeftTracing.handlerContext(span)) {
             let response = await body()
@@ -166,13 +162,47 @@ final class CallObservability: Sendable {
         if WeftTracing.isEnabled,
             let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
         {
-            span.attributes[SpanKeys.httpRequestMethod] = request.method
-            span.attributes[SpanKeys.httpRoute] = route
-            span.attributes[SpanKeys.urlPath] = request.path
+            Self.describe(span, request, route: route)
             Self.mark(span, response)
             span.end()
         }
         answeredHTTP(method: request.method, route: route, response: response, requestClass: requestClass, start: start)
+    }
+
+    /// A REST span's request attributes (OpenTelemetry HTTP server conventions).
+    private static func describe(_ span: any Span, _ request: HTTPRequest, route: String) {
+        span.attributes[SpanKeys.httpRequestMethod] = request.method
+        span.attributes[SpanKeys.httpRoute] = route
+        span.attributes[SpanKeys.urlPath] = request.path
+        if let client = request.client {
+            span.attributes[SpanKeys.urlScheme] = client.scheme
+            if let address = client.address { span.attributes[SpanKeys.clientAddress] = address }
+            if let port = client.port { span.attributes[SpanKeys.clientPort] = port }
+        }
+        // The host the client asked for (the Host header), else the address
+        // the connection came in on (HTTP/2's :authority is not kept: the
+        // gRPC path reads no pseudo-header it does not need).
+        if let host = request.header("host") {
+            let (name, port) = Self.splitHost(host)
+            span.attributes[SpanKeys.serverAddress] = name
+            if let port { span.attributes[SpanKeys.serverPort] = port }
+        } else if let client = request.client, let local = client.localAddress {
+            span.attributes[SpanKeys.serverAddress] = local
+            if let port = client.localPort { span.attributes[SpanKeys.serverPort] = port }
+        }
+    }
+
+    /// `host[:port]` or `[v6]:port` into its name and port.
+    static func splitHost(_ host: String) -> (String, Int?) {
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+            let name = String(host[host.index(after: host.startIndex)..<close])
+            let rest = host[host.index(after: close)...]
+            return (name, rest.hasPrefix(":") ? Int(rest.dropFirst()) : nil)
+        }
+        if let colon = host.lastIndex(of: ":"), let port = Int(host[host.index(after: colon)...]) {
+            return (String(host[..<colon]), port)
+        }
+        return (host, nil)
     }
 
     /// A REST span's status, by the request's outcome: an error only for a
