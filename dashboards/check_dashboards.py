@@ -147,6 +147,21 @@ LINT_EXCLUSIONS = {
 }
 
 
+def _closing(expr, i, closer):
+    """The index of `closer` after expr[i], skipping quoted strings ("…", '…', `…`)."""
+    j = i + 1
+    while j < len(expr):
+        c = expr[j]
+        if c in "\"'`":
+            j += 1
+            while j < len(expr) and expr[j] != c:
+                j += 2 if expr[j] == "\\" and c != "`" else 1
+        elif c == closer:
+            return j
+        j += 1
+    raise ValueError("no %r after position %d in %r" % (closer, i, expr))
+
+
 def selectors(expr):
     """The vector selectors of a PromQL expression: (metric name, matcher text,
     function the selector is the direct argument of or None, range or None)."""
@@ -156,16 +171,15 @@ def selectors(expr):
     last = ""
     while i < n:
         c = expr[i]
-        if c == '"':
+        if c in "\"'`":
             j = i + 1
-            while j < n and expr[j] != '"':
-                j += 2 if expr[j] == "\\" else 1
+            while j < n and expr[j] != c:
+                j += 2 if expr[j] == "\\" and c != "`" else 1
             i = j + 1
             last = '""'
             continue
         if c in "[{":
-            j = expr.index("]" if c == "[" else "}", i)
-            i = j + 1
+            i = _closing(expr, i, "]" if c == "[" else "}") + 1
             continue
         if c == "(":
             parens.append((last in _LABEL_LISTS, last if _IDENT.fullmatch(last or "-") else None))
@@ -195,7 +209,7 @@ def selectors(expr):
                 continue
             matchers, rng = "", None
             if k < n and expr[k] == "{":
-                close = expr.index("}", k)
+                close = _closing(expr, k, "}")
                 matchers, k = expr[k + 1:close], close + 1
             r = re.match(r"\s*\[([^\]]+)\]", expr[k:])
             if r:

@@ -65,11 +65,13 @@ def windows(config):
 def errors_ratio(sel, window):
     """The failed share of user requests, or the share of the window the
     targets were down, whichever is larger: a crashed server answers no
-    request, so without the second a crash would spend no budget (and with
-    no requests at all the first is NaN, which `>=` drops)."""
-    return (f'(\n  sum by (job) (rate(weft_requests_total{{{sel},outcome=~"server_error|overload"}}[{window}]))\n'
-            f'  / sum by (job) (rate(weft_requests_total{{{sel}}}[{window}]))\n'
-            f'  >= {downtime(sel, window)}\n)\nor\n{downtime(sel, window)}')
+    request, so without the second a crash would spend no budget. With no
+    requests at all the first is NaN, which `>=` drops; without an `up`
+    series (a job set by metric relabelling, which `up` never gets) the
+    second is missing and the first stands alone."""
+    failed = (f'sum by (job) (rate(weft_requests_total{{{sel},outcome=~"server_error|overload"}}[{window}]))\n'
+              f'  / sum by (job) (rate(weft_requests_total{{{sel}}}[{window}]))')
+    return f'(\n  {failed}\n  >= {downtime(sel, window)}\n)\nor\n{downtime(sel, window)}\nor\n(\n  {failed}\n)'
 
 
 def downtime(sel, window):
@@ -99,7 +101,17 @@ def quote(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+# The bounds of weft_request_duration_seconds (WeftMetrics.latencyBuckets):
+# a threshold between two of them would read an `le` series that does not exist.
+BUCKET_BOUNDS = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                 5.0, 10.0, 30.0, 60.0}
+
+
 def generate(config):
+    for cls, seconds in config["latency"]["thresholds"].items():
+        if float(seconds) not in BUCKET_BOUNDS:
+            sys.exit(f"{CONFIG}: the {cls} threshold {seconds} s is not a bucket bound of weft_request_duration_seconds "
+                     f"({', '.join(number(b) for b in sorted(BUCKET_BOUNDS))})")
     sel = config["selector"]
     runbook = config["runbook"]
     availability = 1 - float(config["availability"]["objective"])
@@ -146,7 +158,8 @@ def generate(config):
     out.append(f"      - record: weft:slo_errors_per_request:ratio_{period}")
     out.append("        expr: " + block(
         f"(\n  sum_over_time(weft:slo_request_errors:rate5m[{period}]) / sum_over_time(weft:slo_requests:rate5m[{period}])\n"
-        f"  >= {downtime(sel, period)}\n)\nor\n{downtime(sel, period)}", 10))
+        f"  >= {downtime(sel, period)}\n)\nor\n{downtime(sel, period)}\nor\n"
+        f"(\n  sum_over_time(weft:slo_request_errors:rate5m[{period}]) / sum_over_time(weft:slo_requests:rate5m[{period}])\n)", 10))
     out.append(f"      - record: weft:slo_error_budget_remaining:ratio_{period}")
     out.append(f"        expr: 1 - weft:slo_errors_per_request:ratio_{period} / {number(availability)}")
     out.append(f"      - record: weft:slo_slow_requests:ratio_{period}")

@@ -84,15 +84,15 @@ def clone_workflow(db_path: str, template: str, n: int, id_prefix: str) -> None:
     numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
     width = 26 - len(id_prefix) + len("wf_")   # the server's ids: wf_ + 26 characters
     wf = f"'{id_prefix}' || printf('%0{width}d', n.i)"
-    # A workflow's search row has the workflow's rowid.
-    (base,) = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM workflows").fetchone()
-    (search_rowid,) = db.execute("SELECT rowid FROM workflows WHERE id = ?", (template,)).fetchone()
-    tables = [("workflows", {"rowid": f"{base} + n.i", "id": wf, "name": "t.name || ' ' || n.i"}, "id"),
+    # A workflow's search row has the workflow's `rid` as its rowid.
+    (base,) = db.execute("SELECT COALESCE(MAX(rid), 0) FROM workflows").fetchone()
+    (search_rowid,) = db.execute("SELECT rid FROM workflows WHERE id = ?", (template,)).fetchone()
+    tables = [("workflows", {"rid": f"{base} + n.i", "id": wf, "name": "t.name || ' ' || n.i"}, "id"),
               ("tasks", {"id": f"t.id || printf('%0{width}d', n.i)", "workflow_id": wf}, "workflow_id"),
               ("workflow_versions", {"id": f"t.id || printf('%0{width}d', n.i)", "workflow_id": wf}, "workflow_id")]
     db.execute("BEGIN")
     for table, replace, key in tables:
-        columns = ["rowid"] * ("rowid" in replace) + [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
         select = ", ".join(replace.get(c, f"t.{c}") for c in columns)
         db.execute(numbers + f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} FROM n, {table} t "
                    f"WHERE t.{key} = ?", (n, template))

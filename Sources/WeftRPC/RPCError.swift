@@ -42,6 +42,16 @@ public struct RPCError: Error, Sendable, CustomStringConvertible {
         return RPCError(code: .resourceExhausted, message: message, metadata: metadata)
     }
 
+    /// The status the gRPC protocol prescribes for a client that broke it
+    /// (no POST, a content-type or encoding the server does not speak, a
+    /// truncated frame: UNIMPLEMENTED or INTERNAL), counted as the client's
+    /// fault for the service levels, not the server's.
+    public static func protocolViolation(_ code: Code, _ message: String) -> RPCError {
+        var error = RPCError(code: code, message: message)
+        error.outcomeOverride = .clientError
+        return error
+    }
+
     /// `exhausted`, because the server as a whole is past its capacity (not
     /// the caller's own limit): it counts as `overload`, against the
     /// availability SLO.

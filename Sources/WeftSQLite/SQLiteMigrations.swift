@@ -258,27 +258,43 @@ enum SQLiteMigrations {
             // storage of its own.
             try db.execute(sql: "CREATE VIRTUAL TABLE workflow_search_terms USING fts5vocab(workflow_search, 'instance')")
         }
-        migrator.registerMigration("v14-search-row-is-workflow-rowid") { db in
-            // A workflow's search row has the workflow's own rowid (it had
-            // the rowid kept in `search_rowid`, found through a unique
-            // index): a search joins its matches to workflows by rowid, one
-            // lookup a match instead of two, and a create writes one index
-            // less. Rows whose rowid differs move to their search rowid;
-            // they first move above every rowid and search rowid in use, so
-            // no two rows share one on the way. Rows without a search row
-            // keep the rowid they get there (above every search row).
-            let moving = try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM workflows WHERE search_rowid IS NULL OR search_rowid != rowid") ?? 0
-            if moving > 0 {
-                let above = try Int64.fetchOne(
-                    db, sql: "SELECT MAX(COALESCE(MAX(rowid), 0), COALESCE(MAX(search_rowid), 0)) + 1 FROM workflows") ?? 1
-                try db.execute(
-                    sql: "UPDATE workflows SET rowid = rowid + ? WHERE search_rowid IS NULL OR search_rowid != rowid",
-                    arguments: [above])
-                try db.execute(sql: "UPDATE workflows SET rowid = search_rowid WHERE search_rowid IS NOT NULL AND search_rowid != rowid")
-            }
-            try db.execute(sql: "DROP INDEX workflows_search_rowid")
-            try db.execute(sql: "ALTER TABLE workflows DROP COLUMN search_rowid")
+        migrator.registerMigration("v14-workflow-search-key") { db in
+            // A workflow's search row is found by the workflow's INTEGER
+            // PRIMARY KEY `rid` (it was `search_rowid`, an ordinary column
+            // behind a unique index): a search joins its matches to
+            // workflows by rowid, one B-tree lookup a match instead of two,
+            // and a create writes one index less. An explicit INTEGER
+            // PRIMARY KEY, not the implicit rowid: VACUUM and dumps may
+            // renumber implicit rowids, which would pair search rows with
+            // other workflows. SQLite cannot add a primary key to a table,
+            // so the table is rebuilt (foreign keys are checked after the
+            // migration, as GRDB does for every migration). Rows keep their
+            // search row's number; rows without one (made before v3) get
+            // numbers above every search row.
+            try db.execute(sql: """
+                CREATE TABLE workflows_v14 (
+                    rid         INTEGER PRIMARY KEY,
+                    id          TEXT NOT NULL UNIQUE,
+                    user_id     TEXT NOT NULL REFERENCES users(id),
+                    name        TEXT NOT NULL,
+                    description TEXT NOT NULL DEFAULT '',
+                    version     INTEGER NOT NULL CHECK (version >= 1),
+                    created_at  DATETIME NOT NULL,
+                    updated_at  DATETIME NOT NULL,
+                    deleted_at  DATETIME,
+                    org_id      TEXT REFERENCES organizations(id)
+                );
+                INSERT INTO workflows_v14 (rid, id, user_id, name, description, version, created_at, updated_at, deleted_at, org_id)
+                    SELECT search_rowid, id, user_id, name, description, version, created_at, updated_at, deleted_at, org_id
+                    FROM workflows WHERE search_rowid IS NOT NULL ORDER BY search_rowid;
+                INSERT INTO workflows_v14 (id, user_id, name, description, version, created_at, updated_at, deleted_at, org_id)
+                    SELECT id, user_id, name, description, version, created_at, updated_at, deleted_at, org_id
+                    FROM workflows WHERE search_rowid IS NULL ORDER BY rowid;
+                DROP TABLE workflows;
+                ALTER TABLE workflows_v14 RENAME TO workflows;
+                CREATE INDEX workflows_by_owner ON workflows(user_id, id);
+                CREATE INDEX workflows_by_org ON workflows(org_id, id);
+                """)
         }
         return migrator
     }

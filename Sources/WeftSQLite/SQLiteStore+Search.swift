@@ -35,7 +35,7 @@ extension SQLiteStore {
                 db.cachedStatement(sql: """
                     SELECT rid, score FROM (
                         SELECT s.rowid AS rid, \(rank) AS score, w.id AS wid
-                        FROM workflow_search s JOIN workflows w ON w.rowid = s.rowid
+                        FROM workflow_search s JOIN workflows w ON w.rid = s.rowid
                         WHERE workflow_search MATCH ? AND w.deleted_at IS NULL \(Self.visibilityClause)
                         ORDER BY s.rowid DESC LIMIT ?)
                     ORDER BY score DESC, wid DESC LIMIT ? OFFSET ?
@@ -46,7 +46,7 @@ extension SQLiteStore {
                 ])
             guard !ranked.isEmpty else { return Page(items: [], nextCursor: nil) }
             let order = ranked.map { $0["rid"] as Int64 }
-            let scores = Dictionary(uniqueKeysWithValues: ranked.map { ($0["rid"] as Int64, $0["score"] as Double) })
+            let scores = Dictionary(uniqueKeysWithValues: ranked.map { ($0["rid"] as Int64, ($0["score"] as Double?) ?? 0) })
             // Pass 2, the page's rows and snippets. The rowid range bounds the
             // walk of the index; `+s.rowid IN` is a filter, not a lookup per
             // value (each lookup would evaluate the MATCH again), so snippet()
@@ -56,7 +56,7 @@ extension SQLiteStore {
                 db.cachedStatement(sql: """
                     SELECT w.*, \(Self.callerRoleColumn), s.rowid AS rid,
                         snippet(workflow_search, -1, '[', ']', '…', 12) AS snippet
-                    FROM workflow_search s JOIN workflows w ON w.rowid = s.rowid
+                    FROM workflow_search s JOIN workflows w ON w.rid = s.rowid
                     WHERE workflow_search MATCH ? AND s.rowid BETWEEN ? AND ? AND +s.rowid IN (\(placeholders))
                     """),
                 arguments: StatementArguments([userId, userId, match, order.min()!, order.max()!] as [any DatabaseValueConvertible])

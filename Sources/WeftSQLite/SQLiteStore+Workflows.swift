@@ -195,7 +195,7 @@ extension SQLiteStore: WorkflowStore {
             let now = Date()
             try db.execute(sql: "UPDATE workflows SET deleted_at = ?, updated_at = ? WHERE id = ?", arguments: [now, now, id])
             try db.execute(
-                sql: "DELETE FROM workflow_search WHERE rowid = (SELECT rowid FROM workflows WHERE id = ?)",
+                sql: "DELETE FROM workflow_search WHERE rowid = (SELECT rid FROM workflows WHERE id = ?)",
                 arguments: [id])
             try Self.audit(db, actor: actor, action: "delete", resourceType: "workflow", resourceId: id, at: now)
         }
@@ -393,7 +393,7 @@ extension SQLiteStore: WorkflowStore {
 
     static func index(_ db: Database, _ workflow: WorkflowRecord) throws {
         guard let rowid = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT rowid FROM workflows WHERE id = ?"), arguments: [workflow.id])
+            db.cachedStatement(sql: "SELECT rid FROM workflows WHERE id = ?"), arguments: [workflow.id])
         else { return }
         try db.cachedStatement(sql: "DELETE FROM workflow_search WHERE rowid = ?").execute(arguments: [rowid])
         try db.cachedStatement(sql: "INSERT INTO workflow_search (rowid, name, description, task_names) VALUES (?, ?, ?, ?)")

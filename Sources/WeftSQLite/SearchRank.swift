@@ -46,9 +46,12 @@ enum SearchRank {
         let n = Double(max(rows, 1))
         data[0] = Double(tokens) / n
         for phrase in 0..<phrases {
-            let hits = sqlite3_value_double(values[columns + phrase])
+            // A count up to a minute old can exceed today's documents (some
+            // were deleted since): clamped, so the logarithm stays defined.
+            let hits = min(max(sqlite3_value_double(values[columns + phrase]), 0), n)
             let idf = log((n - hits + 0.5) / (hits + 0.5))
-            data[1 + phrase] = idf <= 0 ? 1e-6 : idf
+            // `!(idf > 0)` also catches a NaN.
+            data[1 + phrase] = !(idf > 0) ? 1e-6 : idf
         }
         for column in 0..<columns { data[1 + phrases + column] = sqlite3_value_double(values[column]) }
         guard api.xSetAuxdata(fts, raw, { free($0) }) == SQLITE_OK else { return nil }

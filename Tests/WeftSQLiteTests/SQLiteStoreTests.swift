@@ -21,7 +21,7 @@ struct SQLiteStoreTests {
     func migrationsFromEmpty() async throws {
         let temp = try TempSQLiteStore()
         defer { temp.cleanup() }
-        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics", "v13-search-vocabulary", "v14-search-row-is-workflow-rowid"])
+        #expect(try temp.store.appliedMigrations() == ["v1-seed-schema", "v2-feature-tables", "v3-workflow-search", "v4-task-queue", "v5-engine", "v6-observability", "v7-organizations", "v8-secrets-audit-grants", "v9-sessions-api-keys", "v10-schedules-triggers", "v11-notifications", "v12-analytics", "v13-search-vocabulary", "v14-workflow-search-key"])
         let tables = try await temp.store.pool.read { db in
             try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type IN ('table') ORDER BY name")
         }
@@ -302,7 +302,7 @@ struct SQLiteStoreTests {
         #expect(stale == fresh.map(\.workflow.id))
     }
 
-    @Test("v14 gives every workflow its search row's rowid, whatever order the rows were in")
+    @Test("v14 keys every workflow by its search row (rid, an INTEGER PRIMARY KEY that VACUUM keeps), whatever order the rows were in")
     func searchRowidMigration() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -334,7 +334,7 @@ struct SQLiteStoreTests {
         }
         let store = try SQLiteStore(.init(path: path))
         let columns = try await store.pool.read { db in try db.columns(in: "workflows").map(\.name) }
-        #expect(!columns.contains("search_rowid"))
+        #expect(!columns.contains("search_rowid") && columns.first == "rid")
         for (id, name) in [("wf_a", "alpha"), ("wf_b", "bravo"), ("wf_d", "delta")] {
             let hits = try await store.searchWorkflows(text: name, visibleTo: "u1", limit: 5, cursor: nil).items
             #expect(hits.map(\.workflow.id) == [id], "\(name)")
@@ -347,8 +347,16 @@ struct SQLiteStoreTests {
         let fresh = try await store.createWorkflow(Records.workflow(owner: "u1", name: "echo", taskNames: ["a"]), actor: "u1")
         #expect(try await store.searchWorkflows(text: "echo", visibleTo: "u1", limit: 5, cursor: nil).items.map(\.workflow.id) == [fresh.id])
         let orphans = try await store.pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_search s WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.rowid = s.rowid)")
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM workflow_search s WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.rid = s.rowid)")
         }
         #expect(orphans == 0)
+        // VACUUM renumbers implicit rowids, never an INTEGER PRIMARY KEY:
+        // every search still names its own workflow afterwards.
+        try await store.pool.barrierWriteWithoutTransaction { db in try db.execute(sql: "VACUUM") }
+        for (id, name) in [("wf_a", "alpha"), ("wf_b", "bravo"), ("wf_c", "charlie"), ("wf_d", "delta"), (fresh.id, "echo")] {
+            let hits = try await store.searchWorkflows(text: name, visibleTo: "u1", limit: 5, cursor: nil).items
+            #expect(hits.map(\.workflow.id) == [id], "\(name) after VACUUM")
+            #expect(hits.first?.snippet.lowercased().contains("[\(name)]") == true, "\(name)'s own snippet after VACUUM")
+        }
     }
 }

@@ -147,3 +147,12 @@ def test_build_info_names_the_revision_from_the_environment(tmp_path, value, lab
         assert [b.labels.get("revision") for b in build] == [label], build
     finally:
         srv.stop_checked()
+
+
+def test_a_wrong_method_is_the_callers_error_and_dashboard_files_are_not_counted(api_server, user):
+    before = counts(api_server)
+    r = user.rest.request("PATCH", "/workflows")
+    assert r.status == 405, r                                   # a route, not that method: other, client_error
+    status, _, _ = wh.http_get(api_server, "/")                 # the dashboard's page (the router's fallback)
+    assert status == 200
+    assert delta(before, counts(api_server)) == {("http", "other", "client_error"): 1}

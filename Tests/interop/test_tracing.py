@@ -868,3 +868,24 @@ def test_notification_delivery_span_joins_the_executions_trace(rx, traced, alice
     assert_attrs(delivery, {"weft.notification.event": "execution.completed", "weft.notification.channel": "webhook",
                             "weft.notification.delivery_id": delivery_id, "weft.notification.outcome": "delivered",
                             "weft.workflow.id": wf["id"]}, [delivery])
+
+
+def test_provisioned_log_links_find_the_trace_id_of_real_log_lines(traced, rest_run, rx):
+    """dashboards/provisioning/datasources/prometheus.yml links logs to traces
+    with a derived field whose regex must find the trace id in Weft's own
+    JSON lines, and points exemplars and logs at the provisioned traces data
+    source: checked against this module's traced server's stderr."""
+    import yaml
+    doc = yaml.safe_load((wh.REPO_ROOT / "dashboards/provisioning/datasources/prometheus.yml").read_text())
+    sources = {d["uid"]: d for d in doc["datasources"]}
+    assert sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"] == [{"name": "trace_id", "datasourceUid": "traces"}]
+    assert sources["traces"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "logs"
+    (field,) = sources["logs"]["jsonData"]["derivedFields"]
+    assert field["datasourceUid"] == "traces"
+    pattern = re.compile(field["matcherRegex"])
+    lines = [line for line in traced.stderr_text().splitlines() if rest_run.tid in line]
+    assert lines, f"no log line with trace id {rest_run.tid}"
+    for line in lines:
+        m = pattern.search(line)
+        assert m and m.group(1) == rest_run.tid, line
+

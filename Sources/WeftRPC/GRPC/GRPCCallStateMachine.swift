@@ -116,19 +116,19 @@ struct GRPCCallStateMachine {
     // MARK: Request head
 
     mutating func receiveHead(_ head: RequestHead, lookup: Lookup) -> HeadAction {
-        guard inbound == .idle else { return .refuse(RPCError(code: .internal, message: "a second request head"), log: true) }
+        guard inbound == .idle else { return .refuse(.protocolViolation(.internal, "a second request head"), log: true) }
         inbound = .open
         let fields = head.fields
         guard head.method == "POST" else {
-            return .refuse(RPCError(code: .unimplemented, message: "gRPC requires POST, got \(head.method ?? "no method")"), log: true)
+            return .refuse(.protocolViolation(.unimplemented, "gRPC requires POST, got \(head.method ?? "no method")"), log: true)
         }
         if let contentType = head.contentType {
             let subtype = fields.value(contentType).dropFirst(HeaderName.applicationGRPC.count)
             guard subtype.isEmpty || subtype.starts(with: "+proto".utf8) || subtype.first == UInt8(ascii: ";") else {
                 return .refuse(
-                    RPCError(
-                        code: .unimplemented,
-                        message: "content-type \(fields.string(contentType)) is not supported; use application/grpc+proto"),
+                    .protocolViolation(
+                        .unimplemented,
+                        "content-type \(fields.string(contentType)) is not supported; use application/grpc+proto"),
                     log: true)
             }
         }
@@ -152,7 +152,7 @@ struct GRPCCallStateMachine {
         if let encoding = head.encoding, !bytesEqual(fields.value(encoding), HeaderName.identity) {
             let name = fields.string(encoding)
             guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
-                return .refuse(RPCError(code: .unimplemented, message: "grpc-encoding \(name) is not supported"), log: true)
+                return .refuse(.protocolViolation(.unimplemented, "grpc-encoding \(name) is not supported"), log: true)
             }
             accepted.requestCompression = algorithm
             requestCompression = algorithm
@@ -261,11 +261,11 @@ struct GRPCCallStateMachine {
         do {
             try deframer.finish()
         } catch {
-            return .refuse(RPCError(code: .internal, message: "request ended inside a gRPC message frame (\(error))"))
+            return .refuse(.protocolViolation(.internal, "request ended inside a gRPC message frame (\(error))"))
         }
         guard isSingleRequest else { return .endOfMessages }
         guard let request = singleRequest else {
-            return .refuse(RPCError(code: .internal, message: "the call ended without a request message"))
+            return .refuse(.protocolViolation(.internal, "the call ended without a request message"))
         }
         singleRequest = nil
         return .run(request)

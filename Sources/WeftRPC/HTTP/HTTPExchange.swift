@@ -22,7 +22,11 @@ public enum HTTPExchange {
         let observability = environment.observability
         switch environment.httpRouter.route(request) {
         case .respond(let route, let response):
-            observability.answeredHTTP(method: request.method, route: route, response: response, start: start)
+            // The dashboard's files (the router's fallback) are not user
+            // requests for the SLIs; a 404 or 405 is (class `other`).
+            observability.answeredHTTP(
+                method: request.method, route: route, response: response,
+                requestClass: route == HTTPRouter.fallbackRoute ? .none : .other, start: start)
             return .respond(response)
         case .run(let route, let request, let target):
             // Plain routes (/healthz, /metrics, the dashboard's files) are

@@ -119,10 +119,11 @@ public struct HTTPResponse: Sendable {
         return response
     }
 
+    /// An answer the transport or router gives itself (404, 405, 413, 415,
+    /// 431): its outcome follows the HTTP status (a 405 carries gRPC's
+    /// UNIMPLEMENTED, but a wrong method is the caller's mistake).
     public static func error(status: Int, code: RPCError.Code, message: String) -> HTTPResponse {
-        var response = json(status, ["code": code.rawValue, "message": message, "details": [Any]()])
-        response.outcome = RequestOutcome(code: code)
-        return response
+        json(status, ["code": code.rawValue, "message": message, "details": [Any]()])
     }
 }
 

@@ -27,7 +27,9 @@ public enum RESTBridge {
     ) throws -> M {
         do {
             return try decodeRequestUnmarked(type, from: request, route: route)
-        } catch var failure as RPCError {
+        } catch var failure as RPCError where failure.code == .invalidArgument {
+            // The request's fault (not JSON, a wrong content-type, a value
+            // that does not fit); a server-side failure stays what it is.
             failure.decodeFailed = true
             throw failure
         }
