@@ -13,7 +13,7 @@ struct Orgs: AsyncParsableCommand {
     struct SetPlan: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set-plan",
-            abstract: "Put an organization on a plan (its quotas apply from its next call).",
+            abstract: "Put an organization on a plan (a running server applies its quotas within a second).",
             discussion: "The plan is a name the server knows (free, team, enterprise or one given with --plan); an empty name means the server's default plan.")
 
         @Option(help: "The data directory.") var dataDir: String = "./weft-data"
