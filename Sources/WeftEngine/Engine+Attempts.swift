@@ -121,7 +121,8 @@ extension Engine {
             return try await delay(lease, task: task, at: at)
         }
         guard let runner = runners[task.action] else {
-            let outcome = TaskOutcome.failed(.init(kind: "config", message: "no runner for task type \"\(task.action)\" here"))
+            let outcome = TaskOutcome.failed(.init(
+                kind: "config", message: "no runner for task type \"\(task.action)\" here", system: true))
             Self.end(span, outcome)
             return try await record(lease, outcome, deferred: effects)
         }
@@ -339,7 +340,7 @@ extension Engine {
                     .cost(executionId: id.executionId, sent),
                     .taskCost(executionId: id.executionId, taskKey: id.taskKey, dollars: sent.total),
                 ])
-                metrics?.costAccrued(workflow: state.workflowName, sent)
+                metrics?.costAccrued(orgId: state.orgId, workflow: state.workflowName, sent)
             }
             try await discard(lease)
             return false
@@ -416,7 +417,9 @@ extension Engine {
     /// as `output_too_large` (never retried), anything else as `config`.
     static func invocationError(_ error: any Error) -> ExecutionStateMachine.TaskError {
         guard let error = error as? ExpressionError else {
-            return .init(kind: "secret", message: "secrets: \(error)")
+            // The source throws only when the store fails to read or open a
+            // secret (a missing name is simply absent): Weft's failure.
+            return .init(kind: "secret", message: "secrets: \(error)", system: true)
         }
         if error.sizeLimit != nil { return .init(kind: "output_too_large", message: error.message, retryable: false) }
         return .init(kind: "config", message: "config: \(error.description)")

@@ -111,12 +111,12 @@ extension Engine {
             if !plan.lines.isEmpty { logWriter.append(plan.lines) }
         }
         if !notes.isEmpty { notifier?.committed(notes.compactMap(\.outboxEntry)) }
-        if plan.isStart { metrics?.executionStarted(workflow: state.workflowName) }
+        if plan.isStart { metrics?.executionStarted(orgId: state.orgId, workflow: state.workflowName) }
         for type in plan.retried { metrics?.retried(type: type) }
         for event in plan.taskEvents {
-            metrics?.taskFailure(workflow: state.workflowName, task: event.key, retried: event.status == .retrying)
+            metrics?.taskFailure(orgId: state.orgId, workflow: state.workflowName, task: event.key, retried: event.status == .retrying)
         }
-        if !plan.cost.isZero { metrics?.costAccrued(workflow: state.workflowName, plan.cost) }
+        if !plan.cost.isZero { metrics?.costAccrued(orgId: state.orgId, workflow: state.workflowName, plan.cost) }
         for name in plan.wake { signal.notify(name) }
         for (name, due) in plan.later { signal.notify(name, at: due) }
         if feed.hasSubscribers(executionId) { for update in plan.updates { feed.publish(executionId, update) } }

@@ -102,10 +102,12 @@ extension Engine {
             overload.executionFinished()
         }
         metrics?.executionFinished(
-            workflow: state.workflowName, status: status.rawValue, duration: at.timeIntervalSince(state.createdAt))
+            orgId: state.orgId, workflow: state.workflowName, status: status.rawValue, cause: state.machine.cause,
+            duration: at.timeIntervalSince(state.createdAt))
         metrics?.executionCosted(cost.total)
         if let span = spans.closeExecution(executionId) {
             span.attributes[SpanKeys.executionStatus] = status.rawValue
+            span.attributes[SpanKeys.executionCause] = state.machine.cause.rawValue
             span.attributes[SpanKeys.executionCost] = cost.total
             if status != .completed { span.setStatus(SpanStatus(code: .error, message: error)) }
             span.end()

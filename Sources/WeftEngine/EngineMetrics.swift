@@ -7,10 +7,11 @@ import Synchronization
 /// The engine's metrics, on the same registry as the RPC metrics. Handles
 /// are created once per label set and cached: the per-task path does no
 /// registry lookups. Label values are bounded: task types are the fixed
-/// built-in set, workflows and external queues are capped (`BoundedLabel`).
+/// built-in set, organizations and workflows are the sets `WorkflowLabels`
+/// reads from the store, external queues are capped (`BoundedLabel`).
 public final class EngineMetrics: Sendable {
     let metrics: WeftMetrics
-    let workflowLabel = BoundedLabel(cap: 100)
+    public let labels: WorkflowLabels
     let queueLabel = BoundedLabel(cap: 50)
     /// "workflow/task" pairs of `weft_task_failures_total`.
     let taskLabel = BoundedLabel(cap: 500)
@@ -42,8 +43,9 @@ public final class EngineMetrics: Sendable {
         .seconds(300), .seconds(900), .seconds(3600),
     ]
 
-    public init(metrics: WeftMetrics) {
+    public init(metrics: WeftMetrics, labels: WorkflowLabels = WorkflowLabels()) {
         self.metrics = metrics
+        self.labels = labels
         inFlight = metrics.gauge(MetricNames.executionsInFlight, help: "Executions started and not finished.")
         let workersHelp = "In-process worker slots, by state (busy runs a task attempt)."
         busyWorkers = metrics.gauge(MetricNames.workers, help: workersHelp, labels: [("state", "busy")])
@@ -100,11 +102,14 @@ public final class EngineMetrics: Sendable {
         .nanoseconds(Int64(max(0, interval) * 1e9))
     }
 
-    func executionStarted(workflow: String) {
-        counter(MetricNames.executionsStarted, help: "Executions started, by workflow name (capped, then \"other\").",
-                [("workflow", workflowLabel.value(workflow))]).increment()
+    func executionStarted(orgId: String, workflow: String) {
+        let (org, name) = labels.labels(orgId: orgId, workflow: workflow)
+        counter(MetricNames.executionsStarted, help: Self.startedHelp, [("org", org), ("workflow", name)]).increment()
         inFlight.increment()
     }
+
+    static let startedHelp = "Executions started, by organization id and workflow name (the labelled ones: docs/METRICS.md; else \"other\")."
+    static let finishedHelp = "Executions finished, by organization id, workflow name, final status and cause (none, task_error, timeout, cancelled, system: Weft's own failure)."
 
     static let admissionHelp = "New executions refused by admission control (RESOURCE_EXHAUSTED / HTTP 429 with retry-after), by reason (task_queue_wait, commit_queue_wait, executions_in_flight) and source (api, webhook, event)."
     static let admissionSources = ["api", "webhook", "event"]
@@ -123,12 +128,25 @@ public final class EngineMetrics: Sendable {
             .set(Double(shedding ? 1 : 0))
     }
 
-    func executionFinished(workflow: String, status: String, duration: TimeInterval) {
-        counter(MetricNames.executionsFinished, help: "Executions finished, by workflow name and final status.",
-                [("workflow", workflowLabel.value(workflow)), ("status", status)]).increment()
-        histogram(MetricNames.executionDuration, help: "Execution time from execute to its final state, by workflow name (capped, then \"other\") and status.",
-                  [("workflow", workflowLabel.value(workflow)), ("status", status)]).record(Self.seconds(duration))
+    func executionFinished(orgId: String, workflow: String, status: String, cause: FailureCause, duration: TimeInterval) {
+        let (org, name) = labels.labels(orgId: orgId, workflow: workflow)
+        counter(MetricNames.executionsFinished, help: Self.finishedHelp,
+                [("org", org), ("workflow", name), ("status", status), ("cause", cause.rawValue)]).increment()
+        histogram(MetricNames.executionDuration, help: "Execution time from execute to its final state, by workflow name (the labelled ones, else \"other\") and status.",
+                  [("workflow", name), ("status", status)]).record(Self.seconds(duration))
         inFlight.decrement()
+    }
+
+    /// The series of a labelled organization's "other" workflows, at 0, so
+    /// its success ratio reads 1 - (failures / all) from its first execution
+    /// on, and per-organization panels list it before it has run anything.
+    public func organizationLabelled(_ orgId: String) {
+        let org = labels.org(orgId)
+        _ = counter(MetricNames.executionsStarted, help: Self.startedHelp, [("org", org), ("workflow", "other")])
+        for (status, cause) in [("Completed", FailureCause.none), ("Failed", .system)] {
+            _ = counter(MetricNames.executionsFinished, help: Self.finishedHelp,
+                        [("org", org), ("workflow", "other"), ("status", status), ("cause", cause.rawValue)])
+        }
     }
 
     func taskWaited(type: TaskType, _ interval: TimeInterval) {
@@ -145,8 +163,8 @@ public final class EngineMetrics: Sendable {
 
     /// A task attempt that failed: retried (another follows) or failed (its
     /// last), by workflow name and task key (pairs capped, then "other").
-    func taskFailure(workflow: String, task: String, retried: Bool) {
-        let workflowName = workflowLabel.value(workflow)
+    func taskFailure(orgId: String, workflow: String, task: String, retried: Bool) {
+        let workflowName = labels.labels(orgId: orgId, workflow: workflow).workflow
         let pair = taskLabel.value(workflowName + "/" + task)
         counter(MetricNames.taskFailures,
                 help: "Task attempts that failed, by workflow name, task key and outcome (retried: another attempt follows; failed: its last).",
@@ -174,8 +192,8 @@ public final class EngineMetrics: Sendable {
 
     /// Cost as it accrues (each attempt's share when it is committed), by
     /// workflow and part.
-    func costAccrued(workflow: String, _ cost: ExecutionCost) {
-        let label = workflowLabel.value(workflow)
+    func costAccrued(orgId: String, workflow: String, _ cost: ExecutionCost) {
+        let label = labels.labels(orgId: orgId, workflow: workflow).workflow
         let help = "Cost accrued by executions in US dollars, by workflow name (capped, then \"other\") and part (attempts, compute, requests, egress)."
         for (component, dollars) in [
             ("attempts", cost.attemptsDollars), ("compute", cost.computeDollars), ("requests", cost.requestsDollars),
@@ -198,11 +216,14 @@ public final class EngineMetrics: Sendable {
 
     /// Sets the depth gauges of one label (queues that share a label,
     /// capped external ones in "other", are summed by the caller).
-    public func queueDepth(label name: String, ready: Int, delayed: Int, leased: Int) {
+    public func queueDepth(label name: String, ready: Int, delayed: Int, leased: Int, oldestReadyAge: Double) {
         let help = "Queue items by state: ready (leasable now), delayed (backoffs, timers, delays), leased (running)."
         gauge(MetricNames.queueDepth, help: help, [("queue", name), ("state", "ready")]).set(Double(ready))
         gauge(MetricNames.queueDepth, help: help, [("queue", name), ("state", "delayed")]).set(Double(delayed))
         gauge(MetricNames.queueDepth, help: help, [("queue", name), ("state", "leased")]).set(Double(leased))
+        gauge(MetricNames.queueOldestReadyAge,
+              help: "How long the longest-waiting ready item of the queue has been due (now minus its ready time), 0 when none is ready: a backlog's age, where depth is its size.",
+              [("queue", name)]).set(max(0, oldestReadyAge))
     }
 
     public func setInFlight(_ count: Int) { inFlight.set(Double(count)) }

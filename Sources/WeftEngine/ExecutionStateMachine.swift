@@ -28,11 +28,15 @@ public struct ExecutionStateMachine: Sendable {
         public var message: String
         /// False: fail for good whatever the retry policy says.
         public var retryable: Bool
+        /// Weft's own failure, not the task's (`FailureCause.system`): no
+        /// runner for the task's type, a secret the store could not open.
+        public var system: Bool
 
-        public init(kind: String, message: String, retryable: Bool = true) {
+        public init(kind: String, message: String, retryable: Bool = true, system: Bool = false) {
             self.kind = kind
             self.message = message
             self.retryable = retryable
+            self.system = system
         }
     }
 
@@ -72,6 +76,8 @@ public struct ExecutionStateMachine: Sendable {
     }
 
     public private(set) var status: ExecutionStatus = .running
+    /// Why it ended (`none` while running or once completed).
+    public private(set) var cause: FailureCause = .none
     public private(set) var tasks: [String: TaskRun]
     /// Task keys in definition order.
     public let order: [String]
@@ -203,7 +209,7 @@ public struct ExecutionStateMachine: Sendable {
             advance(after: key, into: &effects)
             finishIfDone(into: &effects)
         } else {
-            end(.failed, error: "task \"\(key)\" failed: \(error.message)", into: &effects)
+            end(.failed, error: "task \"\(key)\" failed: \(error.message)", cause: .of(.failed, error: error), into: &effects)
         }
     }
 
@@ -325,8 +331,11 @@ public struct ExecutionStateMachine: Sendable {
 
     /// Ends the execution: running attempts are told to stop, everything not
     /// finished is cancelled.
-    private mutating func end(_ final: ExecutionStatus, error: String, into effects: inout [Effect]) {
+    private mutating func end(
+        _ final: ExecutionStatus, error: String, cause: FailureCause? = nil, into effects: inout [Effect]
+    ) {
         status = final
+        self.cause = cause ?? .of(final, error: nil)
         for key in order {
             guard var run = tasks[key], !run.state.isTerminal else { continue }
             if run.state == .running { effects.append(.stop(task: key, attempt: run.attempt)) }

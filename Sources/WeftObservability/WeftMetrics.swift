@@ -99,6 +99,7 @@ public enum MetricNames {
     public static let requestDuration = "weft_request_duration_seconds"
     // The engine (Step 3).
     public static let queueDepth = "weft_queue_depth"
+    public static let queueOldestReadyAge = "weft_queue_oldest_ready_age_seconds"
     public static let taskWait = "weft_task_wait_seconds"
     public static let taskDuration = "weft_task_duration_seconds"
     public static let executionsStarted = "weft_executions_started_total"
@@ -163,6 +164,9 @@ public enum MetricNames {
     public static let notificationCircuitOpens = "weft_notification_circuit_opens_total"
     public static let outboxPending = "weft_outbox_pending"
     public static let outboxOldestAge = "weft_outbox_oldest_age_seconds"
+    // Operations (the seed's operational metrics, Step 14).
+    public static let startupRecovery = "weft_startup_recovery_seconds"
+    public static let storeBytes = "weft_store_bytes"
 }
 
 /// The tracing pipeline's own metrics: what the span exporter loses.

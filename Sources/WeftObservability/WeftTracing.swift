@@ -334,6 +334,9 @@ public enum SpanKeys {
     public static let workflowVersion = "weft.workflow.version"
     public static let executionId = "weft.execution.id"
     public static let executionStatus = "weft.execution.status"
+    /// Why it did not complete (`FailureCause`: none, task_error, timeout,
+    /// cancelled, system), as the metrics' `cause` label says it.
+    public static let executionCause = "weft.execution.cause"
     public static let executionCost = "weft.execution.cost_dollars"
     public static let taskId = "weft.task.id"
     public static let taskKey = "weft.task.key"

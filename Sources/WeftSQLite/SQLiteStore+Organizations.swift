@@ -13,6 +13,19 @@ extension SQLiteStore: OrganizationStore {
         try await read("plans_in_use") { db in Set(try String.fetchAll(db, sql: "SELECT DISTINCT plan FROM organizations")) }
     }
 
+    public func labelledWorkflows(orgs: Int, perOrg: Int) async throws -> [(orgId: String, workflows: [String])] {
+        try await read("labelled_workflows") { db in
+            let ids = try String.fetchAll(
+                db, sql: "SELECT id FROM organizations ORDER BY id LIMIT ?", arguments: [max(0, orgs)])
+            // One index range (workflows_by_org) per organization.
+            let names = try db.cachedStatement(
+                sql: "SELECT name FROM workflows WHERE org_id = ? AND deleted_at IS NULL ORDER BY id LIMIT ?")
+            return try ids.map { id in
+                (orgId: id, workflows: try String.fetchAll(names, arguments: [id, max(0, perOrg)]))
+            }
+        }
+    }
+
     public func setPlan(orgId: String, plan: String) async throws {
         try await writeMemberships("set_plan") { db in
             try db.execute(sql: "UPDATE organizations SET plan = ? WHERE id = ?", arguments: [plan, orgId])

@@ -195,7 +195,7 @@ extension SQLiteStore: QueueStore {
     /// Ready, delayed and leased items per queue (of one queue, if given).
     static func depths(_ db: Database, now: Date, queue: String?) throws -> [QueueDepth] {
         let time = StoreDate.text(now)
-        var arguments: StatementArguments = [time, time, time, time, time]
+        var arguments: StatementArguments = [time, time, time, time, time, time, time]
         if let queue { arguments += [queue] }
         return try Row.fetchAll(
             db,
@@ -203,12 +203,15 @@ extension SQLiteStore: QueueStore {
                 SELECT queue,
                     SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN 1 ELSE 0 END) AS ready,
                     SUM(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at > ? THEN 1 ELSE 0 END) AS delayed,
-                    SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased
+                    SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_at > ? THEN 1 ELSE 0 END) AS leased,
+                    MIN(CASE WHEN (lease_token IS NULL OR lease_expires_at <= ?) AND ready_at <= ? THEN ready_at END) AS oldest_ready
                 FROM task_queue \(queue == nil ? "" : "WHERE queue = ?") GROUP BY queue
                 """,
             arguments: arguments
         ).map { row in
-            QueueDepth(queue: row["queue"], ready: row["ready"] ?? 0, delayed: row["delayed"] ?? 0, leased: row["leased"] ?? 0)
+            QueueDepth(
+                queue: row["queue"], ready: row["ready"] ?? 0, delayed: row["delayed"] ?? 0, leased: row["leased"] ?? 0,
+                oldestReady: row["oldest_ready"])
         }
     }
 

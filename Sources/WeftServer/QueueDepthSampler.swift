@@ -16,19 +16,28 @@ struct QueueDepthSampler: Service {
         try? await cancelWhenGracefulShutdown {
             var known: Set<String> = Set(EngineQueues.inProcess)
             while !Task.isCancelled {
-                if let depths = try? await queue.depths(now: Date()) {
+                let now = Date()
+                if let depths = try? await queue.depths(now: now) {
                     var byName: [String: QueueDepth] = [:]
                     for depth in depths { byName[depth.queue] = depth }
                     known.formUnion(byName.keys)
-                    var totals: [String: (Int, Int, Int)] = [:]
+                    // Queues that share a label (capped external ones in
+                    // "other") are summed; their oldest item is the oldest.
+                    var totals: [String: QueueDepth] = [:]
                     for name in known {
                         let depth = byName[name] ?? QueueDepth(queue: name, ready: 0, delayed: 0, leased: 0)
                         let label = metrics.queueLabelName(name)
-                        let sum = totals[label] ?? (0, 0, 0)
-                        totals[label] = (sum.0 + depth.ready, sum.1 + depth.delayed, sum.2 + depth.leased)
+                        var sum = totals[label] ?? QueueDepth(queue: label, ready: 0, delayed: 0, leased: 0)
+                        sum.ready += depth.ready
+                        sum.delayed += depth.delayed
+                        sum.leased += depth.leased
+                        if let oldest = depth.oldestReady { sum.oldestReady = min(sum.oldestReady ?? oldest, oldest) }
+                        totals[label] = sum
                     }
                     for (label, total) in totals {
-                        metrics.queueDepth(label: label, ready: total.0, delayed: total.1, leased: total.2)
+                        metrics.queueDepth(
+                            label: label, ready: total.ready, delayed: total.delayed, leased: total.leased,
+                            oldestReadyAge: total.oldestReady.map { now.timeIntervalSince($0) } ?? 0)
                     }
                 }
                 if let overload {

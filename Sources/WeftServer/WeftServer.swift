@@ -24,6 +24,9 @@ public struct WeftServer: Sendable {
     }
 
     public func run() async throws {
+        // Startup recovery time counts from here: the store's opening and
+        // migrations, then the engine's resumption of executions.
+        let started = ContinuousClock.now
         // SIGHUP reloads (HangupReloader); until that runs, it must not end the process.
         signal(SIGHUP, SIG_IGN)
         try Self.checkListeners(config, logger: logger)
@@ -34,7 +37,9 @@ public struct WeftServer: Sendable {
         let logStore = try SQLiteLogStore(
             path: (config.store.dataDirectory as NSString).appendingPathComponent("logs.sqlite"),
             metrics: StoreMetrics(metrics: metrics, store: "logs"))
-        let engineMetrics = EngineMetrics(metrics: metrics)
+        let engineMetrics = EngineMetrics(
+            metrics: metrics,
+            labels: WorkflowLabels(orgCap: config.metricLabels.orgs, perOrgCap: config.metricLabels.workflowsPerOrg))
         let audit = AuditLog(store: store, logger: logger)
         let vault = SecretVault(
             store: store, sealer: try config.secrets.sealer(dataDirectory: config.store.dataDirectory), audit: audit)
@@ -56,7 +61,7 @@ public struct WeftServer: Sendable {
         do {
             try await serve(
                 store: store, logStore: logStore, engineMetrics: engineMetrics, httpRunner: httpRunner, vault: vault,
-                tracing: tracing)
+                tracing: tracing, started: started)
             await audit.flush()
         } catch let error as EngineError {
             await audit.flush()
@@ -72,8 +77,15 @@ public struct WeftServer: Sendable {
 
     private func serve(
         store: SQLiteStore, logStore: SQLiteLogStore, engineMetrics: EngineMetrics, httpRunner: HTTPRunner,
-        vault: SecretVault, tracing: [any Service]
+        vault: SecretVault, tracing: [any Service], started: ContinuousClock.Instant
     ) async throws {
+        // The labelled organizations and workflows before recovery counts
+        // the executions it finishes.
+        do {
+            try await WorkflowLabelRefresher.load(store: store, metrics: engineMetrics)
+        } catch {
+            throw WeftStartupError("cannot read the organizations and workflows the metrics label: \(error)")
+        }
         // Subscriptions in memory before the engine resumes executions: an
         // execution that ends during recovery notifies too.
         let notificationIndex = NotificationIndex()
@@ -126,6 +138,10 @@ public struct WeftServer: Sendable {
         // workers wait for that before they lease.
         var services: [any Service] = tracing + [engine, server, retention, QueueDepthSampler(queue: store, metrics: engineMetrics, overload: engine.overload)]
             + app.services + [reloader]
+        services.append(WorkflowLabelRefresher(
+            store: store, metrics: engineMetrics, interval: config.metricLabels.refresh, logger: logger))
+        services.append(OperationsSampler(
+            engine: engine, metrics: metrics, dataDirectory: config.store.dataDirectory, started: started))
         if config.analytics.executionRetentionDays > 0 {
             services.append(ExecutionRetention(
                 store: store, days: config.analytics.executionRetentionDays, metrics: metrics, logger: logger))

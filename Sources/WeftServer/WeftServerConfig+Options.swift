@@ -259,6 +259,14 @@ extension WeftServerConfig {
         public static let traceViewerURL = Option(
             "--trace-viewer-url", "WEFT_TRACE_VIEWER_URL",
             "The trace viewer's URL with {traceId} in it; the dashboard links executions' trace ids to it.")
+        public static let metricsOrgs = Option(
+            "--metrics-orgs", "WEFT_METRICS_ORGS",
+            "Organizations with their own `org` label on execution metrics: the first N by creation (the rest are \"other\").",
+            default: "\(defaults.metricLabels.orgs)", range: 0...1_000)
+        public static let metricsWorkflowsPerOrg = Option(
+            "--metrics-workflows-per-org", "WEFT_METRICS_WORKFLOWS_PER_ORG",
+            "Workflows of each labelled organization with their own `workflow` label: the first N by creation (the rest are \"other\").",
+            default: "\(defaults.metricLabels.workflowsPerOrg)", range: 0...1_000)
         public static let notificationConcurrency = Option(
             "--notification-concurrency", "WEFT_NOTIFICATION_CONCURRENCY", "Notification deliveries in flight at once.",
             default: "\(defaults.notifications.concurrency)", range: 1...10_000)
@@ -273,8 +281,8 @@ extension WeftServerConfig {
             egressAllow, egressMaxResponseBytes, maxTemplateBytes, maxTaskOutputBytes, maxExecutionBytes, maxAttemptTimeout,
             admissionTaskWait, admissionCommitWait, maxExecutionsInFlight, plan, defaultPlan, orgWorkerShare, maxStreamsPerUser, secretsKeyFile, secretsOldKeyFile, publicURL, smtpHost,
             smtpPort, smtpUsername, smtpPasswordFile, smtpFrom, smtpTLS, smtpCAFile, notificationMaxAttempts,
-            notificationRate, notificationBurst, notificationConcurrency, budgetInterval, executionRetentionDays, webDir, traceViewerURL,
-            enableTestServices, authSecret, secretsKey, smtpPassword,
+            notificationRate, notificationBurst, notificationConcurrency, budgetInterval, executionRetentionDays, metricsOrgs, metricsWorkflowsPerOrg,
+            webDir, traceViewerURL, enableTestServices, authSecret, secretsKey, smtpPassword,
         ]
     }
 }

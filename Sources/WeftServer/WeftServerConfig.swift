@@ -30,8 +30,23 @@ public struct WeftServerConfig: Sendable {
     public var analytics = AnalyticsSettings()
     /// The web dashboard (docs/WEB.md).
     public var web = WebSettings()
+    /// Which organizations and workflows the engine's metrics name.
+    public var metricLabels = MetricLabelSettings()
 
     public init() {}
+
+    /// The labelled sets of `WorkflowLabels` (docs/METRICS.md, "Labels").
+    public struct MetricLabelSettings: Sendable {
+        /// The first this many organizations by creation get their own `org`.
+        public var orgs = 10
+        /// In each, the first this many live workflows get their own `workflow`.
+        public var workflowsPerOrg = 10
+        /// How often the sets are read from the store (sooner when an
+        /// execution of a workflow that could be labelled is not yet).
+        public var refresh: Duration = .seconds(30)
+
+        public init() {}
+    }
 
     public struct WebSettings: Sendable {
         /// Where the dashboard's files are; nil: found beside the binary

@@ -155,6 +155,7 @@ struct MemoryQueue {
                 depth.leased += 1
             } else if row.item.readyAt <= now {
                 depth.ready += 1
+                depth.oldestReady = min(depth.oldestReady ?? row.item.readyAt, row.item.readyAt)
             } else {
                 depth.delayed += 1
             }

@@ -9,6 +9,16 @@ extension MemoryStore: OrganizationStore {
         state.withLock { Set($0.organizations.values.map(\.plan)) }
     }
 
+    public func labelledWorkflows(orgs: Int, perOrg: Int) async throws -> [(orgId: String, workflows: [String])] {
+        state.withLock { state in
+            state.organizations.keys.sorted().prefix(max(0, orgs)).map { id in
+                let names = state.workflows.values.filter { $0.orgId == id && $0.deletedAt == nil }
+                    .sorted { $0.id < $1.id }.prefix(max(0, perOrg)).map(\.name)
+                return (orgId: id, workflows: Array(names))
+            }
+        }
+    }
+
     public func setPlan(orgId: String, plan: String) async throws {
         try state.withLock { state in
             guard state.organizations[orgId] != nil else { throw StoreError.notFound("no organization \(orgId)") }

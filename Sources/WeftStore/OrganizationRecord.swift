@@ -100,6 +100,10 @@ public protocol OrganizationStore: Sendable {
     func organization(id: String) async throws -> OrganizationRecord?
     /// The plan names organizations are on ("" for the server's default).
     func plansInUse() async throws -> Set<String>
+    /// The first `orgs` organizations by creation, each with the names of
+    /// its first `perOrg` live workflows by creation (ids sort by creation
+    /// time): the metrics' labelled sets, the same on every replica.
+    func labelledWorkflows(orgs: Int, perOrg: Int) async throws -> [(orgId: String, workflows: [String])]
     /// Puts the organization on a plan ("" is the server's default);
     /// `notFound` if there is none.
     func setPlan(orgId: String, plan: String) async throws

@@ -121,12 +121,16 @@ public struct QueueDepth: Sendable, Hashable {
     public var ready: Int
     public var delayed: Int
     public var leased: Int
+    /// The due time (`readyAt`) of the longest-waiting ready item, nil when
+    /// none is ready: now minus it is how long the queue's head has waited.
+    public var oldestReady: Date?
 
-    public init(queue: String, ready: Int, delayed: Int, leased: Int) {
+    public init(queue: String, ready: Int, delayed: Int, leased: Int, oldestReady: Date? = nil) {
         self.queue = queue
         self.ready = ready
         self.delayed = delayed
         self.leased = leased
+        self.oldestReady = oldestReady
     }
 }
 

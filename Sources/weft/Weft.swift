@@ -90,6 +90,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp(O.notificationConcurrency.help)) var notificationConcurrency: Int?
     @Option(help: ArgumentHelp(O.budgetInterval.help)) var budgetInterval: Int?
     @Option(help: ArgumentHelp(O.executionRetentionDays.help)) var executionRetentionDays: Int?
+    @Option(help: ArgumentHelp(O.metricsOrgs.help)) var metricsOrgs: Int?
+    @Option(help: ArgumentHelp(O.metricsWorkflowsPerOrg.help)) var metricsWorkflowsPerOrg: Int?
     @Option(help: ArgumentHelp(O.webDir.help)) var webDir: String?
     @Option(help: ArgumentHelp(O.traceViewerURL.help)) var traceViewerUrl: String?
     @Option(help: ArgumentHelp(O.maxStreamsPerUser.help)) var maxStreamsPerUser: Int?
@@ -367,6 +369,9 @@ extension Serve {
             try env.int(budgetInterval, O.budgetInterval, default: config.analytics.budgetInterval))
         config.analytics.executionRetentionDays = try env.int(
             executionRetentionDays, O.executionRetentionDays, default: config.analytics.executionRetentionDays)
+        config.metricLabels.orgs = try env.int(metricsOrgs, O.metricsOrgs, default: config.metricLabels.orgs)
+        config.metricLabels.workflowsPerOrg = try env.int(
+            metricsWorkflowsPerOrg, O.metricsWorkflowsPerOrg, default: config.metricLabels.workflowsPerOrg)
         config.web.directory = (webDir ?? env.values[O.webDir.environment]).flatMap { $0.isEmpty ? nil : $0 }
         if let template = traceViewerUrl ?? env.values[O.traceViewerURL.environment], !template.isEmpty {
             guard let url = URL(string: template.replacingOccurrences(of: "{traceId}", with: "0")),

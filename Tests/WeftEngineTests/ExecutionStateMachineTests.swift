@@ -120,6 +120,31 @@ struct ExecutionStateMachineTests {
         #expect(m.taskSucceeded("b", attempt: 1, output: .null, at: t0).isEmpty)
     }
 
+    @Test("each way an execution ends has its cause: completed none, a task's error, a timeout, a cancel, Weft's own failure")
+    func causes() {
+        func ended(_ drive: (inout Machine) -> Void) -> (ExecutionStatus, FailureCause) {
+            var m = Machine(tasks: [task("a")], executionTimeoutMs: 60_000)
+            _ = m.start(at: t0)
+            _ = m.taskStarted("a", attempt: 1, at: t0)
+            drive(&m)
+            return (m.status, m.cause)
+        }
+        #expect(ended { _ = $0.taskSucceeded("a", attempt: 1, output: .null, at: t0) } == (.completed, FailureCause.none))
+        #expect(ended { _ = $0.taskFailed("a", attempt: 1, error: .init(kind: "http_5xx", message: "500"), at: t0) }
+            == (.failed, .taskError))
+        #expect(ended { _ = $0.taskFailed("a", attempt: 1, error: .init(kind: "timeout", message: "slow"), at: t0) }
+            == (.failed, .timeout))
+        #expect(ended { _ = $0.timerFired(.executionTimeout, at: t0.addingTimeInterval(60)) } == (.timedOut, .timeout))
+        #expect(ended { _ = $0.cancel(reason: "by hand", at: t0) } == (.cancelled, .cancelled))
+        #expect(ended {
+            _ = $0.taskFailed("a", attempt: 1, error: .init(kind: "secret", message: "cannot open", system: true), at: t0)
+        } == (.failed, .system))
+        // Still running: no cause yet.
+        var running = Machine(tasks: [task("a")])
+        _ = running.start(at: t0)
+        #expect(running.cause == .none)
+    }
+
     @Test("an attempt timeout stops the attempt and retries; a stale timer is ignored")
     func attemptTimeout() {
         let policy = RetryPolicyRecord(

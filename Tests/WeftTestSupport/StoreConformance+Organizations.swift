@@ -50,6 +50,29 @@ extension StoreConformance {
             try await store.orgs.removeMember(orgId: "org_a", userId: invited.id, actor: admin.id)
             #expect(try await store.orgs.membership(orgId: "org_a", userId: invited.id) == nil)
         },
+        Case(name: "the metrics' labelled sets: the first organizations by creation, each with its first live workflows") {
+            store in
+            let owner = Records.user(email: "owner@example.com")
+            try await store.users.createUser(owner, organization: OrganizationRecord(id: "org_1", name: "1", plan: "", createdAt: t0))
+            for (index, org) in ["org_2", "org_3"].enumerated() {
+                try await store.users.createUser(
+                    Records.user(email: "owner\(index)@example.com"),
+                    organization: OrganizationRecord(id: org, name: org, plan: "", createdAt: t0))
+            }
+            var made: [WorkflowRecord] = []
+            for (index, name) in ["first", "second", "gone", "third", "fourth"].enumerated() {
+                // Ids sort by creation time: a millisecond apart, in this order.
+                var workflow = Records.workflow(
+                    owner: owner.id, name: name, tasks: [Records.task("a")], at: t0.addingTimeInterval(Double(index) / 1000))
+                workflow.orgId = "org_1"
+                made.append(try await store.workflows.createWorkflow(workflow, actor: owner.id))
+            }
+            try await store.workflows.deleteWorkflow(id: made[2].id, expectedVersion: nil, actor: owner.id, needs: nil)
+            let sets = try await store.orgs.labelledWorkflows(orgs: 2, perOrg: 3)
+            #expect(sets.map(\.orgId) == ["org_1", "org_2"])
+            #expect(sets.first?.workflows == ["first", "second", "third"], "a deleted workflow holds no place")
+            #expect(sets.last?.workflows == [])
+        },
         Case(name: "a member who leaves loses their roles there; what they owned passes to an admin") { store in
             let admin = Records.user(email: "boss@example.com")
             try await store.users.createUser(admin, organization: OrganizationRecord(id: "org_m", name: "M", plan: "", createdAt: t0))

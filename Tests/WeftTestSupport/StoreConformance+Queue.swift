@@ -56,6 +56,25 @@ extension StoreConformance {
             let depths = try await q.depths(now: t0.addingTimeInterval(61))
             #expect(Set(depths.map(\.queue)) == ["default", "emails"])
         },
+        Case(name: "depths say when the longest-waiting ready item became due; leased and delayed ones do not count") {
+            store in
+            let q = store.queue
+            try await q.enqueue([
+                item("old", readyAt: t0), item("newer", readyAt: t0.addingTimeInterval(10)),
+                item("later", readyAt: t0.addingTimeInterval(100)), item("mail", readyAt: t0.addingTimeInterval(5), queue: "emails"),
+            ])
+            func oldest(_ queue: String, at seconds: Double) async throws -> Date? {
+                try await q.depths(now: t0.addingTimeInterval(seconds)).first { $0.queue == queue }?.oldestReady
+            }
+            #expect(try await oldest("default", at: 20) == t0)
+            #expect(try await oldest("emails", at: 20) == t0.addingTimeInterval(5))
+            #expect(try await oldest("emails", at: 1) == nil, "not due yet")
+            let leased = try await q.lease(queue: "default", worker: "w", now: t0.addingTimeInterval(20), duration: 30, limit: 1)
+            #expect(leased.map(\.item.taskKey) == ["old"])
+            #expect(try await oldest("default", at: 20) == t0.addingTimeInterval(10))
+            // Its lease expired: it is ready again, due since its ready time.
+            #expect(try await oldest("default", at: 60) == t0)
+        },
         Case(name: "the timers queue is taken by due time, whatever the priority") { store in
             let q = store.queue
             let timers = QueueItem.timersQueue

@@ -1,0 +1,87 @@
+import Synchronization
+
+/// Which organizations and workflows get their own label values on the
+/// engine's metrics, the rest counting as "other": the first `orgCap`
+/// organizations by creation, and in each the first `perOrgCap` live
+/// workflows by creation. The server reads the sets from the store
+/// (`Snapshot`) at start and every few seconds, so every replica and every
+/// restart labels the same workflows whatever order executions arrive in,
+/// and no organization can take another's labels by creating workflows.
+/// At most `orgCap` × `perOrgCap` workflow names (plus one "other" per
+/// organization) ever appear.
+///
+/// Between two reads a workflow or organization created since the last one
+/// is labelled at once when its set still has room: ids sort by creation,
+/// so it ranks after everything the read saw, and the next read confirms
+/// it (unless more were created meanwhile than there was room for, in which
+/// case the read's choice, by creation, wins).
+public final class WorkflowLabels: Sendable {
+    public struct Snapshot: Sendable, Equatable {
+        /// Labelled organizations, by id.
+        public var orgs: Set<String>
+        /// Labelled workflow names of each labelled organization.
+        public var workflows: [String: Set<String>]
+        /// How many of each organization's workflows hold a place (names
+        /// may repeat, so this can exceed its count of names).
+        public var places: [String: Int]
+
+        public init(orgs: Set<String> = [], workflows: [String: Set<String>] = [:], places: [String: Int] = [:]) {
+            self.orgs = orgs
+            self.workflows = workflows
+            self.places = places
+        }
+
+        /// From the store's answer: organizations with their first workflows' names.
+        public init(_ rows: [(orgId: String, workflows: [String])]) {
+            self.init()
+            for row in rows {
+                orgs.insert(row.orgId)
+                workflows[row.orgId, default: []].formUnion(row.workflows)
+                places[row.orgId, default: 0] += row.workflows.count
+            }
+        }
+    }
+
+    public let orgCap: Int
+    public let perOrgCap: Int
+    private let snapshot = Mutex(Snapshot())
+    /// Called when something was labelled ahead of the store's word, or an
+    /// organization or workflow went unlabelled while its set had room: the
+    /// server reads the sets again soon instead of at its next tick.
+    private let onChange: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
+
+    public init(orgCap: Int = 10, perOrgCap: Int = 10) {
+        self.orgCap = max(0, orgCap)
+        self.perOrgCap = max(0, perOrgCap)
+    }
+
+    public func update(_ next: Snapshot) { snapshot.withLock { $0 = next } }
+
+    public var current: Snapshot { snapshot.withLock { $0 } }
+
+    public func whenChanged(_ body: @escaping @Sendable () -> Void) { onChange.withLock { $0 = body } }
+
+    /// The `org` label: the organization's id, or "other".
+    public func org(_ id: String) -> String {
+        snapshot.withLock { $0.orgs.contains(id) } ? id : "other"
+    }
+
+    /// The `org` and `workflow` labels of a workflow of organization `orgId`.
+    public func labels(orgId: String, workflow name: String) -> (org: String, workflow: String) {
+        let (org, workflow, admitted) = snapshot.withLock { snapshot -> (Bool, Bool, Bool) in
+            var admitted = false
+            if !snapshot.orgs.contains(orgId) {
+                guard !orgId.isEmpty, snapshot.orgs.count < orgCap else { return (false, false, false) }
+                snapshot.orgs.insert(orgId)
+                admitted = true
+            }
+            if snapshot.workflows[orgId]?.contains(name) == true { return (true, true, admitted) }
+            guard snapshot.places[orgId, default: 0] < perOrgCap else { return (true, false, admitted) }
+            snapshot.workflows[orgId, default: []].insert(name)
+            snapshot.places[orgId, default: 0] += 1
+            return (true, true, true)
+        }
+        if admitted { onChange.withLock { $0 }?() }
+        return (org ? orgId : "other", workflow ? String(name.prefix(64)) : "other")
+    }
+}

@@ -1,0 +1,55 @@
+import Synchronization
+import Testing
+import WeftEngine
+
+/// The engine metrics' labelled organizations and workflows: the store's
+/// first-by-creation sets, with room filled by newcomers between reads.
+@Suite("workflow labels")
+struct WorkflowLabelsTests {
+    @Test("the store's sets are labelled, the rest are other, per organization")
+    func fromStore() {
+        let labels = WorkflowLabels(orgCap: 2, perOrgCap: 2)
+        labels.update(.init([(orgId: "org_a", workflows: ["deploy", "backup"]), (orgId: "org_b", workflows: ["etl"])]))
+        #expect(labels.labels(orgId: "org_a", workflow: "deploy") == ("org_a", "deploy"))
+        // org_a's set is full: a third workflow is other, though org_b has room.
+        #expect(labels.labels(orgId: "org_a", workflow: "report") == ("org_a", "other"))
+        #expect(labels.labels(orgId: "org_b", workflow: "etl") == ("org_b", "etl"))
+        // Two organizations labelled already: a third is other, and so are its workflows.
+        #expect(labels.labels(orgId: "org_c", workflow: "deploy") == ("other", "other"))
+        #expect(labels.org("org_c") == "other" && labels.org("org_b") == "org_b")
+    }
+
+    @Test("a newcomer takes free room at once and tells the server to read the sets again")
+    func newcomers() {
+        let labels = WorkflowLabels(orgCap: 2, perOrgCap: 2)
+        labels.update(.init([(orgId: "org_a", workflows: ["deploy"])]))
+        let nudges = Counter()
+        labels.whenChanged { nudges.add() }
+        #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "new"))
+        #expect(nudges.value == 1)
+        #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "new"))
+        #expect(nudges.value == 1, "a name already labelled changes nothing")
+        #expect(labels.labels(orgId: "org_a", workflow: "newer") == ("org_a", "other"))
+        #expect(labels.labels(orgId: "org_n", workflow: "x") == ("org_n", "x"))
+        #expect(nudges.value == 2)
+        #expect(labels.labels(orgId: "", workflow: "x") == ("other", "other"), "workflows outside organizations")
+        // The next read wins: the store says org_a's second workflow is "other-first".
+        labels.update(.init([(orgId: "org_a", workflows: ["deploy", "first"]), (orgId: "org_n", workflows: ["x"])]))
+        #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "other"))
+        #expect(labels.labels(orgId: "org_a", workflow: "first") == ("org_a", "first"))
+    }
+
+    @Test("repeated names hold one place each, so the cap counts workflows")
+    func repeatedNames() {
+        let labels = WorkflowLabels(orgCap: 1, perOrgCap: 2)
+        labels.update(.init([(orgId: "org_a", workflows: ["same", "same"])]))
+        #expect(labels.labels(orgId: "org_a", workflow: "same") == ("org_a", "same"))
+        #expect(labels.labels(orgId: "org_a", workflow: "third") == ("org_a", "other"))
+    }
+}
+
+private final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
