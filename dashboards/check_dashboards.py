@@ -140,6 +140,11 @@ _LABEL_LISTS = ("by", "without", "on", "ignoring", "group_left", "group_right")
 
 # (dashboard file name, panel title, rule): why the rule does not apply.
 LINT_EXCLUSIONS = {
+    **{("weft-operations.json", title, rule):
+       "the blackbox exporter's series: their job is the probe job ($probe_job), their instance the probed target"
+       for title in ("Black-box availability (30 d)", "Probe budget left (30 d)", "Probe success by target and module",
+                     "Probe duration")
+       for rule in ("target-job-rule", "target-instance-rule")},
     ("weft-cost.json", "Projected cost per 30 days", "target-rate-interval-rule"):
         "an hour's rate projected to 30 days: the window is the method, not the graph's resolution",
     ("weft-rpc.json", "In-flight RPCs per method", "target-counter-agg-rule"):
@@ -237,6 +242,9 @@ def lint(path, dash):
     def excluded(title, rule):
         return (name, title, rule) in LINT_EXCLUSIONS
 
+    queried = [p for p in iter_panels(dash.get("panels", [])) if isinstance(p, dict) and p.get("type") not in ("row", "text")]
+    if not queried:
+        return []  # text only (Weft / Runbook): no queries, so no variables or targets to lint
     variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", []) if isinstance(v, dict)}
     ds = variables.get("datasource")
     if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
@@ -250,9 +258,7 @@ def lint(path, dash):
             errors.append("template-%s-rule: `%s` does not query the `datasource` variable" % (var, var))
         if not v.get("multi") or not v.get("includeAll"):
             errors.append("template-%s-rule: `%s` must allow several values and All" % (var, var))
-    for p in iter_panels(dash.get("panels", [])):
-        if not isinstance(p, dict) or p.get("type") == "row":
-            continue
+    for p in queried:
         title = p.get("title") or "<untitled>"
         where = "panel %r" % title
         if (p.get("datasource") or {}).get("uid") not in ("${datasource}", "$datasource"):
@@ -267,10 +273,11 @@ def lint(path, dash):
             if not isinstance(expr, str):
                 continue
             for metric, matchers, function, rng in selectors(expr):
-                if 'job=~"$job"' not in matchers:
+                if 'job=~"$job"' not in matchers and not excluded(title, "target-job-rule"):
                     errors.append("target-job-rule: %s: %s has no job=~\"$job\"" % (where, metric))
                 # Recording rules of the SLO are aggregated by job: no instance left.
-                if not metric.startswith("weft:") and 'instance=~"$instance"' not in matchers:
+                if not metric.startswith("weft:") and 'instance=~"$instance"' not in matchers \
+                        and not excluded(title, "target-instance-rule"):
                     errors.append("target-instance-rule: %s: %s has no instance=~\"$instance\"" % (where, metric))
                 if rng is not None and function in ("rate", "irate", "increase") \
                         and rng not in ("$__rate_interval", "$__range") \
@@ -378,6 +385,11 @@ def check_dashboard(path, seen_uids):
             continue
         if not p.get("title"):
             err("panel id %s has no title" % pid)
+        if p.get("type") == "text":
+            content = (p.get("options") or {}).get("content")
+            if not isinstance(content, str) or not content.strip():
+                err("%s is a text panel without content" % where)
+            continue
         check_ds(where, p.get("datasource"))
         targets = p.get("targets")
         if not isinstance(targets, list) or not targets:

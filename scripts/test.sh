@@ -36,7 +36,7 @@ echo "== dashboards"
 python3 dashboards/check_dashboards.py --promtool
 echo "== alert rules"
 python3 dashboards/slo.py --check
-promtool check rules dashboards/alerts.yml && promtool test rules dashboards/alerts_test.yml
+promtool check rules dashboards/alerts.yml && promtool test rules dashboards/alerts_test.yml dashboards/alerts_test_long.yml
 
 echo "== interop tests (real weft serve on loopback)"
 WEFT_BIN="$PWD/.build/debug/weft" python3 -m pytest -q Tests/interop "$@"

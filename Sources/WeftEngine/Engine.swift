@@ -66,6 +66,8 @@ public actor Engine: Service {
     let now: @Sendable () -> Date
     let leaseDuration: TimeInterval
     let metrics: EngineMetrics?
+    /// Which organizations and workflows the metrics name; told of creations.
+    public nonisolated var workflowLabels: WorkflowLabels? { metrics?.labels }
     let costRates: CostRates
     /// Size and time caps every execution is held to.
     public nonisolated let limits: EngineLimits

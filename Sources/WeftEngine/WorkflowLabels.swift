@@ -10,11 +10,10 @@ import Synchronization
 /// At most `orgCap` × `perOrgCap` workflow names (plus one "other" per
 /// organization) ever appear.
 ///
-/// Between two reads a workflow or organization created since the last one
-/// is labelled at once when its set still has room: ids sort by creation,
-/// so it ranks after everything the read saw, and the next read confirms
-/// it (unless more were created meanwhile than there was room for, in which
-/// case the read's choice, by creation, wins).
+/// Between two reads, what this process creates is labelled as it is
+/// created (`created`), in creation order, which is the order of ids and so
+/// the order the next read confirms; what other replicas create shows at
+/// the next read. Executions never add to the sets.
 public final class WorkflowLabels: Sendable {
     public struct Snapshot: Sendable, Equatable {
         /// Labelled organizations, by id.
@@ -45,9 +44,9 @@ public final class WorkflowLabels: Sendable {
     public let orgCap: Int
     public let perOrgCap: Int
     private let snapshot = Mutex(Snapshot())
-    /// Called when something was labelled ahead of the store's word, or an
-    /// organization or workflow went unlabelled while its set had room: the
-    /// server reads the sets again soon instead of at its next tick.
+    /// Called when something was labelled ahead of the store's word: the
+    /// server reads the sets again soon (an organization labelled here gets
+    /// its zero series then).
     private let onChange: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
 
     public init(orgCap: Int = 10, perOrgCap: Int = 10) {
@@ -68,20 +67,31 @@ public final class WorkflowLabels: Sendable {
 
     /// The `org` and `workflow` labels of a workflow of organization `orgId`.
     public func labels(orgId: String, workflow name: String) -> (org: String, workflow: String) {
-        let (org, workflow, admitted) = snapshot.withLock { snapshot -> (Bool, Bool, Bool) in
-            var admitted = false
-            if !snapshot.orgs.contains(orgId) {
-                guard !orgId.isEmpty, snapshot.orgs.count < orgCap else { return (false, false, false) }
-                snapshot.orgs.insert(orgId)
-                admitted = true
-            }
-            if snapshot.workflows[orgId]?.contains(name) == true { return (true, true, admitted) }
-            guard snapshot.places[orgId, default: 0] < perOrgCap else { return (true, false, admitted) }
-            snapshot.workflows[orgId, default: []].insert(name)
-            snapshot.places[orgId, default: 0] += 1
-            return (true, true, true)
+        let (org, workflow) = snapshot.withLock { snapshot -> (Bool, Bool) in
+            guard snapshot.orgs.contains(orgId) else { return (false, false) }
+            return (true, snapshot.workflows[orgId]?.contains(name) == true)
         }
-        if admitted { onChange.withLock { $0 }?() }
         return (org ? orgId : "other", workflow ? String(name.prefix(64)) : "other")
+    }
+
+    /// An organization this process just created: labelled if there is room.
+    public func created(orgId: String) {
+        let added = snapshot.withLock { snapshot -> Bool in
+            guard !orgId.isEmpty, !snapshot.orgs.contains(orgId), snapshot.orgs.count < orgCap else { return false }
+            snapshot.orgs.insert(orgId)
+            return true
+        }
+        if added { onChange.withLock { $0 }?() }
+    }
+
+    /// A workflow this process just created: labelled if its organization
+    /// is and has a place left.
+    public func created(orgId: String, workflow name: String) {
+        let added = snapshot.withLock { snapshot -> Bool in
+            guard snapshot.orgs.contains(orgId), snapshot.places[orgId, default: 0] < perOrgCap else { return false }
+            snapshot.places[orgId, default: 0] += 1
+            return snapshot.workflows[orgId, default: []].insert(name).inserted
+        }
+        if added { onChange.withLock { $0 }?() }
     }
 }

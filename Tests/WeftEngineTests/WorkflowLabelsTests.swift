@@ -19,21 +19,26 @@ struct WorkflowLabelsTests {
         #expect(labels.org("org_c") == "other" && labels.org("org_b") == "org_b")
     }
 
-    @Test("a newcomer takes free room at once and tells the server to read the sets again")
-    func newcomers() {
+    @Test("what this process creates is labelled in creation order while there is room; executions add nothing")
+    func creations() {
         let labels = WorkflowLabels(orgCap: 2, perOrgCap: 2)
         labels.update(.init([(orgId: "org_a", workflows: ["deploy"])]))
         let nudges = Counter()
         labels.whenChanged { nudges.add() }
+        #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "other"), "an execution labels nothing")
+        labels.created(orgId: "org_a", workflow: "new")
         #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "new"))
         #expect(nudges.value == 1)
-        #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "new"))
-        #expect(nudges.value == 1, "a name already labelled changes nothing")
-        #expect(labels.labels(orgId: "org_a", workflow: "newer") == ("org_a", "other"))
+        labels.created(orgId: "org_a", workflow: "newer")
+        #expect(labels.labels(orgId: "org_a", workflow: "newer") == ("org_a", "other"), "org_a is full")
+        labels.created(orgId: "org_n")
+        labels.created(orgId: "org_m")
+        #expect(labels.org("org_n") == "org_n" && labels.org("org_m") == "other", "two organizations at most")
+        labels.created(orgId: "org_n", workflow: "x")
         #expect(labels.labels(orgId: "org_n", workflow: "x") == ("org_n", "x"))
-        #expect(nudges.value == 2)
+        #expect(nudges.value == 3)
         #expect(labels.labels(orgId: "", workflow: "x") == ("other", "other"), "workflows outside organizations")
-        // The next read wins: the store says org_a's second workflow is "other-first".
+        // The next read wins: the store says org_a's second workflow is "first".
         labels.update(.init([(orgId: "org_a", workflows: ["deploy", "first"]), (orgId: "org_n", workflows: ["x"])]))
         #expect(labels.labels(orgId: "org_a", workflow: "new") == ("org_a", "other"))
         #expect(labels.labels(orgId: "org_a", workflow: "first") == ("org_a", "first"))

@@ -139,6 +139,7 @@ struct UserAPI: RPCService {
             id: IDGenerator.make(IDGenerator.organization, now: now), name: "\(name)'s organization",
             plan: deps.quotas.plans.defaultPlan, createdAt: now)
         try await deps.users.createUser(user, organization: org)
+        deps.engine.workflowLabels?.created(orgId: org.id)
         audit.note(org: org.id, resource: ("user", user.id), actor: user.id)
         deps.quotas.remember(userId: user.id, org: org)
         deps.metrics.counter(MetricNames.accountsRegistered, help: "Accounts created.").increment()

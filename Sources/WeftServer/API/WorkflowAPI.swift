@@ -87,6 +87,7 @@ struct WorkflowAPI: RPCService {
         caller.audit?.note(org: org.id, resource: ("workflow", id))
         try await deps.queueRights(orgId: org.id, caller: caller).checkSubmit(new: validated, current: [])
         let stored = try await deps.workflows.createWorkflow(record, actor: caller.userId)
+        deps.engine.workflowLabels?.created(orgId: org.id, workflow: stored.name)
         deps.countWrite("create")
         context.addResponseHeader("etag", "\"\(stored.etag)\"")
         if let warning = CredentialFields.warning(for: stored.tasks) { context.addResponseHeader("warning", warning) }
