@@ -469,21 +469,42 @@ def run_queries(exprs, base_url):
 
 
 def check_runbook(alerts_path, runbook_path):
-    """Every alert of alerts.yml links its own section of docs/RUNBOOK.md,
-    and every alert section of the runbook belongs to an alert."""
+    """Every alert of alerts.yml links its own section of docs/RUNBOOK.md (a
+    panel of the Weft / Runbook dashboard, weft-runbook.json, titled as the
+    alert) and a dashboard of this directory, and every alert section of the
+    runbook belongs to an alert."""
     if not os.path.exists(alerts_path) or not os.path.exists(runbook_path):
         return []
+    here = os.path.dirname(os.path.abspath(alerts_path))
     alerts_text = open(alerts_path, encoding="utf-8").read()
     runbook = open(runbook_path, encoding="utf-8").read()
+    board_path = os.path.join(here, "weft-runbook.json")
+    panels = {}
+    if os.path.exists(board_path):
+        panels = {p.get("id"): p for p in json.load(open(board_path, encoding="utf-8")).get("panels", [])}
+    uids = set()
+    for path in glob.glob(os.path.join(here, "*.json")):
+        try:
+            uids.add(json.load(open(path, encoding="utf-8")).get("uid"))
+        except ValueError:
+            pass
     alerts = re.findall(r"^\s*- alert: (\S+)$", alerts_text, re.M)
-    links = re.findall(r"^\s*runbook_url: \S*#(\S+)$", alerts_text, re.M)
+    links = re.findall(r"^\s*runbook_url: (\S+)$", alerts_text, re.M)
+    boards = re.findall(r"^\s*dashboard_url: (\S+)$", alerts_text, re.M)
     sections = {h for h in re.findall(r"^## (Weft\S+)$", runbook, re.M)}
     errors = []
-    if len(links) != len(alerts):
-        errors.append("%s: %d alerts but %d runbook_url annotations" % (alerts_path, len(alerts), len(links)))
-    for alert, link in zip(alerts, links):
-        if link != alert.lower():
-            errors.append("%s: alert %s links #%s, not #%s" % (alerts_path, alert, link, alert.lower()))
+    if len(links) != len(alerts) or len(boards) != len(alerts):
+        errors.append("%s: %d alerts but %d runbook_url and %d dashboard_url annotations"
+                      % (alerts_path, len(alerts), len(links), len(boards)))
+    for alert, link, board in zip(alerts, links, boards):
+        m = re.match(r"^https?://[^/]+.*/d/weft-runbook/weft-runbook\?viewPanel=(\d+)$", link)
+        panel = panels.get(int(m.group(1))) if m else None
+        if not panel or panel.get("title") != alert:
+            errors.append("%s: alert %s: runbook_url %s is not the panel of its section on Weft / Runbook"
+                          % (alerts_path, alert, link))
+        m = re.match(r"^https?://[^/]+.*/d/([a-z0-9-]+)/[a-z0-9-]+$", board)
+        if not m or m.group(1) not in uids:
+            errors.append("%s: alert %s: dashboard_url %s names no dashboard of %s" % (alerts_path, alert, board, here))
         if alert not in sections:
             errors.append("%s: no section '## %s' for alert %s" % (runbook_path, alert, alert))
     for section in sorted(sections - set(alerts)):

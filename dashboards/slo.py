@@ -388,14 +388,17 @@ def engine_groups(config):
     out.append(f"        expr: sum by (job, org) (rate(weft_executions_finished_total{{{sel}}}[5m]))")
     out.append("      - record: weft:slo_execution_successes:rate5m")
     out.append(f'        expr: sum by (job, org) (rate(weft_executions_finished_total{{{sel},cause!="system"}}[5m]))')
+    out.append("      # Failed / finished, 0 with nothing finished (an organization labelled before")
+    out.append("      # its first execution has spent nothing), empty only without the series.")
     out.append(f"      - record: weft:slo_execution_failures:ratio_{period}")
     out.append("        expr: " + block(
-        f"1 - sum by (job) (sum_over_time(weft:slo_execution_successes:rate5m[{period}]))\n"
-        f"  / sum by (job) (sum_over_time(weft:slo_executions:rate5m[{period}]))", 10))
+        f"(\n  sum by (job) (sum_over_time(weft:slo_executions:rate5m[{period}]))\n"
+        f"  - sum by (job) (sum_over_time(weft:slo_execution_successes:rate5m[{period}]))\n)\n"
+        f"/ clamp_min(sum by (job) (sum_over_time(weft:slo_executions:rate5m[{period}])), 1e-12)", 10))
     out.append(f"      - record: weft:slo_execution_failures_by_org:ratio_{period}")
     out.append("        expr: " + block(
-        f"1 - sum_over_time(weft:slo_execution_successes:rate5m[{period}])\n"
-        f"  / sum_over_time(weft:slo_executions:rate5m[{period}])", 10))
+        f"(sum_over_time(weft:slo_executions:rate5m[{period}]) - sum_over_time(weft:slo_execution_successes:rate5m[{period}]))\n"
+        f"/ clamp_min(sum_over_time(weft:slo_executions:rate5m[{period}]), 1e-12)", 10))
     budget = 1 - float(config["executions"]["objective"])
     out.append(f"      - record: weft:slo_execution_budget_remaining:ratio_{period}")
     out.append(f"        expr: 1 - weft:slo_execution_failures:ratio_{period} / {number(budget)}")

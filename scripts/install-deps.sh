@@ -5,13 +5,14 @@ set -euo pipefail
 mode=${1:-run}
 packages=(libnghttp2-dev zlib1g-dev libsqlite3-dev libssl-dev pkg-config)
 if [ "$mode" = test ]; then
-  # h2load (nghttp2-client), promtool (prometheus), curl with HTTP/2, strace
+  # h2load (nghttp2-client), promtool (prometheus), the blackbox exporter
+  # (test_prometheus_scrape.py probes Weft with it), curl with HTTP/2, strace
   # (test_engine_flags.py counts the fsyncs of --store-sync), and grpc's own
   # Ruby interop client (ruby-grpc ships src/ruby/pb/test/client.rb; ruby gives
   # /usr/bin/ruby) for Tests/interop/test_grpc_interop_ruby.py.
   # chromium drives the dashboard's browser tests (Tests/web, Playwright for
   # Python pointed at it: no browser download).
-  packages+=(nghttp2-client prometheus curl strace ruby ruby-grpc chromium fonts-dejavu-core)
+  packages+=(nghttp2-client prometheus prometheus-blackbox-exporter curl strace ruby ruby-grpc chromium fonts-dejavu-core)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -29,6 +29,11 @@ of dashboards/alerts.yml is evaluated through Prometheus' HTTP API.
   Every failing query is listed in one assertion message.
 * Every loaded rule is healthy, the weft target is up, and a raw scrape of
   /metrics passes `promtool check metrics` (naming lints included).
+* The Prometheus blackbox exporter (Debian `prometheus-blackbox-exporter`)
+  probes the server with dashboards/blackbox.yml (HTTP /healthz and the gRPC
+  health check) under job `weft-probe`, as dashboards/slo.yaml expects: both
+  probes pass while it serves, and fail (the probe SLI moves) once the
+  server of the downtime test is killed.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from test_engine_api import Target, closed_port
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
+BLACKBOX = Path("/usr/bin/prometheus-blackbox-exporter")
 DASHBOARDS = wh.REPO_ROOT / "dashboards"
 ALERTS = DASHBOARDS / "alerts.yml"
 ROUNDS = 5
@@ -71,7 +77,10 @@ WORKFLOW = "prom analytics"
 DASHBOARD_VARS = {"workflow": WORKFLOW}
 # Extra flags of the module's api_server (conftest.py): evaluate budgets every
 # second, so the weft_budget_* gauges exist well before the queries.
-API_SERVER_EXTRA_ARGS = ("--budget-interval", "1")
+# Tracing on (towards a closed port, nothing sampled): the tracing pipeline's
+# counters exist, as on a traced production server.
+API_SERVER_EXTRA_ARGS = ("--budget-interval", "1", "--otel-endpoint", f"http://127.0.0.1:{closed_port()}",
+                         "--trace-sampler", "always_off")
 # Far below one execution's cost: both budgets are over from the first run.
 BUDGET = {"monthlyLimitUsd": 0.000001, "timeZone": "UTC"}
 # Metric names in an expression (label names such as grpc_service or
@@ -95,7 +104,7 @@ def _load_check_dashboards():
 class Prometheus:
     """One Prometheus process on a free loopback port, scraping `target`."""
 
-    def __init__(self, base: Path, target: str, rule_files=()):
+    def __init__(self, base: Path, target: str, rule_files=(), blackbox: "Blackbox | None" = None):
         self.port = closed_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = base / "prometheus.yml"
@@ -104,7 +113,8 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": "weft", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": [target]}]}],
+                                "static_configs": [{"targets": [target]}]}]
+            + (blackbox.scrape_configs(target) if blackbox else []),
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self._log = open(self.log_path, "wb")
@@ -173,19 +183,83 @@ class Prometheus:
         self._log.close()
 
 
+class Blackbox:
+    """The Prometheus blackbox exporter with dashboards/blackbox.yml on a free
+    loopback port: the black-box probes of slo.yaml's `probes` SLI."""
+
+    JOB = "weft-probe"
+
+    def __init__(self, base: Path):
+        self.port = closed_port()
+        self.log_path = base / "blackbox.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(BLACKBOX), f"--config.file={DASHBOARDS / 'blackbox.yml'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the blackbox exporter exited with code {self.proc.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/healthy", timeout=2) as r:
+                    return r.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wh.wait_until(ready, 20, 0.1, message="the blackbox exporter's /-/healthy")
+
+    def scrape_configs(self, target: str) -> list:
+        """One job per module, as dashboards/blackbox.yml's header shows."""
+        out = []
+        for module, probed in (("weft_http", f"http://{target}/healthz"), ("weft_grpc", target)):
+            out.append({
+                "job_name": f"{self.JOB}-{module}", "metrics_path": "/probe", "params": {"module": [module]},
+                "static_configs": [{"targets": [probed]}],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__address__"], "target_label": "instance"},
+                    {"target_label": "module", "replacement": module},
+                    {"target_label": "job", "replacement": self.JOB},
+                    {"target_label": "__address__", "replacement": f"127.0.0.1:{self.port}"},
+                ]})
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def require_tools() -> None:
+    missing = [str(p) for p in (PROMETHEUS, PROMTOOL, BLACKBOX) if not p.exists()]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} missing: install the Debian packages `prometheus` and "
+                    "`prometheus-blackbox-exporter` (scripts/install-deps.sh test)", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def prometheus(api_server, tmp_path_factory):
-    missing = [str(p) for p in (PROMETHEUS, PROMTOOL) if not p.exists()]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} missing: install the Debian package `prometheus` "
-                    "(scripts/install-deps.sh test)", pytrace=False)
-    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), api_server.target,
-                      [ALERTS] if ALERTS.exists() else [])
+    require_tools()
+    base = tmp_path_factory.mktemp("prometheus")
+    blackbox = Blackbox(base)
     try:
-        prom.wait_ready()
-        yield prom
+        blackbox.wait_ready()
+        prom = Prometheus(base, api_server.target, [ALERTS] if ALERTS.exists() else [], blackbox)
+        try:
+            prom.wait_ready()
+            yield prom
+        finally:
+            prom.stop()
     finally:
-        prom.stop()
+        blackbox.stop()
 
 
 @contextlib.contextmanager
@@ -241,6 +315,10 @@ class Load:
                                        "config": {"url": target.url("/{{ input.kind }}/{{ input.id }}")},
                                        "retry": {"maxAttempts": 2, "retryableErrors": ["http_5xx"], **FAST_RETRY}}],
                                      name=WORKFLOW)
+        # A schedule that ticks every second: the schedule panels (fire lag) have data.
+        self.ticking = self.create([{"key": "a", "name": "A", "action": "noop"}], name="prom ticking")
+        r = self.user.rest.post(f"/workflows/{self.ticking}/schedules", {"cron": "* * * * * *"})
+        assert r.status == 201, r
         self.started: list[tuple[str, str, str]] = []  # (workflow id, execution id, the status it must end in)
         self.leased: dict[str, str] = {}  # execution id -> first (abandoned) lease token
 
@@ -511,6 +589,12 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
         weft = [t for t in targets if t["labels"].get("job") == "weft"]
         if not weft or any(t["health"] != "up" for t in weft):
             failures.append(f"/api/v1/targets: weft target not up: {weft}")
+        probes = [t for t in targets if t["labels"].get("job") == Blackbox.JOB]
+        if len(probes) != 2 or any(t["health"] != "up" for t in probes):
+            failures.append(f"/api/v1/targets: the two probe targets are not up: {probes}")
+        body = prometheus.query(f'min(probe_success{{job="{Blackbox.JOB}"}})', time.time())
+        if result_problem(body) or float(body["data"]["result"][0]["value"][1]) != 1:
+            failures.append(f"a probe of the serving Weft failed: {body}")
         failures += rule_problems(prometheus)
 
         at = time.time()
@@ -551,13 +635,17 @@ def test_a_server_that_is_down_spends_the_error_budget(tmp_path):
     dashboards/slo.yaml also counts the share of time the target was down
     (1 - up): on a real Prometheus, a server SIGKILLed after a few seconds of
     clean traffic moves `weft:slo_errors_per_request:ratio_rate5m` from 0 to
-    the downtime's share within seconds, and the 1 h page's condition holds
+    the downtime's share within seconds, the black-box probe SLI
+    (`weft:slo_probe_failures:ratio_rate5m`) moves too, and the 1 h page's condition holds
     (WeftErrorBudgetBurn1h pending; its `for: 2m` and the firing are tested
     with promtool, dashboards/alerts_test.yml, a 60 s outage).  WeftWatchdog
     fires throughout."""
+    require_tools()
     srv = wh.WeftServer(wh.weft_bin(), tmp_path / "data", tmp_path / "logs", args=wh.API_SERVER_ARGS, name="slo-down")
     srv.start(timeout=30)
-    prom = Prometheus(tmp_path, srv.target, [ALERTS])
+    blackbox = Blackbox(tmp_path)
+    blackbox.wait_ready()
+    prom = Prometheus(tmp_path, srv.target, [ALERTS], blackbox)
     try:
         prom.wait_ready()
         user = wh.register_and_login(srv, "Down Time")
@@ -576,6 +664,15 @@ def test_a_server_that_is_down_spends_the_error_budget(tmp_path):
         wh.wait_until(lambda: (ratio() or 0) > 0.01, 30, 0.5,
                       message=lambda: f"the downtime in weft:slo_errors_per_request:ratio_rate5m (now {ratio()})")
 
+        def probe_failures():
+            body = prom.query("weft:slo_probe_failures:ratio_rate5m", time.time())
+            result = body.get("data", {}).get("result") or []
+            return float(result[0]["value"][1]) if result else None
+
+        # The black-box SLI sees it too: the probes of /healthz and gRPC health fail.
+        wh.wait_until(lambda: (probe_failures() or 0) > 0.01, 30, 0.5,
+                      message=lambda: f"failed probes in weft:slo_probe_failures:ratio_rate5m (now {probe_failures()})")
+
         def alert_states():
             body = prom.query("ALERTS", time.time())
             return {(r["metric"]["alertname"], r["metric"]["alertstate"]) for r in body.get("data", {}).get("result", [])}
@@ -586,4 +683,5 @@ def test_a_server_that_is_down_spends_the_error_budget(tmp_path):
         assert ("WeftWatchdog", "firing") in alert_states(), sorted(alert_states())
     finally:
         prom.stop()
+        blackbox.stop()
         srv.kill()
