@@ -315,6 +315,12 @@ class Load:
                                        "config": {"url": target.url("/{{ input.kind }}/{{ input.id }}")},
                                        "retry": {"maxAttempts": 2, "retryableErrors": ["http_5xx"], **FAST_RETRY}}],
                                      name=WORKFLOW)
+        # A webhook notification of every failure of WORKFLOW (one a round) to the
+        # local target: the notification panels have deliveries.
+        r = self.user.rest.post(f"/workflows/{self.analytics}/subscriptions",
+                                {"eventType": "failure", "notifyVia": "webhook",
+                                 "destination": target.url("/echo/notified")})
+        assert r.status == 201, r
         # A schedule that ticks every second: the schedule panels (fire lag) have data.
         self.ticking = self.create([{"key": "a", "name": "A", "action": "noop"}], name="prom ticking")
         r = self.user.rest.post(f"/workflows/{self.ticking}/schedules", {"cron": "* * * * * *"})
