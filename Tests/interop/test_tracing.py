@@ -305,7 +305,8 @@ def test_execution_and_task_spans_hang_off_the_request(rx, rest_run):
     assert execution.kind == "INTERNAL", execution.describe()
     assert_child(execution, server, spans)
     assert_attrs(execution, {"weft.workflow.id": wid, "weft.workflow.name": rest_run.wf["name"],
-                             "weft.execution.id": eid, "weft.execution.status": "Completed"}, spans)
+                             "weft.execution.id": eid, "weft.execution.status": "Completed",
+                             "weft.execution.cause": "none"}, spans)
 
     tasks = [s for s in spans if s.name == "weft.task"]
     by_task = {s.attr("weft.task.id"): s for s in tasks}
@@ -322,6 +323,22 @@ def test_execution_and_task_spans_hang_off_the_request(rx, rest_run):
             f"task span starts outside its execution span:\n{describe(spans)}")
     assert by_task[rest_run.ids["fetch"]].end_ns <= by_task[rest_run.ids["after"]].start_ns, (
         f"'after' depends on 'fetch'; its span starts after fetch's ended:\n{describe(spans)}")
+
+
+def test_a_failed_execution_span_names_its_cause(alice, rx):
+    """A task's own error (a template reading a field that is not there) fails
+    the execution: its span is an error with `weft.execution.cause` task_error,
+    the value of the metrics' `cause` label."""
+    tid, caller = new_ids()
+    wf = create_wf(alice, [{"key": "say", "name": "Say", "action": "log",
+                            "config": {"message": "hello {{ input.who.name }}"}}])
+    eid = execute(alice, wf["id"], {"traceparent": traceparent(tid, caller)})
+    assert wait_status(alice, wf["id"], eid)["status"] == "Failed"
+    rx.wait_for(lambda spans: any(s.trace_id == tid and s.name == "weft.execution" for s in spans), SPAN_WAIT)
+    spans = rx.trace(tid)
+    execution = one(spans, "weft.execution span", lambda s: s.name == "weft.execution")
+    assert_attrs(execution, {"weft.execution.status": "Failed", "weft.execution.cause": "task_error"}, spans)
+    assert execution.status == "ERROR", execution.describe()
 
 
 def test_http_task_client_span_and_outgoing_traceparent(rx, rest_run, target):
