@@ -110,6 +110,17 @@ def slow_ratio(sel, window, thresholds):
     return "\nor\n".join(parts)
 
 
+def objective_of(config, value, job=None):
+    """An objective as a series with the job label of the SLI it judges, so a
+    dashboard's `job=~"$job"` selects it; without a plain `job="…"` selector,
+    a series without labels."""
+    m = re.fullmatch(r'\s*job\s*=\s*"([^"]+)"\s*', config["selector"])
+    name = job or (m.group(1) if m else None)
+    if not name:
+        return f"vector({number(value)})"
+    return f'label_replace(vector({number(value)}), "job", "{name}", "", "")'
+
+
 def one_line(expr):
     return " ".join(line.strip() for line in expr.splitlines()).replace("( ", "(").replace(" )", ")")
 
@@ -157,9 +168,9 @@ def generate(config):
     out.append("      # The objectives, for dashboards: they divide by these instead of a")
     out.append("      # number of their own, so slo.yaml is the one place to change one.")
     out.append("      - record: weft:slo_availability_objective")
-    out.append(f"        expr: vector({number(1 - availability)})")
+    out.append(f"        expr: {objective_of(config, 1 - availability)}")
     out.append("      - record: weft:slo_latency_objective")
-    out.append(f"        expr: vector({number(1 - latency)})")
+    out.append(f"        expr: {objective_of(config, 1 - latency)}")
     for w in windows(config):
         out.append(f"      - record: weft:slo_errors_per_request:ratio_rate{w}")
         out.append("        expr: " + block(errors_ratio(sel, w), 10))
@@ -328,8 +339,12 @@ def relinked(text, config):
 # ---- the engine's SLOs ----
 
 def execution_failures(sel, window, by="job"):
-    return (f'1 - sum by ({by}) (rate(weft_executions_finished_total{{{sel},cause!="system"}}[{window}]))\n'
-            f'  / sum by ({by}) (rate(weft_executions_finished_total{{{sel}}}[{window}]))')
+    """Failed for a system cause / finished: 0 while executions finish and none
+    fails so (the failures' series appear with the first), empty only
+    without any execution."""
+    all_ = f"sum by ({by}) (rate(weft_executions_finished_total{{{sel}}}[{window}]))"
+    return (f'(\n  sum by ({by}) (rate(weft_executions_finished_total{{{sel},cause="system"}}[{window}]))\n'
+            f'  or 0 * {all_}\n)\n/ {all_}')
 
 
 def slow_share(metric, matchers, bound, window):
@@ -378,7 +393,7 @@ def engine_groups(config):
            "  - name: weft-slo-engine-recording", "    rules:"]
     for prefix, record, budget, ratio, text, objective_record, objective in engine_slos(config):
         out.append(f"      - record: {objective_record}")
-        out.append(f"        expr: vector({number(float(objective))})")
+        out.append(f"        expr: {objective_of(config, float(objective))}")
         for w in windows(config):
             out.append(f"      - record: {record}:ratio_rate{w}")
             out.append("        expr: " + block(ratio(w), 10))
@@ -386,18 +401,19 @@ def engine_groups(config):
     out.append("      # ratios over the SLO period from sum_over_time of them.")
     out.append("      - record: weft:slo_executions:rate5m")
     out.append(f"        expr: sum by (job, org) (rate(weft_executions_finished_total{{{sel}}}[5m]))")
-    out.append("      - record: weft:slo_execution_successes:rate5m")
-    out.append(f'        expr: sum by (job, org) (rate(weft_executions_finished_total{{{sel},cause!="system"}}[5m]))')
+    out.append("      - record: weft:slo_execution_failures:rate5m")
+    out.append("        expr: " + block(
+        f'sum by (job, org) (rate(weft_executions_finished_total{{{sel},cause="system"}}[5m]))\n'
+        f"or 0 * weft:slo_executions:rate5m", 10))
     out.append("      # Failed / finished, 0 with nothing finished (an organization labelled before")
     out.append("      # its first execution has spent nothing), empty only without the series.")
     out.append(f"      - record: weft:slo_execution_failures:ratio_{period}")
     out.append("        expr: " + block(
-        f"(\n  sum by (job) (sum_over_time(weft:slo_executions:rate5m[{period}]))\n"
-        f"  - sum by (job) (sum_over_time(weft:slo_execution_successes:rate5m[{period}]))\n)\n"
+        f"sum by (job) (sum_over_time(weft:slo_execution_failures:rate5m[{period}]))\n"
         f"/ clamp_min(sum by (job) (sum_over_time(weft:slo_executions:rate5m[{period}])), 1e-12)", 10))
     out.append(f"      - record: weft:slo_execution_failures_by_org:ratio_{period}")
     out.append("        expr: " + block(
-        f"(sum_over_time(weft:slo_executions:rate5m[{period}]) - sum_over_time(weft:slo_execution_successes:rate5m[{period}]))\n"
+        f"sum_over_time(weft:slo_execution_failures:rate5m[{period}])\n"
         f"/ clamp_min(sum_over_time(weft:slo_executions:rate5m[{period}]), 1e-12)", 10))
     budget = 1 - float(config["executions"]["objective"])
     out.append(f"      - record: weft:slo_execution_budget_remaining:ratio_{period}")
@@ -478,7 +494,7 @@ def probe_groups(config):
            "  # Prometheus blackbox exporter (dashboards/blackbox.yml), from outside the process.",
            "  - name: weft-slo-probe-recording", "    rules:",
            "      - record: weft:slo_probe_objective",
-           f"        expr: vector({number(float(config['probes']['objective']))})"]
+           f"        expr: {objective_of(config, float(config['probes']['objective']), config['probes']['job'])}"]
     for w in windows(config) + [period]:
         name = f"ratio_rate{w}" if w != period else f"ratio_{period}"
         out.append(f"      - record: weft:slo_probe_failures:{name}")
@@ -520,10 +536,12 @@ def operations_group(config):
         f"        expr: 1 - weft:slo_errors_per_request:ratio_{period}",
         f"      - record: weft:probe_availability:ratio_{period}",
         f"        expr: 1 - weft:slo_probe_failures:ratio_{period}",
-        "      # 1 while a page alert fires, else 0 (only while Weft has a target).",
+        "      # 1 while any page alert of Weft fires (the probes' too, whose job is the",
+        "      # probe job), else 0; per job of Weft's targets, only while it has one.",
         "      - record: weft:incident:active",
         "        expr: " + block(
-            f'max by (job) (ALERTS{{{sel},alertstate="firing",severity="page"}})\n'
+            f"group by (job) (up{{{sel}}})\n"
+            '* on () group_left () max(ALERTS{alertname=~"Weft.+",alertstate="firing",severity="page"})\n'
             f"or on (job)\n0 * group by (job) (up{{{sel}}})", 10),
         "      # Since when Prometheus has watched Weft: its own previous value, or now for a",
         "      # job it did not know (or after a gap longer than the lookback, 5 minutes).",
@@ -531,8 +549,12 @@ def operations_group(config):
         f"        expr: weft:observed_since:timestamp or on (job) (time() * group by (job) (up{{{sel}}}))",
         f"      - record: weft:observed_seconds:{period}",
         f"        expr: clamp_max(time() - weft:observed_since:timestamp, {seconds})",
+        "      # Incidents that began in the period: its rising edges, (changes + the",
+        "      # value now - the value at its start) / 2 (0 before Prometheus watched).",
         f"      - record: weft:incidents:count_{period}",
-        f"        expr: ceil(changes(weft:incident:active[{period}]) / 2)",
+        "        expr: " + block(
+            f"(\n  changes(weft:incident:active[{period}]) + weft:incident:active\n"
+            f"  - (weft:incident:active offset {period} or on (job) 0 * weft:incident:active)\n) / 2", 10),
         f"      - record: weft:incident_seconds:{period}",
         f"        expr: avg_over_time(weft:incident:active[{period}]) * weft:observed_seconds:{period}",
         "      # Mean time to repair: time in incident per incident (0 with no incident).",
@@ -546,22 +568,27 @@ def operations_group(config):
             f"  / clamp_min(weft:incidents:count_{period}, 1)", 10),
         f"      - record: weft:restarts:count_{period}",
         f"        expr: sum by (job) (changes(process_start_time_seconds{{{sel}}}[{period}]))",
-        "      # Deploys: revisions of weft_build_info that appeared in the period (the one",
-        "      # running at its start is not one).",
+        "      # Deploys: builds (version and revision of weft_build_info) that appeared in",
+        "      # the period; the one running at its start is not one.",
         f"      - record: weft:deploys:count_{period}",
         "        expr: " + block(
-            f"clamp_min(count by (job) (count by (job, revision) (count_over_time(weft_build_info{{{sel}}}[{period}]))) - 1, 0)", 10),
-        "      # A revision in its first hour while a page alert fires: a failed change.",
+            f"clamp_min(count by (job) (count by (job, version, revision) (count_over_time(weft_build_info{{{sel}}}[{period}]))) - 1, 0)", 10),
+        "      # A build in its first hour while a page alert fires: a failed change. New",
+        "      # means no process of the job ran it an hour ago while Prometheus already",
+        "      # watched the job (not the first hour of monitoring, nor a new instance",
+        "      # label of an old build).",
         "      - record: weft:deploy:failed",
         "        expr: " + block(
-            f"group by (job, revision) (weft_build_info{{{sel}}} unless on (job, instance, revision) (weft_build_info{{{sel}}} offset 1h))\n"
-            "and on (job)\n(weft:incident:active == 1)", 10),
+            f"(\n  group by (job, version, revision) (weft_build_info{{{sel}}})\n"
+            f"  unless on (job, version, revision) group by (job, version, revision) (weft_build_info{{{sel}}} offset 1h)\n)\n"
+            f"and on (job) group by (job) (weft_build_info{{{sel}}} offset 1h)\n"
+            "and on (job) (weft:incident:active == 1)", 10),
         f"      - record: weft:deploys_failed:count_{period}",
         "        expr: " + block(
-            f"count by (job) (count by (job, revision) (count_over_time(weft:deploy:failed[{period}])))\n"
+            f"count by (job) (count by (job, version, revision) (count_over_time(weft:deploy:failed[{period}])))\n"
             f"or on (job)\n0 * weft:deploys:count_{period}", 10),
         f"      - record: weft:change_failure:ratio_{period}",
-        f"        expr: weft:deploys_failed:count_{period} / clamp_min(weft:deploys:count_{period}, 1)",
+        f"        expr: clamp_max(weft:deploys_failed:count_{period} / clamp_min(weft:deploys:count_{period}, 1), 1)",
     ]
 
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/install-deps.sh test
 
-python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto, grpc_reflection, schemathesis' 2>/dev/null ||
+python3 -c 'import grpc, grpc_tools, grpc_health, h2, pytest, openapi_spec_validator, yaml, opentelemetry.proto, grpc_reflection, schemathesis, aiosmtpd, prometheus_client' 2>/dev/null ||
   python3 -m pip install -q -r Tests/interop/requirements.txt
 python3 -c 'import playwright' 2>/dev/null || python3 -m pip install -q -r Tests/web/requirements.txt
 

@@ -16,6 +16,7 @@ public final class ProcessMetrics: Sendable {
     private let openFDs: Prometheus.Gauge
     private let maxFDs: Prometheus.Gauge
     private let startTime: Prometheus.Gauge
+    private let startTimeSet = Mutex(false)
     /// CPU seconds already added to the counter (it only goes up).
     private let reportedCPU = Mutex(0.0)
     private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -76,7 +77,13 @@ public final class ProcessMetrics: Sendable {
             }
             if let vsize = field(23) { virtual.set(vsize) }
             if let rss = field(24) { resident.set(rss * pageSize) }
-            if let started = field(22), let boot = Self.bootTime() { startTime.set(boot + started / ticksPerSecond) }
+            // Once: boot time plus the start tick moves with clock steps
+            // (btime is recomputed from the clock), and a start time that
+            // jitters would read as restarts (`changes()` of it).
+            if !startTimeSet.withLock({ $0 }), let started = field(22), let boot = Self.bootTime() {
+                startTime.set(boot + started / ticksPerSecond)
+                startTimeSet.withLock { $0 = true }
+            }
         }
         if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
             openFDs.set(Double(entries.count))

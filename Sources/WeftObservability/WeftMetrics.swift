@@ -11,6 +11,10 @@ import Synchronization
 /// same `/metrics` output.
 public final class WeftMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
+    /// Trace ids of sampled requests per bucket of the latency SLI
+    /// (`weft_request_duration_seconds`), written into the OpenMetrics
+    /// exposition as exemplars.
+    public let exemplars = ExemplarBook(bounds: WeftMetrics.latencyBuckets)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -27,6 +31,13 @@ public final class WeftMetrics: Sendable {
         buffer.reserveCapacity(16 * 1024)
         registry.emit(into: &buffer)
         return buffer
+    }
+
+    /// The OpenMetrics exposition, with exemplars on the latency SLI's buckets.
+    public func openMetricsExposition() -> [UInt8] {
+        OpenMetricsText.convert(
+            exposition(), exemplars: exemplars, histogram: MetricNames.requestDuration,
+            seriesLabels: ["transport", "request_class"])
     }
 
     public func counter(_ name: String, help: String, labels: [(String, String)] = []) -> Prometheus.Counter {

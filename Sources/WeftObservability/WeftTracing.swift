@@ -224,6 +224,12 @@ public enum WeftTracing {
         return version00 ? b.count == 55 : (b.count == 55 || b[55] == UInt8(ascii: "-"))
     }
 
+    /// The hex trace id of a span, as the tracer knows it (set when tracing
+    /// starts: only the tracer can read its span contexts); nil without one.
+    public nonisolated(unsafe) static var traceIdOfSpan: (@Sendable (any Span) -> String?)?
+
+    public static func traceId(of span: any Span) -> String? { traceIdOfSpan?(span) }
+
     /// The 32-hex-digit trace id of a `traceparent` value, if well formed.
     public static func traceId(ofTraceparent value: String?) -> String? {
         guard let value, isValidTraceparent(value) else { return nil }

@@ -102,12 +102,18 @@ final class SLIMetrics: Sendable {
         let outcomes: [Counter]
         /// Successful requests' durations; nil for streams and `other`.
         let duration: DurationHistogram?
+        /// Where a traced request's duration leaves its trace id, and its series.
+        let exemplars: ExemplarBook
+        let series: String
 
-        func record(_ outcome: RequestOutcome, nanoseconds: Int64) {
+        /// `traceId`: the request's, when its span is recorded (an exemplar).
+        func record(_ outcome: RequestOutcome, nanoseconds: Int64, traceId: String? = nil) {
             switch outcome {
             case .ok:
                 outcomes[0].increment()
-                duration?.recordNanoseconds(nanoseconds)
+                guard let duration else { return }
+                duration.recordNanoseconds(nanoseconds)
+                if let traceId { exemplars.record(series: series, seconds: Double(nanoseconds) / 1e9, traceId: traceId) }
             case .clientError: outcomes[1].increment()
             case .overload: outcomes[2].increment()
             case .serverError: outcomes[3].increment()
@@ -133,7 +139,9 @@ final class SLIMetrics: Sendable {
                     help: "Duration of successful user requests, by transport and request class: the latency SLI.",
                     labels: labels)
                 : nil
-            byClass[requestClass] = Handles(outcomes: outcomes, duration: duration)
+            byClass[requestClass] = Handles(
+                outcomes: outcomes, duration: duration, exemplars: metrics.exemplars,
+                series: transport + "|" + requestClass.rawValue)
         }
         self.byClass = byClass
     }

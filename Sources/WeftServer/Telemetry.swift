@@ -84,6 +84,8 @@ public enum Telemetry {
         otel.diagnosticLogLevel = .info
         let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
         InstrumentationSystem.bootstrap(tracer)
+        // Exemplars name only traces that are exported (sampled).
+        WeftTracing.traceIdOfSpan = { span in span.context.otelIsSampled ? span.context.otelTraceID : nil }
         let shipper = WeftTracing.enable(tracer: tracer, rootRatio: rootRatio) { counters.dropped.increment(by: Int64($0)) }
         logger.info(
             "tracing: OTLP/HTTP to \(endpoint), sampler \(config.sampler.rawValue) \(config.samplerArgument), service \(config.serviceName)")

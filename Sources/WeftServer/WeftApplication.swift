@@ -209,9 +209,16 @@ public struct WeftApplication: Sendable {
         try await apiKeys.load(from: credentials)
     }
 
+    /// `/metrics`: OpenMetrics (with exemplars) when the scraper asks for
+    /// it, as Prometheus does first; else the text format 0.0.4.
     static func metricsPage(metrics: WeftMetrics, process: ProcessMetrics) -> @Sendable (HTTPRequest) -> HTTPResponse {
-        { _ in
+        { request in
             process.update()
+            if OpenMetricsText.isAccepted(request.header("accept")) {
+                return HTTPResponse(
+                    status: 200, headers: [("content-type", OpenMetricsText.contentType)],
+                    body: metrics.openMetricsExposition())
+            }
             return HTTPResponse(
                 status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                 body: metrics.exposition())

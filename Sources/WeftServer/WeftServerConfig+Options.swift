@@ -261,7 +261,7 @@ extension WeftServerConfig {
             "The trace viewer's URL with {traceId} in it; the dashboard links executions' trace ids to it.")
         public static let metricsOrgs = Option(
             "--metrics-orgs", "WEFT_METRICS_ORGS",
-            "Organizations with their own `org` label on execution metrics: the first N by creation (the rest are \"other\").",
+            "Organizations with their own `org` label on execution metrics: the first N by creation (the rest are \"other\"). N × --metrics-workflows-per-org is at most 1000.",
             default: "\(defaults.metricLabels.orgs)", range: 0...1_000)
         public static let metricsWorkflowsPerOrg = Option(
             "--metrics-workflows-per-org", "WEFT_METRICS_WORKFLOWS_PER_ORG",

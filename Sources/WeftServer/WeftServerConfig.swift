@@ -41,8 +41,8 @@ public struct WeftServerConfig: Sendable {
         public var orgs = 10
         /// In each, the first this many live workflows get their own `workflow`.
         public var workflowsPerOrg = 10
-        /// How often the sets are read from the store (sooner when an
-        /// execution of a workflow that could be labelled is not yet).
+        /// How often the sets are read from the store (sooner after this
+        /// process labels a creation ahead of it).
         public var refresh: Duration = .seconds(30)
 
         public init() {}

@@ -21,9 +21,12 @@ struct WorkflowLabelRefresher: Service {
     @discardableResult
     static func load(store: any OrganizationStore, metrics: EngineMetrics) async throws -> Bool {
         let labels = metrics.labels
+        let started = labels.currentGeneration
         let next = WorkflowLabels.Snapshot(try await store.labelledWorkflows(orgs: labels.orgCap, perOrg: labels.perOrgCap))
         let changed = next != labels.current
-        if changed { labels.update(next) }
+        // A creation labelled here while the store was read is not in the
+        // read: keep the sets (the creation nudged another read).
+        if changed && !labels.update(next, readStarted: started) { return false }
         // Idempotent (handles are cached): an organization labelled ahead of
         // this read gets its zero series here too.
         for org in next.orgs { metrics.organizationLabelled(org) }

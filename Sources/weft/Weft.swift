@@ -372,6 +372,12 @@ extension Serve {
         config.metricLabels.orgs = try env.int(metricsOrgs, O.metricsOrgs, default: config.metricLabels.orgs)
         config.metricLabels.workflowsPerOrg = try env.int(
             metricsWorkflowsPerOrg, O.metricsWorkflowsPerOrg, default: config.metricLabels.workflowsPerOrg)
+        // Each labelled workflow has dozens of series (statuses, causes, a
+        // duration histogram, cost parts): the product bounds them all.
+        guard config.metricLabels.orgs * config.metricLabels.workflowsPerOrg <= 1000 else {
+            throw ValidationError(
+                "\(O.metricsOrgs.flag) \(config.metricLabels.orgs) × \(O.metricsWorkflowsPerOrg.flag) \(config.metricLabels.workflowsPerOrg) labels \(config.metricLabels.orgs * config.metricLabels.workflowsPerOrg) workflows; at most 1000 (each has dozens of series)")
+        }
         config.web.directory = (webDir ?? env.values[O.webDir.environment]).flatMap { $0.isEmpty ? nil : $0 }
         if let template = traceViewerUrl ?? env.values[O.traceViewerURL.environment], !template.isEmpty {
             guard let url = URL(string: template.replacingOccurrences(of: "{traceId}", with: "0")),

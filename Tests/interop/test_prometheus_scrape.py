@@ -29,6 +29,9 @@ of dashboards/alerts.yml is evaluated through Prometheus' HTTP API.
   Every failing query is listed in one assertion message.
 * Every loaded rule is healthy, the weft target is up, and a raw scrape of
   /metrics passes `promtool check metrics` (naming lints included).
+* Prometheus (with exemplar storage) scrapes /metrics as OpenMetrics, and the
+  latency SLI's buckets carry exemplars: the trace ids of sampled requests
+  (the server samples every request), each within its bucket.
 * The Prometheus blackbox exporter (Debian `prometheus-blackbox-exporter`)
   probes the server with dashboards/blackbox.yml (HTTP /healthz and the gRPC
   health check) under job `weft-probe`, as dashboards/slo.yaml expects: both
@@ -77,10 +80,11 @@ WORKFLOW = "prom analytics"
 DASHBOARD_VARS = {"workflow": WORKFLOW}
 # Extra flags of the module's api_server (conftest.py): evaluate budgets every
 # second, so the weft_budget_* gauges exist well before the queries.
-# Tracing on (towards a closed port, nothing sampled): the tracing pipeline's
-# counters exist, as on a traced production server.
+# Tracing on, every request sampled (towards a closed port: the spans are
+# lost, their ids are not): the tracing pipeline's counters exist, and the
+# latency SLI's buckets carry exemplars with the requests' trace ids.
 API_SERVER_EXTRA_ARGS = ("--budget-interval", "1", "--otel-endpoint", f"http://127.0.0.1:{closed_port()}",
-                         "--trace-sampler", "always_off")
+                         "--trace-sampler", "always_on")
 # Far below one execution's cost: both budgets are over from the first run.
 BUDGET = {"monthlyLimitUsd": 0.000001, "timeZone": "UTC"}
 # Metric names in an expression (label names such as grpc_service or
@@ -120,7 +124,7 @@ class Prometheus:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(PROMETHEUS), f"--config.file={self.config_path}", f"--storage.tsdb.path={base / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=info"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=info", "--enable-feature=exemplar-storage"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(base),
             start_new_session=True)
 
@@ -516,6 +520,30 @@ def absent_metrics(prom: Prometheus, expr: str, at: float) -> list[str]:
     return out
 
 
+def exemplar_problems(prom: Prometheus, since: float) -> list[str]:
+    """Prometheus scraped /metrics as OpenMetrics and kept exemplars on the
+    latency SLI's buckets: trace ids of sampled requests, each inside its
+    bucket's bounds."""
+    body = prom.api("query_exemplars", query='weft_request_duration_seconds_bucket{job="weft"}',
+                    start=f"{since:.3f}", end=f"{time.time():.3f}")
+    if body.get("status") != "success":
+        return [f"query_exemplars: {body}"]
+    found = [(series["seriesLabels"], e) for series in body["data"] for e in series.get("exemplars", [])]
+    if not found:
+        return ["no exemplar on weft_request_duration_seconds_bucket: /metrics as OpenMetrics should carry "
+                "the trace ids of sampled requests"]
+    problems = []
+    for labels, exemplar in found:
+        trace_id = exemplar["labels"].get("trace_id", "")
+        le = float(labels["le"])
+        if not re.fullmatch(r"[0-9a-f]{32}", trace_id) or not 0 < float(exemplar["value"]) <= le:
+            problems.append(f"exemplar {exemplar} on {labels}: not a trace id, or a value outside the bucket")
+    classes = {labels["request_class"] for labels, _ in found}
+    if not {"read", "write"} <= classes:
+        problems.append(f"exemplars only for the request classes {sorted(classes)}; the load reads and writes")
+    return problems
+
+
 def dashboard_queries(check_dashboards) -> list[tuple[str, str, str]]:
     """(file, panel title, substituted PromQL) of every panel target."""
     out = []
@@ -573,6 +601,7 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
 
         target = Target()
         try:
+            load_started = time.time()
             load = Load(api_server, chan, v1, protos, target)
             load.set_budgets()
             t0 = time.monotonic()
@@ -598,6 +627,7 @@ def test_prometheus_scrapes_weft_and_every_dashboard_and_alert_query_has_data(
         probes = [t for t in targets if t["labels"].get("job") == Blackbox.JOB]
         if len(probes) != 2 or any(t["health"] != "up" for t in probes):
             failures.append(f"/api/v1/targets: the two probe targets are not up: {probes}")
+        failures += exemplar_problems(prometheus, load_started)
         body = prometheus.query(f'min(probe_success{{job="{Blackbox.JOB}"}})', time.time())
         if result_problem(body) or float(body["data"]["result"][0]["value"][1]) != 1:
             failures.append(f"a probe of the serving Weft failed: {body}")
@@ -649,10 +679,11 @@ def test_a_server_that_is_down_spends_the_error_budget(tmp_path):
     require_tools()
     srv = wh.WeftServer(wh.weft_bin(), tmp_path / "data", tmp_path / "logs", args=wh.API_SERVER_ARGS, name="slo-down")
     srv.start(timeout=30)
-    blackbox = Blackbox(tmp_path)
-    blackbox.wait_ready()
-    prom = Prometheus(tmp_path, srv.target, [ALERTS], blackbox)
+    blackbox = prom = None
     try:
+        blackbox = Blackbox(tmp_path)
+        blackbox.wait_ready()
+        prom = Prometheus(tmp_path, srv.target, [ALERTS], blackbox)
         prom.wait_ready()
         user = wh.register_and_login(srv, "Down Time")
         deadline = time.monotonic() + 6
@@ -688,6 +719,8 @@ def test_a_server_that_is_down_spends_the_error_budget(tmp_path):
                       message=lambda: f"WeftErrorBudgetBurn1h pending; alerts: {sorted(alert_states())}")
         assert ("WeftWatchdog", "firing") in alert_states(), sorted(alert_states())
     finally:
-        prom.stop()
-        blackbox.stop()
+        if prom:
+            prom.stop()
+        if blackbox:
+            blackbox.stop()
         srv.kill()

@@ -593,10 +593,10 @@ def get_stats(echo_stub, protos, timeout: float = 5.0):
 # ---------------------------------------------------------------------------
 
 
-def http_get(server: WeftServer, path: str, timeout: float = 5.0):
+def http_get(server: WeftServer, path: str, timeout: float = 5.0, headers: dict | None = None):
     conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body

@@ -89,7 +89,10 @@ final class CallObservability: Sendable {
         let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos)
         call.metrics.handlingSeconds.recordNanoseconds(elapsed)
         let outcome = error?.outcome ?? RequestOutcome(code: code)
-        call.metrics.sli?.record(outcome, nanoseconds: elapsed)
+        // A recorded span's trace id becomes an exemplar (deferred spans get
+        // theirs only when shipped).
+        let traceId = outcome == .ok ? call.trace?.span.flatMap(WeftTracing.traceId(of:)) : nil
+        call.metrics.sli?.record(outcome, nanoseconds: elapsed, traceId: traceId)
         if let trace = call.trace, var deferred = trace.deferred {
             trace.deferred = nil
             deferred.attributes[SpanKeys.rpcGRPCStatusCode] = Int(code.rawValue)
@@ -147,7 +150,9 @@ final class CallObservability: Sendable {
         return await WeftTracing.withContext(WeftTracing.handlerContext(span)) {
             let response = await body()
             if let span { Self.mark(span, response) }
-            answeredHTTP(method: request.method, route: route, response: response, requestClass: requestClass, start: start)
+            answeredHTTP(
+                method: request.method, route: route, response: response, requestClass: requestClass, start: start,
+                traceId: span.flatMap(WeftTracing.traceId(of:)))
             return response
         }
     }
@@ -221,13 +226,14 @@ final class CallObservability: Sendable {
     /// `observeREST`) and the ones a transport gives itself (404, 405, 413,
     /// 415, 431: no handler ran; class `other`).
     func answeredHTTP(
-        method: String, route: String, response: HTTPResponse, requestClass: RequestClass = .other, start: NIODeadline
+        method: String, route: String, response: HTTPResponse, requestClass: RequestClass = .other, start: NIODeadline,
+        traceId: String? = nil
     ) {
         let status = response.status
         let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)
         metrics.recordHTTP(method: method, route: route, status: status, duration: .nanoseconds(elapsed))
         metrics.sliHTTP.handles(requestClass)?.record(
-            response.outcome ?? RequestOutcome(httpStatus: status), nanoseconds: elapsed)
+            response.outcome ?? RequestOutcome(httpStatus: status), nanoseconds: elapsed, traceId: traceId)
         if response.decodeFailed { metrics.restDecodeErrors.increment() }
         guard logger.logLevel <= .debug else { return }
         logger.debug("request", metadata: ["http.method": "\(method)", "http.route": "\(route)", "http.status": "\(status)"])
