@@ -78,6 +78,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import random
 import resource
 import shlex
@@ -594,6 +595,14 @@ def phase_stall(b, report):
         st["runs"][kind] = r
 
 
+# What Prometheus sends for OpenMetrics (its default scrape protocols).
+METRICS_ACCEPT = {
+    "text": {},
+    "openmetrics": {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"},
+}
+
+
 def phase_metrics(b, report):
     a = b.a
     sink = Sink()
@@ -663,7 +672,7 @@ def phase_metrics(b, report):
                 if i == a.metrics_warmup:
                     cpu0, la0 = server_cpu_s(t.pid), loadavg()
                 t1 = time.perf_counter()
-                conn.request("GET", "/metrics")
+                conn.request("GET", "/metrics", headers=METRICS_ACCEPT[a.metrics_format])
                 resp = conn.getresponse()
                 data = resp.read()
                 dt = time.perf_counter() - t1
@@ -677,7 +686,10 @@ def phase_metrics(b, report):
             conn.close()
         cpu1 = server_cpu_s(t.pid)
         text = text.decode(errors="replace")
-        m = bx.parse_metrics(text)
+        r["format"] = a.metrics_format
+        r["exemplars"] = len(re.findall(r" # \{trace_id=", text))
+        # The text parser reads OpenMetrics too once the exemplars are cut off.
+        m = bx.parse_metrics(re.sub(r" # \{.*$", "", text, flags=re.M))
         lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
         wf_labels = {s.labels["workflow"] for s in m.samples if "workflow" in s.labels}
         durs.sort()
@@ -882,7 +894,7 @@ def print_report(report, a):
     mt = report.get("metrics")
     if mt and mt.get("p50_ms") is not None:
         print()
-        print(f"/metrics with {mt['workflows']:,} workflows over {mt.get('organizations', 1)} organizations (distinct names, each executed once; "
+        print(f"/metrics ({mt.get('format', 'text')}; {mt.get('exemplars', 0)} exemplars) with {mt['workflows']:,} workflows over {mt.get('organizations', 1)} organizations (distinct names, each executed once; "
               f"{fmt(mt.get('finished'), '.0f')} finished), {mt['gets']} sequential GETs on one keep-alive connection:")
         print()
         print("| p50 | p99 | max | mean | body | series lines | metric families | workflow label values "
@@ -940,6 +952,8 @@ def parse_args(argv=None):
     g.add_argument("--metrics-gets", type=int, default=300)
     g.add_argument("--metrics-warmup", type=int, default=10, help="unmeasured GETs first (default 10)")
     g.add_argument("--metrics-threads", type=int, default=4, help="REST connections creating workflows (default 4)")
+    g.add_argument("--metrics-format", choices=("text", "openmetrics"), default="text",
+                   help="ask /metrics for the text format 0.0.4 or for OpenMetrics with exemplars, as Prometheus does (default text)")
     g = ap.add_argument_group("general")
     g.add_argument("--drain-timeout", type=float, default=180.0)
     g.add_argument("--stop-timeout", type=float, default=60.0, help="SIGKILL a server this long after SIGTERM (default 60)")

@@ -53,4 +53,7 @@ public final class ExemplarBook: Sendable {
     }
 
     public var isEmpty: Bool { slots.withLock { $0.isEmpty } }
+
+    /// Every series' exemplars by bucket (ascending bounds, then +Inf), at once.
+    public func snapshot() -> [String: [Exemplar?]] { slots.withLock { $0 } }
 }

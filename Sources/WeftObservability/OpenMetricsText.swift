@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// The text exposition in the OpenMetrics format (`application/openmetrics-text;
 /// version=1.0.0`), made from the Prometheus text format 0.0.4 that the
 /// metrics library writes, with exemplars on the buckets of one histogram.
@@ -23,81 +26,137 @@ public enum OpenMetricsText {
         _ text: [UInt8], exemplars book: ExemplarBook, histogram: String, seriesLabels: [String]
     ) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(text.count + text.count / 16 + 64)
+        out.reserveCapacity(text.count + text.count / 64 + 64)
         let bucketPrefix = Array((histogram + "_bucket{").utf8)
-        let help = Array("# HELP ".utf8)
-        let type = Array("# TYPE ".utf8)
-        var pendingHelp: ArraySlice<UInt8>?
-        var start = text.startIndex
-        while start < text.endIndex {
-            let end = text[start...].firstIndex(of: UInt8(ascii: "\n")) ?? text.endIndex
-            let line = text[start..<end]
-            start = end < text.endIndex ? end + 1 : end
-            if line.starts(with: help) {
-                if let held = pendingHelp { writeHelp(held, counter: false, into: &out) }
-                pendingHelp = line
-                continue
+        // Read once: the buckets of a series come in order (ascending bounds,
+        // +Inf last), so a line's bucket is its position within its series.
+        let exemplars = book.snapshot()
+        var series: (prefix: [UInt8], slots: [ExemplarBook.Exemplar?]?) = ([], nil)
+        var bucket = 0
+        text.withUnsafeBufferPointer { input in
+            guard let base = input.baseAddress else { return }
+            let count = input.count
+            // Lines that stay as they are are copied in runs, not one by one:
+            // only HELP/TYPE lines and the histogram's buckets change.
+            var runStart = 0
+            var pendingHelp: Range<Int>?
+            var start = 0
+            func flushRun(to end: Int) {
+                if end > runStart { out.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: end - runStart)) }
             }
-            if line.starts(with: type) {
-                let rest = line.dropFirst(type.count)
-                let space = rest.firstIndex(of: UInt8(ascii: " ")) ?? rest.endIndex
-                let name = rest[rest.startIndex..<space]
-                let kind = rest[space...].dropFirst()
-                let counter = kind.elementsEqual("counter".utf8) && name.count > 6
-                    && name.suffix(6).elementsEqual("_total".utf8)
-                if let held = pendingHelp {
-                    writeHelp(held, counter: counter, into: &out)
-                    pendingHelp = nil
+            while start < count {
+                let end: Int
+                if let newline = memchr(base + start, 0x0A, count - start) {
+                    end = base.distance(to: newline.assumingMemoryBound(to: UInt8.self))
+                } else {
+                    end = count
                 }
-                out += type
-                out += counter ? name.dropLast(6) : name
-                out.append(UInt8(ascii: " "))
-                out += kind
-                out.append(UInt8(ascii: "\n"))
-                continue
+                let next = end < count ? end + 1 : end
+                let line = UnsafeBufferPointer(start: base + start, count: end - start)
+                if line.count > 7, line[0] == 0x23, line[1] == 0x20 {  // "# "
+                    flushRun(to: start)
+                    if line.starts(with: helpPrefix) {
+                        if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
+                        pendingHelp = start..<end
+                    } else if line.starts(with: typePrefix) {
+                        writeType(line, pendingHelp: pendingHelp, input: input, into: &out)
+                        pendingHelp = nil
+                    } else {
+                        out.append(contentsOf: line)
+                        out.append(0x0A)
+                    }
+                    runStart = next
+                } else if pendingHelp != nil || line.isEmpty {
+                    // A HELP without its TYPE (not written by the library), or a blank line.
+                    flushRun(to: start)
+                    if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
+                    pendingHelp = nil
+                    runStart = line.isEmpty ? next : start
+                } else if !exemplars.isEmpty, line.starts(with: bucketPrefix), let le = leOffset(line) {
+                    let prefix = UnsafeBufferPointer(rebasing: line[..<le])
+                    if prefix.elementsEqual(series.prefix) {
+                        bucket += 1
+                    } else {
+                        series = (Array(prefix), seriesKey(prefix, labels: seriesLabels).flatMap { exemplars[$0] })
+                        bucket = 0
+                    }
+                    if let slots = series.slots, bucket < slots.count, let exemplar = slots[bucket] {
+                        flushRun(to: end)
+                        out += Array(" # {trace_id=\"\(exemplar.traceId)\"} \(exemplar.value) \(format(exemplar.timestamp))\n".utf8)
+                        runStart = next
+                    }
+                }
+                start = next
             }
-            if let held = pendingHelp {
-                writeHelp(held, counter: false, into: &out)
-                pendingHelp = nil
-            }
-            if line.isEmpty { continue }
-            out += line
-            if line.starts(with: bucketPrefix), let exemplar = exemplar(of: line, book: book, labels: seriesLabels) {
-                out += Array(" # {trace_id=\"\(exemplar.traceId)\"} \(exemplar.value) \(format(exemplar.timestamp))".utf8)
-            }
-            out.append(UInt8(ascii: "\n"))
+            flushRun(to: count)
+            if count > 0, input[count - 1] != 0x0A, runStart < count { out.append(0x0A) }
+            if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
         }
-        if let held = pendingHelp { writeHelp(held, counter: false, into: &out) }
         out += Array("# EOF\n".utf8)
         return out
     }
 
-    /// A HELP line, its family renamed like its TYPE's and `"` escaped.
-    private static func writeHelp(_ line: ArraySlice<UInt8>, counter: Bool, into out: inout [UInt8]) {
-        let rest = line.dropFirst(7)
-        let space = rest.firstIndex(of: UInt8(ascii: " ")) ?? rest.endIndex
+    private static let helpPrefix = Array("# HELP ".utf8)
+    private static let typePrefix = Array("# TYPE ".utf8)
+
+    /// A TYPE line (and the HELP before it), a counter's family named without `_total`.
+    private static func writeType(
+        _ line: UnsafeBufferPointer<UInt8>, pendingHelp: Range<Int>?, input: UnsafeBufferPointer<UInt8>,
+        into out: inout [UInt8]
+    ) {
+        let rest = line[typePrefix.count...]
+        let space = rest.firstIndex(of: 0x20) ?? rest.endIndex
         let name = rest[rest.startIndex..<space]
-        out += Array("# HELP ".utf8)
+        let kind = rest[space...].dropFirst()
+        let counter = kind.elementsEqual("counter".utf8) && name.count > 6 && name.suffix(6).elementsEqual("_total".utf8)
+        if let held = pendingHelp { writeHelp(input, held, counter: counter, into: &out) }
+        out += typePrefix
+        out += counter ? name.dropLast(6) : name
+        out.append(0x20)
+        out += kind
+        out.append(0x0A)
+    }
+
+    /// A HELP line, its family renamed like its TYPE's and `"` escaped.
+    private static func writeHelp(
+        _ input: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, counter: Bool, into out: inout [UInt8]
+    ) {
+        let rest = input[range].dropFirst(helpPrefix.count)
+        let space = rest.firstIndex(of: 0x20) ?? rest.endIndex
+        let name = rest[rest.startIndex..<space]
+        out += helpPrefix
         out += counter ? name.dropLast(6) : name
         for byte in rest[space...] {
             if byte == UInt8(ascii: "\"") { out.append(UInt8(ascii: "\\")) }
             out.append(byte)
         }
-        out.append(UInt8(ascii: "\n"))
+        out.append(0x0A)
     }
 
-    private static func exemplar(of line: ArraySlice<UInt8>, book: ExemplarBook, labels: [String]) -> ExemplarBook.Exemplar? {
-        guard let close = line.lastIndex(of: UInt8(ascii: "}")) else { return nil }
-        let text = String(decoding: line[line.startIndex...close], as: UTF8.self)
+    /// Where `le="` begins in a bucket line (after `{` or `,`).
+    private static func leOffset(_ line: UnsafeBufferPointer<UInt8>) -> Int? {
+        let marker: [UInt8] = Array("le=\"".utf8)
+        var index = line.count - marker.count
+        while index > 0 {
+            if (line[index - 1] == UInt8(ascii: ",") || line[index - 1] == UInt8(ascii: "{"))
+                && line[index..<index + marker.count].elementsEqual(marker)
+            {
+                return index
+            }
+            index -= 1
+        }
+        return nil
+    }
+
+    /// The book's key of a series: its `labels`' values joined with "|".
+    private static func seriesKey(_ prefix: UnsafeBufferPointer<UInt8>, labels: [String]) -> String? {
+        let text = String(decoding: prefix, as: UTF8.self)
         var key: [String] = []
         for label in labels {
             guard let value = value(of: label, in: text) else { return nil }
             key.append(value)
         }
-        guard let le = value(of: "le", in: text) else { return nil }
-        let bound = le == "+Inf" ? Double.infinity : Double(le)
-        guard let bound else { return nil }
-        return book.exemplar(series: key.joined(separator: "|"), le: bound)
+        return key.joined(separator: "|")
     }
 
     /// The value of `name="…"` in a label set (Weft's label values here have no quotes).
