@@ -442,12 +442,17 @@ def engine_groups(config):
     return out
 
 
+def pace(rate):
+    """How fast a burn-rate alert's budget goes, and its windows: the end of its summary."""
+    factor = float(rate["factor"])
+    return ((f"{number(factor)}× too fast" if factor > 1 else "faster than it lasts")
+            + f" ({SHORT_NAMES[rate['long']]} and {SHORT_NAMES[rate['short']]} windows).")
+
+
 def execution_text(rate, budget, period):
     long, short = rate["long"], rate["short"]
-    factor = float(rate["factor"])
     summary = ("Weft's executions fail for causes of its own, spending the execution budget "
-               + (f"{number(factor)}× too fast" if factor > 1 else "faster than it lasts")
-               + f" ({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
+               + pace(rate))
     description = (f"Over the last {DURATION_WORDS[long]} the share of finished executions that failed because of "
                    f"Weft itself (cause=system: no runner for a task type, a secret the store could not open) was "
                    f"{{{{ printf \"%.1f\" $value }}}}× the {percent(budget)} budget, and the last "
@@ -457,10 +462,8 @@ def execution_text(rate, budget, period):
 
 def task_wait_text(rate, budget, period, threshold):
     long, short = rate["long"], rate["short"]
-    factor = float(rate["factor"])
     summary = (f"Weft's tasks wait more than {number(threshold)} s to start, spending the task-wait budget "
-               + (f"{number(factor)}× too fast" if factor > 1 else "faster than it lasts")
-               + f" ({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
+               + pace(rate))
     description = (f"Over the last {DURATION_WORDS[long]} the share of built-in task attempts that waited more than "
                    f"{number(threshold)} s from queued to started was {{{{ printf \"%.1f\" $value }}}}× the "
                    f"{percent(budget)} budget, and the last {DURATION_WORDS[short]} agree: executions are delayed by "
@@ -470,10 +473,8 @@ def task_wait_text(rate, budget, period, threshold):
 
 def execution_latency_text(rate, budget, period, threshold):
     long, short = rate["long"], rate["short"]
-    factor = float(rate["factor"])
     summary = (f"Weft's executions take longer than {number(threshold)} s end to end, spending the latency budget "
-               + (f"{number(factor)}× too fast" if factor > 1 else "faster than it lasts")
-               + f" ({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
+               + pace(rate))
     description = (f"Over the last {DURATION_WORDS[long]} the share of completed executions (of the workflows "
                    f"slo.yaml selects) that took more than {number(threshold)} s from execute to completion was "
                    f"{{{{ printf \"%.1f\" $value }}}}× the {percent(budget)} budget, and the last "
@@ -510,10 +511,8 @@ def probe_groups(config):
 
 def probe_text(rate, budget, period):
     long, short = rate["long"], rate["short"]
-    factor = float(rate["factor"])
     summary = ("Black-box probes of Weft fail, spending the probe budget "
-               + (f"{number(factor)}× too fast" if factor > 1 else "faster than it lasts")
-               + f" ({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
+               + pace(rate))
     description = (f"Over the last {DURATION_WORDS[long]} the share of failed probes ({{{{ $labels.job }}}}: HTTP "
                    f"/healthz and the gRPC health check, from outside the process) was {{{{ printf \"%.1f\" $value }}}}× "
                    f"the {percent(budget)} budget, and the last {DURATION_WORDS[short]} agree.")
@@ -626,10 +625,8 @@ def availability_text(rate, budget, period):
 
 def latency_text(rate, budget, period):
     long, short = rate["long"], rate["short"]
-    factor = float(rate["factor"])
-    summary = (f"Weft's {{{{ $labels.request_class }}}} requests are spending the latency budget "
-               + (f"{number(factor)}× too fast" if factor > 1 else "faster than it lasts")
-               + f" ({SHORT_NAMES[long]} and {SHORT_NAMES[short]} windows).")
+    summary = ("Weft's {{ $labels.request_class }} requests are spending the latency budget "
+               + pace(rate))
     description = (f"Over the last {DURATION_WORDS[long]} the share of successful {{{{ $labels.request_class }}}} "
                    f"requests slower than their threshold was {{{{ printf \"%.1f\" $value }}}}× the {percent(budget)} "
                    f"budget, and the last {DURATION_WORDS[short]} agree.")
