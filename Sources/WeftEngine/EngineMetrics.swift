@@ -138,8 +138,8 @@ public final class EngineMetrics: Sendable {
     }
 
     /// The series of a labelled organization's "other" workflows, at 0, so
-    /// its success ratio reads 1 - (failures / all) from its first execution
-    /// on, and per-organization panels list it before it has run anything.
+    /// per-organization rates and panels have it (at 0) before it has run
+    /// anything, rather than no data.
     public func organizationLabelled(_ orgId: String) {
         let org = labels.org(orgId)
         _ = counter(MetricNames.executionsStarted, help: Self.startedHelp, [("org", org), ("workflow", "other")])
@@ -194,7 +194,7 @@ public final class EngineMetrics: Sendable {
     /// workflow and part.
     func costAccrued(orgId: String, workflow: String, _ cost: ExecutionCost) {
         let label = labels.labels(orgId: orgId, workflow: workflow).workflow
-        let help = "Cost accrued by executions in US dollars, by workflow name (capped, then \"other\") and part (attempts, compute, requests, egress)."
+        let help = "Cost accrued by executions in US dollars, by workflow name (the labelled ones, else \"other\") and part (attempts, compute, requests, egress)."
         for (component, dollars) in [
             ("attempts", cost.attemptsDollars), ("compute", cost.computeDollars), ("requests", cost.requestsDollars),
             ("egress", cost.egressDollars),

@@ -19,18 +19,29 @@ public enum OpenMetricsText {
         return accept.contains("application/openmetrics-text")
     }
 
-    /// `text` (format 0.0.4) as OpenMetrics; the buckets of `histogram`
-    /// (e.g. `weft_request_duration_seconds`) get the exemplars of `book`,
-    /// keyed by the values of `seriesLabels` joined with "|".
-    public static func convert(
-        _ text: [UInt8], exemplars book: ExemplarBook, histogram: String, seriesLabels: [String]
-    ) -> [UInt8] {
+    /// A histogram whose buckets carry exemplars: its series are keyed in
+    /// `book` by the values of `seriesLabels` joined with "|".
+    public struct Exemplars: Sendable {
+        public var histogram: String
+        public var seriesLabels: [String]
+        public var book: ExemplarBook
+
+        public init(histogram: String, seriesLabels: [String], book: ExemplarBook) {
+            self.histogram = histogram
+            self.seriesLabels = seriesLabels
+            self.book = book
+        }
+    }
+
+    /// `text` (format 0.0.4) as OpenMetrics, the buckets of each histogram of
+    /// `exemplars` with the exemplars of its book.
+    public static func convert(_ text: [UInt8], exemplars families: [Exemplars]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(text.count + text.count / 64 + 64)
-        let bucketPrefix = Array((histogram + "_bucket{").utf8)
         // Read once: the buckets of a series come in order (ascending bounds,
         // +Inf last), so a line's bucket is its position within its series.
-        let exemplars = book.snapshot()
+        let books = families.map { (prefix: Array(($0.histogram + "_bucket{").utf8), labels: $0.seriesLabels, slots: $0.book.snapshot()) }
+            .filter { !$0.slots.isEmpty }
         var series: (prefix: [UInt8], slots: [ExemplarBook.Exemplar?]?) = ([], nil)
         var bucket = 0
         text.withUnsafeBufferPointer { input in
@@ -72,12 +83,14 @@ public enum OpenMetricsText {
                     if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
                     pendingHelp = nil
                     runStart = line.isEmpty ? next : start
-                } else if !exemplars.isEmpty, line.starts(with: bucketPrefix), let le = leOffset(line) {
+                } else if !books.isEmpty, let family = books.first(where: { line.starts(with: $0.prefix) }),
+                    let le = leOffset(line)
+                {
                     let prefix = UnsafeBufferPointer(rebasing: line[..<le])
                     if prefix.elementsEqual(series.prefix) {
                         bucket += 1
                     } else {
-                        series = (Array(prefix), seriesKey(prefix, labels: seriesLabels).flatMap { exemplars[$0] })
+                        series = (Array(prefix), seriesKey(prefix, labels: family.labels).flatMap { family.slots[$0] })
                         bucket = 0
                     }
                     if let slots = series.slots, bucket < slots.count, let exemplar = slots[bucket] {

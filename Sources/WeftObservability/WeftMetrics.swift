@@ -11,10 +11,14 @@ import Synchronization
 /// same `/metrics` output.
 public final class WeftMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    /// Trace ids of sampled requests per bucket of the latency SLI
-    /// (`weft_request_duration_seconds`), written into the OpenMetrics
-    /// exposition as exemplars.
+    /// Trace ids of sampled requests per bucket of the latency histograms,
+    /// written into the OpenMetrics exposition as exemplars: the latency SLI
+    /// (`weft_request_duration_seconds`, by transport and class), gRPC
+    /// methods (`grpc_server_handling_seconds`) and HTTP routes
+    /// (`http_server_request_duration_seconds`).
     public let exemplars = ExemplarBook(bounds: WeftMetrics.latencyBuckets)
+    public let grpcExemplars = ExemplarBook(bounds: WeftMetrics.latencyBuckets)
+    public let httpExemplars = ExemplarBook(bounds: WeftMetrics.latencyBuckets)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -33,11 +37,15 @@ public final class WeftMetrics: Sendable {
         return buffer
     }
 
-    /// The OpenMetrics exposition, with exemplars on the latency SLI's buckets.
+    /// The OpenMetrics exposition, with exemplars on the latency histograms' buckets.
     public func openMetricsExposition() -> [UInt8] {
-        OpenMetricsText.convert(
-            exposition(), exemplars: exemplars, histogram: MetricNames.requestDuration,
-            seriesLabels: ["transport", "request_class"])
+        OpenMetricsText.convert(exposition(), exemplars: [
+            .init(histogram: MetricNames.requestDuration, seriesLabels: ["transport", "request_class"], book: exemplars),
+            .init(histogram: MetricNames.grpcHandlingSeconds, seriesLabels: ["grpc_service", "grpc_method"], book: grpcExemplars),
+            .init(
+                histogram: MetricNames.httpRequestDuration,
+                seriesLabels: ["http_request_method", "http_route", "http_response_status_code"], book: httpExemplars),
+        ])
     }
 
     public func counter(_ name: String, help: String, labels: [(String, String)] = []) -> Prometheus.Counter {

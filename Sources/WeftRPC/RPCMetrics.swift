@@ -68,7 +68,8 @@ public final class RPCMetrics: Sendable {
 
     /// Records one non-gRPC HTTP request. `route` is the route template (never
     /// the raw path), so the label set stays bounded.
-    func recordHTTP(method: String, route: String, status: Int, duration: Duration) {
+    /// `traceId`: the request's, when its span is recorded (an exemplar).
+    func recordHTTP(method: String, route: String, status: Int, duration: Duration, traceId: String? = nil) {
         let method = Self.knownMethods.contains(method) ? method : "_OTHER"
         let key = HTTPKey(method: method, route: route, status: status)
         let histogram = httpHistograms.withLock { histograms in
@@ -83,6 +84,10 @@ public final class RPCMetrics: Sendable {
             return h
         }
         histogram.record(duration)
+        if let traceId {
+            let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+            metrics.httpExemplars.record(series: "\(method)|\(route)|\(status)", seconds: seconds, traceId: traceId)
+        }
     }
 
     private static let knownMethods: Set<String> = [
@@ -164,10 +169,13 @@ final class RPCMethodMetrics: Sendable {
     let sli: SLIMetrics.Handles?
     private let metrics: WeftMetrics
     private let labels: [(String, String)]
+    /// The method's key in `WeftMetrics.grpcExemplars`.
+    private let exemplarSeries: String
 
     init(metrics: WeftMetrics, descriptor: RPCMethodDescriptor, sli: SLIMetrics.Handles?) {
         self.metrics = metrics
         self.sli = sli
+        exemplarSeries = descriptor.service + "|" + descriptor.method
         let labels = [
             ("grpc_type", descriptor.kind.rawValue), ("grpc_service", descriptor.service),
             ("grpc_method", descriptor.method),
@@ -193,6 +201,14 @@ final class RPCMethodMetrics: Sendable {
         metrics.counter(
             MetricNames.grpcHandled, help: "RPCs completed on the server, by status code.",
             labels: labels + [("grpc_code", code.name)])
+    }
+
+    /// The handling time, and a recorded span's trace id as its exemplar.
+    func handlingTime(nanoseconds: Int64, traceId: String?) {
+        handlingSeconds.recordNanoseconds(nanoseconds)
+        if let traceId {
+            metrics.grpcExemplars.record(series: exemplarSeries, seconds: Double(nanoseconds) / 1e9, traceId: traceId)
+        }
     }
 
     func handled(_ code: RPCError.Code) {

@@ -29,8 +29,9 @@ struct OpenMetricsTextTests {
         book.record(series: "grpc|read", seconds: 0.1834, traceId: "0af7651916cd43dd8448eb211c80319c", at: 1_800_000_000.5)
         book.record(series: "http|read", seconds: 0.0005, traceId: "ffffffffffffffffffffffffffffffff", at: 1_800_000_000)
         let out = String(decoding: OpenMetricsText.convert(
-            Array(text.utf8), exemplars: book, histogram: "weft_request_duration_seconds",
-            seriesLabels: ["transport", "request_class"]), as: UTF8.self)
+            Array(text.utf8),
+            exemplars: [.init(histogram: "weft_request_duration_seconds", seriesLabels: ["transport", "request_class"], book: book)]),
+            as: UTF8.self)
         let lines = out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         #expect(lines.contains(#"# HELP weft_requests User requests, by \"outcome\"."#))
         #expect(lines.contains("# TYPE weft_requests counter"))

@@ -522,25 +522,27 @@ def absent_metrics(prom: Prometheus, expr: str, at: float) -> list[str]:
 
 def exemplar_problems(prom: Prometheus, since: float) -> list[str]:
     """Prometheus scraped /metrics as OpenMetrics and kept exemplars on the
-    latency SLI's buckets: trace ids of sampled requests, each inside its
-    bucket's bounds."""
-    body = prom.api("query_exemplars", query='weft_request_duration_seconds_bucket{job="weft"}',
-                    start=f"{since:.3f}", end=f"{time.time():.3f}")
-    if body.get("status") != "success":
-        return [f"query_exemplars: {body}"]
-    found = [(series["seriesLabels"], e) for series in body["data"] for e in series.get("exemplars", [])]
-    if not found:
-        return ["no exemplar on weft_request_duration_seconds_bucket: /metrics as OpenMetrics should carry "
-                "the trace ids of sampled requests"]
+    latency histograms' buckets (the SLI's, gRPC methods', HTTP routes'):
+    trace ids of sampled requests, each inside its bucket's bounds."""
     problems = []
-    for labels, exemplar in found:
-        trace_id = exemplar["labels"].get("trace_id", "")
-        le = float(labels["le"])
-        if not re.fullmatch(r"[0-9a-f]{32}", trace_id) or not 0 < float(exemplar["value"]) <= le:
-            problems.append(f"exemplar {exemplar} on {labels}: not a trace id, or a value outside the bucket")
-    classes = {labels["request_class"] for labels, _ in found}
-    if not {"read", "write"} <= classes:
-        problems.append(f"exemplars only for the request classes {sorted(classes)}; the load reads and writes")
+    for histogram, label, want in (("weft_request_duration_seconds", "request_class", {"read", "write"}),
+                                   ("grpc_server_handling_seconds", "grpc_method", {"GetCurrentUser", "ListWorkflows"}),
+                                   ("http_server_request_duration_seconds", "http_route", {"/workflows"})):
+        body = prom.api("query_exemplars", query=f'{histogram}_bucket{{job="weft"}}',
+                        start=f"{since:.3f}", end=f"{time.time():.3f}")
+        if body.get("status") != "success":
+            problems.append(f"query_exemplars {histogram}: {body}")
+            continue
+        found = [(series["seriesLabels"], e) for series in body["data"] for e in series.get("exemplars", [])]
+        for labels, exemplar in found:
+            trace_id = exemplar["labels"].get("trace_id", "")
+            le = float(labels["le"])
+            if not re.fullmatch(r"[0-9a-f]{32}", trace_id) or not 0 < float(exemplar["value"]) <= le:
+                problems.append(f"exemplar {exemplar} on {labels}: not a trace id, or a value outside the bucket")
+        seen = {labels.get(label) for labels, _ in found}
+        if not want <= seen:
+            problems.append(f"{histogram}: exemplars for {label} {sorted(v for v in seen if v)}, "
+                            f"none for {sorted(want - seen)} (the load calls them, traced)")
     return problems
 
 

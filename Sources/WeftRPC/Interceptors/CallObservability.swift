@@ -87,11 +87,11 @@ final class CallObservability: Sendable {
         call.ended = true
         call.metrics.handled(code)
         let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos)
-        call.metrics.handlingSeconds.recordNanoseconds(elapsed)
-        let outcome = error?.outcome ?? RequestOutcome(code: code)
         // A recorded span's trace id becomes an exemplar (deferred spans get
         // theirs only when shipped).
-        let traceId = outcome == .ok ? call.trace?.span.flatMap(WeftTracing.traceId(of:)) : nil
+        let traceId = call.trace?.span.flatMap(WeftTracing.traceId(of:))
+        call.metrics.handlingTime(nanoseconds: elapsed, traceId: traceId)
+        let outcome = error?.outcome ?? RequestOutcome(code: code)
         call.metrics.sli?.record(outcome, nanoseconds: elapsed, traceId: traceId)
         if let trace = call.trace, var deferred = trace.deferred {
             trace.deferred = nil
@@ -231,7 +231,7 @@ final class CallObservability: Sendable {
     ) {
         let status = response.status
         let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - start.uptimeNanoseconds)
-        metrics.recordHTTP(method: method, route: route, status: status, duration: .nanoseconds(elapsed))
+        metrics.recordHTTP(method: method, route: route, status: status, duration: .nanoseconds(elapsed), traceId: traceId)
         metrics.sliHTTP.handles(requestClass)?.record(
             response.outcome ?? RequestOutcome(httpStatus: status), nanoseconds: elapsed, traceId: traceId)
         if response.decodeFailed { metrics.restDecodeErrors.increment() }
