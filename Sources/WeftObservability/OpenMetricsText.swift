@@ -83,11 +83,11 @@ public enum OpenMetricsText {
                     if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
                     pendingHelp = nil
                     runStart = line.isEmpty ? next : start
-                } else if !books.isEmpty, let family = books.first(where: { line.starts(with: $0.prefix) }),
+                } else if !books.isEmpty, let family = books.first(where: { Self.begins(line, with: $0.prefix) }),
                     let le = leOffset(line)
                 {
                     let prefix = UnsafeBufferPointer(rebasing: line[..<le])
-                    if prefix.elementsEqual(series.prefix) {
+                    if Self.begins(prefix, with: series.prefix) && prefix.count == series.prefix.count {
                         bucket += 1
                     } else {
                         series = (Array(prefix), seriesKey(prefix, labels: family.labels).flatMap { family.slots[$0] })
@@ -146,13 +146,20 @@ public enum OpenMetricsText {
         out.append(0x0A)
     }
 
+    /// Whether `line` begins with `prefix` (a plain byte compare: this runs
+    /// for every sample line of the exposition).
+    private static func begins(_ line: UnsafeBufferPointer<UInt8>, with prefix: [UInt8]) -> Bool {
+        guard line.count >= prefix.count, let base = line.baseAddress else { return prefix.isEmpty }
+        return prefix.withUnsafeBufferPointer { memcmp(base, $0.baseAddress!, prefix.count) } == 0
+    }
+
     /// Where `le="` begins in a bucket line (after `{` or `,`).
     private static func leOffset(_ line: UnsafeBufferPointer<UInt8>) -> Int? {
-        let marker: [UInt8] = Array("le=\"".utf8)
-        var index = line.count - marker.count
+        var index = line.count - 4
         while index > 0 {
-            if (line[index - 1] == UInt8(ascii: ",") || line[index - 1] == UInt8(ascii: "{"))
-                && line[index..<index + marker.count].elementsEqual(marker)
+            if line[index] == UInt8(ascii: "l"), line[index + 1] == UInt8(ascii: "e"), line[index + 2] == UInt8(ascii: "="),
+                line[index + 3] == UInt8(ascii: "\""),
+                line[index - 1] == UInt8(ascii: ",") || line[index - 1] == UInt8(ascii: "{")
             {
                 return index
             }

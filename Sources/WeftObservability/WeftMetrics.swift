@@ -32,10 +32,15 @@ public final class WeftMetrics: Sendable {
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     public func exposition() -> [UInt8] {
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(16 * 1024)
+        // The last exposition's size (plus a little): one allocation, not a
+        // dozen doublings and copies of a body near a megabyte.
+        buffer.reserveCapacity(lastSize.withLock { $0 } + 4096)
         registry.emit(into: &buffer)
+        lastSize.withLock { $0 = buffer.count }
         return buffer
     }
+
+    private let lastSize = Mutex(16 * 1024)
 
     /// The OpenMetrics exposition, with exemplars on the latency histograms' buckets.
     public func openMetricsExposition() -> [UInt8] {
