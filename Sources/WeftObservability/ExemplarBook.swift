@@ -4,9 +4,9 @@ import Synchronization
 /// The latest sampled trace that landed in each bucket of a latency
 /// histogram (the exemplars of OpenMetrics): a slow bucket of
 /// `weft_request_duration_seconds` in Grafana links to a request's trace.
-/// Kept per series (a `transport|request_class` key) and bucket; only
-/// requests whose span is recorded (sampled) leave one, so every exemplar's
-/// trace exists in the tracing backend.
+/// Kept per series (its label values joined with "|", e.g.
+/// `http|read`) and bucket; only requests whose span is sampled leave one,
+/// so an exemplar names a trace that was sent to the tracing backend.
 public final class ExemplarBook: Sendable {
     public struct Exemplar: Sendable, Equatable {
         public var traceId: String

@@ -8,7 +8,9 @@ import Glibc
 /// The two formats differ where Weft's output is concerned only in that a
 /// counter family is named without its `_total` (its samples keep it), HELP
 /// escapes a double quote, the exposition ends with `# EOF`, and a sample
-/// may carry an exemplar: `name{…,le="0.25"} 42 # {trace_id="…"} 0.1834 1.7e9`.
+/// may carry an exemplar: `name{…,le="0.25"} 42 # {trace_id="…"} 0.1834 1.7e9`
+/// (on the buckets of the histograms given, each series' bucket found by
+/// its position).
 /// Every counter Weft exports ends in `_total` (a test checks it).
 public enum OpenMetricsText {
     public static let contentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -33,15 +35,28 @@ public enum OpenMetricsText {
         }
     }
 
+    /// The books' contents, read before the text is rendered: an exemplar's
+    /// observation is recorded in its histogram before its book, so every
+    /// exemplar written is counted in the buckets written.
+    public static func snapshot(_ families: [Exemplars]) -> [(prefix: [UInt8], labels: [String], slots: [String: [ExemplarBook.Exemplar?]])] {
+        families.map { (prefix: Array(($0.histogram + "_bucket{").utf8), labels: $0.seriesLabels, slots: $0.book.snapshot()) }
+            .filter { !$0.slots.isEmpty }
+    }
+
     /// `text` (format 0.0.4) as OpenMetrics, the buckets of each histogram of
     /// `exemplars` with the exemplars of its book.
     public static func convert(_ text: [UInt8], exemplars families: [Exemplars]) -> [UInt8] {
+        convert(text, snapshot: snapshot(families))
+    }
+
+    /// `convert` with the books read beforehand (`snapshot`).
+    public static func convert(
+        _ text: [UInt8], snapshot books: [(prefix: [UInt8], labels: [String], slots: [String: [ExemplarBook.Exemplar?]])]
+    ) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(text.count + text.count / 64 + 64)
-        // Read once: the buckets of a series come in order (ascending bounds,
-        // +Inf last), so a line's bucket is its position within its series.
-        let books = families.map { (prefix: Array(($0.histogram + "_bucket{").utf8), labels: $0.seriesLabels, slots: $0.book.snapshot()) }
-            .filter { !$0.slots.isEmpty }
+        // The buckets of a series come in order (ascending bounds, +Inf
+        // last), so a line's bucket is its position within its series.
         var series: (prefix: [UInt8], slots: [ExemplarBook.Exemplar?]?) = ([], nil)
         var bucket = 0
         text.withUnsafeBufferPointer { input in
@@ -63,31 +78,43 @@ public enum OpenMetricsText {
                     end = count
                 }
                 let next = end < count ? end + 1 : end
+                let lineStart = start
                 let line = UnsafeBufferPointer(start: base + start, count: end - start)
-                if line.count > 7, line[0] == 0x23, line[1] == 0x20 {  // "# "
-                    flushRun(to: start)
+                start = next
+                if line.first == 0x23 {  // "#"
+                    flushRun(to: lineStart)
                     if line.starts(with: helpPrefix) {
                         if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
-                        pendingHelp = start..<end
+                        pendingHelp = lineStart..<end
                     } else if line.starts(with: typePrefix) {
                         writeType(line, pendingHelp: pendingHelp, input: input, into: &out)
                         pendingHelp = nil
-                    } else {
+                    } else if line.starts(with: unitPrefix) {
                         out.append(contentsOf: line)
                         out.append(0x0A)
                     }
+                    // Any other comment is left out: OpenMetrics allows none.
                     runStart = next
-                } else if pendingHelp != nil || line.isEmpty {
-                    // A HELP without its TYPE (not written by the library), or a blank line.
-                    flushRun(to: start)
-                    if let held = pendingHelp { writeHelp(input, held, counter: false, into: &out) }
+                    continue
+                }
+                if let held = pendingHelp {
+                    // A HELP without its TYPE (the library writes none).
+                    flushRun(to: lineStart)
+                    writeHelp(input, held, counter: false, into: &out)
                     pendingHelp = nil
-                    runStart = line.isEmpty ? next : start
-                } else if !books.isEmpty, let family = books.first(where: { Self.begins(line, with: $0.prefix) }),
+                    runStart = lineStart
+                }
+                if line.isEmpty {
+                    // OpenMetrics has no blank lines.
+                    flushRun(to: lineStart)
+                    runStart = next
+                    continue
+                }
+                if !books.isEmpty, let family = books.first(where: { Self.begins(line, with: $0.prefix) }),
                     let le = leOffset(line)
                 {
                     let prefix = UnsafeBufferPointer(rebasing: line[..<le])
-                    if Self.begins(prefix, with: series.prefix) && prefix.count == series.prefix.count {
+                    if prefix.count == series.prefix.count && Self.begins(prefix, with: series.prefix) {
                         bucket += 1
                     } else {
                         series = (Array(prefix), seriesKey(prefix, labels: family.labels).flatMap { family.slots[$0] })
@@ -99,7 +126,6 @@ public enum OpenMetricsText {
                         runStart = next
                     }
                 }
-                start = next
             }
             flushRun(to: count)
             if count > 0, input[count - 1] != 0x0A, runStart < count { out.append(0x0A) }
@@ -110,6 +136,7 @@ public enum OpenMetricsText {
     }
 
     private static let helpPrefix = Array("# HELP ".utf8)
+    private static let unitPrefix = Array("# UNIT ".utf8)
     private static let typePrefix = Array("# TYPE ".utf8)
 
     /// A TYPE line (and the HELP before it), a counter's family named without `_total`.
@@ -149,7 +176,8 @@ public enum OpenMetricsText {
     /// Whether `line` begins with `prefix` (a plain byte compare: this runs
     /// for every sample line of the exposition).
     private static func begins(_ line: UnsafeBufferPointer<UInt8>, with prefix: [UInt8]) -> Bool {
-        guard line.count >= prefix.count, let base = line.baseAddress else { return prefix.isEmpty }
+        guard !prefix.isEmpty else { return true }
+        guard line.count >= prefix.count, let base = line.baseAddress else { return false }
         return prefix.withUnsafeBufferPointer { memcmp(base, $0.baseAddress!, prefix.count) } == 0
     }
 

@@ -44,13 +44,15 @@ public final class WeftMetrics: Sendable {
 
     /// The OpenMetrics exposition, with exemplars on the latency histograms' buckets.
     public func openMetricsExposition() -> [UInt8] {
-        OpenMetricsText.convert(exposition(), exemplars: [
+        // The books first: every exemplar read is then counted in the text.
+        let books = OpenMetricsText.snapshot([
             .init(histogram: MetricNames.requestDuration, seriesLabels: ["transport", "request_class"], book: exemplars),
             .init(histogram: MetricNames.grpcHandlingSeconds, seriesLabels: ["grpc_service", "grpc_method"], book: grpcExemplars),
             .init(
                 histogram: MetricNames.httpRequestDuration,
                 seriesLabels: ["http_request_method", "http_route", "http_response_status_code"], book: httpExemplars),
         ])
+        return OpenMetricsText.convert(exposition(), snapshot: books)
     }
 
     public func counter(_ name: String, help: String, labels: [(String, String)] = []) -> Prometheus.Counter {

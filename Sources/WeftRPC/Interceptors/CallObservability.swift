@@ -164,14 +164,18 @@ final class CallObservability: Sendable {
     func answeredRESTNow(
         _ request: HTTPRequest, route: String, requestClass: RequestClass, response: HTTPResponse, start: NIODeadline
     ) {
+        var traceId: String?
         if WeftTracing.isEnabled,
             let span = WeftTracing.startServer("\(request.method) \(route)", headers: TraceHeaders(headers: request.headers))
         {
             Self.describe(span, request, route: route)
             Self.mark(span, response)
+            traceId = WeftTracing.traceId(of: span)
             span.end()
         }
-        answeredHTTP(method: request.method, route: route, response: response, requestClass: requestClass, start: start)
+        answeredHTTP(
+            method: request.method, route: route, response: response, requestClass: requestClass, start: start,
+            traceId: traceId)
     }
 
     /// A REST span's request attributes (OpenTelemetry HTTP server conventions).
