@@ -35,6 +35,7 @@ base comes from `grafana`). The expected annotations of the promtool tests
 (alerts_test.yml, alerts_test_long.yml) follow the same two lines.
 """
 import argparse
+import functools
 import json
 import pathlib
 import re
@@ -240,6 +241,7 @@ def check_url(url, what):
 
 # ---- links: the runbook on Grafana, and each alert's dashboard ----
 
+@functools.lru_cache(maxsize=None)
 def runbook_sections():
     """The '## ' sections of docs/RUNBOOK.md in order: (title, markdown body)."""
     text = RUNBOOK.read_text()
@@ -249,6 +251,7 @@ def runbook_sections():
     return intro, sections
 
 
+@functools.lru_cache(maxsize=None)
 def runbook_panels():
     """Section title -> its panel id on Weft / Runbook (intro is panel 1)."""
     _, sections = runbook_sections()
@@ -262,6 +265,7 @@ def runbook_url(config, name):
     return f"{config['grafana'].rstrip('/')}/d/{RUNBOOK_UID}/{RUNBOOK_UID}?viewPanel={panels[name]}"
 
 
+@functools.lru_cache(maxsize=None)
 def dashboard_uids():
     uids = {RUNBOOK_UID}
     for path in HERE.glob("weft-*.json"):

@@ -21,11 +21,7 @@ public final class ExemplarBook: Sendable {
     private let slots = Mutex<[String: [Exemplar?]]>([:])
 
     public init(bounds: [Duration]) {
-        self.bounds = bounds.map(Self.seconds)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        self.bounds = bounds.map(\.inSeconds)
     }
 
     /// Keeps the trace of an observation of `seconds` in `series`.

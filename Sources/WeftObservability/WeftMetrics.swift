@@ -95,6 +95,11 @@ public final class WeftMetrics: Sendable {
     ]
 }
 
+extension Duration {
+    /// The duration in seconds, as metrics (gauges, exemplars) carry it.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
 /// Every metric name in one place (Prometheus conventions: base units, `_total`
 /// for counters). gRPC names and labels are those of go-grpc-prometheus so
 /// existing dashboards and alerts work unchanged.

@@ -85,8 +85,7 @@ public final class RPCMetrics: Sendable {
         }
         histogram.record(duration)
         if let traceId {
-            let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
-            metrics.httpExemplars.record(series: "\(method)|\(route)|\(status)", seconds: seconds, traceId: traceId)
+            metrics.httpExemplars.record(series: "\(method)|\(route)|\(status)", seconds: duration.inSeconds, traceId: traceId)
         }
     }
 

@@ -34,8 +34,7 @@ struct OperationsSampler: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     guard (try? await engine.waitUntilReady()) != nil else { return }
-                    let elapsed = ContinuousClock.now - started
-                    recovery.set(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                    recovery.set((ContinuousClock.now - started).inSeconds)
                 }
                 while !Task.isCancelled {
                     for (file, gauge) in sizes {
