@@ -25,18 +25,30 @@ command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >
 command -v h2load >/dev/null || { echo "needs h2load (apt-get install nghttp2-client)" >&2; exit 2; }
 
 # The libraries the server actually loads: swift_retain/release live in the
-# toolchain's libswiftCore, malloc in libc.
+# toolchain's libswiftCore, malloc in jemalloc (linked into weft) or, for an
+# older build without it, libc. Builds with different allocators cannot be
+# compared in one run (the probes differ): compare like with like.
 swiftcore=$(ldd "${BINARIES[0]}" | awk '/libswiftCore/ {print $3}')
-libc=$(ldd "${BINARIES[0]}" | awk '/libc\.so/ {print $3}')
-[ -n "$swiftcore" ] && [ -n "$libc" ] || { echo "cannot find libswiftCore/libc of ${BINARIES[0]}" >&2; exit 2; }
+libc=$(ldd "${BINARIES[0]}" | awk '/libjemalloc/ {print $3}')
+[ -n "$libc" ] || libc=$(ldd "${BINARIES[0]}" | awk '/libc\.so/ {print $3}')
+[ -n "$swiftcore" ] && [ -n "$libc" ] || { echo "cannot find libswiftCore/malloc of ${BINARIES[0]}" >&2; exit 2; }
 add_probe() {  # library function
     perf probe -l 2>/dev/null | grep -q ":$2 " || perf probe -q -x "$1" "$2" >/dev/null
 }
 add_probe "$swiftcore" swift_retain
 add_probe "$swiftcore" swift_release
-add_probe "$libc" malloc
+case "$libc" in
+*jemalloc*)
+    # By address: a probe by name would also catch jemalloc's own malloc@plt.
+    addr=$(nm -D --defined-only "$libc" | awk '$3 == "malloc" {print $1}')
+    perf probe -l 2>/dev/null | grep -q ":jemalloc_malloc " || perf probe -q -x "$libc" -a "jemalloc_malloc=0x$addr" >/dev/null
+    malloc_event=jemalloc_malloc ;;
+*)
+    add_probe "$libc" malloc
+    malloc_event=malloc ;;
+esac
 event() { perf probe -l 2>/dev/null | awk -v f=":$1" 'index($1, f) == length($1) - length(f) + 1 {print $1; exit}'; }
-EVENTS="$(event swift_retain),$(event swift_release),$(event malloc)"
+EVENTS="$(event swift_retain),$(event swift_release),$(event $malloc_event)"
 
 METHOD=${METHOD:-health}
 OUT=$(mktemp -d /tmp/weft-count.XXXXXX)

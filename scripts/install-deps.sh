@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [run|test]   (default: run)
 set -euo pipefail
 mode=${1:-run}
-packages=(libnghttp2-dev zlib1g-dev libsqlite3-dev libssl-dev pkg-config)
+packages=(libnghttp2-dev zlib1g-dev libsqlite3-dev libssl-dev libjemalloc-dev pkg-config)
 if [ "$mode" = test ]; then
   # h2load (nghttp2-client), promtool (prometheus), the blackbox exporter
   # (test_prometheus_scrape.py probes Weft with it), curl with HTTP/2, strace

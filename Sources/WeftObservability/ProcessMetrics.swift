@@ -1,3 +1,4 @@
+import CJemalloc
 import Foundation
 import Prometheus
 import Synchronization
@@ -15,6 +16,8 @@ public final class ProcessMetrics: Sendable {
     private let virtual: Prometheus.Gauge
     private let openFDs: Prometheus.Gauge
     private let maxFDs: Prometheus.Gauge
+    private let heapAllocated: Prometheus.Gauge
+    private let heapResident: Prometheus.Gauge
     private let startTime: Prometheus.Gauge
     private let startTimeSet = Mutex(false)
     /// CPU seconds already added to the counter (it only goes up).
@@ -43,6 +46,11 @@ public final class ProcessMetrics: Sendable {
         virtual = metrics.gauge("process_virtual_memory_bytes", help: "Virtual memory size in bytes.")
         openFDs = metrics.gauge("process_open_fds", help: "Number of open file descriptors.")
         maxFDs = metrics.gauge("process_max_fds", help: "Maximum number of open file descriptors.")
+        heapAllocated = metrics.gauge(
+            "weft_heap_allocated_bytes", help: "Bytes the allocator (jemalloc) has handed out and not yet had back.")
+        heapResident = metrics.gauge(
+            "weft_heap_resident_bytes",
+            help: "Bytes of physical memory the allocator (jemalloc) holds, in use or cached for reuse.")
         startTime = metrics.gauge(
             "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
         #if swift(>=6.3)
@@ -90,6 +98,11 @@ public final class ProcessMetrics: Sendable {
         }
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { maxFDs.set(Double(limit.rlim_cur)) }
+        weft_jemalloc_refresh()
+        let allocated = weft_jemalloc_stat("stats.allocated")
+        let heapResidentBytes = weft_jemalloc_stat("stats.resident")
+        if allocated >= 0 { heapAllocated.set(Double(allocated)) }
+        if heapResidentBytes >= 0 { heapResident.set(Double(heapResidentBytes)) }
     }
 
     /// Seconds since the epoch at boot (`btime` in /proc/stat).
