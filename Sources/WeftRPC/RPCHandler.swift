@@ -241,7 +241,9 @@ public struct PreparedResponse<Message: SwiftProtobuf.Message>: Sendable {
 
     public init(_ message: Message) throws {
         self.message = message
-        self.framed = try ProtobufCoding.encode(message)
+        var framed = try ProtobufCoding.encode(message)
+        framed.seal()
+        self.framed = framed
     }
 
     /// The message's JSON by `encoder` (nil: swift-protobuf's), written once.
@@ -271,6 +273,9 @@ enum ProtobufCoding {
 
     /// Decodes in place (RawSpan), without a copy.
     static func decode<M: SwiftProtobuf.Message>(_ bytes: UnsafeRawBufferPointer) throws -> M {
+        // No bytes are the default message (proto3); a health check's
+        // request usually is one.
+        if bytes.isEmpty { return M() }
         do {
             return try M(serializedBytes: bytes.bytes)
         } catch {

@@ -30,6 +30,23 @@ public final class HealthStatusStore: Sendable {
         state.withLock { $0.statuses[service] }
     }
 
+    /// The answer to a check of `service`, serialized once per status
+    /// (a check is polled by every load balancer and probe).
+    func checkResponse(_ service: String) throws -> PreparedResponse<Grpc_Health_V1_HealthCheckResponse> {
+        guard let status = status(of: service) else {
+            throw RPCError(code: .notFound, message: "unknown service \(service)")
+        }
+        switch status {
+        case .serving: return Self.serving
+        case .notServing: return Self.notServing
+        default: return try PreparedResponse(.with { $0.status = status })
+        }
+    }
+
+    private static let serving = try! PreparedResponse(Grpc_Health_V1_HealthCheckResponse.with { $0.status = .serving })
+    private static let notServing = try! PreparedResponse(
+        Grpc_Health_V1_HealthCheckResponse.with { $0.status = .notServing })
+
     public var isDraining: Bool { state.withLock { $0.draining } }
 
     public var all: [String: Status] { state.withLock { $0.statuses } }
@@ -83,16 +100,15 @@ public struct HealthService: RPCService {
 
     public var handlers: [RPCHandler] {
         [
-            // Inline: a lock and a dictionary lookup, no reason to leave the event loop.
-            .unaryInline(
+            // On the event loop: a lock, a dictionary lookup and a response
+            // serialized once (the task fallback is never taken).
+            .unary(
                 service: Self.name, method: "Check",
                 request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self,
-                access: .public
+                access: .public,
+                prepared: { [store] request, _ in try store.checkResponse(request.service) }
             ) { [store] request, _ in
-                guard let status = store.status(of: request.service) else {
-                    throw RPCError(code: .notFound, message: "unknown service \(request.service)")
-                }
-                return .with { $0.status = status }
+                try store.checkResponse(request.service).message
             },
             .serverStreaming(
                 service: Self.name, method: "Watch",

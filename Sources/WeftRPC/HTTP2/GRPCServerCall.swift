@@ -225,7 +225,7 @@ final class GRPCServerCall: @unchecked Sendable {
     private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
         guard let context else { return }
         do {
-            let response: GRPCFramedMessage
+            var response: GRPCFramedMessage
             switch handlerBody {
             case .inline(let body):
                 response = try body(request, context)
@@ -241,12 +241,12 @@ final class GRPCServerCall: @unchecked Sendable {
             }
             switch context.responseCompressionPreference {
             case .some(false):
-                try sendResponseMessage(try response.wireBytes(compressor: nil))
+                try sendResponseMessage(try response.takeWireBytes(compressor: nil))
             case .some(true) where responseCompression == nil && acceptsGzip:
                 responseCompression = .gzip  // declared with the headers below
-                try sendResponseMessage(try response.wireBytes(compressor: .gzip))
+                try sendResponseMessage(try response.takeWireBytes(compressor: .gzip))
             default:
-                try sendResponseMessage(try response.wireBytes(compressor: responseCompression))
+                try sendResponseMessage(try response.takeWireBytes(compressor: responseCompression))
             }
             finish(nil)
         } catch {

@@ -16,9 +16,15 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     let logger: Logger
     private(set) var session: OpaquePointer?
     private(set) var context: ChannelHandlerContext?
-    /// Owns the streams; nghttp2 holds each one's pointer as its stream user
-    /// data, which is how callbacks reach a stream without a lookup here.
-    var streams: [Int32: HTTP2Stream] = [:]
+    /// Owns the open streams, linked through the streams themselves
+    /// (insertion and removal without hashing); nghttp2 holds each one's
+    /// pointer as its stream user data, which is how callbacks reach a
+    /// stream without a lookup here.
+    private var streams = HTTP2StreamList()
+    /// The stream whose request head is being received: header fields of a
+    /// HEADERS frame (and its CONTINUATIONs, which nothing may interleave
+    /// with) go to it without a lookup in nghttp2's stream map per field.
+    private(set) var receivingHead: Unmanaged<HTTP2Stream>?
     let peer: String
     /// The verified client certificate's subject CN (mutual TLS).
     let peerIdentity: String?
@@ -96,9 +102,10 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         guard let session else { return }
         // nghttp2 does not call on_stream_close when a session is deleted:
         // close every stream ourselves so handlers are cancelled.
-        for (_, stream) in streams { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
-        environment.metrics.streamsActive.decrement(by: Double(streams.count))
-        streams.removeAll()
+        receivingHead = nil
+        let open = streams.removeAll()
+        for stream in open { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
+        environment.metrics.streamsActive.decrement(by: Double(open.count))
         nghttp2_session_del(session)
         self.session = nil
         environment.metrics.connectionsOpenH2.decrement()
@@ -268,7 +275,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         else { return 0 }
         let id = frame.pointee.hd.stream_id
         let stream = HTTP2Stream(id: id, connection: self)
-        streams[id] = stream
+        streams.insert(stream)
+        receivingHead = Unmanaged.passUnretained(stream)
         _ = nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
         environment.metrics.streamsActive.increment()
         return 0
@@ -281,6 +289,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         else { return 0 }
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         let isRequestHead = type == NGHTTP2_HEADERS.rawValue && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+        if isRequestHead { receivingHead = nil }
         Unmanaged<HTTP2Stream>.fromOpaque(pointer)._withUnsafeGuaranteedRef { stream in
             if isRequestHead { stream.headersComplete() }
             if endStream { stream.endOfRequest() }
@@ -288,8 +297,11 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         return 0
     }
 
-    func onStreamClosed(streamID: Int32, errorCode: UInt32) -> Int32 {
-        guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+    func onStreamClosed(_ session: OpaquePointer, streamID: Int32, errorCode: UInt32) -> Int32 {
+        guard let pointer = nghttp2_session_get_stream_user_data(session, streamID) else { return 0 }
+        let stream = Unmanaged<HTTP2Stream>.fromOpaque(pointer).takeUnretainedValue()
+        if receivingHead?.toOpaque() == pointer { receivingHead = nil }
+        streams.remove(stream)
         environment.metrics.streamsActive.decrement()
         stream.closed(errorCode: errorCode)
         return 0

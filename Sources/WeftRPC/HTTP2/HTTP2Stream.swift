@@ -66,6 +66,11 @@ final class HTTP2Stream: @unchecked Sendable {
         case block(HeaderBlock)
     }
 
+    // The connection's `HTTP2StreamList` links (event loop only).
+    var listed = false
+    var listNext: HTTP2Stream?
+    unowned(unsafe) var listPrevious: HTTP2Stream?
+
     init(id: Int32, connection: HTTP2ServerConnectionHandler) {
         self.id = id
         self.connection = connection
@@ -253,7 +258,9 @@ final class HTTP2Stream: @unchecked Sendable {
             }
             outboundOffset += n
             if outboundOffset == outbound.count {
-                outbound.removeAll(keepingCapacity: true)
+                // Let go (the array may be a prepared response's, shared:
+                // emptying it in place would allocate a copy).
+                outbound = []
                 outboundOffset = 0
             }
         }

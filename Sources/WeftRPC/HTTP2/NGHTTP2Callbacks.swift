@@ -22,13 +22,17 @@ enum NGHTTP2Callbacks {
                 withHandler(userData) { $0.onBeginHeaders(session!, frame!) }
             }
             nghttp2_session_callbacks_set_on_header_callback(pointer) { session, frame, name, nameLength, value, valueLength, _, userData in
-                // Straight to the stream (its pointer is the nghttp2 stream's
-                // user data): no handler, no dictionary, no retain.
+                // Straight to the stream whose head is being received (set
+                // when its HEADERS began): no lookup, no dictionary, no retain.
                 let frame = frame!
-                guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST,
-                    let stream = nghttp2_session_get_stream_user_data(session, frame.pointee.hd.stream_id)
-                else { return 0 }
-                Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef {
+                guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+                let id = frame.pointee.hd.stream_id
+                var stream = withHandler(userData) { $0.receivingHead }
+                if stream?._withUnsafeGuaranteedRef({ $0.id }) != id {
+                    guard let pointer = nghttp2_session_get_stream_user_data(session, id) else { return 0 }
+                    stream = Unmanaged<HTTP2Stream>.fromOpaque(pointer)
+                }
+                stream!._withUnsafeGuaranteedRef {
                     $0.receiveHeader(
                         name: UnsafeRawBufferPointer(start: name, count: nameLength),
                         value: UnsafeRawBufferPointer(start: value, count: valueLength))
@@ -51,8 +55,8 @@ enum NGHTTP2Callbacks {
                 }
                 return 0
             }
-            nghttp2_session_callbacks_set_on_stream_close_callback(pointer) { _, streamID, errorCode, userData in
-                withHandler(userData) { $0.onStreamClosed(streamID: streamID, errorCode: errorCode) }
+            nghttp2_session_callbacks_set_on_stream_close_callback(pointer) { session, streamID, errorCode, userData in
+                withHandler(userData) { $0.onStreamClosed(session!, streamID: streamID, errorCode: errorCode) }
             }
             nghttp2_session_callbacks_set_on_frame_send_callback(pointer) { _, frame, userData in
                 // Only GOAWAY matters here: it is how nghttp2 ends a connection
