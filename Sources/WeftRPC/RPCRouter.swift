@@ -25,6 +25,8 @@ public struct RPCRouter: Sendable {
         // The handler's parts a call reads, so that the call path never
         // copies the whole `RPCHandler` (a struct of strings, routes and closures).
         let descriptor: RPCMethodDescriptor
+        /// `descriptor.path` as bytes (a connection's last-method check).
+        let pathBytes: [UInt8]
         let access: RPCAccess
         let body: RPCHandler.Body
         let isSingleRequest: Bool
@@ -34,6 +36,7 @@ public struct RPCRouter: Sendable {
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
             self.metrics = metrics
             self.descriptor = handler.descriptor
+            self.pathBytes = Array(handler.descriptor.path.utf8)
             self.access = handler.access
             self.body = handler.body
             self.isSingleRequest = handler.descriptor.kind.isSingleRequest
@@ -54,6 +57,14 @@ public struct RPCRouter: Sendable {
     }
 
     func lookup(path: ArraySlice<UInt8>) -> RegisteredMethod? { handlersByPath[PathKey(bytes: path)] }
+
+    /// `lookup`, first trying `last` (a connection's previous method: a
+    /// client usually calls one method again and again, and comparing the
+    /// path is cheaper than hashing it).
+    func lookup(path: ArraySlice<UInt8>, last: RegisteredMethod?) -> RegisteredMethod? {
+        if let last, bytesEqual(path, last.pathBytes) { return last }
+        return lookup(path: path)
+    }
 
     /// Whether `path` names a registered service (for UNIMPLEMENTED messages
     /// and for telling gRPC paths from REST paths).

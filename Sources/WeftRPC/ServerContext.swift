@@ -27,6 +27,9 @@ public final class ServerContext: Sendable {
     public let peerIdentity: String?
 
     private let responseMetadata = Mutex<(headers: Metadata, trailers: Metadata)>((Metadata(), Metadata()))
+    /// Set (after the lock) once a handler adds response metadata: most
+    /// calls add none, and their transport then takes no lock for it.
+    private let hasResponseMetadata = Atomic<Bool>(false)
     private let cancelled = Atomic<Bool>(false)
     /// 0: no preference, 1: compress responses, 2: do not.
     private let compressionPreference = Atomic<UInt8>(0)
@@ -72,19 +75,23 @@ public final class ServerContext: Sendable {
     /// response message is written (or before a unary handler returns).
     public func addResponseHeader(_ key: String, _ value: String) {
         responseMetadata.withLock { $0.headers.add(key, value) }
+        hasResponseMetadata.store(true, ordering: .releasing)
     }
 
     public func addResponseHeader(_ key: String, binary: [UInt8]) {
         responseMetadata.withLock { $0.headers.add(key, binary: binary) }
+        hasResponseMetadata.store(true, ordering: .releasing)
     }
 
     /// Adds trailing metadata, sent with the status.
     public func addResponseTrailer(_ key: String, _ value: String) {
         responseMetadata.withLock { $0.trailers.add(key, value) }
+        hasResponseMetadata.store(true, ordering: .releasing)
     }
 
     public func addResponseTrailer(_ key: String, binary: [UInt8]) {
         responseMetadata.withLock { $0.trailers.add(key, binary: binary) }
+        hasResponseMetadata.store(true, ordering: .releasing)
     }
 
     /// Asks for the next response messages to be compressed (true), sent
@@ -117,7 +124,8 @@ public final class ServerContext: Sendable {
     func markCancelled() { cancelled.store(true, ordering: .relaxed) }
 
     func takeResponseHeaders() -> Metadata {
-        responseMetadata.withLock { state in
+        guard hasResponseMetadata.load(ordering: .acquiring) else { return Metadata() }
+        return responseMetadata.withLock { state in
             let headers = state.headers
             state.headers = Metadata()
             return headers
@@ -125,7 +133,8 @@ public final class ServerContext: Sendable {
     }
 
     func takeResponseTrailers() -> Metadata {
-        responseMetadata.withLock { state in
+        guard hasResponseMetadata.load(ordering: .acquiring) else { return Metadata() }
+        return responseMetadata.withLock { state in
             let trailers = state.trailers
             state.trailers = Metadata()
             return trailers

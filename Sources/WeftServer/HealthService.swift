@@ -16,13 +16,16 @@ public final class HealthStatusStore: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The whole server's status ("") mirrored outside the lock as its raw
+    /// value + 1 (0: not set), for the check every probe polls.
+    private let serverStatus = Atomic<Int>(0)
 
     public init() {}
 
     public func set(_ service: String, _ status: Status) {
         state.withLock { state in
             guard !state.draining else { return }
-            Self.update(&state, service, status)
+            update(&state, service, status)
         }
     }
 
@@ -33,7 +36,14 @@ public final class HealthStatusStore: Sendable {
     /// The answer to a check of `service`, serialized once per status
     /// (a check is polled by every load balancer and probe).
     func checkResponse(_ service: String) throws -> PreparedResponse<Grpc_Health_V1_HealthCheckResponse> {
-        guard let status = status(of: service) else {
+        let known: Status?
+        if service.isEmpty {
+            let raw = serverStatus.load(ordering: .acquiring)
+            known = raw == 0 ? nil : Status(rawValue: raw - 1)
+        } else {
+            known = status(of: service)
+        }
+        guard let status = known else {
             throw RPCError(code: .notFound, message: "unknown service \(service)")
         }
         switch status {
@@ -55,7 +65,7 @@ public final class HealthStatusStore: Sendable {
     public func enterDrain() {
         let watchers = state.withLock { state in
             state.draining = true
-            for service in state.statuses.keys { Self.update(&state, service, .notServing) }
+            for service in state.statuses.keys { update(&state, service, .notServing) }
             defer { state.watchers.removeAll() }
             return state.watchers.values.map(\.continuation)
         }
@@ -82,9 +92,10 @@ public final class HealthStatusStore: Sendable {
         return stream
     }
 
-    private static func update(_ state: inout State, _ service: String, _ status: Status) {
+    private func update(_ state: inout State, _ service: String, _ status: Status) {
         guard state.statuses[service] != status else { return }
         state.statuses[service] = status
+        if service.isEmpty { serverStatus.store(status.rawValue + 1, ordering: .releasing) }
         for (_, watcher) in state.watchers where watcher.service == service {
             watcher.continuation.yield(status)
         }

@@ -25,6 +25,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     /// HEADERS frame (and its CONTINUATIONs, which nothing may interleave
     /// with) go to it without a lookup in nghttp2's stream map per field.
     private(set) var receivingHead: Unmanaged<HTTP2Stream>?
+    /// The method this connection called last (`RPCRouter.lookup(path:last:)`).
+    var lastMethod: RPCRouter.RegisteredMethod?
     let peer: String
     /// The verified client certificate's subject CN (mutual TLS).
     let peerIdentity: String?
@@ -179,7 +181,11 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         guard let session, let context, context.channel.isActive else { return }
         var out: ByteBuffer? = nil
         var wrote = false
-        while context.channel.isWritable {
+        // Writability changes only when something is written: read it once
+        // per write, not once per frame (each read goes through the channel
+        // existential and an atomic).
+        var writable = context.channel.isWritable
+        while writable {
             var pointer: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &pointer)
             if n < 0 {
@@ -193,6 +199,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
                 context.write(wrapOutboundOut(out!), promise: nil)
                 out = nil
                 wrote = true
+                writable = context.channel.isWritable
             }
         }
         if let out, out.readableBytes > 0 {

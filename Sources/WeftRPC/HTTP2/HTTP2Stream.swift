@@ -118,7 +118,10 @@ final class HTTP2Stream: @unchecked Sendable {
     func headersComplete() {
         guard case .head = exchange else { return }
         if let contentType, bytesHavePrefix(fields.value(contentType), HeaderName.applicationGRPC) {
-            let registered = pathField.flatMap { environment.router.lookup(path: fields.value($0)) }
+            let registered = pathField.flatMap {
+                environment.router.lookup(path: fields.value($0), last: connection.lastMethod)
+            }
+            if let registered { connection.lastMethod = registered }
             let call = GRPCServerCall(stream: self, method: registered)
             exchange = .grpc(call)
             call.start(

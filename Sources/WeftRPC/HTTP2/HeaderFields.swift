@@ -16,12 +16,14 @@ struct HeaderFields {
         let index = storage.count
         let n = UInt16(truncatingIfNeeded: name.count)
         let v = UInt32(truncatingIfNeeded: value.count)
-        storage.append(UInt8(truncatingIfNeeded: n))
-        storage.append(UInt8(truncatingIfNeeded: n >> 8))
-        storage.append(UInt8(truncatingIfNeeded: v))
-        storage.append(UInt8(truncatingIfNeeded: v >> 8))
-        storage.append(UInt8(truncatingIfNeeded: v >> 16))
-        storage.append(UInt8(truncatingIfNeeded: v >> 24))
+        // The record header in one copy (six single-byte appends each
+        // checked capacity and uniqueness).
+        let header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (
+            UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8),
+            UInt8(truncatingIfNeeded: v), UInt8(truncatingIfNeeded: v >> 8),
+            UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 24)
+        )
+        withUnsafeBytes(of: header) { storage.append(contentsOf: $0.assumingMemoryBound(to: UInt8.self)) }
         // Typed buffer pointers take Array's memcpy path; raw ones go byte by byte.
         storage.append(contentsOf: name.assumingMemoryBound(to: UInt8.self))
         storage.append(contentsOf: value.assumingMemoryBound(to: UInt8.self))
