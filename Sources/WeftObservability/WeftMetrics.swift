@@ -36,11 +36,14 @@ public final class WeftMetrics: Sendable {
         // dozen doublings and copies of a body near a megabyte.
         buffer.reserveCapacity(lastSize.withLock { $0 } + 4096)
         registry.emit(into: &buffer)
+        for family in atomicHistograms.withLock({ $0 }) { family.emit(into: &buffer) }
         lastSize.withLock { $0 = buffer.count }
         return buffer
     }
 
     private let lastSize = Mutex(16 * 1024)
+    /// Families of `AtomicDurationHistogram`s, in creation order.
+    private let atomicHistograms = Mutex<[AtomicHistogramFamily]>([])
 
     /// The OpenMetrics exposition, with exemplars on the latency histograms' buckets.
     public func openMetricsExposition() -> [UInt8] {
@@ -70,6 +73,24 @@ public final class WeftMetrics: Sendable {
         buckets: [Duration] = WeftMetrics.latencyBuckets
     ) -> DurationHistogram {
         registry.makeDurationHistogram(descriptor: Self.descriptor(name, help: help), labels: labels, buckets: buckets)
+    }
+
+    /// A latency histogram recorded without a lock (`AtomicDurationHistogram`),
+    /// for series on every call's path. A name is either this kind or the
+    /// registry's, never both; its HELP and buckets are those of its first series.
+    public func atomicDurationHistogram(
+        _ name: String,
+        help: String,
+        labels: [(String, String)] = [],
+        buckets: [Duration] = WeftMetrics.latencyBuckets
+    ) -> AtomicDurationHistogram {
+        let family = atomicHistograms.withLock { families in
+            if let found = families.first(where: { $0.name == name }) { return found }
+            let made = AtomicHistogramFamily(name: name, help: help, buckets: buckets)
+            families.append(made)
+            return made
+        }
+        return family.histogram(labels: labels)
     }
 
     public func valueHistogram(

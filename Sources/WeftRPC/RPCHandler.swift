@@ -126,7 +126,9 @@ extension RPCHandler {
             body: .inlineOrTask(
                 { bytes, context in
                     let request: Request = try ProtobufCoding.decode(bytes)
-                    return try prepared(request, context)?.framed
+                    // As the non-generic base: no metadata lookup per call.
+                    let frame: PreparedFrame? = try prepared(request, context)
+                    return frame?.framed
                 },
                 { requests, writer, context in
                     let request: Request = try await requests.single()
@@ -232,34 +234,40 @@ extension RPCHandler {
     }
 }
 
-/// A response message serialized once, for answering many calls from a cache.
-public struct PreparedResponse<Message: SwiftProtobuf.Message>: Sendable {
-    public let message: Message
+/// The wire form of a prepared response: all the gRPC fast path reads. A
+/// non-generic base class, so that a call reads it with no generic metadata
+/// lookup (the fast path's closure is generic over the message types; a
+/// generic struct there cost a runtime metadata-cache lookup per call).
+public class PreparedFrame: @unchecked Sendable {
+    /// Immutable after init.
     let framed: GRPCFramedMessage
+
+    init(framed: GRPCFramedMessage) { self.framed = framed }
+}
+
+/// A response message serialized once, for answering many calls from a cache.
+public final class PreparedResponse<Message: SwiftProtobuf.Message>: PreparedFrame, @unchecked Sendable {
+    public let message: Message
     /// Its JSON for the REST bridge, written on first use and kept with it.
-    private let json = PreparedJSON()
+    private let json = Mutex<(encoder: ObjectIdentifier?, bytes: [UInt8])?>(nil)
 
     public init(_ message: Message) throws {
         self.message = message
         var framed = try ProtobufCoding.encode(message)
         framed.seal()
-        self.framed = framed
+        super.init(framed: framed)
     }
 
     /// The message's JSON by `encoder` (nil: swift-protobuf's), written once.
     func jsonBytes(_ encoder: ProtoJSONEncoder?) throws -> [UInt8] {
         let key = encoder.map(ObjectIdentifier.init)
-        if let cached = json.bytes.withLock({ $0 }), cached.encoder == key { return cached.bytes }
+        if let cached = json.withLock({ $0 }), cached.encoder == key { return cached.bytes }
         let bytes = try RESTBridge.encodeResponse(message, encoder: encoder)
-        json.bytes.withLock { $0 = (key, bytes) }
+        json.withLock { $0 = (key, bytes) }
         return bytes
     }
 }
 
-/// The JSON of a prepared response, shared by its copies.
-final class PreparedJSON: Sendable {
-    let bytes = Mutex<(encoder: ObjectIdentifier?, bytes: [UInt8])?>(nil)
-}
 
 /// A service: a name and its methods, declared once.
 public protocol RPCService: Sendable {

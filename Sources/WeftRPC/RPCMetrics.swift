@@ -18,7 +18,7 @@ public final class RPCMetrics: Sendable {
     let sliHTTP: SLIMetrics
     let restDecodeErrors: Counter
     private let connectionErrors = Mutex<[String: Counter]>([:])
-    private let httpHistograms = Mutex<[HTTPKey: DurationHistogram]>([:])
+    private let httpHistograms = Mutex<[HTTPKey: AtomicDurationHistogram]>([:])
 
     private struct HTTPKey: Hashable {
         let method: String
@@ -74,7 +74,7 @@ public final class RPCMetrics: Sendable {
         let key = HTTPKey(method: method, route: route, status: status)
         let histogram = httpHistograms.withLock { histograms in
             if let h = histograms[key] { return h }
-            let h = metrics.durationHistogram(
+            let h = metrics.atomicDurationHistogram(
                 MetricNames.httpRequestDuration, help: "Duration of HTTP (non-gRPC) requests.",
                 labels: [
                     ("http_request_method", method), ("http_route", route),
@@ -105,7 +105,7 @@ final class SLIMetrics: Sendable {
         /// By `RequestOutcome` in `allCases` order.
         let outcomes: [Counter]
         /// Successful requests' durations; nil for streams and `other`.
-        let duration: DurationHistogram?
+        let duration: AtomicDurationHistogram?
         /// Where a traced request's duration leaves its trace id, and its series.
         let exemplars: ExemplarBook
         let series: String
@@ -138,7 +138,7 @@ final class SLIMetrics: Sendable {
                     labels: labels + [("outcome", outcome.rawValue)])
             }
             let duration = RequestClass.timed.contains(requestClass)
-                ? metrics.durationHistogram(
+                ? metrics.atomicDurationHistogram(
                     MetricNames.requestDuration,
                     help: "Duration of successful user requests, by transport and request class: the latency SLI.",
                     labels: labels)
@@ -157,7 +157,7 @@ final class SLIMetrics: Sendable {
 /// Handles for one method (go-grpc-prometheus names and labels).
 final class RPCMethodMetrics: Sendable {
     let started: Counter
-    let handlingSeconds: DurationHistogram
+    let handlingSeconds: AtomicDurationHistogram
     let messagesReceived: Counter
     let messagesSent: Counter
     let bytesReceived: Counter
@@ -182,7 +182,7 @@ final class RPCMethodMetrics: Sendable {
         self.labels = labels
         let nameLabels = [("grpc_service", descriptor.service), ("grpc_method", descriptor.method)]
         started = metrics.counter(MetricNames.grpcStarted, help: "RPCs started on the server.", labels: labels)
-        handlingSeconds = metrics.durationHistogram(
+        handlingSeconds = metrics.atomicDurationHistogram(
             MetricNames.grpcHandlingSeconds,
             help: "Time from receiving the request headers to sending the status, by method.", labels: labels)
         messagesReceived = metrics.counter(
