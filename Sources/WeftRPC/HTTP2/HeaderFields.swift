@@ -8,25 +8,39 @@ struct HeaderFields {
     /// The offset of a field's record.
     typealias Index = Int
 
+    /// Records in `storage[..<used]`; the bytes after them are zeros (room
+    /// made in one go, so appending a field is three copies into memory
+    /// already there rather than a dozen checked appends).
     private var storage: [UInt8] = []
+    private var used = 0
     private static let recordHeader = 6
+    private static let initialRoom = 512
 
     mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Index {
-        if storage.capacity == 0 { storage.reserveCapacity(512) }
-        let index = storage.count
+        let index = used
+        let needed = Self.recordHeader + name.count + value.count
+        if storage.count - used < needed {
+            let room = Swift.max(Self.initialRoom, storage.count, needed)
+            storage.append(contentsOf: repeatElement(0, count: room))
+        }
         let n = UInt16(truncatingIfNeeded: name.count)
         let v = UInt32(truncatingIfNeeded: value.count)
-        // The record header in one copy (six single-byte appends each
-        // checked capacity and uniqueness).
-        let header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (
-            UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8),
-            UInt8(truncatingIfNeeded: v), UInt8(truncatingIfNeeded: v >> 8),
-            UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 24)
-        )
-        withUnsafeBytes(of: header) { storage.append(contentsOf: $0.assumingMemoryBound(to: UInt8.self)) }
-        // Typed buffer pointers take Array's memcpy path; raw ones go byte by byte.
-        storage.append(contentsOf: name.assumingMemoryBound(to: UInt8.self))
-        storage.append(contentsOf: value.assumingMemoryBound(to: UInt8.self))
+        storage.withUnsafeMutableBytes { raw in
+            let record = raw.baseAddress! + index
+            record.storeBytes(of: UInt8(truncatingIfNeeded: n), toByteOffset: 0, as: UInt8.self)
+            record.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), toByteOffset: 1, as: UInt8.self)
+            record.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: 2, as: UInt8.self)
+            record.storeBytes(of: UInt8(truncatingIfNeeded: v >> 8), toByteOffset: 3, as: UInt8.self)
+            record.storeBytes(of: UInt8(truncatingIfNeeded: v >> 16), toByteOffset: 4, as: UInt8.self)
+            record.storeBytes(of: UInt8(truncatingIfNeeded: v >> 24), toByteOffset: 5, as: UInt8.self)
+            if let base = name.baseAddress, name.count > 0 {
+                (record + Self.recordHeader).copyMemory(from: base, byteCount: name.count)
+            }
+            if let base = value.baseAddress, value.count > 0 {
+                (record + Self.recordHeader + name.count).copyMemory(from: base, byteCount: value.count)
+            }
+        }
+        used += needed
         return index
     }
 
@@ -59,7 +73,7 @@ struct HeaderFields {
         var offset = 0
 
         mutating func next() -> Index? {
-            guard offset < fields.storage.count else { return nil }
+            guard offset < fields.used else { return nil }
             let index = offset
             let (n, v) = fields.lengths(index)
             offset += HeaderFields.recordHeader + n + v
