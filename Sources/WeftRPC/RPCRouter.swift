@@ -58,14 +58,6 @@ public struct RPCRouter: Sendable {
 
     func lookup(path: ArraySlice<UInt8>) -> RegisteredMethod? { handlersByPath[PathKey(bytes: path)] }
 
-    /// `lookup`, first trying `last` (a connection's previous method: a
-    /// client usually calls one method again and again, and comparing the
-    /// path is cheaper than hashing it).
-    func lookup(path: ArraySlice<UInt8>, last: RegisteredMethod?) -> RegisteredMethod? {
-        if let last, bytesEqual(path, last.pathBytes) { return last }
-        return lookup(path: path)
-    }
-
     /// Whether `path` names a registered service (for UNIMPLEMENTED messages
     /// and for telling gRPC paths from REST paths).
     public func hasService(forPath path: String) -> Bool {

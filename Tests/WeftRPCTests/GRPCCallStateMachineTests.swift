@@ -233,6 +233,22 @@ struct GRPCCallStateMachineTests {
         #expect(open.streamClosed() && open.isClosed)
         #expect(open.sendMessage() == .refuse)
     }
+
+    @Test("the transport's reserved-name check on raw bytes agrees with the machine's on fields")
+    func reservedAgree() {
+        let names = [
+            ":path", ":authority", "te", "host", "connection", "user-agent", "content-type", "content-length",
+            "accept-encoding", "transfer-encoding", "grpc-timeout", "grpc-trace-bin", "grpc-", "grpc", "x-user",
+            "x-trace-bin", "authorization", "t", "tE", "user-agen", "", "traceparent", "content-typf",
+        ]
+        for name in names {
+            let bytes = Array(name.utf8)
+            var fields = HeaderFields()
+            let index = bytes.withUnsafeBytes { fields.append(name: $0, value: UnsafeRawBufferPointer(start: nil, count: 0)) }
+            let raw = bytes.withUnsafeBytes { HeaderName.isReserved($0) }
+            #expect(raw == HeaderName.isReserved(fields.name(index)), "\(name)")
+        }
+    }
 }
 
 extension GRPCCallStateMachine.EndAction: Equatable {

@@ -33,6 +33,9 @@ struct GRPCCallStateMachine {
         var encoding: HeaderFields.Index?
         var acceptEncoding: HeaderFields.Index?
         var headersTooLarge = false
+        /// Fields that may be metadata (not reserved), when the transport
+        /// counted them; nil: walk the fields to find out.
+        var metadataFields: Int? = nil
 
         var path: String { pathField.map { fields.string($0) } ?? "" }
     }
@@ -173,15 +176,17 @@ struct GRPCCallStateMachine {
             }
             accepted.deadline = duration
         }
-        for index in fields.indices where !HeaderName.isReserved(fields.name(index)) {
-            let name = String(decoding: fields.name(index), as: UTF8.self)
-            if name.hasSuffix("-bin") {
-                guard let bytes = Base64.decode(fields.value(index)) else {
-                    return .refuse(RPCError(code: .invalidArgument, message: "metadata \(name) is not valid base64"), log: true)
+        if head.metadataFields != 0 {
+            for index in fields.indices where !HeaderName.isReserved(fields.name(index)) {
+                let name = String(decoding: fields.name(index), as: UTF8.self)
+                if name.hasSuffix("-bin") {
+                    guard let bytes = Base64.decode(fields.value(index)) else {
+                        return .refuse(RPCError(code: .invalidArgument, message: "metadata \(name) is not valid base64"), log: true)
+                    }
+                    accepted.metadata.add(key: name, value: .binary(bytes))
+                } else {
+                    accepted.metadata.add(key: name, value: .string(fields.string(index)))
                 }
-                accepted.metadata.add(key: name, value: .binary(bytes))
-            } else {
-                accepted.metadata.add(key: name, value: .string(fields.string(index)))
             }
         }
         return .accept(accepted)

@@ -36,6 +36,8 @@ final class HTTP2Stream: @unchecked Sendable {
     private var acceptEncodingField: HeaderFields.Index?
     private var headerListSize = 0
     private var headersTooLarge = false
+    /// Regular fields that are not reserved: gRPC metadata to collect.
+    private var metadataFields = 0
 
     private enum Exchange {
         case head
@@ -101,7 +103,8 @@ final class HTTP2Stream: @unchecked Sendable {
             if bytesEqual(name, HeaderName.path) {
                 pathField = fields.append(name: name, value: value)
             } else if bytesEqual(name, HeaderName.method) {
-                method = String(decoding: value, as: UTF8.self)
+                // gRPC's method without decoding it (a literal is free).
+                method = bytesEqual(value, HeaderName.post) ? "POST" : String(decoding: value, as: UTF8.self)
             }
             return
         }
@@ -111,23 +114,34 @@ final class HTTP2Stream: @unchecked Sendable {
         case 12 where bytesEqual(name, HeaderName.grpcTimeout): timeoutField = index
         case 13 where bytesEqual(name, HeaderName.grpcEncoding): encodingField = index
         case 20 where bytesEqual(name, HeaderName.grpcAcceptEncoding): acceptEncodingField = index
-        default: break
+        default:
+            // Counted here, on the bytes nghttp2 hands over: a call whose
+            // fields are all reserved skips the metadata walk.
+            if !HeaderName.isReserved(name) { metadataFields += 1 }
         }
     }
 
     func headersComplete() {
         guard case .head = exchange else { return }
         if let contentType, bytesHavePrefix(fields.value(contentType), HeaderName.applicationGRPC) {
-            let registered = pathField.flatMap {
-                environment.router.lookup(path: fields.value($0), last: connection.lastMethod)
+            var registered: RPCRouter.RegisteredMethod?
+            if let pathField {
+                let path = fields.value(pathField)
+                // The connection's previous method first: no router access, no hash.
+                if let last = connection.lastMethod, bytesEqual(path, last.pathBytes) {
+                    registered = last
+                } else {
+                    registered = environment.router.lookup(path: path)
+                    if let registered { connection.lastMethod = registered }
+                }
             }
-            if let registered { connection.lastMethod = registered }
             let call = GRPCServerCall(stream: self, method: registered)
             exchange = .grpc(call)
             call.start(
                 GRPCCallStateMachine.RequestHead(
                     method: method, fields: fields, pathField: pathField, contentType: contentType, timeout: timeoutField,
-                    encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge))
+                    encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge,
+                    metadataFields: metadataFields))
         } else {
             let rest = HTTP2RESTExchange(stream: self)
             exchange = .rest(rest)

@@ -21,7 +21,11 @@ struct HeaderFields {
         let needed = Self.recordHeader + name.count + value.count
         if storage.count - used < needed {
             let room = Swift.max(Self.initialRoom, storage.count, needed)
-            storage.append(contentsOf: repeatElement(0, count: room))
+            if storage.isEmpty {
+                storage = [UInt8](repeating: 0, count: room)  // a memset, not a loop
+            } else {
+                storage.append(contentsOf: repeatElement(0, count: room))
+            }
         }
         let n = UInt16(truncatingIfNeeded: name.count)
         let v = UInt32(truncatingIfNeeded: value.count)
@@ -128,6 +132,24 @@ enum HeaderName {
     private static let contentLength = Array("content-length".utf8)
     private static let acceptEncoding = Array("accept-encoding".utf8)
     private static let transferEncoding = Array("transfer-encoding".utf8)
+
+    /// `isReserved` of a name as nghttp2 hands it over (no slice, no bounds checks).
+    static func isReserved(_ name: UnsafeRawBufferPointer) -> Bool {
+        if name.first == UInt8(ascii: ":") { return true }
+        if name.count >= 5, bytesEqual(UnsafeRawBufferPointer(rebasing: name[..<5]), grpcPrefix) { return true }
+        switch name.count {
+        case 2: return bytesEqual(name, te)
+        case 4: return bytesEqual(name, host)
+        case 10: return bytesEqual(name, connection) || bytesEqual(name, userAgent)
+        case 12: return bytesEqual(name, contentType)
+        case 14: return bytesEqual(name, contentLength)
+        case 15: return bytesEqual(name, acceptEncoding)
+        case 17: return bytesEqual(name, transferEncoding)
+        default: return false
+        }
+    }
+
+    static let post = Array("POST".utf8)
 
     /// Headers that belong to the protocol and never surface as metadata
     /// (the rule `Metadata.isReserved` applies to keys).
