@@ -35,6 +35,9 @@ struct HTTP2ServerConnectionHandlerTests {
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
 
+        /// A connection ends by closing (its handler lets go of its streams then).
+        deinit { _ = try? channel.finish() }
+
         /// Moves bytes both ways until neither side has anything to say.
         func exchange(clientBytes: [UInt8]? = nil, chunkSize: Int = .max) throws {
             var first = clientBytes ?? client.output()
@@ -98,6 +101,47 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(HTTP2Stream.live.load(ordering: .relaxed) == before)
     }
     #endif
+
+    @Test("a reused stream starts clean: compression, size limits and unknown methods of one call do not leak into the next")
+    func reusedStreamsStartClean() throws {
+        var config = RPCServerConfig()
+        config.maxHeaderListSize = 1024
+        let h = try Harness(config: config)
+        #if DEBUG
+        let madeBefore = HTTP2Stream.made.load(ordering: .relaxed)
+        #endif
+        for _ in 0..<10 {
+            let payload: [UInt8] = try checkRequest()
+            let compressed = try payload.withUnsafeBytes { try GRPCCompression.compress($0, algorithm: .gzip) }
+            let gzipped = h.client.request(
+                NGHTTP2TestClient.grpcHeaders(
+                    "/grpc.health.v1.Health/Check",
+                    extra: [("grpc-encoding", "gzip"), ("grpc-accept-encoding", "gzip"), ("x-trace", "a"), ("grpc-timeout", "5S")]),
+                body: NGHTTP2TestClient.grpcFrame(compressed, compressed: true))
+            try h.exchange()
+            #expect(h.client.responses[gzipped]?.header("grpc-encoding") == "gzip")
+            let tooLarge = h.client.request(
+                NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check", extra: [("x-big", String(repeating: "a", count: 2000))]),
+                body: NGHTTP2TestClient.grpcFrame(payload))
+            try h.exchange()
+            #expect(h.client.responses[tooLarge]?.grpcStatus == 8)
+            let unknown = h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Nope"), body: NGHTTP2TestClient.grpcFrame([]))
+            try h.exchange()
+            #expect(h.client.responses[unknown]?.grpcStatus == 12)
+            let plain = h.client.request(
+                NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"), body: NGHTTP2TestClient.grpcFrame(payload))
+            try h.exchange()
+            let r = try #require(h.client.responses[plain])
+            #expect(r.grpcStatus == 0)
+            #expect(r.header("grpc-encoding") == nil)
+            #expect(r.data.first == 0)
+            #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...])).status == .serving)
+        }
+        #if DEBUG
+        // 40 calls one after another: the closed streams were reused.
+        #expect(HTTP2Stream.made.load(ordering: .relaxed) - madeBefore <= 2)
+        #endif
+    }
 
     @Test("the request arriving one byte per read still works (frames split anywhere)")
     func byteByByte() throws {

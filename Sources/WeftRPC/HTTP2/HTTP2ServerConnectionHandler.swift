@@ -25,8 +25,14 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     /// HEADERS frame (and its CONTINUATIONs, which nothing may interleave
     /// with) go to it without a lookup in nghttp2's stream map per field.
     private(set) var receivingHead: Unmanaged<HTTP2Stream>?
-    /// The method this connection called last (`RPCRouter.lookup(path:last:)`).
+    /// The method this connection called last (checked before the router).
     var lastMethod: RPCRouter.RegisteredMethod?
+    /// Closed streams nothing else holds, kept for this connection's next
+    /// ones: a busy connection then allocates (and frees) no stream object
+    /// and no header room per request. At most `spareStreamLimit`; let go
+    /// when the connection goes idle or closes (each holds the connection).
+    private var spareStreams: [HTTP2Stream] = []
+    static let spareStreamLimit = 32
     let peer: String
     /// The verified client certificate's subject CN (mutual TLS).
     let peerIdentity: String?
@@ -105,6 +111,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         // nghttp2 does not call on_stream_close when a session is deleted:
         // close every stream ourselves so handlers are cancelled.
         receivingHead = nil
+        spareStreams.removeAll()
         let open = streams.removeAll()
         for stream in open { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
         environment.metrics.streamsActive.decrement(by: Double(open.count))
@@ -158,6 +165,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
+            spareStreams.removeAll()
             if streams.isEmpty {
                 logger.debug("closing idle connection")
                 goAway(errorCode: UInt32(NGHTTP2_NO_ERROR.rawValue), lastStreamID: lastProcessedStreamID)
@@ -281,7 +289,13 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
             frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
         else { return 0 }
         let id = frame.pointee.hd.stream_id
-        let stream = HTTP2Stream(id: id, connection: self)
+        let stream: HTTP2Stream
+        if let spare = spareStreams.popLast() {
+            spare.reuse(id: id)
+            stream = spare
+        } else {
+            stream = HTTP2Stream(id: id, connection: self)
+        }
         streams.insert(stream)
         receivingHead = Unmanaged.passUnretained(stream)
         _ = nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
@@ -306,11 +320,16 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     func onStreamClosed(_ session: OpaquePointer, streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let pointer = nghttp2_session_get_stream_user_data(session, streamID) else { return 0 }
-        let stream = Unmanaged<HTTP2Stream>.fromOpaque(pointer).takeUnretainedValue()
+        var stream = Unmanaged<HTTP2Stream>.fromOpaque(pointer).takeUnretainedValue()
         if receivingHead?.toOpaque() == pointer { receivingHead = nil }
         streams.remove(stream)
         environment.metrics.streamsActive.decrement()
         stream.closed(errorCode: errorCode)
+        // Kept for reuse only when nothing else (a handler task, through its
+        // call) can still reach it.
+        if spareStreams.count < Self.spareStreamLimit, !closing, isKnownUniquelyReferenced(&stream) {
+            spareStreams.append(stream)
+        }
         return 0
     }
 

@@ -12,7 +12,9 @@ import Synchronization
 /// callbacks, or work hopped there with `eventLoop.execute`); handler tasks
 /// reach it only through such hops, which is why it may be captured by them.
 final class HTTP2Stream: @unchecked Sendable {
-    let id: Int32
+    /// Set again when the connection reuses this object for a new stream
+    /// (`reuse(id:)`).
+    private(set) var id: Int32
     let connection: HTTP2ServerConnectionHandler
     /// The server's environment, shared by every stream of every connection,
     /// read through the connection rather than stored: a reference stored
@@ -78,12 +80,41 @@ final class HTTP2Stream: @unchecked Sendable {
         self.connection = connection
         #if DEBUG
         Self.live.add(1, ordering: .relaxed)
+        Self.made.add(1, ordering: .relaxed)
         #endif
+    }
+
+    /// Makes this closed stream, held by nothing but its connection, the
+    /// stream `id` (a new request head): everything of the old one is
+    /// forgotten; the header bytes' room is kept.
+    func reuse(id: Int32) {
+        precondition(isClosed && !listed, "only a closed, unlisted stream is reused")
+        self.id = id
+        method = nil
+        pathField = nil
+        fields.removeAll()
+        contentType = nil
+        timeoutField = nil
+        encodingField = nil
+        acceptEncodingField = nil
+        headerListSize = 0
+        headersTooLarge = false
+        metadataFields = 0
+        exchange = .head
+        unconsumed = 0
+        isClosed = false
+        outbound = []
+        outboundOffset = 0
+        outboundEnded = false
+        pendingTrailers = .none
+        dataDeferred = false
     }
 
     #if DEBUG
     /// Streams alive (debug builds): tests check none outlives its exchange.
     static let live = Atomic<Int>(0)
+    /// Stream objects ever made (debug builds): tests see reuse in it.
+    static let made = Atomic<Int>(0)
 
     deinit { Self.live.subtract(1, ordering: .relaxed) }
     #endif

@@ -8,9 +8,9 @@ struct HeaderFields {
     /// The offset of a field's record.
     typealias Index = Int
 
-    /// Records in `storage[..<used]`; the bytes after them are zeros (room
-    /// made in one go, so appending a field is three copies into memory
-    /// already there rather than a dozen checked appends).
+    /// Records in `storage[..<used]`; the bytes after them are room (made
+    /// in one go, so appending a field is three copies into memory already
+    /// there rather than a dozen checked appends), their content unused.
     private var storage: [UInt8] = []
     private var used = 0
     private static let recordHeader = 6
@@ -47,6 +47,9 @@ struct HeaderFields {
         used += needed
         return index
     }
+
+    /// Forgets every field, keeping the room (a reused stream).
+    mutating func removeAll() { used = 0 }
 
     private func lengths(_ i: Index) -> (name: Int, value: Int) {
         let n = Int(storage[i]) | Int(storage[i + 1]) << 8
