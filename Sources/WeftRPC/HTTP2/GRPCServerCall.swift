@@ -70,6 +70,9 @@ final class GRPCServerCall: @unchecked Sendable {
     /// judge the head, run the interceptors, and start a streaming handler.
     /// (The hot path of every call: it copies as little as it can.)
     func start(_ requestHead: GRPCCallStateMachine.RequestHead) {
+        // Read once: each read through stream and connection is a retain and a release.
+        let environment = self.environment
+        let connection = self.connection
         let lookup: GRPCCallStateMachine.Lookup
         if let registered {
             lookup = .found(registered.descriptor.kind)
@@ -322,8 +325,10 @@ final class GRPCServerCall: @unchecked Sendable {
         case .message:
             break
         }
-        registered?.metrics.messagesSent.increment()
-        registered?.metrics.bytesSent.increment(by: Int64(framed.count))
+        if let metrics = registered?.metrics {
+            metrics.messagesSent.increment()
+            metrics.bytesSent.increment(by: Int64(framed.count))
+        }
         stream.appendBody(framed)
     }
 
@@ -374,6 +379,7 @@ final class GRPCServerCall: @unchecked Sendable {
         deadlineTask?.cancel()
         deadlineTask = nil
         let code = error?.code ?? .ok
+        let environment = self.environment
         if observation != nil { environment.observability.end(&observation!, code: code, error: error, path: path) }
         if let head { environment.interceptors.completed(head, code: code) }
         if let error, code != .ok {
@@ -389,7 +395,7 @@ final class GRPCServerCall: @unchecked Sendable {
                 task.cancel()
             }
         }
-        failWaiters { RPCError(code: .cancelled, message: "the call has ended") }
+        if handlerTask != nil { failWaiters { RPCError(code: .cancelled, message: "the call has ended") } }
         let trailingMetadata = context?.takeResponseTrailers() ?? Metadata()
         if framing == .trailers && error == nil && trailingMetadata.isEmpty {
             return stream.endBody(trailers: .ok)
@@ -431,9 +437,11 @@ final class GRPCServerCall: @unchecked Sendable {
             if let head { environment.interceptors.completed(head, code: .cancelled) }
         }
         context?.markCancelled()
-        handlerTask?.task?.cancel()
-        failWaiters { CancellationError() }
-        handlerTask?.pendingRequests.removeAll()
+        if let state = handlerTask {
+            state.task?.cancel()
+            failWaiters { CancellationError() }
+            state.pendingRequests.removeAll()
+        }
     }
 }
 

@@ -72,8 +72,8 @@ final class HTTP2Stream: @unchecked Sendable {
 
     // The connection's `HTTP2StreamList` links (event loop only).
     var listed = false
-    var listNext: HTTP2Stream?
-    unowned(unsafe) var listPrevious: HTTP2Stream?
+    var listNext: Unmanaged<HTTP2Stream>?
+    var listPrevious: Unmanaged<HTTP2Stream>?
 
     init(id: Int32, connection: HTTP2ServerConnectionHandler) {
         self.id = id

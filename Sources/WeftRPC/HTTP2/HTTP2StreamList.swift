@@ -4,10 +4,12 @@
 /// and no allocation (a dictionary keyed by stream id cost both). Nothing
 /// looks a stream up by id here: nghttp2's stream user data does that.
 ///
-/// The list owns its streams (`next` is strong, `previous` unowned); it
-/// is confined to the connection's event loop, like the streams.
+/// The list owns each stream by one reference taken on insert and given
+/// back on removal; the links are unmanaged, so relinking retains and
+/// releases nothing. It is confined to the connection's event loop, like
+/// the streams.
 struct HTTP2StreamList {
-    private var head: HTTP2Stream?
+    private var head: Unmanaged<HTTP2Stream>?
     private(set) var count = 0
 
     var isEmpty: Bool { head == nil }
@@ -15,10 +17,11 @@ struct HTTP2StreamList {
     mutating func insert(_ stream: HTTP2Stream) {
         precondition(!stream.listed, "stream \(stream.id) is listed already")
         stream.listed = true
+        let node = Unmanaged.passRetained(stream)
         stream.listNext = head
         stream.listPrevious = nil
-        head?.listPrevious = stream
-        head = stream
+        head?._withUnsafeGuaranteedRef { $0.listPrevious = node }
+        head = node
         count += 1
     }
 
@@ -27,22 +30,25 @@ struct HTTP2StreamList {
         guard stream.listed else { return }
         stream.listed = false
         let next = stream.listNext
-        if let previous = stream.listPrevious {
-            previous.listNext = next
+        let previous = stream.listPrevious
+        if let previous {
+            previous._withUnsafeGuaranteedRef { $0.listNext = next }
         } else {
             head = next
         }
-        next?.listPrevious = stream.listPrevious
+        next?._withUnsafeGuaranteedRef { $0.listPrevious = previous }
         stream.listNext = nil
         stream.listPrevious = nil
         count -= 1
+        Unmanaged.passUnretained(stream).release()  // the list's reference
     }
 
     /// Empties the list, handing its streams to the caller (newest first).
     mutating func removeAll() -> [HTTP2Stream] {
         var streams: [HTTP2Stream] = []
         streams.reserveCapacity(count)
-        while let stream = head {
+        while let node = head {
+            let stream = node.takeUnretainedValue()
             streams.append(stream)
             remove(stream)
         }

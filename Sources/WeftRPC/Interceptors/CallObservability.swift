@@ -14,10 +14,15 @@ import WeftObservability
 final class CallObservability: Sendable {
     let metrics: RPCMetrics
     let logger: Logger
+    /// Access lines are written (debug level). A logger's level is fixed
+    /// when it is made; reading it per call went through its handler
+    /// existential (a copy, a retain and a release).
+    private let logsRequests: Bool
 
     init(metrics: RPCMetrics, logger: Logger) {
         self.metrics = metrics
         self.logger = logger
+        self.logsRequests = logger.logLevel <= .debug
     }
 
     // MARK: gRPC
@@ -111,7 +116,7 @@ final class CallObservability: Sendable {
                 span.attributes[SpanKeys.errorType] = "\(code)"
                 span.setStatus(SpanStatus(code: .error, message: error?.message))
             }
-            if logger.logLevel <= .debug { InstrumentationContext.withValue(span.context) { logGRPC(code, path: path()) } }
+            if logsRequests { InstrumentationContext.withValue(span.context) { logGRPC(code, path: path()) } }
             span.end()
         } else {
             logGRPC(code, path: path())
@@ -120,7 +125,7 @@ final class CallObservability: Sendable {
 
     /// The access line of a call (debug level).
     private func logGRPC(_ code: RPCError.Code, path: @autoclosure () -> String) {
-        guard logger.logLevel <= .debug else { return }
+        guard logsRequests else { return }
         logger.debug("request", metadata: ["grpc.method": "\(path())", "grpc.code": "\(code)"])
     }
 
@@ -239,7 +244,7 @@ final class CallObservability: Sendable {
         metrics.sliHTTP.handles(requestClass)?.record(
             response.outcome ?? RequestOutcome(httpStatus: status), nanoseconds: elapsed, traceId: traceId)
         if response.decodeFailed { metrics.restDecodeErrors.increment() }
-        guard logger.logLevel <= .debug else { return }
+        guard logsRequests else { return }
         logger.debug("request", metadata: ["http.method": "\(method)", "http.route": "\(route)", "http.status": "\(status)"])
     }
 }
