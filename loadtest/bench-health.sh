@@ -320,8 +320,10 @@ def pct(q):
 cpu_s = int(ticks) / int(hz)
 cpu_per = cpu_s * 1e6 / succ if succ else ""
 fmt = lambda v: ("%.1f" % v) if isinstance(v, float) else str(v)
+# CPU with the precision its ticks give (1/CLK_TCK s over a run of ~10^6 calls).
+cpu_per = "" if cpu_per == "" else "%.3f" % cpu_per
 print("\t".join(fmt(x) for x in (r, s, c, m, total, succ, failed, reqps, mean, pct(0.50), pct(0.99),
-                                  round(cpu_s, 3), cpu_per, rss, hwm, contended, check,
+                                  "%.2f" % cpu_s, cpu_per, rss, hwm, contended, check,
                                   "" if v["grpc_ok"] is None else v["grpc_ok"], other,
                                   1 if v["valid"] else 0, "; ".join(v["why"]).replace("\t", " "))))
 PY
@@ -365,11 +367,23 @@ for c, m, s in keys:
         f(med(r["mean_us"] for r in g), ".0f"),
         f(med(r["p50_us"] for r in g), ".0f"),
         f(med(r["p99_us"] for r in g), ".0f"),
-        f(med(r["cpu_us_per_call"] for r in g), ".1f"),
+        f(med(r["cpu_us_per_call"] for r in g), ".2f"),
         f(None if med(r["rss_kb"] for r in g) is None else med(r["rss_kb"] for r in g) / 1024, ".1f"),
         sum(int(r["failed"] or 0) for r in g_all), len(g), sum(1 for r in g if r.get("contended") == "1")))
 print()
 print("Medians over the valid runs; `runs` counts them, `failed` counts h2load's failed requests over all runs.")
+# The step's target compares servers within a run: weft's server CPU per
+# call over nghttpd's, round by round (both valid in the same round).
+for c, m in sorted({(k[0], k[1]) for k in keys}, key=lambda cm: -int(cm[0]) * int(cm[1])):
+    per_round = {}
+    for r in rows:
+        if (r["c"], r["m"]) == (c, m) and r["server"] in ("weft", "nghttpd") and r["cpu_us_per_call"]:
+            per_round.setdefault(r["round"], {})[r["server"]] = float(r["cpu_us_per_call"])
+    ratios = [v["weft"] / v["nghttpd"] for _, v in sorted(per_round.items()) if "weft" in v and "nghttpd" in v]
+    if ratios:
+        print()
+        print("weft / nghttpd server CPU per call, -c %s -m %s, by round: %s; median **%.2f**" % (
+            c, m, ", ".join("%.2f" % x for x in ratios), statistics.median(ratios)))
 if invalid:
     print()
     print("**%d invalid run(s), left out of the figures above:**" % len(invalid))

@@ -143,6 +143,24 @@ struct HTTP2ServerConnectionHandlerTests {
         #endif
     }
 
+    @Test("nghttp2's blocks come back from the session's pool: calls after the first reuse them")
+    func sessionPoolReuse() throws {
+        let h = try Harness()
+        for round in 0..<20 {
+            let id = h.client.request(
+                NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"), body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+            try h.exchange()
+            #expect(h.client.responses[id]?.grpcStatus == 0, "call \(round)")
+        }
+        // In the pipeline once the preface told HTTP/2 from HTTP/1.1.
+        let handler = try h.channel.pipeline.syncOperations.handler(type: HTTP2ServerConnectionHandler.self)
+        let (allocations, reused) = handler.poolCounts
+        #expect(allocations > 100)
+        // Each call frees what it took; only the first calls (and the session's
+        // own long-lived buffers) need new memory.
+        #expect(Double(reused) > 0.8 * Double(allocations))
+    }
+
     @Test("the request arriving one byte per read still works (frames split anywhere)")
     func byteByByte() throws {
         let h = try Harness()

@@ -15,6 +15,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     let environment: ServerEnvironment
     let logger: Logger
     private(set) var session: OpaquePointer?
+    /// The session's memory (`session_pool.h`): freed after the session.
+    private var pool: UnsafeMutablePointer<weft_pool>?
     private(set) var context: ChannelHandlerContext?
     /// Owns the open streams, linked through the streams themselves
     /// (insertion and removal without hashing); nghttp2 holds each one's
@@ -60,6 +62,13 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         self.logger = logger
     }
 
+    deinit {
+        // Torn down already when its channel closed; not if the channel was
+        // dropped without closing (tests).
+        if let session { nghttp2_session_del(session) }
+        weft_pool_destroy(pool)
+    }
+
     var eventLoop: any EventLoop { context!.eventLoop }
     var allocator: ByteBufferAllocator { context!.channel.allocator }
 
@@ -74,8 +83,11 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         defer { nghttp2_option_del(options) }
         var session: OpaquePointer?
         let userData = Unmanaged.passUnretained(self).toOpaque()
-        let rc = nghttp2_session_server_new2(&session, NGHTTP2Callbacks.shared.pointer, userData, options)
-        precondition(rc == 0, "nghttp2_session_server_new2 failed: \(rc)")
+        guard let pool = weft_pool_create() else { fatalError("out of memory for an HTTP/2 session pool") }
+        self.pool = pool
+        var mem = weft_pool_mem(pool)
+        let rc = nghttp2_session_server_new3(&session, NGHTTP2Callbacks.shared.pointer, userData, options, &mem)
+        precondition(rc == 0, "nghttp2_session_server_new3 failed: \(rc)")
         self.session = session
         let settings: [nghttp2_settings_entry] = [
             .init(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(config.maxConcurrentStreams)),
@@ -117,6 +129,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         environment.metrics.streamsActive.decrement(by: Double(open.count))
         nghttp2_session_del(session)
         self.session = nil
+        weft_pool_destroy(pool)
+        pool = nil
         environment.metrics.connectionsOpenH2.decrement()
     }
 
@@ -254,6 +268,13 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         flushOutput()
         closing = true
         context?.close(promise: nil)
+    }
+
+    /// Blocks nghttp2 took from the session's pool, and how many of them were
+    /// reused (tests).
+    var poolCounts: (allocations: UInt64, reused: UInt64) {
+        guard let pool else { return (0, 0) }
+        return (pool.pointee.allocations, pool.pointee.reused)
     }
 
     var lastProcessedStreamID: Int32 {
