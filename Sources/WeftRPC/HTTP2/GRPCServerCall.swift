@@ -86,7 +86,7 @@ final class GRPCServerCall: @unchecked Sendable {
         case .refuse(let error, let log):
             observation = environment.observability.beginGRPC(
                 registered?.metrics ?? environment.metrics.unknownMethod, descriptor: nil, metadata: nil,
-                mayAnswerInline: true)
+                mayAnswerInline: true, received: connection.readTime)
             return log ? reject(error) : finish(error)
         case .accept(let value):
             accepted = value
@@ -96,7 +96,7 @@ final class GRPCServerCall: @unchecked Sendable {
         acceptsGzip = accepted.acceptsGzip
         observation = environment.observability.beginGRPC(
             registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
-            mayAnswerInline: registered.answersInline)
+            mayAnswerInline: registered.answersInline, received: connection.readTime)
         // The interceptor chain, before any request byte is decoded.
         var principal: Principal?
         var audit: CallAudit?

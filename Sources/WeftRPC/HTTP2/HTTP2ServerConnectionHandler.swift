@@ -42,6 +42,9 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     let client: HTTPClientInfo?
 
     private var inReadBurst = false
+    /// When the current read returned: the start of the handling time of the
+    /// calls whose heads it carried (one clock reading per read, not per call).
+    private(set) var readTime: NIODeadline?
     private var flushScheduled = false
     private var readHeld = false
     private var draining = false
@@ -139,6 +142,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !closing else { return }
         inReadBurst = true
+        readTime = .now()
         let buffer = unwrapInboundIn(data)
         let rv = buffer.withUnsafeReadableBytes { raw in
             nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
@@ -152,6 +156,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadBurst = false
+        readTime = nil
         flushOutput()
         context.fireChannelReadComplete()
     }

@@ -56,10 +56,12 @@ final class CallObservability: Sendable {
     /// goes on as a task.
     func beginGRPC(
         _ method: RPCMethodMetrics, descriptor: @autoclosure () -> RPCMethodDescriptor?,
-        metadata: @autoclosure () -> Metadata?, mayAnswerInline: Bool
+        metadata: @autoclosure () -> Metadata?, mayAnswerInline: Bool, received: NIODeadline? = nil
     ) -> GRPCCall {
         method.started.increment()
-        var call = GRPCCall(metrics: method, startNanos: NIODeadline.now().uptimeNanoseconds)
+        // `received`: when the read that brought the head returned (the
+        // transport's clock reading, shared by the calls of that read).
+        var call = GRPCCall(metrics: method, startNanos: (received ?? NIODeadline.now()).uptimeNanoseconds)
         // Untraced calls never touch the descriptor or metadata here.
         guard WeftTracing.isEnabled, let descriptor = descriptor(), let metadata = metadata() else { return call }
         let headers = TraceHeaders(traceparent: metadata[string: "traceparent"], tracestate: metadata[string: "tracestate"])
