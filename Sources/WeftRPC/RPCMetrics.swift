@@ -163,6 +163,8 @@ final class RPCMethodMetrics: Sendable {
     let bytesReceived: Counter
     let bytesSent: Counter
     private let handledOK: Counter
+    /// `grpc_server_handled_total{grpc_code="OK"}`, for `CallTally`.
+    var handledOKCounter: Counter { handledOK }
     private let handled = Mutex<[Counter?]>(Array(repeating: nil, count: 17))
     /// The SLI handles of the method's class; nil when it is not a user request.
     let sli: SLIMetrics.Handles?

@@ -177,8 +177,24 @@ struct HTTP2ServerConnectionHandlerTests {
             h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Check"),
                              body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
         }
+        // Calls of another method in the same read burst: the burst's tally
+        // switches methods and loses nothing.
+        let unknown = (0..<7).map { _ in
+            h.client.request(NGHTTP2TestClient.grpcHeaders("/grpc.health.v1.Health/Nope"), body: NGHTTP2TestClient.grpcFrame([]))
+        }
         try h.exchange()
         for id in ids { #expect(h.client.responses[id]?.grpcStatus == 0) }
+        for id in unknown { #expect(h.client.responses[id]?.grpcStatus == 12) }
+        let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
+        let check = #"grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check""#
+        for line in [
+            "grpc_server_started_total{\(check)} 50", "grpc_server_handled_total{\(check),grpc_code=\"OK\"} 50",
+            "grpc_server_msg_received_total{\(check)} 50", "grpc_server_msg_sent_total{\(check)} 50",
+            #"grpc_server_started_total{grpc_type="unary",grpc_service="unknown",grpc_method="unknown"} 7"#,
+            "weft_http2_server_streams_active 0.0",
+        ] {
+            #expect(text.contains(line + "\n"), "\(line)")
+        }
     }
 
     @Test("unknown service and method are trailers-only UNIMPLEMENTED")

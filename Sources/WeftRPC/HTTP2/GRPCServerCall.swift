@@ -84,9 +84,10 @@ final class GRPCServerCall: @unchecked Sendable {
         let accepted: GRPCCallStateMachine.Accepted
         switch machine.receiveHead(requestHead, lookup: lookup) {
         case .refuse(let error, let log):
+            let metrics = registered?.metrics ?? environment.metrics.unknownMethod
             observation = environment.observability.beginGRPC(
-                registered?.metrics ?? environment.metrics.unknownMethod, descriptor: nil, metadata: nil,
-                mayAnswerInline: true, received: connection.readTime)
+                metrics, descriptor: nil, metadata: nil,
+                mayAnswerInline: true, received: connection.readTime, countsStarted: !connection.tallyStarted(metrics))
             return log ? reject(error) : finish(error)
         case .accept(let value):
             accepted = value
@@ -96,7 +97,8 @@ final class GRPCServerCall: @unchecked Sendable {
         acceptsGzip = accepted.acceptsGzip
         observation = environment.observability.beginGRPC(
             registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
-            mayAnswerInline: registered.answersInline, received: connection.readTime)
+            mayAnswerInline: registered.answersInline, received: connection.readTime,
+            countsStarted: !connection.tallyStarted(registered.metrics))
         // The interceptor chain, before any request byte is decoded.
         var principal: Principal?
         var audit: CallAudit?
@@ -146,8 +148,7 @@ final class GRPCServerCall: @unchecked Sendable {
             // The common unary call: the handler runs on nghttp2's own
             // buffer, without copying the message anywhere.
             stream.consume(data.count)
-            registered.metrics.messagesReceived.increment()
-            registered.metrics.bytesReceived.increment(by: Int64(data.count))
+            connection.countReceived(registered.metrics, bytes: data.count)
             requestEnded = true
             return runInline(registered.body, request: message)
         }
@@ -156,8 +157,7 @@ final class GRPCServerCall: @unchecked Sendable {
         // handler takes each message (a handler that stops reading stops the client).
         if registered.isSingleRequest { stream.consume(data.count) }
         let failure = machine.receiveData(data) { payload, framedSize, compressed in
-            registered.metrics.messagesReceived.increment()
-            registered.metrics.bytesReceived.increment(by: Int64(framedSize))
+            connection.countReceived(registered.metrics, bytes: framedSize)
             guard !registered.isSingleRequest else { return }  // kept by the machine until the end
             let state = taskState
             if let waiter = state.requestWaiter {
@@ -325,10 +325,7 @@ final class GRPCServerCall: @unchecked Sendable {
         case .message:
             break
         }
-        if let metrics = registered?.metrics {
-            metrics.messagesSent.increment()
-            metrics.bytesSent.increment(by: Int64(framed.count))
-        }
+        if let metrics = registered?.metrics { connection.countSent(metrics, bytes: framed.count) }
         stream.appendBody(framed)
     }
 
@@ -380,7 +377,10 @@ final class GRPCServerCall: @unchecked Sendable {
         deadlineTask = nil
         let code = error?.code ?? .ok
         let environment = self.environment
-        if observation != nil { environment.observability.end(&observation!, code: code, error: error, path: path) }
+        if observation != nil {
+            let tallied = code == .ok && !observation!.ended && connection.tallyHandledOK(observation!.metrics)
+            environment.observability.end(&observation!, code: code, error: error, path: path, countsOK: !tallied)
+        }
         if let head { environment.interceptors.completed(head, code: code) }
         if let error, code != .ok {
             if let cause = error.cause {

@@ -42,6 +42,9 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     let client: HTTPClientInfo?
 
     private var inReadBurst = false
+    /// Counter increments of the current read burst (`CallTally`); nil
+    /// outside one, when calls count directly.
+    private var tally: CallTally?
     /// When the current read returned: the start of the handling time of the
     /// calls whose heads it carried (one clock reading per read, not per call).
     private(set) var readTime: NIODeadline?
@@ -129,6 +132,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         spareStreams.removeAll()
         let open = streams.removeAll()
         for stream in open { stream.closed(errorCode: UInt32(NGHTTP2_CANCEL.rawValue)) }
+        flushTally()
         environment.metrics.streamsActive.decrement(by: Double(open.count))
         nghttp2_session_del(session)
         self.session = nil
@@ -142,6 +146,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !closing else { return }
         inReadBurst = true
+        if tally == nil { tally = CallTally() }
         readTime = .now()
         let buffer = unwrapInboundIn(data)
         let rv = buffer.withUnsafeReadableBytes { raw in
@@ -157,7 +162,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadBurst = false
         readTime = nil
-        flushOutput()
+        flushOutput()  // streams that close here are still tallied
+        flushTally()
         context.fireChannelReadComplete()
     }
 
@@ -325,7 +331,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         streams.insert(stream)
         receivingHead = Unmanaged.passUnretained(stream)
         _ = nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
-        environment.metrics.streamsActive.increment()
+        if tally != nil { tally!.streamOpened() } else { environment.metrics.streamsActive.increment() }
         return 0
     }
 
@@ -349,7 +355,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
         var stream = Unmanaged<HTTP2Stream>.fromOpaque(pointer).takeUnretainedValue()
         if receivingHead?.toOpaque() == pointer { receivingHead = nil }
         streams.remove(stream)
-        environment.metrics.streamsActive.decrement()
+        if tally != nil { tally!.streamClosed() } else { environment.metrics.streamsActive.decrement() }
         stream.closed(errorCode: errorCode)
         // Kept for reuse only when nothing else (a handler task, through its
         // call) can still reach it.
@@ -382,6 +388,45 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     }
 
     // MARK: Used by streams
+
+    /// Adds the burst's tally to the shared counters; calls count directly until the next read.
+    private func flushTally() {
+        guard tally != nil else { return }
+        tally!.flush(environment.metrics)
+        tally = nil
+    }
+
+    /// Counts a call's start, message or status: tallied within a read
+    /// burst, else straight to the counters. Each returns whether it tallied.
+    func tallyStarted(_ metrics: RPCMethodMetrics) -> Bool {
+        guard tally != nil else { return false }
+        tally!.started(metrics)
+        return true
+    }
+
+    func countReceived(_ metrics: RPCMethodMetrics, bytes: Int) {
+        if tally != nil {
+            tally!.received(metrics, bytes: bytes)
+        } else {
+            metrics.messagesReceived.increment()
+            metrics.bytesReceived.increment(by: Int64(bytes))
+        }
+    }
+
+    func countSent(_ metrics: RPCMethodMetrics, bytes: Int) {
+        if tally != nil {
+            tally!.sent(metrics, bytes: bytes)
+        } else {
+            metrics.messagesSent.increment()
+            metrics.bytesSent.increment(by: Int64(bytes))
+        }
+    }
+
+    func tallyHandledOK(_ metrics: RPCMethodMetrics) -> Bool {
+        guard tally != nil else { return false }
+        tally!.handledOK(metrics)
+        return true
+    }
 
     func consumeConnection(_ count: Int) {
         guard count > 0, let session else { return }

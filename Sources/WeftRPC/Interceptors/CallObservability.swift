@@ -56,9 +56,11 @@ final class CallObservability: Sendable {
     /// goes on as a task.
     func beginGRPC(
         _ method: RPCMethodMetrics, descriptor: @autoclosure () -> RPCMethodDescriptor?,
-        metadata: @autoclosure () -> Metadata?, mayAnswerInline: Bool, received: NIODeadline? = nil
+        metadata: @autoclosure () -> Metadata?, mayAnswerInline: Bool, received: NIODeadline? = nil,
+        countsStarted: Bool = true
     ) -> GRPCCall {
-        method.started.increment()
+        // The HTTP/2 transport counts it itself (`CallTally`) during a read burst.
+        if countsStarted { method.started.increment() }
         // `received`: when the read that brought the head returned (the
         // transport's clock reading, shared by the calls of that read).
         var call = GRPCCall(metrics: method, startNanos: (received ?? NIODeadline.now()).uptimeNanoseconds)
@@ -89,10 +91,15 @@ final class CallObservability: Sendable {
 
     /// Records the status: handled counter, handling time, the SLI, span,
     /// access line.
-    func end(_ call: inout GRPCCall, code: RPCError.Code, error: RPCError?, path: @autoclosure () -> String) {
+    /// `countsOK`: false when the transport counts an OK status itself
+    /// (the HTTP/2 transport's `CallTally`, during a read burst).
+    func end(
+        _ call: inout GRPCCall, code: RPCError.Code, error: RPCError?, path: @autoclosure () -> String,
+        countsOK: Bool = true
+    ) {
         guard !call.ended else { return }
         call.ended = true
-        call.metrics.handled(code)
+        if code != .ok || countsOK { call.metrics.handled(code) }
         let elapsed = Int64(NIODeadline.now().uptimeNanoseconds - call.startNanos)
         // A recorded span's trace id becomes an exemplar (deferred spans get
         // theirs only when shipped).
