@@ -14,6 +14,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     let environment: ServerEnvironment
     let logger: Logger
+    /// `environment.config.maxHeaderListSize`, read per header field.
+    let maxHeaderListSize: Int
     private(set) var session: OpaquePointer?
     /// The session's memory (`session_pool.h`): freed after the session.
     private var pool: UnsafeMutablePointer<weft_pool>?
@@ -59,6 +61,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     init(environment: ServerEnvironment, peer: String, peerIdentity: String? = nil, client: HTTPClientInfo? = nil) {
         self.environment = environment
+        self.maxHeaderListSize = environment.config.maxHeaderListSize
         self.peer = peer
         self.peerIdentity = peerIdentity
         self.client = client

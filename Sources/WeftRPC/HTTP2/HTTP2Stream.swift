@@ -126,25 +126,25 @@ final class HTTP2Stream: @unchecked Sendable {
         // value + 32 per field. Past the limit, further fields are dropped and
         // the exchange is refused once the head is complete.
         headerListSize += name.count + value.count + 32
-        if headerListSize > environment.config.maxHeaderListSize {
+        if headerListSize > connection.maxHeaderListSize {
             headersTooLarge = true
             return
         }
         if name.first == UInt8(ascii: ":") {
-            if bytesEqual(name, HeaderName.path) {
+            if bytesEqual(name, ":path") {
                 pathField = fields.append(name: name, value: value)
-            } else if bytesEqual(name, HeaderName.method) {
+            } else if bytesEqual(name, ":method") {
                 // gRPC's method without decoding it (a literal is free).
-                method = bytesEqual(value, HeaderName.post) ? "POST" : String(decoding: value, as: UTF8.self)
+                method = bytesEqual(value, "POST") ? "POST" : String(decoding: value, as: UTF8.self)
             }
             return
         }
         let index = fields.append(name: name, value: value)
         switch name.count {
-        case 12 where bytesEqual(name, HeaderName.contentType): contentType = index
-        case 12 where bytesEqual(name, HeaderName.grpcTimeout): timeoutField = index
-        case 13 where bytesEqual(name, HeaderName.grpcEncoding): encodingField = index
-        case 20 where bytesEqual(name, HeaderName.grpcAcceptEncoding): acceptEncodingField = index
+        case 12 where bytesEqual(name, "content-type"): contentType = index
+        case 12 where bytesEqual(name, "grpc-timeout"): timeoutField = index
+        case 13 where bytesEqual(name, "grpc-encoding"): encodingField = index
+        case 20 where bytesEqual(name, "grpc-accept-encoding"): acceptEncodingField = index
         default:
             // Counted here, on the bytes nghttp2 hands over: a call whose
             // fields are all reserved skips the metadata walk.

@@ -98,6 +98,15 @@ func bytesEqual(_ lhs: UnsafeRawBufferPointer, _ rhs: [UInt8]) -> Bool {
     return rhs.withUnsafeBytes { memcmp(base, $0.baseAddress!, lhs.count) == 0 }
 }
 
+/// Against a literal: no array behind it, so no lazy global to check and
+/// no reference to hold (the per-header checks of every request use these).
+@inline(__always)
+func bytesEqual(_ lhs: UnsafeRawBufferPointer, _ rhs: StaticString) -> Bool {
+    guard lhs.count == rhs.utf8CodeUnitCount else { return false }
+    guard let base = lhs.baseAddress else { return true }
+    return memcmp(base, rhs.utf8Start, lhs.count) == 0
+}
+
 @inline(__always)
 func bytesEqual(_ lhs: ArraySlice<UInt8>, _ rhs: [UInt8]) -> Bool {
     guard lhs.count == rhs.count else { return false }
@@ -119,12 +128,7 @@ func bytesHavePrefix(_ bytes: ArraySlice<UInt8>, _ prefix: [UInt8]) -> Bool {
 
 /// Header names compared as bytes.
 enum HeaderName {
-    static let path = Array(":path".utf8)
-    static let method = Array(":method".utf8)
     static let contentType = Array("content-type".utf8)
-    static let grpcTimeout = Array("grpc-timeout".utf8)
-    static let grpcEncoding = Array("grpc-encoding".utf8)
-    static let grpcAcceptEncoding = Array("grpc-accept-encoding".utf8)
     static let applicationGRPC = Array("application/grpc".utf8)
     static let identity = Array("identity".utf8)
     private static let grpcPrefix = Array("grpc-".utf8)
@@ -136,23 +140,22 @@ enum HeaderName {
     private static let acceptEncoding = Array("accept-encoding".utf8)
     private static let transferEncoding = Array("transfer-encoding".utf8)
 
-    /// `isReserved` of a name as nghttp2 hands it over (no slice, no bounds checks).
+    /// `isReserved` of a name as nghttp2 hands it over (no slice, no bounds
+    /// checks, literals for names).
     static func isReserved(_ name: UnsafeRawBufferPointer) -> Bool {
         if name.first == UInt8(ascii: ":") { return true }
-        if name.count >= 5, bytesEqual(UnsafeRawBufferPointer(rebasing: name[..<5]), grpcPrefix) { return true }
+        if name.count >= 5, bytesEqual(UnsafeRawBufferPointer(rebasing: name[..<5]), "grpc-") { return true }
         switch name.count {
-        case 2: return bytesEqual(name, te)
-        case 4: return bytesEqual(name, host)
-        case 10: return bytesEqual(name, connection) || bytesEqual(name, userAgent)
-        case 12: return bytesEqual(name, contentType)
-        case 14: return bytesEqual(name, contentLength)
-        case 15: return bytesEqual(name, acceptEncoding)
-        case 17: return bytesEqual(name, transferEncoding)
+        case 2: return bytesEqual(name, "te")
+        case 4: return bytesEqual(name, "host")
+        case 10: return bytesEqual(name, "connection") || bytesEqual(name, "user-agent")
+        case 12: return bytesEqual(name, "content-type")
+        case 14: return bytesEqual(name, "content-length")
+        case 15: return bytesEqual(name, "accept-encoding")
+        case 17: return bytesEqual(name, "transfer-encoding")
         default: return false
         }
     }
-
-    static let post = Array("POST".utf8)
 
     /// Headers that belong to the protocol and never surface as metadata
     /// (the rule `Metadata.isReserved` applies to keys).
