@@ -54,6 +54,9 @@ final class NotificationDispatcher: Service, Sendable {
     let limiter: DestinationRateLimiter
     private let signal = WorkSignal()
     private let pendingOutcomes = Mutex<[DeliveryOutcome]>([])
+    /// The flush loop sleeps until an outcome comes (`note` wakes it on the
+    /// first one) instead of waking every 20 ms with nothing to write.
+    private let flushIdle = Atomic<Bool>(false)
     /// Rows being delivered, or delivered and not yet recorded: the claims,
     /// in memory (one dispatcher per process; a restart holds none, so a
     /// crash between sending and recording sends the row again).
@@ -103,6 +106,8 @@ final class NotificationDispatcher: Service, Sendable {
                 await self.claimLoop(&group)
             } onGracefulShutdown: {
                 self.poke()
+                self.signal.notify("flush")
+                self.signal.notify("backlog")
             }
         }
         await poster.shutdown()
@@ -166,15 +171,28 @@ final class NotificationDispatcher: Service, Sendable {
             pending.append(outcome)
             return pending.count
         }
-        if count >= 256 { signal.notify("flush") }
+        if count >= 256 || (count == 1 && flushIdle.load(ordering: .sequentiallyConsistent)) { signal.notify("flush") }
     }
 
-    /// Outcomes are written in batches (one transaction for many).
+    /// Outcomes are written in batches (one transaction for many): those
+    /// noted within 20 ms of each other share one. With none pending the
+    /// loop sleeps until the next (an idle server used to wake it 50 times
+    /// a second for nothing).
     private func flushLoop() async {
         while !stopping {
             let generation = signal.generation("flush")
             await flush()
-            await signal.wait("flush", since: generation, timeout: .milliseconds(20))
+            guard pendingOutcomes.withLock({ $0.isEmpty }) else {
+                await signal.wait("flush", since: generation, timeout: .milliseconds(20))
+                continue
+            }
+            flushIdle.store(true, ordering: .sequentiallyConsistent)
+            // An outcome noted before the flag was up is seen here; one
+            // noted after it notifies, and the wait returns at once.
+            if pendingOutcomes.withLock({ $0.isEmpty }) {
+                await signal.wait("flush", since: generation, timeout: .seconds(5))
+            }
+            flushIdle.store(false, ordering: .sequentiallyConsistent)
         }
     }
 
@@ -216,7 +234,9 @@ final class NotificationDispatcher: Service, Sendable {
                     logger.error("notifications: purge failed: \(error)")
                 }
             }
-            for _ in 0..<10 where !stopping { try? await Task.sleep(for: .milliseconds(200)) }
+            // 2 s, or until shutdown begins (one wake-up, not ten naps).
+            let generation = signal.generation("backlog")
+            if !stopping { await signal.wait("backlog", since: generation, timeout: .seconds(2)) }
         }
     }
 }
