@@ -38,6 +38,9 @@ final class GroupCommit: Sendable {
     /// Told each batch's size (metrics).
     private let batched: @Sendable (Int) -> Void
 
+    /// Closures waiting for the next batch (tests).
+    var pendingCount: Int { state.withLock { $0.pending.count } }
+
     init(pool: DatabasePool, maxBatch: Int = 256, batched: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.pool = pool
         self.maxBatch = max(1, maxBatch)

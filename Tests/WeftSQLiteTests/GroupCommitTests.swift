@@ -18,8 +18,10 @@ struct GroupCommitTests {
         let sizes = Mutex<[Int]>([])
         let commits = GroupCommit(pool: pool) { size in sizes.withLock { $0.append(size) } }
         struct Refused: Error {}
-        // Hold the writer so that every write below is waiting when it frees.
-        pool.asyncWriteWithoutTransaction { _ in Thread.sleep(forTimeInterval: 0.3) }
+        // Hold the writer until every write below is waiting (not for a fixed
+        // time: on a busy machine the tasks may start late).
+        let release = DispatchSemaphore(value: 0)
+        pool.asyncWriteWithoutTransaction { _ in release.wait() }
         let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
             for n in 0..<50 {
                 group.addTask {
@@ -34,6 +36,9 @@ struct GroupCommitTests {
                     }
                 }
             }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while commits.pendingCount < 50, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+            release.signal()
             var outcomes: [Int: Bool] = [:]
             for await (n, ok) in group { outcomes[n] = ok }
             return outcomes
