@@ -29,22 +29,22 @@ command -v h2load >/dev/null || { echo "needs h2load (apt-get install nghttp2-cl
 # older build without it, libc. Builds with different allocators cannot be
 # compared in one run (the probes differ): compare like with like.
 swiftcore=$(ldd "${BINARIES[0]}" | awk '/libswiftCore/ {print $3}')
-libc=$(ldd "${BINARIES[0]}" | awk '/libjemalloc/ {print $3}')
-[ -n "$libc" ] || libc=$(ldd "${BINARIES[0]}" | awk '/libc\.so/ {print $3}')
-[ -n "$swiftcore" ] && [ -n "$libc" ] || { echo "cannot find libswiftCore/malloc of ${BINARIES[0]}" >&2; exit 2; }
+malloc_lib=$(ldd "${BINARIES[0]}" | awk '/libjemalloc/ {print $3}')
+[ -n "$malloc_lib" ] || malloc_lib=$(ldd "${BINARIES[0]}" | awk '/libc\.so/ {print $3}')
+[ -n "$swiftcore" ] && [ -n "$malloc_lib" ] || { echo "cannot find libswiftCore/malloc of ${BINARIES[0]}" >&2; exit 2; }
 add_probe() {  # library function
     perf probe -l 2>/dev/null | grep -q ":$2 " || perf probe -q -x "$1" "$2" >/dev/null
 }
 add_probe "$swiftcore" swift_retain
 add_probe "$swiftcore" swift_release
-case "$libc" in
+case "$malloc_lib" in
 *jemalloc*)
     # By address: a probe by name would also catch jemalloc's own malloc@plt.
-    addr=$(nm -D --defined-only "$libc" | awk '$3 == "malloc" {print $1}')
-    perf probe -l 2>/dev/null | grep -q ":jemalloc_malloc " || perf probe -q -x "$libc" -a "jemalloc_malloc=0x$addr" >/dev/null
+    addr=$(nm -D --defined-only "$malloc_lib" | awk '$3 == "malloc" {print $1}')
+    perf probe -l 2>/dev/null | grep -q ":jemalloc_malloc " || perf probe -q -x "$malloc_lib" -a "jemalloc_malloc=0x$addr" >/dev/null
     malloc_event=jemalloc_malloc ;;
 *)
-    add_probe "$libc" malloc
+    add_probe "$malloc_lib" malloc
     malloc_event=malloc ;;
 esac
 event() { perf probe -l 2>/dev/null | awk -v f=":$1" 'index($1, f) == length($1) - length(f) + 1 {print $1; exit}'; }

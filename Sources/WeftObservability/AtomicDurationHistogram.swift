@@ -31,6 +31,7 @@ public final class AtomicDurationHistogram: @unchecked Sendable {
     /// is for this pointer: only its atomics are ever touched).
     private let counts: UnsafeMutablePointer<Atomic<Int>>
     private let sumNanoseconds = Atomic<Int64>(0)
+    private static let infinity = Array("+Inf".utf8)
 
     init(name: String, labels: [(String, String)], buckets: [Duration]) {
         self.name = name
@@ -99,7 +100,7 @@ public final class AtomicDurationHistogram: @unchecked Sendable {
             line(&buffer, suffix: "_bucket", le: boundText[i], value: cumulative)
         }
         cumulative += counts[bounds.count].load(ordering: .relaxed)
-        line(&buffer, suffix: "_bucket", le: Array("+Inf".utf8), value: cumulative)
+        line(&buffer, suffix: "_bucket", le: Self.infinity, value: cumulative)
         let sum = Duration.nanoseconds(sumNanoseconds.load(ordering: .relaxed)).bucketRepresentation
         buffer.append(contentsOf: name.utf8)
         buffer.append(contentsOf: "_sum".utf8)

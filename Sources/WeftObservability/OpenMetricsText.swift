@@ -35,10 +35,13 @@ public enum OpenMetricsText {
         }
     }
 
+    /// A histogram's bucket-line prefix, its series labels and its book's contents.
+    public typealias Snapshot = (prefix: [UInt8], labels: [String], slots: [String: [ExemplarBook.Exemplar?]])
+
     /// The books' contents, read before the text is rendered: an exemplar's
     /// observation is recorded in its histogram before its book, so every
     /// exemplar written is counted in the buckets written.
-    public static func snapshot(_ families: [Exemplars]) -> [(prefix: [UInt8], labels: [String], slots: [String: [ExemplarBook.Exemplar?]])] {
+    public static func snapshot(_ families: [Exemplars]) -> [Snapshot] {
         families.map { (prefix: Array(($0.histogram + "_bucket{").utf8), labels: $0.seriesLabels, slots: $0.book.snapshot()) }
             .filter { !$0.slots.isEmpty }
     }
@@ -51,7 +54,7 @@ public enum OpenMetricsText {
 
     /// `convert` with the books read beforehand (`snapshot`).
     public static func convert(
-        _ text: [UInt8], snapshot books: [(prefix: [UInt8], labels: [String], slots: [String: [ExemplarBook.Exemplar?]])]
+        _ text: [UInt8], snapshot books: [Snapshot]
     ) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(text.count + text.count / 64 + 64)

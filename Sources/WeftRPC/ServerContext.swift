@@ -74,23 +74,24 @@ public final class ServerContext: Sendable {
     /// Adds response header metadata. Takes effect if called before the first
     /// response message is written (or before a unary handler returns).
     public func addResponseHeader(_ key: String, _ value: String) {
-        responseMetadata.withLock { $0.headers.add(key, value) }
-        hasResponseMetadata.store(true, ordering: .releasing)
+        addResponseMetadata { $0.headers.add(key, value) }
     }
 
     public func addResponseHeader(_ key: String, binary: [UInt8]) {
-        responseMetadata.withLock { $0.headers.add(key, binary: binary) }
-        hasResponseMetadata.store(true, ordering: .releasing)
+        addResponseMetadata { $0.headers.add(key, binary: binary) }
     }
 
     /// Adds trailing metadata, sent with the status.
     public func addResponseTrailer(_ key: String, _ value: String) {
-        responseMetadata.withLock { $0.trailers.add(key, value) }
-        hasResponseMetadata.store(true, ordering: .releasing)
+        addResponseMetadata { $0.trailers.add(key, value) }
     }
 
     public func addResponseTrailer(_ key: String, binary: [UInt8]) {
-        responseMetadata.withLock { $0.trailers.add(key, binary: binary) }
+        addResponseMetadata { $0.trailers.add(key, binary: binary) }
+    }
+
+    private func addResponseMetadata(_ change: (inout (headers: Metadata, trailers: Metadata)) -> Void) {
+        responseMetadata.withLock { change(&$0) }
         hasResponseMetadata.store(true, ordering: .releasing)
     }
 

@@ -111,8 +111,9 @@ public struct HealthService: RPCService {
 
     public var handlers: [RPCHandler] {
         [
-            // On the event loop: a lock, a dictionary lookup and a response
-            // serialized once (the task fallback is never taken).
+            // On the event loop: the server's status read from an atomic (a
+            // named service's under the store's lock) and a response
+            // serialized once per status (the task fallback is never taken).
             .unary(
                 service: Self.name, method: "Check",
                 request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self,

@@ -128,20 +128,12 @@ func bytesHavePrefix(_ bytes: ArraySlice<UInt8>, _ prefix: [UInt8]) -> Bool {
 
 /// Header names compared as bytes.
 enum HeaderName {
-    static let contentType = Array("content-type".utf8)
     static let applicationGRPC = Array("application/grpc".utf8)
     static let identity = Array("identity".utf8)
-    private static let grpcPrefix = Array("grpc-".utf8)
-    private static let te = Array("te".utf8)
-    private static let host = Array("host".utf8)
-    private static let connection = Array("connection".utf8)
-    private static let userAgent = Array("user-agent".utf8)
-    private static let contentLength = Array("content-length".utf8)
-    private static let acceptEncoding = Array("accept-encoding".utf8)
-    private static let transferEncoding = Array("transfer-encoding".utf8)
 
-    /// `isReserved` of a name as nghttp2 hands it over (no slice, no bounds
-    /// checks, literals for names).
+    /// Headers that belong to the protocol and never surface as metadata
+    /// (the rule `Metadata.isReserved` applies to keys). On the bytes as
+    /// nghttp2 hands them over: no slice, no bounds checks, literals for names.
     static func isReserved(_ name: UnsafeRawBufferPointer) -> Bool {
         if name.first == UInt8(ascii: ":") { return true }
         if name.count >= 5, bytesEqual(UnsafeRawBufferPointer(rebasing: name[..<5]), "grpc-") { return true }
@@ -157,19 +149,5 @@ enum HeaderName {
         }
     }
 
-    /// Headers that belong to the protocol and never surface as metadata
-    /// (the rule `Metadata.isReserved` applies to keys).
-    static func isReserved(_ name: ArraySlice<UInt8>) -> Bool {
-        if name.first == UInt8(ascii: ":") || bytesHavePrefix(name, grpcPrefix) { return true }
-        switch name.count {
-        case 2: return bytesEqual(name, te)
-        case 4: return bytesEqual(name, host)
-        case 10: return bytesEqual(name, connection) || bytesEqual(name, userAgent)
-        case 12: return bytesEqual(name, contentType)
-        case 14: return bytesEqual(name, contentLength)
-        case 15: return bytesEqual(name, acceptEncoding)
-        case 17: return bytesEqual(name, transferEncoding)
-        default: return false
-        }
-    }
+    static func isReserved(_ name: ArraySlice<UInt8>) -> Bool { name.withUnsafeBytes { isReserved($0) } }
 }
