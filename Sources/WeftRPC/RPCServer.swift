@@ -62,7 +62,7 @@ public final class RPCServer: Service {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(IdleStateHandler(allTimeout: idle))
+                    try operations.addHandler(IdleTimeoutHandler(timeout: idle))
                     if let tls, let tlsMetrics {
                         guard let handler = TLSServerHandler(context: tls, metrics: tlsMetrics, logger: environment.logger) else {
                             throw TLSError("cannot start TLS on a connection")
