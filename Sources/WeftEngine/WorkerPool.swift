@@ -10,7 +10,8 @@ public import WeftStore
 /// (timeouts), so a pool busy with long tasks never delays a timeout; a
 /// third renews the leases of running attempts. Both leasing loops sleep on
 /// the `WorkSignal` when there is nothing to do, and look at the store at
-/// least every `idlePoll` anyway. Commits also hand ready tasks straight to
+/// least every `idlePoll` anyway (every `4 × idlePoll` once nothing was
+/// found or signalled for 20 looks: `IdleBackoff`). Commits also hand ready tasks straight to
 /// a free slot (`DirectDispatch`).
 ///
 /// Slots are shared fairly between organizations (tenants): one tenant
@@ -184,6 +185,7 @@ public final class WorkerPool: DirectDispatch, Service {
     private func leaseLoop(_ queue: String) async {
         let signal = engine.signal
         let isTimers = queue == EngineQueues.timers
+        var backoff = IdleBackoff(base: idlePoll, cap: idlePoll * 4)
         while !stopping.isOpen && !Task.isCancelled {
             var wanted = 64
             if !isTimers {
@@ -216,9 +218,11 @@ public final class WorkerPool: DirectDispatch, Service {
                 continue
             }
             if leases.isEmpty {
-                await signal.wait(queue, since: generation, timeout: idlePoll)
+                await signal.wait(queue, since: generation, timeout: backoff.nextWait())
+                if signal.generation(queue) != generation { backoff.reset() }
                 continue
             }
+            backoff.reset()
             if isTimers {
                 // A timer leased as the pool stops stays leased and is
                 // handled after the next start (its lease is released then).

@@ -84,6 +84,13 @@ public struct InProcessTransport: Sendable {
                 try await fallback(
                     RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
             }
+        case .contextFreeInlineOrTask(let fast, let fallback):
+            if let response = try requests[0].withUnsafeBytes({ try fast($0) }) {
+                collector.add(response)
+            } else {
+                try await fallback(
+                    RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
+            }
         case .task(let task):
             try await task(RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
         }

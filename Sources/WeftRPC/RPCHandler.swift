@@ -51,6 +51,13 @@ public struct RPCHandler: Sendable {
         case inlineOrTask(
             @Sendable (UnsafeRawBufferPointer, ServerContext) throws -> GRPCFramedMessage?,
             @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
+        /// `inlineOrTask` for a fast path that reads only the request: a
+        /// call it answers makes no `ServerContext` at all (the task, if it
+        /// runs, gets one). Health checks, the most frequent call a server
+        /// gets, answer this way.
+        case contextFreeInlineOrTask(
+            @Sendable (UnsafeRawBufferPointer) throws -> GRPCFramedMessage?,
+            @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void)
     }
 }
 
@@ -152,6 +159,37 @@ extension RPCHandler {
                 // Its JSON, like its protobuf bytes, is written once per preparation.
                 return try RESTBridge.respond(route: route, context: context) { try fast.jsonBytes(http.jsonEncoder) }
             },
+            requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
+    }
+
+    /// `unary(prepared:)` for a fast path that needs only the request (no
+    /// caller, no metadata, no deadline): a call it answers on the event
+    /// loop makes no `ServerContext`. `handler` runs, with a context, when
+    /// it returns nil.
+    public static func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        service: String,
+        method: String,
+        request: Request.Type = Request.self,
+        response: Response.Type = Response.self,
+        rest: [RESTRoute] = [],
+        access: RPCAccess = .authenticated,
+        preparedFromRequest prepared: @escaping @Sendable (Request) throws -> PreparedResponse<Response>?,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) -> RPCHandler {
+        let withContext = unary(
+            service: service, method: method, request: request, response: response, rest: rest, access: access,
+            prepared: { request, _ in try prepared(request) }, handler)
+        guard case .inlineOrTask(_, let fallback) = withContext.body else { return withContext }
+        return RPCHandler(
+            descriptor: withContext.descriptor, access: access,
+            body: .contextFreeInlineOrTask(
+                { bytes in
+                    let request: Request = try ProtobufCoding.decode(bytes)
+                    let frame: PreparedFrame? = try prepared(request)
+                    return frame?.framed
+                },
+                fallback),
+            restRoutes: rest, restInvoker: withContext.restInvoker, restInline: withContext.restInline,
             requestMessageName: Request.protoMessageName, responseMessageName: Response.protoMessageName)
     }
 

@@ -32,6 +32,9 @@ public struct RPCRouter: Sendable {
         let isSingleRequest: Bool
         /// The handler may answer on the event loop (inline, or inline-or-task).
         let answersInline: Bool
+        /// The body is `contextFreeInlineOrTask`: a call makes its
+        /// `ServerContext` only if the task runs.
+        let contextFree: Bool
 
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
             self.metrics = metrics
@@ -41,6 +44,7 @@ public struct RPCRouter: Sendable {
             self.body = handler.body
             self.isSingleRequest = handler.descriptor.kind.isSingleRequest
             if case .task = handler.body { answersInline = false } else { answersInline = true }
+            if case .contextFreeInlineOrTask = handler.body { contextFree = true } else { contextFree = false }
         }
     }
 

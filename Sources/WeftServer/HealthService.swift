@@ -113,12 +113,13 @@ public struct HealthService: RPCService {
         [
             // On the event loop: the server's status read from an atomic (a
             // named service's under the store's lock) and a response
-            // serialized once per status (the task fallback is never taken).
+            // serialized once per status (the task fallback is never taken);
+            // it reads only the request, so the call makes no ServerContext.
             .unary(
                 service: Self.name, method: "Check",
                 request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self,
                 access: .public,
-                prepared: { [store] request, _ in try store.checkResponse(request.service) }
+                preparedFromRequest: { [store] request in try store.checkResponse(request.service) }
             ) { [store] request, _ in
                 try store.checkResponse(request.service).message
             },

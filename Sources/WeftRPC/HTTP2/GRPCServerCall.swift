@@ -21,6 +21,10 @@ final class GRPCServerCall: @unchecked Sendable {
     /// Kept for `InterceptorChain.completed` (only when an interceptor wants it).
     private var head: CallHead?
     private var context: ServerContext?
+    /// What `context` is made of, kept instead while only a fast path that
+    /// needs none may run (`contextFreeInlineOrTask`): a call that path
+    /// answers never makes one.
+    private var contextParts: ContextParts?
     private var responseCompression: GRPCCompression.Algorithm?
     /// The client accepts gzip responses (a handler may ask for them).
     private var acceptsGzip = false
@@ -40,6 +44,15 @@ final class GRPCServerCall: @unchecked Sendable {
         var pendingRequests: [(message: ArraySlice<UInt8>, framedSize: Int, compressed: Bool)] = []
         var requestWaiter: CheckedContinuation<ArraySlice<UInt8>?, any Error>?
         var writeWaiters: [CheckedContinuation<Void, any Error>] = []
+    }
+
+    private struct ContextParts {
+        let metadata: Metadata
+        let deadline: NIODeadline?
+        let requestCompression: GRPCCompression.Algorithm?
+        let responseCompression: GRPCCompression.Algorithm?
+        let principal: Principal?
+        let audit: CallAudit?
     }
 
     private var taskState: HandlerTask {
@@ -121,11 +134,14 @@ final class GRPCServerCall: @unchecked Sendable {
             deadline = .now() + .nanoseconds(GRPCTimeout.nanoseconds(timeout))
             timeoutText = requestHead.timeout.map { requestHead.fields.string($0) } ?? ""
         }
-        context = ServerContext(
-            descriptor: registered.descriptor, requestMetadata: accepted.metadata, deadline: deadline, peer: connection.peer,
-            requestEncoding: accepted.requestCompression?.rawValue ?? "identity",
-            responseEncoding: accepted.responseCompression?.rawValue ?? "identity", principal: principal, audit: audit,
-            transport: .grpc, peerIdentity: connection.peerIdentity)
+        let parts = ContextParts(
+            metadata: accepted.metadata, deadline: deadline, requestCompression: accepted.requestCompression,
+            responseCompression: accepted.responseCompression, principal: principal, audit: audit)
+        if registered.contextFree {
+            contextParts = consume parts
+        } else {
+            context = makeContext(parts, descriptor: registered.descriptor)
+        }
         if let deadline {
             deadlineTask = connection.eventLoop.scheduleTask(deadline: deadline) { [self] in deadlineExpired() }
         }
@@ -134,6 +150,25 @@ final class GRPCServerCall: @unchecked Sendable {
         if !registered.isSingleRequest, case .task(let body) = registered.body {
             startTask(body, requests: RPCRequestStream(source: StreamRequestSource(call: self, eventLoop: connection.eventLoop)))
         }
+    }
+
+    private func makeContext(_ parts: ContextParts, descriptor: RPCMethodDescriptor) -> ServerContext {
+        ServerContext(
+            descriptor: descriptor, requestMetadata: parts.metadata, deadline: parts.deadline, peer: connection.peer,
+            requestEncoding: parts.requestCompression?.rawValue ?? "identity",
+            responseEncoding: parts.responseCompression?.rawValue ?? "identity", principal: parts.principal,
+            audit: parts.audit, transport: .grpc, peerIdentity: connection.peerIdentity)
+    }
+
+    /// The context, made now if only its parts were kept.
+    private func contextMadeIfNeeded() -> ServerContext? {
+        if let context { return context }
+        guard let parts = contextParts, let registered else { return nil }
+        let made = makeContext(parts, descriptor: registered.descriptor)
+        if machine.singleRequestCompressed { made.noteRequestCompressed(true) }
+        contextParts = nil
+        context = made
+        return made
     }
 
     private static func serviceName(of path: String) -> String {
@@ -183,7 +218,7 @@ final class GRPCServerCall: @unchecked Sendable {
             requestEnded = true
             if machine.singleRequestCompressed { context?.noteRequestCompressed(true) }
             switch registered.body {
-            case .inline, .inlineOrTask:
+            case .inline, .inlineOrTask, .contextFreeInlineOrTask:
                 request.withUnsafeBytes { runInline(registered.body, request: $0) }
             case .task(let body):
                 startTask(body, requests: RPCRequestStream(source: SingleRequestSource(message: request)))
@@ -226,6 +261,19 @@ final class GRPCServerCall: @unchecked Sendable {
     /// Inline bodies run without the span as the current context: they do
     /// no I/O and start no child spans.
     private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
+        if case .contextFreeInlineOrTask(let fast, let fallback) = handlerBody {
+            guard contextParts != nil else { return }  // set by an accepted start
+            do {
+                guard var response = try fast(request) else {
+                    return runFallback(fallback, request: request)
+                }
+                try sendResponseMessage(try response.takeWireBytes(compressor: responseCompression))
+                finish(nil)
+            } catch {
+                finish(RPCError(from: error))
+            }
+            return
+        }
         guard let context else { return }
         do {
             var response: GRPCFramedMessage
@@ -234,12 +282,10 @@ final class GRPCServerCall: @unchecked Sendable {
                 response = try body(request, context)
             case .inlineOrTask(let fast, let fallback):
                 guard let fastResponse = try fast(request, context) else {
-                    environment.observability.makeLive(&observation!)
-                    startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
-                    return
+                    return runFallback(fallback, request: request)
                 }
                 response = fastResponse
-            case .task:
+            case .task, .contextFreeInlineOrTask:
                 return
             }
             switch context.responseCompressionPreference {
@@ -257,11 +303,20 @@ final class GRPCServerCall: @unchecked Sendable {
         }
     }
 
+    /// The fast path declined: the request is copied and the task runs.
+    private func runFallback(
+        _ fallback: @escaping @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void,
+        request: UnsafeRawBufferPointer
+    ) {
+        environment.observability.makeLive(&observation!)
+        startTask(fallback, requests: RPCRequestStream(source: SingleRequestSource(message: Array(request)[...])))
+    }
+
     private func startTask(
         _ body: @escaping @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void,
         requests: RPCRequestStream
     ) {
-        guard let context, let observation else { return }
+        guard let context = contextMadeIfNeeded(), let observation else { return }
         let eventLoop = connection.eventLoop
         let writer = RPCResponseWriter(
             sink: StreamResponseSink(
@@ -346,6 +401,7 @@ final class GRPCServerCall: @unchecked Sendable {
         connection.scheduleFlush()
         if stream.pendingBodyBytes > environment.config.streamWriteBufferHighWater {
             taskState.writeWaiters.append(continuation)
+            stream.drainWatched = true
         } else {
             continuation.resume()
         }

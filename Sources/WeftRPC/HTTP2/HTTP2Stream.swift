@@ -62,6 +62,9 @@ final class HTTP2Stream: @unchecked Sendable {
     private var outboundEnded = false
     private var pendingTrailers: Trailers = .none
     private var dataDeferred = false
+    /// A handler waits for the body to drain (`bodyDrained`): set by the
+    /// call when a writer waits, so other calls skip the notice.
+    var drainWatched = false
 
     enum Trailers {
         case none
@@ -108,6 +111,7 @@ final class HTTP2Stream: @unchecked Sendable {
         outboundEnded = false
         pendingTrailers = .none
         dataDeferred = false
+        drainWatched = false
     }
 
     #if DEBUG
@@ -334,7 +338,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)
             }
         }
-        if case .grpc(let call) = exchange { call.bodyDrained(remaining: remaining) }
+        if drainWatched, case .grpc(let call) = exchange { call.bodyDrained(remaining: remaining) }
         return n
     }
 }

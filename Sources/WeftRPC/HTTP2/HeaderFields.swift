@@ -19,24 +19,14 @@ struct HeaderFields {
     mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Index {
         let index = used
         let needed = Self.recordHeader + name.count + value.count
-        if storage.count - used < needed {
-            let room = Swift.max(Self.initialRoom, storage.count, needed)
-            if storage.isEmpty {
-                storage = [UInt8](repeating: 0, count: room)  // a memset, not a loop
-            } else {
-                storage.append(contentsOf: repeatElement(0, count: room))
-            }
-        }
-        let n = UInt16(truncatingIfNeeded: name.count)
-        let v = UInt32(truncatingIfNeeded: value.count)
+        if storage.count - used < needed { makeRoom(needed) }
+        // Two unaligned stores for the lengths (little-endian, as `lengths`
+        // reads them) and two copies: a field per request header, so this
+        // is on every call's path.
         storage.withUnsafeMutableBytes { raw in
-            let record = raw.baseAddress! + index
-            record.storeBytes(of: UInt8(truncatingIfNeeded: n), toByteOffset: 0, as: UInt8.self)
-            record.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), toByteOffset: 1, as: UInt8.self)
-            record.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: 2, as: UInt8.self)
-            record.storeBytes(of: UInt8(truncatingIfNeeded: v >> 8), toByteOffset: 3, as: UInt8.self)
-            record.storeBytes(of: UInt8(truncatingIfNeeded: v >> 16), toByteOffset: 4, as: UInt8.self)
-            record.storeBytes(of: UInt8(truncatingIfNeeded: v >> 24), toByteOffset: 5, as: UInt8.self)
+            let record = raw.baseAddress.unsafelyUnwrapped + index
+            record.storeBytes(of: UInt16(truncatingIfNeeded: name.count).littleEndian, as: UInt16.self)
+            record.storeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian, toByteOffset: 2, as: UInt32.self)
             if let base = name.baseAddress, name.count > 0 {
                 (record + Self.recordHeader).copyMemory(from: base, byteCount: name.count)
             }
@@ -48,13 +38,26 @@ struct HeaderFields {
         return index
     }
 
+    @inline(never)
+    private mutating func makeRoom(_ needed: Int) {
+        let room = Swift.max(Self.initialRoom, storage.count, needed)
+        if storage.isEmpty {
+            storage = [UInt8](repeating: 0, count: room)  // a memset, not a loop
+        } else {
+            storage.append(contentsOf: repeatElement(0, count: room))
+        }
+    }
+
     /// Forgets every field, keeping the room (a reused stream).
     mutating func removeAll() { used = 0 }
 
     private func lengths(_ i: Index) -> (name: Int, value: Int) {
-        let n = Int(storage[i]) | Int(storage[i + 1]) << 8
-        let v = Int(storage[i + 2]) | Int(storage[i + 3]) << 8 | Int(storage[i + 4]) << 16 | Int(storage[i + 5]) << 24
-        return (n, v)
+        storage.withUnsafeBytes { raw in
+            precondition(i >= 0 && i + Self.recordHeader <= raw.count)
+            let n = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt16.self))
+            let v = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i + 2, as: UInt32.self))
+            return (Int(n), Int(v))
+        }
     }
 
     func name(_ i: Index) -> ArraySlice<UInt8> {

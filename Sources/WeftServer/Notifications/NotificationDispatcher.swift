@@ -29,7 +29,8 @@ final class NotificationDispatcher: Service, Sendable {
         var claimSpacing: Duration = .milliseconds(10)
         var batch = 256
         /// How often due retries and deadline alerts are looked for when
-        /// nothing wakes the dispatcher.
+        /// nothing wakes the dispatcher (four times as long once 20 looks
+        /// in a row found nothing: `IdleBackoff`).
         var idlePoll: Duration = .milliseconds(200)
     }
 
@@ -117,6 +118,7 @@ final class NotificationDispatcher: Service, Sendable {
 
     private func claimLoop(_ group: inout DiscardingTaskGroup) async {
         var lastClaim = ContinuousClock.now
+        var backoff = IdleBackoff(base: settings.idlePoll, cap: settings.idlePoll * 4)
         while !stopping {
             let generation = signal.generation(Self.queueName)
             let capacity = settings.policy.concurrency
@@ -143,12 +145,14 @@ final class NotificationDispatcher: Service, Sendable {
                         }
                     }
                     full = claimed.count == limit
+                    if !claimed.isEmpty { backoff.reset() }
                 } catch {
                     logger.error("notifications: cannot claim from the outbox: \(error)")
                 }
             }
             if full { continue }
-            await signal.wait(Self.queueName, since: generation, timeout: settings.idlePoll)
+            await signal.wait(Self.queueName, since: generation, timeout: backoff.nextWait())
+            if signal.generation(Self.queueName) != generation { backoff.reset() }
         }
         // Stopping: live in-app streams end (so the server's drain does not
         // wait for them); what is in flight finishes (each attempt has a
