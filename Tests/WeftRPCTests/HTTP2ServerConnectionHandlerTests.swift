@@ -25,6 +25,7 @@ struct HTTP2ServerConnectionHandlerTests {
             let rpcMetrics = RPCMetrics(metrics: metrics)
             var router = RPCRouter()
             router.register(TestHealthService(), metrics: rpcMetrics)
+            router.register(PreparedTestService(), metrics: rpcMetrics)
             var http = HTTPRouter()
             http.add("GET", "/healthz") { _ in .json(200, ["status": "SERVING"]) }
             let environment = ServerEnvironment(
@@ -290,6 +291,40 @@ struct HTTP2ServerConnectionHandlerTests {
         let body = Array(r.data[5...])
         let plain = try body.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 1000) }
         #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: plain).status == .serving)
+    }
+
+    @Test("a context-free fast path answers on the wire, mirrors gzip, and its error is the status")
+    func contextFreeFastPath() throws {
+        let h = try Harness()
+        let plain = h.client.request(
+            NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+        let payload = try checkRequest()
+        let compressed = try payload.withUnsafeBytes { try GRPCCompression.compress($0, algorithm: .gzip) }
+        let zipped = h.client.request(
+            NGHTTP2TestClient.grpcHeaders(
+                "/test.Prepared/Check", extra: [("grpc-encoding", "gzip"), ("grpc-accept-encoding", "identity, gzip")]),
+            body: NGHTTP2TestClient.grpcFrame(compressed, compressed: true))
+        let bad = h.client.request(
+            NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"),
+            body: NGHTTP2TestClient.grpcFrame(try Grpc_Health_V1_HealthCheckRequest.with { $0.service = "bad" }.serializedBytes()))
+        try h.exchange()
+
+        let r = try #require(h.client.responses[plain])
+        #expect(r.grpcStatus == 0)
+        #expect(r.data.first == 0)
+        #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...])).status == .serving)
+
+        let z = try #require(h.client.responses[zipped])
+        #expect(z.grpcStatus == 0)
+        #expect(z.header("grpc-encoding") == "gzip")
+        #expect(z.data.first == 1)
+        let body = Array(z.data[5...])
+        let unzipped = try body.withUnsafeBytes { try GRPCCompression.decompress($0, algorithm: .gzip, limit: 1000) }
+        #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: unzipped).status == .serving)
+
+        let b = try #require(h.client.responses[bad])
+        #expect(b.grpcStatus == 3)
+        #expect((b.trailer("grpc-message") ?? b.header("grpc-message")) == "bad service")
     }
 
     @Test("an unsupported grpc-encoding is UNIMPLEMENTED and lists what is accepted")
