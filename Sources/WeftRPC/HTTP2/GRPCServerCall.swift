@@ -185,7 +185,7 @@ final class GRPCServerCall: @unchecked Sendable {
             stream.consume(data.count)
             connection.countReceived(registered.metrics, bytes: data.count)
             requestEnded = true
-            return runInline(registered.body, request: message)
+            return runInline(registered, request: message)
         }
         // Single-request calls are bounded by the message size limit: their
         // window comes back at once. Streaming requests return it as their
@@ -219,7 +219,7 @@ final class GRPCServerCall: @unchecked Sendable {
             if machine.singleRequestCompressed { context?.noteRequestCompressed(true) }
             switch registered.body {
             case .inline, .inlineOrTask, .contextFreeInlineOrTask:
-                request.withUnsafeBytes { runInline(registered.body, request: $0) }
+                request.withUnsafeBytes { runInline(registered, request: $0) }
             case .task(let body):
                 startTask(body, requests: RPCRequestStream(source: SingleRequestSource(message: request)))
             }
@@ -260,8 +260,10 @@ final class GRPCServerCall: @unchecked Sendable {
     /// that declines, the request is copied and the task runs instead).
     /// Inline bodies run without the span as the current context: they do
     /// no I/O and start no child spans.
-    private func runInline(_ handlerBody: RPCHandler.Body, request: UnsafeRawBufferPointer) {
-        if case .contextFreeInlineOrTask(let fast, let fallback) = handlerBody {
+    /// (The method, not its body, is passed: a body passed by value was
+    /// copied, a retain and a release per closure in it.)
+    private func runInline(_ registered: RPCRouter.RegisteredMethod, request: UnsafeRawBufferPointer) {
+        if case .contextFreeInlineOrTask(let fast, let fallback) = registered.body {
             guard contextParts != nil else { return }  // set by an accepted start
             do {
                 guard var response = try fast(request) else {
@@ -277,7 +279,7 @@ final class GRPCServerCall: @unchecked Sendable {
         guard let context else { return }
         do {
             var response: GRPCFramedMessage
-            switch handlerBody {
+            switch registered.body {
             case .inline(let body):
                 response = try body(request, context)
             case .inlineOrTask(let fast, let fallback):
@@ -365,8 +367,10 @@ final class GRPCServerCall: @unchecked Sendable {
             throw RPCError(code: .internal, message: "response after status")
         case .headersThenMessage:
             responseHeadersSent = true
-            let metadata = context?.takeResponseHeaders() ?? Metadata()
-            if responseCompression == nil && metadata.isEmpty {
+            // Optional, not `?? Metadata()`: a call without a context (or
+            // metadata) makes no empty value to test and let go.
+            let metadata = context?.takeResponseHeaders()
+            if responseCompression == nil && metadata?.isEmpty ?? true {
                 stream.submit(StaticHeaders.grpcResponse)
             } else {
                 var headers = HeaderBlock()
@@ -374,7 +378,7 @@ final class GRPCServerCall: @unchecked Sendable {
                 headers.add("content-type", "application/grpc")
                 if let responseCompression { headers.add("grpc-encoding", responseCompression.rawValue) }
                 headers.add("grpc-accept-encoding", GRPCCompression.acceptEncodingHeader)
-                headers.add(metadata)
+                if let metadata { headers.add(metadata) }
                 stream.submit(headers: headers, withBody: true)
             }
         case .message:
@@ -452,8 +456,8 @@ final class GRPCServerCall: @unchecked Sendable {
             }
         }
         if handlerTask != nil { failWaiters { RPCError(code: .cancelled, message: "the call has ended") } }
-        let trailingMetadata = context?.takeResponseTrailers() ?? Metadata()
-        if framing == .trailers && error == nil && trailingMetadata.isEmpty {
+        let trailingMetadata = context?.takeResponseTrailers()
+        if framing == .trailers && error == nil && trailingMetadata?.isEmpty ?? true {
             return stream.endBody(trailers: .ok)
         }
         var trailers = HeaderBlock()
@@ -465,7 +469,7 @@ final class GRPCServerCall: @unchecked Sendable {
         trailers.add("grpc-status", String(code.rawValue))
         if let error, !error.message.isEmpty { trailers.add("grpc-message", GRPCStatusMessage.encode(error.message)) }
         if let error { trailers.add(error.metadata) }
-        trailers.add(trailingMetadata)
+        if let trailingMetadata { trailers.add(trailingMetadata) }
         if framing == .trailersOnly {
             stream.submit(headers: trailers, withBody: false)
         } else {
