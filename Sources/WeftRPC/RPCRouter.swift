@@ -35,6 +35,9 @@ public struct RPCRouter: Sendable {
         /// The body is `contextFreeInlineOrTask`: a call makes its
         /// `ServerContext` only if the task runs.
         let contextFree: Bool
+        /// That body's fast path, held apart: calling it through the body
+        /// enum bound (retained) both of its closures on every call.
+        let contextFreeFast: (@Sendable (UnsafeRawBufferPointer) throws -> GRPCFramedMessage?)?
 
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
             self.metrics = metrics
@@ -44,7 +47,13 @@ public struct RPCRouter: Sendable {
             self.body = handler.body
             self.isSingleRequest = handler.descriptor.kind.isSingleRequest
             if case .task = handler.body { answersInline = false } else { answersInline = true }
-            if case .contextFreeInlineOrTask = handler.body { contextFree = true } else { contextFree = false }
+            if case .contextFreeInlineOrTask(let fast, _) = handler.body {
+                contextFree = true
+                contextFreeFast = fast
+            } else {
+                contextFree = false
+                contextFreeFast = nil
+            }
         }
     }
 

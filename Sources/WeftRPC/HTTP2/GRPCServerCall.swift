@@ -263,10 +263,11 @@ final class GRPCServerCall: @unchecked Sendable {
     /// (The method, not its body, is passed: a body passed by value was
     /// copied, a retain and a release per closure in it.)
     private func runInline(_ registered: RPCRouter.RegisteredMethod, request: UnsafeRawBufferPointer) {
-        if case .contextFreeInlineOrTask(let fast, let fallback) = registered.body {
+        if let fast = registered.contextFreeFast {
             guard contextParts != nil else { return }  // set by an accepted start
             do {
                 guard var response = try fast(request) else {
+                    guard case .contextFreeInlineOrTask(_, let fallback) = registered.body else { return }
                     return runFallback(fallback, request: request)
                 }
                 try sendResponseMessage(try response.takeWireBytes(compressor: responseCompression))

@@ -158,15 +158,17 @@ final class HTTP2Stream: @unchecked Sendable {
 
     func headersComplete() {
         guard case .head = exchange else { return }
-        if let contentType, bytesHavePrefix(fields.value(contentType), HeaderName.applicationGRPC) {
+        if let contentType, fields.withValue(contentType, { bytesHavePrefix($0, "application/grpc") }) {
             var registered: RPCRouter.RegisteredMethod?
             if let pathField {
-                let path = fields.value(pathField)
-                // The connection's previous method first: no router access, no hash.
-                if let last = connection.lastMethod, bytesEqual(path, last.pathBytes) {
+                // The connection's previous method first: no router access, no
+                // hash, and the path compared where it lies.
+                if let last = connection.lastMethod,
+                    fields.withValue(pathField, { path in last.pathBytes.withUnsafeBytes { bytesEqual(path, $0) } })
+                {
                     registered = last
                 } else {
-                    registered = environment.router.lookup(path: path)
+                    registered = environment.router.lookup(path: fields.value(pathField))
                     if let registered { connection.lastMethod = registered }
                 }
             }

@@ -71,6 +71,17 @@ struct HeaderFields {
         return storage[start..<(start + v)]
     }
 
+    /// The value's bytes, borrowed: no slice (and no retain of the storage)
+    /// for checks made on every call.
+    func withValue<R>(_ i: Index, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        storage.withUnsafeBytes { raw in
+            let (n, v) = lengths(i)
+            let start = i + Self.recordHeader + n
+            precondition(start + v <= raw.count)
+            return body(UnsafeRawBufferPointer(rebasing: raw[start..<(start + v)]))
+        }
+    }
+
     func string(_ i: Index) -> String { String(decoding: value(i), as: UTF8.self) }
     func string(name i: Index) -> String { String(decoding: name(i), as: UTF8.self) }
 
@@ -101,6 +112,13 @@ func bytesEqual(_ lhs: UnsafeRawBufferPointer, _ rhs: [UInt8]) -> Bool {
     return rhs.withUnsafeBytes { memcmp(base, $0.baseAddress!, lhs.count) == 0 }
 }
 
+@inline(__always)
+func bytesEqual(_ lhs: UnsafeRawBufferPointer, _ rhs: UnsafeRawBufferPointer) -> Bool {
+    guard lhs.count == rhs.count else { return false }
+    guard let l = lhs.baseAddress, let r = rhs.baseAddress else { return true }
+    return memcmp(l, r, lhs.count) == 0
+}
+
 /// Against a literal: no array behind it, so no lazy global to check and
 /// no reference to hold (the per-header checks of every request use these).
 @inline(__always)
@@ -121,6 +139,12 @@ func bytesEqual(_ lhs: ArraySlice<UInt8>, _ rhs: ArraySlice<UInt8>) -> Bool {
     guard lhs.count == rhs.count else { return false }
     guard !lhs.isEmpty else { return true }
     return lhs.withUnsafeBytes { l in rhs.withUnsafeBytes { r in memcmp(l.baseAddress!, r.baseAddress!, l.count) == 0 } }
+}
+
+@inline(__always)
+func bytesHavePrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: StaticString) -> Bool {
+    guard bytes.count >= prefix.utf8CodeUnitCount else { return false }
+    return bytesEqual(UnsafeRawBufferPointer(rebasing: bytes[..<prefix.utf8CodeUnitCount]), prefix)
 }
 
 @inline(__always)
