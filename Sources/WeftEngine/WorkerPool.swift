@@ -10,8 +10,9 @@ public import WeftStore
 /// (timeouts), so a pool busy with long tasks never delays a timeout; a
 /// third renews the leases of running attempts. Both leasing loops sleep on
 /// the `WorkSignal` when there is nothing to do, and look at the store at
-/// least every `idlePoll` anyway (every `4 × idlePoll` once nothing was
-/// found or signalled for 20 looks: `IdleBackoff`). Commits also hand ready tasks straight to
+/// least every `idlePoll` anyway (once 20 looks in a row found nothing and
+/// no wake-up came, the wait doubles per look up to `4 × idlePoll`:
+/// `IdleBackoff`). Commits also hand ready tasks straight to
 /// a free slot (`DirectDispatch`).
 ///
 /// Slots are shared fairly between organizations (tenants): one tenant

@@ -240,6 +240,17 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
                 out!.writeBytes(UnsafeRawBufferPointer(start: base, count: used))
                 used = 0
             }
+            /// Writes `out` once it holds 64 KiB. Called only when nothing
+            /// taken from nghttp2 waits in `gather`, so that frames keep
+            /// their order even if the write re-enters this function.
+            func writeIfFull() {
+                guard let full = out, full.readableBytes >= 64 * 1024 else { return }
+                out = nil
+                context.write(wrapOutboundOut(full), promise: nil)
+                wrote = true
+                // A failed write can close the channel and end the session.
+                writable = self.session != nil && context.channel.isWritable
+            }
             while writable {
                 var pointer: UnsafePointer<UInt8>?
                 let n = nghttp2_session_mem_send(session, &pointer)
@@ -256,17 +267,14 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
                 }
                 spill()
                 if n <= gather.count {
+                    writeIfFull()
+                    if self.session == nil { return }  // `frame` went with the session
                     base.copyMemory(from: frame.baseAddress!, byteCount: n)
                     used = n
                 } else {
                     if out == nil { out = context.channel.allocator.buffer(capacity: n) }
                     out!.writeBytes(frame)
-                }
-                if out!.readableBytes >= 64 * 1024 {
-                    context.write(wrapOutboundOut(out!), promise: nil)
-                    out = nil
-                    wrote = true
-                    writable = context.channel.isWritable
+                    writeIfFull()
                 }
             }
             spill(last: true)
@@ -279,7 +287,10 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
             wrote = true
         }
         if wrote { context.flush() }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+        // A write that failed may have closed the channel, which ends (frees)
+        // the session: look again rather than use the pointer taken above.
+        guard let live = self.session else { return }
+        if nghttp2_session_want_read(live) == 0 && nghttp2_session_want_write(live) == 0 {
             // GOAWAY exchanged and no stream left, or a fatal error: done.
             closing = true
             context.close(promise: nil)

@@ -29,8 +29,8 @@ final class NotificationDispatcher: Service, Sendable {
         var claimSpacing: Duration = .milliseconds(10)
         var batch = 256
         /// How often due retries and deadline alerts are looked for when
-        /// nothing wakes the dispatcher (four times as long once 20 looks
-        /// in a row found nothing: `IdleBackoff`).
+        /// nothing wakes the dispatcher (after 20 looks in a row found
+        /// nothing, the wait doubles per look up to four times this: `IdleBackoff`).
         var idlePoll: Duration = .milliseconds(200)
     }
 
