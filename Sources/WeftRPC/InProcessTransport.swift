@@ -73,27 +73,21 @@ public struct InProcessTransport: Sendable {
     private func run(
         _ body: RPCHandler.Body, requests: [[UInt8]], context: ServerContext, collector: Collector
     ) async throws {
+        // An inline answer, or the task that runs when there is none.
+        let task: @Sendable (RPCRequestStream, RPCResponseWriter, ServerContext) async throws -> Void
         switch body {
         case .inline(let inline):
-            let response = try requests[0].withUnsafeBytes { try inline($0, context) }
-            collector.add(response)
+            return collector.add(try requests[0].withUnsafeBytes { try inline($0, context) })
         case .inlineOrTask(let fast, let fallback):
-            if let response = try requests[0].withUnsafeBytes({ try fast($0, context) }) {
-                collector.add(response)
-            } else {
-                try await fallback(
-                    RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
-            }
+            if let response = try requests[0].withUnsafeBytes({ try fast($0, context) }) { return collector.add(response) }
+            task = fallback
         case .contextFreeInlineOrTask(let fast, let fallback):
-            if let response = try requests[0].withUnsafeBytes({ try fast($0) }) {
-                collector.add(response)
-            } else {
-                try await fallback(
-                    RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
-            }
-        case .task(let task):
-            try await task(RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
+            if let response = try requests[0].withUnsafeBytes({ try fast($0) }) { return collector.add(response) }
+            task = fallback
+        case .task(let body):
+            task = body
         }
+        try await task(RPCRequestStream(source: ArraySource(requests)), RPCResponseWriter(sink: collector), context)
     }
 
     /// A typed unary call: its response, or its `RPCError`.

@@ -32,11 +32,10 @@ public struct RPCRouter: Sendable {
         let isSingleRequest: Bool
         /// The handler may answer on the event loop (inline, or inline-or-task).
         let answersInline: Bool
-        /// The body is `contextFreeInlineOrTask`: a call makes its
-        /// `ServerContext` only if the task runs.
-        let contextFree: Bool
-        /// That body's fast path, held apart: calling it through the body
-        /// enum bound (retained) both of its closures on every call.
+        /// Set when the body is `contextFreeInlineOrTask` (a call makes its
+        /// `ServerContext` only if the task runs): its fast path, held apart,
+        /// since calling it through the body enum bound (retained) both of
+        /// its closures on every call.
         let contextFreeFast: (@Sendable (UnsafeRawBufferPointer) throws -> GRPCFramedMessage?)?
 
         init(handler: RPCHandler, metrics: RPCMethodMetrics) {
@@ -47,13 +46,7 @@ public struct RPCRouter: Sendable {
             self.body = handler.body
             self.isSingleRequest = handler.descriptor.kind.isSingleRequest
             if case .task = handler.body { answersInline = false } else { answersInline = true }
-            if case .contextFreeInlineOrTask(let fast, _) = handler.body {
-                contextFree = true
-                contextFreeFast = fast
-            } else {
-                contextFree = false
-                contextFreeFast = nil
-            }
+            if case .contextFreeInlineOrTask(let fast, _) = handler.body { contextFreeFast = fast } else { contextFreeFast = nil }
         }
     }
 

@@ -137,7 +137,7 @@ final class GRPCServerCall: @unchecked Sendable {
         let parts = ContextParts(
             metadata: accepted.metadata, deadline: deadline, requestCompression: accepted.requestCompression,
             responseCompression: accepted.responseCompression, principal: principal, audit: audit)
-        if registered.contextFree {
+        if registered.contextFreeFast != nil {
             contextParts = consume parts
         } else {
             context = makeContext(parts, descriptor: registered.descriptor)
@@ -263,35 +263,32 @@ final class GRPCServerCall: @unchecked Sendable {
     /// (The method, not its body, is passed: a body passed by value was
     /// copied, a retain and a release per closure in it.)
     private func runInline(_ registered: RPCRouter.RegisteredMethod, request: UnsafeRawBufferPointer) {
-        if let fast = registered.contextFreeFast {
-            guard contextParts != nil else { return }  // set by an accepted start
-            do {
-                guard var response = try fast(request) else {
+        // An accepted start left a context, or (context-free fast path) its parts.
+        guard context != nil || contextParts != nil else { return }
+        do {
+            var response: GRPCFramedMessage
+            if let fast = registered.contextFreeFast {
+                guard let fastResponse = try fast(request) else {
                     guard case .contextFreeInlineOrTask(_, let fallback) = registered.body else { return }
                     return runFallback(fallback, request: request)
                 }
-                try sendResponseMessage(try response.takeWireBytes(compressor: responseCompression))
-                finish(nil)
-            } catch {
-                finish(RPCError(from: error))
-            }
-            return
-        }
-        guard let context else { return }
-        do {
-            var response: GRPCFramedMessage
-            switch registered.body {
-            case .inline(let body):
-                response = try body(request, context)
-            case .inlineOrTask(let fast, let fallback):
-                guard let fastResponse = try fast(request, context) else {
-                    return runFallback(fallback, request: request)
-                }
                 response = fastResponse
-            case .task, .contextFreeInlineOrTask:
-                return
+            } else {
+                guard let context else { return }
+                switch registered.body {
+                case .inline(let body):
+                    response = try body(request, context)
+                case .inlineOrTask(let fast, let fallback):
+                    guard let fastResponse = try fast(request, context) else {
+                        return runFallback(fallback, request: request)
+                    }
+                    response = fastResponse
+                case .task, .contextFreeInlineOrTask:
+                    return
+                }
             }
-            switch context.responseCompressionPreference {
+            // No context: no preference, the negotiated compression.
+            switch context?.responseCompressionPreference {
             case .some(false):
                 try sendResponseMessage(try response.takeWireBytes(compressor: nil))
             case .some(true) where responseCompression == nil && acceptsGzip:
