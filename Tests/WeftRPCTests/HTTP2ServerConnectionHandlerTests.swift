@@ -22,18 +22,21 @@ struct HTTP2ServerConnectionHandlerTests {
         let metrics = WeftMetrics()
 
         init(config: RPCServerConfig = RPCServerConfig()) throws {
+            try channel.pipeline.syncOperations.addHandler(
+                ProtocolSniffer(environment: Self.environment(config: config, metrics: metrics), registry: ConnectionRegistry()))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        }
+
+        static func environment(config: RPCServerConfig = RPCServerConfig(), metrics: WeftMetrics) -> ServerEnvironment {
             let rpcMetrics = RPCMetrics(metrics: metrics)
             var router = RPCRouter()
             router.register(TestHealthService(), metrics: rpcMetrics)
             router.register(PreparedTestService(), metrics: rpcMetrics)
             var http = HTTPRouter()
             http.add("GET", "/healthz") { _ in .json(200, ["status": "SERVING"]) }
-            let environment = ServerEnvironment(
+            return ServerEnvironment(
                 config: config, router: router, httpRouter: http, metrics: rpcMetrics,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-            try channel.pipeline.syncOperations.addHandler(
-                ProtocolSniffer(environment: environment, registry: ConnectionRegistry()))
-            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
 
         /// A connection ends by closing (its handler lets go of its streams then).
@@ -325,6 +328,116 @@ struct HTTP2ServerConnectionHandlerTests {
         let b = try #require(h.client.responses[bad])
         #expect(b.grpcStatus == 3)
         #expect((b.trailer("grpc-message") ?? b.header("grpc-message")) == "bad service")
+    }
+
+    /// `grpc_server_*_total` of test.Prepared/Check in the harness's exposition.
+    private func preparedCount(_ h: Harness, _ counter: String, code: String? = nil) -> Int? {
+        let labels = #"grpc_type="unary",grpc_service="test.Prepared",grpc_method="Check""# + (code.map { #",grpc_code="\#($0)""# } ?? "")
+        let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
+        let prefix = "grpc_server_\(counter)_total{\(labels)} "
+        return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
+    }
+
+    @Test("a plain context-free call answered by its stream is counted like any call; bad input still gets its status")
+    func plainUnaryCounted() throws {
+        let h = try Harness()
+        let ids = try (0..<3).map { _ in
+            h.client.request(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+        }
+        // No message at all: the call it becomes refuses it.
+        let empty = h.client.request(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: nil)
+        // A compressed frame without grpc-encoding: not plain enough to answer in place.
+        let flagged = h.client.request(
+            NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: NGHTTP2TestClient.grpcFrame([], compressed: true))
+        try h.exchange()
+        for id in ids {
+            let r = try #require(h.client.responses[id])
+            #expect(r.header("content-type") == "application/grpc")
+            #expect(r.grpcStatus == 0)
+            #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...])).status == .serving)
+        }
+        #expect(h.client.responses[empty]?.grpcStatus == 13)
+        #expect(h.client.responses[flagged]?.grpcStatus == 13)
+        #expect(preparedCount(h, "started") == 5)
+        #expect(preparedCount(h, "handled", code: "OK") == 3)
+        #expect(preparedCount(h, "handled", code: "Internal") == 2)
+        #expect(preparedCount(h, "msg_received") == 3)
+        #expect(preparedCount(h, "msg_sent") == 3)
+    }
+
+    @Test("a plain call whose message is split over DATA frames, or ends in an empty one, is answered by the full call")
+    func plainUnaryFallsBackToTheCall() throws {
+        let h = try Harness()
+        let frame = NGHTTP2TestClient.grpcFrame(try Grpc_Health_V1_HealthCheckRequest().serializedBytes())
+        let split = h.client.open(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"))
+        let trailing = h.client.open(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"))
+        try h.exchange()
+        h.client.send(Array(frame[..<3]), on: split, endStream: false)
+        h.client.send(frame, on: trailing, endStream: false)
+        try h.exchange()
+        #expect(h.client.responses[split] == nil && h.client.responses[trailing] == nil, "no answer before the request ends")
+        h.client.send(Array(frame[3...]), on: split, endStream: true)
+        h.client.send([], on: trailing, endStream: true)
+        try h.exchange()
+        for id in [split, trailing] {
+            let r = try #require(h.client.responses[id])
+            #expect(r.grpcStatus == 0)
+            #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...])).status == .serving)
+        }
+        #expect(preparedCount(h, "started") == 2)
+        #expect(preparedCount(h, "handled", code: "OK") == 2)
+    }
+
+    @Test("a plain call reset before its message counts as cancelled, and its stream is reused")
+    func plainUnaryReset() throws {
+        let h = try Harness()
+        let id = h.client.open(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"))
+        try h.exchange()
+        h.client.reset(id)
+        try h.exchange()
+        #expect(preparedCount(h, "started") == 1)
+        #expect(preparedCount(h, "handled", code: "Canceled") == 1)
+        let next = h.client.request(
+            NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
+        try h.exchange()
+        #expect(h.client.responses[next]?.grpcStatus == 0)
+        #expect(preparedCount(h, "handled", code: "OK") == 1)
+        let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
+        #expect(text.contains("weft_http2_server_streams_active 0.0\n"))
+    }
+
+    @Test("a plain call whose fast path declines runs its handler as a task, with a context, and answers on the wire")
+    func plainUnaryDeclines() async throws {
+        // A thread-safe test loop: the handler task hops back onto it.
+        let channel = NIOAsyncTestingChannel()
+        let metrics = WeftMetrics()
+        let environment = Harness.environment(metrics: metrics)
+        try await channel.testingEventLoop.executeInContext {
+            try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(environment: environment, registry: ConnectionRegistry()))
+        }
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        let client = NGHTTP2TestClient()
+        let id = client.request(
+            NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"),
+            body: NGHTTP2TestClient.grpcFrame(try Grpc_Health_V1_HealthCheckRequest.with { $0.service = "slow" }.serializedBytes()))
+        var toServer = client.output()
+        for _ in 0..<500 where client.responses[id]?.closed != true {
+            if !toServer.isEmpty { try await channel.writeInbound(channel.allocator.buffer(bytes: toServer)) }
+            await channel.testingEventLoop.run()
+            var fromServer: [UInt8] = []
+            while let buffer = try await channel.readOutbound(as: ByteBuffer.self) { fromServer += buffer.readableBytesView }
+            if !fromServer.isEmpty { client.receive(fromServer) }
+            toServer = client.output()
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let r = try #require(client.responses[id])
+        #expect(r.grpcStatus == 0)
+        // The task handler's answer (the fast path has none for "slow"), and its trailer.
+        #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...])).status == .unknown)
+        #expect(r.trailer("x-fallback") == "slow")
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(text.contains(#"grpc_server_handled_total{grpc_type="unary",grpc_service="test.Prepared",grpc_method="Check",grpc_code="OK"} 1"#))
+        _ = try? await channel.finish()
     }
 
     @Test("an unsupported grpc-encoding is UNIMPLEMENTED and lists what is accepted")

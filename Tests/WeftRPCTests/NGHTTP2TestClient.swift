@@ -70,6 +70,52 @@ final class NGHTTP2TestClient {
     /// Submits a request; `body` is sent as DATA with END_STREAM (nil: no body).
     @discardableResult
     func request(_ headers: [(String, String)], body: [UInt8]?) -> Int32 {
+        withNVs(headers) { nvs in
+            guard let body else {
+                return nghttp2_submit_request(session, nil, nvs, nvs.count, nil, nil)
+            }
+            var provider = Self.bodyProvider
+            let id = nghttp2_submit_request(session, nil, nvs, nvs.count, &provider, nil)
+            pendingBodies[id] = body
+            return id
+        }
+    }
+
+    /// Opens a stream with its request headers only (no END_STREAM): what
+    /// follows is sent with `send(_:on:endStream:)` or `reset(_:)`.
+    func open(_ headers: [(String, String)]) -> Int32 {
+        withNVs(headers) { nvs in
+            nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), -1, nil, nvs, nvs.count, nil)
+        }
+    }
+
+    /// One DATA frame of `bytes` on an open stream (END_STREAM if asked).
+    func send(_ bytes: [UInt8], on id: Int32, endStream: Bool) {
+        pendingBodies[id] = bytes
+        var provider = Self.bodyProvider
+        let flags = endStream ? NGHTTP2_FLAG_END_STREAM : NGHTTP2_FLAG_NONE
+        precondition(nghttp2_submit_data(session, UInt8(flags.rawValue), id, &provider) == 0)
+    }
+
+    func reset(_ id: Int32) {
+        precondition(nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_CANCEL.rawValue) == 0)
+    }
+
+    /// Sends `pendingBodies[id]`, then EOF.
+    private static let bodyProvider = nghttp2_data_provider(
+        source: nghttp2_data_source(ptr: nil),
+        read_callback: { _, id, buf, length, flags, _, user in
+            let client = Unmanaged<NGHTTP2TestClient>.fromOpaque(user!).takeUnretainedValue()
+            var pending = client.pendingBodies[id] ?? []
+            let n = min(length, pending.count)
+            pending.withUnsafeBytes { UnsafeMutableRawPointer(buf!).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, byteCount: n) }
+            pending.removeFirst(n)
+            client.pendingBodies[id] = pending
+            if pending.isEmpty { flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+            return n
+        })
+
+    private func withNVs(_ headers: [(String, String)], _ body: ([nghttp2_nv]) -> Int32) -> Int32 {
         var storage: [[UInt8]] = []
         for (n, v) in headers {
             storage.append(Array(n.utf8))
@@ -88,24 +134,7 @@ final class NGHTTP2TestClient {
                     name: pointers[i], value: pointers[i + 1], namelen: storage[i].count, valuelen: storage[i + 1].count,
                     flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
         }
-        guard let body else {
-            return nghttp2_submit_request(session, nil, nvs, nvs.count, nil, nil)
-        }
-        var provider = nghttp2_data_provider(
-            source: nghttp2_data_source(ptr: nil),
-            read_callback: { _, id, buf, length, flags, _, user in
-                let client = Unmanaged<NGHTTP2TestClient>.fromOpaque(user!).takeUnretainedValue()
-                var pending = client.pendingBodies[id] ?? []
-                let n = min(length, pending.count)
-                pending.withUnsafeBytes { UnsafeMutableRawPointer(buf!).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, byteCount: n) }
-                pending.removeFirst(n)
-                client.pendingBodies[id] = pending
-                if pending.isEmpty { flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
-                return n
-            })
-        let id = nghttp2_submit_request(session, nil, nvs, nvs.count, &provider, nil)
-        pendingBodies[id] = body
-        return id
+        return body(nvs)
     }
 
     /// Everything the client wants to send now.

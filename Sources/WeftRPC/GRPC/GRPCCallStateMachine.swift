@@ -126,8 +126,7 @@ struct GRPCCallStateMachine {
             return .refuse(.protocolViolation(.unimplemented, "gRPC requires POST, got \(head.method ?? "no method")"), log: true)
         }
         if let contentType = head.contentType {
-            let subtype = fields.value(contentType).dropFirst(HeaderName.applicationGRPC.count)
-            guard subtype.isEmpty || subtype.starts(with: "+proto".utf8) || subtype.first == UInt8(ascii: ";") else {
+            guard fields.withValue(contentType, Self.takesContentType) else {
                 return .refuse(
                     .protocolViolation(
                         .unimplemented,
@@ -194,6 +193,39 @@ struct GRPCCallStateMachine {
 
     private static let gzip: [UInt8] = Array("gzip".utf8)
 
+    /// A `content-type` starting with `application/grpc` (the transport's
+    /// test, not repeated here) whose rest is nothing, `+proto…` or
+    /// parameters: the protobuf codec, the only one served.
+    static func takesContentType(_ value: UnsafeRawBufferPointer) -> Bool {
+        let prefix = HeaderName.applicationGRPC.count
+        guard value.count > prefix else { return true }
+        return value[prefix] == UInt8(ascii: ";") || bytesHavePrefix(UnsafeRawBufferPointer(rebasing: value[prefix...]), "+proto")
+    }
+
+    /// A head `receiveHead` accepts with nothing to negotiate or carry:
+    /// POST, a content-type it takes, within the header-list limit, no
+    /// `grpc-encoding`, no `grpc-timeout`, no metadata (so no trace
+    /// context either). The transport may answer such a call to a
+    /// context-free method without a call object (`HTTP2Stream`'s plain
+    /// unary exchange); a plain head gets exactly `.accept(Accepted(metadata: Metadata()))`
+    /// here, with `acceptsGzip` unused by context-free methods.
+    static func isPlain(
+        method: String?, contentType: UnsafeRawBufferPointer, hasEncoding: Bool, hasTimeout: Bool, metadataFields: Int,
+        headersTooLarge: Bool
+    ) -> Bool {
+        method == "POST" && !headersTooLarge && !hasEncoding && !hasTimeout && metadataFields == 0 && takesContentType(contentType)
+    }
+
+    /// The whole request of a single-request call in one DATA frame (the
+    /// frame that ends the request): one uncompressed message within the
+    /// size limit. Returns its payload, a view of `data`.
+    static func wholeUncompressedMessage(_ data: UnsafeRawBufferPointer, maxMessageSize: Int) -> UnsafeRawBufferPointer? {
+        guard data.count >= 5, data[0] == 0 else { return nil }
+        let length = Int(data[1]) << 24 | Int(data[2]) << 16 | Int(data[3]) << 8 | Int(data[4])
+        guard length == data.count - 5, length <= maxMessageSize else { return nil }
+        return UnsafeRawBufferPointer(rebasing: data[5...])
+    }
+
     // MARK: Request messages
 
     /// The common unary call: the whole request is one uncompressed message
@@ -202,12 +234,10 @@ struct GRPCCallStateMachine {
     /// does not qualify (it then takes `receiveData`).
     mutating func wholeRequestInPlace(_ data: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         guard inbound == .open, outbound != .closed, isSingleRequest, singleRequest == nil, deframer.bufferedBytes == 0,
-            data.count >= 5, data[0] == 0
+            let message = Self.wholeUncompressedMessage(data, maxMessageSize: configuration.maxMessageSize)
         else { return nil }
-        let length = Int(data[1]) << 24 | Int(data[2]) << 16 | Int(data[3]) << 8 | Int(data[4])
-        guard length == data.count - 5, length <= configuration.maxMessageSize else { return nil }
         inbound = .closed
-        return UnsafeRawBufferPointer(rebasing: data[5...])
+        return message
     }
 
     /// Request bytes. Each complete message goes to `deliver` (its payload,

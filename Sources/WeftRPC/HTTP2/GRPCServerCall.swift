@@ -82,7 +82,9 @@ final class GRPCServerCall: @unchecked Sendable {
     /// The head is complete: look the method up, let the state machine
     /// judge the head, run the interceptors, and start a streaming handler.
     /// (The hot path of every call: it copies as little as it can.)
-    func start(_ requestHead: GRPCCallStateMachine.RequestHead) {
+    /// - Parameter received: when the read that carried the head returned
+    ///   (the call's start in its metrics).
+    func start(_ requestHead: GRPCCallStateMachine.RequestHead, received: NIODeadline?) {
         // Read once: each read through stream and connection is a retain and a release.
         let environment = self.environment
         let connection = self.connection
@@ -100,7 +102,7 @@ final class GRPCServerCall: @unchecked Sendable {
             let metrics = registered?.metrics ?? environment.metrics.unknownMethod
             observation = environment.observability.beginGRPC(
                 metrics, descriptor: nil, metadata: nil,
-                mayAnswerInline: true, received: connection.readTime, countsStarted: !connection.tallyStarted(metrics))
+                mayAnswerInline: true, received: received, countsStarted: !connection.tallyStarted(metrics))
             return log ? reject(error) : finish(error)
         case .accept(let value):
             accepted = value
@@ -110,7 +112,7 @@ final class GRPCServerCall: @unchecked Sendable {
         acceptsGzip = accepted.acceptsGzip
         observation = environment.observability.beginGRPC(
             registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
-            mayAnswerInline: registered.answersInline, received: connection.readTime,
+            mayAnswerInline: registered.answersInline, received: received,
             countsStarted: !connection.tallyStarted(registered.metrics))
         // The interceptor chain, before any request byte is decoded.
         var principal: Principal?
@@ -177,7 +179,13 @@ final class GRPCServerCall: @unchecked Sendable {
 
     // MARK: Request
 
-    func receiveData(_ data: UnsafeRawBufferPointer, endStream: Bool) {
+    /// - Parameter fastResult: what the method's context-free fast path
+    ///   already made of this request (the stream ran it before it made
+    ///   this call, `HTTP2Stream`'s plain unary exchange): used instead of
+    ///   running it again.
+    func receiveData(
+        _ data: UnsafeRawBufferPointer, endStream: Bool, fastResult: Result<GRPCFramedMessage?, any Error>? = nil
+    ) {
         guard let registered, !machine.isClosed else { return stream.consume(data.count) }
         if endStream, registered.answersInline, let message = machine.wholeRequestInPlace(data) {
             // The common unary call: the handler runs on nghttp2's own
@@ -185,7 +193,7 @@ final class GRPCServerCall: @unchecked Sendable {
             stream.consume(data.count)
             connection.countReceived(registered.metrics, bytes: data.count)
             requestEnded = true
-            return runInline(registered, request: message)
+            return runInline(registered, request: message, fastResult: fastResult)
         }
         // Single-request calls are bounded by the message size limit: their
         // window comes back at once. Streaming requests return it as their
@@ -262,13 +270,18 @@ final class GRPCServerCall: @unchecked Sendable {
     /// no I/O and start no child spans.
     /// (The method, not its body, is passed: a body passed by value was
     /// copied, a retain and a release per closure in it.)
-    private func runInline(_ registered: RPCRouter.RegisteredMethod, request: UnsafeRawBufferPointer) {
+    private func runInline(
+        _ registered: RPCRouter.RegisteredMethod, request: UnsafeRawBufferPointer,
+        fastResult: Result<GRPCFramedMessage?, any Error>? = nil
+    ) {
         // An accepted start left a context, or (context-free fast path) its parts.
         guard context != nil || contextParts != nil else { return }
         do {
             var response: GRPCFramedMessage
             if let fast = registered.contextFreeFast {
-                guard let fastResponse = try fast(request) else {
+                let made: GRPCFramedMessage?
+                if let fastResult { made = try fastResult.get() } else { made = try fast(request) }
+                guard let fastResponse = made else {
                     guard case .contextFreeInlineOrTask(_, let fallback) = registered.body else { return }
                     return runFallback(fallback, request: request)
                 }

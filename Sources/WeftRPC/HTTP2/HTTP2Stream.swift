@@ -43,6 +43,16 @@ final class HTTP2Stream: @unchecked Sendable {
 
     private enum Exchange {
         case head
+        /// A call to a context-free unary method with a plain head
+        /// (`GRPCCallStateMachine.isPlain`, no interceptor): answered by
+        /// the stream itself when its message comes whole in the frame that
+        /// ends the request, the common case. Anything else (a split or
+        /// compressed message, a fast path that declines or throws, a
+        /// reset) makes the `GRPCServerCall` it would have had, started
+        /// with the same head, and hands it the event.
+        case plainUnary(RPCRouter.RegisteredMethod)
+        /// A plain unary call answered: only the stream's close follows.
+        case answered
         case grpc(GRPCServerCall)
         case rest(HTTP2RESTExchange)
         /// The stream closed: the exchange was let go (it holds the stream
@@ -50,6 +60,8 @@ final class HTTP2Stream: @unchecked Sendable {
         case closed
     }
     private var exchange = Exchange.head
+    /// When the read that carried the head returned (a call's start).
+    private var headReceived: NIODeadline?
     /// Bytes received that have not been returned to the flow-control window.
     private var unconsumed = 0
     private(set) var isClosed = false
@@ -104,6 +116,7 @@ final class HTTP2Stream: @unchecked Sendable {
         headersTooLarge = false
         metadataFields = 0
         exchange = .head
+        headReceived = nil
         unconsumed = 0
         isClosed = false
         outbound = []
@@ -172,18 +185,38 @@ final class HTTP2Stream: @unchecked Sendable {
                     if let registered { connection.lastMethod = registered }
                 }
             }
-            let call = GRPCServerCall(stream: self, method: registered)
-            exchange = .grpc(call)
-            call.start(
-                GRPCCallStateMachine.RequestHead(
-                    method: method, fields: fields, pathField: pathField, contentType: contentType, timeout: timeoutField,
-                    encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge,
-                    metadataFields: metadataFields))
+            headReceived = connection.readTime
+            if let registered, registered.contextFreeFast != nil, registered.isSingleRequest,
+                fields.withValue(contentType, {
+                    GRPCCallStateMachine.isPlain(
+                        method: method, contentType: $0, hasEncoding: encodingField != nil, hasTimeout: timeoutField != nil,
+                        metadataFields: metadataFields, headersTooLarge: headersTooLarge)
+                }),
+                !environment.interceptors.applies(to: registered.access)
+            {
+                exchange = .plainUnary(registered)
+                return
+            }
+            startCall(registered)
         } else {
             let rest = HTTP2RESTExchange(stream: self)
             exchange = .rest(rest)
             rest.start(headersTooLarge: headersTooLarge, contentType: contentType.map { fields.string($0) })
         }
+    }
+
+    /// The gRPC call of this head (`fields` and the rest, as received).
+    @discardableResult
+    private func startCall(_ registered: RPCRouter.RegisteredMethod?) -> GRPCServerCall {
+        let call = GRPCServerCall(stream: self, method: registered)
+        exchange = .grpc(call)
+        call.start(
+            GRPCCallStateMachine.RequestHead(
+                method: method, fields: fields, pathField: pathField, contentType: contentType, timeout: timeoutField,
+                encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge,
+                metadataFields: metadataFields),
+            received: headReceived)
+        return call
     }
 
     /// - Parameter endStream: the DATA frame ends the request (its
@@ -192,16 +225,64 @@ final class HTTP2Stream: @unchecked Sendable {
         unconsumed += data.count
         switch exchange {
         case .grpc(let call): call.receiveData(data, endStream: endStream)
+        case .plainUnary(let registered):
+            if endStream,
+                let message = GRPCCallStateMachine.wholeUncompressedMessage(
+                    data, maxMessageSize: environment.config.maxReceiveMessageSize)
+            {
+                answerPlainUnary(registered, data: data, request: message)
+            } else {
+                startCall(registered).receiveData(data, endStream: endStream)
+            }
         case .rest(let rest): rest.receiveData(data)
-        case .head, .closed: consume(data.count)
+        case .head, .answered, .closed: consume(data.count)
         }
+    }
+
+    /// The plain unary call's whole request is `data` (`request` its
+    /// payload): the fast path answers it here, with the metrics, span and
+    /// frames a `GRPCServerCall` would have made: HEADERS (static), the
+    /// message, `grpc-status: 0` trailers. When the fast path declines or
+    /// throws, the call is made and told what it returned (it does not run twice).
+    private func answerPlainUnary(
+        _ registered: RPCRouter.RegisteredMethod, data: UnsafeRawBufferPointer, request: UnsafeRawBufferPointer
+    ) {
+        let framed: [UInt8]
+        do {
+            guard var response = try registered.contextFreeFast!(request) else {
+                return startCall(registered).receiveData(data, endStream: true, fastResult: .success(nil))
+            }
+            framed = try response.takeWireBytes(compressor: nil)
+        } catch {
+            return startCall(registered).receiveData(data, endStream: true, fastResult: .failure(error))
+        }
+        consume(data.count)
+        let connection = self.connection
+        let metrics = registered.metrics
+        let observability = environment.observability
+        // As `GRPCServerCall.start` and `finish` record a call: started,
+        // received, sent and OK tallied in the read burst, the handling
+        // time from the head's read, a span if tracing samples it (a plain
+        // head has no metadata, so no trace context).
+        var observation = observability.beginGRPC(
+            metrics, descriptor: registered.descriptor, metadata: Metadata(), mayAnswerInline: true,
+            received: headReceived, countsStarted: !connection.tallyStarted(metrics))
+        connection.countReceived(metrics, bytes: data.count)
+        connection.countSent(metrics, bytes: framed.count)
+        submit(StaticHeaders.grpcResponse)
+        appendBody(framed)
+        exchange = .answered
+        let tallied = connection.tallyHandledOK(metrics)
+        observability.end(&observation, code: .ok, error: nil, path: self.path ?? "", countsOK: !tallied)
+        endBody(trailers: .ok)
     }
 
     func endOfRequest() {
         switch exchange {
         case .grpc(let call): call.endOfRequest()
+        case .plainUnary(let registered): startCall(registered).endOfRequest()
         case .rest(let rest): rest.endOfRequest()
-        case .head, .closed: break
+        case .head, .answered, .closed: break
         }
     }
 
@@ -228,8 +309,10 @@ final class HTTP2Stream: @unchecked Sendable {
         isClosed = true
         switch exchange {
         case .grpc(let call): call.streamClosed()
+        // Counted as the cancelled call it was (started, then cancelled).
+        case .plainUnary(let registered): startCall(registered).streamClosed()
         case .rest(let rest): rest.streamClosed()
-        case .head, .closed: break
+        case .head, .answered, .closed: break
         }
         exchange = .closed
         if unconsumed > 0 {
