@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import Testing
 import WeftObservability
 import WeftProto
@@ -10,6 +11,9 @@ import WeftRPC
 /// the task handler with a real `ServerContext` (it echoes `x-echo`).
 struct PreparedTestService: RPCService {
     static let serving = try! PreparedResponse(Grpc_Health_V1_HealthCheckResponse.with { $0.status = .serving })
+    /// How often the fast path ran, by the request's `service` (tests use
+    /// their own names: suites run in parallel).
+    static let fastRuns = Mutex<[String: Int]>([:])
 
     var handlers: [RPCHandler] {
         [
@@ -18,6 +22,7 @@ struct PreparedTestService: RPCService {
                 request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self,
                 access: .public,
                 preparedFromRequest: { request in
+                    Self.fastRuns.withLock { $0[request.service, default: 0] += 1 }
                     if request.service == "bad" { throw RPCError(code: .invalidArgument, message: "bad service") }
                     return request.service.isEmpty ? Self.serving : nil
                 }

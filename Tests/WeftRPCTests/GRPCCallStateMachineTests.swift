@@ -71,6 +71,46 @@ struct GRPCCallStateMachineTests {
         #expect(accepted.metadata[string: "te"] == nil && accepted.metadata[string: "user-agent"] == nil)
     }
 
+    func isPlain(
+        method: String? = "POST", contentType: String = "application/grpc", encoding: Bool = false, timeout: Bool = false,
+        metadataFields: Int = 0, tooLarge: Bool = false
+    ) -> Bool {
+        Array(contentType.utf8).withUnsafeBytes {
+            Machine.isPlain(
+                method: method, contentType: $0, hasEncoding: encoding, hasTimeout: timeout, metadataFields: metadataFields,
+                headersTooLarge: tooLarge)
+        }
+    }
+
+    @Test("a plain head is one the machine accepts with no metadata, deadline or compression; others are not plain")
+    func plainHeads() throws {
+        for contentType in ["application/grpc", "application/grpc+proto", "application/grpc;charset=utf-8"] {
+            #expect(isPlain(contentType: contentType))
+            var m = machine()
+            let accepted = try #require(
+                acceptance(
+                    m.receiveHead(
+                        head([("grpc-accept-encoding", "gzip"), ("te", "trailers"), ("user-agent", "x")], contentType: contentType),
+                        lookup: .found(.unary))))
+            #expect(accepted.metadata.isEmpty && accepted.deadline == nil)
+            #expect(accepted.requestCompression == nil && accepted.responseCompression == nil)
+        }
+        #expect(!isPlain(method: "GET"))
+        #expect(!isPlain(method: nil))
+        #expect(!isPlain(contentType: "application/grpc+json"))
+        #expect(!isPlain(encoding: true))
+        #expect(!isPlain(timeout: true))
+        #expect(!isPlain(metadataFields: 1))
+        #expect(!isPlain(tooLarge: true))
+        // What the machine does with those heads: refuses, or carries something.
+        var a = machine()
+        #expect(refusal(a.receiveHead(head(contentType: "application/grpc+json"), lookup: .found(.unary)))?.0 == .unimplemented)
+        var b = machine()
+        #expect(refusal(b.receiveHead(head(method: "GET"), lookup: .found(.unary)))?.0 == .unimplemented)
+        var c = machine()
+        #expect(try #require(acceptance(c.receiveHead(head([("x-user", "ada")]), lookup: .found(.unary)))).metadata.isEmpty == false)
+    }
+
     @Test("compression is mirrored only when the client accepts it; identity means none")
     func compressionChoice() throws {
         var a = machine()

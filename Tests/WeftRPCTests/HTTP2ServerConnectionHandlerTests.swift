@@ -338,12 +338,23 @@ struct HTTP2ServerConnectionHandlerTests {
         return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
     }
 
+    #if DEBUG
+    private func callsMade(_ h: Harness) throws -> Int {
+        try h.channel.pipeline.syncOperations.handler(type: HTTP2ServerConnectionHandler.self).grpcCallsMade
+    }
+    #endif
+
     @Test("a plain context-free call answered by its stream is counted like any call; bad input still gets its status")
     func plainUnaryCounted() throws {
         let h = try Harness()
-        let ids = try (0..<3).map { _ in
+        var ids = try (0..<3).map { _ in
             h.client.request(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: NGHTTP2TestClient.grpcFrame(try checkRequest()))
         }
+        // grpc-encoding: identity is no compression: still plain.
+        ids.append(
+            h.client.request(
+                NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check", extra: [("grpc-encoding", "identity")]),
+                body: NGHTTP2TestClient.grpcFrame(try checkRequest())))
         // No message at all: the call it becomes refuses it.
         let empty = h.client.request(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"), body: nil)
         // A compressed frame without grpc-encoding: not plain enough to answer in place.
@@ -358,11 +369,31 @@ struct HTTP2ServerConnectionHandlerTests {
         }
         #expect(h.client.responses[empty]?.grpcStatus == 13)
         #expect(h.client.responses[flagged]?.grpcStatus == 13)
-        #expect(preparedCount(h, "started") == 5)
-        #expect(preparedCount(h, "handled", code: "OK") == 3)
+        #expect(preparedCount(h, "started") == 6)
+        #expect(preparedCount(h, "handled", code: "OK") == 4)
         #expect(preparedCount(h, "handled", code: "Internal") == 2)
-        #expect(preparedCount(h, "msg_received") == 3)
-        #expect(preparedCount(h, "msg_sent") == 3)
+        #expect(preparedCount(h, "msg_received") == 4)
+        #expect(preparedCount(h, "msg_sent") == 4)
+        #if DEBUG
+        // Only the two refused calls became call objects.
+        #expect(try callsMade(h) == 2)
+        #endif
+    }
+
+    @Test("two messages in the DATA frame that ends a unary call are INTERNAL even when a read ends between them")
+    func lastFrameSplitByReads() throws {
+        for path in ["/test.Prepared/Check", "/grpc.health.v1.Health/Check"] {
+            let h = try Harness()
+            let frame = NGHTTP2TestClient.grpcFrame(try checkRequest())
+            let id = h.client.request(NGHTTP2TestClient.grpcHeaders(path), body: frame + frame)
+            let bytes = h.client.output()
+            // The first read ends with the first message: that chunk carries
+            // the frame's END_STREAM flag and looks like a whole request.
+            try h.channel.writeInbound(h.channel.allocator.buffer(bytes: bytes[..<(bytes.count - frame.count)]))
+            try h.exchange(clientBytes: Array(bytes[(bytes.count - frame.count)...]))
+            let r = try #require(h.client.responses[id], "\(path)")
+            #expect(r.grpcStatus == 13, "\(path)")
+        }
     }
 
     @Test("a plain call whose message is split over DATA frames, or ends in an empty one, is answered by the full call")
@@ -386,11 +417,17 @@ struct HTTP2ServerConnectionHandlerTests {
         }
         #expect(preparedCount(h, "started") == 2)
         #expect(preparedCount(h, "handled", code: "OK") == 2)
+        #if DEBUG
+        #expect(try callsMade(h) == 2)
+        #endif
     }
 
     @Test("a plain call reset before its message counts as cancelled, and its stream is reused")
     func plainUnaryReset() throws {
         let h = try Harness()
+        #if DEBUG
+        let madeBefore = HTTP2Stream.made.load(ordering: .relaxed)
+        #endif
         let id = h.client.open(NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"))
         try h.exchange()
         h.client.reset(id)
@@ -404,6 +441,12 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(preparedCount(h, "handled", code: "OK") == 1)
         let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
         #expect(text.contains("weft_http2_server_streams_active 0.0\n"))
+        #if DEBUG
+        // The reset call became a call object (to be counted as cancelled);
+        // the next one took the first's stream.
+        #expect(try callsMade(h) == 1)
+        #expect(HTTP2Stream.made.load(ordering: .relaxed) - madeBefore == 1)
+        #endif
     }
 
     @Test("a plain call whose fast path declines runs its handler as a task, with a context, and answers on the wire")
@@ -419,7 +462,7 @@ struct HTTP2ServerConnectionHandlerTests {
         let client = NGHTTP2TestClient()
         let id = client.request(
             NGHTTP2TestClient.grpcHeaders("/test.Prepared/Check"),
-            body: NGHTTP2TestClient.grpcFrame(try Grpc_Health_V1_HealthCheckRequest.with { $0.service = "slow" }.serializedBytes()))
+            body: NGHTTP2TestClient.grpcFrame(try Grpc_Health_V1_HealthCheckRequest.with { $0.service = "slow-wire" }.serializedBytes()))
         var toServer = client.output()
         for _ in 0..<500 where client.responses[id]?.closed != true {
             if !toServer.isEmpty { try await channel.writeInbound(channel.allocator.buffer(bytes: toServer)) }
@@ -434,9 +477,13 @@ struct HTTP2ServerConnectionHandlerTests {
         #expect(r.grpcStatus == 0)
         // The task handler's answer (the fast path has none for "slow"), and its trailer.
         #expect(try Grpc_Health_V1_HealthCheckResponse(serializedBytes: Array(r.data[5...])).status == .unknown)
-        #expect(r.trailer("x-fallback") == "slow")
+        #expect(r.trailer("x-fallback") == "slow-wire")
+        // The fast path ran once: its answer (none) went to the call.
+        #expect(PreparedTestService.fastRuns.withLock { $0["slow-wire"] } == 1)
         let text = String(decoding: metrics.exposition(), as: UTF8.self)
-        #expect(text.contains(#"grpc_server_handled_total{grpc_type="unary",grpc_service="test.Prepared",grpc_method="Check",grpc_code="OK"} 1"#))
+        let labels = #"grpc_type="unary",grpc_service="test.Prepared",grpc_method="Check""#
+        #expect(text.contains("grpc_server_started_total{\(labels)} 1\n"))
+        #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"OK\"} 1\n"))
         _ = try? await channel.finish()
     }
 

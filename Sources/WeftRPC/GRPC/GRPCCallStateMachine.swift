@@ -202,13 +202,15 @@ struct GRPCCallStateMachine {
         return value[prefix] == UInt8(ascii: ";") || bytesHavePrefix(UnsafeRawBufferPointer(rebasing: value[prefix...]), "+proto")
     }
 
-    /// A head `receiveHead` accepts with nothing to negotiate or carry:
-    /// POST, a content-type it takes, within the header-list limit, no
-    /// `grpc-encoding`, no `grpc-timeout`, no metadata (so no trace
-    /// context either). The transport may answer such a call to a
+    /// A head `receiveHead` accepts (for a found method) with nothing to
+    /// carry: POST, a content-type it takes, within the header-list limit,
+    /// no compression (`grpc-encoding` absent or identity, which the
+    /// transport tells), no `grpc-timeout`, no metadata (so no trace
+    /// context either): empty metadata, no deadline, no compression in
+    /// the `Accepted` it gets. The transport may answer such a call to a
     /// context-free method without a call object (`HTTP2Stream`'s plain
-    /// unary exchange); a plain head gets exactly `.accept(Accepted(metadata: Metadata()))`
-    /// here, with `acceptsGzip` unused by context-free methods.
+    /// unary exchange), whose uncompressed answer needs nothing else of
+    /// the head.
     static func isPlain(
         method: String?, contentType: UnsafeRawBufferPointer, hasEncoding: Bool, hasTimeout: Bool, metadataFields: Int,
         headersTooLarge: Bool
@@ -216,9 +218,10 @@ struct GRPCCallStateMachine {
         method == "POST" && !headersTooLarge && !hasEncoding && !hasTimeout && metadataFields == 0 && takesContentType(contentType)
     }
 
-    /// The whole request of a single-request call in one DATA frame (the
-    /// frame that ends the request): one uncompressed message within the
-    /// size limit. Returns its payload, a view of `data`.
+    /// The whole request of a single-request call in `data`, which the
+    /// transport knows to be all of the DATA frame that ends the request:
+    /// one uncompressed message within the size limit. Returns its
+    /// payload, a view of `data`.
     static func wholeUncompressedMessage(_ data: UnsafeRawBufferPointer, maxMessageSize: Int) -> UnsafeRawBufferPointer? {
         guard data.count >= 5, data[0] == 0 else { return nil }
         let length = Int(data[1]) << 24 | Int(data[2]) << 16 | Int(data[3]) << 8 | Int(data[4])
@@ -228,8 +231,8 @@ struct GRPCCallStateMachine {
 
     // MARK: Request messages
 
-    /// The common unary call: the whole request is one uncompressed message
-    /// in the last DATA frame. Returns that message's bytes (a view of
+    /// The common unary call: the whole request is one uncompressed message,
+    /// all of the last DATA frame. Returns that message's bytes (a view of
     /// `data`: no copy) and closes the request side, or nil when the call
     /// does not qualify (it then takes `receiveData`).
     mutating func wholeRequestInPlace(_ data: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {

@@ -82,9 +82,9 @@ final class GRPCServerCall: @unchecked Sendable {
     /// The head is complete: look the method up, let the state machine
     /// judge the head, run the interceptors, and start a streaming handler.
     /// (The hot path of every call: it copies as little as it can.)
-    /// - Parameter received: when the read that carried the head returned
-    ///   (the call's start in its metrics).
-    func start(_ requestHead: GRPCCallStateMachine.RequestHead, received: NIODeadline?) {
+    /// - Parameter begun: the call's observation, when the stream began it
+    ///   with the head (a plain unary call that became this call later).
+    func start(_ requestHead: GRPCCallStateMachine.RequestHead, observation begun: CallObservability.GRPCCall? = nil) {
         // Read once: each read through stream and connection is a retain and a release.
         let environment = self.environment
         let connection = self.connection
@@ -100,9 +100,11 @@ final class GRPCServerCall: @unchecked Sendable {
         switch machine.receiveHead(requestHead, lookup: lookup) {
         case .refuse(let error, let log):
             let metrics = registered?.metrics ?? environment.metrics.unknownMethod
-            observation = environment.observability.beginGRPC(
-                metrics, descriptor: nil, metadata: nil,
-                mayAnswerInline: true, received: received, countsStarted: !connection.tallyStarted(metrics))
+            observation =
+                begun
+                ?? environment.observability.beginGRPC(
+                    metrics, descriptor: nil, metadata: nil,
+                    mayAnswerInline: true, received: connection.readTime, countsStarted: !connection.tallyStarted(metrics))
             return log ? reject(error) : finish(error)
         case .accept(let value):
             accepted = value
@@ -110,10 +112,12 @@ final class GRPCServerCall: @unchecked Sendable {
         guard let registered else { return }  // the machine accepts found methods only
         responseCompression = accepted.responseCompression
         acceptsGzip = accepted.acceptsGzip
-        observation = environment.observability.beginGRPC(
-            registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
-            mayAnswerInline: registered.answersInline, received: received,
-            countsStarted: !connection.tallyStarted(registered.metrics))
+        observation =
+            begun
+            ?? environment.observability.beginGRPC(
+                registered.metrics, descriptor: registered.descriptor, metadata: accepted.metadata,
+                mayAnswerInline: registered.answersInline, received: connection.readTime,
+                countsStarted: !connection.tallyStarted(registered.metrics))
         // The interceptor chain, before any request byte is decoded.
         var principal: Principal?
         var audit: CallAudit?
@@ -179,15 +183,18 @@ final class GRPCServerCall: @unchecked Sendable {
 
     // MARK: Request
 
-    /// - Parameter fastResult: what the method's context-free fast path
-    ///   already made of this request (the stream ran it before it made
-    ///   this call, `HTTP2Stream`'s plain unary exchange): used instead of
-    ///   running it again.
+    /// - Parameters:
+    ///   - lastFrameWhole: `data` is the whole DATA frame that ends the
+    ///     request (not a chunk of it, not padded).
+    ///   - fastResult: what the method's context-free fast path already
+    ///     made of this request (the stream ran it before it made this
+    ///     call, `HTTP2Stream`'s plain unary exchange): used instead of
+    ///     running it again.
     func receiveData(
-        _ data: UnsafeRawBufferPointer, endStream: Bool, fastResult: Result<GRPCFramedMessage?, any Error>? = nil
+        _ data: UnsafeRawBufferPointer, lastFrameWhole: Bool, fastResult: Result<GRPCFramedMessage?, any Error>? = nil
     ) {
         guard let registered, !machine.isClosed else { return stream.consume(data.count) }
-        if endStream, registered.answersInline, let message = machine.wholeRequestInPlace(data) {
+        if lastFrameWhole, registered.answersInline, let message = machine.wholeRequestInPlace(data) {
             // The common unary call: the handler runs on nghttp2's own
             // buffer, without copying the message anywhere.
             stream.consume(data.count)
@@ -195,6 +202,7 @@ final class GRPCServerCall: @unchecked Sendable {
             requestEnded = true
             return runInline(registered, request: message, fastResult: fastResult)
         }
+        assert(fastResult == nil, "a fast path's result comes only with a whole request in place")
         // Single-request calls are bounded by the message size limit: their
         // window comes back at once. Streaming requests return it as their
         // handler takes each message (a handler that stops reading stops the client).

@@ -29,6 +29,14 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     /// HEADERS frame (and its CONTINUATIONs, which nothing may interleave
     /// with) go to it without a lookup in nghttp2's stream map per field.
     private(set) var receivingHead: Unmanaged<HTTP2Stream>?
+    /// The payload length of the DATA frame being received, -1 when it is
+    /// padded (set when the frame begins: see `NGHTTP2Callbacks`).
+    var dataFramePayload = -1
+    #if DEBUG
+    /// gRPC call objects made for this connection's streams (tests: a plain
+    /// unary call makes none).
+    var grpcCallsMade = 0
+    #endif
     /// The method this connection called last (checked before the router).
     var lastMethod: RPCRouter.RegisteredMethod?
     /// Closed streams nothing else holds, kept for this connection's next

@@ -6,7 +6,8 @@ import Synchronization
 /// request head, hands the exchange to a `GRPCServerCall` (content-type
 /// `application/grpc…`) or an `HTTP2RESTExchange` (anything else), and
 /// sends what they produce: response headers, the body through nghttp2's
-/// data provider, trailers.
+/// data provider, trailers. The one exception: a plain unary call to a
+/// context-free method, which it answers itself (`Exchange.plainUnary`).
 ///
 /// All state is touched only on the connection's event loop (nghttp2
 /// callbacks, or work hopped there with `eventLoop.execute`); handler tasks
@@ -45,11 +46,13 @@ final class HTTP2Stream: @unchecked Sendable {
         case head
         /// A call to a context-free unary method with a plain head
         /// (`GRPCCallStateMachine.isPlain`, no interceptor): answered by
-        /// the stream itself when its message comes whole in the frame that
-        /// ends the request, the common case. Anything else (a split or
-        /// compressed message, a fast path that declines or throws, a
-        /// reset) makes the `GRPCServerCall` it would have had, started
-        /// with the same head, and hands it the event.
+        /// the stream itself when its message comes whole as the whole of
+        /// the DATA frame that ends the request, the common case. Anything
+        /// else (a split, padded or compressed message, a fast path that
+        /// declines or throws, a reset) makes the `GRPCServerCall` it would
+        /// have had, started with the same head and observation, and hands
+        /// it the event. (A health check's call object and what it carried
+        /// were more than half of its retains and releases.)
         case plainUnary(RPCRouter.RegisteredMethod)
         /// A plain unary call answered: only the stream's close follows.
         case answered
@@ -60,8 +63,11 @@ final class HTTP2Stream: @unchecked Sendable {
         case closed
     }
     private var exchange = Exchange.head
-    /// When the read that carried the head returned (a call's start).
-    private var headReceived: NIODeadline?
+    /// A plain unary call's observation, begun with its head as
+    /// `GRPCCallStateMachine.start` begins a call's (started counted, the
+    /// handling time and any span from the head's read); handed to the
+    /// call if one is made.
+    private var plainObservation: CallObservability.GRPCCall?
     /// Bytes received that have not been returned to the flow-control window.
     private var unconsumed = 0
     private(set) var isClosed = false
@@ -116,7 +122,7 @@ final class HTTP2Stream: @unchecked Sendable {
         headersTooLarge = false
         metadataFields = 0
         exchange = .head
-        headReceived = nil
+        plainObservation = nil
         unconsumed = 0
         isClosed = false
         outbound = []
@@ -185,15 +191,21 @@ final class HTTP2Stream: @unchecked Sendable {
                     if let registered { connection.lastMethod = registered }
                 }
             }
-            headReceived = connection.readTime
             if let registered, registered.contextFreeFast != nil, registered.isSingleRequest,
                 fields.withValue(contentType, {
                     GRPCCallStateMachine.isPlain(
-                        method: method, contentType: $0, hasEncoding: encodingField != nil, hasTimeout: timeoutField != nil,
-                        metadataFields: metadataFields, headersTooLarge: headersTooLarge)
+                        method: method, contentType: $0,
+                        hasEncoding: encodingField.map { !fields.withValue($0) { bytesEqual($0, "identity") } } ?? false,
+                        hasTimeout: timeoutField != nil, metadataFields: metadataFields, headersTooLarge: headersTooLarge)
                 }),
                 !environment.interceptors.applies(to: registered.access)
             {
+                // As `GRPCServerCall.start` begins an accepted call's (a plain
+                // head has no metadata, so no trace context).
+                let metrics = registered.metrics
+                plainObservation = environment.observability.beginGRPC(
+                    metrics, descriptor: registered.descriptor, metadata: Metadata(), mayAnswerInline: true,
+                    received: connection.readTime, countsStarted: !connection.tallyStarted(metrics))
                 exchange = .plainUnary(registered)
                 return
             }
@@ -209,30 +221,35 @@ final class HTTP2Stream: @unchecked Sendable {
     @discardableResult
     private func startCall(_ registered: RPCRouter.RegisteredMethod?) -> GRPCServerCall {
         let call = GRPCServerCall(stream: self, method: registered)
+        #if DEBUG
+        connection.grpcCallsMade += 1
+        #endif
         exchange = .grpc(call)
+        let begun = plainObservation.take()
         call.start(
             GRPCCallStateMachine.RequestHead(
                 method: method, fields: fields, pathField: pathField, contentType: contentType, timeout: timeoutField,
                 encoding: encodingField, acceptEncoding: acceptEncodingField, headersTooLarge: headersTooLarge,
                 metadataFields: metadataFields),
-            received: headReceived)
+            observation: begun)
         return call
     }
 
-    /// - Parameter endStream: the DATA frame ends the request (its
-    ///   END_STREAM flag; `endOfRequest` still follows from the frame callback).
-    func receiveData(_ data: UnsafeRawBufferPointer, endStream: Bool) {
+    /// - Parameter lastFrameWhole: `data` is the whole of the DATA frame
+    ///   that ends the request (END_STREAM; not a chunk, not padded);
+    ///   `endOfRequest` still follows from the frame callback.
+    func receiveData(_ data: UnsafeRawBufferPointer, lastFrameWhole: Bool) {
         unconsumed += data.count
         switch exchange {
-        case .grpc(let call): call.receiveData(data, endStream: endStream)
+        case .grpc(let call): call.receiveData(data, lastFrameWhole: lastFrameWhole)
         case .plainUnary(let registered):
-            if endStream,
+            if lastFrameWhole,
                 let message = GRPCCallStateMachine.wholeUncompressedMessage(
                     data, maxMessageSize: environment.config.maxReceiveMessageSize)
             {
                 answerPlainUnary(registered, data: data, request: message)
             } else {
-                startCall(registered).receiveData(data, endStream: endStream)
+                startCall(registered).receiveData(data, lastFrameWhole: lastFrameWhole)
             }
         case .rest(let rest): rest.receiveData(data)
         case .head, .answered, .closed: consume(data.count)
@@ -240,40 +257,35 @@ final class HTTP2Stream: @unchecked Sendable {
     }
 
     /// The plain unary call's whole request is `data` (`request` its
-    /// payload): the fast path answers it here, with the metrics, span and
-    /// frames a `GRPCServerCall` would have made: HEADERS (static), the
-    /// message, `grpc-status: 0` trailers. When the fast path declines or
-    /// throws, the call is made and told what it returned (it does not run twice).
+    /// payload): the fast path answers it here, with the metrics and frames
+    /// a `GRPCServerCall` would have made: HEADERS (static), the message,
+    /// `grpc-status: 0` trailers. When the fast path declines or throws,
+    /// the call is made and told what it returned (it does not run twice).
     private func answerPlainUnary(
         _ registered: RPCRouter.RegisteredMethod, data: UnsafeRawBufferPointer, request: UnsafeRawBufferPointer
     ) {
-        let framed: [UInt8]
-        do {
-            guard var response = try registered.contextFreeFast!(request) else {
-                return startCall(registered).receiveData(data, endStream: true, fastResult: .success(nil))
-            }
-            framed = try response.takeWireBytes(compressor: nil)
-        } catch {
-            return startCall(registered).receiveData(data, endStream: true, fastResult: .failure(error))
+        let result = Result { () throws -> [UInt8]? in
+            guard var response = try registered.contextFreeFast!(request) else { return nil }
+            return try response.takeWireBytes(compressor: nil)
+        }
+        guard case .success(let made) = result, let framed = made else {
+            return startCall(registered).receiveData(
+                data, lastFrameWhole: true, fastResult: result.map { _ -> GRPCFramedMessage? in nil })
         }
         consume(data.count)
         let connection = self.connection
         let metrics = registered.metrics
-        let observability = environment.observability
-        // As `GRPCServerCall.start` and `finish` record a call: started,
-        // received, sent and OK tallied in the read burst, the handling
-        // time from the head's read, a span if tracing samples it (a plain
-        // head has no metadata, so no trace context).
-        var observation = observability.beginGRPC(
-            metrics, descriptor: registered.descriptor, metadata: Metadata(), mayAnswerInline: true,
-            received: headReceived, countsStarted: !connection.tallyStarted(metrics))
+        // As `GRPCServerCall` sends a single message and ends OK: counted
+        // and tallied in the read burst, the observation begun with the head.
         connection.countReceived(metrics, bytes: data.count)
         connection.countSent(metrics, bytes: framed.count)
         submit(StaticHeaders.grpcResponse)
         appendBody(framed)
         exchange = .answered
         let tallied = connection.tallyHandledOK(metrics)
-        observability.end(&observation, code: .ok, error: nil, path: self.path ?? "", countsOK: !tallied)
+        if var observation = plainObservation.take() {
+            environment.observability.end(&observation, code: .ok, error: nil, path: self.path ?? "", countsOK: !tallied)
+        }
         endBody(trailers: .ok)
     }
 

@@ -42,12 +42,25 @@ enum NGHTTP2Callbacks {
             nghttp2_session_callbacks_set_on_frame_recv_callback(pointer) { session, frame, userData in
                 withHandler(userData) { $0.onFrameReceived(session!, frame!) }
             }
+            nghttp2_session_callbacks_set_on_begin_frame_callback(pointer) { _, hd, userData in
+                // A DATA frame's payload length, to tell its whole payload
+                // from a chunk of it (chunks carry the frame's flags, END_STREAM
+                // included, however the socket split the frame).
+                let hd = hd!.pointee
+                if hd.type == UInt8(NGHTTP2_DATA.rawValue) {
+                    let padded = hd.flags & UInt8(NGHTTP2_FLAG_PADDED.rawValue) != 0
+                    withHandler(userData) { $0.dataFramePayload = padded ? -1 : hd.length }
+                }
+                return 0
+            }
             nghttp2_session_callbacks_set_on_data_chunk_recv_callback(pointer) { session, flags, streamID, data, length, userData in
                 let bytes = UnsafeRawBufferPointer(start: data, count: length)
                 if let stream = nghttp2_session_get_stream_user_data(session, streamID) {
-                    let endStream = flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                    let lastFrameWhole =
+                        flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                        && withHandler(userData) { $0.dataFramePayload } == length
                     Unmanaged<HTTP2Stream>.fromOpaque(stream)._withUnsafeGuaranteedRef {
-                        $0.receiveData(bytes, endStream: endStream)
+                        $0.receiveData(bytes, lastFrameWhole: lastFrameWhole)
                     }
                 } else {
                     // A stream we already finished: give the window back at once.
