@@ -109,6 +109,16 @@ struct GRPCCallStateMachineTests {
         #expect(refusal(b.receiveHead(head(method: "GET"), lookup: .found(.unary)))?.0 == .unimplemented)
         var c = machine()
         #expect(try #require(acceptance(c.receiveHead(head([("x-user", "ada")]), lookup: .found(.unary)))).metadata.isEmpty == false)
+        var d = machine()
+        #expect(try #require(acceptance(d.receiveHead(head([("grpc-encoding", "gzip")]), lookup: .found(.unary)))).requestCompression == .gzip)
+        var e = machine()
+        #expect(try #require(acceptance(e.receiveHead(head([("grpc-timeout", "1S")]), lookup: .found(.unary)))).deadline == .seconds(1))
+        var f = machine()
+        #expect(refusal(f.receiveHead(head(tooLarge: true), lookup: .found(.unary)))?.0 == .resourceExhausted)
+        // grpc-encoding identity (which the transport treats as none) carries nothing either.
+        var g = machine()
+        let identity = try #require(acceptance(g.receiveHead(head([("grpc-encoding", "identity")]), lookup: .found(.unary))))
+        #expect(identity.requestCompression == nil && identity.responseCompression == nil)
     }
 
     @Test("compression is mirrored only when the client accepts it; identity means none")

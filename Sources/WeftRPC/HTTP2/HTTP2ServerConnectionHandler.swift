@@ -34,7 +34,7 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
     var dataFramePayload = -1
     #if DEBUG
     /// gRPC call objects made for this connection's streams (tests: a plain
-    /// unary call makes none).
+    /// unary call answered in place makes none).
     var grpcCallsMade = 0
     #endif
     /// The method this connection called last (checked before the router).

@@ -64,7 +64,7 @@ final class HTTP2Stream: @unchecked Sendable {
     }
     private var exchange = Exchange.head
     /// A plain unary call's observation, begun with its head as
-    /// `GRPCCallStateMachine.start` begins a call's (started counted, the
+    /// `GRPCServerCall.start` begins a call's (started counted, the
     /// handling time and any span from the head's read); handed to the
     /// call if one is made.
     private var plainObservation: CallObservability.GRPCCall?
@@ -122,6 +122,8 @@ final class HTTP2Stream: @unchecked Sendable {
         headersTooLarge = false
         metadataFields = 0
         exchange = .head
+        // Closing took it (answered, or handed to the call it became).
+        assert(plainObservation == nil, "a closed stream's observation was ended")
         plainObservation = nil
         unconsumed = 0
         isClosed = false
