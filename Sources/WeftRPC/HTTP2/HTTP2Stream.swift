@@ -46,8 +46,8 @@ final class HTTP2Stream: @unchecked Sendable {
         case head
         /// A call to a context-free unary method with a plain head
         /// (`GRPCCallStateMachine.isPlain`, no interceptor): answered by
-        /// the stream itself when its message comes whole as the whole of
-        /// the DATA frame that ends the request, the common case. Anything
+        /// the stream itself when its message is all of the DATA frame
+        /// that ends the request, the common case. Anything
         /// else (a split, padded or compressed message, a fast path that
         /// declines or throws, a reset) makes the `GRPCServerCall` it would
         /// have had, started with the same head and observation, and hands
