@@ -402,6 +402,32 @@ struct HTTP2ServerConnectionHandlerTests {
         }
     }
 
+    @Test("a body shorter than its content-length is reset, not answered, on both paths; a matching one is answered in place")
+    func contentLengthChecked() throws {
+        for path in ["/test.Prepared/Check", "/grpc.health.v1.Health/Check"] {
+            let h = try Harness()
+            let frame = NGHTTP2TestClient.grpcFrame(try checkRequest())
+            let short = h.client.request(
+                NGHTTP2TestClient.grpcHeaders(path, extra: [("content-length", "\(frame.count + 1)")]), body: frame)
+            let exact = h.client.request(
+                NGHTTP2TestClient.grpcHeaders(path, extra: [("content-length", "\(frame.count)")]), body: frame)
+            try h.exchange()
+            let r = try #require(h.client.responses[short], "\(path)")
+            #expect(r.resetCode == 1, "\(path): PROTOCOL_ERROR")
+            #expect(r.grpcStatus == nil, "\(path): no status for a malformed request")
+            #expect(h.client.responses[exact]?.grpcStatus == 0, "\(path)")
+            let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
+            let service = path.hasPrefix("/test") ? "test.Prepared" : "grpc.health.v1.Health"
+            let labels = #"grpc_type="unary",grpc_service="\#(service)",grpc_method="Check""#
+            #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"OK\"} 1\n"), "\(path)")
+            #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"Canceled\"} 1\n"), "\(path)")
+            #if DEBUG
+            // The Prepared call with the right length was answered in place.
+            #expect(try callsMade(h) == (path.hasPrefix("/test") ? 1 : 2), "\(path)")
+            #endif
+        }
+    }
+
     @Test("a plain call whose message is split over DATA frames, or ends in an empty one, is answered by the full call")
     func plainUnaryFallsBackToTheCall() throws {
         let h = try Harness()

@@ -34,6 +34,9 @@ final class HTTP2Stream: @unchecked Sendable {
     var path: String? { pathField.map { fields.string($0) } }
     private(set) var fields = HeaderFields()
     private var contentType: HeaderFields.Index?
+    /// `content-length`, if the request declared one (nghttp2 checked its
+    /// form; see `bodyMatchesContentLength`).
+    private var contentLengthField: HeaderFields.Index?
     private var timeoutField: HeaderFields.Index?
     private var encodingField: HeaderFields.Index?
     private var acceptEncodingField: HeaderFields.Index?
@@ -70,6 +73,8 @@ final class HTTP2Stream: @unchecked Sendable {
     private var plainObservation: CallObservability.GRPCCall?
     /// Bytes received that have not been returned to the flow-control window.
     private var unconsumed = 0
+    /// Request body bytes received so far.
+    private var bodyReceived = 0
     private(set) var isClosed = false
 
     // Response body: bytes not yet taken by nghttp2 are
@@ -115,6 +120,8 @@ final class HTTP2Stream: @unchecked Sendable {
         pathField = nil
         fields.removeAll()
         contentType = nil
+        contentLengthField = nil
+        bodyReceived = 0
         timeoutField = nil
         encodingField = nil
         acceptEncodingField = nil
@@ -170,6 +177,7 @@ final class HTTP2Stream: @unchecked Sendable {
         case 12 where bytesEqual(name, "grpc-timeout"): timeoutField = index
         case 13 where bytesEqual(name, "grpc-encoding"): encodingField = index
         case 20 where bytesEqual(name, "grpc-accept-encoding"): acceptEncodingField = index
+        case 14 where bytesEqual(name, "content-length"): contentLengthField = index
         default:
             // Counted here, on the bytes nghttp2 hands over: a call whose
             // fields are all reserved skips the metadata walk.
@@ -242,6 +250,11 @@ final class HTTP2Stream: @unchecked Sendable {
     ///   `endOfRequest` still follows from the frame callback.
     func receiveData(_ data: UnsafeRawBufferPointer, lastFrameWhole: Bool) {
         unconsumed += data.count
+        bodyReceived += data.count
+        // A request answered from its last chunk must agree with its
+        // content-length first: nghttp2 finds a body shorter than declared
+        // only after handing that chunk over (it then resets the stream).
+        let lastFrameWhole = lastFrameWhole && bodyMatchesContentLength()
         switch exchange {
         case .grpc(let call): call.receiveData(data, lastFrameWhole: lastFrameWhole)
         case .plainUnary(let registered):
@@ -255,6 +268,19 @@ final class HTTP2Stream: @unchecked Sendable {
             }
         case .rest(let rest): rest.receiveData(data)
         case .head, .answered, .closed: consume(data.count)
+        }
+    }
+
+    /// No `content-length`, or the one declared equals the body received.
+    private func bodyMatchesContentLength() -> Bool {
+        guard let contentLengthField else { return true }
+        return fields.withValue(contentLengthField) { value in
+            var declared = 0
+            for digit in value {
+                guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return false }
+                declared = declared &* 10 &+ Int(digit &- UInt8(ascii: "0"))
+            }
+            return !value.isEmpty && declared == bodyReceived
         }
     }
 
