@@ -35,8 +35,8 @@ final class HTTP2Stream: @unchecked Sendable {
     private(set) var fields = HeaderFields()
     private var contentType: HeaderFields.Index?
     /// `content-length`, if the request declared one (nghttp2 checked its
-    /// form; see `bodyMatchesContentLength`).
-    private var contentLengthField: HeaderFields.Index?
+    /// form; read as the field arrives, -1 if it were not digits).
+    private var declaredContentLength: Int?
     private var timeoutField: HeaderFields.Index?
     private var encodingField: HeaderFields.Index?
     private var acceptEncodingField: HeaderFields.Index?
@@ -120,7 +120,7 @@ final class HTTP2Stream: @unchecked Sendable {
         pathField = nil
         fields.removeAll()
         contentType = nil
-        contentLengthField = nil
+        declaredContentLength = nil
         bodyReceived = 0
         timeoutField = nil
         encodingField = nil
@@ -177,7 +177,7 @@ final class HTTP2Stream: @unchecked Sendable {
         case 12 where bytesEqual(name, "grpc-timeout"): timeoutField = index
         case 13 where bytesEqual(name, "grpc-encoding"): encodingField = index
         case 20 where bytesEqual(name, "grpc-accept-encoding"): acceptEncodingField = index
-        case 14 where bytesEqual(name, "content-length"): contentLengthField = index
+        case 14 where bytesEqual(name, "content-length"): declaredContentLength = Self.decimal(value)
         default:
             // Counted here, on the bytes nghttp2 hands over: a call whose
             // fields are all reserved skips the metadata walk.
@@ -254,7 +254,7 @@ final class HTTP2Stream: @unchecked Sendable {
         // A request answered from its last chunk must agree with its
         // content-length first: nghttp2 finds a body shorter than declared
         // only after handing that chunk over (it then resets the stream).
-        let lastFrameWhole = lastFrameWhole && bodyMatchesContentLength()
+        let lastFrameWhole = lastFrameWhole && (declaredContentLength == nil || declaredContentLength == bodyReceived)
         switch exchange {
         case .grpc(let call): call.receiveData(data, lastFrameWhole: lastFrameWhole)
         case .plainUnary(let registered):
@@ -271,17 +271,15 @@ final class HTTP2Stream: @unchecked Sendable {
         }
     }
 
-    /// No `content-length`, or the one declared equals the body received.
-    private func bodyMatchesContentLength() -> Bool {
-        guard let contentLengthField else { return true }
-        return fields.withValue(contentLengthField) { value in
-            var declared = 0
-            for digit in value {
-                guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return false }
-                declared = declared &* 10 &+ Int(digit &- UInt8(ascii: "0"))
-            }
-            return !value.isEmpty && declared == bodyReceived
+    /// A non-negative decimal, or -1 (nothing else matches a body length).
+    private static func decimal(_ value: UnsafeRawBufferPointer) -> Int {
+        guard !value.isEmpty, value.count <= 18 else { return -1 }
+        var number = 0
+        for digit in value {
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return -1 }
+            number = number * 10 + Int(digit - UInt8(ascii: "0"))
         }
+        return number
     }
 
     /// The plain unary call's whole request is `data` (`request` its
