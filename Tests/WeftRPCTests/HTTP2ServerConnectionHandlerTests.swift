@@ -338,6 +338,9 @@ struct HTTP2ServerConnectionHandlerTests {
         return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
     }
 
+    /// A context-free method (answered in place when plain) and an inline one (always a call object).
+    static let unaryPaths = ["/test.Prepared/Check", "/grpc.health.v1.Health/Check"]
+
     #if DEBUG
     private func callsMade(_ h: Harness) throws -> Int {
         try h.channel.pipeline.syncOperations.handler(type: HTTP2ServerConnectionHandler.self).grpcCallsMade
@@ -380,52 +383,48 @@ struct HTTP2ServerConnectionHandlerTests {
         #endif
     }
 
-    @Test("two messages in the DATA frame that ends a unary call are INTERNAL even when a read ends between them")
-    func lastFrameSplitByReads() throws {
-        for path in ["/test.Prepared/Check", "/grpc.health.v1.Health/Check"] {
-            let h = try Harness()
-            let frame = NGHTTP2TestClient.grpcFrame(try checkRequest())
-            let id = h.client.request(NGHTTP2TestClient.grpcHeaders(path), body: frame + frame)
-            let bytes = h.client.output()
-            // The DATA frame comes last, so the first read ends with the
-            // first message: that chunk carries the frame's END_STREAM flag
-            // and looks like a whole request.
-            #expect(Array(bytes.suffix(2 * frame.count + 9).prefix(9)) == [0, 0, 10, 0, 1, 0, 0, 0, 1], "one DATA frame, END_STREAM, stream 1")
-            #expect(Array(bytes.suffix(2 * frame.count)) == frame + frame)
-            try h.channel.writeInbound(h.channel.allocator.buffer(bytes: bytes[..<(bytes.count - frame.count)]))
-            try h.exchange(clientBytes: Array(bytes[(bytes.count - frame.count)...]))
-            let r = try #require(h.client.responses[id], "\(path)")
-            #expect(r.grpcStatus == 13, "\(path)")
-            #if DEBUG
-            #expect(try callsMade(h) == 1, "\(path)")
-            #endif
-        }
+    @Test("two messages in the DATA frame that ends a unary call are INTERNAL even when a read ends between them", arguments: Self.unaryPaths)
+    func lastFrameSplitByReads(path: String) throws {
+        let h = try Harness()
+        let frame = NGHTTP2TestClient.grpcFrame(try checkRequest())
+        let id = h.client.request(NGHTTP2TestClient.grpcHeaders(path), body: frame + frame)
+        let bytes = h.client.output()
+        // The DATA frame comes last, so the first read ends with the
+        // first message: that chunk carries the frame's END_STREAM flag
+        // and looks like a whole request.
+        #expect(Array(bytes.suffix(2 * frame.count + 9).prefix(9)) == [0, 0, 10, 0, 1, 0, 0, 0, 1], "one DATA frame, END_STREAM, stream 1")
+        #expect(Array(bytes.suffix(2 * frame.count)) == frame + frame)
+        try h.channel.writeInbound(h.channel.allocator.buffer(bytes: bytes[..<(bytes.count - frame.count)]))
+        try h.exchange(clientBytes: Array(bytes[(bytes.count - frame.count)...]))
+        let r = try #require(h.client.responses[id], "\(path)")
+        #expect(r.grpcStatus == 13, "\(path)")
+        #if DEBUG
+        #expect(try callsMade(h) == 1, "\(path)")
+        #endif
     }
 
-    @Test("a body shorter than its content-length is reset, not answered, on both paths; a matching one is answered in place")
-    func contentLengthChecked() throws {
-        for path in ["/test.Prepared/Check", "/grpc.health.v1.Health/Check"] {
-            let h = try Harness()
-            let frame = NGHTTP2TestClient.grpcFrame(try checkRequest())
-            let short = h.client.request(
-                NGHTTP2TestClient.grpcHeaders(path, extra: [("content-length", "\(frame.count + 1)")]), body: frame)
-            let exact = h.client.request(
-                NGHTTP2TestClient.grpcHeaders(path, extra: [("content-length", "\(frame.count)")]), body: frame)
-            try h.exchange()
-            let r = try #require(h.client.responses[short], "\(path)")
-            #expect(r.resetCode == 1, "\(path): PROTOCOL_ERROR")
-            #expect(r.grpcStatus == nil, "\(path): no status for a malformed request")
-            #expect(h.client.responses[exact]?.grpcStatus == 0, "\(path)")
-            let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
-            let service = path.hasPrefix("/test") ? "test.Prepared" : "grpc.health.v1.Health"
-            let labels = #"grpc_type="unary",grpc_service="\#(service)",grpc_method="Check""#
-            #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"OK\"} 1\n"), "\(path)")
-            #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"Canceled\"} 1\n"), "\(path)")
-            #if DEBUG
-            // The Prepared call with the right length was answered in place.
-            #expect(try callsMade(h) == (path.hasPrefix("/test") ? 1 : 2), "\(path)")
-            #endif
-        }
+    @Test("a body shorter than its content-length is reset, not answered, on both paths; a matching one is answered in place", arguments: Self.unaryPaths)
+    func contentLengthChecked(path: String) throws {
+        let h = try Harness()
+        let frame = NGHTTP2TestClient.grpcFrame(try checkRequest())
+        let short = h.client.request(
+            NGHTTP2TestClient.grpcHeaders(path, extra: [("content-length", "\(frame.count + 1)")]), body: frame)
+        let exact = h.client.request(
+            NGHTTP2TestClient.grpcHeaders(path, extra: [("content-length", "\(frame.count)")]), body: frame)
+        try h.exchange()
+        let r = try #require(h.client.responses[short], "\(path)")
+        #expect(r.resetCode == 1, "\(path): PROTOCOL_ERROR")
+        #expect(r.grpcStatus == nil, "\(path): no status for a malformed request")
+        #expect(h.client.responses[exact]?.grpcStatus == 0, "\(path)")
+        let text = String(decoding: h.metrics.exposition(), as: UTF8.self)
+        let service = path.hasPrefix("/test") ? "test.Prepared" : "grpc.health.v1.Health"
+        let labels = #"grpc_type="unary",grpc_service="\#(service)",grpc_method="Check""#
+        #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"OK\"} 1\n"), "\(path)")
+        #expect(text.contains("grpc_server_handled_total{\(labels),grpc_code=\"Canceled\"} 1\n"), "\(path)")
+        #if DEBUG
+        // The Prepared call with the right length was answered in place.
+        #expect(try callsMade(h) == (path.hasPrefix("/test") ? 1 : 2), "\(path)")
+        #endif
     }
 
     @Test("a plain call whose message is split over DATA frames, or ends in an empty one, is answered by the full call")
