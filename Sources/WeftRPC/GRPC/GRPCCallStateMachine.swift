@@ -151,7 +151,7 @@ struct GRPCCallStateMachine {
             self.kind = kind
         }
         var accepted = Accepted(metadata: Metadata())
-        if let encoding = head.encoding, !bytesEqual(fields.value(encoding), HeaderName.identity) {
+        if let encoding = head.encoding, !fields.withValue(encoding, Self.namesNoCompression) {
             let name = fields.string(encoding)
             guard let algorithm = GRPCCompression.Algorithm(rawValue: name) else {
                 return .refuse(.protocolViolation(.unimplemented, "grpc-encoding \(name) is not supported"), log: true)
@@ -202,10 +202,13 @@ struct GRPCCallStateMachine {
         return value[prefix] == UInt8(ascii: ";") || bytesHavePrefix(UnsafeRawBufferPointer(rebasing: value[prefix...]), "+proto")
     }
 
+    /// A `grpc-encoding` of `identity`: no compression at all.
+    static func namesNoCompression(_ value: UnsafeRawBufferPointer) -> Bool { bytesEqual(value, "identity") }
+
     /// A head `receiveHead` accepts (for a found method) with nothing to
     /// carry: POST, a content-type it takes, within the header-list limit,
-    /// no compression (`grpc-encoding` absent or identity, which the
-    /// transport tells), no `grpc-timeout`, no metadata (so no trace
+    /// no compression (`grpc-encoding` absent or `namesNoCompression`,
+    /// which the transport tells), no `grpc-timeout`, no metadata (so no trace
     /// context either): empty metadata, no deadline, no compression in
     /// the `Accepted` it gets. The transport may answer such a call to a
     /// context-free method without a call object (`HTTP2Stream`'s plain

@@ -57,12 +57,11 @@ final class HTTP2Stream: @unchecked Sendable {
         /// it the event. (A health check's call object and what it carried
         /// were more than half of its retains and releases.)
         case plainUnary(RPCRouter.RegisteredMethod)
-        /// A plain unary call answered: only the stream's close follows.
-        case answered
         case grpc(GRPCServerCall)
         case rest(HTTP2RESTExchange)
-        /// The stream closed: the exchange was let go (it holds the stream
-        /// for its handler task, so holding it here too would be a cycle).
+        /// Nothing more to hand over: the stream closed (the exchange was
+        /// let go: it holds the stream for its handler task, so holding it
+        /// here too would be a cycle), or a plain unary call was answered.
         case closed
     }
     private var exchange = Exchange.head
@@ -201,15 +200,7 @@ final class HTTP2Stream: @unchecked Sendable {
                     if let registered { connection.lastMethod = registered }
                 }
             }
-            if let registered, registered.contextFreeFast != nil, registered.isSingleRequest,
-                fields.withValue(contentType, {
-                    GRPCCallStateMachine.isPlain(
-                        method: method, contentType: $0,
-                        hasEncoding: encodingField.map { !fields.withValue($0) { bytesEqual($0, "identity") } } ?? false,
-                        hasTimeout: timeoutField != nil, metadataFields: metadataFields, headersTooLarge: headersTooLarge)
-                }),
-                !environment.interceptors.applies(to: registered.access)
-            {
+            if let registered, answersInPlace(registered, contentType: contentType) {
                 // As `GRPCServerCall.start` begins an accepted call's (a plain
                 // head has no metadata, so no trace context).
                 let metrics = registered.metrics
@@ -224,6 +215,21 @@ final class HTTP2Stream: @unchecked Sendable {
             let rest = HTTP2RESTExchange(stream: self)
             exchange = .rest(rest)
             rest.start(headersTooLarge: headersTooLarge, contentType: contentType.map { fields.string($0) })
+        }
+    }
+
+    /// A call to `registered` with this head may be answered here
+    /// (`Exchange.plainUnary`): a context-free unary method, no interceptor
+    /// for it, and a head the state machine calls plain.
+    private func answersInPlace(_ registered: RPCRouter.RegisteredMethod, contentType: HeaderFields.Index) -> Bool {
+        guard registered.contextFreeFast != nil, registered.isSingleRequest,
+            !environment.interceptors.applies(to: registered.access)
+        else { return false }
+        let compressed = encodingField.map { !fields.withValue($0, GRPCCallStateMachine.namesNoCompression) } ?? false
+        return fields.withValue(contentType) {
+            GRPCCallStateMachine.isPlain(
+                method: method, contentType: $0, hasEncoding: compressed, hasTimeout: timeoutField != nil,
+                metadataFields: metadataFields, headersTooLarge: headersTooLarge)
         }
     }
 
@@ -267,7 +273,7 @@ final class HTTP2Stream: @unchecked Sendable {
                 startCall(registered).receiveData(data, lastFrameWhole: lastFrameWhole)
             }
         case .rest(let rest): rest.receiveData(data)
-        case .head, .answered, .closed: consume(data.count)
+        case .head, .closed: consume(data.count)
         }
     }
 
@@ -307,7 +313,7 @@ final class HTTP2Stream: @unchecked Sendable {
         connection.countSent(metrics, bytes: framed.count)
         submit(StaticHeaders.grpcResponse)
         appendBody(framed)
-        exchange = .answered
+        exchange = .closed
         let tallied = connection.tallyHandledOK(metrics)
         if var observation = plainObservation.take() {
             environment.observability.end(&observation, code: .ok, error: nil, path: self.path ?? "", countsOK: !tallied)
@@ -320,7 +326,7 @@ final class HTTP2Stream: @unchecked Sendable {
         case .grpc(let call): call.endOfRequest()
         case .plainUnary(let registered): startCall(registered).endOfRequest()
         case .rest(let rest): rest.endOfRequest()
-        case .head, .answered, .closed: break
+        case .head, .closed: break
         }
     }
 
@@ -350,7 +356,7 @@ final class HTTP2Stream: @unchecked Sendable {
         // Counted as the cancelled call it was (started, then cancelled).
         case .plainUnary(let registered): startCall(registered).streamClosed()
         case .rest(let rest): rest.streamClosed()
-        case .head, .answered, .closed: break
+        case .head, .closed: break
         }
         exchange = .closed
         if unconsumed > 0 {

@@ -147,16 +147,9 @@ func bytesHavePrefix(_ bytes: UnsafeRawBufferPointer, _ prefix: StaticString) ->
     return bytesEqual(UnsafeRawBufferPointer(rebasing: bytes[..<prefix.utf8CodeUnitCount]), prefix)
 }
 
-@inline(__always)
-func bytesHavePrefix(_ bytes: ArraySlice<UInt8>, _ prefix: [UInt8]) -> Bool {
-    guard bytes.count >= prefix.count else { return false }
-    return bytes.withUnsafeBytes { bytesEqual(UnsafeRawBufferPointer(rebasing: $0[..<prefix.count]), prefix) }
-}
-
 /// Header names compared as bytes.
 enum HeaderName {
     static let applicationGRPC = Array("application/grpc".utf8)
-    static let identity = Array("identity".utf8)
 
     /// Headers that belong to the protocol and never surface as metadata
     /// (the rule `Metadata.isReserved` applies to keys). On the bytes as
